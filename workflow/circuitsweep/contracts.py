@@ -1,0 +1,165 @@
+"""Data contracts: file names, tensor names and table columns, in one place.
+
+Every reader and writer of the workflow's files refers to the names defined
+here; the Snakemake rules build their paths with :class:`Paths`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# --- Head classes (DESIGN.md 3.1) ------------------------------------------
+
+#: Selectivity targets, in the order used for argmax ties and tensor columns.
+TARGETS: tuple[str, ...] = ("first", "induction", "duplicate", "previous", "self", "local")
+NO_CLASS = "none"
+CLASSES: tuple[str, ...] = (*TARGETS, NO_CLASS)
+#: The class of a BOS (attention-sink) head: "attends to position 0".
+BOS_CLASS = "first"
+INDUCTION_CLASS = "induction"
+
+# --- Reduced attention statistics (safetensors shard) ----------------------
+# Means over probe sequences (and, where stated, over query positions);
+# L = layers, H = heads, T = probe length.
+
+#: [L, H, len(TARGETS)] mean attention of the last query to each target.
+STAT_TARGET_MEAN = "induction.target_mean"
+#: [L, H] mean attention of the last query to the fixed baseline positions.
+STAT_BASELINE_MEAN = "induction.baseline_mean"
+#: [L, H, T] mean last-query attention row of the induction probe.
+STAT_LAST_ROW_MEAN = "induction.last_row_mean"
+#: [n_baseline] the fixed baseline key positions (int64).
+STAT_BASELINE_POSITIONS = "induction.baseline_positions"
+#: [L, H] repeated batch, second-half queries: attention to the token after
+#: the earlier occurrence, to the previous token, to the earlier occurrence.
+STAT_PREFIX_MATCHING = "repeated.prefix_matching"
+STAT_PREVIOUS_TOKEN = "repeated.previous_token"
+STAT_DUPLICATE_TOKEN = "repeated.duplicate_token"
+#: [T_r - 1] mean next-token loss (nats) per target position 1..T_r-1.
+STAT_LOSS_PER_POSITION = "repeated.loss_per_position"
+#: [L, H, T_s] random batch: mean attention to position 0 from each query.
+STAT_FIRST_ATTENTION = "random.first_attention"
+
+# --- Per-head score columns --------------------------------------------------
+
+KEY_COLUMNS: tuple[str, ...] = ("model", "revision", "step", "tokens", "layer", "head")
+SELECTIVITY_COLUMNS: tuple[str, ...] = tuple(f"sel_{t}" for t in TARGETS)
+HEAD_SCORE_COLUMNS: tuple[str, ...] = (
+    *SELECTIVITY_COLUMNS,
+    "baseline_attention",
+    "sink_alpha",
+    "prefix_matching",
+    "previous_token",
+    "duplicate_token",
+)
+#: Columns that classification adds to the head scores.
+CLASS_COLUMNS: tuple[str, ...] = ("class", "induction_member", "previous_member", "in_circuit", "sink")
+
+# --- Per-revision columns --------------------------------------------------
+
+REVISION_COLUMNS: tuple[str, ...] = (
+    "model",
+    "revision",
+    "step",
+    "tokens",
+    "n_layers",
+    "n_heads",
+    "loss_first_half",
+    "loss_second_half",
+    "in_context_loss_drop",
+    "first_token_policy",
+    "probe",
+    "dtype",
+)
+EMERGENCE_COLUMNS: tuple[str, ...] = (
+    "model",
+    "revision",
+    "step",
+    "tokens",
+    "n_heads_total",
+    "bos_fraction",
+    "sink_ratio",
+    "n_induction_heads",
+    "n_circuit_heads",
+    "in_context_loss_drop",
+    "early_screen_recall",
+    "bos_per_layer",
+    "induction_per_layer",
+    "duplicate_of",
+)
+MILESTONE_COLUMNS: tuple[str, ...] = (
+    "model",
+    "n_revisions",
+    "final_tokens",
+    "induction_onset_revision",
+    "induction_onset_tokens",
+    "bos_t50_revision",
+    "bos_t50_tokens",
+    "bos_to_induction_ratio",
+    "bos_shape",
+    "bos_largest_rise_share",
+    "bos_largest_rise_between",
+    "induction_shape",
+    "induction_largest_rise_share",
+    "final_circuit_size",
+    "early_screen_revision",
+    "early_screen_tokens",
+    "early_screen_token_share",
+    "layers_without_bos",
+    "final_bos_fraction",
+    "final_induction_heads",
+)
+
+# --- Metadata keys stored with every cache file ----------------------------
+
+META_KEY = "circuitsweep"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every file the workflow reads or writes, relative to the results root."""
+
+    root: Path = Path("results")
+
+    def toy_hub(self) -> Path:
+        return self.root / "toyhub"
+
+    def toy_published(self, model: str) -> Path:
+        return self.root / "toyhub" / "published" / f"{model}.json"
+
+    def snapshot(self, model: str, revision: str) -> Path:
+        return self.root / "snapshots" / model / revision
+
+    def head_stats(self, model: str, revision: str) -> Path:
+        return self.root / "cache" / model / revision / "heads.safetensors"
+
+    def head_scores(self, model: str, revision: str) -> Path:
+        return self.root / "cache" / model / revision / "heads.parquet"
+
+    def model_heads(self, model: str) -> Path:
+        return self.root / "classes" / model / "heads.parquet"
+
+    def model_revisions(self, model: str) -> Path:
+        return self.root / "classes" / model / "revisions.parquet"
+
+    def heads_table(self) -> Path:
+        return self.root / "tables" / "heads.parquet"
+
+    def emergence_table(self, suffix: str = "parquet") -> Path:
+        return self.root / "tables" / f"emergence.{suffix}"
+
+    def milestones_table(self, suffix: str = "csv") -> Path:
+        return self.root / "tables" / f"milestones.{suffix}"
+
+    def emergence_plot(self) -> Path:
+        return self.root / "plots" / "emergence.png"
+
+    def heatmap_plot(self, model: str) -> Path:
+        return self.root / "plots" / f"heatmap_{model}.png"
+
+    def log(self, name: str) -> Path:
+        return self.root / "logs" / f"{name}.log"
+
+    def benchmark(self, name: str) -> Path:
+        return self.root / "benchmarks" / f"{name}.tsv"

@@ -1,0 +1,26 @@
+"""Errors that describe a user-fixable problem: the CLI prints them without a traceback."""
+
+from __future__ import annotations
+
+
+class CircuitsweepError(Exception):
+    """Base of every error whose message alone tells the user what to fix."""
+
+
+class ConfigError(CircuitsweepError, ValueError):
+    """A configuration problem, with the path of the offending key."""
+
+
+class CacheError(CircuitsweepError, RuntimeError):
+    """A cache file that is missing, truncated, corrupt or from another run."""
+
+
+class SnapshotError(CircuitsweepError, RuntimeError):
+    """A snapshot that cannot be fetched, verified or loaded as the configured model."""
+
+
+class DataError(CircuitsweepError, ValueError):
+    """Measured data that would give silently wrong results (NaN, empty, inconsistent)."""
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (CircuitsweepError,)
