@@ -1,0 +1,132 @@
+"""Observers that reduce each layer's attention to the statistics of DESIGN.md 3.
+
+Each observer accumulates float64 sums over the sequences of a probe (one
+forward pass per batch) and returns means with :meth:`result`. Only the query
+rows a statistic needs are ever turned into probabilities.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from circuitsweep import contracts as C
+from circuitsweep.attention_hook import ScoreRows
+from circuitsweep.probes import LOCAL_OFFSETS
+
+#: Query rows per probability chunk: bounds the transient ``[B, H, rows, T]``.
+ROW_CHUNK = 64
+
+
+class _Accumulator:
+    """Float64 sums of per-layer tensors plus the number of sequences summed."""
+
+    def __init__(self, n_layers: int) -> None:
+        self.n_layers = n_layers
+        self.sums: dict[str, list[torch.Tensor | None]] = {}
+        self.count = 0
+
+    def add(self, name: str, layer: int, value: torch.Tensor) -> None:
+        slots = self.sums.setdefault(name, [None] * self.n_layers)
+        value = value.detach().double()
+        slots[layer] = value if slots[layer] is None else slots[layer] + value
+
+    def means(self) -> dict[str, torch.Tensor]:
+        if self.count == 0:
+            raise RuntimeError("no probe sequences were observed")
+        out = {}
+        for name, slots in self.sums.items():
+            missing = [i for i, s in enumerate(slots) if s is None]
+            if missing:
+                raise RuntimeError(f"statistic {name} was not observed in layers {missing}")
+            out[name] = (torch.stack(slots) / self.count).float().cpu()
+        return out
+
+
+class InductionObserver:
+    """Last-query attention on the induction probe: targets, baseline and row.
+
+    Per sequence, the query q = T - 1 (the second A) attends to
+    first = 0, induction = p + 1, duplicate = p, previous = q - 1, self = q
+    and local = mean(q - 2 .. q - 5); baseline = mean over fixed positions.
+    """
+
+    def __init__(self, n_layers: int, baseline: torch.Tensor) -> None:
+        self.acc = _Accumulator(n_layers)
+        self.baseline = baseline
+        self.first_a: torch.Tensor | None = None
+
+    def start_batch(self, first_a: torch.Tensor) -> None:
+        """Set the batch's first-A positions ``[B]`` before its forward pass."""
+        self.first_a = first_a
+        self.acc.count += len(first_a)
+
+    def observe(self, layer: int, scores: ScoreRows) -> None:
+        q = scores.seq_len - 1
+        row = scores.probs(torch.tensor([q]))[:, :, 0]  # [B, H, T]
+        p = self.first_a.to(row.device)[:, None, None].expand(-1, row.shape[1], 1)
+        local = torch.tensor([q - k for k in LOCAL_OFFSETS], device=row.device)
+        by_target = {
+            "first": row[..., 0],
+            "induction": row.gather(-1, p + 1)[..., 0],
+            "duplicate": row.gather(-1, p)[..., 0],
+            "previous": row[..., q - 1],
+            "self": row[..., q],
+            "local": row[..., local].mean(-1),
+        }
+        targets = torch.stack([by_target[t] for t in C.TARGETS], dim=-1)  # [B, H, 6]
+        self.acc.add(C.STAT_TARGET_MEAN, layer, targets.sum(0))
+        self.acc.add(C.STAT_BASELINE_MEAN, layer, row[..., self.baseline.to(row.device)].mean(-1).sum(0))
+        self.acc.add(C.STAT_LAST_ROW_MEAN, layer, row.sum(0))
+
+    def result(self) -> dict[str, torch.Tensor]:
+        out = self.acc.means()
+        out[C.STAT_BASELINE_POSITIONS] = self.baseline.clone()
+        return out
+
+
+class RepeatedObserver:
+    """Prefix-matching, previous- and duplicate-token attention on ``[R, R]``.
+
+    Queries i in T/2 + 1 .. T - 1 (their token repeats the one at i - T/2):
+    prefix matching = attention to i - T/2 + 1, the token after the earlier
+    occurrence; duplicate = to i - T/2; previous = to i - 1 (Olsson et al.).
+    """
+
+    def __init__(self, n_layers: int) -> None:
+        self.acc = _Accumulator(n_layers)
+
+    def start_batch(self, batch_size: int) -> None:
+        self.acc.count += batch_size
+
+    def observe(self, layer: int, scores: ScoreRows) -> None:
+        half = scores.seq_len // 2
+        queries = torch.arange(half + 1, scores.seq_len)
+        sums = {C.STAT_PREFIX_MATCHING: 0.0, C.STAT_DUPLICATE_TOKEN: 0.0, C.STAT_PREVIOUS_TOKEN: 0.0}
+        for chunk in queries.split(ROW_CHUNK):
+            probs = scores.probs(chunk)  # [B, H, c, T]
+            rows = chunk.to(probs.device)[None, None, :, None].expand(*probs.shape[:3], 1)
+            sums[C.STAT_PREFIX_MATCHING] += probs.gather(-1, rows - half + 1)[..., 0].sum(-1)
+            sums[C.STAT_DUPLICATE_TOKEN] += probs.gather(-1, rows - half)[..., 0].sum(-1)
+            sums[C.STAT_PREVIOUS_TOKEN] += probs.gather(-1, rows - 1)[..., 0].sum(-1)
+        for name, total in sums.items():
+            self.acc.add(name, layer, total.sum(0) / len(queries))
+
+    def result(self) -> dict[str, torch.Tensor]:
+        return self.acc.means()
+
+
+class SinkObserver:
+    """Attention to position 0 from every query of the random batch (Gu et al.)."""
+
+    def __init__(self, n_layers: int) -> None:
+        self.acc = _Accumulator(n_layers)
+
+    def start_batch(self, batch_size: int) -> None:
+        self.acc.count += batch_size
+
+    def observe(self, layer: int, scores: ScoreRows) -> None:
+        parts = [scores.probs(chunk)[..., 0] for chunk in torch.arange(scores.seq_len).split(ROW_CHUNK)]
+        self.acc.add(C.STAT_FIRST_ATTENTION, layer, torch.cat(parts, dim=-1).sum(0))  # [H, T]
+
+    def result(self) -> dict[str, torch.Tensor]:
+        return self.acc.means()

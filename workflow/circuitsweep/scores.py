@@ -1,0 +1,86 @@
+"""Per-head scores from the reduced statistics (DESIGN.md 3), without the model.
+
+Everything here is a pure function of the cached tensors, so scores can be
+recomputed, and heads reclassified, from the cache alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import polars as pl
+import torch
+
+from circuitsweep import contracts as C
+from circuitsweep.errors import DataError
+
+#: Floor of the selectivity baseline (a ratio of means).
+BASELINE_FLOOR = 1e-8
+
+
+def selectivity(stats: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Selectivity of every head for every target, ``[L, H, len(TARGETS)]``.
+
+    Mean attention to the target over sequences divided by the mean attention
+    to the baseline positions over sequences and positions.
+    """
+    baseline = stats[C.STAT_BASELINE_MEAN].clamp_min(BASELINE_FLOOR)
+    return stats[C.STAT_TARGET_MEAN] / baseline[..., None]
+
+
+def sink_alpha(stats: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Mean attention to position 0 over queries 1 .. T-1 of the random batch, ``[L, H]``.
+
+    Query 0 is left out: it can attend only to itself.
+    """
+    return stats[C.STAT_FIRST_ATTENTION][..., 1:].mean(-1)
+
+
+def loss_halves(stats: Mapping[str, torch.Tensor]) -> tuple[float, float]:
+    """Mean loss on the first and the second half of the repeated batch (nats).
+
+    Targets 1 .. T/2 - 1 form the first half and T/2 + 1 .. T - 1 the second;
+    target T/2 (the first repeated token, after a possibly replaced position 0)
+    is in neither.
+    """
+    per_position = stats[C.STAT_LOSS_PER_POSITION].double()  # index i predicts token i + 1
+    half = (len(per_position) + 1) // 2
+    return float(per_position[: half - 1].mean()), float(per_position[half:].mean())
+
+
+def in_context_loss_drop(stats: Mapping[str, torch.Tensor]) -> float:
+    """Second-half minus first-half loss: negative when the context is used."""
+    first, second = loss_halves(stats)
+    return second - first
+
+
+def head_scores(stats: Mapping[str, torch.Tensor]) -> pl.DataFrame:
+    """One row per head: layer, head and every column of ``HEAD_SCORE_COLUMNS``."""
+    sel = selectivity(stats)
+    n_layers, n_heads, _ = sel.shape
+    columns: dict[str, torch.Tensor] = {f"sel_{t}": sel[..., i] for i, t in enumerate(C.TARGETS)}
+    columns["baseline_attention"] = stats[C.STAT_BASELINE_MEAN]
+    columns["sink_alpha"] = sink_alpha(stats)
+    columns["prefix_matching"] = stats[C.STAT_PREFIX_MATCHING]
+    columns["previous_token"] = stats[C.STAT_PREVIOUS_TOKEN]
+    columns["duplicate_token"] = stats[C.STAT_DUPLICATE_TOKEN]
+    layer, head = np.meshgrid(np.arange(n_layers), np.arange(n_heads), indexing="ij")
+    frame = {"layer": layer.ravel().astype(np.int32), "head": head.ravel().astype(np.int32)}
+    frame.update({name: columns[name].double().numpy().ravel() for name in C.HEAD_SCORE_COLUMNS})
+    return pl.DataFrame(frame)
+
+
+def check_finite(stats: Mapping[str, torch.Tensor], where: str) -> None:
+    """Refuse NaN or infinite statistics, naming the tensor and the first bad index."""
+    for name, tensor in stats.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            bad = torch.nonzero(~torch.isfinite(tensor))[0].tolist()
+            value = tensor[tuple(bad)].item()
+            raise DataError(
+                f"{where}: statistic {name} is {value} at index {bad}; refusing to score non-finite attention"
+            )
+    for value, name in zip(loss_halves(stats), ("first", "second"), strict=True):
+        if not math.isfinite(value):
+            raise DataError(f"{where}: the {name}-half loss is {value}")
