@@ -1,0 +1,60 @@
+"""Head classes from head scores and thresholds (DESIGN.md 3).
+
+A head takes the class of its most selective target when that selectivity
+reaches ``class_selectivity``, else ``none``. Induction-circuit membership:
+induction selectivity >= ``induction_circuit`` or previous-token selectivity
+>= ``previous_circuit``. A sink head has ``sink_alpha`` above ``sink_alpha``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from circuitsweep import contracts as C
+from circuitsweep.errors import DataError
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Thresholds of DESIGN.md 3-4, as resolved from the config."""
+
+    class_selectivity: float
+    induction_circuit: float
+    previous_circuit: float
+    sink_alpha: float
+    induction_onset_heads: int
+    bos_fraction_milestone: float
+    early_screen_recall: float
+    phase_transition_share: float
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Thresholds:
+        return cls(**values)
+
+
+def classify_heads(scores: pl.DataFrame, thresholds: Thresholds) -> pl.DataFrame:
+    """Add ``CLASS_COLUMNS`` to a frame of head scores; NaN scores are an error."""
+    selectivity = scores.select(C.SELECTIVITY_COLUMNS)
+    bad = scores.filter(pl.any_horizontal([pl.col(c).is_nan() | pl.col(c).is_null() for c in C.SELECTIVITY_COLUMNS]))
+    if bad.height:
+        first = bad.row(0, named=True)
+        where = ", ".join(f"{k}={first[k]}" for k in C.KEY_COLUMNS if k in first)
+        raise DataError(f"{bad.height} heads have NaN selectivity (first: {where}); refusing to classify")
+    best = selectivity.to_numpy().argmax(axis=1)
+    best_value = selectivity.max_horizontal()
+    best_target = pl.Series("best", [C.TARGETS[i] for i in best], dtype=pl.String)
+    induction_member = pl.col("sel_induction") >= thresholds.induction_circuit
+    previous_member = pl.col("sel_previous") >= thresholds.previous_circuit
+    return scores.with_columns(
+        pl.when(best_value >= thresholds.class_selectivity)
+        .then(best_target)
+        .otherwise(pl.lit(C.NO_CLASS))
+        .alias("class"),
+        induction_member.alias("induction_member"),
+        previous_member.alias("previous_member"),
+        (induction_member | previous_member).alias("in_circuit"),
+        (pl.col("sink_alpha") > thresholds.sink_alpha).alias("sink"),
+    )
