@@ -1,0 +1,385 @@
+"""Hub side: discovery, download, retries, verification and fingerprints, against the loopback Hub."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import httpx2
+import pytest
+from circuitsweep import hub
+from circuitsweep.hubfolder import publish_revision
+from circuitsweep.revisions import Revision, read_manifest
+from hubserver import HubServer
+from huggingface_hub import constants
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RevisionNotFoundError
+from huggingface_hub.utils import close_session
+
+REPO = "toy-org/toy-model"
+BRANCHES = ["step0-tokens0M", "step1-tokens4M", "step2-tokens8M", "step4-tokens16M"]
+FAST = {"retries": 4, "backoff": 0.01}
+
+
+@pytest.fixture(autouse=True)
+def hf_env(tmp_path, monkeypatch):
+    """Keep huggingface_hub in tmp dirs, on plain HTTP (no Xet, no shared blobs), online."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    for name in ("HF_TOKEN", "HF_HUB_OFFLINE", "HF_HUB_ENABLE_HF_TRANSFER", "HF_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_SHARED_BLOBS", True)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_PROGRESS_BARS", True)
+    yield
+    close_session()
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> dict[str, dict[str, Path]]:
+    """Per branch: repository file name -> source file. step0 and step1 share their weights."""
+    base = tmp_path_factory.mktemp("sources")
+    rng = random.Random(0)
+    weights = {b: _write(base / b / "model.safetensors", rng.randbytes(300_000)) for b in BRANCHES}
+    weights["step1-tokens4M"] = weights["step0-tokens0M"]
+    out: dict[str, dict[str, Path]] = {}
+    for branch in BRANCHES:
+        files = {
+            "config.json": _write(base / branch / "config.json", json.dumps({"branch": branch}).encode()),
+            "tokenizer.json": _write(base / "tokenizer.json", b'{"model": "toy"}'),
+            "model.safetensors": weights[branch],
+            "optimizer.pt": _write(base / branch / "optimizer.pt", rng.randbytes(50_000)),
+        }
+        if branch == "step4-tokens16M":
+            files["pytorch_model.bin"] = _write(base / branch / "pytorch_model.bin", rng.randbytes(100_000))
+        out[branch] = files
+    out["main"] = out["step4-tokens16M"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def hub_root(tmp_path_factory, sources) -> Path:
+    """A hubfolder with the toy repository's branches (main = step4)."""
+    root = tmp_path_factory.mktemp("hub")
+    for branch, files in sources.items():
+        publish_revision(root, REPO, branch, files)
+    return root
+
+
+@pytest.fixture(scope="module")
+def running_server(hub_root):
+    with HubServer(hub_root) as server:
+        yield server
+
+
+@pytest.fixture
+def server(running_server):
+    """The module's server with no pending faults and an empty request log."""
+    running_server.clear_faults()
+    running_server.log.clear()
+    yield running_server
+    assert running_server.errors == []
+
+
+def _fetch(server: HubServer, cache: Path, revision: str = "step2-tokens8M", **kwargs) -> hub.Snapshot:
+    return hub.fetch_verified(REPO, revision, cache, endpoint=server.endpoint, **{**FAST, **kwargs})
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _expected(sources, revision: str, names=("config.json", "model.safetensors", "tokenizer.json")) -> dict[str, str]:
+    return {name: _sha(sources[revision][name]) for name in names}
+
+
+# -- discovery -------------------------------------------------------------------
+
+
+def test_list_revisions_gives_steps_tokens_and_commits(server, hub_root) -> None:
+    """Discovery lists checkpoint branches with steps and tokens from their names, commits from the refs."""
+    revisions = hub.list_revisions(REPO, endpoint=server.endpoint)
+    assert revisions == [
+        Revision("step0-tokens0M", 0, 0),
+        Revision("step1-tokens4M", 1, 4_000_000),
+        Revision("step2-tokens8M", 2, 8_000_000),
+        Revision("step4-tokens16M", 4, 16_000_000),
+    ]
+    refs = hub_root / "models--toy-org--toy-model" / "refs"
+    assert all(r.commit == (refs / r.name).read_text() for r in revisions)
+    with_main = hub.list_revisions(REPO, endpoint=server.endpoint, aliases={"main": (4, 16_000_000)})
+    assert Revision("main", 4, 16_000_000) in with_main and len(with_main) == 5
+
+
+def test_refresh_manifest_writes_the_full_branch_list(server, tmp_path) -> None:
+    """refresh_manifest rebuilds a complete (non-partial) manifest with commits from the Hub."""
+    path = tmp_path / "toy.json"
+    written = hub.refresh_manifest(REPO, path, endpoint=server.endpoint)
+    back = read_manifest(path)
+    assert not back.partial and back.names() == BRANCHES == written.names()
+    assert all(len(r.commit or "") == 40 for r in back.revisions)
+
+
+def test_hf_endpoint_environment_variable_is_respected(running_server) -> None:
+    """With HF_ENDPOINT set (read by huggingface_hub at import), no endpoint argument is needed."""
+    code = f"from circuitsweep.hub import list_revisions; print([r.name for r in list_revisions({REPO!r})])"
+    env = dict(os.environ, HF_ENDPOINT=running_server.endpoint, HF_HUB_DISABLE_XET="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == repr(BRANCHES)
+
+
+# -- download and verification ---------------------------------------------------
+
+
+def test_fetch_downloads_needed_files_and_records_hashes(server, sources, tmp_path) -> None:
+    """A fetch takes config, tokenizer and weights (not optimizer state), verifies them and records sha256s."""
+    record = tmp_path / "record.json"
+    path = hub.fetch_snapshot(
+        REPO, "step2-tokens8M", tmp_path / "cache", endpoint=server.endpoint, record=record, **FAST
+    )
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    assert server.count(filename="optimizer.pt") == 0
+    snapshot = hub.read_record(record)
+    assert snapshot.file_hashes == _expected(sources, "step2-tokens8M")
+    assert snapshot.commit == path.name and snapshot.revision == "step2-tokens8M" and snapshot.path == path
+    ref = tmp_path / "cache" / "models--toy-org--toy-model" / "refs" / "step2-tokens8M"
+    assert ref.read_text() == path.name
+
+
+def test_safetensors_preferred_over_pickles(server, tmp_path) -> None:
+    """When a revision has safetensors, its pytorch_model.bin is not downloaded unless asked for."""
+    snap = _fetch(server, tmp_path / "a", "step4-tokens16M")
+    assert "pytorch_model.bin" not in snap.file_hashes and "model.safetensors" in snap.file_hashes
+    both = _fetch(server, tmp_path / "b", "step4-tokens16M", prefer_safetensors=False)
+    assert {"pytorch_model.bin", "model.safetensors"} <= set(both.file_hashes)
+
+
+def test_connection_dropped_mid_file_is_survived(server, sources, tmp_path, monkeypatch) -> None:
+    """A weight download cut mid-body is resumed (Range) and ends with the same bytes as a clean run."""
+    clean = _fetch(server, tmp_path / "clean")
+    server.log.clear()
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 16 * 1024)  # so bytes before the cut reach the disk
+    server.drop("model.safetensors", times=1, after_bytes=100_000)
+    snap = _fetch(server, tmp_path / "dropped")
+    assert server.count("cdn", status=0) == 1  # one body was really cut
+    resumed = [r for r in server.log if r.route == "cdn" and r.status == 206]
+    assert len(resumed) == 1 and resumed[0].range.startswith("bytes=") and resumed[0].range != "bytes=0-"
+    assert snap.file_hashes == clean.file_hashes == _expected(sources, "step2-tokens8M")
+    assert (snap.path / "model.safetensors").read_bytes() == sources["step2-tokens8M"]["model.safetensors"].read_bytes()
+
+
+@pytest.mark.parametrize(("route", "status", "times"), [("info", 503, 2), ("download", 500, 1), ("info", 429, 1)])
+def test_transient_http_errors_are_retried(server, sources, tmp_path, route, status, times) -> None:
+    """5xx and 429 replies (on the revision info or on a file body) are retried with backoff."""
+    server.fail(route, filename="model.safetensors" if route == "download" else None, status=status, times=times)
+    snap = _fetch(server, tmp_path / "cache")
+    assert server.count(status=status) == times
+    assert snap.file_hashes == _expected(sources, "step2-tokens8M")
+
+
+def test_retries_are_bounded(server, tmp_path) -> None:
+    """A Hub that keeps failing makes the fetch fail after `retries` retries, not hang."""
+    server.fail("info", status=503, times=-1)
+    with pytest.raises(Exception) as info:
+        _fetch(server, tmp_path / "cache", retries=2)
+    assert hub.is_transient(info.value)
+    assert server.count("info") == 3
+
+
+def test_corrupted_file_is_fetched_again_once(server, sources, tmp_path) -> None:
+    """A file whose bytes do not match the Hub's sha256 is deleted and downloaded once more."""
+    server.corrupt("model.safetensors", times=1)
+    snap = _fetch(server, tmp_path / "cache")
+    assert snap.file_hashes == _expected(sources, "step2-tokens8M")
+    assert server.count("cdn", filename="model.safetensors") == 2
+
+
+def test_persistently_corrupted_file_fails_naming_file_and_hashes(server, sources, tmp_path) -> None:
+    """If the bytes stay wrong, the error names the file, the expected and the actual sha256."""
+    server.corrupt("model.safetensors", times=-1)
+    with pytest.raises(hub.VerificationError) as info:
+        _fetch(server, tmp_path / "cache")
+    message = str(info.value)
+    expected = _sha(sources["step2-tokens8M"]["model.safetensors"])
+    assert "model.safetensors" in message and expected in message and "step2-tokens8M" in message
+    actual = message.split("got ")[1].split(";")[0].strip()
+    assert len(actual) == 64 and actual != expected
+    assert not list((tmp_path / "cache").rglob("snapshots/*/model.safetensors"))  # the bad file is not kept
+
+
+def test_corrupted_regular_file_is_caught_by_git_blob_id(server, tmp_path) -> None:
+    """Small non-LFS files (config.json) are checked against their git blob sha1."""
+    server.corrupt("config.json", times=-1)
+    with pytest.raises(hub.VerificationError, match="config.json: git-sha1"):
+        _fetch(server, tmp_path / "cache")
+
+
+def test_truncated_cached_file_is_detected_and_replaced(server, sources, tmp_path) -> None:
+    """A cached weight file truncated after download is found by its size and fetched again."""
+    snap = _fetch(server, tmp_path / "cache")
+    blob = (snap.path / "model.safetensors").resolve()
+    blob.write_bytes(blob.read_bytes()[:1000])
+    again = _fetch(server, tmp_path / "cache")
+    assert again.file_hashes == _expected(sources, "step2-tokens8M")
+    assert server.count("cdn", filename="model.safetensors") == 2
+
+
+def test_unknown_revision_names_repo_and_revision(server, tmp_path) -> None:
+    """An unknown branch fails at once with UnknownRevisionError naming the repository and the revision."""
+    with pytest.raises(hub.UnknownRevisionError, match=r"'step3-tokens12M'.*'toy-org/toy-model'") as info:
+        _fetch(server, tmp_path / "cache", "step3-tokens12M")
+    assert isinstance(info.value.__cause__, RevisionNotFoundError)
+    assert server.count("info") == 1  # not retried
+
+
+def test_unknown_repository_names_it(server, tmp_path) -> None:
+    """An unknown repository fails at once with UnknownRepoError (not a revision error) naming it."""
+    with pytest.raises(hub.UnknownRepoError, match="'toy-org/missing'"):
+        hub.fetch_verified("toy-org/missing", "step1-tokens4M", tmp_path / "cache", endpoint=server.endpoint, **FAST)
+    with pytest.raises(hub.UnknownRepoError, match="'toy-org/missing'"):
+        hub.list_revisions("toy-org/missing", endpoint=server.endpoint)
+    assert server.count("info") == 1 and server.count("refs") == 1
+
+
+def test_unauthorized_is_not_retried(server, tmp_path) -> None:
+    """A 401 (private repository, no or bad token) fails at once and is never retried."""
+    server.fail("info", status=401, times=-1)
+    with pytest.raises(hub.HubError, match="'toy-org/toy-model'"):
+        _fetch(server, tmp_path / "cache")
+    assert server.count("info") == 1
+
+
+def test_hf_token_is_sent_to_the_hub_but_not_to_the_cdn(server, tmp_path, monkeypatch) -> None:
+    """HF_TOKEN authenticates Hub requests; it is not forwarded to the CDN origin."""
+    monkeypatch.setenv("HF_TOKEN", "hf_loopback_test")
+    _fetch(server, tmp_path / "cache")
+    hub_requests = [r for r in server.log if r.route != "cdn"]
+    cdn_requests = [r for r in server.log if r.route == "cdn"]
+    assert hub_requests and all(r.authorization == "Bearer hf_loopback_test" for r in hub_requests)
+    assert cdn_requests and all(r.authorization is None for r in cdn_requests)
+
+
+def test_identical_weights_share_a_fingerprint(server, tmp_path) -> None:
+    """Two branches serving the same weight bytes (step0 == step1) get the same fingerprint; others differ."""
+    snaps = {b: _fetch(server, tmp_path / "cache", b) for b in ("step0-tokens0M", "step1-tokens4M", "step2-tokens8M")}
+    assert snaps["step0-tokens0M"].commit != snaps["step1-tokens4M"].commit  # configs differ
+    assert snaps["step0-tokens0M"].fingerprint == snaps["step1-tokens4M"].fingerprint
+    assert snaps["step0-tokens0M"].fingerprint != snaps["step2-tokens8M"].fingerprint
+    assert hub.weights_fingerprint({"model.safetensors": "a", "config.json": "b"}) == hub.weights_fingerprint(
+        {"model.safetensors": "a", "config.json": "c"}
+    )
+
+
+# -- offline sources -------------------------------------------------------------
+
+
+def test_local_hubfolder_is_verified_by_blob_names(hub_root, sources, tmp_path) -> None:
+    """local_files_only reads a hubfolder directly and checks every file against its sha256 blob name."""
+    snap = hub.fetch_verified(REPO, "step2-tokens8M", hub_root, local_files_only=True)
+    assert snap.source == "local" and snap.file_hashes == _expected(sources, "step2-tokens8M")
+    copy = tmp_path / "hub"
+    shutil.copytree(hub_root, copy, symlinks=True)
+    blob = copy / "models--toy-org--toy-model" / "blobs" / snap.file_hashes["model.safetensors"]
+    blob.write_bytes(b"x" + blob.read_bytes()[1:])
+    with pytest.raises(hub.VerificationError, match="model.safetensors: sha256"):
+        hub.fetch_verified(REPO, "step2-tokens8M", copy, local_files_only=True)
+
+
+def test_local_unknown_repo_and_revision(hub_root) -> None:
+    """Offline, an unknown repository and an unknown revision are told apart and named."""
+    with pytest.raises(hub.UnknownRepoError, match="'toy-org/missing'"):
+        hub.fetch_verified("toy-org/missing", "main", hub_root, local_files_only=True)
+    with pytest.raises(hub.UnknownRevisionError, match=r"'step9-tokens1M'.*'toy-org/toy-model'"):
+        hub.fetch_verified(REPO, "step9-tokens1M", hub_root, local_files_only=True)
+
+
+def test_offline_rerun_uses_the_downloaded_cache(server, sources, tmp_path, monkeypatch) -> None:
+    """After one online fetch, HF_HUB_OFFLINE=1 finds the branch in the cache (git-sha1 and sha256 blobs)."""
+    online = _fetch(server, tmp_path / "cache")
+    server.log.clear()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    offline = hub.fetch_verified(REPO, "step2-tokens8M", tmp_path / "cache", endpoint=server.endpoint)
+    assert offline.source == "local" and offline.file_hashes == online.file_hashes
+    assert server.count() == 0
+
+
+# -- pieces ----------------------------------------------------------------------
+
+
+def test_transient_error_classification() -> None:
+    """Connection errors, 5xx and 429 are transient; 404/401 and offline mode are not."""
+    request = httpx2.Request("GET", "http://127.0.0.1/x")
+
+    def http_error(status: int) -> HfHubHTTPError:
+        return HfHubHTTPError("boom", response=httpx2.Response(status, request=request))
+
+    assert hub.is_transient(httpx2.ConnectError("refused"))
+    assert hub.is_transient(httpx2.RemoteProtocolError("cut"))
+    assert hub.is_transient(http_error(502)) and hub.is_transient(http_error(429))
+    assert not hub.is_transient(http_error(404)) and not hub.is_transient(http_error(401))
+    wrapped = LocalEntryNotFoundError("no cache")
+    wrapped.__cause__ = http_error(503)
+    assert hub.is_transient(wrapped)
+    assert not hub.is_transient(LocalEntryNotFoundError("local_files_only"))
+
+
+def test_choose_files_filters_junk() -> None:
+    """Default patterns keep config/tokenizer/weights and drop optimizer, training args and subfolders."""
+    names = [
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+        "merges.txt",
+        "optimizer.pt",
+        "training_args.bin",
+        "trainer_state.json",
+        "onnx/model.onnx",
+        "pytorch_model.bin",
+        "README.md",
+        ".gitattributes",
+        "special_tokens_map.json",
+    ]
+    assert hub.choose_files(names) == [
+        "config.json",
+        "merges.txt",
+        "model-00001-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "special_tokens_map.json",
+        "tokenizer.json",
+    ]
+    assert "pytorch_model.bin" in hub.choose_files(names, prefer_safetensors=False)
+
+
+def test_server_serves_ranges_and_lfs_redirects(server, sources) -> None:
+    """The loopback Hub honours Range requests and sends LFS files through a CDN redirect with their sha256."""
+    data = sources["step2-tokens8M"]["model.safetensors"].read_bytes()
+    url = f"{server.endpoint}/{REPO}/resolve/step2-tokens8M/model.safetensors"
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as info:
+        opener.open(urllib.request.Request(url, method="HEAD"))
+    headers = info.value.headers
+    assert info.value.code == 302 and headers["X-Linked-Etag"] == f'"{hashlib.sha256(data).hexdigest()}"'
+    assert int(headers["X-Linked-Size"]) == len(data) and headers["Location"].startswith(server.cdn_endpoint)
+    request = urllib.request.Request(headers["Location"], headers={"Range": "bytes=1000-1999"})
+    with urllib.request.urlopen(request) as reply:
+        assert reply.status == 206 and reply.read() == data[1000:2000]
+        assert reply.headers["Content-Range"] == f"bytes 1000-1999/{len(data)}"

@@ -1,0 +1,250 @@
+"""Revisions: branch-name parsing, selection rules and manifests (pure, offline)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from circuitsweep import revisions as R
+from circuitsweep.revisions import Manifest, Revision
+
+DESIGN_PYTHIA = [
+    "step1",
+    "step4",
+    "step16",
+    "step64",
+    "step256",
+    "step512",
+    "step3000",
+    "step10000",
+    "step38000",
+    "step143000",
+]
+DESIGN_OLMO = [
+    "step1000-tokens2B",
+    "step2000-tokens4B",
+    "step5000-tokens10B",
+    "step11000-tokens23B",
+    "step25000-tokens52B",
+    "step56000-tokens117B",
+    "step126000-tokens264B",
+    "step285000-tokens597B",
+    "step644000-tokens1350B",
+    "step1454000-tokens3048B",
+]
+DESIGN_OLMOE = [
+    "step5000-tokens20B",
+    "step10000-tokens41B",
+    "step25000-tokens104B",
+    "step50000-tokens209B",
+    "step100000-tokens419B",
+    "step200000-tokens838B",
+    "step400000-tokens1677B",
+    "step600000-tokens2516B",
+    "step800000-tokens3355B",
+    "step1220000-tokens5117B",
+]
+
+
+def _revs(n: int) -> list[Revision]:
+    return [Revision(f"step{s}", s, s * 10) for s in range(n)]
+
+
+# -- parsing ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "step", "tokens"),
+    [
+        ("step1000-tokens2B", 1000, 2_000_000_000),
+        ("step1-tokens4M", 1, 4_000_000),
+        ("step3-tokens1638K", 3, 1_638_000),
+        ("step1220000-tokens5117B", 1_220_000, 5_117_000_000_000),
+        ("step9-tokens2T", 9, 2_000_000_000_000),
+        ("step7-tokens2.5B", 7, 2_500_000_000),
+        ("step0-tokens0B", 0, 0),
+    ],
+)
+def test_tokens_are_read_from_the_name(name: str, step: int, tokens: int) -> None:
+    """stepN-tokensX<unit> names give the step and the tokens written in the name, never step x batch."""
+    revision = R.parse_branch(name, tokens_per_step=999)
+    assert (revision.name, revision.step, revision.tokens) == (name, step, tokens)
+
+
+def test_plain_step_names_use_tokens_per_step() -> None:
+    """stepN names compute tokens as N x tokens_per_step."""
+    assert R.parse_branch("step143000", tokens_per_step=2_097_152).tokens == 143000 * 2_097_152
+
+
+@pytest.mark.parametrize("name", ["step12-tokensXB", "step5-tokens3Q", "step3-tokens", "step4-tokens2B-x"])
+def test_unparseable_checkpoint_name_is_a_clear_error(name: str) -> None:
+    """A malformed stepN... branch raises ValueError naming the branch, also inside a branch list."""
+    with pytest.raises(ValueError, match=name):
+        R.parse_branches(["main", name], tokens_per_step=1)
+    with pytest.raises(ValueError, match=name):
+        R.parse_branch(name, tokens_per_step=1)
+
+
+def test_non_step_names_are_not_checkpoints() -> None:
+    """Names not starting with 'step<digit>' are skipped in lists and refused one by one."""
+    assert R.parse_branches(["stepX", "step-1", "main"], tokens_per_step=1) == []
+    with pytest.raises(ValueError, match="'main' is not a checkpoint"):
+        R.parse_branch("main")
+
+
+def test_plain_step_without_tokens_per_step_is_an_error() -> None:
+    """stepN without tokens_per_step is refused, naming the branch, instead of guessing tokens."""
+    with pytest.raises(ValueError, match="step8"):
+        R.parse_branches(["step8"])
+
+
+def test_main_and_other_names_are_skipped_unless_mapped() -> None:
+    """main is not a checkpoint unless aliased; results come sorted by step."""
+    names = ["main", "step2-tokens4M", "v1.0", "step1-tokens2M"]
+    assert [r.name for r in R.parse_branches(names)] == ["step1-tokens2M", "step2-tokens4M"]
+    aliased = R.parse_branches(names, aliases={"main": (3, 6_000_000)})
+    assert aliased[-1] == Revision("main", 3, 6_000_000)
+    assert R.parse_branches(["main"], aliases={"main": 5}, tokens_per_step=10) == [Revision("main", 5, 50)]
+
+
+def test_commit_does_not_affect_equality() -> None:
+    """A revision listed with its commit equals the same revision from a commit-less manifest."""
+    assert Revision("step1", 1, 2, commit="a" * 40) == Revision("step1", 1, 2)
+
+
+# -- selection -------------------------------------------------------------------
+
+
+def test_every_k_keeps_first_and_last() -> None:
+    """every: k takes every k-th by step and always the first and the last."""
+    chosen = R.select_revisions(_revs(10), {"every": 4})
+    assert [r.step for r in chosen] == [0, 4, 8, 9]
+    assert [r.step for r in R.select_revisions(_revs(9), {"every": 4})] == [0, 4, 8]
+
+
+def test_log_count_spacing_includes_ends_and_step0() -> None:
+    """log_count: n gives n distinct revisions, log-spaced, first (step0) and last included."""
+    pythia = R.pythia_manifest().revisions
+    chosen = R.select_revisions(pythia, {"log_count": 10})
+    names = [r.name for r in chosen]
+    assert len(set(names)) == 10
+    assert names[0] == "step0" and names[-1] == "step143000"
+    assert names == [
+        "step0",
+        "step1",
+        "step4",
+        "step16",
+        "step64",
+        "step512",
+        "step2000",
+        "step7000",
+        "step32000",
+        "step143000",
+    ]
+    ratios = [b.tokens / a.tokens for a, b in zip(chosen[1:], chosen[2:], strict=False)]
+    assert max(ratios) / min(ratios) < 2.5  # roughly even in log space
+
+
+def test_log_count_fills_up_when_targets_collide() -> None:
+    """Dense early revisions never yield duplicates: exactly n revisions come back."""
+    revs = [Revision(f"s{i}", i, t) for i, t in enumerate([1, 2, 3, 1000, 1001, 1002, 10**6])]
+    chosen = R.select_log_count(revs, 6)
+    assert len(chosen) == 6 and chosen[0].tokens == 1 and chosen[-1].tokens == 10**6
+    assert R.select_log_count(revs, 50) == revs
+
+
+def test_explicit_names_and_steps() -> None:
+    """An explicit list selects by name or by step and returns training order."""
+    pythia = R.pythia_manifest().revisions
+    chosen = R.select_revisions(pythia, list(reversed(DESIGN_PYTHIA)), model="pythia-1b")
+    assert [r.name for r in chosen] == DESIGN_PYTHIA
+    assert [r.name for r in R.select_revisions(pythia, {"explicit": [64, "step1"]})] == ["step1", "step64"]
+
+
+def test_unknown_explicit_revision_names_it_and_the_model() -> None:
+    """An unknown requested revision fails naming the revision, the model and close names."""
+    olmo = R.olmo_0724_manifest().revisions
+    with pytest.raises(ValueError, match=r"olmo-1b-0724.*'step1000'.*step1000-tokens2B"):
+        R.select_revisions(olmo, ["step1000", "step2000-tokens4B"], model="olmo-1b-0724")
+
+
+def test_all_and_bad_rules() -> None:
+    """'all' returns everything in order; an unknown rule is an error."""
+    revs = list(reversed(_revs(5)))
+    assert R.select_revisions(revs, "all") == _revs(5)
+    assert R.select_revisions(revs, {"all": True}) == _revs(5)
+    with pytest.raises(ValueError, match="every, log_count"):
+        R.select_revisions(revs, {"most": 3}, model="m")
+    with pytest.raises(ValueError):
+        R.select_log_count(revs, 1)
+
+
+def test_parse_and_select_over_all_branches_is_fast() -> None:
+    """Parsing ~1,850 branch names and selecting from them takes well under a second."""
+    names = [r.name for r in R.olmoe_manifest().revisions]
+    names += [f"step{s}-tokens{s * 2 // 1000}B" for s in range(0, 1_454_000, 1000)]
+    names += [r.name for r in R.pythia_manifest().revisions]
+    start = time.perf_counter()
+    revs = R.parse_branches(names, tokens_per_step=2_097_152)
+    R.select_revisions(revs, {"log_count": 30})
+    R.select_revisions(revs, {"every": 7})
+    assert len(revs) >= 1800
+    assert time.perf_counter() - start < 1.0
+
+
+# -- manifests -------------------------------------------------------------------
+
+
+def test_manifest_round_trip(tmp_path) -> None:
+    """A manifest written (atomically) reads back equal, commits and partial flag included."""
+    revs = (Revision("step2-tokens4M", 2, 4_000_000, "b" * 40), Revision("step1-tokens2M", 1, 2_000_000))
+    manifest = Manifest("org/model", revs, tokens_per_step=2_000_000, partial=True, source="test", note="n")
+    path = tmp_path / "sub" / "m.json"
+    R.write_manifest(path, manifest)
+    back = R.read_manifest(path)
+    assert back.repo_id == "org/model" and back.partial and back.tokens_per_step == 2_000_000
+    assert back.names() == ["step1-tokens2M", "step2-tokens4M"]
+    assert back.by_name()["step2-tokens4M"].commit == "b" * 40
+    assert list(tmp_path.joinpath("sub").iterdir()) == [path]  # no temporary left behind
+
+
+def test_reading_a_non_manifest_fails(tmp_path) -> None:
+    """A JSON file of another kind is refused with its path in the message."""
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps({"revisions": []}))
+    with pytest.raises(ValueError, match="not a revision manifest"):
+        R.read_manifest(path)
+
+
+@pytest.mark.parametrize("stem", sorted(R.BUNDLED_GENERATORS))
+def test_bundled_manifests_equal_their_generator(stem: str) -> None:
+    """config/revisions/*.json are exactly what the generators produce (regenerate with write_bundled_manifests)."""
+    path = R.BUNDLED_DIR / f"{stem}.json"
+    assert path.read_text() == R.manifest_text(R.BUNDLED_GENERATORS[stem]())
+
+
+def test_bundled_pythia_is_the_published_list() -> None:
+    """Pythia: 154 branches, step0, 1..512 doubling, 1000..143000; tokens = step x 2,097,152."""
+    pythia = R.bundled_manifest("pythia-1b")
+    assert len(pythia.revisions) == 154 and not pythia.partial
+    assert pythia.names()[:12] == ["step0"] + [f"step{2**i}" for i in range(10)] + ["step1000"]
+    assert pythia.names()[-1] == "step143000"
+    assert all(r.tokens == r.step * 2_097_152 for r in pythia.revisions)
+    assert set(DESIGN_PYTHIA) <= set(pythia.names())
+
+
+def test_bundled_olmoe_reproduces_design_names() -> None:
+    """OLMoE: 244 branches every 5000 steps whose names (floor of billions) include all of DESIGN's."""
+    olmoe = R.bundled_manifest("olmoe-1b-7b-0924")
+    assert len(olmoe.revisions) == 244 and not olmoe.partial
+    assert set(DESIGN_OLMOE) <= set(olmoe.names())
+    assert olmoe.names()[0] == "step5000-tokens20B" and olmoe.names()[-1] == "step1220000-tokens5117B"
+
+
+def test_bundled_olmo_is_partial_and_has_the_study_revisions() -> None:
+    """OLMo 1B 0724: the bundled list is marked partial and holds the study's ten revisions."""
+    olmo = R.bundled_manifest("olmo-1b-0724-hf")
+    assert olmo.partial
+    assert set(DESIGN_OLMO) <= set(olmo.names())
+    assert olmo.by_name()["step1454000-tokens3048B"].tokens == 3_048_000_000_000  # read, not 1454000 x 2^21

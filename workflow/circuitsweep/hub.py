@@ -1,0 +1,660 @@
+"""The Hub side: list checkpoint branches, download one revision, verify its bytes.
+
+Everything goes through ``huggingface_hub`` (``HfApi`` and ``snapshot_download``),
+so ``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HUB_OFFLINE`` and ``HF_HOME`` act as they do
+there; ``endpoint=``/``token=`` override them per call.
+
+What ``huggingface_hub`` 2.4 does and does not do on its own, and why this
+module adds to it:
+
+- it checks a downloaded file's *size* against the Hub's, never its sha256;
+  a corrupted but full-length file is cached silently. We hash every file and
+  compare with the Hub's record for that commit (LFS sha256 for weights, git
+  blob sha1 for small regular files), delete a bad file and fetch it once more;
+- it resumes a body cut mid-file (connection or protocol error) up to 5 times,
+  but raises on an HTTP 5xx during the download, and its model-info request
+  (``/api/models/{repo}/revision/{rev}``) is not retried at all: a 5xx there
+  surfaces as ``LocalEntryNotFoundError``. We retry the whole call with
+  exponential backoff on transient errors (connection, timeout, protocol,
+  408/429/5xx, size mismatch) and never on 401/403/404.
+
+Downloads are pinned to the commit the branch pointed at when we asked, so a
+branch moved during the download cannot mix two commits.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx2
+from huggingface_hub import HfApi, constants, snapshot_download
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    OfflineModeIsEnabled,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from circuitsweep.atomic import atomic_write_text
+from circuitsweep.errors import SnapshotError
+from circuitsweep.revisions import Manifest, Revision, parse_branches, write_manifest
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Files a checkpoint needs: config, tokenizer, weights (safetensors or pickles).
+DEFAULT_ALLOW_PATTERNS: tuple[str, ...] = (
+    "*.json",
+    "*.safetensors",
+    "pytorch_model*.bin",
+    "tokenizer*",
+    "*.txt",
+    "*.model",
+    "*.tiktoken",
+    "vocab*",
+    "merges*",
+)
+#: Never fetched: training state, other frameworks' weights, files in subfolders.
+DEFAULT_IGNORE_PATTERNS: tuple[str, ...] = (
+    "*/*",
+    "*optim*",
+    "*scheduler*",
+    "*rng_state*",
+    "training_args*",
+    "trainer_state*",
+    "*.pt",
+    "*.pth",
+    "*.ckpt",
+    "*.msgpack",
+    "*.h5",
+    "*.onnx",
+    "*.gguf",
+    ".gitattributes",
+)
+#: Weight files, the only files a weights fingerprint covers.
+WEIGHT_PATTERNS: tuple[str, ...] = ("*.safetensors", "pytorch_model*.bin")
+_PICKLE_PATTERNS: tuple[str, ...] = ("pytorch_model*.bin", "pytorch_model.bin.index.json")
+
+RECORD_FORMAT = "circuitsweep.snapshot/1"
+_MAX_BACKOFF_S = 60.0
+_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+# ---------------------------------------------------------------------------
+# Errors
+
+
+class HubError(SnapshotError):
+    """A Hub operation failed for a reason retrying will not fix (the CLI prints the message alone)."""
+
+
+class UnknownRepoError(HubError, LookupError):
+    """The repository does not exist (or is private/gated without a valid token)."""
+
+
+class UnknownRevisionError(HubError, LookupError):
+    """The repository exists but has no such branch, tag or commit."""
+
+
+class VerificationError(HubError):
+    """A downloaded file's bytes do not match the hash the Hub reports for it."""
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One file that failed verification: what was expected and what was found."""
+
+    name: str
+    kind: str  # "sha256", "git-sha1", "size" or "missing"
+    expected: str
+    actual: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.kind} expected {self.expected}, got {self.actual}"
+
+
+# ---------------------------------------------------------------------------
+# Discovery
+
+
+def list_revisions(
+    repo_id: str,
+    *,
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+    tokens_per_step: int | None = None,
+    aliases: Mapping[str, int | tuple[int, int]] | None = None,
+    retries: int = 4,
+    backoff: float = 2.0,
+) -> list[Revision]:
+    """Checkpoint branches of ``repo_id`` on the Hub, in training order, with commits.
+
+    Branches only (no tags or PR refs); non-checkpoint names such as ``main``
+    are skipped unless ``aliases`` maps them (see ``revisions.parse_branches``).
+    """
+    api = HfApi(endpoint=endpoint, token=token)
+    refs = _with_retries(
+        lambda: _map_errors(lambda: api.list_repo_refs(repo_id), repo_id, None, api.endpoint),
+        retries=retries,
+        backoff=backoff,
+        what=f"listing branches of {repo_id}",
+    )
+    commits = {branch.name: branch.target_commit for branch in refs.branches}
+    return parse_branches(commits, tokens_per_step=tokens_per_step, aliases=aliases, commits=commits)
+
+
+def refresh_manifest(
+    repo_id: str,
+    path: Path | str,
+    *,
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+    tokens_per_step: int | None = None,
+    aliases: Mapping[str, int | tuple[int, int]] | None = None,
+    note: str = "",
+) -> Manifest:
+    """Rebuild the manifest at ``path`` from the Hub's branch list (complete, with commits)."""
+    revisions = list_revisions(
+        repo_id, endpoint=endpoint, token=token, tokens_per_step=tokens_per_step, aliases=aliases
+    )
+    manifest = Manifest(
+        repo_id,
+        tuple(revisions),
+        tokens_per_step=tokens_per_step,
+        partial=False,
+        source=f"list_repo_refs {HfApi(endpoint=endpoint).endpoint}",
+        note=note,
+    )
+    write_manifest(path, manifest)
+    return manifest
+
+
+# ---------------------------------------------------------------------------
+# Download and verification
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """What the Hub reports for one file at one commit."""
+
+    name: str
+    size: int | None
+    git_oid: str | None  # git blob sha1 (of the LFS pointer for LFS files)
+    sha256: str | None  # LFS files only
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A downloaded and verified revision: where it is and the sha256 of each file."""
+
+    repo_id: str
+    revision: str
+    commit: str
+    path: Path
+    file_hashes: dict[str, str] = field(hash=False)
+    source: str = "hub"  # "hub" (verified against the Hub's hashes) or "local" (against blob names)
+
+    @property
+    def fingerprint(self) -> str | None:
+        """Fingerprint of the weight files (see :func:`weights_fingerprint`); None without weights."""
+        has_weights = any(is_weight_file(name) for name in self.file_hashes)
+        return weights_fingerprint(self.file_hashes) if has_weights else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The verification record of this snapshot."""
+        return {
+            "format": RECORD_FORMAT,
+            "repo_id": self.repo_id,
+            "revision": self.revision,
+            "commit": self.commit,
+            "path": str(self.path),
+            "source": self.source,
+            "weights_fingerprint": self.fingerprint,
+            "files": dict(sorted(self.file_hashes.items())),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Snapshot:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            data["repo_id"], data["revision"], data["commit"], Path(data["path"]), dict(data["files"]), data["source"]
+        )
+
+
+def fetch_snapshot(
+    repo_id: str,
+    revision: str,
+    cache_dir: Path | str,
+    *,
+    allow_patterns: Sequence[str] = DEFAULT_ALLOW_PATTERNS,
+    ignore_patterns: Sequence[str] = DEFAULT_IGNORE_PATTERNS,
+    prefer_safetensors: bool = True,
+    local_files_only: bool = False,
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+    retries: int = 4,
+    backoff: float = 2.0,
+    record: Path | str | None = None,
+) -> Path:
+    """Download (or find) one revision in ``cache_dir``, verify it, return its snapshot folder.
+
+    ``record``: where to write the verified ``{file: sha256}`` map as JSON
+    (atomically). See :func:`fetch_verified` for the rest.
+    """
+    snapshot = fetch_verified(
+        repo_id,
+        revision,
+        cache_dir,
+        allow_patterns=allow_patterns,
+        ignore_patterns=ignore_patterns,
+        prefer_safetensors=prefer_safetensors,
+        local_files_only=local_files_only,
+        endpoint=endpoint,
+        token=token,
+        retries=retries,
+        backoff=backoff,
+    )
+    if record is not None:
+        atomic_write_text(record, json.dumps(snapshot.to_json(), indent=1) + "\n")
+    return snapshot.path
+
+
+def fetch_verified(
+    repo_id: str,
+    revision: str,
+    cache_dir: Path | str,
+    *,
+    allow_patterns: Sequence[str] = DEFAULT_ALLOW_PATTERNS,
+    ignore_patterns: Sequence[str] = DEFAULT_IGNORE_PATTERNS,
+    prefer_safetensors: bool = True,
+    local_files_only: bool = False,
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+    retries: int = 4,
+    backoff: float = 2.0,
+) -> Snapshot:
+    """Download one revision's config, tokenizer and weight files and verify every byte.
+
+    Online: ask the Hub for the revision's commit and per-file hashes, download
+    the selected files pinned to that commit (retrying transient failures
+    ``retries`` times, waiting ``backoff`` x 2^attempt seconds), hash them, and
+    on a mismatch delete the bad files and fetch them once more before raising
+    :class:`VerificationError`. Offline (``local_files_only`` or
+    ``HF_HUB_OFFLINE``): read ``cache_dir`` (HF cache or hubfolder layout) and
+    verify each file against its content-addressed blob name.
+
+    ``prefer_safetensors``: when a revision has safetensors weights, skip its
+    pickled ``pytorch_model*.bin`` duplicates. Raises :class:`UnknownRepoError`,
+    :class:`UnknownRevisionError`, :class:`VerificationError` or
+    :class:`HubError`.
+    """
+    if local_files_only or _offline():
+        return _fetch_local(repo_id, revision, Path(cache_dir), allow_patterns, ignore_patterns, prefer_safetensors)
+    api = HfApi(endpoint=endpoint, token=token)
+    commit, remote = _with_retries(
+        lambda: _map_errors(lambda: _remote_files(api, repo_id, revision), repo_id, revision, api.endpoint),
+        retries=retries,
+        backoff=backoff,
+        what=f"resolving {repo_id}@{revision}",
+    )
+    names = choose_files(remote, allow_patterns, ignore_patterns, prefer_safetensors=prefer_safetensors)
+    if not names:
+        raise HubError(f"no file of {repo_id}@{revision} matches the allow/ignore patterns (files: {sorted(remote)})")
+
+    def download() -> Path:
+        def attempt() -> Path:
+            return _download(repo_id, commit, names, Path(cache_dir), endpoint, token)
+
+        return _with_retries(
+            lambda: _map_errors(attempt, repo_id, revision, api.endpoint),
+            retries=retries,
+            backoff=backoff,
+            what=f"downloading {repo_id}@{revision}",
+        )
+
+    path = download()
+    _write_ref(Path(cache_dir), repo_id, revision, commit)
+    expected = {name: remote[name] for name in names}
+    hashes, bad = verify_files(path, expected)
+    if bad:
+        logger.warning("%s@%s: %s; fetching those files again", repo_id, revision, "; ".join(map(str, bad)))
+        for mismatch in bad:
+            _delete_cached(path / mismatch.name)
+        path = download()
+        hashes, bad = verify_files(path, expected)
+        if bad:
+            for mismatch in bad:
+                _delete_cached(path / mismatch.name)
+            raise VerificationError(
+                f"{repo_id}@{revision} (commit {commit}) failed verification after a re-download: "
+                + "; ".join(map(str, bad))
+            )
+    return Snapshot(repo_id, revision, commit, path, hashes, "hub")
+
+
+def choose_files(
+    names: Iterable[str],
+    allow_patterns: Sequence[str] = DEFAULT_ALLOW_PATTERNS,
+    ignore_patterns: Sequence[str] = DEFAULT_IGNORE_PATTERNS,
+    *,
+    prefer_safetensors: bool = True,
+) -> list[str]:
+    """Files to fetch among ``names``: allowed, not ignored, and no pickles when safetensors exist."""
+    chosen = [name for name in sorted(names) if _matches(name, allow_patterns) and not _matches(name, ignore_patterns)]
+    if prefer_safetensors and any(name.endswith(".safetensors") for name in chosen):
+        chosen = [name for name in chosen if not _matches(name, _PICKLE_PATTERNS)]
+    return chosen
+
+
+def verify_files(path: Path, expected: Mapping[str, RemoteFile]) -> tuple[dict[str, str], list[Mismatch]]:
+    """Hash each expected file under ``path``; return ({name: sha256}, mismatches).
+
+    LFS files are checked against the Hub's sha256, regular files against their
+    git blob sha1; a size difference is reported as such (truncation).
+    """
+    hashes: dict[str, str] = {}
+    bad: list[Mismatch] = []
+    for name, remote in sorted(expected.items()):
+        file = path / name
+        if not file.is_file():
+            bad.append(Mismatch(name, "missing", "a file", "nothing"))
+            continue
+        size = file.stat().st_size
+        if remote.size is not None and size != remote.size:
+            bad.append(Mismatch(name, "size", f"{remote.size} bytes", f"{size} bytes"))
+            continue
+        sha256, git_oid = hash_file(file, git=remote.sha256 is None)
+        hashes[name] = sha256
+        if remote.sha256 is not None and sha256 != remote.sha256:
+            bad.append(Mismatch(name, "sha256", remote.sha256, sha256))
+        elif remote.sha256 is None and remote.git_oid is not None and git_oid != remote.git_oid:
+            bad.append(Mismatch(name, "git-sha1", remote.git_oid, git_oid or ""))
+    return hashes, bad
+
+
+def hash_file(path: Path, *, git: bool = False, chunk_bytes: int = 1 << 22) -> tuple[str, str | None]:
+    """(sha256, git blob sha1 or None) of a file, in one pass over its bytes."""
+    sha256 = hashlib.sha256()
+    sha1 = hashlib.sha1(b"blob %d\0" % path.stat().st_size) if git else None
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            sha256.update(chunk)
+            if sha1 is not None:
+                sha1.update(chunk)
+    return sha256.hexdigest(), (sha1.hexdigest() if sha1 is not None else None)
+
+
+def weights_fingerprint(file_hashes: Mapping[str, str]) -> str:
+    """sha256 over the sorted (name, sha256) pairs of the weight files only.
+
+    Two revisions serving identical weight files get the same fingerprint,
+    whatever their config or tokenizer files (Pythia's step0 and step1 do).
+    File names count: the same tensors sharded differently are not detected.
+    Raises ``ValueError`` when there is no weight file.
+    """
+    weights = sorted((name, digest) for name, digest in file_hashes.items() if is_weight_file(name))
+    if not weights:
+        raise ValueError(f"no weight file among {sorted(file_hashes)}")
+    text = "\n".join(f"{name} {digest}" for name, digest in weights)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def is_weight_file(name: str) -> bool:
+    """Whether a repository file holds weights (safetensors or pytorch_model pickles)."""
+    return _matches(name.rsplit("/", 1)[-1], WEIGHT_PATTERNS)
+
+
+def read_record(path: Path | str) -> Snapshot:
+    """Read a verification record written by :func:`fetch_snapshot` (``record=``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HubError(f"{path} is missing: the snapshot was not fetched and verified")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("format") != RECORD_FORMAT:
+        raise HubError(f"{path}: not a snapshot record (format {data.get('format')!r})")
+    return Snapshot.from_json(data)
+
+
+# ---------------------------------------------------------------------------
+# Online internals
+
+
+def _remote_files(api: HfApi, repo_id: str, revision: str) -> tuple[str, dict[str, RemoteFile]]:
+    """(commit, files) of a revision, from one model-info call with file metadata."""
+    info = api.model_info(repo_id, revision=revision, files_metadata=True)
+    if not info.sha:
+        raise HubError(f"the Hub returned no commit for {repo_id}@{revision}")
+    files = {
+        s.rfilename: RemoteFile(s.rfilename, s.size, s.blob_id, s.lfs.sha256 if s.lfs is not None else None)
+        for s in info.siblings or []
+    }
+    return info.sha, files
+
+
+def _download(
+    repo_id: str, commit: str, names: list[str], cache_dir: Path, endpoint: str | None, token: str | bool | None
+) -> Path:
+    """``snapshot_download`` of exactly ``names`` at ``commit``; returns the snapshot folder."""
+    path = snapshot_download(
+        repo_id,
+        revision=commit,
+        cache_dir=cache_dir,
+        allow_patterns=[_escape(name) for name in names],
+        endpoint=endpoint,
+        token=token,
+    )
+    return Path(path)
+
+
+def _write_ref(cache_dir: Path, repo_id: str, revision: str, commit: str) -> None:
+    """Record ``revision -> commit`` in the cache, so offline runs find the branch."""
+    if revision == commit:
+        return
+    ref = cache_dir / _repo_folder_name(repo_id) / "refs" / revision
+    if not ref.is_file() or ref.read_text().strip() != commit:
+        atomic_write_text(ref, commit)
+
+
+def _delete_cached(pointer: Path) -> None:
+    """Remove a cached file: its blob (the symlink target) and the snapshot symlink."""
+    blob = pointer.resolve() if pointer.is_symlink() else None
+    for path in (blob, pointer):
+        if path is not None and (path.is_symlink() or path.exists()):
+            path.unlink()
+
+
+# ---------------------------------------------------------------------------
+# Offline (local folder) internals
+
+
+def _fetch_local(
+    repo_id: str,
+    revision: str,
+    cache_dir: Path,
+    allow_patterns: Sequence[str],
+    ignore_patterns: Sequence[str],
+    prefer_safetensors: bool,
+) -> Snapshot:
+    """Find a revision in a local HF-cache/hubfolder directory and verify it by blob names.
+
+    The snapshot is located as huggingface_hub does offline (``refs/<branch>``
+    or a commit id, then ``snapshots/<commit>``). When a tree listing of the
+    commit is cached (written by an earlier online download), every selected
+    file it lists must be present.
+    """
+    folder = cache_dir / _repo_folder_name(repo_id)
+    if not folder.is_dir():
+        raise UnknownRepoError(f"repository {repo_id!r} is not in the local folder {cache_dir} (offline)")
+    path = _local_snapshot(folder, revision)
+    if path is None:
+        raise UnknownRevisionError(
+            f"revision {revision!r} of repository {repo_id!r} is not in the local folder {cache_dir} (offline)"
+        )
+    present = [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file() or p.is_symlink()]
+    names = choose_files(present, allow_patterns, ignore_patterns, prefer_safetensors=prefer_safetensors)
+    listed = _cached_tree(folder, path.name)
+    if listed is not None:
+        wanted = choose_files(listed, allow_patterns, ignore_patterns, prefer_safetensors=prefer_safetensors)
+        missing = sorted(set(wanted) - set(names))
+        if missing:
+            raise HubError(f"{repo_id}@{revision} in {path} is incomplete (offline): missing {', '.join(missing)}")
+    if not names:
+        raise HubError(f"no file of {repo_id}@{revision} in {path} matches the allow/ignore patterns")
+    expected = {name: _local_expectation(path, name, listed or {}) for name in names}
+    hashes, bad = verify_files(path, expected)
+    if bad:
+        raise VerificationError(f"{repo_id}@{revision} in {path} failed verification: " + "; ".join(map(str, bad)))
+    return Snapshot(repo_id, revision, path.name, path, hashes, "local")
+
+
+def _local_snapshot(folder: Path, revision: str) -> Path | None:
+    """Snapshot folder of a branch (``refs/<branch>``) or commit id in a local repository folder."""
+    ref = folder / "refs" / revision
+    commit = ref.read_text().strip() if ref.is_file() else revision
+    snapshot = folder / "snapshots" / commit
+    return snapshot if _is_hex(commit, 40) and snapshot.is_dir() else None
+
+
+def _cached_tree(folder: Path, commit: str) -> dict[str, dict[str, Any]] | None:
+    """The tree listing huggingface_hub cached for a commit (``trees/<commit>.json``), if any."""
+    tree = folder / "trees" / f"{commit}.json"
+    try:
+        return dict(json.loads(tree.read_text(encoding="utf-8"))["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _local_expectation(snapshot: Path, name: str, listed: Mapping[str, Mapping[str, Any]]) -> RemoteFile:
+    """Expected hash of a local file: its blob name (sha256 or git sha1), else the cached tree listing."""
+    link = snapshot / name
+    if link.is_symlink():
+        blob_name = Path(os.readlink(link)).name
+        if _is_hex(blob_name, 64):
+            return RemoteFile(name, None, None, blob_name)
+        if _is_hex(blob_name, 40):
+            return RemoteFile(name, None, blob_name, None)
+    entry = listed.get(name)
+    if entry:
+        size = entry.get("lfs_size") or entry.get("size")
+        return RemoteFile(name, size, entry.get("blob_id"), entry.get("lfs_sha256"))
+    raise VerificationError(
+        f"cannot verify {name} in {snapshot}: it is not a content-addressed blob and no tree listing is cached"
+    )
+
+
+# ---------------------------------------------------------------------------
+# Retries and error mapping
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether retrying may help: connection/timeout/protocol errors, 408/429/5xx, short bodies.
+
+    Never for a missing/gated repository, revision or file, bad credentials
+    (401/403), or offline mode. Looks through the exception's causes, since
+    ``snapshot_download`` wraps network errors in ``LocalEntryNotFoundError``.
+    """
+    for cause in _causes(error):
+        if isinstance(
+            cause,
+            (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError, OfflineModeIsEnabled, HubError),
+        ):
+            return False
+        if isinstance(cause, HfHubHTTPError) and cause.response is not None:
+            return cause.response.status_code in _TRANSIENT_STATUS
+        if isinstance(cause, (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError)):
+            return True
+        if isinstance(cause, OSError) and "Consistency check failed" in str(cause):
+            return True
+    return False
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The exception and its chain of causes/contexts, outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _with_retries(call: Callable[[], T], *, retries: int, backoff: float, what: str) -> T:
+    """Run ``call``; on a transient error wait ``backoff`` x 2^attempt s (max 60) and retry, ``retries`` times."""
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except Exception as error:
+            if attempt >= retries or not is_transient(error):
+                raise
+            delay = min(backoff * 2**attempt, _MAX_BACKOFF_S)
+            logger.warning(
+                "%s: %s: %s; retry %d/%d in %.2f s", what, type(error).__name__, error, attempt + 1, retries, delay
+            )
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _map_errors(call: Callable[[], T], repo_id: str, revision: str | None, endpoint: str) -> T:
+    """Run ``call``, turning huggingface_hub's not-found errors into ours, naming repo and revision."""
+    try:
+        return call()
+    except RevisionNotFoundError as error:
+        raise UnknownRevisionError(
+            f"revision {revision!r} does not exist in repository {repo_id!r} on {endpoint}"
+        ) from error
+    except GatedRepoError as error:
+        raise HubError(
+            f"repository {repo_id!r} on {endpoint} is gated (asked for revision {revision!r}): "
+            "accept its terms on the Hub and give a token (HF_TOKEN)"
+        ) from error
+    except RepositoryNotFoundError as error:
+        raise UnknownRepoError(
+            f"repository {repo_id!r} was not found on {endpoint} (asked for revision {revision!r}); "
+            "it does not exist, or it is private and no valid token (HF_TOKEN) was given"
+        ) from error
+    except HfHubHTTPError as error:
+        status = error.response.status_code if error.response is not None else None
+        if status in (401, 403):
+            raise HubError(
+                f"access to repository {repo_id!r} (revision {revision!r}) on {endpoint} was refused ({status}): "
+                "check HF_TOKEN"
+            ) from error
+        raise
+
+
+# ---------------------------------------------------------------------------
+# Small helpers
+
+
+def _offline() -> bool:
+    """Offline mode as huggingface_hub sees it, or HF_HUB_OFFLINE set after it was imported."""
+    return constants.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _repo_folder_name(repo_id: str) -> str:
+    return "models--" + repo_id.replace("/", "--")
+
+
+def _matches(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def _escape(name: str) -> str:
+    """An fnmatch pattern matching exactly ``name``."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _is_hex(text: str, length: int) -> bool:
+    return len(text) == length and all(c in "0123456789abcdef" for c in text)
