@@ -1,0 +1,118 @@
+"""Config validation: every problem is named before any job runs."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+from circuitsweep.config import resolve_config, study_defaults
+from circuitsweep.errors import ConfigError
+from circuitsweep.plan import plan_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PYTHIA = {
+    "models": {
+        "pythia-1b": {
+            "architecture": "GPTNeoXForCausalLM",
+            "source": {"type": "hub", "repo_id": "EleutherAI/pythia-1b"},
+            "revisions": ["step1", "step512", "step143000"],
+            "tokens": {"per_step": 2097152},
+        }
+    }
+}
+
+
+def _with(path: str, value) -> dict:
+    config = copy.deepcopy(PYTHIA)
+    node = config
+    keys = path.split(".")
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = value
+    return config
+
+
+def test_study_values_are_the_defaults():
+    """Without overrides, probes and thresholds are the reference study's (DESIGN.md 3-4)."""
+    model = resolve_config(PYTHIA)["pythia-1b"]
+    assert model.probes.induction.n_sequences == 2000
+    assert model.probes.induction.seq_len == 256
+    assert model.probes.induction.seed == 42
+    assert model.probes.token_range == (100, 10000)
+    assert model.thresholds.class_selectivity == 30
+    assert model.thresholds.induction_circuit == 50
+    assert model.thresholds.previous_circuit == 100
+    assert model.thresholds.sink_alpha == 0.3
+    assert study_defaults("thresholds")["early_screen_recall"] == 0.67
+
+
+def test_model_overrides_merge_over_globals():
+    """A model's own thresholds override the global ones key by key."""
+    config = _with("thresholds", {"class_selectivity": 20, "sink_alpha": 0.4})
+    config["models"]["pythia-1b"]["thresholds"] = {"class_selectivity": 10}
+    model = resolve_config(config)["pythia-1b"]
+    assert model.thresholds.class_selectivity == 10
+    assert model.thresholds.sink_alpha == 0.4
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (
+            "models.pythia-1b.architecture",
+            "LlamaForCausalLM",
+            r"models\.pythia-1b\.architecture: 'LlamaForCausalLM' is not allowed; expected one of",
+        ),
+        (
+            "thresholds.class_selectivity",
+            0.5,
+            r"thresholds\.class_selectivity: 0\.5 is out of range; expected a value > 1",
+        ),
+        ("thresholds.sink_alpha", 1.5, r"thresholds\.sink_alpha: 1\.5 is out of range"),
+        ("probes.induction.n_sequences", 0, r"probes\.induction\.n_sequences: 0 is out of range; expected a value > 0"),
+        ("probes.batch_size", -4, r"probes\.batch_size: -4 is out of range"),
+        ("probes.induction.seq_len", "long", r"probes\.induction\.seq_len: expected integer, got str 'long'"),
+        ("models.pythia-1b.dtype", "float8", r"models\.pythia-1b\.dtype: 'float8' is not allowed"),
+        ("models.pythia-1b.colour", "blue", r"models\.pythia-1b: unknown key 'colour'"),
+        ("treshold", {}, r"the top level: unknown key 'treshold'"),
+    ],
+)
+def test_bad_values_are_named(path, value, message):
+    """A wrong key, type or value fails with the key's path and what was expected."""
+    with pytest.raises(ConfigError, match=message):
+        plan_sweep(_with(path, value), ROOT)
+
+
+def test_missing_revision_is_named():
+    """A revision the source does not publish fails at planning, naming model and revision."""
+    config = _with("models.pythia-1b.revisions", ["step1", "step1500"])
+    with pytest.raises(ConfigError, match=r"pythia-1b.*'step1500'"):
+        plan_sweep(config, ROOT)
+
+
+def test_probe_geometry_is_checked():
+    """Probe settings that cannot build the study's probe are refused with the reason."""
+    config = _with("probes.induction", {"seq_len": 32, "min_first_position": 20})
+    with pytest.raises(ConfigError, match=r"seq_len 32 / 2 must exceed min_first_position 20"):
+        plan_sweep(config, ROOT)
+    config = _with("probes.induction", {"seq_len": 40, "min_first_position": 10, "n_baseline": 50})
+    with pytest.raises(ConfigError, match=r"n_baseline: 50 exceeds the 33 eligible"):
+        plan_sweep(config, ROOT)
+
+
+def test_first_token_inside_probe_range_is_refused():
+    """A fixed first token that probes could also draw would blur BOS heads with content heads."""
+    config = _with("models.pythia-1b.first_token", {"policy": "fixed", "token_id": 500})
+    with pytest.raises(ConfigError, match=r"first_token\.token_id: 500 lies inside the probe token range"):
+        plan_sweep(config, ROOT)
+
+
+def test_every_problem_is_reported_at_once():
+    """Several mistakes are listed together, so one run shows them all."""
+    config = _with("thresholds.class_selectivity", 0)
+    config["probes"] = {"batch_size": 0}
+    with pytest.raises(ConfigError, match=r"2 problems") as info:
+        plan_sweep(config, ROOT)
+    assert "batch_size" in str(info.value) and "class_selectivity" in str(info.value)
