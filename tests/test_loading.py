@@ -1,0 +1,84 @@
+"""Safe loading of snapshots: safetensors or weights-only pickles, the configured architecture, no code."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+from circuitsweep.errors import SnapshotError
+from circuitsweep.loading import load_model
+
+CPU = torch.device("cpu")
+
+
+class RunsCode:
+    """A pickle payload that, if unpickled without weights_only, creates a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture
+def snapshot(tmp_path: Path) -> tuple[Path, GPTNeoXForCausalLM]:
+    """A one-layer GPT-NeoX snapshot holding only a pickled pytorch_model.bin, as Pythia's branches do."""
+    torch.manual_seed(0)
+    config = GPTNeoXConfig(
+        vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16
+    )
+    model = GPTNeoXForCausalLM(config)
+    folder = tmp_path / "snapshot"
+    model.save_pretrained(folder)
+    (folder / "model.safetensors").unlink()
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    return folder, model
+
+
+def test_pickled_weights_load_exactly(snapshot):
+    """A weights-only pytorch_model.bin loads into the configured class with identical tensors."""
+    folder, model = snapshot
+    loaded = load_model(folder, "GPTNeoXForCausalLM", "float32", CPU, "sdpa")
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+
+
+def test_pickle_carrying_code_is_refused_without_running_it(snapshot, tmp_path):
+    """A pickle with a code-running reduce is refused with a clear error, and the code never runs."""
+    folder, model = snapshot
+    marker = tmp_path / "code-ran"
+    torch.save({**model.state_dict(), "payload": RunsCode(marker)}, folder / "pytorch_model.bin")
+    with pytest.raises(SnapshotError, match="would run code"):
+        load_model(folder, "GPTNeoXForCausalLM", "float32", CPU, "sdpa")
+    assert not marker.exists()
+
+
+def test_other_architecture_is_refused(snapshot):
+    """A snapshot of another class than the configured one fails before loading weights."""
+    folder, _ = snapshot
+    with pytest.raises(SnapshotError, match="not OlmoForCausalLM as configured"):
+        load_model(folder, "OlmoForCausalLM", "float32", CPU, "sdpa")
+
+
+def test_remote_code_config_is_refused(snapshot):
+    """A config that asks for remote code (auto_map) is refused: remote code is never run."""
+    folder, _ = snapshot
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "evil.Model"}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SnapshotError, match="remote code"):
+        load_model(folder, "GPTNeoXForCausalLM", "float32", CPU, "sdpa")
+
+
+def test_snapshot_without_weights_is_refused(snapshot):
+    """A snapshot with a config but no weight file is an error naming what is missing."""
+    folder, _ = snapshot
+    (folder / "pytorch_model.bin").unlink()
+    with pytest.raises(SnapshotError, match="no model.safetensors or pytorch_model.bin"):
+        load_model(folder, "GPTNeoXForCausalLM", "float32", CPU, "sdpa")

@@ -1,0 +1,91 @@
+"""Safe loading of one checkpoint snapshot into a transformers model.
+
+Safetensors are preferred; a pickled ``pytorch_model.bin`` (all that Pythia's
+intermediate branches hold) is read with ``torch.load(weights_only=True)``
+only, which refuses to run code. ``trust_remote_code`` is never passed.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+
+from circuitsweep.errors import SnapshotError
+
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without CUDA is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was configured but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def weight_files(snapshot: Path) -> list[Path]:
+    """The weight files of a snapshot: safetensors if any, else pickled ``.bin``."""
+    safetensors = sorted(snapshot.glob("*.safetensors"))
+    return safetensors or sorted(snapshot.glob("pytorch_model*.bin"))
+
+
+def check_architecture(snapshot: Path, architecture: str) -> dict:
+    """Read ``config.json`` and fail clearly unless it declares ``architecture``."""
+    config_file = snapshot / "config.json"
+    if not config_file.is_file():
+        raise SnapshotError(f"{snapshot} has no config.json")
+    try:
+        config = json.loads(config_file.read_text())
+    except json.JSONDecodeError as error:
+        raise SnapshotError(f"{config_file} is not valid JSON: {error}") from error
+    declared = config.get("architectures") or []
+    if architecture not in declared:
+        raise SnapshotError(
+            f"{snapshot} holds {declared or 'no declared architecture'}, not {architecture} as configured"
+        )
+    if "auto_map" in config:
+        raise SnapshotError(f"{config_file} asks for remote code (auto_map); circuitsweep never runs remote code")
+    return config
+
+
+def load_model(
+    snapshot: Path,
+    architecture: str,
+    dtype: str,
+    device: torch.device,
+    attn_implementation: str,
+) -> PreTrainedModel:
+    """Load ``snapshot`` for inference in ``dtype`` on ``device``."""
+    snapshot = Path(snapshot)
+    check_architecture(snapshot, architecture)
+    files = weight_files(snapshot)
+    if not files:
+        raise SnapshotError(f"{snapshot} holds no model.safetensors or pytorch_model.bin")
+    config = AutoConfig.from_pretrained(snapshot, trust_remote_code=False)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            snapshot,
+            config=config,
+            dtype=DTYPES[dtype],
+            attn_implementation=attn_implementation,
+            use_safetensors=files[0].suffix == ".safetensors",
+            weights_only=True,
+            trust_remote_code=False,
+        )
+    except pickle.UnpicklingError as error:
+        reason = str(error).strip().splitlines()
+        detail = next((line for line in reason if "GLOBAL" in line), reason[0] if reason else "")
+        raise SnapshotError(
+            f"{snapshot}: refused to load {files[0].name}: the pickle holds more than tensors "
+            f"and would run code ({detail.strip()})"
+        ) from error
+    return model.to(device).eval()
