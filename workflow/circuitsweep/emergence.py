@@ -1,0 +1,168 @@
+"""Emergence curves per revision and milestones per model (DESIGN.md 3-4)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from circuitsweep import contracts as C
+from circuitsweep.classify import Thresholds
+from circuitsweep.errors import DataError
+
+
+def _per_layer(heads: pl.DataFrame, flag: pl.Expr, n_layers: int) -> list[int]:
+    counts = heads.filter(flag).group_by("layer").len()
+    by_layer = dict(zip(counts["layer"].to_list(), counts["len"].to_list(), strict=True))
+    return [int(by_layer.get(layer, 0)) for layer in range(n_layers)]
+
+
+def final_circuit(heads: pl.DataFrame) -> set[tuple[int, int]]:
+    """Heads (layer, head) of the last revision whose induction selectivity makes them circuit members."""
+    last = heads.filter(pl.col("tokens") == heads["tokens"].max())
+    members = last.filter(pl.col("induction_member"))
+    return set(zip(members["layer"].to_list(), members["head"].to_list(), strict=True))
+
+
+def emergence_curves(heads: pl.DataFrame, revisions: pl.DataFrame) -> pl.DataFrame:
+    """One row per model and revision with the columns of ``EMERGENCE_COLUMNS``.
+
+    heads: classified heads of one or more models; revisions: one row per
+    model and revision with ``n_layers`` and ``in_context_loss_drop``.
+    Early-screen recall is the share of the final induction circuit (see
+    :func:`final_circuit`) already classified induction at each revision;
+    ``duplicate_of`` names the earliest revision with identical weights.
+    """
+    rows = []
+    for model, model_heads in heads.group_by("model", maintain_order=True):
+        circuit = final_circuit(model_heads)
+        model_revisions = revisions.filter(pl.col("model") == model[0])
+        first_with_weights: dict[str, str] = {}
+        for rev in model_revisions.sort("tokens", "step").iter_rows(named=True):
+            fingerprint = rev.get("weights_sha256")
+            original = first_with_weights.setdefault(fingerprint, rev["revision"]) if fingerprint else None
+            at = model_heads.filter(pl.col("revision") == rev["revision"])
+            if at.height == 0:
+                raise DataError(f"model {model[0]}: revision {rev['revision']} has no classified heads")
+            induction = at.filter(pl.col("class") == C.INDUCTION_CLASS)
+            found = set(zip(induction["layer"].to_list(), induction["head"].to_list(), strict=True))
+            rows.append(
+                {
+                    "model": model[0],
+                    "revision": rev["revision"],
+                    "step": rev["step"],
+                    "tokens": rev["tokens"],
+                    "n_heads_total": at.height,
+                    "bos_fraction": (at["class"] == C.BOS_CLASS).mean(),
+                    "sink_ratio": at["sink"].mean(),
+                    "n_induction_heads": induction.height,
+                    "n_circuit_heads": int(at["in_circuit"].sum()),
+                    "in_context_loss_drop": rev["in_context_loss_drop"],
+                    "early_screen_recall": len(found & circuit) / len(circuit) if circuit else None,
+                    "bos_per_layer": _per_layer(at, pl.col("class") == C.BOS_CLASS, rev["n_layers"]),
+                    "induction_per_layer": _per_layer(at, pl.col("class") == C.INDUCTION_CLASS, rev["n_layers"]),
+                    "duplicate_of": original if original != rev["revision"] else None,
+                }
+            )
+    schema = {"early_screen_recall": pl.Float64, "in_context_loss_drop": pl.Float64, "duplicate_of": pl.String}
+    return pl.DataFrame(rows, schema_overrides=schema).select(C.EMERGENCE_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How a curve rises: the largest rise between adjacent revisions as a share of the total."""
+
+    label: str
+    largest_rise_share: float | None
+    between: tuple[str, str] | None
+
+
+def curve_shape(values: Sequence[float], names: Sequence[str], phase_share: float) -> Shape:
+    """``phase transition`` when one interval holds >= ``phase_share`` of the rise, else ``gradual ramp``.
+
+    The total rise is the sum of the increases between adjacent revisions, so
+    the largest interval's share lies in (0, 1] even on a curve that dips; a
+    curve that never rises is ``flat``.
+    """
+    if len(values) < 2:
+        return Shape("single revision", None, None)
+    rises = [b - a for a, b in zip(values[:-1], values[1:], strict=True)]
+    total = sum(rise for rise in rises if rise > 0)
+    if total <= 0:
+        return Shape("flat", None, None)
+    i = max(range(len(rises)), key=rises.__getitem__)
+    share = rises[i] / total
+    label = "phase transition" if share >= phase_share else "gradual ramp"
+    return Shape(label, share, (names[i], names[i + 1]))
+
+
+def _first_reaching(curve: pl.DataFrame, column: str, threshold: float) -> dict | None:
+    hits = curve.filter(pl.col(column) >= threshold)
+    return hits.row(0, named=True) if hits.height else None
+
+
+def model_milestones(curve: pl.DataFrame, thresholds: Thresholds, circuit_size: int) -> dict:
+    """The milestones of one model's emergence curve; ``circuit_size`` = size of its final induction circuit."""
+    curve = curve.sort("tokens", "step")
+    names = curve["revision"].to_list()
+    final = curve.row(-1, named=True)
+    onset = _first_reaching(curve, "n_induction_heads", thresholds.induction_onset_heads)
+    t50 = _first_reaching(curve, "bos_fraction", thresholds.bos_fraction_milestone)
+    screen = _first_reaching(
+        curve.drop_nulls("early_screen_recall"), "early_screen_recall", thresholds.early_screen_recall
+    )
+    bos_shape = curve_shape(curve["bos_fraction"].to_list(), names, thresholds.phase_transition_share)
+    induction_shape = curve_shape(
+        [float(v) for v in curve["n_induction_heads"].to_list()], names, thresholds.phase_transition_share
+    )
+    per_layer = curve["bos_per_layer"].to_list()
+    never_bos = [layer for layer in range(len(per_layer[0])) if all(counts[layer] == 0 for counts in per_layer)]
+    onset_tokens = onset["tokens"] if onset else None
+    t50_tokens = t50["tokens"] if t50 else None
+    ratio = t50_tokens / onset_tokens if onset_tokens and t50_tokens is not None else None
+    return {
+        "model": final["model"],
+        "n_revisions": curve.height,
+        "final_tokens": final["tokens"],
+        "induction_onset_revision": onset["revision"] if onset else None,
+        "induction_onset_tokens": onset_tokens,
+        "bos_t50_revision": t50["revision"] if t50 else None,
+        "bos_t50_tokens": t50_tokens,
+        "bos_to_induction_ratio": ratio,
+        "bos_shape": bos_shape.label,
+        "bos_largest_rise_share": bos_shape.largest_rise_share,
+        "bos_largest_rise_between": " -> ".join(bos_shape.between) if bos_shape.between else None,
+        "induction_shape": induction_shape.label,
+        "induction_largest_rise_share": induction_shape.largest_rise_share,
+        "final_circuit_size": circuit_size,
+        "early_screen_revision": screen["revision"] if screen else None,
+        "early_screen_tokens": screen["tokens"] if screen else None,
+        "early_screen_token_share": screen["tokens"] / final["tokens"] if screen and final["tokens"] else None,
+        "layers_without_bos": never_bos,
+        "final_bos_fraction": final["bos_fraction"],
+        "final_induction_heads": final["n_induction_heads"],
+    }
+
+
+def milestones(curves: pl.DataFrame, heads: pl.DataFrame, thresholds: Mapping[str, Thresholds]) -> pl.DataFrame:
+    """One row per model with ``MILESTONE_COLUMNS``."""
+    rows = []
+    for (model,), curve in curves.group_by("model", maintain_order=True):
+        circuit = final_circuit(heads.filter(pl.col("model") == model))
+        rows.append(model_milestones(curve, thresholds[model], len(circuit)))
+    schema = {
+        "induction_onset_revision": pl.String,
+        "induction_onset_tokens": pl.Int64,
+        "bos_t50_revision": pl.String,
+        "bos_t50_tokens": pl.Int64,
+        "bos_to_induction_ratio": pl.Float64,
+        "bos_largest_rise_share": pl.Float64,
+        "bos_largest_rise_between": pl.String,
+        "induction_largest_rise_share": pl.Float64,
+        "early_screen_revision": pl.String,
+        "early_screen_tokens": pl.Int64,
+        "early_screen_token_share": pl.Float64,
+        "layers_without_bos": pl.List(pl.Int64),
+    }
+    return pl.DataFrame(rows, schema_overrides=schema).select(C.MILESTONE_COLUMNS)
