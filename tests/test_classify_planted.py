@@ -5,11 +5,12 @@ from __future__ import annotations
 import polars as pl
 import pytest
 import torch
+from planted import FIRST_TOKEN, PLANTED, VOCAB, planted_model
+
 from circuitsweep.attention_hook import register
 from circuitsweep.classify import Thresholds, classify_heads
 from circuitsweep.measure import ProbeSettings, measure_heads
 from circuitsweep.scores import head_scores
-from planted import FIRST_TOKEN, PLANTED, VOCAB, planted_model
 
 STUDY = Thresholds(
     class_selectivity=30,

@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 
 import pytest
+
 from circuitsweep.config import resolve_config, study_defaults
 from circuitsweep.errors import ConfigError
 from circuitsweep.plan import plan_sweep

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from circuitsweep import hub
-from circuitsweep.hubfolder import publish_revision
-from circuitsweep.revisions import Revision, read_manifest
 from hubserver import HubServer
 from huggingface_hub import constants
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RevisionNotFoundError
 from huggingface_hub.utils import close_session
+
+from circuitsweep import hub
+from circuitsweep.hubfolder import publish_revision
+from circuitsweep.revisions import Revision, read_manifest
 
 REPO = "toy-org/toy-model"
 BRANCHES = ["step0-tokens0M", "step1-tokens4M", "step2-tokens8M", "step4-tokens16M"]

@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+
 from circuitsweep import revisions as R
 from circuitsweep.revisions import Manifest, Revision
 

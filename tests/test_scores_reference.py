@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from models import ARCHITECTURES, tiny_model
+
 from circuitsweep import contracts as C
 from circuitsweep.attention_hook import register
 from circuitsweep.measure import ProbeSettings, measure_heads
 from circuitsweep.probes import LOCAL_OFFSETS, baseline_positions, induction_probe, random_batch, repeated_batch
 from circuitsweep.scores import head_scores, loss_halves
-from models import ARCHITECTURES, tiny_model
 
 PROBES = ProbeSettings.from_dict(
     {

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import snapshot_download
+
 from circuitsweep.toy import ToySpec, load_published, synthetic_batch, train_and_publish
 from circuitsweep.toy.train import branch_name
-from huggingface_hub import snapshot_download
 
 ARCHITECTURES = ("GPTNeoXForCausalLM", "OlmoForCausalLM", "OlmoeForCausalLM")
 

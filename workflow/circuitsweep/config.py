@@ -129,6 +129,7 @@ class ModelSettings:
     first_token: dict[str, Any]
     probes: ProbeSettings
     thresholds: Thresholds
+    duplicates: str
     toy: dict[str, Any] | None
 
 
@@ -179,6 +180,7 @@ def resolve_model(name: str, entry: dict[str, Any], config: dict[str, Any]) -> M
         first_token=dict(entry.get("first_token", {"policy": "none"})),
         probes=ProbeSettings.from_dict(probes),
         thresholds=Thresholds.from_dict(thresholds),
+        duplicates=entry.get("duplicates", config.get("duplicates", "mark")),
         toy=entry.get("toy"),
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -19,11 +19,17 @@ def build_tables(
     revisions_paths: Sequence[Path],
     thresholds: Mapping[str, Thresholds],
     paths: C.Paths,
+    skip_duplicates: Collection[str] = (),
 ) -> None:
-    """Concatenate the models' classified heads and write heads, emergence and milestone tables."""
+    """Concatenate the models' classified heads and write heads, emergence and milestone tables.
+
+    Models in ``skip_duplicates`` lose their duplicate revisions (``duplicate_of``
+    set) from the emergence curves and milestones; the heads table keeps them.
+    """
     heads = pl.concat([read_table(p)[0] for p in heads_paths], how="vertical")
     revisions = pl.concat([read_table(p)[0] for p in revisions_paths], how="diagonal_relaxed")
     curves = emergence_curves(heads, revisions)
+    curves = curves.filter(~(pl.col("model").is_in(list(skip_duplicates)) & pl.col("duplicate_of").is_not_null()))
     table = milestones(curves, heads, thresholds)
     write_parquet(heads, paths.heads_table())
     write_parquet(curves, paths.emergence_table("parquet"))

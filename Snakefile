@@ -1,0 +1,33 @@
+# circuitsweep: when do attention-head circuits form during pretraining?
+# Methods and data flow: DESIGN.md; how to run: README.md.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/toy.smk"
+include: "workflow/rules/snapshots.smk"
+include: "workflow/rules/heads.smk"
+include: "workflow/rules/tables.smk"
+include: "workflow/rules/plots.smk"
+
+
+report: "workflow/report/workflow.rst"
+
+
+# Downloads run in the Snakemake process itself: on a cluster that is the
+# login node, which has the internet access compute nodes often lack.
+localrules:
+    all,
+    fetch_snapshot,
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True

@@ -1,0 +1,192 @@
+"""The ``circuitsweep`` command line: one subcommand per workflow stage.
+
+Snakemake rules call these subcommands; each takes its scientific settings
+as one JSON argument (the rule's ``params``), so a change of settings reruns
+exactly the jobs it affects. Heavy libraries are imported inside the
+subcommands, so a command that loads no model starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("circuitsweep")
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from error
+
+
+def cmd_check_config(args: argparse.Namespace) -> None:
+    from circuitsweep.config import load_config
+    from circuitsweep.plan import plan_sweep
+
+    plan = plan_sweep(load_config(args.config), Path(args.root))
+    for model, revisions in plan.revisions.items():
+        print(f"{model}: {len(revisions)} revisions ({revisions[0].name} .. {revisions[-1].name})")
+
+
+def cmd_refresh_manifest(args: argparse.Namespace) -> None:
+    from circuitsweep.hub import refresh_manifest
+
+    manifest = refresh_manifest(
+        args.repo_id, Path(args.manifest), tokens_per_step=args.tokens_per_step, endpoint=args.endpoint
+    )
+    print(f"{args.manifest}: {len(manifest.revisions)} revisions of {args.repo_id}")
+
+
+def cmd_train_toy(args: argparse.Namespace) -> None:
+    from circuitsweep.toy.publish import train_toy_suite_model
+
+    train_toy_suite_model(args.settings, Path(args.hub), Path(args.published), threads=args.threads)
+
+
+def cmd_fetch_snapshot(args: argparse.Namespace) -> None:
+    from circuitsweep.snapshots import fetch_revision
+
+    fetch_revision(args.settings, Path(args.output))
+
+
+def cmd_measure_heads(args: argparse.Namespace) -> None:
+    import torch
+
+    from circuitsweep.heads import RevisionJob, measure_revision
+
+    torch.set_num_threads(args.threads)
+    measure_revision(Path(args.snapshot), RevisionJob.from_dict(args.settings), Path(args.stats), Path(args.scores))
+
+
+def cmd_classify_heads(args: argparse.Namespace) -> None:
+    from circuitsweep.classify import Thresholds
+    from circuitsweep.heads import classify_model
+
+    classify_model(
+        args.model,
+        [Path(p) for p in args.scores],
+        Thresholds.from_dict(args.thresholds),
+        Path(args.heads),
+        Path(args.revisions),
+    )
+
+
+def cmd_head_tables(args: argparse.Namespace) -> None:
+    from circuitsweep.classify import Thresholds
+    from circuitsweep.contracts import Paths
+    from circuitsweep.tables import build_tables
+
+    thresholds = {model: Thresholds.from_dict(values) for model, values in args.thresholds.items()}
+    build_tables(
+        [Path(p) for p in args.heads],
+        [Path(p) for p in args.revisions],
+        thresholds,
+        Paths(Path(args.results)),
+        skip_duplicates=args.skip_duplicates,
+    )
+
+
+def cmd_plot_emergence(args: argparse.Namespace) -> None:
+    import polars as pl
+
+    from circuitsweep.plots import emergence_plot
+
+    emergence_plot(pl.read_parquet(args.emergence), Path(args.output))
+
+
+def cmd_plot_heatmap(args: argparse.Namespace) -> None:
+    import polars as pl
+
+    from circuitsweep.plots import layer_heatmap
+
+    layer_heatmap(pl.read_parquet(args.emergence), args.model, Path(args.output))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="circuitsweep", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], None], help: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help, description=help)
+        command.set_defaults(func=func)
+        return command
+
+    p = add("check-config", cmd_check_config, "validate a config and list the revisions it sweeps")
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("--root", default=".", help="workflow folder that relative paths resolve against")
+
+    p = add("refresh-manifest", cmd_refresh_manifest, "list a Hub repository's checkpoint branches into a manifest")
+    p.add_argument("repo_id", help="Hub repository, e.g. allenai/OLMo-1B-0724-hf")
+    p.add_argument("manifest", help="manifest JSON to write, e.g. config/revisions/olmo-1b-0724-hf.json")
+    p.add_argument("--tokens-per-step", type=int, help="for branch names without a token count (stepN)")
+    p.add_argument("--endpoint", help="Hub endpoint (default HF_ENDPOINT or huggingface.co)")
+
+    p = add("train-toy", cmd_train_toy, "train one toy model and publish its checkpoints as revisions")
+    p.add_argument("--settings", type=_json, required=True, help="JSON: model name, architecture and toy settings")
+    p.add_argument("--hub", required=True, help="local hub folder (Hub cache layout)")
+    p.add_argument("--published", required=True, help="JSON list of published revisions, written last")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+
+    p = add("fetch-snapshot", cmd_fetch_snapshot, "fetch and verify one revision's files")
+    p.add_argument("--settings", type=_json, required=True, help="JSON: source and revision")
+    p.add_argument("--output", required=True, help="snapshot folder to create")
+
+    p = add("measure-heads", cmd_measure_heads, "run the probes on one revision and write its head cache")
+    p.add_argument("--settings", type=_json, required=True, help="JSON: model, revision, probes, dtype, first token")
+    p.add_argument("--snapshot", required=True, help="snapshot folder (with snapshot.json)")
+    p.add_argument("--stats", required=True, help="output safetensors shard of statistics")
+    p.add_argument("--scores", required=True, help="output Parquet of per-head scores")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+
+    p = add("classify-heads", cmd_classify_heads, "classify every head of one model from its cache")
+    p.add_argument("--model", required=True)
+    p.add_argument("--thresholds", type=_json, required=True, help="JSON thresholds")
+    p.add_argument("--scores", nargs="+", required=True, help="per-revision score Parquet files")
+    p.add_argument("--heads", required=True, help="output Parquet of classified heads")
+    p.add_argument("--revisions", required=True, help="output Parquet of per-revision facts")
+
+    p = add("head-tables", cmd_head_tables, "write the heads, emergence and milestone tables")
+    p.add_argument("--heads", nargs="+", required=True)
+    p.add_argument("--revisions", nargs="+", required=True)
+    p.add_argument("--thresholds", type=_json, required=True, help="JSON: model -> thresholds")
+    p.add_argument("--results", required=True, help="results root folder")
+    p.add_argument("--skip-duplicates", nargs="*", default=[], help="models whose duplicate revisions are left out")
+
+    p = add("plot-emergence", cmd_plot_emergence, "plot BOS fraction and induction heads against tokens")
+    p.add_argument("--emergence", required=True)
+    p.add_argument("--output", required=True)
+
+    p = add("plot-heatmap", cmd_plot_heatmap, "plot one model's per-layer head counts per revision")
+    p.add_argument("--emergence", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--output", required=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from circuitsweep.errors import USER_ERRORS
+
+    try:
+        args.func(args)
+    except USER_ERRORS as error:
+        print(f"circuitsweep {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+# Helpers shared by every stage: the validated sweep plan and the paths.
+# All logic lives in the circuitsweep package; this file only adapts it to rules.
+
+import json
+import shlex
+from pathlib import Path
+
+from circuitsweep.contracts import Paths
+from circuitsweep.plan import plan_sweep
+
+# Every rule runs the package of this workflow's own source tree, in whatever
+# environment runs the job (the activated one, or ENV under --sdm conda).
+ENV = "../../envs/circuitsweep.yaml"
+shell.prefix(
+    f"set -euo pipefail; export PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'workflow'))}"
+    "${{PYTHONPATH:+:$PYTHONPATH}}; "
+)
+
+# Validates the config against workflow/schemas/config.schema.yaml and resolves
+# every model's revisions; a bad config stops here, before any job runs.
+PLAN = plan_sweep(config, Path(workflow.basedir), Paths(Path("results")))
+PATHS = PLAN.paths
+MODELS = list(PLAN.models)
+
+
+wildcard_constraints:
+    model="|".join(MODELS),
+    revision=r"[^/]+",
+
+
+def as_json(value):
+    """Compact, key-sorted JSON: a stable params value for rerun detection."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def revisions_of(model):
+    return [revision.name for revision in PLAN.revisions[model]]
+
+
+def is_toy(model):
+    return PLAN.models[model].source["type"] == "toy"
+
+
+def toy_models():
+    return [model for model in MODELS if is_toy(model)]
+
+
+def snapshot_sources(wildcards):
+    """A toy model's snapshots need the model trained first."""
+    return [PATHS.toy_published(wildcards.model)] if is_toy(wildcards.model) else []
+
+
+def head_scores_of(wildcards):
+    return [PATHS.head_scores(wildcards.model, revision) for revision in revisions_of(wildcards.model)]
+
+
+def final_targets():
+    return [
+        PATHS.heads_table(),
+        PATHS.emergence_table("parquet"),
+        PATHS.emergence_table("csv"),
+        PATHS.milestones_table("csv"),
+        PATHS.milestones_table("md"),
+        PATHS.emergence_plot(),
+        *[PATHS.heatmap_plot(model) for model in MODELS],
+    ]

@@ -1,0 +1,32 @@
+# Figures of the emergence tables.
+
+
+rule plot_emergence:
+    input:
+        PATHS.emergence_table("parquet"),
+    output:
+        report(PATHS.emergence_plot(), caption="../report/emergence.rst", category="Plots"),
+    conda:
+        ENV
+    log:
+        PATHS.log("plot_emergence"),
+    shell:
+        "python -m circuitsweep plot-emergence --emergence {input:q} --output {output:q} > {log:q} 2>&1"
+
+
+rule plot_heatmap:
+    input:
+        PATHS.emergence_table("parquet"),
+    output:
+        report(
+            PATHS.heatmap_plot("{model}"),
+            caption="../report/heatmap.rst",
+            category="Plots",
+            subcategory="{model}",
+        ),
+    conda:
+        ENV
+    log:
+        PATHS.log("plot_heatmap/{model}"),
+    shell:
+        "python -m circuitsweep plot-heatmap --emergence {input:q} --model {wildcards.model} --output {output:q} > {log:q} 2>&1"

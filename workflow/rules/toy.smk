@@ -1,0 +1,19 @@
+# The toy suite: tiny models trained on the CPU, published as local revisions.
+
+
+rule train_toy_model:
+    output:
+        PATHS.toy_published("{model}"),
+    params:
+        settings=lambda wildcards: as_json(PLAN.toy_settings(wildcards.model)),
+        hub=PATHS.toy_hub(),
+    threads: 1
+    conda:
+        ENV
+    log:
+        PATHS.log("train_toy_model/{model}"),
+    benchmark:
+        PATHS.benchmark("train_toy_model/{model}")
+    shell:
+        "python -m circuitsweep train-toy --settings {params.settings:q} --hub {params.hub:q}"
+        " --published {output:q} --threads {threads} > {log:q} 2>&1"
