@@ -1,0 +1,237 @@
+"""Primitive scoring on constructed hidden states: gap, interval, null, axis hygiene, determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from circuitsweep.errors import CacheError
+from circuitsweep.primitives import contract as K
+from circuitsweep.primitives.axis import fit_axes
+from circuitsweep.primitives.behaviour import lexicon_share
+from circuitsweep.primitives.compositions import behavioural_ranks
+from circuitsweep.primitives.gaps import gap_with_uncertainty, summary_layers
+from circuitsweep.primitives.pipeline import ScoringSettings, score_primitives
+from circuitsweep.primitives.stimuli import Stimuli, load_stimuli
+from circuitsweep.primitives.tables import RevisionIdentity, write_tables
+
+IDENTITY = RevisionIdentity("planted", "step100", 1000)
+FAST = ScoringSettings(n_folds=5, n_boot=2000, n_perm=2000, seed=3)
+LAYERS, HIDDEN = 3, 24
+
+
+@pytest.fixture(scope="module")
+def stimuli() -> Stimuli:
+    return load_stimuli()
+
+
+def planted_cache(
+    stimuli: Stimuli, phen_side: np.ndarray, seed: int = 0, strength: float = 0.6
+) -> dict[str, torch.Tensor]:
+    """Hidden states where the lexicons sit at +-1 on dimension 0 and primitive i at +-strength per ``phen_side[i]``.
+
+    Every other dimension is noise; layer 0 carries no signal for the primitives.
+    """
+    rng = np.random.default_rng(seed)
+
+    def noise(n: int) -> np.ndarray:
+        return rng.normal(0.0, 0.3, size=(n, LAYERS, HIDDEN))
+
+    axis = np.zeros(HIDDEN)
+    axis[0] = 1.0
+    phen = noise(len(stimuli.phenomenological)) + axis
+    abst = noise(len(stimuli.abstract)) - axis
+    signs = np.where(phen_side, 1.0, -1.0)
+    primitives = noise(len(stimuli.primitives)) + strength * signs[:, None, None] * axis
+    primitives[:, 0] = noise(len(stimuli.primitives))[:, 0]
+    clusters = noise(len(stimuli.cluster_words))
+    as_tensor = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+    return {
+        K.STATES_PRIMITIVES: as_tensor(primitives),
+        K.STATES_PHENOMENOLOGICAL: as_tensor(phen),
+        K.STATES_ABSTRACT: as_tensor(abst),
+        K.STATES_CLUSTERS: as_tensor(clusters),
+        K.LAYERS: torch.arange(LAYERS),
+        K.STIMULI_SHA256: torch.tensor(list(bytes.fromhex(stimuli.fingerprint())), dtype=torch.uint8),
+    }
+
+
+def relabel(stimuli: Stimuli, sets: list[str]) -> Stimuli:
+    primitives = tuple(dataclasses.replace(p, set=s) for p, s in zip(stimuli.primitives, sets, strict=True))
+    return dataclasses.replace(stimuli, primitives=primitives)
+
+
+def row(frame, layer: str) -> dict:
+    return frame.filter(frame["layer"] == layer).to_dicts()[0]
+
+
+def test_planted_gap_is_positive_with_an_interval_excluding_zero(stimuli):
+    """0a planted on the phenomenological side: positive gap, CI above 0, small p, at every signal layer."""
+    in_a = np.array([p.set == "0a" for p in stimuli.primitives])
+    tables = score_primitives(planted_cache(stimuli, in_a), stimuli, IDENTITY, FAST)
+    gaps = tables.gaps
+    for layer in ("1", "2", "summary"):
+        r = row(gaps, layer)
+        assert r["gap"] > 0.3 and r["ci_low"] > 0 and r["ci_low"] <= r["gap"] <= r["ci_high"], r
+        assert r["p_value"] < 0.01, r
+    assert not row(gaps, "0")["ci_low"] > 0  # layer 0 carries no planted signal
+    assert tables.scores["score"].is_between(0.0, 1.0).all()
+
+
+def test_shuffled_labels_give_no_gap(stimuli):
+    """With the 0a/0b labels shuffled across the planted sides, the interval covers 0 and p is not small."""
+    in_a = np.array([p.set == "0a" for p in stimuli.primitives])
+    cache_truth = in_a.copy()
+    # half of each planted side goes to each label: the labels no longer follow the planting
+    shuffled = []
+    seen = {True: 0, False: 0}
+    for side in cache_truth:
+        shuffled.append("0a" if seen[bool(side)] % 2 == 0 else "0b")
+        seen[bool(side)] += 1
+    relabelled = relabel(stimuli, shuffled)
+    tables = score_primitives(planted_cache(relabelled, cache_truth), relabelled, IDENTITY, FAST)
+    for layer in ("1", "2", "summary"):
+        r = row(tables.gaps, layer)
+        assert r["ci_low"] < 0 < r["ci_high"], r
+        assert r["p_value"] > 0.2, r
+
+
+def test_permutation_null_is_calibrated():
+    """Without any signal, p < 0.05 happens in about 5% of data sets (the +1-corrected null is valid)."""
+    rng = np.random.default_rng(0)
+    labels = np.array([True] * 8 + [False] * 8)
+    p_values = [
+        gap_with_uncertainty(rng.normal(size=(1, 16)), labels, n_boot=10, n_perm=499, seed=i).p_value[0]
+        for i in range(300)
+    ]
+    rate = np.mean(np.array(p_values) < 0.05)
+    assert 0.015 < rate < 0.095
+    assert min(p_values) >= 1 / 500
+
+
+def test_gap_interval_and_p_value_definitions():
+    """Gap = mean(0a) - mean(0b); identical scores give p = 1 and a zero-width interval."""
+    scores = np.array([[1.0, 1.0, 0.0, 0.0], [0.5, 0.5, 0.5, 0.5]])
+    result = gap_with_uncertainty(scores, np.array([True, True, False, False]), n_boot=200, n_perm=200, seed=0)
+    assert result.gap.tolist() == [1.0, 0.0]
+    assert result.p_value[1] == 1.0 and result.ci_low[1] == result.ci_high[1] == 0.0
+    assert result.ci_low[0] == result.ci_high[0] == 1.0
+
+
+def test_axis_never_uses_the_words_it_is_scored_on(stimuli):
+    """Each fold's direction is built without its held-out words, which alone calibrate it; each held out once."""
+    cache = planted_cache(stimuli, np.array([p.set == "0a" for p in stimuli.primitives]))
+    phen = cache[K.STATES_PHENOMENOLOGICAL].double().numpy()
+    abst = cache[K.STATES_ABSTRACT].double().numpy()
+    axes = fit_axes(phen, abst, n_folds=5, seed=1)
+    for n, train, held in (
+        (len(phen), "train_phenomenological", "heldout_phenomenological"),
+        (len(abst), "train_abstract", "heldout_abstract"),
+    ):
+        heldout = np.concatenate([getattr(a, held) for a in axes.folds])
+        assert sorted(heldout.tolist()) == list(range(n))  # every word held out exactly once
+        for a in axes.folds:
+            assert not set(getattr(a, train).tolist()) & set(getattr(a, held).tolist())
+            assert sorted([*getattr(a, train).tolist(), *getattr(a, held).tolist()]) == list(range(n))
+
+    # Moving the held-out words of fold 0 leaves its direction unchanged (they never built it) ...
+    fold = axes.folds[0]
+    phen2, abst2 = phen.copy(), abst.copy()
+    phen2[fold.heldout_phenomenological] += 50.0
+    abst2[fold.heldout_abstract] -= 50.0
+    moved = fit_axes(phen2, abst2, n_folds=5, seed=1).folds[0]
+    np.testing.assert_array_equal(moved.direction, fold.direction)
+    # ... but moves its calibration (they alone calibrate it) ...
+    assert not np.allclose(moved.phenomenological_mean, fold.phenomenological_mean)
+    # ... and moving its training words leaves the calibration words' identity untouched.
+    np.testing.assert_array_equal(moved.heldout_phenomenological, fold.heldout_phenomenological)
+
+
+def test_primitive_states_never_reach_the_axis(stimuli):
+    """Changing the primitives' own states changes their scores but not the axis or its held-out quality."""
+    in_a = np.array([p.set == "0a" for p in stimuli.primitives])
+    cache = planted_cache(stimuli, in_a)
+    shifted = dict(cache)
+    shifted[K.STATES_PRIMITIVES] = cache[K.STATES_PRIMITIVES] + 3.0
+    a = score_primitives(cache, stimuli, IDENTITY, FAST)
+    b = score_primitives(shifted, stimuli, IDENTITY, FAST)
+    assert a.axis.equals(b.axis)
+    assert not a.scores.equals(b.scores)
+
+
+def test_fixed_seeds_give_identical_tables(stimuli, tmp_path):
+    """The same cache and seed give identical tables and files; another seed changes the bootstrap."""
+    in_a = np.array([p.set == "0a" for p in stimuli.primitives])
+    cache = planted_cache(stimuli, in_a)
+    first = score_primitives(cache, stimuli, IDENTITY, FAST)
+    second = score_primitives(planted_cache(stimuli, in_a), stimuli, IDENTITY, FAST)
+    for name in ("scores", "gaps", "compositions", "composition_detail", "axis"):
+        assert getattr(first, name).equals(getattr(second, name)), name
+    paths_1 = write_tables(first, tmp_path / "a")
+    paths_2 = write_tables(second, tmp_path / "b")
+    for name, path in paths_1.items():
+        if path.suffix in (".csv", ".md"):
+            assert path.read_bytes() == paths_2[name].read_bytes(), name
+    other = score_primitives(cache, stimuli, IDENTITY, dataclasses.replace(FAST, seed=4))
+    assert not other.gaps.equals(first.gaps)
+
+
+def test_tables_have_the_contract_columns(stimuli):
+    """Every table has exactly the columns of the contract, and one row per layer plus the summary."""
+    in_a = np.array([p.set == "0a" for p in stimuli.primitives])
+    tables = score_primitives(planted_cache(stimuli, in_a), stimuli, IDENTITY, FAST)
+    assert tuple(tables.scores.columns) == K.PRIMITIVE_COLUMNS
+    assert tuple(tables.gaps.columns) == K.GAP_COLUMNS
+    assert tuple(tables.compositions.columns) == K.COMPOSITION_COLUMNS
+    assert tuple(tables.composition_detail.columns) == K.COMPOSITION_DETAIL_COLUMNS
+    assert tables.gaps["layer"].to_list() == ["0", "1", "2", "summary"]
+    assert tables.scores.height == 4 * len(stimuli.primitives)
+    assert set(tables.gaps["tokens"].to_list()) == {1000}
+
+
+def test_cache_from_other_stimuli_is_refused(stimuli):
+    """A cache measured with different stimuli is an error, not silently rescored."""
+    cache = planted_cache(stimuli, np.array([p.set == "0a" for p in stimuli.primitives]))
+    edited = dataclasses.replace(stimuli, carriers=stimuli.carriers[:-1])
+    with pytest.raises(CacheError, match="other stimuli"):
+        score_primitives(cache, edited, IDENTITY, FAST)
+
+
+def test_summary_leaves_out_the_embedding_layer():
+    """The summary averages the blocks (layer >= 1); the embedding layer only when it is all there is."""
+    assert summary_layers(np.array([0, 1, 2])).tolist() == [False, True, True]
+    assert summary_layers(np.array([0])).tolist() == [True]
+
+
+def test_lexicon_share_is_half_without_lexicon_words():
+    """The behavioural score is phen / (phen + abstract) over all continuations, 0.5 when none occur."""
+    share = lexicon_share(np.array([[1, 2], [0, 0], [0, 0]]), np.array([[1, 0], [0, 0], [2, 1]]))
+    np.testing.assert_allclose(share, [0.75, 0.5, 0.0])
+
+
+def test_behavioural_hits_and_ranks():
+    """A composition hits when a continuation holds a target-cluster word; its rank orders clusters by counts."""
+    counts = np.zeros((3, 2, 3), dtype=np.int64)
+    counts[0, 0, 0] = 2  # target 0 found: rank 1, one of two continuations
+    counts[1, :, 0] = 1  # only another cluster found: target 1 absent, rank last
+    counts[2, 0, 2] = 1
+    counts[2, 1, 0] = 1  # tie with another cluster counts against the target: rank 2
+    ranks = behavioural_ranks(counts, np.zeros_like(counts))
+    assert ranks.rank[:, 0].tolist() == [1, 3, 2]
+    assert ranks.hit_rate[:, 0].tolist() == [0.5, 0.0, 0.5]
+    assert ranks.baseline_rank[:, 0].tolist() == [3, 3, 3]
+
+
+def test_cache_survives_a_safetensors_round_trip(stimuli, tmp_path):
+    """A cache saved as a safetensors shard and read back scores exactly as the in-memory one."""
+    from safetensors.torch import load_file, save_file
+
+    cache = planted_cache(stimuli, np.array([p.set == "0a" for p in stimuli.primitives]))
+    save_file(cache, str(tmp_path / "primitives.safetensors"))
+    loaded = load_file(str(tmp_path / "primitives.safetensors"))
+    a = score_primitives(cache, stimuli, IDENTITY, FAST)
+    b = score_primitives(loaded, stimuli, IDENTITY, FAST)
+    assert a.gaps.equals(b.gaps) and a.scores.equals(b.scores)

@@ -1,0 +1,13 @@
+"""Semantic primitives (DESIGN.md 5): do scaffolding primitives (0a) lean more
+phenomenological than content primitives (0b), layer by layer and checkpoint
+by checkpoint, and do operator + seed compositions land on their
+pre-registered targets?
+
+Stimuli are data (``config/primitives.yaml``, module ``stimuli``). Per
+revision, ``pipeline.measure_primitives`` (needs the model) caches hidden-state
+summaries and ``behaviour.measure_behaviour`` (generative models with a
+tokenizer) caches word counts of sampled continuations;
+``pipeline.score_primitives`` turns a cache into the tables without a model.
+``stage`` holds what the workflow's rules run. Nothing heavy is imported
+here, so planning a sweep stays fast.
+"""

@@ -1,0 +1,146 @@
+"""The phenomenological-abstract axis, per layer, with held-out calibration.
+
+Each lexicon is split into ``n_folds`` folds (seeded). For fold k:
+
+- direction u: mean of the phenomenological words outside fold k minus the
+  mean of the abstract words outside fold k, normalised (one per layer);
+- calibration: the words *in* fold k (held out from the direction) are
+  projected on u; m_abs and m_phen are the means of their projections.
+
+The position of a representation x on fold k's axis is
+``(x . u - m_abs) / (m_phen - m_abs)``: 0 at the held-out abstract words'
+mean, 1 at the held-out phenomenological words' mean, 0.5 halfway. Its
+position is the mean over folds, and its score is that position clipped to
+[0, 1]. (An equal-variance logistic calibration was tried first and rejected:
+the lexicons separate so well, d' 5-10 on MiniLM, that it pushed nearly every
+primitive to 0 or 1.)
+
+So every lexicon word either builds an axis or calibrates it, never both, and
+the primitive words never enter any axis (the stimuli forbid them in the
+lexicons). Axis quality is the held-out AUC: per fold, how well the projection
+separates the held-out words, averaged over folds (calibration-free).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def fold_assignment(n_words: int, n_folds: int, rng: np.random.Generator) -> np.ndarray:
+    """Fold index of each word, ``[n_words]``: a seeded shuffle dealt round-robin (balanced folds)."""
+    folds = np.empty(n_words, dtype=np.int64)
+    folds[rng.permutation(n_words)] = np.arange(n_words) % n_folds
+    return folds
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One fold's axis at every layer; word indices refer to the two lexicons."""
+
+    direction: np.ndarray  # [L, H] unit vectors (zero where the training means coincide)
+    abstract_mean: np.ndarray  # [L] mean projection of the held-out abstract words
+    phenomenological_mean: np.ndarray  # [L] mean projection of the held-out phenomenological words
+    train_phenomenological: np.ndarray  # word indices that built the direction
+    train_abstract: np.ndarray
+    heldout_phenomenological: np.ndarray  # word indices that calibrated it
+    heldout_abstract: np.ndarray
+
+    def project(self, states: np.ndarray) -> np.ndarray:
+        """Projections of ``states [N, L, H]`` on the axis: ``[N, L]``."""
+        return np.einsum("nlh,lh->nl", states, self.direction)
+
+    def position(self, states: np.ndarray) -> np.ndarray:
+        """Position of ``states [N, L, H]`` between the held-out class means (0 = abstract, 1 = phen): ``[N, L]``.
+
+        Where the two held-out means coincide the position is 0.5.
+        """
+        span = self.phenomenological_mean - self.abstract_mean
+        offset = self.project(states) - self.abstract_mean
+        return np.divide(offset, span, out=np.full_like(offset, 0.5), where=span != 0)
+
+
+def fit_axis(
+    phenomenological: np.ndarray,
+    abstract: np.ndarray,
+    train_phenomenological: np.ndarray,
+    train_abstract: np.ndarray,
+    heldout_phenomenological: np.ndarray,
+    heldout_abstract: np.ndarray,
+) -> Axis:
+    """One axis from ``[W, L, H]`` lexicon states: direction from the train words, calibration from the held-out."""
+    if (
+        np.intersect1d(train_phenomenological, heldout_phenomenological).size
+        or np.intersect1d(train_abstract, heldout_abstract).size
+    ):
+        raise ValueError("a word cannot both build and calibrate the same axis")
+    if min(len(train_phenomenological), len(train_abstract), len(heldout_phenomenological), len(heldout_abstract)) < 1:
+        raise ValueError("an axis needs at least one training and one held-out word per lexicon")
+    diff = phenomenological[train_phenomenological].mean(0) - abstract[train_abstract].mean(0)  # [L, H]
+    norm = np.linalg.norm(diff, axis=-1, keepdims=True)
+    direction = np.divide(diff, norm, out=np.zeros_like(diff), where=norm > 0)
+    held_abstract = np.einsum("nlh,lh->nl", abstract[heldout_abstract], direction)
+    held_phenomenological = np.einsum("nlh,lh->nl", phenomenological[heldout_phenomenological], direction)
+    return Axis(
+        direction,
+        held_abstract.mean(0),
+        held_phenomenological.mean(0),
+        np.asarray(train_phenomenological),
+        np.asarray(train_abstract),
+        np.asarray(heldout_phenomenological),
+        np.asarray(heldout_abstract),
+    )
+
+
+@dataclass(frozen=True)
+class AxisSet:
+    """The cross-validated axes of all folds."""
+
+    folds: tuple[Axis, ...]
+
+    def position(self, states: np.ndarray) -> np.ndarray:
+        """Position of ``states [N, L, H]`` between the held-out class means, mean over folds: ``[N, L]``."""
+        return np.mean([axis.position(states) for axis in self.folds], axis=0)
+
+    def score(self, states: np.ndarray) -> np.ndarray:
+        """Score of ``states [N, L, H]`` in [0, 1]: the position clipped: ``[N, L]``."""
+        return np.clip(self.position(states), 0.0, 1.0)
+
+    def heldout_auc(self, phenomenological: np.ndarray, abstract: np.ndarray) -> np.ndarray:
+        """Per layer, P(held-out phen word projects above a held-out abstract word), mean over folds: ``[L]``."""
+        aucs = []
+        for axis in self.folds:
+            p = axis.project(phenomenological[axis.heldout_phenomenological])[:, None, :]
+            a = axis.project(abstract[axis.heldout_abstract])[None, :, :]
+            aucs.append(((p > a) + 0.5 * (p == a)).mean(axis=(0, 1)))
+        return np.mean(aucs, axis=0)
+
+
+def fit_axes(phenomenological: np.ndarray, abstract: np.ndarray, *, n_folds: int = 5, seed: int = 0) -> AxisSet:
+    """Cross-validated axes from lexicon states ``[W_phen, L, H]`` and ``[W_abs, L, H]``.
+
+    Fold k's direction uses the words outside fold k, its calibration the words in it.
+    """
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be at least 2, got {n_folds}")
+    smallest = min(len(phenomenological), len(abstract))
+    if smallest < n_folds:
+        raise ValueError(f"{n_folds} folds need at least {n_folds} words per lexicon, got {smallest}")
+    rng_p, rng_a = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    fold_p = fold_assignment(len(phenomenological), n_folds, rng_p)
+    fold_a = fold_assignment(len(abstract), n_folds, rng_a)
+    phenomenological = np.asarray(phenomenological, dtype=np.float64)
+    abstract = np.asarray(abstract, dtype=np.float64)
+    axes = tuple(
+        fit_axis(
+            phenomenological,
+            abstract,
+            np.flatnonzero(fold_p != k),
+            np.flatnonzero(fold_a != k),
+            np.flatnonzero(fold_p == k),
+            np.flatnonzero(fold_a == k),
+        )
+        for k in range(n_folds)
+    )
+    return AxisSet(axes)

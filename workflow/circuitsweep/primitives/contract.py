@@ -1,0 +1,107 @@
+"""Names shared by the primitive cache, scoring and tables, in one place.
+
+Paths of these files are built by :class:`circuitsweep.contracts.Paths`.
+"""
+
+from __future__ import annotations
+
+# --- Cached hidden-state summaries (safetensors shard) ----------------------
+# P = primitives, W = words, L = kept layers (embedding output = layer 0), H = hidden size.
+
+#: [P, L, H] each primitive's word states, mean over its contexts (and surface words).
+STATES_PRIMITIVES = "primitives.states"
+#: [W_phen, L, H] phenomenological lexicon words, mean over the carrier templates.
+STATES_PHENOMENOLOGICAL = "lexicon.phenomenological"
+#: [W_abs, L, H] abstract lexicon words, mean over the carrier templates.
+STATES_ABSTRACT = "lexicon.abstract"
+#: [W_cluster, L, H] cluster words (compositions in order, clusters in order), mean over carriers.
+STATES_CLUSTERS = "clusters.states"
+#: [L] int64: the layer index of each kept layer (0 = embedding output).
+LAYERS = "layers"
+#: [32] uint8: sha256 of the stimuli the shard was measured with.
+STIMULI_SHA256 = "stimuli.sha256"
+
+# Behavioural samples (only for generative models with a tokenizer); K = samples per prompt.
+#: [P, K] int64: phenomenological lexicon words in each continuation of the bare primitive.
+BEHAVIOUR_PHENOMENOLOGICAL = "behaviour.phenomenological"
+#: [P, K] int64: abstract lexicon words in each continuation of the bare primitive.
+BEHAVIOUR_ABSTRACT = "behaviour.abstract"
+#: [C, K, n_clusters] int64: words of each cluster in each continuation of a composition prompt.
+BEHAVIOUR_COMPOSITION_CLUSTERS = "behaviour.composition_clusters"
+#: [C, K, n_clusters] int64: the same for the continuations of the composition's bare seed.
+BEHAVIOUR_SEED_CLUSTERS = "behaviour.seed_clusters"
+
+# --- Score kinds, layer labels ------------------------------------------------
+
+REPRESENTATIONAL = "representational"
+BEHAVIOURAL = "behavioural"
+SCORE_KINDS: tuple[str, ...] = (REPRESENTATIONAL, BEHAVIOURAL)
+#: The ``layer`` value of rows that are not one layer: the summary over layers
+#: (representational) or the one behavioural value.
+SUMMARY = "summary"
+
+# --- Table columns -------------------------------------------------------------
+
+IDENTITY_COLUMNS: tuple[str, ...] = ("model", "revision", "tokens")
+#: primitives.parquet: one score per (layer, primitive, score kind).
+PRIMITIVE_COLUMNS: tuple[str, ...] = (*IDENTITY_COLUMNS, "layer", "primitive", "set", "score_kind", "score")
+#: primitive_gaps.csv/.md: gap = mean(0a) - mean(0b) with bootstrap CI and permutation p.
+GAP_COLUMNS: tuple[str, ...] = (*IDENTITY_COLUMNS, "layer", "gap", "ci_low", "ci_high", "p_value", "score_kind")
+#: compositions.csv/.md: hits over all compositions, per layer and score kind, with the seed-only baseline.
+COMPOSITION_COLUMNS: tuple[str, ...] = (
+    *IDENTITY_COLUMNS,
+    "layer",
+    "score_kind",
+    "n_compositions",
+    "hits_at_1",
+    "hits_at_3",
+    "baseline_hits_at_1",
+    "baseline_hits_at_3",
+    "mean_rank",
+    "baseline_mean_rank",
+    "hits_any",
+    "baseline_hits_any",
+)
+#: composition detail (Parquet): one row per (layer, composition, score kind).
+COMPOSITION_DETAIL_COLUMNS: tuple[str, ...] = (
+    *IDENTITY_COLUMNS,
+    "layer",
+    "score_kind",
+    "operator",
+    "seed",
+    "target",
+    "rank",
+    "baseline_rank",
+    "hit_rate",
+    "baseline_hit_rate",
+)
+#: axis quality (Parquet/CSV): held-out AUC of the phenomenological-abstract axis per layer.
+AXIS_COLUMNS: tuple[str, ...] = (*IDENTITY_COLUMNS, "layer", "heldout_auc")
+
+# --- File names -----------------------------------------------------------------
+
+PRIMITIVES_FILE = "primitives.parquet"
+GAPS_CSV = "primitive_gaps.csv"
+GAPS_MD = "primitive_gaps.md"
+COMPOSITIONS_CSV = "compositions.csv"
+COMPOSITIONS_MD = "compositions.md"
+COMPOSITION_DETAIL_FILE = "composition_detail.parquet"
+AXIS_FILE = "primitive_axis.csv"
+#: The final tables, in results/tables/.
+FINAL_FILES: tuple[str, ...] = (
+    PRIMITIVES_FILE,
+    GAPS_CSV,
+    GAPS_MD,
+    COMPOSITIONS_CSV,
+    COMPOSITIONS_MD,
+    COMPOSITION_DETAIL_FILE,
+    AXIS_FILE,
+)
+#: One revision's scored tables (Parquet, in results/primitives/<model>/<revision>/), by PrimitiveTables field.
+REVISION_TABLES: dict[str, str] = {
+    "scores": "scores.parquet",
+    "gaps": "gaps.parquet",
+    "compositions": "compositions.parquet",
+    "composition_detail": "composition_detail.parquet",
+    "axis": "axis.parquet",
+}

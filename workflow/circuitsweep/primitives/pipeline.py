@@ -1,0 +1,193 @@
+"""Per revision: measure hidden-state summaries (needs the model), then score them (cache only).
+
+:func:`measure_primitives` returns tensors that can be saved as a safetensors
+shard (:func:`circuitsweep.cache.write_stats`); :func:`score_primitives` turns
+such a shard (plus, for generative models, the behavioural counts of
+:func:`circuitsweep.primitives.behaviour.measure_behaviour`) into the tables,
+without loading a model, so a change of scoring settings never reruns one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import torch
+from transformers import PreTrainedModel
+
+from circuitsweep.errors import CacheError
+from circuitsweep.primitives import contract as K
+from circuitsweep.primitives.axis import fit_axes
+from circuitsweep.primitives.behaviour import lexicon_share
+from circuitsweep.primitives.compositions import behavioural_ranks, representational_ranks
+from circuitsweep.primitives.encoders import WordEncoder
+from circuitsweep.primitives.extract import mean_word_states
+from circuitsweep.primitives.gaps import gap_with_uncertainty, summary_layers
+from circuitsweep.primitives.stimuli import SET_A, Stimuli, WordInText, fill
+from circuitsweep.primitives.tables import (
+    PrimitiveTables,
+    RevisionIdentity,
+    axis_frame,
+    composition_detail_frame,
+    compositions_frame,
+    gaps_frame,
+    primitive_scores_frame,
+)
+
+
+def _fingerprint_tensor(stimuli: Stimuli) -> torch.Tensor:
+    return torch.tensor(list(bytes.fromhex(stimuli.fingerprint())), dtype=torch.uint8)
+
+
+def measure_primitives(
+    model: PreTrainedModel,
+    encoder: WordEncoder,
+    stimuli: Stimuli,
+    *,
+    layers: Sequence[int] | None = None,
+    batch_size: int = 32,
+    device: torch.device | str | None = None,
+) -> dict[str, torch.Tensor]:
+    """Hidden-state summaries of one revision, keyed by the names in :mod:`contract`.
+
+    Primitives: mean over their contexts ``[P, L, H]``; lexicon and cluster
+    words: mean over the carrier templates ``[W, L, H]``. One batched pass over
+    all texts; ``layers`` selects hidden-state layers (0 = embeddings, default all).
+    """
+    items: list[WordInText] = []
+    groups: list[int] = []
+
+    def add(occurrences: Sequence[WordInText]) -> None:
+        group = groups[-1] + 1 if groups else 0
+        items.extend(occurrences)
+        groups.extend([group] * len(occurrences))
+
+    for primitive in stimuli.primitives:
+        add(primitive.occurrences())
+    words = [*stimuli.phenomenological, *stimuli.abstract, *stimuli.cluster_words]
+    for word in words:
+        add([fill(template, word) for template in stimuli.carriers])
+    n_groups = len(stimuli.primitives) + len(words)
+    states = mean_word_states(
+        model, encoder, items, groups, n_groups, layers=layers, batch_size=batch_size, device=device
+    )
+    bounds = np.cumsum([0, len(stimuli.primitives), len(stimuli.phenomenological), len(stimuli.abstract)])
+    n_layers = states.shape[1]
+    kept = torch.arange(n_layers) if layers is None else torch.tensor(list(layers), dtype=torch.int64)
+    return {
+        K.STATES_PRIMITIVES: states[: bounds[1]].contiguous(),
+        K.STATES_PHENOMENOLOGICAL: states[bounds[1] : bounds[2]].contiguous(),
+        K.STATES_ABSTRACT: states[bounds[2] : bounds[3]].contiguous(),
+        K.STATES_CLUSTERS: states[bounds[3] :].contiguous(),
+        K.LAYERS: kept.to(torch.int64),
+        K.STIMULI_SHA256: _fingerprint_tensor(stimuli),
+    }
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """Cross-validation folds of the axis, bootstrap and permutation sizes, and the seed of all three."""
+
+    n_folds: int = 5
+    n_boot: int = 10_000
+    n_perm: int = 10_000
+    seed: int = 0
+
+
+def check_cache(cached: dict[str, torch.Tensor], stimuli: Stimuli) -> None:
+    """Fail with :class:`CacheError` unless ``cached`` was measured with exactly these stimuli."""
+    needed = (
+        K.STATES_PRIMITIVES,
+        K.STATES_PHENOMENOLOGICAL,
+        K.STATES_ABSTRACT,
+        K.STATES_CLUSTERS,
+        K.LAYERS,
+        K.STIMULI_SHA256,
+    )
+    missing = [name for name in needed if name not in cached]
+    if missing:
+        raise CacheError(f"the primitive cache lacks {missing}; delete it and rerun")
+    if not torch.equal(cached[K.STIMULI_SHA256].to(torch.uint8), _fingerprint_tensor(stimuli)):
+        raise CacheError(
+            "the primitive cache was measured with other stimuli (primitives.yaml changed); delete it and rerun"
+        )
+    expected = {
+        K.STATES_PRIMITIVES: len(stimuli.primitives),
+        K.STATES_PHENOMENOLOGICAL: len(stimuli.phenomenological),
+        K.STATES_ABSTRACT: len(stimuli.abstract),
+        K.STATES_CLUSTERS: len(stimuli.cluster_words),
+    }
+    n_layers = cached[K.LAYERS].shape[0]
+    for name, rows in expected.items():
+        shape = tuple(cached[name].shape)
+        if len(shape) != 3 or shape[0] != rows or shape[1] != n_layers:
+            raise CacheError(f"primitive cache tensor {name} has shape {shape}; expected [{rows}, {n_layers}, hidden]")
+    if K.BEHAVIOUR_PHENOMENOLOGICAL in cached:
+        n_p, n_c = len(stimuli.primitives), len(stimuli.compositions)
+        samples = cached[K.BEHAVIOUR_PHENOMENOLOGICAL].shape[-1]
+        behaviour = {
+            K.BEHAVIOUR_PHENOMENOLOGICAL: (n_p, samples),
+            K.BEHAVIOUR_ABSTRACT: (n_p, samples),
+            K.BEHAVIOUR_COMPOSITION_CLUSTERS: (n_c, samples, n_c),
+            K.BEHAVIOUR_SEED_CLUSTERS: (n_c, samples, n_c),
+        }
+        for name, shape in behaviour.items():
+            if name not in cached or tuple(cached[name].shape) != shape:
+                found = tuple(cached[name].shape) if name in cached else "missing"
+                raise CacheError(f"primitive cache tensor {name} is {found}; expected shape {list(shape)}")
+
+
+def score_primitives(
+    cached: dict[str, torch.Tensor],
+    stimuli: Stimuli,
+    identity: RevisionIdentity,
+    settings: ScoringSettings = ScoringSettings(),
+) -> PrimitiveTables:
+    """All primitive tables of one revision from its cache alone (no model).
+
+    Representational rows: every cached layer, then "summary" (per-primitive
+    scores averaged over the summary layers, see :func:`gaps.summary_layers`).
+    Behavioural rows ("summary" only) when the cache holds behavioural counts.
+    """
+    check_cache(cached, stimuli)
+
+    def array(name: str) -> np.ndarray:
+        return cached[name].detach().cpu().to(torch.float64).numpy()
+
+    layers = cached[K.LAYERS].cpu().numpy()
+    summary = summary_layers(layers)
+    labels = [str(int(layer)) for layer in layers] + [K.SUMMARY]
+    in_a = np.array([p.set == SET_A for p in stimuli.primitives])
+    phen, abst = array(K.STATES_PHENOMENOLOGICAL), array(K.STATES_ABSTRACT)
+
+    axes = fit_axes(phen, abst, n_folds=settings.n_folds, seed=settings.seed)
+    per_layer = axes.score(array(K.STATES_PRIMITIVES)).T  # [L, P]
+    scores = np.vstack([per_layer, per_layer[summary].mean(0, keepdims=True)])  # [L + 1, P]
+    gap_args = dict(n_boot=settings.n_boot, n_perm=settings.n_perm, seed=settings.seed)
+    ranks = representational_ranks(array(K.STATES_PRIMITIVES), array(K.STATES_CLUSTERS), stimuli, summary)
+
+    score_frames = [primitive_scores_frame(identity, labels, scores, stimuli, K.REPRESENTATIONAL)]
+    gap_frames = [gaps_frame(identity, labels, gap_with_uncertainty(scores, in_a, **gap_args), K.REPRESENTATIONAL)]
+    composition_frames = [compositions_frame(identity, labels, ranks, K.REPRESENTATIONAL)]
+    detail_frames = [composition_detail_frame(identity, labels, ranks, stimuli, K.REPRESENTATIONAL)]
+
+    if K.BEHAVIOUR_PHENOMENOLOGICAL in cached:
+        share = lexicon_share(array(K.BEHAVIOUR_PHENOMENOLOGICAL), array(K.BEHAVIOUR_ABSTRACT))[None, :]  # [1, P]
+        behaviour = behavioural_ranks(
+            cached[K.BEHAVIOUR_COMPOSITION_CLUSTERS].cpu().numpy(), cached[K.BEHAVIOUR_SEED_CLUSTERS].cpu().numpy()
+        )
+        one = [K.SUMMARY]
+        score_frames.append(primitive_scores_frame(identity, one, share, stimuli, K.BEHAVIOURAL))
+        gap_frames.append(gaps_frame(identity, one, gap_with_uncertainty(share, in_a, **gap_args), K.BEHAVIOURAL))
+        composition_frames.append(compositions_frame(identity, one, behaviour, K.BEHAVIOURAL))
+        detail_frames.append(composition_detail_frame(identity, one, behaviour, stimuli, K.BEHAVIOURAL))
+
+    return PrimitiveTables(
+        scores=pl.concat(score_frames),
+        gaps=pl.concat(gap_frames),
+        compositions=pl.concat(composition_frames),
+        composition_detail=pl.concat(detail_frames),
+        axis=axis_frame(identity, labels[:-1], axes.heldout_auc(phen, abst)),
+    )
