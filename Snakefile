@@ -6,7 +6,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The toy suite by default; a --configfile replaces it rather than merging
+# into it (Snakemake would otherwise sweep the toy models too).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
@@ -15,6 +19,7 @@ include: "workflow/rules/snapshots.smk"
 include: "workflow/rules/heads.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/primitives.smk"
 
 
 report: "workflow/report/workflow.rst"

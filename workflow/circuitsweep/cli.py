@@ -109,6 +109,37 @@ def cmd_plot_heatmap(args: argparse.Namespace) -> None:
     layer_heatmap(pl.read_parquet(args.emergence), args.model, Path(args.output))
 
 
+def cmd_measure_primitives(args: argparse.Namespace) -> None:
+    import torch
+
+    from circuitsweep.primitives.stage import PrimitiveJob, measure_revision_primitives
+
+    torch.set_num_threads(args.threads)
+    measure_revision_primitives(
+        Path(args.snapshot), PrimitiveJob.from_dict(args.settings), Path(args.stimuli), Path(args.output)
+    )
+
+
+def cmd_score_primitives(args: argparse.Namespace) -> None:
+    from circuitsweep.primitives.stage import score_revision_primitives
+
+    score_revision_primitives(Path(args.cache), Path(args.stimuli), args.scoring, Path(args.output))
+
+
+def cmd_primitive_tables(args: argparse.Namespace) -> None:
+    from circuitsweep.primitives.stage import primitive_tables
+
+    primitive_tables([Path(p) for p in args.revisions], Path(args.output))
+
+
+def cmd_plot_primitive_gap(args: argparse.Namespace) -> None:
+    import polars as pl
+
+    from circuitsweep.plots import primitive_gap_plot
+
+    primitive_gap_plot(pl.read_csv(args.gaps), Path(args.output))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="circuitsweep", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -167,6 +198,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("plot-heatmap", cmd_plot_heatmap, "plot one model's per-layer head counts per revision")
     p.add_argument("--emergence", required=True)
     p.add_argument("--model", required=True)
+    p.add_argument("--output", required=True)
+
+    p = add("measure-primitives", cmd_measure_primitives, "measure one revision's primitive representations")
+    p.add_argument("--settings", type=_json, required=True, help="JSON: model, revision, dtype, encoding, sampling")
+    p.add_argument("--snapshot", required=True, help="snapshot folder (with snapshot.json)")
+    p.add_argument("--stimuli", required=True, help="stimuli YAML (config/primitives.yaml)")
+    p.add_argument("--output", required=True, help="output safetensors shard")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+
+    p = add("score-primitives", cmd_score_primitives, "score one revision's primitive shard (no model)")
+    p.add_argument("--cache", required=True, help="primitive shard of measure-primitives")
+    p.add_argument("--stimuli", required=True)
+    p.add_argument("--scoring", type=_json, required=True, help="JSON: n_folds, n_boot, n_perm, seed")
+    p.add_argument("--output", required=True, help="folder for the revision's tables")
+
+    p = add("primitive-tables", cmd_primitive_tables, "stack every revision's primitive tables")
+    p.add_argument("--revisions", nargs="+", required=True, help="folders of score-primitives")
+    p.add_argument("--output", required=True, help="tables folder")
+
+    p = add("plot-primitive-gap", cmd_plot_primitive_gap, "plot the summary primitive gap against tokens")
+    p.add_argument("--gaps", required=True, help="primitive_gaps.csv")
     p.add_argument("--output", required=True)
     return parser
 

@@ -130,6 +130,7 @@ class ModelSettings:
     probes: ProbeSettings
     thresholds: Thresholds
     duplicates: str
+    primitives: dict[str, Any]
     toy: dict[str, Any] | None
 
 
@@ -175,12 +176,15 @@ def resolve_model(name: str, entry: dict[str, Any], config: dict[str, Any]) -> M
         architecture=entry["architecture"],
         source=dict(entry["source"]),
         revisions=entry["revisions"],
-        tokens=dict(entry["tokens"]),
+        tokens=dict(entry.get("tokens", {})),
         dtype=entry.get("dtype", "float32"),
         first_token=dict(entry.get("first_token", {"policy": "none"})),
         probes=ProbeSettings.from_dict(probes),
         thresholds=Thresholds.from_dict(thresholds),
         duplicates=entry.get("duplicates", config.get("duplicates", "mark")),
+        primitives=_deep_merge(
+            _deep_merge(study_defaults("primitives"), config.get("primitives", {})), entry.get("primitives", {})
+        ),
         toy=entry.get("toy"),
     )
 
@@ -197,6 +201,10 @@ def resolve_config(config: dict[str, Any]) -> dict[str, ModelSettings]:
             problems.append(f"models.{name}.source: a local source needs path (a folder in the Hub cache layout)")
         if source["type"] != "local" and "path" in source:
             problems.append(f"models.{name}.source.path: only a local source has a path")
+        if source["type"] != "package" and not model.tokens:
+            problems.append(f"models.{name}: tokens is required (per_step: N, or from_name: true)")
+        if (source["type"] == "package") != ("package" in source):
+            problems.append(f"models.{name}.source: the package key is required for, and only with, type package")
         if (source["type"] == "toy") != (model.toy is not None):
             problems.append(f"models.{name}: the toy key is required for, and only allowed with, source type toy")
     if problems:

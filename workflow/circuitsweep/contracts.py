@@ -128,6 +128,10 @@ class Paths:
     def toy_published(self, model: str) -> Path:
         return self.root / "toyhub" / "published" / f"{model}.json"
 
+    def package_hub(self) -> Path:
+        """Hub-cache-layout folder where package sources are published before fetching."""
+        return self.root / "packagehub"
+
     def snapshot(self, model: str, revision: str) -> Path:
         return self.root / "snapshots" / model / revision
 
@@ -136,6 +140,20 @@ class Paths:
 
     def head_scores(self, model: str, revision: str) -> Path:
         return self.root / "cache" / model / revision / "heads.parquet"
+
+    def primitive_stats(self, model: str, revision: str) -> Path:
+        return self.root / "cache" / model / revision / "primitives.safetensors"
+
+    def primitive_revision_tables(self, model: str, revision: str) -> Path:
+        """Folder of one revision's scored primitive tables (``primitives.stage.REVISION_TABLES``)."""
+        return self.root / "primitives" / model / revision
+
+    def primitive_table(self, name: str) -> Path:
+        """A final primitive table; ``name`` is one of the file names in ``primitives.contract``."""
+        return self.root / "tables" / name
+
+    def primitive_gap_plot(self) -> Path:
+        return self.root / "plots" / "primitive_gap.png"
 
     def model_heads(self, model: str) -> Path:
         return self.root / "classes" / model / "heads.parquet"

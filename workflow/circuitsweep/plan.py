@@ -14,7 +14,12 @@ from circuitsweep import hubfolder
 from circuitsweep.config import ModelSettings, resolve_config
 from circuitsweep.contracts import Paths
 from circuitsweep.errors import ConfigError
+from circuitsweep.primitives.stimuli import load_stimuli
 from circuitsweep.revisions import Revision, parse_branches, read_manifest, select_revisions
+
+#: The one revision of a package source: a released pretrained model whose
+#: step and training tokens are not published with it (recorded as 0).
+PACKAGE_REVISION = "main"
 
 
 def toy_branches(toy: dict[str, Any], tokens_per_step: int) -> list[str]:
@@ -39,6 +44,8 @@ def available_revisions(model: ModelSettings, root: Path) -> list[Revision]:
     """Every revision the model's source publishes, as far as is known offline."""
     tokens_per_step = model.tokens.get("per_step")
     source = model.source
+    if source["type"] == "package":
+        return [Revision(PACKAGE_REVISION, 0, 0)]
     if source["type"] == "toy":
         names = toy_branches(model.toy, tokens_per_step or 0)
     elif source["type"] == "local":
@@ -98,6 +105,8 @@ class Plan:
             source["path"] = str(self.paths.toy_hub())
         elif source["type"] == "local":
             source["path"] = str(self.root / source["path"])
+        elif source["type"] == "package":
+            source["path"] = str(self.paths.package_hub())
         return {"model": model, "revision": name, "source": source}
 
     def measure_settings(self, model: str, name: str) -> dict[str, Any]:
@@ -118,6 +127,35 @@ class Plan:
     def thresholds(self, model: str) -> dict[str, Any]:
         return asdict(self.models[model].thresholds)
 
+    def primitive_models(self) -> list[str]:
+        """Models whose primitive gaps are measured (``primitives.enabled``)."""
+        return [name for name, model in self.models.items() if model.primitives["enabled"]]
+
+    def stimuli(self, model: str) -> Path:
+        return self.root / self.models[model].primitives["stimuli"]
+
+    def primitive_settings(self, model: str, name: str) -> dict[str, Any]:
+        settings = self.models[model]
+        revision = self.revision(model, name)
+        primitives = settings.primitives
+        behaviour = {k: v for k, v in primitives["behaviour"].items() if k != "enabled"}
+        return {
+            "model": model,
+            "revision": name,
+            "step": revision.step,
+            "tokens": revision.tokens,
+            "architecture": settings.architecture,
+            "dtype": settings.dtype,
+            "device": self.device,
+            "token_range": list(settings.probes.token_range),
+            "first_token": settings.first_token,
+            "batch_size": primitives["batch_size"],
+            "behaviour": behaviour if primitives["behaviour"]["enabled"] else None,
+        }
+
+    def primitive_scoring(self, model: str) -> dict[str, Any]:
+        return dict(self.models[model].primitives["scoring"])
+
 
 def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -> Plan:
     """Validate ``config`` and resolve every model's revisions.
@@ -133,6 +171,12 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
             revisions[name] = select_revisions(available_revisions(model, Path(root)), model.revisions, model=name)
         except (ValueError, ConfigError) as error:
             problems.append(f"models.{name}.revisions: {error}" if not isinstance(error, ConfigError) else str(error))
+    for name, model in models.items():
+        if model.primitives["enabled"]:
+            try:
+                load_stimuli(Path(root) / model.primitives["stimuli"])
+            except (ConfigError, OSError) as error:
+                problems.append(f"models.{name}.primitives.stimuli: {error}")
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
     return Plan(

@@ -63,3 +63,24 @@ def layer_heatmap(curves: pl.DataFrame, model: str, path: Path) -> None:
         figure.colorbar(image, ax=axis, label="heads")
     axes[0].set_ylabel("layer")
     _save(figure, path)
+
+
+def primitive_gap_plot(gaps: pl.DataFrame, path: Path) -> None:
+    """Summary gap mean(0a) - mean(0b) against training tokens, one line per model and score kind.
+
+    ``gaps``: the primitive gap table; the shaded band is the bootstrap 95% interval.
+    """
+    summary = gaps.filter(pl.col("layer") == "summary").sort("model", "score_kind", "tokens")
+    if summary.height == 0:
+        raise ValueError("the primitive gap table has no summary rows")
+    figure, axis = plt.subplots(figsize=(7.5, 4.5))
+    for (model, kind), rows in summary.group_by("model", "score_kind", maintain_order=True):
+        style = "-" if kind == "representational" else "--"
+        (line,) = axis.plot(rows["tokens"], rows["gap"], style, marker="o", label=f"{model} ({kind})")
+        axis.fill_between(rows["tokens"], rows["ci_low"], rows["ci_high"], color=line.get_color(), alpha=0.15)
+    axis.axhline(0.0, color="black", linewidth=0.8)
+    axis.set_ylabel("gap: mean score 0a - mean score 0b")
+    _token_axis(axis, summary["tokens"])
+    axis.legend(fontsize=8)
+    axis.set_title("Primitive gap across training (band: bootstrap 95% CI)")
+    _save(figure, path)

