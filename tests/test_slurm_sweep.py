@@ -1,0 +1,176 @@
+"""The real workflow through SLURM: a toy sweep on the single-node test cluster.
+
+Runs the Snakefile of this repository with the real `profiles/slurm` profile (adapted to
+the test node by tests/slurm_cluster.py) on a one-model toy config, then the same config
+with the local executor, and checks that
+
+- the run succeeds, every job of a non-local rule ran as its own, COMPLETED SLURM job
+  (train_toy_model and measure_heads among them) and the local rules (fetch_snapshot)
+  did not;
+- every submitted rule is sized by the profile;
+- the final head tables are the same as those of the local run.
+
+    sudo .ci/slurm/setup.sh && pytest -m slurm -q       (or CIRCUITSWEEP_START_SLURM=1)
+
+By default both runs build the head tables (results/tables/heads.parquet and
+emergence.parquet: train_toy_model, fetch_snapshot, measure_heads, classify_heads,
+head_tables), about 4 minutes on a 2-core node. Every SLURM job costs two workflow
+start-ups (sbatch runs Snakemake, which runs the job through srun in a second one),
+about 10-20 s each on 2 cores, so the whole default target (18 SLURM jobs with the
+primitives stage) takes about twice as long: set CIRCUITSWEEP_SLURM_FULL_SWEEP=1 to run
+it instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from polars.testing import assert_frame_equal
+from slurm_cluster import (
+    WORKFLOW_SNAKEFILE,
+    SlurmCluster,
+    SnakemakeRun,
+    derive_profile,
+    load_profile,
+    require_cluster,
+    run_command,
+    run_snakemake,
+    write_toy_config,
+)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(1800)]
+
+# tables both runs must produce, compared frame by frame
+COMPARED_TABLES = ("results/tables/heads.parquet", "results/tables/emergence.parquet")
+# what both runs build: the head tables, or (CIRCUITSWEEP_SLURM_FULL_SWEEP=1) the default target
+FULL_SWEEP = os.environ.get("CIRCUITSWEEP_SLURM_FULL_SWEEP", "") == "1"
+TARGETS = () if FULL_SWEEP else COMPARED_TABLES
+# rules whose jobs must have gone through SLURM
+MUST_BE_SLURM_JOBS = {"train_toy_model", "measure_heads"}
+
+
+def _jobs_by_rule(run: SnakemakeRun) -> tuple[dict[str, str], dict[str, str]]:
+    """(Snakemake jobid -> rule) for the jobs it submitted ("rule X:"), and for those it ran
+    itself ("localrule X:"), from the job blocks Snakemake prints."""
+    submitted: dict[str, str] = {}
+    local: dict[str, str] = {}
+    for block in re.split(r"\n\s*\n", run.stdout + "\n\n" + run.stderr):
+        rule = re.search(r"^\s*(local)?rule (\w+):", block, re.M)
+        jobid = re.search(r"^\s*jobid: (\d+)", block, re.M)
+        if rule and jobid:
+            (local if rule.group(1) else submitted)[jobid.group(1)] = rule.group(2)
+    return submitted, local
+
+
+def _job_stats(run: SnakemakeRun) -> dict[str, int]:
+    """The 'Job stats' table Snakemake prints before it starts: rule -> number of jobs."""
+    text = run.stdout + run.stderr
+    table = text[text.index("Job stats:") :].split("total", 1)[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
+def _slurm_job(job_id: str) -> dict[str, str]:
+    """scontrol's record of a job: finished jobs stay visible for MinJobAge (600 s on the test
+    cluster; it has no accounting database, so sacct cannot be asked)."""
+    out = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, f"scontrol show job {job_id}: {out.stderr}"
+    return dict(item.split("=", 1) for item in out.stdout.split() if "=" in item)
+
+
+def _one_job_per_cpu(cluster: SlurmCluster) -> dict:
+    """Profile extras that let the node run as many jobs at once as it has CPUs.
+
+    The toy jobs need a fraction of a CPU's work; what a SLURM job costs here is mostly
+    fixed overhead (two Snakemake start-ups per job, sbatch, squeue polling that backs off
+    by 10 s per idle check). Jobs at 1 thread with a share of the memory overlap that
+    overhead; with the real sizes (4 threads, capped at the node's 2) they would run
+    one after another.
+    """
+    profile = load_profile()
+    mem_mb = max(1000, int(cluster.mem_mb * 0.8) // max(1, cluster.cpus))
+    return {
+        "set-threads": {rule: 1 for rule in profile.get("set-threads") or {}},
+        "set-resources": {
+            rule: {"mem_mb": min(res["mem_mb"], mem_mb)} for rule, res in profile["set-resources"].items()
+        },
+    }
+
+
+def test_toy_sweep_through_slurm_matches_local_run(tmp_path):
+    cluster = require_cluster()
+    config = write_toy_config(tmp_path / "toy.yaml")
+    profile_dir = derive_profile(tmp_path / "profile", cluster, extra=_one_job_per_cpu(cluster))
+    profile = yaml.safe_load((profile_dir / "config.yaml").read_text())
+
+    # --- through SLURM ------------------------------------------------------------------
+    slurm = run_snakemake(
+        WORKFLOW_SNAKEFILE,
+        tmp_path / "slurm",
+        profile_dir,
+        *TARGETS,  # before the options: --configfile takes several values
+        "--configfile",
+        str(config),
+        timeout=1200 if FULL_SWEEP else 480,
+    )
+    assert slurm.returncode == 0, slurm.report()
+
+    # ask SLURM about the jobs right away, well within MinJobAge
+    submissions = re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", slurm.stdout + slurm.stderr)
+    slurm_jobs = {slurm_id: _slurm_job(slurm_id) for _jobid, slurm_id in submissions}
+
+    submitted, local = _jobs_by_rule(slurm)
+    stats = _job_stats(slurm)
+    assert sum(stats.values()) == len(submitted) + len(local), (stats, submitted, local, slurm.report())
+    assert set(submitted.values()) >= MUST_BE_SLURM_JOBS, slurm.report()
+    assert "fetch_snapshot" in local.values() and "fetch_snapshot" not in submitted.values()
+    # every submitted rule is sized by the profile, not left to SLURM's defaults
+    unsized = set(submitted.values()) - set(profile["set-resources"])
+    assert not unsized, f"rules submitted without sizes in profiles/slurm: {sorted(unsized)}"
+
+    # each submitted Snakemake job is a SLURM job of its rule, the last attempt COMPLETED
+    # (the profile allows retries: an earlier attempt may have failed)
+    last_attempt = {jobid: slurm_id for jobid, slurm_id in submissions}
+    assert set(last_attempt) == set(submitted), (submissions, submitted)
+    for jobid, slurm_id in last_attempt.items():
+        info = slurm_jobs[slurm_id]
+        rule = submitted[jobid]
+        assert info["JobState"] == "COMPLETED", (rule, info)
+        assert info["Partition"] == cluster.partition, info
+        assert re.fullmatch(rf"rule_{rule}(_wildcards_.*)?", info.get("Comment", "")), (rule, info)
+        assert info["MinMemoryNode"] == f"{profile['set-resources'][rule]['mem_mb']}M", (rule, info)
+    for rule in MUST_BE_SLURM_JOBS:
+        assert sum(r == rule for r in submitted.values()) == stats[rule], (rule, stats, submitted)
+
+    # --- the same config with the local executor ---------------------------------------
+    # the same thread counts as the SLURM jobs, so that both runs compute the same way
+    threads = [f"{rule}={n}" for rule, n in (profile.get("set-threads") or {}).items()]
+    local_cmd = [
+        sys.executable, "-m", "snakemake", *TARGETS, "--snakefile", str(WORKFLOW_SNAKEFILE), "--directory",
+        str(tmp_path / "local"), "--configfile", str(config), "--cores", "2", "--nocolor",
+        *(["--set-threads", *threads] if threads else []),
+    ]  # fmt: skip
+    local_run = run_command(local_cmd, tmp_path / "local", timeout=300)
+    assert local_run.returncode == 0, local_run.report()
+
+    # --- same results ------------------------------------------------------------------
+    def tables(root: Path) -> set[str]:
+        return {str(p.relative_to(root)) for p in (root / "results" / "tables").rglob("*") if p.is_file()}
+
+    assert tables(tmp_path / "slurm") == tables(tmp_path / "local")
+    for name in COMPARED_TABLES:
+        from_slurm = pl.read_parquet(tmp_path / "slurm" / name)
+        from_local = pl.read_parquet(tmp_path / "local" / name)
+        assert from_slurm.height > 0, name
+        # Exact: both runs use the same code, seeds and thread counts on the same CPU, and
+        # the head measurements are deterministic there.
+        try:
+            assert_frame_equal(from_slurm, from_local)
+        except AssertionError as exc:
+            raise AssertionError(f"{name} differs between the SLURM and the local run: {exc}") from None
