@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+from transformers import BertConfig, BertModel, GPTNeoXConfig, GPTNeoXForCausalLM
 
 from circuitsweep.errors import SnapshotError
 from circuitsweep.loading import load_model
@@ -82,3 +82,27 @@ def test_snapshot_without_weights_is_refused(snapshot):
     (folder / "pytorch_model.bin").unlink()
     with pytest.raises(SnapshotError, match="no model.safetensors or pytorch_model.bin"):
         load_model(folder, "GPTNeoXForCausalLM", "float32", CPU, "sdpa")
+
+
+def test_encoder_loads_as_its_base_model(tmp_path):
+    """A BertModel snapshot (as sentence-transformers ships) loads through AutoModel: no LM head, same tensors."""
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
+    model = BertModel(config)
+    folder = tmp_path / "bert"
+    model.save_pretrained(folder)
+    assert json.loads((folder / "config.json").read_text())["architectures"] == ["BertModel"]
+    loaded = load_model(folder, "BertModel", "float32", CPU, "sdpa")
+    assert type(loaded) is BertModel
+    assert loaded.get_output_embeddings() is None
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    with pytest.raises(SnapshotError, match="not GPTNeoXForCausalLM as configured"):
+        load_model(folder, "GPTNeoXForCausalLM", "float32", CPU, "sdpa")
+
+
+def test_unloadable_architecture_name_is_refused(snapshot):
+    """An architecture that is neither *ForCausalLM nor a bare *Model is refused before anything is read."""
+    folder, _ = snapshot
+    with pytest.raises(SnapshotError, match="neither a causal LM"):
+        load_model(folder, "BertForMaskedLM", "float32", CPU, "sdpa")

@@ -33,11 +33,13 @@ PROBES = ProbeSettings.from_dict(
 FIRST_TOKEN = 1
 
 
-def eager_reference(model) -> tuple[dict[str, np.ndarray], tuple[float, float]]:
-    """Scores computed the plain way: full patterns of every layer, full LM head."""
-    ind = PROBES.induction
+def eager_reference(
+    model, probes: ProbeSettings = PROBES, first_token: int | None = FIRST_TOKEN
+) -> tuple[dict[str, np.ndarray], tuple[float, float] | None]:
+    """Scores computed the plain way: full patterns of every layer, full LM head (loss halves None without one)."""
+    ind = probes.induction
     probe = induction_probe(
-        ind.n_sequences, ind.seq_len, PROBES.token_range, ind.seed, ind.min_first_position, FIRST_TOKEN
+        ind.n_sequences, ind.seq_len, probes.token_range, ind.seed, ind.min_first_position, first_token
     )
     base = baseline_positions(ind.seq_len, ind.n_baseline, ind.baseline_seed).numpy()
     with torch.no_grad():
@@ -58,8 +60,8 @@ def eager_reference(model) -> tuple[dict[str, np.ndarray], tuple[float, float]]:
     out = {f"sel_{t}": target[t].mean(0) / np.maximum(baseline, 1e-8) for t in C.TARGETS}
     out["baseline_attention"] = baseline
 
-    rep = PROBES.repeated
-    tokens = repeated_batch(rep.n_sequences, rep.seq_len, PROBES.token_range, rep.seed, FIRST_TOKEN)
+    rep = probes.repeated
+    tokens = repeated_batch(rep.n_sequences, rep.seq_len, probes.token_range, rep.seed, first_token)
     with torch.no_grad():
         result = model(tokens, output_attentions=True)
     attn = torch.stack(result.attentions, 1).double().numpy()
@@ -68,13 +70,17 @@ def eager_reference(model) -> tuple[dict[str, np.ndarray], tuple[float, float]]:
     out["prefix_matching"] = attn[:, :, :, queries, queries - half + 1].mean(axis=(0, -1))
     out["duplicate_token"] = attn[:, :, :, queries, queries - half].mean(axis=(0, -1))
     out["previous_token"] = attn[:, :, :, queries, queries - 1].mean(axis=(0, -1))
-    losses = torch.nn.functional.cross_entropy(
-        result.logits[:, :-1].double().reshape(-1, result.logits.shape[-1]), tokens[:, 1:].reshape(-1), reduction="none"
-    ).view(len(tokens), -1)
-    halves = (losses[:, : half - 1].mean().item(), losses[:, half:].mean().item())
+    halves = None
+    if getattr(result, "logits", None) is not None:
+        losses = torch.nn.functional.cross_entropy(
+            result.logits[:, :-1].double().reshape(-1, result.logits.shape[-1]),
+            tokens[:, 1:].reshape(-1),
+            reduction="none",
+        ).view(len(tokens), -1)
+        halves = (losses[:, : half - 1].mean().item(), losses[:, half:].mean().item())
 
-    rnd = PROBES.random
-    tokens = random_batch(rnd.n_sequences, rnd.seq_len, PROBES.token_range, rnd.seed, FIRST_TOKEN)
+    rnd = probes.random
+    tokens = random_batch(rnd.n_sequences, rnd.seq_len, probes.token_range, rnd.seed, first_token)
     with torch.no_grad():
         attn = torch.stack(model(tokens, output_attentions=True).attentions, 1).double().numpy()
     out["sink_alpha"] = attn[:, :, :, 1:, 0].mean(axis=(0, -1))

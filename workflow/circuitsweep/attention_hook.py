@@ -5,12 +5,14 @@ attention output with SDPA, exactly as ``"sdpa"`` does, and additionally hand
 the post-rotary query and key of every layer to the active :class:`Observer`,
 which reduces them to a few statistics on the spot. No attention pattern of
 any layer outlives its layer's call, so memory stays that of an SDPA forward.
+A pass that needs nothing after the last layer's attention can be cut short
+there (``observing(..., stop_after=layer)``, :func:`run_until_stop`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Protocol
 
@@ -72,7 +74,17 @@ class ScoreRows:
         return torch.softmax(scores, dim=-1)
 
 
-_observer: ContextVar[Observer | None] = ContextVar("circuitsweep_observer", default=None)
+class StopForward(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by the observed attention once the layer given to :func:`observing` as ``stop_after`` is observed.
+
+    The rest of the forward pass (that layer's attention output and MLP, any
+    later layers, the final norm) is then skipped: its result is not needed.
+    The caller of the forward pass catches it.
+    """
+
+
+#: The active observer and the layer after whose observation the forward pass stops (None: never).
+_observer: ContextVar[tuple[Observer, int | None] | None] = ContextVar("circuitsweep_observer", default=None)
 
 
 def observed_attention(
@@ -86,12 +98,18 @@ def observed_attention(
     is_causal: bool | None = None,
     **kwargs: object,
 ) -> tuple[torch.Tensor, None]:
-    """SDPA attention that first lets the active observer reduce this layer."""
-    observer = _observer.get()
-    if observer is not None:
+    """SDPA attention that first lets the active observer reduce this layer.
+
+    Raises :class:`StopForward` right after observing the observer's stop layer.
+    """
+    active = _observer.get()
+    if active is not None:
+        observer, stop_after = active
         causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
         scale = scaling if scaling is not None else query.shape[-1] ** -0.5
         observer.observe(module.layer_idx, ScoreRows(query, key, scale, attention_mask, bool(causal)))
+        if stop_after is not None and module.layer_idx >= stop_after:
+            raise StopForward(module.layer_idx)
     return sdpa_attention_forward(
         module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
     )
@@ -105,10 +123,24 @@ def register() -> str:
 
 
 @contextlib.contextmanager
-def observing(observer: Observer) -> Iterator[Observer]:
-    """Route every layer's attention inputs to ``observer`` inside the block."""
-    token = _observer.set(observer)
+def observing(observer: Observer, stop_after: int | None = None) -> Iterator[Observer]:
+    """Route every layer's attention inputs to ``observer`` inside the block.
+
+    With ``stop_after`` (a layer index), each forward pass raises
+    :class:`StopForward` as soon as that layer's attention has been observed;
+    run the passes through :func:`run_until_stop`.
+    """
+    token = _observer.set((observer, stop_after))
     try:
         yield observer
     finally:
         _observer.reset(token)
+
+
+def run_until_stop(forward: Callable[[], object]) -> bool:
+    """Call ``forward()``; True if it was cut short by :class:`StopForward`, False if it ran to the end."""
+    try:
+        forward()
+    except StopForward:
+        return True
+    return False

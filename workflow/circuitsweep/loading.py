@@ -3,6 +3,11 @@
 Safetensors are preferred; a pickled ``pytorch_model.bin`` (all that Pythia's
 intermediate branches hold) is read with ``torch.load(weights_only=True)``
 only, which refuses to run code. ``trust_remote_code`` is never passed.
+
+Decoders (``*ForCausalLM``) load with their LM head through
+``AutoModelForCausalLM``; a bare encoder or base model (``BertModel``, the
+class that sentence-transformers checkpoints declare) loads through
+``AutoModel`` and has no LM head.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import pickle
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PreTrainedModel
 
 from circuitsweep.errors import SnapshotError
 
@@ -21,6 +26,18 @@ DTYPES: dict[str, torch.dtype] = {
     "float16": torch.float16,
     "bfloat16": torch.bfloat16,
 }
+
+
+def auto_class(architecture: str) -> type:
+    """The transformers auto class that builds ``architecture``: causal LM or bare base model."""
+    if architecture.endswith("ForCausalLM"):
+        return AutoModelForCausalLM
+    if architecture.endswith("Model"):
+        return AutoModel
+    raise SnapshotError(
+        f"architecture {architecture} is neither a causal LM (*ForCausalLM) nor a bare base model (*Model, "
+        "e.g. BertModel); circuitsweep cannot load it"
+    )
 
 
 def resolve_device(device: str) -> torch.device:
@@ -66,13 +83,14 @@ def load_model(
 ) -> PreTrainedModel:
     """Load ``snapshot`` for inference in ``dtype`` on ``device``."""
     snapshot = Path(snapshot)
+    loader = auto_class(architecture)
     check_architecture(snapshot, architecture)
     files = weight_files(snapshot)
     if not files:
         raise SnapshotError(f"{snapshot} holds no model.safetensors or pytorch_model.bin")
     config = AutoConfig.from_pretrained(snapshot, trust_remote_code=False)
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        model = loader.from_pretrained(
             snapshot,
             config=config,
             dtype=DTYPES[dtype],
@@ -88,4 +106,6 @@ def load_model(
             f"{snapshot}: refused to load {files[0].name}: the pickle holds more than tensors "
             f"and would run code ({detail.strip()})"
         ) from error
+    if type(model).__name__ != architecture:
+        raise SnapshotError(f"{snapshot}: {loader.__name__} built {type(model).__name__}, not {architecture}")
     return model.to(device).eval()

@@ -1,14 +1,18 @@
 """Run the three probes through a model and collect the head statistics.
 
 One forward pass per probe batch through the base model (no LM head) with the
-observed attention; the LM head runs only on the repeated batch, in chunks,
-for the in-context loss.
+observed attention. Passes whose only product is attention statistics (the
+induction probe, the random batch, and the repeated batch of a model without
+an LM head) stop right after the last layer's attention has been observed:
+the last layer's attention output and MLP and the final norm are not needed.
+The LM head runs only on the repeated batch, in chunks of about
+:data:`LOGIT_CHUNK_BYTES` of float32 logits, for the in-context loss; a model
+without an LM head (an encoder such as ``BertModel``) has no loss statistic.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
@@ -16,77 +20,60 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from circuitsweep import contracts as C
-from circuitsweep.attention_hook import observing
+from circuitsweep.attention_hook import observing, run_until_stop
+from circuitsweep.probe_settings import ProbeSettings
 from circuitsweep.probes import baseline_positions, induction_probe, random_batch, repeated_batch
 from circuitsweep.reducers import InductionObserver, RepeatedObserver, SinkObserver
 
-#: Positions per chunk of the LM head: bounds the transient ``[chunk, vocab]`` logits.
-LOGIT_CHUNK = 2048
+#: Bytes of float32 logits per chunk of the LM head: bounds the transient ``[rows, vocab]``
+#: logits (and their log-softmax) whatever the vocabulary size.
+LOGIT_CHUNK_BYTES = 64 << 20
 
 
-@dataclass(frozen=True)
-class BatchSettings:
-    n_sequences: int
-    seq_len: int
-    seed: int
-
-
-@dataclass(frozen=True)
-class InductionSettings(BatchSettings):
-    min_first_position: int
-    n_baseline: int
-    baseline_seed: int
-
-
-@dataclass(frozen=True)
-class ProbeSettings:
-    """The probes of one run (DESIGN.md 3), from the resolved ``probes`` config."""
-
-    kind: str
-    token_range: tuple[int, int]
-    batch_size: int
-    induction: InductionSettings
-    repeated: BatchSettings
-    random: BatchSettings
-
-    @classmethod
-    def from_dict(cls, probes: dict[str, Any]) -> ProbeSettings:
-        return cls(
-            kind=probes["kind"],
-            token_range=tuple(probes["token_range"]),
-            batch_size=probes["batch_size"],
-            induction=InductionSettings(**probes["induction"]),
-            repeated=BatchSettings(**probes["repeated"]),
-            random=BatchSettings(**probes["random"]),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["token_range"] = list(self.token_range)
-        return out
+def logit_chunk_rows(vocab_size: int) -> int:
+    """Positions per chunk of the LM head: :data:`LOGIT_CHUNK_BYTES` of float32 logits, at least one."""
+    return max(1, LOGIT_CHUNK_BYTES // (4 * vocab_size))
 
 
 def _batches(n: int, batch_size: int) -> list[slice]:
     return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
 
 
-def _token_losses(model: PreTrainedModel, hidden: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Next-token cross-entropy (nats) summed over the batch, ``[T - 1]``.
+@dataclass(frozen=True)
+class _LossHead:
+    """The LM head in float32 (converted once per measurement) and its chunk size."""
 
-    hidden: ``[B, T, d]`` final hidden states; tokens: ``[B, T]``.
-    """
-    head = model.get_output_embeddings()
-    weight = head.weight.float()
-    bias = None if getattr(head, "bias", None) is None else head.bias.float()
-    flat_hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1])
-    flat_targets = tokens[:, 1:].reshape(-1)
-    losses = torch.cat(
-        [
-            F.cross_entropy(F.linear(h.float(), weight, bias), t, reduction="none")
-            for h, t in zip(flat_hidden.split(LOGIT_CHUNK), flat_targets.split(LOGIT_CHUNK), strict=True)
-        ]
-    )
-    return losses.view(tokens.shape[0], -1).double().sum(0)
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    rows: int
+
+    @classmethod
+    def of(cls, model: PreTrainedModel) -> _LossHead | None:
+        """The model's LM head, or None for a model without one (an encoder's base model)."""
+        head = model.get_output_embeddings()
+        if head is None:
+            return None
+        bias = getattr(head, "bias", None)
+        return cls(
+            weight=head.weight.float(),
+            bias=None if bias is None else bias.float(),
+            rows=logit_chunk_rows(head.weight.shape[0]),
+        )
+
+    def token_losses(self, hidden: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Next-token cross-entropy (nats) summed over the batch, ``[T - 1]``.
+
+        hidden: ``[B, T, d]`` final hidden states; tokens: ``[B, T]``.
+        """
+        flat_hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1])
+        flat_targets = tokens[:, 1:].reshape(-1)
+        losses = torch.cat(
+            [
+                F.cross_entropy(F.linear(h.float(), self.weight, self.bias), t, reduction="none")
+                for h, t in zip(flat_hidden.split(self.rows), flat_targets.split(self.rows), strict=True)
+            ]
+        )
+        return losses.view(tokens.shape[0], -1).double().sum(0)
 
 
 @torch.inference_mode()
@@ -100,8 +87,11 @@ def measure_heads(
     """All reduced head statistics of one model (names in :mod:`contracts`).
 
     ``model`` must have been loaded with the observed attention implementation.
+    Without an LM head (``model.get_output_embeddings()`` is None) the result
+    has no :data:`contracts.STAT_LOSS_PER_POSITION`.
     """
     n_layers = model.config.num_hidden_layers
+    last_layer = n_layers - 1
     base = model.base_model
     size = probes.batch_size
     ind, rep, rnd = probes.induction, probes.repeated, probes.random
@@ -109,36 +99,47 @@ def measure_heads(
     bar = tqdm(total=total, desc="probe batches", disable=not progress, mininterval=2.0)
     stats: dict[str, torch.Tensor] = {}
 
+    def attention_only(batch: torch.Tensor) -> None:
+        run_until_stop(lambda: base(input_ids=batch, use_cache=False))
+
     probe = induction_probe(
         ind.n_sequences, ind.seq_len, probes.token_range, ind.seed, ind.min_first_position, first_token
     )
     induction = InductionObserver(n_layers, baseline_positions(ind.seq_len, ind.n_baseline, ind.baseline_seed))
-    with observing(induction):
+    with observing(induction, stop_after=last_layer):
         for part in _batches(ind.n_sequences, size):
             induction.start_batch(probe.first_a[part])
-            base(input_ids=probe.tokens[part].to(device), use_cache=False)
+            attention_only(probe.tokens[part].to(device))
             bar.update()
     stats.update(induction.result())
 
     tokens = repeated_batch(rep.n_sequences, rep.seq_len, probes.token_range, rep.seed, first_token)
     repeated = RepeatedObserver(n_layers)
+    head = _LossHead.of(model)
+    has_loss = head is not None
     loss_sum = torch.zeros(rep.seq_len - 1, dtype=torch.float64)
-    with observing(repeated):
+    with observing(repeated, stop_after=None if has_loss else last_layer):
         for part in _batches(rep.n_sequences, size):
             batch = tokens[part].to(device)
             repeated.start_batch(len(batch))
-            hidden = base(input_ids=batch, use_cache=False).last_hidden_state
-            loss_sum += _token_losses(model, hidden, batch).cpu()
+            if not has_loss:
+                attention_only(batch)
+            else:
+                hidden = base(input_ids=batch, use_cache=False).last_hidden_state
+                loss_sum += head.token_losses(hidden, batch).cpu()
+                del hidden
             bar.update()
+    del head  # frees a converted float32 copy of the LM head weight
     stats.update(repeated.result())
-    stats[C.STAT_LOSS_PER_POSITION] = (loss_sum / rep.n_sequences).float()
+    if has_loss:
+        stats[C.STAT_LOSS_PER_POSITION] = (loss_sum / rep.n_sequences).float()
 
     tokens = random_batch(rnd.n_sequences, rnd.seq_len, probes.token_range, rnd.seed, first_token)
     sink = SinkObserver(n_layers)
-    with observing(sink):
+    with observing(sink, stop_after=last_layer):
         for part in _batches(rnd.n_sequences, size):
             sink.start_batch(part.stop - part.start)
-            base(input_ids=tokens[part].to(device), use_cache=False)
+            attention_only(tokens[part].to(device))
             bar.update()
     stats.update(sink.result())
     bar.close()

@@ -38,21 +38,27 @@ def sink_alpha(stats: Mapping[str, torch.Tensor]) -> torch.Tensor:
     return stats[C.STAT_FIRST_ATTENTION][..., 1:].mean(-1)
 
 
-def loss_halves(stats: Mapping[str, torch.Tensor]) -> tuple[float, float]:
+def loss_halves(stats: Mapping[str, torch.Tensor]) -> tuple[float, float] | None:
     """Mean loss on the first and the second half of the repeated batch (nats).
 
     Targets 1 .. T/2 - 1 form the first half and T/2 + 1 .. T - 1 the second;
     target T/2 (the first repeated token, after a possibly replaced position 0)
-    is in neither.
+    is in neither. None when the statistics hold no loss: a model without an
+    LM head (an encoder) has none.
     """
+    if C.STAT_LOSS_PER_POSITION not in stats:
+        return None
     per_position = stats[C.STAT_LOSS_PER_POSITION].double()  # index i predicts token i + 1
     half = (len(per_position) + 1) // 2
     return float(per_position[: half - 1].mean()), float(per_position[half:].mean())
 
 
-def in_context_loss_drop(stats: Mapping[str, torch.Tensor]) -> float:
-    """Second-half minus first-half loss: negative when the context is used."""
-    first, second = loss_halves(stats)
+def in_context_loss_drop(stats: Mapping[str, torch.Tensor]) -> float | None:
+    """Second-half minus first-half loss: negative when the context is used; None without a loss."""
+    halves = loss_halves(stats)
+    if halves is None:
+        return None
+    first, second = halves
     return second - first
 
 
@@ -73,7 +79,10 @@ def head_scores(stats: Mapping[str, torch.Tensor]) -> pl.DataFrame:
 
 
 def check_finite(stats: Mapping[str, torch.Tensor], where: str) -> None:
-    """Refuse NaN or infinite statistics, naming the tensor and the first bad index."""
+    """Refuse NaN or infinite statistics, naming the tensor and the first bad index.
+
+    An absent loss (a model without an LM head) is not an error.
+    """
     for name, tensor in stats.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             bad = torch.nonzero(~torch.isfinite(tensor))[0].tolist()
@@ -81,6 +90,6 @@ def check_finite(stats: Mapping[str, torch.Tensor], where: str) -> None:
             raise DataError(
                 f"{where}: statistic {name} is {value} at index {bad}; refusing to score non-finite attention"
             )
-    for value, name in zip(loss_halves(stats), ("first", "second"), strict=True):
+    for value, name in zip(loss_halves(stats) or (), ("first", "second"), strict=False):
         if not math.isfinite(value):
             raise DataError(f"{where}: the {name}-half loss is {value}")

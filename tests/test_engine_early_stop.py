@@ -1,0 +1,100 @@
+"""The engine's shortcuts: passes stop after the last attention, the LM head runs in byte-sized chunks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from models import ARCHITECTURES, tiny_model
+from test_scores_reference import PROBES
+
+from circuitsweep import contracts as C
+from circuitsweep import measure
+from circuitsweep.attention_hook import StopForward, observing, register, run_until_stop
+from circuitsweep.measure import logit_chunk_rows, measure_heads
+from circuitsweep.scores import loss_halves
+
+CPU = torch.device("cpu")
+
+
+def _n_batches(batch) -> int:
+    return -(-batch.n_sequences // PROBES.batch_size)
+
+
+def _last_mlp(model) -> torch.nn.Module:
+    return model.base_model.layers[-1].mlp
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_only_the_loss_pass_runs_past_the_last_attention(architecture):
+    """The last layer's MLP and the final hidden state are computed for the repeated batch only."""
+    model = tiny_model(architecture, register(), seed=3)
+    calls = []
+    handle = _last_mlp(model).register_forward_hook(lambda *_: calls.append(1))
+    try:
+        stats = measure_heads(model, PROBES, 1, CPU, progress=False)
+    finally:
+        handle.remove()
+    assert len(calls) == _n_batches(PROBES.repeated)
+    assert C.STAT_LOSS_PER_POSITION in stats
+
+
+def test_encoder_passes_all_stop_after_the_last_attention():
+    """Without an LM head no pass needs the last layer's output."""
+    model = tiny_model("BertModel", register(), seed=3)
+    calls = []
+    handle = model.encoder.layer[-1].intermediate.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        measure_heads(model, PROBES, 1, CPU, progress=False)
+    finally:
+        handle.remove()
+    assert calls == []
+
+
+def test_stop_is_scoped_to_the_observing_block():
+    """Outside ``observing(..., stop_after=...)`` the same model runs to the end."""
+
+    class Count:
+        def __init__(self) -> None:
+            self.layers: list[int] = []
+
+        def observe(self, layer, scores) -> None:
+            self.layers.append(layer)
+
+    model = tiny_model("OlmoForCausalLM", register(), seed=3)
+    tokens = torch.randint(2, 64, (2, 16))
+    counter = Count()
+    with torch.no_grad(), observing(counter, stop_after=0):
+        assert run_until_stop(lambda: model.base_model(input_ids=tokens))
+        with pytest.raises(StopForward):
+            model.base_model(input_ids=tokens)
+    assert counter.layers == [0, 0]
+    with torch.no_grad():
+        assert model(input_ids=tokens).logits.shape == (2, 16, 64)
+        assert not run_until_stop(lambda: model.base_model(input_ids=tokens))
+
+
+def test_logit_chunk_is_sized_in_bytes():
+    """About 64 MiB of float32 logits per chunk, at least one row."""
+    assert logit_chunk_rows(50304) == (64 << 20) // (4 * 50304) == 333
+    assert logit_chunk_rows(32000) == 524
+    assert logit_chunk_rows(10**9) == 1
+
+
+def test_loss_does_not_depend_on_the_chunk_size(monkeypatch):
+    """Chunks of 1 row and one chunk for everything give the same loss."""
+    model = tiny_model("GPTNeoXForCausalLM", register(), seed=3)
+    whole = loss_halves(measure_heads(model, PROBES, 1, CPU, progress=False))
+    monkeypatch.setattr(measure, "LOGIT_CHUNK_BYTES", 4 * 64)  # one row of a 64-token vocabulary
+    assert logit_chunk_rows(64) == 1
+    rows = loss_halves(measure_heads(model, PROBES, 1, CPU, progress=False))
+    assert rows == pytest.approx(whole, rel=1e-6)
+
+
+def test_half_precision_model_keeps_its_weights():
+    """A bfloat16 model: the float32 LM head is a copy made for the call; the model is left unchanged."""
+    model = tiny_model("OlmoForCausalLM", register(), seed=3).to(torch.bfloat16)
+    before = model.get_output_embeddings().weight.clone()
+    stats = measure_heads(model, PROBES, 1, CPU, progress=False)
+    weight = model.get_output_embeddings().weight
+    assert weight.dtype == torch.bfloat16 and torch.equal(weight, before)
+    assert all(torch.isfinite(torch.tensor(loss_halves(stats))))
