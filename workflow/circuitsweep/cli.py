@@ -140,6 +140,17 @@ def cmd_plot_primitive_gap(args: argparse.Namespace) -> None:
     primitive_gap_plot(pl.read_csv(args.gaps), Path(args.output))
 
 
+def cmd_sweep_overhead(args: argparse.Namespace) -> None:
+    from circuitsweep.overhead import sweep_overhead
+    from circuitsweep.table_io import write_csv, write_markdown
+
+    table = sweep_overhead(
+        [Path(p) for p in args.scores], [Path(p) for p in args.fetch], [Path(p) for p in args.measure]
+    )
+    write_csv(table, Path(args.csv))
+    write_markdown(table, Path(args.markdown), title="Sweep overhead: job wall time against forward-pass time")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="circuitsweep", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -220,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("plot-primitive-gap", cmd_plot_primitive_gap, "plot the summary primitive gap against tokens")
     p.add_argument("--gaps", required=True, help="primitive_gaps.csv")
     p.add_argument("--output", required=True)
+
+    p = add("sweep-overhead", cmd_sweep_overhead, "compare job wall time with forward-pass time")
+    p.add_argument("--scores", nargs="+", required=True, help="head-score Parquet files")
+    p.add_argument("--fetch", nargs="*", default=[], help="fetch_snapshot benchmark TSVs")
+    p.add_argument("--measure", nargs="+", required=True, help="measure_heads benchmark TSVs")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
     return parser
 
 

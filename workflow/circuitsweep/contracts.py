@@ -170,6 +170,9 @@ class Paths:
     def milestones_table(self, suffix: str = "csv") -> Path:
         return self.root / "tables" / f"milestones.{suffix}"
 
+    def overhead_table(self, suffix: str = "csv") -> Path:
+        return self.root / "tables" / f"overhead.{suffix}"
+
     def emergence_plot(self) -> Path:
         return self.root / "plots" / "emergence.png"
 

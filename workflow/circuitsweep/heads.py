@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from circuitsweep import contracts as C
 from circuitsweep.cache import read_table, write_stats, write_table
 from circuitsweep.classify import Thresholds, classify_heads
 from circuitsweep.errors import CacheError, DataError, SnapshotError
-from circuitsweep.measure import ProbeSettings
+from circuitsweep.probe_settings import ProbeSettings
 from circuitsweep.snapshots import read_snapshot
 
 
@@ -45,19 +46,79 @@ class RevisionJob:
         return cls(**values)
 
 
-def first_token_id(policy: dict[str, Any], model_config: Any) -> int | None:
-    """The token id placed at position 0: None (keep the random token), fixed, or BOS (else EOS)."""
+def _config_token_id(model_config: Any, attribute: str) -> int | None:
+    value = getattr(model_config, attribute, None)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return None if value is None else int(value)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def special_token_id(snapshot: Path, name: str) -> int | None:
+    """The id of the tokenizer's special token ``name`` (e.g. ``cls_token``), read from a snapshot's files.
+
+    The token's text comes from ``tokenizer_config.json`` or ``special_tokens_map.json``;
+    its id from ``tokenizer_config.json``'s ``added_tokens_decoder``, ``tokenizer.json``
+    (added tokens, then the model vocabulary) or ``vocab.txt`` (line number). None if
+    the files do not say. No tokenizer code is run.
+    """
+    snapshot = Path(snapshot)
+    tokenizer_config = _read_json(snapshot / "tokenizer_config.json")
+    text = tokenizer_config.get(name) or _read_json(snapshot / "special_tokens_map.json").get(name)
+    if isinstance(text, dict):
+        text = text.get("content")
+    if not isinstance(text, str) or not text:
+        return None
+    for token_id, token in (tokenizer_config.get("added_tokens_decoder") or {}).items():
+        if isinstance(token, dict) and token.get("content") == text:
+            return int(token_id)
+    tokenizer = _read_json(snapshot / "tokenizer.json")
+    for token in tokenizer.get("added_tokens") or []:
+        if isinstance(token, dict) and token.get("content") == text and "id" in token:
+            return int(token["id"])
+    vocab = (tokenizer.get("model") or {}).get("vocab")
+    if isinstance(vocab, dict) and text in vocab:
+        return int(vocab[text])
+    vocab_file = snapshot / "vocab.txt"
+    if vocab_file.is_file():
+        for index, line in enumerate(vocab_file.read_text(encoding="utf-8").splitlines()):
+            if line == text:
+                return index
+    return None
+
+
+def first_token_id(policy: dict[str, Any], model_config: Any, snapshot: Path | None = None) -> int | None:
+    """The token id placed at position 0: None (keep the random token), fixed, or BOS.
+
+    Policy ``bos`` resolves to the config's ``bos_token_id``; failing that to
+    the CLS token (an encoder's position-0 token: the config's
+    ``cls_token_id``, else the ``cls_token`` of the tokenizer files in
+    ``snapshot``); failing that to ``eos_token_id``.
+    """
     if policy["policy"] == "none":
         return None
     if policy["policy"] == "fixed":
         return int(policy["token_id"])
-    for attribute in ("bos_token_id", "eos_token_id"):
-        value = getattr(model_config, attribute, None)
-        if isinstance(value, list):
-            value = value[0] if value else None
-        if value is not None:
-            return int(value)
-    raise SnapshotError("first_token policy bos: the model config has neither bos_token_id nor eos_token_id")
+    value = _config_token_id(model_config, "bos_token_id")
+    if value is None:
+        value = _config_token_id(model_config, "cls_token_id")
+    if value is None and snapshot is not None:
+        value = special_token_id(snapshot, "cls_token")
+    if value is None:
+        value = _config_token_id(model_config, "eos_token_id")
+    if value is None:
+        raise SnapshotError(
+            "first_token policy bos: neither the model config nor the tokenizer files give a "
+            "bos_token_id, a CLS token or an eos_token_id"
+        )
+    return value
 
 
 def measure_revision(
@@ -75,17 +136,23 @@ def measure_revision(
     snapshot = read_snapshot(snapshot_dir)
     device = resolve_device(job.device)
     model = load_model(snapshot.path, job.architecture, job.dtype, device, register())
-    token_id = first_token_id(job.first_token, model.config)
+    token_id = first_token_id(job.first_token, model.config, snapshot.path)
     vocab = model.config.vocab_size
     if job.probes.token_range[1] > vocab or (token_id is not None and token_id >= vocab):
         raise DataError(
             f"{job.model} {job.revision}: probe token range {list(job.probes.token_range)} or first token {token_id} "
             f"exceeds the vocabulary of {vocab} tokens"
         )
+    started = time.perf_counter()
     stats = measure_heads(model, job.probes, token_id, device, progress=progress)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    forward_seconds = time.perf_counter() - started
     where = f"{job.model} {job.revision}"
     check_finite(stats, where)
-    first_half, second_half = loss_halves(stats)
+    # a model without an LM head (an encoder) has no in-context loss: recorded as None (null)
+    first_half, second_half = loss_halves(stats) or (None, None)
+    loss_drop = None if first_half is None else second_half - first_half
     metadata = {
         "model": job.model,
         "revision": job.revision,
@@ -104,7 +171,8 @@ def measure_revision(
         "weights_sha256": snapshot.fingerprint,
         "loss_first_half": first_half,
         "loss_second_half": second_half,
-        "in_context_loss_drop": second_half - first_half,
+        "in_context_loss_drop": loss_drop,
+        "forward_seconds": forward_seconds,
         "versions": {
             "circuitsweep": __version__,
             "torch": torch.__version__,
@@ -141,4 +209,5 @@ def classify_model(
     classified = classify_heads(heads, thresholds)
     run = {"model": model, "thresholds": json.loads(json.dumps(thresholds.__dict__))}
     write_table(heads_out, classified, run)
-    write_table(revisions_out, pl.DataFrame(rows).sort("tokens", "step"), run)
+    losses = {name: pl.Float64 for name in ("loss_first_half", "loss_second_half", "in_context_loss_drop")}
+    write_table(revisions_out, pl.DataFrame(rows, schema_overrides=losses).sort("tokens", "step"), run)

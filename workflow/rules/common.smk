@@ -64,8 +64,8 @@ def primitive_revision_tables(wildcards):
     return [
         path
         for model in PLAN.primitive_models()
-        for revision in revisions_of(model)
-        for path in revision_table_files(model, revision)
+        for revision in PLAN.primitive_revisions(model)
+        for path in revision_table_files(model, revision.name)
     ]
 
 
@@ -79,8 +79,14 @@ def primitive_targets():
     return [*primitive_final_tables(), PATHS.primitive_gap_plot()]
 
 
+def all_head_scores():
+    return [PATHS.head_scores(model, revision) for model in MODELS for revision in revisions_of(model)]
+
+
 def final_targets():
     return [
+        PATHS.overhead_table("csv"),
+        PATHS.overhead_table("md"),
         *primitive_targets(),
         PATHS.heads_table(),
         PATHS.emergence_table("parquet"),

@@ -31,3 +31,24 @@ rule head_tables:
         "python -m circuitsweep head-tables --heads {input.heads:q} --revisions {input.revisions:q}"
         " --thresholds {params.thresholds:q} --results {params.results:q}"
         " --skip-duplicates {params.skip_duplicates:q} > {log:q} 2>&1"
+
+
+rule sweep_overhead:
+    input:
+        scores=all_head_scores(),
+        fetch=[PATHS.benchmark(f"fetch_snapshot/{m}/{r}") for m in MODELS for r in revisions_of(m)],
+        measure=[PATHS.benchmark(f"measure_heads/{m}/{r}") for m in MODELS for r in revisions_of(m)],
+    output:
+        csv=report(
+            PATHS.overhead_table("csv"),
+            caption="../report/overhead.rst",
+            category="Tables",
+        ),
+        markdown=PATHS.overhead_table("md"),
+    conda:
+        ENV
+    log:
+        PATHS.log("sweep_overhead"),
+    shell:
+        "python -m circuitsweep sweep-overhead --scores {input.scores:q} --fetch {input.fetch:q}"
+        " --measure {input.measure:q} --csv {output.csv:q} --markdown {output.markdown:q} > {log:q} 2>&1"

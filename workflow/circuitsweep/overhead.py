@@ -1,0 +1,72 @@
+"""Sweep overhead: what the per-revision jobs cost against the forward passes they need.
+
+Each measurement job records the seconds its probe forward passes took
+(``forward_seconds`` in the head cache's metadata); Snakemake's ``benchmark:``
+files record each job's wall time. Their ratio says how much of a sweep is
+start-up, loading and bookkeeping rather than the model's own work.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from circuitsweep.cache import read_table
+from circuitsweep.errors import CacheError
+
+OVERHEAD_COLUMNS: tuple[str, ...] = (
+    "model",
+    "n_revisions",
+    "forward_seconds",
+    "fetch_job_seconds",
+    "measure_job_seconds",
+    "job_seconds_per_forward_second",
+)
+
+
+def benchmark_seconds(path: Path) -> float:
+    """Wall seconds of one job from its Snakemake benchmark TSV (column ``s``)."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    if not rows or "s" not in rows[0]:
+        raise CacheError(f"{path} is not a Snakemake benchmark file (no column 's')")
+    return float(rows[0]["s"])
+
+
+def _by_model(benchmarks: Sequence[Path]) -> dict[str, float]:
+    """Summed wall seconds per model of benchmark files laid out as ``<rule>/<model>/<revision>.tsv``."""
+    totals: dict[str, float] = {}
+    for path in benchmarks:
+        totals[Path(path).parent.name] = totals.get(Path(path).parent.name, 0.0) + benchmark_seconds(Path(path))
+    return totals
+
+
+def sweep_overhead(
+    scores: Sequence[Path], fetch_benchmarks: Sequence[Path], measure_benchmarks: Sequence[Path]
+) -> pl.DataFrame:
+    """One row per model (and ``all``): forward seconds against fetch and measure job wall seconds.
+
+    ``scores``: head-score Parquet files (their metadata holds ``forward_seconds``);
+    the benchmarks: Snakemake benchmark TSVs at ``<rule>/<model>/<revision>.tsv``.
+    """
+    fetch_benchmarks, measure_benchmarks = _by_model(fetch_benchmarks), _by_model(measure_benchmarks)
+    forward: dict[str, list[float]] = {}
+    for path in scores:
+        metadata = read_table(path)[1]
+        if "forward_seconds" not in metadata:
+            raise CacheError(f"{path} records no forward_seconds; it predates the overhead report, rerun it")
+        forward.setdefault(metadata["model"], []).append(float(metadata["forward_seconds"]))
+    rows = []
+    for model, seconds in forward.items():
+        fetch = fetch_benchmarks.get(model, 0.0)
+        measure = measure_benchmarks.get(model, 0.0)
+        rows.append({"model": model, "n_revisions": len(seconds), "forward_seconds": sum(seconds),
+                     "fetch_job_seconds": fetch, "measure_job_seconds": measure})  # fmt: skip
+    table = pl.DataFrame(rows)
+    total = table.select(pl.lit("all").alias("model"), pl.exclude("model").sum())
+    table = pl.concat([table, total])
+    ratio = (pl.col("fetch_job_seconds") + pl.col("measure_job_seconds")) / pl.col("forward_seconds")
+    return table.with_columns(ratio.alias("job_seconds_per_forward_second")).select(OVERHEAD_COLUMNS)
