@@ -131,6 +131,12 @@ class Plan:
         """Models whose primitive gaps are measured (``primitives.enabled``)."""
         return [name for name, model in self.models.items() if model.primitives["enabled"]]
 
+    def primitive_revisions(self, model: str) -> list[Revision]:
+        """The swept revisions of ``model`` that get primitive measurements (``primitives.revisions``)."""
+        return select_revisions(
+            self.revisions[model], self.models[model].primitives.get("revisions", "all"), model=model
+        )
+
     def stimuli(self, model: str) -> Path:
         return self.root / self.models[model].primitives["stimuli"]
 
@@ -177,6 +183,11 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
                 load_stimuli(Path(root) / model.primitives["stimuli"])
             except (ConfigError, OSError) as error:
                 problems.append(f"models.{name}.primitives.stimuli: {error}")
+            if name in revisions:
+                try:
+                    select_revisions(revisions[name], model.primitives.get("revisions", "all"), model=name)
+                except ValueError as error:
+                    problems.append(f"models.{name}.primitives.revisions: {error}")
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
     return Plan(

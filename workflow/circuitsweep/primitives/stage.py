@@ -84,7 +84,9 @@ def measure_revision_primitives(snapshot_dir: Path, job: PrimitiveJob, stimuli_p
         encoding = "tokenizer"
     else:
         low, high = job.token_range
-        encoder = HashWordEncoder(low, high, first_token_id=first_token_id(job.first_token, model.config))
+        encoder = HashWordEncoder(
+            low, high, first_token_id=first_token_id(job.first_token, model.config, snapshot.path)
+        )
         encoding = f"hash[{low},{high})"
     tensors = measure_primitives(model, encoder, stimuli, batch_size=job.batch_size, device=device)
     if job.behaviour is not None and tokenizer is not None and model.can_generate():
