@@ -1,0 +1,57 @@
+"""Smoke test of benchmarks/heads_speed.py: it runs, the contenders agree, the last line parses."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "heads_speed.py"
+FINAL_LINE = re.compile(r"^speedup_vs_eager=(\d+(?:\.\d+)?) memory_ratio_vs_eager=(\d+(?:\.\d+)?)$")
+
+
+def _load_benchmark():
+    spec = importlib.util.spec_from_file_location("heads_speed", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("heads_speed", module)  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_run_agrees_with_eager_and_prints_the_final_line():
+    """--smoke: realistic model shapes, tiny probes; eager scores equal ours to 1e-4 or the run fails."""
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", "--contenders", "ours,eager", "--matmul-seconds", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=120,  # --smoke takes ~40 s on 2 shared cores
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    match = FINAL_LINE.match(lines[-1])
+    assert match, f"last line is {lines[-1]!r}"
+    assert float(match.group(1)) > 0 and float(match.group(2)) > 0
+    eager_rows = [line for line in lines if line.split()[:1] == ["eager"] and "batches" in line]
+    assert len(eager_rows) == 2, proc.stdout
+    for row in eager_rows:
+        assert "scores match ours" in row, row
+        worst = float(re.search(r"max rel diff ([0-9.e+-]+)", row).group(1))
+        assert worst <= 1e-4, row
+
+
+def test_disagreeing_contenders_stop_the_benchmark():
+    """A contender whose scores differ from ours beyond 1e-4 is an error, not a timing."""
+    bench = _load_benchmark()
+    ours = {"scores": {c: [[0.5, 0.25]] for c in bench.COMPARED}, "loss_halves": (9.0, 8.0)}
+    same = {"scores": {c: [[0.5 * (1 + 1e-6), 0.25]] for c in bench.COMPARED}, "loss_halves": (9.0, 8.0)}
+    assert bench.compare(ours, same, "eager", "m", 1e-4, 1e-6) < 1e-4
+    wrong = {"scores": {**same["scores"], "sink_alpha": [[0.5, 0.2501]]}, "loss_halves": (9.0, 8.0)}
+    with pytest.raises(SystemExit):
+        bench.compare(ours, wrong, "eager", "m", 1e-4, 1e-6)
+    wrong_loss = {"scores": same["scores"], "loss_halves": (9.0, 8.1)}
+    with pytest.raises(SystemExit):
+        bench.compare(ours, wrong_loss, "eager", "m", 1e-4, 1e-6)
