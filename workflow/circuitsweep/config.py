@@ -20,7 +20,7 @@ import yaml
 
 from circuitsweep.classify import Thresholds
 from circuitsweep.errors import ConfigError
-from circuitsweep.measure import ProbeSettings
+from circuitsweep.probe_settings import ProbeSettings
 
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 

@@ -1,0 +1,211 @@
+"""End-to-end runs of the Snakemake workflow on the toy suite (DESIGN.md 6).
+
+The full default run (three toy models, trained here) is shared by the tests
+of this module; incremental behaviour is checked on a smaller config whose
+runs take seconds. Every run uses the repository's Snakefile in a temporary
+working directory, as a user's run would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from circuitsweep import contracts as C
+from circuitsweep.config import load_config
+from circuitsweep.plan import plan_sweep
+from circuitsweep.primitives import contract as K
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+DEFAULT_CONFIG = REPO / "config" / "config.yaml"
+
+pytestmark = pytest.mark.slow
+
+SMALL_CONFIG = {
+    "probes": {
+        "token_range": [2, 64],
+        "batch_size": 32,
+        "induction": {"n_sequences": 64, "seq_len": 64},
+        "repeated": {"n_sequences": 32, "seq_len": 64},
+        "random": {"n_sequences": 32, "seq_len": 64},
+    },
+    "thresholds": {"class_selectivity": 8, "induction_circuit": 12},
+    "primitives": {"scoring": {"n_boot": 200, "n_perm": 200}},
+    "models": {
+        "toy-gptneox": {
+            "architecture": "GPTNeoXForCausalLM",
+            "source": {"type": "toy", "repo_id": "toy/gptneox"},
+            "revisions": ["step0", "step20"],
+            "tokens": {"per_step": 4096},
+            "first_token": {"policy": "fixed", "token_id": 1},
+            "toy": {"schedule": [0, 10, 20], "branch_format": "step{step}"},
+        }
+    },
+}
+
+
+def snakemake(workdir: Path, config: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the repository's workflow in ``workdir`` with ``config``; jobs find this interpreter first on PATH."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), "--configfile", str(config)]
+    result = subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=1800, check=False)
+    if check and result.returncode != 0:
+        written = [p for p in sorted(workdir.glob("results/logs/**/*.log")) if p.stat().st_size]
+        logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in written)
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}\n{logs}"
+        )
+    return result
+
+
+def planned_jobs(workdir: Path, config: Path) -> dict[str, int]:
+    """Job counts per rule that a dry run plans (``Job stats``), without ``all``."""
+    out = snakemake(workdir, config, "-n", "--cores", "2").stdout
+    if "Nothing to be done" in out:
+        return {}
+    stats = out.split("Job stats:")[1]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", stats, re.M))
+    return {rule: int(n) for rule, n in counts.items() if rule not in ("all", "total")}
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory) -> Path:
+    """The default toy-suite run, exactly as the README's first line runs it."""
+    workdir = tmp_path_factory.mktemp("toy-run")
+    snakemake(workdir, DEFAULT_CONFIG, "--cores", "2")
+    return workdir / "results"
+
+
+def test_every_toy_model_has_an_induction_onset(toy_run):
+    """Induction heads form during toy training: each model reaches the onset milestone."""
+    milestones = pl.read_csv(toy_run / "tables" / "milestones.csv")
+    assert sorted(milestones["model"]) == ["toy-gptneox", "toy-olmo", "toy-olmoe"]
+    assert milestones["induction_onset_tokens"].null_count() == 0, milestones
+
+
+def test_gptneox_onset_matches_the_in_context_loss_drop(toy_run):
+    """The classifier's onset lies within one checkpoint of where the in-context loss drop reaches half its final value.
+
+    The loss drop is behaviour, measured outside the classifier (DESIGN.md 3, item 4).
+    """
+    curve = pl.read_parquet(toy_run / "tables" / "emergence.parquet").filter(pl.col("model") == "toy-gptneox")
+    curve = curve.sort("tokens")
+    drops = curve["in_context_loss_drop"].to_list()
+    final = drops[-1]
+    assert final < -1.0, "the trained toy model must use its context"
+    half = next(i for i, drop in enumerate(drops) if drop <= final / 2)
+    onset = next(i for i, n in enumerate(curve["n_induction_heads"]) if n >= 3)
+    assert abs(onset - half) <= 1, curve.select("revision", "n_induction_heads", "in_context_loss_drop")
+
+
+def test_tables_follow_the_contract(toy_run):
+    """The final tables carry the contract's columns and one row per model, revision (and head)."""
+    heads = pl.read_parquet(toy_run / "tables" / "heads.parquet")
+    assert {*C.KEY_COLUMNS, *C.HEAD_SCORE_COLUMNS, "class"} <= set(heads.columns)
+    assert set(heads["class"]) <= set(C.CLASSES)
+    emergence = pl.read_parquet(toy_run / "tables" / "emergence.parquet")
+    assert emergence.columns == list(C.EMERGENCE_COLUMNS)
+    assert emergence.height == 13 + 13 + 12
+    assert heads.height == (13 + 13) * 2 * 8 + 12 * 2 * 4
+    csv = pl.read_csv(toy_run / "tables" / "emergence.csv")
+    assert csv.height == emergence.height
+    assert "induction_onset_tokens" in (toy_run / "tables" / "milestones.md").read_text()
+    for plot in ["emergence.png", "heatmap_toy-gptneox.png", "primitive_gap.png"]:
+        assert (toy_run / "plots" / plot).read_bytes().startswith(b"\x89PNG"), plot
+
+
+def test_primitive_tables_have_intervals(toy_run):
+    """The default run writes the primitive tables, with a gap, interval and null p-value per layer and revision."""
+    gaps = pl.read_csv(toy_run / "tables" / K.GAPS_CSV)
+    assert gaps.columns == list(K.GAP_COLUMNS)
+    summary = gaps.filter(pl.col("layer") == K.SUMMARY)
+    plan = plan_sweep(load_config(DEFAULT_CONFIG), REPO)
+    planned = sum(len(plan.primitive_revisions(model)) for model in plan.models)
+    assert 3 <= planned < 13 + 13 + 12, "the toy config measures primitives at a subset of revisions"
+    assert summary.height == planned
+    assert (summary["ci_low"] <= summary["gap"]).all() and (summary["gap"] <= summary["ci_high"]).all()
+    assert summary["p_value"].is_between(0, 1).all()
+    scores = pl.read_parquet(toy_run / "tables" / K.PRIMITIVES_FILE)
+    assert scores.columns == list(K.PRIMITIVE_COLUMNS)
+    assert (toy_run / "tables" / K.COMPOSITIONS_MD).is_file()
+
+
+def test_snapshots_are_deleted_after_measuring(toy_run):
+    """Snapshots are temporary: none is left once every revision is measured."""
+    assert list((toy_run / "snapshots").glob("*/*")) == []
+
+
+def test_report_bundles_plots_and_tables(toy_run):
+    """``snakemake --report`` writes one self-contained HTML report of the run."""
+    report = toy_run / "report.html"
+    snakemake(toy_run.parent, DEFAULT_CONFIG, "--report", str(report))
+    html = report.read_text(errors="replace")
+    assert "emergence.png" in html and "milestones.csv" in html and "primitive_gap.png" in html
+
+
+def test_changing_a_threshold_reruns_no_model(toy_run, tmp_path):
+    """A new class threshold reruns classification, tables and plots, and loads no model."""
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config["thresholds"]["class_selectivity"] = 9
+    jobs = planned_jobs(toy_run.parent, write_config(tmp_path / "config.yaml", config))
+    assert jobs == {"classify_heads": 3, "head_tables": 1, "plot_emergence": 1, "plot_heatmap": 3}
+
+
+def test_adding_a_revision_runs_only_its_jobs_and_the_aggregates(tmp_path):
+    """A revision added to the config is fetched and measured alone; nothing is retrained or remeasured."""
+    workdir = tmp_path / "work"
+    first = write_config(tmp_path / "first.yaml", SMALL_CONFIG)
+    snakemake(workdir, first, "--cores", "2")
+    assert planned_jobs(workdir, first) == {}
+    grown = {**SMALL_CONFIG, "models": {"toy-gptneox": {**SMALL_CONFIG["models"]["toy-gptneox"]}}}
+    grown["models"]["toy-gptneox"]["revisions"] = ["step0", "step10", "step20"]
+    second = write_config(tmp_path / "second.yaml", grown)
+    assert planned_jobs(workdir, second) == {
+        "fetch_snapshot": 1,
+        "measure_heads": 1,
+        "measure_primitives": 1,
+        "score_primitives": 1,
+        "classify_heads": 1,
+        "head_tables": 1,
+        "primitive_tables": 1,
+        "plot_emergence": 1,
+        "plot_heatmap": 1,
+        "plot_primitive_gap": 1,
+        "sweep_overhead": 1,
+    }
+    snakemake(workdir, second, "--cores", "2")
+    emergence = pl.read_parquet(workdir / "results" / "tables" / "emergence.parquet")
+    assert emergence["revision"].to_list() == ["step0", "step10", "step20"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["models"]["toy-gptneox"].update(architecture="LlamaForCausalLM"), "architecture"),
+        (lambda c: c["models"]["toy-gptneox"].update(revisions=["step0", "step7"]), "step7"),
+        (lambda c: c["thresholds"].update(sink_alpha=1.5), "thresholds.sink_alpha"),
+        (lambda c: c["probes"]["induction"].update(n_sequences=0), "n_sequences"),
+        (lambda c: c["models"]["toy-gptneox"].update(colour="red"), "colour"),
+    ],
+)
+def test_bad_config_fails_before_any_job(tmp_path, change, message):
+    """A bad config stops Snakemake while it parses the workflow, naming the key, and writes nothing."""
+    config = yaml.safe_load(yaml.safe_dump(SMALL_CONFIG))
+    change(config)
+    result = snakemake(tmp_path / "work", write_config(tmp_path / "bad.yaml", config), "--cores", "1", check=False)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert not (tmp_path / "work" / "results").exists()
