@@ -21,6 +21,7 @@ import yaml
 from circuitsweep.classify import Thresholds
 from circuitsweep.errors import ConfigError
 from circuitsweep.probe_settings import ProbeSettings
+from circuitsweep.schema_errors import describe
 
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
@@ -69,39 +70,12 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return out
 
 
-def _where(path: Any) -> str:
-    parts = [str(p) for p in path]
-    return ".".join(parts) if parts else "the top level"
-
-
-def _describe(error: jsonschema.ValidationError) -> str:
-    where = _where(error.absolute_path)
-    value = error.instance
-    if error.validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(value) - set(allowed))
-        return f"{where}: unknown key {', '.join(map(repr, extra))}; expected one of {allowed}"
-    if error.validator == "required":
-        return f"{where}: {error.message}"
-    if error.validator == "enum":
-        return f"{where}: {value!r} is not allowed; expected one of {error.validator_value}"
-    if error.validator == "type":
-        return f"{where}: expected {error.validator_value}, got {type(value).__name__} {value!r}"
-    if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        bound = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[error.validator]
-        return f"{where}: {value!r} is out of range; expected a value {bound} {error.validator_value}"
-    if error.validator in ("oneOf", "anyOf"):
-        description = error.schema.get("description", "one of the documented forms")
-        return f"{where}: {value!r} does not match any allowed form; expected {description}"
-    return f"{where}: {error.message}"
-
-
 def validate_schema(config: dict[str, Any]) -> None:
     """Check ``config`` against the schema; raise :class:`ConfigError` listing every problem."""
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
-        lines = "\n".join(f"  - {_describe(e)}" for e in errors)
+        lines = "\n".join(f"  - {describe(e)}" for e in errors)
         raise ConfigError(f"invalid configuration ({len(errors)} problem{'s' if len(errors) > 1 else ''}):\n{lines}")
 
 

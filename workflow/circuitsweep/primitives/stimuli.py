@@ -22,6 +22,7 @@ import jsonschema
 import yaml
 
 from circuitsweep.errors import ConfigError
+from circuitsweep.schema_errors import describe
 
 _ROOT = Path(__file__).resolve().parents[3]
 SCHEMA_FILE = _ROOT / "workflow" / "schemas" / "primitives.schema.yaml"
@@ -163,44 +164,11 @@ def schema() -> dict[str, Any]:
     return yaml.safe_load(SCHEMA_FILE.read_text())
 
 
-def _where(path: Any) -> str:
-    parts = [str(p) for p in path]
-    return ".".join(parts) if parts else "the top level"
-
-
-def _describe(error: jsonschema.ValidationError) -> str:
-    where = _where(error.absolute_path)
-    value = error.instance
-    expected = error.schema.get("description") if isinstance(error.schema, dict) else None
-    if error.validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(value) - set(allowed))
-        return f"{where}: unknown key {', '.join(map(repr, extra))}; expected one of {allowed}"
-    if error.validator == "required":
-        return f"{where}: {error.message}"
-    if error.validator == "type":
-        return f"{where}: expected {error.validator_value}, got {type(value).__name__} {value!r}"
-    if error.validator in ("enum", "const"):
-        allowed = error.validator_value if error.validator == "enum" else [error.validator_value]
-        return f"{where}: {value!r} is not allowed; expected one of {allowed}"
-    if error.validator in ("minItems", "minProperties"):
-        return f"{where}: has {len(value)} entries; expected at least {error.validator_value}" + (
-            f" ({expected})" if expected else ""
-        )
-    if error.validator == "uniqueItems":
-        seen: set[Any] = set()
-        repeated = sorted({v for v in value if isinstance(v, str) and (v in seen or seen.add(v))})
-        return f"{where}: repeated entries {repeated}; expected distinct entries"
-    if error.validator in ("pattern", "minLength"):
-        return f"{where}: {value!r} is not {expected or f'matching {error.validator_value!r}'}"
-    return f"{where}: {error.message}" + (f"; expected {expected}" if expected else "")
-
-
 def validate_schema(data: Any) -> list[str]:
     """Problems of ``data`` against the schema, each naming its key and what was expected."""
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
-    return [_describe(e) for e in errors]
+    return [describe(e) for e in errors]
 
 
 def _overlaps(named: dict[str, list[str]]) -> list[str]:
