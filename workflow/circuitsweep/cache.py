@@ -23,6 +23,22 @@ from circuitsweep.atomic import atomic_path
 from circuitsweep.errors import CacheError
 
 
+def software_versions() -> dict[str, str]:
+    """Versions of the software that made a cache file, stored in its metadata."""
+    import platform
+
+    import transformers
+
+    from circuitsweep import __version__
+
+    return {
+        "circuitsweep": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
+
+
 def write_stats(path: Path, stats: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
     """Write the statistics shard with ``metadata`` (JSON) in its header."""
     tensors = {name: t.detach().cpu().contiguous() for name, t in stats.items()}

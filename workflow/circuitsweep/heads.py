@@ -7,7 +7,6 @@ stage of DESIGN.md section 2, and writes its outputs atomically.
 from __future__ import annotations
 
 import json
-import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,9 +15,8 @@ from typing import Any
 
 import polars as pl
 
-from circuitsweep import __version__
 from circuitsweep import contracts as C
-from circuitsweep.cache import read_table, write_stats, write_table
+from circuitsweep.cache import read_table, software_versions, write_stats, write_table
 from circuitsweep.classify import Thresholds, classify_heads
 from circuitsweep.errors import CacheError, DataError, SnapshotError
 from circuitsweep.probe_settings import ProbeSettings
@@ -126,7 +124,6 @@ def measure_revision(
 ) -> None:
     """Load one revision, run the probes and write its head cache (statistics + scores)."""
     import torch
-    import transformers
 
     from circuitsweep.attention_hook import register
     from circuitsweep.loading import load_model, resolve_device
@@ -173,12 +170,7 @@ def measure_revision(
         "loss_second_half": second_half,
         "in_context_loss_drop": loss_drop,
         "forward_seconds": forward_seconds,
-        "versions": {
-            "circuitsweep": __version__,
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": software_versions(),
     }
     scores = head_scores(stats)
     write_stats(stats_path, stats, metadata)

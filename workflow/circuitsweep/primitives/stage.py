@@ -13,7 +13,6 @@ semantics (README).
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,8 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from circuitsweep import __version__
-from circuitsweep.cache import read_stats, write_stats, write_table
+from circuitsweep.cache import read_stats, software_versions, write_stats, write_table
 from circuitsweep.errors import CacheError
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.behaviour import SamplingSettings
@@ -63,7 +61,6 @@ def has_tokenizer(snapshot: Path) -> bool:
 
 def measure_revision_primitives(snapshot_dir: Path, job: PrimitiveJob, stimuli_path: Path, out: Path) -> None:
     """Load one revision, measure its primitive representations (and behaviour), write the shard."""
-    import torch
     import transformers
 
     from circuitsweep.heads import first_token_id
@@ -90,7 +87,7 @@ def measure_revision_primitives(snapshot_dir: Path, job: PrimitiveJob, stimuli_p
         encoding = f"hash[{low},{high})"
     tensors = measure_primitives(model, encoder, stimuli, batch_size=job.batch_size, device=device)
     if job.behaviour is not None and tokenizer is not None and model.can_generate():
-        settings = SamplingSettings(**(job.behaviour or {}))
+        settings = SamplingSettings(**job.behaviour)
         tensors.update(measure_behaviour(model, tokenizer, stimuli, settings, device=device).tensors)
     metadata = {
         **{k: v for k, v in asdict(job).items() if k not in ("token_range",)},
@@ -99,12 +96,7 @@ def measure_revision_primitives(snapshot_dir: Path, job: PrimitiveJob, stimuli_p
         "behaviour_measured": K.BEHAVIOUR_PHENOMENOLOGICAL in tensors,
         "stimuli_sha256": stimuli.fingerprint(),
         "commit": snapshot.commit,
-        "versions": {
-            "circuitsweep": __version__,
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": software_versions(),
     }
     write_stats(out, tensors, metadata)
 
