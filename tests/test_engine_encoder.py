@@ -16,6 +16,7 @@ from circuitsweep import contracts as C
 from circuitsweep.attention_hook import register
 from circuitsweep.cache import read_stats, read_table
 from circuitsweep.classify import Thresholds
+from circuitsweep.config import study_defaults
 from circuitsweep.heads import RevisionJob, classify_model, first_token_id, measure_revision, special_token_id
 from circuitsweep.hub import Snapshot
 from circuitsweep.measure import measure_heads
@@ -135,16 +136,7 @@ def test_minilm_revision_is_measured_without_a_loss(tmp_path: Path):
     assert (scores["sink_alpha"].to_numpy() > 0).all()
 
     # the absent loss stays null (a float column) through classification
-    thresholds = Thresholds(
-        class_selectivity=30,
-        induction_circuit=50,
-        previous_circuit=100,
-        sink_alpha=0.3,
-        induction_onset_heads=3,
-        bos_fraction_milestone=0.5,
-        early_screen_recall=0.67,
-        phase_transition_share=0.5,
-    )
+    thresholds = Thresholds.from_dict(study_defaults("thresholds"))
     heads_out, revisions_out = tmp_path / "classes.parquet", tmp_path / "revisions.parquet"
     classify_model("minilm", [scores_path], thresholds, heads_out, revisions_out)
     revisions, _ = read_table(revisions_out)

@@ -109,7 +109,8 @@ class Plan:
             source["path"] = str(self.paths.package_hub())
         return {"model": model, "revision": name, "source": source}
 
-    def measure_settings(self, model: str, name: str) -> dict[str, Any]:
+    def _revision_job(self, model: str, name: str) -> dict[str, Any]:
+        """What every job that loads one revision needs: its identity, class, dtype, device, first token."""
         settings = self.models[model]
         revision = self.revision(model, name)
         return {
@@ -120,9 +121,11 @@ class Plan:
             "architecture": settings.architecture,
             "dtype": settings.dtype,
             "first_token": settings.first_token,
-            "probes": settings.probes.to_dict(),
             "device": self.device,
         }
+
+    def measure_settings(self, model: str, name: str) -> dict[str, Any]:
+        return {**self._revision_job(model, name), "probes": self.models[model].probes.to_dict()}
 
     def thresholds(self, model: str) -> dict[str, Any]:
         return asdict(self.models[model].thresholds)
@@ -142,19 +145,11 @@ class Plan:
 
     def primitive_settings(self, model: str, name: str) -> dict[str, Any]:
         settings = self.models[model]
-        revision = self.revision(model, name)
         primitives = settings.primitives
         behaviour = {k: v for k, v in primitives["behaviour"].items() if k != "enabled"}
         return {
-            "model": model,
-            "revision": name,
-            "step": revision.step,
-            "tokens": revision.tokens,
-            "architecture": settings.architecture,
-            "dtype": settings.dtype,
-            "device": self.device,
+            **self._revision_job(model, name),
             "token_range": list(settings.probes.token_range),
-            "first_token": settings.first_token,
             "batch_size": primitives["batch_size"],
             "behaviour": behaviour if primitives["behaviour"]["enabled"] else None,
         }
