@@ -8,6 +8,8 @@ the last layer's attention output and MLP and the final norm are not needed.
 The LM head runs only on the repeated batch, in chunks of about
 :data:`LOGIT_CHUNK_BYTES` of float32 logits, for the in-context loss; a model
 without an LM head (an encoder such as ``BertModel``) has no loss statistic.
+Every decoder MLP runs over chunks of tokens (:mod:`mlp_chunks`), so neither
+the logits nor an MLP's intermediates set the peak memory of a batch.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from transformers import PreTrainedModel
 
 from circuitsweep import contracts as C
 from circuitsweep.attention_hook import observing, run_until_stop
+from circuitsweep.mlp_chunks import chunked_mlps
 from circuitsweep.probe_settings import ProbeSettings
 from circuitsweep.probes import baseline_positions, induction_probe, random_batch, repeated_batch
 from circuitsweep.reducers import InductionObserver, RepeatedObserver, SinkObserver
 
 #: Bytes of float32 logits per chunk of the LM head: bounds the transient ``[rows, vocab]``
-#: logits (and their log-softmax) whatever the vocabulary size.
+#: logits (and their log-softmax) whatever the vocabulary size. Not smaller: glibc keeps freed
+#: blocks under its 32 MiB mmap threshold in the heap, and 32 MiB chunks measured twice the
+#: resident peak of 64 MiB ones (pythia-70m shape, benchmarks/heads_speed.py).
 LOGIT_CHUNK_BYTES = 64 << 20
 
 
@@ -76,7 +81,6 @@ class _LossHead:
         return losses.view(tokens.shape[0], -1).double().sum(0)
 
 
-@torch.inference_mode()
 def measure_heads(
     model: PreTrainedModel,
     probes: ProbeSettings,
@@ -90,6 +94,13 @@ def measure_heads(
     Without an LM head (``model.get_output_embeddings()`` is None) the result
     has no :data:`contracts.STAT_LOSS_PER_POSITION`.
     """
+    with torch.inference_mode(), chunked_mlps(model):
+        return _measure(model, probes, first_token, device, progress)
+
+
+def _measure(
+    model: PreTrainedModel, probes: ProbeSettings, first_token: int | None, device: torch.device, progress: bool
+) -> dict[str, torch.Tensor]:
     n_layers = model.config.num_hidden_layers
     last_layer = n_layers - 1
     base = model.base_model
