@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from runenv import job_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SETUP_SCRIPT = REPO_ROOT / ".ci" / "slurm" / "setup.sh"
@@ -285,10 +286,7 @@ def snakemake_command(snakefile: Path, workdir: Path, profile: Path, *args: str,
 
 def snakemake_env(env: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for a Snakemake process and (through sbatch --export=ALL) its jobs."""
-    run_env = {**os.environ, **(env or {})}
-    # the jobs' shell commands (`python -m circuitsweep ...`) must find the interpreter that
-    # runs the tests, with its packages, first on PATH
-    run_env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), run_env.get("PATH", "")])
+    run_env = job_env(env)
     # a test run inside a SLURM allocation must not leak it into the submitted jobs
     for name in [n for n in run_env if n.startswith("SLURM_")]:
         del run_env[name]

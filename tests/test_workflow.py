@@ -8,7 +8,6 @@ working directory, as a user's run would.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
+from runenv import job_env, job_logs
 
 from circuitsweep import contracts as C
 from circuitsweep.config import load_config
@@ -54,14 +54,11 @@ SMALL_CONFIG = {
 
 def snakemake(workdir: Path, config: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run the repository's workflow in ``workdir`` with ``config``; jobs find this interpreter first on PATH."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), "--configfile", str(config)]
-    result = subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=1800, check=False)
+    result = subprocess.run([*command, *args], capture_output=True, text=True, env=job_env(), timeout=1800, check=False)
     if check and result.returncode != 0:
-        written = [p for p in sorted(workdir.glob("results/logs/**/*.log")) if p.stat().st_size]
-        logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in written)
         raise AssertionError(
-            f"snakemake {' '.join(args)} failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}\n{logs}"
+            f"snakemake {' '.join(args)} failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}\n{job_logs(workdir)}"
         )
     return result
 

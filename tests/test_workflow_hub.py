@@ -9,7 +9,6 @@ Hub branches do.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import polars as pl
 import pytest
 import yaml
 from hubserver import HubServer
+from runenv import job_env, job_logs
 
 from circuitsweep import hubfolder
 from circuitsweep.toy.train import ToySpec, train_and_publish
@@ -47,19 +47,13 @@ def hub_repo(tmp_path_factory) -> Path:
 def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
     result = subprocess.run(args, capture_output=True, text=True, env=env, cwd=cwd, timeout=900, check=False)
     if result.returncode != 0:
-        logs = "\n".join(f"== {p}\n{p.read_text()[-2000:]}" for p in sorted(cwd.glob("results/logs/**/*.log")))
-        raise AssertionError(f"{args[:4]} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}\n{logs}")
+        raise AssertionError(f"{args[:4]} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}\n{job_logs(cwd)}")
     return result
 
 
 def test_sweep_from_a_hub_repository(hub_repo, tmp_path):
     """Branches are discovered into a manifest, downloaded, verified and measured; the duplicate is marked."""
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "HF_HOME": str(tmp_path / "hf-home"),
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    }
+    env = job_env({"HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
     with HubServer(hub_repo) as server:
         env["HF_ENDPOINT"] = server.endpoint
         manifest = tmp_path / "manifest.json"

@@ -1,0 +1,24 @@
+"""The environment and failure report of workflow runs in a subprocess, shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def job_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment with ``extra`` and the interpreter running the tests first on PATH.
+
+    The jobs' shell commands (``python -m circuitsweep ...``) must find that
+    interpreter, with its packages, before any other ``python``.
+    """
+    env = {**os.environ, **(extra or {})}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def job_logs(workdir: Path, tail: int = 3000) -> str:
+    """The last ``tail`` characters of every non-empty job log under ``workdir/results/logs``."""
+    written = [p for p in sorted(Path(workdir).glob("results/logs/**/*.log")) if p.stat().st_size]
+    return "\n".join(f"== {p}\n{p.read_text()[-tail:]}" for p in written)
