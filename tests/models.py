@@ -22,12 +22,12 @@ ENCODERS = ("BertModel",)
 
 
 def tiny_model(
-    architecture: str, attn_implementation: str, seed: int = 0, layers: int = 2, heads: int = 4
+    architecture: str, attn_implementation: str, seed: int = 0, layers: int = 2, heads: int = 4, vocab: int = VOCAB
 ) -> PreTrainedModel:
     """A 2-layer, 4-head model with hidden size 32 and a 64-token vocabulary (``BertModel``: no LM head)."""
     torch.manual_seed(seed)
     common = dict(
-        vocab_size=VOCAB,
+        vocab_size=vocab,
         hidden_size=32,
         num_hidden_layers=layers,
         num_attention_heads=heads,

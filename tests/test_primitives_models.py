@@ -7,7 +7,7 @@ import pytest
 import torch
 from models import ARCHITECTURES, VOCAB, tiny_model
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import BertConfig, BertModel, GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.behaviour import SamplingSettings, measure_behaviour, words
@@ -96,25 +96,8 @@ def test_tokenizer_encoder_spans_cover_the_word(small, bpe_tokenizer):
 
 def test_word_states_do_not_depend_on_batching_or_padding(small, bpe_tokenizer):
     """A word's state is the same alone, in any batch, in any order (padding is masked), causal or encoder."""
-    torch.manual_seed(0)
-    causal = GPTNeoXForCausalLM(
-        GPTNeoXConfig(
-            vocab_size=len(bpe_tokenizer),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=64,
-        )
-    ).eval()
-    encoder_model = BertModel(
-        BertConfig(
-            vocab_size=len(bpe_tokenizer),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=64,
-        )
-    ).eval()
+    causal = tiny_model("GPTNeoXForCausalLM", "eager", vocab=len(bpe_tokenizer))
+    encoder_model = tiny_model("BertModel", "eager", vocab=len(bpe_tokenizer))
     encoder = TokenizerEncoder(bpe_tokenizer)
     items = [o for p in small.primitives[:6] for o in p.occurrences()]
     for model in (causal, encoder_model):
@@ -156,16 +139,7 @@ def test_selected_layers_are_recorded(small):
 
 def test_behaviour_is_deterministic_and_scored(small, word_tokenizer):
     """Seeded sampling repeats exactly, another seed differs, and the tables gain behavioural rows."""
-    torch.manual_seed(0)
-    model = GPTNeoXForCausalLM(
-        GPTNeoXConfig(
-            vocab_size=len(word_tokenizer),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=64,
-        )
-    ).eval()
+    model = tiny_model("GPTNeoXForCausalLM", "eager", vocab=len(word_tokenizer))
     settings = SamplingSettings(samples=4, max_new_tokens=8, seed=11)
     first = measure_behaviour(model, word_tokenizer, small, settings)
     torch.manual_seed(12345)  # the global RNG state must not matter
