@@ -447,6 +447,13 @@ def run_tl(bridge, probes, device) -> dict[str, Any]:
 QKV_NAMES = ("query_key_value", "q_proj", "k_proj", "v_proj")
 
 
+def linear_weights(model) -> dict[str, int]:
+    """Weight count of every linear layer of the base model (no LM head), by module name."""
+    import torch
+
+    return {n: m.weight.numel() for n, m in model.base_model.named_modules() if isinstance(m, torch.nn.Linear)}
+
+
 def forward_flops(model, probes) -> float:
     """FLOPs of the forward passes ours runs: linear layers of the base model, attention, LM head on repeated.
 
@@ -458,11 +465,9 @@ def forward_flops(model, probes) -> float:
     key and value projections and no attention product. The observers' own
     probability rows are not counted.
     """
-    import torch
-
     cfg = model.config
     d, V, L = cfg.hidden_size, cfg.vocab_size, cfg.num_hidden_layers
-    linear = {n: m.weight.numel() for n, m in model.base_model.named_modules() if isinstance(m, torch.nn.Linear)}
+    linear = linear_weights(model)
     in_last = {n: w for n, w in linear.items() if f"layers.{L - 1}." in n}
     if not in_last:
         raise RuntimeError(f"forward_flops: no linear layer of decoder layer {L - 1} found by name")
@@ -487,11 +492,9 @@ def eager_flops(model, probes) -> float:
     exact engine at eager's dtype gets from the work it leaves out, before any
     gain from running the same work faster.
     """
-    import torch
-
     cfg = model.config
     d, V, L = cfg.hidden_size, cfg.vocab_size, cfg.num_hidden_layers
-    weights = sum(m.weight.numel() for m in model.base_model.modules() if isinstance(m, torch.nn.Linear))
+    weights = sum(linear_weights(model).values())
     total = 0.0
     for b in (probes.induction, probes.repeated, probes.random):
         tokens = b.n_sequences * b.seq_len
