@@ -3,7 +3,7 @@
 Contenders, all on the same probe batches (DESIGN.md 3) of the same
 random-initialised model of realistic shape, each in a fresh subprocess:
 
-- ``ours``: :func:`circuitsweep.measure.measure_heads` with the observed SDPA
+- ``ours``: :func:`circuitsweep.heads.measure.head_statistics` with the observed SDPA
   attention (statistics reduced inside each layer's attention call, base
   model only, induction and random passes stopped right after the last
   layer's attention, LM head in 64 MiB chunks on the repeated batch only).
@@ -63,7 +63,7 @@ MODELS: dict[str, dict[str, Any]] = {
     ),
 }
 
-#: Score columns compared between contenders (names of ``circuitsweep.scores.head_scores``).
+#: Score columns compared between contenders (names of ``circuitsweep.heads.scores.head_scores``).
 SEL_TARGETS = ("first", "induction", "duplicate", "previous", "self", "local")
 COMPARED = (
     *(f"sel_{t}" for t in SEL_TARGETS),
@@ -215,7 +215,7 @@ class MemoryMeter:
 
 def batches_digest(probes) -> str:
     """SHA-256 of the three probe batches (proves that every contender saw the same tokens)."""
-    from circuitsweep.probes import induction_probe, random_batch, repeated_batch
+    from circuitsweep.heads.probes import induction_probe, random_batch, repeated_batch
 
     ind, rep, rnd = probes.induction, probes.repeated, probes.random
     digest = hashlib.sha256()
@@ -311,7 +311,7 @@ class PatternScores:
 
 
 def _probe_batches(probes):
-    from circuitsweep.probes import baseline_positions, induction_probe, random_batch, repeated_batch
+    from circuitsweep.heads.probes import baseline_positions, induction_probe, random_batch, repeated_batch
 
     ind, rep, rnd = probes.induction, probes.repeated, probes.random
     probe = induction_probe(ind.n_sequences, ind.seq_len, probes.token_range, ind.seed, ind.min_first_position, None)
@@ -325,10 +325,10 @@ def _probe_batches(probes):
 
 
 def run_ours(model, probes, device) -> dict[str, Any]:
-    from circuitsweep.measure import measure_heads
-    from circuitsweep.scores import head_scores, loss_halves
+    from circuitsweep.heads.measure import head_statistics
+    from circuitsweep.heads.scores import head_scores, loss_halves
 
-    stats = measure_heads(model, probes, None, device, progress=False)
+    stats = head_statistics(model, probes, None, device, progress=False)
     frame = head_scores(stats)
     L, H = model.config.num_hidden_layers, model.config.num_attention_heads
     scores = {c: frame[c].to_numpy().reshape(L, H).tolist() for c in COMPARED}
@@ -510,8 +510,8 @@ def worker_main(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
-    from circuitsweep.attention_hook import register
-    from circuitsweep.measure import ProbeSettings
+    from circuitsweep.heads.attention_hook import register
+    from circuitsweep.heads.measure import ProbeSettings
 
     probes = ProbeSettings.from_dict(spec["probes"])
     contender = spec["contender"]
@@ -532,8 +532,8 @@ def worker_main(spec: dict[str, Any]) -> dict[str, Any]:
             return {"skipped": f"{type(exc).__name__}: {exc}"[:300]}
     digest = batches_digest(probes)
     # import everything the contenders use before measuring (polars, tqdm, transformer_lens)
-    import circuitsweep.measure  # noqa: F401
-    import circuitsweep.scores  # noqa: F401
+    import circuitsweep.heads.measure  # noqa: F401
+    import circuitsweep.heads.scores  # noqa: F401
 
     if contender == "tl":
         import transformer_lens.head_detector  # noqa: F401

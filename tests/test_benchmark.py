@@ -68,14 +68,14 @@ def test_flop_counts_match_torch_flop_counter(name):
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from circuitsweep.attention_hook import register
-    from circuitsweep.measure import ProbeSettings, measure_heads
+    from circuitsweep.heads.attention_hook import register
+    from circuitsweep.heads.measure import ProbeSettings, head_statistics
 
     bench = _load_benchmark()
     probes = ProbeSettings.from_dict(bench.probe_dict(bench.MODES["smoke"]))
     ours = bench.build_model(name, 2, register())
     with FlopCounterMode(display=False) as counted:
-        measure_heads(ours, probes, None, torch.device("cpu"), progress=False)
+        head_statistics(ours, probes, None, torch.device("cpu"), progress=False)
     assert counted.get_total_flops() == pytest.approx(bench.forward_flops(ours, probes), rel=0.01)
     eager = bench.build_model(name, 2, "eager")
     with FlopCounterMode(display=False) as counted:

@@ -6,8 +6,9 @@ import polars as pl
 import pytest
 import torch
 
-from circuitsweep.cache import read_stats, read_table, write_stats, write_table
 from circuitsweep.errors import CacheError
+from circuitsweep.stats_io import read_stats, write_stats
+from circuitsweep.table_io import read_table, write_table
 
 METADATA = {"model": "m", "revision": "step1", "tokens": 10, "probes": {"induction": {"seed": 42}}}
 
@@ -57,7 +58,7 @@ def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
             handle.write(b"half a shard")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("circuitsweep.cache.save_file", interrupted)
+    monkeypatch.setattr("circuitsweep.stats_io.save_file", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_stats(tmp_path / "s.safetensors", {"a": torch.ones(2)}, METADATA)
     assert list(tmp_path.iterdir()) == []

@@ -7,10 +7,10 @@ import pytest
 import torch
 from planted import FIRST_TOKEN, PLANTED, VOCAB, planted_model
 
-from circuitsweep.attention_hook import register
-from circuitsweep.classify import Thresholds, classify_heads
-from circuitsweep.measure import ProbeSettings, measure_heads
-from circuitsweep.scores import head_scores
+from circuitsweep.heads.attention_hook import register
+from circuitsweep.heads.classify import Thresholds, head_classes
+from circuitsweep.heads.measure import ProbeSettings, head_statistics
+from circuitsweep.heads.scores import head_scores
 
 STUDY = Thresholds(
     class_selectivity=30,
@@ -43,8 +43,8 @@ PROBES = ProbeSettings.from_dict(
 
 @pytest.fixture(scope="module")
 def classes() -> pl.DataFrame:
-    stats = measure_heads(planted_model(register()), PROBES, FIRST_TOKEN, torch.device("cpu"), progress=False)
-    return classify_heads(head_scores(stats), STUDY)
+    stats = head_statistics(planted_model(register()), PROBES, FIRST_TOKEN, torch.device("cpu"), progress=False)
+    return head_classes(head_scores(stats), STUDY)
 
 
 def _class_of(classes: pl.DataFrame, layer: int, head: int) -> str:
@@ -84,4 +84,4 @@ def test_nan_scores_are_refused():
         pl.lit(0.1).alias("sink_alpha"),
     )
     with pytest.raises(ValueError, match="layer=3, head=5"):
-        classify_heads(frame, STUDY)
+        head_classes(frame, STUDY)

@@ -6,9 +6,9 @@ import polars as pl
 import pytest
 
 from circuitsweep import contracts as C
-from circuitsweep.classify import Thresholds
 from circuitsweep.config import study_defaults
-from circuitsweep.emergence import curve_shape, emergence_curves, milestones
+from circuitsweep.heads.classify import Thresholds
+from circuitsweep.heads.emergence import curve_shape, emergence_curves, milestones
 
 THRESHOLDS = Thresholds.from_dict(study_defaults("thresholds"))
 N_LAYERS, N_HEADS = 2, 4

@@ -8,10 +8,10 @@ from models import ARCHITECTURES, tiny_model
 from test_scores_reference import PROBES
 
 from circuitsweep import contracts as C
-from circuitsweep import measure
-from circuitsweep.attention_hook import StopForward, observing, register, run_until_stop
-from circuitsweep.measure import logit_chunk_rows, measure_heads
-from circuitsweep.scores import loss_halves
+from circuitsweep.heads import measure
+from circuitsweep.heads.attention_hook import StopForward, observing, register, run_until_stop
+from circuitsweep.heads.measure import head_statistics, logit_chunk_rows
+from circuitsweep.heads.scores import loss_halves
 
 CPU = torch.device("cpu")
 
@@ -31,7 +31,7 @@ def test_only_the_loss_pass_runs_past_the_last_attention(architecture):
     calls = []
     handle = _last_mlp(model).register_forward_hook(lambda *_: calls.append(1))
     try:
-        stats = measure_heads(model, PROBES, 1, CPU, progress=False)
+        stats = head_statistics(model, PROBES, 1, CPU, progress=False)
     finally:
         handle.remove()
     assert len(calls) == _n_batches(PROBES.repeated)
@@ -44,7 +44,7 @@ def test_encoder_passes_all_stop_after_the_last_attention():
     calls = []
     handle = model.encoder.layer[-1].intermediate.register_forward_hook(lambda *_: calls.append(1))
     try:
-        measure_heads(model, PROBES, 1, CPU, progress=False)
+        head_statistics(model, PROBES, 1, CPU, progress=False)
     finally:
         handle.remove()
     assert calls == []
@@ -83,10 +83,10 @@ def test_logit_chunk_is_sized_in_bytes():
 def test_loss_does_not_depend_on_the_chunk_size(monkeypatch):
     """Chunks of 1 row and one chunk for everything give the same loss."""
     model = tiny_model("GPTNeoXForCausalLM", register(), seed=3)
-    whole = loss_halves(measure_heads(model, PROBES, 1, CPU, progress=False))
+    whole = loss_halves(head_statistics(model, PROBES, 1, CPU, progress=False))
     monkeypatch.setattr(measure, "LOGIT_CHUNK_BYTES", 4 * 64)  # one row of a 64-token vocabulary
     assert logit_chunk_rows(64) == 1
-    rows = loss_halves(measure_heads(model, PROBES, 1, CPU, progress=False))
+    rows = loss_halves(head_statistics(model, PROBES, 1, CPU, progress=False))
     assert rows == pytest.approx(whole, rel=1e-6)
 
 
@@ -94,7 +94,7 @@ def test_half_precision_model_keeps_its_weights():
     """A bfloat16 model: the float32 LM head is a copy made for the call; the model is left unchanged."""
     model = tiny_model("OlmoForCausalLM", register(), seed=3).to(torch.bfloat16)
     before = model.get_output_embeddings().weight.clone()
-    stats = measure_heads(model, PROBES, 1, CPU, progress=False)
+    stats = head_statistics(model, PROBES, 1, CPU, progress=False)
     weight = model.get_output_embeddings().weight
     assert weight.dtype == torch.bfloat16 and torch.equal(weight, before)
     assert all(torch.isfinite(torch.tensor(loss_halves(stats))))

@@ -13,15 +13,16 @@ from models import tiny_model
 from test_scores_reference import PROBES, eager_reference
 
 from circuitsweep import contracts as C
-from circuitsweep.attention_hook import register
-from circuitsweep.cache import read_stats, read_table
-from circuitsweep.classify import Thresholds
+from circuitsweep.checkpoints.hub import Snapshot
+from circuitsweep.checkpoints.snapshots import record_path
 from circuitsweep.config import study_defaults
-from circuitsweep.heads import RevisionJob, classify_model, first_token_id, measure_revision, special_token_id
-from circuitsweep.hub import Snapshot
-from circuitsweep.measure import measure_heads
-from circuitsweep.scores import check_finite, head_scores, in_context_loss_drop, loss_halves
-from circuitsweep.snapshots import record_path
+from circuitsweep.heads.attention_hook import register
+from circuitsweep.heads.classify import Thresholds
+from circuitsweep.heads.measure import head_statistics
+from circuitsweep.heads.scores import check_finite, head_scores, in_context_loss_drop, loss_halves
+from circuitsweep.heads.stage import RevisionJob, classify_heads, first_token_id, measure_heads, special_token_id
+from circuitsweep.stats_io import read_stats
+from circuitsweep.table_io import read_table
 
 CPU = torch.device("cpu")
 
@@ -30,7 +31,7 @@ def test_every_encoder_score_matches_eager_patterns():
     """A tiny random BertModel: scores reduced inside SDPA attention equal full eager patterns to 1e-4."""
     observed = tiny_model("BertModel", register(), seed=5)
     eager = tiny_model("BertModel", "eager", seed=5)
-    stats = measure_heads(observed, PROBES, 1, CPU, progress=False)
+    stats = head_statistics(observed, PROBES, 1, CPU, progress=False)
     assert C.STAT_LOSS_PER_POSITION not in stats
     assert loss_halves(stats) is None and in_context_loss_drop(stats) is None
     check_finite(stats, "tiny bert")  # an absent loss is not an error
@@ -46,8 +47,8 @@ def test_every_encoder_score_matches_eager_patterns():
 
 def test_encoder_attention_is_observed_bidirectionally():
     """The engine applies no causal mask to an encoder: query 0 attends to later keys, unlike a decoder's."""
-    encoder = measure_heads(tiny_model("BertModel", register(), seed=5), PROBES, 1, CPU, progress=False)
-    decoder = measure_heads(tiny_model("GPTNeoXForCausalLM", register(), seed=5), PROBES, 1, CPU, progress=False)
+    encoder = head_statistics(tiny_model("BertModel", register(), seed=5), PROBES, 1, CPU, progress=False)
+    decoder = head_statistics(tiny_model("GPTNeoXForCausalLM", register(), seed=5), PROBES, 1, CPU, progress=False)
     query0_to_key0 = C.STAT_FIRST_ATTENTION
     assert (encoder[query0_to_key0][..., 0] < 0.9).all()
     torch.testing.assert_close(decoder[query0_to_key0][..., 0], torch.ones_like(decoder[query0_to_key0][..., 0]))
@@ -117,7 +118,7 @@ def test_minilm_revision_is_measured_without_a_loss(tmp_path: Path):
         }
     )
     stats_path, scores_path = tmp_path / "heads.safetensors", tmp_path / "heads.parquet"
-    measure_revision(folder, job, stats_path, scores_path, progress=False)
+    measure_heads(folder, job, stats_path, scores_path, progress=False)
 
     stats, metadata = read_stats(stats_path)
     scores, table_metadata = read_table(scores_path)
@@ -138,7 +139,7 @@ def test_minilm_revision_is_measured_without_a_loss(tmp_path: Path):
     # the absent loss stays null (a float column) through classification
     thresholds = Thresholds.from_dict(study_defaults("thresholds"))
     heads_out, revisions_out = tmp_path / "classes.parquet", tmp_path / "revisions.parquet"
-    classify_model("minilm", [scores_path], thresholds, heads_out, revisions_out)
+    classify_heads("minilm", [scores_path], thresholds, heads_out, revisions_out)
     revisions, _ = read_table(revisions_out)
     assert revisions["in_context_loss_drop"].dtype == pl.Float64
     assert revisions["in_context_loss_drop"].to_list() == [None]

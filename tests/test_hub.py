@@ -19,8 +19,8 @@ from huggingface_hub import constants
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RevisionNotFoundError
 from huggingface_hub.utils import close_session
 
-from circuitsweep import hub
-from circuitsweep.hubfolder import publish_revision
+from circuitsweep.checkpoints import hub
+from circuitsweep.checkpoints.local_hub import publish_revision
 from circuitsweep.revisions import Revision, read_manifest
 
 REPO = "toy-org/toy-model"
@@ -135,7 +135,7 @@ def test_refresh_manifest_writes_the_full_branch_list(server, tmp_path) -> None:
 
 def test_hf_endpoint_environment_variable_is_respected(running_server) -> None:
     """With HF_ENDPOINT set (read by huggingface_hub at import), no endpoint argument is needed."""
-    code = f"from circuitsweep.hub import list_revisions; print([r.name for r in list_revisions({REPO!r})])"
+    code = f"from circuitsweep.checkpoints.hub import list_revisions; print([r.name for r in list_revisions({REPO!r})])"
     env = dict(os.environ, HF_ENDPOINT=running_server.endpoint, HF_HUB_DISABLE_XET="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -148,7 +148,7 @@ def test_hf_endpoint_environment_variable_is_respected(running_server) -> None:
 def test_fetch_downloads_needed_files_and_records_hashes(server, sources, tmp_path) -> None:
     """A fetch takes config, tokenizer and weights (not optimizer state), verifies them and records sha256s."""
     record = tmp_path / "record.json"
-    path = hub.fetch_snapshot(
+    path = hub.download_snapshot(
         REPO, "step2-tokens8M", tmp_path / "cache", endpoint=server.endpoint, record=record, **FAST
     )
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]

@@ -10,8 +10,8 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel, GPTNeoXConfig, GPTNeoXForCausalLM
 
+from circuitsweep.checkpoints.loading import load_model
 from circuitsweep.errors import SnapshotError
-from circuitsweep.loading import load_model
 
 CPU = torch.device("cpu")
 

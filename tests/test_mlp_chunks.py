@@ -8,11 +8,11 @@ import torch
 from models import ARCHITECTURES, ENCODERS, tiny_model
 from test_scores_reference import FIRST_TOKEN, PROBES, eager_reference
 
-from circuitsweep import mlp_chunks
-from circuitsweep.attention_hook import register
-from circuitsweep.measure import measure_heads
-from circuitsweep.mlp_chunks import chunked_mlps, decoder_mlps, mlp_chunk_rows
-from circuitsweep.scores import head_scores
+from circuitsweep.heads import mlp_chunks
+from circuitsweep.heads.attention_hook import register
+from circuitsweep.heads.measure import head_statistics
+from circuitsweep.heads.mlp_chunks import chunked_mlps, decoder_mlps, mlp_chunk_rows
+from circuitsweep.heads.scores import head_scores
 
 #: 5 rows of a 64-wide float32 intermediate: ragged chunks of every tiny batch below.
 FIVE_ROWS = 5 * 4 * 64
@@ -81,10 +81,10 @@ def test_encoders_are_left_alone(architecture):
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_scores_with_small_mlp_chunks_match_eager_patterns(architecture, monkeypatch):
-    """measure_heads with ragged 5-row MLP chunks still equals the full eager reference to 1e-4."""
+    """head_statistics with ragged 5-row MLP chunks still equals the full eager reference to 1e-4."""
     monkeypatch.setattr(mlp_chunks, "MLP_CHUNK_BYTES", FIVE_ROWS)
     observed = tiny_model(architecture, register(), seed=3)
-    scores = head_scores(measure_heads(observed, PROBES, FIRST_TOKEN, torch.device("cpu"), progress=False))
+    scores = head_scores(head_statistics(observed, PROBES, FIRST_TOKEN, torch.device("cpu"), progress=False))
     reference, _ = eager_reference(tiny_model(architecture, "eager", seed=3))
     n_layers, n_heads = reference["baseline_attention"].shape
     for column, expected in reference.items():

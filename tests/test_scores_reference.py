@@ -8,10 +8,10 @@ import torch
 from models import ARCHITECTURES, tiny_model
 
 from circuitsweep import contracts as C
-from circuitsweep.attention_hook import register
-from circuitsweep.measure import ProbeSettings, measure_heads
-from circuitsweep.probes import LOCAL_OFFSETS, baseline_positions, induction_probe, random_batch, repeated_batch
-from circuitsweep.scores import head_scores, loss_halves
+from circuitsweep.heads.attention_hook import register
+from circuitsweep.heads.measure import ProbeSettings, head_statistics
+from circuitsweep.heads.probes import LOCAL_OFFSETS, baseline_positions, induction_probe, random_batch, repeated_batch
+from circuitsweep.heads.scores import head_scores, loss_halves
 
 PROBES = ProbeSettings.from_dict(
     {
@@ -92,7 +92,7 @@ def test_every_score_matches_eager_patterns(architecture):
     """Scores reduced inside SDPA attention equal those from full eager patterns to 1e-4."""
     observed = tiny_model(architecture, register(), seed=3)
     eager = tiny_model(architecture, "eager", seed=3)
-    stats = measure_heads(observed, PROBES, FIRST_TOKEN, torch.device("cpu"), progress=False)
+    stats = head_statistics(observed, PROBES, FIRST_TOKEN, torch.device("cpu"), progress=False)
     scores = head_scores(stats)
     reference, halves = eager_reference(eager)
     n_layers, n_heads = reference["baseline_attention"].shape

@@ -19,7 +19,7 @@ import yaml
 from hubserver import HubServer
 from runenv import job_env, job_logs
 
-from circuitsweep import hubfolder
+from circuitsweep.checkpoints import local_hub
 from circuitsweep.toy.train import ToySpec, train_and_publish
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,12 +35,12 @@ def hub_repo(tmp_path_factory) -> Path:
     spec = ToySpec.default("GPTNeoXForCausalLM", schedule=(0, 10, 20))
     train_and_publish(spec, root, REPO_ID, "step{step}", progress=False)
     snapshot = (
-        hubfolder.repo_folder(root, REPO_ID)
+        local_hub.repo_folder(root, REPO_ID)
         / "snapshots"
-        / ((hubfolder.repo_folder(root, REPO_ID) / "refs" / "step20").read_text().strip())
+        / ((local_hub.repo_folder(root, REPO_ID) / "refs" / "step20").read_text().strip())
     )
     files = {p.name: p.resolve() for p in snapshot.iterdir()}
-    hubfolder.publish_revision(root, REPO_ID, "step30", files)
+    local_hub.publish_revision(root, REPO_ID, "step30", files)
     return root
 
 

@@ -1,3 +1,24 @@
-"""circuitsweep: when do attention-head circuits form during pretraining?"""
+"""circuitsweep: when do attention-head circuits form during pretraining?
+
+The package in layers, from a config to a report (DESIGN.md section 2):
+
+- planning, no torch: :mod:`config` (schema validation, defaults),
+  :mod:`revisions` (branch names, manifests, selections), :mod:`plan` (the
+  resolved sweep the Snakemake rules read), :mod:`contracts` (every file name,
+  tensor name and table column);
+- checkpoints, :mod:`circuitsweep.checkpoints`: Hub downloads and verification
+  (``hub``), local Hub-layout folders (``local_hub``), one revision's snapshot
+  (``snapshots``) and safe loading (``loading``);
+- the head engine and its analysis, :mod:`circuitsweep.heads`: how a head is
+  measured (attention hook, observers, probes, MLP chunks), scored, classified
+  and turned into emergence curves and milestones; ``heads.stage`` holds the
+  functions the rules call;
+- semantic primitives, :mod:`circuitsweep.primitives`, with its own ``stage``;
+- the toy suite, :mod:`circuitsweep.toy`: tiny models trained here, published
+  as revisions;
+- files and outputs: :mod:`stats_io` (safetensors statistics), :mod:`table_io`
+  (Parquet, CSV, Markdown), :mod:`plots`, :mod:`overhead`; :mod:`cli` is the
+  command line the rules run.
+"""
 
 __version__ = "0.1.0"

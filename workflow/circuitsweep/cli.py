@@ -36,7 +36,7 @@ def cmd_check_config(args: argparse.Namespace) -> None:
 
 
 def cmd_refresh_manifest(args: argparse.Namespace) -> None:
-    from circuitsweep.hub import refresh_manifest
+    from circuitsweep.checkpoints.hub import refresh_manifest
 
     manifest = refresh_manifest(
         args.repo_id, Path(args.manifest), tokens_per_step=args.tokens_per_step, endpoint=args.endpoint
@@ -51,25 +51,25 @@ def cmd_train_toy(args: argparse.Namespace) -> None:
 
 
 def cmd_fetch_snapshot(args: argparse.Namespace) -> None:
-    from circuitsweep.snapshots import fetch_revision
+    from circuitsweep.checkpoints.snapshots import fetch_snapshot
 
-    fetch_revision(args.settings, Path(args.output))
+    fetch_snapshot(args.settings, Path(args.output))
 
 
 def cmd_measure_heads(args: argparse.Namespace) -> None:
     import torch
 
-    from circuitsweep.heads import RevisionJob, measure_revision
+    from circuitsweep.heads.stage import RevisionJob, measure_heads
 
     torch.set_num_threads(args.threads)
-    measure_revision(Path(args.snapshot), RevisionJob.from_dict(args.settings), Path(args.stats), Path(args.scores))
+    measure_heads(Path(args.snapshot), RevisionJob.from_dict(args.settings), Path(args.stats), Path(args.scores))
 
 
 def cmd_classify_heads(args: argparse.Namespace) -> None:
-    from circuitsweep.classify import Thresholds
-    from circuitsweep.heads import classify_model
+    from circuitsweep.heads.classify import Thresholds
+    from circuitsweep.heads.stage import classify_heads
 
-    classify_model(
+    classify_heads(
         args.model,
         [Path(p) for p in args.scores],
         Thresholds.from_dict(args.thresholds),
@@ -79,16 +79,22 @@ def cmd_classify_heads(args: argparse.Namespace) -> None:
 
 
 def cmd_head_tables(args: argparse.Namespace) -> None:
-    from circuitsweep.classify import Thresholds
-    from circuitsweep.contracts import Paths
-    from circuitsweep.tables import build_tables
+    from circuitsweep.heads.classify import Thresholds
+    from circuitsweep.heads.stage import HeadTableOutputs, head_tables
 
     thresholds = {model: Thresholds.from_dict(values) for model, values in args.thresholds.items()}
-    build_tables(
+    out = HeadTableOutputs(
+        heads=Path(args.heads_out),
+        emergence_parquet=Path(args.emergence),
+        emergence_csv=Path(args.emergence_csv),
+        milestones_csv=Path(args.milestones),
+        milestones_md=Path(args.milestones_md),
+    )
+    head_tables(
         [Path(p) for p in args.heads],
         [Path(p) for p in args.revisions],
         thresholds,
-        Paths(Path(args.results)),
+        out,
         skip_duplicates=args.skip_duplicates,
     )
 
@@ -199,7 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heads", nargs="+", required=True)
     p.add_argument("--revisions", nargs="+", required=True)
     p.add_argument("--thresholds", type=_json, required=True, help="JSON: model -> thresholds")
-    p.add_argument("--results", required=True, help="results root folder")
+    p.add_argument("--heads-out", required=True, help="the heads table (Parquet)")
+    p.add_argument("--emergence", required=True, help="the emergence table (Parquet)")
+    p.add_argument("--emergence-csv", required=True)
+    p.add_argument("--milestones", required=True, help="the milestones table (CSV)")
+    p.add_argument("--milestones-md", required=True)
     p.add_argument("--skip-duplicates", nargs="*", default=[], help="models whose duplicate revisions are left out")
 
     p = add("plot-emergence", cmd_plot_emergence, "plot BOS fraction and induction heads against tokens")

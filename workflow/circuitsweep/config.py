@@ -18,9 +18,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from circuitsweep.classify import Thresholds
 from circuitsweep.errors import ConfigError
-from circuitsweep.probe_settings import ProbeSettings
+from circuitsweep.heads.classify import Thresholds
+from circuitsweep.heads.probe_settings import ProbeSettings
 from circuitsweep.schema_errors import describe
 
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-# --- Head classes (DESIGN.md 3.1) ------------------------------------------
+# --- Head classes (DESIGN.md 3) ---------------------------------------------
 
 #: Selectivity targets, in the order used for argmax ties and tensor columns.
 TARGETS: tuple[str, ...] = ("first", "induction", "duplicate", "previous", "self", "local")
@@ -145,7 +145,7 @@ class Paths:
         return self.root / "cache" / model / revision / "primitives.safetensors"
 
     def primitive_revision_tables(self, model: str, revision: str) -> Path:
-        """Folder of one revision's scored primitive tables (``primitives.stage.REVISION_TABLES``)."""
+        """Folder of one revision's scored primitive tables (``primitives.contract.REVISION_TABLES``)."""
         return self.root / "primitives" / model / revision
 
     def primitive_table(self, name: str) -> Path:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import polars as pl
 
-from circuitsweep.cache import read_table
 from circuitsweep.errors import CacheError
+from circuitsweep.table_io import read_table
 
 OVERHEAD_COLUMNS: tuple[str, ...] = (
     "model",

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from circuitsweep import hubfolder
+from circuitsweep.checkpoints import local_hub
 from circuitsweep.config import ModelSettings, resolve_config
 from circuitsweep.contracts import Paths
 from circuitsweep.errors import ConfigError
@@ -49,7 +49,7 @@ def available_revisions(model: ModelSettings, root: Path) -> list[Revision]:
     if source["type"] == "toy":
         names = toy_branches(model.toy, tokens_per_step or 0)
     elif source["type"] == "local":
-        names = hubfolder.list_branches(root / source["path"], source["repo_id"])
+        names = local_hub.list_branches(root / source["path"], source["repo_id"])
         if not names:
             raise ConfigError(
                 f"models.{model.name}.source: no branches of {source['repo_id']} under {root / source['path']}"

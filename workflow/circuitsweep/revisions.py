@@ -301,7 +301,7 @@ class Manifest:
     """The revisions of one repository, as stored in a manifest file.
 
     ``partial`` is true when the list is known to be incomplete (built
-    without reaching the Hub); ``refresh_manifest`` in :mod:`circuitsweep.hub`
+    without reaching the Hub); ``refresh_manifest`` in :mod:`circuitsweep.checkpoints.hub`
     rebuilds it from the Hub's branch list.
     """
 
@@ -470,7 +470,7 @@ def olmo_0724_manifest(repo_id: str = "allenai/OLMo-1B-0724-hf") -> Manifest:
         source="known offline: DESIGN.md study revisions and names used as revision= in public code",
         note=(
             "about 1,446 branches exist (step0-tokens0B .. step1454000-tokens3048B); "
-            "run circuitsweep.hub.refresh_manifest to list them all"
+            "run `circuitsweep refresh-manifest` to list them all"
         ),
     )
 

@@ -1,17 +1,25 @@
-"""Writing final tables as Parquet, CSV and Markdown, atomically.
+"""Every table the workflow writes or reads: Parquet with metadata, CSV and Markdown, atomically.
 
-CSV and Markdown cannot hold list columns; lists are written as
-``;``-separated values (``0;0;3;5`` = counts of layers 0..3).
+Cache and intermediate tables carry the run's metadata as JSON under
+:data:`contracts.META_KEY` in the Parquet schema metadata. CSV and Markdown
+cannot hold list columns; lists are written as ``;``-separated values
+(``0;0;3;5`` = counts of layers 0..3). No torch here: table-only jobs stay light.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
+from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from circuitsweep import contracts as C
 from circuitsweep.atomic import atomic_path, atomic_write_text
+from circuitsweep.errors import CacheError
 
 
 def flatten_lists(frame: pl.DataFrame) -> pl.DataFrame:
@@ -54,3 +62,24 @@ def markdown_table(frame: pl.DataFrame) -> str:
 def write_markdown(frame: pl.DataFrame, path: Path, title: str | None = None) -> None:
     text = markdown_table(frame)
     atomic_write_text(path, f"# {title}\n\n{text}" if title else text)
+
+
+def write_table(path: Path, frame: pl.DataFrame, metadata: dict[str, Any]) -> None:
+    """Write ``frame`` as Parquet with ``metadata`` (JSON) in the schema metadata."""
+    table = frame.to_arrow()
+    table = table.replace_schema_metadata({C.META_KEY: json.dumps(metadata, sort_keys=True)})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_table(path: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Read a Parquet table written by :func:`write_table` and its metadata."""
+    try:
+        table = pq.read_table(path)
+        raw = (table.schema.metadata or {}).get(C.META_KEY.encode())
+        metadata = json.loads(raw) if raw else {}
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError, json.JSONDecodeError) as error:
+        raise CacheError(f"{path} is not a readable Parquet table ({error}); delete it and rerun") from error
+    return pl.from_arrow(table), metadata

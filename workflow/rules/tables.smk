@@ -21,7 +21,6 @@ rule head_tables:
         milestones_md=PATHS.milestones_table("md"),
     params:
         thresholds=as_json({model: PLAN.thresholds(model) for model in MODELS}),
-        results=PATHS.root,
         skip_duplicates=[model for model in MODELS if PLAN.models[model].duplicates == "skip"],
     conda:
         ENV
@@ -29,7 +28,9 @@ rule head_tables:
         PATHS.log("head_tables"),
     shell:
         "python -m circuitsweep head-tables --heads {input.heads:q} --revisions {input.revisions:q}"
-        " --thresholds {params.thresholds:q} --results {params.results:q}"
+        " --thresholds {params.thresholds:q} --heads-out {output.heads:q} --emergence {output.emergence:q}"
+        " --emergence-csv {output.emergence_csv:q} --milestones {output.milestones:q}"
+        " --milestones-md {output.milestones_md:q}"
         " --skip-duplicates {params.skip_duplicates:q} > {log:q} 2>&1"
 
 

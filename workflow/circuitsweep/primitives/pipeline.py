@@ -1,7 +1,7 @@
 """Per revision: measure hidden-state summaries (needs the model), then score them (cache only).
 
 :func:`measure_primitives` returns tensors that can be saved as a safetensors
-shard (:func:`circuitsweep.cache.write_stats`); :func:`score_primitives` turns
+shard (:func:`circuitsweep.stats_io.write_stats`); :func:`score_primitives` turns
 such a shard (plus, for generative models, the behavioural counts of
 :func:`circuitsweep.primitives.behaviour.measure_behaviour`) into the tables,
 without loading a model, so a change of scoring settings never reruns one.

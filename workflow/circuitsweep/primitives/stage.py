@@ -20,13 +20,14 @@ from typing import Any
 
 import polars as pl
 
-from circuitsweep.cache import read_stats, software_versions, write_stats, write_table
 from circuitsweep.errors import CacheError
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.behaviour import SamplingSettings
 from circuitsweep.primitives.pipeline import ScoringSettings, score_primitives
 from circuitsweep.primitives.stimuli import load_stimuli
 from circuitsweep.primitives.tables import PrimitiveTables, RevisionIdentity, concat_tables, write_tables
+from circuitsweep.stats_io import read_stats, software_versions, write_stats
+from circuitsweep.table_io import write_table
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model")
 
@@ -63,12 +64,12 @@ def measure_revision_primitives(snapshot_dir: Path, job: PrimitiveJob, stimuli_p
     """Load one revision, measure its primitive representations (and behaviour), write the shard."""
     import transformers
 
-    from circuitsweep.heads import first_token_id
-    from circuitsweep.loading import load_model, resolve_device
+    from circuitsweep.checkpoints.loading import load_model, resolve_device
+    from circuitsweep.checkpoints.snapshots import read_snapshot
+    from circuitsweep.heads.stage import first_token_id
     from circuitsweep.primitives.behaviour import measure_behaviour
     from circuitsweep.primitives.encoders import HashWordEncoder, TokenizerEncoder
     from circuitsweep.primitives.pipeline import measure_primitives
-    from circuitsweep.snapshots import read_snapshot
 
     stimuli = load_stimuli(stimuli_path)
     snapshot = read_snapshot(snapshot_dir)
@@ -116,7 +117,7 @@ def score_revision_primitives(shard: Path, stimuli_path: Path, scoring: dict[str
 
 def read_revision_tables(folder: Path) -> PrimitiveTables:
     """The tables :func:`score_revision_primitives` wrote into ``folder``."""
-    from circuitsweep.cache import read_table
+    from circuitsweep.table_io import read_table
 
     return PrimitiveTables(**{field: read_table(Path(folder) / name)[0] for field, name in K.REVISION_TABLES.items()})
 

@@ -5,7 +5,7 @@ small config, trained on the CPU on :func:`circuitsweep.toy.data.synthetic_batch
 so that induction heads form at a phase change partway through training.
 Checkpoints at the steps of ``spec.schedule`` (step 0 = the initialisation)
 are saved with ``save_pretrained`` and published with
-:func:`circuitsweep.hubfolder.publish_revision`, the last one also as ``main``.
+:func:`circuitsweep.checkpoints.local_hub.publish_revision`, the last one also as ``main``.
 Same spec (seed included) -> bit-identical checkpoints.
 """
 
@@ -31,7 +31,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from circuitsweep import hubfolder
+from circuitsweep.checkpoints import local_hub
 from circuitsweep.toy.data import synthetic_batch
 
 ARCHITECTURES = ("GPTNeoXForCausalLM", "OlmoForCausalLM", "OlmoeForCausalLM")
@@ -253,7 +253,7 @@ def _train(spec: ToySpec, hub_root: Path, repo_id: str, branch_format: str, prog
                 if step == last_step:
                     branches.append("main")
                 for branch in branches:
-                    commit = hubfolder.publish_revision(hub_root, repo_id, branch, files)
+                    commit = local_hub.publish_revision(hub_root, repo_id, branch, files)
                     tokens = step * spec.tokens_per_step
                     published.append({"branch": branch, "step": step, "tokens": tokens, "commit": commit})
             if step == last_step:

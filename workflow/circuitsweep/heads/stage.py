@@ -1,14 +1,18 @@
-"""The head stages of the sweep: measure one revision, classify one model.
+"""The head stages of the sweep, one function per Snakemake rule of the same name.
 
-Each function is what one Snakemake rule runs: it reads its inputs, does one
-stage of DESIGN.md section 2, and writes its outputs atomically.
+- :func:`measure_heads`: load one revision, run the probes, write its head cache;
+- :func:`classify_heads`: classify every head of one model from its caches alone;
+- :func:`head_tables`: the final heads, emergence and milestone tables of every model.
+
+Each reads its inputs, does one stage of DESIGN.md section 2, and writes the
+output paths it is given, atomically.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,11 +20,13 @@ from typing import Any
 import polars as pl
 
 from circuitsweep import contracts as C
-from circuitsweep.cache import read_table, software_versions, write_stats, write_table
-from circuitsweep.classify import Thresholds, classify_heads
+from circuitsweep.checkpoints.snapshots import read_snapshot
 from circuitsweep.errors import CacheError, DataError, SnapshotError
-from circuitsweep.probe_settings import ProbeSettings
-from circuitsweep.snapshots import read_snapshot
+from circuitsweep.heads.classify import Thresholds, head_classes
+from circuitsweep.heads.emergence import emergence_curves, milestones
+from circuitsweep.heads.probe_settings import ProbeSettings
+from circuitsweep.stats_io import software_versions, write_stats
+from circuitsweep.table_io import read_table, write_csv, write_markdown, write_parquet, write_table
 
 
 @dataclass(frozen=True)
@@ -119,16 +125,16 @@ def first_token_id(policy: dict[str, Any], model_config: Any, snapshot: Path | N
     return value
 
 
-def measure_revision(
+def measure_heads(
     snapshot_dir: Path, job: RevisionJob, stats_path: Path, scores_path: Path, progress: bool = True
 ) -> None:
     """Load one revision, run the probes and write its head cache (statistics + scores)."""
     import torch
 
-    from circuitsweep.attention_hook import register
-    from circuitsweep.loading import load_model, resolve_device
-    from circuitsweep.measure import measure_heads
-    from circuitsweep.scores import check_finite, head_scores, loss_halves
+    from circuitsweep.checkpoints.loading import load_model, resolve_device
+    from circuitsweep.heads.attention_hook import register
+    from circuitsweep.heads.measure import head_statistics
+    from circuitsweep.heads.scores import check_finite, head_scores, loss_halves
 
     snapshot = read_snapshot(snapshot_dir)
     device = resolve_device(job.device)
@@ -141,7 +147,7 @@ def measure_revision(
             f"exceeds the vocabulary of {vocab} tokens"
         )
     started = time.perf_counter()
-    stats = measure_heads(model, job.probes, token_id, device, progress=progress)
+    stats = head_statistics(model, job.probes, token_id, device, progress=progress)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     forward_seconds = time.perf_counter() - started
@@ -185,7 +191,7 @@ def _revision_row(metadata: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def classify_model(
+def classify_heads(
     model: str, score_paths: Sequence[Path], thresholds: Thresholds, heads_out: Path, revisions_out: Path
 ) -> None:
     """Classify every head of every revision of ``model`` from its cached scores alone."""
@@ -198,8 +204,43 @@ def classify_model(
         frames.append(scores.with_columns(*[pl.lit(v).alias(k) for k, v in keys.items()]))
         rows.append(_revision_row(metadata))
     heads = pl.concat(frames).select(*C.KEY_COLUMNS, *C.HEAD_SCORE_COLUMNS).sort("tokens", "step", "layer", "head")
-    classified = classify_heads(heads, thresholds)
+    classified = head_classes(heads, thresholds)
     run = {"model": model, "thresholds": json.loads(json.dumps(thresholds.__dict__))}
     write_table(heads_out, classified, run)
     losses = {name: pl.Float64 for name in ("loss_first_half", "loss_second_half", "in_context_loss_drop")}
     write_table(revisions_out, pl.DataFrame(rows, schema_overrides=losses).sort("tokens", "step"), run)
+
+
+@dataclass(frozen=True)
+class HeadTableOutputs:
+    """The files :func:`head_tables` writes (the rule's outputs)."""
+
+    heads: Path
+    emergence_parquet: Path
+    emergence_csv: Path
+    milestones_csv: Path
+    milestones_md: Path
+
+
+def head_tables(
+    heads_paths: Sequence[Path],
+    revisions_paths: Sequence[Path],
+    thresholds: Mapping[str, Thresholds],
+    out: HeadTableOutputs,
+    skip_duplicates: Collection[str] = (),
+) -> None:
+    """Concatenate the models' classified heads and write heads, emergence and milestone tables.
+
+    Models in ``skip_duplicates`` lose their duplicate revisions (``duplicate_of``
+    set) from the emergence curves and milestones; the heads table keeps them.
+    """
+    heads = pl.concat([read_table(p)[0] for p in heads_paths], how="vertical")
+    revisions = pl.concat([read_table(p)[0] for p in revisions_paths], how="diagonal_relaxed")
+    curves = emergence_curves(heads, revisions)
+    curves = curves.filter(~(pl.col("model").is_in(list(skip_duplicates)) & pl.col("duplicate_of").is_not_null()))
+    table = milestones(curves, heads, thresholds)
+    write_parquet(heads, out.heads)
+    write_parquet(curves, out.emergence_parquet)
+    write_csv(curves, out.emergence_csv)
+    write_csv(table, out.milestones_csv)
+    write_markdown(table, out.milestones_md, title="Milestones")

@@ -22,11 +22,11 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from circuitsweep import contracts as C
-from circuitsweep.attention_hook import observing, run_until_stop
-from circuitsweep.mlp_chunks import chunked_mlps
-from circuitsweep.probe_settings import ProbeSettings
-from circuitsweep.probes import baseline_positions, induction_probe, random_batch, repeated_batch
-from circuitsweep.reducers import InductionObserver, RepeatedObserver, SinkObserver
+from circuitsweep.heads.attention_hook import observing, run_until_stop
+from circuitsweep.heads.mlp_chunks import chunked_mlps
+from circuitsweep.heads.observers import InductionObserver, RepeatedObserver, SinkObserver
+from circuitsweep.heads.probe_settings import ProbeSettings
+from circuitsweep.heads.probes import baseline_positions, induction_probe, random_batch, repeated_batch
 
 #: Bytes of float32 logits per chunk of the LM head: bounds the transient ``[rows, vocab]``
 #: logits (and their log-softmax) whatever the vocabulary size. Not smaller: glibc keeps freed
@@ -81,7 +81,7 @@ class _LossHead:
         return losses.view(tokens.shape[0], -1).double().sum(0)
 
 
-def measure_heads(
+def head_statistics(
     model: PreTrainedModel,
     probes: ProbeSettings,
     first_token: int | None,

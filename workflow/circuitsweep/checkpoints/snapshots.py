@@ -22,7 +22,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from circuitsweep import hub, hubfolder
+from circuitsweep.checkpoints import hub, local_hub
 from circuitsweep.errors import SnapshotError
 
 RECORD_NAME = "snapshot.json"
@@ -62,10 +62,10 @@ def publish_package(package: str, hub_root: Path, repo_id: str, branch: str) -> 
     """Publish the files of ``package``'s model folder as ``branch`` of ``repo_id`` under ``hub_root``."""
     folder = package_folder(package)
     files = {str(p.relative_to(folder)): p for p in sorted(folder.rglob("*")) if p.is_file()}
-    return hubfolder.publish_revision(hub_root, repo_id, branch, files)
+    return local_hub.publish_revision(hub_root, repo_id, branch, files)
 
 
-def fetch_revision(settings: dict[str, Any], snapshot_dir: Path) -> hub.Snapshot:
+def fetch_snapshot(settings: dict[str, Any], snapshot_dir: Path) -> hub.Snapshot:
     """Fetch and verify ``settings['revision']`` of ``settings['source']`` into ``snapshot_dir``."""
     source = settings["source"]
     snapshot_dir = Path(snapshot_dir)
@@ -77,7 +77,7 @@ def fetch_revision(settings: dict[str, Any], snapshot_dir: Path) -> hub.Snapshot
         from huggingface_hub import constants
 
         folder = Path(constants.HF_HUB_CACHE)
-    hub.fetch_snapshot(
+    hub.download_snapshot(
         source["repo_id"],
         settings["revision"],
         folder,

@@ -35,7 +35,7 @@ class Thresholds:
         return cls(**values)
 
 
-def classify_heads(scores: pl.DataFrame, thresholds: Thresholds) -> pl.DataFrame:
+def head_classes(scores: pl.DataFrame, thresholds: Thresholds) -> pl.DataFrame:
     """Add ``CLASS_COLUMNS`` to a frame of head scores; NaN scores are an error."""
     selectivity = scores.select(C.SELECTIVITY_COLUMNS)
     bad = scores.filter(pl.any_horizontal([pl.col(c).is_nan() | pl.col(c).is_null() for c in C.SELECTIVITY_COLUMNS]))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 
 from circuitsweep import contracts as C
-from circuitsweep.attention_hook import ScoreRows
-from circuitsweep.probes import LOCAL_OFFSETS
+from circuitsweep.heads.attention_hook import ScoreRows
+from circuitsweep.heads.probes import LOCAL_OFFSETS
 
 #: Query rows per probability chunk: bounds the transient ``[B, H, rows, T]``.
 ROW_CHUNK = 64

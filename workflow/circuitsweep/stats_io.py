@@ -1,8 +1,9 @@
-"""The per-revision head cache: a safetensors shard of statistics and a Parquet file of scores.
+"""Safetensors shards of reduced statistics (head and primitive caches), with metadata.
 
-Both files carry the run's metadata (model, revision, step, tokens, probes,
-first-token policy, dtype, versions) as JSON under :data:`contracts.META_KEY`,
-and both are written atomically.
+A shard carries the run's metadata (model, revision, step, tokens, probes,
+first-token policy, dtype, versions) as JSON under :data:`contracts.META_KEY`
+in its header, like the Parquet tables of :mod:`circuitsweep.table_io`, and is
+written atomically.
 """
 
 from __future__ import annotations
@@ -11,9 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
@@ -59,24 +57,3 @@ def read_stats(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
             f"{path} is not a readable circuitsweep statistics shard ({error}); delete it and rerun"
         ) from error
     return tensors, metadata
-
-
-def write_table(path: Path, frame: pl.DataFrame, metadata: dict[str, Any]) -> None:
-    """Write ``frame`` as Parquet with ``metadata`` (JSON) in the schema metadata."""
-    table = frame.to_arrow()
-    table = table.replace_schema_metadata({C.META_KEY: json.dumps(metadata, sort_keys=True)})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-
-
-def read_table(path: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Read a Parquet table written by :func:`write_table` and its metadata."""
-    try:
-        table = pq.read_table(path)
-        raw = (table.schema.metadata or {}).get(C.META_KEY.encode())
-        metadata = json.loads(raw) if raw else {}
-    except FileNotFoundError:
-        raise
-    except (pa.ArrowException, OSError, json.JSONDecodeError) as error:
-        raise CacheError(f"{path} is not a readable Parquet table ({error}); delete it and rerun") from error
-    return pl.from_arrow(table), metadata

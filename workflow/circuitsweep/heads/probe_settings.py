@@ -1,6 +1,6 @@
 """The probe settings of a run (DESIGN.md 3), as plain data.
 
-Kept apart from :mod:`circuitsweep.measure` so that validating a config and
+Kept apart from :mod:`circuitsweep.heads.measure` so that validating a config and
 planning a sweep import neither torch nor transformers: Snakemake parses the
 workflow once per job on a cluster.
 """

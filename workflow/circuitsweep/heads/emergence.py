@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from circuitsweep import contracts as C
-from circuitsweep.classify import Thresholds
 from circuitsweep.errors import DataError
+from circuitsweep.heads.classify import Thresholds
 
 
 def _per_layer(heads: pl.DataFrame, flag: pl.Expr, n_layers: int) -> list[int]:

@@ -233,7 +233,7 @@ class Snapshot:
         )
 
 
-def fetch_snapshot(
+def download_snapshot(
     repo_id: str,
     revision: str,
     cache_dir: Path | str,
@@ -417,7 +417,7 @@ def is_weight_file(name: str) -> bool:
 
 
 def read_record(path: Path | str) -> Snapshot:
-    """Read a verification record written by :func:`fetch_snapshot` (``record=``)."""
+    """Read a verification record written by :func:`download_snapshot` (``record=``)."""
     path = Path(path)
     if not path.is_file():
         raise HubError(f"{path} is missing: the snapshot was not fetched and verified")
