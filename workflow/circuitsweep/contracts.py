@@ -44,6 +44,15 @@ STAT_FIRST_ATTENTION = "random.first_attention"
 # --- Per-head score columns --------------------------------------------------
 
 KEY_COLUMNS: tuple[str, ...] = ("model", "revision", "step", "tokens", "layer", "head")
+#: Polars dtypes of the key columns: step and token counts pass 2**31 (Pythia step512 = 1,073,741,824 x 2).
+KEY_DTYPES: dict[str, str] = {
+    "model": "String",
+    "revision": "String",
+    "step": "Int64",
+    "tokens": "Int64",
+    "layer": "Int64",
+    "head": "Int64",
+}
 SELECTIVITY_COLUMNS: tuple[str, ...] = tuple(f"sel_{t}" for t in TARGETS)
 HEAD_SCORE_COLUMNS: tuple[str, ...] = (
     *SELECTIVITY_COLUMNS,

@@ -200,15 +200,20 @@ def classify_heads(
         scores, metadata = read_table(path)
         if metadata.get("model") != model:
             raise CacheError(f"{path} belongs to model {metadata.get('model')!r}, not {model!r}")
-        keys = {name: metadata[name] for name in ("model", "revision", "step", "tokens")}
-        frames.append(scores.with_columns(*[pl.lit(v).alias(k) for k, v in keys.items()]))
+        # explicit dtypes: a bare pl.lit(int) is Int32 below 2**31 and Int64 above, and
+        # revisions on both sides of 2**31 tokens would not concatenate
+        keys = {
+            name: (metadata[name], getattr(pl, C.KEY_DTYPES[name])) for name in ("model", "revision", "step", "tokens")
+        }
+        frames.append(scores.with_columns(*[pl.lit(v, dtype=t).alias(k) for k, (v, t) in keys.items()]))
         rows.append(_revision_row(metadata))
     heads = pl.concat(frames).select(*C.KEY_COLUMNS, *C.HEAD_SCORE_COLUMNS).sort("tokens", "step", "layer", "head")
     classified = head_classes(heads, thresholds)
     run = {"model": model, "thresholds": json.loads(json.dumps(thresholds.__dict__))}
     write_table(heads_out, classified, run)
     losses = {name: pl.Float64 for name in ("loss_first_half", "loss_second_half", "in_context_loss_drop")}
-    write_table(revisions_out, pl.DataFrame(rows, schema_overrides=losses).sort("tokens", "step"), run)
+    ints = {name: pl.Int64 for name in ("step", "tokens", "n_layers", "n_heads")}
+    write_table(revisions_out, pl.DataFrame(rows, schema_overrides={**losses, **ints}).sort("tokens", "step"), run)
 
 
 @dataclass(frozen=True)
