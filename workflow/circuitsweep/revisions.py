@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from circuitsweep.atomic import atomic_write_text
+from circuitsweep.names import check_name
 
 MANIFEST_FORMAT = "circuitsweep.revisions/1"
 
@@ -59,6 +60,10 @@ class Revision:
     step: int
     tokens: int
     commit: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        # the name becomes a folder of the results tree: refuse '..', '/', control characters
+        check_name(self.name, "revision name")
 
     def to_json(self) -> dict[str, Any]:
         """The manifest entry of this revision (commit only when known)."""

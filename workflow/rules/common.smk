@@ -6,6 +6,7 @@ import shlex
 from pathlib import Path
 
 from circuitsweep.contracts import Paths
+from circuitsweep.names import SAFE_NAME_PATTERN
 from circuitsweep.plan import plan_sweep
 from circuitsweep.primitives import contract as K
 
@@ -26,7 +27,7 @@ MODELS = list(PLAN.models)
 
 wildcard_constraints:
     model="|".join(MODELS),
-    revision=r"[^/]+",
+    revision=SAFE_NAME_PATTERN,
 
 
 def as_json(value):

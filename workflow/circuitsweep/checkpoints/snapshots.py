@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from circuitsweep.checkpoints import hub, local_hub
-from circuitsweep.errors import SnapshotError
+from circuitsweep.errors import ConfigError, SnapshotError
+from circuitsweep.names import check_name
 
 RECORD_NAME = "snapshot.json"
 REVISION_CACHE = "hub"
@@ -65,9 +66,20 @@ def publish_package(package: str, hub_root: Path, repo_id: str, branch: str) -> 
     return local_hub.publish_revision(hub_root, repo_id, branch, files)
 
 
+def check_job_names(settings: dict[str, Any]) -> None:
+    """Refuse a job whose model or revision is not a single safe path component, before touching disk."""
+    for key in ("model", "revision"):
+        if key in settings:
+            try:
+                check_name(settings[key], f"settings {key}")
+            except ValueError as error:
+                raise ConfigError(str(error)) from error
+
+
 def fetch_snapshot(settings: dict[str, Any], snapshot_dir: Path) -> hub.Snapshot:
     """Fetch and verify ``settings['revision']`` of ``settings['source']`` into ``snapshot_dir``."""
     source = settings["source"]
+    check_job_names(settings)
     snapshot_dir = Path(snapshot_dir)
     snapshot_dir.mkdir(parents=True, exist_ok=True)
     folder = cache_dir(source, snapshot_dir)
