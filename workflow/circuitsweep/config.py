@@ -15,13 +15,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 from circuitsweep.errors import ConfigError
 from circuitsweep.heads.classify import Thresholds
 from circuitsweep.heads.probe_settings import ProbeSettings
 from circuitsweep.schema_errors import describe
+from circuitsweep.strict_schema import StrictValidator, non_finite_values
 
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
@@ -72,11 +72,16 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
 
 def validate_schema(config: dict[str, Any]) -> None:
     """Check ``config`` against the schema; raise :class:`ConfigError` listing every problem."""
-    validator = jsonschema.Draft202012Validator(schema())
+    # finite numbers and int-only integers: NaN passes every range check of plain JSON Schema
+    validator = StrictValidator(schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
-    if errors:
-        lines = "\n".join(f"  - {describe(e)}" for e in errors)
-        raise ConfigError(f"invalid configuration ({len(errors)} problem{'s' if len(errors) > 1 else ''}):\n{lines}")
+    problems = [describe(e) for e in errors]
+    problems += [p for p in non_finite_values(config) if not any(q.startswith(p.split(":")[0] + ":") for q in problems)]
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise ConfigError(
+            f"invalid configuration ({len(problems)} problem{'s' if len(problems) > 1 else ''}):\n{lines}"
+        )
 
 
 @dataclass(frozen=True)
