@@ -75,6 +75,8 @@ def cmd_classify_heads(args: argparse.Namespace) -> None:
         Thresholds.from_dict(args.thresholds),
         Path(args.heads),
         Path(args.revisions),
+        stats_paths=[Path(p) for p in args.stats] if args.stats else None,
+        expected=args.expected,
     )
 
 
@@ -129,7 +131,7 @@ def cmd_measure_primitives(args: argparse.Namespace) -> None:
 def cmd_score_primitives(args: argparse.Namespace) -> None:
     from circuitsweep.primitives.stage import score_revision_primitives
 
-    score_revision_primitives(Path(args.cache), Path(args.stimuli), args.scoring, Path(args.output))
+    score_revision_primitives(Path(args.cache), Path(args.stimuli), args.scoring, Path(args.output), args.expected)
 
 
 def cmd_primitive_tables(args: argparse.Namespace) -> None:
@@ -200,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scores", nargs="+", required=True, help="per-revision score Parquet files")
     p.add_argument("--heads", required=True, help="output Parquet of classified heads")
     p.add_argument("--revisions", required=True, help="output Parquet of per-revision facts")
+    p.add_argument("--stats", nargs="+", help="per-revision statistics shards (same order), verified")
+    p.add_argument("--expected", type=_json, help="JSON list: the metadata each score file must carry")
 
     p = add("head-tables", cmd_head_tables, "write the heads, emergence and milestone tables")
     p.add_argument("--heads", nargs="+", required=True)
@@ -233,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stimuli", required=True)
     p.add_argument("--scoring", type=_json, required=True, help="JSON: n_folds, n_boot, n_perm, seed")
     p.add_argument("--output", required=True, help="folder for the revision's tables")
+    p.add_argument("--expected", type=_json, help="JSON: the metadata the shard must carry")
 
     p = add("primitive-tables", cmd_primitive_tables, "stack every revision's primitive tables")
     p.add_argument("--revisions", nargs="+", required=True, help="folders of score-primitives")

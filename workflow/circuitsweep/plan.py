@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY
 from circuitsweep.checkpoints import local_hub
 from circuitsweep.config import ModelSettings, resolve_config
 from circuitsweep.contracts import Paths
@@ -126,6 +127,30 @@ class Plan:
 
     def measure_settings(self, model: str, name: str) -> dict[str, Any]:
         return {**self._revision_job(model, name), "probes": self.models[model].probes.to_dict()}
+
+    def _cache_identity(self, model: str, name: str) -> dict[str, Any]:
+        """Metadata every cache of one revision must carry: identity, dtype, first token, commit, schema."""
+        job = self._revision_job(model, name)
+        expected = {key: job[key] for key in ("model", "revision", "step", "tokens", "architecture", "dtype")}
+        expected["first_token_policy"] = job["first_token"]["policy"]
+        if job["first_token"]["policy"] == "fixed":
+            expected["first_token_id"] = job["first_token"]["token_id"]
+        commit = self.revision(model, name).commit
+        if commit:  # known from a refreshed manifest: the cache must come from that very commit
+            expected["commit"] = commit
+        expected[SCHEMA_KEY] = CACHE_SCHEMA_VERSION
+        return expected
+
+    def head_cache_expectation(self, model: str, name: str) -> dict[str, Any]:
+        """What a revision's head cache (statistics and scores) must say it is (see ``cache_check``)."""
+        probes = self.models[model].probes
+        return {**self._cache_identity(model, name), "probe": probes.kind, "probes": probes.to_dict()}
+
+    def primitive_cache_expectation(self, model: str, name: str) -> dict[str, Any]:
+        """What a revision's primitive shard must say it is (the stimuli fingerprint is added by the reader)."""
+        job = self.primitive_settings(model, name)
+        expected = {k: v for k, v in self._cache_identity(model, name).items() if not k.startswith("first_token")}
+        return {**expected, **{k: job[k] for k in ("first_token", "token_range", "batch_size", "behaviour")}}
 
     def thresholds(self, model: str) -> dict[str, Any]:
         return asdict(self.models[model].thresholds)

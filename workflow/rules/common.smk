@@ -56,6 +56,10 @@ def head_scores_of(wildcards):
     return [PATHS.head_scores(wildcards.model, revision) for revision in revisions_of(wildcards.model)]
 
 
+def head_stats_of(wildcards):
+    return [PATHS.head_stats(wildcards.model, revision) for revision in revisions_of(wildcards.model)]
+
+
 def revision_table_files(model, revision):
     folder = PATHS.primitive_revision_tables(model, revision)
     return [folder / name for name in K.REVISION_TABLES.values()]

@@ -26,16 +26,21 @@ rule measure_heads:
 
 rule classify_heads:
     input:
-        head_scores_of,
+        scores=head_scores_of,
+        stats=head_stats_of,
     output:
         heads=PATHS.model_heads("{model}"),
         revisions=PATHS.model_revisions("{model}"),
     params:
         thresholds=lambda wildcards: as_json(PLAN.thresholds(wildcards.model)),
+        expected=lambda wildcards: as_json(
+            [PLAN.head_cache_expectation(wildcards.model, revision) for revision in revisions_of(wildcards.model)]
+        ),
     conda:
         ENV
     log:
         PATHS.log("classify_heads/{model}"),
     shell:
         "python -m circuitsweep classify-heads --model {wildcards.model} --thresholds {params.thresholds:q}"
-        " --scores {input:q} --heads {output.heads:q} --revisions {output.revisions:q} > {log:q} 2>&1"
+        " --scores {input.scores:q} --stats {input.stats:q} --expected {params.expected:q}"
+        " --heads {output.heads:q} --revisions {output.revisions:q} > {log:q} 2>&1"

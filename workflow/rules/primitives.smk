@@ -34,13 +34,14 @@ rule score_primitives:
     params:
         scoring=lambda wildcards: as_json(PLAN.primitive_scoring(wildcards.model)),
         folder=lambda wildcards: PATHS.primitive_revision_tables(wildcards.model, wildcards.revision),
+        expected=lambda wildcards: as_json(PLAN.primitive_cache_expectation(wildcards.model, wildcards.revision)),
     conda:
         ENV
     log:
         PATHS.log("score_primitives/{model}/{revision}"),
     shell:
         "python -m circuitsweep score-primitives --cache {input.cache:q} --stimuli {input.stimuli:q}"
-        " --scoring {params.scoring:q} --output {params.folder:q} > {log:q} 2>&1"
+        " --scoring {params.scoring:q} --expected {params.expected:q} --output {params.folder:q} > {log:q} 2>&1"
 
 
 rule primitive_tables:

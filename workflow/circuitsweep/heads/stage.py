@@ -20,6 +20,7 @@ from typing import Any
 import polars as pl
 
 from circuitsweep import contracts as C
+from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, verify_metadata, verify_shard
 from circuitsweep.checkpoints.snapshots import read_snapshot
 from circuitsweep.errors import CacheError, DataError, SnapshotError
 from circuitsweep.heads.classify import Thresholds, head_classes
@@ -177,6 +178,7 @@ def measure_heads(
         "in_context_loss_drop": loss_drop,
         "forward_seconds": forward_seconds,
         "versions": software_versions(),
+        SCHEMA_KEY: CACHE_SCHEMA_VERSION,
     }
     scores = head_scores(stats)
     write_stats(stats_path, stats, metadata)
@@ -191,15 +193,58 @@ def _revision_row(metadata: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def classify_heads(
-    model: str, score_paths: Sequence[Path], thresholds: Thresholds, heads_out: Path, revisions_out: Path
+#: Metadata a revision's statistics shard and score table must agree on (they come from one job).
+_SHARED_IDENTITY = ("model", "revision", "step", "tokens", "probes", "commit", "weights_sha256", SCHEMA_KEY)
+
+
+def verify_head_cache(
+    scores_path: Path, metadata: Mapping[str, Any], expected: Mapping[str, Any], stats_path: Path | None = None
 ) -> None:
-    """Classify every head of every revision of ``model`` from its cached scores alone."""
-    frames, rows = [], []
-    for path in score_paths:
+    """Check one revision's head cache against the plan's ``expected`` metadata (see :mod:`cache_check`).
+
+    With ``stats_path``, the statistics shard must be complete, match ``expected``
+    too, and come from the same job as the scores (same identity metadata).
+    """
+    verify_metadata(scores_path, metadata, expected)
+    if stats_path is not None:
+        stats_metadata = verify_shard(stats_path, expected)
+        verify_metadata(stats_path, stats_metadata, {k: metadata.get(k) for k in _SHARED_IDENTITY})
+
+
+def classify_heads(
+    model: str,
+    score_paths: Sequence[Path],
+    thresholds: Thresholds,
+    heads_out: Path,
+    revisions_out: Path,
+    *,
+    stats_paths: Sequence[Path] | None = None,
+    expected: Sequence[Mapping[str, Any]] | None = None,
+) -> None:
+    """Classify every head of every revision of ``model`` from its cached scores alone.
+
+    ``expected``: per score file (same order), the metadata the plan expects
+    of it; ``stats_paths``: the matching statistics shards, verified complete
+    and from the same job. A cache that does not match is a :class:`CacheError`.
+    """
+    if expected is not None and len(expected) != len(score_paths):
+        raise CacheError(f"{model}: {len(score_paths)} score files but {len(expected)} planned revisions")
+    if stats_paths is not None and len(stats_paths) != len(score_paths):
+        raise CacheError(f"{model}: {len(score_paths)} score files but {len(stats_paths)} statistics shards")
+    frames, rows, seen = [], [], {}
+    for i, path in enumerate(score_paths):
         scores, metadata = read_table(path)
         if metadata.get("model") != model:
-            raise CacheError(f"{path} belongs to model {metadata.get('model')!r}, not {model!r}")
+            raise CacheError(f"{path} belongs to model {metadata.get('model')!r}, not {model!r}; delete it and rerun")
+        verify_head_cache(
+            path, metadata, expected[i] if expected is not None else {}, stats_paths[i] if stats_paths else None
+        )
+        if metadata.get("revision") in seen:
+            raise CacheError(
+                f"{path} and {seen[metadata['revision']]} both hold revision {metadata['revision']!r}; "
+                "one was copied from the other: delete it and rerun"
+            )
+        seen[metadata.get("revision")] = path
         # explicit dtypes: a bare pl.lit(int) is Int32 below 2**31 and Int64 above, and
         # revisions on both sides of 2**31 tokens would not concatenate
         keys = {

@@ -20,6 +20,7 @@ from typing import Any
 
 import polars as pl
 
+from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, verify_shard
 from circuitsweep.errors import CacheError
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.behaviour import SamplingSettings
@@ -98,18 +99,32 @@ def measure_revision_primitives(snapshot_dir: Path, job: PrimitiveJob, stimuli_p
         "stimuli_sha256": stimuli.fingerprint(),
         "commit": snapshot.commit,
         "versions": software_versions(),
+        SCHEMA_KEY: CACHE_SCHEMA_VERSION,
     }
     write_stats(out, tensors, metadata)
 
 
-def score_revision_primitives(shard: Path, stimuli_path: Path, scoring: dict[str, Any], out_dir: Path) -> None:
-    """Score one revision's primitive shard (no model) into the per-revision tables."""
+def score_revision_primitives(
+    shard: Path,
+    stimuli_path: Path,
+    scoring: dict[str, Any],
+    out_dir: Path,
+    expected: dict[str, Any] | None = None,
+) -> None:
+    """Score one revision's primitive shard (no model) into the per-revision tables.
+
+    ``expected``: the metadata the plan expects of the shard (its stimuli
+    fingerprint is added here); a shard that differs is a :class:`CacheError`.
+    """
+    stimuli = load_stimuli(stimuli_path)
+    if expected is not None:
+        verify_shard(shard, {**expected, "stimuli_sha256": stimuli.fingerprint()})
     cached, metadata = read_stats(shard)
     for key in ("model", "revision", "tokens"):
         if key not in metadata:
             raise CacheError(f"{shard}: metadata lacks {key!r}; delete it and rerun")
     identity = RevisionIdentity(metadata["model"], metadata["revision"], metadata["tokens"])
-    tables = score_primitives(cached, load_stimuli(stimuli_path), identity, ScoringSettings(**scoring))
+    tables = score_primitives(cached, stimuli, identity, ScoringSettings(**scoring))
     run = {"model": identity.model, "revision": identity.revision, "scoring": scoring}
     for field, name in K.REVISION_TABLES.items():
         write_table(Path(out_dir) / name, getattr(tables, field), run)

@@ -1,0 +1,140 @@
+"""Every cache reader checks the cache's metadata against what the plan expects (issue 12, case 3).
+
+Copying step0's heads.parquet over step10's used to give exit 0 and an
+emergence table with step0 twice; a cache made with other probe settings was
+mixed in silently; a truncated heads.safetensors was never read at all.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+
+from circuitsweep import contracts as C
+from circuitsweep.cache_check import SCHEMA_KEY, verify_metadata
+from circuitsweep.config import load_config
+from circuitsweep.errors import CacheError
+from circuitsweep.heads.stage import classify_heads
+from circuitsweep.plan import plan_sweep
+from circuitsweep.primitives.stage import score_revision_primitives
+from circuitsweep.stats_io import write_stats
+from circuitsweep.table_io import write_table
+
+REPO = Path(__file__).resolve().parents[1]
+PLAN = plan_sweep(load_config(REPO / "config" / "config.yaml"), REPO)
+MODEL = next(iter(PLAN.models))
+REVISIONS = [r.name for r in PLAN.revisions[MODEL][:3]]
+
+
+def write_head_cache(root: Path, revision: str, **changes) -> tuple[Path, Path]:
+    """A revision's head cache as measure_heads writes it, with ``changes`` to its metadata."""
+    metadata = {
+        **PLAN.head_cache_expectation(MODEL, revision),
+        "n_layers": 1,
+        "n_heads": 2,
+        "loss_first_half": 4.0,
+        "loss_second_half": 3.0,
+        "in_context_loss_drop": -1.0,
+        "weights_sha256": f"weights-of-{revision}",
+        "commit": f"commit-of-{revision}",
+        **changes,
+    }
+    stats, scores = root / revision / "heads.safetensors", root / revision / "heads.parquet"
+    write_stats(stats, {C.STAT_TARGET_MEAN: torch.rand(1, 2, len(C.TARGETS))}, metadata)
+    rows = [{"layer": 0, "head": h, **{c: 2.0 for c in C.HEAD_SCORE_COLUMNS}} for h in range(2)]
+    write_table(scores, pl.DataFrame(rows), metadata)
+    return stats, scores
+
+
+@pytest.fixture
+def caches(tmp_path) -> tuple[list[Path], list[Path]]:
+    paths = [write_head_cache(tmp_path / "cache", revision) for revision in REVISIONS]
+    return [s for s, _ in paths], [p for _, p in paths]
+
+
+def classify(stats: list[Path], scores: list[Path], tmp_path: Path) -> None:
+    expected = [PLAN.head_cache_expectation(MODEL, revision) for revision in REVISIONS]
+    classify_heads(
+        MODEL, scores, PLAN.models[MODEL].thresholds, tmp_path / "h.parquet", tmp_path / "r.parquet",
+        stats_paths=stats, expected=expected,
+    )  # fmt: skip
+
+
+def test_matching_caches_classify(caches, tmp_path):
+    """Caches made by this plan pass and every revision appears once."""
+    classify(*caches, tmp_path)
+    assert pl.read_parquet(tmp_path / "r.parquet")["revision"].to_list() == REVISIONS
+
+
+def test_copied_score_table_is_refused(caches, tmp_path):
+    """step0's scores copied over step10's: an error naming step10's file, not step0 twice."""
+    stats, scores = caches
+    shutil.copy(scores[0], scores[1])
+    with pytest.raises(CacheError, match=rf"{scores[1]} does not belong.*revision is .*delete it and rerun"):
+        classify(stats, scores, tmp_path)
+
+
+def test_copied_cache_is_refused_even_without_expectations(caches, tmp_path):
+    """Without the plan's expectations, two files holding one revision are still refused."""
+    _, scores = caches
+    shutil.copy(scores[0], scores[1])
+    with pytest.raises(CacheError, match="both hold revision"):
+        classify_heads(MODEL, scores, PLAN.models[MODEL].thresholds, tmp_path / "h.parquet", tmp_path / "r.parquet")
+
+
+def test_other_probe_settings_are_refused(caches, tmp_path):
+    """A cache measured with other probe settings names the file and the probes key."""
+    stats, scores = caches
+    probes = copy.deepcopy(PLAN.models[MODEL].probes.to_dict())
+    probes["induction"]["n_sequences"] += 1
+    write_head_cache(tmp_path / "cache", REVISIONS[2], probes=probes)
+    with pytest.raises(CacheError, match=r"probes is .*delete it and rerun"):
+        classify(stats, scores, tmp_path)
+
+
+def test_older_cache_schema_is_refused(caches, tmp_path):
+    """A cache without the current schema version (an older layout) is refused."""
+    stats, scores = caches
+    write_head_cache(tmp_path / "cache", REVISIONS[1], **{SCHEMA_KEY: 0})
+    with pytest.raises(CacheError, match=rf"{SCHEMA_KEY} is 0, expected 1"):
+        classify(stats, scores, tmp_path)
+
+
+@pytest.mark.parametrize("cut", [-1, -100, 20])
+def test_truncated_statistics_shard_is_refused(caches, tmp_path, cut):
+    """A heads.safetensors cut short is noticed by the reader of the head cache."""
+    stats, scores = caches
+    data = stats[1].read_bytes()
+    stats[1].write_bytes(data[:cut])
+    with pytest.raises(CacheError, match=rf"{stats[1]} is truncated.*delete it and rerun"):
+        classify(stats, scores, tmp_path)
+
+
+def test_statistics_from_other_weights_are_refused(caches, tmp_path):
+    """A statistics shard from another job than its score table (other weights) is refused."""
+    stats, scores = caches
+    other_stats, _ = write_head_cache(tmp_path / "other", REVISIONS[1], weights_sha256="different")
+    shutil.copy(other_stats, stats[1])
+    with pytest.raises(CacheError, match=r"weights_sha256 is \"different\""):
+        classify(stats, scores, tmp_path)
+
+
+def test_verify_metadata_names_each_difference():
+    """The message lists every differing or missing key."""
+    with pytest.raises(CacheError, match=r"x\.parquet .*a is 1, expected 2; b is missing, expected 3"):
+        verify_metadata("x.parquet", {"a": 1}, {"a": 2, "b": 3})
+
+
+def test_primitive_shard_of_other_revision_is_refused(tmp_path):
+    """score-primitives refuses a shard whose metadata is not the planned revision's, before scoring."""
+    revision = PLAN.primitive_revisions(MODEL)[-1].name
+    expected = PLAN.primitive_cache_expectation(MODEL, revision)
+    shard = tmp_path / "primitives.safetensors"
+    write_stats(shard, {"x": torch.zeros(1)}, {**expected, "revision": "step0"})
+    with pytest.raises(CacheError, match=r"revision is \"step0\".*delete it and rerun"):
+        score_revision_primitives(shard, PLAN.stimuli(MODEL), PLAN.primitive_scoring(MODEL), tmp_path / "out", expected)
