@@ -22,7 +22,9 @@ errors. No Xet headers are ever sent, so clients use plain HTTP downloads.
 Faults, set by a test, apply to matching requests a given number of times:
 ``fail`` (reply with a status, e.g. 503), ``drop`` (close the connection after
 part of a file's body), ``corrupt`` (flip bytes of a file while reporting its
-true hash). Every request is logged and can be counted.
+true hash), ``stall`` (hold the request before answering, a hung Hub),
+``hang_up`` (close the connection with no reply). Every request is logged and
+can be counted.
 
 Routes used in faults and counts: ``refs``, ``info``, ``tree``, ``paths-info``,
 ``head`` (HEAD on resolve), ``get`` (GET on resolve), ``cdn`` (GET/HEAD on the
@@ -111,12 +113,13 @@ class FileEntry:
 class Fault:
     """A failure injected into matching requests, ``times`` times (negative: always)."""
 
-    kind: str  # "status" | "drop" | "corrupt"
+    kind: str  # "status" | "drop" | "corrupt" | "stall" | "hangup"
     route: str | None = None
     filename: str | None = None  # fnmatch pattern on the path in the repository
     times: int = 1
     status: int = 503
     after_bytes: int | None = None  # drop: body bytes sent before closing (default: half)
+    seconds: float = 0.0  # stall: how long to hold the request before answering
 
     def matches(self, route: str, filename: str | None, serves_bytes: bool) -> bool:
         """Whether this fault applies to a request of ``route`` for ``filename``."""
@@ -240,6 +243,7 @@ class HubServer:
         self.log: list[RequestRecord] = []
         self.errors: list[Exception] = []  # unexpected exceptions in handlers (server bugs)
         self._lock = threading.Lock()
+        self._stopping = threading.Event()  # wakes stalled handlers on stop()
         self._servers: list[_Server] = []
         self._threads: list[threading.Thread] = []
 
@@ -247,6 +251,7 @@ class HubServer:
 
     def start(self) -> HubServer:
         """Start both listeners in daemon threads."""
+        self._stopping.clear()
         for is_cdn in (False, True):
             server = _Server(("127.0.0.1", 0), _Handler)
             server.hub, server.is_cdn = self, is_cdn
@@ -257,7 +262,8 @@ class HubServer:
         return self
 
     def stop(self) -> None:
-        """Stop both listeners."""
+        """Stop both listeners (stalled requests are released first)."""
+        self._stopping.set()
         for server in self._servers:
             server.shutdown()
             server.server_close()
@@ -290,6 +296,14 @@ class HubServer:
     def drop(self, filename: str, *, times: int = 1, after_bytes: int | None = None) -> None:
         """Close the connection after ``after_bytes`` (default half) of the body of ``filename``."""
         self._add(Fault("drop", "download", filename, times, after_bytes=after_bytes))
+
+    def stall(self, route: str | None = None, *, seconds: float = 600.0, times: int = 1) -> None:
+        """Hold the next ``times`` matching requests ``seconds`` before answering (a hung Hub)."""
+        self._add(Fault("stall", route, None, times, seconds=seconds))
+
+    def hang_up(self, route: str | None = None, *, times: int = 1) -> None:
+        """Close the connection of the next ``times`` matching requests without any reply."""
+        self._add(Fault("hangup", route, None, times))
 
     def corrupt(self, filename: str, *, times: int = -1) -> None:
         """Serve ``filename`` with flipped bytes (same length, true hash still reported)."""
@@ -392,7 +406,15 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self._read_body_if_any(req)
             handler = self._route(method, req)
-            fault = hub.take_fault("status", req.route, req.filename, bool(req.extra.get("serves_bytes")))
+            serves_bytes = bool(req.extra.get("serves_bytes"))
+            stall = hub.take_fault("stall", req.route, req.filename, serves_bytes)
+            if stall is not None:
+                hub._stopping.wait(stall.seconds)
+            if hub.take_fault("hangup", req.route, req.filename, serves_bytes) is not None:
+                self.close_connection = True
+                self._record(499)
+                return
+            fault = hub.take_fault("status", req.route, req.filename, serves_bytes)
             if fault is not None:
                 raise _HubError(fault.status, None, f"injected {fault.status}")
             handler(method, req)

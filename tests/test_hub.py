@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -9,6 +10,7 @@ import random
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -194,9 +196,9 @@ def test_transient_http_errors_are_retried(server, sources, tmp_path, route, sta
 def test_retries_are_bounded(server, tmp_path) -> None:
     """A Hub that keeps failing makes the fetch fail after `retries` retries, not hang."""
     server.fail("info", status=503, times=-1)
-    with pytest.raises(Exception) as info:
+    with pytest.raises(hub.HubError) as info:
         _fetch(server, tmp_path / "cache", retries=2)
-    assert hub.is_transient(info.value)
+    assert hub.is_transient(info.value.__cause__) and "after 3 attempts" in str(info.value)
     assert server.count("info") == 3
 
 
@@ -384,3 +386,63 @@ def test_server_serves_ranges_and_lfs_redirects(server, sources) -> None:
     with urllib.request.urlopen(request) as reply:
         assert reply.status == 206 and reply.read() == data[1000:2000]
         assert reply.headers["Content-Range"] == f"bytes 1000-1999/{len(data)}"
+
+
+# -- timeouts, exhausted retries and odd branches (issue 12, cases 5-7) ------------
+
+
+def test_stalled_model_info_times_out_and_is_retried(server, sources, tmp_path, caplog) -> None:
+    """A model-info request the Hub never answers times out, counts as one try, and the retry succeeds."""
+    server.stall("info", seconds=60, times=1)
+    started = time.monotonic()
+    snap = _fetch(server, tmp_path / "cache", timeout=0.5)
+    assert time.monotonic() - started < 15
+    assert "Timeout" in caplog.text and "retry 1/4" in caplog.text
+    assert server.count("info", status=200) == 1  # the stalled one never got an answer
+    assert snap.file_hashes == _expected(sources, "step2-tokens8M")
+
+
+def test_stalled_branch_list_is_bounded_by_the_retry_budget(server) -> None:
+    """A branch list that always stalls fails after retries x timeout, as a one-line HubError."""
+    server.stall("refs", seconds=60, times=-1)
+    started = time.monotonic()
+    with pytest.raises(hub.HubError, match=r"listing branches of .* failed after 2 attempts: .*Timeout"):
+        hub.list_revisions(REPO, endpoint=server.endpoint, retries=1, backoff=0.01, timeout=0.3)
+    assert time.monotonic() - started < 15
+
+
+@pytest.mark.parametrize("fault", ["hang_up", "fail"])
+def test_exhausted_retries_are_one_line_naming_the_repository(server, tmp_path, fault) -> None:
+    """A connection dropped with no reply, or a 500, on every try ends in one line naming repo, revision and fix."""
+    getattr(server, fault)("info", times=-1)
+    with pytest.raises(hub.HubError) as info:
+        _fetch(server, tmp_path / "cache", retries=2)
+    message = str(info.value)
+    assert "\n" not in message and f"resolving {REPO}@step2-tokens8M failed after 3 attempts" in message
+    assert "rerun" in message and server.count("info") == 3
+
+
+def test_full_disk_is_a_one_line_error(server, tmp_path, monkeypatch) -> None:
+    """No space left while downloading is not retried and says to free disk space."""
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "cache" / "blob"))
+
+    monkeypatch.setattr(hub, "snapshot_download", full)
+    with pytest.raises(hub.HubError, match=r"no space left on the device writing .*blob; free disk space"):
+        _fetch(server, tmp_path / "cache")
+
+
+def test_refresh_manifest_skips_and_lists_non_checkpoint_branches(sources, tmp_path) -> None:
+    """Branches such as step5/evil or step7-tokensX are left out and listed; the rest is written."""
+    root = tmp_path / "hub"
+    for branch in ("step0-tokens0M", "step1-tokens4M", "step5/evil", "step7-tokensX", "main"):
+        publish_revision(root, REPO, branch, sources["step0-tokens0M"])
+    with HubServer(root) as local:
+        path = tmp_path / "manifest.json"
+        env = dict(os.environ, HF_HUB_DISABLE_XET="1")
+        cli = [sys.executable, "-m", "circuitsweep", "refresh-manifest", REPO, str(path), "--endpoint", local.endpoint]
+        out = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert read_manifest(path).names() == ["step0-tokens0M", "step1-tokens4M"]
+    assert "skipped 2 branches" in out.stdout and "'step5/evil'" in out.stdout and "'step7-tokensX'" in out.stdout

@@ -38,10 +38,13 @@ def cmd_check_config(args: argparse.Namespace) -> None:
 def cmd_refresh_manifest(args: argparse.Namespace) -> None:
     from circuitsweep.checkpoints.hub import refresh_manifest
 
+    skipped: list[str] = []
     manifest = refresh_manifest(
-        args.repo_id, Path(args.manifest), tokens_per_step=args.tokens_per_step, endpoint=args.endpoint
+        args.repo_id, Path(args.manifest), tokens_per_step=args.tokens_per_step, endpoint=args.endpoint, skipped=skipped
     )
     print(f"{args.manifest}: {len(manifest.revisions)} revisions of {args.repo_id}")
+    if skipped:
+        print(f"skipped {len(skipped)} branches that are not usable checkpoint names: {', '.join(map(repr, skipped))}")
 
 
 def cmd_train_toy(args: argparse.Namespace) -> None:

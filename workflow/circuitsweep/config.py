@@ -22,6 +22,7 @@ from circuitsweep.heads.classify import Thresholds
 from circuitsweep.heads.probe_settings import ProbeSettings
 from circuitsweep.schema_errors import describe
 from circuitsweep.strict_schema import StrictValidator, non_finite_values
+from circuitsweep.yaml_load import load_yaml
 
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
@@ -195,11 +196,8 @@ def resolve_config(config: dict[str, Any]) -> dict[str, ModelSettings]:
 
 
 def load_config(path: Path | str) -> dict[str, Any]:
-    """Read a YAML config file; YAML syntax errors become :class:`ConfigError`."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    """Read a YAML config file; non-UTF-8 bytes, YAML syntax errors and duplicate keys become :class:`ConfigError`."""
+    data = load_yaml(path, "config")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data

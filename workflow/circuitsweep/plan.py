@@ -13,6 +13,7 @@ from typing import Any
 from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY
 from circuitsweep.checkpoints import local_hub
 from circuitsweep.config import ModelSettings, resolve_config
+from circuitsweep.config_checks import model_problems
 from circuitsweep.contracts import Paths
 from circuitsweep.errors import ConfigError
 from circuitsweep.primitives.stimuli import load_stimuli
@@ -193,6 +194,10 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
     revisions = {}
     problems = []
     for name, model in models.items():
+        found = model_problems(model)
+        problems += found
+        if found:
+            continue
         try:
             revisions[name] = select_revisions(available_revisions(model, Path(root)), model.revisions, model=name)
         except (ValueError, ConfigError) as error:

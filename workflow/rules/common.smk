@@ -8,6 +8,7 @@ from pathlib import Path
 from circuitsweep.contracts import Paths
 from circuitsweep.names import SAFE_NAME_PATTERN
 from circuitsweep.plan import plan_sweep
+from circuitsweep.yaml_load import load_yaml
 from circuitsweep.primitives import contract as K
 
 # Every rule runs the package of this workflow's own source tree, in whatever
@@ -17,6 +18,11 @@ shell.prefix(
     f"set -euo pipefail; export PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'workflow'))}"
     "${{PYTHONPATH:+:$PYTHONPATH}}; "
 )
+
+# Snakemake's YAML reader keeps the last of two equal keys (a model listed twice
+# would silently sweep only the second entry): re-read the config files strictly.
+for _configfile in workflow.overwrite_configfiles or []:
+    load_yaml(_configfile, "config")
 
 # Validates the config against workflow/schemas/config.schema.yaml and resolves
 # every model's revisions; a bad config stops here, before any job runs.

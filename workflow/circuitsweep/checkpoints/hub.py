@@ -24,6 +24,7 @@ branch moved during the download cannot mix two commits.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import json
@@ -45,6 +46,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils._http import default_client_factory, set_client_factory
 
 from circuitsweep.atomic import atomic_write_text
 from circuitsweep.errors import SnapshotError
@@ -88,6 +90,9 @@ WEIGHT_PATTERNS: tuple[str, ...] = ("*.safetensors", "pytorch_model*.bin")
 _PICKLE_PATTERNS: tuple[str, ...] = ("pytorch_model*.bin", "pytorch_model.bin.index.json")
 
 RECORD_FORMAT = "circuitsweep.snapshot/1"
+#: Seconds any one Hub request may wait for a connection or for bytes (env CIRCUITSWEEP_HUB_TIMEOUT).
+#: A request that times out is a transient error: it is retried and counts against ``retries``.
+DEFAULT_TIMEOUT_S = float(os.environ.get("CIRCUITSWEEP_HUB_TIMEOUT") or 30.0)
 _MAX_BACKOFF_S = 60.0
 _TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -138,12 +143,17 @@ def list_revisions(
     aliases: Mapping[str, int | tuple[int, int]] | None = None,
     retries: int = 4,
     backoff: float = 2.0,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    skipped: list[str] | None = None,
 ) -> list[Revision]:
     """Checkpoint branches of ``repo_id`` on the Hub, in training order, with commits.
 
     Branches only (no tags or PR refs); non-checkpoint names such as ``main``
     are skipped unless ``aliases`` maps them (see ``revisions.parse_branches``).
+    Branches that look like checkpoints but do not parse, or are not a safe
+    file name (``step5/evil``), are skipped too and appended to ``skipped``.
     """
+    _use_timeout(timeout)
     api = HfApi(endpoint=endpoint, token=token)
     refs = _with_retries(
         lambda: _map_errors(lambda: api.list_repo_refs(repo_id), repo_id, None, api.endpoint),
@@ -152,7 +162,17 @@ def list_revisions(
         what=f"listing branches of {repo_id}",
     )
     commits = {branch.name: branch.target_commit for branch in refs.branches}
-    return parse_branches(commits, tokens_per_step=tokens_per_step, aliases=aliases, commits=commits)
+    usable = {}
+    for name, commit in commits.items():
+        try:
+            parse_branches([name], tokens_per_step=tokens_per_step, aliases=aliases)
+        except ValueError as error:
+            logger.warning("%s: skipping branch %r: %s", repo_id, name, error)
+            if skipped is not None:
+                skipped.append(name)
+            continue
+        usable[name] = commit
+    return parse_branches(usable, tokens_per_step=tokens_per_step, aliases=aliases, commits=usable)
 
 
 def refresh_manifest(
@@ -164,10 +184,25 @@ def refresh_manifest(
     tokens_per_step: int | None = None,
     aliases: Mapping[str, int | tuple[int, int]] | None = None,
     note: str = "",
+    skipped: list[str] | None = None,
+    retries: int = 4,
+    backoff: float = 2.0,
+    timeout: float = DEFAULT_TIMEOUT_S,
 ) -> Manifest:
-    """Rebuild the manifest at ``path`` from the Hub's branch list (complete, with commits)."""
+    """Rebuild the manifest at ``path`` from the Hub's branch list (complete, with commits).
+
+    Branches that are not usable checkpoint names are left out and appended to ``skipped``.
+    """
     revisions = list_revisions(
-        repo_id, endpoint=endpoint, token=token, tokens_per_step=tokens_per_step, aliases=aliases
+        repo_id,
+        endpoint=endpoint,
+        token=token,
+        tokens_per_step=tokens_per_step,
+        aliases=aliases,
+        skipped=skipped,
+        retries=retries,
+        backoff=backoff,
+        timeout=timeout,
     )
     manifest = Manifest(
         repo_id,
@@ -247,6 +282,7 @@ def download_snapshot(
     retries: int = 4,
     backoff: float = 2.0,
     record: Path | str | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
 ) -> Path:
     """Download (or find) one revision in ``cache_dir``, verify it, return its snapshot folder.
 
@@ -265,6 +301,7 @@ def download_snapshot(
         token=token,
         retries=retries,
         backoff=backoff,
+        timeout=timeout,
     )
     if record is not None:
         atomic_write_text(record, json.dumps(snapshot.to_json(), indent=1) + "\n")
@@ -284,6 +321,7 @@ def fetch_verified(
     token: str | bool | None = None,
     retries: int = 4,
     backoff: float = 2.0,
+    timeout: float = DEFAULT_TIMEOUT_S,
 ) -> Snapshot:
     """Download one revision's config, tokenizer and weight files and verify every byte.
 
@@ -298,13 +336,15 @@ def fetch_verified(
     ``prefer_safetensors``: when a revision has safetensors weights, skip its
     pickled ``pytorch_model*.bin`` duplicates. Raises :class:`UnknownRepoError`,
     :class:`UnknownRevisionError`, :class:`VerificationError` or
-    :class:`HubError`.
+    :class:`HubError`. Every request waits at most ``timeout`` seconds for a
+    connection or for bytes; a timeout is retried like any transient error.
     """
     if local_files_only or _offline():
         return _fetch_local(repo_id, revision, Path(cache_dir), allow_patterns, ignore_patterns, prefer_safetensors)
+    _use_timeout(timeout)
     api = HfApi(endpoint=endpoint, token=token)
     commit, remote = _with_retries(
-        lambda: _map_errors(lambda: _remote_files(api, repo_id, revision), repo_id, revision, api.endpoint),
+        lambda: _map_errors(lambda: _remote_files(api, repo_id, revision, timeout), repo_id, revision, api.endpoint),
         retries=retries,
         backoff=backoff,
         what=f"resolving {repo_id}@{revision}",
@@ -315,7 +355,7 @@ def fetch_verified(
 
     def download() -> Path:
         def attempt() -> Path:
-            return _download(repo_id, commit, names, Path(cache_dir), endpoint, token)
+            return _download(repo_id, commit, names, Path(cache_dir), endpoint, token, timeout)
 
         return _with_retries(
             lambda: _map_errors(attempt, repo_id, revision, api.endpoint),
@@ -431,9 +471,12 @@ def read_record(path: Path | str) -> Snapshot:
 # Online internals
 
 
-def _remote_files(api: HfApi, repo_id: str, revision: str) -> tuple[str, dict[str, RemoteFile]]:
+def _remote_files(
+    api: HfApi, repo_id: str, revision: str, timeout: float = DEFAULT_TIMEOUT_S
+) -> tuple[str, dict[str, RemoteFile]]:
     """(commit, files) of a revision, from one model-info call with file metadata."""
-    info = api.model_info(repo_id, revision=revision, files_metadata=True)
+    # huggingface_hub sends model-info with no deadline unless given one: a stalled Hub held it 200 s
+    info = api.model_info(repo_id, revision=revision, files_metadata=True, timeout=timeout)
     if not info.sha:
         raise HubError(f"the Hub returned no commit for {repo_id}@{revision}")
     files = {
@@ -444,7 +487,13 @@ def _remote_files(api: HfApi, repo_id: str, revision: str) -> tuple[str, dict[st
 
 
 def _download(
-    repo_id: str, commit: str, names: list[str], cache_dir: Path, endpoint: str | None, token: str | bool | None
+    repo_id: str,
+    commit: str,
+    names: list[str],
+    cache_dir: Path,
+    endpoint: str | None,
+    token: str | bool | None,
+    timeout: float = DEFAULT_TIMEOUT_S,
 ) -> Path:
     """``snapshot_download`` of exactly ``names`` at ``commit``; returns the snapshot folder."""
     path = snapshot_download(
@@ -454,6 +503,7 @@ def _download(
         allow_patterns=[_escape(name) for name in names],
         endpoint=endpoint,
         token=token,
+        etag_timeout=timeout,
     )
     return Path(path)
 
@@ -591,19 +641,43 @@ def _causes(error: BaseException) -> list[BaseException]:
 
 
 def _with_retries(call: Callable[[], T], *, retries: int, backoff: float, what: str) -> T:
-    """Run ``call``; on a transient error wait ``backoff`` x 2^attempt s (max 60) and retry, ``retries`` times."""
+    """Run ``call``; on a transient error wait ``backoff`` x 2^attempt s (max 60) and retry, ``retries`` times.
+
+    A network failure left after the retries (connection dropped, timeout,
+    5xx) and a full disk become a :class:`HubError` whose one line says what
+    failed and what to do; our own errors pass unchanged.
+    """
     for attempt in range(retries + 1):
         try:
             return call()
         except Exception as error:
+            if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+                where = f" writing {error.filename}" if error.filename else ""
+                raise HubError(f"{what}: no space left on the device{where}; free disk space and rerun") from error
             if attempt >= retries or not is_transient(error):
-                raise
+                final = _as_hub_error(error, what, attempt + 1)
+                if final is error:
+                    raise
+                raise final from error
             delay = min(backoff * 2**attempt, _MAX_BACKOFF_S)
             logger.warning(
                 "%s: %s: %s; retry %d/%d in %.2f s", what, type(error).__name__, error, attempt + 1, retries, delay
             )
             time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def _as_hub_error(error: Exception, what: str, attempts: int) -> Exception:
+    """The error to raise when retrying is over: network and HTTP failures as a one-line :class:`HubError`."""
+    network = is_transient(error) or isinstance(error, (HfHubHTTPError, httpx2.HTTPError, OSError))
+    if isinstance(error, HubError) or not network:
+        return error
+    detail = " ".join(str(error).split())[:300]
+    tried = f" after {attempts} attempt{'s' if attempts > 1 else ''}" if is_transient(error) else ""
+    return HubError(
+        f"{what} failed{tried}: {type(error).__name__}: {detail}; check the endpoint and the connection "
+        "(or set HF_HUB_OFFLINE=1 to use the cache) and rerun"
+    )
 
 
 def _map_errors(call: Callable[[], T], repo_id: str, revision: str | None, endpoint: str) -> T:
@@ -636,6 +710,27 @@ def _map_errors(call: Callable[[], T], repo_id: str, revision: str | None, endpo
 
 # ---------------------------------------------------------------------------
 # Small helpers
+
+_session_timeout: float | None = None
+
+
+def _use_timeout(timeout: float) -> None:
+    """Give huggingface_hub's shared HTTP client a default deadline of ``timeout`` seconds.
+
+    Its client has none, and requests such as the branch list and the tree
+    listing take no timeout argument; a stalled Hub would hold them forever.
+    """
+    global _session_timeout
+    if _session_timeout == timeout:
+        return
+
+    def factory() -> httpx2.Client:
+        client = default_client_factory()
+        client.timeout = httpx2.Timeout(timeout)
+        return client
+
+    set_client_factory(factory)
+    _session_timeout = timeout
 
 
 def _offline() -> bool:

@@ -21,7 +21,7 @@ from typing import Any
 import polars as pl
 
 from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, verify_shard
-from circuitsweep.errors import CacheError
+from circuitsweep.errors import CacheError, SnapshotError
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.behaviour import SamplingSettings
 from circuitsweep.primitives.pipeline import ScoringSettings, score_primitives
@@ -61,9 +61,22 @@ def has_tokenizer(snapshot: Path) -> bool:
     return any((Path(snapshot) / name).is_file() for name in TOKENIZER_FILES)
 
 
+def build_tokenizer(snapshot: Path) -> Any:
+    """The snapshot's tokenizer (no remote code); one that cannot be built is a :class:`SnapshotError`."""
+    import transformers
+
+    try:
+        return transformers.AutoTokenizer.from_pretrained(snapshot, trust_remote_code=False)
+    except Exception as error:  # transformers raises many types (OSError, ValueError, KeyError, ...)
+        detail = " ".join(str(error).split())[:300]
+        raise SnapshotError(
+            f"{snapshot}: the tokenizer files cannot be built ({type(error).__name__}: {detail}); "
+            "check the snapshot's tokenizer files, or delete the snapshot and rerun"
+        ) from error
+
+
 def measure_revision_primitives(snapshot_dir: Path, job: PrimitiveJob, stimuli_path: Path, out: Path) -> None:
     """Load one revision, measure its primitive representations (and behaviour), write the shard."""
-    import transformers
 
     from circuitsweep.checkpoints.loading import load_model, resolve_device
     from circuitsweep.checkpoints.snapshots import read_snapshot
@@ -78,7 +91,7 @@ def measure_revision_primitives(snapshot_dir: Path, job: PrimitiveJob, stimuli_p
     model = load_model(snapshot.path, job.architecture, job.dtype, device, "sdpa")
     tokenizer = None
     if has_tokenizer(snapshot.path):
-        tokenizer = transformers.AutoTokenizer.from_pretrained(snapshot.path, trust_remote_code=False)
+        tokenizer = build_tokenizer(snapshot.path)
         encoder: Any = TokenizerEncoder(tokenizer)
         encoding = "tokenizer"
     else:

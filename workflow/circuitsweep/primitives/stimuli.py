@@ -23,6 +23,7 @@ import yaml
 
 from circuitsweep.errors import ConfigError
 from circuitsweep.schema_errors import describe
+from circuitsweep.yaml_load import load_yaml
 
 _ROOT = Path(__file__).resolve().parents[3]
 SCHEMA_FILE = _ROOT / "workflow" / "schemas" / "primitives.schema.yaml"
@@ -273,8 +274,7 @@ def parse_stimuli(data: Any, source: str = "stimuli") -> Stimuli:
 def load_stimuli(path: Path | str = DEFAULT_STIMULI_FILE) -> Stimuli:
     """Read, validate and freeze a stimuli YAML file (default: ``config/primitives.yaml``)."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from error
+    data = load_yaml(path, "stimuli file")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of primitives and compositions, got a {type(data).__name__}")
     return parse_stimuli(data, source=str(path))

@@ -1,8 +1,29 @@
 """The toy suite: tiny GPT-NeoX / OLMo / OLMoE models trained on the CPU on
 synthetic copy data, their checkpoints published as Hub-style revisions
-(DESIGN.md section 6)."""
+(DESIGN.md section 6).
 
-from circuitsweep.toy.data import synthetic_batch
-from circuitsweep.toy.train import ToySpec, build_model, load_published, train_and_publish
+Names are imported on first use, so ``circuitsweep.toy.spec`` (the torch-free
+spec the plan checks) does not load torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["ToySpec", "build_model", "load_published", "synthetic_batch", "train_and_publish"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ToySpec":
+        from circuitsweep.toy.spec import ToySpec
+
+        return ToySpec
+    if name == "synthetic_batch":
+        from circuitsweep.toy.data import synthetic_batch
+
+        return synthetic_batch
+    if name in ("build_model", "load_published", "train_and_publish"):
+        from circuitsweep.toy import train
+
+        return getattr(train, name)
+    raise AttributeError(f"module 'circuitsweep.toy' has no attribute {name!r}")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from circuitsweep.toy.train import ToySpec
+    from circuitsweep.toy.spec import ToySpec
 
 #: Token ids below this are reserved (0: padding/eos, 1: the default first token).
 FIRST_RANDOM_ID = 2

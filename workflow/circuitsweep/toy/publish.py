@@ -16,7 +16,8 @@ from typing import Any
 
 from circuitsweep.atomic import atomic_write_text
 from circuitsweep.errors import ConfigError
-from circuitsweep.toy.train import ToySpec, branch_name, train_and_publish
+from circuitsweep.toy.spec import ToySpec, branch_name
+from circuitsweep.toy.train import train_and_publish
 
 
 def toy_spec(settings: dict[str, Any]) -> ToySpec:
