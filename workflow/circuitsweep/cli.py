@@ -65,7 +65,13 @@ def cmd_measure_heads(args: argparse.Namespace) -> None:
     from circuitsweep.heads.stage import RevisionJob, measure_heads
 
     torch.set_num_threads(args.threads)
-    measure_heads(Path(args.snapshot), RevisionJob.from_dict(args.settings), Path(args.stats), Path(args.scores))
+    measure_heads(
+        Path(args.snapshot),
+        RevisionJob.from_dict(args.settings),
+        Path(args.stats),
+        Path(args.scores),
+        mem_mb=args.mem_mb,
+    )
 
 
 def cmd_classify_heads(args: argparse.Namespace) -> None:
@@ -198,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", required=True, help="output safetensors shard of statistics")
     p.add_argument("--scores", required=True, help="output Parquet of per-head scores")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--mem-mb", type=int, help="the job's memory limit in MB: refuse before loading if it cannot fit")
 
     p = add("classify-heads", cmd_classify_heads, "classify every head of one model from its cache")
     p.add_argument("--model", required=True)

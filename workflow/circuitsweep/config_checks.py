@@ -9,9 +9,12 @@ training job, and a bad ``branch_format`` never reaches Snakemake as a
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
+from circuitsweep import sizing
 from circuitsweep.config import ModelSettings
+from circuitsweep.errors import ConfigError
 from circuitsweep.names import unsafe_reason
 from circuitsweep.revisions import parse_branch
 from circuitsweep.toy.spec import ToySpec, branch_name
@@ -78,9 +81,52 @@ def endpoint_problems(model: ModelSettings) -> list[str]:
     return []
 
 
+def toy_model_config(spec: ToySpec) -> dict[str, Any]:
+    """The ``config.json`` keys of a toy model that sizing needs (as ``toy.train.build_config`` sets them)."""
+    config: dict[str, Any] = {
+        "hidden_size": spec.hidden_size,
+        "num_hidden_layers": spec.num_layers,
+        "num_attention_heads": spec.num_heads,
+        "intermediate_size": spec.intermediate_size,
+        "vocab_size": spec.vocab_size,
+        "max_position_embeddings": spec.seq_len,
+        "hidden_act": "gelu" if spec.architecture == "GPTNeoXForCausalLM" else "silu",
+    }
+    if spec.architecture == "OlmoeForCausalLM":
+        config["num_experts"] = spec.num_experts
+    return config
+
+
+def size_problems(model: ModelSettings) -> list[str]:
+    """Probes longer than a toy model's context; a job no machine could hold (:data:`sizing.MAX_JOB_BYTES`).
+
+    A Hub model's own config is not known before download: its probes are
+    bounded here by the model-free part of the estimate, and its context and
+    full size by the job, before it allocates.
+    """
+    model_config = None
+    if model.source["type"] == "toy" and model.toy is not None:
+        try:
+            model_config = toy_model_config(ToySpec.from_dict({"architecture": model.architecture, **model.toy}))
+        except (TypeError, ValueError):
+            return []  # reported by toy_problems
+    probes = model.probes.to_dict()
+    problems = []
+    if model_config is not None:
+        problem = sizing.context_problem(probes, model_config, f"models.{model.name}")
+        if problem:
+            problems.append(problem)
+    try:
+        estimate = sizing.estimate_heads_memory(probes, model_config, model.dtype)
+        sizing.check_fits(estimate, sizing.MAX_JOB_BYTES, f"models.{model.name}", "any one job may use")
+    except ConfigError as error:
+        problems.append(str(error))
+    return problems
+
+
 def model_problems(model: ModelSettings) -> list[str]:
     """Every problem of one resolved model that the schema cannot see."""
     problems = endpoint_problems(model)
     if model.source["type"] == "toy" and model.toy is not None:
         problems += toy_problems(model)
-    return problems
+    return problems + size_problems(model)

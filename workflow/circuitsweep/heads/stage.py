@@ -20,9 +20,10 @@ from typing import Any
 import polars as pl
 
 from circuitsweep import contracts as C
+from circuitsweep import sizing
 from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, verify_metadata, verify_shard
 from circuitsweep.checkpoints.snapshots import read_snapshot
-from circuitsweep.errors import CacheError, DataError, SnapshotError
+from circuitsweep.errors import CacheError, ConfigError, DataError, SnapshotError
 from circuitsweep.heads.classify import Thresholds, head_classes
 from circuitsweep.heads.emergence import emergence_curves, milestones
 from circuitsweep.heads.probe_settings import ProbeSettings
@@ -126,10 +127,44 @@ def first_token_id(policy: dict[str, Any], model_config: Any, snapshot: Path | N
     return value
 
 
+def check_job_size(job: RevisionJob, model_config: Mapping[str, Any] | None, device: Any, mem_mb: int | None) -> None:
+    """Refuse, before allocating, a probe longer than the model's context or a job that cannot fit in memory.
+
+    Limits: the job's ``mem_mb`` when given, this machine's available RAM, and
+    on CUDA the GPU's free memory for the model's part of the estimate.
+    """
+    where = f"{job.model} {job.revision}"
+    probes = job.probes.to_dict()
+    if model_config is not None:
+        problem = sizing.context_problem(probes, model_config, f"models.{job.model}")
+        if problem:
+            raise ConfigError(problem)
+    estimate = sizing.estimate_heads_memory(probes, model_config, job.dtype)
+    if mem_mb is not None:
+        sizing.check_fits(estimate, mem_mb * 10**6, where, f"the job's mem_mb of {mem_mb}")
+    on_gpu = getattr(device, "type", "cpu") == "cuda"
+    host_need = estimate.on_host() if on_gpu else estimate
+    sizing.check_fits(host_need, sizing.machine_memory_bytes(), where, "this machine's free RAM")
+    if on_gpu:
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(device)
+        sizing.check_fits(estimate.on_device(), free, where, f"the free memory of {device}")
+
+
 def measure_heads(
-    snapshot_dir: Path, job: RevisionJob, stats_path: Path, scores_path: Path, progress: bool = True
+    snapshot_dir: Path,
+    job: RevisionJob,
+    stats_path: Path,
+    scores_path: Path,
+    progress: bool = True,
+    mem_mb: int | None = None,
 ) -> None:
-    """Load one revision, run the probes and write its head cache (statistics + scores)."""
+    """Load one revision, run the probes and write its head cache (statistics + scores).
+
+    ``mem_mb``: the job's memory limit (Snakemake's ``mem_mb``), checked against
+    the estimate of :mod:`circuitsweep.sizing` before the model is loaded.
+    """
     import torch
 
     from circuitsweep.checkpoints.loading import load_model, resolve_device
@@ -139,6 +174,7 @@ def measure_heads(
 
     snapshot = read_snapshot(snapshot_dir)
     device = resolve_device(job.device)
+    check_job_size(job, sizing.read_model_config(snapshot.path), device, mem_mb)
     model = load_model(snapshot.path, job.architecture, job.dtype, device, register())
     token_id = first_token_id(job.first_token, model.config, snapshot.path)
     vocab = model.config.vocab_size

@@ -1,0 +1,173 @@
+"""Memory a head-measurement job needs, estimated from the config and the model's config, before allocating.
+
+No torch here: the plan (DAG build, ``check-config``), the cluster profile
+(``mem_mb`` per rule) and the job itself use the same estimate. The model is
+described by its ``config.json`` mapping (Hugging Face keys: ``hidden_size``,
+``num_hidden_layers``, ``num_attention_heads``, ``intermediate_size``,
+``vocab_size``...); the probes by ``ProbeSettings.to_dict()``.
+
+What the estimate counts (bytes), after ``heads/measure.py``:
+
+- ``weights``: parameters x dtype bytes (embeddings, attention, MLP or experts);
+- ``lm_head``: the float32 copy of the LM head used for the in-context loss;
+- ``probe_tokens``: every probe's int64 token matrix, built up front on the host;
+- ``attention``: one batch's attention scores and probabilities, float32,
+  ``3 x B x H x T x T`` (scores, softmax, the observed copy);
+- ``activations``: one batch's hidden states, ``8 x B x T x d`` in the dtype,
+  plus the bounded MLP and logit chunks;
+- ``runtime``: the interpreter, torch and transformers (a constant).
+
+It is an estimate, meant to refuse what cannot fit by a wide margin (a
+``n_sequences`` of 10**12, a ``seq_len`` of a million), not to pack jobs tightly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from circuitsweep.errors import ConfigError
+
+DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}
+#: Interpreter, torch and transformers once imported (measured about 0.5 GiB on CPU).
+RUNTIME_BYTES = 768 << 20
+#: Bounded chunks of heads/measure.py: 64 MiB of logits (and their log-softmax) and the MLP chunks.
+CHUNK_BYTES = 3 * (64 << 20)
+#: The largest memory one job may ask for whatever the machine: refuses absurd configs at planning.
+MAX_JOB_BYTES = 2 << 40  # 2 TiB
+GIB = float(1 << 30)
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Estimated peak memory of one job, by part (bytes); ``host`` parts stay in RAM on a GPU run."""
+
+    parts: dict[str, int]
+    host_parts: tuple[str, ...] = ("probe_tokens", "runtime")
+
+    @property
+    def total(self) -> int:
+        return sum(self.parts.values())
+
+    def on_host(self) -> MemoryEstimate:
+        """The parts that stay in host RAM when the model runs on a GPU."""
+        return MemoryEstimate({k: v for k, v in self.parts.items() if k in self.host_parts}, self.host_parts)
+
+    def on_device(self) -> MemoryEstimate:
+        """The parts on the GPU when the model runs there."""
+        return MemoryEstimate({k: v for k, v in self.parts.items() if k not in self.host_parts}, self.host_parts)
+
+    @property
+    def mem_mb(self) -> int:
+        """The whole estimate in MB (10**6 bytes, Snakemake's ``mem_mb``), rounded up."""
+        return -(-self.total // 10**6)
+
+    def describe(self) -> str:
+        parts = ", ".join(f"{k} {v / GIB:.3g}" for k, v in self.parts.items() if v)
+        return f"{self.total / GIB:.3g} GiB ({parts} GiB)"
+
+
+def model_params(model_config: Mapping[str, Any]) -> int:
+    """Parameter count of a decoder or encoder from its config (embeddings, attention, MLP or experts)."""
+    d = int(model_config["hidden_size"])
+    layers = int(model_config["num_hidden_layers"])
+    heads = int(model_config["num_attention_heads"])
+    kv_heads = int(model_config.get("num_key_value_heads") or heads)
+    vocab = int(model_config.get("vocab_size") or 0)
+    inner = int(model_config.get("intermediate_size") or 4 * d)
+    experts = int(model_config.get("num_experts") or model_config.get("num_local_experts") or 1)
+    gated = str(model_config.get("hidden_act", "gelu")).lower() in ("silu", "swiglu", "swish")
+    attention = 2 * d * d + 2 * d * (d * kv_heads // heads)
+    mlp = (3 if gated else 2) * d * inner * experts
+    tied = bool(model_config.get("tie_word_embeddings", False))
+    return vocab * d * (1 if tied else 2) + layers * (attention + mlp + 4 * d)
+
+
+def probe_token_bytes(probes: Mapping[str, Any]) -> int:
+    """Bytes of the three probes' int64 token matrices (built before the first batch)."""
+    return sum(
+        8 * int(probes[k]["n_sequences"]) * int(probes[k]["seq_len"]) for k in ("induction", "repeated", "random")
+    )
+
+
+def longest_probe(probes: Mapping[str, Any]) -> int:
+    """The longest probe sequence, in tokens."""
+    return max(int(probes[k]["seq_len"]) for k in ("induction", "repeated", "random"))
+
+
+def estimate_heads_memory(
+    probes: Mapping[str, Any], model_config: Mapping[str, Any] | None, dtype: str = "float32"
+) -> MemoryEstimate:
+    """Peak memory of a head measurement (see the module docstring).
+
+    Without ``model_config`` (a Hub model before download) the model's parts
+    are left out and attention counts one head: a lower bound that still
+    refuses absurd probe sizes.
+    """
+    batch = min(
+        int(probes["batch_size"]), max(int(probes[k]["n_sequences"]) for k in ("induction", "repeated", "random"))
+    )
+    length = longest_probe(probes)
+    parts = {"probe_tokens": probe_token_bytes(probes), "runtime": RUNTIME_BYTES}
+    if model_config is None:
+        parts["attention"] = 3 * 4 * batch * length * length
+        return MemoryEstimate(parts)
+    width = DTYPE_BYTES.get(dtype, 4)
+    d = int(model_config["hidden_size"])
+    heads = int(model_config["num_attention_heads"])
+    parts["weights"] = model_params(model_config) * width
+    parts["lm_head"] = 4 * d * int(model_config.get("vocab_size") or 0)
+    parts["attention"] = 3 * 4 * batch * heads * length * length
+    parts["activations"] = 8 * batch * length * d * width + CHUNK_BYTES
+    return MemoryEstimate(parts)
+
+
+def context_problem(probes: Mapping[str, Any], model_config: Mapping[str, Any], where: str) -> str | None:
+    """A probe longer than the model's context (``max_position_embeddings``), as a message naming the key."""
+    limit = model_config.get("max_position_embeddings") or model_config.get("n_positions")
+    if not limit:
+        return None
+    for kind in ("induction", "repeated", "random"):
+        length = int(probes[kind]["seq_len"])
+        if length > int(limit):
+            return (
+                f"{where}.probes.{kind}.seq_len: {length} exceeds the model's context of {limit} positions "
+                "(max_position_embeddings); shorten the probe"
+            )
+    return None
+
+
+def machine_memory_bytes() -> int | None:
+    """This machine's available RAM (``MemAvailable`` of /proc/meminfo, else physical memory), or None."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits(estimate: MemoryEstimate, limit: int | None, where: str, what: str) -> None:
+    """Raise :class:`ConfigError` naming ``where`` when ``estimate`` exceeds ``limit`` bytes (``what``)."""
+    if limit is not None and estimate.total > limit:
+        raise ConfigError(
+            f"{where}: the head measurement needs about {estimate.describe()}, more than {what} "
+            f"({limit / GIB:.3g} GiB); lower probes.batch_size, n_sequences or seq_len"
+        )
+
+
+def read_model_config(folder: Path | str) -> dict[str, Any] | None:
+    """The ``config.json`` of a model folder or snapshot as a mapping, or None when absent or unreadable."""
+    try:
+        value = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
