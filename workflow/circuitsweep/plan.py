@@ -130,15 +130,14 @@ class Plan:
         return {**self._revision_job(model, name), "probes": self.models[model].probes.to_dict()}
 
     def _cache_identity(self, model: str, name: str) -> dict[str, Any]:
-        """Metadata every cache of one revision must carry: identity, dtype, first token, commit, schema."""
+        """Metadata every cache of one revision must carry: identity, dtype, first token, schema version."""
         job = self._revision_job(model, name)
         expected = {key: job[key] for key in ("model", "revision", "step", "tokens", "architecture", "dtype")}
         expected["first_token_policy"] = job["first_token"]["policy"]
         if job["first_token"]["policy"] == "fixed":
             expected["first_token_id"] = job["first_token"]["token_id"]
-        commit = self.revision(model, name).commit
-        if commit:  # known from a refreshed manifest: the cache must come from that very commit
-            expected["commit"] = commit
+        # no commit here: a branch moved since the manifest was refreshed would make every
+        # rerun fail the same way; statistics and scores are checked to share one commit and weights
         expected[SCHEMA_KEY] = CACHE_SCHEMA_VERSION
         return expected
 

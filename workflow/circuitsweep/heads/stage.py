@@ -320,8 +320,21 @@ def head_tables(
     Models in ``skip_duplicates`` lose their duplicate revisions (``duplicate_of``
     set) from the emergence curves and milestones; the heads table keeps them.
     """
-    heads = pl.concat([read_table(p)[0] for p in heads_paths], how="vertical")
-    revisions = pl.concat([read_table(p)[0] for p in revisions_paths], how="diagonal_relaxed")
+    head_frames, revision_frames = [], []
+    for heads_path, revisions_path in zip(heads_paths, revisions_paths, strict=True):
+        frame, metadata = read_table(heads_path)
+        model = metadata.get("model")
+        if model not in thresholds:
+            raise CacheError(f"{heads_path} belongs to model {model!r}, which is not planned; delete it and rerun")
+        # classified with the thresholds the plan now gives, and the two tables of one classification
+        expected = {"model": model, "thresholds": json.loads(json.dumps(thresholds[model].__dict__))}
+        verify_metadata(heads_path, metadata, expected)
+        revision_frame, revision_metadata = read_table(revisions_path)
+        verify_metadata(revisions_path, revision_metadata, expected)
+        head_frames.append(frame)
+        revision_frames.append(revision_frame)
+    heads = pl.concat(head_frames, how="vertical")
+    revisions = pl.concat(revision_frames, how="diagonal_relaxed")
     curves = emergence_curves(heads, revisions)
     curves = curves.filter(~(pl.col("model").is_in(list(skip_duplicates)) & pl.col("duplicate_of").is_not_null()))
     table = milestones(curves, heads, thresholds)
