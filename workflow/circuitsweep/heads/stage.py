@@ -42,6 +42,9 @@ class RevisionJob:
     first_token: dict[str, Any]
     probes: ProbeSettings
     device: str
+    #: ``AblationSettings`` fields and the thresholds that define the circuit, when the run ablates
+    ablation: dict[str, Any] | None = None
+    thresholds: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RevisionJob:
@@ -125,10 +128,29 @@ def first_token_id(policy: dict[str, Any], model_config: Any, snapshot: Path | N
     return value
 
 
+@dataclass(frozen=True)
+class ExtraMeasurements:
+    """Optional files of a measurement job: the natural-text batch it reads and what it writes."""
+
+    natural_batch: Path | None = None
+    natural_scores: Path | None = None
+    ablation: Path | None = None
+
+
 def measure_heads(
-    snapshot_dir: Path, job: RevisionJob, stats_path: Path, scores_path: Path, progress: bool = True
+    snapshot_dir: Path,
+    job: RevisionJob,
+    stats_path: Path,
+    scores_path: Path,
+    progress: bool = True,
+    extra: ExtraMeasurements = ExtraMeasurements(),
 ) -> None:
-    """Load one revision, run the probes and write its head cache (statistics + scores)."""
+    """Load one revision, run the probes and write its head cache (statistics + scores).
+
+    With ``probes.natural_text`` it also measures the natural-text probe (batch
+    ``extra.natural_batch``, scores to ``extra.natural_scores``); with
+    ``job.ablation`` it ablates this revision's circuit (rows to ``extra.ablation``).
+    """
     import torch
 
     from circuitsweep.checkpoints.loading import load_model, resolve_device
@@ -152,6 +174,9 @@ def measure_heads(
         torch.cuda.synchronize(device)
     forward_seconds = time.perf_counter() - started
     where = f"{job.model} {job.revision}"
+    natural = _natural_measurement(model, job, snapshot.path, extra, device) if job.probes.natural_text else None
+    if natural is not None:
+        stats.update(natural[1])
     check_finite(stats, where)
     # a model without an LM head (an encoder) has no in-context loss: recorded as None (null)
     first_half, second_half = loss_halves(stats) or (None, None)
@@ -179,8 +204,48 @@ def measure_heads(
         "versions": software_versions(),
     }
     scores = head_scores(stats)
+    ablation = None
+    if job.ablation is not None:
+        ablation = _ablation_measurement(model, job, scores, natural[0] if natural else None, token_id, device)
     write_stats(stats_path, stats, metadata)
     write_table(scores_path, scores, metadata)
+    if natural is not None:
+        from circuitsweep.heads.natural_text import natural_scores
+
+        write_table(extra.natural_scores, natural_scores(natural[1]), {**metadata, "natural_text": natural[2]})
+    if ablation is not None:
+        from circuitsweep.heads.ablation import ablation_frame
+
+        identity = {name: metadata[name] for name in ("model", "revision", "step", "tokens")}
+        write_table(extra.ablation, ablation_frame(ablation, identity), {**metadata, "ablation": job.ablation})
+
+
+def _natural_measurement(model: Any, job: RevisionJob, snapshot: Path, extra: ExtraMeasurements, device: Any) -> tuple:
+    """The natural batch, its statistics and a description of it, for one loaded revision."""
+    from circuitsweep.heads.natural_text import natural_statistics, read_natural_batch, tokenizer_fingerprint
+
+    if extra.natural_batch is None or extra.natural_scores is None:
+        raise DataError(f"{job.model} {job.revision}: probes.natural_text is set but no natural batch was given")
+    settings = job.probes.natural_text
+    batch = read_natural_batch(extra.natural_batch, settings, tokenizer_fingerprint(snapshot))
+    stats = natural_statistics(model, batch, job.probes.batch_size, device)
+    return batch, stats, {"batch": settings.tokenizer, **settings.batch_dict()}
+
+
+def _ablation_measurement(
+    model: Any, job: RevisionJob, scores: pl.DataFrame, natural: Any, first_token: int | None, device: Any
+) -> list[dict[str, Any]]:
+    """Ablation rows of one loaded revision on the synthetic probe (and the natural one when measured)."""
+    from circuitsweep.heads.ablation import AblationProbe, ablation_rows, synthetic_probe
+    from circuitsweep.heads.probe_settings import AblationSettings
+
+    if extra_missing := [k for k, v in (("ablation", job.ablation), ("thresholds", job.thresholds)) if v is None]:
+        raise DataError(f"{job.model} {job.revision}: ablation settings lack {extra_missing}")
+    probes = [synthetic_probe(job.probes, first_token)]
+    if natural is not None:
+        probes.append(AblationProbe("natural", natural.tokens, natural.query, natural.next_tokens()))
+    settings = AblationSettings(**job.ablation)
+    return ablation_rows(model, scores, Thresholds.from_dict(job.thresholds), settings, probes, device)
 
 
 def _revision_row(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -191,10 +256,45 @@ def _revision_row(metadata: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _natural_classes(
+    model: str, natural_paths: Sequence[Path], thresholds: Thresholds
+) -> tuple[pl.DataFrame, dict[str, dict[str, Any]]]:
+    """Natural-text classes of every head (``NATURAL_HEAD_COLUMNS`` keyed by revision, layer, head) and counts."""
+    from circuitsweep.heads.ablation_tables import natural_counts
+
+    frames, counts = [], {}
+    for path in natural_paths:
+        scores, metadata = read_table(path)
+        if metadata.get("model") != model:
+            raise CacheError(f"{path} belongs to model {metadata.get('model')!r}, not {model!r}")
+        classified = head_classes(scores.with_columns(pl.lit(None, pl.Float64).alias("sink_alpha")), thresholds)
+        counts[metadata["revision"]] = natural_counts(classified)
+        frames.append(
+            classified.select(
+                pl.lit(metadata["revision"]).alias("revision"),
+                "layer",
+                "head",
+                pl.col("class").alias("natural_class"),
+                pl.col("sel_induction").alias("natural_sel_induction"),
+                pl.col("sel_first").alias("natural_sel_first"),
+            )
+        )
+    return pl.concat(frames), counts
+
+
 def classify_heads(
-    model: str, score_paths: Sequence[Path], thresholds: Thresholds, heads_out: Path, revisions_out: Path
+    model: str,
+    score_paths: Sequence[Path],
+    thresholds: Thresholds,
+    heads_out: Path,
+    revisions_out: Path,
+    natural_paths: Sequence[Path] = (),
 ) -> None:
-    """Classify every head of every revision of ``model`` from its cached scores alone."""
+    """Classify every head of every revision of ``model`` from its cached scores alone.
+
+    With ``natural_paths`` (natural-text scores per revision) the heads gain
+    ``NATURAL_HEAD_COLUMNS`` and the revisions ``NATURAL_EMERGENCE_COLUMNS``.
+    """
     frames, rows = [], []
     for path in score_paths:
         scores, metadata = read_table(path)
@@ -205,6 +305,13 @@ def classify_heads(
         rows.append(_revision_row(metadata))
     heads = pl.concat(frames).select(*C.KEY_COLUMNS, *C.HEAD_SCORE_COLUMNS).sort("tokens", "step", "layer", "head")
     classified = head_classes(heads, thresholds)
+    if natural_paths:
+        natural, counts = _natural_classes(model, natural_paths, thresholds)
+        missing = sorted({row["revision"] for row in rows} - set(counts))
+        if missing:
+            raise CacheError(f"model {model}: no natural-text scores for revisions {missing}")
+        classified = classified.join(natural, on=["revision", "layer", "head"], how="left", maintain_order="left")
+        rows = [{**row, **counts[row["revision"]]} for row in rows]
     run = {"model": model, "thresholds": json.loads(json.dumps(thresholds.__dict__))}
     write_table(heads_out, classified, run)
     losses = {name: pl.Float64 for name in ("loss_first_half", "loss_second_half", "in_context_loss_drop")}
@@ -220,6 +327,8 @@ class HeadTableOutputs:
     emergence_csv: Path
     milestones_csv: Path
     milestones_md: Path
+    ablation_parquet: Path | None = None
+    ablation_csv: Path | None = None
 
 
 def head_tables(
@@ -228,17 +337,38 @@ def head_tables(
     thresholds: Mapping[str, Thresholds],
     out: HeadTableOutputs,
     skip_duplicates: Collection[str] = (),
+    ablation_paths: Sequence[Path] = (),
+    causal_factor: float = 2.0,
 ) -> None:
     """Concatenate the models' classified heads and write heads, emergence and milestone tables.
 
     Models in ``skip_duplicates`` lose their duplicate revisions (``duplicate_of``
     set) from the emergence curves and milestones; the heads table keeps them.
+    Revisions with natural-text counts add ``NATURAL_EMERGENCE_COLUMNS`` to the
+    emergence table; ``ablation_paths`` (per-revision ablation rows) add the
+    ablation table, ``ABLATION_EMERGENCE_COLUMNS`` and ``CAUSAL_MILESTONE_COLUMNS``.
     """
-    heads = pl.concat([read_table(p)[0] for p in heads_paths], how="vertical")
+    from circuitsweep.heads.ablation_tables import ablation_summary, ablation_table, causal_milestones
+
+    heads = pl.concat([read_table(p)[0] for p in heads_paths], how="diagonal_relaxed")
     revisions = pl.concat([read_table(p)[0] for p in revisions_paths], how="diagonal_relaxed")
     curves = emergence_curves(heads, revisions)
+    natural = [name for name in C.NATURAL_EMERGENCE_COLUMNS if name in revisions.columns]
+    if natural:
+        curves = curves.join(
+            revisions.select("model", "revision", *natural), on=["model", "revision"], how="left", maintain_order="left"
+        )
+    ablation = ablation_table(ablation_paths) if ablation_paths else None
+    if ablation is not None:
+        curves = curves.join(ablation_summary(ablation), on=["model", "revision"], how="left", maintain_order="left")
     curves = curves.filter(~(pl.col("model").is_in(list(skip_duplicates)) & pl.col("duplicate_of").is_not_null()))
     table = milestones(curves, heads, thresholds)
+    if ablation is not None:
+        table = table.join(causal_milestones(curves, causal_factor), on="model", how="left", maintain_order="left")
+        if out.ablation_parquet is None or out.ablation_csv is None:
+            raise DataError("head_tables: ablation rows were given but no ablation table paths")
+        write_parquet(ablation, out.ablation_parquet)
+        write_csv(ablation, out.ablation_csv)
     write_parquet(heads, out.heads)
     write_parquet(curves, out.emergence_parquet)
     write_csv(curves, out.emergence_csv)

@@ -1,0 +1,173 @@
+"""Causal ablation of the induction circuit on a model whose induction head really copies."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+import torch
+from planted import FIRST_TOKEN, VOCAB, planted_model
+
+from circuitsweep.heads.ablation import (
+    ablated,
+    ablation_rows,
+    circuit_heads,
+    matched_random,
+    output_projections,
+    synthetic_probe,
+)
+from circuitsweep.heads.ablation_tables import ablation_summary, causal_milestones, is_causal
+from circuitsweep.heads.attention_hook import register
+from circuitsweep.heads.classify import Thresholds
+from circuitsweep.heads.measure import ProbeSettings, head_statistics
+from circuitsweep.heads.probe_settings import AblationSettings
+from circuitsweep.heads.scores import head_scores
+
+THRESHOLDS = Thresholds(
+    class_selectivity=30,
+    induction_circuit=50,
+    previous_circuit=100,
+    sink_alpha=0.3,
+    induction_onset_heads=3,
+    bos_fraction_milestone=0.5,
+    early_screen_recall=0.67,
+    phase_transition_share=0.5,
+)
+PROBES = ProbeSettings.from_dict(
+    {
+        "kind": "random_tokens",
+        "token_range": [2, VOCAB],
+        "batch_size": 16,
+        "induction": {
+            "n_sequences": 16,
+            "seq_len": 128,
+            "seed": 42,
+            "min_first_position": 20,
+            "n_baseline": 50,
+            "baseline_seed": 0,
+        },
+        "repeated": {"n_sequences": 8, "seq_len": 64, "seed": 1},
+        "random": {"n_sequences": 8, "seq_len": 64, "seed": 2},
+    }
+)
+COPY = 96  # residual dims 96..127 carry the token the induction head copies
+
+
+def copying_model() -> torch.nn.Module:
+    """The planted model with the induction head (layer 1 head 1) copying the attended token into the logits."""
+    model = planted_model(register())
+    head_dim = 64
+    with torch.no_grad():
+        attention = model.gpt_neox.layers[1].attention
+        value_rows = slice(1 * 3 * head_dim + 2 * head_dim, 1 * 3 * head_dim + 3 * head_dim)
+        attention.query_key_value.weight[value_rows][torch.arange(VOCAB), torch.arange(VOCAB)] = 1.0
+        attention.dense.weight[COPY + torch.arange(VOCAB), head_dim + torch.arange(VOCAB)] = 10.0
+        model.get_output_embeddings().weight[torch.arange(VOCAB), COPY + torch.arange(VOCAB)] = 20.0
+    return model
+
+
+@pytest.fixture(scope="module")
+def measured():
+    model = copying_model()
+    scores = head_scores(head_statistics(model, PROBES, FIRST_TOKEN, torch.device("cpu"), progress=False))
+    settings = AblationSettings(random_draws=3, random_seed=123, max_single_heads=4, batch_size=16)
+    probe = synthetic_probe(PROBES, FIRST_TOKEN)
+    rows = ablation_rows(model, scores, THRESHOLDS, settings, [probe], torch.device("cpu"))
+    return model, scores, pl.DataFrame(rows)
+
+
+def test_output_projections_are_found_for_every_layer():
+    """GPT-NeoX's attention output projection (``dense``) is found for each layer."""
+    model = planted_model(register())
+    found = output_projections(model)
+    assert sorted(found) == [0, 1]
+    assert found[1] is model.gpt_neox.layers[1].attention.dense
+
+
+def test_zeroing_a_head_zeroes_only_its_slice():
+    """The pre-hook zeroes exactly the ablated head's input dims of the output projection, and only inside the block."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    torch.manual_seed(0)
+    config = GPTNeoXConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=16
+    )
+    model = GPTNeoXForCausalLM(config).eval()
+    seen = []
+    handle = model.gpt_neox.layers[1].attention.dense.register_forward_hook(  # sees the input after pre-hooks
+        lambda _m, args, _out: seen.append(args[0].clone())
+    )
+    tokens = torch.randint(2, VOCAB, (2, 16))
+    with torch.no_grad():
+        model(tokens)
+        with ablated(model, [(1, 2)]):
+            model(tokens)
+        model(tokens)
+    handle.remove()
+    plain, zeroed, after = (x.view(2, 16, 4, 8) for x in seen)
+    assert plain[:, :, 2].abs().sum() > 0
+    assert torch.all(zeroed[:, :, 2] == 0)
+    torch.testing.assert_close(zeroed[:, :, [0, 1, 3]], plain[:, :, [0, 1, 3]])
+    torch.testing.assert_close(after, plain)
+
+
+def test_ablating_the_induction_head_destroys_copying(measured):
+    """Unablated, the model predicts B; ablating the circuit (L1H1) drops top-1 to chance; matched random heads do not."""
+    _, scores, rows = measured
+    assert circuit_heads(scores, THRESHOLDS) == [(1, 1)]
+    none = rows.filter(pl.col("condition") == "none").row(0, named=True)
+    circuit = rows.filter(pl.col("condition") == "circuit").row(0, named=True)
+    random = rows.filter(pl.col("condition") == "matched_random")
+    assert none["top1"] > 0.9
+    assert circuit["top1"] < 0.1 and circuit["heads"] == "L1H1"  # chance: logits of B no longer stand out
+    assert circuit["loss"] > none["loss"] + 1.0 and circuit["mean_logit"] < none["mean_logit"]
+    assert random.height == 3 and (random["top1"] > 0.9).all()
+    assert all(h.startswith("L1H") and h != "L1H1" for h in random["heads"].to_list())
+    single = rows.filter(pl.col("condition") == "single_head")
+    assert single["heads"].to_list() == ["L1H1"] and single["top1"].item() < 0.1
+
+
+def test_summary_and_causal_milestone(measured):
+    """The circuit's drop is about 1, matched random's 0, so this revision is the causal one."""
+    _, _, rows = measured
+    identity = {"model": "planted", "revision": "main", "step": 0, "tokens": 0}
+    table = rows.with_columns(*[pl.lit(v).alias(k) for k, v in identity.items()])
+    summary = ablation_summary(table)
+    assert summary["ablation_circuit_drop"].item() > 0.9
+    assert summary["ablation_random_drop"].item() == pytest.approx(0.0, abs=1e-9)
+    curves = summary.with_columns(pl.lit(0).alias("tokens"), pl.lit(0).alias("step"))
+    assert causal_milestones(curves, 2.0)["causal_revision"].item() == "main"
+
+
+def test_empty_circuit_is_recorded_not_raised(measured):
+    """With thresholds nothing passes, the rows say the circuit is empty and hold no metrics for it."""
+    model, scores, _ = measured
+    strict = Thresholds(**{**THRESHOLDS.__dict__, "induction_circuit": 1e12})
+    settings = AblationSettings(random_draws=2)
+    rows = pl.DataFrame(
+        ablation_rows(model, scores, strict, settings, [synthetic_probe(PROBES, FIRST_TOKEN)], torch.device("cpu"))
+    )
+    assert rows["condition"].to_list() == ["none", "circuit"]
+    circuit = rows.row(1, named=True)
+    assert circuit["top1"] is None and circuit["circuit_size"] == 0 and "empty circuit" in circuit["note"]
+    summary = ablation_summary(rows.with_columns(pl.lit("m").alias("model"), pl.lit("r").alias("revision")))
+    assert summary["ablation_circuit_drop"].item() is None
+
+
+def test_matched_random_draws_follow_one_random_state():
+    """Draws keep the circuit's count per layer, avoid circuit heads and continue one RandomState(seed)."""
+    circuit = [(1, 0), (1, 3), (4, 2)]
+    draws = matched_random(circuit, n_heads=8, draws=4, seed=123)
+    assert len(draws) == 4
+    for draw in draws:
+        assert sorted(layer for layer, _ in draw) == [1, 1, 4]
+        assert not set(draw) & set(circuit)
+    assert matched_random(circuit, 8, 4, 123) == draws
+    assert len({tuple(d) for d in draws}) > 1
+
+
+def test_causal_rule_is_strict():
+    """Causal needs a positive drop strictly above factor x the random drop."""
+    assert is_causal(0.05, 0.0, 2.0)
+    assert not is_causal(0.04, 0.02, 2.0)
+    assert not is_causal(0.0, 0.0, 2.0)
+    assert not is_causal(None, 0.0, 2.0)
