@@ -111,7 +111,7 @@ def test_zeroing_a_head_zeroes_only_its_slice():
 
 
 def test_ablating_the_induction_head_destroys_copying(measured):
-    """Unablated, the model predicts B; ablating the circuit (L1H1) drops top-1 to chance; matched random heads do not."""
+    """Unablated the model predicts B; ablating the circuit (L1H1) drops top-1 to chance, matched random do not."""
     _, scores, rows = measured
     assert circuit_heads(scores, THRESHOLDS) == [(1, 1)]
     none = rows.filter(pl.col("condition") == "none").row(0, named=True)
