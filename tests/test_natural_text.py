@@ -32,10 +32,33 @@ minilm = pytest.importorskip(
 SMALL = NaturalTextSettings(
     corpus="unused", tokenizer="minilm", n_examples=6, seq_len=64, min_filler=8, n_baseline=12, max_draws=200
 )
-WORDS = (
-    "river mountain garden window teacher market summer letter silver forest island bridge doctor engine "
-    "village castle pocket winter candle shadow harbor valley meadow basket ladder"
-).split()
+WORDS = [
+    "river",
+    "mountain",
+    "garden",
+    "window",
+    "teacher",
+    "market",
+    "summer",
+    "letter",
+    "silver",
+    "forest",
+    "island",
+    "bridge",
+    "doctor",
+    "engine",
+    "village",
+    "castle",
+    "pocket",
+    "winter",
+    "candle",
+    "shadow",
+    "harbor",
+    "valley",
+    "meadow",
+    "basket",
+    "ladder",
+]
 
 
 def write_corpus(folder, n_documents: int, words_per_document: int = 120) -> None:
@@ -193,9 +216,10 @@ def test_target_positions_follow_design():
 
 def test_config_refuses_toy_models_and_a_missing_corpus(tmp_path):
     """Natural text on the toy suite is refused at config check; a missing corpus names the key."""
+    from test_workflow import REPO
+
     from circuitsweep.config import load_config
     from circuitsweep.plan import plan_sweep
-    from test_workflow import REPO
 
     config = load_config(REPO / "config" / "config.yaml")
     config["probes"]["natural_text"] = {"corpus": "corpus"}
