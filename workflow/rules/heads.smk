@@ -3,7 +3,7 @@
 
 rule measure_heads:
     input:
-        PATHS.snapshot("{model}", "{revision}"),
+        snapshot=PATHS.snapshot("{model}", "{revision}"),
         natural=natural_batch_of,
     output:
         stats=PATHS.head_stats("{model}", "{revision}"),
@@ -23,7 +23,7 @@ rule measure_heads:
     benchmark:
         PATHS.benchmark("measure_heads/{model}/{revision}")
     shell:
-        "python -m circuitsweep measure-heads --settings {params.settings:q} --snapshot {input[0]:q}"
+        "python -m circuitsweep measure-heads --settings {params.settings:q} --snapshot {input.snapshot:q}"
         " --stats {output.stats:q} --scores {output.scores:q} --threads {threads} {params.extra}"
         " > {log:q} 2>&1"
 

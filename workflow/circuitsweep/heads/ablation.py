@@ -198,6 +198,9 @@ def ablation_rows(
             conditions += [("single_head", None, [head], None) for head in circuit]
     rows = []
     for probe in probes:
+        if settings.n_sequences is not None:
+            keep = slice(0, settings.n_sequences)
+            probe = AblationProbe(probe.name, probe.tokens[keep], probe.query[keep], probe.target[keep])
         for condition, draw, heads, note in conditions:
             empty = condition == "circuit" and not heads
             metrics = dict.fromkeys(("loss", "top1", "top5", "mean_logit"))

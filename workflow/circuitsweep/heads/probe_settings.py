@@ -65,6 +65,8 @@ class AblationSettings:
     random_seed: int = 123
     max_single_heads: int = 8
     batch_size: int = 16
+    #: score only the first n sequences of each probe (None: all of them)
+    n_sequences: int | None = None
 
 
 @dataclass(frozen=True)
