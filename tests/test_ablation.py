@@ -171,3 +171,25 @@ def test_causal_rule_is_strict():
     assert not is_causal(0.04, 0.02, 2.0)
     assert not is_causal(0.0, 0.0, 2.0)
     assert not is_causal(None, 0.0, 2.0)
+
+
+def test_config_refuses_ablation_of_an_encoder_and_plans_it_for_decoders():
+    """ablation.enabled with a model without an LM head is a config error naming the key; decoders get
+    the ablation settings and the circuit thresholds in their measurement settings."""
+    from test_workflow import REPO
+
+    from circuitsweep.config import load_config
+    from circuitsweep.errors import ConfigError
+    from circuitsweep.plan import plan_sweep
+
+    encoder = load_config(REPO / "config" / "minilm.yaml")
+    encoder["ablation"] = {"enabled": True}
+    with pytest.raises(ConfigError, match=r"ablation\.enabled: models\.minilm-l6 \(BertModel\) has no LM head"):
+        plan_sweep(encoder, REPO)
+    plan = plan_sweep(load_config(REPO / "config" / "config.yaml"), REPO)
+    settings = plan.measure_settings("toy-gptneox", plan.revisions["toy-gptneox"][0].name)
+    assert settings["ablation"]["random_seed"] == 123 and settings["thresholds"]["induction_circuit"] == 12
+    without = load_config(REPO / "config" / "config.yaml")
+    without.pop("ablation")
+    plain = plan_sweep(without, REPO).measure_settings("toy-gptneox", plan.revisions["toy-gptneox"][0].name)
+    assert "ablation" not in plain and "thresholds" not in plain  # no reruns of runs that do not ablate
