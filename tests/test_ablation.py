@@ -10,6 +10,7 @@ from planted import FIRST_TOKEN, VOCAB, planted_model
 from circuitsweep.heads.ablation import (
     ablated,
     ablation_rows,
+    circuit_cut,
     circuit_heads,
     matched_random,
     output_projections,
@@ -71,7 +72,7 @@ def measured():
     scores = head_scores(head_statistics(model, PROBES, FIRST_TOKEN, torch.device("cpu"), progress=False))
     settings = AblationSettings(random_draws=3, random_seed=123, max_single_heads=4, batch_size=16)
     probe = synthetic_probe(PROBES, FIRST_TOKEN)
-    rows = ablation_rows(model, scores, THRESHOLDS, settings, [probe], torch.device("cpu"))
+    rows = ablation_rows(model, scores, circuit_cut(THRESHOLDS), settings, [probe], torch.device("cpu"))
     return model, scores, pl.DataFrame(rows)
 
 
@@ -113,7 +114,7 @@ def test_zeroing_a_head_zeroes_only_its_slice():
 def test_ablating_the_induction_head_destroys_copying(measured):
     """Unablated the model predicts B; ablating the circuit (L1H1) drops top-1 to chance, matched random do not."""
     _, scores, rows = measured
-    assert circuit_heads(scores, THRESHOLDS) == [(1, 1)]
+    assert circuit_heads(scores, circuit_cut(THRESHOLDS)) == [(1, 1)]
     none = rows.filter(pl.col("condition") == "none").row(0, named=True)
     circuit = rows.filter(pl.col("condition") == "circuit").row(0, named=True)
     random = rows.filter(pl.col("condition") == "matched_random")
@@ -141,11 +142,9 @@ def test_summary_and_causal_milestone(measured):
 def test_empty_circuit_is_recorded_not_raised(measured):
     """With thresholds nothing passes, the rows say the circuit is empty and hold no metrics for it."""
     model, scores, _ = measured
-    strict = Thresholds(**{**THRESHOLDS.__dict__, "induction_circuit": 1e12})
     settings = AblationSettings(random_draws=2)
-    rows = pl.DataFrame(
-        ablation_rows(model, scores, strict, settings, [synthetic_probe(PROBES, FIRST_TOKEN)], torch.device("cpu"))
-    )
+    probe = synthetic_probe(PROBES, FIRST_TOKEN)
+    rows = pl.DataFrame(ablation_rows(model, scores, 1e12, settings, [probe], torch.device("cpu")))
     assert rows["condition"].to_list() == ["none", "circuit"]
     circuit = rows.row(1, named=True)
     assert circuit["top1"] is None and circuit["circuit_size"] == 0 and "empty circuit" in circuit["note"]
@@ -175,7 +174,7 @@ def test_causal_rule_is_strict():
 
 def test_config_refuses_ablation_of_an_encoder_and_plans_it_for_decoders():
     """ablation.enabled with a model without an LM head is a config error naming the key; decoders get
-    the ablation settings and the circuit thresholds in their measurement settings."""
+    the ablation settings and the circuit's cut, max(induction_circuit, class_selectivity)."""
     from test_workflow import REPO
 
     from circuitsweep.config import load_config
@@ -188,8 +187,16 @@ def test_config_refuses_ablation_of_an_encoder_and_plans_it_for_decoders():
         plan_sweep(encoder, REPO)
     plan = plan_sweep(load_config(REPO / "config" / "config.yaml"), REPO)
     settings = plan.measure_settings("toy-gptneox", plan.revisions["toy-gptneox"][0].name)
-    assert settings["ablation"]["random_seed"] == 123 and settings["thresholds"]["induction_circuit"] == 12
+    assert settings["ablation"]["random_seed"] == 123 and settings["circuit_selectivity"] == 12
     without = load_config(REPO / "config" / "config.yaml")
     without.pop("ablation")
     plain = plan_sweep(without, REPO).measure_settings("toy-gptneox", plan.revisions["toy-gptneox"][0].name)
-    assert "ablation" not in plain and "thresholds" not in plain  # no reruns of runs that do not ablate
+    assert "ablation" not in plain and "circuit_selectivity" not in plain  # runs without ablation: no reruns
+
+
+def test_circuit_cut_is_the_larger_threshold():
+    """The circuit depends on max(induction_circuit, class_selectivity) only: a class threshold below the
+    circuit's does not move it (so changing it reruns no measurement)."""
+    assert circuit_cut(THRESHOLDS) == 50
+    assert circuit_cut(Thresholds(**{**THRESHOLDS.__dict__, "class_selectivity": 40})) == 50
+    assert circuit_cut(Thresholds(**{**THRESHOLDS.__dict__, "class_selectivity": 60})) == 60

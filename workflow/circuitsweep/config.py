@@ -216,6 +216,15 @@ def resolve_config(config: dict[str, Any]) -> dict[str, ModelSettings]:
             f"probes.natural_text: set for {natural} but not for {others}; the natural-text probe is measured "
             "for every model of a run or for none"
         )
+    shared: dict[str, tuple[str, dict[str, Any]]] = {}
+    for name in natural:
+        settings = models[name].probes.natural_text
+        first, wanted = shared.setdefault(settings.tokenizer, (name, settings.batch_dict()))
+        if wanted != settings.batch_dict():
+            problems.append(
+                f"models.{name}.probes.natural_text: shares the batch {settings.tokenizer!r} with models.{first} "
+                "but not its settings; give it another tokenizer name or the same settings"
+            )
     ablation, _ = resolve_ablation(config)
     for name, model in models.items():
         problems += _check_probes(name, model.probes, model.first_token)

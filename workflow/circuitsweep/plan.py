@@ -130,9 +130,11 @@ class Plan:
     def measure_settings(self, model: str, name: str) -> dict[str, Any]:
         settings = {**self._revision_job(model, name), "probes": self.models[model].probes.to_dict()}
         if self.ablation is not None:
-            # the circuit is classified in the job, so its thresholds are job settings (a change reruns it)
+            # the circuit is classified in the job, so its cut is a job setting (a change reruns it);
+            # max(induction_circuit, class_selectivity) is all it depends on (heads.ablation.circuit_cut)
+            thresholds = self.models[model].thresholds
             settings["ablation"] = asdict(self.ablation)
-            settings["thresholds"] = self.thresholds(model)
+            settings["circuit_selectivity"] = max(thresholds.induction_circuit, thresholds.class_selectivity)
         return settings
 
     def natural_text(self) -> bool:

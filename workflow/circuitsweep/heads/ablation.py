@@ -6,7 +6,7 @@ residual stream. At each probe's query position (the last position of the
 synthetic probe, each example's k on natural text) the model is scored on B,
 the token that induction predicts: loss, top-1 and top-5 accuracy and the
 mean logit. Conditions: none; the circuit (class induction and induction
-selectivity >= ``induction_circuit``, from this revision's scores); matched
+selectivity >= ``induction_circuit``, from this revision's scores: :func:`circuit_cut`); matched
 random heads (same layers, same count per layer, from the non-circuit heads,
 ``random_draws`` draws from one ``RandomState(random_seed)``); and each
 circuit head alone when the circuit has at most ``max_single_heads`` heads.
@@ -131,15 +131,31 @@ def score_targets(model: nn.Module, probe: AblationProbe, batch_size: int, devic
     return {name: value / len(probe.tokens) for name, value in sums.items()}
 
 
-def circuit_heads(scores: pl.DataFrame, thresholds: Thresholds) -> list[Head]:
-    """The revision's induction circuit: class induction and induction selectivity >= ``induction_circuit``."""
-    frame = (
-        scores if "sink_alpha" in scores.columns else scores.with_columns(pl.lit(None, pl.Float64).alias("sink_alpha"))
-    )
-    classified = head_classes(frame, thresholds)
-    members = classified.filter(
-        (pl.col("class") == C.INDUCTION_CLASS) & (pl.col("sel_induction") >= thresholds.induction_circuit)
-    ).sort("layer", "head")
+def circuit_cut(thresholds: Thresholds) -> float:
+    """The one number the circuit depends on: heads whose most selective target is induction, at or above it.
+
+    Class induction needs ``sel_induction >= class_selectivity`` and membership
+    ``>= induction_circuit``, so the circuit is the argmax-induction heads with
+    selectivity >= the larger of the two. A measurement job gets this number
+    alone, so changing a threshold that does not move it reruns no model.
+    """
+    return max(thresholds.induction_circuit, thresholds.class_selectivity)
+
+
+def circuit_heads(scores: pl.DataFrame, cut: float) -> list[Head]:
+    """The revision's induction circuit (layer, head), sorted: class induction at class threshold ``cut``.
+
+    Classes come from :func:`head_classes` (its target order breaks ties).
+    """
+    from circuitsweep.config import study_defaults
+
+    values = {**study_defaults("thresholds"), "class_selectivity": cut, "induction_circuit": cut}
+    frame = scores
+    if "sink_alpha" not in frame.columns:  # natural-text scores have no sink column; classes do not need it
+        frame = frame.with_columns(pl.lit(None, pl.Float64).alias("sink_alpha"))
+    classified = head_classes(frame, Thresholds.from_dict(values))
+    members = classified.filter((pl.col("class") == C.INDUCTION_CLASS) & (pl.col("sel_induction") >= cut))
+    members = members.sort("layer", "head")
     return list(zip(members["layer"].to_list(), members["head"].to_list(), strict=True))
 
 
@@ -172,19 +188,19 @@ def _label(heads: Sequence[Head]) -> str:
 def ablation_rows(
     model: nn.Module,
     scores: pl.DataFrame,
-    thresholds: Thresholds,
+    cut: float,
     settings: AblationSettings,
     probes: Sequence[AblationProbe],
     device: torch.device,
 ) -> list[dict[str, Any]]:
     """Every condition on every probe: rows with the measurement columns of ``ABLATION_COLUMNS``.
 
-    ``scores``: this revision's per-head scores (the circuit is classified from them).
+    ``scores``: this revision's per-head scores; ``cut``: :func:`circuit_cut` of the run's thresholds.
     """
-    circuit = circuit_heads(scores, thresholds)
+    circuit = circuit_heads(scores, cut)
     conditions: list[tuple[str, int | None, list[Head], str | None]] = [("none", None, [], None)]
     if not circuit:
-        note = f"empty circuit: no head has class induction and induction selectivity >= {thresholds.induction_circuit}"
+        note = f"empty circuit: no head's most selective target is induction at selectivity >= {cut}"
         conditions.append(("circuit", None, [], note))
     else:
         conditions.append(("circuit", None, circuit, None))

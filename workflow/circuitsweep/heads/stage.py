@@ -42,9 +42,9 @@ class RevisionJob:
     first_token: dict[str, Any]
     probes: ProbeSettings
     device: str
-    #: ``AblationSettings`` fields and the thresholds that define the circuit, when the run ablates
+    #: ``AblationSettings`` fields and the circuit's selectivity cut (``ablation.circuit_cut``), when the run ablates
     ablation: dict[str, Any] | None = None
-    thresholds: dict[str, Any] | None = None
+    circuit_selectivity: float | None = None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RevisionJob:
@@ -217,7 +217,8 @@ def measure_heads(
         from circuitsweep.heads.ablation import ablation_frame
 
         identity = {name: metadata[name] for name in ("model", "revision", "step", "tokens")}
-        write_table(extra.ablation, ablation_frame(ablation, identity), {**metadata, "ablation": job.ablation})
+        ablation_metadata = {**metadata, "ablation": job.ablation, "circuit_selectivity": job.circuit_selectivity}
+        write_table(extra.ablation, ablation_frame(ablation, identity), ablation_metadata)
 
 
 def _natural_measurement(model: Any, job: RevisionJob, snapshot: Path, extra: ExtraMeasurements, device: Any) -> tuple:
@@ -239,13 +240,13 @@ def _ablation_measurement(
     from circuitsweep.heads.ablation import AblationProbe, ablation_rows, synthetic_probe
     from circuitsweep.heads.probe_settings import AblationSettings
 
-    if extra_missing := [k for k, v in (("ablation", job.ablation), ("thresholds", job.thresholds)) if v is None]:
-        raise DataError(f"{job.model} {job.revision}: ablation settings lack {extra_missing}")
+    if job.circuit_selectivity is None:
+        raise DataError(f"{job.model} {job.revision}: ablation settings lack circuit_selectivity")
     probes = [synthetic_probe(job.probes, first_token)]
     if natural is not None:
         probes.append(AblationProbe("natural", natural.tokens, natural.query, natural.next_tokens()))
     settings = AblationSettings(**job.ablation)
-    return ablation_rows(model, scores, Thresholds.from_dict(job.thresholds), settings, probes, device)
+    return ablation_rows(model, scores, job.circuit_selectivity, settings, probes, device)
 
 
 def _revision_row(metadata: dict[str, Any]) -> dict[str, Any]:
