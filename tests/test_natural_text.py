@@ -232,3 +232,52 @@ def test_config_refuses_toy_models_and_a_missing_corpus(tmp_path):
     minilm_config["probes"]["natural_text"] = {"corpus": str(tmp_path)}
     plan = plan_sweep(minilm_config, REPO)
     assert plan.natural_text() and plan.natural_batches() == {"minilm-l6": ("minilm-l6", "main")}
+
+
+def test_minilm_stages_build_measure_and_classify_natural_text(tmp_path):
+    """Stage functions end to end on the real MiniLM: the batch from its tokenizer, the natural scores
+    written by the measurement job beside its cache, and natural classes and counts after classification."""
+    from test_engine_encoder import _minilm_snapshot
+
+    from circuitsweep.config import study_defaults
+    from circuitsweep.heads.classify import Thresholds
+    from circuitsweep.heads.natural_text import natural_batch
+    from circuitsweep.heads.stage import ExtraMeasurements, RevisionJob, classify_heads, measure_heads
+    from circuitsweep.table_io import read_table
+
+    snapshot = _minilm_snapshot(tmp_path)
+    write_corpus(tmp_path / "corpus", 10)
+    settings = {**SMALL.batch_dict(), "corpus": str(tmp_path / "corpus")}
+    batch_path = tmp_path / "natural" / "minilm.safetensors"
+    natural_batch(snapshot, {"batch": "minilm", "model": "minilm", **settings}, batch_path)
+    probes = {
+        "kind": "random_tokens",
+        "token_range": [1996, 20000],
+        "batch_size": 8,
+        "induction": {"n_sequences": 8, "seq_len": 64, "seed": 42, "min_first_position": 20, "n_baseline": 20,
+                      "baseline_seed": 0},
+        "repeated": {"n_sequences": 4, "seq_len": 64, "seed": 1},
+        "random": {"n_sequences": 4, "seq_len": 64, "seed": 2},
+        "natural_text": {**settings, "tokenizer": "minilm"},
+    }  # fmt: skip
+    job = RevisionJob.from_dict(
+        {"model": "minilm", "revision": "main", "step": 0, "tokens": 0, "architecture": "BertModel",
+         "dtype": "float32", "first_token": {"policy": "bos"}, "probes": probes, "device": "cpu"}
+    )  # fmt: skip
+    extra = ExtraMeasurements(natural_batch=batch_path, natural_scores=tmp_path / "natural.parquet")
+    measure_heads(snapshot, job, tmp_path / "heads.safetensors", tmp_path / "heads.parquet", False, extra)
+    natural, metadata = read_table(tmp_path / "natural.parquet")
+    assert natural.height == 72 and natural.columns == list(C.NATURAL_SCORE_COLUMNS)
+    assert metadata["natural_text"]["n_examples"] == 6 and metadata["natural_text"]["batch"] == "minilm"
+    assert np.isfinite(natural.select(C.SELECTIVITY_COLUMNS).to_numpy()).all()
+
+    thresholds = Thresholds.from_dict(study_defaults("thresholds"))
+    heads_out, revisions_out = tmp_path / "classes.parquet", tmp_path / "revisions.parquet"
+    classify_heads(
+        "minilm", [tmp_path / "heads.parquet"], thresholds, heads_out, revisions_out, [tmp_path / "natural.parquet"]
+    )
+    heads, _ = read_table(heads_out)
+    revisions, _ = read_table(revisions_out)
+    assert set(C.NATURAL_HEAD_COLUMNS) <= set(heads.columns) and heads["natural_class"].null_count() == 0
+    bos = (heads["natural_class"] == C.BOS_CLASS).mean()
+    assert revisions["natural_bos_fraction"].item() == pytest.approx(bos)
