@@ -114,6 +114,7 @@ def score_targets(model: nn.Module, probe: AblationProbe, batch_size: int, devic
     if head is None:
         raise DataError(f"{type(model).__name__} has no LM head; the ablation scores next-token predictions")
     base = model.base_model
+    cap = getattr(model.config, "final_logit_softcapping", None)  # Gemma 2/3 squash their logits
     sums = dict.fromkeys(("loss", "top1", "top5", "mean_logit"), 0.0)
     with torch.inference_mode():
         for start in range(0, len(probe.tokens), batch_size):
@@ -122,6 +123,8 @@ def score_targets(model: nn.Module, probe: AblationProbe, batch_size: int, devic
             query = probe.query[part].to(device)
             at = hidden.gather(1, query[:, None, None].expand(-1, 1, hidden.shape[-1]))[:, 0]
             logits = F.linear(at.float(), head.weight.float(), None if head.bias is None else head.bias.float())
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
             target = probe.target[part].to(device)
             sums["loss"] += float(F.cross_entropy(logits, target, reduction="sum"))
             top = logits.topk(min(5, logits.shape[-1]), dim=-1).indices
