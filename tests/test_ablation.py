@@ -152,6 +152,23 @@ def test_empty_circuit_is_recorded_not_raised(measured):
     assert summary["ablation_circuit_drop"].item() is None
 
 
+def test_circuit_filling_its_layer_leaves_no_control(measured):
+    """When the circuit is every head of its layers, the matched-random rows say so and carry no metrics,
+    and the revision gets no random drop (so it cannot be called causal)."""
+    model, scores, _ = measured
+    everything = scores.with_columns(
+        pl.when(pl.col("layer") == 1).then(1000.0).otherwise(pl.col("sel_induction")).alias("sel_induction")
+    )
+    settings = AblationSettings(random_draws=2, max_single_heads=0)
+    rows = pl.DataFrame(
+        ablation_rows(model, everything, 50, settings, [synthetic_probe(PROBES, FIRST_TOKEN)], torch.device("cpu"))
+    )
+    random = rows.filter(pl.col("condition") == "matched_random")
+    assert random.height == 2 and random["top1"].null_count() == 2 and "no control" in random["note"][0]
+    summary = ablation_summary(rows.with_columns(pl.lit("m").alias("model"), pl.lit("r").alias("revision")))
+    assert summary["ablation_random_drop"].item() is None and summary["ablation_circuit_drop"].item() > 0.5
+
+
 def test_matched_random_draws_follow_one_random_state():
     """Draws keep the circuit's count per layer, avoid circuit heads and continue one RandomState(seed)."""
     circuit = [(1, 0), (1, 3), (4, 2)]
@@ -170,6 +187,7 @@ def test_causal_rule_is_strict():
     assert not is_causal(0.04, 0.02, 2.0)
     assert not is_causal(0.0, 0.0, 2.0)
     assert not is_causal(None, 0.0, 2.0)
+    assert not is_causal(0.5, None, 2.0)  # no control, no claim
 
 
 def test_config_refuses_ablation_of_an_encoder_and_plans_it_for_decoders():

@@ -10,7 +10,8 @@ selectivity >= ``induction_circuit``, from this revision's scores: :func:`circui
 random heads (same layers, same count per layer, from the non-circuit heads,
 ``random_draws`` draws from one ``RandomState(random_seed)``); and each
 circuit head alone when the circuit has at most ``max_single_heads`` heads.
-An empty circuit is recorded as such (a ``circuit`` row with no metrics).
+An empty circuit is recorded as such (a ``circuit`` row with no metrics), as
+is a draw left empty because the circuit fills its layers (no control).
 """
 
 from __future__ import annotations
@@ -209,10 +210,12 @@ def ablation_rows(
         conditions.append(("circuit", None, circuit, None))
         n_heads = model.config.num_attention_heads
         for draw, heads in enumerate(matched_random(circuit, n_heads, settings.random_draws, settings.random_seed)):
-            short = len(heads) < len(circuit)
-            conditions.append(
-                ("matched_random", draw, heads, "fewer non-circuit heads than circuit heads" if short else None)
-            )
+            note = None
+            if not heads:
+                note = "no control: the circuit fills its layers, no non-circuit head is left to draw"
+            elif len(heads) < len(circuit):
+                note = "fewer non-circuit heads than circuit heads in some layer: a smaller draw"
+            conditions.append(("matched_random", draw, heads, note))
         if len(circuit) <= settings.max_single_heads:
             conditions += [("single_head", None, [head], None) for head in circuit]
     rows = []
@@ -221,7 +224,7 @@ def ablation_rows(
             keep = slice(0, settings.n_sequences)
             probe = AblationProbe(probe.name, probe.tokens[keep], probe.query[keep], probe.target[keep])
         for condition, draw, heads, note in conditions:
-            empty = condition == "circuit" and not heads
+            empty = condition in ("circuit", "matched_random") and not heads
             metrics = dict.fromkeys(("loss", "top1", "top5", "mean_logit"))
             if not empty:
                 with ablated(model, heads):

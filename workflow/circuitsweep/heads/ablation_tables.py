@@ -39,7 +39,9 @@ def _drops(rows: pl.DataFrame) -> dict[str, float | None]:
     circuit = rows.filter(pl.col("condition") == "circuit")
     size = int(circuit["circuit_size"][0]) if circuit.height else None
     circuit_top1 = circuit["top1"][0] if circuit.height else None
-    random = rows.filter(pl.col("condition") == "matched_random")["top1"].drop_nulls()
+    # an empty draw (the circuit fills its layers) is no control: it has no drop
+    drawn = rows.filter((pl.col("condition") == "matched_random") & (pl.col("n_ablated") > 0))
+    random = drawn["top1"].drop_nulls()
     circuit_drop = None if base is None or circuit_top1 is None else base - circuit_top1
     random_drops = [base - v for v in random.to_list()] if base is not None else []
     random_drop = sum(random_drops) / len(random_drops) if random_drops else None
@@ -80,8 +82,11 @@ def ablation_summary(table: pl.DataFrame) -> pl.DataFrame:
 
 
 def is_causal(circuit_drop: float | None, random_drop: float | None, factor: float) -> bool:
-    """The circuit's top-1 drop is positive and exceeds ``factor`` x the matched-random drop (floored at 0)."""
-    if circuit_drop is None or circuit_drop <= 0:
+    """The circuit's top-1 drop is positive and exceeds ``factor`` x the matched-random drop (floored at 0).
+
+    Without a matched-random drop (no circuit, or no head left to draw) nothing is claimed.
+    """
+    if circuit_drop is None or circuit_drop <= 0 or random_drop is None:
         return False
     return circuit_drop > factor * max(random_drop or 0.0, 0.0)
 
