@@ -46,7 +46,8 @@ def _drops(rows: pl.DataFrame) -> dict[str, float | None]:
     random_drops = [base - v for v in random.to_list()] if base is not None else []
     random_drop = sum(random_drops) / len(random_drops) if random_drops else None
     spread = pl.Series(random_drops, dtype=pl.Float64).std() if len(random_drops) > 1 else None
-    ratio = circuit_drop / random_drop if circuit_drop is not None and random_drop else None
+    # a ratio only against a positive control drop (ablating random heads may even help)
+    ratio = circuit_drop / random_drop if circuit_drop is not None and random_drop and random_drop > 0 else None
     return {
         "size": size,
         "top1": base,
