@@ -218,3 +218,17 @@ def test_circuit_cut_is_the_larger_threshold():
     assert circuit_cut(THRESHOLDS) == 50
     assert circuit_cut(Thresholds(**{**THRESHOLDS.__dict__, "class_selectivity": 40})) == 50
     assert circuit_cut(Thresholds(**{**THRESHOLDS.__dict__, "class_selectivity": 60})) == 60
+
+
+def test_scores_are_read_at_each_sequences_own_query(measured):
+    """Natural-text style probes score B at a per-sequence query k: tokens appended after k change nothing."""
+    from circuitsweep.heads.ablation import AblationProbe, score_targets
+
+    model, _, _ = measured
+    probe = synthetic_probe(PROBES, FIRST_TOKEN)
+    tail = torch.randint(2, VOCAB, (len(probe.tokens), 7))
+    longer = AblationProbe("natural", torch.cat([probe.tokens, tail], dim=1), probe.query, probe.target)
+    cpu = torch.device("cpu")
+    plain, padded = score_targets(model, probe, 16, cpu), score_targets(model, longer, 16, cpu)
+    assert plain == pytest.approx(padded, rel=1e-5, abs=1e-5)
+    assert plain["top1"] > 0.9
