@@ -114,7 +114,7 @@ def test_tables_follow_the_contract(toy_run):
     assert {*C.KEY_COLUMNS, *C.HEAD_SCORE_COLUMNS, "class"} <= set(heads.columns)
     assert set(heads["class"]) <= set(C.CLASSES)
     emergence = pl.read_parquet(toy_run / "tables" / "emergence.parquet")
-    assert emergence.columns == list(C.EMERGENCE_COLUMNS)
+    assert emergence.columns == [*C.EMERGENCE_COLUMNS, *C.ABLATION_EMERGENCE_COLUMNS]  # the toy config ablates
     assert emergence.height == 13 + 13 + 12
     assert heads.height == (13 + 13) * 2 * 8 + 12 * 2 * 4
     csv = pl.read_csv(toy_run / "tables" / "emergence.csv")
@@ -122,6 +122,24 @@ def test_tables_follow_the_contract(toy_run):
     assert "induction_onset_tokens" in (toy_run / "tables" / "milestones.md").read_text()
     for plot in ["emergence.png", "heatmap_toy-gptneox.png", "primitive_gap.png"]:
         assert (toy_run / "plots" / plot).read_bytes().startswith(b"\x89PNG"), plot
+
+
+def test_toy_ablation_rows_and_causal_milestone(toy_run):
+    """Every toy revision has ablation rows; where a model's circuit becomes causal, it is at or after the
+    first revision with an induction head, and wherever a control exists the circuit costs more top-1 than it."""
+    ablation = pl.read_parquet(toy_run / "tables" / "ablation.parquet")
+    assert ablation.columns == list(C.ABLATION_COLUMNS)
+    assert ablation.select("model", "revision").unique().height == 13 + 13 + 12
+    milestones = pl.read_csv(toy_run / "tables" / "milestones.csv")
+    emergence = pl.read_parquet(toy_run / "tables" / "emergence.parquet")
+    assert milestones["causal_revision"].null_count() < milestones.height, milestones
+    for row in milestones.iter_rows(named=True):
+        curve = emergence.filter(pl.col("model") == row["model"]).sort("tokens")
+        if row["causal_tokens"] is not None:
+            first_head = curve.filter(pl.col("n_induction_heads") >= 1)["tokens"].min()
+            assert row["causal_tokens"] >= first_head, (row, curve)
+        controlled = curve.drop_nulls(["ablation_circuit_drop", "ablation_random_drop"])
+        assert (controlled["ablation_circuit_drop"] > controlled["ablation_random_drop"]).all(), controlled
 
 
 def test_primitive_tables_have_intervals(toy_run):

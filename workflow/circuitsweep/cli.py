@@ -62,16 +62,28 @@ def cmd_fetch_snapshot(args: argparse.Namespace) -> None:
 def cmd_measure_heads(args: argparse.Namespace) -> None:
     import torch
 
-    from circuitsweep.heads.stage import RevisionJob, measure_heads
+    from circuitsweep.heads.stage import ExtraMeasurements, RevisionJob, measure_heads
 
     torch.set_num_threads(args.threads)
+    extra = ExtraMeasurements(
+        natural_batch=Path(args.natural_batch) if args.natural_batch else None,
+        natural_scores=Path(args.natural_scores) if args.natural_scores else None,
+        ablation=Path(args.ablation) if args.ablation else None,
+    )
     measure_heads(
         Path(args.snapshot),
         RevisionJob.from_dict(args.settings),
         Path(args.stats),
         Path(args.scores),
         mem_mb=args.mem_mb,
+        extra=extra,
     )
+
+
+def cmd_natural_batch(args: argparse.Namespace) -> None:
+    from circuitsweep.heads.natural_text import natural_batch
+
+    natural_batch(Path(args.snapshot), args.settings, Path(args.output))
 
 
 def cmd_classify_heads(args: argparse.Namespace) -> None:
@@ -86,6 +98,7 @@ def cmd_classify_heads(args: argparse.Namespace) -> None:
         Path(args.revisions),
         stats_paths=[Path(p) for p in args.stats] if args.stats else None,
         expected=args.expected,
+        natural_paths=[Path(p) for p in args.natural if p],
     )
 
 
@@ -100,6 +113,8 @@ def cmd_head_tables(args: argparse.Namespace) -> None:
         emergence_csv=Path(args.emergence_csv),
         milestones_csv=Path(args.milestones),
         milestones_md=Path(args.milestones_md),
+        ablation_parquet=Path(args.ablation_out) if args.ablation_out else None,
+        ablation_csv=Path(args.ablation_csv) if args.ablation_csv else None,
     )
     head_tables(
         [Path(p) for p in args.heads],
@@ -107,6 +122,8 @@ def cmd_head_tables(args: argparse.Namespace) -> None:
         thresholds,
         out,
         skip_duplicates=args.skip_duplicates,
+        ablation_paths=[Path(p) for p in args.ablation_rows if p],
+        causal_factor=args.causal_factor,
     )
 
 
@@ -205,6 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scores", required=True, help="output Parquet of per-head scores")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--mem-mb", type=int, help="the job's memory limit in MB: refuse before loading if it cannot fit")
+    p.add_argument("--natural-batch", help="natural-text batch (safetensors) to measure, with probes.natural_text")
+    p.add_argument("--natural-scores", help="output Parquet of per-head natural-text scores")
+    p.add_argument("--ablation", help="output Parquet of ablation rows, with settings.ablation")
+
+    p = add("natural-batch", cmd_natural_batch, "tokenize the natural-text corpus with one revision's tokenizer")
+    p.add_argument("--settings", type=_json, required=True, help="JSON: batch name, model and natural_text settings")
+    p.add_argument("--snapshot", required=True, help="snapshot folder whose tokenizer is used")
+    p.add_argument("--output", required=True, help="output safetensors batch")
 
     p = add("classify-heads", cmd_classify_heads, "classify every head of one model from its cache")
     p.add_argument("--model", required=True)
@@ -214,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revisions", required=True, help="output Parquet of per-revision facts")
     p.add_argument("--stats", nargs="+", help="per-revision statistics shards (same order), verified")
     p.add_argument("--expected", type=_json, help="JSON list: the metadata each score file must carry")
+    p.add_argument("--natural", nargs="*", default=[], help="per-revision natural-text score Parquet files")
 
     p = add("head-tables", cmd_head_tables, "write the heads, emergence and milestone tables")
     p.add_argument("--heads", nargs="+", required=True)
@@ -225,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--milestones", required=True, help="the milestones table (CSV)")
     p.add_argument("--milestones-md", required=True)
     p.add_argument("--skip-duplicates", nargs="*", default=[], help="models whose duplicate revisions are left out")
+    p.add_argument("--ablation-rows", nargs="*", default=[], help="per-revision ablation Parquet files")
+    p.add_argument("--ablation-out", help="the ablation table (Parquet)")
+    p.add_argument("--ablation-csv", help="the ablation table (CSV)")
+    p.add_argument("--causal-factor", type=float, default=2.0, help="causal milestone factor")
 
     p = add("plot-emergence", cmd_plot_emergence, "plot BOS fraction and induction heads against tokens")
     p.add_argument("--emergence", required=True)

@@ -19,7 +19,7 @@ import yaml
 
 from circuitsweep.errors import ConfigError
 from circuitsweep.heads.classify import Thresholds
-from circuitsweep.heads.probe_settings import ProbeSettings
+from circuitsweep.heads.probe_settings import AblationSettings, ProbeSettings
 from circuitsweep.schema_errors import describe
 from circuitsweep.strict_schema import StrictValidator, non_finite_values
 from circuitsweep.yaml_load import load_yaml
@@ -145,9 +145,50 @@ def _check_probes(name: str, probes: ProbeSettings, first_token: dict[str, Any])
     return problems
 
 
+def _check_natural_text(name: str, model: ModelSettings) -> list[str]:
+    """What the natural-text probe of one model needs that the schema cannot say."""
+    natural = model.probes.natural_text
+    if natural is None:
+        return []
+    where = f"models.{name}.probes.natural_text"
+    problems = []
+    if model.source["type"] == "toy":
+        problems.append(
+            f"{where}: the toy suite has no tokenizer, and natural text must be tokenized by the model's own "
+            "tokenizer; remove probes.natural_text from this run (toy models measure the random-token probes only)"
+        )
+    if natural.seq_len < natural.min_first_position + natural.min_filler + 8:
+        problems.append(
+            f"{where}.seq_len: {natural.seq_len} leaves no room for min_first_position {natural.min_first_position} "
+            f"+ min_filler {natural.min_filler} and the local targets"
+        )
+    return problems
+
+
+def _resolve_natural_text(name: str, probes: dict[str, Any]) -> dict[str, Any]:
+    """Drop an empty natural_text block; name the batch after the model unless a tokenizer name is given."""
+    natural = probes.get("natural_text") or {}
+    if not natural:
+        probes.pop("natural_text", None)
+        return probes
+    if "corpus" not in natural:
+        raise ConfigError(f"models.{name}.probes.natural_text.corpus: required to measure natural text")
+    probes["natural_text"] = {"tokenizer": name, **natural}
+    return probes
+
+
+def resolve_ablation(config: dict[str, Any]) -> tuple[AblationSettings | None, float]:
+    """The run's ablation settings (None when not enabled) and the causal milestone's factor."""
+    values = _deep_merge(study_defaults("ablation"), config.get("ablation", {}))
+    factor = float(values.pop("causal_factor"))
+    enabled = values.pop("enabled")
+    return (AblationSettings(**values) if enabled else None), factor
+
+
 def resolve_model(name: str, entry: dict[str, Any], config: dict[str, Any]) -> ModelSettings:
     """Merge study defaults, global settings and ``entry``'s overrides for one model."""
     probes = _deep_merge(_deep_merge(study_defaults("probes"), config.get("probes", {})), entry.get("probes", {}))
+    probes = _resolve_natural_text(name, probes)
     thresholds = _deep_merge(
         _deep_merge(study_defaults("thresholds"), config.get("thresholds", {})), entry.get("thresholds", {})
     )
@@ -174,8 +215,31 @@ def resolve_config(config: dict[str, Any]) -> dict[str, ModelSettings]:
     validate_schema(config)
     models = {name: resolve_model(name, entry, config) for name, entry in config["models"].items()}
     problems: list[str] = []
+    natural = sorted(name for name, model in models.items() if model.probes.natural_text is not None)
+    if natural and len(natural) < len(models):
+        others = sorted(set(models) - set(natural))
+        problems.append(
+            f"probes.natural_text: set for {natural} but not for {others}; the natural-text probe is measured "
+            "for every model of a run or for none"
+        )
+    shared: dict[str, tuple[str, dict[str, Any]]] = {}
+    for name in natural:
+        settings = models[name].probes.natural_text
+        first, wanted = shared.setdefault(settings.tokenizer, (name, settings.batch_dict()))
+        if wanted != settings.batch_dict():
+            problems.append(
+                f"models.{name}.probes.natural_text: shares the batch {settings.tokenizer!r} with models.{first} "
+                "but not its settings; give it another tokenizer name or the same settings"
+            )
+    ablation, _ = resolve_ablation(config)
     for name, model in models.items():
         problems += _check_probes(name, model.probes, model.first_token)
+        problems += _check_natural_text(name, model)
+        if ablation is not None and not model.architecture.endswith("ForCausalLM"):
+            problems.append(
+                f"ablation.enabled: models.{name} ({model.architecture}) has no LM head to score B with; "
+                "run the ablation without it"
+            )
         source = model.source
         if source["type"] == "local" and "path" not in source:
             problems.append(f"models.{name}.source: a local source needs path (a folder in the Hub cache layout)")

@@ -120,6 +120,60 @@ MILESTONE_COLUMNS: tuple[str, ...] = (
     "final_induction_heads",
 )
 
+# --- Natural-text probe (DESIGN.md 3, natural-text variant) ----------------
+
+#: Batch tensors (safetensors, one file per tokenizer): tokens [N, T] int64; per example the
+#: first occurrence i ("first"), the query k ("query") and the baseline positions [N, n_baseline].
+NATURAL_TOKENS = "natural.tokens"
+NATURAL_FIRST = "natural.first"
+NATURAL_QUERY = "natural.query"
+NATURAL_BASELINE = "natural.baseline"
+#: [L, H, len(TARGETS)] mean attention of each example's query k to its targets; [L, H] to its baseline.
+STAT_NATURAL_TARGET_MEAN = "natural.target_mean"
+STAT_NATURAL_BASELINE_MEAN = "natural.baseline_mean"
+#: Per-head natural-text scores (same selectivity names as the synthetic ones).
+NATURAL_SCORE_COLUMNS: tuple[str, ...] = ("layer", "head", *SELECTIVITY_COLUMNS, "baseline_attention")
+#: Columns the natural-text classes add to the heads table.
+NATURAL_HEAD_COLUMNS: tuple[str, ...] = ("natural_class", "natural_sel_induction", "natural_sel_first")
+
+# --- Causal ablation (DESIGN.md 3 item 2) ----------------------------------
+
+#: Conditions: no ablation, the circuit, one matched-random draw, one circuit head alone.
+ABLATION_CONDITIONS: tuple[str, ...] = ("none", "circuit", "matched_random", "single_head")
+ABLATION_COLUMNS: tuple[str, ...] = (
+    "model",
+    "revision",
+    "step",
+    "tokens",
+    "probe",  # synthetic | natural
+    "condition",
+    "draw",  # matched_random draw index, else null
+    "heads",  # "L1H2,L3H0" (empty for none)
+    "n_ablated",
+    "circuit_size",
+    "n_sequences",
+    "loss",  # mean cross-entropy of B at the query position (nats)
+    "top1",
+    "top5",
+    "mean_logit",
+    "note",
+)
+#: Per-revision summaries that the ablation adds to the emergence table (synthetic probe, top-1 of B).
+ABLATION_EMERGENCE_COLUMNS: tuple[str, ...] = (
+    "ablation_circuit_size",
+    "ablation_top1",
+    "ablation_circuit_drop",
+    "ablation_random_drop",
+    "ablation_random_drop_sd",
+    "ablation_drop_ratio",
+    "natural_ablation_circuit_drop",
+    "natural_ablation_random_drop",
+)
+#: Per-revision natural-text class counts (revisions and emergence tables).
+NATURAL_EMERGENCE_COLUMNS: tuple[str, ...] = ("natural_bos_fraction", "natural_induction_heads")
+#: Milestone columns of the ablation: first revision where the circuit is causal.
+CAUSAL_MILESTONE_COLUMNS: tuple[str, ...] = ("causal_revision", "causal_tokens", "causal_factor")
+
 # --- Metadata keys stored with every cache file ----------------------------
 
 META_KEY = "circuitsweep"
@@ -149,6 +203,19 @@ class Paths:
 
     def head_scores(self, model: str, revision: str) -> Path:
         return self.root / "cache" / model / revision / "heads.parquet"
+
+    def natural_batch(self, batch: str) -> Path:
+        """The tokenized natural-text batch ``batch`` (one per tokenizer), shared by its models' revisions."""
+        return self.root / "natural" / f"{batch}.safetensors"
+
+    def natural_scores(self, model: str, revision: str) -> Path:
+        return self.root / "cache" / model / revision / "natural.parquet"
+
+    def ablation_rows(self, model: str, revision: str) -> Path:
+        return self.root / "cache" / model / revision / "ablation.parquet"
+
+    def ablation_table(self, suffix: str = "parquet") -> Path:
+        return self.root / "tables" / f"ablation.{suffix}"
 
     def primitive_stats(self, model: str, revision: str) -> Path:
         return self.root / "cache" / model / revision / "primitives.safetensors"

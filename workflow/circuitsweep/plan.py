@@ -12,10 +12,11 @@ from typing import Any
 
 from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY
 from circuitsweep.checkpoints import local_hub
-from circuitsweep.config import ModelSettings, resolve_config
+from circuitsweep.config import ModelSettings, resolve_ablation, resolve_config
 from circuitsweep.config_checks import model_problems
 from circuitsweep.contracts import Paths
 from circuitsweep.errors import ConfigError
+from circuitsweep.heads.probe_settings import AblationSettings
 from circuitsweep.primitives.stimuli import load_stimuli
 from circuitsweep.revisions import Revision, parse_branches, read_manifest, select_revisions
 
@@ -84,6 +85,8 @@ class Plan:
     device: str
     root: Path
     paths: Paths
+    ablation: AblationSettings | None = None
+    causal_factor: float = 2.0
 
     def revision(self, model: str, name: str) -> Revision:
         for revision in self.revisions[model]:
@@ -127,7 +130,40 @@ class Plan:
         }
 
     def measure_settings(self, model: str, name: str) -> dict[str, Any]:
-        return {**self._revision_job(model, name), "probes": self.models[model].probes.to_dict()}
+        settings = {**self._revision_job(model, name), "probes": self.models[model].probes.to_dict()}
+        if self.ablation is not None:
+            # the circuit is classified in the job, so its cut is a job setting (a change reruns it);
+            # max(induction_circuit, class_selectivity) is all it depends on (heads.ablation.circuit_cut)
+            thresholds = self.models[model].thresholds
+            settings["ablation"] = asdict(self.ablation)
+            settings["circuit_selectivity"] = max(thresholds.induction_circuit, thresholds.class_selectivity)
+        return settings
+
+    def natural_text(self) -> bool:
+        """Whether the run measures the natural-text probe (every model or none, see config)."""
+        return any(m.probes.natural_text is not None for m in self.models.values())
+
+    def natural_batches(self) -> dict[str, tuple[str, str]]:
+        """Each natural-text batch name and the (model, revision) whose tokenizer builds it: its first user's first."""
+        out: dict[str, tuple[str, str]] = {}
+        for name, model in self.models.items():
+            natural = model.probes.natural_text
+            if natural is not None and natural.tokenizer not in out:
+                out[natural.tokenizer] = (name, self.revisions[name][0].name)
+        return out
+
+    def natural_batch_of(self, model: str) -> str:
+        natural = self.models[model].probes.natural_text
+        if natural is None:
+            raise KeyError(f"{model} measures no natural text")
+        return natural.tokenizer
+
+    def natural_batch_settings(self, batch: str) -> dict[str, Any]:
+        """What builds natural batch ``batch``: its settings (corpus resolved against the workflow folder)."""
+        model, _ = self.natural_batches()[batch]
+        settings = self.models[model].probes.natural_text.batch_dict()
+        settings["corpus"] = corpus_location(settings["corpus"], self.root)
+        return {"batch": batch, "model": model, **settings}
 
     def _cache_identity(self, model: str, name: str) -> dict[str, Any]:
         """Metadata every cache of one revision must carry: identity, dtype, first token, schema version."""
@@ -183,6 +219,31 @@ class Plan:
         return dict(self.models[model].primitives["scoring"])
 
 
+def corpus_location(corpus: str, root: Path) -> str:
+    """A corpus setting with a file path made absolute against the workflow folder; ``hf:`` names unchanged."""
+    if corpus.startswith("hf:"):
+        return corpus
+    return str((Path(root) / corpus).resolve())
+
+
+def _corpus_problem(name: str, corpus: str, root: Path) -> str | None:
+    where = f"models.{name}.probes.natural_text.corpus"
+    if corpus.startswith("hf:"):
+        import importlib.util
+
+        if importlib.util.find_spec("datasets") is None:
+            return (
+                f"{where}: {corpus} is a Hugging Face dataset, which needs the datasets package (pip install datasets)"
+            )
+        return None
+    if not Path(corpus_location(corpus, root)).exists():
+        return (
+            f"{where}: {corpus} does not exist (relative to {root}); point it at a folder of .txt/.jsonl/.parquet "
+            "text or hf:<dataset>"
+        )
+    return None
+
+
 def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -> Plan:
     """Validate ``config`` and resolve every model's revisions.
 
@@ -212,8 +273,20 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
                     select_revisions(revisions[name], model.primitives.get("revisions", "all"), model=name)
                 except ValueError as error:
                     problems.append(f"models.{name}.primitives.revisions: {error}")
+    for name, model in models.items():
+        if model.probes.natural_text is not None:
+            problem = _corpus_problem(name, model.probes.natural_text.corpus, Path(root))
+            if problem:
+                problems.append(problem)
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+    ablation, causal_factor = resolve_ablation(config)
     return Plan(
-        models=models, revisions=revisions, device=config.get("device", "auto"), root=Path(root), paths=paths or Paths()
+        models=models,
+        revisions=revisions,
+        device=config.get("device", "auto"),
+        root=Path(root),
+        paths=paths or Paths(),
+        ablation=ablation,
+        causal_factor=causal_factor,
     )

@@ -66,6 +66,56 @@ def head_stats_of(wildcards):
     return [PATHS.head_stats(wildcards.model, revision) for revision in revisions_of(wildcards.model)]
 
 
+def natural_batch_of(wildcards):
+    """The natural-text batch a measurement reads (none when the run measures no natural text)."""
+    return [PATHS.natural_batch(PLAN.natural_batch_of(wildcards.model))] if PLAN.natural_text() else []
+
+
+def natural_scores_of(wildcards):
+    if not PLAN.natural_text():
+        return []
+    return [PATHS.natural_scores(wildcards.model, revision) for revision in revisions_of(wildcards.model)]
+
+
+def ablation_rows():
+    if PLAN.ablation is None:
+        return []
+    return [PATHS.ablation_rows(model, revision) for model in MODELS for revision in revisions_of(model)]
+
+
+#: Outputs of measure_heads besides its head cache: natural-text scores and ablation rows, when the run has them.
+MEASURE_EXTRA_OUTPUTS = {}
+if PLAN.natural_text():
+    MEASURE_EXTRA_OUTPUTS["natural_scores"] = PATHS.natural_scores("{model}", "{revision}")
+if PLAN.ablation is not None:
+    MEASURE_EXTRA_OUTPUTS["ablation"] = PATHS.ablation_rows("{model}", "{revision}")
+
+#: Outputs of head_tables besides the heads, emergence and milestone tables.
+TABLE_EXTRA_OUTPUTS = {}
+if PLAN.ablation is not None:
+    TABLE_EXTRA_OUTPUTS["ablation"] = PATHS.ablation_table("parquet")
+    TABLE_EXTRA_OUTPUTS["ablation_csv"] = PATHS.ablation_table("csv")
+
+
+def measure_extra_args(wildcards):
+    """CLI arguments of measure-heads for the extra outputs (the same paths the rule declares)."""
+    args = []
+    if PLAN.natural_text():
+        args += ["--natural-batch", natural_batch_of(wildcards)[0]]
+        args += ["--natural-scores", PATHS.natural_scores(wildcards.model, wildcards.revision)]
+    if PLAN.ablation is not None:
+        args += ["--ablation", PATHS.ablation_rows(wildcards.model, wildcards.revision)]
+    return " ".join(shlex.quote(str(arg)) for arg in args)
+
+
+def table_extra_args():
+    if PLAN.ablation is None:
+        return ""
+    args = ["--ablation-out", PATHS.ablation_table("parquet"), "--ablation-csv", PATHS.ablation_table("csv")]
+    args += ["--causal-factor", PLAN.causal_factor]
+    return " ".join(shlex.quote(str(arg)) for arg in args)
+
+
 def revision_table_files(model, revision):
     folder = PATHS.primitive_revision_tables(model, revision)
     return [folder / name for name in K.REVISION_TABLES.values()]
@@ -104,6 +154,7 @@ def final_targets():
         PATHS.emergence_table("csv"),
         PATHS.milestones_table("csv"),
         PATHS.milestones_table("md"),
+        *TABLE_EXTRA_OUTPUTS.values(),
         PATHS.emergence_plot(),
         *[PATHS.heatmap_plot(model) for model in MODELS],
     ]

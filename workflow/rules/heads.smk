@@ -3,12 +3,15 @@
 
 rule measure_heads:
     input:
-        PATHS.snapshot("{model}", "{revision}"),
+        snapshot=PATHS.snapshot("{model}", "{revision}"),
+        natural=natural_batch_of,
     output:
         stats=PATHS.head_stats("{model}", "{revision}"),
         scores=PATHS.head_scores("{model}", "{revision}"),
+        **MEASURE_EXTRA_OUTPUTS,
     params:
         settings=lambda wildcards: as_json(PLAN.measure_settings(wildcards.model, wildcards.revision)),
+        extra=measure_extra_args,
     threads: 1
     resources:
         snapshot_slots=1,
@@ -20,14 +23,32 @@ rule measure_heads:
     benchmark:
         PATHS.benchmark("measure_heads/{model}/{revision}")
     shell:
-        "python -m circuitsweep measure-heads --settings {params.settings:q} --snapshot {input:q}"
-        " --stats {output.stats:q} --scores {output.scores:q} --threads {threads} > {log:q} 2>&1"
+        "python -m circuitsweep measure-heads --settings {params.settings:q} --snapshot {input.snapshot:q}"
+        " --stats {output.stats:q} --scores {output.scores:q} --threads {threads} {params.extra}"
+        " > {log:q} 2>&1"
+
+
+rule natural_batch:
+    input:
+        lambda wildcards: PATHS.snapshot(*PLAN.natural_batches()[wildcards.batch]),
+    output:
+        PATHS.natural_batch("{batch}"),
+    params:
+        settings=lambda wildcards: as_json(PLAN.natural_batch_settings(wildcards.batch)),
+    conda:
+        ENV
+    log:
+        PATHS.log("natural_batch/{batch}"),
+    shell:
+        "python -m circuitsweep natural-batch --settings {params.settings:q} --snapshot {input:q}"
+        " --output {output:q} > {log:q} 2>&1"
 
 
 rule classify_heads:
     input:
         scores=head_scores_of,
         stats=head_stats_of,
+        natural=natural_scores_of,
     output:
         heads=PATHS.model_heads("{model}"),
         revisions=PATHS.model_revisions("{model}"),
@@ -43,4 +64,5 @@ rule classify_heads:
     shell:
         "python -m circuitsweep classify-heads --model {wildcards.model} --thresholds {params.thresholds:q}"
         " --scores {input.scores:q} --stats {input.stats:q} --expected {params.expected:q}"
-        " --heads {output.heads:q} --revisions {output.revisions:q} > {log:q} 2>&1"
+        " --heads {output.heads:q} --revisions {output.revisions:q}"
+        " --natural {input.natural:q} > {log:q} 2>&1"

@@ -5,6 +5,7 @@ rule head_tables:
     input:
         heads=[PATHS.model_heads(model) for model in MODELS],
         revisions=[PATHS.model_revisions(model) for model in MODELS],
+        ablation=ablation_rows(),
     output:
         heads=PATHS.heads_table(),
         emergence=PATHS.emergence_table("parquet"),
@@ -19,8 +20,10 @@ rule head_tables:
             category="Tables",
         ),
         milestones_md=PATHS.milestones_table("md"),
+        **TABLE_EXTRA_OUTPUTS,
     params:
         thresholds=as_json({model: PLAN.thresholds(model) for model in MODELS}),
+        extra=table_extra_args(),
         skip_duplicates=[model for model in MODELS if PLAN.models[model].duplicates == "skip"],
     conda:
         ENV
@@ -31,7 +34,8 @@ rule head_tables:
         " --thresholds {params.thresholds:q} --heads-out {output.heads:q} --emergence {output.emergence:q}"
         " --emergence-csv {output.emergence_csv:q} --milestones {output.milestones:q}"
         " --milestones-md {output.milestones_md:q}"
-        " --skip-duplicates {params.skip_duplicates:q} > {log:q} 2>&1"
+        " --skip-duplicates {params.skip_duplicates:q} --ablation-rows {input.ablation:q} {params.extra}"
+        " > {log:q} 2>&1"
 
 
 rule sweep_overhead:

@@ -73,6 +73,26 @@ class ScoreRows:
             scores = scores.masked_fill(keys[None, :] > rows[:, None], float("-inf"))
         return torch.softmax(scores, dim=-1)
 
+    def probs_per_sequence(self, rows: torch.Tensor) -> torch.Tensor:
+        """Attention probabilities of one query position per sequence, ``rows[b]`` of sequence b: ``[B, H, T]``."""
+        batch, heads, _, dim = self.query.shape
+        rows = rows.to(self.query.device)
+        at = rows[:, None, None, None]
+        q = self.query.gather(2, at.expand(batch, heads, 1, dim)).float()
+        scores = torch.matmul(q, self.key.float().transpose(-1, -2)) * self.scaling  # [B, H, 1, T]
+        keys = scores.shape[-1]
+        if self.mask is not None:
+            mask = self.mask[..., :keys].expand(batch, -1, -1, -1)
+            mask = mask.gather(2, at.expand(batch, mask.shape[1], 1, keys))
+            if mask.dtype == torch.bool:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            else:
+                scores = scores + mask.float()
+        elif self.is_causal:
+            later = torch.arange(keys, device=scores.device)[None, None, None, :] > at
+            scores = scores.masked_fill(later, float("-inf"))
+        return torch.softmax(scores, dim=-1)[:, :, 0]
+
 
 class StopForward(Exception):  # noqa: N818 - a control-flow signal, not an error
     """Raised by the observed attention once the layer given to :func:`observing` as ``stop_after`` is observed.

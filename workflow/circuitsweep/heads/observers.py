@@ -130,3 +130,42 @@ class SinkObserver:
 
     def result(self) -> dict[str, torch.Tensor]:
         return self.acc.means()
+
+
+class PerSequenceObserver:
+    """One query per sequence attending to per-sequence targets and baseline sets (the natural-text probe).
+
+    Per batch (:meth:`start_batch`): ``query`` ``[B]``, the query position of each
+    sequence; ``targets`` ``[B, n_targets, P]``, key positions whose mean
+    attention is each target's (repeat a position to fill P); ``baseline``
+    ``[B, n_baseline]``, the sequence's baseline key positions. Sums per head
+    over sequences of the target means ``[L, H, n_targets]`` and of the baseline
+    mean ``[L, H]`` are stored under ``target_name`` and ``baseline_name``.
+    """
+
+    def __init__(self, n_layers: int, target_name: str, baseline_name: str) -> None:
+        self.acc = _Accumulator(n_layers)
+        self.names = (target_name, baseline_name)
+        self.batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def start_batch(self, query: torch.Tensor, targets: torch.Tensor, baseline: torch.Tensor) -> None:
+        self.batch = (query, targets, baseline)
+        self.acc.count += len(query)
+
+    def observe(self, layer: int, scores: ScoreRows) -> None:
+        query, targets, baseline = self.batch
+        row = scores.probs_per_sequence(query)  # [B, H, T]
+        heads = row.shape[1]
+
+        def mean_at(positions: torch.Tensor) -> torch.Tensor:  # [B, K] -> [B, H]
+            index = positions.to(row.device)[:, None, :].expand(-1, heads, -1)
+            return row.gather(-1, index).mean(-1)
+
+        flat = targets.flatten(1)  # [B, n_targets * P]
+        by_target = row.gather(-1, flat.to(row.device)[:, None, :].expand(-1, heads, -1))
+        by_target = by_target.view(*by_target.shape[:2], *targets.shape[1:]).mean(-1)  # [B, H, n_targets]
+        self.acc.add(self.names[0], layer, by_target.sum(0))
+        self.acc.add(self.names[1], layer, mean_at(baseline).sum(0))
+
+    def result(self) -> dict[str, torch.Tensor]:
+        return self.acc.means()

@@ -26,6 +26,50 @@ class InductionSettings(BatchSettings):
 
 
 @dataclass(frozen=True)
+class NaturalTextSettings:
+    """The natural-text induction probe (DESIGN.md 3, natural-text variant).
+
+    corpus: a folder or file of ``.txt`` / ``.jsonl`` / ``.parquet`` text (relative
+    to the workflow folder), or ``hf:<name or path>`` for a Hugging Face dataset;
+    tokenizer: the name of the batch, shared by every model that sets the same one.
+    """
+
+    corpus: str
+    tokenizer: str
+    text_field: str = "text"
+    split: str = "train"
+    n_examples: int = 2000
+    seq_len: int = 256
+    min_filler: int = 20
+    min_first_position: int = 0
+    min_token_id: int = 100
+    n_baseline: int = 50
+    baseline_seed: int = 0
+    max_draws: int = 200
+
+    def batch_dict(self) -> dict[str, Any]:
+        """The settings that determine the batch (everything but the tokenizer's name)."""
+        return {k: v for k, v in asdict(self).items() if k != "tokenizer"}
+
+
+@dataclass(frozen=True)
+class AblationSettings:
+    """Causal ablation of the induction circuit (DESIGN.md 3 item 2), run-wide.
+
+    random_draws: matched-random head sets drawn in sequence from one
+    ``RandomState(random_seed)``; max_single_heads: each circuit head is also
+    ablated alone when the circuit has at most this many heads.
+    """
+
+    random_draws: int = 5
+    random_seed: int = 123
+    max_single_heads: int = 8
+    batch_size: int = 16
+    #: score only the first n sequences of each probe (None: all of them)
+    n_sequences: int | None = None
+
+
+@dataclass(frozen=True)
 class ProbeSettings:
     """The probes of one run (DESIGN.md 3), from the resolved ``probes`` config."""
 
@@ -35,6 +79,7 @@ class ProbeSettings:
     induction: InductionSettings
     repeated: BatchSettings
     random: BatchSettings
+    natural_text: NaturalTextSettings | None = None
 
     @classmethod
     def from_dict(cls, probes: dict[str, Any]) -> ProbeSettings:
@@ -45,9 +90,12 @@ class ProbeSettings:
             induction=InductionSettings(**probes["induction"]),
             repeated=BatchSettings(**probes["repeated"]),
             random=BatchSettings(**probes["random"]),
+            natural_text=NaturalTextSettings(**probes["natural_text"]) if probes.get("natural_text") else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["token_range"] = list(self.token_range)
+        if self.natural_text is None:
+            del out["natural_text"]  # runs without natural text keep their settings (and caches) unchanged
         return out

@@ -44,6 +44,9 @@ class RevisionJob:
     first_token: dict[str, Any]
     probes: ProbeSettings
     device: str
+    #: ``AblationSettings`` fields and the circuit's selectivity cut (``ablation.circuit_cut``), when the run ablates
+    ablation: dict[str, Any] | None = None
+    circuit_selectivity: float | None = None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RevisionJob:
@@ -152,18 +155,32 @@ def check_job_size(job: RevisionJob, model_config: Mapping[str, Any] | None, dev
         sizing.check_fits(estimate.on_device(), free, where, f"the free memory of {device}")
 
 
+@dataclass(frozen=True)
+class ExtraMeasurements:
+    """Optional files of a measurement job: the natural-text batch it reads and what it writes."""
+
+    natural_batch: Path | None = None
+    natural_scores: Path | None = None
+    ablation: Path | None = None
+
+
 def measure_heads(
     snapshot_dir: Path,
     job: RevisionJob,
     stats_path: Path,
     scores_path: Path,
     progress: bool = True,
+    *,
     mem_mb: int | None = None,
+    extra: ExtraMeasurements = ExtraMeasurements(),
 ) -> None:
     """Load one revision, run the probes and write its head cache (statistics + scores).
 
     ``mem_mb``: the job's memory limit (Snakemake's ``mem_mb``), checked against
     the estimate of :mod:`circuitsweep.sizing` before the model is loaded.
+    With ``probes.natural_text`` it also measures the natural-text probe (batch
+    ``extra.natural_batch``, scores to ``extra.natural_scores``); with
+    ``job.ablation`` it ablates this revision's circuit (rows to ``extra.ablation``).
     """
     import torch
 
@@ -189,6 +206,9 @@ def measure_heads(
         torch.cuda.synchronize(device)
     forward_seconds = time.perf_counter() - started
     where = f"{job.model} {job.revision}"
+    natural = _natural_measurement(model, job, snapshot.path, extra, device) if job.probes.natural_text else None
+    if natural is not None:
+        stats.update(natural[1])
     check_finite(stats, where)
     # a model without an LM head (an encoder) has no in-context loss: recorded as None (null)
     first_half, second_half = loss_halves(stats) or (None, None)
@@ -217,8 +237,49 @@ def measure_heads(
         SCHEMA_KEY: CACHE_SCHEMA_VERSION,
     }
     scores = head_scores(stats)
+    ablation = None
+    if job.ablation is not None:
+        ablation = _ablation_measurement(model, job, scores, natural[0] if natural else None, token_id, device)
     write_stats(stats_path, stats, metadata)
     write_table(scores_path, scores, metadata)
+    if natural is not None:
+        from circuitsweep.heads.natural_text import natural_scores
+
+        write_table(extra.natural_scores, natural_scores(natural[1]), {**metadata, "natural_text": natural[2]})
+    if ablation is not None:
+        from circuitsweep.heads.ablation import ablation_frame
+
+        identity = {name: metadata[name] for name in ("model", "revision", "step", "tokens")}
+        ablation_metadata = {**metadata, "ablation": job.ablation, "circuit_selectivity": job.circuit_selectivity}
+        write_table(extra.ablation, ablation_frame(ablation, identity), ablation_metadata)
+
+
+def _natural_measurement(model: Any, job: RevisionJob, snapshot: Path, extra: ExtraMeasurements, device: Any) -> tuple:
+    """The natural batch, its statistics and a description of it, for one loaded revision."""
+    from circuitsweep.heads.natural_text import natural_statistics, read_natural_batch, tokenizer_fingerprint
+
+    if extra.natural_batch is None or extra.natural_scores is None:
+        raise DataError(f"{job.model} {job.revision}: probes.natural_text is set but no natural batch was given")
+    settings = job.probes.natural_text
+    batch = read_natural_batch(extra.natural_batch, settings, tokenizer_fingerprint(snapshot))
+    stats = natural_statistics(model, batch, job.probes.batch_size, device)
+    return batch, stats, {"batch": settings.tokenizer, **settings.batch_dict()}
+
+
+def _ablation_measurement(
+    model: Any, job: RevisionJob, scores: pl.DataFrame, natural: Any, first_token: int | None, device: Any
+) -> list[dict[str, Any]]:
+    """Ablation rows of one loaded revision on the synthetic probe (and the natural one when measured)."""
+    from circuitsweep.heads.ablation import AblationProbe, ablation_rows, synthetic_probe
+    from circuitsweep.heads.probe_settings import AblationSettings
+
+    if job.circuit_selectivity is None:
+        raise DataError(f"{job.model} {job.revision}: ablation settings lack circuit_selectivity")
+    probes = [synthetic_probe(job.probes, first_token)]
+    if natural is not None:
+        probes.append(AblationProbe("natural", natural.tokens, natural.query, natural.next_tokens()))
+    settings = AblationSettings(**job.ablation)
+    return ablation_rows(model, scores, job.circuit_selectivity, settings, probes, device)
 
 
 def _revision_row(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -247,6 +308,32 @@ def verify_head_cache(
         verify_metadata(stats_path, stats_metadata, {k: metadata.get(k) for k in _SHARED_IDENTITY})
 
 
+def _natural_classes(
+    model: str, natural_paths: Sequence[Path], thresholds: Thresholds
+) -> tuple[pl.DataFrame, dict[str, dict[str, Any]]]:
+    """Natural-text classes of every head (``NATURAL_HEAD_COLUMNS`` keyed by revision, layer, head) and counts."""
+    from circuitsweep.heads.ablation_tables import natural_counts
+
+    frames, counts = [], {}
+    for path in natural_paths:
+        scores, metadata = read_table(path)
+        if metadata.get("model") != model:
+            raise CacheError(f"{path} belongs to model {metadata.get('model')!r}, not {model!r}")
+        classified = head_classes(scores.with_columns(pl.lit(None, pl.Float64).alias("sink_alpha")), thresholds)
+        counts[metadata["revision"]] = natural_counts(classified)
+        frames.append(
+            classified.select(
+                pl.lit(metadata["revision"]).alias("revision"),
+                "layer",
+                "head",
+                pl.col("class").alias("natural_class"),
+                pl.col("sel_induction").alias("natural_sel_induction"),
+                pl.col("sel_first").alias("natural_sel_first"),
+            )
+        )
+    return pl.concat(frames), counts
+
+
 def classify_heads(
     model: str,
     score_paths: Sequence[Path],
@@ -256,12 +343,15 @@ def classify_heads(
     *,
     stats_paths: Sequence[Path] | None = None,
     expected: Sequence[Mapping[str, Any]] | None = None,
+    natural_paths: Sequence[Path] = (),
 ) -> None:
     """Classify every head of every revision of ``model`` from its cached scores alone.
 
     ``expected``: per score file (same order), the metadata the plan expects
     of it; ``stats_paths``: the matching statistics shards, verified complete
     and from the same job. A cache that does not match is a :class:`CacheError`.
+    With ``natural_paths`` (natural-text scores per revision) the heads gain
+    ``NATURAL_HEAD_COLUMNS`` and the revisions ``NATURAL_EMERGENCE_COLUMNS``.
     """
     if expected is not None and len(expected) != len(score_paths):
         raise CacheError(f"{model}: {len(score_paths)} score files but {len(expected)} planned revisions")
@@ -290,6 +380,13 @@ def classify_heads(
         rows.append(_revision_row(metadata))
     heads = pl.concat(frames).select(*C.KEY_COLUMNS, *C.HEAD_SCORE_COLUMNS).sort("tokens", "step", "layer", "head")
     classified = head_classes(heads, thresholds)
+    if natural_paths:
+        natural, counts = _natural_classes(model, natural_paths, thresholds)
+        missing = sorted({row["revision"] for row in rows} - set(counts))
+        if missing:
+            raise CacheError(f"model {model}: no natural-text scores for revisions {missing}")
+        classified = classified.join(natural, on=["revision", "layer", "head"], how="left", maintain_order="left")
+        rows = [{**row, **counts[row["revision"]]} for row in rows]
     run = {"model": model, "thresholds": json.loads(json.dumps(thresholds.__dict__))}
     write_table(heads_out, classified, run)
     losses = {name: pl.Float64 for name in ("loss_first_half", "loss_second_half", "in_context_loss_drop")}
@@ -306,6 +403,8 @@ class HeadTableOutputs:
     emergence_csv: Path
     milestones_csv: Path
     milestones_md: Path
+    ablation_parquet: Path | None = None
+    ablation_csv: Path | None = None
 
 
 def head_tables(
@@ -314,12 +413,19 @@ def head_tables(
     thresholds: Mapping[str, Thresholds],
     out: HeadTableOutputs,
     skip_duplicates: Collection[str] = (),
+    ablation_paths: Sequence[Path] = (),
+    causal_factor: float = 2.0,
 ) -> None:
     """Concatenate the models' classified heads and write heads, emergence and milestone tables.
 
     Models in ``skip_duplicates`` lose their duplicate revisions (``duplicate_of``
     set) from the emergence curves and milestones; the heads table keeps them.
+    Revisions with natural-text counts add ``NATURAL_EMERGENCE_COLUMNS`` to the
+    emergence table; ``ablation_paths`` (per-revision ablation rows) add the
+    ablation table, ``ABLATION_EMERGENCE_COLUMNS`` and ``CAUSAL_MILESTONE_COLUMNS``.
     """
+    from circuitsweep.heads.ablation_tables import ablation_summary, ablation_table, causal_milestones
+
     head_frames, revision_frames = [], []
     for heads_path, revisions_path in zip(heads_paths, revisions_paths, strict=True):
         frame, metadata = read_table(heads_path)
@@ -333,11 +439,25 @@ def head_tables(
         verify_metadata(revisions_path, revision_metadata, expected)
         head_frames.append(frame)
         revision_frames.append(revision_frame)
-    heads = pl.concat(head_frames, how="vertical")
+    heads = pl.concat(head_frames, how="diagonal_relaxed")
     revisions = pl.concat(revision_frames, how="diagonal_relaxed")
     curves = emergence_curves(heads, revisions)
+    natural = [name for name in C.NATURAL_EMERGENCE_COLUMNS if name in revisions.columns]
+    if natural:
+        curves = curves.join(
+            revisions.select("model", "revision", *natural), on=["model", "revision"], how="left", maintain_order="left"
+        )
+    ablation = ablation_table(ablation_paths) if ablation_paths else None
+    if ablation is not None:
+        curves = curves.join(ablation_summary(ablation), on=["model", "revision"], how="left", maintain_order="left")
     curves = curves.filter(~(pl.col("model").is_in(list(skip_duplicates)) & pl.col("duplicate_of").is_not_null()))
     table = milestones(curves, heads, thresholds)
+    if ablation is not None:
+        table = table.join(causal_milestones(curves, causal_factor), on="model", how="left", maintain_order="left")
+        if out.ablation_parquet is None or out.ablation_csv is None:
+            raise DataError("head_tables: ablation rows were given but no ablation table paths")
+        write_parquet(ablation, out.ablation_parquet)
+        write_csv(ablation, out.ablation_csv)
     write_parquet(heads, out.heads)
     write_parquet(curves, out.emergence_parquet)
     write_csv(curves, out.emergence_csv)

@@ -1,0 +1,234 @@
+"""Causal ablation of the induction circuit on a model whose induction head really copies."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+import torch
+from planted import FIRST_TOKEN, VOCAB, planted_model
+
+from circuitsweep.heads.ablation import (
+    ablated,
+    ablation_rows,
+    circuit_cut,
+    circuit_heads,
+    matched_random,
+    output_projections,
+    synthetic_probe,
+)
+from circuitsweep.heads.ablation_tables import ablation_summary, causal_milestones, is_causal
+from circuitsweep.heads.attention_hook import register
+from circuitsweep.heads.classify import Thresholds
+from circuitsweep.heads.measure import ProbeSettings, head_statistics
+from circuitsweep.heads.probe_settings import AblationSettings
+from circuitsweep.heads.scores import head_scores
+
+THRESHOLDS = Thresholds(
+    class_selectivity=30,
+    induction_circuit=50,
+    previous_circuit=100,
+    sink_alpha=0.3,
+    induction_onset_heads=3,
+    bos_fraction_milestone=0.5,
+    early_screen_recall=0.67,
+    phase_transition_share=0.5,
+)
+PROBES = ProbeSettings.from_dict(
+    {
+        "kind": "random_tokens",
+        "token_range": [2, VOCAB],
+        "batch_size": 16,
+        "induction": {
+            "n_sequences": 16,
+            "seq_len": 128,
+            "seed": 42,
+            "min_first_position": 20,
+            "n_baseline": 50,
+            "baseline_seed": 0,
+        },
+        "repeated": {"n_sequences": 8, "seq_len": 64, "seed": 1},
+        "random": {"n_sequences": 8, "seq_len": 64, "seed": 2},
+    }
+)
+COPY = 96  # residual dims 96..127 carry the token the induction head copies
+
+
+def copying_model() -> torch.nn.Module:
+    """The planted model with the induction head (layer 1 head 1) copying the attended token into the logits."""
+    model = planted_model(register())
+    head_dim = 64
+    with torch.no_grad():
+        attention = model.gpt_neox.layers[1].attention
+        value_rows = slice(1 * 3 * head_dim + 2 * head_dim, 1 * 3 * head_dim + 3 * head_dim)
+        attention.query_key_value.weight[value_rows][torch.arange(VOCAB), torch.arange(VOCAB)] = 1.0
+        attention.dense.weight[COPY + torch.arange(VOCAB), head_dim + torch.arange(VOCAB)] = 10.0
+        model.get_output_embeddings().weight[torch.arange(VOCAB), COPY + torch.arange(VOCAB)] = 20.0
+    return model
+
+
+@pytest.fixture(scope="module")
+def measured():
+    model = copying_model()
+    scores = head_scores(head_statistics(model, PROBES, FIRST_TOKEN, torch.device("cpu"), progress=False))
+    settings = AblationSettings(random_draws=3, random_seed=123, max_single_heads=4, batch_size=16)
+    probe = synthetic_probe(PROBES, FIRST_TOKEN)
+    rows = ablation_rows(model, scores, circuit_cut(THRESHOLDS), settings, [probe], torch.device("cpu"))
+    return model, scores, pl.DataFrame(rows)
+
+
+def test_output_projections_are_found_for_every_layer():
+    """GPT-NeoX's attention output projection (``dense``) is found for each layer."""
+    model = planted_model(register())
+    found = output_projections(model)
+    assert sorted(found) == [0, 1]
+    assert found[1] is model.gpt_neox.layers[1].attention.dense
+
+
+def test_zeroing_a_head_zeroes_only_its_slice():
+    """The pre-hook zeroes exactly the ablated head's input dims of the output projection, and only inside the block."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    torch.manual_seed(0)
+    config = GPTNeoXConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=16
+    )
+    model = GPTNeoXForCausalLM(config).eval()
+    seen = []
+    handle = model.gpt_neox.layers[1].attention.dense.register_forward_hook(  # sees the input after pre-hooks
+        lambda _m, args, _out: seen.append(args[0].clone())
+    )
+    tokens = torch.randint(2, VOCAB, (2, 16))
+    with torch.no_grad():
+        model(tokens)
+        with ablated(model, [(1, 2)]):
+            model(tokens)
+        model(tokens)
+    handle.remove()
+    plain, zeroed, after = (x.view(2, 16, 4, 8) for x in seen)
+    assert plain[:, :, 2].abs().sum() > 0
+    assert torch.all(zeroed[:, :, 2] == 0)
+    torch.testing.assert_close(zeroed[:, :, [0, 1, 3]], plain[:, :, [0, 1, 3]])
+    torch.testing.assert_close(after, plain)
+
+
+def test_ablating_the_induction_head_destroys_copying(measured):
+    """Unablated the model predicts B; ablating the circuit (L1H1) drops top-1 to chance, matched random do not."""
+    _, scores, rows = measured
+    assert circuit_heads(scores, circuit_cut(THRESHOLDS)) == [(1, 1)]
+    none = rows.filter(pl.col("condition") == "none").row(0, named=True)
+    circuit = rows.filter(pl.col("condition") == "circuit").row(0, named=True)
+    random = rows.filter(pl.col("condition") == "matched_random")
+    assert none["top1"] > 0.9
+    assert circuit["top1"] < 0.1 and circuit["heads"] == "L1H1"  # chance: logits of B no longer stand out
+    assert circuit["loss"] > none["loss"] + 1.0 and circuit["mean_logit"] < none["mean_logit"]
+    assert random.height == 3 and (random["top1"] > 0.9).all()
+    assert all(h.startswith("L1H") and h != "L1H1" for h in random["heads"].to_list())
+    single = rows.filter(pl.col("condition") == "single_head")
+    assert single["heads"].to_list() == ["L1H1"] and single["top1"].item() < 0.1
+
+
+def test_summary_and_causal_milestone(measured):
+    """The circuit's drop is about 1, matched random's 0, so this revision is the causal one."""
+    _, _, rows = measured
+    identity = {"model": "planted", "revision": "main", "step": 0, "tokens": 0}
+    table = rows.with_columns(*[pl.lit(v).alias(k) for k, v in identity.items()])
+    summary = ablation_summary(table)
+    assert summary["ablation_circuit_drop"].item() > 0.9
+    assert summary["ablation_random_drop"].item() == pytest.approx(0.0, abs=1e-9)
+    curves = summary.with_columns(pl.lit(0).alias("tokens"), pl.lit(0).alias("step"))
+    assert causal_milestones(curves, 2.0)["causal_revision"].item() == "main"
+
+
+def test_empty_circuit_is_recorded_not_raised(measured):
+    """With thresholds nothing passes, the rows say the circuit is empty and hold no metrics for it."""
+    model, scores, _ = measured
+    settings = AblationSettings(random_draws=2)
+    probe = synthetic_probe(PROBES, FIRST_TOKEN)
+    rows = pl.DataFrame(ablation_rows(model, scores, 1e12, settings, [probe], torch.device("cpu")))
+    assert rows["condition"].to_list() == ["none", "circuit"]
+    circuit = rows.row(1, named=True)
+    assert circuit["top1"] is None and circuit["circuit_size"] == 0 and "empty circuit" in circuit["note"]
+    summary = ablation_summary(rows.with_columns(pl.lit("m").alias("model"), pl.lit("r").alias("revision")))
+    assert summary["ablation_circuit_drop"].item() is None
+
+
+def test_circuit_filling_its_layer_leaves_no_control(measured):
+    """When the circuit is every head of its layers, the matched-random rows say so and carry no metrics,
+    and the revision gets no random drop (so it cannot be called causal)."""
+    model, scores, _ = measured
+    everything = scores.with_columns(
+        pl.when(pl.col("layer") == 1).then(1000.0).otherwise(pl.col("sel_induction")).alias("sel_induction")
+    )
+    settings = AblationSettings(random_draws=2, max_single_heads=0)
+    rows = pl.DataFrame(
+        ablation_rows(model, everything, 50, settings, [synthetic_probe(PROBES, FIRST_TOKEN)], torch.device("cpu"))
+    )
+    random = rows.filter(pl.col("condition") == "matched_random")
+    assert random.height == 2 and random["top1"].null_count() == 2 and "no control" in random["note"][0]
+    summary = ablation_summary(rows.with_columns(pl.lit("m").alias("model"), pl.lit("r").alias("revision")))
+    assert summary["ablation_random_drop"].item() is None and summary["ablation_circuit_drop"].item() > 0.5
+
+
+def test_matched_random_draws_follow_one_random_state():
+    """Draws keep the circuit's count per layer, avoid circuit heads and continue one RandomState(seed)."""
+    circuit = [(1, 0), (1, 3), (4, 2)]
+    draws = matched_random(circuit, n_heads=8, draws=4, seed=123)
+    assert len(draws) == 4
+    for draw in draws:
+        assert sorted(layer for layer, _ in draw) == [1, 1, 4]
+        assert not set(draw) & set(circuit)
+    assert matched_random(circuit, 8, 4, 123) == draws
+    assert len({tuple(d) for d in draws}) > 1
+
+
+def test_causal_rule_is_strict():
+    """Causal needs a positive drop strictly above factor x the random drop."""
+    assert is_causal(0.05, 0.0, 2.0)
+    assert not is_causal(0.04, 0.02, 2.0)
+    assert not is_causal(0.0, 0.0, 2.0)
+    assert not is_causal(None, 0.0, 2.0)
+    assert not is_causal(0.5, None, 2.0)  # no control, no claim
+
+
+def test_config_refuses_ablation_of_an_encoder_and_plans_it_for_decoders():
+    """ablation.enabled with a model without an LM head is a config error naming the key; decoders get
+    the ablation settings and the circuit's cut, max(induction_circuit, class_selectivity)."""
+    from test_workflow import REPO
+
+    from circuitsweep.config import load_config
+    from circuitsweep.errors import ConfigError
+    from circuitsweep.plan import plan_sweep
+
+    encoder = load_config(REPO / "config" / "minilm.yaml")
+    encoder["ablation"] = {"enabled": True}
+    with pytest.raises(ConfigError, match=r"ablation\.enabled: models\.minilm-l6 \(BertModel\) has no LM head"):
+        plan_sweep(encoder, REPO)
+    plan = plan_sweep(load_config(REPO / "config" / "config.yaml"), REPO)
+    settings = plan.measure_settings("toy-gptneox", plan.revisions["toy-gptneox"][0].name)
+    assert settings["ablation"]["random_seed"] == 123 and settings["circuit_selectivity"] == 12
+    without = load_config(REPO / "config" / "config.yaml")
+    without.pop("ablation")
+    plain = plan_sweep(without, REPO).measure_settings("toy-gptneox", plan.revisions["toy-gptneox"][0].name)
+    assert "ablation" not in plain and "circuit_selectivity" not in plain  # runs without ablation: no reruns
+
+
+def test_circuit_cut_is_the_larger_threshold():
+    """The circuit depends on max(induction_circuit, class_selectivity) only: a class threshold below the
+    circuit's does not move it (so changing it reruns no measurement)."""
+    assert circuit_cut(THRESHOLDS) == 50
+    assert circuit_cut(Thresholds(**{**THRESHOLDS.__dict__, "class_selectivity": 40})) == 50
+    assert circuit_cut(Thresholds(**{**THRESHOLDS.__dict__, "class_selectivity": 60})) == 60
+
+
+def test_scores_are_read_at_each_sequences_own_query(measured):
+    """Natural-text style probes score B at a per-sequence query k: tokens appended after k change nothing."""
+    from circuitsweep.heads.ablation import AblationProbe, score_targets
+
+    model, _, _ = measured
+    probe = synthetic_probe(PROBES, FIRST_TOKEN)
+    tail = torch.randint(2, VOCAB, (len(probe.tokens), 7))
+    longer = AblationProbe("natural", torch.cat([probe.tokens, tail], dim=1), probe.query, probe.target)
+    cpu = torch.device("cpu")
+    plain, padded = score_targets(model, probe, 16, cpu), score_targets(model, longer, 16, cpu)
+    assert plain == pytest.approx(padded, rel=1e-5, abs=1e-5)
+    assert plain["top1"] > 0.9

@@ -1,0 +1,284 @@
+"""Causal ablation of the induction circuit (DESIGN.md 3 item 2), on an already loaded model.
+
+A head is ablated by zeroing its slice of the input to its layer's attention
+output projection (a forward pre-hook), so its output never reaches the
+residual stream. At each probe's query position (the last position of the
+synthetic probe, each example's k on natural text) the model is scored on B,
+the token that induction predicts: loss, top-1 and top-5 accuracy and the
+mean logit. Conditions: none; the circuit (class induction and induction
+selectivity >= ``induction_circuit``, from this revision's scores: :func:`circuit_cut`); matched
+random heads (same layers, same count per layer, from the non-circuit heads,
+``random_draws`` draws from one ``RandomState(random_seed)``); and each
+circuit head alone when the circuit has at most ``max_single_heads`` heads.
+An empty circuit is recorded as such (a ``circuit`` row with no metrics), as
+is a draw left empty because the circuit fills its layers (no control).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from circuitsweep import contracts as C
+from circuitsweep.errors import DataError
+from circuitsweep.heads.classify import Thresholds, head_classes
+from circuitsweep.heads.probe_settings import AblationSettings
+
+#: Names of the attention output projection across decoder classes (GPT-NeoX ``dense``;
+#: Llama, OLMo, OLMoE, Qwen, Gemma ``o_proj``; GPT-2 ``c_proj``; others ``out_proj``/``wo``).
+OUTPUT_PROJECTION_NAMES: tuple[str, ...] = ("o_proj", "dense", "out_proj", "c_proj", "wo")
+
+Head = tuple[int, int]
+
+
+def output_projections(model: nn.Module) -> dict[int, nn.Module]:
+    """Each layer's attention output projection, by layer index.
+
+    Found generically: an attention module (a module with an integer
+    ``layer_idx`` whose class name contains "Attention") with a child named in
+    :data:`OUTPUT_PROJECTION_NAMES`. Every layer must have exactly one.
+    """
+    found: dict[int, nn.Module] = {}
+    for module in model.modules():
+        layer = getattr(module, "layer_idx", None)
+        if not isinstance(layer, int) or "Attention" not in type(module).__name__:
+            continue
+        children = dict(module.named_children())
+        names = [name for name in OUTPUT_PROJECTION_NAMES if name in children]
+        if len(names) != 1 or layer in found:
+            raise DataError(
+                f"{type(module).__name__} of layer {layer}: cannot tell its output projection "
+                f"(children {sorted(children)}); ablation supports {', '.join(OUTPUT_PROJECTION_NAMES)}"
+            )
+        found[layer] = children[names[0]]
+    n_layers = model.config.num_hidden_layers
+    if sorted(found) != list(range(n_layers)):
+        raise DataError(
+            f"{type(model).__name__}: attention output projections found for layers {sorted(found)}, "
+            f"expected 0..{n_layers - 1}; ablation cannot place its hooks"
+        )
+    return found
+
+
+def _zero_heads_hook(heads: Sequence[int], n_heads: int):  # noqa: ANN202 - a torch hook
+    def hook(_module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        x = args[0]
+        if x.shape[-1] % n_heads:
+            raise DataError(f"output projection input width {x.shape[-1]} is not a multiple of {n_heads} heads")
+        x = x.clone()
+        x.view(*x.shape[:-1], n_heads, x.shape[-1] // n_heads)[..., list(heads), :] = 0
+        return (x, *args[1:])
+
+    return hook
+
+
+@contextlib.contextmanager
+def ablated(model: nn.Module, heads: Sequence[Head]) -> Iterator[None]:
+    """Zero the given (layer, head) outputs inside the block."""
+    projections = output_projections(model)
+    n_heads = model.config.num_attention_heads
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        by_layer.setdefault(layer, []).append(head)
+    handles = [
+        projections[layer].register_forward_pre_hook(_zero_heads_hook(sorted(hs), n_heads))
+        for layer, hs in sorted(by_layer.items())
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@dataclass(frozen=True)
+class AblationProbe:
+    """What one probe is scored on: tokens ``[N, T]``, query positions and target tokens (B) ``[N]``."""
+
+    name: str
+    tokens: torch.Tensor
+    query: torch.Tensor
+    target: torch.Tensor
+
+
+def score_targets(model: nn.Module, probe: AblationProbe, batch_size: int, device: torch.device) -> dict[str, float]:
+    """Loss (nats), top-1, top-5 accuracy and mean logit of each query's target token, averaged over sequences."""
+    head = model.get_output_embeddings()
+    if head is None:
+        raise DataError(f"{type(model).__name__} has no LM head; the ablation scores next-token predictions")
+    base = model.base_model
+    cap = getattr(model.config, "final_logit_softcapping", None)  # Gemma 2/3 squash their logits
+    sums = dict.fromkeys(("loss", "top1", "top5", "mean_logit"), 0.0)
+    with torch.inference_mode():
+        for start in range(0, len(probe.tokens), batch_size):
+            part = slice(start, start + batch_size)
+            hidden = base(input_ids=probe.tokens[part].to(device), use_cache=False).last_hidden_state
+            query = probe.query[part].to(device)
+            at = hidden.gather(1, query[:, None, None].expand(-1, 1, hidden.shape[-1]))[:, 0]
+            logits = F.linear(at.float(), head.weight.float(), None if head.bias is None else head.bias.float())
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
+            target = probe.target[part].to(device)
+            sums["loss"] += float(F.cross_entropy(logits, target, reduction="sum"))
+            top = logits.topk(min(5, logits.shape[-1]), dim=-1).indices
+            sums["top1"] += float((top[:, 0] == target).sum())
+            sums["top5"] += float((top == target[:, None]).any(-1).sum())
+            sums["mean_logit"] += float(logits.gather(1, target[:, None]).sum())
+    return {name: value / len(probe.tokens) for name, value in sums.items()}
+
+
+def circuit_cut(thresholds: Thresholds) -> float:
+    """The one number the circuit depends on: heads whose most selective target is induction, at or above it.
+
+    Class induction needs ``sel_induction >= class_selectivity`` and membership
+    ``>= induction_circuit``, so the circuit is the argmax-induction heads with
+    selectivity >= the larger of the two. A measurement job gets this number
+    alone, so changing a threshold that does not move it reruns no model.
+    """
+    return max(thresholds.induction_circuit, thresholds.class_selectivity)
+
+
+def circuit_heads(scores: pl.DataFrame, cut: float) -> list[Head]:
+    """The revision's induction circuit (layer, head), sorted: class induction at class threshold ``cut``.
+
+    Classes come from :func:`head_classes` (its target order breaks ties).
+    """
+    from circuitsweep.config import study_defaults
+
+    values = {**study_defaults("thresholds"), "class_selectivity": cut, "induction_circuit": cut}
+    frame = scores
+    if "sink_alpha" not in frame.columns:  # natural-text scores have no sink column; classes do not need it
+        frame = frame.with_columns(pl.lit(None, pl.Float64).alias("sink_alpha"))
+    classified = head_classes(frame, Thresholds.from_dict(values))
+    members = classified.filter((pl.col("class") == C.INDUCTION_CLASS) & (pl.col("sel_induction") >= cut))
+    members = members.sort("layer", "head")
+    return list(zip(members["layer"].to_list(), members["head"].to_list(), strict=True))
+
+
+def matched_random(circuit: Sequence[Head], n_heads: int, draws: int, seed: int) -> list[list[Head]]:
+    """``draws`` head sets with the circuit's count per layer, from each layer's non-circuit heads.
+
+    One ``RandomState(seed)`` serves every draw in turn, layers in ascending
+    order within a draw. A layer with fewer non-circuit heads than circuit
+    heads gives all it has (the draw is then smaller than the circuit).
+    """
+    rng = np.random.RandomState(seed)
+    per_layer: dict[int, list[int]] = {}
+    for layer, head in circuit:
+        per_layer.setdefault(layer, []).append(head)
+    out = []
+    for _ in range(draws):
+        chosen: list[Head] = []
+        for layer in sorted(per_layer):
+            eligible = [h for h in range(n_heads) if h not in per_layer[layer]]
+            size = min(len(per_layer[layer]), len(eligible))
+            chosen += [(layer, int(h)) for h in sorted(rng.choice(eligible, size=size, replace=False))]
+        out.append(chosen)
+    return out
+
+
+def _label(heads: Sequence[Head]) -> str:
+    return ",".join(f"L{layer}H{head}" for layer, head in heads)
+
+
+def ablation_rows(
+    model: nn.Module,
+    scores: pl.DataFrame,
+    cut: float,
+    settings: AblationSettings,
+    probes: Sequence[AblationProbe],
+    device: torch.device,
+) -> list[dict[str, Any]]:
+    """Every condition on every probe: rows with the measurement columns of ``ABLATION_COLUMNS``.
+
+    ``scores``: this revision's per-head scores; ``cut``: :func:`circuit_cut` of the run's thresholds.
+    """
+    circuit = circuit_heads(scores, cut)
+    conditions: list[tuple[str, int | None, list[Head], str | None]] = [("none", None, [], None)]
+    if not circuit:
+        note = f"empty circuit: no head's most selective target is induction at selectivity >= {cut}"
+        conditions.append(("circuit", None, [], note))
+    else:
+        conditions.append(("circuit", None, circuit, None))
+        n_heads = model.config.num_attention_heads
+        for draw, heads in enumerate(matched_random(circuit, n_heads, settings.random_draws, settings.random_seed)):
+            note = None
+            if not heads:
+                note = "no control: the circuit fills its layers, no non-circuit head is left to draw"
+            elif len(heads) < len(circuit):
+                note = "fewer non-circuit heads than circuit heads in some layer: a smaller draw"
+            conditions.append(("matched_random", draw, heads, note))
+        if len(circuit) <= settings.max_single_heads:
+            conditions += [("single_head", None, [head], None) for head in circuit]
+    rows = []
+    for probe in probes:
+        if settings.n_sequences is not None:
+            keep = slice(0, settings.n_sequences)
+            probe = AblationProbe(probe.name, probe.tokens[keep], probe.query[keep], probe.target[keep])
+        for condition, draw, heads, note in conditions:
+            empty = condition in ("circuit", "matched_random") and not heads
+            metrics = dict.fromkeys(("loss", "top1", "top5", "mean_logit"))
+            if not empty:
+                with ablated(model, heads):
+                    metrics = score_targets(model, probe, settings.batch_size, device)
+            rows.append(
+                {
+                    "probe": probe.name,
+                    "condition": condition,
+                    "draw": draw,
+                    "heads": _label(heads),
+                    "n_ablated": len(heads),
+                    "circuit_size": len(circuit),
+                    "n_sequences": len(probe.tokens),
+                    **metrics,
+                    "note": note,
+                }
+            )
+    return rows
+
+
+def ablation_frame(rows: Sequence[dict[str, Any]], identity: dict[str, Any]) -> pl.DataFrame:
+    """Rows of one revision with its identity (model, revision, step, tokens), in ``ABLATION_COLUMNS`` order."""
+    schema = {
+        "model": pl.String,
+        "revision": pl.String,
+        "step": pl.Int64,
+        "tokens": pl.Int64,
+        "probe": pl.String,
+        "condition": pl.String,
+        "draw": pl.Int64,
+        "heads": pl.String,
+        "n_ablated": pl.Int64,
+        "circuit_size": pl.Int64,
+        "n_sequences": pl.Int64,
+        "loss": pl.Float64,
+        "top1": pl.Float64,
+        "top5": pl.Float64,
+        "mean_logit": pl.Float64,
+        "note": pl.String,
+    }
+    return pl.DataFrame([{**identity, **row} for row in rows], schema=schema).select(C.ABLATION_COLUMNS)
+
+
+def synthetic_probe(probes: Any, first_token: int | None) -> AblationProbe:
+    """The run's synthetic induction probe, scored at its last position (the second A) on B = ``tokens[p + 1]``.
+
+    probes: the run's ``ProbeSettings``.
+    """
+    from circuitsweep.heads.probes import induction_probe
+
+    ind = probes.induction
+    probe = induction_probe(
+        ind.n_sequences, ind.seq_len, probes.token_range, ind.seed, ind.min_first_position, first_token
+    )
+    query = torch.full((len(probe.tokens),), probe.last, dtype=torch.int64)
+    target = probe.tokens.gather(1, (probe.first_a + 1)[:, None])[:, 0]
+    return AblationProbe("synthetic", probe.tokens, query, target)
