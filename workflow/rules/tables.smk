@@ -22,6 +22,9 @@ rule head_tables:
     params:
         thresholds=as_json({model: PLAN.thresholds(model) for model in MODELS}),
         skip_duplicates=[model for model in MODELS if PLAN.models[model].duplicates == "skip"],
+    resources:
+        mem_mb=small_resource("head_tables", "mem_mb"),
+        runtime=small_resource("head_tables", "runtime"),
     conda:
         ENV
     log:
@@ -46,6 +49,9 @@ rule sweep_overhead:
             category="Tables",
         ),
         markdown=PATHS.overhead_table("md"),
+    resources:
+        mem_mb=small_resource("sweep_overhead", "mem_mb"),
+        runtime=small_resource("sweep_overhead", "runtime"),
     conda:
         ENV
     log:
