@@ -18,9 +18,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import yaml
 from slurm_cluster import (
-    GPU_RESOURCES,
     REPO_ROOT,
     SLURM_PROFILE,
     WORKFLOW_SNAKEFILE,
