@@ -347,7 +347,7 @@ def run_snakemake(
 WORKFLOW_SNAKEFILE = REPO_ROOT / "Snakefile"
 
 # A toy sweep of the real workflow small enough for a 2-core test node: one toy model,
-# three revisions, short probes (about 40-60 s locally).
+# three revisions, short probes, no primitives (about 40-60 s locally).
 TOY_SWEEP_CONFIG = """\
 probes:
   token_range: [2, 64]
@@ -364,6 +364,7 @@ models:
     tokens: {per_step: 4096}
     first_token: {policy: fixed, token_id: 1}
     toy: {schedule: [0, 10, 20], branch_format: "step{step}"}
+    primitives: {enabled: false}
 """
 
 

@@ -179,3 +179,10 @@ if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT":
         ),
         file=sys.stderr,
     )
+
+
+# A job group holds one GPU and runs its measurements one after another. Snakemake
+# passes the profile's `resources: gpu` only to its main process, so the Snakemake
+# running a group inside its SLURM job (and the one srun starts there) sets it again.
+if not workflow.is_main_process and "gpu" not in workflow.global_resources:
+    workflow.register_resource("gpu", 1)
