@@ -44,10 +44,10 @@ def test_blocks_stay_within_a_model_and_at_most_half_the_bound():
 
 def test_submission_count_of_a_full_scale_sweep():
     # 1,844 revisions (full.yaml with the complete OLMo manifest) in blocks of 12
+    sizes = {"pythia": 154, "olmo": 1446, "olmoe": 244}
     slots = S.fetch_order(
-        {"pythia": [str(i) for i in range(154)], "olmo": [str(i) for i in range(1446)], "olmoe": [str(i) for i in range(244)]},
-        snapshots_on_disk=24, revisions_per_job=12,
-    )  # fmt: skip
+        {model: [str(i) for i in range(n)] for model, n in sizes.items()}, snapshots_on_disk=24, revisions_per_job=12
+    )
     counts = S.cluster_submissions(S.blocks(slots), models=3, toy_models=0, primitive_models=3, downloads="local")
     assert counts["groups"] == 13 + 121 + 21
     assert counts["total"] == counts["groups"] + 6 + 5 and counts["total"] * 8 <= counts["revisions"]
