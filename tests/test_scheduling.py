@@ -29,10 +29,10 @@ def test_blocks_stay_within_a_model_and_at_most_half_the_bound():
     assert S.block_size(24, 12) == 12 and S.block_size(16, 12) == 8 and S.block_size(1, 8) == 1
     slots = S.fetch_order({"a": [f"r{i}" for i in range(5)], "b": ["s0"]}, snapshots_on_disk=4, revisions_per_job=8)
     assert S.blocks(slots) == {
-        "a.0": [("a", "r0"), ("a", "r1")],
-        "a.1": [("a", "r2"), ("a", "r3")],
-        "a.2": [("a", "r4")],
-        "b.0": [("b", "s0")],
+        "a.r0": [("a", "r0"), ("a", "r1")],
+        "a.r2": [("a", "r2"), ("a", "r3")],
+        "a.r4": [("a", "r4")],
+        "b.s0": [("b", "s0")],
     }
     # no block holds a revision whose fetch waits for another revision of the same block
     for pairs in S.blocks(slots).values():

@@ -175,6 +175,7 @@ def test_adding_a_revision_runs_only_its_jobs_and_the_aggregates(tmp_path):
         "measure_heads": 1,
         "measure_primitives": 1,
         "score_primitives": 1,
+        "revision_block": 1,
         "classify_heads": 1,
         "head_tables": 1,
         "primitive_tables": 1,

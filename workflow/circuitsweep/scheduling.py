@@ -43,14 +43,15 @@ def block_size(snapshots_on_disk: int, revisions_per_job: int) -> int:
 def fetch_order(revisions: dict[str, list[str]], snapshots_on_disk: int, revisions_per_job: int) -> dict:
     """(model, revision) -> Slot, for ``revisions`` (model -> revision names in order).
 
-    Blocks never span two models; their names are ``<model>.<index>``.
+    Blocks never span two models; a block is named ``<model>.<its first revision>``,
+    so that with one revision per block, adding a revision renames no other block.
     """
     size = block_size(snapshots_on_disk, revisions_per_job)
     slots: dict[tuple[str, str], Slot] = {}
     position = 0
     for model, names in revisions.items():
         for index, name in enumerate(names):
-            slots[(model, name)] = Slot(position=position, block=f"{model}.{index // size}")
+            slots[(model, name)] = Slot(position=position, block=f"{model}.{names[index - index % size]}")
             position += 1
     return slots
 
