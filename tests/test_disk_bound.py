@@ -26,9 +26,9 @@ snapshots_on_disk: 2
 probes:
   token_range: [2, 64]
   batch_size: 8
-  induction: {n_sequences: 8, seq_len: 32}
-  repeated: {n_sequences: 8, seq_len: 32}
-  random: {n_sequences: 8, seq_len: 32}
+  induction: {n_sequences: 8, seq_len: 64}
+  repeated: {n_sequences: 8, seq_len: 64}
+  random: {n_sequences: 8, seq_len: 64}
 models:
   toy-gptneox:
     architecture: GPTNeoXForCausalLM
