@@ -368,10 +368,12 @@ models:
 """
 
 
-def write_toy_config(path: Path) -> Path:
+def write_toy_config(path: Path, primitives: bool = False) -> Path:
+    """TOY_SWEEP_CONFIG at ``path``; ``primitives``: with the primitives stage (every rule runs)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(TOY_SWEEP_CONFIG)
+    text = TOY_SWEEP_CONFIG if not primitives else TOY_SWEEP_CONFIG.replace("    primitives: {enabled: false}\n", "")
+    path.write_text(text)
     return path
 
 

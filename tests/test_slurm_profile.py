@@ -44,7 +44,7 @@ GROUPED_RULES = ("measure_heads", "measure_primitives", "score_primitives", "rev
 
 @pytest.fixture(scope="module")
 def toy_config(tmp_path_factory) -> Path:
-    return write_toy_config(tmp_path_factory.mktemp("config") / "toy.yaml")
+    return write_toy_config(tmp_path_factory.mktemp("config") / "toy.yaml", primitives=True)
 
 
 @pytest.fixture(scope="module")
