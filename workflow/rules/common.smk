@@ -139,9 +139,17 @@ def revision_caches(model, revision):
 
 
 def fetch_waits_for(wildcards):
-    """The caches of the revision snapshots_on_disk places earlier: the disk bound."""
+    """The caches of the revision snapshots_on_disk places earlier: the disk bound.
+
+    ancient(): an order, not data; newer caches there must not refetch anything.
+    """
     earlier = S.fetch_after(SLOTS, wildcards.model, wildcards.revision, SNAPSHOTS_ON_DISK)
-    return revision_caches(*earlier) if earlier else []
+    return [ancient(path) for path in revision_caches(*earlier)] if earlier else []
+
+
+def fetch_gate(model, revision):
+    """Written once the revision snapshots_on_disk places earlier is measured (rule fetch_gate)."""
+    return PATHS.root / "gates" / model / f"{revision}.json"
 
 
 def block_marker(block):
