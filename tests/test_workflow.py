@@ -176,7 +176,6 @@ def test_adding_a_revision_runs_only_its_jobs_and_the_aggregates(tmp_path):
         "measure_primitives": 1,
         "score_primitives": 1,
         "revision_block": 1,
-        "fetch_gate": 2,  # step10's, and step20's: it now waits for step0 (neither loads a model)
         "classify_heads": 1,
         "head_tables": 1,
         "primitive_tables": 1,

@@ -45,7 +45,6 @@ SMALL_JOBS: dict[str, tuple[int, int]] = {
     "primitive_tables": (4000, 30),
     "plot_primitive_gap": (2000, 15),
     "revision_block": (1000, 5),
-    "fetch_gate": (1000, 5),
     "fetch_snapshot": (4000, 120),
     "train_toy_model": (8000, 120),
 }

@@ -85,8 +85,7 @@ def blocks(slots: dict) -> dict[str, list[tuple[str, str]]]:
 
 
 def write_block_record(block: str, files: list[Path], output: Path, log: Path | None = None) -> None:
-    """Record that every cache of ``block`` (a job block, or a revision's fetch gate) exists:
-    JSON {block, files: {path: bytes}}, atomically.
+    """Record that every cache of ``block`` exists: JSON {block, files: {path: bytes}}, atomically.
 
     ``log``: where to write one line saying so (the rule's log).
     """

@@ -139,17 +139,9 @@ def revision_caches(model, revision):
 
 
 def fetch_waits_for(wildcards):
-    """The caches of the revision snapshots_on_disk places earlier: the disk bound.
-
-    ancient(): an order, not data; newer caches there must not refetch anything.
-    """
+    """The caches of the revision snapshots_on_disk places earlier: the disk bound."""
     earlier = S.fetch_after(SLOTS, wildcards.model, wildcards.revision, SNAPSHOTS_ON_DISK)
-    return [ancient(path) for path in revision_caches(*earlier)] if earlier else []
-
-
-def fetch_gate(model, revision):
-    """Written once the revision snapshots_on_disk places earlier is measured (rule fetch_gate)."""
-    return PATHS.root / "gates" / model / f"{revision}.json"
+    return revision_caches(*earlier) if earlier else []
 
 
 def block_marker(block):
