@@ -162,7 +162,7 @@ def test_changing_a_threshold_reruns_no_model(toy_run, tmp_path):
 
 
 def test_adding_a_revision_runs_only_its_jobs_and_the_aggregates(tmp_path):
-    """A revision added to the config is fetched and measured, with the one after it (disk bound); nothing is retrained."""
+    """A revision added to the config is measured, with the next one (disk bound); nothing is retrained."""
     workdir = tmp_path / "work"
     first = write_config(tmp_path / "first.yaml", SMALL_CONFIG)
     snakemake(workdir, first, "--cores", "2")
