@@ -20,16 +20,25 @@ include: "workflow/rules/heads.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/primitives.smk"
+include: "workflow/rules/blocks.smk"
 
 
 report: "workflow/report/workflow.rst"
 
 
-# Downloads run in the Snakemake process itself: on a cluster that is the
-# login node, which has the internet access compute nodes often lack.
-localrules:
-    all,
-    fetch_snapshot,
+# Downloads run in the Snakemake process itself (downloads: local, the default):
+# on a cluster that is the login node, which has the internet access compute
+# nodes often lack. With downloads: job they are cluster jobs (a transfer partition).
+if config.get("downloads", "local") == "local":
+
+    localrules:
+        all,
+        fetch_snapshot,
+
+else:
+
+    localrules:
+        all,
 
 
 rule all:

@@ -21,9 +21,11 @@ saying how to get one.
 
 The tests use the real `profiles/slurm` profile, through a derived copy
 (`derive_profile`) that only adapts it to the test cluster: GPU requests are
-dropped when the node has no GPU, threads and memory are capped at the node's
-size, and job state is polled with squeue (the test cluster has no accounting
-database, so sacct cannot work).
+dropped when the node has no GPU, threads are capped at the node's size,
+measurements run with `device: auto` (the test cluster's GPUs are fakes: torch
+sees none and uses the CPU), and job state is polled with squeue (the test
+cluster has no accounting database, so sacct cannot work). The job sizes come
+from the rules themselves (circuitsweep.resources), like on a real cluster.
 
 For the real workflow: `write_toy_config` writes a one-model toy sweep small enough
 for a 2-core node, `workflow_rules` says which rules the Snakefile has and which of
@@ -58,6 +60,8 @@ START_ENV = "CIRCUITSWEEP_START_SLURM"
 USABLE_STATES = ("idle", "mix", "mixed")
 # resources that ask SLURM for GPUs (see snakemake_executor_plugin_slurm.utils.set_gres_string)
 GPU_RESOURCES = ("gpu", "gres", "gpu_model", "cpus_per_gpu", "tasks_per_gpu")
+# the rules that load a model and ask for a GPU
+GPU_RULES = ("measure_heads", "measure_primitives")
 # resources naming things of a real cluster that the test cluster does not have
 SITE_RESOURCES = ("slurm_partition", "slurm_account", "constraint", "qos", "clusters", "cluster", "slurm_cluster")
 
@@ -72,7 +76,8 @@ class SlurmCluster:
     partition: str  # the partition the node is usable in (the default one if it is in several)
     cpus: int
     mem_mb: int
-    gpus: int  # GPUs SLURM schedules on the node (0 on the test cluster unless faked)
+    gpus: int  # GPUs SLURM schedules on the node (.ci/slurm/setup.sh fakes one)
+    gpu_partition: str | None = None  # another partition of the node, when the node has GPUs
 
 
 def _run(cmd: list[str], timeout: float = 15) -> subprocess.CompletedProcess[str]:
@@ -112,12 +117,15 @@ def probe() -> SlurmCluster:
     # prefer the default partition (marked '*')
     usable.sort(key=lambda r: not r[1].endswith("*"))
     node, partition, _state, cpus, mem, gres = usable[0]
+    gpus = _gpu_count(gres)
+    others = [r[1].rstrip("*") for r in usable if r[0] == node and r[1] != partition]
     return SlurmCluster(
         node=node,
         partition=partition.rstrip("*"),
         cpus=int(cpus.rstrip("+")),
         mem_mb=int(mem.rstrip("+")),
-        gpus=_gpu_count(gres),
+        gpus=gpus,
+        gpu_partition=(sorted(others, key=lambda name: name != "gpu")[0] if others and gpus else None),
     )
 
 
@@ -127,7 +135,12 @@ def start_cluster(timeout: float = 900) -> str:
     if os.geteuid() != 0:
         if shutil.which("sudo") is None:
             raise SlurmUnavailable(f"{SETUP_SCRIPT} needs root and sudo is not installed")
-        cmd = ["sudo", "-n", "--preserve-env=CIRCUITSWEEP_SLURM_FAKE_GPUS,CIRCUITSWEEP_SLURM_PARTITION", *cmd]
+        cmd = [
+            "sudo",
+            "-n",
+            "--preserve-env=CIRCUITSWEEP_SLURM_FAKE_GPUS,CIRCUITSWEEP_SLURM_PARTITION,CIRCUITSWEEP_SLURM_GPU_PARTITION",
+            *cmd,
+        ]
     started = time.monotonic()
     try:
         res = _run(cmd, timeout=timeout)
@@ -210,6 +223,11 @@ def adapt_profile(
             res["gpu"] = min(res["gpu"], cluster.gpus)
         if isinstance(res.get("mem_mb"), int):
             res["mem_mb"] = min(res["mem_mb"], mem_cap)
+    if cluster.gpus == 0:  # the rules ask for gpu=1 on their own: ask for none
+        for rule in GPU_RULES:
+            out.setdefault("set-resources", {}).setdefault(rule, {})["gpu"] = 0
+    # fake GPUs: torch sees none, so `device: cuda` would (rightly) fail at once
+    out["config"] = {**(out.get("config") or {}), "device": "auto"}
     for rule, threads in (out.get("set-threads") or {}).items():
         if isinstance(threads, int):
             out["set-threads"][rule] = min(threads, cluster.cpus)
@@ -329,7 +347,7 @@ def run_snakemake(
 WORKFLOW_SNAKEFILE = REPO_ROOT / "Snakefile"
 
 # A toy sweep of the real workflow small enough for a 2-core test node: one toy model,
-# three revisions, short probes (about 40-60 s locally).
+# three revisions, short probes, no primitives (about 40-60 s locally).
 TOY_SWEEP_CONFIG = """\
 probes:
   token_range: [2, 64]
@@ -346,13 +364,16 @@ models:
     tokens: {per_step: 4096}
     first_token: {policy: fixed, token_id: 1}
     toy: {schedule: [0, 10, 20], branch_format: "step{step}"}
+    primitives: {enabled: false}
 """
 
 
-def write_toy_config(path: Path) -> Path:
+def write_toy_config(path: Path, primitives: bool = False) -> Path:
+    """TOY_SWEEP_CONFIG at ``path``; ``primitives``: with the primitives stage (every rule runs)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(TOY_SWEEP_CONFIG)
+    text = TOY_SWEEP_CONFIG if not primitives else TOY_SWEEP_CONFIG.replace("    primitives: {enabled: false}\n", "")
+    path.write_text(text)
     return path
 
 

@@ -446,3 +446,27 @@ def test_refresh_manifest_skips_and_lists_non_checkpoint_branches(sources, tmp_p
     assert out.returncode == 0, out.stderr
     assert read_manifest(path).names() == ["step0-tokens0M", "step1-tokens4M"]
     assert "skipped 2 branches" in out.stdout and "'step5/evil'" in out.stdout and "'step7-tokensX'" in out.stdout
+
+
+def test_prefetch_fills_the_shared_cache_that_offline_jobs_read(server, tmp_path, monkeypatch) -> None:
+    """`circuitsweep prefetch` downloads the planned revisions; a fetch_snapshot with
+    HF_HUB_OFFLINE=1 and source.cache: shared then needs no request to the Hub."""
+    from circuitsweep.checkpoints.snapshots import fetch_snapshot
+    from circuitsweep.prefetch import prefetch
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "shared"))
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"models:\n  toy:\n    architecture: GPTNeoXForCausalLM\n"
+        f"    source: {{type: hub, repo_id: {REPO}, cache: shared, endpoint: '{server.endpoint}'}}\n"
+        "    revisions: [step0-tokens0M, step2-tokens8M]\n    tokens: {from_name: true}\n"
+        "    primitives: {enabled: false}\n"
+    )
+    assert prefetch(config, tmp_path) == 2
+    server.log.clear()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    source = {"type": "hub", "repo_id": REPO, "cache": "shared", "endpoint": server.endpoint}
+    snapshot = fetch_snapshot({"model": "toy", "revision": "step2-tokens8M", "source": source}, tmp_path / "snap")
+    assert snapshot.source == "local" and "model.safetensors" in snapshot.file_hashes
+    assert server.count() == 0

@@ -18,9 +18,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import yaml
 from slurm_cluster import (
-    GPU_RESOURCES,
     REPO_ROOT,
     SLURM_PROFILE,
     WORKFLOW_SNAKEFILE,
@@ -40,15 +38,15 @@ WORKSTATION_PROFILE = REPO_ROOT / "profiles" / "workstation" / "config.yaml"
 
 # the rules that load a model and need a GPU
 GPU_RULES = {"measure_heads", "measure_primitives"}
-# local rules the profile sizes anyway, for clusters where they are submitted
-SIZED_LOCAL_RULES = {"fetch_snapshot"}
+# the rules of the job group "revisions": one SLURM job per block of revisions
+GROUPED_RULES = ("measure_heads", "measure_primitives", "score_primitives", "revision_block")
 # rules that need a model's tokenizer: the toy suite has none, so its sweep never runs them
 TOKENIZER_RULES = {"natural_batch"}
 
 
 @pytest.fixture(scope="module")
 def toy_config(tmp_path_factory) -> Path:
-    return write_toy_config(tmp_path_factory.mktemp("config") / "toy.yaml")
+    return write_toy_config(tmp_path_factory.mktemp("config") / "toy.yaml", primitives=True)
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +75,20 @@ def test_slurm_profile_general_settings(slurm_profile):
     assert slurm_profile["printshellcmds"] is True
     assert isinstance(slurm_profile["jobs"], int) and slurm_profile["jobs"] >= 1
     assert isinstance(slurm_profile["latency-wait"], int) and slurm_profile["latency-wait"] >= 30
+    # a preempted job goes back into the queue instead of leaving Snakemake waiting
+    assert slurm_profile["slurm-requeue"] is True
+    # measurements fail at once without a GPU instead of computing on the CPU for hours
+    assert slurm_profile["config"]["device"] == "cuda"
+
+
+def test_slurm_profile_groups_with_one_gpu_per_group(slurm_profile):
+    # a job group holds one GPU and runs its measurements one after another; the scope
+    # `local` keeps that limit from capping the number of groups in flight
+    assert slurm_profile["resources"] == {"gpu": 1}
+    assert slurm_profile["set-resource-scopes"] == {"gpu": "local"}
+    config = slurm_profile["config"]
+    # two blocks fit the disk bound: one measured while the next downloads
+    assert config["snapshots_on_disk"] >= 2 * config["revisions_per_job"] >= 16
 
 
 def test_workflow_rules_are_known(rules):
@@ -86,42 +98,24 @@ def test_workflow_rules_are_known(rules):
     assert not GPU_RULES & rules.local, "a GPU rule must be submitted to the cluster"
 
 
-def test_slurm_profile_sizes_exactly_the_workflow_rules(slurm_profile, rules):
-    sized = set(slurm_profile["set-resources"])
-    # every rule that becomes a SLURM job is sized ...
-    assert rules.submitted <= sized, f"not sized in {SLURM_PROFILE}: {sorted(rules.submitted - sized)}"
-    # ... and nothing else: no stale names of renamed or removed rules
-    stale = sized - set(rules.names)
-    assert not stale, f"{SLURM_PROFILE} sizes rules the workflow does not have: {sorted(stale)}"
-    assert not (sized & rules.local) - SIZED_LOCAL_RULES, sorted(sized & rules.local)
-    assert set(slurm_profile.get("set-threads", {})) <= sized
-    for rule, res in slurm_profile["set-resources"].items():
-        assert isinstance(res.get("mem_mb"), int) and res["mem_mb"] > 0, rule
-        assert isinstance(res.get("runtime"), int) and res["runtime"] > 0, rule
-
-
-def test_slurm_profile_gpu_only_for_measurements(slurm_profile):
-    assert set(slurm_profile["set-resources"]) >= GPU_RULES
-    for rule, res in slurm_profile["set-resources"].items():
-        if rule in GPU_RULES:
-            # the plugin turns gpu: N into --gpus=N; gres would ask a second time
-            assert res.get("gpu") == 1, rule
-            assert "gres" not in res, rule
-        else:
-            assert not set(res) & set(GPU_RESOURCES), rule
-
-
-def test_slurm_profile_leaves_site_settings_to_the_user(slurm_profile):
-    # no default-resources: a user's --default-resources slurm_account=... (command line
-    # or global profile) would otherwise replace the whole key, or be ignored.
+def test_slurm_profile_leaves_sizes_to_the_rules_and_site_settings_to_the_user(slurm_profile):
+    # Sizes live in the rules: a profile's set-resources (or default-resources) would be
+    # replaced as a whole by a command-line --set-resources (--default-resources).
+    assert "set-resources" not in slurm_profile
     assert "default-resources" not in slurm_profile
-    for rule, res in slurm_profile["set-resources"].items():
-        assert not {"slurm_account", "slurm_partition", "constraint", "qos"} & set(res), rule
+    assert set(slurm_profile.get("set-threads", {})) <= {"train_toy_model", *GPU_RULES}
 
 
 def test_no_default_workflow_profile():
     # profiles/default/ would be applied whenever no --workflow-profile is given
     assert not (REPO_ROOT / "profiles" / "default").exists()
+
+
+def test_partition_template_sends_gpu_jobs_to_a_gpu_partition():
+    from snakemake_executor_plugin_slurm.partitions import read_partition_file
+
+    partitions = {p.name: p.limits for p in read_partition_file(REPO_ROOT / "profiles" / "slurm" / "partitions.yaml")}
+    assert partitions["gpu"].max_gpu > 0 and partitions["cpu"].max_gpu == 0
 
 
 # --- profiles/workstation ---------------------------------------------------------------
@@ -130,8 +124,9 @@ def test_no_default_workflow_profile():
 def test_workstation_profile(workstation_profile):
     assert workstation_profile.get("executor", "local") == "local"
     assert workstation_profile["cores"] == "all"
-    assert workstation_profile["resources"] == {"gpu": 1, "snapshot_slots": 2}
-    assert workstation_profile["set-resources"] == {rule: {"gpu": 1} for rule in GPU_RULES}
+    # one measurement on the GPU at a time; the rules ask for gpu=1 themselves
+    assert workstation_profile["resources"] == {"gpu": 1}
+    assert "set-resources" not in workstation_profile
 
 
 # --- the test-cluster adaptation (tests/slurm_cluster.py) -------------------------------
@@ -142,20 +137,18 @@ GPU_NODE = SlurmCluster(node="n", partition="debug", cpus=64, mem_mb=512000, gpu
 
 def test_adapted_profile_drops_gpus_and_fits_the_node(slurm_profile):
     adapted = adapt_profile(slurm_profile, NO_GPU_NODE)
-    for rule, res in adapted["set-resources"].items():
-        assert not set(res) & set(GPU_RESOURCES), rule
-        assert res["mem_mb"] <= NO_GPU_NODE.mem_mb, rule
-        assert res["runtime"] == slurm_profile["set-resources"][rule]["runtime"]
+    for rule in GPU_RULES:
+        assert adapted["set-resources"][rule] == {"gpu": 0}
     assert all(t <= NO_GPU_NODE.cpus for t in adapted["set-threads"].values())
     assert adapted["slurm-status-command"] == "squeue"
+    assert adapted["config"]["device"] == "auto"
     # the real profile is untouched
     assert load_profile(SLURM_PROFILE) == slurm_profile
 
 
 def test_adapted_profile_keeps_gpus_where_the_node_has_them(slurm_profile):
     adapted = adapt_profile(slurm_profile, GPU_NODE, extra={"jobs": 3, "keep-going": None})
-    for rule in GPU_RULES:
-        assert adapted["set-resources"][rule] == slurm_profile["set-resources"][rule]
+    assert "set-resources" not in adapted
     assert adapted["set-threads"] == slurm_profile["set-threads"]
     assert adapted["jobs"] == 3 and "keep-going" not in adapted
 
@@ -163,12 +156,12 @@ def test_adapted_profile_keeps_gpus_where_the_node_has_them(slurm_profile):
 # --- Snakemake applies the profiles to the real workflow (dry runs, no cluster needed) ---
 
 
-def _dry_run(tmp_path: Path, profile: Path, config: Path) -> dict[str, list[dict[str, str]]]:
-    """rule name -> per job of the dry run, its resources (and threads) as Snakemake prints them."""
+def _dry_run(tmp_path: Path, profile: Path, config: Path, *args: str) -> tuple[dict[str, list[dict[str, str]]], str]:
+    """(rule name -> per job of the dry run, its resources (and threads) as Snakemake prints them; the output)."""
     res = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--nocolor", "-s", str(WORKFLOW_SNAKEFILE),
          "-d", str(tmp_path / "w"), "--configfile", str(config), "--workflow-profile", str(profile),
-         "--cores", "8"],
+         "--cores", "8", *args],
         capture_output=True, text=True, timeout=300, check=False, env=snakemake_env(),
     )  # fmt: skip
     out = res.stdout + res.stderr
@@ -183,30 +176,56 @@ def _dry_run(tmp_path: Path, profile: Path, config: Path) -> dict[str, list[dict
         threads = re.search(r"^\s*threads: (\d+)", block, re.M)
         job["threads"] = threads.group(1) if threads else "1"
         found.setdefault(rule.group(1), []).append(job)
-    return found
+    return found, out
 
 
-def test_snakemake_applies_slurm_profile(tmp_path, slurm_profile, rules, toy_config):
-    found = _dry_run(tmp_path, SLURM_PROFILE.parent, toy_config)
+def _expected_sizes(config: Path, rule: str, attempt: int = 1, device: str = "cuda") -> dict[str, str]:
+    """What circuitsweep.resources asks for a toy job of ``rule`` (toy models only)."""
+    from circuitsweep.config import load_config, resolve_config
+    from circuitsweep.resources import measure_size, small_size
+
+    if rule not in GPU_RULES:
+        size = small_size(rule)
+    else:
+        raw = load_config(config)
+        name, model = next(iter(resolve_config(raw).items()))
+        size = measure_size(raw["models"][name], model.dtype, model.probes.to_dict(), device)
+    return {k: str(v) for k, v in size.scaled(attempt).as_resources().items()}
+
+
+def test_snakemake_applies_slurm_profile(tmp_path, rules, toy_config):
+    found, out = _dry_run(tmp_path, SLURM_PROFILE.parent, toy_config)
     # the toy sweep runs every rule of the workflow but those that need a tokenizer
     assert set(found) == set(rules.names) - TOKENIZER_RULES
-    assert {"train_toy_model", "measure_heads"} <= set(found)
     for rule, jobs in found.items():
-        sizes = slurm_profile["set-resources"].get(rule)
-        if sizes is None:
-            assert rule in rules.local, rule
+        if rule == "all":
             continue
-        threads = str(slurm_profile.get("set-threads", {}).get(rule, 1))
         for job in jobs:
-            assert job["mem_mb"] == str(sizes["mem_mb"]), (rule, job)
-            assert job["runtime"] == str(sizes["runtime"]), (rule, job)
+            # every job is sized by its rule, from the plan
+            assert {k: job.get(k) for k in ("mem_mb", "runtime", "gpu")} == {
+                "gpu": None,
+                **_expected_sizes(toy_config, rule),
+            }, (rule, job)
             assert ("gpu" in job) == (rule in GPU_RULES), (rule, job)
-            assert job.get("gpu", "1") == "1", (rule, job)
-            assert job["threads"] == threads, (rule, job)
+    # the dry run says how many cluster jobs the run submits
+    assert re.search(r"on a cluster this run submits \d+ jobs for 3 revisions", out), out[-3000:]
+
+
+def test_command_line_override_changes_one_key(tmp_path, toy_config):
+    # the README's way: a GPU partition for the rules of the measurement group
+    found, _ = _dry_run(
+        tmp_path, SLURM_PROFILE.parent, toy_config, "--set-resources",
+        *[f"{rule}:slurm_partition=gpu" for rule in GROUPED_RULES],
+    )  # fmt: skip
+    for job in found["measure_heads"]:
+        assert job["slurm_partition"] == "gpu"
+        assert job["gpu"] == "1" and job["mem_mb"] == _expected_sizes(toy_config, "measure_heads")["mem_mb"]
+    for job in found["classify_heads"]:
+        assert "slurm_partition" not in job and job["mem_mb"] == _expected_sizes(toy_config, "classify_heads")["mem_mb"]
 
 
 def test_snakemake_applies_workstation_profile(tmp_path, rules, toy_config):
-    found = _dry_run(tmp_path, WORKSTATION_PROFILE.parent, toy_config)
+    found, _ = _dry_run(tmp_path, WORKSTATION_PROFILE.parent, toy_config)
     assert set(found) == set(rules.names) - TOKENIZER_RULES
     for rule, jobs in found.items():
         for job in jobs:
@@ -215,14 +234,17 @@ def test_snakemake_applies_workstation_profile(tmp_path, rules, toy_config):
 
 # --- a real SLURM submission ------------------------------------------------------------
 
-# Two of the workflow's rule names, so that the real profile's sizes apply; every job
-# records where it ran. train_toy_model runs twice (in parallel with --jobs 2 when the
-# node has the CPUs).
+# Two of the workflow's rule names, sized as the workflow sizes them (from
+# circuitsweep.resources, times the attempt); every job records where it ran.
+# measure_heads asks for a GPU and fails on its first attempt, so SLURM sees it twice.
 SLURM_SNAKEFILE = """
 import json, os, socket
+from circuitsweep.resources import JobSize
+
+SIZE = JobSize(mem_mb=300, runtime=2, gpu=1)
 
 def record(path, rule):
-    keys = ("SLURM_JOB_ID", "SLURM_CPUS_PER_TASK", "CUDA_VISIBLE_DEVICES")
+    keys = ("SLURM_JOB_ID", "SLURM_JOB_PARTITION", "SLURM_CPUS_PER_TASK", "CUDA_VISIBLE_DEVICES")
     with open(path, "w") as fh:
         json.dump({"rule": rule, "host": socket.gethostname(), **{k: os.environ.get(k) for k in keys}}, fh)
 
@@ -233,13 +255,23 @@ rule all:
 rule train_toy_model:
     output: "trained/{seed}.json"
     threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 200 * attempt,
+        runtime=lambda wildcards, attempt: 3 * attempt,
     run:
         record(output[0], "train_toy_model")
 
 rule measure_heads:
     input: expand("trained/{seed}.json", seed=["a", "b"])
     output: "measured.json"
+    resources:
+        mem_mb=lambda wildcards, attempt: SIZE.scaled(attempt).mem_mb,
+        runtime=lambda wildcards, attempt: SIZE.scaled(attempt).runtime,
+        gpu=lambda wildcards, attempt: SIZE.scaled(attempt).gpu,
     run:
+        if not os.path.exists("failed-once"):
+            open("failed-once", "w").close()
+            raise RuntimeError("first attempt fails, as an OUT_OF_MEMORY job would")
         record(output[0], "measure_heads")
 """
 
@@ -251,36 +283,40 @@ def _job_info(job_id: str) -> dict[str, str]:
 
 
 @pytest.mark.slurm
-def test_toy_workflow_runs_as_slurm_jobs(tmp_path):
+def test_gpu_job_lands_on_gpu_partition_and_retries_larger(tmp_path):
     cluster = require_cluster()
+    if not (cluster.gpus and cluster.gpu_partition):
+        pytest.skip("the test cluster has no GPU partition (run .ci/slurm/setup.sh with its defaults)")
     snakefile = tmp_path / "Snakefile"
     snakefile.write_text(textwrap.dedent(SLURM_SNAKEFILE))
     profile_dir = derive_profile(tmp_path / "profile", cluster)
-    profile = yaml.safe_load((profile_dir / "config.yaml").read_text())
     workdir = tmp_path / "work"
 
-    run = run_snakemake(snakefile, workdir, profile_dir, jobs=2, timeout=600)
+    # the README's way: one key on the command line, every other size kept
+    run = run_snakemake(
+        snakefile, workdir, profile_dir, "--set-resources", f"measure_heads:slurm_partition={cluster.gpu_partition}",
+        jobs=2, timeout=600,
+    )  # fmt: skip
     assert run.returncode == 0, run.report()
 
     records = [json.loads(p.read_text()) for p in sorted(workdir.rglob("*.json"))]
     assert sorted(r["rule"] for r in records) == ["measure_heads", "train_toy_model", "train_toy_model"]
-    job_ids = [r["SLURM_JOB_ID"] for r in records]
-    assert all(j and j.isdigit() for j in job_ids), run.report()
-    assert len(set(job_ids)) == 3, "each Snakemake job must be its own SLURM job"
-
     for record in records:
         info = _job_info(record["SLURM_JOB_ID"])
-        sizes = profile["set-resources"][record["rule"]]
         assert info["JobState"] == "COMPLETED", info
-        assert info["Partition"] == cluster.partition
-        assert info["MinMemoryNode"] == f"{sizes['mem_mb']}M", info
-        assert info["TimeLimit"] == f"{sizes['runtime'] // 60:02d}:{sizes['runtime'] % 60:02d}:00", info
-        threads = profile.get("set-threads", {}).get(record["rule"], 1)
-        assert info["NumCPUs"] == str(threads), info
-        assert record["SLURM_CPUS_PER_TASK"] == str(threads)
-        wants_gpu = "gpu" in sizes
-        assert wants_gpu == (cluster.gpus > 0 and record["rule"] in GPU_RULES)
         asked_gpu = "gpu" in info.get("TresPerJob", "") + info.get("TresPerNode", "")
-        assert asked_gpu == wants_gpu, info
-        if wants_gpu:  # SLURM handed the job its (fake) GPU
-            assert record["CUDA_VISIBLE_DEVICES"], record
+        if record["rule"] == "measure_heads":
+            assert info["Partition"] == cluster.gpu_partition, info
+            assert asked_gpu and record["CUDA_VISIBLE_DEVICES"], (info, record)
+        else:
+            assert info["Partition"] == cluster.partition and not asked_gpu, info
+            assert info["MinMemoryNode"] == "200M" and info["TimeLimit"] == "00:03:00", info
+
+    # measure_heads ran twice: the retry asked for twice the memory and time
+    submitted = re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", run.stdout + run.stderr)
+    measure = [_job_info(slurm_id) for _jobid, slurm_id in submitted]
+    measure = [info for info in measure if info.get("Comment", "").startswith("rule_measure_heads")]
+    assert [(i["JobState"], i["MinMemoryNode"], i["TimeLimit"]) for i in measure] == [
+        ("FAILED", "300M", "00:02:00"),
+        ("COMPLETED", "600M", "00:04:00"),
+    ], run.report()

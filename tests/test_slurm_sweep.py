@@ -84,29 +84,38 @@ def _slurm_job(job_id: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in out.stdout.split() if "=" in item)
 
 
-def _one_job_per_cpu(cluster: SlurmCluster) -> dict:
-    """Profile extras that let the node run as many jobs at once as it has CPUs.
+# the rules of the job group "revisions" (one SLURM job per block of revisions)
+GROUPED_RULES = ("measure_heads", "measure_primitives", "score_primitives", "revision_block")
+
+
+def _test_cluster_extras(cluster: SlurmCluster) -> dict:
+    """Profile extras for the 2-core test node: one thread per job, the three revisions
+    in one job group, and that group on the GPU partition when the cluster has one.
 
     The toy jobs need a fraction of a CPU's work; what a SLURM job costs here is mostly
     fixed overhead (two Snakemake start-ups per job, sbatch, squeue polling that backs off
-    by 10 s per idle check). Jobs at 1 thread with a share of the memory overlap that
-    overhead; with the real sizes (4 threads, capped at the node's 2) they would run
-    one after another.
+    by 10 s per idle check). Jobs at 1 thread overlap that overhead.
     """
     profile = load_profile()
-    mem_mb = max(1000, int(cluster.mem_mb * 0.8) // max(1, cluster.cpus))
-    return {
+    extras: dict = {
         "set-threads": {rule: 1 for rule in profile.get("set-threads") or {}},
-        "set-resources": {
-            rule: {"mem_mb": min(res["mem_mb"], mem_mb)} for rule, res in profile["set-resources"].items()
-        },
+        "config": {"snapshots_on_disk": 6, "revisions_per_job": 3},
     }
+    if cluster.gpu_partition:
+        extras["set-resources"] = {rule: {"slurm_partition": cluster.gpu_partition} for rule in GROUPED_RULES}
+    return extras
+
+
+def _small_mem(rule: str) -> str:
+    from circuitsweep.resources import small_size
+
+    return f"{small_size(rule).mem_mb}M"
 
 
 def test_toy_sweep_through_slurm_matches_local_run(tmp_path):
     cluster = require_cluster()
     config = write_toy_config(tmp_path / "toy.yaml")
-    profile_dir = derive_profile(tmp_path / "profile", cluster, extra=_one_job_per_cpu(cluster))
+    profile_dir = derive_profile(tmp_path / "profile", cluster, extra=_test_cluster_extras(cluster))
     profile = yaml.safe_load((profile_dir / "config.yaml").read_text())
 
     # --- through SLURM ------------------------------------------------------------------
@@ -122,31 +131,37 @@ def test_toy_sweep_through_slurm_matches_local_run(tmp_path):
     assert slurm.returncode == 0, slurm.report()
 
     # ask SLURM about the jobs right away, well within MinJobAge
-    submissions = re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", slurm.stdout + slurm.stderr)
+    submissions = re.findall(r"Job (\S+) has been submitted with SLURM jobid (\d+)", slurm.stdout + slurm.stderr)
     slurm_jobs = {slurm_id: _slurm_job(slurm_id) for _jobid, slurm_id in submissions}
 
     submitted, local = _jobs_by_rule(slurm)
     stats = _job_stats(slurm)
-    assert sum(stats.values()) == len(submitted) + len(local), (stats, submitted, local, slurm.report())
-    assert set(submitted.values()) >= MUST_BE_SLURM_JOBS, slurm.report()
     assert "fetch_snapshot" in local.values() and "fetch_snapshot" not in submitted.values()
-    # every submitted rule is sized by the profile, not left to SLURM's defaults
-    unsized = set(submitted.values()) - set(profile["set-resources"])
-    assert not unsized, f"rules submitted without sizes in profiles/slurm: {sorted(unsized)}"
+    assert stats["measure_heads"] == 3, stats
 
-    # each submitted Snakemake job is a SLURM job of its rule, the last attempt COMPLETED
-    # (the profile allows retries: an earlier attempt may have failed)
-    last_attempt = {jobid: slurm_id for jobid, slurm_id in submissions}
-    assert set(last_attempt) == set(submitted), (submissions, submitted)
-    for jobid, slurm_id in last_attempt.items():
-        info = slurm_jobs[slurm_id]
-        rule = submitted[jobid]
-        assert info["JobState"] == "COMPLETED", (rule, info)
-        assert info["Partition"] == cluster.partition, info
-        assert re.fullmatch(rf"rule_{rule}(_wildcards_.*)?", info.get("Comment", "")), (rule, info)
-        assert info["MinMemoryNode"] == f"{profile['set-resources'][rule]['mem_mb']}M", (rule, info)
-    for rule in MUST_BE_SLURM_JOBS:
-        assert sum(r == rule for r in submitted.values()) == stats[rule], (rule, stats, submitted)
+    # the last attempt of each submission COMPLETED (the profile allows retries)
+    last_attempt = {jobid: slurm_jobs[slurm_id] for jobid, slurm_id in submissions}
+    assert all(info["JobState"] == "COMPLETED" for info in last_attempt.values()), last_attempt
+    by_kind: dict[str, list[dict[str, str]]] = {}
+    for info in last_attempt.values():
+        by_kind.setdefault(info.get("Comment", "").split("_wildcards_")[0], []).append(info)
+    # the three measurements went in ONE job group: train, group, classify, tables
+    assert {kind: len(jobs) for kind, jobs in by_kind.items()} == {
+        "rule_train_toy_model": 1,
+        "rule_revisions_measure_heads_revision_block": 1,  # the group "revisions" and its rules
+        "rule_classify_heads": 1,
+        "rule_head_tables": 1,
+    }, (by_kind, slurm.report())
+    (group,) = by_kind["rule_revisions_measure_heads_revision_block"]
+    if cluster.gpu_partition:
+        assert group["Partition"] == cluster.gpu_partition, group
+        # one GPU for the group: its measurements ran one after another
+        assert re.search(r"gpu[:=]1$", group.get("TresPerJob", "") + group.get("TresPerNode", "")), group
+    # the group's time is the sum of its jobs' (3 measurements, 10 min each, and the record)
+    assert group["TimeLimit"] == "00:35:00", group
+    for kind in ("classify_heads", "head_tables"):
+        (info,) = by_kind[f"rule_{kind}"]
+        assert info["Partition"] == cluster.partition and info["MinMemoryNode"] == _small_mem(kind), info
 
     # --- the same config with the local executor ---------------------------------------
     # the same thread counts as the SLURM jobs, so that both runs compute the same way

@@ -180,7 +180,7 @@ def test_changing_a_threshold_reruns_no_model(toy_run, tmp_path):
 
 
 def test_adding_a_revision_runs_only_its_jobs_and_the_aggregates(tmp_path):
-    """A revision added to the config is fetched and measured alone; nothing is retrained or remeasured."""
+    """A revision added to the config is measured, with the next one (disk bound); nothing is retrained."""
     workdir = tmp_path / "work"
     first = write_config(tmp_path / "first.yaml", SMALL_CONFIG)
     snakemake(workdir, first, "--cores", "2")
@@ -188,11 +188,15 @@ def test_adding_a_revision_runs_only_its_jobs_and_the_aggregates(tmp_path):
     grown = {**SMALL_CONFIG, "models": {"toy-gptneox": {**SMALL_CONFIG["models"]["toy-gptneox"]}}}
     grown["models"]["toy-gptneox"]["revisions"] = ["step0", "step10", "step20"]
     second = write_config(tmp_path / "second.yaml", grown)
+    # step10 is new; step20 is fetched and measured again: with snapshots_on_disk: 2 its
+    # fetch now waits for step0's caches (two places earlier), a changed input. Inserting
+    # a revision refetches at most snapshots_on_disk revisions after it; appending none.
     assert planned_jobs(workdir, second) == {
-        "fetch_snapshot": 1,
-        "measure_heads": 1,
-        "measure_primitives": 1,
-        "score_primitives": 1,
+        "fetch_snapshot": 2,
+        "measure_heads": 2,
+        "measure_primitives": 2,
+        "score_primitives": 2,
+        "revision_block": 2,
         "classify_heads": 1,
         "head_tables": 1,
         "primitive_tables": 1,

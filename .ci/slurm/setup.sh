@@ -16,17 +16,21 @@
 # which is reliable because MinJobAge below keeps finished jobs visible to squeue.
 #
 # Environment knobs:
-#   CIRCUITSWEEP_SLURM_PARTITION   partition name              (default: debug)
-#   CIRCUITSWEEP_SLURM_FAKE_GPUS   advertise N fake "gpu" GRES (no devices) on the
-#                                  node so that --gres=gpu:1/--gpus=1 jobs schedule
-#                                  (default: 0 = no GPUs, like the real test cluster)
+#   CIRCUITSWEEP_SLURM_PARTITION   the default (CPU) partition (default: debug)
+#   CIRCUITSWEEP_SLURM_GPU_PARTITION  a second partition on the same node, for GPU
+#                                  jobs (default: gpu; empty = none)
+#   CIRCUITSWEEP_SLURM_FAKE_GPUS   advertise N fake "gpu" GRES on the node (device
+#                                  files are symlinks to /dev/null) so that
+#                                  --gpus=N jobs schedule and get CUDA_VISIBLE_DEVICES
+#                                  (default: 1; 0 = no GPUs)
 #   CIRCUITSWEEP_SLURM_TIMEOUT     seconds to wait for the node to become idle and
 #                                  for the smoke jobs (default: 120)
 #   CIRCUITSWEEP_SLURM_SKIP_SMOKE  1 = skip the srun/sbatch smoke test
 set -euo pipefail
 
 PARTITION="${CIRCUITSWEEP_SLURM_PARTITION:-debug}"
-FAKE_GPUS="${CIRCUITSWEEP_SLURM_FAKE_GPUS:-0}"
+GPU_PARTITION="${CIRCUITSWEEP_SLURM_GPU_PARTITION-gpu}"
+FAKE_GPUS="${CIRCUITSWEEP_SLURM_FAKE_GPUS:-1}"
 TIMEOUT="${CIRCUITSWEEP_SLURM_TIMEOUT:-120}"
 SKIP_SMOKE="${CIRCUITSWEEP_SLURM_SKIP_SMOKE:-0}"
 
@@ -251,6 +255,9 @@ $gres_types
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$NCPUS RealMemory=$MEM_MB$gres_node State=UNKNOWN
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
+if [[ -n "$GPU_PARTITION" ]]; then
+    echo "PartitionName=$GPU_PARTITION Nodes=$NODE Default=NO MaxTime=INFINITE State=UP" >>"$new_conf"
+fi
 FAKE_GPU_DIR="$RUN_DIR/fake-gpus"
 if [[ "$FAKE_GPUS" -gt 0 ]]; then
     # slurmd only counts a GPU that has a device file (a character device): point
@@ -266,7 +273,7 @@ if ! cmp -s "$new_conf" "$CONF"; then
     [[ -e "$CONF" ]] && cp -f "$CONF" "$CONF.bak"
     install -m 0644 "$new_conf" "$CONF"
     conf_changed=1
-    log "wrote $CONF (node $NODE: $NCPUS CPUs, ${MEM_MB} MB, partition $PARTITION, fake GPUs $FAKE_GPUS)"
+    log "wrote $CONF (node $NODE: $NCPUS CPUs, ${MEM_MB} MB, partitions $PARTITION ${GPU_PARTITION:-}, fake GPUs $FAKE_GPUS)"
 fi
 if [[ "$FAKE_GPUS" -gt 0 ]]; then
     if ! cmp -s "$new_gres" "$GRES_CONF"; then

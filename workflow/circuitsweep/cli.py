@@ -185,6 +185,19 @@ def cmd_sweep_overhead(args: argparse.Namespace) -> None:
     write_markdown(table, Path(args.markdown), title="Sweep overhead: job wall time against forward-pass time")
 
 
+def cmd_drop_snapshot(args: argparse.Namespace) -> None:
+    from circuitsweep.scheduling import drop_snapshot
+
+    if drop_snapshot(Path(args.snapshot)):
+        print(f"measurement failed: deleted snapshot {args.snapshot}", file=sys.stderr)
+
+
+def cmd_prefetch(args: argparse.Namespace) -> None:
+    from circuitsweep.prefetch import prefetch
+
+    prefetch(Path(args.config), Path(args.root), models=args.models or None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="circuitsweep", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -293,6 +306,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--measure", nargs="+", required=True, help="measure_heads benchmark TSVs")
     p.add_argument("--csv", required=True)
     p.add_argument("--markdown", required=True)
+
+    p = add("drop-snapshot", cmd_drop_snapshot, "delete the snapshot of a failed measurement")
+    p.add_argument("snapshot")
+
+    p = add(
+        "prefetch",
+        cmd_prefetch,
+        "download every planned Hub revision of a config into the shared Hub cache (HF_HOME), for offline jobs",
+    )
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("--root", default=".", help="workflow folder that relative paths resolve against")
+    p.add_argument("--models", nargs="*", help="only these models (default: every Hub model)")
     return parser
 
 

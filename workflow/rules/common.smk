@@ -2,6 +2,7 @@
 # All logic lives in the circuitsweep package; this file only adapts it to rules.
 
 import json
+import sys
 import shlex
 from pathlib import Path
 
@@ -34,6 +35,7 @@ MODELS = list(PLAN.models)
 wildcard_constraints:
     model="|".join(MODELS),
     revision=SAFE_NAME_PATTERN,
+    block=r"[^/]+",
 
 
 def as_json(value):
@@ -158,3 +160,91 @@ def final_targets():
         PATHS.emergence_plot(),
         *[PATHS.heatmap_plot(model) for model in MODELS],
     ]
+
+
+# --- job sizes, the snapshot bound and job blocks (circuitsweep.resources, .scheduling) ---
+from circuitsweep import resources as R
+from circuitsweep import scheduling as S
+
+SNAPSHOTS_ON_DISK = int(config.get("snapshots_on_disk", 2))
+REVISIONS_PER_JOB = int(config.get("revisions_per_job", 8))
+SLOTS = S.fetch_order(
+    {model: revisions_of(model) for model in MODELS}, SNAPSHOTS_ON_DISK, REVISIONS_PER_JOB
+)
+BLOCKS = S.blocks(SLOTS)
+
+
+def measure_resource(key):
+    """One key of a measurement job's size (memory and runtime scale with the attempt)."""
+
+    def size(wildcards, attempt):
+        model = PLAN.models[wildcards.model]
+        estimate = R.measure_size(
+            config["models"][wildcards.model], model.dtype, model.probes.to_dict(), PLAN.device
+        )
+        return getattr(estimate.scaled(attempt), key)
+
+    return size
+
+
+def small_resource(rule, key):
+    """One key of a small job's size (see circuitsweep.resources.SMALL_JOBS)."""
+    return lambda wildcards, attempt: getattr(R.small_size(rule).scaled(attempt), key)
+
+
+def revision_caches(model, revision):
+    """Every cache made from one revision's snapshot: once they exist, the snapshot is gone."""
+    caches = [PATHS.head_stats(model, revision), PATHS.head_scores(model, revision)]
+    if model in PLAN.primitive_models() and revision in {r.name for r in PLAN.primitive_revisions(model)}:
+        caches.append(PATHS.primitive_stats(model, revision))
+    return caches
+
+
+def fetch_waits_for(wildcards):
+    """The caches of the revision snapshots_on_disk places earlier: the disk bound."""
+    earlier = S.fetch_after(SLOTS, wildcards.model, wildcards.revision, SNAPSHOTS_ON_DISK)
+    return revision_caches(*earlier) if earlier else []
+
+
+def block_marker(block):
+    return PATHS.root / "blocks" / f"{block}.json"
+
+
+def block_inputs(wildcards):
+    """Everything a block's group job makes: its revisions' caches and primitive tables."""
+    files = []
+    for model, revision in BLOCKS[wildcards.block]:
+        files += revision_caches(model, revision)
+        if PATHS.primitive_stats(model, revision) in files:
+            files += revision_table_files(model, revision)
+    return files
+
+
+def block_markers_of(wildcards):
+    return [block_marker(block) for block in BLOCKS if BLOCKS[block][0][0] == wildcards.model]
+
+
+# A dry run says what a cluster executor would submit (Snakemake's own dry run lists
+# jobs, not the job groups they are submitted in).
+if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT":
+    print(
+        S.describe_submissions(
+            S.cluster_submissions(
+                BLOCKS,
+                models=len(MODELS),
+                toy_models=len(toy_models()),
+                primitive_models=len(PLAN.primitive_models()),
+                downloads=config.get("downloads", "local"),
+            ),
+            SNAPSHOTS_ON_DISK,
+            S.block_size(SNAPSHOTS_ON_DISK, REVISIONS_PER_JOB),
+        ),
+        file=sys.stderr,
+    )
+
+
+# A job group holds one GPU and runs its measurements one after another. Snakemake
+# passes the profile's `resources: gpu` only to its main process, so the Snakemake
+# running a group inside its SLURM job (and the one srun starts there) sets it again.
+if not workflow.is_main_process and "gpu" not in workflow.global_resources:
+    workflow.register_resource("gpu", 1)

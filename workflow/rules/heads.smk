@@ -14,7 +14,11 @@ rule measure_heads:
         extra=measure_extra_args,
     threads: 1
     resources:
-        snapshot_slots=1,
+        mem_mb=measure_resource("mem_mb"),
+        runtime=measure_resource("runtime"),
+        gpu=measure_resource("gpu"),
+    group:
+        "revisions"
     priority: 10
     conda:
         ENV
@@ -24,8 +28,9 @@ rule measure_heads:
         PATHS.benchmark("measure_heads/{model}/{revision}")
     shell:
         "python -m circuitsweep measure-heads --settings {params.settings:q} --snapshot {input.snapshot:q}"
-        " --stats {output.stats:q} --scores {output.scores:q} --threads {threads} {params.extra}"
-        " > {log:q} 2>&1"
+        " --stats {output.stats:q} --scores {output.scores:q} --threads {threads} --mem-mb {resources.mem_mb}"
+        " {params.extra} > {log:q} 2>&1"
+        " || {{ python -m circuitsweep drop-snapshot {input.snapshot:q} >> {log:q} 2>&1; exit 1; }}"
 
 
 rule natural_batch:
@@ -35,6 +40,9 @@ rule natural_batch:
         PATHS.natural_batch("{batch}"),
     params:
         settings=lambda wildcards: as_json(PLAN.natural_batch_settings(wildcards.batch)),
+    resources:
+        mem_mb=small_resource("natural_batch", "mem_mb"),
+        runtime=small_resource("natural_batch", "runtime"),
     conda:
         ENV
     log:
@@ -49,6 +57,7 @@ rule classify_heads:
         scores=head_scores_of,
         stats=head_stats_of,
         natural=natural_scores_of,
+        blocks=block_markers_of,
     output:
         heads=PATHS.model_heads("{model}"),
         revisions=PATHS.model_revisions("{model}"),
@@ -57,6 +66,9 @@ rule classify_heads:
         expected=lambda wildcards: as_json(
             [PLAN.head_cache_expectation(wildcards.model, revision) for revision in revisions_of(wildcards.model)]
         ),
+    resources:
+        mem_mb=small_resource("classify_heads", "mem_mb"),
+        runtime=small_resource("classify_heads", "runtime"),
     conda:
         ENV
     log:

@@ -6,6 +6,9 @@ rule plot_emergence:
         PATHS.emergence_table("parquet"),
     output:
         report(PATHS.emergence_plot(), caption="../report/emergence.rst", category="Plots"),
+    resources:
+        mem_mb=small_resource("plot_emergence", "mem_mb"),
+        runtime=small_resource("plot_emergence", "runtime"),
     conda:
         ENV
     log:
@@ -24,6 +27,9 @@ rule plot_heatmap:
             category="Plots",
             subcategory="{model}",
         ),
+    resources:
+        mem_mb=small_resource("plot_heatmap", "mem_mb"),
+        runtime=small_resource("plot_heatmap", "runtime"),
     conda:
         ENV
     log:

@@ -12,7 +12,11 @@ rule measure_primitives:
         settings=lambda wildcards: as_json(PLAN.primitive_settings(wildcards.model, wildcards.revision)),
     threads: 1
     resources:
-        snapshot_slots=1,
+        mem_mb=measure_resource("mem_mb"),
+        runtime=measure_resource("runtime"),
+        gpu=measure_resource("gpu"),
+    group:
+        "revisions"
     priority: 10
     conda:
         ENV
@@ -23,6 +27,7 @@ rule measure_primitives:
     shell:
         "python -m circuitsweep measure-primitives --settings {params.settings:q} --snapshot {input.snapshot:q}"
         " --stimuli {input.stimuli:q} --output {output:q} --threads {threads} > {log:q} 2>&1"
+        " || {{ python -m circuitsweep drop-snapshot {input.snapshot:q} >> {log:q} 2>&1; exit 1; }}"
 
 
 rule score_primitives:
@@ -35,6 +40,11 @@ rule score_primitives:
         scoring=lambda wildcards: as_json(PLAN.primitive_scoring(wildcards.model)),
         folder=lambda wildcards: PATHS.primitive_revision_tables(wildcards.model, wildcards.revision),
         expected=lambda wildcards: as_json(PLAN.primitive_cache_expectation(wildcards.model, wildcards.revision)),
+    resources:
+        mem_mb=small_resource("score_primitives", "mem_mb"),
+        runtime=small_resource("score_primitives", "runtime"),
+    group:
+        "revisions"
     conda:
         ENV
     log:
@@ -52,6 +62,9 @@ rule primitive_tables:
     params:
         folders=lambda wildcards, input: sorted({str(Path(path).parent) for path in input}),
         tables=PATHS.primitive_table(""),
+    resources:
+        mem_mb=small_resource("primitive_tables", "mem_mb"),
+        runtime=small_resource("primitive_tables", "runtime"),
     conda:
         ENV
     log:
@@ -66,6 +79,9 @@ rule plot_primitive_gap:
         PATHS.primitive_table(K.GAPS_CSV),
     output:
         report(PATHS.primitive_gap_plot(), caption="../report/primitive_gap.rst", category="Plots"),
+    resources:
+        mem_mb=small_resource("plot_primitive_gap", "mem_mb"),
+        runtime=small_resource("plot_primitive_gap", "runtime"),
     conda:
         ENV
     log:

@@ -5,12 +5,14 @@
 rule fetch_snapshot:
     input:
         snapshot_sources,
+        fetch_waits_for,
     output:
         temp(directory(PATHS.snapshot("{model}", "{revision}"))),
     params:
         settings=lambda wildcards: as_json(PLAN.fetch_settings(wildcards.model, wildcards.revision)),
     resources:
-        snapshot_slots=1,
+        mem_mb=small_resource("fetch_snapshot", "mem_mb"),
+        runtime=small_resource("fetch_snapshot", "runtime"),
     conda:
         ENV
     log:

@@ -25,6 +25,9 @@ rule head_tables:
         thresholds=as_json({model: PLAN.thresholds(model) for model in MODELS}),
         extra=table_extra_args(),
         skip_duplicates=[model for model in MODELS if PLAN.models[model].duplicates == "skip"],
+    resources:
+        mem_mb=small_resource("head_tables", "mem_mb"),
+        runtime=small_resource("head_tables", "runtime"),
     conda:
         ENV
     log:
@@ -50,6 +53,9 @@ rule sweep_overhead:
             category="Tables",
         ),
         markdown=PATHS.overhead_table("md"),
+    resources:
+        mem_mb=small_resource("sweep_overhead", "mem_mb"),
+        runtime=small_resource("sweep_overhead", "runtime"),
     conda:
         ENV
     log:

@@ -8,6 +8,9 @@ rule train_toy_model:
         settings=lambda wildcards: as_json(PLAN.toy_settings(wildcards.model)),
         hub=PATHS.toy_hub(),
     threads: 1
+    resources:
+        mem_mb=small_resource("train_toy_model", "mem_mb"),
+        runtime=small_resource("train_toy_model", "runtime"),
     conda:
         ENV
     log:

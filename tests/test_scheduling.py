@@ -1,0 +1,99 @@
+"""Job sizes, the fetch order that bounds snapshots on disk, and job blocks (no Snakemake)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from circuitsweep import resources as R
+from circuitsweep import scheduling as S
+from circuitsweep.errors import CacheError, ConfigError
+
+STUDY_PROBES = {
+    "induction": {"n_sequences": 2000, "seq_len": 256},
+    "repeated": {"n_sequences": 200, "seq_len": 256},
+    "random": {"n_sequences": 200, "seq_len": 256},
+}
+
+
+def test_fetch_waits_for_the_revision_k_places_earlier_across_models():
+    slots = S.fetch_order({"a": ["r0", "r1", "r2"], "b": ["s0", "s1"]}, snapshots_on_disk=2, revisions_per_job=8)
+    assert [S.fetch_after(slots, m, r, 2) for m, r in S.in_order(slots)] == [
+        None, None, ("a", "r0"), ("a", "r1"), ("a", "r2"),
+    ]  # fmt: skip
+
+
+def test_blocks_stay_within_a_model_and_at_most_half_the_bound():
+    # a block must never wait for its own snapshots: k // 2 revisions at most
+    assert S.block_size(24, 12) == 12 and S.block_size(16, 12) == 8 and S.block_size(1, 8) == 1
+    slots = S.fetch_order({"a": [f"r{i}" for i in range(5)], "b": ["s0"]}, snapshots_on_disk=4, revisions_per_job=8)
+    assert S.blocks(slots) == {
+        "a.r0": [("a", "r0"), ("a", "r1")],
+        "a.r2": [("a", "r2"), ("a", "r3")],
+        "a.r4": [("a", "r4")],
+        "b.s0": [("b", "s0")],
+    }
+    # no block holds a revision whose fetch waits for another revision of the same block
+    for pairs in S.blocks(slots).values():
+        for model, revision in pairs:
+            assert S.fetch_after(slots, model, revision, 4) not in pairs
+    with pytest.raises(ValueError):
+        S.block_size(0, 1)
+
+
+def test_submission_count_of_a_full_scale_sweep():
+    # 1,844 revisions (full.yaml with the complete OLMo manifest) in blocks of 12
+    sizes = {"pythia": 154, "olmo": 1446, "olmoe": 244}
+    slots = S.fetch_order(
+        {model: [str(i) for i in range(n)] for model, n in sizes.items()}, snapshots_on_disk=24, revisions_per_job=12
+    )
+    counts = S.cluster_submissions(S.blocks(slots), models=3, toy_models=0, primitive_models=3, downloads="local")
+    assert counts["groups"] == 13 + 121 + 21
+    assert counts["total"] == counts["groups"] + 6 + 5 and counts["total"] * 8 <= counts["revisions"]
+    line = S.describe_submissions(counts, 24, 12)
+    assert f"submits {counts['total']} jobs for 1844 revisions" in line
+
+
+def test_block_record_and_dropping_a_snapshot(tmp_path):
+    cache = tmp_path / "heads.parquet"
+    cache.write_bytes(b"x" * 5)
+    S.write_block_record("m.0", [cache], tmp_path / "m.0.json", tmp_path / "log")
+    assert json.loads((tmp_path / "m.0.json").read_text()) == {"block": "m.0", "files": {str(cache): 5}}
+    with pytest.raises(CacheError, match="m.1: caches missing"):
+        S.write_block_record("m.1", [tmp_path / "absent"], tmp_path / "m.1.json")
+    snapshot = tmp_path / "snap"
+    (snapshot / "sub").mkdir(parents=True)
+    assert S.drop_snapshot(snapshot) and not snapshot.exists()
+    assert not S.drop_snapshot(snapshot)
+
+
+def test_measurement_sizes_follow_model_size_dtype_and_attempt():
+    pythia = R.measure_size({"parameters": 1_011_781_632}, "float32", STUDY_PROBES, "cuda")
+    olmoe = R.measure_size({"parameters": 6_919_161_856}, "float16", STUDY_PROBES, "cuda")
+    # host memory: fp32 copy + dtype copy of the weights, plus a base
+    assert 10_000 < pythia.mem_mb < 14_000 and 45_000 < olmoe.mem_mb < 60_000
+    assert pythia.gpu == olmoe.gpu == 1 and pythia.runtime < olmoe.runtime
+    # a retry asks for twice the memory and time, the same GPUs
+    assert olmoe.scaled(2) == R.JobSize(2 * olmoe.mem_mb, 2 * olmoe.runtime, 1)
+    # toy models: estimated from their shape, small; on the CPU no GPU
+    toy = R.measure_size({"source": {"type": "toy"}, "toy": {}}, "float32", STUDY_PROBES, "cpu")
+    assert toy.gpu == 0 and toy.mem_mb < 3000
+    # a Hub model without `parameters` is sized as the study's largest
+    assert R.measure_size({"source": {"type": "hub"}}, "float16", STUDY_PROBES, "cuda").mem_mb >= olmoe.mem_mb
+    assert R.small_size("classify_heads").as_resources() == {"mem_mb": 4000, "runtime": 30}
+
+
+def test_prefetch_refuses_models_that_would_not_read_the_shared_cache(tmp_path):
+    from circuitsweep.prefetch import prefetch
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "models:\n  m:\n    architecture: GPTNeoXForCausalLM\n"
+        "    source: {type: hub, repo_id: EleutherAI/pythia-1b}\n    revisions: [step0]\n"
+        "    tokens: {per_step: 2097152}\n    primitives: {enabled: false}\n"
+    )
+    with pytest.raises(ConfigError, match=r"models.m.source.cache must be 'shared'"):
+        prefetch(config, tmp_path)
+    with pytest.raises(ConfigError, match="no model named x"):
+        prefetch(config, tmp_path, models=["x"])

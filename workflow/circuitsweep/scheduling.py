@@ -1,0 +1,149 @@
+"""The order revisions are fetched in, the disk bound on snapshots, and the job blocks.
+
+Every swept (model, revision) gets a position in one global order (models in
+config order, revisions in training order). With a bound of ``k`` snapshots on
+disk, fetching position ``i`` waits for every cache of position ``i - k``: a
+snapshot is deleted as soon as its caches exist (``temp()``), so at any moment
+at most ``k`` snapshots exist, whatever the executor, the number of parallel
+jobs or the queue. A measurement that fails stops only its own lane (positions
+``i, i + k, i + 2k, ...``); the other ``k - 1`` lanes go on.
+
+On a cluster the measurement jobs of ``per_job`` consecutive positions of one
+model form one block, submitted as one job group. A block must never wait for
+one of its own snapshots, so its size is at most ``k // 2`` (half the bound:
+the next block downloads while this one measures), and at least 1.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from circuitsweep.atomic import atomic_write_text
+from circuitsweep.errors import CacheError
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One revision's place in the fetch order: its position and its block's name."""
+
+    position: int
+    block: str
+
+
+def block_size(snapshots_on_disk: int, revisions_per_job: int) -> int:
+    """Revisions per job block: ``revisions_per_job`` capped at half the snapshot bound (at least 1)."""
+    if snapshots_on_disk < 1 or revisions_per_job < 1:
+        raise ValueError("snapshots_on_disk and revisions_per_job must be at least 1")
+    return max(1, min(revisions_per_job, snapshots_on_disk // 2))
+
+
+def fetch_order(revisions: dict[str, list[str]], snapshots_on_disk: int, revisions_per_job: int) -> dict:
+    """(model, revision) -> Slot, for ``revisions`` (model -> revision names in order).
+
+    Blocks never span two models; a block is named ``<model>.<its first revision>``,
+    so that with one revision per block, adding a revision renames no other block.
+    """
+    size = block_size(snapshots_on_disk, revisions_per_job)
+    slots: dict[tuple[str, str], Slot] = {}
+    position = 0
+    for model, names in revisions.items():
+        for index, name in enumerate(names):
+            slots[(model, name)] = Slot(position=position, block=f"{model}.{names[index - index % size]}")
+            position += 1
+    return slots
+
+
+def fetch_after(slots: dict, model: str, revision: str, snapshots_on_disk: int) -> tuple[str, str] | None:
+    """The (model, revision) whose caches must exist before ``revision`` of ``model`` is fetched.
+
+    None for the first ``snapshots_on_disk`` positions.
+    """
+    target = slots[(model, revision)].position - snapshots_on_disk
+    return None if target < 0 else in_order(slots)[target]
+
+
+def in_order(slots: dict) -> list[tuple[str, str]]:
+    """The (model, revision) pairs by position (cached per ``slots`` mapping)."""
+    key = id(slots)
+    if _ORDER_CACHE.get(key, (None,))[0] is not slots:
+        _ORDER_CACHE[key] = (slots, sorted(slots, key=lambda pair: slots[pair].position))
+    return _ORDER_CACHE[key][1]
+
+
+_ORDER_CACHE: dict[int, tuple[dict, list[tuple[str, str]]]] = {}
+
+
+def blocks(slots: dict) -> dict[str, list[tuple[str, str]]]:
+    """Block name -> its (model, revision) pairs, in fetch order."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for key in in_order(slots):
+        out.setdefault(slots[key].block, []).append(key)
+    return out
+
+
+def write_block_record(block: str, files: list[Path], output: Path, log: Path | None = None) -> None:
+    """Record that every cache of ``block`` exists: JSON {block, files: {path: bytes}}, atomically.
+
+    ``log``: where to write one line saying so (the rule's log).
+    """
+    missing = [str(path) for path in files if not Path(path).exists()]
+    if missing:
+        raise CacheError(f"block {block}: caches missing: {', '.join(missing)}")
+    record = {"block": block, "files": {str(path): Path(path).stat().st_size for path in files}}
+    atomic_write_text(output, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    if log is not None:
+        atomic_write_text(log, f"block {block}: {len(files)} files recorded in {output}\n")
+
+
+def drop_snapshot(snapshot: Path) -> bool:
+    """Delete a snapshot folder whose measurement failed, so it does not hold disk; True if it existed.
+
+    Called only after a failed measurement: Snakemake keeps a ``temp()`` input of a
+    failed job, which would otherwise stay on disk until the workflow is rerun.
+    """
+    snapshot = Path(snapshot)
+    if not snapshot.exists():
+        return False
+    shutil.rmtree(snapshot)
+    return True
+
+
+def cluster_submissions(
+    blocks_by_name: dict[str, list[tuple[str, str]]],
+    models: int,
+    toy_models: int,
+    primitive_models: int,
+    downloads: str,
+) -> dict[str, int]:
+    """How many jobs a cluster executor submits for the default target, by kind.
+
+    ``groups``: one per block (its measurements and primitive scoring); per model:
+    classify_heads and plot_heatmap; toy models add train_toy_model; then the
+    final tables and plots; ``fetch``: the downloads when they are jobs
+    (``downloads: job``), else 0 (they run in the Snakemake process).
+    """
+    revisions = sum(len(pairs) for pairs in blocks_by_name.values())
+    counts = {
+        "groups": len(blocks_by_name),
+        "per_model": 2 * models + toy_models,
+        "final": 3 + (2 if primitive_models else 0),
+        "fetch": revisions if downloads == "job" else 0,
+    }
+    counts["total"] = sum(counts.values())
+    counts["revisions"] = revisions
+    return counts
+
+
+def describe_submissions(counts: dict[str, int], snapshots_on_disk: int, per_block: int) -> str:
+    """One line for a dry run: submissions, revisions per submission and the disk bound."""
+    ratio = counts["revisions"] / max(counts["total"], 1)
+    return (
+        f"circuitsweep: on a cluster this run submits {counts['total']} jobs for {counts['revisions']} revisions"
+        f" ({ratio:.1f} revisions per submission): {counts['groups']} measurement groups of up to {per_block}"
+        f" revisions, {counts['per_model'] + counts['final']} per-model and final jobs"
+        + (f", {counts['fetch']} downloads" if counts["fetch"] else "")
+        + f"; at most {snapshots_on_disk} snapshots on disk"
+    )
