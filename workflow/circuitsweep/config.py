@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from circuitsweep.architectures import check_at_planning
 from circuitsweep.errors import ConfigError
 from circuitsweep.heads.classify import Thresholds
 from circuitsweep.heads.probe_settings import ProbeSettings
@@ -170,6 +171,10 @@ def resolve_config(config: dict[str, Any]) -> dict[str, ModelSettings]:
     problems: list[str] = []
     for name, model in models.items():
         problems += _check_probes(name, model.probes, model.first_token)
+        try:
+            check_at_planning(model.architecture)
+        except ConfigError as error:
+            problems.append(f"models.{name}.architecture: {error}")
         source = model.source
         if source["type"] == "local" and "path" not in source:
             problems.append(f"models.{name}.source: a local source needs path (a folder in the Hub cache layout)")
