@@ -19,11 +19,14 @@ import jsonschema
 import yaml
 
 from circuitsweep.architectures import check_at_planning
+from circuitsweep.checkpoints.run_dir import pattern_regex
 from circuitsweep.errors import ConfigError
 from circuitsweep.heads.classify import Thresholds
 from circuitsweep.heads.probe_settings import ProbeSettings
 from circuitsweep.schema_errors import describe
 
+#: The checkpoint folder names of a run_dir source without a pattern: HF Trainer's.
+RUN_DIR_PATTERN = "checkpoint-{step}"
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 
@@ -140,6 +143,26 @@ def _check_probes(name: str, probes: ProbeSettings, first_token: dict[str, Any])
     return problems
 
 
+def _check_run_dir(name: str, source: dict[str, Any], tokens: dict[str, Any]) -> list[str]:
+    """What a ``run_dir`` source needs (path, a valid pattern, tokens per step) and no other source has."""
+    where = f"models.{name}.source"
+    if source["type"] != "run_dir":
+        problems = [f"{where}.pattern: only a run_dir source has a pattern"] if "pattern" in source else []
+        if "repo_id" not in source:
+            problems.append(f"{where}: repo_id is required for a {source['type']} source")
+        return problems
+    problems = []
+    if "path" not in source:
+        problems.append(f"{where}: a run_dir source needs path (the training run's output folder)")
+    try:
+        pattern_regex(source.get("pattern", RUN_DIR_PATTERN))
+    except ConfigError as error:
+        problems.append(f"models.{name}.{error}")
+    if "from_name" in tokens:
+        problems.append(f"models.{name}.tokens: a run_dir source needs per_step (folder names hold steps only)")
+    return problems
+
+
 def resolve_model(name: str, entry: dict[str, Any], config: dict[str, Any]) -> ModelSettings:
     """Merge study defaults, global settings and ``entry``'s overrides for one model."""
     probes = _deep_merge(_deep_merge(study_defaults("probes"), config.get("probes", {})), entry.get("probes", {}))
@@ -178,8 +201,11 @@ def resolve_config(config: dict[str, Any]) -> dict[str, ModelSettings]:
         source = model.source
         if source["type"] == "local" and "path" not in source:
             problems.append(f"models.{name}.source: a local source needs path (a folder in the Hub cache layout)")
-        if source["type"] != "local" and "path" in source:
-            problems.append(f"models.{name}.source.path: only a local source has a path")
+        if source["type"] not in ("local", "run_dir") and "path" in source:
+            problems.append(f"models.{name}.source.path: only a local or run_dir source has a path")
+        problems += _check_run_dir(name, source, model.tokens)
+        if source.get("gated") and source["type"] != "hub":
+            problems.append(f"models.{name}.source.gated: only a hub source can be gated")
         if source["type"] != "package" and not model.tokens:
             problems.append(f"models.{name}: tokens is required (per_step: N, or from_name: true)")
         if (source["type"] == "package") != ("package" in source):

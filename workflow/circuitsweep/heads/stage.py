@@ -42,6 +42,8 @@ class RevisionJob:
     first_token: dict[str, Any]
     probes: ProbeSettings
     device: str
+    #: The planned weights fingerprint of a run_dir checkpoint (None for other sources).
+    weights_sha256: str | None = None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RevisionJob:
@@ -137,6 +139,11 @@ def measure_heads(
     from circuitsweep.heads.scores import check_finite, head_scores, loss_halves
 
     snapshot = read_snapshot(snapshot_dir)
+    if job.weights_sha256 is not None and snapshot.fingerprint != job.weights_sha256:
+        raise SnapshotError(
+            f"{job.model} {job.revision}: the snapshot's weights (sha256 {str(snapshot.fingerprint)[:12]}) are not "
+            f"those planned ({job.weights_sha256[:12]}); run the workflow again"
+        )
     device = resolve_device(job.device)
     model = load_model(snapshot.path, job.architecture, job.dtype, device, register())
     token_id = first_token_id(job.first_token, model.config, snapshot.path)
