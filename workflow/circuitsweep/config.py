@@ -206,7 +206,8 @@ def resolve_config(config: dict[str, Any]) -> dict[str, ModelSettings]:
         problems += _check_run_dir(name, source, model.tokens)
         if source.get("gated") and source["type"] != "hub":
             problems.append(f"models.{name}.source.gated: only a hub source can be gated")
-        if source["type"] != "package" and not model.tokens:
+        released = source["type"] == "hub" and model.revisions == ["main"]
+        if source["type"] not in ("package",) and not released and not model.tokens:
             problems.append(f"models.{name}: tokens is required (per_step: N, or from_name: true)")
         if (source["type"] == "package") != ("package" in source):
             problems.append(f"models.{name}.source: the package key is required for, and only with, type package")

@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 #: The one revision of a package source: a released pretrained model whose
 #: step and training tokens are not published with it (recorded as 0).
 PACKAGE_REVISION = "main"
+#: A hub source swept at ``revisions: [main]`` only is a released model (step and tokens recorded as 0),
+#: e.g. the chat models of the primitive study; it needs neither a manifest nor a token count.
+RELEASED_REVISION = "main"
 
 
 def toy_branches(toy: dict[str, Any], tokens_per_step: int) -> list[str]:
@@ -67,6 +70,8 @@ def available_revisions(model: ModelSettings, root: Path) -> list[Revision]:
             )
     else:
         path = manifest_path(model, root)
+        if model.revisions == [RELEASED_REVISION] and not path.is_file():
+            return [Revision(RELEASED_REVISION, 0, 0)]
         if not path.is_file():
             if isinstance(model.revisions, list):
                 names = list(model.revisions)
