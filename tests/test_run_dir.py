@@ -145,22 +145,16 @@ def _planned_measurements(output: str) -> list[str]:
 
 @pytest.mark.slow
 def test_a_new_checkpoint_folder_is_the_only_one_measured(tmp_path):
-    """After a sweep of a run, saving one more checkpoint and rerunning measures only it; an overwritten
-    checkpoint is measured again."""
+    """The README's example config sweeps the demo run; after the sweep, saving one more checkpoint and
+    rerunning measures only it; an overwritten checkpoint is measured again."""
     from circuitsweep.toy.demo_run import save_demo_run
 
     run = tmp_path / "run"
     save_demo_run(run, [0, 2, 4])
     later = run / "checkpoint-4"
     shutil.move(later, tmp_path / "checkpoint-4")
-    config = _config(run)
-    config["probes"] = {
-        "token_range": [2, 64],
-        "batch_size": 16,
-        "induction": {"n_sequences": 16, "seq_len": 48, "n_baseline": 10},
-        "repeated": {"n_sequences": 8, "seq_len": 32},
-        "random": {"n_sequences": 8, "seq_len": 16},
-    }
+    config = yaml.safe_load((REPO / "config" / "examples" / "run-dir.yaml").read_text())  # the README's example
+    config["models"]["my-run"]["source"]["path"] = str(run)
     config_file = tmp_path / "run.yaml"
     config_file.write_text(yaml.safe_dump(config))
     workdir = tmp_path / "work"
