@@ -132,3 +132,20 @@ def test_architecture_names_checked_at_planning_without_torch():
         architectures.check_at_planning("LlamaForCausalLm")
     with pytest.raises(ConfigError, match="BertForMaskedLM is neither a causal LM nor a bare base model"):
         architectures.check_at_planning("BertForMaskedLM")
+
+
+def test_a_statistic_never_observed_is_an_error_not_a_missing_key():
+    """An observer that saw no layer, or statistics that lack one, fail with a message naming the statistic."""
+    from circuitsweep import contracts as C
+    from circuitsweep.errors import DataError
+    from circuitsweep.heads.observers import SinkObserver
+
+    observer = SinkObserver(n_layers=2)
+    observer.start_batch(4)
+    with pytest.raises(DataError, match=r"statistic random\.first_attention was never observed in layers \[0, 1\]"):
+        observer.result()
+    model = tiny_decoder("LlamaForCausalLM", register(), seed=3)
+    stats = head_statistics(model, PROBES, FIRST_TOKEN, CPU, progress=False)
+    del stats[C.STAT_PREFIX_MATCHING]
+    with pytest.raises(DataError, match=r"statistics \['repeated\.prefix_matching'\] were never observed"):
+        head_scores(stats)
