@@ -149,3 +149,19 @@ def test_a_statistic_never_observed_is_an_error_not_a_missing_key():
     del stats[C.STAT_PREFIX_MATCHING]
     with pytest.raises(DataError, match=r"statistics \['repeated\.prefix_matching'\] were never observed"):
         head_scores(stats)
+
+
+def test_a_toy_source_must_name_a_class_the_toy_suite_trains():
+    """Any decoder class loads from a checkpoint, but the toy trainer builds three: others are refused at planning."""
+    from pathlib import Path
+
+    from circuitsweep.config import load_config
+    from circuitsweep.plan import plan_sweep
+
+    root = Path(__file__).resolve().parents[1]
+    config = load_config(root / "config" / "config.yaml")
+    name = next(iter(config["models"]))
+    config["models"][name]["architecture"] = "LlamaForCausalLM"
+    expected = rf"models\.{name}\.architecture: the toy suite trains only GPTNeoXForCausalLM"
+    with pytest.raises(ConfigError, match=expected):
+        plan_sweep(config, root)

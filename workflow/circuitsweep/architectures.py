@@ -28,6 +28,8 @@ from circuitsweep.errors import ConfigError, UnsupportedModelError
 
 CAUSAL_LM = "causal_lm"
 BASE_MODEL = "base_model"
+#: The classes the toy suite trains (source type toy).
+TOY_ARCHITECTURES: tuple[str, ...] = ("GPTNeoXForCausalLM", "OlmoForCausalLM", "OlmoeForCausalLM")
 #: Mapping name -> kind of model it lists.
 MAPPINGS: dict[str, str] = {"MODEL_FOR_CAUSAL_LM_MAPPING_NAMES": CAUSAL_LM, "MODEL_MAPPING_NAMES": BASE_MODEL}
 

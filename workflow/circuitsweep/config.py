@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from circuitsweep.architectures import check_at_planning
+from circuitsweep.architectures import TOY_ARCHITECTURES, check_at_planning
 from circuitsweep.checkpoints.run_dir import pattern_regex
 from circuitsweep.errors import ConfigError
 from circuitsweep.heads.classify import Thresholds
@@ -198,6 +198,11 @@ def resolve_config(config: dict[str, Any]) -> dict[str, ModelSettings]:
             check_at_planning(model.architecture)
         except ConfigError as error:
             problems.append(f"models.{name}.architecture: {error}")
+        if model.source["type"] == "toy" and model.architecture not in TOY_ARCHITECTURES:
+            problems.append(
+                f"models.{name}.architecture: the toy suite trains only {', '.join(TOY_ARCHITECTURES)}, "
+                f"not {model.architecture}"
+            )
         source = model.source
         if source["type"] == "local" and "path" not in source:
             problems.append(f"models.{name}.source: a local source needs path (a folder in the Hub cache layout)")

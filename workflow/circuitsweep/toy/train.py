@@ -31,10 +31,11 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from circuitsweep.architectures import TOY_ARCHITECTURES
 from circuitsweep.checkpoints import local_hub
 from circuitsweep.toy.data import synthetic_batch
 
-ARCHITECTURES = ("GPTNeoXForCausalLM", "OlmoForCausalLM", "OlmoeForCausalLM")
+ARCHITECTURES = TOY_ARCHITECTURES
 
 #: Per-architecture overrides of the ToySpec defaults, tuned so that induction
 #: heads form mid-schedule within about 100-120 CPU seconds on one thread.
