@@ -462,9 +462,13 @@ def forward_flops(model, probes) -> float:
     2 d V per position of the repeated batch for the LM head. The induction
     and random passes stop right after the last layer's attention inputs (ours
     needs nothing after them), so there the last layer counts only its query,
-    key and value projections and no attention product. The observers' own
-    probability rows are not counted.
+    key and value projections and no attention product. The verification pass
+    (one full forward of ``VERIFY_TOKENS`` tokens, whose logits at every
+    position the model's LM head and the loss head both compute) is counted
+    too. The observers' own probability rows are not counted.
     """
+    from circuitsweep.heads.verify import VERIFY_TOKENS
+
     cfg = model.config
     d, V, L = cfg.hidden_size, cfg.vocab_size, cfg.num_hidden_layers
     linear = linear_weights(model)
@@ -482,6 +486,7 @@ def forward_flops(model, probes) -> float:
         tokens = b.n_sequences * b.seq_len
         total += 2 * weights * tokens + 4 * b.seq_len**2 * d * layers * b.n_sequences
     total += 2 * d * V * probes.repeated.n_sequences * (probes.repeated.seq_len - 1)
+    total += 2 * full * VERIFY_TOKENS + 4 * VERIFY_TOKENS**2 * d * L + 2 * (2 * d * V * VERIFY_TOKENS)
     return total
 
 

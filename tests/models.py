@@ -1,4 +1,4 @@
-"""Tiny random-initialised models of the three decoder architectures and of BERT, built in memory for tests."""
+"""Tiny random-initialised models of many decoder classes and of BERT, built in memory for tests."""
 
 from __future__ import annotations
 
@@ -47,4 +47,68 @@ def tiny_model(
         model = BertModel(BertConfig(**common, pad_token_id=0), add_pooling_layer=False)
     else:
         raise ValueError(architecture)
+    return model.eval()
+
+
+#: Further decoder classes any-decoder support is tested on, with the settings their tiny configs need:
+#: small head_dim where the default is large, sliding-window layers, Gemma 3's final-logit soft-cap
+#: (small enough to bend the tiny model's logits), and two mixture-of-experts classes.
+OTHER_DECODERS: dict[str, dict] = {
+    "LlamaForCausalLM": {},
+    "Qwen2ForCausalLM": {},
+    "Qwen3ForCausalLM": {"head_dim": 8},
+    "Gemma3ForCausalLM": {
+        "head_dim": 8,
+        "query_pre_attn_scalar": 8,
+        "sliding_window": 6,
+        "layer_types": ["sliding_attention", "full_attention"],
+        "final_logit_softcapping": 0.05,
+    },
+    "Olmo2ForCausalLM": {},
+    "MistralForCausalLM": {"sliding_window": 10},
+    "Phi3ForCausalLM": {},
+    "GPT2LMHeadModel": {"n_inner": None, "n_positions": 256},
+    "MixtralForCausalLM": {"num_local_experts": 4, "num_experts_per_tok": 2},
+    "Qwen3MoeForCausalLM": {
+        "head_dim": 8,
+        "num_experts": 4,
+        "num_experts_per_tok": 2,
+        "moe_intermediate_size": 48,
+        "decoder_sparse_step": 1,
+    },
+}
+
+
+def tiny_decoder(
+    architecture: str, attn_implementation: str, seed: int = 0, layers: int = 2, vocab: int = VOCAB, **overrides
+) -> PreTrainedModel:
+    """A 2-layer, 4-head decoder of any class in :data:`OTHER_DECODERS` (hidden size 32, 64-token vocabulary)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from circuitsweep.architectures import CAUSAL_LM, MAPPINGS, imported_mappings
+
+    mapping = next(name for name, kind in MAPPINGS.items() if kind == CAUSAL_LM)
+    model_type = imported_mappings()[mapping][architecture]
+    settings = dict(
+        vocab_size=vocab,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=False,
+    )
+    settings.update(OTHER_DECODERS[architecture])
+    settings.update(overrides)
+    if architecture == "GPT2LMHeadModel":
+        for name in ("num_key_value_heads", "intermediate_size", "max_position_embeddings"):
+            settings.pop(name)
+    torch.manual_seed(seed)
+    config = AutoConfig.for_model(model_type, **settings)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation)
+    assert type(model).__name__ == architecture, type(model).__name__
     return model.eval()

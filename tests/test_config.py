@@ -63,9 +63,17 @@ def test_model_overrides_merge_over_globals():
     [
         (
             "models.pythia-1b.architecture",
-            "LlamaForCausalLM",
-            r"models\.pythia-1b\.architecture: 'LlamaForCausalLM' is not allowed; expected one of",
+            "LlamaForCausalLm",
+            r"models\.pythia-1b\.architecture: architecture LlamaForCausalLm is neither a causal LM nor a bare base "
+            r"model that transformers knows \(did you mean LlamaForCausalLM",
         ),
+        (
+            "models.pythia-1b.architecture",
+            "BloomForCausalLM",
+            r"models\.pythia-1b\.architecture: BloomForCausalLM does not route attention through transformers' "
+            r"AttentionInterface",
+        ),
+        ("models.pythia-1b.architecture", "gpt2", r"models\.pythia-1b\.architecture: 'gpt2' is not"),
         (
             "thresholds.class_selectivity",
             0.5,

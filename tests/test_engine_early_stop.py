@@ -26,7 +26,10 @@ def _last_mlp(model) -> torch.nn.Module:
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_only_the_loss_pass_runs_past_the_last_attention(architecture):
-    """The last layer's MLP and the final hidden state are computed for the repeated batch only."""
+    """The last layer's MLP and the final hidden state are computed for the repeated batch only.
+
+    (And once for the verification pass, which checks the whole forward pass before any probe.)
+    """
     model = tiny_model(architecture, register(), seed=3)
     calls = []
     handle = _last_mlp(model).register_forward_hook(lambda *_: calls.append(1))
@@ -34,7 +37,7 @@ def test_only_the_loss_pass_runs_past_the_last_attention(architecture):
         stats = head_statistics(model, PROBES, 1, CPU, progress=False)
     finally:
         handle.remove()
-    assert len(calls) == _n_batches(PROBES.repeated)
+    assert len(calls) == _n_batches(PROBES.repeated) + 1
     assert C.STAT_LOSS_PER_POSITION in stats
 
 

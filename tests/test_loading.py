@@ -102,7 +102,7 @@ def test_encoder_loads_as_its_base_model(tmp_path):
 
 
 def test_unloadable_architecture_name_is_refused(snapshot):
-    """An architecture that is neither *ForCausalLM nor a bare *Model is refused before anything is read."""
+    """A class transformers lists neither as a causal LM nor as a bare base model is refused before anything is read."""
     folder, _ = snapshot
     with pytest.raises(SnapshotError, match="neither a causal LM"):
         load_model(folder, "BertForMaskedLM", "float32", CPU, "sdpa")

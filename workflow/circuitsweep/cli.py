@@ -198,6 +198,13 @@ def cmd_prefetch(args: argparse.Namespace) -> None:
     prefetch(Path(args.config), Path(args.root), models=args.models or None)
 
 
+def cmd_demo_run(args: argparse.Namespace) -> None:
+    from circuitsweep.toy.demo_run import save_demo_run
+
+    for folder in save_demo_run(Path(args.folder), args.steps, args.pattern):
+        print(folder)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="circuitsweep", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -223,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hub", required=True, help="local hub folder (Hub cache layout)")
     p.add_argument("--published", required=True, help="JSON list of published revisions, written last")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+
+    p = add("demo-run", cmd_demo_run, "save a small training run's checkpoint folders, to try a run_dir sweep on")
+    p.add_argument("folder", help="the run's output folder")
+    p.add_argument("--steps", type=int, nargs="+", default=[0, 20, 40], help="steps at which to save")
+    p.add_argument("--pattern", default="checkpoint-{step}", help="checkpoint folder names")
 
     p = add("fetch-snapshot", cmd_fetch_snapshot, "fetch and verify one revision's files")
     p.add_argument("--settings", type=_json, required=True, help="JSON: source and revision")

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from circuitsweep.architectures import TOY_ARCHITECTURES, check_at_planning, has_lm_head
+from circuitsweep.checkpoints.run_dir import pattern_regex
 from circuitsweep.errors import ConfigError
 from circuitsweep.heads.classify import Thresholds
 from circuitsweep.heads.probe_settings import AblationSettings, ProbeSettings
@@ -24,6 +26,8 @@ from circuitsweep.schema_errors import describe
 from circuitsweep.strict_schema import StrictValidator, non_finite_values
 from circuitsweep.yaml_load import load_yaml
 
+#: The checkpoint folder names of a run_dir source without a pattern: HF Trainer's.
+RUN_DIR_PATTERN = "checkpoint-{step}"
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 
@@ -185,6 +189,26 @@ def resolve_ablation(config: dict[str, Any]) -> tuple[AblationSettings | None, f
     return (AblationSettings(**values) if enabled else None), factor
 
 
+def _check_run_dir(name: str, source: dict[str, Any], tokens: dict[str, Any]) -> list[str]:
+    """What a ``run_dir`` source needs (path, a valid pattern, tokens per step) and no other source has."""
+    where = f"models.{name}.source"
+    if source["type"] != "run_dir":
+        problems = [f"{where}.pattern: only a run_dir source has a pattern"] if "pattern" in source else []
+        if "repo_id" not in source:
+            problems.append(f"{where}: repo_id is required for a {source['type']} source")
+        return problems
+    problems = []
+    if "path" not in source:
+        problems.append(f"{where}: a run_dir source needs path (the training run's output folder)")
+    try:
+        pattern_regex(source.get("pattern", RUN_DIR_PATTERN))
+    except ConfigError as error:
+        problems.append(f"models.{name}.{error}")
+    if "from_name" in tokens:
+        problems.append(f"models.{name}.tokens: a run_dir source needs per_step (folder names hold steps only)")
+    return problems
+
+
 def resolve_model(name: str, entry: dict[str, Any], config: dict[str, Any]) -> ModelSettings:
     """Merge study defaults, global settings and ``entry``'s overrides for one model."""
     probes = _deep_merge(_deep_merge(study_defaults("probes"), config.get("probes", {})), entry.get("probes", {}))
@@ -235,17 +259,30 @@ def resolve_config(config: dict[str, Any]) -> dict[str, ModelSettings]:
     for name, model in models.items():
         problems += _check_probes(name, model.probes, model.first_token)
         problems += _check_natural_text(name, model)
-        if ablation is not None and not model.architecture.endswith("ForCausalLM"):
+        if ablation is not None and not has_lm_head(model.architecture):
             problems.append(
                 f"ablation.enabled: models.{name} ({model.architecture}) has no LM head to score B with; "
                 "run the ablation without it"
             )
+        try:
+            check_at_planning(model.architecture)
+        except ConfigError as error:
+            problems.append(f"models.{name}.architecture: {error}")
+        if model.source["type"] == "toy" and model.architecture not in TOY_ARCHITECTURES:
+            problems.append(
+                f"models.{name}.architecture: the toy suite trains only {', '.join(TOY_ARCHITECTURES)}, "
+                f"not {model.architecture}"
+            )
         source = model.source
         if source["type"] == "local" and "path" not in source:
             problems.append(f"models.{name}.source: a local source needs path (a folder in the Hub cache layout)")
-        if source["type"] != "local" and "path" in source:
-            problems.append(f"models.{name}.source.path: only a local source has a path")
-        if source["type"] != "package" and not model.tokens:
+        if source["type"] not in ("local", "run_dir") and "path" in source:
+            problems.append(f"models.{name}.source.path: only a local or run_dir source has a path")
+        problems += _check_run_dir(name, source, model.tokens)
+        if source.get("gated") and source["type"] != "hub":
+            problems.append(f"models.{name}.source.gated: only a hub source can be gated")
+        released = source["type"] == "hub" and model.revisions == ["main"]
+        if source["type"] not in ("package",) and not released and not model.tokens:
             problems.append(f"models.{name}: tokens is required (per_step: N, or from_name: true)")
         if (source["type"] == "package") != ("package" in source):
             problems.append(f"models.{name}.source: the package key is required for, and only with, type package")

@@ -195,6 +195,10 @@ class Paths:
         """Hub-cache-layout folder where package sources are published before fetching."""
         return self.root / "packagehub"
 
+    def run_dir_hashes(self) -> Path:
+        """sha256 of run_dir checkpoint files, by path, size and modification time (a cache, rebuilt if lost)."""
+        return self.root / "cache" / "run_dir_sha256.json"
+
     def snapshot(self, model: str, revision: str) -> Path:
         return self.root / "snapshots" / model / revision
 

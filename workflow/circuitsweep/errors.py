@@ -24,3 +24,7 @@ class DataError(CircuitsweepError, ValueError):
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (CircuitsweepError,)
+
+
+class UnsupportedModelError(SnapshotError):
+    """A model class whose attention circuitsweep cannot observe, or whose outputs it cannot reproduce."""

@@ -6,13 +6,14 @@ bundled or refreshed manifests), so the DAG builds offline and fast.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import logging
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY
-from circuitsweep.checkpoints import local_hub
-from circuitsweep.config import ModelSettings, resolve_ablation, resolve_config
+from circuitsweep.checkpoints import local_hub, run_dir
+from circuitsweep.config import RUN_DIR_PATTERN, ModelSettings, resolve_ablation, resolve_config
 from circuitsweep.config_checks import model_problems
 from circuitsweep.contracts import Paths
 from circuitsweep.errors import ConfigError
@@ -20,9 +21,14 @@ from circuitsweep.heads.probe_settings import AblationSettings
 from circuitsweep.primitives.stimuli import load_stimuli
 from circuitsweep.revisions import Revision, parse_branches, read_manifest, select_revisions
 
+logger = logging.getLogger(__name__)
+
 #: The one revision of a package source: a released pretrained model whose
 #: step and training tokens are not published with it (recorded as 0).
 PACKAGE_REVISION = "main"
+#: A hub source swept at ``revisions: [main]`` only is a released model (step and tokens recorded as 0),
+#: e.g. the chat models of the primitive study; it needs neither a manifest nor a token count.
+RELEASED_REVISION = "main"
 
 
 def toy_branches(toy: dict[str, Any], tokens_per_step: int) -> list[str]:
@@ -49,6 +55,14 @@ def available_revisions(model: ModelSettings, root: Path) -> list[Revision]:
     source = model.source
     if source["type"] == "package":
         return [Revision(PACKAGE_REVISION, 0, 0)]
+    if source["type"] == "run_dir":
+        folders = run_dir.list_checkpoints(root / source["path"], source.get("pattern", RUN_DIR_PATTERN))
+        if not folders:
+            raise ConfigError(
+                f"models.{model.name}.source: no folder of {root / source['path']} matches the pattern "
+                f"{source.get('pattern', RUN_DIR_PATTERN)!r}"
+            )
+        return [Revision(name, step, step * (tokens_per_step or 0)) for name, step in folders]
     if source["type"] == "toy":
         names = toy_branches(model.toy, tokens_per_step or 0)
     elif source["type"] == "local":
@@ -59,6 +73,8 @@ def available_revisions(model: ModelSettings, root: Path) -> list[Revision]:
             )
     else:
         path = manifest_path(model, root)
+        if model.revisions == [RELEASED_REVISION] and not path.is_file():
+            return [Revision(RELEASED_REVISION, 0, 0)]
         if not path.is_file():
             if isinstance(model.revisions, list):
                 names = list(model.revisions)
@@ -87,6 +103,8 @@ class Plan:
     paths: Paths
     ablation: AblationSettings | None = None
     causal_factor: float = 2.0
+    #: Weights fingerprint (sha256) of each planned revision of a run_dir source: model -> revision -> sha256.
+    fingerprints: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def revision(self, model: str, name: str) -> Revision:
         for revision in self.revisions[model]:
@@ -112,7 +130,16 @@ class Plan:
             source["path"] = str(self.root / source["path"])
         elif source["type"] == "package":
             source["path"] = str(self.paths.package_hub())
+        elif source["type"] == "run_dir":
+            source["path"] = str(self.root / source["path"])
+            source["weights_sha256"] = self.fingerprints[model][name]
+            source["hash_cache"] = str(self.paths.run_dir_hashes())
         return {"model": model, "revision": name, "source": source}
+
+    def _weights(self, model: str, name: str) -> dict[str, Any]:
+        """A run_dir revision's weights fingerprint: in the measuring rules' params, so overwritten weights rerun."""
+        fingerprint = self.fingerprints.get(model, {}).get(name)
+        return {} if fingerprint is None else {"weights_sha256": fingerprint}
 
     def _revision_job(self, model: str, name: str) -> dict[str, Any]:
         """What every job that loads one revision needs: its identity, class, dtype, device, first token."""
@@ -130,7 +157,11 @@ class Plan:
         }
 
     def measure_settings(self, model: str, name: str) -> dict[str, Any]:
-        settings = {**self._revision_job(model, name), "probes": self.models[model].probes.to_dict()}
+        settings = {
+            **self._revision_job(model, name),
+            "probes": self.models[model].probes.to_dict(),
+            **self._weights(model, name),
+        }
         if self.ablation is not None:
             # the circuit is classified in the job, so its cut is a job setting (a change reruns it);
             # max(induction_circuit, class_selectivity) is all it depends on (heads.ablation.circuit_cut)
@@ -213,6 +244,7 @@ class Plan:
             "token_range": list(settings.probes.token_range),
             "batch_size": primitives["batch_size"],
             "behaviour": behaviour if primitives["behaviour"]["enabled"] else None,
+            **self._weights(model, name),
         }
 
     def primitive_scoring(self, model: str) -> dict[str, Any]:
@@ -281,12 +313,38 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
     ablation, causal_factor = resolve_ablation(config)
+    paths = paths or Paths()
     return Plan(
         models=models,
         revisions=revisions,
         device=config.get("device", "auto"),
         root=Path(root),
-        paths=paths or Paths(),
+        paths=paths,
         ablation=ablation,
         causal_factor=causal_factor,
+        fingerprints=run_dir_fingerprints(models, revisions, Path(root), paths),
     )
+
+
+def run_dir_fingerprints(
+    models: dict[str, ModelSettings], revisions: dict[str, list[Revision]], root: Path, paths: Paths
+) -> dict[str, dict[str, str]]:
+    """sha256 weights fingerprints of the planned revisions of every run_dir source; logs identical folders."""
+    out = {}
+    for name, model in models.items():
+        if model.source["type"] != "run_dir":
+            continue
+        folder = root / model.source["path"]
+        try:
+            out[name] = run_dir.fingerprints(folder, [r.name for r in revisions[name]], paths.run_dir_hashes())
+        except ConfigError as error:
+            raise ConfigError(f"models.{name}.source: {error}") from None
+        for group in run_dir.duplicate_groups(out[name]):
+            logger.warning(
+                "%s: checkpoint folders %s of %s hold identical weights; later ones are marked duplicate_of %s",
+                name,
+                ", ".join(group),
+                folder,
+                group[0],
+            )
+    return out

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import functools
 import json
 import math
 import re
@@ -480,11 +481,29 @@ def olmo_0724_manifest(repo_id: str = "allenai/OLMo-1B-0724-hf") -> Manifest:
     )
 
 
+#: Every Pythia model (EleutherAI/pythia-<size>): all publish the same 154 branches at 2,097,152 tokens per step.
+PYTHIA_SIZES: tuple[str, ...] = ("14m", "31m", "70m", "160m", "410m", "1b", "1.4b", "2.8b", "6.9b", "12b")
+#: The sizes also trained on the deduplicated Pile (EleutherAI/pythia-<size>-deduped).
+PYTHIA_DEDUPED_SIZES: tuple[str, ...] = ("70m", "160m", "410m", "1b", "1.4b", "2.8b", "6.9b", "12b")
+
+
+def pythia_repos() -> list[str]:
+    """Hub repositories of the whole Pythia suite, standard then deduplicated, small to large."""
+    return [f"EleutherAI/pythia-{size}" for size in PYTHIA_SIZES] + [
+        f"EleutherAI/pythia-{size}-deduped" for size in PYTHIA_DEDUPED_SIZES
+    ]
+
+
 #: File stem in config/revisions -> generator of its manifest.
 BUNDLED_GENERATORS = {
     "pythia-1b": pythia_manifest,
     "olmo-1b-0724-hf": olmo_0724_manifest,
     "olmoe-1b-7b-0924": olmoe_manifest,
+    **{
+        repo.split("/")[1]: functools.partial(pythia_manifest, repo)
+        for repo in pythia_repos()
+        if repo != "EleutherAI/pythia-1b"
+    },
 }
 
 

@@ -4,10 +4,13 @@ Safetensors are preferred; a pickled ``pytorch_model.bin`` (all that Pythia's
 intermediate branches hold) is read with ``torch.load(weights_only=True)``
 only, which refuses to run code. ``trust_remote_code`` is never passed.
 
-Decoders (``*ForCausalLM``) load with their LM head through
-``AutoModelForCausalLM``; a bare encoder or base model (``BertModel``, the
-class that sentence-transformers checkpoints declare) loads through
-``AutoModel`` and has no LM head.
+A class transformers lists as a causal LM (``LlamaForCausalLM``,
+``GPT2LMHeadModel``, ...) loads with its LM head through
+``AutoModelForCausalLM``; a bare base model (``BertModel``, the class that
+sentence-transformers checkpoints declare, or ``GPT2Model``) loads through
+``AutoModel`` and has no LM head (:mod:`circuitsweep.architectures`). A class
+that does not route attention through transformers' ``AttentionInterface`` is
+refused before its weights are read.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PreTrainedModel
 
-from circuitsweep.errors import ConfigError, SnapshotError
+from circuitsweep.architectures import CAUSAL_LM, architecture_kind, imported_mappings, refusal
+from circuitsweep.errors import ConfigError, SnapshotError, UnsupportedModelError
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -29,15 +33,19 @@ DTYPES: dict[str, torch.dtype] = {
 
 
 def auto_class(architecture: str) -> type:
-    """The transformers auto class that builds ``architecture``: causal LM or bare base model."""
-    if architecture.endswith("ForCausalLM"):
-        return AutoModelForCausalLM
-    if architecture.endswith("Model"):
-        return AutoModel
-    raise SnapshotError(
-        f"architecture {architecture} is neither a causal LM (*ForCausalLM) nor a bare base model (*Model, "
-        "e.g. BertModel); circuitsweep cannot load it"
-    )
+    """The transformers auto class that builds ``architecture``, from transformers' model mappings.
+
+    Raises :class:`UnsupportedModelError` for a class that is neither a causal
+    LM nor a bare base model, or that cannot route attention through
+    ``AttentionInterface`` (no observed attention could see its heads).
+    """
+    kind = architecture_kind(architecture, imported_mappings())
+    import transformers
+
+    model_class = getattr(transformers, architecture, None)
+    if model_class is not None and not model_class.is_backend_compatible():
+        raise UnsupportedModelError(refusal(architecture))
+    return AutoModelForCausalLM if kind == CAUSAL_LM else AutoModel
 
 
 def resolve_device(device: str) -> torch.device:

@@ -11,6 +11,8 @@ Where the files go depends on the source (DESIGN.md 2):
   revision ``main`` into a local hub folder, then read like a local source.
 - ``hub`` with ``cache: shared``: downloaded into the standard Hub cache
   (``HF_HOME`` / ``HF_HUB_CACHE``), shared with other tools and kept.
+- ``run_dir``: a training run's checkpoint folder, hashed and read in place
+  (:mod:`run_dir`); its weights must still be those the sweep was planned with.
 
 The snapshot folder's ``snapshot.json`` (the verification record, with the
 files' path) is written last: a folder without it is not a finished snapshot.
@@ -19,15 +21,20 @@ files' path) is written last: a folder without it is not a finished snapshot.
 from __future__ import annotations
 
 import importlib
+import json
+import os
 from pathlib import Path
 from typing import Any
 
-from circuitsweep.checkpoints import hub, local_hub
+from circuitsweep.atomic import atomic_write_text
+from circuitsweep.checkpoints import hub, local_hub, run_dir
 from circuitsweep.errors import ConfigError, SnapshotError
 from circuitsweep.names import check_name
 
 RECORD_NAME = "snapshot.json"
 REVISION_CACHE = "hub"
+#: The environment variable a gated Hub repository's token is read from (as huggingface_hub does).
+GATED_TOKEN = "HF_TOKEN"
 
 
 def record_path(snapshot_dir: Path) -> Path:
@@ -82,6 +89,17 @@ def fetch_snapshot(settings: dict[str, Any], snapshot_dir: Path) -> hub.Snapshot
     check_job_names(settings)
     snapshot_dir = Path(snapshot_dir)
     snapshot_dir.mkdir(parents=True, exist_ok=True)
+    if source["type"] == "run_dir":
+        record = run_dir.snapshot_record(
+            Path(source["path"]), settings["revision"], source.get("weights_sha256"), source.get("hash_cache")
+        )
+        atomic_write_text(record_path(snapshot_dir), json.dumps(record, indent=1) + "\n")
+        return hub.read_record(record_path(snapshot_dir))
+    if source.get("gated") and not os.environ.get(GATED_TOKEN):
+        raise SnapshotError(
+            f"{source['repo_id']} is a gated repository: accept its terms on the Hub, then set {GATED_TOKEN} "
+            "to an access token"
+        )
     folder = cache_dir(source, snapshot_dir)
     if source["type"] == "package":
         publish_package(source["package"], folder, source["repo_id"], settings["revision"])

@@ -21,6 +21,8 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from circuitsweep.errors import UnsupportedModelError
+
 ATTENTION_NAME = "circuitsweep"
 
 
@@ -125,6 +127,13 @@ def observed_attention(
     active = _observer.get()
     if active is not None:
         observer, stop_after = active
+        if kwargs.get("softcap") is not None:
+            raise UnsupportedModelError(
+                f"{type(module).__name__} soft-caps its attention logits, which SDPA (and so the observed "
+                "attention) cannot do"
+            )
+        if not isinstance(getattr(module, "layer_idx", None), int):
+            raise UnsupportedModelError(f"{type(module).__name__} has no layer_idx: its layers cannot be told apart")
         causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
         scale = scaling if scaling is not None else query.shape[-1] ** -0.5
         observer.observe(module.layer_idx, ScoreRows(query, key, scale, attention_mask, bool(causal)))

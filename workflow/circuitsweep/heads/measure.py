@@ -27,6 +27,7 @@ from circuitsweep.heads.mlp_chunks import chunked_mlps
 from circuitsweep.heads.observers import InductionObserver, RepeatedObserver, SinkObserver
 from circuitsweep.heads.probe_settings import ProbeSettings
 from circuitsweep.heads.probes import baseline_positions, induction_probe, random_batch, repeated_batch
+from circuitsweep.heads.verify import verify_model
 
 #: Bytes of float32 logits per chunk of the LM head: bounds the transient ``[rows, vocab]``
 #: logits (and their log-softmax) whatever the vocabulary size. Not smaller: glibc keeps freed
@@ -45,15 +46,48 @@ def _batches(n: int, batch_size: int) -> list[slice]:
 
 
 @dataclass(frozen=True)
-class _LossHead:
-    """The LM head in float32 (converted once per measurement) and its chunk size."""
+class LogitTransform:
+    """The final transform a model applies to its LM head's output, as its config declares it.
+
+    logits = softcap * tanh(scale * raw / softcap) with ``softcap`` set
+    (Gemma's ``final_logit_softcapping``), else scale * raw; ``scale`` is
+    Cohere's ``logit_scale`` or 1 / Granite's ``logits_scaling``.
+    """
+
+    scale: float = 1.0
+    softcap: float | None = None
+
+    @classmethod
+    def of(cls, config: object) -> LogitTransform:
+        scale = 1.0
+        logit_scale = getattr(config, "logit_scale", None)
+        if isinstance(logit_scale, (int, float)):
+            scale *= float(logit_scale)
+        logits_scaling = getattr(config, "logits_scaling", None)
+        if isinstance(logits_scaling, (int, float)) and logits_scaling:
+            scale /= float(logits_scaling)
+        softcap = getattr(config, "final_logit_softcapping", None)
+        return cls(scale, float(softcap) if isinstance(softcap, (int, float)) and softcap else None)
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.scale != 1.0:
+            logits = logits * self.scale
+        if self.softcap is not None:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+
+@dataclass(frozen=True)
+class LossHead:
+    """The LM head in float32 (converted once per measurement), its final logit transform and its chunk size."""
 
     weight: torch.Tensor
     bias: torch.Tensor | None
     rows: int
+    transform: LogitTransform = LogitTransform()
 
     @classmethod
-    def of(cls, model: PreTrainedModel) -> _LossHead | None:
+    def of(cls, model: PreTrainedModel) -> LossHead | None:
         """The model's LM head, or None for a model without one (an encoder's base model)."""
         head = model.get_output_embeddings()
         if head is None:
@@ -63,7 +97,12 @@ class _LossHead:
             weight=head.weight.float(),
             bias=None if bias is None else bias.float(),
             rows=logit_chunk_rows(head.weight.shape[0]),
+            transform=LogitTransform.of(model.config.get_text_config()),
         )
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Float32 logits ``[..., vocab]`` of final hidden states ``[..., d]``, transformed as the model does."""
+        return self.transform(F.linear(hidden.float(), self.weight, self.bias))
 
     def token_losses(self, hidden: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy (nats) summed over the batch, ``[T - 1]``.
@@ -74,7 +113,7 @@ class _LossHead:
         flat_targets = tokens[:, 1:].reshape(-1)
         losses = torch.cat(
             [
-                F.cross_entropy(F.linear(h.float(), self.weight, self.bias), t, reduction="none")
+                F.cross_entropy(self.logits(h), t, reduction="none")
                 for h, t in zip(flat_hidden.split(self.rows), flat_targets.split(self.rows), strict=True)
             ]
         )
@@ -90,18 +129,22 @@ def head_statistics(
 ) -> dict[str, torch.Tensor]:
     """All reduced head statistics of one model (names in :mod:`contracts`).
 
-    ``model`` must have been loaded with the observed attention implementation.
+    ``model`` must have been loaded with the observed attention implementation;
+    a short verification pass (:func:`verify.verify_model`) first checks that
+    every layer's attention is observed and the loss reproduces the model's logits.
     Without an LM head (``model.get_output_embeddings()`` is None) the result
     has no :data:`contracts.STAT_LOSS_PER_POSITION`.
     """
-    with torch.inference_mode(), chunked_mlps(model):
-        return _measure(model, probes, first_token, device, progress)
+    with torch.inference_mode():
+        verify_model(model, LossHead.of(model), probes.token_range, device)
+        with chunked_mlps(model):
+            return _measure(model, probes, first_token, device, progress)
 
 
 def _measure(
     model: PreTrainedModel, probes: ProbeSettings, first_token: int | None, device: torch.device, progress: bool
 ) -> dict[str, torch.Tensor]:
-    n_layers = model.config.num_hidden_layers
+    n_layers = model.config.get_text_config().num_hidden_layers
     last_layer = n_layers - 1
     base = model.base_model
     size = probes.batch_size
@@ -126,7 +169,7 @@ def _measure(
 
     tokens = repeated_batch(rep.n_sequences, rep.seq_len, probes.token_range, rep.seed, first_token)
     repeated = RepeatedObserver(n_layers)
-    head = _LossHead.of(model)
+    head = LossHead.of(model)
     has_loss = head is not None
     loss_sum = torch.zeros(rep.seq_len - 1, dtype=torch.float64)
     with observing(repeated, stop_after=None if has_loss else last_layer):

@@ -28,8 +28,35 @@ def mlp_chunk_rows(intermediate_size: int, chunk_bytes: int | None = None) -> in
     return max(1, (MLP_CHUNK_BYTES if chunk_bytes is None else chunk_bytes) // (4 * intermediate_size))
 
 
+#: Config attributes that give an MLP's hidden width under the names different model families use
+#: (dense MLP, per-expert and shared-expert widths of a mixture of experts).
+MLP_WIDTH_NAMES: tuple[str, ...] = (
+    "intermediate_size",
+    "ffn_dim",
+    "d_ff",
+    "ffn_hidden_size",
+    "n_inner",
+    "moe_intermediate_size",
+    "shared_expert_intermediate_size",
+)
+
+
+def mlp_width(config: object) -> int | None:
+    """The widest MLP transient of a decoder layer, in features, from its config; None if it declares none.
+
+    GPT-2 and GPT-J leave ``n_inner`` None, meaning 4 x ``n_embd``.
+    """
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    widths = [v for name in MLP_WIDTH_NAMES if isinstance(v := getattr(config, name, None), int) and v > 0]
+    if hasattr(config, "n_inner") and config.n_inner is None:
+        hidden = getattr(config, "n_embd", None) or getattr(config, "hidden_size", None)
+        if isinstance(hidden, int):
+            widths.append(4 * hidden)
+    return max(widths) if widths else None
+
+
 def decoder_mlps(model: nn.Module) -> list[nn.Module]:
-    """The per-layer MLP blocks (a layer's ``mlp`` attribute: GPT-NeoX, OLMo, OLMoE); none for BERT."""
+    """The per-layer MLP blocks (a layer's ``mlp``: GPT-NeoX, OLMo, Llama, GPT-2, MoE blocks); none for BERT."""
     return [m.mlp for m in model.modules() if isinstance(getattr(m, "mlp", None), nn.Module)]
 
 
@@ -68,8 +95,9 @@ def chunked_mlps(model: nn.Module, chunk_bytes: int | None = None) -> Iterator[i
     original ``forward`` of each MLP is restored on exit, also after an error.
     """
     mlps = decoder_mlps(model)
-    width = getattr(getattr(model, "config", None), "intermediate_size", None)
-    if not mlps or not isinstance(width, int):
+    config = getattr(model, "config", None)
+    width = None if config is None else mlp_width(config)
+    if not mlps or width is None:
         yield 0
         return
     rows = mlp_chunk_rows(width, chunk_bytes)

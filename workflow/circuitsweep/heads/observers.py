@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from circuitsweep import contracts as C
+from circuitsweep.errors import DataError
 from circuitsweep.heads.attention_hook import ScoreRows
 from circuitsweep.heads.probes import LOCAL_OFFSETS
 
@@ -30,14 +31,19 @@ class _Accumulator:
         value = value.detach().double()
         slots[layer] = value if slots[layer] is None else slots[layer] + value
 
-    def means(self) -> dict[str, torch.Tensor]:
+    def means(self, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """Mean of each statistic in ``names``; :class:`DataError` if one was not observed in every layer."""
         if self.count == 0:
-            raise RuntimeError("no probe sequences were observed")
+            raise DataError("no probe sequences were observed")
         out = {}
-        for name, slots in self.sums.items():
+        for name in names:
+            slots = self.sums.get(name, [None] * self.n_layers)
             missing = [i for i, s in enumerate(slots) if s is None]
             if missing:
-                raise RuntimeError(f"statistic {name} was not observed in layers {missing}")
+                raise DataError(
+                    f"statistic {name} was never observed in layers {missing}: the model's attention did not "
+                    "run through circuitsweep's attention function"
+                )
             out[name] = (torch.stack(slots) / self.count).float().cpu()
         return out
 
@@ -79,7 +85,7 @@ class InductionObserver:
         self.acc.add(C.STAT_LAST_ROW_MEAN, layer, row.sum(0))
 
     def result(self) -> dict[str, torch.Tensor]:
-        out = self.acc.means()
+        out = self.acc.means((C.STAT_TARGET_MEAN, C.STAT_BASELINE_MEAN, C.STAT_LAST_ROW_MEAN))
         out[C.STAT_BASELINE_POSITIONS] = self.baseline.clone()
         return out
 
@@ -112,7 +118,7 @@ class RepeatedObserver:
             self.acc.add(name, layer, total.sum(0) / len(queries))
 
     def result(self) -> dict[str, torch.Tensor]:
-        return self.acc.means()
+        return self.acc.means((C.STAT_PREFIX_MATCHING, C.STAT_DUPLICATE_TOKEN, C.STAT_PREVIOUS_TOKEN))
 
 
 class SinkObserver:
@@ -129,7 +135,7 @@ class SinkObserver:
         self.acc.add(C.STAT_FIRST_ATTENTION, layer, torch.cat(parts, dim=-1).sum(0))  # [H, T]
 
     def result(self) -> dict[str, torch.Tensor]:
-        return self.acc.means()
+        return self.acc.means((C.STAT_FIRST_ATTENTION,))
 
 
 class PerSequenceObserver:
@@ -168,4 +174,4 @@ class PerSequenceObserver:
         self.acc.add(self.names[1], layer, mean_at(baseline).sum(0))
 
     def result(self) -> dict[str, torch.Tensor]:
-        return self.acc.means()
+        return self.acc.means(self.names)

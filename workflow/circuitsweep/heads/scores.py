@@ -62,8 +62,25 @@ def in_context_loss_drop(stats: Mapping[str, torch.Tensor]) -> float | None:
     return second - first
 
 
+#: The statistics every head score needs (the loss is optional: encoders have none).
+SCORED_STATS: tuple[str, ...] = (
+    C.STAT_TARGET_MEAN,
+    C.STAT_BASELINE_MEAN,
+    C.STAT_FIRST_ATTENTION,
+    C.STAT_PREFIX_MATCHING,
+    C.STAT_PREVIOUS_TOKEN,
+    C.STAT_DUPLICATE_TOKEN,
+)
+
+
 def head_scores(stats: Mapping[str, torch.Tensor]) -> pl.DataFrame:
-    """One row per head: layer, head and every column of ``HEAD_SCORE_COLUMNS``."""
+    """One row per head: layer, head and every column of ``HEAD_SCORE_COLUMNS``.
+
+    Raises :class:`DataError` naming any statistic the scores need that ``stats`` lacks.
+    """
+    missing = [name for name in SCORED_STATS if name not in stats]
+    if missing:
+        raise DataError(f"statistics {missing} were never observed; the head scores cannot be computed")
     sel = selectivity(stats)
     n_layers, n_heads, _ = sel.shape
     columns: dict[str, torch.Tensor] = {f"sel_{t}": sel[..., i] for i, t in enumerate(C.TARGETS)}

@@ -47,6 +47,8 @@ class RevisionJob:
     #: ``AblationSettings`` fields and the circuit's selectivity cut (``ablation.circuit_cut``), when the run ablates
     ablation: dict[str, Any] | None = None
     circuit_selectivity: float | None = None
+    #: The planned weights fingerprint of a run_dir checkpoint (None for other sources).
+    weights_sha256: str | None = None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RevisionJob:
@@ -190,6 +192,11 @@ def measure_heads(
     from circuitsweep.heads.scores import check_finite, head_scores, loss_halves
 
     snapshot = read_snapshot(snapshot_dir)
+    if job.weights_sha256 is not None and snapshot.fingerprint != job.weights_sha256:
+        raise SnapshotError(
+            f"{job.model} {job.revision}: the snapshot's weights (sha256 {str(snapshot.fingerprint)[:12]}) are not "
+            f"those planned ({job.weights_sha256[:12]}); run the workflow again"
+        )
     device = resolve_device(job.device)
     check_job_size(job, sizing.read_model_config(snapshot.path), device, mem_mb)
     model = load_model(snapshot.path, job.architecture, job.dtype, device, register())

@@ -48,6 +48,9 @@ class PrimitiveJob:
     first_token: dict[str, Any]
     batch_size: int
     behaviour: dict[str, Any] | None
+    #: The planned weights fingerprint of a run_dir checkpoint (None for other sources); in the rule's
+    #: params so that an overwritten checkpoint is measured again.
+    weights_sha256: str | None = None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PrimitiveJob:

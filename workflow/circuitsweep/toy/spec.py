@@ -10,7 +10,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-ARCHITECTURES = ("GPTNeoXForCausalLM", "OlmoForCausalLM", "OlmoeForCausalLM")
+from circuitsweep.architectures import TOY_ARCHITECTURES
+
+ARCHITECTURES = TOY_ARCHITECTURES
 
 #: Per-architecture overrides of the ToySpec defaults, tuned so that induction
 #: heads form mid-schedule within about 100-120 CPU seconds on one thread.

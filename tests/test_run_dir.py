@@ -1,0 +1,169 @@
+"""A researcher's own training run (``source: {type: run_dir}``): folders, steps, fingerprints, reruns."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from runenv import job_env, job_logs
+
+from circuitsweep.checkpoints.run_dir import duplicate_groups, list_checkpoints, pattern_regex
+from circuitsweep.checkpoints.snapshots import fetch_snapshot
+from circuitsweep.contracts import Paths
+from circuitsweep.errors import ConfigError, SnapshotError
+from circuitsweep.plan import plan_sweep
+
+REPO = Path(__file__).resolve().parents[1]
+PER_STEP = 2048
+
+
+def _fake_checkpoint(folder: Path, weights: bytes) -> None:
+    """A checkpoint folder as HF Trainer writes one; the bytes stand in for the weights (planning never loads)."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
+    (folder / "model.safetensors").write_bytes(weights)
+    (folder / "optimizer.pt").write_bytes(b"training state, not weights")
+
+
+def _config(run: Path, **source) -> dict:
+    return {
+        "primitives": {"enabled": False},
+        "models": {
+            "my-run": {
+                "architecture": "LlamaForCausalLM",
+                "source": {"type": "run_dir", "path": str(run), **source},
+                "revisions": "all",
+                "tokens": {"per_step": PER_STEP},
+            }
+        },
+    }
+
+
+def test_patterns_match_only_names_they_format():
+    """``{step}``, ``step{step}`` and ``iter_{step:07d}`` folders are found by step; near misses are not."""
+    assert pattern_regex("checkpoint-{step}").fullmatch("checkpoint-120").group(1) == "120"
+    for bad in ("checkpoint", "{step}-{step}", "run-{name}", "ck-{step:s}", "ck-{step"):
+        with pytest.raises(ConfigError, match="pattern"):
+            pattern_regex(bad)
+
+
+def test_folders_become_revisions_in_step_order(tmp_path):
+    """Matching folders are listed by step; files, other folders and unpadded names are ignored."""
+    for name in ("iter_0001000", "iter_0000020", "iter_20", "iter_0000020x", "logs"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "iter_0000300").write_text("a file, not a checkpoint")
+    assert list_checkpoints(tmp_path, "iter_{step:07d}") == [("iter_0000020", 20), ("iter_0001000", 1000)]
+    assert list_checkpoints(tmp_path, "iter_{step}") == [("iter_20", 20)]
+
+
+def test_plan_reads_steps_tokens_and_fingerprints(tmp_path):
+    """Revisions are the folders with tokens = step x per_step; each measuring job's params carry its folder's
+    weights fingerprint, which changes when the weights are overwritten; identical folders are flagged."""
+    run = tmp_path / "run"
+    _fake_checkpoint(run / "checkpoint-500", b"weights at 500")
+    _fake_checkpoint(run / "checkpoint-1000", b"weights at 1000")
+    paths_root = tmp_path / "results"
+
+    plan = plan_sweep(_config(run), REPO, Paths(paths_root))
+    revisions = plan.revisions["my-run"]
+    assert [(r.name, r.step, r.tokens) for r in revisions] == [
+        ("checkpoint-500", 500, 500 * PER_STEP),
+        ("checkpoint-1000", 1000, 1000 * PER_STEP),
+    ]
+    before = plan.measure_settings("my-run", "checkpoint-500")["weights_sha256"]
+    (run / "checkpoint-500" / "model.safetensors").write_bytes(b"overwritten weights at 500")
+    (run / "checkpoint-500" / "optimizer.pt").write_bytes(b"other training state")
+    replanned = plan_sweep(_config(run), REPO, Paths(paths_root))
+    after = replanned.measure_settings("my-run", "checkpoint-500")["weights_sha256"]
+    assert after != before
+    assert replanned.measure_settings("my-run", "checkpoint-1000") == plan.measure_settings("my-run", "checkpoint-1000")
+    shutil.copytree(run / "checkpoint-1000", run / "checkpoint-1500")
+    prints = plan_sweep(_config(run), REPO, Paths(paths_root)).fingerprints["my-run"]
+    assert duplicate_groups(prints) == [["checkpoint-1000", "checkpoint-1500"]]
+
+
+def test_bad_run_dir_sources_are_named(tmp_path):
+    """A missing folder, no match, a bad pattern or tokens from names each fail naming the key."""
+    with pytest.raises(ConfigError, match=r"source\.path .*missing is not a folder"):
+        plan_sweep(_config(tmp_path / "missing"), REPO)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"models\.my-run\.source: no folder of .*empty matches the pattern"):
+        plan_sweep(_config(tmp_path / "empty"), REPO)
+    with pytest.raises(ConfigError, match=r"models\.my-run\.source\.pattern 'ckpt' must hold exactly one \{step\}"):
+        plan_sweep(_config(tmp_path / "empty", pattern="ckpt"), REPO)
+    config = _config(tmp_path / "empty")
+    config["models"]["my-run"]["tokens"] = {"from_name": True}
+    with pytest.raises(ConfigError, match=r"models\.my-run\.tokens: a run_dir source needs per_step"):
+        plan_sweep(config, REPO)
+
+
+def test_fetch_reads_the_folder_in_place_and_refuses_changed_weights(tmp_path):
+    """The snapshot of a checkpoint folder is the folder itself with the planned fingerprint, training state left
+    out; weights overwritten after planning stop the job with a message, never a stale measurement."""
+    run = tmp_path / "run"
+    _fake_checkpoint(run / "checkpoint-7", b"weights")
+
+    plan = plan_sweep(_config(run), REPO, Paths(tmp_path / "results"))
+    settings = plan.fetch_settings("my-run", "checkpoint-7")
+    snapshot = fetch_snapshot(settings, tmp_path / "snap")
+    assert snapshot.path == (run / "checkpoint-7").resolve()
+    assert sorted(snapshot.file_hashes) == ["config.json", "model.safetensors"]
+    assert snapshot.fingerprint == plan.measure_settings("my-run", "checkpoint-7")["weights_sha256"]
+    (run / "checkpoint-7" / "model.safetensors").write_bytes(b"newer weights")
+    with pytest.raises(SnapshotError, match=r"checkpoint-7: its weights changed after the sweep was planned"):
+        fetch_snapshot(settings, tmp_path / "snap2")
+
+
+def test_gated_repository_without_token_is_named(tmp_path, monkeypatch):
+    """A gated Hub source without HF_TOKEN stops before any download, naming the repository and the variable."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    settings = {"revision": "main", "source": {"type": "hub", "repo_id": "meta-llama/Llama-3.2-1B", "gated": True}}
+    with pytest.raises(SnapshotError, match=r"^meta-llama/Llama-3\.2-1B is a gated repository: .* set HF_TOKEN"):
+        fetch_snapshot(settings, tmp_path / "snap")
+
+
+def _snakemake(args: list[str], workdir: Path) -> str:
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", *args]
+    result = subprocess.run(command, capture_output=True, text=True, env=job_env(), cwd=workdir, timeout=900)
+    if result.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}\n{job_logs(workdir)}"
+        )
+    return result.stdout + result.stderr
+
+
+def _planned_measurements(output: str) -> list[str]:
+    """Revisions whose measure_heads job a dry run lists."""
+    jobs = re.findall(r"rule measure_heads:\n(?:.*\n)*?\s+wildcards: model=my-run, revision=(\S+)", output)
+    return sorted(jobs)
+
+
+@pytest.mark.slow
+def test_a_new_checkpoint_folder_is_the_only_one_measured(tmp_path):
+    """The README's example config sweeps the demo run; after the sweep, saving one more checkpoint and
+    rerunning measures only it; an overwritten checkpoint is measured again."""
+    from circuitsweep.toy.demo_run import save_demo_run
+
+    run = tmp_path / "run"
+    save_demo_run(run, [0, 2, 4])
+    later = run / "checkpoint-4"
+    shutil.move(later, tmp_path / "checkpoint-4")
+    config = yaml.safe_load((REPO / "config" / "examples" / "run-dir.yaml").read_text())  # the README's example
+    config["models"]["my-run"]["source"]["path"] = str(run)
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    targets = [f"results/cache/my-run/checkpoint-{step}/heads.parquet" for step in (0, 2, 4)]
+    _snakemake([*targets[:2], "--configfile", str(config_file)], workdir)
+    shutil.move(tmp_path / "checkpoint-4", later)
+    dry = _snakemake([*targets, "-n", "--configfile", str(config_file)], workdir)
+    assert _planned_measurements(dry) == ["checkpoint-4"]
+    shutil.copy(later / "model.safetensors", run / "checkpoint-2" / "model.safetensors")
+    dry = _snakemake([*targets, "-n", "--configfile", str(config_file)], workdir)
+    assert _planned_measurements(dry) == ["checkpoint-2", "checkpoint-4"]

@@ -1,0 +1,78 @@
+"""A small training run saved the way HF Trainer saves one, to try a ``run_dir`` sweep on.
+
+A 2-layer Llama-class model (hidden size 64, 64-token vocabulary) is trained
+with AdamW on the toy suite's copied-span data, and at each step of
+``steps`` the run is saved as ``<folder>/checkpoint-<step>/``: ``config.json``,
+``model.safetensors``, and, as a Trainer writes them, ``optimizer.pt`` and
+``trainer_state.json`` (training state the sweep does not read). Seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from circuitsweep.atomic import atomic_write_text
+from circuitsweep.toy.data import synthetic_batch
+
+
+@dataclass(frozen=True)
+class DemoData:
+    """The data settings :func:`toy.data.synthetic_batch` reads: the toy suite's copied spans, shorter sequences."""
+
+    vocab_size: int = 64
+    seq_len: int = 48
+    batch: int = 16
+    copy_fraction: float = 0.9
+    n_spans: int = 3
+    span_min: int = 6
+    span_max: int = 12
+    first_token_id: int = 1
+
+
+DEMO_DATA = DemoData()
+
+
+def save_demo_run(folder: Path, steps: Sequence[int], pattern: str = "checkpoint-{step}", seed: int = 0) -> list[Path]:
+    """Train the demo model and save a checkpoint folder at each of ``steps`` (ascending, >= 0); returns them."""
+    steps = sorted(set(steps))
+    if not steps or steps[0] < 0:
+        raise ValueError(f"steps must be non-negative, got {list(steps)}")
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=DEMO_DATA.vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=0,
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(seed)
+    saved = []
+    step = 0
+    for target in steps:
+        while step < target:
+            tokens = synthetic_batch(DEMO_DATA, generator)
+            loss = model(input_ids=tokens, labels=tokens).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            step += 1
+        out = Path(folder) / pattern.format(step=step)
+        model.save_pretrained(out, safe_serialization=True)
+        torch.save(optimizer.state_dict(), out / "optimizer.pt")
+        atomic_write_text(out / "trainer_state.json", json.dumps({"global_step": step}) + "\n")
+        saved.append(out)
+    return saved
