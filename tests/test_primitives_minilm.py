@@ -58,7 +58,7 @@ def test_synonyms_are_closer_than_random_pairs_at_the_last_layer(measured):
 def test_gap_table_has_intervals_and_null_p_values(measured):
     """On MiniLM every layer and the summary get a finite gap, a bootstrap interval around it and a p-value."""
     stimuli, cached = measured
-    settings = ScoringSettings(n_boot=2000, n_perm=2000, seed=0)
+    settings = ScoringSettings(n_perm=2000, seed=0)
     tables = score_primitives(cached, stimuli, RevisionIdentity("all-MiniLM-L6-v2", "main", None), settings)
     gaps = tables.gaps
     assert gaps["layer"].to_list() == [str(i) for i in range(7)] + ["summary"]

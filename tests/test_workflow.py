@@ -38,7 +38,7 @@ SMALL_CONFIG = {
         "random": {"n_sequences": 32, "seq_len": 64},
     },
     "thresholds": {"class_selectivity": 8, "induction_circuit": 12},
-    "primitives": {"scoring": {"n_boot": 200, "n_perm": 200}},
+    "primitives": {"scoring": {"n_perm": 200}},
     "models": {
         "toy-gptneox": {
             "architecture": "GPTNeoXForCausalLM",

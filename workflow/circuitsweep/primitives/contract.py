@@ -31,11 +31,23 @@ BEHAVIOUR_COMPOSITION_CLUSTERS = "behaviour.composition_clusters"
 #: [C, K, n_clusters] int64: the same for the continuations of the composition's bare seed.
 BEHAVIOUR_SEED_CLUSTERS = "behaviour.seed_clusters"
 
+# Next-word distribution (generative models with a tokenizer), see primitives.nextword.
+#: [P] float64: next-token probability mass on the phenomenological lexicon's first tokens.
+NEXTWORD_PHENOMENOLOGICAL = "nextword.phenomenological"
+#: [P] float64: the same for the abstract lexicon.
+NEXTWORD_ABSTRACT = "nextword.abstract"
+#: [2] int64: lexicon words that are a single token in some form, and all lexicon words.
+NEXTWORD_WHOLE_WORDS = "nextword.whole_words"
+
 # --- Score kinds, layer labels ------------------------------------------------
 
+#: Where a word's own hidden state lies on the phenomenological-abstract axis (not the study's construct).
 REPRESENTATIONAL = "representational"
+#: The study's construct measured by sampling: phenomenological share of lexicon words in K replies.
 BEHAVIOURAL = "behavioural"
-SCORE_KINDS: tuple[str, ...] = (REPRESENTATIONAL, BEHAVIOURAL)
+#: The study's construct measured exactly: phenomenological share of the next-word distribution.
+NEXT_WORD = "next_word"
+SCORE_KINDS: tuple[str, ...] = (REPRESENTATIONAL, NEXT_WORD, BEHAVIOURAL)
 #: The ``layer`` value of rows that are not one layer: the summary over layers
 #: (representational) or the one behavioural value.
 SUMMARY = "summary"
@@ -43,10 +55,41 @@ SUMMARY = "summary"
 # --- Table columns -------------------------------------------------------------
 
 IDENTITY_COLUMNS: tuple[str, ...] = ("model", "revision", "tokens")
-#: primitives.parquet: one score per (layer, primitive, score kind).
-PRIMITIVE_COLUMNS: tuple[str, ...] = (*IDENTITY_COLUMNS, "layer", "primitive", "set", "score_kind", "score")
-#: primitive_gaps.csv/.md: gap = mean(0a) - mean(0b) with bootstrap CI and permutation p.
-GAP_COLUMNS: tuple[str, ...] = (*IDENTITY_COLUMNS, "layer", "gap", "ci_low", "ci_high", "p_value", "score_kind")
+#: primitives.parquet: one score per (layer, primitive, score kind). ``score`` is unclipped (the
+#: representational position can leave [0, 1]; gaps use it as is) and null for a behavioural primitive
+#: without lexicon hits; ``score_display`` is it clipped to [0, 1]; ``lexicon_hits`` (behavioural: lexicon
+#: words in all K replies) and ``lexicon_mass`` (next word: probability on both lexicons' first tokens)
+#: say how much evidence a score rests on (null for the other kinds).
+PRIMITIVE_COLUMNS: tuple[str, ...] = (
+    *IDENTITY_COLUMNS,
+    "layer",
+    "primitive",
+    "set",
+    "score_kind",
+    "score",
+    "score_display",
+    "lexicon_hits",
+    "lexicon_mass",
+)
+#: primitive_gaps.csv/.md: gap = mean(0a) - mean(0b) on unclipped scores, Welch interval (ci_low,
+#: ci_high) and statistic (t_stat, df), studentised permutation p (p_value) and the max-|T| p adjusted
+#: over the layer rows (p_adjusted; = p_value on the summary row, the one ``primary`` hypothesis);
+#: n_0a, n_0b: primitives with a score (behavioural primitives without lexicon hits are left out).
+GAP_COLUMNS: tuple[str, ...] = (
+    *IDENTITY_COLUMNS,
+    "layer",
+    "score_kind",
+    "primary",
+    "gap",
+    "ci_low",
+    "ci_high",
+    "t_stat",
+    "df",
+    "p_value",
+    "p_adjusted",
+    "n_0a",
+    "n_0b",
+)
 #: compositions.csv/.md: hits over all compositions, per layer and score kind, with the seed-only baseline.
 COMPOSITION_COLUMNS: tuple[str, ...] = (
     *IDENTITY_COLUMNS,

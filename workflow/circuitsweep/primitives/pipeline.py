@@ -20,11 +20,12 @@ from transformers import PreTrainedModel
 from circuitsweep.errors import CacheError
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.axis import fit_axes
-from circuitsweep.primitives.behaviour import lexicon_share
+from circuitsweep.primitives.behaviour import lexicon_hits, lexicon_share
 from circuitsweep.primitives.compositions import behavioural_ranks, representational_ranks
 from circuitsweep.primitives.encoders import WordEncoder
 from circuitsweep.primitives.extract import mean_word_states
-from circuitsweep.primitives.gaps import gap_with_uncertainty, summary_layers
+from circuitsweep.primitives.gaps import GapResult, gap_with_uncertainty, summary_layers
+from circuitsweep.primitives.nextword import next_word_share
 from circuitsweep.primitives.stimuli import SET_A, Stimuli, WordInText, fill
 from circuitsweep.primitives.tables import (
     PrimitiveTables,
@@ -88,12 +89,27 @@ def measure_primitives(
 
 @dataclass(frozen=True)
 class ScoringSettings:
-    """Cross-validation folds of the axis, bootstrap and permutation sizes, and the seed of all three."""
+    """Cross-validation folds of the axis, permutations of the gap and composition nulls, and their seed."""
 
     n_folds: int = 5
-    n_boot: int = 10_000
     n_perm: int = 10_000
     seed: int = 0
+
+
+def scored_gap(scores: np.ndarray, in_a: np.ndarray, settings: ScoringSettings, family: np.ndarray) -> GapResult:
+    """The gap of ``scores [R, P]`` over the primitives scored in every row (NaN = no score).
+
+    With fewer than 2 scored primitives in a set, every statistic is NaN
+    (the counts say why) instead of an error.
+    """
+    scored = np.isfinite(scores).all(0)
+    n_a, n_b = int((in_a & scored).sum()), int((~in_a & scored).sum())
+    if min(n_a, n_b) < 2:
+        nan = np.full(scores.shape[0], np.nan)
+        return GapResult(nan, nan, nan, nan, nan, nan, nan, n_a, n_b)
+    return gap_with_uncertainty(
+        scores[:, scored], in_a[scored], n_perm=settings.n_perm, seed=settings.seed, family=family
+    )
 
 
 def check_cache(cached: dict[str, torch.Tensor], stimuli: Stimuli) -> None:
@@ -124,6 +140,10 @@ def check_cache(cached: dict[str, torch.Tensor], stimuli: Stimuli) -> None:
         shape = tuple(cached[name].shape)
         if len(shape) != 3 or shape[0] != rows or shape[1] != n_layers:
             raise CacheError(f"primitive cache tensor {name} has shape {shape}; expected [{rows}, {n_layers}, hidden]")
+    if K.NEXTWORD_PHENOMENOLOGICAL in cached:
+        for name in (K.NEXTWORD_PHENOMENOLOGICAL, K.NEXTWORD_ABSTRACT):
+            if tuple(cached[name].shape) != (len(stimuli.primitives),):
+                raise CacheError(f"primitive cache tensor {name} is {tuple(cached[name].shape)}; expected [P]")
     if K.BEHAVIOUR_PHENOMENOLOGICAL in cached:
         n_p, n_c = len(stimuli.primitives), len(stimuli.compositions)
         samples = cached[K.BEHAVIOUR_PHENOMENOLOGICAL].shape[-1]
@@ -148,8 +168,11 @@ def score_primitives(
     """All primitive tables of one revision from its cache alone (no model).
 
     Representational rows: every cached layer, then "summary" (per-primitive
-    scores averaged over the summary layers, see :func:`gaps.summary_layers`).
-    Behavioural rows ("summary" only) when the cache holds behavioural counts.
+    scores averaged over the summary layers, see :func:`gaps.summary_layers`);
+    the layer rows' p-values are adjusted together (max-|T|), the summary is
+    the primary row. Next-word and behavioural rows ("summary" only) when the
+    cache holds them. Scores are unclipped; primitives without a score (no
+    lexicon hits) are left out of a gap and counted in ``n_0a``/``n_0b``.
     """
     check_cache(cached, stimuli)
 
@@ -163,24 +186,35 @@ def score_primitives(
     phen, abst = array(K.STATES_PHENOMENOLOGICAL), array(K.STATES_ABSTRACT)
 
     axes = fit_axes(phen, abst, n_folds=settings.n_folds, seed=settings.seed)
-    per_layer = axes.score(array(K.STATES_PRIMITIVES)).T  # [L, P]
+    per_layer = axes.position(array(K.STATES_PRIMITIVES)).T  # [L, P], unclipped
     scores = np.vstack([per_layer, per_layer[summary].mean(0, keepdims=True)])  # [L + 1, P]
-    gap_args = dict(n_boot=settings.n_boot, n_perm=settings.n_perm, seed=settings.seed)
+    layer_rows = np.arange(len(labels)) < len(layers)
     ranks = representational_ranks(array(K.STATES_PRIMITIVES), array(K.STATES_CLUSTERS), stimuli, summary)
 
     score_frames = [primitive_scores_frame(identity, labels, scores, stimuli, K.REPRESENTATIONAL)]
-    gap_frames = [gaps_frame(identity, labels, gap_with_uncertainty(scores, in_a, **gap_args), K.REPRESENTATIONAL)]
+    gap_frames = [gaps_frame(identity, labels, scored_gap(scores, in_a, settings, layer_rows), K.REPRESENTATIONAL)]
     composition_frames = [compositions_frame(identity, labels, ranks, K.REPRESENTATIONAL)]
     detail_frames = [composition_detail_frame(identity, labels, ranks, stimuli, K.REPRESENTATIONAL)]
 
+    one = [K.SUMMARY]
+    if K.NEXTWORD_PHENOMENOLOGICAL in cached:
+        phen_mass, abst_mass = array(K.NEXTWORD_PHENOMENOLOGICAL), array(K.NEXTWORD_ABSTRACT)
+        share = next_word_share(phen_mass, abst_mass)[None, :]  # [1, P]
+        mass = (phen_mass + abst_mass)[None, :]
+        score_frames.append(primitive_scores_frame(identity, one, share, stimuli, K.NEXT_WORD, lexicon_mass=mass))
+        gap_frames.append(gaps_frame(identity, one, scored_gap(share, in_a, settings, np.zeros(1, bool)), K.NEXT_WORD))
+
     if K.BEHAVIOUR_PHENOMENOLOGICAL in cached:
-        share = lexicon_share(array(K.BEHAVIOUR_PHENOMENOLOGICAL), array(K.BEHAVIOUR_ABSTRACT))[None, :]  # [1, P]
+        counts = array(K.BEHAVIOUR_PHENOMENOLOGICAL), array(K.BEHAVIOUR_ABSTRACT)
+        share = lexicon_share(*counts)[None, :]  # [1, P], NaN without hits
+        hits = lexicon_hits(*counts)[None, :]
         behaviour = behavioural_ranks(
             cached[K.BEHAVIOUR_COMPOSITION_CLUSTERS].cpu().numpy(), cached[K.BEHAVIOUR_SEED_CLUSTERS].cpu().numpy()
         )
-        one = [K.SUMMARY]
-        score_frames.append(primitive_scores_frame(identity, one, share, stimuli, K.BEHAVIOURAL))
-        gap_frames.append(gaps_frame(identity, one, gap_with_uncertainty(share, in_a, **gap_args), K.BEHAVIOURAL))
+        score_frames.append(primitive_scores_frame(identity, one, share, stimuli, K.BEHAVIOURAL, lexicon_hits=hits))
+        gap_frames.append(
+            gaps_frame(identity, one, scored_gap(share, in_a, settings, np.zeros(1, bool)), K.BEHAVIOURAL)
+        )
         composition_frames.append(compositions_frame(identity, one, behaviour, K.BEHAVIOURAL))
         detail_frames.append(composition_detail_frame(identity, one, behaviour, stimuli, K.BEHAVIOURAL))
 

@@ -1,8 +1,9 @@
 """The primitive stages of the sweep (DESIGN.md 5): what each Snakemake rule runs.
 
 - :func:`measure_revision_primitives` (needs the model): hidden-state
-  summaries, plus behavioural word counts for generative models that ship a
-  tokenizer, into one safetensors shard with the run's metadata.
+  summaries, plus the next-word masses and behavioural word counts for
+  generative models that ship a tokenizer, into one safetensors shard with the
+  run's metadata (including the model's parameter count).
 - :func:`score_revision_primitives` (cache only): the revision's tables.
 - :func:`primitive_tables`: all revisions' tables stacked into the final ones.
 
@@ -67,6 +68,7 @@ def measure_revision_primitives(snapshot_dir: Path, job: PrimitiveJob, stimuli_p
     from circuitsweep.loading import load_model, resolve_device
     from circuitsweep.primitives.behaviour import measure_behaviour
     from circuitsweep.primitives.encoders import HashWordEncoder, TokenizerEncoder
+    from circuitsweep.primitives.nextword import measure_next_word
     from circuitsweep.primitives.pipeline import measure_primitives
     from circuitsweep.snapshots import read_snapshot
 
@@ -86,6 +88,8 @@ def measure_revision_primitives(snapshot_dir: Path, job: PrimitiveJob, stimuli_p
         )
         encoding = f"hash[{low},{high})"
     tensors = measure_primitives(model, encoder, stimuli, batch_size=job.batch_size, device=device)
+    if tokenizer is not None and model.can_generate():
+        tensors.update(measure_next_word(model, tokenizer, stimuli, device=device))
     if job.behaviour is not None and tokenizer is not None and model.can_generate():
         settings = SamplingSettings(**job.behaviour)
         tensors.update(measure_behaviour(model, tokenizer, stimuli, settings, device=device).tensors)
@@ -94,6 +98,8 @@ def measure_revision_primitives(snapshot_dir: Path, job: PrimitiveJob, stimuli_p
         "token_range": list(job.token_range),
         "encoding": encoding,
         "behaviour_measured": K.BEHAVIOUR_PHENOMENOLOGICAL in tensors,
+        "next_word_measured": K.NEXTWORD_PHENOMENOLOGICAL in tensors,
+        "parameters": int(sum(p.numel() for p in model.parameters())),
         "stimuli_sha256": stimuli.fingerprint(),
         "commit": snapshot.commit,
         "versions": software_versions(),

@@ -43,12 +43,33 @@ def _frame(columns: dict[str, pl.Series], names: Sequence[str]) -> pl.DataFrame:
     return pl.DataFrame(columns)
 
 
+def _floats(values: np.ndarray) -> pl.Series:
+    """A Float64 series with NaN as null."""
+    return pl.Series(np.asarray(values, dtype=np.float64).ravel(), dtype=pl.Float64).fill_nan(None)
+
+
 def primitive_scores_frame(
-    identity: RevisionIdentity, layers: Sequence[str], scores: np.ndarray, stimuli: Stimuli, score_kind: str
+    identity: RevisionIdentity,
+    layers: Sequence[str],
+    scores: np.ndarray,
+    stimuli: Stimuli,
+    score_kind: str,
+    *,
+    lexicon_hits: np.ndarray | None = None,
+    lexicon_mass: np.ndarray | None = None,
 ) -> pl.DataFrame:
-    """primitives.parquet rows from ``scores [R, P]`` (R = len(layers)), layer-major."""
+    """primitives.parquet rows from ``scores [R, P]`` (R = len(layers)), layer-major.
+
+    ``lexicon_hits`` / ``lexicon_mass``: ``[R, P]`` evidence behind each score (null when not given).
+    """
     n_rows, n_primitives = scores.shape
     n = n_rows * n_primitives
+
+    def optional(values: np.ndarray | None, dtype: type[pl.DataType]) -> pl.Series:
+        if values is None:
+            return pl.Series([None] * n, dtype=dtype)
+        return pl.Series(np.broadcast_to(values, scores.shape).ravel().tolist(), dtype=dtype)
+
     return _frame(
         {
             **_identity(identity, n),
@@ -56,24 +77,28 @@ def primitive_scores_frame(
             "primitive": pl.Series(list(stimuli.primitive_names) * n_rows, dtype=pl.String),
             "set": pl.Series([p.set for p in stimuli.primitives] * n_rows, dtype=pl.String),
             "score_kind": pl.Series([score_kind] * n, dtype=pl.String),
-            "score": pl.Series(np.asarray(scores, dtype=np.float64).ravel(), dtype=pl.Float64),
+            "score": _floats(scores),
+            "score_display": _floats(np.clip(scores, 0.0, 1.0)),
+            "lexicon_hits": optional(lexicon_hits, pl.Int64),
+            "lexicon_mass": optional(lexicon_mass, pl.Float64),
         },
         K.PRIMITIVE_COLUMNS,
     )
 
 
 def gaps_frame(identity: RevisionIdentity, layers: Sequence[str], result: GapResult, score_kind: str) -> pl.DataFrame:
-    """primitive_gaps rows, one per entry of ``layers``."""
+    """primitive_gaps rows, one per entry of ``layers``; the summary row is the primary one."""
     n = len(layers)
-    floats = {
-        name: pl.Series(getattr(result, name), dtype=pl.Float64) for name in ("gap", "ci_low", "ci_high", "p_value")
-    }
+    names = ("gap", "ci_low", "ci_high", "t_stat", "df", "p_value", "p_adjusted")
     return _frame(
         {
             **_identity(identity, n),
             "layer": pl.Series(list(layers), dtype=pl.String),
-            **floats,
             "score_kind": pl.Series([score_kind] * n, dtype=pl.String),
+            "primary": pl.Series([layer == K.SUMMARY for layer in layers], dtype=pl.Boolean),
+            **{name: _floats(getattr(result, name)) for name in names},
+            "n_0a": pl.Series([result.n_a] * n, dtype=pl.Int64),
+            "n_0b": pl.Series([result.n_b] * n, dtype=pl.Int64),
         },
         K.GAP_COLUMNS,
     )
