@@ -160,7 +160,7 @@ def test_lemmatised_matching_counts_inflections():
 
 
 def test_sampled_score_runs_with_a_chat_template_and_flags_zero_hits(model, chat_tokenizer, stimuli):
-    """K = 64 samples per prompt end to end; a primitive without lexicon hits has no score and is left out of the gap."""
+    """K = 64 samples per prompt end to end; a primitive without lexicon hits has no score, left out of the gap."""
     settings = SamplingSettings(max_new_tokens=4, seed=3)
     assert settings.samples >= 64
     stimuli = dataclasses.replace(stimuli, compositions=stimuli.compositions[:3])  # 19 prompts keep it to seconds
