@@ -29,11 +29,17 @@ def stimuli() -> Stimuli:
 
 
 def planted_cache(
-    stimuli: Stimuli, phen_side: np.ndarray, seed: int = 0, strength: float = 0.6
+    stimuli: Stimuli,
+    phen_side: np.ndarray,
+    seed: int = 0,
+    strength: float = 0.6,
+    control_side: np.ndarray | None = None,
 ) -> dict[str, torch.Tensor]:
     """Hidden states where the lexicons sit at +-1 on dimension 0 and primitive i at +-strength per ``phen_side[i]``.
 
     Every other dimension is noise; layer 0 carries no signal for the primitives.
+    In the carriers, each primitive's word sits where it does in context and its
+    control words at +-strength per ``control_side`` (default: on no side).
     """
     rng = np.random.default_rng(seed)
 
@@ -48,12 +54,19 @@ def planted_cache(
     primitives = noise(len(stimuli.primitives)) + strength * signs[:, None, None] * axis
     primitives[:, 0] = noise(len(stimuli.primitives))[:, 0]
     clusters = noise(len(stimuli.cluster_words))
+    carried = noise(len(stimuli.primitives)) + strength * signs[:, None, None] * axis
+    controls = noise(len(stimuli.control_words))
+    if control_side is not None:
+        owner = np.repeat(np.arange(len(stimuli.primitives)), [len(p.controls) for p in stimuli.primitives])
+        controls += strength * np.where(control_side, 1.0, -1.0)[owner, None, None] * axis
     as_tensor = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
     return {
         K.STATES_PRIMITIVES: as_tensor(primitives),
         K.STATES_PHENOMENOLOGICAL: as_tensor(phen),
         K.STATES_ABSTRACT: as_tensor(abst),
         K.STATES_CLUSTERS: as_tensor(clusters),
+        K.STATES_CONTROLS: as_tensor(controls),
+        K.STATES_PRIMITIVES_CARRIED: as_tensor(carried),
         K.LAYERS: torch.arange(LAYERS),
         K.STIMULI_SHA256: torch.tensor(list(bytes.fromhex(stimuli.fingerprint())), dtype=torch.uint8),
     }
@@ -72,7 +85,7 @@ def test_planted_gap_is_positive_with_an_interval_excluding_zero(stimuli):
     """0a planted on the phenomenological side: positive gap, CI above 0, small p, at every signal layer."""
     in_a = np.array([p.set == "0a" for p in stimuli.primitives])
     tables = score_primitives(planted_cache(stimuli, in_a), stimuli, IDENTITY, FAST)
-    gaps = tables.gaps
+    gaps = tables.gaps.filter(tables.gaps["score_kind"] == K.REPRESENTATIONAL)
     for layer in ("1", "2", "summary"):
         r = row(gaps, layer)
         assert r["gap"] > 0.3 and r["ci_low"] > 0 and r["ci_low"] <= r["gap"] <= r["ci_high"], r
@@ -254,8 +267,14 @@ def test_tables_have_the_contract_columns(stimuli):
     assert tuple(tables.gaps.columns) == K.GAP_COLUMNS
     assert tuple(tables.compositions.columns) == K.COMPOSITION_COLUMNS
     assert tuple(tables.composition_detail.columns) == K.COMPOSITION_DETAIL_COLUMNS
-    assert tables.gaps["layer"].to_list() == ["0", "1", "2", "summary"]
-    assert tables.scores.height == 4 * len(stimuli.primitives)
+    representational = [k for k in K.SCORE_KINDS if k.startswith(K.REPRESENTATIONAL)]
+    assert tables.gaps["score_kind"].unique(maintain_order=True).to_list() == representational
+    for kind in representational:
+        rows = tables.gaps.filter(tables.gaps["score_kind"] == kind)
+        assert rows["layer"].to_list() == ["0", "1", "2", "summary"], kind
+        assert rows["primary"].to_list() == [False, False, False, True]
+    assert tables.scores.height == 4 * len(stimuli.primitives) * len(representational)
+    assert tables.axis["score_kind"].unique().len() == len(representational)
     assert set(tables.gaps["tokens"].to_list()) == {1000}
 
 
@@ -302,3 +321,46 @@ def test_cache_survives_a_safetensors_round_trip(stimuli, tmp_path):
     a = score_primitives(cache, stimuli, IDENTITY, FAST)
     b = score_primitives(loaded, stimuli, IDENTITY, FAST)
     assert a.gaps.equals(b.gaps) and a.scores.equals(b.scores)
+
+
+def gap_of(tables, kind: str, layer: str = "summary") -> dict:
+    rows = tables.gaps.filter((tables.gaps["score_kind"] == kind) & (tables.gaps["layer"] == layer))
+    return rows.to_dicts()[0]
+
+
+def test_word_class_controls_remove_a_word_class_gap(stimuli):
+    """0b words on the phenomenological side *like their controls* (a word-class effect): the plain gap is
+    strongly negative, the controlled gap is not; with controls on no side the controlled gap keeps it."""
+    in_a = np.array([p.set == "0a" for p in stimuli.primitives])
+    word_class = planted_cache(stimuli, ~in_a, control_side=~in_a)
+    tables = score_primitives(word_class, stimuli, IDENTITY, FAST)
+    plain, controlled = gap_of(tables, K.REPRESENTATIONAL), gap_of(tables, K.REPRESENTATIONAL_CONTROLLED)
+    assert plain["gap"] < -0.3 and plain["ci_high"] < 0, plain
+    assert controlled["ci_low"] < 0 < controlled["ci_high"] and abs(controlled["gap"]) < 0.15, controlled
+
+    specific = score_primitives(planted_cache(stimuli, ~in_a), stimuli, IDENTITY, FAST)
+    controlled = gap_of(specific, K.REPRESENTATIONAL_CONTROLLED)
+    assert controlled["gap"] < -0.3 and controlled["ci_high"] < 0, controlled
+
+
+def test_affect_direction_is_partialled_out(stimuli):
+    """Primitives planted only along the affect direction (affective vs sensory words) score as phenomenological
+    on the full axis and the affective axis, but not once the affect direction is removed."""
+    rng = np.random.default_rng(5)
+    in_a = np.array([p.set == "0a" for p in stimuli.primitives])
+    cache = planted_cache(stimuli, in_a, strength=0.0)
+    affective = np.array([w in set(stimuli.affective) for w in stimuli.phenomenological])
+    phen = cache[K.STATES_PHENOMENOLOGICAL].double().numpy()
+    phen[affective, :, 1] += 1.5  # dimension 1: affect, on top of the phenomenological dimension 0
+    phen[~affective, :, 1] -= 1.5
+    primitives = rng.normal(0.0, 0.3, size=cache[K.STATES_PRIMITIVES].shape)
+    primitives[~in_a, :, 1] += 1.5  # 0b: affect-laden, nothing else
+    cache = cache | {
+        K.STATES_PHENOMENOLOGICAL: torch.tensor(phen, dtype=torch.float32),
+        K.STATES_PRIMITIVES: torch.tensor(primitives, dtype=torch.float32),
+    }
+    tables = score_primitives(cache, stimuli, IDENTITY, FAST)
+    assert gap_of(tables, K.REPRESENTATIONAL_AFFECTIVE)["gap"] < -0.3
+    assert gap_of(tables, K.REPRESENTATIONAL_SENSORY)["gap"] > gap_of(tables, K.REPRESENTATIONAL_AFFECTIVE)["gap"]
+    no_affect = gap_of(tables, K.REPRESENTATIONAL_NO_AFFECT)
+    assert abs(no_affect["gap"]) < 0.1 and no_affect["ci_low"] < 0 < no_affect["ci_high"], no_affect

@@ -16,6 +16,10 @@ STATES_PHENOMENOLOGICAL = "lexicon.phenomenological"
 STATES_ABSTRACT = "lexicon.abstract"
 #: [W_cluster, L, H] cluster words (compositions in order, clusters in order), mean over carriers.
 STATES_CLUSTERS = "clusters.states"
+#: [W_control, L, H] word-class control words (primitives in order, controls in order), mean over carriers.
+STATES_CONTROLS = "controls.states"
+#: [P, L, H] each primitive's first surface word in the carrier templates (compared with its controls).
+STATES_PRIMITIVES_CARRIED = "primitives.carried"
 #: [L] int64: the layer index of each kept layer (0 = embedding output).
 LAYERS = "layers"
 #: [32] uint8: sha256 of the stimuli the shard was measured with.
@@ -43,11 +47,26 @@ NEXTWORD_WHOLE_WORDS = "nextword.whole_words"
 
 #: Where a word's own hidden state lies on the phenomenological-abstract axis (not the study's construct).
 REPRESENTATIONAL = "representational"
+#: The same on axes built from one part of the phenomenological lexicon against the abstract one.
+REPRESENTATIONAL_SENSORY = "representational_sensory"
+REPRESENTATIONAL_AFFECTIVE = "representational_affective"
+#: The same after the affect direction (mean affective - mean sensory lexicon word) is projected out of every state.
+REPRESENTATIONAL_NO_AFFECT = "representational_no_affect"
+#: Word-class controlled: the primitive's position minus the mean position of its control words (both in carriers).
+REPRESENTATIONAL_CONTROLLED = "representational_controlled"
 #: The study's construct measured by sampling: phenomenological share of lexicon words in K replies.
 BEHAVIOURAL = "behavioural"
 #: The study's construct measured exactly: phenomenological share of the next-word distribution.
 NEXT_WORD = "next_word"
-SCORE_KINDS: tuple[str, ...] = (REPRESENTATIONAL, NEXT_WORD, BEHAVIOURAL)
+SCORE_KINDS: tuple[str, ...] = (
+    REPRESENTATIONAL,
+    REPRESENTATIONAL_SENSORY,
+    REPRESENTATIONAL_AFFECTIVE,
+    REPRESENTATIONAL_NO_AFFECT,
+    REPRESENTATIONAL_CONTROLLED,
+    NEXT_WORD,
+    BEHAVIOURAL,
+)
 #: The ``layer`` value of rows that are not one layer: the summary over layers
 #: (representational) or the one behavioural value.
 SUMMARY = "summary"
@@ -118,8 +137,8 @@ COMPOSITION_DETAIL_COLUMNS: tuple[str, ...] = (
     "hit_rate",
     "baseline_hit_rate",
 )
-#: axis quality (Parquet/CSV): held-out AUC of the phenomenological-abstract axis per layer.
-AXIS_COLUMNS: tuple[str, ...] = (*IDENTITY_COLUMNS, "layer", "heldout_auc")
+#: axis quality (Parquet/CSV): held-out AUC of each representational kind's axis per layer.
+AXIS_COLUMNS: tuple[str, ...] = (*IDENTITY_COLUMNS, "layer", "score_kind", "heldout_auc")
 
 # --- File names -----------------------------------------------------------------
 

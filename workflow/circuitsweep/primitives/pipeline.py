@@ -19,7 +19,7 @@ from transformers import PreTrainedModel
 
 from circuitsweep.errors import CacheError
 from circuitsweep.primitives import contract as K
-from circuitsweep.primitives.axis import fit_axes
+from circuitsweep.primitives.axis import AxisSet, affect_direction, control_contrast, fit_axes, remove_direction
 from circuitsweep.primitives.behaviour import lexicon_hits, lexicon_share
 from circuitsweep.primitives.compositions import behavioural_ranks, representational_ranks
 from circuitsweep.primitives.encoders import WordEncoder
@@ -53,9 +53,10 @@ def measure_primitives(
 ) -> dict[str, torch.Tensor]:
     """Hidden-state summaries of one revision, keyed by the names in :mod:`contract`.
 
-    Primitives: mean over their contexts ``[P, L, H]``; lexicon and cluster
-    words: mean over the carrier templates ``[W, L, H]``. One batched pass over
-    all texts; ``layers`` selects hidden-state layers (0 = embeddings, default all).
+    Primitives: mean over their contexts ``[P, L, H]``; lexicon, cluster and
+    control words, and each primitive's first word: mean over the carrier
+    templates ``[W, L, H]``. One batched pass over all texts; ``layers``
+    selects hidden-state layers (0 = embeddings, default all).
     """
     items: list[WordInText] = []
     groups: list[int] = []
@@ -67,21 +68,37 @@ def measure_primitives(
 
     for primitive in stimuli.primitives:
         add(primitive.occurrences())
-    words = [*stimuli.phenomenological, *stimuli.abstract, *stimuli.cluster_words]
+    words = [
+        *stimuli.phenomenological,
+        *stimuli.abstract,
+        *stimuli.cluster_words,
+        *stimuli.control_words,
+        *(p.words[0] for p in stimuli.primitives),
+    ]
     for word in words:
         add([fill(template, word) for template in stimuli.carriers])
     n_groups = len(stimuli.primitives) + len(words)
     states = mean_word_states(
         model, encoder, items, groups, n_groups, layers=layers, batch_size=batch_size, device=device
     )
-    bounds = np.cumsum([0, len(stimuli.primitives), len(stimuli.phenomenological), len(stimuli.abstract)])
+    sizes = [
+        len(stimuli.primitives),
+        len(stimuli.phenomenological),
+        len(stimuli.abstract),
+        len(stimuli.cluster_words),
+        len(stimuli.control_words),
+        len(stimuli.primitives),
+    ]
+    bounds = np.cumsum([0, *sizes])
     n_layers = states.shape[1]
     kept = torch.arange(n_layers) if layers is None else torch.tensor(list(layers), dtype=torch.int64)
     return {
         K.STATES_PRIMITIVES: states[: bounds[1]].contiguous(),
         K.STATES_PHENOMENOLOGICAL: states[bounds[1] : bounds[2]].contiguous(),
         K.STATES_ABSTRACT: states[bounds[2] : bounds[3]].contiguous(),
-        K.STATES_CLUSTERS: states[bounds[3] :].contiguous(),
+        K.STATES_CLUSTERS: states[bounds[3] : bounds[4]].contiguous(),
+        K.STATES_CONTROLS: states[bounds[4] : bounds[5]].contiguous(),
+        K.STATES_PRIMITIVES_CARRIED: states[bounds[5] :].contiguous(),
         K.LAYERS: kept.to(torch.int64),
         K.STIMULI_SHA256: _fingerprint_tensor(stimuli),
     }
@@ -119,6 +136,8 @@ def check_cache(cached: dict[str, torch.Tensor], stimuli: Stimuli) -> None:
         K.STATES_PHENOMENOLOGICAL,
         K.STATES_ABSTRACT,
         K.STATES_CLUSTERS,
+        K.STATES_CONTROLS,
+        K.STATES_PRIMITIVES_CARRIED,
         K.LAYERS,
         K.STIMULI_SHA256,
     )
@@ -134,6 +153,8 @@ def check_cache(cached: dict[str, torch.Tensor], stimuli: Stimuli) -> None:
         K.STATES_PHENOMENOLOGICAL: len(stimuli.phenomenological),
         K.STATES_ABSTRACT: len(stimuli.abstract),
         K.STATES_CLUSTERS: len(stimuli.cluster_words),
+        K.STATES_CONTROLS: len(stimuli.control_words),
+        K.STATES_PRIMITIVES_CARRIED: len(stimuli.primitives),
     }
     n_layers = cached[K.LAYERS].shape[0]
     for name, rows in expected.items():
@@ -184,15 +205,36 @@ def score_primitives(
     labels = [str(int(layer)) for layer in layers] + [K.SUMMARY]
     in_a = np.array([p.set == SET_A for p in stimuli.primitives])
     phen, abst = array(K.STATES_PHENOMENOLOGICAL), array(K.STATES_ABSTRACT)
-
-    axes = fit_axes(phen, abst, n_folds=settings.n_folds, seed=settings.seed)
-    per_layer = axes.position(array(K.STATES_PRIMITIVES)).T  # [L, P], unclipped
-    scores = np.vstack([per_layer, per_layer[summary].mean(0, keepdims=True)])  # [L + 1, P]
+    primitives = array(K.STATES_PRIMITIVES)
     layer_rows = np.arange(len(labels)) < len(layers)
-    ranks = representational_ranks(array(K.STATES_PRIMITIVES), array(K.STATES_CLUSTERS), stimuli, summary)
+    score_frames, gap_frames, axis_frames = [], [], []
 
-    score_frames = [primitive_scores_frame(identity, labels, scores, stimuli, K.REPRESENTATIONAL)]
-    gap_frames = [gaps_frame(identity, labels, scored_gap(scores, in_a, settings, layer_rows), K.REPRESENTATIONAL)]
+    def with_summary(per_layer: np.ndarray) -> np.ndarray:
+        """``[L, P]`` -> ``[L + 1, P]``: the layers, then their mean over the summary layers."""
+        return np.vstack([per_layer, per_layer[summary].mean(0, keepdims=True)])
+
+    def add(kind: str, scores: np.ndarray, axes: AxisSet, lexicon: tuple[np.ndarray, np.ndarray]) -> None:
+        score_frames.append(primitive_scores_frame(identity, labels, scores, stimuli, kind))
+        gap_frames.append(gaps_frame(identity, labels, scored_gap(scores, in_a, settings, layer_rows), kind))
+        axis_frames.append(axis_frame(identity, labels[:-1], axes.heldout_auc(*lexicon), kind))
+
+    def fit(phen_states: np.ndarray, abst_states: np.ndarray) -> AxisSet:
+        return fit_axes(phen_states, abst_states, n_folds=settings.n_folds, seed=settings.seed)
+
+    axes = fit(phen, abst)
+    add(K.REPRESENTATIONAL, with_summary(axes.position(primitives).T), axes, (phen, abst))
+    affective = np.array([w in set(stimuli.affective) for w in stimuli.phenomenological])
+    for kind, part in ((K.REPRESENTATIONAL_SENSORY, ~affective), (K.REPRESENTATIONAL_AFFECTIVE, affective)):
+        part_axes = fit(phen[part], abst)
+        add(kind, with_summary(part_axes.position(primitives).T), part_axes, (phen[part], abst))
+    affect = affect_direction(phen[affective], phen[~affective])
+    flat = [remove_direction(x, affect) for x in (phen, abst, primitives)]
+    flat_axes = fit(flat[0], flat[1])
+    add(K.REPRESENTATIONAL_NO_AFFECT, with_summary(flat_axes.position(flat[2]).T), flat_axes, (flat[0], flat[1]))
+    controlled = control_contrast(axes, array(K.STATES_PRIMITIVES_CARRIED), array(K.STATES_CONTROLS), stimuli)
+    add(K.REPRESENTATIONAL_CONTROLLED, with_summary(controlled), axes, (phen, abst))
+
+    ranks = representational_ranks(primitives, array(K.STATES_CLUSTERS), stimuli, summary)
     composition_frames = [compositions_frame(identity, labels, ranks, K.REPRESENTATIONAL)]
     detail_frames = [composition_detail_frame(identity, labels, ranks, stimuli, K.REPRESENTATIONAL)]
 
@@ -223,5 +265,5 @@ def score_primitives(
         gaps=pl.concat(gap_frames),
         compositions=pl.concat(composition_frames),
         composition_detail=pl.concat(detail_frames),
-        axis=axis_frame(identity, labels[:-1], axes.heldout_auc(phen, abst)),
+        axis=pl.concat(axis_frames),
     )

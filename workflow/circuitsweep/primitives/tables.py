@@ -162,13 +162,14 @@ def composition_detail_frame(
     )
 
 
-def axis_frame(identity: RevisionIdentity, layers: Sequence[str], auc: np.ndarray) -> pl.DataFrame:
-    """Held-out AUC of the axis per layer."""
+def axis_frame(identity: RevisionIdentity, layers: Sequence[str], auc: np.ndarray, score_kind: str) -> pl.DataFrame:
+    """Held-out AUC of one score kind's axis per layer."""
     n = len(layers)
     return _frame(
         {
             **_identity(identity, n),
             "layer": pl.Series(list(layers), dtype=pl.String),
+            "score_kind": pl.Series([score_kind] * n, dtype=pl.String),
             "heldout_auc": pl.Series(np.asarray(auc, dtype=np.float64), dtype=pl.Float64),
         },
         K.AXIS_COLUMNS,
