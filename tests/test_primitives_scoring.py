@@ -12,7 +12,7 @@ from circuitsweep.errors import CacheError
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.axis import fit_axes
 from circuitsweep.primitives.behaviour import lexicon_share
-from circuitsweep.primitives.compositions import behavioural_ranks
+from circuitsweep.primitives.compositions import behavioural_ranks, composition_nulls
 from circuitsweep.primitives.gaps import gap_with_uncertainty, summary_layers, t_quantile
 from circuitsweep.primitives.pipeline import ScoringSettings, score_primitives
 from circuitsweep.primitives.stimuli import Stimuli, load_stimuli
@@ -364,3 +364,36 @@ def test_affect_direction_is_partialled_out(stimuli):
     assert gap_of(tables, K.REPRESENTATIONAL_SENSORY)["gap"] > gap_of(tables, K.REPRESENTATIONAL_AFFECTIVE)["gap"]
     no_affect = gap_of(tables, K.REPRESENTATIONAL_NO_AFFECT)
     assert abs(no_affect["gap"]) < 0.1 and no_affect["ci_low"] < 0 < no_affect["ci_high"], no_affect
+
+
+def test_composition_nulls_separate_operator_use_from_seed_use(stimuli):
+    """Targets found through operator and seed: operator-shuffled null far below, p small. Targets found
+    through the seed alone (the first operator's target for every operator): the operator null matches."""
+    n = len(stimuli.compositions)
+    seeds = np.array([c.seed for c in stimuli.compositions])
+    both = np.full((n, n, 1), 2)
+    both[np.arange(n), np.arange(n)] = 1
+    null = composition_nulls(both, stimuli, n_perm=999, seed=0)
+    assert null.operator_p[0] == pytest.approx(1 / 1000) and null.seed_p[0] == pytest.approx(1 / 1000)
+    assert 5 < null.operator_null_hits[0] < 7  # one fixed point per seed group of 5, on average
+
+    seed_only = np.full((n, n, 1), 2)
+    first = {s: int(np.flatnonzero(seeds == s)[0]) for s in set(seeds)}
+    seed_only[np.arange(n), [first[s] for s in seeds]] = 1
+    null = composition_nulls(seed_only, stimuli, n_perm=999, seed=0)
+    observed = int((np.diagonal(seed_only[..., 0]) <= 1).sum())
+    assert observed == 6
+    assert null.operator_p[0] > 0.3 and abs(null.operator_null_hits[0] - observed) < 1
+
+
+def test_composition_table_reports_baselines_nulls_and_near_synonyms(stimuli):
+    """The composition table has the operator-only baseline, both nulls and hits without near-synonym targets."""
+    in_a = np.array([p.set == "0a" for p in stimuli.primitives])
+    tables = score_primitives(planted_cache(stimuli, in_a), stimuli, IDENTITY, FAST)
+    comp = row(tables.compositions, "summary")
+    assert comp["n_near_synonym"] == sum(c.near_synonym for c in stimuli.compositions) == 6
+    assert 0 <= comp["operator_hits_at_1"] <= len({c.operator for c in stimuli.compositions})
+    assert 0 < comp["p_operator_shuffled"] <= 1 and 0 < comp["p_seed_shuffled"] <= 1
+    detail = tables.composition_detail.filter(tables.composition_detail["layer"] == "summary")
+    kept = detail.filter(~detail["near_synonym"])
+    assert comp["hits_at_1_without_near_synonyms"] == int((kept["rank"] <= 1).sum())

@@ -109,7 +109,10 @@ GAP_COLUMNS: tuple[str, ...] = (
     "n_0a",
     "n_0b",
 )
-#: compositions.csv/.md: hits over all compositions, per layer and score kind, with the seed-only baseline.
+#: compositions.csv/.md: hits over all compositions, per layer and score kind, with the seed-only and
+#: operator-only baselines (at most 6 and 5 distinct queries), the permutation nulls (mean hits@1 and
+#: one-sided p with operators shuffled within seed, seeds within operator) and hits@1 without the
+#: near-synonym compositions (of n_near_synonym).
 COMPOSITION_COLUMNS: tuple[str, ...] = (
     *IDENTITY_COLUMNS,
     "layer",
@@ -119,6 +122,13 @@ COMPOSITION_COLUMNS: tuple[str, ...] = (
     "hits_at_3",
     "baseline_hits_at_1",
     "baseline_hits_at_3",
+    "operator_hits_at_1",
+    "null_operator_hits_at_1",
+    "p_operator_shuffled",
+    "null_seed_hits_at_1",
+    "p_seed_shuffled",
+    "n_near_synonym",
+    "hits_at_1_without_near_synonyms",
     "mean_rank",
     "baseline_mean_rank",
     "hits_any",
@@ -132,8 +142,10 @@ COMPOSITION_DETAIL_COLUMNS: tuple[str, ...] = (
     "operator",
     "seed",
     "target",
+    "near_synonym",
     "rank",
     "baseline_rank",
+    "operator_rank",
     "hit_rate",
     "baseline_hit_rate",
 )

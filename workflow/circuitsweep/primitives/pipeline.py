@@ -21,7 +21,13 @@ from circuitsweep.errors import CacheError
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.axis import AxisSet, affect_direction, control_contrast, fit_axes, remove_direction
 from circuitsweep.primitives.behaviour import lexicon_hits, lexicon_share
-from circuitsweep.primitives.compositions import behavioural_ranks, representational_ranks
+from circuitsweep.primitives.compositions import (
+    CompositionNull,
+    CompositionRanks,
+    behavioural_ranks,
+    composition_nulls,
+    representational_ranks,
+)
 from circuitsweep.primitives.encoders import WordEncoder
 from circuitsweep.primitives.extract import mean_word_states
 from circuitsweep.primitives.gaps import GapResult, gap_with_uncertainty, summary_layers
@@ -235,7 +241,14 @@ def score_primitives(
     add(K.REPRESENTATIONAL_CONTROLLED, with_summary(controlled), axes, (phen, abst))
 
     ranks = representational_ranks(primitives, array(K.STATES_CLUSTERS), stimuli, summary)
-    composition_frames = [compositions_frame(identity, labels, ranks, K.REPRESENTATIONAL)]
+    near_synonym = np.array([c.near_synonym for c in stimuli.compositions])
+
+    def composition_null(ranks: CompositionRanks) -> CompositionNull:
+        return composition_nulls(ranks.rank_matrix, stimuli, n_perm=settings.n_perm, seed=settings.seed)
+
+    composition_frames = [
+        compositions_frame(identity, labels, ranks, K.REPRESENTATIONAL, composition_null(ranks), near_synonym)
+    ]
     detail_frames = [composition_detail_frame(identity, labels, ranks, stimuli, K.REPRESENTATIONAL)]
 
     one = [K.SUMMARY]
@@ -257,7 +270,9 @@ def score_primitives(
         gap_frames.append(
             gaps_frame(identity, one, scored_gap(share, in_a, settings, np.zeros(1, bool)), K.BEHAVIOURAL)
         )
-        composition_frames.append(compositions_frame(identity, one, behaviour, K.BEHAVIOURAL))
+        composition_frames.append(
+            compositions_frame(identity, one, behaviour, K.BEHAVIOURAL, composition_null(behaviour), near_synonym)
+        )
         detail_frames.append(composition_detail_frame(identity, one, behaviour, stimuli, K.BEHAVIOURAL))
 
     return PrimitiveTables(

@@ -80,6 +80,7 @@ class Composition:
     seed: str
     target: str
     cluster: tuple[str, ...]
+    near_synonym: bool = False  # the target nearly restates the seed
 
     @property
     def name(self) -> str:
@@ -149,7 +150,13 @@ class Stimuli:
                 for p in self.primitives
             },
             "compositions": [
-                {"operator": c.operator, "seed": c.seed, "target": c.target, "cluster": list(c.cluster)}
+                {
+                    "operator": c.operator,
+                    "seed": c.seed,
+                    "target": c.target,
+                    "cluster": list(c.cluster),
+                    "near_synonym": c.near_synonym,
+                }
                 for c in self.compositions
             ],
             "lexicons": {
@@ -315,7 +322,8 @@ def parse_stimuli(data: Any, source: str = "stimuli") -> Stimuli:
             for name, p in data["primitives"].items()
         ),
         compositions=tuple(
-            Composition(c["operator"], c["seed"], c["target"], tuple(c["cluster"])) for c in data["compositions"]
+            Composition(c["operator"], c["seed"], c["target"], tuple(c["cluster"]), c.get("near_synonym", False))
+            for c in data["compositions"]
         ),
         phenomenological=tuple(data["lexicons"]["phenomenological"]),
         abstract=tuple(data["lexicons"]["abstract"]),

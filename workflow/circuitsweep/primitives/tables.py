@@ -15,7 +15,7 @@ import polars as pl
 
 from circuitsweep import table_io
 from circuitsweep.primitives import contract as K
-from circuitsweep.primitives.compositions import CompositionRanks
+from circuitsweep.primitives.compositions import CompositionNull, CompositionRanks
 from circuitsweep.primitives.gaps import GapResult
 from circuitsweep.primitives.stimuli import Stimuli
 
@@ -105,13 +105,21 @@ def gaps_frame(identity: RevisionIdentity, layers: Sequence[str], result: GapRes
 
 
 def compositions_frame(
-    identity: RevisionIdentity, layers: Sequence[str], ranks: CompositionRanks, score_kind: str
+    identity: RevisionIdentity,
+    layers: Sequence[str],
+    ranks: CompositionRanks,
+    score_kind: str,
+    null: CompositionNull,
+    near_synonym: np.ndarray,
 ) -> pl.DataFrame:
-    """compositions rows: hits over all compositions per entry of ``layers`` (ranks are ``[C, R]``)."""
+    """compositions rows: hits over all compositions per entry of ``layers`` (ranks are ``[C, R]``).
+
+    ``near_synonym [C]`` marks the compositions left out of ``hits_at_1_without_near_synonyms``.
+    """
     n = len(layers)
 
-    def hits(rank: np.ndarray, k: int) -> pl.Series:
-        return pl.Series((rank <= k).sum(0).tolist(), dtype=pl.Int64)
+    def hits(rank: np.ndarray | None, k: int) -> pl.Series:
+        return pl.Series([None] * n if rank is None else (rank <= k).sum(0).tolist(), dtype=pl.Int64)
 
     def any_hits(rate: np.ndarray | None) -> pl.Series:
         return pl.Series([None] * n if rate is None else (rate > 0).sum(0).tolist(), dtype=pl.Int64)
@@ -126,6 +134,13 @@ def compositions_frame(
             "hits_at_3": hits(ranks.rank, 3),
             "baseline_hits_at_1": hits(ranks.baseline_rank, 1),
             "baseline_hits_at_3": hits(ranks.baseline_rank, 3),
+            "operator_hits_at_1": hits(ranks.operator_rank, 1),
+            "null_operator_hits_at_1": _floats(null.operator_null_hits),
+            "p_operator_shuffled": _floats(null.operator_p),
+            "null_seed_hits_at_1": _floats(null.seed_null_hits),
+            "p_seed_shuffled": _floats(null.seed_p),
+            "n_near_synonym": pl.Series([int(np.sum(near_synonym))] * n, dtype=pl.Int64),
+            "hits_at_1_without_near_synonyms": hits(ranks.rank[~np.asarray(near_synonym, dtype=bool)], 1),
             "mean_rank": pl.Series(ranks.rank.mean(0), dtype=pl.Float64),
             "baseline_mean_rank": pl.Series(ranks.baseline_rank.mean(0), dtype=pl.Float64),
             "hits_any": any_hits(ranks.hit_rate),
@@ -153,8 +168,10 @@ def composition_detail_frame(
             "operator": pl.Series([c.operator for c in stimuli.compositions] * n_rows, dtype=pl.String),
             "seed": pl.Series([c.seed for c in stimuli.compositions] * n_rows, dtype=pl.String),
             "target": pl.Series([c.target for c in stimuli.compositions] * n_rows, dtype=pl.String),
+            "near_synonym": pl.Series([c.near_synonym for c in stimuli.compositions] * n_rows, dtype=pl.Boolean),
             "rank": per_cell(ranks.rank, pl.Int64),
             "baseline_rank": per_cell(ranks.baseline_rank, pl.Int64),
+            "operator_rank": per_cell(ranks.operator_rank, pl.Int64),
             "hit_rate": per_cell(ranks.hit_rate, pl.Float64),
             "baseline_hit_rate": per_cell(ranks.baseline_hit_rate, pl.Float64),
         },
