@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 
@@ -397,3 +398,41 @@ def test_composition_table_reports_baselines_nulls_and_near_synonyms(stimuli):
     detail = tables.composition_detail.filter(tables.composition_detail["layer"] == "summary")
     kept = detail.filter(~detail["near_synonym"])
     assert comp["hits_at_1_without_near_synonyms"] == int((kept["rank"] <= 1).sum())
+
+
+def test_scaling_and_agreement_tables_span_models(stimuli, tmp_path):
+    """Across four models: one scaling row per model and kind (last revision, with its size), agreement counts
+    the compositions matched in 3 of 4 models, and the stage writes every final file."""
+    from circuitsweep.cache import write_table
+    from circuitsweep.primitives.scaling import composition_agreement, scaling_table
+    from circuitsweep.primitives.stage import primitive_tables
+
+    in_a = np.array([p.set == "0a" for p in stimuli.primitives])
+    folders = []
+    parts = []
+    for i, size in enumerate((360, 500, 1000, 1200)):
+        for step, tokens in ((0, 0), (1, 1000)):
+            identity = RevisionIdentity(f"m{size}", f"step{step}", tokens, size * 10**6)
+            tables = score_primitives(planted_cache(stimuli, in_a, seed=10 * i + step), stimuli, identity, FAST)
+            parts.append(tables)
+            folder = tmp_path / identity.model / identity.revision
+            for field, name in K.REVISION_TABLES.items():
+                write_table(folder / name, getattr(tables, field), {})
+            folders.append(folder)
+    stacked = pl.concat([t.gaps for t in parts])
+    scaling = scaling_table(stacked)
+    plain = scaling.filter(pl.col("score_kind") == K.REPRESENTATIONAL)
+    assert plain["parameters"].to_list() == [360 * 10**6, 500 * 10**6, 10**9, 1200 * 10**6]
+    assert set(plain["revision"]) == {"step1"}
+    assert tuple(scaling.columns) == K.SCALING_COLUMNS
+
+    detail = pl.concat([t.composition_detail for t in parts])
+    agreement = composition_agreement(detail).filter(pl.col("score_kind") == K.REPRESENTATIONAL).to_dicts()[0]
+    last = detail.filter((pl.col("revision") == "step1") & (pl.col("layer") == K.SUMMARY))
+    per = last.group_by("operator", "seed").agg(pl.col("rank").le(1).sum().alias("models"))
+    assert agreement["n_models"] == 4 and agreement["models_needed"] == 3
+    assert agreement["matched"] == per.filter(pl.col("models") >= 3).height
+
+    primitive_tables(folders, tmp_path / "tables")
+    for name in K.FINAL_FILES:
+        assert (tmp_path / "tables" / name).is_file(), name

@@ -93,7 +93,8 @@ PRIMITIVE_COLUMNS: tuple[str, ...] = (
 #: primitive_gaps.csv/.md: gap = mean(0a) - mean(0b) on unclipped scores, Welch interval (ci_low,
 #: ci_high) and statistic (t_stat, df), studentised permutation p (p_value) and the max-|T| p adjusted
 #: over the layer rows (p_adjusted; = p_value on the summary row, the one ``primary`` hypothesis);
-#: n_0a, n_0b: primitives with a score (behavioural primitives without lexicon hits are left out).
+#: n_0a, n_0b: primitives with a score (behavioural primitives without lexicon hits are left out);
+#: parameters: the model's parameter count (null when the shard predates it).
 GAP_COLUMNS: tuple[str, ...] = (
     *IDENTITY_COLUMNS,
     "layer",
@@ -108,6 +109,31 @@ GAP_COLUMNS: tuple[str, ...] = (
     "p_adjusted",
     "n_0a",
     "n_0b",
+    "parameters",
+)
+#: primitive_scaling.csv/.md: the summary gap of each model's last revision per score kind, by size.
+SCALING_COLUMNS: tuple[str, ...] = (
+    "model",
+    "parameters",
+    "revision",
+    "tokens",
+    "score_kind",
+    "gap",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "n_0a",
+    "n_0b",
+)
+#: composition_agreement.csv/.md: compositions matched in at least models_needed of n_models models.
+AGREEMENT_COLUMNS: tuple[str, ...] = (
+    "score_kind",
+    "n_models",
+    "models_needed",
+    "n_compositions",
+    "matched",
+    "matched_without_near_synonyms",
+    "comparison_with_study",
 )
 #: compositions.csv/.md: hits over all compositions, per layer and score kind, with the seed-only and
 #: operator-only baselines (at most 6 and 5 distinct queries), the permutation nulls (mean hits@1 and
@@ -161,6 +187,11 @@ COMPOSITIONS_CSV = "compositions.csv"
 COMPOSITIONS_MD = "compositions.md"
 COMPOSITION_DETAIL_FILE = "composition_detail.parquet"
 AXIS_FILE = "primitive_axis.csv"
+SCALING_CSV = "primitive_scaling.csv"
+SCALING_MD = "primitive_scaling.md"
+SCALING_PLOT = "primitive_scaling.png"
+AGREEMENT_CSV = "composition_agreement.csv"
+AGREEMENT_MD = "composition_agreement.md"
 #: The final tables, in results/tables/.
 FINAL_FILES: tuple[str, ...] = (
     PRIMITIVES_FILE,
@@ -170,6 +201,11 @@ FINAL_FILES: tuple[str, ...] = (
     COMPOSITIONS_MD,
     COMPOSITION_DETAIL_FILE,
     AXIS_FILE,
+    SCALING_CSV,
+    SCALING_MD,
+    SCALING_PLOT,
+    AGREEMENT_CSV,
+    AGREEMENT_MD,
 )
 #: One revision's scored tables (Parquet, in results/primitives/<model>/<revision>/), by PrimitiveTables field.
 REVISION_TABLES: dict[str, str] = {

@@ -113,7 +113,7 @@ def score_revision_primitives(shard: Path, stimuli_path: Path, scoring: dict[str
     for key in ("model", "revision", "tokens"):
         if key not in metadata:
             raise CacheError(f"{shard}: metadata lacks {key!r}; delete it and rerun")
-    identity = RevisionIdentity(metadata["model"], metadata["revision"], metadata["tokens"])
+    identity = RevisionIdentity(metadata["model"], metadata["revision"], metadata["tokens"], metadata.get("parameters"))
     tables = score_primitives(cached, load_stimuli(stimuli_path), identity, ScoringSettings(**scoring))
     run = {"model": identity.model, "revision": identity.revision, "scoring": scoring}
     for field, name in K.REVISION_TABLES.items():
@@ -128,11 +128,28 @@ def read_revision_tables(folder: Path) -> PrimitiveTables:
 
 
 def primitive_tables(folders: Sequence[Path], out_dir: Path) -> None:
-    """Stack every revision's tables (sorted by model and tokens) into the final primitive tables."""
+    """Stack every revision's tables (sorted by model and tokens) into the final primitive tables.
+
+    Also writes the across-model tables and figure of :mod:`circuitsweep.primitives.scaling`.
+    """
+    from circuitsweep import table_io
+    from circuitsweep.primitives.scaling import composition_agreement, scaling_plot, scaling_table
+
     stacked = concat_tables([read_revision_tables(folder) for folder in folders])
     order = ["model", "tokens", "revision"]
     ordered = {field: getattr(stacked, field).sort(order, maintain_order=True) for field in K.REVISION_TABLES}
-    write_tables(PrimitiveTables(**ordered), out_dir)
+    tables = PrimitiveTables(**ordered)
+    write_tables(tables, out_dir)
+    out_dir = Path(out_dir)
+    scaling = scaling_table(tables.gaps)
+    table_io.write_csv(scaling, out_dir / K.SCALING_CSV)
+    table_io.write_markdown(scaling, out_dir / K.SCALING_MD, title="Primitive gap of each model's last revision")
+    scaling_plot(scaling, out_dir / K.SCALING_PLOT)
+    agreement = composition_agreement(tables.composition_detail)
+    table_io.write_csv(agreement, out_dir / K.AGREEMENT_CSV)
+    table_io.write_markdown(
+        agreement, out_dir / K.AGREEMENT_MD, title="Compositions matched in at least 3 of every 4 models"
+    )
 
 
 def gap_summary(gaps: pl.DataFrame) -> pl.DataFrame:

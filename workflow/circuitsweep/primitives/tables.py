@@ -27,6 +27,7 @@ class RevisionIdentity:
     model: str
     revision: str
     tokens: int | None
+    parameters: int | None = None  # the model's parameter count
 
 
 def _identity(identity: RevisionIdentity, n: int) -> dict[str, pl.Series]:
@@ -99,6 +100,7 @@ def gaps_frame(identity: RevisionIdentity, layers: Sequence[str], result: GapRes
             **{name: _floats(getattr(result, name)) for name in names},
             "n_0a": pl.Series([result.n_a] * n, dtype=pl.Int64),
             "n_0b": pl.Series([result.n_b] * n, dtype=pl.Int64),
+            "parameters": pl.Series([identity.parameters] * n, dtype=pl.Int64),
         },
         K.GAP_COLUMNS,
     )
