@@ -194,12 +194,15 @@ def score_primitives(
 ) -> PrimitiveTables:
     """All primitive tables of one revision from its cache alone (no model).
 
-    Representational rows: every cached layer, then "summary" (per-primitive
-    scores averaged over the summary layers, see :func:`gaps.summary_layers`);
-    the layer rows' p-values are adjusted together (max-|T|), the summary is
-    the primary row. Next-word and behavioural rows ("summary" only) when the
-    cache holds them. Scores are unclipped; primitives without a score (no
-    lexicon hits) are left out of a gap and counted in ``n_0a``/``n_0b``.
+    Representational rows, for each representational kind (all lexicon,
+    sensory part, affective part, affect direction removed, against word-class
+    controls; see :mod:`contract`): every cached layer, then "summary"
+    (per-primitive scores averaged over the summary layers, see
+    :func:`gaps.summary_layers`); per kind the layer rows' p-values are
+    adjusted together (max-|T|), the summary is the primary row. Next-word
+    and behavioural rows ("summary" only) when the cache holds them. Scores
+    are unclipped; primitives without a score (no lexicon hits) are left out
+    of a gap and counted in ``n_0a``/``n_0b``.
     """
     check_cache(cached, stimuli)
 
