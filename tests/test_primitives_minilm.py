@@ -56,16 +56,33 @@ def test_synonyms_are_closer_than_random_pairs_at_the_last_layer(measured):
 
 
 def test_gap_table_has_intervals_and_null_p_values(measured):
-    """On MiniLM every layer and the summary get a finite gap, a bootstrap interval around it and a p-value."""
+    """On MiniLM every kind, layer and the summary get a finite gap, a Welch interval, raw and adjusted p-values."""
     stimuli, cached = measured
-    settings = ScoringSettings(n_boot=2000, n_perm=2000, seed=0)
+    settings = ScoringSettings(n_perm=2000, seed=0)
     tables = score_primitives(cached, stimuli, RevisionIdentity("all-MiniLM-L6-v2", "main", None), settings)
-    gaps = tables.gaps
-    assert gaps["layer"].to_list() == [str(i) for i in range(7)] + ["summary"]
-    gap, low, high, p = (gaps[c].to_numpy() for c in ("gap", "ci_low", "ci_high", "p_value"))
-    assert np.isfinite(np.stack([gap, low, high, p])).all()
-    assert (low <= gap).all() and (gap <= high).all() and (low < high).all()
-    assert ((p > 0) & (p <= 1)).all()
-    # the axis itself works on a real model: held-out lexicon words are separated at every layer
+    kinds = [k for k in K.SCORE_KINDS if k.startswith(K.REPRESENTATIONAL)]
+    assert tables.gaps["score_kind"].unique(maintain_order=True).to_list() == kinds
+    for kind in kinds:
+        gaps = tables.gaps.filter(tables.gaps["score_kind"] == kind)
+        assert gaps["layer"].to_list() == [str(i) for i in range(7)] + ["summary"]
+        columns = ("gap", "ci_low", "ci_high", "p_value", "p_adjusted")
+        gap, low, high, p, adjusted = (gaps[c].to_numpy() for c in columns)
+        assert np.isfinite(np.stack([gap, low, high, p, adjusted])).all()
+        assert (low <= gap).all() and (gap <= high).all() and (low < high).all()
+        assert ((p > 0) & (p <= adjusted) & (adjusted <= 1)).all()
+    # the axes work on a real model: held-out lexicon words are separated at every layer, by every kind's axis
     assert (tables.axis["heldout_auc"].to_numpy() > 0.9).all()
     assert tables.compositions.height == 8
+    assert tables.compositions["p_operator_shuffled"].is_between(0, 1).all()
+
+
+def test_word_class_controls_shrink_the_minilm_gap(measured):
+    """MiniLM's negative gap is mostly word class (emotion nouns score high): against matched control words
+    it shrinks toward 0 (full stimuli: -0.29 -> -0.05)."""
+    stimuli, cached = measured
+    settings = ScoringSettings(n_perm=500, seed=0)
+    tables = score_primitives(cached, stimuli, RevisionIdentity("all-MiniLM-L6-v2", "main", None), settings)
+    summary = tables.gaps.filter(tables.gaps["layer"] == K.SUMMARY)
+    gap = dict(zip(summary["score_kind"], summary["gap"], strict=True))
+    assert gap[K.REPRESENTATIONAL] < -0.15
+    assert abs(gap[K.REPRESENTATIONAL_CONTROLLED]) < abs(gap[K.REPRESENTATIONAL]) / 2

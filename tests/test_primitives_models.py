@@ -17,7 +17,7 @@ from circuitsweep.primitives.pipeline import ScoringSettings, measure_primitives
 from circuitsweep.primitives.stimuli import Stimuli, fill, load_stimuli
 from circuitsweep.primitives.tables import RevisionIdentity
 
-FAST = ScoringSettings(n_folds=5, n_boot=500, n_perm=500, seed=0)
+FAST = ScoringSettings(n_folds=5, n_perm=500, seed=0)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -123,8 +123,11 @@ def test_toy_models_run_the_whole_pipeline(small, architecture):
     again = measure_primitives(model, encoder, small, batch_size=5)
     for name, tensor in cached.items():
         torch.testing.assert_close(again[name], tensor, atol=1e-5, rtol=1e-5)
+    assert cached[K.STATES_CONTROLS].shape == (len(small.control_words), 3, 32)
+    assert cached[K.STATES_PRIMITIVES_CARRIED].shape == (len(small.primitives), 3, 32)
     tables = score_primitives(cached, small, RevisionIdentity(architecture, "step0", 0), FAST)
-    assert tables.gaps["layer"].to_list() == ["0", "1", "2", "summary"]
+    plain = tables.gaps.filter(tables.gaps["score_kind"] == K.REPRESENTATIONAL)
+    assert plain["layer"].to_list() == ["0", "1", "2", "summary"]
     assert np.isfinite(tables.gaps["ci_low"].to_numpy()).all()
 
 
@@ -134,7 +137,11 @@ def test_selected_layers_are_recorded(small):
     cached = measure_primitives(model, HashWordEncoder(3, VOCAB), small, layers=[1, 2])
     assert cached[K.LAYERS].tolist() == [1, 2]
     tables = score_primitives(cached, small, RevisionIdentity("toy", "main", None), FAST)
-    assert tables.gaps["layer"].to_list() == ["1", "2", "summary"]
+    assert tables.gaps.filter(tables.gaps["score_kind"] == K.REPRESENTATIONAL)["layer"].to_list() == [
+        "1",
+        "2",
+        "summary",
+    ]
 
 
 def test_behaviour_is_deterministic_and_scored(small, word_tokenizer):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 
@@ -12,14 +13,14 @@ from circuitsweep.errors import CacheError
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.axis import fit_axes
 from circuitsweep.primitives.behaviour import lexicon_share
-from circuitsweep.primitives.compositions import behavioural_ranks
-from circuitsweep.primitives.gaps import gap_with_uncertainty, summary_layers
+from circuitsweep.primitives.compositions import behavioural_ranks, composition_nulls
+from circuitsweep.primitives.gaps import gap_with_uncertainty, summary_layers, t_quantile
 from circuitsweep.primitives.pipeline import ScoringSettings, score_primitives
 from circuitsweep.primitives.stimuli import Stimuli, load_stimuli
 from circuitsweep.primitives.tables import RevisionIdentity, write_tables
 
 IDENTITY = RevisionIdentity("planted", "step100", 1000)
-FAST = ScoringSettings(n_folds=5, n_boot=2000, n_perm=2000, seed=3)
+FAST = ScoringSettings(n_folds=5, n_perm=2000, seed=3)
 LAYERS, HIDDEN = 3, 24
 
 
@@ -29,11 +30,17 @@ def stimuli() -> Stimuli:
 
 
 def planted_cache(
-    stimuli: Stimuli, phen_side: np.ndarray, seed: int = 0, strength: float = 0.6
+    stimuli: Stimuli,
+    phen_side: np.ndarray,
+    seed: int = 0,
+    strength: float = 0.6,
+    control_side: np.ndarray | None = None,
 ) -> dict[str, torch.Tensor]:
     """Hidden states where the lexicons sit at +-1 on dimension 0 and primitive i at +-strength per ``phen_side[i]``.
 
     Every other dimension is noise; layer 0 carries no signal for the primitives.
+    In the carriers, each primitive's word sits where it does in context and its
+    control words at +-strength per ``control_side`` (default: on no side).
     """
     rng = np.random.default_rng(seed)
 
@@ -48,12 +55,19 @@ def planted_cache(
     primitives = noise(len(stimuli.primitives)) + strength * signs[:, None, None] * axis
     primitives[:, 0] = noise(len(stimuli.primitives))[:, 0]
     clusters = noise(len(stimuli.cluster_words))
+    carried = noise(len(stimuli.primitives)) + strength * signs[:, None, None] * axis
+    controls = noise(len(stimuli.control_words))
+    if control_side is not None:
+        owner = np.repeat(np.arange(len(stimuli.primitives)), [len(p.controls) for p in stimuli.primitives])
+        controls += strength * np.where(control_side, 1.0, -1.0)[owner, None, None] * axis
     as_tensor = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
     return {
         K.STATES_PRIMITIVES: as_tensor(primitives),
         K.STATES_PHENOMENOLOGICAL: as_tensor(phen),
         K.STATES_ABSTRACT: as_tensor(abst),
         K.STATES_CLUSTERS: as_tensor(clusters),
+        K.STATES_CONTROLS: as_tensor(controls),
+        K.STATES_PRIMITIVES_CARRIED: as_tensor(carried),
         K.LAYERS: torch.arange(LAYERS),
         K.STIMULI_SHA256: torch.tensor(list(bytes.fromhex(stimuli.fingerprint())), dtype=torch.uint8),
     }
@@ -72,13 +86,14 @@ def test_planted_gap_is_positive_with_an_interval_excluding_zero(stimuli):
     """0a planted on the phenomenological side: positive gap, CI above 0, small p, at every signal layer."""
     in_a = np.array([p.set == "0a" for p in stimuli.primitives])
     tables = score_primitives(planted_cache(stimuli, in_a), stimuli, IDENTITY, FAST)
-    gaps = tables.gaps
+    gaps = tables.gaps.filter(tables.gaps["score_kind"] == K.REPRESENTATIONAL)
     for layer in ("1", "2", "summary"):
         r = row(gaps, layer)
         assert r["gap"] > 0.3 and r["ci_low"] > 0 and r["ci_low"] <= r["gap"] <= r["ci_high"], r
         assert r["p_value"] < 0.01, r
     assert not row(gaps, "0")["ci_low"] > 0  # layer 0 carries no planted signal
-    assert tables.scores["score"].is_between(0.0, 1.0).all()
+    assert tables.scores["score_display"].is_between(0.0, 1.0).all()
+    assert row(gaps, "summary")["primary"] and not row(gaps, "1")["primary"]
 
 
 def test_shuffled_labels_give_no_gap(stimuli):
@@ -99,26 +114,92 @@ def test_shuffled_labels_give_no_gap(stimuli):
         assert r["p_value"] > 0.2, r
 
 
+LABELS_8_8 = np.array([True] * 8 + [False] * 8)
+
+
 def test_permutation_null_is_calibrated():
-    """Without any signal, p < 0.05 happens in about 5% of data sets (the +1-corrected null is valid)."""
+    """Without any signal, p < 0.05 happens in about 5% of data sets (the +1-corrected null is valid).
+
+    Each row is an independent data set; ``family`` = none, so rows are not adjusted against each other.
+    """
     rng = np.random.default_rng(0)
-    labels = np.array([True] * 8 + [False] * 8)
-    p_values = [
-        gap_with_uncertainty(rng.normal(size=(1, 16)), labels, n_boot=10, n_perm=499, seed=i).p_value[0]
-        for i in range(300)
-    ]
-    rate = np.mean(np.array(p_values) < 0.05)
-    assert 0.015 < rate < 0.095
-    assert min(p_values) >= 1 / 500
+    result = gap_with_uncertainty(
+        rng.normal(size=(400, 16)), LABELS_8_8, n_perm=499, seed=1, family=np.zeros(400, bool)
+    )
+    rate = np.mean(result.p_value < 0.05)
+    assert 0.025 < rate < 0.08, rate
+    assert result.p_value.min() >= 1 / 500
+    np.testing.assert_array_equal(result.p_adjusted, result.p_value)
+
+
+@pytest.mark.parametrize(
+    ("name", "draw"),
+    [
+        ("normal", lambda rng, shape: rng.normal(0.0, 0.15, size=shape)),
+        ("uniform", lambda rng, shape: rng.uniform(-0.3, 0.3, size=shape)),
+    ],
+)
+def test_welch_interval_covers_a_planted_gap_95_percent_of_the_time(name, draw):
+    """8 + 8 items, planted gap 0.2 (or -0.3): the nominal 95% interval covers it 93-97% of 4000 data sets.
+
+    (The percentile bootstrap it replaced covered 88-91%.)
+    """
+    rng = np.random.default_rng(7)
+    for planted in (0.2, -0.3):
+        scores = draw(rng, (4000, 16)) + np.where(LABELS_8_8, planted, 0.0) + 0.5
+        result = gap_with_uncertainty(scores, LABELS_8_8, n_perm=1, seed=0)
+        coverage = np.mean((result.ci_low <= planted) & (planted <= result.ci_high))
+        assert 0.93 <= coverage <= 0.97, (name, planted, coverage)
+        assert abs(result.gap.mean() - planted) < 0.01  # unbiased
+
+
+def test_layer_p_values_are_adjusted_by_max_t():
+    """Ten null layers: raw p < 0.05 somewhere in most data sets, adjusted p < 0.05 in about 5% (FWER)."""
+    rng = np.random.default_rng(3)
+    raw_hits, adjusted_hits = [], []
+    for i in range(100):
+        layers = rng.normal(size=(10, 16))
+        result = gap_with_uncertainty(layers, LABELS_8_8, n_perm=199, seed=i)
+        assert (result.p_adjusted >= result.p_value).all()
+        raw_hits.append((result.p_value < 0.05).any())
+        adjusted_hits.append((result.p_adjusted < 0.05).any())
+    assert np.mean(raw_hits) > 0.25
+    assert np.mean(adjusted_hits) < 0.12
 
 
 def test_gap_interval_and_p_value_definitions():
     """Gap = mean(0a) - mean(0b); identical scores give p = 1 and a zero-width interval."""
     scores = np.array([[1.0, 1.0, 0.0, 0.0], [0.5, 0.5, 0.5, 0.5]])
-    result = gap_with_uncertainty(scores, np.array([True, True, False, False]), n_boot=200, n_perm=200, seed=0)
+    result = gap_with_uncertainty(scores, np.array([True, True, False, False]), n_perm=200, seed=0)
     assert result.gap.tolist() == [1.0, 0.0]
     assert result.p_value[1] == 1.0 and result.ci_low[1] == result.ci_high[1] == 0.0
     assert result.ci_low[0] == result.ci_high[0] == 1.0
+    assert result.t_stat[0] == np.inf and result.t_stat[1] == 0.0
+
+
+def test_welch_interval_matches_the_textbook_formula():
+    """ci = gap +- t(0.975, df) * sqrt(s_a^2/n_a + s_b^2/n_b) with the Welch-Satterthwaite df."""
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0.6, 0.1, 8), rng.normal(0.4, 0.3, 6)
+    result = gap_with_uncertainty(np.concatenate([a, b])[None], np.arange(14) < 8, n_perm=10, seed=0)
+    qa, qb = a.var(ddof=1) / 8, b.var(ddof=1) / 6
+    df = (qa + qb) ** 2 / (qa**2 / 7 + qb**2 / 5)
+    assert result.df[0] == pytest.approx(df)
+    assert t_quantile(0.975, np.array([7.0]))[0] == pytest.approx(2.3646243, abs=1e-6)
+    half = t_quantile(0.975, np.array([df]))[0] * np.sqrt(qa + qb)
+    assert result.ci_high[0] - result.gap[0] == pytest.approx(half)
+    assert result.gap[0] == pytest.approx(a.mean() - b.mean())
+
+
+def test_scores_beyond_the_poles_are_not_clipped_in_the_gap(stimuli):
+    """Primitives planted beyond the lexicon poles: the gap uses their full positions, the display clips them."""
+    in_a = np.array([p.set == "0a" for p in stimuli.primitives])
+    tables = score_primitives(planted_cache(stimuli, in_a, strength=1.6), stimuli, IDENTITY, FAST)
+    summary = row(tables.gaps, "summary")
+    assert summary["gap"] > 1.2, summary  # clipped scores could give at most 1
+    scores = tables.scores
+    assert (scores["score"] > 1).any() and (scores["score"] < 0).any()
+    assert scores["score_display"].is_between(0.0, 1.0).all()
 
 
 def test_axis_never_uses_the_words_it_is_scored_on(stimuli):
@@ -187,8 +268,14 @@ def test_tables_have_the_contract_columns(stimuli):
     assert tuple(tables.gaps.columns) == K.GAP_COLUMNS
     assert tuple(tables.compositions.columns) == K.COMPOSITION_COLUMNS
     assert tuple(tables.composition_detail.columns) == K.COMPOSITION_DETAIL_COLUMNS
-    assert tables.gaps["layer"].to_list() == ["0", "1", "2", "summary"]
-    assert tables.scores.height == 4 * len(stimuli.primitives)
+    representational = [k for k in K.SCORE_KINDS if k.startswith(K.REPRESENTATIONAL)]
+    assert tables.gaps["score_kind"].unique(maintain_order=True).to_list() == representational
+    for kind in representational:
+        rows = tables.gaps.filter(tables.gaps["score_kind"] == kind)
+        assert rows["layer"].to_list() == ["0", "1", "2", "summary"], kind
+        assert rows["primary"].to_list() == [False, False, False, True]
+    assert tables.scores.height == 4 * len(stimuli.primitives) * len(representational)
+    assert tables.axis["score_kind"].unique().len() == len(representational)
     assert set(tables.gaps["tokens"].to_list()) == {1000}
 
 
@@ -206,10 +293,10 @@ def test_summary_leaves_out_the_embedding_layer():
     assert summary_layers(np.array([0])).tolist() == [True]
 
 
-def test_lexicon_share_is_half_without_lexicon_words():
-    """The behavioural score is phen / (phen + abstract) over all continuations, 0.5 when none occur."""
+def test_lexicon_share_has_no_score_without_lexicon_words():
+    """The behavioural score is phen / (phen + abstract) over all continuations, NaN (not 0.5) when none occur."""
     share = lexicon_share(np.array([[1, 2], [0, 0], [0, 0]]), np.array([[1, 0], [0, 0], [2, 1]]))
-    np.testing.assert_allclose(share, [0.75, 0.5, 0.0])
+    np.testing.assert_allclose(share, [0.75, np.nan, 0.0])
 
 
 def test_behavioural_hits_and_ranks():
@@ -235,3 +322,117 @@ def test_cache_survives_a_safetensors_round_trip(stimuli, tmp_path):
     a = score_primitives(cache, stimuli, IDENTITY, FAST)
     b = score_primitives(loaded, stimuli, IDENTITY, FAST)
     assert a.gaps.equals(b.gaps) and a.scores.equals(b.scores)
+
+
+def gap_of(tables, kind: str, layer: str = "summary") -> dict:
+    rows = tables.gaps.filter((tables.gaps["score_kind"] == kind) & (tables.gaps["layer"] == layer))
+    return rows.to_dicts()[0]
+
+
+def test_word_class_controls_remove_a_word_class_gap(stimuli):
+    """0b words on the phenomenological side *like their controls* (a word-class effect): the plain gap is
+    strongly negative, the controlled gap is not; with controls on no side the controlled gap keeps it."""
+    in_a = np.array([p.set == "0a" for p in stimuli.primitives])
+    word_class = planted_cache(stimuli, ~in_a, control_side=~in_a)
+    tables = score_primitives(word_class, stimuli, IDENTITY, FAST)
+    plain, controlled = gap_of(tables, K.REPRESENTATIONAL), gap_of(tables, K.REPRESENTATIONAL_CONTROLLED)
+    assert plain["gap"] < -0.3 and plain["ci_high"] < 0, plain
+    assert controlled["ci_low"] < 0 < controlled["ci_high"] and abs(controlled["gap"]) < 0.15, controlled
+
+    specific = score_primitives(planted_cache(stimuli, ~in_a), stimuli, IDENTITY, FAST)
+    controlled = gap_of(specific, K.REPRESENTATIONAL_CONTROLLED)
+    assert controlled["gap"] < -0.3 and controlled["ci_high"] < 0, controlled
+
+
+def test_affect_direction_is_partialled_out(stimuli):
+    """Primitives planted only along the affect direction (affective vs sensory words) score as phenomenological
+    on the full axis and the affective axis, but not once the affect direction is removed."""
+    rng = np.random.default_rng(5)
+    in_a = np.array([p.set == "0a" for p in stimuli.primitives])
+    cache = planted_cache(stimuli, in_a, strength=0.0)
+    affective = np.array([w in set(stimuli.affective) for w in stimuli.phenomenological])
+    phen = cache[K.STATES_PHENOMENOLOGICAL].double().numpy()
+    phen[affective, :, 1] += 1.5  # dimension 1: affect, on top of the phenomenological dimension 0
+    phen[~affective, :, 1] -= 1.5
+    primitives = rng.normal(0.0, 0.3, size=cache[K.STATES_PRIMITIVES].shape)
+    primitives[~in_a, :, 1] += 1.5  # 0b: affect-laden, nothing else
+    cache = cache | {
+        K.STATES_PHENOMENOLOGICAL: torch.tensor(phen, dtype=torch.float32),
+        K.STATES_PRIMITIVES: torch.tensor(primitives, dtype=torch.float32),
+    }
+    tables = score_primitives(cache, stimuli, IDENTITY, FAST)
+    assert gap_of(tables, K.REPRESENTATIONAL_AFFECTIVE)["gap"] < -0.3
+    assert gap_of(tables, K.REPRESENTATIONAL_SENSORY)["gap"] > gap_of(tables, K.REPRESENTATIONAL_AFFECTIVE)["gap"]
+    no_affect = gap_of(tables, K.REPRESENTATIONAL_NO_AFFECT)
+    assert abs(no_affect["gap"]) < 0.1 and no_affect["ci_low"] < 0 < no_affect["ci_high"], no_affect
+
+
+def test_composition_nulls_separate_operator_use_from_seed_use(stimuli):
+    """Targets found through operator and seed: operator-shuffled null far below, p small. Targets found
+    through the seed alone (the first operator's target for every operator): the operator null matches."""
+    n = len(stimuli.compositions)
+    seeds = np.array([c.seed for c in stimuli.compositions])
+    both = np.full((n, n, 1), 2)
+    both[np.arange(n), np.arange(n)] = 1
+    null = composition_nulls(both, stimuli, n_perm=999, seed=0)
+    assert null.operator_p[0] == pytest.approx(1 / 1000) and null.seed_p[0] == pytest.approx(1 / 1000)
+    assert 5 < null.operator_null_hits[0] < 7  # one fixed point per seed group of 5, on average
+
+    seed_only = np.full((n, n, 1), 2)
+    first = {s: int(np.flatnonzero(seeds == s)[0]) for s in set(seeds)}
+    seed_only[np.arange(n), [first[s] for s in seeds]] = 1
+    null = composition_nulls(seed_only, stimuli, n_perm=999, seed=0)
+    observed = int((np.diagonal(seed_only[..., 0]) <= 1).sum())
+    assert observed == 6
+    assert null.operator_p[0] > 0.3 and abs(null.operator_null_hits[0] - observed) < 1
+
+
+def test_composition_table_reports_baselines_nulls_and_near_synonyms(stimuli):
+    """The composition table has the operator-only baseline, both nulls and hits without near-synonym targets."""
+    in_a = np.array([p.set == "0a" for p in stimuli.primitives])
+    tables = score_primitives(planted_cache(stimuli, in_a), stimuli, IDENTITY, FAST)
+    comp = row(tables.compositions, "summary")
+    assert comp["n_near_synonym"] == sum(c.near_synonym for c in stimuli.compositions) == 6
+    assert 0 <= comp["operator_hits_at_1"] <= len({c.operator for c in stimuli.compositions})
+    assert 0 < comp["p_operator_shuffled"] <= 1 and 0 < comp["p_seed_shuffled"] <= 1
+    detail = tables.composition_detail.filter(tables.composition_detail["layer"] == "summary")
+    kept = detail.filter(~detail["near_synonym"])
+    assert comp["hits_at_1_without_near_synonyms"] == int((kept["rank"] <= 1).sum())
+
+
+def test_scaling_and_agreement_tables_span_models(stimuli, tmp_path):
+    """Across four models: one scaling row per model and kind (last revision, with its size), agreement counts
+    the compositions matched in 3 of 4 models, and the stage writes every final file."""
+    from circuitsweep.table_io import write_table
+    from circuitsweep.primitives.scaling import composition_agreement, scaling_table
+    from circuitsweep.primitives.stage import primitive_tables
+
+    in_a = np.array([p.set == "0a" for p in stimuli.primitives])
+    folders = []
+    parts = []
+    for i, size in enumerate((360, 500, 1000, 1200)):
+        for step, tokens in ((0, 0), (1, 1000)):
+            identity = RevisionIdentity(f"m{size}", f"step{step}", tokens, size * 10**6)
+            tables = score_primitives(planted_cache(stimuli, in_a, seed=10 * i + step), stimuli, identity, FAST)
+            parts.append(tables)
+            folder = tmp_path / identity.model / identity.revision
+            for field, name in K.REVISION_TABLES.items():
+                write_table(folder / name, getattr(tables, field), {})
+            folders.append(folder)
+    stacked = pl.concat([t.gaps for t in parts])
+    scaling = scaling_table(stacked)
+    plain = scaling.filter(pl.col("score_kind") == K.REPRESENTATIONAL)
+    assert plain["parameters"].to_list() == [360 * 10**6, 500 * 10**6, 10**9, 1200 * 10**6]
+    assert set(plain["revision"]) == {"step1"}
+    assert tuple(scaling.columns) == K.SCALING_COLUMNS
+
+    detail = pl.concat([t.composition_detail for t in parts])
+    agreement = composition_agreement(detail).filter(pl.col("score_kind") == K.REPRESENTATIONAL).to_dicts()[0]
+    last = detail.filter((pl.col("revision") == "step1") & (pl.col("layer") == K.SUMMARY))
+    per = last.group_by("operator", "seed").agg(pl.col("rank").le(1).sum().alias("models"))
+    assert agreement["n_models"] == 4 and agreement["models_needed"] == 3
+    assert agreement["matched"] == per.filter(pl.col("models") >= 3).height
+
+    primitive_tables(folders, tmp_path / "tables")
+    for name in K.FINAL_FILES:
+        assert (tmp_path / "tables" / name).is_file(), name

@@ -43,7 +43,10 @@ def test_shipped_stimuli_match_the_design():
 
 
 def test_shipped_contexts_hold_no_lexicon_or_cluster_word():
-    """No primitive context contains an axis or cluster word that would drag its representation."""
+    """No primitive context contains an axis or cluster word that would drag its representation.
+
+    (Loading checks this too, see test_reference_errors_name_the_key; this is an independent scan.)
+    """
     stimuli = load_stimuli()
     planted = set(stimuli.phenomenological) | set(stimuli.abstract) | set(stimuli.cluster_words)
     leaks = []
@@ -129,6 +132,26 @@ def test_schema_errors_name_the_key_and_the_expectation(raw, edit, expected):
         (
             lambda d: d["compositions"][1].update(operator="KNOW", seed="GRIEF"),
             "compositions.1: KNOW + GRIEF repeats compositions.0",
+        ),
+        (
+            lambda d: d["primitives"]["JOY"]["contexts"].__setitem__(0, "Her {word} made the room feel warm."),
+            "primitives.JOY.contexts.0: 'Her {word} made the room feel warm.' holds lexicon or cluster words ['warm']",
+        ),
+        (
+            lambda d: d["primitives"]["GRIEF"]["contexts"].__setitem__(0, "{Word} turned into longing."),
+            "holds lexicon or cluster words ['longing']",
+        ),
+        (
+            lambda d: d["primitives"]["FEAR"]["controls"].append("sadness"),
+            "primitives.FEAR.controls: ['sadness'] are also lexicons",
+        ),
+        (
+            lambda d: d["primitives"]["FEAR"]["controls"].append("envy"),
+            "primitives.ANGER.controls and primitives.FEAR.controls share ['envy']",
+        ),
+        (
+            lambda d: d["lexicons"]["affective"].append("theorem"),
+            "lexicons.affective: ['theorem'] are not phenomenological words",
         ),
     ],
 )

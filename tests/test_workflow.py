@@ -38,7 +38,7 @@ SMALL_CONFIG = {
         "random": {"n_sequences": 32, "seq_len": 64},
     },
     "thresholds": {"class_selectivity": 8, "induction_circuit": 12},
-    "primitives": {"scoring": {"n_boot": 200, "n_perm": 200}},
+    "primitives": {"scoring": {"n_perm": 200}},
     "models": {
         "toy-gptneox": {
             "architecture": "GPTNeoXForCausalLM",
@@ -146,7 +146,7 @@ def test_primitive_tables_have_intervals(toy_run):
     """The default run writes the primitive tables, with a gap, interval and null p-value per layer and revision."""
     gaps = pl.read_csv(toy_run / "tables" / K.GAPS_CSV)
     assert gaps.columns == list(K.GAP_COLUMNS)
-    summary = gaps.filter(pl.col("layer") == K.SUMMARY)
+    summary = gaps.filter((pl.col("layer") == K.SUMMARY) & (pl.col("score_kind") == K.REPRESENTATIONAL))
     plan = plan_sweep(load_config(DEFAULT_CONFIG), REPO)
     planned = sum(len(plan.primitive_revisions(model)) for model in plan.models)
     assert 3 <= planned < 13 + 13 + 12, "the toy config measures primitives at a subset of revisions"
@@ -156,6 +156,9 @@ def test_primitive_tables_have_intervals(toy_run):
     scores = pl.read_parquet(toy_run / "tables" / K.PRIMITIVES_FILE)
     assert scores.columns == list(K.PRIMITIVE_COLUMNS)
     assert (toy_run / "tables" / K.COMPOSITIONS_MD).is_file()
+    scaling = pl.read_csv(toy_run / "tables" / K.SCALING_CSV)
+    assert scaling.columns == list(K.SCALING_COLUMNS) and (scaling["parameters"] > 0).all()
+    assert (toy_run / "tables" / K.SCALING_PLOT).read_bytes().startswith(b"\x89PNG")
 
 
 def test_snapshots_are_deleted_after_measuring(toy_run):

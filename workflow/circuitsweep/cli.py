@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("score-primitives", cmd_score_primitives, "score one revision's primitive shard (no model)")
     p.add_argument("--cache", required=True, help="primitive shard of measure-primitives")
     p.add_argument("--stimuli", required=True)
-    p.add_argument("--scoring", type=_json, required=True, help="JSON: n_folds, n_boot, n_perm, seed")
+    p.add_argument("--scoring", type=_json, required=True, help="JSON: n_folds, n_perm, seed")
     p.add_argument("--output", required=True, help="folder for the revision's tables")
     p.add_argument("--expected", type=_json, help="JSON: the metadata the shard must carry")
 

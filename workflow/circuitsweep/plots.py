@@ -68,7 +68,7 @@ def layer_heatmap(curves: pl.DataFrame, model: str, path: Path) -> None:
 def primitive_gap_plot(gaps: pl.DataFrame, path: Path) -> None:
     """Summary gap mean(0a) - mean(0b) against training tokens, one line per model and score kind.
 
-    ``gaps``: the primitive gap table; the shaded band is the bootstrap 95% interval.
+    ``gaps``: the primitive gap table; the shaded band is the Welch 95% interval.
     """
     summary = gaps.filter(pl.col("layer") == "summary").sort("model", "score_kind", "tokens")
     if summary.height == 0:
@@ -82,5 +82,5 @@ def primitive_gap_plot(gaps: pl.DataFrame, path: Path) -> None:
     axis.set_ylabel("gap: mean score 0a - mean score 0b")
     _token_axis(axis, summary["tokens"])
     axis.legend(fontsize=8)
-    axis.set_title("Primitive gap across training (band: bootstrap 95% CI)")
+    axis.set_title("Primitive gap across training (band: Welch 95% CI)")
     _save(figure, path)

@@ -10,8 +10,9 @@ Each lexicon is split into ``n_folds`` folds (seeded). For fold k:
 The position of a representation x on fold k's axis is
 ``(x . u - m_abs) / (m_phen - m_abs)``: 0 at the held-out abstract words'
 mean, 1 at the held-out phenomenological words' mean, 0.5 halfway. Its
-position is the mean over folds, and its score is that position clipped to
-[0, 1]. (An equal-variance logistic calibration was tried first and rejected:
+position is the mean over folds, and its score is that position, unclipped
+(gaps of clipped scores are biased toward 0; tables clip only for display).
+(An equal-variance logistic calibration was tried first and rejected:
 the lexicons separate so well, d' 5-10 on MiniLM, that it pushed nearly every
 primitive to 0 or 1.)
 
@@ -26,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from circuitsweep.primitives.stimuli import Stimuli
 
 
 def fold_assignment(n_words: int, n_folds: int, rng: np.random.Generator) -> np.ndarray:
@@ -103,10 +106,6 @@ class AxisSet:
         """Position of ``states [N, L, H]`` between the held-out class means, mean over folds: ``[N, L]``."""
         return np.mean([axis.position(states) for axis in self.folds], axis=0)
 
-    def score(self, states: np.ndarray) -> np.ndarray:
-        """Score of ``states [N, L, H]`` in [0, 1]: the position clipped: ``[N, L]``."""
-        return np.clip(self.position(states), 0.0, 1.0)
-
     def heldout_auc(self, phenomenological: np.ndarray, abstract: np.ndarray) -> np.ndarray:
         """Per layer, P(held-out phen word projects above a held-out abstract word), mean over folds: ``[L]``."""
         aucs = []
@@ -144,3 +143,37 @@ def fit_axes(phenomenological: np.ndarray, abstract: np.ndarray, *, n_folds: int
         for k in range(n_folds)
     )
     return AxisSet(axes)
+
+
+def affect_direction(affective: np.ndarray, sensory: np.ndarray) -> np.ndarray:
+    """Unit direction per layer from the mean sensory to the mean affective lexicon word: ``[L, H]``.
+
+    ``affective [W_a, L, H]`` and ``sensory [W_s, L, H]`` are phenomenological
+    lexicon states; the direction is what separates naming a feeling from
+    naming a bodily sensation, both phenomenological.
+    """
+    diff = np.asarray(affective).mean(0) - np.asarray(sensory).mean(0)
+    norm = np.linalg.norm(diff, axis=-1, keepdims=True)
+    return np.divide(diff, norm, out=np.zeros_like(diff), where=norm > 0)
+
+
+def remove_direction(states: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """``states [N, L, H]`` with their component along the unit ``direction [L, H]`` removed, per layer."""
+    return states - np.einsum("nlh,lh->nl", states, direction)[..., None] * direction[None]
+
+
+def control_contrast(
+    axes: AxisSet, primitive_states: np.ndarray, control_states: np.ndarray, stimuli: Stimuli
+) -> np.ndarray:
+    """Position of each primitive's word minus the mean position of its control words: ``[L, P]``.
+
+    Both are carrier-template states (``[P, L, H]`` and ``[W_control, L, H]``,
+    the controls in :attr:`Stimuli.control_words` order), so the contrast
+    compares a word with words of its own class in the same frames.
+    """
+    own = axes.position(primitive_states)  # [P, L]
+    controls = axes.position(control_states)  # [W_control, L]
+    sizes = [len(p.controls) for p in stimuli.primitives]
+    bounds = np.cumsum([0, *sizes])
+    matched = np.stack([controls[a:b].mean(0) for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+    return (own - matched).T

@@ -1,13 +1,18 @@
 """Behavioural score for generative models, comparable to the source study.
 
 For each primitive, K short continuations of a prompt around the bare word are
-sampled; its score is the share of phenomenological words among the
-phenomenological + abstract lexicon words in them (0.5 when there are none).
+sampled (inside the chat template when the tokenizer has one, see
+:func:`circuitsweep.primitives.nextword.prompt_ids`); its score is the share of
+phenomenological words among the phenomenological + abstract lexicon words in
+them. A primitive whose continuations hold no lexicon word has no score (NaN,
+flagged in the tables by its hit count 0), never the 0.5 the study used.
 Composition prompts are sampled the same way and their continuations' words
 are counted per cluster (see :mod:`circuitsweep.primitives.compositions`).
 
 Words are lowercase runs of letters (``'`` and ``-`` inside a word kept),
-matched exactly against the lexicons; the prompt itself is never counted.
+matched against the lexicons by lemma (:func:`lemma`: a few English suffix
+rules, so "tears", "laughing" and "sighed" count as "tear", "laugh", "sigh");
+the prompt itself is never counted.
 Sampling is seeded per prompt (from the run seed and the prompt text), so a
 prompt's continuations do not depend on the other prompts, and runs on the CPU
 with fixed seeds are identical. Needs an LM head and a tokenizer: toy models
@@ -27,6 +32,7 @@ import torch
 from transformers import GenerationConfig, PreTrainedModel
 
 from circuitsweep.primitives import contract as K
+from circuitsweep.primitives.nextword import prompt_ids
 from circuitsweep.primitives.stimuli import Stimuli
 
 _WORD = re.compile(r"[a-z]+(?:['-][a-z]+)*")
@@ -36,7 +42,7 @@ _WORD = re.compile(r"[a-z]+(?:['-][a-z]+)*")
 class SamplingSettings:
     """How continuations are sampled: K = ``samples`` per prompt."""
 
-    samples: int = 8
+    samples: int = 64
     max_new_tokens: int = 24
     temperature: float = 1.0
     top_k: int = 0  # 0 = off
@@ -57,18 +63,54 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+_VOWELS = set("aeiou")
+
+
+def lemma(word: str) -> str:
+    """A crude lemma of a lowercase word: possessive, plural, -ing, -ed and -ly stripped, final e dropped.
+
+    Both the lexicon and the replies go through it, so it only has to map a
+    word's inflections onto one key, not to find the dictionary form:
+    "tears" and "tear" -> "tear", "laughing"/"laughed" -> "laugh",
+    "tired"/"tire" -> "tir", "cities"/"city" -> "city", "softly" -> "soft".
+    Short words (4 letters or fewer) are left alone apart from the plural s.
+    """
+    w = word.removesuffix("'s")
+    if len(w) > 4 and w.endswith("ies"):
+        w = w[:-3] + "y"
+    elif len(w) > 4 and w.endswith(("sses", "shes", "ches", "xes")):
+        w = w[:-2]
+    elif len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        w = w[:-1]
+    if len(w) > 5 and w.endswith("ing"):
+        w = w[:-3]
+    elif len(w) > 4 and w.endswith("ied"):
+        w = w[:-3] + "y"
+    elif len(w) > 4 and w.endswith("ed") or len(w) > 5 and w.endswith("ly"):
+        w = w[:-2]
+    if len(w) > 3 and w[-1] == w[-2] and w[-1] not in _VOWELS and w[-1] not in "sl":
+        w = w[:-1]  # stopping -> stopp -> stop
+    if len(w) > 3 and w.endswith("e"):
+        w = w[:-1]
+    return w
+
+
 def count_in(text: str, vocabulary: Iterable[str]) -> int:
-    """How many words of ``text`` are in ``vocabulary`` (every occurrence counts)."""
-    vocabulary = set(vocabulary)
-    return sum(word in vocabulary for word in words(text))
+    """How many words of ``text`` have the lemma of a word of ``vocabulary`` (every occurrence counts)."""
+    lemmas = {lemma(w) for w in vocabulary}
+    return sum(lemma(word) in lemmas for word in words(text))
+
+
+def lexicon_hits(phenomenological: np.ndarray, abstract: np.ndarray) -> np.ndarray:
+    """Per primitive, lexicon words found in all its continuations: ``[P]`` from ``[P, K]`` counts."""
+    return np.asarray(phenomenological, dtype=np.int64).sum(-1) + np.asarray(abstract, dtype=np.int64).sum(-1)
 
 
 def lexicon_share(phenomenological: np.ndarray, abstract: np.ndarray) -> np.ndarray:
-    """Per primitive, phen / (phen + abstract) over all its continuations, 0.5 if none: ``[P]`` from ``[P, K]``."""
+    """Per primitive, phen / (phen + abstract) over all its continuations, NaN if none: ``[P]`` from ``[P, K]``."""
     p = np.asarray(phenomenological, dtype=np.float64).sum(-1)
-    a = np.asarray(abstract, dtype=np.float64).sum(-1)
-    total = p + a
-    return np.divide(p, total, out=np.full_like(p, 0.5), where=total > 0)
+    total = lexicon_hits(phenomenological, abstract).astype(np.float64)
+    return np.divide(p, total, out=np.full_like(p, np.nan), where=total > 0)
 
 
 def prompt_seed(seed: int, prompt: str) -> int:
@@ -86,9 +128,12 @@ def sample_continuations(
     *,
     device: torch.device | str | None = None,
 ) -> list[str]:
-    """K sampled continuations of ``prompt`` (decoded, prompt excluded), deterministic for a fixed seed."""
+    """K sampled continuations of ``prompt`` (decoded, prompt excluded), deterministic for a fixed seed.
+
+    The prompt goes inside the tokenizer's chat template when it has one.
+    """
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(device)
+    ids = torch.tensor([prompt_ids(tokenizer, prompt)], dtype=torch.long, device=device)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     config = GenerationConfig(
         do_sample=True,
@@ -109,9 +154,9 @@ def sample_continuations(
 
 def cluster_counts(texts: Sequence[str], stimuli: Stimuli) -> np.ndarray:
     """Words of each composition's cluster in each text: ``[len(texts), n_clusters]``."""
-    clusters = [set(c.cluster) for c in stimuli.compositions]
+    clusters = [{lemma(w) for w in c.cluster} for c in stimuli.compositions]
     return np.array(
-        [[sum(w in cluster for w in words(text)) for cluster in clusters] for text in texts], dtype=np.int64
+        [[sum(lemma(w) in cluster for w in words(text)) for cluster in clusters] for text in texts], dtype=np.int64
     )
 
 

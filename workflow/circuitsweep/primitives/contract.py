@@ -16,6 +16,10 @@ STATES_PHENOMENOLOGICAL = "lexicon.phenomenological"
 STATES_ABSTRACT = "lexicon.abstract"
 #: [W_cluster, L, H] cluster words (compositions in order, clusters in order), mean over carriers.
 STATES_CLUSTERS = "clusters.states"
+#: [W_control, L, H] word-class control words (primitives in order, controls in order), mean over carriers.
+STATES_CONTROLS = "controls.states"
+#: [P, L, H] each primitive's first surface word in the carrier templates (compared with its controls).
+STATES_PRIMITIVES_CARRIED = "primitives.carried"
 #: [L] int64: the layer index of each kept layer (0 = embedding output).
 LAYERS = "layers"
 #: [32] uint8: sha256 of the stimuli the shard was measured with.
@@ -31,11 +35,38 @@ BEHAVIOUR_COMPOSITION_CLUSTERS = "behaviour.composition_clusters"
 #: [C, K, n_clusters] int64: the same for the continuations of the composition's bare seed.
 BEHAVIOUR_SEED_CLUSTERS = "behaviour.seed_clusters"
 
+# Next-word distribution (generative models with a tokenizer), see primitives.nextword.
+#: [P] float64: next-token probability mass on the phenomenological lexicon's first tokens.
+NEXTWORD_PHENOMENOLOGICAL = "nextword.phenomenological"
+#: [P] float64: the same for the abstract lexicon.
+NEXTWORD_ABSTRACT = "nextword.abstract"
+#: [2] int64: lexicon words that are a single token in some form, and all lexicon words.
+NEXTWORD_WHOLE_WORDS = "nextword.whole_words"
+
 # --- Score kinds, layer labels ------------------------------------------------
 
+#: Where a word's own hidden state lies on the phenomenological-abstract axis (not the study's construct).
 REPRESENTATIONAL = "representational"
+#: The same on axes built from one part of the phenomenological lexicon against the abstract one.
+REPRESENTATIONAL_SENSORY = "representational_sensory"
+REPRESENTATIONAL_AFFECTIVE = "representational_affective"
+#: The same after the affect direction (mean affective - mean sensory lexicon word) is projected out of every state.
+REPRESENTATIONAL_NO_AFFECT = "representational_no_affect"
+#: Word-class controlled: the primitive's position minus the mean position of its control words (both in carriers).
+REPRESENTATIONAL_CONTROLLED = "representational_controlled"
+#: The study's construct measured by sampling: phenomenological share of lexicon words in K replies.
 BEHAVIOURAL = "behavioural"
-SCORE_KINDS: tuple[str, ...] = (REPRESENTATIONAL, BEHAVIOURAL)
+#: The study's construct measured exactly: phenomenological share of the next-word distribution.
+NEXT_WORD = "next_word"
+SCORE_KINDS: tuple[str, ...] = (
+    REPRESENTATIONAL,
+    REPRESENTATIONAL_SENSORY,
+    REPRESENTATIONAL_AFFECTIVE,
+    REPRESENTATIONAL_NO_AFFECT,
+    REPRESENTATIONAL_CONTROLLED,
+    NEXT_WORD,
+    BEHAVIOURAL,
+)
 #: The ``layer`` value of rows that are not one layer: the summary over layers
 #: (representational) or the one behavioural value.
 SUMMARY = "summary"
@@ -43,11 +74,71 @@ SUMMARY = "summary"
 # --- Table columns -------------------------------------------------------------
 
 IDENTITY_COLUMNS: tuple[str, ...] = ("model", "revision", "tokens")
-#: primitives.parquet: one score per (layer, primitive, score kind).
-PRIMITIVE_COLUMNS: tuple[str, ...] = (*IDENTITY_COLUMNS, "layer", "primitive", "set", "score_kind", "score")
-#: primitive_gaps.csv/.md: gap = mean(0a) - mean(0b) with bootstrap CI and permutation p.
-GAP_COLUMNS: tuple[str, ...] = (*IDENTITY_COLUMNS, "layer", "gap", "ci_low", "ci_high", "p_value", "score_kind")
-#: compositions.csv/.md: hits over all compositions, per layer and score kind, with the seed-only baseline.
+#: primitives.parquet: one score per (layer, primitive, score kind). ``score`` is unclipped (the
+#: representational position can leave [0, 1]; gaps use it as is) and null for a behavioural primitive
+#: without lexicon hits; ``score_display`` is it clipped to [0, 1]; ``lexicon_hits`` (behavioural: lexicon
+#: words in all K replies) and ``lexicon_mass`` (next word: probability on both lexicons' first tokens)
+#: say how much evidence a score rests on (null for the other kinds).
+PRIMITIVE_COLUMNS: tuple[str, ...] = (
+    *IDENTITY_COLUMNS,
+    "layer",
+    "primitive",
+    "set",
+    "score_kind",
+    "score",
+    "score_display",
+    "lexicon_hits",
+    "lexicon_mass",
+)
+#: primitive_gaps.csv/.md: gap = mean(0a) - mean(0b) on unclipped scores, Welch interval (ci_low,
+#: ci_high) and statistic (t_stat, df), studentised permutation p (p_value) and the max-|T| p adjusted
+#: over the layer rows (p_adjusted; = p_value on the summary row, the one ``primary`` hypothesis);
+#: n_0a, n_0b: primitives with a score (behavioural primitives without lexicon hits are left out);
+#: parameters: the model's parameter count (null when the shard predates it).
+GAP_COLUMNS: tuple[str, ...] = (
+    *IDENTITY_COLUMNS,
+    "layer",
+    "score_kind",
+    "primary",
+    "gap",
+    "ci_low",
+    "ci_high",
+    "t_stat",
+    "df",
+    "p_value",
+    "p_adjusted",
+    "n_0a",
+    "n_0b",
+    "parameters",
+)
+#: primitive_scaling.csv/.md: the summary gap of each model's last revision per score kind, by size.
+SCALING_COLUMNS: tuple[str, ...] = (
+    "model",
+    "parameters",
+    "revision",
+    "tokens",
+    "score_kind",
+    "gap",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "n_0a",
+    "n_0b",
+)
+#: composition_agreement.csv/.md: compositions matched in at least models_needed of n_models models.
+AGREEMENT_COLUMNS: tuple[str, ...] = (
+    "score_kind",
+    "n_models",
+    "models_needed",
+    "n_compositions",
+    "matched",
+    "matched_without_near_synonyms",
+    "comparison_with_study",
+)
+#: compositions.csv/.md: hits over all compositions, per layer and score kind, with the seed-only and
+#: operator-only baselines (at most 6 and 5 distinct queries), the permutation nulls (mean hits@1 and
+#: one-sided p with operators shuffled within seed, seeds within operator) and hits@1 without the
+#: near-synonym compositions (of n_near_synonym).
 COMPOSITION_COLUMNS: tuple[str, ...] = (
     *IDENTITY_COLUMNS,
     "layer",
@@ -57,6 +148,13 @@ COMPOSITION_COLUMNS: tuple[str, ...] = (
     "hits_at_3",
     "baseline_hits_at_1",
     "baseline_hits_at_3",
+    "operator_hits_at_1",
+    "null_operator_hits_at_1",
+    "p_operator_shuffled",
+    "null_seed_hits_at_1",
+    "p_seed_shuffled",
+    "n_near_synonym",
+    "hits_at_1_without_near_synonyms",
     "mean_rank",
     "baseline_mean_rank",
     "hits_any",
@@ -70,13 +168,15 @@ COMPOSITION_DETAIL_COLUMNS: tuple[str, ...] = (
     "operator",
     "seed",
     "target",
+    "near_synonym",
     "rank",
     "baseline_rank",
+    "operator_rank",
     "hit_rate",
     "baseline_hit_rate",
 )
-#: axis quality (Parquet/CSV): held-out AUC of the phenomenological-abstract axis per layer.
-AXIS_COLUMNS: tuple[str, ...] = (*IDENTITY_COLUMNS, "layer", "heldout_auc")
+#: axis quality (Parquet/CSV): held-out AUC of each representational kind's axis per layer.
+AXIS_COLUMNS: tuple[str, ...] = (*IDENTITY_COLUMNS, "layer", "score_kind", "heldout_auc")
 
 # --- File names -----------------------------------------------------------------
 
@@ -87,6 +187,11 @@ COMPOSITIONS_CSV = "compositions.csv"
 COMPOSITIONS_MD = "compositions.md"
 COMPOSITION_DETAIL_FILE = "composition_detail.parquet"
 AXIS_FILE = "primitive_axis.csv"
+SCALING_CSV = "primitive_scaling.csv"
+SCALING_MD = "primitive_scaling.md"
+SCALING_PLOT = "primitive_scaling.png"
+AGREEMENT_CSV = "composition_agreement.csv"
+AGREEMENT_MD = "composition_agreement.md"
 #: The final tables, in results/tables/.
 FINAL_FILES: tuple[str, ...] = (
     PRIMITIVES_FILE,
@@ -96,6 +201,11 @@ FINAL_FILES: tuple[str, ...] = (
     COMPOSITIONS_MD,
     COMPOSITION_DETAIL_FILE,
     AXIS_FILE,
+    SCALING_CSV,
+    SCALING_MD,
+    SCALING_PLOT,
+    AGREEMENT_CSV,
+    AGREEMENT_MD,
 )
 #: One revision's scored tables (Parquet, in results/primitives/<model>/<revision>/), by PrimitiveTables field.
 REVISION_TABLES: dict[str, str] = {

@@ -1,21 +1,32 @@
-"""The 0a - 0b gap with a bootstrap interval and a permutation null.
+"""The 0a - 0b gap with a Welch interval and a studentised permutation null, adjusted over layers.
 
 The statistic is gap = mean(scores of 0a) - mean(scores of 0b), one value per
-row (a layer, or the summary). The unit of resampling is the stimulus (the
-primitive), not the context: contexts of one primitive are not independent.
+row (a layer, or the summary), on *unclipped* scores. The unit of resampling
+is the stimulus (the primitive), not the context: contexts of one primitive
+are not independent.
 
-- Bootstrap: resample the primitives with replacement within each set;
-  the interval is the percentile interval of the resampled gaps.
-- Permutation null: shuffle the 0a/0b labels (set sizes kept); two-sided
-  p = (1 + #{|null gap| >= |observed gap|}) / (1 + n_perm).
+- Interval: Welch's t interval, gap +- t(df, level) * se with
+  se = sqrt(s_a^2 / n_a + s_b^2 / n_b) and the Welch-Satterthwaite df. (The
+  percentile bootstrap it replaces covered a planted gap 88-91% of the time
+  at nominal 95% with 8 + 8 items; Welch's covers 94-96%, see the tests.)
+- Permutation null: shuffle the 0a/0b labels (set sizes kept) and recompute
+  the Welch statistic T = gap / se of every row; two-sided
+  p = (1 + #{|T_null| >= |T_observed|}) / (1 + n_perm).
+- Multiplicity: the summary row is the one pre-declared (primary)
+  hypothesis and keeps its raw p. The layer rows are a family: their
+  ``p_adjusted`` is the max-|T| (Westfall-Young single-step) p-value from the
+  same permutations, (1 + #{max over layers of |T_null| >= |T_observed|}) /
+  (1 + n_perm), which controls the family-wise error over layers.
 
-All rows share the same resamples and permutations (one seeded Generator each),
-so rows are comparable and fixed seeds give identical numbers.
+All rows share the same permutations (one seeded Generator), so rows are
+comparable and fixed seeds give identical numbers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import lgamma, log, pi
+from statistics import NormalDist
 
 import numpy as np
 
@@ -26,12 +37,17 @@ _TIE = 1e-12
 
 @dataclass(frozen=True)
 class GapResult:
-    """Per row ``[R]``: the gap, its bootstrap interval and its permutation p-value."""
+    """Per row ``[R]``: gap, Welch interval and statistic, raw and layer-adjusted permutation p-values."""
 
     gap: np.ndarray
     ci_low: np.ndarray
     ci_high: np.ndarray
+    t_stat: np.ndarray
+    df: np.ndarray
     p_value: np.ndarray
+    p_adjusted: np.ndarray
+    n_a: int
+    n_b: int
 
 
 def summary_layers(layers: np.ndarray) -> np.ndarray:
@@ -45,47 +61,107 @@ def summary_layers(layers: np.ndarray) -> np.ndarray:
     return blocks if blocks.any() else np.ones_like(blocks, dtype=bool)
 
 
-def _set_weights(index_rows: np.ndarray, members: np.ndarray, n_items: int, sign: float) -> np.ndarray:
-    """``[n_rows, n_items]`` weights that average ``members[index_rows[r]]`` (times ``sign``) in row r."""
-    n_rows, size = index_rows.shape
-    weights = np.zeros((n_rows, n_items))
-    np.add.at(weights, (np.repeat(np.arange(n_rows), size), members[index_rows].ravel()), sign / size)
-    return weights
+def _t_density(x: np.ndarray, df: np.ndarray) -> np.ndarray:
+    """Student-t density at ``x`` for ``df`` degrees of freedom (broadcast)."""
+    log_norm = np.vectorize(lambda v: lgamma((v + 1) / 2) - lgamma(v / 2) - 0.5 * log(v * pi))(df)
+    return np.exp(log_norm - (df + 1) / 2 * np.log1p(x**2 / df))
+
+
+def t_quantile(p: float, df: np.ndarray) -> np.ndarray:
+    """Student-t quantile at probability ``p`` (> 0.5) for degrees of freedom ``df`` (any shape, df >= 1).
+
+    A Cornish-Fisher expansion around the normal quantile (Abramowitz and
+    Stegun 26.7.5) as the start, then Newton steps on the exact CDF, whose
+    integral from 0 is taken with 64-point Gauss-Legendre: within 1e-9 of
+    the exact quantile for df >= 1.
+    """
+    z = NormalDist().inv_cdf(p)
+    v = np.asarray(df, dtype=np.float64)
+    x = (
+        z
+        + (z**3 + z) / (4 * v)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
+        + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * v**4)
+    )
+    nodes, weights = np.polynomial.legendre.leggauss(64)
+    for _ in range(4):
+        u = x[..., None] * (nodes + 1) / 2  # [..., 64] points in [0, x]
+        cdf = 0.5 + x / 2 * (_t_density(u, v[..., None]) * weights).sum(-1)
+        x = x - (cdf - p) / _t_density(x, v)
+    return x
+
+
+def welch(
+    sum_a: np.ndarray, sumsq_a: np.ndarray, n_a: int, sum_b: np.ndarray, sumsq_b: np.ndarray, n_b: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gap, standard error and Welch df from per-set sums and sums of squares (any matching shapes)."""
+    mean_a, mean_b = sum_a / n_a, sum_b / n_b
+    var_a = np.maximum(sumsq_a - n_a * mean_a**2, 0.0) / (n_a - 1)
+    var_b = np.maximum(sumsq_b - n_b * mean_b**2, 0.0) / (n_b - 1)
+    qa, qb = var_a / n_a, var_b / n_b
+    se = np.sqrt(qa + qb)
+    denominator = qa**2 / (n_a - 1) + qb**2 / (n_b - 1)
+    df = np.divide((qa + qb) ** 2, denominator, out=np.full_like(se, float(n_a + n_b - 2)), where=denominator > 0)
+    return mean_a - mean_b, se, df
+
+
+def studentise(gap: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """T = gap / se; +-inf where se is 0 but the gap is not, 0 where both are 0."""
+    scale = np.maximum(np.abs(gap), 1.0) * 1e-12
+    degenerate = se <= scale
+    t = gap / np.where(degenerate, 1.0, se)
+    limit = np.where(np.abs(gap) <= scale, 0.0, np.copysign(np.inf, gap))
+    return np.where(degenerate, limit, t)
 
 
 def gap_with_uncertainty(
     scores: np.ndarray,
     in_a: np.ndarray,
     *,
-    n_boot: int = 10_000,
     n_perm: int = 10_000,
     seed: int = 0,
     level: float = 0.95,
+    family: np.ndarray | None = None,
 ) -> GapResult:
-    """Gap of ``scores [R, N]`` between the items with ``in_a [N]`` True (0a) and False (0b), per row."""
+    """Gap of ``scores [R, N]`` between the items with ``in_a [N]`` True (0a) and False (0b), per row.
+
+    ``family [R]`` marks the rows adjusted together by max-|T| (default: all);
+    rows outside it get ``p_adjusted = p_value``.
+    """
     scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
     in_a = np.asarray(in_a, dtype=bool)
     if scores.shape[1] != in_a.shape[0]:
         raise ValueError(f"scores have {scores.shape[1]} items but labels {in_a.shape[0]}")
     if not np.isfinite(scores).all():
         raise DataError("primitive scores hold NaN or infinite values; the gap would be meaningless")
-    members_a, members_b = np.flatnonzero(in_a), np.flatnonzero(~in_a)
-    if len(members_a) < 2 or len(members_b) < 2:
-        raise DataError(f"the gap needs at least 2 items per set, got {len(members_a)} and {len(members_b)}")
-    n_items = len(in_a)
-    observed = scores[:, members_a].mean(1) - scores[:, members_b].mean(1)
+    n_a, n_b = int(in_a.sum()), int((~in_a).sum())
+    if n_a < 2 or n_b < 2:
+        raise DataError(f"the gap needs at least 2 items per set, got {n_a} and {n_b}")
+    family = np.ones(scores.shape[0], dtype=bool) if family is None else np.asarray(family, dtype=bool)
+    # Centre each row: sums of squares then lose no precision, and no statistic changes.
+    scores = scores - scores.mean(1, keepdims=True)
+    squares = scores**2
+    total, total_sq = scores.sum(1), squares.sum(1)
 
-    rng_boot, rng_perm = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    draw_a = rng_boot.integers(0, len(members_a), size=(n_boot, len(members_a)))
-    draw_b = rng_boot.integers(0, len(members_b), size=(n_boot, len(members_b)))
-    weights = _set_weights(draw_a, members_a, n_items, 1.0) + _set_weights(draw_b, members_b, n_items, -1.0)
-    boot = scores @ weights.T  # [R, n_boot]
-    tail = (1.0 - level) / 2 * 100
-    ci_low, ci_high = np.percentile(boot, [tail, 100 - tail], axis=1)
+    def statistics(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Gap, se and df for 0a-membership ``labels [M, N]``: each ``[R, M]``."""
+        sum_a, sumsq_a = scores @ labels.T, squares @ labels.T
+        return welch(sum_a, sumsq_a, n_a, total[:, None] - sum_a, total_sq[:, None] - sumsq_a, n_b)
 
-    labels = rng_perm.permuted(np.tile(in_a, (n_perm, 1)), axis=1)  # [n_perm, N]
-    contrast = labels / len(members_a) - (~labels) / len(members_b)
-    null = scores @ contrast.T  # [R, n_perm]
-    extreme = (np.abs(null) >= np.abs(observed)[:, None] - _TIE).sum(1)
-    p_value = (1 + extreme) / (1 + n_perm)
-    return GapResult(observed, ci_low, ci_high, p_value)
+    gap, se, df = (x[:, 0] for x in statistics(in_a[None, :].astype(np.float64)))
+    t_obs = studentise(gap, se)
+    half = t_quantile(0.5 + level / 2, df) * se
+
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1])
+    labels = rng.permuted(np.tile(in_a, (n_perm, 1)), axis=1).astype(np.float64)  # [n_perm, N]
+    null_gap, null_se, _ = statistics(labels)
+    null = np.abs(studentise(null_gap, null_se))  # [R, n_perm]
+    observed = np.abs(t_obs)[:, None]
+    p_value = (1 + (null >= observed * (1 - _TIE)).sum(1)) / (1 + n_perm)
+    p_adjusted = p_value.copy()
+    if family.any():
+        largest = null[family].max(0)  # [n_perm]
+        adjusted = (1 + (largest[None, :] >= observed[family] * (1 - _TIE)).sum(1)) / (1 + n_perm)
+        p_adjusted[family] = np.maximum(adjusted, p_value[family])
+    return GapResult(gap, gap - half, gap + half, t_obs, df, p_value, p_adjusted, n_a, n_b)

@@ -19,12 +19,19 @@ from transformers import PreTrainedModel
 
 from circuitsweep.errors import CacheError
 from circuitsweep.primitives import contract as K
-from circuitsweep.primitives.axis import fit_axes
-from circuitsweep.primitives.behaviour import lexicon_share
-from circuitsweep.primitives.compositions import behavioural_ranks, representational_ranks
+from circuitsweep.primitives.axis import AxisSet, affect_direction, control_contrast, fit_axes, remove_direction
+from circuitsweep.primitives.behaviour import lexicon_hits, lexicon_share
+from circuitsweep.primitives.compositions import (
+    CompositionNull,
+    CompositionRanks,
+    behavioural_ranks,
+    composition_nulls,
+    representational_ranks,
+)
 from circuitsweep.primitives.encoders import WordEncoder
 from circuitsweep.primitives.extract import mean_word_states
-from circuitsweep.primitives.gaps import gap_with_uncertainty, summary_layers
+from circuitsweep.primitives.gaps import GapResult, gap_with_uncertainty, summary_layers
+from circuitsweep.primitives.nextword import next_word_share
 from circuitsweep.primitives.stimuli import SET_A, Stimuli, WordInText, fill
 from circuitsweep.primitives.tables import (
     PrimitiveTables,
@@ -52,9 +59,10 @@ def measure_primitives(
 ) -> dict[str, torch.Tensor]:
     """Hidden-state summaries of one revision, keyed by the names in :mod:`contract`.
 
-    Primitives: mean over their contexts ``[P, L, H]``; lexicon and cluster
-    words: mean over the carrier templates ``[W, L, H]``. One batched pass over
-    all texts; ``layers`` selects hidden-state layers (0 = embeddings, default all).
+    Primitives: mean over their contexts ``[P, L, H]``; lexicon, cluster and
+    control words, and each primitive's first word: mean over the carrier
+    templates ``[W, L, H]``. One batched pass over all texts; ``layers``
+    selects hidden-state layers (0 = embeddings, default all).
     """
     items: list[WordInText] = []
     groups: list[int] = []
@@ -66,21 +74,37 @@ def measure_primitives(
 
     for primitive in stimuli.primitives:
         add(primitive.occurrences())
-    words = [*stimuli.phenomenological, *stimuli.abstract, *stimuli.cluster_words]
+    words = [
+        *stimuli.phenomenological,
+        *stimuli.abstract,
+        *stimuli.cluster_words,
+        *stimuli.control_words,
+        *(p.words[0] for p in stimuli.primitives),
+    ]
     for word in words:
         add([fill(template, word) for template in stimuli.carriers])
     n_groups = len(stimuli.primitives) + len(words)
     states = mean_word_states(
         model, encoder, items, groups, n_groups, layers=layers, batch_size=batch_size, device=device
     )
-    bounds = np.cumsum([0, len(stimuli.primitives), len(stimuli.phenomenological), len(stimuli.abstract)])
+    sizes = [
+        len(stimuli.primitives),
+        len(stimuli.phenomenological),
+        len(stimuli.abstract),
+        len(stimuli.cluster_words),
+        len(stimuli.control_words),
+        len(stimuli.primitives),
+    ]
+    bounds = np.cumsum([0, *sizes])
     n_layers = states.shape[1]
     kept = torch.arange(n_layers) if layers is None else torch.tensor(list(layers), dtype=torch.int64)
     return {
         K.STATES_PRIMITIVES: states[: bounds[1]].contiguous(),
         K.STATES_PHENOMENOLOGICAL: states[bounds[1] : bounds[2]].contiguous(),
         K.STATES_ABSTRACT: states[bounds[2] : bounds[3]].contiguous(),
-        K.STATES_CLUSTERS: states[bounds[3] :].contiguous(),
+        K.STATES_CLUSTERS: states[bounds[3] : bounds[4]].contiguous(),
+        K.STATES_CONTROLS: states[bounds[4] : bounds[5]].contiguous(),
+        K.STATES_PRIMITIVES_CARRIED: states[bounds[5] :].contiguous(),
         K.LAYERS: kept.to(torch.int64),
         K.STIMULI_SHA256: _fingerprint_tensor(stimuli),
     }
@@ -88,12 +112,27 @@ def measure_primitives(
 
 @dataclass(frozen=True)
 class ScoringSettings:
-    """Cross-validation folds of the axis, bootstrap and permutation sizes, and the seed of all three."""
+    """Cross-validation folds of the axis, permutations of the gap and composition nulls, and their seed."""
 
     n_folds: int = 5
-    n_boot: int = 10_000
     n_perm: int = 10_000
     seed: int = 0
+
+
+def scored_gap(scores: np.ndarray, in_a: np.ndarray, settings: ScoringSettings, family: np.ndarray) -> GapResult:
+    """The gap of ``scores [R, P]`` over the primitives scored in every row (NaN = no score).
+
+    With fewer than 2 scored primitives in a set, every statistic is NaN
+    (the counts say why) instead of an error.
+    """
+    scored = np.isfinite(scores).all(0)
+    n_a, n_b = int((in_a & scored).sum()), int((~in_a & scored).sum())
+    if min(n_a, n_b) < 2:
+        nan = np.full(scores.shape[0], np.nan)
+        return GapResult(nan, nan, nan, nan, nan, nan, nan, n_a, n_b)
+    return gap_with_uncertainty(
+        scores[:, scored], in_a[scored], n_perm=settings.n_perm, seed=settings.seed, family=family
+    )
 
 
 def check_cache(cached: dict[str, torch.Tensor], stimuli: Stimuli) -> None:
@@ -103,6 +142,8 @@ def check_cache(cached: dict[str, torch.Tensor], stimuli: Stimuli) -> None:
         K.STATES_PHENOMENOLOGICAL,
         K.STATES_ABSTRACT,
         K.STATES_CLUSTERS,
+        K.STATES_CONTROLS,
+        K.STATES_PRIMITIVES_CARRIED,
         K.LAYERS,
         K.STIMULI_SHA256,
     )
@@ -118,12 +159,18 @@ def check_cache(cached: dict[str, torch.Tensor], stimuli: Stimuli) -> None:
         K.STATES_PHENOMENOLOGICAL: len(stimuli.phenomenological),
         K.STATES_ABSTRACT: len(stimuli.abstract),
         K.STATES_CLUSTERS: len(stimuli.cluster_words),
+        K.STATES_CONTROLS: len(stimuli.control_words),
+        K.STATES_PRIMITIVES_CARRIED: len(stimuli.primitives),
     }
     n_layers = cached[K.LAYERS].shape[0]
     for name, rows in expected.items():
         shape = tuple(cached[name].shape)
         if len(shape) != 3 or shape[0] != rows or shape[1] != n_layers:
             raise CacheError(f"primitive cache tensor {name} has shape {shape}; expected [{rows}, {n_layers}, hidden]")
+    if K.NEXTWORD_PHENOMENOLOGICAL in cached:
+        for name in (K.NEXTWORD_PHENOMENOLOGICAL, K.NEXTWORD_ABSTRACT):
+            if tuple(cached[name].shape) != (len(stimuli.primitives),):
+                raise CacheError(f"primitive cache tensor {name} is {tuple(cached[name].shape)}; expected [P]")
     if K.BEHAVIOUR_PHENOMENOLOGICAL in cached:
         n_p, n_c = len(stimuli.primitives), len(stimuli.compositions)
         samples = cached[K.BEHAVIOUR_PHENOMENOLOGICAL].shape[-1]
@@ -147,9 +194,15 @@ def score_primitives(
 ) -> PrimitiveTables:
     """All primitive tables of one revision from its cache alone (no model).
 
-    Representational rows: every cached layer, then "summary" (per-primitive
-    scores averaged over the summary layers, see :func:`gaps.summary_layers`).
-    Behavioural rows ("summary" only) when the cache holds behavioural counts.
+    Representational rows, for each representational kind (all lexicon,
+    sensory part, affective part, affect direction removed, against word-class
+    controls; see :mod:`contract`): every cached layer, then "summary"
+    (per-primitive scores averaged over the summary layers, see
+    :func:`gaps.summary_layers`); per kind the layer rows' p-values are
+    adjusted together (max-|T|), the summary is the primary row. Next-word
+    and behavioural rows ("summary" only) when the cache holds them. Scores
+    are unclipped; primitives without a score (no lexicon hits) are left out
+    of a gap and counted in ``n_0a``/``n_0b``.
     """
     check_cache(cached, stimuli)
 
@@ -161,27 +214,68 @@ def score_primitives(
     labels = [str(int(layer)) for layer in layers] + [K.SUMMARY]
     in_a = np.array([p.set == SET_A for p in stimuli.primitives])
     phen, abst = array(K.STATES_PHENOMENOLOGICAL), array(K.STATES_ABSTRACT)
+    primitives = array(K.STATES_PRIMITIVES)
+    layer_rows = np.arange(len(labels)) < len(layers)
+    score_frames, gap_frames, axis_frames = [], [], []
 
-    axes = fit_axes(phen, abst, n_folds=settings.n_folds, seed=settings.seed)
-    per_layer = axes.score(array(K.STATES_PRIMITIVES)).T  # [L, P]
-    scores = np.vstack([per_layer, per_layer[summary].mean(0, keepdims=True)])  # [L + 1, P]
-    gap_args = dict(n_boot=settings.n_boot, n_perm=settings.n_perm, seed=settings.seed)
-    ranks = representational_ranks(array(K.STATES_PRIMITIVES), array(K.STATES_CLUSTERS), stimuli, summary)
+    def with_summary(per_layer: np.ndarray) -> np.ndarray:
+        """``[L, P]`` -> ``[L + 1, P]``: the layers, then their mean over the summary layers."""
+        return np.vstack([per_layer, per_layer[summary].mean(0, keepdims=True)])
 
-    score_frames = [primitive_scores_frame(identity, labels, scores, stimuli, K.REPRESENTATIONAL)]
-    gap_frames = [gaps_frame(identity, labels, gap_with_uncertainty(scores, in_a, **gap_args), K.REPRESENTATIONAL)]
-    composition_frames = [compositions_frame(identity, labels, ranks, K.REPRESENTATIONAL)]
+    def add(kind: str, scores: np.ndarray, axes: AxisSet, lexicon: tuple[np.ndarray, np.ndarray]) -> None:
+        score_frames.append(primitive_scores_frame(identity, labels, scores, stimuli, kind))
+        gap_frames.append(gaps_frame(identity, labels, scored_gap(scores, in_a, settings, layer_rows), kind))
+        axis_frames.append(axis_frame(identity, labels[:-1], axes.heldout_auc(*lexicon), kind))
+
+    def fit(phen_states: np.ndarray, abst_states: np.ndarray) -> AxisSet:
+        return fit_axes(phen_states, abst_states, n_folds=settings.n_folds, seed=settings.seed)
+
+    axes = fit(phen, abst)
+    add(K.REPRESENTATIONAL, with_summary(axes.position(primitives).T), axes, (phen, abst))
+    affective = np.array([w in set(stimuli.affective) for w in stimuli.phenomenological])
+    for kind, part in ((K.REPRESENTATIONAL_SENSORY, ~affective), (K.REPRESENTATIONAL_AFFECTIVE, affective)):
+        part_axes = fit(phen[part], abst)
+        add(kind, with_summary(part_axes.position(primitives).T), part_axes, (phen[part], abst))
+    affect = affect_direction(phen[affective], phen[~affective])
+    flat = [remove_direction(x, affect) for x in (phen, abst, primitives)]
+    flat_axes = fit(flat[0], flat[1])
+    add(K.REPRESENTATIONAL_NO_AFFECT, with_summary(flat_axes.position(flat[2]).T), flat_axes, (flat[0], flat[1]))
+    controlled = control_contrast(axes, array(K.STATES_PRIMITIVES_CARRIED), array(K.STATES_CONTROLS), stimuli)
+    add(K.REPRESENTATIONAL_CONTROLLED, with_summary(controlled), axes, (phen, abst))
+
+    ranks = representational_ranks(primitives, array(K.STATES_CLUSTERS), stimuli, summary)
+    near_synonym = np.array([c.near_synonym for c in stimuli.compositions])
+
+    def composition_null(ranks: CompositionRanks) -> CompositionNull:
+        return composition_nulls(ranks.rank_matrix, stimuli, n_perm=settings.n_perm, seed=settings.seed)
+
+    composition_frames = [
+        compositions_frame(identity, labels, ranks, K.REPRESENTATIONAL, composition_null(ranks), near_synonym)
+    ]
     detail_frames = [composition_detail_frame(identity, labels, ranks, stimuli, K.REPRESENTATIONAL)]
 
+    one = [K.SUMMARY]
+    if K.NEXTWORD_PHENOMENOLOGICAL in cached:
+        phen_mass, abst_mass = array(K.NEXTWORD_PHENOMENOLOGICAL), array(K.NEXTWORD_ABSTRACT)
+        share = next_word_share(phen_mass, abst_mass)[None, :]  # [1, P]
+        mass = (phen_mass + abst_mass)[None, :]
+        score_frames.append(primitive_scores_frame(identity, one, share, stimuli, K.NEXT_WORD, lexicon_mass=mass))
+        gap_frames.append(gaps_frame(identity, one, scored_gap(share, in_a, settings, np.zeros(1, bool)), K.NEXT_WORD))
+
     if K.BEHAVIOUR_PHENOMENOLOGICAL in cached:
-        share = lexicon_share(array(K.BEHAVIOUR_PHENOMENOLOGICAL), array(K.BEHAVIOUR_ABSTRACT))[None, :]  # [1, P]
+        counts = array(K.BEHAVIOUR_PHENOMENOLOGICAL), array(K.BEHAVIOUR_ABSTRACT)
+        share = lexicon_share(*counts)[None, :]  # [1, P], NaN without hits
+        hits = lexicon_hits(*counts)[None, :]
         behaviour = behavioural_ranks(
             cached[K.BEHAVIOUR_COMPOSITION_CLUSTERS].cpu().numpy(), cached[K.BEHAVIOUR_SEED_CLUSTERS].cpu().numpy()
         )
-        one = [K.SUMMARY]
-        score_frames.append(primitive_scores_frame(identity, one, share, stimuli, K.BEHAVIOURAL))
-        gap_frames.append(gaps_frame(identity, one, gap_with_uncertainty(share, in_a, **gap_args), K.BEHAVIOURAL))
-        composition_frames.append(compositions_frame(identity, one, behaviour, K.BEHAVIOURAL))
+        score_frames.append(primitive_scores_frame(identity, one, share, stimuli, K.BEHAVIOURAL, lexicon_hits=hits))
+        gap_frames.append(
+            gaps_frame(identity, one, scored_gap(share, in_a, settings, np.zeros(1, bool)), K.BEHAVIOURAL)
+        )
+        composition_frames.append(
+            compositions_frame(identity, one, behaviour, K.BEHAVIOURAL, composition_null(behaviour), near_synonym)
+        )
         detail_frames.append(composition_detail_frame(identity, one, behaviour, stimuli, K.BEHAVIOURAL))
 
     return PrimitiveTables(
@@ -189,5 +283,5 @@ def score_primitives(
         gaps=pl.concat(gap_frames),
         compositions=pl.concat(composition_frames),
         composition_detail=pl.concat(detail_frames),
-        axis=axis_frame(identity, labels[:-1], axes.heldout_auc(phen, abst)),
+        axis=pl.concat(axis_frames),
     )

@@ -1,8 +1,9 @@
 """The primitive stages of the sweep (DESIGN.md 5): what each Snakemake rule runs.
 
 - :func:`measure_revision_primitives` (needs the model): hidden-state
-  summaries, plus behavioural word counts for generative models that ship a
-  tokenizer, into one safetensors shard with the run's metadata.
+  summaries, plus the next-word masses and behavioural word counts for
+  generative models that ship a tokenizer, into one safetensors shard with the
+  run's metadata (including the model's parameter count).
 - :func:`score_revision_primitives` (cache only): the revision's tables.
 - :func:`primitive_tables`: all revisions' tables stacked into the final ones.
 
@@ -86,6 +87,7 @@ def measure_revision_primitives(snapshot_dir: Path, job: PrimitiveJob, stimuli_p
     from circuitsweep.heads.stage import first_token_id
     from circuitsweep.primitives.behaviour import measure_behaviour
     from circuitsweep.primitives.encoders import HashWordEncoder, TokenizerEncoder
+    from circuitsweep.primitives.nextword import measure_next_word
     from circuitsweep.primitives.pipeline import measure_primitives
 
     stimuli = load_stimuli(stimuli_path)
@@ -104,6 +106,8 @@ def measure_revision_primitives(snapshot_dir: Path, job: PrimitiveJob, stimuli_p
         )
         encoding = f"hash[{low},{high})"
     tensors = measure_primitives(model, encoder, stimuli, batch_size=job.batch_size, device=device)
+    if tokenizer is not None and model.can_generate():
+        tensors.update(measure_next_word(model, tokenizer, stimuli, device=device))
     if job.behaviour is not None and tokenizer is not None and model.can_generate():
         settings = SamplingSettings(**job.behaviour)
         tensors.update(measure_behaviour(model, tokenizer, stimuli, settings, device=device).tensors)
@@ -112,6 +116,8 @@ def measure_revision_primitives(snapshot_dir: Path, job: PrimitiveJob, stimuli_p
         "token_range": list(job.token_range),
         "encoding": encoding,
         "behaviour_measured": K.BEHAVIOUR_PHENOMENOLOGICAL in tensors,
+        "next_word_measured": K.NEXTWORD_PHENOMENOLOGICAL in tensors,
+        "parameters": int(sum(p.numel() for p in model.parameters())),
         "stimuli_sha256": stimuli.fingerprint(),
         "commit": snapshot.commit,
         "versions": software_versions(),
@@ -139,7 +145,7 @@ def score_revision_primitives(
     for key in ("model", "revision", "tokens"):
         if key not in metadata:
             raise CacheError(f"{shard}: metadata lacks {key!r}; delete it and rerun")
-    identity = RevisionIdentity(metadata["model"], metadata["revision"], metadata["tokens"])
+    identity = RevisionIdentity(metadata["model"], metadata["revision"], metadata["tokens"], metadata.get("parameters"))
     tables = score_primitives(cached, stimuli, identity, ScoringSettings(**scoring))
     run = {"model": identity.model, "revision": identity.revision, "scoring": scoring}
     for field, name in K.REVISION_TABLES.items():
@@ -154,11 +160,28 @@ def read_revision_tables(folder: Path) -> PrimitiveTables:
 
 
 def primitive_tables(folders: Sequence[Path], out_dir: Path) -> None:
-    """Stack every revision's tables (sorted by model and tokens) into the final primitive tables."""
+    """Stack every revision's tables (sorted by model and tokens) into the final primitive tables.
+
+    Also writes the across-model tables and figure of :mod:`circuitsweep.primitives.scaling`.
+    """
+    from circuitsweep import table_io
+    from circuitsweep.primitives.scaling import composition_agreement, scaling_plot, scaling_table
+
     stacked = concat_tables([read_revision_tables(folder) for folder in folders])
     order = ["model", "tokens", "revision"]
     ordered = {field: getattr(stacked, field).sort(order, maintain_order=True) for field in K.REVISION_TABLES}
-    write_tables(PrimitiveTables(**ordered), out_dir)
+    tables = PrimitiveTables(**ordered)
+    write_tables(tables, out_dir)
+    out_dir = Path(out_dir)
+    scaling = scaling_table(tables.gaps)
+    table_io.write_csv(scaling, out_dir / K.SCALING_CSV)
+    table_io.write_markdown(scaling, out_dir / K.SCALING_MD, title="Primitive gap of each model's last revision")
+    scaling_plot(scaling, out_dir / K.SCALING_PLOT)
+    agreement = composition_agreement(tables.composition_detail)
+    table_io.write_csv(agreement, out_dir / K.AGREEMENT_CSV)
+    table_io.write_markdown(
+        agreement, out_dir / K.AGREEMENT_MD, title="Compositions matched in at least 3 of every 4 models"
+    )
 
 
 def gap_summary(gaps: pl.DataFrame) -> pl.DataFrame:

@@ -32,6 +32,7 @@ DEFAULT_STIMULI_FILE = _ROOT / "config" / "primitives.yaml"
 SET_A = "0a"
 SET_B = "0b"
 _PLACEHOLDER = re.compile(r"\{(word|Word)\}")
+_LOWER_WORD = re.compile(r"[a-z]+(?:['-][a-z]+)*")
 
 
 # --- Frozen stimuli ---------------------------------------------------------
@@ -59,12 +60,13 @@ def fill(template: str, word: str) -> WordInText:
 
 @dataclass(frozen=True)
 class Primitive:
-    """A semantic primitive: its set (0a/0b), surface words and context templates."""
+    """A semantic primitive: its set (0a/0b), surface words, context templates and word-class controls."""
 
     name: str
     set: str
     words: tuple[str, ...]
     contexts: tuple[str, ...]
+    controls: tuple[str, ...] = ()
 
     def occurrences(self) -> tuple[WordInText, ...]:
         """Every context filled with every surface word (contexts outer, words inner)."""
@@ -79,6 +81,7 @@ class Composition:
     seed: str
     target: str
     cluster: tuple[str, ...]
+    near_synonym: bool = False  # the target nearly restates the seed
 
     @property
     def name(self) -> str:
@@ -103,6 +106,17 @@ class Stimuli:
     abstract: tuple[str, ...]
     carriers: tuple[str, ...]
     behaviour: BehaviourPrompts
+    affective: tuple[str, ...] = ()  # the phenomenological words that name feelings
+
+    @property
+    def sensory(self) -> tuple[str, ...]:
+        """The phenomenological words that are not affective."""
+        return tuple(w for w in self.phenomenological if w not in set(self.affective))
+
+    @property
+    def control_words(self) -> tuple[str, ...]:
+        """Every control word, primitive by primitive, in order."""
+        return tuple(word for p in self.primitives for word in p.controls)
 
     @property
     def primitive_names(self) -> tuple[str, ...]:
@@ -128,13 +142,29 @@ class Stimuli:
         return {
             "version": 1,
             "primitives": {
-                p.name: {"set": p.set, "words": list(p.words), "contexts": list(p.contexts)} for p in self.primitives
+                p.name: {
+                    "set": p.set,
+                    "words": list(p.words),
+                    "contexts": list(p.contexts),
+                    "controls": list(p.controls),
+                }
+                for p in self.primitives
             },
             "compositions": [
-                {"operator": c.operator, "seed": c.seed, "target": c.target, "cluster": list(c.cluster)}
+                {
+                    "operator": c.operator,
+                    "seed": c.seed,
+                    "target": c.target,
+                    "cluster": list(c.cluster),
+                    "near_synonym": c.near_synonym,
+                }
                 for c in self.compositions
             ],
-            "lexicons": {"phenomenological": list(self.phenomenological), "abstract": list(self.abstract)},
+            "lexicons": {
+                "phenomenological": list(self.phenomenological),
+                "abstract": list(self.abstract),
+                "affective": list(self.affective),
+            },
             "carriers": list(self.carriers),
             "behaviour": {
                 "primitive_prompt": self.behaviour.primitive_prompt,
@@ -244,6 +274,36 @@ def check_references(data: dict[str, Any]) -> list[str]:
             problems.append(f"{where}.cluster: holds primitive surface words {shared}; expected none")
         clusters[f"{where}.cluster"] = composition["cluster"]
     problems += _overlaps(clusters)
+
+    controls = {f"primitives.{n}.controls": p["controls"] for n, p in primitives.items()}
+    problems += _overlaps(controls)
+    taken = {
+        "lexicons": set(lexicons["phenomenological"]) | set(lexicons["abstract"]),
+        "clusters": {w for c in data["compositions"] for w in c["cluster"]},
+        "primitive surface words": set(primitive_words),
+    }
+    for key, words in controls.items():
+        for what, others in taken.items():
+            shared = sorted(set(words) & others)
+            if shared:
+                problems.append(f"{key}: {shared} are also {what}; expected control words outside the study")
+    outside = sorted(set(lexicons["affective"]) - set(lexicons["phenomenological"]))
+    if outside:
+        problems.append(f"lexicons.affective: {outside} are not phenomenological words; expected a subset")
+    n_sensory = len(set(lexicons["phenomenological"]) - set(lexicons["affective"]))
+    if n_sensory < 5:
+        problems.append(f"lexicons.affective: leaves {n_sensory} sensory words; expected at least 5")
+
+    # A context holding an axis or cluster word would drag the primitive toward it.
+    planted = taken["lexicons"] | taken["clusters"]
+    for name, primitive in primitives.items():
+        for i, template in enumerate(primitive["contexts"]):
+            found = sorted(set(_LOWER_WORD.findall(_PLACEHOLDER.sub(" ", template).lower())) & planted)
+            if found:
+                problems.append(
+                    f"primitives.{name}.contexts.{i}: {template!r} holds lexicon or cluster words "
+                    f"{found}; expected none"
+                )
     return problems
 
 
@@ -259,15 +319,18 @@ def parse_stimuli(data: Any, source: str = "stimuli") -> Stimuli:
     data = copy.deepcopy(data)
     return Stimuli(
         primitives=tuple(
-            Primitive(name, p["set"], tuple(p["words"]), tuple(p["contexts"])) for name, p in data["primitives"].items()
+            Primitive(name, p["set"], tuple(p["words"]), tuple(p["contexts"]), tuple(p["controls"]))
+            for name, p in data["primitives"].items()
         ),
         compositions=tuple(
-            Composition(c["operator"], c["seed"], c["target"], tuple(c["cluster"])) for c in data["compositions"]
+            Composition(c["operator"], c["seed"], c["target"], tuple(c["cluster"]), c.get("near_synonym", False))
+            for c in data["compositions"]
         ),
         phenomenological=tuple(data["lexicons"]["phenomenological"]),
         abstract=tuple(data["lexicons"]["abstract"]),
         carriers=tuple(data["carriers"]),
         behaviour=BehaviourPrompts(**data["behaviour"]),
+        affective=tuple(data["lexicons"]["affective"]),
     )
 
 

@@ -15,7 +15,7 @@ import polars as pl
 
 from circuitsweep import table_io
 from circuitsweep.primitives import contract as K
-from circuitsweep.primitives.compositions import CompositionRanks
+from circuitsweep.primitives.compositions import CompositionNull, CompositionRanks
 from circuitsweep.primitives.gaps import GapResult
 from circuitsweep.primitives.stimuli import Stimuli
 
@@ -27,6 +27,7 @@ class RevisionIdentity:
     model: str
     revision: str
     tokens: int | None
+    parameters: int | None = None  # the model's parameter count
 
 
 def _identity(identity: RevisionIdentity, n: int) -> dict[str, pl.Series]:
@@ -43,12 +44,33 @@ def _frame(columns: dict[str, pl.Series], names: Sequence[str]) -> pl.DataFrame:
     return pl.DataFrame(columns)
 
 
+def _floats(values: np.ndarray) -> pl.Series:
+    """A Float64 series with NaN as null."""
+    return pl.Series(np.asarray(values, dtype=np.float64).ravel(), dtype=pl.Float64).fill_nan(None)
+
+
 def primitive_scores_frame(
-    identity: RevisionIdentity, layers: Sequence[str], scores: np.ndarray, stimuli: Stimuli, score_kind: str
+    identity: RevisionIdentity,
+    layers: Sequence[str],
+    scores: np.ndarray,
+    stimuli: Stimuli,
+    score_kind: str,
+    *,
+    lexicon_hits: np.ndarray | None = None,
+    lexicon_mass: np.ndarray | None = None,
 ) -> pl.DataFrame:
-    """primitives.parquet rows from ``scores [R, P]`` (R = len(layers)), layer-major."""
+    """primitives.parquet rows from ``scores [R, P]`` (R = len(layers)), layer-major.
+
+    ``lexicon_hits`` / ``lexicon_mass``: ``[R, P]`` evidence behind each score (null when not given).
+    """
     n_rows, n_primitives = scores.shape
     n = n_rows * n_primitives
+
+    def optional(values: np.ndarray | None, dtype: type[pl.DataType]) -> pl.Series:
+        if values is None:
+            return pl.Series([None] * n, dtype=dtype)
+        return pl.Series(np.broadcast_to(values, scores.shape).ravel().tolist(), dtype=dtype)
+
     return _frame(
         {
             **_identity(identity, n),
@@ -56,37 +78,50 @@ def primitive_scores_frame(
             "primitive": pl.Series(list(stimuli.primitive_names) * n_rows, dtype=pl.String),
             "set": pl.Series([p.set for p in stimuli.primitives] * n_rows, dtype=pl.String),
             "score_kind": pl.Series([score_kind] * n, dtype=pl.String),
-            "score": pl.Series(np.asarray(scores, dtype=np.float64).ravel(), dtype=pl.Float64),
+            "score": _floats(scores),
+            "score_display": _floats(np.clip(scores, 0.0, 1.0)),
+            "lexicon_hits": optional(lexicon_hits, pl.Int64),
+            "lexicon_mass": optional(lexicon_mass, pl.Float64),
         },
         K.PRIMITIVE_COLUMNS,
     )
 
 
 def gaps_frame(identity: RevisionIdentity, layers: Sequence[str], result: GapResult, score_kind: str) -> pl.DataFrame:
-    """primitive_gaps rows, one per entry of ``layers``."""
+    """primitive_gaps rows, one per entry of ``layers``; the summary row is the primary one."""
     n = len(layers)
-    floats = {
-        name: pl.Series(getattr(result, name), dtype=pl.Float64) for name in ("gap", "ci_low", "ci_high", "p_value")
-    }
+    names = ("gap", "ci_low", "ci_high", "t_stat", "df", "p_value", "p_adjusted")
     return _frame(
         {
             **_identity(identity, n),
             "layer": pl.Series(list(layers), dtype=pl.String),
-            **floats,
             "score_kind": pl.Series([score_kind] * n, dtype=pl.String),
+            "primary": pl.Series([layer == K.SUMMARY for layer in layers], dtype=pl.Boolean),
+            **{name: _floats(getattr(result, name)) for name in names},
+            "n_0a": pl.Series([result.n_a] * n, dtype=pl.Int64),
+            "n_0b": pl.Series([result.n_b] * n, dtype=pl.Int64),
+            "parameters": pl.Series([identity.parameters] * n, dtype=pl.Int64),
         },
         K.GAP_COLUMNS,
     )
 
 
 def compositions_frame(
-    identity: RevisionIdentity, layers: Sequence[str], ranks: CompositionRanks, score_kind: str
+    identity: RevisionIdentity,
+    layers: Sequence[str],
+    ranks: CompositionRanks,
+    score_kind: str,
+    null: CompositionNull,
+    near_synonym: np.ndarray,
 ) -> pl.DataFrame:
-    """compositions rows: hits over all compositions per entry of ``layers`` (ranks are ``[C, R]``)."""
+    """compositions rows: hits over all compositions per entry of ``layers`` (ranks are ``[C, R]``).
+
+    ``near_synonym [C]`` marks the compositions left out of ``hits_at_1_without_near_synonyms``.
+    """
     n = len(layers)
 
-    def hits(rank: np.ndarray, k: int) -> pl.Series:
-        return pl.Series((rank <= k).sum(0).tolist(), dtype=pl.Int64)
+    def hits(rank: np.ndarray | None, k: int) -> pl.Series:
+        return pl.Series([None] * n if rank is None else (rank <= k).sum(0).tolist(), dtype=pl.Int64)
 
     def any_hits(rate: np.ndarray | None) -> pl.Series:
         return pl.Series([None] * n if rate is None else (rate > 0).sum(0).tolist(), dtype=pl.Int64)
@@ -101,6 +136,13 @@ def compositions_frame(
             "hits_at_3": hits(ranks.rank, 3),
             "baseline_hits_at_1": hits(ranks.baseline_rank, 1),
             "baseline_hits_at_3": hits(ranks.baseline_rank, 3),
+            "operator_hits_at_1": hits(ranks.operator_rank, 1),
+            "null_operator_hits_at_1": _floats(null.operator_null_hits),
+            "p_operator_shuffled": _floats(null.operator_p),
+            "null_seed_hits_at_1": _floats(null.seed_null_hits),
+            "p_seed_shuffled": _floats(null.seed_p),
+            "n_near_synonym": pl.Series([int(np.sum(near_synonym))] * n, dtype=pl.Int64),
+            "hits_at_1_without_near_synonyms": hits(ranks.rank[~np.asarray(near_synonym, dtype=bool)], 1),
             "mean_rank": pl.Series(ranks.rank.mean(0), dtype=pl.Float64),
             "baseline_mean_rank": pl.Series(ranks.baseline_rank.mean(0), dtype=pl.Float64),
             "hits_any": any_hits(ranks.hit_rate),
@@ -128,8 +170,10 @@ def composition_detail_frame(
             "operator": pl.Series([c.operator for c in stimuli.compositions] * n_rows, dtype=pl.String),
             "seed": pl.Series([c.seed for c in stimuli.compositions] * n_rows, dtype=pl.String),
             "target": pl.Series([c.target for c in stimuli.compositions] * n_rows, dtype=pl.String),
+            "near_synonym": pl.Series([c.near_synonym for c in stimuli.compositions] * n_rows, dtype=pl.Boolean),
             "rank": per_cell(ranks.rank, pl.Int64),
             "baseline_rank": per_cell(ranks.baseline_rank, pl.Int64),
+            "operator_rank": per_cell(ranks.operator_rank, pl.Int64),
             "hit_rate": per_cell(ranks.hit_rate, pl.Float64),
             "baseline_hit_rate": per_cell(ranks.baseline_hit_rate, pl.Float64),
         },
@@ -137,13 +181,14 @@ def composition_detail_frame(
     )
 
 
-def axis_frame(identity: RevisionIdentity, layers: Sequence[str], auc: np.ndarray) -> pl.DataFrame:
-    """Held-out AUC of the axis per layer."""
+def axis_frame(identity: RevisionIdentity, layers: Sequence[str], auc: np.ndarray, score_kind: str) -> pl.DataFrame:
+    """Held-out AUC of one score kind's axis per layer."""
     n = len(layers)
     return _frame(
         {
             **_identity(identity, n),
             "layer": pl.Series(list(layers), dtype=pl.String),
+            "score_kind": pl.Series([score_kind] * n, dtype=pl.String),
             "heldout_auc": pl.Series(np.asarray(auc, dtype=np.float64), dtype=pl.Float64),
         },
         K.AXIS_COLUMNS,
