@@ -20,6 +20,7 @@ import yaml
 
 from circuitsweep.errors import ConfigError
 from circuitsweep.heads.classify import Thresholds
+from circuitsweep.heads.emergence import MilestoneThresholds
 from circuitsweep.heads.probe_settings import ProbeSettings
 from circuitsweep.schema_errors import describe
 
@@ -103,6 +104,7 @@ class ModelSettings:
     first_token: dict[str, Any]
     probes: ProbeSettings
     thresholds: Thresholds
+    milestones: MilestoneThresholds
     duplicates: str
     primitives: dict[str, Any]
     toy: dict[str, Any] | None
@@ -155,6 +157,7 @@ def resolve_model(name: str, entry: dict[str, Any], config: dict[str, Any]) -> M
         first_token=dict(entry.get("first_token", {"policy": "none"})),
         probes=ProbeSettings.from_dict(probes),
         thresholds=Thresholds.from_dict(thresholds),
+        milestones=MilestoneThresholds.from_dict(thresholds),
         duplicates=entry.get("duplicates", config.get("duplicates", "mark")),
         primitives=_deep_merge(
             _deep_merge(study_defaults("primitives"), config.get("primitives", {})), entry.get("primitives", {})

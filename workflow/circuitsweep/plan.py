@@ -128,7 +128,12 @@ class Plan:
         return {**self._revision_job(model, name), "probes": self.models[model].probes.to_dict()}
 
     def thresholds(self, model: str) -> dict[str, Any]:
+        """The classification thresholds (``classify_heads``'s params)."""
         return asdict(self.models[model].thresholds)
+
+    def milestone_thresholds(self, model: str) -> dict[str, Any]:
+        """The milestone thresholds (``head_tables``'s params): changing one reclassifies nothing."""
+        return asdict(self.models[model].milestones)
 
     def primitive_models(self) -> list[str]:
         """Models whose primitive gaps are measured (``primitives.enabled``)."""

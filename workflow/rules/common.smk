@@ -93,6 +93,9 @@ def final_targets():
         PATHS.emergence_table("csv"),
         PATHS.milestones_table("csv"),
         PATHS.milestones_table("md"),
-        PATHS.emergence_plot(),
+        PATHS.milestones_table("parquet"),
+        PATHS.emergence_plot("png"),
+        PATHS.emergence_plot("svg"),
         *[PATHS.heatmap_plot(model) for model in MODELS],
+        *[PATHS.trajectory_plot(model) for model in MODELS],
     ]

@@ -19,8 +19,9 @@ rule head_tables:
             category="Tables",
         ),
         milestones_md=PATHS.milestones_table("md"),
+        milestones_parquet=PATHS.milestones_table("parquet"),
     params:
-        thresholds=as_json({model: PLAN.thresholds(model) for model in MODELS}),
+        thresholds=as_json({model: PLAN.milestone_thresholds(model) for model in MODELS}),
         skip_duplicates=[model for model in MODELS if PLAN.models[model].duplicates == "skip"],
     conda:
         ENV
@@ -30,7 +31,7 @@ rule head_tables:
         "python -m circuitsweep head-tables --heads {input.heads:q} --revisions {input.revisions:q}"
         " --thresholds {params.thresholds:q} --heads-out {output.heads:q} --emergence {output.emergence:q}"
         " --emergence-csv {output.emergence_csv:q} --milestones {output.milestones:q}"
-        " --milestones-md {output.milestones_md:q}"
+        " --milestones-md {output.milestones_md:q} --milestones-parquet {output.milestones_parquet:q}"
         " --skip-duplicates {params.skip_duplicates:q} > {log:q} 2>&1"
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,10 @@ from circuitsweep import contracts as C
 from circuitsweep.checkpoints.snapshots import read_snapshot
 from circuitsweep.errors import CacheError, DataError, SnapshotError
 from circuitsweep.heads.classify import Thresholds, head_classes
-from circuitsweep.heads.emergence import emergence_curves, milestones
+from circuitsweep.heads.emergence import MilestoneThresholds, emergence_curves, milestones
 from circuitsweep.heads.probe_settings import ProbeSettings
 from circuitsweep.stats_io import software_versions, write_stats
-from circuitsweep.table_io import read_table, write_csv, write_markdown, write_parquet, write_table
+from circuitsweep.table_io import read_table, write_csv, write_markdown, write_table
 
 
 @dataclass(frozen=True)
@@ -183,6 +183,10 @@ def measure_heads(
     write_table(scores_path, scores, metadata)
 
 
+#: Score-cache metadata that made a model's measurements, carried into its classes and the final tables.
+MEASUREMENT_KEYS: tuple[str, ...] = ("probe", "probes", "first_token_policy", "dtype")
+
+
 def _revision_row(metadata: dict[str, Any]) -> dict[str, Any]:
     row = {name: metadata[name] for name in C.REVISION_COLUMNS if name not in ("first_token_policy",)}
     token_id = metadata.get("first_token_id")
@@ -195,17 +199,21 @@ def classify_heads(
     model: str, score_paths: Sequence[Path], thresholds: Thresholds, heads_out: Path, revisions_out: Path
 ) -> None:
     """Classify every head of every revision of ``model`` from its cached scores alone."""
-    frames, rows = [], []
+    frames, rows, settings = [], [], {}
     for path in score_paths:
         scores, metadata = read_table(path)
         if metadata.get("model") != model:
             raise CacheError(f"{path} belongs to model {metadata.get('model')!r}, not {model!r}")
+        measured = {key: metadata.get(key) for key in MEASUREMENT_KEYS}
+        if settings and measured != settings:
+            raise CacheError(f"{path} was measured with other settings than {score_paths[0]}; delete it and rerun")
+        settings = measured
         keys = {name: metadata[name] for name in ("model", "revision", "step", "tokens")}
         frames.append(scores.with_columns(*[pl.lit(v).alias(k) for k, v in keys.items()]))
         rows.append(_revision_row(metadata))
     heads = pl.concat(frames).select(*C.KEY_COLUMNS, *C.HEAD_SCORE_COLUMNS).sort("tokens", "step", "layer", "head")
     classified = head_classes(heads, thresholds)
-    run = {"model": model, "thresholds": json.loads(json.dumps(thresholds.__dict__))}
+    run = {"model": model, **settings, "thresholds": json.loads(json.dumps(thresholds.__dict__))}
     write_table(heads_out, classified, run)
     losses = {name: pl.Float64 for name in ("loss_first_half", "loss_second_half", "in_context_loss_drop")}
     write_table(revisions_out, pl.DataFrame(rows, schema_overrides=losses).sort("tokens", "step"), run)
@@ -218,6 +226,7 @@ class HeadTableOutputs:
     heads: Path
     emergence_parquet: Path
     emergence_csv: Path
+    milestones_parquet: Path
     milestones_csv: Path
     milestones_md: Path
 
@@ -225,22 +234,38 @@ class HeadTableOutputs:
 def head_tables(
     heads_paths: Sequence[Path],
     revisions_paths: Sequence[Path],
-    thresholds: Mapping[str, Thresholds],
+    thresholds: Mapping[str, MilestoneThresholds],
     out: HeadTableOutputs,
     skip_duplicates: Collection[str] = (),
 ) -> None:
     """Concatenate the models' classified heads and write heads, emergence and milestone tables.
 
+    The Parquet tables record, per model, the probe settings, protocol, first-token
+    policy, dtype and thresholds (classification and milestone) that made them, under
+    ``models`` in their metadata (read with :func:`table_io.read_table`).
+
     Models in ``skip_duplicates`` lose their duplicate revisions (``duplicate_of``
     set) from the emergence curves and milestones; the heads table keeps them.
     """
-    heads = pl.concat([read_table(p)[0] for p in heads_paths], how="vertical")
+    classified = [read_table(p) for p in heads_paths]
+    heads = pl.concat([frame for frame, _ in classified], how="vertical")
     revisions = pl.concat([read_table(p)[0] for p in revisions_paths], how="diagonal_relaxed")
     curves = emergence_curves(heads, revisions)
     curves = curves.filter(~(pl.col("model").is_in(list(skip_duplicates)) & pl.col("duplicate_of").is_not_null()))
     table = milestones(curves, heads, thresholds)
-    write_parquet(heads, out.heads)
-    write_parquet(curves, out.emergence_parquet)
+    provenance = {"models": {}}
+    for _, run in classified:
+        model = run.get("model")
+        provenance["models"][model] = {
+            **{key: run.get(key) for key in MEASUREMENT_KEYS},
+            "protocol": (run.get("probes") or {}).get("protocol") or run.get("probe"),
+            "thresholds": run.get("thresholds"),
+            "milestones": asdict(thresholds[model]) if model in thresholds else None,
+            "skip_duplicates": model in skip_duplicates,
+        }
+    write_table(out.heads, heads, provenance)
+    write_table(out.emergence_parquet, curves, provenance)
+    write_table(out.milestones_parquet, table, provenance)
     write_csv(curves, out.emergence_csv)
     write_csv(table, out.milestones_csv)
     write_markdown(table, out.milestones_md, title="Milestones")
