@@ -25,7 +25,6 @@ from circuitsweep.errors import CacheError, DataError, SnapshotError
 from circuitsweep.heads.classify import Thresholds, head_classes
 from circuitsweep.heads.emergence import MilestoneThresholds, emergence_curves, milestones
 from circuitsweep.heads.probe_settings import ProbeSettings
-from circuitsweep.stats_io import software_versions, write_stats
 from circuitsweep.table_io import read_table, write_csv, write_markdown, write_table
 
 
@@ -135,6 +134,7 @@ def measure_heads(
     from circuitsweep.heads.attention_hook import register
     from circuitsweep.heads.measure import head_statistics
     from circuitsweep.heads.scores import check_finite, head_scores, loss_halves
+    from circuitsweep.stats_io import software_versions, write_stats
 
     snapshot = read_snapshot(snapshot_dir)
     device = resolve_device(job.device)
