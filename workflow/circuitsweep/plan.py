@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from circuitsweep.checkpoints import local_hub
-from circuitsweep.config import ModelSettings, resolve_config
+from circuitsweep.config import ModelSettings, resolve_config, schema_default
 from circuitsweep.contracts import Paths
 from circuitsweep.errors import ConfigError
 from circuitsweep.primitives.stimuli import load_stimuli
@@ -190,6 +190,5 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
                     problems.append(f"models.{name}.primitives.revisions: {error}")
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
-    return Plan(
-        models=models, revisions=revisions, device=config.get("device", "auto"), root=Path(root), paths=paths or Paths()
-    )
+    device = config.get("device", schema_default("properties", "device"))
+    return Plan(models=models, revisions=revisions, device=device, root=Path(root), paths=paths or Paths())

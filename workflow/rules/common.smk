@@ -42,10 +42,6 @@ def is_toy(model):
     return PLAN.models[model].source["type"] == "toy"
 
 
-def toy_models():
-    return [model for model in MODELS if is_toy(model)]
-
-
 def snapshot_sources(wildcards):
     """A toy model's snapshots need the model trained first."""
     return [PATHS.toy_published(wildcards.model)] if is_toy(wildcards.model) else []

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PreTrainedModel
 
-from circuitsweep.errors import SnapshotError
+from circuitsweep.errors import ConfigError, SnapshotError
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -45,7 +45,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was configured but torch sees no CUDA device")
+        raise ConfigError("device: cuda is configured, but torch sees no CUDA device here; use auto or cpu")
     return torch.device(device)
 
 
