@@ -14,9 +14,9 @@ from test_plots import CLASSIFY, MILESTONES, sweep  # noqa: F401  (the fixture)
 
 import circuitsweep as cs
 from circuitsweep import contracts as C
-from circuitsweep.errors import ConfigError
+from circuitsweep.errors import CacheError, ConfigError
 from circuitsweep.heads.stage import HeadTableOutputs, head_tables
-from circuitsweep.table_io import write_table
+from circuitsweep.table_io import read_table, write_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -120,3 +120,41 @@ def test_readme_notebook_example_runs(sweep, tmp_path, monkeypatch, capsys):  # 
     monkeypatch.chdir(tmp_path)
     exec(compile(read, "README.md", "exec"), namespace)
     assert namespace["results"].milestones["model"].to_list() == ["toy-gptneox"]
+
+
+def score_cache(path: Path, heads: pl.DataFrame, revision: str, probes: dict) -> Path:
+    """One revision's score cache as ``measure_heads`` writes it (scores + the job's metadata)."""
+    rows = heads.filter(pl.col("revision") == revision)
+    metadata = {
+        **{key: rows[key][0] for key in ("model", "revision", "step", "tokens")},
+        "n_layers": 3,
+        "n_heads": 4,
+        "loss_first_half": None,
+        "loss_second_half": None,
+        "in_context_loss_drop": None,
+        "first_token_policy": "none",
+        "first_token_id": None,
+        "probe": probes["kind"],
+        "probes": probes,
+        "dtype": "float32",
+    }
+    write_table(path, rows.select("layer", "head", *C.HEAD_SCORE_COLUMNS), metadata)
+    return path
+
+
+def test_classification_carries_the_caches_probe_settings(sweep, tmp_path):  # noqa: F811
+    """classify_heads carries the caches' probe settings; caches measured with other probes are refused."""
+    from circuitsweep.heads.stage import classify_heads
+
+    probes = cs.study_probes().to_dict()
+    paths = C.Paths(tmp_path)
+    caches = [
+        score_cache(tmp_path / f"{revision}.parquet", sweep[0], revision, probes)
+        for revision in sweep[0]["revision"].unique(maintain_order=True)
+    ]
+    classify_heads("m", caches, CLASSIFY, paths.model_heads("m"), paths.model_revisions("m"))
+    run = read_table(paths.model_heads("m"))[1]
+    assert run["probes"] == probes and run["thresholds"]["class_selectivity"] == CLASSIFY.class_selectivity
+    score_cache(caches[-1], sweep[0], "step1000", {**probes, "batch_size": 8})
+    with pytest.raises(CacheError, match="other settings"):
+        classify_heads("m", caches, CLASSIFY, paths.model_heads("m"), paths.model_revisions("m"))
