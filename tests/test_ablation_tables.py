@@ -68,6 +68,7 @@ def tables(tmp_path):
         heads=tmp_path / "t" / "heads.parquet",
         emergence_parquet=tmp_path / "t" / "emergence.parquet",
         emergence_csv=tmp_path / "t" / "emergence.csv",
+        milestones_parquet=tmp_path / "t" / "milestones.parquet",
         milestones_csv=tmp_path / "t" / "milestones.csv",
         milestones_md=tmp_path / "t" / "milestones.md",
         ablation_parquet=tmp_path / "t" / "ablation.parquet",

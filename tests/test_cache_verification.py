@@ -140,16 +140,20 @@ def test_primitive_shard_of_other_revision_is_refused(tmp_path):
         score_revision_primitives(shard, PLAN.stimuli(MODEL), PLAN.primitive_scoring(MODEL), tmp_path / "out", expected)
 
 
-def test_head_tables_refuse_classes_made_with_other_thresholds(caches, tmp_path):
-    """A classified-heads table whose thresholds are not the plan's is refused by head_tables, naming it."""
+def test_head_tables_refuse_tables_of_two_classifications(caches, tmp_path):
+    """A revisions table classified with other thresholds than its heads table is refused by head_tables, naming it."""
     from dataclasses import replace
 
     from circuitsweep.heads.stage import HeadTableOutputs, head_tables
+    from circuitsweep.table_io import read_table, write_table
 
     classify(*caches, tmp_path)
+    milestones = {MODEL: PLAN.models[MODEL].milestones}
+    out = HeadTableOutputs(*(tmp_path / n for n in ("h2.parquet", "e.parquet", "e.csv", "m.parquet", "m.csv", "m.md")))
+    head_tables([tmp_path / "h.parquet"], [tmp_path / "r.parquet"], milestones, out)
+    frame, metadata = read_table(tmp_path / "r.parquet")
     planned = PLAN.models[MODEL].thresholds
-    out = HeadTableOutputs(*(tmp_path / n for n in ("h2.parquet", "e.parquet", "e.csv", "m.csv", "m.md")))
-    head_tables([tmp_path / "h.parquet"], [tmp_path / "r.parquet"], {MODEL: planned}, out)
-    other = {MODEL: replace(planned, class_selectivity=planned.class_selectivity + 1)}
-    with pytest.raises(CacheError, match=r"h\.parquet does not belong to this run \(thresholds is"):
-        head_tables([tmp_path / "h.parquet"], [tmp_path / "r.parquet"], other, out)
+    other = replace(planned, class_selectivity=planned.class_selectivity + 1)
+    write_table(tmp_path / "r.parquet", frame, {**metadata, "thresholds": dict(other.__dict__)})
+    with pytest.raises(CacheError, match=r"r\.parquet does not belong to this run \(thresholds is"):
+        head_tables([tmp_path / "h.parquet"], [tmp_path / "r.parquet"], milestones, out)

@@ -17,10 +17,6 @@ STUDY = Thresholds(
     induction_circuit=50,
     previous_circuit=100,
     sink_alpha=0.3,
-    induction_onset_heads=3,
-    bos_fraction_milestone=0.5,
-    early_screen_recall=0.67,
-    phase_transition_share=0.5,
 )
 PROBES = ProbeSettings.from_dict(
     {

@@ -49,10 +49,11 @@ def toy_config(tmp_path: Path, change) -> Path:
 @pytest.mark.parametrize(
     ("branch_format", "message"),
     [
-        ("step{stepp}", "cannot be formatted (KeyError: 'stepp')"),
+        ("step{stepp}", "is not a branch name containing {step}"),
         ("ckpt{step}", "is not a checkpoint name"),
         ("step{step}/x", "not a safe file name"),
-        ("step{ktokens}", "which reads as step"),
+        ("step{ktokens}", "is not a branch name containing {step}"),
+        ("step{step}{stepp}", "cannot be formatted (KeyError: 'stepp')"),
     ],
 )
 def test_bad_branch_format_is_named_at_config_time(tmp_path, branch_format, message):

@@ -171,3 +171,53 @@ def test_duplicates_policy_is_validated_and_inherited():
     assert resolve_config(_with("duplicates", "skip"))["pythia-1b"].duplicates == "skip"
     with pytest.raises(ConfigError, match=r"duplicates: 'drop' is not allowed"):
         resolve_config(_with("models.pythia-1b.duplicates", "drop"))
+
+
+TOY = {
+    "models": {
+        "toy": {
+            "architecture": "GPTNeoXForCausalLM",
+            "source": {"type": "toy", "repo_id": "toy/gptneox"},
+            "revisions": "all",
+            "tokens": {"per_step": 4096},
+            "toy": {"schedule": [0, 10], "branch_format": "step{step}"},
+        }
+    }
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda toy: toy.pop("branch_format"), r"toy: 'branch_format' is a required property"),
+        (lambda toy: toy.update(branch_format="ckpt"), r"toy\.branch_format"),
+        (lambda toy: toy.update(colour="red"), r"toy.*colour"),
+        (lambda toy: toy.update(lr=-1), r"toy\.lr"),
+    ],
+)
+def test_toy_block_is_checked_by_the_schema(change, message):
+    """A toy block without branch_format, with a format lacking {step}, or with unknown or bad keys is refused."""
+    config = copy.deepcopy(TOY)
+    change(config["models"]["toy"]["toy"])
+    with pytest.raises(ConfigError, match=message):
+        plan_sweep(config, ROOT)
+
+
+def test_model_defaults_come_from_the_schema():
+    """dtype, first token, duplicates and device default to the schema's values when a config leaves them out."""
+    config = copy.deepcopy(TOY)
+    # probes that fit the toy's 64-position context (the study's T = 256 would not)
+    config["probes"] = {
+        "token_range": [2, 64],
+        "induction": {"seq_len": 64},
+        "repeated": {"seq_len": 64},
+        "random": {"seq_len": 64},
+    }
+    plan = plan_sweep(config, ROOT)
+    model = plan.models["toy"]
+    assert (model.dtype, model.first_token, model.duplicates, plan.device) == (
+        "float32",
+        {"policy": "none"},
+        "mark",
+        "auto",
+    )

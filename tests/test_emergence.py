@@ -7,10 +7,9 @@ import pytest
 
 from circuitsweep import contracts as C
 from circuitsweep.config import study_defaults
-from circuitsweep.heads.classify import Thresholds
-from circuitsweep.heads.emergence import curve_shape, emergence_curves, milestones
+from circuitsweep.heads.emergence import MilestoneThresholds, curve_shape, emergence_curves, milestones
 
-THRESHOLDS = Thresholds.from_dict(study_defaults("thresholds"))
+THRESHOLDS = MilestoneThresholds.from_dict(study_defaults("thresholds"))
 N_LAYERS, N_HEADS = 2, 4
 
 

@@ -74,9 +74,9 @@ def test_study_token_counts_classify_and_tabulate(config, tmp_path):
         revision_paths.append(tmp_path / "classes" / model / "revisions.parquet")
         classify_heads(model, paths, plan.models[model].thresholds, heads_paths[-1], revision_paths[-1])
     out = HeadTableOutputs(
-        *(tmp_path / "tables" / name for name in ("h.parquet", "e.parquet", "e.csv", "m.csv", "m.md"))
+        *(tmp_path / "tables" / name for name in ("h.parquet", "e.parquet", "e.csv", "m.parquet", "m.csv", "m.md"))
     )
-    head_tables(heads_paths, revision_paths, {m: s.thresholds for m, s in plan.models.items()}, out)
+    head_tables(heads_paths, revision_paths, {m: s.milestones for m, s in plan.models.items()}, out)
 
     heads = read_table(out.heads)[0]
     curves = pl.read_parquet(out.emergence_parquet)

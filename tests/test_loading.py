@@ -106,3 +106,14 @@ def test_unloadable_architecture_name_is_refused(snapshot):
     folder, _ = snapshot
     with pytest.raises(SnapshotError, match="neither a causal LM"):
         load_model(folder, "BertForMaskedLM", "float32", CPU, "sdpa")
+
+
+def test_cuda_without_a_gpu_is_a_user_error(monkeypatch):
+    """``device: cuda`` on a machine without CUDA stops with a one-line config error, not a torch traceback."""
+    from circuitsweep.checkpoints.loading import resolve_device
+    from circuitsweep.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="device: 'cuda' is configured but torch sees no CUDA device"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == CPU

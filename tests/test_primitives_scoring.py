@@ -403,9 +403,9 @@ def test_composition_table_reports_baselines_nulls_and_near_synonyms(stimuli):
 def test_scaling_and_agreement_tables_span_models(stimuli, tmp_path):
     """Across four models: one scaling row per model and kind (last revision, with its size), agreement counts
     the compositions matched in 3 of 4 models, and the stage writes every final file."""
-    from circuitsweep.table_io import write_table
     from circuitsweep.primitives.scaling import composition_agreement, scaling_table
     from circuitsweep.primitives.stage import primitive_tables
+    from circuitsweep.table_io import write_table
 
     in_a = np.array([p.set == "0a" for p in stimuli.primitives])
     folders = []

@@ -160,7 +160,7 @@ def test_explicit_names_and_steps() -> None:
     pythia = R.pythia_manifest().revisions
     chosen = R.select_revisions(pythia, list(reversed(DESIGN_PYTHIA)), model="pythia-1b")
     assert [r.name for r in chosen] == DESIGN_PYTHIA
-    assert [r.name for r in R.select_revisions(pythia, {"explicit": [64, "step1"]})] == ["step1", "step64"]
+    assert [r.name for r in R.select_revisions(pythia, [64, "step1"])] == ["step1", "step64"]
 
 
 def test_unknown_explicit_revision_names_it_and_the_model() -> None:
@@ -171,11 +171,12 @@ def test_unknown_explicit_revision_names_it_and_the_model() -> None:
 
 
 def test_all_and_bad_rules() -> None:
-    """'all' returns everything in order; an unknown rule is an error."""
+    """'all' returns everything in order; an unknown rule, or a form the schema does not offer, is an error."""
     revs = list(reversed(_revs(5)))
     assert R.select_revisions(revs, "all") == _revs(5)
-    assert R.select_revisions(revs, {"all": True}) == _revs(5)
-    with pytest.raises(ValueError, match="every, log_count"):
+    with pytest.raises(ValueError, match="every or log_count"):
+        R.select_revisions(revs, {"all": True}, model="m")
+    with pytest.raises(ValueError, match="every or log_count"):
         R.select_revisions(revs, {"most": 3}, model="m")
     with pytest.raises(ValueError):
         R.select_log_count(revs, 1)

@@ -10,7 +10,8 @@ from models import ARCHITECTURES, tiny_model
 from circuitsweep import contracts as C
 from circuitsweep.heads.attention_hook import register
 from circuitsweep.heads.measure import ProbeSettings, head_statistics
-from circuitsweep.heads.probes import LOCAL_OFFSETS, baseline_positions, induction_probe, random_batch, repeated_batch
+from circuitsweep.heads.probe_settings import LOCAL_OFFSETS
+from circuitsweep.heads.probes import baseline_positions, induction_probe, random_batch, repeated_batch
 from circuitsweep.heads.scores import head_scores, loss_halves
 
 PROBES = ProbeSettings.from_dict(

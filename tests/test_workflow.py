@@ -16,12 +16,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
+from report_dom import chromium, render
 from runenv import job_env, job_logs
 
 from circuitsweep import contracts as C
 from circuitsweep.config import load_config
 from circuitsweep.plan import plan_sweep
 from circuitsweep.primitives import contract as K
+from circuitsweep.table_io import read_table
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
@@ -120,7 +122,7 @@ def test_tables_follow_the_contract(toy_run):
     csv = pl.read_csv(toy_run / "tables" / "emergence.csv")
     assert csv.height == emergence.height
     assert "induction_onset_tokens" in (toy_run / "tables" / "milestones.md").read_text()
-    for plot in ["emergence.png", "heatmap_toy-gptneox.png", "primitive_gap.png"]:
+    for plot in ["emergence.png", "heatmap_toy-gptneox.png", "trajectories_toy-gptneox.png", "primitive_gap.png"]:
         assert (toy_run / "plots" / plot).read_bytes().startswith(b"\x89PNG"), plot
 
 
@@ -174,12 +176,64 @@ def test_report_bundles_plots_and_tables(toy_run):
     assert "emergence.png" in html and "milestones.csv" in html and "primitive_gap.png" in html
 
 
+@pytest.mark.skipif(chromium() is None, reason="needs Chromium (CI installs it: apt-get install chromium)")
+def test_report_opens_with_milestones_and_shows_every_result(toy_run, tmp_path):
+    """In Chromium the report opens with the milestones table, then the emergence figure; every figure and table
+    it bundles decodes to a non-empty image or a table with data rows."""
+    report = tmp_path / "report.html"
+    snakemake(toy_run.parent, DEFAULT_CONFIG, "--report", str(report))
+    page = render(report, tmp_path)
+    paths = C.Paths(Path("results"))
+    models = ["toy-gptneox", "toy-olmo", "toy-olmoe"]
+    expected = [
+        paths.emergence_plot("png"),
+        paths.primitive_gap_plot(),
+        *[paths.heatmap_plot(model) for model in models],
+        *[paths.trajectory_plot(model) for model in models],
+        paths.emergence_table("csv"),
+        paths.milestones_table("csv"),
+        paths.overhead_table("csv"),
+    ]
+    assert {str(path) for path in expected} <= set(page.shown), page.shown
+    assert all(size > 0 for size in page.shown.values()), page.shown
+    milestones = page.landing.index('class="milestones')
+    figure = page.landing.index('class="emergence-figure"')
+    assert milestones < figure < page.landing.index('id="rulegraph"')
+    table = page.landing[milestones : page.landing.index("</table>", milestones)]
+    assert all(f"<td>{model}</td>" in table for model in models)
+    svg = page.landing[figure : page.landing.index("</svg>", figure)]
+    assert svg.count("<path") > 20
+
+
+def test_final_tables_record_the_settings_that_made_them(toy_run):
+    """Heads, emergence and milestone tables carry each model's probes, protocol and both kinds of thresholds."""
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    paths = C.Paths(toy_run)
+    for table in (paths.heads_table(), paths.emergence_table(), paths.milestones_table("parquet")):
+        settings = read_table(table)[1]["models"]
+        assert sorted(settings) == ["toy-gptneox", "toy-olmo", "toy-olmoe"]
+        gptneox = settings["toy-gptneox"]
+        assert gptneox["probes"]["token_range"] == config["probes"]["token_range"]
+        assert gptneox["protocol"] == "random_tokens"
+        assert gptneox["thresholds"]["class_selectivity"] == config["thresholds"]["class_selectivity"]
+        assert gptneox["milestones"]["induction_onset_heads"] == 3
+
+
 def test_changing_a_threshold_reruns_no_model(toy_run, tmp_path):
     """A new class threshold reruns classification, tables and plots, and loads no model."""
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     config["thresholds"]["class_selectivity"] = 9
     jobs = planned_jobs(toy_run.parent, write_config(tmp_path / "config.yaml", config))
-    assert jobs == {"classify_heads": 3, "head_tables": 1, "plot_emergence": 1, "plot_heatmap": 3}
+    plots = {"plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3}
+    assert jobs == {"classify_heads": 3, "head_tables": 1, **plots}
+
+
+def test_changing_a_milestone_threshold_reclassifies_nothing(toy_run, tmp_path):
+    """A new milestone threshold reruns only the final tables and the figures drawn from them."""
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config["thresholds"]["induction_onset_heads"] = 4
+    jobs = planned_jobs(toy_run.parent, write_config(tmp_path / "config.yaml", config))
+    assert jobs == {"head_tables": 1, "plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3}
 
 
 def test_adding_a_revision_runs_only_its_jobs_and_the_aggregates(tmp_path):
@@ -205,6 +259,7 @@ def test_adding_a_revision_runs_only_its_jobs_and_the_aggregates(tmp_path):
         "primitive_tables": 1,
         "plot_emergence": 1,
         "plot_heatmap": 1,
+        "plot_trajectories": 1,
         "plot_primitive_gap": 1,
         "sweep_overhead": 1,
     }

@@ -19,6 +19,25 @@ The package in layers, from a config to a report (DESIGN.md section 2):
 - files and outputs: :mod:`stats_io` (safetensors statistics), :mod:`table_io`
   (Parquet, CSV, Markdown), :mod:`plots`, :mod:`overhead`; :mod:`cli` is the
   command line the rules run.
+
+For notebooks, ``import circuitsweep as cs`` gives :func:`cs.measure_heads`,
+:func:`cs.study_probes`, :func:`cs.study_thresholds` and :func:`cs.read_results`
+(module :mod:`api`), loaded on first use so that the import stays torch-free.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+
+#: The notebook API, imported from :mod:`circuitsweep.api` on first access (PEP 562).
+__all__ = ["measure_heads", "read_results", "study_probes", "study_thresholds"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from circuitsweep import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'circuitsweep' has no attribute {name!r}")

@@ -103,14 +103,15 @@ def cmd_classify_heads(args: argparse.Namespace) -> None:
 
 
 def cmd_head_tables(args: argparse.Namespace) -> None:
-    from circuitsweep.heads.classify import Thresholds
+    from circuitsweep.heads.emergence import MilestoneThresholds
     from circuitsweep.heads.stage import HeadTableOutputs, head_tables
 
-    thresholds = {model: Thresholds.from_dict(values) for model, values in args.thresholds.items()}
+    thresholds = {model: MilestoneThresholds.from_dict(values) for model, values in args.thresholds.items()}
     out = HeadTableOutputs(
         heads=Path(args.heads_out),
         emergence_parquet=Path(args.emergence),
         emergence_csv=Path(args.emergence_csv),
+        milestones_parquet=Path(args.milestones_parquet),
         milestones_csv=Path(args.milestones),
         milestones_md=Path(args.milestones_md),
         ablation_parquet=Path(args.ablation_out) if args.ablation_out else None,
@@ -132,7 +133,10 @@ def cmd_plot_emergence(args: argparse.Namespace) -> None:
 
     from circuitsweep.plots import emergence_plot
 
-    emergence_plot(pl.read_parquet(args.emergence), Path(args.output))
+    curves = pl.read_parquet(args.emergence)
+    milestones = pl.read_parquet(args.milestones) if args.milestones else None
+    for output in args.output:
+        emergence_plot(curves, Path(output), milestones)
 
 
 def cmd_plot_heatmap(args: argparse.Namespace) -> None:
@@ -141,6 +145,15 @@ def cmd_plot_heatmap(args: argparse.Namespace) -> None:
     from circuitsweep.plots import layer_heatmap
 
     layer_heatmap(pl.read_parquet(args.emergence), args.model, Path(args.output))
+
+
+def cmd_plot_trajectories(args: argparse.Namespace) -> None:
+    from circuitsweep.plots import head_trajectories
+    from circuitsweep.table_io import read_table
+
+    heads, metadata = read_table(Path(args.heads))
+    thresholds = (metadata.get("models", {}).get(args.model) or {}).get("thresholds") or {}
+    head_trajectories(heads, args.model, Path(args.output), thresholds.get("class_selectivity"))
 
 
 def cmd_measure_primitives(args: argparse.Namespace) -> None:
@@ -258,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("classify-heads", cmd_classify_heads, "classify every head of one model from its cache")
     p.add_argument("--model", required=True)
-    p.add_argument("--thresholds", type=_json, required=True, help="JSON thresholds")
+    p.add_argument("--thresholds", type=_json, required=True, help="JSON classification thresholds")
     p.add_argument("--scores", nargs="+", required=True, help="per-revision score Parquet files")
     p.add_argument("--heads", required=True, help="output Parquet of classified heads")
     p.add_argument("--revisions", required=True, help="output Parquet of per-revision facts")
@@ -269,11 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("head-tables", cmd_head_tables, "write the heads, emergence and milestone tables")
     p.add_argument("--heads", nargs="+", required=True)
     p.add_argument("--revisions", nargs="+", required=True)
-    p.add_argument("--thresholds", type=_json, required=True, help="JSON: model -> thresholds")
+    p.add_argument("--thresholds", type=_json, required=True, help="JSON: model -> milestone thresholds")
     p.add_argument("--heads-out", required=True, help="the heads table (Parquet)")
     p.add_argument("--emergence", required=True, help="the emergence table (Parquet)")
     p.add_argument("--emergence-csv", required=True)
     p.add_argument("--milestones", required=True, help="the milestones table (CSV)")
+    p.add_argument("--milestones-parquet", required=True, help="the milestones table (Parquet, with its settings)")
     p.add_argument("--milestones-md", required=True)
     p.add_argument("--skip-duplicates", nargs="*", default=[], help="models whose duplicate revisions are left out")
     p.add_argument("--ablation-rows", nargs="*", default=[], help="per-revision ablation Parquet files")
@@ -283,10 +297,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("plot-emergence", cmd_plot_emergence, "plot BOS fraction and induction heads against tokens")
     p.add_argument("--emergence", required=True)
-    p.add_argument("--output", required=True)
+    p.add_argument("--milestones", help="milestones table (Parquet), marked on the curves")
+    p.add_argument("--output", nargs="+", required=True, help="figure files (.png, .svg)")
 
     p = add("plot-heatmap", cmd_plot_heatmap, "plot one model's per-layer head counts per revision")
     p.add_argument("--emergence", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--output", required=True)
+
+    p = add("plot-trajectories", cmd_plot_trajectories, "plot every head's best selectivity across training")
+    p.add_argument("--heads", required=True, help="the heads table (Parquet)")
     p.add_argument("--model", required=True)
     p.add_argument("--output", required=True)
 

@@ -21,7 +21,8 @@ from circuitsweep.architectures import TOY_ARCHITECTURES, check_at_planning, has
 from circuitsweep.checkpoints.run_dir import pattern_regex
 from circuitsweep.errors import ConfigError
 from circuitsweep.heads.classify import Thresholds
-from circuitsweep.heads.probe_settings import AblationSettings, ProbeSettings
+from circuitsweep.heads.emergence import MilestoneThresholds
+from circuitsweep.heads.probe_settings import AblationSettings, ProbeSettings, baseline_candidates
 from circuitsweep.schema_errors import describe
 from circuitsweep.strict_schema import StrictValidator, non_finite_values
 from circuitsweep.yaml_load import load_yaml
@@ -59,6 +60,19 @@ def _defaults(node: dict[str, Any], root: dict[str, Any]) -> Any:
     return copy.deepcopy(node.get("default"))
 
 
+def schema_default(*keys: str) -> Any:
+    """The ``default`` of the schema node at ``keys`` (a ``$ref`` followed), e.g. ``("properties", "device")``."""
+    root = schema()
+    node = root
+    for key in keys:
+        node = node[key]
+    if "$ref" in node:
+        reference, node = node["$ref"], root
+        for part in reference.removeprefix("#/").split("/"):
+            node = node[part]
+    return copy.deepcopy(node["default"])
+
+
 def study_defaults(section: str) -> dict[str, Any]:
     """Defaults of a schema section (``probes`` or ``thresholds``): the study's values."""
     root = schema()
@@ -90,17 +104,6 @@ def validate_schema(config: dict[str, Any]) -> None:
 
 
 @dataclass(frozen=True)
-class FirstToken:
-    """What sits at position 0 of every probe (DESIGN.md 1: recorded in every output)."""
-
-    policy: str
-    token_id: int | None
-
-    def describe(self) -> str:
-        return self.policy if self.token_id is None else f"{self.policy}:{self.token_id}"
-
-
-@dataclass(frozen=True)
 class ModelSettings:
     """One model of the sweep, with global settings and its overrides resolved."""
 
@@ -113,6 +116,7 @@ class ModelSettings:
     first_token: dict[str, Any]
     probes: ProbeSettings
     thresholds: Thresholds
+    milestones: MilestoneThresholds
     duplicates: str
     primitives: dict[str, Any]
     toy: dict[str, Any] | None
@@ -130,7 +134,7 @@ def _check_probes(name: str, probes: ProbeSettings, first_token: dict[str, Any])
             f"{where}.probes.induction: seq_len {ind.seq_len} / 2 must exceed "
             f"min_first_position {ind.min_first_position}"
         )
-    eligible = ind.seq_len - 7
+    eligible = len(baseline_candidates(ind.seq_len))
     if ind.n_baseline > eligible:
         problems.append(
             f"{where}.probes.induction.n_baseline: {ind.n_baseline} exceeds the {eligible} "
@@ -222,11 +226,12 @@ def resolve_model(name: str, entry: dict[str, Any], config: dict[str, Any]) -> M
         source=dict(entry["source"]),
         revisions=entry["revisions"],
         tokens=dict(entry.get("tokens", {})),
-        dtype=entry.get("dtype", "float32"),
-        first_token=dict(entry.get("first_token", {"policy": "none"})),
+        dtype=entry.get("dtype", schema_default("$defs", "model", "properties", "dtype")),
+        first_token=dict(entry.get("first_token", schema_default("$defs", "model", "properties", "first_token"))),
         probes=ProbeSettings.from_dict(probes),
         thresholds=Thresholds.from_dict(thresholds),
-        duplicates=entry.get("duplicates", config.get("duplicates", "mark")),
+        milestones=MilestoneThresholds.from_dict(thresholds),
+        duplicates=entry.get("duplicates", config.get("duplicates", schema_default("$defs", "duplicates"))),
         primitives=_deep_merge(
             _deep_merge(study_defaults("primitives"), config.get("primitives", {})), entry.get("primitives", {})
         ),

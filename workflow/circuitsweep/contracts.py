@@ -253,11 +253,16 @@ class Paths:
     def overhead_table(self, suffix: str = "csv") -> Path:
         return self.root / "tables" / f"overhead.{suffix}"
 
-    def emergence_plot(self) -> Path:
-        return self.root / "plots" / "emergence.png"
+    def emergence_plot(self, suffix: str = "png") -> Path:
+        """The emergence figure: PNG for papers, SVG inlined on the report's landing page."""
+        return self.root / "plots" / f"emergence.{suffix}"
 
     def heatmap_plot(self, model: str) -> Path:
         return self.root / "plots" / f"heatmap_{model}.png"
+
+    def trajectory_plot(self, model: str) -> Path:
+        """Every head's best selectivity across training, coloured by its final class."""
+        return self.root / "plots" / f"trajectories_{model}.png"
 
     def log(self, name: str) -> Path:
         return self.root / "logs" / f"{name}.log"

@@ -13,7 +13,7 @@ from typing import Any
 
 from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY
 from circuitsweep.checkpoints import local_hub, run_dir
-from circuitsweep.config import RUN_DIR_PATTERN, ModelSettings, resolve_ablation, resolve_config
+from circuitsweep.config import RUN_DIR_PATTERN, ModelSettings, resolve_ablation, resolve_config, schema_default
 from circuitsweep.config_checks import model_problems
 from circuitsweep.contracts import Paths
 from circuitsweep.errors import ConfigError
@@ -220,7 +220,12 @@ class Plan:
         return {**expected, **{k: job[k] for k in ("first_token", "token_range", "batch_size", "behaviour")}}
 
     def thresholds(self, model: str) -> dict[str, Any]:
+        """The classification thresholds (``classify_heads``'s params)."""
         return asdict(self.models[model].thresholds)
+
+    def milestone_thresholds(self, model: str) -> dict[str, Any]:
+        """The milestone thresholds (``head_tables``'s params): changing one reclassifies nothing."""
+        return asdict(self.models[model].milestones)
 
     def primitive_models(self) -> list[str]:
         """Models whose primitive gaps are measured (``primitives.enabled``)."""
@@ -317,7 +322,7 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
     return Plan(
         models=models,
         revisions=revisions,
-        device=config.get("device", "auto"),
+        device=config.get("device", schema_default("properties", "device")),
         root=Path(root),
         paths=paths,
         ablation=ablation,

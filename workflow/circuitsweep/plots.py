@@ -1,4 +1,4 @@
-"""Figures of the emergence tables (matplotlib, written atomically as PNG)."""
+"""Figures of the emergence tables (matplotlib, written atomically as PNG or SVG by the path's suffix)."""
 
 from __future__ import annotations
 
@@ -10,42 +10,125 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
+from matplotlib.colors import BoundaryNorm  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
+from circuitsweep import contracts as C  # noqa: E402
 from circuitsweep.atomic import atomic_path  # noqa: E402
+
+#: Colour of each head class in the trajectory figure (``none``: grey, drawn first).
+CLASS_COLOURS: dict[str, str] = {
+    "first": "tab:blue",
+    "induction": "tab:red",
+    "duplicate": "tab:purple",
+    "previous": "tab:orange",
+    "self": "tab:brown",
+    "local": "tab:green",
+    C.NO_CLASS: "0.75",
+}
 
 
 def _save(figure: plt.Figure, path: Path) -> None:
+    """Write ``figure`` atomically; the format follows the suffix (``.png`` or ``.svg``)."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".") or "png"
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=130, bbox_inches="tight")
+        figure.savefig(tmp, format=fmt, dpi=130, bbox_inches="tight")
     plt.close(figure)
 
 
 def _token_axis(axis: plt.Axes, tokens: pl.Series) -> None:
-    """Log token axis that still shows step 0: linear below the smallest positive count."""
+    """Log token axis that still shows step 0: linear below the smallest positive count.
+
+    The axis starts at 0 tokens, so no negative tick appears in the margin.
+    """
     positive = tokens.filter(tokens > 0)
     threshold = float(positive.min()) if positive.len() else 1.0
     axis.set_xscale("symlog", linthresh=threshold)
+    axis.set_xlim(left=0, right=max(float(tokens.max() or 0) * 1.5, threshold))
     axis.set_xlabel("training tokens (log; linear below the first checkpoint)")
     axis.grid(True, which="major", alpha=0.3)
 
 
-def emergence_plot(curves: pl.DataFrame, path: Path) -> None:
-    """BOS-head fraction and induction-head count against training tokens, one line per model."""
+#: Milestones marked on the emergence curves: (milestones column of the tokens, curve column, marker, label).
+_MILESTONE_MARKS = (
+    ("bos_t50_tokens", "bos_fraction", "*", "BOS t50"),
+    ("induction_onset_tokens", "n_induction_heads", "P", "induction onset"),
+    ("early_screen_tokens", "n_induction_heads", "D", "early screen"),
+)
+
+
+def emergence_plot(curves: pl.DataFrame, path: Path, milestones: pl.DataFrame | None = None) -> None:
+    """Write :func:`emergence_figure` to ``path``."""
+    _save(emergence_figure(curves, milestones), path)
+
+
+def emergence_figure(curves: pl.DataFrame, milestones: pl.DataFrame | None = None) -> plt.Figure:
+    """BOS-head fraction and induction-head count against training tokens, one line per model.
+
+    ``milestones``: the milestones table; each model's BOS t50, induction onset and
+    early screen are marked on its curve (star, plus, diamond), at the revision
+    that reached them.
+    """
     figure, (bos, induction) = plt.subplots(1, 2, figsize=(11, 4))
+    colours: dict[str, str] = {}
     for (model,), curve in curves.sort("tokens").group_by("model", maintain_order=True):
-        bos.plot(curve["tokens"], curve["bos_fraction"], marker="o", label=model)
-        induction.plot(curve["tokens"], curve["n_induction_heads"], marker="o", label=model)
+        (line,) = bos.plot(curve["tokens"], curve["bos_fraction"], marker="o", markersize=4, label=model)
+        induction.plot(curve["tokens"], curve["n_induction_heads"], marker="o", markersize=4, color=line.get_color())
+        colours[model] = line.get_color()
+    axes = {"bos_fraction": bos, "n_induction_heads": induction}
+    used: dict[str, Line2D] = {}
+    for row in (milestones if milestones is not None else pl.DataFrame()).iter_rows(named=True):
+        curve = curves.filter(pl.col("model") == row["model"])
+        for column, value, marker, label in _MILESTONE_MARKS:
+            tokens = row.get(column)
+            at = curve.filter(pl.col("tokens") == tokens) if tokens is not None else curve.clear()
+            if at.height == 0:
+                continue
+            axes[value].plot(
+                [tokens],
+                [at[value][0]],
+                marker=marker,
+                markersize=16 if marker == "*" else 11,
+                markerfacecolor=colours.get(row["model"], "black"),
+                markeredgecolor="black",
+                linestyle="none",
+                zorder=5,
+            )
+            used[label] = Line2D([], [], marker=marker, color="black", markerfacecolor="white", linestyle="none")
     bos.set_ylabel("BOS-head fraction (class first)")
     bos.set_ylim(-0.02, 1.02)
     induction.set_ylabel("induction heads")
+    most = max(int(curves["n_induction_heads"].max() or 0), 1)
+    induction.set_ylim(-0.04 * most, 1.06 * most)
+    induction.yaxis.set_major_locator(MaxNLocator(integer=True))
     for axis in (bos, induction):
         _token_axis(axis, curves["tokens"])
-    bos.legend(fontsize=8)
+    bos.legend(fontsize=8, loc="upper left")
+    if used:
+        induction.legend(list(used.values()), list(used), fontsize=8, loc="upper left", title="milestones")
     figure.suptitle("When do attention circuits form?")
-    _save(figure, path)
+    return figure
+
+
+def _count_image(figure: plt.Figure, axis: plt.Axes, counts: np.ndarray) -> None:
+    """A layer x revision image of head counts with integer colour steps and integer layer ticks."""
+    top = max(int(counts.max()), 1)
+    norm = BoundaryNorm(np.arange(-0.5, top + 1.5), plt.get_cmap("viridis").N)
+    image = axis.imshow(counts, aspect="auto", origin="lower", cmap="viridis", norm=norm, interpolation="nearest")
+    bar = figure.colorbar(image, ax=axis, label="heads")
+    bar.set_ticks(MaxNLocator(integer=True, nbins=min(top + 1, 8)).tick_values(0, top))
+    bar.ax.minorticks_off()
+    axis.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(counts.shape[0], 12)))
 
 
 def layer_heatmap(curves: pl.DataFrame, model: str, path: Path) -> None:
+    """Write :func:`heatmap_figure` to ``path``."""
+    _save(heatmap_figure(curves, model), path)
+
+
+def heatmap_figure(curves: pl.DataFrame, model: str) -> plt.Figure:
     """Per-layer BOS and induction head counts, layer x revision, for one model."""
     curve = curves.filter(pl.col("model") == model).sort("tokens", "step")
     if curve.height == 0:
@@ -55,14 +138,62 @@ def layer_heatmap(curves: pl.DataFrame, model: str, path: Path) -> None:
     for axis, column, title in zip(
         axes, ("bos_per_layer", "induction_per_layer"), ("BOS heads", "induction heads"), strict=True
     ):
-        counts = np.array(curve[column].to_list(), dtype=float).T  # [layers, revisions]
-        image = axis.imshow(counts, aspect="auto", origin="lower", cmap="viridis", interpolation="nearest")
+        counts = np.array(curve[column].to_list(), dtype=np.int64).T  # [layers, revisions]
+        _count_image(figure, axis, counts)
         axis.set_xticks(range(len(revisions)), revisions, rotation=70, fontsize=7)
         axis.set_xlabel("revision")
         axis.set_title(f"{model}: {title} per layer")
-        figure.colorbar(image, ax=axis, label="heads")
     axes[0].set_ylabel("layer")
-    _save(figure, path)
+    return figure
+
+
+def head_trajectories(heads: pl.DataFrame, model: str, path: Path, class_selectivity: float | None = None) -> None:
+    """Write :func:`trajectory_figure` to ``path``."""
+    _save(trajectory_figure(heads, model, class_selectivity), path)
+
+
+def trajectory_figure(heads: pl.DataFrame, model: str, class_selectivity: float | None = None) -> plt.Figure:
+    """Every head's best selectivity (max over targets) against training tokens, coloured by its final class.
+
+    ``heads``: the classified heads table; ``class_selectivity``: drawn as a dashed
+    line (the class threshold) when given. Selectivity is a ratio, on a log axis.
+    """
+    rows = heads.filter(pl.col("model") == model).sort("tokens", "step")
+    if rows.height == 0:
+        raise ValueError(f"no classified heads for model {model!r}")
+    rows = rows.with_columns(pl.max_horizontal(C.SELECTIVITY_COLUMNS).clip(lower_bound=1e-3).alias("best"))
+    last = rows.filter(pl.col("tokens") == rows["tokens"].max())
+    final = last.select("layer", "head", pl.col("class").alias("final"))
+    rows = rows.join(final, on=["layer", "head"], how="left").with_columns(pl.col("final").fill_null(C.NO_CLASS))
+    figure, axis = plt.subplots(figsize=(8, 5))
+    order = [C.NO_CLASS, *C.TARGETS]
+    counts: dict[str, int] = {}
+    for name in order:
+        of_class = rows.filter(pl.col("final") == name)
+        for _, head in of_class.group_by("layer", "head", maintain_order=True):
+            axis.plot(
+                head["tokens"],
+                head["best"],
+                color=CLASS_COLOURS[name],
+                linewidth=0.8 if name == C.NO_CLASS else 1.2,
+                alpha=0.5 if name == C.NO_CLASS else 0.85,
+            )
+            counts[name] = counts.get(name, 0) + 1
+    handles = [Line2D([], [], color=CLASS_COLOURS[n]) for n in order if n in counts]
+    labels = [f"{n} ({counts[n]})" for n in order if n in counts]
+    if class_selectivity is not None:
+        axis.axhline(class_selectivity, color="black", linestyle="--", linewidth=0.8)
+        handles.append(Line2D([], [], color="black", linestyle="--", linewidth=0.8))
+        labels.append(f"class threshold ({class_selectivity:g})")
+    axis.set_yscale("log")
+    axis.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.yaxis.set_minor_formatter(NullFormatter())
+    axis.set_ylabel("best selectivity (max over targets)")
+    _token_axis(axis, rows["tokens"])
+    axis.legend(handles, labels, title="final class (heads)", fontsize=8, loc="upper left")
+    axis.set_title(f"{model}: every head's selectivity across training")
+    return figure
 
 
 def primitive_gap_plot(gaps: pl.DataFrame, path: Path) -> None:

@@ -41,6 +41,7 @@ SMALL_JOBS: dict[str, tuple[int, int]] = {
     "sweep_overhead": (2000, 15),
     "plot_emergence": (2000, 15),
     "plot_heatmap": (2000, 15),
+    "plot_trajectories": (2000, 15),
     "score_primitives": (4000, 30),
     "primitive_tables": (4000, 30),
     "plot_primitive_gap": (2000, 15),

@@ -162,11 +162,10 @@ def sort_revisions(revisions: Iterable[Revision]) -> list[Revision]:
 def select_revisions(revisions: Sequence[Revision], spec: Any, *, model: str = "") -> list[Revision]:
     """Apply a selection rule from the config to the available ``revisions``.
 
-    ``spec`` is one of: ``"all"``; a list of revision names (or steps, as
-    ints); or a mapping with one key, ``{"every": k}``,
-    ``{"log_count": n, "by": "tokens"|"steps"}``, ``{"explicit": [...]}`` or
-    ``{"all": true}``. Returns revisions in training order. ``model`` names the
-    model in error messages.
+    ``spec`` is one of the schema's forms: ``"all"``; a list of revision
+    names (or steps, as ints); ``{"every": k}``; or
+    ``{"log_count": n, "by": "tokens"|"steps"}``. Returns revisions in
+    training order. ``model`` names the model in error messages.
     """
     ordered = sort_revisions(revisions)
     if spec == "all" or spec is None:
@@ -184,13 +183,7 @@ def _select_from_mapping(ordered: list[Revision], spec: Mapping[str, Any], *, mo
         return select_every(ordered, int(spec["every"]))
     if "log_count" in spec:
         return select_log_count(ordered, int(spec["log_count"]), by=str(spec.get("by", "tokens")))
-    if "explicit" in spec:
-        return select_explicit(ordered, spec["explicit"], model=model)
-    if spec.get("all"):
-        return ordered
-    raise ValueError(
-        f"unknown revision selection {dict(spec)!r} for {model or 'model'}: use every, log_count, explicit or all"
-    )
+    raise ValueError(f"unknown revision selection {dict(spec)!r} for {model or 'model'}: use every or log_count")
 
 
 def select_every(revisions: Sequence[Revision], k: int) -> list[Revision]:

@@ -51,10 +51,6 @@ def is_toy(model):
     return PLAN.models[model].source["type"] == "toy"
 
 
-def toy_models():
-    return [model for model in MODELS if is_toy(model)]
-
-
 def snapshot_sources(wildcards):
     """A toy model's snapshots need the model trained first."""
     return [PATHS.toy_published(wildcards.model)] if is_toy(wildcards.model) else []
@@ -157,8 +153,11 @@ def final_targets():
         PATHS.milestones_table("csv"),
         PATHS.milestones_table("md"),
         *TABLE_EXTRA_OUTPUTS.values(),
-        PATHS.emergence_plot(),
+        PATHS.milestones_table("parquet"),
+        PATHS.emergence_plot("png"),
+        PATHS.emergence_plot("svg"),
         *[PATHS.heatmap_plot(model) for model in MODELS],
+        *[PATHS.trajectory_plot(model) for model in MODELS],
     ]
 
 
@@ -232,7 +231,7 @@ if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT":
             S.cluster_submissions(
                 BLOCKS,
                 models=len(MODELS),
-                toy_models=len(toy_models()),
+                toy_models=sum(is_toy(model) for model in MODELS),
                 primitive_models=len(PLAN.primitive_models()),
                 downloads=config.get("downloads", "local"),
             ),

@@ -3,9 +3,12 @@
 
 rule plot_emergence:
     input:
-        PATHS.emergence_table("parquet"),
+        emergence=PATHS.emergence_table("parquet"),
+        milestones=PATHS.milestones_table("parquet"),
     output:
-        report(PATHS.emergence_plot(), caption="../report/emergence.rst", category="Plots"),
+        png=report(PATHS.emergence_plot("png"), caption="../report/emergence.rst", category="Plots"),
+        # inlined on the report's landing page (workflow/report/workflow.rst)
+        svg=PATHS.emergence_plot("svg"),
     resources:
         mem_mb=small_resource("plot_emergence", "mem_mb"),
         runtime=small_resource("plot_emergence", "runtime"),
@@ -14,7 +17,8 @@ rule plot_emergence:
     log:
         PATHS.log("plot_emergence"),
     shell:
-        "python -m circuitsweep plot-emergence --emergence {input:q} --output {output:q} > {log:q} 2>&1"
+        "python -m circuitsweep plot-emergence --emergence {input.emergence:q} --milestones {input.milestones:q}"
+        " --output {output.png:q} {output.svg:q} > {log:q} 2>&1"
 
 
 rule plot_heatmap:
@@ -36,3 +40,24 @@ rule plot_heatmap:
         PATHS.log("plot_heatmap/{model}"),
     shell:
         "python -m circuitsweep plot-heatmap --emergence {input:q} --model {wildcards.model} --output {output:q} > {log:q} 2>&1"
+
+
+rule plot_trajectories:
+    input:
+        PATHS.heads_table(),
+    output:
+        report(
+            PATHS.trajectory_plot("{model}"),
+            caption="../report/trajectories.rst",
+            category="Plots",
+            subcategory="{model}",
+        ),
+    resources:
+        mem_mb=small_resource("plot_trajectories", "mem_mb"),
+        runtime=small_resource("plot_trajectories", "runtime"),
+    conda:
+        ENV
+    log:
+        PATHS.log("plot_trajectories/{model}"),
+    shell:
+        "python -m circuitsweep plot-trajectories --heads {input:q} --model {wildcards.model} --output {output:q} > {log:q} 2>&1"

@@ -21,8 +21,9 @@ rule head_tables:
         ),
         milestones_md=PATHS.milestones_table("md"),
         **TABLE_EXTRA_OUTPUTS,
+        milestones_parquet=PATHS.milestones_table("parquet"),
     params:
-        thresholds=as_json({model: PLAN.thresholds(model) for model in MODELS}),
+        thresholds=as_json({model: PLAN.milestone_thresholds(model) for model in MODELS}),
         extra=table_extra_args(),
         skip_duplicates=[model for model in MODELS if PLAN.models[model].duplicates == "skip"],
     resources:
@@ -36,7 +37,7 @@ rule head_tables:
         "python -m circuitsweep head-tables --heads {input.heads:q} --revisions {input.revisions:q}"
         " --thresholds {params.thresholds:q} --heads-out {output.heads:q} --emergence {output.emergence:q}"
         " --emergence-csv {output.emergence_csv:q} --milestones {output.milestones:q}"
-        " --milestones-md {output.milestones_md:q}"
+        " --milestones-md {output.milestones_md:q} --milestones-parquet {output.milestones_parquet:q}"
         " --skip-duplicates {params.skip_duplicates:q} --ablation-rows {input.ablation:q} {params.extra}"
         " > {log:q} 2>&1"
 

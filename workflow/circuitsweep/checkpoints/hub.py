@@ -49,6 +49,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils._http import default_client_factory, set_client_factory
 
 from circuitsweep.atomic import atomic_write_text
+from circuitsweep.checkpoints.local_hub import hash_file, repo_folder
 from circuitsweep.errors import SnapshotError
 from circuitsweep.revisions import Manifest, Revision, parse_branches, write_manifest
 
@@ -424,18 +425,6 @@ def verify_files(path: Path, expected: Mapping[str, RemoteFile]) -> tuple[dict[s
     return hashes, bad
 
 
-def hash_file(path: Path, *, git: bool = False, chunk_bytes: int = 1 << 22) -> tuple[str, str | None]:
-    """(sha256, git blob sha1 or None) of a file, in one pass over its bytes."""
-    sha256 = hashlib.sha256()
-    sha1 = hashlib.sha1(b"blob %d\0" % path.stat().st_size) if git else None
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            sha256.update(chunk)
-            if sha1 is not None:
-                sha1.update(chunk)
-    return sha256.hexdigest(), (sha1.hexdigest() if sha1 is not None else None)
-
-
 def weights_fingerprint(file_hashes: Mapping[str, str]) -> str:
     """sha256 over the sorted (name, sha256) pairs of the weight files only.
 
@@ -512,7 +501,7 @@ def _write_ref(cache_dir: Path, repo_id: str, revision: str, commit: str) -> Non
     """Record ``revision -> commit`` in the cache, so offline runs find the branch."""
     if revision == commit:
         return
-    ref = cache_dir / _repo_folder_name(repo_id) / "refs" / revision
+    ref = repo_folder(cache_dir, repo_id) / "refs" / revision
     if not ref.is_file() or ref.read_text().strip() != commit:
         atomic_write_text(ref, commit)
 
@@ -544,7 +533,7 @@ def _fetch_local(
     commit is cached (written by an earlier online download), every selected
     file it lists must be present.
     """
-    folder = cache_dir / _repo_folder_name(repo_id)
+    folder = repo_folder(cache_dir, repo_id)
     if not folder.is_dir():
         raise UnknownRepoError(f"repository {repo_id!r} is not in the local folder {cache_dir} (offline)")
     path = _local_snapshot(folder, revision)
@@ -736,10 +725,6 @@ def _use_timeout(timeout: float) -> None:
 def _offline() -> bool:
     """Offline mode as huggingface_hub sees it, or HF_HUB_OFFLINE set after it was imported."""
     return constants.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def _repo_folder_name(repo_id: str) -> str:
-    return "models--" + repo_id.replace("/", "--")
 
 
 def _matches(name: str, patterns: Iterable[str]) -> bool:

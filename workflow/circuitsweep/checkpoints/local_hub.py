@@ -25,13 +25,16 @@ def repo_folder(root: Path, repo_id: str) -> Path:
     return Path(root) / ("models--" + repo_id.replace("/", "--"))
 
 
-def sha256_file(path: Path, chunk_bytes: int = 1 << 22) -> str:
-    """Hex sha256 of a file's bytes, read in chunks (files may be many GB)."""
-    digest = hashlib.sha256()
+def hash_file(path: Path, *, git: bool = False, chunk_bytes: int = 1 << 22) -> tuple[str, str | None]:
+    """(sha256, git blob sha1 or None) of a file, in one pass over its bytes."""
+    sha256 = hashlib.sha256()
+    sha1 = hashlib.sha1(b"blob %d\0" % path.stat().st_size) if git else None
     with open(path, "rb") as handle:
         while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
+            sha256.update(chunk)
+            if sha1 is not None:
+                sha1.update(chunk)
+    return sha256.hexdigest(), (sha1.hexdigest() if sha1 is not None else None)
 
 
 def commit_id(file_hashes: Mapping[str, str]) -> str:
@@ -50,7 +53,7 @@ def publish_revision(root: Path, repo_id: str, branch: str, files: Mapping[str, 
     folder = repo_folder(root, repo_id)
     hashes: dict[str, str] = {}
     for name, source in files.items():
-        digest = sha256_file(Path(source))
+        digest, _ = hash_file(Path(source))
         hashes[name] = digest
         blob = folder / "blobs" / digest
         if not blob.exists():

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from circuitsweep.atomic import atomic_write_text
-from circuitsweep.checkpoints.local_hub import commit_id, sha256_file
+from circuitsweep.checkpoints.local_hub import commit_id, hash_file
 from circuitsweep.errors import ConfigError, SnapshotError
 
 #: Weight files (as in a Hub snapshot): the fingerprint covers these only.
@@ -121,7 +121,7 @@ class HashCache:
         entry = self.entries.get(key)
         if isinstance(entry, dict) and entry.get("stamp") == stamp and isinstance(entry.get("sha256"), str):
             return entry["sha256"]
-        digest = sha256_file(file)
+        digest, _ = hash_file(file)
         self.entries[key] = {"stamp": stamp, "sha256": digest}
         self.dirty = True
         return digest

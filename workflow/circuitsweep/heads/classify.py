@@ -8,7 +8,7 @@ induction selectivity >= ``induction_circuit`` or previous-token selectivity
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import polars as pl
@@ -19,20 +19,21 @@ from circuitsweep.errors import DataError
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Thresholds of DESIGN.md 3-4, as resolved from the config."""
+    """The classification thresholds of DESIGN.md 3 (the milestone ones are ``emergence.MilestoneThresholds``).
+
+    Only these reach the classification jobs, so a changed milestone threshold
+    reclassifies nothing.
+    """
 
     class_selectivity: float
     induction_circuit: float
     previous_circuit: float
     sink_alpha: float
-    induction_onset_heads: int
-    bos_fraction_milestone: float
-    early_screen_recall: float
-    phase_transition_share: float
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Thresholds:
-        return cls(**values)
+        """Pick this class's fields out of a config ``thresholds`` mapping (which holds the milestone ones too)."""
+        return cls(**{field.name: values[field.name] for field in fields(cls)})
 
 
 def head_classes(scores: pl.DataFrame, thresholds: Thresholds) -> pl.DataFrame:

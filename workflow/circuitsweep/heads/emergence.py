@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import polars as pl
 
 from circuitsweep import contracts as C
 from circuitsweep.errors import DataError
-from circuitsweep.heads.classify import Thresholds
+
+
+@dataclass(frozen=True)
+class MilestoneThresholds:
+    """The milestone thresholds of DESIGN.md 4; they act on emergence curves, never on head classes."""
+
+    induction_onset_heads: int
+    bos_fraction_milestone: float
+    early_screen_recall: float
+    phase_transition_share: float
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> MilestoneThresholds:
+        """Pick this class's fields out of a config ``thresholds`` mapping (which holds the class ones too)."""
+        return cls(**{field.name: values[field.name] for field in fields(cls)})
 
 
 def _per_layer(heads: pl.DataFrame, flag: pl.Expr, n_layers: int) -> list[int]:
@@ -102,7 +117,7 @@ def _first_reaching(curve: pl.DataFrame, column: str, threshold: float) -> dict 
     return hits.row(0, named=True) if hits.height else None
 
 
-def model_milestones(curve: pl.DataFrame, thresholds: Thresholds, circuit_size: int) -> dict:
+def model_milestones(curve: pl.DataFrame, thresholds: MilestoneThresholds, circuit_size: int) -> dict:
     """The milestones of one model's emergence curve; ``circuit_size`` = size of its final induction circuit."""
     curve = curve.sort("tokens", "step")
     names = curve["revision"].to_list()
@@ -145,7 +160,9 @@ def model_milestones(curve: pl.DataFrame, thresholds: Thresholds, circuit_size: 
     }
 
 
-def milestones(curves: pl.DataFrame, heads: pl.DataFrame, thresholds: Mapping[str, Thresholds]) -> pl.DataFrame:
+def milestones(
+    curves: pl.DataFrame, heads: pl.DataFrame, thresholds: Mapping[str, MilestoneThresholds]
+) -> pl.DataFrame:
     """One row per model with ``MILESTONE_COLUMNS``."""
     rows = []
     for (model,), curve in curves.group_by("model", maintain_order=True):

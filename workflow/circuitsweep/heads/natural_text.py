@@ -31,8 +31,7 @@ import torch
 
 from circuitsweep import contracts as C
 from circuitsweep.errors import CacheError, DataError, SnapshotError
-from circuitsweep.heads.probe_settings import NaturalTextSettings
-from circuitsweep.heads.probes import LOCAL_OFFSETS
+from circuitsweep.heads.probe_settings import LOCAL_OFFSETS, NaturalTextSettings
 
 #: Corpus file types: one document per .txt file, per .jsonl line, per .parquet row.
 CORPUS_SUFFIXES: tuple[str, ...] = (".txt", ".jsonl", ".parquet")

@@ -12,7 +12,7 @@ import torch
 from circuitsweep import contracts as C
 from circuitsweep.errors import DataError
 from circuitsweep.heads.attention_hook import ScoreRows
-from circuitsweep.heads.probes import LOCAL_OFFSETS
+from circuitsweep.heads.probe_settings import LOCAL_OFFSETS
 
 #: Query rows per probability chunk: bounds the transient ``[B, H, rows, T]``.
 ROW_CHUNK = 64

@@ -10,6 +10,21 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+#: Offsets of the "local" target below the last query q: q-2 .. q-5.
+LOCAL_OFFSETS: tuple[int, ...] = (2, 3, 4, 5)
+
+
+def baseline_candidates(seq_len: int) -> list[int]:
+    """Key positions the selectivity baseline may use in an induction probe of length ``seq_len``.
+
+    ``[1, q)`` without the targets of the last query q = seq_len - 1: q - 1
+    (previous) and q - 2 .. q - 5 (local); position 0 (first) and q (self) lie
+    outside the range.
+    """
+    last = seq_len - 1
+    excluded = {last - 1, *(last - k for k in LOCAL_OFFSETS)}
+    return [i for i in range(1, last) if i not in excluded]
+
 
 @dataclass(frozen=True)
 class BatchSettings:

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-#: Offsets of the "local" target below the last query q: q-2 .. q-5.
-LOCAL_OFFSETS: tuple[int, ...] = (2, 3, 4, 5)
+from circuitsweep.heads.probe_settings import baseline_candidates
 
 
 @dataclass(frozen=True)
@@ -80,12 +79,10 @@ def induction_probe(
 def baseline_positions(seq_len: int, n_baseline: int, seed: int) -> torch.Tensor:
     """The fixed "other" key positions of the selectivity baseline, ``[n_baseline]``.
 
-    Drawn once, without replacement, from ``[1, q)`` excluding q - 1 (previous)
-    and q - 2 .. q - 5 (local), q = seq_len - 1.
+    Drawn once, without replacement, from :func:`probe_settings.baseline_candidates`:
+    ``[1, q)`` excluding q - 1 (previous) and q - 2 .. q - 5 (local), q = seq_len - 1.
     """
-    last = seq_len - 1
-    excluded = {0, last, last - 1, *(last - k for k in LOCAL_OFFSETS)}
-    candidates = np.array([i for i in range(1, last) if i not in excluded], dtype=np.int64)
+    candidates = np.array(baseline_candidates(seq_len), dtype=np.int64)
     if n_baseline > len(candidates):
         raise ValueError(
             f"n_baseline {n_baseline} exceeds the {len(candidates)} eligible positions "

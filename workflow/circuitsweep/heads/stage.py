@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,9 @@ from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, verify_me
 from circuitsweep.checkpoints.snapshots import read_snapshot
 from circuitsweep.errors import CacheError, ConfigError, DataError, SnapshotError
 from circuitsweep.heads.classify import Thresholds, head_classes
-from circuitsweep.heads.emergence import emergence_curves, milestones
+from circuitsweep.heads.emergence import MilestoneThresholds, emergence_curves, milestones
 from circuitsweep.heads.probe_settings import ProbeSettings
-from circuitsweep.stats_io import software_versions, write_stats
-from circuitsweep.table_io import read_table, write_csv, write_markdown, write_parquet, write_table
+from circuitsweep.table_io import read_table, write_csv, write_markdown, write_table
 
 
 @dataclass(frozen=True)
@@ -190,6 +189,7 @@ def measure_heads(
     from circuitsweep.heads.attention_hook import register
     from circuitsweep.heads.measure import head_statistics
     from circuitsweep.heads.scores import check_finite, head_scores, loss_halves
+    from circuitsweep.stats_io import software_versions, write_stats
 
     snapshot = read_snapshot(snapshot_dir)
     if job.weights_sha256 is not None and snapshot.fingerprint != job.weights_sha256:
@@ -289,6 +289,10 @@ def _ablation_measurement(
     return ablation_rows(model, scores, job.circuit_selectivity, settings, probes, device)
 
 
+#: Score-cache metadata that made a model's measurements, carried into its classes and the final tables.
+MEASUREMENT_KEYS: tuple[str, ...] = ("probe", "probes", "first_token_policy", "dtype")
+
+
 def _revision_row(metadata: dict[str, Any]) -> dict[str, Any]:
     row = {name: metadata[name] for name in C.REVISION_COLUMNS if name not in ("first_token_policy",)}
     token_id = metadata.get("first_token_id")
@@ -364,7 +368,7 @@ def classify_heads(
         raise CacheError(f"{model}: {len(score_paths)} score files but {len(expected)} planned revisions")
     if stats_paths is not None and len(stats_paths) != len(score_paths):
         raise CacheError(f"{model}: {len(score_paths)} score files but {len(stats_paths)} statistics shards")
-    frames, rows, seen = [], [], {}
+    frames, rows, seen, settings = [], [], {}, {}
     for i, path in enumerate(score_paths):
         scores, metadata = read_table(path)
         if metadata.get("model") != model:
@@ -378,6 +382,10 @@ def classify_heads(
                 "one was copied from the other: delete it and rerun"
             )
         seen[metadata.get("revision")] = path
+        measured = {key: metadata.get(key) for key in MEASUREMENT_KEYS}
+        if settings and measured != settings:
+            raise CacheError(f"{path} was measured with other settings than {score_paths[0]}; delete it and rerun")
+        settings = measured
         # explicit dtypes: a bare pl.lit(int) is Int32 below 2**31 and Int64 above, and
         # revisions on both sides of 2**31 tokens would not concatenate
         keys = {
@@ -394,7 +402,7 @@ def classify_heads(
             raise CacheError(f"model {model}: no natural-text scores for revisions {missing}")
         classified = classified.join(natural, on=["revision", "layer", "head"], how="left", maintain_order="left")
         rows = [{**row, **counts[row["revision"]]} for row in rows]
-    run = {"model": model, "thresholds": json.loads(json.dumps(thresholds.__dict__))}
+    run = {"model": model, **settings, "thresholds": json.loads(json.dumps(thresholds.__dict__))}
     write_table(heads_out, classified, run)
     losses = {name: pl.Float64 for name in ("loss_first_half", "loss_second_half", "in_context_loss_drop")}
     ints = {name: pl.Int64 for name in ("step", "tokens", "n_layers", "n_heads")}
@@ -408,6 +416,7 @@ class HeadTableOutputs:
     heads: Path
     emergence_parquet: Path
     emergence_csv: Path
+    milestones_parquet: Path
     milestones_csv: Path
     milestones_md: Path
     ablation_parquet: Path | None = None
@@ -417,13 +426,17 @@ class HeadTableOutputs:
 def head_tables(
     heads_paths: Sequence[Path],
     revisions_paths: Sequence[Path],
-    thresholds: Mapping[str, Thresholds],
+    thresholds: Mapping[str, MilestoneThresholds],
     out: HeadTableOutputs,
     skip_duplicates: Collection[str] = (),
     ablation_paths: Sequence[Path] = (),
     causal_factor: float = 2.0,
 ) -> None:
     """Concatenate the models' classified heads and write heads, emergence and milestone tables.
+
+    The Parquet tables record, per model, the probe settings, protocol, first-token
+    policy, dtype and thresholds (classification and milestone) that made them, under
+    ``models`` in their metadata (read with :func:`table_io.read_table`).
 
     Models in ``skip_duplicates`` lose their duplicate revisions (``duplicate_of``
     set) from the emergence curves and milestones; the heads table keeps them.
@@ -433,20 +446,19 @@ def head_tables(
     """
     from circuitsweep.heads.ablation_tables import ablation_summary, ablation_table, causal_milestones
 
-    head_frames, revision_frames = [], []
+    classified, revision_frames = [], []
     for heads_path, revisions_path in zip(heads_paths, revisions_paths, strict=True):
         frame, metadata = read_table(heads_path)
         model = metadata.get("model")
         if model not in thresholds:
             raise CacheError(f"{heads_path} belongs to model {model!r}, which is not planned; delete it and rerun")
-        # classified with the thresholds the plan now gives, and the two tables of one classification
-        expected = {"model": model, "thresholds": json.loads(json.dumps(thresholds[model].__dict__))}
-        verify_metadata(heads_path, metadata, expected)
         revision_frame, revision_metadata = read_table(revisions_path)
+        # the two tables of one classification
+        expected = {"model": model, "thresholds": metadata.get("thresholds")}
         verify_metadata(revisions_path, revision_metadata, expected)
-        head_frames.append(frame)
+        classified.append((frame, metadata))
         revision_frames.append(revision_frame)
-    heads = pl.concat(head_frames, how="diagonal_relaxed")
+    heads = pl.concat([frame for frame, _ in classified], how="diagonal_relaxed")
     revisions = pl.concat(revision_frames, how="diagonal_relaxed")
     curves = emergence_curves(heads, revisions)
     natural = [name for name in C.NATURAL_EMERGENCE_COLUMNS if name in revisions.columns]
@@ -459,14 +471,25 @@ def head_tables(
         curves = curves.join(ablation_summary(ablation), on=["model", "revision"], how="left", maintain_order="left")
     curves = curves.filter(~(pl.col("model").is_in(list(skip_duplicates)) & pl.col("duplicate_of").is_not_null()))
     table = milestones(curves, heads, thresholds)
+    provenance = {"models": {}}
+    for _, run in classified:
+        model = run.get("model")
+        provenance["models"][model] = {
+            **{key: run.get(key) for key in MEASUREMENT_KEYS},
+            "protocol": (run.get("probes") or {}).get("protocol") or run.get("probe"),
+            "thresholds": run.get("thresholds"),
+            "milestones": asdict(thresholds[model]) if model in thresholds else None,
+            "skip_duplicates": model in skip_duplicates,
+        }
     if ablation is not None:
         table = table.join(causal_milestones(curves, causal_factor), on="model", how="left", maintain_order="left")
         if out.ablation_parquet is None or out.ablation_csv is None:
             raise DataError("head_tables: ablation rows were given but no ablation table paths")
-        write_parquet(ablation, out.ablation_parquet)
+        write_table(out.ablation_parquet, ablation, provenance)
         write_csv(ablation, out.ablation_csv)
-    write_parquet(heads, out.heads)
-    write_parquet(curves, out.emergence_parquet)
+    write_table(out.heads, heads, provenance)
+    write_table(out.emergence_parquet, curves, provenance)
+    write_table(out.milestones_parquet, table, provenance)
     write_csv(curves, out.emergence_csv)
     write_csv(table, out.milestones_csv)
     write_markdown(table, out.milestones_md, title="Milestones")

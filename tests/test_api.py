@@ -1,0 +1,160 @@
+"""The notebook API (``import circuitsweep as cs``) and the README's example of it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from planted import FIRST_TOKEN, PLANTED, VOCAB, planted_model
+from test_plots import CLASSIFY, MILESTONES, sweep  # noqa: F401  (the fixture)
+
+import circuitsweep as cs
+from circuitsweep import contracts as C
+from circuitsweep.errors import CacheError, ConfigError
+from circuitsweep.heads.stage import HeadTableOutputs, head_tables
+from circuitsweep.table_io import read_table, write_table
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def readme_python_blocks() -> list[str]:
+    """The python code blocks of the README's notebook section, in order."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## In a notebook") :]
+    section = section[: section.find("\n## ", 1) if "\n## " in section[1:] else len(section)]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def test_importing_the_package_and_planning_load_no_torch():
+    """``import circuitsweep``, its API names, planning the default sweep and reading tables import no torch."""
+    code = (
+        "import sys, circuitsweep as cs\n"
+        "from pathlib import Path\n"
+        "from circuitsweep.config import load_config\n"
+        "from circuitsweep.plan import plan_sweep\n"
+        f"plan_sweep(load_config({str(REPO / 'config' / 'config.yaml')!r}), Path({str(REPO)!r}))\n"
+        "cs.read_results, cs.study_probes, cs.measure_heads, cs.study_thresholds\n"
+        "import circuitsweep.plots, circuitsweep.heads.stage\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_measure_heads_finds_the_planted_heads():
+    """On an in-memory model with planted heads, the API returns one row per head with the planted classes."""
+    model = planted_model("sdpa")
+    probes = cs.study_probes(
+        token_range=[2, VOCAB],
+        induction={"n_sequences": 48},
+        repeated={"n_sequences": 16, "seq_len": 64},
+        random={"n_sequences": 16, "seq_len": 64},
+    )
+    heads = cs.measure_heads(model, probes=probes, first_token=FIRST_TOKEN)
+    assert heads.columns == ["layer", "head", *C.HEAD_SCORE_COLUMNS, *C.CLASS_COLUMNS]
+    classes = {(row["layer"], row["head"]): row["class"] for row in heads.iter_rows(named=True)}
+    assert len(classes) == 8
+    assert {key: value for key, value in classes.items() if value != C.NO_CLASS} == PLANTED
+    assert model.config._attn_implementation == "sdpa", "the model's own attention is restored"
+
+
+def test_bad_probe_settings_are_a_user_error():
+    """An out-of-range or inconsistent probe setting names the key instead of failing inside the engine."""
+    with pytest.raises(ConfigError, match="batch_size"):
+        cs.study_probes(batch_size=0)
+    with pytest.raises(ConfigError, match="min_first_position"):
+        cs.study_probes(induction={"seq_len": 32, "min_first_position": 20})
+
+
+def test_measure_heads_refuses_probes_beyond_the_vocabulary():
+    """Probe tokens the model has no embedding for are refused up front."""
+    with pytest.raises(ConfigError, match="vocabulary"):
+        cs.measure_heads(planted_model("sdpa"), probes=cs.study_probes(token_range=[2, VOCAB + 1]))
+
+
+def write_results(root: Path, heads: pl.DataFrame) -> None:
+    """A results folder as the workflow writes it, from one model's classified heads."""
+    paths = C.Paths(root)
+    model = heads["model"][0]
+    run = {"model": model, "probe": "random_tokens", "probes": {"kind": "random_tokens"}, "thresholds": {"x": 1}}
+    write_table(paths.model_heads(model), heads, run)
+    revisions = (
+        heads.select("model", "revision", "step", "tokens")
+        .unique()
+        .with_columns(pl.lit(3).alias("n_layers"), pl.lit(None, dtype=pl.Float64).alias("in_context_loss_drop"))
+    )
+    write_table(paths.model_revisions(model), revisions, run)
+    out = HeadTableOutputs(
+        heads=paths.heads_table(),
+        emergence_parquet=paths.emergence_table("parquet"),
+        emergence_csv=paths.emergence_table("csv"),
+        milestones_parquet=paths.milestones_table("parquet"),
+        milestones_csv=paths.milestones_table("csv"),
+        milestones_md=paths.milestones_table("md"),
+    )
+    head_tables([paths.model_heads(model)], [paths.model_revisions(model)], {model: MILESTONES}, out)
+
+
+def test_read_results_returns_the_final_tables_and_their_settings(sweep, tmp_path):  # noqa: F811
+    """``cs.read_results`` gives the final tables and, per model, the settings recorded with them."""
+    write_results(tmp_path / "results", sweep[0])
+    results = cs.read_results(tmp_path / "results")
+    assert results.milestones["induction_onset_tokens"].to_list() == [300_000]
+    assert results.emergence.height == 5 and results.heads.height == sweep[0].height
+    assert results.settings["m"]["milestones"]["induction_onset_heads"] == MILESTONES.induction_onset_heads
+    assert results.settings["m"]["protocol"] == "random_tokens"
+    with pytest.raises(ConfigError, match="run the workflow first"):
+        cs.read_results(tmp_path / "nowhere")
+
+
+def test_readme_notebook_example_runs(sweep, tmp_path, monkeypatch, capsys):  # noqa: F811
+    """Both README examples run as written: measuring a model in memory, then reading a sweep's results."""
+    measure, read = readme_python_blocks()
+    namespace: dict = {}
+    exec(compile(measure, "README.md", "exec"), namespace)
+    assert "sel_induction" in capsys.readouterr().out
+    write_results(tmp_path / "results", sweep[0].with_columns(pl.lit("toy-gptneox").alias("model")))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(read, "README.md", "exec"), namespace)
+    assert namespace["results"].milestones["model"].to_list() == ["toy-gptneox"]
+
+
+def score_cache(path: Path, heads: pl.DataFrame, revision: str, probes: dict) -> Path:
+    """One revision's score cache as ``measure_heads`` writes it (scores + the job's metadata)."""
+    rows = heads.filter(pl.col("revision") == revision)
+    metadata = {
+        **{key: rows[key][0] for key in ("model", "revision", "step", "tokens")},
+        "n_layers": 3,
+        "n_heads": 4,
+        "loss_first_half": None,
+        "loss_second_half": None,
+        "in_context_loss_drop": None,
+        "first_token_policy": "none",
+        "first_token_id": None,
+        "probe": probes["kind"],
+        "probes": probes,
+        "dtype": "float32",
+    }
+    write_table(path, rows.select("layer", "head", *C.HEAD_SCORE_COLUMNS), metadata)
+    return path
+
+
+def test_classification_carries_the_caches_probe_settings(sweep, tmp_path):  # noqa: F811
+    """classify_heads carries the caches' probe settings; caches measured with other probes are refused."""
+    from circuitsweep.heads.stage import classify_heads
+
+    probes = cs.study_probes().to_dict()
+    paths = C.Paths(tmp_path)
+    caches = [
+        score_cache(tmp_path / f"{revision}.parquet", sweep[0], revision, probes)
+        for revision in sweep[0]["revision"].unique(maintain_order=True)
+    ]
+    classify_heads("m", caches, CLASSIFY, paths.model_heads("m"), paths.model_revisions("m"))
+    run = read_table(paths.model_heads("m"))[1]
+    assert run["probes"] == probes and run["thresholds"]["class_selectivity"] == CLASSIFY.class_selectivity
+    score_cache(caches[-1], sweep[0], "step1000", {**probes, "batch_size": 8})
+    with pytest.raises(CacheError, match="other settings"):
+        classify_heads("m", caches, CLASSIFY, paths.model_heads("m"), paths.model_revisions("m"))

@@ -1,0 +1,136 @@
+"""The notebook API: measure a model in memory, or read a sweep's results.
+
+``import circuitsweep as cs`` exposes these functions lazily (the package's
+``__getattr__``), so importing the package, planning a sweep or reading
+results imports no torch; only :func:`measure_heads` does.
+
+Measuring runs the workflow's own engine: :func:`heads.measure.head_statistics`,
+then :func:`heads.scores.head_scores`, then :func:`heads.classify.head_classes`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jsonschema
+import polars as pl
+
+from circuitsweep import contracts as C
+from circuitsweep.config import _check_probes, _deep_merge, schema, study_defaults
+from circuitsweep.errors import ConfigError
+from circuitsweep.heads.classify import Thresholds, head_classes
+from circuitsweep.heads.probe_settings import ProbeSettings
+from circuitsweep.schema_errors import describe
+from circuitsweep.table_io import read_table
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+
+def _section(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The study's defaults of schema section ``name`` with ``overrides`` merged in, checked against the schema."""
+    values = _deep_merge(study_defaults(name), overrides)
+    root = schema()
+    validator = jsonschema.Draft202012Validator({**root["$defs"][name], "$defs": root["$defs"]})
+    errors = list(validator.iter_errors(values))
+    if errors:
+        raise ConfigError(f"{name}: " + "; ".join(describe(error) for error in errors))
+    return values
+
+
+def study_probes(**overrides: Any) -> ProbeSettings:
+    """The study's probe settings, with keyword ``overrides`` of the config's ``probes`` keys.
+
+    For example ``study_probes(token_range=[2, 64], induction={"n_sequences": 64, "seq_len": 64})``;
+    nested sections merge. Invalid values raise :class:`ConfigError` naming the key.
+    """
+    probes = ProbeSettings.from_dict(_section("probes", copy.deepcopy(overrides)))
+    problems = _check_probes("notebook", probes, {"policy": "none"})
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return probes
+
+
+def study_thresholds(**overrides: Any) -> Thresholds:
+    """The study's classification thresholds, with keyword ``overrides`` (e.g. ``class_selectivity=8``)."""
+    return Thresholds.from_dict(_section("thresholds", overrides))
+
+
+def measure_heads(
+    model: PreTrainedModel,
+    probes: ProbeSettings | None = None,
+    first_token: int | str | None = None,
+    thresholds: Thresholds | None = None,
+    progress: bool = False,
+) -> pl.DataFrame:
+    """Score and classify every attention head of an in-memory transformers ``model``.
+
+    probes: :func:`study_probes` (default: the study's); first_token: the token id
+    placed at position 0, ``"bos"`` for the model's BOS (else CLS, else EOS) token,
+    or None to keep the random probe token; thresholds: :func:`study_thresholds`
+    (default: the study's). The model runs on the device it is on, with the observed
+    attention for the call (its attention implementation is restored afterwards).
+
+    Returns one row per head (``layer``, ``head``), with the columns of
+    ``contracts.HEAD_SCORE_COLUMNS`` and ``contracts.CLASS_COLUMNS``.
+    """
+    from circuitsweep.heads.attention_hook import register
+    from circuitsweep.heads.measure import head_statistics
+    from circuitsweep.heads.scores import check_finite, head_scores
+    from circuitsweep.heads.stage import first_token_id
+
+    probes = probes or study_probes()
+    thresholds = thresholds or study_thresholds()
+    if isinstance(first_token, str):
+        policy = {"policy": first_token}
+    else:
+        policy = {"policy": "none"} if first_token is None else {"policy": "fixed", "token_id": first_token}
+    token_id = first_token_id(policy, model.config)
+    vocab = model.config.vocab_size
+    if probes.token_range[1] > vocab or (token_id is not None and token_id >= vocab):
+        raise ConfigError(
+            f"probe token range {list(probes.token_range)} or first token {token_id} exceeds the model's "
+            f"vocabulary of {vocab} tokens"
+        )
+    device = next(model.parameters()).device
+    previous = model.config._attn_implementation
+    model.set_attn_implementation(register())
+    try:
+        stats = head_statistics(model, probes, token_id, device, progress=progress)
+    finally:
+        model.set_attn_implementation(previous)
+    check_finite(stats, type(model).__name__)
+    return head_classes(head_scores(stats), thresholds)
+
+
+@dataclass(frozen=True)
+class Results:
+    """The final tables of a sweep, and the settings that made them (per model)."""
+
+    heads: pl.DataFrame
+    emergence: pl.DataFrame
+    milestones: pl.DataFrame
+    settings: dict[str, Any]
+
+
+def read_results(results: str | Path = "results") -> Results:
+    """Read the heads, emergence and milestone tables of a finished sweep's ``results`` folder."""
+    paths = C.Paths(Path(results))
+    files = {
+        "heads": paths.heads_table(),
+        "emergence": paths.emergence_table("parquet"),
+        "milestones": paths.milestones_table("parquet"),
+    }
+    missing = [str(path) for path in files.values() if not path.is_file()]
+    if missing:
+        raise ConfigError(f"{results}: no final tables ({', '.join(missing)} missing); run the workflow first")
+    tables = {name: read_table(path) for name, path in files.items()}
+    return Results(
+        heads=tables["heads"][0],
+        emergence=tables["emergence"][0],
+        milestones=tables["milestones"][0],
+        settings=tables["heads"][1].get("models", {}),
+    )
