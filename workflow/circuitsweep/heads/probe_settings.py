@@ -35,6 +35,8 @@ class ProbeSettings:
     induction: InductionSettings
     repeated: BatchSettings
     random: BatchSettings
+    #: how the induction probe and its baseline are built (``heads.probes.PROTOCOLS``)
+    protocol: str = "xu2026"
 
     @classmethod
     def from_dict(cls, probes: dict[str, Any]) -> ProbeSettings:
@@ -45,6 +47,7 @@ class ProbeSettings:
             induction=InductionSettings(**probes["induction"]),
             repeated=BatchSettings(**probes["repeated"]),
             random=BatchSettings(**probes["random"]),
+            protocol=probes.get("protocol", "xu2026"),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -178,7 +178,11 @@ def measure_heads(
         "forward_seconds": forward_seconds,
         "versions": software_versions(),
     }
+    valid, total = (int(v) for v in stats[C.STAT_VALID_SEQUENCES])
+    metadata["probe_protocol"] = job.probes.protocol
+    metadata["valid_sequences"] = valid
     scores = head_scores(stats)
+    print(f"{where}: induction probe {job.probes.protocol}, {valid} of {total} sequences valid")
     write_stats(stats_path, stats, metadata)
     write_table(scores_path, scores, metadata)
 
@@ -196,16 +200,27 @@ def classify_heads(
 ) -> None:
     """Classify every head of every revision of ``model`` from its cached scores alone."""
     frames, rows = [], []
+    protocols: dict[str, Path] = {}
     for path in score_paths:
         scores, metadata = read_table(path)
         if metadata.get("model") != model:
             raise CacheError(f"{path} belongs to model {metadata.get('model')!r}, not {model!r}")
+        if "probe_protocol" not in metadata:
+            raise CacheError(f"{path} predates probe protocols (no probe_protocol in its metadata); delete it, rerun")
+        protocols.setdefault(metadata["probe_protocol"], path)
+        if len(protocols) > 1:
+            (a, first), (b, second) = protocols.items()
+            raise CacheError(f"model {model}: {first} was measured with probe protocol {a}, {second} with {b}")
         keys = {name: metadata[name] for name in ("model", "revision", "step", "tokens")}
         frames.append(scores.with_columns(*[pl.lit(v).alias(k) for k, v in keys.items()]))
         rows.append(_revision_row(metadata))
     heads = pl.concat(frames).select(*C.KEY_COLUMNS, *C.HEAD_SCORE_COLUMNS).sort("tokens", "step", "layer", "head")
     classified = head_classes(heads, thresholds)
-    run = {"model": model, "thresholds": json.loads(json.dumps(thresholds.__dict__))}
+    run = {
+        "model": model,
+        "thresholds": json.loads(json.dumps(thresholds.__dict__)),
+        "probe_protocol": next(iter(protocols), None),
+    }
     write_table(heads_out, classified, run)
     losses = {name: pl.Float64 for name in ("loss_first_half", "loss_second_half", "in_context_loss_drop")}
     write_table(revisions_out, pl.DataFrame(rows, schema_overrides=losses).sort("tokens", "step"), run)
