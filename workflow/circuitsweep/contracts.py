@@ -96,6 +96,9 @@ EMERGENCE_COLUMNS: tuple[str, ...] = (
     "bos_per_layer",
     "induction_per_layer",
     "duplicate_of",
+    "early_screen_recovered",
+    "probe_protocol",
+    "valid_sequences",
 )
 MILESTONE_COLUMNS: tuple[str, ...] = (
     "model",
@@ -118,6 +121,9 @@ MILESTONE_COLUMNS: tuple[str, ...] = (
     "layers_without_bos",
     "final_bos_fraction",
     "final_induction_heads",
+    "final_revision",
+    "induction_onset_sustained",
+    "probe_protocol",
 )
 
 # --- Metadata keys stored with every cache file ----------------------------

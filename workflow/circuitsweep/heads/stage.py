@@ -26,7 +26,7 @@ from circuitsweep.heads.classify import Thresholds, head_classes
 from circuitsweep.heads.emergence import emergence_curves, milestones
 from circuitsweep.heads.probe_settings import ProbeSettings
 from circuitsweep.stats_io import software_versions, write_stats
-from circuitsweep.table_io import read_table, write_csv, write_markdown, write_parquet, write_table
+from circuitsweep.table_io import read_table, write_csv, write_markdown, write_table
 
 
 @dataclass(frozen=True)
@@ -249,13 +249,15 @@ def head_tables(
     Models in ``skip_duplicates`` lose their duplicate revisions (``duplicate_of``
     set) from the emergence curves and milestones; the heads table keeps them.
     """
-    heads = pl.concat([read_table(p)[0] for p in heads_paths], how="vertical")
+    per_model = [read_table(p) for p in heads_paths]
+    heads = pl.concat([frame for frame, _ in per_model], how="vertical")
     revisions = pl.concat([read_table(p)[0] for p in revisions_paths], how="diagonal_relaxed")
-    curves = emergence_curves(heads, revisions)
-    curves = curves.filter(~(pl.col("model").is_in(list(skip_duplicates)) & pl.col("duplicate_of").is_not_null()))
+    curves = emergence_curves(heads, revisions, skip_duplicates)
     table = milestones(curves, heads, thresholds)
-    write_parquet(heads, out.heads)
-    write_parquet(curves, out.emergence_parquet)
+    # the run behind the final tables: per model, its thresholds and induction-probe protocol
+    run = {"models": {meta.get("model"): meta for _, meta in per_model}}
+    write_table(out.heads, heads, run)
+    write_table(out.emergence_parquet, curves, run)
     write_csv(curves, out.emergence_csv)
     write_csv(table, out.milestones_csv)
     write_markdown(table, out.milestones_md, title="Milestones")
