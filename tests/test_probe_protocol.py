@@ -9,6 +9,7 @@ import torch
 from planted import FIRST_TOKEN, VOCAB, planted_model
 
 from circuitsweep import contracts as C
+from circuitsweep.errors import DataError
 from circuitsweep.heads.attention_hook import register
 from circuitsweep.heads.classify import Thresholds, head_classes
 from circuitsweep.heads.measure import ProbeSettings, head_statistics
@@ -112,7 +113,7 @@ def test_first_token_does_not_change_validity_rule():
 def test_no_valid_sequence_is_an_error():
     """With every sequence invalid, induction selectivity is undefined: say so."""
     # 3 ids, T = 128: B is re-created almost surely in every sequence
-    with pytest.raises(ValueError, match="no sequence has B exactly once"):
+    with pytest.raises(DataError, match="no sequence has B exactly once"):
         induction_probe(5, 128, (2, 5), 0, n_baseline=20)
 
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from circuitsweep.errors import DataError
+
 #: Offsets of the "local" target below the last query q: q-2 .. q-5.
 LOCAL_OFFSETS: tuple[int, ...] = (2, 3, 4, 5)
 #: The induction-probe protocols (``probes.protocol``); the first is the study's and the default.
@@ -240,9 +242,9 @@ def induction_probe(
     _apply_first_token(tokens, first_token)
     valid = valid_sequences(tokens, first_a)
     if not valid.any():
-        raise ValueError(
+        raise DataError(
             f"induction probe ({protocol}, {n_sequences} sequences, token range {list(token_range)}): "
-            "no sequence has B exactly once, so induction selectivity is undefined"
+            "no sequence has B exactly once, so induction selectivity is undefined; widen probes.token_range"
         )
     return InductionProbe(
         tokens=torch.from_numpy(tokens),
