@@ -29,9 +29,12 @@ THRESHOLDS = Thresholds(
     previous_circuit=100,
     sink_alpha=0.3,
 )
+# protocol clean: in a 30-token vocabulary the study's probe keeps many stray A and B tokens, which a
+# planted head copies from as readily as from the planted pair; clean probes have none
 PROBES = ProbeSettings.from_dict(
     {
         "kind": "random_tokens",
+        "protocol": "clean",
         "token_range": [2, VOCAB],
         "batch_size": 16,
         "induction": {

@@ -135,6 +135,8 @@ def score_cache(path: Path, heads: pl.DataFrame, revision: str, probes: dict) ->
         "first_token_policy": "none",
         "first_token_id": None,
         "probe": probes["kind"],
+        "probe_protocol": probes["protocol"],
+        "valid_sequences": probes["induction"]["n_sequences"],
         "probes": probes,
         "dtype": "float32",
     }

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from circuitsweep import contracts as C
-from circuitsweep.cache_check import SCHEMA_KEY, verify_metadata
+from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, verify_metadata
 from circuitsweep.config import load_config
 from circuitsweep.errors import CacheError
 from circuitsweep.heads.stage import classify_heads
@@ -40,6 +40,7 @@ def write_head_cache(root: Path, revision: str, **changes) -> tuple[Path, Path]:
         "loss_first_half": 4.0,
         "loss_second_half": 3.0,
         "in_context_loss_drop": -1.0,
+        "valid_sequences": 500,
         "weights_sha256": f"weights-of-{revision}",
         "commit": f"commit-of-{revision}",
         **changes,
@@ -101,7 +102,7 @@ def test_older_cache_schema_is_refused(caches, tmp_path):
     """A cache without the current schema version (an older layout) is refused."""
     stats, scores = caches
     write_head_cache(tmp_path / "cache", REVISIONS[1], **{SCHEMA_KEY: 0})
-    with pytest.raises(CacheError, match=rf"{SCHEMA_KEY} is 0, expected 1"):
+    with pytest.raises(CacheError, match=rf"{SCHEMA_KEY} is 0, expected {CACHE_SCHEMA_VERSION}"):
         classify(stats, scores, tmp_path)
 
 

@@ -42,11 +42,12 @@ def test_study_values_are_the_defaults():
     assert model.probes.induction.seq_len == 256
     assert model.probes.induction.seed == 42
     assert model.probes.token_range == (100, 10000)
+    assert model.probes.protocol == "xu2026"
     assert model.thresholds.class_selectivity == 30
     assert model.thresholds.induction_circuit == 50
     assert model.thresholds.previous_circuit == 100
     assert model.thresholds.sink_alpha == 0.3
-    assert study_defaults("thresholds")["early_screen_recall"] == 0.67
+    assert study_defaults("thresholds")["early_screen_recall"] == 2 / 3  # the study's 67%: 2 of 3 heads
 
 
 def test_model_overrides_merge_over_globals():

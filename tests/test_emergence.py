@@ -13,39 +13,65 @@ THRESHOLDS = MilestoneThresholds.from_dict(study_defaults("thresholds"))
 N_LAYERS, N_HEADS = 2, 4
 
 
-def classified(model: str, revision: str, step: int, classes: dict[tuple[int, int], str]) -> list[dict]:
-    """Rows of one revision's classified heads; unnamed heads are ``none``."""
+def classified(
+    model: str,
+    revision: str,
+    step: int,
+    classes: dict[tuple[int, int], str],
+    tokens: int | None = None,
+    below_cut: frozenset[tuple[int, int]] = frozenset(),
+) -> list[dict]:
+    """Rows of one revision's classified heads; unnamed heads are ``none``.
+
+    Induction heads are circuit members unless listed in ``below_cut`` (their
+    induction selectivity under the circuit threshold).
+    """
     rows = []
     for layer in range(N_LAYERS):
         for head in range(N_HEADS):
             cls = classes.get((layer, head), C.NO_CLASS)
+            member = cls == C.INDUCTION_CLASS and (layer, head) not in below_cut
             rows.append(
                 {
                     "model": model,
                     "revision": revision,
                     "step": step,
-                    "tokens": step * 1000,
+                    "tokens": step * 1000 if tokens is None else tokens,
                     "layer": layer,
                     "head": head,
                     "class": cls,
-                    "induction_member": cls == C.INDUCTION_CLASS,
-                    "in_circuit": cls == C.INDUCTION_CLASS,
+                    "induction_member": member,
+                    "in_circuit": member,
                     "sink": cls == C.BOS_CLASS,
                 }
             )
     return rows
 
 
-def revision_row(model: str, revision: str, step: int, drop: float, weights: str) -> dict:
+def revision_row(model: str, revision: str, step: int, drop: float, weights: str, tokens: int | None = None) -> dict:
     return {
         "model": model,
         "revision": revision,
         "step": step,
-        "tokens": step * 1000,
+        "tokens": step * 1000 if tokens is None else tokens,
         "n_layers": N_LAYERS,
         "in_context_loss_drop": drop,
         "weights_sha256": weights,
+        "probe_protocol": "xu2026",
+        "valid_sequences": 1990,
     }
+
+
+def sweep_of(schedule: list[tuple]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Heads and revisions of model m from (revision, step, tokens, classes, weights[, below_cut]) entries."""
+    heads, revisions = [], []
+    for name, step, tokens, classes, weights, *rest in schedule:
+        heads += classified("m", name, step, classes, tokens, *rest)
+        revisions.append(revision_row("m", name, step, -1.0, weights, tokens))
+    return pl.DataFrame(heads), pl.DataFrame(revisions)
+
+
+THREE = {(1, 0): "induction", (1, 1): "induction", (1, 2): "induction"}
 
 
 @pytest.fixture
@@ -136,10 +162,15 @@ def test_bos_t50_and_ratio_when_reached():
         ([0, 0, 0, 0], "flat", None),
         ([5, 3, 1], "flat", None),
         ([0, 6, 3, 6], "phase transition", 6 / 9),
+        ([0, 1, 2], "gradual ramp", 0.5),
+        ([0, 0, 4, 4, 3], "phase transition", 1.0),
+        ([0, 0.3, 0.3, 0.0], "rise and fall", 1.0),
+        ([0.1, 0.5, 0.2], "rise and fall", 1.0),
     ],
 )
 def test_curve_shape_share_of_rise(values, label, share):
-    """One interval holding >= half of all increases is a phase transition; shares never exceed 1."""
+    """Strictly more than half of all increases in one interval is a phase transition (two equal rises
+    are a ramp); a curve ending below its peak by more than half its rise is a rise and fall."""
     shape = curve_shape([float(v) for v in values], [f"r{i}" for i in range(len(values))], 0.5)
     assert shape.label == label
     assert shape.largest_rise_share == (pytest.approx(share) if share is not None else None)
@@ -150,3 +181,95 @@ def test_revision_without_heads_is_an_error(sweep):
     heads, revisions = sweep
     with pytest.raises(Exception, match="step40 has no classified heads"):
         emergence_curves(heads.filter(pl.col("revision") != "step40"), revisions)
+
+
+def test_final_circuit_is_one_revision_not_a_union():
+    """Two revisions with the largest token count: the final circuit is the later step's alone."""
+    heads, revisions = sweep_of(
+        [
+            ("a", 10, 5000, {}, "w0"),
+            ("b", 20, 9000, {**THREE, (0, 3): "induction"}, "w1"),
+            ("c", 30, 9000, THREE, "w2"),
+        ]
+    )
+    curves = emergence_curves(heads, revisions)
+    row = milestones(curves, heads, {"m": THRESHOLDS}).row(0, named=True)
+    assert row["final_revision"] == "c"
+    assert row["final_circuit_size"] == 3
+    assert curves["early_screen_recall"].to_list() == [0.0, 1.0, 1.0]
+
+
+def test_skip_duplicates_takes_the_last_kept_revision_as_final():
+    """Under duplicates: skip the final revision is the last kept one, and token shares are against it."""
+    heads, revisions = sweep_of(
+        [
+            ("a", 10, 10_000, {(1, 0): "induction", (1, 1): "induction"}, "w0"),
+            ("b", 20, 20_000, THREE, "w1"),
+            ("c", 30, 30_000, {**THREE, (0, 3): "induction"}, "w1"),  # same weights as b
+        ]
+    )
+    curves = emergence_curves(heads, revisions, skip_duplicates={"m"})
+    assert curves["revision"].to_list() == ["a", "b"]
+    row = milestones(curves, heads, {"m": THRESHOLDS}).row(0, named=True)
+    assert row["final_revision"] == "b" and row["final_tokens"] == 20_000
+    assert row["final_circuit_size"] == 3
+    assert row["early_screen_revision"] == "a"  # 2 of 3
+    assert row["early_screen_token_share"] == pytest.approx(10_000 / 20_000)
+    marked = milestones(emergence_curves(heads, revisions), heads, {"m": THRESHOLDS}).row(0, named=True)
+    assert marked["final_revision"] == "c" and marked["final_circuit_size"] == 4
+
+
+def test_early_screen_at_two_of_three_heads():
+    """The study's 67% is 2/3: two of a three-head circuit is enough, one is not."""
+    heads, revisions = sweep_of(
+        [
+            ("a", 10, None, {(1, 0): "induction"}, "w0"),
+            ("b", 20, None, {(1, 0): "induction", (1, 2): "induction"}, "w1"),
+            ("c", 30, None, THREE, "w2"),
+        ]
+    )
+    curves = emergence_curves(heads, revisions)
+    assert curves["early_screen_recovered"].to_list() == [1, 2, 3]
+    row = milestones(curves, heads, {"m": THRESHOLDS}).row(0, named=True)
+    assert row["early_screen_revision"] == "b"
+    strict = MilestoneThresholds.from_dict({**study_defaults("thresholds"), "early_screen_recall": 0.67})
+    assert milestones(curves, heads, {"m": strict})["early_screen_revision"].item() == "c"
+
+
+def test_recall_counts_members_by_the_circuit_rule():
+    """A head of the final circuit that is class induction but under the circuit cut is not yet recovered."""
+    heads, revisions = sweep_of(
+        [
+            ("a", 10, None, THREE, "w0", frozenset({(1, 0), (1, 1)})),
+            ("b", 20, None, {(1, 0): "first", (1, 1): "induction", (1, 2): "induction"}, "w1"),
+            ("c", 30, None, THREE, "w2"),
+        ]
+    )
+    curves = emergence_curves(heads, revisions)
+    assert curves["early_screen_recovered"].to_list() == [1, 2, 3]
+    assert curves["early_screen_recall"].to_list() == pytest.approx([1 / 3, 2 / 3, 1.0])
+
+
+def test_onset_reports_whether_it_is_sustained(sweep):
+    """A transient spike of >= 3 induction heads is the onset, flagged as not sustained; a lasting one is."""
+    heads, revisions = sweep
+    assert milestones(emergence_curves(heads, revisions), heads, {"m": THRESHOLDS})["induction_onset_sustained"].item()
+    heads, revisions = sweep_of(
+        [
+            ("a", 10, None, {}, "w0"),
+            ("b", 20, None, THREE, "w1"),
+            ("c", 30, None, {(1, 0): "induction"}, "w2"),
+            ("d", 40, None, THREE, "w3"),
+        ]
+    )
+    row = milestones(emergence_curves(heads, revisions), heads, {"m": THRESHOLDS}).row(0, named=True)
+    assert row["induction_onset_revision"] == "b"
+    assert row["induction_onset_sustained"] is False
+
+
+def test_protocol_travels_to_curves_and_milestones(sweep):
+    """The probe protocol and valid-sequence count of each revision reach the emergence rows and milestones."""
+    heads, revisions = sweep
+    curves = emergence_curves(heads, revisions)
+    assert set(curves["probe_protocol"]) == {"xu2026"} and set(curves["valid_sequences"]) == {1990}
+    assert milestones(curves, heads, {"m": THRESHOLDS})["probe_protocol"].item() == "xu2026"

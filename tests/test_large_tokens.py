@@ -44,6 +44,8 @@ def score_cache(path: Path, model: str, revision, weight: float) -> None:
         "first_token_policy": "none",
         "first_token_id": None,
         "probe": "random_tokens",
+        "probe_protocol": "xu2026",
+        "valid_sequences": 2000,
         "dtype": "float32",
         "weights_sha256": f"w-{revision.name}",
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from circuitsweep import contracts as C
 from circuitsweep.heads.attention_hook import register
 from circuitsweep.heads.measure import ProbeSettings, head_statistics
 from circuitsweep.heads.probe_settings import LOCAL_OFFSETS
-from circuitsweep.heads.probes import baseline_positions, induction_probe, random_batch, repeated_batch
+from circuitsweep.heads.probes import induction_probe, random_batch, repeated_batch
 from circuitsweep.heads.scores import head_scores, loss_halves
 
 PROBES = ProbeSettings.from_dict(
@@ -40,15 +42,24 @@ def eager_reference(
     """Scores computed the plain way: full patterns of every layer, full LM head (loss halves None without one)."""
     ind = probes.induction
     probe = induction_probe(
-        ind.n_sequences, ind.seq_len, probes.token_range, ind.seed, ind.min_first_position, first_token
+        ind.n_sequences,
+        ind.seq_len,
+        probes.token_range,
+        ind.seed,
+        ind.min_first_position,
+        first_token,
+        protocol=probes.protocol,
+        n_baseline=ind.n_baseline,
+        baseline_seed=ind.baseline_seed,
     )
-    base = baseline_positions(ind.seq_len, ind.n_baseline, ind.baseline_seed).numpy()
+    base = probe.baseline_rows(slice(None)).numpy()  # [N, K]
     with torch.no_grad():
         attn = torch.stack(model(probe.tokens, output_attentions=True).attentions, 1).double().numpy()
     q = ind.seq_len - 1
     rows = attn[:, :, :, q, :]  # [N, L, H, T]
     p = probe.first_a.numpy()
     n = np.arange(len(p))
+    valid = probe.valid.numpy()
     target = {
         "first": rows[..., 0],
         "induction": rows[n, :, :, p + 1],
@@ -57,8 +68,10 @@ def eager_reference(
         "self": rows[..., q],
         "local": rows[..., [q - k for k in LOCAL_OFFSETS]].mean(-1),
     }
-    baseline = rows[..., base].mean(axis=(0, -1))
-    out = {f"sel_{t}": target[t].mean(0) / np.maximum(baseline, 1e-8) for t in C.TARGETS}
+    # induction and duplicate over valid sequences only (DESIGN.md 3)
+    mean = {t: (v[valid] if t in ("induction", "duplicate") else v).mean(0) for t, v in target.items()}
+    baseline = np.stack([rows[i][..., base[i]].mean(-1) for i in n]).mean(0)
+    out = {f"sel_{t}": mean[t] / np.maximum(baseline, 1e-8) for t in C.TARGETS}
     out["baseline_attention"] = baseline
 
     rep = probes.repeated
@@ -88,14 +101,21 @@ def eager_reference(
     return out, halves
 
 
-@pytest.mark.parametrize("architecture", ARCHITECTURES)
-def test_every_score_matches_eager_patterns(architecture):
-    """Scores reduced inside SDPA attention equal those from full eager patterns to 1e-4."""
+CLEAN = dataclasses.replace(PROBES, protocol="clean")
+
+
+@pytest.mark.parametrize(
+    ("architecture", "probes"),
+    [*((a, PROBES) for a in ARCHITECTURES), ("GPTNeoXForCausalLM", CLEAN)],
+    ids=[*ARCHITECTURES, "GPTNeoXForCausalLM-clean"],
+)
+def test_every_score_matches_eager_patterns(architecture, probes):
+    """Scores reduced inside SDPA attention equal those from full eager patterns to 1e-4 (both protocols)."""
     observed = tiny_model(architecture, register(), seed=3)
     eager = tiny_model(architecture, "eager", seed=3)
-    stats = head_statistics(observed, PROBES, FIRST_TOKEN, torch.device("cpu"), progress=False)
+    stats = head_statistics(observed, probes, FIRST_TOKEN, torch.device("cpu"), progress=False)
     scores = head_scores(stats)
-    reference, halves = eager_reference(eager)
+    reference, halves = eager_reference(eager, probes)
     n_layers, n_heads = reference["baseline_attention"].shape
     for column, expected in reference.items():
         got = scores[column].to_numpy().reshape(n_layers, n_heads)

@@ -135,10 +135,11 @@ def _check_probes(name: str, probes: ProbeSettings, first_token: dict[str, Any])
             f"min_first_position {ind.min_first_position}"
         )
     eligible = len(baseline_candidates(ind.seq_len))
-    if ind.n_baseline > eligible:
+    spare = 2 if probes.protocol == "clean" else 0  # clean draws two spare candidates for p and p + 1
+    if ind.n_baseline + spare > eligible:
         problems.append(
-            f"{where}.probes.induction.n_baseline: {ind.n_baseline} exceeds the {eligible} "
-            f"eligible baseline positions at seq_len {ind.seq_len}"
+            f"{where}.probes.induction.n_baseline: {ind.n_baseline}{f' + {spare}' if spare else ''} exceeds the "
+            f"{eligible} eligible baseline positions at seq_len {ind.seq_len}"
         )
     policy, token_id = first_token["policy"], first_token.get("token_id")
     if policy == "fixed" and token_id is None:

@@ -11,8 +11,10 @@ from pathlib import Path
 
 # --- Head classes (DESIGN.md 3) ---------------------------------------------
 
-#: Selectivity targets, in the order used for argmax ties and tensor columns.
+#: Selectivity targets, in the order of tensor columns (cached: never reorder).
 TARGETS: tuple[str, ...] = ("first", "induction", "duplicate", "previous", "self", "local")
+#: The order in which classes compete (the study's): on equal selectivity the earlier wins.
+CLASS_ORDER: tuple[str, ...] = ("induction", "previous", "duplicate", "first", "self", "local")
 NO_CLASS = "none"
 CLASSES: tuple[str, ...] = (*TARGETS, NO_CLASS)
 #: The class of a BOS (attention-sink) head: "attends to position 0".
@@ -23,14 +25,19 @@ INDUCTION_CLASS = "induction"
 # Means over probe sequences (and, where stated, over query positions);
 # L = layers, H = heads, T = probe length.
 
-#: [L, H, len(TARGETS)] mean attention of the last query to each target.
+#: [L, H, len(TARGETS)] mean attention of the last query to each target
+#: (induction and duplicate over valid sequences only, the others over all).
 STAT_TARGET_MEAN = "induction.target_mean"
-#: [L, H] mean attention of the last query to the fixed baseline positions.
+#: [L, H] mean attention of the last query to the baseline positions (all sequences).
 STAT_BASELINE_MEAN = "induction.baseline_mean"
 #: [L, H, T] mean last-query attention row of the induction probe.
 STAT_LAST_ROW_MEAN = "induction.last_row_mean"
-#: [n_baseline] the fixed baseline key positions (int64).
+#: int64 baseline record: protocol xu2026, the n_baseline fixed key positions in
+#: draw order; protocol clean, n_baseline + 2 candidates in order, of which each
+#: sequence uses the first n_baseline that are neither its p nor p + 1.
 STAT_BASELINE_POSITIONS = "induction.baseline_positions"
+#: [2] int64: valid induction-probe sequences (B exactly once before q), all sequences.
+STAT_VALID_SEQUENCES = "induction.valid_sequences"
 #: [L, H] repeated batch, second-half queries: attention to the token after
 #: the earlier occurrence, to the previous token, to the earlier occurrence.
 STAT_PREFIX_MATCHING = "repeated.prefix_matching"
@@ -80,6 +87,8 @@ REVISION_COLUMNS: tuple[str, ...] = (
     "first_token_policy",
     "probe",
     "dtype",
+    "probe_protocol",
+    "valid_sequences",
 )
 EMERGENCE_COLUMNS: tuple[str, ...] = (
     "model",
@@ -96,6 +105,9 @@ EMERGENCE_COLUMNS: tuple[str, ...] = (
     "bos_per_layer",
     "induction_per_layer",
     "duplicate_of",
+    "early_screen_recovered",
+    "probe_protocol",
+    "valid_sequences",
 )
 MILESTONE_COLUMNS: tuple[str, ...] = (
     "model",
@@ -118,6 +130,9 @@ MILESTONE_COLUMNS: tuple[str, ...] = (
     "layers_without_bos",
     "final_bos_fraction",
     "final_induction_heads",
+    "final_revision",
+    "induction_onset_sustained",
+    "probe_protocol",
 )
 
 # --- Natural-text probe (DESIGN.md 3, natural-text variant) ----------------

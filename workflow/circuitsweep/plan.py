@@ -211,7 +211,12 @@ class Plan:
     def head_cache_expectation(self, model: str, name: str) -> dict[str, Any]:
         """What a revision's head cache (statistics and scores) must say it is (see ``cache_check``)."""
         probes = self.models[model].probes
-        return {**self._cache_identity(model, name), "probe": probes.kind, "probes": probes.to_dict()}
+        return {
+            **self._cache_identity(model, name),
+            "probe": probes.kind,
+            "probe_protocol": probes.protocol,
+            "probes": probes.to_dict(),
+        }
 
     def primitive_cache_expectation(self, model: str, name: str) -> dict[str, Any]:
         """What a revision's primitive shard must say it is (the stimuli fingerprint is added by the reader)."""

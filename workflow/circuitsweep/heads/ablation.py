@@ -277,7 +277,15 @@ def synthetic_probe(probes: Any, first_token: int | None) -> AblationProbe:
 
     ind = probes.induction
     probe = induction_probe(
-        ind.n_sequences, ind.seq_len, probes.token_range, ind.seed, ind.min_first_position, first_token
+        ind.n_sequences,
+        ind.seq_len,
+        probes.token_range,
+        ind.seed,
+        ind.min_first_position,
+        first_token,
+        protocol=probes.protocol,
+        n_baseline=ind.n_baseline,
+        baseline_seed=ind.baseline_seed,
     )
     query = torch.full((len(probe.tokens),), probe.last, dtype=torch.int64)
     target = probe.tokens.gather(1, (probe.first_a + 1)[:, None])[:, 0]

@@ -1,9 +1,13 @@
 """Head classes from head scores and thresholds (DESIGN.md 3).
 
 A head takes the class of its most selective target when that selectivity
-reaches ``class_selectivity``, else ``none``. Induction-circuit membership:
-induction selectivity >= ``induction_circuit`` or previous-token selectivity
->= ``previous_circuit``. A sink head has ``sink_alpha`` above ``sink_alpha``.
+reaches ``class_selectivity``, else ``none``; targets compete in the study's
+order (``contracts.CLASS_ORDER``) and a tie goes to the earlier one.
+Induction member: class induction and induction selectivity >=
+``induction_circuit`` (the one rule for the final circuit and for early-screen
+recall, DESIGN.md 4). Circuit: induction member or previous-token
+selectivity >= ``previous_circuit``. A sink head has ``sink_alpha`` above
+``sink_alpha``.
 """
 
 from __future__ import annotations
@@ -44,16 +48,21 @@ def head_classes(scores: pl.DataFrame, thresholds: Thresholds) -> pl.DataFrame:
         first = bad.row(0, named=True)
         where = ", ".join(f"{k}={first[k]}" for k in C.KEY_COLUMNS if k in first)
         raise DataError(f"{bad.height} heads have NaN selectivity (first: {where}); refusing to classify")
-    best = selectivity.to_numpy().argmax(axis=1)
+    # compared in the study's class order: argmax returns the first maximum, so ties go to the earlier class
+    in_order = selectivity.select(f"sel_{t}" for t in C.CLASS_ORDER).to_numpy()
+    best = in_order.argmax(axis=1)
     best_value = selectivity.max_horizontal()
-    best_target = pl.Series("best", [C.TARGETS[i] for i in best], dtype=pl.String)
-    induction_member = pl.col("sel_induction") >= thresholds.induction_circuit
+    best_target = pl.Series("best", [C.CLASS_ORDER[i] for i in best], dtype=pl.String)
+    induction_member = (pl.col("class") == C.INDUCTION_CLASS) & (
+        pl.col("sel_induction") >= thresholds.induction_circuit
+    )
     previous_member = pl.col("sel_previous") >= thresholds.previous_circuit
     return scores.with_columns(
         pl.when(best_value >= thresholds.class_selectivity)
         .then(best_target)
         .otherwise(pl.lit(C.NO_CLASS))
         .alias("class"),
+    ).with_columns(
         induction_member.alias("induction_member"),
         previous_member.alias("previous_member"),
         (induction_member | previous_member).alias("in_circuit"),

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
+from fractions import Fraction
 from typing import Any
 
 import polars as pl
@@ -33,35 +34,64 @@ def _per_layer(heads: pl.DataFrame, flag: pl.Expr, n_layers: int) -> list[int]:
     return [int(by_layer.get(layer, 0)) for layer in range(n_layers)]
 
 
-def final_circuit(heads: pl.DataFrame) -> set[tuple[int, int]]:
-    """Heads (layer, head) of the last revision whose induction selectivity makes them circuit members."""
-    last = heads.filter(pl.col("tokens") == heads["tokens"].max())
-    members = last.filter(pl.col("induction_member"))
+def _members(heads: pl.DataFrame) -> set[tuple[int, int]]:
+    """(layer, head) of the induction members among ``heads`` (class induction, selectivity >= circuit cut)."""
+    members = heads.filter(pl.col("induction_member"))
     return set(zip(members["layer"].to_list(), members["head"].to_list(), strict=True))
 
 
-def emergence_curves(heads: pl.DataFrame, revisions: pl.DataFrame) -> pl.DataFrame:
+def final_circuit(heads: pl.DataFrame, revision: str) -> set[tuple[int, int]]:
+    """The final circuit: induction members of the one final ``revision`` (DESIGN.md 4).
+
+    Membership is the classifier's ``induction_member`` (class induction and
+    induction selectivity >= the circuit threshold), the same rule early-screen
+    recall counts with.
+    """
+    return _members(heads.filter(pl.col("revision") == revision))
+
+
+def _kept_revisions(model: str, revisions: pl.DataFrame, skip: bool) -> list[tuple[dict, str | None]]:
+    """The model's revision rows ordered by tokens then step, each with the earlier revision it duplicates.
+
+    With ``skip``, duplicates (weights equal to an earlier revision's) are left out.
+    """
+    first_with_weights: dict[str, str] = {}
+    kept = []
+    for rev in revisions.filter(pl.col("model") == model).sort("tokens", "step").iter_rows(named=True):
+        fingerprint = rev.get("weights_sha256")
+        original = first_with_weights.setdefault(fingerprint, rev["revision"]) if fingerprint else None
+        duplicate_of = original if original != rev["revision"] else None
+        if not (skip and duplicate_of):
+            kept.append((rev, duplicate_of))
+    return kept
+
+
+def emergence_curves(
+    heads: pl.DataFrame, revisions: pl.DataFrame, skip_duplicates: Collection[str] = ()
+) -> pl.DataFrame:
     """One row per model and revision with the columns of ``EMERGENCE_COLUMNS``.
 
     heads: classified heads of one or more models; revisions: one row per
     model and revision with ``n_layers`` and ``in_context_loss_drop``.
-    Early-screen recall is the share of the final induction circuit (see
-    :func:`final_circuit`) already classified induction at each revision;
-    ``duplicate_of`` names the earliest revision with identical weights.
+    Revisions are ordered by tokens, then step. Models in ``skip_duplicates``
+    lose the revisions whose weights equal an earlier one's; the others keep
+    them with ``duplicate_of`` naming the earliest revision with those
+    weights. The final revision is the last row kept; early-screen recall is
+    the share of its circuit (:func:`final_circuit`) already in the circuit by
+    the same rule at each revision (``early_screen_recovered`` heads).
     """
     rows = []
     for model, model_heads in heads.group_by("model", maintain_order=True):
-        circuit = final_circuit(model_heads)
-        model_revisions = revisions.filter(pl.col("model") == model[0])
-        first_with_weights: dict[str, str] = {}
-        for rev in model_revisions.sort("tokens", "step").iter_rows(named=True):
-            fingerprint = rev.get("weights_sha256")
-            original = first_with_weights.setdefault(fingerprint, rev["revision"]) if fingerprint else None
+        kept = _kept_revisions(model[0], revisions, model[0] in skip_duplicates)
+        if not kept:
+            raise DataError(f"model {model[0]}: no revisions to build emergence curves from")
+        circuit = final_circuit(model_heads, kept[-1][0]["revision"])
+        for rev, duplicate_of in kept:
             at = model_heads.filter(pl.col("revision") == rev["revision"])
             if at.height == 0:
                 raise DataError(f"model {model[0]}: revision {rev['revision']} has no classified heads")
             induction = at.filter(pl.col("class") == C.INDUCTION_CLASS)
-            found = set(zip(induction["layer"].to_list(), induction["head"].to_list(), strict=True))
+            recovered = len(_members(at) & circuit)
             rows.append(
                 {
                     "model": model[0],
@@ -74,13 +104,22 @@ def emergence_curves(heads: pl.DataFrame, revisions: pl.DataFrame) -> pl.DataFra
                     "n_induction_heads": induction.height,
                     "n_circuit_heads": int(at["in_circuit"].sum()),
                     "in_context_loss_drop": rev["in_context_loss_drop"],
-                    "early_screen_recall": len(found & circuit) / len(circuit) if circuit else None,
+                    "early_screen_recall": recovered / len(circuit) if circuit else None,
                     "bos_per_layer": _per_layer(at, pl.col("class") == C.BOS_CLASS, rev["n_layers"]),
                     "induction_per_layer": _per_layer(at, pl.col("class") == C.INDUCTION_CLASS, rev["n_layers"]),
-                    "duplicate_of": original if original != rev["revision"] else None,
+                    "duplicate_of": duplicate_of,
+                    "early_screen_recovered": recovered,
+                    "probe_protocol": rev.get("probe_protocol"),
+                    "valid_sequences": rev.get("valid_sequences"),
                 }
             )
-    schema = {"early_screen_recall": pl.Float64, "in_context_loss_drop": pl.Float64, "duplicate_of": pl.String}
+    schema = {
+        "early_screen_recall": pl.Float64,
+        "in_context_loss_drop": pl.Float64,
+        "duplicate_of": pl.String,
+        "probe_protocol": pl.String,
+        "valid_sequences": pl.Int64,
+    }
     return pl.DataFrame(rows, schema_overrides=schema).select(C.EMERGENCE_COLUMNS)
 
 
@@ -94,11 +133,17 @@ class Shape:
 
 
 def curve_shape(values: Sequence[float], names: Sequence[str], phase_share: float) -> Shape:
-    """``phase transition`` when one interval holds >= ``phase_share`` of the rise, else ``gradual ramp``.
+    """How a curve rises (DESIGN.md 4), from the rises between adjacent revisions.
 
-    The total rise is the sum of the increases between adjacent revisions, so
-    the largest interval's share lies in (0, 1] even on a curve that dips; a
-    curve that never rises is ``flat``.
+    - ``flat``: it never rises;
+    - ``rise and fall``: it ends below its peak by more than half its rise
+      (peak minus the lowest value before the first peak);
+    - ``phase transition``: the largest rise holds strictly more than
+      ``phase_share`` of the sum of all rises (two equal halves do not);
+    - ``gradual ramp`` otherwise.
+
+    The sum counts increases only, so the largest interval's share lies in
+    (0, 1] even on a curve that dips.
     """
     if len(values) < 2:
         return Shape("single revision", None, None)
@@ -108,7 +153,12 @@ def curve_shape(values: Sequence[float], names: Sequence[str], phase_share: floa
         return Shape("flat", None, None)
     i = max(range(len(rises)), key=rises.__getitem__)
     share = rises[i] / total
-    label = "phase transition" if share >= phase_share else "gradual ramp"
+    peak_at = max(range(len(values)), key=values.__getitem__)
+    rise = values[peak_at] - min(values[: peak_at + 1])
+    if values[peak_at] - values[-1] > rise / 2:
+        label = "rise and fall"
+    else:
+        label = "phase transition" if share > phase_share else "gradual ramp"
     return Shape(label, share, (names[i], names[i + 1]))
 
 
@@ -117,25 +167,46 @@ def _first_reaching(curve: pl.DataFrame, column: str, threshold: float) -> dict 
     return hits.row(0, named=True) if hits.height else None
 
 
+def _early_screen(curve: pl.DataFrame, fraction: float, circuit_size: int) -> dict | None:
+    """First revision recovering at least ``fraction`` of the final circuit, compared on counts.
+
+    ``recovered / size >= fraction`` is evaluated in exact rational arithmetic,
+    so 2/3 (the study's "67%") passes 2 of 3 heads and 4 of 6.
+    """
+    if circuit_size == 0:
+        return None
+    needed = Fraction(fraction)
+    for row in curve.iter_rows(named=True):
+        if Fraction(row["early_screen_recovered"], circuit_size) >= needed:
+            return row
+    return None
+
+
 def model_milestones(curve: pl.DataFrame, thresholds: MilestoneThresholds, circuit_size: int) -> dict:
-    """The milestones of one model's emergence curve; ``circuit_size`` = size of its final induction circuit."""
+    """The milestones of one model's emergence curve; ``circuit_size`` = size of its final induction circuit.
+
+    The final revision is the curve's last by tokens, then step; every token
+    share is against its tokens.
+    """
     curve = curve.sort("tokens", "step")
     names = curve["revision"].to_list()
     final = curve.row(-1, named=True)
     onset = _first_reaching(curve, "n_induction_heads", thresholds.induction_onset_heads)
     t50 = _first_reaching(curve, "bos_fraction", thresholds.bos_fraction_milestone)
-    screen = _first_reaching(
-        curve.drop_nulls("early_screen_recall"), "early_screen_recall", thresholds.early_screen_recall
-    )
+    screen = _early_screen(curve, thresholds.early_screen_recall, circuit_size)
     bos_shape = curve_shape(curve["bos_fraction"].to_list(), names, thresholds.phase_transition_share)
-    induction_shape = curve_shape(
-        [float(v) for v in curve["n_induction_heads"].to_list()], names, thresholds.phase_transition_share
-    )
+    induction_counts = curve["n_induction_heads"].to_list()
+    induction_shape = curve_shape([float(v) for v in induction_counts], names, thresholds.phase_transition_share)
+    sustained = None
+    if onset:
+        at = names.index(onset["revision"])
+        sustained = all(count >= thresholds.induction_onset_heads for count in induction_counts[at:])
     per_layer = curve["bos_per_layer"].to_list()
     never_bos = [layer for layer in range(len(per_layer[0])) if all(counts[layer] == 0 for counts in per_layer)]
     onset_tokens = onset["tokens"] if onset else None
     t50_tokens = t50["tokens"] if t50 else None
     ratio = t50_tokens / onset_tokens if onset_tokens and t50_tokens is not None else None
+    protocols = sorted({p for p in curve["probe_protocol"].to_list() if p is not None})
     return {
         "model": final["model"],
         "n_revisions": curve.height,
@@ -157,16 +228,20 @@ def model_milestones(curve: pl.DataFrame, thresholds: MilestoneThresholds, circu
         "layers_without_bos": never_bos,
         "final_bos_fraction": final["bos_fraction"],
         "final_induction_heads": final["n_induction_heads"],
+        "final_revision": final["revision"],
+        "induction_onset_sustained": sustained,
+        "probe_protocol": ",".join(protocols) or None,
     }
 
 
 def milestones(
     curves: pl.DataFrame, heads: pl.DataFrame, thresholds: Mapping[str, MilestoneThresholds]
 ) -> pl.DataFrame:
-    """One row per model with ``MILESTONE_COLUMNS``."""
+    """One row per model with ``MILESTONE_COLUMNS``; the final circuit comes from each curve's final revision."""
     rows = []
     for (model,), curve in curves.group_by("model", maintain_order=True):
-        circuit = final_circuit(heads.filter(pl.col("model") == model))
+        final = curve.sort("tokens", "step")["revision"][-1]
+        circuit = final_circuit(heads.filter(pl.col("model") == model), final)
         rows.append(model_milestones(curve, thresholds[model], len(circuit)))
     schema = {
         "induction_onset_revision": pl.String,
@@ -181,5 +256,7 @@ def milestones(
         "early_screen_tokens": pl.Int64,
         "early_screen_token_share": pl.Float64,
         "layers_without_bos": pl.List(pl.Int64),
+        "induction_onset_sustained": pl.Boolean,
+        "probe_protocol": pl.String,
     }
     return pl.DataFrame(rows, schema_overrides=schema).select(C.MILESTONE_COLUMNS)

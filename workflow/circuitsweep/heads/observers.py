@@ -53,40 +53,60 @@ class InductionObserver:
 
     Per sequence, the query q = T - 1 (the second A) attends to
     first = 0, induction = p + 1, duplicate = p, previous = q - 1, self = q
-    and local = mean(q - 2 .. q - 5); baseline = mean over fixed positions.
+    and local = mean(q - 2 .. q - 5); baseline = mean over the sequence's
+    baseline positions. Induction and duplicate are averaged over valid
+    sequences only (B exactly once before q); every other target, the
+    baseline and the row over all sequences (DESIGN.md 3).
     """
 
-    def __init__(self, n_layers: int, baseline: torch.Tensor) -> None:
-        self.acc = _Accumulator(n_layers)
-        self.baseline = baseline
-        self.first_a: torch.Tensor | None = None
+    #: Targets averaged over valid sequences only.
+    VALID_ONLY: tuple[str, ...] = ("induction", "duplicate")
 
-    def start_batch(self, first_a: torch.Tensor) -> None:
-        """Set the batch's first-A positions ``[B]`` before its forward pass."""
-        self.first_a = first_a
+    def __init__(self, n_layers: int, baseline_record: torch.Tensor) -> None:
+        self.acc = _Accumulator(n_layers)
+        self.baseline_record = baseline_record
+        self.first_a: torch.Tensor | None = None
+        self.valid: torch.Tensor | None = None
+        self.baseline: torch.Tensor | None = None
+        self.n_valid = 0
+
+    def start_batch(self, first_a: torch.Tensor, valid: torch.Tensor, baseline: torch.Tensor) -> None:
+        """Set the batch's first-A positions ``[B]``, validity ``[B]`` and baseline ``[B, K]``."""
+        self.first_a, self.valid, self.baseline = first_a, valid, baseline
         self.acc.count += len(first_a)
+        self.n_valid += int(valid.sum())
 
     def observe(self, layer: int, scores: ScoreRows) -> None:
         q = scores.seq_len - 1
         row = scores.probs(torch.tensor([q]))[:, :, 0]  # [B, H, T]
-        p = self.first_a.to(row.device)[:, None, None].expand(-1, row.shape[1], 1)
+        n_heads = row.shape[1]
+        p = self.first_a.to(row.device)[:, None, None].expand(-1, n_heads, 1)
+        valid = self.valid.to(device=row.device, dtype=row.dtype)[:, None]  # [B, 1]
         local = torch.tensor([q - k for k in LOCAL_OFFSETS], device=row.device)
         by_target = {
             "first": row[..., 0],
-            "induction": row.gather(-1, p + 1)[..., 0],
-            "duplicate": row.gather(-1, p)[..., 0],
+            "induction": row.gather(-1, p + 1)[..., 0] * valid,
+            "duplicate": row.gather(-1, p)[..., 0] * valid,
             "previous": row[..., q - 1],
             "self": row[..., q],
             "local": row[..., local].mean(-1),
         }
         targets = torch.stack([by_target[t] for t in C.TARGETS], dim=-1)  # [B, H, 6]
+        base = self.baseline.to(row.device)[:, None, :].expand(-1, n_heads, -1)  # [B, H, K]
         self.acc.add(C.STAT_TARGET_MEAN, layer, targets.sum(0))
-        self.acc.add(C.STAT_BASELINE_MEAN, layer, row[..., self.baseline.to(row.device)].mean(-1).sum(0))
+        self.acc.add(C.STAT_BASELINE_MEAN, layer, row.gather(-1, base).mean(-1).sum(0))
         self.acc.add(C.STAT_LAST_ROW_MEAN, layer, row.sum(0))
 
     def result(self) -> dict[str, torch.Tensor]:
+        if self.n_valid == 0:
+            raise DataError("no valid induction-probe sequences were observed")
         out = self.acc.means((C.STAT_TARGET_MEAN, C.STAT_BASELINE_MEAN, C.STAT_LAST_ROW_MEAN))
-        out[C.STAT_BASELINE_POSITIONS] = self.baseline.clone()
+        # means() divided every target by all sequences; the valid-only ones are divided by the valid count
+        pair = [C.TARGETS.index(t) for t in self.VALID_ONLY]
+        sums = torch.stack(self.acc.sums[C.STAT_TARGET_MEAN])[..., pair]
+        out[C.STAT_TARGET_MEAN][..., pair] = (sums / self.n_valid).float().cpu()
+        out[C.STAT_BASELINE_POSITIONS] = self.baseline_record.clone()
+        out[C.STAT_VALID_SEQUENCES] = torch.tensor([self.n_valid, self.acc.count], dtype=torch.int64)
         return out
 
 

@@ -95,6 +95,8 @@ class ProbeSettings:
     repeated: BatchSettings
     random: BatchSettings
     natural_text: NaturalTextSettings | None = None
+    #: how the induction probe and its baseline are built (``heads.probes.PROTOCOLS``)
+    protocol: str = "xu2026"
 
     @classmethod
     def from_dict(cls, probes: dict[str, Any]) -> ProbeSettings:
@@ -106,6 +108,7 @@ class ProbeSettings:
             repeated=BatchSettings(**probes["repeated"]),
             random=BatchSettings(**probes["random"]),
             natural_text=NaturalTextSettings(**probes["natural_text"]) if probes.get("natural_text") else None,
+            protocol=probes.get("protocol", "xu2026"),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -243,7 +243,11 @@ def measure_heads(
         "versions": software_versions(),
         SCHEMA_KEY: CACHE_SCHEMA_VERSION,
     }
+    valid, total = (int(v) for v in stats[C.STAT_VALID_SEQUENCES])
+    metadata["probe_protocol"] = job.probes.protocol
+    metadata["valid_sequences"] = valid
     scores = head_scores(stats)
+    print(f"{where}: induction probe {job.probes.protocol}, {valid} of {total} sequences valid")
     ablation = None
     if job.ablation is not None:
         ablation = _ablation_measurement(model, job, scores, natural[0] if natural else None, token_id, device)
@@ -369,6 +373,7 @@ def classify_heads(
     if stats_paths is not None and len(stats_paths) != len(score_paths):
         raise CacheError(f"{model}: {len(score_paths)} score files but {len(stats_paths)} statistics shards")
     frames, rows, seen, settings = [], [], {}, {}
+    protocols: dict[str, Path] = {}
     for i, path in enumerate(score_paths):
         scores, metadata = read_table(path)
         if metadata.get("model") != model:
@@ -382,6 +387,12 @@ def classify_heads(
                 "one was copied from the other: delete it and rerun"
             )
         seen[metadata.get("revision")] = path
+        if "probe_protocol" not in metadata:
+            raise CacheError(f"{path} predates probe protocols (no probe_protocol in its metadata); delete it and rerun")
+        protocols.setdefault(metadata["probe_protocol"], path)
+        if len(protocols) > 1:
+            (a, first), (b, second) = protocols.items()
+            raise CacheError(f"model {model}: {first} was measured with probe protocol {a}, {second} with {b}")
         measured = {key: metadata.get(key) for key in MEASUREMENT_KEYS}
         if settings and measured != settings:
             raise CacheError(f"{path} was measured with other settings than {score_paths[0]}; delete it and rerun")
@@ -402,7 +413,12 @@ def classify_heads(
             raise CacheError(f"model {model}: no natural-text scores for revisions {missing}")
         classified = classified.join(natural, on=["revision", "layer", "head"], how="left", maintain_order="left")
         rows = [{**row, **counts[row["revision"]]} for row in rows]
-    run = {"model": model, **settings, "thresholds": json.loads(json.dumps(thresholds.__dict__))}
+    run = {
+        "model": model,
+        **settings,
+        "thresholds": json.loads(json.dumps(thresholds.__dict__)),
+        "probe_protocol": next(iter(protocols), None),
+    }
     write_table(heads_out, classified, run)
     losses = {name: pl.Float64 for name in ("loss_first_half", "loss_second_half", "in_context_loss_drop")}
     ints = {name: pl.Int64 for name in ("step", "tokens", "n_layers", "n_heads")}
@@ -460,7 +476,7 @@ def head_tables(
         revision_frames.append(revision_frame)
     heads = pl.concat([frame for frame, _ in classified], how="diagonal_relaxed")
     revisions = pl.concat(revision_frames, how="diagonal_relaxed")
-    curves = emergence_curves(heads, revisions)
+    curves = emergence_curves(heads, revisions, skip_duplicates)
     natural = [name for name in C.NATURAL_EMERGENCE_COLUMNS if name in revisions.columns]
     if natural:
         curves = curves.join(
@@ -469,7 +485,6 @@ def head_tables(
     ablation = ablation_table(ablation_paths) if ablation_paths else None
     if ablation is not None:
         curves = curves.join(ablation_summary(ablation), on=["model", "revision"], how="left", maintain_order="left")
-    curves = curves.filter(~(pl.col("model").is_in(list(skip_duplicates)) & pl.col("duplicate_of").is_not_null()))
     table = milestones(curves, heads, thresholds)
     provenance = {"models": {}}
     for _, run in classified:
