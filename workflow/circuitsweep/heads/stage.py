@@ -388,7 +388,7 @@ def classify_heads(
             )
         seen[metadata.get("revision")] = path
         if "probe_protocol" not in metadata:
-            raise CacheError(f"{path} predates probe protocols (no probe_protocol in its metadata); delete it and rerun")
+            raise CacheError(f"{path} predates probe protocols (no probe_protocol); delete it and rerun")
         protocols.setdefault(metadata["probe_protocol"], path)
         if len(protocols) > 1:
             (a, first), (b, second) = protocols.items()
