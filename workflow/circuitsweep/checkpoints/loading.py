@@ -20,9 +20,10 @@ import pickle
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PreTrainedModel
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, GenerationConfig, PreTrainedModel
 
 from circuitsweep.architectures import CAUSAL_LM, architecture_kind, imported_mappings, refusal
+from circuitsweep.checkpoints.streaming import read_weights
 from circuitsweep.errors import ConfigError, SnapshotError, UnsupportedModelError
 
 DTYPES: dict[str, torch.dtype] = {
@@ -92,7 +93,12 @@ def load_model(
     device: torch.device,
     attn_implementation: str,
 ) -> PreTrainedModel:
-    """Load ``snapshot`` for inference in ``dtype`` on ``device``."""
+    """Load ``snapshot`` for inference in ``dtype`` on ``device``.
+
+    The weights are read one tensor at a time into ``dtype`` on ``device``
+    (:func:`~circuitsweep.checkpoints.streaming.read_weights`), so the peak
+    memory is about the weights in ``dtype``, not the file plus a converted copy.
+    """
     snapshot = Path(snapshot)
     loader = auto_class(architecture)
     check_architecture(snapshot, architecture)
@@ -101,15 +107,8 @@ def load_model(
         raise SnapshotError(f"{snapshot} holds no model.safetensors or pytorch_model.bin")
     config = AutoConfig.from_pretrained(snapshot, trust_remote_code=False)
     try:
-        model = loader.from_pretrained(
-            snapshot,
-            config=config,
-            dtype=DTYPES[dtype],
-            attn_implementation=attn_implementation,
-            use_safetensors=files[0].suffix == ".safetensors",
-            weights_only=True,
-            trust_remote_code=False,
-        )
+        # read tensor by tensor straight into dtype and device: no second full copy (streaming.py)
+        weights = read_weights(files, DTYPES[dtype], device)
     except pickle.UnpicklingError as error:
         reason = str(error).strip().splitlines()
         detail = next((line for line in reason if "GLOBAL" in line), reason[0] if reason else "")
@@ -117,6 +116,21 @@ def load_model(
             f"{snapshot}: refused to load {files[0].name}: the pickle holds more than tensors "
             f"and would run code ({detail.strip()})"
         ) from error
+    try:
+        model_class = loader._model_mapping[type(config)]
+    except KeyError as error:
+        raise SnapshotError(f"{snapshot}: {loader.__name__} has no class for a {type(config).__name__}") from error
+    model = model_class.from_pretrained(
+        None,
+        config=config,
+        state_dict=weights,
+        dtype=DTYPES[dtype],
+        attn_implementation=attn_implementation,
+        trust_remote_code=False,
+    )
+    del weights
+    if (snapshot / "generation_config.json").is_file():
+        model.generation_config = GenerationConfig.from_pretrained(snapshot)
     if type(model).__name__ != architecture:
         raise SnapshotError(f"{snapshot}: {loader.__name__} built {type(model).__name__}, not {architecture}")
     return model.to(device).eval()

@@ -1,0 +1,149 @@
+"""Reading a checkpoint's weights into the configured dtype and device, one tensor at a time.
+
+At real size (2 to 14 GB a revision) a second full copy of the weights is what
+breaks memory: transformers' own loader keeps the memory-mapped source pages
+resident while it converts (a bf16 file loaded as fp16 peaks at about twice
+the weights, fp32 as fp16 at three times). Here each tensor is read, converted
+and placed on its device before the next is read, so the peak is the weights
+in the configured dtype plus one tensor as stored:
+
+- ``*.safetensors``: the header is parsed and each tensor's bytes are read
+  (``readinto``, through the page cache, which is not resident in this
+  process) straight into a tensor of the file's dtype; when that is the
+  configured dtype on the CPU it is kept as is, else converted and dropped.
+- ``pytorch_model*.bin``: ``torch.load(weights_only=True, mmap=True)``
+  (refuses code, maps the file without reading it); each tensor is copied out
+  and its mapped pages are released again (``madvise(MADV_DONTNEED)``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import mmap
+import struct
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+
+from circuitsweep.errors import SnapshotError
+
+#: safetensors dtype names -> torch dtypes (those a language model checkpoint holds)
+SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+_MADV_DONTNEED = 4
+_PAGE = mmap.PAGESIZE
+
+
+def _target(tensor_dtype: torch.dtype, dtype: torch.dtype) -> torch.dtype:
+    """Floating tensors take the configured dtype; integer and bool buffers keep theirs."""
+    return dtype if tensor_dtype.is_floating_point else tensor_dtype
+
+
+def safetensors_header(path: Path) -> tuple[int, dict]:
+    """The byte offset where tensor data starts and the parsed JSON header of a ``.safetensors`` file."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        if len(head) != 8:
+            raise SnapshotError(f"{path} is not a safetensors file (shorter than its 8-byte header length)")
+        (length,) = struct.unpack("<Q", head)
+        try:
+            header = json.loads(handle.read(length))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise SnapshotError(f"{path}: unreadable safetensors header ({error})") from error
+    header.pop("__metadata__", None)
+    return 8 + length, header
+
+
+def _read_exactly(handle, view: memoryview, path: Path, name: str) -> None:
+    read = 0
+    while read < len(view):
+        got = handle.readinto(view[read:])
+        if not got:
+            raise SnapshotError(f"{path} is truncated inside tensor {name}")
+        read += got
+
+
+def iter_safetensors(path: Path, dtype: torch.dtype, device: torch.device) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(name, tensor)`` of one safetensors file, each read alone and converted to ``dtype`` on ``device``.
+
+    A tensor already in its target dtype on the CPU is read straight into its
+    final memory; any other goes through one staging buffer, reused for every
+    tensor (one allocation per tensor would leave the freed ones resident in
+    the allocator's heap, about a second copy again).
+    """
+    start, header = safetensors_header(path)
+    staging = torch.empty(0, dtype=torch.uint8)
+    with open(path, "rb", buffering=0) as handle:
+        for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+            stored = SAFETENSORS_DTYPES.get(entry["dtype"])
+            if stored is None:
+                raise SnapshotError(f"{path}: tensor {name} has dtype {entry['dtype']}, which circuitsweep cannot read")
+            begin, end = entry["data_offsets"]
+            shape = entry["shape"]
+            target = _target(stored, dtype)
+            nbytes = stored.itemsize * int(torch.Size(shape).numel())
+            if nbytes != end - begin:
+                raise SnapshotError(f"{path}: tensor {name} holds {end - begin} bytes, not {nbytes} as shaped")
+            direct = target == stored and device.type == "cpu"
+            if direct:
+                raw = torch.empty(nbytes, dtype=torch.uint8)
+            else:
+                if staging.numel() < nbytes:
+                    staging = torch.empty(nbytes, dtype=torch.uint8)
+                raw = staging[:nbytes]
+            if nbytes:
+                handle.seek(start + begin)
+                _read_exactly(handle, memoryview(raw.numpy()), path, name)
+            source = raw.view(stored).view(shape)
+            yield name, source if direct else source.to(device=device, dtype=target, copy=True)
+
+
+def _release(tensor: torch.Tensor) -> None:
+    """Drop the resident pages behind a memory-mapped tensor's storage (they are re-read if used again)."""
+    storage = tensor.untyped_storage()
+    begin = -(-storage.data_ptr() // _PAGE) * _PAGE
+    end = (storage.data_ptr() + storage.nbytes()) // _PAGE * _PAGE
+    if end > begin:
+        # without madvise (not Linux) the pages stay until the file is closed
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).madvise(ctypes.c_void_p(begin), ctypes.c_size_t(end - begin), _MADV_DONTNEED)
+
+
+def iter_pickle(path: Path, dtype: torch.dtype, device: torch.device) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(name, tensor)`` of a ``pytorch_model.bin``: weights only, memory-mapped, copied out one at a time."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # legacy (non-zip) pickles cannot be mapped: read whole, still weights only
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise SnapshotError(f"{path} holds a {type(state).__name__}, not a state dict")
+    for name in list(state):
+        source = state.pop(name)
+        if not isinstance(source, torch.Tensor):
+            raise SnapshotError(f"{path}: entry {name} is a {type(source).__name__}, not a tensor")
+        copy = torch.empty(source.shape, dtype=_target(source.dtype, dtype), device=device)
+        copy.copy_(source)
+        _release(source)
+        yield name, copy
+
+
+def read_weights(files: Sequence[Path], dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
+    """Every tensor of a snapshot's weight files in ``dtype`` (floating ones) on ``device``, no second copy."""
+    weights: dict[str, torch.Tensor] = {}
+    for path in files:
+        reader = iter_safetensors if Path(path).suffix == ".safetensors" else iter_pickle
+        weights.update(reader(Path(path), dtype, device))
+    return weights
