@@ -24,11 +24,8 @@ import polars as pl
 from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, verify_shard
 from circuitsweep.errors import CacheError, SnapshotError
 from circuitsweep.primitives import contract as K
-from circuitsweep.primitives.behaviour import SamplingSettings
-from circuitsweep.primitives.pipeline import ScoringSettings, score_primitives
 from circuitsweep.primitives.stimuli import load_stimuli
 from circuitsweep.primitives.tables import PrimitiveTables, RevisionIdentity, concat_tables, write_tables
-from circuitsweep.stats_io import read_stats, software_versions, write_stats
 from circuitsweep.table_io import write_table
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model")
@@ -85,10 +82,11 @@ def measure_revision_primitives(snapshot_dir: Path, job: PrimitiveJob, stimuli_p
     from circuitsweep.checkpoints.loading import load_model, resolve_device
     from circuitsweep.checkpoints.snapshots import read_snapshot
     from circuitsweep.heads.stage import first_token_id
-    from circuitsweep.primitives.behaviour import measure_behaviour
+    from circuitsweep.primitives.behaviour import SamplingSettings, measure_behaviour
     from circuitsweep.primitives.encoders import HashWordEncoder, TokenizerEncoder
     from circuitsweep.primitives.nextword import measure_next_word
     from circuitsweep.primitives.pipeline import measure_primitives
+    from circuitsweep.stats_io import software_versions, write_stats
 
     stimuli = load_stimuli(stimuli_path)
     snapshot = read_snapshot(snapshot_dir)
@@ -138,6 +136,9 @@ def score_revision_primitives(
     ``expected``: the metadata the plan expects of the shard (its stimuli
     fingerprint is added here); a shard that differs is a :class:`CacheError`.
     """
+    from circuitsweep.primitives.pipeline import ScoringSettings, score_primitives
+    from circuitsweep.stats_io import read_stats
+
     stimuli = load_stimuli(stimuli_path)
     if expected is not None:
         verify_shard(shard, {**expected, "stimuli_sha256": stimuli.fingerprint()})

@@ -1,0 +1,55 @@
+"""Table-only jobs pay for no model library: their CLI commands import neither torch nor transformers.
+
+Each Snakemake job is a fresh interpreter; importing torch and transformers
+costs seconds of start-up per job, which on the toy suite was most of the
+sweep's wall time (results/tables/overhead.csv).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+WORKFLOW = Path(__file__).resolve().parents[1] / "workflow"
+
+#: each table-only command with arguments naming files that do not exist: it imports
+#: what it needs, then stops on the missing input (a user error or an exception)
+COMMANDS = {
+    "head-tables": ["--heads", "x", "--revisions", "x", "--thresholds", "{}", "--heads-out", "o",
+                    "--emergence", "o", "--emergence-csv", "o", "--milestones", "o", "--milestones-md", "o"],
+    "classify-heads": ["--model", "m", "--thresholds", "{}", "--scores", "x", "--heads", "o", "--revisions", "o"],
+    "primitive-tables": ["--revisions", "x", "--output", "o"],
+    "plot-emergence": ["--emergence", "x", "--output", "o"],
+    "plot-heatmap": ["--emergence", "x", "--model", "m", "--output", "o"],
+    "plot-primitive-gap": ["--gaps", "x", "--output", "o"],
+    "sweep-overhead": ["--scores", "x", "--measure", "x", "--csv", "o", "--markdown", "o"],
+}  # fmt: skip
+
+PROBE = """
+import json, sys
+from circuitsweep import cli
+try:
+    cli.main(json.loads(sys.argv[1]))
+except BaseException:
+    pass
+print(json.dumps(sorted(m for m in ("torch", "transformers") if m in sys.modules)))
+"""
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_table_only_command_imports_no_model_library(tmp_path, command):
+    """Running ``command`` (up to its first input) leaves torch and transformers unimported."""
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps([command, *COMMANDS[command]])],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(WORKFLOW), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"},
+        timeout=120,
+        check=True,
+    )
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
