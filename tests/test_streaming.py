@@ -33,6 +33,38 @@ def test_streamed_model_computes_what_was_saved(tmp_path, architecture):
         assert torch.equal(loaded(tokens).logits, model(tokens).logits)
 
 
+def test_published_per_expert_tensors_load_into_the_fused_experts(tmp_path):
+    """OLMoE as published (one tensor per expert and projection, sharded) loads into the fused
+    expert parameters with the logits of the model that was saved."""
+    model = tiny_model("OlmoeForCausalLM", "sdpa")
+    model.config.architectures = ["OlmoeForCausalLM"]
+    model.config.save_pretrained(tmp_path)
+    published = {}
+    for name, tensor in model.state_dict().items():
+        if name.endswith("experts.gate_up_proj"):
+            half = tensor.shape[1] // 2
+            for e in range(tensor.shape[0]):
+                published[f"{name[: -len('gate_up_proj')]}{e}.gate_proj.weight"] = tensor[e, :half].clone()
+                published[f"{name[: -len('gate_up_proj')]}{e}.up_proj.weight"] = tensor[e, half:].clone()
+        elif name.endswith("experts.down_proj"):
+            for e in range(tensor.shape[0]):
+                published[f"{name[: -len('down_proj')]}{e}.down_proj.weight"] = tensor[e].clone()
+        else:
+            published[name] = tensor.clone()
+    assert any(".experts.3.up_proj.weight" in name for name in published)
+    names = sorted(published)
+    save_file({n: published[n] for n in names[::2]}, tmp_path / "model-00001-of-00002.safetensors")
+    save_file({n: published[n] for n in names[1::2]}, tmp_path / "model-00002-of-00002.safetensors")
+    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    weights = read_weights(sorted(tmp_path.glob("*.safetensors")), torch.float32, CPU, expected)
+    assert sorted(weights) == sorted(expected)  # fused while reading, not left to transformers
+    assert all(torch.equal(weights[name], tensor) for name, tensor in model.state_dict().items())
+    loaded = load_model(tmp_path, "OlmoeForCausalLM", "float32", CPU, "sdpa")
+    tokens = torch.randint(2, 64, (2, 16))
+    with torch.no_grad():
+        assert torch.equal(loaded(tokens).logits, model(tokens).logits)
+
+
 def test_bf16_file_is_converted_per_tensor(tmp_path):
     """A bf16 safetensors file read as fp16 equals converting each tensor; integer tensors keep their dtype."""
     tensors = {"w": torch.randn(3, 5).to(torch.bfloat16), "steps": torch.arange(4), "empty": torch.zeros(0)}

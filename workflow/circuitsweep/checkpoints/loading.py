@@ -107,8 +107,14 @@ def load_model(
         raise SnapshotError(f"{snapshot} holds no model.safetensors or pytorch_model.bin")
     config = AutoConfig.from_pretrained(snapshot, trust_remote_code=False)
     try:
+        model_class = loader._model_mapping[type(config)]
+    except KeyError as error:
+        raise SnapshotError(f"{snapshot}: {loader.__name__} has no class for a {type(config).__name__}") from error
+    with torch.device("meta"):  # parameter shapes only, no memory: where fused expert weights go
+        expected = {name: tuple(t.shape) for name, t in model_class(config).state_dict().items()}
+    try:
         # read tensor by tensor straight into dtype and device: no second full copy (streaming.py)
-        weights = read_weights(files, DTYPES[dtype], device)
+        weights = read_weights(files, DTYPES[dtype], device, expected)
     except pickle.UnpicklingError as error:
         reason = str(error).strip().splitlines()
         detail = next((line for line in reason if "GLOBAL" in line), reason[0] if reason else "")
@@ -116,10 +122,6 @@ def load_model(
             f"{snapshot}: refused to load {files[0].name}: the pickle holds more than tensors "
             f"and would run code ({detail.strip()})"
         ) from error
-    try:
-        model_class = loader._model_mapping[type(config)]
-    except KeyError as error:
-        raise SnapshotError(f"{snapshot}: {loader.__name__} has no class for a {type(config).__name__}") from error
     model = model_class.from_pretrained(
         None,
         config=config,

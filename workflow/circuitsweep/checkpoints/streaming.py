@@ -22,8 +22,9 @@ import contextlib
 import ctypes
 import json
 import mmap
+import re
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -76,13 +77,20 @@ def _read_exactly(handle, view: memoryview, path: Path, name: str) -> None:
         read += got
 
 
-def iter_safetensors(path: Path, dtype: torch.dtype, device: torch.device) -> Iterator[tuple[str, torch.Tensor]]:
+Destination = Callable[[str], "torch.Tensor | None"]
+
+
+def iter_safetensors(
+    path: Path, dtype: torch.dtype, device: torch.device, destination: Destination | None = None
+) -> Iterator[tuple[str, torch.Tensor]]:
     """``(name, tensor)`` of one safetensors file, each read alone and converted to ``dtype`` on ``device``.
 
     A tensor already in its target dtype on the CPU is read straight into its
     final memory; any other goes through one staging buffer, reused for every
     tensor (one allocation per tensor would leave the freed ones resident in
-    the allocator's heap, about a second copy again).
+    the allocator's heap, about a second copy again). A tensor for which
+    ``destination(name)`` returns a tensor is copied into it (a slice of a
+    fused parameter) and not yielded.
     """
     start, header = safetensors_header(path)
     staging = torch.empty(0, dtype=torch.uint8)
@@ -97,7 +105,8 @@ def iter_safetensors(path: Path, dtype: torch.dtype, device: torch.device) -> It
             nbytes = stored.itemsize * int(torch.Size(shape).numel())
             if nbytes != end - begin:
                 raise SnapshotError(f"{path}: tensor {name} holds {end - begin} bytes, not {nbytes} as shaped")
-            direct = target == stored and device.type == "cpu"
+            into = destination(name) if destination is not None else None
+            direct = into is None and target == stored and device.type == "cpu"
             if direct:
                 raw = torch.empty(nbytes, dtype=torch.uint8)
             else:
@@ -108,7 +117,10 @@ def iter_safetensors(path: Path, dtype: torch.dtype, device: torch.device) -> It
                 handle.seek(start + begin)
                 _read_exactly(handle, memoryview(raw.numpy()), path, name)
             source = raw.view(stored).view(shape)
-            yield name, source if direct else source.to(device=device, dtype=target, copy=True)
+            if into is not None:
+                into.copy_(source)
+            else:
+                yield name, source if direct else source.to(device=device, dtype=target, copy=True)
 
 
 def _release(tensor: torch.Tensor) -> None:
@@ -140,10 +152,85 @@ def iter_pickle(path: Path, dtype: torch.dtype, device: torch.device) -> Iterato
         yield name, copy
 
 
-def read_weights(files: Sequence[Path], dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
-    """Every tensor of a snapshot's weight files in ``dtype`` (floating ones) on ``device``, no second copy."""
+#: One expert's projection as MoE checkpoints publish it (OLMoE, Mixtral-style names).
+EXPERT_KEY = re.compile(r"^(?P<prefix>.*\.experts)\.(?P<expert>\d+)\.(?P<proj>gate_proj|up_proj|down_proj)\.weight$")
+
+
+def expert_fusion(
+    names: dict[str, list[int]], expected: Mapping[str, tuple[int, ...]], dtype: torch.dtype, device: torch.device
+) -> tuple[dict[str, torch.Tensor], Destination]:
+    """Fused expert parameters to fill while reading, and the destination of each per-expert tensor.
+
+    transformers (>= 5) holds a MoE layer's experts as ``experts.gate_up_proj``
+    ``[E, 2I, H]`` (gate rows, then up rows) and ``experts.down_proj``
+    ``[E, H, I]``, and converts the published per-expert tensors only after
+    all of them are loaded: both copies at once, about twice the weights.
+    Here each per-expert tensor goes straight into its slice. ``names``: the
+    checkpoint's tensor names and shapes; ``expected``: the model's parameter
+    shapes. Layers whose shapes do not match are left to transformers.
+    """
+    fused: dict[str, torch.Tensor] = {}
+    slices: dict[str, tuple[str, int, slice]] = {}
+    for name, shape in names.items():
+        match = EXPERT_KEY.match(name)
+        if match is None:
+            continue
+        prefix, expert, proj = match["prefix"], int(match["expert"]), match["proj"]
+        target = f"{prefix}.gate_up_proj" if proj != "down_proj" else f"{prefix}.down_proj"
+        want = expected.get(target)
+        if want is None or len(want) != 3 or expert >= want[0]:
+            continue
+        if proj == "down_proj":
+            rows = slice(0, want[1])
+            fits = tuple(shape) == tuple(want[1:])
+        else:
+            half = want[1] // 2
+            rows = slice(0, half) if proj == "gate_proj" else slice(half, 2 * half)
+            fits = tuple(shape) == (half, want[2])
+        if fits:
+            slices[name] = (target, expert, rows)
+    complete = {
+        target
+        for target in {t for t, _, _ in slices.values()}
+        if sum(1 for t, _, _ in slices.values() if t == target)
+        == expected[target][0] * (2 if target.endswith("gate_up_proj") else 1)
+    }
+    for name in [n for n, (t, _, _) in slices.items() if t not in complete]:
+        del slices[name]
+    for target in complete:
+        fused[target] = torch.empty(expected[target], dtype=dtype, device=device)
+
+    def destination(name: str) -> torch.Tensor | None:
+        if name not in slices:
+            return None
+        target, expert, rows = slices[name]
+        return fused[target][expert, rows]
+
+    return fused, destination
+
+
+def read_weights(
+    files: Sequence[Path],
+    dtype: torch.dtype,
+    device: torch.device,
+    expected: Mapping[str, tuple[int, ...]] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Every tensor of a snapshot's weight files in ``dtype`` (floating ones) on ``device``, no second copy.
+
+    ``expected``: the model's parameter names and shapes; with it, published
+    per-expert MoE tensors are read straight into the model's fused expert
+    parameters (:func:`expert_fusion`).
+    """
     weights: dict[str, torch.Tensor] = {}
+    destination = None
+    safetensors = [Path(path) for path in files if Path(path).suffix == ".safetensors"]
+    if expected and safetensors:
+        names = {name: entry["shape"] for path in safetensors for name, entry in safetensors_header(path)[1].items()}
+        fused, destination = expert_fusion(names, expected, dtype, device)
+        weights.update(fused)
     for path in files:
-        reader = iter_safetensors if Path(path).suffix == ".safetensors" else iter_pickle
-        weights.update(reader(Path(path), dtype, device))
+        if Path(path).suffix == ".safetensors":
+            weights.update(iter_safetensors(Path(path), dtype, device, destination))
+        else:
+            weights.update(iter_pickle(Path(path), dtype, device))
     return weights
