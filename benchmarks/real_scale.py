@@ -336,7 +336,9 @@ def job_measure(args: dict[str, Any]) -> dict[str, Any]:
     load_started = time.perf_counter()
     model = load_model(snapshot.path, job.architecture, job.dtype, device, register())
     load_s = time.perf_counter() - load_started
-    weights = sum(t.nbytes for t in model.state_dict().values())
+    # tied weights (OLMo's embedding and LM head) are one tensor: count each storage once
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in model.state_dict().values()}
+    weights = sum(storages.values())
     measure_started = time.perf_counter()
     out = Path(args["out"])
     measure_loaded(model, snapshot, job, out / "heads.safetensors", out / "heads.parquet", progress=False)
