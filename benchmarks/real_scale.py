@@ -336,6 +336,7 @@ def job_measure(args: dict[str, Any]) -> dict[str, Any]:
     load_started = time.perf_counter()
     model = load_model(snapshot.path, job.architecture, job.dtype, device, register())
     load_s = time.perf_counter() - load_started
+    load_peak = status_bytes("VmHWM")  # before the measurement adds its own buffers (e.g. an fp32 LM head)
     # tied weights (OLMo's embedding and LM head) are one tensor: count each storage once
     storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in model.state_dict().values()}
     weights = sum(storages.values())
@@ -364,6 +365,7 @@ def job_measure(args: dict[str, Any]) -> dict[str, Any]:
         "measure_s": measure_s,
         "forward_s": forward_s,
         "peak_rss_bytes": status_bytes("VmHWM"),
+        "load_peak_rss_bytes": load_peak,
         "weight_bytes": weights,
     }
 
@@ -475,7 +477,8 @@ def report(result: dict[str, Any]) -> str:
         f"(baseline plain read {measure['plain_read_s']:.1f} s) + measure {measure['measure_s']:.1f} "
         f"(baseline SDPA forward {measure['forward_s']:.1f} s) + baselines and exit\n"
         f"  files {result['file_bytes'] / 1e9:.2f} GB ({result['build_s']:.0f} s to write); peak RSS "
-        f"{measure['peak_rss_bytes'] / 1e9:.2f} GB for {measure['weight_bytes'] / 1e9:.2f} GB of weights"
+        f"{measure['peak_rss_bytes'] / 1e9:.2f} GB ({measure['load_peak_rss_bytes'] / 1e9:.2f} GB up to the end of "
+        f"the load) for {measure['weight_bytes'] / 1e9:.2f} GB of weights"
     )
 
 
