@@ -267,11 +267,11 @@ def write_checkpoint(spec: dict[str, Any], folder: Path, seed: int = 0) -> list[
 
 def publish_by_moving(root: Path, repo_id: str, branch: str, files: list[Path]) -> dict[str, Path]:
     """Publish ``files`` as ``branch`` of a local hub folder by moving them into its blobs (no copy)."""
-    from circuitsweep.checkpoints.local_hub import commit_id, repo_folder, sha256_file
+    from circuitsweep.checkpoints.local_hub import commit_id, hash_file, repo_folder
 
     folder = repo_folder(root, repo_id)
     (folder / "blobs").mkdir(parents=True, exist_ok=True)
-    hashes = {path.name: sha256_file(path) for path in files}
+    hashes = {path.name: hash_file(path)[0] for path in files}
     blobs = {}
     for path in files:
         blob = folder / "blobs" / hashes[path.name]
