@@ -183,13 +183,8 @@ def measure_heads(
     ``extra.natural_batch``, scores to ``extra.natural_scores``); with
     ``job.ablation`` it ablates this revision's circuit (rows to ``extra.ablation``).
     """
-    import torch
-
     from circuitsweep.checkpoints.loading import load_model, resolve_device
     from circuitsweep.heads.attention_hook import register
-    from circuitsweep.heads.measure import head_statistics
-    from circuitsweep.heads.scores import check_finite, head_scores, loss_halves
-    from circuitsweep.stats_io import software_versions, write_stats
 
     snapshot = read_snapshot(snapshot_dir)
     if job.weights_sha256 is not None and snapshot.fingerprint != job.weights_sha256:
@@ -200,6 +195,35 @@ def measure_heads(
     device = resolve_device(job.device)
     check_job_size(job, sizing.read_model_config(snapshot.path), device, mem_mb)
     model = load_model(snapshot.path, job.architecture, job.dtype, device, register())
+    measure_loaded(model, snapshot, job, stats_path, scores_path, progress=progress, extra=extra)
+
+
+def measure_loaded(
+    model: Any,
+    snapshot: Any,
+    job: RevisionJob,
+    stats_path: Path,
+    scores_path: Path,
+    progress: bool = True,
+    *,
+    extra: ExtraMeasurements = ExtraMeasurements(),
+) -> None:
+    """Run the probes on an already loaded ``model`` of ``snapshot`` and write its head cache (and extras).
+
+    ``model`` must have been loaded with the observed attention
+    (``attn_implementation=heads.attention_hook.register()``) on ``job.device``;
+    ``snapshot`` is the ``Snapshot`` record it came from (its commit and weights
+    fingerprint go into the metadata). Lets a job that loads the weights once
+    measure heads and other things.
+    """
+    import torch
+
+    from circuitsweep.checkpoints.loading import resolve_device
+    from circuitsweep.heads.measure import head_statistics
+    from circuitsweep.heads.scores import check_finite, head_scores, loss_halves
+    from circuitsweep.stats_io import software_versions, write_stats
+
+    device = resolve_device(job.device)
     token_id = first_token_id(job.first_token, model.config, snapshot.path)
     vocab = model.config.vocab_size
     if job.probes.token_range[1] > vocab or (token_id is not None and token_id >= vocab):
