@@ -214,7 +214,7 @@ def test_final_tables_record_the_settings_that_made_them(toy_run):
         assert sorted(settings) == ["toy-gptneox", "toy-olmo", "toy-olmoe"]
         gptneox = settings["toy-gptneox"]
         assert gptneox["probes"]["token_range"] == config["probes"]["token_range"]
-        assert gptneox["protocol"] == "random_tokens"
+        assert gptneox["protocol"] == config["probes"].get("protocol", "xu2026")
         assert gptneox["thresholds"]["class_selectivity"] == config["thresholds"]["class_selectivity"]
         assert gptneox["milestones"]["induction_onset_heads"] == 3
 
