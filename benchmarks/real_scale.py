@@ -323,7 +323,7 @@ def job_measure(args: dict[str, Any]) -> dict[str, Any]:
     from circuitsweep.checkpoints.loading import load_model, resolve_device, weight_files
     from circuitsweep.checkpoints.snapshots import read_snapshot
     from circuitsweep.heads.attention_hook import register
-    from circuitsweep.heads.probes import induction_probe, random_batch, repeated_batch
+    from circuitsweep.heads.probes import random_batch, repeated_batch, run_induction_probe
     from circuitsweep.heads.stage import RevisionJob, measure_loaded
 
     torch.set_num_threads(args["threads"])
@@ -346,9 +346,8 @@ def job_measure(args: dict[str, Any]) -> dict[str, Any]:
     measure_s = time.perf_counter() - measure_started
     probes, size = job.probes, job.probes.batch_size
     low_high = probes.token_range
-    ind = probes.induction
     batches = [
-        induction_probe(ind.n_sequences, ind.seq_len, low_high, ind.seed, ind.min_first_position).tokens,
+        run_induction_probe(probes, None).tokens,
         repeated_batch(probes.repeated.n_sequences, probes.repeated.seq_len, low_high, probes.repeated.seed),
         random_batch(probes.random.n_sequences, probes.random.seq_len, low_high, probes.random.seed),
     ]

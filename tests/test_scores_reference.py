@@ -13,7 +13,7 @@ from circuitsweep import contracts as C
 from circuitsweep.heads.attention_hook import register
 from circuitsweep.heads.measure import ProbeSettings, head_statistics
 from circuitsweep.heads.probe_settings import LOCAL_OFFSETS
-from circuitsweep.heads.probes import induction_probe, random_batch, repeated_batch
+from circuitsweep.heads.probes import random_batch, repeated_batch, run_induction_probe
 from circuitsweep.heads.scores import head_scores, loss_halves
 
 PROBES = ProbeSettings.from_dict(
@@ -41,17 +41,7 @@ def eager_reference(
 ) -> tuple[dict[str, np.ndarray], tuple[float, float] | None]:
     """Scores computed the plain way: full patterns of every layer, full LM head (loss halves None without one)."""
     ind = probes.induction
-    probe = induction_probe(
-        ind.n_sequences,
-        ind.seq_len,
-        probes.token_range,
-        ind.seed,
-        ind.min_first_position,
-        first_token,
-        protocol=probes.protocol,
-        n_baseline=ind.n_baseline,
-        baseline_seed=ind.baseline_seed,
-    )
+    probe = run_induction_probe(probes, first_token)
     base = probe.baseline_rows(slice(None)).numpy()  # [N, K]
     with torch.no_grad():
         attn = torch.stack(model(probe.tokens, output_attentions=True).attentions, 1).double().numpy()

@@ -273,20 +273,9 @@ def synthetic_probe(probes: Any, first_token: int | None) -> AblationProbe:
 
     probes: the run's ``ProbeSettings``.
     """
-    from circuitsweep.heads.probes import induction_probe
+    from circuitsweep.heads.probes import run_induction_probe
 
-    ind = probes.induction
-    probe = induction_probe(
-        ind.n_sequences,
-        ind.seq_len,
-        probes.token_range,
-        ind.seed,
-        ind.min_first_position,
-        first_token,
-        protocol=probes.protocol,
-        n_baseline=ind.n_baseline,
-        baseline_seed=ind.baseline_seed,
-    )
+    probe = run_induction_probe(probes, first_token)
     query = torch.full((len(probe.tokens),), probe.last, dtype=torch.int64)
     target = probe.tokens.gather(1, (probe.first_a + 1)[:, None])[:, 0]
     return AblationProbe("synthetic", probe.tokens, query, target)

@@ -26,7 +26,7 @@ from circuitsweep.heads.attention_hook import observing, run_until_stop
 from circuitsweep.heads.mlp_chunks import chunked_mlps
 from circuitsweep.heads.observers import InductionObserver, RepeatedObserver, SinkObserver
 from circuitsweep.heads.probe_settings import ProbeSettings
-from circuitsweep.heads.probes import induction_probe, random_batch, repeated_batch
+from circuitsweep.heads.probes import random_batch, repeated_batch, run_induction_probe
 from circuitsweep.heads.verify import verify_model
 
 #: Bytes of float32 logits per chunk of the LM head: bounds the transient ``[rows, vocab]``
@@ -156,17 +156,7 @@ def _measure(
     def attention_only(batch: torch.Tensor) -> None:
         run_until_stop(lambda: base(input_ids=batch, use_cache=False))
 
-    probe = induction_probe(
-        ind.n_sequences,
-        ind.seq_len,
-        probes.token_range,
-        ind.seed,
-        ind.min_first_position,
-        first_token,
-        protocol=probes.protocol,
-        n_baseline=ind.n_baseline,
-        baseline_seed=ind.baseline_seed,
-    )
+    probe = run_induction_probe(probes, first_token)
     induction = InductionObserver(n_layers, probe.baseline_record)
     with observing(induction, stop_after=last_layer):
         for part in _batches(ind.n_sequences, size):

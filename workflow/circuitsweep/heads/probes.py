@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from circuitsweep.errors import DataError
-from circuitsweep.heads.probe_settings import LOCAL_OFFSETS, baseline_candidates
+from circuitsweep.heads.probe_settings import LOCAL_OFFSETS, ProbeSettings, baseline_candidates
 
 #: The induction-probe protocols (``probes.protocol``); the first is the study's and the default.
 PROTOCOLS: tuple[str, ...] = ("xu2026", "clean")
@@ -250,6 +250,26 @@ def induction_probe(
         baseline=baseline,
         baseline_record=record,
         protocol=protocol,
+    )
+
+
+def run_induction_probe(probes: ProbeSettings, first_token: int | None) -> InductionProbe:
+    """The induction probe a run's ``probes`` settings describe: its protocol, seeds and baseline.
+
+    The one place that turns settings into :func:`induction_probe` arguments, so
+    the measurement, the ablation and the tests all see the same sequences.
+    """
+    ind = probes.induction
+    return induction_probe(
+        ind.n_sequences,
+        ind.seq_len,
+        probes.token_range,
+        ind.seed,
+        ind.min_first_position,
+        first_token,
+        protocol=probes.protocol,
+        n_baseline=ind.n_baseline,
+        baseline_seed=ind.baseline_seed,
     )
 
 
