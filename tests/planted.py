@@ -16,6 +16,11 @@ from __future__ import annotations
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
+from circuitsweep.heads.classify import Thresholds
+
+#: The study's classification thresholds (DESIGN.md 3): class 30x, circuit 50x / 100x, sink alpha 0.3.
+STUDY_THRESHOLDS = Thresholds(class_selectivity=30, induction_circuit=50, previous_circuit=100, sink_alpha=0.3)
+
 VOCAB = 32
 FIRST_TOKEN = 1
 HIDDEN, HEADS, HEAD = 256, 4, 64

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 import torch
-from planted import FIRST_TOKEN, VOCAB, planted_model
+from planted import FIRST_TOKEN, STUDY_THRESHOLDS, VOCAB, planted_model
 
 from circuitsweep.heads.ablation import (
     ablated,
@@ -23,12 +23,7 @@ from circuitsweep.heads.measure import ProbeSettings, head_statistics
 from circuitsweep.heads.probe_settings import AblationSettings
 from circuitsweep.heads.scores import head_scores
 
-THRESHOLDS = Thresholds(
-    class_selectivity=30,
-    induction_circuit=50,
-    previous_circuit=100,
-    sink_alpha=0.3,
-)
+THRESHOLDS = STUDY_THRESHOLDS
 # protocol clean: in a 30-token vocabulary the study's probe keeps many stray A and B tokens, which a
 # planted head copies from as readily as from the planted pair; clean probes have none
 PROBES = ProbeSettings.from_dict(

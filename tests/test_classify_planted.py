@@ -5,19 +5,14 @@ from __future__ import annotations
 import polars as pl
 import pytest
 import torch
-from planted import FIRST_TOKEN, PLANTED, VOCAB, planted_model
+from planted import FIRST_TOKEN, PLANTED, STUDY_THRESHOLDS, VOCAB, planted_model
 
 from circuitsweep.heads.attention_hook import register
-from circuitsweep.heads.classify import Thresholds, head_classes
+from circuitsweep.heads.classify import head_classes
 from circuitsweep.heads.measure import ProbeSettings, head_statistics
 from circuitsweep.heads.scores import head_scores
 
-STUDY = Thresholds(
-    class_selectivity=30,
-    induction_circuit=50,
-    previous_circuit=100,
-    sink_alpha=0.3,
-)
+STUDY = STUDY_THRESHOLDS
 PROBES = ProbeSettings.from_dict(
     {
         "kind": "random_tokens",

@@ -6,12 +6,12 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from planted import FIRST_TOKEN, VOCAB, planted_model
+from planted import FIRST_TOKEN, STUDY_THRESHOLDS, VOCAB, planted_model
 
 from circuitsweep import contracts as C
 from circuitsweep.errors import DataError
 from circuitsweep.heads.attention_hook import register
-from circuitsweep.heads.classify import Thresholds, head_classes
+from circuitsweep.heads.classify import head_classes
 from circuitsweep.heads.measure import ProbeSettings, head_statistics
 from circuitsweep.heads.probes import induction_probe
 from circuitsweep.heads.scores import head_scores
@@ -117,12 +117,7 @@ def test_no_valid_sequence_is_an_error():
         induction_probe(5, 128, (2, 5), 0, n_baseline=20)
 
 
-THRESHOLDS = Thresholds(
-    class_selectivity=30,
-    induction_circuit=50,
-    previous_circuit=100,
-    sink_alpha=0.3,
-)
+THRESHOLDS = STUDY_THRESHOLDS
 
 
 @pytest.mark.parametrize(
