@@ -22,3 +22,20 @@ def job_logs(workdir: Path, tail: int = 3000) -> str:
     """The last ``tail`` characters of every non-empty job log under ``workdir/results/logs``."""
     written = [p for p in sorted(Path(workdir).glob("results/logs/**/*.log")) if p.stat().st_size]
     return "\n".join(f"== {p}\n{p.read_text()[-tail:]}" for p in written)
+
+
+def toy_hub_settings() -> dict:
+    """Probes and thresholds of a sweep of the toy models served by the loopback Hub (T = 64, their context).
+
+    A fresh dict each call, so a test may change its copy.
+    """
+    return {
+        "probes": {
+            "token_range": [2, 64],
+            "batch_size": 32,
+            "induction": {"n_sequences": 32, "seq_len": 64},
+            "repeated": {"n_sequences": 16, "seq_len": 64},
+            "random": {"n_sequences": 16, "seq_len": 64},
+        },
+        "thresholds": {"class_selectivity": 8, "induction_circuit": 12},
+    }

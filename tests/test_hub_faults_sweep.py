@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 import yaml
 from hubserver import HubServer
-from runenv import job_env
+from runenv import job_env, toy_hub_settings
 from test_workflow_hub import REPO, REPO_ID, hub_repo, run  # noqa: F401 - hub_repo is a fixture
 
 from circuitsweep.checkpoints import local_hub
@@ -53,14 +53,7 @@ def sweep(server: HubServer, tmp_path: Path, name: str) -> Path:
     listed = run(cli, env, workdir)
     assert "skipped 1 branches" in listed.stdout and "'step5/evil'" in listed.stdout
     config = {
-        "probes": {
-            "token_range": [2, 64],
-            "batch_size": 32,
-            "induction": {"n_sequences": 32, "seq_len": 64},
-            "repeated": {"n_sequences": 16, "seq_len": 64},
-            "random": {"n_sequences": 16, "seq_len": 64},
-        },
-        "thresholds": {"class_selectivity": 8, "induction_circuit": 12},
+        **toy_hub_settings(),
         "primitives": {"enabled": False},
         "models": {
             "hub-toy": {

@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 import yaml
 from hubserver import HubServer
-from runenv import job_env, job_logs
+from runenv import job_env, job_logs, toy_hub_settings
 
 from circuitsweep.checkpoints import local_hub
 from circuitsweep.toy.train import ToySpec, train_and_publish
@@ -65,14 +65,7 @@ def test_sweep_from_a_hub_repository(hub_repo, tmp_path):
         assert [r["tokens"] for r in listed["revisions"]] == [0, 40960, 81920, 122880]
 
         config = {
-            "probes": {
-                "token_range": [2, 64],
-                "batch_size": 32,
-                "induction": {"n_sequences": 32, "seq_len": 64},
-                "repeated": {"n_sequences": 16, "seq_len": 64},
-                "random": {"n_sequences": 16, "seq_len": 64},
-            },
-            "thresholds": {"class_selectivity": 8, "induction_circuit": 12},
+            **toy_hub_settings(),
             "primitives": {"enabled": False},
             "models": {
                 "hub-toy": {
