@@ -16,6 +16,7 @@ if not workflow.overwrite_configfiles:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/toy.smk"
 include: "workflow/rules/snapshots.smk"
+include: "workflow/rules/measure.smk"
 include: "workflow/rules/heads.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/plots.smk"

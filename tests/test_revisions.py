@@ -250,3 +250,31 @@ def test_bundled_olmo_is_partial_and_has_the_study_revisions() -> None:
     assert olmo.partial
     assert set(DESIGN_OLMO) <= set(olmo.names())
     assert olmo.by_name()["step1454000-tokens3048B"].tokens == 3_048_000_000_000  # read, not 1454000 x 2^21
+
+
+@pytest.mark.parametrize("spec", [{"every": 3}, {"log_count": 4, "by": "steps"}])
+def test_primitive_selection_of_a_revision_does_not_depend_on_the_others_swept(spec) -> None:
+    """Adding or removing a swept revision never changes whether another one gets primitives.
+
+    Counted in the swept list, ``every``/``log_count`` would shift (and rerun the
+    measurement of every revision after the change); counted on the source's grid, they do not.
+    """
+    from circuitsweep.plan import stable_selection
+
+    grid = [Revision(f"step{step}", step, step * 10) for step in range(0, 120, 10)]
+    chosen_on_grid = {r.name for r in R.select_revisions(grid, spec)}
+    swept = [grid[i] for i in (0, 2, 3, 5, 8, 11)]
+    before = {r.name for r in stable_selection(swept, grid, spec)}
+    assert before == chosen_on_grid & {r.name for r in swept}
+    for changed in ([r for r in swept if r.name != "step30"], [*swept, grid[4]], [*swept[:2], grid[1], *swept[2:]]):
+        after = {r.name for r in stable_selection(changed, grid, spec)}
+        assert after & before == before & {r.name for r in changed}
+        assert after - before <= chosen_on_grid
+
+
+def test_primitive_selection_by_name_chooses_from_the_swept_revisions() -> None:
+    """A list of names or steps picks those swept revisions, as for the head revisions."""
+    from circuitsweep.plan import stable_selection
+
+    grid = [Revision(f"step{step}", step, step) for step in (0, 10, 20, 30)]
+    assert [r.name for r in stable_selection(grid[:3], grid, ["step20", 0])] == ["step0", "step20"]

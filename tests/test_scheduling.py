@@ -58,7 +58,7 @@ def test_submission_count_of_a_full_scale_sweep():
 def test_block_record_and_dropping_a_snapshot(tmp_path):
     cache = tmp_path / "heads.parquet"
     cache.write_bytes(b"x" * 5)
-    S.write_block_record("m.0", [cache], tmp_path / "m.0.json", tmp_path / "log")
+    S.write_block_record("m.0", [cache], tmp_path / "m.0.json")
     assert json.loads((tmp_path / "m.0.json").read_text()) == {"block": "m.0", "files": {str(cache): 5}}
     with pytest.raises(CacheError, match="m.1: caches missing"):
         S.write_block_record("m.1", [tmp_path / "absent"], tmp_path / "m.1.json")

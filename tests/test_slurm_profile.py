@@ -37,9 +37,9 @@ from slurm_cluster import (
 WORKSTATION_PROFILE = REPO_ROOT / "profiles" / "workstation" / "config.yaml"
 
 # the rules that load a model and need a GPU
-GPU_RULES = {"measure_heads", "measure_primitives"}
+GPU_RULES = {"measure_heads", "measure_revision"}
 # the rules of the job group "revisions": one SLURM job per block of revisions
-GROUPED_RULES = ("measure_heads", "measure_primitives", "score_primitives", "revision_block")
+GROUPED_RULES = ("measure_heads", "measure_revision", "score_primitives", "revision_block")
 # rules that need a model's tokenizer: the toy suite has none, so its sweep never runs them
 TOKENIZER_RULES = {"natural_batch"}
 

@@ -85,7 +85,7 @@ def _slurm_job(job_id: str) -> dict[str, str]:
 
 
 # the rules of the job group "revisions" (one SLURM job per block of revisions)
-GROUPED_RULES = ("measure_heads", "measure_primitives", "score_primitives", "revision_block")
+GROUPED_RULES = ("measure_heads", "measure_revision", "score_primitives", "revision_block")
 
 
 def _test_cluster_extras(cluster: SlurmCluster) -> dict:

@@ -63,11 +63,14 @@ def test_primitive_study_config_names_its_gated_repositories():
 
 @pytest.mark.parametrize("config", SWEEP_CONFIGS)
 def test_sweep_config_dry_runs(config, tmp_path):
-    """Snakemake plans every job of the config offline: one measurement per model and revision."""
+    """Snakemake plans every job of the config offline: one measurement job (one load) per model and revision."""
     plan = plan_sweep(load_config(ROOT / config), ROOT)
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path)]
     command += ["--configfile", str(ROOT / config), "-n", "--cores", "2", "--quiet", "rules"]
     result = subprocess.run(command, capture_output=True, text=True, env=job_env(), timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, re.M))
-    assert int(counts["measure_heads"]) == sum(len(r) for r in plan.revisions.values())
+    measured = int(counts.get("measure_heads", 0)) + int(counts.get("measure_revision", 0))
+    assert measured == sum(len(r) for r in plan.revisions.values())
+    with_primitives = sum(len(plan.primitive_revisions(m)) for m in plan.primitive_models())
+    assert int(counts.get("measure_revision", 0)) == with_primitives

@@ -236,36 +236,50 @@ def test_changing_a_milestone_threshold_reclassifies_nothing(toy_run, tmp_path):
     assert jobs == {"head_tables": 1, "plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3}
 
 
-def test_adding_a_revision_runs_only_its_jobs_and_the_aggregates(tmp_path):
-    """A revision added to the config is measured, with the next one (disk bound); nothing is retrained."""
+def _sweeping(revisions: list[str]) -> dict:
+    """SMALL_CONFIG over a four-step toy grid, sweeping ``revisions``, primitives on every second grid revision."""
+    model = {**SMALL_CONFIG["models"]["toy-gptneox"], "revisions": revisions}
+    model["toy"] = {**model["toy"], "schedule": [0, 10, 20, 30]}
+    primitives = {**SMALL_CONFIG["primitives"], "revisions": {"every": 2}}
+    return {**SMALL_CONFIG, "primitives": primitives, "models": {"toy-gptneox": model}}
+
+
+def test_adding_or_removing_a_revision_runs_only_its_jobs_and_the_aggregates(tmp_path):
+    """Revisions inserted or appended are measured by one job each (one weight load); nothing else is measured again.
+
+    Primitives go to every second revision of the toy's grid (step0, step20 and the
+    last, step30), whichever of them are swept, so adding or removing a revision
+    changes no other revision's selection; the disk-bound order holds only revisions
+    still to measure, so no measured revision is fetched again.
+    """
     workdir = tmp_path / "work"
-    first = write_config(tmp_path / "first.yaml", SMALL_CONFIG)
+    first = write_config(tmp_path / "first.yaml", _sweeping(["step0", "step20"]))
     snakemake(workdir, first, "--cores", "2")
     assert planned_jobs(workdir, first) == {}
-    grown = {**SMALL_CONFIG, "models": {"toy-gptneox": {**SMALL_CONFIG["models"]["toy-gptneox"]}}}
-    grown["models"]["toy-gptneox"]["revisions"] = ["step0", "step10", "step20"]
-    second = write_config(tmp_path / "second.yaml", grown)
-    # step10 is new; step20 is fetched and measured again: with snapshots_on_disk: 2 its
-    # fetch now waits for step0's caches (two places earlier), a changed input. Inserting
-    # a revision refetches at most snapshots_on_disk revisions after it; appending none.
+    second = write_config(tmp_path / "second.yaml", _sweeping(["step0", "step10", "step20", "step30"]))
+    aggregates = {"classify_heads": 1, "head_tables": 1, "plot_emergence": 1, "plot_heatmap": 1,
+                  "plot_trajectories": 1, "sweep_overhead": 1}  # fmt: skip
+    primitive_aggregates = {"primitive_tables": 1, "plot_primitive_gap": 1}
     assert planned_jobs(workdir, second) == {
         "fetch_snapshot": 2,
-        "measure_heads": 2,
-        "measure_primitives": 2,
-        "score_primitives": 2,
+        "measure_heads": 1,
+        "measure_revision": 1,
+        "score_primitives": 1,
         "revision_block": 2,
-        "classify_heads": 1,
-        "head_tables": 1,
-        "primitive_tables": 1,
-        "plot_emergence": 1,
-        "plot_heatmap": 1,
-        "plot_trajectories": 1,
-        "plot_primitive_gap": 1,
-        "sweep_overhead": 1,
+        **aggregates,
+        **primitive_aggregates,
     }
     snakemake(workdir, second, "--cores", "2")
     emergence = pl.read_parquet(workdir / "results" / "tables" / "emergence.parquet")
-    assert emergence["revision"].to_list() == ["step0", "step10", "step20"]
+    assert emergence["revision"].to_list() == ["step0", "step10", "step20", "step30"]
+    gaps = pl.read_csv(workdir / "results" / "tables" / "primitive_gaps.csv")
+    assert sorted(set(gaps["revision"])) == ["step0", "step20", "step30"]
+    # counted by position in the swept list, every: 2 would now choose step0 and step30 only
+    third = write_config(tmp_path / "third.yaml", _sweeping(["step0", "step10", "step30"]))
+    assert planned_jobs(workdir, third) == {**aggregates, **primitive_aggregates}
+    snakemake(workdir, third, "--cores", "2")
+    gaps = pl.read_csv(workdir / "results" / "tables" / "primitive_gaps.csv")
+    assert sorted(set(gaps["revision"])) == ["step0", "step30"]
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Test hook, imported at start-up by every Python whose PYTHONPATH holds this folder.
 
 When CIRCUITSWEEP_TEST_MEASURE is set (JSON {"sleep": seconds, "fail": revision}),
-`circuitsweep measure-heads` is replaced by a stand-in that sleeps, then fails for the
+`circuitsweep measure-revision` is replaced by a stand-in that sleeps, then fails for the
 named revision (a DataError, as bad data would) or writes placeholder caches. Used by
 tests/test_disk_bound.py to make measurement slow (snapshots pile up if the bound is
 not real) without loading a model.
@@ -28,4 +28,4 @@ if _SPEC:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(f"placeholder for {args.settings['revision']}\n")
 
-    _cli.cmd_measure_heads = _slow_measure
+    _cli.cmd_measure_revision = _slow_measure

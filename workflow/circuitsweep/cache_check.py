@@ -12,6 +12,7 @@ safetensors header is read as bytes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from collections.abc import Mapping
@@ -26,6 +27,21 @@ from circuitsweep.errors import CacheError
 CACHE_SCHEMA_VERSION = 2
 #: The metadata key holding :data:`CACHE_SCHEMA_VERSION`.
 SCHEMA_KEY = "cache_schema"
+#: The metadata key holding :func:`settings_digest` of the settings its measuring job was given.
+SETTINGS_KEY = "settings_sha256"
+
+
+def settings_digest(settings: Mapping[str, Any]) -> str:
+    """sha256 of a job's settings as canonical JSON: recorded in its caches, so the plan can tell they are current."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def records_settings(path: Path | str, settings: Mapping[str, Any]) -> bool:
+    """Whether the safetensors cache at ``path`` exists, is complete and was made with exactly ``settings``."""
+    try:
+        return safetensors_metadata(path).get(SETTINGS_KEY) == settings_digest(settings)
+    except (OSError, CacheError):
+        return False
 
 
 def _normal(value: Any) -> Any:

@@ -59,10 +59,12 @@ def cmd_fetch_snapshot(args: argparse.Namespace) -> None:
     fetch_snapshot(args.settings, Path(args.output))
 
 
-def cmd_measure_heads(args: argparse.Namespace) -> None:
+def cmd_measure_revision(args: argparse.Namespace) -> None:
     import torch
 
-    from circuitsweep.heads.stage import ExtraMeasurements, RevisionJob, measure_heads
+    from circuitsweep.errors import ConfigError
+    from circuitsweep.heads.stage import ExtraMeasurements, RevisionJob
+    from circuitsweep.revision_stage import PrimitiveRequest, measure_revision
 
     torch.set_num_threads(args.threads)
     extra = ExtraMeasurements(
@@ -70,13 +72,20 @@ def cmd_measure_heads(args: argparse.Namespace) -> None:
         natural_scores=Path(args.natural_scores) if args.natural_scores else None,
         ablation=Path(args.ablation) if args.ablation else None,
     )
-    measure_heads(
+    given = [args.primitive_settings is not None, args.stimuli is not None, args.primitives is not None]
+    if any(given) and not all(given):
+        raise ConfigError("measure-revision: give --primitive-settings, --stimuli and --primitives together")
+    primitives = None
+    if all(given):
+        primitives = PrimitiveRequest(args.primitive_settings, Path(args.stimuli), Path(args.primitives))
+    measure_revision(
         Path(args.snapshot),
         RevisionJob.from_dict(args.settings),
         Path(args.stats),
         Path(args.scores),
-        mem_mb=args.mem_mb,
         extra=extra,
+        primitives=primitives,
+        mem_mb=args.mem_mb,
     )
 
 
@@ -156,17 +165,6 @@ def cmd_plot_trajectories(args: argparse.Namespace) -> None:
     head_trajectories(heads, args.model, Path(args.output), thresholds.get("class_selectivity"))
 
 
-def cmd_measure_primitives(args: argparse.Namespace) -> None:
-    import torch
-
-    from circuitsweep.primitives.stage import PrimitiveJob, measure_revision_primitives
-
-    torch.set_num_threads(args.threads)
-    measure_revision_primitives(
-        Path(args.snapshot), PrimitiveJob.from_dict(args.settings), Path(args.stimuli), Path(args.output)
-    )
-
-
 def cmd_score_primitives(args: argparse.Namespace) -> None:
     from circuitsweep.primitives.stage import score_revision_primitives
 
@@ -192,10 +190,20 @@ def cmd_sweep_overhead(args: argparse.Namespace) -> None:
     from circuitsweep.table_io import write_csv, write_markdown
 
     table = sweep_overhead(
-        [Path(p) for p in args.scores], [Path(p) for p in args.fetch], [Path(p) for p in args.measure]
+        [Path(p) for p in args.scores],
+        [Path(p) for p in args.fetch],
+        [Path(p) for p in args.measure],
+        [Path(p) for p in args.primitives],
     )
     write_csv(table, Path(args.csv))
     write_markdown(table, Path(args.markdown), title="Sweep overhead: job wall time against forward-pass time")
+
+
+def cmd_block_record(args: argparse.Namespace) -> None:
+    from circuitsweep.scheduling import write_block_record
+
+    write_block_record(args.block, [Path(p) for p in args.files], Path(args.output))
+    print(f"block {args.block}: {len(args.files)} files recorded in {args.output}")
 
 
 def cmd_drop_snapshot(args: argparse.Namespace) -> None:
@@ -253,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settings", type=_json, required=True, help="JSON: source and revision")
     p.add_argument("--output", required=True, help="snapshot folder to create")
 
-    p = add("measure-heads", cmd_measure_heads, "run the probes on one revision and write its head cache")
+    p = add("measure-revision", cmd_measure_revision, "load one revision once; write its head cache (and primitives)")
     p.add_argument("--settings", type=_json, required=True, help="JSON: model, revision, probes, dtype, first token")
     p.add_argument("--snapshot", required=True, help="snapshot folder (with snapshot.json)")
     p.add_argument("--stats", required=True, help="output safetensors shard of statistics")
@@ -263,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--natural-batch", help="natural-text batch (safetensors) to measure, with probes.natural_text")
     p.add_argument("--natural-scores", help="output Parquet of per-head natural-text scores")
     p.add_argument("--ablation", help="output Parquet of ablation rows, with settings.ablation")
+    p.add_argument("--primitive-settings", type=_json, help="JSON: the primitive job (Plan.primitive_settings)")
+    p.add_argument("--stimuli", help="stimuli YAML of the primitive measurement")
+    p.add_argument("--primitives", help="output safetensors shard of the primitive measurement")
 
     p = add("natural-batch", cmd_natural_batch, "tokenize the natural-text corpus with one revision's tokenizer")
     p.add_argument("--settings", type=_json, required=True, help="JSON: batch name, model and natural_text settings")
@@ -310,15 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--output", required=True)
 
-    p = add("measure-primitives", cmd_measure_primitives, "measure one revision's primitive representations")
-    p.add_argument("--settings", type=_json, required=True, help="JSON: model, revision, dtype, encoding, sampling")
-    p.add_argument("--snapshot", required=True, help="snapshot folder (with snapshot.json)")
-    p.add_argument("--stimuli", required=True, help="stimuli YAML (config/primitives.yaml)")
-    p.add_argument("--output", required=True, help="output safetensors shard")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-
     p = add("score-primitives", cmd_score_primitives, "score one revision's primitive shard (no model)")
-    p.add_argument("--cache", required=True, help="primitive shard of measure-primitives")
+    p.add_argument("--cache", required=True, help="primitive shard of measure-revision")
     p.add_argument("--stimuli", required=True)
     p.add_argument("--scoring", type=_json, required=True, help="JSON: n_folds, n_perm, seed")
     p.add_argument("--output", required=True, help="folder for the revision's tables")
@@ -335,12 +339,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("sweep-overhead", cmd_sweep_overhead, "compare job wall time with forward-pass time")
     p.add_argument("--scores", nargs="+", required=True, help="head-score Parquet files")
     p.add_argument("--fetch", nargs="*", default=[], help="fetch_snapshot benchmark TSVs")
-    p.add_argument("--measure", nargs="+", required=True, help="measure_heads benchmark TSVs")
+    p.add_argument("--measure", nargs="+", required=True, help="benchmark TSVs of the measuring jobs")
+    p.add_argument("--primitives", nargs="*", default=[], help="primitive shards (their forward seconds count too)")
     p.add_argument("--csv", required=True)
     p.add_argument("--markdown", required=True)
 
     p = add("drop-snapshot", cmd_drop_snapshot, "delete the snapshot of a failed measurement")
     p.add_argument("snapshot")
+
+    p = add("block-record", cmd_block_record, "record that every cache of a job block exists")
+    p.add_argument("--block", required=True, help="block name (<model>.<first revision>)")
+    p.add_argument("--files", nargs="*", default=[], help="the caches of the block's revisions")
+    p.add_argument("--output", required=True, help="the block's JSON record")
 
     p = add(
         "prefetch",
@@ -354,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -1,7 +1,8 @@
 """Sweep overhead: what the per-revision jobs cost against the forward passes they need.
 
-Each measurement job records the seconds its probe forward passes took
-(``forward_seconds`` in the head cache's metadata); Snakemake's ``benchmark:``
+Each measurement job records the seconds its forward passes took
+(``forward_seconds`` in the metadata of the head cache, and of the primitive
+shard when the job measured primitives too); Snakemake's ``benchmark:``
 files record each job's wall time. Their ratio says how much of a sweep is
 start-up, loading and bookkeeping rather than the model's own work.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
+from circuitsweep.cache_check import safetensors_metadata
 from circuitsweep.errors import CacheError
 from circuitsweep.table_io import read_table
 
@@ -36,6 +38,12 @@ def benchmark_seconds(path: Path) -> float:
     return float(rows[0]["s"])
 
 
+def _forward_seconds(path: Path, metadata: dict) -> float:
+    if "forward_seconds" not in metadata:
+        raise CacheError(f"{path} records no forward_seconds; it predates the overhead report, rerun it")
+    return float(metadata["forward_seconds"])
+
+
 def _by_model(benchmarks: Sequence[Path]) -> dict[str, float]:
     """Summed wall seconds per model of benchmark files laid out as ``<rule>/<model>/<revision>.tsv``."""
     totals: dict[str, float] = {}
@@ -45,25 +53,32 @@ def _by_model(benchmarks: Sequence[Path]) -> dict[str, float]:
 
 
 def sweep_overhead(
-    scores: Sequence[Path], fetch_benchmarks: Sequence[Path], measure_benchmarks: Sequence[Path]
+    scores: Sequence[Path],
+    fetch_benchmarks: Sequence[Path],
+    measure_benchmarks: Sequence[Path],
+    primitive_shards: Sequence[Path] = (),
 ) -> pl.DataFrame:
     """One row per model (and ``all``): forward seconds against fetch and measure job wall seconds.
 
-    ``scores``: head-score Parquet files (their metadata holds ``forward_seconds``);
-    the benchmarks: Snakemake benchmark TSVs at ``<rule>/<model>/<revision>.tsv``.
+    ``scores``: head-score Parquet files and ``primitive_shards`` the primitive
+    safetensors shards (the metadata of each holds ``forward_seconds``); the
+    benchmarks: Snakemake benchmark TSVs at ``<rule>/<model>/<revision>.tsv``.
     """
     fetch_benchmarks, measure_benchmarks = _by_model(fetch_benchmarks), _by_model(measure_benchmarks)
-    forward: dict[str, list[float]] = {}
+    heads: dict[str, list[float]] = {}
     for path in scores:
         metadata = read_table(path)[1]
-        if "forward_seconds" not in metadata:
-            raise CacheError(f"{path} records no forward_seconds; it predates the overhead report, rerun it")
-        forward.setdefault(metadata["model"], []).append(float(metadata["forward_seconds"]))
+        heads.setdefault(metadata["model"], []).append(_forward_seconds(path, metadata))
+    primitives: dict[str, float] = {}
+    for path in primitive_shards:
+        metadata = safetensors_metadata(path)
+        primitives[metadata["model"]] = primitives.get(metadata["model"], 0.0) + _forward_seconds(path, metadata)
     rows = []
-    for model, seconds in forward.items():
+    for model, seconds in heads.items():
+        forward = sum(seconds) + primitives.get(model, 0.0)
         fetch = fetch_benchmarks.get(model, 0.0)
         measure = measure_benchmarks.get(model, 0.0)
-        rows.append({"model": model, "n_revisions": len(seconds), "forward_seconds": sum(seconds),
+        rows.append({"model": model, "n_revisions": len(seconds), "forward_seconds": forward,
                      "fetch_job_seconds": fetch, "measure_job_seconds": measure})  # fmt: skip
     table = pl.DataFrame(rows)
     total = table.select(pl.lit("all").alias("model"), pl.exclude("model").sum())

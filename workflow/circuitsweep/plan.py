@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY
+from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, records_settings, safetensors_metadata
 from circuitsweep.checkpoints import local_hub, run_dir
 from circuitsweep.config import RUN_DIR_PATTERN, ModelSettings, resolve_ablation, resolve_config, schema_default
 from circuitsweep.config_checks import model_problems
@@ -105,6 +105,10 @@ class Plan:
     causal_factor: float = 2.0
     #: Weights fingerprint (sha256) of each planned revision of a run_dir source: model -> revision -> sha256.
     fingerprints: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Every revision each model's source publishes: the fixed grid that primitive selections count on.
+    available: dict[str, list[Revision]] = field(default_factory=dict)
+    #: The fingerprint of each primitive model's stimuli (``Stimuli.fingerprint``), as its shards record it.
+    stimuli_sha256: dict[str, str] = field(default_factory=dict)
 
     def revision(self, model: str, name: str) -> Revision:
         for revision in self.revisions[model]:
@@ -169,6 +173,39 @@ class Plan:
             settings["ablation"] = asdict(self.ablation)
             settings["circuit_selectivity"] = max(thresholds.induction_circuit, thresholds.class_selectivity)
         return settings
+
+    def measure_extra_outputs(self, model: str, name: str) -> dict[str, Path]:
+        """A measurement job's outputs besides its head cache: natural-text scores and ablation rows, if asked for.
+
+        Keys are the ``measure-revision`` options that take each path (``natural_scores`` -> ``--natural-scores``);
+        ``model``/``name`` may be wildcard patterns (``"{model}"``).
+        """
+        outputs = {}
+        if self.natural_text():
+            outputs["natural_scores"] = self.paths.natural_scores(model, name)
+        if self.ablation is not None:
+            outputs["ablation"] = self.paths.ablation_rows(model, name)
+        return outputs
+
+    def is_measured(self, model: str, name: str) -> bool:
+        """Whether every cache of revision ``name`` exists and was made with the settings planned now.
+
+        Read from the caches' headers when the DAG is built. Only revisions not
+        yet measured (or measured with other settings) are fetched, and only they
+        take places in the disk-bound order, so adding or removing a revision
+        never moves the fetch of one already measured (which would measure it again).
+        """
+        paths = [self.paths.head_scores(model, name), *self.measure_extra_outputs(model, name).values()]
+        if not all(path.exists() for path in paths):
+            return False
+        if not records_settings(self.paths.head_stats(model, name), self.measure_settings(model, name)):
+            return False
+        if self.measures_primitives(model, name):
+            shard = self.paths.primitive_stats(model, name)
+            if not records_settings(shard, self.primitive_settings(model, name)):
+                return False
+            return safetensors_metadata(shard).get("stimuli_sha256") == self.stimuli_sha256[model]
+        return True
 
     def natural_text(self) -> bool:
         """Whether the run measures the natural-text probe (every model or none, see config)."""
@@ -238,9 +275,18 @@ class Plan:
 
     def primitive_revisions(self, model: str) -> list[Revision]:
         """The swept revisions of ``model`` that get primitive measurements (``primitives.revisions``)."""
-        return select_revisions(
-            self.revisions[model], self.models[model].primitives.get("revisions", "all"), model=model
+        return stable_selection(
+            self.revisions[model],
+            self.available.get(model, self.revisions[model]),
+            self.models[model].primitives.get("revisions", "all"),
+            model=model,
         )
+
+    def measures_primitives(self, model: str, name: str) -> bool:
+        """Whether revision ``name`` of ``model`` gets a primitive measurement (from the same weight load)."""
+        if not self.models[model].primitives["enabled"]:
+            return False
+        return any(revision.name == name for revision in self.primitive_revisions(model))
 
     def stimuli(self, model: str) -> Path:
         return self.root / self.models[model].primitives["stimuli"]
@@ -259,6 +305,22 @@ class Plan:
 
     def primitive_scoring(self, model: str) -> dict[str, Any]:
         return dict(self.models[model].primitives["scoring"])
+
+
+def stable_selection(swept: list[Revision], available: list[Revision], spec: Any, *, model: str = "") -> list[Revision]:
+    """The revisions of ``swept`` that selection ``spec`` chooses, whichever others are swept.
+
+    A rule that counts positions (``every``) or spaces points (``log_count``)
+    is applied to ``available``, the source's whole revision grid, and then
+    intersected with ``swept``: adding or removing a swept revision never
+    changes whether another one is chosen (counted in the swept list it would,
+    and the measurement of every revision after it would run again). Names and
+    steps (a list) choose from ``swept`` directly.
+    """
+    if not isinstance(spec, dict):
+        return select_revisions(swept, spec, model=model)
+    chosen = {revision.name for revision in select_revisions(available, spec, model=model)}
+    return [revision for revision in select_revisions(swept, "all") if revision.name in chosen]
 
 
 def corpus_location(corpus: str, root: Path) -> str:
@@ -293,7 +355,7 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
     paths resolve; ``paths``: where results go (default ``results/``).
     """
     models = resolve_config(config)
-    revisions = {}
+    revisions, available, stimuli = {}, {}, {}
     problems = []
     for name, model in models.items():
         found = model_problems(model)
@@ -301,18 +363,20 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
         if found:
             continue
         try:
-            revisions[name] = select_revisions(available_revisions(model, Path(root)), model.revisions, model=name)
+            available[name] = available_revisions(model, Path(root))
+            revisions[name] = select_revisions(available[name], model.revisions, model=name)
         except (ValueError, ConfigError) as error:
             problems.append(f"models.{name}.revisions: {error}" if not isinstance(error, ConfigError) else str(error))
     for name, model in models.items():
         if model.primitives["enabled"]:
             try:
-                load_stimuli(Path(root) / model.primitives["stimuli"])
+                stimuli[name] = load_stimuli(Path(root) / model.primitives["stimuli"]).fingerprint()
             except (ConfigError, OSError) as error:
                 problems.append(f"models.{name}.primitives.stimuli: {error}")
             if name in revisions:
                 try:
-                    select_revisions(revisions[name], model.primitives.get("revisions", "all"), model=name)
+                    selection = model.primitives.get("revisions", "all")
+                    stable_selection(revisions[name], available[name], selection, model=name)
                 except ValueError as error:
                     problems.append(f"models.{name}.primitives.revisions: {error}")
     for name, model in models.items():
@@ -333,6 +397,8 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
         ablation=ablation,
         causal_factor=causal_factor,
         fingerprints=run_dir_fingerprints(models, revisions, Path(root), paths),
+        available=available,
+        stimuli_sha256=stimuli,
     )
 
 

@@ -84,18 +84,13 @@ def blocks(slots: dict) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def write_block_record(block: str, files: list[Path], output: Path, log: Path | None = None) -> None:
-    """Record that every cache of ``block`` exists: JSON {block, files: {path: bytes}}, atomically.
-
-    ``log``: where to write one line saying so (the rule's log).
-    """
+def write_block_record(block: str, files: list[Path], output: Path) -> None:
+    """Record that every cache of ``block`` exists: JSON {block, files: {path: bytes}}, atomically."""
     missing = [str(path) for path in files if not Path(path).exists()]
     if missing:
         raise CacheError(f"block {block}: caches missing: {', '.join(missing)}")
     record = {"block": block, "files": {str(path): Path(path).stat().st_size for path in files}}
     atomic_write_text(output, json.dumps(record, indent=1, sort_keys=True) + "\n")
-    if log is not None:
-        atomic_write_text(log, f"block {block}: {len(files)} files recorded in {output}\n")
 
 
 def drop_snapshot(snapshot: Path) -> bool:

@@ -1,7 +1,6 @@
 # Job blocks: the measurement jobs of a few consecutive revisions of one model,
 # submitted to a cluster as one job group (group "revisions"); the record says
-# every cache of the block exists. It runs in-process (no interpreter start-up:
-# a workstation runs one per revision). See circuitsweep.scheduling.
+# every cache of the block exists. See circuitsweep.scheduling.
 
 
 rule revision_block:
@@ -9,12 +8,17 @@ rule revision_block:
         block_inputs,
     output:
         block_marker("{block}"),
+    params:
+        members=lambda wildcards: as_json(BLOCKS[wildcards.block]),
     group:
         "revisions"
     resources:
         mem_mb=small_resource("revision_block", "mem_mb"),
         runtime=small_resource("revision_block", "runtime"),
+    conda:
+        ENV
     log:
         PATHS.log("revision_block/{block}"),
-    run:
-        S.write_block_record(wildcards.block, [Path(p) for p in input], Path(output[0]), Path(log[0]))
+    shell:
+        "python -m circuitsweep block-record --block {wildcards.block:q} --files {input:q} --output {output:q}"
+        " > {log:q} 2>&1"

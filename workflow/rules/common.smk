@@ -15,10 +15,12 @@ from circuitsweep.primitives import contract as K
 # Every rule runs the package of this workflow's own source tree, in whatever
 # environment runs the job (the activated one, or ENV under --sdm conda).
 ENV = "../../envs/circuitsweep.yaml"
-shell.prefix(
+SHELL_PREFIX = (
     f"set -euo pipefail; export PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'workflow'))}"
     "${{PYTHONPATH:+:$PYTHONPATH}}; "
 )
+shell.prefix(SHELL_PREFIX)
+
 
 # Snakemake's YAML reader keeps the last of two equal keys (a model listed twice
 # would silently sweep only the second entry): re-read the config files strictly.
@@ -81,12 +83,36 @@ def ablation_rows():
     return [PATHS.ablation_rows(model, revision) for model in MODELS for revision in revisions_of(model)]
 
 
-#: Outputs of measure_heads besides its head cache: natural-text scores and ablation rows, when the run has them.
-MEASURE_EXTRA_OUTPUTS = {}
-if PLAN.natural_text():
-    MEASURE_EXTRA_OUTPUTS["natural_scores"] = PATHS.natural_scores("{model}", "{revision}")
-if PLAN.ablation is not None:
-    MEASURE_EXTRA_OUTPUTS["ablation"] = PATHS.ablation_rows("{model}", "{revision}")
+def primitive_stimuli(wildcards):
+    """The stimuli of a revision selected for primitives. Any other revision gets a path
+    that no rule makes, so measure_revision cannot build it and Snakemake falls back to
+    measure_heads (ruleorder in measure.smk): exactly one measuring rule per revision."""
+    if PLAN.measures_primitives(wildcards.model, wildcards.revision):
+        return PLAN.stimuli(wildcards.model)
+    return PATHS.root / "not-selected-for-primitives" / wildcards.model / wildcards.revision
+
+
+def measuring_rule(model, revision):
+    """Which measuring rule runs a revision (measure_revision when it has primitives, else measure_heads)."""
+    return "measure_revision" if PLAN.measures_primitives(model, revision) else "measure_heads"
+
+
+MEASURE_SHELL = (
+    "python -m circuitsweep measure-revision --settings {params.settings:q} --snapshot {input.snapshot:q}"
+    " --stats {output.stats:q} --scores {output.scores:q} --threads {threads} --mem-mb {resources.mem_mb}"
+    " {params.extra} %s > {log:q} 2>&1"
+    " || {{ python -m circuitsweep drop-snapshot {input.snapshot:q} >> {log:q} 2>&1; exit 1; }}"
+)
+
+
+def measure_shell(primitives):
+    """The shell command of a measuring rule; a failed measurement deletes its snapshot (the disk bound)."""
+    options = "--primitive-settings {params.primitives:q} --stimuli {input.stimuli:q} --primitives {output.primitives:q}"
+    return MEASURE_SHELL % (options if primitives else "")
+
+
+#: Outputs of the measuring rules besides the head cache (natural-text scores, ablation rows; see Plan).
+MEASURE_EXTRA_OUTPUTS = PLAN.measure_extra_outputs("{model}", "{revision}")
 
 #: Outputs of head_tables besides the heads, emergence and milestone tables.
 TABLE_EXTRA_OUTPUTS = {}
@@ -96,13 +122,12 @@ if PLAN.ablation is not None:
 
 
 def measure_extra_args(wildcards):
-    """CLI arguments of measure-heads for the extra outputs (the same paths the rule declares)."""
+    """Options of measure-revision for the natural batch and the extra outputs (the paths declared as outputs)."""
     args = []
     if PLAN.natural_text():
         args += ["--natural-batch", natural_batch_of(wildcards)[0]]
-        args += ["--natural-scores", PATHS.natural_scores(wildcards.model, wildcards.revision)]
-    if PLAN.ablation is not None:
-        args += ["--ablation", PATHS.ablation_rows(wildcards.model, wildcards.revision)]
+    for key, path in PLAN.measure_extra_outputs(wildcards.model, wildcards.revision).items():
+        args += [f"--{key.replace('_', '-')}", path]
     return " ".join(shlex.quote(str(arg)) for arg in args)
 
 
@@ -142,6 +167,14 @@ def all_head_scores():
     return [PATHS.head_scores(model, revision) for model in MODELS for revision in revisions_of(model)]
 
 
+def all_primitive_shards():
+    return [
+        PATHS.primitive_stats(model, revision.name)
+        for model in PLAN.primitive_models()
+        for revision in PLAN.primitive_revisions(model)
+    ]
+
+
 def final_targets():
     return [
         PATHS.overhead_table("csv"),
@@ -171,6 +204,14 @@ SLOTS = S.fetch_order(
     {model: revisions_of(model) for model in MODELS}, SNAPSHOTS_ON_DISK, REVISIONS_PER_JOB
 )
 BLOCKS = S.blocks(SLOTS)
+# The disk-bound order holds only the revisions still to measure: one measured before
+# (with the settings planned now) is not fetched, so adding or removing a revision never
+# moves its wait. The profiles drop Snakemake's `input` rerun trigger for the same reason.
+TO_MEASURE = S.fetch_order(
+    {model: [r for r in revisions_of(model) if not PLAN.is_measured(model, r)] for model in MODELS},
+    SNAPSHOTS_ON_DISK,
+    REVISIONS_PER_JOB,
+)
 
 
 def measure_resource(key):
@@ -194,14 +235,16 @@ def small_resource(rule, key):
 def revision_caches(model, revision):
     """Every cache made from one revision's snapshot: once they exist, the snapshot is gone."""
     caches = [PATHS.head_stats(model, revision), PATHS.head_scores(model, revision)]
-    if model in PLAN.primitive_models() and revision in {r.name for r in PLAN.primitive_revisions(model)}:
+    if PLAN.measures_primitives(model, revision):
         caches.append(PATHS.primitive_stats(model, revision))
     return caches
 
 
 def fetch_waits_for(wildcards):
-    """The caches of the revision snapshots_on_disk places earlier: the disk bound."""
-    earlier = S.fetch_after(SLOTS, wildcards.model, wildcards.revision, SNAPSHOTS_ON_DISK)
+    """The caches of the revision snapshots_on_disk places earlier among those to measure: the disk bound."""
+    if (wildcards.model, wildcards.revision) not in TO_MEASURE:
+        return []
+    earlier = S.fetch_after(TO_MEASURE, wildcards.model, wildcards.revision, SNAPSHOTS_ON_DISK)
     return revision_caches(*earlier) if earlier else []
 
 

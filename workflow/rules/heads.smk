@@ -1,41 +1,10 @@
-# Head measurements (one job per revision) and classification (one per model).
-
-
-rule measure_heads:
-    input:
-        snapshot=PATHS.snapshot("{model}", "{revision}"),
-        natural=natural_batch_of,
-    output:
-        stats=PATHS.head_stats("{model}", "{revision}"),
-        scores=PATHS.head_scores("{model}", "{revision}"),
-        **MEASURE_EXTRA_OUTPUTS,
-    params:
-        settings=lambda wildcards: as_json(PLAN.measure_settings(wildcards.model, wildcards.revision)),
-        extra=measure_extra_args,
-    threads: 1
-    resources:
-        mem_mb=measure_resource("mem_mb"),
-        runtime=measure_resource("runtime"),
-        gpu=measure_resource("gpu"),
-    group:
-        "revisions"
-    priority: 10
-    conda:
-        ENV
-    log:
-        PATHS.log("measure_heads/{model}/{revision}"),
-    benchmark:
-        PATHS.benchmark("measure_heads/{model}/{revision}")
-    shell:
-        "python -m circuitsweep measure-heads --settings {params.settings:q} --snapshot {input.snapshot:q}"
-        " --stats {output.stats:q} --scores {output.scores:q} --threads {threads} --mem-mb {resources.mem_mb}"
-        " {params.extra} > {log:q} 2>&1"
-        " || {{ python -m circuitsweep drop-snapshot {input.snapshot:q} >> {log:q} 2>&1; exit 1; }}"
+# The natural-text batch (one per tokenizer) and head classification (one job per
+# model, from the caches alone). The measurements themselves: measure.smk.
 
 
 rule natural_batch:
     input:
-        lambda wildcards: PATHS.snapshot(*PLAN.natural_batches()[wildcards.batch]),
+        lambda wildcards: ancient(PATHS.snapshot(*PLAN.natural_batches()[wildcards.batch])),
     output:
         PATHS.natural_batch("{batch}"),
     params:

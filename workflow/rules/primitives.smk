@@ -1,33 +1,6 @@
-# Semantic primitives (DESIGN.md 5): per revision, measure (model) then score
-# (cache only); then one set of final tables and a plot across models.
-
-
-rule measure_primitives:
-    input:
-        snapshot=PATHS.snapshot("{model}", "{revision}"),
-        stimuli=lambda wildcards: PLAN.stimuli(wildcards.model),
-    output:
-        PATHS.primitive_stats("{model}", "{revision}"),
-    params:
-        settings=lambda wildcards: as_json(PLAN.primitive_settings(wildcards.model, wildcards.revision)),
-    threads: 1
-    resources:
-        mem_mb=measure_resource("mem_mb"),
-        runtime=measure_resource("runtime"),
-        gpu=measure_resource("gpu"),
-    group:
-        "revisions"
-    priority: 10
-    conda:
-        ENV
-    log:
-        PATHS.log("measure_primitives/{model}/{revision}"),
-    benchmark:
-        PATHS.benchmark("measure_primitives/{model}/{revision}")
-    shell:
-        "python -m circuitsweep measure-primitives --settings {params.settings:q} --snapshot {input.snapshot:q}"
-        " --stimuli {input.stimuli:q} --output {output:q} --threads {threads} > {log:q} 2>&1"
-        " || {{ python -m circuitsweep drop-snapshot {input.snapshot:q} >> {log:q} 2>&1; exit 1; }}"
+# Semantic primitives (DESIGN.md 5): per revision, score the shard that
+# measure_revision wrote (cache only; measure.smk); then one set of final tables
+# and a plot across models.
 
 
 rule score_primitives:
@@ -40,6 +13,7 @@ rule score_primitives:
         scoring=lambda wildcards: as_json(PLAN.primitive_scoring(wildcards.model)),
         folder=lambda wildcards: PATHS.primitive_revision_tables(wildcards.model, wildcards.revision),
         expected=lambda wildcards: as_json(PLAN.primitive_cache_expectation(wildcards.model, wildcards.revision)),
+        stimuli_sha256=lambda wildcards: PLAN.stimuli_sha256[wildcards.model],
     resources:
         mem_mb=small_resource("score_primitives", "mem_mb"),
         runtime=small_resource("score_primitives", "runtime"),
@@ -62,6 +36,7 @@ rule primitive_tables:
     params:
         folders=lambda wildcards, input: sorted({str(Path(path).parent) for path in input}),
         tables=PATHS.primitive_table(""),
+        revisions=as_json({m: [r.name for r in PLAN.primitive_revisions(m)] for m in PLAN.primitive_models()}),
     resources:
         mem_mb=small_resource("primitive_tables", "mem_mb"),
         runtime=small_resource("primitive_tables", "runtime"),

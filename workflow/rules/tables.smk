@@ -46,7 +46,10 @@ rule sweep_overhead:
     input:
         scores=all_head_scores(),
         fetch=[PATHS.benchmark(f"fetch_snapshot/{m}/{r}") for m in MODELS for r in revisions_of(m)],
-        measure=[PATHS.benchmark(f"measure_heads/{m}/{r}") for m in MODELS for r in revisions_of(m)],
+        measure=[PATHS.benchmark(f"{measuring_rule(m, r)}/{m}/{r}") for m in MODELS for r in revisions_of(m)],
+        primitives=all_primitive_shards(),
+    params:
+        revisions=as_json({model: revisions_of(model) for model in MODELS}),
     output:
         csv=report(
             PATHS.overhead_table("csv"),
@@ -63,4 +66,4 @@ rule sweep_overhead:
         PATHS.log("sweep_overhead"),
     shell:
         "python -m circuitsweep sweep-overhead --scores {input.scores:q} --fetch {input.fetch:q}"
-        " --measure {input.measure:q} --csv {output.csv:q} --markdown {output.markdown:q} > {log:q} 2>&1"
+        " --measure {input.measure:q} --primitives {input.primitives:q} --csv {output.csv:q} --markdown {output.markdown:q} > {log:q} 2>&1"

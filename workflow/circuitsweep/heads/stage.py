@@ -21,7 +21,14 @@ import polars as pl
 
 from circuitsweep import contracts as C
 from circuitsweep import sizing
-from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, verify_metadata, verify_shard
+from circuitsweep.cache_check import (
+    CACHE_SCHEMA_VERSION,
+    SCHEMA_KEY,
+    SETTINGS_KEY,
+    settings_digest,
+    verify_metadata,
+    verify_shard,
+)
 from circuitsweep.checkpoints.snapshots import read_snapshot
 from circuitsweep.errors import CacheError, ConfigError, DataError, SnapshotError
 from circuitsweep.heads.classify import Thresholds, head_classes
@@ -48,12 +55,16 @@ class RevisionJob:
     circuit_selectivity: float | None = None
     #: The planned weights fingerprint of a run_dir checkpoint (None for other sources).
     weights_sha256: str | None = None
+    #: ``cache_check.settings_digest`` of the settings as planned, recorded in the caches (``Plan.is_measured``)
+    settings_sha256: str | None = None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RevisionJob:
+        """The job of the settings the plan gave (``Plan.measure_settings``)."""
+        digest = settings_digest(values)
         values = dict(values)
         values["probes"] = ProbeSettings.from_dict(values["probes"])
-        return cls(**values)
+        return cls(**values, settings_sha256=digest)
 
 
 def _config_token_id(model_config: Any, attribute: str) -> int | None:
@@ -183,6 +194,17 @@ def measure_heads(
     ``extra.natural_batch``, scores to ``extra.natural_scores``); with
     ``job.ablation`` it ablates this revision's circuit (rows to ``extra.ablation``).
     """
+    model, snapshot = load_revision(snapshot_dir, job, mem_mb)
+    measure_loaded(model, snapshot, job, stats_path, scores_path, progress=progress, extra=extra)
+
+
+def load_revision(snapshot_dir: Path, job: RevisionJob, mem_mb: int | None = None) -> tuple[Any, Any]:
+    """The model of one revision's snapshot, loaded once with the observed attention, and its ``Snapshot``.
+
+    Refuses a snapshot whose weights are not the planned ones (run_dir
+    sources) and a job that cannot fit (``mem_mb``, the RAM, the GPU) before
+    any weight is read.
+    """
     from circuitsweep.checkpoints.loading import load_model, resolve_device
     from circuitsweep.heads.attention_hook import register
 
@@ -194,8 +216,7 @@ def measure_heads(
         )
     device = resolve_device(job.device)
     check_job_size(job, sizing.read_model_config(snapshot.path), device, mem_mb)
-    model = load_model(snapshot.path, job.architecture, job.dtype, device, register())
-    measure_loaded(model, snapshot, job, stats_path, scores_path, progress=progress, extra=extra)
+    return load_model(snapshot.path, job.architecture, job.dtype, device, register()), snapshot
 
 
 def measure_loaded(
@@ -266,6 +287,7 @@ def measure_loaded(
         "forward_seconds": forward_seconds,
         "versions": software_versions(),
         SCHEMA_KEY: CACHE_SCHEMA_VERSION,
+        SETTINGS_KEY: job.settings_sha256,
     }
     valid, total = (int(v) for v in stats[C.STAT_VALID_SEQUENCES])
     metadata["probe_protocol"] = job.probes.protocol

@@ -1,6 +1,7 @@
 """The primitive stages of the sweep (DESIGN.md 5): what each Snakemake rule runs.
 
-- :func:`measure_revision_primitives` (needs the model): hidden-state
+- :func:`measure_loaded_primitives` (needs the loaded model, see
+  :mod:`circuitsweep.revision_stage`): hidden-state
   summaries, plus the next-word masses and behavioural word counts for
   generative models that ship a tokenizer, into one safetensors shard with the
   run's metadata (including the model's parameter count).
@@ -21,7 +22,7 @@ from typing import Any
 
 import polars as pl
 
-from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, verify_shard
+from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, settings_digest, verify_shard
 from circuitsweep.errors import CacheError, SnapshotError
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.stimuli import load_stimuli
@@ -49,12 +50,16 @@ class PrimitiveJob:
     #: The planned weights fingerprint of a run_dir checkpoint (None for other sources); in the rule's
     #: params so that an overwritten checkpoint is measured again.
     weights_sha256: str | None = None
+    #: ``cache_check.settings_digest`` of the settings as planned, recorded in the shard (``Plan.is_measured``)
+    settings_sha256: str | None = None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PrimitiveJob:
+        """The job of the settings the plan gave (``Plan.primitive_settings``)."""
+        digest = settings_digest(values)
         values = dict(values)
         values["token_range"] = tuple(values["token_range"])
-        return cls(**values)
+        return cls(**values, settings_sha256=digest)
 
 
 def has_tokenizer(snapshot: Path) -> bool:
@@ -76,11 +81,18 @@ def build_tokenizer(snapshot: Path) -> Any:
         ) from error
 
 
-def measure_revision_primitives(snapshot_dir: Path, job: PrimitiveJob, stimuli_path: Path, out: Path) -> None:
-    """Load one revision, measure its primitive representations (and behaviour), write the shard."""
+def measure_loaded_primitives(model: Any, snapshot: Any, job: PrimitiveJob, stimuli_path: Path, out: Path) -> None:
+    """Measure the primitive representations (and behaviour) of an already loaded revision; write the shard.
 
-    from circuitsweep.checkpoints.loading import load_model, resolve_device
-    from circuitsweep.checkpoints.snapshots import read_snapshot
+    ``model``: the revision's model on ``job.device`` (its attention plain SDPA
+    outside an observing block, so the head job's model serves as it is);
+    ``snapshot``: the ``Snapshot`` record it was loaded from (commit, tokenizer files).
+    """
+    import time
+
+    import torch
+
+    from circuitsweep.checkpoints.loading import resolve_device
     from circuitsweep.heads.stage import first_token_id
     from circuitsweep.primitives.behaviour import SamplingSettings, measure_behaviour
     from circuitsweep.primitives.encoders import HashWordEncoder, TokenizerEncoder
@@ -89,9 +101,8 @@ def measure_revision_primitives(snapshot_dir: Path, job: PrimitiveJob, stimuli_p
     from circuitsweep.stats_io import software_versions, write_stats
 
     stimuli = load_stimuli(stimuli_path)
-    snapshot = read_snapshot(snapshot_dir)
     device = resolve_device(job.device)
-    model = load_model(snapshot.path, job.architecture, job.dtype, device, "sdpa")
+    started = time.perf_counter()
     tokenizer = None
     if has_tokenizer(snapshot.path):
         tokenizer = build_tokenizer(snapshot.path)
@@ -109,6 +120,9 @@ def measure_revision_primitives(snapshot_dir: Path, job: PrimitiveJob, stimuli_p
     if job.behaviour is not None and tokenizer is not None and model.can_generate():
         settings = SamplingSettings(**job.behaviour)
         tensors.update(measure_behaviour(model, tokenizer, stimuli, settings, device=device).tensors)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    forward_seconds = time.perf_counter() - started
     metadata = {
         **{k: v for k, v in asdict(job).items() if k not in ("token_range",)},
         "token_range": list(job.token_range),
@@ -117,6 +131,7 @@ def measure_revision_primitives(snapshot_dir: Path, job: PrimitiveJob, stimuli_p
         "next_word_measured": K.NEXTWORD_PHENOMENOLOGICAL in tensors,
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "stimuli_sha256": stimuli.fingerprint(),
+        "forward_seconds": forward_seconds,
         "commit": snapshot.commit,
         "versions": software_versions(),
         SCHEMA_KEY: CACHE_SCHEMA_VERSION,

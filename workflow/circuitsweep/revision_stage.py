@@ -1,0 +1,69 @@
+"""The per-revision measurement stage: load a revision's weights once, measure everything that needs them.
+
+Rules ``measure_heads`` and ``measure_revision`` run :func:`measure_revision`.
+It loads the snapshot a single time and writes each measurement to its own
+file: the head cache (statistics and scores, with the natural-text scores and
+ablation rows when the run asks for them) and, for a revision selected for
+primitives, the primitive shard. Everything downstream (classification,
+scoring, tables) reads only those files, so a threshold or scoring change
+loads no model. At 1B scale loading costs seconds to minutes; loading once
+per revision instead of once per method is the saving.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from circuitsweep.errors import ConfigError
+from circuitsweep.heads.stage import ExtraMeasurements, RevisionJob
+
+
+@dataclass(frozen=True)
+class PrimitiveRequest:
+    """The primitive measurement of a revision selected for primitives: its settings, stimuli and shard."""
+
+    settings: dict[str, Any]
+    stimuli: Path
+    output: Path
+
+
+def measure_revision(
+    snapshot_dir: Path,
+    job: RevisionJob,
+    stats_path: Path,
+    scores_path: Path,
+    *,
+    extra: ExtraMeasurements | None = None,
+    primitives: PrimitiveRequest | None = None,
+    mem_mb: int | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Load ``snapshot_dir`` once; write its head cache and, with ``primitives``, its primitive shard.
+
+    Returns the seconds of each part (``load``, ``heads``, ``primitives``), also printed to the job's log.
+    """
+    from circuitsweep.heads.stage import load_revision, measure_loaded
+    from circuitsweep.primitives.stage import PrimitiveJob, measure_loaded_primitives
+
+    primitive_job = None if primitives is None else PrimitiveJob.from_dict(primitives.settings)
+    if primitive_job is not None and (primitive_job.model, primitive_job.revision) != (job.model, job.revision):
+        raise ConfigError(
+            f"measure-revision: the primitive settings are for {primitive_job.model} {primitive_job.revision}, "
+            f"the head settings for {job.model} {job.revision}"
+        )
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    model, snapshot = load_revision(snapshot_dir, job, mem_mb)
+    seconds["load"] = time.perf_counter() - started
+    started = time.perf_counter()
+    measure_loaded(model, snapshot, job, stats_path, scores_path, progress=progress, extra=extra or ExtraMeasurements())
+    seconds["heads"] = time.perf_counter() - started
+    if primitive_job is not None and primitives is not None:
+        started = time.perf_counter()
+        measure_loaded_primitives(model, snapshot, primitive_job, primitives.stimuli, primitives.output)
+        seconds["primitives"] = time.perf_counter() - started
+    print(f"{job.model} {job.revision}: " + ", ".join(f"{part} {value:.2f} s" for part, value in seconds.items()))
+    return seconds
