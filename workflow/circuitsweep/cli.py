@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -366,6 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    from circuitsweep import warm_worker
+
+    setting = os.environ.get(warm_worker.ENV)
+    if setting and args.command in warm_worker.WARM_COMMANDS and not os.environ.get(warm_worker.CHILD_ENV):
+        code = warm_worker.run_warm(argv, setting)
+        if code is not None:
+            return code
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -22,6 +22,12 @@ SHELL_PREFIX = (
 shell.prefix(SHELL_PREFIX)
 
 
+# A local run forks its measurement jobs from one warm process (circuitsweep.warm_worker):
+# torch and transformers are imported once per run, not once per revision.
+onstart:
+    if workflow.executor_plugin.name == "local" and config.get("warm_worker", True):
+        shell.prefix(SHELL_PREFIX + "export CIRCUITSWEEP_WARM_WORKER=1; ")
+
 # Snakemake's YAML reader keeps the last of two equal keys (a model listed twice
 # would silently sweep only the second entry): re-read the config files strictly.
 for _configfile in workflow.overwrite_configfiles or []:

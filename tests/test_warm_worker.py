@@ -1,0 +1,117 @@
+"""The warm worker: a job forked from a warm process behaves as the same command run in its own process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from circuitsweep import warm_worker
+
+WORKFLOW = Path(__file__).resolve().parents[1] / "workflow"
+
+
+def _client(folder: Path, *argv: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python -m circuitsweep argv`` forwarded to the warm worker in ``folder`` (any command, for the test)."""
+    code = (
+        "import sys; from circuitsweep import warm_worker; "
+        f"code = warm_worker.run_warm(sys.argv[1:], {str(folder)!r}); sys.exit(99 if code is None else code)"
+    )
+    environment = {**os.environ, "PYTHONPATH": str(WORKFLOW), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-c", code, *argv], cwd=cwd, env=environment, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("warm")
+
+
+def test_job_runs_in_the_clients_folder_and_writes_to_its_output(folder, tmp_path):
+    """The child takes the client's folder, output and exit code: a relative path resolves where the job started."""
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    (snapshot / "weights.bin").write_bytes(b"x")
+    done = _client(folder, "drop-snapshot", "snapshot", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not snapshot.exists()
+    assert "deleted snapshot snapshot" in done.stderr
+
+
+def test_a_failing_job_gives_its_one_line_error_and_exit_code(folder, tmp_path):
+    """A user error in the job reaches the client's stderr as one line, with exit code 1, as in-process."""
+    (tmp_path / "bad.yaml").write_text("models: 3\n")
+    done = _client(folder, "check-config", "bad.yaml", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "circuitsweep check-config: error:" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_no_worker_means_the_command_runs_in_process(tmp_path):
+    """A folder where no socket can be made makes run_warm step aside (None) with one line saying why."""
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    done = _client(blocked / "sub", "drop-snapshot", "missing", cwd=tmp_path)
+    assert done.returncode == 99
+    assert "warm worker unavailable" in done.stderr
+
+
+def test_an_idle_server_exits_and_removes_its_socket(tmp_path):
+    """With no job for idle_seconds the server exits; the next client would start a fresh one."""
+    path = tmp_path / "idle.sock"
+    script = f"import pathlib; from circuitsweep.warm_worker import serve; serve(pathlib.Path({str(path)!r}), 0.5, ())"
+    server = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(WORKFLOW)})
+    assert server.wait(timeout=30) == 0
+    assert not path.exists()
+
+
+def test_the_server_key_changes_with_the_source_and_import_time_environment(tmp_path):
+    """A server never serves a job of other code or of another HF/torch environment."""
+    key = warm_worker.server_key({"HF_HOME": "/a"})
+    assert warm_worker.server_key({"HF_HOME": "/a", "SOME_JOB_VARIABLE": "1"}) == key
+    assert warm_worker.server_key({"HF_HOME": "/b"}) != key
+    source = Path(warm_worker.__file__)
+    stat = source.stat()
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    try:
+        assert warm_worker.server_key({"HF_HOME": "/a"}) != key
+    finally:
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_killing_the_client_stops_its_job(tmp_path):
+    """Snakemake cancels a job by killing its process: the forked child must stop too, not run on unseen."""
+    folder = tmp_path / "warm"
+    slow = {
+        "CIRCUITSWEEP_TEST_MEASURE": '{"sleep": 60}',
+        "PYTHONPATH": f"{WORKFLOW}:{WORKFLOW.parent / 'tests' / 'slowmeasure'}",
+    }
+    code = (
+        "import sys; from circuitsweep import warm_worker; "
+        f"sys.exit(warm_worker.run_warm(sys.argv[1:], {str(folder)!r}) or 0)"
+    )
+    argv = ["measure-revision", "--settings", '{"revision": "r"}', "--snapshot", "s", "--stats", "a", "--scores", "b"]
+    client = subprocess.Popen([sys.executable, "-c", code, *argv], cwd=tmp_path, env={**os.environ, **slow})
+
+    def jobs() -> list[str]:
+        listing = subprocess.run(["pgrep", "-f", f"warm_worker {folder}"], capture_output=True, text=True).stdout
+        return listing.split()
+
+    deadline = time.monotonic() + 60
+    while len(jobs()) < 2 and time.monotonic() < deadline:  # the server and its forked job
+        time.sleep(0.2)
+    assert len(jobs()) == 2
+    client.kill()
+    client.wait()
+    deadline = time.monotonic() + 10
+    while len(jobs()) > 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(jobs()) == 1
+    assert not (tmp_path / "a").exists()
+    for pid in jobs():
+        os.kill(int(pid), 15)
