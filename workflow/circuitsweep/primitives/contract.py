@@ -42,6 +42,8 @@ NEXTWORD_PHENOMENOLOGICAL = "nextword.phenomenological"
 NEXTWORD_ABSTRACT = "nextword.abstract"
 #: [2] int64: lexicon words that are a single token in some form, and all lexicon words.
 NEXTWORD_WHOLE_WORDS = "nextword.whole_words"
+#: [1] int64: 1 if the prompts (next word and sampled) went inside the tokenizer's chat template, 0 if bare.
+PROMPT_CHAT_TEMPLATE = "prompts.chat_template"
 
 # --- Score kinds, layer labels ------------------------------------------------
 
