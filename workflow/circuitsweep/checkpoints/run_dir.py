@@ -39,6 +39,7 @@ OTHER_PATTERNS: tuple[str, ...] = (
     "*.safetensors.index.json",
     "pytorch_model.bin.index.json",
     "tokenizer*",
+    "chat_template*",
     "special_tokens_map.json",
     "vocab*",
     "merges*",

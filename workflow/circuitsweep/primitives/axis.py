@@ -116,19 +116,35 @@ class AxisSet:
         return np.mean(aucs, axis=0)
 
 
-def fit_axes(phenomenological: np.ndarray, abstract: np.ndarray, *, n_folds: int = 5, seed: int = 0) -> AxisSet:
+def fit_axes(
+    phenomenological: np.ndarray,
+    abstract: np.ndarray,
+    *,
+    n_folds: int = 5,
+    seed: int = 0,
+    phenomenological_words: np.ndarray | None = None,
+    abstract_words: np.ndarray | None = None,
+) -> AxisSet:
     """Cross-validated axes from lexicon states ``[W_phen, L, H]`` and ``[W_abs, L, H]``.
 
     Fold k's direction uses the words outside fold k, its calibration the words in it.
+    ``*_words [W]`` label which word each row is (default: every row its own word);
+    folds are dealt over distinct labels, so the copies of a word drawn twice by a
+    lexicon resample (:func:`resample_words`) all sit in one fold and a word never
+    both builds and calibrates an axis.
     """
     if n_folds < 2:
         raise ValueError(f"n_folds must be at least 2, got {n_folds}")
-    smallest = min(len(phenomenological), len(abstract))
+    labels_p = np.arange(len(phenomenological)) if phenomenological_words is None else phenomenological_words
+    labels_a = np.arange(len(abstract)) if abstract_words is None else abstract_words
+    distinct_p, row_p = np.unique(labels_p, return_inverse=True)
+    distinct_a, row_a = np.unique(labels_a, return_inverse=True)
+    smallest = min(len(distinct_p), len(distinct_a))
     if smallest < n_folds:
         raise ValueError(f"{n_folds} folds need at least {n_folds} words per lexicon, got {smallest}")
     rng_p, rng_a = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    fold_p = fold_assignment(len(phenomenological), n_folds, rng_p)
-    fold_a = fold_assignment(len(abstract), n_folds, rng_a)
+    fold_p = fold_assignment(len(distinct_p), n_folds, rng_p)[row_p]
+    fold_a = fold_assignment(len(distinct_a), n_folds, rng_a)[row_a]
     phenomenological = np.asarray(phenomenological, dtype=np.float64)
     abstract = np.asarray(abstract, dtype=np.float64)
     axes = tuple(
@@ -143,6 +159,26 @@ def fit_axes(phenomenological: np.ndarray, abstract: np.ndarray, *, n_folds: int
         for k in range(n_folds)
     )
     return AxisSet(axes)
+
+
+def resample_words(strata: np.ndarray, min_distinct: int, rng: np.random.Generator) -> np.ndarray:
+    """Row indices of a bootstrap resample of a lexicon, drawn with replacement within each stratum: ``[W]``.
+
+    ``strata [W]`` labels each word's part (so the sensory and affective parts
+    of the phenomenological lexicon keep their sizes). A part's draw with fewer
+    than ``min_distinct`` distinct words (too few for the folds) is drawn again.
+    """
+    strata = np.asarray(strata)
+    drawn = []
+    for label in np.unique(strata):
+        part = np.flatnonzero(strata == label)
+        needed = min(min_distinct, len(part))
+        while True:
+            rows = part[rng.integers(0, len(part), size=len(part))]
+            if len(np.unique(rows)) >= needed:
+                break
+        drawn.append(rows)
+    return np.sort(np.concatenate(drawn))
 
 
 def affect_direction(affective: np.ndarray, sensory: np.ndarray) -> np.ndarray:

@@ -42,6 +42,8 @@ NEXTWORD_PHENOMENOLOGICAL = "nextword.phenomenological"
 NEXTWORD_ABSTRACT = "nextword.abstract"
 #: [2] int64: lexicon words that are a single token in some form, and all lexicon words.
 NEXTWORD_WHOLE_WORDS = "nextword.whole_words"
+#: [1] int64: 1 if the prompts (next word and sampled) went inside the tokenizer's chat template, 0 if bare.
+PROMPT_CHAT_TEMPLATE = "prompts.chat_template"
 
 # --- Score kinds, layer labels ------------------------------------------------
 
@@ -90,8 +92,12 @@ PRIMITIVE_COLUMNS: tuple[str, ...] = (
     "lexicon_hits",
     "lexicon_mass",
 )
-#: primitive_gaps.csv/.md: gap = mean(0a) - mean(0b) on unclipped scores, Welch interval (ci_low,
-#: ci_high) and statistic (t_stat, df), studentised permutation p (p_value) and the max-|T| p adjusted
+#: primitive_gaps.csv/.md: gap = mean(0a) - mean(0b) on unclipped scores, Welch interval over the items
+#: (ci_low, ci_high); for the representational kinds also the lexicon's share of the uncertainty
+#: (primitives.gaps.lexicon_spread): the gap's SD over lexicon resamples (lexicon_sd), their
+#: percentile interval (ci_lexicon_low, ci_lexicon_high) and the interval with both item and lexicon
+#: variance (ci_total_low, ci_total_high), all null for the other kinds or with lexicon_resamples 0;
+#: Welch statistic (t_stat, df), studentised permutation p (p_value) and the max-|T| p adjusted
 #: over the layer rows (p_adjusted; = p_value on the summary row, the one ``primary`` hypothesis);
 #: n_0a, n_0b: primitives with a score (behavioural primitives without lexicon hits are left out);
 #: parameters: the model's parameter count (null when the shard predates it).
@@ -103,6 +109,11 @@ GAP_COLUMNS: tuple[str, ...] = (
     "gap",
     "ci_low",
     "ci_high",
+    "lexicon_sd",
+    "ci_lexicon_low",
+    "ci_lexicon_high",
+    "ci_total_low",
+    "ci_total_high",
     "t_stat",
     "df",
     "p_value",
@@ -111,7 +122,8 @@ GAP_COLUMNS: tuple[str, ...] = (
     "n_0b",
     "parameters",
 )
-#: primitive_scaling.csv/.md: the summary gap of each model's last revision per score kind, by size.
+#: primitive_scaling.csv/.md: the summary gap of each model's last revision per score kind, by size
+#: (intervals as in GAP_COLUMNS).
 SCALING_COLUMNS: tuple[str, ...] = (
     "model",
     "parameters",
@@ -121,6 +133,8 @@ SCALING_COLUMNS: tuple[str, ...] = (
     "gap",
     "ci_low",
     "ci_high",
+    "ci_total_low",
+    "ci_total_high",
     "p_value",
     "n_0a",
     "n_0b",

@@ -12,6 +12,13 @@ are not independent.
 - Permutation null: shuffle the 0a/0b labels (set sizes kept) and recompute
   the Welch statistic T = gap / se of every row; two-sided
   p = (1 + #{|T_null| >= |T_observed|}) / (1 + n_perm).
+- Lexicon uncertainty (representational kinds, :func:`lexicon_spread`): the
+  gap's SD over lexicon resamples (see :mod:`representational`), their
+  percentile interval, and a total interval gap +- t(df_total) * sqrt(se^2 +
+  sd_lex^2) that adds the lexicon variance to the item variance, with
+  Satterthwaite's df_total = (se^2 + sd_lex^2)^2 / (se^4 / df) (the bootstrap
+  variance counted as known). With a clean lexicon (sd_lex = 0) it is the
+  Welch interval.
 - Multiplicity: the summary row is the one pre-declared (primary)
   hypothesis and keeps its raw p. The layer rows are a family: their
   ``p_adjusted`` is the max-|T| (Westfall-Young single-step) p-value from the
@@ -25,6 +32,7 @@ comparable and fixed seeds give identical numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from math import lgamma, log, pi
 from statistics import NormalDist
 
@@ -37,9 +45,10 @@ _TIE = 1e-12
 
 @dataclass(frozen=True)
 class GapResult:
-    """Per row ``[R]``: gap, Welch interval and statistic, raw and layer-adjusted permutation p-values."""
+    """Per row ``[R]``: gap, its standard error, Welch interval and statistic, raw and adjusted permutation p."""
 
     gap: np.ndarray
+    se: np.ndarray
     ci_low: np.ndarray
     ci_high: np.ndarray
     t_stat: np.ndarray
@@ -67,6 +76,12 @@ def _t_density(x: np.ndarray, df: np.ndarray) -> np.ndarray:
     return np.exp(log_norm - (df + 1) / 2 * np.log1p(x**2 / df))
 
 
+@cache
+def _gauss_legendre() -> tuple[np.ndarray, np.ndarray]:
+    """64-point Gauss-Legendre nodes and weights on [-1, 1] (computed once: an eigenproblem)."""
+    return np.polynomial.legendre.leggauss(64)
+
+
 def t_quantile(p: float, df: np.ndarray) -> np.ndarray:
     """Student-t quantile at probability ``p`` (> 0.5) for degrees of freedom ``df`` (any shape, df >= 1).
 
@@ -84,7 +99,7 @@ def t_quantile(p: float, df: np.ndarray) -> np.ndarray:
         + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
         + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * v**4)
     )
-    nodes, weights = np.polynomial.legendre.leggauss(64)
+    nodes, weights = _gauss_legendre()
     for _ in range(4):
         u = x[..., None] * (nodes + 1) / 2  # [..., 64] points in [0, x]
         cdf = 0.5 + x / 2 * (_t_density(u, v[..., None]) * weights).sum(-1)
@@ -164,4 +179,35 @@ def gap_with_uncertainty(
         largest = null[family].max(0)  # [n_perm]
         adjusted = (1 + (largest[None, :] >= observed[family] * (1 - _TIE)).sum(1)) / (1 + n_perm)
         p_adjusted[family] = np.maximum(adjusted, p_value[family])
-    return GapResult(gap, gap - half, gap + half, t_obs, df, p_value, p_adjusted, n_a, n_b)
+    return GapResult(gap, se, gap - half, gap + half, t_obs, df, p_value, p_adjusted, n_a, n_b)
+
+
+#: Degrees of freedom above this count as normal (the t quantile loses precision far beyond it).
+_MAX_DF = 1e6
+
+
+@dataclass(frozen=True)
+class LexiconSpread:
+    """Per row ``[R]``: the gap's spread over lexicon resamples, and the interval with items and lexicon."""
+
+    sd: np.ndarray  # SD of the gap over the resamples
+    low: np.ndarray  # percentile interval of the resampled gaps
+    high: np.ndarray
+    total_low: np.ndarray  # gap +- t(df_total) * sqrt(se^2 + sd^2)
+    total_high: np.ndarray
+
+
+def lexicon_spread(result: GapResult, resampled: np.ndarray, level: float = 0.95) -> LexiconSpread:
+    """Combine the item-level interval of ``result`` with the gaps ``resampled [B, R]`` of B lexicon resamples."""
+    resampled = np.asarray(resampled, dtype=np.float64)
+    if resampled.ndim != 2 or resampled.shape[1] != result.gap.shape[0] or resampled.shape[0] < 2:
+        raise ValueError(f"resampled gaps must be [B >= 2, {result.gap.shape[0]}], got {list(resampled.shape)}")
+    sd = resampled.std(0, ddof=1)
+    low, high = np.quantile(resampled, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    item = result.se**2
+    variance = item + sd**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = np.where(item > 0, variance**2 / (item**2 / result.df), _MAX_DF)
+    df = np.clip(np.nan_to_num(df, nan=1.0), 1.0, _MAX_DF)
+    half = t_quantile(0.5 + level / 2, df) * np.sqrt(variance)
+    return LexiconSpread(sd, low, high, result.gap - half, result.gap + half)

@@ -77,9 +77,14 @@ def lexicon_first_tokens(tokenizer: Any, phenomenological: Sequence[str], abstra
     )
 
 
+def has_chat_template(tokenizer: Any) -> bool:
+    """Whether prompts go inside the tokenizer's chat template (else the bare prompt is used)."""
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
 def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
     """Token ids of ``prompt`` as the model sees it: in the chat template (user turn, reply opened) if any."""
-    if getattr(tokenizer, "chat_template", None):
+    if has_chat_template(tokenizer):
         ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
         if isinstance(ids, dict) or hasattr(ids, "keys"):  # newer transformers may return a BatchEncoding
             ids = ids["input_ids"]
@@ -101,7 +106,10 @@ def next_token_distribution(
 def measure_next_word(
     model: PreTrainedModel, tokenizer: Any, stimuli: Stimuli, *, device: torch.device | str | None = None
 ) -> dict[str, torch.Tensor]:
-    """Per primitive, the next-token mass on each lexicon's first tokens: two ``[P]`` float64 tensors."""
+    """Per primitive, the next-token mass on each lexicon's first tokens: two ``[P]`` float64 tensors.
+
+    Also how many lexicon words are whole tokens, and whether the prompts were in a chat template.
+    """
     tokens = lexicon_first_tokens(tokenizer, stimuli.phenomenological, stimuli.abstract)
     phen_ids = torch.tensor(tokens.phenomenological, dtype=torch.long)
     abst_ids = torch.tensor(tokens.abstract, dtype=torch.long)
@@ -115,6 +123,7 @@ def measure_next_word(
         K.NEXTWORD_PHENOMENOLOGICAL: torch.tensor(phen, dtype=torch.float64),
         K.NEXTWORD_ABSTRACT: torch.tensor(abst, dtype=torch.float64),
         K.NEXTWORD_WHOLE_WORDS: torch.tensor([tokens.whole_words, tokens.n_words], dtype=torch.int64),
+        K.PROMPT_CHAT_TEMPLATE: torch.tensor([int(has_chat_template(tokenizer))], dtype=torch.int64),
     }
 
 

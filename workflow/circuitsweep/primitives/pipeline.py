@@ -19,7 +19,6 @@ from transformers import PreTrainedModel
 
 from circuitsweep.errors import CacheError
 from circuitsweep.primitives import contract as K
-from circuitsweep.primitives.axis import AxisSet, affect_direction, control_contrast, fit_axes, remove_direction
 from circuitsweep.primitives.behaviour import lexicon_hits, lexicon_share
 from circuitsweep.primitives.compositions import (
     CompositionNull,
@@ -30,8 +29,15 @@ from circuitsweep.primitives.compositions import (
 )
 from circuitsweep.primitives.encoders import WordEncoder
 from circuitsweep.primitives.extract import mean_word_states
-from circuitsweep.primitives.gaps import GapResult, gap_with_uncertainty, summary_layers
+from circuitsweep.primitives.gaps import GapResult, gap_with_uncertainty, lexicon_spread, summary_layers
 from circuitsweep.primitives.nextword import next_word_share
+from circuitsweep.primitives.representational import (
+    LexiconStates,
+    lexicon_bootstrap_gaps,
+    representational_scorer,
+    representational_scores,
+    with_summary,
+)
 from circuitsweep.primitives.stimuli import SET_A, Stimuli, WordInText, fill
 from circuitsweep.primitives.tables import (
     PrimitiveTables,
@@ -112,10 +118,12 @@ def measure_primitives(
 
 @dataclass(frozen=True)
 class ScoringSettings:
-    """Cross-validation folds of the axis, permutations of the gap and composition nulls, and their seed."""
+    """Cross-validation folds of the axis, permutations of the gap and composition nulls, lexicon resamples
+    of the representational gaps (0 = none: the lexicon columns stay null), and their one seed."""
 
     n_folds: int = 5
     n_perm: int = 10_000
+    lexicon_resamples: int = 200
     seed: int = 0
 
 
@@ -129,7 +137,7 @@ def scored_gap(scores: np.ndarray, in_a: np.ndarray, settings: ScoringSettings, 
     n_a, n_b = int((in_a & scored).sum()), int((~in_a & scored).sum())
     if min(n_a, n_b) < 2:
         nan = np.full(scores.shape[0], np.nan)
-        return GapResult(nan, nan, nan, nan, nan, nan, nan, n_a, n_b)
+        return GapResult(nan, nan, nan, nan, nan, nan, nan, nan, n_a, n_b)
     return gap_with_uncertainty(
         scores[:, scored], in_a[scored], n_perm=settings.n_perm, seed=settings.seed, family=family
     )
@@ -199,7 +207,9 @@ def score_primitives(
     controls; see :mod:`contract`): every cached layer, then "summary"
     (per-primitive scores averaged over the summary layers, see
     :func:`gaps.summary_layers`); per kind the layer rows' p-values are
-    adjusted together (max-|T|), the summary is the primary row. Next-word
+    adjusted together (max-|T|), the summary is the primary row, and with
+    ``lexicon_resamples`` the gaps carry the lexicon-resampling spread and the
+    item + lexicon interval (:mod:`representational`, :func:`gaps.lexicon_spread`). Next-word
     and behavioural rows ("summary" only) when the cache holds them. Scores
     are unclipped; primitives without a score (no lexicon hits) are left out
     of a gap and counted in ``n_0a``/``n_0b``.
@@ -213,35 +223,35 @@ def score_primitives(
     summary = summary_layers(layers)
     labels = [str(int(layer)) for layer in layers] + [K.SUMMARY]
     in_a = np.array([p.set == SET_A for p in stimuli.primitives])
-    phen, abst = array(K.STATES_PHENOMENOLOGICAL), array(K.STATES_ABSTRACT)
     primitives = array(K.STATES_PRIMITIVES)
     layer_rows = np.arange(len(labels)) < len(layers)
     score_frames, gap_frames, axis_frames = [], [], []
 
-    def with_summary(per_layer: np.ndarray) -> np.ndarray:
-        """``[L, P]`` -> ``[L + 1, P]``: the layers, then their mean over the summary layers."""
-        return np.vstack([per_layer, per_layer[summary].mean(0, keepdims=True)])
-
-    def add(kind: str, scores: np.ndarray, axes: AxisSet, lexicon: tuple[np.ndarray, np.ndarray]) -> None:
-        score_frames.append(primitive_scores_frame(identity, labels, scores, stimuli, kind))
-        gap_frames.append(gaps_frame(identity, labels, scored_gap(scores, in_a, settings, layer_rows), kind))
-        axis_frames.append(axis_frame(identity, labels[:-1], axes.heldout_auc(*lexicon), kind))
-
-    def fit(phen_states: np.ndarray, abst_states: np.ndarray) -> AxisSet:
-        return fit_axes(phen_states, abst_states, n_folds=settings.n_folds, seed=settings.seed)
-
-    axes = fit(phen, abst)
-    add(K.REPRESENTATIONAL, with_summary(axes.position(primitives).T), axes, (phen, abst))
     affective = np.array([w in set(stimuli.affective) for w in stimuli.phenomenological])
-    for kind, part in ((K.REPRESENTATIONAL_SENSORY, ~affective), (K.REPRESENTATIONAL_AFFECTIVE, affective)):
-        part_axes = fit(phen[part], abst)
-        add(kind, with_summary(part_axes.position(primitives).T), part_axes, (phen[part], abst))
-    affect = affect_direction(phen[affective], phen[~affective])
-    flat = [remove_direction(x, affect) for x in (phen, abst, primitives)]
-    flat_axes = fit(flat[0], flat[1])
-    add(K.REPRESENTATIONAL_NO_AFFECT, with_summary(flat_axes.position(flat[2]).T), flat_axes, (flat[0], flat[1]))
-    controlled = control_contrast(axes, array(K.STATES_PRIMITIVES_CARRIED), array(K.STATES_CONTROLS), stimuli)
-    add(K.REPRESENTATIONAL_CONTROLLED, with_summary(controlled), axes, (phen, abst))
+    lexicon = LexiconStates.of(array(K.STATES_PHENOMENOLOGICAL), array(K.STATES_ABSTRACT), affective)
+    carried, controls = array(K.STATES_PRIMITIVES_CARRIED), array(K.STATES_CONTROLS)
+    kinds = representational_scores(
+        lexicon, primitives, carried, controls, stimuli, n_folds=settings.n_folds, seed=settings.seed
+    )
+    resampled = {}
+    if settings.lexicon_resamples:
+        resampled = lexicon_bootstrap_gaps(
+            lexicon,
+            representational_scorer(primitives, carried, controls, stimuli, settings.n_folds),
+            in_a,
+            summary,
+            n_boot=settings.lexicon_resamples,
+            n_folds=settings.n_folds,
+            seed=settings.seed,
+        )
+    for kind, scored in kinds.items():
+        scores = with_summary(scored.scores, summary)
+        result = scored_gap(scores, in_a, settings, layer_rows)
+        spread = lexicon_spread(result, resampled[kind]) if kind in resampled else None
+        score_frames.append(primitive_scores_frame(identity, labels, scores, stimuli, kind))
+        gap_frames.append(gaps_frame(identity, labels, result, kind, spread))
+        auc = scored.axes.heldout_auc(scored.phenomenological, scored.abstract)
+        axis_frames.append(axis_frame(identity, labels[:-1], auc, kind))
 
     ranks = representational_ranks(primitives, array(K.STATES_CLUSTERS), stimuli, summary)
     near_synonym = np.array([c.near_synonym for c in stimuli.compositions])

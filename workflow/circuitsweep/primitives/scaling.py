@@ -3,7 +3,8 @@
 Built from the stacked tables of every revision (no model, no torch):
 
 - :func:`scaling_table`: per model and score kind, the summary gap of the
-  model's last revision (most tokens) with its Welch interval, against the
+  model's last revision (most tokens) with its Welch interval (and, for the
+  representational kinds, the item + lexicon interval), against the
   model's parameter count; :func:`scaling_plot` draws it. The gap against
   training tokens, per model, is ``primitive_gap.png``.
 - :func:`composition_agreement`: per score kind, how many compositions are
@@ -46,7 +47,10 @@ def scaling_table(gaps: pl.DataFrame) -> pl.DataFrame:
 
 
 def scaling_plot(table: pl.DataFrame, path: Path) -> None:
-    """Summary gap (Welch 95% interval as error bars) against parameters (log), one series per score kind."""
+    """Summary gap against parameters (log), one series per score kind.
+
+    Error bars: the item + lexicon 95% interval where the table has it (representational kinds), else Welch's.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,7 +65,9 @@ def scaling_plot(table: pl.DataFrame, path: Path) -> None:
         if rows.height == 0:
             continue
         gap = rows["gap"].to_numpy()
-        errors = [gap - rows["ci_low"].to_numpy(), rows["ci_high"].to_numpy() - gap]
+        low = rows.select(pl.coalesce("ci_total_low", "ci_low")).to_series().to_numpy()
+        high = rows.select(pl.coalesce("ci_total_high", "ci_high")).to_series().to_numpy()
+        errors = [gap - low, high - gap]
         axis.errorbar(rows["parameters"], gap, yerr=errors, marker="o", capsize=3, label=kind)
         for x, y, name in zip(rows["parameters"], gap, rows["model"], strict=True):
             axis.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
@@ -71,7 +77,7 @@ def scaling_plot(table: pl.DataFrame, path: Path) -> None:
         axis.legend(fontsize=8)
     axis.set_xlabel("parameters (log)")
     axis.set_ylabel("summary gap: mean 0a - mean 0b")
-    axis.set_title("Primitive gap of each model's last revision (bars: Welch 95% CI)")
+    axis.set_title("Primitive gap of each model's last revision (bars: 95% CI, items + lexicon where computed)")
     axis.grid(True, alpha=0.3)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=130, bbox_inches="tight")

@@ -16,7 +16,7 @@ import polars as pl
 from circuitsweep import table_io
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.compositions import CompositionNull, CompositionRanks
-from circuitsweep.primitives.gaps import GapResult
+from circuitsweep.primitives.gaps import GapResult, LexiconSpread
 from circuitsweep.primitives.stimuli import Stimuli
 
 
@@ -87,17 +87,35 @@ def primitive_scores_frame(
     )
 
 
-def gaps_frame(identity: RevisionIdentity, layers: Sequence[str], result: GapResult, score_kind: str) -> pl.DataFrame:
-    """primitive_gaps rows, one per entry of ``layers``; the summary row is the primary one."""
+def gaps_frame(
+    identity: RevisionIdentity,
+    layers: Sequence[str],
+    result: GapResult,
+    score_kind: str,
+    spread: LexiconSpread | None = None,
+) -> pl.DataFrame:
+    """primitive_gaps rows, one per entry of ``layers``; the summary row is the primary one.
+
+    ``spread``: the lexicon-resampling columns (null without it).
+    """
     n = len(layers)
-    names = ("gap", "ci_low", "ci_high", "t_stat", "df", "p_value", "p_adjusted")
+    nulls = np.full(n, np.nan)
+    lexicon = {
+        "lexicon_sd": nulls if spread is None else spread.sd,
+        "ci_lexicon_low": nulls if spread is None else spread.low,
+        "ci_lexicon_high": nulls if spread is None else spread.high,
+        "ci_total_low": nulls if spread is None else spread.total_low,
+        "ci_total_high": nulls if spread is None else spread.total_high,
+    }
     return _frame(
         {
             **_identity(identity, n),
             "layer": pl.Series(list(layers), dtype=pl.String),
             "score_kind": pl.Series([score_kind] * n, dtype=pl.String),
             "primary": pl.Series([layer == K.SUMMARY for layer in layers], dtype=pl.Boolean),
-            **{name: _floats(getattr(result, name)) for name in names},
+            **{name: _floats(getattr(result, name)) for name in ("gap", "ci_low", "ci_high")},
+            **{name: _floats(values) for name, values in lexicon.items()},
+            **{name: _floats(getattr(result, name)) for name in ("t_stat", "df", "p_value", "p_adjusted")},
             "n_0a": pl.Series([result.n_a] * n, dtype=pl.Int64),
             "n_0b": pl.Series([result.n_b] * n, dtype=pl.Int64),
             "parameters": pl.Series([identity.parameters] * n, dtype=pl.Int64),
