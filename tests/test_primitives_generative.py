@@ -24,12 +24,9 @@ from circuitsweep.checkpoints.snapshots import fetch_snapshot
 from circuitsweep.contracts import Paths
 from circuitsweep.plan import plan_sweep
 from circuitsweep.primitives import contract as K
-from circuitsweep.primitives.stage import (
-    PrimitiveJob,
-    measure_revision_primitives,
-    primitive_tables,
-    score_revision_primitives,
-)
+from circuitsweep.heads.stage import RevisionJob
+from circuitsweep.primitives.stage import PrimitiveJob, primitive_tables, score_revision_primitives
+from circuitsweep.revision_stage import PrimitiveRequest, measure_revision
 from circuitsweep.stats_io import read_stats
 
 pytestmark = pytest.mark.slow  # about 12 s: 46 prompts x 64 sampled replies over a 30k-token vocabulary
@@ -97,7 +94,9 @@ def sweep(tmp_path_factory) -> dict:
     torch.set_num_threads(1)  # tiny models run faster on one thread than on two contended ones
     try:
         job = PrimitiveJob.from_dict(plan.primitive_settings(MODEL, REVISION))
-        measure_revision_primitives(snapshot_dir, job, plan.stimuli(MODEL), shard)
+        heads = RevisionJob.from_dict(plan.measure_settings(MODEL, REVISION))
+        request = PrimitiveRequest(plan.primitive_settings(MODEL, REVISION), plan.stimuli(MODEL), shard)
+        measure_revision(snapshot_dir, heads, root / "heads.safetensors", root / "heads.parquet", primitives=request)
     finally:
         torch.set_num_threads(threads)
     revision_tables = root / "scored"
