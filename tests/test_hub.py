@@ -223,6 +223,73 @@ def test_persistently_corrupted_file_fails_naming_file_and_hashes(server, source
     assert not list((tmp_path / "cache").rglob("snapshots/*/model.safetensors"))  # the bad file is not kept
 
 
+def _count_reads(monkeypatch) -> dict[str, int]:
+    """Count, per file name, the files verification reads back from disk (``hub.hash_file``)."""
+    reads: dict[str, int] = {}
+
+    def counting(path, **kwargs):
+        reads[Path(path).name] = reads.get(Path(path).name, 0) + 1
+        return real(path, **kwargs)
+
+    real = hub.hash_file
+    monkeypatch.setattr(hub, "hash_file", counting)
+    return reads
+
+
+def test_weights_are_hashed_while_downloading_not_read_back(server, sources, tmp_path, monkeypatch) -> None:
+    """A weight file's sha256 comes from the bytes as they were written: verification reads no weight file again."""
+    reads = _count_reads(monkeypatch)
+    chunk_size = constants.DOWNLOAD_CHUNK_SIZE
+    snap = _fetch(server, tmp_path / "cache")
+    assert snap.file_hashes == _expected(sources, "step2-tokens8M")
+    assert "model.safetensors" not in reads  # hashed in passing, never re-read
+    assert reads == {"config.json": 1, "tokenizer.json": 1}  # small non-LFS files: git sha1, read once
+    assert chunk_size == constants.DOWNLOAD_CHUNK_SIZE  # huggingface_hub's settings are restored
+    assert hub.file_download.http_get is hub._original_http_get
+
+
+def test_corruption_is_caught_by_the_hash_taken_while_downloading(server, sources, tmp_path, monkeypatch) -> None:
+    """Corrupted bytes are refused by the streamed sha256 itself (no read-back), after one re-download."""
+    reads = _count_reads(monkeypatch)
+    server.corrupt("model.safetensors", times=-1)
+    with pytest.raises(hub.VerificationError, match="model.safetensors: sha256"):
+        _fetch(server, tmp_path / "cache")
+    assert "model.safetensors" not in reads and server.count("cdn", filename="model.safetensors") == 2
+    assert not list((tmp_path / "cache").rglob("snapshots/*/model.safetensors"))
+
+
+def test_file_cut_after_its_bytes_were_hashed_is_read_back_and_refused(server, tmp_path, monkeypatch) -> None:
+    """A file shorter on disk than the bytes hashed (truncated behind the download's back) is not trusted."""
+    real = hub._original_http_get
+
+    def truncating(url, temp_file, **kwargs):
+        real(url, temp_file, **kwargs)
+        temp_file.flush()
+        os.truncate(temp_file.name, 1000)
+
+    monkeypatch.setattr(hub, "_original_http_get", truncating)
+    with pytest.raises(hub.VerificationError, match="model.safetensors: size expected 300000 bytes, got 1000"):
+        _fetch(server, tmp_path / "cache")
+
+
+def test_hashing_writer_gives_up_when_the_file_is_rewritten_elsewhere(tmp_path) -> None:
+    """A rewind to the start restarts the hash (server ignored Range); any other seek makes it unusable."""
+    with open(tmp_path / "a", "wb") as handle:
+        writer = hub._HashingWriter(handle)
+        writer.write(b"stale")
+        writer.seek(0)
+        writer.truncate()
+        writer.write(b"fresh bytes")
+        key, digest = writer.finish()
+    assert digest == hashlib.sha256(b"fresh bytes").hexdigest() and key[2] == len(b"fresh bytes")
+    with open(tmp_path / "b", "wb") as handle:
+        writer = hub._HashingWriter(handle)
+        writer.write(b"0123456789")
+        writer.seek(3)
+        writer.write(b"xx")
+        assert writer.finish() is None
+
+
 def test_corrupted_regular_file_is_caught_by_git_blob_id(server, tmp_path) -> None:
     """Small non-LFS files (config.json) are checked against their git blob sha1."""
     server.corrupt("config.json", times=-1)

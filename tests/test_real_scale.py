@@ -92,3 +92,13 @@ def test_random_weights_keep_norms_at_one_and_biases_at_zero(name):
             assert not tensor.any(), tensor_name
         elif "norm" in tensor_name:
             assert bool((tensor == 1).all()), tensor_name
+
+
+def test_load_baselines_read_both_published_formats(tmp_path):
+    """The load's baselines (plain read, conversion floor) run on a pickled .bin and on sharded safetensors."""
+    bench = _load_benchmark()
+    for name in ("pythia-1b", "olmoe-1b-7b"):
+        spec = bench.spec_of(name, tiny=True)
+        files = [p for p in bench.write_checkpoint(spec, tmp_path / name) if p.suffix in (".bin", ".safetensors")]
+        assert files and bench.plain_read_seconds(files) > 0 and bench.page_cache_copy_seconds(files) > 0
+        assert bench.conversion_seconds(files, spec["configured"]) > 0

@@ -19,7 +19,9 @@ module adds to it:
   408/429/5xx, size mismatch) and never on 401/403/404.
 
 Downloads are pinned to the commit the branch pointed at when we asked, so a
-branch moved during the download cannot mix two commits.
+branch moved during the download cannot mix two commits. A weight file's
+sha256 is computed over the bytes as they are written (:func:`_streaming_hashes`),
+so verifying it does not read the file back from disk.
 """
 
 from __future__ import annotations
@@ -30,14 +32,16 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx2
-from huggingface_hub import HfApi, constants, snapshot_download
+from huggingface_hub import HfApi, constants, file_download, snapshot_download
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -366,16 +370,17 @@ def fetch_verified(
             what=f"downloading {repo_id}@{revision}",
         )
 
-    path = download()
-    _write_ref(Path(cache_dir), repo_id, revision, commit)
     expected = {name: remote[name] for name in names}
-    hashes, bad = verify_files(path, expected)
-    if bad:
-        logger.warning("%s@%s: %s; fetching those files again", repo_id, revision, "; ".join(map(str, bad)))
-        for mismatch in bad:
-            _delete_cached(path / mismatch.name)
+    with _streaming_hashes() as streamed:
         path = download()
-        hashes, bad = verify_files(path, expected)
+        _write_ref(Path(cache_dir), repo_id, revision, commit)
+        hashes, bad = verify_files(path, expected, streamed)
+        if bad:
+            logger.warning("%s@%s: %s; fetching those files again", repo_id, revision, "; ".join(map(str, bad)))
+            for mismatch in bad:
+                _delete_cached(path / mismatch.name)
+            path = download()
+            hashes, bad = verify_files(path, expected, streamed)
         if bad:
             for mismatch in bad:
                 _delete_cached(path / mismatch.name)
@@ -400,11 +405,16 @@ def choose_files(
     return chosen
 
 
-def verify_files(path: Path, expected: Mapping[str, RemoteFile]) -> tuple[dict[str, str], list[Mismatch]]:
+def verify_files(
+    path: Path, expected: Mapping[str, RemoteFile], streamed: Mapping[tuple[int, int, int, int], str] | None = None
+) -> tuple[dict[str, str], list[Mismatch]]:
     """Hash each expected file under ``path``; return ({name: sha256}, mismatches).
 
     LFS files are checked against the Hub's sha256, regular files against their
     git blob sha1; a size difference is reported as such (truncation).
+    ``streamed``: sha256 of files hashed while they were downloaded, by
+    :func:`_file_key` (device, inode, size, mtime); an LFS file found there is
+    not read again (a file changed since has another key and is read).
     """
     hashes: dict[str, str] = {}
     bad: list[Mismatch] = []
@@ -413,11 +423,13 @@ def verify_files(path: Path, expected: Mapping[str, RemoteFile]) -> tuple[dict[s
         if not file.is_file():
             bad.append(Mismatch(name, "missing", "a file", "nothing"))
             continue
-        size = file.stat().st_size
+        stat = file.stat()
+        size = stat.st_size
         if remote.size is not None and size != remote.size:
             bad.append(Mismatch(name, "size", f"{remote.size} bytes", f"{size} bytes"))
             continue
-        sha256, git_oid = hash_file(file, git=remote.sha256 is None)
+        known = (streamed or {}).get(_file_key(stat)) if remote.sha256 is not None else None
+        sha256, git_oid = (known, None) if known is not None else hash_file(file, git=remote.sha256 is None)
         hashes[name] = sha256
         if remote.sha256 is not None and sha256 != remote.sha256:
             bad.append(Mismatch(name, "sha256", remote.sha256, sha256))
@@ -496,6 +508,110 @@ def _download(
         etag_timeout=timeout,
     )
     return Path(path)
+
+
+def _file_key(stat: os.stat_result) -> tuple[int, int, int, int]:
+    """What identifies one written state of a file: device, inode, size and modification time (ns)."""
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+class _HashingWriter:
+    """The download's temporary file, hashing (sha256) the bytes written to it, in order.
+
+    ``huggingface_hub``'s ``http_get`` writes each body chunk once, resumes by
+    appending, and rewinds to its start position only when a server ignores a
+    Range request (then the hash starts over). Any other seek or truncate
+    makes the hash unusable (``valid`` False): verification then reads the file.
+    """
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self._sha256 = hashlib.sha256()
+        self._start = handle.tell()
+        self._written = 0
+        self.valid = True
+
+    def write(self, data: bytes) -> int:
+        written = self._handle.write(data)
+        if written is not None and written != len(data):
+            self.valid = False  # a raw, unbuffered file wrote part of the chunk; never with huggingface_hub
+        self._sha256.update(data)
+        self._written += len(data)
+        return written
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        position = self._handle.seek(offset, whence)
+        if position == self._start:
+            self._sha256, self._written = hashlib.sha256(), 0
+        elif position != self._start + self._written:
+            self.valid = False
+        return position
+
+    def truncate(self, size: int | None = None) -> int:
+        end = self._handle.truncate(size)
+        if end != self._start + self._written:
+            self.valid = False
+        return end
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)
+
+    def finish(self) -> tuple[tuple[int, int, int, int], str] | None:
+        """(file key, sha256) of the whole file, once every byte is written; None if the hash is unusable."""
+        if not self.valid or self._start != 0:
+            return None
+        self._handle.flush()  # nothing is written after this: the key's mtime stays the file's
+        stat = os.fstat(self._handle.fileno())
+        if stat.st_size != self._written:
+            return None
+        return _file_key(stat), self._sha256.hexdigest()
+
+
+_streaming_lock = threading.Lock()
+_streaming_users = 0
+_streamed: dict[tuple[int, int, int, int], str] = {}
+_saved_chunk_size: list[int | None] = [None]
+_original_http_get = file_download.http_get
+
+
+def _hashing_http_get(url: str, temp_file: Any, **kwargs: Any) -> None:
+    """``huggingface_hub``'s ``http_get``, recording the sha256 of what it wrote (its resumes call back here)."""
+    if isinstance(temp_file, _HashingWriter) or not hasattr(temp_file, "fileno"):
+        return _original_http_get(url, temp_file, **kwargs)
+    writer = _HashingWriter(temp_file)
+    _original_http_get(url, writer, **kwargs)
+    done = writer.finish()
+    if done is not None:
+        with _streaming_lock:
+            _streamed[done[0]] = done[1]
+
+
+@contextmanager
+def _streaming_hashes() -> Iterator[Mapping[tuple[int, int, int, int], str]]:
+    """While inside: downloads record the sha256 of the bytes they write, by file key (:func:`_file_key`).
+
+    Verification then needs no second read of a multi-GB file. Body chunks go
+    to the file as they arrive (``DOWNLOAD_CHUNK_SIZE`` None: regrouping them
+    into 10 MB blocks costs more than the write itself). Both settings are
+    ``huggingface_hub`` module globals, restored when the last user leaves;
+    a download that does not go through ``http_get`` (Xet) is simply read back.
+    """
+    global _streaming_users
+    with _streaming_lock:
+        if _streaming_users == 0:
+            file_download.http_get = _hashing_http_get
+            _saved_chunk_size[0] = constants.DOWNLOAD_CHUNK_SIZE
+            constants.DOWNLOAD_CHUNK_SIZE = None
+        _streaming_users += 1
+    try:
+        yield _streamed
+    finally:
+        with _streaming_lock:
+            _streaming_users -= 1
+            if _streaming_users == 0:
+                file_download.http_get = _original_http_get
+                constants.DOWNLOAD_CHUNK_SIZE = _saved_chunk_size[0]
+                _streamed.clear()
 
 
 def _write_ref(cache_dir: Path, repo_id: str, revision: str, commit: str) -> None:
