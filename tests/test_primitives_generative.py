@@ -22,9 +22,9 @@ from models import tiny_decoder
 from circuitsweep.checkpoints.hub import choose_files
 from circuitsweep.checkpoints.snapshots import fetch_snapshot
 from circuitsweep.contracts import Paths
+from circuitsweep.heads.stage import RevisionJob
 from circuitsweep.plan import plan_sweep
 from circuitsweep.primitives import contract as K
-from circuitsweep.heads.stage import RevisionJob
 from circuitsweep.primitives.stage import PrimitiveJob, primitive_tables, score_revision_primitives
 from circuitsweep.revision_stage import PrimitiveRequest, measure_revision
 from circuitsweep.stats_io import read_stats

@@ -571,11 +571,13 @@ _streaming_lock = threading.Lock()
 _streaming_users = 0
 _streamed: dict[tuple[int, int, int, int], str] = {}
 _saved_chunk_size: list[int | None] = [None]
-_original_http_get = file_download.http_get
+#: huggingface_hub's per-file download function; None in a release without it (then files are read back).
+_original_http_get = getattr(file_download, "http_get", None)
 
 
 def _hashing_http_get(url: str, temp_file: Any, **kwargs: Any) -> None:
     """``huggingface_hub``'s ``http_get``, recording the sha256 of what it wrote (its resumes call back here)."""
+    assert _original_http_get is not None
     if isinstance(temp_file, _HashingWriter) or not hasattr(temp_file, "fileno"):
         return _original_http_get(url, temp_file, **kwargs)
     writer = _HashingWriter(temp_file)
@@ -597,6 +599,9 @@ def _streaming_hashes() -> Iterator[Mapping[tuple[int, int, int, int], str]]:
     a download that does not go through ``http_get`` (Xet) is simply read back.
     """
     global _streaming_users
+    if _original_http_get is None:
+        yield {}
+        return
     with _streaming_lock:
         if _streaming_users == 0:
             file_download.http_get = _hashing_http_get
