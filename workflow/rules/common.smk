@@ -201,10 +201,10 @@ def measure_resource(key):
 def small_resource(rule, key):
     """One key of a small job's size (circuitsweep.resources.SMALL_JOBS), scaled as measure_resource's."""
 
-    def size(wildcards, attempt):
+    def size(wildcards, attempt, rulename):
         from circuitsweep.retry import job_log, sizing_attempt
 
-        log = job_log(getattr(rules, rule).log, dict(wildcards.items()))
+        log = job_log(getattr(rules, rulename).log, dict(wildcards.items()))
         return getattr(R.small_size(rule).scaled(sizing_attempt(log, attempt)), key)
 
     return size
