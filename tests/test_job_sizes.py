@@ -139,3 +139,44 @@ def test_a_shape_in_the_config_is_validated():
     config["models"]["m"]["shape"] = {**config["models"]["m"]["shape"], "hidden_sise": 2048}
     with pytest.raises(ConfigError, match="hidden_sise"):
         plan_sweep(config, REPO)
+
+
+def test_workflow_sizes_a_measurement_from_its_fetched_snapshot(tmp_path):
+    """The real workflow (a dry run of the toy sweep): a revision whose snapshot is on disk is sized from the
+    snapshot's config.json, the others from the toy's shape; each request is sizing's estimate of that config."""
+    import re
+    import subprocess
+    import sys
+
+    from slurm_cluster import WORKFLOW_SNAKEFILE, snakemake_env, write_toy_config
+
+    config = write_toy_config(tmp_path / "toy.yaml")
+    raw = yaml.safe_load(config.read_text())
+    (name,) = raw["models"]
+    resolved = resolve_config(raw)[name]
+    probes = resolved.probes.to_dict()
+    bigger = {**R.planning_model_config(raw["models"][name]), "hidden_size": 512, "num_attention_heads": 16}
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "config.json").write_text(json.dumps(bigger))
+    snapshot = tmp_path / "w" / "results" / "snapshots" / name / "step10"
+    snapshot.mkdir(parents=True)
+    record = Snapshot("toy/gptneox", "step10", "0" * 40, files, {"config.json": "0" * 64}, "local")
+    (snapshot / "snapshot.json").write_text(json.dumps(record.to_json()))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--nocolor", "-s", str(WORKFLOW_SNAKEFILE), "-d", str(tmp_path / "w"),
+         "--configfile", str(config), "--cores", "1"],
+        capture_output=True, text=True, timeout=300, check=False, env=snakemake_env(),
+    )  # fmt: skip
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    requested = {}
+    for block in re.split(r"\n\s*\n", out):
+        if re.search(r"^\s*rule measure_heads:", block, re.M):
+            revision = re.search(r"wildcards: .*revision=(\w+)", block).group(1)
+            requested[revision] = int(re.search(r"mem_mb=(\d+)", block).group(1))
+    planned = sizing.estimate_heads_memory(probes, R.planning_model_config(raw["models"][name]), resolved.dtype)
+    fetched = sizing.estimate_heads_memory(probes, bigger, resolved.dtype)
+    assert requested["step10"] == fetched.mem_mb != planned.mem_mb, out[-4000:]
+    assert {r: m for r, m in requested.items() if r != "step10"} == {"step0": planned.mem_mb, "step20": planned.mem_mb}
