@@ -180,3 +180,16 @@ def test_workflow_sizes_a_measurement_from_its_fetched_snapshot(tmp_path):
     fetched = sizing.estimate_heads_memory(probes, bigger, resolved.dtype)
     assert requested["step10"] == fetched.mem_mb != planned.mem_mb, out[-4000:]
     assert {r: m for r, m in requested.items() if r != "step10"} == {"step0": planned.mem_mb, "step20": planned.mem_mb}
+
+
+def test_a_declared_shape_refuses_a_probe_beyond_its_context_at_planning():
+    """With `shape`, a probe longer than max_position_embeddings stops the plan, not the job after a download."""
+    from circuitsweep.errors import ConfigError
+    from circuitsweep.plan import plan_sweep
+
+    model = dict(FULL["models"]["pythia-1b"], revisions=["step1"])
+    config = {"models": {"pythia-1b": model}, "probes": {"random": {"seq_len": 4096}}}
+    with pytest.raises(ConfigError, match=r"models\.pythia-1b\.probes\.random\.seq_len: 4096 exceeds .* 2048"):
+        plan_sweep(config, REPO)
+    del model["shape"]
+    plan_sweep(config, REPO)  # without a shape the job refuses it, once the snapshot's config.json is known
