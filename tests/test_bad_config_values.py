@@ -16,6 +16,7 @@ from runenv import job_env
 
 from circuitsweep.config import resolve_config
 from circuitsweep.errors import ConfigError
+from circuitsweep.retry import EXIT_DETERMINISTIC
 
 REPO = Path(__file__).resolve().parents[1]
 TOY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -59,7 +60,7 @@ def test_nan_anywhere_is_named_even_without_a_schema_type():
 
 
 def test_check_config_refuses_nan_from_yaml(tmp_path):
-    """`circuitsweep check-config` on YAML with `.nan` exits 1 with one line naming the key, no traceback."""
+    """`circuitsweep check-config` on YAML with `.nan` exits 3 (deterministic) with one line naming the key."""
     text = yaml.safe_dump(_with("thresholds.class_selectivity", float("nan")))
     assert "class_selectivity: .nan" in text
     (tmp_path / "bad.yaml").write_text(text)
@@ -67,5 +68,5 @@ def test_check_config_refuses_nan_from_yaml(tmp_path):
         [sys.executable, "-m", "circuitsweep", "check-config", str(tmp_path / "bad.yaml"), "--root", str(REPO)],
         capture_output=True, text=True, env=job_env(), timeout=120, check=False,
     )  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == EXIT_DETERMINISTIC
     assert "thresholds.class_selectivity" in result.stderr and "Traceback" not in result.stderr

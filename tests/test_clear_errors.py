@@ -17,6 +17,7 @@ import yaml
 from runenv import job_env
 
 from circuitsweep.errors import ConfigError, SnapshotError
+from circuitsweep.retry import EXIT_DETERMINISTIC
 
 REPO = Path(__file__).resolve().parents[1]
 TOY_TEXT = (REPO / "config" / "config.yaml").read_text()
@@ -32,8 +33,8 @@ def check_config(path: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 def refused(result: subprocess.CompletedProcess, *expected: str) -> None:
-    """Exit 1 with a message (no traceback) that contains every ``expected`` text."""
-    assert result.returncode == 1, result.stdout + result.stderr
+    """Exit 3 (a user error a rerun would repeat) with a message (no traceback) containing every ``expected`` text."""
+    assert result.returncode == EXIT_DETERMINISTIC, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert all(text in result.stderr for text in expected), result.stderr
 

@@ -19,6 +19,7 @@ from runenv import job_env
 from circuitsweep.errors import ConfigError
 from circuitsweep.names import SAFE_NAME_PATTERN, check_name, is_safe_name
 from circuitsweep.plan import plan_sweep
+from circuitsweep.retry import EXIT_DETERMINISTIC
 from circuitsweep.revisions import MANIFEST_FORMAT, Revision
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,6 +105,6 @@ def test_other_models_snapshots_survive_a_dotdot_revision(tmp_path):
     result = subprocess.run([sys.executable, "-m", "circuitsweep", "fetch-snapshot", "--settings", json.dumps(settings),
                              "--output", str(output)], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=120, check=False)  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == EXIT_DETERMINISTIC
     assert "Traceback" not in result.stderr and "not a safe file name" in result.stderr
     assert sentinel.read_text() == "keep me"

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
 from circuitsweep import resources as R
 from circuitsweep import scheduling as S
+from circuitsweep.config import study_defaults
 from circuitsweep.errors import CacheError, ConfigError
 
-STUDY_PROBES = {
-    "induction": {"n_sequences": 2000, "seq_len": 256},
-    "repeated": {"n_sequences": 200, "seq_len": 256},
-    "random": {"n_sequences": 200, "seq_len": 256},
-}
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_fetch_waits_for_the_revision_k_places_earlier_across_models():
@@ -69,18 +68,20 @@ def test_block_record_and_dropping_a_snapshot(tmp_path):
 
 
 def test_measurement_sizes_follow_model_size_dtype_and_attempt():
-    pythia = R.measure_size({"parameters": 1_011_781_632}, "float32", STUDY_PROBES, "cuda")
-    olmoe = R.measure_size({"parameters": 6_919_161_856}, "float16", STUDY_PROBES, "cuda")
-    # host memory: fp32 copy + dtype copy of the weights, plus a base
-    assert 10_000 < pythia.mem_mb < 14_000 and 45_000 < olmoe.mem_mb < 60_000
+    """Bigger models ask for more memory and time; a retry for twice both; a CPU run for no GPU."""
+    full = yaml.safe_load((REPO / "config" / "full.yaml").read_text())["models"]
+    probes = study_defaults("probes")
+    pythia = R.measure_size(full["pythia-1b"], "float32", probes, "cuda")
+    olmoe = R.measure_size(full["olmoe-1b-7b"], "float16", probes, "cuda")
+    assert 5_000 < pythia.mem_mb < 10_000 and 14_000 < olmoe.mem_mb < 20_000
     assert pythia.gpu == olmoe.gpu == 1 and pythia.runtime < olmoe.runtime
     # a retry asks for twice the memory and time, the same GPUs
     assert olmoe.scaled(2) == R.JobSize(2 * olmoe.mem_mb, 2 * olmoe.runtime, 1)
-    # toy models: estimated from their shape, small; on the CPU no GPU
-    toy = R.measure_size({"source": {"type": "toy"}, "toy": {}}, "float32", STUDY_PROBES, "cpu")
+    # toy models: sized from their own shape, small; on the CPU no GPU
+    toy = R.measure_size({"architecture": "GPTNeoXForCausalLM", "source": {"type": "toy"}}, "float32", probes, "cpu")
     assert toy.gpu == 0 and toy.mem_mb < 3000
-    # a Hub model without `parameters` is sized as the study's largest
-    assert R.measure_size({"source": {"type": "hub"}}, "float16", STUDY_PROBES, "cuda").mem_mb >= olmoe.mem_mb
+    # a Hub model without `shape` is sized as the study's largest before its snapshot exists
+    assert R.measure_size({"source": {"type": "hub"}}, "float16", probes, "cuda") == olmoe
     assert R.small_size("classify_heads").as_resources() == {"mem_mb": 4000, "runtime": 30}
 
 

@@ -118,7 +118,7 @@ def test_job_refuses_a_probe_beyond_max_position_embeddings():
 
 def test_job_refuses_what_its_mem_mb_cannot_hold():
     """A job whose estimate exceeds its mem_mb is refused with the estimate and the limit in the message."""
-    with pytest.raises(ConfigError, match=r"pythia-1b step1: .*needs about 5\.\d+ GiB .*mem_mb of 2000"):
+    with pytest.raises(ConfigError, match=r"pythia-1b step1: .*needs about 6\.\d+ GiB .*mem_mb of 2000"):
         check_job_size(job(), PYTHIA_1B, "cpu", 2000)
     check_job_size(job(), PYTHIA_1B, "cpu", 64000)
 

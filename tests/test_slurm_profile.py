@@ -237,11 +237,18 @@ def test_snakemake_applies_workstation_profile(tmp_path, rules, toy_config):
 # Two of the workflow's rule names, sized as the workflow sizes them (from
 # circuitsweep.resources, times the attempt); every job records where it ran.
 # measure_heads asks for a GPU and fails on its first attempt, so SLURM sees it twice.
+# check_config fails deterministically (a bad config: exit 3), sized as common.smk sizes
+# jobs after such a failure (circuitsweep.retry), so SLURM sees three attempts of one size.
 SLURM_SNAKEFILE = """
 import json, os, socket
 from circuitsweep.resources import JobSize
+from circuitsweep.retry import job_log, sizing_attempt
 
 SIZE = JobSize(mem_mb=300, runtime=2, gpu=1)
+
+def retry_mem(wildcards, attempt, rulename):
+    log = job_log(getattr(rules, rulename).log, dict(wildcards.items()))
+    return SIZE.scaled(sizing_attempt(log, attempt)).mem_mb
 
 def record(path, rule):
     keys = ("SLURM_JOB_ID", "SLURM_JOB_PARTITION", "SLURM_CPUS_PER_TASK", "CUDA_VISIBLE_DEVICES")
@@ -249,8 +256,17 @@ def record(path, rule):
         json.dump({"rule": rule, "host": socket.gethostname(), **{k: os.environ.get(k) for k in keys}}, fh)
 
 rule all:
-    input: "measured.json"
+    input: "measured.json", "checked.ok"
     localrule: True
+
+rule check_config:
+    input: "bad.yaml"
+    output: "checked.ok"
+    log: "logs/check_config.log"
+    resources:
+        mem_mb=retry_mem,
+        runtime=2,
+    shell: "python -m circuitsweep check-config {input} > {log} 2>&1 && touch {output}"
 
 rule train_toy_model:
     output: "trained/{seed}.json"
@@ -284,6 +300,8 @@ def _job_info(job_id: str) -> dict[str, str]:
 
 @pytest.mark.slurm
 def test_gpu_job_lands_on_gpu_partition_and_retries_larger(tmp_path):
+    """GPU job on the GPU partition with a GPU; an OOM-like failure retried larger; a deterministic failure
+    retried at the same size, replaying its error (exit 3 on SLURM)."""
     cluster = require_cluster()
     if not (cluster.gpus and cluster.gpu_partition):
         pytest.skip("the test cluster has no GPU partition (run .ci/slurm/setup.sh with its defaults)")
@@ -291,15 +309,20 @@ def test_gpu_job_lands_on_gpu_partition_and_retries_larger(tmp_path):
     snakefile.write_text(textwrap.dedent(SLURM_SNAKEFILE))
     profile_dir = derive_profile(tmp_path / "profile", cluster)
     workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "bad.yaml").write_text("models: {m: {architecture: GPTNeoXForCausalLM}}\n")
 
     # the README's way: one key on the command line, every other size kept
     run = run_snakemake(
         snakefile, workdir, profile_dir, "--set-resources", f"measure_heads:slurm_partition={cluster.gpu_partition}",
-        jobs=2, timeout=600,
+        jobs=3, timeout=600,
     )  # fmt: skip
-    assert run.returncode == 0, run.report()
+    # only check_config failed (keep-going): every other job completed
+    assert run.returncode != 0 and (workdir / "measured.json").is_file(), run.report()
+    assert not (workdir / "checked.ok").exists()
 
-    records = [json.loads(p.read_text()) for p in sorted(workdir.rglob("*.json"))]
+    records = [json.loads(p.read_text()) for p in sorted((workdir / "trained").glob("*.json"))]
+    records.append(json.loads((workdir / "measured.json").read_text()))
     assert sorted(r["rule"] for r in records) == ["measure_heads", "train_toy_model", "train_toy_model"]
     for record in records:
         info = _job_info(record["SLURM_JOB_ID"])
@@ -320,3 +343,34 @@ def test_gpu_job_lands_on_gpu_partition_and_retries_larger(tmp_path):
         ("FAILED", "300M", "00:02:00"),
         ("COMPLETED", "600M", "00:04:00"),
     ], run.report()
+
+    # check_config failed deterministically three times (retries: 2), each time at the first size;
+    # the retries replayed the recorded error instead of running again
+    checks = [_job_info(slurm_id) for _jobid, slurm_id in submitted]
+    checks = [info for info in checks if info.get("Comment", "").startswith("rule_check_config")]
+    assert [(i["JobState"], i["MinMemoryNode"]) for i in checks] == [("FAILED", "300M")] * 3, run.report()
+    # SLURM records the exit code of Snakemake's job step (1); the command's own is in the job's SLURM log
+    slurm_logs = [p.read_text() for p in sorted((workdir / "logs" / "slurm" / "rule_check_config").glob("*.log"))]
+    assert ["returned non-zero exit status 3" in text for text in slurm_logs] == [True] * 3, run.report()
+    assert "repeated from the previous attempt of this job" in (workdir / "logs" / "check_config.log").read_text()
+
+
+@pytest.mark.slurm
+def test_status_polling_on_a_cluster_without_accounting():
+    """The CI cluster has no accounting database. The plugin's default status command is nevertheless sacct
+    (it checks only that the command exists), under which Snakemake never sees a job finish (a one-job run
+    waited past 150 s for a job done in 1 s). MinJobAge keeps finished jobs in squeue long enough, so the
+    plugin keeps squeue when asked for it: the test profile (and the README, on such clusters) name it."""
+    from snakemake_executor_plugin_slurm import _get_status_command_default
+    from snakemake_executor_plugin_slurm.job_status_query import get_min_job_age
+
+    cluster = require_cluster()
+    sacct = subprocess.run(["sacct", "-n", "-X"], capture_output=True, text=True, timeout=30, check=False)
+    if sacct.returncode == 0:
+        pytest.skip("this cluster has job accounting: the plugin's default (sacct) works")
+    assert "accounting storage is disabled" in sacct.stdout + sacct.stderr
+    assert _get_status_command_default() == "sacct"
+    # the plugin switches squeue back to sacct below 3 x its first polling interval (40 s)
+    assert (get_min_job_age() or 0) >= 120
+    assert adapt_profile(load_profile(), cluster)["slurm-status-command"] == "squeue"
+    assert "slurm-status-command" not in load_profile()  # the real profile leaves sacct to clusters with slurmdbd

@@ -379,13 +379,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from circuitsweep import retry
     from circuitsweep.errors import USER_ERRORS
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if (replayed := retry.replay_failure(argv)) is not None:
+        print(replayed, file=sys.stderr)
+        return retry.EXIT_DETERMINISTIC
     try:
         args.func(args)
     except USER_ERRORS as error:
-        print(f"circuitsweep {args.command}: error: {error}", file=sys.stderr)
-        return 1
+        message = f"circuitsweep {args.command}: error: {error}"
+        print(message, file=sys.stderr)
+        return retry.exit_code(argv, error, message)
     return 0
 
 

@@ -120,6 +120,7 @@ class ModelSettings:
     duplicates: str
     primitives: dict[str, Any]
     toy: dict[str, Any] | None
+    shape: dict[str, Any] | None = None  # config.json keys declared for planning (sizing), if any
 
 
 def _check_probes(name: str, probes: ProbeSettings, first_token: dict[str, Any]) -> list[str]:
@@ -237,6 +238,7 @@ def resolve_model(name: str, entry: dict[str, Any], config: dict[str, Any]) -> M
             _deep_merge(study_defaults("primitives"), config.get("primitives", {})), entry.get("primitives", {})
         ),
         toy=entry.get("toy"),
+        shape=dict(entry["shape"]) if entry.get("shape") else None,
     )
 
 

@@ -98,13 +98,14 @@ def toy_model_config(spec: ToySpec) -> dict[str, Any]:
 
 
 def size_problems(model: ModelSettings) -> list[str]:
-    """Probes longer than a toy model's context; a job no machine could hold (:data:`sizing.MAX_JOB_BYTES`).
+    """Probes longer than a model's context; a job no machine could hold (:data:`sizing.MAX_JOB_BYTES`).
 
-    A Hub model's own config is not known before download: its probes are
-    bounded here by the model-free part of the estimate, and its context and
-    full size by the job, before it allocates.
+    The model's shape is a toy's own, or the ``shape`` a Hub model declares.
+    Without one, a Hub model's config is not known before download: its probes
+    are bounded here by the model-free part of the estimate, and its context
+    and full size by the job, before it allocates.
     """
-    model_config = None
+    model_config = model.shape
     if model.source["type"] == "toy" and model.toy is not None:
         try:
             model_config = toy_model_config(ToySpec.from_dict({"architecture": model.architecture, **model.toy}))

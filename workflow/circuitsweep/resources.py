@@ -3,30 +3,30 @@
 The rules declare these as their ``resources:``, so a profile or a command line
 (``--set-resources rule:key=value``) overrides one key and keeps the others. Memory
 and runtime grow with Snakemake's ``attempt`` (1 on the first try), so a job that
-SLURM killed for OUT_OF_MEMORY or TIMEOUT is resubmitted larger.
+SLURM killed for OUT_OF_MEMORY or TIMEOUT is resubmitted larger; a job whose
+previous attempt failed for a deterministic reason is not (:mod:`circuitsweep.retry`).
 
-The estimate needs only the model's parameter count (config key
-``models.<name>.parameters``; toy models: from their training settings) and dtype:
+A measurement job's memory is :mod:`circuitsweep.sizing`'s estimate, the one the
+job checks its ``--mem-mb`` against before loading: ``mem_mb = estimate (MB) x
+attempt``. Both read the same model config: the snapshot's ``config.json`` once
+it is fetched (Snakemake re-evaluates resources when a job's inputs exist, before
+it submits it), before that (dry runs) the shape declared in the config
+(``models.<name>.shape``), a toy model's own shape, or else
+:data:`sizing.DEFAULT_MODEL_CONFIG` (the study's largest model). Runtime:
 
-    host memory  = base + parameters x (4 + dtype bytes) x margin
-                   (the checkpoint may be stored in fp32 and is cast to ``dtype``
-                   on load: both copies can be resident at once)
-    runtime      = start-up + read time of the fp32 weights + forward FLOPs of the
-                   probe tokens at a conservative throughput, times a margin
+    runtime = start-up + read time of the weights in float32 + forward FLOPs of
+              the probe tokens at a conservative throughput, times a margin
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-# bytes per parameter of each configured dtype
-DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
-# parameters assumed when a Hub/local model does not say (the study's largest, OLMoE 1B-7B)
-DEFAULT_PARAMETERS = 7_000_000_000
-BASE_MEM_MB = 2048  # interpreter, torch, CUDA context, probes, tokenizer
-MEM_MARGIN = 1.25
+from circuitsweep import sizing
+
 START_UP_S = 120  # python start, imports, CUDA initialisation
 READ_MB_PER_S = 200  # weights read from a shared filesystem
 GPU_FLOPS = 2e13  # sustained; a tenth of a datacentre GPU's 16-bit peak
@@ -72,23 +72,35 @@ class JobSize:
         return out
 
 
-def toy_parameters(toy: dict[str, Any] | None) -> int:
-    """Approximate parameter count of a toy model from its ``toy`` settings (ToySpec defaults)."""
-    toy = toy or {}
-    hidden = int(toy.get("hidden_size", 128))
-    layers = int(toy.get("num_layers", 2))
-    inter = int(toy.get("intermediate_size", 128)) * int(toy.get("num_experts", 1))
-    vocab = int(toy.get("vocab_size", 64))
-    return layers * (4 * hidden * hidden + 3 * hidden * inter) + 2 * vocab * hidden
+def planning_model_config(model_config: dict[str, Any]) -> dict[str, Any]:
+    """The model shape (``config.json`` keys) that sizes a model's jobs before its snapshot exists.
 
-
-def parameters_of(model_config: dict[str, Any]) -> int:
-    """The parameter count used for sizing: ``parameters``, else a toy estimate, else DEFAULT_PARAMETERS."""
-    if model_config.get("parameters"):
-        return int(model_config["parameters"])
+    ``model_config``: the model's entry of the workflow config. Its ``shape``;
+    a toy model's own shape (from its ``toy`` settings); else
+    :data:`sizing.DEFAULT_MODEL_CONFIG`.
+    """
+    if model_config.get("shape"):
+        return dict(model_config["shape"])
     if model_config.get("source", {}).get("type") == "toy":
-        return toy_parameters(model_config.get("toy"))
-    return DEFAULT_PARAMETERS
+        from circuitsweep.config_checks import toy_model_config
+        from circuitsweep.toy.spec import ToySpec
+
+        spec = ToySpec.from_dict({"architecture": model_config["architecture"], **(model_config.get("toy") or {})})
+        return toy_model_config(spec)
+    return dict(sizing.DEFAULT_MODEL_CONFIG)
+
+
+def snapshot_model_config(snapshot_dir: Path | str) -> dict[str, Any] | None:
+    """The ``config.json`` of a fetched snapshot folder (the one the job reads), or None before the fetch."""
+    from circuitsweep.checkpoints.snapshots import read_snapshot
+    from circuitsweep.errors import CircuitsweepError
+
+    if not Path(snapshot_dir).is_dir():
+        return None
+    try:
+        return sizing.read_model_config(read_snapshot(Path(snapshot_dir)).path)
+    except (CircuitsweepError, OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def probe_tokens(probes: dict[str, Any]) -> int:
@@ -100,17 +112,27 @@ def probe_tokens(probes: dict[str, Any]) -> int:
     return total
 
 
-def measure_size(model_config: dict[str, Any], dtype: str, probes: dict[str, Any], device: str) -> JobSize:
-    """Size of one revision's measurement job (heads or primitives) at attempt 1.
+def measure_size(
+    model_config: dict[str, Any],
+    dtype: str,
+    probes: dict[str, Any],
+    device: str,
+    snapshot_config: dict[str, Any] | None = None,
+) -> JobSize:
+    """Size of one revision's measurement job (heads, primitives, or both from one load) at attempt 1.
 
-    ``device``: the config's ``device``; ``cpu`` asks for no GPU and a CPU throughput.
+    ``model_config``: the model's config entry; ``probes``: ``ProbeSettings.to_dict()``;
+    ``device``: the config's ``device`` (``cpu`` asks for no GPU and a CPU
+    throughput); ``snapshot_config``: the fetched snapshot's ``config.json``,
+    which when given is what the job itself will check (see module docstring).
     """
-    params = parameters_of(model_config)
-    mem_mb = BASE_MEM_MB + params * (4 + DTYPE_BYTES[dtype]) * MEM_MARGIN / 2**20
+    shape = snapshot_config if snapshot_config is not None else planning_model_config(model_config)
+    estimate = sizing.estimate_heads_memory(probes, shape, dtype)
+    params = sizing.model_params(shape)
     flops = 2.0 * params * max(probe_tokens(probes), 1)
     seconds = START_UP_S + params * 4 / 1e6 / READ_MB_PER_S + flops / (CPU_FLOPS if device == "cpu" else GPU_FLOPS)
     runtime = max(MIN_RUNTIME_MIN, math.ceil(seconds * RUNTIME_MARGIN / 60))
-    return JobSize(mem_mb=int(math.ceil(mem_mb)), runtime=runtime, gpu=0 if device == "cpu" else 1)
+    return JobSize(mem_mb=sizing.request_mem_mb(estimate), runtime=runtime, gpu=0 if device == "cpu" else 1)
 
 
 def small_size(rule: str) -> JobSize:

@@ -1,10 +1,18 @@
-"""Memory a head-measurement job needs, estimated from the config and the model's config, before allocating.
+"""Memory a measurement job needs, estimated from the probes and the model's config, before allocating.
 
-No torch here: the plan (DAG build, ``check-config``), the cluster profile
-(``mem_mb`` per rule) and the job itself use the same estimate. The model is
-described by its ``config.json`` mapping (Hugging Face keys: ``hidden_size``,
-``num_hidden_layers``, ``num_attention_heads``, ``intermediate_size``,
-``vocab_size``...); the probes by ``ProbeSettings.to_dict()``.
+The one estimate of a measurement job's memory, with no torch: the plan (DAG
+build, ``check-config``) refuses what no machine holds, the rules request
+:func:`request_mem_mb` of it (``circuitsweep.resources``: the estimate times
+the attempt), and the job checks the same estimate against the ``--mem-mb`` it
+was given before it loads the weights. Rule and job read the same model
+config (the snapshot's ``config.json`` once fetched), so a job sized by its
+rule never refuses itself; it refuses a ``mem_mb`` lowered by hand, or a
+snapshot larger than the shape declared for planning.
+
+The model is described by its ``config.json`` mapping (Hugging Face keys:
+``hidden_size``, ``num_hidden_layers``, ``num_attention_heads``,
+``intermediate_size``, ``vocab_size``...); the probes by
+``ProbeSettings.to_dict()``.
 
 What the estimate counts (bytes), after ``heads/measure.py``:
 
@@ -15,7 +23,7 @@ What the estimate counts (bytes), after ``heads/measure.py``:
   ``3 x B x H x T x T`` (scores, softmax, the observed copy);
 - ``activations``: one batch's hidden states, ``8 x B x T x d`` in the dtype,
   plus the bounded MLP and logit chunks;
-- ``runtime``: the interpreter, torch and transformers (a constant).
+- ``runtime``: the interpreter, torch, transformers and a CUDA context (a constant).
 
 It is an estimate, meant to refuse what cannot fit by a wide margin (a
 ``n_sequences`` of 10**12, a ``seq_len`` of a million), not to pack jobs tightly.
@@ -33,8 +41,9 @@ from typing import Any
 from circuitsweep.errors import ConfigError
 
 DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}
-#: Interpreter, torch and transformers once imported (measured about 0.5 GiB on CPU).
-RUNTIME_BYTES = 768 << 20
+#: Interpreter, torch and transformers once imported (measured about 0.5 GiB on CPU), and on a GPU
+#: the CUDA libraries and context in host memory (not measured here; counted as 1.5 GiB more).
+RUNTIME_BYTES = 2 << 30
 #: Bounded chunks of heads/measure.py: 64 MiB of logits (and their log-softmax) and the MLP chunks.
 CHUNK_BYTES = 3 * (64 << 20)
 #: The largest memory one job may ask for whatever the machine: refuses absurd configs at planning.
@@ -69,6 +78,31 @@ class MemoryEstimate:
     def describe(self) -> str:
         parts = ", ".join(f"{k} {v / GIB:.3g}" for k, v in self.parts.items() if v)
         return f"{self.total / GIB:.3g} GiB ({parts} GiB)"
+
+
+#: The shape assumed for a Hub model that declares none (``models.<name>.shape``) before its snapshot
+#: exists: OLMoE-1B-7B's (``config.json`` of allenai/OLMoE-1B-7B-0924), the study's largest model.
+DEFAULT_MODEL_CONFIG: dict[str, Any] = {
+    "hidden_size": 2048,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 16,
+    "intermediate_size": 1024,
+    "num_experts": 64,
+    "vocab_size": 50304,
+    "hidden_act": "silu",
+    "tie_word_embeddings": False,
+    "max_position_embeddings": 4096,
+}
+
+
+def request_mem_mb(estimate: MemoryEstimate, attempt: int = 1) -> int:
+    """The ``mem_mb`` a measurement job requests: the estimate in MB (rounded up) times ``attempt`` (from 1).
+
+    The only factor between what a job asks for and what it checks; a retry
+    (after OUT_OF_MEMORY) asks for twice, then three times, the estimate.
+    """
+    return estimate.mem_mb * max(1, int(attempt))
 
 
 def model_params(model_config: Mapping[str, Any]) -> int:
@@ -155,10 +189,14 @@ def machine_memory_bytes() -> int | None:
         return None
 
 
+class InsufficientMemoryError(ConfigError):
+    """A job that would not fit its memory: unlike other config errors, a retry with more memory may fit."""
+
+
 def check_fits(estimate: MemoryEstimate, limit: int | None, where: str, what: str) -> None:
-    """Raise :class:`ConfigError` naming ``where`` when ``estimate`` exceeds ``limit`` bytes (``what``)."""
+    """Raise :class:`InsufficientMemoryError` naming ``where`` when ``estimate`` exceeds ``limit`` bytes (``what``)."""
     if limit is not None and estimate.total > limit:
-        raise ConfigError(
+        raise InsufficientMemoryError(
             f"{where}: the head measurement needs about {estimate.describe()}, more than {what} "
             f"({limit / GIB:.3g} GiB); lower probes.batch_size, n_sequences or seq_len"
         )

@@ -221,21 +221,40 @@ TO_MEASURE = S.fetch_order(
 
 
 def measure_resource(key):
-    """One key of a measurement job's size (memory and runtime scale with the attempt)."""
+    """One key of a measurement job's size: circuitsweep.sizing's estimate, the one the job checks.
 
-    def size(wildcards, attempt):
+    From the snapshot's config.json once fetched (Snakemake re-evaluates resources when
+    a job's inputs exist, before submitting it). Memory and runtime scale with the
+    attempt, unless the last attempt failed deterministically (circuitsweep.retry).
+    """
+
+    def size(wildcards, attempt, rulename):
+        from circuitsweep.retry import job_log, sizing_attempt
+
         model = PLAN.models[wildcards.model]
         estimate = R.measure_size(
-            config["models"][wildcards.model], model.dtype, model.probes.to_dict(), PLAN.device
+            config["models"][wildcards.model],
+            model.dtype,
+            model.probes.to_dict(),
+            PLAN.device,
+            R.snapshot_model_config(PATHS.snapshot(wildcards.model, wildcards.revision)),
         )
-        return getattr(estimate.scaled(attempt), key)
+        log = job_log(getattr(rules, rulename).log, dict(wildcards.items()))
+        return getattr(estimate.scaled(sizing_attempt(log, attempt)), key)
 
     return size
 
 
 def small_resource(rule, key):
-    """One key of a small job's size (see circuitsweep.resources.SMALL_JOBS)."""
-    return lambda wildcards, attempt: getattr(R.small_size(rule).scaled(attempt), key)
+    """One key of a small job's size (circuitsweep.resources.SMALL_JOBS), scaled as measure_resource's."""
+
+    def size(wildcards, attempt, rulename):
+        from circuitsweep.retry import job_log, sizing_attempt
+
+        log = job_log(getattr(rules, rulename).log, dict(wildcards.items()))
+        return getattr(R.small_size(rule).scaled(sizing_attempt(log, attempt)), key)
+
+    return size
 
 
 def revision_caches(model, revision):
