@@ -44,10 +44,15 @@ def test_job_runs_in_the_clients_folder_and_writes_to_its_output(folder, tmp_pat
 
 
 def test_a_failing_job_gives_its_one_line_error_and_exit_code(folder, tmp_path):
-    """A user error in the job reaches the client's stderr as one line, with exit code 1, as in-process."""
+    """A user error in the job reaches the client's stderr as one line, with its exit code, as in-process."""
     (tmp_path / "bad.yaml").write_text("models: 3\n")
     done = _client(folder, "check-config", "bad.yaml", cwd=tmp_path)
-    assert done.returncode == 1
+    in_process = subprocess.run(
+        [sys.executable, "-m", "circuitsweep", "check-config", "bad.yaml"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(WORKFLOW)}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == in_process.returncode != 0
+    assert done.stderr == in_process.stderr
     assert "circuitsweep check-config: error:" in done.stderr
     assert "Traceback" not in done.stderr
 
