@@ -120,3 +120,14 @@ def test_killing_the_client_stops_its_job(tmp_path):
     assert not (tmp_path / "a").exists()
     for pid in jobs():
         os.kill(int(pid), 15)
+
+
+def test_only_cpu_jobs_fork_from_the_warm_worker(tmp_path):
+    """A CUDA or ROCm context cannot be used after fork: device auto forks only where no GPU device node exists."""
+    assert warm_worker.suits("cpu", tmp_path) and warm_worker.suits("auto", tmp_path)
+    assert not warm_worker.suits("cuda", tmp_path)
+    (tmp_path / "nvidia0").touch()
+    assert not warm_worker.suits("auto", tmp_path) and warm_worker.suits("cpu", tmp_path)
+    (tmp_path / "nvidia0").unlink()
+    (tmp_path / "kfd").touch()
+    assert not warm_worker.suits("auto", tmp_path)

@@ -18,7 +18,10 @@ client dies (Snakemake cancelled it) is stopped. When no server can be reached
 or started, the command runs in-process as usual, after one line saying why.
 
 Enabled by ``CIRCUITSWEEP_WARM_WORKER`` (a folder for the socket, or ``1`` for
-the default one); the workflow sets it for local runs (``warm_worker`` in the config).
+the default one); the workflow sets it for local runs (``warm_worker`` in the
+config) whose jobs compute on the CPU (:func:`suits`): a CUDA or ROCm context
+cannot be used in a child forked after the driver was touched, and a GPU job's
+imports are a small share of a 1B-scale load anyway.
 """
 
 from __future__ import annotations
@@ -66,6 +69,18 @@ START_SECONDS = 60.0
 #: Environment variables read when modules are imported: a server serves only jobs that agree on them.
 _IMPORT_TIME_ENV = ("HF_", "HUGGINGFACE", "TRANSFORMERS", "TORCH", "PYTORCH", "CUDA", "OMP_", "MKL_", "PYTHON", "LD_")
 _HEADER = struct.Struct("!Q")
+
+
+def suits(device: str, dev: Path = Path("/dev")) -> bool:
+    """Whether jobs of ``device`` (the config's ``device``) may fork from a warm worker: CPU jobs only.
+
+    ``auto`` counts as CPU only where no GPU device node exists (NVIDIA ``nvidia<N>``, AMD ``kfd``).
+    """
+    if device == "cpu":
+        return True
+    if device != "auto":
+        return False
+    return not any(dev.glob("nvidia[0-9]*")) and not (dev / "kfd").exists()
 
 
 def server_key(environ: dict[str, str] | None = None) -> str:
@@ -175,6 +190,9 @@ def serve(path: Path, idle_seconds: float = IDLE_SECONDS, preload: Sequence[str]
     listener.listen(64)
     for module in preload:
         importlib.import_module(module)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        raise RuntimeError("CUDA was initialised while importing; a forked job could not use it")
     children: set[int] = set()
     last_job = time.monotonic()
     while True:

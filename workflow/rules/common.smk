@@ -9,6 +9,7 @@ from pathlib import Path
 from circuitsweep.contracts import Paths
 from circuitsweep.names import SAFE_NAME_PATTERN
 from circuitsweep.plan import plan_sweep
+from circuitsweep.warm_worker import suits
 from circuitsweep.yaml_load import load_yaml
 from circuitsweep.primitives import contract as K
 
@@ -22,11 +23,11 @@ SHELL_PREFIX = (
 shell.prefix(SHELL_PREFIX)
 
 
-# A local run forks its measurement jobs from one warm process (circuitsweep.warm_worker):
-# torch and transformers are imported once per run, not once per revision.
+# A local run on the CPU forks its measurement jobs from one warm process
+# (circuitsweep.warm_worker): torch and transformers are imported once, not per revision.
 onstart:
-    if workflow.executor_plugin.name == "local" and config.get("warm_worker", True):
-        shell.prefix(SHELL_PREFIX + "export CIRCUITSWEEP_WARM_WORKER=1; ")
+    if workflow.executor_plugin.name == "local" and config.get("warm_worker", True) and suits(PLAN.device):
+        shell.prefix(f"{SHELL_PREFIX}export CIRCUITSWEEP_WARM_WORKER=1; ")
 
 # Snakemake's YAML reader keeps the last of two equal keys (a model listed twice
 # would silently sweep only the second entry): re-read the config files strictly.
