@@ -369,10 +369,13 @@ models:
 
 
 def write_toy_config(path: Path, primitives: bool = False) -> Path:
-    """TOY_SWEEP_CONFIG at ``path``; ``primitives``: with the primitives stage (every rule runs)."""
+    """TOY_SWEEP_CONFIG at ``path``; ``primitives``: with the primitives stage (every rule runs: step0 and
+    step20 get primitives, so measure_revision measures them and measure_heads step10)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = TOY_SWEEP_CONFIG if not primitives else TOY_SWEEP_CONFIG.replace("    primitives: {enabled: false}\n", "")
+    text = TOY_SWEEP_CONFIG
+    if primitives:
+        text = text.replace("    primitives: {enabled: false}\n", "    primitives: {revisions: {every: 2}}\n")
     path.write_text(text)
     return path
 

@@ -18,6 +18,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from slurm_cluster import (
     REPO_ROOT,
     SLURM_PROFILE,
@@ -106,9 +107,10 @@ def test_slurm_profile_leaves_sizes_to_the_rules_and_site_settings_to_the_user(s
     assert set(slurm_profile.get("set-threads", {})) <= {"train_toy_model", *GPU_RULES}
 
 
-def test_no_default_workflow_profile():
-    # profiles/default/ would be applied whenever no --workflow-profile is given
-    assert not (REPO_ROOT / "profiles" / "default").exists()
+def test_default_workflow_profile_only_sets_rerun_triggers():
+    """profiles/default is read whenever no --workflow-profile is given: it must not choose an executor or sizes."""
+    default = yaml.safe_load((REPO_ROOT / "profiles" / "default" / "config.yaml").read_text())
+    assert default == {"rerun-triggers": ["mtime", "params", "software-env", "code"]}
 
 
 def test_partition_template_sends_gpu_jobs_to_a_gpu_partition():
