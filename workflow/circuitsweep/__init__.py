@@ -14,11 +14,14 @@ The package in layers, from a config to a report (DESIGN.md section 2):
   and turned into emergence curves and milestones; ``heads.stage`` holds the
   functions the rules call;
 - semantic primitives, :mod:`circuitsweep.primitives`, with its own ``stage``;
+- one revision's measurement job, :mod:`revision_stage`: loads the weights
+  once and writes the head cache and primitive shard; :mod:`warm_worker` forks
+  such jobs from a process with torch imported on local CPU runs;
 - the toy suite, :mod:`circuitsweep.toy`: tiny models trained here, published
   as revisions;
 - files and outputs: :mod:`stats_io` (safetensors statistics), :mod:`table_io`
   (Parquet, CSV, Markdown), :mod:`plots`, :mod:`overhead`; :mod:`cli` is the
-  command line the rules run.
+  command line the rules run, :mod:`retry` how a failed job's retry is sized.
 
 For notebooks, ``import circuitsweep as cs`` gives :func:`cs.measure_heads`,
 :func:`cs.study_probes`, :func:`cs.study_thresholds` and :func:`cs.read_results`

@@ -1,6 +1,9 @@
-"""The head stages of the sweep, one function per Snakemake rule of the same name.
+"""The head stages of the sweep: what the head rules run.
 
-- :func:`measure_heads`: load one revision, run the probes, write its head cache;
+- :func:`load_revision` and :func:`measure_loaded`: load one revision, run the
+  probes, write its head cache; the measuring rules call both through
+  :mod:`circuitsweep.revision_stage` (one load for heads and primitives), and
+  :func:`measure_heads` chains them for a caller that wants heads alone;
 - :func:`classify_heads`: classify every head of one model from its caches alone;
 - :func:`head_tables`: the final heads, emergence and milestone tables of every model.
 
