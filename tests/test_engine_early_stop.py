@@ -101,3 +101,29 @@ def test_half_precision_model_keeps_its_weights():
     weight = model.get_output_embeddings().weight
     assert weight.dtype == torch.bfloat16 and torch.equal(weight, before)
     assert all(torch.isfinite(torch.tensor(loss_halves(stats))))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("softcap", [None, 5.0])
+def test_loss_head_streams_blocks_of_vocabulary_rows_exactly(dtype, softcap):
+    """Losses and logits computed block by block of vocabulary rows equal one float32 pass over the whole head.
+
+    A half-precision head is converted one block at a time: the LossHead holds the model's own weight,
+    not a float32 copy of it (412 MB for OLMo's head).
+    """
+    from torch.nn import functional as F
+
+    from circuitsweep.heads.measure import LogitTransform, LossHead
+
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(53, 16, generator=generator).to(dtype)
+    bias = torch.randn(53, generator=generator).to(dtype)
+    transform = LogitTransform(scale=0.7, softcap=softcap)
+    head = LossHead(weight=weight, bias=bias, rows=5, vocab_rows=7, transform=transform)
+    hidden = torch.randn(3, 11, 16, generator=generator)
+    tokens = torch.randint(0, 53, (3, 11), generator=generator)
+    full = transform(F.linear(hidden.float(), weight.float(), bias.float()))
+    assert torch.allclose(head.logits(hidden), full, atol=1e-5)
+    expected = F.cross_entropy(full[:, :-1].reshape(-1, 53), tokens[:, 1:].reshape(-1), reduction="none")
+    assert torch.allclose(head.token_losses(hidden, tokens), expected.view(3, -1).double().sum(0), atol=1e-4)
+    assert head.weight.data_ptr() == weight.data_ptr()

@@ -17,7 +17,8 @@ The model is described by its ``config.json`` mapping (Hugging Face keys:
 What the estimate counts (bytes), after ``heads/measure.py``:
 
 - ``weights``: parameters x dtype bytes (embeddings, attention, MLP or experts);
-- ``lm_head``: the float32 copy of the LM head used for the in-context loss;
+- ``lm_head``: the float32 block of LM-head rows used for the in-context loss
+  (:data:`LM_HEAD_BLOCK_BYTES`; the whole head when it is smaller);
 - ``probe_tokens``: every probe's int64 token matrix, built up front on the host;
 - ``attention``: one batch's attention scores and probabilities, float32,
   ``3 x B x H x T x T`` (scores, softmax, the observed copy);
@@ -46,6 +47,8 @@ DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}
 RUNTIME_BYTES = 2 << 30
 #: Bounded chunks of heads/measure.py: 64 MiB of logits (and their log-softmax) and the MLP chunks.
 CHUNK_BYTES = 3 * (64 << 20)
+#: Bytes of the LM head converted to float32 at a time for the in-context loss (``heads.measure.LossHead``).
+LM_HEAD_BLOCK_BYTES = 32 << 20
 #: The largest memory one job may ask for whatever the machine: refuses absurd configs at planning.
 MAX_JOB_BYTES = 2 << 40  # 2 TiB
 GIB = float(1 << 30)
@@ -154,7 +157,7 @@ def estimate_heads_memory(
     d = int(model_config["hidden_size"])
     heads = int(model_config["num_attention_heads"])
     parts["weights"] = model_params(model_config) * width
-    parts["lm_head"] = 4 * d * int(model_config.get("vocab_size") or 0)
+    parts["lm_head"] = min(4 * d * int(model_config.get("vocab_size") or 0), LM_HEAD_BLOCK_BYTES)
     parts["attention"] = 3 * 4 * batch * heads * length * length
     parts["activations"] = 8 * batch * length * d * width + CHUNK_BYTES
     return MemoryEstimate(parts)

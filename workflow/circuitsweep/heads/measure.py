@@ -5,8 +5,9 @@ observed attention. Passes whose only product is attention statistics (the
 induction probe, the random batch, and the repeated batch of a model without
 an LM head) stop right after the last layer's attention has been observed:
 the last layer's attention output and MLP and the final norm are not needed.
-The LM head runs only on the repeated batch, in chunks of about
-:data:`LOGIT_CHUNK_BYTES` of float32 logits, for the in-context loss; a model
+The LM head runs only on the repeated batch, in blocks of vocabulary rows
+converted to float32 when used (:data:`WEIGHT_BLOCK_BYTES`) and chunks of
+about :data:`LOGIT_CHUNK_BYTES` of float32 logits, for the in-context loss; a model
 without an LM head (an encoder such as ``BertModel``) has no loss statistic.
 Every decoder MLP runs over chunks of tokens (:mod:`mlp_chunks`), so neither
 the logits nor an MLP's intermediates set the peak memory of a batch.
@@ -14,6 +15,7 @@ the logits nor an MLP's intermediates set the peak memory of a batch.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +24,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from circuitsweep import contracts as C
+from circuitsweep import sizing
 from circuitsweep.heads.attention_hook import observing, run_until_stop
 from circuitsweep.heads.mlp_chunks import chunked_mlps
 from circuitsweep.heads.observers import InductionObserver, RepeatedObserver, SinkObserver
@@ -77,13 +80,24 @@ class LogitTransform:
         return logits
 
 
+#: Bytes of float32 LM-head weight converted at a time: a half-precision head (OLMo's 50304 x 2048)
+#: is never copied to float32 whole (412 MB), only one block of vocabulary rows at a time.
+WEIGHT_BLOCK_BYTES = sizing.LM_HEAD_BLOCK_BYTES
+
+
 @dataclass(frozen=True)
 class LossHead:
-    """The LM head in float32 (converted once per measurement), its final logit transform and its chunk size."""
+    """The LM head, its final logit transform and its chunk sizes: float32 logits and losses.
+
+    ``weight`` ``[vocab, d]`` and ``bias`` are the model's own tensors, in its
+    dtype; each block of ``vocab_rows`` rows is converted to float32 when used,
+    so the head costs at most :data:`WEIGHT_BLOCK_BYTES` beside the model.
+    """
 
     weight: torch.Tensor
     bias: torch.Tensor | None
     rows: int
+    vocab_rows: int
     transform: LogitTransform = LogitTransform()
 
     @classmethod
@@ -92,31 +106,53 @@ class LossHead:
         head = model.get_output_embeddings()
         if head is None:
             return None
-        bias = getattr(head, "bias", None)
+        vocab, width = head.weight.shape
         return cls(
-            weight=head.weight.float(),
-            bias=None if bias is None else bias.float(),
-            rows=logit_chunk_rows(head.weight.shape[0]),
+            weight=head.weight.detach(),
+            bias=None if getattr(head, "bias", None) is None else head.bias.detach(),
+            rows=logit_chunk_rows(vocab),
+            vocab_rows=max(1, WEIGHT_BLOCK_BYTES // (4 * width)),
             transform=LogitTransform.of(model.config.get_text_config()),
         )
 
+    def _blocks(self) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor | None]]:
+        """Each block of vocabulary rows with its float32 weight ``[rows, d]`` and bias."""
+        vocab = self.weight.shape[0]
+        for start in range(0, vocab, self.vocab_rows):
+            block = slice(start, min(start + self.vocab_rows, vocab))
+            bias = None if self.bias is None else self.bias[block].float()
+            yield block, self.weight[block].float(), bias
+
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Float32 logits ``[..., vocab]`` of final hidden states ``[..., d]``, transformed as the model does."""
-        return self.transform(F.linear(hidden.float(), self.weight, self.bias))
+        hidden = hidden.float()
+        out = hidden.new_empty((*hidden.shape[:-1], self.weight.shape[0]))
+        for block, weight, bias in self._blocks():
+            out[..., block] = self.transform(F.linear(hidden, weight, bias))
+        return out
 
     def token_losses(self, hidden: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy (nats) summed over the batch, ``[T - 1]``.
 
-        hidden: ``[B, T, d]`` final hidden states; tokens: ``[B, T]``.
+        hidden: ``[B, T, d]`` final hidden states; tokens: ``[B, T]``. The
+        log-sum-exp over the vocabulary runs block by block (float32), so
+        neither the whole logits nor a float32 copy of the head is held.
         """
-        flat_hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1])
-        flat_targets = tokens[:, 1:].reshape(-1)
-        losses = torch.cat(
-            [
-                F.cross_entropy(self.logits(h), t, reduction="none")
-                for h, t in zip(flat_hidden.split(self.rows), flat_targets.split(self.rows), strict=True)
-            ]
-        )
+        flat_hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1]).float()
+        targets = tokens[:, 1:].reshape(-1)
+        n = flat_hidden.shape[0]
+        log_norm = flat_hidden.new_full((n,), float("-inf"))
+        target_logit = flat_hidden.new_zeros(n)
+        positions = max(1, LOGIT_CHUNK_BYTES // (4 * self.vocab_rows))
+        for block, weight, bias in self._blocks():
+            for chunk in _batches(n, positions):
+                logits = self.transform(F.linear(flat_hidden[chunk], weight, bias))
+                log_norm[chunk] = torch.logaddexp(log_norm[chunk], torch.logsumexp(logits, dim=1))
+                local = targets[chunk] - block.start
+                inside = (local >= 0) & (local < logits.shape[1])
+                rows = inside.nonzero().squeeze(1)
+                target_logit[chunk.start + rows] = logits[rows, local[rows]]
+        losses = log_norm - target_logit
         return losses.view(tokens.shape[0], -1).double().sum(0)
 
 
@@ -181,7 +217,6 @@ def _measure(
                 loss_sum += head.token_losses(hidden, batch).cpu()
                 del hidden
             bar.update()
-    del head  # frees a converted float32 copy of the LM head weight
     stats.update(repeated.result())
     if has_loss:
         stats[C.STAT_LOSS_PER_POSITION] = (loss_sum / rep.n_sequences).float()
