@@ -106,7 +106,7 @@ def test_cli_records_a_deterministic_failure_and_a_retry_replays_it(tmp_path):
     replay = _cli(args, log, tmp_path)
     assert replay.returncode == retry.EXIT_DETERMINISTIC
     assert log.read_text().startswith(message + "\n(repeated from the previous attempt of this job")
-    # other arguments (another job, or drop-snapshot after a failed measurement) are not replayed
+    # other arguments (another job) are not replayed
     _cli(["check-config", str(config)], log, tmp_path)
     assert "repeated from the previous attempt" not in log.read_text()
 

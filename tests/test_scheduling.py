@@ -54,17 +54,20 @@ def test_submission_count_of_a_full_scale_sweep():
     assert f"submits {counts['total']} jobs for 1844 revisions" in line
 
 
-def test_block_record_and_dropping_a_snapshot(tmp_path):
+def test_block_record_and_dropping_unmeasured_snapshots(tmp_path):
     cache = tmp_path / "heads.parquet"
     cache.write_bytes(b"x" * 5)
     S.write_block_record("m.0", [cache], tmp_path / "m.0.json")
     assert json.loads((tmp_path / "m.0.json").read_text()) == {"block": "m.0", "files": {str(cache): 5}}
     with pytest.raises(CacheError, match="m.1: caches missing"):
         S.write_block_record("m.1", [tmp_path / "absent"], tmp_path / "m.1.json")
-    snapshot = tmp_path / "snap"
-    (snapshot / "sub").mkdir(parents=True)
-    assert S.drop_snapshot(snapshot) and not snapshot.exists()
-    assert not S.drop_snapshot(snapshot)
+    failed, measured = tmp_path / "snap-failed", tmp_path / "snap-measured"
+    for snapshot in (failed, measured):
+        (snapshot / "sub").mkdir(parents=True)
+    # a snapshot left by a failed run goes; one whose caches all exist is not touched
+    pairs = [(failed, [cache, tmp_path / "absent"]), (measured, [cache]), (tmp_path / "never-fetched", [])]
+    assert S.drop_unmeasured_snapshots(pairs) == [failed]
+    assert not failed.exists() and measured.exists()
 
 
 def test_measurement_sizes_follow_model_size_dtype_and_attempt():
@@ -98,3 +101,11 @@ def test_prefetch_refuses_models_that_would_not_read_the_shared_cache(tmp_path):
         prefetch(config, tmp_path)
     with pytest.raises(ConfigError, match="no model named x"):
         prefetch(config, tmp_path, models=["x"])
+
+
+def test_input_set_trigger_is_recognised_from_snakemakes_enum():
+    """The disk-bound order depends on whether Snakemake reruns a job for a changed set of inputs."""
+    from snakemake.settings.enums import RerunTrigger
+
+    assert S.input_set_triggers_reruns(RerunTrigger.all())
+    assert not S.input_set_triggers_reruns({RerunTrigger.MTIME, RerunTrigger.PARAMS, RerunTrigger.CODE})

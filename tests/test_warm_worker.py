@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -34,13 +35,12 @@ def folder(tmp_path_factory) -> Path:
 
 def test_job_runs_in_the_clients_folder_and_writes_to_its_output(folder, tmp_path):
     """The child takes the client's folder, output and exit code: a relative path resolves where the job started."""
-    snapshot = tmp_path / "snapshot"
-    snapshot.mkdir()
-    (snapshot / "weights.bin").write_bytes(b"x")
-    done = _client(folder, "drop-snapshot", "snapshot", cwd=tmp_path)
+    (tmp_path / "cache.parquet").write_bytes(b"12345")
+    argv = ["block-record", "--block", "m.0", "--files", "cache.parquet", "--output", "m.json"]
+    done = _client(folder, *argv, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert not snapshot.exists()
-    assert "deleted snapshot snapshot" in done.stderr
+    assert json.loads((tmp_path / "m.json").read_text())["files"] == {"cache.parquet": 5}
+    assert "block m.0: 1 files recorded in m.json" in done.stdout
 
 
 def test_a_failing_job_gives_its_one_line_error_and_exit_code(folder, tmp_path):
@@ -61,7 +61,7 @@ def test_no_worker_means_the_command_runs_in_process(tmp_path):
     """A folder where no socket can be made makes run_warm step aside (None) with one line saying why."""
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
-    done = _client(blocked / "sub", "drop-snapshot", "missing", cwd=tmp_path)
+    done = _client(blocked / "sub", "block-record", "--block", "b", "--output", "b.json", cwd=tmp_path)
     assert done.returncode == 99
     assert "warm worker unavailable" in done.stderr
 
@@ -131,3 +131,12 @@ def test_only_cpu_jobs_fork_from_the_warm_worker(tmp_path):
     (tmp_path / "nvidia0").unlink()
     (tmp_path / "kfd").touch()
     assert not warm_worker.suits("auto", tmp_path)
+
+
+def test_a_socket_folder_others_can_write_is_refused(tmp_path):
+    """Jobs hand the server their environment (tokens) and output: a folder others can write is not trusted."""
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    done = _client(shared, "block-record", "--block", "b", "--output", "b.json", cwd=tmp_path)
+    assert done.returncode == 99 and "is not private to this user" in done.stderr

@@ -207,13 +207,6 @@ def cmd_block_record(args: argparse.Namespace) -> None:
     print(f"block {args.block}: {len(args.files)} files recorded in {args.output}")
 
 
-def cmd_drop_snapshot(args: argparse.Namespace) -> None:
-    from circuitsweep.scheduling import drop_snapshot
-
-    if drop_snapshot(Path(args.snapshot)):
-        print(f"measurement failed: deleted snapshot {args.snapshot}", file=sys.stderr)
-
-
 def cmd_prefetch(args: argparse.Namespace) -> None:
     from circuitsweep.prefetch import prefetch
 
@@ -344,9 +337,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--primitives", nargs="*", default=[], help="primitive shards (their forward seconds count too)")
     p.add_argument("--csv", required=True)
     p.add_argument("--markdown", required=True)
-
-    p = add("drop-snapshot", cmd_drop_snapshot, "delete the snapshot of a failed measurement")
-    p.add_argument("snapshot")
 
     p = add("block-record", cmd_block_record, "record that every cache of a job block exists")
     p.add_argument("--block", required=True, help="block name (<model>.<first revision>)")

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from circuitsweep.atomic import atomic_write_text
 from circuitsweep.errors import CacheError
@@ -93,17 +95,25 @@ def write_block_record(block: str, files: list[Path], output: Path) -> None:
     atomic_write_text(output, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
-def drop_snapshot(snapshot: Path) -> bool:
-    """Delete a snapshot folder whose measurement failed, so it does not hold disk; True if it existed.
+def drop_unmeasured_snapshots(revisions: Sequence[tuple[Path, Sequence[Path]]]) -> list[Path]:
+    """Delete each snapshot folder whose caches are not all there; the folders deleted.
 
-    Called only after a failed measurement: Snakemake keeps a ``temp()`` input of a
-    failed job, which would otherwise stay on disk until the workflow is rerun.
+    ``revisions``: (snapshot folder, the caches made from it) per revision. Run when
+    the workflow fails: Snakemake keeps the ``temp()`` input of a failed job (its retry
+    needs it), so without this a failed measurement's snapshot would hold disk until
+    the workflow is run again.
     """
-    snapshot = Path(snapshot)
-    if not snapshot.exists():
-        return False
-    shutil.rmtree(snapshot)
-    return True
+    dropped = []
+    for snapshot, caches in revisions:
+        if Path(snapshot).exists() and not all(Path(cache).exists() for cache in caches):
+            shutil.rmtree(snapshot)
+            dropped.append(Path(snapshot))
+    return dropped
+
+
+def input_set_triggers_reruns(rerun_triggers: Collection[Any]) -> bool:
+    """Whether Snakemake reruns a job because the set of its input files changed (its ``input`` trigger)."""
+    return any(getattr(trigger, "name", str(trigger)).lower() == "input" for trigger in rerun_triggers)
 
 
 def cluster_submissions(

@@ -40,6 +40,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 
 #: Environment variable that enables the warm worker: a folder for its socket, or "1" for the default folder.
@@ -67,7 +68,11 @@ IDLE_SECONDS = 120.0
 #: Seconds a client waits for a server it started to listen.
 START_SECONDS = 60.0
 #: Environment variables read when modules are imported: a server serves only jobs that agree on them.
-_IMPORT_TIME_ENV = ("HF_", "HUGGINGFACE", "TRANSFORMERS", "TORCH", "PYTORCH", "CUDA", "OMP_", "MKL_", "PYTHON", "LD_")
+_IMPORT_TIME_ENV = (
+    "HF_", "HUGGINGFACE", "TRANSFORMERS", "TORCH", "PYTORCH", "CUDA", "OMP_", "MKL_", "PYTHON", "LD_", "CIRCUITSWEEP_",
+)  # fmt: skip
+#: Installed packages whose upgrade must start a new server.
+_PACKAGES = ("torch", "transformers", "huggingface-hub", "safetensors", "numpy")
 _HEADER = struct.Struct("!Q")
 
 
@@ -89,8 +94,11 @@ def server_key(environ: dict[str, str] | None = None) -> str:
     digest = hashlib.sha256()
     digest.update(f"{sys.executable}\0{sys.version}\0".encode())
     for name in sorted(environ):
-        if name.startswith(_IMPORT_TIME_ENV) and name != CHILD_ENV:
+        if name.startswith(_IMPORT_TIME_ENV) and name not in (CHILD_ENV, ENV):
             digest.update(f"{name}={environ[name]}\0".encode())
+    for package in _PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            digest.update(f"{package}=={metadata.version(package)}\0".encode())
     package = Path(__file__).resolve().parent
     for path in sorted(package.rglob("*.py")):
         stat = path.stat()
@@ -153,9 +161,10 @@ def _connect(path: Path) -> socket.socket:
 def _connect_or_start(folder: Path, key: str) -> socket.socket:
     """A connection to the server of ``key`` in ``folder``, starting it (once, under a lock) if none listens."""
     path = folder / f"{key}.sock"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _check_private(folder)
     with contextlib.suppress(OSError):
         return _connect(path)
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     with open(folder / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         with contextlib.suppress(OSError):
@@ -179,6 +188,13 @@ def _connect_or_start(folder: Path, key: str) -> socket.socket:
                 if time.monotonic() > deadline:
                     raise OSError(f"no warm worker listened at {path} within {START_SECONDS:.0f} s") from None
                 time.sleep(0.05)
+
+
+def _check_private(folder: Path) -> None:
+    """Refuse a socket folder that another user owns or can write: jobs hand it their environment and output."""
+    stat = folder.stat()
+    if stat.st_uid != os.getuid() or stat.st_mode & 0o077:
+        raise OSError(f"{folder} is not private to this user (owner {stat.st_uid}, mode {oct(stat.st_mode & 0o777)})")
 
 
 def serve(path: Path, idle_seconds: float = IDLE_SECONDS, preload: Sequence[str] = PRELOAD) -> None:
@@ -207,6 +223,9 @@ def serve(path: Path, idle_seconds: float = IDLE_SECONDS, preload: Sequence[str]
     while select.select([listener], [], [], 0)[0]:
         _fork_job(listener)
     listener.close()
+    with contextlib.suppress(OSError):  # an empty server log says nothing (the lock file stays: clients lock it)
+        if path.with_suffix(".log").stat().st_size == 0:
+            path.with_suffix(".log").unlink()
 
 
 def _fork_job(listener: socket.socket) -> int:

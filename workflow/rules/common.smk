@@ -108,12 +108,11 @@ MEASURE_SHELL = (
     "python -m circuitsweep measure-revision --settings {params.settings:q} --snapshot {input.snapshot:q}"
     " --stats {output.stats:q} --scores {output.scores:q} --threads {threads} --mem-mb {resources.mem_mb}"
     " {params.extra} %s > {log:q} 2>&1"
-    " || {{ python -m circuitsweep drop-snapshot {input.snapshot:q} >> {log:q} 2>&1; exit 1; }}"
 )
 
 
 def measure_shell(primitives):
-    """The shell command of a measuring rule; a failed measurement deletes its snapshot (the disk bound)."""
+    """The shell command of the measuring rules; it exits with the command's code (3: a deterministic failure)."""
     options = "--primitive-settings {params.primitives:q} --stimuli {input.stimuli:q} --primitives {output.primitives:q}"
     return MEASURE_SHELL % (options if primitives else "")
 
@@ -267,10 +266,16 @@ def revision_caches(model, revision):
 
 
 def fetch_waits_for(wildcards):
-    """The caches of the revision snapshots_on_disk places earlier among those to measure: the disk bound."""
-    if (wildcards.model, wildcards.revision) not in TO_MEASURE:
+    """The caches of the revision snapshots_on_disk places earlier among those to measure: the disk bound.
+
+    Under Snakemake's input-set rerun trigger (a profile without the rerun-triggers of
+    profiles/default) that order would change from run to run and refetch everything,
+    so it then counts every swept revision (inserting one refetches the next ones).
+    """
+    order = SLOTS if S.input_set_triggers_reruns(workflow.rerun_triggers) else TO_MEASURE
+    if (wildcards.model, wildcards.revision) not in order:
         return []
-    earlier = S.fetch_after(TO_MEASURE, wildcards.model, wildcards.revision, SNAPSHOTS_ON_DISK)
+    earlier = S.fetch_after(order, wildcards.model, wildcards.revision, SNAPSHOTS_ON_DISK)
     return revision_caches(*earlier) if earlier else []
 
 
@@ -289,7 +294,18 @@ def block_inputs(wildcards):
 
 
 def block_markers_of(wildcards):
-    return [block_marker(block) for block in BLOCKS if BLOCKS[block][0][0] == wildcards.model]
+    """The model's block records: they put the blocks in the DAG; ancient, so rewriting one
+    (a primitive rescoring) reclassifies nothing."""
+    return [ancient(block_marker(block)) for block in BLOCKS if BLOCKS[block][0][0] == wildcards.model]
+
+
+# A failed measurement leaves its temporary snapshot (a retry needs it): whatever snapshot
+# is left when the run fails is deleted then, so failures never hold disk between runs.
+onerror:
+    for snapshot in S.drop_unmeasured_snapshots(
+        [(PATHS.snapshot(m, r), revision_caches(m, r)) for m in MODELS for r in revisions_of(m)]
+    ):
+        print(f"circuitsweep: deleted the snapshot {snapshot} (its measurement failed or did not run)", file=sys.stderr)
 
 
 # A dry run says what a cluster executor would submit (Snakemake's own dry run lists
