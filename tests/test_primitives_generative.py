@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-import torch
-from models import tiny_decoder
+from models import one_torch_thread, tiny_decoder
 
 from circuitsweep.checkpoints.hub import choose_files
 from circuitsweep.checkpoints.snapshots import fetch_snapshot
@@ -90,15 +89,11 @@ def sweep(tmp_path_factory) -> dict:
     plan = plan_sweep(config(root / "run"), REPO, Paths(root / "results"))
     snapshot_dir, shard = root / "snapshot", root / "primitives.safetensors"
     snapshot = fetch_snapshot(plan.fetch_settings(MODEL, REVISION), snapshot_dir)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models run faster on one thread than on two contended ones
-    try:
+    with one_torch_thread():
         job = PrimitiveJob.from_dict(plan.primitive_settings(MODEL, REVISION))
         heads = RevisionJob.from_dict(plan.measure_settings(MODEL, REVISION))
         request = PrimitiveRequest(plan.primitive_settings(MODEL, REVISION), plan.stimuli(MODEL), shard)
         measure_revision(snapshot_dir, heads, root / "heads.safetensors", root / "heads.parquet", primitives=request)
-    finally:
-        torch.set_num_threads(threads)
     revision_tables = root / "scored"
     expected = plan.primitive_cache_expectation(MODEL, REVISION)
     score_revision_primitives(shard, plan.stimuli(MODEL), plan.primitive_scoring(MODEL), revision_tables, expected)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from models import one_torch_thread
 
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.encoders import TokenizerEncoder
@@ -24,16 +25,12 @@ def measured():
     """The MiniLM cache of a stimuli subset, measured once for the module on one thread."""
     from transformers import AutoModel, AutoTokenizer
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # much faster than 2 threads on a shared 2-core machine
-    try:
+    with one_torch_thread():
         path = minilm.get_model_path()
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModel.from_pretrained(path).eval()
         stimuli = load_stimuli().subset(n_contexts=N_CONTEXTS, n_carriers=N_CARRIERS)
         cached = measure_primitives(model, TokenizerEncoder(tokenizer), stimuli, batch_size=64)
-    finally:
-        torch.set_num_threads(threads)
     return stimuli, cached
 
 

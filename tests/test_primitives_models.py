@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from models import ARCHITECTURES, VOCAB, tiny_model
+from models import ARCHITECTURES, VOCAB, one_torch_thread, tiny_model
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
@@ -22,11 +22,8 @@ FAST = ScoringSettings(n_folds=5, n_perm=500, lexicon_resamples=20, seed=0)
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    """Tiny models run about 10x faster on one thread than on two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

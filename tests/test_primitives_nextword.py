@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from models import tiny_model
+from models import one_torch_thread, tiny_model
 
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.behaviour import SamplingSettings, count_in, lemma, measure_behaviour
@@ -39,10 +39,8 @@ CHAT = (
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")
