@@ -1,6 +1,7 @@
 # Helpers shared by every stage: the validated sweep plan and the paths.
 # All logic lives in the circuitsweep package; this file only adapts it to rules.
 
+import functools
 import json
 import sys
 import shlex
@@ -210,14 +211,19 @@ SLOTS = S.fetch_order(
     {model: revisions_of(model) for model in MODELS}, SNAPSHOTS_ON_DISK, REVISIONS_PER_JOB
 )
 BLOCKS = S.blocks(SLOTS)
-# The disk-bound order holds only the revisions still to measure: one measured before
-# (with the settings planned now) is not fetched, so adding or removing a revision never
-# moves its wait. The profiles drop Snakemake's `input` rerun trigger for the same reason.
-TO_MEASURE = S.fetch_order(
-    {model: [r for r in revisions_of(model) if not PLAN.is_measured(model, r)] for model in MODELS},
-    SNAPSHOTS_ON_DISK,
-    REVISIONS_PER_JOB,
-)
+
+
+@functools.cache
+def to_measure():
+    """The disk-bound order of the revisions still to measure: one measured before (with the
+    settings planned now) is not fetched, so adding or removing a revision never moves its
+    wait. The profiles drop Snakemake's `input` rerun trigger for the same reason. Read from
+    the caches' headers once, when the DAG is built (not when a job's Snakemake parses)."""
+    return S.fetch_order(
+        {model: [r for r in revisions_of(model) if not PLAN.is_measured(model, r)] for model in MODELS},
+        SNAPSHOTS_ON_DISK,
+        REVISIONS_PER_JOB,
+    )
 
 
 def measure_resource(key):
@@ -272,7 +278,7 @@ def fetch_waits_for(wildcards):
     profiles/default) that order would change from run to run and refetch everything,
     so it then counts every swept revision (inserting one refetches the next ones).
     """
-    order = SLOTS if S.input_set_triggers_reruns(workflow.rerun_triggers) else TO_MEASURE
+    order = SLOTS if S.input_set_triggers_reruns(workflow.rerun_triggers) else to_measure()
     if (wildcards.model, wildcards.revision) not in order:
         return []
     earlier = S.fetch_after(order, wildcards.model, wildcards.revision, SNAPSHOTS_ON_DISK)
