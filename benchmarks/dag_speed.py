@@ -49,7 +49,7 @@ def olmo_stand_in(path: Path) -> None:
 
 def plan(workdir: Path, config: Path) -> tuple[float, int]:
     """Seconds of ``snakemake -n`` and the number of jobs it plans."""
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow/Snakefile"), "-d", str(workdir),
                "--configfile", str(config), "-n"]  # fmt: skip
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, check=True)

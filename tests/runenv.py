@@ -6,6 +6,9 @@ import os
 import sys
 from pathlib import Path
 
+#: The workflow's Snakefile, as `snakemake -s` takes it.
+SNAKEFILE = str(Path(__file__).resolve().parents[1] / "workflow" / "Snakefile")
+
 
 def job_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This process's environment with ``extra`` and the interpreter running the tests first on PATH.

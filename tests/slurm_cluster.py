@@ -344,7 +344,7 @@ def run_snakemake(
 
 # --- the real workflow ------------------------------------------------------------------
 
-WORKFLOW_SNAKEFILE = REPO_ROOT / "Snakefile"
+WORKFLOW_SNAKEFILE = REPO_ROOT / "workflow/Snakefile"
 
 # A toy sweep of the real workflow small enough for a 2-core test node: one toy model,
 # three revisions, short probes, no primitives (about 40-60 s locally).

@@ -104,7 +104,7 @@ def test_duplicate_model_key_stops_the_workflow(tmp_path):
     entry = TOY_TEXT.split(f"  {TOY_MODEL}:", 1)[1].split("\n  toy-", 1)[0]
     path.write_text(TOY_TEXT.replace(f"  {TOY_MODEL}:", f"  {TOY_MODEL}:{entry}\n  {TOY_MODEL}:", 1))
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile", str(path), "-n"],
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow/Snakefile"), "--configfile", str(path), "-n"],
         capture_output=True, text=True, env=job_env(), cwd=tmp_path, timeout=300, check=False,
     )  # fmt: skip
     assert result.returncode != 0 and f"duplicate key '{TOY_MODEL}'" in result.stdout + result.stderr

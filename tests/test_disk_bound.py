@@ -65,7 +65,7 @@ def test_at_most_snapshots_on_disk_exist_and_a_failed_measurement_deletes_its_sn
     watcher.start()
     try:
         run = subprocess.run(
-            [sys.executable, "-m", "snakemake", *targets, "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+            [sys.executable, "-m", "snakemake", *targets, "-s", str(REPO / "workflow/Snakefile"), "-d", str(tmp_path),
              "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", "--keep-going", "--retries", "1",
              "--nocolor"],
             capture_output=True, text=True, timeout=400, env=env, check=False,

@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 import yaml
 from hubserver import HubServer
-from runenv import job_env, toy_hub_settings
+from runenv import SNAKEFILE, job_env, toy_hub_settings
 from test_workflow_hub import REPO, REPO_ID, hub_repo, run  # noqa: F401 - hub_repo is a fixture
 
 from circuitsweep.checkpoints import local_hub
@@ -66,7 +66,7 @@ def sweep(server: HubServer, tmp_path: Path, name: str) -> Path:
         },
     }
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    snakemake = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile", "config.yaml"]
+    snakemake = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "--configfile", "config.yaml"]
     tables = [f"results/tables/{name}" for name in ("heads.parquet", "emergence.parquet", "milestones.csv")]
     run([*snakemake, "--cores", "2", *tables], env, workdir)  # the tables only: plots add time, not coverage
     return workdir / "results" / "tables"

@@ -128,7 +128,7 @@ def test_gated_repository_without_token_is_named(tmp_path, monkeypatch):
 
 
 def _snakemake(args: list[str], workdir: Path) -> str:
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", *args]
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow/Snakefile"), "--cores", "2", *args]
     result = subprocess.run(command, capture_output=True, text=True, env=job_env(), cwd=workdir, timeout=900)
     if result.returncode != 0:
         raise AssertionError(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from runenv import job_env
+from runenv import SNAKEFILE, job_env
 
 from circuitsweep.errors import ConfigError
 from circuitsweep.names import SAFE_NAME_PATTERN, check_name, is_safe_name
@@ -95,7 +95,7 @@ def test_other_models_snapshots_survive_a_dotdot_revision(tmp_path):
     sentinel.parent.mkdir(parents=True)
     sentinel.write_text("keep me")
     env = job_env()
-    snakemake = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile", "config.yaml"]
+    snakemake = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "--configfile", "config.yaml"]
     result = subprocess.run([*snakemake, "--cores", "1"], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=300, check=False)  # fmt: skip
     assert result.returncode != 0

@@ -65,7 +65,7 @@ def test_primitive_study_config_names_its_gated_repositories():
 def test_sweep_config_dry_runs(config, tmp_path):
     """Snakemake plans every job of the config offline: one measurement job (one load) per model and revision."""
     plan = plan_sweep(load_config(ROOT / config), ROOT)
-    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path)]
+    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(tmp_path)]
     command += ["--configfile", str(ROOT / config), "-n", "--cores", "2", "--quiet", "rules"]
     result = subprocess.run(command, capture_output=True, text=True, env=job_env(), timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

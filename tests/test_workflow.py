@@ -26,7 +26,7 @@ from circuitsweep.primitives import contract as K
 from circuitsweep.table_io import read_table
 
 REPO = Path(__file__).resolve().parents[1]
-SNAKEFILE = REPO / "Snakefile"
+SNAKEFILE = REPO / "workflow/Snakefile"
 DEFAULT_CONFIG = REPO / "config" / "config.yaml"
 
 pytestmark = pytest.mark.slow

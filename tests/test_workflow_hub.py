@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 import yaml
 from hubserver import HubServer
-from runenv import job_env, job_logs, toy_hub_settings
+from runenv import SNAKEFILE, job_env, job_logs, toy_hub_settings
 
 from circuitsweep.checkpoints import local_hub
 from circuitsweep.toy.train import ToySpec, train_and_publish
@@ -82,7 +82,7 @@ def test_sweep_from_a_hub_repository(hub_repo, tmp_path):
         workdir = tmp_path / "work"
         workdir.mkdir()
         run(
-            [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile", str(config_file),
+            [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "--configfile", str(config_file),
              "--cores", "2"],
             env,
             workdir,

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 import yaml
 from hubserver import HubServer
-from runenv import job_env, job_logs
+from runenv import SNAKEFILE, job_env, job_logs
 
 from circuitsweep.checkpoints import local_hub
 from circuitsweep.toy.demo_run import save_demo_run
@@ -68,7 +68,7 @@ def test_llama_sweep_from_a_hub_repository(tmp_path):
         config_file.write_text(yaml.safe_dump(config))
         workdir = tmp_path / "work"
         workdir.mkdir()
-        _run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile", str(config_file),
+        _run([sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "--configfile", str(config_file),
               "--cores", "2"], env, workdir)  # fmt: skip
         assert server.count("cdn") > 0, "weights must come through the Hub's LFS redirect"
     emergence = pl.read_parquet(workdir / "results" / "tables" / "emergence.parquet")

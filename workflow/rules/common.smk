@@ -7,6 +7,8 @@ import sys
 import shlex
 from pathlib import Path
 
+REPO = Path(workflow.basedir).parent
+
 from circuitsweep.contracts import Paths
 from circuitsweep.names import SAFE_NAME_PATTERN
 from circuitsweep.plan import plan_sweep
@@ -18,7 +20,7 @@ from circuitsweep.primitives import contract as K
 # environment runs the job (the activated one, or ENV under --sdm conda).
 ENV = "../../envs/circuitsweep.yaml"
 SHELL_PREFIX = (
-    f"set -euo pipefail; export PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'workflow'))}"
+    f"set -euo pipefail; export PYTHONPATH={shlex.quote(str(Path(workflow.basedir)))}"
     "${{PYTHONPATH:+:$PYTHONPATH}}; "
 )
 shell.prefix(SHELL_PREFIX)
@@ -37,7 +39,7 @@ for _configfile in workflow.overwrite_configfiles or []:
 
 # Validates the config against workflow/schemas/config.schema.yaml and resolves
 # every model's revisions; a bad config stops here, before any job runs.
-PLAN = plan_sweep(config, Path(workflow.basedir), Paths(Path("results")))
+PLAN = plan_sweep(config, REPO, Paths(Path("results")))
 PATHS = PLAN.paths
 MODELS = list(PLAN.models)
 
