@@ -59,6 +59,24 @@ def study_thresholds(**overrides: Any) -> Thresholds:
     return Thresholds.from_dict(_section("thresholds", overrides))
 
 
+def classify_heads(scores: pl.DataFrame, thresholds: Thresholds | None = None) -> pl.DataFrame:
+    """Classify heads from their selectivities, without a model (e.g. a study's published per-head numbers).
+
+    scores: one row per head with ``layer``, ``head`` and the ``sel_<target>``
+    columns of ``contracts.SELECTIVITY_COLUMNS`` (ratios of mean attention,
+    dimensionless); other columns (``sink_alpha``, keys) are kept. thresholds:
+    :func:`study_thresholds` (default: the study's). Returns ``scores`` with
+    ``contracts.CLASS_COLUMNS``: ``class`` (best target at >= the class
+    threshold, else ``none``), ``induction_selective``, the screens
+    ``induction_member`` and ``previous_member`` (whatever the class),
+    ``in_circuit`` and ``sink`` (null without ``sink_alpha``).
+    """
+    missing = [c for c in ("layer", "head", *C.SELECTIVITY_COLUMNS) if c not in scores.columns]
+    if missing:
+        raise ConfigError(f"classify_heads: the scores frame lacks the columns {missing}")
+    return head_classes(scores, thresholds or study_thresholds())
+
+
 def measure_heads(
     model: PreTrainedModel,
     probes: ProbeSettings | None = None,

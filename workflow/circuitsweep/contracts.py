@@ -69,8 +69,18 @@ HEAD_SCORE_COLUMNS: tuple[str, ...] = (
     "previous_token",
     "duplicate_token",
 )
-#: Columns that classification adds to the head scores.
-CLASS_COLUMNS: tuple[str, ...] = ("class", "induction_member", "previous_member", "in_circuit", "sink")
+#: Columns that classification adds to the head scores: the best class; ``induction_selective``
+#: (induction selectivity >= the class threshold, any class); the screens ``induction_member``
+#: (induction selectivity >= the circuit threshold, any class) and ``previous_member``; their
+#: union ``in_circuit``; ``sink`` (null without a ``sink_alpha`` score).
+CLASS_COLUMNS: tuple[str, ...] = (
+    "class",
+    "induction_selective",
+    "induction_member",
+    "previous_member",
+    "in_circuit",
+    "sink",
+)
 
 # --- Per-revision columns --------------------------------------------------
 
@@ -98,7 +108,9 @@ EMERGENCE_COLUMNS: tuple[str, ...] = (
     "n_heads_total",
     "bos_fraction",
     "sink_ratio",
-    "n_induction_heads",
+    "n_induction_heads",  # class induction (the study's class breakdown)
+    "induction_selective_heads",  # induction selectivity >= the class threshold, any class (the onset counts these)
+    "screen_heads",  # the all-head induction screen: induction selectivity >= the circuit threshold
     "n_circuit_heads",
     "in_context_loss_drop",
     "early_screen_recall",

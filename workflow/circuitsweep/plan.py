@@ -167,11 +167,10 @@ class Plan:
             **self._weights(model, name),
         }
         if self.ablation is not None:
-            # the circuit is classified in the job, so its cut is a job setting (a change reruns it);
-            # max(induction_circuit, class_selectivity) is all it depends on (heads.ablation.circuit_cut)
-            thresholds = self.models[model].thresholds
+            # the circuit is screened in the job, so its cut is a job setting (a change reruns it);
+            # induction_circuit is all it depends on (heads.ablation.circuit_cut)
             settings["ablation"] = asdict(self.ablation)
-            settings["circuit_selectivity"] = max(thresholds.induction_circuit, thresholds.class_selectivity)
+            settings["circuit_selectivity"] = self.models[model].thresholds.induction_circuit
         return settings
 
     def measure_extra_outputs(self, model: str, name: str) -> dict[str, Path]:

@@ -54,8 +54,8 @@ def _token_axis(axis: plt.Axes, tokens: pl.Series) -> None:
 #: Milestones marked on the emergence curves: (milestones column of the tokens, curve column, marker, label).
 _MILESTONE_MARKS = (
     ("bos_t50_tokens", "bos_fraction", "*", "BOS t50"),
-    ("induction_onset_tokens", "n_induction_heads", "P", "induction onset"),
-    ("early_screen_tokens", "n_induction_heads", "D", "early screen"),
+    ("induction_onset_tokens", "induction_selective_heads", "P", "induction onset"),
+    ("early_screen_tokens", "induction_selective_heads", "D", "early screen"),
 )
 
 
@@ -65,7 +65,7 @@ def emergence_plot(curves: pl.DataFrame, path: Path, milestones: pl.DataFrame | 
 
 
 def emergence_figure(curves: pl.DataFrame, milestones: pl.DataFrame | None = None) -> plt.Figure:
-    """BOS-head fraction and induction-head count against training tokens, one line per model.
+    """BOS-head fraction and induction-selective head count against training tokens, one line per model.
 
     ``milestones``: the milestones table; each model's BOS t50, induction onset and
     early screen are marked on its curve (star, plus, diamond), at the revision
@@ -75,9 +75,11 @@ def emergence_figure(curves: pl.DataFrame, milestones: pl.DataFrame | None = Non
     colours: dict[str, str] = {}
     for (model,), curve in curves.sort("tokens").group_by("model", maintain_order=True):
         (line,) = bos.plot(curve["tokens"], curve["bos_fraction"], marker="o", markersize=4, label=model)
-        induction.plot(curve["tokens"], curve["n_induction_heads"], marker="o", markersize=4, color=line.get_color())
+        induction.plot(
+            curve["tokens"], curve["induction_selective_heads"], marker="o", markersize=4, color=line.get_color()
+        )
         colours[model] = line.get_color()
-    axes = {"bos_fraction": bos, "n_induction_heads": induction}
+    axes = {"bos_fraction": bos, "induction_selective_heads": induction}
     used: dict[str, Line2D] = {}
     for row in (milestones if milestones is not None else pl.DataFrame()).iter_rows(named=True):
         curve = curves.filter(pl.col("model") == row["model"])
@@ -99,8 +101,8 @@ def emergence_figure(curves: pl.DataFrame, milestones: pl.DataFrame | None = Non
             used[label] = Line2D([], [], marker=marker, color="black", markerfacecolor="white", linestyle="none")
     bos.set_ylabel("BOS-head fraction (class first)")
     bos.set_ylim(-0.02, 1.02)
-    induction.set_ylabel("induction heads")
-    most = max(int(curves["n_induction_heads"].max() or 0), 1)
+    induction.set_ylabel("induction-selective heads (any class)")
+    most = max(int(curves["induction_selective_heads"].max() or 0), 1)
     induction.set_ylim(-0.04 * most, 1.06 * most)
     induction.yaxis.set_major_locator(MaxNLocator(integer=True))
     for axis in (bos, induction):
