@@ -128,8 +128,33 @@ def test_batch_from_text_files_with_minilm_tokenizer(tmp_path, tokenizer):
     for tokens, i, k in zip(batch.tokens.tolist(), batch.first.tolist(), batch.query.tolist(), strict=True):
         assert tokens[k] == tokens[i] and tokens[i] >= 100 and tokens[i + 1] >= 100
         assert k >= i + 1 + SMALL.min_filler
-    expected = tokenizer(iter_documents(str(tmp_path / "corpus")).__next__(), add_special_tokens=False)["input_ids"]
-    assert batch.tokens[0].tolist() == expected[:64]  # no special tokens added, the document's first tokens
+    document = next(iter_documents(str(tmp_path / "corpus")))
+    expected = tokenizer(document, truncation=True, max_length=64)["input_ids"]
+    assert batch.tokens[0].tolist() == expected  # the tokenizer's default special tokens, as the study
+    assert batch.tokens[0, 0] == tokenizer.cls_token_id
+    bare = NaturalTextSettings(**{**SMALL.__dict__, "special_tokens": "none"})
+    batch, _ = build_natural_batch(iter_documents(str(tmp_path / "corpus")), tokenizer, bare, "corpus")
+    expected = tokenizer(document, add_special_tokens=False)["input_ids"]
+    assert batch.tokens[0].tolist() == expected[:64]  # special_tokens none: the document's first tokens alone
+
+
+def test_a_batch_shared_across_tokenizers_is_read_as_built(tmp_path, tokenizer):
+    """With tokenizer_model set, other models read the batch whatever their own tokenizer files (the study's
+    one gpt-neox-20b batch for five models); the builder itself and other sources are still checked."""
+    write_corpus(tmp_path / "corpus", 10)
+    shared = NaturalTextSettings(**{**SMALL.__dict__, "tokenizer_model": "builder"})
+    batch, _ = build_natural_batch(iter_documents(str(tmp_path / "corpus")), tokenizer, shared, "corpus")
+    path = tmp_path / "shared.safetensors"
+    metadata = {"settings": shared.batch_dict(), "tokenizer_sha256": "a" * 64, "source": "builder step1"}
+    write_natural_batch(path, batch, metadata)
+    assert torch.equal(read_natural_batch(path, shared, "b" * 64, "reader").tokens, batch.tokens)
+    read_natural_batch(path, shared, "a" * 64, "builder")
+    with pytest.raises(CacheError, match="tokenizer files differ"):
+        read_natural_batch(path, shared, "b" * 64, "builder")
+    other = NaturalTextSettings(**{**SMALL.__dict__, "tokenizer_model": "someone"})
+    write_natural_batch(path, batch, {**metadata, "settings": other.batch_dict()})
+    with pytest.raises(CacheError, match="not by someone"):
+        read_natural_batch(path, other, "b" * 64, "reader")
 
 
 def test_too_small_a_corpus_names_how_many_examples_it_found(tmp_path, tokenizer):

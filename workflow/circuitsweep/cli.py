@@ -29,11 +29,10 @@ def _json(text: str) -> Any:
 
 def cmd_check_config(args: argparse.Namespace) -> None:
     from circuitsweep.config import load_config
-    from circuitsweep.plan import plan_sweep
+    from circuitsweep.plan import describe, plan_sweep
 
-    plan = plan_sweep(load_config(args.config), Path(args.root))
-    for model, revisions in plan.revisions.items():
-        print(f"{model}: {len(revisions)} revisions ({revisions[0].name} .. {revisions[-1].name})")
+    for line in describe(plan_sweep(load_config(args.config), Path(args.root))):
+        print(line)
 
 
 def cmd_refresh_manifest(args: argparse.Namespace) -> None:

@@ -263,6 +263,18 @@ def resolve_config(config: dict[str, Any]) -> dict[str, ModelSettings]:
                 f"models.{name}.probes.natural_text: shares the batch {settings.tokenizer!r} with models.{first} "
                 "but not its settings; give it another tokenizer name or the same settings"
             )
+    for name in natural:
+        settings = models[name].probes.natural_text
+        builder = settings.tokenizer_model
+        if builder is not None and (
+            builder not in models
+            or models[builder].probes.natural_text is None
+            or models[builder].probes.natural_text.tokenizer != settings.tokenizer
+        ):
+            problems.append(
+                f"models.{name}.probes.natural_text.tokenizer_model: {builder!r} is no model of this run that "
+                f"measures the batch {settings.tokenizer!r}"
+            )
     ablation, _ = resolve_ablation(config)
     for name, model in models.items():
         problems += _check_probes(name, model.probes, model.first_token)

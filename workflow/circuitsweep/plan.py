@@ -50,7 +50,21 @@ def manifest_path(model: ModelSettings, root: Path) -> Path:
 
 
 def available_revisions(model: ModelSettings, root: Path) -> list[Revision]:
-    """Every revision the model's source publishes, as far as is known offline."""
+    """Every revision the model's source publishes, as far as is known offline.
+
+    Branches named in ``tokens.branches`` (``main``...) take the step and tokens
+    stated there, replacing any the source lists under that name.
+    """
+    stated = [
+        Revision(name, int(entry["step"]), int(entry["tokens"]))
+        for name, entry in model.tokens.get("branches", {}).items()
+    ]
+    listed = _source_revisions(model, root)
+    return [r for r in listed if r.name not in {s.name for s in stated}] + stated
+
+
+def _source_revisions(model: ModelSettings, root: Path) -> list[Revision]:
+    """The revisions the model's source lists (manifest, branches, folders or toy schedule)."""
     tokens_per_step = model.tokens.get("per_step")
     source = model.source
     if source["type"] == "package":
@@ -109,6 +123,8 @@ class Plan:
     available: dict[str, list[Revision]] = field(default_factory=dict)
     #: The fingerprint of each primitive model's stimuli (``Stimuli.fingerprint``), as its shards record it.
     stimuli_sha256: dict[str, str] = field(default_factory=dict)
+    #: What this machine lacks for a job that may run elsewhere (a corpus package), said by check-config.
+    notes: tuple[str, ...] = ()
 
     def revision(self, model: str, name: str) -> Revision:
         for revision in self.revisions[model]:
@@ -211,12 +227,16 @@ class Plan:
         return any(m.probes.natural_text is not None for m in self.models.values())
 
     def natural_batches(self) -> dict[str, tuple[str, str]]:
-        """Each natural-text batch name and the (model, revision) whose tokenizer builds it: its first user's first."""
+        """Each natural-text batch name and the (model, revision) whose tokenizer builds it.
+
+        The model is ``tokenizer_model`` when set, else the batch's first user; the revision is its first.
+        """
         out: dict[str, tuple[str, str]] = {}
         for name, model in self.models.items():
             natural = model.probes.natural_text
             if natural is not None and natural.tokenizer not in out:
-                out[natural.tokenizer] = (name, self.revisions[name][0].name)
+                builder = natural.tokenizer_model or name
+                out[natural.tokenizer] = (builder, self.revisions[builder][0].name)
         return out
 
     def natural_batch_of(self, model: str) -> str:
@@ -329,15 +349,21 @@ def corpus_location(corpus: str, root: Path) -> str:
     return str((Path(root) / corpus).resolve())
 
 
+def _corpus_note(corpus: str) -> str | None:
+    """A Hugging Face corpus needs the datasets package where its batch is built (maybe not this machine)."""
+    import importlib.util
+
+    if corpus.startswith("hf:") and importlib.util.find_spec("datasets") is None:
+        return (
+            f"natural-text corpus {corpus} is a Hugging Face dataset: the job that builds its batch needs the "
+            "datasets package (pip install datasets), which is not installed here"
+        )
+    return None
+
+
 def _corpus_problem(name: str, corpus: str, root: Path) -> str | None:
     where = f"models.{name}.probes.natural_text.corpus"
     if corpus.startswith("hf:"):
-        import importlib.util
-
-        if importlib.util.find_spec("datasets") is None:
-            return (
-                f"{where}: {corpus} is a Hugging Face dataset, which needs the datasets package (pip install datasets)"
-            )
         return None
     if not Path(corpus_location(corpus, root)).exists():
         return (
@@ -378,11 +404,15 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
                     stable_selection(revisions[name], available[name], selection, model=name)
                 except ValueError as error:
                     problems.append(f"models.{name}.primitives.revisions: {error}")
+    notes = []
     for name, model in models.items():
         if model.probes.natural_text is not None:
             problem = _corpus_problem(name, model.probes.natural_text.corpus, Path(root))
             if problem:
                 problems.append(problem)
+            note = _corpus_note(model.probes.natural_text.corpus)
+            if note and note not in notes:
+                notes.append(note)
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
     ablation, causal_factor = resolve_ablation(config)
@@ -398,7 +428,31 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
         fingerprints=run_dir_fingerprints(models, revisions, Path(root), paths),
         available=available,
         stimuli_sha256=stimuli,
+        notes=tuple(notes),
     )
+
+
+def describe(plan: Plan) -> list[str]:
+    """What a sweep plans, one line per model and then the run's notes (``circuitsweep check-config``).
+
+    Per model: its revisions (first .. last, in training order, with the last one's tokens), the
+    natural-text batch and the tokenizer that builds it, and its primitive jobs.
+    """
+    batches = plan.natural_batches()
+    lines = []
+    for model, revisions in plan.revisions.items():
+        last = revisions[-1]
+        parts = [f"{len(revisions)} revisions ({revisions[0].name} .. {last.name}, {last.tokens:,} tokens)"]
+        natural = plan.models[model].probes.natural_text
+        if natural is not None:
+            builder = batches[natural.tokenizer][0]
+            special = natural.special_tokens
+            parts.append(f"natural text: batch {natural.tokenizer} (tokenizer of {builder}, special tokens {special})")
+        primitives = len(plan.primitive_revisions(model)) if model in plan.primitive_models() else 0
+        parts.append(f"{primitives} primitive jobs" if primitives else "no primitive jobs")
+        lines.append(f"{model}: " + "; ".join(parts))
+    lines.append(f"ablation: {'every revision' if plan.ablation is not None else 'off'}")
+    return lines + [f"note: {note}" for note in plan.notes]
 
 
 def run_dir_fingerprints(

@@ -2,7 +2,9 @@
 
 Real text shows whether a head's synthetic class (above all "first", the BOS
 class) is an artifact of random tokens. Per document of the user's corpus,
-tokenized by the model's own tokenizer without special tokens, the first
+tokenized by the model's own tokenizer (or, for a batch shared across
+tokenizers, ``tokenizer_model``'s, as the study did) with its default special
+tokens unless ``special_tokens: none``, the first
 ``seq_len`` tokens form one example when they hold a repeated token pair:
 scanning i = m, m+1, .. up to T-3-min_filler, with t = ids[i] and s = ids[i+1]
 (both >= ``min_token_id``, t != s), the query k is the last occurrence of t at
@@ -208,7 +210,8 @@ def build_natural_batch(
     counts = {"documents": 0, "too_short": 0, "no_repeat": 0}
 
     def take(texts: list[str]) -> None:
-        encoded = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=length)["input_ids"]
+        special = settings.special_tokens == "default"
+        encoded = tokenizer(texts, add_special_tokens=special, truncation=True, max_length=length)["input_ids"]
         for ids in encoded:
             counts["documents"] += 1
             if len(rows) >= n:
@@ -294,9 +297,14 @@ def write_natural_batch(path: Path, batch: NaturalBatch, metadata: dict[str, Any
     write_stats(path, tensors, metadata)
 
 
-def read_natural_batch(path: Path, settings: NaturalTextSettings, fingerprint: str) -> NaturalBatch:
+def read_natural_batch(
+    path: Path, settings: NaturalTextSettings, fingerprint: str, model: str | None = None
+) -> NaturalBatch:
     """Read a batch and check that it is the one these settings and this tokenizer make.
 
+    ``fingerprint``: :func:`tokenizer_fingerprint` of the reading revision; ``model``: the
+    reading model. A batch shared across tokenizers (``tokenizer_model`` set, read by
+    another model) is checked to come from ``tokenizer_model`` instead of this tokenizer.
     The corpus location is not compared (the rule rebuilds the batch when it changes).
     """
     from circuitsweep.stats_io import read_stats
@@ -309,7 +317,11 @@ def read_natural_batch(path: Path, settings: NaturalTextSettings, fingerprint: s
         raise CacheError(
             f"{path} was built with other natural_text settings ({', '.join(changed)}); delete it and rerun"
         )
-    if metadata.get("tokenizer_sha256") != fingerprint:
+    builder = settings.tokenizer_model
+    if builder is not None and model is not None and model != builder:
+        if str(metadata.get("source", "")).split(" ")[0] != builder:
+            raise CacheError(f"{path} was tokenized by {metadata.get('source')}, not by {builder}; delete it and rerun")
+    elif metadata.get("tokenizer_sha256") != fingerprint:
         raise CacheError(
             f"{path} was tokenized by {metadata.get('source')}, whose tokenizer files differ from this revision's; "
             "give this model its own probes.natural_text.tokenizer name"

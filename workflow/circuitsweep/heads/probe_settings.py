@@ -46,7 +46,12 @@ class NaturalTextSettings:
 
     corpus: a folder or file of ``.txt`` / ``.jsonl`` / ``.parquet`` text (relative
     to the workflow folder), or ``hf:<name or path>`` for a Hugging Face dataset;
-    tokenizer: the name of the batch, shared by every model that sets the same one.
+    tokenizer: the name of the batch, shared by every model that sets the same one;
+    tokenizer_model: the model of the run whose tokenizer builds a shared batch (None:
+    its first user's), the others read it as built (the study tokenized once with
+    gpt-neox-20b's tokenizer for all five models); special_tokens: ``default`` adds
+    what the tokenizer adds by default (the study's; none for gpt-neox-20b),
+    ``none`` adds no special token.
     """
 
     corpus: str
@@ -61,6 +66,8 @@ class NaturalTextSettings:
     n_baseline: int = 50
     baseline_seed: int = 0
     max_draws: int = 200
+    special_tokens: str = "default"
+    tokenizer_model: str | None = None
 
     def batch_dict(self) -> dict[str, Any]:
         """The settings that determine the batch (everything but the tokenizer's name)."""

@@ -321,7 +321,13 @@ def _natural_measurement(model: Any, job: RevisionJob, snapshot: Path, extra: Ex
     if extra.natural_batch is None or extra.natural_scores is None:
         raise DataError(f"{job.model} {job.revision}: probes.natural_text is set but no natural batch was given")
     settings = job.probes.natural_text
-    batch = read_natural_batch(extra.natural_batch, settings, tokenizer_fingerprint(snapshot))
+    batch = read_natural_batch(extra.natural_batch, settings, tokenizer_fingerprint(snapshot), job.model)
+    vocab = getattr(model.config, "vocab_size", None)
+    if vocab is not None and int(batch.tokens.max()) >= vocab:
+        raise DataError(
+            f"{job.model} {job.revision}: the natural batch {settings.tokenizer!r} holds token id "
+            f"{int(batch.tokens.max())}, beyond this model's vocabulary of {vocab}"
+        )
     stats = natural_statistics(model, batch, job.probes.batch_size, device)
     return batch, stats, {"batch": settings.tokenizer, **settings.batch_dict()}
 
