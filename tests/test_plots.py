@@ -52,6 +52,7 @@ def sweep() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
                         "prefix_matching": 0.0,
                         "previous_token": 0.0,
                         "duplicate_token": 0.0,
+                        "pr": 1.0 + head + layer * step / STEPS[-1],
                     }
                 )
     heads = head_classes(pl.DataFrame(rows), CLASSIFY)
