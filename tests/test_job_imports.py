@@ -27,6 +27,9 @@ COMMANDS = {
     "plot-heatmap": ["--emergence", "x", "--model", "m", "--output", "o"],
     "plot-primitive-gap": ["--gaps", "x", "--output", "o"],
     "sweep-overhead": ["--scores", "x", "--measure", "x", "--csv", "o", "--markdown", "o"],
+    "spectral-model": ["--heads", "x", "--model", "m", "--output", "o"],
+    "spectral-table": ["--models", "x", "--parquet", "o", "--csv", "o"],
+    "plot-spectral": ["--heads", "x", "--spectral", "x", "--model", "m", "--output", "o"],
 }  # fmt: skip
 
 PROBE = """

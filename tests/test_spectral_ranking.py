@@ -103,3 +103,32 @@ def test_model_spectral_adds_final_class_and_screen_whatever_the_class() -> None
     assert by_head[0]["screen"] and not by_head[1]["screen"] and not by_head[2]["screen"]
     assert by_head[0]["final_class"] == "first" and by_head[2]["rank"] == 1
     assert set(table["final_revision"]) == {"step2"}
+
+
+def test_spectral_files_from_classified_heads(tmp_path: Path) -> None:
+    """The per-model job ranks a classified-heads file and the table job stacks models; a file of another model,
+    or one made before the pr column existed, is refused with "delete it and rerun"."""
+    from circuitsweep.errors import CacheError
+    from circuitsweep.heads.spectral import spectral_table, write_model_spectral
+    from circuitsweep.table_io import read_table, write_table
+
+    data = study("olmo")
+    rows = trajectory_rows(data).with_columns(
+        pl.col("tokens").alias("step"),
+        pl.format("step{}", pl.col("tokens")).alias("revision"),
+        pl.lit("first").alias("class"),
+        pl.when((pl.col("layer") == 2) & (pl.col("head") == 11)).then(134.0).otherwise(1.0).alias("sel_induction"),
+    )
+    paths = C.Paths(tmp_path)
+    write_table(paths.model_heads("olmo"), rows, {"model": "olmo", "thresholds": {"induction_circuit": 50.0}})
+    write_model_spectral(paths.model_heads("olmo"), "olmo", paths.model_spectral("olmo"))
+    spectral_table([paths.model_spectral("olmo")], paths.spectral_table("parquet"), paths.spectral_table("csv"))
+    table = pl.read_csv(paths.spectral_table("csv"))
+    assert table.height == 256 and table["screen"].sum() == 1
+    assert table.filter(pl.col("screen")).select("layer", "head").row(0) == (2, 11)
+    assert read_table(paths.spectral_table("parquet"))[1]["models"]["olmo"]["thresholds"]["induction_circuit"] == 50
+    with pytest.raises(CacheError, match="not 'other'; delete it and rerun"):
+        write_model_spectral(paths.model_heads("olmo"), "other", tmp_path / "x.parquet")
+    write_table(paths.model_heads("old"), rows.drop("pr"), {"model": "old", "thresholds": {"induction_circuit": 50}})
+    with pytest.raises(CacheError, match="no pr column"):
+        write_model_spectral(paths.model_heads("old"), "old", tmp_path / "y.parquet")

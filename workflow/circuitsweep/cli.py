@@ -166,6 +166,25 @@ def cmd_plot_trajectories(args: argparse.Namespace) -> None:
     head_trajectories(heads, args.model, Path(args.output), thresholds.get("class_selectivity"))
 
 
+def cmd_spectral_model(args: argparse.Namespace) -> None:
+    from circuitsweep.heads.spectral import write_model_spectral
+
+    write_model_spectral(Path(args.heads), args.model, Path(args.output))
+
+
+def cmd_spectral_table(args: argparse.Namespace) -> None:
+    from circuitsweep.heads.spectral import spectral_table
+
+    spectral_table([Path(p) for p in args.models], Path(args.parquet), Path(args.csv))
+
+
+def cmd_plot_spectral(args: argparse.Namespace) -> None:
+    from circuitsweep.plots import spectral_plot
+    from circuitsweep.table_io import read_table
+
+    spectral_plot(read_table(Path(args.heads))[0], read_table(Path(args.spectral))[0], args.model, Path(args.output))
+
+
 def cmd_score_primitives(args: argparse.Namespace) -> None:
     from circuitsweep.primitives.stage import score_revision_primitives
 
@@ -312,6 +331,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("plot-trajectories", cmd_plot_trajectories, "plot every head's best selectivity across training")
     p.add_argument("--heads", required=True, help="the heads table (Parquet)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--output", required=True)
+
+    p = add("spectral-model", cmd_spectral_model, "rank one model's heads by their participation-ratio integral")
+    p.add_argument("--heads", required=True, help="the model's classified heads (Parquet)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--output", required=True, help="the model's spectral ranking (Parquet)")
+
+    p = add("spectral-table", cmd_spectral_table, "concatenate the models' spectral rankings")
+    p.add_argument("--models", nargs="+", required=True, help="per-model spectral rankings (Parquet)")
+    p.add_argument("--parquet", required=True)
+    p.add_argument("--csv", required=True)
+
+    p = add("plot-spectral", cmd_plot_spectral, "plot one model's participation ratio across training by final class")
+    p.add_argument("--heads", required=True, help="the model's classified heads (Parquet)")
+    p.add_argument("--spectral", required=True, help="the model's spectral ranking (Parquet)")
     p.add_argument("--model", required=True)
     p.add_argument("--output", required=True)
 

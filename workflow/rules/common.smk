@@ -200,6 +200,9 @@ def final_targets():
         PATHS.emergence_plot("svg"),
         *[PATHS.heatmap_plot(model) for model in MODELS],
         *[PATHS.trajectory_plot(model) for model in MODELS],
+        PATHS.spectral_table("parquet"),
+        PATHS.spectral_table("csv"),
+        *[PATHS.spectral_plot(model) for model in MODELS],
     ]
 
 
