@@ -30,6 +30,7 @@ COMMANDS = {
     "spectral-model": ["--heads", "x", "--model", "m", "--output", "o"],
     "spectral-table": ["--models", "x", "--parquet", "o", "--csv", "o"],
     "plot-spectral": ["--heads", "x", "--spectral", "x", "--model", "m", "--output", "o"],
+    "final-ablation-table": ["--rows", "x", "--parquet", "o", "--csv", "o", "--markdown", "o"],
 }  # fmt: skip
 
 PROBE = """

@@ -316,6 +316,10 @@ class Paths:
         """One model's ablation at its final revision (``FINAL_ABLATION_COLUMNS``): every condition and draw."""
         return self.root / "final_ablation" / f"{model}.parquet"
 
+    def final_snapshot(self, model: str) -> Path:
+        """The final revision's snapshot fetched for the final-revision ablation alone (temporary)."""
+        return self.root / "final_ablation" / "snapshot" / model
+
     def final_ablation_table(self, suffix: str = "csv") -> Path:
         return self.root / "tables" / f"final_ablation.{suffix}"
 
