@@ -195,3 +195,32 @@ def test_final_revision_takes_a_fetch_place_until_its_ablation_is_current(tmp_pa
     other = {**settings, "thresholds": {**settings["thresholds"], "induction_circuit": 1e6}}
     write_table(rows, pl.DataFrame({"x": [1]}), {SETTINGS_KEY: settings_digest(other)})
     assert plan.needs_snapshot(model, final)
+
+
+@pytest.mark.slow
+def test_small_toy_run_writes_spectral_and_final_ablation_and_adding_a_revision_measures_only_it(tmp_path) -> None:
+    """A small toy run writes tables/spectral.*, tables/final_ablation.* and plots/spectral_<model>.png and
+    leaves no snapshot behind; adding a revision then plans one measurement (not the final revision's again),
+    the model's ranking and its final-revision ablation with its own snapshot."""
+    import copy
+
+    from test_workflow import SMALL_CONFIG, planned_jobs, snakemake, write_config
+
+    config = copy.deepcopy(SMALL_CONFIG)
+    config["ablation"] = {"enabled": True, "random_draws": 2, "n_sequences": 32}
+    config["models"]["toy-gptneox"]["primitives"] = {"enabled": False}
+    path = write_config(tmp_path / "config.yaml", config)
+    snakemake(tmp_path, path, "--cores", "2")
+    results = tmp_path / "results"
+    for name in ("tables/spectral.csv", "tables/spectral.parquet", "plots/spectral_toy-gptneox.png"):
+        assert (results / name).is_file(), name
+    for suffix in ("csv", "md", "parquet"):
+        assert (results / f"tables/final_ablation.{suffix}").is_file()
+    table = pl.read_csv(results / "tables/final_ablation.csv")
+    assert {"none", "spectral_top", "spectral_layers", "screen"} <= set(table["condition"])
+    assert set(table.filter(pl.col("condition") == "spectral_top")["k"]) == {45, 6}
+    assert not list((results / "snapshots").glob("*/*")) and not (results / "final_ablation/snapshot").exists()
+    config["models"]["toy-gptneox"]["revisions"] = ["step0", "step10", "step20"]
+    jobs = planned_jobs(tmp_path, write_config(path, config))
+    assert jobs["measure_heads"] == 1 and jobs["fetch_snapshot"] == 1, jobs
+    assert jobs["spectral_model"] == jobs["fetch_final_snapshot"] == jobs["final_ablation"] == 1, jobs
