@@ -52,6 +52,7 @@ def sweep() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
                         "prefix_matching": 0.0,
                         "previous_token": 0.0,
                         "duplicate_token": 0.0,
+                        "pr": 1.0 + head + layer * step / STEPS[-1],
                     }
                 )
     heads = head_classes(pl.DataFrame(rows), CLASSIFY)
@@ -129,4 +130,21 @@ def test_trajectories_draw_every_head_in_its_final_class_colour(sweep):
     assert colours.count(to_rgba(CLASS_COLOURS[C.NO_CLASS])) == 7
     labels = [t.get_text() for t in axis.get_legend().get_texts()]
     assert labels == ["none (7)", "first (2)", "induction (3)", "class threshold (10)"]
+    plt.close(figure)
+
+
+def test_spectral_figure_draws_one_curve_per_final_class_and_each_screen_head(sweep):
+    """The spectral figure has a mean curve (and SD band) per final class and one dotted line per screen head."""
+    from circuitsweep.heads.spectral import model_spectral
+    from circuitsweep.plots import spectral_figure
+
+    heads = sweep[0]
+    spectral = model_spectral(heads, "m", CLASSIFY.induction_circuit)
+    figure = spectral_figure(heads, spectral, "m")
+    lines = figure.axes[0].get_lines()
+    n_classes = spectral["final_class"].n_unique()
+    n_screen = int(spectral["screen"].sum())
+    assert n_screen >= 1
+    assert len(lines) == n_classes + n_screen
+    assert sum(line.get_linestyle() == ":" for line in lines) == n_screen
     plt.close(figure)

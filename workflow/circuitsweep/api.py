@@ -124,6 +124,21 @@ def measure_heads(
     return head_classes(head_scores(stats), thresholds)
 
 
+def spectral_ranking(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rank heads by the integral of their participation-ratio trajectory (DESIGN.md 3 item 6, the study's Phase 1).
+
+    frame: rows of ``layer``, ``head``, ``tokens`` and ``pr`` (one per head and
+    revision; ``step`` optional, to order revisions with equal tokens), e.g. the
+    heads table of a sweep. Returns one row per head: ``layer``, ``head``,
+    ``integral`` (trapezoid of max(PR - 1, 0) over ln(tokens)), ``final_pr``,
+    ``max_pr``, ``min_pr``, ``spread``, ``rank`` (1 = largest integral),
+    ``n_revisions`` and ``n_left_out`` (revisions with 0 tokens, left out of the integral).
+    """
+    from circuitsweep.heads.spectral import spectral_ranking as rank
+
+    return rank(frame)
+
+
 @dataclass(frozen=True)
 class Results:
     """The final tables of a sweep, and the settings that made them (per model)."""

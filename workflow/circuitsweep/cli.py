@@ -165,6 +165,48 @@ def cmd_plot_trajectories(args: argparse.Namespace) -> None:
     head_trajectories(heads, args.model, Path(args.output), thresholds.get("class_selectivity"))
 
 
+def cmd_spectral_model(args: argparse.Namespace) -> None:
+    from circuitsweep.heads.spectral import write_model_spectral
+
+    write_model_spectral(Path(args.heads), args.model, Path(args.output))
+
+
+def cmd_spectral_table(args: argparse.Namespace) -> None:
+    from circuitsweep.heads.spectral import spectral_table
+
+    spectral_table([Path(p) for p in args.models], Path(args.parquet), Path(args.csv))
+
+
+def cmd_plot_spectral(args: argparse.Namespace) -> None:
+    from circuitsweep.plots import spectral_plot
+    from circuitsweep.table_io import read_table
+
+    spectral_plot(read_table(Path(args.heads))[0], read_table(Path(args.spectral))[0], args.model, Path(args.output))
+
+
+def cmd_final_ablation(args: argparse.Namespace) -> None:
+    import torch
+
+    from circuitsweep.heads.final_ablation import run_final_ablation
+
+    torch.set_num_threads(args.threads)
+    run_final_ablation(
+        args.settings,
+        Path(args.snapshot),
+        Path(args.heads),
+        Path(args.spectral),
+        Path(args.output),
+        natural_batch=Path(args.natural_batch) if args.natural_batch else None,
+        mem_mb=args.mem_mb,
+    )
+
+
+def cmd_final_ablation_table(args: argparse.Namespace) -> None:
+    from circuitsweep.heads.final_ablation import final_ablation_table
+
+    final_ablation_table([Path(p) for p in args.rows], Path(args.parquet), Path(args.csv), Path(args.markdown))
+
+
 def cmd_score_primitives(args: argparse.Namespace) -> None:
     from circuitsweep.primitives.stage import score_revision_primitives
 
@@ -313,6 +355,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heads", required=True, help="the heads table (Parquet)")
     p.add_argument("--model", required=True)
     p.add_argument("--output", required=True)
+
+    p = add("spectral-model", cmd_spectral_model, "rank one model's heads by their participation-ratio integral")
+    p.add_argument("--heads", required=True, help="the model's classified heads (Parquet)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--output", required=True, help="the model's spectral ranking (Parquet)")
+
+    p = add("spectral-table", cmd_spectral_table, "concatenate the models' spectral rankings")
+    p.add_argument("--models", nargs="+", required=True, help="per-model spectral rankings (Parquet)")
+    p.add_argument("--parquet", required=True)
+    p.add_argument("--csv", required=True)
+
+    p = add("plot-spectral", cmd_plot_spectral, "plot one model's participation ratio across training by final class")
+    p.add_argument("--heads", required=True, help="the model's classified heads (Parquet)")
+    p.add_argument("--spectral", required=True, help="the model's spectral ranking (Parquet)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--output", required=True)
+
+    p = add("final-ablation", cmd_final_ablation, "load the final revision once; run the study's ablation conditions")
+    p.add_argument("--settings", type=_json, required=True, help="JSON: Plan.final_ablation_settings")
+    p.add_argument("--snapshot", required=True, help="the final revision's snapshot folder")
+    p.add_argument("--heads", required=True, help="the model's classified heads (Parquet)")
+    p.add_argument("--spectral", required=True, help="the model's spectral ranking (Parquet)")
+    p.add_argument("--output", required=True, help="output Parquet of every condition's rows")
+    p.add_argument("--natural-batch", help="natural-text batch (safetensors), with probes.natural_text")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--mem-mb", type=int, help="the job's memory limit in MB: refuse before loading if it cannot fit")
+
+    p = add("final-ablation-table", cmd_final_ablation_table, "write the final-revision ablation table")
+    p.add_argument("--rows", nargs="+", required=True, help="per-model final-revision ablation Parquet files")
+    p.add_argument("--parquet", required=True)
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
 
     p = add("score-primitives", cmd_score_primitives, "score one revision's primitive shard (no model)")
     p.add_argument("--cache", required=True, help="primitive shard of measure-revision")

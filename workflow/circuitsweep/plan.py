@@ -11,15 +11,30 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, records_settings, safetensors_metadata
+from circuitsweep.cache_check import (
+    CACHE_SCHEMA_VERSION,
+    SCHEMA_KEY,
+    SETTINGS_KEY,
+    records_settings,
+    safetensors_metadata,
+    settings_digest,
+)
 from circuitsweep.checkpoints import local_hub, run_dir
-from circuitsweep.config import RUN_DIR_PATTERN, ModelSettings, resolve_ablation, resolve_config, schema_default
+from circuitsweep.config import (
+    RUN_DIR_PATTERN,
+    ModelSettings,
+    resolve_ablation,
+    resolve_config,
+    resolve_spectral_top_k,
+    schema_default,
+)
 from circuitsweep.config_checks import model_problems
 from circuitsweep.contracts import Paths
 from circuitsweep.errors import ConfigError
 from circuitsweep.heads.probe_settings import AblationSettings
 from circuitsweep.primitives.stimuli import load_stimuli
 from circuitsweep.revisions import Revision, parse_branches, read_manifest, select_revisions
+from circuitsweep.table_io import read_table
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +140,8 @@ class Plan:
     stimuli_sha256: dict[str, str] = field(default_factory=dict)
     #: What this machine lacks for a job that may run elsewhere (a corpus package), said by check-config.
     notes: tuple[str, ...] = ()
+    #: K of the final-revision ablation's spectral conditions (``ablation.spectral_top_k``).
+    spectral_top_k: tuple[int, ...] = (45, 6)
 
     def revision(self, model: str, name: str) -> Revision:
         for revision in self.revisions[model]:
@@ -221,6 +238,44 @@ class Plan:
                 return False
             return safetensors_metadata(shard).get("stimuli_sha256") == self.stimuli_sha256[model]
         return True
+
+    def final_revision(self, model: str) -> str:
+        """The model's final revision: the last swept one by tokens, then step (DESIGN.md 4)."""
+        return sorted(self.revisions[model], key=lambda revision: (revision.tokens, revision.step))[-1].name
+
+    def final_ablation_settings(self, model: str) -> dict[str, Any]:
+        """The final-revision ablation job (``final_ablation`` params): its revision's measurement settings
+        (``RevisionJob``, with the run's ablation settings), the spectral K and the classification thresholds."""
+        return {
+            "job": self.measure_settings(model, self.final_revision(model)),
+            "spectral_top_k": list(self.spectral_top_k),
+            "thresholds": self.thresholds(model),
+        }
+
+    def final_ablation_current(self, model: str) -> bool:
+        """Whether the model's final-revision ablation exists, was made with the settings planned now, and every
+        revision is measured (so its ranking, and the job, will not change in this run)."""
+        path = self.paths.final_ablation_rows(model)
+        if not path.exists() or not all(self.is_measured(model, r.name) for r in self.revisions[model]):
+            return False
+        try:
+            recorded = read_table(path)[1].get(SETTINGS_KEY)
+        except (OSError, ValueError):
+            return False
+        return recorded == settings_digest(self.final_ablation_settings(model))
+
+    def needs_snapshot(self, model: str, name: str) -> bool:
+        """Whether revision ``name`` will be fetched in this run: not measured with the settings planned now
+        (:meth:`is_measured`), or the final revision of a run that ablates whose final-revision ablation is not
+        current (:meth:`final_ablation_current`; that job fetches its own copy, in the same place of the order).
+
+        These revisions take places in the disk-bound fetch order (``scheduling.fetch_order``).
+        """
+        if not self.is_measured(model, name):
+            return True
+        if self.ablation is None or name != self.final_revision(model):
+            return False
+        return not self.final_ablation_current(model)
 
     def natural_text(self) -> bool:
         """Whether the run measures the natural-text probe (every model or none, see config)."""
@@ -429,6 +484,7 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
         available=available,
         stimuli_sha256=stimuli,
         notes=tuple(notes),
+        spectral_top_k=resolve_spectral_top_k(config),
     )
 
 

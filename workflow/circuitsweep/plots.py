@@ -198,6 +198,52 @@ def trajectory_figure(heads: pl.DataFrame, model: str, class_selectivity: float 
     return figure
 
 
+def spectral_plot(heads: pl.DataFrame, spectral: pl.DataFrame, model: str, path: Path) -> None:
+    """Write :func:`spectral_figure` to ``path``."""
+    _save(spectral_figure(heads, spectral, model), path)
+
+
+def spectral_figure(heads: pl.DataFrame, spectral: pl.DataFrame, model: str) -> plt.Figure:
+    """Mean participation ratio (+- 1 SD) of the heads of each final class against training tokens (the study's
+    tier-1 figure), with each head of the induction screen drawn alone (dotted).
+
+    ``heads``: one model's classified heads (``layer``, ``head``, ``step``, ``tokens``, ``pr``);
+    ``spectral``: its ranking (``SPECTRAL_COLUMNS``: final class and screen membership).
+    """
+    facts = spectral.filter(pl.col("model") == model).select("layer", "head", "final_class", "screen")
+    rows = heads.select("layer", "head", "step", "tokens", "pr").join(facts, on=["layer", "head"], how="inner")
+    if rows.height == 0:
+        raise ValueError(f"no participation ratios for model {model!r}")
+    rows = rows.sort("tokens", "step")
+    figure, axis = plt.subplots(figsize=(8, 5))
+    handles, labels = [], []
+    for name in [*C.TARGETS, C.NO_CLASS]:
+        of_class = rows.filter(pl.col("final_class") == name)
+        if of_class.height == 0:
+            continue
+        curve = of_class.group_by("step", "tokens", maintain_order=True).agg(
+            pl.col("pr").mean().alias("mean"), pl.col("pr").std(ddof=0).alias("sd")
+        )
+        colour = CLASS_COLOURS[name]
+        axis.plot(curve["tokens"], curve["mean"], color=colour, marker="o", markersize=3, linewidth=1.5)
+        axis.fill_between(
+            curve["tokens"], curve["mean"] - curve["sd"], curve["mean"] + curve["sd"], color=colour, alpha=0.15
+        )
+        handles.append(Line2D([], [], color=colour, marker="o", markersize=3))
+        labels.append(f"{name} ({of_class.select('layer', 'head').n_unique()})")
+    screen = rows.filter(pl.col("screen"))
+    for _, one in screen.group_by("layer", "head", maintain_order=True):
+        axis.plot(one["tokens"], one["pr"], color="black", linestyle=":", linewidth=1.0)
+    if screen.height:
+        handles.append(Line2D([], [], color="black", linestyle=":", linewidth=1.0))
+        labels.append(f"screen heads ({screen.select('layer', 'head').n_unique()}), each")
+    axis.set_ylabel("participation ratio at the query (mean +- 1 SD)")
+    _token_axis(axis, rows["tokens"])
+    axis.legend(handles, labels, title="final class (heads)", fontsize=8, loc="best")
+    axis.set_title(f"{model}: participation ratio across training, by final class")
+    return figure
+
+
 def primitive_gap_plot(gaps: pl.DataFrame, path: Path) -> None:
     """Summary gap mean(0a) - mean(0b) against training tokens, one line per model and score kind.
 

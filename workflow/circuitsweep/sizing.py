@@ -59,7 +59,7 @@ class MemoryEstimate:
     """Estimated peak memory of one job, by part (bytes); ``host`` parts stay in RAM on a GPU run."""
 
     parts: dict[str, int]
-    host_parts: tuple[str, ...] = ("probe_tokens", "runtime")
+    host_parts: tuple[str, ...] = ("probe_tokens", "runtime", "spectral")
 
     @property
     def total(self) -> int:
@@ -160,6 +160,9 @@ def estimate_heads_memory(
     parts["lm_head"] = min(4 * d * int(model_config.get("vocab_size") or 0), LM_HEAD_BLOCK_BYTES)
     parts["attention"] = 3 * 4 * batch * heads * length * length
     parts["activations"] = 8 * batch * length * d * width + CHUNK_BYTES
+    # the participation ratio's captured rows: float32 [n, d] per layer, kept on the host
+    spectral = min(int((probes.get("spectral") or {}).get("n_sequences", 500)), int(probes["induction"]["n_sequences"]))
+    parts["spectral"] = 4 * spectral * int(model_config.get("num_hidden_layers") or 0) * d
     return MemoryEstimate(parts)
 
 

@@ -41,6 +41,17 @@ class InductionSettings(BatchSettings):
 
 
 @dataclass(frozen=True)
+class SpectralSettings:
+    """The spectral phase (DESIGN.md 3 item 6): the participation ratio of each head's output at the query.
+
+    n_sequences: the first n sequences of the induction probe (study 500), at most
+    the probe's own count (a smaller probe uses all of its sequences).
+    """
+
+    n_sequences: int = 500
+
+
+@dataclass(frozen=True)
 class NaturalTextSettings:
     """The natural-text induction probe (DESIGN.md 3, natural-text variant).
 
@@ -104,6 +115,12 @@ class ProbeSettings:
     natural_text: NaturalTextSettings | None = None
     #: how the induction probe and its baseline are built (``heads.probes.PROTOCOLS``)
     protocol: str = "xu2026"
+    spectral: SpectralSettings = SpectralSettings()
+
+    @property
+    def spectral_sequences(self) -> int:
+        """Induction-probe sequences the participation ratio is computed over: the first ``spectral.n_sequences``."""
+        return min(self.spectral.n_sequences, self.induction.n_sequences)
 
     @classmethod
     def from_dict(cls, probes: dict[str, Any]) -> ProbeSettings:
@@ -116,6 +133,7 @@ class ProbeSettings:
             random=BatchSettings(**probes["random"]),
             natural_text=NaturalTextSettings(**probes["natural_text"]) if probes.get("natural_text") else None,
             protocol=probes.get("protocol", "xu2026"),
+            spectral=SpectralSettings(**probes.get("spectral", {})),
         )
 
     def to_dict(self) -> dict[str, Any]:

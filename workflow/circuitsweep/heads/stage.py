@@ -295,6 +295,8 @@ def measure_loaded(
     valid, total = (int(v) for v in stats[C.STAT_VALID_SEQUENCES])
     metadata["probe_protocol"] = job.probes.protocol
     metadata["valid_sequences"] = valid
+    # sequences of the participation ratio (DESIGN.md 3 item 6); None: the model's output projection was not found
+    metadata["spectral_sequences"] = job.probes.spectral_sequences if C.STAT_SPECTRAL_PR in stats else None
     scores = head_scores(stats)
     print(f"{where}: induction probe {job.probes.protocol}, {valid} of {total} sequences valid")
     ablation = None
