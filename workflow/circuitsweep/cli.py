@@ -223,6 +223,9 @@ def cmd_demo_run(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="circuitsweep", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "--attempt", type=int, help="Snakemake attempt of the job running this command (set by the rules)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func: Callable[[argparse.Namespace], None], help: str) -> argparse.ArgumentParser:
@@ -373,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from circuitsweep.errors import USER_ERRORS
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if (replayed := retry.replay_failure(argv)) is not None:
+    if (replayed := retry.replay_failure(argv, args.attempt)) is not None:
         print(replayed, file=sys.stderr)
         return retry.EXIT_DETERMINISTIC
     try:
@@ -381,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as error:
         message = f"circuitsweep {args.command}: error: {error}"
         print(message, file=sys.stderr)
-        return retry.exit_code(argv, error, message)
+        return retry.exit_code(argv, error, message, args.attempt)
     return 0
 
 
