@@ -221,7 +221,7 @@ def cmd_prefetch(args: argparse.Namespace) -> None:
 def cmd_demo_run(args: argparse.Namespace) -> None:
     from circuitsweep.toy.demo_run import save_demo_run
 
-    for folder in save_demo_run(Path(args.folder), args.steps, args.pattern):
+    for folder in save_demo_run(Path(args.folder), args.steps, args.pattern, force=args.force):
         print(folder)
 
 
@@ -259,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", help="the run's output folder")
     p.add_argument("--steps", type=int, nargs="+", default=[0, 20, 40], help="steps at which to save")
     p.add_argument("--pattern", default="checkpoint-{step}", help="checkpoint folder names")
+    p.add_argument("--force", action="store_true", help="replace checkpoint folders that already exist")
 
     p = add("fetch-snapshot", cmd_fetch_snapshot, "fetch and verify one revision's files")
     p.add_argument("--settings", type=_json, required=True, help="JSON: source and revision")
