@@ -211,3 +211,38 @@ def test_demo_run_never_replaces_an_existing_checkpoint_without_force(tmp_path):
     assert save_demo_run(run, [0, 1], force=True) == [run / "checkpoint-0", run / "checkpoint-1"]
     assert (run / "checkpoint-1" / "model.safetensors").is_file() and weights.is_file()
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint-0", "checkpoint-1"]
+
+
+def test_a_checkpoint_overwritten_between_fetch_and_measurement_is_refused(tmp_path):
+    """Issue 22: a run_dir checkpoint overwritten after its fetch was measured with the new weights under the old
+    fingerprint. The folder is re-checked after the load: the job stops naming the changed file (the next run
+    plans and measures the new weights)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from circuitsweep.heads.stage import RevisionJob, load_revision
+
+    config = LlamaConfig(
+        vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=128,
+    )  # fmt: skip
+    run = tmp_path / "run"
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(run / "checkpoint-7")
+    plan = plan_sweep(_config(run), REPO, Paths(tmp_path / "results"))
+    fetch_snapshot(plan.fetch_settings("my-run", "checkpoint-7"), tmp_path / "snap")
+    settings = plan.measure_settings("my-run", "checkpoint-7")
+    small = {"seq_len": 64, "n_sequences": 2}
+    settings["probes"] = {
+        **settings["probes"],
+        **{k: {**settings["probes"][k], **small} for k in ("repeated", "random")},
+    }
+    settings["probes"]["induction"] = {**settings["probes"]["induction"], **small, "n_baseline": 8}
+    job = RevisionJob.from_dict(settings)
+    model, snapshot = load_revision(tmp_path / "snap", job)
+    assert snapshot.fingerprint == settings["weights_sha256"]
+
+    torch.manual_seed(1)
+    LlamaForCausalLM(config).save_pretrained(run / "checkpoint-7")  # overwritten after the fetch
+    with pytest.raises(SnapshotError, match=r"checkpoint-7: model\.safetensors changed after .*run the workflow again"):
+        load_revision(tmp_path / "snap", job)
