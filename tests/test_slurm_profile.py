@@ -244,7 +244,7 @@ def test_snakemake_applies_workstation_profile(tmp_path, rules, toy_config):
 SLURM_SNAKEFILE = """
 import json, os, socket
 from circuitsweep.resources import JobSize
-from circuitsweep.retry import job_log, sizing_attempt
+from circuitsweep.retry import attempt_resource, job_log, sizing_attempt
 
 SIZE = JobSize(mem_mb=300, runtime=2, gpu=1)
 
@@ -268,7 +268,9 @@ rule check_config:
     resources:
         mem_mb=retry_mem,
         runtime=2,
-    shell: "python -m circuitsweep check-config {input} > {log} 2>&1 && touch {output}"
+        attempt=attempt_resource,
+    shell: "python -m circuitsweep --attempt {resources.attempt} check-config {input} > {log} 2>&1"
+        " && touch {output}"
 
 rule train_toy_model:
     output: "trained/{seed}.json"

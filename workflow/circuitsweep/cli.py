@@ -40,7 +40,12 @@ def cmd_refresh_manifest(args: argparse.Namespace) -> None:
 
     skipped: list[str] = []
     manifest = refresh_manifest(
-        args.repo_id, Path(args.manifest), tokens_per_step=args.tokens_per_step, endpoint=args.endpoint, skipped=skipped
+        args.repo_id,
+        Path(args.manifest),
+        tokens_per_step=args.tokens_per_step,
+        endpoint=args.endpoint,
+        skipped=skipped,
+        force=args.force,
     )
     print(f"{args.manifest}: {len(manifest.revisions)} revisions of {args.repo_id}")
     if skipped:
@@ -257,13 +262,16 @@ def cmd_prefetch(args: argparse.Namespace) -> None:
 def cmd_demo_run(args: argparse.Namespace) -> None:
     from circuitsweep.toy.demo_run import save_demo_run
 
-    for folder in save_demo_run(Path(args.folder), args.steps, args.pattern):
+    for folder in save_demo_run(Path(args.folder), args.steps, args.pattern, force=args.force):
         print(folder)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="circuitsweep", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "--attempt", type=int, help="Snakemake attempt of the job running this command (set by the rules)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func: Callable[[argparse.Namespace], None], help: str) -> argparse.ArgumentParser:
@@ -280,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("manifest", help="manifest JSON to write, e.g. config/revisions/olmo-1b-0724-hf.json")
     p.add_argument("--tokens-per-step", type=int, help="for branch names without a token count (stepN)")
     p.add_argument("--endpoint", help="Hub endpoint (default HF_ENDPOINT or huggingface.co)")
+    p.add_argument("--force", action="store_true", help="replace the manifest even if revisions would be lost")
 
     p = add("train-toy", cmd_train_toy, "train one toy model and publish its checkpoints as revisions")
     p.add_argument("--settings", type=_json, required=True, help="JSON: model name, architecture and toy settings")
@@ -291,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", help="the run's output folder")
     p.add_argument("--steps", type=int, nargs="+", default=[0, 20, 40], help="steps at which to save")
     p.add_argument("--pattern", default="checkpoint-{step}", help="checkpoint folder names")
+    p.add_argument("--force", action="store_true", help="replace checkpoint folders that already exist")
 
     p = add("fetch-snapshot", cmd_fetch_snapshot, "fetch and verify one revision's files")
     p.add_argument("--settings", type=_json, required=True, help="JSON: source and revision")
@@ -446,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from circuitsweep.errors import USER_ERRORS
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if (replayed := retry.replay_failure(argv)) is not None:
+    if (replayed := retry.replay_failure(argv, args.attempt)) is not None:
         print(replayed, file=sys.stderr)
         return retry.EXIT_DETERMINISTIC
     try:
@@ -454,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as error:
         message = f"circuitsweep {args.command}: error: {error}"
         print(message, file=sys.stderr)
-        return retry.exit_code(argv, error, message)
+        return retry.exit_code(argv, error, message, args.attempt)
     return 0
 
 

@@ -30,7 +30,8 @@ from circuitsweep.config import (
 )
 from circuitsweep.config_checks import model_problems
 from circuitsweep.contracts import Paths
-from circuitsweep.errors import ConfigError
+from circuitsweep.corpus import corpus_files, corpus_sha256
+from circuitsweep.errors import ConfigError, DataError
 from circuitsweep.heads.probe_settings import AblationSettings
 from circuitsweep.primitives.stimuli import load_stimuli
 from circuitsweep.revisions import Revision, parse_branches, read_manifest, select_revisions
@@ -301,11 +302,12 @@ class Plan:
         return natural.tokenizer
 
     def natural_batch_settings(self, batch: str) -> dict[str, Any]:
-        """What builds natural batch ``batch``: its settings (corpus resolved against the workflow folder)."""
+        """What builds natural batch ``batch``: its settings (corpus resolved against the workflow folder)
+        and the corpus's content digest (an edit in place rebuilds the batch)."""
         model, _ = self.natural_batches()[batch]
         settings = self.models[model].probes.natural_text.batch_dict()
         settings["corpus"] = corpus_location(settings["corpus"], self.root)
-        return {"batch": batch, "model": model, **settings}
+        return {"batch": batch, "model": model, **settings, "corpus_sha256": corpus_sha256(settings["corpus"])}
 
     def _cache_identity(self, model: str, name: str) -> dict[str, Any]:
         """Metadata every cache of one revision must carry: identity, dtype, first token, schema version."""
@@ -425,6 +427,10 @@ def _corpus_problem(name: str, corpus: str, root: Path) -> str | None:
             f"{where}: {corpus} does not exist (relative to {root}); point it at a folder of .txt/.jsonl/.parquet "
             "text or hf:<dataset>"
         )
+    try:
+        corpus_files(corpus_location(corpus, root))
+    except DataError as error:
+        return f"{where}: {error}"
     return None
 
 

@@ -167,11 +167,15 @@ def estimate_heads_memory(
 
 
 def context_problem(probes: Mapping[str, Any], model_config: Mapping[str, Any], where: str) -> str | None:
-    """A probe longer than the model's context (``max_position_embeddings``), as a message naming the key."""
+    """A probe longer than the model's context (``max_position_embeddings``), as a message naming the key.
+
+    Every probe the run measures: the synthetic ones and the natural-text probe when set.
+    """
     limit = model_config.get("max_position_embeddings") or model_config.get("n_positions")
     if not limit:
         return None
-    for kind in ("induction", "repeated", "random"):
+    kinds = [kind for kind in ("induction", "repeated", "random", "natural_text") if probes.get(kind) is not None]
+    for kind in kinds:
         length = int(probes[kind]["seq_len"])
         if length > int(limit):
             return (

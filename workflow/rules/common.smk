@@ -12,6 +12,7 @@ REPO = Path(workflow.basedir).parent
 from circuitsweep.contracts import Paths
 from circuitsweep.names import SAFE_NAME_PATTERN
 from circuitsweep.plan import plan_sweep
+from circuitsweep.retry import attempt_resource
 from circuitsweep.warm_worker import suits
 from circuitsweep.yaml_load import load_yaml
 from circuitsweep.primitives import contract as K
@@ -108,7 +109,7 @@ def measuring_rule(model, revision):
 
 
 MEASURE_SHELL = (
-    "python -m circuitsweep measure-revision --settings {params.settings:q} --snapshot {input.snapshot:q}"
+    "python -m circuitsweep --attempt {resources.attempt} measure-revision --settings {params.settings:q} --snapshot {input.snapshot:q}"
     " --stats {output.stats:q} --scores {output.scores:q} --threads {threads} --mem-mb {resources.mem_mb}"
     " {params.extra} %s > {log:q} 2>&1"
 )

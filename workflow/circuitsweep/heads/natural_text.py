@@ -32,11 +32,11 @@ import polars as pl
 import torch
 
 from circuitsweep import contracts as C
+from circuitsweep.corpus import corpus_files, corpus_sha256
 from circuitsweep.errors import CacheError, DataError, SnapshotError
 from circuitsweep.heads.probe_settings import LOCAL_OFFSETS, NaturalTextSettings
 
 #: Corpus file types: one document per .txt file, per .jsonl line, per .parquet row.
-CORPUS_SUFFIXES: tuple[str, ...] = (".txt", ".jsonl", ".parquet")
 #: Files that define a tokenizer's vocabulary and rules: their hashes identify it.
 TOKENIZER_FILES: tuple[str, ...] = (
     "tokenizer.json",
@@ -62,12 +62,28 @@ def _field(row: Any, field: str, where: str) -> str:
     return value
 
 
+def _text(path: Path, data: bytes, number: int | None = None) -> str:
+    """``data`` decoded as UTF-8; :class:`DataError` naming the file for anything else (no replacement characters)."""
+    where = f"{path}:{number}" if number is not None else str(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{where}: not UTF-8 text (byte {error.start} is {data[error.start]:#04x}); "
+            "convert it to UTF-8 or remove it from the corpus"
+        ) from None
+    if "\x00" in text:
+        raise DataError(f"{where}: holds NUL bytes, a binary file rather than text; remove it from the corpus")
+    return text
+
+
 def _file_documents(path: Path, text_field: str) -> Iterator[str]:
     if path.suffix == ".txt":
-        yield path.read_text(encoding="utf-8", errors="replace")
+        yield _text(path, path.read_bytes())
     elif path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, 1):
+                line = _text(path, raw, number)
                 if line.strip():
                     try:
                         row = json.loads(line)
@@ -104,21 +120,12 @@ def _dataset_documents(name: str, split: str, text_field: str) -> Iterator[str]:
 def iter_documents(corpus: str, text_field: str = "text", split: str = "train") -> Iterator[str]:
     """The documents of ``corpus`` in a fixed order (files sorted by path).
 
-    corpus: a file or folder of ``CORPUS_SUFFIXES`` files, or ``hf:<name or path>``.
+    corpus: a file or folder of ``corpus.CORPUS_SUFFIXES`` files, or ``hf:<name or path>``.
     """
     if corpus.startswith("hf:"):
         yield from _dataset_documents(corpus[3:], split, text_field)
         return
-    root = Path(corpus)
-    if root.is_file():
-        files = [root]
-    elif root.is_dir():
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in CORPUS_SUFFIXES)
-    else:
-        raise DataError(f"natural-text corpus {corpus} does not exist")
-    if not files or any(p.suffix not in CORPUS_SUFFIXES for p in files):
-        raise DataError(f"natural-text corpus {corpus} holds no {'/'.join(CORPUS_SUFFIXES)} file")
-    for path in files:
+    for path in corpus_files(corpus):
         yield from _file_documents(path, text_field)
 
 
@@ -346,8 +353,11 @@ def natural_batch(snapshot_dir: Path, settings: dict[str, Any], output: Path) ->
     from circuitsweep.stats_io import software_versions
 
     snapshot = read_snapshot(snapshot_dir)
-    values = {k: v for k, v in settings.items() if k not in ("batch", "model")}
+    values = {k: v for k, v in settings.items() if k not in ("batch", "model", "corpus_sha256")}
     natural = NaturalTextSettings(tokenizer=settings["batch"], **values)
+    digest = corpus_sha256(natural.corpus)
+    if "corpus_sha256" in settings and settings["corpus_sha256"] != digest:
+        raise DataError(f"natural-text corpus {natural.corpus} changed since the run was planned; run it again")
     tokenizer = load_tokenizer(snapshot.path)
     documents = iter_documents(natural.corpus, natural.text_field, natural.split)
     batch, counts = build_natural_batch(documents, tokenizer, natural, natural.corpus)
@@ -355,6 +365,7 @@ def natural_batch(snapshot_dir: Path, settings: dict[str, Any], output: Path) ->
         "batch": settings["batch"],
         "source": f"{settings['model']} {snapshot.revision}",
         "settings": natural.batch_dict(),
+        "corpus_sha256": digest,
         "tokenizer_sha256": tokenizer_fingerprint(snapshot.path),
         "counts": counts,
         "versions": software_versions(),

@@ -32,6 +32,7 @@ from circuitsweep.cache_check import (
     verify_metadata,
     verify_shard,
 )
+from circuitsweep.checkpoints import run_dir
 from circuitsweep.checkpoints.snapshots import read_snapshot
 from circuitsweep.errors import CacheError, ConfigError, DataError, SnapshotError
 from circuitsweep.heads.classify import Thresholds, head_classes
@@ -206,7 +207,8 @@ def load_revision(snapshot_dir: Path, job: RevisionJob, mem_mb: int | None = Non
 
     Refuses a snapshot whose weights are not the planned ones (run_dir
     sources) and a job that cannot fit (``mem_mb``, the RAM, the GPU) before
-    any weight is read.
+    any weight is read, and a run_dir folder whose files changed between its
+    fetch and the end of the load (:func:`run_dir.check_unchanged`).
     """
     from circuitsweep.checkpoints.loading import load_model, resolve_device
     from circuitsweep.heads.attention_hook import register
@@ -219,7 +221,10 @@ def load_revision(snapshot_dir: Path, job: RevisionJob, mem_mb: int | None = Non
         )
     device = resolve_device(job.device)
     check_job_size(job, sizing.read_model_config(snapshot.path), device, mem_mb)
-    return load_model(snapshot.path, job.architecture, job.dtype, device, register()), snapshot
+    model = load_model(snapshot.path, job.architecture, job.dtype, device, register())
+    if snapshot.source == run_dir.SOURCE:  # read in place: the folder may have changed since its fetch
+        run_dir.check_unchanged(snapshot.path, snapshot.file_hashes)
+    return model, snapshot
 
 
 def measure_loaded(
