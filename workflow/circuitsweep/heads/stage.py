@@ -218,7 +218,7 @@ def load_revision(snapshot_dir: Path, job: RevisionJob, mem_mb: int | None = Non
             f"those planned ({job.weights_sha256[:12]}); run the workflow again"
         )
     device = resolve_device(job.device)
-    check_job_size(job, sizing.read_model_config(snapshot.path), device, mem_mb)
+    check_job_size(job, sizing.load_model_config(snapshot.path), device, mem_mb)
     return load_model(snapshot.path, job.architecture, job.dtype, device, register()), snapshot
 
 
