@@ -734,7 +734,7 @@ def is_transient(error: BaseException) -> bool:
             return False
         if isinstance(cause, HfHubHTTPError) and cause.response is not None:
             return cause.response.status_code in _TRANSIENT_STATUS
-        if isinstance(cause, (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError)):
+        if isinstance(cause, (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError, HubStalled)):
             return True
         if isinstance(cause, OSError) and "Consistency check failed" in str(cause):
             return True
@@ -784,11 +784,29 @@ def _as_hub_error(error: Exception, what: str, attempts: int) -> Exception:
     if isinstance(error, HubError) or not network:
         return error
     detail = " ".join(str(error).split())[:300]
+    url = _request_url(error)
+    if url and url not in detail:
+        detail = f"{detail} ({url})"
     tried = f" after {attempts} attempt{'s' if attempts > 1 else ''}" if is_transient(error) else ""
     return HubError(
         f"{what} failed{tried}: {type(error).__name__}: {detail}; check the endpoint and the connection "
         "(or set HF_HUB_OFFLINE=1 to use the cache) and rerun"
     )
+
+
+def _request_url(error: BaseException) -> str | None:
+    """The URL of the request behind ``error`` or its causes (httpx errors carry it), without its query."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, httpx2.RequestError):
+            try:
+                return str(current.request.url.copy_with(query=None))
+            except RuntimeError:  # an error raised without its request
+                pass
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _map_errors(call: Callable[[], T], repo_id: str, revision: str | None, endpoint: str) -> T:
@@ -825,19 +843,82 @@ def _map_errors(call: Callable[[], T], repo_id: str, revision: str | None, endpo
 _session_timeout: float | None = None
 
 
+class HubStalled(Exception):
+    """A request the Hub did not answer within the timeout: retried by :func:`_with_retries` only.
+
+    Not an httpx error, so huggingface_hub's own backoff (up to 5 more waits
+    of the timeout, and sleeps, per request) does not retry it.
+    """
+
+
+class _StallBound(httpx2.BaseTransport):
+    """A transport that turns a request's timeout into :class:`HubStalled` naming the request."""
+
+    def __init__(self, inner: httpx2.BaseTransport) -> None:
+        self._inner = inner
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            response = self._inner.handle_request(request)
+        except httpx2.TimeoutException as error:
+            raise _stalled(request, error) from error
+        if isinstance(response.stream, httpx2.SyncByteStream):
+            response.stream = _StallBoundStream(response.stream, request)
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _StallBoundStream(httpx2.SyncByteStream):
+    """A response body whose read timeout (a body that stops arriving) is :class:`HubStalled`."""
+
+    def __init__(self, inner: httpx2.SyncByteStream, request: httpx2.Request) -> None:
+        self._inner = inner
+        self._request = request
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._inner
+        except httpx2.TimeoutException as error:
+            raise _stalled(self._request, error) from error
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def _stalled(request: httpx2.Request, error: httpx2.TimeoutException) -> HubStalled:
+    seconds = (request.extensions.get("timeout") or {}).get("read")
+    return HubStalled(
+        f"the Hub sent nothing for {seconds} s ({type(error).__name__}): {request.method} "
+        f"{request.url.copy_with(query=None)}"
+    )
+
+
 def _use_timeout(timeout: float) -> None:
-    """Give huggingface_hub's shared HTTP client a default deadline of ``timeout`` seconds.
+    """Give every request of huggingface_hub's shared HTTP client a deadline of ``timeout`` seconds.
 
     Its client has none, and requests such as the branch list and the tree
-    listing take no timeout argument; a stalled Hub would hold them forever.
+    listing pass ``timeout=None`` (which overrides a client default); a stalled
+    Hub would hold them forever. The deadline bounds the connection and each
+    read (every body chunk) of every request.
     """
     global _session_timeout
     if _session_timeout == timeout:
         return
 
+    deadline = httpx2.Timeout(timeout).as_dict()
+
+    def bound(request: httpx2.Request) -> None:
+        # huggingface_hub passes timeout=None (no deadline) to some requests, e.g. the file list
+        # of snapshot_download, and its own 10 s to downloads: every request gets ours
+        request.extensions["timeout"] = deadline
+
     def factory() -> httpx2.Client:
         client = default_client_factory()
         client.timeout = httpx2.Timeout(timeout)
+        client.event_hooks = {**client.event_hooks, "request": [*client.event_hooks["request"], bound]}
+        client._transport = _StallBound(client._transport)
         return client
 
     set_client_factory(factory)
