@@ -5,6 +5,7 @@ import functools
 import json
 import sys
 import shlex
+from dataclasses import asdict
 from pathlib import Path
 
 REPO = Path(workflow.basedir).parent
@@ -246,6 +247,7 @@ def measure_resource(key):
             model.probes.to_dict(),
             PLAN.device,
             R.snapshot_model_config(PATHS.snapshot(wildcards.model, wildcards.revision)),
+            asdict(PLAN.ablation) if PLAN.ablation is not None else None,
         )
         log = job_log(getattr(rules, rulename).log, dict(wildcards.items()))
         return getattr(estimate.scaled(sizing_attempt(log, attempt)), key)
