@@ -50,11 +50,12 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 from huggingface_hub.utils._http import default_client_factory, set_client_factory
 
 from circuitsweep.atomic import atomic_write_text
 from circuitsweep.checkpoints.local_hub import hash_file, repo_folder
-from circuitsweep.errors import SnapshotError
+from circuitsweep.errors import ConfigError, SnapshotError
 from circuitsweep.revisions import Manifest, Revision, parse_branches, write_manifest
 
 logger = logging.getLogger(__name__)
@@ -181,6 +182,17 @@ def list_revisions(
     return parse_branches(usable, tokens_per_step=tokens_per_step, aliases=aliases, commits=usable)
 
 
+def check_repo_id(repo_id: str) -> None:
+    """Refuse a repository id that is not ``owner/name`` of the Hub's characters (``../x``), naming it."""
+    try:
+        validate_repo_id(repo_id)
+        return
+    except HFValidationError as error:
+        reason = " ".join(str(error).split())
+    # raised outside the handler: a huggingface_hub error in its context would make it look transient (retry.py)
+    raise ConfigError(f"repository id {repo_id!r} is not a Hub repository: {reason}")
+
+
 def refresh_manifest(
     repo_id: str,
     path: Path | str,
@@ -198,7 +210,12 @@ def refresh_manifest(
     """Rebuild the manifest at ``path`` from the Hub's branch list (complete, with commits).
 
     Branches that are not usable checkpoint names are left out and appended to ``skipped``.
+    A repository id the Hub cannot hold and a ``path`` that is a folder are
+    refused before any request.
     """
+    check_repo_id(repo_id)
+    if Path(path).is_dir():
+        raise ConfigError(f"{path} is a folder; give the manifest's file name, e.g. {Path(path) / 'manifest.json'}")
     revisions = list_revisions(
         repo_id,
         endpoint=endpoint,

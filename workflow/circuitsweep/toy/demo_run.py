@@ -18,6 +18,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from circuitsweep.atomic import atomic_write_text
+from circuitsweep.errors import ConfigError
 from circuitsweep.toy.data import synthetic_batch
 
 
@@ -38,11 +39,26 @@ class DemoData:
 DEMO_DATA = DemoData()
 
 
+#: The most optimizer steps the demo trains (about a minute on a CPU core).
+MAX_DEMO_STEPS = 10_000
+
+
+def check_demo_arguments(folder: Path, steps: Sequence[int], pattern: str) -> None:
+    """Refuse, naming the argument, steps outside 0 .. :data:`MAX_DEMO_STEPS`, a pattern that a
+    ``run_dir`` source cannot read back (``{stp}``, ``{step:s}``), and a run folder that is a file."""
+    from circuitsweep.checkpoints.run_dir import pattern_regex
+
+    if not steps or min(steps) < 0 or max(steps) > MAX_DEMO_STEPS:
+        raise ConfigError(f"--steps: {list(steps)}: each step must lie in 0 .. {MAX_DEMO_STEPS}")
+    pattern_regex(pattern)
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise ConfigError(f"{folder} is a file, not a run folder")
+
+
 def save_demo_run(folder: Path, steps: Sequence[int], pattern: str = "checkpoint-{step}", seed: int = 0) -> list[Path]:
-    """Train the demo model and save a checkpoint folder at each of ``steps`` (ascending, >= 0); returns them."""
+    """Train the demo model and save a checkpoint folder at each of ``steps`` (0 .. MAX_DEMO_STEPS); returns them."""
+    check_demo_arguments(folder, steps, pattern)
     steps = sorted(set(steps))
-    if not steps or steps[0] < 0:
-        raise ValueError(f"steps must be non-negative, got {list(steps)}")
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=DEMO_DATA.vocab_size,
