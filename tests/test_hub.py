@@ -478,6 +478,28 @@ def test_stalled_branch_list_is_bounded_by_the_retry_budget(server) -> None:
     assert time.monotonic() - started < 15
 
 
+@pytest.mark.parametrize(
+    ("stall", "url"),
+    [
+        (lambda server: server.stall("tree", seconds=60, times=-1), "/api/models/toy-org/toy-model/tree/"),
+        (lambda server: server.stall_body("model.safetensors", seconds=60, times=-1), "/cdn/"),
+    ],
+    ids=["file-list", "file-body"],
+)
+def test_a_stalled_file_list_or_download_fails_in_bounded_time_naming_the_url(server, tmp_path, stall, url) -> None:
+    """The file-list request (which huggingface_hub sends with no deadline) and a download whose body stops
+    both fail after about retries x timeout, as one line naming the URL, never waiting on the Hub's own limits."""
+    stall(server)
+    started = time.monotonic()
+    with pytest.raises(hub.HubError) as info:
+        _fetch(server, tmp_path / "cache", retries=1, timeout=1.0)
+    elapsed = time.monotonic() - started
+    message = str(info.value)
+    assert elapsed < 8, elapsed
+    assert "\n" not in message and "failed after 2 attempts" in message
+    assert f"{server.endpoint if url.startswith('/api') else server.cdn_endpoint}{url}" in message
+
+
 @pytest.mark.parametrize("fault", ["hang_up", "fail"])
 def test_exhausted_retries_are_one_line_naming_the_repository(server, tmp_path, fault) -> None:
     """A connection dropped with no reply, or a 500, on every try ends in one line naming repo, revision and fix."""

@@ -172,3 +172,33 @@ def test_declared_heads_must_match_the_weights(two_layers):
     _declare(two_layers, hidden_size=32, num_attention_heads=4)
     with pytest.raises(SnapshotError, match=r"gpt_neox\.\S+ .*shape"):
         load_model(two_layers, "GPTNeoXForCausalLM", "float32", CPU, "sdpa")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"num_attention_heads": 4, "num_key_value_heads": 4, "head_dim": 8}, r"tensor \S+ of model\.safetensors has"),
+        ({"num_key_value_heads": 1}, r"k_proj\.weight of model\.safetensors has shape \(16, 32\), but config"),
+    ],
+    ids=["heads", "kv-heads"],
+)
+def test_a_head_count_that_does_not_match_the_weights_is_named(tmp_path, change, message):
+    """config.json declaring other head counts than the weights hold is one line naming the tensor and the keys,
+    not transformers' RuntimeError."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    settings = dict(vocab_size=32, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2)
+    LlamaForCausalLM(LlamaConfig(**settings, intermediate_size=16)).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(SnapshotError, match=message) as caught:
+        load_model(tmp_path, "LlamaForCausalLM", "float32", CPU, "sdpa")
+    assert "num_attention_heads" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_config_json_that_is_not_utf8_is_named(snapshot):
+    """A config.json in another encoding is one line naming it, not UnicodeDecodeError."""
+    folder, _ = snapshot
+    (folder / "config.json").write_bytes('{"architectures": ["GPTNeoXForCausalLM"], "name": "café"}'.encode("latin-1"))
+    with pytest.raises(SnapshotError, match=r"config\.json is not UTF-8 text"):
+        load_model(folder, "GPTNeoXForCausalLM", "float32", CPU, "sdpa")

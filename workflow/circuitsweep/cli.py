@@ -27,6 +27,18 @@ def _json(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from error
 
 
+def check_inputs(args: argparse.Namespace) -> None:
+    """Refuse, naming the option, an input path of the command (``inputs`` of its parser) that does not exist."""
+    from circuitsweep.errors import InputError
+
+    for name in args.inputs:
+        value = getattr(args, name, None)
+        for path in value if isinstance(value, list) else [value]:
+            if path and not Path(path).exists():
+                option = name if name == "config" else f"--{name.replace('_', '-')}"
+                raise InputError(f"{option}: {path} does not exist")
+
+
 def cmd_check_config(args: argparse.Namespace) -> None:
     from circuitsweep.config import load_config
     from circuitsweep.plan import describe, plan_sweep
@@ -143,22 +155,20 @@ def cmd_head_tables(args: argparse.Namespace) -> None:
 
 
 def cmd_plot_emergence(args: argparse.Namespace) -> None:
-    import polars as pl
-
     from circuitsweep.plots import emergence_plot
+    from circuitsweep.table_io import read_frame
 
-    curves = pl.read_parquet(args.emergence)
-    milestones = pl.read_parquet(args.milestones) if args.milestones else None
+    curves = read_frame(Path(args.emergence))
+    milestones = read_frame(Path(args.milestones)) if args.milestones else None
     for output in args.output:
         emergence_plot(curves, Path(output), milestones)
 
 
 def cmd_plot_heatmap(args: argparse.Namespace) -> None:
-    import polars as pl
-
     from circuitsweep.plots import layer_heatmap
+    from circuitsweep.table_io import read_frame
 
-    layer_heatmap(pl.read_parquet(args.emergence), args.model, Path(args.output))
+    layer_heatmap(read_frame(Path(args.emergence)), args.model, Path(args.output))
 
 
 def cmd_plot_trajectories(args: argparse.Namespace) -> None:
@@ -225,11 +235,10 @@ def cmd_primitive_tables(args: argparse.Namespace) -> None:
 
 
 def cmd_plot_primitive_gap(args: argparse.Namespace) -> None:
-    import polars as pl
-
     from circuitsweep.plots import primitive_gap_plot
+    from circuitsweep.table_io import read_frame
 
-    primitive_gap_plot(pl.read_csv(args.gaps), Path(args.output))
+    primitive_gap_plot(read_frame(Path(args.gaps)), Path(args.output))
 
 
 def cmd_sweep_overhead(args: argparse.Namespace) -> None:
@@ -274,12 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, func: Callable[[argparse.Namespace], None], help: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, func: Callable[[argparse.Namespace], None], help: str, inputs: tuple[str, ...] = ()
+    ) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help, description=help)
-        command.set_defaults(func=func)
+        command.set_defaults(func=func, inputs=inputs)
         return command
 
-    p = add("check-config", cmd_check_config, "validate a config and list the revisions it sweeps")
+    p = add("check-config", cmd_check_config, "validate a config and list the revisions it sweeps", ("config",))
     p.add_argument("config", help="YAML config file")
     p.add_argument("--root", default=".", help="workflow folder that relative paths resolve against")
 
@@ -325,7 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot", required=True, help="snapshot folder whose tokenizer is used")
     p.add_argument("--output", required=True, help="output safetensors batch")
 
-    p = add("classify-heads", cmd_classify_heads, "classify every head of one model from its cache")
+    p = add(
+        "classify-heads",
+        cmd_classify_heads,
+        "classify every head of one model from its cache",
+        ("scores", "stats", "natural"),
+    )
     p.add_argument("--model", required=True)
     p.add_argument("--thresholds", type=_json, required=True, help="JSON classification thresholds")
     p.add_argument("--scores", nargs="+", required=True, help="per-revision score Parquet files")
@@ -335,7 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expected", type=_json, help="JSON list: the metadata each score file must carry")
     p.add_argument("--natural", nargs="*", default=[], help="per-revision natural-text score Parquet files")
 
-    p = add("head-tables", cmd_head_tables, "write the heads, emergence and milestone tables")
+    p = add(
+        "head-tables",
+        cmd_head_tables,
+        "write the heads, emergence and milestone tables",
+        ("heads", "revisions", "ablation_rows"),
+    )
     p.add_argument("--heads", nargs="+", required=True)
     p.add_argument("--revisions", nargs="+", required=True)
     p.add_argument("--thresholds", type=_json, required=True, help="JSON: model -> milestone thresholds")
@@ -351,17 +372,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation-csv", help="the ablation table (CSV)")
     p.add_argument("--causal-factor", type=float, default=2.0, help="causal milestone factor")
 
-    p = add("plot-emergence", cmd_plot_emergence, "plot BOS fraction and induction heads against tokens")
+    p = add(
+        "plot-emergence",
+        cmd_plot_emergence,
+        "plot BOS fraction and induction heads against tokens",
+        ("emergence", "milestones"),
+    )
     p.add_argument("--emergence", required=True)
     p.add_argument("--milestones", help="milestones table (Parquet), marked on the curves")
     p.add_argument("--output", nargs="+", required=True, help="figure files (.png, .svg)")
 
-    p = add("plot-heatmap", cmd_plot_heatmap, "plot one model's per-layer head counts per revision")
+    p = add("plot-heatmap", cmd_plot_heatmap, "plot one model's per-layer head counts per revision", ("emergence",))
     p.add_argument("--emergence", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--output", required=True)
 
-    p = add("plot-trajectories", cmd_plot_trajectories, "plot every head's best selectivity across training")
+    p = add(
+        "plot-trajectories", cmd_plot_trajectories, "plot every head's best selectivity across training", ("heads",)
+    )
     p.add_argument("--heads", required=True, help="the heads table (Parquet)")
     p.add_argument("--model", required=True)
     p.add_argument("--output", required=True)
@@ -398,22 +426,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", required=True)
     p.add_argument("--markdown", required=True)
 
-    p = add("score-primitives", cmd_score_primitives, "score one revision's primitive shard (no model)")
+    p = add(
+        "score-primitives",
+        cmd_score_primitives,
+        "score one revision's primitive shard (no model)",
+        ("cache", "stimuli"),
+    )
     p.add_argument("--cache", required=True, help="primitive shard of measure-revision")
     p.add_argument("--stimuli", required=True)
     p.add_argument("--scoring", type=_json, required=True, help="JSON: n_folds, n_perm, seed")
     p.add_argument("--output", required=True, help="folder for the revision's tables")
     p.add_argument("--expected", type=_json, help="JSON: the metadata the shard must carry")
 
-    p = add("primitive-tables", cmd_primitive_tables, "stack every revision's primitive tables")
+    p = add("primitive-tables", cmd_primitive_tables, "stack every revision's primitive tables", ("revisions",))
     p.add_argument("--revisions", nargs="+", required=True, help="folders of score-primitives")
     p.add_argument("--output", required=True, help="tables folder")
 
-    p = add("plot-primitive-gap", cmd_plot_primitive_gap, "plot the summary primitive gap against tokens")
+    p = add("plot-primitive-gap", cmd_plot_primitive_gap, "plot the summary primitive gap against tokens", ("gaps",))
     p.add_argument("--gaps", required=True, help="primitive_gaps.csv")
     p.add_argument("--output", required=True)
 
-    p = add("sweep-overhead", cmd_sweep_overhead, "compare job wall time with forward-pass time")
+    p = add(
+        "sweep-overhead",
+        cmd_sweep_overhead,
+        "compare job wall time with forward-pass time",
+        ("scores", "fetch", "measure", "primitives"),
+    )
     p.add_argument("--scores", nargs="+", required=True, help="head-score Parquet files")
     p.add_argument("--fetch", nargs="*", default=[], help="fetch_snapshot benchmark TSVs")
     p.add_argument("--measure", nargs="+", required=True, help="benchmark TSVs of the measuring jobs")
@@ -430,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
         "prefetch",
         cmd_prefetch,
         "download every planned Hub revision of a config into the shared Hub cache (HF_HOME), for offline jobs",
+        ("config",),
     )
     p.add_argument("config", help="YAML config file")
     p.add_argument("--root", default=".", help="workflow folder that relative paths resolve against")
@@ -460,6 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(replayed, file=sys.stderr)
         return retry.EXIT_DETERMINISTIC
     try:
+        check_inputs(args)
         args.func(args)
     except USER_ERRORS as error:
         message = f"circuitsweep {args.command}: error: {error}"

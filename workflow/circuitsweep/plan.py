@@ -92,7 +92,10 @@ def _source_revisions(model: ModelSettings, root: Path) -> list[Revision]:
                 f"models.{model.name}.source: no folder of {root / source['path']} matches the pattern "
                 f"{source.get('pattern', RUN_DIR_PATTERN)!r}"
             )
-        return [Revision(name, step, step * (tokens_per_step or 0)) for name, step in folders]
+        try:
+            return [Revision(name, step, step * (tokens_per_step or 0)) for name, step in folders]
+        except ValueError as error:
+            raise ConfigError(f"models.{model.name}.source ({root / source['path']}): {error}") from None
     if source["type"] == "toy":
         names = toy_branches(model.toy, tokens_per_step or 0)
     elif source["type"] == "local":

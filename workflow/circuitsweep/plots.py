@@ -16,6 +16,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 
 from circuitsweep import contracts as C  # noqa: E402
 from circuitsweep.atomic import atomic_path  # noqa: E402
+from circuitsweep.errors import DataError  # noqa: E402
 
 #: Colour of each head class in the trajectory figure (``none``: grey, drawn first).
 CLASS_COLOURS: dict[str, str] = {
@@ -249,9 +250,14 @@ def primitive_gap_plot(gaps: pl.DataFrame, path: Path) -> None:
 
     ``gaps``: the primitive gap table; the shaded band is the Welch 95% interval.
     """
+    missing = [
+        c for c in ("layer", "model", "score_kind", "tokens", "gap", "ci_low", "ci_high") if c not in gaps.columns
+    ]
+    if missing:
+        raise DataError(f"the primitive gap table has no column {', '.join(missing)}; give primitive_gaps.csv")
     summary = gaps.filter(pl.col("layer") == "summary").sort("model", "score_kind", "tokens")
     if summary.height == 0:
-        raise ValueError("the primitive gap table has no summary rows")
+        raise DataError("the primitive gap table has no summary rows")
     figure, axis = plt.subplots(figsize=(7.5, 4.5))
     for (model, kind), rows in summary.group_by("model", "score_kind", maintain_order=True):
         style = "-" if kind == "representational" else "--"

@@ -5,6 +5,7 @@ import functools
 import json
 import sys
 import shlex
+from dataclasses import asdict
 from pathlib import Path
 
 REPO = Path(workflow.basedir).parent
@@ -277,6 +278,7 @@ def measure_resource(key, revision_of=lambda wildcards: wildcards.revision):
             model.probes.to_dict(),
             PLAN.device,
             R.snapshot_model_config(PATHS.snapshot(wildcards.model, revision_of(wildcards))),
+            asdict(PLAN.ablation) if PLAN.ablation is not None else None,
         )
         log = job_log(getattr(rules, rulename).log, dict(wildcards.items()))
         return getattr(estimate.scaled(sizing_attempt(log, attempt)), key)

@@ -50,6 +50,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 from huggingface_hub.utils._http import default_client_factory, set_client_factory
 
 from circuitsweep.atomic import atomic_write_text
@@ -197,6 +198,17 @@ def list_revisions(
     return parse_branches(usable, tokens_per_step=tokens_per_step, aliases=aliases, commits=usable)
 
 
+def check_repo_id(repo_id: str) -> None:
+    """Refuse a repository id that is not ``owner/name`` of the Hub's characters (``../x``), naming it."""
+    try:
+        validate_repo_id(repo_id)
+        return
+    except HFValidationError as error:
+        reason = " ".join(str(error).split())
+    # raised outside the handler: a huggingface_hub error in its context would make it look transient (retry.py)
+    raise ConfigError(f"repository id {repo_id!r} is not a Hub repository: {reason}")
+
+
 def refresh_manifest(
     repo_id: str,
     path: Path | str,
@@ -214,10 +226,15 @@ def refresh_manifest(
 ) -> Manifest:
     """Rebuild the manifest at ``path`` from the Hub's branch list (complete, with commits).
 
-    Branches that are not usable checkpoint names are left out and appended to ``skipped``.
-    Without ``force``, an empty listing, or one that lacks a revision of the manifest already
-    at ``path``, is refused (:class:`ConfigError`) and the manifest is kept.
+        Branches that are not usable checkpoint names are left out and appended to ``skipped``.
+        Without ``force``, an empty listing, or one that lacks a revision of the manifest already
+        at ``path``, is refused (:class:`ConfigError`) and the manifest is kept.
+    A repository id the Hub cannot hold and a ``path`` that is a folder are
+        refused before any request.
     """
+    check_repo_id(repo_id)
+    if Path(path).is_dir():
+        raise ConfigError(f"{path} is a folder; give the manifest's file name, e.g. {Path(path) / 'manifest.json'}")
     revisions = list_revisions(
         repo_id,
         endpoint=endpoint,
@@ -783,7 +800,7 @@ def is_transient(error: BaseException) -> bool:
             return False
         if isinstance(cause, HfHubHTTPError) and cause.response is not None:
             return cause.response.status_code in _TRANSIENT_STATUS
-        if isinstance(cause, (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError)):
+        if isinstance(cause, (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError, HubStalled)):
             return True
         if isinstance(cause, OSError) and "Consistency check failed" in str(cause):
             return True
@@ -833,11 +850,29 @@ def _as_hub_error(error: Exception, what: str, attempts: int) -> Exception:
     if isinstance(error, HubError) or not network:
         return error
     detail = " ".join(str(error).split())[:300]
+    url = _request_url(error)
+    if url and url not in detail:
+        detail = f"{detail} ({url})"
     tried = f" after {attempts} attempt{'s' if attempts > 1 else ''}" if is_transient(error) else ""
     return HubError(
         f"{what} failed{tried}: {type(error).__name__}: {detail}; check the endpoint and the connection "
         "(or set HF_HUB_OFFLINE=1 to use the cache) and rerun"
     )
+
+
+def _request_url(error: BaseException) -> str | None:
+    """The URL of the request behind ``error`` or its causes (httpx errors carry it), without its query."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, httpx2.RequestError):
+            try:
+                return str(current.request.url.copy_with(query=None))
+            except RuntimeError:  # an error raised without its request
+                pass
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _map_errors(call: Callable[[], T], repo_id: str, revision: str | None, endpoint: str) -> T:
@@ -874,19 +909,82 @@ def _map_errors(call: Callable[[], T], repo_id: str, revision: str | None, endpo
 _session_timeout: float | None = None
 
 
+class HubStalled(Exception):
+    """A request the Hub did not answer within the timeout: retried by :func:`_with_retries` only.
+
+    Not an httpx error, so huggingface_hub's own backoff (up to 5 more waits
+    of the timeout, and sleeps, per request) does not retry it.
+    """
+
+
+class _StallBound(httpx2.BaseTransport):
+    """A transport that turns a request's timeout into :class:`HubStalled` naming the request."""
+
+    def __init__(self, inner: httpx2.BaseTransport) -> None:
+        self._inner = inner
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            response = self._inner.handle_request(request)
+        except httpx2.TimeoutException as error:
+            raise _stalled(request, error) from error
+        if isinstance(response.stream, httpx2.SyncByteStream):
+            response.stream = _StallBoundStream(response.stream, request)
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _StallBoundStream(httpx2.SyncByteStream):
+    """A response body whose read timeout (a body that stops arriving) is :class:`HubStalled`."""
+
+    def __init__(self, inner: httpx2.SyncByteStream, request: httpx2.Request) -> None:
+        self._inner = inner
+        self._request = request
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._inner
+        except httpx2.TimeoutException as error:
+            raise _stalled(self._request, error) from error
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def _stalled(request: httpx2.Request, error: httpx2.TimeoutException) -> HubStalled:
+    seconds = (request.extensions.get("timeout") or {}).get("read")
+    return HubStalled(
+        f"the Hub sent nothing for {seconds} s ({type(error).__name__}): {request.method} "
+        f"{request.url.copy_with(query=None)}"
+    )
+
+
 def _use_timeout(timeout: float) -> None:
-    """Give huggingface_hub's shared HTTP client a default deadline of ``timeout`` seconds.
+    """Give every request of huggingface_hub's shared HTTP client a deadline of ``timeout`` seconds.
 
     Its client has none, and requests such as the branch list and the tree
-    listing take no timeout argument; a stalled Hub would hold them forever.
+    listing pass ``timeout=None`` (which overrides a client default); a stalled
+    Hub would hold them forever. The deadline bounds the connection and each
+    read (every body chunk) of every request.
     """
     global _session_timeout
     if _session_timeout == timeout:
         return
 
+    deadline = httpx2.Timeout(timeout).as_dict()
+
+    def bound(request: httpx2.Request) -> None:
+        # huggingface_hub passes timeout=None (no deadline) to some requests, e.g. the file list
+        # of snapshot_download, and its own 10 s to downloads: every request gets ours
+        request.extensions["timeout"] = deadline
+
     def factory() -> httpx2.Client:
         client = default_client_factory()
         client.timeout = httpx2.Timeout(timeout)
+        client.event_hooks = {**client.event_hooks, "request": [*client.event_hooks["request"], bound]}
+        client._transport = _StallBound(client._transport)
         return client
 
     set_client_factory(factory)

@@ -25,7 +25,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, GenerationConfig, PreTrainedModel
 
 from circuitsweep.architectures import CAUSAL_LM, architecture_kind, imported_mappings, refusal
-from circuitsweep.checkpoints.streaming import read_weights
+from circuitsweep.checkpoints.streaming import read_weights, safetensors_header
 from circuitsweep.errors import ConfigError, SnapshotError, UnsupportedModelError
 
 DTYPES: dict[str, torch.dtype] = {
@@ -75,9 +75,15 @@ def check_architecture(snapshot: Path, architecture: str) -> dict:
     if not config_file.is_file():
         raise SnapshotError(f"{snapshot} has no config.json")
     try:
-        config = json.loads(config_file.read_text())
+        config = json.loads(config_file.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise SnapshotError(
+            f"{config_file} is not UTF-8 text (byte {error.start}); config.json must be UTF-8 JSON"
+        ) from None
     except json.JSONDecodeError as error:
         raise SnapshotError(f"{config_file} is not valid JSON: {error}") from error
+    if not isinstance(config, dict):
+        raise SnapshotError(f"{config_file} holds a JSON {type(config).__name__}, not an object")
     declared = config.get("architectures") or []
     if architecture not in declared:
         raise SnapshotError(
@@ -141,6 +147,26 @@ def check_loading_info(snapshot: Path, info: Mapping[str, Any]) -> None:
         )
 
 
+def check_shapes(snapshot: Path, files: list[Path], expected: dict[str, tuple[int, ...]]) -> None:
+    """Refuse, before reading weights, a safetensors tensor whose shape is not the one ``config.json`` implies.
+
+    A head or layer width in ``config.json`` that does not match the weights
+    (``num_attention_heads``, ``num_key_value_heads``, ``head_dim``) shows as
+    a projection of another shape; named here instead of transformers' RuntimeError.
+    """
+    for path in files:
+        if path.suffix != ".safetensors":
+            continue
+        for name, entry in safetensors_header(path)[1].items():
+            for key in (name, name.removeprefix("model."), f"model.{name}"):
+                if key in expected and tuple(entry["shape"]) != expected[key]:
+                    raise SnapshotError(
+                        f"{snapshot}: tensor {name} of {path.name} has shape {tuple(entry['shape'])}, but "
+                        f"config.json implies {expected[key]}; its head or layer sizes (num_attention_heads, "
+                        "num_key_value_heads, head_dim, hidden_size) do not match the weights"
+                    )
+
+
 def load_model(
     snapshot: Path,
     architecture: str,
@@ -171,6 +197,7 @@ def load_model(
         raise SnapshotError(f"{snapshot}: {loader.__name__} has no class for a {type(config).__name__}") from error
     with torch.device("meta"):  # parameter shapes only, no memory: where fused expert weights go
         expected = {name: tuple(t.shape) for name, t in model_class(config).state_dict().items()}
+    check_shapes(snapshot, files, expected)
     try:
         # read tensor by tensor straight into dtype and device: no second full copy (streaming.py)
         weights = read_weights(files, DTYPES[dtype], device, expected)

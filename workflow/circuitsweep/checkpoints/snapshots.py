@@ -85,6 +85,8 @@ def check_job_names(settings: dict[str, Any]) -> None:
 
 def fetch_snapshot(settings: dict[str, Any], snapshot_dir: Path) -> hub.Snapshot:
     """Fetch and verify ``settings['revision']`` of ``settings['source']`` into ``snapshot_dir``."""
+    if not isinstance(settings.get("source"), dict) or not isinstance(settings.get("revision"), str):
+        raise ConfigError("fetch-snapshot --settings: needs a source mapping and a revision name (Plan.fetch_settings)")
     source = settings["source"]
     check_job_names(settings)
     snapshot_dir = Path(snapshot_dir)

@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from circuitsweep import contracts as C
-from circuitsweep.errors import DataError
+from circuitsweep.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,9 @@ class Thresholds:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Thresholds:
         """Pick this class's fields out of a config ``thresholds`` mapping (which holds the milestone ones too)."""
+        missing = [field.name for field in fields(cls) if field.name not in values]
+        if missing:
+            raise ConfigError(f"thresholds: no {', '.join(missing)}")
         return cls(**{field.name: values[field.name] for field in fields(cls)})
 
 

@@ -220,7 +220,7 @@ def load_revision(snapshot_dir: Path, job: RevisionJob, mem_mb: int | None = Non
             f"those planned ({job.weights_sha256[:12]}); run the workflow again"
         )
     device = resolve_device(job.device)
-    check_job_size(job, sizing.read_model_config(snapshot.path), device, mem_mb)
+    check_job_size(job, sizing.load_model_config(snapshot.path), device, mem_mb)
     model = load_model(snapshot.path, job.architecture, job.dtype, device, register())
     if snapshot.source == run_dir.SOURCE:  # read in place: the folder may have changed since its fetch
         run_dir.check_unchanged(snapshot.path, snapshot.file_hashes)

@@ -43,6 +43,20 @@ class DemoData:
 DEMO_DATA = DemoData()
 
 
+#: The most optimizer steps the demo trains (about a minute on a CPU core).
+MAX_DEMO_STEPS = 10_000
+
+
+def check_demo_arguments(folder: Path, steps: Sequence[int], pattern: str) -> None:
+    """Refuse, naming the argument, steps outside 0 .. :data:`MAX_DEMO_STEPS`, a pattern that a
+    ``run_dir`` source cannot read back (``{stp}``, ``{step:s}``), and a run folder that is a file."""
+    if not steps or min(steps) < 0 or max(steps) > MAX_DEMO_STEPS:
+        raise ConfigError(f"--steps: {list(steps)}: each step must lie in 0 .. {MAX_DEMO_STEPS}")
+    checkpoint_names(steps, pattern)
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise ConfigError(f"{folder} is a file, not a run folder")
+
+
 def checkpoint_names(steps: Sequence[int], pattern: str) -> list[str]:
     """The folder name of each step: one folder per step, directly inside the run folder.
 
@@ -77,9 +91,8 @@ def save_demo_run(
     inside ``folder`` (:func:`checkpoint_names`), and, unless ``force``, a checkpoint folder that
     already exists. Each folder appears complete or not at all.
     """
+    check_demo_arguments(folder, steps, pattern)
     steps = sorted(set(steps))
-    if not steps or steps[0] < 0:
-        raise ValueError(f"steps must be non-negative, got {list(steps)}")
     names = checkpoint_names(steps, pattern)
     existing = [name for name in names if os.path.lexists(Path(folder) / name)]
     if existing and not force:
