@@ -70,6 +70,8 @@ rule final_ablation_table:
             category="Tables",
         ),
         markdown=PATHS.final_ablation_table("md"),
+    params:
+        models=as_json(MODELS),
     resources:
         mem_mb=small_resource("final_ablation_table", "mem_mb"),
         runtime=small_resource("final_ablation_table", "runtime"),
