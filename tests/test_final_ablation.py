@@ -224,3 +224,28 @@ def test_small_toy_run_writes_spectral_and_final_ablation_and_adding_a_revision_
     jobs = planned_jobs(tmp_path, write_config(path, config))
     assert jobs["measure_heads"] == 1 and jobs["fetch_snapshot"] == 1, jobs
     assert jobs["spectral_model"] == jobs["fetch_final_snapshot"] == jobs["final_ablation"] == 1, jobs
+
+
+def test_final_ablation_job_is_sized_for_all_its_passes() -> None:
+    """The job's runtime counts one pass over the probe per condition (K families and the screen, each with its
+    draws and full layers, plus single heads), not the measurement's probe tokens."""
+    from test_workflow import REPO
+
+    from circuitsweep import resources as R
+    from circuitsweep.config import load_config
+    from circuitsweep.plan import SINGLE_HEAD_ALLOWANCE, plan_sweep
+
+    config = load_config(REPO / "config" / "config.yaml")
+    config["ablation"] = {**config.get("ablation", {}), "enabled": True, "n_sequences": 100, "random_draws": 5}
+    config["device"] = "cpu"
+    plan = plan_sweep(config, REPO)
+    model = next(iter(plan.models))
+    probes = plan.models[model].probes
+    per_pass = min(100, probes.induction.n_sequences) * probes.induction.seq_len
+    assert plan.final_ablation_tokens(model) == per_pass * (1 + 3 * (5 + 2) + SINGLE_HEAD_ALLOWANCE)
+    shape = {"hidden_size": 2048, "num_attention_heads": 16, "num_hidden_layers": 16, "vocab_size": 50304,
+             "intermediate_size": 8192}  # fmt: skip
+    entry = config["models"][model]
+    plain = R.measure_size(entry, "float32", probes.to_dict(), "cpu", shape)
+    ablation = R.measure_size(entry, "float32", probes.to_dict(), "cpu", shape, tokens=100 * per_pass)
+    assert ablation.runtime > plain.runtime and ablation.mem_mb == plain.mem_mb

@@ -38,11 +38,13 @@ from slurm_cluster import (
 WORKSTATION_PROFILE = REPO_ROOT / "profiles" / "workstation" / "config.yaml"
 
 # the rules that load a model and need a GPU
-GPU_RULES = {"measure_heads", "measure_revision"}
+GPU_RULES = {"measure_heads", "measure_revision", "final_ablation"}
 # the rules of the job group "revisions": one SLURM job per block of revisions
 GROUPED_RULES = ("measure_heads", "measure_revision", "score_primitives", "revision_block")
 # rules that need a model's tokenizer: the toy suite has none, so its sweep never runs them
 TOKENIZER_RULES = {"natural_batch"}
+# rules of the final-revision ablation: run with ablation.enabled, which the toy config here leaves off
+ABLATION_RULES = {"fetch_final_snapshot", "final_ablation", "final_ablation_table"}
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +200,7 @@ def _expected_sizes(config: Path, rule: str, attempt: int = 1, device: str = "cu
 def test_snakemake_applies_slurm_profile(tmp_path, rules, toy_config):
     found, out = _dry_run(tmp_path, SLURM_PROFILE.parent, toy_config)
     # the toy sweep runs every rule of the workflow but those that need a tokenizer
-    assert set(found) == set(rules.names) - TOKENIZER_RULES
+    assert set(found) == set(rules.names) - TOKENIZER_RULES - ABLATION_RULES
     for rule, jobs in found.items():
         if rule == "all":
             continue
@@ -228,7 +230,7 @@ def test_command_line_override_changes_one_key(tmp_path, toy_config):
 
 def test_snakemake_applies_workstation_profile(tmp_path, rules, toy_config):
     found, _ = _dry_run(tmp_path, WORKSTATION_PROFILE.parent, toy_config)
-    assert set(found) == set(rules.names) - TOKENIZER_RULES
+    assert set(found) == set(rules.names) - TOKENIZER_RULES - ABLATION_RULES
     for rule, jobs in found.items():
         for job in jobs:
             assert job.get("gpu") == ("1" if rule in GPU_RULES else None), (rule, job)

@@ -94,3 +94,28 @@ def test_spectral_sequences_are_capped_by_the_induction_probe() -> None:
     assert probes.spectral.n_sequences == 500
     assert probes.spectral_sequences == 64
     assert study_probes().spectral_sequences == 500
+
+
+def test_caches_measured_without_the_spectral_phase_are_refused(tmp_path) -> None:
+    """A score cache of the previous layout (no spectral settings, cache schema 2) does not belong to a run of
+    this version: reading it says "delete it and rerun" instead of mixing a cache without PR into the ranking."""
+    from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, verify_metadata
+    from circuitsweep.errors import CacheError
+
+    probes = study_probes().to_dict()
+    old = {k: v for k, v in probes.items() if k != "spectral"}
+    assert probes["spectral"] == {"n_sequences": 500} and CACHE_SCHEMA_VERSION >= 3
+    with pytest.raises(CacheError, match="delete it and rerun"):
+        verify_metadata(tmp_path / "heads.parquet", {"probes": old, SCHEMA_KEY: 2}, {"probes": probes})
+    with pytest.raises(CacheError, match=f"{SCHEMA_KEY} is 2, expected {CACHE_SCHEMA_VERSION}"):
+        verify_metadata(tmp_path / "heads.parquet", {"probes": probes, SCHEMA_KEY: 2}, {SCHEMA_KEY: 3})
+
+
+def test_job_size_counts_the_captured_rows() -> None:
+    """The memory estimate holds the PR capture on the host: float32 [n, hidden] per layer."""
+    from circuitsweep.sizing import estimate_heads_memory
+
+    model = {"hidden_size": 2048, "num_attention_heads": 16, "num_hidden_layers": 16, "vocab_size": 50304}
+    estimate = estimate_heads_memory(study_probes().to_dict(), model, "float16")
+    assert estimate.parts["spectral"] == 4 * 500 * 16 * 2048
+    assert "spectral" in estimate.on_host().parts and "spectral" not in estimate.on_device().parts

@@ -219,13 +219,31 @@ def test_final_tables_record_the_settings_that_made_them(toy_run):
         assert gptneox["milestones"]["induction_onset_heads"] == 3
 
 
-def test_changing_a_threshold_reruns_no_model(toy_run, tmp_path):
-    """A new class threshold reruns classification, tables and plots, and loads no model."""
+def test_changing_a_threshold_reruns_no_measurement(toy_run, tmp_path):
+    """A new class threshold reruns classification, tables and plots and measures no revision again; only the
+    final-revision ablation, whose conditions are the classified heads, loads each final revision (its own copy)."""
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     config["thresholds"]["class_selectivity"] = 9
     jobs = planned_jobs(toy_run.parent, write_config(tmp_path / "config.yaml", config))
-    plots = {"plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3}
-    assert jobs == {"classify_heads": 3, "head_tables": 1, **plots}
+    plots = {"plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3, "plot_spectral": 3}
+    spectral = {"spectral_model": 3, "spectral_table": 1}
+    final = {"fetch_final_snapshot": 3, "final_ablation": 3, "final_ablation_table": 1}
+    assert jobs == {"classify_heads": 3, "head_tables": 1, **plots, **spectral, **final}
+
+
+def test_default_run_writes_the_spectral_phase_and_the_final_ablation(toy_run):
+    """The default run ranks every head by its PR integral, draws each model's PR figure and ablates each
+    model's final revision under the study's conditions (spectral picks for K = 45 and 6, the screen)."""
+    paths = C.Paths(toy_run)
+    spectral = pl.read_csv(paths.spectral_table("csv"))
+    assert sorted(set(spectral["model"])) == ["toy-gptneox", "toy-olmo", "toy-olmoe"]
+    assert spectral["integral"].null_count() == 0 and (spectral["n_left_out"] == 1).all()  # step0: 0 tokens
+    for model in ("toy-gptneox", "toy-olmo", "toy-olmoe"):
+        assert paths.spectral_plot(model).is_file()
+    table = pl.read_csv(paths.final_ablation_table("csv"))
+    assert sorted(set(table["model"])) == ["toy-gptneox", "toy-olmo", "toy-olmoe"]
+    assert set(table.filter(pl.col("condition") == "spectral_top")["k"]) == {45, 6}
+    assert paths.final_ablation_table("md").is_file() and paths.final_ablation_table("parquet").is_file()
 
 
 def test_changing_a_milestone_threshold_reclassifies_nothing(toy_run, tmp_path):
@@ -258,7 +276,8 @@ def test_adding_or_removing_a_revision_runs_only_its_jobs_and_the_aggregates(tmp
     assert planned_jobs(workdir, first) == {}
     second = write_config(tmp_path / "second.yaml", _sweeping(["step0", "step10", "step20", "step30"]))
     aggregates = {"classify_heads": 1, "head_tables": 1, "plot_emergence": 1, "plot_heatmap": 1,
-                  "plot_trajectories": 1, "sweep_overhead": 1}  # fmt: skip
+                  "plot_trajectories": 1, "sweep_overhead": 1, "spectral_model": 1, "spectral_table": 1,
+                  "plot_spectral": 1}  # fmt: skip
     primitive_aggregates = {"primitive_tables": 1, "plot_primitive_gap": 1}
     assert planned_jobs(workdir, second) == {
         "fetch_snapshot": 2,

@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 #: The one revision of a package source: a released pretrained model whose
 #: step and training tokens are not published with it (recorded as 0).
 PACKAGE_REVISION = "main"
+#: Heads ablated alone (induction class and screen) that the final-revision ablation's runtime allows for.
+SINGLE_HEAD_ALLOWANCE = 16
 #: A hub source swept at ``revisions: [main]`` only is a released model (step and tokens recorded as 0),
 #: e.g. the chat models of the primitive study; it needs neither a manifest nor a token count.
 RELEASED_REVISION = "main"
@@ -255,6 +257,22 @@ class Plan:
             "spectral_top_k": list(self.spectral_top_k),
             "thresholds": self.thresholds(model),
         }
+
+    def final_ablation_tokens(self, model: str) -> int:
+        """Tokens the final-revision ablation runs through the model, at most (its job's runtime).
+
+        Every condition is one pass over each probe: none, per K and for the screen the
+        head set, its matched draws and full layers, and up to
+        :data:`SINGLE_HEAD_ALLOWANCE` heads alone (the count is known only once classified).
+        """
+        ablation = self.ablation or AblationSettings()
+        probes = self.models[model].probes
+        limit = ablation.n_sequences or 10**12
+        per_pass = min(limit, probes.induction.n_sequences) * probes.induction.seq_len
+        if probes.natural_text is not None:
+            per_pass += min(limit, probes.natural_text.n_examples) * probes.natural_text.seq_len
+        families = len(self.spectral_top_k) + 1
+        return per_pass * (1 + families * (ablation.random_draws + 2) + SINGLE_HEAD_ALLOWANCE)
 
     def final_ablation_current(self, model: str) -> bool:
         """Whether the model's final-revision ablation exists, was made with the settings planned now, and every

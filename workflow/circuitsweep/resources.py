@@ -142,6 +142,7 @@ def measure_size(
     device: str,
     snapshot_config: dict[str, Any] | None = None,
     ablation: dict[str, Any] | None = None,
+    tokens: int | None = None,
 ) -> JobSize:
     """Size of one revision's measurement job (heads, primitives, or both from one load) at attempt 1.
 
@@ -150,11 +151,14 @@ def measure_size(
     throughput); ``snapshot_config``: the fetched snapshot's ``config.json``,
     which when given is what the job itself will check (see module docstring);
     ``ablation``: the run's ablation settings (its passes count in the runtime).
+    ``tokens``: the tokens the job runs through the model, when not the probes'
+    (the final-revision ablation: ``Plan.final_ablation_tokens``).
     """
     shape = snapshot_config if snapshot_config is not None else planning_model_config(model_config)
     estimate = sizing.estimate_heads_memory(probes, shape, dtype)
     params = sizing.model_params(shape)
-    flops = 2.0 * params * max(probe_tokens(probes) + ablation_tokens(probes, ablation), 1)
+    job_tokens = tokens if tokens is not None else probe_tokens(probes) + ablation_tokens(probes, ablation)
+    flops = 2.0 * params * max(job_tokens, 1)
     seconds = START_UP_S + params * 4 / 1e6 / READ_MB_PER_S + flops / (CPU_FLOPS if device == "cpu" else GPU_FLOPS)
     runtime = max(MIN_RUNTIME_MIN, math.ceil(seconds * RUNTIME_MARGIN / 60))
     return JobSize(mem_mb=sizing.request_mem_mb(estimate), runtime=runtime, gpu=0 if device == "cpu" else 1)

@@ -213,6 +213,14 @@ def final_revision_of(wildcards):
     return PLAN.final_revision(wildcards.model)
 
 
+def final_snapshot_of(wildcards):
+    return PATHS.final_snapshot(wildcards.model)
+
+
+def final_ablation_tokens(wildcards):
+    return PLAN.final_ablation_tokens(wildcards.model)
+
+
 def final_fetch_waits_for(wildcards):
     """fetch_final_snapshot's disk-bound wait: the final revision's place in the fetch order (Plan.needs_snapshot)."""
     order = SLOTS if S.input_set_triggers_reruns(workflow.rerun_triggers) else to_measure()
@@ -259,9 +267,14 @@ def to_measure():
     )
 
 
-def measure_resource(key, revision_of=lambda wildcards: wildcards.revision):
+def measure_resource(
+    key,
+    snapshot_of=lambda wildcards: PATHS.snapshot(wildcards.model, wildcards.revision),
+    tokens_of=lambda wildcards: None,
+):
     """One key of a measurement job's size: circuitsweep.sizing's estimate, the one the job checks.
-    ``revision_of(wildcards)``: the revision the job loads (a rule without a revision wildcard names it).
+    ``snapshot_of(wildcards)``: the snapshot the job loads; ``tokens_of(wildcards)``: the tokens it
+    runs through the model, when not its probes' (the final-revision ablation).
 
     From the snapshot's config.json once fetched (Snakemake re-evaluates resources when
     a job's inputs exist, before submitting it). Memory and runtime scale with the
@@ -277,8 +290,9 @@ def measure_resource(key, revision_of=lambda wildcards: wildcards.revision):
             model.dtype,
             model.probes.to_dict(),
             PLAN.device,
-            R.snapshot_model_config(PATHS.snapshot(wildcards.model, revision_of(wildcards))),
+            R.snapshot_model_config(snapshot_of(wildcards)),
             asdict(PLAN.ablation) if PLAN.ablation is not None else None,
+            tokens=tokens_of(wildcards),
         )
         log = job_log(getattr(rules, rulename).log, dict(wildcards.items()))
         return getattr(estimate.scaled(sizing_attempt(log, attempt)), key)

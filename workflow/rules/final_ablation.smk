@@ -44,9 +44,9 @@ rule final_ablation:
         natural=final_natural_arg,
     threads: 1
     resources:
-        mem_mb=measure_resource("mem_mb", final_revision_of),
-        runtime=measure_resource("runtime", final_revision_of),
-        gpu=measure_resource("gpu", final_revision_of),
+        mem_mb=measure_resource("mem_mb", final_snapshot_of, final_ablation_tokens),
+        runtime=measure_resource("runtime", final_snapshot_of, final_ablation_tokens),
+        gpu=measure_resource("gpu", final_snapshot_of, final_ablation_tokens),
     conda:
         ENV
     log:
@@ -70,6 +70,8 @@ rule final_ablation_table:
             category="Tables",
         ),
         markdown=PATHS.final_ablation_table("md"),
+    params:
+        models=as_json(MODELS),
     resources:
         mem_mb=small_resource("final_ablation_table", "mem_mb"),
         runtime=small_resource("final_ablation_table", "runtime"),

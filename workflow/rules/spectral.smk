@@ -28,6 +28,9 @@ rule spectral_table:
     output:
         parquet=PATHS.spectral_table("parquet"),
         csv=report(PATHS.spectral_table("csv"), caption="../report/spectral_table.rst", category="Tables"),
+    params:
+        # a model added or removed reruns the table (the profiles' rerun triggers ignore the input set)
+        models=as_json(MODELS),
     resources:
         mem_mb=small_resource("spectral_table", "mem_mb"),
         runtime=small_resource("spectral_table", "runtime"),
