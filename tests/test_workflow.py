@@ -121,7 +121,7 @@ def test_tables_follow_the_contract(toy_run):
     assert heads.height == (13 + 13) * 2 * 8 + 12 * 2 * 4
     csv = pl.read_csv(toy_run / "tables" / "emergence.csv")
     assert csv.height == emergence.height
-    assert "induction_onset_tokens" in (toy_run / "tables" / "milestones.md").read_text()
+    assert "| model | induction onset | first BOS head | BOS t50 |" in (toy_run / "tables" / "milestones.md").read_text()
     for plot in ["emergence.png", "heatmap_toy-gptneox.png", "trajectories_toy-gptneox.png", "primitive_gap.png"]:
         assert (toy_run / "plots" / plot).read_bytes().startswith(b"\x89PNG"), plot
 
