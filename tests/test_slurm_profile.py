@@ -73,7 +73,8 @@ def test_slurm_profile_general_settings(slurm_profile):
     assert slurm_profile["executor"] == "slurm"
     assert slurm_profile["retries"] == 2
     assert slurm_profile["rerun-incomplete"] is True
-    assert slurm_profile["printshellcmds"] is True
+    # a failed job shows its log, not its command line twice (printshellcmds adds a RuleException block)
+    assert slurm_profile["show-failed-logs"] is True and "printshellcmds" not in slurm_profile
     assert isinstance(slurm_profile["jobs"], int) and slurm_profile["jobs"] >= 1
     assert isinstance(slurm_profile["latency-wait"], int) and slurm_profile["latency-wait"] >= 30
     # a preempted job goes back into the queue instead of leaving Snakemake waiting
