@@ -84,6 +84,7 @@ def test_every_figure_draws_and_nothing_sits_under_the_sidebar(report, tmp_path,
         paths.heatmap_plot(MODEL),
         paths.trajectory_plot(MODEL),
         paths.primitive_gap_plot(),
+        paths.primitive_scaling_plot(),
     }
     assert {str(path) for path in expected} <= set(layout.plots), layout.plots
     assert all(_drawn(box) for box in layout.plots.values()), layout.plots

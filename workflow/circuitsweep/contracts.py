@@ -255,6 +255,9 @@ class Paths:
     def primitive_gap_plot(self) -> Path:
         return self.root / "plots" / "primitive_gap.png"
 
+    def primitive_scaling_plot(self) -> Path:
+        return self.root / "plots" / "primitive_scaling.png"
+
     def model_heads(self, model: str) -> Path:
         return self.root / "classes" / model / "heads.parquet"
 

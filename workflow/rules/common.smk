@@ -172,7 +172,7 @@ def primitive_final_tables():
 def primitive_targets():
     if not PLAN.primitive_models():
         return []
-    return [*primitive_final_tables(), PATHS.primitive_gap_plot()]
+    return [*primitive_final_tables(), PATHS.primitive_gap_plot(), PATHS.primitive_scaling_plot()]
 
 
 def all_head_scores():

@@ -23,7 +23,8 @@ rule plot_emergence:
 
 rule plot_heatmap:
     input:
-        PATHS.emergence_table("parquet"),
+        emergence=PATHS.emergence_table("parquet"),
+        milestones=PATHS.milestones_table("parquet"),
     output:
         report(
             PATHS.heatmap_plot("{model}"),
@@ -39,7 +40,8 @@ rule plot_heatmap:
     log:
         PATHS.log("plot_heatmap/{model}"),
     shell:
-        "python -m circuitsweep plot-heatmap --emergence {input:q} --model {wildcards.model} --output {output:q} > {log:q} 2>&1"
+        "python -m circuitsweep plot-heatmap --emergence {input.emergence:q} --milestones {input.milestones:q}"
+        " --model {wildcards.model} --output {output:q} > {log:q} 2>&1"
 
 
 rule plot_trajectories:
