@@ -358,7 +358,7 @@ def primitive_scaling_figure(table: pl.DataFrame, kinds: tuple[str, ...] | None 
         raise ValueError("the primitive scaling table has no gap with a parameter count")
     models = drawn.sort("parameters", "model")["model"].unique(maintain_order=True).to_list()
     colours = _model_colours(models)
-    figure, axes = _panels(len(kinds), width=3.8, height=3.0)
+    figure, axes = _panels(len(kinds), width=3.8, height=3.6)
     for axis, kind in zip(axes, kinds, strict=True):
         rows = drawn.filter(pl.col("score_kind") == kind)
         for index, model in enumerate(models):
@@ -381,12 +381,12 @@ def primitive_scaling_figure(table: pl.DataFrame, kinds: tuple[str, ...] | None 
         axis.xaxis.set_major_formatter(FuncFormatter(_token_ticks))
         axis.xaxis.set_minor_formatter(NullFormatter())
         axis.set_xlabel("parameters (log)")
-        axis.set_ylabel("summary gap: mean 0a - mean 0b")
+        axis.set_ylabel("summary gap (mean 0a - mean 0b)")
         axis.set_title(kind.replace("_", " "), fontsize=10)
     handles = [
         Line2D([], [], color=colours[m], marker=_MODEL_MARKERS[i % len(_MODEL_MARKERS)], linestyle="none", label=m)
         for i, m in enumerate(models)
     ]
-    figure.legend(handles=handles, title="model (last revision)", loc="outside right upper", fontsize=8)
-    figure.suptitle("Primitive gap against model size (bars: 95% CI, items + lexicon where computed)")
+    figure.legend(handles=handles, title="model (last revision)", loc="outside lower center", ncol=min(len(models), 5))
+    figure.suptitle("Primitive gap against model size (bars: 95% CI, items + lexicon where computed)", fontsize=10)
     return figure
