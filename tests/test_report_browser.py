@@ -48,22 +48,42 @@ RUN_CONFIG = {
 }
 
 
-def _snakemake(workdir: Path, *args: str) -> None:
+def _snakemake(workdir: Path, *args: str) -> str:
+    """Run the workflow in ``workdir``; returns what it printed (stdout, then stderr)."""
     command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", str(workdir), "--configfile"]
     command += [str(workdir / "config.yaml"), "--cores", "2", *args]
     result = subprocess.run(command, capture_output=True, text=True, env=job_env(), timeout=1200, check=False)
     if result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stderr[-4000:]}\n{job_logs(workdir)}")
+    return result.stdout + result.stderr
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> Path:
-    """The HTML report of a finished small toy run."""
+def run(tmp_path_factory) -> tuple[Path, str]:
+    """A finished small toy run: its working directory and what it printed."""
     workdir = tmp_path_factory.mktemp("report-run")
     (workdir / "config.yaml").write_text(yaml.safe_dump(RUN_CONFIG, sort_keys=False))
-    _snakemake(workdir)
+    return workdir, _snakemake(workdir)
+
+
+@pytest.fixture(scope="module")
+def report(run) -> Path:
+    """The HTML report of the small toy run."""
+    workdir, _ = run
     _snakemake(workdir, "--report", str(workdir / "report.html"))
     return workdir / "report.html"
+
+
+def test_a_run_shows_each_revision_and_ends_with_its_milestones(run):
+    """The console shows a line per measured revision and, at the end, each model's milestones, the tables and the
+    report command."""
+    workdir, printed = run
+    for revision in ("step0", "step10", "step20"):
+        assert f"measured {MODEL} {revision}: 16 heads, strongest BOS " in printed, printed[-3000:]
+    summary = printed[printed.index("circuitsweep: the sweep is done.") :]
+    assert f"{MODEL}: induction onset " in summary and "; BOS t50 " in summary
+    assert "results/tables/milestones.md" in summary
+    assert f"--configfile {workdir / 'config.yaml'} --report results/report.html" in summary
 
 
 def _drawn(box: dict[str, float]) -> bool:
