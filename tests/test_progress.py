@@ -70,3 +70,14 @@ def test_every_profile_shows_failed_logs(profile):
     settings = yaml.safe_load((REPO / "profiles" / profile / "config.yaml").read_text())
     assert settings["show-failed-logs"] is True
     assert not settings.get("printshellcmds", False)
+
+
+def test_closing_progress_prints_the_final_count_once():
+    """``start``/``close`` (as the probe loop uses it) prints the final count once, even when closed twice."""
+    stream = io.StringIO()
+    bar = LineProgress(3, "probe batches", unit="batches", interval=3600.0, stream=stream).start()
+    for _ in range(3):
+        bar.update()
+    bar.close()
+    bar.close()
+    assert stream.getvalue().count("probe batches: 3/3 batches (100%)") == 1

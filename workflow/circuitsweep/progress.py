@@ -59,20 +59,31 @@ class LineProgress:
         self.done = 0
         self.notes: dict[str, str] = {}
         self._bar = None
+        self._printed_done = -1
         self._started = self._printed = time.monotonic()
 
     def __enter__(self) -> LineProgress:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(printing=exc[0] is None)
+
+    def start(self) -> LineProgress:
+        """Open the bar (on a terminal); returns ``self``. ``with`` calls it."""
         if self.enabled and self.stream.isatty():
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=self.total, desc=self.desc, unit=self.unit, mininterval=2.0, file=self.stream)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def close(self, printing: bool = True) -> None:
+        """Close the bar, or print the final count once (``printing``: the task finished)."""
         if self._bar is not None:
             self._bar.close()
-        elif self.enabled and exc[0] is None and self.done:
+            self._bar = None
+        elif self.enabled and printing and self.done and self._printed_done != self.done:
             self._print()
+        self._printed_done = self.done
 
     def note(self, **values: object) -> None:
         self.notes.update({key: str(value) for key, value in values.items()})
