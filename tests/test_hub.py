@@ -537,3 +537,43 @@ def test_prefetch_fills_the_shared_cache_that_offline_jobs_read(server, tmp_path
     snapshot = fetch_snapshot({"model": "toy", "revision": "step2-tokens8M", "source": source}, tmp_path / "snap")
     assert snapshot.source == "local" and "model.safetensors" in snapshot.file_hashes
     assert server.count() == 0
+
+
+def _refresh_cli(endpoint: str, path: Path, *extra: str) -> subprocess.CompletedProcess:
+    cli = [sys.executable, "-m", "circuitsweep", "refresh-manifest", REPO, str(path), "--endpoint", endpoint, *extra]
+    env = dict(os.environ, HF_HUB_DISABLE_XET="1")
+    return subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_refresh_manifest_never_shrinks_or_empties_a_manifest_without_force(sources, tmp_path) -> None:
+    """Issue 22: branches named stepN without --tokens-per-step are refused with one line asking for it (not
+    "skipped as unusable names" leaving an empty manifest over a 3-revision one); a negative or zero
+    --tokens-per-step is refused; a listing that would drop revisions of an existing manifest needs --force."""
+    root = tmp_path / "hub"
+    for branch in ("step0", "step1", "step2"):
+        publish_revision(root, REPO, branch, sources["step0-tokens0M"])
+    path = tmp_path / "keep.json"
+    with HubServer(root) as local:
+        assert _refresh_cli(local.endpoint, path, "--tokens-per-step", "1000").returncode == 0
+        kept = path.read_text()
+        assert read_manifest(path).names() == ["step0", "step1", "step2"]
+
+        missing = _refresh_cli(local.endpoint, path)
+        assert missing.returncode == 3, missing.stderr
+        assert "--tokens-per-step" in missing.stderr and "'step0'" in missing.stderr
+        assert "not usable checkpoint name" not in missing.stdout + missing.stderr
+        assert len([line for line in missing.stderr.splitlines() if "error:" in line]) == 1
+        assert "Traceback" not in missing.stderr
+        for bad in ("-5", "0"):
+            refused = _refresh_cli(local.endpoint, path, "--tokens-per-step", bad)
+            assert refused.returncode == 3 and "--tokens-per-step" in refused.stderr, refused.stderr
+        assert path.read_text() == kept
+
+        shutil.rmtree(root)
+        publish_revision(root, REPO, "step0", sources["step0-tokens0M"])
+        shrunk = _refresh_cli(local.endpoint, path, "--tokens-per-step", "1000")
+        assert shrunk.returncode == 3 and "--force" in shrunk.stderr and "'step2'" in shrunk.stderr, shrunk.stderr
+        assert path.read_text() == kept
+        forced = _refresh_cli(local.endpoint, path, "--tokens-per-step", "1000", "--force")
+        assert forced.returncode == 0, forced.stderr
+        assert read_manifest(path).names() == ["step0"]

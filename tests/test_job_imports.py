@@ -28,6 +28,10 @@ COMMANDS = {
     "plot-primitive-gap": ["--gaps", "x", "--output", "o"],
     "plot-primitive-scaling": ["--scaling", "x", "--output", "o"],
     "sweep-overhead": ["--scores", "x", "--measure", "x", "--csv", "o", "--markdown", "o"],
+    "spectral-model": ["--heads", "x", "--model", "m", "--output", "o"],
+    "spectral-table": ["--models", "x", "--parquet", "o", "--csv", "o"],
+    "plot-spectral": ["--heads", "x", "--spectral", "x", "--model", "m", "--output", "o"],
+    "final-ablation-table": ["--rows", "x", "--parquet", "o", "--csv", "o", "--markdown", "o"],
 }  # fmt: skip
 
 PROBE = """

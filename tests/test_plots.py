@@ -59,6 +59,7 @@ def sweep() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
                         "prefix_matching": 0.0,
                         "previous_token": 0.0,
                         "duplicate_token": 0.0,
+                        "pr": 1.0 + head + layer * step / STEPS[-1],
                     }
                 )
     heads = head_classes(pl.DataFrame(rows), CLASSIFY)
@@ -264,4 +265,20 @@ def test_primitive_scaling_draws_one_point_per_model_never_joined():
     assert all(line.get_linestyle() == "None" for line in points)
     assert len({line.get_marker() for line in points}) == 2
     assert pixels_near(image, "tab:blue") > 30 and pixels_near(image, "tab:orange") > 30
+
+
+def test_spectral_figure_draws_one_curve_per_final_class_and_each_screen_head(sweep):
+    """The spectral figure has a mean curve (and SD band) per final class and one dotted line per screen head."""
+    from circuitsweep.heads.spectral import model_spectral
+    from circuitsweep.plots import spectral_figure
+
+    heads = sweep[0]
+    spectral = model_spectral(heads, "m", CLASSIFY.induction_circuit)
+    figure = spectral_figure(heads, spectral, "m")
+    lines = figure.axes[0].get_lines()
+    n_classes = spectral["final_class"].n_unique()
+    n_screen = int(spectral["screen"].sum())
+    assert n_screen >= 1
+    assert len(lines) == n_classes + n_screen
+    assert sum(line.get_linestyle() == ":" for line in lines) == n_screen
     plt.close(figure)

@@ -108,10 +108,11 @@ def test_slurm_profile_leaves_sizes_to_the_rules_and_site_settings_to_the_user(s
     assert set(slurm_profile.get("set-threads", {})) <= {"train_toy_model", *GPU_RULES}
 
 
-def test_default_workflow_profile_only_sets_rerun_triggers():
-    """profiles/default is read whenever no --workflow-profile is given: it must not choose an executor or sizes."""
+def test_default_workflow_profile_only_sets_rerun_triggers_and_failed_logs():
+    """profiles/default is read whenever no --workflow-profile is given: it must not choose an executor or sizes;
+    it only sets the rerun triggers and shows a failed job's log."""
     default = yaml.safe_load((REPO_ROOT / "profiles" / "default" / "config.yaml").read_text())
-    assert default == {"rerun-triggers": ["mtime", "params", "software-env", "code"]}
+    assert default == {"rerun-triggers": ["mtime", "params", "software-env", "code"], "show-failed-logs": True}
 
 
 def test_partition_template_sends_gpu_jobs_to_a_gpu_partition():
@@ -170,7 +171,7 @@ def _dry_run(tmp_path: Path, profile: Path, config: Path, *args: str) -> tuple[d
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-6000:]
     found: dict[str, list[dict[str, str]]] = {}
-    for block in re.split(r"\n\s*\n", out):
+    for block in re.split(r"(?m)^(?=\s*(?:local)?rule \w+:)", out):
         rule = re.search(r"^\s*(?:local)?rule (\w+):", block, re.M)
         resources = re.search(r"^\s*resources: (.*)$", block, re.M)
         if not (rule and resources):
@@ -245,7 +246,7 @@ def test_snakemake_applies_workstation_profile(tmp_path, rules, toy_config):
 SLURM_SNAKEFILE = """
 import json, os, socket
 from circuitsweep.resources import JobSize
-from circuitsweep.retry import job_log, sizing_attempt
+from circuitsweep.retry import attempt_resource, job_log, sizing_attempt
 
 SIZE = JobSize(mem_mb=300, runtime=2, gpu=1)
 
@@ -269,7 +270,9 @@ rule check_config:
     resources:
         mem_mb=retry_mem,
         runtime=2,
-    shell: "python -m circuitsweep check-config {input} > {log} 2>&1 && touch {output}"
+        attempt=attempt_resource,
+    shell: "python -m circuitsweep --attempt {resources.attempt} check-config {input} > {log} 2>&1"
+        " && touch {output}"
 
 rule train_toy_model:
     output: "trained/{seed}.json"

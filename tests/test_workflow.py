@@ -106,8 +106,8 @@ def test_gptneox_onset_matches_the_in_context_loss_drop(toy_run):
     final = drops[-1]
     assert final < -1.0, "the trained toy model must use its context"
     half = next(i for i, drop in enumerate(drops) if drop <= final / 2)
-    onset = next(i for i, n in enumerate(curve["n_induction_heads"]) if n >= 3)
-    assert abs(onset - half) <= 1, curve.select("revision", "n_induction_heads", "in_context_loss_drop")
+    onset = next(i for i, n in enumerate(curve["induction_selective_heads"]) if n >= 3)
+    assert abs(onset - half) <= 1, curve.select("revision", "induction_selective_heads", "in_context_loss_drop")
 
 
 def test_tables_follow_the_contract(toy_run):
@@ -129,7 +129,7 @@ def test_tables_follow_the_contract(toy_run):
 
 def test_toy_ablation_rows_and_causal_milestone(toy_run):
     """Every toy revision has ablation rows; where a model's circuit becomes causal, it is at or after the
-    first revision with an induction head, and wherever a control exists the circuit costs more top-1 than it."""
+    first revision with a screen head, and wherever a control exists the circuit costs more top-1 than it."""
     ablation = pl.read_parquet(toy_run / "tables" / "ablation.parquet")
     assert ablation.columns == list(C.ABLATION_COLUMNS)
     assert ablation.select("model", "revision").unique().height == 13 + 13 + 12
@@ -139,7 +139,7 @@ def test_toy_ablation_rows_and_causal_milestone(toy_run):
     for row in milestones.iter_rows(named=True):
         curve = emergence.filter(pl.col("model") == row["model"]).sort("tokens")
         if row["causal_tokens"] is not None:
-            first_head = curve.filter(pl.col("n_induction_heads") >= 1)["tokens"].min()
+            first_head = curve.filter(pl.col("screen_heads") >= 1)["tokens"].min()
             assert row["causal_tokens"] >= first_head, (row, curve)
         controlled = curve.drop_nulls(["ablation_circuit_drop", "ablation_random_drop"])
         assert (controlled["ablation_circuit_drop"] > controlled["ablation_random_drop"]).all(), controlled

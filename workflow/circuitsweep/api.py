@@ -60,6 +60,24 @@ def study_thresholds(**overrides: Any) -> Thresholds:
     return Thresholds.from_dict(_section("thresholds", overrides))
 
 
+def classify_heads(scores: pl.DataFrame, thresholds: Thresholds | None = None) -> pl.DataFrame:
+    """Classify heads from their selectivities, without a model (e.g. a study's published per-head numbers).
+
+    scores: one row per head with ``layer``, ``head`` and the ``sel_<target>``
+    columns of ``contracts.SELECTIVITY_COLUMNS`` (ratios of mean attention,
+    dimensionless); other columns (``sink_alpha``, keys) are kept. thresholds:
+    :func:`study_thresholds` (default: the study's). Returns ``scores`` with
+    ``contracts.CLASS_COLUMNS``: ``class`` (best target at >= the class
+    threshold, else ``none``), ``induction_selective``, the screens
+    ``induction_member`` and ``previous_member`` (whatever the class),
+    ``in_circuit`` and ``sink`` (null without ``sink_alpha``).
+    """
+    missing = [c for c in ("layer", "head", *C.SELECTIVITY_COLUMNS) if c not in scores.columns]
+    if missing:
+        raise ConfigError(f"classify_heads: the scores frame lacks the columns {missing}")
+    return head_classes(scores, thresholds or study_thresholds())
+
+
 def measure_heads(
     model: PreTrainedModel,
     probes: ProbeSettings | None = None,
@@ -105,6 +123,21 @@ def measure_heads(
         model.set_attn_implementation(previous)
     check_finite(stats, type(model).__name__)
     return head_classes(head_scores(stats), thresholds)
+
+
+def spectral_ranking(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rank heads by the integral of their participation-ratio trajectory (DESIGN.md 3 item 6, the study's Phase 1).
+
+    frame: rows of ``layer``, ``head``, ``tokens`` and ``pr`` (one per head and
+    revision; ``step`` optional, to order revisions with equal tokens), e.g. the
+    heads table of a sweep. Returns one row per head: ``layer``, ``head``,
+    ``integral`` (trapezoid of max(PR - 1, 0) over ln(tokens)), ``final_pr``,
+    ``max_pr``, ``min_pr``, ``spread``, ``rank`` (1 = largest integral),
+    ``n_revisions`` and ``n_left_out`` (revisions with 0 tokens, left out of the integral).
+    """
+    from circuitsweep.heads.spectral import spectral_ranking as rank
+
+    return rank(frame)
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,10 @@ def _json(text: str) -> Any:
 
 def cmd_check_config(args: argparse.Namespace) -> None:
     from circuitsweep.config import load_config
-    from circuitsweep.plan import plan_sweep
+    from circuitsweep.plan import describe, plan_sweep
 
-    plan = plan_sweep(load_config(args.config), Path(args.root))
-    for model, revisions in plan.revisions.items():
-        print(f"{model}: {len(revisions)} revisions ({revisions[0].name} .. {revisions[-1].name})")
+    for line in describe(plan_sweep(load_config(args.config), Path(args.root))):
+        print(line)
 
 
 def cmd_refresh_manifest(args: argparse.Namespace) -> None:
@@ -41,7 +40,12 @@ def cmd_refresh_manifest(args: argparse.Namespace) -> None:
 
     skipped: list[str] = []
     manifest = refresh_manifest(
-        args.repo_id, Path(args.manifest), tokens_per_step=args.tokens_per_step, endpoint=args.endpoint, skipped=skipped
+        args.repo_id,
+        Path(args.manifest),
+        tokens_per_step=args.tokens_per_step,
+        endpoint=args.endpoint,
+        skipped=skipped,
+        force=args.force,
     )
     print(f"{args.manifest}: {len(manifest.revisions)} revisions of {args.repo_id}")
     if skipped:
@@ -171,6 +175,48 @@ def cmd_plot_trajectories(args: argparse.Namespace) -> None:
     head_trajectories(heads, args.model, Path(args.output), thresholds.get("class_selectivity"))
 
 
+def cmd_spectral_model(args: argparse.Namespace) -> None:
+    from circuitsweep.heads.spectral import write_model_spectral
+
+    write_model_spectral(Path(args.heads), args.model, Path(args.output))
+
+
+def cmd_spectral_table(args: argparse.Namespace) -> None:
+    from circuitsweep.heads.spectral import spectral_table
+
+    spectral_table([Path(p) for p in args.models], Path(args.parquet), Path(args.csv))
+
+
+def cmd_plot_spectral(args: argparse.Namespace) -> None:
+    from circuitsweep.plots import spectral_plot
+    from circuitsweep.table_io import read_table
+
+    spectral_plot(read_table(Path(args.heads))[0], read_table(Path(args.spectral))[0], args.model, Path(args.output))
+
+
+def cmd_final_ablation(args: argparse.Namespace) -> None:
+    import torch
+
+    from circuitsweep.heads.final_ablation import run_final_ablation
+
+    torch.set_num_threads(args.threads)
+    run_final_ablation(
+        args.settings,
+        Path(args.snapshot),
+        Path(args.heads),
+        Path(args.spectral),
+        Path(args.output),
+        natural_batch=Path(args.natural_batch) if args.natural_batch else None,
+        mem_mb=args.mem_mb,
+    )
+
+
+def cmd_final_ablation_table(args: argparse.Namespace) -> None:
+    from circuitsweep.heads.final_ablation import final_ablation_table
+
+    final_ablation_table([Path(p) for p in args.rows], Path(args.parquet), Path(args.csv), Path(args.markdown))
+
+
 def cmd_score_primitives(args: argparse.Namespace) -> None:
     from circuitsweep.primitives.stage import score_revision_primitives
 
@@ -230,13 +276,16 @@ def cmd_prefetch(args: argparse.Namespace) -> None:
 def cmd_demo_run(args: argparse.Namespace) -> None:
     from circuitsweep.toy.demo_run import save_demo_run
 
-    for folder in save_demo_run(Path(args.folder), args.steps, args.pattern):
+    for folder in save_demo_run(Path(args.folder), args.steps, args.pattern, force=args.force):
         print(folder)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="circuitsweep", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "--attempt", type=int, help="Snakemake attempt of the job running this command (set by the rules)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func: Callable[[argparse.Namespace], None], help: str) -> argparse.ArgumentParser:
@@ -253,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("manifest", help="manifest JSON to write, e.g. config/revisions/olmo-1b-0724-hf.json")
     p.add_argument("--tokens-per-step", type=int, help="for branch names without a token count (stepN)")
     p.add_argument("--endpoint", help="Hub endpoint (default HF_ENDPOINT or huggingface.co)")
+    p.add_argument("--force", action="store_true", help="replace the manifest even if revisions would be lost")
 
     p = add("train-toy", cmd_train_toy, "train one toy model and publish its checkpoints as revisions")
     p.add_argument("--settings", type=_json, required=True, help="JSON: model name, architecture and toy settings")
@@ -264,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", help="the run's output folder")
     p.add_argument("--steps", type=int, nargs="+", default=[0, 20, 40], help="steps at which to save")
     p.add_argument("--pattern", default="checkpoint-{step}", help="checkpoint folder names")
+    p.add_argument("--force", action="store_true", help="replace checkpoint folders that already exist")
 
     p = add("fetch-snapshot", cmd_fetch_snapshot, "fetch and verify one revision's files")
     p.add_argument("--settings", type=_json, required=True, help="JSON: source and revision")
@@ -330,6 +381,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--output", required=True)
 
+    p = add("spectral-model", cmd_spectral_model, "rank one model's heads by their participation-ratio integral")
+    p.add_argument("--heads", required=True, help="the model's classified heads (Parquet)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--output", required=True, help="the model's spectral ranking (Parquet)")
+
+    p = add("spectral-table", cmd_spectral_table, "concatenate the models' spectral rankings")
+    p.add_argument("--models", nargs="+", required=True, help="per-model spectral rankings (Parquet)")
+    p.add_argument("--parquet", required=True)
+    p.add_argument("--csv", required=True)
+
+    p = add("plot-spectral", cmd_plot_spectral, "plot one model's participation ratio across training by final class")
+    p.add_argument("--heads", required=True, help="the model's classified heads (Parquet)")
+    p.add_argument("--spectral", required=True, help="the model's spectral ranking (Parquet)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--output", required=True)
+
+    p = add("final-ablation", cmd_final_ablation, "load the final revision once; run the study's ablation conditions")
+    p.add_argument("--settings", type=_json, required=True, help="JSON: Plan.final_ablation_settings")
+    p.add_argument("--snapshot", required=True, help="the final revision's snapshot folder")
+    p.add_argument("--heads", required=True, help="the model's classified heads (Parquet)")
+    p.add_argument("--spectral", required=True, help="the model's spectral ranking (Parquet)")
+    p.add_argument("--output", required=True, help="output Parquet of every condition's rows")
+    p.add_argument("--natural-batch", help="natural-text batch (safetensors), with probes.natural_text")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--mem-mb", type=int, help="the job's memory limit in MB: refuse before loading if it cannot fit")
+
+    p = add("final-ablation-table", cmd_final_ablation_table, "write the final-revision ablation table")
+    p.add_argument("--rows", nargs="+", required=True, help="per-model final-revision ablation Parquet files")
+    p.add_argument("--parquet", required=True)
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
+
     p = add("score-primitives", cmd_score_primitives, "score one revision's primitive shard (no model)")
     p.add_argument("--cache", required=True, help="primitive shard of measure-revision")
     p.add_argument("--stimuli", required=True)
@@ -392,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from circuitsweep.errors import USER_ERRORS
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if (replayed := retry.replay_failure(argv)) is not None:
+    if (replayed := retry.replay_failure(argv, args.attempt)) is not None:
         print(replayed, file=sys.stderr)
         return retry.EXIT_DETERMINISTIC
     try:
@@ -400,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as error:
         message = f"circuitsweep {args.command}: error: {error}"
         print(message, file=sys.stderr)
-        return retry.exit_code(argv, error, message)
+        return retry.exit_code(argv, error, message, args.attempt)
     return 0
 
 

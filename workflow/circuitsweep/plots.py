@@ -79,8 +79,8 @@ class MilestoneMark:
 MILESTONE_MARKS: tuple[MilestoneMark, ...] = (
     MilestoneMark("first_bos_head_tokens", "bos_fraction", "^", 10, "first BOS head"),
     MilestoneMark("bos_t50_tokens", "bos_fraction", "*", 17, "BOS t50"),
-    MilestoneMark("early_screen_tokens", "n_induction_heads", "D", 17, "early screen", hollow=True),
-    MilestoneMark("induction_onset_tokens", "n_induction_heads", "P", 11, "induction onset"),
+    MilestoneMark("early_screen_tokens", "induction_selective_heads", "D", 17, "early screen", hollow=True),
+    MilestoneMark("induction_onset_tokens", "induction_selective_heads", "P", 11, "induction onset"),
 )
 
 
@@ -100,7 +100,7 @@ def emergence_plot(
 def emergence_figure(
     curves: pl.DataFrame, milestones: pl.DataFrame | None = None, bos_level: float = 0.5
 ) -> plt.Figure:
-    """BOS-head fraction and induction-head count against training tokens, one line per model.
+    """BOS-head fraction and induction-selective head count against training tokens, one line per model.
 
     ``milestones``: the milestones table; each model's first BOS head, BOS t50,
     early screen and induction onset are marked on its curve (:data:`MILESTONE_MARKS`)
@@ -112,10 +112,11 @@ def emergence_figure(
     handles: list[Line2D] = []
     for (model,), curve in curves.sort("tokens").group_by("model", maintain_order=True):
         (line,) = bos.plot(curve["tokens"], curve["bos_fraction"], marker="o", markersize=3.5, label=model)
-        induction.plot(curve["tokens"], curve["n_induction_heads"], marker="o", markersize=3.5, color=line.get_color())
+        selective = curve["induction_selective_heads"]
+        induction.plot(curve["tokens"], selective, marker="o", markersize=3.5, color=line.get_color())
         colours[model] = line.get_color()
         handles.append(line)
-    axes = {"bos_fraction": bos, "n_induction_heads": induction}
+    axes = {"bos_fraction": bos, "induction_selective_heads": induction}
     used: set[str] = set()
     rows = list((milestones if milestones is not None else pl.DataFrame()).iter_rows(named=True))
     for mark in MILESTONE_MARKS:
@@ -143,8 +144,8 @@ def emergence_figure(
     top = max(float(curves["bos_fraction"].max() or 0.0), bos_level) * 1.12
     bos.set_ylim(-0.03 * top, top)
     bos.set_ylabel("BOS-head fraction (class first)")
-    induction.set_ylabel("induction heads")
-    most = max(int(curves["n_induction_heads"].max() or 0), 1)
+    induction.set_ylabel("induction-selective heads (any class)")
+    most = max(int(curves["induction_selective_heads"].max() or 0), 1)
     induction.set_ylim(-0.05 * most, 1.1 * most)
     induction.yaxis.set_major_locator(MaxNLocator(integer=True))
     for axis in (bos, induction):
@@ -275,6 +276,52 @@ def trajectory_figure(heads: pl.DataFrame, model: str, class_selectivity: float 
     _token_axis(axis, rows["tokens"])
     figure.legend(handles, labels, title="final class (heads)", fontsize=8, loc="outside right upper")
     axis.set_title(f"{model}: every head's selectivity across training")
+    return figure
+
+
+def spectral_plot(heads: pl.DataFrame, spectral: pl.DataFrame, model: str, path: Path) -> None:
+    """Write :func:`spectral_figure` to ``path``."""
+    _save(spectral_figure(heads, spectral, model), path)
+
+
+def spectral_figure(heads: pl.DataFrame, spectral: pl.DataFrame, model: str) -> plt.Figure:
+    """Mean participation ratio (+- 1 SD) of the heads of each final class against training tokens (the study's
+    tier-1 figure), with each head of the induction screen drawn alone (dotted).
+
+    ``heads``: one model's classified heads (``layer``, ``head``, ``step``, ``tokens``, ``pr``);
+    ``spectral``: its ranking (``SPECTRAL_COLUMNS``: final class and screen membership).
+    """
+    facts = spectral.filter(pl.col("model") == model).select("layer", "head", "final_class", "screen")
+    rows = heads.select("layer", "head", "step", "tokens", "pr").join(facts, on=["layer", "head"], how="inner")
+    if rows.height == 0:
+        raise ValueError(f"no participation ratios for model {model!r}")
+    rows = rows.sort("tokens", "step")
+    figure, axis = plt.subplots(figsize=(8, 5))
+    handles, labels = [], []
+    for name in [*C.TARGETS, C.NO_CLASS]:
+        of_class = rows.filter(pl.col("final_class") == name)
+        if of_class.height == 0:
+            continue
+        curve = of_class.group_by("step", "tokens", maintain_order=True).agg(
+            pl.col("pr").mean().alias("mean"), pl.col("pr").std(ddof=0).alias("sd")
+        )
+        colour = CLASS_COLOURS[name]
+        axis.plot(curve["tokens"], curve["mean"], color=colour, marker="o", markersize=3, linewidth=1.5)
+        axis.fill_between(
+            curve["tokens"], curve["mean"] - curve["sd"], curve["mean"] + curve["sd"], color=colour, alpha=0.15
+        )
+        handles.append(Line2D([], [], color=colour, marker="o", markersize=3))
+        labels.append(f"{name} ({of_class.select('layer', 'head').n_unique()})")
+    screen = rows.filter(pl.col("screen"))
+    for _, one in screen.group_by("layer", "head", maintain_order=True):
+        axis.plot(one["tokens"], one["pr"], color="black", linestyle=":", linewidth=1.0)
+    if screen.height:
+        handles.append(Line2D([], [], color="black", linestyle=":", linewidth=1.0))
+        labels.append(f"screen heads ({screen.select('layer', 'head').n_unique()}), each")
+    axis.set_ylabel("participation ratio at the query (mean +- 1 SD)")
+    _token_axis(axis, rows["tokens"])
+    axis.legend(handles, labels, title="final class (heads)", fontsize=8, loc="best")
+    axis.set_title(f"{model}: participation ratio across training, by final class")
     return figure
 
 

@@ -114,6 +114,12 @@ def parse_branch(name: str, *, tokens_per_step: int | None = None, commit: str |
     return Revision(name, step, step * tokens_per_step, commit)
 
 
+def lacks_token_count(name: str) -> bool:
+    """Whether branch ``name`` is a checkpoint name without a token count (``stepN``): tokens need tokens_per_step."""
+    match = _STEP_RE.fullmatch(name)
+    return match is not None and match.group(2) is None
+
+
 def parse_branches(
     names: Iterable[str],
     *,

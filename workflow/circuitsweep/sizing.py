@@ -59,7 +59,7 @@ class MemoryEstimate:
     """Estimated peak memory of one job, by part (bytes); ``host`` parts stay in RAM on a GPU run."""
 
     parts: dict[str, int]
-    host_parts: tuple[str, ...] = ("probe_tokens", "runtime")
+    host_parts: tuple[str, ...] = ("probe_tokens", "runtime", "spectral")
 
     @property
     def total(self) -> int:
@@ -160,15 +160,22 @@ def estimate_heads_memory(
     parts["lm_head"] = min(4 * d * int(model_config.get("vocab_size") or 0), LM_HEAD_BLOCK_BYTES)
     parts["attention"] = 3 * 4 * batch * heads * length * length
     parts["activations"] = 8 * batch * length * d * width + CHUNK_BYTES
+    # the participation ratio's captured rows: float32 [n, d] per layer, kept on the host
+    spectral = min(int((probes.get("spectral") or {}).get("n_sequences", 500)), int(probes["induction"]["n_sequences"]))
+    parts["spectral"] = 4 * spectral * int(model_config.get("num_hidden_layers") or 0) * d
     return MemoryEstimate(parts)
 
 
 def context_problem(probes: Mapping[str, Any], model_config: Mapping[str, Any], where: str) -> str | None:
-    """A probe longer than the model's context (``max_position_embeddings``), as a message naming the key."""
+    """A probe longer than the model's context (``max_position_embeddings``), as a message naming the key.
+
+    Every probe the run measures: the synthetic ones and the natural-text probe when set.
+    """
     limit = model_config.get("max_position_embeddings") or model_config.get("n_positions")
     if not limit:
         return None
-    for kind in ("induction", "repeated", "random"):
+    kinds = [kind for kind in ("induction", "repeated", "random", "natural_text") if probes.get(kind) is not None]
+    for kind in kinds:
         length = int(probes[kind]["seq_len"])
         if length > int(limit):
             return (

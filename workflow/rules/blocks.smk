@@ -13,6 +13,7 @@ rule revision_block:
     group:
         "revisions"
     resources:
+        attempt=attempt_resource,
         mem_mb=small_resource("revision_block", "mem_mb"),
         runtime=small_resource("revision_block", "runtime"),
     conda:
@@ -20,5 +21,5 @@ rule revision_block:
     log:
         PATHS.log("revision_block/{block}"),
     shell:
-        "python -m circuitsweep block-record --block {wildcards.block:q} --files {input:q} --output {output:q}"
+        "python -m circuitsweep --attempt {resources.attempt} block-record --block {wildcards.block:q} --files {input:q} --output {output:q}"
         " > {log:q} 2>&1"

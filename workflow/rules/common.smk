@@ -13,6 +13,7 @@ from circuitsweep.contracts import Paths
 from circuitsweep.milestone_text import finished_run_summary
 from circuitsweep.names import SAFE_NAME_PATTERN
 from circuitsweep.plan import plan_sweep
+from circuitsweep.retry import attempt_resource
 from circuitsweep.warm_worker import suits
 from circuitsweep.yaml_load import load_yaml
 from circuitsweep.primitives import contract as K
@@ -109,7 +110,7 @@ def measuring_rule(model, revision):
 
 
 MEASURE_SHELL = (
-    "python -m circuitsweep measure-revision --settings {params.settings:q} --snapshot {input.snapshot:q}"
+    "python -m circuitsweep --attempt {resources.attempt} measure-revision --settings {params.settings:q} --snapshot {input.snapshot:q}"
     " --stats {output.stats:q} --scores {output.scores:q} --threads {threads} --mem-mb {resources.mem_mb}"
     " {params.extra} %s > {log:q} 2>&1 && tail -n 1 {log:q}"
 )
@@ -203,7 +204,36 @@ def final_targets():
         PATHS.emergence_plot("svg"),
         *[PATHS.heatmap_plot(model) for model in MODELS],
         *[PATHS.trajectory_plot(model) for model in MODELS],
+        PATHS.spectral_table("parquet"),
+        PATHS.spectral_table("csv"),
+        *[PATHS.spectral_plot(model) for model in MODELS],
+        *final_ablation_targets(),
     ]
+
+
+def final_revision_of(wildcards):
+    return PLAN.final_revision(wildcards.model)
+
+
+def final_fetch_waits_for(wildcards):
+    """fetch_final_snapshot's disk-bound wait: the final revision's place in the fetch order (Plan.needs_snapshot)."""
+    order = SLOTS if S.input_set_triggers_reruns(workflow.rerun_triggers) else to_measure()
+    final = final_revision_of(wildcards)
+    if (wildcards.model, final) not in order:
+        return []
+    earlier = S.fetch_after(order, wildcards.model, final, SNAPSHOTS_ON_DISK)
+    return snapshot_consumers(*earlier) if earlier else []
+
+
+def final_natural_arg(wildcards, input):
+    """final-ablation's option for the natural-text batch, when the run measures natural text."""
+    return f"--natural-batch {shlex.quote(str(input.natural[0]))}" if input.natural else ""
+
+
+def final_ablation_targets():
+    if PLAN.ablation is None:
+        return []
+    return [PATHS.final_ablation_table(suffix) for suffix in ("parquet", "csv", "md")]
 
 
 # --- job sizes, the snapshot bound and job blocks (circuitsweep.resources, .scheduling) ---
@@ -225,14 +255,15 @@ def to_measure():
     wait. The profiles drop Snakemake's `input` rerun trigger for the same reason. Read from
     the caches' headers once, when the DAG is built (not when a job's Snakemake parses)."""
     return S.fetch_order(
-        {model: [r for r in revisions_of(model) if not PLAN.is_measured(model, r)] for model in MODELS},
+        {model: [r for r in revisions_of(model) if PLAN.needs_snapshot(model, r)] for model in MODELS},
         SNAPSHOTS_ON_DISK,
         REVISIONS_PER_JOB,
     )
 
 
-def measure_resource(key):
+def measure_resource(key, revision_of=lambda wildcards: wildcards.revision):
     """One key of a measurement job's size: circuitsweep.sizing's estimate, the one the job checks.
+    ``revision_of(wildcards)``: the revision the job loads (a rule without a revision wildcard names it).
 
     From the snapshot's config.json once fetched (Snakemake re-evaluates resources when
     a job's inputs exist, before submitting it). Memory and runtime scale with the
@@ -248,7 +279,7 @@ def measure_resource(key):
             model.dtype,
             model.probes.to_dict(),
             PLAN.device,
-            R.snapshot_model_config(PATHS.snapshot(wildcards.model, wildcards.revision)),
+            R.snapshot_model_config(PATHS.snapshot(wildcards.model, revision_of(wildcards))),
         )
         log = job_log(getattr(rules, rulename).log, dict(wildcards.items()))
         return getattr(estimate.scaled(sizing_attempt(log, attempt)), key)
@@ -276,6 +307,15 @@ def revision_caches(model, revision):
     return caches
 
 
+def snapshot_consumers(model, revision):
+    """What must exist before a revision's snapshot is gone: its caches, and for the final revision of a run
+    that ablates, its final-revision ablation (final_ablation.smk), which reads the same snapshot."""
+    consumers = revision_caches(model, revision)
+    if PLAN.ablation is not None and revision == PLAN.final_revision(model):
+        consumers.append(PATHS.final_ablation_rows(model))
+    return consumers
+
+
 def fetch_waits_for(wildcards):
     """The caches of the revision snapshots_on_disk places earlier among those to measure: the disk bound.
 
@@ -287,7 +327,7 @@ def fetch_waits_for(wildcards):
     if (wildcards.model, wildcards.revision) not in order:
         return []
     earlier = S.fetch_after(order, wildcards.model, wildcards.revision, SNAPSHOTS_ON_DISK)
-    return revision_caches(*earlier) if earlier else []
+    return snapshot_consumers(*earlier) if earlier else []
 
 
 def block_marker(block):
@@ -314,7 +354,8 @@ def block_markers_of(wildcards):
 # is left when the run fails is deleted then, so failures never hold disk between runs.
 onerror:
     for snapshot in S.drop_unmeasured_snapshots(
-        [(PATHS.snapshot(m, r), revision_caches(m, r)) for m in MODELS for r in revisions_of(m)]
+        [(PATHS.snapshot(m, r), snapshot_consumers(m, r)) for m in MODELS for r in revisions_of(m)]
+        + [(PATHS.final_snapshot(m), [PATHS.final_ablation_rows(m)]) for m in MODELS]
     ):
         print(f"circuitsweep: deleted the snapshot {snapshot} (its measurement failed or did not run)", file=sys.stderr)
 

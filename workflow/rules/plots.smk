@@ -10,6 +10,7 @@ rule plot_emergence:
         # inlined on the report's landing page (workflow/report/workflow.rst)
         svg=PATHS.emergence_plot("svg"),
     resources:
+        attempt=attempt_resource,
         mem_mb=small_resource("plot_emergence", "mem_mb"),
         runtime=small_resource("plot_emergence", "runtime"),
     conda:
@@ -17,7 +18,7 @@ rule plot_emergence:
     log:
         PATHS.log("plot_emergence"),
     shell:
-        "python -m circuitsweep plot-emergence --emergence {input.emergence:q} --milestones {input.milestones:q}"
+        "python -m circuitsweep --attempt {resources.attempt} plot-emergence --emergence {input.emergence:q} --milestones {input.milestones:q}"
         " --output {output.png:q} {output.svg:q} > {log:q} 2>&1"
 
 
@@ -33,6 +34,7 @@ rule plot_heatmap:
             subcategory="{model}",
         ),
     resources:
+        attempt=attempt_resource,
         mem_mb=small_resource("plot_heatmap", "mem_mb"),
         runtime=small_resource("plot_heatmap", "runtime"),
     conda:
@@ -40,8 +42,8 @@ rule plot_heatmap:
     log:
         PATHS.log("plot_heatmap/{model}"),
     shell:
-        "python -m circuitsweep plot-heatmap --emergence {input.emergence:q} --milestones {input.milestones:q}"
-        " --model {wildcards.model} --output {output:q} > {log:q} 2>&1"
+        "python -m circuitsweep --attempt {resources.attempt} plot-heatmap --emergence {input.emergence:q}"
+        " --milestones {input.milestones:q} --model {wildcards.model} --output {output:q} > {log:q} 2>&1"
 
 
 rule plot_trajectories:
@@ -55,6 +57,7 @@ rule plot_trajectories:
             subcategory="{model}",
         ),
     resources:
+        attempt=attempt_resource,
         mem_mb=small_resource("plot_trajectories", "mem_mb"),
         runtime=small_resource("plot_trajectories", "runtime"),
     conda:
@@ -62,4 +65,4 @@ rule plot_trajectories:
     log:
         PATHS.log("plot_trajectories/{model}"),
     shell:
-        "python -m circuitsweep plot-trajectories --heads {input:q} --model {wildcards.model} --output {output:q} > {log:q} 2>&1"
+        "python -m circuitsweep --attempt {resources.attempt} plot-trajectories --heads {input:q} --model {wildcards.model} --output {output:q} > {log:q} 2>&1"

@@ -54,8 +54,15 @@ from huggingface_hub.utils._http import default_client_factory, set_client_facto
 
 from circuitsweep.atomic import atomic_write_text
 from circuitsweep.checkpoints.local_hub import hash_file, repo_folder
-from circuitsweep.errors import SnapshotError
-from circuitsweep.revisions import Manifest, Revision, parse_branches, write_manifest
+from circuitsweep.errors import ConfigError, SnapshotError
+from circuitsweep.revisions import (
+    Manifest,
+    Revision,
+    lacks_token_count,
+    parse_branches,
+    read_manifest,
+    write_manifest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +166,8 @@ def list_revisions(
     Branches that look like checkpoints but do not parse, or are not a safe
     file name (``step5/evil``), are skipped too and appended to ``skipped``.
     """
+    if tokens_per_step is not None and tokens_per_step < 1:
+        raise ConfigError(f"--tokens-per-step must be a positive number of tokens per step, got {tokens_per_step}")
     _use_timeout(timeout)
     api = HfApi(endpoint=endpoint, token=token)
     refs = _with_retries(
@@ -168,6 +177,13 @@ def list_revisions(
         what=f"listing branches of {repo_id}",
     )
     commits = {branch.name: branch.target_commit for branch in refs.branches}
+    if tokens_per_step is None:
+        tokenless = sorted(name for name in commits if lacks_token_count(name) and name not in (aliases or {}))
+        if tokenless:
+            raise ConfigError(
+                f"{repo_id}: branches {_shown(tokenless)} have no token count in their names: "
+                "give --tokens-per-step (tokens per training step) to compute it"
+            )
     usable = {}
     for name, commit in commits.items():
         try:
@@ -194,10 +210,13 @@ def refresh_manifest(
     retries: int = 4,
     backoff: float = 2.0,
     timeout: float = DEFAULT_TIMEOUT_S,
+    force: bool = False,
 ) -> Manifest:
     """Rebuild the manifest at ``path`` from the Hub's branch list (complete, with commits).
 
     Branches that are not usable checkpoint names are left out and appended to ``skipped``.
+    Without ``force``, an empty listing, or one that lacks a revision of the manifest already
+    at ``path``, is refused (:class:`ConfigError`) and the manifest is kept.
     """
     revisions = list_revisions(
         repo_id,
@@ -218,8 +237,38 @@ def refresh_manifest(
         source=f"list_repo_refs {HfApi(endpoint=endpoint).endpoint}",
         note=note,
     )
+    if not force:
+        _refuse_losing_revisions(Path(path), manifest)
     write_manifest(path, manifest)
     return manifest
+
+
+def _shown(names: Sequence[str], most: int = 5) -> str:
+    """``'a', 'b' and 3 more``: a few names for a one-line message."""
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(map(repr, names[:most])) + more
+
+
+def _refuse_losing_revisions(path: Path, manifest: Manifest) -> None:
+    """Refuse to replace a manifest at ``path`` by one that lacks any of its revisions, or one that is empty."""
+    if not manifest.revisions:
+        raise ConfigError(f"{path}: {manifest.repo_id} has no checkpoint branches; nothing written")
+    if not path.exists():
+        return
+    try:
+        old = read_manifest(path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ConfigError(
+            f"{path}: exists and is not a readable revision manifest ({type(error).__name__}); "
+            "not replaced (pass --force to replace it)"
+        ) from None
+    lost = [name for name in old.names() if name not in set(manifest.names())]
+    if lost:
+        raise ConfigError(
+            f"{path}: {manifest.repo_id} now lists {len(manifest.revisions)} checkpoint branches and lacks "
+            f"{len(lost)} of the {len(old.revisions)} this manifest holds ({_shown(lost)}); not replaced "
+            "(pass --force to replace it)"
+        )
 
 
 # ---------------------------------------------------------------------------
