@@ -142,6 +142,24 @@ def test_milestones_follow_design_definitions(sweep):
     assert row["induction_largest_rise_share"] == pytest.approx(2 / 3)
 
 
+def test_first_bos_head_and_bos_peak(sweep):
+    """First BOS head = first revision with any head of class first; the peak is the largest BOS fraction and the
+    first revision reaching it (here step40: 3 of 8 heads), so an unreached t50 can say how far BOS got."""
+    heads, revisions = sweep
+    row = milestones(emergence_curves(heads, revisions), heads, {"m": THRESHOLDS}).row(0, named=True)
+    assert (row["first_bos_head_revision"], row["first_bos_head_tokens"]) == ("step10", 10_000)
+    assert row["bos_peak_fraction"] == pytest.approx(3 / 8)
+    assert (row["bos_peak_revision"], row["bos_peak_tokens"]) == ("step40", 40_000)
+
+
+def test_no_bos_head_leaves_the_first_bos_head_empty():
+    """A model without any BOS head has no first-BOS-head revision and a peak of 0 at its first revision."""
+    heads, revisions = sweep_of([("step0", 0, 0, {}, "w0"), ("step10", 10, 10_000, THREE, "w1")])
+    row = milestones(emergence_curves(heads, revisions), heads, {"m": THRESHOLDS}).row(0, named=True)
+    assert row["first_bos_head_revision"] is None and row["first_bos_head_tokens"] is None
+    assert (row["bos_peak_fraction"], row["bos_peak_revision"]) == (0.0, "step0")
+
+
 def test_bos_t50_and_ratio_when_reached():
     """The ratio BOS t50 / induction onset uses training tokens of both milestones."""
     rows, revisions = [], []

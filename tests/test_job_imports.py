@@ -26,6 +26,7 @@ COMMANDS = {
     "plot-emergence": ["--emergence", "x", "--output", "o"],
     "plot-heatmap": ["--emergence", "x", "--model", "m", "--output", "o"],
     "plot-primitive-gap": ["--gaps", "x", "--output", "o"],
+    "plot-primitive-scaling": ["--scaling", "x", "--output", "o"],
     "sweep-overhead": ["--scores", "x", "--measure", "x", "--csv", "o", "--markdown", "o"],
     "spectral-model": ["--heads", "x", "--model", "m", "--output", "o"],
     "spectral-table": ["--models", "x", "--parquet", "o", "--csv", "o"],

@@ -75,7 +75,8 @@ def test_slurm_profile_general_settings(slurm_profile):
     assert slurm_profile["executor"] == "slurm"
     assert slurm_profile["retries"] == 2
     assert slurm_profile["rerun-incomplete"] is True
-    assert slurm_profile["printshellcmds"] is True
+    # a failed job shows its log, not its command line twice (printshellcmds adds a RuleException block)
+    assert slurm_profile["show-failed-logs"] is True and "printshellcmds" not in slurm_profile
     assert isinstance(slurm_profile["jobs"], int) and slurm_profile["jobs"] >= 1
     assert isinstance(slurm_profile["latency-wait"], int) and slurm_profile["latency-wait"] >= 30
     # a preempted job goes back into the queue instead of leaving Snakemake waiting
@@ -109,10 +110,11 @@ def test_slurm_profile_leaves_sizes_to_the_rules_and_site_settings_to_the_user(s
     assert set(slurm_profile.get("set-threads", {})) <= {"train_toy_model", *GPU_RULES}
 
 
-def test_default_workflow_profile_only_sets_rerun_triggers():
-    """profiles/default is read whenever no --workflow-profile is given: it must not choose an executor or sizes."""
+def test_default_workflow_profile_only_sets_rerun_triggers_and_failed_logs():
+    """profiles/default is read whenever no --workflow-profile is given: it must not choose an executor or sizes;
+    it only sets the rerun triggers and shows a failed job's log."""
     default = yaml.safe_load((REPO_ROOT / "profiles" / "default" / "config.yaml").read_text())
-    assert default == {"rerun-triggers": ["mtime", "params", "software-env", "code"]}
+    assert default == {"rerun-triggers": ["mtime", "params", "software-env", "code"], "show-failed-logs": True}
 
 
 def test_partition_template_sends_gpu_jobs_to_a_gpu_partition():
@@ -171,7 +173,7 @@ def _dry_run(tmp_path: Path, profile: Path, config: Path, *args: str) -> tuple[d
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-6000:]
     found: dict[str, list[dict[str, str]]] = {}
-    for block in re.split(r"\n\s*\n", out):
+    for block in re.split(r"(?m)^(?=\s*(?:local)?rule \w+:)", out):
         rule = re.search(r"^\s*(?:local)?rule (\w+):", block, re.M)
         resources = re.search(r"^\s*resources: (.*)$", block, re.M)
         if not (rule and resources):

@@ -121,7 +121,8 @@ def test_tables_follow_the_contract(toy_run):
     assert heads.height == (13 + 13) * 2 * 8 + 12 * 2 * 4
     csv = pl.read_csv(toy_run / "tables" / "emergence.csv")
     assert csv.height == emergence.height
-    assert "induction_onset_tokens" in (toy_run / "tables" / "milestones.md").read_text()
+    milestones_md = (toy_run / "tables" / "milestones.md").read_text()
+    assert "| model | induction onset | first BOS head | BOS t50 |" in milestones_md
     for plot in ["emergence.png", "heatmap_toy-gptneox.png", "trajectories_toy-gptneox.png", "primitive_gap.png"]:
         assert (toy_run / "plots" / plot).read_bytes().startswith(b"\x89PNG"), plot
 
@@ -160,7 +161,7 @@ def test_primitive_tables_have_intervals(toy_run):
     assert (toy_run / "tables" / K.COMPOSITIONS_MD).is_file()
     scaling = pl.read_csv(toy_run / "tables" / K.SCALING_CSV)
     assert scaling.columns == list(K.SCALING_COLUMNS) and (scaling["parameters"] > 0).all()
-    assert (toy_run / "tables" / K.SCALING_PLOT).read_bytes().startswith(b"\x89PNG")
+    assert C.Paths(toy_run).primitive_scaling_plot().read_bytes().startswith(b"\x89PNG")
 
 
 def test_snapshots_are_deleted_after_measuring(toy_run):
@@ -188,6 +189,7 @@ def test_report_opens_with_milestones_and_shows_every_result(toy_run, tmp_path):
     expected = [
         paths.emergence_plot("png"),
         paths.primitive_gap_plot(),
+        paths.primitive_scaling_plot(),
         *[paths.heatmap_plot(model) for model in models],
         *[paths.trajectory_plot(model) for model in models],
         paths.emergence_table("csv"),
@@ -278,7 +280,7 @@ def test_adding_or_removing_a_revision_runs_only_its_jobs_and_the_aggregates(tmp
     aggregates = {"classify_heads": 1, "head_tables": 1, "plot_emergence": 1, "plot_heatmap": 1,
                   "plot_trajectories": 1, "sweep_overhead": 1, "spectral_model": 1, "spectral_table": 1,
                   "plot_spectral": 1}  # fmt: skip
-    primitive_aggregates = {"primitive_tables": 1, "plot_primitive_gap": 1}
+    primitive_aggregates = {"primitive_tables": 1, "plot_primitive_gap": 1, "plot_primitive_scaling": 1}
     assert planned_jobs(workdir, second) == {
         "fetch_snapshot": 2,
         "measure_heads": 1,

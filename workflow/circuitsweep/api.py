@@ -27,6 +27,7 @@ from circuitsweep.schema_errors import describe
 from circuitsweep.table_io import read_table
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
     from transformers import PreTrainedModel
 
 
@@ -167,3 +168,40 @@ def read_results(results: str | Path = "results") -> Results:
         milestones=tables["milestones"][0],
         settings=tables["heads"][1].get("models", {}),
     )
+
+
+def _results(results: Results | str | Path) -> Results:
+    return results if isinstance(results, Results) else read_results(results)
+
+
+def plot_emergence(results: Results | str | Path = "results") -> Figure:
+    """The emergence figure of a sweep: BOS-head fraction and induction heads against tokens, milestones marked.
+
+    ``results``: :func:`read_results`' tables or a results folder. Returns the
+    matplotlib figure (shown inline in a notebook; ``figure.savefig(path)`` writes it).
+    """
+    from circuitsweep.plots import emergence_figure
+
+    tables = _results(results)
+    levels = {(s.get("milestones") or {}).get("bos_fraction_milestone") for s in tables.settings.values()}
+    level = levels.pop() if len(levels) == 1 and None not in levels else 0.5
+    return emergence_figure(tables.emergence, tables.milestones, bos_level=level)
+
+
+def plot_trajectories(results: Results | str | Path = "results", model: str | None = None) -> Figure:
+    """Every head's best selectivity across training for ``model`` (default: the only model), by its final class.
+
+    The class threshold of the run is drawn as a dashed line. Returns the matplotlib figure.
+    """
+    from circuitsweep.plots import trajectory_figure
+
+    tables = _results(results)
+    models = tables.heads["model"].unique(maintain_order=True).to_list()
+    if model is None:
+        if len(models) != 1:
+            raise ConfigError(f"plot_trajectories: name one model of {models}")
+        model = models[0]
+    if model not in models:
+        raise ConfigError(f"plot_trajectories: no model {model!r} in the results (models: {models})")
+    thresholds = (tables.settings.get(model) or {}).get("thresholds") or {}
+    return trajectory_figure(tables.heads, model, thresholds.get("class_selectivity"))

@@ -156,19 +156,23 @@ def cmd_head_tables(args: argparse.Namespace) -> None:
 
 def cmd_plot_emergence(args: argparse.Namespace) -> None:
     from circuitsweep.plots import emergence_plot
-    from circuitsweep.table_io import read_frame
+    from circuitsweep.table_io import read_frame, read_table
 
     curves = read_frame(Path(args.emergence))
-    milestones = read_frame(Path(args.milestones)) if args.milestones else None
+    milestones, settings = read_table(Path(args.milestones)) if args.milestones else (None, {})
+    models = settings.get("models", {}).values()
+    levels = {((model or {}).get("milestones") or {}).get("bos_fraction_milestone") for model in models}
+    level = levels.pop() if len(levels) == 1 and None not in levels else 0.5
     for output in args.output:
-        emergence_plot(curves, Path(output), milestones)
+        emergence_plot(curves, Path(output), milestones, bos_level=level)
 
 
 def cmd_plot_heatmap(args: argparse.Namespace) -> None:
     from circuitsweep.plots import layer_heatmap
     from circuitsweep.table_io import read_frame
 
-    layer_heatmap(read_frame(Path(args.emergence)), args.model, Path(args.output))
+    milestones = read_frame(Path(args.milestones)) if args.milestones else None
+    layer_heatmap(read_frame(Path(args.emergence)), args.model, Path(args.output), milestones)
 
 
 def cmd_plot_trajectories(args: argparse.Namespace) -> None:
@@ -239,6 +243,15 @@ def cmd_plot_primitive_gap(args: argparse.Namespace) -> None:
     from circuitsweep.table_io import read_frame
 
     primitive_gap_plot(read_frame(Path(args.gaps)), Path(args.output))
+
+
+def cmd_plot_primitive_scaling(args: argparse.Namespace) -> None:
+    import polars as pl
+
+    from circuitsweep.plots import primitive_scaling_plot
+    from circuitsweep.primitives.scaling import PLOTTED_KINDS
+
+    primitive_scaling_plot(pl.read_csv(args.scaling), Path(args.output), PLOTTED_KINDS)
 
 
 def cmd_sweep_overhead(args: argparse.Namespace) -> None:
@@ -384,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("plot-heatmap", cmd_plot_heatmap, "plot one model's per-layer head counts per revision", ("emergence",))
     p.add_argument("--emergence", required=True)
+    p.add_argument("--milestones", help="milestones table (Parquet), marked on the panels")
     p.add_argument("--model", required=True)
     p.add_argument("--output", required=True)
 
@@ -444,6 +458,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("plot-primitive-gap", cmd_plot_primitive_gap, "plot the summary primitive gap against tokens", ("gaps",))
     p.add_argument("--gaps", required=True, help="primitive_gaps.csv")
+    p.add_argument("--output", required=True)
+
+    p = add(
+        "plot-primitive-scaling",
+        cmd_plot_primitive_scaling,
+        "plot each model's last gap against its size",
+        ("scaling",),
+    )
+    p.add_argument("--scaling", required=True, help="primitive_scaling.csv")
     p.add_argument("--output", required=True)
 
     p = add(

@@ -134,6 +134,11 @@ MILESTONE_COLUMNS: tuple[str, ...] = (
     "bos_t50_revision",
     "bos_t50_tokens",
     "bos_to_induction_ratio",
+    "first_bos_head_revision",
+    "first_bos_head_tokens",
+    "bos_peak_fraction",
+    "bos_peak_revision",
+    "bos_peak_tokens",
     "bos_shape",
     "bos_largest_rise_share",
     "bos_largest_rise_between",
@@ -348,6 +353,9 @@ class Paths:
 
     def primitive_gap_plot(self) -> Path:
         return self.root / "plots" / "primitive_gap.png"
+
+    def primitive_scaling_plot(self) -> Path:
+        return self.root / "plots" / "primitive_scaling.png"
 
     def model_heads(self, model: str) -> Path:
         return self.root / "classes" / model / "heads.parquet"

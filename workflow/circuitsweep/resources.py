@@ -50,6 +50,7 @@ SMALL_JOBS: dict[str, tuple[int, int]] = {
     "score_primitives": (4000, 30),
     "primitive_tables": (4000, 30),
     "plot_primitive_gap": (2000, 15),
+    "plot_primitive_scaling": (2000, 15),
     "revision_block": (1000, 5),
     "fetch_snapshot": (4000, 120),
     "train_toy_model": (8000, 120),

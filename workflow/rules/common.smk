@@ -11,6 +11,7 @@ from pathlib import Path
 REPO = Path(workflow.basedir).parent
 
 from circuitsweep.contracts import Paths
+from circuitsweep.milestone_text import finished_run_summary
 from circuitsweep.names import SAFE_NAME_PATTERN
 from circuitsweep.plan import plan_sweep
 from circuitsweep.retry import attempt_resource
@@ -112,12 +113,14 @@ def measuring_rule(model, revision):
 MEASURE_SHELL = (
     "python -m circuitsweep --attempt {resources.attempt} measure-revision --settings {params.settings:q} --snapshot {input.snapshot:q}"
     " --stats {output.stats:q} --scores {output.scores:q} --threads {threads} --mem-mb {resources.mem_mb}"
-    " {params.extra} %s > {log:q} 2>&1"
+    " {params.extra} %s > {log:q} 2>&1 && tail -n 1 {log:q}"
 )
 
 
 def measure_shell(primitives):
-    """The shell command of the measuring rules; it exits with the command's code (3: a deterministic failure)."""
+    """The shell command of the measuring rules; it exits with the command's code (3: a deterministic failure).
+
+    A finished measurement shows its log's last line on the console: the revision, its heads and seconds."""
     options = "--primitive-settings {params.primitives:q} --stimuli {input.stimuli:q} --primitives {output.primitives:q}"
     return MEASURE_SHELL % (options if primitives else "")
 
@@ -171,7 +174,7 @@ def primitive_final_tables():
 def primitive_targets():
     if not PLAN.primitive_models():
         return []
-    return [*primitive_final_tables(), PATHS.primitive_gap_plot()]
+    return [*primitive_final_tables(), PATHS.primitive_gap_plot(), PATHS.primitive_scaling_plot()]
 
 
 def all_head_scores():

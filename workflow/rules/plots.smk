@@ -24,7 +24,8 @@ rule plot_emergence:
 
 rule plot_heatmap:
     input:
-        PATHS.emergence_table("parquet"),
+        emergence=PATHS.emergence_table("parquet"),
+        milestones=PATHS.milestones_table("parquet"),
     output:
         report(
             PATHS.heatmap_plot("{model}"),
@@ -41,7 +42,8 @@ rule plot_heatmap:
     log:
         PATHS.log("plot_heatmap/{model}"),
     shell:
-        "python -m circuitsweep --attempt {resources.attempt} plot-heatmap --emergence {input:q} --model {wildcards.model} --output {output:q} > {log:q} 2>&1"
+        "python -m circuitsweep --attempt {resources.attempt} plot-heatmap --emergence {input.emergence:q}"
+        " --milestones {input.milestones:q} --model {wildcards.model} --output {output:q} > {log:q} 2>&1"
 
 
 rule plot_trajectories:

@@ -66,3 +66,20 @@ rule plot_primitive_gap:
         PATHS.log("plot_primitive_gap"),
     shell:
         "python -m circuitsweep --attempt {resources.attempt} plot-primitive-gap --gaps {input:q} --output {output:q} > {log:q} 2>&1"
+
+
+rule plot_primitive_scaling:
+    input:
+        PATHS.primitive_table(K.SCALING_CSV),
+    output:
+        report(PATHS.primitive_scaling_plot(), caption="../report/primitive_scaling.rst", category="Plots"),
+    resources:
+        attempt=attempt_resource,
+        mem_mb=small_resource("plot_primitive_scaling", "mem_mb"),
+        runtime=small_resource("plot_primitive_scaling", "runtime"),
+    conda:
+        ENV
+    log:
+        PATHS.log("plot_primitive_scaling"),
+    shell:
+        "python -m circuitsweep --attempt {resources.attempt} plot-primitive-scaling --scaling {input:q} --output {output:q} > {log:q} 2>&1"

@@ -1,4 +1,5 @@
 # The toy suite: tiny models trained on the CPU, published as local revisions.
+# Training prints a progress line every few seconds, to the console and the log.
 
 
 rule train_toy_model:
@@ -20,4 +21,4 @@ rule train_toy_model:
         PATHS.benchmark("train_toy_model/{model}")
     shell:
         "python -m circuitsweep --attempt {resources.attempt} train-toy --settings {params.settings:q} --hub {params.hub:q}"
-        " --published {output:q} --threads {threads} > {log:q} 2>&1"
+        " --published {output:q} --threads {threads} 2>&1 | tee {log:q}"

@@ -184,6 +184,23 @@ def _early_screen(curve: pl.DataFrame, fraction: float, circuit_size: int) -> di
     return None
 
 
+def bos_milestones(curve: pl.DataFrame) -> dict:
+    """First BOS head (first revision with any head of class first) and the BOS peak of one model's curve.
+
+    ``curve`` in training order; the peak is the largest BOS fraction and the
+    first revision that reached it, so a BOS t50 never reached can say how far it got.
+    """
+    first = curve.filter(pl.col("bos_fraction") > 0)
+    peak = curve.filter(pl.col("bos_fraction") == curve["bos_fraction"].max()).row(0, named=True)
+    return {
+        "first_bos_head_revision": first["revision"][0] if first.height else None,
+        "first_bos_head_tokens": first["tokens"][0] if first.height else None,
+        "bos_peak_fraction": peak["bos_fraction"],
+        "bos_peak_revision": peak["revision"],
+        "bos_peak_tokens": peak["tokens"],
+    }
+
+
 def model_milestones(curve: pl.DataFrame, thresholds: MilestoneThresholds, circuit_size: int) -> dict:
     """The milestones of one model's emergence curve; ``circuit_size`` = size of its final induction circuit.
 
@@ -220,6 +237,7 @@ def model_milestones(curve: pl.DataFrame, thresholds: MilestoneThresholds, circu
         "bos_t50_revision": t50["revision"] if t50 else None,
         "bos_t50_tokens": t50_tokens,
         "bos_to_induction_ratio": ratio,
+        **bos_milestones(curve),
         "bos_shape": bos_shape.label,
         "bos_largest_rise_share": bos_shape.largest_rise_share,
         "bos_largest_rise_between": " -> ".join(bos_shape.between) if bos_shape.between else None,
@@ -253,6 +271,8 @@ def milestones(
         "bos_t50_revision": pl.String,
         "bos_t50_tokens": pl.Int64,
         "bos_to_induction_ratio": pl.Float64,
+        "first_bos_head_revision": pl.String,
+        "first_bos_head_tokens": pl.Int64,
         "bos_largest_rise_share": pl.Float64,
         "bos_largest_rise_between": pl.String,
         "induction_largest_rise_share": pl.Float64,

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from circuitsweep import contracts as C
@@ -35,6 +34,7 @@ from circuitsweep.heads.participation import SpectralCapture
 from circuitsweep.heads.probe_settings import ProbeSettings
 from circuitsweep.heads.probes import random_batch, repeated_batch, run_induction_probe
 from circuitsweep.heads.verify import verify_model
+from circuitsweep.progress import LineProgress
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def _measure(
     size = probes.batch_size
     ind, rep, rnd = probes.induction, probes.repeated, probes.random
     total = sum(len(_batches(b.n_sequences, size)) for b in (ind, rep, rnd))
-    bar = tqdm(total=total, desc="probe batches", disable=not progress, mininterval=2.0)
+    bar = LineProgress(total, "probe batches", unit="batches", interval=10.0, enabled=progress).start()
     stats: dict[str, torch.Tensor] = {}
 
     def attention_only(batch: torch.Tensor) -> None:

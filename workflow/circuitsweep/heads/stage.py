@@ -38,7 +38,8 @@ from circuitsweep.errors import CacheError, ConfigError, DataError, SnapshotErro
 from circuitsweep.heads.classify import Thresholds, head_classes
 from circuitsweep.heads.emergence import MilestoneThresholds, emergence_curves, milestones
 from circuitsweep.heads.probe_settings import ProbeSettings
-from circuitsweep.table_io import read_table, write_csv, write_markdown, write_table
+from circuitsweep.milestone_text import write_milestones_markdown
+from circuitsweep.table_io import read_table, write_csv, write_table
 
 
 @dataclass(frozen=True)
@@ -569,4 +570,4 @@ def head_tables(
     write_table(out.milestones_parquet, table, provenance)
     write_csv(curves, out.emergence_csv)
     write_csv(table, out.milestones_csv)
-    write_markdown(table, out.milestones_md, title="Milestones")
+    write_milestones_markdown(table, out.milestones_md)
