@@ -302,6 +302,18 @@ def block_inputs(wildcards):
     return files
 
 
+def block_head_caches(block):
+    """The head cache of each revision of a block and what it must say it is: the block record verifies them."""
+    return [
+        {
+            "scores": str(PATHS.head_scores(model, revision)),
+            "stats": str(PATHS.head_stats(model, revision)),
+            "expected": PLAN.head_cache_expectation(model, revision),
+        }
+        for model, revision in BLOCKS[block]
+    ]
+
+
 def block_markers_of(wildcards):
     """The model's block records: they put the blocks in the DAG; ancient, so rewriting one
     (a primitive rescoring) reclassifies nothing."""
