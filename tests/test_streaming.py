@@ -169,3 +169,13 @@ def test_a_damaged_safetensors_header_is_one_line_naming_the_file(tmp_path, writ
     with pytest.raises(SnapshotError, match=message) as caught:
         read_weights([path], torch.float32, CPU, expected={"w": (1,)})
     assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_tensor_stored_in_two_files_is_refused(tmp_path):
+    """Issue 22 (loading is complete or refused): two weight files holding one tensor name (a stale shard left
+    beside the new ones) made the later file silently win; the streaming loader refuses it, naming both."""
+    save_file({"a.weight": torch.zeros(2), "b.weight": torch.ones(2)}, str(tmp_path / "model-00001.safetensors"))
+    save_file({"a.weight": torch.ones(2)}, str(tmp_path / "model-00002.safetensors"))
+    files = sorted(tmp_path.glob("*.safetensors"))
+    with pytest.raises(SnapshotError, match=r"a\.weight is stored in both model-00001\.safetensors and model-00002"):
+        read_weights(files, torch.float32, torch.device("cpu"))

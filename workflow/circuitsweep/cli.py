@@ -271,7 +271,7 @@ def cmd_sweep_overhead(args: argparse.Namespace) -> None:
 def cmd_block_record(args: argparse.Namespace) -> None:
     from circuitsweep.scheduling import write_block_record
 
-    write_block_record(args.block, [Path(p) for p in args.files], Path(args.output))
+    write_block_record(args.block, [Path(p) for p in args.files], Path(args.output), args.expected or ())
     print(f"block {args.block}: {len(args.files)} files recorded in {args.output}")
 
 
@@ -486,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--block", required=True, help="block name (<model>.<first revision>)")
     p.add_argument("--files", nargs="*", default=[], help="the caches of the block's revisions")
     p.add_argument("--output", required=True, help="the block's JSON record")
+    p.add_argument("--expected", type=_json, help="JSON: per revision, its head caches and expected metadata")
 
     p = add(
         "prefetch",

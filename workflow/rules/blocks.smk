@@ -10,6 +10,7 @@ rule revision_block:
         block_marker("{block}"),
     params:
         members=lambda wildcards: as_json(BLOCKS[wildcards.block]),
+        expected=lambda wildcards: as_json(block_head_caches(wildcards.block)),
     group:
         "revisions"
     resources:
@@ -22,4 +23,4 @@ rule revision_block:
         PATHS.log("revision_block/{block}"),
     shell:
         "python -m circuitsweep --attempt {resources.attempt} block-record --block {wildcards.block:q} --files {input:q} --output {output:q}"
-        " > {log:q} 2>&1"
+        " --expected {params.expected:q} > {log:q} 2>&1"

@@ -360,10 +360,23 @@ def block_inputs(wildcards):
     return files
 
 
+def block_head_caches(block):
+    """The head cache of each revision of a block and what it must say it is: the block record verifies them."""
+    return [
+        {
+            "scores": str(PATHS.head_scores(model, revision)),
+            "stats": str(PATHS.head_stats(model, revision)),
+            "expected": PLAN.head_cache_expectation(model, revision),
+        }
+        for model, revision in BLOCKS[block]
+    ]
+
+
 def block_markers_of(wildcards):
-    """The model's block records: they put the blocks in the DAG; ancient, so rewriting one
-    (a primitive rescoring) reclassifies nothing."""
-    return [ancient(block_marker(block)) for block in BLOCKS if BLOCKS[block][0][0] == wildcards.model]
+    """The model's block records: they put the blocks in the DAG. Not ancient: Snakemake skips the
+    own rerun checks (updated caches, --forcerun) of a job downstream of one that reruns, so a
+    rebuilt block (a cache replaced on disk, a primitive rescoring) must reclassify through it."""
+    return [block_marker(block) for block in BLOCKS if BLOCKS[block][0][0] == wildcards.model]
 
 
 # A failed measurement leaves its temporary snapshot (a retry needs it): whatever snapshot

@@ -277,7 +277,8 @@ def read_weights(
 
     ``expected``: the model's parameter names and shapes; with it, published
     per-expert MoE tensors are read straight into the model's fused expert
-    parameters (:func:`expert_fusion`).
+    parameters (:func:`expert_fusion`). A tensor name stored in two files is
+    refused (:class:`SnapshotError`), never silently taken from the later one.
     """
     weights: dict[str, torch.Tensor] = {}
     destination = None
@@ -286,9 +287,19 @@ def read_weights(
         names = {name: entry["shape"] for path in safetensors for name, entry in safetensors_header(path)[1].items()}
         fused, destination = expert_fusion(names, expected, dtype, device)
         weights.update(fused)
+    stored_in: dict[str, Path] = {}
     for path in files:
-        if Path(path).suffix == ".safetensors":
-            weights.update(iter_safetensors(Path(path), dtype, device, destination))
+        path = Path(path)
+        if path.suffix == ".safetensors":
+            tensors = iter_safetensors(path, dtype, device, destination)
         else:
-            weights.update(iter_pickle(Path(path), dtype, device))
+            tensors = iter_pickle(path, dtype, device)
+        for name, tensor in tensors:
+            if name in stored_in:
+                raise SnapshotError(
+                    f"{path.parent}: tensor {name} is stored in both {stored_in[name].name} and {path.name}; "
+                    "remove the stale weight file"
+                )
+            stored_in[name] = path
+            weights[name] = tensor
     return weights
