@@ -167,3 +167,18 @@ def test_a_new_checkpoint_folder_is_the_only_one_measured(tmp_path):
     shutil.copy(later / "model.safetensors", run / "checkpoint-2" / "model.safetensors")
     dry = _snakemake([*targets, "-n", "--configfile", str(config_file)], workdir)
     assert _planned_measurements(dry) == ["checkpoint-2", "checkpoint-4"]
+
+
+def test_check_config_writes_no_hash_cache_where_it_runs(tmp_path, monkeypatch):
+    """Planning without a results folder (check-config) hashes the checkpoints but writes no
+    ``results/cache/run_dir_sha256.json`` into the folder it runs from; the workflow's plan keeps it in its own."""
+    run = tmp_path / "run"
+    _fake_checkpoint(run / "checkpoint-1", b"weights")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    plan = plan_sweep(_config(run), REPO)
+    assert plan.fingerprints["my-run"]["checkpoint-1"]
+    assert list(elsewhere.iterdir()) == []
+    plan_sweep(_config(run), REPO, Paths(tmp_path / "results"))
+    assert (tmp_path / "results" / "cache" / "run_dir_sha256.json").is_file()
