@@ -559,3 +559,21 @@ def test_prefetch_fills_the_shared_cache_that_offline_jobs_read(server, tmp_path
     snapshot = fetch_snapshot({"model": "toy", "revision": "step2-tokens8M", "source": source}, tmp_path / "snap")
     assert snapshot.source == "local" and "model.safetensors" in snapshot.file_hashes
     assert server.count() == 0
+
+
+def test_requests_through_a_proxy_are_bounded_too(monkeypatch) -> None:
+    """With a proxy in the environment requests go through its transport: that one is wrapped as well."""
+    from huggingface_hub.utils import get_session
+
+    previous = hub._session_timeout
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setattr(hub, "_session_timeout", None)
+    hub._use_timeout(1.0)
+    try:
+        client = get_session()
+        assert client._mounts and all(isinstance(t, hub._StallBound) for t in client._mounts.values() if t)
+        assert isinstance(client._transport, hub._StallBound)
+    finally:
+        close_session()
+        if previous is not None:  # the next test's client keeps the deadline its module set
+            hub._use_timeout(previous)

@@ -935,7 +935,9 @@ def _use_timeout(timeout: float) -> None:
         client = default_client_factory()
         client.timeout = httpx2.Timeout(timeout)
         client.event_hooks = {**client.event_hooks, "request": [*client.event_hooks["request"], bound]}
+        # the transport, and those of the proxies set in the environment
         client._transport = _StallBound(client._transport)
+        client._mounts = {k: None if t is None else _StallBound(t) for k, t in client._mounts.items()}
         return client
 
     set_client_factory(factory)
