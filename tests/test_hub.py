@@ -483,19 +483,21 @@ def test_stalled_branch_list_is_bounded_by_the_retry_budget(server) -> None:
     [
         (lambda server: server.stall("tree", seconds=60, times=-1), "/api/models/toy-org/toy-model/tree/"),
         (lambda server: server.stall_body("model.safetensors", seconds=60, times=-1), "/cdn/"),
+        (lambda server: server.trickle("model.safetensors", seconds=0.5, times=-1), "/cdn/"),
     ],
-    ids=["file-list", "file-body"],
+    ids=["file-list", "file-body", "trickling-body"],
 )
 def test_a_stalled_file_list_or_download_fails_in_bounded_time_naming_the_url(server, tmp_path, stall, url) -> None:
-    """The file-list request (which huggingface_hub sends with no deadline) and a download whose body stops
-    both fail after about retries x timeout, as one line naming the URL, never waiting on the Hub's own limits."""
+    """The file-list request (which huggingface_hub sends with no deadline), a download whose body stops and one
+    that trickles in (a byte each half timeout) fail after about retries x timeout (x 3 for the trickle), as one
+    line naming the URL, never waiting on the Hub's own limits."""
     stall(server)
     started = time.monotonic()
     with pytest.raises(hub.HubError) as info:
         _fetch(server, tmp_path / "cache", retries=1, timeout=1.0)
     elapsed = time.monotonic() - started
     message = str(info.value)
-    assert elapsed < 8, elapsed
+    assert elapsed < 12, elapsed
     assert "\n" not in message and "failed after 2 attempts" in message
     assert f"{server.endpoint if url.startswith('/api') else server.cdn_endpoint}{url}" in message
 
