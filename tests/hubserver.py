@@ -22,7 +22,8 @@ errors. No Xet headers are ever sent, so clients use plain HTTP downloads.
 Faults, set by a test, apply to matching requests a given number of times:
 ``fail`` (reply with a status, e.g. 503), ``drop`` (close the connection after
 part of a file's body), ``stall_body`` (hold the connection after part of a
-file's body), ``corrupt`` (flip bytes of a file while reporting its true hash),
+file's body), ``trickle`` (send a file's body a byte at a time, slowly),
+``corrupt`` (flip bytes of a file while reporting its true hash),
 ``stall`` (hold the request before answering, a hung Hub), ``hang_up`` (close
 the connection with no reply). Every request is logged and
 can be counted.
@@ -114,7 +115,7 @@ class FileEntry:
 class Fault:
     """A failure injected into matching requests, ``times`` times (negative: always)."""
 
-    kind: str  # "status" | "drop" | "corrupt" | "stall" | "hangup"
+    kind: str  # "status" | "drop" | "corrupt" | "stall" | "hangup" | "trickle"
     route: str | None = None
     filename: str | None = None  # fnmatch pattern on the path in the repository
     times: int = 1
@@ -297,6 +298,10 @@ class HubServer:
     def drop(self, filename: str, *, times: int = 1, after_bytes: int | None = None) -> None:
         """Close the connection after ``after_bytes`` (default half) of the body of ``filename``."""
         self._add(Fault("drop", "download", filename, times, after_bytes=after_bytes))
+
+    def trickle(self, filename: str, *, seconds: float = 0.5, times: int = 1) -> None:
+        """Send the body of ``filename`` one byte every ``seconds``: never idle for a read timeout, never done."""
+        self._add(Fault("trickle", "download", filename, times, seconds=seconds))
 
     def stall_body(
         self, filename: str, *, seconds: float = 600.0, times: int = 1, after_bytes: int | None = None
@@ -652,9 +657,20 @@ class _Handler(BaseHTTPRequestHandler):
                 applies=lambda f: _cut_at(f, end - start) < end - start,
             )
         self._dropping = drop is not None
+        trickle = hub.take_fault("trickle", req.route, req.filename, serves_bytes=True) if method == "GET" else None
         self._start(status, headers)
         if method == "HEAD":
             return status
+        if trickle is not None:
+            with open(blob, "rb") as handle:
+                handle.seek(start)
+                for _ in range(end - start):
+                    self.wfile.write(handle.read(1))
+                    self.wfile.flush()
+                    if hub._stopping.wait(trickle.seconds):
+                        break
+            self._drop()
+            return 0
         limit = end - start if drop is None else _cut_at(drop, end - start)
         if corrupt is None:  # the kernel copies the bytes, as a CDN would (Python chunks would compete for the CPU)
             self.wfile.flush()

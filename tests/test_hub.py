@@ -483,19 +483,21 @@ def test_stalled_branch_list_is_bounded_by_the_retry_budget(server) -> None:
     [
         (lambda server: server.stall("tree", seconds=60, times=-1), "/api/models/toy-org/toy-model/tree/"),
         (lambda server: server.stall_body("model.safetensors", seconds=60, times=-1), "/cdn/"),
+        (lambda server: server.trickle("model.safetensors", seconds=0.5, times=-1), "/cdn/"),
     ],
-    ids=["file-list", "file-body"],
+    ids=["file-list", "file-body", "trickling-body"],
 )
 def test_a_stalled_file_list_or_download_fails_in_bounded_time_naming_the_url(server, tmp_path, stall, url) -> None:
-    """The file-list request (which huggingface_hub sends with no deadline) and a download whose body stops
-    both fail after about retries x timeout, as one line naming the URL, never waiting on the Hub's own limits."""
+    """The file-list request (which huggingface_hub sends with no deadline), a download whose body stops and one
+    that trickles in (a byte each half timeout) fail after about retries x timeout (x 3 for the trickle), as one
+    line naming the URL, never waiting on the Hub's own limits."""
     stall(server)
     started = time.monotonic()
     with pytest.raises(hub.HubError) as info:
         _fetch(server, tmp_path / "cache", retries=1, timeout=1.0)
     elapsed = time.monotonic() - started
     message = str(info.value)
-    assert elapsed < 8, elapsed
+    assert elapsed < 12, elapsed
     assert "\n" not in message and "failed after 2 attempts" in message
     assert f"{server.endpoint if url.startswith('/api') else server.cdn_endpoint}{url}" in message
 
@@ -599,3 +601,21 @@ def test_refresh_manifest_never_shrinks_or_empties_a_manifest_without_force(sour
         forced = _refresh_cli(local.endpoint, path, "--tokens-per-step", "1000", "--force")
         assert forced.returncode == 0, forced.stderr
         assert read_manifest(path).names() == ["step0"]
+
+
+def test_requests_through_a_proxy_are_bounded_too(monkeypatch) -> None:
+    """With a proxy in the environment requests go through its transport: that one is wrapped as well."""
+    from huggingface_hub.utils import get_session
+
+    previous = hub._session_timeout
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setattr(hub, "_session_timeout", None)
+    hub._use_timeout(1.0)
+    try:
+        client = get_session()
+        assert client._mounts and all(isinstance(t, hub._StallBound) for t in client._mounts.values() if t)
+        assert isinstance(client._transport, hub._StallBound)
+    finally:
+        close_session()
+        if previous is not None:  # the next test's client keeps the deadline its module set
+            hub._use_timeout(previous)

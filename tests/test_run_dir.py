@@ -246,3 +246,18 @@ def test_a_checkpoint_overwritten_between_fetch_and_measurement_is_refused(tmp_p
     LlamaForCausalLM(config).save_pretrained(run / "checkpoint-7")  # overwritten after the fetch
     with pytest.raises(SnapshotError, match=r"checkpoint-7: model\.safetensors changed after .*run the workflow again"):
         load_revision(tmp_path / "snap", job)
+
+
+def test_check_config_writes_no_hash_cache_where_it_runs(tmp_path, monkeypatch):
+    """Planning without a results folder (check-config) hashes the checkpoints but writes no
+    ``results/cache/run_dir_sha256.json`` into the folder it runs from; the workflow's plan keeps it in its own."""
+    run = tmp_path / "run"
+    _fake_checkpoint(run / "checkpoint-1", b"weights")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    plan = plan_sweep(_config(run), REPO)
+    assert plan.fingerprints["my-run"]["checkpoint-1"]
+    assert list(elsewhere.iterdir()) == []
+    plan_sweep(_config(run), REPO, Paths(tmp_path / "results"))
+    assert (tmp_path / "results" / "cache" / "run_dir_sha256.json").is_file()

@@ -110,11 +110,20 @@ def test_slurm_profile_leaves_sizes_to_the_rules_and_site_settings_to_the_user(s
     assert set(slurm_profile.get("set-threads", {})) <= {"train_toy_model", *GPU_RULES}
 
 
-def test_default_workflow_profile_only_sets_rerun_triggers_and_failed_logs():
+def test_default_workflow_profile_only_sets_rerun_behaviour_and_failed_logs():
     """profiles/default is read whenever no --workflow-profile is given: it must not choose an executor or sizes;
-    it only sets the rerun triggers and shows a failed job's log."""
+    it reruns what an aborted run left incomplete (a half-fetched snapshot) instead of refusing it;
+    and it shows a failed job's log."""
     default = yaml.safe_load((REPO_ROOT / "profiles" / "default" / "config.yaml").read_text())
-    assert default == {"rerun-triggers": ["mtime", "params", "software-env", "code"], "show-failed-logs": True}
+    assert default == {"rerun-triggers": ["mtime", "params", "software-env", "code"], "rerun-incomplete": True,
+                       "show-failed-logs": True}  # fmt: skip
+
+
+@pytest.mark.parametrize("profile", ["default", "workstation", "slurm"])
+def test_every_profile_reruns_incomplete_outputs(profile):
+    """An aborted run's incomplete snapshot is fetched again under every profile, not refused."""
+    settings = yaml.safe_load((REPO_ROOT / "profiles" / profile / "config.yaml").read_text())
+    assert settings["rerun-incomplete"] is True
 
 
 def test_partition_template_sends_gpu_jobs_to_a_gpu_partition():

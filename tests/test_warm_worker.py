@@ -140,3 +140,44 @@ def test_a_socket_folder_others_can_write_is_refused(tmp_path):
     shared.chmod(0o777)
     done = _client(shared, "block-record", "--block", "b", "--output", "b.json", cwd=tmp_path)
     assert done.returncode == 99 and "is not private to this user" in done.stderr
+
+
+def test_a_stopped_server_does_not_hold_its_client(tmp_path):
+    """A server stopped with SIGSTOP never answers: the client gives up after the handshake bound and runs the
+    job itself (None), and the server, once resumed, does not run the job a second time."""
+    import signal
+
+    folder = tmp_path / "warm"
+    folder.mkdir(mode=0o700)
+    env = {**os.environ, "PYTHONPATH": str(WORKFLOW), "CIRCUITSWEEP_WARM_HANDSHAKE_S": "1"}
+    path = folder / f"{warm_worker.server_key(env)}.sock"
+    script = f"import pathlib; from circuitsweep.warm_worker import serve; serve(pathlib.Path({str(path)!r}), 60, ())"
+    server = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.kill(server.pid, signal.SIGSTOP)
+        (tmp_path / "cache.parquet").write_bytes(b"12345")
+        argv = ["block-record", "--block", "m.0", "--files", "cache.parquet", "--output", "m.json"]
+        code = (
+            "import sys; from circuitsweep import warm_worker; "
+            f"code = warm_worker.run_warm(sys.argv[1:], {str(folder)!r}); sys.exit(99 if code is None else code)"
+        )
+        started = time.monotonic()
+        # to files, not pipes: the stopped server holds the descriptors the client sent it (pipes would never close)
+        with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+            client = subprocess.run([sys.executable, "-c", code, *argv], cwd=tmp_path, env=env, stdout=out, stderr=err,
+                                    timeout=60)  # fmt: skip
+        assert time.monotonic() - started < 20
+        stderr = (tmp_path / "err").read_text()
+        assert client.returncode == 99, stderr
+        assert "did not take the job" in stderr and "no answer within 1 s" in stderr
+        os.kill(server.pid, signal.SIGCONT)
+        time.sleep(3)
+        assert not (tmp_path / "m.json").exists()
+        assert server.poll() is None
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+        server.terminate()
+        server.wait(timeout=30)

@@ -459,7 +459,8 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
     """Validate ``config`` and resolve every model's revisions.
 
     ``root``: the workflow folder, against which relative source and manifest
-    paths resolve; ``paths``: where results go (default ``results/``).
+    paths resolve; ``paths``: where results go (default ``results/``; given, the
+    run_dir hash cache is kept there, not given, nothing is written).
     """
     models = resolve_config(config)
     revisions, available, stimuli = {}, {}, {}
@@ -498,6 +499,8 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
     ablation, causal_factor = resolve_ablation(config)
+    # only a run with a results folder keeps the hash cache (check-config writes nothing)
+    hash_cache = paths.run_dir_hashes() if paths is not None else None
     paths = paths or Paths()
     return Plan(
         models=models,
@@ -507,7 +510,7 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
         paths=paths,
         ablation=ablation,
         causal_factor=causal_factor,
-        fingerprints=run_dir_fingerprints(models, revisions, Path(root), paths),
+        fingerprints=run_dir_fingerprints(models, revisions, Path(root), hash_cache),
         available=available,
         stimuli_sha256=stimuli,
         notes=tuple(notes),
@@ -539,16 +542,19 @@ def describe(plan: Plan) -> list[str]:
 
 
 def run_dir_fingerprints(
-    models: dict[str, ModelSettings], revisions: dict[str, list[Revision]], root: Path, paths: Paths
+    models: dict[str, ModelSettings], revisions: dict[str, list[Revision]], root: Path, hash_cache: Path | None
 ) -> dict[str, dict[str, str]]:
-    """sha256 weights fingerprints of the planned revisions of every run_dir source; logs identical folders."""
+    """sha256 weights fingerprints of the planned revisions of every run_dir source; logs identical folders.
+
+    ``hash_cache``: the JSON file remembering file hashes between runs (None: hash afresh, write nothing).
+    """
     out = {}
     for name, model in models.items():
         if model.source["type"] != "run_dir":
             continue
         folder = root / model.source["path"]
         try:
-            out[name] = run_dir.fingerprints(folder, [r.name for r in revisions[name]], paths.run_dir_hashes())
+            out[name] = run_dir.fingerprints(folder, [r.name for r in revisions[name]], hash_cache)
         except ConfigError as error:
             raise ConfigError(f"models.{name}.source: {error}") from None
         for group in run_dir.duplicate_groups(out[name]):

@@ -15,7 +15,9 @@ only jobs of the same interpreter, source tree and import-time environment
 (its socket is named by a hash of them), forks at most one job per
 connection, and exits after :data:`IDLE_SECONDS` without jobs. A job whose
 client dies (Snakemake cancelled it) is stopped. When no server can be reached
-or started, the command runs in-process as usual, after one line saying why.
+or started, or it does not take the job within :data:`HANDSHAKE_SECONDS` (a
+stopped server), the command runs in-process as usual, after one line saying
+why; the child runs a job only once its client has confirmed it still waits.
 
 Enabled by ``CIRCUITSWEEP_WARM_WORKER`` (a folder for the socket, or ``1`` for
 the default one); the workflow sets it for local runs (``warm_worker`` in the
@@ -68,6 +70,8 @@ PRELOAD = (
 IDLE_SECONDS = 120.0
 #: Seconds a client waits for a server it started to listen.
 START_SECONDS = 60.0
+#: Seconds a client waits for the server to take its job (a stopped or hung server must not hold it).
+HANDSHAKE_SECONDS = float(os.environ.get("CIRCUITSWEEP_WARM_HANDSHAKE_S", "30"))
 #: Environment variables read when modules are imported: a server serves only jobs that agree on them.
 _IMPORT_TIME_ENV = (
     "HF_", "HUGGINGFACE", "TRANSFORMERS", "TORCH", "PYTORCH", "CUDA", "OMP_", "MKL_", "PYTHON", "LD_", "CIRCUITSWEEP_",
@@ -127,9 +131,17 @@ def run_warm(argv: Sequence[str], setting: str) -> int | None:
         sys.stdout.flush()
         sys.stderr.flush()
         try:
+            connection.settimeout(HANDSHAKE_SECONDS)
             socket.send_fds(connection, [_HEADER.pack(len(request))], [0, 1, 2])
             connection.sendall(request)
-            reply = _read_all(connection)
+            reply = _read_line(connection)
+            if reply == b"started\n":
+                # only now may the child run the job: a client that gave up never sends this
+                connection.sendall(b"go\n")
+                connection.settimeout(None)
+                reply += _read_all(connection)
+        except TimeoutError:
+            reply = f"no answer within {HANDSHAKE_SECONDS:g} s".encode()
         except OSError as error:
             reply = f"unsent {error}".encode()
     if not reply.startswith(b"started"):
@@ -140,6 +152,14 @@ def run_warm(argv: Sequence[str], setting: str) -> int | None:
         print("circuitsweep: the warm worker's job process ended without an exit status", file=sys.stderr)
         return 1
     return int(reply.split(b"exit ")[1].split()[0])
+
+
+def _read_line(connection: socket.socket) -> bytes:
+    """Bytes up to and including the first newline (or the end of the stream)."""
+    line = b""
+    while not line.endswith(b"\n") and (byte := connection.recv(1)):
+        line += byte
+    return line
 
 
 def _read_all(connection: socket.socket) -> bytes:
@@ -234,8 +254,12 @@ def _fork_job(listener: socket.socket) -> int:
     connection, _ = listener.accept()
     pid = os.fork()
     if pid == 0:
-        listener.close()
-        os._exit(_run_child(connection))
+        code = 1
+        try:
+            listener.close()
+            code = _run_child(connection)
+        finally:  # never back into the server's loop, whatever happened
+            os._exit(code)
     connection.close()
     return pid
 
@@ -254,6 +278,8 @@ def _run_child(connection: socket.socket) -> int:
             payload += chunk
         request = json.loads(payload)
         connection.sendall(b"started\n")
+        if _read_line(connection) != b"go\n":
+            return 1  # the client gave up waiting (a stopped server) and runs the job itself
         for target, fd in zip((0, 1, 2), fds, strict=True):
             os.dup2(fd, target)
             os.close(fd)

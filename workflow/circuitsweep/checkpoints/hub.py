@@ -936,16 +936,37 @@ class _StallBound(httpx2.BaseTransport):
         self._inner.close()
 
 
+#: The slowest body accepted once it has run :data:`TRICKLE_TIMEOUTS` read timeouts (bytes per second).
+MIN_BYTES_PER_S = 16 << 10
+TRICKLE_TIMEOUTS = 3
+
+
 class _StallBoundStream(httpx2.SyncByteStream):
-    """A response body whose read timeout (a body that stops arriving) is :class:`HubStalled`."""
+    """A response body whose read timeout (a body that stops arriving) is :class:`HubStalled`.
+
+    So is a body that trickles in (a byte now and then, never idle for a
+    whole read timeout): slower than :data:`MIN_BYTES_PER_S` on average once
+    it has run :data:`TRICKLE_TIMEOUTS` read timeouts.
+    """
 
     def __init__(self, inner: httpx2.SyncByteStream, request: httpx2.Request) -> None:
         self._inner = inner
         self._request = request
 
     def __iter__(self) -> Iterator[bytes]:
+        read_timeout = (self._request.extensions.get("timeout") or {}).get("read")
+        grace = None if read_timeout is None else TRICKLE_TIMEOUTS * read_timeout
+        started, received = time.monotonic(), 0
         try:
-            yield from self._inner
+            for chunk in self._inner:
+                received += len(chunk)
+                elapsed = time.monotonic() - started
+                if grace is not None and elapsed > grace and received < MIN_BYTES_PER_S * elapsed:
+                    raise HubStalled(
+                        f"the Hub sent {received} bytes in {elapsed:.0f} s, slower than {MIN_BYTES_PER_S} bytes/s: "
+                        f"{self._request.method} {self._request.url.copy_with(query=None)}"
+                    )
+                yield chunk
         except httpx2.TimeoutException as error:
             raise _stalled(self._request, error) from error
 
@@ -984,7 +1005,9 @@ def _use_timeout(timeout: float) -> None:
         client = default_client_factory()
         client.timeout = httpx2.Timeout(timeout)
         client.event_hooks = {**client.event_hooks, "request": [*client.event_hooks["request"], bound]}
+        # the transport, and those of the proxies set in the environment
         client._transport = _StallBound(client._transport)
+        client._mounts = {k: None if t is None else _StallBound(t) for k, t in client._mounts.items()}
         return client
 
     set_client_factory(factory)
