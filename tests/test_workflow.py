@@ -24,12 +24,21 @@ from circuitsweep.config import load_config
 from circuitsweep.plan import plan_sweep
 from circuitsweep.primitives import contract as K
 from circuitsweep.table_io import read_table
+from circuitsweep.toy.spec import ToySpec
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "workflow/Snakefile"
 DEFAULT_CONFIG = REPO / "config" / "config.yaml"
 
 pytestmark = pytest.mark.slow
+
+#: The default run's toy models: architecture and number of revisions.
+TOY_ARCHITECTURES = {
+    "toy-gptneox": "GPTNeoXForCausalLM",
+    "toy-olmo": "OlmoForCausalLM",
+    "toy-olmoe": "OlmoeForCausalLM",
+}
+TOY_REVISIONS = {"toy-gptneox": 17, "toy-olmo": 17, "toy-olmoe": 12}
 
 SMALL_CONFIG = {
     "probes": {
@@ -117,8 +126,9 @@ def test_tables_follow_the_contract(toy_run):
     assert set(heads["class"]) <= set(C.CLASSES)
     emergence = pl.read_parquet(toy_run / "tables" / "emergence.parquet")
     assert emergence.columns == [*C.EMERGENCE_COLUMNS, *C.ABLATION_EMERGENCE_COLUMNS]  # the toy config ablates
-    assert emergence.height == 13 + 13 + 12
-    assert heads.height == (13 + 13) * 2 * 8 + 12 * 2 * 4
+    assert emergence.height == sum(TOY_REVISIONS.values())
+    specs = {name: ToySpec.default(a) for name, a in TOY_ARCHITECTURES.items()}
+    assert heads.height == sum(n * specs[m].num_layers * specs[m].num_heads for m, n in TOY_REVISIONS.items())
     csv = pl.read_csv(toy_run / "tables" / "emergence.csv")
     assert csv.height == emergence.height
     milestones_md = (toy_run / "tables" / "milestones.md").read_text()
@@ -132,7 +142,7 @@ def test_toy_ablation_rows_and_causal_milestone(toy_run):
     first revision with a screen head, and wherever a control exists the circuit costs more top-1 than it."""
     ablation = pl.read_parquet(toy_run / "tables" / "ablation.parquet")
     assert ablation.columns == list(C.ABLATION_COLUMNS)
-    assert ablation.select("model", "revision").unique().height == 13 + 13 + 12
+    assert ablation.select("model", "revision").unique().height == sum(TOY_REVISIONS.values())
     milestones = pl.read_csv(toy_run / "tables" / "milestones.csv")
     emergence = pl.read_parquet(toy_run / "tables" / "emergence.parquet")
     assert milestones["causal_revision"].null_count() < milestones.height, milestones
@@ -152,7 +162,7 @@ def test_primitive_tables_have_intervals(toy_run):
     summary = gaps.filter((pl.col("layer") == K.SUMMARY) & (pl.col("score_kind") == K.REPRESENTATIONAL))
     plan = plan_sweep(load_config(DEFAULT_CONFIG), REPO)
     planned = sum(len(plan.primitive_revisions(model)) for model in plan.models)
-    assert 3 <= planned < 13 + 13 + 12, "the toy config measures primitives at a subset of revisions"
+    assert 3 <= planned < sum(TOY_REVISIONS.values()), "the toy config measures primitives at a subset of revisions"
     assert summary.height == planned
     assert (summary["ci_low"] <= summary["gap"]).all() and (summary["gap"] <= summary["ci_high"]).all()
     assert summary["p_value"].is_between(0, 1).all()
