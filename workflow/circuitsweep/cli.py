@@ -138,6 +138,54 @@ def cmd_head_tables(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_milestone_brackets(args: argparse.Namespace) -> None:
+    from circuitsweep.contracts import Paths
+    from circuitsweep.plan import plan_sweep
+    from circuitsweep.refine import milestone_brackets, read_rounds, write_brackets
+    from circuitsweep.table_io import read_table
+
+    plan = plan_sweep(args.config, Path(args.root), Paths(Path(args.results)))
+    if plan.refine is None:
+        from circuitsweep.errors import ConfigError
+
+        raise ConfigError("milestone-brackets: the config has no refine block")
+    milestones, _ = read_table(Path(args.milestones))
+    curves, _ = read_table(Path(args.emergence))
+    added = read_rounds(plan.paths.refine_rounds())
+    table = milestone_brackets(milestones, curves, plan.available, plan.revisions, plan.refine, added)
+    write_brackets(table, Path(args.csv), Path(args.markdown))
+
+
+def cmd_refine(args: argparse.Namespace) -> None:
+    from circuitsweep.config import load_configs
+    from circuitsweep.errors import ConfigError
+    from circuitsweep.plan import plan_sweep, results_paths
+    from circuitsweep.refine import RefineFailed, RefineRun, dry_run, refine
+
+    root = Path(args.root)
+    configfiles = tuple(Path(c) for c in args.configfile)
+    config = load_configs(configfiles or (root / "config" / "config.yaml",))
+    plan = plan_sweep(config, root, results_paths(config))
+    if plan.refine is None:
+        raise ConfigError(f"refine: {', '.join(map(str, configfiles)) or 'the config'} has no refine block")
+    options = tuple(a for a in args.snakemake if a != "--")
+    run = RefineRun(root / "workflow" / "Snakefile", configfiles, options, tuple(args.targets))
+    if args.dry_run:
+        raise SystemExit(dry_run(run))
+    try:
+        added = refine(run, plan.refine, plan.paths.milestone_brackets("csv"), plan.paths.refine_rounds())
+    except RefineFailed as failed:
+        raise SystemExit(failed.code) from None
+    final = plan_sweep(config, root, results_paths(config))
+    rounds = max((a.round for a in added), default=0)
+    for model, revisions in final.revisions.items():
+        print(
+            f"{model}: {len(revisions)} revisions measured ({len(plan.revisions[model])} before this run) "
+            f"of {len(final.available[model])} available, after {rounds} refinement round{'s' * (rounds != 1)}"
+        )
+    print(f"brackets: {final.paths.milestone_brackets('csv')}")
+
+
 def cmd_plot_emergence(args: argparse.Namespace) -> None:
     import polars as pl
 
@@ -145,8 +193,9 @@ def cmd_plot_emergence(args: argparse.Namespace) -> None:
 
     curves = pl.read_parquet(args.emergence)
     milestones = pl.read_parquet(args.milestones) if args.milestones else None
+    brackets = pl.read_csv(args.brackets[0], infer_schema_length=None) if args.brackets else None
     for output in args.output:
-        emergence_plot(curves, Path(output), milestones)
+        emergence_plot(curves, Path(output), milestones, brackets)
 
 
 def cmd_plot_heatmap(args: argparse.Namespace) -> None:
@@ -300,9 +349,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation-csv", help="the ablation table (CSV)")
     p.add_argument("--causal-factor", type=float, default=2.0, help="causal milestone factor")
 
+    p = add("milestone-brackets", cmd_milestone_brackets, "bracket each milestone between two swept revisions")
+    p.add_argument("--config", type=_json, required=True, help="JSON: the workflow's config (it is planned again)")
+    p.add_argument("--root", required=True, help="workflow folder that relative paths resolve against")
+    p.add_argument("--results", required=True, help="results folder (Paths root) holding the refinement rounds")
+    p.add_argument("--emergence", required=True, help="the emergence table (Parquet)")
+    p.add_argument("--milestones", required=True, help="the milestones table (Parquet)")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
+
+    p = add(
+        "refine",
+        cmd_refine,
+        "sweep, then add revisions where milestones lie until each is bracketed by adjacent available revisions",
+    )
+    p.add_argument("--configfile", nargs="*", default=[], help="config files (default config/config.yaml)")
+    p.add_argument("--root", default=".", help="workflow folder (holding workflow/Snakefile)")
+    p.add_argument("--dry-run", action="store_true", help="show the next round's jobs (snakemake --dry-run)")
+    p.add_argument("--targets", nargs="*", default=[], help="what the last Snakemake run builds (default: all)")
+    p.add_argument("snakemake", nargs=argparse.REMAINDER, help="snakemake options (no targets) after --: -- --cores 8")
+
     p = add("plot-emergence", cmd_plot_emergence, "plot BOS fraction and induction heads against tokens")
     p.add_argument("--emergence", required=True)
     p.add_argument("--milestones", help="milestones table (Parquet), marked on the curves")
+    p.add_argument("--brackets", nargs="*", default=[], help="milestone brackets table (CSV), drawn as spans")
     p.add_argument("--output", nargs="+", required=True, help="figure files (.png, .svg)")
 
     p = add("plot-heatmap", cmd_plot_heatmap, "plot one model's per-layer head counts per revision")

@@ -10,6 +10,7 @@ is reported with the path of the offending key before any job runs.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -302,6 +303,14 @@ def resolve_config(config: dict[str, Any]) -> dict[str, ModelSettings]:
             f"invalid configuration ({len(problems)} problem{'s' if len(problems) > 1 else ''}):\n{lines}"
         )
     return models
+
+
+def load_configs(paths: Sequence[Path | str]) -> dict[str, Any]:
+    """Config files merged in order, later keys over earlier ones (as Snakemake merges ``--configfile``)."""
+    config: dict[str, Any] = {}
+    for path in paths:
+        config = _deep_merge(config, load_config(path))
+    return config
 
 
 def load_config(path: Path | str) -> dict[str, Any]:

@@ -189,6 +189,33 @@ NATURAL_EMERGENCE_COLUMNS: tuple[str, ...] = ("natural_bos_fraction", "natural_i
 #: Milestone columns of the ablation: first revision where the circuit is causal.
 CAUSAL_MILESTONE_COLUMNS: tuple[str, ...] = ("causal_revision", "causal_tokens", "causal_factor")
 
+# --- Adaptive refinement (circuitsweep.refine) --------------------------------
+
+#: The milestones a refinement can pin down, each with the milestones-table column naming its revision.
+REFINE_MILESTONES: dict[str, str] = {
+    "induction_onset": "induction_onset_revision",
+    "bos_t50": "bos_t50_revision",
+    "causal": "causal_revision",
+    "early_screen": "early_screen_revision",
+}
+#: One row per model and milestone: the two swept revisions that bracket it and how refinement got there.
+#: status: adjacent (no available revision between them), open (rounds spent first), not reached,
+#: or first (reached at the first available revision).
+BRACKET_COLUMNS: tuple[str, ...] = (
+    "model",
+    "milestone",
+    "status",
+    "lower_revision",
+    "lower_tokens",
+    "upper_revision",
+    "upper_tokens",
+    "available_between",
+    "next_revision",
+    "rounds_used",
+    "revisions_added",
+    "added_revisions",
+)
+
 # --- Metadata keys stored with every cache file ----------------------------
 
 META_KEY = "circuitsweep"
@@ -264,6 +291,14 @@ class Paths:
 
     def milestones_table(self, suffix: str = "csv") -> Path:
         return self.root / "tables" / f"milestones.{suffix}"
+
+    def milestone_brackets(self, suffix: str = "csv") -> Path:
+        """Per model and milestone, the two swept revisions that bracket it (``BRACKET_COLUMNS``)."""
+        return self.root / "tables" / f"milestone_brackets.{suffix}"
+
+    def refine_rounds(self) -> Path:
+        """The revisions each refinement round added (``circuitsweep.refine``); the plan sweeps them too."""
+        return self.root / "refine" / "rounds.json"
 
     def overhead_table(self, suffix: str = "csv") -> Path:
         return self.root / "tables" / f"overhead.{suffix}"

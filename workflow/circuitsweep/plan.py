@@ -19,6 +19,7 @@ from circuitsweep.contracts import Paths
 from circuitsweep.errors import ConfigError
 from circuitsweep.heads.probe_settings import AblationSettings
 from circuitsweep.primitives.stimuli import load_stimuli
+from circuitsweep.refine import RefineSettings, read_rounds, resolve_refine, with_added
 from circuitsweep.revisions import Revision, parse_branches, read_manifest, select_revisions
 
 logger = logging.getLogger(__name__)
@@ -109,6 +110,8 @@ class Plan:
     available: dict[str, list[Revision]] = field(default_factory=dict)
     #: The fingerprint of each primitive model's stimuli (``Stimuli.fingerprint``), as its shards record it.
     stimuli_sha256: dict[str, str] = field(default_factory=dict)
+    #: The ``refine`` block (None: no refinement); the revisions its rounds added are in ``revisions``.
+    refine: RefineSettings | None = None
 
     def revision(self, model: str, name: str) -> Revision:
         for revision in self.revisions[model]:
@@ -348,15 +351,29 @@ def _corpus_problem(name: str, corpus: str, root: Path) -> str | None:
     return None
 
 
+def results_paths(config: dict[str, Any]) -> Paths:
+    """Where a config's results go: the one place the workflow and ``circuitsweep refine`` take them from."""
+    return Paths(Path("results"))
+
+
 def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -> Plan:
     """Validate ``config`` and resolve every model's revisions.
 
     ``root``: the workflow folder, against which relative source and manifest
-    paths resolve; ``paths``: where results go (default ``results/``).
+    paths resolve; ``paths``: where results go (default ``results/``). With a
+    ``refine`` block, every model also sweeps the revisions that refinement
+    rounds added (``paths.refine_rounds()``).
     """
     models = resolve_config(config)
+    paths = paths or Paths()
+    refine = None
     revisions, available, stimuli = {}, {}, {}
     problems = []
+    try:
+        refine = resolve_refine(config)
+    except ConfigError as error:
+        problems.append(str(error))
+    added = read_rounds(paths.refine_rounds()) if refine else []
     for name, model in models.items():
         found = model_problems(model)
         problems += found
@@ -365,6 +382,7 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
         try:
             available[name] = available_revisions(model, Path(root))
             revisions[name] = select_revisions(available[name], model.revisions, model=name)
+            revisions[name] = with_added(name, revisions[name], available[name], added, paths.refine_rounds())
         except (ValueError, ConfigError) as error:
             problems.append(f"models.{name}.revisions: {error}" if not isinstance(error, ConfigError) else str(error))
     for name, model in models.items():
@@ -387,7 +405,6 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
     ablation, causal_factor = resolve_ablation(config)
-    paths = paths or Paths()
     return Plan(
         models=models,
         revisions=revisions,
@@ -399,6 +416,7 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
         fingerprints=run_dir_fingerprints(models, revisions, Path(root), paths),
         available=available,
         stimuli_sha256=stimuli,
+        refine=refine,
     )
 
 

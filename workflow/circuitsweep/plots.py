@@ -59,9 +59,54 @@ _MILESTONE_MARKS = (
 )
 
 
-def emergence_plot(curves: pl.DataFrame, path: Path, milestones: pl.DataFrame | None = None) -> None:
-    """Write :func:`emergence_figure` to ``path``."""
-    _save(emergence_figure(curves, milestones), path)
+def emergence_plot(
+    curves: pl.DataFrame, path: Path, milestones: pl.DataFrame | None = None, brackets: pl.DataFrame | None = None
+) -> None:
+    """Write :func:`emergence_figure` to ``path``, with :func:`draw_milestone_brackets` when ``brackets`` is given."""
+    figure = emergence_figure(curves, milestones)
+    if brackets is not None:
+        bos, induction = figure.axes[:2]
+        draw_milestone_brackets({"bos_fraction": bos, "n_induction_heads": induction}, curves, brackets)
+    _save(figure, path)
+
+
+#: The panel each refined milestone's bracket is drawn on (``contracts.REFINE_MILESTONES``).
+_BRACKET_PANELS = {
+    "bos_t50": "bos_fraction",
+    "induction_onset": "n_induction_heads",
+    "early_screen": "n_induction_heads",
+    "causal": "n_induction_heads",
+}
+
+
+def draw_milestone_brackets(axes: dict[str, plt.Axes], curves: pl.DataFrame, brackets: pl.DataFrame) -> None:
+    """Each bracketed milestone as a horizontal bar from its lower to its upper revision's tokens.
+
+    ``axes``: the emergence panels by curve column; ``brackets``: the bracket table
+    (``contracts.BRACKET_COLUMNS``). Bars stack below the curves, one row per model
+    and milestone, in the model's line colour, labelled with the milestone.
+    """
+    colours = {}
+    for axis in axes.values():
+        for line in axis.get_lines():
+            if not line.get_label().startswith("_"):
+                colours[line.get_label()] = line.get_color()
+    limits = {panel: axis.get_ylim() for panel, axis in axes.items()}
+    levels: dict[str, int] = {}
+    for row in brackets.iter_rows(named=True):
+        if row["upper_tokens"] is None or row["milestone"] not in _BRACKET_PANELS:
+            continue
+        panel = _BRACKET_PANELS[row["milestone"]]
+        bottom, top = limits[panel]
+        levels[panel] = levels.get(panel, 0) + 1
+        y = bottom - 0.06 * levels[panel] * (top - bottom)
+        lower = row["lower_tokens"] if row["lower_tokens"] is not None else 0
+        colour = colours.get(row["model"], "black")
+        axis = axes[panel]
+        axis.plot([lower, row["upper_tokens"]], [y, y], color=colour, linewidth=2.5, marker="|", markersize=9)
+        label = f"{row['milestone']} ({row['status']})"
+        axis.annotate(label, (row["upper_tokens"], y), xytext=(4, -3), textcoords="offset points", fontsize=6)
+        axis.set_ylim(bottom - 0.06 * (levels[panel] + 1) * (top - bottom), top)
 
 
 def emergence_figure(curves: pl.DataFrame, milestones: pl.DataFrame | None = None) -> plt.Figure:

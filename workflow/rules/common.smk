@@ -11,7 +11,7 @@ REPO = Path(workflow.basedir).parent
 
 from circuitsweep.contracts import Paths
 from circuitsweep.names import SAFE_NAME_PATTERN
-from circuitsweep.plan import plan_sweep
+from circuitsweep.plan import plan_sweep, results_paths
 from circuitsweep.warm_worker import suits
 from circuitsweep.yaml_load import load_yaml
 from circuitsweep.primitives import contract as K
@@ -39,7 +39,7 @@ for _configfile in workflow.overwrite_configfiles or []:
 
 # Validates the config against workflow/schemas/config.schema.yaml and resolves
 # every model's revisions; a bad config stops here, before any job runs.
-PLAN = plan_sweep(config, REPO, Paths(Path("results")))
+PLAN = plan_sweep(config, REPO, results_paths(config))
 PATHS = PLAN.paths
 MODELS = list(PLAN.models)
 
@@ -184,8 +184,16 @@ def all_primitive_shards():
     ]
 
 
+def refine_targets():
+    """The bracket table, with a refine block (circuitsweep.refine)."""
+    if PLAN.refine is None:
+        return []
+    return [PATHS.milestone_brackets("csv"), PATHS.milestone_brackets("md")]
+
+
 def final_targets():
     return [
+        *refine_targets(),
         PATHS.overhead_table("csv"),
         PATHS.overhead_table("md"),
         *primitive_targets(),

@@ -5,6 +5,7 @@ rule plot_emergence:
     input:
         emergence=PATHS.emergence_table("parquet"),
         milestones=PATHS.milestones_table("parquet"),
+        brackets=refine_targets()[:1],
     output:
         png=report(PATHS.emergence_plot("png"), caption="../report/emergence.rst", category="Plots"),
         # inlined on the report's landing page (workflow/report/workflow.rst)
@@ -18,7 +19,7 @@ rule plot_emergence:
         PATHS.log("plot_emergence"),
     shell:
         "python -m circuitsweep plot-emergence --emergence {input.emergence:q} --milestones {input.milestones:q}"
-        " --output {output.png:q} {output.svg:q} > {log:q} 2>&1"
+        " --brackets {input.brackets:q} --output {output.png:q} {output.svg:q} > {log:q} 2>&1"
 
 
 rule plot_heatmap:
