@@ -91,7 +91,7 @@ INDUCTION_OUT = 96
 UNUSED = 200
 
 
-def planted_checkpoint(step: int, onset: int, causal: int) -> GPTNeoXForCausalLM:
+def planted_checkpoint(step: int, onset: int, causal: int, attn_implementation: str = "eager") -> GPTNeoXForCausalLM:
     """The planted model as a training run's checkpoint at ``step``.
 
     Before ``onset`` the induction head (layer 1 head 1) attends uniformly (zero
@@ -101,7 +101,7 @@ def planted_checkpoint(step: int, onset: int, causal: int) -> GPTNeoXForCausalLM
     before that the head's output is zero and ablating it changes nothing.
     The previous-token and BOS heads are planted at every step.
     """
-    model = planted_model("eager")
+    model = planted_model(attn_implementation)
     with torch.no_grad():
         layer1 = model.gpt_neox.layers[1].attention
         qkv1 = layer1.query_key_value.weight

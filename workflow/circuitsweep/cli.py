@@ -156,6 +156,16 @@ def cmd_milestone_brackets(args: argparse.Namespace) -> None:
     write_brackets(table, Path(args.csv), Path(args.markdown))
 
 
+def cmd_group_milestones(args: argparse.Namespace) -> None:
+    from circuitsweep.groups import group_milestones
+    from circuitsweep.table_io import read_table, write_csv, write_markdown
+
+    milestones, _ = read_table(Path(args.milestones))
+    table = group_milestones(milestones, args.groups)
+    write_csv(table, Path(args.csv))
+    write_markdown(table, Path(args.markdown), title="Milestones per group: spread of the tokens over its models")
+
+
 def cmd_refine(args: argparse.Namespace) -> None:
     from circuitsweep.config import load_configs
     from circuitsweep.errors import ConfigError
@@ -195,7 +205,7 @@ def cmd_plot_emergence(args: argparse.Namespace) -> None:
     milestones = pl.read_parquet(args.milestones) if args.milestones else None
     brackets = pl.read_csv(args.brackets[0], infer_schema_length=None) if args.brackets else None
     for output in args.output:
-        emergence_plot(curves, Path(output), milestones, brackets)
+        emergence_plot(curves, Path(output), milestones, brackets, args.groups)
 
 
 def cmd_plot_heatmap(args: argparse.Namespace) -> None:
@@ -358,6 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", required=True)
     p.add_argument("--markdown", required=True)
 
+    p = add("group-milestones", cmd_group_milestones, "spread of each milestone's tokens over a group's models")
+    p.add_argument("--milestones", required=True, help="the milestones table (Parquet)")
+    p.add_argument("--groups", type=_json, required=True, help="JSON: model -> group")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
+
     p = add(
         "refine",
         cmd_refine,
@@ -373,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--emergence", required=True)
     p.add_argument("--milestones", help="milestones table (Parquet), marked on the curves")
     p.add_argument("--brackets", nargs="*", default=[], help="milestone brackets table (CSV), drawn as spans")
+    p.add_argument("--groups", type=_json, default={}, help="JSON: model -> group, drawn as a band per group")
     p.add_argument("--output", nargs="+", required=True, help="figure files (.png, .svg)")
 
     p = add("plot-heatmap", cmd_plot_heatmap, "plot one model's per-layer head counts per revision")

@@ -122,6 +122,7 @@ class ModelSettings:
     primitives: dict[str, Any]
     toy: dict[str, Any] | None
     shape: dict[str, Any] | None = None  # config.json keys declared for planning (sizing), if any
+    group: str | None = None  # the family (e.g. seeds of one architecture) the model belongs to
 
 
 def _check_probes(name: str, probes: ProbeSettings, first_token: dict[str, Any]) -> list[str]:
@@ -240,6 +241,7 @@ def resolve_model(name: str, entry: dict[str, Any], config: dict[str, Any]) -> M
         ),
         toy=entry.get("toy"),
         shape=dict(entry["shape"]) if entry.get("shape") else None,
+        group=entry.get("group"),
     )
 
 

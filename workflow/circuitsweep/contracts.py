@@ -216,6 +216,29 @@ BRACKET_COLUMNS: tuple[str, ...] = (
     "added_revisions",
 )
 
+# --- Seed groups (circuitsweep.groups) ----------------------------------------
+
+#: The milestones a group summarises, each with the milestones-table column of its tokens.
+GROUP_MILESTONES: dict[str, str] = {
+    "induction_onset": "induction_onset_tokens",
+    "bos_t50": "bos_t50_tokens",
+    "early_screen": "early_screen_tokens",
+    "causal": "causal_tokens",
+}
+#: One row per group and milestone: token statistics over the group's models that reached it
+#: (sd: sample standard deviation, null below two); models lists the group's models.
+GROUP_MILESTONE_COLUMNS: tuple[str, ...] = (
+    "group",
+    "milestone",
+    "n_models",
+    "n_reached",
+    "mean_tokens",
+    "sd_tokens",
+    "min_tokens",
+    "max_tokens",
+    "models",
+)
+
 # --- Metadata keys stored with every cache file ----------------------------
 
 META_KEY = "circuitsweep"
@@ -295,6 +318,10 @@ class Paths:
     def milestone_brackets(self, suffix: str = "csv") -> Path:
         """Per model and milestone, the two swept revisions that bracket it (``BRACKET_COLUMNS``)."""
         return self.root / "tables" / f"milestone_brackets.{suffix}"
+
+    def group_milestones(self, suffix: str = "csv") -> Path:
+        """Per group of models (``group:``) and milestone, the spread of its tokens (``GROUP_MILESTONE_COLUMNS``)."""
+        return self.root / "tables" / f"group_milestones.{suffix}"
 
     def refine_rounds(self) -> Path:
         """The revisions each refinement round added (``circuitsweep.refine``); the plan sweeps them too."""

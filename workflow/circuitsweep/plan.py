@@ -272,6 +272,10 @@ class Plan:
         """The milestone thresholds (``head_tables``'s params): changing one reclassifies nothing."""
         return asdict(self.models[model].milestones)
 
+    def groups(self) -> dict[str, str]:
+        """Model -> group of every model with a ``group`` (the seeds of one family)."""
+        return {name: model.group for name, model in self.models.items() if model.group is not None}
+
     def primitive_models(self) -> list[str]:
         """Models whose primitive gaps are measured (``primitives.enabled``)."""
         return [name for name, model in self.models.items() if model.primitives["enabled"]]

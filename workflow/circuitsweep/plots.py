@@ -60,14 +60,47 @@ _MILESTONE_MARKS = (
 
 
 def emergence_plot(
-    curves: pl.DataFrame, path: Path, milestones: pl.DataFrame | None = None, brackets: pl.DataFrame | None = None
+    curves: pl.DataFrame,
+    path: Path,
+    milestones: pl.DataFrame | None = None,
+    brackets: pl.DataFrame | None = None,
+    groups: dict[str, str] | None = None,
 ) -> None:
-    """Write :func:`emergence_figure` to ``path``, with :func:`draw_milestone_brackets` when ``brackets`` is given."""
+    """Write :func:`emergence_figure` to ``path``, with :func:`draw_group_bands` for ``groups`` (model -> group)
+    and :func:`draw_milestone_brackets` for ``brackets``."""
     figure = emergence_figure(curves, milestones)
+    bos, induction = figure.axes[:2]
+    panels = {"bos_fraction": bos, "n_induction_heads": induction}
+    if groups:
+        draw_group_bands(panels, curves, groups)
     if brackets is not None:
-        bos, induction = figure.axes[:2]
-        draw_milestone_brackets({"bos_fraction": bos, "n_induction_heads": induction}, curves, brackets)
+        draw_milestone_brackets(panels, curves, brackets)
     _save(figure, path)
+
+
+def draw_group_bands(axes: dict[str, plt.Axes], curves: pl.DataFrame, groups: dict[str, str]) -> None:
+    """Each group of models (``group:``) as a shaded band from the lowest to the highest of its curves.
+
+    ``axes``: the emergence panels by curve column; ``groups``: model -> group.
+    At each token count the band spans the group's models that have a revision there.
+    """
+    from circuitsweep.groups import group_bands
+
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for column, axis in axes.items():
+        bands = group_bands(curves, groups, column)
+        for i, ((group,), band) in enumerate(bands.group_by("group", maintain_order=True)):
+            colour = colours[i % len(colours)]
+            axis.fill_between(
+                band["tokens"],
+                band["low"],
+                band["high"],
+                color=colour,
+                alpha=0.2,
+                linewidth=0,
+                label=f"{group} (min-max)" if column == "bos_fraction" else None,
+            )
+    axes["bos_fraction"].legend(fontsize=8, loc="upper left")
 
 
 #: The panel each refined milestone's bracket is drawn on (``contracts.REFINE_MILESTONES``).

@@ -191,9 +191,17 @@ def refine_targets():
     return [PATHS.milestone_brackets("csv"), PATHS.milestone_brackets("md")]
 
 
+def group_targets():
+    """The group milestone table, when some model has a group (circuitsweep.groups)."""
+    if not PLAN.groups():
+        return []
+    return [PATHS.group_milestones("csv"), PATHS.group_milestones("md")]
+
+
 def final_targets():
     return [
         *refine_targets(),
+        *group_targets(),
         PATHS.overhead_table("csv"),
         PATHS.overhead_table("md"),
         *primitive_targets(),

@@ -10,6 +10,8 @@ rule plot_emergence:
         png=report(PATHS.emergence_plot("png"), caption="../report/emergence.rst", category="Plots"),
         # inlined on the report's landing page (workflow/report/workflow.rst)
         svg=PATHS.emergence_plot("svg"),
+    params:
+        groups=as_json(PLAN.groups()),
     resources:
         mem_mb=small_resource("plot_emergence", "mem_mb"),
         runtime=small_resource("plot_emergence", "runtime"),
@@ -19,7 +21,7 @@ rule plot_emergence:
         PATHS.log("plot_emergence"),
     shell:
         "python -m circuitsweep plot-emergence --emergence {input.emergence:q} --milestones {input.milestones:q}"
-        " --brackets {input.brackets:q} --output {output.png:q} {output.svg:q} > {log:q} 2>&1"
+        " --brackets {input.brackets:q} --groups {params.groups:q} --output {output.png:q} {output.svg:q} > {log:q} 2>&1"
 
 
 rule plot_heatmap:

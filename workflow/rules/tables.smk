@@ -75,6 +75,29 @@ if PLAN.refine is not None:
             " --csv {output.csv:q} --markdown {output.markdown:q} > {log:q} 2>&1"
 
 
+if PLAN.groups():
+
+    # Per group of models (`group:`, e.g. the seeds of one architecture) and milestone: the spread of its tokens.
+    rule group_milestones:
+        input:
+            PATHS.milestones_table("parquet"),
+        output:
+            csv=report(PATHS.group_milestones("csv"), caption="../report/group_milestones.rst", category="Tables"),
+            markdown=PATHS.group_milestones("md"),
+        params:
+            groups=as_json(PLAN.groups()),
+        resources:
+            mem_mb=small_resource("group_milestones", "mem_mb"),
+            runtime=small_resource("group_milestones", "runtime"),
+        conda:
+            ENV
+        log:
+            PATHS.log("group_milestones"),
+        shell:
+            "python -m circuitsweep group-milestones --milestones {input:q} --groups {params.groups:q}"
+            " --csv {output.csv:q} --markdown {output.markdown:q} > {log:q} 2>&1"
+
+
 rule sweep_overhead:
     input:
         scores=all_head_scores(),
