@@ -41,7 +41,12 @@ def cmd_refresh_manifest(args: argparse.Namespace) -> None:
 
     skipped: list[str] = []
     manifest = refresh_manifest(
-        args.repo_id, Path(args.manifest), tokens_per_step=args.tokens_per_step, endpoint=args.endpoint, skipped=skipped
+        args.repo_id,
+        Path(args.manifest),
+        tokens_per_step=args.tokens_per_step,
+        endpoint=args.endpoint,
+        skipped=skipped,
+        pattern=args.branch_pattern,
     )
     print(f"{args.manifest}: {len(manifest.revisions)} revisions of {args.repo_id}")
     if skipped:
@@ -298,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("manifest", help="manifest JSON to write, e.g. config/revisions/olmo-1b-0724-hf.json")
     p.add_argument("--tokens-per-step", type=int, help="for branch names without a token count (stepN)")
     p.add_argument("--endpoint", help="Hub endpoint (default HF_ENDPOINT or huggingface.co)")
+    p.add_argument("--branch-pattern", help="checkpoint branch names, e.g. 'stage1-step{step}-tokens{tokens}B'")
 
     p = add("train-toy", cmd_train_toy, "train one toy model and publish its checkpoints as revisions")
     p.add_argument("--settings", type=_json, required=True, help="JSON: model name, architecture and toy settings")

@@ -217,6 +217,20 @@ def _check_run_dir(name: str, source: dict[str, Any], tokens: dict[str, Any]) ->
     return problems
 
 
+def _check_branch_pattern(name: str, source: dict[str, Any]) -> list[str]:
+    """A branch pattern is for hub and local sources, and must parse (``revisions.BranchPattern``)."""
+    from circuitsweep.revisions import BranchPattern
+
+    where = f"models.{name}.source.branch_pattern"
+    if source["type"] not in ("hub", "local"):
+        return [f"{where}: only a hub or local source has branches to match (a run_dir source has pattern)"]
+    try:
+        BranchPattern(source["branch_pattern"])
+    except ValueError as error:
+        return [f"{where}: {error}"]
+    return []
+
+
 def resolve_model(name: str, entry: dict[str, Any], config: dict[str, Any]) -> ModelSettings:
     """Merge study defaults, global settings and ``entry``'s overrides for one model."""
     probes = _deep_merge(_deep_merge(study_defaults("probes"), config.get("probes", {})), entry.get("probes", {}))
@@ -290,6 +304,8 @@ def resolve_config(config: dict[str, Any]) -> dict[str, ModelSettings]:
         if source["type"] not in ("local", "run_dir") and "path" in source:
             problems.append(f"models.{name}.source.path: only a local or run_dir source has a path")
         problems += _check_run_dir(name, source, model.tokens)
+        if "branch_pattern" in source:
+            problems += _check_branch_pattern(name, source)
         if source.get("gated") and source["type"] != "hub":
             problems.append(f"models.{name}.source.gated: only a hub source can be gated")
         released = source["type"] == "hub" and model.revisions == ["main"]

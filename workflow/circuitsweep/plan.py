@@ -88,7 +88,7 @@ def available_revisions(model: ModelSettings, root: Path) -> list[Revision]:
         else:
             return list(read_manifest(path).revisions)
     try:
-        return parse_branches(names, tokens_per_step=tokens_per_step)
+        return parse_branches(names, tokens_per_step=tokens_per_step, pattern=source.get("branch_pattern"))
     except ValueError as error:
         raise ConfigError(f"models.{model.name}: {error}") from error
 
