@@ -141,3 +141,30 @@ def test_olmo2_named_branches_are_listed_and_swept_through_the_hub(tmp_path):
     assert emergence["revision"].to_list() == list(branches)
     assert emergence["tokens"].to_list() == [0, 2 * 10**9, 6 * 10**9]
     assert emergence["n_induction_heads"].to_list() == [0, 0, 1]
+
+
+@pytest.mark.parametrize("suite", ["olmo2-1b", "crfm-gpt2", "smollm2", "amber"])
+def test_each_suite_naming_scheme_is_listed_through_the_hub(suite, tmp_path):
+    """A Hub repository whose branches are a suite config's revisions (plus main) is listed by refresh_manifest with
+    the config's branch_pattern into exactly those revisions, with the steps and tokens the config plans."""
+    from circuitsweep.checkpoints.hub import refresh_manifest
+
+    plan = plan_sweep(load_config(REPO / "config" / "suites" / f"{suite}.yaml"), REPO)
+    model = next(iter(plan.models.values()))
+    config_json = tmp_path / "config.json"
+    config_json.write_text("{}")
+    repo_id = "suite-org/" + suite
+    for name in ["main", *(r.name for r in plan.revisions[model.name])]:
+        local_hub.publish_revision(tmp_path / "hub", repo_id, name, {"config.json": config_json})
+    with HubServer(tmp_path / "hub") as server:
+        manifest = refresh_manifest(
+            repo_id,
+            tmp_path / "manifest.json",
+            endpoint=server.endpoint,
+            tokens_per_step=model.tokens.get("per_step"),
+            pattern=model.source["branch_pattern"],
+        )
+    assert [(r.name, r.step, r.tokens) for r in manifest.revisions] == [
+        (r.name, r.step, r.tokens) for r in plan.revisions[model.name]
+    ]
+    assert not manifest.partial and manifest.source.startswith("list_repo_refs")
