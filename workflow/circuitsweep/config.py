@@ -202,6 +202,12 @@ def _check_run_dir(name: str, source: dict[str, Any], tokens: dict[str, Any]) ->
     where = f"models.{name}.source"
     if source["type"] != "run_dir":
         problems = [f"{where}.pattern: only a run_dir source has a pattern"] if "pattern" in source else []
+        if (source["type"] == "hub_repos") != ("repos" in source):
+            problems.append(f"{where}: the repos key is required for, and only with, type hub_repos")
+        elif source["type"] == "hub_repos":
+            return problems + [f"{where}.repo_id: a hub_repos source names its repositories in repos"] * (
+                "repo_id" in source
+            )
         if "repo_id" not in source:
             problems.append(f"{where}: repo_id is required for a {source['type']} source")
         return problems
@@ -309,7 +315,8 @@ def resolve_config(config: dict[str, Any]) -> dict[str, ModelSettings]:
         if source.get("gated") and source["type"] != "hub":
             problems.append(f"models.{name}.source.gated: only a hub source can be gated")
         released = source["type"] == "hub" and model.revisions == ["main"]
-        if source["type"] not in ("package",) and not released and not model.tokens:
+        counted = source["type"] == "hub_repos" and all("tokens" in repo for repo in source.get("repos", []))
+        if source["type"] not in ("package",) and not released and not counted and not model.tokens:
             problems.append(f"models.{name}: tokens is required (per_step: N, or from_name: true)")
         if (source["type"] == "package") != ("package" in source):
             problems.append(f"models.{name}.source: the package key is required for, and only with, type package")

@@ -20,7 +20,7 @@ from circuitsweep.errors import ConfigError
 from circuitsweep.heads.probe_settings import AblationSettings
 from circuitsweep.primitives.stimuli import load_stimuli
 from circuitsweep.refine import RefineSettings, read_rounds, resolve_refine, with_added
-from circuitsweep.revisions import Revision, parse_branches, read_manifest, select_revisions
+from circuitsweep.revisions import Revision, parse_branches, read_manifest, select_revisions, sort_revisions
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,15 @@ def toy_branches(toy: dict[str, Any], tokens_per_step: int) -> list[str]:
         )
         for step in toy["schedule"]
     ]
+
+
+def repo_revision(repo_id: str) -> str:
+    """The revision name of a hub_repos checkpoint: its repository's name (``TinyLlama/X`` -> ``X``)."""
+    return repo_id.split("/")[1]
+
+
+#: The branch of each repository of a hub_repos source that holds its checkpoint.
+HUB_REPOS_BRANCH = "main"
 
 
 def manifest_path(model: ModelSettings, root: Path) -> Path:
@@ -64,6 +73,13 @@ def available_revisions(model: ModelSettings, root: Path) -> list[Revision]:
                 f"{source.get('pattern', RUN_DIR_PATTERN)!r}"
             )
         return [Revision(name, step, step * (tokens_per_step or 0)) for name, step in folders]
+    if source["type"] == "hub_repos":
+        return sort_revisions(
+            Revision(
+                repo_revision(repo["repo_id"]), repo["step"], repo.get("tokens", repo["step"] * (tokens_per_step or 0))
+            )
+            for repo in source["repos"]
+        )
     if source["type"] == "toy":
         names = toy_branches(model.toy, tokens_per_step or 0)
     elif source["type"] == "local":
@@ -141,6 +157,10 @@ class Plan:
             source["path"] = str(self.root / source["path"])
             source["weights_sha256"] = self.fingerprints[model][name]
             source["hash_cache"] = str(self.paths.run_dir_hashes())
+        elif source["type"] == "hub_repos":
+            repo_id = next(r["repo_id"] for r in source.pop("repos") if repo_revision(r["repo_id"]) == name)
+            source.update(type="hub", repo_id=repo_id)
+            return {"model": model, "revision": name, "source": source, "hub_revision": HUB_REPOS_BRANCH}
         return {"model": model, "revision": name, "source": source}
 
     def _weights(self, model: str, name: str) -> dict[str, Any]:

@@ -84,7 +84,10 @@ def check_job_names(settings: dict[str, Any]) -> None:
 
 
 def fetch_snapshot(settings: dict[str, Any], snapshot_dir: Path) -> hub.Snapshot:
-    """Fetch and verify ``settings['revision']`` of ``settings['source']`` into ``snapshot_dir``."""
+    """Fetch and verify ``settings['revision']`` of ``settings['source']`` into ``snapshot_dir``.
+
+    ``settings['hub_revision']``, when given, is the Hub branch that holds it (a hub_repos checkpoint: ``main``).
+    """
     source = settings["source"]
     check_job_names(settings)
     snapshot_dir = Path(snapshot_dir)
@@ -109,7 +112,7 @@ def fetch_snapshot(settings: dict[str, Any], snapshot_dir: Path) -> hub.Snapshot
         folder = Path(constants.HF_HUB_CACHE)
     hub.download_snapshot(
         source["repo_id"],
-        settings["revision"],
+        settings.get("hub_revision", settings["revision"]),
         folder,
         local_files_only=source["type"] in ("toy", "local", "package"),
         endpoint=source.get("endpoint"),
