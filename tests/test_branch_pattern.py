@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -65,82 +64,88 @@ def test_olmo2_suite_plans_offline_with_tokens_from_the_names():
 
 
 def _publish(root: Path, repo_id: str, branches: dict[str, int], folder: Path) -> None:
-    """Planted checkpoints (induction head from step 2000) published as ``branches`` (name -> step)."""
+    """Planted checkpoints (induction head from step ``ONSET``) published as ``branches`` (name -> step)."""
     for name, step in branches.items():
-        saved = folder / name
-        planted_checkpoint(step, onset=2000, causal=10**9).save_pretrained(saved, safe_serialization=True)
+        saved = folder / repo_id / name
+        planted_checkpoint(step, onset=ONSET, causal=10**9).save_pretrained(saved, safe_serialization=True)
         local_hub.publish_revision(root, repo_id, name, {p.name: p for p in saved.iterdir()})
 
 
+ONSET = 2000
+#: Per naming scheme (the suite configs'): its branch_pattern, tokens setting, two checkpoint branches around the
+#: onset, and branches that must not be taken for checkpoints.
+SCHEMES = {
+    "olmo2": (OLMO2, {"from_name": True}, {"stage1-step1000-tokens2B": 1000, "stage1-step3000-tokens6B": 3000},
+              ["main", "stage2-ingredient1-step1000-tokens2B"]),
+    "crfm-gpt2": ("checkpoint-{step}", {"per_step": 524288}, {"checkpoint-1000": 1000, "checkpoint-3000": 3000},
+                  ["main"]),
+    "smollm2": ("step-{step}", {"per_step": 2097152}, {"step-1000": 1000, "step-3000": 3000}, ["main"]),
+    "amber": ("ckpt_{step:03d}", {"per_step": 1000}, {"ckpt_1000": 1000, "ckpt_3000": 3000}, ["main"]),
+}  # fmt: skip
+
+
 @pytest.mark.slow
-def test_olmo2_named_branches_are_listed_and_swept_through_the_hub(tmp_path):
-    """refresh-manifest --branch-pattern lists only the matching branches of a Hub repository (with commits, not
-    partial); a sweep of that manifest downloads, measures and orders them by the tokens in their names."""
-    repo_id = "toy-org/olmo2-named"
-    branches = {"stage1-step0-tokens0B": 0, "stage1-step1000-tokens2B": 1000, "stage1-step3000-tokens6B": 3000}
-    other = {"main": 3000, "stage2-ingredient1-step1000-tokens2B": 3000}
-    _publish(tmp_path / "hub", repo_id, {**branches, **other}, tmp_path / "saved")
-    env = job_env({"HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
-    manifest = tmp_path / "manifest.json"
-    config = {
-        "primitives": {"enabled": False},
-        "probes": {
-            "token_range": [2, VOCAB],
-            "batch_size": 32,
-            "induction": {"n_sequences": 32, "seq_len": 64},
-            "repeated": {"n_sequences": 16, "seq_len": 64},
-            "random": {"n_sequences": 16, "seq_len": 64},
-        },
-        "thresholds": {"class_selectivity": 8, "induction_circuit": 12, "induction_onset_heads": 1},
-        "models": {
-            "olmo2-named": {
+def test_every_naming_scheme_is_listed_and_swept_through_the_hub(tmp_path):
+    """For each suite's naming scheme, refresh_manifest with its branch_pattern lists only the matching branches of a
+    Hub repository (with commits, not partial), and one sweep downloads and measures them all, each model's
+    revisions ordered by their tokens, with the induction head found at the checkpoint after its onset."""
+    from circuitsweep.checkpoints.hub import refresh_manifest
+
+    models = {}
+    with HubServer(tmp_path / "hub") as server:
+        for scheme, (pattern, tokens, branches, others) in SCHEMES.items():
+            repo_id = f"toy-org/{scheme}"
+            _publish(tmp_path / "hub", repo_id, {**branches, **dict.fromkeys(others, 3000)}, tmp_path / "saved")
+            manifest_file = tmp_path / f"{scheme}.json"
+            manifest = refresh_manifest(
+                repo_id,
+                manifest_file,
+                endpoint=server.endpoint,
+                tokens_per_step=tokens.get("per_step"),
+                pattern=pattern,
+            )
+            assert [r.name for r in manifest.revisions] == list(branches), scheme
+            assert all(len(r.commit) == 40 for r in manifest.revisions) and not manifest.partial
+            models[scheme] = {
                 "architecture": "GPTNeoXForCausalLM",
-                "source": {"type": "hub", "repo_id": repo_id, "manifest": str(manifest), "branch_pattern": OLMO2},
+                "source": {
+                    "type": "hub",
+                    "repo_id": repo_id,
+                    "manifest": str(manifest_file),
+                    "branch_pattern": pattern,
+                },
                 "revisions": "all",
-                "tokens": {"from_name": True},
+                "tokens": tokens,
                 "first_token": {"policy": "fixed", "token_id": FIRST_TOKEN},
             }
-        },
-    }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    with HubServer(tmp_path / "hub") as server:
+        config = {
+            "primitives": {"enabled": False},
+            "probes": {
+                "token_range": [2, VOCAB],
+                "batch_size": 32,
+                "induction": {"n_sequences": 32, "seq_len": 64},
+                "repeated": {"n_sequences": 16, "seq_len": 64},
+                "random": {"n_sequences": 16, "seq_len": 64},
+            },
+            "thresholds": {"class_selectivity": 8, "induction_circuit": 12, "induction_onset_heads": 1},
+            "models": models,
+        }
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        workdir = tmp_path / "work"
+        workdir.mkdir()
+        env = job_env({"HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
         env["HF_ENDPOINT"] = server.endpoint
-        commands = [
-            [
-                sys.executable,
-                "-m",
-                "circuitsweep",
-                "refresh-manifest",
-                repo_id,
-                str(manifest),
-                "--branch-pattern",
-                OLMO2,
-            ],
-            [
-                sys.executable,
-                "-m",
-                "snakemake",
-                "-s",
-                SNAKEFILE,
-                "--cores",
-                "2",
-                "--configfile",
-                str(tmp_path / "config.yaml"),
-            ],
-        ]
-        for command in commands:
-            result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir, timeout=600)
-            assert result.returncode == 0, f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}\n{job_logs(workdir)}"
-            if command[2] == "circuitsweep":
-                listed = json.loads(manifest.read_text())
-                assert [r["name"] for r in listed["revisions"]] == list(branches)
-                assert all(len(r["commit"]) == 40 for r in listed["revisions"]) and listed["partial"] is False
+        command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "--cores", "2"]
+        command += ["results/tables/emergence.parquet", "--configfile", str(tmp_path / "config.yaml")]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir, timeout=600)
+        assert result.returncode == 0, f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}\n{job_logs(workdir)}"
     emergence = pl.read_parquet(workdir / "results" / "tables" / "emergence.parquet")
-    assert emergence["revision"].to_list() == list(branches)
-    assert emergence["tokens"].to_list() == [0, 2 * 10**9, 6 * 10**9]
-    assert emergence["n_induction_heads"].to_list() == [0, 0, 1]
+    for scheme, (_, _, branches, _) in SCHEMES.items():
+        curve = emergence.filter(pl.col("model") == scheme)
+        assert curve["revision"].to_list() == list(branches), scheme
+        assert curve["n_induction_heads"].to_list() == [0, 1], scheme
+    assert emergence.filter(pl.col("model") == "olmo2")["tokens"].to_list() == [2 * 10**9, 6 * 10**9]
+    assert emergence.filter(pl.col("model") == "crfm-gpt2")["tokens"].to_list() == [1000 * 524288, 3000 * 524288]
 
 
 @pytest.mark.parametrize("suite", ["olmo2-1b", "crfm-gpt2", "smollm2", "amber"])
