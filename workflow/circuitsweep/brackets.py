@@ -139,8 +139,8 @@ def bracket_table(brackets: Mapping[str, Sequence[Bracket]], added: Sequence[Add
     the budget still allows (with none left, no ``next_revision`` is proposed).
     """
     rows = []
-    for model, model_brackets_ in brackets.items():
-        for bracket in model_brackets_:
+    for model, of_model in brackets.items():
+        for bracket in of_model:
             mine = [a for a in added if a.model == model and a.milestone == bracket.milestone]
             rows.append(
                 {

@@ -136,9 +136,9 @@ def milestone_brackets(
         if model not in available:
             raise CacheError(f"the milestones table holds model {model!r}, which is not planned; rerun its tables")
         on_curve = _curve_revisions(curves, model)
-        names = {r.name for r in on_curve}
         # swept revisions left off the curve (skipped duplicates) are no candidates either
-        pool = [r for r in available[model] if r.name in names or r.name not in {s.name for s in swept[model]}]
+        off_curve = {r.name for r in swept[model]} - {r.name for r in on_curve}
+        pool = [r for r in available[model] if r.name not in off_curve]
         try:
             brackets[model] = model_brackets(row, on_curve, pool, settings.milestones)
         except ValueError as error:
