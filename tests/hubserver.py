@@ -21,9 +21,10 @@ errors. No Xet headers are ever sent, so clients use plain HTTP downloads.
 
 Faults, set by a test, apply to matching requests a given number of times:
 ``fail`` (reply with a status, e.g. 503), ``drop`` (close the connection after
-part of a file's body), ``corrupt`` (flip bytes of a file while reporting its
-true hash), ``stall`` (hold the request before answering, a hung Hub),
-``hang_up`` (close the connection with no reply). Every request is logged and
+part of a file's body), ``stall_body`` (hold the connection after part of a
+file's body), ``corrupt`` (flip bytes of a file while reporting its true hash),
+``stall`` (hold the request before answering, a hung Hub), ``hang_up`` (close
+the connection with no reply). Every request is logged and
 can be counted.
 
 Routes used in faults and counts: ``refs``, ``info``, ``tree``, ``paths-info``,
@@ -119,7 +120,7 @@ class Fault:
     times: int = 1
     status: int = 503
     after_bytes: int | None = None  # drop: body bytes sent before closing (default: half)
-    seconds: float = 0.0  # stall: how long to hold the request before answering
+    seconds: float = 0.0  # stall: how long to hold the request before answering; drop: before closing
 
     def matches(self, route: str, filename: str | None, serves_bytes: bool) -> bool:
         """Whether this fault applies to a request of ``route`` for ``filename``."""
@@ -296,6 +297,12 @@ class HubServer:
     def drop(self, filename: str, *, times: int = 1, after_bytes: int | None = None) -> None:
         """Close the connection after ``after_bytes`` (default half) of the body of ``filename``."""
         self._add(Fault("drop", "download", filename, times, after_bytes=after_bytes))
+
+    def stall_body(
+        self, filename: str, *, seconds: float = 600.0, times: int = 1, after_bytes: int | None = None
+    ) -> None:
+        """Send ``after_bytes`` (default half) of the body of ``filename``, then hold the connection ``seconds``."""
+        self._add(Fault("drop", "download", filename, times, after_bytes=after_bytes, seconds=seconds))
 
     def stall(self, route: str | None = None, *, seconds: float = 600.0, times: int = 1) -> None:
         """Hold the next ``times`` matching requests ``seconds`` before answering (a hung Hub)."""
@@ -658,6 +665,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(chunk)
         self.wfile.flush()
         if drop is not None:
+            if drop.seconds:
+                hub._stopping.wait(drop.seconds)
             self._drop()
             return 0
         return status

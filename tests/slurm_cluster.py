@@ -61,7 +61,7 @@ USABLE_STATES = ("idle", "mix", "mixed")
 # resources that ask SLURM for GPUs (see snakemake_executor_plugin_slurm.utils.set_gres_string)
 GPU_RESOURCES = ("gpu", "gres", "gpu_model", "cpus_per_gpu", "tasks_per_gpu")
 # the rules that load a model and ask for a GPU
-GPU_RULES = ("measure_heads", "measure_revision")
+GPU_RULES = ("measure_heads", "measure_revision", "final_ablation")
 # resources naming things of a real cluster that the test cluster does not have
 SITE_RESOURCES = ("slurm_partition", "slurm_account", "constraint", "qos", "clusters", "cluster", "slurm_cluster")
 

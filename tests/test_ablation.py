@@ -7,6 +7,8 @@ import pytest
 import torch
 from planted import FIRST_TOKEN, STUDY_THRESHOLDS, VOCAB, planted_model
 
+from circuitsweep import contracts as C
+from circuitsweep.errors import DataError
 from circuitsweep.heads.ablation import (
     ablated,
     ablation_rows,
@@ -206,12 +208,26 @@ def test_config_refuses_ablation_of_an_encoder_and_plans_it_for_decoders():
     assert "ablation" not in plain and "circuit_selectivity" not in plain  # runs without ablation: no reruns
 
 
-def test_circuit_cut_is_the_larger_threshold():
-    """The circuit depends on max(induction_circuit, class_selectivity) only: a class threshold below the
-    circuit's does not move it (so changing it reruns no measurement)."""
+def test_circuit_cut_is_the_screen_threshold():
+    """The ablated circuit depends on induction_circuit only: the class threshold does not move it (so
+    changing it reruns no measurement)."""
     assert circuit_cut(THRESHOLDS) == 50
     assert circuit_cut(Thresholds(**{**THRESHOLDS.__dict__, "class_selectivity": 40})) == 50
-    assert circuit_cut(Thresholds(**{**THRESHOLDS.__dict__, "class_selectivity": 60})) == 60
+    assert circuit_cut(Thresholds(**{**THRESHOLDS.__dict__, "class_selectivity": 60})) == 50
+
+
+def test_ablated_circuit_is_the_screen_whatever_the_class():
+    """The per-revision ablated circuit takes every head with induction selectivity >= the cut, also one whose
+    best class is first (the study's OLMo circuit), and no head under the cut even if its class is induction."""
+    rows = [
+        {"layer": 0, "head": 0, "sel_induction": 60.0, "sel_first": 300.0},  # best class first, screened
+        {"layer": 1, "head": 0, "sel_induction": 40.0, "sel_first": 1.0},  # class induction, under the cut
+        {"layer": 1, "head": 1, "sel_induction": 55.0, "sel_first": 2.0},
+    ]
+    scores = pl.DataFrame([{**{c: 1.0 for c in C.SELECTIVITY_COLUMNS}, **row} for row in rows])
+    assert circuit_heads(scores, 50) == [(0, 0), (1, 1)]
+    with pytest.raises(DataError, match="NaN induction selectivity"):
+        circuit_heads(scores.with_columns(pl.lit(float("nan")).alias("sel_induction")), 50)
 
 
 def test_scores_are_read_at_each_sequences_own_query(measured):

@@ -110,6 +110,23 @@ def test_read_results_returns_the_final_tables_and_their_settings(sweep, tmp_pat
         cs.read_results(tmp_path / "nowhere")
 
 
+def test_notebook_plots_draw_a_sweeps_figures(sweep, tmp_path):  # noqa: F811
+    """``cs.plot_emergence`` and ``cs.plot_trajectories`` take a results folder (or read_results' tables) and return
+    the run's figures; a model not in the run is named in the error."""
+    write_results(tmp_path / "results", sweep[0])
+    emergence = cs.plot_emergence(tmp_path / "results")
+    assert [axis.get_ylabel() for axis in emergence.axes[:2]] == [
+        "BOS-head fraction (class first)",
+        "induction-selective heads (any class)",
+    ]
+    trajectories = cs.plot_trajectories(cs.read_results(tmp_path / "results"))
+    labels = [text.get_text() for text in trajectories.legends[0].get_texts()]
+    assert any(label.startswith("induction (") for label in labels), labels
+    with pytest.raises(ConfigError, match="no model 'other'"):
+        cs.plot_trajectories(tmp_path / "results", "other")
+    assert {"plot_emergence", "plot_trajectories"} <= set(cs.__all__)
+
+
 def test_readme_notebook_example_runs(sweep, tmp_path, monkeypatch, capsys):  # noqa: F811
     """Both README examples run as written: measuring a model in memory, then reading a sweep's results."""
     measure, read = readme_python_blocks()

@@ -70,3 +70,75 @@ def test_check_config_refuses_nan_from_yaml(tmp_path):
     )  # fmt: skip
     assert result.returncode == EXIT_DETERMINISTIC
     assert "thresholds.class_selectivity" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("ablation.random_seed", 2**32),
+        ("probes.induction.seed", 2**32),
+        ("probes.induction.baseline_seed", 2**40),
+        ("probes.repeated.seed", 2**64),
+        ("probes.natural_text.baseline_seed", 2**32),
+        ("ablation.random_draws", 1_000_000),
+    ],
+)
+def test_seeds_and_counts_beyond_what_the_code_holds_are_named(path, value):
+    """Seeds of 2^32 or more (numpy's RandomState refuses them inside the job) and a random_draws count that
+    would run without end are refused at planning, naming the key."""
+    config = _with(path, value)
+    config.setdefault("ablation", {}).setdefault("enabled", True)
+    with pytest.raises(ConfigError, match=path.replace(".", r"\.")):
+        resolve_config(config)
+
+
+def test_the_runtime_estimate_counts_the_ablation_passes():
+    """Each matched-random draw is one more pass over the ablation probe, so it lengthens the job's runtime."""
+    from circuitsweep import resources as R
+    from circuitsweep.config import resolve_ablation
+
+    plan_config = _with("ablation.enabled", True)
+    model = resolve_config(plan_config)[TOY_MODEL]
+    entry = plan_config["models"][TOY_MODEL]
+    shape = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "vocab_size": 50000}
+    probes = model.probes.to_dict()
+    ablation, _ = resolve_ablation(plan_config)
+    few = R.measure_size(entry, "float32", probes, "cuda", shape, {**vars(ablation), "random_draws": 5})
+    many = R.measure_size(entry, "float32", probes, "cuda", shape, {**vars(ablation), "random_draws": 1000})
+    without = R.measure_size(entry, "float32", probes, "cuda", shape)
+    assert without.runtime < few.runtime < many.runtime
+    assert many.runtime > 10 * without.runtime
+
+
+def test_a_step_beyond_int64_is_refused_naming_the_folder(tmp_path):
+    """A checkpoint folder whose step (or step x per_step) exceeds what the tables hold is one line naming it,
+    not Snakemake's PeriodicWildcardError or a polars overflow."""
+    from circuitsweep.plan import plan_sweep
+
+    for name in ("checkpoint-1", "checkpoint-100000000000000000000"):
+        (tmp_path / "run" / name).mkdir(parents=True)
+    config = {
+        "primitives": {"enabled": False},
+        "models": {
+            "my-run": {
+                "architecture": "LlamaForCausalLM",
+                "source": {"type": "run_dir", "path": str(tmp_path / "run")},
+                "revisions": "all",
+                "tokens": {"per_step": 2048},
+            }
+        },
+    }
+    with pytest.raises(ConfigError, match=r"revision checkpoint-100000000000000000000: step 100000000000000000000"):
+        plan_sweep(config, REPO)
+    (tmp_path / "run" / "checkpoint-100000000000000000000").rmdir()
+    (tmp_path / "run" / "checkpoint-9000000000000000").mkdir()
+    with pytest.raises(ConfigError, match=r"checkpoint-9000000000000000: tokens 18432000000000000000 is outside"):
+        plan_sweep(config, REPO)
+
+
+def test_token_counts_read_from_branch_names_are_bounded():
+    """``step1-tokens99999999999T`` names more tokens than an int64 holds: not a usable checkpoint name."""
+    from circuitsweep.revisions import parse_branches
+
+    with pytest.raises(ValueError, match=r"tokens 99999999999000000000000 is outside 0 \.\. 2\^63-1"):
+        parse_branches(["step1-tokens99999999999T"])

@@ -202,7 +202,12 @@ def test_brackets_are_drawn_as_bars_on_their_panel(tmp_path):
     from circuitsweep.plots import draw_milestone_brackets, emergence_figure, emergence_plot
 
     curves = pl.DataFrame(
-        {"model": "m", "tokens": [0, 100_000, 400_000], "bos_fraction": [0.0, 0.2, 0.6], "n_induction_heads": [0, 1, 4]}
+        {
+            "model": "m",
+            "tokens": [0, 100_000, 400_000],
+            "bos_fraction": [0.0, 0.2, 0.6],
+            "induction_selective_heads": [0, 1, 4],
+        }
     )
     swept = [rev(0), rev(100), rev(400)]
     milestones, _ = _tables({"induction_onset": "step400", "bos_t50": "step400", "early_screen": None}, swept)
@@ -218,13 +223,13 @@ def test_brackets_are_drawn_as_bars_on_their_panel(tmp_path):
     figure = emergence_figure(curves)
     bos, induction = figure.axes[:2]
     before = {id(line) for axis in (bos, induction) for line in axis.get_lines()}
-    draw_milestone_brackets({"bos_fraction": bos, "n_induction_heads": induction}, curves, brackets)
+    draw_milestone_brackets({"bos_fraction": bos, "induction_selective_heads": induction}, curves, brackets)
     bars = {
         name: [list(line.get_xdata()) for line in axis.get_lines() if id(line) not in before]
         for name, axis in (("bos", bos), ("induction", induction))
     }
     assert bars == {"bos": [[100_000, 400_000]], "induction": [[100_000, 400_000]]}
-    emergence_plot(curves, tmp_path / "e.png", None, brackets)
+    emergence_plot(curves, tmp_path / "e.png", brackets=brackets)
     assert (tmp_path / "e.png").stat().st_size > 0
 
 

@@ -158,3 +158,25 @@ def test_head_tables_refuse_tables_of_two_classifications(caches, tmp_path):
     write_table(tmp_path / "r.parquet", frame, {**metadata, "thresholds": dict(other.__dict__)})
     with pytest.raises(CacheError, match=r"r\.parquet does not belong to this run \(thresholds is"):
         head_tables([tmp_path / "h.parquet"], [tmp_path / "r.parquet"], milestones, out)
+
+
+def test_a_block_record_verifies_its_head_caches(caches, tmp_path):
+    """Issue 22: a head cache replaced on disk (step0's copied over step1's) made the rerun rebuild its block
+    record from it unchecked and exit 0; only the run after refused it. The block record now verifies each
+    head cache as classification does, so the run that sees the replaced cache fails, naming it."""
+    from circuitsweep.scheduling import write_block_record
+
+    stats, scores = caches
+    head_caches = [
+        {"scores": str(p), "stats": str(s), "expected": PLAN.head_cache_expectation(MODEL, revision)}
+        for s, p, revision in zip(stats, scores, REVISIONS, strict=True)
+    ]
+    record = tmp_path / "blocks" / "b.json"
+    write_block_record("b", [*stats, *scores], record, head_caches)
+    assert record.is_file()
+    record.unlink()
+    shutil.copy(stats[0], stats[1])
+    shutil.copy(scores[0], scores[1])
+    with pytest.raises(CacheError, match=rf"{scores[1]} does not belong to this run .*revision"):
+        write_block_record("b", [*stats, *scores], record, head_caches)
+    assert not record.exists()

@@ -20,17 +20,21 @@ def classified(
     classes: dict[tuple[int, int], str],
     tokens: int | None = None,
     below_cut: frozenset[tuple[int, int]] = frozenset(),
+    screened: frozenset[tuple[int, int]] = frozenset(),
 ) -> list[dict]:
     """Rows of one revision's classified heads; unnamed heads are ``none``.
 
-    Induction heads are circuit members unless listed in ``below_cut`` (their
-    induction selectivity under the circuit threshold).
+    Induction heads, and the heads in ``screened`` whatever their class (as a
+    BOS-class head with induction selectivity over the circuit cut), are
+    induction-selective and circuit members, unless listed in ``below_cut``
+    (selective, but under the circuit threshold).
     """
     rows = []
     for layer in range(N_LAYERS):
         for head in range(N_HEADS):
             cls = classes.get((layer, head), C.NO_CLASS)
-            member = cls == C.INDUCTION_CLASS and (layer, head) not in below_cut
+            selective = cls == C.INDUCTION_CLASS or (layer, head) in screened
+            member = selective and (layer, head) not in below_cut
             rows.append(
                 {
                     "model": model,
@@ -40,6 +44,7 @@ def classified(
                     "layer": layer,
                     "head": head,
                     "class": cls,
+                    "induction_selective": selective,
                     "induction_member": member,
                     "in_circuit": member,
                     "sink": cls == C.BOS_CLASS,
@@ -63,7 +68,7 @@ def revision_row(model: str, revision: str, step: int, drop: float, weights: str
 
 
 def sweep_of(schedule: list[tuple]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Heads and revisions of model m from (revision, step, tokens, classes, weights[, below_cut]) entries."""
+    """Heads and revisions of model m from (revision, step, tokens, classes, weights[, below_cut[, screened]])."""
     heads, revisions = [], []
     for name, step, tokens, classes, weights, *rest in schedule:
         heads += classified("m", name, step, classes, tokens, *rest)
@@ -97,7 +102,7 @@ def test_curve_counts_classes_per_revision_and_layer(sweep):
     assert curves.columns == list(C.EMERGENCE_COLUMNS)
     row = curves.filter(pl.col("revision") == "step30").row(0, named=True)
     assert row["bos_fraction"] == pytest.approx(2 / 8)
-    assert row["n_induction_heads"] == 3
+    assert row["n_induction_heads"] == row["induction_selective_heads"] == row["screen_heads"] == 3
     assert row["bos_per_layer"] == [2, 0]
     assert row["induction_per_layer"] == [0, 3]
     assert row["in_context_loss_drop"] == -2.0
@@ -135,6 +140,24 @@ def test_milestones_follow_design_definitions(sweep):
     assert row["layers_without_bos"] == [1]
     assert row["induction_shape"] == "phase transition"  # rises 1 then 2: the largest holds 2/3
     assert row["induction_largest_rise_share"] == pytest.approx(2 / 3)
+
+
+def test_first_bos_head_and_bos_peak(sweep):
+    """First BOS head = first revision with any head of class first; the peak is the largest BOS fraction and the
+    first revision reaching it (here step40: 3 of 8 heads), so an unreached t50 can say how far BOS got."""
+    heads, revisions = sweep
+    row = milestones(emergence_curves(heads, revisions), heads, {"m": THRESHOLDS}).row(0, named=True)
+    assert (row["first_bos_head_revision"], row["first_bos_head_tokens"]) == ("step10", 10_000)
+    assert row["bos_peak_fraction"] == pytest.approx(3 / 8)
+    assert (row["bos_peak_revision"], row["bos_peak_tokens"]) == ("step40", 40_000)
+
+
+def test_no_bos_head_leaves_the_first_bos_head_empty():
+    """A model without any BOS head has no first-BOS-head revision and a peak of 0 at its first revision."""
+    heads, revisions = sweep_of([("step0", 0, 0, {}, "w0"), ("step10", 10, 10_000, THREE, "w1")])
+    row = milestones(emergence_curves(heads, revisions), heads, {"m": THRESHOLDS}).row(0, named=True)
+    assert row["first_bos_head_revision"] is None and row["first_bos_head_tokens"] is None
+    assert (row["bos_peak_fraction"], row["bos_peak_revision"]) == (0.0, "step0")
 
 
 def test_bos_t50_and_ratio_when_reached():
@@ -273,3 +296,26 @@ def test_protocol_travels_to_curves_and_milestones(sweep):
     curves = emergence_curves(heads, revisions)
     assert set(curves["probe_protocol"]) == {"xu2026"} and set(curves["valid_sequences"]) == {1990}
     assert milestones(curves, heads, {"m": THRESHOLDS})["probe_protocol"].item() == "xu2026"
+
+
+def test_screen_keeps_heads_whose_best_class_turned_first():
+    """Induction heads that BOS takes over (best class first, induction selectivity still over the cut) stay
+    induction-selective and in the circuit: the onset is sustained and recall counts them (DESIGN.md 4)."""
+    sunk = {(1, 0): "first", (1, 1): "first", (1, 2): "first"}
+    heads, revisions = sweep_of(
+        [
+            ("a", 10, None, {}, "w0"),
+            ("b", 20, None, THREE, "w1"),
+            ("c", 30, None, sunk, "w2", frozenset(), frozenset(THREE)),
+            ("d", 40, None, sunk, "w3", frozenset({(1, 2)}), frozenset(THREE)),
+        ]
+    )
+    curves = emergence_curves(heads, revisions)
+    assert curves["n_induction_heads"].to_list() == [0, 3, 0, 0]
+    assert curves["induction_selective_heads"].to_list() == [0, 3, 3, 3]
+    assert curves["screen_heads"].to_list() == [0, 3, 3, 2]
+    row = milestones(curves, heads, {"m": THRESHOLDS}).row(0, named=True)
+    assert row["induction_onset_revision"] == "b" and row["induction_onset_sustained"] is True
+    assert row["final_circuit_size"] == 2
+    assert row["final_induction_heads"] == 0
+    assert curves["early_screen_recovered"].to_list() == [0, 2, 2, 2]

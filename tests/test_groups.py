@@ -89,7 +89,7 @@ def test_seeds_that_differ_have_a_nonzero_spread(measured):
     assert rows[("twins", "induction_onset")]["sd_tokens"] == 0
     bos = rows[("seeds", "bos_t50")]
     assert (bos["n_reached"], bos["mean_tokens"], bos["sd_tokens"]) == (0, None, None)
-    band = group_bands(curves, GROUPS, "n_induction_heads").filter(pl.col("group") == "seeds")
+    band = group_bands(curves, GROUPS, "induction_selective_heads").filter(pl.col("group") == "seeds")
     assert band.filter(pl.col("tokens") == 150_000).select("low", "high", "n_models").row(0) == (0.0, 1.0, 3)
 
 
@@ -120,7 +120,7 @@ def test_emergence_figure_draws_a_band_per_group(measured, tmp_path):
     curves, _ = measured
     figure = emergence_figure(curves)
     bos, induction = figure.axes[:2]
-    draw_group_bands({"bos_fraction": bos, "n_induction_heads": induction}, curves, GROUPS)
+    draw_group_bands({"bos_fraction": bos, "induction_selective_heads": induction}, curves, GROUPS)
     assert len(bos.collections) == len(induction.collections) == 2
     emergence_plot(curves, tmp_path / "e.png", groups=GROUPS)
     assert (tmp_path / "e.png").stat().st_size > 0

@@ -478,6 +478,28 @@ def test_stalled_branch_list_is_bounded_by_the_retry_budget(server) -> None:
     assert time.monotonic() - started < 15
 
 
+@pytest.mark.parametrize(
+    ("stall", "url"),
+    [
+        (lambda server: server.stall("tree", seconds=60, times=-1), "/api/models/toy-org/toy-model/tree/"),
+        (lambda server: server.stall_body("model.safetensors", seconds=60, times=-1), "/cdn/"),
+    ],
+    ids=["file-list", "file-body"],
+)
+def test_a_stalled_file_list_or_download_fails_in_bounded_time_naming_the_url(server, tmp_path, stall, url) -> None:
+    """The file-list request (which huggingface_hub sends with no deadline) and a download whose body stops
+    both fail after about retries x timeout, as one line naming the URL, never waiting on the Hub's own limits."""
+    stall(server)
+    started = time.monotonic()
+    with pytest.raises(hub.HubError) as info:
+        _fetch(server, tmp_path / "cache", retries=1, timeout=1.0)
+    elapsed = time.monotonic() - started
+    message = str(info.value)
+    assert elapsed < 8, elapsed
+    assert "\n" not in message and "failed after 2 attempts" in message
+    assert f"{server.endpoint if url.startswith('/api') else server.cdn_endpoint}{url}" in message
+
+
 @pytest.mark.parametrize("fault", ["hang_up", "fail"])
 def test_exhausted_retries_are_one_line_naming_the_repository(server, tmp_path, fault) -> None:
     """A connection dropped with no reply, or a 500, on every try ends in one line naming repo, revision and fix."""
@@ -537,3 +559,43 @@ def test_prefetch_fills_the_shared_cache_that_offline_jobs_read(server, tmp_path
     snapshot = fetch_snapshot({"model": "toy", "revision": "step2-tokens8M", "source": source}, tmp_path / "snap")
     assert snapshot.source == "local" and "model.safetensors" in snapshot.file_hashes
     assert server.count() == 0
+
+
+def _refresh_cli(endpoint: str, path: Path, *extra: str) -> subprocess.CompletedProcess:
+    cli = [sys.executable, "-m", "circuitsweep", "refresh-manifest", REPO, str(path), "--endpoint", endpoint, *extra]
+    env = dict(os.environ, HF_HUB_DISABLE_XET="1")
+    return subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_refresh_manifest_never_shrinks_or_empties_a_manifest_without_force(sources, tmp_path) -> None:
+    """Issue 22: branches named stepN without --tokens-per-step are refused with one line asking for it (not
+    "skipped as unusable names" leaving an empty manifest over a 3-revision one); a negative or zero
+    --tokens-per-step is refused; a listing that would drop revisions of an existing manifest needs --force."""
+    root = tmp_path / "hub"
+    for branch in ("step0", "step1", "step2"):
+        publish_revision(root, REPO, branch, sources["step0-tokens0M"])
+    path = tmp_path / "keep.json"
+    with HubServer(root) as local:
+        assert _refresh_cli(local.endpoint, path, "--tokens-per-step", "1000").returncode == 0
+        kept = path.read_text()
+        assert read_manifest(path).names() == ["step0", "step1", "step2"]
+
+        missing = _refresh_cli(local.endpoint, path)
+        assert missing.returncode == 3, missing.stderr
+        assert "--tokens-per-step" in missing.stderr and "'step0'" in missing.stderr
+        assert "not usable checkpoint name" not in missing.stdout + missing.stderr
+        assert len([line for line in missing.stderr.splitlines() if "error:" in line]) == 1
+        assert "Traceback" not in missing.stderr
+        for bad in ("-5", "0"):
+            refused = _refresh_cli(local.endpoint, path, "--tokens-per-step", bad)
+            assert refused.returncode == 3 and "--tokens-per-step" in refused.stderr, refused.stderr
+        assert path.read_text() == kept
+
+        shutil.rmtree(root)
+        publish_revision(root, REPO, "step0", sources["step0-tokens0M"])
+        shrunk = _refresh_cli(local.endpoint, path, "--tokens-per-step", "1000")
+        assert shrunk.returncode == 3 and "--force" in shrunk.stderr and "'step2'" in shrunk.stderr, shrunk.stderr
+        assert path.read_text() == kept
+        forced = _refresh_cli(local.endpoint, path, "--tokens-per-step", "1000", "--force")
+        assert forced.returncode == 0, forced.stderr
+        assert read_manifest(path).names() == ["step0"]

@@ -42,9 +42,14 @@ COMMANDS = {
     "plot-emergence": ["--emergence", "x", "--output", "o"],
     "plot-heatmap": ["--emergence", "x", "--model", "m", "--output", "o"],
     "plot-primitive-gap": ["--gaps", "x", "--output", "o"],
+    "plot-primitive-scaling": ["--scaling", "x", "--output", "o"],
     "sweep-overhead": ["--scores", "x", "--measure", "x", "--csv", "o", "--markdown", "o"],
     "milestone-brackets": ["--config", json.dumps(TOY_REFINE), "--root", str(WORKFLOW.parent), "--results", "r",
                            "--emergence", "x", "--milestones", "x", "--csv", "o", "--markdown", "o"],
+    "spectral-model": ["--heads", "x", "--model", "m", "--output", "o"],
+    "spectral-table": ["--models", "x", "--parquet", "o", "--csv", "o"],
+    "plot-spectral": ["--heads", "x", "--spectral", "x", "--model", "m", "--output", "o"],
+    "final-ablation-table": ["--rows", "x", "--parquet", "o", "--csv", "o", "--markdown", "o"],
 }  # fmt: skip
 
 PROBE = """

@@ -128,8 +128,33 @@ def test_batch_from_text_files_with_minilm_tokenizer(tmp_path, tokenizer):
     for tokens, i, k in zip(batch.tokens.tolist(), batch.first.tolist(), batch.query.tolist(), strict=True):
         assert tokens[k] == tokens[i] and tokens[i] >= 100 and tokens[i + 1] >= 100
         assert k >= i + 1 + SMALL.min_filler
-    expected = tokenizer(iter_documents(str(tmp_path / "corpus")).__next__(), add_special_tokens=False)["input_ids"]
-    assert batch.tokens[0].tolist() == expected[:64]  # no special tokens added, the document's first tokens
+    document = next(iter_documents(str(tmp_path / "corpus")))
+    expected = tokenizer(document, truncation=True, max_length=64)["input_ids"]
+    assert batch.tokens[0].tolist() == expected  # the tokenizer's default special tokens, as the study
+    assert batch.tokens[0, 0] == tokenizer.cls_token_id
+    bare = NaturalTextSettings(**{**SMALL.__dict__, "special_tokens": "none"})
+    batch, _ = build_natural_batch(iter_documents(str(tmp_path / "corpus")), tokenizer, bare, "corpus")
+    expected = tokenizer(document, add_special_tokens=False)["input_ids"]
+    assert batch.tokens[0].tolist() == expected[:64]  # special_tokens none: the document's first tokens alone
+
+
+def test_a_batch_shared_across_tokenizers_is_read_as_built(tmp_path, tokenizer):
+    """With tokenizer_model set, other models read the batch whatever their own tokenizer files (the study's
+    one gpt-neox-20b batch for five models); the builder itself and other sources are still checked."""
+    write_corpus(tmp_path / "corpus", 10)
+    shared = NaturalTextSettings(**{**SMALL.__dict__, "tokenizer_model": "builder"})
+    batch, _ = build_natural_batch(iter_documents(str(tmp_path / "corpus")), tokenizer, shared, "corpus")
+    path = tmp_path / "shared.safetensors"
+    metadata = {"settings": shared.batch_dict(), "tokenizer_sha256": "a" * 64, "source": "builder step1"}
+    write_natural_batch(path, batch, metadata)
+    assert torch.equal(read_natural_batch(path, shared, "b" * 64, "reader").tokens, batch.tokens)
+    read_natural_batch(path, shared, "a" * 64, "builder")
+    with pytest.raises(CacheError, match="tokenizer files differ"):
+        read_natural_batch(path, shared, "b" * 64, "builder")
+    other = NaturalTextSettings(**{**SMALL.__dict__, "tokenizer_model": "someone"})
+    write_natural_batch(path, batch, {**metadata, "settings": other.batch_dict()})
+    with pytest.raises(CacheError, match="not by someone"):
+        read_natural_batch(path, other, "b" * 64, "reader")
 
 
 def test_too_small_a_corpus_names_how_many_examples_it_found(tmp_path, tokenizer):
@@ -215,7 +240,7 @@ def test_target_positions_follow_design():
 
 
 def test_config_refuses_toy_models_and_a_missing_corpus(tmp_path):
-    """Natural text on the toy suite is refused at config check; a missing corpus names the key."""
+    """Natural text on the toy suite is refused at config check; a missing or empty corpus names the key."""
     from test_workflow import REPO
 
     from circuitsweep.config import load_config
@@ -230,6 +255,9 @@ def test_config_refuses_toy_models_and_a_missing_corpus(tmp_path):
     with pytest.raises(ConfigError, match=r"probes\.natural_text\.corpus: no/such/folder does not exist"):
         plan_sweep(minilm_config, REPO)
     minilm_config["probes"]["natural_text"] = {"corpus": str(tmp_path)}
+    with pytest.raises(ConfigError, match=r"probes\.natural_text\.corpus: .* holds no \.txt/\.jsonl/\.parquet file"):
+        plan_sweep(minilm_config, REPO)  # an empty folder: refused at planning, not by the batch job
+    write_corpus(tmp_path, 1)
     plan = plan_sweep(minilm_config, REPO)
     assert plan.natural_text() and plan.natural_batches() == {"minilm-l6": ("minilm-l6", "main")}
 
@@ -286,3 +314,59 @@ def test_minilm_stages_build_measure_and_classify_natural_text(tmp_path):
     assert set(C.NATURAL_HEAD_COLUMNS) <= set(heads.columns) and heads["natural_class"].null_count() == 0
     bos = (heads["natural_class"] == C.BOS_CLASS).mean()
     assert revisions["natural_bos_fraction"].item() == pytest.approx(bos)
+
+
+def test_a_corpus_edited_in_place_changes_its_batch_identity(tmp_path):
+    """Issue 22: a corpus edited in place was never rebuilt ("Nothing to be done"): its content digest is part
+    of the natural_batch job's params (Snakemake's params trigger), so an edit, even of the same size and time,
+    reruns the batch and what reads it."""
+    import os
+
+    from test_workflow import REPO
+
+    from circuitsweep.config import load_config
+    from circuitsweep.plan import plan_sweep
+
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus, 3)
+    config = load_config(REPO / "config" / "minilm.yaml")
+    config["probes"]["natural_text"] = {"corpus": str(corpus)}
+
+    def settings() -> dict:
+        plan = plan_sweep(config, REPO)
+        return plan.natural_batch_settings(next(iter(plan.natural_batches())))
+
+    before = settings()
+    first = sorted(corpus.iterdir())[0]
+    stat = first.stat()
+    text = first.read_text()
+    first.write_text(text[:-1] + ("x" if text[-1] != "x" else "y"))
+    os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    after = settings()
+    assert before["corpus_sha256"] != after["corpus_sha256"] and len(after["corpus_sha256"]) == 64
+    assert {k: v for k, v in before.items() if k != "corpus_sha256"} == {
+        k: v for k, v in after.items() if k != "corpus_sha256"
+    }
+
+
+@pytest.mark.parametrize("name", ["binary.txt", "latin1.jsonl"])
+def test_a_non_utf8_corpus_file_is_refused_in_one_line_naming_it(tmp_path, name):
+    """Issue 22: a binary .txt was decoded with replacement characters and its metrics reported; a non-UTF-8
+    .jsonl raised a traceback. Both are refused with a DataError naming the file."""
+    path = tmp_path / "corpus" / name
+    path.parent.mkdir()
+    if name.endswith(".txt"):
+        path.write_bytes(bytes(range(256)) * 8)
+    else:
+        path.write_bytes(json.dumps({"text": "caf\u00e9"}, ensure_ascii=False).encode("latin-1") + b"\n")
+    with pytest.raises(DataError, match=rf"{name}.*not UTF-8 text") as error:
+        list(iter_documents(str(path.parent)))
+    assert "\n" not in str(error.value)
+
+
+def test_a_txt_corpus_with_nul_bytes_is_refused(tmp_path):
+    """Valid UTF-8 that holds NUL bytes is a binary file, not text."""
+    path = tmp_path / "weights.txt"
+    path.write_bytes(b"abc\x00\x00\x01def")
+    with pytest.raises(DataError, match=r"weights\.txt.*binary"):
+        list(iter_documents(str(path)))

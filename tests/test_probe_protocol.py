@@ -139,13 +139,21 @@ def test_ties_resolve_in_study_order(tied, winner):
     assert head_classes(frame, THRESHOLDS)["class"].item() == winner
 
 
-def test_circuit_membership_needs_class_induction():
-    """A head with induction selectivity over the circuit cut but class first is not an induction member."""
+def test_circuit_membership_is_the_screen_whatever_the_class():
+    """The study's all-head screen: induction selectivity over the circuit cut makes a member even when the
+    head's best class is first (its BOS selectivity is larger); below the cut, class induction does not."""
     values = {f"sel_{t}": 1.0 for t in C.TARGETS} | {"sel_induction": 60.0, "sel_first": 70.0}
-    frame = pl.DataFrame([{**values, "sink_alpha": 0.5}, {**values, "sel_first": 60.0, "sink_alpha": 0.0}])
+    frame = pl.DataFrame(
+        [
+            {**values, "sink_alpha": 0.5},
+            {**values, "sel_first": 60.0, "sink_alpha": 0.0},
+            {**values, "sel_induction": 40.0, "sel_first": 1.0, "sink_alpha": 0.0},
+        ]
+    )
     classified = head_classes(frame, THRESHOLDS)
-    assert classified["class"].to_list() == ["first", "induction"]
-    assert classified["induction_member"].to_list() == [False, True]
+    assert classified["class"].to_list() == ["first", "induction", "induction"]
+    assert classified["induction_member"].to_list() == [True, True, False]
+    assert classified["induction_selective"].to_list() == [True, True, True]
 
 
 def planted_probes(protocol: str) -> ProbeSettings:

@@ -80,40 +80,72 @@ def test_job_log_fills_the_rules_log_pattern(tmp_path, monkeypatch):
     assert retry.job_log([], {"model": "m"}) is None
 
 
-def _cli(args: list[str], log: Path | None, cwd: Path) -> subprocess.CompletedProcess:
-    """`python -m circuitsweep ARGS`, stderr to ``log`` as a rule sends it (or captured when None)."""
-    cmd = [sys.executable, "-m", "circuitsweep", *args]
+def _cli(args: list[str], log: Path | None, cwd: Path, attempt: int | None = None) -> subprocess.CompletedProcess:
+    """`python -m circuitsweep ARGS`, stderr to ``log`` as a rule sends it (or captured when None).
+
+    ``attempt``: the Snakemake attempt a rule passes (None: a command run by hand)."""
+    cmd = [sys.executable, "-m", "circuitsweep", *([] if attempt is None else ["--attempt", str(attempt)]), *args]
+    env = job_env()
     if log is None:
-        return subprocess.run(cmd, cwd=cwd, env=job_env(), capture_output=True, text=True, timeout=120, check=False)
+        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False)
     with open(log, "w") as handle:
-        return subprocess.run(cmd, cwd=cwd, env=job_env(), stdout=handle, stderr=handle, timeout=120, check=False)
+        return subprocess.run(cmd, cwd=cwd, env=env, stdout=handle, stderr=handle, timeout=120, check=False)
 
 
 def test_cli_records_a_deterministic_failure_and_a_retry_replays_it(tmp_path):
-    """Exit 3 and a record beside the log; the same command again (the retry) repeats the error without running:
-    even with the config fixed in between, it fails; a new run (attempt 1 deletes the record) runs it."""
+    """Exit 3 and a record beside the log; a later attempt of the same job with the same inputs repeats the
+    error without running; other arguments, or the same arguments after the input changed, run afresh."""
     config = tmp_path / "c.yaml"
     config.write_text(BAD_CONFIG)
     log = tmp_path / "job.log"
     args = ["check-config", str(config), "--root", str(Path(__file__).resolve().parents[1])]
-    first = _cli(args, log, tmp_path)
+    first = _cli(args, log, tmp_path, attempt=1)
     assert first.returncode == retry.EXIT_DETERMINISTIC, log.read_text()
     message = log.read_text().rstrip("\n")
     assert message.startswith("circuitsweep check-config: error: ") and "Traceback" not in log.read_text()
-    assert json.loads(retry.record_path(log).read_text()) == {"argv": args, "message": message}
+    record = json.loads(retry.record_path(log).read_text())
+    assert record["argv"] == args and record["attempt"] == 1 and record["message"] == message
+    assert [entry[0] for entry in record["inputs"]] == [str(config.resolve())]
 
-    config.write_text("models: {}\n")  # would now fail differently: the replay shows it did not run
-    replay = _cli(args, log, tmp_path)
+    replay = _cli(args, log, tmp_path, attempt=2)
     assert replay.returncode == retry.EXIT_DETERMINISTIC
     assert log.read_text().startswith(message + "\n(repeated from the previous attempt of this job")
     # other arguments (another job) are not replayed
-    _cli(["check-config", str(config)], log, tmp_path)
+    _cli(["check-config", str(config)], log, tmp_path, attempt=3)
     assert "repeated from the previous attempt" not in log.read_text()
 
-    assert retry.sizing_attempt(log, 1) == 1  # a new run of the workflow
+    _cli(args, log, tmp_path, attempt=1)
+    config.write_text("models: {}\n")  # fixed between two attempts: the inputs changed, it runs again
+    fixed = _cli(args, log, tmp_path, attempt=2)
+    assert "repeated from" not in log.read_text() and "models" in log.read_text(), log.read_text()
+    assert fixed.returncode == retry.EXIT_DETERMINISTIC  # now an empty models list, a different error
+
     config.write_text(BAD_CONFIG)
-    again = _cli(args, log, tmp_path)
+    _cli(args, log, tmp_path, attempt=1)
+    assert retry.record_path(log).exists()
+    again = _cli(args, log, tmp_path, attempt=1)  # a new run of the workflow (attempt 1) runs afresh
     assert again.returncode == retry.EXIT_DETERMINISTIC and "repeated from" not in log.read_text()
+
+
+def test_a_command_run_by_hand_never_replays_nor_records(tmp_path):
+    """Issue 22: `circuitsweep check-config my.yaml > check.log 2>&1` after my.yaml is fixed runs afresh, and a
+    hand-written check.log.deterministic (or one left by a workflow job) is never replayed for it."""
+    config = tmp_path / "my.yaml"
+    config.write_text(BAD_CONFIG)
+    log = tmp_path / "check.log"
+    args = ["check-config", str(config), "--root", str(Path(__file__).resolve().parents[1])]
+    first = _cli(args, log, tmp_path)
+    assert first.returncode == retry.EXIT_DETERMINISTIC
+    assert not retry.record_path(log).exists()
+    config.write_text((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
+    for record in (
+        {"argv": args, "message": "circuitsweep check-config: error: forged"},
+        {"argv": args, "attempt": 1, "inputs": retry.input_stamp(args), "message": "forged"},
+    ):
+        retry.record_path(log).write_text(json.dumps(record))
+        fixed = _cli(args, log, tmp_path)
+        assert fixed.returncode == 0, log.read_text()
+        assert "forged" not in log.read_text()
 
 
 def test_cli_without_a_log_file_records_nothing(tmp_path):
@@ -128,7 +160,7 @@ def test_cli_without_a_log_file_records_nothing(tmp_path):
 # Rules of the workflow's shape (log, resources scaled by retry.sizing_attempt, as common.smk's
 # small_resource): one fails deterministically, one crashes; `--retries 2`.
 SNAKEFILE = """
-from circuitsweep.retry import job_log, sizing_attempt
+from circuitsweep.retry import attempt_resource, job_log, sizing_attempt
 
 def mem(wildcards, attempt, rulename):
     return 100 * sizing_attempt(job_log(getattr(rules, rulename).log, dict(wildcards.items())), attempt)
@@ -137,13 +169,14 @@ rule check:
     input: "{name}.yaml"
     output: "{name}.ok"
     log: "logs/{name}.log"
-    resources: mem_mb=mem
-    shell: "python -m circuitsweep check-config {input} > {log} 2>&1 && touch {output}"
+    resources: mem_mb=mem, attempt=attempt_resource
+    shell: "python -m circuitsweep --attempt {resources.attempt} check-config {input} > {log} 2>&1"
+        " && touch {output}"
 
 rule crash:
     output: "crashed.ok"
     log: "logs/crash.log"
-    resources: mem_mb=mem
+    resources: mem_mb=mem, attempt=attempt_resource
     shell: "python -c 'raise SystemExit(1)' > {log} 2>&1 && touch {output}"
 """
 
@@ -171,3 +204,16 @@ def test_workflow_retries_a_deterministic_failure_at_the_first_size_and_fast(tmp
     assert _sizes_by_rule(out) == {"check": [100, 100, 100], "crash": [100, 200, 300]}, out
     log = (tmp_path / "logs" / "bad.log").read_text()
     assert "repeated from the previous attempt of this job" in log, log
+
+
+def test_a_new_run_runs_afresh_under_set_resources(tmp_path):
+    """Issue 22: with `--set-resources check:mem_mb=...` (no sizing callable deletes the record), a new run
+    runs the job again instead of replaying the old error (same inputs here: only the new run tells it apart)."""
+    (tmp_path / "Snakefile").write_text(textwrap.dedent(SNAKEFILE))
+    (tmp_path / "bad.yaml").write_text(BAD_CONFIG)
+    cmd = [sys.executable, "-m", "snakemake", "bad.ok", "-c1", "--nocolor", "--set-resources", "check:mem_mb=500"]
+    first = subprocess.run(cmd, cwd=tmp_path, env=job_env(), capture_output=True, text=True, timeout=300)
+    assert first.returncode != 0 and retry.record_path(tmp_path / "logs" / "bad.log").exists()
+    second = subprocess.run(cmd, cwd=tmp_path, env=job_env(), capture_output=True, text=True, timeout=300)
+    log = (tmp_path / "logs" / "bad.log").read_text()
+    assert second.returncode != 0 and "repeated from" not in log, log

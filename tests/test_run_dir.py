@@ -167,3 +167,82 @@ def test_a_new_checkpoint_folder_is_the_only_one_measured(tmp_path):
     shutil.copy(later / "model.safetensors", run / "checkpoint-2" / "model.safetensors")
     dry = _snakemake([*targets, "-n", "--configfile", str(config_file)], workdir)
     assert _planned_measurements(dry) == ["checkpoint-2", "checkpoint-4"]
+
+
+def _demo_run_cli(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "circuitsweep", "demo-run", *args]
+    return subprocess.run(cmd, env=job_env(), capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["x", "../escaped-{step}", "sub/../../escaped-{step}", "/abs-{step}", "a/{step}", "..{step}/.."],
+)
+def test_demo_run_refuses_a_pattern_that_merges_steps_or_leaves_the_run_folder(tmp_path, pattern):
+    """Issue 22: `demo-run --pattern x --steps 0 1` saved both steps into one folder, and `../` wrote outside
+    the run folder; each step must get its own single folder inside the run folder, refused before training."""
+    from circuitsweep.toy.demo_run import save_demo_run
+
+    run = tmp_path / "nest" / "run"
+    with pytest.raises(ConfigError, match=r"^--pattern "):
+        save_demo_run(run, [0, 1], pattern)
+    assert not list(tmp_path.rglob("*"))
+
+
+def test_demo_run_cli_refuses_a_bad_pattern_in_one_line(tmp_path):
+    """The CLI turns the refusal into one line and exit 3 (a rerun would repeat it)."""
+    result = _demo_run_cli(str(tmp_path / "run"), "--steps", "0", "1", "--pattern", "x")
+    assert result.returncode == 3 and result.stderr.startswith("circuitsweep demo-run: error: --pattern 'x'")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_demo_run_never_replaces_an_existing_checkpoint_without_force(tmp_path):
+    """Issue 22: a second demo-run into a run folder that holds its checkpoints is refused (naming the folder),
+    the saved weights stay as they were; with --force they are replaced (and nothing partial is left)."""
+    from circuitsweep.toy.demo_run import save_demo_run
+
+    run = tmp_path / "run"
+    save_demo_run(run, [0])
+    weights = run / "checkpoint-0" / "model.safetensors"
+    before = weights.read_bytes()
+    with pytest.raises(ConfigError, match=r"checkpoint-0 exists .*--force"):
+        save_demo_run(run, [0, 1])
+    assert weights.read_bytes() == before and not (run / "checkpoint-1").exists()
+    assert save_demo_run(run, [0, 1], force=True) == [run / "checkpoint-0", run / "checkpoint-1"]
+    assert (run / "checkpoint-1" / "model.safetensors").is_file() and weights.is_file()
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint-0", "checkpoint-1"]
+
+
+def test_a_checkpoint_overwritten_between_fetch_and_measurement_is_refused(tmp_path):
+    """Issue 22: a run_dir checkpoint overwritten after its fetch was measured with the new weights under the old
+    fingerprint. The folder is re-checked after the load: the job stops naming the changed file (the next run
+    plans and measures the new weights)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from circuitsweep.heads.stage import RevisionJob, load_revision
+
+    config = LlamaConfig(
+        vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=128,
+    )  # fmt: skip
+    run = tmp_path / "run"
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(run / "checkpoint-7")
+    plan = plan_sweep(_config(run), REPO, Paths(tmp_path / "results"))
+    fetch_snapshot(plan.fetch_settings("my-run", "checkpoint-7"), tmp_path / "snap")
+    settings = plan.measure_settings("my-run", "checkpoint-7")
+    small = {"seq_len": 64, "n_sequences": 2}
+    settings["probes"] = {
+        **settings["probes"],
+        **{k: {**settings["probes"][k], **small} for k in ("repeated", "random")},
+    }
+    settings["probes"]["induction"] = {**settings["probes"]["induction"], **small, "n_baseline": 8}
+    job = RevisionJob.from_dict(settings)
+    model, snapshot = load_revision(tmp_path / "snap", job)
+    assert snapshot.fingerprint == settings["weights_sha256"]
+
+    torch.manual_seed(1)
+    LlamaForCausalLM(config).save_pretrained(run / "checkpoint-7")  # overwritten after the fetch
+    with pytest.raises(SnapshotError, match=r"checkpoint-7: model\.safetensors changed after .*run the workflow again"):
+        load_revision(tmp_path / "snap", job)

@@ -139,3 +139,24 @@ def test_measure_heads_refuses_before_loading_the_model(tmp_path, monkeypatch):
     monkeypatch.setattr(loading, "load_model", never)
     with pytest.raises(ConfigError, match=r"seq_len: 256 exceeds the model's context of 128"):
         measure_heads(tmp_path, job(), tmp_path / "s.safetensors", tmp_path / "s.parquet", progress=False)
+
+
+def test_natural_text_probe_longer_than_the_context_is_refused_like_the_synthetic_ones(tmp_path):
+    """Issue 22: the natural-text probe was measured at seq_len 256 on a model whose context is 128 while the
+    synthetic probe is refused; it is refused at planning (a declared shape) and by the job, naming its key."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("some text\n")
+    natural = {"corpus": str(corpus), "tokenizer": "pythia", "seq_len": 128, "n_examples": 4}
+    short = {kind: {"seq_len": 64} for kind in ("induction", "repeated", "random")}
+    config = pythia_with({**short, "natural_text": natural})
+    config["models"]["pythia-1b"]["shape"] = {**PYTHIA_1B, "max_position_embeddings": 64}
+    with pytest.raises(ConfigError, match=r"pythia-1b\.probes\.natural_text\.seq_len: 128 exceeds .* 64 positions"):
+        plan_sweep(config, REPO)
+    probes = study_defaults("probes")
+    probes["natural_text"] = {**natural, "seq_len": 4096}
+    long = RevisionJob(
+        "pythia-1b", "step1", 1, 2097152, "GPTNeoXForCausalLM", "float32", {"policy": "none"},
+        ProbeSettings.from_dict(probes), "cpu",
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"probes\.natural_text\.seq_len: 4096 exceeds the model's context of 2048"):
+        check_job_size(long, PYTHIA_1B, "cpu", None)

@@ -38,11 +38,13 @@ from slurm_cluster import (
 WORKSTATION_PROFILE = REPO_ROOT / "profiles" / "workstation" / "config.yaml"
 
 # the rules that load a model and need a GPU
-GPU_RULES = {"measure_heads", "measure_revision"}
+GPU_RULES = {"measure_heads", "measure_revision", "final_ablation"}
 # the rules of the job group "revisions": one SLURM job per block of revisions
 GROUPED_RULES = ("measure_heads", "measure_revision", "score_primitives", "revision_block")
 # rules that need a model's tokenizer: the toy suite has none, so its sweep never runs them
 TOKENIZER_RULES = {"natural_batch"}
+# rules of the final-revision ablation: run with ablation.enabled, which the toy config here leaves off
+ABLATION_RULES = {"fetch_final_snapshot", "final_ablation", "final_ablation_table"}
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,8 @@ def test_slurm_profile_general_settings(slurm_profile):
     assert slurm_profile["executor"] == "slurm"
     assert slurm_profile["retries"] == 2
     assert slurm_profile["rerun-incomplete"] is True
-    assert slurm_profile["printshellcmds"] is True
+    # a failed job shows its log, not its command line twice (printshellcmds adds a RuleException block)
+    assert slurm_profile["show-failed-logs"] is True and "printshellcmds" not in slurm_profile
     assert isinstance(slurm_profile["jobs"], int) and slurm_profile["jobs"] >= 1
     assert isinstance(slurm_profile["latency-wait"], int) and slurm_profile["latency-wait"] >= 30
     # a preempted job goes back into the queue instead of leaving Snakemake waiting
@@ -107,10 +110,11 @@ def test_slurm_profile_leaves_sizes_to_the_rules_and_site_settings_to_the_user(s
     assert set(slurm_profile.get("set-threads", {})) <= {"train_toy_model", *GPU_RULES}
 
 
-def test_default_workflow_profile_only_sets_rerun_triggers():
-    """profiles/default is read whenever no --workflow-profile is given: it must not choose an executor or sizes."""
+def test_default_workflow_profile_only_sets_rerun_triggers_and_failed_logs():
+    """profiles/default is read whenever no --workflow-profile is given: it must not choose an executor or sizes;
+    it only sets the rerun triggers and shows a failed job's log."""
     default = yaml.safe_load((REPO_ROOT / "profiles" / "default" / "config.yaml").read_text())
-    assert default == {"rerun-triggers": ["mtime", "params", "software-env", "code"]}
+    assert default == {"rerun-triggers": ["mtime", "params", "software-env", "code"], "show-failed-logs": True}
 
 
 def test_partition_template_sends_gpu_jobs_to_a_gpu_partition():
@@ -169,7 +173,7 @@ def _dry_run(tmp_path: Path, profile: Path, config: Path, *args: str) -> tuple[d
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-6000:]
     found: dict[str, list[dict[str, str]]] = {}
-    for block in re.split(r"\n\s*\n", out):
+    for block in re.split(r"(?m)^(?=\s*(?:local)?rule \w+:)", out):
         rule = re.search(r"^\s*(?:local)?rule (\w+):", block, re.M)
         resources = re.search(r"^\s*resources: (.*)$", block, re.M)
         if not (rule and resources):
@@ -198,7 +202,7 @@ def _expected_sizes(config: Path, rule: str, attempt: int = 1, device: str = "cu
 def test_snakemake_applies_slurm_profile(tmp_path, rules, toy_config):
     found, out = _dry_run(tmp_path, SLURM_PROFILE.parent, toy_config)
     # the toy sweep runs every rule of the workflow but those that need a tokenizer
-    assert set(found) == set(rules.names) - TOKENIZER_RULES
+    assert set(found) == set(rules.names) - TOKENIZER_RULES - ABLATION_RULES
     for rule, jobs in found.items():
         if rule == "all":
             continue
@@ -228,7 +232,7 @@ def test_command_line_override_changes_one_key(tmp_path, toy_config):
 
 def test_snakemake_applies_workstation_profile(tmp_path, rules, toy_config):
     found, _ = _dry_run(tmp_path, WORKSTATION_PROFILE.parent, toy_config)
-    assert set(found) == set(rules.names) - TOKENIZER_RULES
+    assert set(found) == set(rules.names) - TOKENIZER_RULES - ABLATION_RULES
     for rule, jobs in found.items():
         for job in jobs:
             assert job.get("gpu") == ("1" if rule in GPU_RULES else None), (rule, job)
@@ -244,7 +248,7 @@ def test_snakemake_applies_workstation_profile(tmp_path, rules, toy_config):
 SLURM_SNAKEFILE = """
 import json, os, socket
 from circuitsweep.resources import JobSize
-from circuitsweep.retry import job_log, sizing_attempt
+from circuitsweep.retry import attempt_resource, job_log, sizing_attempt
 
 SIZE = JobSize(mem_mb=300, runtime=2, gpu=1)
 
@@ -268,7 +272,9 @@ rule check_config:
     resources:
         mem_mb=retry_mem,
         runtime=2,
-    shell: "python -m circuitsweep check-config {input} > {log} 2>&1 && touch {output}"
+        attempt=attempt_resource,
+    shell: "python -m circuitsweep --attempt {resources.attempt} check-config {input} > {log} 2>&1"
+        " && touch {output}"
 
 rule train_toy_model:
     output: "trained/{seed}.json"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
 import textwrap
@@ -140,3 +141,41 @@ def test_loading_peaks_near_the_weights_in_the_configured_dtype(tmp_path, stored
         check=True,
     )
     assert json.loads(result.stdout.strip().splitlines()[-1])["ratio"] <= 1.3
+
+
+def _header_file(path, header: bytes, length: int | None = None, data: bytes = b"") -> None:
+    path.write_bytes(struct.pack("<Q", len(header) if length is None else length) + header + data)
+
+
+@pytest.mark.parametrize(
+    ("write", "message"),
+    [
+        (lambda p: _header_file(p, b"{}", length=2**62), r"header length field says 4611686018427387904 bytes"),
+        (lambda p: p.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\n"), "not a safetensors"),
+        (lambda p: _header_file(p, b"[1, 2, 3]"), "the safetensors header is a JSON list, not an object"),
+        (lambda p: _header_file(p, b'{"w": {"dtype": "F32", "data_offsets": [0, 4]}}', data=b"\0" * 4), "no 'shape'"),
+        (lambda p: _header_file(p, b'{"w": [1]}'), "tensor w of the safetensors header is a JSON list"),
+        (lambda p: _header_file(p, b'{"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}'), "shape"),
+        (lambda p: _header_file(p, b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}'), "offsets"),
+        (lambda p: _header_file(p, b'{"w": "\xff"}'), "unreadable safetensors header"),
+    ],
+    ids=["huge-length", "text-file", "json-list", "no-shape", "entry-list", "negative-shape", "offsets", "not-utf8"],
+)
+def test_a_damaged_safetensors_header_is_one_line_naming_the_file(tmp_path, write, message):
+    """A header the format cannot hold is refused before any allocation, with one line naming the file, never
+    MemoryError, TypeError or KeyError."""
+    path = tmp_path / "model.safetensors"
+    write(path)
+    with pytest.raises(SnapshotError, match=message) as caught:
+        read_weights([path], torch.float32, CPU, expected={"w": (1,)})
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_tensor_stored_in_two_files_is_refused(tmp_path):
+    """Issue 22 (loading is complete or refused): two weight files holding one tensor name (a stale shard left
+    beside the new ones) made the later file silently win; the streaming loader refuses it, naming both."""
+    save_file({"a.weight": torch.zeros(2), "b.weight": torch.ones(2)}, str(tmp_path / "model-00001.safetensors"))
+    save_file({"a.weight": torch.ones(2)}, str(tmp_path / "model-00002.safetensors"))
+    files = sorted(tmp_path.glob("*.safetensors"))
+    with pytest.raises(SnapshotError, match=r"a\.weight is stored in both model-00001\.safetensors and model-00002"):
+        read_weights(files, torch.float32, torch.device("cpu"))

@@ -12,23 +12,74 @@ from runenv import job_env
 
 from circuitsweep import revisions as R
 from circuitsweep.config import load_config
+from circuitsweep.errors import ConfigError
 from circuitsweep.plan import manifest_path, plan_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY_BRANCHES = ["step1", "step4", "step16", "step64", "step256", "step512", "step3000", "step10000"]
 STUDY_BRANCHES += ["step38000", "step143000"]
+#: DESIGN.md 1: the study's Pythia 160M / 410M trajectories.
+STUDY_17 = [f"step{n}" for n in (1, 8, 32, 128, 512, 1000, 2000, 3000, 4000, 5000, 7000, 10000, 15000, 25000)]
+STUDY_17 += ["step40000", "step70000", "step143000"]
 SWEEP_CONFIGS = ["config/paper.yaml", "config/primitives-paper.yaml", *sorted(
     str(p.relative_to(ROOT)) for p in (ROOT / "config" / "suites").glob("*.yaml")
 )]  # fmt: skip
 
 
-def test_paper_config_has_pythia_160m_and_410m_at_the_1b_branches():
-    """The study's two other models sweep the same ten branches as Pythia 1B, from bundled manifests."""
+def test_paper_config_sweeps_the_studys_anchors():
+    """DESIGN.md 1: Pythia 1B at the study's ten branches, Pythia 160M and 410M at its 17, OLMo and OLMoE at
+    their ten branches and then `main` (the study's final checkpoint; OLMoE's is annealed: 5033B + 100B tokens),
+    ordered last; one natural-text batch built with gpt-neox-20b's tokenizer (Pythia's) read by all five;
+    no primitive job."""
     plan = plan_sweep(load_config(ROOT / "config" / "paper.yaml"), ROOT)
+    assert [r.name for r in plan.revisions["pythia-1b"]] == STUDY_BRANCHES
     for name in ("pythia-160m", "pythia-410m", "pythia-1b"):
-        assert [r.name for r in plan.revisions[name]] == STUDY_BRANCHES, name
         assert manifest_path(plan.models[name], ROOT).is_file(), name
+    for name in ("pythia-160m", "pythia-410m"):
+        assert [r.name for r in plan.revisions[name]] == STUDY_17, name
     assert plan.revision("pythia-410m", "step3000").tokens == 3000 * 2_097_152
+    for name, last_branch, main_tokens in [
+        ("olmo-1b-0724", "step1454000-tokens3048B", 3_050_000_000_000),
+        ("olmoe-1b-7b", "step1220000-tokens5117B", 5_133_000_000_000),
+    ]:
+        revisions = plan.revisions[name]
+        assert len(revisions) == 11 and [r.name for r in revisions[-2:]] == [last_branch, "main"], name
+        assert revisions[-1].tokens == main_tokens and revisions[-1].tokens > revisions[-2].tokens
+        assert sorted(revisions, key=lambda r: (r.tokens, r.step))[-1].name == "main"  # the emergence order too
+    assert plan.natural_batches() == {"gpt-neox-20b": ("pythia-1b", "step1")}
+    assert {plan.natural_batch_of(m) for m in plan.models} == {"gpt-neox-20b"}
+    assert {m.probes.natural_text.special_tokens for m in plan.models.values()} == {"default"}
+    assert plan.primitive_models() == [] and plan.ablation is not None
+
+
+def test_check_config_shows_the_paper_plan():
+    """`circuitsweep check-config config/paper.yaml` names main, the 17 revisions, the shared batch and no
+    primitive job."""
+    command = [sys.executable, "-m", "circuitsweep", "check-config", str(ROOT / "config" / "paper.yaml")]
+    result = subprocess.run(
+        [*command, "--root", str(ROOT)], capture_output=True, text=True, env=job_env(), timeout=120, check=True
+    )
+    lines = {line.split(":")[0]: line for line in result.stdout.splitlines()}
+    assert "17 revisions (step1 .. step143000" in lines["pythia-160m"] and "17 revisions" in lines["pythia-410m"]
+    assert "11 revisions (step5000-tokens20B .. main, 5,133,000,000,000 tokens)" in lines["olmoe-1b-7b"]
+    assert ".. main, 3,050,000,000,000 tokens" in lines["olmo-1b-0724"]
+    for model in ("pythia-1b", "pythia-160m", "pythia-410m", "olmo-1b-0724", "olmoe-1b-7b"):
+        assert "natural text: batch gpt-neox-20b (tokenizer of pythia-1b, special tokens default)" in lines[model]
+        assert lines[model].endswith("no primitive jobs")
+
+
+def test_stated_branch_tokens_place_a_branch_without_a_step(tmp_path):
+    """tokens.branches gives `main` its step and tokens (replacing a manifest's entry of that name); a
+    tokenizer_model that measures another batch, or is no model of the run, is a config error naming the key."""
+    config = load_config(ROOT / "config" / "paper.yaml")
+    olmoe = config["models"]["olmoe-1b-7b"]
+    olmoe["tokens"]["branches"] = {"main": {"step": 1_223_842, "tokens": 5_133_000_000_000}}
+    plan = plan_sweep(config, ROOT)
+    main = plan.revision("olmoe-1b-7b", "main")
+    assert (main.step, main.tokens) == (1_223_842, 5_133_000_000_000)
+    config["probes"]["natural_text"]["tokenizer_model"] = "pythia-12b"
+    with pytest.raises(ConfigError, match=r"tokenizer_model: 'pythia-12b' is no model of this run"):
+        plan_sweep(config, ROOT)
 
 
 def test_pythia_suite_configs_cover_every_size_with_a_bundled_manifest():

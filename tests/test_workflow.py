@@ -106,8 +106,8 @@ def test_gptneox_onset_matches_the_in_context_loss_drop(toy_run):
     final = drops[-1]
     assert final < -1.0, "the trained toy model must use its context"
     half = next(i for i, drop in enumerate(drops) if drop <= final / 2)
-    onset = next(i for i, n in enumerate(curve["n_induction_heads"]) if n >= 3)
-    assert abs(onset - half) <= 1, curve.select("revision", "n_induction_heads", "in_context_loss_drop")
+    onset = next(i for i, n in enumerate(curve["induction_selective_heads"]) if n >= 3)
+    assert abs(onset - half) <= 1, curve.select("revision", "induction_selective_heads", "in_context_loss_drop")
 
 
 def test_tables_follow_the_contract(toy_run):
@@ -121,14 +121,15 @@ def test_tables_follow_the_contract(toy_run):
     assert heads.height == (13 + 13) * 2 * 8 + 12 * 2 * 4
     csv = pl.read_csv(toy_run / "tables" / "emergence.csv")
     assert csv.height == emergence.height
-    assert "induction_onset_tokens" in (toy_run / "tables" / "milestones.md").read_text()
+    milestones_md = (toy_run / "tables" / "milestones.md").read_text()
+    assert "| model | induction onset | first BOS head | BOS t50 |" in milestones_md
     for plot in ["emergence.png", "heatmap_toy-gptneox.png", "trajectories_toy-gptneox.png", "primitive_gap.png"]:
         assert (toy_run / "plots" / plot).read_bytes().startswith(b"\x89PNG"), plot
 
 
 def test_toy_ablation_rows_and_causal_milestone(toy_run):
     """Every toy revision has ablation rows; where a model's circuit becomes causal, it is at or after the
-    first revision with an induction head, and wherever a control exists the circuit costs more top-1 than it."""
+    first revision with a screen head, and wherever a control exists the circuit costs more top-1 than it."""
     ablation = pl.read_parquet(toy_run / "tables" / "ablation.parquet")
     assert ablation.columns == list(C.ABLATION_COLUMNS)
     assert ablation.select("model", "revision").unique().height == 13 + 13 + 12
@@ -138,7 +139,7 @@ def test_toy_ablation_rows_and_causal_milestone(toy_run):
     for row in milestones.iter_rows(named=True):
         curve = emergence.filter(pl.col("model") == row["model"]).sort("tokens")
         if row["causal_tokens"] is not None:
-            first_head = curve.filter(pl.col("n_induction_heads") >= 1)["tokens"].min()
+            first_head = curve.filter(pl.col("screen_heads") >= 1)["tokens"].min()
             assert row["causal_tokens"] >= first_head, (row, curve)
         controlled = curve.drop_nulls(["ablation_circuit_drop", "ablation_random_drop"])
         assert (controlled["ablation_circuit_drop"] > controlled["ablation_random_drop"]).all(), controlled
@@ -160,7 +161,7 @@ def test_primitive_tables_have_intervals(toy_run):
     assert (toy_run / "tables" / K.COMPOSITIONS_MD).is_file()
     scaling = pl.read_csv(toy_run / "tables" / K.SCALING_CSV)
     assert scaling.columns == list(K.SCALING_COLUMNS) and (scaling["parameters"] > 0).all()
-    assert (toy_run / "tables" / K.SCALING_PLOT).read_bytes().startswith(b"\x89PNG")
+    assert C.Paths(toy_run).primitive_scaling_plot().read_bytes().startswith(b"\x89PNG")
 
 
 def test_snapshots_are_deleted_after_measuring(toy_run):
@@ -188,6 +189,7 @@ def test_report_opens_with_milestones_and_shows_every_result(toy_run, tmp_path):
     expected = [
         paths.emergence_plot("png"),
         paths.primitive_gap_plot(),
+        paths.primitive_scaling_plot(),
         *[paths.heatmap_plot(model) for model in models],
         *[paths.trajectory_plot(model) for model in models],
         paths.emergence_table("csv"),
@@ -219,13 +221,31 @@ def test_final_tables_record_the_settings_that_made_them(toy_run):
         assert gptneox["milestones"]["induction_onset_heads"] == 3
 
 
-def test_changing_a_threshold_reruns_no_model(toy_run, tmp_path):
-    """A new class threshold reruns classification, tables and plots, and loads no model."""
+def test_changing_a_threshold_reruns_no_measurement(toy_run, tmp_path):
+    """A new class threshold reruns classification, tables and plots and measures no revision again; only the
+    final-revision ablation, whose conditions are the classified heads, loads each final revision (its own copy)."""
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     config["thresholds"]["class_selectivity"] = 9
     jobs = planned_jobs(toy_run.parent, write_config(tmp_path / "config.yaml", config))
-    plots = {"plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3}
-    assert jobs == {"classify_heads": 3, "head_tables": 1, **plots}
+    plots = {"plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3, "plot_spectral": 3}
+    spectral = {"spectral_model": 3, "spectral_table": 1}
+    final = {"fetch_final_snapshot": 3, "final_ablation": 3, "final_ablation_table": 1}
+    assert jobs == {"classify_heads": 3, "head_tables": 1, **plots, **spectral, **final}
+
+
+def test_default_run_writes_the_spectral_phase_and_the_final_ablation(toy_run):
+    """The default run ranks every head by its PR integral, draws each model's PR figure and ablates each
+    model's final revision under the study's conditions (spectral picks for K = 45 and 6, the screen)."""
+    paths = C.Paths(toy_run)
+    spectral = pl.read_csv(paths.spectral_table("csv"))
+    assert sorted(set(spectral["model"])) == ["toy-gptneox", "toy-olmo", "toy-olmoe"]
+    assert spectral["integral"].null_count() == 0 and (spectral["n_left_out"] == 1).all()  # step0: 0 tokens
+    for model in ("toy-gptneox", "toy-olmo", "toy-olmoe"):
+        assert paths.spectral_plot(model).is_file()
+    table = pl.read_csv(paths.final_ablation_table("csv"))
+    assert sorted(set(table["model"])) == ["toy-gptneox", "toy-olmo", "toy-olmoe"]
+    assert set(table.filter(pl.col("condition") == "spectral_top")["k"]) == {45, 6}
+    assert paths.final_ablation_table("md").is_file() and paths.final_ablation_table("parquet").is_file()
 
 
 def test_changing_a_milestone_threshold_reclassifies_nothing(toy_run, tmp_path):
@@ -258,8 +278,9 @@ def test_adding_or_removing_a_revision_runs_only_its_jobs_and_the_aggregates(tmp
     assert planned_jobs(workdir, first) == {}
     second = write_config(tmp_path / "second.yaml", _sweeping(["step0", "step10", "step20", "step30"]))
     aggregates = {"classify_heads": 1, "head_tables": 1, "plot_emergence": 1, "plot_heatmap": 1,
-                  "plot_trajectories": 1, "sweep_overhead": 1}  # fmt: skip
-    primitive_aggregates = {"primitive_tables": 1, "plot_primitive_gap": 1}
+                  "plot_trajectories": 1, "sweep_overhead": 1, "spectral_model": 1, "spectral_table": 1,
+                  "plot_spectral": 1}  # fmt: skip
+    primitive_aggregates = {"primitive_tables": 1, "plot_primitive_gap": 1, "plot_primitive_scaling": 1}
     assert planned_jobs(workdir, second) == {
         "fetch_snapshot": 2,
         "measure_heads": 1,

@@ -24,8 +24,10 @@ The package in layers, from a config to a report (DESIGN.md section 2):
   command line the rules run, :mod:`retry` how a failed job's retry is sized.
 
 For notebooks, ``import circuitsweep as cs`` gives :func:`cs.measure_heads`,
-:func:`cs.study_probes`, :func:`cs.study_thresholds` and :func:`cs.read_results`
-(module :mod:`api`), loaded on first use so that the import stays torch-free.
+:func:`cs.classify_heads` (classes from selectivities alone), :func:`cs.spectral_ranking` (the
+study's Phase 1 ranking from PR trajectories), :func:`cs.study_probes`, :func:`cs.study_thresholds`,
+:func:`cs.read_results`, :func:`cs.plot_emergence` and :func:`cs.plot_trajectories` (module :mod:`api`),
+loaded on first use so that the import stays torch-free.
 """
 
 from __future__ import annotations
@@ -35,7 +37,16 @@ from typing import Any
 __version__ = "0.1.0"
 
 #: The notebook API, imported from :mod:`circuitsweep.api` on first access (PEP 562).
-__all__ = ["measure_heads", "read_results", "study_probes", "study_thresholds"]
+__all__ = [
+    "classify_heads",
+    "measure_heads",
+    "plot_emergence",
+    "plot_trajectories",
+    "read_results",
+    "spectral_ranking",
+    "study_probes",
+    "study_thresholds",
+]
 
 
 def __getattr__(name: str) -> Any:

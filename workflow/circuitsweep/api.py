@@ -27,6 +27,7 @@ from circuitsweep.schema_errors import describe
 from circuitsweep.table_io import read_table
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
     from transformers import PreTrainedModel
 
 
@@ -57,6 +58,24 @@ def study_probes(**overrides: Any) -> ProbeSettings:
 def study_thresholds(**overrides: Any) -> Thresholds:
     """The study's classification thresholds, with keyword ``overrides`` (e.g. ``class_selectivity=8``)."""
     return Thresholds.from_dict(_section("thresholds", overrides))
+
+
+def classify_heads(scores: pl.DataFrame, thresholds: Thresholds | None = None) -> pl.DataFrame:
+    """Classify heads from their selectivities, without a model (e.g. a study's published per-head numbers).
+
+    scores: one row per head with ``layer``, ``head`` and the ``sel_<target>``
+    columns of ``contracts.SELECTIVITY_COLUMNS`` (ratios of mean attention,
+    dimensionless); other columns (``sink_alpha``, keys) are kept. thresholds:
+    :func:`study_thresholds` (default: the study's). Returns ``scores`` with
+    ``contracts.CLASS_COLUMNS``: ``class`` (best target at >= the class
+    threshold, else ``none``), ``induction_selective``, the screens
+    ``induction_member`` and ``previous_member`` (whatever the class),
+    ``in_circuit`` and ``sink`` (null without ``sink_alpha``).
+    """
+    missing = [c for c in ("layer", "head", *C.SELECTIVITY_COLUMNS) if c not in scores.columns]
+    if missing:
+        raise ConfigError(f"classify_heads: the scores frame lacks the columns {missing}")
+    return head_classes(scores, thresholds or study_thresholds())
 
 
 def measure_heads(
@@ -106,6 +125,21 @@ def measure_heads(
     return head_classes(head_scores(stats), thresholds)
 
 
+def spectral_ranking(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rank heads by the integral of their participation-ratio trajectory (DESIGN.md 3 item 6, the study's Phase 1).
+
+    frame: rows of ``layer``, ``head``, ``tokens`` and ``pr`` (one per head and
+    revision; ``step`` optional, to order revisions with equal tokens), e.g. the
+    heads table of a sweep. Returns one row per head: ``layer``, ``head``,
+    ``integral`` (trapezoid of max(PR - 1, 0) over ln(tokens)), ``final_pr``,
+    ``max_pr``, ``min_pr``, ``spread``, ``rank`` (1 = largest integral),
+    ``n_revisions`` and ``n_left_out`` (revisions with 0 tokens, left out of the integral).
+    """
+    from circuitsweep.heads.spectral import spectral_ranking as rank
+
+    return rank(frame)
+
+
 @dataclass(frozen=True)
 class Results:
     """The final tables of a sweep, and the settings that made them (per model)."""
@@ -134,3 +168,40 @@ def read_results(results: str | Path = "results") -> Results:
         milestones=tables["milestones"][0],
         settings=tables["heads"][1].get("models", {}),
     )
+
+
+def _results(results: Results | str | Path) -> Results:
+    return results if isinstance(results, Results) else read_results(results)
+
+
+def plot_emergence(results: Results | str | Path = "results") -> Figure:
+    """The emergence figure of a sweep: BOS-head fraction and induction heads against tokens, milestones marked.
+
+    ``results``: :func:`read_results`' tables or a results folder. Returns the
+    matplotlib figure (shown inline in a notebook; ``figure.savefig(path)`` writes it).
+    """
+    from circuitsweep.plots import emergence_figure
+
+    tables = _results(results)
+    levels = {(s.get("milestones") or {}).get("bos_fraction_milestone") for s in tables.settings.values()}
+    level = levels.pop() if len(levels) == 1 and None not in levels else 0.5
+    return emergence_figure(tables.emergence, tables.milestones, bos_level=level)
+
+
+def plot_trajectories(results: Results | str | Path = "results", model: str | None = None) -> Figure:
+    """Every head's best selectivity across training for ``model`` (default: the only model), by its final class.
+
+    The class threshold of the run is drawn as a dashed line. Returns the matplotlib figure.
+    """
+    from circuitsweep.plots import trajectory_figure
+
+    tables = _results(results)
+    models = tables.heads["model"].unique(maintain_order=True).to_list()
+    if model is None:
+        if len(models) != 1:
+            raise ConfigError(f"plot_trajectories: name one model of {models}")
+        model = models[0]
+    if model not in models:
+        raise ConfigError(f"plot_trajectories: no model {model!r} in the results (models: {models})")
+    thresholds = (tables.settings.get(model) or {}).get("thresholds") or {}
+    return trajectory_figure(tables.heads, model, thresholds.get("class_selectivity"))

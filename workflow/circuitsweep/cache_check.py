@@ -24,7 +24,7 @@ from circuitsweep.errors import CacheError
 
 #: Version of the cache files' layout and metadata; bump it when either changes,
 #: so caches of an older layout are refused instead of misread.
-CACHE_SCHEMA_VERSION = 2
+CACHE_SCHEMA_VERSION = 3
 #: The metadata key holding :data:`CACHE_SCHEMA_VERSION`.
 SCHEMA_KEY = "cache_schema"
 #: The metadata key holding :func:`settings_digest` of the settings its measuring job was given.

@@ -27,13 +27,24 @@ def _json(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from error
 
 
+def check_inputs(args: argparse.Namespace) -> None:
+    """Refuse, naming the option, an input path of the command (``inputs`` of its parser) that does not exist."""
+    from circuitsweep.errors import InputError
+
+    for name in args.inputs:
+        value = getattr(args, name, None)
+        for path in value if isinstance(value, list) else [value]:
+            if path and not Path(path).exists():
+                option = name if name == "config" else f"--{name.replace('_', '-')}"
+                raise InputError(f"{option}: {path} does not exist")
+
+
 def cmd_check_config(args: argparse.Namespace) -> None:
     from circuitsweep.config import load_config
-    from circuitsweep.plan import plan_sweep
+    from circuitsweep.plan import describe, plan_sweep
 
-    plan = plan_sweep(load_config(args.config), Path(args.root))
-    for model, revisions in plan.revisions.items():
-        print(f"{model}: {len(revisions)} revisions ({revisions[0].name} .. {revisions[-1].name})")
+    for line in describe(plan_sweep(load_config(args.config), Path(args.root))):
+        print(line)
 
 
 def cmd_refresh_manifest(args: argparse.Namespace) -> None:
@@ -47,6 +58,7 @@ def cmd_refresh_manifest(args: argparse.Namespace) -> None:
         endpoint=args.endpoint,
         skipped=skipped,
         pattern=args.branch_pattern,
+        force=args.force,
     )
     print(f"{args.manifest}: {len(manifest.revisions)} revisions of {args.repo_id}")
     if skipped:
@@ -202,23 +214,31 @@ def cmd_refine(args: argparse.Namespace) -> None:
 
 
 def cmd_plot_emergence(args: argparse.Namespace) -> None:
+    from circuitsweep.plots import emergence_plot
+    from circuitsweep.table_io import read_frame, read_table
+
+    curves = read_frame(Path(args.emergence))
+    milestones, settings = read_table(Path(args.milestones)) if args.milestones else (None, {})
+    models = settings.get("models", {}).values()
+    levels = {((model or {}).get("milestones") or {}).get("bos_fraction_milestone") for model in models}
+    level = levels.pop() if len(levels) == 1 and None not in levels else 0.5
+    brackets = read_csv_frame(args.brackets[0]) if args.brackets else None
+    for output in args.output:
+        emergence_plot(curves, Path(output), milestones, bos_level=level, brackets=brackets, groups=args.groups)
+
+
+def read_csv_frame(path: str) -> Any:
     import polars as pl
 
-    from circuitsweep.plots import emergence_plot
-
-    curves = pl.read_parquet(args.emergence)
-    milestones = pl.read_parquet(args.milestones) if args.milestones else None
-    brackets = pl.read_csv(args.brackets[0], infer_schema_length=None) if args.brackets else None
-    for output in args.output:
-        emergence_plot(curves, Path(output), milestones, brackets, args.groups)
+    return pl.read_csv(path, infer_schema_length=None)
 
 
 def cmd_plot_heatmap(args: argparse.Namespace) -> None:
-    import polars as pl
-
     from circuitsweep.plots import layer_heatmap
+    from circuitsweep.table_io import read_frame
 
-    layer_heatmap(pl.read_parquet(args.emergence), args.model, Path(args.output))
+    milestones = read_frame(Path(args.milestones)) if args.milestones else None
+    layer_heatmap(read_frame(Path(args.emergence)), args.model, Path(args.output), milestones)
 
 
 def cmd_plot_trajectories(args: argparse.Namespace) -> None:
@@ -228,6 +248,48 @@ def cmd_plot_trajectories(args: argparse.Namespace) -> None:
     heads, metadata = read_table(Path(args.heads))
     thresholds = (metadata.get("models", {}).get(args.model) or {}).get("thresholds") or {}
     head_trajectories(heads, args.model, Path(args.output), thresholds.get("class_selectivity"))
+
+
+def cmd_spectral_model(args: argparse.Namespace) -> None:
+    from circuitsweep.heads.spectral import write_model_spectral
+
+    write_model_spectral(Path(args.heads), args.model, Path(args.output))
+
+
+def cmd_spectral_table(args: argparse.Namespace) -> None:
+    from circuitsweep.heads.spectral import spectral_table
+
+    spectral_table([Path(p) for p in args.models], Path(args.parquet), Path(args.csv))
+
+
+def cmd_plot_spectral(args: argparse.Namespace) -> None:
+    from circuitsweep.plots import spectral_plot
+    from circuitsweep.table_io import read_table
+
+    spectral_plot(read_table(Path(args.heads))[0], read_table(Path(args.spectral))[0], args.model, Path(args.output))
+
+
+def cmd_final_ablation(args: argparse.Namespace) -> None:
+    import torch
+
+    from circuitsweep.heads.final_ablation import run_final_ablation
+
+    torch.set_num_threads(args.threads)
+    run_final_ablation(
+        args.settings,
+        Path(args.snapshot),
+        Path(args.heads),
+        Path(args.spectral),
+        Path(args.output),
+        natural_batch=Path(args.natural_batch) if args.natural_batch else None,
+        mem_mb=args.mem_mb,
+    )
+
+
+def cmd_final_ablation_table(args: argparse.Namespace) -> None:
+    from circuitsweep.heads.final_ablation import final_ablation_table
+
+    final_ablation_table([Path(p) for p in args.rows], Path(args.parquet), Path(args.csv), Path(args.markdown))
 
 
 def cmd_score_primitives(args: argparse.Namespace) -> None:
@@ -243,11 +305,19 @@ def cmd_primitive_tables(args: argparse.Namespace) -> None:
 
 
 def cmd_plot_primitive_gap(args: argparse.Namespace) -> None:
+    from circuitsweep.plots import primitive_gap_plot
+    from circuitsweep.table_io import read_frame
+
+    primitive_gap_plot(read_frame(Path(args.gaps)), Path(args.output))
+
+
+def cmd_plot_primitive_scaling(args: argparse.Namespace) -> None:
     import polars as pl
 
-    from circuitsweep.plots import primitive_gap_plot
+    from circuitsweep.plots import primitive_scaling_plot
+    from circuitsweep.primitives.scaling import PLOTTED_KINDS
 
-    primitive_gap_plot(pl.read_csv(args.gaps), Path(args.output))
+    primitive_scaling_plot(pl.read_csv(args.scaling), Path(args.output), PLOTTED_KINDS)
 
 
 def cmd_sweep_overhead(args: argparse.Namespace) -> None:
@@ -267,7 +337,7 @@ def cmd_sweep_overhead(args: argparse.Namespace) -> None:
 def cmd_block_record(args: argparse.Namespace) -> None:
     from circuitsweep.scheduling import write_block_record
 
-    write_block_record(args.block, [Path(p) for p in args.files], Path(args.output))
+    write_block_record(args.block, [Path(p) for p in args.files], Path(args.output), args.expected or ())
     print(f"block {args.block}: {len(args.files)} files recorded in {args.output}")
 
 
@@ -280,21 +350,26 @@ def cmd_prefetch(args: argparse.Namespace) -> None:
 def cmd_demo_run(args: argparse.Namespace) -> None:
     from circuitsweep.toy.demo_run import save_demo_run
 
-    for folder in save_demo_run(Path(args.folder), args.steps, args.pattern):
+    for folder in save_demo_run(Path(args.folder), args.steps, args.pattern, force=args.force):
         print(folder)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="circuitsweep", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "--attempt", type=int, help="Snakemake attempt of the job running this command (set by the rules)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, func: Callable[[argparse.Namespace], None], help: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, func: Callable[[argparse.Namespace], None], help: str, inputs: tuple[str, ...] = ()
+    ) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help, description=help)
-        command.set_defaults(func=func)
+        command.set_defaults(func=func, inputs=inputs)
         return command
 
-    p = add("check-config", cmd_check_config, "validate a config and list the revisions it sweeps")
+    p = add("check-config", cmd_check_config, "validate a config and list the revisions it sweeps", ("config",))
     p.add_argument("config", help="YAML config file")
     p.add_argument("--root", default=".", help="workflow folder that relative paths resolve against")
 
@@ -304,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens-per-step", type=int, help="for branch names without a token count (stepN)")
     p.add_argument("--endpoint", help="Hub endpoint (default HF_ENDPOINT or huggingface.co)")
     p.add_argument("--branch-pattern", help="checkpoint branch names, e.g. 'stage1-step{step}-tokens{tokens}B'")
+    p.add_argument("--force", action="store_true", help="replace the manifest even if revisions would be lost")
 
     p = add("train-toy", cmd_train_toy, "train one toy model and publish its checkpoints as revisions")
     p.add_argument("--settings", type=_json, required=True, help="JSON: model name, architecture and toy settings")
@@ -315,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", help="the run's output folder")
     p.add_argument("--steps", type=int, nargs="+", default=[0, 20, 40], help="steps at which to save")
     p.add_argument("--pattern", default="checkpoint-{step}", help="checkpoint folder names")
+    p.add_argument("--force", action="store_true", help="replace checkpoint folders that already exist")
 
     p = add("fetch-snapshot", cmd_fetch_snapshot, "fetch and verify one revision's files")
     p.add_argument("--settings", type=_json, required=True, help="JSON: source and revision")
@@ -339,7 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot", required=True, help="snapshot folder whose tokenizer is used")
     p.add_argument("--output", required=True, help="output safetensors batch")
 
-    p = add("classify-heads", cmd_classify_heads, "classify every head of one model from its cache")
+    p = add(
+        "classify-heads",
+        cmd_classify_heads,
+        "classify every head of one model from its cache",
+        ("scores", "stats", "natural"),
+    )
     p.add_argument("--model", required=True)
     p.add_argument("--thresholds", type=_json, required=True, help="JSON classification thresholds")
     p.add_argument("--scores", nargs="+", required=True, help="per-revision score Parquet files")
@@ -349,7 +431,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expected", type=_json, help="JSON list: the metadata each score file must carry")
     p.add_argument("--natural", nargs="*", default=[], help="per-revision natural-text score Parquet files")
 
-    p = add("head-tables", cmd_head_tables, "write the heads, emergence and milestone tables")
+    p = add(
+        "head-tables",
+        cmd_head_tables,
+        "write the heads, emergence and milestone tables",
+        ("heads", "revisions", "ablation_rows"),
+    )
     p.add_argument("--heads", nargs="+", required=True)
     p.add_argument("--revisions", nargs="+", required=True)
     p.add_argument("--thresholds", type=_json, required=True, help="JSON: model -> milestone thresholds")
@@ -391,39 +478,98 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", nargs="*", default=[], help="what the last Snakemake run builds (default: all)")
     p.add_argument("snakemake", nargs=argparse.REMAINDER, help="snakemake options (no targets) after --: -- --cores 8")
 
-    p = add("plot-emergence", cmd_plot_emergence, "plot BOS fraction and induction heads against tokens")
+    p = add(
+        "plot-emergence",
+        cmd_plot_emergence,
+        "plot BOS fraction and induction heads against tokens",
+        ("emergence", "milestones"),
+    )
     p.add_argument("--emergence", required=True)
     p.add_argument("--milestones", help="milestones table (Parquet), marked on the curves")
     p.add_argument("--brackets", nargs="*", default=[], help="milestone brackets table (CSV), drawn as spans")
     p.add_argument("--groups", type=_json, default={}, help="JSON: model -> group, drawn as a band per group")
     p.add_argument("--output", nargs="+", required=True, help="figure files (.png, .svg)")
 
-    p = add("plot-heatmap", cmd_plot_heatmap, "plot one model's per-layer head counts per revision")
+    p = add("plot-heatmap", cmd_plot_heatmap, "plot one model's per-layer head counts per revision", ("emergence",))
     p.add_argument("--emergence", required=True)
+    p.add_argument("--milestones", help="milestones table (Parquet), marked on the panels")
     p.add_argument("--model", required=True)
     p.add_argument("--output", required=True)
 
-    p = add("plot-trajectories", cmd_plot_trajectories, "plot every head's best selectivity across training")
+    p = add(
+        "plot-trajectories", cmd_plot_trajectories, "plot every head's best selectivity across training", ("heads",)
+    )
     p.add_argument("--heads", required=True, help="the heads table (Parquet)")
     p.add_argument("--model", required=True)
     p.add_argument("--output", required=True)
 
-    p = add("score-primitives", cmd_score_primitives, "score one revision's primitive shard (no model)")
+    p = add("spectral-model", cmd_spectral_model, "rank one model's heads by their participation-ratio integral")
+    p.add_argument("--heads", required=True, help="the model's classified heads (Parquet)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--output", required=True, help="the model's spectral ranking (Parquet)")
+
+    p = add("spectral-table", cmd_spectral_table, "concatenate the models' spectral rankings")
+    p.add_argument("--models", nargs="+", required=True, help="per-model spectral rankings (Parquet)")
+    p.add_argument("--parquet", required=True)
+    p.add_argument("--csv", required=True)
+
+    p = add("plot-spectral", cmd_plot_spectral, "plot one model's participation ratio across training by final class")
+    p.add_argument("--heads", required=True, help="the model's classified heads (Parquet)")
+    p.add_argument("--spectral", required=True, help="the model's spectral ranking (Parquet)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--output", required=True)
+
+    p = add("final-ablation", cmd_final_ablation, "load the final revision once; run the study's ablation conditions")
+    p.add_argument("--settings", type=_json, required=True, help="JSON: Plan.final_ablation_settings")
+    p.add_argument("--snapshot", required=True, help="the final revision's snapshot folder")
+    p.add_argument("--heads", required=True, help="the model's classified heads (Parquet)")
+    p.add_argument("--spectral", required=True, help="the model's spectral ranking (Parquet)")
+    p.add_argument("--output", required=True, help="output Parquet of every condition's rows")
+    p.add_argument("--natural-batch", help="natural-text batch (safetensors), with probes.natural_text")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--mem-mb", type=int, help="the job's memory limit in MB: refuse before loading if it cannot fit")
+
+    p = add("final-ablation-table", cmd_final_ablation_table, "write the final-revision ablation table")
+    p.add_argument("--rows", nargs="+", required=True, help="per-model final-revision ablation Parquet files")
+    p.add_argument("--parquet", required=True)
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
+
+    p = add(
+        "score-primitives",
+        cmd_score_primitives,
+        "score one revision's primitive shard (no model)",
+        ("cache", "stimuli"),
+    )
     p.add_argument("--cache", required=True, help="primitive shard of measure-revision")
     p.add_argument("--stimuli", required=True)
     p.add_argument("--scoring", type=_json, required=True, help="JSON: n_folds, n_perm, seed")
     p.add_argument("--output", required=True, help="folder for the revision's tables")
     p.add_argument("--expected", type=_json, help="JSON: the metadata the shard must carry")
 
-    p = add("primitive-tables", cmd_primitive_tables, "stack every revision's primitive tables")
+    p = add("primitive-tables", cmd_primitive_tables, "stack every revision's primitive tables", ("revisions",))
     p.add_argument("--revisions", nargs="+", required=True, help="folders of score-primitives")
     p.add_argument("--output", required=True, help="tables folder")
 
-    p = add("plot-primitive-gap", cmd_plot_primitive_gap, "plot the summary primitive gap against tokens")
+    p = add("plot-primitive-gap", cmd_plot_primitive_gap, "plot the summary primitive gap against tokens", ("gaps",))
     p.add_argument("--gaps", required=True, help="primitive_gaps.csv")
     p.add_argument("--output", required=True)
 
-    p = add("sweep-overhead", cmd_sweep_overhead, "compare job wall time with forward-pass time")
+    p = add(
+        "plot-primitive-scaling",
+        cmd_plot_primitive_scaling,
+        "plot each model's last gap against its size",
+        ("scaling",),
+    )
+    p.add_argument("--scaling", required=True, help="primitive_scaling.csv")
+    p.add_argument("--output", required=True)
+
+    p = add(
+        "sweep-overhead",
+        cmd_sweep_overhead,
+        "compare job wall time with forward-pass time",
+        ("scores", "fetch", "measure", "primitives"),
+    )
     p.add_argument("--scores", nargs="+", required=True, help="head-score Parquet files")
     p.add_argument("--fetch", nargs="*", default=[], help="fetch_snapshot benchmark TSVs")
     p.add_argument("--measure", nargs="+", required=True, help="benchmark TSVs of the measuring jobs")
@@ -435,11 +581,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--block", required=True, help="block name (<model>.<first revision>)")
     p.add_argument("--files", nargs="*", default=[], help="the caches of the block's revisions")
     p.add_argument("--output", required=True, help="the block's JSON record")
+    p.add_argument("--expected", type=_json, help="JSON: per revision, its head caches and expected metadata")
 
     p = add(
         "prefetch",
         cmd_prefetch,
         "download every planned Hub revision of a config into the shared Hub cache (HF_HOME), for offline jobs",
+        ("config",),
     )
     p.add_argument("config", help="YAML config file")
     p.add_argument("--root", default=".", help="workflow folder that relative paths resolve against")
@@ -466,15 +614,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from circuitsweep.errors import USER_ERRORS
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if (replayed := retry.replay_failure(argv)) is not None:
+    if (replayed := retry.replay_failure(argv, args.attempt)) is not None:
         print(replayed, file=sys.stderr)
         return retry.EXIT_DETERMINISTIC
     try:
+        check_inputs(args)
         args.func(args)
     except USER_ERRORS as error:
         message = f"circuitsweep {args.command}: error: {error}"
         print(message, file=sys.stderr)
-        return retry.exit_code(argv, error, message)
+        return retry.exit_code(argv, error, message, args.attempt)
     return 0
 
 

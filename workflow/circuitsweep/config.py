@@ -193,8 +193,14 @@ def resolve_ablation(config: dict[str, Any]) -> tuple[AblationSettings | None, f
     """The run's ablation settings (None when not enabled) and the causal milestone's factor."""
     values = _deep_merge(study_defaults("ablation"), config.get("ablation", {}))
     factor = float(values.pop("causal_factor"))
+    values.pop("spectral_top_k")  # the final-revision ablation's alone: changing it reruns no measurement
     enabled = values.pop("enabled")
     return (AblationSettings(**values) if enabled else None), factor
+
+
+def resolve_spectral_top_k(config: dict[str, Any]) -> tuple[int, ...]:
+    """The K of the final-revision ablation's spectral conditions (``ablation.spectral_top_k``), in config order."""
+    return tuple(_deep_merge(study_defaults("ablation"), config.get("ablation", {}))["spectral_top_k"])
 
 
 def _check_run_dir(name: str, source: dict[str, Any], tokens: dict[str, Any]) -> list[str]:
@@ -285,6 +291,18 @@ def resolve_config(config: dict[str, Any]) -> dict[str, ModelSettings]:
             problems.append(
                 f"models.{name}.probes.natural_text: shares the batch {settings.tokenizer!r} with models.{first} "
                 "but not its settings; give it another tokenizer name or the same settings"
+            )
+    for name in natural:
+        settings = models[name].probes.natural_text
+        builder = settings.tokenizer_model
+        if builder is not None and (
+            builder not in models
+            or models[builder].probes.natural_text is None
+            or models[builder].probes.natural_text.tokenizer != settings.tokenizer
+        ):
+            problems.append(
+                f"models.{name}.probes.natural_text.tokenizer_model: {builder!r} is no model of this run that "
+                f"measures the batch {settings.tokenizer!r}"
             )
     ablation, _ = resolve_ablation(config)
     for name, model in models.items():

@@ -47,6 +47,9 @@ STAT_DUPLICATE_TOKEN = "repeated.duplicate_token"
 STAT_LOSS_PER_POSITION = "repeated.loss_per_position"
 #: [L, H, T_s] random batch: mean attention to position 0 from each query.
 STAT_FIRST_ATTENTION = "random.first_attention"
+#: [L, H] participation ratio of each head's slice of its output-projection input at the
+#: induction probe's last position, over the first ``probes.spectral_sequences`` sequences.
+STAT_SPECTRAL_PR = "induction.spectral_pr"
 
 # --- Per-head score columns --------------------------------------------------
 
@@ -68,9 +71,20 @@ HEAD_SCORE_COLUMNS: tuple[str, ...] = (
     "prefix_matching",
     "previous_token",
     "duplicate_token",
+    "pr",  # participation ratio (DESIGN.md 3 item 6); null where the output projection is not found
 )
-#: Columns that classification adds to the head scores.
-CLASS_COLUMNS: tuple[str, ...] = ("class", "induction_member", "previous_member", "in_circuit", "sink")
+#: Columns that classification adds to the head scores: the best class; ``induction_selective``
+#: (induction selectivity >= the class threshold, any class); the screens ``induction_member``
+#: (induction selectivity >= the circuit threshold, any class) and ``previous_member``; their
+#: union ``in_circuit``; ``sink`` (null without a ``sink_alpha`` score).
+CLASS_COLUMNS: tuple[str, ...] = (
+    "class",
+    "induction_selective",
+    "induction_member",
+    "previous_member",
+    "in_circuit",
+    "sink",
+)
 
 # --- Per-revision columns --------------------------------------------------
 
@@ -98,7 +112,9 @@ EMERGENCE_COLUMNS: tuple[str, ...] = (
     "n_heads_total",
     "bos_fraction",
     "sink_ratio",
-    "n_induction_heads",
+    "n_induction_heads",  # class induction (the study's class breakdown)
+    "induction_selective_heads",  # induction selectivity >= the class threshold, any class (the onset counts these)
+    "screen_heads",  # the all-head induction screen: induction selectivity >= the circuit threshold
     "n_circuit_heads",
     "in_context_loss_drop",
     "early_screen_recall",
@@ -118,6 +134,11 @@ MILESTONE_COLUMNS: tuple[str, ...] = (
     "bos_t50_revision",
     "bos_t50_tokens",
     "bos_to_induction_ratio",
+    "first_bos_head_revision",
+    "first_bos_head_tokens",
+    "bos_peak_fraction",
+    "bos_peak_revision",
+    "bos_peak_tokens",
     "bos_shape",
     "bos_largest_rise_share",
     "bos_largest_rise_between",
@@ -239,6 +260,67 @@ GROUP_MILESTONE_COLUMNS: tuple[str, ...] = (
     "models",
 )
 
+# --- Spectral phase (DESIGN.md 3 item 6) -------------------------------------
+
+#: One row per head and model: the integral of max(PR - 1, 0) over ln(tokens) and its trajectory's summary.
+SPECTRAL_COLUMNS: tuple[str, ...] = (
+    "model",
+    "layer",
+    "head",
+    "integral",
+    "final_pr",
+    "max_pr",
+    "min_pr",
+    "spread",  # max_pr - min_pr
+    "rank",  # 1 = largest integral
+    "n_revisions",  # revisions with a PR (final, max, min and spread are over these)
+    "n_left_out",  # of them, revisions with 0 tokens: no logarithm, left out of the integral
+    "final_revision",
+    "final_class",
+    "screen",  # final induction selectivity >= thresholds.induction_circuit, whatever the class
+)
+
+# --- The study's ablation at the final revision (DESIGN.md 3 item 2) ---------
+
+#: Every ablated head set of the final revision, one row per probe, condition and draw.
+FINAL_ABLATION_COLUMNS: tuple[str, ...] = (
+    "model",
+    "revision",
+    "step",
+    "tokens",
+    "probe",  # synthetic | natural
+    "condition",  # none, spectral_top, spectral_random, spectral_layers, screen, screen_random, ...
+    "k",  # spectral_top_k of the spectral conditions (as asked), else null
+    "draw",  # matched-random draw (0 = the study's), else null
+    "heads",  # "L1H2,L3H0", in the condition's order
+    "n_ablated",
+    "n_requested",  # heads the condition asked for (K, the screen's size, a draw's matched count)
+    "shortfall",  # n_requested - n_ablated: K above the head count, or a layer without enough other heads
+    "n_sequences",
+    "loss",
+    "top1",
+    "top5",
+    "mean_logit",
+    "note",
+)
+#: The study-like summary of the final ablation: matched-random draws as draw 0, their mean and their SD.
+FINAL_ABLATION_TABLE_COLUMNS: tuple[str, ...] = (
+    "model",
+    "revision",
+    "probe",
+    "condition",
+    "k",
+    "statistic",  # value | draw 0 | mean of n | sd of n
+    "heads",
+    "n_ablated",
+    "shortfall",
+    "loss",
+    "top1",
+    "top5",
+    "mean_logit",
+    "note",
+)
+
 # --- Metadata keys stored with every cache file ----------------------------
 
 META_KEY = "circuitsweep"
@@ -286,6 +368,28 @@ class Paths:
     def ablation_table(self, suffix: str = "parquet") -> Path:
         return self.root / "tables" / f"ablation.{suffix}"
 
+    def model_spectral(self, model: str) -> Path:
+        """One model's spectral ranking (``SPECTRAL_COLUMNS``), from its classified heads alone."""
+        return self.root / "classes" / model / "spectral.parquet"
+
+    def spectral_table(self, suffix: str = "parquet") -> Path:
+        return self.root / "tables" / f"spectral.{suffix}"
+
+    def spectral_plot(self, model: str) -> Path:
+        """Every head's participation ratio across training, coloured by its final class."""
+        return self.root / "plots" / f"spectral_{model}.png"
+
+    def final_ablation_rows(self, model: str) -> Path:
+        """One model's ablation at its final revision (``FINAL_ABLATION_COLUMNS``): every condition and draw."""
+        return self.root / "final_ablation" / f"{model}.parquet"
+
+    def final_snapshot(self, model: str) -> Path:
+        """The final revision's snapshot fetched for the final-revision ablation alone (temporary)."""
+        return self.root / "final_ablation" / "snapshot" / model
+
+    def final_ablation_table(self, suffix: str = "csv") -> Path:
+        return self.root / "tables" / f"final_ablation.{suffix}"
+
     def primitive_stats(self, model: str, revision: str) -> Path:
         return self.root / "cache" / model / revision / "primitives.safetensors"
 
@@ -299,6 +403,9 @@ class Paths:
 
     def primitive_gap_plot(self) -> Path:
         return self.root / "plots" / "primitive_gap.png"
+
+    def primitive_scaling_plot(self) -> Path:
+        return self.root / "plots" / "primitive_scaling.png"
 
     def model_heads(self, model: str) -> Path:
         return self.root / "classes" / model / "heads.parquet"

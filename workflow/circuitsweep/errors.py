@@ -23,6 +23,10 @@ class DataError(CircuitsweepError, ValueError):
     """Measured data that would give silently wrong results (NaN, empty, inconsistent)."""
 
 
+class InputError(CircuitsweepError, ValueError):
+    """A file or folder given to a command that is missing or not what the command reads."""
+
+
 USER_ERRORS: tuple[type[BaseException], ...] = (CircuitsweepError,)
 
 

@@ -11,22 +11,40 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, records_settings, safetensors_metadata
+from circuitsweep.cache_check import (
+    CACHE_SCHEMA_VERSION,
+    SCHEMA_KEY,
+    SETTINGS_KEY,
+    records_settings,
+    safetensors_metadata,
+    settings_digest,
+)
 from circuitsweep.checkpoints import local_hub, run_dir
-from circuitsweep.config import RUN_DIR_PATTERN, ModelSettings, resolve_ablation, resolve_config, schema_default
+from circuitsweep.config import (
+    RUN_DIR_PATTERN,
+    ModelSettings,
+    resolve_ablation,
+    resolve_config,
+    resolve_spectral_top_k,
+    schema_default,
+)
 from circuitsweep.config_checks import model_problems
 from circuitsweep.contracts import Paths
-from circuitsweep.errors import ConfigError
+from circuitsweep.corpus import corpus_files, corpus_sha256
+from circuitsweep.errors import ConfigError, DataError
 from circuitsweep.heads.probe_settings import AblationSettings
 from circuitsweep.primitives.stimuli import load_stimuli
 from circuitsweep.refine import RefineSettings, read_rounds, resolve_refine, with_added
 from circuitsweep.revisions import Revision, parse_branches, read_manifest, select_revisions, sort_revisions
+from circuitsweep.table_io import read_table
 
 logger = logging.getLogger(__name__)
 
 #: The one revision of a package source: a released pretrained model whose
 #: step and training tokens are not published with it (recorded as 0).
 PACKAGE_REVISION = "main"
+#: Heads ablated alone (induction class and screen) that the final-revision ablation's runtime allows for.
+SINGLE_HEAD_ALLOWANCE = 16
 #: A hub source swept at ``revisions: [main]`` only is a released model (step and tokens recorded as 0),
 #: e.g. the chat models of the primitive study; it needs neither a manifest nor a token count.
 RELEASED_REVISION = "main"
@@ -60,7 +78,21 @@ def manifest_path(model: ModelSettings, root: Path) -> Path:
 
 
 def available_revisions(model: ModelSettings, root: Path) -> list[Revision]:
-    """Every revision the model's source publishes, as far as is known offline."""
+    """Every revision the model's source publishes, as far as is known offline.
+
+    Branches named in ``tokens.branches`` (``main``...) take the step and tokens
+    stated there, replacing any the source lists under that name.
+    """
+    stated = [
+        Revision(name, int(entry["step"]), int(entry["tokens"]))
+        for name, entry in model.tokens.get("branches", {}).items()
+    ]
+    listed = _source_revisions(model, root)
+    return [r for r in listed if r.name not in {s.name for s in stated}] + stated
+
+
+def _source_revisions(model: ModelSettings, root: Path) -> list[Revision]:
+    """The revisions the model's source lists (manifest, branches, folders or toy schedule)."""
     tokens_per_step = model.tokens.get("per_step")
     source = model.source
     if source["type"] == "package":
@@ -72,7 +104,10 @@ def available_revisions(model: ModelSettings, root: Path) -> list[Revision]:
                 f"models.{model.name}.source: no folder of {root / source['path']} matches the pattern "
                 f"{source.get('pattern', RUN_DIR_PATTERN)!r}"
             )
-        return [Revision(name, step, step * (tokens_per_step or 0)) for name, step in folders]
+        try:
+            return [Revision(name, step, step * (tokens_per_step or 0)) for name, step in folders]
+        except ValueError as error:
+            raise ConfigError(f"models.{model.name}.source ({root / source['path']}): {error}") from None
     if source["type"] == "hub_repos":
         return sort_revisions(
             Revision(
@@ -128,6 +163,10 @@ class Plan:
     stimuli_sha256: dict[str, str] = field(default_factory=dict)
     #: The ``refine`` block (None: no refinement); the revisions its rounds added are in ``revisions``.
     refine: RefineSettings | None = None
+    #: What this machine lacks for a job that may run elsewhere (a corpus package), said by check-config.
+    notes: tuple[str, ...] = ()
+    #: K of the final-revision ablation's spectral conditions (``ablation.spectral_top_k``).
+    spectral_top_k: tuple[int, ...] = (45, 6)
 
     def revision(self, model: str, name: str) -> Revision:
         for revision in self.revisions[model]:
@@ -190,11 +229,10 @@ class Plan:
             **self._weights(model, name),
         }
         if self.ablation is not None:
-            # the circuit is classified in the job, so its cut is a job setting (a change reruns it);
-            # max(induction_circuit, class_selectivity) is all it depends on (heads.ablation.circuit_cut)
-            thresholds = self.models[model].thresholds
+            # the circuit is screened in the job, so its cut is a job setting (a change reruns it);
+            # induction_circuit is all it depends on (heads.ablation.circuit_cut)
             settings["ablation"] = asdict(self.ablation)
-            settings["circuit_selectivity"] = max(thresholds.induction_circuit, thresholds.class_selectivity)
+            settings["circuit_selectivity"] = self.models[model].thresholds.induction_circuit
         return settings
 
     def measure_extra_outputs(self, model: str, name: str) -> dict[str, Path]:
@@ -230,17 +268,75 @@ class Plan:
             return safetensors_metadata(shard).get("stimuli_sha256") == self.stimuli_sha256[model]
         return True
 
+    def final_revision(self, model: str) -> str:
+        """The model's final revision: the last swept one by tokens, then step (DESIGN.md 4)."""
+        return sorted(self.revisions[model], key=lambda revision: (revision.tokens, revision.step))[-1].name
+
+    def final_ablation_settings(self, model: str) -> dict[str, Any]:
+        """The final-revision ablation job (``final_ablation`` params): its revision's measurement settings
+        (``RevisionJob``, with the run's ablation settings), the spectral K and the classification thresholds."""
+        return {
+            "job": self.measure_settings(model, self.final_revision(model)),
+            "spectral_top_k": list(self.spectral_top_k),
+            "thresholds": self.thresholds(model),
+        }
+
+    def final_ablation_tokens(self, model: str) -> int:
+        """Tokens the final-revision ablation runs through the model, at most (its job's runtime).
+
+        Every condition is one pass over each probe: none, per K and for the screen the
+        head set, its matched draws and full layers, and up to
+        :data:`SINGLE_HEAD_ALLOWANCE` heads alone (the count is known only once classified).
+        """
+        ablation = self.ablation or AblationSettings()
+        probes = self.models[model].probes
+        limit = ablation.n_sequences or 10**12
+        per_pass = min(limit, probes.induction.n_sequences) * probes.induction.seq_len
+        if probes.natural_text is not None:
+            per_pass += min(limit, probes.natural_text.n_examples) * probes.natural_text.seq_len
+        families = len(self.spectral_top_k) + 1
+        return per_pass * (1 + families * (ablation.random_draws + 2) + SINGLE_HEAD_ALLOWANCE)
+
+    def final_ablation_current(self, model: str) -> bool:
+        """Whether the model's final-revision ablation exists, was made with the settings planned now, and every
+        revision is measured (so its ranking, and the job, will not change in this run)."""
+        path = self.paths.final_ablation_rows(model)
+        if not path.exists() or not all(self.is_measured(model, r.name) for r in self.revisions[model]):
+            return False
+        try:
+            recorded = read_table(path)[1].get(SETTINGS_KEY)
+        except (OSError, ValueError):
+            return False
+        return recorded == settings_digest(self.final_ablation_settings(model))
+
+    def needs_snapshot(self, model: str, name: str) -> bool:
+        """Whether revision ``name`` will be fetched in this run: not measured with the settings planned now
+        (:meth:`is_measured`), or the final revision of a run that ablates whose final-revision ablation is not
+        current (:meth:`final_ablation_current`; that job fetches its own copy, in the same place of the order).
+
+        These revisions take places in the disk-bound fetch order (``scheduling.fetch_order``).
+        """
+        if not self.is_measured(model, name):
+            return True
+        if self.ablation is None or name != self.final_revision(model):
+            return False
+        return not self.final_ablation_current(model)
+
     def natural_text(self) -> bool:
         """Whether the run measures the natural-text probe (every model or none, see config)."""
         return any(m.probes.natural_text is not None for m in self.models.values())
 
     def natural_batches(self) -> dict[str, tuple[str, str]]:
-        """Each natural-text batch name and the (model, revision) whose tokenizer builds it: its first user's first."""
+        """Each natural-text batch name and the (model, revision) whose tokenizer builds it.
+
+        The model is ``tokenizer_model`` when set, else the batch's first user; the revision is its first.
+        """
         out: dict[str, tuple[str, str]] = {}
         for name, model in self.models.items():
             natural = model.probes.natural_text
             if natural is not None and natural.tokenizer not in out:
-                out[natural.tokenizer] = (name, self.revisions[name][0].name)
+                builder = natural.tokenizer_model or name
+                out[natural.tokenizer] = (builder, self.revisions[builder][0].name)
         return out
 
     def natural_batch_of(self, model: str) -> str:
@@ -250,11 +346,12 @@ class Plan:
         return natural.tokenizer
 
     def natural_batch_settings(self, batch: str) -> dict[str, Any]:
-        """What builds natural batch ``batch``: its settings (corpus resolved against the workflow folder)."""
+        """What builds natural batch ``batch``: its settings (corpus resolved against the workflow folder)
+        and the corpus's content digest (an edit in place rebuilds the batch)."""
         model, _ = self.natural_batches()[batch]
         settings = self.models[model].probes.natural_text.batch_dict()
         settings["corpus"] = corpus_location(settings["corpus"], self.root)
-        return {"batch": batch, "model": model, **settings}
+        return {"batch": batch, "model": model, **settings, "corpus_sha256": corpus_sha256(settings["corpus"])}
 
     def _cache_identity(self, model: str, name: str) -> dict[str, Any]:
         """Metadata every cache of one revision must carry: identity, dtype, first token, schema version."""
@@ -357,21 +454,31 @@ def corpus_location(corpus: str, root: Path) -> str:
     return str((Path(root) / corpus).resolve())
 
 
+def _corpus_note(corpus: str) -> str | None:
+    """A Hugging Face corpus needs the datasets package where its batch is built (maybe not this machine)."""
+    import importlib.util
+
+    if corpus.startswith("hf:") and importlib.util.find_spec("datasets") is None:
+        return (
+            f"natural-text corpus {corpus} is a Hugging Face dataset: the job that builds its batch needs the "
+            "datasets package (pip install datasets), which is not installed here"
+        )
+    return None
+
+
 def _corpus_problem(name: str, corpus: str, root: Path) -> str | None:
     where = f"models.{name}.probes.natural_text.corpus"
     if corpus.startswith("hf:"):
-        import importlib.util
-
-        if importlib.util.find_spec("datasets") is None:
-            return (
-                f"{where}: {corpus} is a Hugging Face dataset, which needs the datasets package (pip install datasets)"
-            )
         return None
     if not Path(corpus_location(corpus, root)).exists():
         return (
             f"{where}: {corpus} does not exist (relative to {root}); point it at a folder of .txt/.jsonl/.parquet "
             "text or hf:<dataset>"
         )
+    try:
+        corpus_files(corpus_location(corpus, root))
+    except DataError as error:
+        return f"{where}: {error}"
     return None
 
 
@@ -421,11 +528,15 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
                     stable_selection(revisions[name], available[name], selection, model=name)
                 except ValueError as error:
                     problems.append(f"models.{name}.primitives.revisions: {error}")
+    notes = []
     for name, model in models.items():
         if model.probes.natural_text is not None:
             problem = _corpus_problem(name, model.probes.natural_text.corpus, Path(root))
             if problem:
                 problems.append(problem)
+            note = _corpus_note(model.probes.natural_text.corpus)
+            if note and note not in notes:
+                notes.append(note)
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
     ablation, causal_factor = resolve_ablation(config)
@@ -441,7 +552,32 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
         available=available,
         stimuli_sha256=stimuli,
         refine=refine,
+        notes=tuple(notes),
+        spectral_top_k=resolve_spectral_top_k(config),
     )
+
+
+def describe(plan: Plan) -> list[str]:
+    """What a sweep plans, one line per model and then the run's notes (``circuitsweep check-config``).
+
+    Per model: its revisions (first .. last, in training order, with the last one's tokens), the
+    natural-text batch and the tokenizer that builds it, and its primitive jobs.
+    """
+    batches = plan.natural_batches()
+    lines = []
+    for model, revisions in plan.revisions.items():
+        last = revisions[-1]
+        parts = [f"{len(revisions)} revisions ({revisions[0].name} .. {last.name}, {last.tokens:,} tokens)"]
+        natural = plan.models[model].probes.natural_text
+        if natural is not None:
+            builder = batches[natural.tokenizer][0]
+            special = natural.special_tokens
+            parts.append(f"natural text: batch {natural.tokenizer} (tokenizer of {builder}, special tokens {special})")
+        primitives = len(plan.primitive_revisions(model)) if model in plan.primitive_models() else 0
+        parts.append(f"{primitives} primitive jobs" if primitives else "no primitive jobs")
+        lines.append(f"{model}: " + "; ".join(parts))
+    lines.append(f"ablation: {'every revision' if plan.ablation is not None else 'off'}")
+    return lines + [f"note: {note}" for note in plan.notes]
 
 
 def run_dir_fingerprints(

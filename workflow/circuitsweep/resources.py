@@ -15,7 +15,8 @@ it submits it), before that (dry runs) the shape declared in the config
 :data:`sizing.DEFAULT_MODEL_CONFIG` (the study's largest model). Runtime:
 
     runtime = start-up + read time of the weights in float32 + forward FLOPs of
-              the probe tokens at a conservative throughput, times a margin
+              the probe tokens (and of the ablation's passes) at a conservative
+              throughput, times a margin
 """
 
 from __future__ import annotations
@@ -44,9 +45,14 @@ SMALL_JOBS: dict[str, tuple[int, int]] = {
     "plot_emergence": (2000, 15),
     "plot_heatmap": (2000, 15),
     "plot_trajectories": (2000, 15),
+    "spectral_model": (2000, 15),
+    "spectral_table": (2000, 15),
+    "plot_spectral": (2000, 15),
+    "final_ablation_table": (2000, 15),
     "score_primitives": (4000, 30),
     "primitive_tables": (4000, 30),
     "plot_primitive_gap": (2000, 15),
+    "plot_primitive_scaling": (2000, 15),
     "revision_block": (1000, 5),
     "fetch_snapshot": (4000, 120),
     "train_toy_model": (8000, 120),
@@ -114,24 +120,48 @@ def probe_tokens(probes: dict[str, Any]) -> int:
     return total
 
 
+def ablation_tokens(probes: dict[str, Any], ablation: dict[str, Any] | None) -> int:
+    """Tokens one revision's ablation runs through the model: every condition over the ablation probe.
+
+    Conditions: none, the circuit, ``random_draws`` matched-random sets and at
+    most ``max_single_heads`` single heads; each over the induction probe's
+    sequences (the first ``n_sequences`` when set). ``ablation``: the
+    ``AblationSettings`` as a dict, None when the ablation is off.
+    """
+    if not ablation:
+        return 0
+    induction = probes.get("induction") or {}
+    sequences = int(induction.get("n_sequences", 0))
+    if ablation.get("n_sequences") is not None:
+        sequences = min(sequences, int(ablation["n_sequences"]))
+    conditions = 2 + int(ablation.get("random_draws", 0)) + int(ablation.get("max_single_heads", 0))
+    return conditions * sequences * int(induction.get("seq_len", 0))
+
+
 def measure_size(
     model_config: dict[str, Any],
     dtype: str,
     probes: dict[str, Any],
     device: str,
     snapshot_config: dict[str, Any] | None = None,
+    ablation: dict[str, Any] | None = None,
+    tokens: int | None = None,
 ) -> JobSize:
     """Size of one revision's measurement job (heads, primitives, or both from one load) at attempt 1.
 
     ``model_config``: the model's config entry; ``probes``: ``ProbeSettings.to_dict()``;
     ``device``: the config's ``device`` (``cpu`` asks for no GPU and a CPU
     throughput); ``snapshot_config``: the fetched snapshot's ``config.json``,
-    which when given is what the job itself will check (see module docstring).
+    which when given is what the job itself will check (see module docstring);
+    ``ablation``: the run's ablation settings (its passes count in the runtime).
+    ``tokens``: the tokens the job runs through the model, when not the probes'
+    (the final-revision ablation: ``Plan.final_ablation_tokens``).
     """
     shape = snapshot_config if snapshot_config is not None else planning_model_config(model_config)
     estimate = sizing.estimate_heads_memory(probes, shape, dtype)
     params = sizing.model_params(shape)
-    flops = 2.0 * params * max(probe_tokens(probes), 1)
+    job_tokens = tokens if tokens is not None else probe_tokens(probes) + ablation_tokens(probes, ablation)
+    flops = 2.0 * params * max(job_tokens, 1)
     seconds = START_UP_S + params * 4 / 1e6 / READ_MB_PER_S + flops / (CPU_FLOPS if device == "cpu" else GPU_FLOPS)
     runtime = max(MIN_RUNTIME_MIN, math.ceil(seconds * RUNTIME_MARGIN / 60))
     return JobSize(mem_mb=sizing.request_mem_mb(estimate), runtime=runtime, gpu=0 if device == "cpu" else 1)

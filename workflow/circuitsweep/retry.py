@@ -7,14 +7,17 @@ causes apart itself, through a record beside the job's log:
 
 - The CLI exits with :data:`EXIT_DETERMINISTIC` (3) for a failure that a new
   attempt would repeat (bad data, a bad config, a corrupt or foreign cache, an
-  unknown repository or revision) and writes ``<log>.deterministic``, ``<log>``
-  being the file its stderr goes to (every rule sends it to its ``log:``).
+  unknown repository or revision) and, when it runs as an attempt of a
+  Snakemake job (``circuitsweep --attempt N``, which every rule passes from its
+  ``attempt`` resource), writes ``<log>.deterministic``, ``<log>`` being the file its
+  stderr goes to (every rule sends it to its ``log:``).
+- The record holds the command line, the attempt that wrote it and the size and
+  modification time of every file the command names (its inputs). Only a later
+  attempt of the same command with the same inputs replays it; attempt 1 (a new
+  run) deletes it, and a command run by hand (no ``--attempt``) neither
+  writes nor replays one (:func:`replay_failure`).
 - The rules' resources size a job whose record exists as attempt 1 (no more
-  memory or time), and delete a stale record at attempt 1, so a new run
-  measures again (:func:`sizing_attempt`).
-- The CLI started again with the same arguments while the record exists (the
-  retry) repeats the recorded error at once and exits 3, loading nothing
-  (:func:`replay_failure`).
+  memory or time), and delete a stale record at attempt 1 (:func:`sizing_attempt`).
 
 What a retry can fix keeps exit code 1 and grows: OUT_OF_MEMORY and TIMEOUT
 (SLURM kills the job), a crash (a traceback), a job that does not fit its
@@ -45,7 +48,7 @@ EXIT_DETERMINISTIC = 3
 EXIT_USER_ERROR = 1
 RECORD_SUFFIX = ".deterministic"
 #: Options whose values change between attempts of one job: not part of its identity.
-VOLATILE_OPTIONS = ("--mem-mb", "--threads")
+VOLATILE_OPTIONS = ("--mem-mb", "--threads", "--attempt")
 #: Modules whose errors are network failures (a cause among them makes a failure transient).
 NETWORK_MODULES = ("httpx", "httpcore", "httpx2", "requests", "urllib3", "huggingface_hub")
 
@@ -108,38 +111,94 @@ def job_key(argv: Sequence[str]) -> list[str]:
     return key
 
 
-def exit_code(argv: Sequence[str], error: BaseException, message: str, log: Path | None = None) -> int:
+def attempt_resource(wildcards: object, attempt: int) -> int:
+    """A rule's ``attempt`` resource: its command gets it as ``circuitsweep --attempt {resources.attempt}``."""
+    return int(attempt)
+
+
+def _named_files(argv: Sequence[str]) -> list[str]:
+    """The existing files a command line names: its arguments and the strings of its JSON arguments."""
+    names: list[str] = []
+    for item in argv:
+        names.append(item)
+        if item[:1] in "{[":
+            with contextlib.suppress(ValueError, RecursionError):
+                names.extend(_json_strings(json.loads(item)))
+    return sorted({name for name in names if name and len(name) < 4096 and _is_file(name)})
+
+
+def _json_strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _json_strings(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in _json_strings(item)]
+    return []
+
+
+def _is_file(name: str) -> bool:
+    try:
+        return Path(name).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def input_stamp(argv: Sequence[str]) -> list[list]:
+    """``[path, size, mtime_ns]`` of every file the command names: a changed input makes it a new job."""
+    stamp: list[list] = []
+    for name in _named_files(argv):
+        with contextlib.suppress(OSError):
+            info = Path(name).stat()
+            stamp.append([str(Path(name).resolve()), info.st_size, info.st_mtime_ns])
+    return stamp
+
+
+def exit_code(
+    argv: Sequence[str], error: BaseException, message: str, attempt: int | None, log: Path | None = None
+) -> int:
     """The exit code of a command that failed with ``error``; records a deterministic failure beside its log.
 
+    Recorded only for an attempt of a Snakemake job (``attempt`` >= 1; None: run by hand).
     ``message``: the line the command printed; ``log``: default :func:`stderr_log`.
     """
     if not is_deterministic(error):
         return EXIT_USER_ERROR
+    attempt = attempt if attempt is not None and attempt >= 1 else None
     log = log if log is not None else stderr_log()
-    if log is not None:
+    if log is not None and attempt is not None:
+        record = {"argv": job_key(argv), "attempt": attempt, "inputs": input_stamp(argv), "message": message}
         with contextlib.suppress(OSError):  # the record only saves a retry's time
-            atomic_write_text(record_path(log), json.dumps({"argv": job_key(argv), "message": message}) + "\n")
+            atomic_write_text(record_path(log), json.dumps(record) + "\n")
     return EXIT_DETERMINISTIC
 
 
-def replay_failure(argv: Sequence[str], log: Path | None = None) -> str | None:
-    """The error recorded by an earlier attempt of this very command (same arguments), or None.
+def replay_failure(argv: Sequence[str], attempt: int | None, log: Path | None = None) -> str | None:
+    """The error recorded by an earlier attempt of this very job (same arguments, same inputs), or None.
 
-    ``log``: default :func:`stderr_log`.
+    ``attempt``: the job's Snakemake attempt, None for a command run by hand (never replayed);
+    attempt 1 (a new run) deletes a stale record. ``log``: default :func:`stderr_log`.
     """
     log = log if log is not None else stderr_log()
-    if log is None:
+    if log is None or attempt is None or attempt < 1:
         return None
     record = record_path(log)
+    if attempt == 1:
+        with contextlib.suppress(OSError):
+            record.unlink()
+        return None
     try:
         data = json.loads(record.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("argv") != job_key(argv):
         return None
+    recorded = data.get("attempt")
+    if not isinstance(recorded, int) or not 1 <= recorded < attempt or data.get("inputs") != input_stamp(argv):
+        return None
     return (
-        f"{data.get('message')}\n(repeated from the previous attempt of this job, which failed for a reason "
-        f"a retry would repeat; not run again. A new run of the workflow deletes {record})"
+        f"{data.get('message')}\n(repeated from the previous attempt of this job (attempt {recorded}), which failed "
+        "for a reason a retry would repeat; not run again. A new run of the workflow runs it afresh)"
     )
 
 

@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from circuitsweep.errors import ConfigError
 from circuitsweep.heads.stage import ExtraMeasurements, RevisionJob
+from circuitsweep.progress import revision_line
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ def measure_revision(
 ) -> dict[str, float]:
     """Load ``snapshot_dir`` once; write its head cache and, with ``primitives``, its primitive shard.
 
-    Returns the seconds of each part (``load``, ``heads``, ``primitives``), also printed to the job's log.
+    Returns the seconds of each part (``load``, ``heads``, ``primitives``); the last line the job prints
+    (:func:`progress.revision_line`) names them with the revision's strongest heads.
     """
     from circuitsweep.heads.stage import load_revision, measure_loaded
     from circuitsweep.primitives.stage import PrimitiveJob, measure_loaded_primitives
@@ -65,5 +69,6 @@ def measure_revision(
         started = time.perf_counter()
         measure_loaded_primitives(model, snapshot, primitive_job, primitives.stimuli, primitives.output)
         seconds["primitives"] = time.perf_counter() - started
-    print(f"{job.model} {job.revision}: " + ", ".join(f"{part} {value:.2f} s" for part, value in seconds.items()))
+    scores = pl.read_parquet(scores_path, columns=["layer", "head", "sel_first", "sel_induction"])
+    print(revision_line(job.model, job.revision, scores, seconds), flush=True)
     return seconds

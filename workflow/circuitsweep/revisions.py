@@ -49,6 +49,10 @@ OLMO_0724_TOKENS_PER_STEP = 2_097_152  # 512 x 4096; names drift from it, read t
 OLMOE_TOKENS_PER_STEP = 4_194_304  # 1024 x 4096
 
 
+#: The largest step or token count a revision may have: the tables store them as signed 64-bit integers.
+MAX_COUNT = 2**63 - 1
+
+
 @dataclass(frozen=True)
 class Revision:
     """One checkpoint branch: its name, optimizer step and training tokens seen.
@@ -66,6 +70,11 @@ class Revision:
     def __post_init__(self) -> None:
         # the name becomes a folder of the results tree: refuse '..', '/', control characters
         check_name(self.name, "revision name")
+        for what, value in (("step", self.step), ("tokens", self.tokens)):
+            if not 0 <= value <= MAX_COUNT:
+                raise ValueError(
+                    f"revision {self.name}: {what} {value} is outside 0 .. 2^63-1, the range the tables hold"
+                )
 
     def to_json(self) -> dict[str, Any]:
         """The manifest entry of this revision (commit only when known)."""
@@ -172,6 +181,12 @@ class BranchPattern:
         if tokens_per_step is None:
             raise ValueError(f"branch {name!r} has no token count in its name; give tokens_per_step to compute it")
         return Revision(name, step, step * tokens_per_step, commit)
+
+
+def lacks_token_count(name: str) -> bool:
+    """Whether branch ``name`` is a checkpoint name without a token count (``stepN``): tokens need tokens_per_step."""
+    match = _STEP_RE.fullmatch(name)
+    return match is not None and match.group(2) is None
 
 
 def parse_branches(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,11 +86,25 @@ def blocks(slots: dict) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def write_block_record(block: str, files: list[Path], output: Path) -> None:
-    """Record that every cache of ``block`` exists: JSON {block, files: {path: bytes}}, atomically."""
+def write_block_record(
+    block: str, files: list[Path], output: Path, head_caches: Sequence[Mapping[str, Any]] = ()
+) -> None:
+    """Record that every cache of ``block`` exists and is the planned one: JSON {block, files: {path: bytes}}.
+
+    ``head_caches``: per revision of the block, ``{"scores": path, "stats": path, "expected": metadata}``;
+    each head cache is verified as classification verifies it (a cache replaced on disk fails
+    the run that sees it). Written atomically.
+    """
     missing = [str(path) for path in files if not Path(path).exists()]
     if missing:
         raise CacheError(f"block {block}: caches missing: {', '.join(missing)}")
+    from circuitsweep.heads.stage import verify_head_cache
+    from circuitsweep.table_io import read_table
+
+    for cache in head_caches:
+        scores = Path(cache["scores"])
+        _, metadata = read_table(scores)
+        verify_head_cache(scores, metadata, cache["expected"], Path(cache["stats"]))
     record = {"block": block, "files": {str(path): Path(path).stat().st_size for path in files}}
     atomic_write_text(output, json.dumps(record, indent=1, sort_keys=True) + "\n")
 

@@ -9,9 +9,11 @@ config (the snapshot's ``config.json`` once fetched), so a job sized by its
 rule never refuses itself; it refuses a ``mem_mb`` lowered by hand, or a
 snapshot larger than the shape declared for planning.
 
-The model is described by its ``config.json`` mapping (Hugging Face keys:
-``hidden_size``, ``num_hidden_layers``, ``num_attention_heads``,
-``intermediate_size``, ``vocab_size``...); the probes by
+The model is described by its ``config.json`` mapping under transformers'
+standard names (``hidden_size``, ``num_hidden_layers``,
+``num_attention_heads``, ``intermediate_size``, ``vocab_size``...; a class's
+own names such as GPT-2's ``n_embd`` are mapped by
+:func:`circuitsweep.config_names.standard_config`); the probes by
 ``ProbeSettings.to_dict()``.
 
 What the estimate counts (bytes), after ``heads/measure.py``:
@@ -39,7 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from circuitsweep.errors import ConfigError
+from circuitsweep.config_names import standard_config
+from circuitsweep.errors import ConfigError, SnapshotError
 
 DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}
 #: Interpreter, torch and transformers once imported (measured about 0.5 GiB on CPU), and on a GPU
@@ -59,7 +62,7 @@ class MemoryEstimate:
     """Estimated peak memory of one job, by part (bytes); ``host`` parts stay in RAM on a GPU run."""
 
     parts: dict[str, int]
-    host_parts: tuple[str, ...] = ("probe_tokens", "runtime")
+    host_parts: tuple[str, ...] = ("probe_tokens", "runtime", "spectral")
 
     @property
     def total(self) -> int:
@@ -108,11 +111,29 @@ def request_mem_mb(estimate: MemoryEstimate, attempt: int = 1) -> int:
     return estimate.mem_mb * max(1, int(attempt))
 
 
+#: The config keys (transformers' standard names) the estimate cannot do without.
+SHAPE_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads")
+
+
+def shape_problem(model_config: Mapping[str, Any]) -> str | None:
+    """What keeps ``model_config`` from sizing a job (a missing or non-positive :data:`SHAPE_KEYS` value), or None."""
+    for key in SHAPE_KEYS:
+        value = model_config.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            return f"{key} is {value!r}, not a positive integer"
+    return None
+
+
+def _shape(model_config: Mapping[str, Any]) -> tuple[int, int, int]:
+    problem = shape_problem(model_config)
+    if problem is not None:
+        raise ConfigError(f"model config: {problem}")
+    return tuple(int(model_config[key]) for key in SHAPE_KEYS)  # type: ignore[return-value]
+
+
 def model_params(model_config: Mapping[str, Any]) -> int:
     """Parameter count of a decoder or encoder from its config (embeddings, attention, MLP or experts)."""
-    d = int(model_config["hidden_size"])
-    layers = int(model_config["num_hidden_layers"])
-    heads = int(model_config["num_attention_heads"])
+    d, layers, heads = _shape(model_config)
     kv_heads = int(model_config.get("num_key_value_heads") or heads)
     vocab = int(model_config.get("vocab_size") or 0)
     inner = int(model_config.get("intermediate_size") or 4 * d)
@@ -154,21 +175,27 @@ def estimate_heads_memory(
         parts["attention"] = 3 * 4 * batch * length * length
         return MemoryEstimate(parts)
     width = DTYPE_BYTES.get(dtype, 4)
-    d = int(model_config["hidden_size"])
-    heads = int(model_config["num_attention_heads"])
+    d, _layers, heads = _shape(model_config)
     parts["weights"] = model_params(model_config) * width
     parts["lm_head"] = min(4 * d * int(model_config.get("vocab_size") or 0), LM_HEAD_BLOCK_BYTES)
     parts["attention"] = 3 * 4 * batch * heads * length * length
     parts["activations"] = 8 * batch * length * d * width + CHUNK_BYTES
+    # the participation ratio's captured rows: float32 [n, d] per layer, kept on the host
+    spectral = min(int((probes.get("spectral") or {}).get("n_sequences", 500)), int(probes["induction"]["n_sequences"]))
+    parts["spectral"] = 4 * spectral * int(model_config.get("num_hidden_layers") or 0) * d
     return MemoryEstimate(parts)
 
 
 def context_problem(probes: Mapping[str, Any], model_config: Mapping[str, Any], where: str) -> str | None:
-    """A probe longer than the model's context (``max_position_embeddings``), as a message naming the key."""
+    """A probe longer than the model's context (``max_position_embeddings``), as a message naming the key.
+
+    Every probe the run measures: the synthetic ones and the natural-text probe when set.
+    """
     limit = model_config.get("max_position_embeddings") or model_config.get("n_positions")
     if not limit:
         return None
-    for kind in ("induction", "repeated", "random"):
+    kinds = [kind for kind in ("induction", "repeated", "random", "natural_text") if probes.get(kind) is not None]
+    for kind in kinds:
         length = int(probes[kind]["seq_len"])
         if length > int(limit):
             return (
@@ -205,10 +232,33 @@ def check_fits(estimate: MemoryEstimate, limit: int | None, where: str, what: st
         )
 
 
-def read_model_config(folder: Path | str) -> dict[str, Any] | None:
-    """The ``config.json`` of a model folder or snapshot as a mapping, or None when absent or unreadable."""
+def load_model_config(folder: Path | str) -> dict[str, Any]:
+    """The ``config.json`` of a model folder under transformers' standard names (:mod:`circuitsweep.config_names`).
+
+    Raises :class:`SnapshotError` naming the file when it is missing, not
+    UTF-8 JSON, not an object, or lacks a shape key the estimate needs.
+    """
+    path = Path(folder) / "config.json"
     try:
-        value = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as error:
+        raise SnapshotError(f"{path}: cannot be read ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise SnapshotError(f"{path} is not UTF-8 text (byte {error.start}); config.json must be UTF-8 JSON") from None
+    except ValueError as error:
+        raise SnapshotError(f"{path} is not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise SnapshotError(f"{path} holds a JSON {type(value).__name__}, not an object")
+    config = standard_config(value)
+    problem = shape_problem(config)
+    if problem is not None:
+        raise SnapshotError(f"{path}: {problem} (nor under the name its model_type's config class maps it to)")
+    return config
+
+
+def read_model_config(folder: Path | str) -> dict[str, Any] | None:
+    """:func:`load_model_config`, or None when the file is absent or unusable (planning then assumes a shape)."""
+    try:
+        return load_model_config(folder)
+    except SnapshotError:
         return None
-    return value if isinstance(value, dict) else None

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from circuitsweep import contracts as C
 from circuitsweep.atomic import atomic_path, atomic_write_text
-from circuitsweep.errors import CacheError
+from circuitsweep.errors import CacheError, InputError
 
 
 def flatten_lists(frame: pl.DataFrame) -> pl.DataFrame:
@@ -83,3 +83,13 @@ def read_table(path: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
     except (pa.ArrowException, OSError, json.JSONDecodeError) as error:
         raise CacheError(f"{path} is not a readable Parquet table ({error}); delete it and rerun") from error
     return pl.from_arrow(table), metadata
+
+
+def read_frame(path: Path) -> pl.DataFrame:
+    """A table given to a command: Parquet, or CSV for a ``.csv`` file; one line naming the file otherwise."""
+    try:
+        return pl.read_csv(path) if Path(path).suffix == ".csv" else pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError, pa.ArrowException) as error:
+        kind = "CSV" if Path(path).suffix == ".csv" else "Parquet"
+        detail = " ".join(str(error).split())[:200]
+        raise InputError(f"{path} is not a readable {kind} table ({detail})") from None

@@ -48,7 +48,7 @@ ENV = "CIRCUITSWEEP_WARM_WORKER"
 #: Set in a forked job, so that its command runs in-process rather than being forwarded again.
 CHILD_ENV = "CIRCUITSWEEP_WARM_CHILD"
 #: The commands that load a model: the ones worth forking from a warm process.
-WARM_COMMANDS = frozenset({"measure-revision", "natural-batch"})
+WARM_COMMANDS = frozenset({"measure-revision", "natural-batch", "final-ablation"})
 #: What the server imports before serving: everything the warm commands import.
 PRELOAD = (
     "torch",
@@ -58,6 +58,7 @@ PRELOAD = (
     "circuitsweep.heads.stage",
     "circuitsweep.heads.measure",
     "circuitsweep.heads.natural_text",
+    "circuitsweep.heads.final_ablation",
     "circuitsweep.heads.ablation",
     "circuitsweep.primitives.stage",
     "circuitsweep.primitives.pipeline",

@@ -10,9 +10,11 @@ rule revision_block:
         block_marker("{block}"),
     params:
         members=lambda wildcards: as_json(BLOCKS[wildcards.block]),
+        expected=lambda wildcards: as_json(block_head_caches(wildcards.block)),
     group:
         "revisions"
     resources:
+        attempt=attempt_resource,
         mem_mb=small_resource("revision_block", "mem_mb"),
         runtime=small_resource("revision_block", "runtime"),
     conda:
@@ -20,5 +22,5 @@ rule revision_block:
     log:
         PATHS.log("revision_block/{block}"),
     shell:
-        "python -m circuitsweep block-record --block {wildcards.block:q} --files {input:q} --output {output:q}"
-        " > {log:q} 2>&1"
+        "python -m circuitsweep --attempt {resources.attempt} block-record --block {wildcards.block:q} --files {input:q} --output {output:q}"
+        " --expected {params.expected:q} > {log:q} 2>&1"

@@ -5,13 +5,16 @@ import functools
 import json
 import sys
 import shlex
+from dataclasses import asdict
 from pathlib import Path
 
 REPO = Path(workflow.basedir).parent
 
 from circuitsweep.contracts import Paths
+from circuitsweep.milestone_text import finished_run_summary
 from circuitsweep.names import SAFE_NAME_PATTERN
 from circuitsweep.plan import plan_sweep, results_paths
+from circuitsweep.retry import attempt_resource
 from circuitsweep.warm_worker import suits
 from circuitsweep.yaml_load import load_yaml
 from circuitsweep.primitives import contract as K
@@ -108,14 +111,16 @@ def measuring_rule(model, revision):
 
 
 MEASURE_SHELL = (
-    "python -m circuitsweep measure-revision --settings {params.settings:q} --snapshot {input.snapshot:q}"
+    "python -m circuitsweep --attempt {resources.attempt} measure-revision --settings {params.settings:q} --snapshot {input.snapshot:q}"
     " --stats {output.stats:q} --scores {output.scores:q} --threads {threads} --mem-mb {resources.mem_mb}"
-    " {params.extra} %s > {log:q} 2>&1"
+    " {params.extra} %s > {log:q} 2>&1 && tail -n 1 {log:q}"
 )
 
 
 def measure_shell(primitives):
-    """The shell command of the measuring rules; it exits with the command's code (3: a deterministic failure)."""
+    """The shell command of the measuring rules; it exits with the command's code (3: a deterministic failure).
+
+    A finished measurement shows its log's last line on the console: the revision, its heads and seconds."""
     options = "--primitive-settings {params.primitives:q} --stimuli {input.stimuli:q} --primitives {output.primitives:q}"
     return MEASURE_SHELL % (options if primitives else "")
 
@@ -169,7 +174,7 @@ def primitive_final_tables():
 def primitive_targets():
     if not PLAN.primitive_models():
         return []
-    return [*primitive_final_tables(), PATHS.primitive_gap_plot()]
+    return [*primitive_final_tables(), PATHS.primitive_gap_plot(), PATHS.primitive_scaling_plot()]
 
 
 def all_head_scores():
@@ -216,7 +221,44 @@ def final_targets():
         PATHS.emergence_plot("svg"),
         *[PATHS.heatmap_plot(model) for model in MODELS],
         *[PATHS.trajectory_plot(model) for model in MODELS],
+        PATHS.spectral_table("parquet"),
+        PATHS.spectral_table("csv"),
+        *[PATHS.spectral_plot(model) for model in MODELS],
+        *final_ablation_targets(),
     ]
+
+
+def final_revision_of(wildcards):
+    return PLAN.final_revision(wildcards.model)
+
+
+def final_snapshot_of(wildcards):
+    return PATHS.final_snapshot(wildcards.model)
+
+
+def final_ablation_tokens(wildcards):
+    return PLAN.final_ablation_tokens(wildcards.model)
+
+
+def final_fetch_waits_for(wildcards):
+    """fetch_final_snapshot's disk-bound wait: the final revision's place in the fetch order (Plan.needs_snapshot)."""
+    order = SLOTS if S.input_set_triggers_reruns(workflow.rerun_triggers) else to_measure()
+    final = final_revision_of(wildcards)
+    if (wildcards.model, final) not in order:
+        return []
+    earlier = S.fetch_after(order, wildcards.model, final, SNAPSHOTS_ON_DISK)
+    return snapshot_consumers(*earlier) if earlier else []
+
+
+def final_natural_arg(wildcards, input):
+    """final-ablation's option for the natural-text batch, when the run measures natural text."""
+    return f"--natural-batch {shlex.quote(str(input.natural[0]))}" if input.natural else ""
+
+
+def final_ablation_targets():
+    if PLAN.ablation is None:
+        return []
+    return [PATHS.final_ablation_table(suffix) for suffix in ("parquet", "csv", "md")]
 
 
 # --- job sizes, the snapshot bound and job blocks (circuitsweep.resources, .scheduling) ---
@@ -238,14 +280,20 @@ def to_measure():
     wait. The profiles drop Snakemake's `input` rerun trigger for the same reason. Read from
     the caches' headers once, when the DAG is built (not when a job's Snakemake parses)."""
     return S.fetch_order(
-        {model: [r for r in revisions_of(model) if not PLAN.is_measured(model, r)] for model in MODELS},
+        {model: [r for r in revisions_of(model) if PLAN.needs_snapshot(model, r)] for model in MODELS},
         SNAPSHOTS_ON_DISK,
         REVISIONS_PER_JOB,
     )
 
 
-def measure_resource(key):
+def measure_resource(
+    key,
+    snapshot_of=lambda wildcards: PATHS.snapshot(wildcards.model, wildcards.revision),
+    tokens_of=lambda wildcards: None,
+):
     """One key of a measurement job's size: circuitsweep.sizing's estimate, the one the job checks.
+    ``snapshot_of(wildcards)``: the snapshot the job loads; ``tokens_of(wildcards)``: the tokens it
+    runs through the model, when not its probes' (the final-revision ablation).
 
     From the snapshot's config.json once fetched (Snakemake re-evaluates resources when
     a job's inputs exist, before submitting it). Memory and runtime scale with the
@@ -261,7 +309,9 @@ def measure_resource(key):
             model.dtype,
             model.probes.to_dict(),
             PLAN.device,
-            R.snapshot_model_config(PATHS.snapshot(wildcards.model, wildcards.revision)),
+            R.snapshot_model_config(snapshot_of(wildcards)),
+            asdict(PLAN.ablation) if PLAN.ablation is not None else None,
+            tokens=tokens_of(wildcards),
         )
         log = job_log(getattr(rules, rulename).log, dict(wildcards.items()))
         return getattr(estimate.scaled(sizing_attempt(log, attempt)), key)
@@ -289,6 +339,15 @@ def revision_caches(model, revision):
     return caches
 
 
+def snapshot_consumers(model, revision):
+    """What must exist before a revision's snapshot is gone: its caches, and for the final revision of a run
+    that ablates, its final-revision ablation (final_ablation.smk), which reads the same snapshot."""
+    consumers = revision_caches(model, revision)
+    if PLAN.ablation is not None and revision == PLAN.final_revision(model):
+        consumers.append(PATHS.final_ablation_rows(model))
+    return consumers
+
+
 def fetch_waits_for(wildcards):
     """The caches of the revision snapshots_on_disk places earlier among those to measure: the disk bound.
 
@@ -300,7 +359,7 @@ def fetch_waits_for(wildcards):
     if (wildcards.model, wildcards.revision) not in order:
         return []
     earlier = S.fetch_after(order, wildcards.model, wildcards.revision, SNAPSHOTS_ON_DISK)
-    return revision_caches(*earlier) if earlier else []
+    return snapshot_consumers(*earlier) if earlier else []
 
 
 def block_marker(block):
@@ -317,17 +376,31 @@ def block_inputs(wildcards):
     return files
 
 
+def block_head_caches(block):
+    """The head cache of each revision of a block and what it must say it is: the block record verifies them."""
+    return [
+        {
+            "scores": str(PATHS.head_scores(model, revision)),
+            "stats": str(PATHS.head_stats(model, revision)),
+            "expected": PLAN.head_cache_expectation(model, revision),
+        }
+        for model, revision in BLOCKS[block]
+    ]
+
+
 def block_markers_of(wildcards):
-    """The model's block records: they put the blocks in the DAG; ancient, so rewriting one
-    (a primitive rescoring) reclassifies nothing."""
-    return [ancient(block_marker(block)) for block in BLOCKS if BLOCKS[block][0][0] == wildcards.model]
+    """The model's block records: they put the blocks in the DAG. Not ancient: Snakemake skips the
+    own rerun checks (updated caches, --forcerun) of a job downstream of one that reruns, so a
+    rebuilt block (a cache replaced on disk, a primitive rescoring) must reclassify through it."""
+    return [block_marker(block) for block in BLOCKS if BLOCKS[block][0][0] == wildcards.model]
 
 
 # A failed measurement leaves its temporary snapshot (a retry needs it): whatever snapshot
 # is left when the run fails is deleted then, so failures never hold disk between runs.
 onerror:
     for snapshot in S.drop_unmeasured_snapshots(
-        [(PATHS.snapshot(m, r), revision_caches(m, r)) for m in MODELS for r in revisions_of(m)]
+        [(PATHS.snapshot(m, r), snapshot_consumers(m, r)) for m in MODELS for r in revisions_of(m)]
+        + [(PATHS.final_snapshot(m), [PATHS.final_ablation_rows(m)]) for m in MODELS]
     ):
         print(f"circuitsweep: deleted the snapshot {snapshot} (its measurement failed or did not run)", file=sys.stderr)
 

@@ -10,6 +10,7 @@ rule natural_batch:
     params:
         settings=lambda wildcards: as_json(PLAN.natural_batch_settings(wildcards.batch)),
     resources:
+        attempt=attempt_resource,
         mem_mb=small_resource("natural_batch", "mem_mb"),
         runtime=small_resource("natural_batch", "runtime"),
     conda:
@@ -17,7 +18,7 @@ rule natural_batch:
     log:
         PATHS.log("natural_batch/{batch}"),
     shell:
-        "python -m circuitsweep natural-batch --settings {params.settings:q} --snapshot {input:q}"
+        "python -m circuitsweep --attempt {resources.attempt} natural-batch --settings {params.settings:q} --snapshot {input:q}"
         " --output {output:q} > {log:q} 2>&1"
 
 
@@ -36,6 +37,7 @@ rule classify_heads:
             [PLAN.head_cache_expectation(wildcards.model, revision) for revision in revisions_of(wildcards.model)]
         ),
     resources:
+        attempt=attempt_resource,
         mem_mb=small_resource("classify_heads", "mem_mb"),
         runtime=small_resource("classify_heads", "runtime"),
     conda:
@@ -43,7 +45,7 @@ rule classify_heads:
     log:
         PATHS.log("classify_heads/{model}"),
     shell:
-        "python -m circuitsweep classify-heads --model {wildcards.model} --thresholds {params.thresholds:q}"
+        "python -m circuitsweep --attempt {resources.attempt} classify-heads --model {wildcards.model} --thresholds {params.thresholds:q}"
         " --scores {input.scores:q} --stats {input.stats:q} --expected {params.expected:q}"
         " --heads {output.heads:q} --revisions {output.revisions:q}"
         " --natural {input.natural:q} > {log:q} 2>&1"

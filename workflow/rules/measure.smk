@@ -22,6 +22,7 @@ rule measure_heads:
         extra=measure_extra_args,
     threads: 1
     resources:
+        attempt=attempt_resource,
         mem_mb=measure_resource("mem_mb"),
         runtime=measure_resource("runtime"),
         gpu=measure_resource("gpu"),
@@ -55,6 +56,7 @@ rule measure_revision:
         stimuli_sha256=lambda wildcards: PLAN.stimuli_sha256[wildcards.model],
     threads: 1
     resources:
+        attempt=attempt_resource,
         mem_mb=measure_resource("mem_mb"),
         runtime=measure_resource("runtime"),
         gpu=measure_resource("gpu"),

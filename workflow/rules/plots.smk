@@ -13,6 +13,7 @@ rule plot_emergence:
     params:
         groups=as_json(PLAN.groups()),
     resources:
+        attempt=attempt_resource,
         mem_mb=small_resource("plot_emergence", "mem_mb"),
         runtime=small_resource("plot_emergence", "runtime"),
     conda:
@@ -20,13 +21,15 @@ rule plot_emergence:
     log:
         PATHS.log("plot_emergence"),
     shell:
-        "python -m circuitsweep plot-emergence --emergence {input.emergence:q} --milestones {input.milestones:q}"
-        " --brackets {input.brackets:q} --groups {params.groups:q} --output {output.png:q} {output.svg:q} > {log:q} 2>&1"
+        "python -m circuitsweep --attempt {resources.attempt} plot-emergence --emergence {input.emergence:q}"
+        " --milestones {input.milestones:q} --brackets {input.brackets:q} --groups {params.groups:q}"
+        " --output {output.png:q} {output.svg:q} > {log:q} 2>&1"
 
 
 rule plot_heatmap:
     input:
-        PATHS.emergence_table("parquet"),
+        emergence=PATHS.emergence_table("parquet"),
+        milestones=PATHS.milestones_table("parquet"),
     output:
         report(
             PATHS.heatmap_plot("{model}"),
@@ -35,6 +38,7 @@ rule plot_heatmap:
             subcategory="{model}",
         ),
     resources:
+        attempt=attempt_resource,
         mem_mb=small_resource("plot_heatmap", "mem_mb"),
         runtime=small_resource("plot_heatmap", "runtime"),
     conda:
@@ -42,7 +46,8 @@ rule plot_heatmap:
     log:
         PATHS.log("plot_heatmap/{model}"),
     shell:
-        "python -m circuitsweep plot-heatmap --emergence {input:q} --model {wildcards.model} --output {output:q} > {log:q} 2>&1"
+        "python -m circuitsweep --attempt {resources.attempt} plot-heatmap --emergence {input.emergence:q}"
+        " --milestones {input.milestones:q} --model {wildcards.model} --output {output:q} > {log:q} 2>&1"
 
 
 rule plot_trajectories:
@@ -56,6 +61,7 @@ rule plot_trajectories:
             subcategory="{model}",
         ),
     resources:
+        attempt=attempt_resource,
         mem_mb=small_resource("plot_trajectories", "mem_mb"),
         runtime=small_resource("plot_trajectories", "runtime"),
     conda:
@@ -63,4 +69,4 @@ rule plot_trajectories:
     log:
         PATHS.log("plot_trajectories/{model}"),
     shell:
-        "python -m circuitsweep plot-trajectories --heads {input:q} --model {wildcards.model} --output {output:q} > {log:q} 2>&1"
+        "python -m circuitsweep --attempt {resources.attempt} plot-trajectories --heads {input:q} --model {wildcards.model} --output {output:q} > {log:q} 2>&1"

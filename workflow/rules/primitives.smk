@@ -15,6 +15,7 @@ rule score_primitives:
         expected=lambda wildcards: as_json(PLAN.primitive_cache_expectation(wildcards.model, wildcards.revision)),
         stimuli_sha256=lambda wildcards: PLAN.stimuli_sha256[wildcards.model],
     resources:
+        attempt=attempt_resource,
         mem_mb=small_resource("score_primitives", "mem_mb"),
         runtime=small_resource("score_primitives", "runtime"),
     group:
@@ -24,7 +25,7 @@ rule score_primitives:
     log:
         PATHS.log("score_primitives/{model}/{revision}"),
     shell:
-        "python -m circuitsweep score-primitives --cache {input.cache:q} --stimuli {input.stimuli:q}"
+        "python -m circuitsweep --attempt {resources.attempt} score-primitives --cache {input.cache:q} --stimuli {input.stimuli:q}"
         " --scoring {params.scoring:q} --expected {params.expected:q} --output {params.folder:q} > {log:q} 2>&1"
 
 
@@ -38,6 +39,7 @@ rule primitive_tables:
         tables=PATHS.primitive_table(""),
         revisions=as_json({m: [r.name for r in PLAN.primitive_revisions(m)] for m in PLAN.primitive_models()}),
     resources:
+        attempt=attempt_resource,
         mem_mb=small_resource("primitive_tables", "mem_mb"),
         runtime=small_resource("primitive_tables", "runtime"),
     conda:
@@ -45,7 +47,7 @@ rule primitive_tables:
     log:
         PATHS.log("primitive_tables"),
     shell:
-        "python -m circuitsweep primitive-tables --revisions {params.folders:q}"
+        "python -m circuitsweep --attempt {resources.attempt} primitive-tables --revisions {params.folders:q}"
         " --output {params.tables:q} > {log:q} 2>&1"
 
 
@@ -55,6 +57,7 @@ rule plot_primitive_gap:
     output:
         report(PATHS.primitive_gap_plot(), caption="../report/primitive_gap.rst", category="Plots"),
     resources:
+        attempt=attempt_resource,
         mem_mb=small_resource("plot_primitive_gap", "mem_mb"),
         runtime=small_resource("plot_primitive_gap", "runtime"),
     conda:
@@ -62,4 +65,21 @@ rule plot_primitive_gap:
     log:
         PATHS.log("plot_primitive_gap"),
     shell:
-        "python -m circuitsweep plot-primitive-gap --gaps {input:q} --output {output:q} > {log:q} 2>&1"
+        "python -m circuitsweep --attempt {resources.attempt} plot-primitive-gap --gaps {input:q} --output {output:q} > {log:q} 2>&1"
+
+
+rule plot_primitive_scaling:
+    input:
+        PATHS.primitive_table(K.SCALING_CSV),
+    output:
+        report(PATHS.primitive_scaling_plot(), caption="../report/primitive_scaling.rst", category="Plots"),
+    resources:
+        attempt=attempt_resource,
+        mem_mb=small_resource("plot_primitive_scaling", "mem_mb"),
+        runtime=small_resource("plot_primitive_scaling", "runtime"),
+    conda:
+        ENV
+    log:
+        PATHS.log("plot_primitive_scaling"),
+    shell:
+        "python -m circuitsweep --attempt {resources.attempt} plot-primitive-scaling --scaling {input:q} --output {output:q} > {log:q} 2>&1"

@@ -11,6 +11,7 @@ rule fetch_snapshot:
     params:
         settings=lambda wildcards: as_json(PLAN.fetch_settings(wildcards.model, wildcards.revision)),
     resources:
+        attempt=attempt_resource,
         mem_mb=small_resource("fetch_snapshot", "mem_mb"),
         runtime=small_resource("fetch_snapshot", "runtime"),
     conda:
@@ -20,4 +21,4 @@ rule fetch_snapshot:
     benchmark:
         PATHS.benchmark("fetch_snapshot/{model}/{revision}")
     shell:
-        "python -m circuitsweep fetch-snapshot --settings {params.settings:q} --output {output:q} > {log:q} 2>&1"
+        "python -m circuitsweep --attempt {resources.attempt} fetch-snapshot --settings {params.settings:q} --output {output:q} > {log:q} 2>&1"

@@ -27,6 +27,7 @@ rule head_tables:
         extra=table_extra_args(),
         skip_duplicates=[model for model in MODELS if PLAN.models[model].duplicates == "skip"],
     resources:
+        attempt=attempt_resource,
         mem_mb=small_resource("head_tables", "mem_mb"),
         runtime=small_resource("head_tables", "runtime"),
     conda:
@@ -34,7 +35,7 @@ rule head_tables:
     log:
         PATHS.log("head_tables"),
     shell:
-        "python -m circuitsweep head-tables --heads {input.heads:q} --revisions {input.revisions:q}"
+        "python -m circuitsweep --attempt {resources.attempt} head-tables --heads {input.heads:q} --revisions {input.revisions:q}"
         " --thresholds {params.thresholds:q} --heads-out {output.heads:q} --emergence {output.emergence:q}"
         " --emergence-csv {output.emergence_csv:q} --milestones {output.milestones:q}"
         " --milestones-md {output.milestones_md:q} --milestones-parquet {output.milestones_parquet:q}"
@@ -114,6 +115,7 @@ rule sweep_overhead:
         ),
         markdown=PATHS.overhead_table("md"),
     resources:
+        attempt=attempt_resource,
         mem_mb=small_resource("sweep_overhead", "mem_mb"),
         runtime=small_resource("sweep_overhead", "runtime"),
     conda:
@@ -121,5 +123,5 @@ rule sweep_overhead:
     log:
         PATHS.log("sweep_overhead"),
     shell:
-        "python -m circuitsweep sweep-overhead --scores {input.scores:q} --fetch {input.fetch:q}"
+        "python -m circuitsweep --attempt {resources.attempt} sweep-overhead --scores {input.scores:q} --fetch {input.fetch:q}"
         " --measure {input.measure:q} --primitives {input.primitives:q} --csv {output.csv:q} --markdown {output.markdown:q} > {log:q} 2>&1"

@@ -1,4 +1,5 @@
 # The toy suite: tiny models trained on the CPU, published as local revisions.
+# Training prints a progress line every few seconds, to the console and the log.
 
 
 rule train_toy_model:
@@ -9,6 +10,7 @@ rule train_toy_model:
         hub=PATHS.toy_hub(),
     threads: 1
     resources:
+        attempt=attempt_resource,
         mem_mb=small_resource("train_toy_model", "mem_mb"),
         runtime=small_resource("train_toy_model", "runtime"),
     conda:
@@ -18,5 +20,5 @@ rule train_toy_model:
     benchmark:
         PATHS.benchmark("train_toy_model/{model}")
     shell:
-        "python -m circuitsweep train-toy --settings {params.settings:q} --hub {params.hub:q}"
-        " --published {output:q} --threads {threads} > {log:q} 2>&1"
+        "python -m circuitsweep --attempt {resources.attempt} train-toy --settings {params.settings:q} --hub {params.hub:q}"
+        " --published {output:q} --threads {threads} 2>&1 | tee {log:q}"

@@ -50,12 +50,20 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 from huggingface_hub.utils._http import default_client_factory, set_client_factory
 
 from circuitsweep.atomic import atomic_write_text
 from circuitsweep.checkpoints.local_hub import hash_file, repo_folder
-from circuitsweep.errors import SnapshotError
-from circuitsweep.revisions import Manifest, Revision, parse_branches, write_manifest
+from circuitsweep.errors import ConfigError, SnapshotError
+from circuitsweep.revisions import (
+    Manifest,
+    Revision,
+    lacks_token_count,
+    parse_branches,
+    read_manifest,
+    write_manifest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +169,8 @@ def list_revisions(
     Branches that look like checkpoints but do not parse, or are not a safe
     file name (``step5/evil``), are skipped too and appended to ``skipped``.
     """
+    if tokens_per_step is not None and tokens_per_step < 1:
+        raise ConfigError(f"--tokens-per-step must be a positive number of tokens per step, got {tokens_per_step}")
     _use_timeout(timeout)
     api = HfApi(endpoint=endpoint, token=token)
     refs = _with_retries(
@@ -170,6 +180,13 @@ def list_revisions(
         what=f"listing branches of {repo_id}",
     )
     commits = {branch.name: branch.target_commit for branch in refs.branches}
+    if tokens_per_step is None:
+        tokenless = sorted(name for name in commits if lacks_token_count(name) and name not in (aliases or {}))
+        if tokenless:
+            raise ConfigError(
+                f"{repo_id}: branches {_shown(tokenless)} have no token count in their names: "
+                "give --tokens-per-step (tokens per training step) to compute it"
+            )
     usable = {}
     for name, commit in commits.items():
         try:
@@ -181,6 +198,17 @@ def list_revisions(
             continue
         usable[name] = commit
     return parse_branches(usable, tokens_per_step=tokens_per_step, aliases=aliases, commits=usable, pattern=pattern)
+
+
+def check_repo_id(repo_id: str) -> None:
+    """Refuse a repository id that is not ``owner/name`` of the Hub's characters (``../x``), naming it."""
+    try:
+        validate_repo_id(repo_id)
+        return
+    except HFValidationError as error:
+        reason = " ".join(str(error).split())
+    # raised outside the handler: a huggingface_hub error in its context would make it look transient (retry.py)
+    raise ConfigError(f"repository id {repo_id!r} is not a Hub repository: {reason}")
 
 
 def refresh_manifest(
@@ -197,11 +225,19 @@ def refresh_manifest(
     backoff: float = 2.0,
     timeout: float = DEFAULT_TIMEOUT_S,
     pattern: str | None = None,
+    force: bool = False,
 ) -> Manifest:
     """Rebuild the manifest at ``path`` from the Hub's branch list (complete, with commits).
 
-    Branches that are not usable checkpoint names are left out and appended to ``skipped``.
+        Branches that are not usable checkpoint names are left out and appended to ``skipped``.
+        Without ``force``, an empty listing, or one that lacks a revision of the manifest already
+        at ``path``, is refused (:class:`ConfigError`) and the manifest is kept.
+    A repository id the Hub cannot hold and a ``path`` that is a folder are
+        refused before any request.
     """
+    check_repo_id(repo_id)
+    if Path(path).is_dir():
+        raise ConfigError(f"{path} is a folder; give the manifest's file name, e.g. {Path(path) / 'manifest.json'}")
     revisions = list_revisions(
         repo_id,
         endpoint=endpoint,
@@ -222,8 +258,38 @@ def refresh_manifest(
         source=f"list_repo_refs {HfApi(endpoint=endpoint).endpoint}",
         note=note,
     )
+    if not force:
+        _refuse_losing_revisions(Path(path), manifest)
     write_manifest(path, manifest)
     return manifest
+
+
+def _shown(names: Sequence[str], most: int = 5) -> str:
+    """``'a', 'b' and 3 more``: a few names for a one-line message."""
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(map(repr, names[:most])) + more
+
+
+def _refuse_losing_revisions(path: Path, manifest: Manifest) -> None:
+    """Refuse to replace a manifest at ``path`` by one that lacks any of its revisions, or one that is empty."""
+    if not manifest.revisions:
+        raise ConfigError(f"{path}: {manifest.repo_id} has no checkpoint branches; nothing written")
+    if not path.exists():
+        return
+    try:
+        old = read_manifest(path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ConfigError(
+            f"{path}: exists and is not a readable revision manifest ({type(error).__name__}); "
+            "not replaced (pass --force to replace it)"
+        ) from None
+    lost = [name for name in old.names() if name not in set(manifest.names())]
+    if lost:
+        raise ConfigError(
+            f"{path}: {manifest.repo_id} now lists {len(manifest.revisions)} checkpoint branches and lacks "
+            f"{len(lost)} of the {len(old.revisions)} this manifest holds ({_shown(lost)}); not replaced "
+            "(pass --force to replace it)"
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -738,7 +804,7 @@ def is_transient(error: BaseException) -> bool:
             return False
         if isinstance(cause, HfHubHTTPError) and cause.response is not None:
             return cause.response.status_code in _TRANSIENT_STATUS
-        if isinstance(cause, (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError)):
+        if isinstance(cause, (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError, HubStalled)):
             return True
         if isinstance(cause, OSError) and "Consistency check failed" in str(cause):
             return True
@@ -788,11 +854,29 @@ def _as_hub_error(error: Exception, what: str, attempts: int) -> Exception:
     if isinstance(error, HubError) or not network:
         return error
     detail = " ".join(str(error).split())[:300]
+    url = _request_url(error)
+    if url and url not in detail:
+        detail = f"{detail} ({url})"
     tried = f" after {attempts} attempt{'s' if attempts > 1 else ''}" if is_transient(error) else ""
     return HubError(
         f"{what} failed{tried}: {type(error).__name__}: {detail}; check the endpoint and the connection "
         "(or set HF_HUB_OFFLINE=1 to use the cache) and rerun"
     )
+
+
+def _request_url(error: BaseException) -> str | None:
+    """The URL of the request behind ``error`` or its causes (httpx errors carry it), without its query."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, httpx2.RequestError):
+            try:
+                return str(current.request.url.copy_with(query=None))
+            except RuntimeError:  # an error raised without its request
+                pass
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _map_errors(call: Callable[[], T], repo_id: str, revision: str | None, endpoint: str) -> T:
@@ -829,19 +913,82 @@ def _map_errors(call: Callable[[], T], repo_id: str, revision: str | None, endpo
 _session_timeout: float | None = None
 
 
+class HubStalled(Exception):
+    """A request the Hub did not answer within the timeout: retried by :func:`_with_retries` only.
+
+    Not an httpx error, so huggingface_hub's own backoff (up to 5 more waits
+    of the timeout, and sleeps, per request) does not retry it.
+    """
+
+
+class _StallBound(httpx2.BaseTransport):
+    """A transport that turns a request's timeout into :class:`HubStalled` naming the request."""
+
+    def __init__(self, inner: httpx2.BaseTransport) -> None:
+        self._inner = inner
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            response = self._inner.handle_request(request)
+        except httpx2.TimeoutException as error:
+            raise _stalled(request, error) from error
+        if isinstance(response.stream, httpx2.SyncByteStream):
+            response.stream = _StallBoundStream(response.stream, request)
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _StallBoundStream(httpx2.SyncByteStream):
+    """A response body whose read timeout (a body that stops arriving) is :class:`HubStalled`."""
+
+    def __init__(self, inner: httpx2.SyncByteStream, request: httpx2.Request) -> None:
+        self._inner = inner
+        self._request = request
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._inner
+        except httpx2.TimeoutException as error:
+            raise _stalled(self._request, error) from error
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def _stalled(request: httpx2.Request, error: httpx2.TimeoutException) -> HubStalled:
+    seconds = (request.extensions.get("timeout") or {}).get("read")
+    return HubStalled(
+        f"the Hub sent nothing for {seconds} s ({type(error).__name__}): {request.method} "
+        f"{request.url.copy_with(query=None)}"
+    )
+
+
 def _use_timeout(timeout: float) -> None:
-    """Give huggingface_hub's shared HTTP client a default deadline of ``timeout`` seconds.
+    """Give every request of huggingface_hub's shared HTTP client a deadline of ``timeout`` seconds.
 
     Its client has none, and requests such as the branch list and the tree
-    listing take no timeout argument; a stalled Hub would hold them forever.
+    listing pass ``timeout=None`` (which overrides a client default); a stalled
+    Hub would hold them forever. The deadline bounds the connection and each
+    read (every body chunk) of every request.
     """
     global _session_timeout
     if _session_timeout == timeout:
         return
 
+    deadline = httpx2.Timeout(timeout).as_dict()
+
+    def bound(request: httpx2.Request) -> None:
+        # huggingface_hub passes timeout=None (no deadline) to some requests, e.g. the file list
+        # of snapshot_download, and its own 10 s to downloads: every request gets ours
+        request.extensions["timeout"] = deadline
+
     def factory() -> httpx2.Client:
         client = default_client_factory()
         client.timeout = httpx2.Timeout(timeout)
+        client.event_hooks = {**client.event_hooks, "request": [*client.event_hooks["request"], bound]}
+        client._transport = _StallBound(client._transport)
         return client
 
     set_client_factory(factory)

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, GenerationConfig, PreTrainedModel
 
 from circuitsweep.architectures import CAUSAL_LM, architecture_kind, imported_mappings, refusal
-from circuitsweep.checkpoints.streaming import read_weights
+from circuitsweep.checkpoints.streaming import read_weights, safetensors_header
 from circuitsweep.errors import ConfigError, SnapshotError, UnsupportedModelError
 
 DTYPES: dict[str, torch.dtype] = {
@@ -73,9 +75,15 @@ def check_architecture(snapshot: Path, architecture: str) -> dict:
     if not config_file.is_file():
         raise SnapshotError(f"{snapshot} has no config.json")
     try:
-        config = json.loads(config_file.read_text())
+        config = json.loads(config_file.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise SnapshotError(
+            f"{config_file} is not UTF-8 text (byte {error.start}); config.json must be UTF-8 JSON"
+        ) from None
     except json.JSONDecodeError as error:
         raise SnapshotError(f"{config_file} is not valid JSON: {error}") from error
+    if not isinstance(config, dict):
+        raise SnapshotError(f"{config_file} holds a JSON {type(config).__name__}, not an object")
     declared = config.get("architectures") or []
     if architecture not in declared:
         raise SnapshotError(
@@ -84,6 +92,79 @@ def check_architecture(snapshot: Path, architecture: str) -> dict:
     if "auto_map" in config:
         raise SnapshotError(f"{config_file} asks for remote code (auto_map); circuitsweep never runs remote code")
     return config
+
+
+#: Weight index files of sharded checkpoints (their ``weight_map`` names each tensor's shard).
+SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def check_shards(snapshot: Path) -> None:
+    """Refuse a sharded snapshot whose index names a shard file that is not there."""
+    for index_name in SHARD_INDEXES:
+        index = snapshot / index_name
+        if not index.is_file():
+            continue
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            shards = sorted({str(shard) for shard in weight_map.values()})
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise SnapshotError(f"{index}: not a readable weight index ({type(error).__name__})") from None
+        missing = [shard for shard in shards if not (snapshot / shard).is_file()]
+        if missing:
+            raise SnapshotError(
+                f"{snapshot}: shard {missing[0]} of {index_name} is missing ({len(missing)} of {len(shards)} shards); "
+                "its tensors would be filled at random"
+            )
+
+
+def _names(keys: Iterable[str], most: int = 3) -> str:
+    keys = sorted(keys)
+    return ", ".join(keys[:most]) + (f" and {len(keys) - most} more" if len(keys) > most else "")
+
+
+def check_loading_info(snapshot: Path, info: Mapping[str, Any]) -> None:
+    """Refuse a load that was not complete: any missing, unexpected or mismatched tensor, named.
+
+    ``info``: transformers' ``output_loading_info`` (``missing_keys``, ``unexpected_keys``,
+    ``mismatched_keys`` as ``(name, checkpoint shape, model shape)``, ``error_msgs``).
+    """
+    problems = []
+    if missing := info.get("missing_keys"):
+        problems.append(f"{len(missing)} tensors of the model missing from the weights: {_names(missing)}")
+    if unexpected := info.get("unexpected_keys"):
+        problems.append(f"{len(unexpected)} tensors of the weights not used by the model: {_names(unexpected)}")
+    if mismatched := sorted(info.get("mismatched_keys") or ()):
+        name, stored, wanted = mismatched[0]
+        problems.append(
+            f"{len(mismatched)} tensors of another shape than the model's: {name} has shape {tuple(stored)} "
+            f"in the weights, {tuple(wanted)} in the model"
+        )
+    if errors := info.get("error_msgs"):
+        problems.append(str(errors[0]).splitlines()[0])
+    if problems:
+        raise SnapshotError(
+            f"{snapshot}: the weights do not match its config.json (layers, heads or sizes): " + "; ".join(problems)
+        )
+
+
+def check_shapes(snapshot: Path, files: list[Path], expected: dict[str, tuple[int, ...]]) -> None:
+    """Refuse, before reading weights, a safetensors tensor whose shape is not the one ``config.json`` implies.
+
+    A head or layer width in ``config.json`` that does not match the weights
+    (``num_attention_heads``, ``num_key_value_heads``, ``head_dim``) shows as
+    a projection of another shape; named here instead of transformers' RuntimeError.
+    """
+    for path in files:
+        if path.suffix != ".safetensors":
+            continue
+        for name, entry in safetensors_header(path)[1].items():
+            for key in (name, name.removeprefix("model."), f"model.{name}"):
+                if key in expected and tuple(entry["shape"]) != expected[key]:
+                    raise SnapshotError(
+                        f"{snapshot}: tensor {name} of {path.name} has shape {tuple(entry['shape'])}, but "
+                        f"config.json implies {expected[key]}; its head or layer sizes (num_attention_heads, "
+                        "num_key_value_heads, head_dim, hidden_size) do not match the weights"
+                    )
 
 
 def load_model(
@@ -98,6 +179,9 @@ def load_model(
     The weights are read one tensor at a time into ``dtype`` on ``device``
     (:func:`~circuitsweep.checkpoints.streaming.read_weights`), so the peak
     memory is about the weights in ``dtype``, not the file plus a converted copy.
+    The load is complete or refused (:class:`SnapshotError`): a missing shard
+    (:func:`check_shards`) and any missing, unexpected or mismatched tensor
+    (:func:`check_loading_info`), so declared and stored layers and heads agree.
     """
     snapshot = Path(snapshot)
     loader = auto_class(architecture)
@@ -105,6 +189,7 @@ def load_model(
     files = weight_files(snapshot)
     if not files:
         raise SnapshotError(f"{snapshot} holds no model.safetensors or pytorch_model.bin")
+    check_shards(snapshot)
     config = AutoConfig.from_pretrained(snapshot, trust_remote_code=False)
     try:
         model_class = loader._model_mapping[type(config)]
@@ -112,6 +197,7 @@ def load_model(
         raise SnapshotError(f"{snapshot}: {loader.__name__} has no class for a {type(config).__name__}") from error
     with torch.device("meta"):  # parameter shapes only, no memory: where fused expert weights go
         expected = {name: tuple(t.shape) for name, t in model_class(config).state_dict().items()}
+    check_shapes(snapshot, files, expected)
     try:
         # read tensor by tensor straight into dtype and device: no second full copy (streaming.py)
         weights = read_weights(files, DTYPES[dtype], device, expected)
@@ -122,15 +208,26 @@ def load_model(
             f"{snapshot}: refused to load {files[0].name}: the pickle holds more than tensors "
             f"and would run code ({detail.strip()})"
         ) from error
-    model = model_class.from_pretrained(
-        None,
-        config=config,
-        state_dict=weights,
-        dtype=DTYPES[dtype],
-        attn_implementation=attn_implementation,
-        trust_remote_code=False,
-    )
+    try:
+        model, loading_info = model_class.from_pretrained(
+            None,
+            config=config,
+            state_dict=weights,
+            dtype=DTYPES[dtype],
+            attn_implementation=attn_implementation,
+            trust_remote_code=False,
+            ignore_mismatched_sizes=True,  # reported in loading_info and refused below, naming the tensor
+            output_loading_info=True,
+        )
+    except RuntimeError as error:
+        if "loading state_dict" not in str(error) and "conversion" not in str(error):
+            raise
+        raise SnapshotError(
+            f"{snapshot}: the weights do not load into {architecture} as its config.json declares it "
+            f"({str(error).splitlines()[-1].strip()})"
+        ) from None
     del weights
+    check_loading_info(snapshot, loading_info)
     if (snapshot / "generation_config.json").is_file():
         model.generation_config = GenerationConfig.from_pretrained(snapshot)
     if type(model).__name__ != architecture:

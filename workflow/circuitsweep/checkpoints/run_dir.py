@@ -23,6 +23,7 @@ import hashlib
 import json
 import re
 import string
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,23 @@ def fingerprints(path: Path, names: list[str], cache_file: Path | None) -> dict[
     finally:
         cache.save()
     return out
+
+
+def check_unchanged(folder: Path, recorded: Mapping[str, str]) -> None:
+    """Refuse a checkpoint folder whose measured files are no longer those of its fetch record.
+
+    ``recorded``: ``{file name: sha256}`` of the record. The files are read again
+    (no hash cache), so a folder overwritten between its fetch and its load is
+    never measured under the fingerprint of the weights it held before.
+    """
+    folder = Path(folder)
+    current = file_hashes(folder, measured_files(folder), HashCache(None)) if folder.is_dir() else {}
+    changed = sorted(name for name in set(current) | set(recorded) if current.get(name) != recorded.get(name))
+    if changed:
+        raise SnapshotError(
+            f"{folder}: {', '.join(changed[:3])} changed after the folder was fetched for this measurement; "
+            "run the workflow again to measure the new weights"
+        )
 
 
 def duplicate_groups(prints: dict[str, str]) -> list[list[str]]:

@@ -5,8 +5,8 @@ output projection (a forward pre-hook), so its output never reaches the
 residual stream. At each probe's query position (the last position of the
 synthetic probe, each example's k on natural text) the model is scored on B,
 the token that induction predicts: loss, top-1 and top-5 accuracy and the
-mean logit. Conditions: none; the circuit (class induction and induction
-selectivity >= ``induction_circuit``, from this revision's scores: :func:`circuit_cut`); matched
+mean logit. Conditions: none; the circuit (the all-head screen: induction
+selectivity >= ``induction_circuit``, whatever the class, from this revision's scores: :func:`circuit_cut`); matched
 random heads (same layers, same count per layer, from the non-circuit heads,
 ``random_draws`` draws from one ``RandomState(random_seed)``); and each
 circuit head alone when the circuit has at most ``max_single_heads`` heads.
@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from circuitsweep import contracts as C
 from circuitsweep.errors import DataError
-from circuitsweep.heads.classify import Thresholds, head_classes
+from circuitsweep.heads.classify import Thresholds
 from circuitsweep.heads.probe_settings import AblationSettings
 
 #: Names of the attention output projection across decoder classes (GPT-NeoX ``dense``;
@@ -136,30 +136,24 @@ def score_targets(model: nn.Module, probe: AblationProbe, batch_size: int, devic
 
 
 def circuit_cut(thresholds: Thresholds) -> float:
-    """The one number the circuit depends on: heads whose most selective target is induction, at or above it.
+    """The one number the ablated circuit depends on: the screen's induction selectivity cut (``induction_circuit``).
 
-    Class induction needs ``sel_induction >= class_selectivity`` and membership
-    ``>= induction_circuit``, so the circuit is the argmax-induction heads with
-    selectivity >= the larger of the two. A measurement job gets this number
-    alone, so changing a threshold that does not move it reruns no model.
+    A measurement job gets this number alone, so changing a threshold that does not move it reruns no model.
     """
-    return max(thresholds.induction_circuit, thresholds.class_selectivity)
+    return thresholds.induction_circuit
 
 
 def circuit_heads(scores: pl.DataFrame, cut: float) -> list[Head]:
-    """The revision's induction circuit (layer, head), sorted: class induction at class threshold ``cut``.
+    """The revision's induction circuit (layer, head), sorted: the all-head screen, ``sel_induction >= cut``.
 
-    Classes come from :func:`head_classes` (its target order breaks ties).
+    Whatever the head's best class (DESIGN.md 3): in sink-dominated models the
+    induction heads' best class is first. NaN selectivity is an error.
     """
-    from circuitsweep.config import study_defaults
-
-    values = {**study_defaults("thresholds"), "class_selectivity": cut, "induction_circuit": cut}
-    frame = scores
-    if "sink_alpha" not in frame.columns:  # natural-text scores have no sink column; classes do not need it
-        frame = frame.with_columns(pl.lit(None, pl.Float64).alias("sink_alpha"))
-    classified = head_classes(frame, Thresholds.from_dict(values))
-    members = classified.filter((pl.col("class") == C.INDUCTION_CLASS) & (pl.col("sel_induction") >= cut))
-    members = members.sort("layer", "head")
+    nan = scores.filter(pl.col("sel_induction").is_nan() | pl.col("sel_induction").is_null())
+    if nan.height:
+        first = nan.row(0, named=True)
+        raise DataError(f"{nan.height} heads have NaN induction selectivity (first: L{first['layer']}H{first['head']})")
+    members = scores.filter(pl.col("sel_induction") >= cut).sort("layer", "head")
     return list(zip(members["layer"].to_list(), members["head"].to_list(), strict=True))
 
 
@@ -204,7 +198,7 @@ def ablation_rows(
     circuit = circuit_heads(scores, cut)
     conditions: list[tuple[str, int | None, list[Head], str | None]] = [("none", None, [], None)]
     if not circuit:
-        note = f"empty circuit: no head's most selective target is induction at selectivity >= {cut}"
+        note = f"empty circuit: no head has induction selectivity >= {cut}"
         conditions.append(("circuit", None, [], note))
     else:
         conditions.append(("circuit", None, circuit, None))

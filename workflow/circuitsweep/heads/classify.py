@@ -3,11 +3,13 @@
 A head takes the class of its most selective target when that selectivity
 reaches ``class_selectivity``, else ``none``; targets compete in the study's
 order (``contracts.CLASS_ORDER``) and a tie goes to the earlier one.
-Induction member: class induction and induction selectivity >=
-``induction_circuit`` (the one rule for the final circuit and for early-screen
-recall, DESIGN.md 4). Circuit: induction member or previous-token
-selectivity >= ``previous_circuit``. A sink head has ``sink_alpha`` above
-``sink_alpha``.
+Membership is the study's all-head screen, whatever the class: induction
+member = induction selectivity >= ``induction_circuit`` (the one rule for the
+final circuit, early-screen recall and the ablated circuit, DESIGN.md 4);
+previous member = previous-token selectivity >= ``previous_circuit``;
+circuit = either. Induction-selective = induction selectivity >=
+``class_selectivity``, any class (the onset counts these). A sink head has
+``sink_alpha`` above ``sink_alpha``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from circuitsweep import contracts as C
-from circuitsweep.errors import DataError
+from circuitsweep.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -37,11 +39,20 @@ class Thresholds:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Thresholds:
         """Pick this class's fields out of a config ``thresholds`` mapping (which holds the milestone ones too)."""
+        missing = [field.name for field in fields(cls) if field.name not in values]
+        if missing:
+            raise ConfigError(f"thresholds: no {', '.join(missing)}")
         return cls(**{field.name: values[field.name] for field in fields(cls)})
 
 
 def head_classes(scores: pl.DataFrame, thresholds: Thresholds) -> pl.DataFrame:
-    """Add ``CLASS_COLUMNS`` to a frame of head scores; NaN scores are an error."""
+    """Add ``CLASS_COLUMNS`` to a frame of head scores; NaN scores are an error.
+
+    ``scores`` needs ``SELECTIVITY_COLUMNS``; without ``sink_alpha`` the ``sink`` column is null.
+    """
+    missing = [c for c in C.SELECTIVITY_COLUMNS if c not in scores.columns]
+    if missing:
+        raise DataError(f"head scores lack the selectivity columns {missing}; cannot classify")
     selectivity = scores.select(C.SELECTIVITY_COLUMNS)
     bad = scores.filter(pl.any_horizontal([pl.col(c).is_nan() | pl.col(c).is_null() for c in C.SELECTIVITY_COLUMNS]))
     if bad.height:
@@ -53,9 +64,7 @@ def head_classes(scores: pl.DataFrame, thresholds: Thresholds) -> pl.DataFrame:
     best = in_order.argmax(axis=1)
     best_value = selectivity.max_horizontal()
     best_target = pl.Series("best", [C.CLASS_ORDER[i] for i in best], dtype=pl.String)
-    induction_member = (pl.col("class") == C.INDUCTION_CLASS) & (
-        pl.col("sel_induction") >= thresholds.induction_circuit
-    )
+    induction_member = pl.col("sel_induction") >= thresholds.induction_circuit
     previous_member = pl.col("sel_previous") >= thresholds.previous_circuit
     return scores.with_columns(
         pl.when(best_value >= thresholds.class_selectivity)
@@ -63,8 +72,11 @@ def head_classes(scores: pl.DataFrame, thresholds: Thresholds) -> pl.DataFrame:
         .otherwise(pl.lit(C.NO_CLASS))
         .alias("class"),
     ).with_columns(
+        (pl.col("sel_induction") >= thresholds.class_selectivity).alias("induction_selective"),
         induction_member.alias("induction_member"),
         previous_member.alias("previous_member"),
         (induction_member | previous_member).alias("in_circuit"),
-        (pl.col("sink_alpha") > thresholds.sink_alpha).alias("sink"),
+        (pl.col("sink_alpha") > thresholds.sink_alpha).alias("sink")
+        if "sink_alpha" in scores.columns
+        else pl.lit(None, pl.Boolean).alias("sink"),
     )

@@ -35,7 +35,7 @@ def _per_layer(heads: pl.DataFrame, flag: pl.Expr, n_layers: int) -> list[int]:
 
 
 def _members(heads: pl.DataFrame) -> set[tuple[int, int]]:
-    """(layer, head) of the induction members among ``heads`` (class induction, selectivity >= circuit cut)."""
+    """(layer, head) of the induction members among ``heads`` (the screen: selectivity >= circuit cut, any class)."""
     members = heads.filter(pl.col("induction_member"))
     return set(zip(members["layer"].to_list(), members["head"].to_list(), strict=True))
 
@@ -43,9 +43,9 @@ def _members(heads: pl.DataFrame) -> set[tuple[int, int]]:
 def final_circuit(heads: pl.DataFrame, revision: str) -> set[tuple[int, int]]:
     """The final circuit: induction members of the one final ``revision`` (DESIGN.md 4).
 
-    Membership is the classifier's ``induction_member`` (class induction and
-    induction selectivity >= the circuit threshold), the same rule early-screen
-    recall counts with.
+    Membership is the classifier's ``induction_member`` (the all-head screen:
+    induction selectivity >= the circuit threshold, whatever the class), the
+    same rule early-screen recall counts with.
     """
     return _members(heads.filter(pl.col("revision") == revision))
 
@@ -102,6 +102,8 @@ def emergence_curves(
                     "bos_fraction": (at["class"] == C.BOS_CLASS).mean(),
                     "sink_ratio": at["sink"].mean(),
                     "n_induction_heads": induction.height,
+                    "induction_selective_heads": int(at["induction_selective"].sum()),
+                    "screen_heads": int(at["induction_member"].sum()),
                     "n_circuit_heads": int(at["in_circuit"].sum()),
                     "in_context_loss_drop": rev["in_context_loss_drop"],
                     "early_screen_recall": recovered / len(circuit) if circuit else None,
@@ -182,20 +184,39 @@ def _early_screen(curve: pl.DataFrame, fraction: float, circuit_size: int) -> di
     return None
 
 
+def bos_milestones(curve: pl.DataFrame) -> dict:
+    """First BOS head (first revision with any head of class first) and the BOS peak of one model's curve.
+
+    ``curve`` in training order; the peak is the largest BOS fraction and the
+    first revision that reached it, so a BOS t50 never reached can say how far it got.
+    """
+    first = curve.filter(pl.col("bos_fraction") > 0)
+    peak = curve.filter(pl.col("bos_fraction") == curve["bos_fraction"].max()).row(0, named=True)
+    return {
+        "first_bos_head_revision": first["revision"][0] if first.height else None,
+        "first_bos_head_tokens": first["tokens"][0] if first.height else None,
+        "bos_peak_fraction": peak["bos_fraction"],
+        "bos_peak_revision": peak["revision"],
+        "bos_peak_tokens": peak["tokens"],
+    }
+
+
 def model_milestones(curve: pl.DataFrame, thresholds: MilestoneThresholds, circuit_size: int) -> dict:
     """The milestones of one model's emergence curve; ``circuit_size`` = size of its final induction circuit.
 
     The final revision is the curve's last by tokens, then step; every token
-    share is against its tokens.
+    share is against its tokens. The onset, its being sustained and the
+    induction shape count induction-selective heads (any class), so BOS taking
+    the induction heads' best class over does not end the onset.
     """
     curve = curve.sort("tokens", "step")
     names = curve["revision"].to_list()
     final = curve.row(-1, named=True)
-    onset = _first_reaching(curve, "n_induction_heads", thresholds.induction_onset_heads)
+    onset = _first_reaching(curve, "induction_selective_heads", thresholds.induction_onset_heads)
     t50 = _first_reaching(curve, "bos_fraction", thresholds.bos_fraction_milestone)
     screen = _early_screen(curve, thresholds.early_screen_recall, circuit_size)
     bos_shape = curve_shape(curve["bos_fraction"].to_list(), names, thresholds.phase_transition_share)
-    induction_counts = curve["n_induction_heads"].to_list()
+    induction_counts = curve["induction_selective_heads"].to_list()
     induction_shape = curve_shape([float(v) for v in induction_counts], names, thresholds.phase_transition_share)
     sustained = None
     if onset:
@@ -216,6 +237,7 @@ def model_milestones(curve: pl.DataFrame, thresholds: MilestoneThresholds, circu
         "bos_t50_revision": t50["revision"] if t50 else None,
         "bos_t50_tokens": t50_tokens,
         "bos_to_induction_ratio": ratio,
+        **bos_milestones(curve),
         "bos_shape": bos_shape.label,
         "bos_largest_rise_share": bos_shape.largest_rise_share,
         "bos_largest_rise_between": " -> ".join(bos_shape.between) if bos_shape.between else None,
@@ -249,6 +271,8 @@ def milestones(
         "bos_t50_revision": pl.String,
         "bos_t50_tokens": pl.Int64,
         "bos_to_induction_ratio": pl.Float64,
+        "first_bos_head_revision": pl.String,
+        "first_bos_head_tokens": pl.Int64,
         "bos_largest_rise_share": pl.Float64,
         "bos_largest_rise_between": pl.String,
         "induction_largest_rise_share": pl.Float64,

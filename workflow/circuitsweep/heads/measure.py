@@ -15,22 +15,28 @@ the logits nor an MLP's intermediates set the peak memory of a batch.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from circuitsweep import contracts as C
 from circuitsweep import sizing
+from circuitsweep.errors import DataError
 from circuitsweep.heads.attention_hook import observing, run_until_stop
 from circuitsweep.heads.mlp_chunks import chunked_mlps
 from circuitsweep.heads.observers import InductionObserver, RepeatedObserver, SinkObserver
+from circuitsweep.heads.participation import SpectralCapture
 from circuitsweep.heads.probe_settings import ProbeSettings
 from circuitsweep.heads.probes import random_batch, repeated_batch, run_induction_probe
 from circuitsweep.heads.verify import verify_model
+from circuitsweep.progress import LineProgress
+
+log = logging.getLogger(__name__)
 
 #: Bytes of float32 logits per chunk of the LM head: bounds the transient ``[rows, vocab]``
 #: logits (and their log-softmax) whatever the vocabulary size. Not smaller: glibc keeps freed
@@ -177,6 +183,15 @@ def head_statistics(
             return _measure(model, probes, first_token, device, progress)
 
 
+def _spectral_capture(model: PreTrainedModel, query: int, n: int) -> SpectralCapture | None:
+    """The participation-ratio capture of the induction passes; None (logged) where no output projection is found."""
+    try:
+        return SpectralCapture.of(model, query, n)
+    except DataError as error:
+        log.warning("no participation ratio (the pr column stays empty): %s", error)
+        return None
+
+
 def _measure(
     model: PreTrainedModel, probes: ProbeSettings, first_token: int | None, device: torch.device, progress: bool
 ) -> dict[str, torch.Tensor]:
@@ -186,7 +201,7 @@ def _measure(
     size = probes.batch_size
     ind, rep, rnd = probes.induction, probes.repeated, probes.random
     total = sum(len(_batches(b.n_sequences, size)) for b in (ind, rep, rnd))
-    bar = tqdm(total=total, desc="probe batches", disable=not progress, mininterval=2.0)
+    bar = LineProgress(total, "probe batches", unit="batches", interval=10.0, enabled=progress).start()
     stats: dict[str, torch.Tensor] = {}
 
     def attention_only(batch: torch.Tensor) -> None:
@@ -194,12 +209,17 @@ def _measure(
 
     probe = run_induction_probe(probes, first_token)
     induction = InductionObserver(n_layers, probe.baseline_record)
-    with observing(induction, stop_after=last_layer):
-        for part in _batches(ind.n_sequences, size):
-            induction.start_batch(probe.first_a[part], probe.valid[part], probe.baseline_rows(part))
+    spectral = _spectral_capture(model, probe.last, probes.spectral_sequences)
+    for part in _batches(ind.n_sequences, size):
+        induction.start_batch(probe.first_a[part], probe.valid[part], probe.baseline_rows(part))
+        # a batch holding spectral sequences runs up to the last layer's output projection
+        capture = spectral.capturing(part, stop_at_last=True) if spectral else contextlib.nullcontext(0)
+        with capture as kept, observing(induction, stop_after=None if kept else last_layer):
             attention_only(probe.tokens[part].to(device))
-            bar.update()
+        bar.update()
     stats.update(induction.result())
+    if spectral is not None:
+        stats[C.STAT_SPECTRAL_PR] = spectral.result()
 
     tokens = repeated_batch(rep.n_sequences, rep.seq_len, probes.token_range, rep.seed, first_token)
     repeated = RepeatedObserver(n_layers)

@@ -2,7 +2,9 @@
 
 Real text shows whether a head's synthetic class (above all "first", the BOS
 class) is an artifact of random tokens. Per document of the user's corpus,
-tokenized by the model's own tokenizer without special tokens, the first
+tokenized by the model's own tokenizer (or, for a batch shared across
+tokenizers, ``tokenizer_model``'s, as the study did) with its default special
+tokens unless ``special_tokens: none``, the first
 ``seq_len`` tokens form one example when they hold a repeated token pair:
 scanning i = m, m+1, .. up to T-3-min_filler, with t = ids[i] and s = ids[i+1]
 (both >= ``min_token_id``, t != s), the query k is the last occurrence of t at
@@ -30,11 +32,11 @@ import polars as pl
 import torch
 
 from circuitsweep import contracts as C
+from circuitsweep.corpus import corpus_files, corpus_sha256
 from circuitsweep.errors import CacheError, DataError, SnapshotError
 from circuitsweep.heads.probe_settings import LOCAL_OFFSETS, NaturalTextSettings
 
 #: Corpus file types: one document per .txt file, per .jsonl line, per .parquet row.
-CORPUS_SUFFIXES: tuple[str, ...] = (".txt", ".jsonl", ".parquet")
 #: Files that define a tokenizer's vocabulary and rules: their hashes identify it.
 TOKENIZER_FILES: tuple[str, ...] = (
     "tokenizer.json",
@@ -60,12 +62,28 @@ def _field(row: Any, field: str, where: str) -> str:
     return value
 
 
+def _text(path: Path, data: bytes, number: int | None = None) -> str:
+    """``data`` decoded as UTF-8; :class:`DataError` naming the file for anything else (no replacement characters)."""
+    where = f"{path}:{number}" if number is not None else str(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{where}: not UTF-8 text (byte {error.start} is {data[error.start]:#04x}); "
+            "convert it to UTF-8 or remove it from the corpus"
+        ) from None
+    if "\x00" in text:
+        raise DataError(f"{where}: holds NUL bytes, a binary file rather than text; remove it from the corpus")
+    return text
+
+
 def _file_documents(path: Path, text_field: str) -> Iterator[str]:
     if path.suffix == ".txt":
-        yield path.read_text(encoding="utf-8", errors="replace")
+        yield _text(path, path.read_bytes())
     elif path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, 1):
+                line = _text(path, raw, number)
                 if line.strip():
                     try:
                         row = json.loads(line)
@@ -102,21 +120,12 @@ def _dataset_documents(name: str, split: str, text_field: str) -> Iterator[str]:
 def iter_documents(corpus: str, text_field: str = "text", split: str = "train") -> Iterator[str]:
     """The documents of ``corpus`` in a fixed order (files sorted by path).
 
-    corpus: a file or folder of ``CORPUS_SUFFIXES`` files, or ``hf:<name or path>``.
+    corpus: a file or folder of ``corpus.CORPUS_SUFFIXES`` files, or ``hf:<name or path>``.
     """
     if corpus.startswith("hf:"):
         yield from _dataset_documents(corpus[3:], split, text_field)
         return
-    root = Path(corpus)
-    if root.is_file():
-        files = [root]
-    elif root.is_dir():
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in CORPUS_SUFFIXES)
-    else:
-        raise DataError(f"natural-text corpus {corpus} does not exist")
-    if not files or any(p.suffix not in CORPUS_SUFFIXES for p in files):
-        raise DataError(f"natural-text corpus {corpus} holds no {'/'.join(CORPUS_SUFFIXES)} file")
-    for path in files:
+    for path in corpus_files(corpus):
         yield from _file_documents(path, text_field)
 
 
@@ -208,7 +217,8 @@ def build_natural_batch(
     counts = {"documents": 0, "too_short": 0, "no_repeat": 0}
 
     def take(texts: list[str]) -> None:
-        encoded = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=length)["input_ids"]
+        special = settings.special_tokens == "default"
+        encoded = tokenizer(texts, add_special_tokens=special, truncation=True, max_length=length)["input_ids"]
         for ids in encoded:
             counts["documents"] += 1
             if len(rows) >= n:
@@ -294,9 +304,14 @@ def write_natural_batch(path: Path, batch: NaturalBatch, metadata: dict[str, Any
     write_stats(path, tensors, metadata)
 
 
-def read_natural_batch(path: Path, settings: NaturalTextSettings, fingerprint: str) -> NaturalBatch:
+def read_natural_batch(
+    path: Path, settings: NaturalTextSettings, fingerprint: str, model: str | None = None
+) -> NaturalBatch:
     """Read a batch and check that it is the one these settings and this tokenizer make.
 
+    ``fingerprint``: :func:`tokenizer_fingerprint` of the reading revision; ``model``: the
+    reading model. A batch shared across tokenizers (``tokenizer_model`` set, read by
+    another model) is checked to come from ``tokenizer_model`` instead of this tokenizer.
     The corpus location is not compared (the rule rebuilds the batch when it changes).
     """
     from circuitsweep.stats_io import read_stats
@@ -309,7 +324,11 @@ def read_natural_batch(path: Path, settings: NaturalTextSettings, fingerprint: s
         raise CacheError(
             f"{path} was built with other natural_text settings ({', '.join(changed)}); delete it and rerun"
         )
-    if metadata.get("tokenizer_sha256") != fingerprint:
+    builder = settings.tokenizer_model
+    if builder is not None and model is not None and model != builder:
+        if str(metadata.get("source", "")).split(" ")[0] != builder:
+            raise CacheError(f"{path} was tokenized by {metadata.get('source')}, not by {builder}; delete it and rerun")
+    elif metadata.get("tokenizer_sha256") != fingerprint:
         raise CacheError(
             f"{path} was tokenized by {metadata.get('source')}, whose tokenizer files differ from this revision's; "
             "give this model its own probes.natural_text.tokenizer name"
@@ -334,8 +353,11 @@ def natural_batch(snapshot_dir: Path, settings: dict[str, Any], output: Path) ->
     from circuitsweep.stats_io import software_versions
 
     snapshot = read_snapshot(snapshot_dir)
-    values = {k: v for k, v in settings.items() if k not in ("batch", "model")}
+    values = {k: v for k, v in settings.items() if k not in ("batch", "model", "corpus_sha256")}
     natural = NaturalTextSettings(tokenizer=settings["batch"], **values)
+    digest = corpus_sha256(natural.corpus)
+    if "corpus_sha256" in settings and settings["corpus_sha256"] != digest:
+        raise DataError(f"natural-text corpus {natural.corpus} changed since the run was planned; run it again")
     tokenizer = load_tokenizer(snapshot.path)
     documents = iter_documents(natural.corpus, natural.text_field, natural.split)
     batch, counts = build_natural_batch(documents, tokenizer, natural, natural.corpus)
@@ -343,6 +365,7 @@ def natural_batch(snapshot_dir: Path, settings: dict[str, Any], output: Path) ->
         "batch": settings["batch"],
         "source": f"{settings['model']} {snapshot.revision}",
         "settings": natural.batch_dict(),
+        "corpus_sha256": digest,
         "tokenizer_sha256": tokenizer_fingerprint(snapshot.path),
         "counts": counts,
         "versions": software_versions(),

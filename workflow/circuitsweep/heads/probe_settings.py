@@ -41,12 +41,28 @@ class InductionSettings(BatchSettings):
 
 
 @dataclass(frozen=True)
+class SpectralSettings:
+    """The spectral phase (DESIGN.md 3 item 6): the participation ratio of each head's output at the query.
+
+    n_sequences: the first n sequences of the induction probe (study 500), at most
+    the probe's own count (a smaller probe uses all of its sequences).
+    """
+
+    n_sequences: int = 500
+
+
+@dataclass(frozen=True)
 class NaturalTextSettings:
     """The natural-text induction probe (DESIGN.md 3, natural-text variant).
 
     corpus: a folder or file of ``.txt`` / ``.jsonl`` / ``.parquet`` text (relative
     to the workflow folder), or ``hf:<name or path>`` for a Hugging Face dataset;
-    tokenizer: the name of the batch, shared by every model that sets the same one.
+    tokenizer: the name of the batch, shared by every model that sets the same one;
+    tokenizer_model: the model of the run whose tokenizer builds a shared batch (None:
+    its first user's), the others read it as built (the study tokenized once with
+    gpt-neox-20b's tokenizer for all five models); special_tokens: ``default`` adds
+    what the tokenizer adds by default (the study's; none for gpt-neox-20b),
+    ``none`` adds no special token.
     """
 
     corpus: str
@@ -61,6 +77,8 @@ class NaturalTextSettings:
     n_baseline: int = 50
     baseline_seed: int = 0
     max_draws: int = 200
+    special_tokens: str = "default"
+    tokenizer_model: str | None = None
 
     def batch_dict(self) -> dict[str, Any]:
         """The settings that determine the batch (everything but the tokenizer's name)."""
@@ -97,6 +115,12 @@ class ProbeSettings:
     natural_text: NaturalTextSettings | None = None
     #: how the induction probe and its baseline are built (``heads.probes.PROTOCOLS``)
     protocol: str = "xu2026"
+    spectral: SpectralSettings = SpectralSettings()
+
+    @property
+    def spectral_sequences(self) -> int:
+        """Induction-probe sequences the participation ratio is computed over: the first ``spectral.n_sequences``."""
+        return min(self.spectral.n_sequences, self.induction.n_sequences)
 
     @classmethod
     def from_dict(cls, probes: dict[str, Any]) -> ProbeSettings:
@@ -109,6 +133,7 @@ class ProbeSettings:
             random=BatchSettings(**probes["random"]),
             natural_text=NaturalTextSettings(**probes["natural_text"]) if probes.get("natural_text") else None,
             protocol=probes.get("protocol", "xu2026"),
+            spectral=SpectralSettings(**probes.get("spectral", {})),
         )
 
     def to_dict(self) -> dict[str, Any]:

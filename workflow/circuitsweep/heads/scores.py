@@ -89,10 +89,15 @@ def head_scores(stats: Mapping[str, torch.Tensor]) -> pl.DataFrame:
     columns["prefix_matching"] = stats[C.STAT_PREFIX_MATCHING]
     columns["previous_token"] = stats[C.STAT_PREVIOUS_TOKEN]
     columns["duplicate_token"] = stats[C.STAT_DUPLICATE_TOKEN]
+    if C.STAT_SPECTRAL_PR in stats:
+        columns["pr"] = stats[C.STAT_SPECTRAL_PR]
     layer, head = np.meshgrid(np.arange(n_layers), np.arange(n_heads), indexing="ij")
     frame = {"layer": layer.ravel().astype(np.int32), "head": head.ravel().astype(np.int32)}
-    frame.update({name: columns[name].double().numpy().ravel() for name in C.HEAD_SCORE_COLUMNS})
-    return pl.DataFrame(frame)
+    frame.update({name: columns[name].double().numpy().ravel() for name in C.HEAD_SCORE_COLUMNS if name in columns})
+    scores = pl.DataFrame(frame)
+    if "pr" not in columns:  # a model whose output projection is not found: an empty column, never a guess
+        scores = scores.with_columns(pl.lit(None, pl.Float64).alias("pr"))
+    return scores
 
 
 def check_finite(stats: Mapping[str, torch.Tensor], where: str) -> None:

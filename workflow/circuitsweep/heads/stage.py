@@ -32,12 +32,14 @@ from circuitsweep.cache_check import (
     verify_metadata,
     verify_shard,
 )
+from circuitsweep.checkpoints import run_dir
 from circuitsweep.checkpoints.snapshots import read_snapshot
 from circuitsweep.errors import CacheError, ConfigError, DataError, SnapshotError
 from circuitsweep.heads.classify import Thresholds, head_classes
 from circuitsweep.heads.emergence import MilestoneThresholds, emergence_curves, milestones
 from circuitsweep.heads.probe_settings import ProbeSettings
-from circuitsweep.table_io import read_table, write_csv, write_markdown, write_table
+from circuitsweep.milestone_text import write_milestones_markdown
+from circuitsweep.table_io import read_table, write_csv, write_table
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,8 @@ def load_revision(snapshot_dir: Path, job: RevisionJob, mem_mb: int | None = Non
 
     Refuses a snapshot whose weights are not the planned ones (run_dir
     sources) and a job that cannot fit (``mem_mb``, the RAM, the GPU) before
-    any weight is read.
+    any weight is read, and a run_dir folder whose files changed between its
+    fetch and the end of the load (:func:`run_dir.check_unchanged`).
     """
     from circuitsweep.checkpoints.loading import load_model, resolve_device
     from circuitsweep.heads.attention_hook import register
@@ -218,8 +221,11 @@ def load_revision(snapshot_dir: Path, job: RevisionJob, mem_mb: int | None = Non
             f"those planned ({job.weights_sha256[:12]}); run the workflow again"
         )
     device = resolve_device(job.device)
-    check_job_size(job, sizing.read_model_config(snapshot.path), device, mem_mb)
-    return load_model(snapshot.path, job.architecture, job.dtype, device, register()), snapshot
+    check_job_size(job, sizing.load_model_config(snapshot.path), device, mem_mb)
+    model = load_model(snapshot.path, job.architecture, job.dtype, device, register())
+    if snapshot.source == run_dir.SOURCE:  # read in place: the folder may have changed since its fetch
+        run_dir.check_unchanged(snapshot.path, snapshot.file_hashes)
+    return model, snapshot
 
 
 def measure_loaded(
@@ -295,6 +301,8 @@ def measure_loaded(
     valid, total = (int(v) for v in stats[C.STAT_VALID_SEQUENCES])
     metadata["probe_protocol"] = job.probes.protocol
     metadata["valid_sequences"] = valid
+    # sequences of the participation ratio (DESIGN.md 3 item 6); None: the model's output projection was not found
+    metadata["spectral_sequences"] = job.probes.spectral_sequences if C.STAT_SPECTRAL_PR in stats else None
     scores = head_scores(stats)
     print(f"{where}: induction probe {job.probes.protocol}, {valid} of {total} sequences valid")
     ablation = None
@@ -321,7 +329,13 @@ def _natural_measurement(model: Any, job: RevisionJob, snapshot: Path, extra: Ex
     if extra.natural_batch is None or extra.natural_scores is None:
         raise DataError(f"{job.model} {job.revision}: probes.natural_text is set but no natural batch was given")
     settings = job.probes.natural_text
-    batch = read_natural_batch(extra.natural_batch, settings, tokenizer_fingerprint(snapshot))
+    batch = read_natural_batch(extra.natural_batch, settings, tokenizer_fingerprint(snapshot), job.model)
+    vocab = getattr(model.config, "vocab_size", None)
+    if vocab is not None and int(batch.tokens.max()) >= vocab:
+        raise DataError(
+            f"{job.model} {job.revision}: the natural batch {settings.tokenizer!r} holds token id "
+            f"{int(batch.tokens.max())}, beyond this model's vocabulary of {vocab}"
+        )
     stats = natural_statistics(model, batch, job.probes.batch_size, device)
     return batch, stats, {"batch": settings.tokenizer, **settings.batch_dict()}
 
@@ -556,4 +570,4 @@ def head_tables(
     write_table(out.milestones_parquet, table, provenance)
     write_csv(curves, out.emergence_csv)
     write_csv(table, out.milestones_csv)
-    write_markdown(table, out.milestones_md, title="Milestones")
+    write_milestones_markdown(table, out.milestones_md)

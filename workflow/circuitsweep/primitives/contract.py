@@ -203,7 +203,6 @@ COMPOSITION_DETAIL_FILE = "composition_detail.parquet"
 AXIS_FILE = "primitive_axis.csv"
 SCALING_CSV = "primitive_scaling.csv"
 SCALING_MD = "primitive_scaling.md"
-SCALING_PLOT = "primitive_scaling.png"
 AGREEMENT_CSV = "composition_agreement.csv"
 AGREEMENT_MD = "composition_agreement.md"
 #: The final tables, in results/tables/.
@@ -217,7 +216,6 @@ FINAL_FILES: tuple[str, ...] = (
     AXIS_FILE,
     SCALING_CSV,
     SCALING_MD,
-    SCALING_PLOT,
     AGREEMENT_CSV,
     AGREEMENT_MD,
 )

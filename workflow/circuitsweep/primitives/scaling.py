@@ -5,8 +5,8 @@ Built from the stacked tables of every revision (no model, no torch):
 - :func:`scaling_table`: per model and score kind, the summary gap of the
   model's last revision (most tokens) with its Welch interval (and, for the
   representational kinds, the item + lexicon interval), against the
-  model's parameter count; :func:`scaling_plot` draws it. The gap against
-  training tokens, per model, is ``primitive_gap.png``.
+  model's parameter count; :func:`circuitsweep.plots.primitive_scaling_figure`
+  draws it. The gap against training tokens, per model, is ``primitive_gap.png``.
 - :func:`composition_agreement`: per score kind, how many compositions are
   matched in at least 3 of every 4 models (the study: 11 of 30 in 3 of 4).
   Only the behavioural criterion (a target-cluster word in some reply) is the
@@ -18,7 +18,6 @@ Built from the stacked tables of every revision (no model, no torch):
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import polars as pl
 
@@ -44,44 +43,6 @@ def scaling_table(gaps: pl.DataFrame) -> pl.DataFrame:
     """The summary gap of each model's last revision per score kind, ordered by parameter count."""
     summary = _last_revisions(gaps.filter(pl.col("layer") == K.SUMMARY))
     return summary.select(K.SCALING_COLUMNS).sort("score_kind", "parameters", "model", nulls_last=True)
-
-
-def scaling_plot(table: pl.DataFrame, path: Path) -> None:
-    """Summary gap against parameters (log), one series per score kind.
-
-    Error bars: the item + lexicon 95% interval where the table has it (representational kinds), else Welch's.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from circuitsweep.atomic import atomic_path
-
-    figure, axis = plt.subplots(figsize=(7.5, 4.5))
-    drawn = table.filter(pl.col("parameters").is_not_null() & pl.col("gap").is_not_nan())
-    for kind in PLOTTED_KINDS:
-        rows = drawn.filter(pl.col("score_kind") == kind).sort("parameters")
-        if rows.height == 0:
-            continue
-        gap = rows["gap"].to_numpy()
-        low = rows.select(pl.coalesce("ci_total_low", "ci_low")).to_series().to_numpy()
-        high = rows.select(pl.coalesce("ci_total_high", "ci_high")).to_series().to_numpy()
-        errors = [gap - low, high - gap]
-        axis.errorbar(rows["parameters"], gap, yerr=errors, marker="o", capsize=3, label=kind)
-        for x, y, name in zip(rows["parameters"], gap, rows["model"], strict=True):
-            axis.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    axis.axhline(0.0, color="black", linewidth=0.8)
-    if drawn.height:
-        axis.set_xscale("log")
-        axis.legend(fontsize=8)
-    axis.set_xlabel("parameters (log)")
-    axis.set_ylabel("summary gap: mean 0a - mean 0b")
-    axis.set_title("Primitive gap of each model's last revision (bars: 95% CI, items + lexicon where computed)")
-    axis.grid(True, alpha=0.3)
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=130, bbox_inches="tight")
-    plt.close(figure)
 
 
 def composition_agreement(detail: pl.DataFrame, fraction: float = 0.75) -> pl.DataFrame:

@@ -178,10 +178,10 @@ def read_revision_tables(folder: Path) -> PrimitiveTables:
 def primitive_tables(folders: Sequence[Path], out_dir: Path) -> None:
     """Stack every revision's tables (sorted by model and tokens) into the final primitive tables.
 
-    Also writes the across-model tables and figure of :mod:`circuitsweep.primitives.scaling`.
+    Also writes the across-model tables of :mod:`circuitsweep.primitives.scaling`.
     """
     from circuitsweep import table_io
-    from circuitsweep.primitives.scaling import composition_agreement, scaling_plot, scaling_table
+    from circuitsweep.primitives.scaling import composition_agreement, scaling_table
 
     stacked = concat_tables([read_revision_tables(folder) for folder in folders])
     order = ["model", "tokens", "revision"]
@@ -192,7 +192,6 @@ def primitive_tables(folders: Sequence[Path], out_dir: Path) -> None:
     scaling = scaling_table(tables.gaps)
     table_io.write_csv(scaling, out_dir / K.SCALING_CSV)
     table_io.write_markdown(scaling, out_dir / K.SCALING_MD, title="Primitive gap of each model's last revision")
-    scaling_plot(scaling, out_dir / K.SCALING_PLOT)
     agreement = composition_agreement(tables.composition_detail)
     table_io.write_csv(agreement, out_dir / K.AGREEMENT_CSV)
     table_io.write_markdown(

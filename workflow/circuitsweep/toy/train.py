@@ -128,7 +128,7 @@ def train_and_publish(
 
 
 def _train(spec: ToySpec, hub_root: Path, repo_id: str, branch_format: str, progress: bool) -> list[dict[str, Any]]:
-    from tqdm.auto import tqdm
+    from circuitsweep.progress import LineProgress
 
     model = build_model(spec)
     model.train()
@@ -139,7 +139,7 @@ def _train(spec: ToySpec, hub_root: Path, repo_id: str, branch_format: str, prog
     cpu_seconds = 0.0
     with (
         tempfile.TemporaryDirectory(prefix="toy-ckpt-") as tmp,
-        tqdm(total=last_step, desc=f"train {repo_id}", unit="step", mininterval=2.0, disable=not progress) as bar,
+        LineProgress(last_step, f"train {repo_id}", unit="steps", enabled=progress) as bar,
     ):
         for step in range(last_step + 1):
             if step in spec.schedule:
@@ -165,7 +165,7 @@ def _train(spec: ToySpec, hub_root: Path, repo_id: str, branch_format: str, prog
             cpu_seconds += time.process_time() - start
             bar.update(1)
             if step % 25 == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}", cpu_s=f"{cpu_seconds:.0f}")
+                bar.note(loss=f"{loss.item():.3f}", cpu_s=f"{cpu_seconds:.0f}")
     if progress:
         print(f"{repo_id}: {last_step} steps in {cpu_seconds:.1f} CPU s, {len(published)} revisions published")
     return published

@@ -1,0 +1,251 @@
+"""The study's ablation at the final revision: its conditions, its draws and its table."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+import torch
+from planted import FIRST_TOKEN
+from test_ablation import PROBES, copying_model
+from test_spectral_ranking import study
+
+from circuitsweep import contracts as C
+from circuitsweep.heads.ablation import score_targets, synthetic_probe
+from circuitsweep.heads.final_ablation import (
+    by_layer,
+    final_ablation_rows,
+    final_conditions,
+    matched_draws,
+    rows_frame,
+    summary,
+)
+
+
+def spec(heads) -> dict[str, list[int]]:
+    """Heads as the study's result files write them: layer -> heads, layers in order of first appearance."""
+    return {str(layer): picks for layer, picks in by_layer(heads)}
+
+
+def study_final(data: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The study's ranking (from its features file) and a final revision whose screen is its natural-text circuit
+    (every screen head of best class first, as in OLMo, except where the study classified it induction)."""
+    ranking = pl.DataFrame(
+        [
+            {"layer": int(k.split("_")[0][1:]), "head": int(k.split("_")[1][1:]), "integral": v["integral"]}
+            for k, v in data["features"].items()
+        ]
+    ).with_columns(pl.col("integral").rank("ordinal", descending=True).cast(pl.Int64).alias("rank"))
+    screen = {(int(layer), head) for layer, heads in data["natural"]["screen"].items() for head in heads}
+    final = pl.DataFrame(
+        [
+            {
+                "layer": layer,
+                "head": head,
+                "class": "first",
+                "sel_induction": 100.0 if (layer, head) in screen else 1.0,
+            }
+            for layer in range(16)
+            for head in range(16)
+        ]
+    )
+    return ranking, final
+
+
+@pytest.mark.parametrize("model", ["olmo", "olmoe"])
+def test_conditions_reproduce_the_studys_picks_and_draw_zero(model: str) -> None:
+    """From the study's ranking, K = 45 and 6 give its spectral picks in its order; draw 0 of each matched-random
+    family (one RandomState(123) each) is the study's (layers in rank order for the picks, ascending for the
+    screen), including OLMo's shortfall (layer 0: 14 picks, 2 other heads; layer 1: 9 picks, 7 others)."""
+    data = study(model)
+    ranking, final = study_final(data)
+    conditions = final_conditions(ranking, final, 50.0, 16, [45, 6], draws=5, seed=123)
+    named = {(c.name, c.k, c.draw): c for c in conditions}
+    for k in (45, 6):
+        expected = data[f"ablation_k{k}"]
+        assert spec(named[("spectral_top", k, None)].heads) == expected["picks"]
+        drawn = named[("spectral_random", k, 0)]
+        assert spec(drawn.heads) == expected["matched_random"]
+        assert drawn.n_requested == k and drawn.shortfall == k - sum(map(len, expected["matched_random"].values()))
+        layers = named[("spectral_layers", k, None)]
+        assert len(layers.heads) == 16 * len(expected["picks"]) and layers.shortfall == 0
+    assert spec(named[("screen", None, None)].heads) == data["natural"]["screen"]
+    assert spec(named[("screen_random", None, 0)].heads) == data["natural"]["matched_random"]
+    assert len({named[("screen_random", None, d)].heads for d in range(5)}) > 1
+    if model == "olmo":
+        short = named[("spectral_random", 45, 0)]
+        assert short.shortfall == 14 and short.note.startswith("layers [0, 1] have fewer other heads")
+    singles = [c.heads[0] for c in conditions if c.name == "screen_head"]
+    assert singles == sorted(named[("screen", None, None)].heads)
+    assert not [c for c in conditions if c.name == "induction_head"]  # every screen head here is of class first
+
+
+def test_k_above_the_head_count_is_clipped_and_recorded() -> None:
+    """K larger than the model's heads ablates every head; the row records the shortfall and says why, and the
+    matched-random draw, left with no other head, is an empty draw with its shortfall."""
+    ranking = pl.DataFrame({"layer": [0, 0, 1, 1], "head": [0, 1, 0, 1], "rank": [4, 2, 1, 3]})
+    final = pl.DataFrame(
+        {
+            "layer": [0, 0, 1, 1],
+            "head": [0, 1, 0, 1],
+            "class": ["none", "induction", "first", "none"],
+            "sel_induction": [1.0, 40.0, 60.0, 1.0],
+        }  # fmt: skip
+    )
+    conditions = final_conditions(ranking, final, 50.0, 2, [45], draws=2, seed=123)
+    top = conditions[1]
+    assert (top.name, top.heads, top.shortfall) == ("spectral_top", ((1, 0), (0, 1), (1, 1), (0, 0)), 41)
+    assert "exceeds the model's 4 heads" in top.note
+    random = [c for c in conditions if c.name == "spectral_random"]
+    assert [c.heads for c in random] == [(), ()] and {c.shortfall for c in random} == {4}
+    assert [c.heads for c in conditions if c.name == "screen"] == [((1, 0),)]
+    assert [c.heads for c in conditions if c.name == "induction_head"] == [((0, 1),)]  # class induction, below 50
+    assert [c.heads for c in conditions if c.name == "screen_head"] == [((1, 0),)]
+
+
+def test_matched_draws_continue_one_random_state_per_family() -> None:
+    """Each draw continues the same RandomState; groups keep their given layer order."""
+    groups = [(3, [0, 1]), (1, [2])]
+    draws = matched_draws(groups, 8, 3, 123)
+    assert [sorted({layer for layer, _ in d}) for d in draws] == [[1, 3]] * 3
+    assert [layer for layer, _ in draws[0]] == [3, 3, 1]
+    assert all((3, 0) not in d and (3, 1) not in d and (1, 2) not in d for d in draws)
+    assert draws == matched_draws(groups, 8, 3, 123) and len({tuple(d) for d in draws}) > 1
+
+
+@pytest.fixture(scope="module")
+def planted_rows() -> pl.DataFrame:
+    """The final-revision conditions scored on the planted copying model (induction head L1H1)."""
+    model = copying_model()
+    ranking = pl.DataFrame({"layer": [1, 0, 1, 0, 0, 1, 0, 1], "head": [1, 0, 0, 1, 2, 2, 3, 3]}).with_row_index(
+        "rank", offset=1
+    )
+    final = ranking.select("layer", "head").with_columns(
+        pl.when((pl.col("layer") == 1) & (pl.col("head") == 1)).then(pl.lit("first")).otherwise(pl.lit("none"))
+        .alias("class"),
+        pl.when((pl.col("layer") == 1) & (pl.col("head") == 1)).then(500.0).otherwise(1.0).alias("sel_induction"),
+    )  # fmt: skip
+    conditions = final_conditions(ranking.with_columns(pl.col("rank").cast(pl.Int64)), final, 50.0, 4, [1, 3], 3, 123)
+    probe = synthetic_probe(PROBES, FIRST_TOKEN)
+    rows = final_ablation_rows(model, conditions, [probe], 16, torch.device("cpu"))
+    plain = score_targets(model, probe, 16, torch.device("cpu"))
+    identity = {"model": "planted", "revision": "main", "step": 0, "tokens": 0}
+    return rows_frame(rows, identity), plain
+
+
+def test_planted_model_conditions_are_scored(planted_rows) -> None:
+    """On the planted model: none equals an unhooked pass; ablating the top-1 pick (the induction head), the
+    screen or its layer drops top-1 of B to chance; matched random heads of its layer leave it intact."""
+    rows, plain = planted_rows
+    assert rows.columns == list(C.FINAL_ABLATION_COLUMNS)
+    get = {(r["condition"], r["k"], r["draw"]): r for r in rows.iter_rows(named=True)}
+    none = get[("none", None, None)]
+    assert {m: none[m] for m in plain} == pytest.approx(plain)
+    assert none["top1"] > 0.9
+    for key in (("spectral_top", 1, None), ("screen", None, None), ("screen_layers", None, None)):
+        assert get[key]["top1"] < 0.1, key
+    assert get[("spectral_top", 1, None)]["heads"] == "L1H1" and get[("screen_layers", None, None)]["n_ablated"] == 4
+    for draw in range(3):
+        random = get[("screen_random", None, draw)]
+        assert random["top1"] > 0.9 and random["heads"].startswith("L1H") and random["heads"] != "L1H1"
+    assert get[("spectral_top", 3, None)]["heads"] == "L1H1,L0H0,L1H0"
+    assert get[("spectral_layers", 3, None)]["n_ablated"] == 8
+    assert get[("screen_head", None, None)]["top1"] < 0.1
+
+
+def test_summary_reads_like_the_studys_table(planted_rows) -> None:
+    """The table keeps the conditions in run order, one value row each, and for each matched-random family its
+    draw 0 (heads named), mean and SD over the draws."""
+    rows, _ = planted_rows
+    table = summary(rows)
+    assert table.columns == list(C.FINAL_ABLATION_TABLE_COLUMNS)
+    assert table["condition"].unique(maintain_order=True).to_list() == [
+        "none", "spectral_top", "spectral_random", "spectral_layers", "screen", "screen_random", "screen_layers",
+        "screen_head",
+    ]  # fmt: skip
+    random = table.filter(pl.col("condition") == "screen_random")
+    assert random["statistic"].to_list() == ["draw 0", "mean of 3", "sd of 3"]
+    draws = rows.filter(pl.col("condition") == "screen_random")
+    assert random["top1"][1] == pytest.approx(draws["top1"].mean())
+    assert random["heads"][0] == draws["heads"][0] and random["heads"][1] == ""
+    assert table.filter(pl.col("condition") == "spectral_random")["k"].unique().sort().to_list() == [1, 3]
+
+
+def test_final_revision_takes_a_fetch_place_until_its_ablation_is_current(tmp_path, monkeypatch) -> None:
+    """With every revision measured, only the final one still needs a snapshot, until rows made with the
+    planned settings exist; rows of other thresholds (or missing rows) put it back in the fetch order."""
+    from test_workflow import REPO
+
+    from circuitsweep.cache_check import SETTINGS_KEY, settings_digest
+    from circuitsweep.config import load_config
+    from circuitsweep.plan import Plan, plan_sweep
+    from circuitsweep.table_io import write_table
+
+    plan = plan_sweep(load_config(REPO / "config" / "config.yaml"), REPO, C.Paths(tmp_path))
+    model = next(iter(plan.models))
+    final = plan.final_revision(model)
+    assert final == max(plan.revisions[model], key=lambda r: (r.tokens, r.step)).name
+    monkeypatch.setattr(Plan, "is_measured", lambda self, m, r: True)
+    others = [r.name for r in plan.revisions[model] if r.name != final]
+    assert plan.needs_snapshot(model, final) and not any(plan.needs_snapshot(model, r) for r in others)
+    rows = plan.paths.final_ablation_rows(model)
+    rows.parent.mkdir(parents=True)
+    settings = plan.final_ablation_settings(model)
+    write_table(rows, pl.DataFrame({"x": [1]}), {SETTINGS_KEY: settings_digest(settings)})
+    assert not plan.needs_snapshot(model, final)
+    other = {**settings, "thresholds": {**settings["thresholds"], "induction_circuit": 1e6}}
+    write_table(rows, pl.DataFrame({"x": [1]}), {SETTINGS_KEY: settings_digest(other)})
+    assert plan.needs_snapshot(model, final)
+
+
+@pytest.mark.slow
+def test_small_toy_run_writes_spectral_and_final_ablation_and_adding_a_revision_measures_only_it(tmp_path) -> None:
+    """A small toy run writes tables/spectral.*, tables/final_ablation.* and plots/spectral_<model>.png and
+    leaves no snapshot behind; adding a revision then plans one measurement (not the final revision's again),
+    the model's ranking and its final-revision ablation with its own snapshot."""
+    import copy
+
+    from test_workflow import SMALL_CONFIG, planned_jobs, snakemake, write_config
+
+    config = copy.deepcopy(SMALL_CONFIG)
+    config["ablation"] = {"enabled": True, "random_draws": 2, "n_sequences": 32}
+    config["models"]["toy-gptneox"]["primitives"] = {"enabled": False}
+    path = write_config(tmp_path / "config.yaml", config)
+    snakemake(tmp_path, path, "--cores", "2")
+    results = tmp_path / "results"
+    for name in ("tables/spectral.csv", "tables/spectral.parquet", "plots/spectral_toy-gptneox.png"):
+        assert (results / name).is_file(), name
+    for suffix in ("csv", "md", "parquet"):
+        assert (results / f"tables/final_ablation.{suffix}").is_file()
+    table = pl.read_csv(results / "tables/final_ablation.csv")
+    assert {"none", "spectral_top", "spectral_layers", "screen"} <= set(table["condition"])
+    assert set(table.filter(pl.col("condition") == "spectral_top")["k"]) == {45, 6}
+    assert not list((results / "snapshots").glob("*/*")) and not (results / "final_ablation/snapshot").exists()
+    config["models"]["toy-gptneox"]["revisions"] = ["step0", "step10", "step20"]
+    jobs = planned_jobs(tmp_path, write_config(path, config))
+    assert jobs["measure_heads"] == 1 and jobs["fetch_snapshot"] == 1, jobs
+    assert jobs["spectral_model"] == jobs["fetch_final_snapshot"] == jobs["final_ablation"] == 1, jobs
+
+
+def test_final_ablation_job_is_sized_for_all_its_passes() -> None:
+    """The job's runtime counts one pass over the probe per condition (K families and the screen, each with its
+    draws and full layers, plus single heads), not the measurement's probe tokens."""
+    from test_workflow import REPO
+
+    from circuitsweep import resources as R
+    from circuitsweep.config import load_config
+    from circuitsweep.plan import SINGLE_HEAD_ALLOWANCE, plan_sweep
+
+    config = load_config(REPO / "config" / "config.yaml")
+    config["ablation"] = {**config.get("ablation", {}), "enabled": True, "n_sequences": 100, "random_draws": 5}
+    config["device"] = "cpu"
+    plan = plan_sweep(config, REPO)
+    model = next(iter(plan.models))
+    probes = plan.models[model].probes
+    per_pass = min(100, probes.induction.n_sequences) * probes.induction.seq_len
+    assert plan.final_ablation_tokens(model) == per_pass * (1 + 3 * (5 + 2) + SINGLE_HEAD_ALLOWANCE)
+    shape = {"hidden_size": 2048, "num_attention_heads": 16, "num_hidden_layers": 16, "vocab_size": 50304,
+             "intermediate_size": 8192}  # fmt: skip
+    entry = config["models"][model]
+    plain = R.measure_size(entry, "float32", probes.to_dict(), "cpu", shape)
+    ablation = R.measure_size(entry, "float32", probes.to_dict(), "cpu", shape, tokens=100 * per_pass)
+    assert ablation.runtime > plain.runtime and ablation.mem_mb == plain.mem_mb

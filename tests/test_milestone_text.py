@@ -1,0 +1,101 @@
+"""milestones.md and the end-of-run summary (circuitsweep.milestone_text): a person reads them in a minute."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from circuitsweep import contracts as C
+from circuitsweep.milestone_text import finished_run_summary, human_tokens, milestones_markdown
+
+#: toy-gptneox of a small toy run (8 revisions): BOS heads appear before induction, peak at 0.38 and fall.
+NEVER_HALF = {
+    "model": "toy-gptneox",
+    "n_revisions": 8,
+    "final_tokens": 1_638_400,
+    "induction_onset_revision": "step300",
+    "induction_onset_tokens": 1_228_800,
+    "bos_t50_revision": None,
+    "bos_t50_tokens": None,
+    "first_bos_head_revision": "step200",
+    "first_bos_head_tokens": 819_200,
+    "bos_peak_fraction": 0.375,
+    "bos_peak_revision": "step250",
+    "bos_peak_tokens": 1_024_000,
+    "early_screen_revision": "step300",
+    "early_screen_tokens": 1_228_800,
+    "final_bos_fraction": 0.125,
+    "final_induction_heads": 8,
+    "final_revision": "step400",
+    "causal_revision": "step300",
+    "causal_tokens": 1_228_800,
+}
+#: A model whose BOS heads reach half of all heads (OLMo-like token counts).
+REACHED = {
+    **NEVER_HALF,
+    "model": "big",
+    "induction_onset_revision": "step1000",
+    "induction_onset_tokens": 4_190_000_000,
+    "first_bos_head_revision": "step0",
+    "first_bos_head_tokens": 0,
+    "bos_t50_revision": "step70000",
+    "bos_t50_tokens": 300_000_000_000,
+    "bos_peak_fraction": 0.61,
+    "causal_revision": None,
+    "causal_tokens": None,
+}
+
+
+def table(*rows: dict) -> pl.DataFrame:
+    full = [{column: row.get(column) for column in (*C.MILESTONE_COLUMNS, *C.CAUSAL_MILESTONE_COLUMNS)} for row in rows]
+    return pl.DataFrame(full, infer_schema_length=None)
+
+
+@pytest.mark.parametrize(
+    ("tokens", "text"),
+    [(1_228_800, "1.23M"), (300_000_000_000, "300B"), (614_400, "614K"), (2_000_000_000_000, "2T"), (512, "512"),
+     (0, "0")],
+)  # fmt: skip
+def test_tokens_read_in_human_units(tokens, text):
+    """Token counts print with three significant digits and a K/M/B/T unit, never as 1.229e+06."""
+    assert human_tokens(tokens) == text
+
+
+def test_milestones_md_opens_with_a_sentence_per_model_then_a_narrow_table():
+    """milestones.md: one plain sentence per model, then a table of at most seven columns; a BOS t50 never reached
+    says so with its peak, and no cell is a bare dash or a float in scientific notation."""
+    text = milestones_markdown(table(NEVER_HALF, REACHED))
+    lines = text.splitlines()
+    assert lines[2].startswith("toy-gptneox: induction heads formed at step300 (1.23M tokens); the first BOS head")
+    assert "before induction" in lines[2] and "peak 0.38 at step250" in lines[2]
+    assert lines[3].startswith("big: induction heads formed at step1000 (4.19B tokens)")
+    assert "BOS heads were half of all heads from step70000 (300B tokens)" in lines[3]
+    header = next(line for line in lines if line.startswith("| model"))
+    assert header.count("|") - 1 <= 7
+    rows = [line for line in lines if line.startswith("| toy-gptneox") or line.startswith("| big")]
+    assert "not reached (peak 0.38 at step250)" in rows[0] and "step200 (819K tokens)" in rows[0]
+    assert "step70000 (300B tokens)" in rows[1]
+    assert " – " not in text and " - |" not in text and "e+0" not in text
+
+
+def test_a_finished_run_prints_each_model_the_tables_and_the_report_command(tmp_path):
+    """The end-of-run summary: per model its onset, first BOS head, BOS t50 (or not reached, with the peak) and
+    causal revision; then the tables that exist and the report command with the run's config file."""
+    paths = C.Paths(tmp_path / "results")
+    paths.milestones_table("parquet").parent.mkdir(parents=True)
+    table(NEVER_HALF).write_parquet(paths.milestones_table("parquet"))
+    paths.milestones_table("md").write_text("# Milestones\n")
+    summary = finished_run_summary(paths, ["config/paper.yaml"])
+    assert (
+        "toy-gptneox: induction onset step300 (1.23M tokens); first BOS head step200 (819K tokens); "
+        "BOS t50 not reached (peak 0.38 at step250); causal step300 (1.23M tokens)"
+    ) in summary
+    assert f"  {paths.milestones_table('md')}" in summary and str(paths.heads_table()) not in summary
+    assert f"snakemake --configfile config/paper.yaml --report {paths.root / 'report.html'}" in summary
+
+
+def test_no_summary_without_a_milestones_table(tmp_path):
+    """A run that made no milestones table (a run of other targets) prints no summary."""
+    assert finished_run_summary(C.Paths(Path(tmp_path))) == ""

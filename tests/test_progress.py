@@ -1,0 +1,83 @@
+"""What a run prints while it works and when it ends (circuitsweep.progress, the bundled profiles)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from circuitsweep.progress import LineProgress, revision_line
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_progress_to_a_log_is_one_plain_line_per_update():
+    """Off a terminal, progress is whole lines (no carriage returns) with the count, share and notes."""
+    stream = io.StringIO()
+    with LineProgress(400, "train toy/gptneox", unit="steps", interval=0.0, stream=stream) as bar:
+        bar.update(100)
+        bar.note(loss="4.010")
+        bar.update(300)
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue()
+    assert lines[0].startswith("train toy/gptneox: 100/400 steps (25%), ")
+    assert lines[1].startswith("train toy/gptneox: 400/400 steps (100%), ") and lines[1].endswith("loss=4.010")
+
+
+def test_progress_lines_wait_for_their_interval():
+    """Updates within the interval print nothing until the end, which prints the final count once."""
+    stream = io.StringIO()
+    with LineProgress(10, "train", interval=3600.0, stream=stream) as bar:
+        for _ in range(10):
+            bar.update()
+    assert len(stream.getvalue().splitlines()) == 1
+    assert stream.getvalue().startswith("train: 10/10 it (100%)")
+
+
+def test_disabled_progress_prints_nothing():
+    """``enabled=False`` (a quiet caller) writes nothing, not even the final line."""
+    stream = io.StringIO()
+    with LineProgress(5, "train", interval=0.0, stream=stream, enabled=False) as bar:
+        bar.update(5)
+    assert stream.getvalue() == ""
+
+
+def test_revision_line_names_the_revision_its_heads_and_seconds():
+    """A measured revision's console line: model, revision, heads measured, strongest BOS and induction head,
+    seconds."""
+    scores = pl.DataFrame(
+        {
+            "layer": [0, 0, 1, 1],
+            "head": [0, 1, 0, 1],
+            "sel_first": [2.0, 11.0, float("nan"), 1.0],
+            "sel_induction": [1.0, 0.5, 64.2, None],
+        }
+    )
+    line = revision_line("toy-gptneox", "step300", scores, {"load": 0.5, "heads": 2.25})
+    assert line == (
+        "measured toy-gptneox step300: 4 heads, strongest BOS 11 (L0H1), induction 64.2 (L1H0) (selectivity); "
+        "2.8 s (load 0.5 s, heads 2.2 s)"
+    )
+
+
+@pytest.mark.parametrize("profile", sorted(p.parent.name for p in (REPO / "profiles").glob("*/config.yaml")))
+def test_every_profile_shows_failed_logs(profile):
+    """Every bundled profile prints a failed job's log (its one-line error) on the console, without printshellcmds'
+    extra RuleException block."""
+    settings = yaml.safe_load((REPO / "profiles" / profile / "config.yaml").read_text())
+    assert settings["show-failed-logs"] is True
+    assert not settings.get("printshellcmds", False)
+
+
+def test_closing_progress_prints_the_final_count_once():
+    """``start``/``close`` (as the probe loop uses it) prints the final count once, even when closed twice."""
+    stream = io.StringIO()
+    bar = LineProgress(3, "probe batches", unit="batches", interval=3600.0, stream=stream).start()
+    for _ in range(3):
+        bar.update()
+    bar.close()
+    bar.close()
+    assert stream.getvalue().count("probe batches: 3/3 batches (100%)") == 1

@@ -1,0 +1,331 @@
+"""The study's ablation at the final revision (DESIGN.md 3 item 2): every condition of its scripts, once per model.
+
+Conditions, each scored on every probe (loss, top-1, top-5 and mean logit of B
+at the query, :func:`heads.ablation.score_targets`):
+
+- ``none``;
+- per K of ``spectral_top_k``: ``spectral_top`` (the K heads of largest
+  participation-ratio integral), ``spectral_random`` (matched random heads:
+  per layer of the picks, as many of its other heads, layers in the picks' rank
+  order, as the study's synthetic script) and ``spectral_layers`` (every head
+  of the picks' layers, the upper bound);
+- ``screen`` (the all-head induction screen: induction selectivity >=
+  ``induction_circuit`` at the final revision, whatever the class),
+  ``screen_random`` (matched, layers ascending, as the natural-text script) and
+  ``screen_layers``;
+- ``induction_head``: each head of class induction alone; ``screen_head``: each
+  screen head alone.
+
+Matched draws: ``random_draws`` in sequence from one ``RandomState(random_seed)``
+per condition family (each of the study's scripts made its own), so draw 0 is the
+study's. A layer with fewer other heads than picks gives what it has and the
+row records the shortfall; a condition left with no head is recorded unscored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from circuitsweep import contracts as C
+from circuitsweep.errors import CacheError, DataError
+from circuitsweep.heads.spectral import final_revision, screen_heads
+from circuitsweep.table_io import read_table, write_csv, write_markdown, write_table
+
+Head = tuple[int, int]
+#: The metrics of a scored condition.
+METRICS: tuple[str, ...] = ("loss", "top1", "top5", "mean_logit")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One ablated head set: its condition name, heads (in the condition's order) and what was asked for."""
+
+    name: str
+    heads: tuple[Head, ...]
+    n_requested: int
+    k: int | None = None
+    draw: int | None = None
+    note: str | None = None
+
+    @property
+    def shortfall(self) -> int:
+        return self.n_requested - len(self.heads)
+
+
+def by_layer(heads: Sequence[Head]) -> list[tuple[int, list[int]]]:
+    """Heads grouped by layer, layers in order of first appearance, heads in their given order."""
+    groups: dict[int, list[int]] = {}
+    for layer, head in heads:
+        groups.setdefault(layer, []).append(head)
+    return list(groups.items())
+
+
+def matched_draws(groups: Sequence[tuple[int, Sequence[int]]], n_heads: int, draws: int, seed: int) -> list[list[Head]]:
+    """``draws`` matched random head sets: per (layer, heads) group in the given order, as many of the layer's
+    other heads (``rng.choice(others, size, replace=False)``, sorted), from one ``RandomState(seed)``.
+
+    A layer with fewer other heads than ``heads`` gives all it has (the study's ``min``).
+    """
+    rng = np.random.RandomState(seed)
+    out = []
+    for _ in range(draws):
+        chosen: list[Head] = []
+        for layer, picks in groups:
+            others = [h for h in range(n_heads) if h not in picks]
+            size = min(len(picks), len(others))
+            chosen += [(layer, int(h)) for h in sorted(rng.choice(others, size=size, replace=False).tolist())]
+        out.append(chosen)
+    return out
+
+
+def full_layers(groups: Sequence[tuple[int, Sequence[int]]], n_heads: int) -> list[Head]:
+    return [(layer, head) for layer, _ in groups for head in range(n_heads)]
+
+
+def _controls(
+    prefix: str, heads: list[Head], groups: list, n_heads: int, draws: int, seed: int, k: int | None
+) -> list[Condition]:
+    """The matched-random draws and the full layers of one head set."""
+    out = []
+    for draw, drawn in enumerate(matched_draws(groups, n_heads, draws, seed)):
+        note = None
+        if len(drawn) < len(heads):
+            short = [layer for layer, picks in groups if n_heads - len(picks) < len(picks)]
+            note = f"layers {short} have fewer other heads than picks: {len(heads) - len(drawn)} heads short"
+        out.append(Condition(f"{prefix}_random", tuple(drawn), len(heads), k=k, draw=draw, note=note))
+    out.append(Condition(f"{prefix}_layers", tuple(full_layers(groups, n_heads)), n_heads * len(groups), k=k))
+    return out
+
+
+def final_conditions(
+    ranking: pl.DataFrame,
+    final: pl.DataFrame,
+    induction_circuit: float,
+    n_heads: int,
+    spectral_top_k: Sequence[int],
+    draws: int,
+    seed: int,
+) -> list[Condition]:
+    """Every condition of the final-revision ablation (module docstring), in the order they are reported.
+
+    ``ranking``: the model's spectral ranking (``layer``, ``head``, ``rank``); ``final``:
+    its final revision's classified heads (``layer``, ``head``, ``class``, ``sel_induction``).
+    """
+    ranked = ranking.sort("rank")
+    ranked_heads = list(zip(ranked["layer"].to_list(), ranked["head"].to_list(), strict=True))
+    conditions = [Condition("none", (), 0)]
+    for k in spectral_top_k:
+        picks = ranked_heads[:k]
+        note = None if len(picks) == k else f"K = {k} exceeds the model's {len(ranked_heads)} heads: all of them"
+        conditions.append(Condition("spectral_top", tuple(picks), k, k=k, note=note))
+        conditions += _controls("spectral", picks, by_layer(picks), n_heads, draws, seed, k)
+    final = final.sort("layer", "head")
+    members = final.filter(screen_heads(final, induction_circuit))
+    screen = list(zip(members["layer"].to_list(), members["head"].to_list(), strict=True))
+    if not screen:
+        note = f"empty screen: no head has induction selectivity >= {induction_circuit:g}"
+        conditions.append(Condition("screen", (), 0, note=note))
+    else:
+        conditions.append(Condition("screen", tuple(screen), len(screen)))
+        conditions += _controls("screen", screen, by_layer(screen), n_heads, draws, seed, None)
+    induction = final.filter(pl.col("class") == C.INDUCTION_CLASS)
+    conditions += [
+        Condition("induction_head", ((layer, head),), 1)
+        for layer, head in zip(induction["layer"].to_list(), induction["head"].to_list(), strict=True)
+    ]
+    conditions += [Condition("screen_head", (head,), 1) for head in screen]
+    return conditions
+
+
+def label(heads: Sequence[Head]) -> str:
+    return ",".join(f"L{layer}H{head}" for layer, head in heads)
+
+
+def final_ablation_rows(
+    model: Any, conditions: Sequence[Condition], probes: Sequence[Any], batch_size: int, device: Any
+) -> list[dict[str, Any]]:
+    """Score every condition on every probe (``heads.ablation.AblationProbe``): rows of ``FINAL_ABLATION_COLUMNS``
+    without the revision's identity. A condition other than ``none`` left with no head is not scored."""
+    from circuitsweep.heads.ablation import ablated, score_targets
+
+    rows = []
+    for probe in probes:
+        for condition in conditions:
+            metrics = dict.fromkeys(METRICS)
+            note = condition.note
+            if condition.heads or condition.name == "none":
+                with ablated(model, condition.heads):
+                    metrics = score_targets(model, probe, batch_size, device)
+            elif note is None:
+                note = "no head left to ablate: not scored"
+            rows.append(
+                {
+                    "probe": probe.name,
+                    "condition": condition.name,
+                    "k": condition.k,
+                    "draw": condition.draw,
+                    "heads": label(condition.heads),
+                    "n_ablated": len(condition.heads),
+                    "n_requested": condition.n_requested,
+                    "shortfall": condition.shortfall,
+                    "n_sequences": len(probe.tokens),
+                    **metrics,
+                    "note": note,
+                }
+            )
+    return rows
+
+
+_SCHEMA: dict[str, Any] = {
+    "model": pl.String,
+    "revision": pl.String,
+    "step": pl.Int64,
+    "tokens": pl.Int64,
+    "probe": pl.String,
+    "condition": pl.String,
+    "k": pl.Int64,
+    "draw": pl.Int64,
+    "heads": pl.String,
+    "n_ablated": pl.Int64,
+    "n_requested": pl.Int64,
+    "shortfall": pl.Int64,
+    "n_sequences": pl.Int64,
+    "loss": pl.Float64,
+    "top1": pl.Float64,
+    "top5": pl.Float64,
+    "mean_logit": pl.Float64,
+    "note": pl.String,
+}
+
+
+def rows_frame(rows: Sequence[dict[str, Any]], identity: dict[str, Any]) -> pl.DataFrame:
+    """The rows with the revision's identity (model, revision, step, tokens), in ``FINAL_ABLATION_COLUMNS`` order."""
+    return pl.DataFrame([{**identity, **row} for row in rows], schema=_SCHEMA).select(C.FINAL_ABLATION_COLUMNS)
+
+
+def read_inputs(heads_path: Path, spectral_path: Path, model: str, revision: str) -> tuple:
+    """The final revision's classified heads, the spectral ranking and the screen cut, checked to be ``model``'s
+    and to end at ``revision``."""
+    heads, metadata = read_table(heads_path)
+    ranking, ranking_metadata = read_table(spectral_path)
+    for path, found in ((heads_path, metadata), (spectral_path, ranking_metadata)):
+        if found.get("model") != model:
+            raise CacheError(f"{path} belongs to model {found.get('model')!r}, not {model!r}; delete it and rerun")
+    final = final_revision(heads)
+    if final["revision"][0] != revision:
+        raise CacheError(f"{heads_path} ends at revision {final['revision'][0]!r}, the plan at {revision!r}; rerun")
+    if set(ranking["final_revision"]) != {revision}:
+        raise CacheError(f"{spectral_path} was ranked up to another revision than {revision!r}; delete it and rerun")
+    cut = (metadata.get("thresholds") or {}).get("induction_circuit")
+    if cut is None:
+        raise CacheError(f"{heads_path} records no thresholds.induction_circuit; delete it and rerun")
+    return final, ranking, float(cut)
+
+
+def run_final_ablation(
+    settings: dict[str, Any],
+    snapshot_dir: Path,
+    heads_path: Path,
+    spectral_path: Path,
+    output: Path,
+    *,
+    natural_batch: Path | None = None,
+    mem_mb: int | None = None,
+) -> None:
+    """Load the final revision once and write every condition's rows (``Plan.final_ablation_settings``)."""
+    from circuitsweep.cache_check import SETTINGS_KEY, settings_digest
+    from circuitsweep.checkpoints.loading import resolve_device
+    from circuitsweep.heads.ablation import AblationProbe, synthetic_probe
+    from circuitsweep.heads.probe_settings import AblationSettings
+    from circuitsweep.heads.stage import RevisionJob, first_token_id, load_revision
+
+    job = RevisionJob.from_dict(settings["job"])
+    if job.ablation is None:
+        raise DataError(f"{job.model}: the final-revision ablation needs ablation settings")
+    ablation = AblationSettings(**job.ablation)
+    final, ranking, cut = read_inputs(heads_path, spectral_path, job.model, job.revision)
+    if cut != float(settings["thresholds"]["induction_circuit"]):
+        raise CacheError(f"{heads_path} was classified with induction_circuit {cut:g}, not the planned one; rerun")
+    model, snapshot = load_revision(snapshot_dir, job, mem_mb)
+    device = resolve_device(job.device)
+    n_heads = model.config.get_text_config().num_attention_heads
+    conditions = final_conditions(
+        ranking, final, cut, n_heads, settings["spectral_top_k"], ablation.random_draws, ablation.random_seed
+    )
+    token_id = first_token_id(job.first_token, model.config, snapshot.path)
+    probes = [synthetic_probe(job.probes, token_id)]
+    if job.probes.natural_text is not None:
+        from circuitsweep.heads.natural_text import read_natural_batch, tokenizer_fingerprint
+
+        if natural_batch is None:
+            raise DataError(f"{job.model}: probes.natural_text is set but no natural batch was given")
+        batch = read_natural_batch(natural_batch, job.probes.natural_text, tokenizer_fingerprint(snapshot.path))
+        probes.append(AblationProbe("natural", batch.tokens, batch.query, batch.next_tokens()))
+    if ablation.n_sequences is not None:
+        keep = slice(0, ablation.n_sequences)
+        probes = [AblationProbe(p.name, p.tokens[keep], p.query[keep], p.target[keep]) for p in probes]
+    rows = final_ablation_rows(model, conditions, probes, ablation.batch_size, device)
+    identity = {"model": job.model, "revision": job.revision, "step": job.step, "tokens": job.tokens}
+    metadata = {
+        **identity,
+        "dtype": job.dtype,
+        "device": str(device),
+        "commit": snapshot.commit,
+        "weights_sha256": snapshot.fingerprint,
+        "induction_circuit": cut,
+        "spectral_top_k": list(settings["spectral_top_k"]),
+        "ablation": job.ablation,
+        SETTINGS_KEY: settings_digest(settings),
+    }
+    write_table(output, rows_frame(rows, identity), metadata)
+    print(f"{job.model} {job.revision}: {len(conditions)} conditions on {len(probes)} probes")
+
+
+def summary(rows: pl.DataFrame) -> pl.DataFrame:
+    """The study-like table (``FINAL_ABLATION_TABLE_COLUMNS``), conditions in the order they were run: each
+    condition's value; matched-random draws as draw 0 (the study's), then their mean and SD (ddof 1)."""
+    out = []
+    for _, group in rows.group_by("model", "probe", "condition", "k", maintain_order=True):
+        first = group.row(0, named=True)
+        if first["draw"] is None:
+            out += [{**row, "statistic": "value"} for row in group.iter_rows(named=True)]
+            continue
+        n = group.height
+        out.append({**first, "statistic": "draw 0"})
+        notes = sorted({note for note in group["note"] if note})
+        for statistic, reduce in ((f"mean of {n}", "mean"), (f"sd of {n}", "std")):
+            values = {m: getattr(group[m], reduce)() for m in METRICS}
+            out.append(
+                {
+                    **first,
+                    "statistic": statistic,
+                    "heads": "",
+                    "n_ablated": float(group["n_ablated"].mean()),
+                    "shortfall": int(group["shortfall"].max()),
+                    **values,
+                    "note": "; ".join(notes) or None,
+                }
+            )
+    schema = {**_SCHEMA, "statistic": pl.String, "n_ablated": pl.Float64}
+    return pl.DataFrame(out, schema={c: schema[c] for c in C.FINAL_ABLATION_TABLE_COLUMNS})
+
+
+def final_ablation_table(row_paths: Sequence[Path], parquet: Path, csv: Path, markdown: Path) -> None:
+    """Stack the models' final-revision rows and write the study-like summary as Parquet, CSV and Markdown."""
+    frames, models = [], {}
+    for path in row_paths:
+        frame, metadata = read_table(path)
+        frames.append(frame)
+        models[metadata.get("model")] = {
+            key: metadata.get(key) for key in ("revision", "dtype", "induction_circuit", "spectral_top_k", "ablation")
+        }
+    table = summary(pl.concat(frames))
+    write_table(parquet, table, {"models": models})
+    write_csv(table, csv)
+    write_markdown(table.drop("revision"), markdown, title="Ablation at the final revision (DESIGN.md 3 item 2)")

@@ -1,0 +1,127 @@
+"""The spectral phase's measurement (DESIGN.md 3 item 6): each head's participation ratio at the query.
+
+A forward pre-hook on each layer's attention output projection (the module the
+ablation hooks, :func:`heads.ablation.output_projections`) keeps each head's
+slice of that projection's input at the query position, for the first
+``n`` sequences of the induction probe, during the probe's own forward passes.
+The participation ratio of the ``[n, head_dim]`` matrix of one head is then
+``exp(entropy)`` of its normalised squared singular values, in float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from circuitsweep.errors import DataError
+from circuitsweep.heads.attention_hook import StopForward
+
+#: Floor of the sum of squared singular values and offset inside the logarithm (the study's).
+PR_EPSILON = 1e-12
+
+
+def participation_ratio(x: torch.Tensor) -> torch.Tensor:
+    """Participation ratio of each matrix in ``x`` ``[..., n, d]``: ``[...]``, float32.
+
+    s = singular values; p = s^2 / max(sum s^2, 1e-12); PR = exp(-sum p log(p + 1e-12)).
+    It lies between 1 (one direction) and min(n, d) (all directions equal).
+    """
+    s = torch.linalg.svdvals(x.float())
+    s2 = s * s
+    p = s2 / s2.sum(-1, keepdim=True).clamp(min=PR_EPSILON)
+    return torch.exp(-(p * torch.log(p + PR_EPSILON)).sum(-1))
+
+
+def projections(model: nn.Module) -> dict[int, nn.Module]:
+    """Each layer's attention output projection: the decoders' (:func:`heads.ablation.output_projections`),
+    else an encoder's whose projection sits beside its attention (BERT: ``attention.output.dense``)."""
+    from circuitsweep.heads.ablation import output_projections
+
+    try:
+        return output_projections(model)
+    except DataError:
+        found: dict[int, nn.Module] = {}
+        for module in model.modules():
+            children = dict(module.named_children())
+            layer = getattr(children.get("self"), "layer_idx", None)
+            dense = getattr(children.get("output"), "dense", None)
+            if isinstance(layer, int) and isinstance(dense, nn.Module):
+                found[layer] = dense
+        if sorted(found) != list(range(model.config.num_hidden_layers)):
+            raise
+        return found
+
+
+class SpectralCapture:
+    """Keeps each head's output-projection input at one query position for the first ``n`` sequences.
+
+    ``projections``: each layer's output projection, by layer index; ``query``:
+    the position (the induction probe's last, T - 1). Captured rows are kept on
+    the CPU in float32, ``[n, H, head_dim]`` per layer.
+    """
+
+    def __init__(self, projections: dict[int, nn.Module], n_heads: int, query: int, n: int) -> None:
+        self.projections = projections
+        self.n_heads = n_heads
+        self.query = query
+        self.n = n
+        self.rows: dict[int, list[torch.Tensor]] = {layer: [] for layer in projections}
+        self.last_layer = max(projections)
+
+    @classmethod
+    def of(cls, model: nn.Module, query: int, n: int) -> SpectralCapture:
+        """The capture for a loaded model; :class:`DataError` when its output projections cannot be found."""
+        return cls(projections(model), model.config.get_text_config().num_attention_heads, query, n)
+
+    def wanted(self, part: slice) -> int:
+        """How many sequences of batch ``part`` (a slice of the probe) are captured: its rows before ``n``."""
+        return max(0, min(part.stop, self.n) - part.start)
+
+    def _hook(self, layer: int, keep: int, stop: bool):  # noqa: ANN202 - a torch hook
+        def hook(_module: nn.Module, args: tuple[Any, ...]) -> None:
+            x = args[0]
+            if x.shape[-1] % self.n_heads:
+                raise DataError(
+                    f"output projection input width {x.shape[-1]} is not a multiple of {self.n_heads} heads"
+                )
+            at = x[:keep, self.query].detach().float()
+            self.rows[layer].append(at.view(keep, self.n_heads, -1).cpu())
+            if stop:
+                raise StopForward(layer)
+
+        return hook
+
+    @contextlib.contextmanager
+    def capturing(self, part: slice, stop_at_last: bool) -> Iterator[int]:
+        """Hook every projection for one batch; yields the number of sequences kept (0: no hook placed).
+
+        With ``stop_at_last`` the last layer's hook raises :class:`StopForward`
+        once it has captured (nothing after it is needed).
+        """
+        keep = self.wanted(part)
+        handles = []
+        if keep:
+            for layer, module in self.projections.items():
+                stop = stop_at_last and layer == self.last_layer
+                handles.append(module.register_forward_pre_hook(self._hook(layer, keep, stop)))
+        try:
+            yield keep
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def result(self) -> torch.Tensor:
+        """Participation ratio of every head, ``[L, H]`` float32, over the captured sequences."""
+        layers = sorted(self.rows)
+        counts = {sum(len(r) for r in self.rows[layer]) for layer in layers}
+        if counts != {self.n}:
+            raise DataError(
+                f"the spectral capture kept {sorted(counts)} sequences per layer, expected {self.n}: "
+                "some layer's output projection did not run"
+            )
+        stacked = torch.stack([torch.cat(self.rows[layer]) for layer in layers])  # [L, n, H, D]
+        return participation_ratio(stacked.permute(0, 2, 1, 3))  # [L, H]
