@@ -83,3 +83,46 @@ def planted_model(attn_implementation: str, strength: float = 40.0) -> GPTNeoXFo
         qkv1[q_rows][content, torch.arange(VOCAB)] = strength
         qkv1[k_rows][content, VOCAB + torch.arange(VOCAB)] = 1.0
     return model
+
+
+#: Residual dims the induction head writes B's one-hot to, read by the unembedding (its planted value path).
+INDUCTION_OUT = 96
+#: Residual dim nothing writes: the unembedding weight there varies by step, so no two checkpoints share weights.
+UNUSED = 200
+
+
+def planted_checkpoint(step: int, onset: int, causal: int, attn_implementation: str = "eager") -> GPTNeoXForCausalLM:
+    """The planted model as a training run's checkpoint at ``step``.
+
+    Before ``onset`` the induction head (layer 1 head 1) attends uniformly (zero
+    query); from ``onset`` it attends to B. From ``causal`` its value path also
+    writes B's one-hot to dims ``INDUCTION_OUT..`` and the unembedding reads
+    them, so the model predicts B and ablating the head costs top-1 accuracy;
+    before that the head's output is zero and ablating it changes nothing.
+    The previous-token and BOS heads are planted at every step.
+    """
+    model = planted_model(attn_implementation)
+    with torch.no_grad():
+        layer1 = model.gpt_neox.layers[1].attention
+        qkv1 = layer1.query_key_value.weight
+        if step < onset:
+            qkv1[_qkv_rows(1, 0)] = 0.0
+        if step >= causal:
+            content = ROTARY + torch.arange(VOCAB)
+            qkv1[_qkv_rows(1, 2)][content, torch.arange(VOCAB)] = 1.0
+            layer1.dense.weight[INDUCTION_OUT + torch.arange(VOCAB), HEAD + content] = 10.0
+            model.get_output_embeddings().weight[torch.arange(VOCAB), INDUCTION_OUT + torch.arange(VOCAB)] = 1.0
+        model.get_output_embeddings().weight[0, UNUSED] = 1e-6 * (step + 1)
+    return model
+
+
+def save_planted_run(folder, steps, onset: int, causal: int) -> list:
+    """Save :func:`planted_checkpoint` at each of ``steps`` as ``<folder>/checkpoint-<step>`` (a run_dir source)."""
+    from pathlib import Path
+
+    saved = []
+    for step in steps:
+        out = Path(folder) / f"checkpoint-{step}"
+        planted_checkpoint(step, onset, causal).save_pretrained(out, safe_serialization=True)
+        saved.append(out)
+    return saved

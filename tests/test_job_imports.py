@@ -16,6 +16,22 @@ import pytest
 
 WORKFLOW = Path(__file__).resolve().parents[1] / "workflow"
 
+#: a config the bracket job plans again (it then stops on the missing tables)
+TOY_REFINE = {
+    "primitives": {"enabled": False},
+    "refine": {},
+    "probes": {"token_range": [2, 64], "induction": {"seq_len": 64}, "repeated": {"seq_len": 64}},
+    "models": {
+        "toy": {
+            "architecture": "GPTNeoXForCausalLM",
+            "source": {"type": "toy", "repo_id": "toy/gptneox"},
+            "revisions": "all",
+            "tokens": {"per_step": 4096},
+            "toy": {"schedule": [0, 25], "branch_format": "step{step}"},
+        }
+    },
+}
+
 #: each table-only command with arguments naming files that do not exist: it imports
 #: what it needs, then stops on the missing input (a user error or an exception)
 COMMANDS = {
@@ -28,6 +44,8 @@ COMMANDS = {
     "plot-primitive-gap": ["--gaps", "x", "--output", "o"],
     "plot-primitive-scaling": ["--scaling", "x", "--output", "o"],
     "sweep-overhead": ["--scores", "x", "--measure", "x", "--csv", "o", "--markdown", "o"],
+    "milestone-brackets": ["--config", json.dumps(TOY_REFINE), "--root", str(WORKFLOW.parent), "--results", "r",
+                           "--emergence", "x", "--milestones", "x", "--csv", "o", "--markdown", "o"],
     "spectral-model": ["--heads", "x", "--model", "m", "--output", "o"],
     "spectral-table": ["--models", "x", "--parquet", "o", "--csv", "o"],
     "plot-spectral": ["--heads", "x", "--spectral", "x", "--model", "m", "--output", "o"],

@@ -57,6 +57,7 @@ def cmd_refresh_manifest(args: argparse.Namespace) -> None:
         tokens_per_step=args.tokens_per_step,
         endpoint=args.endpoint,
         skipped=skipped,
+        pattern=args.branch_pattern,
         force=args.force,
     )
     print(f"{args.manifest}: {len(manifest.revisions)} revisions of {args.repo_id}")
@@ -154,6 +155,64 @@ def cmd_head_tables(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_milestone_brackets(args: argparse.Namespace) -> None:
+    from circuitsweep.contracts import Paths
+    from circuitsweep.plan import plan_sweep
+    from circuitsweep.refine import milestone_brackets, read_rounds, write_brackets
+    from circuitsweep.table_io import read_table
+
+    plan = plan_sweep(args.config, Path(args.root), Paths(Path(args.results)))
+    if plan.refine is None:
+        from circuitsweep.errors import ConfigError
+
+        raise ConfigError("milestone-brackets: the config has no refine block")
+    milestones, _ = read_table(Path(args.milestones))
+    curves, _ = read_table(Path(args.emergence))
+    added = read_rounds(plan.paths.refine_rounds())
+    table = milestone_brackets(milestones, curves, plan.available, plan.revisions, plan.refine, added)
+    write_brackets(table, Path(args.csv), Path(args.markdown))
+
+
+def cmd_group_milestones(args: argparse.Namespace) -> None:
+    from circuitsweep.groups import group_milestones
+    from circuitsweep.table_io import read_table, write_csv, write_markdown
+
+    milestones, _ = read_table(Path(args.milestones))
+    table = group_milestones(milestones, args.groups)
+    write_csv(table, Path(args.csv))
+    write_markdown(table, Path(args.markdown), title="Milestones per group: spread of the tokens over its models")
+
+
+def cmd_refine(args: argparse.Namespace) -> None:
+    from circuitsweep.config import load_configs
+    from circuitsweep.errors import ConfigError
+    from circuitsweep.plan import plan_sweep, results_paths
+    from circuitsweep.refine import RefineFailed, RefineRun, dry_run, refine
+
+    root = Path(args.root)
+    configfiles = tuple(Path(c) for c in args.configfile)
+    config = load_configs(configfiles or (root / "config" / "config.yaml",))
+    plan = plan_sweep(config, root, results_paths(config))
+    if plan.refine is None:
+        raise ConfigError(f"refine: {', '.join(map(str, configfiles)) or 'the config'} has no refine block")
+    options = tuple(a for a in args.snakemake if a != "--")
+    run = RefineRun(root / "workflow" / "Snakefile", configfiles, options, tuple(args.targets))
+    if args.dry_run:
+        raise SystemExit(dry_run(run))
+    try:
+        added = refine(run, plan.refine, plan.paths.milestone_brackets("csv"), plan.paths.refine_rounds())
+    except RefineFailed as failed:
+        raise SystemExit(failed.code) from None
+    final = plan_sweep(config, root, results_paths(config))
+    rounds = max((a.round for a in added), default=0)
+    for model, revisions in final.revisions.items():
+        print(
+            f"{model}: {len(revisions)} revisions measured ({len(plan.revisions[model])} before this run) "
+            f"of {len(final.available[model])} available, after {rounds} refinement round{'s' * (rounds != 1)}"
+        )
+    print(f"brackets: {final.paths.milestone_brackets('csv')}")
+
+
 def cmd_plot_emergence(args: argparse.Namespace) -> None:
     from circuitsweep.plots import emergence_plot
     from circuitsweep.table_io import read_frame, read_table
@@ -163,8 +222,15 @@ def cmd_plot_emergence(args: argparse.Namespace) -> None:
     models = settings.get("models", {}).values()
     levels = {((model or {}).get("milestones") or {}).get("bos_fraction_milestone") for model in models}
     level = levels.pop() if len(levels) == 1 and None not in levels else 0.5
+    brackets = read_csv_frame(args.brackets[0]) if args.brackets else None
     for output in args.output:
-        emergence_plot(curves, Path(output), milestones, bos_level=level)
+        emergence_plot(curves, Path(output), milestones, bos_level=level, brackets=brackets, groups=args.groups)
+
+
+def read_csv_frame(path: str) -> Any:
+    import polars as pl
+
+    return pl.read_csv(path, infer_schema_length=None)
 
 
 def cmd_plot_heatmap(args: argparse.Namespace) -> None:
@@ -312,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("manifest", help="manifest JSON to write, e.g. config/revisions/olmo-1b-0724-hf.json")
     p.add_argument("--tokens-per-step", type=int, help="for branch names without a token count (stepN)")
     p.add_argument("--endpoint", help="Hub endpoint (default HF_ENDPOINT or huggingface.co)")
+    p.add_argument("--branch-pattern", help="checkpoint branch names, e.g. 'stage1-step{step}-tokens{tokens}B'")
     p.add_argument("--force", action="store_true", help="replace the manifest even if revisions would be lost")
 
     p = add("train-toy", cmd_train_toy, "train one toy model and publish its checkpoints as revisions")
@@ -385,6 +452,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation-csv", help="the ablation table (CSV)")
     p.add_argument("--causal-factor", type=float, default=2.0, help="causal milestone factor")
 
+    p = add("milestone-brackets", cmd_milestone_brackets, "bracket each milestone between two swept revisions")
+    p.add_argument("--config", type=_json, required=True, help="JSON: the workflow's config (it is planned again)")
+    p.add_argument("--root", required=True, help="workflow folder that relative paths resolve against")
+    p.add_argument("--results", required=True, help="results folder (Paths root) holding the refinement rounds")
+    p.add_argument("--emergence", required=True, help="the emergence table (Parquet)")
+    p.add_argument("--milestones", required=True, help="the milestones table (Parquet)")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
+
+    p = add("group-milestones", cmd_group_milestones, "spread of each milestone's tokens over a group's models")
+    p.add_argument("--milestones", required=True, help="the milestones table (Parquet)")
+    p.add_argument("--groups", type=_json, required=True, help="JSON: model -> group")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
+
+    p = add(
+        "refine",
+        cmd_refine,
+        "sweep, then add revisions where milestones lie until each is bracketed by adjacent available revisions",
+    )
+    p.add_argument("--configfile", nargs="*", default=[], help="config files (default config/config.yaml)")
+    p.add_argument("--root", default=".", help="workflow folder (holding workflow/Snakefile)")
+    p.add_argument("--dry-run", action="store_true", help="show the next round's jobs (snakemake --dry-run)")
+    p.add_argument("--targets", nargs="*", default=[], help="what the last Snakemake run builds (default: all)")
+    p.add_argument("snakemake", nargs=argparse.REMAINDER, help="snakemake options (no targets) after --: -- --cores 8")
+
     p = add(
         "plot-emergence",
         cmd_plot_emergence,
@@ -393,6 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--emergence", required=True)
     p.add_argument("--milestones", help="milestones table (Parquet), marked on the curves")
+    p.add_argument("--brackets", nargs="*", default=[], help="milestone brackets table (CSV), drawn as spans")
+    p.add_argument("--groups", type=_json, default={}, help="JSON: model -> group, drawn as a band per group")
     p.add_argument("--output", nargs="+", required=True, help="figure files (.png, .svg)")
 
     p = add("plot-heatmap", cmd_plot_heatmap, "plot one model's per-layer head counts per revision", ("emergence",))

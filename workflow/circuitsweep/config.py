@@ -10,6 +10,7 @@ is reported with the path of the offending key before any job runs.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -121,6 +122,7 @@ class ModelSettings:
     primitives: dict[str, Any]
     toy: dict[str, Any] | None
     shape: dict[str, Any] | None = None  # config.json keys declared for planning (sizing), if any
+    group: str | None = None  # the family (e.g. seeds of one architecture) the model belongs to
 
 
 def _check_probes(name: str, probes: ProbeSettings, first_token: dict[str, Any]) -> list[str]:
@@ -206,6 +208,12 @@ def _check_run_dir(name: str, source: dict[str, Any], tokens: dict[str, Any]) ->
     where = f"models.{name}.source"
     if source["type"] != "run_dir":
         problems = [f"{where}.pattern: only a run_dir source has a pattern"] if "pattern" in source else []
+        if (source["type"] == "hub_repos") != ("repos" in source):
+            problems.append(f"{where}: the repos key is required for, and only with, type hub_repos")
+        elif source["type"] == "hub_repos":
+            return problems + [f"{where}.repo_id: a hub_repos source names its repositories in repos"] * (
+                "repo_id" in source
+            )
         if "repo_id" not in source:
             problems.append(f"{where}: repo_id is required for a {source['type']} source")
         return problems
@@ -219,6 +227,20 @@ def _check_run_dir(name: str, source: dict[str, Any], tokens: dict[str, Any]) ->
     if "from_name" in tokens:
         problems.append(f"models.{name}.tokens: a run_dir source needs per_step (folder names hold steps only)")
     return problems
+
+
+def _check_branch_pattern(name: str, source: dict[str, Any]) -> list[str]:
+    """A branch pattern is for hub and local sources, and must parse (``revisions.BranchPattern``)."""
+    from circuitsweep.revisions import BranchPattern
+
+    where = f"models.{name}.source.branch_pattern"
+    if source["type"] not in ("hub", "local"):
+        return [f"{where}: only a hub or local source has branches to match (a run_dir source has pattern)"]
+    try:
+        BranchPattern(source["branch_pattern"])
+    except ValueError as error:
+        return [f"{where}: {error}"]
+    return []
 
 
 def resolve_model(name: str, entry: dict[str, Any], config: dict[str, Any]) -> ModelSettings:
@@ -245,6 +267,7 @@ def resolve_model(name: str, entry: dict[str, Any], config: dict[str, Any]) -> M
         ),
         toy=entry.get("toy"),
         shape=dict(entry["shape"]) if entry.get("shape") else None,
+        group=entry.get("group"),
     )
 
 
@@ -305,10 +328,13 @@ def resolve_config(config: dict[str, Any]) -> dict[str, ModelSettings]:
         if source["type"] not in ("local", "run_dir") and "path" in source:
             problems.append(f"models.{name}.source.path: only a local or run_dir source has a path")
         problems += _check_run_dir(name, source, model.tokens)
+        if "branch_pattern" in source:
+            problems += _check_branch_pattern(name, source)
         if source.get("gated") and source["type"] != "hub":
             problems.append(f"models.{name}.source.gated: only a hub source can be gated")
         released = source["type"] == "hub" and model.revisions == ["main"]
-        if source["type"] not in ("package",) and not released and not model.tokens:
+        counted = source["type"] == "hub_repos" and all("tokens" in repo for repo in source.get("repos", []))
+        if source["type"] not in ("package",) and not released and not counted and not model.tokens:
             problems.append(f"models.{name}: tokens is required (per_step: N, or from_name: true)")
         if (source["type"] == "package") != ("package" in source):
             problems.append(f"models.{name}.source: the package key is required for, and only with, type package")
@@ -320,6 +346,14 @@ def resolve_config(config: dict[str, Any]) -> dict[str, ModelSettings]:
             f"invalid configuration ({len(problems)} problem{'s' if len(problems) > 1 else ''}):\n{lines}"
         )
     return models
+
+
+def load_configs(paths: Sequence[Path | str]) -> dict[str, Any]:
+    """Config files merged in order, later keys over earlier ones (as Snakemake merges ``--configfile``)."""
+    config: dict[str, Any] = {}
+    for path in paths:
+        config = _deep_merge(config, load_config(path))
+    return config
 
 
 def load_config(path: Path | str) -> dict[str, Any]:

@@ -210,6 +210,56 @@ NATURAL_EMERGENCE_COLUMNS: tuple[str, ...] = ("natural_bos_fraction", "natural_i
 #: Milestone columns of the ablation: first revision where the circuit is causal.
 CAUSAL_MILESTONE_COLUMNS: tuple[str, ...] = ("causal_revision", "causal_tokens", "causal_factor")
 
+# --- Adaptive refinement (circuitsweep.refine) --------------------------------
+
+#: The milestones a refinement can pin down, each with the milestones-table column naming its revision.
+REFINE_MILESTONES: dict[str, str] = {
+    "induction_onset": "induction_onset_revision",
+    "bos_t50": "bos_t50_revision",
+    "causal": "causal_revision",
+    "early_screen": "early_screen_revision",
+}
+#: One row per model and milestone: the two swept revisions that bracket it and how refinement got there.
+#: status: adjacent (no available revision between them), open (rounds spent first), not reached,
+#: or first (reached at the first available revision).
+BRACKET_COLUMNS: tuple[str, ...] = (
+    "model",
+    "milestone",
+    "status",
+    "lower_revision",
+    "lower_tokens",
+    "upper_revision",
+    "upper_tokens",
+    "available_between",
+    "next_revision",
+    "rounds_used",
+    "revisions_added",
+    "added_revisions",
+)
+
+# --- Seed groups (circuitsweep.groups) ----------------------------------------
+
+#: The milestones a group summarises, each with the milestones-table column of its tokens.
+GROUP_MILESTONES: dict[str, str] = {
+    "induction_onset": "induction_onset_tokens",
+    "bos_t50": "bos_t50_tokens",
+    "early_screen": "early_screen_tokens",
+    "causal": "causal_tokens",
+}
+#: One row per group and milestone: token statistics over the group's models that reached it
+#: (sd: sample standard deviation, null below two); models lists the group's models.
+GROUP_MILESTONE_COLUMNS: tuple[str, ...] = (
+    "group",
+    "milestone",
+    "n_models",
+    "n_reached",
+    "mean_tokens",
+    "sd_tokens",
+    "min_tokens",
+    "max_tokens",
+    "models",
+)
+
 # --- Spectral phase (DESIGN.md 3 item 6) -------------------------------------
 
 #: One row per head and model: the integral of max(PR - 1, 0) over ln(tokens) and its trajectory's summary.
@@ -371,6 +421,18 @@ class Paths:
 
     def milestones_table(self, suffix: str = "csv") -> Path:
         return self.root / "tables" / f"milestones.{suffix}"
+
+    def milestone_brackets(self, suffix: str = "csv") -> Path:
+        """Per model and milestone, the two swept revisions that bracket it (``BRACKET_COLUMNS``)."""
+        return self.root / "tables" / f"milestone_brackets.{suffix}"
+
+    def group_milestones(self, suffix: str = "csv") -> Path:
+        """Per group of models (``group:``) and milestone, the spread of its tokens (``GROUP_MILESTONE_COLUMNS``)."""
+        return self.root / "tables" / f"group_milestones.{suffix}"
+
+    def refine_rounds(self) -> Path:
+        """The revisions each refinement round added (``circuitsweep.refine``); the plan sweeps them too."""
+        return self.root / "refine" / "rounds.json"
 
     def overhead_table(self, suffix: str = "csv") -> Path:
         return self.root / "tables" / f"overhead.{suffix}"

@@ -34,7 +34,8 @@ from circuitsweep.corpus import corpus_files, corpus_sha256
 from circuitsweep.errors import ConfigError, DataError
 from circuitsweep.heads.probe_settings import AblationSettings
 from circuitsweep.primitives.stimuli import load_stimuli
-from circuitsweep.revisions import Revision, parse_branches, read_manifest, select_revisions
+from circuitsweep.refine import RefineSettings, read_rounds, resolve_refine, with_added
+from circuitsweep.revisions import Revision, parse_branches, read_manifest, select_revisions, sort_revisions
 from circuitsweep.table_io import read_table
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,15 @@ def toy_branches(toy: dict[str, Any], tokens_per_step: int) -> list[str]:
         )
         for step in toy["schedule"]
     ]
+
+
+def repo_revision(repo_id: str) -> str:
+    """The revision name of a hub_repos checkpoint: its repository's name (``TinyLlama/X`` -> ``X``)."""
+    return repo_id.split("/")[1]
+
+
+#: The branch of each repository of a hub_repos source that holds its checkpoint.
+HUB_REPOS_BRANCH = "main"
 
 
 def manifest_path(model: ModelSettings, root: Path) -> Path:
@@ -98,6 +108,13 @@ def _source_revisions(model: ModelSettings, root: Path) -> list[Revision]:
             return [Revision(name, step, step * (tokens_per_step or 0)) for name, step in folders]
         except ValueError as error:
             raise ConfigError(f"models.{model.name}.source ({root / source['path']}): {error}") from None
+    if source["type"] == "hub_repos":
+        return sort_revisions(
+            Revision(
+                repo_revision(repo["repo_id"]), repo["step"], repo.get("tokens", repo["step"] * (tokens_per_step or 0))
+            )
+            for repo in source["repos"]
+        )
     if source["type"] == "toy":
         names = toy_branches(model.toy, tokens_per_step or 0)
     elif source["type"] == "local":
@@ -122,7 +139,7 @@ def _source_revisions(model: ModelSettings, root: Path) -> list[Revision]:
         else:
             return list(read_manifest(path).revisions)
     try:
-        return parse_branches(names, tokens_per_step=tokens_per_step)
+        return parse_branches(names, tokens_per_step=tokens_per_step, pattern=source.get("branch_pattern"))
     except ValueError as error:
         raise ConfigError(f"models.{model.name}: {error}") from error
 
@@ -144,6 +161,8 @@ class Plan:
     available: dict[str, list[Revision]] = field(default_factory=dict)
     #: The fingerprint of each primitive model's stimuli (``Stimuli.fingerprint``), as its shards record it.
     stimuli_sha256: dict[str, str] = field(default_factory=dict)
+    #: The ``refine`` block (None: no refinement); the revisions its rounds added are in ``revisions``.
+    refine: RefineSettings | None = None
     #: What this machine lacks for a job that may run elsewhere (a corpus package), said by check-config.
     notes: tuple[str, ...] = ()
     #: K of the final-revision ablation's spectral conditions (``ablation.spectral_top_k``).
@@ -177,6 +196,10 @@ class Plan:
             source["path"] = str(self.root / source["path"])
             source["weights_sha256"] = self.fingerprints[model][name]
             source["hash_cache"] = str(self.paths.run_dir_hashes())
+        elif source["type"] == "hub_repos":
+            repo_id = next(r["repo_id"] for r in source.pop("repos") if repo_revision(r["repo_id"]) == name)
+            source.update(type="hub", repo_id=repo_id)
+            return {"model": model, "revision": name, "source": source, "hub_revision": HUB_REPOS_BRANCH}
         return {"model": model, "revision": name, "source": source}
 
     def _weights(self, model: str, name: str) -> dict[str, Any]:
@@ -366,6 +389,10 @@ class Plan:
         """The milestone thresholds (``head_tables``'s params): changing one reclassifies nothing."""
         return asdict(self.models[model].milestones)
 
+    def groups(self) -> dict[str, str]:
+        """Model -> group of every model with a ``group`` (the seeds of one family)."""
+        return {name: model.group for name, model in self.models.items() if model.group is not None}
+
     def primitive_models(self) -> list[str]:
         """Models whose primitive gaps are measured (``primitives.enabled``)."""
         return [name for name, model in self.models.items() if model.primitives["enabled"]]
@@ -455,16 +482,32 @@ def _corpus_problem(name: str, corpus: str, root: Path) -> str | None:
     return None
 
 
+def results_paths(config: dict[str, Any]) -> Paths:
+    """Where a config's results go: the one place the workflow and ``circuitsweep refine`` take them from."""
+    return Paths(Path("results"))
+
+
 def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -> Plan:
     """Validate ``config`` and resolve every model's revisions.
 
     ``root``: the workflow folder, against which relative source and manifest
     paths resolve; ``paths``: where results go (default ``results/``; given, the
-    run_dir hash cache is kept there, not given, nothing is written).
+    run_dir hash cache is kept there, not given, nothing is written). With a
+    ``refine`` block, every model also sweeps the revisions that refinement
+    rounds added (``paths.refine_rounds()``).
     """
     models = resolve_config(config)
+    # only a run with a results folder keeps the hash cache (check-config writes nothing)
+    hash_cache = paths.run_dir_hashes() if paths is not None else None
+    paths = paths or Paths()
+    refine = None
     revisions, available, stimuli = {}, {}, {}
     problems = []
+    try:
+        refine = resolve_refine(config)
+    except ConfigError as error:
+        problems.append(str(error))
+    added = read_rounds(paths.refine_rounds()) if refine else []
     for name, model in models.items():
         found = model_problems(model)
         problems += found
@@ -473,6 +516,7 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
         try:
             available[name] = available_revisions(model, Path(root))
             revisions[name] = select_revisions(available[name], model.revisions, model=name)
+            revisions[name] = with_added(name, revisions[name], available[name], added, paths.refine_rounds())
         except (ValueError, ConfigError) as error:
             problems.append(f"models.{name}.revisions: {error}" if not isinstance(error, ConfigError) else str(error))
     for name, model in models.items():
@@ -499,9 +543,6 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
     ablation, causal_factor = resolve_ablation(config)
-    # only a run with a results folder keeps the hash cache (check-config writes nothing)
-    hash_cache = paths.run_dir_hashes() if paths is not None else None
-    paths = paths or Paths()
     return Plan(
         models=models,
         revisions=revisions,
@@ -513,6 +554,7 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
         fingerprints=run_dir_fingerprints(models, revisions, Path(root), hash_cache),
         available=available,
         stimuli_sha256=stimuli,
+        refine=refine,
         notes=tuple(notes),
         spectral_top_k=resolve_spectral_top_k(config),
     )

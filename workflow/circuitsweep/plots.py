@@ -92,10 +92,87 @@ def _mark_style(mark: MilestoneMark, colour: str) -> dict:
 
 
 def emergence_plot(
-    curves: pl.DataFrame, path: Path, milestones: pl.DataFrame | None = None, bos_level: float = 0.5
+    curves: pl.DataFrame,
+    path: Path,
+    milestones: pl.DataFrame | None = None,
+    bos_level: float = 0.5,
+    brackets: pl.DataFrame | None = None,
+    groups: dict[str, str] | None = None,
 ) -> None:
-    """Write :func:`emergence_figure` to ``path``."""
-    _save(emergence_figure(curves, milestones, bos_level), path)
+    """Write :func:`emergence_figure` to ``path``, with :func:`draw_group_bands` for ``groups`` (model -> group)
+    and :func:`draw_milestone_brackets` for ``brackets``."""
+    figure = emergence_figure(curves, milestones, bos_level)
+    bos, induction = figure.axes[:2]
+    panels = {"bos_fraction": bos, "induction_selective_heads": induction}
+    if groups:
+        draw_group_bands(panels, curves, groups)
+    if brackets is not None:
+        draw_milestone_brackets(panels, curves, brackets)
+    _save(figure, path)
+
+
+def draw_group_bands(axes: dict[str, plt.Axes], curves: pl.DataFrame, groups: dict[str, str]) -> None:
+    """Each group of models (``group:``) as a shaded band from the lowest to the highest of its curves.
+
+    ``axes``: the emergence panels by curve column; ``groups``: model -> group.
+    At each token count the band spans the group's models that have a revision there.
+    """
+    from circuitsweep.groups import group_bands
+
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for column, axis in axes.items():
+        bands = group_bands(curves, groups, column)
+        for i, ((group,), band) in enumerate(bands.group_by("group", maintain_order=True)):
+            colour = colours[i % len(colours)]
+            axis.fill_between(
+                band["tokens"],
+                band["low"],
+                band["high"],
+                color=colour,
+                alpha=0.2,
+                linewidth=0,
+                label=f"{group} (min-max)" if column == "bos_fraction" else None,
+            )
+    axes["bos_fraction"].legend(fontsize=8, loc="upper left")
+
+
+#: The panel each refined milestone's bracket is drawn on (``contracts.REFINE_MILESTONES``).
+_BRACKET_PANELS = {
+    "bos_t50": "bos_fraction",
+    "induction_onset": "induction_selective_heads",
+    "early_screen": "induction_selective_heads",
+    "causal": "induction_selective_heads",
+}
+
+
+def draw_milestone_brackets(axes: dict[str, plt.Axes], curves: pl.DataFrame, brackets: pl.DataFrame) -> None:
+    """Each bracketed milestone as a horizontal bar from its lower to its upper revision's tokens.
+
+    ``axes``: the emergence panels by curve column; ``brackets``: the bracket table
+    (``contracts.BRACKET_COLUMNS``). Bars stack below the curves, one row per model
+    and milestone, in the model's line colour, labelled with the milestone.
+    """
+    colours = {}
+    for axis in axes.values():
+        for line in axis.get_lines():
+            if not line.get_label().startswith("_"):
+                colours[line.get_label()] = line.get_color()
+    limits = {panel: axis.get_ylim() for panel, axis in axes.items()}
+    levels: dict[str, int] = {}
+    for row in brackets.iter_rows(named=True):
+        if row["upper_tokens"] is None or row["milestone"] not in _BRACKET_PANELS:
+            continue
+        panel = _BRACKET_PANELS[row["milestone"]]
+        bottom, top = limits[panel]
+        levels[panel] = levels.get(panel, 0) + 1
+        y = bottom - 0.06 * levels[panel] * (top - bottom)
+        lower = row["lower_tokens"] if row["lower_tokens"] is not None else 0
+        colour = colours.get(row["model"], "black")
+        axis = axes[panel]
+        axis.plot([lower, row["upper_tokens"]], [y, y], color=colour, linewidth=2.5, marker="|", markersize=9)
+        label = f"{row['milestone']} ({row['status']})"
+        axis.annotate(label, (row["upper_tokens"], y), xytext=(4, -3), textcoords="offset points", fontsize=6)
+        axis.set_ylim(bottom - 0.06 * (levels[panel] + 1) * (top - bottom), top)
 
 
 def emergence_figure(

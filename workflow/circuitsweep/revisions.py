@@ -24,6 +24,7 @@ import functools
 import json
 import math
 import re
+import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -123,6 +124,65 @@ def parse_branch(name: str, *, tokens_per_step: int | None = None, commit: str |
     return Revision(name, step, step * tokens_per_step, commit)
 
 
+@dataclass(frozen=True)
+class BranchPattern:
+    """A ``source.branch_pattern``: branch names as a format string with ``{step}`` and optionally ``{tokens}``.
+
+    The format-string rules of a run_dir ``pattern`` (one ``{step}``, optionally
+    ``{step:07d}``-style), plus ``{tokens}``: a decimal count whose unit is the
+    letter right after the field in the pattern (K, M, B or T; none: tokens),
+    e.g. ``stage1-step{step}-tokens{tokens}B`` (OLMo 2). Tokens in a name are
+    read from it, never recomputed; without ``{tokens}`` they are step x tokens_per_step.
+    """
+
+    pattern: str
+
+    def __post_init__(self) -> None:
+        self.regex  # noqa: B018 - validates the pattern
+
+    @functools.cached_property
+    def regex(self) -> re.Pattern[str]:
+        try:
+            parts = list(string.Formatter().parse(self.pattern))
+        except ValueError as error:
+            raise ValueError(f"branch_pattern {self.pattern!r}: {error}") from None
+        names = [name for _, name, _, _ in parts if name is not None]
+        specs = {name: spec for _, name, spec, _ in parts if name is not None}
+        if sorted(names) not in (["step"], ["step", "tokens"]) or not re.fullmatch(r"(0?\d*d)?", specs["step"] or ""):
+            raise ValueError(
+                f"branch_pattern {self.pattern!r} must hold one {{step}} field (optionally {{step:07d}}-style) "
+                "and at most one {tokens} field, with no other fields"
+            )
+        if specs.get("tokens"):
+            raise ValueError(
+                f"branch_pattern {self.pattern!r}: {{tokens}} takes no format spec (write its unit after it)"
+            )
+        fields = {"step": r"(?P<step>\d+)", "tokens": r"(?P<tokens>\d+(?:\.\d+)?)"}
+        return re.compile("".join(re.escape(text) + (fields[name] if name else "") for text, name, _, _ in parts))
+
+    @property
+    def unit(self) -> str:
+        """The unit letter after ``{tokens}`` ("" when none)."""
+        parts = list(string.Formatter().parse(self.pattern))
+        for i, (_, name, _, _) in enumerate(parts):
+            if name == "tokens" and i + 1 < len(parts):
+                following = parts[i + 1][0][:1]
+                return following.upper() if following.upper() in TOKEN_UNITS else ""
+        return ""
+
+    def parse(self, name: str, tokens_per_step: int | None, commit: str | None = None) -> Revision | None:
+        """The revision branch ``name`` holds, or None when it does not match the pattern."""
+        match = self.regex.fullmatch(name)
+        if match is None:
+            return None
+        step = int(match.group("step"))
+        if "tokens" in match.groupdict():
+            return Revision(name, step, int(Decimal(match.group("tokens")) * TOKEN_UNITS.get(self.unit, 1)), commit)
+        if tokens_per_step is None:
+            raise ValueError(f"branch {name!r} has no token count in its name; give tokens_per_step to compute it")
+        return Revision(name, step, step * tokens_per_step, commit)
+
+
 def lacks_token_count(name: str) -> bool:
     """Whether branch ``name`` is a checkpoint name without a token count (``stepN``): tokens need tokens_per_step."""
     match = _STEP_RE.fullmatch(name)
@@ -135,19 +195,27 @@ def parse_branches(
     tokens_per_step: int | None = None,
     aliases: Mapping[str, int | tuple[int, int]] | None = None,
     commits: Mapping[str, str] | None = None,
+    pattern: str | None = None,
 ) -> list[Revision]:
     """Checkpoint revisions among branch ``names``, sorted by (step, tokens, name).
 
     Names that do not start with ``step<digit>`` (``main``...) are skipped
     unless ``aliases`` maps them to a step, or to (step, tokens). Names that
-    start like a checkpoint but do not parse raise ``ValueError``.
+    start like a checkpoint but do not parse raise ``ValueError``. With
+    ``pattern`` (a :class:`BranchPattern`'s format string), the checkpoints are
+    the names that match it, and every other name is skipped.
     """
     aliases = aliases or {}
     commits = commits or {}
     revisions: list[Revision] = []
+    branch_pattern = BranchPattern(pattern) if pattern else None
     for name in names:
         commit = commits.get(name)
-        if name in aliases:
+        if branch_pattern is not None and name not in aliases:
+            revision = branch_pattern.parse(name, tokens_per_step, commit)
+            if revision is not None:
+                revisions.append(revision)
+        elif name in aliases:
             revisions.append(_alias_revision(name, aliases[name], tokens_per_step, commit))
         elif is_checkpoint_name(name):
             revisions.append(parse_branch(name, tokens_per_step=tokens_per_step, commit=commit))

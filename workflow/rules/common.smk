@@ -13,7 +13,7 @@ REPO = Path(workflow.basedir).parent
 from circuitsweep.contracts import Paths
 from circuitsweep.milestone_text import finished_run_summary
 from circuitsweep.names import SAFE_NAME_PATTERN
-from circuitsweep.plan import plan_sweep
+from circuitsweep.plan import plan_sweep, results_paths
 from circuitsweep.retry import attempt_resource
 from circuitsweep.warm_worker import suits
 from circuitsweep.yaml_load import load_yaml
@@ -42,7 +42,7 @@ for _configfile in workflow.overwrite_configfiles or []:
 
 # Validates the config against workflow/schemas/config.schema.yaml and resolves
 # every model's revisions; a bad config stops here, before any job runs.
-PLAN = plan_sweep(config, REPO, Paths(Path("results")))
+PLAN = plan_sweep(config, REPO, results_paths(config))
 PATHS = PLAN.paths
 MODELS = list(PLAN.models)
 
@@ -189,8 +189,24 @@ def all_primitive_shards():
     ]
 
 
+def refine_targets():
+    """The bracket table, with a refine block (circuitsweep.refine)."""
+    if PLAN.refine is None:
+        return []
+    return [PATHS.milestone_brackets("csv"), PATHS.milestone_brackets("md")]
+
+
+def group_targets():
+    """The group milestone table, when some model has a group (circuitsweep.groups)."""
+    if not PLAN.groups():
+        return []
+    return [PATHS.group_milestones("csv"), PATHS.group_milestones("md")]
+
+
 def final_targets():
     return [
+        *refine_targets(),
+        *group_targets(),
         PATHS.overhead_table("csv"),
         PATHS.overhead_table("md"),
         *primitive_targets(),

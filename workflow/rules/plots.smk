@@ -5,10 +5,13 @@ rule plot_emergence:
     input:
         emergence=PATHS.emergence_table("parquet"),
         milestones=PATHS.milestones_table("parquet"),
+        brackets=refine_targets()[:1],
     output:
         png=report(PATHS.emergence_plot("png"), caption="../report/emergence.rst", category="Plots"),
         # inlined on the report's landing page (workflow/report/workflow.rst)
         svg=PATHS.emergence_plot("svg"),
+    params:
+        groups=as_json(PLAN.groups()),
     resources:
         attempt=attempt_resource,
         mem_mb=small_resource("plot_emergence", "mem_mb"),
@@ -18,7 +21,8 @@ rule plot_emergence:
     log:
         PATHS.log("plot_emergence"),
     shell:
-        "python -m circuitsweep --attempt {resources.attempt} plot-emergence --emergence {input.emergence:q} --milestones {input.milestones:q}"
+        "python -m circuitsweep --attempt {resources.attempt} plot-emergence --emergence {input.emergence:q}"
+        " --milestones {input.milestones:q} --brackets {input.brackets:q} --groups {params.groups:q}"
         " --output {output.png:q} {output.svg:q} > {log:q} 2>&1"
 
 

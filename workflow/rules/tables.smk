@@ -43,6 +43,62 @@ rule head_tables:
         " > {log:q} 2>&1"
 
 
+if PLAN.refine is not None:
+
+    # Per model and milestone, the swept revisions that bracket it and the revision the next
+    # refinement round adds (circuitsweep.refine; `circuitsweep refine` runs the rounds).
+    rule milestone_brackets:
+        input:
+            emergence=PATHS.emergence_table("parquet"),
+            milestones=PATHS.milestones_table("parquet"),
+        output:
+            csv=report(
+                PATHS.milestone_brackets("csv"),
+                caption="../report/milestone_brackets.rst",
+                category="Tables",
+            ),
+            markdown=PATHS.milestone_brackets("md"),
+        params:
+            # a function: format fields in the config (toy branch_format "step{step}") are no wildcards
+            config=lambda wildcards: as_json(config),
+            root=REPO,
+            results=PATHS.root,
+        resources:
+            mem_mb=small_resource("milestone_brackets", "mem_mb"),
+            runtime=small_resource("milestone_brackets", "runtime"),
+        conda:
+            ENV
+        log:
+            PATHS.log("milestone_brackets"),
+        shell:
+            "python -m circuitsweep milestone-brackets --config {params.config:q} --root {params.root:q}"
+            " --results {params.results:q} --emergence {input.emergence:q} --milestones {input.milestones:q}"
+            " --csv {output.csv:q} --markdown {output.markdown:q} > {log:q} 2>&1"
+
+
+if PLAN.groups():
+
+    # Per group of models (`group:`, e.g. the seeds of one architecture) and milestone: the spread of its tokens.
+    rule group_milestones:
+        input:
+            PATHS.milestones_table("parquet"),
+        output:
+            csv=report(PATHS.group_milestones("csv"), caption="../report/group_milestones.rst", category="Tables"),
+            markdown=PATHS.group_milestones("md"),
+        params:
+            groups=as_json(PLAN.groups()),
+        resources:
+            mem_mb=small_resource("group_milestones", "mem_mb"),
+            runtime=small_resource("group_milestones", "runtime"),
+        conda:
+            ENV
+        log:
+            PATHS.log("group_milestones"),
+        shell:
+            "python -m circuitsweep group-milestones --milestones {input:q} --groups {params.groups:q}"
+            " --csv {output.csv:q} --markdown {output.markdown:q} > {log:q} 2>&1"
+
+
 rule sweep_overhead:
     input:
         scores=all_head_scores(),

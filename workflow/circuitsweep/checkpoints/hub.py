@@ -159,11 +159,13 @@ def list_revisions(
     backoff: float = 2.0,
     timeout: float = DEFAULT_TIMEOUT_S,
     skipped: list[str] | None = None,
+    pattern: str | None = None,
 ) -> list[Revision]:
     """Checkpoint branches of ``repo_id`` on the Hub, in training order, with commits.
 
     Branches only (no tags or PR refs); non-checkpoint names such as ``main``
-    are skipped unless ``aliases`` maps them (see ``revisions.parse_branches``).
+    are skipped unless ``aliases`` maps them (see ``revisions.parse_branches``);
+    with ``pattern`` (``source.branch_pattern``) the checkpoints are the names matching it.
     Branches that look like checkpoints but do not parse, or are not a safe
     file name (``step5/evil``), are skipped too and appended to ``skipped``.
     """
@@ -188,14 +190,14 @@ def list_revisions(
     usable = {}
     for name, commit in commits.items():
         try:
-            parse_branches([name], tokens_per_step=tokens_per_step, aliases=aliases)
+            parse_branches([name], tokens_per_step=tokens_per_step, aliases=aliases, pattern=pattern)
         except ValueError as error:
             logger.warning("%s: skipping branch %r: %s", repo_id, name, error)
             if skipped is not None:
                 skipped.append(name)
             continue
         usable[name] = commit
-    return parse_branches(usable, tokens_per_step=tokens_per_step, aliases=aliases, commits=usable)
+    return parse_branches(usable, tokens_per_step=tokens_per_step, aliases=aliases, commits=usable, pattern=pattern)
 
 
 def check_repo_id(repo_id: str) -> None:
@@ -222,6 +224,7 @@ def refresh_manifest(
     retries: int = 4,
     backoff: float = 2.0,
     timeout: float = DEFAULT_TIMEOUT_S,
+    pattern: str | None = None,
     force: bool = False,
 ) -> Manifest:
     """Rebuild the manifest at ``path`` from the Hub's branch list (complete, with commits).
@@ -245,6 +248,7 @@ def refresh_manifest(
         retries=retries,
         backoff=backoff,
         timeout=timeout,
+        pattern=pattern,
     )
     manifest = Manifest(
         repo_id,

@@ -84,7 +84,10 @@ def check_job_names(settings: dict[str, Any]) -> None:
 
 
 def fetch_snapshot(settings: dict[str, Any], snapshot_dir: Path) -> hub.Snapshot:
-    """Fetch and verify ``settings['revision']`` of ``settings['source']`` into ``snapshot_dir``."""
+    """Fetch and verify ``settings['revision']`` of ``settings['source']`` into ``snapshot_dir``.
+
+    ``settings['hub_revision']``, when given, is the Hub branch that holds it (a hub_repos checkpoint: ``main``).
+    """
     if not isinstance(settings.get("source"), dict) or not isinstance(settings.get("revision"), str):
         raise ConfigError("fetch-snapshot --settings: needs a source mapping and a revision name (Plan.fetch_settings)")
     source = settings["source"]
@@ -111,7 +114,7 @@ def fetch_snapshot(settings: dict[str, Any], snapshot_dir: Path) -> hub.Snapshot
         folder = Path(constants.HF_HUB_CACHE)
     hub.download_snapshot(
         source["repo_id"],
-        settings["revision"],
+        settings.get("hub_revision", settings["revision"]),
         folder,
         local_files_only=source["type"] in ("toy", "local", "package"),
         endpoint=source.get("endpoint"),

@@ -1,0 +1,94 @@
+"""One Hub repository per checkpoint (source type hub_repos), as TinyLlama publishes its intermediate checkpoints."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from hubserver import HubServer
+from planted import FIRST_TOKEN, VOCAB, planted_checkpoint
+from runenv import SNAKEFILE, job_env, job_logs
+
+from circuitsweep.checkpoints import local_hub
+from circuitsweep.config import load_config
+from circuitsweep.errors import ConfigError
+from circuitsweep.plan import plan_sweep
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_tinyllama_suite_plans_one_revision_per_repository():
+    """Each repository is a revision named after it, with the step and tokens its entry states, fetched at main."""
+    plan = plan_sweep(load_config(REPO / "config" / "suites" / "tinyllama.yaml"), REPO)
+    revisions = plan.revisions["tinyllama-1.1b"]
+    assert [(r.step, r.tokens) for r in revisions][-1] == (1431000, 3 * 10**12)
+    settings = plan.fetch_settings("tinyllama-1.1b", "TinyLlama-1.1B-intermediate-step-1431k-3T")
+    assert settings["source"]["repo_id"] == "TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T"
+    assert (settings["source"]["type"], settings["hub_revision"]) == ("hub", "main")
+
+
+def test_hub_repos_keys_are_checked():
+    """repos belongs to hub_repos only and a hub_repos source takes no repo_id; each fails naming the key."""
+    config = load_config(REPO / "config" / "suites" / "tinyllama.yaml")
+    config["models"]["tinyllama-1.1b"]["source"]["repo_id"] = "TinyLlama/x"
+    with pytest.raises(ConfigError, match=r"source\.repo_id: a hub_repos source names its repositories in repos"):
+        plan_sweep(config, REPO)
+    config["models"]["tinyllama-1.1b"]["source"] = {
+        "type": "hub",
+        "repo_id": "a/b",
+        "repos": [{"repo_id": "a/c", "step": 1}],
+    }
+    with pytest.raises(ConfigError, match=r"the repos key is required for, and only with, type hub_repos"):
+        plan_sweep(config, REPO)
+
+
+@pytest.mark.slow
+def test_a_checkpoint_per_repository_is_swept_through_the_hub(tmp_path):
+    """Two repositories, each holding one checkpoint at main, are downloaded through the Hub and measured as two
+    revisions ordered by their tokens."""
+    repos = {"toy-org/ckpt-step-1k-2B": (1000, 2 * 10**9), "toy-org/ckpt-step-3k-6B": (3000, 6 * 10**9)}
+    for repo_id, (step, _) in repos.items():
+        saved = tmp_path / "saved" / repo_id.split("/")[1]
+        planted_checkpoint(step, onset=2000, causal=10**9).save_pretrained(saved, safe_serialization=True)
+        local_hub.publish_revision(tmp_path / "hub", repo_id, "main", {p.name: p for p in saved.iterdir()})
+    config = {
+        "primitives": {"enabled": False},
+        "probes": {
+            "token_range": [2, VOCAB],
+            "batch_size": 32,
+            "induction": {"n_sequences": 32, "seq_len": 64},
+            "repeated": {"n_sequences": 16, "seq_len": 64},
+            "random": {"n_sequences": 16, "seq_len": 64},
+        },
+        "thresholds": {"class_selectivity": 8, "induction_circuit": 12, "induction_onset_heads": 1},
+        "models": {
+            "per-repo": {
+                "architecture": "GPTNeoXForCausalLM",
+                "source": {
+                    "type": "hub_repos",
+                    "repos": [{"repo_id": r, "step": s, "tokens": t} for r, (s, t) in repos.items()],
+                },
+                "revisions": "all",
+                "first_token": {"policy": "fixed", "token_id": FIRST_TOKEN},
+            }
+        },
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    env = job_env({"HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
+    with HubServer(tmp_path / "hub") as server:
+        env["HF_ENDPOINT"] = server.endpoint
+        command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "--cores", "2"]
+        command += ["--configfile", str(tmp_path / "config.yaml")]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir, timeout=600)
+        assert result.returncode == 0, f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}\n{job_logs(workdir)}"
+        assert server.count("cdn") > 0, "weights must come through the Hub's LFS redirect"
+    emergence = pl.read_parquet(workdir / "results" / "tables" / "emergence.parquet")
+    assert emergence["revision"].to_list() == ["ckpt-step-1k-2B", "ckpt-step-3k-6B"]
+    assert emergence["tokens"].to_list() == [2 * 10**9, 6 * 10**9]
+    assert emergence["n_induction_heads"].to_list() == [0, 1]

@@ -1,0 +1,128 @@
+"""Adaptive refinement end to end: a sparse sweep refined by `circuitsweep refine` finds the dense sweep's milestones.
+
+The training run is planted (tests/planted.py): checkpoint folders every 25
+steps whose induction head appears at step ONSET and starts to predict B (so
+ablating it costs top-1 accuracy) at step CAUSAL, far cheaper than training.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from planted import FIRST_TOKEN, VOCAB, save_planted_run
+from runenv import SNAKEFILE, job_env, job_logs
+
+from circuitsweep import contracts as C
+from circuitsweep.contracts import Paths
+from circuitsweep.table_io import read_table
+
+REPO = Path(__file__).resolve().parents[1]
+#: The rerun triggers a run from the repository root gets (Snakemake finds the profile there only).
+PROFILE = ["--workflow-profile", str(REPO / "profiles" / "default")]
+STEPS = range(0, 401, 25)
+ONSET, CAUSAL = 275, 350
+
+
+def _config(run: Path, revisions, refine: dict | None) -> dict:
+    config = {
+        "primitives": {"enabled": False},
+        "probes": {
+            "token_range": [2, VOCAB],
+            "batch_size": 32,
+            "induction": {"n_sequences": 32, "seq_len": 64},
+            "repeated": {"n_sequences": 16, "seq_len": 64},
+            "random": {"n_sequences": 16, "seq_len": 64},
+        },
+        "thresholds": {"class_selectivity": 8, "induction_circuit": 12, "induction_onset_heads": 1},
+        "ablation": {"enabled": True, "random_draws": 2, "max_single_heads": 1, "n_sequences": 32},
+        "models": {
+            "planted": {
+                "architecture": "GPTNeoXForCausalLM",
+                "source": {"type": "run_dir", "path": str(run)},
+                "revisions": revisions,
+                "tokens": {"per_step": 1000},
+                "first_token": {"policy": "fixed", "token_id": FIRST_TOKEN},
+            }
+        },
+    }
+    if refine is not None:
+        config["refine"] = refine
+    return config
+
+
+def _run(command: list[str], workdir: Path) -> str:
+    result = subprocess.run(command, capture_output=True, text=True, env=job_env(), cwd=workdir, timeout=600)
+    if result.returncode != 0:
+        raise AssertionError(
+            f"{command[:4]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}\n{job_logs(workdir)}"
+        )
+    return result.stdout + result.stderr
+
+
+def _milestones(workdir: Path) -> dict:
+    table, _ = read_table(workdir / Paths().milestones_table("parquet"))
+    return table.row(0, named=True)
+
+
+@pytest.mark.slow
+def test_sparse_sweep_refined_finds_the_dense_onset_and_causal_revisions(tmp_path):
+    """`circuitsweep refine` on a 5-revision log-spaced sweep of 17 published checkpoints adds revisions round by
+    round until the onset and causal milestones are bracketed by adjacent checkpoints; they then equal those of the
+    dense sweep of all 17, with far fewer revisions measured. A dense sweep afterwards reuses every refined cache."""
+    run = tmp_path / "run"
+    save_planted_run(run, STEPS, onset=ONSET, causal=CAUSAL)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    sparse = tmp_path / "sparse.yaml"
+    refine = {"milestones": ["induction_onset", "causal"], "max_rounds": 6}
+    sparse.write_text(yaml.safe_dump(_config(run, {"log_count": 5}, refine)))
+    brackets_csv = str(Paths().milestone_brackets("csv"))
+    refine_command = [sys.executable, "-m", "circuitsweep", "refine", "--root", str(REPO), "--configfile", str(sparse)]
+    out = _run([*refine_command, "--targets", brackets_csv, "--", "--cores", "2", *PROFILE], workdir)
+    assert "planted: " in out and "of 17 available" in out
+
+    brackets = pl.read_csv(workdir / brackets_csv).rows_by_key("milestone", named=True, unique=True)
+    refined = _milestones(workdir)
+    refined_count = refined["n_revisions"]
+    refined_revisions = set(pl.read_parquet(workdir / Paths().emergence_table("parquet"))["revision"])
+    assert brackets["induction_onset"]["status"] == brackets["causal"]["status"] == "adjacent"
+    assert brackets["induction_onset"]["upper_revision"] == refined["induction_onset_revision"]
+    assert brackets["causal"]["upper_revision"] == refined["causal_revision"]
+    assert brackets["induction_onset"]["rounds_used"] >= 1 and (workdir / Paths().milestone_brackets("md")).exists()
+
+    dense = tmp_path / "dense.yaml"
+    dense.write_text(yaml.safe_dump(_config(run, "all", None)))
+    target = str(Paths().milestones_table("parquet"))
+    out = _run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            SNAKEFILE,
+            target,
+            "--cores",
+            "2",
+            *PROFILE,
+            "--configfile",
+            str(dense),
+        ],
+        workdir,
+    )
+    measured_now = set(re.findall(r"rule measure_heads:\n(?:.*\n)*?\s+wildcards: model=planted, revision=(\S+)", out))
+    truth = _milestones(workdir)
+    print(f"refined sweep: {refined_count} revisions measured; dense sweep: {truth['n_revisions']}")
+    assert truth["n_revisions"] == len(STEPS)
+    # the final revision's snapshot is fetched again for the final-revision ablation, which reruns its measurement
+    assert len(measured_now - {f"checkpoint-{STEPS[-1]}"}) == len(STEPS) - refined_count
+    assert not (measured_now & refined_revisions) - {f"checkpoint-{STEPS[-1]}"}
+    assert refined["induction_onset_revision"] == truth["induction_onset_revision"] == f"checkpoint-{ONSET}"
+    assert refined["causal_revision"] == truth["causal_revision"] == f"checkpoint-{CAUSAL}"
+    assert refined_count <= len(STEPS) // 2 + 1
+    assert set(C.REFINE_MILESTONES) >= set(brackets)
