@@ -12,6 +12,7 @@ REPO = Path(workflow.basedir).parent
 from circuitsweep.contracts import Paths
 from circuitsweep.names import SAFE_NAME_PATTERN
 from circuitsweep.plan import plan_sweep
+from circuitsweep.run_folder import check_run_folder, claim_run_folder, run_root
 from circuitsweep.warm_worker import suits
 from circuitsweep.yaml_load import load_yaml
 from circuitsweep.primitives import contract as K
@@ -26,9 +27,11 @@ SHELL_PREFIX = (
 shell.prefix(SHELL_PREFIX)
 
 
-# A local run on the CPU forks its measurement jobs from one warm process
+# The run's folder records the config that made it (circuitsweep.run_folder) when the
+# run starts; a local run on the CPU forks its measurement jobs from one warm process
 # (circuitsweep.warm_worker): torch and transformers are imported once, not per revision.
 onstart:
+    claim_run_folder(PATHS.root, workflow.configfiles)
     if workflow.executor_plugin.name == "local" and config.get("warm_worker", True) and suits(PLAN.device):
         shell.prefix(f"{SHELL_PREFIX}export CIRCUITSWEEP_WARM_WORKER=1; ")
 
@@ -37,10 +40,14 @@ onstart:
 for _configfile in workflow.overwrite_configfiles or []:
     load_yaml(_configfile, "config")
 
+# Every output of this run lives under one folder: results/<run>/ or the config's
+# outdir (circuitsweep.run_folder). A folder another config made stops the run here.
+PATHS = Paths(run_root(config, workflow.configfiles))
+check_run_folder(PATHS.root, workflow.configfiles)
+
 # Validates the config against workflow/schemas/config.schema.yaml and resolves
 # every model's revisions; a bad config stops here, before any job runs.
-PLAN = plan_sweep(config, REPO, Paths(Path("results")))
-PATHS = PLAN.paths
+PLAN = plan_sweep(config, REPO, PATHS)
 MODELS = list(PLAN.models)
 
 
