@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -57,13 +58,17 @@ def test_the_workflow_writes_each_config_to_its_folder_and_refuses_a_taken_one(t
     other.write_text(yaml.safe_dump({**toy, "run": "mine"}))
 
     def dry(config: Path) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", str(tmp_path / "w"), "-n", "--cores", "1"]
+        command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", str(tmp_path / "w"), "-n", "-p"]
+        command += ["--cores", "1"]
         return subprocess.run([*command, "--configfile", str(config), "--", "all"], capture_output=True, text=True,
                               env=job_env(), timeout=300, check=False)  # fmt: skip
 
     planned = dry(mine)
     assert planned.returncode == 0, planned.stderr[-3000:]
     assert "results/mine/tables/heads.parquet" in planned.stdout and "results/toy/" not in planned.stdout
+    # every revision's expected cache settings go to classify_heads in a file, not on its command line
+    (classify,) = [line for line in planned.stdout.splitlines() if "circuitsweep classify-heads" in line][:1]
+    assert "--expected @results/mine/settings/classify_heads-toy-gptneox-" in classify and '"revision"' not in classify
     monkeypatch.chdir(tmp_path / "w")  # as the workflow claims it: from its working directory
     claim_run_folder(Path("results/mine"), [mine])
     refused = dry(other)
@@ -71,3 +76,13 @@ def test_the_workflow_writes_each_config_to_its_folder_and_refuses_a_taken_one(t
     output = refused.stdout + refused.stderr
     line = next((line for line in output.splitlines() if "holds the run of" in line), output)
     assert str(mine) in line and str(other) in line
+
+
+def test_settings_may_come_from_a_file(tmp_path):
+    """A CLI settings argument ``@PATH`` reads the JSON from that file; a missing file is named in one line."""
+    from circuitsweep.cli import _json
+
+    (tmp_path / "s.json").write_text('{"a": [1, 2]}')
+    assert _json(f"@{tmp_path / 's.json'}") == {"a": [1, 2]} == _json('{"a": [1, 2]}')
+    with pytest.raises(argparse.ArgumentTypeError, match="cannot read the settings file .*missing.json"):
+        _json(f"@{tmp_path / 'missing.json'}")

@@ -2,7 +2,9 @@
 
 Snakemake rules call these subcommands; each takes its scientific settings
 as one JSON argument (the rule's ``params``), so a change of settings reruns
-exactly the jobs it affects. Heavy libraries are imported inside the
+exactly the jobs it affects. ``@PATH`` in place of the JSON reads it from that
+file: the rules pass long settings (every revision's expected cache settings)
+that way, so a failed job's command line stays short. Heavy libraries are imported inside the
 subcommands, so a command that loads no model starts fast.
 """
 
@@ -21,19 +23,33 @@ log = logging.getLogger("circuitsweep")
 
 
 def _json(text: str) -> Any:
+    """A JSON argument, or ``@PATH``: the JSON text of that file."""
+    where = ""
+    if text.startswith("@"):
+        where = f"{text[1:]}: "
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except OSError as error:
+            raise argparse.ArgumentTypeError(f"cannot read the settings file {text[1:]}: {error.strerror}") from error
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from error
+        raise argparse.ArgumentTypeError(f"{where}not valid JSON: {error}") from error
 
 
 def cmd_check_config(args: argparse.Namespace) -> None:
     from circuitsweep.config import load_config
     from circuitsweep.plan import plan_sweep
+    from circuitsweep.sweep_cost import describe_cost, describe_partial
 
-    plan = plan_sweep(load_config(args.config), Path(args.root))
+    config = load_config(args.config)
+    plan = plan_sweep(config, Path(args.root))
     for model, revisions in plan.revisions.items():
         print(f"{model}: {len(revisions)} revisions ({revisions[0].name} .. {revisions[-1].name})")
+    pending = {model: [r.name for r in revisions] for model, revisions in plan.revisions.items()}
+    print(describe_cost(plan.cost(config["models"], pending, int(config.get("snapshots_on_disk", 2)))))
+    for manifest in plan.partial_manifests():
+        print(describe_partial(manifest))
 
 
 def cmd_refresh_manifest(args: argparse.Namespace) -> None:

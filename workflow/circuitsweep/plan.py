@@ -7,6 +7,7 @@ bundled or refreshed manifests), so the DAG builds offline and fast.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from circuitsweep.errors import ConfigError
 from circuitsweep.heads.probe_settings import AblationSettings
 from circuitsweep.primitives.stimuli import load_stimuli
 from circuitsweep.revisions import Revision, parse_branches, read_manifest, select_revisions
+from circuitsweep.sweep_cost import PartialManifest, SweepCost, sweep_cost
+from circuitsweep.warm_worker import suits
 
 logger = logging.getLogger(__name__)
 
@@ -269,6 +272,36 @@ class Plan:
         """The milestone thresholds (``head_tables``'s params): changing one reclassifies nothing."""
         return asdict(self.models[model].milestones)
 
+    def partial_manifests(self) -> list[PartialManifest]:
+        """The Hub models that select from a manifest marked partial (``all``, ``every``, ``log_count``): it
+        lists only some of the repository's branches, so the selection misses the others."""
+        found = []
+        for name, model in self.models.items():
+            selects = model.source["type"] == "hub" and not isinstance(model.revisions, list)
+            path = manifest_path(model, self.root) if selects else None
+            if path is None or not path.is_file():
+                continue
+            manifest = read_manifest(path)
+            if manifest.partial:
+                shown = Path(os.path.relpath(path)) if not os.path.relpath(path).startswith("..") else path
+                found.append(
+                    PartialManifest(name, manifest.repo_id, shown, len(manifest.revisions), manifest.published)
+                )
+        return found
+
+    def cost(self, models: dict[str, Any], pending: dict[str, list[str]], snapshots_on_disk: int) -> SweepCost:
+        """What measuring the ``pending`` revisions costs (:mod:`circuitsweep.sweep_cost`); ``models``: the config's
+        model entries (their shapes)."""
+        return sweep_cost(
+            models,
+            {name: model.dtype for name, model in self.models.items()},
+            {name: model.probes.to_dict() for name, model in self.models.items()},
+            pending,
+            snapshots_on_disk,
+            self.device,
+            gpu_present=not suits("auto"),
+        )
+
     def primitive_models(self) -> list[str]:
         """Models whose primitive gaps are measured (``primitives.enabled``)."""
         return [name for name, model in self.models.items() if model.primitives["enabled"]]
@@ -352,7 +385,7 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
     """Validate ``config`` and resolve every model's revisions.
 
     ``root``: the workflow folder, against which relative source and manifest
-    paths resolve; ``paths``: where results go (default ``results/``).
+    paths resolve; ``paths``: where results go (the workflow's run folder; default ``results/``).
     """
     models = resolve_config(config)
     revisions, available, stimuli = {}, {}, {}

@@ -2,6 +2,7 @@
 # All logic lives in the circuitsweep package; this file only adapts it to rules.
 
 import functools
+import hashlib
 import json
 import sys
 import shlex
@@ -9,10 +10,12 @@ from pathlib import Path
 
 REPO = Path(workflow.basedir).parent
 
+from circuitsweep.atomic import atomic_write_text
 from circuitsweep.contracts import Paths
 from circuitsweep.names import SAFE_NAME_PATTERN
 from circuitsweep.plan import plan_sweep
 from circuitsweep.run_folder import check_run_folder, claim_run_folder, run_root
+from circuitsweep.sweep_cost import describe_cost, describe_partial
 from circuitsweep.warm_worker import suits
 from circuitsweep.yaml_load import load_yaml
 from circuitsweep.primitives import contract as K
@@ -60,6 +63,18 @@ wildcard_constraints:
 def as_json(value):
     """Compact, key-sorted JSON: a stable params value for rerun detection."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def settings_file(name, value):
+    """``@PATH`` of a file holding ``as_json(value)``, for settings too long for a command line
+    (a failed job prints its command). The file's name carries the digest of its content, so a
+    change of settings changes the params and reruns the job, as inline JSON would. A dry run
+    writes nothing."""
+    text = as_json(value)
+    path = PATHS.settings_file(f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}")
+    if not workflow.output_settings.dryrun and not path.is_file():
+        atomic_write_text(path, text)
+    return f"@{path}"
 
 
 def revisions_of(model):
@@ -223,16 +238,19 @@ BLOCKS = S.blocks(SLOTS)
 
 
 @functools.cache
+def pending_revisions():
+    """Each model's revisions still to measure: those without caches made with the settings
+    planned now. Read from the caches' headers once, when the DAG is built (or a dry run
+    prints its cost), not when a job's Snakemake parses."""
+    return {model: [r for r in revisions_of(model) if not PLAN.is_measured(model, r)] for model in MODELS}
+
+
+@functools.cache
 def to_measure():
     """The disk-bound order of the revisions still to measure: one measured before (with the
     settings planned now) is not fetched, so adding or removing a revision never moves its
-    wait. The profiles drop Snakemake's `input` rerun trigger for the same reason. Read from
-    the caches' headers once, when the DAG is built (not when a job's Snakemake parses)."""
-    return S.fetch_order(
-        {model: [r for r in revisions_of(model) if not PLAN.is_measured(model, r)] for model in MODELS},
-        SNAPSHOTS_ON_DISK,
-        REVISIONS_PER_JOB,
-    )
+    wait. The profiles drop Snakemake's `input` rerun trigger for the same reason."""
+    return S.fetch_order(pending_revisions(), SNAPSHOTS_ON_DISK, REVISIONS_PER_JOB)
 
 
 def measure_resource(key):
@@ -323,9 +341,15 @@ onerror:
         print(f"circuitsweep: deleted the snapshot {snapshot} (its measurement failed or did not run)", file=sys.stderr)
 
 
-# A dry run says what a cluster executor would submit (Snakemake's own dry run lists
-# jobs, not the job groups they are submitted in).
+# A dry run says what the sweep costs (download, peak disk, hours), which manifests list
+# only part of their repository's branches and, for a cluster executor (one that takes
+# --jobs, as profiles/slurm sets), what it submits: Snakemake's own dry run lists jobs,
+# not the job groups they are submitted in.
 if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT":
+    print(describe_cost(PLAN.cost(config["models"], pending_revisions(), SNAPSHOTS_ON_DISK)), file=sys.stderr)
+    for _manifest in PLAN.partial_manifests():
+        print(describe_partial(_manifest), file=sys.stderr)
+if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT" and workflow.resource_settings.nodes:
     print(
         S.describe_submissions(
             S.cluster_submissions(
