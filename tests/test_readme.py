@@ -26,3 +26,15 @@ def test_ci_runs_the_readme_test_line():
     """.ci/run runs the README's test line verbatim, so CI tests what a new user runs."""
     ci = (REPO / ".ci" / "run").read_text().splitlines()
     assert setup_lines()[1] in ci
+
+
+def test_config_readme_describes_every_config_and_key():
+    """config/README.md names every bundled config file and every top-level key of the config schema."""
+    import yaml
+
+    text = (REPO / "config" / "README.md").read_text()
+    configs = [p.relative_to(REPO / "config") for p in (REPO / "config").rglob("*.yaml")]
+    assert configs and all(f"`{path}`" in text for path in configs), [p for p in configs if f"`{p}`" not in text]
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    keys = list(schema["properties"])
+    assert all(f"`{key}`" in text for key in keys), [key for key in keys if f"`{key}`" not in text]
