@@ -366,7 +366,7 @@ def test_status_polling_on_a_cluster_without_accounting():
     """The CI cluster has no accounting database. The plugin's default status command is nevertheless sacct
     (it checks only that the command exists), under which Snakemake never sees a job finish (a one-job run
     waited past 150 s for a job done in 1 s). MinJobAge keeps finished jobs in squeue long enough, so the
-    plugin keeps squeue when asked for it: the test profile (and the README, on such clusters) name it."""
+    plugin keeps squeue when asked for it: the test profile (and docs/cluster.md, on such clusters) name it."""
     from snakemake_executor_plugin_slurm import _get_status_command_default
     from snakemake_executor_plugin_slurm.job_status_query import get_min_job_age
 

@@ -18,7 +18,7 @@ from circuitsweep.sweep_cost import GB, describe_cost, snapshot_bytes, sweep_cos
 REPO = Path(__file__).resolve().parents[1]
 FULL = yaml.safe_load((REPO / "config" / "full.yaml").read_text())
 
-#: One revision's weight files as the Hub publishes them (README's cost table; Pythia 1B's
+#: One revision's weight files as the Hub publishes them (docs/costs.md; Pythia 1B's
 #: intermediate branches hold a 2.0 GB fp16 pytorch_model.bin).
 PUBLISHED_GB = {"pythia-1b": 2.0, "olmo-1b-0724": 4.7, "olmoe-1b-7b": 13.8}
 
