@@ -82,8 +82,11 @@ def test_the_quoted_dry_run_and_job_counts_are_what_the_code_prints():
     cost = sweep_cost(config["models"], dtypes, probes, pending, 2, plan.device, gpu_present=True)
     assert describe_cost(cost) in README
     flat = " ".join(README.split())
-    assert "the study's sweep is 20 jobs and `config/full.yaml` (with the bundled manifest) 48." in flat
     slurm = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())["config"]
+    kept = slurm["snapshots_on_disk"]
+    on_slurm = sweep_cost(config["models"], dtypes, probes, pending, kept, "cuda", gpu_present=False)
+    assert f"peak disk {on_slurm.peak_disk_bytes / 1e9:.1f} GB: the profile keeps {kept} snapshots" in flat
+    assert "the study's sweep is 20 jobs and `config/full.yaml` (with the bundled manifest) 48." in flat
     for name, jobs in (("paper", 20), ("full", 48)):
         config = load_config(REPO / "config" / f"{name}.yaml")
         plan = plan_sweep(config, REPO)
