@@ -6,6 +6,10 @@ import os
 import sys
 from pathlib import Path
 
+from circuitsweep.config import load_config
+from circuitsweep.contracts import Paths
+from circuitsweep.run_folder import run_root
+
 #: The workflow's Snakefile, as `snakemake -s` takes it.
 SNAKEFILE = str(Path(__file__).resolve().parents[1] / "workflow" / "Snakefile")
 
@@ -21,9 +25,19 @@ def job_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def run_results(workdir: Path | str, configfile: Path | str) -> Path:
+    """The folder that a run of ``configfile`` in ``workdir`` writes (``results/<run>``, circuitsweep.run_folder)."""
+    return Path(workdir) / run_root(load_config(configfile), [configfile])
+
+
+def run_paths(workdir: Path | str, configfile: Path | str) -> Paths:
+    """The contract's paths of that run, relative to ``workdir`` (as Snakemake targets are)."""
+    return Paths(run_results(workdir, configfile).relative_to(workdir))
+
+
 def job_logs(workdir: Path, tail: int = 3000) -> str:
-    """The last ``tail`` characters of every non-empty job log under ``workdir/results/logs``."""
-    written = [p for p in sorted(Path(workdir).glob("results/logs/**/*.log")) if p.stat().st_size]
+    """The last ``tail`` characters of every non-empty job log of every run under ``workdir/results``."""
+    written = [p for p in sorted(Path(workdir).glob("results/*/logs/**/*.log")) if p.stat().st_size]
     return "\n".join(f"== {p}\n{p.read_text()[-tail:]}" for p in written)
 
 

@@ -348,24 +348,8 @@ WORKFLOW_SNAKEFILE = REPO_ROOT / "workflow/Snakefile"
 
 # A toy sweep of the real workflow small enough for a 2-core test node: one toy model,
 # three revisions, short probes, no primitives (about 40-60 s locally).
-TOY_SWEEP_CONFIG = """\
-probes:
-  token_range: [2, 64]
-  batch_size: 32
-  induction: {n_sequences: 64, seq_len: 64}
-  repeated: {n_sequences: 32, seq_len: 64}
-  random: {n_sequences: 32, seq_len: 64}
-thresholds: {class_selectivity: 8, induction_circuit: 12}
-models:
-  toy-gptneox:
-    architecture: GPTNeoXForCausalLM
-    source: {type: toy, repo_id: toy/gptneox}
-    revisions: all
-    tokens: {per_step: 4096}
-    first_token: {policy: fixed, token_id: 1}
-    toy: {schedule: [0, 10, 20], branch_format: "step{step}"}
-    primitives: {enabled: false}
-"""
+#: The toy sweep of the SLURM tests, one of the small configs CI runs (.test/).
+TOY_SWEEP_CONFIG = (REPO_ROOT / ".test" / "config" / "toy-sweep.yaml").read_text()
 
 
 def write_toy_config(path: Path, primitives: bool = False) -> Path:

@@ -133,7 +133,7 @@ def test_readme_notebook_example_runs(sweep, tmp_path, monkeypatch, capsys):  # 
     namespace: dict = {}
     exec(compile(measure, "README.md", "exec"), namespace)
     assert "sel_induction" in capsys.readouterr().out
-    write_results(tmp_path / "results", sweep[0].with_columns(pl.lit("toy-gptneox").alias("model")))
+    write_results(tmp_path / "results" / "toy", sweep[0].with_columns(pl.lit("toy-gptneox").alias("model")))
     monkeypatch.chdir(tmp_path)
     exec(compile(read, "README.md", "exec"), namespace)
     assert namespace["results"].milestones["model"].to_list() == ["toy-gptneox"]

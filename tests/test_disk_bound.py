@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from runenv import job_env, job_logs
+from runenv import job_env, job_logs, run_paths
 
 REPO = Path(__file__).resolve().parents[1]
 REVISIONS = [f"step{i}" for i in range(6)]
@@ -43,8 +43,9 @@ models:
 def test_at_most_snapshots_on_disk_exist_and_a_failed_measurement_deletes_its_snapshot(tmp_path):
     """The bound holds with a failing measurement; its retry finds its snapshot; none is left when the run ends."""
     (tmp_path / "config.yaml").write_text(CONFIG)
-    snapshots = tmp_path / "results" / "snapshots" / "toy-gptneox"
-    targets = [f"results/cache/toy-gptneox/{r}/heads.parquet" for r in REVISIONS]
+    paths = run_paths(tmp_path, tmp_path / "config.yaml")
+    snapshots = tmp_path / paths.root / "snapshots" / "toy-gptneox"
+    targets = [str(paths.head_scores("toy-gptneox", r)) for r in REVISIONS]
     env = job_env(
         {
             "CIRCUITSWEEP_TEST_MEASURE": json.dumps({"sleep": 1.5, "fail": "step2"}),
@@ -78,13 +79,13 @@ def test_at_most_snapshots_on_disk_exist_and_a_failed_measurement_deletes_its_sn
     assert run.returncode != 0, report  # step2's measurement failed
     # the bound held, and was reached (the count does see snapshots)
     assert max(seen) == 2, (max(seen), report)
-    measured = {r for r in REVISIONS if (tmp_path / "results" / "cache" / "toy-gptneox" / r / "heads.parquet").exists()}
+    measured = {r for r in REVISIONS if (tmp_path / paths.head_scores("toy-gptneox", r)).exists()}
     # step4 (two places after step2) waits for step2's caches; the other lane went on
     assert measured == {"step0", "step1", "step3", "step5"}, report
     # the retry ran the measurement again on its snapshot (the stand-in failed again, as bad data would)
     assert "Missing files" not in run.stderr, report
-    log = (tmp_path / "results" / "logs" / "measure_heads" / "toy-gptneox" / "step2.log").read_text()
+    log = (tmp_path / paths.log("measure_heads/toy-gptneox/step2")).read_text()
     assert "test: measuring step2 fails" in log and "repeated from the previous attempt" in log, log
     # the snapshot of the failed measurement was deleted when the run failed; none is left at all
     assert not [p for p in snapshots.glob("*") if p.is_dir()], sorted(snapshots.glob("*"))
-    assert "deleted the snapshot results/snapshots/toy-gptneox/step2" in run.stderr, report
+    assert f"deleted the snapshot {paths.snapshot('toy-gptneox', 'step2')}" in run.stderr, report

@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 import yaml
 from hubserver import HubServer
-from runenv import SNAKEFILE, job_env, toy_hub_settings
+from runenv import SNAKEFILE, job_env, run_paths, toy_hub_settings
 from test_workflow_hub import REPO, REPO_ID, hub_repo, run  # noqa: F401 - hub_repo is a fixture
 
 from circuitsweep.checkpoints import local_hub
@@ -67,9 +67,10 @@ def sweep(server: HubServer, tmp_path: Path, name: str) -> Path:
     }
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     snakemake = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "--configfile", "config.yaml"]
-    tables = [f"results/tables/{name}" for name in ("heads.parquet", "emergence.parquet", "milestones.csv")]
+    paths = run_paths(workdir, workdir / "config.yaml")
+    tables = [str(paths.heads_table()), str(paths.emergence_table()), str(paths.milestones_table("csv"))]
     run([*snakemake, "--cores", "2", *tables], env, workdir)  # the tables only: plots add time, not coverage
-    return workdir / "results" / "tables"
+    return workdir / paths.heads_table().parent
 
 
 def test_sweep_under_hub_faults_equals_a_clean_sweep(hub_repo, tmp_path):  # noqa: F811 - the fixture

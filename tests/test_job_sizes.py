@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from runenv import run_paths
 
 from circuitsweep import resources as R
 from circuitsweep import sizing
@@ -159,7 +160,7 @@ def test_workflow_sizes_a_measurement_from_its_fetched_snapshot(tmp_path):
     files = tmp_path / "files"
     files.mkdir()
     (files / "config.json").write_text(json.dumps(bigger))
-    snapshot = tmp_path / "w" / "results" / "snapshots" / name / "step10"
+    snapshot = tmp_path / "w" / run_paths(tmp_path / "w", config).snapshot(name, "step10")
     snapshot.mkdir(parents=True)
     record = Snapshot("toy/gptneox", "step10", "0" * 40, files, {"config.json": "0" * 64}, "local")
     (snapshot / "snapshot.json").write_text(json.dumps(record.to_json()))

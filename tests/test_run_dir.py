@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from runenv import job_env, job_logs
+from runenv import job_env, job_logs, run_paths
 
 from circuitsweep.checkpoints.run_dir import duplicate_groups, list_checkpoints, pattern_regex
 from circuitsweep.checkpoints.snapshots import fetch_snapshot
@@ -159,7 +159,8 @@ def test_a_new_checkpoint_folder_is_the_only_one_measured(tmp_path):
     config_file.write_text(yaml.safe_dump(config))
     workdir = tmp_path / "work"
     workdir.mkdir()
-    targets = [f"results/cache/my-run/checkpoint-{step}/heads.parquet" for step in (0, 2, 4)]
+    paths = run_paths(workdir, config_file)
+    targets = [str(paths.head_scores("my-run", f"checkpoint-{step}")) for step in (0, 2, 4)]
     _snakemake([*targets[:2], "--configfile", str(config_file)], workdir)
     shutil.move(tmp_path / "checkpoint-4", later)
     dry = _snakemake([*targets, "-n", "--configfile", str(config_file)], workdir)

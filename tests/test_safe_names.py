@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from runenv import SNAKEFILE, job_env
+from runenv import SNAKEFILE, job_env, run_paths
 
 from circuitsweep.errors import ConfigError
 from circuitsweep.names import SAFE_NAME_PATTERN, check_name, is_safe_name
@@ -91,7 +91,7 @@ def test_other_models_snapshots_survive_a_dotdot_revision(tmp_path):
     """The workflow and the fetch job both refuse ``..``; another model's snapshot sentinel stays on disk."""
     write_manifest(tmp_path / "manifest.json", ["step0", ".."])
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(hub_config(tmp_path / "manifest.json")))
-    sentinel = tmp_path / "results" / "snapshots" / "other-model" / "step0" / "sentinel"
+    sentinel = tmp_path / run_paths(tmp_path, tmp_path / "config.yaml").snapshot("other-model", "step0") / "sentinel"
     sentinel.parent.mkdir(parents=True)
     sentinel.write_text("keep me")
     env = job_env()
@@ -101,7 +101,7 @@ def test_other_models_snapshots_survive_a_dotdot_revision(tmp_path):
     assert result.returncode != 0
     assert "not a safe file name" in result.stdout + result.stderr
     settings = {"model": "m", "revision": "..", "source": hub_config(tmp_path)["models"]["m"]["source"]}
-    output = tmp_path / "results" / "snapshots" / "m" / ".."
+    output = tmp_path / run_paths(tmp_path, tmp_path / "config.yaml").root / "snapshots" / "m" / ".."
     result = subprocess.run([sys.executable, "-m", "circuitsweep", "fetch-snapshot", "--settings", json.dumps(settings),
                              "--output", str(output)], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=120, check=False)  # fmt: skip

@@ -222,8 +222,9 @@ def test_snakemake_applies_slurm_profile(tmp_path, rules, toy_config):
                 **_expected_sizes(toy_config, rule),
             }, (rule, job)
             assert ("gpu" in job) == (rule in GPU_RULES), (rule, job)
-    # the dry run says how many cluster jobs the run submits
+    # the dry run says how many cluster jobs the run submits, and what the sweep costs
     assert re.search(r"on a cluster this run submits \d+ jobs for 3 revisions", out), out[-3000:]
+    assert "circuitsweep: 3 revisions to measure: download 0 GB" in out, out[-3000:]
 
 
 def test_command_line_override_changes_one_key(tmp_path, toy_config):
@@ -240,8 +241,11 @@ def test_command_line_override_changes_one_key(tmp_path, toy_config):
 
 
 def test_snakemake_applies_workstation_profile(tmp_path, rules, toy_config):
-    found, _ = _dry_run(tmp_path, WORKSTATION_PROFILE.parent, toy_config)
+    found, out = _dry_run(tmp_path, WORKSTATION_PROFILE.parent, toy_config)
     assert set(found) == set(rules.names) - TOKENIZER_RULES - ABLATION_RULES
+    # the cost of the sweep, in a workstation's words: no submissions, no job groups
+    assert "circuitsweep: 3 revisions to measure: download 0 GB, peak disk 0 GB" in out, out[-3000:]
+    assert "submi" not in out and "groups of" not in out, out[-3000:]
     for rule, jobs in found.items():
         for job in jobs:
             assert job.get("gpu") == ("1" if rule in GPU_RULES else None), (rule, job)
@@ -377,7 +381,7 @@ def test_status_polling_on_a_cluster_without_accounting():
     """The CI cluster has no accounting database. The plugin's default status command is nevertheless sacct
     (it checks only that the command exists), under which Snakemake never sees a job finish (a one-job run
     waited past 150 s for a job done in 1 s). MinJobAge keeps finished jobs in squeue long enough, so the
-    plugin keeps squeue when asked for it: the test profile (and the README, on such clusters) name it."""
+    plugin keeps squeue when asked for it: the test profile (and docs/cluster.md, on such clusters) name it."""
     from snakemake_executor_plugin_slurm import _get_status_command_default
     from snakemake_executor_plugin_slurm.job_status_query import get_min_job_age
 

@@ -12,7 +12,7 @@ with the local executor, and checks that
 
     sudo .ci/slurm/setup.sh && pytest -m slurm -q       (or CIRCUITSWEEP_START_SLURM=1)
 
-By default both runs build the head tables (results/tables/heads.parquet and
+By default both runs build the head tables (results/toy/tables/heads.parquet and
 emergence.parquet: train_toy_model, fetch_snapshot, measure_heads, classify_heads,
 head_tables), about 4 minutes on a 2-core node. Every SLURM job costs two workflow
 start-ups (sbatch runs Snakemake, which runs the job through srun in a second one),
@@ -45,10 +45,16 @@ from slurm_cluster import (
     write_toy_config,
 )
 
+from circuitsweep.contracts import Paths
+from circuitsweep.run_folder import run_root
+
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(1800)]
 
+# the config file both runs sweep, and the paths of its run
+CONFIG_NAME = "toy.yaml"
+PATHS = Paths(run_root({}, [CONFIG_NAME]))
 # tables both runs must produce, compared frame by frame
-COMPARED_TABLES = ("results/tables/heads.parquet", "results/tables/emergence.parquet")
+COMPARED_TABLES = (str(PATHS.heads_table()), str(PATHS.emergence_table()))
 # what both runs build: the head tables, or (CIRCUITSWEEP_SLURM_FULL_SWEEP=1) the default target
 FULL_SWEEP = os.environ.get("CIRCUITSWEEP_SLURM_FULL_SWEEP", "") == "1"
 TARGETS = () if FULL_SWEEP else COMPARED_TABLES
@@ -114,7 +120,7 @@ def _small_mem(rule: str) -> str:
 
 def test_toy_sweep_through_slurm_matches_local_run(tmp_path):
     cluster = require_cluster()
-    config = write_toy_config(tmp_path / "toy.yaml")
+    config = write_toy_config(tmp_path / CONFIG_NAME)
     profile_dir = derive_profile(tmp_path / "profile", cluster, extra=_test_cluster_extras(cluster))
     profile = yaml.safe_load((profile_dir / "config.yaml").read_text())
 
@@ -176,7 +182,7 @@ def test_toy_sweep_through_slurm_matches_local_run(tmp_path):
 
     # --- same results ------------------------------------------------------------------
     def tables(root: Path) -> set[str]:
-        return {str(p.relative_to(root)) for p in (root / "results" / "tables").rglob("*") if p.is_file()}
+        return {str(p.relative_to(root)) for p in (root / PATHS.heads_table().parent).rglob("*") if p.is_file()}
 
     assert tables(tmp_path / "slurm") == tables(tmp_path / "local")
     for name in COMPARED_TABLES:

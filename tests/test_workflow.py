@@ -8,7 +8,9 @@ working directory, as a user's run would.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,7 @@ import polars as pl
 import pytest
 import yaml
 from report_dom import chromium, render
-from runenv import job_env, job_logs
+from runenv import job_env, job_logs, run_results
 
 from circuitsweep import contracts as C
 from circuitsweep.config import load_config
@@ -40,27 +42,8 @@ TOY_ARCHITECTURES = {
 }
 TOY_REVISIONS = {"toy-gptneox": 17, "toy-olmo": 17, "toy-olmoe": 12}
 
-SMALL_CONFIG = {
-    "probes": {
-        "token_range": [2, 64],
-        "batch_size": 32,
-        "induction": {"n_sequences": 64, "seq_len": 64},
-        "repeated": {"n_sequences": 32, "seq_len": 64},
-        "random": {"n_sequences": 32, "seq_len": 64},
-    },
-    "thresholds": {"class_selectivity": 8, "induction_circuit": 12},
-    "primitives": {"scoring": {"n_perm": 200}},
-    "models": {
-        "toy-gptneox": {
-            "architecture": "GPTNeoXForCausalLM",
-            "source": {"type": "toy", "repo_id": "toy/gptneox"},
-            "revisions": ["step0", "step20"],
-            "tokens": {"per_step": 4096},
-            "first_token": {"policy": "fixed", "token_id": 1},
-            "toy": {"schedule": [0, 10, 20], "branch_format": "step{step}"},
-        }
-    },
-}
+#: The catalog's test config (.test/config/config.yaml): one toy model, two revisions, every stage.
+SMALL_CONFIG = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
 
 
 def snakemake(workdir: Path, config: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -89,12 +72,30 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def edited(path: Path, config: dict):
+    """``path`` holding ``config`` for the duration (a user's edit of their config), then its old text again."""
+    before = path.read_text()
+    try:
+        yield write_config(path, config)
+    finally:
+        path.write_text(before)
+
+
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory) -> Path:
-    """The default toy-suite run, exactly as the README's first line runs it."""
+    """The default toy-suite run, as the README's first line runs it, of a copy of config/config.yaml beside its
+    working directory (so that a test may edit that copy); returns the run's folder, ``results/toy``."""
     workdir = tmp_path_factory.mktemp("toy-run")
-    snakemake(workdir, DEFAULT_CONFIG, "--cores", "2")
-    return workdir / "results"
+    config = shutil.copy(DEFAULT_CONFIG, workdir.parent / f"{workdir.name}-config.yaml")
+    snakemake(workdir, Path(config), "--cores", "2")
+    return run_results(workdir, config)
+
+
+def toy_config(toy_run: Path) -> Path:
+    """The config file the toy run was made from."""
+    workdir = toy_run.parents[1]
+    return workdir.parent / f"{workdir.name}-config.yaml"
 
 
 def test_every_toy_model_has_an_induction_onset(toy_run):
@@ -182,7 +183,7 @@ def test_snapshots_are_deleted_after_measuring(toy_run):
 def test_report_bundles_plots_and_tables(toy_run):
     """``snakemake --report`` writes one self-contained HTML report of the run."""
     report = toy_run / "report.html"
-    snakemake(toy_run.parent, DEFAULT_CONFIG, "--report", str(report))
+    snakemake(toy_run.parents[1], toy_config(toy_run), "--report", str(report))
     html = report.read_text(errors="replace")
     assert "emergence.png" in html and "milestones.csv" in html and "primitive_gap.png" in html
 
@@ -192,9 +193,9 @@ def test_report_opens_with_milestones_and_shows_every_result(toy_run, tmp_path):
     """In Chromium the report opens with the milestones table, then the emergence figure; every figure and table
     it bundles decodes to a non-empty image or a table with data rows."""
     report = tmp_path / "report.html"
-    snakemake(toy_run.parent, DEFAULT_CONFIG, "--report", str(report))
+    snakemake(toy_run.parents[1], toy_config(toy_run), "--report", str(report))
     page = render(report, tmp_path)
-    paths = C.Paths(Path("results"))
+    paths = C.Paths(toy_run.relative_to(toy_run.parents[1]))
     models = ["toy-gptneox", "toy-olmo", "toy-olmoe"]
     expected = [
         paths.emergence_plot("png"),
@@ -236,7 +237,8 @@ def test_changing_a_threshold_reruns_no_measurement(toy_run, tmp_path):
     final-revision ablation, whose conditions are the classified heads, loads each final revision (its own copy)."""
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     config["thresholds"]["class_selectivity"] = 9
-    jobs = planned_jobs(toy_run.parent, write_config(tmp_path / "config.yaml", config))
+    with edited(toy_config(toy_run), config) as changed:
+        jobs = planned_jobs(toy_run.parents[1], changed)
     plots = {"plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3, "plot_spectral": 3}
     spectral = {"spectral_model": 3, "spectral_table": 1}
     final = {"fetch_final_snapshot": 3, "final_ablation": 3, "final_ablation_table": 1}
@@ -262,7 +264,8 @@ def test_changing_a_milestone_threshold_reclassifies_nothing(toy_run, tmp_path):
     """A new milestone threshold reruns only the final tables and the figures drawn from them."""
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     config["thresholds"]["induction_onset_heads"] = 4
-    jobs = planned_jobs(toy_run.parent, write_config(tmp_path / "config.yaml", config))
+    with edited(toy_config(toy_run), config) as changed:
+        jobs = planned_jobs(toy_run.parents[1], changed)
     assert jobs == {"head_tables": 1, "plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3}
 
 
@@ -283,10 +286,10 @@ def test_adding_or_removing_a_revision_runs_only_its_jobs_and_the_aggregates(tmp
     still to measure, so no measured revision is fetched again.
     """
     workdir = tmp_path / "work"
-    first = write_config(tmp_path / "first.yaml", _sweeping(["step0", "step20"]))
+    first = write_config(tmp_path / "sweep.yaml", _sweeping(["step0", "step20"]))
     snakemake(workdir, first, "--cores", "2")
     assert planned_jobs(workdir, first) == {}
-    second = write_config(tmp_path / "second.yaml", _sweeping(["step0", "step10", "step20", "step30"]))
+    second = write_config(tmp_path / "sweep.yaml", _sweeping(["step0", "step10", "step20", "step30"]))
     aggregates = {"classify_heads": 1, "head_tables": 1, "plot_emergence": 1, "plot_heatmap": 1,
                   "plot_trajectories": 1, "sweep_overhead": 1, "spectral_model": 1, "spectral_table": 1,
                   "plot_spectral": 1}  # fmt: skip
@@ -301,15 +304,16 @@ def test_adding_or_removing_a_revision_runs_only_its_jobs_and_the_aggregates(tmp
         **primitive_aggregates,
     }
     snakemake(workdir, second, "--cores", "2")
-    emergence = pl.read_parquet(workdir / "results" / "tables" / "emergence.parquet")
+    results = run_results(workdir, second)
+    emergence = pl.read_parquet(results / "tables" / "emergence.parquet")
     assert emergence["revision"].to_list() == ["step0", "step10", "step20", "step30"]
-    gaps = pl.read_csv(workdir / "results" / "tables" / "primitive_gaps.csv")
+    gaps = pl.read_csv(results / "tables" / "primitive_gaps.csv")
     assert sorted(set(gaps["revision"])) == ["step0", "step20", "step30"]
     # counted by position in the swept list, every: 2 would now choose step0 and step30 only
-    third = write_config(tmp_path / "third.yaml", _sweeping(["step0", "step10", "step30"]))
+    third = write_config(tmp_path / "sweep.yaml", _sweeping(["step0", "step10", "step30"]))
     assert planned_jobs(workdir, third) == {**aggregates, **primitive_aggregates}
     snakemake(workdir, third, "--cores", "2")
-    gaps = pl.read_csv(workdir / "results" / "tables" / "primitive_gaps.csv")
+    gaps = pl.read_csv(results / "tables" / "primitive_gaps.csv")
     assert sorted(set(gaps["revision"])) == ["step0", "step30"]
 
 

@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 import yaml
 from hubserver import HubServer
-from runenv import SNAKEFILE, job_env, job_logs, toy_hub_settings
+from runenv import SNAKEFILE, job_env, job_logs, run_results, toy_hub_settings
 
 from circuitsweep.checkpoints import local_hub
 from circuitsweep.toy.train import ToySpec, train_and_publish
@@ -89,8 +89,9 @@ def test_sweep_from_a_hub_repository(hub_repo, tmp_path):
         )  # fmt: skip
         assert server.count("cdn") > 0, "weights must come through the Hub's LFS redirect"
 
-    emergence = pl.read_parquet(workdir / "results" / "tables" / "emergence.parquet")
+    results = run_results(workdir, config_file)
+    emergence = pl.read_parquet(results / "tables" / "emergence.parquet")
     assert emergence["revision"].to_list() == names
     assert emergence["tokens"].to_list() == [0, 40960, 81920, 122880]
     assert emergence["duplicate_of"].to_list() == [None, None, None, "step20"]
-    assert list((workdir / "results" / "snapshots").glob("*/*")) == [], "snapshots are temporary"
+    assert list((results / "snapshots").glob("*/*")) == [], "snapshots are temporary"

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 import yaml
 from hubserver import HubServer
-from runenv import SNAKEFILE, job_env, job_logs
+from runenv import SNAKEFILE, job_env, job_logs, run_results
 
 from circuitsweep.checkpoints import local_hub
 from circuitsweep.toy.demo_run import save_demo_run
@@ -71,9 +71,10 @@ def test_llama_sweep_from_a_hub_repository(tmp_path):
         _run([sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "--configfile", str(config_file),
               "--cores", "2"], env, workdir)  # fmt: skip
         assert server.count("cdn") > 0, "weights must come through the Hub's LFS redirect"
-    emergence = pl.read_parquet(workdir / "results" / "tables" / "emergence.parquet")
+    results = run_results(workdir, config_file)
+    emergence = pl.read_parquet(results / "tables" / "emergence.parquet")
     assert emergence["revision"].to_list() == ["step0", "step4"]
     assert emergence["tokens"].to_list() == [0, 4 * 768]
-    revisions = pl.read_parquet(workdir / "results" / "classes" / "tiny-llama" / "revisions.parquet")
+    revisions = pl.read_parquet(results / "classes" / "tiny-llama" / "revisions.parquet")
     assert revisions["first_token_policy"].to_list() == ["bos:1", "bos:1"]
     assert revisions["in_context_loss_drop"].is_not_null().all()

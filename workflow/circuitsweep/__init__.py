@@ -55,3 +55,8 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     raise AttributeError(f"module 'circuitsweep' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names with the notebook API, for tab completion (``dir(cs)``)."""
+    return sorted({*globals(), *__all__})

@@ -23,6 +23,7 @@ from circuitsweep.config import _check_probes, _deep_merge, schema, study_defaul
 from circuitsweep.errors import ConfigError
 from circuitsweep.heads.classify import Thresholds, head_classes
 from circuitsweep.heads.probe_settings import ProbeSettings
+from circuitsweep.run_folder import IDENTITY_FILE
 from circuitsweep.schema_errors import describe
 from circuitsweep.table_io import read_table
 
@@ -150,8 +151,8 @@ class Results:
     settings: dict[str, Any]
 
 
-def read_results(results: str | Path = "results") -> Results:
-    """Read the heads, emergence and milestone tables of a finished sweep's ``results`` folder."""
+def read_results(results: str | Path = "results/toy") -> Results:
+    """Read the heads, emergence and milestone tables of a finished run's folder (``results/<run>``)."""
     paths = C.Paths(Path(results))
     files = {
         "heads": paths.heads_table(),
@@ -159,6 +160,9 @@ def read_results(results: str | Path = "results") -> Results:
         "milestones": paths.milestones_table("parquet"),
     }
     missing = [str(path) for path in files.values() if not path.is_file()]
+    runs = sorted(p.parent.name for p in Path(results).glob(f"*/{IDENTITY_FILE}"))
+    if missing and runs:
+        raise ConfigError(f"{results} holds runs, not tables: read one of {', '.join(f'{results}/{r}' for r in runs)}")
     if missing:
         raise ConfigError(f"{results}: no final tables ({', '.join(missing)} missing); run the workflow first")
     tables = {name: read_table(path) for name, path in files.items()}

@@ -2,7 +2,9 @@
 
 Snakemake rules call these subcommands; each takes its scientific settings
 as one JSON argument (the rule's ``params``), so a change of settings reruns
-exactly the jobs it affects. Heavy libraries are imported inside the
+exactly the jobs it affects. ``@PATH`` in place of the JSON reads it from that
+file: the rules pass long settings (every revision's expected cache settings)
+that way, so a failed job's command line stays short. Heavy libraries are imported inside the
 subcommands, so a command that loads no model starts fast.
 """
 
@@ -21,10 +23,18 @@ log = logging.getLogger("circuitsweep")
 
 
 def _json(text: str) -> Any:
+    """A JSON argument, or ``@PATH``: the JSON text of that file."""
+    where = ""
+    if text.startswith("@"):
+        where = f"{text[1:]}: "
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except OSError as error:
+            raise argparse.ArgumentTypeError(f"cannot read the settings file {text[1:]}: {error.strerror}") from error
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from error
+        raise argparse.ArgumentTypeError(f"{where}not valid JSON: {error}") from error
 
 
 def check_inputs(args: argparse.Namespace) -> None:
@@ -42,9 +52,16 @@ def check_inputs(args: argparse.Namespace) -> None:
 def cmd_check_config(args: argparse.Namespace) -> None:
     from circuitsweep.config import load_config
     from circuitsweep.plan import describe, plan_sweep
+    from circuitsweep.sweep_cost import describe_cost, describe_partial
 
-    for line in describe(plan_sweep(load_config(args.config), Path(args.root))):
+    config = load_config(args.config)
+    plan = plan_sweep(config, Path(args.root))
+    for line in describe(plan):
         print(line)
+    pending = {model: [r.name for r in revisions] for model, revisions in plan.revisions.items()}
+    print(describe_cost(plan.cost(config["models"], pending, int(config.get("snapshots_on_disk", 2)))))
+    for manifest in plan.partial_manifests():
+        print(describe_partial(manifest))
 
 
 def cmd_refresh_manifest(args: argparse.Namespace) -> None:
@@ -191,8 +208,9 @@ def cmd_refine(args: argparse.Namespace) -> None:
 
     root = Path(args.root)
     configfiles = tuple(Path(c) for c in args.configfile)
-    config = load_configs(configfiles or (root / "config" / "config.yaml",))
-    plan = plan_sweep(config, root, results_paths(config))
+    configfiles_read = configfiles or (root / "config" / "config.yaml",)
+    config = load_configs(configfiles_read)
+    plan = plan_sweep(config, root, results_paths(config, configfiles_read))
     if plan.refine is None:
         raise ConfigError(f"refine: {', '.join(map(str, configfiles)) or 'the config'} has no refine block")
     options = tuple(a for a in args.snakemake if a != "--")
@@ -203,7 +221,7 @@ def cmd_refine(args: argparse.Namespace) -> None:
         added = refine(run, plan.refine, plan.paths.milestone_brackets("csv"), plan.paths.refine_rounds())
     except RefineFailed as failed:
         raise SystemExit(failed.code) from None
-    final = plan_sweep(config, root, results_paths(config))
+    final = plan_sweep(config, root, results_paths(config, configfiles_read))
     rounds = max((a.round for a in added), default=0)
     for model, revisions in final.revisions.items():
         print(

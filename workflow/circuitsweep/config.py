@@ -31,6 +31,7 @@ from circuitsweep.yaml_load import load_yaml
 #: The checkpoint folder names of a run_dir source without a pattern: HF Trainer's.
 RUN_DIR_PATTERN = "checkpoint-{step}"
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+STIMULI_SCHEMA_FILE = SCHEMA_FILE.with_name("primitives.schema.yaml")
 
 
 @cache
@@ -90,8 +91,22 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return out
 
 
+def stimuli_problem(config: dict[str, Any]) -> str | None:
+    """Why ``config`` is not a workflow config when it is the stimuli file of the primitives, else None."""
+    required = yaml.safe_load(STIMULI_SCHEMA_FILE.read_text())["required"]
+    if "models" in config or not all(key in config for key in required):
+        return None
+    return (
+        "this is a stimuli file (the words and templates of the semantic primitives), not a workflow config:"
+        " a config names it under primitives.stimuli (config/config.yaml is a workflow config)"
+    )
+
+
 def validate_schema(config: dict[str, Any]) -> None:
     """Check ``config`` against the schema; raise :class:`ConfigError` listing every problem."""
+    problem = stimuli_problem(config)
+    if problem:
+        raise ConfigError(problem)
     # finite numbers and int-only integers: NaN passes every range check of plain JSON Schema
     validator = StrictValidator(schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
@@ -361,4 +376,7 @@ def load_config(path: Path | str) -> dict[str, Any]:
     data = load_yaml(path, "config")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    problem = stimuli_problem(data)
+    if problem:
+        raise ConfigError(f"{path}: {problem}")
     return data

@@ -448,6 +448,10 @@ class Paths:
         """Every head's best selectivity across training, coloured by its final class."""
         return self.root / "plots" / f"trajectories_{model}.png"
 
+    def settings_file(self, name: str) -> Path:
+        """A job's settings too long for its command line, written when the run is planned (``@PATH`` in the CLI)."""
+        return self.root / "settings" / f"{name}.json"
+
     def log(self, name: str) -> Path:
         return self.root / "logs" / f"{name}.log"
 

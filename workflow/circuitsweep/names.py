@@ -1,6 +1,6 @@
 """Model and revision names become path components: only single, safe components are accepted.
 
-A revision named ``..`` would make ``results/snapshots/<model>/..`` the
+A revision named ``..`` would make ``results/<run>/snapshots/<model>/..`` the
 snapshot folder of a job, and Snakemake deletes a failed job's outputs: every
 other model's snapshots with it. Names are therefore checked wherever they
 enter (config keys, manifests, Hub branch lists, local hub folders, job

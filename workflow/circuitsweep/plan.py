@@ -7,6 +7,8 @@ bundled or refreshed manifests), so the DAG builds offline and fast.
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,10 @@ from circuitsweep.heads.probe_settings import AblationSettings
 from circuitsweep.primitives.stimuli import load_stimuli
 from circuitsweep.refine import RefineSettings, read_rounds, resolve_refine, with_added
 from circuitsweep.revisions import Revision, parse_branches, read_manifest, select_revisions, sort_revisions
+from circuitsweep.run_folder import run_root
+from circuitsweep.sweep_cost import PartialManifest, SweepCost, sweep_cost
 from circuitsweep.table_io import read_table
+from circuitsweep.warm_worker import suits
 
 logger = logging.getLogger(__name__)
 
@@ -393,6 +398,36 @@ class Plan:
         """Model -> group of every model with a ``group`` (the seeds of one family)."""
         return {name: model.group for name, model in self.models.items() if model.group is not None}
 
+    def partial_manifests(self) -> list[PartialManifest]:
+        """The Hub models that select from a manifest marked partial (``all``, ``every``, ``log_count``): it
+        lists only some of the repository's branches, so the selection misses the others."""
+        found = []
+        for name, model in self.models.items():
+            selects = model.source["type"] == "hub" and not isinstance(model.revisions, list)
+            path = manifest_path(model, self.root) if selects else None
+            if path is None or not path.is_file():
+                continue
+            manifest = read_manifest(path)
+            if manifest.partial:
+                shown = Path(os.path.relpath(path)) if not os.path.relpath(path).startswith("..") else path
+                found.append(
+                    PartialManifest(name, manifest.repo_id, shown, len(manifest.revisions), manifest.published)
+                )
+        return found
+
+    def cost(self, models: dict[str, Any], pending: dict[str, list[str]], snapshots_on_disk: int) -> SweepCost:
+        """What measuring the ``pending`` revisions costs (:mod:`circuitsweep.sweep_cost`); ``models``: the config's
+        model entries (their shapes)."""
+        return sweep_cost(
+            models,
+            {name: model.dtype for name, model in self.models.items()},
+            {name: model.probes.to_dict() for name, model in self.models.items()},
+            pending,
+            snapshots_on_disk,
+            self.device,
+            gpu_present=not suits("auto"),
+        )
+
     def primitive_models(self) -> list[str]:
         """Models whose primitive gaps are measured (``primitives.enabled``)."""
         return [name for name, model in self.models.items() if model.primitives["enabled"]]
@@ -482,16 +517,17 @@ def _corpus_problem(name: str, corpus: str, root: Path) -> str | None:
     return None
 
 
-def results_paths(config: dict[str, Any]) -> Paths:
-    """Where a config's results go: the one place the workflow and ``circuitsweep refine`` take them from."""
-    return Paths(Path("results"))
+def results_paths(config: dict[str, Any], configfiles: Sequence[str | Path] = ()) -> Paths:
+    """Where a config's results go (its run folder, :func:`circuitsweep.run_folder.run_root`): the one
+    place the workflow and ``circuitsweep refine`` take them from."""
+    return Paths(run_root(config, configfiles))
 
 
 def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -> Plan:
     """Validate ``config`` and resolve every model's revisions.
 
     ``root``: the workflow folder, against which relative source and manifest
-    paths resolve; ``paths``: where results go (default ``results/``; given, the
+    paths resolve; ``paths``: where results go (the workflow's run folder; default ``results/``; given, the
     run_dir hash cache is kept there, not given, nothing is written). With a
     ``refine`` block, every model also sweeps the revisions that refinement
     rounds added (``paths.refine_rounds()``).

@@ -28,7 +28,8 @@ from typing import Any
 
 from circuitsweep import sizing
 
-START_UP_S = 120  # python start, imports, CUDA initialisation
+START_UP_S = 120  # python start, imports, CUDA initialisation: the bound a job's runtime request allows
+TYPICAL_START_UP_S = 15  # the same, as a job usually spends it: what a cost estimate counts
 READ_MB_PER_S = 200  # weights read from a shared filesystem
 GPU_FLOPS = 2e13  # sustained; a tenth of a datacentre GPU's 16-bit peak
 CPU_FLOPS = 2e10  # a few cores
@@ -159,12 +160,26 @@ def measure_size(
     """
     shape = snapshot_config if snapshot_config is not None else planning_model_config(model_config)
     estimate = sizing.estimate_heads_memory(probes, shape, dtype)
+    seconds = measure_seconds(shape, probes, device, tokens=tokens, ablation=ablation)
+    runtime = max(MIN_RUNTIME_MIN, math.ceil(seconds * RUNTIME_MARGIN / 60))
+    return JobSize(mem_mb=sizing.request_mem_mb(estimate), runtime=runtime, gpu=0 if device == "cpu" else 1)
+
+
+def measure_seconds(
+    shape: dict[str, Any],
+    probes: dict[str, Any],
+    device: str,
+    start_up_s: float = START_UP_S,
+    tokens: int | None = None,
+    ablation: dict[str, Any] | None = None,
+) -> float:
+    """Seconds of one revision's measurement job (no margin): ``start_up_s``, reading the weights in
+    float32, and the forward FLOPs at :data:`CPU_FLOPS` (``device`` cpu) or :data:`GPU_FLOPS` of
+    ``tokens``, else of the probes plus the ``ablation`` passes."""
     params = sizing.model_params(shape)
     job_tokens = tokens if tokens is not None else probe_tokens(probes) + ablation_tokens(probes, ablation)
     flops = 2.0 * params * max(job_tokens, 1)
-    seconds = START_UP_S + params * 4 / 1e6 / READ_MB_PER_S + flops / (CPU_FLOPS if device == "cpu" else GPU_FLOPS)
-    runtime = max(MIN_RUNTIME_MIN, math.ceil(seconds * RUNTIME_MARGIN / 60))
-    return JobSize(mem_mb=sizing.request_mem_mb(estimate), runtime=runtime, gpu=0 if device == "cpu" else 1)
+    return start_up_s + params * 4 / 1e6 / READ_MB_PER_S + flops / (CPU_FLOPS if device == "cpu" else GPU_FLOPS)
 
 
 def small_size(rule: str) -> JobSize:

@@ -384,7 +384,8 @@ class Manifest:
 
     ``partial`` is true when the list is known to be incomplete (built
     without reaching the Hub); ``refresh_manifest`` in :mod:`circuitsweep.checkpoints.hub`
-    rebuilds it from the Hub's branch list.
+    rebuilds it from the Hub's branch list. ``published``: about how many
+    branches the repository has, where a partial list knows it.
     """
 
     repo_id: str
@@ -393,6 +394,7 @@ class Manifest:
     partial: bool = False
     source: str = ""
     note: str = ""
+    published: int | None = None
 
     def names(self) -> list[str]:
         """Revision names in training order."""
@@ -414,6 +416,8 @@ def manifest_text(manifest: Manifest) -> str:
         "note": manifest.note,
         "count": len(manifest.revisions),
     }
+    if manifest.published is not None:
+        header["published"] = manifest.published
     lines = [f" {json.dumps(key)}: {json.dumps(value)}," for key, value in header.items()]
     entries = ",\n".join("  " + json.dumps(r.to_json()) for r in manifest.revisions)
     return "{\n" + "\n".join(lines) + '\n "revisions": [\n' + entries + "\n ]\n}\n"
@@ -428,6 +432,7 @@ def write_manifest(path: Path | str, manifest: Manifest) -> None:
         manifest.partial,
         manifest.source,
         manifest.note,
+        manifest.published,
     )
     atomic_write_text(path, manifest_text(ordered))
 
@@ -449,6 +454,7 @@ def read_manifest(path: Path | str) -> Manifest:
         partial=bool(data.get("partial", False)),
         source=data.get("source", ""),
         note=data.get("note", ""),
+        published=data.get("published"),
     )
 
 
@@ -554,6 +560,7 @@ def olmo_0724_manifest(repo_id: str = "allenai/OLMo-1B-0724-hf") -> Manifest:
             "about 1,446 branches exist (step0-tokens0B .. step1454000-tokens3048B); "
             "run `circuitsweep refresh-manifest` to list them all"
         ),
+        published=1446,
     )
 
 

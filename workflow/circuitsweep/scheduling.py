@@ -162,7 +162,7 @@ def describe_submissions(counts: dict[str, int], snapshots_on_disk: int, per_blo
     return (
         f"circuitsweep: on a cluster this run submits {counts['total']} jobs for {counts['revisions']} revisions"
         f" ({ratio:.1f} revisions per submission): {counts['groups']} measurement groups of up to {per_block}"
-        f" revisions, {counts['per_model'] + counts['final']} per-model and final jobs"
+        f" revision{'s' if per_block > 1 else ''}, {counts['per_model'] + counts['final']} per-model and final jobs"
         + (f", {counts['fetch']} downloads" if counts["fetch"] else "")
         + f"; at most {snapshots_on_disk} snapshots on disk"
     )

@@ -2,6 +2,7 @@
 # All logic lives in the circuitsweep package; this file only adapts it to rules.
 
 import functools
+import hashlib
 import json
 import sys
 import shlex
@@ -10,11 +11,14 @@ from pathlib import Path
 
 REPO = Path(workflow.basedir).parent
 
+from circuitsweep.atomic import atomic_write_text
 from circuitsweep.contracts import Paths
 from circuitsweep.milestone_text import finished_run_summary
 from circuitsweep.names import SAFE_NAME_PATTERN
 from circuitsweep.plan import plan_sweep, results_paths
 from circuitsweep.retry import attempt_resource
+from circuitsweep.run_folder import check_run_folder, claim_run_folder
+from circuitsweep.sweep_cost import describe_cost, describe_partial
 from circuitsweep.warm_worker import suits
 from circuitsweep.yaml_load import load_yaml
 from circuitsweep.primitives import contract as K
@@ -29,9 +33,11 @@ SHELL_PREFIX = (
 shell.prefix(SHELL_PREFIX)
 
 
-# A local run on the CPU forks its measurement jobs from one warm process
+# The run's folder records the config that made it (circuitsweep.run_folder) when the
+# run starts; a local run on the CPU forks its measurement jobs from one warm process
 # (circuitsweep.warm_worker): torch and transformers are imported once, not per revision.
 onstart:
+    claim_run_folder(PATHS.root, workflow.configfiles)
     if workflow.executor_plugin.name == "local" and config.get("warm_worker", True) and suits(PLAN.device):
         shell.prefix(f"{SHELL_PREFIX}export CIRCUITSWEEP_WARM_WORKER=1; ")
 
@@ -40,10 +46,14 @@ onstart:
 for _configfile in workflow.overwrite_configfiles or []:
     load_yaml(_configfile, "config")
 
+# Every output of this run lives under one folder: results/<run>/ or the config's
+# outdir (circuitsweep.run_folder). A folder another config made stops the run here.
+PATHS = results_paths(config, workflow.configfiles)
+check_run_folder(PATHS.root, workflow.configfiles)
+
 # Validates the config against workflow/schemas/config.schema.yaml and resolves
 # every model's revisions; a bad config stops here, before any job runs.
-PLAN = plan_sweep(config, REPO, results_paths(config))
-PATHS = PLAN.paths
+PLAN = plan_sweep(config, REPO, PATHS)
 MODELS = list(PLAN.models)
 
 
@@ -56,6 +66,18 @@ wildcard_constraints:
 def as_json(value):
     """Compact, key-sorted JSON: a stable params value for rerun detection."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def settings_file(name, value):
+    """``@PATH`` of a file holding ``as_json(value)``, for settings too long for a command line
+    (a failed job prints its command). The file's name carries the digest of its content, so a
+    change of settings changes the params and reruns the job, as inline JSON would. A dry run
+    writes nothing."""
+    text = as_json(value)
+    path = PATHS.settings_file(f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}")
+    if not workflow.output_settings.dryrun and not path.is_file():
+        atomic_write_text(path, text)
+    return f"@{path}"
 
 
 def revisions_of(model):
@@ -274,11 +296,20 @@ BLOCKS = S.blocks(SLOTS)
 
 
 @functools.cache
+def pending_revisions():
+    """Each model's revisions still to measure: those without caches made with the settings
+    planned now. Read from the caches' headers once, when the DAG is built (or a dry run
+    prints its cost), not when a job's Snakemake parses."""
+    return {model: [r for r in revisions_of(model) if not PLAN.is_measured(model, r)] for model in MODELS}
+
+
+@functools.cache
 def to_measure():
     """The disk-bound order of the revisions still to measure: one measured before (with the
     settings planned now) is not fetched, so adding or removing a revision never moves its
-    wait. The profiles drop Snakemake's `input` rerun trigger for the same reason. Read from
-    the caches' headers once, when the DAG is built (not when a job's Snakemake parses)."""
+    wait (the final revision of a run that ablates also while its final-revision ablation is not
+    current: Plan.needs_snapshot). The profiles drop Snakemake's `input` rerun trigger for the same
+    reason. Read from the caches' headers once, when the DAG is built."""
     return S.fetch_order(
         {model: [r for r in revisions_of(model) if PLAN.needs_snapshot(model, r)] for model in MODELS},
         SNAPSHOTS_ON_DISK,
@@ -405,9 +436,15 @@ onerror:
         print(f"circuitsweep: deleted the snapshot {snapshot} (its measurement failed or did not run)", file=sys.stderr)
 
 
-# A dry run says what a cluster executor would submit (Snakemake's own dry run lists
-# jobs, not the job groups they are submitted in).
+# A dry run says what the sweep costs (download, peak disk, hours), which manifests list
+# only part of their repository's branches and, for a cluster executor (one that takes
+# --jobs, as profiles/slurm sets), what it submits: Snakemake's own dry run lists jobs,
+# not the job groups they are submitted in.
 if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT":
+    print(describe_cost(PLAN.cost(config["models"], pending_revisions(), SNAPSHOTS_ON_DISK)), file=sys.stderr)
+    for _manifest in PLAN.partial_manifests():
+        print(describe_partial(_manifest), file=sys.stderr)
+if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT" and workflow.resource_settings.nodes:
     print(
         S.describe_submissions(
             S.cluster_submissions(

@@ -33,8 +33,9 @@ rule classify_heads:
         revisions=PATHS.model_revisions("{model}"),
     params:
         thresholds=lambda wildcards: as_json(PLAN.thresholds(wildcards.model)),
-        expected=lambda wildcards: as_json(
-            [PLAN.head_cache_expectation(wildcards.model, revision) for revision in revisions_of(wildcards.model)]
+        expected=lambda wildcards: settings_file(
+            f"classify_heads-{wildcards.model}",
+            [PLAN.head_cache_expectation(wildcards.model, revision) for revision in revisions_of(wildcards.model)],
         ),
     resources:
         attempt=attempt_resource,

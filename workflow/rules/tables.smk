@@ -23,7 +23,9 @@ rule head_tables:
         **TABLE_EXTRA_OUTPUTS,
         milestones_parquet=PATHS.milestones_table("parquet"),
     params:
-        thresholds=as_json({model: PLAN.milestone_thresholds(model) for model in MODELS}),
+        thresholds=lambda wildcards: settings_file(
+            "head_tables", {model: PLAN.milestone_thresholds(model) for model in MODELS}
+        ),
         extra=table_extra_args(),
         skip_duplicates=[model for model in MODELS if PLAN.models[model].duplicates == "skip"],
     resources:

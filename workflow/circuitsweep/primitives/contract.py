@@ -205,7 +205,7 @@ SCALING_CSV = "primitive_scaling.csv"
 SCALING_MD = "primitive_scaling.md"
 AGREEMENT_CSV = "composition_agreement.csv"
 AGREEMENT_MD = "composition_agreement.md"
-#: The final tables, in results/tables/.
+#: The final tables, in results/<run>/tables/.
 FINAL_FILES: tuple[str, ...] = (
     PRIMITIVES_FILE,
     GAPS_CSV,
@@ -219,7 +219,7 @@ FINAL_FILES: tuple[str, ...] = (
     AGREEMENT_CSV,
     AGREEMENT_MD,
 )
-#: One revision's scored tables (Parquet, in results/primitives/<model>/<revision>/), by PrimitiveTables field.
+#: One revision's scored tables (Parquet, in results/<run>/primitives/<model>/<revision>/), by PrimitiveTables field.
 REVISION_TABLES: dict[str, str] = {
     "scores": "scores.parquet",
     "gaps": "gaps.parquet",

@@ -10,7 +10,7 @@
 
 Models without a tokenizer (the toy suite) are read through
 :class:`HashWordEncoder`; their gaps exercise the pipeline but carry no
-semantics (README).
+semantics (docs/primitives.md).
 """
 
 from __future__ import annotations
