@@ -65,11 +65,12 @@ def test_the_tour_lists_files_the_toy_run_writes():
     written = {
         paths.milestones_table("md"), paths.emergence_table("csv"), paths.heads_table(), paths.ablation_table("csv"),
         paths.primitive_table(K.GAPS_MD), paths.emergence_plot("png"), paths.primitive_gap_plot(),
-        paths.heatmap_plot("<model>"), paths.trajectory_plot("<model>"),
+        paths.heatmap_plot("<model>"), paths.trajectory_plot("<model>"), paths.spectral_table("csv"),
+        paths.final_ablation_table("md"), paths.spectral_plot("<model>"), paths.primitive_scaling_plot(),
     }  # fmt: skip
     tour = README[README.index("results/toy/\n") : README.index("```", README.index("results/toy/\n"))]
     listed = {paths.root / name for name in re.findall(r"^  (\S+\.\w+)\s", tour, re.M)}
-    assert len(listed) == 9 and listed <= written, listed - written
+    assert len(listed) == 13 and listed <= written, listed - written
 
 
 def test_the_quoted_dry_run_and_job_counts_are_what_the_code_prints():
@@ -86,8 +87,8 @@ def test_the_quoted_dry_run_and_job_counts_are_what_the_code_prints():
     kept = slurm["snapshots_on_disk"]
     on_slurm = sweep_cost(config["models"], dtypes, probes, pending, kept, "cuda", gpu_present=False)
     assert f"peak disk {on_slurm.peak_disk_bytes / 1e9:.1f} GB: the profile keeps {kept} snapshots" in flat
-    assert "the study's sweep is 20 jobs and `config/full.yaml` (with the bundled manifest) 48." in flat
-    for name, jobs in (("paper", 20), ("full", 48)):
+    assert "and `config/full.yaml` (with the bundled manifest) 59." in flat and "sweep is 42 jobs" in flat
+    for name, jobs in (("paper", 42), ("full", 59)):
         config = load_config(REPO / "config" / f"{name}.yaml")
         plan = plan_sweep(config, REPO)
         order = S.fetch_order(
@@ -95,7 +96,9 @@ def test_the_quoted_dry_run_and_job_counts_are_what_the_code_prints():
             slurm["snapshots_on_disk"],
             slurm["revisions_per_job"],
         )
-        counts = S.cluster_submissions(S.blocks(order), len(plan.models), 0, len(plan.primitive_models()), "local")
+        counts = S.cluster_submissions(
+            S.blocks(order), len(plan.models), 0, len(plan.primitive_models()), "local", plan.ablation is not None
+        )
         assert counts["total"] == jobs, (name, counts)
 
 

@@ -136,20 +136,27 @@ def cluster_submissions(
     toy_models: int,
     primitive_models: int,
     downloads: str,
+    ablation: bool = False,
+    groups: bool = False,
+    refine: bool = False,
 ) -> dict[str, int]:
     """How many jobs a cluster executor submits for the default target, by kind.
 
     ``groups``: one per block (its measurements and primitive scoring); per model:
-    classify_heads and plot_heatmap; toy models add train_toy_model; then the
-    final tables and plots; ``fetch``: the downloads when they are jobs
-    (``downloads: job``), else 0 (they run in the Snakemake process).
+    classify_heads, plot_heatmap, plot_trajectories, spectral_model and plot_spectral,
+    with ``ablation`` also final_ablation; toy models add train_toy_model; then the
+    final tables and plots (head_tables, plot_emergence, sweep_overhead, spectral_table,
+    final_ablation_table with ``ablation``, the three primitive ones with primitive
+    models, group_milestones with ``groups``, milestone_brackets with ``refine``);
+    ``fetch``: the downloads when they are jobs (``downloads: job``), else 0 (they
+    run in the Snakemake process).
     """
     revisions = sum(len(pairs) for pairs in blocks_by_name.values())
     counts = {
         "groups": len(blocks_by_name),
-        "per_model": 2 * models + toy_models,
-        "final": 3 + (2 if primitive_models else 0),
-        "fetch": revisions if downloads == "job" else 0,
+        "per_model": (5 + ablation) * models + toy_models,
+        "final": 4 + ablation + (3 if primitive_models else 0) + groups + refine,
+        "fetch": revisions + (models if ablation else 0) if downloads == "job" else 0,
     }
     counts["total"] = sum(counts.values())
     counts["revisions"] = revisions
