@@ -496,7 +496,7 @@ def _corpus_note(corpus: str) -> str | None:
     if corpus.startswith("hf:") and importlib.util.find_spec("datasets") is None:
         return (
             f"natural-text corpus {corpus} is a Hugging Face dataset: the job that builds its batch needs the "
-            "datasets package (pip install datasets), which is not installed here"
+            "datasets package (pip install -e '.[natural]', or pip install datasets), which is not installed here"
         )
     return None
 

@@ -102,7 +102,9 @@ def _dataset_documents(name: str, split: str, text_field: str) -> Iterator[str]:
     try:
         import datasets
     except ImportError as error:
-        raise DataError(f"corpus hf:{name} needs the datasets package (pip install datasets)") from error
+        raise DataError(
+            f"corpus hf:{name} needs the datasets package (pip install -e '.[natural]', or pip install datasets)"
+        ) from error
     try:
         if Path(name).is_dir():
             loaded = datasets.load_from_disk(name)
