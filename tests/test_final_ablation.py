@@ -226,6 +226,43 @@ def test_small_toy_run_writes_spectral_and_final_ablation_and_adding_a_revision_
     assert jobs["spectral_model"] == jobs["fetch_final_snapshot"] == jobs["final_ablation"] == 1, jobs
 
 
+@pytest.mark.slow
+def test_rerun_of_the_final_ablation_measures_no_revision_again(tmp_path) -> None:
+    """Per-revision caches are permanent (DESIGN.md 2): after a run, adding a revision and changing a class
+    threshold reruns the final-revision ablation (its own snapshot copy, in the final revision's fetch place)
+    but plans the measurement of the added revision only, never the final revision's again, even when one
+    snapshot on disk makes the final revision's fetch place wait for the added revision's caches."""
+    import re
+    import subprocess
+    import sys
+
+    import yaml
+    from planted import save_planted_run
+    from runenv import SNAKEFILE, job_env, job_logs
+    from test_refine_workflow import PROFILE, _config
+
+    run = tmp_path / "run"
+    save_planted_run(run, [0, 100, 200], onset=100, causal=200)
+
+    def snakemake(revisions: list[str], class_selectivity: float, *args: str) -> str:
+        config = {**_config(run, revisions, None), "snapshots_on_disk": 1}
+        config["thresholds"] = {**config["thresholds"], "class_selectivity": class_selectivity}
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", str(tmp_path / "work"), *PROFILE]
+        command += ["--configfile", str(tmp_path / "config.yaml"), "--cores", "2", *args]
+        result = subprocess.run(command, capture_output=True, text=True, env=job_env(), timeout=600, check=False)
+        logs = job_logs(tmp_path / "work")
+        assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}\n{logs}"
+        return result.stdout
+
+    target = str(C.Paths().final_ablation_table("parquet"))
+    snakemake(["checkpoint-0", "checkpoint-200"], 8, target)
+    planned = snakemake(["checkpoint-0", "checkpoint-100", "checkpoint-200"], 6, target, "-n")
+    measured = re.findall(r"rule measure_heads:\n(?:.*\n)*?\s+wildcards: model=planted, revision=(\S+)", planned)
+    assert measured == ["checkpoint-100"], planned
+    assert re.search(r"^fetch_final_snapshot\s+1$", planned, re.M) and re.search(r"^final_ablation\s+1$", planned, re.M)
+
+
 def test_final_ablation_job_is_sized_for_all_its_passes() -> None:
     """The job's runtime counts one pass over the probe per condition (K families and the screen, each with its
     draws and full layers, plus single heads), not the measurement's probe tokens."""
