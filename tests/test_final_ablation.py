@@ -197,6 +197,32 @@ def test_final_revision_takes_a_fetch_place_until_its_ablation_is_current(tmp_pa
     assert plan.needs_snapshot(model, final)
 
 
+def test_spectral_screen_final_ablation_and_circuit_share_the_classifiers_membership() -> None:
+    """The spectral table's ``screen``, the final ablation's ``screen`` condition and the per-revision ablated
+    circuit are the classifier's ``induction_member`` (one rule): induction selectivity >= the cut, the cut itself
+    included, whatever the class (a head of best class first is in, an induction-class head below the cut out)."""
+    from circuitsweep.heads.ablation import circuit_heads
+    from circuitsweep.heads.classify import Thresholds, head_classes
+    from circuitsweep.heads.spectral import model_spectral
+
+    best = [("first", 50.0), ("induction", 40.0), ("first", 49.9), ("induction", 70.0)]
+    rows = []
+    for index, (cls, induction) in enumerate(best):
+        rows.append({"revision": "step1", "step": 1, "tokens": 10, "layer": index // 2, "head": index % 2, "pr": 1.0})
+        rows[-1].update({column: 1.0 for column in C.SELECTIVITY_COLUMNS})
+        rows[-1].update(sel_induction=induction, sel_first=100.0 if cls == "first" else 1.0)
+    scores = pl.DataFrame(rows)
+    thresholds = Thresholds(class_selectivity=30, induction_circuit=50, previous_circuit=50, sink_alpha=0.5)
+    heads = head_classes(scores, thresholds)
+    members = sorted(heads.filter(pl.col("induction_member")).select("layer", "head").rows())
+    assert members == [(0, 0), (1, 1)] and heads["class"].to_list() == ["first", "induction", "first", "induction"]
+    spectral = model_spectral(heads, "m", 50.0)
+    assert sorted(spectral.filter(pl.col("screen")).select("layer", "head").rows()) == members
+    conditions = final_conditions(spectral, heads, 50.0, 4, [1], 1, 0)
+    assert [c.heads for c in conditions if c.name == "screen"] == [tuple(members)]
+    assert circuit_heads(scores, 50.0) == members
+
+
 @pytest.mark.slow
 def test_small_toy_run_writes_spectral_and_final_ablation_and_adding_a_revision_measures_only_it(tmp_path) -> None:
     """A small toy run writes tables/spectral.*, tables/final_ablation.* and plots/spectral_<model>.png and
