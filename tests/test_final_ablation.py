@@ -197,6 +197,32 @@ def test_final_revision_takes_a_fetch_place_until_its_ablation_is_current(tmp_pa
     assert plan.needs_snapshot(model, final)
 
 
+def test_spectral_screen_final_ablation_and_circuit_share_the_classifiers_membership() -> None:
+    """The spectral table's ``screen``, the final ablation's ``screen`` condition and the per-revision ablated
+    circuit are the classifier's ``induction_member`` (one rule): induction selectivity >= the cut, the cut itself
+    included, whatever the class (a head of best class first is in, an induction-class head below the cut out)."""
+    from circuitsweep.heads.ablation import circuit_heads
+    from circuitsweep.heads.classify import Thresholds, head_classes
+    from circuitsweep.heads.spectral import model_spectral
+
+    best = [("first", 50.0), ("induction", 40.0), ("first", 49.9), ("induction", 70.0)]
+    rows = []
+    for index, (cls, induction) in enumerate(best):
+        rows.append({"revision": "step1", "step": 1, "tokens": 10, "layer": index // 2, "head": index % 2, "pr": 1.0})
+        rows[-1].update({column: 1.0 for column in C.SELECTIVITY_COLUMNS})
+        rows[-1].update(sel_induction=induction, sel_first=100.0 if cls == "first" else 1.0)
+    scores = pl.DataFrame(rows)
+    thresholds = Thresholds(class_selectivity=30, induction_circuit=50, previous_circuit=50, sink_alpha=0.5)
+    heads = head_classes(scores, thresholds)
+    members = sorted(heads.filter(pl.col("induction_member")).select("layer", "head").rows())
+    assert members == [(0, 0), (1, 1)] and heads["class"].to_list() == ["first", "induction", "first", "induction"]
+    spectral = model_spectral(heads, "m", 50.0)
+    assert sorted(spectral.filter(pl.col("screen")).select("layer", "head").rows()) == members
+    conditions = final_conditions(spectral, heads, 50.0, 4, [1], 1, 0)
+    assert [c.heads for c in conditions if c.name == "screen"] == [tuple(members)]
+    assert circuit_heads(scores, 50.0) == members
+
+
 @pytest.mark.slow
 def test_small_toy_run_writes_spectral_and_final_ablation_and_adding_a_revision_measures_only_it(tmp_path) -> None:
     """A small toy run writes tables/spectral.*, tables/final_ablation.* and plots/spectral_<model>.png and
@@ -224,6 +250,43 @@ def test_small_toy_run_writes_spectral_and_final_ablation_and_adding_a_revision_
     jobs = planned_jobs(tmp_path, write_config(path, config))
     assert jobs["measure_heads"] == 1 and jobs["fetch_snapshot"] == 1, jobs
     assert jobs["spectral_model"] == jobs["fetch_final_snapshot"] == jobs["final_ablation"] == 1, jobs
+
+
+@pytest.mark.slow
+def test_rerun_of_the_final_ablation_measures_no_revision_again(tmp_path) -> None:
+    """Per-revision caches are permanent (DESIGN.md 2): after a run, adding a revision and changing a class
+    threshold reruns the final-revision ablation (its own snapshot copy, in the final revision's fetch place)
+    but plans the measurement of the added revision only, never the final revision's again, even when one
+    snapshot on disk makes the final revision's fetch place wait for the added revision's caches."""
+    import re
+    import subprocess
+    import sys
+
+    import yaml
+    from planted import save_planted_run
+    from runenv import SNAKEFILE, job_env, job_logs
+    from test_refine_workflow import PROFILE, _config
+
+    run = tmp_path / "run"
+    save_planted_run(run, [0, 100, 200], onset=100, causal=200)
+
+    def snakemake(revisions: list[str], class_selectivity: float, *args: str) -> str:
+        config = {**_config(run, revisions, None), "snapshots_on_disk": 1}
+        config["thresholds"] = {**config["thresholds"], "class_selectivity": class_selectivity}
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", str(tmp_path / "work"), *PROFILE]
+        command += ["--configfile", str(tmp_path / "config.yaml"), "--cores", "2", *args]
+        result = subprocess.run(command, capture_output=True, text=True, env=job_env(), timeout=600, check=False)
+        logs = job_logs(tmp_path / "work")
+        assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}\n{logs}"
+        return result.stdout
+
+    target = str(C.Paths().final_ablation_table("parquet"))
+    snakemake(["checkpoint-0", "checkpoint-200"], 8, target)
+    planned = snakemake(["checkpoint-0", "checkpoint-100", "checkpoint-200"], 6, target, "-n")
+    measured = re.findall(r"rule measure_heads:\n(?:.*\n)*?\s+wildcards: model=planted, revision=(\S+)", planned)
+    assert measured == ["checkpoint-100"], planned
+    assert re.search(r"^fetch_final_snapshot\s+1$", planned, re.M) and re.search(r"^final_ablation\s+1$", planned, re.M)
 
 
 def test_final_ablation_job_is_sized_for_all_its_passes() -> None:

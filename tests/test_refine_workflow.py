@@ -65,6 +65,11 @@ def _run(command: list[str], workdir: Path) -> str:
     return result.stdout + result.stderr
 
 
+def _measured(out: str) -> list[str]:
+    """The revisions of every measurement job a run's output shows, one entry per job."""
+    return re.findall(r"rule measure_heads:\n(?:.*\n)*?\s+wildcards: model=planted, revision=(\S+)", out)
+
+
 def _milestones(workdir: Path) -> dict:
     table, _ = read_table(workdir / Paths().milestones_table("parquet"))
     return table.row(0, named=True)
@@ -74,7 +79,8 @@ def _milestones(workdir: Path) -> dict:
 def test_sparse_sweep_refined_finds_the_dense_onset_and_causal_revisions(tmp_path):
     """`circuitsweep refine` on a 5-revision log-spaced sweep of 17 published checkpoints adds revisions round by
     round until the onset and causal milestones are bracketed by adjacent checkpoints; they then equal those of the
-    dense sweep of all 17, with far fewer revisions measured. A dense sweep afterwards reuses every refined cache."""
+    dense sweep of all 17, with far fewer revisions measured. Each revision is measured exactly once: neither a later
+    round nor the dense sweep afterwards measures one again (the final-revision ablation's reruns included)."""
     run = tmp_path / "run"
     save_planted_run(run, STEPS, onset=ONSET, causal=CAUSAL)
     workdir = tmp_path / "work"
@@ -91,6 +97,7 @@ def test_sparse_sweep_refined_finds_the_dense_onset_and_causal_revisions(tmp_pat
     refined = _milestones(workdir)
     refined_count = refined["n_revisions"]
     refined_revisions = set(pl.read_parquet(workdir / Paths().emergence_table("parquet"))["revision"])
+    assert sorted(_measured(out)) == sorted(refined_revisions), "each refined revision is measured exactly once"
     assert brackets["induction_onset"]["status"] == brackets["causal"]["status"] == "adjacent"
     assert brackets["induction_onset"]["upper_revision"] == refined["induction_onset_revision"]
     assert brackets["causal"]["upper_revision"] == refined["causal_revision"]
@@ -115,13 +122,12 @@ def test_sparse_sweep_refined_finds_the_dense_onset_and_causal_revisions(tmp_pat
         ],
         workdir,
     )
-    measured_now = set(re.findall(r"rule measure_heads:\n(?:.*\n)*?\s+wildcards: model=planted, revision=(\S+)", out))
+    measured_now = _measured(out)
     truth = _milestones(workdir)
     print(f"refined sweep: {refined_count} revisions measured; dense sweep: {truth['n_revisions']}")
     assert truth["n_revisions"] == len(STEPS)
-    # the final revision's snapshot is fetched again for the final-revision ablation, which reruns its measurement
-    assert len(measured_now - {f"checkpoint-{STEPS[-1]}"}) == len(STEPS) - refined_count
-    assert not (measured_now & refined_revisions) - {f"checkpoint-{STEPS[-1]}"}
+    assert len(measured_now) == len(set(measured_now)) == len(STEPS) - refined_count
+    assert not set(measured_now) & refined_revisions
     assert refined["induction_onset_revision"] == truth["induction_onset_revision"] == f"checkpoint-{ONSET}"
     assert refined["causal_revision"] == truth["causal_revision"] == f"checkpoint-{CAUSAL}"
     assert refined_count <= len(STEPS) // 2 + 1

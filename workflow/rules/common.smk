@@ -379,14 +379,32 @@ def snapshot_consumers(model, revision):
     return consumers
 
 
+@functools.cache
+def is_measured(model, revision):
+    """Plan.is_measured, read once per revision when the DAG is built."""
+    return PLAN.is_measured(model, revision)
+
+
 def fetch_waits_for(wildcards):
-    """The caches of the revision snapshots_on_disk places earlier among those to measure: the disk bound.
+    """What must exist before a revision is fetched for its measurement: the consumers of the revision
+    snapshots_on_disk places earlier among those to measure (to_measure()), the disk bound.
+
+    A revision measured with the settings planned now is not fetched for its measurement, so its
+    fetch waits for nothing: a wait on caches or a final-revision ablation made in this run would
+    plan that fetch, and with it the measurement, again. The final revision's place in to_measure()
+    is then its final-revision ablation's copy (final_fetch_waits_for).
 
     Under Snakemake's input-set rerun trigger (a profile without the rerun-triggers of
     profiles/default) that order would change from run to run and refetch everything,
-    so it then counts every swept revision (inserting one refetches the next ones).
+    so it then counts every swept revision (inserting one refetches the next ones) and waits
+    for their caches only: a final-revision ablation rerun (a threshold changed) measures nothing.
     """
-    order = SLOTS if S.input_set_triggers_reruns(workflow.rerun_triggers) else to_measure()
+    if S.input_set_triggers_reruns(workflow.rerun_triggers):
+        earlier = S.fetch_after(SLOTS, wildcards.model, wildcards.revision, SNAPSHOTS_ON_DISK)
+        return revision_caches(*earlier) if earlier else []
+    if is_measured(wildcards.model, wildcards.revision):
+        return []
+    order = to_measure()
     if (wildcards.model, wildcards.revision) not in order:
         return []
     earlier = S.fetch_after(order, wildcards.model, wildcards.revision, SNAPSHOTS_ON_DISK)

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from circuitsweep import contracts as C
 from circuitsweep.errors import DataError
-from circuitsweep.heads.classify import Thresholds
+from circuitsweep.heads.classify import Thresholds, induction_member
 from circuitsweep.heads.probe_settings import AblationSettings
 
 #: Names of the attention output projection across decoder classes (GPT-NeoX ``dense``;
@@ -153,7 +153,7 @@ def circuit_heads(scores: pl.DataFrame, cut: float) -> list[Head]:
     if nan.height:
         first = nan.row(0, named=True)
         raise DataError(f"{nan.height} heads have NaN induction selectivity (first: L{first['layer']}H{first['head']})")
-    members = scores.filter(pl.col("sel_induction") >= cut).sort("layer", "head")
+    members = scores.filter(induction_member(cut)).sort("layer", "head")
     return list(zip(members["layer"].to_list(), members["head"].to_list(), strict=True))
 
 

@@ -45,6 +45,15 @@ class Thresholds:
         return cls(**{field.name: values[field.name] for field in fields(cls)})
 
 
+def induction_member(induction_circuit: float) -> pl.Expr:
+    """The study's all-head induction screen: ``sel_induction`` >= ``induction_circuit``, whatever the class.
+
+    The one rule for the final circuit, early-screen recall, the spectral table's
+    ``screen`` and the ablated circuits (DESIGN.md 3, 4).
+    """
+    return pl.col("sel_induction") >= induction_circuit
+
+
 def head_classes(scores: pl.DataFrame, thresholds: Thresholds) -> pl.DataFrame:
     """Add ``CLASS_COLUMNS`` to a frame of head scores; NaN scores are an error.
 
@@ -64,7 +73,7 @@ def head_classes(scores: pl.DataFrame, thresholds: Thresholds) -> pl.DataFrame:
     best = in_order.argmax(axis=1)
     best_value = selectivity.max_horizontal()
     best_target = pl.Series("best", [C.CLASS_ORDER[i] for i in best], dtype=pl.String)
-    induction_member = pl.col("sel_induction") >= thresholds.induction_circuit
+    member = induction_member(thresholds.induction_circuit)
     previous_member = pl.col("sel_previous") >= thresholds.previous_circuit
     return scores.with_columns(
         pl.when(best_value >= thresholds.class_selectivity)
@@ -73,9 +82,9 @@ def head_classes(scores: pl.DataFrame, thresholds: Thresholds) -> pl.DataFrame:
         .alias("class"),
     ).with_columns(
         (pl.col("sel_induction") >= thresholds.class_selectivity).alias("induction_selective"),
-        induction_member.alias("induction_member"),
+        member.alias("induction_member"),
         previous_member.alias("previous_member"),
-        (induction_member | previous_member).alias("in_circuit"),
+        (member | previous_member).alias("in_circuit"),
         (pl.col("sink_alpha") > thresholds.sink_alpha).alias("sink")
         if "sink_alpha" in scores.columns
         else pl.lit(None, pl.Boolean).alias("sink"),

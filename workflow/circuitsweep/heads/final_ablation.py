@@ -34,7 +34,8 @@ import polars as pl
 
 from circuitsweep import contracts as C
 from circuitsweep.errors import CacheError, DataError
-from circuitsweep.heads.spectral import final_revision, screen_heads
+from circuitsweep.heads.classify import induction_member
+from circuitsweep.heads.spectral import final_revision
 from circuitsweep.table_io import read_table, write_csv, write_markdown, write_table
 
 Head = tuple[int, int]
@@ -126,7 +127,7 @@ def final_conditions(
         conditions.append(Condition("spectral_top", tuple(picks), k, k=k, note=note))
         conditions += _controls("spectral", picks, by_layer(picks), n_heads, draws, seed, k)
     final = final.sort("layer", "head")
-    members = final.filter(screen_heads(final, induction_circuit))
+    members = final.filter(induction_member(induction_circuit))
     screen = list(zip(members["layer"].to_list(), members["head"].to_list(), strict=True))
     if not screen:
         note = f"empty screen: no head has induction selectivity >= {induction_circuit:g}"

@@ -17,6 +17,7 @@ import polars as pl
 
 from circuitsweep import contracts as C
 from circuitsweep.errors import CacheError, DataError
+from circuitsweep.heads.classify import induction_member
 from circuitsweep.table_io import read_table, write_csv, write_table
 
 #: The columns :func:`spectral_ranking` returns, in order.
@@ -85,14 +86,6 @@ def spectral_ranking(frame: pl.DataFrame) -> pl.DataFrame:
     ).select(RANKING_COLUMNS)
 
 
-def screen_heads(final: pl.DataFrame, induction_circuit: float) -> pl.Series:
-    """Whether each head of the final revision is in the all-head induction screen (``sel_induction`` >= the cut).
-
-    The study's circuit (DESIGN.md 3): whatever the head's class.
-    """
-    return (final["sel_induction"] >= induction_circuit).alias("screen")
-
-
 def final_revision(heads: pl.DataFrame) -> pl.DataFrame:
     """The rows of the last revision by tokens, then step."""
     last = heads.select("tokens", "step", "revision").unique().sort("tokens", "step").row(-1, named=True)
@@ -108,7 +101,7 @@ def model_spectral(heads: pl.DataFrame, model: str, induction_circuit: float) ->
         "head",
         pl.col("revision").alias("final_revision"),
         pl.col("class").alias("final_class"),
-        screen_heads(final, induction_circuit),
+        induction_member(induction_circuit).alias("screen"),
     )
     table = ranking.join(facts, on=["layer", "head"], how="left").with_columns(pl.lit(model).alias("model"))
     return table.sort("rank").select(C.SPECTRAL_COLUMNS)
