@@ -1,6 +1,6 @@
 """circuitsweep: when do attention-head circuits form during pretraining?
 
-The package in layers, from a config to a report (DESIGN.md section 2):
+The package in layers, from a config to a report (docs/methods.md):
 
 - planning, no torch: :mod:`config` (schema validation, defaults),
   :mod:`revisions` (branch names, manifests, selections), :mod:`plan` (the

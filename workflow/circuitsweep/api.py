@@ -127,7 +127,7 @@ def measure_heads(
 
 
 def spectral_ranking(frame: pl.DataFrame) -> pl.DataFrame:
-    """Rank heads by the integral of their participation-ratio trajectory (DESIGN.md 3 item 6, the study's Phase 1).
+    """Rank heads by the integral of their participation-ratio trajectory (docs/methods.md, the study's Phase 1).
 
     frame: rows of ``layer``, ``head``, ``tokens`` and ``pr`` (one per head and
     revision; ``step`` optional, to order revisions with equal tokens), e.g. the

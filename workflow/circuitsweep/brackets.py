@@ -1,6 +1,6 @@
 """Milestone brackets: the two swept revisions a milestone lies between, and the revision to add next.
 
-Pure and offline (no torch, no Snakemake). A milestone of DESIGN.md 4 is the
+Pure and offline (no torch, no Snakemake). A milestone of docs/methods.md is the
 *first* swept revision that reaches it, so it is only known to lie after the
 swept revision before that one. Adding the available revision nearest the
 middle of the two (in log tokens) and recomputing the milestone halves the

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-# --- Head classes (DESIGN.md 3) ---------------------------------------------
+# --- Head classes (docs/methods.md) ---------------------------------------------
 
 #: Selectivity targets, in the order of tensor columns (cached: never reorder).
 TARGETS: tuple[str, ...] = ("first", "induction", "duplicate", "previous", "self", "local")
@@ -71,7 +71,7 @@ HEAD_SCORE_COLUMNS: tuple[str, ...] = (
     "prefix_matching",
     "previous_token",
     "duplicate_token",
-    "pr",  # participation ratio (DESIGN.md 3 item 6); null where the output projection is not found
+    "pr",  # participation ratio (docs/methods.md); null where the output projection is not found
 )
 #: Columns that classification adds to the head scores: the best class; ``induction_selective``
 #: (induction selectivity >= the class threshold, any class); the screens ``induction_member``
@@ -156,7 +156,7 @@ MILESTONE_COLUMNS: tuple[str, ...] = (
     "probe_protocol",
 )
 
-# --- Natural-text probe (DESIGN.md 3, natural-text variant) ----------------
+# --- Natural-text probe (docs/methods.md, natural-text variant) ----------------
 
 #: Batch tensors (safetensors, one file per tokenizer): tokens [N, T] int64; per example the
 #: first occurrence i ("first"), the query k ("query") and the baseline positions [N, n_baseline].
@@ -172,7 +172,7 @@ NATURAL_SCORE_COLUMNS: tuple[str, ...] = ("layer", "head", *SELECTIVITY_COLUMNS,
 #: Columns the natural-text classes add to the heads table.
 NATURAL_HEAD_COLUMNS: tuple[str, ...] = ("natural_class", "natural_sel_induction", "natural_sel_first")
 
-# --- Causal ablation (DESIGN.md 3 item 2) ----------------------------------
+# --- Causal ablation (docs/methods.md) ----------------------------------
 
 #: Conditions: no ablation, the circuit, one matched-random draw, one circuit head alone.
 ABLATION_CONDITIONS: tuple[str, ...] = ("none", "circuit", "matched_random", "single_head")
@@ -260,7 +260,7 @@ GROUP_MILESTONE_COLUMNS: tuple[str, ...] = (
     "models",
 )
 
-# --- Spectral phase (DESIGN.md 3 item 6) -------------------------------------
+# --- Spectral phase (docs/methods.md) -------------------------------------
 
 #: One row per head and model: the integral of max(PR - 1, 0) over ln(tokens) and its trajectory's summary.
 SPECTRAL_COLUMNS: tuple[str, ...] = (
@@ -280,7 +280,7 @@ SPECTRAL_COLUMNS: tuple[str, ...] = (
     "screen",  # final induction selectivity >= thresholds.induction_circuit, whatever the class
 )
 
-# --- The study's ablation at the final revision (DESIGN.md 3 item 2) ---------
+# --- The study's ablation at the final revision (docs/methods.md) ---------
 
 #: Every ablated head set of the final revision, one row per probe, condition and draw.
 FINAL_ABLATION_COLUMNS: tuple[str, ...] = (

@@ -1,4 +1,4 @@
-"""The milestones in words a person reads in a minute (DESIGN.md 4): one sentence per model, a narrow table.
+"""The milestones in words a person reads in a minute (docs/methods.md): one sentence per model, a narrow table.
 
 The full milestones table stays in CSV and Parquet; this module writes
 ``milestones.md`` and the summary a finished run prints. Tokens are in human

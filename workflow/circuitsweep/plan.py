@@ -274,7 +274,7 @@ class Plan:
         return True
 
     def final_revision(self, model: str) -> str:
-        """The model's final revision: the last swept one by tokens, then step (DESIGN.md 4)."""
+        """The model's final revision: the last swept one by tokens, then step (docs/methods.md)."""
         return sorted(self.revisions[model], key=lambda revision: (revision.tokens, revision.step))[-1].name
 
     def final_ablation_settings(self, model: str) -> dict[str, Any]:

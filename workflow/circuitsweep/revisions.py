@@ -470,7 +470,7 @@ def bundled_manifest(name: str) -> Manifest:
 def floor_billions_name(step: int, tokens_per_step: int) -> str:
     """``stepN-tokensXB`` with X = floor(N x tokens_per_step / 1e9), the rule AI2's names follow.
 
-    Checked against the OLMoE names in DESIGN.md (e.g. step25000 -> 104B, where
+    Checked against the OLMoE names in docs/methods.md (e.g. step25000 -> 104B, where
     rounding would give 105B). Tokens of the revision are then read back from
     the name, so they are a whole number of billions.
     """
@@ -511,7 +511,7 @@ def olmoe_manifest(repo_id: str = "allenai/OLMoE-1B-7B-0924") -> Manifest:
     )
 
 
-#: OLMo 1B 0724 branches known without the Hub. The study's ten (DESIGN.md)
+#: OLMo 1B 0724 branches known without the Hub. The study's ten (docs/methods.md)
 #: plus names that public code uses as ``revision=`` for this repository; the
 #: names stop following floor(step x 2^21 / 1e9) after step ~551000, so the
 #: full ~1,446-branch list cannot be generated: refresh it from the Hub.
@@ -555,7 +555,7 @@ def olmo_0724_manifest(repo_id: str = "allenai/OLMo-1B-0724-hf") -> Manifest:
         tuple(parse_branches(OLMO_0724_KNOWN_BRANCHES)),
         tokens_per_step=OLMO_0724_TOKENS_PER_STEP,
         partial=True,
-        source="known offline: DESIGN.md study revisions and names used as revision= in public code",
+        source="known offline: docs/methods.md study revisions and names used as revision= in public code",
         note=(
             "about 1,446 branches exist (step0-tokens0B .. step1454000-tokens3048B); "
             "run `circuitsweep refresh-manifest` to list them all"

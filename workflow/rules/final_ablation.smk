@@ -1,4 +1,4 @@
-# The study's ablation at the final revision (DESIGN.md 3 item 2): one job per model
+# The study's ablation at the final revision (docs/methods.md): one job per model
 # loads its final revision once, after the model's spectral ranking exists, and runs
 # every condition of the study's scripts (circuitsweep.heads.final_ablation).
 #

@@ -1,4 +1,4 @@
-# Semantic primitives (DESIGN.md 5): per revision, score the shard that
+# Semantic primitives (docs/primitives.md): per revision, score the shard that
 # measure_revision wrote (cache only; measure.smk); then one set of final tables
 # and a plot across models.
 

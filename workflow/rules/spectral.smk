@@ -1,4 +1,4 @@
-# The spectral phase (DESIGN.md 3 item 6): each model's heads ranked by the integral
+# The spectral phase (docs/methods.md): each model's heads ranked by the integral
 # of their participation ratio over ln(tokens), from its classified heads alone (no
 # model is loaded). Per model, so adding a revision recomputes only that model's ranking.
 

@@ -1,6 +1,6 @@
 """The snapshot stage: fetch and verify one revision, then mark the folder finished.
 
-Where the files go depends on the source (DESIGN.md 2):
+Where the files go depends on the source (docs/methods.md):
 
 - ``toy`` and ``local``: already in a folder in the Hub cache layout; they are
   verified in place against their content-addressed blob names.

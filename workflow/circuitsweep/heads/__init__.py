@@ -1,4 +1,4 @@
-"""How a head is measured, scored and classified (DESIGN.md sections 3-4).
+"""How a head is measured, scored and classified (docs/methods.md).
 
 - :mod:`.probes`, :mod:`.probe_settings`: the seeded probe batches and their settings;
 - :mod:`.attention_hook`: the attention function registered with transformers'

@@ -1,4 +1,4 @@
-"""Causal ablation of the induction circuit (DESIGN.md 3 item 2), on an already loaded model.
+"""Causal ablation of the induction circuit (docs/methods.md), on an already loaded model.
 
 A head is ablated by zeroing its slice of the input to its layer's attention
 output projection (a forward pre-hook), so its output never reaches the
@@ -146,7 +146,7 @@ def circuit_cut(thresholds: Thresholds) -> float:
 def circuit_heads(scores: pl.DataFrame, cut: float) -> list[Head]:
     """The revision's induction circuit (layer, head), sorted: the all-head screen, ``sel_induction >= cut``.
 
-    Whatever the head's best class (DESIGN.md 3): in sink-dominated models the
+    Whatever the head's best class (docs/methods.md): in sink-dominated models the
     induction heads' best class is first. NaN selectivity is an error.
     """
     nan = scores.filter(pl.col("sel_induction").is_nan() | pl.col("sel_induction").is_null())

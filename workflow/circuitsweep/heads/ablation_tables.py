@@ -1,5 +1,5 @@
 """Ablation and natural-text tables across revisions (no torch): the final ablation table,
-the columns they add to the emergence table, and the "causal" milestone (DESIGN.md 4).
+the columns they add to the emergence table, and the "causal" milestone (docs/methods.md).
 
 A drop is the top-1 accuracy of B without ablation minus that with the
 condition's heads ablated (positive: the heads helped predict B).

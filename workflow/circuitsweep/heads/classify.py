@@ -1,11 +1,11 @@
-"""Head classes from head scores and thresholds (DESIGN.md 3).
+"""Head classes from head scores and thresholds (docs/methods.md).
 
 A head takes the class of its most selective target when that selectivity
 reaches ``class_selectivity``, else ``none``; targets compete in the study's
 order (``contracts.CLASS_ORDER``) and a tie goes to the earlier one.
 Membership is the study's all-head screen, whatever the class: induction
 member = induction selectivity >= ``induction_circuit`` (the one rule for the
-final circuit, early-screen recall and the ablated circuit, DESIGN.md 4);
+final circuit, early-screen recall and the ablated circuit, docs/methods.md);
 previous member = previous-token selectivity >= ``previous_circuit``;
 circuit = either. Induction-selective = induction selectivity >=
 ``class_selectivity``, any class (the onset counts these). A sink head has
@@ -25,7 +25,7 @@ from circuitsweep.errors import ConfigError, DataError
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The classification thresholds of DESIGN.md 3 (the milestone ones are ``emergence.MilestoneThresholds``).
+    """The classification thresholds of docs/methods.md (the milestone ones are ``emergence.MilestoneThresholds``).
 
     Only these reach the classification jobs, so a changed milestone threshold
     reclassifies nothing.
@@ -49,7 +49,7 @@ def induction_member(induction_circuit: float) -> pl.Expr:
     """The study's all-head induction screen: ``sel_induction`` >= ``induction_circuit``, whatever the class.
 
     The one rule for the final circuit, early-screen recall, the spectral table's
-    ``screen`` and the ablated circuits (DESIGN.md 3, 4).
+    ``screen`` and the ablated circuits (docs/methods.md, 4).
     """
     return pl.col("sel_induction") >= induction_circuit
 

@@ -1,4 +1,4 @@
-"""Emergence curves per revision and milestones per model (DESIGN.md 3-4)."""
+"""Emergence curves per revision and milestones per model (docs/methods.md)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from circuitsweep.errors import DataError
 
 @dataclass(frozen=True)
 class MilestoneThresholds:
-    """The milestone thresholds of DESIGN.md 4; they act on emergence curves, never on head classes."""
+    """The milestone thresholds of docs/methods.md; they act on emergence curves, never on head classes."""
 
     induction_onset_heads: int
     bos_fraction_milestone: float
@@ -41,7 +41,7 @@ def _members(heads: pl.DataFrame) -> set[tuple[int, int]]:
 
 
 def final_circuit(heads: pl.DataFrame, revision: str) -> set[tuple[int, int]]:
-    """The final circuit: induction members of the one final ``revision`` (DESIGN.md 4).
+    """The final circuit: induction members of the one final ``revision`` (docs/methods.md).
 
     Membership is the classifier's ``induction_member`` (the all-head screen:
     induction selectivity >= the circuit threshold, whatever the class), the
@@ -135,7 +135,7 @@ class Shape:
 
 
 def curve_shape(values: Sequence[float], names: Sequence[str], phase_share: float) -> Shape:
-    """How a curve rises (DESIGN.md 4), from the rises between adjacent revisions.
+    """How a curve rises (docs/methods.md), from the rises between adjacent revisions.
 
     - ``flat``: it never rises;
     - ``rise and fall``: it ends below its peak by more than half its rise

@@ -1,4 +1,4 @@
-"""The study's ablation at the final revision (DESIGN.md 3 item 2): every condition of its scripts, once per model.
+"""The study's ablation at the final revision (docs/methods.md): every condition of its scripts, once per model.
 
 Conditions, each scored on every probe (loss, top-1, top-5 and mean logit of B
 at the query, :func:`heads.ablation.score_targets`):
@@ -329,4 +329,4 @@ def final_ablation_table(row_paths: Sequence[Path], parquet: Path, csv: Path, ma
     table = summary(pl.concat(frames))
     write_table(parquet, table, {"models": models})
     write_csv(table, csv)
-    write_markdown(table.drop("revision"), markdown, title="Ablation at the final revision (DESIGN.md 3 item 2)")
+    write_markdown(table.drop("revision"), markdown, title="Ablation at the final revision (docs/methods.md)")

@@ -1,4 +1,4 @@
-"""The natural-text induction probe (DESIGN.md 3, natural-text variant).
+"""The natural-text induction probe (docs/methods.md, natural-text variant).
 
 Real text shows whether a head's synthetic class (above all "first", the BOS
 class) is an artifact of random tokens. Per document of the user's corpus,
@@ -135,7 +135,7 @@ def iter_documents(corpus: str, text_field: str = "text", split: str = "train") 
 
 
 def find_repeat(ids: Sequence[int], settings: NaturalTextSettings) -> tuple[int, int] | None:
-    """The example's first occurrence i and query k (DESIGN.md 3), or None if the text has no such pair.
+    """The example's first occurrence i and query k (docs/methods.md), or None if the text has no such pair.
 
     ``ids``: the example's ``seq_len`` token ids. k is at least 1 + max(LOCAL_OFFSETS),
     so every local target is a real position after 0.
@@ -155,7 +155,7 @@ def find_repeat(ids: Sequence[int], settings: NaturalTextSettings) -> tuple[int,
 def natural_baselines(
     first: Sequence[int], query: Sequence[int], n_baseline: int, seed: int, max_draws: int
 ) -> np.ndarray:
-    """Baseline key positions per example, ``[N, n_baseline]`` int64 (DESIGN.md 3).
+    """Baseline key positions per example, ``[N, n_baseline]`` int64 (docs/methods.md).
 
     One ``RandomState(seed)`` over the examples in order; per example at most
     ``max_draws`` draws of ``randint(1, k)``, keeping those outside

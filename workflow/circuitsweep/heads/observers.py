@@ -1,4 +1,4 @@
-"""Observers that reduce each layer's attention to the statistics of DESIGN.md 3.
+"""Observers that reduce each layer's attention to the statistics of docs/methods.md.
 
 Each observer accumulates float64 sums over the sequences of a probe (one
 forward pass per batch) and returns means with :meth:`result`. Only the query
@@ -56,7 +56,7 @@ class InductionObserver:
     and local = mean(q - 2 .. q - 5); baseline = mean over the sequence's
     baseline positions. Induction and duplicate are averaged over valid
     sequences only (B exactly once before q); every other target, the
-    baseline and the row over all sequences (DESIGN.md 3).
+    baseline and the row over all sequences (docs/methods.md).
     """
 
     #: Targets averaged over valid sequences only.

@@ -1,4 +1,4 @@
-"""The spectral phase's measurement (DESIGN.md 3 item 6): each head's participation ratio at the query.
+"""The spectral phase's measurement (docs/methods.md): each head's participation ratio at the query.
 
 A forward pre-hook on each layer's attention output projection (the module the
 ablation hooks, :func:`heads.ablation.output_projections`) keeps each head's

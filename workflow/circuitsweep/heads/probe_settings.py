@@ -1,4 +1,4 @@
-"""The probe settings of a run (DESIGN.md 3), as plain data.
+"""The probe settings of a run (docs/methods.md), as plain data.
 
 Kept apart from :mod:`circuitsweep.heads.measure` so that validating a config and
 planning a sweep import neither torch nor transformers: Snakemake parses the
@@ -42,7 +42,7 @@ class InductionSettings(BatchSettings):
 
 @dataclass(frozen=True)
 class SpectralSettings:
-    """The spectral phase (DESIGN.md 3 item 6): the participation ratio of each head's output at the query.
+    """The spectral phase (docs/methods.md): the participation ratio of each head's output at the query.
 
     n_sequences: the first n sequences of the induction probe (study 500), at most
     the probe's own count (a smaller probe uses all of its sequences).
@@ -53,7 +53,7 @@ class SpectralSettings:
 
 @dataclass(frozen=True)
 class NaturalTextSettings:
-    """The natural-text induction probe (DESIGN.md 3, natural-text variant).
+    """The natural-text induction probe (docs/methods.md, natural-text variant).
 
     corpus: a folder or file of ``.txt`` / ``.jsonl`` / ``.parquet`` text (relative
     to the workflow folder), or ``hf:<name or path>`` for a Hugging Face dataset;
@@ -87,7 +87,7 @@ class NaturalTextSettings:
 
 @dataclass(frozen=True)
 class AblationSettings:
-    """Causal ablation of the induction circuit (DESIGN.md 3 item 2), run-wide.
+    """Causal ablation of the induction circuit (docs/methods.md), run-wide.
 
     random_draws: matched-random head sets drawn in sequence from one
     ``RandomState(random_seed)``; max_single_heads: each circuit head is also
@@ -104,7 +104,7 @@ class AblationSettings:
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    """The probes of one run (DESIGN.md 3), from the resolved ``probes`` config."""
+    """The probes of one run (docs/methods.md), from the resolved ``probes`` config."""
 
     kind: str
     token_range: tuple[int, int]

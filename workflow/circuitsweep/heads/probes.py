@@ -1,4 +1,4 @@
-"""Probe batches of DESIGN.md section 3: seeded, reproducible token sequences.
+"""Probe batches of docs/methods.md: seeded, reproducible token sequences.
 
 All batches draw token ids uniformly from ``[low, high)`` of the model's
 vocabulary with ``numpy.random.RandomState(seed)``, as the study did, and then
@@ -6,7 +6,7 @@ apply the run's first-token policy to position 0.
 
 The induction probe has two protocols (``probes.protocol``):
 
-- ``xu2026`` (default): the study's procedure draw for draw (DESIGN.md 3): one
+- ``xu2026`` (default): the study's procedure draw for draw (docs/methods.md): one
   ``RandomState`` for all sequences, single-draw replacement passes that may
   leave a stray A or B, a validity mask (B exactly once before the last
   position), and 50 fixed baseline positions by rejection sampling.
@@ -90,7 +90,7 @@ def _check_geometry(seq_len: int, token_range: tuple[int, int], min_first_positi
 def study_tokens(
     n_sequences: int, seq_len: int, token_range: tuple[int, int], seed: int, min_first_position: int = 20
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The study's induction sequences (DESIGN.md 3, ``xu2026``): tokens ``[N, T]`` and p ``[N]``.
+    """The study's induction sequences (docs/methods.md, ``xu2026``): tokens ``[N, T]`` and p ``[N]``.
 
     One ``RandomState(seed)``, sequence after sequence: filler, the (A, B)
     pair, p, one pass replacing every A but the one at p by a single fresh

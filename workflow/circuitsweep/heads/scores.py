@@ -1,4 +1,4 @@
-"""Per-head scores from the reduced statistics (DESIGN.md 3), without the model.
+"""Per-head scores from the reduced statistics (docs/methods.md), without the model.
 
 Everything here is a pure function of the cached tensors, so scores can be
 recomputed, and heads reclassified, from the cache alone.

@@ -1,4 +1,4 @@
-"""The spectral phase's ranking (DESIGN.md 3 item 6), from cached participation ratios alone (no torch).
+"""The spectral phase's ranking (docs/methods.md), from cached participation ratios alone (no torch).
 
 Per head, over a model's revisions ordered by tokens (then step): the
 integral of max(PR - 1, 0) over ln(tokens) by the trapezoid rule, the final,

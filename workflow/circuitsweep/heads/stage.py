@@ -7,7 +7,7 @@
 - :func:`classify_heads`: classify every head of one model from its caches alone;
 - :func:`head_tables`: the final heads, emergence and milestone tables of every model.
 
-Each reads its inputs, does one stage of DESIGN.md section 2, and writes the
+Each reads its inputs, does one stage of docs/methods.md, and writes the
 output paths it is given, atomically.
 """
 
@@ -301,7 +301,7 @@ def measure_loaded(
     valid, total = (int(v) for v in stats[C.STAT_VALID_SEQUENCES])
     metadata["probe_protocol"] = job.probes.protocol
     metadata["valid_sequences"] = valid
-    # sequences of the participation ratio (DESIGN.md 3 item 6); None: the model's output projection was not found
+    # sequences of the participation ratio (docs/methods.md); None: the model's output projection was not found
     metadata["spectral_sequences"] = job.probes.spectral_sequences if C.STAT_SPECTRAL_PR in stats else None
     scores = head_scores(stats)
     print(f"{where}: induction probe {job.probes.protocol}, {valid} of {total} sequences valid")

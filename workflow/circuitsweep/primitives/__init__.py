@@ -1,4 +1,4 @@
-"""Semantic primitives (DESIGN.md 5): do scaffolding primitives (0a) lean more
+"""Semantic primitives (docs/primitives.md): do scaffolding primitives (0a) lean more
 phenomenological than content primitives (0b), layer by layer and checkpoint
 by checkpoint, and do operator + seed compositions land on their
 pre-registered targets?

@@ -1,4 +1,4 @@
-"""The primitive stages of the sweep (DESIGN.md 5): what each Snakemake rule runs.
+"""The primitive stages of the sweep (docs/primitives.md): what each Snakemake rule runs.
 
 - :func:`measure_loaded_primitives` (needs the loaded model, see
   :mod:`circuitsweep.revision_stage`): hidden-state

@@ -1,6 +1,6 @@
 """The toy suite: tiny GPT-NeoX / OLMo / OLMoE models trained on the CPU on
 synthetic copy data, their checkpoints published as Hub-style revisions
-(DESIGN.md section 6).
+(docs/methods.md).
 
 Names are imported on first use, so ``circuitsweep.toy.spec`` (the torch-free
 spec the plan checks) does not load torch.

@@ -7,7 +7,7 @@ attention on position 0). The rest is uniform random tokens from
 offset is copied to a random later offset. Because both offsets are random, the
 only way to predict a copy is to look up the earlier occurrence of the current
 token and read the token after it -- an induction head. Copies at a fixed
-period would instead be learned by relative position (DESIGN.md section 6).
+period would instead be learned by relative position (docs/methods.md).
 """
 
 from __future__ import annotations
