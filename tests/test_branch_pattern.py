@@ -129,6 +129,7 @@ def test_every_naming_scheme_is_listed_and_swept_through_the_hub(tmp_path):
             },
             "thresholds": {"class_selectivity": 8, "induction_circuit": 12, "induction_onset_heads": 1},
             "models": models,
+            "outdir": "results",
         }
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
         workdir = tmp_path / "work"

@@ -50,7 +50,9 @@ def _sweep(root: Path, classes: dict[str, str]) -> Path:
                 "first_token": {"policy": "bos"},
             }
     config = root / "sweep.yaml"
-    config.write_text(yaml.safe_dump({"probes": PROBES, "primitives": {"enabled": False}, "models": models}))
+    config.write_text(
+        yaml.safe_dump({"probes": PROBES, "primitives": {"enabled": False}, "models": models, "outdir": "results"})
+    )
     return config
 
 

@@ -235,6 +235,7 @@ def test_small_toy_run_writes_spectral_and_final_ablation_and_adding_a_revision_
     config = copy.deepcopy(SMALL_CONFIG)
     config["ablation"] = {"enabled": True, "random_draws": 2, "n_sequences": 32}
     config["models"]["toy-gptneox"]["primitives"] = {"enabled": False}
+    config["outdir"] = "results"
     path = write_config(tmp_path / "config.yaml", config)
     snakemake(tmp_path, path, "--cores", "2")
     results = tmp_path / "results"

@@ -65,6 +65,7 @@ def test_a_checkpoint_per_repository_is_swept_through_the_hub(tmp_path):
             "random": {"n_sequences": 16, "seq_len": 64},
         },
         "thresholds": {"class_selectivity": 8, "induction_circuit": 12, "induction_onset_heads": 1},
+        "outdir": "results",
         "models": {
             "per-repo": {
                 "architecture": "GPTNeoXForCausalLM",

@@ -41,6 +41,7 @@ def _config(run: Path, revisions, refine: dict | None) -> dict:
         },
         "thresholds": {"class_selectivity": 8, "induction_circuit": 12, "induction_onset_heads": 1},
         "ablation": {"enabled": True, "random_draws": 2, "max_single_heads": 1, "n_sequences": 32},
+        "outdir": "results",
         "models": {
             "planted": {
                 "architecture": "GPTNeoXForCausalLM",
@@ -103,7 +104,7 @@ def test_sparse_sweep_refined_finds_the_dense_onset_and_causal_revisions(tmp_pat
     assert brackets["causal"]["upper_revision"] == refined["causal_revision"]
     assert brackets["induction_onset"]["rounds_used"] >= 1 and (workdir / Paths().milestone_brackets("md")).exists()
 
-    dense = tmp_path / "dense.yaml"
+    dense = sparse  # the same config, edited: a run folder belongs to one config file
     dense.write_text(yaml.safe_dump(_config(run, "all", None)))
     target = str(Paths().milestones_table("parquet"))
     out = _run(

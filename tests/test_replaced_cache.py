@@ -18,6 +18,7 @@ from runenv import job_env, job_logs
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = """\
 primitives: {enabled: false}
+outdir: results
 probes:
   token_range: [2, 64]
   batch_size: 8

@@ -35,6 +35,7 @@ RUN_CONFIG = {
     },
     "thresholds": {"class_selectivity": 8, "induction_circuit": 12},
     "primitives": {"scoring": {"n_perm": 200}},
+    "outdir": "results",
     "models": {
         MODEL: {
             "architecture": "GPTNeoXForCausalLM",

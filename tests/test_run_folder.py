@@ -67,7 +67,7 @@ def test_the_workflow_writes_each_config_to_its_folder_and_refuses_a_taken_one(t
     assert planned.returncode == 0, planned.stderr[-3000:]
     assert "results/mine/tables/heads.parquet" in planned.stdout and "results/toy/" not in planned.stdout
     # every revision's expected cache settings go to classify_heads in a file, not on its command line
-    (classify,) = [line for line in planned.stdout.splitlines() if "circuitsweep classify-heads" in line][:1]
+    (classify,) = [line for line in planned.stdout.splitlines() if "classify-heads" in line][:1]
     assert "--expected @results/mine/settings/classify_heads-toy-gptneox-" in classify and '"revision"' not in classify
     monkeypatch.chdir(tmp_path / "w")  # as the workflow claims it: from its working directory
     claim_run_folder(Path("results/mine"), [mine])
