@@ -555,7 +555,7 @@ def olmo_0724_manifest(repo_id: str = "allenai/OLMo-1B-0724-hf") -> Manifest:
         tuple(parse_branches(OLMO_0724_KNOWN_BRANCHES)),
         tokens_per_step=OLMO_0724_TOKENS_PER_STEP,
         partial=True,
-        source="known offline: docs/methods.md study revisions and names used as revision= in public code",
+        source="known offline: the study's revisions and names used as revision= in public code",
         note=(
             "about 1,446 branches exist (step0-tokens0B .. step1454000-tokens3048B); "
             "run `circuitsweep refresh-manifest` to list them all"
