@@ -126,3 +126,19 @@ def save_planted_run(folder, steps, onset: int, causal: int) -> list:
         planted_checkpoint(step, onset, causal).save_pretrained(out, safe_serialization=True)
         saved.append(out)
     return saved
+
+
+def planted_sweep_settings() -> dict:
+    """The small probes and thresholds (and no primitives) that the workflow tests sweep planted checkpoints with:
+    the planted head (one layer-1 head) is the onset at ``induction_onset_heads: 1``."""
+    return {
+        "primitives": {"enabled": False},
+        "probes": {
+            "token_range": [2, VOCAB],
+            "batch_size": 32,
+            "induction": {"n_sequences": 32, "seq_len": 64},
+            "repeated": {"n_sequences": 16, "seq_len": 64},
+            "random": {"n_sequences": 16, "seq_len": 64},
+        },
+        "thresholds": {"class_selectivity": 8, "induction_circuit": 12, "induction_onset_heads": 1},
+    }

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 import yaml
 from hubserver import HubServer
-from planted import FIRST_TOKEN, VOCAB, planted_checkpoint
+from planted import FIRST_TOKEN, planted_checkpoint, planted_sweep_settings
 from runenv import SNAKEFILE, job_env, job_logs
 
 from circuitsweep.checkpoints import local_hub
@@ -119,15 +119,7 @@ def test_every_naming_scheme_is_listed_and_swept_through_the_hub(tmp_path):
                 "first_token": {"policy": "fixed", "token_id": FIRST_TOKEN},
             }
         config = {
-            "primitives": {"enabled": False},
-            "probes": {
-                "token_range": [2, VOCAB],
-                "batch_size": 32,
-                "induction": {"n_sequences": 32, "seq_len": 64},
-                "repeated": {"n_sequences": 16, "seq_len": 64},
-                "random": {"n_sequences": 16, "seq_len": 64},
-            },
-            "thresholds": {"class_selectivity": 8, "induction_circuit": 12, "induction_onset_heads": 1},
+            **planted_sweep_settings(),
             "models": models,
             "outdir": "results",
         }

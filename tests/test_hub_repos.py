@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import yaml
 from hubserver import HubServer
-from planted import FIRST_TOKEN, VOCAB, planted_checkpoint
+from planted import FIRST_TOKEN, planted_checkpoint, planted_sweep_settings
 from runenv import SNAKEFILE, job_env, job_logs
 
 from circuitsweep.checkpoints import local_hub
@@ -56,15 +56,7 @@ def test_a_checkpoint_per_repository_is_swept_through_the_hub(tmp_path):
         planted_checkpoint(step, onset=2000, causal=10**9).save_pretrained(saved, safe_serialization=True)
         local_hub.publish_revision(tmp_path / "hub", repo_id, "main", {p.name: p for p in saved.iterdir()})
     config = {
-        "primitives": {"enabled": False},
-        "probes": {
-            "token_range": [2, VOCAB],
-            "batch_size": 32,
-            "induction": {"n_sequences": 32, "seq_len": 64},
-            "repeated": {"n_sequences": 16, "seq_len": 64},
-            "random": {"n_sequences": 16, "seq_len": 64},
-        },
-        "thresholds": {"class_selectivity": 8, "induction_circuit": 12, "induction_onset_heads": 1},
+        **planted_sweep_settings(),
         "outdir": "results",
         "models": {
             "per-repo": {

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from planted import FIRST_TOKEN, VOCAB, save_planted_run
+from planted import FIRST_TOKEN, planted_sweep_settings, save_planted_run
 from runenv import SNAKEFILE, job_env, job_logs
 
 from circuitsweep import contracts as C
@@ -31,15 +31,7 @@ ONSET, CAUSAL = 275, 350
 
 def _config(run: Path, revisions, refine: dict | None) -> dict:
     config = {
-        "primitives": {"enabled": False},
-        "probes": {
-            "token_range": [2, VOCAB],
-            "batch_size": 32,
-            "induction": {"n_sequences": 32, "seq_len": 64},
-            "repeated": {"n_sequences": 16, "seq_len": 64},
-            "random": {"n_sequences": 16, "seq_len": 64},
-        },
-        "thresholds": {"class_selectivity": 8, "induction_circuit": 12, "induction_onset_heads": 1},
+        **planted_sweep_settings(),
         "ablation": {"enabled": True, "random_draws": 2, "max_single_heads": 1, "n_sequences": 32},
         "outdir": "results",
         "models": {
