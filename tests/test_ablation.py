@@ -11,6 +11,7 @@ from circuitsweep import contracts as C
 from circuitsweep.errors import DataError
 from circuitsweep.heads.ablation import (
     ablated,
+    ablation_frame,
     ablation_rows,
     circuit_cut,
     circuit_heads,
@@ -18,7 +19,7 @@ from circuitsweep.heads.ablation import (
     output_projections,
     synthetic_probe,
 )
-from circuitsweep.heads.ablation_tables import ablation_summary, causal_milestones, is_causal
+from circuitsweep.heads.ablation_tables import ablation_summary, causal_milestones, is_causal, with_tests
 from circuitsweep.heads.attention_hook import register
 from circuitsweep.heads.classify import Thresholds
 from circuitsweep.heads.measure import ProbeSettings, head_statistics
@@ -69,7 +70,8 @@ def measured():
     settings = AblationSettings(random_draws=3, random_seed=123, max_single_heads=4, batch_size=16)
     probe = synthetic_probe(PROBES, FIRST_TOKEN)
     rows = ablation_rows(model, scores, circuit_cut(THRESHOLDS), settings, [probe], torch.device("cpu"))
-    return model, scores, pl.DataFrame(rows)
+    identity = {"model": "planted", "revision": "main", "step": 0, "tokens": 0}
+    return model, scores, ablation_frame(rows, identity)
 
 
 def test_output_projections_are_found_for_every_layer():
@@ -123,16 +125,37 @@ def test_ablating_the_induction_head_destroys_copying(measured):
     assert single["heads"].to_list() == ["L1H1"] and single["top1"].item() < 0.1
 
 
-def test_summary_and_causal_milestone(measured):
-    """The circuit's drop is about 1, matched random's 0, so this revision is the causal one."""
+def test_rows_keep_each_sequences_outcome(measured):
+    """Every scored row keeps per-sequence loss, top-1 and top-5 hits of B (one per probe sequence), whose means
+    are the row's metrics; the rows file has the cache's columns."""
     _, _, rows = measured
-    identity = {"model": "planted", "revision": "main", "step": 0, "tokens": 0}
-    table = rows.with_columns(*[pl.lit(v).alias(k) for k, v in identity.items()])
+    assert rows.columns == list(C.ABLATION_ROW_COLUMNS)
+    for row in rows.iter_rows(named=True):
+        assert len(row["seq_loss"]) == len(row["seq_top1"]) == len(row["seq_top5"]) == row["n_sequences"] == 16
+        assert sum(row["seq_top1"]) / 16 == pytest.approx(row["top1"])
+        assert sum(row["seq_top5"]) / 16 == pytest.approx(row["top5"])
+        assert sum(row["seq_loss"]) / 16 == pytest.approx(row["loss"])
+        assert all(top5 for top1, top5 in zip(row["seq_top1"], row["seq_top5"], strict=True) if top1)
+
+
+def test_summary_and_causal_milestone(measured):
+    """The planted copying head (the circuit) is a clear case: ablating it loses B on every one of the 16
+    sequences, matched random heads on none, so the excess drop's exact paired p is 2^-16 and the revision is
+    causal, with its p and interval reported."""
+    _, _, rows = measured
+    table = with_tests(rows)
+    circuit = table.filter(pl.col("condition") == "circuit").row(0, named=True)
+    assert circuit["n_controls"] == 3 and circuit["top1_excess_drop"] == pytest.approx(1.0)
+    assert circuit["top1_excess_drop_p"] == pytest.approx(2.0**-16)
+    assert circuit["top1_drop_p"] == pytest.approx(2.0**-16) and circuit["loss_increase_p"] < 0.01
+    assert circuit["top1_excess_drop_ci_low"] == circuit["top1_excess_drop_ci_high"] == pytest.approx(1.0)
     summary = ablation_summary(table)
-    assert summary["ablation_circuit_drop"].item() > 0.9
+    assert summary["ablation_circuit_drop"].item() > 0.9 and summary["ablation_tested"].item()
     assert summary["ablation_random_drop"].item() == pytest.approx(0.0, abs=1e-9)
     curves = summary.with_columns(pl.lit(0).alias("tokens"), pl.lit(0).alias("step"))
-    assert causal_milestones(curves, 2.0)["causal_revision"].item() == "main"
+    causal = causal_milestones(curves, 2.0, 0.01).row(0, named=True)
+    assert causal["causal_state"] == "causal" and causal["causal_revision"] == "main"
+    assert causal["causal_p_holm"] == pytest.approx(2.0**-16) and causal["causal_tested_revisions"] == 1
 
 
 def test_empty_circuit_is_recorded_not_raised(measured):
@@ -140,12 +163,14 @@ def test_empty_circuit_is_recorded_not_raised(measured):
     model, scores, _ = measured
     settings = AblationSettings(random_draws=2)
     probe = synthetic_probe(PROBES, FIRST_TOKEN)
-    rows = pl.DataFrame(ablation_rows(model, scores, 1e12, settings, [probe], torch.device("cpu")))
+    identity = {"model": "m", "revision": "r", "step": 0, "tokens": 0}
+    rows = ablation_frame(ablation_rows(model, scores, 1e12, settings, [probe], torch.device("cpu")), identity)
     assert rows["condition"].to_list() == ["none", "circuit"]
     circuit = rows.row(1, named=True)
     assert circuit["top1"] is None and circuit["circuit_size"] == 0 and "empty circuit" in circuit["note"]
-    summary = ablation_summary(rows.with_columns(pl.lit("m").alias("model"), pl.lit("r").alias("revision")))
-    assert summary["ablation_circuit_drop"].item() is None
+    assert circuit["seq_top1"] is None
+    summary = ablation_summary(with_tests(rows))
+    assert summary["ablation_circuit_drop"].item() is None and not summary["ablation_tested"].item()
 
 
 def test_circuit_filling_its_layer_leaves_no_control(measured):
@@ -156,13 +181,18 @@ def test_circuit_filling_its_layer_leaves_no_control(measured):
         pl.when(pl.col("layer") == 1).then(1000.0).otherwise(pl.col("sel_induction")).alias("sel_induction")
     )
     settings = AblationSettings(random_draws=2, max_single_heads=0)
-    rows = pl.DataFrame(
-        ablation_rows(model, everything, 50, settings, [synthetic_probe(PROBES, FIRST_TOKEN)], torch.device("cpu"))
-    )
+    probe = synthetic_probe(PROBES, FIRST_TOKEN)
+    identity = {"model": "m", "revision": "r", "step": 0, "tokens": 0}
+    rows = ablation_frame(ablation_rows(model, everything, 50, settings, [probe], torch.device("cpu")), identity)
     random = rows.filter(pl.col("condition") == "matched_random")
     assert random.height == 2 and random["top1"].null_count() == 2 and "no control" in random["note"][0]
-    summary = ablation_summary(rows.with_columns(pl.lit("m").alias("model"), pl.lit("r").alias("revision")))
+    table = with_tests(rows)
+    circuit = table.filter(pl.col("condition") == "circuit").row(0, named=True)
+    assert circuit["top1_drop"] > 0.5 and circuit["top1_drop_p"] < 0.01  # against none: tested
+    assert circuit["n_controls"] is None and circuit["top1_excess_drop"] is None  # against random: no control
+    summary = ablation_summary(table)
     assert summary["ablation_random_drop"].item() is None and summary["ablation_circuit_drop"].item() > 0.5
+    assert not summary["ablation_tested"].item()
 
 
 def test_matched_random_draws_follow_one_random_state():

@@ -169,6 +169,7 @@ def cmd_head_tables(args: argparse.Namespace) -> None:
         skip_duplicates=args.skip_duplicates,
         ablation_paths=[Path(p) for p in args.ablation_rows if p],
         causal_factor=args.causal_factor,
+        causal_alpha=args.causal_alpha,
     )
 
 
@@ -469,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation-out", help="the ablation table (Parquet)")
     p.add_argument("--ablation-csv", help="the ablation table (CSV)")
     p.add_argument("--causal-factor", type=float, default=2.0, help="causal milestone factor")
+    p.add_argument("--causal-alpha", type=float, default=0.01, help="causal milestone's significance level (Holm)")
 
     p = add("milestone-brackets", cmd_milestone_brackets, "bracket each milestone between two swept revisions")
     p.add_argument("--config", type=_json, required=True, help="JSON: the workflow's config (it is planned again)")

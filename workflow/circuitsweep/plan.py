@@ -31,7 +31,7 @@ from circuitsweep.config import (
     schema_default,
 )
 from circuitsweep.config_checks import model_problems
-from circuitsweep.contracts import Paths
+from circuitsweep.contracts import ABLATION_SCHEMA_VERSION, Paths
 from circuitsweep.corpus import corpus_files, corpus_sha256
 from circuitsweep.errors import ConfigError, DataError
 from circuitsweep.heads.probe_settings import AblationSettings
@@ -160,6 +160,8 @@ class Plan:
     paths: Paths
     ablation: AblationSettings | None = None
     causal_factor: float = 2.0
+    #: One-sided significance level of the causal milestone's paired test, after Holm's adjustment.
+    causal_alpha: float = 0.01
     #: Weights fingerprint (sha256) of each planned revision of a run_dir source: model -> revision -> sha256.
     fingerprints: dict[str, dict[str, str]] = field(default_factory=dict)
     #: Every revision each model's source publishes: the fixed grid that primitive selections count on.
@@ -238,6 +240,8 @@ class Plan:
             # induction_circuit is all it depends on (heads.ablation.circuit_cut)
             settings["ablation"] = asdict(self.ablation)
             settings["circuit_selectivity"] = self.models[model].thresholds.induction_circuit
+            # rows of an older layout (without per-sequence outcomes) are measured again once
+            settings["ablation_schema"] = ABLATION_SCHEMA_VERSION
         return settings
 
     def measure_extra_outputs(self, model: str, name: str) -> dict[str, Path]:
@@ -578,7 +582,7 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
                 notes.append(note)
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
-    ablation, causal_factor = resolve_ablation(config)
+    ablation, causal_factor, causal_alpha = resolve_ablation(config)
     return Plan(
         models=models,
         revisions=revisions,
@@ -587,6 +591,7 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
         paths=paths,
         ablation=ablation,
         causal_factor=causal_factor,
+        causal_alpha=causal_alpha,
         fingerprints=run_dir_fingerprints(models, revisions, Path(root), hash_cache),
         available=available,
         stimuli_sha256=stimuli,

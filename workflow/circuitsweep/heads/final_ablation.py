@@ -13,13 +13,19 @@ at the query, :func:`heads.ablation.score_targets`):
   ``induction_circuit`` at the final revision, whatever the class),
   ``screen_random`` (matched, layers ascending, as the natural-text script) and
   ``screen_layers``;
-- ``induction_head``: each head of class induction alone; ``screen_head``: each
-  screen head alone.
+- ``induction_head``: per K, each head of class induction (the run's class
+  threshold) among the top K spectral picks alone, the study's singles (OLMoE
+  at K = 45: L7H0 and L9H8); ``screen_head``: each screen head alone.
 
 Matched draws: ``random_draws`` in sequence from one ``RandomState(random_seed)``
 per condition family (each of the study's scripts made its own), so draw 0 is the
 study's. A layer with fewer other heads than picks gives what it has and the
 row records the shortfall; a condition left with no head is recorded unscored.
+
+Every scored row keeps its per-sequence outcomes (``ABLATION_SEQUENCE_COLUMNS``);
+the table gives each row its paired tests (:mod:`heads.ablation_stats`): its drop
+against ``none`` and, for ``spectral_top`` and ``screen``, its excess drop over
+the per-sequence mean of its matched-random draws.
 """
 
 from __future__ import annotations
@@ -121,12 +127,16 @@ def final_conditions(
     ranked = ranking.sort("rank")
     ranked_heads = list(zip(ranked["layer"].to_list(), ranked["head"].to_list(), strict=True))
     conditions = [Condition("none", (), 0)]
+    final = final.sort("layer", "head")
+    induction = set(final.filter(pl.col("class") == C.INDUCTION_CLASS).select("layer", "head").rows())
+    singles = []
     for k in spectral_top_k:
         picks = ranked_heads[:k]
         note = None if len(picks) == k else f"K = {k} exceeds the model's {len(ranked_heads)} heads: all of them"
         conditions.append(Condition("spectral_top", tuple(picks), k, k=k, note=note))
         conditions += _controls("spectral", picks, by_layer(picks), n_heads, draws, seed, k)
-    final = final.sort("layer", "head")
+        # the study's singles: the induction-class heads among the picks, in rank order
+        singles += [Condition("induction_head", (head,), 1, k=k) for head in picks if head in induction]
     members = final.filter(induction_member(induction_circuit))
     screen = list(zip(members["layer"].to_list(), members["head"].to_list(), strict=True))
     if not screen:
@@ -135,11 +145,7 @@ def final_conditions(
     else:
         conditions.append(Condition("screen", tuple(screen), len(screen)))
         conditions += _controls("screen", screen, by_layer(screen), n_heads, draws, seed, None)
-    induction = final.filter(pl.col("class") == C.INDUCTION_CLASS)
-    conditions += [
-        Condition("induction_head", ((layer, head),), 1)
-        for layer, head in zip(induction["layer"].to_list(), induction["head"].to_list(), strict=True)
-    ]
+    conditions += singles
     conditions += [Condition("screen_head", (head,), 1) for head in screen]
     return conditions
 
@@ -153,16 +159,17 @@ def final_ablation_rows(
 ) -> list[dict[str, Any]]:
     """Score every condition on every probe (``heads.ablation.AblationProbe``): rows of ``FINAL_ABLATION_COLUMNS``
     without the revision's identity. A condition other than ``none`` left with no head is not scored."""
-    from circuitsweep.heads.ablation import ablated, score_targets
+    from circuitsweep.heads.ablation import ablated, mean_scores, score_sequences, sequence_columns
 
     rows = []
     for probe in probes:
         for condition in conditions:
-            metrics = dict.fromkeys(METRICS)
+            metrics, sequences = dict.fromkeys(METRICS), None
             note = condition.note
             if condition.heads or condition.name == "none":
                 with ablated(model, condition.heads):
-                    metrics = score_targets(model, probe, batch_size, device)
+                    sequences = score_sequences(model, probe, batch_size, device)
+                metrics = mean_scores(sequences)
             elif note is None:
                 note = "no head left to ablate: not scored"
             rows.append(
@@ -178,6 +185,7 @@ def final_ablation_rows(
                     "n_sequences": len(probe.tokens),
                     **metrics,
                     "note": note,
+                    **sequence_columns(sequences),
                 }
             )
     return rows
@@ -202,6 +210,9 @@ _SCHEMA: dict[str, Any] = {
     "top5": pl.Float64,
     "mean_logit": pl.Float64,
     "note": pl.String,
+    "seq_loss": pl.List(pl.Float64),
+    "seq_top1": pl.List(pl.Boolean),
+    "seq_top5": pl.List(pl.Boolean),
 }
 
 
@@ -282,26 +293,65 @@ def run_final_ablation(
         "induction_circuit": cut,
         "spectral_top_k": list(settings["spectral_top_k"]),
         "ablation": job.ablation,
+        "ablation_schema": job.ablation_schema,
         SETTINGS_KEY: settings_digest(settings),
     }
     write_table(output, rows_frame(rows, identity), metadata)
     print(f"{job.model} {job.revision}: {len(conditions)} conditions on {len(probes)} probes")
 
 
+#: The conditions whose excess drop is measured, and the family of their matched-random draws.
+CONTROLLED: dict[str, str] = {"spectral_top": "spectral_random", "screen": "screen_random"}
+
+
 def summary(rows: pl.DataFrame) -> pl.DataFrame:
     """The study-like table (``FINAL_ABLATION_TABLE_COLUMNS``), conditions in the order they were run: each
-    condition's value; matched-random draws as draw 0 (the study's), then their mean and SD (ddof 1)."""
+    condition's value; matched-random draws as draw 0 (the study's), then their mean and SD (ddof 1).
+
+    Each row carries its paired tests (``ABLATION_TEST_COLUMNS``, :mod:`heads.ablation_stats`): the drop
+    against ``none`` (for "mean of n", of the draws' per-sequence mean) and, for ``spectral_top`` and
+    ``screen``, the excess drop over their draws' per-sequence mean; "sd of n" rows have none.
+    """
+    from circuitsweep.heads import ablation_stats as S
+
+    resampling = S.Resampling()
+    outcomes: dict[tuple, dict[str, Any] | None] = {}
+    for row in rows.iter_rows(named=True):
+        outcomes[(row["model"], row["probe"], row["condition"], row["k"], row["draw"])] = S.row_outcomes(row)
+
+    def scored_draws(model: str, probe: str, family: str, k: int | None) -> list[dict[str, Any]]:
+        return [
+            found
+            for (m, p, condition, kk, draw), found in outcomes.items()
+            if (m, p, condition, kk) == (model, probe, family, k) and draw is not None and found is not None
+        ]
+
+    def tests(first: dict[str, Any], treated: dict[str, Any] | None, controls: list) -> dict[str, Any]:
+        reference = outcomes.get((first["model"], first["probe"], "none", None, None))
+        reference = None if first["condition"] == "none" else reference
+        weights, flips = resampling(int(first["n_sequences"] or 0))
+        return S.condition_tests(reference, treated, controls, weights, flips)
+
     out = []
     for _, group in rows.group_by("model", "probe", "condition", "k", maintain_order=True):
         first = group.row(0, named=True)
+        model, probe, condition, k = first["model"], first["probe"], first["condition"], first["k"]
         if first["draw"] is None:
-            out += [{**row, "statistic": "value"} for row in group.iter_rows(named=True)]
+            family = CONTROLLED.get(condition)
+            controls = scored_draws(model, probe, family, k) if family else []
+            for row in group.iter_rows(named=True):
+                key = (model, probe, condition, k, None)
+                out.append({**row, "statistic": "value", **tests(row, outcomes[key], controls)})
             continue
         n = group.height
-        out.append({**first, "statistic": "draw 0"})
+        out.append({**first, "statistic": "draw 0", **tests(first, outcomes[(model, probe, condition, k, 0)], [])})
+        draws = scored_draws(model, probe, condition, k)
         notes = sorted({note for note in group["note"] if note})
         for statistic, reduce in ((f"mean of {n}", "mean"), (f"sd of {n}", "std")):
             values = {m: getattr(group[m], reduce)() for m in METRICS}
+            paired = dict.fromkeys(C.ABLATION_TEST_COLUMNS)
+            if reduce == "mean" and draws:
+                paired = tests(first, S.mean_outcomes(draws), [])
             out.append(
                 {
                     **first,
@@ -310,11 +360,14 @@ def summary(rows: pl.DataFrame) -> pl.DataFrame:
                     "n_ablated": float(group["n_ablated"].mean()),
                     "shortfall": int(group["shortfall"].max()),
                     **values,
+                    **paired,
                     "note": "; ".join(notes) or None,
                 }
             )
     schema = {**_SCHEMA, "statistic": pl.String, "n_ablated": pl.Float64}
-    return pl.DataFrame(out, schema={c: schema[c] for c in C.FINAL_ABLATION_TABLE_COLUMNS})
+    schema |= {name: pl.Float64 for name in C.ABLATION_TEST_COLUMNS} | {"n_controls": pl.Int64}
+    columns = {c: schema[c] for c in C.FINAL_ABLATION_TABLE_COLUMNS}
+    return pl.DataFrame([{c: row.get(c) for c in columns} for row in out], schema=columns)
 
 
 def final_ablation_table(row_paths: Sequence[Path], parquet: Path, csv: Path, markdown: Path) -> None:
@@ -322,7 +375,11 @@ def final_ablation_table(row_paths: Sequence[Path], parquet: Path, csv: Path, ma
     frames, models = [], {}
     for path in row_paths:
         frame, metadata = read_table(path)
-        frames.append(frame)
+        if set(C.FINAL_ABLATION_COLUMNS) - set(frame.columns) or (
+            metadata.get("ablation_schema") != C.ABLATION_SCHEMA_VERSION
+        ):
+            raise CacheError(f"{path} predates the per-sequence ablation outcomes; delete it and rerun")
+        frames.append(frame.select(C.FINAL_ABLATION_COLUMNS))
         models[metadata.get("model")] = {
             key: metadata.get(key) for key in ("revision", "dtype", "induction_circuit", "spectral_top_k", "ablation")
         }

@@ -58,6 +58,9 @@ class RevisionJob:
     #: ``AblationSettings`` fields and the circuit's selectivity cut (``ablation.circuit_cut``), when the run ablates
     ablation: dict[str, Any] | None = None
     circuit_selectivity: float | None = None
+    #: The ablation rows' layout planned (``contracts.ABLATION_SCHEMA_VERSION``): a setting, so that rows of
+    #: an older layout are measured again, and recorded in the rows file, which the tables check
+    ablation_schema: int | None = None
     #: The planned weights fingerprint of a run_dir checkpoint (None for other sources).
     weights_sha256: str | None = None
     #: ``cache_check.settings_digest`` of the settings as planned, recorded in the caches (``Plan.is_measured``)
@@ -318,7 +321,12 @@ def measure_loaded(
         from circuitsweep.heads.ablation import ablation_frame
 
         identity = {name: metadata[name] for name in ("model", "revision", "step", "tokens")}
-        ablation_metadata = {**metadata, "ablation": job.ablation, "circuit_selectivity": job.circuit_selectivity}
+        ablation_metadata = {
+            **metadata,
+            "ablation": job.ablation,
+            "circuit_selectivity": job.circuit_selectivity,
+            "ablation_schema": job.ablation_schema,
+        }
         write_table(extra.ablation, ablation_frame(ablation, identity), ablation_metadata)
 
 
@@ -510,6 +518,7 @@ def head_tables(
     skip_duplicates: Collection[str] = (),
     ablation_paths: Sequence[Path] = (),
     causal_factor: float = 2.0,
+    causal_alpha: float = 0.01,
 ) -> None:
     """Concatenate the models' classified heads and write heads, emergence and milestone tables.
 
@@ -521,9 +530,10 @@ def head_tables(
     set) from the emergence curves and milestones; the heads table keeps them.
     Revisions with natural-text counts add ``NATURAL_EMERGENCE_COLUMNS`` to the
     emergence table; ``ablation_paths`` (per-revision ablation rows) add the
-    ablation table, ``ABLATION_EMERGENCE_COLUMNS`` and ``CAUSAL_MILESTONE_COLUMNS``.
+    ablation table, ``ABLATION_EMERGENCE_COLUMNS`` and ``CAUSAL_MILESTONE_COLUMNS`` (the factor rule with
+    ``causal_factor`` and the paired test at ``causal_alpha``, Holm-adjusted over each model's tested revisions).
     """
-    from circuitsweep.heads.ablation_tables import ablation_summary, ablation_table, causal_milestones
+    from circuitsweep.heads.ablation_tables import ablation_summary, ablation_table, causal_milestones, holm_adjusted
 
     classified, revision_frames = [], []
     for heads_path, revisions_path in zip(heads_paths, revisions_paths, strict=True):
@@ -548,6 +558,7 @@ def head_tables(
     ablation = ablation_table(ablation_paths) if ablation_paths else None
     if ablation is not None:
         curves = curves.join(ablation_summary(ablation), on=["model", "revision"], how="left", maintain_order="left")
+        curves = holm_adjusted(curves)
     table = milestones(curves, heads, thresholds)
     provenance = {"models": {}}
     for _, run in classified:
@@ -560,7 +571,9 @@ def head_tables(
             "skip_duplicates": model in skip_duplicates,
         }
     if ablation is not None:
-        table = table.join(causal_milestones(curves, causal_factor), on="model", how="left", maintain_order="left")
+        table = table.join(
+            causal_milestones(curves, causal_factor, causal_alpha), on="model", how="left", maintain_order="left"
+        )
         if out.ablation_parquet is None or out.ablation_csv is None:
             raise DataError("head_tables: ablation rows were given but no ablation table paths")
         write_table(out.ablation_parquet, ablation, provenance)

@@ -1,0 +1,214 @@
+"""Paired statistics of the ablation over probe sequences (docs/methods.md, "How sure is an ablation?").
+
+Pure functions on per-sequence outcomes (numpy, no torch): every ablated
+condition is compared with a reference scored on the *same* probe sequences,
+so each comparison is paired, sequence by sequence.
+
+- top-1: the exact one-sided sign test on the per-sequence differences (with
+  0/1 outcomes on both sides it is McNemar's exact test: only discordant
+  sequences count, and under the null each is equally likely to go either way,
+  a Binomial(discordant, 1/2)); a reference that is the per-sequence mean of
+  several matched-random draws gives differences in steps of 1/draws, and the
+  test counts their signs the same way;
+- loss: a one-sided sign-flip permutation test of the mean difference (seeded;
+  p = (1 + #{flipped mean >= observed}) / (1 + flips));
+- intervals: the paired percentile bootstrap of the mean difference over
+  sequences (seeded), 95% by default;
+- :func:`holm`: Holm's step-down adjustment of a family of p-values.
+
+Resampling is done once per group of conditions scored on the same sequences
+(:func:`bootstrap_weights`, :func:`sign_flips`), and every condition's
+difference is then one matrix product, so a table of thousands of rows costs
+seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from math import comb
+from typing import Any
+
+import numpy as np
+
+from circuitsweep import contracts as C
+
+#: Resamples of the paired bootstrap and sign flips of the permutation test.
+RESAMPLES = 2000
+#: Seed of both (one fixed seed: a table is the same on every run).
+SEED = 0
+#: Two-sided coverage of the reported intervals.
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Paired:
+    """One paired comparison: the mean per-sequence difference, its interval and one-sided p (difference > 0)."""
+
+    estimate: float
+    ci_low: float
+    ci_high: float
+    p: float
+
+
+def binomial_upper_tail(k: int, n: int) -> float:
+    """P(X >= k) for X ~ Binomial(n, 1/2), exactly (integer arithmetic, one rounding at the end)."""
+    if n < 0:
+        raise ValueError(f"a binomial count cannot be negative: n = {n}")
+    if k > n:
+        return 0.0
+    k = max(k, 0)
+    return sum(comb(n, i) for i in range(k, n + 1)) / 2**n
+
+
+def sign_test_p(differences: np.ndarray) -> float:
+    """One-sided exact sign test that positive differences are more likely than negative ones.
+
+    ``differences``: ``[n]`` per-sequence differences; zeros (concordant sequences) do
+    not count. With 0/1 outcomes on both sides this is McNemar's exact test. 1.0 when
+    no sequence differs.
+    """
+    d = np.asarray(differences, dtype=np.float64)
+    positive, negative = int((d > 0).sum()), int((d < 0).sum())
+    return binomial_upper_tail(positive, positive + negative) if positive + negative else 1.0
+
+
+def bootstrap_weights(n: int, resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
+    """``[resamples, n]`` paired-bootstrap weights: how often each sequence is drawn in each resample, over n.
+
+    ``weights @ d`` is the mean of ``d`` (``[n]``) in every resample; one matrix serves every
+    condition scored on the same sequences, so they are resampled together.
+    """
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples) if n else np.zeros((resamples, 0))
+    return counts / max(n, 1)
+
+
+def sign_flips(n: int, flips: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
+    """``[flips, n]`` random signs over n: ``flips @ d`` is the mean of ``d`` with each sequence's sign flipped."""
+    rng = np.random.default_rng(seed + 1)
+    return rng.choice(np.array([-1.0, 1.0]), size=(flips, n)) / max(n, 1)
+
+
+class Resampling:
+    """:func:`bootstrap_weights` and :func:`sign_flips` per sequence count, made once and shared by every
+    condition of that count (``resampling(n) -> (weights, flips)``)."""
+
+    def __init__(self, resamples: int = RESAMPLES, seed: int = SEED) -> None:
+        self.resamples, self.seed = resamples, seed
+        self._made: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if n not in self._made:
+            self._made[n] = (bootstrap_weights(n, self.resamples, self.seed), sign_flips(n, self.resamples, self.seed))
+        return self._made[n]
+
+
+def percentile_interval(means: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """The central ``level`` interval of bootstrap means ``[resamples]``."""
+    tail = (1 - level) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def sign_flip_p(differences: np.ndarray, flips: np.ndarray) -> float:
+    """One-sided sign-flip permutation p that the mean difference is > 0 (``flips`` from :func:`sign_flips`)."""
+    d = np.asarray(differences, dtype=np.float64)
+    observed = d.mean() if d.size else 0.0
+    flipped = flips @ d
+    # a flipped mean equal to the observed one counts against it (ties up to rounding)
+    hits = int((flipped >= observed - 1e-12 * max(1.0, abs(observed))).sum())
+    return (1 + hits) / (1 + len(flips))
+
+
+def top1_comparison(reference: np.ndarray, treated: np.ndarray, weights: np.ndarray) -> Paired:
+    """How much ``treated`` lowers top-1 below ``reference``: difference ``reference - treated`` per sequence.
+
+    ``reference``, ``treated``: ``[n]`` top-1 hits (0/1), or a per-sequence mean of
+    several draws (values in [0, 1]); p from :func:`sign_test_p`, interval from the
+    bootstrap ``weights`` (:func:`bootstrap_weights` of n).
+    """
+    d = np.asarray(reference, dtype=np.float64) - np.asarray(treated, dtype=np.float64)
+    low, high = percentile_interval(weights @ d)
+    return Paired(float(d.mean()), low, high, sign_test_p(d))
+
+
+def loss_comparison(reference: np.ndarray, treated: np.ndarray, weights: np.ndarray, flips: np.ndarray) -> Paired:
+    """How much ``treated`` raises the loss above ``reference`` (nats): difference ``treated - reference``.
+
+    p from the sign-flip permutation test (``flips``), interval from the bootstrap ``weights``.
+    """
+    d = np.asarray(treated, dtype=np.float64) - np.asarray(reference, dtype=np.float64)
+    low, high = percentile_interval(weights @ d)
+    return Paired(float(d.mean()), low, high, sign_flip_p(d, flips))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the given order: the family's error rate stays below alpha when
+    each adjusted p is compared with alpha. Sorted ascending, the j-th (from 0) is multiplied by (m - j), the
+    running maximum is kept, and nothing exceeds 1."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for j, i in enumerate(order):
+        running = max(running, min(1.0, (m - j) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+#: One condition's per-sequence outcomes: ``top1`` (0/1, or a mean over draws) and ``loss`` (nats), each ``[n]``.
+Outcomes = Mapping[str, np.ndarray]
+
+
+def row_outcomes(row: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
+    """The per-sequence outcomes of a rows-file row (``ABLATION_SEQUENCE_COLUMNS``); None when it was not scored."""
+    if row.get("seq_top1") is None or row.get("seq_loss") is None:
+        return None
+    return {
+        "top1": np.asarray(row["seq_top1"], dtype=np.float64),
+        "loss": np.asarray(row["seq_loss"], dtype=np.float64),
+    }
+
+
+def mean_outcomes(draws: Sequence[Outcomes]) -> dict[str, np.ndarray]:
+    """The per-sequence mean of several draws' outcomes (the matched-random reference of an excess drop)."""
+    return {name: np.mean([draw[name] for draw in draws], axis=0) for name in ("top1", "loss")}
+
+
+def _columns(prefix_top1: str, prefix_loss: str, top1: Paired | None, loss: Paired | None) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for prefix, result in ((prefix_top1, top1), (prefix_loss, loss)):
+        values = (None,) * 4 if result is None else (result.estimate, result.ci_low, result.ci_high, result.p)
+        out.update(zip((prefix, f"{prefix}_ci_low", f"{prefix}_ci_high", f"{prefix}_p"), values, strict=True))
+    return out
+
+
+def condition_tests(
+    reference: Outcomes | None,
+    treated: Outcomes | None,
+    controls: Sequence[Outcomes],
+    weights: np.ndarray,
+    flips: np.ndarray,
+) -> dict[str, float | int | None]:
+    """``ABLATION_TEST_COLUMNS`` of one condition: its drop against ``reference`` (no ablation) and, with
+    ``controls`` (its matched-random draws, scored), its excess drop over their per-sequence mean.
+
+    The excess per sequence is (reference - treated) - (reference - control mean) = control mean - treated
+    for top-1, and treated - control mean for the loss. ``weights``/``flips``: :func:`bootstrap_weights` and
+    :func:`sign_flips` of the sequences' count. Null where a side is missing (not scored, no control).
+    """
+    out: dict[str, float | int | None] = dict.fromkeys(C.ABLATION_TEST_COLUMNS)
+    if treated is None:
+        return out
+    if reference is not None:
+        drop = top1_comparison(reference["top1"], treated["top1"], weights)
+        rise = loss_comparison(reference["loss"], treated["loss"], weights, flips)
+        out.update(_columns("top1_drop", "loss_increase", drop, rise))
+    if controls:
+        control = mean_outcomes(controls)
+        excess = top1_comparison(control["top1"], treated["top1"], weights)
+        rise = loss_comparison(control["loss"], treated["loss"], weights, flips)
+        out.update(_columns("top1_excess_drop", "loss_excess_increase", excess, rise))
+        out["n_controls"] = len(controls)
+    return out
