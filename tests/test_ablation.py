@@ -238,6 +238,28 @@ def test_config_refuses_ablation_of_an_encoder_and_plans_it_for_decoders():
     assert "ablation" not in plain and "circuit_selectivity" not in plain  # runs without ablation: no reruns
 
 
+def test_causal_alpha_is_a_table_setting_and_the_rows_layout_a_measurement_setting():
+    """ablation.causal_alpha defaults to 0.01, reaches the plan (a table setting: not in the measurement's
+    settings), and a value outside (0, 1) is refused naming the key; the rows' layout version is in the
+    measurement's settings, so rows of an older layout are measured again."""
+    from test_workflow import REPO
+
+    from circuitsweep.config import load_config, resolve_config
+    from circuitsweep.errors import ConfigError
+    from circuitsweep.plan import plan_sweep
+
+    config = load_config(REPO / "config" / "config.yaml")
+    plan = plan_sweep(config, REPO)
+    assert plan.causal_alpha == 0.01
+    settings = plan.measure_settings("toy-gptneox", plan.revisions["toy-gptneox"][0].name)
+    assert settings["ablation_schema"] == C.ABLATION_SCHEMA_VERSION and "causal_alpha" not in str(settings)
+    config["ablation"]["causal_alpha"] = 0.05
+    assert plan_sweep(config, REPO).causal_alpha == 0.05
+    config["ablation"]["causal_alpha"] = 1.5
+    with pytest.raises(ConfigError, match=r"ablation\.causal_alpha"):
+        resolve_config(config)
+
+
 def test_circuit_cut_is_the_screen_threshold():
     """The ablated circuit depends on induction_circuit only: the class threshold does not move it (so
     changing it reruns no measurement)."""

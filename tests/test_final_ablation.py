@@ -196,6 +196,30 @@ def test_every_final_row_has_its_paired_tests(planted_rows) -> None:
     assert mean["top1_drop"] == pytest.approx(none["top1"] - mean["top1"]) and mean["top1_drop_p"] > 0.05
 
 
+def test_singles_of_one_condition_keep_their_own_tests() -> None:
+    """Several heads alone share a condition (and K): each row's drop is its own (B lost on 8 of 8 sequences by
+    one head, on none by the other), and every value row's top-1 drop is none's top-1 minus its own."""
+
+    def row(condition: str, heads: str, top1: list[bool], k: int | None = None) -> dict:
+        return {"probe": "synthetic", "condition": condition, "k": k, "draw": None, "heads": heads,
+                "n_ablated": 1, "n_requested": 1, "shortfall": 0, "n_sequences": 8, "top1": sum(top1) / 8,
+                "seq_top1": top1, "seq_top5": top1, "seq_loss": [0.0 if t else 1.0 for t in top1]}  # fmt: skip
+
+    rows = [
+        row("none", "", [True] * 8),
+        row("screen_head", "L1H0", [False] * 8),
+        row("screen_head", "L1H1", [True] * 8),
+    ]
+    rows += [row("induction_head", "L1H0", [False] * 8, 45), row("induction_head", "L1H1", [True] * 8, 45)]
+    table = summary(rows_frame(rows, {"model": "m", "revision": "r", "step": 0, "tokens": 0}))
+    for condition in ("screen_head", "induction_head"):
+        singles = table.filter(pl.col("condition") == condition)
+        assert singles["heads"].to_list() == ["L1H0", "L1H1"]
+        assert singles["top1_drop"].to_list() == [1.0, 0.0] and singles["top1_drop_p"].to_list() == [2.0**-8, 1.0]
+    scored = table.filter(pl.col("condition") != "none")
+    assert (scored["top1_drop"] == 1.0 - scored["top1"]).all()
+
+
 def test_the_studys_singles_are_the_induction_class_heads_among_the_top_k() -> None:
     """From the study's published OLMoE final selectivities (classes at 30) and its PR trajectories (the spectral
     ranking), the induction_head singles at K = 45 are L7H0 and L9H8, the study's, and not the other two

@@ -17,6 +17,7 @@ import polars as pl
 
 from circuitsweep import contracts as C
 from circuitsweep.atomic import atomic_write_text
+from circuitsweep.heads.ablation_stats import format_p
 from circuitsweep.primitives import contract as K
 
 _UNITS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
@@ -46,7 +47,8 @@ def bos_t50_text(row: Mapping[str, Any]) -> str:
 
 def _p(value: float) -> str:
     """``= 0.0031``, ``= 0.18``; below 0.0001 ``< 0.0001`` (never scientific notation)."""
-    return "< 0.0001" if value < 1e-4 else f"= {value:.2g}"
+    text = format_p(value)
+    return text if text.startswith("<") else f"= {text}"
 
 
 def _interval(row: Mapping[str, Any]) -> str:

@@ -143,6 +143,19 @@ def loss_comparison(reference: np.ndarray, treated: np.ndarray, weights: np.ndar
     return Paired(float(d.mean()), low, high, sign_flip_p(d, flips))
 
 
+def format_p(value: float) -> str:
+    """``0.0031``, ``0.18``; below 0.0001 ``< 0.0001`` (never scientific notation), for tables people read."""
+    return "< 0.0001" if value < 1e-4 else f"{value:.2g}"
+
+
+def format_paired(estimate: float | None, low: float | None, high: float | None, p: float | None) -> str | None:
+    """``0.335 [0.245, 0.425], p = 0.0031``: a paired comparison in one cell; None when there is none."""
+    if estimate is None or p is None:
+        return None
+    probability = format_p(p)
+    return f"{estimate:.3f} [{low:.3f}, {high:.3f}], p {'' if probability.startswith('<') else '= '}{probability}"
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm's step-down adjusted p-values, in the given order: the family's error rate stays below alpha when
     each adjusted p is compared with alpha. Sorted ascending, the j-th (from 0) is multiplied by (m - j), the

@@ -315,20 +315,23 @@ def summary(rows: pl.DataFrame) -> pl.DataFrame:
     from circuitsweep.heads import ablation_stats as S
 
     resampling = S.Resampling()
-    outcomes: dict[tuple, dict[str, Any] | None] = {}
-    for row in rows.iter_rows(named=True):
-        outcomes[(row["model"], row["probe"], row["condition"], row["k"], row["draw"])] = S.row_outcomes(row)
+    rows = rows.with_row_index("_row")
+    # per row (several rows share a condition and K: the singles)
+    outcomes = [S.row_outcomes(row) for row in rows.iter_rows(named=True)]
+    nones = {
+        (r["model"], r["probe"]): outcomes[r["_row"]] for r in rows.iter_rows(named=True) if r["condition"] == "none"
+    }
 
     def scored_draws(model: str, probe: str, family: str, k: int | None) -> list[dict[str, Any]]:
-        return [
-            found
-            for (m, p, condition, kk, draw), found in outcomes.items()
-            if (m, p, condition, kk) == (model, probe, family, k) and draw is not None and found is not None
-        ]
+        drawn = rows.filter(
+            (pl.col("model") == model) & (pl.col("probe") == probe) & (pl.col("condition") == family),
+            pl.col("k").is_null() if k is None else pl.col("k") == k,
+            pl.col("draw").is_not_null(),
+        )
+        return [outcomes[i] for i in drawn["_row"] if outcomes[i] is not None]
 
     def tests(first: dict[str, Any], treated: dict[str, Any] | None, controls: list) -> dict[str, Any]:
-        reference = outcomes.get((first["model"], first["probe"], "none", None, None))
-        reference = None if first["condition"] == "none" else reference
+        reference = None if first["condition"] == "none" else nones.get((first["model"], first["probe"]))
         weights, flips = resampling(int(first["n_sequences"] or 0))
         return S.condition_tests(reference, treated, controls, weights, flips)
 
@@ -339,12 +342,13 @@ def summary(rows: pl.DataFrame) -> pl.DataFrame:
         if first["draw"] is None:
             family = CONTROLLED.get(condition)
             controls = scored_draws(model, probe, family, k) if family else []
-            for row in group.iter_rows(named=True):
-                key = (model, probe, condition, k, None)
-                out.append({**row, "statistic": "value", **tests(row, outcomes[key], controls)})
+            out += [
+                {**row, "statistic": "value", **tests(row, outcomes[row["_row"]], controls)}
+                for row in group.iter_rows(named=True)
+            ]
             continue
         n = group.height
-        out.append({**first, "statistic": "draw 0", **tests(first, outcomes[(model, probe, condition, k, 0)], [])})
+        out.append({**first, "statistic": "draw 0", **tests(first, outcomes[first["_row"]], [])})
         draws = scored_draws(model, probe, condition, k)
         notes = sorted({note for note in group["note"] if note})
         for statistic, reduce in ((f"mean of {n}", "mean"), (f"sd of {n}", "std")):
@@ -386,4 +390,29 @@ def final_ablation_table(row_paths: Sequence[Path], parquet: Path, csv: Path, ma
     table = summary(pl.concat(frames))
     write_table(parquet, table, {"models": models})
     write_csv(table, csv)
-    write_markdown(table.drop("revision"), markdown, title="Ablation at the final revision (docs/methods.md)")
+    write_markdown(markdown_view(table), markdown, title="Ablation at the final revision (docs/methods.md)")
+
+
+#: The paired tests the Markdown table shows, one cell each (the CSV and Parquet hold every column).
+MARKDOWN_TESTS: dict[str, str] = {
+    "top1_drop": "top-1 drop [95% CI], p",
+    "top1_excess_drop": "excess top-1 drop [95% CI], p",
+    "loss_increase": "loss increase [95% CI], p",
+    "loss_excess_increase": "excess loss increase [95% CI], p",
+}
+
+
+def markdown_view(table: pl.DataFrame) -> pl.DataFrame:
+    """The summary as ``final_ablation.md`` shows it: each paired test in one cell (estimate [interval], p)."""
+    from circuitsweep.heads.ablation_stats import format_paired
+
+    cells = {
+        title: [
+            format_paired(row[prefix], row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"], row[f"{prefix}_p"])
+            for row in table.iter_rows(named=True)
+        ]
+        for prefix, title in MARKDOWN_TESTS.items()
+    }
+    kept = [c for c in C.FINAL_ABLATION_TABLE_COLUMNS if c not in C.ABLATION_TEST_COLUMNS and c != "revision"]
+    view = table.select(kept[:-1]).with_columns(pl.Series(title, values, pl.String) for title, values in cells.items())
+    return view.with_columns(table["note"])
