@@ -69,17 +69,38 @@ def test_sign_flip_p_with_every_sign_pattern_is_the_exact_permutation_p():
 def test_bootstrap_interval_is_seeded_and_covers_the_mean():
     """The paired bootstrap of a mean: the same seed gives the same interval; a constant difference has a point
     interval; 200 lost of 400 gives about 0.5 +- 1.96 x 0.025."""
-    weights = S.bootstrap_weights(400)
+    weights, flips = S.Resampling()(400)
     assert weights.shape == (S.RESAMPLES, 400) and np.allclose(weights.sum(1), 1.0)
-    assert np.array_equal(weights, S.bootstrap_weights(400)) and not np.array_equal(
-        weights, S.bootstrap_weights(400, seed=1)
-    )
-    result = S.top1_comparison(np.ones(400), hits(400, *range(200)), weights)
-    assert result.estimate == 0.5 and result.p == pytest.approx(2.0**-200)
-    assert result.ci_low == pytest.approx(0.451, abs=0.01) and result.ci_high == pytest.approx(0.549, abs=0.01)
-    constant = S.loss_comparison(np.zeros(400), np.full(400, 0.25), weights, S.sign_flips(400))
-    assert constant.ci_low == pytest.approx(0.25) and constant.ci_high == pytest.approx(0.25)
-    assert constant.p == pytest.approx(1 / (1 + S.RESAMPLES))  # no flip reaches it: the smallest p the flips give
+    assert np.array_equal(weights, S.bootstrap_weights(400))
+    assert not np.array_equal(weights, S.bootstrap_weights(400, seed=1))
+    none = {"top1": np.ones(400), "loss": np.zeros(400)}
+    result = S.condition_tests(none, {"top1": hits(400, *range(200)), "loss": np.full(400, 0.25)}, [], weights, flips)
+    assert result["top1_drop"] == 0.5 and result["top1_drop_p"] == pytest.approx(2.0**-200)
+    assert result["top1_drop_ci_low"] == pytest.approx(0.451, abs=0.01)
+    assert result["top1_drop_ci_high"] == pytest.approx(0.549, abs=0.01)
+    assert result["loss_increase_ci_low"] == pytest.approx(0.25) == result["loss_increase_ci_high"]
+    assert result["loss_increase_p"] == pytest.approx(1 / (1 + S.RESAMPLES))  # no flip reaches it: the floor
+
+
+def test_a_group_is_tested_as_each_condition_alone():
+    """Conditions resampled together get what each gets alone (the same weights and flips), up to rounding."""
+    n = 64
+    weights, flips = S.Resampling()(n)
+    rng = np.random.default_rng(3)
+    none = {"top1": (rng.random(n) < 0.8).astype(float), "loss": rng.random(n)}
+    conditions = [
+        (None, none, []),
+        (none, {"top1": (rng.random(n) < 0.3).astype(float), "loss": rng.random(n) + 1}, []),
+        (none, {"top1": (rng.random(n) < 0.5).astype(float), "loss": rng.random(n)}, [none, none]),
+        (none, None, [none]),
+    ]
+    together = S.group_tests(conditions, weights, flips)
+    for grouped, alone in zip(together, [S.condition_tests(*c, weights, flips) for c in conditions], strict=True):
+        assert {k for k, v in grouped.items() if v is None} == {k for k, v in alone.items() if v is None}
+        assert {k: v for k, v in grouped.items() if v is not None} == pytest.approx(
+            {k: v for k, v in alone.items() if v is not None}, rel=1e-12, abs=1e-12
+        )
+    assert set(together[0].values()) == set(together[3].values()) == {None}
 
 
 def test_holm_step_down():

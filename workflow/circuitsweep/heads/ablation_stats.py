@@ -16,16 +16,15 @@ so each comparison is paired, sequence by sequence.
   sequences (seeded), 95% by default;
 - :func:`holm`: Holm's step-down adjustment of a family of p-values.
 
-Resampling is done once per group of conditions scored on the same sequences
-(:func:`bootstrap_weights`, :func:`sign_flips`), and every condition's
-difference is then one matrix product, so a table of thousands of rows costs
-seconds.
+Resampling is made once per sequence count (:class:`Resampling`) and every
+difference of a group of conditions scored on the same sequences is resampled
+in one matrix product (:func:`group_tests`), so a table of thousands of rows
+costs seconds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from math import comb
 from typing import Any
 
@@ -41,16 +40,6 @@ SEED = 0
 LEVEL = 0.95
 
 
-@dataclass(frozen=True)
-class Paired:
-    """One paired comparison: the mean per-sequence difference, its interval and one-sided p (difference > 0)."""
-
-    estimate: float
-    ci_low: float
-    ci_high: float
-    p: float
-
-
 def binomial_upper_tail(k: int, n: int) -> float:
     """P(X >= k) for X ~ Binomial(n, 1/2), exactly (integer arithmetic, one rounding at the end)."""
     if n < 0:
@@ -58,7 +47,14 @@ def binomial_upper_tail(k: int, n: int) -> float:
     if k > n:
         return 0.0
     k = max(k, 0)
-    return sum(comb(n, i) for i in range(k, n + 1)) / 2**n
+    # the shorter of the two sums, each term from the last (exact: comb(n, i + 1) = comb(n, i) (n - i) / (i + 1))
+    upper = n - k + 1 <= k
+    first, last = (k, n) if upper else (0, k - 1)
+    term, total = comb(n, first), 0
+    for i in range(first, last + 1):
+        total += term
+        term = term * (n - i) // (i + 1)
+    return (total if upper else 2**n - total) / 2**n
 
 
 def sign_test_p(differences: np.ndarray) -> float:
@@ -111,36 +107,16 @@ def percentile_interval(means: np.ndarray, level: float = LEVEL) -> tuple[float,
     return float(low), float(high)
 
 
+def _flip_p(observed: float, flipped: np.ndarray) -> float:
+    # a flipped mean equal to the observed one counts against it (ties up to rounding)
+    hits = int((flipped >= observed - 1e-12 * max(1.0, abs(observed))).sum())
+    return (1 + hits) / (1 + len(flipped))
+
+
 def sign_flip_p(differences: np.ndarray, flips: np.ndarray) -> float:
     """One-sided sign-flip permutation p that the mean difference is > 0 (``flips`` from :func:`sign_flips`)."""
     d = np.asarray(differences, dtype=np.float64)
-    observed = d.mean() if d.size else 0.0
-    flipped = flips @ d
-    # a flipped mean equal to the observed one counts against it (ties up to rounding)
-    hits = int((flipped >= observed - 1e-12 * max(1.0, abs(observed))).sum())
-    return (1 + hits) / (1 + len(flips))
-
-
-def top1_comparison(reference: np.ndarray, treated: np.ndarray, weights: np.ndarray) -> Paired:
-    """How much ``treated`` lowers top-1 below ``reference``: difference ``reference - treated`` per sequence.
-
-    ``reference``, ``treated``: ``[n]`` top-1 hits (0/1), or a per-sequence mean of
-    several draws (values in [0, 1]); p from :func:`sign_test_p`, interval from the
-    bootstrap ``weights`` (:func:`bootstrap_weights` of n).
-    """
-    d = np.asarray(reference, dtype=np.float64) - np.asarray(treated, dtype=np.float64)
-    low, high = percentile_interval(weights @ d)
-    return Paired(float(d.mean()), low, high, sign_test_p(d))
-
-
-def loss_comparison(reference: np.ndarray, treated: np.ndarray, weights: np.ndarray, flips: np.ndarray) -> Paired:
-    """How much ``treated`` raises the loss above ``reference`` (nats): difference ``treated - reference``.
-
-    p from the sign-flip permutation test (``flips``), interval from the bootstrap ``weights``.
-    """
-    d = np.asarray(treated, dtype=np.float64) - np.asarray(reference, dtype=np.float64)
-    low, high = percentile_interval(weights @ d)
-    return Paired(float(d.mean()), low, high, sign_flip_p(d, flips))
+    return _flip_p(d.mean() if d.size else 0.0, flips @ d)
 
 
 def format_p(value: float) -> str:
@@ -189,11 +165,52 @@ def mean_outcomes(draws: Sequence[Outcomes]) -> dict[str, np.ndarray]:
     return {name: np.mean([draw[name] for draw in draws], axis=0) for name in ("top1", "loss")}
 
 
-def _columns(prefix_top1: str, prefix_loss: str, top1: Paired | None, loss: Paired | None) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for prefix, result in ((prefix_top1, top1), (prefix_loss, loss)):
-        values = (None,) * 4 if result is None else (result.estimate, result.ci_low, result.ci_high, result.p)
-        out.update(zip((prefix, f"{prefix}_ci_low", f"{prefix}_ci_high", f"{prefix}_p"), values, strict=True))
+#: One condition to test: its reference (no ablation; None for ``none`` itself), its outcomes (None: not
+#: scored) and its matched-random controls (scored draws; empty: no excess).
+Comparison = tuple[Outcomes | None, Outcomes | None, Sequence[Outcomes]]
+
+
+def differences(reference: Outcomes | None, treated: Outcomes | None, controls: Sequence[Outcomes]) -> dict:
+    """The per-sequence differences ``[n]`` one condition is tested on, by test column: top-1 drop
+    (reference - treated) and loss increase (treated - reference) against ``reference``, and the same against
+    the per-sequence mean of ``controls`` (the excess: (reference - treated) - (reference - control mean))."""
+    out: dict[str, np.ndarray] = {}
+    if treated is None:
+        return out
+    if reference is not None:
+        out["top1_drop"] = np.asarray(reference["top1"], np.float64) - treated["top1"]
+        out["loss_increase"] = np.asarray(treated["loss"], np.float64) - reference["loss"]
+    if controls:
+        control = mean_outcomes(controls)
+        out["top1_excess_drop"] = control["top1"] - np.asarray(treated["top1"], np.float64)
+        out["loss_excess_increase"] = np.asarray(treated["loss"], np.float64) - control["loss"]
+    return out
+
+
+def group_tests(comparisons: Sequence[Comparison], weights: np.ndarray, flips: np.ndarray) -> list[dict[str, Any]]:
+    """``ABLATION_TEST_COLUMNS`` of conditions scored on the same n sequences, resampled together.
+
+    Each difference's mean, its percentile bootstrap interval (``weights``, :func:`bootstrap_weights` of n) and
+    its one-sided p: the exact sign test for top-1 (McNemar's with 0/1 outcomes), the sign-flip permutation
+    test for the loss (``flips``, :func:`sign_flips` of n). Every difference of the group is resampled in one
+    matrix product. Null where a side is missing (not scored, no reference, no control).
+    """
+    out: list[dict[str, Any]] = [dict.fromkeys(C.ABLATION_TEST_COLUMNS) for _ in comparisons]
+    found = [(i, name, d) for i, c in enumerate(comparisons) for name, d in differences(*c).items() if d.size]
+    if not found:
+        return out
+    stacked = np.stack([d for _, _, d in found], axis=1)  # [n, tests]
+    tail = (1 - LEVEL) / 2
+    low, high = np.quantile(weights @ stacked, [tail, 1 - tail], axis=0)
+    losses = [j for j, (_, name, _) in enumerate(found) if name.startswith("loss")]
+    flipped = dict(zip(losses, (flips @ stacked[:, losses]).T, strict=True)) if losses else {}
+    for j, (i, name, d) in enumerate(found):
+        mean = float(d.mean())
+        p = _flip_p(mean, flipped[j]) if j in flipped else sign_test_p(d)
+        out[i].update({name: mean, f"{name}_ci_low": float(low[j]), f"{name}_ci_high": float(high[j]), f"{name}_p": p})
+    for result, (_, treated, controls) in zip(out, comparisons, strict=True):
+        if treated is not None and controls:
+            result["n_controls"] = len(controls)
     return out
 
 
@@ -203,25 +220,8 @@ def condition_tests(
     controls: Sequence[Outcomes],
     weights: np.ndarray,
     flips: np.ndarray,
-) -> dict[str, float | int | None]:
-    """``ABLATION_TEST_COLUMNS`` of one condition: its drop against ``reference`` (no ablation) and, with
-    ``controls`` (its matched-random draws, scored), its excess drop over their per-sequence mean.
-
-    The excess per sequence is (reference - treated) - (reference - control mean) = control mean - treated
-    for top-1, and treated - control mean for the loss. ``weights``/``flips``: :func:`bootstrap_weights` and
-    :func:`sign_flips` of the sequences' count. Null where a side is missing (not scored, no control).
-    """
-    out: dict[str, float | int | None] = dict.fromkeys(C.ABLATION_TEST_COLUMNS)
-    if treated is None:
-        return out
-    if reference is not None:
-        drop = top1_comparison(reference["top1"], treated["top1"], weights)
-        rise = loss_comparison(reference["loss"], treated["loss"], weights, flips)
-        out.update(_columns("top1_drop", "loss_increase", drop, rise))
-    if controls:
-        control = mean_outcomes(controls)
-        excess = top1_comparison(control["top1"], treated["top1"], weights)
-        rise = loss_comparison(control["loss"], treated["loss"], weights, flips)
-        out.update(_columns("top1_excess_drop", "loss_excess_increase", excess, rise))
-        out["n_controls"] = len(controls)
-    return out
+) -> dict[str, Any]:
+    """``ABLATION_TEST_COLUMNS`` of one condition (:func:`group_tests` of it alone): its drop against
+    ``reference`` (no ablation) and, with ``controls`` (its matched-random draws, scored), its excess drop over
+    their per-sequence mean."""
+    return group_tests([(reference, treated, controls)], weights, flips)[0]

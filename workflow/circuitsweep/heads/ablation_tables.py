@@ -58,11 +58,14 @@ def with_tests(rows: pl.DataFrame, resampling: S.Resampling | None = None) -> pl
         controls = [
             o for r, o in zip(records, outcomes, strict=True) if r["condition"] == "matched_random" and o is not None
         ]
-        for row, treated in zip(records, outcomes, strict=True):
-            weights, flips = resampling(int(row["n_sequences"] or 0))
-            reference = None if row["condition"] == "none" else none
-            mine = controls if row["condition"] == "circuit" else []
-            out.append({**row, **S.condition_tests(reference, treated, mine, weights, flips)})
+        if len(set(group["n_sequences"])) > 1:
+            raise CacheError(f"{where}: conditions scored on different sequence counts; delete them and rerun")
+        comparisons = [
+            (None if row["condition"] == "none" else none, treated, controls if row["condition"] == "circuit" else [])
+            for row, treated in zip(records, outcomes, strict=True)
+        ]
+        tested = S.group_tests(comparisons, *resampling(int(records[0]["n_sequences"] or 0)))
+        out += [{**row, **tests} for row, tests in zip(records, tested, strict=True)]
     schema = {**dict(rows.schema), **{name: pl.Float64 for name in C.ABLATION_TEST_COLUMNS}, "n_controls": pl.Int64}
     schema = {name: schema[name] for name in C.ABLATION_COLUMNS}
     return pl.DataFrame([{name: row.get(name) for name in schema} for row in out], schema=schema)

@@ -330,32 +330,31 @@ def summary(rows: pl.DataFrame) -> pl.DataFrame:
         )
         return [outcomes[i] for i in drawn["_row"] if outcomes[i] is not None]
 
-    def tests(first: dict[str, Any], treated: dict[str, Any] | None, controls: list) -> dict[str, Any]:
-        reference = None if first["condition"] == "none" else nones.get((first["model"], first["probe"]))
-        weights, flips = resampling(int(first["n_sequences"] or 0))
-        return S.condition_tests(reference, treated, controls, weights, flips)
+    def comparison(first: dict[str, Any], treated: dict[str, Any] | None, controls: list) -> S.Comparison:
+        return (
+            None if first["condition"] == "none" else nones.get((first["model"], first["probe"])),
+            treated,
+            controls,
+        )
 
-    out = []
+    out, comparisons = [], []  # comparisons[i]: what out[i] is tested on (None: nothing)
     for _, group in rows.group_by("model", "probe", "condition", "k", maintain_order=True):
         first = group.row(0, named=True)
         model, probe, condition, k = first["model"], first["probe"], first["condition"], first["k"]
         if first["draw"] is None:
             family = CONTROLLED.get(condition)
             controls = scored_draws(model, probe, family, k) if family else []
-            out += [
-                {**row, "statistic": "value", **tests(row, outcomes[row["_row"]], controls)}
-                for row in group.iter_rows(named=True)
-            ]
+            for row in group.iter_rows(named=True):
+                out.append({**row, "statistic": "value"})
+                comparisons.append(comparison(row, outcomes[row["_row"]], controls))
             continue
         n = group.height
-        out.append({**first, "statistic": "draw 0", **tests(first, outcomes[first["_row"]], [])})
+        out.append({**first, "statistic": "draw 0"})
+        comparisons.append(comparison(first, outcomes[first["_row"]], []))
         draws = scored_draws(model, probe, condition, k)
         notes = sorted({note for note in group["note"] if note})
         for statistic, reduce in ((f"mean of {n}", "mean"), (f"sd of {n}", "std")):
             values = {m: getattr(group[m], reduce)() for m in METRICS}
-            paired = dict.fromkeys(C.ABLATION_TEST_COLUMNS)
-            if reduce == "mean" and draws:
-                paired = tests(first, S.mean_outcomes(draws), [])
             out.append(
                 {
                     **first,
@@ -364,10 +363,20 @@ def summary(rows: pl.DataFrame) -> pl.DataFrame:
                     "n_ablated": float(group["n_ablated"].mean()),
                     "shortfall": int(group["shortfall"].max()),
                     **values,
-                    **paired,
                     "note": "; ".join(notes) or None,
                 }
             )
+            mean = reduce == "mean" and draws
+            comparisons.append(comparison(first, S.mean_outcomes(draws), []) if mean else None)
+    # every row scored on the same sequences (a model's probe) is resampled together
+    by_sequences: dict[tuple, list[int]] = {}
+    for i, row in enumerate(out):
+        if comparisons[i] is not None:
+            by_sequences.setdefault((row["model"], row["probe"], row["n_sequences"]), []).append(i)
+    for (_, _, n), indices in by_sequences.items():
+        tested = S.group_tests([comparisons[i] for i in indices], *resampling(int(n or 0)))
+        for i, result in zip(indices, tested, strict=True):
+            out[i].update(result)
     schema = {**_SCHEMA, "statistic": pl.String, "n_ablated": pl.Float64}
     schema |= {name: pl.Float64 for name in C.ABLATION_TEST_COLUMNS} | {"n_controls": pl.Int64}
     columns = {c: schema[c] for c in C.FINAL_ABLATION_TABLE_COLUMNS}
