@@ -7,7 +7,7 @@ import pytest
 import torch
 from planted import FIRST_TOKEN, STUDY_THRESHOLDS, VOCAB, planted_model
 
-from circuitsweep import contracts as C
+from circuitsweep.config.probes import AblationSettings
 from circuitsweep.errors import DataError
 from circuitsweep.heads.ablation import (
     ablated,
@@ -18,12 +18,12 @@ from circuitsweep.heads.ablation import (
     output_projections,
     synthetic_probe,
 )
-from circuitsweep.heads.ablation_tables import ablation_summary, causal_milestones, is_causal
 from circuitsweep.heads.attention_hook import register
 from circuitsweep.heads.classify import Thresholds
 from circuitsweep.heads.measure import ProbeSettings, head_statistics
-from circuitsweep.heads.probe_settings import AblationSettings
 from circuitsweep.heads.scores import head_scores
+from circuitsweep.io import contracts as C
+from circuitsweep.milestones.ablation_tables import ablation_summary, causal_milestones, is_causal
 
 THRESHOLDS = STUDY_THRESHOLDS
 # protocol clean: in a 30-token vocabulary the study's probe keeps many stray A and B tokens, which a
@@ -191,9 +191,9 @@ def test_config_refuses_ablation_of_an_encoder_and_plans_it_for_decoders():
     the ablation settings and the circuit's cut, max(induction_circuit, class_selectivity)."""
     from test_workflow import REPO
 
-    from circuitsweep.config import load_config
+    from circuitsweep.config.load import load_config
     from circuitsweep.errors import ConfigError
-    from circuitsweep.plan import plan_sweep
+    from circuitsweep.plan.sweep import plan_sweep
 
     encoder = load_config(REPO / "config" / "minilm.yaml")
     encoder["ablation"] = {"enabled": True}

@@ -15,15 +15,15 @@ import polars as pl
 import pytest
 import torch
 
-from circuitsweep import contracts as C
-from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, verify_metadata
-from circuitsweep.config import load_config
+from circuitsweep.config.load import load_config
 from circuitsweep.errors import CacheError
 from circuitsweep.heads.stage import classify_heads
-from circuitsweep.plan import plan_sweep
+from circuitsweep.io import contracts as C
+from circuitsweep.io.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, verify_metadata
+from circuitsweep.io.stats import write_stats
+from circuitsweep.io.tables import write_table
+from circuitsweep.plan.sweep import plan_sweep
 from circuitsweep.primitives.stage import score_revision_primitives
-from circuitsweep.stats_io import write_stats
-from circuitsweep.table_io import write_table
 
 REPO = Path(__file__).resolve().parents[1]
 PLAN = plan_sweep(load_config(REPO / "config" / "config.yaml"), REPO)
@@ -145,8 +145,8 @@ def test_head_tables_refuse_tables_of_two_classifications(caches, tmp_path):
     """A revisions table classified with other thresholds than its heads table is refused by head_tables, naming it."""
     from dataclasses import replace
 
-    from circuitsweep.heads.stage import HeadTableOutputs, head_tables
-    from circuitsweep.table_io import read_table, write_table
+    from circuitsweep.io.tables import read_table, write_table
+    from circuitsweep.milestones.tables import HeadTableOutputs, head_tables
 
     classify(*caches, tmp_path)
     milestones = {MODEL: PLAN.models[MODEL].milestones}
@@ -164,7 +164,7 @@ def test_a_block_record_verifies_its_head_caches(caches, tmp_path):
     """Issue 22: a head cache replaced on disk (step0's copied over step1's) made the rerun rebuild its block
     record from it unchecked and exit 0; only the run after refused it. The block record now verifies each
     head cache as classification does, so the run that sees the replaced cache fails, naming it."""
-    from circuitsweep.scheduling import write_block_record
+    from circuitsweep.plan.scheduling import write_block_record
 
     stats, scores = caches
     head_caches = [

@@ -20,13 +20,13 @@ from models import one_torch_thread, tiny_decoder
 
 from circuitsweep.checkpoints.hub import choose_files
 from circuitsweep.checkpoints.snapshots import fetch_snapshot
-from circuitsweep.contracts import Paths
 from circuitsweep.heads.stage import RevisionJob
-from circuitsweep.plan import plan_sweep
+from circuitsweep.io.contracts import Paths
+from circuitsweep.io.stats import read_stats
+from circuitsweep.plan.sweep import plan_sweep
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.stage import PrimitiveJob, primitive_tables, score_revision_primitives
 from circuitsweep.revision_stage import PrimitiveRequest, measure_revision
-from circuitsweep.stats_io import read_stats
 
 pytestmark = pytest.mark.slow  # about 12 s: 46 prompts x 64 sampled replies over a 30k-token vocabulary
 

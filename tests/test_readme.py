@@ -7,13 +7,13 @@ from pathlib import Path
 
 import yaml
 
-from circuitsweep import scheduling as S
-from circuitsweep.config import load_config
-from circuitsweep.contracts import Paths
-from circuitsweep.plan import plan_sweep
+from circuitsweep.config.load import load_config
+from circuitsweep.io.contracts import Paths
+from circuitsweep.io.run_folder import run_root
+from circuitsweep.plan import scheduling as S
+from circuitsweep.plan.costs import describe_cost, sweep_cost
+from circuitsweep.plan.sweep import plan_sweep
 from circuitsweep.primitives import contract as K
-from circuitsweep.run_folder import run_root
-from circuitsweep.sweep_cost import describe_cost, sweep_cost
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()

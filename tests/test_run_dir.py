@@ -14,9 +14,9 @@ from runenv import job_env, job_logs, run_paths
 
 from circuitsweep.checkpoints.run_dir import duplicate_groups, list_checkpoints, pattern_regex
 from circuitsweep.checkpoints.snapshots import fetch_snapshot
-from circuitsweep.contracts import Paths
 from circuitsweep.errors import ConfigError, SnapshotError
-from circuitsweep.plan import plan_sweep
+from circuitsweep.io.contracts import Paths
+from circuitsweep.plan.sweep import plan_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 PER_STEP = 2048

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from runenv import job_env
 
-from circuitsweep import revisions as R
-from circuitsweep.config import load_config
+from circuitsweep.checkpoints import revisions as R
+from circuitsweep.config.load import load_config
 from circuitsweep.errors import ConfigError
-from circuitsweep.plan import manifest_path, plan_sweep
+from circuitsweep.plan.sweep import manifest_path, plan_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY_BRANCHES = ["step1", "step4", "step16", "step64", "step256", "step512", "step3000", "step10000"]

@@ -21,11 +21,11 @@ import yaml
 from report_dom import chromium, render
 from runenv import job_env, job_logs, run_results
 
-from circuitsweep import contracts as C
-from circuitsweep.config import load_config
-from circuitsweep.plan import plan_sweep
+from circuitsweep.config.load import load_config
+from circuitsweep.io import contracts as C
+from circuitsweep.io.tables import read_table
+from circuitsweep.plan.sweep import plan_sweep
 from circuitsweep.primitives import contract as K
-from circuitsweep.table_io import read_table
 from circuitsweep.toy.spec import ToySpec
 
 REPO = Path(__file__).resolve().parents[1]

@@ -50,9 +50,9 @@ def check_inputs(args: argparse.Namespace) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> None:
-    from circuitsweep.config import load_config
-    from circuitsweep.plan import describe, plan_sweep
-    from circuitsweep.sweep_cost import describe_cost, describe_partial
+    from circuitsweep.config.load import load_config
+    from circuitsweep.plan.costs import describe_cost, describe_partial
+    from circuitsweep.plan.sweep import describe, plan_sweep
 
     config = load_config(args.config)
     plan = plan_sweep(config, Path(args.root))
@@ -147,8 +147,8 @@ def cmd_classify_heads(args: argparse.Namespace) -> None:
 
 
 def cmd_head_tables(args: argparse.Namespace) -> None:
-    from circuitsweep.heads.emergence import MilestoneThresholds
-    from circuitsweep.heads.stage import HeadTableOutputs, head_tables
+    from circuitsweep.milestones.emergence import MilestoneThresholds
+    from circuitsweep.milestones.tables import HeadTableOutputs, head_tables
 
     thresholds = {model: MilestoneThresholds.from_dict(values) for model, values in args.thresholds.items()}
     out = HeadTableOutputs(
@@ -173,10 +173,11 @@ def cmd_head_tables(args: argparse.Namespace) -> None:
 
 
 def cmd_milestone_brackets(args: argparse.Namespace) -> None:
-    from circuitsweep.contracts import Paths
-    from circuitsweep.plan import plan_sweep
-    from circuitsweep.refine import milestone_brackets, read_rounds, write_brackets
-    from circuitsweep.table_io import read_table
+    from circuitsweep.io.contracts import Paths
+    from circuitsweep.io.tables import read_table
+    from circuitsweep.milestones.refine import milestone_brackets, write_brackets
+    from circuitsweep.plan.rounds import read_rounds
+    from circuitsweep.plan.sweep import plan_sweep
 
     plan = plan_sweep(args.config, Path(args.root), Paths(Path(args.results)))
     if plan.refine is None:
@@ -191,8 +192,8 @@ def cmd_milestone_brackets(args: argparse.Namespace) -> None:
 
 
 def cmd_group_milestones(args: argparse.Namespace) -> None:
-    from circuitsweep.groups import group_milestones
-    from circuitsweep.table_io import read_table, write_csv, write_markdown
+    from circuitsweep.io.tables import read_table, write_csv, write_markdown
+    from circuitsweep.milestones.groups import group_milestones
 
     milestones, _ = read_table(Path(args.milestones))
     table = group_milestones(milestones, args.groups)
@@ -201,10 +202,10 @@ def cmd_group_milestones(args: argparse.Namespace) -> None:
 
 
 def cmd_refine(args: argparse.Namespace) -> None:
-    from circuitsweep.config import load_configs
+    from circuitsweep.config.load import load_configs
     from circuitsweep.errors import ConfigError
-    from circuitsweep.plan import plan_sweep, results_paths
-    from circuitsweep.refine import RefineFailed, RefineRun, dry_run, refine
+    from circuitsweep.milestones.refine import RefineFailed, RefineRun, dry_run, refine
+    from circuitsweep.plan.sweep import plan_sweep, results_paths
 
     root = Path(args.root)
     configfiles = tuple(Path(c) for c in args.configfile)
@@ -232,8 +233,8 @@ def cmd_refine(args: argparse.Namespace) -> None:
 
 
 def cmd_plot_emergence(args: argparse.Namespace) -> None:
-    from circuitsweep.plots import emergence_plot
-    from circuitsweep.table_io import read_frame, read_table
+    from circuitsweep.io.tables import read_frame, read_table
+    from circuitsweep.outputs.plots import emergence_plot
 
     curves = read_frame(Path(args.emergence))
     milestones, settings = read_table(Path(args.milestones)) if args.milestones else (None, {})
@@ -252,16 +253,16 @@ def read_csv_frame(path: str) -> Any:
 
 
 def cmd_plot_heatmap(args: argparse.Namespace) -> None:
-    from circuitsweep.plots import layer_heatmap
-    from circuitsweep.table_io import read_frame
+    from circuitsweep.io.tables import read_frame
+    from circuitsweep.outputs.plots import layer_heatmap
 
     milestones = read_frame(Path(args.milestones)) if args.milestones else None
     layer_heatmap(read_frame(Path(args.emergence)), args.model, Path(args.output), milestones)
 
 
 def cmd_plot_trajectories(args: argparse.Namespace) -> None:
-    from circuitsweep.plots import head_trajectories
-    from circuitsweep.table_io import read_table
+    from circuitsweep.io.tables import read_table
+    from circuitsweep.outputs.plots import head_trajectories
 
     heads, metadata = read_table(Path(args.heads))
     thresholds = (metadata.get("models", {}).get(args.model) or {}).get("thresholds") or {}
@@ -281,8 +282,8 @@ def cmd_spectral_table(args: argparse.Namespace) -> None:
 
 
 def cmd_plot_spectral(args: argparse.Namespace) -> None:
-    from circuitsweep.plots import spectral_plot
-    from circuitsweep.table_io import read_table
+    from circuitsweep.io.tables import read_table
+    from circuitsweep.outputs.plots import spectral_plot
 
     spectral_plot(read_table(Path(args.heads))[0], read_table(Path(args.spectral))[0], args.model, Path(args.output))
 
@@ -323,8 +324,8 @@ def cmd_primitive_tables(args: argparse.Namespace) -> None:
 
 
 def cmd_plot_primitive_gap(args: argparse.Namespace) -> None:
-    from circuitsweep.plots import primitive_gap_plot
-    from circuitsweep.table_io import read_frame
+    from circuitsweep.io.tables import read_frame
+    from circuitsweep.outputs.plots import primitive_gap_plot
 
     primitive_gap_plot(read_frame(Path(args.gaps)), Path(args.output))
 
@@ -332,15 +333,15 @@ def cmd_plot_primitive_gap(args: argparse.Namespace) -> None:
 def cmd_plot_primitive_scaling(args: argparse.Namespace) -> None:
     import polars as pl
 
-    from circuitsweep.plots import primitive_scaling_plot
+    from circuitsweep.outputs.plots import primitive_scaling_plot
     from circuitsweep.primitives.scaling import PLOTTED_KINDS
 
     primitive_scaling_plot(pl.read_csv(args.scaling), Path(args.output), PLOTTED_KINDS)
 
 
 def cmd_sweep_overhead(args: argparse.Namespace) -> None:
-    from circuitsweep.overhead import sweep_overhead
-    from circuitsweep.table_io import write_csv, write_markdown
+    from circuitsweep.io.tables import write_csv, write_markdown
+    from circuitsweep.outputs.overhead import sweep_overhead
 
     table = sweep_overhead(
         [Path(p) for p in args.scores],
@@ -353,14 +354,14 @@ def cmd_sweep_overhead(args: argparse.Namespace) -> None:
 
 
 def cmd_block_record(args: argparse.Namespace) -> None:
-    from circuitsweep.scheduling import write_block_record
+    from circuitsweep.plan.scheduling import write_block_record
 
     write_block_record(args.block, [Path(p) for p in args.files], Path(args.output), args.expected or ())
     print(f"block {args.block}: {len(args.files)} files recorded in {args.output}")
 
 
 def cmd_prefetch(args: argparse.Namespace) -> None:
-    from circuitsweep.prefetch import prefetch
+    from circuitsweep.plan.prefetch import prefetch
 
     prefetch(Path(args.config), Path(args.root), models=args.models or None)
 
@@ -620,7 +621,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     setting = os.environ.get(warm_worker.ENV)
     if setting and args.command in warm_worker.WARM_COMMANDS and not os.environ.get(warm_worker.CHILD_ENV):
-        code = warm_worker.run_warm(argv, setting)
+        code = warm_worker.run_warm(argv, setting, entry="circuitsweep.cli:main")
         if code is not None:
             return code
     logging.basicConfig(
@@ -628,8 +629,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from circuitsweep import retry
     from circuitsweep.errors import USER_ERRORS
+    from circuitsweep.plan import retry
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if (replayed := retry.replay_failure(argv, args.attempt)) is not None:

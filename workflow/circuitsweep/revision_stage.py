@@ -21,7 +21,7 @@ import polars as pl
 
 from circuitsweep.errors import ConfigError
 from circuitsweep.heads.stage import ExtraMeasurements, RevisionJob
-from circuitsweep.progress import revision_line
+from circuitsweep.io.progress import revision_line
 
 
 @dataclass(frozen=True)

@@ -11,16 +11,16 @@ from pathlib import Path
 
 REPO = Path(workflow.basedir).parent
 
-from circuitsweep.atomic import atomic_write_text
-from circuitsweep.contracts import Paths
-from circuitsweep.milestone_text import finished_run_summary
-from circuitsweep.names import SAFE_NAME_PATTERN
-from circuitsweep.plan import plan_sweep, results_paths
-from circuitsweep.retry import attempt_resource
-from circuitsweep.run_folder import check_run_folder, claim_run_folder
-from circuitsweep.sweep_cost import describe_cost, describe_partial
-from circuitsweep.warm_worker import suits
-from circuitsweep.yaml_load import load_yaml
+from circuitsweep.io.atomic import atomic_write_text
+from circuitsweep.io.contracts import Paths
+from circuitsweep.milestones.text import finished_run_summary
+from circuitsweep.io.names import SAFE_NAME_PATTERN
+from circuitsweep.plan.sweep import plan_sweep, results_paths
+from circuitsweep.plan.retry import attempt_resource
+from circuitsweep.io.run_folder import check_run_folder, claim_run_folder
+from circuitsweep.plan.costs import describe_cost, describe_partial
+from circuitsweep.plan.resources import suits
+from circuitsweep.config.yaml_load import load_yaml
 from circuitsweep.primitives import contract as K
 
 # Every rule runs the package of this workflow's own source tree, in whatever
@@ -33,7 +33,7 @@ SHELL_PREFIX = (
 shell.prefix(SHELL_PREFIX)
 
 
-# The run's folder records the config that made it (circuitsweep.run_folder) when the
+# The run's folder records the config that made it (circuitsweep.io.run_folder) when the
 # run starts; a local run on the CPU forks its measurement jobs from one warm process
 # (circuitsweep.warm_worker): torch and transformers are imported once, not per revision.
 onstart:
@@ -47,7 +47,7 @@ for _configfile in workflow.overwrite_configfiles or []:
     load_yaml(_configfile, "config")
 
 # Every output of this run lives under one folder: results/<run>/ or the config's
-# outdir (circuitsweep.run_folder). A folder another config made stops the run here.
+# outdir (circuitsweep.io.run_folder). A folder another config made stops the run here.
 PATHS = results_paths(config, workflow.configfiles)
 check_run_folder(PATHS.root, workflow.configfiles)
 
@@ -212,14 +212,14 @@ def all_primitive_shards():
 
 
 def refine_targets():
-    """The bracket table, with a refine block (circuitsweep.refine)."""
+    """The bracket table, with a refine block (circuitsweep.milestones.refine)."""
     if PLAN.refine is None:
         return []
     return [PATHS.milestone_brackets("csv"), PATHS.milestone_brackets("md")]
 
 
 def group_targets():
-    """The group milestone table, when some model has a group (circuitsweep.groups)."""
+    """The group milestone table, when some model has a group (circuitsweep.milestones.groups)."""
     if not PLAN.groups():
         return []
     return [PATHS.group_milestones("csv"), PATHS.group_milestones("md")]
@@ -283,9 +283,9 @@ def final_ablation_targets():
     return [PATHS.final_ablation_table(suffix) for suffix in ("parquet", "csv", "md")]
 
 
-# --- job sizes, the snapshot bound and job blocks (circuitsweep.resources, .scheduling) ---
-from circuitsweep import resources as R
-from circuitsweep import scheduling as S
+# --- job sizes, the snapshot bound and job blocks (circuitsweep.plan.resources, .scheduling) ---
+from circuitsweep.plan import resources as R
+from circuitsweep.plan import scheduling as S
 
 SNAPSHOTS_ON_DISK = int(config.get("snapshots_on_disk", 2))
 REVISIONS_PER_JOB = int(config.get("revisions_per_job", 8))
@@ -322,17 +322,17 @@ def measure_resource(
     snapshot_of=lambda wildcards: PATHS.snapshot(wildcards.model, wildcards.revision),
     tokens_of=lambda wildcards: None,
 ):
-    """One key of a measurement job's size: circuitsweep.sizing's estimate, the one the job checks.
+    """One key of a measurement job's size: circuitsweep.plan.sizing's estimate, the one the job checks.
     ``snapshot_of(wildcards)``: the snapshot the job loads; ``tokens_of(wildcards)``: the tokens it
     runs through the model, when not its probes' (the final-revision ablation).
 
     From the snapshot's config.json once fetched (Snakemake re-evaluates resources when
     a job's inputs exist, before submitting it). Memory and runtime scale with the
-    attempt, unless the last attempt failed deterministically (circuitsweep.retry).
+    attempt, unless the last attempt failed deterministically (circuitsweep.plan.retry).
     """
 
     def size(wildcards, attempt, rulename):
-        from circuitsweep.retry import job_log, sizing_attempt
+        from circuitsweep.plan.retry import job_log, sizing_attempt
 
         model = PLAN.models[wildcards.model]
         estimate = R.measure_size(
@@ -351,10 +351,10 @@ def measure_resource(
 
 
 def small_resource(rule, key):
-    """One key of a small job's size (circuitsweep.resources.SMALL_JOBS), scaled as measure_resource's."""
+    """One key of a small job's size (circuitsweep.plan.resources.SMALL_JOBS), scaled as measure_resource's."""
 
     def size(wildcards, attempt, rulename):
-        from circuitsweep.retry import job_log, sizing_attempt
+        from circuitsweep.plan.retry import job_log, sizing_attempt
 
         log = job_log(getattr(rules, rulename).log, dict(wildcards.items()))
         return getattr(R.small_size(rule).scaled(sizing_attempt(log, attempt)), key)

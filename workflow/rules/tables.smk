@@ -48,7 +48,7 @@ rule head_tables:
 if PLAN.refine is not None:
 
     # Per model and milestone, the swept revisions that bracket it and the revision the next
-    # refinement round adds (circuitsweep.refine; `circuitsweep refine` runs the rounds).
+    # refinement round adds (circuitsweep.milestones.refine; `circuitsweep refine` runs the rounds).
     rule milestone_brackets:
         input:
             emergence=PATHS.emergence_table("parquet"),

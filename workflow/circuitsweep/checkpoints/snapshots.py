@@ -26,10 +26,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from circuitsweep.atomic import atomic_write_text
 from circuitsweep.checkpoints import hub, local_hub, run_dir
 from circuitsweep.errors import ConfigError, SnapshotError
-from circuitsweep.names import check_name
+from circuitsweep.io.atomic import atomic_write_text
+from circuitsweep.io.names import check_name
 
 RECORD_NAME = "snapshot.json"
 REVISION_CACHE = "hub"

@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from circuitsweep import contracts as C
 from circuitsweep.errors import CacheError, DataError
 from circuitsweep.heads.classify import induction_member
 from circuitsweep.heads.spectral import final_revision
-from circuitsweep.table_io import read_table, write_csv, write_markdown, write_table
+from circuitsweep.io import contracts as C
+from circuitsweep.io.tables import read_table, write_csv, write_markdown, write_table
 
 Head = tuple[int, int]
 #: The metrics of a scored condition.
@@ -240,11 +240,11 @@ def run_final_ablation(
     mem_mb: int | None = None,
 ) -> None:
     """Load the final revision once and write every condition's rows (``Plan.final_ablation_settings``)."""
-    from circuitsweep.cache_check import SETTINGS_KEY, settings_digest
     from circuitsweep.checkpoints.loading import resolve_device
+    from circuitsweep.config.probes import AblationSettings
     from circuitsweep.heads.ablation import AblationProbe, synthetic_probe
-    from circuitsweep.heads.probe_settings import AblationSettings
     from circuitsweep.heads.stage import RevisionJob, first_token_id, load_revision
+    from circuitsweep.io.cache_check import SETTINGS_KEY, settings_digest
 
     job = RevisionJob.from_dict(settings["job"])
     if job.ablation is None:
