@@ -17,7 +17,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from circuitsweep.plan.sweep import Plan
 
 log = logging.getLogger("circuitsweep")
 
@@ -49,14 +52,40 @@ def check_inputs(args: argparse.Namespace) -> None:
                 raise InputError(f"{option}: {path} does not exist")
 
 
+def describe_plan(plan: Plan) -> list[str]:
+    """What a sweep plans, one line per model and then the run's notes (``circuitsweep check-config``).
+
+    Per model: its revisions (first .. last, in training order, with the last one's tokens), the
+    natural-text batch and the tokenizer that builds it, and its primitive jobs.
+    """
+    from circuitsweep.heads.jobs import natural_batches
+    from circuitsweep.primitives.jobs import primitive_models, primitive_revisions
+
+    batches = natural_batches(plan)
+    lines = []
+    for model, revisions in plan.revisions.items():
+        last = revisions[-1]
+        parts = [f"{len(revisions)} revisions ({revisions[0].name} .. {last.name}, {last.tokens:,} tokens)"]
+        natural = plan.models[model].probes.natural_text
+        if natural is not None:
+            builder = batches[natural.tokenizer][0]
+            special = natural.special_tokens
+            parts.append(f"natural text: batch {natural.tokenizer} (tokenizer of {builder}, special tokens {special})")
+        primitives = len(primitive_revisions(plan, model)) if model in primitive_models(plan) else 0
+        parts.append(f"{primitives} primitive jobs" if primitives else "no primitive jobs")
+        lines.append(f"{model}: " + "; ".join(parts))
+    lines.append(f"ablation: {'every revision' if plan.ablation is not None else 'off'}")
+    return lines + [f"note: {note}" for note in plan.notes]
+
+
 def cmd_check_config(args: argparse.Namespace) -> None:
     from circuitsweep.config.load import load_config
     from circuitsweep.plan.costs import describe_cost, describe_partial
-    from circuitsweep.plan.sweep import describe, plan_sweep
+    from circuitsweep.plan.sweep import plan_sweep
 
     config = load_config(args.config)
     plan = plan_sweep(config, Path(args.root))
-    for line in describe(plan):
+    for line in describe_plan(plan):
         print(line)
     pending = {model: [r.name for r in revisions] for model, revisions in plan.revisions.items()}
     print(describe_cost(plan.cost(config["models"], pending, int(config.get("snapshots_on_disk", 2)))))
@@ -426,7 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--natural-batch", help="natural-text batch (safetensors) to measure, with probes.natural_text")
     p.add_argument("--natural-scores", help="output Parquet of per-head natural-text scores")
     p.add_argument("--ablation", help="output Parquet of ablation rows, with settings.ablation")
-    p.add_argument("--primitive-settings", type=_json, help="JSON: the primitive job (Plan.primitive_settings)")
+    p.add_argument(
+        "--primitive-settings", type=_json, help="JSON: the primitive job (primitives.jobs.primitive_settings)"
+    )
     p.add_argument("--stimuli", help="stimuli YAML of the primitive measurement")
     p.add_argument("--primitives", help="output safetensors shard of the primitive measurement")
 
@@ -539,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True)
 
     p = add("final-ablation", cmd_final_ablation, "load the final revision once; run the study's ablation conditions")
-    p.add_argument("--settings", type=_json, required=True, help="JSON: Plan.final_ablation_settings")
+    p.add_argument("--settings", type=_json, required=True, help="JSON: heads.jobs.final_ablation_settings")
     p.add_argument("--snapshot", required=True, help="the final revision's snapshot folder")
     p.add_argument("--heads", required=True, help="the model's classified heads (Parquet)")
     p.add_argument("--spectral", required=True, help="the model's spectral ranking (Parquet)")

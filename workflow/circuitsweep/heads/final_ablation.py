@@ -239,7 +239,7 @@ def run_final_ablation(
     natural_batch: Path | None = None,
     mem_mb: int | None = None,
 ) -> None:
-    """Load the final revision once and write every condition's rows (``Plan.final_ablation_settings``)."""
+    """Load the final revision once and write every condition's rows (``heads.jobs.final_ablation_settings``)."""
     from circuitsweep.checkpoints.loading import resolve_device
     from circuitsweep.config.probes import AblationSettings
     from circuitsweep.heads.ablation import AblationProbe, synthetic_probe
