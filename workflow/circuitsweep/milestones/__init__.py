@@ -1,0 +1,1 @@
+"""milestones: per-model aggregates across revisions (emergence, brackets, groups, refinement, findings)"""
