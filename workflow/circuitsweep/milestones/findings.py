@@ -395,6 +395,25 @@ def _mean_text(mean: dict | None, metric: str, base: float, scale: str) -> str:
     return f"; {mean['statistic']} draws {shown}"
 
 
+def _claim(model: str, item: str, text: str, short: str, source: str = ABLATION, **values: Any) -> dict[str, Any]:
+    """A claim's row; ``short`` is its phrase in the model's paragraph (not a column of findings.csv)."""
+    return {**_row(model, SECTION_CLAIMS, item, text, source, **values), "short": short}
+
+
+def _interval_values(bounds: Bounds) -> dict[str, float | None]:
+    return {"ci_low": bounds[0], "ci_high": bounds[1], "p": bounds[2]}
+
+
+CLAIMS: tuple[str, ...] = (
+    "1. spectral picks vs matched random",
+    "2. screen heads among the picks",
+    "3. screen vs matched random",
+    "3. screen vs spectral picks",
+    "4. single heads",
+    "5. natural text: screen vs matched random",
+)
+
+
 def ablation_claims(
     model: str,
     table: pl.DataFrame | None,
@@ -410,120 +429,87 @@ def ablation_claims(
     4. each single head's relative top-1 drop;
     5. the screen's natural-text top-1 drop vs its matched random (ratio).
 
-    Without a table, an empty screen, no matched control or no natural text, the claim's row says so.
+    Without a table, an empty screen, no matched control or no natural text, the claim's row says so. Rows in
+    claim order; each carries ``short``, its phrase in the model's paragraph.
     """
-    claims = [
-        "1. spectral picks vs matched random",
-        "2. screen heads among the picks",
-        "3. screen vs matched random",
-        "3. screen vs spectral picks",
-        "4. single heads",
-        "5. natural text: screen vs matched random",
-    ]
     if table is None or table.height == 0:
         text = "not tested: the run has no final-revision ablation (ablation.enabled is false)"
-        return [_row(model, SECTION_CLAIMS, claim, text, ABLATION) for claim in claims]
+        return [_claim(model, claim, text, "not tested (no final-revision ablation)") for claim in CLAIMS]
     ablation = _Ablation(table)
-    rows: list[dict[str, Any]] = []
-    held: list[dict[str, Any]] = []  # claim 2, after claim 1 of every K
     ranked = _ranked(spectral)
     screen = ranked.filter(pl.col("screen"))
     none = ablation.get("synthetic", "none")
     if none is None:
         raise DataError(f"{model}: {ABLATION} has no synthetic row without ablation")
-    base, base_loss = none["top1"], none["loss"]
-    for top in tops:
-        k = top.k
-        picks = ablation.get("synthetic", "spectral_top", k)
-        draw, mean = ablation.random("synthetic", "spectral", k)
-        item = f"{claims[0]}, K = {k}"
-        if picks is None:
-            rows.append(_row(model, SECTION_CLAIMS, item, f"not in {ABLATION}: no K = {k} rows", ABLATION, k=k))
-        elif why := _no_control(draw, f"the top {k}"):
-            rows.append(_row(model, SECTION_CLAIMS, item, f"untestable: {why}", ABLATION, k=k))
-        else:
-            d_top, d_random = picks["loss"] - base_loss, draw["loss"] - base_loss
-            text = f"loss {d_top:+.2f} for the top {k} vs {d_random:+.2f} for matched random (draw 0"
-            text += _mean_text(mean, "loss", base_loss, "loss") + ")"
-            text += f": {d_top / d_random:.2f}x the damage" if d_random > 0 else ": random heads did not raise the loss"
-            text = _with_interval(text + _shortfall(draw), interval(picks, "loss", excess=True))
-            bounds = interval(picks, "loss", excess=True)
-            rows.append(
-                _row(
-                    model,
-                    SECTION_CLAIMS,
-                    item,
-                    text,
-                    ABLATION,
-                    k=k,
-                    value=d_top - d_random,
-                    ci_low=bounds[0],
-                    ci_high=bounds[1],
-                    p=bounds[2],
-                )
-            )
-        inside = screen.filter(pl.col("rank") <= k).height
-        outside = _names(screen.filter(pl.col("rank") > k))
-        item = f"{claims[1]}, K = {k}"
-        text = f"the top {k} hold {inside} of the {screen.height} screen heads"
-        text += f" (missing {', '.join(outside)})" if outside and inside else ""
-        if picks is not None and picks["top1"] is not None:
-            text += f"; ablating them moves top-1 {_percent(base)} -> {_percent(picks['top1'])}"
-            if not _no_control(draw, ""):
-                text += f" (matched random: {_percent(draw['top1'])})"
-        held.append(
-            _row(
-                model,
-                SECTION_CLAIMS,
-                item,
-                text,
-                f"{SPECTRAL}; {ABLATION}",
-                k=k,
-                value=float(inside),
-                count=inside,
-                total=screen.height,
-            )
-        )
-    rows += held
-    rows += _screen_claims(model, ablation, "synthetic", claims[2], tops, screen.height, ranked)
+    base = none["top1"]
+    first = [_picks_claim(model, ablation, top.k, none) for top in tops]
+    held = [_held_claim(model, ablation, top.k, base, screen) for top in tops]
+    third = _screen_claims(model, ablation, "synthetic", CLAIMS[2], tops, ranked)
     singles = ablation.singles("synthetic")
+    fourth = [_single_claim(model, label, conditions, row, base) for label, conditions, row in singles]
     if not singles:
         text = "no head was ablated alone (no induction-class or screen head)"
-        rows.append(_row(model, SECTION_CLAIMS, claims[4], text, ABLATION))
-    for label, conditions, row in singles:
-        item = f"4. {label} alone"
-        if row["top1"] is None or not base:
-            why = "not scored" if row["top1"] is None else "baseline top-1 is 0: no relative drop"
-            text = f"{label} alone: {why}"
-            rows.append(_row(model, SECTION_CLAIMS, item, text, ABLATION))
-            continue
-        relative = (base - row["top1"]) / base
-        text = f"{label} alone ({', '.join(conditions)}): top-1 {_percent(base)} -> {_percent(row['top1'])}, "
-        text += f"{relative:.0%} of the baseline"
-        bounds = interval(row, "top1", excess=False)
-        rows.append(
-            _row(
-                model,
-                SECTION_CLAIMS,
-                item,
-                _with_interval(text, bounds),
-                ABLATION,
-                value=relative,
-                ci_low=bounds[0],
-                ci_high=bounds[1],
-                p=bounds[2],
-            )
-        )
+        fourth = [_claim(model, CLAIMS[4], text, "no head ablated alone")]
     if ablation.get("natural", "none") is None:
         text = "untestable: the run measured no natural text (probes.natural_text)"
-        rows.append(_row(model, SECTION_CLAIMS, claims[5], text, ABLATION))
+        fifth = [_claim(model, CLAIMS[5], text, "natural text: untestable, none measured")]
     else:
-        rows += _screen_claims(model, ablation, "natural", claims[5], (), screen.height, ranked)
-    return rows
+        fifth = _screen_claims(model, ablation, "natural", CLAIMS[5], (), ranked)
+    return [*first, *held, *third, *fourth, *fifth]
+
+
+def _picks_claim(model: str, ablation: _Ablation, k: int, none: dict) -> dict[str, Any]:
+    """Claim 1 at one K: the top K's loss rise against their matched random heads' (draw 0)."""
+    picks = ablation.get("synthetic", "spectral_top", k)
+    draw, mean = ablation.random("synthetic", "spectral", k)
+    item = f"{CLAIMS[0]}, K = {k}"
+    if picks is None:
+        return _claim(model, item, f"not in {ABLATION}: no K = {k} rows", f"top {k}: not run", k=k)
+    if why := _no_control(draw, f"the top {k}"):
+        return _claim(model, item, f"untestable: {why}", f"top {k}: untestable, {why}", k=k)
+    d_top, d_random = picks["loss"] - none["loss"], draw["loss"] - none["loss"]
+    verdict = f"{d_top / d_random:.2f}x the damage" if d_random > 0 else "random heads did not raise the loss"
+    text = f"loss {d_top:+.2f} for the top {k} vs {d_random:+.2f} for matched random (draw 0"
+    text += _mean_text(mean, "loss", none["loss"], "loss") + f"): {verdict}" + _shortfall(draw)
+    bounds = interval(picks, "loss", excess=True)
+    short = f"top {k}: loss {d_top:+.2f} vs {d_random:+.2f} for matched random ({verdict})"
+    return _claim(model, item, _with_interval(text, bounds), _with_interval(short, bounds), k=k,
+                  value=d_top - d_random, **_interval_values(bounds))  # fmt: skip
+
+
+def _held_claim(model: str, ablation: _Ablation, k: int, base: float, screen: pl.DataFrame) -> dict[str, Any]:
+    """Claim 2 at one K: the screen heads among the top K, and what ablating the top K does to top-1."""
+    picks = ablation.get("synthetic", "spectral_top", k)
+    draw, _ = ablation.random("synthetic", "spectral", k)
+    inside = screen.filter(pl.col("rank") <= k).height
+    outside = _names(screen.filter(pl.col("rank") > k))
+    held = f"the top {k} hold {inside} of the {screen.height} screen heads"
+    held += f" (missing {', '.join(outside)})" if outside and inside else ""
+    text = held
+    if picks is not None and picks["top1"] is not None:
+        text += f"; ablating them moves top-1 {_percent(base)} -> {_percent(picks['top1'])}"
+        if not _no_control(draw, ""):
+            text += f" (matched random: {_percent(draw['top1'])})"
+    return _claim(model, f"{CLAIMS[1]}, K = {k}", text, held[4:], f"{SPECTRAL}; {ABLATION}", k=k,
+                  value=float(inside), count=inside, total=screen.height)  # fmt: skip
+
+
+def _single_claim(model: str, label: str, conditions: list[str], row: dict, base: float) -> dict[str, Any]:
+    """Claim 4 for one head ablated alone: its top-1 drop relative to the baseline."""
+    item = f"4. {label} alone"
+    if row["top1"] is None or not base:
+        why = "not scored" if row["top1"] is None else "baseline top-1 is 0: no relative drop"
+        return _claim(model, item, f"{label} alone: {why}", f"{label} alone {why}")
+    relative = (base - row["top1"]) / base
+    text = f"{label} alone ({', '.join(conditions)}): top-1 {_percent(base)} -> {_percent(row['top1'])}, "
+    text += f"{relative:.0%} of the baseline"
+    bounds = interval(row, "top1", excess=False)
+    return _claim(model, item, _with_interval(text, bounds), _with_interval(f"{label} alone {relative:.0%}", bounds),
+                  value=relative, **_interval_values(bounds))  # fmt: skip
 
 
 def _screen_claims(
-    model: str, ablation: _Ablation, probe: str, item: str, tops: Sequence[TopK], size: int, ranked: pl.DataFrame
+    model: str, ablation: _Ablation, probe: str, item: str, tops: Sequence[TopK], ranked: pl.DataFrame
 ) -> list[dict[str, Any]]:
     """Claim 3 (synthetic; with ``tops``, against the spectral picks too) or claim 5 (natural text)."""
     none = ablation.get(probe, "none")
@@ -532,57 +518,48 @@ def _screen_claims(
     on = "" if probe == "synthetic" else "natural text: "
     if screen is None or not screen["n_ablated"] or screen["top1"] is None:
         text = f"untestable: empty screen (no head at the circuit threshold){_note(screen)}"
-        rows = [_row(model, SECTION_CLAIMS, item, text, ABLATION)]
-        return rows + [
-            _row(model, SECTION_CLAIMS, f"3. screen vs spectral picks, K = {t.k}", text, ABLATION, k=t.k) for t in tops
-        ]
+        short = f"{on}untestable, empty screen"
+        rows = [_claim(model, item, text, short)]
+        return rows + [_claim(model, f"{CLAIMS[3]}, K = {t.k}", text, short, k=t.k) for t in tops]
     base = none["top1"]
     drop = base - screen["top1"]
-    text = f"{on}ablating the {_count(screen['n_ablated'])} screen heads moves top-1 {_percent(base)} -> "
-    text += f"{_percent(screen['top1'])} (drop {_pp(drop)})"
+    size = _count(screen["n_ablated"])
+    moved = f"top-1 {_percent(base)} -> {_percent(screen['top1'])}"
+    text = f"{on}ablating the {size} screen heads moves {moved} (drop {_pp(drop)})"
+    short = f"{on}the {size} screen heads take {moved}"
     bounds = interval(screen, "top1", excess=True)
     if why := _no_control(draw, "the screen heads"):
         text += f"; untestable against random heads: {why}"
-        rows = [_row(model, SECTION_CLAIMS, item, text, ABLATION)]
+        short += "; no matched control" if draw is not None else "; no matched random heads drawn"
+        rows = [_claim(model, item, text, short)]
     else:
         random_drop = base - draw["top1"]
-        text += f"; matched random (draw 0) -> {_percent(draw['top1'])} (drop {_pp(random_drop)}"
-        text += _mean_text(mean, "top1", base, "top1") + ")"
         ratio = drop / random_drop if random_drop > 0 else None
-        text += f": {ratio:.1f}x" if ratio is not None else ": random heads did not lower top-1, no ratio"
-        text = _with_interval(text + _shortfall(draw), bounds)
-        rows = [
-            _row(
-                model,
-                SECTION_CLAIMS,
-                item,
-                text,
-                ABLATION,
-                value=ratio,
-                ci_low=bounds[0],
-                ci_high=bounds[1],
-                p=bounds[2],
-            )
-        ]
+        verdict = f"{ratio:.1f}x" if ratio is not None else "random heads did not lower top-1, no ratio"
+        text += f"; matched random (draw 0) -> {_percent(draw['top1'])} (drop {_pp(random_drop)}"
+        text += _mean_text(mean, "top1", base, "top1") + f"): {verdict}" + _shortfall(draw)
+        short += f", matched random {_percent(draw['top1'])}: {verdict}"
+        rows = [_claim(model, item, _with_interval(text, bounds), _with_interval(short, bounds), value=ratio,
+                       **_interval_values(bounds))]  # fmt: skip
     for top in tops:
         picks = ablation.get(probe, "spectral_top", top.k)
-        row_item = f"3. screen vs spectral picks, K = {top.k}"
+        row_item = f"{CLAIMS[3]}, K = {top.k}"
         if picks is None or picks["top1"] is None:
-            rows.append(
-                _row(model, SECTION_CLAIMS, row_item, f"not in {ABLATION}: no K = {top.k} rows", ABLATION, k=top.k)
-            )
+            text = f"not in {ABLATION}: no K = {top.k} rows"
+            rows.append(_claim(model, row_item, text, f"against the top {top.k}: not run", k=top.k))
             continue
         picks_drop = base - picks["top1"]
         held = ranked.filter(pl.col("screen") & (pl.col("rank") <= top.k)).height
-        text = f"the screen ({_count(screen['n_ablated'])} heads) lowers top-1 by {_pp(drop)}, the top {top.k} "
-        text += f"({_count(picks['n_ablated'])} heads, {held} of them screen heads) by {_pp(picks_drop)}: "
         if screen["n_ablated"] < picks["n_ablated"] and drop >= picks_drop:
-            text += "distribution wins, the screen does as much with fewer heads"
+            verdict = "distribution wins, the screen does as much with fewer heads"
         elif drop > picks_drop:
-            text += "the screen lowers it more"
+            verdict = "the screen lowers it more"
         else:
-            text += "the picks lower it more"
-        rows.append(_row(model, SECTION_CLAIMS, row_item, text, ABLATION, k=top.k, value=drop - picks_drop))
+            verdict = "the picks lower it more"
+        text = f"the screen ({size} heads) lowers top-1 by {_pp(drop)}, the top {top.k} "
+        text += f"({_count(picks['n_ablated'])} heads, {held} of them screen heads) by {_pp(picks_drop)}: {verdict}"
+        short = f"against the top {top.k} ({_pp(picks_drop)}): {verdict.split(',')[0]}"
+        rows.append(_claim(model, row_item, text, short, k=top.k, value=drop - picks_drop))
     return rows
 
 
@@ -759,13 +736,9 @@ def model_rows(
     ]
 
 
-def _text(rows: pl.DataFrame, section: str, item: str) -> str | None:
-    found = rows.filter((pl.col("section") == section) & (pl.col("item") == item))
-    return found["text"][0] if found.height else None
-
-
 def model_paragraph(model: str, rows: pl.DataFrame, spectral: pl.DataFrame, tops: Sequence[TopK]) -> str:
-    """One short paragraph stating each of one model's findings with its number (from its ``rows``)."""
+    """One short paragraph stating each of one model's findings with its number, from its ``rows`` (with the
+    claims' ``short`` phrases)."""
     n = spectral.height
     revision = spectral["final_revision"][0]
     precision = rows.filter(pl.col("section") == SECTION_PRECISION)
@@ -774,21 +747,32 @@ def model_paragraph(model: str, rows: pl.DataFrame, spectral: pl.DataFrame, tops
         f"{value:.2f} at {'all ' + str(n) + ' heads' if k == n else f'K = {k}'}"
         for k, value in zip(shown["k"], shown["value"], strict=True)
     )
-    parts = [f"{model}, final revision {revision} ({n} heads). Precision of the spectral ranking: {at}."]
+    parts = [f"{model}, final revision {revision} ({n} heads): precision of the spectral ranking {at}"]
     non_bos = rows.filter((pl.col("section") == SECTION_NON_BOS) & pl.col("k").is_in([t.k for t in tops]))
     if non_bos.height:
-        parts.append(
-            "Without the BOS heads: "
-            + ", ".join(f"{v:.2f} at K = {k}" for k, v in zip(non_bos["k"], non_bos["value"], strict=True))
-            + f"; {_text(rows, SECTION_NON_BOS, 'non-BOS heads classified')}."
-        )
-    elbow = _text(rows, SECTION_K, "elbow")
-    heuristic = _text(rows, SECTION_K, "17-19% heuristic")
-    if elbow and heuristic:
-        parts.append(f"Elbow {elbow.split(':')[0]}; 17-19% heuristic {heuristic}.")
-    for row in rows.filter(pl.col("section") == SECTION_CLAIMS).iter_rows(named=True):
-        parts.append(f"({row['item'].split('.')[0]}) {row['text']}.")
-    return " ".join(parts)
+        at = ", ".join(f"{v:.2f} at K = {k}" for k, v in zip(non_bos["k"], non_bos["value"], strict=True))
+        parts[-1] += f", without BOS heads {at}"
+    elbow = values_of(rows, SECTION_K, "elbow")
+    heuristic = rows.filter((pl.col("section") == SECTION_K) & (pl.col("item") == "17-19% heuristic"))
+    if elbow is not None and heuristic.height:
+        parts[-1] += f"; elbow K = {elbow:g} (17-19% heuristic: {heuristic['count'][0]}-{heuristic['total'][0]})"
+    claims = rows.filter(pl.col("section") == SECTION_CLAIMS)
+    if claims["short"].n_unique() == 1:
+        parts.append(f"The five ablation claims: {claims['short'][0]}")
+        return ". ".join(parts) + "."
+    by_claim: dict[str, list[str]] = {}
+    for item, short in zip(claims["item"], claims["short"], strict=True):
+        shorts = by_claim.setdefault(item.split(".")[0], [])
+        if short not in shorts:
+            shorts.append(short)
+    parts += [f"({number}) {'; '.join(shorts)}" for number, shorts in by_claim.items()]
+    return ". ".join(parts) + "."
+
+
+def values_of(rows: pl.DataFrame, section: str, item: str) -> float | None:
+    """The value of one row of ``rows`` (None when absent)."""
+    found = rows.filter((pl.col("section") == section) & (pl.col("item") == item))
+    return found["value"][0] if found.height else None
 
 
 def findings(
@@ -815,9 +799,9 @@ def findings(
         cut = ((thresholds or {}).get(model) or {}).get("induction_circuit")
         model_table = pl.DataFrame(
             model_rows(model, own, heads.filter(pl.col("model") == model), table, spectral_top_k, cut),
-            schema=_SCHEMA,
+            schema={**_SCHEMA, "short": pl.String},
         )
-        rows += model_table.to_dicts()
+        rows += model_table.drop("short").to_dicts()
         tops = resolve_top_k(spectral_top_k, own["integral"].to_list())
         paragraphs[model] = model_paragraph(model, model_table, own, tops)
     across = across_models(heads, milestones.filter(pl.col("model").is_in(models)))
@@ -902,7 +886,8 @@ p { max-width: 60rem; overflow-wrap: anywhere; }
 .table { width: 100%; overflow-x: auto; }
 table { border-collapse: collapse; font-size: 0.8rem; max-width: 100%; }
 th, td { border: 1px solid #d1d5db; padding: 0.2rem 0.45rem; text-align: left; vertical-align: top;
-         overflow-wrap: anywhere; }
+         overflow-wrap: break-word; }
+td { overflow-wrap: anywhere; } th { hyphens: manual; }
 th { background: #f3f4f6; }
 details { margin: 0.5rem 0 1rem; } summary { cursor: pointer; color: #374151; }
 """
