@@ -497,3 +497,16 @@ def test_notebook_findings_needs_a_spectral_table():
     with pytest.raises(ConfigError, match="no spectral table"):
         cs.findings(empty)
     assert "findings" in cs.__all__
+
+
+def test_natural_text_bos_fraction_comes_from_the_natural_classes():
+    """With natural-text classes in the heads table, the cross-model table gives their BOS fraction beside the
+    synthetic one; without them it says "not measured"."""
+    model = "pythia-160m"
+    heads = final_heads(model)
+    natural = heads.with_columns(
+        pl.when(pl.col("layer") >= 6).then(pl.lit(C.BOS_CLASS)).otherwise(pl.lit(C.NO_CLASS)).alias("natural_class")
+    )
+    row = across_models(natural, milestones([model])).row(0, named=True)
+    assert row["natural_bos_fraction"] == pytest.approx(6 / 12) and row["bos_fraction"] == pytest.approx(62 / 144)
+    assert across_models(heads, milestones([model]))["natural_bos_fraction"].to_list() == [None]

@@ -887,7 +887,6 @@ p { max-width: 60rem; overflow-wrap: anywhere; }
 table { border-collapse: collapse; font-size: 0.8rem; max-width: 100%; }
 th, td { border: 1px solid #d1d5db; padding: 0.2rem 0.45rem; text-align: left; vertical-align: top;
          overflow-wrap: break-word; }
-td { overflow-wrap: anywhere; } th { hyphens: manual; }
 th { background: #f3f4f6; }
 details { margin: 0.5rem 0 1rem; } summary { cursor: pointer; color: #374151; }
 """
