@@ -407,7 +407,8 @@ def two_model_findings() -> tuple[Findings, list]:
     spectral = pl.concat([spectral_table(m) for m in models])
     heads = pl.concat([final_heads(m) for m in models], how="diagonal_relaxed")
     ablation = pl.concat([study_ablation("olmoe-1b-7b", "olmoe"), study_ablation("olmo-1b", "olmo")])
-    return findings(spectral, heads, milestones(models), ablation, [45, 6], {}), [45, 6]
+    thresholds = {model: {"induction_circuit": 50} for model in models}
+    return findings(spectral, heads, milestones(models), ablation, [45, 6], thresholds), [45, 6]
 
 
 def test_markdown_and_page_open_with_the_cross_model_table_and_hold_every_section():
@@ -510,3 +511,23 @@ def test_natural_text_bos_fraction_comes_from_the_natural_classes():
     row = across_models(natural, milestones([model])).row(0, named=True)
     assert row["natural_bos_fraction"] == pytest.approx(6 / 12) and row["bos_fraction"] == pytest.approx(62 / 144)
     assert across_models(heads, milestones([model]))["natural_bos_fraction"].to_list() == [None]
+
+
+def test_selectivity_levels_name_the_runs_thresholds_and_single_heads_say_rise_or_drop():
+    """The run's class and circuit thresholds join the study's levels, named (a toy run's 8 and 12 are no study
+    level); a single head whose ablation raised top-1 says "rise", never a negative drop."""
+    model = "olmoe-1b-7b"
+    args = (spectral_table(model), final_heads(model), milestones([model]))
+    thresholds = {model: {"class_selectivity": 30, "induction_circuit": 40}}
+    rows = findings(*args, None, [45], thresholds).section(model, "induction selectivity")
+    texts = dict(zip(rows["item"], rows["text"], strict=True))
+    assert list(texts) == [">= 10", ">= 30", ">= 40", ">= 50", ">= 100", ">= 200"]
+    assert texts[">= 30"].startswith("4 heads (the class threshold): ") and "(the circuit threshold)" in texts[">= 40"]
+    table = study_ablation(model, "olmoe")
+    raised = table.with_columns(
+        pl.when(pl.col("heads") == "L7H0").then(0.06).otherwise(pl.col("top1")).alias("top1")
+    )  # fmt: skip
+    result = findings(*args, raised, [45], {})
+    single = result.section(model, "ablation claims").filter(pl.col("item") == "4. L7H0 alone").row(0, named=True)
+    assert single["value"] == pytest.approx(-0.25) and "a rise of 25% of the baseline" in single["text"]
+    assert "L7H0 alone: rise 25%" in result.paragraphs[model]

@@ -242,18 +242,29 @@ def _names(frame: pl.DataFrame) -> list[str]:
     return [head_label(layer, head) for layer, head in frame.select("layer", "head").rows()]
 
 
-def selectivity_rows(model: str, final: pl.DataFrame) -> list[dict[str, Any]]:
-    """Heads at each of ``SELECTIVITY_LEVELS`` of induction selectivity at the final revision (synthetic; natural
-    text too where measured)."""
+def selectivity_levels(thresholds: Mapping[str, Any] | None) -> list[tuple[float, str]]:
+    """``SELECTIVITY_LEVELS`` and the run's class and circuit thresholds among them, each with its name."""
+    names = {"class_selectivity": "the class threshold", "induction_circuit": "the circuit threshold"}
+    levels = {float(level): "" for level in SELECTIVITY_LEVELS}
+    for key, name in names.items():
+        value = (thresholds or {}).get(key)
+        if value is not None:
+            levels[float(value)] = ", ".join(filter(None, [levels.get(float(value), ""), name]))
+    return sorted(levels.items())
+
+
+def selectivity_rows(model: str, final: pl.DataFrame, thresholds: Mapping[str, Any] | None = None) -> list[dict]:
+    """Heads at each of ``SELECTIVITY_LEVELS`` (and the run's class and circuit thresholds) of induction
+    selectivity at the final revision (synthetic; natural text too where measured)."""
     rows = []
     probes = [("sel_induction", "")]
     if "natural_sel_induction" in final.columns and final["natural_sel_induction"].null_count() < final.height:
         probes.append(("natural_sel_induction", " (natural text)"))
     for column, suffix in probes:
-        for level in SELECTIVITY_LEVELS:
+        for level, name in selectivity_levels(thresholds):
             at = final.filter(pl.col(column) >= level).sort(column, descending=True)
             named = f": {', '.join(_names(at))}" if 0 < at.height <= NAMED_HEADS else ""
-            text = f"{at.height} heads{named}"
+            text = f"{at.height} heads" + (f" ({name})" if name else "") + named
             rows.append(
                 _row(
                     model,
@@ -468,7 +479,12 @@ def _picks_claim(model: str, ablation: _Ablation, k: int, none: dict) -> dict[st
     if why := _no_control(draw, f"the top {k}"):
         return _claim(model, item, f"untestable: {why}", f"top {k}: untestable, {why}", k=k)
     d_top, d_random = picks["loss"] - none["loss"], draw["loss"] - none["loss"]
-    verdict = f"{d_top / d_random:.2f}x the damage" if d_random > 0 else "random heads did not raise the loss"
+    if d_random <= 0:
+        verdict = "random heads did not raise the loss"
+    elif d_top <= 0:
+        verdict = "the picks did not raise the loss"
+    else:
+        verdict = f"{d_top / d_random:.2f}x the damage"
     text = f"loss {d_top:+.2f} for the top {k} vs {d_random:+.2f} for matched random (draw 0"
     text += _mean_text(mean, "loss", none["loss"], "loss") + f"): {verdict}" + _shortfall(draw)
     bounds = interval(picks, "loss", excess=True)
@@ -501,10 +517,11 @@ def _single_claim(model: str, label: str, conditions: list[str], row: dict, base
         why = "not scored" if row["top1"] is None else "baseline top-1 is 0: no relative drop"
         return _claim(model, item, f"{label} alone: {why}", f"{label} alone {why}")
     relative = (base - row["top1"]) / base
+    change = f"drop {relative:.0%}" if relative >= 0 else f"rise {-relative:.0%}"
     text = f"{label} alone ({', '.join(conditions)}): top-1 {_percent(base)} -> {_percent(row['top1'])}, "
-    text += f"{relative:.0%} of the baseline"
+    text += f"a {change.split()[0]} of {abs(relative):.0%} of the baseline"
     bounds = interval(row, "top1", excess=False)
-    return _claim(model, item, _with_interval(text, bounds), _with_interval(f"{label} alone {relative:.0%}", bounds),
+    return _claim(model, item, _with_interval(text, bounds), _with_interval(f"{label} alone: {change}", bounds),
                   value=relative, **_interval_values(bounds))  # fmt: skip
 
 
@@ -715,10 +732,11 @@ def model_rows(
     heads: pl.DataFrame,
     final_ablation: pl.DataFrame | None,
     spectral_top_k: Sequence[int | float | str],
-    induction_circuit: float | None = None,
+    thresholds: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Every per-model section of one model (``spectral``: its rows of the spectral table; ``heads``: its
-    classified heads, any revisions; ``final_ablation``: its rows of the final-ablation table or None)."""
+    classified heads, any revisions; ``final_ablation``: its rows of the final-ablation table or None;
+    ``thresholds``: its classification thresholds, which name the screen's cut and join the selectivity levels)."""
     if spectral.height == 0:
         raise DataError(f"{model}: {SPECTRAL} has no rows for it")
     revision = spectral["final_revision"][0]
@@ -730,8 +748,8 @@ def model_rows(
         *precision_rows(model, spectral),
         *k_rows(model, spectral, tops),
         *class_rows(model, spectral, tops),
-        *selectivity_rows(model, final),
-        *screen_rows(model, spectral, tops, induction_circuit),
+        *selectivity_rows(model, final, thresholds),
+        *screen_rows(model, spectral, tops, (thresholds or {}).get("induction_circuit")),
         *ablation_claims(model, final_ablation, spectral, tops),
     ]
 
@@ -786,7 +804,8 @@ def findings(
     """A run's :class:`Findings` from its spectral, heads, milestones and (optional) final-ablation tables.
 
     ``spectral_top_k``: the run's ``ablation.spectral_top_k`` (counts, shares, ``elbow``); ``thresholds``: per
-    model its classification thresholds (``induction_circuit`` names the screen's cut in the text).
+    model its classification thresholds (``class_selectivity``, ``induction_circuit``: they name the screen's
+    cut and join the study's selectivity levels).
     """
     rows: list[dict[str, Any]] = []
     paragraphs = {}
@@ -796,9 +815,9 @@ def findings(
         table = None
         if final_ablation is not None:
             table = final_ablation.filter(pl.col("model") == model)
-        cut = ((thresholds or {}).get(model) or {}).get("induction_circuit")
+        own_thresholds = (thresholds or {}).get(model) or {}
         model_table = pl.DataFrame(
-            model_rows(model, own, heads.filter(pl.col("model") == model), table, spectral_top_k, cut),
+            model_rows(model, own, heads.filter(pl.col("model") == model), table, spectral_top_k, own_thresholds),
             schema={**_SCHEMA, "short": pl.String},
         )
         rows += model_table.drop("short").to_dicts()
