@@ -19,9 +19,9 @@ import polars as pl
 import pytest
 
 import circuitsweep as cs
-from circuitsweep import contracts as C
 from circuitsweep.errors import ConfigError, DataError
 from circuitsweep.heads.spectral import elbow_k, heuristic_k, resolve_top_k
+from circuitsweep.io import contracts as C
 from circuitsweep.milestones.findings import (
     Findings,
     across_models,
@@ -371,7 +371,7 @@ def test_spectral_top_k_takes_counts_shares_and_the_elbow():
 )
 def test_config_schema_takes_shares_and_elbow(value, ok):
     """The schema accepts counts, shares in (0, 1) and ``elbow``; it refuses the rest in one line naming the key."""
-    from circuitsweep.config import load_config, resolve_config, resolve_spectral_top_k
+    from circuitsweep.config.load import load_config, resolve_config, resolve_spectral_top_k
 
     config = load_config(Path(__file__).resolve().parents[1] / "config" / "config.yaml")
     config["ablation"]["spectral_top_k"] = value
@@ -439,7 +439,7 @@ def test_markdown_and_page_open_with_the_cross_model_table_and_hold_every_sectio
 def test_findings_command_writes_the_files_from_tables_alone(tmp_path):
     """``circuitsweep findings`` reads the run's tables (no model: torch is never imported) and writes findings.csv
     with FINDINGS_COLUMNS, findings.md and findings.html; ``cs.findings`` gives the same rows."""
-    from circuitsweep.table_io import write_table
+    from circuitsweep.io.tables import write_table
 
     result, spec = two_model_findings()
     paths = C.Paths(tmp_path)
@@ -479,7 +479,7 @@ def test_findings_command_writes_the_files_from_tables_alone(tmp_path):
 def _results(root: Path):
     """read_results' tables of a folder holding only the tables the findings read (plus an empty emergence)."""
     from circuitsweep.api import Results
-    from circuitsweep.table_io import read_table
+    from circuitsweep.io.tables import read_table
 
     paths = C.Paths(root)
     heads, metadata = read_table(paths.heads_table())

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import yaml
 
-from circuitsweep import scheduling as S
-from circuitsweep.config import load_config
-from circuitsweep.contracts import Paths
-from circuitsweep.plan import plan_sweep
+from circuitsweep.config.load import load_config
+from circuitsweep.io.contracts import Paths
+from circuitsweep.io.run_folder import run_root
+from circuitsweep.plan import scheduling as S
+from circuitsweep.plan.costs import describe_cost, sweep_cost
+from circuitsweep.plan.sweep import plan_sweep
 from circuitsweep.primitives import contract as K
-from circuitsweep.run_folder import run_root
-from circuitsweep.sweep_cost import describe_cost, sweep_cost
+from circuitsweep.primitives import jobs as primitive_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -98,7 +99,12 @@ def test_the_quoted_dry_run_and_job_counts_are_what_the_code_prints():
             slurm["revisions_per_job"],
         )
         counts = S.cluster_submissions(
-            S.blocks(order), len(plan.models), 0, len(plan.primitive_models()), "local", plan.ablation is not None
+            S.blocks(order),
+            len(plan.models),
+            0,
+            len(primitive_jobs.primitive_models(plan)),
+            "local",
+            plan.ablation is not None,
         )
         assert counts["total"] == jobs, (name, counts)
         if name == "full":

@@ -16,7 +16,7 @@ import yaml
 from report_dom import chromium, inspect_layout
 from runenv import SNAKEFILE, job_env, job_logs
 
-from circuitsweep import contracts as C
+from circuitsweep.io import contracts as C
 
 pytestmark = [
     pytest.mark.slow,

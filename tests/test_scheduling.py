@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from circuitsweep import resources as R
-from circuitsweep import scheduling as S
-from circuitsweep.config import study_defaults
+from circuitsweep.config.load import study_defaults
 from circuitsweep.errors import CacheError, ConfigError
+from circuitsweep.plan import resources as R
+from circuitsweep.plan import scheduling as S
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,7 +92,7 @@ def test_measurement_sizes_follow_model_size_dtype_and_attempt():
 
 
 def test_prefetch_refuses_models_that_would_not_read_the_shared_cache(tmp_path):
-    from circuitsweep.prefetch import prefetch
+    from circuitsweep.plan.prefetch import prefetch
 
     config = tmp_path / "c.yaml"
     config.write_text(

@@ -21,11 +21,12 @@ import yaml
 from report_dom import chromium, render
 from runenv import job_env, job_logs, run_results
 
-from circuitsweep import contracts as C
-from circuitsweep.config import load_config
-from circuitsweep.plan import plan_sweep
+from circuitsweep.config.load import load_config
+from circuitsweep.io import contracts as C
+from circuitsweep.io.tables import read_table
+from circuitsweep.plan.sweep import plan_sweep
 from circuitsweep.primitives import contract as K
-from circuitsweep.table_io import read_table
+from circuitsweep.primitives import jobs as primitive_jobs
 from circuitsweep.toy.spec import ToySpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,7 +163,7 @@ def test_primitive_tables_have_intervals(toy_run):
     assert gaps.columns == list(K.GAP_COLUMNS)
     summary = gaps.filter((pl.col("layer") == K.SUMMARY) & (pl.col("score_kind") == K.REPRESENTATIONAL))
     plan = plan_sweep(load_config(DEFAULT_CONFIG), REPO)
-    planned = sum(len(plan.primitive_revisions(model)) for model in plan.models)
+    planned = sum(len(primitive_jobs.primitive_revisions(plan, model)) for model in plan.models)
     assert 3 <= planned < sum(TOY_REVISIONS.values()), "the toy config measures primitives at a subset of revisions"
     assert summary.height == planned
     assert (summary["ci_low"] <= summary["gap"]).all() and (summary["gap"] <= summary["ci_high"]).all()

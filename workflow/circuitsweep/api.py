@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 import polars as pl
 
-from circuitsweep import contracts as C
-from circuitsweep.config import _check_probes, _deep_merge, schema, study_defaults
+from circuitsweep.config.load import _check_probes, _deep_merge, schema, study_defaults
+from circuitsweep.config.probes import ProbeSettings
+from circuitsweep.config.schema_errors import describe
 from circuitsweep.errors import ConfigError
 from circuitsweep.heads.classify import Thresholds, head_classes
-from circuitsweep.heads.probe_settings import ProbeSettings
-from circuitsweep.run_folder import IDENTITY_FILE
-from circuitsweep.schema_errors import describe
-from circuitsweep.table_io import read_table
+from circuitsweep.io import contracts as C
+from circuitsweep.io.run_folder import IDENTITY_FILE
+from circuitsweep.io.tables import read_table
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -199,7 +199,7 @@ def plot_emergence(results: Results | str | Path = "results") -> Figure:
     ``results``: :func:`read_results`' tables or a results folder. Returns the
     matplotlib figure (shown inline in a notebook; ``figure.savefig(path)`` writes it).
     """
-    from circuitsweep.plots import emergence_figure
+    from circuitsweep.outputs.plots import emergence_figure
 
     tables = _results(results)
     levels = {(s.get("milestones") or {}).get("bos_fraction_milestone") for s in tables.settings.values()}
@@ -212,7 +212,7 @@ def plot_trajectories(results: Results | str | Path = "results", model: str | No
 
     The class threshold of the run is drawn as a dashed line. Returns the matplotlib figure.
     """
-    from circuitsweep.plots import trajectory_figure
+    from circuitsweep.outputs.plots import trajectory_figure
 
     tables = _results(results)
     models = tables.heads["model"].unique(maintain_order=True).to_list()

@@ -24,7 +24,7 @@ rule head_tables:
         milestones_parquet=PATHS.milestones_table("parquet"),
     params:
         thresholds=lambda wildcards: settings_file(
-            "head_tables", {model: PLAN.milestone_thresholds(model) for model in MODELS}
+            "head_tables", {model: milestone_thresholds(PLAN, model) for model in MODELS}
         ),
         extra=table_extra_args(),
         skip_duplicates=[model for model in MODELS if PLAN.models[model].duplicates == "skip"],
@@ -48,7 +48,7 @@ rule head_tables:
 if PLAN.refine is not None:
 
     # Per model and milestone, the swept revisions that bracket it and the revision the next
-    # refinement round adds (circuitsweep.refine; `circuitsweep refine` runs the rounds).
+    # refinement round adds (circuitsweep.milestones.refine; `circuitsweep refine` runs the rounds).
     rule milestone_brackets:
         input:
             emergence=PATHS.emergence_table("parquet"),

@@ -34,11 +34,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from circuitsweep import contracts as C
 from circuitsweep.errors import CacheError, DataError
 from circuitsweep.heads.classify import induction_member
 from circuitsweep.heads.spectral import ELBOW, TopK, elbow_k, final_revision, resolve_top_k
-from circuitsweep.table_io import read_table, write_csv, write_markdown, write_table
+from circuitsweep.io import contracts as C
+from circuitsweep.io.tables import read_table, write_csv, write_markdown, write_table
 
 Head = tuple[int, int]
 #: The metrics of a scored condition.
@@ -258,12 +258,12 @@ def run_final_ablation(
     natural_batch: Path | None = None,
     mem_mb: int | None = None,
 ) -> None:
-    """Load the final revision once and write every condition's rows (``Plan.final_ablation_settings``)."""
-    from circuitsweep.cache_check import SETTINGS_KEY, settings_digest
+    """Load the final revision once and write every condition's rows (``heads.jobs.final_ablation_settings``)."""
     from circuitsweep.checkpoints.loading import resolve_device
+    from circuitsweep.config.probes import AblationSettings
     from circuitsweep.heads.ablation import AblationProbe, synthetic_probe
-    from circuitsweep.heads.probe_settings import AblationSettings
     from circuitsweep.heads.stage import RevisionJob, first_token_id, load_revision
+    from circuitsweep.io.cache_check import SETTINGS_KEY, settings_digest
 
     job = RevisionJob.from_dict(settings["job"])
     if job.ablation is None:

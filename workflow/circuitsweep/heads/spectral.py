@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from circuitsweep import contracts as C
 from circuitsweep.errors import CacheError, DataError
 from circuitsweep.heads.classify import induction_member
-from circuitsweep.table_io import read_table, write_csv, write_table
+from circuitsweep.io import contracts as C
+from circuitsweep.io.tables import read_table, write_csv, write_table
 
 #: The columns :func:`spectral_ranking` returns, in order.
 RANKING_COLUMNS: tuple[str, ...] = (

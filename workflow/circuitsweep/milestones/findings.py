@@ -34,12 +34,12 @@ from typing import Any
 
 import polars as pl
 
-from circuitsweep import contracts as C
-from circuitsweep.atomic import atomic_write_text
 from circuitsweep.errors import DataError
 from circuitsweep.heads.spectral import TopK, elbow_k, heuristic_k, resolve_top_k
-from circuitsweep.milestone_text import bos_t50_text, human_tokens
-from circuitsweep.table_io import read_table, write_csv
+from circuitsweep.io import contracts as C
+from circuitsweep.io.atomic import atomic_write_text
+from circuitsweep.io.tables import read_table, write_csv
+from circuitsweep.milestones.text import bos_t50_text, human_tokens
 
 #: The study's K for precision at K (its README, Phase 2), then all heads.
 PRECISION_K: tuple[int, ...] = (5, 10, 15, 20, 30, 45, 60, 80, 100, 130, 160, 200)
