@@ -253,6 +253,8 @@ def test_five_models_bos_fractions_and_first_bos_layers():
         "pythia-160m": 4, "pythia-410m": 6, "pythia-1b": 4, "olmoe-1b-7b": 2, "olmo-1b": 2,
     }  # fmt: skip
     assert all(rows[m]["bos_per_layer"][:2] == [0, 0] for m in models)
+    last = (rows["olmoe-1b-7b"]["bos_per_layer"][15], rows["olmo-1b"]["bos_per_layer"][15])
+    assert last + (rows["pythia-410m"]["bos_per_layer"][22],) == (9, 6, 3)
     per_head = {m: final_heads(m)["head"].max() + 1 for m in models}
     spans = {m: (round(100 * min(rows[m]["bos_per_layer"][7:]) / per_head[m]),
                  round(100 * max(rows[m]["bos_per_layer"][7:]) / per_head[m])) for m in models}  # fmt: skip
