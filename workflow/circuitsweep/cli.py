@@ -340,6 +340,20 @@ def cmd_final_ablation_table(args: argparse.Namespace) -> None:
     final_ablation_table([Path(p) for p in args.rows], Path(args.parquet), Path(args.csv), Path(args.markdown))
 
 
+def cmd_findings(args: argparse.Namespace) -> None:
+    from circuitsweep.milestones.findings import read_findings, write_findings
+
+    result = read_findings(
+        Path(args.spectral),
+        Path(args.heads),
+        Path(args.milestones),
+        Path(args.final_ablation) if args.final_ablation else None,
+        args.spectral_top_k,
+    )
+    write_findings(result, args.spectral_top_k, Path(args.csv), Path(args.markdown), Path(args.html))
+    print(f"findings of {len(result.paragraphs)} models: {result.rows.height} rows")
+
+
 def cmd_score_primitives(args: argparse.Namespace) -> None:
     from circuitsweep.primitives.stage import score_revision_primitives
 
@@ -584,6 +598,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parquet", required=True)
     p.add_argument("--csv", required=True)
     p.add_argument("--markdown", required=True)
+
+    p = add(
+        "findings",
+        cmd_findings,
+        "the study's summaries per model and across models, from the run's tables (no model)",
+        ("spectral", "heads", "milestones", "final_ablation"),
+    )
+    p.add_argument("--spectral", required=True, help="tables/spectral.parquet")
+    p.add_argument("--heads", required=True, help="tables/heads.parquet")
+    p.add_argument("--milestones", required=True, help="tables/milestones.parquet")
+    p.add_argument("--final-ablation", help="tables/final_ablation.parquet (a run with ablation)")
+    p.add_argument("--spectral-top-k", type=_json, required=True, help="JSON: ablation.spectral_top_k")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
+    p.add_argument("--html", required=True, help="the report's Findings page")
 
     p = add(
         "score-primitives",

@@ -251,6 +251,7 @@ def final_targets():
         PATHS.spectral_table("csv"),
         *[PATHS.spectral_plot(model) for model in MODELS],
         *final_ablation_targets(),
+        *[PATHS.findings(suffix) for suffix in ("csv", "md", "html")],
     ]
 
 
@@ -285,6 +286,16 @@ def final_ablation_targets():
     if PLAN.ablation is None:
         return []
     return [PATHS.final_ablation_table(suffix) for suffix in ("parquet", "csv", "md")]
+
+
+def final_ablation_table_input():
+    """The final-ablation table the findings read, when the run ablates."""
+    return [PATHS.final_ablation_table("parquet")] if PLAN.ablation is not None else []
+
+
+def findings_ablation_arg(wildcards, input):
+    """findings' option for the final-ablation table, when the run ablates."""
+    return f"--final-ablation {shlex.quote(str(input.final_ablation))}" if input.final_ablation else ""
 
 
 # --- job sizes, the snapshot bound and job blocks (circuitsweep.plan.resources, .scheduling) ---

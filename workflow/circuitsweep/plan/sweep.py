@@ -174,8 +174,9 @@ class Plan:
     refine: RefineSettings | None = None
     #: What this machine lacks for a job that may run elsewhere (a corpus package), said by check-config.
     notes: tuple[str, ...] = ()
-    #: K of the final-revision ablation's spectral conditions (``ablation.spectral_top_k``).
-    spectral_top_k: tuple[int, ...] = (45, 6)
+    #: K of the final-revision ablation's spectral conditions (``ablation.spectral_top_k``): counts,
+    #: shares of the heads or ``"elbow"``, resolved per model once ranked (``heads.spectral.resolve_top_k``).
+    spectral_top_k: tuple[int | float | str, ...] = (45, 6)
 
     def revision(self, model: str, name: str) -> Revision:
         for revision in self.revisions[model]:
