@@ -8,8 +8,8 @@ from math import comb
 import numpy as np
 import pytest
 
-from circuitsweep import contracts as C
 from circuitsweep.heads import ablation_stats as S
+from circuitsweep.io import contracts as C
 
 
 def hits(n: int, *on: int) -> np.ndarray:

@@ -7,12 +7,12 @@ import polars as pl
 import pytest
 from test_emergence import THRESHOLDS, classified, revision_row
 
-from circuitsweep import contracts as C
 from circuitsweep.errors import CacheError
 from circuitsweep.heads.ablation import ablation_frame
-from circuitsweep.heads.ablation_tables import NO_CONTROL, ablation_table
-from circuitsweep.heads.stage import HeadTableOutputs, head_tables
-from circuitsweep.table_io import write_table
+from circuitsweep.io import contracts as C
+from circuitsweep.io.tables import write_table
+from circuitsweep.milestones.ablation_tables import NO_CONTROL, ablation_table
+from circuitsweep.milestones.tables import HeadTableOutputs, head_tables
 
 N = 100
 #: model m: (revision, step, classes, sequences, B's top-1 hits without ablation, with the circuit ablated (None:

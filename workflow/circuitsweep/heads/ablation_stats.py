@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from circuitsweep import contracts as C
+from circuitsweep.io import contracts as C
 
 #: Resamples of the paired bootstrap and sign flips of the permutation test.
 RESAMPLES = 2000

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import torch
 
-from circuitsweep import contracts as C
+from circuitsweep.config.probes import LOCAL_OFFSETS
 from circuitsweep.errors import DataError
 from circuitsweep.heads.attention_hook import ScoreRows
-from circuitsweep.heads.probe_settings import LOCAL_OFFSETS
+from circuitsweep.io import contracts as C
 
 #: Query rows per probability chunk: bounds the transient ``[B, H, rows, T]``.
 ROW_CHUNK = 64

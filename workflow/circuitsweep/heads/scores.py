@@ -13,8 +13,8 @@ import numpy as np
 import polars as pl
 import torch
 
-from circuitsweep import contracts as C
 from circuitsweep.errors import DataError
+from circuitsweep.io import contracts as C
 
 #: Floor of the selectivity baseline (a ratio of means).
 BASELINE_FLOOR = 1e-8
