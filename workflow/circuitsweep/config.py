@@ -23,7 +23,7 @@ from circuitsweep.checkpoints.run_dir import pattern_regex
 from circuitsweep.errors import ConfigError
 from circuitsweep.heads.classify import Thresholds
 from circuitsweep.heads.emergence import MilestoneThresholds
-from circuitsweep.heads.probe_settings import AblationSettings, ProbeSettings, baseline_candidates
+from circuitsweep.heads.probe_settings import AblationSettings, BootstrapSettings, ProbeSettings, baseline_candidates
 from circuitsweep.schema_errors import describe
 from circuitsweep.strict_schema import StrictValidator, non_finite_values
 from circuitsweep.yaml_load import load_yaml
@@ -211,6 +211,14 @@ def resolve_ablation(config: dict[str, Any]) -> tuple[AblationSettings | None, f
     values.pop("spectral_top_k")  # the final-revision ablation's alone: changing it reruns no measurement
     enabled = values.pop("enabled")
     return (AblationSettings(**values) if enabled else None), factor
+
+
+def resolve_bootstrap(config: dict[str, Any]) -> BootstrapSettings | None:
+    """The run's bootstrap over probe sequences (``bootstrap:``); None when ``resamples`` is 0 (off)."""
+    root = schema()
+    values = _deep_merge(_defaults(root["properties"]["bootstrap"], root), config.get("bootstrap") or {})
+    settings = BootstrapSettings.from_dict(values)
+    return settings if settings.resamples > 0 else None
 
 
 def resolve_spectral_top_k(config: dict[str, Any]) -> tuple[int, ...]:

@@ -26,6 +26,7 @@ from circuitsweep.config import (
     RUN_DIR_PATTERN,
     ModelSettings,
     resolve_ablation,
+    resolve_bootstrap,
     resolve_config,
     resolve_spectral_top_k,
     schema_default,
@@ -34,7 +35,7 @@ from circuitsweep.config_checks import model_problems
 from circuitsweep.contracts import Paths
 from circuitsweep.corpus import corpus_files, corpus_sha256
 from circuitsweep.errors import ConfigError, DataError
-from circuitsweep.heads.probe_settings import AblationSettings
+from circuitsweep.heads.probe_settings import AblationSettings, BootstrapSettings
 from circuitsweep.primitives.stimuli import load_stimuli
 from circuitsweep.refine import RefineSettings, read_rounds, resolve_refine, with_added
 from circuitsweep.revisions import Revision, parse_branches, read_manifest, select_revisions, sort_revisions
@@ -172,6 +173,8 @@ class Plan:
     notes: tuple[str, ...] = ()
     #: K of the final-revision ablation's spectral conditions (``ablation.spectral_top_k``).
     spectral_top_k: tuple[int, ...] = (45, 6)
+    #: The bootstrap over probe sequences (``bootstrap:``); None when off (``resamples: 0``).
+    bootstrap: BootstrapSettings | None = None
 
     def revision(self, model: str, name: str) -> Revision:
         for revision in self.revisions[model]:
@@ -232,6 +235,8 @@ class Plan:
             **self._revision_job(model, name),
             "probes": self.models[model].probes.to_dict(),
             **self._weights(model, name),
+            # a new cache layout changes the job's settings: caches of an older one are measured again, once
+            "cache_schema": CACHE_SCHEMA_VERSION,
         }
         if self.ablation is not None:
             # the circuit is screened in the job, so its cut is a job setting (a change reruns it);
@@ -393,6 +398,17 @@ class Plan:
     def milestone_thresholds(self, model: str) -> dict[str, Any]:
         """The milestone thresholds (``head_tables``'s params): changing one reclassifies nothing."""
         return asdict(self.models[model].milestones)
+
+    def bootstrap_settings(self, model: str) -> dict[str, Any]:
+        """What the bootstrap job of ``model`` needs besides its caches: resamples and seed, the classification
+        thresholds and whether duplicates are left out of the curves (``bootstrap_heads``'s params)."""
+        if self.bootstrap is None:
+            raise KeyError("the bootstrap is off (bootstrap.resamples: 0)")
+        return {
+            "bootstrap": self.bootstrap.to_dict(),
+            "thresholds": self.thresholds(model),
+            "skip_duplicates": self.models[model].duplicates == "skip",
+        }
 
     def groups(self) -> dict[str, str]:
         """Model -> group of every model with a ``group`` (the seeds of one family)."""
@@ -593,6 +609,7 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
         refine=refine,
         notes=tuple(notes),
         spectral_top_k=resolve_spectral_top_k(config),
+        bootstrap=resolve_bootstrap(config),
     )
 
 

@@ -118,6 +118,14 @@ def ablation_rows():
     return [PATHS.ablation_rows(model, revision) for model in MODELS for revision in revisions_of(model)]
 
 
+def bootstrap_of(kind):
+    """Every model's bootstrap output of ``kind`` (heads or curves); none when the bootstrap is off."""
+    if PLAN.bootstrap is None:
+        return []
+    path = PATHS.model_bootstrap_heads if kind == "heads" else PATHS.model_bootstrap_curves
+    return [path(model) for model in MODELS]
+
+
 def primitive_stimuli(wildcards):
     """The stimuli of a revision selected for primitives. Any other revision gets a path
     that no rule makes, so measure_revision cannot build it and Snakemake falls back to
