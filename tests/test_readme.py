@@ -87,8 +87,8 @@ def test_the_quoted_dry_run_and_job_counts_are_what_the_code_prints():
     kept = slurm["snapshots_on_disk"]
     on_slurm = sweep_cost(config["models"], dtypes, probes, pending, kept, "cuda", gpu_present=False)
     assert f"peak disk {on_slurm.peak_disk_bytes / 1e9:.1f} GB: the profile keeps {kept} snapshots" in flat
-    assert "and `config/full.yaml` (with the bundled manifest) 59." in flat and "sweep is 42 jobs" in flat
-    for name, jobs in (("paper", 42), ("full", 59)):
+    assert "and `config/full.yaml` (with the bundled manifest) 62." in flat and "sweep is 47 jobs" in flat
+    for name, jobs in (("paper", 47), ("full", 62)):
         config = load_config(REPO / "config" / f"{name}.yaml")
         plan = plan_sweep(config, REPO)
         order = S.fetch_order(
@@ -97,7 +97,13 @@ def test_the_quoted_dry_run_and_job_counts_are_what_the_code_prints():
             slurm["revisions_per_job"],
         )
         counts = S.cluster_submissions(
-            S.blocks(order), len(plan.models), 0, len(plan.primitive_models()), "local", plan.ablation is not None
+            S.blocks(order),
+            len(plan.models),
+            0,
+            len(plan.primitive_models()),
+            "local",
+            plan.ablation is not None,
+            bootstrap=plan.bootstrap is not None,
         )
         assert counts["total"] == jobs, (name, counts)
 

@@ -105,7 +105,9 @@ _UNCERTAIN = {
 
 
 def _percent(share: float) -> str:
-    return f"{100 * share:.0f}%"
+    """``0.9`` -> ``90%``, ``0.995`` -> ``99.5%`` (never rounded up to 100% nor down to 0%)."""
+    percent = 100 * share
+    return f"{percent:.0f}%" if percent == round(percent) else f"{percent:.1f}%"
 
 
 def uncertainty_row(row: Mapping[str, Any], milestone: str) -> dict[str, str] | None:

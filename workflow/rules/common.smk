@@ -482,6 +482,7 @@ if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT" and 
                 ablation=PLAN.ablation is not None,
                 groups=bool(PLAN.groups()),
                 refine=PLAN.refine is not None,
+                bootstrap=PLAN.bootstrap is not None,
             ),
             SNAPSHOTS_ON_DISK,
             S.block_size(SNAPSHOTS_ON_DISK, REVISIONS_PER_JOB),

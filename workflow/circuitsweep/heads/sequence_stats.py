@@ -28,7 +28,7 @@ BASELINE_COLUMN = len(C.TARGETS)
 #: Targets averaged over valid sequences only (docs/methods.md); the others and the baseline over all.
 VALID_ONLY: tuple[str, ...] = ("induction", "duplicate")
 VALID_ONLY_COLUMNS: tuple[int, ...] = tuple(C.TARGETS.index(t) for t in VALID_ONLY)
-#: Floor of the selectivity baseline (a ratio of means), as :data:`heads.scores.BASELINE_FLOOR`.
+#: Floor of the selectivity baseline (a ratio of means); :mod:`heads.scores` uses this one too.
 BASELINE_FLOOR = 1e-8
 
 
