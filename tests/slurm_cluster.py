@@ -25,7 +25,7 @@ dropped when the node has no GPU, threads are capped at the node's size,
 measurements run with `device: auto` (the test cluster's GPUs are fakes: torch
 sees none and uses the CPU), and job state is polled with squeue (the test
 cluster has no accounting database, so sacct cannot work). The job sizes come
-from the rules themselves (circuitsweep.resources), like on a real cluster.
+from the rules themselves (circuitsweep.plan.resources), like on a real cluster.
 
 For the real workflow: `write_toy_config` writes a one-model toy sweep small enough
 for a 2-core node, `workflow_rules` says which rules the Snakefile has and which of

@@ -7,8 +7,9 @@ import pytest
 import torch
 from planted import FIRST_TOKEN, STUDY_THRESHOLDS, VOCAB, planted_model
 
-from circuitsweep import contracts as C
+from circuitsweep.config.probes import AblationSettings
 from circuitsweep.errors import DataError
+from circuitsweep.heads import jobs as heads_jobs
 from circuitsweep.heads.ablation import (
     ablated,
     ablation_rows,
@@ -18,12 +19,12 @@ from circuitsweep.heads.ablation import (
     output_projections,
     synthetic_probe,
 )
-from circuitsweep.heads.ablation_tables import ablation_summary, causal_milestones, is_causal
 from circuitsweep.heads.attention_hook import register
 from circuitsweep.heads.classify import Thresholds
 from circuitsweep.heads.measure import ProbeSettings, head_statistics
-from circuitsweep.heads.probe_settings import AblationSettings
 from circuitsweep.heads.scores import head_scores
+from circuitsweep.io import contracts as C
+from circuitsweep.milestones.ablation_tables import ablation_summary, causal_milestones, is_causal
 
 THRESHOLDS = STUDY_THRESHOLDS
 # protocol clean: in a 30-token vocabulary the study's probe keeps many stray A and B tokens, which a
@@ -191,20 +192,20 @@ def test_config_refuses_ablation_of_an_encoder_and_plans_it_for_decoders():
     the ablation settings and the circuit's cut, max(induction_circuit, class_selectivity)."""
     from test_workflow import REPO
 
-    from circuitsweep.config import load_config
+    from circuitsweep.config.load import load_config
     from circuitsweep.errors import ConfigError
-    from circuitsweep.plan import plan_sweep
+    from circuitsweep.plan.sweep import plan_sweep
 
     encoder = load_config(REPO / "config" / "minilm.yaml")
     encoder["ablation"] = {"enabled": True}
     with pytest.raises(ConfigError, match=r"ablation\.enabled: models\.minilm-l6 \(BertModel\) has no LM head"):
         plan_sweep(encoder, REPO)
     plan = plan_sweep(load_config(REPO / "config" / "config.yaml"), REPO)
-    settings = plan.measure_settings("toy-gptneox", plan.revisions["toy-gptneox"][0].name)
+    settings = heads_jobs.measure_settings(plan, "toy-gptneox", plan.revisions["toy-gptneox"][0].name)
     assert settings["ablation"]["random_seed"] == 123 and settings["circuit_selectivity"] == 12
     without = load_config(REPO / "config" / "config.yaml")
     without.pop("ablation")
-    plain = plan_sweep(without, REPO).measure_settings("toy-gptneox", plan.revisions["toy-gptneox"][0].name)
+    plain = heads_jobs.measure_settings(plan_sweep(without, REPO), "toy-gptneox", plan.revisions["toy-gptneox"][0].name)
     assert "ablation" not in plain and "circuit_selectivity" not in plain  # runs without ablation: no reruns
 
 

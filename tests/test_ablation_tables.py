@@ -6,10 +6,10 @@ import polars as pl
 import pytest
 from test_emergence import THRESHOLDS, classified, revision_row
 
-from circuitsweep import contracts as C
 from circuitsweep.heads.ablation import ablation_frame
-from circuitsweep.heads.stage import HeadTableOutputs, head_tables
-from circuitsweep.table_io import write_table
+from circuitsweep.io import contracts as C
+from circuitsweep.io.tables import write_table
+from circuitsweep.milestones.tables import HeadTableOutputs, head_tables
 
 #: (revision, step, classes, top-1 without ablation, with the circuit ablated, per matched-random draw)
 SCHEDULE = [

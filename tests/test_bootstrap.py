@@ -9,21 +9,22 @@ import pytest
 import torch
 from planted import FIRST_TOKEN, VOCAB, planted_checkpoint
 
-from circuitsweep import contracts as C
-from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY
+from circuitsweep.config.probes import BootstrapSettings
+from circuitsweep.config.thresholds import MilestoneThresholds
 from circuitsweep.errors import DataError
 from circuitsweep.heads.attention_hook import register
-from circuitsweep.heads.bootstrap import NO_CLASS_CODE, bootstrap_heads, class_codes
 from circuitsweep.heads.classify import Thresholds, head_classes
-from circuitsweep.heads.emergence import MilestoneThresholds
 from circuitsweep.heads.measure import ProbeSettings, head_statistics
-from circuitsweep.heads.probe_settings import BootstrapSettings
 from circuitsweep.heads.scores import head_scores
 from circuitsweep.heads.sequence_stats import grid_bits, resample_weights, selectivity, sequence_means
-from circuitsweep.heads.stage import HeadTableOutputs, classify_heads, head_tables
+from circuitsweep.heads.stage import classify_heads
+from circuitsweep.io import contracts as C
+from circuitsweep.io.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY
+from circuitsweep.io.stats import write_stats
+from circuitsweep.io.tables import read_table, write_table
+from circuitsweep.milestones.bootstrap import NO_CLASS_CODE, bootstrap_heads, class_codes
+from circuitsweep.milestones.tables import HeadTableOutputs, head_tables
 from circuitsweep.milestones.uncertainty import bootstrap_summary
-from circuitsweep.stats_io import write_stats
-from circuitsweep.table_io import read_table, write_table
 
 PROBES = ProbeSettings.from_dict(
     {

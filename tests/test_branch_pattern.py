@@ -15,10 +15,10 @@ from planted import FIRST_TOKEN, planted_checkpoint, planted_sweep_settings
 from runenv import SNAKEFILE, job_env, job_logs
 
 from circuitsweep.checkpoints import local_hub
-from circuitsweep.config import load_config
+from circuitsweep.checkpoints.revisions import BranchPattern, parse_branches
+from circuitsweep.config.load import load_config
 from circuitsweep.errors import ConfigError
-from circuitsweep.plan import plan_sweep
-from circuitsweep.revisions import BranchPattern, parse_branches
+from circuitsweep.plan.sweep import plan_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 OLMO2 = "stage1-step{step}-tokens{tokens}B"

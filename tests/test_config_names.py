@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from circuitsweep import resources as R
-from circuitsweep import sizing
-from circuitsweep.config_names import attribute_map, attribute_map_in_source, standard_config
+from circuitsweep.config.model_config import attribute_map, attribute_map_in_source, standard_config
 from circuitsweep.errors import SnapshotError
+from circuitsweep.plan import resources as R
+from circuitsweep.plan import sizing
 
 WORKFLOW = Path(__file__).resolve().parents[1] / "workflow"
 #: Decoder model types whose config classes rename standard attributes, and some that rename none.
@@ -48,7 +48,7 @@ def test_a_map_inherited_along_bases_in_the_module_is_found():
 def test_reading_the_names_imports_neither_torch_nor_transformers():
     """Planning jobs never import torch: the maps come from transformers' source files."""
     code = (
-        "import sys; from circuitsweep.config_names import attribute_map;"
+        "import sys; from circuitsweep.config.model_config import attribute_map;"
         "assert attribute_map('gpt2');"
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from circuitsweep import contracts as C
-from circuitsweep.config import study_defaults
-from circuitsweep.heads.emergence import MilestoneThresholds, curve_shape, emergence_curves, milestones
+from circuitsweep.config.load import study_defaults
+from circuitsweep.io import contracts as C
+from circuitsweep.milestones.emergence import MilestoneThresholds, curve_shape, emergence_curves, milestones
 
 THRESHOLDS = MilestoneThresholds.from_dict(study_defaults("thresholds"))
 N_LAYERS, N_HEADS = 2, 4

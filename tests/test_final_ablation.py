@@ -9,7 +9,8 @@ from planted import FIRST_TOKEN
 from test_ablation import PROBES, copying_model
 from test_spectral_ranking import study
 
-from circuitsweep import contracts as C
+from circuitsweep import revision_stage
+from circuitsweep.heads import jobs as heads_jobs
 from circuitsweep.heads.ablation import score_targets, synthetic_probe
 from circuitsweep.heads.final_ablation import (
     by_layer,
@@ -19,6 +20,7 @@ from circuitsweep.heads.final_ablation import (
     rows_frame,
     summary,
 )
+from circuitsweep.io import contracts as C
 
 
 def spec(heads) -> dict[str, list[int]]:
@@ -175,26 +177,28 @@ def test_final_revision_takes_a_fetch_place_until_its_ablation_is_current(tmp_pa
     planned settings exist; rows of other thresholds (or missing rows) put it back in the fetch order."""
     from test_workflow import REPO
 
-    from circuitsweep.cache_check import SETTINGS_KEY, settings_digest
-    from circuitsweep.config import load_config
-    from circuitsweep.plan import Plan, plan_sweep
-    from circuitsweep.table_io import write_table
+    from circuitsweep.config.load import load_config
+    from circuitsweep.io.cache_check import SETTINGS_KEY, settings_digest
+    from circuitsweep.io.tables import write_table
+    from circuitsweep.plan.sweep import plan_sweep
 
     plan = plan_sweep(load_config(REPO / "config" / "config.yaml"), REPO, C.Paths(tmp_path))
     model = next(iter(plan.models))
     final = plan.final_revision(model)
     assert final == max(plan.revisions[model], key=lambda r: (r.tokens, r.step)).name
-    monkeypatch.setattr(Plan, "is_measured", lambda self, m, r: True)
+    monkeypatch.setattr(revision_stage, "is_measured", lambda plan, m, r: True)
     others = [r.name for r in plan.revisions[model] if r.name != final]
-    assert plan.needs_snapshot(model, final) and not any(plan.needs_snapshot(model, r) for r in others)
+    assert revision_stage.needs_snapshot(plan, model, final) and not any(
+        revision_stage.needs_snapshot(plan, model, r) for r in others
+    )
     rows = plan.paths.final_ablation_rows(model)
     rows.parent.mkdir(parents=True)
-    settings = plan.final_ablation_settings(model)
+    settings = heads_jobs.final_ablation_settings(plan, model)
     write_table(rows, pl.DataFrame({"x": [1]}), {SETTINGS_KEY: settings_digest(settings)})
-    assert not plan.needs_snapshot(model, final)
+    assert not revision_stage.needs_snapshot(plan, model, final)
     other = {**settings, "thresholds": {**settings["thresholds"], "induction_circuit": 1e6}}
     write_table(rows, pl.DataFrame({"x": [1]}), {SETTINGS_KEY: settings_digest(other)})
-    assert plan.needs_snapshot(model, final)
+    assert revision_stage.needs_snapshot(plan, model, final)
 
 
 def test_spectral_screen_final_ablation_and_circuit_share_the_classifiers_membership() -> None:
@@ -295,9 +299,9 @@ def test_final_ablation_job_is_sized_for_all_its_passes() -> None:
     draws and full layers, plus single heads), not the measurement's probe tokens."""
     from test_workflow import REPO
 
-    from circuitsweep import resources as R
-    from circuitsweep.config import load_config
-    from circuitsweep.plan import SINGLE_HEAD_ALLOWANCE, plan_sweep
+    from circuitsweep.config.load import load_config
+    from circuitsweep.plan import resources as R
+    from circuitsweep.plan.sweep import SINGLE_HEAD_ALLOWANCE, plan_sweep
 
     config = load_config(REPO / "config" / "config.yaml")
     config["ablation"] = {**config.get("ablation", {}), "enabled": True, "n_sequences": 100, "random_draws": 5}

@@ -10,16 +10,16 @@ import pytest
 import torch
 from planted import FIRST_TOKEN, VOCAB, planted_checkpoint
 
-from circuitsweep import contracts as C
-from circuitsweep.config import load_config
+from circuitsweep.config.load import load_config
 from circuitsweep.errors import DataError
-from circuitsweep.groups import group_bands, group_milestones
 from circuitsweep.heads.attention_hook import register
 from circuitsweep.heads.classify import Thresholds, head_classes
-from circuitsweep.heads.emergence import MilestoneThresholds, emergence_curves, milestones
 from circuitsweep.heads.measure import ProbeSettings, head_statistics
 from circuitsweep.heads.scores import head_scores
-from circuitsweep.plan import plan_sweep
+from circuitsweep.io import contracts as C
+from circuitsweep.milestones.emergence import MilestoneThresholds, emergence_curves, milestones
+from circuitsweep.milestones.groups import group_bands, group_milestones
+from circuitsweep.plan.sweep import plan_sweep
 
 PER_STEP = 1000
 STEPS = (0, 100, 150, 200)
@@ -146,7 +146,7 @@ def test_a_member_that_never_reaches_a_milestone_is_censored():
 
 def test_emergence_figure_draws_a_band_per_group(measured, tmp_path):
     """The figure gains one shaded band per group on each panel."""
-    from circuitsweep.plots import draw_group_bands, emergence_figure, emergence_plot
+    from circuitsweep.outputs.plots import draw_group_bands, emergence_figure, emergence_plot
 
     curves, _ = measured
     figure = emergence_figure(curves)

@@ -14,9 +14,9 @@ from planted import FIRST_TOKEN, planted_checkpoint, planted_sweep_settings
 from runenv import SNAKEFILE, job_env, job_logs
 
 from circuitsweep.checkpoints import local_hub
-from circuitsweep.config import load_config
+from circuitsweep.config.load import load_config
 from circuitsweep.errors import ConfigError
-from circuitsweep.plan import plan_sweep
+from circuitsweep.plan.sweep import plan_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 

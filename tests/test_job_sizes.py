@@ -1,6 +1,6 @@
 """One memory estimate per measurement job: what a rule requests is what its job checks (issue 14).
 
-``circuitsweep.resources`` (the rules' ``mem_mb``) and ``circuitsweep.sizing``
+``circuitsweep.plan.resources`` (the rules' ``mem_mb``) and ``circuitsweep.plan.sizing``
 (the job's check before loading) used to be two estimates: the rule asked for
 ``parameters x (4 + dtype bytes) x 1.25 + 2 GB`` (about 50 GB for OLMoE) while the job
 checked a shape-based estimate (about 16 GiB). Now the request is the job's estimate times
@@ -16,12 +16,12 @@ import pytest
 import yaml
 from runenv import run_paths
 
-from circuitsweep import resources as R
-from circuitsweep import sizing
 from circuitsweep.checkpoints.hub import Snapshot
-from circuitsweep.config import resolve_config, study_defaults
-from circuitsweep.heads.probe_settings import ProbeSettings
+from circuitsweep.config.load import resolve_config, study_defaults
+from circuitsweep.config.probes import ProbeSettings
 from circuitsweep.heads.stage import RevisionJob, check_job_size
+from circuitsweep.plan import resources as R
+from circuitsweep.plan import sizing
 
 REPO = Path(__file__).resolve().parents[1]
 TOY_SUITE = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -134,7 +134,7 @@ def test_the_fetched_snapshot_config_sizes_the_job(tmp_path):
 def test_a_shape_in_the_config_is_validated():
     """`shape` takes config.json keys only; a typo is refused at planning, naming the key."""
     from circuitsweep.errors import ConfigError
-    from circuitsweep.plan import plan_sweep
+    from circuitsweep.plan.sweep import plan_sweep
 
     config = {"models": {"m": dict(FULL["models"]["pythia-1b"], revisions=["step1"])}}
     config["models"]["m"]["shape"] = {**config["models"]["m"]["shape"], "hidden_sise": 2048}
@@ -186,7 +186,7 @@ def test_workflow_sizes_a_measurement_from_its_fetched_snapshot(tmp_path):
 def test_a_declared_shape_refuses_a_probe_beyond_its_context_at_planning():
     """With `shape`, a probe longer than max_position_embeddings stops the plan, not the job after a download."""
     from circuitsweep.errors import ConfigError
-    from circuitsweep.plan import plan_sweep
+    from circuitsweep.plan.sweep import plan_sweep
 
     model = dict(FULL["models"]["pythia-1b"], revisions=["step1"])
     config = {"models": {"pythia-1b": model}, "probes": {"random": {"seq_len": 4096}}}

@@ -1,4 +1,4 @@
-"""milestones.md and the end-of-run summary (circuitsweep.milestone_text): a person reads them in a minute."""
+"""milestones.md and the end-of-run summary (circuitsweep.milestones.text): a person reads them in a minute."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from circuitsweep import contracts as C
-from circuitsweep.milestone_text import finished_run_summary, human_tokens, milestones_markdown
+from circuitsweep.io import contracts as C
+from circuitsweep.milestones.text import finished_run_summary, human_tokens, milestones_markdown
 
 #: toy-gptneox of a small toy run (8 revisions): BOS heads appear before induction, peak at 0.38 and fall.
 NEVER_HALF = {

@@ -8,10 +8,10 @@ import polars as pl
 import pytest
 from matplotlib.colors import to_rgba
 
-from circuitsweep import contracts as C
 from circuitsweep.heads.classify import Thresholds, head_classes
-from circuitsweep.heads.emergence import MilestoneThresholds, emergence_curves, milestones
-from circuitsweep.plots import (
+from circuitsweep.io import contracts as C
+from circuitsweep.milestones.emergence import MilestoneThresholds, emergence_curves, milestones
+from circuitsweep.outputs.plots import (
     CLASS_COLOURS,
     emergence_figure,
     heatmap_figure,
@@ -270,7 +270,7 @@ def test_primitive_scaling_draws_one_point_per_model_never_joined():
 def test_spectral_figure_draws_one_curve_per_final_class_and_each_screen_head(sweep):
     """The spectral figure has a mean curve (and SD band) per final class and one dotted line per screen head."""
     from circuitsweep.heads.spectral import model_spectral
-    from circuitsweep.plots import spectral_figure
+    from circuitsweep.outputs.plots import spectral_figure
 
     heads = sweep[0]
     spectral = model_spectral(heads, "m", CLASSIFY.induction_circuit)

@@ -1,4 +1,4 @@
-"""What a run prints while it works and when it ends (circuitsweep.progress, the bundled profiles)."""
+"""What a run prints while it works and when it ends (circuitsweep.io.progress, the bundled profiles)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 import yaml
 
-from circuitsweep.progress import LineProgress, revision_line
+from circuitsweep.io.progress import LineProgress, revision_line
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,9 +18,9 @@ import yaml
 from planted import FIRST_TOKEN, planted_sweep_settings, save_planted_run
 from runenv import SNAKEFILE, job_env, job_logs
 
-from circuitsweep import contracts as C
-from circuitsweep.contracts import Paths
-from circuitsweep.table_io import read_table
+from circuitsweep.io import contracts as C
+from circuitsweep.io.contracts import Paths
+from circuitsweep.io.tables import read_table
 
 REPO = Path(__file__).resolve().parents[1]
 #: The rerun triggers a run from the repository root gets (Snakemake finds the profile there only).

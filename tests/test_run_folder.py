@@ -12,7 +12,7 @@ import yaml
 from runenv import SNAKEFILE, job_env
 
 from circuitsweep.errors import ConfigError
-from circuitsweep.run_folder import IDENTITY_FILE, check_run_folder, claim_run_folder, run_name, run_root
+from circuitsweep.io.run_folder import IDENTITY_FILE, check_run_folder, claim_run_folder, run_name, run_root
 
 REPO = Path(__file__).resolve().parents[1]
 

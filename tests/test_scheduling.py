@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from circuitsweep import resources as R
-from circuitsweep import scheduling as S
-from circuitsweep.config import study_defaults
+from circuitsweep.config.load import study_defaults
 from circuitsweep.errors import CacheError, ConfigError
+from circuitsweep.plan import resources as R
+from circuitsweep.plan import scheduling as S
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,8 +51,8 @@ def test_submission_count_of_a_full_scale_sweep():
         S.blocks(slots), models=3, toy_models=0, primitive_models=3, downloads="local", ablation=True
     )
     assert counts["groups"] == 13 + 121 + 21
-    # per model: classify, heatmap, trajectories, spectral ranking and figure, final ablation; then 5 + 3 final
-    assert counts["total"] == counts["groups"] + 18 + 8 and counts["total"] * 8 <= counts["revisions"]
+    # per model: classify, heatmap, trajectories, spectral ranking and figure, final ablation; then 6 + 3 final
+    assert counts["total"] == counts["groups"] + 18 + 9 and counts["total"] * 8 <= counts["revisions"]
     line = S.describe_submissions(counts, 24, 12)
     assert f"submits {counts['total']} jobs for 1844 revisions" in line
 
@@ -92,7 +92,7 @@ def test_measurement_sizes_follow_model_size_dtype_and_attempt():
 
 
 def test_prefetch_refuses_models_that_would_not_read_the_shared_cache(tmp_path):
-    from circuitsweep.prefetch import prefetch
+    from circuitsweep.plan.prefetch import prefetch
 
     config = tmp_path / "c.yaml"
     config.write_text(

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from circuitsweep import sizing
 from circuitsweep.checkpoints.hub import Snapshot
-from circuitsweep.config import study_defaults
+from circuitsweep.config.load import study_defaults
+from circuitsweep.config.probes import ProbeSettings
 from circuitsweep.errors import ConfigError
-from circuitsweep.heads.probe_settings import ProbeSettings
 from circuitsweep.heads.stage import RevisionJob, check_job_size, measure_heads
-from circuitsweep.plan import plan_sweep
+from circuitsweep.plan import sizing
+from circuitsweep.plan.sweep import plan_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 TOY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())

@@ -7,13 +7,13 @@ import pytest
 import torch
 from models import ARCHITECTURES, ENCODERS, one_torch_thread, tiny_model
 
-from circuitsweep import contracts as C
 from circuitsweep.api import study_probes
 from circuitsweep.heads.attention_hook import register
 from circuitsweep.heads.measure import head_statistics
 from circuitsweep.heads.participation import participation_ratio, projections
 from circuitsweep.heads.probes import run_induction_probe
 from circuitsweep.heads.scores import head_scores
+from circuitsweep.io import contracts as C
 
 
 def numpy_pr(x: np.ndarray) -> float:
@@ -99,8 +99,8 @@ def test_spectral_sequences_are_capped_by_the_induction_probe() -> None:
 def test_caches_measured_without_the_spectral_phase_are_refused(tmp_path) -> None:
     """A score cache of the previous layout (no spectral settings, cache schema 2) does not belong to a run of
     this version: reading it says "delete it and rerun" instead of mixing a cache without PR into the ranking."""
-    from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, verify_metadata
     from circuitsweep.errors import CacheError
+    from circuitsweep.io.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, verify_metadata
 
     probes = study_probes().to_dict()
     old = {k: v for k, v in probes.items() if k != "spectral"}
@@ -115,7 +115,7 @@ def test_caches_measured_without_the_spectral_phase_are_refused(tmp_path) -> Non
 
 def test_job_size_counts_the_captured_rows() -> None:
     """The memory estimate holds the PR capture on the host: float32 [n, hidden] per layer."""
-    from circuitsweep.sizing import estimate_heads_memory
+    from circuitsweep.plan.sizing import estimate_heads_memory
 
     model = {"hidden_size": 2048, "num_attention_heads": 16, "num_hidden_layers": 16, "vocab_size": 50304}
     estimate = estimate_heads_memory(study_probes().to_dict(), model, "float16")

@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 
 import circuitsweep as cs
-from circuitsweep import contracts as C
 from circuitsweep.errors import DataError
 from circuitsweep.heads.spectral import model_spectral
+from circuitsweep.io import contracts as C
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -110,7 +110,7 @@ def test_spectral_files_from_classified_heads(tmp_path: Path) -> None:
     or one made before the pr column existed, is refused with "delete it and rerun"."""
     from circuitsweep.errors import CacheError
     from circuitsweep.heads.spectral import spectral_table, write_model_spectral
-    from circuitsweep.table_io import read_table, write_table
+    from circuitsweep.io.tables import read_table, write_table
 
     data = study("olmo")
     rows = trajectory_rows(data).with_columns(

@@ -22,8 +22,8 @@ import polars as pl
 import pytest
 
 import circuitsweep as cs
-from circuitsweep import contracts as C
 from circuitsweep.errors import ConfigError
+from circuitsweep.io import contracts as C
 
 FIXTURE = Path(__file__).parent / "fixtures" / "xu2026_final_selectivities.json"
 MODELS = ("pythia-160m", "pythia-410m", "pythia-1b", "olmoe-1b-7b", "olmo-1b")
@@ -135,7 +135,7 @@ def test_classify_heads_imports_no_torch():
     """Classifying published numbers loads no torch (the notebook use without a model)."""
     code = (
         "import sys, polars as pl, circuitsweep as cs\n"
-        "from circuitsweep import contracts as C\n"
+        "from circuitsweep.io import contracts as C\n"
         "frame = pl.DataFrame({'layer': [0], 'head': [0]} | {c: [60.0] for c in C.SELECTIVITY_COLUMNS})\n"
         "assert cs.classify_heads(frame)['induction_member'].item()\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"

@@ -11,9 +11,9 @@ import yaml
 from runenv import job_env
 
 import circuitsweep as cs
-from circuitsweep.config import load_config
-from circuitsweep.plan import plan_sweep
-from circuitsweep.sweep_cost import GB, describe_cost, snapshot_bytes, sweep_cost
+from circuitsweep.config.load import load_config
+from circuitsweep.plan.costs import GB, describe_cost, snapshot_bytes, sweep_cost
+from circuitsweep.plan.sweep import plan_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 FULL = yaml.safe_load((REPO / "config" / "full.yaml").read_text())

@@ -17,7 +17,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from circuitsweep.plan.sweep import Plan
 
 log = logging.getLogger("circuitsweep")
 
@@ -49,14 +52,40 @@ def check_inputs(args: argparse.Namespace) -> None:
                 raise InputError(f"{option}: {path} does not exist")
 
 
+def describe_plan(plan: Plan) -> list[str]:
+    """What a sweep plans, one line per model and then the run's notes (``circuitsweep check-config``).
+
+    Per model: its revisions (first .. last, in training order, with the last one's tokens), the
+    natural-text batch and the tokenizer that builds it, and its primitive jobs.
+    """
+    from circuitsweep.heads.jobs import natural_batches
+    from circuitsweep.primitives.jobs import primitive_models, primitive_revisions
+
+    batches = natural_batches(plan)
+    lines = []
+    for model, revisions in plan.revisions.items():
+        last = revisions[-1]
+        parts = [f"{len(revisions)} revisions ({revisions[0].name} .. {last.name}, {last.tokens:,} tokens)"]
+        natural = plan.models[model].probes.natural_text
+        if natural is not None:
+            builder = batches[natural.tokenizer][0]
+            special = natural.special_tokens
+            parts.append(f"natural text: batch {natural.tokenizer} (tokenizer of {builder}, special tokens {special})")
+        primitives = len(primitive_revisions(plan, model)) if model in primitive_models(plan) else 0
+        parts.append(f"{primitives} primitive jobs" if primitives else "no primitive jobs")
+        lines.append(f"{model}: " + "; ".join(parts))
+    lines.append(f"ablation: {'every revision' if plan.ablation is not None else 'off'}")
+    return lines + [f"note: {note}" for note in plan.notes]
+
+
 def cmd_check_config(args: argparse.Namespace) -> None:
-    from circuitsweep.config import load_config
-    from circuitsweep.plan import describe, plan_sweep
-    from circuitsweep.sweep_cost import describe_cost, describe_partial
+    from circuitsweep.config.load import load_config
+    from circuitsweep.plan.costs import describe_cost, describe_partial
+    from circuitsweep.plan.sweep import plan_sweep
 
     config = load_config(args.config)
     plan = plan_sweep(config, Path(args.root))
-    for line in describe(plan):
+    for line in describe_plan(plan):
         print(line)
     pending = {model: [r.name for r in revisions] for model, revisions in plan.revisions.items()}
     print(describe_cost(plan.cost(config["models"], pending, int(config.get("snapshots_on_disk", 2)))))
@@ -147,9 +176,9 @@ def cmd_classify_heads(args: argparse.Namespace) -> None:
 
 
 def cmd_bootstrap_heads(args: argparse.Namespace) -> None:
-    from circuitsweep.heads.bootstrap import bootstrap_heads
-    from circuitsweep.heads.classify import Thresholds
-    from circuitsweep.heads.probe_settings import BootstrapSettings
+    from circuitsweep.config.probes import BootstrapSettings
+    from circuitsweep.config.thresholds import Thresholds
+    from circuitsweep.milestones.bootstrap import bootstrap_heads
 
     bootstrap_heads(
         args.model,
@@ -166,8 +195,8 @@ def cmd_bootstrap_heads(args: argparse.Namespace) -> None:
 
 
 def cmd_head_tables(args: argparse.Namespace) -> None:
-    from circuitsweep.heads.emergence import MilestoneThresholds
-    from circuitsweep.heads.stage import HeadTableOutputs, head_tables
+    from circuitsweep.milestones.emergence import MilestoneThresholds
+    from circuitsweep.milestones.tables import HeadTableOutputs, head_tables
 
     thresholds = {model: MilestoneThresholds.from_dict(values) for model, values in args.thresholds.items()}
     out = HeadTableOutputs(
@@ -194,10 +223,11 @@ def cmd_head_tables(args: argparse.Namespace) -> None:
 
 
 def cmd_milestone_brackets(args: argparse.Namespace) -> None:
-    from circuitsweep.contracts import Paths
-    from circuitsweep.plan import plan_sweep
-    from circuitsweep.refine import milestone_brackets, read_rounds, write_brackets
-    from circuitsweep.table_io import read_table
+    from circuitsweep.io.contracts import Paths
+    from circuitsweep.io.tables import read_table
+    from circuitsweep.milestones.refine import milestone_brackets, write_brackets
+    from circuitsweep.plan.rounds import read_rounds
+    from circuitsweep.plan.sweep import plan_sweep
 
     plan = plan_sweep(args.config, Path(args.root), Paths(Path(args.results)))
     if plan.refine is None:
@@ -212,8 +242,8 @@ def cmd_milestone_brackets(args: argparse.Namespace) -> None:
 
 
 def cmd_group_milestones(args: argparse.Namespace) -> None:
-    from circuitsweep.groups import group_milestones
-    from circuitsweep.table_io import read_table, write_csv, write_markdown
+    from circuitsweep.io.tables import read_table, write_csv, write_markdown
+    from circuitsweep.milestones.groups import group_milestones
 
     milestones, _ = read_table(Path(args.milestones))
     table = group_milestones(milestones, args.groups)
@@ -222,10 +252,10 @@ def cmd_group_milestones(args: argparse.Namespace) -> None:
 
 
 def cmd_refine(args: argparse.Namespace) -> None:
-    from circuitsweep.config import load_configs
+    from circuitsweep.config.load import load_configs
     from circuitsweep.errors import ConfigError
-    from circuitsweep.plan import plan_sweep, results_paths
-    from circuitsweep.refine import RefineFailed, RefineRun, dry_run, refine
+    from circuitsweep.milestones.refine import RefineFailed, RefineRun, dry_run, refine
+    from circuitsweep.plan.sweep import plan_sweep, results_paths
 
     root = Path(args.root)
     configfiles = tuple(Path(c) for c in args.configfile)
@@ -253,8 +283,8 @@ def cmd_refine(args: argparse.Namespace) -> None:
 
 
 def cmd_plot_emergence(args: argparse.Namespace) -> None:
-    from circuitsweep.plots import emergence_plot
-    from circuitsweep.table_io import read_frame, read_table
+    from circuitsweep.io.tables import read_frame, read_table
+    from circuitsweep.outputs.plots import emergence_plot
 
     curves = read_frame(Path(args.emergence))
     milestones, settings = read_table(Path(args.milestones)) if args.milestones else (None, {})
@@ -273,16 +303,16 @@ def read_csv_frame(path: str) -> Any:
 
 
 def cmd_plot_heatmap(args: argparse.Namespace) -> None:
-    from circuitsweep.plots import layer_heatmap
-    from circuitsweep.table_io import read_frame
+    from circuitsweep.io.tables import read_frame
+    from circuitsweep.outputs.plots import layer_heatmap
 
     milestones = read_frame(Path(args.milestones)) if args.milestones else None
     layer_heatmap(read_frame(Path(args.emergence)), args.model, Path(args.output), milestones)
 
 
 def cmd_plot_trajectories(args: argparse.Namespace) -> None:
-    from circuitsweep.plots import head_trajectories
-    from circuitsweep.table_io import read_table
+    from circuitsweep.io.tables import read_table
+    from circuitsweep.outputs.plots import head_trajectories
 
     heads, metadata = read_table(Path(args.heads))
     thresholds = (metadata.get("models", {}).get(args.model) or {}).get("thresholds") or {}
@@ -302,8 +332,8 @@ def cmd_spectral_table(args: argparse.Namespace) -> None:
 
 
 def cmd_plot_spectral(args: argparse.Namespace) -> None:
-    from circuitsweep.plots import spectral_plot
-    from circuitsweep.table_io import read_table
+    from circuitsweep.io.tables import read_table
+    from circuitsweep.outputs.plots import spectral_plot
 
     spectral_plot(read_table(Path(args.heads))[0], read_table(Path(args.spectral))[0], args.model, Path(args.output))
 
@@ -331,6 +361,20 @@ def cmd_final_ablation_table(args: argparse.Namespace) -> None:
     final_ablation_table([Path(p) for p in args.rows], Path(args.parquet), Path(args.csv), Path(args.markdown))
 
 
+def cmd_findings(args: argparse.Namespace) -> None:
+    from circuitsweep.milestones.findings import read_findings, write_findings
+
+    result = read_findings(
+        Path(args.spectral),
+        Path(args.heads),
+        Path(args.milestones),
+        Path(args.final_ablation) if args.final_ablation else None,
+        args.spectral_top_k,
+    )
+    write_findings(result, args.spectral_top_k, Path(args.csv), Path(args.markdown), Path(args.html))
+    print(f"findings of {len(result.paragraphs)} models: {result.rows.height} rows")
+
+
 def cmd_score_primitives(args: argparse.Namespace) -> None:
     from circuitsweep.primitives.stage import score_revision_primitives
 
@@ -344,8 +388,8 @@ def cmd_primitive_tables(args: argparse.Namespace) -> None:
 
 
 def cmd_plot_primitive_gap(args: argparse.Namespace) -> None:
-    from circuitsweep.plots import primitive_gap_plot
-    from circuitsweep.table_io import read_frame
+    from circuitsweep.io.tables import read_frame
+    from circuitsweep.outputs.plots import primitive_gap_plot
 
     primitive_gap_plot(read_frame(Path(args.gaps)), Path(args.output))
 
@@ -353,15 +397,15 @@ def cmd_plot_primitive_gap(args: argparse.Namespace) -> None:
 def cmd_plot_primitive_scaling(args: argparse.Namespace) -> None:
     import polars as pl
 
-    from circuitsweep.plots import primitive_scaling_plot
+    from circuitsweep.outputs.plots import primitive_scaling_plot
     from circuitsweep.primitives.scaling import PLOTTED_KINDS
 
     primitive_scaling_plot(pl.read_csv(args.scaling), Path(args.output), PLOTTED_KINDS)
 
 
 def cmd_sweep_overhead(args: argparse.Namespace) -> None:
-    from circuitsweep.overhead import sweep_overhead
-    from circuitsweep.table_io import write_csv, write_markdown
+    from circuitsweep.io.tables import write_csv, write_markdown
+    from circuitsweep.outputs.overhead import sweep_overhead
 
     table = sweep_overhead(
         [Path(p) for p in args.scores],
@@ -374,14 +418,14 @@ def cmd_sweep_overhead(args: argparse.Namespace) -> None:
 
 
 def cmd_block_record(args: argparse.Namespace) -> None:
-    from circuitsweep.scheduling import write_block_record
+    from circuitsweep.plan.scheduling import write_block_record
 
     write_block_record(args.block, [Path(p) for p in args.files], Path(args.output), args.expected or ())
     print(f"block {args.block}: {len(args.files)} files recorded in {args.output}")
 
 
 def cmd_prefetch(args: argparse.Namespace) -> None:
-    from circuitsweep.prefetch import prefetch
+    from circuitsweep.plan.prefetch import prefetch
 
     prefetch(Path(args.config), Path(args.root), models=args.models or None)
 
@@ -446,7 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--natural-batch", help="natural-text batch (safetensors) to measure, with probes.natural_text")
     p.add_argument("--natural-scores", help="output Parquet of per-head natural-text scores")
     p.add_argument("--ablation", help="output Parquet of ablation rows, with settings.ablation")
-    p.add_argument("--primitive-settings", type=_json, help="JSON: the primitive job (Plan.primitive_settings)")
+    p.add_argument(
+        "--primitive-settings", type=_json, help="JSON: the primitive job (primitives.jobs.primitive_settings)"
+    )
     p.add_argument("--stimuli", help="stimuli YAML of the primitive measurement")
     p.add_argument("--primitives", help="output safetensors shard of the primitive measurement")
 
@@ -576,7 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True)
 
     p = add("final-ablation", cmd_final_ablation, "load the final revision once; run the study's ablation conditions")
-    p.add_argument("--settings", type=_json, required=True, help="JSON: Plan.final_ablation_settings")
+    p.add_argument("--settings", type=_json, required=True, help="JSON: heads.jobs.final_ablation_settings")
     p.add_argument("--snapshot", required=True, help="the final revision's snapshot folder")
     p.add_argument("--heads", required=True, help="the model's classified heads (Parquet)")
     p.add_argument("--spectral", required=True, help="the model's spectral ranking (Parquet)")
@@ -590,6 +636,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parquet", required=True)
     p.add_argument("--csv", required=True)
     p.add_argument("--markdown", required=True)
+
+    p = add(
+        "findings",
+        cmd_findings,
+        "the study's summaries per model and across models, from the run's tables (no model)",
+        ("spectral", "heads", "milestones", "final_ablation"),
+    )
+    p.add_argument("--spectral", required=True, help="tables/spectral.parquet")
+    p.add_argument("--heads", required=True, help="tables/heads.parquet")
+    p.add_argument("--milestones", required=True, help="tables/milestones.parquet")
+    p.add_argument("--final-ablation", help="tables/final_ablation.parquet (a run with ablation)")
+    p.add_argument("--spectral-top-k", type=_json, required=True, help="JSON: ablation.spectral_top_k")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
+    p.add_argument("--html", required=True, help="the report's Findings page")
 
     p = add(
         "score-primitives",
@@ -658,7 +719,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     setting = os.environ.get(warm_worker.ENV)
     if setting and args.command in warm_worker.WARM_COMMANDS and not os.environ.get(warm_worker.CHILD_ENV):
-        code = warm_worker.run_warm(argv, setting)
+        code = warm_worker.run_warm(argv, setting, entry="circuitsweep.cli:main")
         if code is not None:
             return code
     logging.basicConfig(
@@ -666,8 +727,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from circuitsweep import retry
     from circuitsweep.errors import USER_ERRORS
+    from circuitsweep.plan import retry
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if (replayed := retry.replay_failure(argv, args.attempt)) is not None:

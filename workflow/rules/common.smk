@@ -11,17 +11,22 @@ from pathlib import Path
 
 REPO = Path(workflow.basedir).parent
 
-from circuitsweep.atomic import atomic_write_text
-from circuitsweep.contracts import Paths
-from circuitsweep.milestone_text import finished_run_summary
-from circuitsweep.names import SAFE_NAME_PATTERN
-from circuitsweep.plan import plan_sweep, results_paths
-from circuitsweep.retry import attempt_resource
-from circuitsweep.run_folder import check_run_folder, claim_run_folder
-from circuitsweep.sweep_cost import describe_cost, describe_partial
-from circuitsweep.warm_worker import suits
-from circuitsweep.yaml_load import load_yaml
+from circuitsweep.io.atomic import atomic_write_text
+from circuitsweep.io.contracts import Paths
+from circuitsweep.milestones.text import finished_run_summary
+from circuitsweep.io.names import SAFE_NAME_PATTERN
+from circuitsweep.plan.sweep import plan_sweep, results_paths
+from circuitsweep.plan.retry import attempt_resource
+from circuitsweep.io.run_folder import check_run_folder, claim_run_folder
+from circuitsweep.plan.costs import describe_cost, describe_partial
+from circuitsweep.plan.resources import suits
+from circuitsweep.config.yaml_load import load_yaml
 from circuitsweep.primitives import contract as K
+from circuitsweep.heads import jobs as heads_jobs
+from circuitsweep.primitives import jobs as primitive_jobs
+from circuitsweep.milestones.tables import milestone_thresholds
+from circuitsweep.milestones.bootstrap import bootstrap_settings
+from circuitsweep import revision_stage
 
 # Every rule runs the package of this workflow's own source tree, in whatever
 # environment runs the job (the activated one, or ENV under --sdm conda).
@@ -33,7 +38,7 @@ SHELL_PREFIX = (
 shell.prefix(SHELL_PREFIX)
 
 
-# The run's folder records the config that made it (circuitsweep.run_folder) when the
+# The run's folder records the config that made it (circuitsweep.io.run_folder) when the
 # run starts; a local run on the CPU forks its measurement jobs from one warm process
 # (circuitsweep.warm_worker): torch and transformers are imported once, not per revision.
 onstart:
@@ -47,7 +52,7 @@ for _configfile in workflow.overwrite_configfiles or []:
     load_yaml(_configfile, "config")
 
 # Every output of this run lives under one folder: results/<run>/ or the config's
-# outdir (circuitsweep.run_folder). A folder another config made stops the run here.
+# outdir (circuitsweep.io.run_folder). A folder another config made stops the run here.
 PATHS = results_paths(config, workflow.configfiles)
 check_run_folder(PATHS.root, workflow.configfiles)
 
@@ -103,11 +108,11 @@ def head_stats_of(wildcards):
 
 def natural_batch_of(wildcards):
     """The natural-text batch a measurement reads (none when the run measures no natural text)."""
-    return [PATHS.natural_batch(PLAN.natural_batch_of(wildcards.model))] if PLAN.natural_text() else []
+    return [PATHS.natural_batch(heads_jobs.natural_batch_of(PLAN, wildcards.model))] if heads_jobs.natural_text(PLAN) else []
 
 
 def natural_scores_of(wildcards):
-    if not PLAN.natural_text():
+    if not heads_jobs.natural_text(PLAN):
         return []
     return [PATHS.natural_scores(wildcards.model, revision) for revision in revisions_of(wildcards.model)]
 
@@ -130,14 +135,14 @@ def primitive_stimuli(wildcards):
     """The stimuli of a revision selected for primitives. Any other revision gets a path
     that no rule makes, so measure_revision cannot build it and Snakemake falls back to
     measure_heads (ruleorder in measure.smk): exactly one measuring rule per revision."""
-    if PLAN.measures_primitives(wildcards.model, wildcards.revision):
-        return PLAN.stimuli(wildcards.model)
+    if primitive_jobs.measures_primitives(PLAN, wildcards.model, wildcards.revision):
+        return primitive_jobs.stimuli_file(PLAN, wildcards.model)
     return PATHS.root / "not-selected-for-primitives" / wildcards.model / wildcards.revision
 
 
 def measuring_rule(model, revision):
     """Which measuring rule runs a revision (measure_revision when it has primitives, else measure_heads)."""
-    return "measure_revision" if PLAN.measures_primitives(model, revision) else "measure_heads"
+    return "measure_revision" if primitive_jobs.measures_primitives(PLAN, model, revision) else "measure_heads"
 
 
 MEASURE_SHELL = (
@@ -156,7 +161,7 @@ def measure_shell(primitives):
 
 
 #: Outputs of the measuring rules besides the head cache (natural-text scores, ablation rows; see Plan).
-MEASURE_EXTRA_OUTPUTS = PLAN.measure_extra_outputs("{model}", "{revision}")
+MEASURE_EXTRA_OUTPUTS = heads_jobs.measure_extra_outputs(PLAN, "{model}", "{revision}")
 
 #: Outputs of head_tables besides the heads, emergence and milestone tables.
 TABLE_EXTRA_OUTPUTS = {}
@@ -168,9 +173,9 @@ if PLAN.ablation is not None:
 def measure_extra_args(wildcards):
     """Options of measure-revision for the natural batch and the extra outputs (the paths declared as outputs)."""
     args = []
-    if PLAN.natural_text():
+    if heads_jobs.natural_text(PLAN):
         args += ["--natural-batch", natural_batch_of(wildcards)[0]]
-    for key, path in PLAN.measure_extra_outputs(wildcards.model, wildcards.revision).items():
+    for key, path in heads_jobs.measure_extra_outputs(PLAN, wildcards.model, wildcards.revision).items():
         args += [f"--{key.replace('_', '-')}", path]
     return " ".join(shlex.quote(str(arg)) for arg in args)
 
@@ -191,8 +196,8 @@ def revision_table_files(model, revision):
 def primitive_revision_tables(wildcards):
     return [
         path
-        for model in PLAN.primitive_models()
-        for revision in PLAN.primitive_revisions(model)
+        for model in primitive_jobs.primitive_models(PLAN)
+        for revision in primitive_jobs.primitive_revisions(PLAN, model)
         for path in revision_table_files(model, revision.name)
     ]
 
@@ -202,7 +207,7 @@ def primitive_final_tables():
 
 
 def primitive_targets():
-    if not PLAN.primitive_models():
+    if not primitive_jobs.primitive_models(PLAN):
         return []
     return [*primitive_final_tables(), PATHS.primitive_gap_plot(), PATHS.primitive_scaling_plot()]
 
@@ -214,20 +219,20 @@ def all_head_scores():
 def all_primitive_shards():
     return [
         PATHS.primitive_stats(model, revision.name)
-        for model in PLAN.primitive_models()
-        for revision in PLAN.primitive_revisions(model)
+        for model in primitive_jobs.primitive_models(PLAN)
+        for revision in primitive_jobs.primitive_revisions(PLAN, model)
     ]
 
 
 def refine_targets():
-    """The bracket table, with a refine block (circuitsweep.refine)."""
+    """The bracket table, with a refine block (circuitsweep.milestones.refine)."""
     if PLAN.refine is None:
         return []
     return [PATHS.milestone_brackets("csv"), PATHS.milestone_brackets("md")]
 
 
 def group_targets():
-    """The group milestone table, when some model has a group (circuitsweep.groups)."""
+    """The group milestone table, when some model has a group (circuitsweep.milestones.groups)."""
     if not PLAN.groups():
         return []
     return [PATHS.group_milestones("csv"), PATHS.group_milestones("md")]
@@ -255,6 +260,7 @@ def final_targets():
         PATHS.spectral_table("csv"),
         *[PATHS.spectral_plot(model) for model in MODELS],
         *final_ablation_targets(),
+        *[PATHS.findings(suffix) for suffix in ("csv", "md", "html")],
     ]
 
 
@@ -271,7 +277,7 @@ def final_ablation_tokens(wildcards):
 
 
 def final_fetch_waits_for(wildcards):
-    """fetch_final_snapshot's disk-bound wait: the final revision's place in the fetch order (Plan.needs_snapshot)."""
+    """fetch_final_snapshot's disk-bound wait: the final revision's place in the fetch order (revision_stage.needs_snapshot)."""
     order = SLOTS if S.input_set_triggers_reruns(workflow.rerun_triggers) else to_measure()
     final = final_revision_of(wildcards)
     if (wildcards.model, final) not in order:
@@ -291,9 +297,19 @@ def final_ablation_targets():
     return [PATHS.final_ablation_table(suffix) for suffix in ("parquet", "csv", "md")]
 
 
-# --- job sizes, the snapshot bound and job blocks (circuitsweep.resources, .scheduling) ---
-from circuitsweep import resources as R
-from circuitsweep import scheduling as S
+def final_ablation_table_input():
+    """The final-ablation table the findings read, when the run ablates."""
+    return [PATHS.final_ablation_table("parquet")] if PLAN.ablation is not None else []
+
+
+def findings_ablation_arg(wildcards, input):
+    """findings' option for the final-ablation table, when the run ablates."""
+    return f"--final-ablation {shlex.quote(str(input.final_ablation))}" if input.final_ablation else ""
+
+
+# --- job sizes, the snapshot bound and job blocks (circuitsweep.plan.resources, .scheduling) ---
+from circuitsweep.plan import resources as R
+from circuitsweep.plan import scheduling as S
 
 SNAPSHOTS_ON_DISK = int(config.get("snapshots_on_disk", 2))
 REVISIONS_PER_JOB = int(config.get("revisions_per_job", 8))
@@ -308,7 +324,7 @@ def pending_revisions():
     """Each model's revisions still to measure: those without caches made with the settings
     planned now. Read from the caches' headers once, when the DAG is built (or a dry run
     prints its cost), not when a job's Snakemake parses."""
-    return {model: [r for r in revisions_of(model) if not PLAN.is_measured(model, r)] for model in MODELS}
+    return {model: [r for r in revisions_of(model) if not revision_stage.is_measured(PLAN, model, r)] for model in MODELS}
 
 
 @functools.cache
@@ -316,10 +332,10 @@ def to_measure():
     """The disk-bound order of the revisions still to measure: one measured before (with the
     settings planned now) is not fetched, so adding or removing a revision never moves its
     wait (the final revision of a run that ablates also while its final-revision ablation is not
-    current: Plan.needs_snapshot). The profiles drop Snakemake's `input` rerun trigger for the same
+    current: revision_stage.needs_snapshot). The profiles drop Snakemake's `input` rerun trigger for the same
     reason. Read from the caches' headers once, when the DAG is built."""
     return S.fetch_order(
-        {model: [r for r in revisions_of(model) if PLAN.needs_snapshot(model, r)] for model in MODELS},
+        {model: [r for r in revisions_of(model) if revision_stage.needs_snapshot(PLAN, model, r)] for model in MODELS},
         SNAPSHOTS_ON_DISK,
         REVISIONS_PER_JOB,
     )
@@ -330,17 +346,17 @@ def measure_resource(
     snapshot_of=lambda wildcards: PATHS.snapshot(wildcards.model, wildcards.revision),
     tokens_of=lambda wildcards: None,
 ):
-    """One key of a measurement job's size: circuitsweep.sizing's estimate, the one the job checks.
+    """One key of a measurement job's size: circuitsweep.plan.sizing's estimate, the one the job checks.
     ``snapshot_of(wildcards)``: the snapshot the job loads; ``tokens_of(wildcards)``: the tokens it
     runs through the model, when not its probes' (the final-revision ablation).
 
     From the snapshot's config.json once fetched (Snakemake re-evaluates resources when
     a job's inputs exist, before submitting it). Memory and runtime scale with the
-    attempt, unless the last attempt failed deterministically (circuitsweep.retry).
+    attempt, unless the last attempt failed deterministically (circuitsweep.plan.retry).
     """
 
     def size(wildcards, attempt, rulename):
-        from circuitsweep.retry import job_log, sizing_attempt
+        from circuitsweep.plan.retry import job_log, sizing_attempt
 
         model = PLAN.models[wildcards.model]
         estimate = R.measure_size(
@@ -359,10 +375,10 @@ def measure_resource(
 
 
 def small_resource(rule, key):
-    """One key of a small job's size (circuitsweep.resources.SMALL_JOBS), scaled as measure_resource's."""
+    """One key of a small job's size (circuitsweep.plan.resources.SMALL_JOBS), scaled as measure_resource's."""
 
     def size(wildcards, attempt, rulename):
-        from circuitsweep.retry import job_log, sizing_attempt
+        from circuitsweep.plan.retry import job_log, sizing_attempt
 
         log = job_log(getattr(rules, rulename).log, dict(wildcards.items()))
         return getattr(R.small_size(rule).scaled(sizing_attempt(log, attempt)), key)
@@ -373,7 +389,7 @@ def small_resource(rule, key):
 def revision_caches(model, revision):
     """Every cache made from one revision's snapshot: once they exist, the snapshot is gone."""
     caches = [PATHS.head_stats(model, revision), PATHS.head_scores(model, revision)]
-    if PLAN.measures_primitives(model, revision):
+    if primitive_jobs.measures_primitives(PLAN, model, revision):
         caches.append(PATHS.primitive_stats(model, revision))
     return caches
 
@@ -389,8 +405,8 @@ def snapshot_consumers(model, revision):
 
 @functools.cache
 def is_measured(model, revision):
-    """Plan.is_measured, read once per revision when the DAG is built."""
-    return PLAN.is_measured(model, revision)
+    """revision_stage.is_measured, read once per revision when the DAG is built."""
+    return revision_stage.is_measured(PLAN, model, revision)
 
 
 def fetch_waits_for(wildcards):
@@ -439,7 +455,7 @@ def block_head_caches(block):
         {
             "scores": str(PATHS.head_scores(model, revision)),
             "stats": str(PATHS.head_stats(model, revision)),
-            "expected": PLAN.head_cache_expectation(model, revision),
+            "expected": heads_jobs.head_cache_expectation(PLAN, model, revision),
         }
         for model, revision in BLOCKS[block]
     ]
@@ -477,7 +493,7 @@ if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT" and 
                 BLOCKS,
                 models=len(MODELS),
                 toy_models=sum(is_toy(model) for model in MODELS),
-                primitive_models=len(PLAN.primitive_models()),
+                primitive_models=len(primitive_jobs.primitive_models(PLAN)),
                 downloads=config.get("downloads", "local"),
                 ablation=PLAN.ablation is not None,
                 groups=bool(PLAN.groups()),

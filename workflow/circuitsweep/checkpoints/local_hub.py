@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from circuitsweep.atomic import atomic_write_bytes
+from circuitsweep.io.atomic import atomic_write_bytes
 
 
 def repo_folder(root: Path, repo_id: str) -> Path:

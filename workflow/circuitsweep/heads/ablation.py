@@ -27,10 +27,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from circuitsweep import contracts as C
+from circuitsweep.config.probes import AblationSettings
 from circuitsweep.errors import DataError
 from circuitsweep.heads.classify import Thresholds, induction_member
-from circuitsweep.heads.probe_settings import AblationSettings
+from circuitsweep.io import contracts as C
 
 #: Names of the attention output projection across decoder classes (GPT-NeoX ``dense``;
 #: Llama, OLMo, OLMoE, Qwen, Gemma ``o_proj``; GPT-2 ``c_proj``; others ``out_proj``/``wo``).

@@ -24,17 +24,17 @@ import torch
 from torch.nn import functional as F
 from transformers import PreTrainedModel
 
-from circuitsweep import contracts as C
-from circuitsweep import sizing
+from circuitsweep.config.probes import ProbeSettings
 from circuitsweep.errors import DataError
 from circuitsweep.heads.attention_hook import observing, run_until_stop
 from circuitsweep.heads.mlp_chunks import chunked_mlps
 from circuitsweep.heads.observers import InductionObserver, RepeatedObserver, SinkObserver
 from circuitsweep.heads.participation import SpectralCapture
-from circuitsweep.heads.probe_settings import ProbeSettings
 from circuitsweep.heads.probes import random_batch, repeated_batch, run_induction_probe
 from circuitsweep.heads.verify import verify_model
-from circuitsweep.progress import LineProgress
+from circuitsweep.io import contracts as C
+from circuitsweep.io.progress import LineProgress
+from circuitsweep.plan import sizing
 
 log = logging.getLogger(__name__)
 

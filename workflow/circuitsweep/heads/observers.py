@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import torch
 
-from circuitsweep import contracts as C
+from circuitsweep.config.probes import LOCAL_OFFSETS
 from circuitsweep.errors import DataError
 from circuitsweep.heads.attention_hook import ScoreRows
-from circuitsweep.heads.probe_settings import LOCAL_OFFSETS
 from circuitsweep.heads.sequence_stats import BASELINE_COLUMN, VALID_ONLY, VALID_ONLY_COLUMNS, grid_bits
+from circuitsweep.io import contracts as C
 
 #: Query rows per probability chunk: bounds the transient ``[B, H, rows, T]``.
 ROW_CHUNK = 64

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from circuitsweep import contracts as C
+from circuitsweep.io import contracts as C
 
 #: The last entry of a per-sequence row after the targets: the mean attention to the baseline positions.
 BASELINE_COLUMN = len(C.TARGETS)

@@ -6,7 +6,7 @@ it uncertain:
 - checkpoint spacing: it lies after the swept revision before its own (its
   *bracket*: that revision and its tokens, beside its own), refined or not;
 - probe sampling: the bootstrap over probe sequences
-  (:mod:`circuitsweep.heads.bootstrap`) gives per resample the counts each
+  (:mod:`circuitsweep.milestones.bootstrap`) gives per resample the counts each
   milestone is computed from; the milestone of every resample, by the same
   rule as the point estimate, gives its range (earliest and latest revision
   it lands on), the share of resamples landing on the point estimate's
@@ -24,9 +24,9 @@ from fractions import Fraction
 import numpy as np
 import polars as pl
 
-from circuitsweep import contracts as C
+from circuitsweep.config.thresholds import MilestoneThresholds
 from circuitsweep.errors import DataError
-from circuitsweep.heads.emergence import MilestoneThresholds
+from circuitsweep.io import contracts as C
 
 #: Each milestone with a bracket, and the milestones-table column naming its revision.
 BRACKETED: dict[str, str] = {

@@ -128,7 +128,7 @@ def train_and_publish(
 
 
 def _train(spec: ToySpec, hub_root: Path, repo_id: str, branch_format: str, progress: bool) -> list[dict[str, Any]]:
-    from circuitsweep.progress import LineProgress
+    from circuitsweep.io.progress import LineProgress
 
     model = build_model(spec)
     model.train()

@@ -1,0 +1,87 @@
+"""Sweep overhead: what the per-revision jobs cost against the forward passes they need.
+
+Each measurement job records the seconds its forward passes took
+(``forward_seconds`` in the metadata of the head cache, and of the primitive
+shard when the job measured primitives too); Snakemake's ``benchmark:``
+files record each job's wall time. Their ratio says how much of a sweep is
+start-up, loading and bookkeeping rather than the model's own work.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from circuitsweep.errors import CacheError
+from circuitsweep.io.cache_check import safetensors_metadata
+from circuitsweep.io.tables import read_table
+
+OVERHEAD_COLUMNS: tuple[str, ...] = (
+    "model",
+    "n_revisions",
+    "forward_seconds",
+    "fetch_job_seconds",
+    "measure_job_seconds",
+    "job_seconds_per_forward_second",
+)
+
+
+def benchmark_seconds(path: Path) -> float:
+    """Wall seconds of one job from its Snakemake benchmark TSV (column ``s``)."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    if not rows or "s" not in rows[0]:
+        raise CacheError(f"{path} is not a Snakemake benchmark file (no column 's')")
+    return float(rows[0]["s"])
+
+
+def _forward_seconds(path: Path, metadata: dict) -> float:
+    if "forward_seconds" not in metadata:
+        raise CacheError(f"{path} records no forward_seconds; it predates the overhead report, rerun it")
+    return float(metadata["forward_seconds"])
+
+
+def _by_model(benchmarks: Sequence[Path]) -> dict[str, float]:
+    """Summed wall seconds per model of benchmark files laid out as ``<rule>/<model>/<revision>.tsv``."""
+    totals: dict[str, float] = {}
+    for path in benchmarks:
+        totals[Path(path).parent.name] = totals.get(Path(path).parent.name, 0.0) + benchmark_seconds(Path(path))
+    return totals
+
+
+def sweep_overhead(
+    scores: Sequence[Path],
+    fetch_benchmarks: Sequence[Path],
+    measure_benchmarks: Sequence[Path],
+    primitive_shards: Sequence[Path] = (),
+) -> pl.DataFrame:
+    """One row per model (and ``all``): forward seconds against fetch and measure job wall seconds.
+
+    ``scores``: head-score Parquet files and ``primitive_shards`` the primitive
+    safetensors shards (the metadata of each holds ``forward_seconds``); the
+    benchmarks: Snakemake benchmark TSVs at ``<rule>/<model>/<revision>.tsv``.
+    """
+    fetch_benchmarks, measure_benchmarks = _by_model(fetch_benchmarks), _by_model(measure_benchmarks)
+    heads: dict[str, list[float]] = {}
+    for path in scores:
+        metadata = read_table(path)[1]
+        heads.setdefault(metadata["model"], []).append(_forward_seconds(path, metadata))
+    primitives: dict[str, float] = {}
+    for path in primitive_shards:
+        metadata = safetensors_metadata(path)
+        primitives[metadata["model"]] = primitives.get(metadata["model"], 0.0) + _forward_seconds(path, metadata)
+    rows = []
+    for model, seconds in heads.items():
+        forward = sum(seconds) + primitives.get(model, 0.0)
+        fetch = fetch_benchmarks.get(model, 0.0)
+        measure = measure_benchmarks.get(model, 0.0)
+        rows.append({"model": model, "n_revisions": len(seconds), "forward_seconds": forward,
+                     "fetch_job_seconds": fetch, "measure_job_seconds": measure})  # fmt: skip
+    table = pl.DataFrame(rows)
+    total = table.select(pl.lit("all").alias("model"), pl.exclude("model").sum())
+    table = pl.concat([table, total])
+    ratio = (pl.col("fetch_job_seconds") + pl.col("measure_job_seconds")) / pl.col("forward_seconds")
+    return table.with_columns(ratio.alias("job_seconds_per_forward_second")).select(OVERHEAD_COLUMNS)
