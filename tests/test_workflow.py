@@ -376,7 +376,7 @@ def test_adding_or_removing_a_revision_runs_only_its_jobs_and_the_aggregates(tmp
     snakemake(workdir, first, "--cores", "2")
     assert planned_jobs(workdir, first) == {}
     second = write_config(tmp_path / "sweep.yaml", _sweeping(["step0", "step10", "step20", "step30"]))
-    aggregates = {"classify_heads": 1, "head_tables": 1, "plot_emergence": 1, "plot_heatmap": 1,
+    aggregates = {"classify_heads": 1, "bootstrap_heads": 1, "head_tables": 1, "plot_emergence": 1, "plot_heatmap": 1,
                   "plot_trajectories": 1, "sweep_overhead": 1, "spectral_model": 1, "spectral_table": 1,
                   "plot_spectral": 1, "findings": 1}  # fmt: skip
     primitive_aggregates = {"primitive_tables": 1, "plot_primitive_gap": 1, "plot_primitive_scaling": 1}

@@ -117,18 +117,18 @@ class InductionObserver:
             raise DataError("no valid induction-probe sequences were observed")
         out = self.acc.means((C.STAT_LAST_ROW_MEAN,))
         n = self.acc.count
-        per_sequence = self.per_sequence[:n].double()  # [n, L, H, 7]; sums below are exact (the grid)
-        valid = self.sequence_valid[:n]
-        sums = per_sequence.sum(0)
+        per_sequence, valid = self.per_sequence[:n], self.sequence_valid[:n]
         pair = list(VALID_ONLY_COLUMNS)
-        sums[..., pair] = (per_sequence[..., pair] * valid.double()[:, None, None, None]).sum(0)
-        means = sums / n
-        means[..., pair] = sums[..., pair] / self.n_valid
+        means = torch.empty(per_sequence.shape[1:], dtype=torch.float64)
+        for layer in range(per_sequence.shape[1]):  # one layer in float64 at a time; the sums are exact (the grid)
+            rows = per_sequence[:, layer].double()  # [n, H, 7]
+            means[layer] = rows.sum(0) / n
+            means[layer][..., pair] = rows[valid][..., pair].sum(0) / self.n_valid
         means = means.float()
         out[C.STAT_TARGET_MEAN] = means[..., :BASELINE_COLUMN].contiguous()
         out[C.STAT_BASELINE_MEAN] = means[..., BASELINE_COLUMN].contiguous()
-        out[C.STAT_PER_SEQUENCE] = self.per_sequence[:n].clone()
-        out[C.STAT_SEQUENCE_VALID] = valid.clone()
+        out[C.STAT_PER_SEQUENCE] = per_sequence  # handed over, not copied: the observer is done
+        out[C.STAT_SEQUENCE_VALID] = valid
         out[C.STAT_BASELINE_POSITIONS] = self.baseline_record.clone()
         out[C.STAT_VALID_SEQUENCES] = torch.tensor([self.n_valid, n], dtype=torch.int64)
         return out
