@@ -175,6 +175,25 @@ def cmd_classify_heads(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_bootstrap_heads(args: argparse.Namespace) -> None:
+    from circuitsweep.config.probes import BootstrapSettings
+    from circuitsweep.config.thresholds import Thresholds
+    from circuitsweep.milestones.bootstrap import bootstrap_heads
+
+    bootstrap_heads(
+        args.model,
+        [Path(p) for p in args.stats],
+        Path(args.heads),
+        Path(args.revisions),
+        Thresholds.from_dict(args.settings["thresholds"]),
+        BootstrapSettings.from_dict(args.settings["bootstrap"]),
+        Path(args.heads_out),
+        Path(args.curves_out),
+        expected=args.expected,
+        skip_duplicates=bool(args.settings.get("skip_duplicates")),
+    )
+
+
 def cmd_head_tables(args: argparse.Namespace) -> None:
     from circuitsweep.milestones.emergence import MilestoneThresholds
     from circuitsweep.milestones.tables import HeadTableOutputs, head_tables
@@ -199,6 +218,8 @@ def cmd_head_tables(args: argparse.Namespace) -> None:
         ablation_paths=[Path(p) for p in args.ablation_rows if p],
         causal_factor=args.causal_factor,
         causal_alpha=args.causal_alpha,
+        bootstrap_heads=[Path(p) for p in args.bootstrap_heads if p],
+        bootstrap_curves=[Path(p) for p in args.bootstrap_curves if p],
     )
 
 
@@ -497,10 +518,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--natural", nargs="*", default=[], help="per-revision natural-text score Parquet files")
 
     p = add(
+        "bootstrap-heads",
+        cmd_bootstrap_heads,
+        "bootstrap one model's selectivities, classes and milestone counts over probe sequences (caches only)",
+        ("stats", "heads", "revisions"),
+    )
+    p.add_argument("--model", required=True)
+    p.add_argument("--settings", type=_json, required=True, help="JSON: bootstrap, thresholds, skip_duplicates")
+    p.add_argument("--stats", nargs="+", required=True, help="per-revision statistics shards, verified")
+    p.add_argument("--expected", type=_json, help="JSON list: the metadata each shard must carry")
+    p.add_argument("--heads", required=True, help="the model's classified heads (Parquet)")
+    p.add_argument("--revisions", required=True, help="the model's revision facts (Parquet)")
+    p.add_argument("--heads-out", required=True, help="output Parquet: intervals and class stability per head")
+    p.add_argument("--curves-out", required=True, help="output Parquet: milestone counts per resample")
+
+    p = add(
         "head-tables",
         cmd_head_tables,
         "write the heads, emergence and milestone tables",
-        ("heads", "revisions", "ablation_rows"),
+        ("heads", "revisions", "ablation_rows", "bootstrap_heads", "bootstrap_curves"),
     )
     p.add_argument("--heads", nargs="+", required=True)
     p.add_argument("--revisions", nargs="+", required=True)
@@ -517,6 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation-csv", help="the ablation table (CSV)")
     p.add_argument("--causal-factor", type=float, default=2.0, help="causal milestone factor")
     p.add_argument("--causal-alpha", type=float, default=0.01, help="causal milestone's significance level (Holm)")
+    p.add_argument("--bootstrap-heads", nargs="*", default=[], help="per-model bootstrap heads (Parquet)")
+    p.add_argument("--bootstrap-curves", nargs="*", default=[], help="per-model bootstrap curves (Parquet)")
 
     p = add("milestone-brackets", cmd_milestone_brackets, "bracket each milestone between two swept revisions")
     p.add_argument("--config", type=_json, required=True, help="JSON: the workflow's config (it is planned again)")
