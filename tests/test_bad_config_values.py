@@ -102,7 +102,7 @@ def test_the_runtime_estimate_counts_the_ablation_passes():
     entry = plan_config["models"][TOY_MODEL]
     shape = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "vocab_size": 50000}
     probes = model.probes.to_dict()
-    ablation, _ = resolve_ablation(plan_config)
+    ablation, _, _ = resolve_ablation(plan_config)
     few = R.measure_size(entry, "float32", probes, "cuda", shape, {**vars(ablation), "random_draws": 5})
     many = R.measure_size(entry, "float32", probes, "cuda", shape, {**vars(ablation), "random_draws": 1000})
     without = R.measure_size(entry, "float32", probes, "cuda", shape)

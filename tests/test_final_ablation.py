@@ -7,8 +7,10 @@ import pytest
 import torch
 from planted import FIRST_TOKEN
 from test_ablation import PROBES, copying_model
-from test_spectral_ranking import study
+from test_spectral_ranking import study, trajectory_rows
+from test_study_screen import classified as study_classified
 
+import circuitsweep as cs
 from circuitsweep import revision_stage
 from circuitsweep.heads import jobs as heads_jobs
 from circuitsweep.heads.ablation import score_targets, synthetic_probe
@@ -16,6 +18,7 @@ from circuitsweep.heads.final_ablation import (
     by_layer,
     final_ablation_rows,
     final_conditions,
+    label,
     matched_draws,
     rows_frame,
     summary,
@@ -170,6 +173,67 @@ def test_summary_reads_like_the_studys_table(planted_rows) -> None:
     assert random["top1"][1] == pytest.approx(draws["top1"].mean())
     assert random["heads"][0] == draws["heads"][0] and random["heads"][1] == ""
     assert table.filter(pl.col("condition") == "spectral_random")["k"].unique().sort().to_list() == [1, 3]
+
+
+def test_every_final_row_has_its_paired_tests(planted_rows) -> None:
+    """Every row but none and the SDs has its top-1 drop and loss increase against none with a 95% interval and
+    p; spectral_top and screen also their excess over their draws' per-sequence mean. The planted head is lost on
+    every one of the 16 sequences while its layer's random heads keep it: exact p 2^-16 both ways."""
+    rows, _ = planted_rows
+    table = summary(rows)
+    tested = table.filter((pl.col("condition") != "none") & ~pl.col("statistic").str.starts_with("sd of"))
+    for prefix in ("top1_drop", "loss_increase"):
+        for suffix in ("", "_ci_low", "_ci_high", "_p"):
+            assert tested[prefix + suffix].null_count() == 0, prefix + suffix
+    assert table.filter(pl.col("statistic").str.starts_with("sd of"))["top1_drop_p"].null_count() == 3
+    screen = table.filter(pl.col("condition") == "screen").row(0, named=True)
+    assert screen["n_controls"] == 3 and screen["top1_excess_drop_p"] == pytest.approx(2.0**-16)
+    assert screen["top1_drop_p"] == pytest.approx(2.0**-16) and screen["top1_excess_drop_ci_low"] > 0.9
+    top = table.filter(pl.col("condition") == "spectral_top", pl.col("k") == 1).row(0, named=True)
+    assert top["top1_excess_drop_p"] == pytest.approx(2.0**-16)
+    alone = table.filter(pl.col("condition").is_in(["screen_layers", "screen_head", "screen_random"]))
+    assert alone["n_controls"].null_count() == alone.height  # no matched control: no excess
+    mean = table.filter(pl.col("condition") == "screen_random", pl.col("statistic") == "mean of 3").row(0, named=True)
+    none = table.filter(pl.col("condition") == "none").row(0, named=True)
+    assert mean["top1_drop"] == pytest.approx(none["top1"] - mean["top1"]) and mean["top1_drop_p"] > 0.05
+
+
+def test_singles_of_one_condition_keep_their_own_tests() -> None:
+    """Several heads alone share a condition (and K): each row's drop is its own (B lost on 8 of 8 sequences by
+    one head, on none by the other), and every value row's top-1 drop is none's top-1 minus its own."""
+
+    def row(condition: str, heads: str, top1: list[bool], k: int | None = None) -> dict:
+        return {"probe": "synthetic", "condition": condition, "k": k, "draw": None, "heads": heads,
+                "n_ablated": 1, "n_requested": 1, "shortfall": 0, "n_sequences": 8, "top1": sum(top1) / 8,
+                "seq_top1": top1, "seq_top5": top1, "seq_loss": [0.0 if t else 1.0 for t in top1]}  # fmt: skip
+
+    rows = [
+        row("none", "", [True] * 8),
+        row("screen_head", "L1H0", [False] * 8),
+        row("screen_head", "L1H1", [True] * 8),
+    ]
+    rows += [row("induction_head", "L1H0", [False] * 8, 45), row("induction_head", "L1H1", [True] * 8, 45)]
+    table = summary(rows_frame(rows, {"model": "m", "revision": "r", "step": 0, "tokens": 0}))
+    for condition in ("screen_head", "induction_head"):
+        singles = table.filter(pl.col("condition") == condition)
+        assert singles["heads"].to_list() == ["L1H0", "L1H1"]
+        assert singles["top1_drop"].to_list() == [1.0, 0.0] and singles["top1_drop_p"].to_list() == [2.0**-8, 1.0]
+    scored = table.filter(pl.col("condition") != "none")
+    assert (scored["top1_drop"] == 1.0 - scored["top1"]).all()
+
+
+def test_the_studys_singles_are_the_induction_class_heads_among_the_top_k() -> None:
+    """From the study's published OLMoE final selectivities (classes at 30) and its PR trajectories (the spectral
+    ranking), the induction_head singles at K = 45 are L7H0 and L9H8, the study's, and not the other two
+    induction-class heads, outside the top 45 (L5H10, L12H14), which stay screen_head singles under their own name."""
+    ranking = cs.spectral_ranking(trajectory_rows(study("olmoe")))
+    final = study_classified("olmoe-1b-7b")
+    conditions = final_conditions(ranking, final, 50.0, 16, [45, 6], draws=1, seed=123)
+    singles = {k: [label(c.heads) for c in conditions if c.name == "induction_head" and c.k == k] for k in (45, 6)}
+    assert sorted(singles[45]) == ["L7H0", "L9H8"]
+    assert singles[6] == []  # the top 6 hold no induction-class head
+    screen = [label(c.heads) for c in conditions if c.name == "screen_head"]
+    assert screen == ["L5H10", "L7H0", "L9H8", "L12H14"]
 
 
 def test_final_revision_takes_a_fetch_place_until_its_ablation_is_current(tmp_path, monkeypatch) -> None:

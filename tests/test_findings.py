@@ -133,7 +133,8 @@ def study_ablation(model: str, study: str) -> pl.DataFrame:
     for run, (probe, k) in ABLATION_RUNS[study].items():
         for result in fixture("xu2026_ablation_results.json")["runs"][run]["results"]:
             condition = _condition(result["name"], probe)
-            spectral = condition.startswith("spectral")
+            # the spectral conditions and the study's singles (induction-class heads among the top K) carry K
+            spectral = condition.startswith("spectral") or condition == "induction_head"
             heads = ",".join(f"L{layer}H{head}" for layer, picks in result["spec"].items() for head in picks)
             random = condition.endswith("_random")
             requested = k if condition in ("spectral_top", "spectral_random") else result["n_ablated"]
@@ -146,7 +147,10 @@ def study_ablation(model: str, study: str) -> pl.DataFrame:
                 "mean_logit": result["mean_logit"], "note": None,
             }  # fmt: skip
     schema = {"k": pl.Int64, "shortfall": pl.Int64, "note": pl.String}
-    return pl.DataFrame(list(rows.values()), schema_overrides=schema).select(C.FINAL_ABLATION_TABLE_COLUMNS)
+    # the study published means only: no per-sequence outcomes, so no paired tests
+    untested = [pl.lit(None, pl.Int64 if c == "n_controls" else pl.Float64).alias(c) for c in C.ABLATION_TEST_COLUMNS]
+    frame = pl.DataFrame(list(rows.values()), schema_overrides=schema).with_columns(untested)
+    return frame.select(C.FINAL_ABLATION_TABLE_COLUMNS)
 
 
 @cache

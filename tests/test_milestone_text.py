@@ -29,8 +29,16 @@ NEVER_HALF = {
     "final_bos_fraction": 0.125,
     "final_induction_heads": 8,
     "final_revision": "step400",
+    "causal_state": "causal",
     "causal_revision": "step300",
     "causal_tokens": 1_228_800,
+    "causal_tested_revisions": 5,
+    "causal_evidence_revision": "step300",
+    "causal_excess_drop": 0.11,
+    "causal_excess_ci_low": 0.06,
+    "causal_excess_ci_high": 0.17,
+    "causal_p": 0.0006,
+    "causal_p_holm": 0.0031,
 }
 #: A model whose BOS heads reach half of all heads (OLMo-like token counts).
 REACHED = {
@@ -43,8 +51,30 @@ REACHED = {
     "bos_t50_revision": "step70000",
     "bos_t50_tokens": 300_000_000_000,
     "bos_peak_fraction": 0.61,
+    "causal_state": "not reached",
     "causal_revision": None,
     "causal_tokens": None,
+    "causal_tested_revisions": 4,
+    "causal_evidence_revision": "step290",
+    "causal_excess_drop": 0.023,
+    "causal_excess_ci_low": -0.016,
+    "causal_excess_ci_high": 0.063,
+    "causal_p": 0.18,
+    "causal_p_holm": 0.72,
+}
+#: A model whose circuit filled its layers wherever it existed: nothing to test against.
+UNTESTABLE = {
+    **REACHED,
+    "model": "full",
+    "causal_state": "untestable",
+    "causal_tested_revisions": 0,
+    "causal_evidence_revision": None,
+    "causal_excess_drop": None,
+    "causal_excess_ci_low": None,
+    "causal_excess_ci_high": None,
+    "causal_p": None,
+    "causal_p_holm": None,
+    "causal_note": "no matched control at any revision (the circuit fills its layers)",
 }
 
 
@@ -80,6 +110,39 @@ def test_milestones_md_opens_with_a_sentence_per_model_then_a_narrow_table():
     assert " – " not in text and " - |" not in text and "e+0" not in text
 
 
+def test_the_three_causal_states_read_differently_everywhere(tmp_path):
+    """Causal (with p and the interval), not reached (tested revisions, the largest excess drop and its p) and
+    untestable (no control) are three distinct wordings in milestones.md's sentences, its table and the
+    end-of-run summary; no wording claims a negative without a test ("never hurt")."""
+    text = milestones_markdown(table(NEVER_HALF, REACHED, UNTESTABLE))
+    lines = text.splitlines()
+    assert lines[2].endswith(
+        "the circuit was causal from step300 (1.23M tokens): ablating it cost 0.110 more top-1 than matched random "
+        "heads (95% CI [0.060, 0.170]; p = 0.0031 after Holm over 5 tested revisions)."
+    )
+    assert lines[3].endswith(
+        "the circuit never passed the causal test (largest excess top-1 drop 0.023 at step290, 95% CI "
+        "[-0.016, 0.063]; p = 0.18 (0.72 after Holm over 4 tested revisions))."
+    )
+    assert lines[4].endswith(
+        "whether the circuit is causal is untestable: no matched control at any revision (the circuit fills its "
+        "layers)."
+    )
+    rows = {line.split(" | ")[0][2:]: line for line in lines if line.startswith("| ")}
+    causal = "| at step300 (1.23M tokens; excess top-1 drop 0.110, 95% CI [0.060, 0.170]; p = 0.0031"
+    assert causal in rows["toy-gptneox"]
+    assert "| not reached (largest excess top-1 drop 0.023 at step290" in rows["big"]
+    assert "| untestable: no matched control at any revision" in rows["full"]
+    assert "never hurt" not in text
+    paths = C.Paths(tmp_path / "results")
+    paths.milestones_table("parquet").parent.mkdir(parents=True)
+    table(NEVER_HALF, REACHED, UNTESTABLE).write_parquet(paths.milestones_table("parquet"))
+    summary = finished_run_summary(paths)
+    assert "; causal at step300 (1.23M tokens; excess top-1 drop 0.110" in summary
+    assert "; causal not reached (largest excess top-1 drop 0.023 at step290" in summary
+    assert "; causal untestable: no matched control at any revision" in summary
+
+
 def test_a_finished_run_prints_each_model_the_tables_and_the_report_command(tmp_path):
     """The end-of-run summary: per model its onset, first BOS head, BOS t50 (or not reached, with the peak) and
     causal revision; then the tables that exist and the report command with the run's config file."""
@@ -90,7 +153,8 @@ def test_a_finished_run_prints_each_model_the_tables_and_the_report_command(tmp_
     summary = finished_run_summary(paths, ["config/paper.yaml"])
     assert (
         "toy-gptneox: induction onset step300 (1.23M tokens); first BOS head step200 (819K tokens); "
-        "BOS t50 not reached (peak 0.38 at step250); causal step300 (1.23M tokens)"
+        "BOS t50 not reached (peak 0.38 at step250); causal at step300 (1.23M tokens; excess top-1 drop 0.110, "
+        "95% CI [0.060, 0.170]; p = 0.0031 after Holm over 5 tested revisions)"
     ) in summary
     assert f"  {paths.milestones_table('md')}" in summary and str(paths.heads_table()) not in summary
     assert f"snakemake --configfile config/paper.yaml --report {paths.root / 'report.html'}" in summary

@@ -217,6 +217,7 @@ def cmd_head_tables(args: argparse.Namespace) -> None:
         skip_duplicates=args.skip_duplicates,
         ablation_paths=[Path(p) for p in args.ablation_rows if p],
         causal_factor=args.causal_factor,
+        causal_alpha=args.causal_alpha,
         bootstrap_heads=[Path(p) for p in args.bootstrap_heads if p],
         bootstrap_curves=[Path(p) for p in args.bootstrap_curves if p],
     )
@@ -551,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation-out", help="the ablation table (Parquet)")
     p.add_argument("--ablation-csv", help="the ablation table (CSV)")
     p.add_argument("--causal-factor", type=float, default=2.0, help="causal milestone factor")
+    p.add_argument("--causal-alpha", type=float, default=0.01, help="causal milestone's significance level (Holm)")
     p.add_argument("--bootstrap-heads", nargs="*", default=[], help="per-model bootstrap heads (Parquet)")
     p.add_argument("--bootstrap-curves", nargs="*", default=[], help="per-model bootstrap curves (Parquet)")
 

@@ -184,7 +184,7 @@ def table_extra_args():
     if PLAN.ablation is None:
         return ""
     args = ["--ablation-out", PATHS.ablation_table("parquet"), "--ablation-csv", PATHS.ablation_table("csv")]
-    args += ["--causal-factor", PLAN.causal_factor]
+    args += ["--causal-factor", PLAN.causal_factor, "--causal-alpha", PLAN.causal_alpha]
     return " ".join(shlex.quote(str(arg)) for arg in args)
 
 

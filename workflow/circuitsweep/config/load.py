@@ -203,13 +203,14 @@ def _resolve_natural_text(name: str, probes: dict[str, Any]) -> dict[str, Any]:
     return probes
 
 
-def resolve_ablation(config: dict[str, Any]) -> tuple[AblationSettings | None, float]:
-    """The run's ablation settings (None when not enabled) and the causal milestone's factor."""
+def resolve_ablation(config: dict[str, Any]) -> tuple[AblationSettings | None, float, float]:
+    """The run's ablation settings (None when not enabled) and the causal milestone's factor and alpha."""
     values = _deep_merge(study_defaults("ablation"), config.get("ablation", {}))
     factor = float(values.pop("causal_factor"))
+    alpha = float(values.pop("causal_alpha"))
     values.pop("spectral_top_k")  # the final-revision ablation's alone: changing it reruns no measurement
     enabled = values.pop("enabled")
-    return (AblationSettings(**values) if enabled else None), factor
+    return (AblationSettings(**values) if enabled else None), factor, alpha
 
 
 def resolve_bootstrap(config: dict[str, Any]) -> BootstrapSettings | None:
@@ -325,7 +326,7 @@ def resolve_config(config: dict[str, Any]) -> dict[str, ModelSettings]:
                 f"models.{name}.probes.natural_text.tokenizer_model: {builder!r} is no model of this run that "
                 f"measures the batch {settings.tokenizer!r}"
             )
-    ablation, _ = resolve_ablation(config)
+    ablation, _, _ = resolve_ablation(config)
     for name, model in models.items():
         problems += _check_probes(name, model.probes, model.first_token)
         problems += _check_natural_text(name, model)

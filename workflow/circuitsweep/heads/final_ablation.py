@@ -15,13 +15,19 @@ at the query, :func:`heads.ablation.score_targets`):
   ``induction_circuit`` at the final revision, whatever the class),
   ``screen_random`` (matched, layers ascending, as the natural-text script) and
   ``screen_layers``;
-- ``induction_head``: each head of class induction alone; ``screen_head``: each
-  screen head alone.
+- ``induction_head``: per K, each head of class induction (the run's class
+  threshold) among the top K spectral picks alone, the study's singles (OLMoE
+  at K = 45: L7H0 and L9H8); ``screen_head``: each screen head alone.
 
 Matched draws: ``random_draws`` in sequence from one ``RandomState(random_seed)``
 per condition family (each of the study's scripts made its own), so draw 0 is the
 study's. A layer with fewer other heads than picks gives what it has and the
 row records the shortfall; a condition left with no head is recorded unscored.
+
+Every scored row keeps its per-sequence outcomes (``ABLATION_SEQUENCE_COLUMNS``);
+the table gives each row its paired tests (:mod:`heads.ablation_stats`): its drop
+against ``none`` and, for ``spectral_top`` and ``screen``, its excess drop over
+the per-sequence mean of its matched-random draws.
 """
 
 from __future__ import annotations
@@ -136,6 +142,9 @@ def final_conditions(
     ranked = ranking.sort("rank")
     ranked_heads = list(zip(ranked["layer"].to_list(), ranked["head"].to_list(), strict=True))
     conditions = [Condition("none", (), 0)]
+    final = final.sort("layer", "head")
+    induction = set(final.filter(pl.col("class") == C.INDUCTION_CLASS).select("layer", "head").rows())
+    singles = []
     for top in ranking_top_k(ranked, spectral_top_k):
         k = top.k
         picks = ranked_heads[:k]
@@ -145,7 +154,8 @@ def final_conditions(
         note = "; ".join(n for n in notes if n) or None
         conditions.append(Condition("spectral_top", tuple(picks), k, k=k, note=note))
         conditions += _controls("spectral", picks, by_layer(picks), n_heads, draws, seed, k)
-    final = final.sort("layer", "head")
+        # the study's singles: the induction-class heads among the picks, in rank order
+        singles += [Condition("induction_head", (head,), 1, k=k) for head in picks if head in induction]
     members = final.filter(induction_member(induction_circuit))
     screen = list(zip(members["layer"].to_list(), members["head"].to_list(), strict=True))
     if not screen:
@@ -154,11 +164,7 @@ def final_conditions(
     else:
         conditions.append(Condition("screen", tuple(screen), len(screen)))
         conditions += _controls("screen", screen, by_layer(screen), n_heads, draws, seed, None)
-    induction = final.filter(pl.col("class") == C.INDUCTION_CLASS)
-    conditions += [
-        Condition("induction_head", ((layer, head),), 1)
-        for layer, head in zip(induction["layer"].to_list(), induction["head"].to_list(), strict=True)
-    ]
+    conditions += singles
     conditions += [Condition("screen_head", (head,), 1) for head in screen]
     return conditions
 
@@ -172,16 +178,17 @@ def final_ablation_rows(
 ) -> list[dict[str, Any]]:
     """Score every condition on every probe (``heads.ablation.AblationProbe``): rows of ``FINAL_ABLATION_COLUMNS``
     without the revision's identity. A condition other than ``none`` left with no head is not scored."""
-    from circuitsweep.heads.ablation import ablated, score_targets
+    from circuitsweep.heads.ablation import ablated, mean_scores, score_sequences, sequence_columns
 
     rows = []
     for probe in probes:
         for condition in conditions:
-            metrics = dict.fromkeys(METRICS)
+            metrics, sequences = dict.fromkeys(METRICS), None
             note = condition.note
             if condition.heads or condition.name == "none":
                 with ablated(model, condition.heads):
-                    metrics = score_targets(model, probe, batch_size, device)
+                    sequences = score_sequences(model, probe, batch_size, device)
+                metrics = mean_scores(sequences)
             elif note is None:
                 note = "no head left to ablate: not scored"
             rows.append(
@@ -197,6 +204,7 @@ def final_ablation_rows(
                     "n_sequences": len(probe.tokens),
                     **metrics,
                     "note": note,
+                    **sequence_columns(sequences),
                 }
             )
     return rows
@@ -221,6 +229,9 @@ _SCHEMA: dict[str, Any] = {
     "top5": pl.Float64,
     "mean_logit": pl.Float64,
     "note": pl.String,
+    "seq_loss": pl.List(pl.Float64),
+    "seq_top1": pl.List(pl.Boolean),
+    "seq_top5": pl.List(pl.Boolean),
 }
 
 
@@ -303,23 +314,65 @@ def run_final_ablation(
         "spectral_k": [top.k for top in ranking_top_k(ranking, settings["spectral_top_k"])],
         "elbow_k": elbow_k(ranking["integral"].to_list()),
         "ablation": job.ablation,
+        "ablation_schema": job.ablation_schema,
         SETTINGS_KEY: settings_digest(settings),
     }
     write_table(output, rows_frame(rows, identity), metadata)
     print(f"{job.model} {job.revision}: {len(conditions)} conditions on {len(probes)} probes")
 
 
+#: The conditions whose excess drop is measured, and the family of their matched-random draws.
+CONTROLLED: dict[str, str] = {"spectral_top": "spectral_random", "screen": "screen_random"}
+
+
 def summary(rows: pl.DataFrame) -> pl.DataFrame:
     """The study-like table (``FINAL_ABLATION_TABLE_COLUMNS``), conditions in the order they were run: each
-    condition's value; matched-random draws as draw 0 (the study's), then their mean and SD (ddof 1)."""
-    out = []
+    condition's value; matched-random draws as draw 0 (the study's), then their mean and SD (ddof 1).
+
+    Each row carries its paired tests (``ABLATION_TEST_COLUMNS``, :mod:`heads.ablation_stats`): the drop
+    against ``none`` (for "mean of n", of the draws' per-sequence mean) and, for ``spectral_top`` and
+    ``screen``, the excess drop over their draws' per-sequence mean; "sd of n" rows have none.
+    """
+    from circuitsweep.heads import ablation_stats as S
+
+    resampling = S.Resampling()
+    rows = rows.with_row_index("_row")
+    # per row (several rows share a condition and K: the singles)
+    outcomes = [S.row_outcomes(row) for row in rows.iter_rows(named=True)]
+    nones = {
+        (r["model"], r["probe"]): outcomes[r["_row"]] for r in rows.iter_rows(named=True) if r["condition"] == "none"
+    }
+
+    def scored_draws(model: str, probe: str, family: str, k: int | None) -> list[dict[str, Any]]:
+        drawn = rows.filter(
+            (pl.col("model") == model) & (pl.col("probe") == probe) & (pl.col("condition") == family),
+            pl.col("k").is_null() if k is None else pl.col("k") == k,
+            pl.col("draw").is_not_null(),
+        )
+        return [outcomes[i] for i in drawn["_row"] if outcomes[i] is not None]
+
+    def comparison(first: dict[str, Any], treated: dict[str, Any] | None, controls: list) -> S.Comparison:
+        return (
+            None if first["condition"] == "none" else nones.get((first["model"], first["probe"])),
+            treated,
+            controls,
+        )
+
+    out, comparisons = [], []  # comparisons[i]: what out[i] is tested on (None: nothing)
     for _, group in rows.group_by("model", "probe", "condition", "k", maintain_order=True):
         first = group.row(0, named=True)
+        model, probe, condition, k = first["model"], first["probe"], first["condition"], first["k"]
         if first["draw"] is None:
-            out += [{**row, "statistic": "value"} for row in group.iter_rows(named=True)]
+            family = CONTROLLED.get(condition)
+            controls = scored_draws(model, probe, family, k) if family else []
+            for row in group.iter_rows(named=True):
+                out.append({**row, "statistic": "value"})
+                comparisons.append(comparison(row, outcomes[row["_row"]], controls))
             continue
         n = group.height
         out.append({**first, "statistic": "draw 0"})
+        comparisons.append(comparison(first, outcomes[first["_row"]], []))
+        draws = scored_draws(model, probe, condition, k)
         notes = sorted({note for note in group["note"] if note})
         for statistic, reduce in ((f"mean of {n}", "mean"), (f"sd of {n}", "std")):
             values = {m: getattr(group[m], reduce)() for m in METRICS}
@@ -334,8 +387,21 @@ def summary(rows: pl.DataFrame) -> pl.DataFrame:
                     "note": "; ".join(notes) or None,
                 }
             )
+            mean = reduce == "mean" and draws
+            comparisons.append(comparison(first, S.mean_outcomes(draws), []) if mean else None)
+    # every row scored on the same sequences (a model's probe) is resampled together
+    by_sequences: dict[tuple, list[int]] = {}
+    for i, row in enumerate(out):
+        if comparisons[i] is not None:
+            by_sequences.setdefault((row["model"], row["probe"], row["n_sequences"]), []).append(i)
+    for (_, _, n), indices in by_sequences.items():
+        tested = S.group_tests([comparisons[i] for i in indices], *resampling(int(n or 0)))
+        for i, result in zip(indices, tested, strict=True):
+            out[i].update(result)
     schema = {**_SCHEMA, "statistic": pl.String, "n_ablated": pl.Float64}
-    return pl.DataFrame(out, schema={c: schema[c] for c in C.FINAL_ABLATION_TABLE_COLUMNS})
+    schema |= {name: pl.Float64 for name in C.ABLATION_TEST_COLUMNS} | {"n_controls": pl.Int64}
+    columns = {c: schema[c] for c in C.FINAL_ABLATION_TABLE_COLUMNS}
+    return pl.DataFrame([{c: row.get(c) for c in columns} for row in out], schema=columns)
 
 
 def final_ablation_table(row_paths: Sequence[Path], parquet: Path, csv: Path, markdown: Path) -> None:
@@ -343,7 +409,11 @@ def final_ablation_table(row_paths: Sequence[Path], parquet: Path, csv: Path, ma
     frames, models = [], {}
     for path in row_paths:
         frame, metadata = read_table(path)
-        frames.append(frame)
+        if set(C.FINAL_ABLATION_COLUMNS) - set(frame.columns) or (
+            metadata.get("ablation_schema") != C.ABLATION_SCHEMA_VERSION
+        ):
+            raise CacheError(f"{path} predates the per-sequence ablation outcomes; delete it and rerun")
+        frames.append(frame.select(C.FINAL_ABLATION_COLUMNS))
         models[metadata.get("model")] = {
             key: metadata.get(key)
             for key in ("revision", "dtype", "induction_circuit", "spectral_top_k", "spectral_k", "elbow_k", "ablation")
@@ -351,4 +421,29 @@ def final_ablation_table(row_paths: Sequence[Path], parquet: Path, csv: Path, ma
     table = summary(pl.concat(frames))
     write_table(parquet, table, {"models": models})
     write_csv(table, csv)
-    write_markdown(table.drop("revision"), markdown, title="Ablation at the final revision (docs/methods.md)")
+    write_markdown(markdown_view(table), markdown, title="Ablation at the final revision (docs/methods.md)")
+
+
+#: The paired tests the Markdown table shows, one cell each (the CSV and Parquet hold every column).
+MARKDOWN_TESTS: dict[str, str] = {
+    "top1_drop": "top-1 drop [95% CI], p",
+    "top1_excess_drop": "excess top-1 drop [95% CI], p",
+    "loss_increase": "loss increase [95% CI], p",
+    "loss_excess_increase": "excess loss increase [95% CI], p",
+}
+
+
+def markdown_view(table: pl.DataFrame) -> pl.DataFrame:
+    """The summary as ``final_ablation.md`` shows it: each paired test in one cell (estimate [interval], p)."""
+    from circuitsweep.heads.ablation_stats import format_paired
+
+    cells = {
+        title: [
+            format_paired(row[prefix], row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"], row[f"{prefix}_p"])
+            for row in table.iter_rows(named=True)
+        ]
+        for prefix, title in MARKDOWN_TESTS.items()
+    }
+    kept = [c for c in C.FINAL_ABLATION_TABLE_COLUMNS if c not in C.ABLATION_TEST_COLUMNS and c != "revision"]
+    view = table.select(kept[:-1]).with_columns(pl.Series(title, values, pl.String) for title, values in cells.items())
+    return view.with_columns(table["note"])

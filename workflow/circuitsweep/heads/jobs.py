@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from circuitsweep.io import contracts as C
 from circuitsweep.io.cache_check import CACHE_SCHEMA_VERSION, SETTINGS_KEY, records_settings, settings_digest
 from circuitsweep.io.corpus import corpus_sha256
 from circuitsweep.io.tables import read_table
@@ -69,6 +70,8 @@ def measure_settings(plan: Plan, model: str, name: str) -> dict[str, Any]:
         # induction_circuit is all it depends on (heads.ablation.circuit_cut)
         settings["ablation"] = asdict(plan.ablation)
         settings["circuit_selectivity"] = plan.models[model].thresholds.induction_circuit
+        # rows of an older layout (without per-sequence outcomes) are measured again once
+        settings["ablation_schema"] = C.ABLATION_SCHEMA_VERSION
     return settings
 
 

@@ -55,6 +55,9 @@ class RevisionJob:
     #: ``AblationSettings`` fields and the circuit's selectivity cut (``ablation.circuit_cut``), when the run ablates
     ablation: dict[str, Any] | None = None
     circuit_selectivity: float | None = None
+    #: The ablation rows' layout planned (``contracts.ABLATION_SCHEMA_VERSION``): a setting, so that rows of
+    #: an older layout are measured again, and recorded in the rows file, which the tables check
+    ablation_schema: int | None = None
     #: The planned weights fingerprint of a run_dir checkpoint (None for other sources).
     weights_sha256: str | None = None
     #: ``cache_check.settings_digest`` of the settings as planned, recorded in the caches (``is_measured``)
@@ -318,7 +321,12 @@ def measure_loaded(
         from circuitsweep.heads.ablation import ablation_frame
 
         identity = {name: metadata[name] for name in ("model", "revision", "step", "tokens")}
-        ablation_metadata = {**metadata, "ablation": job.ablation, "circuit_selectivity": job.circuit_selectivity}
+        ablation_metadata = {
+            **metadata,
+            "ablation": job.ablation,
+            "circuit_selectivity": job.circuit_selectivity,
+            "ablation_schema": job.ablation_schema,
+        }
         write_table(extra.ablation, ablation_frame(ablation, identity), ablation_metadata)
 
 

@@ -226,7 +226,14 @@ NATURAL_HEAD_COLUMNS: tuple[str, ...] = ("natural_class", "natural_sel_induction
 
 #: Conditions: no ablation, the circuit, one matched-random draw, one circuit head alone.
 ABLATION_CONDITIONS: tuple[str, ...] = ("none", "circuit", "matched_random", "single_head")
-ABLATION_COLUMNS: tuple[str, ...] = (
+#: Version of the ablation rows' layout (per-sequence outcomes since 1), part of the measurement's settings:
+#: rows of another version are measured again once, and refused by the tables.
+ABLATION_SCHEMA_VERSION = 1
+#: Per-sequence outcomes of a scored condition, in probe order (lists, null when not scored): the loss of B
+#: (nats) and whether B was the top-1 and in the top-5 prediction. Kept in the rows files (the caches),
+#: not in the tables: the paired tests read them.
+ABLATION_SEQUENCE_COLUMNS: tuple[str, ...] = ("seq_loss", "seq_top1", "seq_top5")
+_ABLATION_MEASURED: tuple[str, ...] = (
     "model",
     "revision",
     "step",
@@ -242,9 +249,37 @@ ABLATION_COLUMNS: tuple[str, ...] = (
     "top1",
     "top5",
     "mean_logit",
-    "note",
 )
+#: One revision's ablation rows file (the cache a measurement job writes).
+ABLATION_ROW_COLUMNS: tuple[str, ...] = (*_ABLATION_MEASURED, "note", *ABLATION_SEQUENCE_COLUMNS)
+#: Paired tests of a condition over the probe sequences (heads.ablation_stats, docs/methods.md): its drop
+#: against no ablation and, where it has matched-random controls, its excess drop over their per-sequence
+#: mean; each with the mean difference, a 95% paired bootstrap interval and a one-sided p (top-1: exact
+#: sign test, McNemar's with one draw; loss: sign-flip permutation). Null where there is nothing to compare.
+ABLATION_TEST_COLUMNS: tuple[str, ...] = (
+    "top1_drop",  # mean over sequences of top-1 without ablation minus with it
+    "top1_drop_ci_low",
+    "top1_drop_ci_high",
+    "top1_drop_p",
+    "loss_increase",  # mean loss with ablation minus without (nats)
+    "loss_increase_ci_low",
+    "loss_increase_ci_high",
+    "loss_increase_p",
+    "n_controls",  # matched-random draws the excess is measured against (null: no control)
+    "top1_excess_drop",  # top-1 drop minus the draws' mean top-1 drop, per sequence
+    "top1_excess_drop_ci_low",
+    "top1_excess_drop_ci_high",
+    "top1_excess_drop_p",
+    "loss_excess_increase",  # loss increase minus the draws' mean loss increase, per sequence
+    "loss_excess_increase_ci_low",
+    "loss_excess_increase_ci_high",
+    "loss_excess_increase_p",
+)
+#: The ablation table (tables/ablation.*): every row with its paired tests.
+ABLATION_COLUMNS: tuple[str, ...] = (*_ABLATION_MEASURED, *ABLATION_TEST_COLUMNS, "note")
 #: Per-revision summaries that the ablation adds to the emergence table (synthetic probe, top-1 of B).
+#: ablation_tested: the circuit had a matched-random control; the excess columns are the circuit row's
+#: top-1 excess drop, its interval and p, and that p after Holm's adjustment over the model's tested revisions.
 ABLATION_EMERGENCE_COLUMNS: tuple[str, ...] = (
     "ablation_circuit_size",
     "ablation_top1",
@@ -252,13 +287,37 @@ ABLATION_EMERGENCE_COLUMNS: tuple[str, ...] = (
     "ablation_random_drop",
     "ablation_random_drop_sd",
     "ablation_drop_ratio",
+    "ablation_tested",
+    "ablation_excess_drop",
+    "ablation_excess_ci_low",
+    "ablation_excess_ci_high",
+    "ablation_excess_p",
+    "ablation_excess_p_holm",
     "natural_ablation_circuit_drop",
     "natural_ablation_random_drop",
 )
 #: Per-revision natural-text class counts (revisions and emergence tables).
 NATURAL_EMERGENCE_COLUMNS: tuple[str, ...] = ("natural_bos_fraction", "natural_induction_heads")
-#: Milestone columns of the ablation: first revision where the circuit is causal.
-CAUSAL_MILESTONE_COLUMNS: tuple[str, ...] = ("causal_revision", "causal_tokens", "causal_factor")
+#: The three states of the causal milestone (docs/methods.md): reached, tested and not reached, untestable.
+CAUSAL_STATES: tuple[str, ...] = ("causal", "not reached", "untestable")
+#: Milestone columns of the ablation: the first revision where the circuit is causal (the factor rule and
+#: Holm-adjusted p < causal_alpha), or why not. causal_evidence_*: the causal revision, or when not reached
+#: the tested revision with the largest excess top-1 drop (null when untestable).
+CAUSAL_MILESTONE_COLUMNS: tuple[str, ...] = (
+    "causal_state",  # causal | not reached | untestable
+    "causal_revision",
+    "causal_tokens",
+    "causal_factor",
+    "causal_alpha",
+    "causal_tested_revisions",  # revisions whose circuit had a matched-random control
+    "causal_evidence_revision",
+    "causal_excess_drop",  # top-1 excess drop of the circuit over matched random at the evidence revision
+    "causal_excess_ci_low",
+    "causal_excess_ci_high",
+    "causal_p",  # its one-sided p
+    "causal_p_holm",  # after Holm's adjustment over the tested revisions
+    "causal_note",  # why untestable: no circuit, or no matched control (the circuit fills its layers)
+)
 
 # --- Adaptive refinement (circuitsweep.milestones.refine) --------------------------------
 
@@ -335,15 +394,15 @@ SPECTRAL_COLUMNS: tuple[str, ...] = (
 
 # --- The study's ablation at the final revision (docs/methods.md) ---------
 
-#: Every ablated head set of the final revision, one row per probe, condition and draw.
-FINAL_ABLATION_COLUMNS: tuple[str, ...] = (
+#: Every ablated head set of the final revision, one row per probe, condition and draw (the rows file).
+_FINAL_ABLATION_MEASURED: tuple[str, ...] = (
     "model",
     "revision",
     "step",
     "tokens",
     "probe",  # synthetic | natural
     "condition",  # none, spectral_top, spectral_random, spectral_layers, screen, screen_random, ...
-    "k",  # spectral_top_k of the spectral conditions (as asked), else null
+    "k",  # spectral_top_k of the spectral conditions and their induction-class singles (as asked), else null
     "draw",  # matched-random draw (0 = the study's), else null
     "heads",  # "L1H2,L3H0", in the condition's order
     "n_ablated",
@@ -356,7 +415,9 @@ FINAL_ABLATION_COLUMNS: tuple[str, ...] = (
     "mean_logit",
     "note",
 )
-#: The study-like summary of the final ablation: matched-random draws as draw 0, their mean and their SD.
+FINAL_ABLATION_COLUMNS: tuple[str, ...] = (*_FINAL_ABLATION_MEASURED, *ABLATION_SEQUENCE_COLUMNS)
+#: The study-like summary of the final ablation: matched-random draws as draw 0, their mean and their SD,
+#: each row with its paired tests (the "sd of n" rows have none).
 FINAL_ABLATION_TABLE_COLUMNS: tuple[str, ...] = (
     "model",
     "revision",
@@ -371,6 +432,7 @@ FINAL_ABLATION_TABLE_COLUMNS: tuple[str, ...] = (
     "top1",
     "top5",
     "mean_logit",
+    *ABLATION_TEST_COLUMNS,
     "note",
 )
 

@@ -14,7 +14,7 @@ from circuitsweep.errors import CacheError, DataError
 from circuitsweep.io import contracts as C
 from circuitsweep.io.cache_check import verify_metadata
 from circuitsweep.io.tables import read_table, write_csv, write_table
-from circuitsweep.milestones.ablation_tables import ablation_summary, ablation_table, causal_milestones
+from circuitsweep.milestones.ablation_tables import ablation_summary, ablation_table, causal_milestones, holm_adjusted
 from circuitsweep.milestones.emergence import emergence_curves, milestones
 from circuitsweep.milestones.text import write_milestones_markdown
 from circuitsweep.milestones.uncertainty import add_brackets, bootstrap_summary
@@ -68,6 +68,7 @@ def head_tables(
     skip_duplicates: Collection[str] = (),
     ablation_paths: Sequence[Path] = (),
     causal_factor: float = 2.0,
+    causal_alpha: float = 0.01,
     bootstrap_heads: Sequence[Path] = (),
     bootstrap_curves: Sequence[Path] = (),
 ) -> None:
@@ -86,7 +87,8 @@ def head_tables(
     set) from the emergence curves and milestones; the heads table keeps them.
     Revisions with natural-text counts add ``NATURAL_EMERGENCE_COLUMNS`` to the
     emergence table; ``ablation_paths`` (per-revision ablation rows) add the
-    ablation table, ``ABLATION_EMERGENCE_COLUMNS`` and ``CAUSAL_MILESTONE_COLUMNS``.
+    ablation table, ``ABLATION_EMERGENCE_COLUMNS`` and ``CAUSAL_MILESTONE_COLUMNS`` (the factor rule with
+    ``causal_factor`` and the paired test at ``causal_alpha``, Holm-adjusted over each model's tested revisions).
     """
     classified, revision_frames = [], []
     for heads_path, revisions_path in zip(heads_paths, revisions_paths, strict=True):
@@ -114,6 +116,7 @@ def head_tables(
     ablation = ablation_table(ablation_paths) if ablation_paths else None
     if ablation is not None:
         curves = curves.join(ablation_summary(ablation), on=["model", "revision"], how="left", maintain_order="left")
+        curves = holm_adjusted(curves)
     table = milestones(curves, heads, thresholds)
     provenance = {"models": {}}
     for _, run in classified:
@@ -126,7 +129,9 @@ def head_tables(
             "skip_duplicates": model in skip_duplicates,
         }
     if ablation is not None:
-        table = table.join(causal_milestones(curves, causal_factor), on="model", how="left", maintain_order="left")
+        table = table.join(
+            causal_milestones(curves, causal_factor, causal_alpha), on="model", how="left", maintain_order="left"
+        )
         if out.ablation_parquet is None or out.ablation_csv is None:
             raise DataError("head_tables: ablation rows were given but no ablation table paths")
         write_table(out.ablation_parquet, ablation, provenance)

@@ -15,6 +15,7 @@ from typing import Any
 
 import polars as pl
 
+from circuitsweep.heads.ablation_stats import format_p
 from circuitsweep.io import contracts as C
 from circuitsweep.io.atomic import atomic_write_text
 from circuitsweep.milestones.uncertainty import FRAGILE_SHARE
@@ -45,6 +46,65 @@ def bos_t50_text(row: Mapping[str, Any]) -> str:
     return f"not reached (peak {row['bos_peak_fraction']:.2f} at {row['bos_peak_revision']})"
 
 
+def _p(value: float) -> str:
+    """``= 0.0031``, ``= 0.18``; below 0.0001 ``< 0.0001`` (never scientific notation)."""
+    text = format_p(value)
+    return text if text.startswith("<") else f"= {text}"
+
+
+def _interval(row: Mapping[str, Any]) -> str:
+    return f"95% CI [{row['causal_excess_ci_low']:.3f}, {row['causal_excess_ci_high']:.3f}]"
+
+
+def _tested(row: Mapping[str, Any]) -> str:
+    n = row["causal_tested_revisions"]
+    return f"{n} tested revision{'s' if n != 1 else ''}"
+
+
+def _evidence(row: Mapping[str, Any]) -> str:
+    """``largest excess top-1 drop 0.023 at step290, 95% CI [...]; p = 0.18 (0.72 after Holm over 4 tested
+    revisions)``: what a model whose circuit never passed the causal test got closest with."""
+    return (
+        f"largest excess top-1 drop {row['causal_excess_drop']:.3f} at {row['causal_evidence_revision']}, "
+        f"{_interval(row)}; p {_p(row['causal_p'])} ({_p(row['causal_p_holm'])[2:]} after Holm over {_tested(row)})"
+    )
+
+
+def causal_text(row: Mapping[str, Any]) -> str | None:
+    """The causal milestone in one of its three states (docs/methods.md), None when the run did not ablate:
+
+    ``at step320 (1.31M tokens; excess top-1 drop 0.110, 95% CI [0.060, 0.170]; p = 0.0031 after Holm over 5
+    tested revisions)``, ``not reached (largest excess top-1 drop 0.023 at step290, 95% CI [...]; p = 0.18 (0.72
+    after Holm over 4 tested revisions))`` or ``untestable: no matched control at any revision (...)``.
+    """
+    state = row.get("causal_state")
+    if state is None:
+        return None
+    if state == "untestable":
+        return f"untestable: {row['causal_note']}"
+    if state == "causal":
+        at = _at(row["causal_revision"], row["causal_tokens"])[: -len(")")]
+        return (
+            f"at {at}; excess top-1 drop {row['causal_excess_drop']:.3f}, {_interval(row)}; "
+            f"p {_p(row['causal_p_holm'])} after Holm over {_tested(row)})"
+        )
+    return f"not reached ({_evidence(row)})"
+
+
+def causal_sentence(row: Mapping[str, Any]) -> str:
+    """The causal clause of a model's sentence: what the test found, or that there was nothing to test against."""
+    state = row["causal_state"]
+    if state == "untestable":
+        return f"whether the circuit is causal is untestable: {row['causal_note']}"
+    if state == "causal":
+        at = _at(row["causal_revision"], row["causal_tokens"])
+        return (
+            f"the circuit was causal from {at}: ablating it cost {row['causal_excess_drop']:.3f} more top-1 than "
+            f"matched random heads ({_interval(row)}; p {_p(row['causal_p_holm'])} after Holm over {_tested(row)})"
+        )
+    return f"the circuit never passed the causal test ({_evidence(row)})"
+
+
 def milestone_cells(row: Mapping[str, Any]) -> dict[str, str]:
     """The main milestones of one model's row of the milestones table, as the narrow table shows them."""
     cells = {
@@ -54,8 +114,9 @@ def milestone_cells(row: Mapping[str, Any]) -> dict[str, str]:
         "BOS t50": bos_t50_text(row),
         "early screen": _at(row["early_screen_revision"], row["early_screen_tokens"]) or "not reached",
     }
-    if "causal_revision" in row:
-        cells["causal"] = _at(row["causal_revision"], row["causal_tokens"]) or "not reached"
+    causal = causal_text(row)
+    if causal is not None:
+        cells["causal"] = causal
     cells["final"] = (
         f"{row['final_revision']}: {row['final_induction_heads']} induction heads, "
         f"BOS fraction {row['final_bos_fraction']:.2f}"
@@ -84,13 +145,8 @@ def model_sentence(row: Mapping[str, Any]) -> str:
         )
         bos = f"the first BOS head appeared at {first}{order} and {reach}"
     sentence = f"{model}: {induction}; {bos}"
-    if "causal_revision" in row:
-        causal = _at(row["causal_revision"], row["causal_tokens"])
-        sentence += (
-            f"; ablating the circuit first hurt more than random heads at {causal}"
-            if causal
-            else "; ablating the circuit never hurt clearly more than random heads"
-        )
+    if row.get("causal_state") is not None:
+        sentence += "; " + causal_sentence(row)
     return sentence + "."
 
 

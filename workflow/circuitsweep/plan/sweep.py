@@ -165,6 +165,8 @@ class Plan:
     paths: Paths
     ablation: AblationSettings | None = None
     causal_factor: float = 2.0
+    #: One-sided significance level of the causal milestone's paired test, after Holm's adjustment.
+    causal_alpha: float = 0.01
     #: Weights fingerprint (sha256) of each planned revision of a run_dir source: model -> revision -> sha256.
     fingerprints: dict[str, dict[str, str]] = field(default_factory=dict)
     #: Every revision each model's source publishes: the fixed grid that primitive selections count on.
@@ -414,7 +416,7 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
                 notes.append(note)
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
-    ablation, causal_factor = resolve_ablation(config)
+    ablation, causal_factor, causal_alpha = resolve_ablation(config)
     return Plan(
         models=models,
         revisions=revisions,
@@ -423,6 +425,7 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
         paths=paths,
         ablation=ablation,
         causal_factor=causal_factor,
+        causal_alpha=causal_alpha,
         fingerprints=run_dir_fingerprints(models, revisions, Path(root), hash_cache),
         available=available,
         stimuli_sha256=stimuli,
