@@ -34,7 +34,7 @@ import polars as pl
 
 from circuitsweep.errors import CacheError, DataError
 from circuitsweep.heads.classify import induction_member
-from circuitsweep.heads.spectral import final_revision
+from circuitsweep.heads.spectral import final_revision, unranked_note
 from circuitsweep.io import contracts as C
 from circuitsweep.io.tables import read_table, write_csv, write_markdown, write_table
 
@@ -121,7 +121,11 @@ def final_conditions(
     ranked = ranking.sort("rank")
     ranked_heads = list(zip(ranked["layer"].to_list(), ranked["head"].to_list(), strict=True))
     conditions = [Condition("none", (), 0)]
+    unranked = unranked_note(ranking)
     for k in spectral_top_k:
+        if unranked is not None:  # no integral, so no top K: said in the rows, never picked by head order
+            conditions.append(Condition("spectral_top", (), k, k=k, note=unranked))
+            continue
         picks = ranked_heads[:k]
         note = None if len(picks) == k else f"K = {k} exceeds the model's {len(ranked_heads)} heads: all of them"
         conditions.append(Condition("spectral_top", tuple(picks), k, k=k, note=note))
