@@ -9,6 +9,7 @@ from planted import FIRST_TOKEN, STUDY_THRESHOLDS, VOCAB, planted_model
 
 from circuitsweep.config.probes import AblationSettings
 from circuitsweep.errors import DataError
+from circuitsweep.heads import jobs as heads_jobs
 from circuitsweep.heads.ablation import (
     ablated,
     ablation_rows,
@@ -200,11 +201,11 @@ def test_config_refuses_ablation_of_an_encoder_and_plans_it_for_decoders():
     with pytest.raises(ConfigError, match=r"ablation\.enabled: models\.minilm-l6 \(BertModel\) has no LM head"):
         plan_sweep(encoder, REPO)
     plan = plan_sweep(load_config(REPO / "config" / "config.yaml"), REPO)
-    settings = plan.measure_settings("toy-gptneox", plan.revisions["toy-gptneox"][0].name)
+    settings = heads_jobs.measure_settings(plan, "toy-gptneox", plan.revisions["toy-gptneox"][0].name)
     assert settings["ablation"]["random_seed"] == 123 and settings["circuit_selectivity"] == 12
     without = load_config(REPO / "config" / "config.yaml")
     without.pop("ablation")
-    plain = plan_sweep(without, REPO).measure_settings("toy-gptneox", plan.revisions["toy-gptneox"][0].name)
+    plain = heads_jobs.measure_settings(plan_sweep(without, REPO), "toy-gptneox", plan.revisions["toy-gptneox"][0].name)
     assert "ablation" not in plain and "circuit_selectivity" not in plain  # runs without ablation: no reruns
 
 

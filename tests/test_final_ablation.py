@@ -9,6 +9,8 @@ from planted import FIRST_TOKEN
 from test_ablation import PROBES, copying_model
 from test_spectral_ranking import study
 
+from circuitsweep import revision_stage
+from circuitsweep.heads import jobs as heads_jobs
 from circuitsweep.heads.ablation import score_targets, synthetic_probe
 from circuitsweep.heads.final_ablation import (
     by_layer,
@@ -178,23 +180,25 @@ def test_final_revision_takes_a_fetch_place_until_its_ablation_is_current(tmp_pa
     from circuitsweep.config.load import load_config
     from circuitsweep.io.cache_check import SETTINGS_KEY, settings_digest
     from circuitsweep.io.tables import write_table
-    from circuitsweep.plan.sweep import Plan, plan_sweep
+    from circuitsweep.plan.sweep import plan_sweep
 
     plan = plan_sweep(load_config(REPO / "config" / "config.yaml"), REPO, C.Paths(tmp_path))
     model = next(iter(plan.models))
     final = plan.final_revision(model)
     assert final == max(plan.revisions[model], key=lambda r: (r.tokens, r.step)).name
-    monkeypatch.setattr(Plan, "is_measured", lambda self, m, r: True)
+    monkeypatch.setattr(revision_stage, "is_measured", lambda plan, m, r: True)
     others = [r.name for r in plan.revisions[model] if r.name != final]
-    assert plan.needs_snapshot(model, final) and not any(plan.needs_snapshot(model, r) for r in others)
+    assert revision_stage.needs_snapshot(plan, model, final) and not any(
+        revision_stage.needs_snapshot(plan, model, r) for r in others
+    )
     rows = plan.paths.final_ablation_rows(model)
     rows.parent.mkdir(parents=True)
-    settings = plan.final_ablation_settings(model)
+    settings = heads_jobs.final_ablation_settings(plan, model)
     write_table(rows, pl.DataFrame({"x": [1]}), {SETTINGS_KEY: settings_digest(settings)})
-    assert not plan.needs_snapshot(model, final)
+    assert not revision_stage.needs_snapshot(plan, model, final)
     other = {**settings, "thresholds": {**settings["thresholds"], "induction_circuit": 1e6}}
     write_table(rows, pl.DataFrame({"x": [1]}), {SETTINGS_KEY: settings_digest(other)})
-    assert plan.needs_snapshot(model, final)
+    assert revision_stage.needs_snapshot(plan, model, final)
 
 
 def test_spectral_screen_final_ablation_and_circuit_share_the_classifiers_membership() -> None:

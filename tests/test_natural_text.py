@@ -10,6 +10,7 @@ import torch
 
 from circuitsweep.config.probes import NaturalTextSettings
 from circuitsweep.errors import CacheError, ConfigError, DataError
+from circuitsweep.heads import jobs as heads_jobs
 from circuitsweep.heads.attention_hook import register
 from circuitsweep.heads.natural_text import (
     NaturalBatch,
@@ -259,7 +260,7 @@ def test_config_refuses_toy_models_and_a_missing_corpus(tmp_path):
         plan_sweep(minilm_config, REPO)  # an empty folder: refused at planning, not by the batch job
     write_corpus(tmp_path, 1)
     plan = plan_sweep(minilm_config, REPO)
-    assert plan.natural_text() and plan.natural_batches() == {"minilm-l6": ("minilm-l6", "main")}
+    assert heads_jobs.natural_text(plan) and heads_jobs.natural_batches(plan) == {"minilm-l6": ("minilm-l6", "main")}
 
 
 def test_minilm_stages_build_measure_and_classify_natural_text(tmp_path):
@@ -334,7 +335,7 @@ def test_a_corpus_edited_in_place_changes_its_batch_identity(tmp_path):
 
     def settings() -> dict:
         plan = plan_sweep(config, REPO)
-        return plan.natural_batch_settings(next(iter(plan.natural_batches())))
+        return heads_jobs.natural_batch_settings(plan, next(iter(heads_jobs.natural_batches(plan))))
 
     before = settings()
     first = sorted(corpus.iterdir())[0]

@@ -14,6 +14,7 @@ from circuitsweep.plan import scheduling as S
 from circuitsweep.plan.costs import describe_cost, sweep_cost
 from circuitsweep.plan.sweep import plan_sweep
 from circuitsweep.primitives import contract as K
+from circuitsweep.primitives import jobs as primitive_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -67,10 +68,11 @@ def test_the_tour_lists_files_the_toy_run_writes():
         paths.primitive_table(K.GAPS_MD), paths.emergence_plot("png"), paths.primitive_gap_plot(),
         paths.heatmap_plot("<model>"), paths.trajectory_plot("<model>"), paths.spectral_table("csv"),
         paths.final_ablation_table("md"), paths.spectral_plot("<model>"), paths.primitive_scaling_plot(),
+        paths.findings("md"),
     }  # fmt: skip
     tour = README[README.index("results/toy/\n") : README.index("```", README.index("results/toy/\n"))]
     listed = {paths.root / name for name in re.findall(r"^  (\S+\.\w+)\s", tour, re.M)}
-    assert len(listed) == 13 and listed <= written, listed - written
+    assert len(listed) == 14 and listed <= written, listed - written
 
 
 def test_the_quoted_dry_run_and_job_counts_are_what_the_code_prints():
@@ -87,8 +89,8 @@ def test_the_quoted_dry_run_and_job_counts_are_what_the_code_prints():
     kept = slurm["snapshots_on_disk"]
     on_slurm = sweep_cost(config["models"], dtypes, probes, pending, kept, "cuda", gpu_present=False)
     assert f"peak disk {on_slurm.peak_disk_bytes / 1e9:.1f} GB: the profile keeps {kept} snapshots" in flat
-    assert "and `config/full.yaml` (with the bundled manifest) 59." in flat and "sweep is 42 jobs" in flat
-    for name, jobs in (("paper", 42), ("full", 59)):
+    assert "and `config/full.yaml` (with the bundled manifest) 60." in flat and "sweep is 43 jobs" in flat
+    for name, jobs in (("paper", 43), ("full", 60)):
         config = load_config(REPO / "config" / f"{name}.yaml")
         plan = plan_sweep(config, REPO)
         order = S.fetch_order(
@@ -97,9 +99,24 @@ def test_the_quoted_dry_run_and_job_counts_are_what_the_code_prints():
             slurm["revisions_per_job"],
         )
         counts = S.cluster_submissions(
-            S.blocks(order), len(plan.models), 0, len(plan.primitive_models()), "local", plan.ablation is not None
+            S.blocks(order),
+            len(plan.models),
+            0,
+            len(primitive_jobs.primitive_models(plan)),
+            "local",
+            plan.ablation is not None,
         )
         assert counts["total"] == jobs, (name, counts)
+        if name == "full":
+            line = S.describe_submissions(counts, kept, S.block_size(kept, slurm["revisions_per_job"]))
+            assert line in (REPO / "docs" / "cluster.md").read_text(), line
+            # with the complete OLMo manifest (about 1,446 branches)
+            sizes = {model: 1446 if model.startswith("olmo-") else len(plan.revisions[model]) for model in plan.models}
+            complete = S.fetch_order({m: list(map(str, range(n))) for m, n in sizes.items()}, kept, 12)
+            total = S.cluster_submissions(S.blocks(complete), 3, 0, 3, "local", False)["total"]
+            assert f"{sum(sizes.values()):,} revisions: {total} jobs)" in " ".join(
+                (REPO / "docs" / "cluster.md").read_text().split()
+            )
 
 
 def test_config_readme_describes_every_config_and_key():

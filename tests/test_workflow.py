@@ -26,6 +26,7 @@ from circuitsweep.io import contracts as C
 from circuitsweep.io.tables import read_table
 from circuitsweep.plan.sweep import plan_sweep
 from circuitsweep.primitives import contract as K
+from circuitsweep.primitives import jobs as primitive_jobs
 from circuitsweep.toy.spec import ToySpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,7 +163,7 @@ def test_primitive_tables_have_intervals(toy_run):
     assert gaps.columns == list(K.GAP_COLUMNS)
     summary = gaps.filter((pl.col("layer") == K.SUMMARY) & (pl.col("score_kind") == K.REPRESENTATIONAL))
     plan = plan_sweep(load_config(DEFAULT_CONFIG), REPO)
-    planned = sum(len(plan.primitive_revisions(model)) for model in plan.models)
+    planned = sum(len(primitive_jobs.primitive_revisions(plan, model)) for model in plan.models)
     assert 3 <= planned < sum(TOY_REVISIONS.values()), "the toy config measures primitives at a subset of revisions"
     assert summary.height == planned
     assert (summary["ci_low"] <= summary["gap"]).all() and (summary["gap"] <= summary["ci_high"]).all()
@@ -242,7 +243,7 @@ def test_changing_a_threshold_reruns_no_measurement(toy_run, tmp_path):
     plots = {"plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3, "plot_spectral": 3}
     spectral = {"spectral_model": 3, "spectral_table": 1}
     final = {"fetch_final_snapshot": 3, "final_ablation": 3, "final_ablation_table": 1}
-    assert jobs == {"classify_heads": 3, "head_tables": 1, **plots, **spectral, **final}
+    assert jobs == {"classify_heads": 3, "head_tables": 1, **plots, **spectral, **final, "findings": 1}
 
 
 def test_default_run_writes_the_spectral_phase_and_the_final_ablation(toy_run):
@@ -260,13 +261,49 @@ def test_default_run_writes_the_spectral_phase_and_the_final_ablation(toy_run):
     assert paths.final_ablation_table("md").is_file() and paths.final_ablation_table("parquet").is_file()
 
 
+def test_default_run_writes_every_finding_from_its_tables(toy_run):
+    """tables/findings.md of the default run has the cross-model table and every section for each model; each of
+    findings.csv's numbers is one of its tables' (precision at K from spectral.csv, the BOS fraction from the heads
+    table, claim 3's screen drop from final_ablation.csv)."""
+    paths = C.Paths(toy_run)
+    markdown = paths.findings("md").read_text()
+    models = ["toy-gptneox", "toy-olmo", "toy-olmoe"]
+    assert markdown.index("## Across models") < markdown.index("## toy-gptneox")
+    for section in C.FINDINGS_SECTIONS[:-1]:
+        assert markdown.count(f"### {section}\n") == 3, section
+    rows = pl.read_csv(paths.findings("csv"), schema_overrides={"text": pl.String})
+    assert rows.columns == list(C.FINDINGS_COLUMNS) and set(rows["model"]) == set(models)
+    assert rows["source"].null_count() == 0 and rows["text"].null_count() == 0
+    spectral = pl.read_csv(paths.spectral_table("csv"))
+    heads = read_table(paths.heads_table())[0]
+    milestones = read_table(paths.milestones_table("parquet"))[0]
+    final_ablation = pl.read_csv(paths.final_ablation_table("csv"))
+    for model in models:
+        ranked = spectral.filter(pl.col("model") == model).sort("rank")
+        n = ranked.height
+        mine = rows.filter(pl.col("model") == model)
+        at_all = mine.filter((pl.col("section") == "precision at K") & (pl.col("k") == n))["value"][0]
+        assert at_all == pytest.approx((ranked["final_class"] != "none").mean())
+        final = milestones.filter(pl.col("model") == model)["final_revision"][0]
+        fraction = (heads.filter((pl.col("model") == model) & (pl.col("revision") == final))["class"] == "first").mean()
+        across = mine.filter((pl.col("section") == "across models") & (pl.col("item") == "BOS fraction (synthetic)"))
+        assert across["value"][0] == pytest.approx(fraction)
+        table = final_ablation.filter((pl.col("model") == model) & (pl.col("probe") == "synthetic"))
+        top1 = dict(zip(table["condition"], table["top1"], strict=False))
+        claim = mine.filter(pl.col("item") == "3. screen vs matched random")["text"][0]
+        if top1.get("screen") is not None:
+            assert f"drop {100 * (top1['none'] - top1['screen']):.2f} pp" in claim, claim
+        claims = mine.filter(pl.col("section") == "ablation claims")
+        assert "untestable: the run measured no natural text" in claims["text"][-1]
+
+
 def test_changing_a_milestone_threshold_reclassifies_nothing(toy_run, tmp_path):
     """A new milestone threshold reruns only the final tables and the figures drawn from them."""
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     config["thresholds"]["induction_onset_heads"] = 4
     with edited(toy_config(toy_run), config) as changed:
         jobs = planned_jobs(toy_run.parents[1], changed)
-    assert jobs == {"head_tables": 1, "plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3}
+    assert jobs == {"head_tables": 1, "plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3, "findings": 1}
 
 
 def _sweeping(revisions: list[str]) -> dict:
@@ -292,7 +329,7 @@ def test_adding_or_removing_a_revision_runs_only_its_jobs_and_the_aggregates(tmp
     second = write_config(tmp_path / "sweep.yaml", _sweeping(["step0", "step10", "step20", "step30"]))
     aggregates = {"classify_heads": 1, "head_tables": 1, "plot_emergence": 1, "plot_heatmap": 1,
                   "plot_trajectories": 1, "sweep_overhead": 1, "spectral_model": 1, "spectral_table": 1,
-                  "plot_spectral": 1}  # fmt: skip
+                  "plot_spectral": 1, "findings": 1}  # fmt: skip
     primitive_aggregates = {"primitive_tables": 1, "plot_primitive_gap": 1, "plot_primitive_scaling": 1}
     assert planned_jobs(workdir, second) == {
         "fetch_snapshot": 2,

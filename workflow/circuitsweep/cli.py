@@ -24,7 +24,10 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from circuitsweep.plan.sweep import Plan
 
 log = logging.getLogger("circuitsweep")
 
@@ -443,14 +446,40 @@ def parsed(args: argparse.Namespace, option: str, parse: Callable[[Any], Any]) -
         raise InputError(f"--{option.replace('_', '-')}: not the settings this command takes ({detail})") from None
 
 
+def describe_plan(plan: Plan) -> list[str]:
+    """What a sweep plans, one line per model and then the run's notes (``circuitsweep check-config``).
+
+    Per model: its revisions (first .. last, in training order, with the last one's tokens), the
+    natural-text batch and the tokenizer that builds it, and its primitive jobs.
+    """
+    from circuitsweep.heads.jobs import natural_batches
+    from circuitsweep.primitives.jobs import primitive_models, primitive_revisions
+
+    batches = natural_batches(plan)
+    lines = []
+    for model, revisions in plan.revisions.items():
+        last = revisions[-1]
+        parts = [f"{len(revisions)} revisions ({revisions[0].name} .. {last.name}, {last.tokens:,} tokens)"]
+        natural = plan.models[model].probes.natural_text
+        if natural is not None:
+            builder = batches[natural.tokenizer][0]
+            special = natural.special_tokens
+            parts.append(f"natural text: batch {natural.tokenizer} (tokenizer of {builder}, special tokens {special})")
+        primitives = len(primitive_revisions(plan, model)) if model in primitive_models(plan) else 0
+        parts.append(f"{primitives} primitive jobs" if primitives else "no primitive jobs")
+        lines.append(f"{model}: " + "; ".join(parts))
+    lines.append(f"ablation: {'every revision' if plan.ablation is not None else 'off'}")
+    return lines + [f"note: {note}" for note in plan.notes]
+
+
 def cmd_check_config(args: argparse.Namespace) -> None:
     from circuitsweep.config.load import load_config
     from circuitsweep.plan.costs import describe_cost, describe_partial
-    from circuitsweep.plan.sweep import describe, plan_run
+    from circuitsweep.plan.sweep import plan_run
 
     config = load_config(args.config)
     plan = plan_run(config, [args.config], Path(args.root), keep_hashes=False)
-    for line in describe(plan):
+    for line in describe_plan(plan):
         print(line)
     pending = {model: [r.name for r in revisions] for model, revisions in plan.revisions.items()}
     print(describe_cost(plan.cost(config["models"], pending, int(config.get("snapshots_on_disk", 2)))))
@@ -733,6 +762,20 @@ def cmd_final_ablation_table(args: argparse.Namespace) -> None:
     final_ablation_table([Path(p) for p in args.rows], Path(args.parquet), Path(args.csv), Path(args.markdown))
 
 
+def cmd_findings(args: argparse.Namespace) -> None:
+    from circuitsweep.milestones.findings import read_findings, write_findings
+
+    result = read_findings(
+        Path(args.spectral),
+        Path(args.heads),
+        Path(args.milestones),
+        Path(args.final_ablation) if args.final_ablation else None,
+        args.spectral_top_k,
+    )
+    write_findings(result, args.spectral_top_k, Path(args.csv), Path(args.markdown), Path(args.html))
+    print(f"findings of {len(result.paragraphs)} models: {result.rows.height} rows")
+
+
 def cmd_score_primitives(args: argparse.Namespace) -> None:
     from circuitsweep.primitives.stage import score_revision_primitives
 
@@ -808,6 +851,7 @@ def _tables() -> dict[str, InputFile]:
         "brackets": InputFile("milestone brackets table", C.BRACKET_COLUMNS[:4]),
         "spectral": InputFile("spectral ranking", C.SPECTRAL_COLUMNS[:4]),
         "final_ablation": InputFile("final-revision ablation table", C.FINAL_ABLATION_COLUMNS[:6]),
+        "final_ablation_table": InputFile("final ablation table", C.FINAL_ABLATION_TABLE_COLUMNS[:6]),
         "gaps": InputFile("primitive gap table", K.GAP_COLUMNS[:5]),
         "scaling": InputFile("primitive scaling table", K.SCALING_COLUMNS[:5]),
     }
@@ -903,7 +947,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--natural-batch", type=file, help="natural-text batch (safetensors), with probes.natural_text")
     p.add_argument("--natural-scores", type=table_out, help="output Parquet of per-head natural-text scores")
     p.add_argument("--ablation", type=table_out, help="output Parquet of ablation rows, with settings.ablation")
-    p.add_argument("--primitive-settings", type=Json(dict), help="JSON: the primitive job (Plan.primitive_settings)")
+    p.add_argument(
+        "--primitive-settings", type=Json(dict), help="JSON: the primitive job (primitives.jobs.primitive_settings)"
+    )
     p.add_argument("--stimuli", type=file, help="stimuli YAML of the primitive measurement")
     p.add_argument("--primitives", type=out, help="output safetensors shard of the primitive measurement")
 
@@ -1017,7 +1063,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--settings",
         type=Json(dict, ("job", "spectral_top_k", "thresholds")),
         required=True,
-        help="JSON: Plan.final_ablation_settings",
+        help="JSON: heads.jobs.final_ablation_settings",
     )
     p.add_argument("--snapshot", type=snapshot, required=True, help="the final revision's snapshot folder")
     p.add_argument("--heads", type=table["heads"], required=True, help="the model's classified heads (Parquet)")
@@ -1034,6 +1080,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parquet", type=table_out, required=True)
     p.add_argument("--csv", type=csv_out, required=True)
     p.add_argument("--markdown", type=md_out, required=True)
+
+    p = add("findings", cmd_findings, "the study's summaries per model and across models, from the run's tables")
+    p.add_argument("--spectral", type=table["spectral"], required=True, help="tables/spectral.parquet")
+    p.add_argument("--heads", type=table["heads"], required=True, help="tables/heads.parquet")
+    p.add_argument("--milestones", type=table["milestones"], required=True, help="tables/milestones.parquet")
+    p.add_argument(
+        "--final-ablation", type=table["final_ablation_table"], help="tables/final_ablation.parquet (with ablation)"
+    )
+    p.add_argument("--spectral-top-k", type=Json(), required=True, help="JSON: ablation.spectral_top_k")
+    p.add_argument("--csv", type=csv_out, required=True)
+    p.add_argument("--markdown", type=md_out, required=True)
+    p.add_argument("--html", type=out, required=True, help="the report's Findings page")
 
     p = add("score-primitives", cmd_score_primitives, "score one revision's primitive shard (no model)")
     p.add_argument("--cache", type=file, required=True, help="primitive shard of measure-revision")

@@ -8,6 +8,10 @@ primitives, the primitive shard. Everything downstream (classification,
 scoring, tables) reads only those files, so a threshold or scoring change
 loads no model. At 1B scale loading costs seconds to minutes; loading once
 per revision instead of once per method is the saving.
+
+:func:`is_measured` and :func:`needs_snapshot` say, from the caches' headers,
+which revisions this stage still has to measure: the plan's disk-bound fetch
+order and the dry run's cost count only those.
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ from typing import Any
 import polars as pl
 
 from circuitsweep.errors import ConfigError
+from circuitsweep.heads import jobs as heads_jobs
 from circuitsweep.heads.stage import ExtraMeasurements, RevisionJob
 from circuitsweep.io.progress import revision_line
+from circuitsweep.plan.sweep import Plan
+from circuitsweep.primitives import jobs as primitive_jobs
 
 
 @dataclass(frozen=True)
@@ -72,3 +79,30 @@ def measure_revision(
     scores = pl.read_parquet(scores_path, columns=["layer", "head", "sel_first", "sel_induction"])
     print(revision_line(job.model, job.revision, scores, seconds), flush=True)
     return seconds
+
+
+def is_measured(plan: Plan, model: str, name: str) -> bool:
+    """Whether every cache of revision ``name`` exists and was made with the settings planned now.
+
+    Read from the caches' headers when the DAG is built. Only revisions not
+    yet measured (or measured with other settings) are fetched, and only they
+    take places in the disk-bound order, so adding or removing a revision
+    never moves the fetch of one already measured (which would measure it again).
+    """
+    return heads_jobs.heads_measured(plan, model, name) and primitive_jobs.primitives_measured(plan, model, name)
+
+
+def needs_snapshot(plan: Plan, model: str, name: str) -> bool:
+    """Whether revision ``name`` will be fetched in this run: not measured with the settings planned now
+    (:func:`is_measured`), or the final revision of a run that ablates whose final-revision ablation is not
+    current (the ablation exists with the settings planned now and every revision is measured, so its ranking
+    will not change; that job fetches its own copy, in the same place of the order).
+
+    These revisions take places in the disk-bound fetch order (``plan.scheduling.fetch_order``).
+    """
+    if not is_measured(plan, model, name):
+        return True
+    if plan.ablation is None or name != plan.final_revision(model):
+        return False
+    measured = all(is_measured(plan, model, revision.name) for revision in plan.revisions[model])
+    return not (measured and heads_jobs.final_ablation_recorded(plan, model))

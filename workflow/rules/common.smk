@@ -21,6 +21,10 @@ from circuitsweep.plan.costs import describe_cost, describe_partial
 from circuitsweep.plan.resources import suits
 from circuitsweep.config.yaml_load import load_yaml
 from circuitsweep.primitives import contract as K
+from circuitsweep.heads import jobs as heads_jobs
+from circuitsweep.primitives import jobs as primitive_jobs
+from circuitsweep.milestones.tables import milestone_thresholds
+from circuitsweep import revision_stage
 
 # Every rule runs the package of this workflow's own source tree, in whatever
 # environment runs the job (the activated one, or ENV under --sdm conda).
@@ -105,11 +109,11 @@ def head_stats_of(wildcards):
 
 def natural_batch_of(wildcards):
     """The natural-text batch a measurement reads (none when the run measures no natural text)."""
-    return [PATHS.natural_batch(PLAN.natural_batch_of(wildcards.model))] if PLAN.natural_text() else []
+    return [PATHS.natural_batch(heads_jobs.natural_batch_of(PLAN, wildcards.model))] if heads_jobs.natural_text(PLAN) else []
 
 
 def natural_scores_of(wildcards):
-    if not PLAN.natural_text():
+    if not heads_jobs.natural_text(PLAN):
         return []
     return [PATHS.natural_scores(wildcards.model, revision) for revision in revisions_of(wildcards.model)]
 
@@ -124,14 +128,14 @@ def primitive_stimuli(wildcards):
     """The stimuli of a revision selected for primitives. Any other revision gets a path
     that no rule makes, so measure_revision cannot build it and Snakemake falls back to
     measure_heads (ruleorder in measure.smk): exactly one measuring rule per revision."""
-    if PLAN.measures_primitives(wildcards.model, wildcards.revision):
-        return PLAN.stimuli(wildcards.model)
+    if primitive_jobs.measures_primitives(PLAN, wildcards.model, wildcards.revision):
+        return primitive_jobs.stimuli_file(PLAN, wildcards.model)
     return PATHS.root / "not-selected-for-primitives" / wildcards.model / wildcards.revision
 
 
 def measuring_rule(model, revision):
     """Which measuring rule runs a revision (measure_revision when it has primitives, else measure_heads)."""
-    return "measure_revision" if PLAN.measures_primitives(model, revision) else "measure_heads"
+    return "measure_revision" if primitive_jobs.measures_primitives(PLAN, model, revision) else "measure_heads"
 
 
 MEASURE_SHELL = (
@@ -150,7 +154,7 @@ def measure_shell(primitives):
 
 
 #: Outputs of the measuring rules besides the head cache (natural-text scores, ablation rows; see Plan).
-MEASURE_EXTRA_OUTPUTS = PLAN.measure_extra_outputs("{model}", "{revision}")
+MEASURE_EXTRA_OUTPUTS = heads_jobs.measure_extra_outputs(PLAN, "{model}", "{revision}")
 
 #: Outputs of head_tables besides the heads, emergence and milestone tables.
 TABLE_EXTRA_OUTPUTS = {}
@@ -162,9 +166,9 @@ if PLAN.ablation is not None:
 def measure_extra_args(wildcards):
     """Options of measure-revision for the natural batch and the extra outputs (the paths declared as outputs)."""
     args = []
-    if PLAN.natural_text():
+    if heads_jobs.natural_text(PLAN):
         args += ["--natural-batch", natural_batch_of(wildcards)[0]]
-    for key, path in PLAN.measure_extra_outputs(wildcards.model, wildcards.revision).items():
+    for key, path in heads_jobs.measure_extra_outputs(PLAN, wildcards.model, wildcards.revision).items():
         args += [f"--{key.replace('_', '-')}", path]
     return " ".join(shlex.quote(str(arg)) for arg in args)
 
@@ -185,8 +189,8 @@ def revision_table_files(model, revision):
 def primitive_revision_tables(wildcards):
     return [
         path
-        for model in PLAN.primitive_models()
-        for revision in PLAN.primitive_revisions(model)
+        for model in primitive_jobs.primitive_models(PLAN)
+        for revision in primitive_jobs.primitive_revisions(PLAN, model)
         for path in revision_table_files(model, revision.name)
     ]
 
@@ -196,7 +200,7 @@ def primitive_final_tables():
 
 
 def primitive_targets():
-    if not PLAN.primitive_models():
+    if not primitive_jobs.primitive_models(PLAN):
         return []
     return [*primitive_final_tables(), PATHS.primitive_gap_plot(), PATHS.primitive_scaling_plot()]
 
@@ -208,8 +212,8 @@ def all_head_scores():
 def all_primitive_shards():
     return [
         PATHS.primitive_stats(model, revision.name)
-        for model in PLAN.primitive_models()
-        for revision in PLAN.primitive_revisions(model)
+        for model in primitive_jobs.primitive_models(PLAN)
+        for revision in primitive_jobs.primitive_revisions(PLAN, model)
     ]
 
 
@@ -254,6 +258,7 @@ def final_targets():
         PATHS.spectral_table("csv"),
         *[PATHS.spectral_plot(model) for model in MODELS],
         *final_ablation_targets(),
+        *[PATHS.findings(suffix) for suffix in ("csv", "md", "html")],
     ]
 
 
@@ -270,7 +275,7 @@ def final_ablation_tokens(wildcards):
 
 
 def final_fetch_waits_for(wildcards):
-    """fetch_final_snapshot's disk-bound wait: the final revision's place in the fetch order (Plan.needs_snapshot)."""
+    """fetch_final_snapshot's disk-bound wait: the final revision's place in the fetch order (revision_stage.needs_snapshot)."""
     order = SLOTS if S.input_set_triggers_reruns(workflow.rerun_triggers) else to_measure()
     final = final_revision_of(wildcards)
     if (wildcards.model, final) not in order:
@@ -290,6 +295,16 @@ def final_ablation_targets():
     return [PATHS.final_ablation_table(suffix) for suffix in ("parquet", "csv", "md")]
 
 
+def final_ablation_table_input():
+    """The final-ablation table the findings read, when the run ablates."""
+    return [PATHS.final_ablation_table("parquet")] if PLAN.ablation is not None else []
+
+
+def findings_ablation_arg(wildcards, input):
+    """findings' option for the final-ablation table, when the run ablates."""
+    return f"--final-ablation {shlex.quote(str(input.final_ablation))}" if input.final_ablation else ""
+
+
 # --- job sizes, the snapshot bound and job blocks (circuitsweep.plan.resources, .scheduling) ---
 from circuitsweep.plan import resources as R
 from circuitsweep.plan import scheduling as S
@@ -307,7 +322,7 @@ def pending_revisions():
     """Each model's revisions still to measure: those without caches made with the settings
     planned now. Read from the caches' headers once, when the DAG is built (or a dry run
     prints its cost), not when a job's Snakemake parses."""
-    return {model: [r for r in revisions_of(model) if not PLAN.is_measured(model, r)] for model in MODELS}
+    return {model: [r for r in revisions_of(model) if not revision_stage.is_measured(PLAN, model, r)] for model in MODELS}
 
 
 @functools.cache
@@ -315,10 +330,10 @@ def to_measure():
     """The disk-bound order of the revisions still to measure: one measured before (with the
     settings planned now) is not fetched, so adding or removing a revision never moves its
     wait (the final revision of a run that ablates also while its final-revision ablation is not
-    current: Plan.needs_snapshot). The profiles drop Snakemake's `input` rerun trigger for the same
+    current: revision_stage.needs_snapshot). The profiles drop Snakemake's `input` rerun trigger for the same
     reason. Read from the caches' headers once, when the DAG is built."""
     return S.fetch_order(
-        {model: [r for r in revisions_of(model) if PLAN.needs_snapshot(model, r)] for model in MODELS},
+        {model: [r for r in revisions_of(model) if revision_stage.needs_snapshot(PLAN, model, r)] for model in MODELS},
         SNAPSHOTS_ON_DISK,
         REVISIONS_PER_JOB,
     )
@@ -372,7 +387,7 @@ def small_resource(rule, key):
 def revision_caches(model, revision):
     """Every cache made from one revision's snapshot: once they exist, the snapshot is gone."""
     caches = [PATHS.head_stats(model, revision), PATHS.head_scores(model, revision)]
-    if PLAN.measures_primitives(model, revision):
+    if primitive_jobs.measures_primitives(PLAN, model, revision):
         caches.append(PATHS.primitive_stats(model, revision))
     return caches
 
@@ -388,8 +403,8 @@ def snapshot_consumers(model, revision):
 
 @functools.cache
 def is_measured(model, revision):
-    """Plan.is_measured, read once per revision when the DAG is built."""
-    return PLAN.is_measured(model, revision)
+    """revision_stage.is_measured, read once per revision when the DAG is built."""
+    return revision_stage.is_measured(PLAN, model, revision)
 
 
 def fetch_waits_for(wildcards):
@@ -438,7 +453,7 @@ def block_head_caches(block):
         {
             "scores": str(PATHS.head_scores(model, revision)),
             "stats": str(PATHS.head_stats(model, revision)),
-            "expected": PLAN.head_cache_expectation(model, revision),
+            "expected": heads_jobs.head_cache_expectation(PLAN, model, revision),
         }
         for model, revision in BLOCKS[block]
     ]
@@ -478,7 +493,7 @@ if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT" and 
                 BLOCKS,
                 models=len(MODELS),
                 toy_models=sum(is_toy(model) for model in MODELS),
-                primitive_models=len(PLAN.primitive_models()),
+                primitive_models=len(primitive_jobs.primitive_models(PLAN)),
                 downloads=config.get("downloads", "local"),
                 ablation=PLAN.ablation is not None,
                 groups=bool(PLAN.groups()),

@@ -24,7 +24,7 @@ rule head_tables:
         milestones_parquet=PATHS.milestones_table("parquet"),
     params:
         thresholds=lambda wildcards: settings_file(
-            "head_tables", {model: PLAN.milestone_thresholds(model) for model in MODELS}
+            "head_tables", {model: milestone_thresholds(PLAN, model) for model in MODELS}
         ),
         extra=table_extra_args(),
         skip_duplicates=[model for model in MODELS if PLAN.models[model].duplicates == "skip"],
@@ -130,3 +130,34 @@ rule sweep_overhead:
     shell:
         "python -m circuitsweep --attempt {resources.attempt} sweep-overhead --scores {input.scores:q} --fetch {input.fetch:q}"
         " --measure {input.measure:q} --primitives {input.primitives:q} --csv {output.csv:q} --markdown {output.markdown:q} > {log:q} 2>&1"
+
+
+# The study's findings (circuitsweep.milestones.findings): precision at K, K selection, class breakdowns,
+# the screen against the top K and the five ablation claims per model, and the cross-model table, from
+# the tables alone (no model is loaded); its HTML is the report's Findings page.
+rule findings:
+    input:
+        spectral=PATHS.spectral_table("parquet"),
+        heads=PATHS.heads_table(),
+        milestones=PATHS.milestones_table("parquet"),
+        final_ablation=final_ablation_table_input(),
+    output:
+        csv=report(PATHS.findings("csv"), caption="../report/findings_table.rst", category="Tables"),
+        markdown=PATHS.findings("md"),
+        html=report(PATHS.findings("html"), caption="../report/findings.rst", category="Findings"),
+    params:
+        spectral_top_k=as_json(list(PLAN.spectral_top_k)),
+        # a model added or removed reruns the findings (the profiles' rerun triggers ignore the input set)
+        models=as_json(MODELS),
+        final_ablation=findings_ablation_arg,
+    resources:
+        mem_mb=small_resource("findings", "mem_mb"),
+        runtime=small_resource("findings", "runtime"),
+    conda:
+        ENV
+    log:
+        PATHS.log("findings"),
+    shell:
+        "python -m circuitsweep findings --spectral {input.spectral:q} --heads {input.heads:q}"
+        " --milestones {input.milestones:q} {params.final_ablation} --spectral-top-k {params.spectral_top_k:q}"
+        " --csv {output.csv:q} --markdown {output.markdown:q} --html {output.html:q} > {log:q} 2>&1"

@@ -89,7 +89,9 @@ def fetch_snapshot(settings: dict[str, Any], snapshot_dir: Path) -> hub.Snapshot
     ``settings['hub_revision']``, when given, is the Hub branch that holds it (a hub_repos checkpoint: ``main``).
     """
     if not isinstance(settings.get("source"), dict) or not isinstance(settings.get("revision"), str):
-        raise ConfigError("fetch-snapshot --settings: needs a source mapping and a revision name (Plan.fetch_settings)")
+        raise ConfigError(
+            "fetch-snapshot --settings: needs a source mapping and a revision name (plan.sweep.Plan.fetch_settings)"
+        )
     source = settings["source"]
     check_job_names(settings)
     snapshot_dir = Path(snapshot_dir)

@@ -212,8 +212,9 @@ def resolve_ablation(config: dict[str, Any]) -> tuple[AblationSettings | None, f
     return (AblationSettings(**values) if enabled else None), factor
 
 
-def resolve_spectral_top_k(config: dict[str, Any]) -> tuple[int, ...]:
-    """The K of the final-revision ablation's spectral conditions (``ablation.spectral_top_k``), in config order."""
+def resolve_spectral_top_k(config: dict[str, Any]) -> tuple[int | float | str, ...]:
+    """The K of the final-revision ablation's spectral conditions (``ablation.spectral_top_k``), in config order:
+    counts (int), shares of the heads (float in (0, 1)) or ``"elbow"`` (the schema refuses anything else)."""
     return tuple(_deep_merge(study_defaults("ablation"), config.get("ablation", {}))["spectral_top_k"])
 
 

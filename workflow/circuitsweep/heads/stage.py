@@ -57,12 +57,12 @@ class RevisionJob:
     circuit_selectivity: float | None = None
     #: The planned weights fingerprint of a run_dir checkpoint (None for other sources).
     weights_sha256: str | None = None
-    #: ``cache_check.settings_digest`` of the settings as planned, recorded in the caches (``Plan.is_measured``)
+    #: ``cache_check.settings_digest`` of the settings as planned, recorded in the caches (``is_measured``)
     settings_sha256: str | None = None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RevisionJob:
-        """The job of the settings the plan gave (``Plan.measure_settings``)."""
+        """The job of the settings the plan gave (``heads.jobs.measure_settings``)."""
         digest = settings_digest(values)
         values = dict(values)
         values["probes"] = ProbeSettings.from_dict(values["probes"])

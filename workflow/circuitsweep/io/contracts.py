@@ -322,6 +322,50 @@ FINAL_ABLATION_TABLE_COLUMNS: tuple[str, ...] = (
     "note",
 )
 
+# --- The study's findings per model and across models (circuitsweep.milestones.findings) ----
+
+#: Sections of tables/findings.*, in the order they are written: per model, then across models.
+FINDINGS_SECTIONS: tuple[str, ...] = (
+    "precision at K",
+    "non-BOS precision at K",
+    "K selection",
+    "class breakdown",
+    "induction selectivity",
+    "screen heads and the top K",
+    "ablation claims",
+    "across models",
+)
+#: One row per finding: what it measures, its number and the tables it comes from.
+FINDINGS_COLUMNS: tuple[str, ...] = (
+    "model",
+    "section",  # one of FINDINGS_SECTIONS
+    "item",  # what the row measures: "K = 45", "first", ">= 50", "1. spectral picks vs matched random, K = 45"
+    "k",  # the K of a top-K row, else null
+    "value",  # its number (a share, a count, tokens, a ratio, a drop); null where it cannot be measured
+    "count",  # numerator of a share (heads), else null
+    "total",  # denominator of a share (heads), else null
+    "text",  # the finding in words, with its number, as the report states it
+    "ci_low",  # paired 95% interval and p of an ablation claim, where the ablation tables carry them
+    "ci_high",
+    "p",
+    "source",  # the tables it comes from ("spectral.csv; final_ablation.csv")
+)
+#: The cross-model table (one row per model, at its final revision).
+ACROSS_MODELS_COLUMNS: tuple[str, ...] = (
+    "model",
+    "final_revision",
+    "n_heads",
+    "bos_fraction",  # whole-model share of class first, synthetic probe
+    "natural_bos_fraction",  # the same on natural text (null: not measured)
+    "bos_per_layer",  # heads of class first per layer, layer 0 first
+    "first_bos_layer",  # the first layer holding a BOS head (null: none)
+    "layers_without_bos",  # layers with no BOS head at any swept revision (the study's layer-0/1 floor)
+    "screen_size",  # the final circuit: induction selectivity >= the circuit threshold, any class
+    "induction_onset_tokens",
+    "bos_t50_tokens",
+    "bos_to_induction_ratio",  # t50 tokens / onset tokens
+)
+
 # --- Metadata keys stored with every cache file ----------------------------
 
 META_KEY = "circuitsweep"
@@ -390,6 +434,11 @@ class Paths:
 
     def final_ablation_table(self, suffix: str = "csv") -> Path:
         return self.root / "tables" / f"final_ablation.{suffix}"
+
+    def findings(self, suffix: str = "csv") -> Path:
+        """The study's summaries per model and across models (``FINDINGS_COLUMNS``): csv, md, and html for the
+        report's Findings page."""
+        return self.root / "tables" / f"findings.{suffix}"
 
     def primitive_stats(self, model: str, revision: str) -> Path:
         return self.root / "cache" / model / revision / "primitives.safetensors"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -16,6 +17,12 @@ from circuitsweep.io.tables import read_table, write_csv, write_table
 from circuitsweep.milestones.ablation_tables import ablation_summary, ablation_table, causal_milestones
 from circuitsweep.milestones.emergence import emergence_curves, milestones
 from circuitsweep.milestones.text import write_milestones_markdown
+from circuitsweep.plan.sweep import Plan
+
+
+def milestone_thresholds(plan: Plan, model: str) -> dict[str, Any]:
+    """The milestone thresholds (``head_tables``'s params): changing one reclassifies nothing."""
+    return asdict(plan.models[model].milestones)
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,7 @@ def cluster_submissions(
     classify_heads, plot_heatmap, plot_trajectories, spectral_model and plot_spectral,
     with ``ablation`` also final_ablation; toy models add train_toy_model; then the
     final tables and plots (head_tables, plot_emergence, sweep_overhead, spectral_table,
-    final_ablation_table with ``ablation``, the three primitive ones with primitive
+    findings, final_ablation_table with ``ablation``, the three primitive ones with primitive
     models, group_milestones with ``groups``, milestone_brackets with ``refine``);
     ``fetch``: the downloads when they are jobs (``downloads: job``), else 0 (they
     run in the Snakemake process).
@@ -155,7 +155,7 @@ def cluster_submissions(
     counts = {
         "groups": len(blocks_by_name),
         "per_model": (5 + ablation) * models + toy_models,
-        "final": 4 + ablation + (3 if primitive_models else 0) + groups + refine,
+        "final": 5 + ablation + (3 if primitive_models else 0) + groups + refine,
         "fetch": revisions + (models if ablation else 0) if downloads == "job" else 0,
     }
     counts["total"] = sum(counts.values())

@@ -1,7 +1,11 @@
-"""The sweep plan: which revisions of which models, and each job's settings.
+"""The sweep plan: which revisions of which models are swept, where their files go, on what device.
 
 Built once when Snakemake parses the workflow, from the config alone (and
-bundled or refreshed manifests), so the DAG builds offline and fast.
+bundled or refreshed manifests), so the DAG builds offline and fast. The plan
+holds what is swept and how its sources are fetched; each measuring stage turns
+it into its own job settings (:mod:`circuitsweep.heads.jobs`,
+:mod:`circuitsweep.primitives.jobs`), so a new probe or table touches its stage's
+folder and its rule file, not the plan.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +33,10 @@ from circuitsweep.errors import ConfigError, DataError
 from circuitsweep.io.cache_check import (
     CACHE_SCHEMA_VERSION,
     SCHEMA_KEY,
-    SETTINGS_KEY,
-    records_settings,
-    safetensors_metadata,
-    settings_digest,
 )
 from circuitsweep.io.contracts import Paths
-from circuitsweep.io.corpus import corpus_files, corpus_sha256
+from circuitsweep.io.corpus import corpus_files
 from circuitsweep.io.run_folder import check_run_folder, run_root
-from circuitsweep.io.tables import read_table
 from circuitsweep.plan.checks import model_problems, revision_problems
 from circuitsweep.plan.costs import PartialManifest, SweepCost, sweep_cost
 from circuitsweep.plan.resources import suits
@@ -151,7 +150,12 @@ def _source_revisions(model: ModelSettings, root: Path) -> list[Revision]:
 
 @dataclass(frozen=True)
 class Plan:
-    """Resolved models and the revisions each one sweeps, in training order."""
+    """Resolved models and the revisions each one sweeps, in training order, with the run's paths and device.
+
+    Besides what is swept it answers what every stage shares: a revision's identity as each job and cache
+    records it (:meth:`revision_job`, :meth:`cache_identity`, :meth:`weights`), how a revision is fetched
+    (:meth:`fetch_settings`) or a toy trained (:meth:`toy_settings`), and what the sweep costs.
+    """
 
     models: dict[str, ModelSettings]
     revisions: dict[str, list[Revision]]
@@ -170,8 +174,9 @@ class Plan:
     refine: RefineSettings | None = None
     #: What this machine lacks for a job that may run elsewhere (a corpus package), said by check-config.
     notes: tuple[str, ...] = ()
-    #: K of the final-revision ablation's spectral conditions (``ablation.spectral_top_k``).
-    spectral_top_k: tuple[int, ...] = (45, 6)
+    #: K of the final-revision ablation's spectral conditions (``ablation.spectral_top_k``): counts,
+    #: shares of the heads or ``"elbow"``, resolved per model once ranked (``heads.spectral.resolve_top_k``).
+    spectral_top_k: tuple[int | float | str, ...] = (45, 6)
 
     def revision(self, model: str, name: str) -> Revision:
         for revision in self.revisions[model]:
@@ -207,12 +212,12 @@ class Plan:
             return {"model": model, "revision": name, "source": source, "hub_revision": HUB_REPOS_BRANCH}
         return {"model": model, "revision": name, "source": source}
 
-    def _weights(self, model: str, name: str) -> dict[str, Any]:
+    def weights(self, model: str, name: str) -> dict[str, Any]:
         """A run_dir revision's weights fingerprint: in the measuring rules' params, so overwritten weights rerun."""
         fingerprint = self.fingerprints.get(model, {}).get(name)
         return {} if fingerprint is None else {"weights_sha256": fingerprint}
 
-    def _revision_job(self, model: str, name: str) -> dict[str, Any]:
+    def revision_job(self, model: str, name: str) -> dict[str, Any]:
         """What every job that loads one revision needs: its identity, class, dtype, device, first token."""
         settings = self.models[model]
         revision = self.revision(model, name)
@@ -227,64 +232,9 @@ class Plan:
             "device": self.device,
         }
 
-    def measure_settings(self, model: str, name: str) -> dict[str, Any]:
-        settings = {
-            **self._revision_job(model, name),
-            "probes": self.models[model].probes.to_dict(),
-            **self._weights(model, name),
-        }
-        if self.ablation is not None:
-            # the circuit is screened in the job, so its cut is a job setting (a change reruns it);
-            # induction_circuit is all it depends on (heads.ablation.circuit_cut)
-            settings["ablation"] = asdict(self.ablation)
-            settings["circuit_selectivity"] = self.models[model].thresholds.induction_circuit
-        return settings
-
-    def measure_extra_outputs(self, model: str, name: str) -> dict[str, Path]:
-        """A measurement job's outputs besides its head cache: natural-text scores and ablation rows, if asked for.
-
-        Keys are the ``measure-revision`` options that take each path (``natural_scores`` -> ``--natural-scores``);
-        ``model``/``name`` may be wildcard patterns (``"{model}"``).
-        """
-        outputs = {}
-        if self.natural_text():
-            outputs["natural_scores"] = self.paths.natural_scores(model, name)
-        if self.ablation is not None:
-            outputs["ablation"] = self.paths.ablation_rows(model, name)
-        return outputs
-
-    def is_measured(self, model: str, name: str) -> bool:
-        """Whether every cache of revision ``name`` exists and was made with the settings planned now.
-
-        Read from the caches' headers when the DAG is built. Only revisions not
-        yet measured (or measured with other settings) are fetched, and only they
-        take places in the disk-bound order, so adding or removing a revision
-        never moves the fetch of one already measured (which would measure it again).
-        """
-        paths = [self.paths.head_scores(model, name), *self.measure_extra_outputs(model, name).values()]
-        if not all(path.exists() for path in paths):
-            return False
-        if not records_settings(self.paths.head_stats(model, name), self.measure_settings(model, name)):
-            return False
-        if self.measures_primitives(model, name):
-            shard = self.paths.primitive_stats(model, name)
-            if not records_settings(shard, self.primitive_settings(model, name)):
-                return False
-            return safetensors_metadata(shard).get("stimuli_sha256") == self.stimuli_sha256[model]
-        return True
-
     def final_revision(self, model: str) -> str:
         """The model's final revision: the last swept one by tokens, then step (docs/methods.md)."""
         return sorted(self.revisions[model], key=lambda revision: (revision.tokens, revision.step))[-1].name
-
-    def final_ablation_settings(self, model: str) -> dict[str, Any]:
-        """The final-revision ablation job (``final_ablation`` params): its revision's measurement settings
-        (``RevisionJob``, with the run's ablation settings), the spectral K and the classification thresholds."""
-        return {
-            "job": self.measure_settings(model, self.final_revision(model)),
-            "spectral_top_k": list(self.spectral_top_k),
-            "thresholds": self.thresholds(model),
-        }
 
     def final_ablation_tokens(self, model: str) -> int:
         """Tokens the final-revision ablation runs through the model, at most (its job's runtime).
@@ -302,65 +252,9 @@ class Plan:
         families = len(self.spectral_top_k) + 1
         return per_pass * (1 + families * (ablation.random_draws + 2) + SINGLE_HEAD_ALLOWANCE)
 
-    def final_ablation_current(self, model: str) -> bool:
-        """Whether the model's final-revision ablation exists, was made with the settings planned now, and every
-        revision is measured (so its ranking, and the job, will not change in this run)."""
-        path = self.paths.final_ablation_rows(model)
-        if not path.exists() or not all(self.is_measured(model, r.name) for r in self.revisions[model]):
-            return False
-        try:
-            recorded = read_table(path)[1].get(SETTINGS_KEY)
-        except (OSError, ValueError):
-            return False
-        return recorded == settings_digest(self.final_ablation_settings(model))
-
-    def needs_snapshot(self, model: str, name: str) -> bool:
-        """Whether revision ``name`` will be fetched in this run: not measured with the settings planned now
-        (:meth:`is_measured`), or the final revision of a run that ablates whose final-revision ablation is not
-        current (:meth:`final_ablation_current`; that job fetches its own copy, in the same place of the order).
-
-        These revisions take places in the disk-bound fetch order (``scheduling.fetch_order``).
-        """
-        if not self.is_measured(model, name):
-            return True
-        if self.ablation is None or name != self.final_revision(model):
-            return False
-        return not self.final_ablation_current(model)
-
-    def natural_text(self) -> bool:
-        """Whether the run measures the natural-text probe (every model or none, see config)."""
-        return any(m.probes.natural_text is not None for m in self.models.values())
-
-    def natural_batches(self) -> dict[str, tuple[str, str]]:
-        """Each natural-text batch name and the (model, revision) whose tokenizer builds it.
-
-        The model is ``tokenizer_model`` when set, else the batch's first user; the revision is its first.
-        """
-        out: dict[str, tuple[str, str]] = {}
-        for name, model in self.models.items():
-            natural = model.probes.natural_text
-            if natural is not None and natural.tokenizer not in out:
-                builder = natural.tokenizer_model or name
-                out[natural.tokenizer] = (builder, self.revisions[builder][0].name)
-        return out
-
-    def natural_batch_of(self, model: str) -> str:
-        natural = self.models[model].probes.natural_text
-        if natural is None:
-            raise KeyError(f"{model} measures no natural text")
-        return natural.tokenizer
-
-    def natural_batch_settings(self, batch: str) -> dict[str, Any]:
-        """What builds natural batch ``batch``: its settings (corpus resolved against the workflow folder)
-        and the corpus's content digest (an edit in place rebuilds the batch)."""
-        model, _ = self.natural_batches()[batch]
-        settings = self.models[model].probes.natural_text.batch_dict()
-        settings["corpus"] = corpus_location(settings["corpus"], self.root)
-        return {"batch": batch, "model": model, **settings, "corpus_sha256": corpus_sha256(settings["corpus"])}
-
-    def _cache_identity(self, model: str, name: str) -> dict[str, Any]:
+    def cache_identity(self, model: str, name: str) -> dict[str, Any]:
         """Metadata every cache of one revision must carry: identity, dtype, first token, schema version."""
-        job = self._revision_job(model, name)
+        job = self.revision_job(model, name)
         expected = {key: job[key] for key in ("model", "revision", "step", "tokens", "architecture", "dtype")}
         expected["first_token_policy"] = job["first_token"]["policy"]
         if job["first_token"]["policy"] == "fixed":
@@ -369,30 +263,6 @@ class Plan:
         # rerun fail the same way; statistics and scores are checked to share one commit and weights
         expected[SCHEMA_KEY] = CACHE_SCHEMA_VERSION
         return expected
-
-    def head_cache_expectation(self, model: str, name: str) -> dict[str, Any]:
-        """What a revision's head cache (statistics and scores) must say it is (see ``cache_check``)."""
-        probes = self.models[model].probes
-        return {
-            **self._cache_identity(model, name),
-            "probe": probes.kind,
-            "probe_protocol": probes.protocol,
-            "probes": probes.to_dict(),
-        }
-
-    def primitive_cache_expectation(self, model: str, name: str) -> dict[str, Any]:
-        """What a revision's primitive shard must say it is (the stimuli fingerprint is added by the reader)."""
-        job = self.primitive_settings(model, name)
-        expected = {k: v for k, v in self._cache_identity(model, name).items() if not k.startswith("first_token")}
-        return {**expected, **{k: job[k] for k in ("first_token", "token_range", "batch_size", "behaviour")}}
-
-    def thresholds(self, model: str) -> dict[str, Any]:
-        """The classification thresholds (``classify_heads``'s params)."""
-        return asdict(self.models[model].thresholds)
-
-    def milestone_thresholds(self, model: str) -> dict[str, Any]:
-        """The milestone thresholds (``head_tables``'s params): changing one reclassifies nothing."""
-        return asdict(self.models[model].milestones)
 
     def groups(self) -> dict[str, str]:
         """Model -> group of every model with a ``group`` (the seeds of one family)."""
@@ -427,43 +297,6 @@ class Plan:
             self.device,
             gpu_present=not suits("auto"),
         )
-
-    def primitive_models(self) -> list[str]:
-        """Models whose primitive gaps are measured (``primitives.enabled``)."""
-        return [name for name, model in self.models.items() if model.primitives["enabled"]]
-
-    def primitive_revisions(self, model: str) -> list[Revision]:
-        """The swept revisions of ``model`` that get primitive measurements (``primitives.revisions``)."""
-        return stable_selection(
-            self.revisions[model],
-            self.available.get(model, self.revisions[model]),
-            self.models[model].primitives.get("revisions", "all"),
-            model=model,
-        )
-
-    def measures_primitives(self, model: str, name: str) -> bool:
-        """Whether revision ``name`` of ``model`` gets a primitive measurement (from the same weight load)."""
-        if not self.models[model].primitives["enabled"]:
-            return False
-        return any(revision.name == name for revision in self.primitive_revisions(model))
-
-    def stimuli(self, model: str) -> Path:
-        return self.root / self.models[model].primitives["stimuli"]
-
-    def primitive_settings(self, model: str, name: str) -> dict[str, Any]:
-        settings = self.models[model]
-        primitives = settings.primitives
-        behaviour = {k: v for k, v in primitives["behaviour"].items() if k != "enabled"}
-        return {
-            **self._revision_job(model, name),
-            "token_range": list(settings.probes.token_range),
-            "batch_size": primitives["batch_size"],
-            "behaviour": behaviour if primitives["behaviour"]["enabled"] else None,
-            **self._weights(model, name),
-        }
-
-    def primitive_scoring(self, model: str) -> dict[str, Any]:
-        return dict(self.models[model].primitives["scoring"])
 
 
 def stable_selection(swept: list[Revision], available: list[Revision], spec: Any, *, model: str = "") -> list[Revision]:
@@ -608,29 +441,6 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None, *
         notes=tuple(notes),
         spectral_top_k=resolve_spectral_top_k(config),
     )
-
-
-def describe(plan: Plan) -> list[str]:
-    """What a sweep plans, one line per model and then the run's notes (``circuitsweep check-config``).
-
-    Per model: its revisions (first .. last, in training order, with the last one's tokens), the
-    natural-text batch and the tokenizer that builds it, and its primitive jobs.
-    """
-    batches = plan.natural_batches()
-    lines = []
-    for model, revisions in plan.revisions.items():
-        last = revisions[-1]
-        parts = [f"{len(revisions)} revisions ({revisions[0].name} .. {last.name}, {last.tokens:,} tokens)"]
-        natural = plan.models[model].probes.natural_text
-        if natural is not None:
-            builder = batches[natural.tokenizer][0]
-            special = natural.special_tokens
-            parts.append(f"natural text: batch {natural.tokenizer} (tokenizer of {builder}, special tokens {special})")
-        primitives = len(plan.primitive_revisions(model)) if model in plan.primitive_models() else 0
-        parts.append(f"{primitives} primitive jobs" if primitives else "no primitive jobs")
-        lines.append(f"{model}: " + "; ".join(parts))
-    lines.append(f"ablation: {'every revision' if plan.ablation is not None else 'off'}")
-    return lines + [f"note: {note}" for note in plan.notes]
 
 
 def run_dir_fingerprints(

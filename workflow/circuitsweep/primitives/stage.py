@@ -50,12 +50,12 @@ class PrimitiveJob:
     #: The planned weights fingerprint of a run_dir checkpoint (None for other sources); in the rule's
     #: params so that an overwritten checkpoint is measured again.
     weights_sha256: str | None = None
-    #: ``cache_check.settings_digest`` of the settings as planned, recorded in the shard (``Plan.is_measured``)
+    #: ``cache_check.settings_digest`` of the settings as planned, recorded in the shard (``is_measured``)
     settings_sha256: str | None = None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PrimitiveJob:
-        """The job of the settings the plan gave (``Plan.primitive_settings``)."""
+        """The job of the settings the plan gave (``primitives.jobs.primitive_settings``)."""
         digest = settings_digest(values)
         values = dict(values)
         values["token_range"] = tuple(values["token_range"])
