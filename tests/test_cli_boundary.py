@@ -413,3 +413,26 @@ def test_a_full_disk_is_named_with_its_path(tmp_path, monkeypatch):
     assert code == EXIT_USER_ERROR
     assert err.strip().startswith("circuitsweep block-record: error: disk full: cannot write --output record.json (")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_each_table_kind_names_columns_of_its_contract():
+    """The columns the boundary asks of a table are columns its writer writes (io.contracts)."""
+    from circuitsweep.io import contracts as C
+    from circuitsweep.primitives import contract as K
+
+    contracts = {
+        "heads": (*C.KEY_COLUMNS, *C.CLASS_COLUMNS),
+        "revisions": C.REVISION_COLUMNS,
+        "emergence": C.EMERGENCE_COLUMNS,
+        "milestones": C.MILESTONE_COLUMNS,
+        "brackets": C.BRACKET_COLUMNS,
+        "spectral": C.SPECTRAL_COLUMNS,
+        "final_ablation": C.FINAL_ABLATION_COLUMNS,
+        "final_ablation_table": C.FINAL_ABLATION_TABLE_COLUMNS,
+        "gaps": K.GAP_COLUMNS,
+        "scaling": K.SCALING_COLUMNS,
+    }
+    tables = cli._tables()
+    assert set(tables) == set(contracts)
+    for kind, argument in tables.items():
+        assert set(argument.columns) <= set(contracts[kind]), kind

@@ -839,21 +839,19 @@ def cmd_demo_run(args: argparse.Namespace) -> None:
 
 
 def _tables() -> dict[str, InputFile]:
-    """The tables commands read, each with the columns that tell it from another kind (``io.contracts``)."""
-    from circuitsweep.io import contracts as C
-    from circuitsweep.primitives import contract as K
-
+    """The tables commands read, each with columns that tell it from another kind (of ``io.contracts``;
+    tests/test_cli_boundary.py checks each is in its contract)."""
     return {
-        "heads": InputFile("heads table", (*C.KEY_COLUMNS, "class")),
-        "revisions": InputFile("revisions table", C.REVISION_COLUMNS[:4]),
-        "emergence": InputFile("emergence table", C.EMERGENCE_COLUMNS[:6]),
-        "milestones": InputFile("milestones table", C.MILESTONE_COLUMNS[:4]),
-        "brackets": InputFile("milestone brackets table", C.BRACKET_COLUMNS[:4]),
-        "spectral": InputFile("spectral ranking", C.SPECTRAL_COLUMNS[:4]),
-        "final_ablation": InputFile("final-revision ablation table", C.FINAL_ABLATION_COLUMNS[:6]),
-        "final_ablation_table": InputFile("final ablation table", C.FINAL_ABLATION_TABLE_COLUMNS[:6]),
-        "gaps": InputFile("primitive gap table", K.GAP_COLUMNS[:5]),
-        "scaling": InputFile("primitive scaling table", K.SCALING_COLUMNS[:5]),
+        "heads": InputFile("heads table", ("model", "revision", "layer", "head", "class")),
+        "revisions": InputFile("revisions table", ("model", "revision", "n_layers")),
+        "emergence": InputFile("emergence table", ("model", "revision", "bos_fraction")),
+        "milestones": InputFile("milestones table", ("model", "final_revision")),
+        "brackets": InputFile("milestone brackets table", ("model", "milestone", "status")),
+        "spectral": InputFile("spectral ranking", ("model", "layer", "head", "rank")),
+        "final_ablation": InputFile("final-revision ablation table", ("model", "condition", "heads")),
+        "final_ablation_table": InputFile("final ablation table", ("model", "condition", "statistic")),
+        "gaps": InputFile("primitive gap table", ("model", "revision", "tokens", "score_kind", "gap")),
+        "scaling": InputFile("primitive scaling table", ("model", "parameters", "score_kind", "gap")),
     }
 
 
