@@ -212,3 +212,16 @@ def test_a_failed_run_on_a_full_disk_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 10**11, 9 * 10**11))
     assert disk_full_note(tmp_path / "results" / "run") is None
     assert "disk_full_note(PATHS.root)" in (REPO / "workflow" / "rules" / "common.smk").read_text()
+
+
+def test_a_settings_file_replaced_by_a_folder_stops_planning_in_one_line(tmp_path, monkeypatch):
+    """Planning (the Snakefile's and check-config's) names a settings file that became a folder, before any
+    job's params try to rewrite it (issue 32, case 14)."""
+    from circuitsweep.plan.sweep import plan_run
+
+    monkeypatch.chdir(tmp_path)
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "results" / "toy" / "settings" / "head_tables-0123456789abcdef.json").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"head_tables-0123456789abcdef\.json is not a file"):
+        plan_run(config, ["c.yaml"], REPO, keep_hashes=False)

@@ -82,3 +82,17 @@ def write_settings_file(path: Path, text: str, *, dry_run: bool = False) -> bool
         return False
     atomic_write_text(path, text)
     return True
+
+
+def check_settings_folder(folder: Path) -> None:
+    """Refuse, when the run is planned, a settings file (``*.json`` in the run's settings folder) that is a folder
+    or anything but a regular file: the workflow could not rewrite it (:func:`write_settings_file`)."""
+    try:
+        entries = list(Path(folder).iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as error:
+        raise ConfigError(f"settings folder {folder}: {error.strerror}") from None
+    for entry in sorted(entries):
+        if entry.name.endswith(".json") and not entry.is_symlink() and not entry.is_file():
+            raise ConfigError(f"the settings file {entry} is not a file (a folder?): delete it and rerun")

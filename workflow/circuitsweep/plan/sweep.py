@@ -37,6 +37,7 @@ from circuitsweep.io.cache_check import (
 from circuitsweep.io.contracts import Paths
 from circuitsweep.io.corpus import corpus_files
 from circuitsweep.io.run_folder import check_run_folder, run_root
+from circuitsweep.io.settings_files import check_settings_folder
 from circuitsweep.plan.checks import model_problems, revision_problems
 from circuitsweep.plan.costs import PartialManifest, SweepCost, sweep_cost
 from circuitsweep.plan.resources import suits
@@ -366,6 +367,7 @@ def plan_run(
     """
     paths = results_paths(config, configfiles)
     check_run_folder(paths.root, configfiles)
+    check_settings_folder(paths.settings_file("any").parent)
     return plan_sweep(config, root, paths, keep_hashes=keep_hashes)
 
 
