@@ -89,8 +89,8 @@ def test_the_quoted_dry_run_and_job_counts_are_what_the_code_prints():
     kept = slurm["snapshots_on_disk"]
     on_slurm = sweep_cost(config["models"], dtypes, probes, pending, kept, "cuda", gpu_present=False)
     assert f"peak disk {on_slurm.peak_disk_bytes / 1e9:.1f} GB: the profile keeps {kept} snapshots" in flat
-    assert "and `config/full.yaml` (with the bundled manifest) 60." in flat and "sweep is 43 jobs" in flat
-    for name, jobs in (("paper", 43), ("full", 60)):
+    assert "and `config/full.yaml` (with the bundled manifest) 63." in flat and "sweep is 48 jobs" in flat
+    for name, jobs in (("paper", 48), ("full", 63)):
         config = load_config(REPO / "config" / f"{name}.yaml")
         plan = plan_sweep(config, REPO)
         order = S.fetch_order(
@@ -105,6 +105,7 @@ def test_the_quoted_dry_run_and_job_counts_are_what_the_code_prints():
             len(primitive_jobs.primitive_models(plan)),
             "local",
             plan.ablation is not None,
+            bootstrap=plan.bootstrap is not None,
         )
         assert counts["total"] == jobs, (name, counts)
         if name == "full":
@@ -113,7 +114,7 @@ def test_the_quoted_dry_run_and_job_counts_are_what_the_code_prints():
             # with the complete OLMo manifest (about 1,446 branches)
             sizes = {model: 1446 if model.startswith("olmo-") else len(plan.revisions[model]) for model in plan.models}
             complete = S.fetch_order({m: list(map(str, range(n))) for m, n in sizes.items()}, kept, 12)
-            total = S.cluster_submissions(S.blocks(complete), 3, 0, 3, "local", False)["total"]
+            total = S.cluster_submissions(S.blocks(complete), 3, 0, 3, "local", False, bootstrap=True)["total"]
             assert f"{sum(sizes.values()):,} revisions: {total} jobs)" in " ".join(
                 (REPO / "docs" / "cluster.md").read_text().split()
             )

@@ -243,7 +243,56 @@ def test_changing_a_threshold_reruns_no_measurement(toy_run, tmp_path):
     plots = {"plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3, "plot_spectral": 3}
     spectral = {"spectral_model": 3, "spectral_table": 1}
     final = {"fetch_final_snapshot": 3, "final_ablation": 3, "final_ablation_table": 1}
-    assert jobs == {"classify_heads": 3, "head_tables": 1, **plots, **spectral, **final, "findings": 1}
+    assert jobs == {
+        "classify_heads": 3,
+        "bootstrap_heads": 3,
+        "head_tables": 1,
+        **plots,
+        **spectral,
+        **final,
+        "findings": 1,
+    }
+
+
+def test_changing_the_bootstrap_reruns_only_table_jobs(toy_run):
+    """Another resample count reruns the bootstrap (caches only) and the tables and figures made from it: no
+    revision is measured or fetched again."""
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config["bootstrap"] = {"resamples": 100}
+    with edited(toy_config(toy_run), config) as changed:
+        jobs = planned_jobs(toy_run.parents[1], changed)
+    plots = {"plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3}
+    assert jobs == {"bootstrap_heads": 3, "head_tables": 1, **plots, "findings": 1}
+
+
+def test_every_milestone_has_its_bracket_and_bootstrap_range(toy_run):
+    """The default run's milestones carry the checkpoint bracket and the bootstrap's range of every milestone, and
+    its heads an interval around each selectivity; milestones.md says how sure each one is."""
+    paths = C.Paths(toy_run)
+    milestones = pl.read_parquet(paths.milestones_table("parquet"))
+    assert {*C.MILESTONE_BRACKET_COLUMNS, *C.MILESTONE_BOOTSTRAP_COLUMNS} <= set(milestones.columns)
+    emergence = pl.read_parquet(paths.emergence_table())
+    for row in milestones.iter_rows(named=True):
+        tokens = dict(emergence.filter(pl.col("model") == row["model"]).select("revision", "tokens").iter_rows())
+        assert tokens[row["induction_onset_previous_revision"]] < row["induction_onset_tokens"]  # none at step0
+        earliest, latest = row["induction_onset_boot_earliest"], row["induction_onset_boot_latest"]
+        assert tokens[earliest] <= row["induction_onset_tokens"] <= tokens[latest], row
+        assert 0 < row["induction_onset_boot_agreement"] <= 1
+    heads = pl.read_parquet(paths.heads_table())
+    assert heads.select((pl.col("sel_induction_low") <= pl.col("sel_induction_high")).all()).item()
+    inside = pl.col("sel_induction").is_between(pl.col("sel_induction_low"), pl.col("sel_induction_high"))
+    assert heads.select(inside.mean()).item() > 0.99
+    assert heads["class_stability"].is_between(0, 1).all()
+    assert "## How sure" in paths.milestones_table("md").read_text()
+
+
+def test_toy_induction_heads_form_in_a_phase_transition(toy_run):
+    """Each toy model's induction-selective heads rise within a narrow token window (toy-gptneox: 0, 1, 5, 8
+    heads at step280, 285, 290, 295), which the old rule (the largest rise between adjacent revisions, here
+    half of it) called a gradual ramp."""
+    milestones = pl.read_parquet(C.Paths(toy_run).milestones_table("parquet"))
+    assert set(milestones["induction_shape"]) == {"phase transition"}, milestones
+    assert (milestones["induction_shape_ratio"] <= 3).all()
 
 
 def test_default_run_writes_the_spectral_phase_and_the_final_ablation(toy_run):
@@ -327,7 +376,7 @@ def test_adding_or_removing_a_revision_runs_only_its_jobs_and_the_aggregates(tmp
     snakemake(workdir, first, "--cores", "2")
     assert planned_jobs(workdir, first) == {}
     second = write_config(tmp_path / "sweep.yaml", _sweeping(["step0", "step10", "step20", "step30"]))
-    aggregates = {"classify_heads": 1, "head_tables": 1, "plot_emergence": 1, "plot_heatmap": 1,
+    aggregates = {"classify_heads": 1, "bootstrap_heads": 1, "head_tables": 1, "plot_emergence": 1, "plot_heatmap": 1,
                   "plot_trajectories": 1, "sweep_overhead": 1, "spectral_model": 1, "spectral_table": 1,
                   "plot_spectral": 1, "findings": 1}  # fmt: skip
     primitive_aggregates = {"primitive_tables": 1, "plot_primitive_gap": 1, "plot_primitive_scaling": 1}

@@ -576,6 +576,25 @@ def cmd_classify_heads(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_bootstrap_heads(args: argparse.Namespace) -> None:
+    from circuitsweep.config.probes import BootstrapSettings
+    from circuitsweep.config.thresholds import Thresholds
+    from circuitsweep.milestones.bootstrap import bootstrap_heads
+
+    bootstrap_heads(
+        args.model,
+        [Path(p) for p in args.stats],
+        Path(args.heads),
+        Path(args.revisions),
+        parsed(args, "settings", lambda settings: Thresholds.from_dict(settings["thresholds"])),
+        parsed(args, "settings", lambda settings: BootstrapSettings.from_dict(settings["bootstrap"])),
+        Path(args.heads_out),
+        Path(args.curves_out),
+        expected=args.expected,
+        skip_duplicates=bool(args.settings.get("skip_duplicates")),
+    )
+
+
 def cmd_head_tables(args: argparse.Namespace) -> None:
     from circuitsweep.milestones.emergence import MilestoneThresholds
     from circuitsweep.milestones.tables import HeadTableOutputs, head_tables
@@ -601,6 +620,8 @@ def cmd_head_tables(args: argparse.Namespace) -> None:
         skip_duplicates=args.skip_duplicates,
         ablation_paths=[Path(p) for p in args.ablation_rows if p],
         causal_factor=args.causal_factor,
+        bootstrap_heads=[Path(p) for p in args.bootstrap_heads if p],
+        bootstrap_curves=[Path(p) for p in args.bootstrap_curves if p],
     )
 
 
@@ -968,6 +989,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expected", type=Json(list), help="JSON list: the metadata each score file must carry")
     p.add_argument("--natural", type=files, nargs="*", default=[], help="per-revision natural-text score Parquet files")
 
+    p = add(
+        "bootstrap-heads",
+        cmd_bootstrap_heads,
+        "bootstrap one model's selectivities, classes and milestone counts over probe sequences (caches only)",
+    )
+    p.add_argument("--model", type=Name(), required=True)
+    p.add_argument(
+        "--settings",
+        type=Json(dict, ("bootstrap", "thresholds")),
+        required=True,
+        help="JSON: bootstrap, thresholds, skip_duplicates",
+    )
+    p.add_argument("--stats", type=file, nargs="+", required=True, help="per-revision statistics shards, verified")
+    p.add_argument("--expected", type=Json(list), help="JSON list: the metadata each shard must carry")
+    p.add_argument("--heads", type=table["heads"], required=True, help="the model's classified heads (Parquet)")
+    p.add_argument("--revisions", type=table["revisions"], required=True, help="the model's revision facts (Parquet)")
+    p.add_argument("--heads-out", type=table_out, required=True, help="output Parquet: intervals, class stability")
+    p.add_argument("--curves-out", type=table_out, required=True, help="output Parquet: milestone counts per resample")
+
     p = add("head-tables", cmd_head_tables, "write the heads, emergence and milestone tables")
     p.add_argument("--heads", type=table["heads"], nargs="+", required=True)
     p.add_argument("--revisions", type=table["revisions"], nargs="+", required=True)
@@ -985,6 +1025,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation-out", type=table_out, help="the ablation table (Parquet)")
     p.add_argument("--ablation-csv", type=csv_out, help="the ablation table (CSV)")
     p.add_argument("--causal-factor", type=Real(0.0, 1e6), default=2.0, help="causal milestone factor")
+    p.add_argument("--bootstrap-heads", type=files, nargs="*", default=[], help="per-model bootstrap heads (Parquet)")
+    p.add_argument("--bootstrap-curves", type=files, nargs="*", default=[], help="per-model bootstrap curves (Parquet)")
 
     p = add("milestone-brackets", cmd_milestone_brackets, "bracket each milestone between two swept revisions")
     p.add_argument("--config", type=Json(dict), required=True, help="JSON: the workflow's config (it is planned again)")

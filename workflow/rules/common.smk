@@ -24,6 +24,7 @@ from circuitsweep.primitives import contract as K
 from circuitsweep.heads import jobs as heads_jobs
 from circuitsweep.primitives import jobs as primitive_jobs
 from circuitsweep.milestones.tables import milestone_thresholds
+from circuitsweep.milestones.bootstrap import bootstrap_settings
 from circuitsweep import revision_stage
 
 # Every rule runs the package of this workflow's own source tree, in whatever
@@ -122,6 +123,14 @@ def ablation_rows():
     if PLAN.ablation is None:
         return []
     return [PATHS.ablation_rows(model, revision) for model in MODELS for revision in revisions_of(model)]
+
+
+def bootstrap_of(kind):
+    """Every model's bootstrap output of ``kind`` (heads or curves); none when the bootstrap is off."""
+    if PLAN.bootstrap is None:
+        return []
+    path = PATHS.model_bootstrap_heads if kind == "heads" else PATHS.model_bootstrap_curves
+    return [path(model) for model in MODELS]
 
 
 def primitive_stimuli(wildcards):
@@ -498,6 +507,7 @@ if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT" and 
                 ablation=PLAN.ablation is not None,
                 groups=bool(PLAN.groups()),
                 refine=PLAN.refine is not None,
+                bootstrap=PLAN.bootstrap is not None,
             ),
             SNAPSHOTS_ON_DISK,
             S.block_size(SNAPSHOTS_ON_DISK, REVISIONS_PER_JOB),

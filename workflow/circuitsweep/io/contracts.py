@@ -47,6 +47,14 @@ STAT_DUPLICATE_TOKEN = "repeated.duplicate_token"
 STAT_LOSS_PER_POSITION = "repeated.loss_per_position"
 #: [L, H, T_s] random batch: mean attention to position 0 from each query.
 STAT_FIRST_ATTENTION = "random.first_attention"
+#: [n, L, H, len(TARGETS) + 1] float32 per induction-probe sequence: the last query's attention to each
+#: target (TARGETS order; induction and duplicate as observed, valid or not) and, last, its mean attention
+#: to the baseline positions. The sufficient statistics of the selectivities: the means above are these
+#: averaged (induction and duplicate over valid sequences only), so a bootstrap over sequences needs no
+#: model (docs/methods.md, Uncertainty). Values lie on the grid of ``heads.sequence_stats.grid_bits``.
+STAT_PER_SEQUENCE = "induction.per_sequence"
+#: [n] bool: whether each induction-probe sequence is valid (B exactly once before q).
+STAT_SEQUENCE_VALID = "induction.sequence_valid"
 #: [L, H] participation ratio of each head's slice of its output-projection input at the
 #: induction probe's last position, over the first ``probes.spectral_sequences`` sequences.
 STAT_SPECTRAL_PR = "induction.spectral_pr"
@@ -84,6 +92,28 @@ CLASS_COLUMNS: tuple[str, ...] = (
     "previous_member",
     "in_circuit",
     "sink",
+)
+
+#: Columns the bootstrap over probe sequences adds to the heads table (docs/methods.md, Uncertainty): the
+#: 95% percentile interval of each selectivity and the share of resamples in which the head keeps its class.
+BOOTSTRAP_HEAD_COLUMNS: tuple[str, ...] = (
+    *(f"sel_{t}_{end}" for t in TARGETS for end in ("low", "high")),
+    "class_stability",
+)
+#: One model's bootstrap curves (``classes/<model>/bootstrap_curves.parquet``): per resample (0 = every
+#: sequence once, the point estimate) and kept revision, the counts the milestones are computed from.
+BOOTSTRAP_CURVE_COLUMNS: tuple[str, ...] = (
+    "model",
+    "resample",
+    "revision",
+    "step",
+    "tokens",
+    "n_heads",
+    "induction_selective_heads",
+    "bos_heads",
+    "screen_heads",
+    "early_screen_recovered",
+    "final_circuit_size",
 )
 
 # --- Per-revision columns --------------------------------------------------
@@ -139,11 +169,14 @@ MILESTONE_COLUMNS: tuple[str, ...] = (
     "bos_peak_fraction",
     "bos_peak_revision",
     "bos_peak_tokens",
-    "bos_shape",
-    "bos_largest_rise_share",
-    "bos_largest_rise_between",
+    "bos_shape",  # phase transition | gradual ramp | rise and fall | flat | unresolved | single revision
+    "bos_shape_ratio",  # tokens at the end over the start of the narrowest window holding 80% of the rise
+    "bos_shape_from",  # the window's two revisions
+    "bos_shape_to",
     "induction_shape",
-    "induction_largest_rise_share",
+    "induction_shape_ratio",
+    "induction_shape_from",
+    "induction_shape_to",
     "final_circuit_size",
     "early_screen_revision",
     "early_screen_tokens",
@@ -154,6 +187,23 @@ MILESTONE_COLUMNS: tuple[str, ...] = (
     "final_revision",
     "induction_onset_sustained",
     "probe_protocol",
+)
+
+#: The checkpoint bracket of each milestone (docs/methods.md, Uncertainty): the swept revision before the one
+#: that reached it, and its tokens (null when not reached or reached at the first revision). The causal
+#: milestone's pair (``causal_previous_revision``, ``causal_previous_tokens``) follows its own columns.
+MILESTONE_BRACKET_COLUMNS: tuple[str, ...] = tuple(
+    f"{milestone}_previous_{what}"
+    for milestone in ("induction_onset", "first_bos_head", "bos_t50", "early_screen")
+    for what in ("revision", "tokens")
+)
+#: With the bootstrap over probe sequences, per milestone: the earliest and latest revision it lands on across
+#: resamples, the share landing on the point estimate's revision, the share not reaching it, and fragile
+#: (more than 5% land elsewhere).
+MILESTONE_BOOTSTRAP_COLUMNS: tuple[str, ...] = tuple(
+    f"{milestone}_boot_{what}"
+    for milestone in ("induction_onset", "first_bos_head", "bos_t50", "early_screen")
+    for what in ("earliest", "latest", "agreement", "not_reached", "fragile")
 )
 
 # --- Natural-text probe (docs/methods.md, natural-text variant) ----------------
@@ -246,15 +296,18 @@ GROUP_MILESTONES: dict[str, str] = {
     "early_screen": "early_screen_tokens",
     "causal": "causal_tokens",
 }
-#: One row per group and milestone: token statistics over the group's models that reached it
-#: (sd: sample standard deviation, null below two); models lists the group's models.
+#: One row per group and milestone: token statistics over the group's models. A model that never reached
+#: it is censored (beyond its last revision): mean, sd (sample, null below two) and max only when every
+#: model reached it; reached = "k of n"; min = the earliest; median where the middle model(s) reached it.
 GROUP_MILESTONE_COLUMNS: tuple[str, ...] = (
     "group",
     "milestone",
     "n_models",
     "n_reached",
+    "reached",
     "mean_tokens",
     "sd_tokens",
+    "median_tokens",
     "min_tokens",
     "max_tokens",
     "models",
@@ -462,6 +515,14 @@ class Paths:
 
     def model_revisions(self, model: str) -> Path:
         return self.root / "classes" / model / "revisions.parquet"
+
+    def model_bootstrap_heads(self, model: str) -> Path:
+        """One model's bootstrap intervals and class stability per revision and head (``BOOTSTRAP_HEAD_COLUMNS``)."""
+        return self.root / "classes" / model / "bootstrap_heads.parquet"
+
+    def model_bootstrap_curves(self, model: str) -> Path:
+        """One model's counts per bootstrap resample and revision (``BOOTSTRAP_CURVE_COLUMNS``)."""
+        return self.root / "classes" / model / "bootstrap_curves.parquet"
 
     def heads_table(self) -> Path:
         return self.root / "tables" / "heads.parquet"

@@ -40,6 +40,7 @@ MIN_RUNTIME_MIN = 10
 SMALL_JOBS: dict[str, tuple[int, int]] = {
     "classify_heads": (4000, 30),
     "head_tables": (4000, 30),
+    "bootstrap_heads": (4000, 30),
     "milestone_brackets": (2000, 15),
     "group_milestones": (2000, 15),
     "sweep_overhead": (2000, 15),

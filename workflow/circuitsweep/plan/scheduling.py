@@ -139,12 +139,13 @@ def cluster_submissions(
     ablation: bool = False,
     groups: bool = False,
     refine: bool = False,
+    bootstrap: bool = False,
 ) -> dict[str, int]:
     """How many jobs a cluster executor submits for the default target, by kind.
 
     ``groups``: one per block (its measurements and primitive scoring); per model:
     classify_heads, plot_heatmap, plot_trajectories, spectral_model and plot_spectral,
-    with ``ablation`` also final_ablation; toy models add train_toy_model; then the
+    with ``ablation`` also final_ablation, with ``bootstrap`` bootstrap_heads; toy models add train_toy_model; then the
     final tables and plots (head_tables, plot_emergence, sweep_overhead, spectral_table,
     findings, final_ablation_table with ``ablation``, the three primitive ones with primitive
     models, group_milestones with ``groups``, milestone_brackets with ``refine``);
@@ -154,7 +155,7 @@ def cluster_submissions(
     revisions = sum(len(pairs) for pairs in blocks_by_name.values())
     counts = {
         "groups": len(blocks_by_name),
-        "per_model": (5 + ablation) * models + toy_models,
+        "per_model": (5 + ablation + bootstrap) * models + toy_models,
         "final": 5 + ablation + (3 if primitive_models else 0) + groups + refine,
         "fetch": revisions + (models if ablation else 0) if downloads == "job" else 0,
     }
