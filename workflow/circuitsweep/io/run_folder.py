@@ -151,6 +151,7 @@ def lock_run_folder(root: Path | str) -> Path:
     working directory). The lock is the kernel's (``flock``): a killed run leaves no stale lock.
     Taken again by the process holding it, or by a run whose parent holds it (:data:`LOCK_ENV`), it is a no-op.
     """
+    import errno
     import fcntl
     import socket
     import time
@@ -168,7 +169,10 @@ def lock_run_folder(root: Path | str) -> Path:
         raise ConfigError(f"cannot lock the run folder {root} ({path}: {error.strerror})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as error:
+        if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):  # a file system without locks
+            os.close(fd)
+            return path
         holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
         os.close(fd)
         raise ConfigError(
