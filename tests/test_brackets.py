@@ -249,3 +249,28 @@ def test_the_refine_example_plans_its_first_round(tmp_path):
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout + result.stderr, re.MULTILINE))
     assert (stats["measure_heads"], stats["milestone_brackets"], stats["head_tables"]) == ("5", "1", "1")
     assert "plot_emergence" not in stats and not (tmp_path / "results" / "refine").exists()
+
+
+def test_an_interrupted_round_lets_its_snakemake_stop_by_itself(tmp_path):
+    """Ctrl-C reaches `circuitsweep refine` and its Snakemake run alike: the driver waits for Snakemake to stop
+    (and release its lock) instead of killing it a quarter second later, then stops too (issue 32, case 11)."""
+    import signal
+    import sys
+
+    from circuitsweep.milestones import refine as driver
+
+    marker = tmp_path / "stopped"
+    child = [sys.executable, "-c", f"import time, pathlib; time.sleep(1.5); pathlib.Path({str(marker)!r}).touch()"]
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            driver._run(child)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert marker.exists()

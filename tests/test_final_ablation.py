@@ -312,8 +312,13 @@ def test_small_toy_run_writes_spectral_and_final_ablation_and_adding_a_revision_
     for suffix in ("csv", "md", "parquet"):
         assert (results / f"tables/final_ablation.{suffix}").is_file()
     table = pl.read_csv(results / "tables/final_ablation.csv")
-    assert {"none", "spectral_top", "spectral_layers", "screen"} <= set(table["condition"])
-    assert set(table.filter(pl.col("condition") == "spectral_top")["k"]) == {45, 6}
+    assert {"none", "spectral_top", "screen"} <= set(table["condition"])
+    top = table.filter(pl.col("condition") == "spectral_top")
+    assert set(top["k"]) == {45, 6}
+    # step0 and step20: one revision with tokens, no PR integral: no spectral pick, and the rows say so
+    assert top["top1"].null_count() == top.height and all(n.startswith("not ranked") for n in top["note"])
+    assert "spectral_layers" not in set(table["condition"])
+    assert pl.read_csv(results / "tables/spectral.csv")["rank"].null_count() > 0
     assert not list((results / "snapshots").glob("*/*")) and not (results / "final_ablation/snapshot").exists()
     config["models"]["toy-gptneox"]["revisions"] = ["step0", "step10", "step20"]
     jobs = planned_jobs(tmp_path, write_config(path, config))

@@ -137,3 +137,19 @@ def test_docs_link_only_inside_the_repository():
         assert "../shared" not in text and "DESIGN.md" not in text, page
         missing = [link for link in re.findall(r"\]\(([^)#:]+)\)", text) if not (page.parent / link).exists()]
         assert not missing, (page, missing)
+
+
+def test_every_run_of_a_config_checks_it_first():
+    """Snakemake reads ``--configfile`` itself, and a config that is not UTF-8 text ends in its traceback (its
+    parser cannot be wrapped): every README path that runs a config runs `circuitsweep check-config` on it
+    first, which names the file in one line (issue 32, case 16)."""
+    blocks = re.findall(r"```bash\n(.*?)```", README, re.S)
+    runs = 0
+    for block in blocks:
+        checked: set[str] = set()
+        for line in block.replace("\\\n", " ").splitlines():
+            checked |= set(re.findall(r"circuitsweep check-config (\S+)", line))
+            for config in re.findall(r"snakemake .*?--configfile (\S+)", line):
+                runs += 1
+                assert config in checked, f"the README runs {config} before `circuitsweep check-config {config}`"
+    assert runs >= 3

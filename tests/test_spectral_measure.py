@@ -121,3 +121,27 @@ def test_job_size_counts_the_captured_rows() -> None:
     estimate = estimate_heads_memory(study_probes().to_dict(), model, "float16")
     assert estimate.parts["spectral"] == 4 * 500 * 16 * 2048
     assert "spectral" in estimate.on_host().parts and "spectral" not in estimate.on_device().parts
+
+
+def test_nan_weights_are_refused_in_one_line_before_the_svd() -> None:
+    """A checkpoint with NaN weights is a DataError naming the head, not torch's LinAlgError from svdvals
+    (a regression of round four, issue 32 case 10)."""
+    from circuitsweep.errors import DataError
+
+    probes = study_probes(
+        token_range=[2, 64],
+        batch_size=8,
+        induction={"n_sequences": 8, "seq_len": 32, "min_first_position": 4, "n_baseline": 8},
+        repeated={"n_sequences": 4, "seq_len": 16},
+        random={"n_sequences": 4, "seq_len": 16},
+        spectral={"n_sequences": 8},
+    )
+    with one_torch_thread():
+        model = tiny_model("GPTNeoXForCausalLM", register(), layers=2)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.fill_(float("nan"))
+        with pytest.raises(DataError, match=r"non-finite values .* at index \[0, 0\]"):
+            head_statistics(model, probes, None, torch.device("cpu"), progress=False)
+    with pytest.raises(DataError, match="non-finite"):
+        participation_ratio(torch.tensor([[1.0, float("nan")], [0.0, 1.0]]))

@@ -132,3 +132,27 @@ def test_spectral_files_from_classified_heads(tmp_path: Path) -> None:
     write_table(paths.model_heads("old"), rows.drop("pr"), {"model": "old", "thresholds": {"induction_circuit": 50}})
     with pytest.raises(CacheError, match="no pr column"):
         write_model_spectral(paths.model_heads("old"), "old", tmp_path / "y.parquet")
+
+
+@pytest.mark.parametrize("steps", [(5,), (0, 5)], ids=["one revision", "step 0 and one more"])
+def test_too_few_revisions_with_tokens_rank_no_head_and_say_so(steps) -> None:
+    """A sweep of one revision (or of step 0 and one more) has no integral: every rank and integral is null, the
+    table's note says why, and the final-revision ablation's spectral_top rows ablate nothing and carry that
+    note, where the heads used to be ranked in head order with integral 0 (issue 32, case 4)."""
+    from circuitsweep.heads.final_ablation import final_conditions
+
+    rows = [
+        {"revision": f"step{s}", "step": s, "tokens": s * 10, "layer": layer, "head": head, "pr": 1.0 + head,
+         "class": "none", "sel_induction": 1.0}
+        for s in steps for layer in range(2) for head in range(2)
+    ]  # fmt: skip
+    table = model_spectral(pl.DataFrame(rows), "m", 50.0)
+    assert table["rank"].null_count() == table["integral"].null_count() == table.height == 4
+    assert set(table["note"]) == {
+        "not ranked: the participation-ratio integral needs at least 2 revisions with tokens > 0, this sweep has 1"
+    }
+    final = pl.DataFrame(rows).filter(pl.col("step") == steps[-1])
+    conditions = final_conditions(table, final, 50.0, 2, [6, 2], draws=2, seed=0)
+    spectral = [c for c in conditions if c.name.startswith("spectral")]
+    assert [(c.name, c.k, c.heads) for c in spectral] == [("spectral_top", 6, ()), ("spectral_top", 2, ())]
+    assert all(c.note == table["note"][0] for c in spectral)

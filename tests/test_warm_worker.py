@@ -105,6 +105,7 @@ def test_killing_the_client_stops_its_job(tmp_path):
         f"sys.exit(warm_worker.run_warm(sys.argv[1:], {str(folder)!r}, {ENTRY!r}) or 0)"
     )
     argv = ["measure-revision", "--settings", '{"revision": "r"}', "--snapshot", "s", "--stats", "a", "--scores", "b"]
+    (tmp_path / "s").mkdir()  # the command line is checked before the job runs
     client = subprocess.Popen([sys.executable, "-c", code, *argv], cwd=tmp_path, env={**os.environ, **slow})
 
     def jobs() -> list[str]:

@@ -2,7 +2,6 @@
 # All logic lives in the circuitsweep package; this file only adapts it to rules.
 
 import functools
-import hashlib
 import json
 import sys
 import shlex
@@ -11,13 +10,13 @@ from pathlib import Path
 
 REPO = Path(workflow.basedir).parent
 
-from circuitsweep.io.atomic import atomic_write_text
 from circuitsweep.io.contracts import Paths
 from circuitsweep.milestones.text import finished_run_summary
 from circuitsweep.io.names import SAFE_NAME_PATTERN
-from circuitsweep.plan.sweep import plan_sweep, results_paths
+from circuitsweep.plan.sweep import plan_run
 from circuitsweep.plan.retry import attempt_resource
-from circuitsweep.io.run_folder import check_run_folder, claim_run_folder
+from circuitsweep.io.run_folder import claim_run_folder, disk_full_note, lock_run_folder
+from circuitsweep.io.settings_files import settings_name, write_settings_file
 from circuitsweep.plan.costs import describe_cost, describe_partial
 from circuitsweep.plan.resources import suits
 from circuitsweep.config.yaml_load import load_yaml
@@ -39,9 +38,13 @@ shell.prefix(SHELL_PREFIX)
 
 
 # The run's folder records the config that made it (circuitsweep.io.run_folder) when the
-# run starts; a local run on the CPU forks its measurement jobs from one warm process
-# (circuitsweep.warm_worker): torch and transformers are imported once, not per revision.
+# run starts, and this Snakemake holds its lock until it ends: a second run of the folder
+# (the same config started from another working directory, whose .snakemake lock is another)
+# stops here, before it runs or deletes anything. A local run on the CPU forks its measurement
+# jobs from one warm process (circuitsweep.warm_worker): torch and transformers are imported
+# once, not per revision.
 onstart:
+    lock_run_folder(PATHS.root)
     claim_run_folder(PATHS.root, workflow.configfiles)
     if workflow.executor_plugin.name == "local" and config.get("warm_worker", True) and suits(PLAN.device):
         shell.prefix(f"{SHELL_PREFIX}export CIRCUITSWEEP_WARM_WORKER=1; ")
@@ -53,12 +56,11 @@ for _configfile in workflow.overwrite_configfiles or []:
 
 # Every output of this run lives under one folder: results/<run>/ or the config's
 # outdir (circuitsweep.io.run_folder). A folder another config made stops the run here.
-PATHS = results_paths(config, workflow.configfiles)
-check_run_folder(PATHS.root, workflow.configfiles)
-
-# Validates the config against workflow/schemas/config.schema.yaml and resolves
-# every model's revisions; a bad config stops here, before any job runs.
-PLAN = plan_sweep(config, REPO, PATHS)
+# Then the config is validated against workflow/schemas/config.schema.yaml and every
+# model's revisions are resolved; a bad config stops here, before any job runs. The same
+# function is what `circuitsweep check-config` runs (circuitsweep.plan.sweep.plan_run).
+PLAN = plan_run(config, workflow.configfiles, REPO)
+PATHS = PLAN.paths
 MODELS = list(PLAN.models)
 
 
@@ -76,12 +78,12 @@ def as_json(value):
 def settings_file(name, value):
     """``@PATH`` of a file holding ``as_json(value)``, for settings too long for a command line
     (a failed job prints its command). The file's name carries the digest of its content, so a
-    change of settings changes the params and reruns the job, as inline JSON would. A dry run
-    writes nothing."""
+    change of settings changes the params and reruns the job, as inline JSON would; a file that
+    no longer holds what its name says is written again (circuitsweep.io.settings_files). A dry
+    run writes nothing."""
     text = as_json(value)
-    path = PATHS.settings_file(f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}")
-    if not workflow.output_settings.dryrun and not path.is_file():
-        atomic_write_text(path, text)
+    path = PATHS.settings_file(settings_name(name, text))
+    write_settings_file(path, text, dry_run=workflow.output_settings.dryrun)
     return f"@{path}"
 
 
@@ -222,6 +224,11 @@ def all_primitive_shards():
         for model in primitive_jobs.primitive_models(PLAN)
         for revision in primitive_jobs.primitive_revisions(PLAN, model)
     ]
+
+
+def published_revisions():
+    """Every revision each model's source publishes now, by name (a param of the bracket table)."""
+    return as_json({model: [revision.name for revision in PLAN.available[model]] for model in MODELS})
 
 
 def refine_targets():
@@ -471,6 +478,8 @@ def block_markers_of(wildcards):
 # A failed measurement leaves its temporary snapshot (a retry needs it): whatever snapshot
 # is left when the run fails is deleted then, so failures never hold disk between runs.
 onerror:
+    if (_full := disk_full_note(PATHS.root)) is not None:
+        print(_full, file=sys.stderr)
     for snapshot in S.drop_unmeasured_snapshots(
         [(PATHS.snapshot(m, r), snapshot_consumers(m, r)) for m in MODELS for r in revisions_of(m)]
         + [(PATHS.final_snapshot(m), [PATHS.final_ablation_rows(m)]) for m in MODELS]

@@ -101,6 +101,9 @@ if PLAN.refine is not None:
             config=lambda wildcards: as_json(config),
             root=REPO,
             results=PATHS.root,
+            # what each source publishes now: revisions that appear inside a bracket (a run_dir that
+            # kept training, or was backfilled) reopen it, though no table changed
+            published=lambda wildcards: published_revisions(),
         resources:
             mem_mb=small_resource("milestone_brackets", "mem_mb"),
             runtime=small_resource("milestone_brackets", "runtime"),

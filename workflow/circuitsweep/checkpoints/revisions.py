@@ -218,6 +218,20 @@ def _alias_revision(
     return Revision(name, int(target), int(target) * tokens_per_step, commit)
 
 
+def same_point(revisions: Iterable[Revision]) -> list[tuple[Revision, Revision]]:
+    """Pairs of revisions at one point of training (equal step and tokens), each pair once, in training order.
+
+    Two names for one checkpoint (``stage1-step100-tokens1B`` and ``stage1-step0100-tokens1B``) would be
+    measured twice and count twice in every table ordered by tokens and step."""
+    first: dict[tuple[int, int], Revision] = {}
+    pairs = []
+    for revision in sort_revisions(revisions):
+        seen = first.setdefault((revision.step, revision.tokens), revision)
+        if seen is not revision:
+            pairs.append((seen, revision))
+    return pairs
+
+
 def sort_revisions(revisions: Iterable[Revision]) -> list[Revision]:
     """Revisions in training order: by step, then tokens, then name."""
     return sorted(revisions, key=lambda r: (r.step, r.tokens, r.name))

@@ -42,7 +42,7 @@ import polars as pl
 
 from circuitsweep.errors import CacheError, DataError
 from circuitsweep.heads.classify import induction_member
-from circuitsweep.heads.spectral import ELBOW, TopK, elbow_k, final_revision, resolve_top_k
+from circuitsweep.heads.spectral import ELBOW, TopK, elbow_k, final_revision, resolve_top_k, unranked_note
 from circuitsweep.io import contracts as C
 from circuitsweep.io.tables import read_table, write_csv, write_markdown, write_table
 
@@ -145,7 +145,13 @@ def final_conditions(
     final = final.sort("layer", "head")
     induction = set(final.filter(pl.col("class") == C.INDUCTION_CLASS).select("layer", "head").rows())
     singles = []
-    for top in ranking_top_k(ranked, spectral_top_k):
+    unranked = unranked_note(ranking)
+    if unranked is not None:  # no integral, so no top K: said in the rows, never picked by head order
+        counts = resolve_top_k([v for v in spectral_top_k if v != ELBOW], [0.0] * ranking.height)
+        conditions += [Condition("spectral_top", (), top.k, k=top.k, note=unranked) for top in counts]
+        if ELBOW in spectral_top_k:
+            conditions.append(Condition("spectral_top", (), 0, note=f"{unranked} (K = the elbow)"))
+    for top in [] if unranked is not None else ranking_top_k(ranked, spectral_top_k):
         k = top.k
         picks = ranked_heads[:k]
         notes = [top.describe(len(ranked_heads))]

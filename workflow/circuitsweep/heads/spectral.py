@@ -5,7 +5,10 @@ integral of max(PR - 1, 0) over ln(tokens) by the trapezoid rule, the final,
 largest and smallest PR and their spread; heads ranked by integral,
 descending (ties: layer, then head). A revision with 0 tokens has no
 logarithm: it is left out of the integral (counted in ``n_left_out``) but its
-PR counts for the final, max and min.
+PR counts for the final, max and min. With fewer than
+:data:`MIN_RANKED_REVISIONS` revisions of more than 0 tokens there is no
+integral: no head is ranked (``integral`` and ``rank`` null) and the table's
+``note`` says why, never a ranking by head order.
 
 How many of the ranked heads are the "spectral picks" (``ablation.spectral_top_k``,
 :func:`resolve_top_k`): a count, a share of the model's heads, or ``elbow``, the
@@ -26,6 +29,9 @@ from circuitsweep.errors import CacheError, DataError
 from circuitsweep.heads.classify import induction_member
 from circuitsweep.io import contracts as C
 from circuitsweep.io.tables import read_table, write_csv, write_table
+
+#: Revisions with tokens > 0 the integral needs (a trapezoid needs two ends).
+MIN_RANKED_REVISIONS = 2
 
 #: The columns :func:`spectral_ranking` returns, in order.
 RANKING_COLUMNS: tuple[str, ...] = (
@@ -75,10 +81,11 @@ def spectral_ranking(frame: pl.DataFrame) -> pl.DataFrame:
     pr = np.array(wide["pr"].to_list(), dtype=np.float64)  # [heads, revisions]
     tokens = revisions["tokens"].to_numpy().astype(np.float64)
     kept = tokens > 0
+    ranked = int(kept.sum()) >= MIN_RANKED_REVISIONS
     excess = np.maximum(pr[:, kept] - 1.0, 0.0)
-    integral = np.trapezoid(excess, np.log(tokens[kept]), axis=1) if kept.sum() > 1 else np.zeros(len(pr))
+    integral = np.trapezoid(excess, np.log(tokens[kept]), axis=1) if ranked else np.full(len(pr), np.nan)
     out = wide.select("layer", "head").with_columns(
-        pl.Series("integral", integral),
+        pl.Series("integral", integral, nan_to_null=True),
         pl.Series("final_pr", pr[:, -1]),
         pl.Series("max_pr", pr.max(axis=1)),
         pl.Series("min_pr", pr.min(axis=1)),
@@ -87,7 +94,7 @@ def spectral_ranking(frame: pl.DataFrame) -> pl.DataFrame:
     rank = np.empty(len(out), dtype=np.int64)
     rank[np.argsort(-integral, kind="stable")] = np.arange(1, len(out) + 1)
     return out.with_columns(
-        pl.Series("rank", rank),
+        pl.Series("rank", rank) if ranked else pl.lit(None, pl.Int64).alias("rank"),
         pl.lit(revisions.height, pl.Int64).alias("n_revisions"),
         pl.lit(int((~kept).sum()), pl.Int64).alias("n_left_out"),
     ).select(RANKING_COLUMNS)
@@ -172,6 +179,21 @@ def resolve_top_k(spec: Sequence[int | float | str], integrals: Sequence[float])
     return [TopK(k, tuple(asked)) for k, asked in found.items()]
 
 
+def unranked_note(ranking: pl.DataFrame) -> str | None:
+    """Why a ranking ranks no head (too few revisions with tokens > 0), or None when it ranks them."""
+    if ranking.height and ranking["rank"].null_count() == 0:
+        return None
+    if "note" in ranking.columns and ranking.height and ranking["note"][0] is not None:
+        return str(ranking["note"][0])
+    counted = 0
+    if ranking.height and {"n_revisions", "n_left_out"} <= set(ranking.columns):
+        counted = int(ranking["n_revisions"][0] - ranking["n_left_out"][0])
+    return (
+        f"not ranked: the participation-ratio integral needs at least {MIN_RANKED_REVISIONS} revisions with "
+        f"tokens > 0, this sweep has {counted}"
+    )
+
+
 def final_revision(heads: pl.DataFrame) -> pl.DataFrame:
     """The rows of the last revision by tokens, then step."""
     last = heads.select("tokens", "step", "revision").unique().sort("tokens", "step").row(-1, named=True)
@@ -189,8 +211,10 @@ def model_spectral(heads: pl.DataFrame, model: str, induction_circuit: float) ->
         pl.col("class").alias("final_class"),
         induction_member(induction_circuit).alias("screen"),
     )
-    table = ranking.join(facts, on=["layer", "head"], how="left").with_columns(pl.lit(model).alias("model"))
-    return table.sort("rank").select(C.SPECTRAL_COLUMNS)
+    table = ranking.join(facts, on=["layer", "head"], how="left").with_columns(
+        pl.lit(model).alias("model"), pl.lit(unranked_note(ranking), pl.String).alias("note")
+    )
+    return table.sort("rank", "layer", "head").select(C.SPECTRAL_COLUMNS)
 
 
 def write_model_spectral(heads_path: Path, model: str, output: Path) -> None:
@@ -205,6 +229,10 @@ def write_model_spectral(heads_path: Path, model: str, output: Path) -> None:
         raise CacheError(f"{heads_path} has no pr column (made by an older version); delete it and rerun")
     table = model_spectral(heads, model, float(thresholds["induction_circuit"]))
     write_table(output, table, {"model": model, "thresholds": thresholds})
+    note = table["note"][0]
+    if note is not None:
+        print(f"{model}: {table.height} heads {note}")
+        return
     print(f"{model}: {table.height} heads ranked over {table['n_revisions'][0]} revisions", end="")
     left_out = int(table["n_left_out"][0])
     print(f" ({left_out} with 0 tokens left out of the integral)" if left_out else "")

@@ -390,6 +390,7 @@ SPECTRAL_COLUMNS: tuple[str, ...] = (
     "final_revision",
     "final_class",
     "screen",  # final induction selectivity >= thresholds.induction_circuit, whatever the class
+    "note",  # why no head is ranked (fewer than 2 revisions with tokens > 0: integral and rank null), else null
 )
 
 # --- The study's ablation at the final revision (docs/methods.md) ---------

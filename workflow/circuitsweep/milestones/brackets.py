@@ -98,10 +98,13 @@ def find_bracket(
     upper = ordered[at]
     lower = ordered[at - 1] if at else None
     taken = set(names)
+    # strictly between in training: another name for the checkpoint at either end is no candidate
     between = tuple(
         r
         for r in sorted(available, key=_order)
-        if r.name not in taken and (lower is None or _order(r) > _order(lower)) and _order(r) < _order(upper)
+        if r.name not in taken
+        and (lower is None or _order(r)[:2] > _order(lower)[:2])
+        and _order(r)[:2] < _order(upper)[:2]
     )
     return Bracket(milestone, lower, upper, between, middle_revision(lower, upper, between))
 

@@ -35,7 +35,7 @@ from typing import Any
 import polars as pl
 
 from circuitsweep.errors import DataError
-from circuitsweep.heads.spectral import TopK, elbow_k, heuristic_k, resolve_top_k
+from circuitsweep.heads.spectral import TopK, elbow_k, heuristic_k, resolve_top_k, unranked_note
 from circuitsweep.io import contracts as C
 from circuitsweep.io.atomic import atomic_write_text
 from circuitsweep.io.tables import read_table, write_csv
@@ -743,6 +743,12 @@ def model_rows(
     final = heads.filter(pl.col("revision") == revision)
     if final.height == 0:
         raise DataError(f"{model}: heads.parquet has no heads at {revision}, the final revision of {SPECTRAL}")
+    unranked = unranked_note(spectral)
+    if unranked is not None:  # no integral: no precision, K or claim of the ranking, said once
+        return [
+            _row(model, SECTION_PRECISION, "not ranked", unranked, SPECTRAL),
+            *selectivity_rows(model, final, thresholds),
+        ]
     tops = resolve_top_k(spectral_top_k, spectral["integral"].to_list())
     return [
         *precision_rows(model, spectral),
@@ -821,6 +827,9 @@ def findings(
             schema={**_SCHEMA, "short": pl.String},
         )
         rows += model_table.drop("short").to_dicts()
+        if (unranked := unranked_note(own)) is not None:
+            paragraphs[model] = f"{model}, final revision {own['final_revision'][0]}: {unranked}."
+            continue
         tops = resolve_top_k(spectral_top_k, own["integral"].to_list())
         paragraphs[model] = model_paragraph(model, model_table, own, tops)
     across = across_models(heads, milestones.filter(pl.col("model").is_in(models)))

@@ -20,6 +20,7 @@ revisions (from the rounds file) and reruns nothing.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +36,8 @@ from circuitsweep.plan.rounds import Added, RefineSettings, read_rounds, write_r
 
 #: The Snakemake rule that writes the bracket table: each round's target.
 BRACKETS_RULE = "milestone_brackets"
+#: Seconds an interrupted refine waits for its Snakemake run to stop by itself (it got the same Ctrl-C).
+SHUTDOWN_SECONDS = 60
 
 
 def _curve_revisions(curves: pl.DataFrame, model: str) -> list[Revision]:
@@ -115,7 +118,17 @@ Runner = Callable[[list[str]], int]
 
 def _run(command: list[str]) -> int:
     print("circuitsweep refine: " + " ".join(command[2:]), file=sys.stderr, flush=True)
-    return subprocess.run(command, check=False).returncode
+    process = subprocess.Popen(command)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        # Snakemake got the same Ctrl-C: let it stop its jobs and release its lock (a second Ctrl-C ends the wait)
+        with contextlib.suppress(subprocess.TimeoutExpired, KeyboardInterrupt):
+            process.wait(timeout=SHUTDOWN_SECONDS)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        raise
 
 
 def dry_run(run: RefineRun, *, runner: Runner = _run) -> int:

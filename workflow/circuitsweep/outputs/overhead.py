@@ -31,11 +31,15 @@ OVERHEAD_COLUMNS: tuple[str, ...] = (
 
 def benchmark_seconds(path: Path) -> float:
     """Wall seconds of one job from its Snakemake benchmark TSV (column ``s``)."""
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    if not rows or "s" not in rows[0]:
-        raise CacheError(f"{path} is not a Snakemake benchmark file (no column 's')")
-    return float(rows[0]["s"])
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle, delimiter="\t"))
+        if not rows or "s" not in rows[0]:
+            raise ValueError("no column 's'")
+        return float(rows[0]["s"])
+    except (UnicodeDecodeError, csv.Error, ValueError, TypeError) as error:
+        reason = "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else " ".join(str(error).split())[:100]
+        raise CacheError(f"{path} is not a Snakemake benchmark file ({reason})") from None
 
 
 def _forward_seconds(path: Path, metadata: dict) -> float:

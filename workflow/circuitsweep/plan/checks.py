@@ -9,10 +9,11 @@ training job, and a bad ``branch_format`` never reaches Snakemake as a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from circuitsweep.checkpoints.revisions import parse_branch
+from circuitsweep.checkpoints.revisions import Revision, parse_branch, same_point
 from circuitsweep.config.load import ModelSettings
 from circuitsweep.errors import ConfigError
 from circuitsweep.io.names import unsafe_reason
@@ -20,6 +21,39 @@ from circuitsweep.plan import sizing
 from circuitsweep.toy.spec import ToySpec, branch_name
 
 BRANCH_FIELDS = ("step", "tokens", "ktokens")
+
+
+def revision_problems(
+    model: ModelSettings, available: Sequence[Revision], swept: Sequence[Revision], where: str = ""
+) -> list[str]:
+    """Two revisions of one name among what the source publishes, or two swept revisions at one point of
+    training (equal step and tokens), one line naming both: each would be measured into one cache twice,
+    or counted twice in the tables, and fail only after every revision is measured."""
+    where = where or f"models.{model.name}"
+    problems = []
+    if model.source["type"] == "hub_repos":
+        by_name: dict[str, list[str]] = {}
+        for repo in model.source.get("repos", []):
+            by_name.setdefault(repo["repo_id"].split("/")[-1], []).append(repo["repo_id"])
+        for name, repos in by_name.items():
+            if len(repos) > 1:
+                problems.append(
+                    f"{where}.source.repos: {' and '.join(repos)} would both be revision {name!r} (a revision is its "
+                    "repository's name): list each checkpoint once"
+                )
+    else:
+        counts: dict[str, int] = {}
+        for revision in available:
+            counts[revision.name] = counts.get(revision.name, 0) + 1
+        problems += [f"{where}: the source lists revision {n!r} {c} times" for n, c in counts.items() if c > 1]
+    if problems:
+        return problems
+    for first, second in same_point(swept):
+        problems.append(
+            f"{where}.revisions: {first.name!r} and {second.name!r} are one checkpoint (step {first.step:,}, "
+            f"{first.tokens:,} tokens): sweep only one of them (list the revisions, or narrow the branch pattern)"
+        )
+    return problems
 
 
 def toy_problems(model: ModelSettings) -> list[str]:

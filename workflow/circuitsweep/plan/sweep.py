@@ -37,8 +37,9 @@ from circuitsweep.io.cache_check import (
 )
 from circuitsweep.io.contracts import Paths
 from circuitsweep.io.corpus import corpus_files
-from circuitsweep.io.run_folder import run_root
-from circuitsweep.plan.checks import model_problems
+from circuitsweep.io.run_folder import check_run_folder, run_root
+from circuitsweep.io.settings_files import check_settings_folder
+from circuitsweep.plan.checks import model_problems, revision_problems
 from circuitsweep.plan.costs import PartialManifest, SweepCost, sweep_cost
 from circuitsweep.plan.resources import suits
 from circuitsweep.plan.rounds import RefineSettings, read_rounds, resolve_refine, with_added
@@ -361,18 +362,32 @@ def results_paths(config: dict[str, Any], configfiles: Sequence[str | Path] = ()
     return Paths(run_root(config, configfiles))
 
 
-def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -> Plan:
+def plan_run(
+    config: dict[str, Any], configfiles: Sequence[str | Path], root: Path, *, keep_hashes: bool = True
+) -> Plan:
+    """What the workflow plans when Snakemake parses it, and what ``check-config`` checks: the run
+    folder (its ``outdir`` or ``results/<run>``, refused when another config made it), then the sweep.
+
+    ``keep_hashes``: keep the run_dir hash cache in the run folder (False: write nothing).
+    """
+    paths = results_paths(config, configfiles)
+    check_run_folder(paths.root, configfiles)
+    check_settings_folder(paths.settings_file("any").parent)
+    return plan_sweep(config, root, paths, keep_hashes=keep_hashes)
+
+
+def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None, *, keep_hashes: bool = True) -> Plan:
     """Validate ``config`` and resolve every model's revisions.
 
     ``root``: the workflow folder, against which relative source and manifest
     paths resolve; ``paths``: where results go (the workflow's run folder; default ``results/``; given, the
-    run_dir hash cache is kept there, not given, nothing is written). With a
+    run_dir hash cache is kept there unless ``keep_hashes`` is False; not given, nothing is written). With a
     ``refine`` block, every model also sweeps the revisions that refinement
     rounds added (``paths.refine_rounds()``).
     """
     models = resolve_config(config)
     # only a run with a results folder keeps the hash cache (check-config writes nothing)
-    hash_cache = paths.run_dir_hashes() if paths is not None else None
+    hash_cache = paths.run_dir_hashes() if paths is not None and keep_hashes else None
     paths = paths or Paths()
     refine = None
     revisions, available, stimuli = {}, {}, {}
@@ -391,6 +406,7 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -
             available[name] = available_revisions(model, Path(root))
             revisions[name] = select_revisions(available[name], model.revisions, model=name)
             revisions[name] = with_added(name, revisions[name], available[name], added, paths.refine_rounds())
+            problems += revision_problems(model, available[name], revisions[name])
         except (ValueError, ConfigError) as error:
             problems.append(f"models.{name}.revisions: {error}" if not isinstance(error, ConfigError) else str(error))
     for name, model in models.items():

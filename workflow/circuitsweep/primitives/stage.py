@@ -170,8 +170,12 @@ def score_revision_primitives(
 
 def read_revision_tables(folder: Path) -> PrimitiveTables:
     """The tables :func:`score_revision_primitives` wrote into ``folder``."""
+    from circuitsweep.errors import InputError
     from circuitsweep.io.tables import read_table
 
+    missing = [name for name in K.REVISION_TABLES.values() if not (Path(folder) / name).is_file()]
+    if missing:
+        raise InputError(f"{folder} holds no {', '.join(missing)}: not a folder that score-primitives wrote")
     return PrimitiveTables(**{field: read_table(Path(folder) / name)[0] for field, name in K.REVISION_TABLES.items()})
 
 
