@@ -78,17 +78,50 @@ def describe_plan(plan: Plan) -> list[str]:
     return lines + [f"note: {note}" for note in plan.notes]
 
 
-def cmd_check_config(args: argparse.Namespace) -> None:
-    from circuitsweep.config.load import load_config
-    from circuitsweep.plan.costs import describe_cost, describe_partial
-    from circuitsweep.plan.sweep import plan_sweep
+def config_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` items as Snakemake's ``--config`` reads them (each value parsed as YAML)."""
+    import yaml
 
-    config = load_config(args.config)
-    plan = plan_sweep(config, Path(args.root))
+    from circuitsweep.errors import InputError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--config: {item!r} is not KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def cmd_check_config(args: argparse.Namespace) -> None:
+    from circuitsweep import revision_stage
+    from circuitsweep.config.load import load_config
+    from circuitsweep.io.contracts import Paths
+    from circuitsweep.io.run_folder import run_folder_refusal
+    from circuitsweep.plan import costs
+    from circuitsweep.plan.costs import describe_cost, describe_partial
+    from circuitsweep.plan.resources import suits
+    from circuitsweep.plan.sweep import plan_sweep, results_paths
+
+    configfile, root = os.path.abspath(args.config), os.path.abspath(args.root)
+    config = {**load_config(configfile), **config_overrides(args.set)}
+    # the run's folder and its caches as Snakemake sees them, from its working directory (-d)
+    paths = results_paths(config, [configfile])
+    if Path(args.directory).is_dir():
+        os.chdir(args.directory)
+    else:  # Snakemake would create it: nothing is measured there yet
+        paths = Paths(Path(args.directory) / paths.root)
+    refusal = run_folder_refusal(paths.root, [configfile])
+    plan = plan_sweep(config, Path(root), paths, keep_hashes=False)
+    if refusal is not None:
+        raise refusal
     for line in describe_plan(plan):
         print(line)
-    pending = {model: [r.name for r in revisions] for model, revisions in plan.revisions.items()}
-    print(describe_cost(plan.cost(config["models"], pending, int(config.get("snapshots_on_disk", 2)))))
+    warm = bool(config.get("warm_worker", True))
+    cost = costs.sweep_cost(
+        plan, revision_stage.pending(plan), int(config.get("snapshots_on_disk", 2)), not suits("auto"), warm
+    )
+    print(describe_cost(cost))
     for manifest in plan.partial_manifests():
         print(describe_partial(manifest))
 
@@ -417,9 +450,25 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(func=func, inputs=inputs)
         return command
 
-    p = add("check-config", cmd_check_config, "validate a config and list the revisions it sweeps", ("config",))
+    p = add(
+        "check-config",
+        cmd_check_config,
+        "validate a config, list the revisions it sweeps and what measuring those still to measure costs",
+        ("config",),
+    )
     p.add_argument("config", help="YAML config file")
     p.add_argument("--root", default=".", help="workflow folder that relative paths resolve against")
+    p.add_argument(
+        "-d", "--directory", default=".", help="the working directory Snakemake runs in (its -d): where results/ is"
+    )
+    p.add_argument(
+        "--config",
+        dest="set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set config keys as Snakemake's --config (and a profile's config:) does, e.g. snapshots_on_disk=24",
+    )
 
     p = add("refresh-manifest", cmd_refresh_manifest, "list a Hub repository's checkpoint branches into a manifest")
     p.add_argument("repo_id", help="Hub repository, e.g. allenai/OLMo-1B-0724-hf")
@@ -660,7 +709,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from circuitsweep.errors import USER_ERRORS
+    from circuitsweep.errors import USER_ERRORS, error_line
     from circuitsweep.plan import retry
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -671,7 +720,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_inputs(args)
         args.func(args)
     except USER_ERRORS as error:
-        message = f"circuitsweep {args.command}: error: {error}"
+        message = error_line(error, args.command)
         print(message, file=sys.stderr)
         return retry.exit_code(argv, error, message, args.attempt)
     return 0

@@ -32,3 +32,9 @@ USER_ERRORS: tuple[type[BaseException], ...] = (CircuitsweepError,)
 
 class UnsupportedModelError(SnapshotError):
     """A model class whose attention circuitsweep cannot observe, or whose outputs it cannot reproduce."""
+
+
+def error_line(error: BaseException, command: str | None = None) -> str:
+    """How a user error is shown, by ``circuitsweep <command>`` and by Snakemake (no command) alike:
+    ``circuitsweep[ <command>]: error: <message>``, the message naming the key, file or URL to fix."""
+    return f"circuitsweep{' ' + command if command else ''}: error: {error}"

@@ -17,7 +17,10 @@ from circuitsweep.milestones.text import finished_run_summary
 from circuitsweep.io.names import SAFE_NAME_PATTERN
 from circuitsweep.plan.sweep import plan_sweep, results_paths
 from circuitsweep.plan.retry import attempt_resource
-from circuitsweep.io.run_folder import check_run_folder, claim_run_folder
+from circuitsweep.io.run_folder import claim_run_folder, run_folder_refusal
+from circuitsweep.errors import USER_ERRORS, error_line
+from circuitsweep.plan.retry import EXIT_DETERMINISTIC
+from circuitsweep.plan import costs
 from circuitsweep.plan.costs import describe_cost, describe_partial
 from circuitsweep.plan.resources import suits
 from circuitsweep.config.yaml_load import load_yaml
@@ -42,22 +45,31 @@ shell.prefix(SHELL_PREFIX)
 # (circuitsweep.warm_worker): torch and transformers are imported once, not per revision.
 onstart:
     claim_run_folder(PATHS.root, workflow.configfiles)
-    if workflow.executor_plugin.name == "local" and config.get("warm_worker", True) and suits(PLAN.device):
+    if workflow.executor_plugin.name == "local" and WARM_WORKER and suits(PLAN.device):
         shell.prefix(f"{SHELL_PREFIX}export CIRCUITSWEEP_WARM_WORKER=1; ")
+
+#: Whether this run's CPU jobs may fork from a warm worker: a local run (no --jobs, which a cluster
+#: profile sets), unless the config says warm_worker: false.
+WARM_WORKER = config.get("warm_worker", True) and not workflow.resource_settings.nodes
 
 # Snakemake's YAML reader keeps the last of two equal keys (a model listed twice
 # would silently sweep only the second entry): re-read the config files strictly.
-for _configfile in workflow.overwrite_configfiles or []:
-    load_yaml(_configfile, "config")
-
 # Every output of this run lives under one folder: results/<run>/ or the config's
-# outdir (circuitsweep.io.run_folder). A folder another config made stops the run here.
-PATHS = results_paths(config, workflow.configfiles)
-check_run_folder(PATHS.root, workflow.configfiles)
-
-# Validates the config against workflow/schemas/config.schema.yaml and resolves
-# every model's revisions; a bad config stops here, before any job runs.
-PLAN = plan_sweep(config, REPO, PATHS)
+# outdir (circuitsweep.io.run_folder). The plan validates the config against
+# workflow/schemas/config.schema.yaml and resolves every model's revisions. A bad config
+# stops here, before any job: its own errors first, then a folder another config made,
+# each as the one message `circuitsweep check-config` prints, exit 3 and no traceback.
+try:
+    for _configfile in workflow.overwrite_configfiles or []:
+        load_yaml(_configfile, "config")
+    PATHS = results_paths(config, workflow.configfiles)
+    _refusal = run_folder_refusal(PATHS.root, workflow.configfiles)
+    PLAN = plan_sweep(config, REPO, PATHS, keep_hashes=_refusal is None)
+    if _refusal is not None:
+        raise _refusal
+except USER_ERRORS as _error:
+    print(error_line(_error), file=sys.stderr)
+    sys.exit(EXIT_DETERMINISTIC)
 MODELS = list(PLAN.models)
 
 
@@ -229,6 +241,20 @@ def group_targets():
     return [PATHS.group_milestones("csv"), PATHS.group_milestones("md")]
 
 
+def measurement_targets():
+    """Every output of the measuring jobs and every final-revision ablation's rows. Targets of their own,
+    so that a cache deleted by hand is made again (Snakemake does not remake a missing file that only
+    up-to-date jobs read), as revision_stage.pending, and with it the dry run's cost, counts it."""
+    files = []
+    for model in MODELS:
+        for revision in revisions_of(model):
+            files += revision_caches(model, revision)
+            files += heads_jobs.measure_extra_outputs(PLAN, model, revision).values()
+        if PLAN.ablation is not None:
+            files.append(PATHS.final_ablation_rows(model))
+    return files
+
+
 def final_targets():
     return [
         *refine_targets(),
@@ -251,6 +277,7 @@ def final_targets():
         PATHS.spectral_table("csv"),
         *[PATHS.spectral_plot(model) for model in MODELS],
         *final_ablation_targets(),
+        *measurement_targets(),
     ]
 
 
@@ -260,10 +287,6 @@ def final_revision_of(wildcards):
 
 def final_snapshot_of(wildcards):
     return PATHS.final_snapshot(wildcards.model)
-
-
-def final_ablation_tokens(wildcards):
-    return PLAN.final_ablation_tokens(wildcards.model)
 
 
 def final_fetch_waits_for(wildcards):
@@ -300,11 +323,11 @@ BLOCKS = S.blocks(SLOTS)
 
 
 @functools.cache
-def pending_revisions():
-    """Each model's revisions still to measure: those without caches made with the settings
-    planned now. Read from the caches' headers once, when the DAG is built (or a dry run
-    prints its cost), not when a job's Snakemake parses."""
-    return {model: [r for r in revisions_of(model) if not revision_stage.is_measured(PLAN, model, r)] for model in MODELS}
+def pending():
+    """What this run still has to do (revision_stage.pending): the revisions without caches made with
+    the settings planned now, the final ablations and natural batches that run. Read from the caches'
+    headers once, when the DAG is built (or a dry run prints its cost), not when a job's Snakemake parses."""
+    return revision_stage.pending(PLAN)
 
 
 @functools.cache
@@ -321,35 +344,61 @@ def to_measure():
     )
 
 
+@functools.cache
+def planning_shape(model):
+    """The shape that sizes a model's jobs before its snapshot is fetched (circuitsweep.plan.costs.model_shape)."""
+    return costs.model_shape(PLAN, model).config
+
+
+def revision_work(wildcards, shape):
+    """What a revision's measurement job runs through its model (circuitsweep.plan.costs)."""
+    with_primitives = primitive_jobs.measures_primitives(PLAN, wildcards.model, wildcards.revision)
+    return costs.revision_job_work(PLAN, wildcards.model, wildcards.revision, shape, with_primitives)
+
+
+def final_ablation_work(wildcards, shape):
+    return costs.final_ablation_work(PLAN, wildcards.model)
+
+
 def measure_resource(
     key,
     snapshot_of=lambda wildcards: PATHS.snapshot(wildcards.model, wildcards.revision),
-    tokens_of=lambda wildcards: None,
+    work_of=revision_work,
 ):
-    """One key of a measurement job's size: circuitsweep.plan.sizing's estimate, the one the job checks.
-    ``snapshot_of(wildcards)``: the snapshot the job loads; ``tokens_of(wildcards)``: the tokens it
-    runs through the model, when not its probes' (the final-revision ablation).
+    """One key of the size of a job that loads a model: circuitsweep.plan.sizing's memory estimate, the one
+    the job checks, and circuitsweep.plan.costs' runtime estimate times its margin (the estimate the dry run
+    sums). ``snapshot_of(wildcards)``: the snapshot the job loads; ``work_of(wildcards, shape)``: what it runs
+    through the model (a revision's measurement, or a final-revision ablation).
 
     From the snapshot's config.json once fetched (Snakemake re-evaluates resources when
-    a job's inputs exist, before submitting it). Memory and runtime scale with the
-    attempt, unless the last attempt failed deterministically (circuitsweep.plan.retry).
+    a job's inputs exist, before submitting it), else the model's planning shape. Memory and
+    runtime scale with the attempt, unless the last attempt failed deterministically
+    (circuitsweep.plan.retry).
     """
 
     def size(wildcards, attempt, rulename):
         from circuitsweep.plan.retry import job_log, sizing_attempt
 
         model = PLAN.models[wildcards.model]
-        estimate = R.measure_size(
-            config["models"][wildcards.model],
-            model.dtype,
-            model.probes.to_dict(),
-            PLAN.device,
-            R.snapshot_model_config(snapshot_of(wildcards)),
-            asdict(PLAN.ablation) if PLAN.ablation is not None else None,
-            tokens=tokens_of(wildcards),
-        )
+        shape = R.snapshot_model_config(snapshot_of(wildcards)) or planning_shape(wildcards.model)
+        estimate = R.measure_size(shape, model.dtype, model.probes.to_dict(), PLAN.device, work_of(wildcards, shape))
         log = job_log(getattr(rules, rulename).log, dict(wildcards.items()))
         return getattr(estimate.scaled(sizing_attempt(log, attempt)), key)
+
+    return size
+
+
+def natural_batch_resource(key):
+    """One key of a natural batch's size: fixed memory, circuitsweep.plan.costs' runtime times its margin."""
+
+    def size(wildcards, attempt, rulename):
+        from circuitsweep.plan.retry import job_log, sizing_attempt
+
+        model, _ = heads_jobs.natural_batches(PLAN)[wildcards.batch]
+        work = costs.natural_batch_work(PLAN, model)
+        seconds = sum(costs.job_seconds(planning_shape(model), PLAN.models[model].dtype, work, PLAN.device).values())
+        log = job_log(getattr(rules, rulename).log, dict(wildcards.items()))
+        return getattr(R.natural_batch_size(seconds).scaled(sizing_attempt(log, attempt)), key)
 
     return size
 
@@ -463,7 +512,7 @@ onerror:
 # --jobs, as profiles/slurm sets), what it submits: Snakemake's own dry run lists jobs,
 # not the job groups they are submitted in.
 if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT":
-    print(describe_cost(PLAN.cost(config["models"], pending_revisions(), SNAPSHOTS_ON_DISK)), file=sys.stderr)
+    print(describe_cost(costs.sweep_cost(PLAN, pending(), SNAPSHOTS_ON_DISK, gpu_present=not suits("auto"), warm_worker=WARM_WORKER)), file=sys.stderr)
     for _manifest in PLAN.partial_manifests():
         print(describe_partial(_manifest), file=sys.stderr)
 if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT" and workflow.resource_settings.nodes:

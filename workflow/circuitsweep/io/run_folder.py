@@ -57,21 +57,33 @@ def config_identity(configfiles: Sequence[str | Path]) -> list[str]:
     return [os.path.relpath(os.path.realpath(path)) for path in configfiles]
 
 
-def check_run_folder(root: Path, configfiles: Sequence[str | Path]) -> None:
-    """Refuse ``root`` when another config made it (its identity file names other config files)."""
+def run_folder_refusal(root: Path, configfiles: Sequence[str | Path]) -> ConfigError | None:
+    """The refusal of ``root`` when another config made it (its identity file names other config files), or None.
+
+    The refusal says how to give this config a folder of its own: a ``run:`` name or an ``outdir:``.
+    """
     identity = Path(root) / IDENTITY_FILE
     if not identity.is_file():
-        return
+        return None
     try:
         made_by = json.loads(identity.read_text())["config"]
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ConfigError(f"{identity}: not a circuitsweep run record ({error}); delete it to reuse {root}") from error
+        return ConfigError(f"{identity}: not a circuitsweep run record ({error}); delete it to reuse {root}")
     ours = config_identity(configfiles)
-    if made_by != ours:
-        raise ConfigError(
-            f"{root} holds the run of {_shown(made_by)}, not of {_shown(ours)}:"
-            f" give this config its own `run:` (or `outdir:`), or delete {root} to start it again"
-        )
+    if made_by == ours:
+        return None
+    return ConfigError(
+        f"{root} holds the run of {_shown(made_by)}, not of {_shown(ours)}: give this config its own run name"
+        f" (`run: my-run` in it writes results/my-run/) or folder (`outdir: path/to/folder`),"
+        f" or delete {root} to start it again"
+    )
+
+
+def check_run_folder(root: Path, configfiles: Sequence[str | Path]) -> None:
+    """Refuse ``root`` when another config made it (:func:`run_folder_refusal`)."""
+    refusal = run_folder_refusal(root, configfiles)
+    if refusal is not None:
+        raise refusal
 
 
 def _shown(files: Sequence[str]) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +37,9 @@ from circuitsweep.io.cache_check import (
 from circuitsweep.io.contracts import Paths
 from circuitsweep.io.corpus import corpus_files
 from circuitsweep.io.run_folder import run_root
+from circuitsweep.plan import costs
 from circuitsweep.plan.checks import model_problems
-from circuitsweep.plan.costs import PartialManifest, SweepCost, sweep_cost
-from circuitsweep.plan.resources import suits
+from circuitsweep.plan.costs import PartialManifest
 from circuitsweep.plan.rounds import RefineSettings, read_rounds, resolve_refine, with_added
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 #: step and training tokens are not published with it (recorded as 0).
 PACKAGE_REVISION = "main"
 #: Heads ablated alone (induction class and screen) that the final-revision ablation's runtime allows for.
-SINGLE_HEAD_ALLOWANCE = 16
+SINGLE_HEAD_ALLOWANCE = costs.SINGLE_HEAD_ALLOWANCE
 #: A hub source swept at ``revisions: [main]`` only is a released model (step and tokens recorded as 0),
 #: e.g. the chat models of the primitive study; it needs neither a manifest nor a token count.
 RELEASED_REVISION = "main"
@@ -154,7 +154,7 @@ class Plan:
 
     Besides what is swept it answers what every stage shares: a revision's identity as each job and cache
     records it (:meth:`revision_job`, :meth:`cache_identity`, :meth:`weights`), how a revision is fetched
-    (:meth:`fetch_settings`) or a toy trained (:meth:`toy_settings`), and what the sweep costs.
+    (:meth:`fetch_settings`) or a toy trained (:meth:`toy_settings`); what it costs: :mod:`circuitsweep.plan.costs`.
     """
 
     models: dict[str, ModelSettings]
@@ -236,20 +236,10 @@ class Plan:
         return sorted(self.revisions[model], key=lambda revision: (revision.tokens, revision.step))[-1].name
 
     def final_ablation_tokens(self, model: str) -> int:
-        """Tokens the final-revision ablation runs through the model, at most (its job's runtime).
-
-        Every condition is one pass over each probe: none, per K and for the screen the
-        head set, its matched draws and full layers, and up to
-        :data:`SINGLE_HEAD_ALLOWANCE` heads alone (the count is known only once classified).
-        """
-        ablation = self.ablation or AblationSettings()
-        probes = self.models[model].probes
-        limit = ablation.n_sequences or 10**12
-        per_pass = min(limit, probes.induction.n_sequences) * probes.induction.seq_len
-        if probes.natural_text is not None:
-            per_pass += min(limit, probes.natural_text.n_examples) * probes.natural_text.seq_len
-        families = len(self.spectral_top_k) + 1
-        return per_pass * (1 + families * (ablation.random_draws + 2) + SINGLE_HEAD_ALLOWANCE)
+        """Tokens the final-revision ablation runs through the model, at most (its job's runtime;
+        :func:`circuitsweep.plan.costs.final_ablation_tokens`)."""
+        ablation = asdict(self.ablation or AblationSettings())
+        return costs.final_ablation_tokens(self.models[model].probes.to_dict(), ablation, self.spectral_top_k)
 
     def cache_identity(self, model: str, name: str) -> dict[str, Any]:
         """Metadata every cache of one revision must carry: identity, dtype, first token, schema version."""
@@ -283,19 +273,6 @@ class Plan:
                     PartialManifest(name, manifest.repo_id, shown, len(manifest.revisions), manifest.published)
                 )
         return found
-
-    def cost(self, models: dict[str, Any], pending: dict[str, list[str]], snapshots_on_disk: int) -> SweepCost:
-        """What measuring the ``pending`` revisions costs (:mod:`circuitsweep.plan.costs`); ``models``: the config's
-        model entries (their shapes)."""
-        return sweep_cost(
-            models,
-            {name: model.dtype for name, model in self.models.items()},
-            {name: model.probes.to_dict() for name, model in self.models.items()},
-            pending,
-            snapshots_on_disk,
-            self.device,
-            gpu_present=not suits("auto"),
-        )
 
 
 def stable_selection(swept: list[Revision], available: list[Revision], spec: Any, *, model: str = "") -> list[Revision]:
@@ -355,18 +332,18 @@ def results_paths(config: dict[str, Any], configfiles: Sequence[str | Path] = ()
     return Paths(run_root(config, configfiles))
 
 
-def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None) -> Plan:
+def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None, *, keep_hashes: bool = True) -> Plan:
     """Validate ``config`` and resolve every model's revisions.
 
     ``root``: the workflow folder, against which relative source and manifest
     paths resolve; ``paths``: where results go (the workflow's run folder; default ``results/``; given, the
-    run_dir hash cache is kept there, not given, nothing is written). With a
+    run_dir hash cache is kept there unless ``keep_hashes`` is false, not given, nothing is written). With a
     ``refine`` block, every model also sweeps the revisions that refinement
     rounds added (``paths.refine_rounds()``).
     """
     models = resolve_config(config)
     # only a run with a results folder keeps the hash cache (check-config writes nothing)
-    hash_cache = paths.run_dir_hashes() if paths is not None else None
+    hash_cache = paths.run_dir_hashes() if paths is not None and keep_hashes else None
     paths = paths or Paths()
     refine = None
     revisions, available, stimuli = {}, {}, {}
