@@ -402,8 +402,9 @@ def cmd_plot_primitive_scaling(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep_overhead(args: argparse.Namespace) -> None:
-    from circuitsweep.io.tables import write_csv, write_markdown
-    from circuitsweep.outputs.overhead import sweep_overhead
+    from circuitsweep.io.atomic import atomic_write_text
+    from circuitsweep.io.tables import write_csv
+    from circuitsweep.outputs.overhead import estimate_comparison, overhead_markdown, sweep_overhead
 
     table = sweep_overhead(
         [Path(p) for p in args.scores],
@@ -412,7 +413,15 @@ def cmd_sweep_overhead(args: argparse.Namespace) -> None:
         [Path(p) for p in args.primitives],
     )
     write_csv(table, Path(args.csv))
-    write_markdown(table, Path(args.markdown), title="Sweep overhead: job wall time against forward-pass time")
+    estimate = args.estimate or {"kinds": {}, "device": "-", "start_up_s": 0}
+    batches = [path for path in args.natural_batch if Path(path).is_file()]  # a batch built before it had one: none
+    measured = {"measure": args.measure, "final_ablation": args.final_ablation, "natural_batch": batches}
+    comparison = estimate_comparison(estimate["kinds"], measured)
+    if args.estimate_csv:
+        write_csv(comparison, Path(args.estimate_csv))
+    atomic_write_text(
+        Path(args.markdown), overhead_markdown(table, comparison, estimate["device"], estimate["start_up_s"])
+    )
 
 
 def cmd_block_record(args: argparse.Namespace) -> None:
@@ -673,7 +682,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fetch", nargs="*", default=[], help="fetch_snapshot benchmark TSVs")
     p.add_argument("--measure", nargs="+", required=True, help="benchmark TSVs of the measuring jobs")
     p.add_argument("--primitives", nargs="*", default=[], help="primitive shards (their forward seconds count too)")
+    p.add_argument("--final-ablation", nargs="*", default=[], help="benchmark TSVs of the final-ablation jobs")
+    p.add_argument("--natural-batch", nargs="*", default=[], help="benchmark TSVs of the natural-batch jobs, if made")
+    p.add_argument(
+        "--estimate",
+        type=_json,
+        help="JSON: device, start_up_s and per job kind the estimated jobs and seconds (plan.costs.estimate_by_kind)",
+    )
     p.add_argument("--csv", required=True)
+    p.add_argument("--estimate-csv", help="the estimate beside the measured seconds, per job kind")
     p.add_argument("--markdown", required=True)
 
     p = add("block-record", cmd_block_record, "record that every cache of a job block exists")

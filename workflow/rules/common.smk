@@ -12,6 +12,7 @@ from pathlib import Path
 REPO = Path(workflow.basedir).parent
 
 from circuitsweep.io.atomic import atomic_write_text
+from circuitsweep.io.console import quiet_console
 from circuitsweep.io.contracts import Paths
 from circuitsweep.milestones.text import finished_run_summary
 from circuitsweep.io.names import SAFE_NAME_PATTERN
@@ -47,6 +48,11 @@ onstart:
     claim_run_folder(PATHS.root, workflow.configfiles)
     if workflow.executor_plugin.name == "local" and WARM_WORKER and suits(PLAN.device):
         shell.prefix(f"{SHELL_PREFIX}export CIRCUITSWEEP_WARM_WORKER=1; ")
+
+# The console of a run shows the project's lines, errors and a progress line per tenth of the jobs;
+# the log file (.snakemake/log/) keeps every job's full block (circuitsweep.io.console).
+if workflow.is_main_process and not workflow.output_settings.dryrun:
+    quiet_console(verbose=workflow.output_settings.verbose)
 
 #: Whether this run's CPU jobs may fork from a warm worker: a local run (no --jobs, which a cluster
 #: profile sets), unless the config says warm_worker: false.
@@ -401,6 +407,21 @@ def natural_batch_resource(key):
         return getattr(R.natural_batch_size(seconds).scaled(sizing_attempt(log, attempt)), key)
 
     return size
+
+
+def overhead_estimate():
+    """The cost model's estimate of every job of the sweep, per job kind, on the device and with the start-up
+    the jobs have here (tables/overhead.md puts it beside the measured seconds; circuitsweep.plan.costs)."""
+    on_cpu = PLAN.device == "cpu" or (PLAN.device == "auto" and suits("auto"))
+    start_up = costs.WARM_START_UP_S if WARM_WORKER and on_cpu else costs.START_UP_S
+    everything = costs.Pending(
+        revisions={model: revisions_of(model) for model in MODELS},
+        primitives={m: [r.name for r in primitive_jobs.primitive_revisions(PLAN, m)] for m in primitive_jobs.primitive_models(PLAN)},
+        final_ablations=tuple(MODELS) if PLAN.ablation is not None else (),
+        natural_batches=heads_jobs.natural_batches(PLAN),
+    )
+    kinds = costs.estimate_by_kind(PLAN, everything, "cpu" if on_cpu else "cuda", start_up)
+    return {"device": "the CPU" if on_cpu else "a GPU", "start_up_s": start_up, "kinds": kinds}
 
 
 def small_resource(rule, key):

@@ -17,6 +17,8 @@ rule natural_batch:
         ENV
     log:
         PATHS.log("natural_batch/{batch}"),
+    benchmark:
+        PATHS.benchmark("natural_batch/{batch}")
     shell:
         "python -m circuitsweep --attempt {resources.attempt} natural-batch --settings {params.settings:q} --snapshot {input:q}"
         " --output {output:q} > {log:q} 2>&1"

@@ -107,13 +107,25 @@ rule sweep_overhead:
         fetch=[PATHS.benchmark(f"fetch_snapshot/{m}/{r}") for m in MODELS for r in revisions_of(m)],
         measure=[PATHS.benchmark(f"{measuring_rule(m, r)}/{m}/{r}") for m in MODELS for r in revisions_of(m)],
         primitives=all_primitive_shards(),
+        final_ablation=[PATHS.benchmark(f"final_ablation/{m}") for m in MODELS] if PLAN.ablation is not None else [],
     params:
+        # not inputs: a batch built before it had a benchmark is not rebuilt for one (its measurements would rerun)
+        natural_batch=[PATHS.benchmark(f"natural_batch/{b}") for b in heads_jobs.natural_batches(PLAN)],
         revisions=as_json({model: revisions_of(model) for model in MODELS}),
+        # the cost model's estimate of every job above (circuitsweep.plan.costs), beside what they took
+        estimate=lambda wildcards: as_json(overhead_estimate()),
     output:
         csv=report(
             PATHS.overhead_table("csv"),
             caption="../report/overhead.rst",
             category="Tables",
+            labels={"table": "overhead"},
+        ),
+        estimate_csv=report(
+            PATHS.overhead_estimate_table(),
+            caption="../report/overhead_estimate.rst",
+            category="Tables",
+            labels={"table": "overhead estimate"},
         ),
         markdown=PATHS.overhead_table("md"),
     resources:
@@ -126,4 +138,6 @@ rule sweep_overhead:
         PATHS.log("sweep_overhead"),
     shell:
         "python -m circuitsweep --attempt {resources.attempt} sweep-overhead --scores {input.scores:q} --fetch {input.fetch:q}"
-        " --measure {input.measure:q} --primitives {input.primitives:q} --csv {output.csv:q} --markdown {output.markdown:q} > {log:q} 2>&1"
+        " --measure {input.measure:q} --primitives {input.primitives:q} --final-ablation {input.final_ablation:q}"
+        " --natural-batch {params.natural_batch:q} --estimate {params.estimate:q} --csv {output.csv:q}"
+        " --estimate-csv {output.estimate_csv:q} --markdown {output.markdown:q} > {log:q} 2>&1"

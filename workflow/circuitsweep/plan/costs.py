@@ -24,6 +24,7 @@ Seconds of one job (:func:`job_seconds`)::
 
     start-up (START_UP_S) + published weight bytes / READ_MB_PER_S
       + 2 x active parameters x tokens / throughput (GPU_FLOPS or CPU_FLOPS)
+      + forward batches x a fixed cost per batch (GPU_BATCH_S or CPU_BATCH_S)
       + sampling steps x SAMPLING_STEP_S
 
 Attention's own T x T products are left out (under 2% of a 1B model's FLOPs at
@@ -56,8 +57,9 @@ DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 #: A fresh job's python start, imports and CUDA initialisation.
 START_UP_S = 30.0
-#: The same for a job forked from a local run's warm worker (``circuitsweep.warm_worker``: CPU jobs only).
-WARM_START_UP_S = 2.0
+#: The same for a job forked from a local run's warm worker (``circuitsweep.warm_worker``: CPU jobs only),
+#: with building the model (the toy suite's load took about 1.4 s on 2 loaded cores).
+WARM_START_UP_S = 3.0
 #: Weights read from a shared filesystem (MB/s).
 READ_MB_PER_S = 200
 #: Sustained FLOP/s of one GPU: a tenth of a datacentre GPU's 16-bit peak.
@@ -66,6 +68,10 @@ GPU_FLOPS = 2e13
 CPU_FLOPS = 2e10
 #: The fixed cost of one sampling step (kernel launches, the sampler), whatever the model's size.
 SAMPLING_STEP_S = 0.01
+#: The fixed cost of one forward batch beside its FLOPs (Python, hooks, launches): on a GPU, and on a CPU
+#: (the toy suite's head-probe batches took about 0.25 s and its primitive batches 0.05 s on 2 loaded cores).
+GPU_BATCH_S = 0.02
+CPU_BATCH_S = 0.1
 #: Characters of English text per token, to count the tokens of stimulus texts without a tokenizer.
 CHARS_PER_TOKEN = 4
 #: Corpus tokens the natural batch reads per token it keeps (documents without a usable repeat are skipped).
@@ -85,7 +91,7 @@ PARTS = ("load", "head probes", "spectral", "natural text", "ablation", "final a
 
 @dataclass(frozen=True)
 class Work:
-    """What one job runs through its model: tokens of each pass (full forward passes), and sampled tokens.
+    """What one job runs through its model: per pass its tokens (full forward passes) and forward batches.
 
     ``sampled``: tokens generated one step at a time (the behaviour's samples, ``sampling_steps`` steps of
     ``samples`` sequences each); ``spectral_rows``: rows of the participation ratio's SVDs
@@ -93,10 +99,15 @@ class Work:
     """
 
     head_probes: int = 0
+    head_batches: int = 0
     natural_text: int = 0
+    natural_batches: int = 0
     ablation: int = 0
+    ablation_batches: int = 0
     final_ablation: int = 0
+    final_batches: int = 0
     primitives: int = 0
+    primitive_batches: int = 0
     sampled: int = 0
     sampling_steps: int = 0
     spectral_rows: int = 0
@@ -111,6 +122,10 @@ class Work:
         return self.scanned == 0
 
 
+def _batches(n: int, batch_size: int) -> int:
+    return -(-int(n) // max(1, int(batch_size)))
+
+
 def head_probe_tokens(probes: Mapping[str, Any]) -> int:
     """Tokens of one revision's head probes (``ProbeSettings.to_dict()``): n_sequences x seq_len, summed."""
     return sum(int(probes[k]["n_sequences"]) * int(probes[k]["seq_len"]) for k in ("induction", "repeated", "random"))
@@ -122,43 +137,55 @@ def natural_tokens(probes: Mapping[str, Any]) -> int:
     return int(natural["n_examples"]) * int(natural["seq_len"]) if natural else 0
 
 
-def _ablation_probe_tokens(probes: Mapping[str, Any], limit: int | None) -> int:
-    """Tokens of one pass over the ablation probes: the induction probe's, and the natural one's when measured."""
-    induction = probes["induction"]
-    limit = limit or 10**12
-    tokens = min(limit, int(induction["n_sequences"])) * int(induction["seq_len"])
+def _ablation_pass(probes: Mapping[str, Any], ablation: Mapping[str, Any]) -> tuple[int, int]:
+    """Tokens and batches of one pass over the ablation probes: the induction probe's, and the natural one's
+    when measured (each its first ``n_sequences`` when set)."""
+    limit = ablation.get("n_sequences") or 10**12
+    batch_size = int(ablation.get("batch_size", 16))
+    sizes = [(min(limit, int(probes["induction"]["n_sequences"])), int(probes["induction"]["seq_len"]))]
     natural = probes.get("natural_text")
     if natural:
-        tokens += min(limit, int(natural["n_examples"])) * int(natural["seq_len"])
-    return tokens
+        sizes.append((min(limit, int(natural["n_examples"])), int(natural["seq_len"])))
+    return sum(n * length for n, length in sizes), sum(_batches(n, batch_size) for n, _ in sizes)
+
+
+def ablation_passes(ablation: Mapping[str, Any] | None) -> int:
+    """Passes over the ablation probes of one revision (0 with the ablation off): none, the circuit,
+    ``random_draws`` matched-random sets and at most ``max_single_heads`` single heads."""
+    if not ablation:
+        return 0
+    return 2 + int(ablation.get("random_draws", 0)) + int(ablation.get("max_single_heads", 0))
 
 
 def ablation_tokens(probes: Mapping[str, Any], ablation: Mapping[str, Any] | None) -> int:
-    """Tokens one revision's ablation runs through the model (0 with the ablation off).
+    """Tokens one revision's ablation runs through the model (0 with the ablation off): every condition
+    (:func:`ablation_passes`) over every ablation probe. ``ablation``: ``AblationSettings`` as a dict."""
+    return ablation_passes(ablation) * _ablation_pass(probes, ablation or {})[0]
 
-    Conditions: none, the circuit, ``random_draws`` matched-random sets and at
-    most ``max_single_heads`` single heads, each over every ablation probe (the
-    first ``n_sequences`` sequences when set). ``ablation``: ``AblationSettings`` as a dict.
-    """
-    if not ablation:
-        return 0
-    conditions = 2 + int(ablation.get("random_draws", 0)) + int(ablation.get("max_single_heads", 0))
-    return conditions * _ablation_probe_tokens(probes, ablation.get("n_sequences"))
+
+def final_ablation_passes(ablation: Mapping[str, Any] | None, spectral_top_k: Sequence[int]) -> int:
+    """Passes of the final-revision ablation over its probes, at most: none, per K and for the screen the
+    head set, its matched draws and full layers, and up to :data:`SINGLE_HEAD_ALLOWANCE` heads alone (the
+    count is known only once classified)."""
+    families = len(spectral_top_k) + 1
+    return 1 + families * (int((ablation or {}).get("random_draws", 5)) + 2) + SINGLE_HEAD_ALLOWANCE
 
 
 def final_ablation_tokens(
     probes: Mapping[str, Any], ablation: Mapping[str, Any] | None, spectral_top_k: Sequence[int]
 ) -> int:
-    """Tokens the final-revision ablation runs through the model, at most.
+    """Tokens the final-revision ablation runs through the model, at most: :func:`final_ablation_passes`
+    over every ablation probe."""
+    return final_ablation_passes(ablation, spectral_top_k) * _ablation_pass(probes, ablation or {})[0]
 
-    Every condition is one pass over each probe: none, per K and for the screen the
-    head set, its matched draws and full layers, and up to
-    :data:`SINGLE_HEAD_ALLOWANCE` heads alone (the count is known only once classified).
-    """
-    ablation = ablation or {}
-    per_pass = _ablation_probe_tokens(probes, ablation.get("n_sequences"))
-    families = len(spectral_top_k) + 1
-    return per_pass * (1 + families * (int(ablation.get("random_draws", 5)) + 2) + SINGLE_HEAD_ALLOWANCE)
+
+def final_ablation_job_work(
+    probes: Mapping[str, Any], ablation: Mapping[str, Any] | None, spectral_top_k: Sequence[int]
+) -> Work:
+    """What a final-revision ablation job runs: its tokens and batches (:func:`final_ablation_tokens`)."""
+    passes = final_ablation_passes(ablation, spectral_top_k)
+    tokens, batches = _ablation_pass(probes, ablation or {})
+    return Work(final_ablation=passes * tokens, final_batches=passes * batches)
 
 
 @dataclass(frozen=True)
@@ -167,6 +194,7 @@ class StimuliCounts:
 
     text_chars: int
     texts: int
+    primitives: int
     next_word_chars: int
     behaviour_prompts: int
     behaviour_chars: int
@@ -194,6 +222,7 @@ def stimuli_counts(path: Path) -> StimuliCounts:
     return StimuliCounts(
         text_chars=sum(map(len, texts)),
         texts=len(texts),
+        primitives=len(primitive_prompts),
         next_word_chars=sum(map(len, primitive_prompts)),
         behaviour_prompts=len(behaviour),
         behaviour_chars=sum(map(len, behaviour)),
@@ -206,19 +235,27 @@ def _tokens(chars: int, texts: int) -> int:
 
 
 def primitive_work(counts: StimuliCounts, primitives: Mapping[str, Any], generates: bool) -> Work:
-    """One revision's primitive measurement: the stimulus texts; with ``generates`` (a model with a tokenizer
-    and an LM head) the next-word prompts and, with ``behaviour.enabled``, K samples per behaviour prompt."""
+    """One revision's primitive measurement: the stimulus texts (in batches of ``primitives.batch_size``);
+    with ``generates`` (a model with a tokenizer and an LM head) one forward per next-word prompt and, with
+    ``behaviour.enabled``, K samples of ``max_new_tokens`` per behaviour prompt."""
     tokens = _tokens(counts.text_chars, counts.texts)
+    batches = _batches(counts.texts, int(primitives.get("batch_size", 32)))
     if not generates:
-        return Work(primitives=tokens)
-    prompts = counts.behaviour_prompts
-    tokens += _tokens(counts.next_word_chars, prompts)
+        return Work(primitives=tokens, primitive_batches=batches)
+    tokens += _tokens(counts.next_word_chars, counts.primitives)
+    batches += counts.primitives
     behaviour = primitives.get("behaviour") or {}
     if not behaviour.get("enabled"):
-        return Work(primitives=tokens)
+        return Work(primitives=tokens, primitive_batches=batches)
+    prompts = counts.behaviour_prompts
     samples, new = int(behaviour.get("samples", 64)), int(behaviour.get("max_new_tokens", 24))
     tokens += samples * _tokens(counts.behaviour_chars, prompts)
-    return Work(primitives=tokens, sampled=prompts * samples * new, sampling_steps=prompts * new)
+    return Work(
+        primitives=tokens,
+        primitive_batches=batches + prompts,
+        sampled=prompts * samples * new,
+        sampling_steps=prompts * new,
+    )
 
 
 def revision_work(
@@ -231,10 +268,16 @@ def revision_work(
     ablation, and ``primitives`` (:func:`primitive_work`) when the revision is selected for them."""
     spectral = min(int((probes.get("spectral") or {}).get("n_sequences", 500)), int(probes["induction"]["n_sequences"]))
     rows = spectral * int(shape.get("num_hidden_layers") or 0) * int(shape.get("num_attention_heads") or 0)
+    batch_size = int(probes["batch_size"])
+    natural = probes.get("natural_text")
+    per_pass, per_pass_batches = _ablation_pass(probes, ablation or {})
     work = Work(
         head_probes=head_probe_tokens(probes),
+        head_batches=sum(_batches(probes[k]["n_sequences"], batch_size) for k in ("induction", "repeated", "random")),
         natural_text=natural_tokens(probes),
-        ablation=ablation_tokens(probes, ablation),
+        natural_batches=_batches(natural["n_examples"], batch_size) if natural else 0,
+        ablation=ablation_passes(ablation) * per_pass,
+        ablation_batches=ablation_passes(ablation) * per_pass_batches,
         spectral_rows=rows,
     )
     return work + primitives if primitives is not None else work
@@ -266,16 +309,22 @@ def job_seconds(
     if not work.loads_model:
         return {"natural batch": start_up_s + work.scanned / TOKENIZE_TOKENS_PER_S}
     throughput = CPU_FLOPS if device == "cpu" else GPU_FLOPS
+    batch_s = CPU_BATCH_S if device == "cpu" else GPU_BATCH_S
     per_token = 2.0 * active_params(shape) / throughput
-    head_dim = int(shape["hidden_size"]) // int(shape["num_attention_heads"])
+    head_dim = int(shape.get("head_dim") or int(shape["hidden_size"]) // int(shape["num_attention_heads"]))
+
+    def forward(tokens: int, batches: int) -> float:
+        return tokens * per_token + batches * batch_s
+
+    sampling = work.sampled * per_token + work.sampling_steps * SAMPLING_STEP_S
     seconds = {
         "load": start_up_s + published_bytes(shape, dtype) / 1e6 / READ_MB_PER_S,
-        "head probes": work.head_probes * per_token,
+        "head probes": forward(work.head_probes, work.head_batches),
         "spectral": 2.0 * work.spectral_rows * head_dim * head_dim / throughput,
-        "natural text": work.natural_text * per_token,
-        "ablation": work.ablation * per_token,
-        "final ablation": work.final_ablation * per_token,
-        "primitives": (work.primitives + work.sampled) * per_token + work.sampling_steps * SAMPLING_STEP_S,
+        "natural text": forward(work.natural_text, work.natural_batches),
+        "ablation": forward(work.ablation, work.ablation_batches),
+        "final ablation": forward(work.final_ablation, work.final_batches),
+        "primitives": forward(work.primitives, work.primitive_batches) + sampling,
     }
     return {part: value for part, value in seconds.items() if value > 0}
 
@@ -410,8 +459,14 @@ def revision_job_work(plan: Plan, model: str, revision: str, shape: Mapping[str,
 
 
 def final_ablation_work(plan: Plan, model: str) -> Work:
-    """What a model's final-revision ablation job runs (:meth:`Plan.final_ablation_tokens`)."""
-    return Work(final_ablation=plan.final_ablation_tokens(model))
+    """What a model's final-revision ablation job runs (:func:`final_ablation_job_work`; its tokens are
+    :meth:`Plan.final_ablation_tokens`)."""
+    from dataclasses import asdict
+
+    from circuitsweep.config.probes import AblationSettings
+
+    ablation = asdict(plan.ablation or AblationSettings())
+    return final_ablation_job_work(plan.models[model].probes.to_dict(), ablation, plan.spectral_top_k)
 
 
 def natural_batch_work(plan: Plan, batch_model: str) -> Work:
@@ -448,6 +503,19 @@ def job_estimates(
         seconds = job_seconds(shapes[model].config, plan.models[model].dtype, work, device, start_up_s)
         jobs.append(JobEstimate("natural_batch", model, revision, seconds))
     return jobs
+
+
+def estimate_by_kind(
+    plan: Plan, pending: Pending, device: str, start_up_s: float = START_UP_S
+) -> dict[str, dict[str, float]]:
+    """Per job kind (``measure``, ``final_ablation``, ``natural_batch``): its jobs and their estimated seconds
+    (rounded to 0.1 s; no margin), as ``tables/overhead.md`` puts them beside the measured seconds."""
+    out: dict[str, dict[str, float]] = {}
+    for job in job_estimates(plan, pending, device, start_up_s=start_up_s):
+        entry = out.setdefault(job.kind, {"jobs": 0, "seconds": 0.0})
+        entry["jobs"] += 1
+        entry["seconds"] += job.total
+    return {kind: {"jobs": v["jobs"], "seconds": round(v["seconds"], 1)} for kind, v in out.items()}
 
 
 @dataclass(frozen=True)
