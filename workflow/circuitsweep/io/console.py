@@ -48,9 +48,8 @@ class ConsoleFilter(logging.Filter):
                 return False
             self.shown = step
             return True
-        if not event and isinstance(record.msg, str) and record.msg.startswith(ROUTINE_MESSAGES):
-            return False
-        return True
+        routine = not event and isinstance(record.msg, str) and record.msg.startswith(ROUTINE_MESSAGES)
+        return not routine
 
 
 def quiet_console(logger: logging.Logger | None = None, verbose: bool = False) -> bool:
