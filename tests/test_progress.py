@@ -37,6 +37,17 @@ def test_progress_lines_wait_for_their_interval():
     assert stream.getvalue().startswith("train: 10/10 it (100%)")
 
 
+def test_progress_by_tenths_prints_ten_lines_however_slow():
+    """With ``steps``, a task prints one line per tenth of its count (training on a loaded machine no longer
+    fills the console with a line every few seconds), the last one once."""
+    stream = io.StringIO()
+    with LineProgress(600, "train", unit="steps", interval=0.0, stream=stream, steps=10) as bar:
+        for _ in range(600):
+            bar.update()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 10 and lines[0].startswith("train: 60/600 steps (10%)") and "600/600" in lines[-1]
+
+
 def test_disabled_progress_prints_nothing():
     """``enabled=False`` (a quiet caller) writes nothing, not even the final line."""
     stream = io.StringIO()

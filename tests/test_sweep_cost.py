@@ -54,16 +54,18 @@ def test_cost_counts_only_hub_revisions_still_to_measure():
     assert toy_cost.download_bytes == 0 and toy_cost.peak_disk_bytes == 0 and toy_cost.total_hours > 0
 
 
-def test_without_a_gpu_the_line_gives_the_gpu_hours_and_the_hours_here():
-    """device: auto on a machine without a GPU: the GPU-hours as a machine with one prints them, then the hours here
-    on the CPU; device: cuda gives only the GPU-hours, device: cpu only CPU-hours."""
+def test_without_a_gpu_the_line_gives_the_hours_here_and_on_a_gpu():
+    """device: auto on a machine without a GPU: the CPU-hours here and the GPU-hours a machine with one prints,
+    with the same breakdown by pass; device: cuda gives only GPU-hours, device: cpu only CPU-hours."""
     config = {**FULL, "models": {"pythia-1b": FULL["models"]["pythia-1b"]}}
     pending = Pending({"pythia-1b": ["step1"] * 10})
-    on_gpu = describe_cost(sweep_cost(plan_sweep(config, REPO), pending, 2, gpu_present=True))
-    auto = describe_cost(sweep_cost(plan_sweep(config, REPO), pending, 2, gpu_present=False))
-    assert auto.startswith(on_gpu + "; here, without a GPU: about ") and auto.endswith(" CPU-hours")
+    on_gpu = describe_cost(sweep_cost(plan_sweep(config, REPO), pending, 2, gpu_present=True)).splitlines()
+    auto = describe_cost(sweep_cost(plan_sweep(config, REPO), pending, 2, gpu_present=False)).splitlines()
+    hours = on_gpu[0].rsplit(" about ", 1)[1]
+    assert on_gpu[0].endswith(" GPU-hours") and auto[0].endswith(f" CPU-hours here (no GPU; on one: about {hours})")
+    assert auto[1] == on_gpu[1] and on_gpu[1].startswith("circuitsweep: GPU-hours by pass: load ")
     cuda = describe_cost(sweep_cost(plan_sweep({**config, "device": "cuda"}, REPO), pending, 2, gpu_present=False))
-    assert cuda == on_gpu and "GPU-hours" in cuda and "CPU" not in cuda
+    assert cuda.splitlines() == on_gpu and "CPU" not in cuda
     cpu = describe_cost(sweep_cost(plan_sweep({**config, "device": "cpu"}, REPO), pending, 2, gpu_present=True))
     assert "CPU-hours" in cpu and "GPU" not in cpu
 

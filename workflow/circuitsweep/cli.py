@@ -52,11 +52,12 @@ def check_inputs(args: argparse.Namespace) -> None:
                 raise InputError(f"{option}: {path} does not exist")
 
 
-def describe_plan(plan: Plan) -> list[str]:
+def describe_plan(plan: Plan, jobs: dict[str, str] | None = None) -> list[str]:
     """What a sweep plans, one line per model and then the run's notes (``circuitsweep check-config``).
 
     Per model: its revisions (first .. last, in training order, with the last one's tokens), the
-    natural-text batch and the tokenizer that builds it, and its primitive jobs.
+    natural-text batch and the tokenizer that builds it, its primitive jobs and ``jobs[model]`` (its
+    measurement job's size, :func:`measurement_job`).
     """
     from circuitsweep.heads.jobs import natural_batches
     from circuitsweep.primitives.jobs import primitive_models, primitive_revisions
@@ -74,8 +75,39 @@ def describe_plan(plan: Plan) -> list[str]:
         primitives = len(primitive_revisions(plan, model)) if model in primitive_models(plan) else 0
         parts.append(f"{primitives} primitive jobs" if primitives else "no primitive jobs")
         lines.append(f"{model}: " + "; ".join(parts))
+        if jobs and model in jobs:
+            lines.append(f"  {jobs[model]}")
     lines.append(f"ablation: {'every revision' if plan.ablation is not None else 'off'}")
     return lines + [f"note: {note}" for note in plan.notes]
+
+
+def measurement_job(plan: Plan, model: str) -> str:
+    """What one revision of ``model`` costs, as the rules size its job before the fetch: the download (Hub
+    sources), the memory the job requests and the cost model's minutes of its largest revision job (on a GPU
+    unless the run says ``device: cpu``) with the runtime it requests."""
+    from circuitsweep.plan import costs
+    from circuitsweep.plan.resources import measure_size
+    from circuitsweep.primitives.jobs import measures_primitives
+
+    settings = plan.models[model]
+    device = "cpu" if plan.device == "cpu" else "cuda"
+    shape = costs.model_shape(plan, model).config
+    sizes = []
+    for revision in plan.revisions[model]:
+        work = costs.revision_job_work(
+            plan, model, revision.name, shape, measures_primitives(plan, model, revision.name)
+        )
+        seconds = sum(costs.job_seconds(shape, settings.dtype, work, device).values())
+        sizes.append((seconds, measure_size(shape, settings.dtype, settings.probes.to_dict(), device, work)))
+    seconds, size = max(sizes, key=lambda pair: pair[0])
+    where = "on the CPU" if device == "cpu" else "on a GPU"
+    download = ""
+    if settings.source["type"] in ("hub", "hub_repos"):
+        download = f"{costs.published_bytes(shape, settings.dtype) / costs.GB:,.2f} GB to download, "
+    return (
+        f"per revision: {download}a job of {size.mem_mb:,} MB and at most about {seconds / 60:,.1f} min {where}"
+        f" (runtime request {size.runtime:,} min)"
+    )
 
 
 def config_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -115,7 +147,7 @@ def cmd_check_config(args: argparse.Namespace) -> None:
     plan = plan_sweep(config, Path(root), paths, keep_hashes=False)
     if refusal is not None:
         raise refusal
-    for line in describe_plan(plan):
+    for line in describe_plan(plan, {model: measurement_job(plan, model) for model in plan.models}):
         print(line)
     warm = bool(config.get("warm_worker", True))
     cost = costs.sweep_cost(
@@ -424,6 +456,12 @@ def cmd_sweep_overhead(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_table_pages(args: argparse.Namespace) -> None:
+    from circuitsweep.outputs.table_pages import write_table_pages
+
+    write_table_pages([Path(p) for p in args.tables], [Path(p) for p in args.pages])
+
+
 def cmd_block_record(args: argparse.Namespace) -> None:
     from circuitsweep.plan.scheduling import write_block_record
 
@@ -692,6 +730,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", required=True)
     p.add_argument("--estimate-csv", help="the estimate beside the measured seconds, per job kind")
     p.add_argument("--markdown", required=True)
+
+    p = add(
+        "table-pages", cmd_table_pages, "write each final CSV table as an HTML page (the report's tables)", ("tables",)
+    )
+    p.add_argument("--tables", nargs="+", required=True, help="final CSV tables")
+    p.add_argument("--pages", nargs="+", required=True, help="the HTML page of each, in the same order")
 
     p = add("block-record", cmd_block_record, "record that every cache of a job block exists")
     p.add_argument("--block", required=True, help="block name (<model>.<first revision>)")

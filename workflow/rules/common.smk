@@ -261,8 +261,32 @@ def measurement_targets():
     return files
 
 
+def table_pages():
+    """Each final CSV table the run makes, by name (its file's stem): its path and the caption of its page in
+    the report (circuitsweep.outputs.table_pages; the pages sit beside the CSVs)."""
+    pages = {
+        "milestones": (PATHS.milestones_table("csv"), "milestones.rst"),
+        "emergence": (PATHS.emergence_table("csv"), "emergence_table.rst"),
+        "spectral": (PATHS.spectral_table("csv"), "spectral_table.rst"),
+    }
+    if PLAN.ablation is not None:
+        pages["ablation"] = (PATHS.ablation_table("csv"), "ablation_table.rst")
+        pages["final_ablation"] = (PATHS.final_ablation_table("csv"), "final_ablation.rst")
+    if primitive_jobs.primitive_models(PLAN):
+        for name in (K.GAPS_CSV, K.COMPOSITIONS_CSV, K.AXIS_FILE, K.SCALING_CSV, K.AGREEMENT_CSV):
+            pages[Path(name).stem] = (PATHS.primitive_table(name), f"{Path(name).stem}_table.rst")
+    if PLAN.refine is not None:
+        pages["milestone_brackets"] = (PATHS.milestone_brackets("csv"), "milestone_brackets.rst")
+    if PLAN.groups():
+        pages["group_milestones"] = (PATHS.group_milestones("csv"), "group_milestones.rst")
+    pages["overhead"] = (PATHS.overhead_table("csv"), "overhead.rst")
+    pages["overhead_estimate"] = (PATHS.overhead_estimate_table(), "overhead_estimate.rst")
+    return pages
+
+
 def final_targets():
     return [
+        *[PATHS.table_page(name) for name in table_pages()],
         *refine_targets(),
         *group_targets(),
         PATHS.overhead_table("csv"),
@@ -548,6 +572,7 @@ if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT" and 
                 ablation=PLAN.ablation is not None,
                 groups=bool(PLAN.groups()),
                 refine=PLAN.refine is not None,
+                natural_batches=len(heads_jobs.natural_batches(PLAN)),
             ),
             SNAPSHOTS_ON_DISK,
             S.block_size(SNAPSHOTS_ON_DISK, REVISIONS_PER_JOB),

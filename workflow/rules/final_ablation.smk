@@ -67,7 +67,7 @@ rule final_ablation_table:
         csv=report(
             PATHS.final_ablation_table("csv"),
             caption="../report/final_ablation.rst",
-            category="Tables",
+            category="Table files (CSV)",
         ),
         markdown=PATHS.final_ablation_table("md"),
     params:

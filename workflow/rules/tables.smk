@@ -12,12 +12,12 @@ rule head_tables:
         emergence_csv=report(
             PATHS.emergence_table("csv"),
             caption="../report/emergence_table.rst",
-            category="Tables",
+            category="Table files (CSV)",
         ),
         milestones=report(
             PATHS.milestones_table("csv"),
             caption="../report/milestones.rst",
-            category="Tables",
+            category="Table files (CSV)",
         ),
         milestones_md=PATHS.milestones_table("md"),
         **TABLE_EXTRA_OUTPUTS,
@@ -57,7 +57,7 @@ if PLAN.refine is not None:
             csv=report(
                 PATHS.milestone_brackets("csv"),
                 caption="../report/milestone_brackets.rst",
-                category="Tables",
+                category="Table files (CSV)",
             ),
             markdown=PATHS.milestone_brackets("md"),
         params:
@@ -85,7 +85,7 @@ if PLAN.groups():
         input:
             PATHS.milestones_table("parquet"),
         output:
-            csv=report(PATHS.group_milestones("csv"), caption="../report/group_milestones.rst", category="Tables"),
+            csv=report(PATHS.group_milestones("csv"), caption="../report/group_milestones.rst", category="Table files (CSV)"),
             markdown=PATHS.group_milestones("md"),
         params:
             groups=as_json(PLAN.groups()),
@@ -118,14 +118,12 @@ rule sweep_overhead:
         csv=report(
             PATHS.overhead_table("csv"),
             caption="../report/overhead.rst",
-            category="Tables",
-            labels={"table": "overhead"},
+            category="Table files (CSV)",
         ),
         estimate_csv=report(
             PATHS.overhead_estimate_table(),
             caption="../report/overhead_estimate.rst",
-            category="Tables",
-            labels={"table": "overhead estimate"},
+            category="Table files (CSV)",
         ),
         markdown=PATHS.overhead_table("md"),
     resources:
@@ -141,3 +139,31 @@ rule sweep_overhead:
         " --measure {input.measure:q} --primitives {input.primitives:q} --final-ablation {input.final_ablation:q}"
         " --natural-batch {params.natural_batch:q} --estimate {params.estimate:q} --csv {output.csv:q}"
         " --estimate-csv {output.estimate_csv:q} --markdown {output.markdown:q} > {log:q} 2>&1"
+
+
+# Every final CSV table as a page the report shows as a table (not only a download), beside its CSV
+# (circuitsweep.outputs.table_pages).
+rule table_pages:
+    input:
+        [table for table, _caption in table_pages().values()],
+    output:
+        **{
+            name: report(
+                PATHS.table_page(name),
+                caption=f"../report/{caption}",
+                category="Tables",
+                labels={"table": name.replace("_", " ")},
+            )
+            for name, (_table, caption) in table_pages().items()
+        },
+    params:
+        names=as_json(list(table_pages())),
+    resources:
+        mem_mb=small_resource("table_pages", "mem_mb"),
+        runtime=small_resource("table_pages", "runtime"),
+    conda:
+        ENV
+    log:
+        PATHS.log("table_pages"),
+    shell:
+        "python -m circuitsweep table-pages --tables {input:q} --pages {output:q} > {log:q} 2>&1"

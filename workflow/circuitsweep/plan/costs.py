@@ -613,12 +613,12 @@ def _hours(hours: float) -> str:
 
 
 def describe_cost(cost: SweepCost) -> str:
-    """One line: revisions to measure, download, peak disk and estimated hours by part.
+    """Two lines: revisions to measure, download, peak disk and estimated hours; then the hours by pass.
 
-    On a machine without a GPU under ``device: auto`` the line states the
-    GPU-hours (as on a machine with one) and then the hours here.
+    Parts under 0.005 hours are left out of the second line. On a machine without a GPU under
+    ``device: auto`` the first line gives the CPU-hours here and the GPU-hours on a GPU; the second line
+    the GPU-hours by pass.
     """
-    parts = ", ".join(f"{part} {_hours(hours)}" for part, hours in cost.hours.items())
     if not cost.revisions and not cost.hours:
         line = "circuitsweep: every planned revision is measured already: nothing to download"
     else:
@@ -626,15 +626,20 @@ def describe_cost(cost: SweepCost) -> str:
         line = (
             f"circuitsweep: {revisions} to measure: download {_gb(cost.download_bytes)},"
             f" peak disk {_gb(cost.peak_disk_bytes)} (at most {cost.snapshots_on_disk} snapshots at once),"
-            f" about {_hours(sum(cost.hours.values()))} {cost.device}-hours ({parts})"
+            f" about {_hours(sum(cost.hours.values()))} {cost.device}-hours"
         )
-    if cost.cpu_hours:
-        line += f" and {_hours(sum(cost.cpu_hours.values()))} CPU-hours (natural batch)"
-    if cost.here_hours is not None and cost.hours:
-        line += f"; here, without a GPU: about {_hours(cost.here_hours)} CPU-hours"
+        if cost.here_hours is not None:
+            line = line.rsplit(" about ", 1)[0] + (
+                f" about {_hours(cost.here_hours)} CPU-hours here (no GPU; on one: about"
+                f" {_hours(sum(cost.hours.values()))} GPU-hours)"
+            )
     if cost.unsized:
         line += f"; sized as OLMoE 1B-7B (no models.<name>.shape): {', '.join(cost.unsized)}"
-    return line
+    parts = [f"{part} {_hours(hours)}" for part, hours in cost.hours.items() if hours >= 0.005]
+    details = [f"{cost.device}-hours by pass: {', '.join(parts)}"] if parts else []
+    if cost.cpu_hours:
+        details.append(f"natural batch {_hours(sum(cost.cpu_hours.values()))} CPU-hours")
+    return line + ("\ncircuitsweep: " + "; ".join(details) if details else "")
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ SMALL_JOBS: dict[str, tuple[int, int]] = {
     "spectral_table": (2000, 15),
     "plot_spectral": (2000, 15),
     "final_ablation_table": (2000, 15),
+    "table_pages": (2000, 15),
     "score_primitives": (4000, 30),
     "primitive_tables": (4000, 30),
     "plot_primitive_gap": (2000, 15),

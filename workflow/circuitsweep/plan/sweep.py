@@ -268,7 +268,9 @@ class Plan:
                 continue
             manifest = read_manifest(path)
             if manifest.partial:
-                shown = Path(os.path.relpath(path)) if not os.path.relpath(path).startswith("..") else path
+                # as the refresh-manifest command is run: from the workflow folder (a dry run's -d aside)
+                inside = os.path.relpath(path, self.root)
+                shown = Path(inside) if not inside.startswith("..") else path
                 found.append(
                     PartialManifest(name, manifest.repo_id, shown, len(manifest.revisions), manifest.published)
                 )
