@@ -24,7 +24,7 @@ import yaml
 from runenv import job_env
 
 from circuitsweep.config.load import load_config
-from circuitsweep.plan import costs, sizing
+from circuitsweep.plan import costs, passes, sizing
 from circuitsweep.plan.sweep import plan_sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,8 +198,8 @@ def test_the_constants_the_docs_state_are_the_codes():
     assert f"({costs.GPU_BATCH_S:g} s on a GPU, {costs.CPU_BATCH_S:g} s on a CPU)" in text
     assert f"sampling steps x {costs.SAMPLING_STEP_S:g} s" in text
     assert f"a start-up of {costs.START_UP_S:g} s" in text and f"warm worker: {costs.WARM_START_UP_S:g} s)" in text
-    assert f"up to {costs.SINGLE_HEAD_ALLOWANCE} heads alone" in text
-    assert costs.NATURAL_SCAN_FACTOR == 4 and "about four corpus tokens read per token kept" in text
+    assert f"up to {passes.SINGLE_HEAD_ALLOWANCE} heads alone" in text
+    assert passes.NATURAL_SCAN_FACTOR == 4 and "about four corpus tokens read per token kept" in text
 
 
 def test_the_readme_counts_are_the_plans():

@@ -50,6 +50,7 @@ COMMANDS = {
     "spectral-table": ["--models", "x", "--parquet", "o", "--csv", "o"],
     "plot-spectral": ["--heads", "x", "--spectral", "x", "--model", "m", "--output", "o"],
     "final-ablation-table": ["--rows", "x", "--parquet", "o", "--csv", "o", "--markdown", "o"],
+    "table-pages": ["--tables", "x", "--pages", "o"],
 }  # fmt: skip
 
 PROBE = """

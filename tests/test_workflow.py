@@ -248,6 +248,7 @@ def test_report_bundles_plots_and_tables(toy_run):
     snakemake(toy_run.parents[1], toy_config(toy_run), "--report", str(report))
     html = report.read_text(errors="replace")
     assert "emergence.png" in html and "milestones.csv" in html and "primitive_gap.png" in html
+    assert "ablation.html" in html and "final_ablation.html" in html and "spectral.html" in html
 
 
 @pytest.mark.skipif(chromium() is None, reason="needs Chromium (CI installs it: apt-get install chromium)")
@@ -268,6 +269,10 @@ def test_report_opens_with_milestones_and_shows_every_result(toy_run, tmp_path):
         paths.emergence_table("csv"),
         paths.milestones_table("csv"),
         paths.overhead_table("csv"),
+        # every final table as a table the report shows, not only a download
+        *[paths.table_page(name) for name in ("milestones", "emergence", "ablation", "final_ablation", "spectral")],
+        *[paths.table_page(name) for name in ("primitive_gaps", "compositions", "primitive_scaling", "overhead")],
+        paths.table_page("overhead_estimate"),
     ]
     assert {str(path) for path in expected} <= set(page.shown), page.shown
     assert all(size > 0 for size in page.shown.values()), page.shown

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from circuitsweep.plan import costs, sizing
+from circuitsweep.plan.passes import Work
 
 # Rules that read only caches or tables: fixed sizes (MB, minutes) at attempt 1.
 SMALL_JOBS: dict[str, tuple[int, int]] = {
@@ -70,22 +71,8 @@ class JobSize:
         return out
 
 
-def planning_model_config(model_config: dict[str, Any]) -> dict[str, Any]:
-    """The model shape (``config.json`` keys) that sizes a model's jobs before its snapshot exists.
-
-    ``model_config``: the model's entry of the workflow config. Its ``shape``;
-    a toy model's own shape (from its ``toy`` settings); else
-    :data:`sizing.DEFAULT_MODEL_CONFIG`.
-    """
-    if model_config.get("shape"):
-        return dict(model_config["shape"])
-    if model_config.get("source", {}).get("type") == "toy":
-        from circuitsweep.plan.checks import toy_model_config
-        from circuitsweep.toy.spec import ToySpec
-
-        spec = ToySpec.from_dict({"architecture": model_config["architecture"], **(model_config.get("toy") or {})})
-        return toy_model_config(spec)
-    return dict(sizing.DEFAULT_MODEL_CONFIG)
+#: The shape declared for a model before its snapshot exists (:func:`costs.planning_model_config`).
+planning_model_config = costs.planning_model_config
 
 
 def snapshot_model_config(snapshot_dir: Path | str) -> dict[str, Any] | None:
@@ -101,7 +88,7 @@ def snapshot_model_config(snapshot_dir: Path | str) -> dict[str, Any] | None:
         return None
 
 
-def measure_size(shape: dict[str, Any], dtype: str, probes: dict[str, Any], device: str, work: costs.Work) -> JobSize:
+def measure_size(shape: dict[str, Any], dtype: str, probes: dict[str, Any], device: str, work: Work) -> JobSize:
     """Size of one job that loads a model (a revision's measurement, a final ablation) at attempt 1.
 
     ``shape``: the model config the job will check (the fetched snapshot's ``config.json``,

@@ -37,9 +37,8 @@ from circuitsweep.io.cache_check import (
 from circuitsweep.io.contracts import Paths
 from circuitsweep.io.corpus import corpus_files
 from circuitsweep.io.run_folder import run_root
-from circuitsweep.plan import costs
+from circuitsweep.plan import passes
 from circuitsweep.plan.checks import model_problems
-from circuitsweep.plan.costs import PartialManifest
 from circuitsweep.plan.rounds import RefineSettings, read_rounds, resolve_refine, with_added
 
 logger = logging.getLogger(__name__)
@@ -48,7 +47,7 @@ logger = logging.getLogger(__name__)
 #: step and training tokens are not published with it (recorded as 0).
 PACKAGE_REVISION = "main"
 #: Heads ablated alone (induction class and screen) that the final-revision ablation's runtime allows for.
-SINGLE_HEAD_ALLOWANCE = costs.SINGLE_HEAD_ALLOWANCE
+SINGLE_HEAD_ALLOWANCE = passes.SINGLE_HEAD_ALLOWANCE
 #: A hub source swept at ``revisions: [main]`` only is a released model (step and tokens recorded as 0),
 #: e.g. the chat models of the primitive study; it needs neither a manifest nor a token count.
 RELEASED_REVISION = "main"
@@ -149,6 +148,17 @@ def _source_revisions(model: ModelSettings, root: Path) -> list[Revision]:
 
 
 @dataclass(frozen=True)
+class PartialManifest:
+    """A model whose manifest lists ``listed`` of about ``published`` branches (None: unknown)."""
+
+    model: str
+    repo_id: str
+    path: Path
+    listed: int
+    published: int | None
+
+
+@dataclass(frozen=True)
 class Plan:
     """Resolved models and the revisions each one sweeps, in training order, with the run's paths and device.
 
@@ -237,9 +247,9 @@ class Plan:
 
     def final_ablation_tokens(self, model: str) -> int:
         """Tokens the final-revision ablation runs through the model, at most (its job's runtime;
-        :func:`circuitsweep.plan.costs.final_ablation_tokens`)."""
+        :func:`circuitsweep.plan.passes.final_ablation_tokens`)."""
         ablation = asdict(self.ablation or AblationSettings())
-        return costs.final_ablation_tokens(self.models[model].probes.to_dict(), ablation, self.spectral_top_k)
+        return passes.final_ablation_tokens(self.models[model].probes.to_dict(), ablation, self.spectral_top_k)
 
     def cache_identity(self, model: str, name: str) -> dict[str, Any]:
         """Metadata every cache of one revision must carry: identity, dtype, first token, schema version."""
