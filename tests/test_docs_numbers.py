@@ -223,6 +223,9 @@ def test_the_readme_counts_are_the_plans():
         total += published
         download += published * costs.published_bytes(costs.model_shape(full, model).config, settings.dtype)
     assert f"(about {total:,} revisions, about {download / 1e12:.0f} TB of downloads)" in readme
+    olmo = read_manifest(manifest_path(full.models["olmo-1b-0724"], REPO))
+    sources = " ".join((REPO / "docs" / "sources.md").read_text().split())
+    assert olmo.partial and f"the full list of about {olmo.published:,} branches" in sources
 
 
 #: Folders whose files the outputs page may describe as one entry; tables and figures are named one by one.
@@ -273,3 +276,26 @@ def test_outputs_page_describes_every_declared_output(tmp_path):
     patterns = _described()
     missing = sorted(d for d in declared if not any(p.fullmatch(d) for p in patterns))
     assert not missing, f"docs/outputs.md does not describe: {missing}"
+
+
+def test_the_defaults_docs_methods_states_are_the_schemas():
+    """The thresholds, probe sizes and K that docs/methods.md gives as defaults are the schema's defaults."""
+    from circuitsweep.config.load import resolve_spectral_top_k, study_defaults
+
+    text = " ".join((REPO / "docs" / "methods.md").read_text().split())
+    thresholds, probes = study_defaults("thresholds"), study_defaults("probes")
+    induction = probes["induction"]
+    stated = [
+        f"`thresholds.class_selectivity` ({thresholds['class_selectivity']})",
+        f"`thresholds.induction_circuit` ({thresholds['induction_circuit']}, the study's ablation cut)",
+        f"`thresholds.previous_circuit`, {thresholds['previous_circuit']})",
+        f"`thresholds.induction_onset_heads` ({thresholds['induction_onset_heads']}",
+        f"`thresholds.bos_fraction_milestone` ({thresholds['bos_fraction_milestone']:g}",
+        f"`probes.spectral.n_sequences` sequences (the study's {probes['spectral']['n_sequences']};",
+        f"the study: {induction['n_sequences']} sequences of {induction['seq_len']} tokens, seed {induction['seed']})",
+    ]
+    missing = [phrase for phrase in stated if phrase not in text]
+    assert not missing, missing
+    assert thresholds["early_screen_recall"] == pytest.approx(2 / 3) and "(2/3, the study's" in text
+    top_k = resolve_spectral_top_k({})
+    assert f"(the study's {top_k[0]} and {top_k[1]})" in text

@@ -27,7 +27,7 @@ _STYLE = (
     "body{font-family:system-ui,sans-serif;font-size:13px;margin:1em}"
     "div.table{overflow-x:auto}table{border-collapse:collapse}"
     "th,td{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}"
-    "th{background:#f0f0f0;position:sticky;top:0}td.text{text-align:left}"
+    "th{background:#f0f0f0;position:sticky;top:0;text-align:left}td.text{text-align:left}"
 )
 
 
