@@ -309,7 +309,9 @@ def test_changing_a_threshold_reruns_no_measurement(toy_run, tmp_path):
     plots = {"plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3, "plot_spectral": 3}
     spectral = {"spectral_model": 3, "spectral_table": 1}
     final = {"fetch_final_snapshot": 3, "final_ablation": 3, "final_ablation_table": 1}
-    assert jobs == {"classify_heads": 3, "head_tables": 1, **plots, **spectral, **final}
+    # the final tables' pages, and the overhead table (the final-revision ablations' seconds change)
+    reports = {"table_pages": 1, "sweep_overhead": 1}
+    assert jobs == {"classify_heads": 3, "head_tables": 1, **plots, **spectral, **final, **reports}
 
 
 def test_default_run_writes_the_spectral_phase_and_the_final_ablation(toy_run):
@@ -333,7 +335,7 @@ def test_changing_a_milestone_threshold_reclassifies_nothing(toy_run, tmp_path):
     config["thresholds"]["induction_onset_heads"] = 4
     with edited(toy_config(toy_run), config) as changed:
         jobs = planned_jobs(toy_run.parents[1], changed)
-    assert jobs == {"head_tables": 1, "plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3}
+    assert jobs == {"head_tables": 1, "plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3, "table_pages": 1}
 
 
 def _sweeping(revisions: list[str]) -> dict:
@@ -359,7 +361,7 @@ def test_adding_or_removing_a_revision_runs_only_its_jobs_and_the_aggregates(tmp
     second = write_config(tmp_path / "sweep.yaml", _sweeping(["step0", "step10", "step20", "step30"]))
     aggregates = {"classify_heads": 1, "head_tables": 1, "plot_emergence": 1, "plot_heatmap": 1,
                   "plot_trajectories": 1, "sweep_overhead": 1, "spectral_model": 1, "spectral_table": 1,
-                  "plot_spectral": 1}  # fmt: skip
+                  "plot_spectral": 1, "table_pages": 1}  # fmt: skip
     primitive_aggregates = {"primitive_tables": 1, "plot_primitive_gap": 1, "plot_primitive_scaling": 1}
     assert planned_jobs(workdir, second) == {
         "fetch_snapshot": 2,

@@ -46,7 +46,7 @@ shell.prefix(SHELL_PREFIX)
 # (circuitsweep.warm_worker): torch and transformers are imported once, not per revision.
 onstart:
     claim_run_folder(PATHS.root, workflow.configfiles)
-    if workflow.executor_plugin.name == "local" and WARM_WORKER and suits(PLAN.device):
+    if workflow.executor_plugin.name == "local" and config.get("warm_worker", True) and suits(PLAN.device):
         shell.prefix(f"{SHELL_PREFIX}export CIRCUITSWEEP_WARM_WORKER=1; ")
 
 # The console of a run shows the project's lines, errors and a progress line per tenth of the jobs;
@@ -54,8 +54,9 @@ onstart:
 if workflow.is_main_process and not workflow.output_settings.dryrun:
     quiet_console(verbose=workflow.output_settings.verbose)
 
-#: Whether this run's CPU jobs may fork from a warm worker: a local run (no --jobs, which a cluster
-#: profile sets), unless the config says warm_worker: false.
+#: Whether the cost estimates count a warm worker's start-up for this run's CPU jobs: a local run (no
+#: --jobs, which a cluster profile sets; the executor is known only once the run starts, see onstart),
+#: unless the config says warm_worker: false.
 WARM_WORKER = config.get("warm_worker", True) and not workflow.resource_settings.nodes
 
 # Snakemake's YAML reader keeps the last of two equal keys (a model listed twice
