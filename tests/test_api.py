@@ -14,6 +14,7 @@ from test_plots import CLASSIFY, MILESTONES, sweep  # noqa: F401  (the fixture)
 
 import circuitsweep as cs
 from circuitsweep.errors import CacheError, ConfigError
+from circuitsweep.heads.spectral import model_spectral
 from circuitsweep.io import contracts as C
 from circuitsweep.io.tables import read_table, write_table
 from circuitsweep.milestones.tables import HeadTableOutputs, head_tables
@@ -96,6 +97,8 @@ def write_results(root: Path, heads: pl.DataFrame) -> None:
         milestones_md=paths.milestones_table("md"),
     )
     head_tables([paths.model_heads(model)], [paths.model_revisions(model)], {model: MILESTONES}, out)
+    spectral = model_spectral(heads, model, CLASSIFY.induction_circuit)
+    write_table(paths.spectral_table("parquet"), spectral, {"models": {model: {"thresholds": run["thresholds"]}}})
 
 
 def test_read_results_returns_the_final_tables_and_their_settings(sweep, tmp_path):  # noqa: F811
@@ -137,6 +140,9 @@ def test_readme_notebook_example_runs(sweep, tmp_path, monkeypatch, capsys):  # 
     monkeypatch.chdir(tmp_path)
     exec(compile(read, "README.md", "exec"), namespace)
     assert namespace["results"].milestones["model"].to_list() == ["toy-gptneox"]
+    findings = namespace["findings"]
+    assert findings.section("toy-gptneox", "precision at K")["k"].to_list() == [5, 10, 12]  # 3 layers x 4 heads
+    assert findings.paragraphs["toy-gptneox"].startswith("toy-gptneox, final revision ")
 
 
 def score_cache(path: Path, heads: pl.DataFrame, revision: str, probes: dict) -> Path:

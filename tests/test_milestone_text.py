@@ -119,3 +119,39 @@ def test_the_summary_names_the_figures_as_well_as_the_tables(tmp_path):
 def test_no_summary_without_a_milestones_table(tmp_path):
     """A run that made no milestones table (a run of other targets) prints no summary."""
     assert finished_run_summary(C.Paths(Path(tmp_path))) == ""
+
+
+def test_how_sure_section_names_brackets_ranges_and_fragile_milestones():
+    """milestones.md says between which swept revisions each milestone lies and, with the bootstrap, the range
+    of revisions it lands on and whether it is fragile (more than 5% of resamples land elsewhere)."""
+    row = {
+        **NEVER_HALF,
+        "induction_onset_previous_revision": "step295",
+        "induction_onset_previous_tokens": 1_208_320,
+        "induction_onset_boot_earliest": "step295",
+        "induction_onset_boot_latest": "step350",
+        "induction_onset_boot_agreement": 0.88,
+        "induction_onset_boot_not_reached": 0.0,
+        "induction_onset_boot_fragile": True,
+        "bos_t50_previous_revision": None,
+        "bos_t50_previous_tokens": None,
+        "bos_t50_boot_earliest": None,
+        "bos_t50_boot_latest": None,
+        "bos_t50_boot_agreement": 1.0,
+        "bos_t50_boot_not_reached": 1.0,
+        "bos_t50_boot_fragile": False,
+    }
+    columns = (
+        *C.MILESTONE_COLUMNS,
+        *C.CAUSAL_MILESTONE_COLUMNS,
+        *(c for c in row if c.startswith(("induction_onset_", "bos_t50_")) and c not in C.MILESTONE_COLUMNS),
+    )
+    text = milestones_markdown(pl.DataFrame([{c: row.get(c) for c in columns}], infer_schema_length=None))
+    assert "Fragile milestones: toy-gptneox induction onset." in text
+    assert (
+        "| toy-gptneox | induction onset | step300 | after step295: 1.21M - 1.23M tokens "
+        "| step295 - step350; on step300 in 88%: fragile |"
+    ) in text
+    assert (
+        "| toy-gptneox | BOS t50 | not reached | after the last swept revision | not reached in 100%: stable |" in text
+    )

@@ -22,7 +22,7 @@ from circuitsweep.outputs.plots import (
 
 CLASSIFY = Thresholds(class_selectivity=10, induction_circuit=20, previous_circuit=20, sink_alpha=0.3)
 MILESTONES = MilestoneThresholds(
-    induction_onset_heads=2, bos_fraction_milestone=0.15, early_screen_recall=0.3, phase_transition_share=0.5
+    induction_onset_heads=2, bos_fraction_milestone=0.15, early_screen_recall=0.3, phase_transition_factor=3
 )
 N_LAYERS, N_HEADS = 3, 4
 STEPS = (0, 10, 100, 300, 1000)

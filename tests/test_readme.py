@@ -68,10 +68,11 @@ def test_the_tour_lists_files_the_toy_run_writes():
         paths.primitive_table(K.GAPS_MD), paths.emergence_plot("png"), paths.primitive_gap_plot(),
         paths.heatmap_plot("<model>"), paths.trajectory_plot("<model>"), paths.spectral_table("csv"),
         paths.final_ablation_table("md"), paths.spectral_plot("<model>"), paths.primitive_scaling_plot(),
+        paths.findings("md"),
     }  # fmt: skip
     tour = README[README.index("results/toy/\n") : README.index("```", README.index("results/toy/\n"))]
     listed = {paths.root / name for name in re.findall(r"^  (\S+\.\w+)\s", tour, re.M)}
-    assert len(listed) == 13 and listed <= written, listed - written
+    assert len(listed) == 14 and listed <= written, listed - written
 
 
 def test_the_quoted_job_counts_are_what_the_code_counts():
@@ -92,6 +93,7 @@ def test_the_quoted_job_counts_are_what_the_code_counts():
         len(primitive_jobs.primitive_models(plan)),
         "local",
         plan.ablation is not None,
+        bootstrap=plan.bootstrap is not None,
         natural_batches=len(heads_jobs.natural_batches(plan)),
     )
     line = S.describe_submissions(

@@ -51,8 +51,10 @@ def test_submission_count_of_a_full_scale_sweep():
         S.blocks(slots), models=3, toy_models=0, primitive_models=3, downloads="local", ablation=True
     )
     assert counts["groups"] == 13 + 121 + 21
-    # per model: classify, heatmap, trajectories, spectral ranking and figure, final ablation; then 6 + 3 final
-    assert counts["total"] == counts["groups"] + 18 + 9 and counts["total"] * 8 <= counts["revisions"]
+    # per model: classify, heatmap, trajectories, spectral ranking and figure, final ablation; then
+    # head_tables, plot_emergence, sweep_overhead, spectral_table, findings, table_pages, final_ablation_table
+    # and the three primitive jobs
+    assert counts["total"] == counts["groups"] + 18 + 10 and counts["total"] * 8 <= counts["revisions"]
     with_batch = S.cluster_submissions(S.blocks(slots), 3, 0, 3, "local", ablation=True, natural_batches=1)
     assert with_batch["total"] == counts["total"] + 1
     line = S.describe_submissions(counts, 24, 12)

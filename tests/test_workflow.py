@@ -309,9 +309,59 @@ def test_changing_a_threshold_reruns_no_measurement(toy_run, tmp_path):
     plots = {"plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3, "plot_spectral": 3}
     spectral = {"spectral_model": 3, "spectral_table": 1}
     final = {"fetch_final_snapshot": 3, "final_ablation": 3, "final_ablation_table": 1}
-    # the final tables' pages, and the overhead table (the final-revision ablations' seconds change)
-    reports = {"table_pages": 1, "sweep_overhead": 1}
-    assert jobs == {"classify_heads": 3, "head_tables": 1, **plots, **spectral, **final, **reports}
+    assert jobs == {
+        "classify_heads": 3,
+        "bootstrap_heads": 3,
+        "head_tables": 1,
+        **plots,
+        **spectral,
+        **final,
+        "findings": 1,
+        # the final tables' pages, and the overhead table (the final-revision ablations' seconds change)
+        "table_pages": 1,
+        "sweep_overhead": 1,
+    }
+
+
+def test_changing_the_bootstrap_reruns_only_table_jobs(toy_run):
+    """Another resample count reruns the bootstrap (caches only) and the tables and figures made from it: no
+    revision is measured or fetched again."""
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config["bootstrap"] = {"resamples": 100}
+    with edited(toy_config(toy_run), config) as changed:
+        jobs = planned_jobs(toy_run.parents[1], changed)
+    plots = {"plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3}
+    assert jobs == {"bootstrap_heads": 3, "head_tables": 1, **plots, "findings": 1, "table_pages": 1}
+
+
+def test_every_milestone_has_its_bracket_and_bootstrap_range(toy_run):
+    """The default run's milestones carry the checkpoint bracket and the bootstrap's range of every milestone, and
+    its heads an interval around each selectivity; milestones.md says how sure each one is."""
+    paths = C.Paths(toy_run)
+    milestones = pl.read_parquet(paths.milestones_table("parquet"))
+    assert {*C.MILESTONE_BRACKET_COLUMNS, *C.MILESTONE_BOOTSTRAP_COLUMNS} <= set(milestones.columns)
+    emergence = pl.read_parquet(paths.emergence_table())
+    for row in milestones.iter_rows(named=True):
+        tokens = dict(emergence.filter(pl.col("model") == row["model"]).select("revision", "tokens").iter_rows())
+        assert tokens[row["induction_onset_previous_revision"]] < row["induction_onset_tokens"]  # none at step0
+        earliest, latest = row["induction_onset_boot_earliest"], row["induction_onset_boot_latest"]
+        assert tokens[earliest] <= row["induction_onset_tokens"] <= tokens[latest], row
+        assert 0 < row["induction_onset_boot_agreement"] <= 1
+    heads = pl.read_parquet(paths.heads_table())
+    assert heads.select((pl.col("sel_induction_low") <= pl.col("sel_induction_high")).all()).item()
+    inside = pl.col("sel_induction").is_between(pl.col("sel_induction_low"), pl.col("sel_induction_high"))
+    assert heads.select(inside.mean()).item() > 0.99
+    assert heads["class_stability"].is_between(0, 1).all()
+    assert "## How sure" in paths.milestones_table("md").read_text()
+
+
+def test_toy_induction_heads_form_in_a_phase_transition(toy_run):
+    """Each toy model's induction-selective heads rise within a narrow token window (toy-gptneox: 0, 1, 5, 8
+    heads at step280, 285, 290, 295), which the old rule (the largest rise between adjacent revisions, here
+    half of it) called a gradual ramp."""
+    milestones = pl.read_parquet(C.Paths(toy_run).milestones_table("parquet"))
+    assert set(milestones["induction_shape"]) == {"phase transition"}, milestones
+    assert (milestones["induction_shape_ratio"] <= 3).all()
 
 
 def test_default_run_writes_the_spectral_phase_and_the_final_ablation(toy_run):
@@ -329,13 +379,50 @@ def test_default_run_writes_the_spectral_phase_and_the_final_ablation(toy_run):
     assert paths.final_ablation_table("md").is_file() and paths.final_ablation_table("parquet").is_file()
 
 
+def test_default_run_writes_every_finding_from_its_tables(toy_run):
+    """tables/findings.md of the default run has the cross-model table and every section for each model; each of
+    findings.csv's numbers is one of its tables' (precision at K from spectral.csv, the BOS fraction from the heads
+    table, claim 3's screen drop from final_ablation.csv)."""
+    paths = C.Paths(toy_run)
+    markdown = paths.findings("md").read_text()
+    models = ["toy-gptneox", "toy-olmo", "toy-olmoe"]
+    assert markdown.index("## Across models") < markdown.index("## toy-gptneox")
+    for section in C.FINDINGS_SECTIONS[:-1]:
+        assert markdown.count(f"### {section}\n") == 3, section
+    rows = pl.read_csv(paths.findings("csv"), schema_overrides={"text": pl.String})
+    assert rows.columns == list(C.FINDINGS_COLUMNS) and set(rows["model"]) == set(models)
+    assert rows["source"].null_count() == 0 and rows["text"].null_count() == 0
+    spectral = pl.read_csv(paths.spectral_table("csv"))
+    heads = read_table(paths.heads_table())[0]
+    milestones = read_table(paths.milestones_table("parquet"))[0]
+    final_ablation = pl.read_csv(paths.final_ablation_table("csv"))
+    for model in models:
+        ranked = spectral.filter(pl.col("model") == model).sort("rank")
+        n = ranked.height
+        mine = rows.filter(pl.col("model") == model)
+        at_all = mine.filter((pl.col("section") == "precision at K") & (pl.col("k") == n))["value"][0]
+        assert at_all == pytest.approx((ranked["final_class"] != "none").mean())
+        final = milestones.filter(pl.col("model") == model)["final_revision"][0]
+        fraction = (heads.filter((pl.col("model") == model) & (pl.col("revision") == final))["class"] == "first").mean()
+        across = mine.filter((pl.col("section") == "across models") & (pl.col("item") == "BOS fraction (synthetic)"))
+        assert across["value"][0] == pytest.approx(fraction)
+        table = final_ablation.filter((pl.col("model") == model) & (pl.col("probe") == "synthetic"))
+        top1 = dict(zip(table["condition"], table["top1"], strict=False))
+        claim = mine.filter(pl.col("item") == "3. screen vs matched random")["text"][0]
+        if top1.get("screen") is not None:
+            assert f"drop {100 * (top1['none'] - top1['screen']):.2f} pp" in claim, claim
+        claims = mine.filter(pl.col("section") == "ablation claims")
+        assert "untestable: the run measured no natural text" in claims["text"][-1]
+
+
 def test_changing_a_milestone_threshold_reclassifies_nothing(toy_run, tmp_path):
     """A new milestone threshold reruns only the final tables and the figures drawn from them."""
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     config["thresholds"]["induction_onset_heads"] = 4
     with edited(toy_config(toy_run), config) as changed:
         jobs = planned_jobs(toy_run.parents[1], changed)
-    assert jobs == {"head_tables": 1, "plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3, "table_pages": 1}
+    assert jobs == {"head_tables": 1, "plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3, "findings": 1,
+                    "table_pages": 1}  # fmt: skip
 
 
 def _sweeping(revisions: list[str]) -> dict:
@@ -359,9 +446,9 @@ def test_adding_or_removing_a_revision_runs_only_its_jobs_and_the_aggregates(tmp
     snakemake(workdir, first, "--cores", "2")
     assert planned_jobs(workdir, first) == {}
     second = write_config(tmp_path / "sweep.yaml", _sweeping(["step0", "step10", "step20", "step30"]))
-    aggregates = {"classify_heads": 1, "head_tables": 1, "plot_emergence": 1, "plot_heatmap": 1,
+    aggregates = {"classify_heads": 1, "bootstrap_heads": 1, "head_tables": 1, "plot_emergence": 1, "plot_heatmap": 1,
                   "plot_trajectories": 1, "sweep_overhead": 1, "spectral_model": 1, "spectral_table": 1,
-                  "plot_spectral": 1, "table_pages": 1}  # fmt: skip
+                  "plot_spectral": 1, "findings": 1, "table_pages": 1}  # fmt: skip
     primitive_aggregates = {"primitive_tables": 1, "plot_primitive_gap": 1, "plot_primitive_scaling": 1}
     assert planned_jobs(workdir, second) == {
         "fetch_snapshot": 2,

@@ -22,7 +22,8 @@ revision's measurement job: one weight load for heads and primitives), :mod:`war
 For notebooks, ``import circuitsweep as cs`` gives :func:`cs.measure_heads`,
 :func:`cs.classify_heads` (classes from selectivities alone), :func:`cs.spectral_ranking` (the
 study's Phase 1 ranking from PR trajectories), :func:`cs.study_probes`, :func:`cs.study_thresholds`,
-:func:`cs.read_results`, :func:`cs.plot_emergence` and :func:`cs.plot_trajectories` (module :mod:`api`),
+:func:`cs.read_results`, :func:`cs.findings` (the study's summaries per model and across models, as
+``tables/findings.*``), :func:`cs.plot_emergence` and :func:`cs.plot_trajectories` (module :mod:`api`),
 loaded on first use so that the import stays torch-free.
 """
 
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 #: The notebook API, imported from :mod:`circuitsweep.api` on first access (PEP 562).
 __all__ = [
     "classify_heads",
+    "findings",
     "measure_heads",
     "plot_emergence",
     "plot_trajectories",

@@ -11,7 +11,7 @@ then :func:`heads.scores.head_scores`, then :func:`heads.classify.head_classes`.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,8 @@ from circuitsweep.io.tables import read_table
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from transformers import PreTrainedModel
+
+    from circuitsweep.milestones.findings import Findings
 
 
 def _section(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -188,12 +190,20 @@ def spectral_ranking(frame: pl.DataFrame) -> pl.DataFrame:
 
 @dataclass(frozen=True)
 class Results:
-    """The final tables of a sweep, and the settings that made them (per model)."""
+    """The final tables of a sweep, and the settings that made them (per model).
+
+    ``spectral`` (the spectral ranking) and ``final_ablation`` (the final-revision ablation table, with
+    ``final_ablation_settings`` per model: its ``spectral_top_k`` and the resolved K) are None where the
+    run made none.
+    """
 
     heads: pl.DataFrame
     emergence: pl.DataFrame
     milestones: pl.DataFrame
     settings: dict[str, Any]
+    spectral: pl.DataFrame | None = None
+    final_ablation: pl.DataFrame | None = None
+    final_ablation_settings: dict[str, Any] = field(default_factory=dict)
 
 
 def read_results(results: str | Path = "results/toy") -> Results:
@@ -211,11 +221,16 @@ def read_results(results: str | Path = "results/toy") -> Results:
     if missing:
         raise ConfigError(f"{results}: no final tables ({', '.join(missing)} missing); run the workflow first")
     tables = {name: read_table(path) for name, path in files.items()}
+    optional = {"spectral": paths.spectral_table("parquet"), "final_ablation": paths.final_ablation_table("parquet")}
+    extra = {name: read_table(path) if path.is_file() else (None, {}) for name, path in optional.items()}
     return Results(
         heads=tables["heads"][0],
         emergence=tables["emergence"][0],
         milestones=tables["milestones"][0],
         settings=tables["heads"][1].get("models", {}),
+        spectral=extra["spectral"][0],
+        final_ablation=extra["final_ablation"][0],
+        final_ablation_settings=extra["final_ablation"][1].get("models", {}),
     )
 
 
@@ -254,3 +269,31 @@ def plot_trajectories(results: Results | str | Path = "results", model: str | No
         raise ConfigError(f"plot_trajectories: no model {model!r} in the results (models: {models})")
     thresholds = (tables.settings.get(model) or {}).get("thresholds") or {}
     return trajectory_figure(tables.heads, model, thresholds.get("class_selectivity"))
+
+
+def findings(
+    results: Results | str | Path = "results", spectral_top_k: list[int | float | str] | None = None
+) -> Findings:
+    """The study's findings of a sweep, as ``tables/findings.*`` hold them (no model is loaded).
+
+    ``results``: :func:`read_results`' tables or a results folder; ``spectral_top_k``: the K of the top-K
+    findings (counts, shares of the heads, ``"elbow"``; default: the run's, as its final-ablation table
+    records it, else the study's 45 and 6). Returns a :class:`milestones.findings.Findings`: ``rows``
+    (one per finding: section, item, value, text and the tables it comes from), ``across_models`` (one
+    row per model: BOS fractions, BOS heads per layer, the layer floor, screen size, onset, t50) and
+    ``paragraphs`` (one per model); ``.section(model, "precision at K")`` picks one section.
+    """
+    from circuitsweep.milestones.findings import findings as compute
+
+    tables = _results(results)
+    if tables.spectral is None:
+        raise ConfigError("findings: the results have no spectral table (tables/spectral.parquet); rerun the workflow")
+    if spectral_top_k is None:
+        recorded = [(s or {}).get("spectral_top_k") for s in tables.final_ablation_settings.values()]
+        spectral_top_k = (
+            next((k for k in recorded if k is not None), None) or study_defaults("ablation")["spectral_top_k"]
+        )
+    thresholds = {model: (run or {}).get("thresholds") or {} for model, run in tables.settings.items()}
+    return compute(
+        tables.spectral, tables.heads, tables.milestones, tables.final_ablation, list(spectral_top_k), thresholds
+    )

@@ -240,6 +240,25 @@ def cmd_classify_heads(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_bootstrap_heads(args: argparse.Namespace) -> None:
+    from circuitsweep.config.probes import BootstrapSettings
+    from circuitsweep.config.thresholds import Thresholds
+    from circuitsweep.milestones.bootstrap import bootstrap_heads
+
+    bootstrap_heads(
+        args.model,
+        [Path(p) for p in args.stats],
+        Path(args.heads),
+        Path(args.revisions),
+        Thresholds.from_dict(args.settings["thresholds"]),
+        BootstrapSettings.from_dict(args.settings["bootstrap"]),
+        Path(args.heads_out),
+        Path(args.curves_out),
+        expected=args.expected,
+        skip_duplicates=bool(args.settings.get("skip_duplicates")),
+    )
+
+
 def cmd_head_tables(args: argparse.Namespace) -> None:
     from circuitsweep.milestones.emergence import MilestoneThresholds
     from circuitsweep.milestones.tables import HeadTableOutputs, head_tables
@@ -263,6 +282,8 @@ def cmd_head_tables(args: argparse.Namespace) -> None:
         skip_duplicates=args.skip_duplicates,
         ablation_paths=[Path(p) for p in args.ablation_rows if p],
         causal_factor=args.causal_factor,
+        bootstrap_heads=[Path(p) for p in args.bootstrap_heads if p],
+        bootstrap_curves=[Path(p) for p in args.bootstrap_curves if p],
     )
 
 
@@ -403,6 +424,20 @@ def cmd_final_ablation_table(args: argparse.Namespace) -> None:
     from circuitsweep.heads.final_ablation import final_ablation_table
 
     final_ablation_table([Path(p) for p in args.rows], Path(args.parquet), Path(args.csv), Path(args.markdown))
+
+
+def cmd_findings(args: argparse.Namespace) -> None:
+    from circuitsweep.milestones.findings import read_findings, write_findings
+
+    result = read_findings(
+        Path(args.spectral),
+        Path(args.heads),
+        Path(args.milestones),
+        Path(args.final_ablation) if args.final_ablation else None,
+        args.spectral_top_k,
+    )
+    write_findings(result, args.spectral_top_k, Path(args.csv), Path(args.markdown), Path(args.html))
+    print(f"findings of {len(result.paragraphs)} models: {result.rows.height} rows")
 
 
 def cmd_score_primitives(args: argparse.Namespace) -> None:
@@ -578,10 +613,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--natural", nargs="*", default=[], help="per-revision natural-text score Parquet files")
 
     p = add(
+        "bootstrap-heads",
+        cmd_bootstrap_heads,
+        "bootstrap one model's selectivities, classes and milestone counts over probe sequences (caches only)",
+        ("stats", "heads", "revisions"),
+    )
+    p.add_argument("--model", required=True)
+    p.add_argument("--settings", type=_json, required=True, help="JSON: bootstrap, thresholds, skip_duplicates")
+    p.add_argument("--stats", nargs="+", required=True, help="per-revision statistics shards, verified")
+    p.add_argument("--expected", type=_json, help="JSON list: the metadata each shard must carry")
+    p.add_argument("--heads", required=True, help="the model's classified heads (Parquet)")
+    p.add_argument("--revisions", required=True, help="the model's revision facts (Parquet)")
+    p.add_argument("--heads-out", required=True, help="output Parquet: intervals and class stability per head")
+    p.add_argument("--curves-out", required=True, help="output Parquet: milestone counts per resample")
+
+    p = add(
         "head-tables",
         cmd_head_tables,
         "write the heads, emergence and milestone tables",
-        ("heads", "revisions", "ablation_rows"),
+        ("heads", "revisions", "ablation_rows", "bootstrap_heads", "bootstrap_curves"),
     )
     p.add_argument("--heads", nargs="+", required=True)
     p.add_argument("--revisions", nargs="+", required=True)
@@ -597,6 +647,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation-out", help="the ablation table (Parquet)")
     p.add_argument("--ablation-csv", help="the ablation table (CSV)")
     p.add_argument("--causal-factor", type=float, default=2.0, help="causal milestone factor")
+    p.add_argument("--bootstrap-heads", nargs="*", default=[], help="per-model bootstrap heads (Parquet)")
+    p.add_argument("--bootstrap-curves", nargs="*", default=[], help="per-model bootstrap curves (Parquet)")
 
     p = add("milestone-brackets", cmd_milestone_brackets, "bracket each milestone between two swept revisions")
     p.add_argument("--config", type=_json, required=True, help="JSON: the workflow's config (it is planned again)")
@@ -680,6 +732,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parquet", required=True)
     p.add_argument("--csv", required=True)
     p.add_argument("--markdown", required=True)
+
+    p = add(
+        "findings",
+        cmd_findings,
+        "the study's summaries per model and across models, from the run's tables (no model)",
+        ("spectral", "heads", "milestones", "final_ablation"),
+    )
+    p.add_argument("--spectral", required=True, help="tables/spectral.parquet")
+    p.add_argument("--heads", required=True, help="tables/heads.parquet")
+    p.add_argument("--milestones", required=True, help="tables/milestones.parquet")
+    p.add_argument("--final-ablation", help="tables/final_ablation.parquet (a run with ablation)")
+    p.add_argument("--spectral-top-k", type=_json, required=True, help="JSON: ablation.spectral_top_k")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
+    p.add_argument("--html", required=True, help="the report's Findings page")
 
     p = add(
         "score-primitives",

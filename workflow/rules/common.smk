@@ -29,6 +29,7 @@ from circuitsweep.primitives import contract as K
 from circuitsweep.heads import jobs as heads_jobs
 from circuitsweep.primitives import jobs as primitive_jobs
 from circuitsweep.milestones.tables import milestone_thresholds
+from circuitsweep.milestones.bootstrap import bootstrap_settings
 from circuitsweep import revision_stage
 
 # Every rule runs the package of this workflow's own source tree, in whatever
@@ -139,6 +140,14 @@ def ablation_rows():
     if PLAN.ablation is None:
         return []
     return [PATHS.ablation_rows(model, revision) for model in MODELS for revision in revisions_of(model)]
+
+
+def bootstrap_of(kind):
+    """Every model's bootstrap output of ``kind`` (heads or curves); none when the bootstrap is off."""
+    if PLAN.bootstrap is None:
+        return []
+    path = PATHS.model_bootstrap_heads if kind == "heads" else PATHS.model_bootstrap_curves
+    return [path(model) for model in MODELS]
 
 
 def primitive_stimuli(wildcards):
@@ -308,6 +317,7 @@ def final_targets():
         PATHS.spectral_table("csv"),
         *[PATHS.spectral_plot(model) for model in MODELS],
         *final_ablation_targets(),
+        *[PATHS.findings(suffix) for suffix in ("csv", "md", "html")],
         *measurement_targets(),
     ]
 
@@ -339,6 +349,16 @@ def final_ablation_targets():
     if PLAN.ablation is None:
         return []
     return [PATHS.final_ablation_table(suffix) for suffix in ("parquet", "csv", "md")]
+
+
+def final_ablation_table_input():
+    """The final-ablation table the findings read, when the run ablates."""
+    return [PATHS.final_ablation_table("parquet")] if PLAN.ablation is not None else []
+
+
+def findings_ablation_arg(wildcards, input):
+    """findings' option for the final-ablation table, when the run ablates."""
+    return f"--final-ablation {shlex.quote(str(input.final_ablation))}" if input.final_ablation else ""
 
 
 # --- job sizes, the snapshot bound and job blocks (circuitsweep.plan.resources, .scheduling) ---
@@ -573,6 +593,7 @@ if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT" and 
                 ablation=PLAN.ablation is not None,
                 groups=bool(PLAN.groups()),
                 refine=PLAN.refine is not None,
+                bootstrap=PLAN.bootstrap is not None,
                 natural_batches=len(heads_jobs.natural_batches(PLAN)),
             ),
             SNAPSHOTS_ON_DISK,

@@ -1,11 +1,46 @@
 # Final tables across models: heads, emergence curves, milestones.
 
 
+if PLAN.bootstrap is not None:
+
+    # The bootstrap over probe sequences of one model (circuitsweep.milestones.bootstrap), from its
+    # caches and classes alone: no model is loaded, so changing `bootstrap:` reruns only table jobs.
+    rule bootstrap_heads:
+        input:
+            stats=head_stats_of,
+            heads=PATHS.model_heads("{model}"),
+            revisions=PATHS.model_revisions("{model}"),
+        output:
+            heads=PATHS.model_bootstrap_heads("{model}"),
+            curves=PATHS.model_bootstrap_curves("{model}"),
+        params:
+            settings=lambda wildcards: as_json(bootstrap_settings(PLAN, wildcards.model)),
+            expected=lambda wildcards: settings_file(
+                f"classify_heads-{wildcards.model}",
+                [heads_jobs.head_cache_expectation(PLAN, wildcards.model, revision) for revision in revisions_of(wildcards.model)],
+            ),
+        resources:
+            attempt=attempt_resource,
+            mem_mb=small_resource("bootstrap_heads", "mem_mb"),
+            runtime=small_resource("bootstrap_heads", "runtime"),
+        conda:
+            ENV
+        log:
+            PATHS.log("bootstrap_heads/{model}"),
+        shell:
+            "python -m circuitsweep --attempt {resources.attempt} bootstrap-heads --model {wildcards.model}"
+            " --settings {params.settings:q} --stats {input.stats:q} --expected {params.expected:q}"
+            " --heads {input.heads:q} --revisions {input.revisions:q}"
+            " --heads-out {output.heads:q} --curves-out {output.curves:q} > {log:q} 2>&1"
+
+
 rule head_tables:
     input:
         heads=[PATHS.model_heads(model) for model in MODELS],
         revisions=[PATHS.model_revisions(model) for model in MODELS],
         ablation=ablation_rows(),
+        bootstrap_heads=bootstrap_of("heads"),
+        bootstrap_curves=bootstrap_of("curves"),
     output:
         heads=PATHS.heads_table(),
         emergence=PATHS.emergence_table("parquet"),
@@ -42,6 +77,7 @@ rule head_tables:
         " --emergence-csv {output.emergence_csv:q} --milestones {output.milestones:q}"
         " --milestones-md {output.milestones_md:q} --milestones-parquet {output.milestones_parquet:q}"
         " --skip-duplicates {params.skip_duplicates:q} --ablation-rows {input.ablation:q} {params.extra}"
+        " --bootstrap-heads {input.bootstrap_heads:q} --bootstrap-curves {input.bootstrap_curves:q}"
         " > {log:q} 2>&1"
 
 
@@ -167,3 +203,34 @@ rule table_pages:
         PATHS.log("table_pages"),
     shell:
         "python -m circuitsweep table-pages --tables {input:q} --pages {output:q} > {log:q} 2>&1"
+
+
+# The study's findings (circuitsweep.milestones.findings): precision at K, K selection, class breakdowns,
+# the screen against the top K and the five ablation claims per model, and the cross-model table, from
+# the tables alone (no model is loaded); its HTML is the report's Findings page.
+rule findings:
+    input:
+        spectral=PATHS.spectral_table("parquet"),
+        heads=PATHS.heads_table(),
+        milestones=PATHS.milestones_table("parquet"),
+        final_ablation=final_ablation_table_input(),
+    output:
+        csv=report(PATHS.findings("csv"), caption="../report/findings_table.rst", category="Table files (CSV)"),
+        markdown=PATHS.findings("md"),
+        html=report(PATHS.findings("html"), caption="../report/findings.rst", category="Findings"),
+    params:
+        spectral_top_k=as_json(list(PLAN.spectral_top_k)),
+        # a model added or removed reruns the findings (the profiles' rerun triggers ignore the input set)
+        models=as_json(MODELS),
+        final_ablation=findings_ablation_arg,
+    resources:
+        mem_mb=small_resource("findings", "mem_mb"),
+        runtime=small_resource("findings", "runtime"),
+    conda:
+        ENV
+    log:
+        PATHS.log("findings"),
+    shell:
+        "python -m circuitsweep findings --spectral {input.spectral:q} --heads {input.heads:q}"
+        " --milestones {input.milestones:q} {params.final_ablation} --spectral-top-k {params.spectral_top_k:q}"
+        " --csv {output.csv:q} --markdown {output.markdown:q} --html {output.html:q} > {log:q} 2>&1"

@@ -20,7 +20,7 @@ import yaml
 
 from circuitsweep.config.architectures import TOY_ARCHITECTURES, check_at_planning, has_lm_head
 from circuitsweep.config.patterns import branch_pattern_regex, pattern_regex
-from circuitsweep.config.probes import AblationSettings, ProbeSettings, baseline_candidates
+from circuitsweep.config.probes import AblationSettings, BootstrapSettings, ProbeSettings, baseline_candidates
 from circuitsweep.config.schema_errors import describe
 from circuitsweep.config.strict_schema import StrictValidator, non_finite_values
 from circuitsweep.config.thresholds import MilestoneThresholds, Thresholds
@@ -212,8 +212,17 @@ def resolve_ablation(config: dict[str, Any]) -> tuple[AblationSettings | None, f
     return (AblationSettings(**values) if enabled else None), factor
 
 
-def resolve_spectral_top_k(config: dict[str, Any]) -> tuple[int, ...]:
-    """The K of the final-revision ablation's spectral conditions (``ablation.spectral_top_k``), in config order."""
+def resolve_bootstrap(config: dict[str, Any]) -> BootstrapSettings | None:
+    """The run's bootstrap over probe sequences (``bootstrap:``); None when ``resamples`` is 0 (off)."""
+    root = schema()
+    values = _deep_merge(_defaults(root["properties"]["bootstrap"], root), config.get("bootstrap") or {})
+    settings = BootstrapSettings.from_dict(values)
+    return settings if settings.resamples > 0 else None
+
+
+def resolve_spectral_top_k(config: dict[str, Any]) -> tuple[int | float | str, ...]:
+    """The K of the final-revision ablation's spectral conditions (``ablation.spectral_top_k``), in config order:
+    counts (int), shares of the heads (float in (0, 1)) or ``"elbow"`` (the schema refuses anything else)."""
     return tuple(_deep_merge(study_defaults("ablation"), config.get("ablation", {}))["spectral_top_k"])
 
 

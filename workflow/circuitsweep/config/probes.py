@@ -103,6 +103,21 @@ class AblationSettings:
 
 
 @dataclass(frozen=True)
+class BootstrapSettings:
+    """The bootstrap over probe sequences (``bootstrap:``, docs/methods.md), run-wide; resamples 0 is off."""
+
+    resamples: int = 200
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> BootstrapSettings:
+        return cls(resamples=int(values["resamples"]), seed=int(values["seed"]))
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class ProbeSettings:
     """The probes of one run (docs/methods.md), from the resolved ``probes`` config."""
 

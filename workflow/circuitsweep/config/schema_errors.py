@@ -45,7 +45,8 @@ def describe(error: jsonschema.ValidationError) -> str:
         )
     if error.validator == "uniqueItems":
         seen: set[Any] = set()
-        repeated = sorted({v for v in value if isinstance(v, str) and (v in seen or seen.add(v))})
+        scalar = (str, int, float)
+        repeated = sorted({v for v in value if isinstance(v, scalar) and (v in seen or seen.add(v))}, key=repr)
         return f"{at}: repeated entries {repeated}; expected distinct entries"
     if error.validator in ("pattern", "minLength"):
         return f"{at}: {value!r} is not {expected or f'matching {error.validator_value!r}'}"

@@ -41,7 +41,8 @@ class MilestoneThresholds:
     induction_onset_heads: int
     bos_fraction_milestone: float
     early_screen_recall: float
-    phase_transition_share: float
+    #: a curve whose narrowest window holding 80% of its rise spans at most this token ratio is a phase transition
+    phase_transition_factor: float
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> MilestoneThresholds:

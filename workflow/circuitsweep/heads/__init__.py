@@ -11,6 +11,7 @@ and :mod:`circuitsweep.io`; the milestones and outputs read its tables.
 - :mod:`.mlp_chunks`: decoder MLPs run over chunks of tokens while measuring;
 - :mod:`.measure`: one pass per probe batch, collecting the statistics;
 - :mod:`.scores`, :mod:`.classify`: per-head scores and classes from the statistics;
+- :mod:`.sequence_stats`: selectivities from per-sequence statistics under any weighting (the bootstrap's);
 - :mod:`.participation`, :mod:`.spectral`: the study's spectral phase (participation ratios, ranking);
 - :mod:`.ablation`, :mod:`.final_ablation`: causal ablation per revision and at the final revision;
 - :mod:`.natural_text`: the natural-text probe;

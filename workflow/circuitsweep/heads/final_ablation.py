@@ -4,7 +4,9 @@ Conditions, each scored on every probe (loss, top-1, top-5 and mean logit of B
 at the query, :func:`heads.ablation.score_targets`):
 
 - ``none``;
-- per K of ``spectral_top_k``: ``spectral_top`` (the K heads of largest
+- per K of ``spectral_top_k`` (a count, a share of the heads or ``elbow``:
+  :func:`heads.spectral.resolve_top_k`; the ``k`` column holds the count):
+  ``spectral_top`` (the K heads of largest
   participation-ratio integral), ``spectral_random`` (matched random heads:
   per layer of the picks, as many of its other heads, layers in the picks' rank
   order, as the study's synthetic script) and ``spectral_layers`` (every head
@@ -34,7 +36,7 @@ import polars as pl
 
 from circuitsweep.errors import CacheError, DataError
 from circuitsweep.heads.classify import induction_member
-from circuitsweep.heads.spectral import final_revision
+from circuitsweep.heads.spectral import ELBOW, TopK, elbow_k, final_revision, resolve_top_k
 from circuitsweep.io import contracts as C
 from circuitsweep.io.tables import read_table, write_csv, write_markdown, write_table
 
@@ -104,26 +106,43 @@ def _controls(
     return out
 
 
+def ranking_top_k(ranking: pl.DataFrame, spectral_top_k: Sequence[int | float | str]) -> list[TopK]:
+    """The K of each ``spectral_top_k`` entry for the model of ``ranking`` (one row per head; ``integral``
+    needed for ``elbow``)."""
+    if "integral" in ranking.columns:
+        integrals = ranking["integral"].to_list()
+    elif ELBOW in spectral_top_k:
+        raise DataError("spectral_top_k: elbow needs the ranking's integral column")
+    else:
+        integrals = [0.0] * ranking.height
+    return resolve_top_k(spectral_top_k, integrals)
+
+
 def final_conditions(
     ranking: pl.DataFrame,
     final: pl.DataFrame,
     induction_circuit: float,
     n_heads: int,
-    spectral_top_k: Sequence[int],
+    spectral_top_k: Sequence[int | float | str],
     draws: int,
     seed: int,
 ) -> list[Condition]:
     """Every condition of the final-revision ablation (module docstring), in the order they are reported.
 
-    ``ranking``: the model's spectral ranking (``layer``, ``head``, ``rank``); ``final``:
-    its final revision's classified heads (``layer``, ``head``, ``class``, ``sel_induction``).
+    ``ranking``: the model's spectral ranking (``layer``, ``head``, ``rank``, and ``integral`` for an
+    ``elbow`` K); ``final``: its final revision's classified heads (``layer``, ``head``, ``class``,
+    ``sel_induction``); ``n_heads``: heads per layer.
     """
     ranked = ranking.sort("rank")
     ranked_heads = list(zip(ranked["layer"].to_list(), ranked["head"].to_list(), strict=True))
     conditions = [Condition("none", (), 0)]
-    for k in spectral_top_k:
+    for top in ranking_top_k(ranked, spectral_top_k):
+        k = top.k
         picks = ranked_heads[:k]
-        note = None if len(picks) == k else f"K = {k} exceeds the model's {len(ranked_heads)} heads: all of them"
+        notes = [top.describe(len(ranked_heads))]
+        if len(picks) != k:
+            notes.append(f"K = {k} exceeds the model's {len(ranked_heads)} heads: all of them")
+        note = "; ".join(n for n in notes if n) or None
         conditions.append(Condition("spectral_top", tuple(picks), k, k=k, note=note))
         conditions += _controls("spectral", picks, by_layer(picks), n_heads, draws, seed, k)
     final = final.sort("layer", "head")
@@ -281,6 +300,8 @@ def run_final_ablation(
         "weights_sha256": snapshot.fingerprint,
         "induction_circuit": cut,
         "spectral_top_k": list(settings["spectral_top_k"]),
+        "spectral_k": [top.k for top in ranking_top_k(ranking, settings["spectral_top_k"])],
+        "elbow_k": elbow_k(ranking["integral"].to_list()),
         "ablation": job.ablation,
         SETTINGS_KEY: settings_digest(settings),
     }
@@ -324,7 +345,8 @@ def final_ablation_table(row_paths: Sequence[Path], parquet: Path, csv: Path, ma
         frame, metadata = read_table(path)
         frames.append(frame)
         models[metadata.get("model")] = {
-            key: metadata.get(key) for key in ("revision", "dtype", "induction_circuit", "spectral_top_k", "ablation")
+            key: metadata.get(key)
+            for key in ("revision", "dtype", "induction_circuit", "spectral_top_k", "spectral_k", "elbow_k", "ablation")
         }
     table = summary(pl.concat(frames))
     write_table(parquet, table, {"models": models})

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from circuitsweep.io.cache_check import SETTINGS_KEY, records_settings, settings_digest
+from circuitsweep.io.cache_check import CACHE_SCHEMA_VERSION, SETTINGS_KEY, records_settings, settings_digest
 from circuitsweep.io.corpus import corpus_sha256
 from circuitsweep.io.tables import read_table
 from circuitsweep.plan.sweep import Plan, corpus_location
@@ -61,6 +61,8 @@ def measure_settings(plan: Plan, model: str, name: str) -> dict[str, Any]:
         **plan.revision_job(model, name),
         "probes": plan.models[model].probes.to_dict(),
         **plan.weights(model, name),
+        # a new cache layout changes the job's settings: caches of an older one are measured again, once
+        "cache_schema": CACHE_SCHEMA_VERSION,
     }
     if plan.ablation is not None:
         # the circuit is screened in the job, so its cut is a job setting (a change reruns it);

@@ -208,7 +208,7 @@ def _measure(
         run_until_stop(lambda: base(input_ids=batch, use_cache=False))
 
     probe = run_induction_probe(probes, first_token)
-    induction = InductionObserver(n_layers, probe.baseline_record)
+    induction = InductionObserver(n_layers, probe.baseline_record, ind.n_sequences)
     spectral = _spectral_capture(model, probe.last, probes.spectral_sequences)
     for part in _batches(ind.n_sequences, size):
         induction.start_batch(probe.first_a[part], probe.valid[part], probe.baseline_rows(part))

@@ -14,10 +14,8 @@ import polars as pl
 import torch
 
 from circuitsweep.errors import DataError
+from circuitsweep.heads.sequence_stats import BASELINE_FLOOR  # the floor of the selectivity baseline (1e-8)
 from circuitsweep.io import contracts as C
-
-#: Floor of the selectivity baseline (a ratio of means).
-BASELINE_FLOOR = 1e-8
 
 
 def selectivity(stats: Mapping[str, torch.Tensor]) -> torch.Tensor:

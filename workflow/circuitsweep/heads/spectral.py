@@ -6,10 +6,17 @@ largest and smallest PR and their spread; heads ranked by integral,
 descending (ties: layer, then head). A revision with 0 tokens has no
 logarithm: it is left out of the integral (counted in ``n_left_out``) but its
 PR counts for the final, max and min.
+
+How many of the ranked heads are the "spectral picks" (``ablation.spectral_top_k``,
+:func:`resolve_top_k`): a count, a share of the model's heads, or ``elbow``, the
+study's algorithmic K (:func:`elbow_k`); :func:`heuristic_k` is its 17-19% rule.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +91,85 @@ def spectral_ranking(frame: pl.DataFrame) -> pl.DataFrame:
         pl.lit(revisions.height, pl.Int64).alias("n_revisions"),
         pl.lit(int((~kept).sum()), pl.Int64).alias("n_left_out"),
     ).select(RANKING_COLUMNS)
+
+
+#: The study's K heuristic: 17-19% of a model's heads (its "writeup heuristic").
+HEURISTIC_SHARES: tuple[float, float] = (0.17, 0.19)
+#: The spectral_top_k entry that asks for the elbow K.
+ELBOW = "elbow"
+
+
+def elbow_k(integrals: Sequence[float]) -> int:
+    """The study's algorithmic K: sort the integrals descending, ``argmax(-diff(sorted, 2)) + 1``.
+
+    The position (1-based) after which the sorted curve bends most sharply downwards; the
+    first such position on a tie. With fewer than three heads there is no second
+    difference: every head.
+    """
+    values = np.sort(np.asarray(integrals, dtype=np.float64))[::-1]
+    if len(values) < 3:
+        return len(values)
+    return int(np.argmax(-np.diff(values, 2))) + 1
+
+
+def share_k(share: float, n_heads: int) -> int:
+    """K for a share of ``n_heads``: ``floor(share x n_heads)``, at least 1 (0.176 of 256 heads -> 45)."""
+    return max(1, math.floor(share * n_heads + 1e-9))
+
+
+def heuristic_k(n_heads: int) -> tuple[int, int]:
+    """The study's 17-19% heuristic as a range of K (256 heads -> 43-48)."""
+    low, high = HEURISTIC_SHARES
+    return share_k(low, n_heads), share_k(high, n_heads)
+
+
+@dataclass(frozen=True)
+class TopK:
+    """One K of the spectral picks, and the ``spectral_top_k`` entries that asked for it (``"45"``,
+    ``"0.176"``, ``"elbow"``)."""
+
+    k: int
+    asked: tuple[str, ...]
+
+    def describe(self, n_heads: int) -> str | None:
+        """How K was chosen, when not simply given as a count: ``K = 17.6% of 256 heads``, ``K = the elbow``."""
+        words = []
+        for entry in self.asked:
+            if entry == ELBOW:
+                words.append("the elbow of the sorted integrals")
+            elif "." in entry:
+                words.append(f"{float(entry) * 100:g}% of {n_heads} heads")
+        return f"K = {' and '.join(words)}" if words else None
+
+
+def _entry(value: int | float | str) -> str:
+    if isinstance(value, str):
+        return value
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def resolve_top_k(spec: Sequence[int | float | str], integrals: Sequence[float]) -> list[TopK]:
+    """Each K of ``spec`` for one model whose heads have ``integrals``, in spec order, equal K merged.
+
+    An entry is a count (an integer >= 1: a K above the head count stays as asked, and the
+    ablation records the shortfall), a share of the heads (0 < share < 1, :func:`share_k`) or
+    ``"elbow"`` (:func:`elbow_k`).
+    """
+    n_heads = len(integrals)
+    found: dict[int, list[str]] = {}
+    for value in spec:
+        if value == ELBOW:
+            k = elbow_k(integrals)
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            raise DataError(f"ablation.spectral_top_k: {value!r} is neither a count, a share nor {ELBOW!r}")
+        elif float(value).is_integer() and value >= 1:
+            k = int(value)
+        elif 0 < value < 1:
+            k = share_k(float(value), n_heads)
+        else:
+            raise DataError(f"ablation.spectral_top_k: {value!r} is neither a count >= 1 nor a share in (0, 1)")
+        found.setdefault(k, []).append(_entry(value))
+    return [TopK(k, tuple(asked)) for k, asked in found.items()]
 
 
 def final_revision(heads: pl.DataFrame) -> pl.DataFrame:

@@ -59,6 +59,9 @@ class RevisionJob:
     weights_sha256: str | None = None
     #: ``cache_check.settings_digest`` of the settings as planned, recorded in the caches (``is_measured``)
     settings_sha256: str | None = None
+    #: The cache layout the plan asked for (``cache_check.CACHE_SCHEMA_VERSION``): part of the settings, so a
+    #: new layout reruns the job; the caches record the version of the code that writes them.
+    cache_schema: int | None = None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RevisionJob:

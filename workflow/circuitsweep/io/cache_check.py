@@ -23,8 +23,13 @@ from circuitsweep.errors import CacheError
 from circuitsweep.io import contracts as C
 
 #: Version of the cache files' layout and metadata; bump it when either changes,
-#: so caches of an older layout are refused instead of misread.
-CACHE_SCHEMA_VERSION = 3
+#: so caches of an older layout are refused instead of misread (a planned revision whose
+#: caches carry another version is measured again, once).
+#: 4: the head shard keeps each induction-probe sequence's attention to every target and its
+#: baseline mean (``induction.per_sequence``, n x L x H x 7 float32) and validity
+#: (``induction.sequence_valid``), the statistics of the bootstrap over probe sequences; the means
+#: are computed from them. Caches of version 3 lack them: every revision is measured again once.
+CACHE_SCHEMA_VERSION = 4
 #: The metadata key holding :data:`CACHE_SCHEMA_VERSION`.
 SCHEMA_KEY = "cache_schema"
 #: The metadata key holding :func:`settings_digest` of the settings its measuring job was given.

@@ -47,6 +47,14 @@ STAT_DUPLICATE_TOKEN = "repeated.duplicate_token"
 STAT_LOSS_PER_POSITION = "repeated.loss_per_position"
 #: [L, H, T_s] random batch: mean attention to position 0 from each query.
 STAT_FIRST_ATTENTION = "random.first_attention"
+#: [n, L, H, len(TARGETS) + 1] float32 per induction-probe sequence: the last query's attention to each
+#: target (TARGETS order; induction and duplicate as observed, valid or not) and, last, its mean attention
+#: to the baseline positions. The sufficient statistics of the selectivities: the means above are these
+#: averaged (induction and duplicate over valid sequences only), so a bootstrap over sequences needs no
+#: model (docs/methods.md, Uncertainty). Values lie on the grid of ``heads.sequence_stats.grid_bits``.
+STAT_PER_SEQUENCE = "induction.per_sequence"
+#: [n] bool: whether each induction-probe sequence is valid (B exactly once before q).
+STAT_SEQUENCE_VALID = "induction.sequence_valid"
 #: [L, H] participation ratio of each head's slice of its output-projection input at the
 #: induction probe's last position, over the first ``probes.spectral_sequences`` sequences.
 STAT_SPECTRAL_PR = "induction.spectral_pr"
@@ -84,6 +92,28 @@ CLASS_COLUMNS: tuple[str, ...] = (
     "previous_member",
     "in_circuit",
     "sink",
+)
+
+#: Columns the bootstrap over probe sequences adds to the heads table (docs/methods.md, Uncertainty): the
+#: 95% percentile interval of each selectivity and the share of resamples in which the head keeps its class.
+BOOTSTRAP_HEAD_COLUMNS: tuple[str, ...] = (
+    *(f"sel_{t}_{end}" for t in TARGETS for end in ("low", "high")),
+    "class_stability",
+)
+#: One model's bootstrap curves (``classes/<model>/bootstrap_curves.parquet``): per resample (0 = every
+#: sequence once, the point estimate) and kept revision, the counts the milestones are computed from.
+BOOTSTRAP_CURVE_COLUMNS: tuple[str, ...] = (
+    "model",
+    "resample",
+    "revision",
+    "step",
+    "tokens",
+    "n_heads",
+    "induction_selective_heads",
+    "bos_heads",
+    "screen_heads",
+    "early_screen_recovered",
+    "final_circuit_size",
 )
 
 # --- Per-revision columns --------------------------------------------------
@@ -139,11 +169,14 @@ MILESTONE_COLUMNS: tuple[str, ...] = (
     "bos_peak_fraction",
     "bos_peak_revision",
     "bos_peak_tokens",
-    "bos_shape",
-    "bos_largest_rise_share",
-    "bos_largest_rise_between",
+    "bos_shape",  # phase transition | gradual ramp | rise and fall | flat | unresolved | single revision
+    "bos_shape_ratio",  # tokens at the end over the start of the narrowest window holding 80% of the rise
+    "bos_shape_from",  # the window's two revisions
+    "bos_shape_to",
     "induction_shape",
-    "induction_largest_rise_share",
+    "induction_shape_ratio",
+    "induction_shape_from",
+    "induction_shape_to",
     "final_circuit_size",
     "early_screen_revision",
     "early_screen_tokens",
@@ -154,6 +187,23 @@ MILESTONE_COLUMNS: tuple[str, ...] = (
     "final_revision",
     "induction_onset_sustained",
     "probe_protocol",
+)
+
+#: The checkpoint bracket of each milestone (docs/methods.md, Uncertainty): the swept revision before the one
+#: that reached it, and its tokens (null when not reached or reached at the first revision). The causal
+#: milestone's pair (``causal_previous_revision``, ``causal_previous_tokens``) follows its own columns.
+MILESTONE_BRACKET_COLUMNS: tuple[str, ...] = tuple(
+    f"{milestone}_previous_{what}"
+    for milestone in ("induction_onset", "first_bos_head", "bos_t50", "early_screen")
+    for what in ("revision", "tokens")
+)
+#: With the bootstrap over probe sequences, per milestone: the earliest and latest revision it lands on across
+#: resamples, the share landing on the point estimate's revision, the share not reaching it, and fragile
+#: (more than 5% land elsewhere).
+MILESTONE_BOOTSTRAP_COLUMNS: tuple[str, ...] = tuple(
+    f"{milestone}_boot_{what}"
+    for milestone in ("induction_onset", "first_bos_head", "bos_t50", "early_screen")
+    for what in ("earliest", "latest", "agreement", "not_reached", "fragile")
 )
 
 # --- Natural-text probe (docs/methods.md, natural-text variant) ----------------
@@ -246,15 +296,18 @@ GROUP_MILESTONES: dict[str, str] = {
     "early_screen": "early_screen_tokens",
     "causal": "causal_tokens",
 }
-#: One row per group and milestone: token statistics over the group's models that reached it
-#: (sd: sample standard deviation, null below two); models lists the group's models.
+#: One row per group and milestone: token statistics over the group's models. A model that never reached
+#: it is censored (beyond its last revision): mean, sd (sample, null below two) and max only when every
+#: model reached it; reached = "k of n"; min = the earliest; median where the middle model(s) reached it.
 GROUP_MILESTONE_COLUMNS: tuple[str, ...] = (
     "group",
     "milestone",
     "n_models",
     "n_reached",
+    "reached",
     "mean_tokens",
     "sd_tokens",
+    "median_tokens",
     "min_tokens",
     "max_tokens",
     "models",
@@ -319,6 +372,50 @@ FINAL_ABLATION_TABLE_COLUMNS: tuple[str, ...] = (
     "top5",
     "mean_logit",
     "note",
+)
+
+# --- The study's findings per model and across models (circuitsweep.milestones.findings) ----
+
+#: Sections of tables/findings.*, in the order they are written: per model, then across models.
+FINDINGS_SECTIONS: tuple[str, ...] = (
+    "precision at K",
+    "non-BOS precision at K",
+    "K selection",
+    "class breakdown",
+    "induction selectivity",
+    "screen heads and the top K",
+    "ablation claims",
+    "across models",
+)
+#: One row per finding: what it measures, its number and the tables it comes from.
+FINDINGS_COLUMNS: tuple[str, ...] = (
+    "model",
+    "section",  # one of FINDINGS_SECTIONS
+    "item",  # what the row measures: "K = 45", "first", ">= 50", "1. spectral picks vs matched random, K = 45"
+    "k",  # the K of a top-K row, else null
+    "value",  # its number (a share, a count, tokens, a ratio, a drop); null where it cannot be measured
+    "count",  # numerator of a share (heads), else null
+    "total",  # denominator of a share (heads), else null
+    "text",  # the finding in words, with its number, as the report states it
+    "ci_low",  # paired 95% interval and p of an ablation claim, where the ablation tables carry them
+    "ci_high",
+    "p",
+    "source",  # the tables it comes from ("spectral.csv; final_ablation.csv")
+)
+#: The cross-model table (one row per model, at its final revision).
+ACROSS_MODELS_COLUMNS: tuple[str, ...] = (
+    "model",
+    "final_revision",
+    "n_heads",
+    "bos_fraction",  # whole-model share of class first, synthetic probe
+    "natural_bos_fraction",  # the same on natural text (null: not measured)
+    "bos_per_layer",  # heads of class first per layer, layer 0 first
+    "first_bos_layer",  # the first layer holding a BOS head (null: none)
+    "layers_without_bos",  # layers with no BOS head at any swept revision (the study's layer-0/1 floor)
+    "screen_size",  # the final circuit: induction selectivity >= the circuit threshold, any class
+    "induction_onset_tokens",
+    "bos_t50_tokens",
+    "bos_to_induction_ratio",  # t50 tokens / onset tokens
 )
 
 # --- Metadata keys stored with every cache file ----------------------------
@@ -390,6 +487,11 @@ class Paths:
     def final_ablation_table(self, suffix: str = "csv") -> Path:
         return self.root / "tables" / f"final_ablation.{suffix}"
 
+    def findings(self, suffix: str = "csv") -> Path:
+        """The study's summaries per model and across models (``FINDINGS_COLUMNS``): csv, md, and html for the
+        report's Findings page."""
+        return self.root / "tables" / f"findings.{suffix}"
+
     def primitive_stats(self, model: str, revision: str) -> Path:
         return self.root / "cache" / model / revision / "primitives.safetensors"
 
@@ -412,6 +514,14 @@ class Paths:
 
     def model_revisions(self, model: str) -> Path:
         return self.root / "classes" / model / "revisions.parquet"
+
+    def model_bootstrap_heads(self, model: str) -> Path:
+        """One model's bootstrap intervals and class stability per revision and head (``BOOTSTRAP_HEAD_COLUMNS``)."""
+        return self.root / "classes" / model / "bootstrap_heads.parquet"
+
+    def model_bootstrap_curves(self, model: str) -> Path:
+        """One model's counts per bootstrap resample and revision (``BOOTSTRAP_CURVE_COLUMNS``)."""
+        return self.root / "classes" / model / "bootstrap_curves.parquet"
 
     def heads_table(self) -> Path:
         return self.root / "tables" / "heads.parquet"

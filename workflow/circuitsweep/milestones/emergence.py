@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import polars as pl
 
@@ -110,43 +111,82 @@ def emergence_curves(
     return pl.DataFrame(rows, schema_overrides=schema).select(C.EMERGENCE_COLUMNS)
 
 
+#: Share of a curve's rise that its shape window must hold (docs/methods.md).
+SHAPE_RISE_SHARE = 0.8
+
+
 @dataclass(frozen=True)
 class Shape:
-    """How a curve rises: the largest rise between adjacent revisions as a share of the total."""
+    """How a curve rises: its label and the narrowest token window holding :data:`SHAPE_RISE_SHARE` of its rise.
+
+    ``ratio``: tokens at the window's end over tokens at its start (None when
+    the only such windows start at 0 tokens); ``window``: the two revisions.
+    """
 
     label: str
-    largest_rise_share: float | None
-    between: tuple[str, str] | None
+    ratio: float | None
+    window: tuple[str, str] | None
 
 
-def curve_shape(values: Sequence[float], names: Sequence[str], phase_share: float) -> Shape:
-    """How a curve rises (docs/methods.md), from the rises between adjacent revisions.
+def _narrowest_window(values: Sequence[float], tokens: Sequence[int], rise: float) -> tuple[int, int, float | None]:
+    """The pair (i, j), i < j, with values[j] - values[i] >= SHAPE_RISE_SHARE * rise and the smallest token ratio.
+
+    Windows starting at 0 tokens have no finite ratio: they count only when no
+    other window holds the share, and then the one ending earliest is taken.
+    Ties go to the earliest window.
+    """
+    need = SHAPE_RISE_SHARE * rise
+    best: tuple[float, int, int] | None = None
+    from_zero: tuple[int, int] | None = None
+    for j in range(1, len(values)):
+        for i in range(j):
+            if values[j] - values[i] < need:
+                continue
+            if tokens[i] <= 0:
+                if from_zero is None:
+                    from_zero = (i, j)
+                continue
+            ratio = tokens[j] / tokens[i]
+            if best is None or (ratio, i, j) < best:
+                best = (ratio, i, j)
+    if best is not None:
+        return best[1], best[2], best[0]
+    assert from_zero is not None  # the pair of the whole rise holds all of it
+    return from_zero[0], from_zero[1], None
+
+
+def curve_shape(values: Sequence[float], tokens: Sequence[int], names: Sequence[str], factor: float) -> Shape:
+    """How a curve rises on the token axis (docs/methods.md), so that sampling density does not change the label.
+
+    The curve's rise is its largest increase from one revision to a later one.
+    The window is the narrowest (smallest ratio of tokens, end over start) pair
+    of swept revisions between which the curve rises by at least
+    :data:`SHAPE_RISE_SHARE` of that; a sparse sweep can only widen it, so its
+    ratio is an upper bound.
 
     - ``flat``: it never rises;
     - ``rise and fall``: it ends below its peak by more than half its rise
       (peak minus the lowest value before the first peak);
-    - ``phase transition``: the largest rise holds strictly more than
-      ``phase_share`` of the sum of all rises (two equal halves do not);
-    - ``gradual ramp`` otherwise.
-
-    The sum counts increases only, so the largest interval's share lies in
-    (0, 1] even on a curve that dips.
+    - ``phase transition``: the window's ratio is at most ``factor``;
+    - ``gradual ramp``: the ratio is above ``factor``;
+    - ``unresolved``: every window holding the share starts at a revision with
+      0 tokens, where no ratio is defined (a revision between would tell).
     """
     if len(values) < 2:
         return Shape("single revision", None, None)
-    rises = [b - a for a, b in zip(values[:-1], values[1:], strict=True)]
-    total = sum(rise for rise in rises if rise > 0)
-    if total <= 0:
+    rise = max(values[j] - min(values[:j]) for j in range(1, len(values)))
+    if rise <= 0:
         return Shape("flat", None, None)
-    i = max(range(len(rises)), key=rises.__getitem__)
-    share = rises[i] / total
+    start, end, ratio = _narrowest_window(values, tokens, rise)
     peak_at = max(range(len(values)), key=values.__getitem__)
-    rise = values[peak_at] - min(values[: peak_at + 1])
-    if values[peak_at] - values[-1] > rise / 2:
+    first_rise = values[peak_at] - min(values[: peak_at + 1])
+    if values[peak_at] - values[-1] > first_rise / 2:
         label = "rise and fall"
+    elif ratio is None:
+        label = "unresolved"
     else:
-        label = "phase transition" if share > phase_share else "gradual ramp"
-    return Shape(label, share, (names[i], names[i + 1]))
+        label = "phase transition" if ratio <= factor else "gradual ramp"
+    return Shape(label, ratio, (names[start], names[end]))
 
 
 def _first_reaching(curve: pl.DataFrame, column: str, threshold: float) -> dict | None:
@@ -186,6 +226,16 @@ def bos_milestones(curve: pl.DataFrame) -> dict:
     }
 
 
+def _shape_columns(curve: str, shape: Shape) -> dict[str, Any]:
+    window = shape.window or (None, None)
+    return {
+        f"{curve}_shape": shape.label,
+        f"{curve}_shape_ratio": shape.ratio,
+        f"{curve}_shape_from": window[0],
+        f"{curve}_shape_to": window[1],
+    }
+
+
 def model_milestones(curve: pl.DataFrame, thresholds: MilestoneThresholds, circuit_size: int) -> dict:
     """The milestones of one model's emergence curve; ``circuit_size`` = size of its final induction circuit.
 
@@ -200,9 +250,11 @@ def model_milestones(curve: pl.DataFrame, thresholds: MilestoneThresholds, circu
     onset = _first_reaching(curve, "induction_selective_heads", thresholds.induction_onset_heads)
     t50 = _first_reaching(curve, "bos_fraction", thresholds.bos_fraction_milestone)
     screen = _early_screen(curve, thresholds.early_screen_recall, circuit_size)
-    bos_shape = curve_shape(curve["bos_fraction"].to_list(), names, thresholds.phase_transition_share)
+    tokens = curve["tokens"].to_list()
+    factor = thresholds.phase_transition_factor
+    bos_shape = curve_shape(curve["bos_fraction"].to_list(), tokens, names, factor)
     induction_counts = curve["induction_selective_heads"].to_list()
-    induction_shape = curve_shape([float(v) for v in induction_counts], names, thresholds.phase_transition_share)
+    induction_shape = curve_shape([float(v) for v in induction_counts], tokens, names, factor)
     sustained = None
     if onset:
         at = names.index(onset["revision"])
@@ -223,11 +275,8 @@ def model_milestones(curve: pl.DataFrame, thresholds: MilestoneThresholds, circu
         "bos_t50_tokens": t50_tokens,
         "bos_to_induction_ratio": ratio,
         **bos_milestones(curve),
-        "bos_shape": bos_shape.label,
-        "bos_largest_rise_share": bos_shape.largest_rise_share,
-        "bos_largest_rise_between": " -> ".join(bos_shape.between) if bos_shape.between else None,
-        "induction_shape": induction_shape.label,
-        "induction_largest_rise_share": induction_shape.largest_rise_share,
+        **_shape_columns("bos", bos_shape),
+        **_shape_columns("induction", induction_shape),
         "final_circuit_size": circuit_size,
         "early_screen_revision": screen["revision"] if screen else None,
         "early_screen_tokens": screen["tokens"] if screen else None,
@@ -258,9 +307,8 @@ def milestones(
         "bos_to_induction_ratio": pl.Float64,
         "first_bos_head_revision": pl.String,
         "first_bos_head_tokens": pl.Int64,
-        "bos_largest_rise_share": pl.Float64,
-        "bos_largest_rise_between": pl.String,
-        "induction_largest_rise_share": pl.Float64,
+        **{f"{curve}_shape_ratio": pl.Float64 for curve in ("bos", "induction")},
+        **{f"{curve}_shape_{end}": pl.String for curve in ("bos", "induction") for end in ("from", "to")},
         "early_screen_revision": pl.String,
         "early_screen_tokens": pl.Int64,
         "early_screen_token_share": pl.Float64,

@@ -8,7 +8,8 @@ onset moves with the seed alone. Pure tables, no torch.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import polars as pl
 
@@ -16,13 +17,43 @@ from circuitsweep.errors import DataError
 from circuitsweep.io import contracts as C
 
 
+def censored_summary(tokens: Sequence[int | None]) -> dict[str, Any]:
+    """Spread of one milestone over a group's models, some of which may never reach it (censored).
+
+    ``tokens``: per model, the milestone's tokens, None when not reached (it
+    lies beyond that model's last swept revision). Mean and sample SD (n - 1,
+    null below two) only when every model reached it; otherwise the earliest,
+    and the median where it is defined: the models not reached count as later
+    than every reached one, so the median is known when the middle model(s)
+    reached it. ``reached``: "k of n".
+    """
+    reached = sorted(int(v) for v in tokens if v is not None)
+    n, k = len(tokens), len(reached)
+    complete = k == n and n > 0
+    middle = [(n - 1) // 2, n // 2]  # the middle ranks: one for odd n, two for even n
+    median = statistics.median(reached) if complete else None
+    if not complete and n and all(rank < k for rank in middle):
+        median = (reached[middle[0]] + reached[middle[1]]) / 2
+    return {
+        "n_models": n,
+        "n_reached": k,
+        "reached": f"{k} of {n}",
+        "mean_tokens": statistics.fmean(reached) if complete else None,
+        "sd_tokens": statistics.stdev(reached) if complete and k > 1 else None,
+        "median_tokens": None if median is None else float(median),
+        "min_tokens": reached[0] if reached else None,
+        "max_tokens": reached[-1] if complete else None,
+    }
+
+
 def group_milestones(milestones: pl.DataFrame, groups: Mapping[str, str]) -> pl.DataFrame:
     """One row per group and milestone with ``GROUP_MILESTONE_COLUMNS``.
 
     ``milestones``: the milestones table (one row per model; ``causal_tokens``
     only with the ablation); ``groups``: model -> group, for the grouped models.
-    Statistics are over the models that reached the milestone (tokens);
-    ``sd_tokens`` is the sample standard deviation (n - 1), null below two.
+    A model that never reached a milestone is censored (:func:`censored_summary`):
+    mean, SD and the latest (``max_tokens``) only when all models reached it,
+    else "k of n", the earliest (``min_tokens``) and the median where defined.
     """
     missing = sorted(set(groups) - set(milestones["model"].to_list()))
     if missing:
@@ -36,17 +67,11 @@ def group_milestones(milestones: pl.DataFrame, groups: Mapping[str, str]) -> pl.
         for milestone, column in C.GROUP_MILESTONES.items():
             if column not in members.columns:
                 continue
-            tokens = [int(v) for v in members[column].to_list() if v is not None]
             rows.append(
                 {
                     "group": group,
                     "milestone": milestone,
-                    "n_models": members.height,
-                    "n_reached": len(tokens),
-                    "mean_tokens": statistics.fmean(tokens) if tokens else None,
-                    "sd_tokens": statistics.stdev(tokens) if len(tokens) > 1 else None,
-                    "min_tokens": min(tokens) if tokens else None,
-                    "max_tokens": max(tokens) if tokens else None,
+                    **censored_summary(members[column].to_list()),
                     "models": ",".join(members["model"].to_list()),
                 }
             )
@@ -55,8 +80,10 @@ def group_milestones(milestones: pl.DataFrame, groups: Mapping[str, str]) -> pl.
         "milestone": pl.String,
         "n_models": pl.Int64,
         "n_reached": pl.Int64,
+        "reached": pl.String,
         "mean_tokens": pl.Float64,
         "sd_tokens": pl.Float64,
+        "median_tokens": pl.Float64,
         "min_tokens": pl.Int64,
         "max_tokens": pl.Int64,
         "models": pl.String,

@@ -17,12 +17,33 @@ from circuitsweep.io.tables import read_table, write_csv, write_table
 from circuitsweep.milestones.ablation_tables import ablation_summary, ablation_table, causal_milestones
 from circuitsweep.milestones.emergence import emergence_curves, milestones
 from circuitsweep.milestones.text import write_milestones_markdown
+from circuitsweep.milestones.uncertainty import add_brackets, bootstrap_summary
 from circuitsweep.plan.sweep import Plan
 
 
 def milestone_thresholds(plan: Plan, model: str) -> dict[str, Any]:
     """The milestone thresholds (``head_tables``'s params): changing one reclassifies nothing."""
     return asdict(plan.models[model].milestones)
+
+
+def _with_bootstrap_heads(heads: pl.DataFrame, paths: Sequence[Path]) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """``heads`` with the bootstrap's interval and stability columns; every head must have them."""
+    frames, settings = [], {}
+    for path in paths:
+        frame, metadata = read_table(path)
+        frames.append(frame)
+        settings[metadata.get("model")] = metadata.get("bootstrap")
+    keys = ["model", "revision", "layer", "head"]
+    boot = pl.concat(frames).with_columns(pl.col(k).cast(heads.schema[k]) for k in keys)
+    joined = heads.join(boot, on=keys, how="left", maintain_order="left")
+    missing = joined.filter(pl.col("class_stability").is_null())
+    if missing.height:
+        first = missing.row(0, named=True)
+        raise DataError(
+            f"{missing.height} heads have no bootstrap interval (first: {first['model']} {first['revision']} "
+            f"L{first['layer']}H{first['head']}); the bootstrap and the classification are not of one run"
+        )
+    return joined, settings
 
 
 @dataclass(frozen=True)
@@ -47,8 +68,15 @@ def head_tables(
     skip_duplicates: Collection[str] = (),
     ablation_paths: Sequence[Path] = (),
     causal_factor: float = 2.0,
+    bootstrap_heads: Sequence[Path] = (),
+    bootstrap_curves: Sequence[Path] = (),
 ) -> None:
     """Concatenate the models' classified heads and write heads, emergence and milestone tables.
+
+    Every milestone gets its checkpoint bracket (``MILESTONE_BRACKET_COLUMNS``). With
+    the bootstrap's outputs (one heads and one curves file per model,
+    :mod:`circuitsweep.milestones.bootstrap`), the heads gain ``BOOTSTRAP_HEAD_COLUMNS``
+    and the milestones ``MILESTONE_BOOTSTRAP_COLUMNS``.
 
     The Parquet tables record, per model, the probe settings, protocol, first-token
     policy, dtype and thresholds (classification and milestone) that made them, under
@@ -73,6 +101,9 @@ def head_tables(
         classified.append((frame, metadata))
         revision_frames.append(revision_frame)
     heads = pl.concat([frame for frame, _ in classified], how="diagonal_relaxed")
+    boot_settings = {}
+    if bootstrap_heads:
+        heads, boot_settings = _with_bootstrap_heads(heads, bootstrap_heads)
     revisions = pl.concat(revision_frames, how="diagonal_relaxed")
     curves = emergence_curves(heads, revisions, skip_duplicates)
     natural = [name for name in C.NATURAL_EMERGENCE_COLUMNS if name in revisions.columns]
@@ -100,6 +131,14 @@ def head_tables(
             raise DataError("head_tables: ablation rows were given but no ablation table paths")
         write_table(out.ablation_parquet, ablation, provenance)
         write_csv(ablation, out.ablation_csv)
+    table = add_brackets(table, curves)
+    if bootstrap_curves:
+        resampled = pl.concat([read_table(path)[0] for path in bootstrap_curves])
+        summary = bootstrap_summary(resampled, table, thresholds)
+        table = table.join(summary, on="model", how="left", maintain_order="left")
+    for model, settings in boot_settings.items():
+        if model in provenance["models"]:
+            provenance["models"][model]["bootstrap"] = settings
     write_table(out.heads, heads, provenance)
     write_table(out.emergence_parquet, curves, provenance)
     write_table(out.milestones_parquet, table, provenance)

@@ -17,6 +17,7 @@ import polars as pl
 
 from circuitsweep.io import contracts as C
 from circuitsweep.io.atomic import atomic_write_text
+from circuitsweep.milestones.uncertainty import FRAGILE_SHARE
 from circuitsweep.primitives import contract as K
 
 _UNITS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
@@ -93,8 +94,98 @@ def model_sentence(row: Mapping[str, Any]) -> str:
     return sentence + "."
 
 
+#: The milestones of the uncertainty table, with their names in words.
+_UNCERTAIN = {
+    "induction_onset": "induction onset",
+    "first_bos_head": "first BOS head",
+    "bos_t50": "BOS t50",
+    "early_screen": "early screen",
+    "causal": "causal",
+}
+
+
+def _percent(share: float) -> str:
+    """``0.9`` -> ``90%``, ``0.995`` -> ``99.5%`` (never rounded up to 100% nor down to 0%)."""
+    percent = 100 * share
+    return f"{percent:.0f}%" if percent == round(percent) else f"{percent:.1f}%"
+
+
+def uncertainty_row(row: Mapping[str, Any], milestone: str) -> dict[str, str] | None:
+    """One milestone of one model in words: where it was reached, its bracket and its bootstrap range.
+
+    None when the table has no bracket for it (the causal milestone of a run without ablation).
+    """
+    previous = f"{milestone}_previous_revision"
+    if previous not in row:
+        return None
+    reached = row[f"{milestone}_revision"]
+    if reached is None:
+        bracket = "after the last swept revision"
+    elif row[previous] is None:
+        bracket = f"at or before {reached} (the first swept revision)"
+    else:
+        bracket = (
+            f"after {row[previous]}: {human_tokens(row[f'{milestone}_previous_tokens'])} - "
+            f"{human_tokens(row[f'{milestone}_tokens'])} tokens"
+        )
+    cells = {"milestone": _UNCERTAIN[milestone], "reached at": reached or "not reached", "bracket": bracket}
+    agreement = row.get(f"{milestone}_boot_agreement")
+    if agreement is None:
+        cells["bootstrap"] = "not bootstrapped" if milestone != "causal" else "rests on the ablation"
+        return cells
+    earliest, latest = row[f"{milestone}_boot_earliest"], row[f"{milestone}_boot_latest"]
+    missing = row[f"{milestone}_boot_not_reached"]
+    spread = None if earliest is None else earliest if earliest == latest else f"{earliest} - {latest}"
+    if reached is not None:
+        text = f"{spread}; on {reached} in {_percent(agreement)}"
+        text += f", not reached in {_percent(missing)}" if missing > 0 else ""
+    else:
+        text = f"not reached in {_percent(agreement)}"
+        text += f"; reached at {spread} in {_percent(1 - missing)}" if spread is not None else ""
+    cells["bootstrap"] = f"{text}: {'fragile' if row[f'{milestone}_boot_fragile'] else 'stable'}"
+    return cells
+
+
+def uncertainty_markdown(table: pl.DataFrame) -> list[str]:
+    """The "How sure" section of ``milestones.md``: per model and milestone, its bracket and bootstrap range."""
+    rows = [
+        {"model": row["model"], **cells}
+        for row in table.iter_rows(named=True)
+        for milestone in _UNCERTAIN
+        if (cells := uncertainty_row(row, milestone)) is not None
+    ]
+    if not rows:
+        return []
+    lines = [
+        "## How sure",
+        "",
+        "A milestone lies between the swept revision before it and its own (its bracket). Where the bootstrap "
+        "over probe sequences ran, it resamples the probe sequences with replacement and recomputes every "
+        "selectivity, class and milestone from the cached statistics: the range of revisions a milestone lands "
+        f"on, and how often on its own. Fragile: more than {_percent(FRAGILE_SHARE)} of the resamples land "
+        "elsewhere (another revision, or not reached).",
+        "",
+    ]
+    fragile = [
+        f"{row['model']} {_UNCERTAIN[m]}"
+        for row in table.iter_rows(named=True)
+        for m in _UNCERTAIN
+        if row.get(f"{m}_boot_fragile")
+    ]
+    if fragile:
+        lines += [f"Fragile milestones: {', '.join(fragile)}.", ""]
+    header = list(rows[0])
+    lines += [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row[c] for c in header) + " |" for row in rows),
+        "",
+    ]
+    return lines
+
+
 def milestones_markdown(table: pl.DataFrame) -> str:
-    """``milestones.md``: a sentence per model, then the narrow table of the main milestones."""
+    """``milestones.md``: a sentence per model, the narrow table of the main milestones, then how sure each is."""
     rows = list(table.iter_rows(named=True))
     cells = [milestone_cells(row) for row in rows]
     header = list(cells[0]) if cells else ["model"]
@@ -109,6 +200,7 @@ def milestones_markdown(table: pl.DataFrame) -> str:
         "Every milestone column, with shapes, ratios and per-layer floors: milestones.csv (and .parquet).",
         "",
     ]
+    lines += uncertainty_markdown(table)
     return "\n".join(lines)
 
 

@@ -29,6 +29,7 @@ from circuitsweep.plan.passes import Work
 SMALL_JOBS: dict[str, tuple[int, int]] = {
     "classify_heads": (4000, 30),
     "head_tables": (4000, 30),
+    "bootstrap_heads": (4000, 30),
     "milestone_brackets": (2000, 15),
     "group_milestones": (2000, 15),
     "sweep_overhead": (2000, 15),
@@ -40,6 +41,7 @@ SMALL_JOBS: dict[str, tuple[int, int]] = {
     "plot_spectral": (2000, 15),
     "final_ablation_table": (2000, 15),
     "table_pages": (2000, 15),
+    "findings": (2000, 15),
     "score_primitives": (4000, 30),
     "primitive_tables": (4000, 30),
     "plot_primitive_gap": (2000, 15),

@@ -23,11 +23,12 @@ from circuitsweep.config.load import (
     RUN_DIR_PATTERN,
     ModelSettings,
     resolve_ablation,
+    resolve_bootstrap,
     resolve_config,
     resolve_spectral_top_k,
     schema_default,
 )
-from circuitsweep.config.probes import AblationSettings
+from circuitsweep.config.probes import AblationSettings, BootstrapSettings
 from circuitsweep.config.stimuli import load_stimuli
 from circuitsweep.errors import ConfigError, DataError
 from circuitsweep.io.cache_check import (
@@ -184,8 +185,11 @@ class Plan:
     refine: RefineSettings | None = None
     #: What this machine lacks for a job that may run elsewhere (a corpus package), said by check-config.
     notes: tuple[str, ...] = ()
-    #: K of the final-revision ablation's spectral conditions (``ablation.spectral_top_k``).
-    spectral_top_k: tuple[int, ...] = (45, 6)
+    #: K of the final-revision ablation's spectral conditions (``ablation.spectral_top_k``): counts,
+    #: shares of the heads or ``"elbow"``, resolved per model once ranked (``heads.spectral.resolve_top_k``).
+    spectral_top_k: tuple[int | float | str, ...] = (45, 6)
+    #: The bootstrap over probe sequences (``bootstrap:``); None when off (``resamples: 0``).
+    bootstrap: BootstrapSettings | None = None
 
     def revision(self, model: str, name: str) -> Revision:
         for revision in self.revisions[model]:
@@ -414,6 +418,7 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None, *
         refine=refine,
         notes=tuple(notes),
         spectral_top_k=resolve_spectral_top_k(config),
+        bootstrap=resolve_bootstrap(config),
     )
 
 
