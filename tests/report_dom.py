@@ -8,7 +8,7 @@ its frame shows it, and every box that lies under the sidebar.
 The report is a single-page app: its results are data URIs in a ``results``
 script variable, shown when a reader clicks them. A copy of the report gets a
 script that decodes every result as Chromium would
-show it (images: their pixel size once decoded; CSV tables: their data rows)
+show it (images: their pixel size once decoded; CSV tables and table pages: their data rows)
 after the report's own scripts have run, and writes the counts into the page, which ``--dump-dom`` then returns.
 """
 
@@ -37,7 +37,11 @@ function circuitsweepShown(result) {
     });
   }
   const bytes = Uint8Array.from(atob(result.data_uri.split(",").pop()), (c) => c.charCodeAt(0));
-  return Promise.resolve(new TextDecoder().decode(bytes).trim().split("\\n").length - 1);
+  const text = new TextDecoder().decode(bytes);
+  if (result.mime_type === "text/html") {  // a table page: its data rows (every row but the header)
+    return Promise.resolve((text.match(/<tr>/g) || []).length - 1);
+  }
+  return Promise.resolve(text.trim().split("\\n").length - 1);
 }
 Promise.all(Object.entries(results).map(([path, result]) => circuitsweepShown(result).then((n) => [path, n])))
   .then((pairs) => {

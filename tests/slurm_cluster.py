@@ -305,6 +305,8 @@ def snakemake_command(snakefile: Path, workdir: Path, profile: Path, *args: str,
 def snakemake_env(env: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for a Snakemake process and (through sbatch --export=ALL) its jobs."""
     run_env = job_env(env)
+    # the SLURM tests read Snakemake's job blocks (which job went where): keep them on the console
+    run_env.setdefault("CIRCUITSWEEP_CONSOLE", "full")
     # a test run inside a SLURM allocation must not leak it into the submitted jobs
     for name in [n for n in run_env if n.startswith("SLURM_")]:
         del run_env[name]

@@ -95,17 +95,21 @@ def test_seeds_and_counts_beyond_what_the_code_holds_are_named(path, value):
 def test_the_runtime_estimate_counts_the_ablation_passes():
     """Each matched-random draw is one more pass over the ablation probe, so it lengthens the job's runtime."""
     from circuitsweep.config.load import resolve_ablation
+    from circuitsweep.plan import costs
     from circuitsweep.plan import resources as R
 
     plan_config = _with("ablation.enabled", True)
     model = resolve_config(plan_config)[TOY_MODEL]
-    entry = plan_config["models"][TOY_MODEL]
     shape = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "vocab_size": 50000}
     probes = model.probes.to_dict()
     ablation, _, _ = resolve_ablation(plan_config)
-    few = R.measure_size(entry, "float32", probes, "cuda", shape, {**vars(ablation), "random_draws": 5})
-    many = R.measure_size(entry, "float32", probes, "cuda", shape, {**vars(ablation), "random_draws": 1000})
-    without = R.measure_size(entry, "float32", probes, "cuda", shape)
+
+    def size(settings: dict | None) -> R.JobSize:
+        return R.measure_size(shape, "float32", probes, "cuda", costs.revision_work(probes, settings, shape))
+
+    few = size({**vars(ablation), "random_draws": 5})
+    many = size({**vars(ablation), "random_draws": 1000})
+    without = size(None)
     assert without.runtime < few.runtime < many.runtime
     assert many.runtime > 10 * without.runtime
 

@@ -369,6 +369,7 @@ def test_final_ablation_job_is_sized_for_all_its_passes() -> None:
     from test_workflow import REPO
 
     from circuitsweep.config.load import load_config
+    from circuitsweep.plan import costs
     from circuitsweep.plan import resources as R
     from circuitsweep.plan.sweep import SINGLE_HEAD_ALLOWANCE, plan_sweep
 
@@ -382,7 +383,9 @@ def test_final_ablation_job_is_sized_for_all_its_passes() -> None:
     assert plan.final_ablation_tokens(model) == per_pass * (1 + 3 * (5 + 2) + SINGLE_HEAD_ALLOWANCE)
     shape = {"hidden_size": 2048, "num_attention_heads": 16, "num_hidden_layers": 16, "vocab_size": 50304,
              "intermediate_size": 8192}  # fmt: skip
-    entry = config["models"][model]
-    plain = R.measure_size(entry, "float32", probes.to_dict(), "cpu", shape)
-    ablation = R.measure_size(entry, "float32", probes.to_dict(), "cpu", shape, tokens=100 * per_pass)
+    plain = R.measure_size(
+        shape, "float32", probes.to_dict(), "cpu", costs.revision_work(probes.to_dict(), None, shape)
+    )
+    ablation = R.measure_size(shape, "float32", probes.to_dict(), "cpu", costs.final_ablation_work(plan, model))
+    assert costs.final_ablation_work(plan, model).final_ablation == plan.final_ablation_tokens(model)
     assert ablation.runtime > plain.runtime and ablation.mem_mb == plain.mem_mb

@@ -52,6 +52,7 @@ COMMANDS = {
     "spectral-table": ["--models", "x", "--parquet", "o", "--csv", "o"],
     "plot-spectral": ["--heads", "x", "--spectral", "x", "--model", "m", "--output", "o"],
     "final-ablation-table": ["--rows", "x", "--parquet", "o", "--csv", "o", "--markdown", "o"],
+    "table-pages": ["--tables", "x", "--pages", "o"],
     "findings": ["--spectral", "x", "--heads", "x", "--milestones", "x", "--spectral-top-k", "[45]", "--csv", "o",
                  "--markdown", "o", "--html", "o"],
 }  # fmt: skip

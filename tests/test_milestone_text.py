@@ -158,6 +158,26 @@ def test_a_finished_run_prints_each_model_the_tables_and_the_report_command(tmp_
     ) in summary
     assert f"  {paths.milestones_table('md')}" in summary and str(paths.heads_table()) not in summary
     assert f"snakemake --configfile config/paper.yaml --report {paths.root / 'report.html'}" in summary
+    assert "Figures:" not in summary  # none made yet
+
+
+def test_the_summary_names_the_figures_as_well_as_the_tables(tmp_path):
+    """The end-of-run summary names the figures the run made, a per-model figure as one line of its models, and
+    no line is longer than SUMMARY_LINE_CHARS however many models."""
+    from circuitsweep.milestones.text import SUMMARY_LINE_CHARS
+
+    paths = C.Paths(tmp_path / "results")
+    models = [f"pythia-160m-seed{i}-with-a-rather-long-name" for i in range(12)]
+    paths.milestones_table("parquet").parent.mkdir(parents=True)
+    table(*({**NEVER_HALF, "model": model} for model in models)).write_parquet(paths.milestones_table("parquet"))
+    paths.emergence_plot("png").parent.mkdir(parents=True)
+    for path in [paths.emergence_plot("png"), *(paths.heatmap_plot(m) for m in models), paths.spectral_plot(models[0])]:
+        path.write_bytes(b"png")
+    summary = finished_run_summary(paths)
+    figures = summary.split("Figures:\n")[1].split("Report:")[0].splitlines()
+    assert figures == [f"  {paths.emergence_plot('png')}", f"  {paths.heatmap_plot('<model>')}: 12 models",
+                       f"  {paths.spectral_plot('<model>')}: {models[0]}"]  # fmt: skip
+    assert max(map(len, summary.splitlines())) <= SUMMARY_LINE_CHARS
 
 
 def test_no_summary_without_a_milestones_table(tmp_path):

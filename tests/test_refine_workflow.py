@@ -60,8 +60,8 @@ def _run(command: list[str], workdir: Path) -> str:
 
 
 def _measured(out: str) -> list[str]:
-    """The revisions of every measurement job a run's output shows, one entry per job."""
-    return re.findall(r"rule measure_heads:\n(?:.*\n)*?\s+wildcards: model=planted, revision=(\S+)", out)
+    """The revisions of every measurement job a run's output shows (each job's line), one entry per job."""
+    return re.findall(r"^measured planted (\S+): ", out, re.M)
 
 
 def _milestones(workdir: Path) -> dict:

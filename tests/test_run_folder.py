@@ -225,3 +225,36 @@ def test_a_settings_file_replaced_by_a_folder_stops_planning_in_one_line(tmp_pat
     (tmp_path / "results" / "toy" / "settings" / "head_tables-0123456789abcdef.json").mkdir(parents=True)
     with pytest.raises(ConfigError, match=r"head_tables-0123456789abcdef\.json is not a file"):
         plan_run(config, ["c.yaml"], REPO, keep_hashes=False)
+
+
+def test_a_config_error_through_snakemake_is_the_one_message_of_check_config(tmp_path, monkeypatch):
+    """A misspelled key run through snakemake prints check-config's message, exits 3 and shows no traceback; a
+    config copied from one whose run folder exists reports its own typo first, and once fixed the refusal of the
+    other config's folder says how to name the new run."""
+    toy = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    original = tmp_path / "original.yaml"
+    original.write_text(yaml.safe_dump(toy))
+    copy = tmp_path / "copy.yaml"
+    copy.write_text(yaml.safe_dump({**toy, "thresholds": {**toy["thresholds"], "class_selectivty": 9}}))
+
+    def dry(config: Path) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", str(tmp_path / "w"), "-n", "--cores", "1"]
+        return subprocess.run([*command, "--configfile", str(config)], capture_output=True, text=True,
+                              env=job_env(), timeout=300, check=False)  # fmt: skip
+
+    (tmp_path / "w").mkdir()
+    monkeypatch.chdir(tmp_path / "w")
+    claim_run_folder(Path("results/toy"), [original])  # the original's run, as the workflow claims it
+    typo = dry(copy)
+    checked = subprocess.run([sys.executable, "-m", "circuitsweep", "check-config", str(copy), "--root", str(REPO)],
+                             capture_output=True, text=True, env=job_env(), timeout=120, check=False)  # fmt: skip
+    assert typo.returncode == checked.returncode == 3
+    message = checked.stderr.strip().split("error: ", 1)[1]
+    assert "class_selectivty" in message and f"circuitsweep: error: {message}" in typo.stderr
+    assert "Traceback" not in typo.stderr and 'File "' not in typo.stderr and "holds the run of" not in typo.stderr
+    copy.write_text(yaml.safe_dump(toy))
+    refused = dry(copy)
+    assert refused.returncode == 3 and "Traceback" not in refused.stderr
+    line = next(line for line in refused.stderr.splitlines() if "holds the run of" in line)
+    assert line.startswith("circuitsweep: error: results/toy holds the run of") and "`run: my-run`" in line
+    assert "`outdir: " in line and not (tmp_path / "w" / "results" / "toy" / "cache").exists()

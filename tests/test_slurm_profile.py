@@ -196,15 +196,19 @@ def _dry_run(tmp_path: Path, profile: Path, config: Path, *args: str) -> tuple[d
 
 def _expected_sizes(config: Path, rule: str, attempt: int = 1, device: str = "cuda") -> dict[str, str]:
     """What circuitsweep.plan.resources asks for a toy job of ``rule`` (toy models only)."""
-    from circuitsweep.config.load import load_config, resolve_config
+    from circuitsweep.config.load import load_config
+    from circuitsweep.plan import costs
     from circuitsweep.plan.resources import measure_size, small_size
+    from circuitsweep.plan.sweep import plan_sweep
 
     if rule not in GPU_RULES:
         size = small_size(rule)
     else:
-        raw = load_config(config)
-        name, model = next(iter(resolve_config(raw).items()))
-        size = measure_size(raw["models"][name], model.dtype, model.probes.to_dict(), device)
+        plan = plan_sweep(load_config(config), REPO_ROOT)
+        name, model = next(iter(plan.models.items()))
+        shape = costs.model_shape(plan, name).config
+        work = costs.revision_job_work(plan, name, plan.revisions[name][0].name, shape, rule == "measure_revision")
+        size = measure_size(shape, model.dtype, model.probes.to_dict(), device, work)
     return {k: str(v) for k, v in size.scaled(attempt).as_resources().items()}
 
 

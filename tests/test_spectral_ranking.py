@@ -69,6 +69,28 @@ def test_zero_token_revisions_are_left_out_of_the_integral_and_counted() -> None
     assert ranking.row(1, named=True)["integral"] == pytest.approx(0.5 * 0.5 * np.log(10.0))
 
 
+def test_a_multi_model_table_is_ranked_per_model_in_rank_order() -> None:
+    """A sweep's heads table (several models, each with its own revisions) is ranked model by model; rows come
+    in rank order, with the model; a model's ragged trajectory is named with the model."""
+
+    def rows(model: str, tokens: list[int], prs: dict[int, list[float]]) -> list[dict]:
+        return [{"model": model, "layer": 0, "head": head, "step": t, "tokens": t, "pr": pr}
+                for head, values in prs.items() for t, pr in zip(tokens, values, strict=True)]  # fmt: skip
+
+    frame = pl.DataFrame(
+        rows("a", [10, 100], {0: [1.0, 1.5], 1: [3.0, 9.0]})
+        + rows("b", [5, 50, 500], {0: [4.0, 4.0, 4.0], 1: [1.0] * 3})
+    )
+    ranking = cs.spectral_ranking(frame)
+    assert ranking.columns[0] == "model" and ranking["model"].to_list() == ["a", "a", "b", "b"]
+    assert ranking["head"].to_list() == [1, 0, 0, 1] and ranking["rank"].to_list() == [1, 2, 1, 2]
+    assert ranking["n_revisions"].to_list() == [2, 2, 3, 3]
+    single = cs.spectral_ranking(frame.filter(pl.col("model") == "a").drop("model"))
+    assert single["rank"].to_list() == [1, 2] and single["head"].to_list() == [1, 0]
+    with pytest.raises(DataError, match="^b: .*exactly one PR"):
+        cs.spectral_ranking(frame.filter(~((pl.col("model") == "b") & (pl.col("tokens") == 5) & (pl.col("head") == 1))))
+
+
 def test_ranking_refuses_missing_or_ragged_trajectories() -> None:
     """A head without a PR at some revision (null PR, or a missing row) is an error naming it, never a rank."""
     frame = pl.DataFrame({"layer": [0, 0], "head": [0, 0], "tokens": [1, 2], "pr": [2.0, None]})

@@ -89,7 +89,8 @@ def toy_run(tmp_path_factory) -> Path:
     working directory (so that a test may edit that copy); returns the run's folder, ``results/toy``."""
     workdir = tmp_path_factory.mktemp("toy-run")
     config = shutil.copy(DEFAULT_CONFIG, workdir.parent / f"{workdir.name}-config.yaml")
-    snakemake(workdir, Path(config), "--cores", "2")
+    result = snakemake(workdir, Path(config), "--cores", "2")
+    (workdir.parent / f"{workdir.name}-console.txt").write_text(result.stdout + result.stderr)
     return run_results(workdir, config)
 
 
@@ -97,6 +98,66 @@ def toy_config(toy_run: Path) -> Path:
     """The config file the toy run was made from."""
     workdir = toy_run.parents[1]
     return workdir.parent / f"{workdir.name}-config.yaml"
+
+
+def check_config(config: Path, workdir: Path) -> list[str]:
+    """The cost lines of ``circuitsweep check-config`` of ``config`` in Snakemake's working directory ``workdir``."""
+    command = [
+        sys.executable,
+        "-m",
+        "circuitsweep",
+        "check-config",
+        str(config),
+        "--root",
+        str(REPO),
+        "-d",
+        str(workdir),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=job_env(), timeout=300, check=True)
+    return [line for line in result.stdout.splitlines() if line.startswith("circuitsweep: ")]
+
+
+def test_the_default_runs_console_is_short_and_names_its_figures(toy_run):
+    """The default run's console holds a few hundred lines at most, none longer than 300 characters, and ends
+    naming the figures as well as the tables; Snakemake's log file keeps every job's full block."""
+    workdir = toy_run.parents[1]
+    console = (workdir.parent / f"{workdir.name}-console.txt").read_text()
+    lines = console.splitlines()
+    assert len(lines) <= 300, f"{len(lines)} lines:\n" + "\n".join(lines[:60])
+    assert max(map(len, lines)) <= 300, max(lines, key=len)
+    paths = C.Paths(toy_run.relative_to(workdir))
+    summary = console[console.index("circuitsweep: the sweep is done.") :]
+    assert "Tables:" in summary and "Figures:" in summary and f"  {paths.emergence_plot('png')}" in summary
+    assert f"  {paths.heatmap_plot('<model>')}: {', '.join(TOY_ARCHITECTURES)}" in summary
+    assert sum(line.startswith("measured ") for line in lines) == sum(TOY_REVISIONS.values())
+    (log,) = (workdir / ".snakemake" / "log").glob("*.snakemake.log")
+    assert log.read_text().count("rule measure_heads:") >= 1 and "rule measure_heads:" not in console
+
+
+def test_check_config_agrees_with_the_dry_run_after_the_run_and_after_a_cache_is_deleted(toy_run, tmp_path):
+    """After the run, check-config and the dry run both find nothing to measure; with one revision's head cache
+    deleted by hand, both count that revision (and its model's final-revision ablation), the dry run plans its
+    measurement, and the cache comes back as it was."""
+    workdir, config = toy_run.parents[1], toy_config(toy_run)
+    assert (
+        check_config(config, workdir)[0]
+        == "circuitsweep: every planned revision is measured already: nothing to download"
+    )
+    assert planned_jobs(workdir, config) == {}
+    plan = plan_sweep(load_config(config), REPO)
+    model = list(plan.models)[1]
+    cache = C.Paths(toy_run).head_scores(model, plan.revisions[model][len(plan.revisions[model]) // 2].name)
+    kept = shutil.move(cache, tmp_path / "heads.parquet")
+    try:
+        checked = check_config(config, workdir)
+        dry = snakemake(workdir, config, "-n", "--cores", "2")
+        jobs = planned_jobs(workdir, config)
+    finally:
+        shutil.move(kept, cache)
+    assert checked[0].startswith("circuitsweep: 1 revision to measure: download 0 GB")
+    assert [line for line in (dry.stdout + dry.stderr).splitlines() if line.startswith("circuitsweep: ")] == checked
+    assert jobs.get("measure_heads", 0) + jobs.get("measure_revision", 0) == 1 and jobs["final_ablation"] == 1
+    assert planned_jobs(workdir, config) == {}
 
 
 def test_every_toy_model_has_an_induction_onset(toy_run):
@@ -204,6 +265,7 @@ def test_report_bundles_plots_and_tables(toy_run):
     snakemake(toy_run.parents[1], toy_config(toy_run), "--report", str(report))
     html = report.read_text(errors="replace")
     assert "emergence.png" in html and "milestones.csv" in html and "primitive_gap.png" in html
+    assert "ablation.html" in html and "final_ablation.html" in html and "spectral.html" in html
 
 
 @pytest.mark.skipif(chromium() is None, reason="needs Chromium (CI installs it: apt-get install chromium)")
@@ -224,6 +286,10 @@ def test_report_opens_with_milestones_and_shows_every_result(toy_run, tmp_path):
         paths.emergence_table("csv"),
         paths.milestones_table("csv"),
         paths.overhead_table("csv"),
+        # every final table as a table the report shows, not only a download
+        *[paths.table_page(name) for name in ("milestones", "emergence", "ablation", "final_ablation", "spectral")],
+        *[paths.table_page(name) for name in ("primitive_gaps", "compositions", "primitive_scaling", "overhead")],
+        paths.table_page("overhead_estimate"),
     ]
     assert {str(path) for path in expected} <= set(page.shown), page.shown
     assert all(size > 0 for size in page.shown.values()), page.shown
@@ -268,6 +334,9 @@ def test_changing_a_threshold_reruns_no_measurement(toy_run, tmp_path):
         **spectral,
         **final,
         "findings": 1,
+        # the final tables' pages, and the overhead table (the final-revision ablations' seconds change)
+        "table_pages": 1,
+        "sweep_overhead": 1,
     }
 
 
@@ -279,7 +348,7 @@ def test_changing_the_bootstrap_reruns_only_table_jobs(toy_run):
     with edited(toy_config(toy_run), config) as changed:
         jobs = planned_jobs(toy_run.parents[1], changed)
     plots = {"plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3}
-    assert jobs == {"bootstrap_heads": 3, "head_tables": 1, **plots, "findings": 1}
+    assert jobs == {"bootstrap_heads": 3, "head_tables": 1, **plots, "findings": 1, "table_pages": 1}
 
 
 def test_every_milestone_has_its_bracket_and_bootstrap_range(toy_run):
@@ -369,7 +438,8 @@ def test_changing_a_milestone_threshold_reclassifies_nothing(toy_run, tmp_path):
     config["thresholds"]["induction_onset_heads"] = 4
     with edited(toy_config(toy_run), config) as changed:
         jobs = planned_jobs(toy_run.parents[1], changed)
-    assert jobs == {"head_tables": 1, "plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3, "findings": 1}
+    assert jobs == {"head_tables": 1, "plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3, "findings": 1,
+                    "table_pages": 1}  # fmt: skip
 
 
 def _sweeping(revisions: list[str]) -> dict:
@@ -395,7 +465,7 @@ def test_adding_or_removing_a_revision_runs_only_its_jobs_and_the_aggregates(tmp
     second = write_config(tmp_path / "sweep.yaml", _sweeping(["step0", "step10", "step20", "step30"]))
     aggregates = {"classify_heads": 1, "bootstrap_heads": 1, "head_tables": 1, "plot_emergence": 1, "plot_heatmap": 1,
                   "plot_trajectories": 1, "sweep_overhead": 1, "spectral_model": 1, "spectral_table": 1,
-                  "plot_spectral": 1, "findings": 1}  # fmt: skip
+                  "plot_spectral": 1, "findings": 1, "table_pages": 1}  # fmt: skip
     primitive_aggregates = {"primitive_tables": 1, "plot_primitive_gap": 1, "plot_primitive_scaling": 1}
     assert planned_jobs(workdir, second) == {
         "fetch_snapshot": 2,

@@ -21,7 +21,7 @@ import polars as pl
 from circuitsweep.config.load import _check_probes, _deep_merge, schema, study_defaults
 from circuitsweep.config.probes import ProbeSettings
 from circuitsweep.config.schema_errors import describe
-from circuitsweep.errors import ConfigError
+from circuitsweep.errors import ConfigError, DataError
 from circuitsweep.heads.classify import Thresholds, head_classes
 from circuitsweep.io import contracts as C
 from circuitsweep.io.run_folder import IDENTITY_FILE
@@ -66,19 +66,52 @@ def study_thresholds(**overrides: Any) -> Thresholds:
 def classify_heads(scores: pl.DataFrame, thresholds: Thresholds | None = None) -> pl.DataFrame:
     """Classify heads from their selectivities, without a model (e.g. a study's published per-head numbers).
 
-    scores: one row per head with ``layer``, ``head`` and the ``sel_<target>``
-    columns of ``contracts.SELECTIVITY_COLUMNS`` (ratios of mean attention,
-    dimensionless); other columns (``sink_alpha``, keys) are kept. thresholds:
-    :func:`study_thresholds` (default: the study's). Returns ``scores`` with
-    ``contracts.CLASS_COLUMNS``: ``class`` (best target at >= the class
+    scores: one row per head with ``layer``, ``head`` and some or all of the
+    ``sel_<target>`` columns of ``contracts.SELECTIVITY_COLUMNS`` (ratios of mean
+    attention, dimensionless); other columns (``sink_alpha``, keys) are kept.
+    thresholds: :func:`study_thresholds` (default: the study's). Returns ``scores``
+    with ``contracts.CLASS_COLUMNS``: ``class`` (best target at >= the class
     threshold, else ``none``), ``induction_selective``, the screens
     ``induction_member`` and ``previous_member`` (whatever the class),
     ``in_circuit`` and ``sink`` (null without ``sink_alpha``).
+
+    With only some ``sel_*`` columns, the class is the best of the targets
+    present (a head whose best target is absent may be classified otherwise),
+    a screen whose column is absent is null (``in_circuit`` then null unless the
+    other screen holds), a :class:`UserWarning` names the missing columns, and a
+    column ``class_among`` lists the targets compared.
     """
-    missing = [c for c in ("layer", "head", *C.SELECTIVITY_COLUMNS) if c not in scores.columns]
-    if missing:
+    import warnings
+
+    if "layer" not in scores.columns or "head" not in scores.columns:
+        missing = [c for c in ("layer", "head") if c not in scores.columns]
         raise ConfigError(f"classify_heads: the scores frame lacks the columns {missing}")
-    return head_classes(scores, thresholds or study_thresholds())
+    present = [c for c in C.SELECTIVITY_COLUMNS if c in scores.columns]
+    if not present:
+        raise ConfigError(f"classify_heads: the scores frame has none of the columns {list(C.SELECTIVITY_COLUMNS)}")
+    absent = [c for c in C.SELECTIVITY_COLUMNS if c not in present]
+    if not absent:
+        return head_classes(scores, thresholds or study_thresholds())
+    warnings.warn(
+        f"classify_heads: no {', '.join(absent)}; classified among {', '.join(present)} only "
+        "(their screens are null; see the class_among column)",
+        UserWarning,
+        stacklevel=2,
+    )
+    # an absent target never wins (-inf), and its screens are unknown (null), not false
+    filled = scores.with_columns(pl.lit(float("-inf")).alias(column) for column in absent)
+    classified = head_classes(filled, thresholds or study_thresholds()).drop(absent)
+    unknown = {
+        "sel_induction": ("induction_selective", "induction_member"),
+        "sel_previous": ("previous_member",),
+    }
+    nulls = [name for column in absent for name in unknown.get(column, ())]
+    classified = classified.with_columns(pl.lit(None, pl.Boolean).alias(name) for name in nulls)
+    if nulls:
+        circuit = pl.col("induction_member") | pl.col("previous_member")  # Kleene: null | true is true
+        classified = classified.with_columns(circuit.alias("in_circuit"))
+    among = ", ".join(column.removeprefix("sel_") for column in present)
+    return classified.with_columns(pl.lit(among).alias("class_among"))
 
 
 def measure_heads(
@@ -133,14 +166,26 @@ def spectral_ranking(frame: pl.DataFrame) -> pl.DataFrame:
 
     frame: rows of ``layer``, ``head``, ``tokens`` and ``pr`` (one per head and
     revision; ``step`` optional, to order revisions with equal tokens), e.g. the
-    heads table of a sweep. Returns one row per head: ``layer``, ``head``,
-    ``integral`` (trapezoid of max(PR - 1, 0) over ln(tokens)), ``final_pr``,
-    ``max_pr``, ``min_pr``, ``spread``, ``rank`` (1 = largest integral),
-    ``n_revisions`` and ``n_left_out`` (revisions with 0 tokens, left out of the integral).
+    heads table of a sweep (``read_results(...).heads``). With a ``model`` column,
+    each model is ranked on its own revisions. Returns one row per head, in rank
+    order (per model, in the frame's model order): ``model`` (when given),
+    ``layer``, ``head``, ``integral`` (trapezoid of max(PR - 1, 0) over
+    ln(tokens)), ``final_pr``, ``max_pr``, ``min_pr``, ``spread``, ``rank`` (1 =
+    largest integral), ``n_revisions`` and ``n_left_out`` (revisions with 0
+    tokens, left out of the integral).
     """
     from circuitsweep.heads.spectral import spectral_ranking as rank
 
-    return rank(frame)
+    if "model" not in frame.columns:
+        return rank(frame).sort("rank")
+    ranked = []
+    for model in frame["model"].unique(maintain_order=True).to_list():
+        rows = frame.filter(pl.col("model") == model).drop("model")
+        try:
+            ranked.append(rank(rows).sort("rank").select(pl.lit(model).alias("model"), pl.all()))
+        except DataError as error:
+            raise DataError(f"{model}: {error}") from None
+    return pl.concat(ranked)
 
 
 @dataclass(frozen=True)

@@ -446,11 +446,12 @@ def parsed(args: argparse.Namespace, option: str, parse: Callable[[Any], Any]) -
         raise InputError(f"--{option.replace('_', '-')}: not the settings this command takes ({detail})") from None
 
 
-def describe_plan(plan: Plan) -> list[str]:
+def describe_plan(plan: Plan, jobs: dict[str, str] | None = None) -> list[str]:
     """What a sweep plans, one line per model and then the run's notes (``circuitsweep check-config``).
 
     Per model: its revisions (first .. last, in training order, with the last one's tokens), the
-    natural-text batch and the tokenizer that builds it, and its primitive jobs.
+    natural-text batch and the tokenizer that builds it, its primitive jobs and ``jobs[model]`` (its
+    measurement job's size, :func:`measurement_job`).
     """
     from circuitsweep.heads.jobs import natural_batches
     from circuitsweep.primitives.jobs import primitive_models, primitive_revisions
@@ -468,21 +469,81 @@ def describe_plan(plan: Plan) -> list[str]:
         primitives = len(primitive_revisions(plan, model)) if model in primitive_models(plan) else 0
         parts.append(f"{primitives} primitive jobs" if primitives else "no primitive jobs")
         lines.append(f"{model}: " + "; ".join(parts))
+        if jobs and model in jobs:
+            lines.append(f"  {jobs[model]}")
     lines.append(f"ablation: {'every revision' if plan.ablation is not None else 'off'}")
     return lines + [f"note: {note}" for note in plan.notes]
 
 
-def cmd_check_config(args: argparse.Namespace) -> None:
-    from circuitsweep.config.load import load_config
-    from circuitsweep.plan.costs import describe_cost, describe_partial
-    from circuitsweep.plan.sweep import plan_run
+def measurement_job(plan: Plan, model: str) -> str:
+    """What one revision of ``model`` costs, as the rules size its job before the fetch: the download (Hub
+    sources), the memory the job requests and the cost model's minutes of its largest revision job (on a GPU
+    unless the run says ``device: cpu``) with the runtime it requests."""
+    from circuitsweep.plan import costs
+    from circuitsweep.plan.resources import measure_size
+    from circuitsweep.primitives.jobs import measures_primitives
 
-    config = load_config(args.config)
-    plan = plan_run(config, [args.config], Path(args.root), keep_hashes=False)
-    for line in describe_plan(plan):
+    settings = plan.models[model]
+    device = "cpu" if plan.device == "cpu" else "cuda"
+    shape = costs.model_shape(plan, model).config
+    sizes = []
+    for revision in plan.revisions[model]:
+        work = costs.revision_job_work(
+            plan, model, revision.name, shape, measures_primitives(plan, model, revision.name)
+        )
+        seconds = sum(costs.job_seconds(shape, settings.dtype, work, device).values())
+        sizes.append((seconds, measure_size(shape, settings.dtype, settings.probes.to_dict(), device, work)))
+    seconds, size = max(sizes, key=lambda pair: pair[0])
+    where = "on the CPU" if device == "cpu" else "on a GPU"
+    download = ""
+    if settings.source["type"] in ("hub", "hub_repos"):
+        download = f"{costs.published_bytes(shape, settings.dtype) / costs.GB:,.2f} GB to download, "
+    return (
+        f"per revision: {download}a job of {size.mem_mb:,} MB and at most about {seconds / 60:,.1f} min {where}"
+        f" (runtime request {size.runtime:,} min)"
+    )
+
+
+def config_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` items as Snakemake's ``--config`` reads them (each value parsed as YAML)."""
+    import yaml
+
+    from circuitsweep.errors import InputError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--config: {item!r} is not KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def cmd_check_config(args: argparse.Namespace) -> None:
+    from circuitsweep import revision_stage
+    from circuitsweep.config.load import load_config
+    from circuitsweep.io.contracts import Paths
+    from circuitsweep.plan import costs
+    from circuitsweep.plan.costs import describe_cost, describe_partial
+    from circuitsweep.plan.resources import suits
+    from circuitsweep.plan.sweep import plan_run, results_paths
+
+    configfile, root = os.path.abspath(args.config), os.path.abspath(args.root)
+    config = {**load_config(configfile), **config_overrides(args.set)}
+    # the run's folder and its caches as Snakemake sees them, from its working directory (-d)
+    paths = results_paths(config, [configfile])
+    if Path(args.directory).is_dir():
+        os.chdir(args.directory)
+    else:  # Snakemake would create it: nothing is measured there yet
+        paths = Paths(Path(args.directory) / paths.root)
+    plan = plan_run(config, [configfile], Path(root), keep_hashes=False, paths=paths)
+    for line in describe_plan(plan, {model: measurement_job(plan, model) for model in plan.models}):
         print(line)
-    pending = {model: [r.name for r in revisions] for model, revisions in plan.revisions.items()}
-    print(describe_cost(plan.cost(config["models"], pending, int(config.get("snapshots_on_disk", 2)))))
+    warm = bool(config.get("warm_worker", True))
+    cost = costs.sweep_cost(
+        plan, revision_stage.pending(plan), int(config.get("snapshots_on_disk", 2)), not suits("auto"), warm
+    )
+    print(describe_cost(cost))
     for manifest in plan.partial_manifests():
         print(describe_partial(manifest))
 
@@ -827,8 +888,9 @@ def cmd_plot_primitive_scaling(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep_overhead(args: argparse.Namespace) -> None:
-    from circuitsweep.io.tables import write_csv, write_markdown
-    from circuitsweep.outputs.overhead import sweep_overhead
+    from circuitsweep.io.atomic import atomic_write_text
+    from circuitsweep.io.tables import write_csv
+    from circuitsweep.outputs.overhead import estimate_comparison, overhead_markdown, sweep_overhead
 
     table = sweep_overhead(
         [Path(p) for p in args.scores],
@@ -837,7 +899,21 @@ def cmd_sweep_overhead(args: argparse.Namespace) -> None:
         [Path(p) for p in args.primitives],
     )
     write_csv(table, Path(args.csv))
-    write_markdown(table, Path(args.markdown), title="Sweep overhead: job wall time against forward-pass time")
+    estimate = args.estimate or {"kinds": {}, "device": "-", "start_up_s": 0}
+    batches = [path for path in args.natural_batch if Path(path).is_file()]  # a batch built before it had one: none
+    measured = {"measure": args.measure, "final_ablation": args.final_ablation, "natural_batch": batches}
+    comparison = estimate_comparison(estimate["kinds"], measured)
+    if args.estimate_csv:
+        write_csv(comparison, Path(args.estimate_csv))
+    atomic_write_text(
+        Path(args.markdown), overhead_markdown(table, comparison, estimate["device"], estimate["start_up_s"])
+    )
+
+
+def cmd_table_pages(args: argparse.Namespace) -> None:
+    from circuitsweep.outputs.table_pages import write_table_pages
+
+    write_table_pages([Path(p) for p in args.tables], [Path(p) for p in args.pages])
 
 
 def cmd_block_record(args: argparse.Namespace) -> None:
@@ -904,9 +980,24 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(func=func)
         return command
 
-    p = add("check-config", cmd_check_config, "validate a config and list the revisions it sweeps")
+    p = add(
+        "check-config",
+        cmd_check_config,
+        "validate a config, list the revisions it sweeps and what measuring those still to measure costs",
+    )
     p.add_argument("config", type=config_file, help="YAML config file")
     p.add_argument("--root", type=root, default=".", help="workflow folder that relative paths resolve against")
+    p.add_argument(
+        "-d", "--directory", default=".", help="the working directory Snakemake runs in (its -d): where results/ is"
+    )
+    p.add_argument(
+        "--config",
+        dest="set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set config keys as Snakemake's --config (and a profile's config:) does, e.g. snapshots_on_disk=24",
+    )
 
     p = add("refresh-manifest", cmd_refresh_manifest, "list a Hub repository's checkpoint branches into a manifest")
     p.add_argument(
@@ -1161,8 +1252,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fetch", type=file, nargs="*", default=[], help="fetch_snapshot benchmark TSVs")
     p.add_argument("--measure", type=file, nargs="+", required=True, help="benchmark TSVs of the measuring jobs")
     p.add_argument("--primitives", type=file, nargs="*", default=[], help="primitive shards (their forward seconds)")
+    p.add_argument("--final-ablation", type=file, nargs="*", default=[], help="benchmark TSVs of final-ablation jobs")
+    p.add_argument("--natural-batch", type=file, nargs="*", default=[], help="benchmark TSVs of natural-batch jobs")
+    p.add_argument(
+        "--estimate",
+        type=Json(dict),
+        help="JSON: device, start_up_s and per job kind the estimated jobs and seconds (plan.costs.estimate_by_kind)",
+    )
     p.add_argument("--csv", type=csv_out, required=True)
+    p.add_argument("--estimate-csv", type=csv_out, help="the estimate beside the measured seconds, per job kind")
     p.add_argument("--markdown", type=md_out, required=True)
+
+    p = add(
+        "table-pages", cmd_table_pages, "write each final CSV table as an HTML page (the report's tables)", ("tables",)
+    )
+    p.add_argument("--tables", nargs="+", required=True, help="final CSV tables")
+    p.add_argument("--pages", nargs="+", required=True, help="the HTML page of each, in the same order")
 
     p = add("block-record", cmd_block_record, "record that every cache of a job block exists")
     p.add_argument("--block", type=Name(), required=True, help="block name (<model>.<first revision>)")
@@ -1183,15 +1288,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def one_line(message: str) -> str:
-    """A message of several lines (a config's list of problems) as one: its items joined by ``; ``."""
-    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
-    items = [line[2:] if line.startswith("- ") else line for line in lines[1:]]
-    return " ".join([lines[0], "; ".join(items)]) if items else (lines[0] if lines else "")
-
-
 def _error_line(command: str, message: str) -> str:
     """The one line of a failed command: the log's last line says it all."""
+    from circuitsweep.errors import one_line
+
     return f"circuitsweep {command}: error: {one_line(message)}"
 
 
@@ -1248,7 +1348,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         handlers=[_StderrHandler()],
     )
-    from circuitsweep.errors import USER_ERRORS
+    from circuitsweep.errors import USER_ERRORS, error_line
     from circuitsweep.plan import retry
 
     if (replayed := retry.replay_failure(argv, args.attempt)) is not None:
@@ -1257,7 +1357,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         args.func(args)
     except USER_ERRORS as error:
-        message = _error_line(args.command, str(error))
+        message = error_line(error, args.command)
         _say(message)
         return retry.exit_code(argv, error, message, args.attempt)
     return 0

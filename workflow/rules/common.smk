@@ -10,6 +10,8 @@ from pathlib import Path
 
 REPO = Path(workflow.basedir).parent
 
+from circuitsweep.io.atomic import atomic_write_text
+from circuitsweep.io.console import quiet_console
 from circuitsweep.io.contracts import Paths
 from circuitsweep.milestones.text import finished_run_summary
 from circuitsweep.io.names import SAFE_NAME_PATTERN
@@ -17,6 +19,9 @@ from circuitsweep.plan.sweep import plan_run
 from circuitsweep.plan.retry import attempt_resource
 from circuitsweep.io.run_folder import claim_run_folder, disk_full_note, lock_run_folder
 from circuitsweep.io.settings_files import settings_name, write_settings_file
+from circuitsweep.errors import USER_ERRORS, error_line
+from circuitsweep.plan.retry import EXIT_DETERMINISTIC
+from circuitsweep.plan import costs
 from circuitsweep.plan.costs import describe_cost, describe_partial
 from circuitsweep.plan.resources import suits
 from circuitsweep.config.yaml_load import load_yaml
@@ -49,17 +54,31 @@ onstart:
     if workflow.executor_plugin.name == "local" and config.get("warm_worker", True) and suits(PLAN.device):
         shell.prefix(f"{SHELL_PREFIX}export CIRCUITSWEEP_WARM_WORKER=1; ")
 
+# The console of a run shows the project's lines, errors and a progress line per tenth of the jobs;
+# the log file (.snakemake/log/) keeps every job's full block (circuitsweep.io.console).
+if workflow.is_main_process and not workflow.output_settings.dryrun:
+    quiet_console(verbose=workflow.output_settings.verbose)
+
+#: Whether the cost estimates count a warm worker's start-up for this run's CPU jobs: a local run (no
+#: --jobs, which a cluster profile sets; the executor is known only once the run starts, see onstart),
+#: unless the config says warm_worker: false.
+WARM_WORKER = config.get("warm_worker", True) and not workflow.resource_settings.nodes
+
 # Snakemake's YAML reader keeps the last of two equal keys (a model listed twice
 # would silently sweep only the second entry): re-read the config files strictly.
-for _configfile in workflow.overwrite_configfiles or []:
-    load_yaml(_configfile, "config")
-
 # Every output of this run lives under one folder: results/<run>/ or the config's
-# outdir (circuitsweep.io.run_folder). A folder another config made stops the run here.
-# Then the config is validated against workflow/schemas/config.schema.yaml and every
-# model's revisions are resolved; a bad config stops here, before any job runs. The same
-# function is what `circuitsweep check-config` runs (circuitsweep.plan.sweep.plan_run).
-PLAN = plan_run(config, workflow.configfiles, REPO)
+# outdir (circuitsweep.io.run_folder). The plan validates the config against
+# workflow/schemas/config.schema.yaml and resolves every model's revisions. A bad config
+# stops here, before any job: its own errors first, then a folder another config made,
+# each as the one message `circuitsweep check-config` prints (the same function,
+# circuitsweep.plan.sweep.plan_run), exit 3 and no traceback.
+try:
+    for _configfile in workflow.overwrite_configfiles or []:
+        load_yaml(_configfile, "config")
+    PLAN = plan_run(config, workflow.configfiles, REPO)
+except USER_ERRORS as _error:
+    print(error_line(_error), file=sys.stderr)
+    sys.exit(EXIT_DETERMINISTIC)
 PATHS = PLAN.paths
 MODELS = list(PLAN.models)
 
@@ -245,8 +264,46 @@ def group_targets():
     return [PATHS.group_milestones("csv"), PATHS.group_milestones("md")]
 
 
+def measurement_targets():
+    """Every output of the measuring jobs and every final-revision ablation's rows. Targets of their own,
+    so that a cache deleted by hand is made again (Snakemake does not remake a missing file that only
+    up-to-date jobs read), as revision_stage.pending, and with it the dry run's cost, counts it."""
+    files = []
+    for model in MODELS:
+        for revision in revisions_of(model):
+            files += revision_caches(model, revision)
+            files += heads_jobs.measure_extra_outputs(PLAN, model, revision).values()
+        if PLAN.ablation is not None:
+            files.append(PATHS.final_ablation_rows(model))
+    return files
+
+
+def table_pages():
+    """Each final CSV table the run makes, by name (its file's stem): its path and the caption of its page in
+    the report (circuitsweep.outputs.table_pages; the pages sit beside the CSVs)."""
+    pages = {
+        "milestones": (PATHS.milestones_table("csv"), "milestones.rst"),
+        "emergence": (PATHS.emergence_table("csv"), "emergence_table.rst"),
+        "spectral": (PATHS.spectral_table("csv"), "spectral_table.rst"),
+    }
+    if PLAN.ablation is not None:
+        pages["ablation"] = (PATHS.ablation_table("csv"), "ablation_table.rst")
+        pages["final_ablation"] = (PATHS.final_ablation_table("csv"), "final_ablation.rst")
+    if primitive_jobs.primitive_models(PLAN):
+        for name in (K.GAPS_CSV, K.COMPOSITIONS_CSV, K.AXIS_FILE, K.SCALING_CSV, K.AGREEMENT_CSV):
+            pages[Path(name).stem] = (PATHS.primitive_table(name), f"{Path(name).stem}_table.rst")
+    if PLAN.refine is not None:
+        pages["milestone_brackets"] = (PATHS.milestone_brackets("csv"), "milestone_brackets.rst")
+    if PLAN.groups():
+        pages["group_milestones"] = (PATHS.group_milestones("csv"), "group_milestones.rst")
+    pages["overhead"] = (PATHS.overhead_table("csv"), "overhead.rst")
+    pages["overhead_estimate"] = (PATHS.overhead_estimate_table(), "overhead_estimate.rst")
+    return pages
+
+
 def final_targets():
     return [
+        *[PATHS.table_page(name) for name in table_pages()],
         *refine_targets(),
         *group_targets(),
         PATHS.overhead_table("csv"),
@@ -268,6 +325,7 @@ def final_targets():
         *[PATHS.spectral_plot(model) for model in MODELS],
         *final_ablation_targets(),
         *[PATHS.findings(suffix) for suffix in ("csv", "md", "html")],
+        *measurement_targets(),
     ]
 
 
@@ -277,10 +335,6 @@ def final_revision_of(wildcards):
 
 def final_snapshot_of(wildcards):
     return PATHS.final_snapshot(wildcards.model)
-
-
-def final_ablation_tokens(wildcards):
-    return PLAN.final_ablation_tokens(wildcards.model)
 
 
 def final_fetch_waits_for(wildcards):
@@ -327,11 +381,11 @@ BLOCKS = S.blocks(SLOTS)
 
 
 @functools.cache
-def pending_revisions():
-    """Each model's revisions still to measure: those without caches made with the settings
-    planned now. Read from the caches' headers once, when the DAG is built (or a dry run
-    prints its cost), not when a job's Snakemake parses."""
-    return {model: [r for r in revisions_of(model) if not revision_stage.is_measured(PLAN, model, r)] for model in MODELS}
+def pending():
+    """What this run still has to do (revision_stage.pending): the revisions without caches made with
+    the settings planned now, the final ablations and natural batches that run. Read from the caches'
+    headers once, when the DAG is built (or a dry run prints its cost), not when a job's Snakemake parses."""
+    return revision_stage.pending(PLAN)
 
 
 @functools.cache
@@ -348,37 +402,78 @@ def to_measure():
     )
 
 
+@functools.cache
+def planning_shape(model):
+    """The shape that sizes a model's jobs before its snapshot is fetched (circuitsweep.plan.costs.model_shape)."""
+    return costs.model_shape(PLAN, model).config
+
+
+def revision_work(wildcards, shape):
+    """What a revision's measurement job runs through its model (circuitsweep.plan.costs)."""
+    with_primitives = primitive_jobs.measures_primitives(PLAN, wildcards.model, wildcards.revision)
+    return costs.revision_job_work(PLAN, wildcards.model, wildcards.revision, shape, with_primitives)
+
+
+def final_ablation_work(wildcards, shape):
+    return costs.final_ablation_work(PLAN, wildcards.model)
+
+
 def measure_resource(
     key,
     snapshot_of=lambda wildcards: PATHS.snapshot(wildcards.model, wildcards.revision),
-    tokens_of=lambda wildcards: None,
+    work_of=revision_work,
 ):
-    """One key of a measurement job's size: circuitsweep.plan.sizing's estimate, the one the job checks.
-    ``snapshot_of(wildcards)``: the snapshot the job loads; ``tokens_of(wildcards)``: the tokens it
-    runs through the model, when not its probes' (the final-revision ablation).
+    """One key of the size of a job that loads a model: circuitsweep.plan.sizing's memory estimate, the one
+    the job checks, and circuitsweep.plan.costs' runtime estimate times its margin (the estimate the dry run
+    sums). ``snapshot_of(wildcards)``: the snapshot the job loads; ``work_of(wildcards, shape)``: what it runs
+    through the model (a revision's measurement, or a final-revision ablation).
 
     From the snapshot's config.json once fetched (Snakemake re-evaluates resources when
-    a job's inputs exist, before submitting it). Memory and runtime scale with the
-    attempt, unless the last attempt failed deterministically (circuitsweep.plan.retry).
+    a job's inputs exist, before submitting it), else the model's planning shape. Memory and
+    runtime scale with the attempt, unless the last attempt failed deterministically
+    (circuitsweep.plan.retry).
     """
 
     def size(wildcards, attempt, rulename):
         from circuitsweep.plan.retry import job_log, sizing_attempt
 
         model = PLAN.models[wildcards.model]
-        estimate = R.measure_size(
-            config["models"][wildcards.model],
-            model.dtype,
-            model.probes.to_dict(),
-            PLAN.device,
-            R.snapshot_model_config(snapshot_of(wildcards)),
-            asdict(PLAN.ablation) if PLAN.ablation is not None else None,
-            tokens=tokens_of(wildcards),
-        )
+        shape = R.snapshot_model_config(snapshot_of(wildcards)) or planning_shape(wildcards.model)
+        estimate = R.measure_size(shape, model.dtype, model.probes.to_dict(), PLAN.device, work_of(wildcards, shape))
         log = job_log(getattr(rules, rulename).log, dict(wildcards.items()))
         return getattr(estimate.scaled(sizing_attempt(log, attempt)), key)
 
     return size
+
+
+def natural_batch_resource(key):
+    """One key of a natural batch's size: fixed memory, circuitsweep.plan.costs' runtime times its margin."""
+
+    def size(wildcards, attempt, rulename):
+        from circuitsweep.plan.retry import job_log, sizing_attempt
+
+        model, _ = heads_jobs.natural_batches(PLAN)[wildcards.batch]
+        work = costs.natural_batch_work(PLAN, model)
+        seconds = sum(costs.job_seconds(planning_shape(model), PLAN.models[model].dtype, work, PLAN.device).values())
+        log = job_log(getattr(rules, rulename).log, dict(wildcards.items()))
+        return getattr(R.natural_batch_size(seconds).scaled(sizing_attempt(log, attempt)), key)
+
+    return size
+
+
+def overhead_estimate():
+    """The cost model's estimate of every job of the sweep, per job kind, on the device and with the start-up
+    the jobs have here (tables/overhead.md puts it beside the measured seconds; circuitsweep.plan.costs)."""
+    on_cpu = PLAN.device == "cpu" or (PLAN.device == "auto" and suits("auto"))
+    start_up = costs.WARM_START_UP_S if WARM_WORKER and on_cpu else costs.START_UP_S
+    everything = costs.Pending(
+        revisions={model: revisions_of(model) for model in MODELS},
+        primitives={m: [r.name for r in primitive_jobs.primitive_revisions(PLAN, m)] for m in primitive_jobs.primitive_models(PLAN)},
+        final_ablations=tuple(MODELS) if PLAN.ablation is not None else (),
+        natural_batches=heads_jobs.natural_batches(PLAN),
+    )
+    kinds = costs.estimate_by_kind(PLAN, everything, "cpu" if on_cpu else "cuda", start_up)
+    return {"device": "the CPU" if on_cpu else "a GPU", "start_up_s": start_up, "kinds": kinds}
 
 
 def small_resource(rule, key):
@@ -492,7 +587,7 @@ onerror:
 # --jobs, as profiles/slurm sets), what it submits: Snakemake's own dry run lists jobs,
 # not the job groups they are submitted in.
 if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT":
-    print(describe_cost(PLAN.cost(config["models"], pending_revisions(), SNAPSHOTS_ON_DISK)), file=sys.stderr)
+    print(describe_cost(costs.sweep_cost(PLAN, pending(), SNAPSHOTS_ON_DISK, gpu_present=not suits("auto"), warm_worker=WARM_WORKER)), file=sys.stderr)
     for _manifest in PLAN.partial_manifests():
         print(describe_partial(_manifest), file=sys.stderr)
 if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT" and workflow.resource_settings.nodes:
@@ -508,6 +603,7 @@ if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT" and 
                 groups=bool(PLAN.groups()),
                 refine=PLAN.refine is not None,
                 bootstrap=PLAN.bootstrap is not None,
+                natural_batches=len(heads_jobs.natural_batches(PLAN)),
             ),
             SNAPSHOTS_ON_DISK,
             S.block_size(SNAPSHOTS_ON_DISK, REVISIONS_PER_JOB),

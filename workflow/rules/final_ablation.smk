@@ -44,9 +44,9 @@ rule final_ablation:
         natural=final_natural_arg,
     threads: 1
     resources:
-        mem_mb=measure_resource("mem_mb", final_snapshot_of, final_ablation_tokens),
-        runtime=measure_resource("runtime", final_snapshot_of, final_ablation_tokens),
-        gpu=measure_resource("gpu", final_snapshot_of, final_ablation_tokens),
+        mem_mb=measure_resource("mem_mb", final_snapshot_of, final_ablation_work),
+        runtime=measure_resource("runtime", final_snapshot_of, final_ablation_work),
+        gpu=measure_resource("gpu", final_snapshot_of, final_ablation_work),
     conda:
         ENV
     log:
@@ -67,7 +67,7 @@ rule final_ablation_table:
         csv=report(
             PATHS.final_ablation_table("csv"),
             caption="../report/final_ablation.rst",
-            category="Tables",
+            category="Table files (CSV)",
         ),
         markdown=PATHS.final_ablation_table("md"),
     params:

@@ -11,12 +11,14 @@ rule natural_batch:
         settings=lambda wildcards: as_json(heads_jobs.natural_batch_settings(PLAN, wildcards.batch)),
     resources:
         attempt=attempt_resource,
-        mem_mb=small_resource("natural_batch", "mem_mb"),
-        runtime=small_resource("natural_batch", "runtime"),
+        mem_mb=natural_batch_resource("mem_mb"),
+        runtime=natural_batch_resource("runtime"),
     conda:
         ENV
     log:
         PATHS.log("natural_batch/{batch}"),
+    benchmark:
+        PATHS.benchmark("natural_batch/{batch}")
     shell:
         "python -m circuitsweep --attempt {resources.attempt} natural-batch --settings {params.settings:q} --snapshot {input:q}"
         " --output {output:q} > {log:q} 2>&1"

@@ -47,12 +47,12 @@ rule head_tables:
         emergence_csv=report(
             PATHS.emergence_table("csv"),
             caption="../report/emergence_table.rst",
-            category="Tables",
+            category="Table files (CSV)",
         ),
         milestones=report(
             PATHS.milestones_table("csv"),
             caption="../report/milestones.rst",
-            category="Tables",
+            category="Table files (CSV)",
         ),
         milestones_md=PATHS.milestones_table("md"),
         **TABLE_EXTRA_OUTPUTS,
@@ -93,7 +93,7 @@ if PLAN.refine is not None:
             csv=report(
                 PATHS.milestone_brackets("csv"),
                 caption="../report/milestone_brackets.rst",
-                category="Tables",
+                category="Table files (CSV)",
             ),
             markdown=PATHS.milestone_brackets("md"),
         params:
@@ -124,7 +124,7 @@ if PLAN.groups():
         input:
             PATHS.milestones_table("parquet"),
         output:
-            csv=report(PATHS.group_milestones("csv"), caption="../report/group_milestones.rst", category="Tables"),
+            csv=report(PATHS.group_milestones("csv"), caption="../report/group_milestones.rst", category="Table files (CSV)"),
             markdown=PATHS.group_milestones("md"),
         params:
             groups=as_json(PLAN.groups()),
@@ -146,13 +146,23 @@ rule sweep_overhead:
         fetch=[PATHS.benchmark(f"fetch_snapshot/{m}/{r}") for m in MODELS for r in revisions_of(m)],
         measure=[PATHS.benchmark(f"{measuring_rule(m, r)}/{m}/{r}") for m in MODELS for r in revisions_of(m)],
         primitives=all_primitive_shards(),
+        final_ablation=[PATHS.benchmark(f"final_ablation/{m}") for m in MODELS] if PLAN.ablation is not None else [],
     params:
+        # not inputs: a batch built before it had a benchmark is not rebuilt for one (its measurements would rerun)
+        natural_batch=[PATHS.benchmark(f"natural_batch/{b}") for b in heads_jobs.natural_batches(PLAN)],
         revisions=as_json({model: revisions_of(model) for model in MODELS}),
+        # the cost model's estimate of every job above (circuitsweep.plan.costs), beside what they took
+        estimate=lambda wildcards: as_json(overhead_estimate()),
     output:
         csv=report(
             PATHS.overhead_table("csv"),
             caption="../report/overhead.rst",
-            category="Tables",
+            category="Table files (CSV)",
+        ),
+        estimate_csv=report(
+            PATHS.overhead_estimate_table(),
+            caption="../report/overhead_estimate.rst",
+            category="Table files (CSV)",
         ),
         markdown=PATHS.overhead_table("md"),
     resources:
@@ -165,7 +175,37 @@ rule sweep_overhead:
         PATHS.log("sweep_overhead"),
     shell:
         "python -m circuitsweep --attempt {resources.attempt} sweep-overhead --scores {input.scores:q} --fetch {input.fetch:q}"
-        " --measure {input.measure:q} --primitives {input.primitives:q} --csv {output.csv:q} --markdown {output.markdown:q} > {log:q} 2>&1"
+        " --measure {input.measure:q} --primitives {input.primitives:q} --final-ablation {input.final_ablation:q}"
+        " --natural-batch {params.natural_batch:q} --estimate {params.estimate:q} --csv {output.csv:q}"
+        " --estimate-csv {output.estimate_csv:q} --markdown {output.markdown:q} > {log:q} 2>&1"
+
+
+# Every final CSV table as a page the report shows as a table (not only a download), beside its CSV
+# (circuitsweep.outputs.table_pages).
+rule table_pages:
+    input:
+        [table for table, _caption in table_pages().values()],
+    output:
+        **{
+            name: report(
+                PATHS.table_page(name),
+                caption=f"../report/{caption}",
+                category="Tables",
+                labels={"table": name.replace("_", " ")},
+            )
+            for name, (_table, caption) in table_pages().items()
+        },
+    params:
+        names=as_json(list(table_pages())),
+    resources:
+        mem_mb=small_resource("table_pages", "mem_mb"),
+        runtime=small_resource("table_pages", "runtime"),
+    conda:
+        ENV
+    log:
+        PATHS.log("table_pages"),
+    shell:
+        "python -m circuitsweep table-pages --tables {input:q} --pages {output:q} > {log:q} 2>&1"
 
 
 # The study's findings (circuitsweep.milestones.findings): precision at K, K selection, class breakdowns,
@@ -178,7 +218,7 @@ rule findings:
         milestones=PATHS.milestones_table("parquet"),
         final_ablation=final_ablation_table_input(),
     output:
-        csv=report(PATHS.findings("csv"), caption="../report/findings_table.rst", category="Tables"),
+        csv=report(PATHS.findings("csv"), caption="../report/findings_table.rst", category="Table files (CSV)"),
         markdown=PATHS.findings("md"),
         html=report(PATHS.findings("html"), caption="../report/findings.rst", category="Findings"),
     params:

@@ -608,7 +608,16 @@ class Paths:
         return self.root / "refine" / "rounds.json"
 
     def overhead_table(self, suffix: str = "csv") -> Path:
+        """Job wall time against forward-pass time per model (``OVERHEAD_COLUMNS``); the .md also holds the estimate."""
         return self.root / "tables" / f"overhead.{suffix}"
+
+    def table_page(self, name: str) -> Path:
+        """The HTML page of final table ``name`` (``tables/<name>.csv``), as the report shows it."""
+        return self.root / "tables" / f"{name}.html"
+
+    def overhead_estimate_table(self) -> Path:
+        """Per job kind, the cost model's estimate beside the measured seconds (``ESTIMATE_COLUMNS``, CSV)."""
+        return self.root / "tables" / "overhead_estimate.csv"
 
     def emergence_plot(self, suffix: str = "png") -> Path:
         """The emergence figure: PNG for papers, SVG inlined on the report's landing page."""

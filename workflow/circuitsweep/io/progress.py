@@ -39,7 +39,9 @@ def revision_line(model: str, revision: str, scores: pl.DataFrame, seconds: Mapp
 
 
 class LineProgress:
-    """Progress of a counted task: a tqdm bar on a terminal, elsewhere one plain line every ``interval`` seconds.
+    """Progress of a counted task: a tqdm bar on a terminal, elsewhere one plain line every ``interval`` seconds,
+    or with ``steps`` one line each time the count reaches a further ``1 / steps`` of the total (so a long task
+    prints ``steps`` lines however slow the machine).
 
     Use as a context manager; :meth:`update` advances by ``n``, :meth:`note`
     sets the values shown after the count (``loss=4.01``); ``enabled=False`` shows nothing.
@@ -53,8 +55,11 @@ class LineProgress:
         interval: float = 5.0,
         stream: TextIO | None = None,
         enabled: bool = True,
+        steps: int | None = None,
     ) -> None:
         self.total, self.desc, self.unit, self.interval, self.enabled = total, desc, unit, interval, enabled
+        self.steps = steps
+        self._printed_step = 0
         self.stream = stream if stream is not None else sys.stderr
         self.done = 0
         self.notes: dict[str, str] = {}
@@ -94,7 +99,12 @@ class LineProgress:
         self.done += n
         if self._bar is not None:
             self._bar.update(n)
-        elif self.enabled and time.monotonic() - self._printed >= self.interval:
+        elif self.enabled and self.steps and self.total:
+            step = self.done * self.steps // self.total
+            if step > self._printed_step:
+                self._printed_step = step
+                self._print()
+        elif self.enabled and not self.steps and time.monotonic() - self._printed >= self.interval:
             self._print()
 
     def line(self) -> str:
@@ -107,3 +117,4 @@ class LineProgress:
     def _print(self) -> None:
         print(self.line(), file=self.stream, flush=True)
         self._printed = time.monotonic()
+        self._printed_done = self.done

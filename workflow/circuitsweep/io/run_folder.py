@@ -89,26 +89,36 @@ def _record(root: Path) -> dict[str, Any] | None:
     return record
 
 
-def check_run_folder(root: Path, configfiles: Sequence[str | Path]) -> None:
-    """Refuse ``root`` when another config made it (its identity file names other config files).
+def run_folder_refusal(root: Path, configfiles: Sequence[str | Path]) -> ConfigError | None:
+    """The refusal of ``root`` when another config made it (its identity file names other config files), or None.
 
     The folder is compared resolved (:func:`resolved`); the config files relative to it
     (:func:`config_from_folder`), so one config run from two working directories is one run.
+    The refusal says how to give this config a folder of its own: a ``run:`` name or an ``outdir:``.
     """
     record = _record(Path(root))
     if record is None:
-        return
+        return None
     if "config_from_run_folder" in record:
         same = record["config_from_run_folder"] == config_from_folder(root, configfiles)
         made_by = [os.path.normpath(resolved(root) / path) for path in record["config_from_run_folder"]]
     else:  # a record of an earlier version: relative to the working directory it ran from
         same = record["config"] == config_identity(configfiles)
         made_by = record["config"]
-    if not same:
-        raise ConfigError(
-            f"{root} holds the run of {_shown(made_by)}, not of {_shown(config_identity(configfiles))}:"
-            f" give this config its own `run:` (or `outdir:`), or delete {root} to start it again"
-        )
+    if same:
+        return None
+    return ConfigError(
+        f"{root} holds the run of {_shown(made_by)}, not of {_shown(config_identity(configfiles))}: give this config"
+        " its own run name (`run: my-run` in it writes results/my-run/) or folder (`outdir: path/to/folder`),"
+        f" or delete {root} to start it again"
+    )
+
+
+def check_run_folder(root: Path, configfiles: Sequence[str | Path]) -> None:
+    """Refuse ``root`` when another config made it (:func:`run_folder_refusal`)."""
+    refusal = run_folder_refusal(root, configfiles)
+    if refusal is not None:
+        raise refusal
 
 
 def _shown(files: Sequence[str]) -> str:

@@ -272,12 +272,38 @@ def summary_line(row: Mapping[str, Any]) -> str:
     return f"{row['model']}: " + "; ".join(f"{name} {cells[name]}" for name in shown if name in cells)
 
 
-def run_summary(table: pl.DataFrame, tables: Iterable[Path], report_command: str) -> str:
-    """What a finished run prints: a line per model (:func:`summary_line`), the tables' paths, the report command."""
+#: The longest line a finished run prints (a list of figures wider than this is shortened to a count).
+SUMMARY_LINE_CHARS = 300
+
+
+def run_summary(table: pl.DataFrame, tables: Iterable[Path], report_command: str, figures: Iterable[str] = ()) -> str:
+    """What a finished run prints: a line per model (:func:`summary_line`), the tables' and figures' paths (a
+    figure per model as one pattern line), the report command."""
     lines = ["", "circuitsweep: the sweep is done.", *(summary_line(row) for row in table.iter_rows(named=True))]
     lines += ["Tables:", *(f"  {path}" for path in tables)]
+    figures = list(figures)
+    if figures:
+        lines += ["Figures:", *(f"  {figure}" for figure in figures)]
     lines += [f"Report: {report_command}", ""]
     return "\n".join(lines)
+
+
+def _figure_lines(paths: C.Paths, models: Sequence[str]) -> list[str]:
+    """The figures of a run that exist: one line each, a figure per model as ``plots/heatmap_<model>.png: a, b``."""
+    lines = [
+        str(path)
+        for path in (paths.emergence_plot("png"), paths.primitive_gap_plot(), paths.primitive_scaling_plot())
+        if path.is_file()
+    ]
+    for pattern in (paths.heatmap_plot, paths.trajectory_plot, paths.spectral_plot):
+        made = [model for model in models if pattern(model).is_file()]
+        if not made:
+            continue
+        line = f"{pattern('<model>')}: {', '.join(made)}"
+        if len(line) + 2 > SUMMARY_LINE_CHARS:
+            line = f"{pattern('<model>')}: {len(made)} models"
+        lines.append(line)
+    return lines
 
 
 def finished_run_summary(paths: C.Paths, configfiles: Sequence[str | Path] = ()) -> str:
@@ -297,9 +323,12 @@ def finished_run_summary(paths: C.Paths, configfiles: Sequence[str | Path] = ())
         paths.emergence_table("csv"),
         paths.heads_table(),
         paths.ablation_table("csv"),
+        paths.final_ablation_table("md"),
+        paths.spectral_table("csv"),
         paths.primitive_table(K.GAPS_CSV),
         paths.overhead_table("md"),
     )
     command = " ".join(["snakemake", *(f"--configfile {shlex.quote(str(f))}" for f in configfiles)])
     report = shlex.quote(str(paths.root / "report.html"))
-    return run_summary(table, [t for t in tables if t.is_file()], f"{command} --report {report}")
+    figures = _figure_lines(paths, table["model"].to_list())
+    return run_summary(table, [t for t in tables if t.is_file()], f"{command} --report {report}", figures)

@@ -1,16 +1,19 @@
-"""Sweep overhead: what the per-revision jobs cost against the forward passes they need.
+"""Sweep overhead: what the per-revision jobs cost against the forward passes they need, and against the estimate.
 
 Each measurement job records the seconds its forward passes took
 (``forward_seconds`` in the metadata of the head cache, and of the primitive
 shard when the job measured primitives too); Snakemake's ``benchmark:``
 files record each job's wall time. Their ratio says how much of a sweep is
 start-up, loading and bookkeeping rather than the model's own work.
+:func:`estimate_comparison` puts the cost model's estimate of each job kind
+(:mod:`circuitsweep.plan.costs`, the estimate a dry run sums) beside the
+seconds its jobs took.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -26,6 +29,16 @@ OVERHEAD_COLUMNS: tuple[str, ...] = (
     "fetch_job_seconds",
     "measure_job_seconds",
     "job_seconds_per_forward_second",
+)
+
+
+#: Columns of the estimate table (``overhead_estimate.csv``), one row per job kind the cost model estimates.
+ESTIMATE_COLUMNS: tuple[str, ...] = (
+    "job_kind",
+    "jobs",
+    "estimated_seconds",
+    "measured_seconds",
+    "measured_per_estimated",
 )
 
 
@@ -89,3 +102,37 @@ def sweep_overhead(
     table = pl.concat([table, total])
     ratio = (pl.col("fetch_job_seconds") + pl.col("measure_job_seconds")) / pl.col("forward_seconds")
     return table.with_columns(ratio.alias("job_seconds_per_forward_second")).select(OVERHEAD_COLUMNS)
+
+
+def estimate_comparison(
+    estimates: Mapping[str, Mapping[str, float]], measured: Mapping[str, Sequence[Path]]
+) -> pl.DataFrame:
+    """One row per job kind (``ESTIMATE_COLUMNS``): its jobs, their estimated seconds (``estimates``:
+    ``plan.costs.estimate_by_kind``) and the wall seconds their benchmarks (``measured``: kind -> TSVs) record."""
+    rows = []
+    for kind, estimate in estimates.items():
+        seconds = sum(benchmark_seconds(Path(path)) for path in measured.get(kind, ()))
+        rows.append({"job_kind": kind, "jobs": int(estimate["jobs"]), "estimated_seconds": float(estimate["seconds"]),
+                     "measured_seconds": seconds})  # fmt: skip
+    table = pl.DataFrame(rows, schema={"job_kind": pl.String, "jobs": pl.Int64, "estimated_seconds": pl.Float64,
+                                       "measured_seconds": pl.Float64})  # fmt: skip
+    ratio = pl.col("measured_seconds") / pl.col("estimated_seconds")
+    return table.with_columns(ratio.alias("measured_per_estimated")).select(ESTIMATE_COLUMNS)
+
+
+def overhead_markdown(overhead: pl.DataFrame, estimate: pl.DataFrame, device: str, start_up_s: float) -> str:
+    """``overhead.md``: job wall time against forward-pass time per model, then the estimate beside the measured
+    seconds per job kind."""
+    from circuitsweep.io.tables import markdown_table
+
+    lines = ["# Sweep overhead: job wall time against forward-pass time", "", markdown_table(overhead)]
+    if estimate.height:
+        lines += [
+            "## The estimate beside the measured seconds, per job kind",
+            "",
+            f"Estimated by circuitsweep.plan.costs (the estimate a dry run sums, without the SLURM margin) on {device},"
+            f" each job starting in {start_up_s:g} s; measured: the jobs' Snakemake benchmarks (wall seconds).",
+            "",
+            markdown_table(estimate),
+        ]
+    return "\n".join(lines)

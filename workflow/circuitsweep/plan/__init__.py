@@ -8,7 +8,8 @@ their jobs. It may import :mod:`circuitsweep.config`, :mod:`circuitsweep.checkpo
 - :mod:`.sweep`: :func:`~.sweep.plan_sweep`, the :class:`~.sweep.Plan` the Snakemake rules read;
 - :mod:`.checks`: what the plan refuses before work (toy schedules, probes no job could hold);
 - :mod:`.rounds`: the revisions earlier refinement rounds added;
-- :mod:`.sizing`, :mod:`.resources`, :mod:`.costs`: memory, runtime and the sweep's cost;
+- :mod:`.sizing`, :mod:`.resources`, :mod:`.costs`: memory, runtime and the sweep's cost (one cost model:
+  :mod:`.passes` counts what each job runs through its model, :mod:`.costs` turns it into seconds);
 - :mod:`.scheduling`: the disk-bound fetch order and cluster job blocks;
 - :mod:`.retry`: how a failed job's retry is sized; :mod:`.prefetch`: downloads ahead of offline jobs.
 """

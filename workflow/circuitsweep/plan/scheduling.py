@@ -140,23 +140,25 @@ def cluster_submissions(
     groups: bool = False,
     refine: bool = False,
     bootstrap: bool = False,
+    natural_batches: int = 0,
 ) -> dict[str, int]:
     """How many jobs a cluster executor submits for the default target, by kind.
 
     ``groups``: one per block (its measurements and primitive scoring); per model:
     classify_heads, plot_heatmap, plot_trajectories, spectral_model and plot_spectral,
-    with ``ablation`` also final_ablation, with ``bootstrap`` bootstrap_heads; toy models add train_toy_model; then the
-    final tables and plots (head_tables, plot_emergence, sweep_overhead, spectral_table,
-    findings, final_ablation_table with ``ablation``, the three primitive ones with primitive
-    models, group_milestones with ``groups``, milestone_brackets with ``refine``);
+    with ``ablation`` also final_ablation, with ``bootstrap`` bootstrap_heads; toy models add
+    train_toy_model; each natural-text batch one; then the final tables and plots (head_tables,
+    plot_emergence, sweep_overhead, spectral_table, findings, table_pages, final_ablation_table
+    with ``ablation``, the three primitive ones with primitive models, group_milestones with
+    ``groups``, milestone_brackets with ``refine``);
     ``fetch``: the downloads when they are jobs (``downloads: job``), else 0 (they
     run in the Snakemake process).
     """
     revisions = sum(len(pairs) for pairs in blocks_by_name.values())
     counts = {
         "groups": len(blocks_by_name),
-        "per_model": (5 + ablation + bootstrap) * models + toy_models,
-        "final": 5 + ablation + (3 if primitive_models else 0) + groups + refine,
+        "per_model": (5 + ablation + bootstrap) * models + toy_models + natural_batches,
+        "final": 6 + ablation + (3 if primitive_models else 0) + groups + refine,
         "fetch": revisions + (models if ablation else 0) if downloads == "job" else 0,
     }
     counts["total"] = sum(counts.values())

@@ -95,6 +95,7 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "num_key_value_heads": 16,
     "intermediate_size": 1024,
     "num_experts": 64,
+    "num_experts_per_tok": 8,
     "vocab_size": 50304,
     "hidden_act": "silu",
     "tie_word_embeddings": False,
@@ -132,14 +133,21 @@ def _shape(model_config: Mapping[str, Any]) -> tuple[int, int, int]:
 
 
 def model_params(model_config: Mapping[str, Any]) -> int:
-    """Parameter count of a decoder or encoder from its config (embeddings, attention, MLP or experts)."""
+    """Parameter count of a decoder or encoder from its config (embeddings, attention, MLP or experts).
+
+    Attention: query and output ``d x heads x head_dim``, key and value ``d x kv_heads x head_dim``
+    (``head_dim``: ``d / heads`` unless the config says). The MLP is gated (three matrices) for a
+    SiLU/SwiGLU activation and for Gemma's (a config with ``hidden_activation``), else two.
+    """
     d, layers, heads = _shape(model_config)
     kv_heads = int(model_config.get("num_key_value_heads") or heads)
+    head_dim = int(model_config.get("head_dim") or d // heads)
     vocab = int(model_config.get("vocab_size") or 0)
     inner = int(model_config.get("intermediate_size") or 4 * d)
     experts = int(model_config.get("num_experts") or model_config.get("num_local_experts") or 1)
-    gated = str(model_config.get("hidden_act", "gelu")).lower() in ("silu", "swiglu", "swish")
-    attention = 2 * d * d + 2 * d * (d * kv_heads // heads)
+    act = str(model_config.get("hidden_act", "gelu")).lower()
+    gated = act in ("silu", "swiglu", "swish") or "hidden_activation" in model_config
+    attention = 2 * d * heads * head_dim + 2 * d * kv_heads * head_dim
     mlp = (3 if gated else 2) * d * inner * experts
     tied = bool(model_config.get("tie_word_embeddings", False))
     return vocab * d * (1 if tied else 2) + layers * (attention + mlp + 4 * d)

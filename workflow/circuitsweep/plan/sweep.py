@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +37,10 @@ from circuitsweep.io.cache_check import (
 )
 from circuitsweep.io.contracts import Paths
 from circuitsweep.io.corpus import corpus_files
-from circuitsweep.io.run_folder import check_run_folder, run_root
+from circuitsweep.io.run_folder import run_folder_refusal, run_root
 from circuitsweep.io.settings_files import check_settings_folder
+from circuitsweep.plan import passes
 from circuitsweep.plan.checks import model_problems, revision_problems
-from circuitsweep.plan.costs import PartialManifest, SweepCost, sweep_cost
-from circuitsweep.plan.resources import suits
 from circuitsweep.plan.rounds import RefineSettings, read_rounds, resolve_refine, with_added
 
 logger = logging.getLogger(__name__)
@@ -50,7 +49,7 @@ logger = logging.getLogger(__name__)
 #: step and training tokens are not published with it (recorded as 0).
 PACKAGE_REVISION = "main"
 #: Heads ablated alone (induction class and screen) that the final-revision ablation's runtime allows for.
-SINGLE_HEAD_ALLOWANCE = 16
+SINGLE_HEAD_ALLOWANCE = passes.SINGLE_HEAD_ALLOWANCE
 #: A hub source swept at ``revisions: [main]`` only is a released model (step and tokens recorded as 0),
 #: e.g. the chat models of the primitive study; it needs neither a manifest nor a token count.
 RELEASED_REVISION = "main"
@@ -151,12 +150,23 @@ def _source_revisions(model: ModelSettings, root: Path) -> list[Revision]:
 
 
 @dataclass(frozen=True)
+class PartialManifest:
+    """A model whose manifest lists ``listed`` of about ``published`` branches (None: unknown)."""
+
+    model: str
+    repo_id: str
+    path: Path
+    listed: int
+    published: int | None
+
+
+@dataclass(frozen=True)
 class Plan:
     """Resolved models and the revisions each one sweeps, in training order, with the run's paths and device.
 
     Besides what is swept it answers what every stage shares: a revision's identity as each job and cache
     records it (:meth:`revision_job`, :meth:`cache_identity`, :meth:`weights`), how a revision is fetched
-    (:meth:`fetch_settings`) or a toy trained (:meth:`toy_settings`), and what the sweep costs.
+    (:meth:`fetch_settings`) or a toy trained (:meth:`toy_settings`); what it costs: :mod:`circuitsweep.plan.costs`.
     """
 
     models: dict[str, ModelSettings]
@@ -243,20 +253,10 @@ class Plan:
         return sorted(self.revisions[model], key=lambda revision: (revision.tokens, revision.step))[-1].name
 
     def final_ablation_tokens(self, model: str) -> int:
-        """Tokens the final-revision ablation runs through the model, at most (its job's runtime).
-
-        Every condition is one pass over each probe: none, per K and for the screen the
-        head set, its matched draws and full layers, and up to
-        :data:`SINGLE_HEAD_ALLOWANCE` heads alone (the count is known only once classified).
-        """
-        ablation = self.ablation or AblationSettings()
-        probes = self.models[model].probes
-        limit = ablation.n_sequences or 10**12
-        per_pass = min(limit, probes.induction.n_sequences) * probes.induction.seq_len
-        if probes.natural_text is not None:
-            per_pass += min(limit, probes.natural_text.n_examples) * probes.natural_text.seq_len
-        families = len(self.spectral_top_k) + 1
-        return per_pass * (1 + families * (ablation.random_draws + 2) + SINGLE_HEAD_ALLOWANCE)
+        """Tokens the final-revision ablation runs through the model, at most (its job's runtime;
+        :func:`circuitsweep.plan.passes.final_ablation_tokens`)."""
+        ablation = asdict(self.ablation or AblationSettings())
+        return passes.final_ablation_tokens(self.models[model].probes.to_dict(), ablation, self.spectral_top_k)
 
     def cache_identity(self, model: str, name: str) -> dict[str, Any]:
         """Metadata every cache of one revision must carry: identity, dtype, first token, schema version."""
@@ -285,24 +285,13 @@ class Plan:
                 continue
             manifest = read_manifest(path)
             if manifest.partial:
-                shown = Path(os.path.relpath(path)) if not os.path.relpath(path).startswith("..") else path
+                # as the refresh-manifest command is run: from the workflow folder (a dry run's -d aside)
+                inside = os.path.relpath(path, self.root)
+                shown = Path(inside) if not inside.startswith("..") else path
                 found.append(
                     PartialManifest(name, manifest.repo_id, shown, len(manifest.revisions), manifest.published)
                 )
         return found
-
-    def cost(self, models: dict[str, Any], pending: dict[str, list[str]], snapshots_on_disk: int) -> SweepCost:
-        """What measuring the ``pending`` revisions costs (:mod:`circuitsweep.plan.costs`); ``models``: the config's
-        model entries (their shapes)."""
-        return sweep_cost(
-            models,
-            {name: model.dtype for name, model in self.models.items()},
-            {name: model.probes.to_dict() for name, model in self.models.items()},
-            pending,
-            snapshots_on_disk,
-            self.device,
-            gpu_present=not suits("auto"),
-        )
 
 
 def stable_selection(swept: list[Revision], available: list[Revision], spec: Any, *, model: str = "") -> list[Revision]:
@@ -363,17 +352,26 @@ def results_paths(config: dict[str, Any], configfiles: Sequence[str | Path] = ()
 
 
 def plan_run(
-    config: dict[str, Any], configfiles: Sequence[str | Path], root: Path, *, keep_hashes: bool = True
+    config: dict[str, Any],
+    configfiles: Sequence[str | Path],
+    root: Path,
+    *,
+    keep_hashes: bool = True,
+    paths: Paths | None = None,
 ) -> Plan:
-    """What the workflow plans when Snakemake parses it, and what ``check-config`` checks: the run
-    folder (its ``outdir`` or ``results/<run>``, refused when another config made it), then the sweep.
+    """What the workflow plans when Snakemake parses it, and what ``check-config`` checks: the sweep, then its
+    run folder (its ``outdir`` or ``results/<run>``, unless ``paths`` gives it), refused when another config
+    made it. A config's own errors come first, so a copied config reports its typos before the folder.
 
     ``keep_hashes``: keep the run_dir hash cache in the run folder (False: write nothing).
     """
-    paths = results_paths(config, configfiles)
-    check_run_folder(paths.root, configfiles)
+    paths = paths or results_paths(config, configfiles)
+    refusal = run_folder_refusal(paths.root, configfiles)
+    plan = plan_sweep(config, root, paths, keep_hashes=keep_hashes and refusal is None)
+    if refusal is not None:
+        raise refusal
     check_settings_folder(paths.settings_file("any").parent)
-    return plan_sweep(config, root, paths, keep_hashes=keep_hashes)
+    return plan
 
 
 def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None, *, keep_hashes: bool = True) -> Plan:
