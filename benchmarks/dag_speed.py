@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from circuitsweep.revisions import OLMO_0724_TOKENS_PER_STEP, floor_billions_name
+from circuitsweep.checkpoints.revisions import OLMO_0724_TOKENS_PER_STEP, floor_billions_name
 
 REPO = Path(__file__).resolve().parents[1]
 OLMO_BRANCHES = 1446

@@ -101,7 +101,7 @@ def tiny_decoder(
     """A 2-layer, 4-head decoder of any class in :data:`OTHER_DECODERS` (hidden size 32, 64-token vocabulary)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from circuitsweep.architectures import CAUSAL_LM, MAPPINGS, imported_mappings
+    from circuitsweep.config.architectures import CAUSAL_LM, MAPPINGS, imported_mappings
 
     mapping = next(name for name, kind in MAPPINGS.items() if kind == CAUSAL_LM)
     model_type = imported_mappings()[mapping][architecture]

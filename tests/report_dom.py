@@ -2,12 +2,13 @@
 
 :func:`render` decodes every bundled result; :func:`inspect_layout` reads what a
 reader sees at one window width: the landing page's figures and text, each plot
-as the report's image view shows it, and every box that lies under the sidebar.
+as the report's image view shows it, each HTML page of the Findings category as
+its frame shows it, and every box that lies under the sidebar.
 
 The report is a single-page app: its results are data URIs in a ``results``
 script variable, shown when a reader clicks them. A copy of the report gets a
 script that decodes every result as Chromium would
-show it (images: their pixel size once decoded; CSV tables: their data rows)
+show it (images: their pixel size once decoded; CSV tables and table pages: their data rows)
 after the report's own scripts have run, and writes the counts into the page, which ``--dump-dom`` then returns.
 """
 
@@ -17,7 +18,7 @@ import json
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import unescape as html_unescape
 from pathlib import Path
 
@@ -36,7 +37,11 @@ function circuitsweepShown(result) {
     });
   }
   const bytes = Uint8Array.from(atob(result.data_uri.split(",").pop()), (c) => c.charCodeAt(0));
-  return Promise.resolve(new TextDecoder().decode(bytes).trim().split("\\n").length - 1);
+  const text = new TextDecoder().decode(bytes);
+  if (result.mime_type === "text/html") {  // a table page: its data rows (every row but the header)
+    return Promise.resolve((text.match(/<tr>/g) || []).length - 1);
+  }
+  return Promise.resolve(text.trim().split("\\n").length - 1);
 }
 Promise.all(Object.entries(results).map(([path, result]) => circuitsweepShown(result).then((n) => [path, n])))
   .then((pairs) => {
@@ -95,7 +100,7 @@ _LAYOUT = """
 <style>* { transition: none !important; }</style>
 <script>
 (async () => {
-  const layout = { landing_figures: [], landing_text: "", plots: {}, under_sidebar: [] };
+  const layout = { landing_figures: [], landing_text: "", plots: {}, pages: {}, under_sidebar: [] };
   Object.assign(layout, { error: null, done: false, sidebar: null });
   const out = document.createElement("pre");
   out.id = "circuitsweep-layout";
@@ -140,6 +145,45 @@ _LAYOUT = """
       save();
     }
   }
+  for (const [subcategory, paths] of Object.entries(categories["Findings"] || {})) {
+    for (const path of paths) {
+      const view = { category: "Findings", subcategory: subcategory, content: "html", resultPath: path };
+      app.setView({ ...view, navbarMode: "subcategory", contentPath: results[path].data_uri });
+      await pause(1500);
+      const frame = [...document.querySelectorAll("#app iframe")].find((f) => !f.closest("nav"));
+      if (!frame) { layout.pages[path] = { error: "no iframe" }; save(); continue; }
+      // the report shows the page from a data: URI, an opaque origin; the same HTML as srcdoc can be read here
+      const bytes = Uint8Array.from(atob(results[path].data_uri.split(",").pop()), (c) => c.charCodeAt(0));
+      frame.removeAttribute("src");
+      frame.srcdoc = new TextDecoder().decode(bytes);
+      await pause(1500);
+      const doc = frame.contentDocument;
+      const page = { frame: box(frame), under_sidebar: underSidebar(frame), text: doc.body.innerText };
+      const view_width = doc.documentElement.clientWidth;
+      page.page_overflow = doc.documentElement.scrollWidth - view_width;
+      // a table wider than its box, a cell whose text spills out of it, a block outside the frame
+      page.overflowing = [];
+      for (const element of doc.querySelectorAll("div.table, th, td, p, h1, h2, h3")) {
+        const r = element.getBoundingClientRect();
+        if (element.scrollWidth > element.clientWidth + 1 || r.right > view_width + 1 || r.left < -1) {
+          page.overflowing.push(`${element.tagName.toLowerCase()} "${element.textContent.trim().slice(0, 40)}"`);
+        }
+      }
+      // blocks of the page drawn over one another
+      const blocks = [...doc.body.children].map((b) => [b, b.getBoundingClientRect()]);
+      page.overlaps = [];
+      for (let i = 1; i < blocks.length; i++) {
+        const [element, r] = blocks[i];
+        const [before, q] = blocks[i - 1];
+        if (r.height > 0 && q.height > 0 && r.top < q.bottom - 1) {
+          page.overlaps.push(`${element.tagName} over ${before.tagName} "${before.textContent.trim().slice(0, 40)}"`);
+        }
+      }
+      page.tables = [...doc.querySelectorAll("table")].map((t) => t.className);
+      layout.pages[path] = page;
+      save();
+    }
+  }
   } catch (error) {
     layout.error = String(error);
   }
@@ -156,14 +200,20 @@ class Layout:
 
     landing_figures: the rendered boxes of the landing page's images and SVGs;
     landing_text: the landing page's visible text; plots: each result of the
-    Plots category as the image view shows it; under_sidebar: every content box
-    whose left edge lies under the sidebar.
+    Plots category as the image view shows it; pages: each HTML result of the
+    Findings category as its frame shows it (``frame``: the frame's box;
+    ``under_sidebar``; ``text``; ``page_overflow``: pixels the page is wider
+    than its frame; ``overflowing``: tables, cells and blocks wider than their
+    box or the frame; ``overlaps``: blocks drawn over the one before;
+    ``tables``: the class of each table, in order); under_sidebar: every
+    content box whose left edge lies under the sidebar.
     """
 
     landing_figures: list[dict[str, float]]
     landing_text: str
     plots: dict[str, dict[str, float]]
     under_sidebar: list[str]
+    pages: dict[str, dict] = field(default_factory=dict)
     error: str | None = None
     done: bool = False
     sidebar: dict[str, float] | None = None

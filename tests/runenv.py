@@ -6,9 +6,9 @@ import os
 import sys
 from pathlib import Path
 
-from circuitsweep.config import load_config
-from circuitsweep.contracts import Paths
-from circuitsweep.run_folder import run_root
+from circuitsweep.config.load import load_config
+from circuitsweep.io.contracts import Paths
+from circuitsweep.io.run_folder import run_root
 
 #: The workflow's Snakefile, as `snakemake -s` takes it.
 SNAKEFILE = str(Path(__file__).resolve().parents[1] / "workflow" / "Snakefile")
@@ -26,7 +26,7 @@ def job_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def run_results(workdir: Path | str, configfile: Path | str) -> Path:
-    """The folder that a run of ``configfile`` in ``workdir`` writes (``results/<run>``, circuitsweep.run_folder)."""
+    """The folder that a run of ``configfile`` in ``workdir`` writes (``results/<run>``, circuitsweep.io.run_folder)."""
     return Path(workdir) / run_root(load_config(configfile), [configfile])
 
 

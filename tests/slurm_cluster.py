@@ -25,7 +25,7 @@ dropped when the node has no GPU, threads are capped at the node's size,
 measurements run with `device: auto` (the test cluster's GPUs are fakes: torch
 sees none and uses the CPU), and job state is polled with squeue (the test
 cluster has no accounting database, so sacct cannot work). The job sizes come
-from the rules themselves (circuitsweep.resources), like on a real cluster.
+from the rules themselves (circuitsweep.plan.resources), like on a real cluster.
 
 For the real workflow: `write_toy_config` writes a one-model toy sweep small enough
 for a 2-core node, `workflow_rules` says which rules the Snakefile has and which of
@@ -305,6 +305,8 @@ def snakemake_command(snakefile: Path, workdir: Path, profile: Path, *args: str,
 def snakemake_env(env: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for a Snakemake process and (through sbatch --export=ALL) its jobs."""
     run_env = job_env(env)
+    # the SLURM tests read Snakemake's job blocks (which job went where): keep them on the console
+    run_env.setdefault("CIRCUITSWEEP_CONSOLE", "full")
     # a test run inside a SLURM allocation must not leak it into the submitted jobs
     for name in [n for n in run_env if n.startswith("SLURM_")]:
         del run_env[name]

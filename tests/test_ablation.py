@@ -7,10 +7,12 @@ import pytest
 import torch
 from planted import FIRST_TOKEN, STUDY_THRESHOLDS, VOCAB, planted_model
 
-from circuitsweep import contracts as C
+from circuitsweep.config.probes import AblationSettings
 from circuitsweep.errors import DataError
+from circuitsweep.heads import jobs as heads_jobs
 from circuitsweep.heads.ablation import (
     ablated,
+    ablation_frame,
     ablation_rows,
     circuit_cut,
     circuit_heads,
@@ -18,12 +20,12 @@ from circuitsweep.heads.ablation import (
     output_projections,
     synthetic_probe,
 )
-from circuitsweep.heads.ablation_tables import ablation_summary, causal_milestones, is_causal
 from circuitsweep.heads.attention_hook import register
 from circuitsweep.heads.classify import Thresholds
 from circuitsweep.heads.measure import ProbeSettings, head_statistics
-from circuitsweep.heads.probe_settings import AblationSettings
 from circuitsweep.heads.scores import head_scores
+from circuitsweep.io import contracts as C
+from circuitsweep.milestones.ablation_tables import ablation_summary, causal_milestones, is_causal, with_tests
 
 THRESHOLDS = STUDY_THRESHOLDS
 # protocol clean: in a 30-token vocabulary the study's probe keeps many stray A and B tokens, which a
@@ -69,7 +71,8 @@ def measured():
     settings = AblationSettings(random_draws=3, random_seed=123, max_single_heads=4, batch_size=16)
     probe = synthetic_probe(PROBES, FIRST_TOKEN)
     rows = ablation_rows(model, scores, circuit_cut(THRESHOLDS), settings, [probe], torch.device("cpu"))
-    return model, scores, pl.DataFrame(rows)
+    identity = {"model": "planted", "revision": "main", "step": 0, "tokens": 0}
+    return model, scores, ablation_frame(rows, identity)
 
 
 def test_output_projections_are_found_for_every_layer():
@@ -123,16 +126,37 @@ def test_ablating_the_induction_head_destroys_copying(measured):
     assert single["heads"].to_list() == ["L1H1"] and single["top1"].item() < 0.1
 
 
-def test_summary_and_causal_milestone(measured):
-    """The circuit's drop is about 1, matched random's 0, so this revision is the causal one."""
+def test_rows_keep_each_sequences_outcome(measured):
+    """Every scored row keeps per-sequence loss, top-1 and top-5 hits of B (one per probe sequence), whose means
+    are the row's metrics; the rows file has the cache's columns."""
     _, _, rows = measured
-    identity = {"model": "planted", "revision": "main", "step": 0, "tokens": 0}
-    table = rows.with_columns(*[pl.lit(v).alias(k) for k, v in identity.items()])
+    assert rows.columns == list(C.ABLATION_ROW_COLUMNS)
+    for row in rows.iter_rows(named=True):
+        assert len(row["seq_loss"]) == len(row["seq_top1"]) == len(row["seq_top5"]) == row["n_sequences"] == 16
+        assert sum(row["seq_top1"]) / 16 == pytest.approx(row["top1"])
+        assert sum(row["seq_top5"]) / 16 == pytest.approx(row["top5"])
+        assert sum(row["seq_loss"]) / 16 == pytest.approx(row["loss"])
+        assert all(top5 for top1, top5 in zip(row["seq_top1"], row["seq_top5"], strict=True) if top1)
+
+
+def test_summary_and_causal_milestone(measured):
+    """The planted copying head (the circuit) is a clear case: ablating it loses B on every one of the 16
+    sequences, matched random heads on none, so the excess drop's exact paired p is 2^-16 and the revision is
+    causal, with its p and interval reported."""
+    _, _, rows = measured
+    table = with_tests(rows)
+    circuit = table.filter(pl.col("condition") == "circuit").row(0, named=True)
+    assert circuit["n_controls"] == 3 and circuit["top1_excess_drop"] == pytest.approx(1.0)
+    assert circuit["top1_excess_drop_p"] == pytest.approx(2.0**-16)
+    assert circuit["top1_drop_p"] == pytest.approx(2.0**-16) and circuit["loss_increase_p"] < 0.01
+    assert circuit["top1_excess_drop_ci_low"] == circuit["top1_excess_drop_ci_high"] == pytest.approx(1.0)
     summary = ablation_summary(table)
-    assert summary["ablation_circuit_drop"].item() > 0.9
+    assert summary["ablation_circuit_drop"].item() > 0.9 and summary["ablation_tested"].item()
     assert summary["ablation_random_drop"].item() == pytest.approx(0.0, abs=1e-9)
     curves = summary.with_columns(pl.lit(0).alias("tokens"), pl.lit(0).alias("step"))
-    assert causal_milestones(curves, 2.0)["causal_revision"].item() == "main"
+    causal = causal_milestones(curves, 2.0, 0.01).row(0, named=True)
+    assert causal["causal_state"] == "causal" and causal["causal_revision"] == "main"
+    assert causal["causal_p_holm"] == pytest.approx(2.0**-16) and causal["causal_tested_revisions"] == 1
 
 
 def test_empty_circuit_is_recorded_not_raised(measured):
@@ -140,12 +164,14 @@ def test_empty_circuit_is_recorded_not_raised(measured):
     model, scores, _ = measured
     settings = AblationSettings(random_draws=2)
     probe = synthetic_probe(PROBES, FIRST_TOKEN)
-    rows = pl.DataFrame(ablation_rows(model, scores, 1e12, settings, [probe], torch.device("cpu")))
+    identity = {"model": "m", "revision": "r", "step": 0, "tokens": 0}
+    rows = ablation_frame(ablation_rows(model, scores, 1e12, settings, [probe], torch.device("cpu")), identity)
     assert rows["condition"].to_list() == ["none", "circuit"]
     circuit = rows.row(1, named=True)
     assert circuit["top1"] is None and circuit["circuit_size"] == 0 and "empty circuit" in circuit["note"]
-    summary = ablation_summary(rows.with_columns(pl.lit("m").alias("model"), pl.lit("r").alias("revision")))
-    assert summary["ablation_circuit_drop"].item() is None
+    assert circuit["seq_top1"] is None
+    summary = ablation_summary(with_tests(rows))
+    assert summary["ablation_circuit_drop"].item() is None and not summary["ablation_tested"].item()
 
 
 def test_circuit_filling_its_layer_leaves_no_control(measured):
@@ -156,13 +182,18 @@ def test_circuit_filling_its_layer_leaves_no_control(measured):
         pl.when(pl.col("layer") == 1).then(1000.0).otherwise(pl.col("sel_induction")).alias("sel_induction")
     )
     settings = AblationSettings(random_draws=2, max_single_heads=0)
-    rows = pl.DataFrame(
-        ablation_rows(model, everything, 50, settings, [synthetic_probe(PROBES, FIRST_TOKEN)], torch.device("cpu"))
-    )
+    probe = synthetic_probe(PROBES, FIRST_TOKEN)
+    identity = {"model": "m", "revision": "r", "step": 0, "tokens": 0}
+    rows = ablation_frame(ablation_rows(model, everything, 50, settings, [probe], torch.device("cpu")), identity)
     random = rows.filter(pl.col("condition") == "matched_random")
     assert random.height == 2 and random["top1"].null_count() == 2 and "no control" in random["note"][0]
-    summary = ablation_summary(rows.with_columns(pl.lit("m").alias("model"), pl.lit("r").alias("revision")))
+    table = with_tests(rows)
+    circuit = table.filter(pl.col("condition") == "circuit").row(0, named=True)
+    assert circuit["top1_drop"] > 0.5 and circuit["top1_drop_p"] < 0.01  # against none: tested
+    assert circuit["n_controls"] is None and circuit["top1_excess_drop"] is None  # against random: no control
+    summary = ablation_summary(table)
     assert summary["ablation_random_drop"].item() is None and summary["ablation_circuit_drop"].item() > 0.5
+    assert not summary["ablation_tested"].item()
 
 
 def test_matched_random_draws_follow_one_random_state():
@@ -191,21 +222,43 @@ def test_config_refuses_ablation_of_an_encoder_and_plans_it_for_decoders():
     the ablation settings and the circuit's cut, max(induction_circuit, class_selectivity)."""
     from test_workflow import REPO
 
-    from circuitsweep.config import load_config
+    from circuitsweep.config.load import load_config
     from circuitsweep.errors import ConfigError
-    from circuitsweep.plan import plan_sweep
+    from circuitsweep.plan.sweep import plan_sweep
 
     encoder = load_config(REPO / "config" / "minilm.yaml")
     encoder["ablation"] = {"enabled": True}
     with pytest.raises(ConfigError, match=r"ablation\.enabled: models\.minilm-l6 \(BertModel\) has no LM head"):
         plan_sweep(encoder, REPO)
     plan = plan_sweep(load_config(REPO / "config" / "config.yaml"), REPO)
-    settings = plan.measure_settings("toy-gptneox", plan.revisions["toy-gptneox"][0].name)
+    settings = heads_jobs.measure_settings(plan, "toy-gptneox", plan.revisions["toy-gptneox"][0].name)
     assert settings["ablation"]["random_seed"] == 123 and settings["circuit_selectivity"] == 12
     without = load_config(REPO / "config" / "config.yaml")
     without.pop("ablation")
-    plain = plan_sweep(without, REPO).measure_settings("toy-gptneox", plan.revisions["toy-gptneox"][0].name)
+    plain = heads_jobs.measure_settings(plan_sweep(without, REPO), "toy-gptneox", plan.revisions["toy-gptneox"][0].name)
     assert "ablation" not in plain and "circuit_selectivity" not in plain  # runs without ablation: no reruns
+
+
+def test_causal_alpha_is_a_table_setting_and_the_rows_layout_a_measurement_setting():
+    """ablation.causal_alpha defaults to 0.01, reaches the plan (a table setting: not in the measurement's
+    settings), and a value outside (0, 1) is refused naming the key; the rows' layout version is in the
+    measurement's settings, so rows of an older layout are measured again."""
+    from test_workflow import REPO
+
+    from circuitsweep.config.load import load_config, resolve_config
+    from circuitsweep.errors import ConfigError
+    from circuitsweep.plan.sweep import plan_sweep
+
+    config = load_config(REPO / "config" / "config.yaml")
+    plan = plan_sweep(config, REPO)
+    assert plan.causal_alpha == 0.01
+    settings = heads_jobs.measure_settings(plan, "toy-gptneox", plan.revisions["toy-gptneox"][0].name)
+    assert settings["ablation_schema"] == C.ABLATION_SCHEMA_VERSION and "causal_alpha" not in str(settings)
+    config["ablation"]["causal_alpha"] = 0.05
+    assert plan_sweep(config, REPO).causal_alpha == 0.05
+    config["ablation"]["causal_alpha"] = 1.5
+    with pytest.raises(ConfigError, match=r"ablation\.causal_alpha"):
+        resolve_config(config)
 
 
 def test_circuit_cut_is_the_screen_threshold():

@@ -12,8 +12,8 @@ import torch
 from models import OTHER_DECODERS, tiny_decoder
 from test_scores_reference import FIRST_TOKEN, PROBES, eager_reference
 
-from circuitsweep import architectures
 from circuitsweep.checkpoints.loading import auto_class
+from circuitsweep.config import architectures
 from circuitsweep.errors import ConfigError, UnsupportedModelError
 from circuitsweep.heads import measure, mlp_chunks
 from circuitsweep.heads.attention_hook import register
@@ -122,7 +122,7 @@ def test_attention_softcapping_is_refused():
 def test_architecture_names_checked_at_planning_without_torch():
     """The planning check reads transformers' mappings without importing torch, and reads them right."""
     code = (
-        "import sys; from circuitsweep import architectures as a; a.check_at_planning('Qwen2ForCausalLM');"
+        "import sys; from circuitsweep.config import architectures as a; a.check_at_planning('Qwen2ForCausalLM');"
         "a.check_at_planning('GPT2LMHeadModel'); a.check_at_planning('BertModel');"
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
@@ -136,9 +136,9 @@ def test_architecture_names_checked_at_planning_without_torch():
 
 def test_a_statistic_never_observed_is_an_error_not_a_missing_key():
     """An observer that saw no layer, or statistics that lack one, fail with a message naming the statistic."""
-    from circuitsweep import contracts as C
     from circuitsweep.errors import DataError
     from circuitsweep.heads.observers import SinkObserver
+    from circuitsweep.io import contracts as C
 
     observer = SinkObserver(n_layers=2)
     observer.start_batch(4)
@@ -155,8 +155,8 @@ def test_a_toy_source_must_name_a_class_the_toy_suite_trains():
     """Any decoder class loads from a checkpoint, but the toy trainer builds three: others are refused at planning."""
     from pathlib import Path
 
-    from circuitsweep.config import load_config
-    from circuitsweep.plan import plan_sweep
+    from circuitsweep.config.load import load_config
+    from circuitsweep.plan.sweep import plan_sweep
 
     root = Path(__file__).resolve().parents[1]
     config = load_config(root / "config" / "config.yaml")

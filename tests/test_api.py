@@ -13,10 +13,11 @@ from planted import FIRST_TOKEN, PLANTED, VOCAB, planted_model
 from test_plots import CLASSIFY, MILESTONES, sweep  # noqa: F401  (the fixture)
 
 import circuitsweep as cs
-from circuitsweep import contracts as C
 from circuitsweep.errors import CacheError, ConfigError
-from circuitsweep.heads.stage import HeadTableOutputs, head_tables
-from circuitsweep.table_io import read_table, write_table
+from circuitsweep.heads.spectral import model_spectral
+from circuitsweep.io import contracts as C
+from circuitsweep.io.tables import read_table, write_table
+from circuitsweep.milestones.tables import HeadTableOutputs, head_tables
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,11 +35,11 @@ def test_importing_the_package_and_planning_load_no_torch():
     code = (
         "import sys, circuitsweep as cs\n"
         "from pathlib import Path\n"
-        "from circuitsweep.config import load_config\n"
-        "from circuitsweep.plan import plan_sweep\n"
+        "from circuitsweep.config.load import load_config\n"
+        "from circuitsweep.plan.sweep import plan_sweep\n"
         f"plan_sweep(load_config({str(REPO / 'config' / 'config.yaml')!r}), Path({str(REPO)!r}))\n"
         "cs.read_results, cs.study_probes, cs.measure_heads, cs.study_thresholds\n"
-        "import circuitsweep.plots, circuitsweep.heads.stage\n"
+        "import circuitsweep.outputs.plots, circuitsweep.heads.stage\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
@@ -96,6 +97,8 @@ def write_results(root: Path, heads: pl.DataFrame) -> None:
         milestones_md=paths.milestones_table("md"),
     )
     head_tables([paths.model_heads(model)], [paths.model_revisions(model)], {model: MILESTONES}, out)
+    spectral = model_spectral(heads, model, CLASSIFY.induction_circuit)
+    write_table(paths.spectral_table("parquet"), spectral, {"models": {model: {"thresholds": run["thresholds"]}}})
 
 
 def test_read_results_returns_the_final_tables_and_their_settings(sweep, tmp_path):  # noqa: F811
@@ -137,6 +140,9 @@ def test_readme_notebook_example_runs(sweep, tmp_path, monkeypatch, capsys):  # 
     monkeypatch.chdir(tmp_path)
     exec(compile(read, "README.md", "exec"), namespace)
     assert namespace["results"].milestones["model"].to_list() == ["toy-gptneox"]
+    findings = namespace["findings"]
+    assert findings.section("toy-gptneox", "precision at K")["k"].to_list() == [5, 10, 12]  # 3 layers x 4 heads
+    assert findings.paragraphs["toy-gptneox"].startswith("toy-gptneox, final revision ")
 
 
 def score_cache(path: Path, heads: pl.DataFrame, revision: str, probes: dict) -> Path:

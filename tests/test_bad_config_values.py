@@ -14,9 +14,9 @@ import pytest
 import yaml
 from runenv import job_env
 
-from circuitsweep.config import resolve_config
+from circuitsweep.config.load import resolve_config
 from circuitsweep.errors import ConfigError
-from circuitsweep.retry import EXIT_DETERMINISTIC
+from circuitsweep.plan.retry import EXIT_DETERMINISTIC
 
 REPO = Path(__file__).resolve().parents[1]
 TOY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -94,18 +94,22 @@ def test_seeds_and_counts_beyond_what_the_code_holds_are_named(path, value):
 
 def test_the_runtime_estimate_counts_the_ablation_passes():
     """Each matched-random draw is one more pass over the ablation probe, so it lengthens the job's runtime."""
-    from circuitsweep import resources as R
-    from circuitsweep.config import resolve_ablation
+    from circuitsweep.config.load import resolve_ablation
+    from circuitsweep.plan import costs
+    from circuitsweep.plan import resources as R
 
     plan_config = _with("ablation.enabled", True)
     model = resolve_config(plan_config)[TOY_MODEL]
-    entry = plan_config["models"][TOY_MODEL]
     shape = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "vocab_size": 50000}
     probes = model.probes.to_dict()
-    ablation, _ = resolve_ablation(plan_config)
-    few = R.measure_size(entry, "float32", probes, "cuda", shape, {**vars(ablation), "random_draws": 5})
-    many = R.measure_size(entry, "float32", probes, "cuda", shape, {**vars(ablation), "random_draws": 1000})
-    without = R.measure_size(entry, "float32", probes, "cuda", shape)
+    ablation, _, _ = resolve_ablation(plan_config)
+
+    def size(settings: dict | None) -> R.JobSize:
+        return R.measure_size(shape, "float32", probes, "cuda", costs.revision_work(probes, settings, shape))
+
+    few = size({**vars(ablation), "random_draws": 5})
+    many = size({**vars(ablation), "random_draws": 1000})
+    without = size(None)
     assert without.runtime < few.runtime < many.runtime
     assert many.runtime > 10 * without.runtime
 
@@ -113,7 +117,7 @@ def test_the_runtime_estimate_counts_the_ablation_passes():
 def test_a_step_beyond_int64_is_refused_naming_the_folder(tmp_path):
     """A checkpoint folder whose step (or step x per_step) exceeds what the tables hold is one line naming it,
     not Snakemake's PeriodicWildcardError or a polars overflow."""
-    from circuitsweep.plan import plan_sweep
+    from circuitsweep.plan.sweep import plan_sweep
 
     for name in ("checkpoint-1", "checkpoint-100000000000000000000"):
         (tmp_path / "run" / name).mkdir(parents=True)
@@ -138,7 +142,7 @@ def test_a_step_beyond_int64_is_refused_naming_the_folder(tmp_path):
 
 def test_token_counts_read_from_branch_names_are_bounded():
     """``step1-tokens99999999999T`` names more tokens than an int64 holds: not a usable checkpoint name."""
-    from circuitsweep.revisions import parse_branches
+    from circuitsweep.checkpoints.revisions import parse_branches
 
     with pytest.raises(ValueError, match=r"tokens 99999999999000000000000 is outside 0 \.\. 2\^63-1"):
         parse_branches(["step1-tokens99999999999T"])

@@ -8,22 +8,14 @@ import re
 import polars as pl
 import pytest
 
-from circuitsweep import contracts as C
-from circuitsweep.brackets import Added, find_bracket, middle_revision, next_revisions
-from circuitsweep.contracts import Paths
+from circuitsweep.checkpoints.revisions import Revision, select_revisions
 from circuitsweep.errors import CacheError, ConfigError
-from circuitsweep.plan import plan_sweep
-from circuitsweep.refine import (
-    BRACKETS_RULE,
-    RefineRun,
-    RefineSettings,
-    milestone_brackets,
-    read_rounds,
-    refine,
-    resolve_refine,
-    write_rounds,
-)
-from circuitsweep.revisions import Revision, select_revisions
+from circuitsweep.io import contracts as C
+from circuitsweep.io.contracts import Paths
+from circuitsweep.milestones.brackets import find_bracket, middle_revision, next_revisions
+from circuitsweep.milestones.refine import BRACKETS_RULE, RefineRun, milestone_brackets, refine
+from circuitsweep.plan.rounds import Added, RefineSettings, read_rounds, resolve_refine, write_rounds
+from circuitsweep.plan.sweep import plan_sweep
 
 PER_STEP = 1000
 DENSE = [Revision(f"step{s}", s, s * PER_STEP) for s in range(0, 601, 25)]
@@ -199,7 +191,7 @@ def test_the_driver_adds_proposals_until_none_is_left_then_builds_the_final_targ
 def test_brackets_are_drawn_as_bars_on_their_panel(tmp_path):
     """The emergence figure gains one bar per bracketed milestone, from its lower to its upper revision's tokens,
     on the panel of its curve (BOS t50 on the BOS panel, the others on the induction panel); unreached ones none."""
-    from circuitsweep.plots import draw_milestone_brackets, emergence_figure, emergence_plot
+    from circuitsweep.outputs.plots import draw_milestone_brackets, emergence_figure, emergence_plot
 
     curves = pl.DataFrame(
         {
@@ -257,3 +249,28 @@ def test_the_refine_example_plans_its_first_round(tmp_path):
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout + result.stderr, re.MULTILINE))
     assert (stats["measure_heads"], stats["milestone_brackets"], stats["head_tables"]) == ("5", "1", "1")
     assert "plot_emergence" not in stats and not (tmp_path / "results" / "refine").exists()
+
+
+def test_an_interrupted_round_lets_its_snakemake_stop_by_itself(tmp_path):
+    """Ctrl-C reaches `circuitsweep refine` and its Snakemake run alike: the driver waits for Snakemake to stop
+    (and release its lock) instead of killing it a quarter second later, then stops too (issue 32, case 11)."""
+    import signal
+    import sys
+
+    from circuitsweep.milestones import refine as driver
+
+    marker = tmp_path / "stopped"
+    child = [sys.executable, "-c", f"import time, pathlib; time.sleep(1.5); pathlib.Path({str(marker)!r}).touch()"]
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            driver._run(child)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert marker.exists()

@@ -15,10 +15,10 @@ from planted import FIRST_TOKEN, planted_checkpoint, planted_sweep_settings
 from runenv import SNAKEFILE, job_env, job_logs
 
 from circuitsweep.checkpoints import local_hub
-from circuitsweep.config import load_config
+from circuitsweep.checkpoints.revisions import BranchPattern, parse_branches
+from circuitsweep.config.load import load_config
 from circuitsweep.errors import ConfigError
-from circuitsweep.plan import plan_sweep
-from circuitsweep.revisions import BranchPattern, parse_branches
+from circuitsweep.plan.sweep import plan_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 OLMO2 = "stage1-step{step}-tokens{tokens}B"
@@ -166,3 +166,36 @@ def test_each_suite_naming_scheme_is_listed_through_the_hub(suite, tmp_path):
         (r.name, r.step, r.tokens) for r in plan.revisions[model.name]
     ]
     assert not manifest.partial and manifest.source.startswith("list_repo_refs")
+
+
+def test_two_branch_names_for_one_step_are_refused_at_planning(tmp_path):
+    """``stage1-step100-tokens1B`` and ``stage1-step0100-tokens1B`` are one checkpoint: planning refuses the
+    sweep in one line naming both, instead of measuring both and failing after the last revision (issue 32, 8)."""
+    from circuitsweep.checkpoints.revisions import Manifest, Revision, write_manifest
+    from circuitsweep.errors import ConfigError
+    from circuitsweep.plan.sweep import plan_sweep
+
+    revisions = (
+        Revision("stage1-step0-tokens0B", 0, 0),
+        Revision("stage1-step100-tokens1B", 100, 10**9),
+        Revision("stage1-step0100-tokens1B", 100, 10**9),
+        Revision("stage1-step200-tokens2B", 200, 2 * 10**9),
+    )
+    write_manifest(tmp_path / "m.json", Manifest("org/olmo2", revisions, partial=False, source="test"))
+    config = {
+        "primitives": {"enabled": False},
+        "models": {
+            "olmo2": {
+                "architecture": "Olmo2ForCausalLM",
+                "source": {"type": "hub", "repo_id": "org/olmo2", "manifest": str(tmp_path / "m.json")},
+                "revisions": "all",
+                "tokens": {"from_name": True},
+            }
+        },
+    }
+    with pytest.raises(
+        ConfigError, match="'stage1-step0100-tokens1B' and 'stage1-step100-tokens1B' are one checkpoint"
+    ):
+        plan_sweep(config, tmp_path)
+    config["models"]["olmo2"]["revisions"] = ["stage1-step0-tokens0B", "stage1-step100-tokens1B"]
+    assert len(plan_sweep(config, tmp_path).revisions["olmo2"]) == 2

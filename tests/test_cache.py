@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from circuitsweep.errors import CacheError
-from circuitsweep.stats_io import read_stats, write_stats
-from circuitsweep.table_io import read_table, write_table
+from circuitsweep.io.stats import read_stats, write_stats
+from circuitsweep.io.tables import read_table, write_table
 
 METADATA = {"model": "m", "revision": "step1", "tokens": 10, "probes": {"induction": {"seed": 42}}}
 
@@ -58,7 +58,7 @@ def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
             handle.write(b"half a shard")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("circuitsweep.stats_io.save_file", interrupted)
+    monkeypatch.setattr("circuitsweep.io.stats.save_file", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_stats(tmp_path / "s.safetensors", {"a": torch.ones(2)}, METADATA)
     assert list(tmp_path.iterdir()) == []

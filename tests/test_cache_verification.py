@@ -15,15 +15,17 @@ import polars as pl
 import pytest
 import torch
 
-from circuitsweep import contracts as C
-from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, verify_metadata
-from circuitsweep.config import load_config
+from circuitsweep.config.load import load_config
 from circuitsweep.errors import CacheError
+from circuitsweep.heads import jobs as heads_jobs
 from circuitsweep.heads.stage import classify_heads
-from circuitsweep.plan import plan_sweep
+from circuitsweep.io import contracts as C
+from circuitsweep.io.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, verify_metadata
+from circuitsweep.io.stats import write_stats
+from circuitsweep.io.tables import write_table
+from circuitsweep.plan.sweep import plan_sweep
+from circuitsweep.primitives import jobs as primitive_jobs
 from circuitsweep.primitives.stage import score_revision_primitives
-from circuitsweep.stats_io import write_stats
-from circuitsweep.table_io import write_table
 
 REPO = Path(__file__).resolve().parents[1]
 PLAN = plan_sweep(load_config(REPO / "config" / "config.yaml"), REPO)
@@ -34,7 +36,7 @@ REVISIONS = [r.name for r in PLAN.revisions[MODEL][:3]]
 def write_head_cache(root: Path, revision: str, **changes) -> tuple[Path, Path]:
     """A revision's head cache as measure_heads writes it, with ``changes`` to its metadata."""
     metadata = {
-        **PLAN.head_cache_expectation(MODEL, revision),
+        **heads_jobs.head_cache_expectation(PLAN, MODEL, revision),
         "n_layers": 1,
         "n_heads": 2,
         "loss_first_half": 4.0,
@@ -59,7 +61,7 @@ def caches(tmp_path) -> tuple[list[Path], list[Path]]:
 
 
 def classify(stats: list[Path], scores: list[Path], tmp_path: Path) -> None:
-    expected = [PLAN.head_cache_expectation(MODEL, revision) for revision in REVISIONS]
+    expected = [heads_jobs.head_cache_expectation(PLAN, MODEL, revision) for revision in REVISIONS]
     classify_heads(
         MODEL, scores, PLAN.models[MODEL].thresholds, tmp_path / "h.parquet", tmp_path / "r.parquet",
         stats_paths=stats, expected=expected,
@@ -133,20 +135,26 @@ def test_verify_metadata_names_each_difference():
 
 def test_primitive_shard_of_other_revision_is_refused(tmp_path):
     """score-primitives refuses a shard whose metadata is not the planned revision's, before scoring."""
-    revision = PLAN.primitive_revisions(MODEL)[-1].name
-    expected = PLAN.primitive_cache_expectation(MODEL, revision)
+    revision = primitive_jobs.primitive_revisions(PLAN, MODEL)[-1].name
+    expected = primitive_jobs.primitive_cache_expectation(PLAN, MODEL, revision)
     shard = tmp_path / "primitives.safetensors"
     write_stats(shard, {"x": torch.zeros(1)}, {**expected, "revision": "step0"})
     with pytest.raises(CacheError, match=r"revision is \"step0\".*delete it and rerun"):
-        score_revision_primitives(shard, PLAN.stimuli(MODEL), PLAN.primitive_scoring(MODEL), tmp_path / "out", expected)
+        score_revision_primitives(
+            shard,
+            primitive_jobs.stimuli_file(PLAN, MODEL),
+            primitive_jobs.primitive_scoring(PLAN, MODEL),
+            tmp_path / "out",
+            expected,
+        )
 
 
 def test_head_tables_refuse_tables_of_two_classifications(caches, tmp_path):
     """A revisions table classified with other thresholds than its heads table is refused by head_tables, naming it."""
     from dataclasses import replace
 
-    from circuitsweep.heads.stage import HeadTableOutputs, head_tables
-    from circuitsweep.table_io import read_table, write_table
+    from circuitsweep.io.tables import read_table, write_table
+    from circuitsweep.milestones.tables import HeadTableOutputs, head_tables
 
     classify(*caches, tmp_path)
     milestones = {MODEL: PLAN.models[MODEL].milestones}
@@ -164,11 +172,11 @@ def test_a_block_record_verifies_its_head_caches(caches, tmp_path):
     """Issue 22: a head cache replaced on disk (step0's copied over step1's) made the rerun rebuild its block
     record from it unchecked and exit 0; only the run after refused it. The block record now verifies each
     head cache as classification does, so the run that sees the replaced cache fails, naming it."""
-    from circuitsweep.scheduling import write_block_record
+    from circuitsweep.plan.scheduling import write_block_record
 
     stats, scores = caches
     head_caches = [
-        {"scores": str(p), "stats": str(s), "expected": PLAN.head_cache_expectation(MODEL, revision)}
+        {"scores": str(p), "stats": str(s), "expected": heads_jobs.head_cache_expectation(PLAN, MODEL, revision)}
         for s, p, revision in zip(stats, scores, REVISIONS, strict=True)
     ]
     record = tmp_path / "blocks" / "b.json"

@@ -17,7 +17,7 @@ import yaml
 from runenv import job_env
 
 from circuitsweep.errors import ConfigError, SnapshotError
-from circuitsweep.retry import EXIT_DETERMINISTIC
+from circuitsweep.plan.retry import EXIT_DETERMINISTIC
 
 REPO = Path(__file__).resolve().parents[1]
 TOY_TEXT = (REPO / "config" / "config.yaml").read_text()
@@ -68,8 +68,8 @@ def test_toy_settings_are_checked_at_config_time_without_torch(tmp_path):
     path = toy_config(tmp_path, lambda m: m["toy"].update(hidden_size=100, num_heads=8))
     refused(check_config(path), f"models.{TOY_MODEL}.toy: hidden_size 100 is not a multiple of num_heads 8")
     code = (
-        "import sys; from pathlib import Path; from circuitsweep.config import load_config; "
-        "from circuitsweep.plan import plan_sweep; from circuitsweep.errors import ConfigError\n"
+        "import sys; from pathlib import Path; from circuitsweep.config.load import load_config; "
+        "from circuitsweep.plan.sweep import plan_sweep; from circuitsweep.errors import ConfigError\n"
         f"try: plan_sweep(load_config({str(path)!r}), Path({str(REPO)!r}))\n"
         "except ConfigError: pass\nprint('torch' in sys.modules)"
     )
@@ -130,7 +130,7 @@ def test_file_endpoint_is_named(tmp_path):
 
 def test_stimuli_that_are_not_a_mapping_are_named_not_printed(tmp_path):
     """A stimuli file holding a list is named with what it holds, without echoing its content."""
-    from circuitsweep.primitives.stimuli import load_stimuli
+    from circuitsweep.config.stimuli import load_stimuli
 
     path = tmp_path / "stimuli.yaml"
     path.write_text("\n".join(f"- secret-word-{i}" for i in range(100)))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from circuitsweep.retry import EXIT_DETERMINISTIC
+from circuitsweep.plan.retry import EXIT_DETERMINISTIC
 
 WORKFLOW = Path(__file__).resolve().parents[1] / "workflow"
 #: A closed port: a command that reached the network would fail slowly, never succeed.

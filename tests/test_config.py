@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from circuitsweep.config import resolve_config, study_defaults
+from circuitsweep.config.load import resolve_config, study_defaults
 from circuitsweep.errors import ConfigError
-from circuitsweep.plan import plan_sweep
+from circuitsweep.plan.sweep import plan_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -148,7 +148,7 @@ def test_tokens_are_required_except_for_package_sources():
 
 def test_shipped_configs_plan_offline():
     """Every config in config/ validates and plans without the Hub (the OLMo manifest is bundled)."""
-    from circuitsweep.config import load_config
+    from circuitsweep.config.load import load_config
 
     for path in sorted((ROOT / "config").glob("*.yaml")):
         if path.name == "primitives.yaml":

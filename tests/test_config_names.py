@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from circuitsweep import resources as R
-from circuitsweep import sizing
-from circuitsweep.config_names import attribute_map, attribute_map_in_source, standard_config
+from circuitsweep.config.model_config import attribute_map, attribute_map_in_source, standard_config
 from circuitsweep.errors import SnapshotError
+from circuitsweep.plan import costs, sizing
+from circuitsweep.plan import resources as R
 
 WORKFLOW = Path(__file__).resolve().parents[1] / "workflow"
 #: Decoder model types whose config classes rename standard attributes, and some that rename none.
@@ -48,7 +48,7 @@ def test_a_map_inherited_along_bases_in_the_module_is_found():
 def test_reading_the_names_imports_neither_torch_nor_transformers():
     """Planning jobs never import torch: the maps come from transformers' source files."""
     code = (
-        "import sys; from circuitsweep.config_names import attribute_map;"
+        "import sys; from circuitsweep.config.model_config import attribute_map;"
         "assert attribute_map('gpt2');"
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
@@ -66,7 +66,8 @@ def test_a_gpt2_config_sizes_its_job(tmp_path):
     config = sizing.load_model_config(tmp_path)
     assert (config["hidden_size"], config["num_hidden_layers"], config["num_attention_heads"]) == (32, 2, 4)
     assert config["max_position_embeddings"] == 64
-    size = R.measure_size({"source": {"type": "run_dir"}}, "float32", PROBES, "cpu", sizing.read_model_config(tmp_path))
+    shape = sizing.read_model_config(tmp_path)
+    size = R.measure_size(shape, "float32", PROBES, "cpu", costs.revision_work(PROBES, None, shape))
     assert size.mem_mb == sizing.estimate_heads_memory(PROBES, config).mem_mb
     assert sizing.context_problem({**PROBES, "induction": {"n_sequences": 8, "seq_len": 65}}, config, "m")
 

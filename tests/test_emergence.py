@@ -5,9 +5,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from circuitsweep import contracts as C
-from circuitsweep.config import study_defaults
-from circuitsweep.heads.emergence import MilestoneThresholds, curve_shape, emergence_curves, milestones
+from circuitsweep.config.load import study_defaults
+from circuitsweep.io import contracts as C
+from circuitsweep.milestones.emergence import MilestoneThresholds, curve_shape, emergence_curves, milestones
 
 THRESHOLDS = MilestoneThresholds.from_dict(study_defaults("thresholds"))
 N_LAYERS, N_HEADS = 2, 4
@@ -138,8 +138,13 @@ def test_milestones_follow_design_definitions(sweep):
     assert row["early_screen_revision"] == "step30"
     assert row["early_screen_token_share"] == pytest.approx(30 / 40)
     assert row["layers_without_bos"] == [1]
-    assert row["induction_shape"] == "phase transition"  # rises 1 then 2: the largest holds 2/3
-    assert row["induction_largest_rise_share"] == pytest.approx(2 / 3)
+    # 0, 0, 1, 3, 3 heads: 80% of the rise needs step10 -> step30, a 3x window
+    assert row["induction_shape"] == "phase transition"
+    assert (row["induction_shape_ratio"], row["induction_shape_from"], row["induction_shape_to"]) == (
+        pytest.approx(3.0),
+        "step10",
+        "step30",
+    )
 
 
 def test_first_bos_head_and_bos_peak(sweep):
@@ -177,26 +182,75 @@ def test_bos_t50_and_ratio_when_reached():
     assert row["bos_to_induction_ratio"] == pytest.approx(2.0)
 
 
+#: Tokens of the shape cases below: each revision doubles the tokens of the one before.
+DOUBLING = [1000 * 2**i for i in range(8)]
+
+
 @pytest.mark.parametrize(
-    ("values", "label", "share"),
+    ("values", "label", "ratio", "window"),
     [
-        ([0, 0, 0, 8, 8], "phase transition", 1.0),
-        ([0, 2, 4, 6, 8], "gradual ramp", 0.25),
-        ([0, 0, 0, 0], "flat", None),
-        ([5, 3, 1], "flat", None),
-        ([0, 6, 3, 6], "phase transition", 6 / 9),
-        ([0, 1, 2], "gradual ramp", 0.5),
-        ([0, 0, 4, 4, 3], "phase transition", 1.0),
-        ([0, 0.3, 0.3, 0.0], "rise and fall", 1.0),
-        ([0.1, 0.5, 0.2], "rise and fall", 1.0),
+        ([0, 0, 0, 8, 8], "phase transition", 2.0, (2, 3)),
+        ([0, 2, 4, 6, 8], "gradual ramp", 16.0, (0, 4)),  # 80% of the rise needs 4 doublings
+        ([0, 0, 0, 0], "flat", None, None),
+        ([5, 3, 1], "flat", None, None),
+        ([0, 6, 3, 6], "phase transition", 2.0, (0, 1)),
+        ([0, 1, 2], "gradual ramp", 4.0, (0, 2)),  # 80% of 2 is more than either step
+        ([0, 0, 4, 4, 3], "phase transition", 2.0, (1, 2)),
+        ([0, 0.3, 0.3, 0.0], "rise and fall", 2.0, (0, 1)),
+        ([0.1, 0.5, 0.2], "rise and fall", 2.0, (0, 1)),
+        ([0, 1, 4, 5, 5], "gradual ramp", 4.0, (0, 2)),  # 3 of 5 in one doubling is not 80%; ties: the earliest
     ],
 )
-def test_curve_shape_share_of_rise(values, label, share):
-    """Strictly more than half of all increases in one interval is a phase transition (two equal rises
-    are a ramp); a curve ending below its peak by more than half its rise is a rise and fall."""
-    shape = curve_shape([float(v) for v in values], [f"r{i}" for i in range(len(values))], 0.5)
+def test_curve_shape_narrowest_token_window(values, label, ratio, window):
+    """The narrowest token window holding 80% of the rise, as a ratio: a phase transition at <= 3x, else a
+    gradual ramp; a curve ending below its peak by more than half its rise is a rise and fall."""
+    names = [f"r{i}" for i in range(len(values))]
+    shape = curve_shape([float(v) for v in values], DOUBLING[: len(values)], names, 3.0)
     assert shape.label == label
-    assert shape.largest_rise_share == (pytest.approx(share) if share is not None else None)
+    assert shape.ratio == (pytest.approx(ratio) if ratio is not None else None)
+    assert shape.window == (None if window is None else (names[window[0]], names[window[1]]))
+
+
+def _heads_formed(tokens: list[int], start: float, end: float, top: int = 8) -> list[float]:
+    """A count of heads rising from 0 to ``top`` linearly in log tokens between ``start`` and ``end`` tokens."""
+    import math
+
+    def share(t: int) -> float:
+        return min(1.0, max(0.0, (math.log(t) - math.log(start)) / (math.log(end) - math.log(start)))) if t else 0.0
+
+    return [float(round(top * share(t))) for t in tokens]
+
+
+#: The toy-gptneox schedule (dense through step280-295) and a sparse one, 4096 tokens per step.
+TOY_DENSE = [s * 4096 for s in (0, 25, 50, 100, 150, 200, 250, 280, 285, 290, 295, 300, 350, 400, 450, 500, 600)]
+TOY_SPARSE = [s * 4096 for s in (0, 100, 200, 300, 400, 500, 600)]
+#: Four revisions per decade and one per decade, over 1e3 .. 1e9 tokens.
+LOG_DENSE = [round(10 ** (3 + k / 4)) for k in range(25)]
+LOG_SPARSE = [10**k for k in range(3, 10)]
+
+
+@pytest.mark.parametrize(
+    ("dense", "sparse", "start", "end", "label"),
+    [
+        (TOY_DENSE, TOY_SPARSE, 280 * 4096, 296 * 4096, "phase transition"),  # 0 -> 8 heads over step280-296
+        (LOG_DENSE, LOG_SPARSE, 1e5, 1e8, "gradual ramp"),  # 0 -> 8 heads over 1000x the tokens
+    ],
+)
+def test_curve_shape_does_not_depend_on_sampling_density(dense, sparse, start, end, label):
+    """The same curve swept densely and sparsely gets the same label. toy-gptneox goes from 0 to 8
+    induction-selective heads between step280 and step295 of 600; its dense sweep splits the rise over
+    several intervals, which the old rule (the largest rise between adjacent revisions) called a ramp."""
+    labels = {
+        name: curve_shape(_heads_formed(tokens, start, end), tokens, [str(t) for t in tokens], 3.0).label
+        for name, tokens in (("dense", dense), ("sparse", sparse))
+    }
+    assert labels == {"dense": label, "sparse": label}
+
+
+def test_curve_shape_rise_from_zero_tokens_is_unresolved():
+    """A rise that only a window starting at 0 tokens holds has no finite ratio: unresolved, not a ramp."""
+    shape = curve_shape([0.0, 8.0, 8.0], [0, 1000, 2000], ["step0", "step1", "step2"], 3.0)
+    assert (shape.label, shape.ratio, shape.window) == ("unresolved", None, ("step0", "step1"))
 
 
 def test_revision_without_heads_is_an_error(sweep):

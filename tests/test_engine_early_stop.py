@@ -7,11 +7,11 @@ import torch
 from models import ARCHITECTURES, tiny_model
 from test_scores_reference import PROBES
 
-from circuitsweep import contracts as C
 from circuitsweep.heads import measure
 from circuitsweep.heads.attention_hook import StopForward, observing, register, run_until_stop
 from circuitsweep.heads.measure import head_statistics, logit_chunk_rows
 from circuitsweep.heads.scores import loss_halves
+from circuitsweep.io import contracts as C
 
 CPU = torch.device("cpu")
 

@@ -12,17 +12,17 @@ import torch
 from models import tiny_model
 from test_scores_reference import PROBES, eager_reference
 
-from circuitsweep import contracts as C
 from circuitsweep.checkpoints.hub import Snapshot
 from circuitsweep.checkpoints.snapshots import record_path
-from circuitsweep.config import study_defaults
+from circuitsweep.config.load import study_defaults
 from circuitsweep.heads.attention_hook import register
 from circuitsweep.heads.classify import Thresholds
 from circuitsweep.heads.measure import head_statistics
 from circuitsweep.heads.scores import check_finite, head_scores, in_context_loss_drop, loss_halves
 from circuitsweep.heads.stage import RevisionJob, classify_heads, first_token_id, measure_heads, special_token_id
-from circuitsweep.stats_io import read_stats
-from circuitsweep.table_io import read_table
+from circuitsweep.io import contracts as C
+from circuitsweep.io.stats import read_stats
+from circuitsweep.io.tables import read_table
 
 CPU = torch.device("cpu")
 

@@ -19,7 +19,7 @@ from circuitsweep.api import study_probes
 from circuitsweep.heads.attention_hook import register
 from circuitsweep.heads.measure import head_statistics
 from circuitsweep.heads.tensor_bytes import TensorBytes
-from circuitsweep.sizing import kept_bytes
+from circuitsweep.plan.sizing import kept_bytes
 
 #: A measurement may hold this many float32 ``[B, T, d]`` tensors of its largest batch beside what it keeps
 #: (:func:`sizing.kept_bytes`). Recorded: the engine before the spectral phase (commit 7f8695f) peaked at

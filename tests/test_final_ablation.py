@@ -7,18 +7,23 @@ import pytest
 import torch
 from planted import FIRST_TOKEN
 from test_ablation import PROBES, copying_model
-from test_spectral_ranking import study
+from test_spectral_ranking import study, trajectory_rows
+from test_study_screen import classified as study_classified
 
-from circuitsweep import contracts as C
+import circuitsweep as cs
+from circuitsweep import revision_stage
+from circuitsweep.heads import jobs as heads_jobs
 from circuitsweep.heads.ablation import score_targets, synthetic_probe
 from circuitsweep.heads.final_ablation import (
     by_layer,
     final_ablation_rows,
     final_conditions,
+    label,
     matched_draws,
     rows_frame,
     summary,
 )
+from circuitsweep.io import contracts as C
 
 
 def spec(heads) -> dict[str, list[int]]:
@@ -170,31 +175,94 @@ def test_summary_reads_like_the_studys_table(planted_rows) -> None:
     assert table.filter(pl.col("condition") == "spectral_random")["k"].unique().sort().to_list() == [1, 3]
 
 
+def test_every_final_row_has_its_paired_tests(planted_rows) -> None:
+    """Every row but none and the SDs has its top-1 drop and loss increase against none with a 95% interval and
+    p; spectral_top and screen also their excess over their draws' per-sequence mean. The planted head is lost on
+    every one of the 16 sequences while its layer's random heads keep it: exact p 2^-16 both ways."""
+    rows, _ = planted_rows
+    table = summary(rows)
+    tested = table.filter((pl.col("condition") != "none") & ~pl.col("statistic").str.starts_with("sd of"))
+    for prefix in ("top1_drop", "loss_increase"):
+        for suffix in ("", "_ci_low", "_ci_high", "_p"):
+            assert tested[prefix + suffix].null_count() == 0, prefix + suffix
+    assert table.filter(pl.col("statistic").str.starts_with("sd of"))["top1_drop_p"].null_count() == 3
+    screen = table.filter(pl.col("condition") == "screen").row(0, named=True)
+    assert screen["n_controls"] == 3 and screen["top1_excess_drop_p"] == pytest.approx(2.0**-16)
+    assert screen["top1_drop_p"] == pytest.approx(2.0**-16) and screen["top1_excess_drop_ci_low"] > 0.9
+    top = table.filter(pl.col("condition") == "spectral_top", pl.col("k") == 1).row(0, named=True)
+    assert top["top1_excess_drop_p"] == pytest.approx(2.0**-16)
+    alone = table.filter(pl.col("condition").is_in(["screen_layers", "screen_head", "screen_random"]))
+    assert alone["n_controls"].null_count() == alone.height  # no matched control: no excess
+    mean = table.filter(pl.col("condition") == "screen_random", pl.col("statistic") == "mean of 3").row(0, named=True)
+    none = table.filter(pl.col("condition") == "none").row(0, named=True)
+    assert mean["top1_drop"] == pytest.approx(none["top1"] - mean["top1"]) and mean["top1_drop_p"] > 0.05
+
+
+def test_singles_of_one_condition_keep_their_own_tests() -> None:
+    """Several heads alone share a condition (and K): each row's drop is its own (B lost on 8 of 8 sequences by
+    one head, on none by the other), and every value row's top-1 drop is none's top-1 minus its own."""
+
+    def row(condition: str, heads: str, top1: list[bool], k: int | None = None) -> dict:
+        return {"probe": "synthetic", "condition": condition, "k": k, "draw": None, "heads": heads,
+                "n_ablated": 1, "n_requested": 1, "shortfall": 0, "n_sequences": 8, "top1": sum(top1) / 8,
+                "seq_top1": top1, "seq_top5": top1, "seq_loss": [0.0 if t else 1.0 for t in top1]}  # fmt: skip
+
+    rows = [
+        row("none", "", [True] * 8),
+        row("screen_head", "L1H0", [False] * 8),
+        row("screen_head", "L1H1", [True] * 8),
+    ]
+    rows += [row("induction_head", "L1H0", [False] * 8, 45), row("induction_head", "L1H1", [True] * 8, 45)]
+    table = summary(rows_frame(rows, {"model": "m", "revision": "r", "step": 0, "tokens": 0}))
+    for condition in ("screen_head", "induction_head"):
+        singles = table.filter(pl.col("condition") == condition)
+        assert singles["heads"].to_list() == ["L1H0", "L1H1"]
+        assert singles["top1_drop"].to_list() == [1.0, 0.0] and singles["top1_drop_p"].to_list() == [2.0**-8, 1.0]
+    scored = table.filter(pl.col("condition") != "none")
+    assert (scored["top1_drop"] == 1.0 - scored["top1"]).all()
+
+
+def test_the_studys_singles_are_the_induction_class_heads_among_the_top_k() -> None:
+    """From the study's published OLMoE final selectivities (classes at 30) and its PR trajectories (the spectral
+    ranking), the induction_head singles at K = 45 are L7H0 and L9H8, the study's, and not the other two
+    induction-class heads, outside the top 45 (L5H10, L12H14), which stay screen_head singles under their own name."""
+    ranking = cs.spectral_ranking(trajectory_rows(study("olmoe")))
+    final = study_classified("olmoe-1b-7b")
+    conditions = final_conditions(ranking, final, 50.0, 16, [45, 6], draws=1, seed=123)
+    singles = {k: [label(c.heads) for c in conditions if c.name == "induction_head" and c.k == k] for k in (45, 6)}
+    assert sorted(singles[45]) == ["L7H0", "L9H8"]
+    assert singles[6] == []  # the top 6 hold no induction-class head
+    screen = [label(c.heads) for c in conditions if c.name == "screen_head"]
+    assert screen == ["L5H10", "L7H0", "L9H8", "L12H14"]
+
+
 def test_final_revision_takes_a_fetch_place_until_its_ablation_is_current(tmp_path, monkeypatch) -> None:
     """With every revision measured, only the final one still needs a snapshot, until rows made with the
     planned settings exist; rows of other thresholds (or missing rows) put it back in the fetch order."""
     from test_workflow import REPO
 
-    from circuitsweep.cache_check import SETTINGS_KEY, settings_digest
-    from circuitsweep.config import load_config
-    from circuitsweep.plan import Plan, plan_sweep
-    from circuitsweep.table_io import write_table
+    from circuitsweep.config.load import load_config
+    from circuitsweep.io.cache_check import SETTINGS_KEY, settings_digest
+    from circuitsweep.io.tables import write_table
+    from circuitsweep.plan.sweep import plan_sweep
 
     plan = plan_sweep(load_config(REPO / "config" / "config.yaml"), REPO, C.Paths(tmp_path))
     model = next(iter(plan.models))
     final = plan.final_revision(model)
     assert final == max(plan.revisions[model], key=lambda r: (r.tokens, r.step)).name
-    monkeypatch.setattr(Plan, "is_measured", lambda self, m, r: True)
+    monkeypatch.setattr(revision_stage, "is_measured", lambda plan, m, r: True)
     others = [r.name for r in plan.revisions[model] if r.name != final]
-    assert plan.needs_snapshot(model, final) and not any(plan.needs_snapshot(model, r) for r in others)
+    assert revision_stage.needs_snapshot(plan, model, final) and not any(
+        revision_stage.needs_snapshot(plan, model, r) for r in others
+    )
     rows = plan.paths.final_ablation_rows(model)
     rows.parent.mkdir(parents=True)
-    settings = plan.final_ablation_settings(model)
+    settings = heads_jobs.final_ablation_settings(plan, model)
     write_table(rows, pl.DataFrame({"x": [1]}), {SETTINGS_KEY: settings_digest(settings)})
-    assert not plan.needs_snapshot(model, final)
+    assert not revision_stage.needs_snapshot(plan, model, final)
     other = {**settings, "thresholds": {**settings["thresholds"], "induction_circuit": 1e6}}
     write_table(rows, pl.DataFrame({"x": [1]}), {SETTINGS_KEY: settings_digest(other)})
-    assert plan.needs_snapshot(model, final)
+    assert revision_stage.needs_snapshot(plan, model, final)
 
 
 def test_spectral_screen_final_ablation_and_circuit_share_the_classifiers_membership() -> None:
@@ -244,8 +312,13 @@ def test_small_toy_run_writes_spectral_and_final_ablation_and_adding_a_revision_
     for suffix in ("csv", "md", "parquet"):
         assert (results / f"tables/final_ablation.{suffix}").is_file()
     table = pl.read_csv(results / "tables/final_ablation.csv")
-    assert {"none", "spectral_top", "spectral_layers", "screen"} <= set(table["condition"])
-    assert set(table.filter(pl.col("condition") == "spectral_top")["k"]) == {45, 6}
+    assert {"none", "spectral_top", "screen"} <= set(table["condition"])
+    top = table.filter(pl.col("condition") == "spectral_top")
+    assert set(top["k"]) == {45, 6}
+    # step0 and step20: one revision with tokens, no PR integral: no spectral pick, and the rows say so
+    assert top["top1"].null_count() == top.height and all(n.startswith("not ranked") for n in top["note"])
+    assert "spectral_layers" not in set(table["condition"])
+    assert pl.read_csv(results / "tables/spectral.csv")["rank"].null_count() > 0
     assert not list((results / "snapshots").glob("*/*")) and not (results / "final_ablation/snapshot").exists()
     config["models"]["toy-gptneox"]["revisions"] = ["step0", "step10", "step20"]
     jobs = planned_jobs(tmp_path, write_config(path, config))
@@ -295,9 +368,10 @@ def test_final_ablation_job_is_sized_for_all_its_passes() -> None:
     draws and full layers, plus single heads), not the measurement's probe tokens."""
     from test_workflow import REPO
 
-    from circuitsweep import resources as R
-    from circuitsweep.config import load_config
-    from circuitsweep.plan import SINGLE_HEAD_ALLOWANCE, plan_sweep
+    from circuitsweep.config.load import load_config
+    from circuitsweep.plan import costs
+    from circuitsweep.plan import resources as R
+    from circuitsweep.plan.sweep import SINGLE_HEAD_ALLOWANCE, plan_sweep
 
     config = load_config(REPO / "config" / "config.yaml")
     config["ablation"] = {**config.get("ablation", {}), "enabled": True, "n_sequences": 100, "random_draws": 5}
@@ -309,7 +383,9 @@ def test_final_ablation_job_is_sized_for_all_its_passes() -> None:
     assert plan.final_ablation_tokens(model) == per_pass * (1 + 3 * (5 + 2) + SINGLE_HEAD_ALLOWANCE)
     shape = {"hidden_size": 2048, "num_attention_heads": 16, "num_hidden_layers": 16, "vocab_size": 50304,
              "intermediate_size": 8192}  # fmt: skip
-    entry = config["models"][model]
-    plain = R.measure_size(entry, "float32", probes.to_dict(), "cpu", shape)
-    ablation = R.measure_size(entry, "float32", probes.to_dict(), "cpu", shape, tokens=100 * per_pass)
+    plain = R.measure_size(
+        shape, "float32", probes.to_dict(), "cpu", costs.revision_work(probes.to_dict(), None, shape)
+    )
+    ablation = R.measure_size(shape, "float32", probes.to_dict(), "cpu", costs.final_ablation_work(plan, model))
+    assert costs.final_ablation_work(plan, model).final_ablation == plan.final_ablation_tokens(model)
     assert ablation.runtime > plain.runtime and ablation.mem_mb == plain.mem_mb

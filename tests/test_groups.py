@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import polars as pl
 import pytest
 import torch
 from planted import FIRST_TOKEN, VOCAB, planted_checkpoint
 
-from circuitsweep import contracts as C
-from circuitsweep.config import load_config
+from circuitsweep.config.load import load_config
 from circuitsweep.errors import DataError
-from circuitsweep.groups import group_bands, group_milestones
 from circuitsweep.heads.attention_hook import register
 from circuitsweep.heads.classify import Thresholds, head_classes
-from circuitsweep.heads.emergence import MilestoneThresholds, emergence_curves, milestones
 from circuitsweep.heads.measure import ProbeSettings, head_statistics
 from circuitsweep.heads.scores import head_scores
-from circuitsweep.plan import plan_sweep
+from circuitsweep.io import contracts as C
+from circuitsweep.milestones.emergence import MilestoneThresholds, emergence_curves, milestones
+from circuitsweep.milestones.groups import group_bands, group_milestones
+from circuitsweep.plan.sweep import plan_sweep
 
 PER_STEP = 1000
 STEPS = (0, 100, 150, 200)
@@ -44,7 +45,7 @@ PROBES = ProbeSettings.from_dict(
 )
 CLASSIFY = Thresholds(class_selectivity=8, induction_circuit=12, previous_circuit=100, sink_alpha=0.3)
 MILESTONES = MilestoneThresholds(
-    induction_onset_heads=1, bos_fraction_milestone=0.5, early_screen_recall=2 / 3, phase_transition_share=0.5
+    induction_onset_heads=1, bos_fraction_milestone=0.5, early_screen_recall=2 / 3, phase_transition_factor=3
 )
 
 
@@ -113,9 +114,39 @@ def test_group_table_edge_cases():
         group_milestones(table, {"a": "g", "c": "g"})
 
 
+def test_a_member_that_never_reaches_a_milestone_is_censored():
+    """Two seeds, one never reaching induction: no mean or SD over the one that did (the old table said
+    "mean 400,000"), but "1 of 2", its tokens as the earliest, no median (the later seed's onset is unknown)
+    and no latest. With 3 of 4 reached the median is defined (the middle two reached), the mean is not."""
+    table = pl.DataFrame(
+        {
+            "model": ["a", "b", "c", "d", "e", "f"],
+            "induction_onset_tokens": [400_000, None, 100, 300, 200, None],
+            "bos_t50_tokens": [None, None, None, None, None, None],
+            "early_screen_tokens": [10, 30, 10, 20, 40, 70],
+        },
+        schema_overrides={"bos_t50_tokens": pl.Int64, "induction_onset_tokens": pl.Int64},
+    )
+    groups = {"a": "pair", "b": "pair", "c": "four", "d": "four", "e": "four", "f": "four"}
+    rows = {(r["group"], r["milestone"]): r for r in group_milestones(table, groups).iter_rows(named=True)}
+    pair = rows[("pair", "induction_onset")]
+    assert (pair["reached"], pair["n_reached"], pair["n_models"]) == ("1 of 2", 1, 2)
+    assert (pair["mean_tokens"], pair["sd_tokens"], pair["median_tokens"], pair["max_tokens"]) == (None,) * 4
+    assert pair["min_tokens"] == 400_000
+    four = rows[("four", "induction_onset")]
+    assert (four["reached"], four["mean_tokens"], four["sd_tokens"], four["max_tokens"]) == ("3 of 4", None, None, None)
+    assert (four["min_tokens"], four["median_tokens"]) == (100, 250.0)  # 100, 200, 300, never: middle 200 and 300
+    complete = rows[("four", "early_screen")]
+    assert (complete["reached"], complete["mean_tokens"], complete["median_tokens"]) == ("4 of 4", 35.0, 30.0)
+    assert (complete["min_tokens"], complete["max_tokens"]) == (10, 70)
+    assert complete["sd_tokens"] == pytest.approx(statistics.stdev([10, 20, 40, 70]))
+    none = rows[("pair", "bos_t50")]
+    assert (none["reached"], none["min_tokens"], none["median_tokens"]) == ("0 of 2", None, None)
+
+
 def test_emergence_figure_draws_a_band_per_group(measured, tmp_path):
     """The figure gains one shaded band per group on each panel."""
-    from circuitsweep.plots import draw_group_bands, emergence_figure, emergence_plot
+    from circuitsweep.outputs.plots import draw_group_bands, emergence_figure, emergence_plot
 
     curves, _ = measured
     figure = emergence_figure(curves)

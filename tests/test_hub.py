@@ -23,7 +23,7 @@ from huggingface_hub.utils import close_session
 
 from circuitsweep.checkpoints import hub
 from circuitsweep.checkpoints.local_hub import publish_revision
-from circuitsweep.revisions import Revision, read_manifest
+from circuitsweep.checkpoints.revisions import Revision, read_manifest
 
 REPO = "toy-org/toy-model"
 BRANCHES = ["step0-tokens0M", "step1-tokens4M", "step2-tokens8M", "step4-tokens16M"]
@@ -543,7 +543,7 @@ def test_prefetch_fills_the_shared_cache_that_offline_jobs_read(server, tmp_path
     """`circuitsweep prefetch` downloads the planned revisions; a fetch_snapshot with
     HF_HUB_OFFLINE=1 and source.cache: shared then needs no request to the Hub."""
     from circuitsweep.checkpoints.snapshots import fetch_snapshot
-    from circuitsweep.prefetch import prefetch
+    from circuitsweep.plan.prefetch import prefetch
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "shared"))
     config = tmp_path / "c.yaml"

@@ -14,9 +14,9 @@ from planted import FIRST_TOKEN, planted_checkpoint, planted_sweep_settings
 from runenv import SNAKEFILE, job_env, job_logs
 
 from circuitsweep.checkpoints import local_hub
-from circuitsweep.config import load_config
+from circuitsweep.config.load import load_config
 from circuitsweep.errors import ConfigError
-from circuitsweep.plan import plan_sweep
+from circuitsweep.plan.sweep import plan_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,3 +85,32 @@ def test_a_checkpoint_per_repository_is_swept_through_the_hub(tmp_path):
     assert emergence["revision"].to_list() == ["ckpt-step-1k-2B", "ckpt-step-3k-6B"]
     assert emergence["tokens"].to_list() == [2 * 10**9, 6 * 10**9]
     assert emergence["n_induction_heads"].to_list() == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("repos", "named"),
+    [
+        (
+            [{"repo_id": "org/ck-step-0k", "step": 0}, {"repo_id": "alt/ck-step-0k", "step": 10}],
+            "org/ck-step-0k and alt/",
+        ),
+        (
+            [{"repo_id": "org/ck-step-0k", "step": 0}, {"repo_id": "org/ck-step-0k", "step": 10}],
+            "org/ck-step-0k and org/",
+        ),
+        ([{"repo_id": "org/a", "step": 5}, {"repo_id": "org/b", "step": 5}], "'a' and 'b' are one checkpoint"),
+    ],
+    ids=["two owners", "one repository twice", "two repositories at one step"],
+)
+def test_two_checkpoints_of_one_name_or_step_are_refused_at_planning(repos, named):
+    """Repositories that would share a revision name, or two at one step and token count, are refused when the
+    sweep is planned, in one line naming both: no longer measured into one cache twice, then refused with advice
+    that cannot help (issue 32, case 8)."""
+    config = load_config(REPO / "config" / "suites" / "tinyllama.yaml")
+    model = config["models"]["tinyllama-1.1b"]
+    model["source"]["repos"] = repos
+    model["revisions"] = "all"
+    model["tokens"] = {"per_step": 100}
+    with pytest.raises(ConfigError, match=named) as refused:
+        plan_sweep(config, REPO)
+    assert len([line for line in str(refused.value).splitlines() if line.strip().startswith("-")]) == 1

@@ -38,6 +38,8 @@ COMMANDS = {
     "head-tables": ["--heads", "x", "--revisions", "x", "--thresholds", "{}", "--heads-out", "o",
                     "--emergence", "o", "--emergence-csv", "o", "--milestones", "o", "--milestones-md", "o"],
     "classify-heads": ["--model", "m", "--thresholds", "{}", "--scores", "x", "--heads", "o", "--revisions", "o"],
+    "bootstrap-heads": ["--model", "m", "--settings", "{}", "--stats", "x", "--heads", "x", "--revisions", "x",
+                        "--heads-out", "o", "--curves-out", "o"],
     "primitive-tables": ["--revisions", "x", "--output", "o"],
     "plot-emergence": ["--emergence", "x", "--output", "o"],
     "plot-heatmap": ["--emergence", "x", "--model", "m", "--output", "o"],
@@ -50,6 +52,9 @@ COMMANDS = {
     "spectral-table": ["--models", "x", "--parquet", "o", "--csv", "o"],
     "plot-spectral": ["--heads", "x", "--spectral", "x", "--model", "m", "--output", "o"],
     "final-ablation-table": ["--rows", "x", "--parquet", "o", "--csv", "o", "--markdown", "o"],
+    "table-pages": ["--tables", "x", "--pages", "o"],
+    "findings": ["--spectral", "x", "--heads", "x", "--milestones", "x", "--spectral-top-k", "[45]", "--csv", "o",
+                 "--markdown", "o", "--html", "o"],
 }  # fmt: skip
 
 PROBE = """

@@ -1,6 +1,6 @@
 """One memory estimate per measurement job: what a rule requests is what its job checks (issue 14).
 
-``circuitsweep.resources`` (the rules' ``mem_mb``) and ``circuitsweep.sizing``
+``circuitsweep.plan.resources`` (the rules' ``mem_mb``) and ``circuitsweep.plan.sizing``
 (the job's check before loading) used to be two estimates: the rule asked for
 ``parameters x (4 + dtype bytes) x 1.25 + 2 GB`` (about 50 GB for OLMoE) while the job
 checked a shape-based estimate (about 16 GiB). Now the request is the job's estimate times
@@ -16,12 +16,12 @@ import pytest
 import yaml
 from runenv import run_paths
 
-from circuitsweep import resources as R
-from circuitsweep import sizing
 from circuitsweep.checkpoints.hub import Snapshot
-from circuitsweep.config import resolve_config, study_defaults
-from circuitsweep.heads.probe_settings import ProbeSettings
+from circuitsweep.config.load import resolve_config, study_defaults
+from circuitsweep.config.probes import ProbeSettings
 from circuitsweep.heads.stage import RevisionJob, check_job_size
+from circuitsweep.plan import costs, sizing
+from circuitsweep.plan import resources as R
 
 REPO = Path(__file__).resolve().parents[1]
 TOY_SUITE = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -47,6 +47,12 @@ PUBLISHED = {
     },
 }  # fmt: skip
 PUBLISHED_PARAMETERS = {"pythia-1b": 1_011_781_632, "olmo-1b-0724": 1_176_764_416, "olmoe-1b-7b": 6_919_161_856}
+
+
+def size(entry: dict, dtype: str, probes: dict, device: str, snapshot_config: dict | None = None) -> R.JobSize:
+    """A measurement job's request: from the fetched snapshot's config.json when given, else the planning shape."""
+    shape = snapshot_config if snapshot_config is not None else R.planning_model_config(entry)
+    return R.measure_size(shape, dtype, probes, device, costs.revision_work(probes, None, shape))
 
 
 def job_for(model: str, dtype: str, probes: dict) -> RevisionJob:
@@ -77,8 +83,8 @@ def test_declared_shape_sizes_the_dry_run_as_the_snapshot_sizes_the_job(name):
     probes = study_defaults("probes")
     shape = R.planning_model_config(entry)
     assert sizing.model_params(shape) == pytest.approx(PUBLISHED_PARAMETERS[name], rel=0.001)
-    planned = R.measure_size(entry, entry["dtype"], probes, "cuda")
-    fetched = R.measure_size(entry, entry["dtype"], probes, "cuda", snapshot_config=PUBLISHED[name])
+    planned = size(entry, entry["dtype"], probes, "cuda")
+    fetched = size(entry, entry["dtype"], probes, "cuda", snapshot_config=PUBLISHED[name])
     assert planned == fetched
     estimate = sizing.estimate_heads_memory(probes, PUBLISHED[name], entry["dtype"])
     assert fetched.mem_mb == sizing.request_mem_mb(estimate) == estimate.mem_mb
@@ -89,7 +95,7 @@ def test_declared_shape_sizes_the_dry_run_as_the_snapshot_sizes_the_job(name):
 def test_study_model_requests_are_model_sized():
     """Weights dominate: OLMoE (6.9 B, float16) asks for about 16 GiB, Pythia-1B (float32) about 7 GiB."""
     probes = study_defaults("probes")
-    mem = {name: R.measure_size(FULL["models"][name], FULL["models"][name]["dtype"], probes, "cuda").mem_mb
+    mem = {name: size(FULL["models"][name], FULL["models"][name]["dtype"], probes, "cuda").mem_mb
            for name in PUBLISHED}  # fmt: skip
     assert 15_000 < mem["olmoe-1b-7b"] < 19_000
     assert 6_000 < mem["pythia-1b"] < 8_500
@@ -106,8 +112,8 @@ def test_toy_request_is_what_the_toy_job_checks(name):
     entry = TOY_SUITE["models"][name]
     probes = resolved.probes.to_dict()
     trained = build_config(ToySpec.from_dict({"architecture": entry["architecture"], **(entry.get("toy") or {})}))
-    planned = R.measure_size(entry, resolved.dtype, probes, "cpu")
-    fetched = R.measure_size(entry, resolved.dtype, probes, "cpu", snapshot_config=trained.to_dict())
+    planned = size(entry, resolved.dtype, probes, "cpu")
+    fetched = size(entry, resolved.dtype, probes, "cpu", snapshot_config=trained.to_dict())
     assert planned == fetched
     assert_request_is_the_check(name, resolved.dtype, probes, trained.to_dict(), fetched.mem_mb)
 
@@ -126,15 +132,15 @@ def test_the_fetched_snapshot_config_sizes_the_job(tmp_path):
     # declared as OLMoE (the default): the dry run asks for OLMoE's size, the job for Pythia's
     entry = {"source": {"type": "hub"}}
     probes = study_defaults("probes")
-    fetched = R.measure_size(entry, "float32", probes, "cuda", R.snapshot_model_config(snapshot))
+    fetched = size(entry, "float32", probes, "cuda", R.snapshot_model_config(snapshot))
     assert fetched.mem_mb == sizing.estimate_heads_memory(probes, PUBLISHED["pythia-1b"], "float32").mem_mb
-    assert fetched.mem_mb != R.measure_size(entry, "float32", probes, "cuda").mem_mb
+    assert fetched.mem_mb != size(entry, "float32", probes, "cuda").mem_mb
 
 
 def test_a_shape_in_the_config_is_validated():
     """`shape` takes config.json keys only; a typo is refused at planning, naming the key."""
     from circuitsweep.errors import ConfigError
-    from circuitsweep.plan import plan_sweep
+    from circuitsweep.plan.sweep import plan_sweep
 
     config = {"models": {"m": dict(FULL["models"]["pythia-1b"], revisions=["step1"])}}
     config["models"]["m"]["shape"] = {**config["models"]["m"]["shape"], "hidden_sise": 2048}
@@ -186,7 +192,7 @@ def test_workflow_sizes_a_measurement_from_its_fetched_snapshot(tmp_path):
 def test_a_declared_shape_refuses_a_probe_beyond_its_context_at_planning():
     """With `shape`, a probe longer than max_position_embeddings stops the plan, not the job after a download."""
     from circuitsweep.errors import ConfigError
-    from circuitsweep.plan import plan_sweep
+    from circuitsweep.plan.sweep import plan_sweep
 
     model = dict(FULL["models"]["pythia-1b"], revisions=["step1"])
     config = {"models": {"pythia-1b": model}, "probes": {"random": {"seq_len": 4096}}}

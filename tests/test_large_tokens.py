@@ -12,11 +12,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from circuitsweep import contracts as C
-from circuitsweep.config import load_config
-from circuitsweep.heads.stage import HeadTableOutputs, classify_heads, head_tables
-from circuitsweep.plan import plan_sweep
-from circuitsweep.table_io import read_table, write_table
+from circuitsweep.config.load import load_config
+from circuitsweep.heads.stage import classify_heads
+from circuitsweep.io import contracts as C
+from circuitsweep.io.tables import read_table, write_table
+from circuitsweep.milestones.tables import HeadTableOutputs, head_tables
+from circuitsweep.plan.sweep import plan_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 N_LAYERS, N_HEADS = 2, 2

@@ -1,4 +1,4 @@
-"""milestones.md and the end-of-run summary (circuitsweep.milestone_text): a person reads them in a minute."""
+"""milestones.md and the end-of-run summary (circuitsweep.milestones.text): a person reads them in a minute."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from circuitsweep import contracts as C
-from circuitsweep.milestone_text import finished_run_summary, human_tokens, milestones_markdown
+from circuitsweep.io import contracts as C
+from circuitsweep.milestones.text import finished_run_summary, human_tokens, milestones_markdown
 
 #: toy-gptneox of a small toy run (8 revisions): BOS heads appear before induction, peak at 0.38 and fall.
 NEVER_HALF = {
@@ -29,8 +29,16 @@ NEVER_HALF = {
     "final_bos_fraction": 0.125,
     "final_induction_heads": 8,
     "final_revision": "step400",
+    "causal_state": "causal",
     "causal_revision": "step300",
     "causal_tokens": 1_228_800,
+    "causal_tested_revisions": 5,
+    "causal_evidence_revision": "step300",
+    "causal_excess_drop": 0.11,
+    "causal_excess_ci_low": 0.06,
+    "causal_excess_ci_high": 0.17,
+    "causal_p": 0.0006,
+    "causal_p_holm": 0.0031,
 }
 #: A model whose BOS heads reach half of all heads (OLMo-like token counts).
 REACHED = {
@@ -43,8 +51,30 @@ REACHED = {
     "bos_t50_revision": "step70000",
     "bos_t50_tokens": 300_000_000_000,
     "bos_peak_fraction": 0.61,
+    "causal_state": "not reached",
     "causal_revision": None,
     "causal_tokens": None,
+    "causal_tested_revisions": 4,
+    "causal_evidence_revision": "step290",
+    "causal_excess_drop": 0.023,
+    "causal_excess_ci_low": -0.016,
+    "causal_excess_ci_high": 0.063,
+    "causal_p": 0.18,
+    "causal_p_holm": 0.72,
+}
+#: A model whose circuit filled its layers wherever it existed: nothing to test against.
+UNTESTABLE = {
+    **REACHED,
+    "model": "full",
+    "causal_state": "untestable",
+    "causal_tested_revisions": 0,
+    "causal_evidence_revision": None,
+    "causal_excess_drop": None,
+    "causal_excess_ci_low": None,
+    "causal_excess_ci_high": None,
+    "causal_p": None,
+    "causal_p_holm": None,
+    "causal_note": "no matched control at any revision (the circuit fills its layers)",
 }
 
 
@@ -80,6 +110,39 @@ def test_milestones_md_opens_with_a_sentence_per_model_then_a_narrow_table():
     assert " – " not in text and " - |" not in text and "e+0" not in text
 
 
+def test_the_three_causal_states_read_differently_everywhere(tmp_path):
+    """Causal (with p and the interval), not reached (tested revisions, the largest excess drop and its p) and
+    untestable (no control) are three distinct wordings in milestones.md's sentences, its table and the
+    end-of-run summary; no wording claims a negative without a test ("never hurt")."""
+    text = milestones_markdown(table(NEVER_HALF, REACHED, UNTESTABLE))
+    lines = text.splitlines()
+    assert lines[2].endswith(
+        "the circuit was causal from step300 (1.23M tokens): ablating it cost 0.110 more top-1 than matched random "
+        "heads (95% CI [0.060, 0.170]; p = 0.0031 after Holm over 5 tested revisions)."
+    )
+    assert lines[3].endswith(
+        "the circuit never passed the causal test (largest excess top-1 drop 0.023 at step290, 95% CI "
+        "[-0.016, 0.063]; p = 0.18 (0.72 after Holm over 4 tested revisions))."
+    )
+    assert lines[4].endswith(
+        "whether the circuit is causal is untestable: no matched control at any revision (the circuit fills its "
+        "layers)."
+    )
+    rows = {line.split(" | ")[0][2:]: line for line in lines if line.startswith("| ")}
+    causal = "| at step300 (1.23M tokens; excess top-1 drop 0.110, 95% CI [0.060, 0.170]; p = 0.0031"
+    assert causal in rows["toy-gptneox"]
+    assert "| not reached (largest excess top-1 drop 0.023 at step290" in rows["big"]
+    assert "| untestable: no matched control at any revision" in rows["full"]
+    assert "never hurt" not in text
+    paths = C.Paths(tmp_path / "results")
+    paths.milestones_table("parquet").parent.mkdir(parents=True)
+    table(NEVER_HALF, REACHED, UNTESTABLE).write_parquet(paths.milestones_table("parquet"))
+    summary = finished_run_summary(paths)
+    assert "; causal at step300 (1.23M tokens; excess top-1 drop 0.110" in summary
+    assert "; causal not reached (largest excess top-1 drop 0.023 at step290" in summary
+    assert "; causal untestable: no matched control at any revision" in summary
+
+
 def test_a_finished_run_prints_each_model_the_tables_and_the_report_command(tmp_path):
     """The end-of-run summary: per model its onset, first BOS head, BOS t50 (or not reached, with the peak) and
     causal revision; then the tables that exist and the report command with the run's config file."""
@@ -90,12 +153,69 @@ def test_a_finished_run_prints_each_model_the_tables_and_the_report_command(tmp_
     summary = finished_run_summary(paths, ["config/paper.yaml"])
     assert (
         "toy-gptneox: induction onset step300 (1.23M tokens); first BOS head step200 (819K tokens); "
-        "BOS t50 not reached (peak 0.38 at step250); causal step300 (1.23M tokens)"
+        "BOS t50 not reached (peak 0.38 at step250); causal at step300 (1.23M tokens; excess top-1 drop 0.110, "
+        "95% CI [0.060, 0.170]; p = 0.0031 after Holm over 5 tested revisions)"
     ) in summary
     assert f"  {paths.milestones_table('md')}" in summary and str(paths.heads_table()) not in summary
     assert f"snakemake --configfile config/paper.yaml --report {paths.root / 'report.html'}" in summary
+    assert "Figures:" not in summary  # none made yet
+
+
+def test_the_summary_names_the_figures_as_well_as_the_tables(tmp_path):
+    """The end-of-run summary names the figures the run made, a per-model figure as one line of its models, and
+    no line is longer than SUMMARY_LINE_CHARS however many models."""
+    from circuitsweep.milestones.text import SUMMARY_LINE_CHARS
+
+    paths = C.Paths(tmp_path / "results")
+    models = [f"pythia-160m-seed{i}-with-a-rather-long-name" for i in range(12)]
+    paths.milestones_table("parquet").parent.mkdir(parents=True)
+    table(*({**NEVER_HALF, "model": model} for model in models)).write_parquet(paths.milestones_table("parquet"))
+    paths.emergence_plot("png").parent.mkdir(parents=True)
+    for path in [paths.emergence_plot("png"), *(paths.heatmap_plot(m) for m in models), paths.spectral_plot(models[0])]:
+        path.write_bytes(b"png")
+    summary = finished_run_summary(paths)
+    figures = summary.split("Figures:\n")[1].split("Report:")[0].splitlines()
+    assert figures == [f"  {paths.emergence_plot('png')}", f"  {paths.heatmap_plot('<model>')}: 12 models",
+                       f"  {paths.spectral_plot('<model>')}: {models[0]}"]  # fmt: skip
+    assert max(map(len, summary.splitlines())) <= SUMMARY_LINE_CHARS
 
 
 def test_no_summary_without_a_milestones_table(tmp_path):
     """A run that made no milestones table (a run of other targets) prints no summary."""
     assert finished_run_summary(C.Paths(Path(tmp_path))) == ""
+
+
+def test_how_sure_section_names_brackets_ranges_and_fragile_milestones():
+    """milestones.md says between which swept revisions each milestone lies and, with the bootstrap, the range
+    of revisions it lands on and whether it is fragile (more than 5% of resamples land elsewhere)."""
+    row = {
+        **NEVER_HALF,
+        "induction_onset_previous_revision": "step295",
+        "induction_onset_previous_tokens": 1_208_320,
+        "induction_onset_boot_earliest": "step295",
+        "induction_onset_boot_latest": "step350",
+        "induction_onset_boot_agreement": 0.88,
+        "induction_onset_boot_not_reached": 0.0,
+        "induction_onset_boot_fragile": True,
+        "bos_t50_previous_revision": None,
+        "bos_t50_previous_tokens": None,
+        "bos_t50_boot_earliest": None,
+        "bos_t50_boot_latest": None,
+        "bos_t50_boot_agreement": 1.0,
+        "bos_t50_boot_not_reached": 1.0,
+        "bos_t50_boot_fragile": False,
+    }
+    columns = (
+        *C.MILESTONE_COLUMNS,
+        *C.CAUSAL_MILESTONE_COLUMNS,
+        *(c for c in row if c.startswith(("induction_onset_", "bos_t50_")) and c not in C.MILESTONE_COLUMNS),
+    )
+    text = milestones_markdown(pl.DataFrame([{c: row.get(c) for c in columns}], infer_schema_length=None))
+    assert "Fragile milestones: toy-gptneox induction onset." in text
+    assert (
+        "| toy-gptneox | induction onset | step300 | after step295: 1.21M - 1.23M tokens "
+        "| step295 - step350; on step300 in 88%: fragile |"
+    ) in text
+    assert (
+        "| toy-gptneox | BOS t50 | not reached | after the last swept revision | not reached in 100%: stable |" in text
+    )

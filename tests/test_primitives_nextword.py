@@ -13,6 +13,7 @@ import pytest
 import torch
 from models import one_torch_thread, tiny_model
 
+from circuitsweep.config.stimuli import SET_A, Stimuli, load_stimuli
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.behaviour import SamplingSettings, count_in, lemma, measure_behaviour
 from circuitsweep.primitives.encoders import TokenizerEncoder
@@ -23,7 +24,6 @@ from circuitsweep.primitives.nextword import (
     prompt_ids,
 )
 from circuitsweep.primitives.pipeline import ScoringSettings, measure_primitives, score_primitives
-from circuitsweep.primitives.stimuli import SET_A, Stimuli, load_stimuli
 from circuitsweep.primitives.tables import RevisionIdentity
 
 minilm = pytest.importorskip(

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 import torch
 
+from circuitsweep.config.stimuli import Stimuli, load_stimuli
 from circuitsweep.errors import CacheError
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.axis import fit_axes
@@ -16,7 +17,6 @@ from circuitsweep.primitives.behaviour import lexicon_share
 from circuitsweep.primitives.compositions import behavioural_ranks, composition_nulls
 from circuitsweep.primitives.gaps import gap_with_uncertainty, summary_layers, t_quantile
 from circuitsweep.primitives.pipeline import ScoringSettings, score_primitives
-from circuitsweep.primitives.stimuli import Stimuli, load_stimuli
 from circuitsweep.primitives.tables import RevisionIdentity, write_tables
 
 IDENTITY = RevisionIdentity("planted", "step100", 1000)
@@ -403,9 +403,9 @@ def test_composition_table_reports_baselines_nulls_and_near_synonyms(stimuli):
 def test_scaling_and_agreement_tables_span_models(stimuli, tmp_path):
     """Across four models: one scaling row per model and kind (last revision, with its size), agreement counts
     the compositions matched in 3 of 4 models, and the stage writes every final file."""
+    from circuitsweep.io.tables import write_table
     from circuitsweep.primitives.scaling import composition_agreement, scaling_table
     from circuitsweep.primitives.stage import primitive_tables
-    from circuitsweep.table_io import write_table
 
     in_a = np.array([p.set == "0a" for p in stimuli.primitives])
     folders = []

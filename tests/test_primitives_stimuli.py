@@ -8,8 +8,8 @@ import re
 import pytest
 import yaml
 
+from circuitsweep.config.stimuli import DEFAULT_STIMULI_FILE, fill, load_stimuli, parse_stimuli
 from circuitsweep.errors import ConfigError
-from circuitsweep.primitives.stimuli import DEFAULT_STIMULI_FILE, fill, load_stimuli, parse_stimuli
 
 DESIGN_0A = ["KNOW", "FEEL", "GOOD", "BAD", "DO", "SOMEONE", "TIME", "PLACE"]
 DESIGN_0B = ["WANT", "HAPPEN", "ANGER", "RELIEF", "JOY", "NOSTALGIA", "GRIEF", "FEAR"]

@@ -8,13 +8,13 @@ import pytest
 import torch
 from planted import FIRST_TOKEN, STUDY_THRESHOLDS, VOCAB, planted_model
 
-from circuitsweep import contracts as C
 from circuitsweep.errors import DataError
 from circuitsweep.heads.attention_hook import register
 from circuitsweep.heads.classify import head_classes
 from circuitsweep.heads.measure import ProbeSettings, head_statistics
 from circuitsweep.heads.probes import induction_probe
 from circuitsweep.heads.scores import head_scores
+from circuitsweep.io import contracts as C
 
 
 def plain_study_probe(n, T, lo, hi, seed, baseline_seed=0, n_baseline=50):

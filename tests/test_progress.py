@@ -1,4 +1,4 @@
-"""What a run prints while it works and when it ends (circuitsweep.progress, the bundled profiles)."""
+"""What a run prints while it works and when it ends (circuitsweep.io.progress, the bundled profiles)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 import yaml
 
-from circuitsweep.progress import LineProgress, revision_line
+from circuitsweep.io.progress import LineProgress, revision_line
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,6 +35,17 @@ def test_progress_lines_wait_for_their_interval():
             bar.update()
     assert len(stream.getvalue().splitlines()) == 1
     assert stream.getvalue().startswith("train: 10/10 it (100%)")
+
+
+def test_progress_by_tenths_prints_ten_lines_however_slow():
+    """With ``steps``, a task prints one line per tenth of its count (training on a loaded machine no longer
+    fills the console with a line every few seconds), the last one once."""
+    stream = io.StringIO()
+    with LineProgress(600, "train", unit="steps", interval=0.0, stream=stream, steps=10) as bar:
+        for _ in range(600):
+            bar.update()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 10 and lines[0].startswith("train: 60/600 steps (10%)") and "600/600" in lines[-1]
 
 
 def test_disabled_progress_prints_nothing():
@@ -81,3 +92,39 @@ def test_closing_progress_prints_the_final_count_once():
     bar.close()
     bar.close()
     assert stream.getvalue().count("probe batches: 3/3 batches (100%)") == 1
+
+
+def test_the_console_keeps_errors_the_job_counts_and_a_progress_line_per_tenth(tmp_path):
+    """Snakemake's routine job blocks and per-job progress leave the console (not the log file): what stays is
+    every record that is not a routine job event (errors, job counts, warnings) and one progress line per tenth."""
+    import logging
+
+    from circuitsweep.io.console import ConsoleFilter, quiet_console
+
+    def record(msg: str | None, **extra) -> logging.LogRecord:
+        item = logging.LogRecord("snakemake.logging", logging.INFO, __file__, 1, msg, None, None)
+        item.__dict__.update(extra)
+        return item
+
+    console = ConsoleFilter()
+    assert not console.filter(record(None, event="job_info", rule_name="measure_heads"))
+    assert not console.filter(record("Execute 2 jobs...", event="job_started"))
+    assert not console.filter(record(None, event="job_finished"))
+    assert not console.filter(record("Select jobs to execute..."))
+    assert not console.filter(record("Removing temporary output results/toy/snapshots/m/step0."))
+    assert console.filter(record(None, event="job_error", rule_name="measure_heads"))
+    assert console.filter(record("Job stats:\njob count", event="run_info"))
+    assert console.filter(record("MissingInputException ..."))
+    shown = [done for done in range(1, 201) if console.filter(record(None, event="progress", done=done, total=200))]
+    assert shown == [1, *(20 * k for k in range(1, 11))]  # the first, then each tenth
+
+    logger = logging.getLogger("circuitsweep-test-console")
+    stream, log_file = logging.StreamHandler(), logging.FileHandler(tmp_path / "run.log")
+    logger.handlers = [stream, log_file]
+    try:
+        assert quiet_console(logger) and not quiet_console(logger)  # once
+        assert any(isinstance(f, ConsoleFilter) for f in stream.filters) and not log_file.filters
+        assert not quiet_console(logging.getLogger("circuitsweep-test-none"), verbose=True)
+    finally:
+        log_file.close()
+        logger.handlers = []

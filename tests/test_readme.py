@@ -7,13 +7,14 @@ from pathlib import Path
 
 import yaml
 
-from circuitsweep import scheduling as S
-from circuitsweep.config import load_config
-from circuitsweep.contracts import Paths
-from circuitsweep.plan import plan_sweep
+from circuitsweep.config.load import load_config
+from circuitsweep.heads import jobs as heads_jobs
+from circuitsweep.io.contracts import Paths
+from circuitsweep.io.run_folder import run_root
+from circuitsweep.plan import scheduling as S
+from circuitsweep.plan.sweep import plan_sweep
 from circuitsweep.primitives import contract as K
-from circuitsweep.run_folder import run_root
-from circuitsweep.sweep_cost import describe_cost, sweep_cost
+from circuitsweep.primitives import jobs as primitive_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -67,39 +68,38 @@ def test_the_tour_lists_files_the_toy_run_writes():
         paths.primitive_table(K.GAPS_MD), paths.emergence_plot("png"), paths.primitive_gap_plot(),
         paths.heatmap_plot("<model>"), paths.trajectory_plot("<model>"), paths.spectral_table("csv"),
         paths.final_ablation_table("md"), paths.spectral_plot("<model>"), paths.primitive_scaling_plot(),
+        paths.findings("md"),
     }  # fmt: skip
     tour = README[README.index("results/toy/\n") : README.index("```", README.index("results/toy/\n"))]
     listed = {paths.root / name for name in re.findall(r"^  (\S+\.\w+)\s", tour, re.M)}
-    assert len(listed) == 13 and listed <= written, listed - written
+    assert len(listed) == 14 and listed <= written, listed - written
 
 
-def test_the_quoted_dry_run_and_job_counts_are_what_the_code_prints():
-    """The README's dry-run line for config/paper.yaml (on a machine with a GPU) and its SLURM job counts."""
+def test_the_quoted_job_counts_are_what_the_code_counts():
+    """The README's SLURM dry run of config/paper.yaml (its lines are checked against the dry run itself in
+    tests/test_docs_numbers.py) states the jobs scheduling.cluster_submissions counts for that plan."""
     config = load_config(REPO / "config" / "paper.yaml")
     plan = plan_sweep(config, REPO)
-    pending = {model: [r.name for r in revisions] for model, revisions in plan.revisions.items()}
-    dtypes = {name: model.dtype for name, model in plan.models.items()}
-    probes = {name: model.probes.to_dict() for name, model in plan.models.items()}
-    cost = sweep_cost(config["models"], dtypes, probes, pending, 2, plan.device, gpu_present=True)
-    assert describe_cost(cost) in README
-    flat = " ".join(README.split())
     slurm = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())["config"]
-    kept = slurm["snapshots_on_disk"]
-    on_slurm = sweep_cost(config["models"], dtypes, probes, pending, kept, "cuda", gpu_present=False)
-    assert f"peak disk {on_slurm.peak_disk_bytes / 1e9:.1f} GB: the profile keeps {kept} snapshots" in flat
-    assert "and `config/full.yaml` (with the bundled manifest) 59." in flat and "sweep is 42 jobs" in flat
-    for name, jobs in (("paper", 42), ("full", 59)):
-        config = load_config(REPO / "config" / f"{name}.yaml")
-        plan = plan_sweep(config, REPO)
-        order = S.fetch_order(
-            {m: [r.name for r in revisions] for m, revisions in plan.revisions.items()},
-            slurm["snapshots_on_disk"],
-            slurm["revisions_per_job"],
-        )
-        counts = S.cluster_submissions(
-            S.blocks(order), len(plan.models), 0, len(plan.primitive_models()), "local", plan.ablation is not None
-        )
-        assert counts["total"] == jobs, (name, counts)
+    order = S.fetch_order(
+        {m: [r.name for r in revisions] for m, revisions in plan.revisions.items()},
+        slurm["snapshots_on_disk"],
+        slurm["revisions_per_job"],
+    )
+    counts = S.cluster_submissions(
+        S.blocks(order),
+        len(plan.models),
+        0,
+        len(primitive_jobs.primitive_models(plan)),
+        "local",
+        plan.ablation is not None,
+        bootstrap=plan.bootstrap is not None,
+        natural_batches=len(heads_jobs.natural_batches(plan)),
+    )
+    line = S.describe_submissions(
+        counts, slurm["snapshots_on_disk"], S.block_size(slurm["snapshots_on_disk"], slurm["revisions_per_job"])
+    )
+    assert line in README
 
 
 def test_config_readme_describes_every_config_and_key():
@@ -119,3 +119,19 @@ def test_docs_link_only_inside_the_repository():
         assert "../shared" not in text and "DESIGN.md" not in text, page
         missing = [link for link in re.findall(r"\]\(([^)#:]+)\)", text) if not (page.parent / link).exists()]
         assert not missing, (page, missing)
+
+
+def test_every_run_of_a_config_checks_it_first():
+    """Snakemake reads ``--configfile`` itself, and a config that is not UTF-8 text ends in its traceback (its
+    parser cannot be wrapped): every README path that runs a config runs `circuitsweep check-config` on it
+    first, which names the file in one line (issue 32, case 16)."""
+    blocks = re.findall(r"```bash\n(.*?)```", README, re.S)
+    runs = 0
+    for block in blocks:
+        checked: set[str] = set()
+        for line in block.replace("\\\n", " ").splitlines():
+            checked |= set(re.findall(r"circuitsweep check-config (\S+)", line))
+            for config in re.findall(r"snakemake .*?--configfile (\S+)", line):
+                runs += 1
+                assert config in checked, f"the README runs {config} before `circuitsweep check-config {config}`"
+    assert runs >= 3

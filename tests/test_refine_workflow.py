@@ -8,6 +8,7 @@ ablating it costs top-1 accuracy) at step CAUSAL, far cheaper than training.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +19,9 @@ import yaml
 from planted import FIRST_TOKEN, planted_sweep_settings, save_planted_run
 from runenv import SNAKEFILE, job_env, job_logs
 
-from circuitsweep import contracts as C
-from circuitsweep.contracts import Paths
-from circuitsweep.table_io import read_table
+from circuitsweep.io import contracts as C
+from circuitsweep.io.contracts import Paths
+from circuitsweep.io.tables import read_table
 
 REPO = Path(__file__).resolve().parents[1]
 #: The rerun triggers a run from the repository root gets (Snakemake finds the profile there only).
@@ -59,8 +60,8 @@ def _run(command: list[str], workdir: Path) -> str:
 
 
 def _measured(out: str) -> list[str]:
-    """The revisions of every measurement job a run's output shows, one entry per job."""
-    return re.findall(r"rule measure_heads:\n(?:.*\n)*?\s+wildcards: model=planted, revision=(\S+)", out)
+    """The revisions of every measurement job a run's output shows (each job's line), one entry per job."""
+    return re.findall(r"^measured planted (\S+): ", out, re.M)
 
 
 def _milestones(workdir: Path) -> dict:
@@ -95,6 +96,17 @@ def test_sparse_sweep_refined_finds_the_dense_onset_and_causal_revisions(tmp_pat
     assert brackets["induction_onset"]["upper_revision"] == refined["induction_onset_revision"]
     assert brackets["causal"]["upper_revision"] == refined["causal_revision"]
     assert brackets["induction_onset"]["rounds_used"] >= 1 and (workdir / Paths().milestone_brackets("md")).exists()
+
+    # the run folder gains checkpoints inside the finished onset bracket (it kept training, or was backfilled):
+    # the next round's bracket table is remade from what the source publishes now, where it used to be "Nothing
+    # to be done" with the bracket still adjacent (issue 32, case 1)
+    lower, upper = brackets["induction_onset"]["lower_revision"], brackets["induction_onset"]["upper_revision"]
+    inside = [int(lower.split("-")[1]) + 10, int(upper.split("-")[1]) - 5]
+    backfilled = save_planted_run(run, inside, onset=ONSET, causal=CAUSAL)
+    planned = _run([*refine_command, "--dry-run", "--", "--cores", "2", *PROFILE], workdir)
+    assert "rule milestone_brackets:" in planned and "Nothing to be done" not in planned, planned[-3000:]
+    for folder in backfilled:  # the dense sweep below is of the original 17 folders
+        shutil.rmtree(folder)
 
     dense = sparse  # the same config, edited: a run folder belongs to one config file
     dense.write_text(yaml.safe_dump(_config(run, "all", None)))

@@ -1,7 +1,7 @@
 """The HTML report as a reader sees it in Chromium: every figure drawn, no figure source shown as text, nothing
 under the sidebar at common laptop and desktop widths.
 
-One small toy run (one model, three revisions, primitives on) makes the report;
+One small toy run (two models, three revisions each, primitives on for one) makes the report;
 each width loads it in a fresh headless Chromium window (tests/report_dom.py).
 """
 
@@ -16,7 +16,7 @@ import yaml
 from report_dom import chromium, inspect_layout
 from runenv import SNAKEFILE, job_env, job_logs
 
-from circuitsweep import contracts as C
+from circuitsweep.io import contracts as C
 
 pytestmark = [
     pytest.mark.slow,
@@ -24,6 +24,8 @@ pytestmark = [
 ]
 
 MODEL = "toy-gptneox"
+#: a second model, so that the Findings page holds its cross-model table
+OTHER = "toy-olmo"
 
 RUN_CONFIG = {
     "probes": {
@@ -44,7 +46,16 @@ RUN_CONFIG = {
             "tokens": {"per_step": 4096},
             "first_token": {"policy": "fixed", "token_id": 1},
             "toy": {"schedule": [0, 10, 20], "branch_format": "step{step}"},
-        }
+        },
+        OTHER: {
+            "architecture": "OlmoForCausalLM",
+            "source": {"type": "toy", "repo_id": "toy/olmo"},
+            "revisions": "all",
+            "tokens": {"per_step": 4096},
+            "first_token": {"policy": "fixed", "token_id": 1},
+            "toy": {"schedule": [0, 10, 20], "branch_format": "step{step}"},
+            "primitives": {"enabled": False},
+        },
     },
 }
 
@@ -110,3 +121,21 @@ def test_every_figure_draws_and_nothing_sits_under_the_sidebar(report, tmp_path,
     assert {str(path) for path in expected} <= set(layout.plots), layout.plots
     assert all(_drawn(box) for box in layout.plots.values()), layout.plots
     assert layout.under_sidebar == [], layout.under_sidebar
+
+
+@pytest.mark.parametrize("width", [1280, 1600])
+def test_findings_page_opens_with_the_cross_model_table_and_nothing_overlaps(report, tmp_path, width):
+    """At 1280 and 1600 px the Findings page fills its frame beside the sidebar, opens with the cross-model table,
+    then one paragraph per model, then every finding; no table, cell or block is wider than its box or the frame,
+    and no block is drawn over another."""
+    layout = inspect_layout(report, tmp_path, width)
+    page = layout.pages.get(str(C.Paths(Path("results")).findings("html")))
+    assert page, layout.pages
+    assert "error" not in page, page
+    assert not page["under_sidebar"] and page["frame"]["width"] >= 600, page["frame"]
+    assert page["tables"][0] == "across" and set(page["tables"][1:]) == {"findings"}, page["tables"]
+    text = page["text"]
+    assert text.index("Across models") < text.index(f"{MODEL}, final revision ") < text.index(f"{OTHER}: every")
+    assert "untestable: the run measured no natural text" not in text  # no ablation: not tested at all
+    assert "not tested: the run has no final-revision ablation" in text
+    assert page["page_overflow"] <= 1 and page["overflowing"] == [] and page["overlaps"] == [], page

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from runenv import job_env
 
-from circuitsweep import retry
 from circuitsweep.checkpoints import hub
 from circuitsweep.errors import CacheError, ConfigError, DataError, SnapshotError
-from circuitsweep.sizing import InsufficientMemoryError
+from circuitsweep.plan import retry
+from circuitsweep.plan.sizing import InsufficientMemoryError
 
 BAD_CONFIG = "models: {m: {architecture: GPTNeoXForCausalLM}}\n"
 
@@ -160,7 +160,7 @@ def test_cli_without_a_log_file_records_nothing(tmp_path):
 # Rules of the workflow's shape (log, resources scaled by retry.sizing_attempt, as common.smk's
 # small_resource): one fails deterministically, one crashes; `--retries 2`.
 SNAKEFILE = """
-from circuitsweep.retry import attempt_resource, job_log, sizing_attempt
+from circuitsweep.plan.retry import attempt_resource, job_log, sizing_attempt
 
 def mem(wildcards, attempt, rulename):
     return 100 * sizing_attempt(job_log(getattr(rules, rulename).log, dict(wildcards.items())), attempt)

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from circuitsweep import revisions as R
-from circuitsweep.revisions import Manifest, Revision
+from circuitsweep.checkpoints import revisions as R
+from circuitsweep.checkpoints.revisions import Manifest, Revision
 
 DESIGN_PYTHIA = [
     "step1",
@@ -259,7 +259,7 @@ def test_primitive_selection_of_a_revision_does_not_depend_on_the_others_swept(s
     Counted in the swept list, ``every``/``log_count`` would shift (and rerun the
     measurement of every revision after the change); counted on the source's grid, they do not.
     """
-    from circuitsweep.plan import stable_selection
+    from circuitsweep.plan.sweep import stable_selection
 
     grid = [Revision(f"step{step}", step, step * 10) for step in range(0, 120, 10)]
     chosen_on_grid = {r.name for r in R.select_revisions(grid, spec)}
@@ -274,7 +274,7 @@ def test_primitive_selection_of_a_revision_does_not_depend_on_the_others_swept(s
 
 def test_primitive_selection_by_name_chooses_from_the_swept_revisions() -> None:
     """A list of names or steps picks those swept revisions, as for the head revisions."""
-    from circuitsweep.plan import stable_selection
+    from circuitsweep.plan.sweep import stable_selection
 
     grid = [Revision(f"step{step}", step, step) for step in (0, 10, 20, 30)]
     assert [r.name for r in stable_selection(grid[:3], grid, ["step20", 0])] == ["step0", "step20"]

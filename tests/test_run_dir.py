@@ -14,9 +14,10 @@ from runenv import job_env, job_logs, run_paths
 
 from circuitsweep.checkpoints.run_dir import duplicate_groups, list_checkpoints, pattern_regex
 from circuitsweep.checkpoints.snapshots import fetch_snapshot
-from circuitsweep.contracts import Paths
 from circuitsweep.errors import ConfigError, SnapshotError
-from circuitsweep.plan import plan_sweep
+from circuitsweep.heads import jobs as heads_jobs
+from circuitsweep.io.contracts import Paths
+from circuitsweep.plan.sweep import plan_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 PER_STEP = 2048
@@ -75,13 +76,15 @@ def test_plan_reads_steps_tokens_and_fingerprints(tmp_path):
         ("checkpoint-500", 500, 500 * PER_STEP),
         ("checkpoint-1000", 1000, 1000 * PER_STEP),
     ]
-    before = plan.measure_settings("my-run", "checkpoint-500")["weights_sha256"]
+    before = heads_jobs.measure_settings(plan, "my-run", "checkpoint-500")["weights_sha256"]
     (run / "checkpoint-500" / "model.safetensors").write_bytes(b"overwritten weights at 500")
     (run / "checkpoint-500" / "optimizer.pt").write_bytes(b"other training state")
     replanned = plan_sweep(_config(run), REPO, Paths(paths_root))
-    after = replanned.measure_settings("my-run", "checkpoint-500")["weights_sha256"]
+    after = heads_jobs.measure_settings(replanned, "my-run", "checkpoint-500")["weights_sha256"]
     assert after != before
-    assert replanned.measure_settings("my-run", "checkpoint-1000") == plan.measure_settings("my-run", "checkpoint-1000")
+    assert heads_jobs.measure_settings(replanned, "my-run", "checkpoint-1000") == heads_jobs.measure_settings(
+        plan, "my-run", "checkpoint-1000"
+    )
     shutil.copytree(run / "checkpoint-1000", run / "checkpoint-1500")
     prints = plan_sweep(_config(run), REPO, Paths(paths_root)).fingerprints["my-run"]
     assert duplicate_groups(prints) == [["checkpoint-1000", "checkpoint-1500"]]
@@ -113,7 +116,7 @@ def test_fetch_reads_the_folder_in_place_and_refuses_changed_weights(tmp_path):
     snapshot = fetch_snapshot(settings, tmp_path / "snap")
     assert snapshot.path == (run / "checkpoint-7").resolve()
     assert sorted(snapshot.file_hashes) == ["config.json", "model.safetensors"]
-    assert snapshot.fingerprint == plan.measure_settings("my-run", "checkpoint-7")["weights_sha256"]
+    assert snapshot.fingerprint == heads_jobs.measure_settings(plan, "my-run", "checkpoint-7")["weights_sha256"]
     (run / "checkpoint-7" / "model.safetensors").write_bytes(b"newer weights")
     with pytest.raises(SnapshotError, match=r"checkpoint-7: its weights changed after the sweep was planned"):
         fetch_snapshot(settings, tmp_path / "snap2")
@@ -232,7 +235,7 @@ def test_a_checkpoint_overwritten_between_fetch_and_measurement_is_refused(tmp_p
     LlamaForCausalLM(config).save_pretrained(run / "checkpoint-7")
     plan = plan_sweep(_config(run), REPO, Paths(tmp_path / "results"))
     fetch_snapshot(plan.fetch_settings("my-run", "checkpoint-7"), tmp_path / "snap")
-    settings = plan.measure_settings("my-run", "checkpoint-7")
+    settings = heads_jobs.measure_settings(plan, "my-run", "checkpoint-7")
     small = {"seq_len": 64, "n_sequences": 2}
     settings["probes"] = {
         **settings["probes"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import yaml
 from runenv import SNAKEFILE, job_env
 
 from circuitsweep.errors import ConfigError
-from circuitsweep.run_folder import IDENTITY_FILE, check_run_folder, claim_run_folder, run_name, run_root
+from circuitsweep.io.run_folder import IDENTITY_FILE, check_run_folder, claim_run_folder, run_name, run_root
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,3 +87,174 @@ def test_settings_may_come_from_a_file(tmp_path):
     assert _json(f"@{tmp_path / 's.json'}") == {"a": [1, 2]} == _json('{"a": [1, 2]}')
     with pytest.raises(argparse.ArgumentTypeError, match="cannot read the settings file .*missing.json"):
         _json(f"@{tmp_path / 'missing.json'}")
+
+
+# --- round four (issue 32): resolved paths, one run at a time, settings files that hold what they say ---------
+
+
+def test_a_folder_reached_through_a_missing_folder_is_the_same_folder(tmp_path, monkeypatch):
+    """``results/y/../shared1`` is ``results/shared1`` once Snakemake creates ``results/y``: another config's run
+    there is refused, where the guard used to look through the missing folder, find nothing, and let the run
+    write into the other run's folder (issue 32, case 2)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.yaml").write_text("{}")
+    (tmp_path / "b.yaml").write_text("{}")
+    claim_run_folder(Path("results/shared1"), ["a.yaml"])
+    with pytest.raises(ConfigError, match=r"holds the run of a\.yaml, not of b\.yaml"):
+        check_run_folder(Path("results/y/../shared1"), ["b.yaml"])
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "results" / "link").symlink_to(tmp_path / "results" / "shared1")
+    with pytest.raises(ConfigError, match="holds the run of"):
+        check_run_folder(Path("results/link"), ["b.yaml"])
+    check_run_folder(Path("results/y/../shared1"), ["a.yaml"])
+
+
+def test_one_config_from_two_working_directories_is_one_run_and_another_is_named_truly(tmp_path, monkeypatch):
+    """With an absolute outdir, the same config run from another working directory is the same run; another
+    config is refused naming the first config as it is found from here (absolute), not as a path relative to
+    the first working directory, which names another file or none (issue 32, case 9)."""
+    first, second, outdir = tmp_path / "first", tmp_path / "second", tmp_path / "scratch" / "run"
+    for folder in (first, second):
+        folder.mkdir()
+        (folder / "sweep.yaml").write_text("{}")
+    monkeypatch.chdir(first)
+    claim_run_folder(outdir, ["sweep.yaml"])
+    monkeypatch.chdir(second)
+    check_run_folder(outdir, [first / "sweep.yaml"])
+    with pytest.raises(ConfigError) as refused:
+        check_run_folder(outdir, ["sweep.yaml"])
+    assert f"holds the run of {first / 'sweep.yaml'}, not of sweep.yaml" in str(refused.value)
+
+
+def test_a_run_folder_is_held_by_one_run_at_a_time(tmp_path):
+    """The second run of one folder (one config started from two working directories, whose Snakemake locks
+    differ) is refused in one line naming the first run, before it runs or deletes anything; the lock goes with
+    the process that held it (issue 32, case 6)."""
+    from circuitsweep.io.run_folder import LOCK_FILE, lock_run_folder, release_run_folder
+
+    root = tmp_path / "run"
+    assert lock_run_folder(root) == root.resolve() / LOCK_FILE
+    assert lock_run_folder(root) == root.resolve() / LOCK_FILE  # this process holds it already
+    second = [
+        sys.executable,
+        "-c",
+        f"from circuitsweep.io.run_folder import lock_run_folder; lock_run_folder({str(root)!r})",
+    ]
+    refused = subprocess.run(second, capture_output=True, text=True, env=job_env(), timeout=120, cwd=tmp_path)
+    assert refused.returncode != 0
+    assert f"{root} is in use by another run (pid {os.getpid()} on" in refused.stderr
+    release_run_folder(root)
+    taken = subprocess.run(second, capture_output=True, text=True, env=job_env(), timeout=120, cwd=tmp_path)
+    assert taken.returncode == 0, taken.stderr
+
+
+@pytest.mark.parametrize("broken", ["outdir is a file", "run.json is a folder"])
+def test_a_run_folder_of_the_wrong_kind_is_one_line(tmp_path, broken):
+    """An outdir that is a file, or a run record that is a folder, is a ConfigError naming it (issue 32, case 14)."""
+    root = tmp_path / "run"
+    if broken == "outdir is a file":
+        root.write_text("x")
+    else:
+        (root / IDENTITY_FILE).mkdir(parents=True)
+    with pytest.raises(ConfigError, match="is a file, not a folder" if "outdir" in broken else "is not a file"):
+        claim_run_folder(root, [tmp_path / "c.yaml"])
+
+
+def test_check_config_refuses_a_blank_outdir_as_the_run_does(tmp_path):
+    """`outdir: "   "` is refused by check-config, as by the workflow (issue 32, case 9)."""
+    import contextlib
+    import io
+
+    from circuitsweep import cli
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**config, "outdir": "   "}))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = cli.main(["check-config", str(tmp_path / "c.yaml"), "--root", str(REPO)])
+    assert code == 3 and "outdir: '   ' is not a folder path" in err.getvalue()
+
+
+def test_a_settings_file_holds_what_its_name_says(tmp_path):
+    """A settings file edited by hand (``induction_onset_heads 1 -> 99``) or replaced by a list is rewritten when
+    the run is planned, and refused in one line by a job that reads it meanwhile; a folder in its place is named
+    (issue 32, cases 3 and 14)."""
+    from circuitsweep.cli import _json
+    from circuitsweep.io.settings_files import settings_name, write_settings_file
+
+    text = '{"m":{"induction_onset_heads":1}}'
+    path = tmp_path / "settings" / f"{settings_name('head_tables', text)}.json"
+    assert write_settings_file(path, text) and not write_settings_file(path, text)
+    assert _json(f"@{path}") == {"m": {"induction_onset_heads": 1}}
+    for edit in ('{"m":{"induction_onset_heads":99}}', "[1]"):
+        path.write_text(edit)
+        with pytest.raises(argparse.ArgumentTypeError, match="was changed after the workflow wrote it"):
+            _json(f"@{path}")
+        assert write_settings_file(path, text) and path.read_text() == text
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(ConfigError, match="is a folder"):
+        write_settings_file(path, text)
+
+
+def test_a_failed_run_on_a_full_disk_says_so(tmp_path, monkeypatch):
+    """When the disk under the run folder is (nearly) full, the failed run says "disk full" and the folder: the
+    failing job's own log, on that disk, is often empty (issue 32, case 7)."""
+    import shutil
+    from collections import namedtuple
+
+    from circuitsweep.io.run_folder import disk_full_note
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 10**12 - 4096, 4096))
+    note = disk_full_note(tmp_path / "results" / "run")
+    assert note is not None and "disk full" in note and str(tmp_path / "results" / "run") in note
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 10**11, 9 * 10**11))
+    assert disk_full_note(tmp_path / "results" / "run") is None
+    assert "disk_full_note(PATHS.root)" in (REPO / "workflow" / "rules" / "common.smk").read_text()
+
+
+def test_a_settings_file_replaced_by_a_folder_stops_planning_in_one_line(tmp_path, monkeypatch):
+    """Planning (the Snakefile's and check-config's) names a settings file that became a folder, before any
+    job's params try to rewrite it (issue 32, case 14)."""
+    from circuitsweep.plan.sweep import plan_run
+
+    monkeypatch.chdir(tmp_path)
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "results" / "toy" / "settings" / "head_tables-0123456789abcdef.json").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"head_tables-0123456789abcdef\.json is not a file"):
+        plan_run(config, ["c.yaml"], REPO, keep_hashes=False)
+
+
+def test_a_config_error_through_snakemake_is_the_one_message_of_check_config(tmp_path, monkeypatch):
+    """A misspelled key run through snakemake prints check-config's message, exits 3 and shows no traceback; a
+    config copied from one whose run folder exists reports its own typo first, and once fixed the refusal of the
+    other config's folder says how to name the new run."""
+    toy = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    original = tmp_path / "original.yaml"
+    original.write_text(yaml.safe_dump(toy))
+    copy = tmp_path / "copy.yaml"
+    copy.write_text(yaml.safe_dump({**toy, "thresholds": {**toy["thresholds"], "class_selectivty": 9}}))
+
+    def dry(config: Path) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", str(tmp_path / "w"), "-n", "--cores", "1"]
+        return subprocess.run([*command, "--configfile", str(config)], capture_output=True, text=True,
+                              env=job_env(), timeout=300, check=False)  # fmt: skip
+
+    (tmp_path / "w").mkdir()
+    monkeypatch.chdir(tmp_path / "w")
+    claim_run_folder(Path("results/toy"), [original])  # the original's run, as the workflow claims it
+    typo = dry(copy)
+    checked = subprocess.run([sys.executable, "-m", "circuitsweep", "check-config", str(copy), "--root", str(REPO)],
+                             capture_output=True, text=True, env=job_env(), timeout=120, check=False)  # fmt: skip
+    assert typo.returncode == checked.returncode == 3
+    message = checked.stderr.strip().split("error: ", 1)[1]
+    assert "class_selectivty" in message and f"circuitsweep: error: {message}" in typo.stderr
+    assert "Traceback" not in typo.stderr and 'File "' not in typo.stderr and "holds the run of" not in typo.stderr
+    copy.write_text(yaml.safe_dump(toy))
+    refused = dry(copy)
+    assert refused.returncode == 3 and "Traceback" not in refused.stderr
+    line = next(line for line in refused.stderr.splitlines() if "holds the run of" in line)
+    assert line.startswith("circuitsweep: error: results/toy holds the run of") and "`run: my-run`" in line
+    assert "`outdir: " in line and not (tmp_path / "w" / "results" / "toy" / "cache").exists()

@@ -16,11 +16,11 @@ import pytest
 import yaml
 from runenv import SNAKEFILE, job_env, run_paths
 
+from circuitsweep.checkpoints.revisions import MANIFEST_FORMAT, Revision
 from circuitsweep.errors import ConfigError
-from circuitsweep.names import SAFE_NAME_PATTERN, check_name, is_safe_name
-from circuitsweep.plan import plan_sweep
-from circuitsweep.retry import EXIT_DETERMINISTIC
-from circuitsweep.revisions import MANIFEST_FORMAT, Revision
+from circuitsweep.io.names import SAFE_NAME_PATTERN, check_name, is_safe_name
+from circuitsweep.plan.retry import EXIT_DETERMINISTIC
+from circuitsweep.plan.sweep import plan_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 UNSAFE = ["..", ".", "a/b", "a\\b", "step1\n", "step\x001", "-step1", ""]

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from circuitsweep import resources as R
-from circuitsweep import scheduling as S
-from circuitsweep.config import study_defaults
+from circuitsweep.config.load import study_defaults
 from circuitsweep.errors import CacheError, ConfigError
+from circuitsweep.plan import resources as R
+from circuitsweep.plan import scheduling as S
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,8 +51,12 @@ def test_submission_count_of_a_full_scale_sweep():
         S.blocks(slots), models=3, toy_models=0, primitive_models=3, downloads="local", ablation=True
     )
     assert counts["groups"] == 13 + 121 + 21
-    # per model: classify, heatmap, trajectories, spectral ranking and figure, final ablation; then 5 + 3 final
-    assert counts["total"] == counts["groups"] + 18 + 8 and counts["total"] * 8 <= counts["revisions"]
+    # per model: classify, heatmap, trajectories, spectral ranking and figure, final ablation; then
+    # head_tables, plot_emergence, sweep_overhead, spectral_table, findings, table_pages, final_ablation_table
+    # and the three primitive jobs
+    assert counts["total"] == counts["groups"] + 18 + 10 and counts["total"] * 8 <= counts["revisions"]
+    with_batch = S.cluster_submissions(S.blocks(slots), 3, 0, 3, "local", ablation=True, natural_batches=1)
+    assert with_batch["total"] == counts["total"] + 1
     line = S.describe_submissions(counts, 24, 12)
     assert f"submits {counts['total']} jobs for 1844 revisions" in line
 
@@ -77,22 +81,28 @@ def test_measurement_sizes_follow_model_size_dtype_and_attempt():
     """Bigger models ask for more memory and time; a retry for twice both; a CPU run for no GPU."""
     full = yaml.safe_load((REPO / "config" / "full.yaml").read_text())["models"]
     probes = study_defaults("probes")
-    pythia = R.measure_size(full["pythia-1b"], "float32", probes, "cuda")
-    olmoe = R.measure_size(full["olmoe-1b-7b"], "float16", probes, "cuda")
+    from circuitsweep.plan import costs
+
+    def size(entry: dict, dtype: str, device: str) -> R.JobSize:
+        shape = R.planning_model_config(entry)
+        return R.measure_size(shape, dtype, probes, device, costs.revision_work(probes, None, shape))
+
+    pythia = size(full["pythia-1b"], "float32", "cuda")
+    olmoe = size(full["olmoe-1b-7b"], "float16", "cuda")
     assert 5_000 < pythia.mem_mb < 10_000 and 14_000 < olmoe.mem_mb < 20_000
-    assert pythia.gpu == olmoe.gpu == 1 and pythia.runtime < olmoe.runtime
+    assert pythia.gpu == olmoe.gpu == 1 and pythia.runtime <= olmoe.runtime  # both at least MIN_RUNTIME_MIN
     # a retry asks for twice the memory and time, the same GPUs
     assert olmoe.scaled(2) == R.JobSize(2 * olmoe.mem_mb, 2 * olmoe.runtime, 1)
     # toy models: sized from their own shape, small; on the CPU no GPU
-    toy = R.measure_size({"architecture": "GPTNeoXForCausalLM", "source": {"type": "toy"}}, "float32", probes, "cpu")
+    toy = size({"architecture": "GPTNeoXForCausalLM", "source": {"type": "toy"}}, "float32", "cpu")
     assert toy.gpu == 0 and toy.mem_mb < 3000
     # a Hub model without `shape` is sized as the study's largest before its snapshot exists
-    assert R.measure_size({"source": {"type": "hub"}}, "float16", probes, "cuda") == olmoe
+    assert size({"source": {"type": "hub"}}, "float16", "cuda") == olmoe
     assert R.small_size("classify_heads").as_resources() == {"mem_mb": 4000, "runtime": 30}
 
 
 def test_prefetch_refuses_models_that_would_not_read_the_shared_cache(tmp_path):
-    from circuitsweep.prefetch import prefetch
+    from circuitsweep.plan.prefetch import prefetch
 
     config = tmp_path / "c.yaml"
     config.write_text(

@@ -9,12 +9,12 @@ import pytest
 import torch
 from models import ARCHITECTURES, tiny_model
 
-from circuitsweep import contracts as C
+from circuitsweep.config.probes import LOCAL_OFFSETS
 from circuitsweep.heads.attention_hook import register
 from circuitsweep.heads.measure import ProbeSettings, head_statistics
-from circuitsweep.heads.probe_settings import LOCAL_OFFSETS
 from circuitsweep.heads.probes import random_batch, repeated_batch, run_induction_probe
 from circuitsweep.heads.scores import head_scores, loss_halves
+from circuitsweep.io import contracts as C
 
 PROBES = ProbeSettings.from_dict(
     {

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from circuitsweep import sizing
 from circuitsweep.checkpoints.hub import Snapshot
-from circuitsweep.config import study_defaults
+from circuitsweep.config.load import study_defaults
+from circuitsweep.config.probes import ProbeSettings
 from circuitsweep.errors import ConfigError
-from circuitsweep.heads.probe_settings import ProbeSettings
 from circuitsweep.heads.stage import RevisionJob, check_job_size, measure_heads
-from circuitsweep.plan import plan_sweep
+from circuitsweep.plan import sizing
+from circuitsweep.plan.sweep import plan_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 TOY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -84,7 +84,7 @@ def pythia_with(probes: dict) -> dict:
 
 @pytest.mark.parametrize(
     "probes",
-    [{"induction": {"n_sequences": 10**12}}, {"random": {"seq_len": 1048576}}, {"repeated": {"seq_len": 1048576}}],
+    [{"induction": {"n_sequences": 2 * 10**9}}, {"random": {"seq_len": 1048576}}, {"repeated": {"seq_len": 1048576}}],
 )
 def test_absurd_probe_sizes_are_refused_at_planning_even_for_hub_models(probes):
     """Without the model's config, the model-free part of the estimate already refuses these, with the estimate."""

@@ -195,16 +195,20 @@ def _dry_run(tmp_path: Path, profile: Path, config: Path, *args: str) -> tuple[d
 
 
 def _expected_sizes(config: Path, rule: str, attempt: int = 1, device: str = "cuda") -> dict[str, str]:
-    """What circuitsweep.resources asks for a toy job of ``rule`` (toy models only)."""
-    from circuitsweep.config import load_config, resolve_config
-    from circuitsweep.resources import measure_size, small_size
+    """What circuitsweep.plan.resources asks for a toy job of ``rule`` (toy models only)."""
+    from circuitsweep.config.load import load_config
+    from circuitsweep.plan import costs
+    from circuitsweep.plan.resources import measure_size, small_size
+    from circuitsweep.plan.sweep import plan_sweep
 
     if rule not in GPU_RULES:
         size = small_size(rule)
     else:
-        raw = load_config(config)
-        name, model = next(iter(resolve_config(raw).items()))
-        size = measure_size(raw["models"][name], model.dtype, model.probes.to_dict(), device)
+        plan = plan_sweep(load_config(config), REPO_ROOT)
+        name, model = next(iter(plan.models.items()))
+        shape = costs.model_shape(plan, name).config
+        work = costs.revision_job_work(plan, name, plan.revisions[name][0].name, shape, rule == "measure_revision")
+        size = measure_size(shape, model.dtype, model.probes.to_dict(), device, work)
     return {k: str(v) for k, v in size.scaled(attempt).as_resources().items()}
 
 
@@ -254,14 +258,14 @@ def test_snakemake_applies_workstation_profile(tmp_path, rules, toy_config):
 # --- a real SLURM submission ------------------------------------------------------------
 
 # Two of the workflow's rule names, sized as the workflow sizes them (from
-# circuitsweep.resources, times the attempt); every job records where it ran.
+# circuitsweep.plan.resources, times the attempt); every job records where it ran.
 # measure_heads asks for a GPU and fails on its first attempt, so SLURM sees it twice.
 # check_config fails deterministically (a bad config: exit 3), sized as common.smk sizes
-# jobs after such a failure (circuitsweep.retry), so SLURM sees three attempts of one size.
+# jobs after such a failure (circuitsweep.plan.retry), so SLURM sees three attempts of one size.
 SLURM_SNAKEFILE = """
 import json, os, socket
-from circuitsweep.resources import JobSize
-from circuitsweep.retry import attempt_resource, job_log, sizing_attempt
+from circuitsweep.plan.resources import JobSize
+from circuitsweep.plan.retry import attempt_resource, job_log, sizing_attempt
 
 SIZE = JobSize(mem_mb=300, runtime=2, gpu=1)
 

@@ -45,8 +45,8 @@ from slurm_cluster import (
     write_toy_config,
 )
 
-from circuitsweep.contracts import Paths
-from circuitsweep.run_folder import run_root
+from circuitsweep.io.contracts import Paths
+from circuitsweep.io.run_folder import run_root
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(1800)]
 
@@ -113,7 +113,7 @@ def _test_cluster_extras(cluster: SlurmCluster) -> dict:
 
 
 def _small_mem(rule: str) -> str:
-    from circuitsweep.resources import small_size
+    from circuitsweep.plan.resources import small_size
 
     return f"{small_size(rule).mem_mb}M"
 

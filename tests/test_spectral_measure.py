@@ -7,13 +7,13 @@ import pytest
 import torch
 from models import ARCHITECTURES, ENCODERS, one_torch_thread, tiny_model
 
-from circuitsweep import contracts as C
 from circuitsweep.api import study_probes
 from circuitsweep.heads.attention_hook import register
 from circuitsweep.heads.measure import head_statistics
 from circuitsweep.heads.participation import participation_ratio, projections
 from circuitsweep.heads.probes import run_induction_probe
 from circuitsweep.heads.scores import head_scores
+from circuitsweep.io import contracts as C
 
 
 def numpy_pr(x: np.ndarray) -> float:
@@ -99,8 +99,8 @@ def test_spectral_sequences_are_capped_by_the_induction_probe() -> None:
 def test_caches_measured_without_the_spectral_phase_are_refused(tmp_path) -> None:
     """A score cache of the previous layout (no spectral settings, cache schema 2) does not belong to a run of
     this version: reading it says "delete it and rerun" instead of mixing a cache without PR into the ranking."""
-    from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, verify_metadata
     from circuitsweep.errors import CacheError
+    from circuitsweep.io.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, verify_metadata
 
     probes = study_probes().to_dict()
     old = {k: v for k, v in probes.items() if k != "spectral"}
@@ -108,14 +108,40 @@ def test_caches_measured_without_the_spectral_phase_are_refused(tmp_path) -> Non
     with pytest.raises(CacheError, match="delete it and rerun"):
         verify_metadata(tmp_path / "heads.parquet", {"probes": old, SCHEMA_KEY: 2}, {"probes": probes})
     with pytest.raises(CacheError, match=f"{SCHEMA_KEY} is 2, expected {CACHE_SCHEMA_VERSION}"):
-        verify_metadata(tmp_path / "heads.parquet", {"probes": probes, SCHEMA_KEY: 2}, {SCHEMA_KEY: 3})
+        verify_metadata(
+            tmp_path / "heads.parquet", {"probes": probes, SCHEMA_KEY: 2}, {SCHEMA_KEY: CACHE_SCHEMA_VERSION}
+        )
 
 
 def test_job_size_counts_the_captured_rows() -> None:
     """The memory estimate holds the PR capture on the host: float32 [n, hidden] per layer."""
-    from circuitsweep.sizing import estimate_heads_memory
+    from circuitsweep.plan.sizing import estimate_heads_memory
 
     model = {"hidden_size": 2048, "num_attention_heads": 16, "num_hidden_layers": 16, "vocab_size": 50304}
     estimate = estimate_heads_memory(study_probes().to_dict(), model, "float16")
     assert estimate.parts["spectral"] == 4 * 500 * 16 * 2048
     assert "spectral" in estimate.on_host().parts and "spectral" not in estimate.on_device().parts
+
+
+def test_nan_weights_are_refused_in_one_line_before_the_svd() -> None:
+    """A checkpoint with NaN weights is a DataError naming the head, not torch's LinAlgError from svdvals
+    (a regression of round four, issue 32 case 10)."""
+    from circuitsweep.errors import DataError
+
+    probes = study_probes(
+        token_range=[2, 64],
+        batch_size=8,
+        induction={"n_sequences": 8, "seq_len": 32, "min_first_position": 4, "n_baseline": 8},
+        repeated={"n_sequences": 4, "seq_len": 16},
+        random={"n_sequences": 4, "seq_len": 16},
+        spectral={"n_sequences": 8},
+    )
+    with one_torch_thread():
+        model = tiny_model("GPTNeoXForCausalLM", register(), layers=2)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.fill_(float("nan"))
+        with pytest.raises(DataError, match=r"non-finite values .* at index \[0, 0\]"):
+            head_statistics(model, probes, None, torch.device("cpu"), progress=False)
+    with pytest.raises(DataError, match="non-finite"):
+        participation_ratio(torch.tensor([[1.0, float("nan")], [0.0, 1.0]]))

@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 
 import circuitsweep as cs
-from circuitsweep import contracts as C
 from circuitsweep.errors import DataError
 from circuitsweep.heads.spectral import model_spectral
+from circuitsweep.io import contracts as C
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -69,6 +69,28 @@ def test_zero_token_revisions_are_left_out_of_the_integral_and_counted() -> None
     assert ranking.row(1, named=True)["integral"] == pytest.approx(0.5 * 0.5 * np.log(10.0))
 
 
+def test_a_multi_model_table_is_ranked_per_model_in_rank_order() -> None:
+    """A sweep's heads table (several models, each with its own revisions) is ranked model by model; rows come
+    in rank order, with the model; a model's ragged trajectory is named with the model."""
+
+    def rows(model: str, tokens: list[int], prs: dict[int, list[float]]) -> list[dict]:
+        return [{"model": model, "layer": 0, "head": head, "step": t, "tokens": t, "pr": pr}
+                for head, values in prs.items() for t, pr in zip(tokens, values, strict=True)]  # fmt: skip
+
+    frame = pl.DataFrame(
+        rows("a", [10, 100], {0: [1.0, 1.5], 1: [3.0, 9.0]})
+        + rows("b", [5, 50, 500], {0: [4.0, 4.0, 4.0], 1: [1.0] * 3})
+    )
+    ranking = cs.spectral_ranking(frame)
+    assert ranking.columns[0] == "model" and ranking["model"].to_list() == ["a", "a", "b", "b"]
+    assert ranking["head"].to_list() == [1, 0, 0, 1] and ranking["rank"].to_list() == [1, 2, 1, 2]
+    assert ranking["n_revisions"].to_list() == [2, 2, 3, 3]
+    single = cs.spectral_ranking(frame.filter(pl.col("model") == "a").drop("model"))
+    assert single["rank"].to_list() == [1, 2] and single["head"].to_list() == [1, 0]
+    with pytest.raises(DataError, match="^b: .*exactly one PR"):
+        cs.spectral_ranking(frame.filter(~((pl.col("model") == "b") & (pl.col("tokens") == 5) & (pl.col("head") == 1))))
+
+
 def test_ranking_refuses_missing_or_ragged_trajectories() -> None:
     """A head without a PR at some revision (null PR, or a missing row) is an error naming it, never a rank."""
     frame = pl.DataFrame({"layer": [0, 0], "head": [0, 0], "tokens": [1, 2], "pr": [2.0, None]})
@@ -110,7 +132,7 @@ def test_spectral_files_from_classified_heads(tmp_path: Path) -> None:
     or one made before the pr column existed, is refused with "delete it and rerun"."""
     from circuitsweep.errors import CacheError
     from circuitsweep.heads.spectral import spectral_table, write_model_spectral
-    from circuitsweep.table_io import read_table, write_table
+    from circuitsweep.io.tables import read_table, write_table
 
     data = study("olmo")
     rows = trajectory_rows(data).with_columns(
@@ -132,3 +154,27 @@ def test_spectral_files_from_classified_heads(tmp_path: Path) -> None:
     write_table(paths.model_heads("old"), rows.drop("pr"), {"model": "old", "thresholds": {"induction_circuit": 50}})
     with pytest.raises(CacheError, match="no pr column"):
         write_model_spectral(paths.model_heads("old"), "old", tmp_path / "y.parquet")
+
+
+@pytest.mark.parametrize("steps", [(5,), (0, 5)], ids=["one revision", "step 0 and one more"])
+def test_too_few_revisions_with_tokens_rank_no_head_and_say_so(steps) -> None:
+    """A sweep of one revision (or of step 0 and one more) has no integral: every rank and integral is null, the
+    table's note says why, and the final-revision ablation's spectral_top rows ablate nothing and carry that
+    note, where the heads used to be ranked in head order with integral 0 (issue 32, case 4)."""
+    from circuitsweep.heads.final_ablation import final_conditions
+
+    rows = [
+        {"revision": f"step{s}", "step": s, "tokens": s * 10, "layer": layer, "head": head, "pr": 1.0 + head,
+         "class": "none", "sel_induction": 1.0}
+        for s in steps for layer in range(2) for head in range(2)
+    ]  # fmt: skip
+    table = model_spectral(pl.DataFrame(rows), "m", 50.0)
+    assert table["rank"].null_count() == table["integral"].null_count() == table.height == 4
+    assert set(table["note"]) == {
+        "not ranked: the participation-ratio integral needs at least 2 revisions with tokens > 0, this sweep has 1"
+    }
+    final = pl.DataFrame(rows).filter(pl.col("step") == steps[-1])
+    conditions = final_conditions(table, final, 50.0, 2, [6, 2], draws=2, seed=0)
+    spectral = [c for c in conditions if c.name.startswith("spectral")]
+    assert [(c.name, c.k, c.heads) for c in spectral] == [("spectral_top", 6, ()), ("spectral_top", 2, ())]
+    assert all(c.note == table["note"][0] for c in spectral)

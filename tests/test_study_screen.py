@@ -22,8 +22,8 @@ import polars as pl
 import pytest
 
 import circuitsweep as cs
-from circuitsweep import contracts as C
 from circuitsweep.errors import ConfigError
+from circuitsweep.io import contracts as C
 
 FIXTURE = Path(__file__).parent / "fixtures" / "xu2026_final_selectivities.json"
 MODELS = ("pythia-160m", "pythia-410m", "pythia-1b", "olmoe-1b-7b", "olmo-1b")
@@ -124,18 +124,36 @@ def test_classify_heads_without_sink_scores_and_with_custom_thresholds():
     assert lower["induction_member"].to_list() == [True, True]
 
 
-def test_classify_heads_names_a_missing_column():
-    """A frame without a selectivity column is a one-line ConfigError naming it."""
-    frame = pl.DataFrame({"layer": [0], "head": [0]} | {c: [1.0] for c in C.SELECTIVITY_COLUMNS if c != "sel_self"})
-    with pytest.raises(ConfigError, match="sel_self"):
-        cs.classify_heads(frame)
+def test_classify_heads_classifies_among_the_columns_present():
+    """A published table with only some ``sel_*`` columns is classified among those present: a warning names the
+    missing ones, ``class_among`` lists the targets compared, a screen whose column is missing is null (the circuit
+    then null unless the other screen holds); a frame with none of them is a one-line error naming them."""
+    frame = pl.DataFrame({"layer": [0, 0, 1], "head": [0, 1, 0], "sel_first": [90.0, 10.0, 1.0],
+                          "sel_induction": [40.0, 60.0, 1.0]})  # fmt: skip
+    with pytest.warns(UserWarning, match="no sel_duplicate, sel_previous, sel_self, sel_local"):
+        heads = cs.classify_heads(frame)
+    assert heads.columns == [*frame.columns, *C.CLASS_COLUMNS, "class_among"]
+    assert heads["class"].to_list() == ["first", "induction", "none"]
+    assert heads["class_among"].unique().to_list() == ["first, induction"]
+    assert heads["induction_member"].to_list() == [False, True, False]
+    assert heads["previous_member"].null_count() == 3
+    assert heads["in_circuit"].to_list() == [None, True, None]
+    without_induction = frame.drop("sel_induction")
+    with pytest.warns(UserWarning, match="sel_induction"):
+        only_first = cs.classify_heads(without_induction)
+    assert only_first["class"].to_list() == ["first", "none", "none"]
+    assert only_first["induction_member"].null_count() == 3 and only_first["induction_selective"].null_count() == 3
+    with pytest.raises(ConfigError, match="sel_first"):
+        cs.classify_heads(frame.select("layer", "head"))
+    with pytest.raises(ConfigError, match="head"):
+        cs.classify_heads(frame.drop("head"))
 
 
 def test_classify_heads_imports_no_torch():
     """Classifying published numbers loads no torch (the notebook use without a model)."""
     code = (
         "import sys, polars as pl, circuitsweep as cs\n"
-        "from circuitsweep import contracts as C\n"
+        "from circuitsweep.io import contracts as C\n"
         "frame = pl.DataFrame({'layer': [0], 'head': [0]} | {c: [60.0] for c in C.SELECTIVITY_COLUMNS})\n"
         "assert cs.classify_heads(frame)['induction_member'].item()\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from runenv import job_env
 
-from circuitsweep import revisions as R
-from circuitsweep.config import load_config
+from circuitsweep.checkpoints import revisions as R
+from circuitsweep.config.load import load_config
 from circuitsweep.errors import ConfigError
-from circuitsweep.plan import manifest_path, plan_sweep
+from circuitsweep.heads import jobs as heads_jobs
+from circuitsweep.plan.sweep import manifest_path, plan_sweep
+from circuitsweep.primitives import jobs as primitive_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY_BRANCHES = ["step1", "step4", "step16", "step64", "step256", "step512", "step3000", "step10000"]
@@ -46,10 +48,10 @@ def test_paper_config_sweeps_the_studys_anchors():
         assert len(revisions) == 11 and [r.name for r in revisions[-2:]] == [last_branch, "main"], name
         assert revisions[-1].tokens == main_tokens and revisions[-1].tokens > revisions[-2].tokens
         assert sorted(revisions, key=lambda r: (r.tokens, r.step))[-1].name == "main"  # the emergence order too
-    assert plan.natural_batches() == {"gpt-neox-20b": ("pythia-1b", "step1")}
-    assert {plan.natural_batch_of(m) for m in plan.models} == {"gpt-neox-20b"}
+    assert heads_jobs.natural_batches(plan) == {"gpt-neox-20b": ("pythia-1b", "step1")}
+    assert {heads_jobs.natural_batch_of(plan, m) for m in plan.models} == {"gpt-neox-20b"}
     assert {m.probes.natural_text.special_tokens for m in plan.models.values()} == {"default"}
-    assert plan.primitive_models() == [] and plan.ablation is not None
+    assert primitive_jobs.primitive_models(plan) == [] and plan.ablation is not None
 
 
 def test_check_config_shows_the_paper_plan():
@@ -109,7 +111,7 @@ def test_primitive_study_config_names_its_gated_repositories():
         "meta-llama/Llama-3.2-1B-Instruct",
     }
     assert all([(r.name, r.step, r.tokens) for r in revs] == [("main", 0, 0)] for revs in plan.revisions.values())
-    assert plan.primitive_models() == list(plan.models)
+    assert primitive_jobs.primitive_models(plan) == list(plan.models)
 
 
 @pytest.mark.parametrize("config", SWEEP_CONFIGS)
@@ -123,5 +125,7 @@ def test_sweep_config_dry_runs(config, tmp_path):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, re.M))
     measured = int(counts.get("measure_heads", 0)) + int(counts.get("measure_revision", 0))
     assert measured == sum(len(r) for r in plan.revisions.values())
-    with_primitives = sum(len(plan.primitive_revisions(m)) for m in plan.primitive_models())
+    with_primitives = sum(
+        len(primitive_jobs.primitive_revisions(plan, m)) for m in primitive_jobs.primitive_models(plan)
+    )
     assert int(counts.get("measure_revision", 0)) == with_primitives

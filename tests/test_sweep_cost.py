@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,11 @@ import yaml
 from runenv import job_env
 
 import circuitsweep as cs
-from circuitsweep.config import load_config
-from circuitsweep.plan import plan_sweep
-from circuitsweep.sweep_cost import GB, describe_cost, snapshot_bytes, sweep_cost
+from circuitsweep.config.load import load_config
+from circuitsweep.plan import costs
+from circuitsweep.plan.costs import GB, Pending, describe_cost, published_bytes, sweep_cost
+from circuitsweep.plan.resources import planning_model_config
+from circuitsweep.plan.sweep import plan_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 FULL = yaml.safe_load((REPO / "config" / "full.yaml").read_text())
@@ -23,8 +26,8 @@ FULL = yaml.safe_load((REPO / "config" / "full.yaml").read_text())
 PUBLISHED_GB = {"pythia-1b": 2.0, "olmo-1b-0724": 4.7, "olmoe-1b-7b": 13.8}
 
 
-def check_config(path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "circuitsweep", "check-config", str(path), "--root", str(REPO)],
+def check_config(path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "circuitsweep", "check-config", str(path), "--root", str(REPO), *args],
                           capture_output=True, text=True, env=job_env(), timeout=120, check=False)  # fmt: skip
 
 
@@ -32,35 +35,124 @@ def check_config(path: Path) -> subprocess.CompletedProcess:
 def test_a_revision_is_sized_as_its_published_weights(model):
     """The declared shape and published dtype give the size of the weight files a revision downloads (within 5%)."""
     entry = FULL["models"][model]
-    assert snapshot_bytes(entry, entry["dtype"]) / GB == pytest.approx(PUBLISHED_GB[model], rel=0.05)
+    assert published_bytes(planning_model_config(entry), entry["dtype"]) / GB == pytest.approx(
+        PUBLISHED_GB[model], rel=0.05
+    )
 
 
 def test_cost_counts_only_hub_revisions_still_to_measure():
     """Download sums the pending Hub revisions; peak disk is the snapshots_on_disk largest; a toy downloads nothing."""
     plan = plan_sweep(FULL, REPO)
-    pending = {"pythia-1b": ["step1", "step2"], "olmoe-1b-7b": ["step5000-tokens20B"]}
-    cost = plan.cost(FULL["models"], pending, snapshots_on_disk=2)
-    pythia = snapshot_bytes(FULL["models"]["pythia-1b"], "float32")
-    olmoe = snapshot_bytes(FULL["models"]["olmoe-1b-7b"], "float16")
+    pending = Pending({"pythia-1b": ["step1", "step2"], "olmoe-1b-7b": ["step5000-tokens20B"]})
+    cost = sweep_cost(plan, pending, snapshots_on_disk=2, gpu_present=True)
+    pythia = published_bytes(planning_model_config(FULL["models"]["pythia-1b"]), "float32")
+    olmoe = published_bytes(planning_model_config(FULL["models"]["olmoe-1b-7b"]), "float16")
     assert cost.revisions == 3 and cost.download_bytes == 2 * pythia + olmoe
     assert cost.peak_disk_bytes == olmoe + pythia
     toy = load_config(REPO / "config" / "config.yaml")
-    toy_plan = plan_sweep(toy, REPO)
-    toy_cost = toy_plan.cost(toy["models"], {"toy-gptneox": ["step0"]}, snapshots_on_disk=2)
-    assert toy_cost.download_bytes == 0 and toy_cost.peak_disk_bytes == 0 and toy_cost.hours > 0
+    toy_cost = sweep_cost(plan_sweep(toy, REPO), Pending({"toy-gptneox": ["step0"]}), 2, gpu_present=True)
+    assert toy_cost.download_bytes == 0 and toy_cost.peak_disk_bytes == 0 and toy_cost.total_hours > 0
 
 
-def test_without_a_gpu_the_line_gives_both_cpu_and_gpu_hours():
-    """device: auto on a machine without a GPU: hours here on the CPU, and what a GPU would take."""
-    entry = FULL["models"]["pythia-1b"]
-    probes = {"induction": {"n_sequences": 2000, "seq_len": 256}}
-    args = ({"m": entry}, {"m": "float32"}, {"m": probes}, {"m": ["a"] * 10}, 2)
-    auto = sweep_cost(*args, device="auto", gpu_present=False)
-    assert auto.device == "CPU" and auto.gpu_hours is not None and auto.gpu_hours < auto.hours
-    assert "CPU-hours here (no GPU; on one: about" in describe_cost(auto)
-    cuda = sweep_cost(*args, device="cuda", gpu_present=False)
-    assert cuda.device == "GPU" and cuda.gpu_hours is None and cuda.hours == pytest.approx(auto.gpu_hours)
-    assert "GPU-hours" in describe_cost(cuda) and "CPU" not in describe_cost(cuda)
+def test_without_a_gpu_the_line_gives_the_hours_here_and_on_a_gpu():
+    """device: auto on a machine without a GPU: the CPU-hours here and the GPU-hours a machine with one prints,
+    with the same breakdown by pass; device: cuda gives only GPU-hours, device: cpu only CPU-hours."""
+    config = {**FULL, "models": {"pythia-1b": FULL["models"]["pythia-1b"]}}
+    pending = Pending({"pythia-1b": ["step1"] * 10})
+    on_gpu = describe_cost(sweep_cost(plan_sweep(config, REPO), pending, 2, gpu_present=True)).splitlines()
+    auto = describe_cost(sweep_cost(plan_sweep(config, REPO), pending, 2, gpu_present=False)).splitlines()
+    hours = on_gpu[0].rsplit(" about ", 1)[1]
+    assert on_gpu[0].endswith(" GPU-hours") and auto[0].endswith(f" CPU-hours here (no GPU; on one: about {hours})")
+    assert auto[1] == on_gpu[1] and on_gpu[1].startswith("circuitsweep: GPU-hours by pass: load ")
+    cuda = describe_cost(sweep_cost(plan_sweep({**config, "device": "cuda"}, REPO), pending, 2, gpu_present=False))
+    assert cuda.splitlines() == on_gpu and "CPU" not in cuda
+    cpu = describe_cost(sweep_cost(plan_sweep({**config, "device": "cpu"}, REPO), pending, 2, gpu_present=True))
+    assert "CPU-hours" in cpu and "GPU" not in cpu
+
+
+def _gpu_hours(config: dict, **changes) -> float:
+    """The GPU-hours of every revision and final ablation of ``config`` (a machine with a GPU)."""
+    from circuitsweep import revision_stage
+
+    config = {**config, **changes}
+    plan = plan_sweep(config, REPO)
+    pending = Pending({m: [r.name for r in revisions] for m, revisions in plan.revisions.items()},
+                      final_ablations=tuple(plan.models) if plan.ablation is not None else ())  # fmt: skip
+    assert pending.revisions == revision_stage.pending(plan).revisions  # nothing measured (no results here)
+    return sweep_cost(plan, pending, 2, gpu_present=True).total_hours
+
+
+def test_the_estimate_counts_the_ablation_its_draws_and_the_natural_text():
+    """The study's sweep: its per-revision ablation (every condition, each matched draw one more pass) and its
+    final ablation, and the natural-text probe, are hours of the estimate; without them it is smaller."""
+    paper = load_config(REPO / "config" / "paper.yaml")
+    full = _gpu_hours(paper)
+    without_ablation = _gpu_hours(paper, ablation={"enabled": False})
+    fewer_draws = _gpu_hours(paper, ablation={"enabled": True, "random_draws": 1})
+    more_draws = _gpu_hours(paper, ablation={"enabled": True, "random_draws": 20})
+    without_natural = _gpu_hours(paper, probes={})
+    assert without_ablation < fewer_draws < full < more_draws
+    assert full > 3 * without_ablation  # 15 passes over two probes per revision, and the final ablation
+    assert without_natural < full
+    plan = plan_sweep(paper, REPO)
+    parts = sweep_cost(plan, Pending({"pythia-1b": ["step1"]}, final_ablations=("pythia-1b",)), 2, True).hours
+    assert {"load", "head probes", "natural text", "ablation", "final ablation"} <= set(parts)
+
+
+def test_every_bundled_config_sizes_its_own_models():
+    """Every bundled suite (and study) config declares each model's shape: none is sized as OLMoE by default,
+    and its line says so nowhere."""
+    configs = [*sorted((REPO / "config" / "suites").glob("*.yaml")), REPO / "config" / "paper.yaml",
+               REPO / "config" / "full.yaml", REPO / "config" / "primitives-paper.yaml"]  # fmt: skip
+    for path in configs:
+        plan = plan_sweep(load_config(path), REPO)
+        sources = {model: costs.model_shape(plan, model).source for model in plan.models}
+        assert set(sources.values()) == {"shape"}, (path, sources)
+        pending = Pending({m: [r.name for r in revisions] for m, revisions in plan.revisions.items()})
+        assert "sized as" not in describe_cost(sweep_cost(plan, pending, 2, True)), path
+
+
+#: Parameters of each bundled shape as the models' cards and config.json publish them (Pythia: the
+#: GPT-NeoX parameter counts of the Hub checkpoints; the others: their model cards).
+PUBLISHED_PARAMETERS = {
+    "pythia-14m": 14_067_712, "pythia-31m": 30_494_720, "pythia-70m": 70_426_624, "pythia-160m": 162_322_944,
+    "pythia-410m": 405_334_016, "pythia-1b": 1_011_781_632, "pythia-1.4b": 1_414_647_808,
+    "pythia-2.8b": 2_775_208_960, "pythia-6.9b": 6_857_302_016, "pythia-12b": 11_846_072_320,
+    "crfm-gpt2-small-alias": 124_439_808, "olmo2-1b": 1_484_916_736, "tinyllama-1.1b": 1_100_048_384,
+    "smollm2-1.7b": 1_711_376_384, "amber-7b": 6_738_415_616, "qwen2.5-0.5b-instruct": 494_032_768,
+    "gemma-3-1b-it": 999_885_952, "llama-3.2-1b-instruct": 1_235_814_400, "smollm2-360m-instruct": 361_821_120,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("model", sorted(PUBLISHED_PARAMETERS))
+def test_a_bundled_shape_has_the_published_parameter_count(model):
+    """Each bundled shape counts its model's published parameters to within 1% (the downloads and hours scale
+    with it)."""
+    from circuitsweep.plan.sizing import model_params
+
+    entries = {}
+    for path in [*(REPO / "config" / "suites").glob("*.yaml"), REPO / "config" / "primitives-paper.yaml"]:
+        entries.update(yaml.safe_load(path.read_text())["models"])
+    assert model_params(entries[model]["shape"]) == pytest.approx(PUBLISHED_PARAMETERS[model], rel=0.01)
+
+
+def test_a_run_dir_is_sized_by_the_config_json_on_disk(tmp_path):
+    """A training run's checkpoint folders hold their config.json: check-config sizes the sweep from it (not as
+    OLMoE), as the workflow's job requests do."""
+    folder = tmp_path / "run" / "checkpoint-10"
+    folder.mkdir(parents=True)
+    shape = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 128,
+             "intermediate_size": 128, "model_type": "llama"}  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(shape))
+    (folder / "model.safetensors").write_bytes(b"weights")
+    config = {"primitives": {"enabled": False},
+              "models": {"mine": {"architecture": "LlamaForCausalLM", "revisions": "all", "tokens": {"per_step": 8},
+                                  "source": {"type": "run_dir", "path": str(tmp_path / "run")}}}}  # fmt: skip
+    plan = plan_sweep(config, tmp_path)
+    found = costs.model_shape(plan, "mine")
+    assert found.source == "config.json" and found.config["hidden_size"] == 64
+    line = describe_cost(sweep_cost(plan, Pending({"mine": ["checkpoint-10"]}), 2, gpu_present=False))
+    assert "sized as" not in line and "download 0 GB" in line
 
 
 def test_check_config_of_full_prints_download_disk_and_the_partial_manifest():

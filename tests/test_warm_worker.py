@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 
 from circuitsweep import warm_worker
+from circuitsweep.plan.resources import suits
+
+#: The command line's function, as the command line names itself to the worker.
+ENTRY = "circuitsweep.cli:main"
 
 WORKFLOW = Path(__file__).resolve().parents[1] / "workflow"
 
@@ -20,7 +24,7 @@ def _client(folder: Path, *argv: str, cwd: Path, env: dict | None = None) -> sub
     """``python -m circuitsweep argv`` forwarded to the warm worker in ``folder`` (any command, for the test)."""
     code = (
         "import sys; from circuitsweep import warm_worker; "
-        f"code = warm_worker.run_warm(sys.argv[1:], {str(folder)!r}); sys.exit(99 if code is None else code)"
+        f"code = warm_worker.run_warm(sys.argv[1:], {str(folder)!r}, {ENTRY!r}); sys.exit(99 if code is None else code)"
     )
     environment = {**os.environ, "PYTHONPATH": str(WORKFLOW), **(env or {})}
     return subprocess.run(
@@ -98,9 +102,10 @@ def test_killing_the_client_stops_its_job(tmp_path):
     }
     code = (
         "import sys; from circuitsweep import warm_worker; "
-        f"sys.exit(warm_worker.run_warm(sys.argv[1:], {str(folder)!r}) or 0)"
+        f"sys.exit(warm_worker.run_warm(sys.argv[1:], {str(folder)!r}, {ENTRY!r}) or 0)"
     )
     argv = ["measure-revision", "--settings", '{"revision": "r"}', "--snapshot", "s", "--stats", "a", "--scores", "b"]
+    (tmp_path / "s").mkdir()  # the command line is checked before the job runs
     client = subprocess.Popen([sys.executable, "-c", code, *argv], cwd=tmp_path, env={**os.environ, **slow})
 
     def jobs() -> list[str]:
@@ -124,13 +129,13 @@ def test_killing_the_client_stops_its_job(tmp_path):
 
 def test_only_cpu_jobs_fork_from_the_warm_worker(tmp_path):
     """A CUDA or ROCm context cannot be used after fork: device auto forks only where no GPU device node exists."""
-    assert warm_worker.suits("cpu", tmp_path) and warm_worker.suits("auto", tmp_path)
-    assert not warm_worker.suits("cuda", tmp_path)
+    assert suits("cpu", tmp_path) and suits("auto", tmp_path)
+    assert not suits("cuda", tmp_path)
     (tmp_path / "nvidia0").touch()
-    assert not warm_worker.suits("auto", tmp_path) and warm_worker.suits("cpu", tmp_path)
+    assert not suits("auto", tmp_path) and suits("cpu", tmp_path)
     (tmp_path / "nvidia0").unlink()
     (tmp_path / "kfd").touch()
-    assert not warm_worker.suits("auto", tmp_path)
+    assert not suits("auto", tmp_path)
 
 
 def test_a_socket_folder_others_can_write_is_refused(tmp_path):
@@ -162,7 +167,8 @@ def test_a_stopped_server_does_not_hold_its_client(tmp_path):
         argv = ["block-record", "--block", "m.0", "--files", "cache.parquet", "--output", "m.json"]
         code = (
             "import sys; from circuitsweep import warm_worker; "
-            f"code = warm_worker.run_warm(sys.argv[1:], {str(folder)!r}); sys.exit(99 if code is None else code)"
+            f"code = warm_worker.run_warm(sys.argv[1:], {str(folder)!r}, {ENTRY!r}); "
+            "sys.exit(99 if code is None else code)"
         )
         started = time.monotonic()
         # to files, not pipes: the stopped server holds the descriptors the client sent it (pipes would never close)

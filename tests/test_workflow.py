@@ -21,11 +21,12 @@ import yaml
 from report_dom import chromium, render
 from runenv import job_env, job_logs, run_results
 
-from circuitsweep import contracts as C
-from circuitsweep.config import load_config
-from circuitsweep.plan import plan_sweep
+from circuitsweep.config.load import load_config
+from circuitsweep.io import contracts as C
+from circuitsweep.io.tables import read_table
+from circuitsweep.plan.sweep import plan_sweep
 from circuitsweep.primitives import contract as K
-from circuitsweep.table_io import read_table
+from circuitsweep.primitives import jobs as primitive_jobs
 from circuitsweep.toy.spec import ToySpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +89,8 @@ def toy_run(tmp_path_factory) -> Path:
     working directory (so that a test may edit that copy); returns the run's folder, ``results/toy``."""
     workdir = tmp_path_factory.mktemp("toy-run")
     config = shutil.copy(DEFAULT_CONFIG, workdir.parent / f"{workdir.name}-config.yaml")
-    snakemake(workdir, Path(config), "--cores", "2")
+    result = snakemake(workdir, Path(config), "--cores", "2")
+    (workdir.parent / f"{workdir.name}-console.txt").write_text(result.stdout + result.stderr)
     return run_results(workdir, config)
 
 
@@ -96,6 +98,66 @@ def toy_config(toy_run: Path) -> Path:
     """The config file the toy run was made from."""
     workdir = toy_run.parents[1]
     return workdir.parent / f"{workdir.name}-config.yaml"
+
+
+def check_config(config: Path, workdir: Path) -> list[str]:
+    """The cost lines of ``circuitsweep check-config`` of ``config`` in Snakemake's working directory ``workdir``."""
+    command = [
+        sys.executable,
+        "-m",
+        "circuitsweep",
+        "check-config",
+        str(config),
+        "--root",
+        str(REPO),
+        "-d",
+        str(workdir),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=job_env(), timeout=300, check=True)
+    return [line for line in result.stdout.splitlines() if line.startswith("circuitsweep: ")]
+
+
+def test_the_default_runs_console_is_short_and_names_its_figures(toy_run):
+    """The default run's console holds a few hundred lines at most, none longer than 300 characters, and ends
+    naming the figures as well as the tables; Snakemake's log file keeps every job's full block."""
+    workdir = toy_run.parents[1]
+    console = (workdir.parent / f"{workdir.name}-console.txt").read_text()
+    lines = console.splitlines()
+    assert len(lines) <= 300, f"{len(lines)} lines:\n" + "\n".join(lines[:60])
+    assert max(map(len, lines)) <= 300, max(lines, key=len)
+    paths = C.Paths(toy_run.relative_to(workdir))
+    summary = console[console.index("circuitsweep: the sweep is done.") :]
+    assert "Tables:" in summary and "Figures:" in summary and f"  {paths.emergence_plot('png')}" in summary
+    assert f"  {paths.heatmap_plot('<model>')}: {', '.join(TOY_ARCHITECTURES)}" in summary
+    assert sum(line.startswith("measured ") for line in lines) == sum(TOY_REVISIONS.values())
+    (log,) = (workdir / ".snakemake" / "log").glob("*.snakemake.log")
+    assert log.read_text().count("rule measure_heads:") >= 1 and "rule measure_heads:" not in console
+
+
+def test_check_config_agrees_with_the_dry_run_after_the_run_and_after_a_cache_is_deleted(toy_run, tmp_path):
+    """After the run, check-config and the dry run both find nothing to measure; with one revision's head cache
+    deleted by hand, both count that revision (and its model's final-revision ablation), the dry run plans its
+    measurement, and the cache comes back as it was."""
+    workdir, config = toy_run.parents[1], toy_config(toy_run)
+    assert (
+        check_config(config, workdir)[0]
+        == "circuitsweep: every planned revision is measured already: nothing to download"
+    )
+    assert planned_jobs(workdir, config) == {}
+    plan = plan_sweep(load_config(config), REPO)
+    model = list(plan.models)[1]
+    cache = C.Paths(toy_run).head_scores(model, plan.revisions[model][len(plan.revisions[model]) // 2].name)
+    kept = shutil.move(cache, tmp_path / "heads.parquet")
+    try:
+        checked = check_config(config, workdir)
+        dry = snakemake(workdir, config, "-n", "--cores", "2")
+        jobs = planned_jobs(workdir, config)
+    finally:
+        shutil.move(kept, cache)
+    assert checked[0].startswith("circuitsweep: 1 revision to measure: download 0 GB")
+    assert [line for line in (dry.stdout + dry.stderr).splitlines() if line.startswith("circuitsweep: ")] == checked
+    assert jobs.get("measure_heads", 0) + jobs.get("measure_revision", 0) == 1 and jobs["final_ablation"] == 1
+    assert planned_jobs(workdir, config) == {}
 
 
 def test_every_toy_model_has_an_induction_onset(toy_run):
@@ -139,21 +201,38 @@ def test_tables_follow_the_contract(toy_run):
 
 
 def test_toy_ablation_rows_and_causal_milestone(toy_run):
-    """Every toy revision has ablation rows; where a model's circuit becomes causal, it is at or after the
-    first revision with a screen head, and wherever a control exists the circuit costs more top-1 than it."""
+    """Every toy revision has ablation rows, every scored row its paired tests; where a model's circuit becomes
+    causal, it is at or after the first revision with a screen head, passes the factor rule and the Holm-adjusted
+    test, and wherever a control exists the circuit costs more top-1 than it. A model is untestable exactly when no
+    revision had a control (toy-olmoe: its circuit fills its layer), never "not reached" without a test.
+
+    Measured: toy-gptneox's step290 (1 head: top-1 drop 0.039 against 0.018) passes the 2x rule but not the paired
+    test (p = 0.59 against the draws' mean): its causal milestone is step295 (p < 1e-6), not step290."""
     ablation = pl.read_parquet(toy_run / "tables" / "ablation.parquet")
     assert ablation.columns == list(C.ABLATION_COLUMNS)
     assert ablation.select("model", "revision").unique().height == sum(TOY_REVISIONS.values())
+    scored = ablation.filter((pl.col("condition") != "none") & pl.col("top1").is_not_null())
+    for name in ("top1_drop", "top1_drop_ci_low", "top1_drop_ci_high", "top1_drop_p", "loss_increase_p"):
+        assert scored[name].null_count() == 0, name
     milestones = pl.read_csv(toy_run / "tables" / "milestones.csv")
     emergence = pl.read_parquet(toy_run / "tables" / "emergence.parquet")
     assert milestones["causal_revision"].null_count() < milestones.height, milestones
+    assert set(milestones["causal_state"]) <= set(C.CAUSAL_STATES)
     for row in milestones.iter_rows(named=True):
         curve = emergence.filter(pl.col("model") == row["model"]).sort("tokens")
+        tested = curve.filter(pl.col("ablation_tested"))
+        assert row["causal_tested_revisions"] == tested.height
+        assert (row["causal_state"] == "untestable") == (tested.height == 0), row
         if row["causal_tokens"] is not None:
             first_head = curve.filter(pl.col("screen_heads") >= 1)["tokens"].min()
             assert row["causal_tokens"] >= first_head, (row, curve)
+            assert row["causal_state"] == "causal" and row["causal_p_holm"] < row["causal_alpha"], row
         controlled = curve.drop_nulls(["ablation_circuit_drop", "ablation_random_drop"])
         assert (controlled["ablation_circuit_drop"] > controlled["ablation_random_drop"]).all(), controlled
+    olmoe = milestones.filter(pl.col("model") == "toy-olmoe").row(0, named=True)
+    assert olmoe["causal_state"] == "untestable" and "fills its layers" in olmoe["causal_note"]
+    text = (toy_run / "tables" / "milestones.md").read_text()
+    assert "never hurt" not in text and "untestable: no matched control at any revision" in text
 
 
 def test_primitive_tables_have_intervals(toy_run):
@@ -162,7 +241,7 @@ def test_primitive_tables_have_intervals(toy_run):
     assert gaps.columns == list(K.GAP_COLUMNS)
     summary = gaps.filter((pl.col("layer") == K.SUMMARY) & (pl.col("score_kind") == K.REPRESENTATIONAL))
     plan = plan_sweep(load_config(DEFAULT_CONFIG), REPO)
-    planned = sum(len(plan.primitive_revisions(model)) for model in plan.models)
+    planned = sum(len(primitive_jobs.primitive_revisions(plan, model)) for model in plan.models)
     assert 3 <= planned < sum(TOY_REVISIONS.values()), "the toy config measures primitives at a subset of revisions"
     assert summary.height == planned
     assert (summary["ci_low"] <= summary["gap"]).all() and (summary["gap"] <= summary["ci_high"]).all()
@@ -186,6 +265,7 @@ def test_report_bundles_plots_and_tables(toy_run):
     snakemake(toy_run.parents[1], toy_config(toy_run), "--report", str(report))
     html = report.read_text(errors="replace")
     assert "emergence.png" in html and "milestones.csv" in html and "primitive_gap.png" in html
+    assert "ablation.html" in html and "final_ablation.html" in html and "spectral.html" in html
 
 
 @pytest.mark.skipif(chromium() is None, reason="needs Chromium (CI installs it: apt-get install chromium)")
@@ -206,6 +286,10 @@ def test_report_opens_with_milestones_and_shows_every_result(toy_run, tmp_path):
         paths.emergence_table("csv"),
         paths.milestones_table("csv"),
         paths.overhead_table("csv"),
+        # every final table as a table the report shows, not only a download
+        *[paths.table_page(name) for name in ("milestones", "emergence", "ablation", "final_ablation", "spectral")],
+        *[paths.table_page(name) for name in ("primitive_gaps", "compositions", "primitive_scaling", "overhead")],
+        paths.table_page("overhead_estimate"),
     ]
     assert {str(path) for path in expected} <= set(page.shown), page.shown
     assert all(size > 0 for size in page.shown.values()), page.shown
@@ -242,7 +326,59 @@ def test_changing_a_threshold_reruns_no_measurement(toy_run, tmp_path):
     plots = {"plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3, "plot_spectral": 3}
     spectral = {"spectral_model": 3, "spectral_table": 1}
     final = {"fetch_final_snapshot": 3, "final_ablation": 3, "final_ablation_table": 1}
-    assert jobs == {"classify_heads": 3, "head_tables": 1, **plots, **spectral, **final}
+    assert jobs == {
+        "classify_heads": 3,
+        "bootstrap_heads": 3,
+        "head_tables": 1,
+        **plots,
+        **spectral,
+        **final,
+        "findings": 1,
+        # the final tables' pages, and the overhead table (the final-revision ablations' seconds change)
+        "table_pages": 1,
+        "sweep_overhead": 1,
+    }
+
+
+def test_changing_the_bootstrap_reruns_only_table_jobs(toy_run):
+    """Another resample count reruns the bootstrap (caches only) and the tables and figures made from it: no
+    revision is measured or fetched again."""
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config["bootstrap"] = {"resamples": 100}
+    with edited(toy_config(toy_run), config) as changed:
+        jobs = planned_jobs(toy_run.parents[1], changed)
+    plots = {"plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3}
+    assert jobs == {"bootstrap_heads": 3, "head_tables": 1, **plots, "findings": 1, "table_pages": 1}
+
+
+def test_every_milestone_has_its_bracket_and_bootstrap_range(toy_run):
+    """The default run's milestones carry the checkpoint bracket and the bootstrap's range of every milestone, and
+    its heads an interval around each selectivity; milestones.md says how sure each one is."""
+    paths = C.Paths(toy_run)
+    milestones = pl.read_parquet(paths.milestones_table("parquet"))
+    assert {*C.MILESTONE_BRACKET_COLUMNS, *C.MILESTONE_BOOTSTRAP_COLUMNS} <= set(milestones.columns)
+    emergence = pl.read_parquet(paths.emergence_table())
+    for row in milestones.iter_rows(named=True):
+        tokens = dict(emergence.filter(pl.col("model") == row["model"]).select("revision", "tokens").iter_rows())
+        assert tokens[row["induction_onset_previous_revision"]] < row["induction_onset_tokens"]  # none at step0
+        earliest, latest = row["induction_onset_boot_earliest"], row["induction_onset_boot_latest"]
+        assert tokens[earliest] <= row["induction_onset_tokens"] <= tokens[latest], row
+        assert 0 < row["induction_onset_boot_agreement"] <= 1
+    heads = pl.read_parquet(paths.heads_table())
+    assert heads.select((pl.col("sel_induction_low") <= pl.col("sel_induction_high")).all()).item()
+    inside = pl.col("sel_induction").is_between(pl.col("sel_induction_low"), pl.col("sel_induction_high"))
+    assert heads.select(inside.mean()).item() > 0.99
+    assert heads["class_stability"].is_between(0, 1).all()
+    assert "## How sure" in paths.milestones_table("md").read_text()
+
+
+def test_toy_induction_heads_form_in_a_phase_transition(toy_run):
+    """Each toy model's induction-selective heads rise within a narrow token window (toy-gptneox: 0, 1, 5, 8
+    heads at step280, 285, 290, 295), which the old rule (the largest rise between adjacent revisions, here
+    half of it) called a gradual ramp."""
+    milestones = pl.read_parquet(C.Paths(toy_run).milestones_table("parquet"))
+    assert set(milestones["induction_shape"]) == {"phase transition"}, milestones
+    assert (milestones["induction_shape_ratio"] <= 3).all()
 
 
 def test_default_run_writes_the_spectral_phase_and_the_final_ablation(toy_run):
@@ -260,13 +396,50 @@ def test_default_run_writes_the_spectral_phase_and_the_final_ablation(toy_run):
     assert paths.final_ablation_table("md").is_file() and paths.final_ablation_table("parquet").is_file()
 
 
+def test_default_run_writes_every_finding_from_its_tables(toy_run):
+    """tables/findings.md of the default run has the cross-model table and every section for each model; each of
+    findings.csv's numbers is one of its tables' (precision at K from spectral.csv, the BOS fraction from the heads
+    table, claim 3's screen drop from final_ablation.csv)."""
+    paths = C.Paths(toy_run)
+    markdown = paths.findings("md").read_text()
+    models = ["toy-gptneox", "toy-olmo", "toy-olmoe"]
+    assert markdown.index("## Across models") < markdown.index("## toy-gptneox")
+    for section in C.FINDINGS_SECTIONS[:-1]:
+        assert markdown.count(f"### {section}\n") == 3, section
+    rows = pl.read_csv(paths.findings("csv"), schema_overrides={"text": pl.String})
+    assert rows.columns == list(C.FINDINGS_COLUMNS) and set(rows["model"]) == set(models)
+    assert rows["source"].null_count() == 0 and rows["text"].null_count() == 0
+    spectral = pl.read_csv(paths.spectral_table("csv"))
+    heads = read_table(paths.heads_table())[0]
+    milestones = read_table(paths.milestones_table("parquet"))[0]
+    final_ablation = pl.read_csv(paths.final_ablation_table("csv"))
+    for model in models:
+        ranked = spectral.filter(pl.col("model") == model).sort("rank")
+        n = ranked.height
+        mine = rows.filter(pl.col("model") == model)
+        at_all = mine.filter((pl.col("section") == "precision at K") & (pl.col("k") == n))["value"][0]
+        assert at_all == pytest.approx((ranked["final_class"] != "none").mean())
+        final = milestones.filter(pl.col("model") == model)["final_revision"][0]
+        fraction = (heads.filter((pl.col("model") == model) & (pl.col("revision") == final))["class"] == "first").mean()
+        across = mine.filter((pl.col("section") == "across models") & (pl.col("item") == "BOS fraction (synthetic)"))
+        assert across["value"][0] == pytest.approx(fraction)
+        table = final_ablation.filter((pl.col("model") == model) & (pl.col("probe") == "synthetic"))
+        top1 = dict(zip(table["condition"], table["top1"], strict=False))
+        claim = mine.filter(pl.col("item") == "3. screen vs matched random")["text"][0]
+        if top1.get("screen") is not None:
+            assert f"drop {100 * (top1['none'] - top1['screen']):.2f} pp" in claim, claim
+        claims = mine.filter(pl.col("section") == "ablation claims")
+        assert "untestable: the run measured no natural text" in claims["text"][-1]
+
+
 def test_changing_a_milestone_threshold_reclassifies_nothing(toy_run, tmp_path):
     """A new milestone threshold reruns only the final tables and the figures drawn from them."""
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     config["thresholds"]["induction_onset_heads"] = 4
     with edited(toy_config(toy_run), config) as changed:
         jobs = planned_jobs(toy_run.parents[1], changed)
-    assert jobs == {"head_tables": 1, "plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3}
+    assert jobs == {"head_tables": 1, "plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3, "findings": 1,
+                    "table_pages": 1}  # fmt: skip
 
 
 def _sweeping(revisions: list[str]) -> dict:
@@ -290,9 +463,9 @@ def test_adding_or_removing_a_revision_runs_only_its_jobs_and_the_aggregates(tmp
     snakemake(workdir, first, "--cores", "2")
     assert planned_jobs(workdir, first) == {}
     second = write_config(tmp_path / "sweep.yaml", _sweeping(["step0", "step10", "step20", "step30"]))
-    aggregates = {"classify_heads": 1, "head_tables": 1, "plot_emergence": 1, "plot_heatmap": 1,
+    aggregates = {"classify_heads": 1, "bootstrap_heads": 1, "head_tables": 1, "plot_emergence": 1, "plot_heatmap": 1,
                   "plot_trajectories": 1, "sweep_overhead": 1, "spectral_model": 1, "spectral_table": 1,
-                  "plot_spectral": 1}  # fmt: skip
+                  "plot_spectral": 1, "findings": 1, "table_pages": 1}  # fmt: skip
     primitive_aggregates = {"primitive_tables": 1, "plot_primitive_gap": 1, "plot_primitive_scaling": 1}
     assert planned_jobs(workdir, second) == {
         "fetch_snapshot": 2,

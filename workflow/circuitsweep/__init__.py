@@ -1,32 +1,29 @@
 """circuitsweep: when do attention-head circuits form during pretraining?
 
-The package in layers, from a config to a report (docs/methods.md):
+The package's folders are the pipeline's stages, in data-flow order (docs/development.md
+has the map; each folder's docstring says what it may import):
 
-- planning, no torch: :mod:`config` (schema validation, defaults),
-  :mod:`revisions` (branch names, manifests, selections), :mod:`plan` (the
-  resolved sweep the Snakemake rules read), :mod:`contracts` (every file name,
-  tensor name and table column);
-- checkpoints, :mod:`circuitsweep.checkpoints`: Hub downloads and verification
-  (``hub``), local Hub-layout folders (``local_hub``), one revision's snapshot
-  (``snapshots``) and safe loading (``loading``);
-- the head engine and its analysis, :mod:`circuitsweep.heads`: how a head is
-  measured (attention hook, observers, probes, MLP chunks), scored, classified
-  and turned into emergence curves and milestones; ``heads.stage`` holds the
-  functions the rules call;
-- semantic primitives, :mod:`circuitsweep.primitives`, with its own ``stage``;
-- one revision's measurement job, :mod:`revision_stage`: loads the weights
-  once and writes the head cache and primitive shard; :mod:`warm_worker` forks
-  such jobs from a process with torch imported on local CPU runs;
-- the toy suite, :mod:`circuitsweep.toy`: tiny models trained here, published
-  as revisions;
-- files and outputs: :mod:`stats_io` (safetensors statistics), :mod:`table_io`
-  (Parquet, CSV, Markdown), :mod:`plots`, :mod:`overhead`; :mod:`cli` is the
-  command line the rules run, :mod:`retry` how a failed job's retry is sized.
+- :mod:`circuitsweep.config`: the run config and the stimuli file, read and checked;
+- :mod:`circuitsweep.checkpoints`: which revisions a source publishes; one revision fetched,
+  verified and loaded safely;
+- :mod:`circuitsweep.toy`: the toy suite, tiny models trained here and published as revisions;
+- :mod:`circuitsweep.plan`: the resolved sweep, its costs, job sizes and schedule (no torch);
+- :mod:`circuitsweep.heads`: how a head is measured, scored, classified and ablated;
+- :mod:`circuitsweep.primitives`: the semantic primitive gaps;
+- :mod:`circuitsweep.milestones`: curves, milestones, brackets and groups across revisions;
+- :mod:`circuitsweep.outputs`: figures and the cost report;
+- :mod:`circuitsweep.io`: beneath them all, file contracts, atomic writes, tables and cache checks.
+
+At the top: :mod:`cli` (the command line the rules run), :mod:`revision_stage` (one
+revision's measurement job: one weight load for heads and primitives), :mod:`warm_worker`
+(such jobs forked from a process with torch imported, on local CPU runs), :mod:`api`
+(the notebook API) and :mod:`errors`.
 
 For notebooks, ``import circuitsweep as cs`` gives :func:`cs.measure_heads`,
 :func:`cs.classify_heads` (classes from selectivities alone), :func:`cs.spectral_ranking` (the
 study's Phase 1 ranking from PR trajectories), :func:`cs.study_probes`, :func:`cs.study_thresholds`,
-:func:`cs.read_results`, :func:`cs.plot_emergence` and :func:`cs.plot_trajectories` (module :mod:`api`),
+:func:`cs.read_results`, :func:`cs.findings` (the study's summaries per model and across models, as
+``tables/findings.*``), :func:`cs.plot_emergence` and :func:`cs.plot_trajectories` (module :mod:`api`),
 loaded on first use so that the import stays torch-free.
 """
 
@@ -39,6 +36,7 @@ __version__ = "0.1.0"
 #: The notebook API, imported from :mod:`circuitsweep.api` on first access (PEP 562).
 __all__ = [
     "classify_heads",
+    "findings",
     "measure_heads",
     "plot_emergence",
     "plot_trajectories",

@@ -11,25 +11,27 @@ then :func:`heads.scores.head_scores`, then :func:`heads.classify.head_classes`.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import polars as pl
 
-from circuitsweep import contracts as C
-from circuitsweep.config import _check_probes, _deep_merge, schema, study_defaults
-from circuitsweep.errors import ConfigError
+from circuitsweep.config.load import _check_probes, _deep_merge, schema, study_defaults
+from circuitsweep.config.probes import ProbeSettings
+from circuitsweep.config.schema_errors import describe
+from circuitsweep.errors import ConfigError, DataError
 from circuitsweep.heads.classify import Thresholds, head_classes
-from circuitsweep.heads.probe_settings import ProbeSettings
-from circuitsweep.run_folder import IDENTITY_FILE
-from circuitsweep.schema_errors import describe
-from circuitsweep.table_io import read_table
+from circuitsweep.io import contracts as C
+from circuitsweep.io.run_folder import IDENTITY_FILE
+from circuitsweep.io.tables import read_table
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from transformers import PreTrainedModel
+
+    from circuitsweep.milestones.findings import Findings
 
 
 def _section(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -64,19 +66,52 @@ def study_thresholds(**overrides: Any) -> Thresholds:
 def classify_heads(scores: pl.DataFrame, thresholds: Thresholds | None = None) -> pl.DataFrame:
     """Classify heads from their selectivities, without a model (e.g. a study's published per-head numbers).
 
-    scores: one row per head with ``layer``, ``head`` and the ``sel_<target>``
-    columns of ``contracts.SELECTIVITY_COLUMNS`` (ratios of mean attention,
-    dimensionless); other columns (``sink_alpha``, keys) are kept. thresholds:
-    :func:`study_thresholds` (default: the study's). Returns ``scores`` with
-    ``contracts.CLASS_COLUMNS``: ``class`` (best target at >= the class
+    scores: one row per head with ``layer``, ``head`` and some or all of the
+    ``sel_<target>`` columns of ``contracts.SELECTIVITY_COLUMNS`` (ratios of mean
+    attention, dimensionless); other columns (``sink_alpha``, keys) are kept.
+    thresholds: :func:`study_thresholds` (default: the study's). Returns ``scores``
+    with ``contracts.CLASS_COLUMNS``: ``class`` (best target at >= the class
     threshold, else ``none``), ``induction_selective``, the screens
     ``induction_member`` and ``previous_member`` (whatever the class),
     ``in_circuit`` and ``sink`` (null without ``sink_alpha``).
+
+    With only some ``sel_*`` columns, the class is the best of the targets
+    present (a head whose best target is absent may be classified otherwise),
+    a screen whose column is absent is null (``in_circuit`` then null unless the
+    other screen holds), a :class:`UserWarning` names the missing columns, and a
+    column ``class_among`` lists the targets compared.
     """
-    missing = [c for c in ("layer", "head", *C.SELECTIVITY_COLUMNS) if c not in scores.columns]
-    if missing:
+    import warnings
+
+    if "layer" not in scores.columns or "head" not in scores.columns:
+        missing = [c for c in ("layer", "head") if c not in scores.columns]
         raise ConfigError(f"classify_heads: the scores frame lacks the columns {missing}")
-    return head_classes(scores, thresholds or study_thresholds())
+    present = [c for c in C.SELECTIVITY_COLUMNS if c in scores.columns]
+    if not present:
+        raise ConfigError(f"classify_heads: the scores frame has none of the columns {list(C.SELECTIVITY_COLUMNS)}")
+    absent = [c for c in C.SELECTIVITY_COLUMNS if c not in present]
+    if not absent:
+        return head_classes(scores, thresholds or study_thresholds())
+    warnings.warn(
+        f"classify_heads: no {', '.join(absent)}; classified among {', '.join(present)} only "
+        "(their screens are null; see the class_among column)",
+        UserWarning,
+        stacklevel=2,
+    )
+    # an absent target never wins (-inf), and its screens are unknown (null), not false
+    filled = scores.with_columns(pl.lit(float("-inf")).alias(column) for column in absent)
+    classified = head_classes(filled, thresholds or study_thresholds()).drop(absent)
+    unknown = {
+        "sel_induction": ("induction_selective", "induction_member"),
+        "sel_previous": ("previous_member",),
+    }
+    nulls = [name for column in absent for name in unknown.get(column, ())]
+    classified = classified.with_columns(pl.lit(None, pl.Boolean).alias(name) for name in nulls)
+    if nulls:
+        circuit = pl.col("induction_member") | pl.col("previous_member")  # Kleene: null | true is true
+        classified = classified.with_columns(circuit.alias("in_circuit"))
+    among = ", ".join(column.removeprefix("sel_") for column in present)
+    return classified.with_columns(pl.lit(among).alias("class_among"))
 
 
 def measure_heads(
@@ -131,24 +166,44 @@ def spectral_ranking(frame: pl.DataFrame) -> pl.DataFrame:
 
     frame: rows of ``layer``, ``head``, ``tokens`` and ``pr`` (one per head and
     revision; ``step`` optional, to order revisions with equal tokens), e.g. the
-    heads table of a sweep. Returns one row per head: ``layer``, ``head``,
-    ``integral`` (trapezoid of max(PR - 1, 0) over ln(tokens)), ``final_pr``,
-    ``max_pr``, ``min_pr``, ``spread``, ``rank`` (1 = largest integral),
-    ``n_revisions`` and ``n_left_out`` (revisions with 0 tokens, left out of the integral).
+    heads table of a sweep (``read_results(...).heads``). With a ``model`` column,
+    each model is ranked on its own revisions. Returns one row per head, in rank
+    order (per model, in the frame's model order): ``model`` (when given),
+    ``layer``, ``head``, ``integral`` (trapezoid of max(PR - 1, 0) over
+    ln(tokens)), ``final_pr``, ``max_pr``, ``min_pr``, ``spread``, ``rank`` (1 =
+    largest integral), ``n_revisions`` and ``n_left_out`` (revisions with 0
+    tokens, left out of the integral).
     """
     from circuitsweep.heads.spectral import spectral_ranking as rank
 
-    return rank(frame)
+    if "model" not in frame.columns:
+        return rank(frame).sort("rank")
+    ranked = []
+    for model in frame["model"].unique(maintain_order=True).to_list():
+        rows = frame.filter(pl.col("model") == model).drop("model")
+        try:
+            ranked.append(rank(rows).sort("rank").select(pl.lit(model).alias("model"), pl.all()))
+        except DataError as error:
+            raise DataError(f"{model}: {error}") from None
+    return pl.concat(ranked)
 
 
 @dataclass(frozen=True)
 class Results:
-    """The final tables of a sweep, and the settings that made them (per model)."""
+    """The final tables of a sweep, and the settings that made them (per model).
+
+    ``spectral`` (the spectral ranking) and ``final_ablation`` (the final-revision ablation table, with
+    ``final_ablation_settings`` per model: its ``spectral_top_k`` and the resolved K) are None where the
+    run made none.
+    """
 
     heads: pl.DataFrame
     emergence: pl.DataFrame
     milestones: pl.DataFrame
     settings: dict[str, Any]
+    spectral: pl.DataFrame | None = None
+    final_ablation: pl.DataFrame | None = None
+    final_ablation_settings: dict[str, Any] = field(default_factory=dict)
 
 
 def read_results(results: str | Path = "results/toy") -> Results:
@@ -166,11 +221,16 @@ def read_results(results: str | Path = "results/toy") -> Results:
     if missing:
         raise ConfigError(f"{results}: no final tables ({', '.join(missing)} missing); run the workflow first")
     tables = {name: read_table(path) for name, path in files.items()}
+    optional = {"spectral": paths.spectral_table("parquet"), "final_ablation": paths.final_ablation_table("parquet")}
+    extra = {name: read_table(path) if path.is_file() else (None, {}) for name, path in optional.items()}
     return Results(
         heads=tables["heads"][0],
         emergence=tables["emergence"][0],
         milestones=tables["milestones"][0],
         settings=tables["heads"][1].get("models", {}),
+        spectral=extra["spectral"][0],
+        final_ablation=extra["final_ablation"][0],
+        final_ablation_settings=extra["final_ablation"][1].get("models", {}),
     )
 
 
@@ -184,7 +244,7 @@ def plot_emergence(results: Results | str | Path = "results") -> Figure:
     ``results``: :func:`read_results`' tables or a results folder. Returns the
     matplotlib figure (shown inline in a notebook; ``figure.savefig(path)`` writes it).
     """
-    from circuitsweep.plots import emergence_figure
+    from circuitsweep.outputs.plots import emergence_figure
 
     tables = _results(results)
     levels = {(s.get("milestones") or {}).get("bos_fraction_milestone") for s in tables.settings.values()}
@@ -197,7 +257,7 @@ def plot_trajectories(results: Results | str | Path = "results", model: str | No
 
     The class threshold of the run is drawn as a dashed line. Returns the matplotlib figure.
     """
-    from circuitsweep.plots import trajectory_figure
+    from circuitsweep.outputs.plots import trajectory_figure
 
     tables = _results(results)
     models = tables.heads["model"].unique(maintain_order=True).to_list()
@@ -209,3 +269,31 @@ def plot_trajectories(results: Results | str | Path = "results", model: str | No
         raise ConfigError(f"plot_trajectories: no model {model!r} in the results (models: {models})")
     thresholds = (tables.settings.get(model) or {}).get("thresholds") or {}
     return trajectory_figure(tables.heads, model, thresholds.get("class_selectivity"))
+
+
+def findings(
+    results: Results | str | Path = "results", spectral_top_k: list[int | float | str] | None = None
+) -> Findings:
+    """The study's findings of a sweep, as ``tables/findings.*`` hold them (no model is loaded).
+
+    ``results``: :func:`read_results`' tables or a results folder; ``spectral_top_k``: the K of the top-K
+    findings (counts, shares of the heads, ``"elbow"``; default: the run's, as its final-ablation table
+    records it, else the study's 45 and 6). Returns a :class:`milestones.findings.Findings`: ``rows``
+    (one per finding: section, item, value, text and the tables it comes from), ``across_models`` (one
+    row per model: BOS fractions, BOS heads per layer, the layer floor, screen size, onset, t50) and
+    ``paragraphs`` (one per model); ``.section(model, "precision at K")`` picks one section.
+    """
+    from circuitsweep.milestones.findings import findings as compute
+
+    tables = _results(results)
+    if tables.spectral is None:
+        raise ConfigError("findings: the results have no spectral table (tables/spectral.parquet); rerun the workflow")
+    if spectral_top_k is None:
+        recorded = [(s or {}).get("spectral_top_k") for s in tables.final_ablation_settings.values()]
+        spectral_top_k = (
+            next((k for k in recorded if k is not None), None) or study_defaults("ablation")["spectral_top_k"]
+        )
+    thresholds = {model: (run or {}).get("thresholds") or {} for model, run in tables.settings.items()}
+    return compute(
+        tables.spectral, tables.heads, tables.milestones, tables.final_ablation, list(spectral_top_k), thresholds
+    )

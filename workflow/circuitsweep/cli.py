@@ -11,61 +11,546 @@ subcommands, so a command that loads no model starts fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
 import logging
+import math
 import os
+import re
+import shutil
+import stat
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from circuitsweep.plan.sweep import Plan
 
 log = logging.getLogger("circuitsweep")
 
 
-def _json(text: str) -> Any:
-    """A JSON argument, or ``@PATH``: the JSON text of that file."""
-    where = ""
-    if text.startswith("@"):
-        where = f"{text[1:]}: "
-        try:
-            text = Path(text[1:]).read_text(encoding="utf-8")
-        except OSError as error:
-            raise argparse.ArgumentTypeError(f"cannot read the settings file {text[1:]}: {error.strerror}") from error
+# --- the boundary: what every argument is, checked before a command runs ----------------------
+
+#: The most a ``@FILE`` argument may hold (bytes): the workflow's longest settings (every revision's
+#: expected cache settings of a 2,000-revision sweep) are a few MB.
+SETTINGS_FILE_LIMIT = 64 * 2**20
+#: Exit code of an interrupted command (128 + SIGINT), as a shell reports it.
+EXIT_INTERRUPTED = 130
+
+
+class Argument:
+    """What one command-line argument is (an argparse ``type``): the boundary checks it before the command runs.
+
+    A value that is not what it should be raises :class:`argparse.ArgumentTypeError`; the
+    parser (:class:`_Parser`) turns that into one line naming the argument, exit 3.
+    Every argument of every subcommand declares one (tests/test_cli_boundary.py enumerates them).
+    """
+
+    #: What the value is, in the error line and the property test (``input file``, ``count``...).
+    kind = "value"
+
+    def __call__(self, text: str) -> Any:
+        return text
+
+    def __repr__(self) -> str:
+        return self.kind
+
+
+def _stat(text: str) -> os.stat_result | None:
+    """``os.stat`` of a path argument, None when nothing is there; refuses what cannot be a path."""
+    if not text or "\0" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a path")
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"{where}not valid JSON: {error}") from error
+        return os.stat(text)
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        raise argparse.ArgumentTypeError(f"{text}: a part of this path is a file, not a folder") from None
+    except (OSError, ValueError) as error:
+        raise argparse.ArgumentTypeError(f"{text}: {getattr(error, 'strerror', None) or error}") from None
 
 
-def check_inputs(args: argparse.Namespace) -> None:
-    """Refuse, naming the option, an input path of the command (``inputs`` of its parser) that does not exist."""
+def _writable_parent(text: str) -> None:
+    """Refuse an output path whose nearest existing parent is not a folder this process may write in."""
+    parent = Path(os.path.abspath(text)).parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: the folder {parent} is not writable")
+
+
+class InputFile(Argument):
+    """An existing regular file the command reads (``what``: its kind, e.g. ``Parquet table``).
+
+    ``columns``: for a table, columns it must have (read from the Parquet schema or the CSV header),
+    so a table of another kind is refused naming the argument. ``blank``: an empty value stands for
+    no file (lists the rules pad). ``content``: whether the command reads what the file holds (False:
+    only that it exists)."""
+
+    kind = "input file"
+
+    def __init__(
+        self, what: str = "file", columns: Sequence[str] = (), blank: bool = False, content: bool = True
+    ) -> None:
+        self.what = what
+        self.columns = tuple(columns)
+        self.blank = blank
+        self.content = content
+
+    def __call__(self, text: str) -> str:
+        if self.blank and text == "":
+            return text
+        found = _stat(text)
+        if found is None:
+            raise argparse.ArgumentTypeError(f"{text} does not exist")
+        if stat.S_ISDIR(found.st_mode):
+            raise argparse.ArgumentTypeError(f"{text} is a folder, not a {self.what}")
+        if not stat.S_ISREG(found.st_mode):
+            raise argparse.ArgumentTypeError(f"{text} is not a regular file (a pipe or a device?), not a {self.what}")
+        if not os.access(text, os.R_OK):
+            raise argparse.ArgumentTypeError(f"{text} cannot be read (permissions)")
+        if self.columns:
+            missing = [c for c in self.columns if c not in _table_columns(text, self.what)]
+            if missing:
+                raise argparse.ArgumentTypeError(f"{text} is not a {self.what}: it has no column {', '.join(missing)}")
+        return text
+
+
+def _table_columns(path: str, what: str) -> list[str]:
+    """The columns of a table file: the Parquet schema's, or a ``.csv`` file's header."""
+    try:
+        if path.endswith(".csv"):
+            with open(path, "rb") as handle:
+                header = handle.readline(1 << 20).decode("utf-8")
+            return [name.strip().strip('"') for name in header.rstrip("\r\n").split(",")]
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        detail = " ".join(str(error).split())[:160]
+        kind = "CSV" if path.endswith(".csv") else "Parquet"
+        raise argparse.ArgumentTypeError(f"{path} is not a readable {kind} {what} ({detail})") from None
+    except Exception as error:  # pyarrow's own errors (ArrowInvalid is a ValueError; others are not)
+        detail = " ".join(str(error).split())[:160]
+        raise argparse.ArgumentTypeError(f"{path} is not a readable Parquet {what} ({detail})") from None
+
+
+class InputFolder(Argument):
+    """An existing folder the command reads (a snapshot, the workflow's root)."""
+
+    kind = "input folder"
+
+    def __init__(self, what: str = "folder") -> None:
+        self.what = what
+
+    def __call__(self, text: str) -> str:
+        found = _stat(text)
+        if found is None:
+            raise argparse.ArgumentTypeError(f"{text} does not exist")
+        if not stat.S_ISDIR(found.st_mode):
+            raise argparse.ArgumentTypeError(f"{text} is a file, not a {self.what}")
+        return text
+
+
+class OutputFile(Argument):
+    """A file the command writes: not a folder, in a folder it may create; ``suffixes``: the formats it can write."""
+
+    kind = "output file"
+
+    def __init__(self, suffixes: Sequence[str] = ()) -> None:
+        self.suffixes = tuple(suffixes)
+
+    def __call__(self, text: str) -> str:
+        found = _stat(text)
+        if found is not None and stat.S_ISDIR(found.st_mode):
+            raise argparse.ArgumentTypeError(f"{text} is a folder; give the file to write")
+        if found is not None and not stat.S_ISREG(found.st_mode):
+            raise argparse.ArgumentTypeError(f"{text} is not a regular file (a pipe or a device?)")
+        if self.suffixes and Path(text).suffix.lower() not in self.suffixes:
+            raise argparse.ArgumentTypeError(
+                f"{text}: cannot write a {Path(text).suffix or 'suffix-less'} file; "
+                f"give one of {', '.join(self.suffixes)}"
+            )
+        _writable_parent(text)
+        return text
+
+
+class OutputFolder(Argument):
+    """A folder the command creates or fills (it may exist)."""
+
+    kind = "output folder"
+
+    def __call__(self, text: str) -> str:
+        found = _stat(text)
+        if found is not None and not stat.S_ISDIR(found.st_mode):
+            raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+        _writable_parent(text)
+        return text
+
+
+class Json(Argument):
+    """A JSON argument, or ``@PATH``: the JSON text of that file, read bounded (a regular file of at most
+    :data:`SETTINGS_FILE_LIMIT` bytes: a pipe or a device is refused, never waited on).
+
+    ``shape``: the JSON type it must be (``dict`` or ``list``); ``keys``: keys an object must hold. A
+    workflow settings file (``settings/<name>-<digest>.json``) must still hold what was written: its
+    content is checked against the digest in its name (``io.settings_files``).
+    """
+
+    kind = "JSON"
+
+    def __init__(self, shape: type | None = None, keys: Sequence[str] = ()) -> None:
+        self.shape = shape
+        self.keys = tuple(keys)
+
+    def __call__(self, text: str) -> Any:
+        where = ""
+        if text.startswith("@"):
+            where = f"{text[1:]}: "
+            text = read_settings_file(text[1:])
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError) as error:  # JSONDecodeError, or an integer of too many digits
+            raise argparse.ArgumentTypeError(f"{where}not valid JSON: {str(error)[:200]}") from None
+        names = {dict: "a JSON object ({...})", list: "a JSON list ([...])"}
+        if self.shape is not None and not isinstance(value, self.shape):
+            raise argparse.ArgumentTypeError(f"{where}expected {names[self.shape]}, got {type(value).__name__}")
+        missing = [key for key in self.keys if key not in value]
+        if missing:
+            raise argparse.ArgumentTypeError(f"{where}the JSON object lacks {', '.join(map(repr, missing))}")
+        return value
+
+
+def read_settings_file(path: str) -> str:
+    """The text of a ``@PATH`` settings file: a regular UTF-8 file of bounded size, checked against its digest."""
+    from circuitsweep.io.settings_files import SettingsFileError, check_settings_text
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot read the settings file {path}: {error.strerror}") from None
+    try:
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode):
+            kind = "a folder" if stat.S_ISDIR(found.st_mode) else "not a regular file (a pipe or a device?)"
+            raise argparse.ArgumentTypeError(f"cannot read the settings file {path}: it is {kind}")
+        if found.st_size > SETTINGS_FILE_LIMIT:
+            raise argparse.ArgumentTypeError(
+                f"the settings file {path} holds {found.st_size:,} bytes, more than the {SETTINGS_FILE_LIMIT:,} allowed"
+            )
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(SETTINGS_FILE_LIMIT + 1)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot read the settings file {path}: {error.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > SETTINGS_FILE_LIMIT:
+        raise argparse.ArgumentTypeError(f"the settings file {path} holds more than {SETTINGS_FILE_LIMIT:,} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise argparse.ArgumentTypeError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    try:
+        check_settings_text(Path(path), text)
+    except SettingsFileError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+#: Any JSON value, or ``@PATH`` (kept under its old name for callers).
+_json = Json()
+
+
+class Count(Argument):
+    """A whole number between ``low`` and ``high`` (inclusive)."""
+
+    kind = "count"
+
+    def __init__(self, low: int = 0, high: int = 2**62) -> None:
+        self.low, self.high = low, high
+
+    def __call__(self, text: str) -> int:
+        try:
+            value = int(text.strip(), 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not self.low <= value <= self.high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: give {self.low} to {self.high}")
+        return value
+
+
+class Real(Argument):
+    """A finite number greater than ``low`` and at most ``high``."""
+
+    kind = "number"
+
+    def __init__(self, low: float = 0.0, high: float = 1e6) -> None:
+        self.low, self.high = low, high
+
+    def __call__(self, text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and self.low < value <= self.high):
+            raise argparse.ArgumentTypeError(
+                f"{text} is out of range: give a number above {self.low:g}, at most {self.high:g}"
+            )
+        return value
+
+
+class Name(Argument):
+    """A model, revision or block name: one safe path component (``io.names``)."""
+
+    kind = "name"
+
+    def __call__(self, text: str) -> str:
+        from circuitsweep.io.names import unsafe_reason
+
+        reason = unsafe_reason(text)
+        if reason is None and not _is_utf8(text):
+            reason = "not UTF-8 text"
+        if reason is not None:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a name ({reason})")
+        return text
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` (an argument: undecodable bytes arrive as surrogates) is UTF-8 text."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class Text(Argument):
+    """Free text, checked by ``check`` (a function raising ``ValueError`` with the reason) when given;
+    ``example``: a value it accepts."""
+
+    kind = "text"
+
+    def __init__(self, check: Callable[[str], object] | None = None, example: str = "") -> None:
+        self.check = check
+        self.example = example
+
+    def __call__(self, text: str) -> str:
+        if self.check is not None:
+            try:
+                self.check(text)
+            except ValueError as error:
+                raise argparse.ArgumentTypeError(str(error)) from None
+        return text
+
+
+def _check_endpoint(text: str) -> None:
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", text):
+        raise ValueError(f"{text!r} is not an http(s) URL")
+
+
+def _check_branch_pattern(text: str) -> None:
+    from circuitsweep.config.patterns import branch_pattern_regex
+
+    branch_pattern_regex(text)
+
+
+def _check_run_pattern(text: str) -> None:
+    from circuitsweep.config.patterns import pattern_regex
+
+    try:
+        pattern_regex(text)
+    except ValueError:
+        raise ValueError(
+            f"--pattern {text!r} must hold exactly one {{step}} field (optionally {{step:07d}}-style)"
+        ) from None
+
+
+def _check_repo_id(text: str) -> None:
+    from circuitsweep.checkpoints.hub import check_repo_id
+
+    check_repo_id(text)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a misuse (a missing option, a bad value) raised as one line instead of usage and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        message = " ".join(message.split())
+        named = re.fullmatch(r"argument ([^:]+): (.*)", message)
+        if named:  # "argument --x: ..." -> "--x: ...", or the message alone when it names the option itself
+            option, rest = named.group(1).split("/")[-1], named.group(2)
+            message = rest if rest.startswith(option) else f"{option}: {rest}"
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+class UsageError(Exception):
+    """A command line argparse refused: its one line (``circuitsweep <command>: error: ...``)."""
+
+
+def _argument_of(args: argparse.Namespace, filename: object) -> str:
+    """The option whose value is ``filename`` (``--heads X``), or the file alone; for an OS error's line."""
+    if filename is None:
+        return ""
+    for name, value in vars(args).items():
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and v and os.path.abspath(v) == os.path.abspath(str(filename)) for v in values):
+            return f"{name if name in ('config', 'folder', 'manifest') else '--' + name.replace('_', '-')} {filename}"
+    return str(filename)
+
+
+def describe_os_error(error: OSError, args: argparse.Namespace | None = None) -> tuple[str, bool]:
+    """One line for a file-system error a command met, and whether a rerun may fail the same way.
+
+    A full disk says so and names the path and its free space (a rerun after freeing space succeeds).
+    """
+    if error.filename is None:
+        where = ""
+    else:
+        where = _argument_of(args, error.filename) if args is not None else str(error.filename)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = ""
+        if error.filename is not None:
+            with contextlib.suppress(OSError, TypeError, ValueError):
+                free = f" ({shutil.disk_usage(_existing_parent(error.filename)).free:,} bytes free)"
+        return f"disk full: cannot write {where or 'a file'}{free}; free space there (or move outdir) and rerun", False
+    detail = error.strerror or " ".join(str(error).split())[:300] or type(error).__name__
+    if isinstance(error, FileNotFoundError) and not error.strerror:
+        detail = f"{detail} does not exist"
+    transient = error.errno in (errno.EIO, errno.ENOMEM, errno.EAGAIN, errno.ETIMEDOUT, errno.ESTALE)
+    return (f"{where}: {detail}" if where else detail), not transient
+
+
+def _existing_parent(path: object) -> Path:
+    folder = Path(os.path.abspath(str(path)))
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def parsed(args: argparse.Namespace, option: str, parse: Callable[[Any], Any]) -> Any:
+    """``parse(args.<option>)`` (a JSON argument into its settings object); a value of the wrong shape inside
+    it (a missing key, a list for a number) is an :class:`InputError` naming the option."""
+    from circuitsweep.errors import CircuitsweepError, InputError
+
+    try:
+        return parse(getattr(args, option))
+    except CircuitsweepError as error:
+        raise InputError(f"--{option.replace('_', '-')}: {error}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        detail = f"no {error}" if isinstance(error, KeyError) else " ".join(str(error).split())[:200]
+        raise InputError(f"--{option.replace('_', '-')}: not the settings this command takes ({detail})") from None
+
+
+def describe_plan(plan: Plan, jobs: dict[str, str] | None = None) -> list[str]:
+    """What a sweep plans, one line per model and then the run's notes (``circuitsweep check-config``).
+
+    Per model: its revisions (first .. last, in training order, with the last one's tokens), the
+    natural-text batch and the tokenizer that builds it, its primitive jobs and ``jobs[model]`` (its
+    measurement job's size, :func:`measurement_job`).
+    """
+    from circuitsweep.heads.jobs import natural_batches
+    from circuitsweep.primitives.jobs import primitive_models, primitive_revisions
+
+    batches = natural_batches(plan)
+    lines = []
+    for model, revisions in plan.revisions.items():
+        last = revisions[-1]
+        parts = [f"{len(revisions)} revisions ({revisions[0].name} .. {last.name}, {last.tokens:,} tokens)"]
+        natural = plan.models[model].probes.natural_text
+        if natural is not None:
+            builder = batches[natural.tokenizer][0]
+            special = natural.special_tokens
+            parts.append(f"natural text: batch {natural.tokenizer} (tokenizer of {builder}, special tokens {special})")
+        primitives = len(primitive_revisions(plan, model)) if model in primitive_models(plan) else 0
+        parts.append(f"{primitives} primitive jobs" if primitives else "no primitive jobs")
+        lines.append(f"{model}: " + "; ".join(parts))
+        if jobs and model in jobs:
+            lines.append(f"  {jobs[model]}")
+    lines.append(f"ablation: {'every revision' if plan.ablation is not None else 'off'}")
+    return lines + [f"note: {note}" for note in plan.notes]
+
+
+def measurement_job(plan: Plan, model: str) -> str:
+    """What one revision of ``model`` costs, as the rules size its job before the fetch: the download (Hub
+    sources), the memory the job requests and the cost model's minutes of its largest revision job (on a GPU
+    unless the run says ``device: cpu``) with the runtime it requests."""
+    from circuitsweep.plan import costs
+    from circuitsweep.plan.resources import measure_size
+    from circuitsweep.primitives.jobs import measures_primitives
+
+    settings = plan.models[model]
+    device = "cpu" if plan.device == "cpu" else "cuda"
+    shape = costs.model_shape(plan, model).config
+    sizes = []
+    for revision in plan.revisions[model]:
+        work = costs.revision_job_work(
+            plan, model, revision.name, shape, measures_primitives(plan, model, revision.name)
+        )
+        seconds = sum(costs.job_seconds(shape, settings.dtype, work, device).values())
+        sizes.append((seconds, measure_size(shape, settings.dtype, settings.probes.to_dict(), device, work)))
+    seconds, size = max(sizes, key=lambda pair: pair[0])
+    where = "on the CPU" if device == "cpu" else "on a GPU"
+    download = ""
+    if settings.source["type"] in ("hub", "hub_repos"):
+        download = f"{costs.published_bytes(shape, settings.dtype) / costs.GB:,.2f} GB to download, "
+    return (
+        f"per revision: {download}a job of {size.mem_mb:,} MB and at most about {seconds / 60:,.1f} min {where}"
+        f" (runtime request {size.runtime:,} min)"
+    )
+
+
+def config_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` items as Snakemake's ``--config`` reads them (each value parsed as YAML)."""
+    import yaml
+
     from circuitsweep.errors import InputError
 
-    for name in args.inputs:
-        value = getattr(args, name, None)
-        for path in value if isinstance(value, list) else [value]:
-            if path and not Path(path).exists():
-                option = name if name == "config" else f"--{name.replace('_', '-')}"
-                raise InputError(f"{option}: {path} does not exist")
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--config: {item!r} is not KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 def cmd_check_config(args: argparse.Namespace) -> None:
-    from circuitsweep.config import load_config
-    from circuitsweep.plan import describe, plan_sweep
-    from circuitsweep.sweep_cost import describe_cost, describe_partial
+    from circuitsweep import revision_stage
+    from circuitsweep.config.load import load_config
+    from circuitsweep.io.contracts import Paths
+    from circuitsweep.plan import costs
+    from circuitsweep.plan.costs import describe_cost, describe_partial
+    from circuitsweep.plan.resources import suits
+    from circuitsweep.plan.sweep import plan_run, results_paths
 
-    config = load_config(args.config)
-    plan = plan_sweep(config, Path(args.root))
-    for line in describe(plan):
+    configfile, root = os.path.abspath(args.config), os.path.abspath(args.root)
+    config = {**load_config(configfile), **config_overrides(args.set)}
+    # the run's folder and its caches as Snakemake sees them, from its working directory (-d)
+    paths = results_paths(config, [configfile])
+    if Path(args.directory).is_dir():
+        os.chdir(args.directory)
+    else:  # Snakemake would create it: nothing is measured there yet
+        paths = Paths(Path(args.directory) / paths.root)
+    plan = plan_run(config, [configfile], Path(root), keep_hashes=False, paths=paths)
+    for line in describe_plan(plan, {model: measurement_job(plan, model) for model in plan.models}):
         print(line)
-    pending = {model: [r.name for r in revisions] for model, revisions in plan.revisions.items()}
-    print(describe_cost(plan.cost(config["models"], pending, int(config.get("snapshots_on_disk", 2)))))
+    warm = bool(config.get("warm_worker", True))
+    cost = costs.sweep_cost(
+        plan, revision_stage.pending(plan), int(config.get("snapshots_on_disk", 2)), not suits("auto"), warm
+    )
+    print(describe_cost(cost))
     for manifest in plan.partial_manifests():
         print(describe_partial(manifest))
 
 
 def cmd_refresh_manifest(args: argparse.Namespace) -> None:
     from circuitsweep.checkpoints.hub import refresh_manifest
+    from circuitsweep.checkpoints.revisions import same_point
 
     skipped: list[str] = []
     manifest = refresh_manifest(
@@ -78,6 +563,11 @@ def cmd_refresh_manifest(args: argparse.Namespace) -> None:
         force=args.force,
     )
     print(f"{args.manifest}: {len(manifest.revisions)} revisions of {args.repo_id}")
+    for first, second in same_point(manifest.revisions):
+        print(
+            f"note: branches {first.name!r} and {second.name!r} are one checkpoint (step {first.step:,}, "
+            f"{first.tokens:,} tokens): a sweep may select only one of them"
+        )
     if skipped:
         print(f"skipped {len(skipped)} branches that are not usable checkpoint names: {', '.join(map(repr, skipped))}")
 
@@ -101,6 +591,7 @@ def cmd_measure_revision(args: argparse.Namespace) -> None:
     from circuitsweep.heads.stage import ExtraMeasurements, RevisionJob
     from circuitsweep.revision_stage import PrimitiveRequest, measure_revision
 
+    job = parsed(args, "settings", RevisionJob.from_dict)
     torch.set_num_threads(args.threads)
     extra = ExtraMeasurements(
         natural_batch=Path(args.natural_batch) if args.natural_batch else None,
@@ -115,7 +606,7 @@ def cmd_measure_revision(args: argparse.Namespace) -> None:
         primitives = PrimitiveRequest(args.primitive_settings, Path(args.stimuli), Path(args.primitives))
     measure_revision(
         Path(args.snapshot),
-        RevisionJob.from_dict(args.settings),
+        job,
         Path(args.stats),
         Path(args.scores),
         extra=extra,
@@ -137,7 +628,7 @@ def cmd_classify_heads(args: argparse.Namespace) -> None:
     classify_heads(
         args.model,
         [Path(p) for p in args.scores],
-        Thresholds.from_dict(args.thresholds),
+        parsed(args, "thresholds", Thresholds.from_dict),
         Path(args.heads),
         Path(args.revisions),
         stats_paths=[Path(p) for p in args.stats] if args.stats else None,
@@ -146,11 +637,32 @@ def cmd_classify_heads(args: argparse.Namespace) -> None:
     )
 
 
-def cmd_head_tables(args: argparse.Namespace) -> None:
-    from circuitsweep.heads.emergence import MilestoneThresholds
-    from circuitsweep.heads.stage import HeadTableOutputs, head_tables
+def cmd_bootstrap_heads(args: argparse.Namespace) -> None:
+    from circuitsweep.config.probes import BootstrapSettings
+    from circuitsweep.config.thresholds import Thresholds
+    from circuitsweep.milestones.bootstrap import bootstrap_heads
 
-    thresholds = {model: MilestoneThresholds.from_dict(values) for model, values in args.thresholds.items()}
+    bootstrap_heads(
+        args.model,
+        [Path(p) for p in args.stats],
+        Path(args.heads),
+        Path(args.revisions),
+        parsed(args, "settings", lambda settings: Thresholds.from_dict(settings["thresholds"])),
+        parsed(args, "settings", lambda settings: BootstrapSettings.from_dict(settings["bootstrap"])),
+        Path(args.heads_out),
+        Path(args.curves_out),
+        expected=args.expected,
+        skip_duplicates=bool(args.settings.get("skip_duplicates")),
+    )
+
+
+def cmd_head_tables(args: argparse.Namespace) -> None:
+    from circuitsweep.milestones.emergence import MilestoneThresholds
+    from circuitsweep.milestones.tables import HeadTableOutputs, head_tables
+
+    thresholds = parsed(
+        args, "thresholds", lambda given: {model: MilestoneThresholds.from_dict(v) for model, v in given.items()}
+    )
     out = HeadTableOutputs(
         heads=Path(args.heads_out),
         emergence_parquet=Path(args.emergence),
@@ -169,14 +681,18 @@ def cmd_head_tables(args: argparse.Namespace) -> None:
         skip_duplicates=args.skip_duplicates,
         ablation_paths=[Path(p) for p in args.ablation_rows if p],
         causal_factor=args.causal_factor,
+        causal_alpha=args.causal_alpha,
+        bootstrap_heads=[Path(p) for p in args.bootstrap_heads if p],
+        bootstrap_curves=[Path(p) for p in args.bootstrap_curves if p],
     )
 
 
 def cmd_milestone_brackets(args: argparse.Namespace) -> None:
-    from circuitsweep.contracts import Paths
-    from circuitsweep.plan import plan_sweep
-    from circuitsweep.refine import milestone_brackets, read_rounds, write_brackets
-    from circuitsweep.table_io import read_table
+    from circuitsweep.io.contracts import Paths
+    from circuitsweep.io.tables import read_table
+    from circuitsweep.milestones.refine import milestone_brackets, write_brackets
+    from circuitsweep.plan.rounds import read_rounds
+    from circuitsweep.plan.sweep import plan_sweep
 
     plan = plan_sweep(args.config, Path(args.root), Paths(Path(args.results)))
     if plan.refine is None:
@@ -191,8 +707,8 @@ def cmd_milestone_brackets(args: argparse.Namespace) -> None:
 
 
 def cmd_group_milestones(args: argparse.Namespace) -> None:
-    from circuitsweep.groups import group_milestones
-    from circuitsweep.table_io import read_table, write_csv, write_markdown
+    from circuitsweep.io.tables import read_table, write_csv, write_markdown
+    from circuitsweep.milestones.groups import group_milestones
 
     milestones, _ = read_table(Path(args.milestones))
     table = group_milestones(milestones, args.groups)
@@ -201,19 +717,22 @@ def cmd_group_milestones(args: argparse.Namespace) -> None:
 
 
 def cmd_refine(args: argparse.Namespace) -> None:
-    from circuitsweep.config import load_configs
+    from circuitsweep.config.load import load_configs
     from circuitsweep.errors import ConfigError
-    from circuitsweep.plan import plan_sweep, results_paths
-    from circuitsweep.refine import RefineFailed, RefineRun, dry_run, refine
+    from circuitsweep.io.run_folder import LOCK_ENV, lock_run_folder
+    from circuitsweep.milestones.refine import RefineFailed, RefineRun, dry_run, refine
+    from circuitsweep.plan.sweep import plan_run
 
     root = Path(args.root)
     configfiles = tuple(Path(c) for c in args.configfile)
     configfiles_read = configfiles or (root / "config" / "config.yaml",)
     config = load_configs(configfiles_read)
-    plan = plan_sweep(config, root, results_paths(config, configfiles_read))
+    plan = plan_run(config, configfiles_read, root)
     if plan.refine is None:
         raise ConfigError(f"refine: {', '.join(map(str, configfiles)) or 'the config'} has no refine block")
     options = tuple(a for a in args.snakemake if a != "--")
+    if not args.dry_run:  # the rounds' Snakemake runs take the lock this process holds (run_folder.LOCK_ENV)
+        os.environ[LOCK_ENV] = str(lock_run_folder(plan.paths.root))
     run = RefineRun(root / "workflow" / "Snakefile", configfiles, options, tuple(args.targets))
     if args.dry_run:
         raise SystemExit(dry_run(run))
@@ -221,7 +740,7 @@ def cmd_refine(args: argparse.Namespace) -> None:
         added = refine(run, plan.refine, plan.paths.milestone_brackets("csv"), plan.paths.refine_rounds())
     except RefineFailed as failed:
         raise SystemExit(failed.code) from None
-    final = plan_sweep(config, root, results_paths(config, configfiles_read))
+    final = plan_run(config, configfiles_read, root)
     rounds = max((a.round for a in added), default=0)
     for model, revisions in final.revisions.items():
         print(
@@ -232,8 +751,8 @@ def cmd_refine(args: argparse.Namespace) -> None:
 
 
 def cmd_plot_emergence(args: argparse.Namespace) -> None:
-    from circuitsweep.plots import emergence_plot
-    from circuitsweep.table_io import read_frame, read_table
+    from circuitsweep.io.tables import read_frame, read_table
+    from circuitsweep.outputs.plots import emergence_plot
 
     curves = read_frame(Path(args.emergence))
     milestones, settings = read_table(Path(args.milestones)) if args.milestones else (None, {})
@@ -251,19 +770,32 @@ def read_csv_frame(path: str) -> Any:
     return pl.read_csv(path, infer_schema_length=None)
 
 
+def known_model(args: argparse.Namespace, frame: Any, option: str) -> None:
+    """Refuse ``--model`` when the table given as ``option`` holds no rows of it, naming the models it holds."""
+    from circuitsweep.errors import InputError
+
+    models = sorted(set(frame["model"].to_list()))
+    if args.model not in models:
+        held = ", ".join(map(str, models[:8])) + (", ..." if len(models) > 8 else "") or "no model"
+        raise InputError(f"--model {args.model}: {getattr(args, option)} holds no rows of it (it holds {held})")
+
+
 def cmd_plot_heatmap(args: argparse.Namespace) -> None:
-    from circuitsweep.plots import layer_heatmap
-    from circuitsweep.table_io import read_frame
+    from circuitsweep.io.tables import read_frame
+    from circuitsweep.outputs.plots import layer_heatmap
 
     milestones = read_frame(Path(args.milestones)) if args.milestones else None
-    layer_heatmap(read_frame(Path(args.emergence)), args.model, Path(args.output), milestones)
+    curves = read_frame(Path(args.emergence))
+    known_model(args, curves, "emergence")
+    layer_heatmap(curves, args.model, Path(args.output), milestones)
 
 
 def cmd_plot_trajectories(args: argparse.Namespace) -> None:
-    from circuitsweep.plots import head_trajectories
-    from circuitsweep.table_io import read_table
+    from circuitsweep.io.tables import read_table
+    from circuitsweep.outputs.plots import head_trajectories
 
     heads, metadata = read_table(Path(args.heads))
+    known_model(args, heads, "heads")
     thresholds = (metadata.get("models", {}).get(args.model) or {}).get("thresholds") or {}
     head_trajectories(heads, args.model, Path(args.output), thresholds.get("class_selectivity"))
 
@@ -281,10 +813,13 @@ def cmd_spectral_table(args: argparse.Namespace) -> None:
 
 
 def cmd_plot_spectral(args: argparse.Namespace) -> None:
-    from circuitsweep.plots import spectral_plot
-    from circuitsweep.table_io import read_table
+    from circuitsweep.io.tables import read_table
+    from circuitsweep.outputs.plots import spectral_plot
 
-    spectral_plot(read_table(Path(args.heads))[0], read_table(Path(args.spectral))[0], args.model, Path(args.output))
+    heads, spectral = read_table(Path(args.heads))[0], read_table(Path(args.spectral))[0]
+    known_model(args, heads, "heads")
+    known_model(args, spectral, "spectral")
+    spectral_plot(heads, spectral, args.model, Path(args.output))
 
 
 def cmd_final_ablation(args: argparse.Namespace) -> None:
@@ -310,6 +845,20 @@ def cmd_final_ablation_table(args: argparse.Namespace) -> None:
     final_ablation_table([Path(p) for p in args.rows], Path(args.parquet), Path(args.csv), Path(args.markdown))
 
 
+def cmd_findings(args: argparse.Namespace) -> None:
+    from circuitsweep.milestones.findings import read_findings, write_findings
+
+    result = read_findings(
+        Path(args.spectral),
+        Path(args.heads),
+        Path(args.milestones),
+        Path(args.final_ablation) if args.final_ablation else None,
+        args.spectral_top_k,
+    )
+    write_findings(result, args.spectral_top_k, Path(args.csv), Path(args.markdown), Path(args.html))
+    print(f"findings of {len(result.paragraphs)} models: {result.rows.height} rows")
+
+
 def cmd_score_primitives(args: argparse.Namespace) -> None:
     from circuitsweep.primitives.stage import score_revision_primitives
 
@@ -323,8 +872,8 @@ def cmd_primitive_tables(args: argparse.Namespace) -> None:
 
 
 def cmd_plot_primitive_gap(args: argparse.Namespace) -> None:
-    from circuitsweep.plots import primitive_gap_plot
-    from circuitsweep.table_io import read_frame
+    from circuitsweep.io.tables import read_frame
+    from circuitsweep.outputs.plots import primitive_gap_plot
 
     primitive_gap_plot(read_frame(Path(args.gaps)), Path(args.output))
 
@@ -332,15 +881,16 @@ def cmd_plot_primitive_gap(args: argparse.Namespace) -> None:
 def cmd_plot_primitive_scaling(args: argparse.Namespace) -> None:
     import polars as pl
 
-    from circuitsweep.plots import primitive_scaling_plot
+    from circuitsweep.outputs.plots import primitive_scaling_plot
     from circuitsweep.primitives.scaling import PLOTTED_KINDS
 
     primitive_scaling_plot(pl.read_csv(args.scaling), Path(args.output), PLOTTED_KINDS)
 
 
 def cmd_sweep_overhead(args: argparse.Namespace) -> None:
-    from circuitsweep.overhead import sweep_overhead
-    from circuitsweep.table_io import write_csv, write_markdown
+    from circuitsweep.io.atomic import atomic_write_text
+    from circuitsweep.io.tables import write_csv
+    from circuitsweep.outputs.overhead import estimate_comparison, overhead_markdown, sweep_overhead
 
     table = sweep_overhead(
         [Path(p) for p in args.scores],
@@ -349,18 +899,32 @@ def cmd_sweep_overhead(args: argparse.Namespace) -> None:
         [Path(p) for p in args.primitives],
     )
     write_csv(table, Path(args.csv))
-    write_markdown(table, Path(args.markdown), title="Sweep overhead: job wall time against forward-pass time")
+    estimate = args.estimate or {"kinds": {}, "device": "-", "start_up_s": 0}
+    batches = [path for path in args.natural_batch if Path(path).is_file()]  # a batch built before it had one: none
+    measured = {"measure": args.measure, "final_ablation": args.final_ablation, "natural_batch": batches}
+    comparison = estimate_comparison(estimate["kinds"], measured)
+    if args.estimate_csv:
+        write_csv(comparison, Path(args.estimate_csv))
+    atomic_write_text(
+        Path(args.markdown), overhead_markdown(table, comparison, estimate["device"], estimate["start_up_s"])
+    )
+
+
+def cmd_table_pages(args: argparse.Namespace) -> None:
+    from circuitsweep.outputs.table_pages import write_table_pages
+
+    write_table_pages([Path(p) for p in args.tables], [Path(p) for p in args.pages])
 
 
 def cmd_block_record(args: argparse.Namespace) -> None:
-    from circuitsweep.scheduling import write_block_record
+    from circuitsweep.plan.scheduling import write_block_record
 
     write_block_record(args.block, [Path(p) for p in args.files], Path(args.output), args.expected or ())
     print(f"block {args.block}: {len(args.files)} files recorded in {args.output}")
 
 
 def cmd_prefetch(args: argparse.Namespace) -> None:
-    from circuitsweep.prefetch import prefetch
+    from circuitsweep.plan.prefetch import prefetch
 
     prefetch(Path(args.config), Path(args.root), models=args.models or None)
 
@@ -372,277 +936,446 @@ def cmd_demo_run(args: argparse.Namespace) -> None:
         print(folder)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="circuitsweep", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    parser.add_argument(
-        "--attempt", type=int, help="Snakemake attempt of the job running this command (set by the rules)"
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+def _tables() -> dict[str, InputFile]:
+    """The tables commands read, each with columns that tell it from another kind (of ``io.contracts``;
+    tests/test_cli_boundary.py checks each is in its contract)."""
+    return {
+        "heads": InputFile("heads table", ("model", "revision", "layer", "head", "class")),
+        "revisions": InputFile("revisions table", ("model", "revision", "n_layers")),
+        "emergence": InputFile("emergence table", ("model", "revision", "bos_fraction")),
+        "milestones": InputFile("milestones table", ("model", "final_revision")),
+        "brackets": InputFile("milestone brackets table", ("model", "milestone", "status")),
+        "spectral": InputFile("spectral ranking", ("model", "layer", "head", "rank")),
+        "final_ablation": InputFile("final-revision ablation table", ("model", "condition", "heads")),
+        "final_ablation_table": InputFile("final ablation table", ("model", "condition", "statistic")),
+        "gaps": InputFile("primitive gap table", ("model", "revision", "tokens", "score_kind", "gap")),
+        "scaling": InputFile("primitive scaling table", ("model", "parameters", "score_kind", "gap")),
+    }
 
-    def add(
-        name: str, func: Callable[[argparse.Namespace], None], help: str, inputs: tuple[str, ...] = ()
-    ) -> argparse.ArgumentParser:
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: every argument declares what it is (an :class:`Argument`), checked before the command runs."""
+    parser = _Parser(prog="circuitsweep", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages; show a crash's traceback")
+    parser.add_argument(
+        "--attempt", type=Count(1, 10**6), help="Snakemake attempt of the job running this command (set by the rules)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    table = _tables()
+    config_file = InputFile("YAML config")
+    file = InputFile()
+    files = InputFile(blank=True)
+    snapshot = InputFolder("snapshot folder")
+    root = InputFolder("workflow folder")
+    out = OutputFile()
+    table_out = OutputFile()
+    csv_out = OutputFile()
+    md_out = OutputFile()
+    figure = OutputFile((".png", ".svg"))
+    threads = Count(1, 4096)
+    mem_mb = Count(1, 2**40)
+
+    def add(name: str, func: Callable[[argparse.Namespace], None], help: str) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help, description=help)
-        command.set_defaults(func=func, inputs=inputs)
+        command.set_defaults(func=func)
         return command
 
-    p = add("check-config", cmd_check_config, "validate a config and list the revisions it sweeps", ("config",))
-    p.add_argument("config", help="YAML config file")
-    p.add_argument("--root", default=".", help="workflow folder that relative paths resolve against")
+    p = add(
+        "check-config",
+        cmd_check_config,
+        "validate a config, list the revisions it sweeps and what measuring those still to measure costs",
+    )
+    p.add_argument("config", type=config_file, help="YAML config file")
+    p.add_argument("--root", type=root, default=".", help="workflow folder that relative paths resolve against")
+    p.add_argument(
+        "-d", "--directory", default=".", help="the working directory Snakemake runs in (its -d): where results/ is"
+    )
+    p.add_argument(
+        "--config",
+        dest="set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set config keys as Snakemake's --config (and a profile's config:) does, e.g. snapshots_on_disk=24",
+    )
 
     p = add("refresh-manifest", cmd_refresh_manifest, "list a Hub repository's checkpoint branches into a manifest")
-    p.add_argument("repo_id", help="Hub repository, e.g. allenai/OLMo-1B-0724-hf")
-    p.add_argument("manifest", help="manifest JSON to write, e.g. config/revisions/olmo-1b-0724-hf.json")
-    p.add_argument("--tokens-per-step", type=int, help="for branch names without a token count (stepN)")
-    p.add_argument("--endpoint", help="Hub endpoint (default HF_ENDPOINT or huggingface.co)")
-    p.add_argument("--branch-pattern", help="checkpoint branch names, e.g. 'stage1-step{step}-tokens{tokens}B'")
+    p.add_argument(
+        "repo_id", type=Text(_check_repo_id, "org/name"), help="Hub repository, e.g. allenai/OLMo-1B-0724-hf"
+    )
+    p.add_argument("manifest", type=OutputFile(), help="manifest JSON to write, e.g. config/revisions/olmo.json")
+    p.add_argument("--tokens-per-step", type=Count(1), help="for branch names without a token count (stepN)")
+    p.add_argument(
+        "--endpoint",
+        type=Text(_check_endpoint, "http://127.0.0.1:9"),
+        help="Hub endpoint (default HF_ENDPOINT or huggingface.co)",
+    )
+    p.add_argument(
+        "--branch-pattern",
+        type=Text(_check_branch_pattern, "step{step}"),
+        help="checkpoint branch names, e.g. 'stage1-step{step}-tokens{tokens}B'",
+    )
     p.add_argument("--force", action="store_true", help="replace the manifest even if revisions would be lost")
 
     p = add("train-toy", cmd_train_toy, "train one toy model and publish its checkpoints as revisions")
-    p.add_argument("--settings", type=_json, required=True, help="JSON: model name, architecture and toy settings")
-    p.add_argument("--hub", required=True, help="local hub folder (Hub cache layout)")
-    p.add_argument("--published", required=True, help="JSON list of published revisions, written last")
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument(
+        "--settings",
+        type=Json(dict, ("model", "architecture", "repo_id", "toy")),
+        required=True,
+        help="JSON: model name, architecture and toy settings",
+    )
+    p.add_argument("--hub", type=OutputFolder(), required=True, help="local hub folder (Hub cache layout)")
+    p.add_argument("--published", type=out, required=True, help="JSON list of published revisions, written last")
+    p.add_argument("--threads", type=threads, default=1, help="torch threads")
 
     p = add("demo-run", cmd_demo_run, "save a small training run's checkpoint folders, to try a run_dir sweep on")
-    p.add_argument("folder", help="the run's output folder")
-    p.add_argument("--steps", type=int, nargs="+", default=[0, 20, 40], help="steps at which to save")
-    p.add_argument("--pattern", default="checkpoint-{step}", help="checkpoint folder names")
+    p.add_argument("folder", type=OutputFolder(), help="the run's output folder")
+    p.add_argument("--steps", type=Count(0, 10**9), nargs="+", default=[0, 20, 40], help="steps at which to save")
+    p.add_argument(
+        "--pattern",
+        type=Text(_check_run_pattern, "checkpoint-{step}"),
+        default="checkpoint-{step}",
+        help="checkpoint names",
+    )
     p.add_argument("--force", action="store_true", help="replace checkpoint folders that already exist")
 
     p = add("fetch-snapshot", cmd_fetch_snapshot, "fetch and verify one revision's files")
-    p.add_argument("--settings", type=_json, required=True, help="JSON: source and revision")
-    p.add_argument("--output", required=True, help="snapshot folder to create")
+    p.add_argument("--settings", type=Json(dict, ("source", "revision")), required=True, help="JSON: source, revision")
+    p.add_argument("--output", type=OutputFolder(), required=True, help="snapshot folder to create")
 
     p = add("measure-revision", cmd_measure_revision, "load one revision once; write its head cache (and primitives)")
-    p.add_argument("--settings", type=_json, required=True, help="JSON: model, revision, probes, dtype, first token")
-    p.add_argument("--snapshot", required=True, help="snapshot folder (with snapshot.json)")
-    p.add_argument("--stats", required=True, help="output safetensors shard of statistics")
-    p.add_argument("--scores", required=True, help="output Parquet of per-head scores")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--mem-mb", type=int, help="the job's memory limit in MB: refuse before loading if it cannot fit")
-    p.add_argument("--natural-batch", help="natural-text batch (safetensors) to measure, with probes.natural_text")
-    p.add_argument("--natural-scores", help="output Parquet of per-head natural-text scores")
-    p.add_argument("--ablation", help="output Parquet of ablation rows, with settings.ablation")
-    p.add_argument("--primitive-settings", type=_json, help="JSON: the primitive job (Plan.primitive_settings)")
-    p.add_argument("--stimuli", help="stimuli YAML of the primitive measurement")
-    p.add_argument("--primitives", help="output safetensors shard of the primitive measurement")
+    p.add_argument(
+        "--settings",
+        type=Json(dict, ("revision",)),
+        required=True,
+        help="JSON: model, revision, probes, dtype, first token",
+    )
+    p.add_argument("--snapshot", type=snapshot, required=True, help="snapshot folder (with snapshot.json)")
+    p.add_argument("--stats", type=out, required=True, help="output safetensors shard of statistics")
+    p.add_argument("--scores", type=table_out, required=True, help="output Parquet of per-head scores")
+    p.add_argument("--threads", type=threads, default=1, help="torch CPU threads")
+    p.add_argument("--mem-mb", type=mem_mb, help="the job's memory limit in MB: refuse before loading if it cannot fit")
+    p.add_argument("--natural-batch", type=file, help="natural-text batch (safetensors), with probes.natural_text")
+    p.add_argument("--natural-scores", type=table_out, help="output Parquet of per-head natural-text scores")
+    p.add_argument("--ablation", type=table_out, help="output Parquet of ablation rows, with settings.ablation")
+    p.add_argument(
+        "--primitive-settings", type=Json(dict), help="JSON: the primitive job (primitives.jobs.primitive_settings)"
+    )
+    p.add_argument("--stimuli", type=file, help="stimuli YAML of the primitive measurement")
+    p.add_argument("--primitives", type=out, help="output safetensors shard of the primitive measurement")
 
     p = add("natural-batch", cmd_natural_batch, "tokenize the natural-text corpus with one revision's tokenizer")
-    p.add_argument("--settings", type=_json, required=True, help="JSON: batch name, model and natural_text settings")
-    p.add_argument("--snapshot", required=True, help="snapshot folder whose tokenizer is used")
-    p.add_argument("--output", required=True, help="output safetensors batch")
+    p.add_argument(
+        "--settings", type=Json(dict), required=True, help="JSON: batch name, model and natural_text settings"
+    )
+    p.add_argument("--snapshot", type=snapshot, required=True, help="snapshot folder whose tokenizer is used")
+    p.add_argument("--output", type=out, required=True, help="output safetensors batch")
+
+    p = add("classify-heads", cmd_classify_heads, "classify every head of one model from its cache")
+    p.add_argument("--model", type=Name(), required=True)
+    p.add_argument("--thresholds", type=Json(dict), required=True, help="JSON classification thresholds")
+    p.add_argument("--scores", type=file, nargs="+", required=True, help="per-revision score Parquet files")
+    p.add_argument("--heads", type=table_out, required=True, help="output Parquet of classified heads")
+    p.add_argument("--revisions", type=table_out, required=True, help="output Parquet of per-revision facts")
+    p.add_argument("--stats", type=file, nargs="+", help="per-revision statistics shards (same order), verified")
+    p.add_argument("--expected", type=Json(list), help="JSON list: the metadata each score file must carry")
+    p.add_argument("--natural", type=files, nargs="*", default=[], help="per-revision natural-text score Parquet files")
 
     p = add(
-        "classify-heads",
-        cmd_classify_heads,
-        "classify every head of one model from its cache",
-        ("scores", "stats", "natural"),
+        "bootstrap-heads",
+        cmd_bootstrap_heads,
+        "bootstrap one model's selectivities, classes and milestone counts over probe sequences (caches only)",
     )
-    p.add_argument("--model", required=True)
-    p.add_argument("--thresholds", type=_json, required=True, help="JSON classification thresholds")
-    p.add_argument("--scores", nargs="+", required=True, help="per-revision score Parquet files")
-    p.add_argument("--heads", required=True, help="output Parquet of classified heads")
-    p.add_argument("--revisions", required=True, help="output Parquet of per-revision facts")
-    p.add_argument("--stats", nargs="+", help="per-revision statistics shards (same order), verified")
-    p.add_argument("--expected", type=_json, help="JSON list: the metadata each score file must carry")
-    p.add_argument("--natural", nargs="*", default=[], help="per-revision natural-text score Parquet files")
+    p.add_argument("--model", type=Name(), required=True)
+    p.add_argument(
+        "--settings",
+        type=Json(dict, ("bootstrap", "thresholds")),
+        required=True,
+        help="JSON: bootstrap, thresholds, skip_duplicates",
+    )
+    p.add_argument("--stats", type=file, nargs="+", required=True, help="per-revision statistics shards, verified")
+    p.add_argument("--expected", type=Json(list), help="JSON list: the metadata each shard must carry")
+    p.add_argument("--heads", type=table["heads"], required=True, help="the model's classified heads (Parquet)")
+    p.add_argument("--revisions", type=table["revisions"], required=True, help="the model's revision facts (Parquet)")
+    p.add_argument("--heads-out", type=table_out, required=True, help="output Parquet: intervals, class stability")
+    p.add_argument("--curves-out", type=table_out, required=True, help="output Parquet: milestone counts per resample")
 
-    p = add(
-        "head-tables",
-        cmd_head_tables,
-        "write the heads, emergence and milestone tables",
-        ("heads", "revisions", "ablation_rows"),
+    p = add("head-tables", cmd_head_tables, "write the heads, emergence and milestone tables")
+    p.add_argument("--heads", type=table["heads"], nargs="+", required=True)
+    p.add_argument("--revisions", type=table["revisions"], nargs="+", required=True)
+    p.add_argument("--thresholds", type=Json(dict), required=True, help="JSON: model -> milestone thresholds")
+    p.add_argument("--heads-out", type=table_out, required=True, help="the heads table (Parquet)")
+    p.add_argument("--emergence", type=table_out, required=True, help="the emergence table (Parquet)")
+    p.add_argument("--emergence-csv", type=csv_out, required=True)
+    p.add_argument("--milestones", type=csv_out, required=True, help="the milestones table (CSV)")
+    p.add_argument("--milestones-parquet", type=table_out, required=True, help="the milestones table (Parquet)")
+    p.add_argument("--milestones-md", type=md_out, required=True)
+    p.add_argument(
+        "--skip-duplicates", type=Name(), nargs="*", default=[], help="models whose duplicate revisions are left out"
     )
-    p.add_argument("--heads", nargs="+", required=True)
-    p.add_argument("--revisions", nargs="+", required=True)
-    p.add_argument("--thresholds", type=_json, required=True, help="JSON: model -> milestone thresholds")
-    p.add_argument("--heads-out", required=True, help="the heads table (Parquet)")
-    p.add_argument("--emergence", required=True, help="the emergence table (Parquet)")
-    p.add_argument("--emergence-csv", required=True)
-    p.add_argument("--milestones", required=True, help="the milestones table (CSV)")
-    p.add_argument("--milestones-parquet", required=True, help="the milestones table (Parquet, with its settings)")
-    p.add_argument("--milestones-md", required=True)
-    p.add_argument("--skip-duplicates", nargs="*", default=[], help="models whose duplicate revisions are left out")
-    p.add_argument("--ablation-rows", nargs="*", default=[], help="per-revision ablation Parquet files")
-    p.add_argument("--ablation-out", help="the ablation table (Parquet)")
-    p.add_argument("--ablation-csv", help="the ablation table (CSV)")
-    p.add_argument("--causal-factor", type=float, default=2.0, help="causal milestone factor")
+    p.add_argument("--ablation-rows", type=files, nargs="*", default=[], help="per-revision ablation Parquet files")
+    p.add_argument("--ablation-out", type=table_out, help="the ablation table (Parquet)")
+    p.add_argument("--ablation-csv", type=csv_out, help="the ablation table (CSV)")
+    p.add_argument("--causal-factor", type=Real(0.0, 1e6), default=2.0, help="causal milestone factor")
+    p.add_argument(
+        "--causal-alpha", type=Real(0.0, 1.0), default=0.01, help="causal milestone's significance level (Holm)"
+    )
+    p.add_argument("--bootstrap-heads", type=files, nargs="*", default=[], help="per-model bootstrap heads (Parquet)")
+    p.add_argument("--bootstrap-curves", type=files, nargs="*", default=[], help="per-model bootstrap curves (Parquet)")
 
     p = add("milestone-brackets", cmd_milestone_brackets, "bracket each milestone between two swept revisions")
-    p.add_argument("--config", type=_json, required=True, help="JSON: the workflow's config (it is planned again)")
-    p.add_argument("--root", required=True, help="workflow folder that relative paths resolve against")
-    p.add_argument("--results", required=True, help="results folder (Paths root) holding the refinement rounds")
-    p.add_argument("--emergence", required=True, help="the emergence table (Parquet)")
-    p.add_argument("--milestones", required=True, help="the milestones table (Parquet)")
-    p.add_argument("--csv", required=True)
-    p.add_argument("--markdown", required=True)
+    p.add_argument("--config", type=Json(dict), required=True, help="JSON: the workflow's config (it is planned again)")
+    p.add_argument("--root", type=root, required=True, help="workflow folder that relative paths resolve against")
+    p.add_argument(
+        "--results", type=OutputFolder(), required=True, help="results folder (Paths root) holding the rounds"
+    )
+    p.add_argument("--emergence", type=table["emergence"], required=True, help="the emergence table (Parquet)")
+    p.add_argument("--milestones", type=table["milestones"], required=True, help="the milestones table (Parquet)")
+    p.add_argument("--csv", type=csv_out, required=True)
+    p.add_argument("--markdown", type=md_out, required=True)
 
     p = add("group-milestones", cmd_group_milestones, "spread of each milestone's tokens over a group's models")
-    p.add_argument("--milestones", required=True, help="the milestones table (Parquet)")
-    p.add_argument("--groups", type=_json, required=True, help="JSON: model -> group")
-    p.add_argument("--csv", required=True)
-    p.add_argument("--markdown", required=True)
+    p.add_argument("--milestones", type=table["milestones"], required=True, help="the milestones table (Parquet)")
+    p.add_argument("--groups", type=Json(dict), required=True, help="JSON: model -> group")
+    p.add_argument("--csv", type=csv_out, required=True)
+    p.add_argument("--markdown", type=md_out, required=True)
 
     p = add(
         "refine",
         cmd_refine,
         "sweep, then add revisions where milestones lie until each is bracketed by adjacent available revisions",
     )
-    p.add_argument("--configfile", nargs="*", default=[], help="config files (default config/config.yaml)")
-    p.add_argument("--root", default=".", help="workflow folder (holding workflow/Snakefile)")
+    p.add_argument(
+        "--configfile", type=config_file, nargs="*", default=[], help="config files (default config/config.yaml)"
+    )
+    p.add_argument("--root", type=root, default=".", help="workflow folder (holding workflow/Snakefile)")
     p.add_argument("--dry-run", action="store_true", help="show the next round's jobs (snakemake --dry-run)")
-    p.add_argument("--targets", nargs="*", default=[], help="what the last Snakemake run builds (default: all)")
-    p.add_argument("snakemake", nargs=argparse.REMAINDER, help="snakemake options (no targets) after --: -- --cores 8")
-
-    p = add(
-        "plot-emergence",
-        cmd_plot_emergence,
-        "plot BOS fraction and induction heads against tokens",
-        ("emergence", "milestones"),
+    p.add_argument("--targets", type=Text(), nargs="*", default=[], help="what the last Snakemake run builds")
+    p.add_argument(
+        "snakemake", type=Text(), nargs=argparse.REMAINDER, help="snakemake options (no targets) after --: -- --cores 8"
     )
-    p.add_argument("--emergence", required=True)
-    p.add_argument("--milestones", help="milestones table (Parquet), marked on the curves")
-    p.add_argument("--brackets", nargs="*", default=[], help="milestone brackets table (CSV), drawn as spans")
-    p.add_argument("--groups", type=_json, default={}, help="JSON: model -> group, drawn as a band per group")
-    p.add_argument("--output", nargs="+", required=True, help="figure files (.png, .svg)")
 
-    p = add("plot-heatmap", cmd_plot_heatmap, "plot one model's per-layer head counts per revision", ("emergence",))
-    p.add_argument("--emergence", required=True)
-    p.add_argument("--milestones", help="milestones table (Parquet), marked on the panels")
-    p.add_argument("--model", required=True)
-    p.add_argument("--output", required=True)
-
-    p = add(
-        "plot-trajectories", cmd_plot_trajectories, "plot every head's best selectivity across training", ("heads",)
+    p = add("plot-emergence", cmd_plot_emergence, "plot BOS fraction and induction heads against tokens")
+    p.add_argument("--emergence", type=table["emergence"], required=True)
+    p.add_argument("--milestones", type=table["milestones"], help="milestones table (Parquet), marked on the curves")
+    p.add_argument(
+        "--brackets", type=table["brackets"], nargs="*", default=[], help="milestone brackets table (CSV), as spans"
     )
-    p.add_argument("--heads", required=True, help="the heads table (Parquet)")
-    p.add_argument("--model", required=True)
-    p.add_argument("--output", required=True)
+    p.add_argument("--groups", type=Json(dict), default={}, help="JSON: model -> group, drawn as a band per group")
+    p.add_argument("--output", type=figure, nargs="+", required=True, help="figure files (.png, .svg)")
+
+    p = add("plot-heatmap", cmd_plot_heatmap, "plot one model's per-layer head counts per revision")
+    p.add_argument("--emergence", type=table["emergence"], required=True)
+    p.add_argument("--milestones", type=table["milestones"], help="milestones table (Parquet), marked on the panels")
+    p.add_argument("--model", type=Name(), required=True)
+    p.add_argument("--output", type=figure, required=True)
+
+    p = add("plot-trajectories", cmd_plot_trajectories, "plot every head's best selectivity across training")
+    p.add_argument("--heads", type=table["heads"], required=True, help="the heads table (Parquet)")
+    p.add_argument("--model", type=Name(), required=True)
+    p.add_argument("--output", type=figure, required=True)
 
     p = add("spectral-model", cmd_spectral_model, "rank one model's heads by their participation-ratio integral")
-    p.add_argument("--heads", required=True, help="the model's classified heads (Parquet)")
-    p.add_argument("--model", required=True)
-    p.add_argument("--output", required=True, help="the model's spectral ranking (Parquet)")
+    p.add_argument("--heads", type=table["heads"], required=True, help="the model's classified heads (Parquet)")
+    p.add_argument("--model", type=Name(), required=True)
+    p.add_argument("--output", type=table_out, required=True, help="the model's spectral ranking (Parquet)")
 
     p = add("spectral-table", cmd_spectral_table, "concatenate the models' spectral rankings")
-    p.add_argument("--models", nargs="+", required=True, help="per-model spectral rankings (Parquet)")
-    p.add_argument("--parquet", required=True)
-    p.add_argument("--csv", required=True)
+    p.add_argument(
+        "--models", type=table["spectral"], nargs="+", required=True, help="per-model spectral rankings (Parquet)"
+    )
+    p.add_argument("--parquet", type=table_out, required=True)
+    p.add_argument("--csv", type=csv_out, required=True)
 
     p = add("plot-spectral", cmd_plot_spectral, "plot one model's participation ratio across training by final class")
-    p.add_argument("--heads", required=True, help="the model's classified heads (Parquet)")
-    p.add_argument("--spectral", required=True, help="the model's spectral ranking (Parquet)")
-    p.add_argument("--model", required=True)
-    p.add_argument("--output", required=True)
+    p.add_argument("--heads", type=table["heads"], required=True, help="the model's classified heads (Parquet)")
+    p.add_argument("--spectral", type=table["spectral"], required=True, help="the model's spectral ranking (Parquet)")
+    p.add_argument("--model", type=Name(), required=True)
+    p.add_argument("--output", type=figure, required=True)
 
     p = add("final-ablation", cmd_final_ablation, "load the final revision once; run the study's ablation conditions")
-    p.add_argument("--settings", type=_json, required=True, help="JSON: Plan.final_ablation_settings")
-    p.add_argument("--snapshot", required=True, help="the final revision's snapshot folder")
-    p.add_argument("--heads", required=True, help="the model's classified heads (Parquet)")
-    p.add_argument("--spectral", required=True, help="the model's spectral ranking (Parquet)")
-    p.add_argument("--output", required=True, help="output Parquet of every condition's rows")
-    p.add_argument("--natural-batch", help="natural-text batch (safetensors), with probes.natural_text")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--mem-mb", type=int, help="the job's memory limit in MB: refuse before loading if it cannot fit")
+    p.add_argument(
+        "--settings",
+        type=Json(dict, ("job", "spectral_top_k", "thresholds")),
+        required=True,
+        help="JSON: heads.jobs.final_ablation_settings",
+    )
+    p.add_argument("--snapshot", type=snapshot, required=True, help="the final revision's snapshot folder")
+    p.add_argument("--heads", type=table["heads"], required=True, help="the model's classified heads (Parquet)")
+    p.add_argument("--spectral", type=table["spectral"], required=True, help="the model's spectral ranking (Parquet)")
+    p.add_argument("--output", type=table_out, required=True, help="output Parquet of every condition's rows")
+    p.add_argument("--natural-batch", type=file, help="natural-text batch (safetensors), with probes.natural_text")
+    p.add_argument("--threads", type=threads, default=1, help="torch CPU threads")
+    p.add_argument("--mem-mb", type=mem_mb, help="the job's memory limit in MB: refuse before loading if it cannot fit")
 
     p = add("final-ablation-table", cmd_final_ablation_table, "write the final-revision ablation table")
-    p.add_argument("--rows", nargs="+", required=True, help="per-model final-revision ablation Parquet files")
-    p.add_argument("--parquet", required=True)
-    p.add_argument("--csv", required=True)
-    p.add_argument("--markdown", required=True)
+    p.add_argument(
+        "--rows", type=table["final_ablation"], nargs="+", required=True, help="per-model final ablation Parquet files"
+    )
+    p.add_argument("--parquet", type=table_out, required=True)
+    p.add_argument("--csv", type=csv_out, required=True)
+    p.add_argument("--markdown", type=md_out, required=True)
+
+    p = add("findings", cmd_findings, "the study's summaries per model and across models, from the run's tables")
+    p.add_argument("--spectral", type=table["spectral"], required=True, help="tables/spectral.parquet")
+    p.add_argument("--heads", type=table["heads"], required=True, help="tables/heads.parquet")
+    p.add_argument("--milestones", type=table["milestones"], required=True, help="tables/milestones.parquet")
+    p.add_argument(
+        "--final-ablation", type=table["final_ablation_table"], help="tables/final_ablation.parquet (with ablation)"
+    )
+    p.add_argument("--spectral-top-k", type=Json(), required=True, help="JSON: ablation.spectral_top_k")
+    p.add_argument("--csv", type=csv_out, required=True)
+    p.add_argument("--markdown", type=md_out, required=True)
+    p.add_argument("--html", type=out, required=True, help="the report's Findings page")
+
+    p = add("score-primitives", cmd_score_primitives, "score one revision's primitive shard (no model)")
+    p.add_argument("--cache", type=file, required=True, help="primitive shard of measure-revision")
+    p.add_argument("--stimuli", type=file, required=True)
+    p.add_argument("--scoring", type=Json(dict), required=True, help="JSON: n_folds, n_perm, seed")
+    p.add_argument("--output", type=OutputFolder(), required=True, help="folder for the revision's tables")
+    p.add_argument("--expected", type=Json(dict), help="JSON: the metadata the shard must carry")
+
+    p = add("primitive-tables", cmd_primitive_tables, "stack every revision's primitive tables")
+    p.add_argument("--revisions", type=InputFolder(), nargs="+", required=True, help="folders of score-primitives")
+    p.add_argument("--output", type=OutputFolder(), required=True, help="tables folder")
+
+    p = add("plot-primitive-gap", cmd_plot_primitive_gap, "plot the summary primitive gap against tokens")
+    p.add_argument("--gaps", type=table["gaps"], required=True, help="primitive_gaps.csv")
+    p.add_argument("--output", type=figure, required=True)
+
+    p = add("plot-primitive-scaling", cmd_plot_primitive_scaling, "plot each model's last gap against its size")
+    p.add_argument("--scaling", type=table["scaling"], required=True, help="primitive_scaling.csv")
+    p.add_argument("--output", type=figure, required=True)
+
+    p = add("sweep-overhead", cmd_sweep_overhead, "compare job wall time with forward-pass time")
+    p.add_argument("--scores", type=file, nargs="+", required=True, help="head-score Parquet files")
+    p.add_argument("--fetch", type=file, nargs="*", default=[], help="fetch_snapshot benchmark TSVs")
+    p.add_argument("--measure", type=file, nargs="+", required=True, help="benchmark TSVs of the measuring jobs")
+    p.add_argument("--primitives", type=file, nargs="*", default=[], help="primitive shards (their forward seconds)")
+    p.add_argument("--final-ablation", type=file, nargs="*", default=[], help="benchmark TSVs of final-ablation jobs")
+    p.add_argument("--natural-batch", type=file, nargs="*", default=[], help="benchmark TSVs of natural-batch jobs")
+    p.add_argument(
+        "--estimate",
+        type=Json(dict),
+        help="JSON: device, start_up_s and per job kind the estimated jobs and seconds (plan.costs.estimate_by_kind)",
+    )
+    p.add_argument("--csv", type=csv_out, required=True)
+    p.add_argument("--estimate-csv", type=csv_out, help="the estimate beside the measured seconds, per job kind")
+    p.add_argument("--markdown", type=md_out, required=True)
 
     p = add(
-        "score-primitives",
-        cmd_score_primitives,
-        "score one revision's primitive shard (no model)",
-        ("cache", "stimuli"),
+        "table-pages", cmd_table_pages, "write each final CSV table as an HTML page (the report's tables)", ("tables",)
     )
-    p.add_argument("--cache", required=True, help="primitive shard of measure-revision")
-    p.add_argument("--stimuli", required=True)
-    p.add_argument("--scoring", type=_json, required=True, help="JSON: n_folds, n_perm, seed")
-    p.add_argument("--output", required=True, help="folder for the revision's tables")
-    p.add_argument("--expected", type=_json, help="JSON: the metadata the shard must carry")
-
-    p = add("primitive-tables", cmd_primitive_tables, "stack every revision's primitive tables", ("revisions",))
-    p.add_argument("--revisions", nargs="+", required=True, help="folders of score-primitives")
-    p.add_argument("--output", required=True, help="tables folder")
-
-    p = add("plot-primitive-gap", cmd_plot_primitive_gap, "plot the summary primitive gap against tokens", ("gaps",))
-    p.add_argument("--gaps", required=True, help="primitive_gaps.csv")
-    p.add_argument("--output", required=True)
-
-    p = add(
-        "plot-primitive-scaling",
-        cmd_plot_primitive_scaling,
-        "plot each model's last gap against its size",
-        ("scaling",),
-    )
-    p.add_argument("--scaling", required=True, help="primitive_scaling.csv")
-    p.add_argument("--output", required=True)
-
-    p = add(
-        "sweep-overhead",
-        cmd_sweep_overhead,
-        "compare job wall time with forward-pass time",
-        ("scores", "fetch", "measure", "primitives"),
-    )
-    p.add_argument("--scores", nargs="+", required=True, help="head-score Parquet files")
-    p.add_argument("--fetch", nargs="*", default=[], help="fetch_snapshot benchmark TSVs")
-    p.add_argument("--measure", nargs="+", required=True, help="benchmark TSVs of the measuring jobs")
-    p.add_argument("--primitives", nargs="*", default=[], help="primitive shards (their forward seconds count too)")
-    p.add_argument("--csv", required=True)
-    p.add_argument("--markdown", required=True)
+    p.add_argument("--tables", nargs="+", required=True, help="final CSV tables")
+    p.add_argument("--pages", nargs="+", required=True, help="the HTML page of each, in the same order")
 
     p = add("block-record", cmd_block_record, "record that every cache of a job block exists")
-    p.add_argument("--block", required=True, help="block name (<model>.<first revision>)")
-    p.add_argument("--files", nargs="*", default=[], help="the caches of the block's revisions")
-    p.add_argument("--output", required=True, help="the block's JSON record")
-    p.add_argument("--expected", type=_json, help="JSON: per revision, its head caches and expected metadata")
+    p.add_argument("--block", type=Name(), required=True, help="block name (<model>.<first revision>)")
+    p.add_argument(
+        "--files", type=InputFile(content=False), nargs="*", default=[], help="the caches of the block's revisions"
+    )
+    p.add_argument("--output", type=OutputFile(), required=True, help="the block's JSON record")
+    p.add_argument("--expected", type=Json(list), help="JSON: per revision, its head caches and expected metadata")
 
     p = add(
         "prefetch",
         cmd_prefetch,
         "download every planned Hub revision of a config into the shared Hub cache (HF_HOME), for offline jobs",
-        ("config",),
     )
-    p.add_argument("config", help="YAML config file")
-    p.add_argument("--root", default=".", help="workflow folder that relative paths resolve against")
-    p.add_argument("--models", nargs="*", help="only these models (default: every Hub model)")
+    p.add_argument("config", type=config_file, help="YAML config file")
+    p.add_argument("--root", type=root, default=".", help="workflow folder that relative paths resolve against")
+    p.add_argument("--models", type=Name(), nargs="*", help="only these models (default: every Hub model)")
     return parser
 
 
+def _error_line(command: str, message: str) -> str:
+    """The one line of a failed command: the log's last line says it all."""
+    from circuitsweep.errors import one_line
+
+    return f"circuitsweep {command}: error: {one_line(message)}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand. Every failure ends here in one line on stderr and a documented exit code
+    (docs/errors.md): 3 when a rerun would fail the same way, 1 when it may not, 130 when interrupted."""
+    from circuitsweep.plan import retry
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    command = next((a for a in argv if not a.startswith("-")), "")
+    args = None
+    try:
+        args = build_parser().parse_args(argv)
+        command = args.command
+        return _run(args, argv)
+    except UsageError as error:
+        _say(" ".join(str(error).split()))
+        return retry.EXIT_DETERMINISTIC
+    except KeyboardInterrupt:
+        _say(f"circuitsweep {command}: interrupted (a rerun resumes where this one stopped)")
+        return EXIT_INTERRUPTED
+    except OSError as error:
+        line, deterministic = describe_os_error(error, args)
+        _say(_error_line(command, line))
+        return retry.EXIT_DETERMINISTIC if deterministic else retry.EXIT_USER_ERROR
+    except RecursionError:
+        _say(_error_line(command, "an input is nested too deeply to read"))
+        return retry.EXIT_DETERMINISTIC
+    except Exception as error:  # the boundary: a crash, or an input no check caught
+        if args is not None and args.verbose:
+            traceback.print_exc()
+        detail = " ".join(str(error).split())[:300]
+        hint = "" if args is not None and args.verbose else "; run it with -v for the traceback"
+        _say(_error_line(command, f"unexpected {type(error).__name__}: {detail}{hint}"))
+        return retry.EXIT_USER_ERROR
+
+
+def _say(line: str) -> None:
+    """Print the error line; where stderr itself cannot be written (a log on a full disk) it is lost, not raised."""
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr, flush=True)
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from circuitsweep import warm_worker
 
     setting = os.environ.get(warm_worker.ENV)
     if setting and args.command in warm_worker.WARM_COMMANDS and not os.environ.get(warm_worker.CHILD_ENV):
-        code = warm_worker.run_warm(argv, setting)
+        code = warm_worker.run_warm(argv, setting, entry="circuitsweep.cli:main")
         if code is not None:
             return code
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[_StderrHandler()],
     )
-    from circuitsweep import retry
-    from circuitsweep.errors import USER_ERRORS
+    from circuitsweep.errors import USER_ERRORS, error_line
+    from circuitsweep.plan import retry
 
-    argv = list(sys.argv[1:] if argv is None else argv)
     if (replayed := retry.replay_failure(argv, args.attempt)) is not None:
-        print(replayed, file=sys.stderr)
+        _say(replayed)
         return retry.EXIT_DETERMINISTIC
     try:
-        check_inputs(args)
         args.func(args)
     except USER_ERRORS as error:
-        message = f"circuitsweep {args.command}: error: {error}"
-        print(message, file=sys.stderr)
+        message = error_line(error, args.command)
+        _say(message)
         return retry.exit_code(argv, error, message, args.attempt)
     return 0
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Logs to whatever ``sys.stderr`` is when a record is emitted (a command run in-process, its stderr captured)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 if __name__ == "__main__":

@@ -32,3 +32,16 @@ USER_ERRORS: tuple[type[BaseException], ...] = (CircuitsweepError,)
 
 class UnsupportedModelError(SnapshotError):
     """A model class whose attention circuitsweep cannot observe, or whose outputs it cannot reproduce."""
+
+
+def error_line(error: BaseException, command: str | None = None) -> str:
+    """How a user error is shown, by ``circuitsweep <command>`` and by Snakemake (no command) alike:
+    ``circuitsweep[ <command>]: error: <message>``, the message naming the key, file or URL to fix."""
+    return f"circuitsweep{' ' + command if command else ''}: error: {one_line(str(error))}"
+
+
+def one_line(message: str) -> str:
+    """A message of several lines (a config's list of problems) as one: its items joined by ``; ``."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    items = [line[2:] if line.startswith("- ") else line for line in lines[1:]]
+    return " ".join([lines[0], "; ".join(items)]) if items else (lines[0] if lines else "")

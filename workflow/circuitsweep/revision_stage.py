@@ -8,6 +8,12 @@ primitives, the primitive shard. Everything downstream (classification,
 scoring, tables) reads only those files, so a threshold or scoring change
 loads no model. At 1B scale loading costs seconds to minutes; loading once
 per revision instead of once per method is the saving.
+
+:func:`is_measured` and :func:`needs_snapshot` say, from the caches' headers,
+which revisions this stage still has to measure; :func:`pending` gathers them
+with the final ablations and natural batches still to run: the plan's
+disk-bound fetch order, the targets that make Snakemake remake a missing cache,
+and the cost of a dry run and of ``circuitsweep check-config`` count only those.
 """
 
 from __future__ import annotations
@@ -20,8 +26,12 @@ from typing import Any
 import polars as pl
 
 from circuitsweep.errors import ConfigError
+from circuitsweep.heads import jobs as heads_jobs
 from circuitsweep.heads.stage import ExtraMeasurements, RevisionJob
-from circuitsweep.progress import revision_line
+from circuitsweep.io.progress import revision_line
+from circuitsweep.plan.costs import Pending
+from circuitsweep.plan.sweep import Plan
+from circuitsweep.primitives import jobs as primitive_jobs
 
 
 @dataclass(frozen=True)
@@ -72,3 +82,62 @@ def measure_revision(
     scores = pl.read_parquet(scores_path, columns=["layer", "head", "sel_first", "sel_induction"])
     print(revision_line(job.model, job.revision, scores, seconds), flush=True)
     return seconds
+
+
+def is_measured(plan: Plan, model: str, name: str) -> bool:
+    """Whether every cache of revision ``name`` exists and was made with the settings planned now.
+
+    Read from the caches' headers when the DAG is built. Only revisions not
+    yet measured (or measured with other settings) are fetched, and only they
+    take places in the disk-bound order, so adding or removing a revision
+    never moves the fetch of one already measured (which would measure it again).
+    """
+    return heads_jobs.heads_measured(plan, model, name) and primitive_jobs.primitives_measured(plan, model, name)
+
+
+def needs_snapshot(plan: Plan, model: str, name: str) -> bool:
+    """Whether revision ``name`` will be fetched in this run: not measured with the settings planned now
+    (:func:`is_measured`), or the final revision of a run that ablates whose final-revision ablation is not
+    current (the ablation exists with the settings planned now and every revision is measured, so its ranking
+    will not change; that job fetches its own copy, in the same place of the order).
+
+    These revisions take places in the disk-bound fetch order (``plan.scheduling.fetch_order``).
+    """
+    if not is_measured(plan, model, name):
+        return True
+    if plan.ablation is None or name != plan.final_revision(model):
+        return False
+    measured = all(is_measured(plan, model, revision.name) for revision in plan.revisions[model])
+    return not (measured and heads_jobs.final_ablation_recorded(plan, model))
+
+
+def final_ablation_runs(plan: Plan, model: str, measured: dict[str, bool] | None = None) -> bool:
+    """Whether ``model``'s final-revision ablation runs: the run ablates, and a revision of the model is
+    measured in this run (its classification changes) or the ablation is not recorded with the settings
+    planned now. ``measured``: :func:`is_measured` of each of its revisions, when already read."""
+    if plan.ablation is None:
+        return False
+    measured = measured or {r.name: is_measured(plan, model, r.name) for r in plan.revisions[model]}
+    return not all(measured.values()) or not heads_jobs.final_ablation_recorded(plan, model)
+
+
+def pending(plan: Plan) -> Pending:
+    """What Snakemake would still run for ``plan`` (its paths: the run's folder): the revisions not measured
+    with the settings planned now (:func:`is_measured`; the workflow adds their caches to its targets, so a
+    cache deleted by hand is made again), their primitive jobs, the final-revision ablations that run
+    (:func:`final_ablation_runs`) and the natural batches they need that are not built yet."""
+    measured = {m: {r.name: is_measured(plan, m, r.name) for r in revisions} for m, revisions in plan.revisions.items()}
+    revisions = {m: [r for r, done in flags.items() if not done] for m, flags in measured.items()}
+    revisions = {m: names for m, names in revisions.items() if names}
+    primitives = {
+        m: [r for r in names if primitive_jobs.measures_primitives(plan, m, r)] for m, names in revisions.items()
+    }
+    finals = tuple(m for m in plan.revisions if final_ablation_runs(plan, m, measured[m]))
+    batches = {}
+    if heads_jobs.natural_text(plan):
+        readers = set(revisions) | set(finals)
+        for batch, builder in heads_jobs.natural_batches(plan).items():
+            users = {m for m in plan.models if heads_jobs.natural_batch_of(plan, m) == batch}
+            if users & readers and not plan.paths.natural_batch(batch).exists():
+                batches[batch] = builder
+    return Pending(revisions, {m: r for m, r in primitives.items() if r}, finals, batches)

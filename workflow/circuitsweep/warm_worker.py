@@ -21,7 +21,7 @@ why; the child runs a job only once its client has confirmed it still waits.
 
 Enabled by ``CIRCUITSWEEP_WARM_WORKER`` (a folder for the socket, or ``1`` for
 the default one); the workflow sets it for local runs (``warm_worker`` in the
-config) whose jobs compute on the CPU (:func:`suits`): a CUDA or ROCm context
+config) whose jobs compute on the CPU (``plan.resources.suits``): a CUDA or ROCm context
 cannot be used in a child forked after the driver was touched, and a GPU job's
 imports are a small share of a 1B-scale load anyway.
 """
@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib
 import json
 import os
 import select
@@ -64,7 +65,7 @@ PRELOAD = (
     "circuitsweep.heads.ablation",
     "circuitsweep.primitives.stage",
     "circuitsweep.primitives.pipeline",
-    "circuitsweep.stats_io",
+    "circuitsweep.io.stats",
 )
 #: Seconds the server waits for a job before it exits.
 IDLE_SECONDS = 120.0
@@ -79,18 +80,6 @@ _IMPORT_TIME_ENV = (
 #: Installed packages whose upgrade must start a new server.
 _PACKAGES = ("torch", "transformers", "huggingface-hub", "safetensors", "numpy")
 _HEADER = struct.Struct("!Q")
-
-
-def suits(device: str, dev: Path = Path("/dev")) -> bool:
-    """Whether jobs of ``device`` (the config's ``device``) may fork from a warm worker: CPU jobs only.
-
-    ``auto`` counts as CPU only where no GPU device node exists (NVIDIA ``nvidia<N>``, AMD ``kfd``).
-    """
-    if device == "cpu":
-        return True
-    if device != "auto":
-        return False
-    return not any(dev.glob("nvidia[0-9]*")) and not (dev / "kfd").exists()
 
 
 def server_key(environ: dict[str, str] | None = None) -> str:
@@ -118,8 +107,12 @@ def worker_folder(setting: str) -> Path:
     return Path(setting)
 
 
-def run_warm(argv: Sequence[str], setting: str) -> int | None:
-    """Run ``circuitsweep argv`` in a child of the warm worker; its exit code, or None if no worker can serve it."""
+def run_warm(argv: Sequence[str], setting: str, entry: str) -> int | None:
+    """Run ``entry(argv)`` in a child of the warm worker; its exit code, or None if no worker can serve it.
+
+    ``entry`` names the command line's function as ``module:function`` (the caller's own ``main``): the
+    worker imports it in the child, so the worker itself knows no command line.
+    """
     folder = worker_folder(setting)
     try:
         connection = _connect_or_start(folder, server_key())
@@ -127,7 +120,8 @@ def run_warm(argv: Sequence[str], setting: str) -> int | None:
         print(f"circuitsweep: warm worker unavailable ({error}); running in this process", file=sys.stderr)
         return None
     with connection:
-        request = json.dumps({"argv": list(argv), "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
+        request = {"argv": list(argv), "entry": entry, "cwd": os.getcwd(), "env": dict(os.environ)}
+        request = json.dumps(request).encode()
         sys.stdout.flush()
         sys.stderr.flush()
         try:
@@ -220,8 +214,6 @@ def _check_private(folder: Path) -> None:
 
 def serve(path: Path, idle_seconds: float = IDLE_SECONDS, preload: Sequence[str] = PRELOAD) -> None:
     """Listen at ``path``, import ``preload``, then fork one child per connection until idle for ``idle_seconds``."""
-    import importlib
-
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     listener.listen(64)
@@ -288,8 +280,8 @@ def _run_child(connection: socket.socket) -> int:
         os.environ.update(request["env"])
         os.environ[CHILD_ENV] = "1"
         threading.Thread(target=_stop_when_client_leaves, args=(connection,), daemon=True).start()
-        from circuitsweep.cli import main
-
+        module, _, function = request["entry"].partition(":")
+        main = getattr(importlib.import_module(module), function)
         try:
             code = main(request["argv"])
         except SystemExit as exit_:

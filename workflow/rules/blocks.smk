@@ -1,6 +1,6 @@
 # Job blocks: the measurement jobs of a few consecutive revisions of one model,
 # submitted to a cluster as one job group (group "revisions"); the record says
-# every cache of the block exists. See circuitsweep.scheduling.
+# every cache of the block exists. See circuitsweep.plan.scheduling.
 
 
 rule revision_block:

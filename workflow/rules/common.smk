@@ -2,7 +2,6 @@
 # All logic lives in the circuitsweep package; this file only adapts it to rules.
 
 import functools
-import hashlib
 import json
 import sys
 import shlex
@@ -11,17 +10,27 @@ from pathlib import Path
 
 REPO = Path(workflow.basedir).parent
 
-from circuitsweep.atomic import atomic_write_text
-from circuitsweep.contracts import Paths
-from circuitsweep.milestone_text import finished_run_summary
-from circuitsweep.names import SAFE_NAME_PATTERN
-from circuitsweep.plan import plan_sweep, results_paths
-from circuitsweep.retry import attempt_resource
-from circuitsweep.run_folder import check_run_folder, claim_run_folder
-from circuitsweep.sweep_cost import describe_cost, describe_partial
-from circuitsweep.warm_worker import suits
-from circuitsweep.yaml_load import load_yaml
+from circuitsweep.io.atomic import atomic_write_text
+from circuitsweep.io.console import quiet_console
+from circuitsweep.io.contracts import Paths
+from circuitsweep.milestones.text import finished_run_summary
+from circuitsweep.io.names import SAFE_NAME_PATTERN
+from circuitsweep.plan.sweep import plan_run
+from circuitsweep.plan.retry import attempt_resource
+from circuitsweep.io.run_folder import claim_run_folder, disk_full_note, lock_run_folder
+from circuitsweep.io.settings_files import settings_name, write_settings_file
+from circuitsweep.errors import USER_ERRORS, error_line
+from circuitsweep.plan.retry import EXIT_DETERMINISTIC
+from circuitsweep.plan import costs
+from circuitsweep.plan.costs import describe_cost, describe_partial
+from circuitsweep.plan.resources import suits
+from circuitsweep.config.yaml_load import load_yaml
 from circuitsweep.primitives import contract as K
+from circuitsweep.heads import jobs as heads_jobs
+from circuitsweep.primitives import jobs as primitive_jobs
+from circuitsweep.milestones.tables import milestone_thresholds
+from circuitsweep.milestones.bootstrap import bootstrap_settings
+from circuitsweep import revision_stage
 
 # Every rule runs the package of this workflow's own source tree, in whatever
 # environment runs the job (the activated one, or ENV under --sdm conda).
@@ -33,27 +42,44 @@ SHELL_PREFIX = (
 shell.prefix(SHELL_PREFIX)
 
 
-# The run's folder records the config that made it (circuitsweep.run_folder) when the
-# run starts; a local run on the CPU forks its measurement jobs from one warm process
-# (circuitsweep.warm_worker): torch and transformers are imported once, not per revision.
+# The run's folder records the config that made it (circuitsweep.io.run_folder) when the
+# run starts, and this Snakemake holds its lock until it ends: a second run of the folder
+# (the same config started from another working directory, whose .snakemake lock is another)
+# stops here, before it runs or deletes anything. A local run on the CPU forks its measurement
+# jobs from one warm process (circuitsweep.warm_worker): torch and transformers are imported
+# once, not per revision.
 onstart:
+    lock_run_folder(PATHS.root)
     claim_run_folder(PATHS.root, workflow.configfiles)
     if workflow.executor_plugin.name == "local" and config.get("warm_worker", True) and suits(PLAN.device):
         shell.prefix(f"{SHELL_PREFIX}export CIRCUITSWEEP_WARM_WORKER=1; ")
 
+# The console of a run shows the project's lines, errors and a progress line per tenth of the jobs;
+# the log file (.snakemake/log/) keeps every job's full block (circuitsweep.io.console).
+if workflow.is_main_process and not workflow.output_settings.dryrun:
+    quiet_console(verbose=workflow.output_settings.verbose)
+
+#: Whether the cost estimates count a warm worker's start-up for this run's CPU jobs: a local run (no
+#: --jobs, which a cluster profile sets; the executor is known only once the run starts, see onstart),
+#: unless the config says warm_worker: false.
+WARM_WORKER = config.get("warm_worker", True) and not workflow.resource_settings.nodes
+
 # Snakemake's YAML reader keeps the last of two equal keys (a model listed twice
 # would silently sweep only the second entry): re-read the config files strictly.
-for _configfile in workflow.overwrite_configfiles or []:
-    load_yaml(_configfile, "config")
-
 # Every output of this run lives under one folder: results/<run>/ or the config's
-# outdir (circuitsweep.run_folder). A folder another config made stops the run here.
-PATHS = results_paths(config, workflow.configfiles)
-check_run_folder(PATHS.root, workflow.configfiles)
-
-# Validates the config against workflow/schemas/config.schema.yaml and resolves
-# every model's revisions; a bad config stops here, before any job runs.
-PLAN = plan_sweep(config, REPO, PATHS)
+# outdir (circuitsweep.io.run_folder). The plan validates the config against
+# workflow/schemas/config.schema.yaml and resolves every model's revisions. A bad config
+# stops here, before any job: its own errors first, then a folder another config made,
+# each as the one message `circuitsweep check-config` prints (the same function,
+# circuitsweep.plan.sweep.plan_run), exit 3 and no traceback.
+try:
+    for _configfile in workflow.overwrite_configfiles or []:
+        load_yaml(_configfile, "config")
+    PLAN = plan_run(config, workflow.configfiles, REPO)
+except USER_ERRORS as _error:
+    print(error_line(_error), file=sys.stderr)
+    sys.exit(EXIT_DETERMINISTIC)
+PATHS = PLAN.paths
 MODELS = list(PLAN.models)
 
 
@@ -71,12 +97,12 @@ def as_json(value):
 def settings_file(name, value):
     """``@PATH`` of a file holding ``as_json(value)``, for settings too long for a command line
     (a failed job prints its command). The file's name carries the digest of its content, so a
-    change of settings changes the params and reruns the job, as inline JSON would. A dry run
-    writes nothing."""
+    change of settings changes the params and reruns the job, as inline JSON would; a file that
+    no longer holds what its name says is written again (circuitsweep.io.settings_files). A dry
+    run writes nothing."""
     text = as_json(value)
-    path = PATHS.settings_file(f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}")
-    if not workflow.output_settings.dryrun and not path.is_file():
-        atomic_write_text(path, text)
+    path = PATHS.settings_file(settings_name(name, text))
+    write_settings_file(path, text, dry_run=workflow.output_settings.dryrun)
     return f"@{path}"
 
 
@@ -103,11 +129,11 @@ def head_stats_of(wildcards):
 
 def natural_batch_of(wildcards):
     """The natural-text batch a measurement reads (none when the run measures no natural text)."""
-    return [PATHS.natural_batch(PLAN.natural_batch_of(wildcards.model))] if PLAN.natural_text() else []
+    return [PATHS.natural_batch(heads_jobs.natural_batch_of(PLAN, wildcards.model))] if heads_jobs.natural_text(PLAN) else []
 
 
 def natural_scores_of(wildcards):
-    if not PLAN.natural_text():
+    if not heads_jobs.natural_text(PLAN):
         return []
     return [PATHS.natural_scores(wildcards.model, revision) for revision in revisions_of(wildcards.model)]
 
@@ -118,18 +144,26 @@ def ablation_rows():
     return [PATHS.ablation_rows(model, revision) for model in MODELS for revision in revisions_of(model)]
 
 
+def bootstrap_of(kind):
+    """Every model's bootstrap output of ``kind`` (heads or curves); none when the bootstrap is off."""
+    if PLAN.bootstrap is None:
+        return []
+    path = PATHS.model_bootstrap_heads if kind == "heads" else PATHS.model_bootstrap_curves
+    return [path(model) for model in MODELS]
+
+
 def primitive_stimuli(wildcards):
     """The stimuli of a revision selected for primitives. Any other revision gets a path
     that no rule makes, so measure_revision cannot build it and Snakemake falls back to
     measure_heads (ruleorder in measure.smk): exactly one measuring rule per revision."""
-    if PLAN.measures_primitives(wildcards.model, wildcards.revision):
-        return PLAN.stimuli(wildcards.model)
+    if primitive_jobs.measures_primitives(PLAN, wildcards.model, wildcards.revision):
+        return primitive_jobs.stimuli_file(PLAN, wildcards.model)
     return PATHS.root / "not-selected-for-primitives" / wildcards.model / wildcards.revision
 
 
 def measuring_rule(model, revision):
     """Which measuring rule runs a revision (measure_revision when it has primitives, else measure_heads)."""
-    return "measure_revision" if PLAN.measures_primitives(model, revision) else "measure_heads"
+    return "measure_revision" if primitive_jobs.measures_primitives(PLAN, model, revision) else "measure_heads"
 
 
 MEASURE_SHELL = (
@@ -148,7 +182,7 @@ def measure_shell(primitives):
 
 
 #: Outputs of the measuring rules besides the head cache (natural-text scores, ablation rows; see Plan).
-MEASURE_EXTRA_OUTPUTS = PLAN.measure_extra_outputs("{model}", "{revision}")
+MEASURE_EXTRA_OUTPUTS = heads_jobs.measure_extra_outputs(PLAN, "{model}", "{revision}")
 
 #: Outputs of head_tables besides the heads, emergence and milestone tables.
 TABLE_EXTRA_OUTPUTS = {}
@@ -160,9 +194,9 @@ if PLAN.ablation is not None:
 def measure_extra_args(wildcards):
     """Options of measure-revision for the natural batch and the extra outputs (the paths declared as outputs)."""
     args = []
-    if PLAN.natural_text():
+    if heads_jobs.natural_text(PLAN):
         args += ["--natural-batch", natural_batch_of(wildcards)[0]]
-    for key, path in PLAN.measure_extra_outputs(wildcards.model, wildcards.revision).items():
+    for key, path in heads_jobs.measure_extra_outputs(PLAN, wildcards.model, wildcards.revision).items():
         args += [f"--{key.replace('_', '-')}", path]
     return " ".join(shlex.quote(str(arg)) for arg in args)
 
@@ -171,7 +205,7 @@ def table_extra_args():
     if PLAN.ablation is None:
         return ""
     args = ["--ablation-out", PATHS.ablation_table("parquet"), "--ablation-csv", PATHS.ablation_table("csv")]
-    args += ["--causal-factor", PLAN.causal_factor]
+    args += ["--causal-factor", PLAN.causal_factor, "--causal-alpha", PLAN.causal_alpha]
     return " ".join(shlex.quote(str(arg)) for arg in args)
 
 
@@ -183,8 +217,8 @@ def revision_table_files(model, revision):
 def primitive_revision_tables(wildcards):
     return [
         path
-        for model in PLAN.primitive_models()
-        for revision in PLAN.primitive_revisions(model)
+        for model in primitive_jobs.primitive_models(PLAN)
+        for revision in primitive_jobs.primitive_revisions(PLAN, model)
         for path in revision_table_files(model, revision.name)
     ]
 
@@ -194,7 +228,7 @@ def primitive_final_tables():
 
 
 def primitive_targets():
-    if not PLAN.primitive_models():
+    if not primitive_jobs.primitive_models(PLAN):
         return []
     return [*primitive_final_tables(), PATHS.primitive_gap_plot(), PATHS.primitive_scaling_plot()]
 
@@ -206,27 +240,70 @@ def all_head_scores():
 def all_primitive_shards():
     return [
         PATHS.primitive_stats(model, revision.name)
-        for model in PLAN.primitive_models()
-        for revision in PLAN.primitive_revisions(model)
+        for model in primitive_jobs.primitive_models(PLAN)
+        for revision in primitive_jobs.primitive_revisions(PLAN, model)
     ]
 
 
+def published_revisions():
+    """Every revision each model's source publishes now, by name (a param of the bracket table)."""
+    return as_json({model: [revision.name for revision in PLAN.available[model]] for model in MODELS})
+
+
 def refine_targets():
-    """The bracket table, with a refine block (circuitsweep.refine)."""
+    """The bracket table, with a refine block (circuitsweep.milestones.refine)."""
     if PLAN.refine is None:
         return []
     return [PATHS.milestone_brackets("csv"), PATHS.milestone_brackets("md")]
 
 
 def group_targets():
-    """The group milestone table, when some model has a group (circuitsweep.groups)."""
+    """The group milestone table, when some model has a group (circuitsweep.milestones.groups)."""
     if not PLAN.groups():
         return []
     return [PATHS.group_milestones("csv"), PATHS.group_milestones("md")]
 
 
+def measurement_targets():
+    """Every output of the measuring jobs and every final-revision ablation's rows. Targets of their own,
+    so that a cache deleted by hand is made again (Snakemake does not remake a missing file that only
+    up-to-date jobs read), as revision_stage.pending, and with it the dry run's cost, counts it."""
+    files = []
+    for model in MODELS:
+        for revision in revisions_of(model):
+            files += revision_caches(model, revision)
+            files += heads_jobs.measure_extra_outputs(PLAN, model, revision).values()
+        if PLAN.ablation is not None:
+            files.append(PATHS.final_ablation_rows(model))
+    return files
+
+
+def table_pages():
+    """Each final CSV table the run makes, by name (its file's stem): its path and the caption of its page in
+    the report (circuitsweep.outputs.table_pages; the pages sit beside the CSVs)."""
+    pages = {
+        "milestones": (PATHS.milestones_table("csv"), "milestones.rst"),
+        "emergence": (PATHS.emergence_table("csv"), "emergence_table.rst"),
+        "spectral": (PATHS.spectral_table("csv"), "spectral_table.rst"),
+    }
+    if PLAN.ablation is not None:
+        pages["ablation"] = (PATHS.ablation_table("csv"), "ablation_table.rst")
+        pages["final_ablation"] = (PATHS.final_ablation_table("csv"), "final_ablation.rst")
+    if primitive_jobs.primitive_models(PLAN):
+        for name in (K.GAPS_CSV, K.COMPOSITIONS_CSV, K.AXIS_FILE, K.SCALING_CSV, K.AGREEMENT_CSV):
+            pages[Path(name).stem] = (PATHS.primitive_table(name), f"{Path(name).stem}_table.rst")
+    if PLAN.refine is not None:
+        pages["milestone_brackets"] = (PATHS.milestone_brackets("csv"), "milestone_brackets.rst")
+    if PLAN.groups():
+        pages["group_milestones"] = (PATHS.group_milestones("csv"), "group_milestones.rst")
+    pages["overhead"] = (PATHS.overhead_table("csv"), "overhead.rst")
+    pages["overhead_estimate"] = (PATHS.overhead_estimate_table(), "overhead_estimate.rst")
+    return pages
+
+
 def final_targets():
     return [
+        *[PATHS.table_page(name) for name in table_pages()],
         *refine_targets(),
         *group_targets(),
         PATHS.overhead_table("csv"),
@@ -247,6 +324,8 @@ def final_targets():
         PATHS.spectral_table("csv"),
         *[PATHS.spectral_plot(model) for model in MODELS],
         *final_ablation_targets(),
+        *[PATHS.findings(suffix) for suffix in ("csv", "md", "html")],
+        *measurement_targets(),
     ]
 
 
@@ -258,12 +337,8 @@ def final_snapshot_of(wildcards):
     return PATHS.final_snapshot(wildcards.model)
 
 
-def final_ablation_tokens(wildcards):
-    return PLAN.final_ablation_tokens(wildcards.model)
-
-
 def final_fetch_waits_for(wildcards):
-    """fetch_final_snapshot's disk-bound wait: the final revision's place in the fetch order (Plan.needs_snapshot)."""
+    """fetch_final_snapshot's disk-bound wait: the final revision's place in the fetch order (revision_stage.needs_snapshot)."""
     order = SLOTS if S.input_set_triggers_reruns(workflow.rerun_triggers) else to_measure()
     final = final_revision_of(wildcards)
     if (wildcards.model, final) not in order:
@@ -283,9 +358,19 @@ def final_ablation_targets():
     return [PATHS.final_ablation_table(suffix) for suffix in ("parquet", "csv", "md")]
 
 
-# --- job sizes, the snapshot bound and job blocks (circuitsweep.resources, .scheduling) ---
-from circuitsweep import resources as R
-from circuitsweep import scheduling as S
+def final_ablation_table_input():
+    """The final-ablation table the findings read, when the run ablates."""
+    return [PATHS.final_ablation_table("parquet")] if PLAN.ablation is not None else []
+
+
+def findings_ablation_arg(wildcards, input):
+    """findings' option for the final-ablation table, when the run ablates."""
+    return f"--final-ablation {shlex.quote(str(input.final_ablation))}" if input.final_ablation else ""
+
+
+# --- job sizes, the snapshot bound and job blocks (circuitsweep.plan.resources, .scheduling) ---
+from circuitsweep.plan import resources as R
+from circuitsweep.plan import scheduling as S
 
 SNAPSHOTS_ON_DISK = int(config.get("snapshots_on_disk", 2))
 REVISIONS_PER_JOB = int(config.get("revisions_per_job", 8))
@@ -296,11 +381,11 @@ BLOCKS = S.blocks(SLOTS)
 
 
 @functools.cache
-def pending_revisions():
-    """Each model's revisions still to measure: those without caches made with the settings
-    planned now. Read from the caches' headers once, when the DAG is built (or a dry run
-    prints its cost), not when a job's Snakemake parses."""
-    return {model: [r for r in revisions_of(model) if not PLAN.is_measured(model, r)] for model in MODELS}
+def pending():
+    """What this run still has to do (revision_stage.pending): the revisions without caches made with
+    the settings planned now, the final ablations and natural batches that run. Read from the caches'
+    headers once, when the DAG is built (or a dry run prints its cost), not when a job's Snakemake parses."""
+    return revision_stage.pending(PLAN)
 
 
 @functools.cache
@@ -308,53 +393,94 @@ def to_measure():
     """The disk-bound order of the revisions still to measure: one measured before (with the
     settings planned now) is not fetched, so adding or removing a revision never moves its
     wait (the final revision of a run that ablates also while its final-revision ablation is not
-    current: Plan.needs_snapshot). The profiles drop Snakemake's `input` rerun trigger for the same
+    current: revision_stage.needs_snapshot). The profiles drop Snakemake's `input` rerun trigger for the same
     reason. Read from the caches' headers once, when the DAG is built."""
     return S.fetch_order(
-        {model: [r for r in revisions_of(model) if PLAN.needs_snapshot(model, r)] for model in MODELS},
+        {model: [r for r in revisions_of(model) if revision_stage.needs_snapshot(PLAN, model, r)] for model in MODELS},
         SNAPSHOTS_ON_DISK,
         REVISIONS_PER_JOB,
     )
 
 
+@functools.cache
+def planning_shape(model):
+    """The shape that sizes a model's jobs before its snapshot is fetched (circuitsweep.plan.costs.model_shape)."""
+    return costs.model_shape(PLAN, model).config
+
+
+def revision_work(wildcards, shape):
+    """What a revision's measurement job runs through its model (circuitsweep.plan.costs)."""
+    with_primitives = primitive_jobs.measures_primitives(PLAN, wildcards.model, wildcards.revision)
+    return costs.revision_job_work(PLAN, wildcards.model, wildcards.revision, shape, with_primitives)
+
+
+def final_ablation_work(wildcards, shape):
+    return costs.final_ablation_work(PLAN, wildcards.model)
+
+
 def measure_resource(
     key,
     snapshot_of=lambda wildcards: PATHS.snapshot(wildcards.model, wildcards.revision),
-    tokens_of=lambda wildcards: None,
+    work_of=revision_work,
 ):
-    """One key of a measurement job's size: circuitsweep.sizing's estimate, the one the job checks.
-    ``snapshot_of(wildcards)``: the snapshot the job loads; ``tokens_of(wildcards)``: the tokens it
-    runs through the model, when not its probes' (the final-revision ablation).
+    """One key of the size of a job that loads a model: circuitsweep.plan.sizing's memory estimate, the one
+    the job checks, and circuitsweep.plan.costs' runtime estimate times its margin (the estimate the dry run
+    sums). ``snapshot_of(wildcards)``: the snapshot the job loads; ``work_of(wildcards, shape)``: what it runs
+    through the model (a revision's measurement, or a final-revision ablation).
 
     From the snapshot's config.json once fetched (Snakemake re-evaluates resources when
-    a job's inputs exist, before submitting it). Memory and runtime scale with the
-    attempt, unless the last attempt failed deterministically (circuitsweep.retry).
+    a job's inputs exist, before submitting it), else the model's planning shape. Memory and
+    runtime scale with the attempt, unless the last attempt failed deterministically
+    (circuitsweep.plan.retry).
     """
 
     def size(wildcards, attempt, rulename):
-        from circuitsweep.retry import job_log, sizing_attempt
+        from circuitsweep.plan.retry import job_log, sizing_attempt
 
         model = PLAN.models[wildcards.model]
-        estimate = R.measure_size(
-            config["models"][wildcards.model],
-            model.dtype,
-            model.probes.to_dict(),
-            PLAN.device,
-            R.snapshot_model_config(snapshot_of(wildcards)),
-            asdict(PLAN.ablation) if PLAN.ablation is not None else None,
-            tokens=tokens_of(wildcards),
-        )
+        shape = R.snapshot_model_config(snapshot_of(wildcards)) or planning_shape(wildcards.model)
+        estimate = R.measure_size(shape, model.dtype, model.probes.to_dict(), PLAN.device, work_of(wildcards, shape))
         log = job_log(getattr(rules, rulename).log, dict(wildcards.items()))
         return getattr(estimate.scaled(sizing_attempt(log, attempt)), key)
 
     return size
 
 
-def small_resource(rule, key):
-    """One key of a small job's size (circuitsweep.resources.SMALL_JOBS), scaled as measure_resource's."""
+def natural_batch_resource(key):
+    """One key of a natural batch's size: fixed memory, circuitsweep.plan.costs' runtime times its margin."""
 
     def size(wildcards, attempt, rulename):
-        from circuitsweep.retry import job_log, sizing_attempt
+        from circuitsweep.plan.retry import job_log, sizing_attempt
+
+        model, _ = heads_jobs.natural_batches(PLAN)[wildcards.batch]
+        work = costs.natural_batch_work(PLAN, model)
+        seconds = sum(costs.job_seconds(planning_shape(model), PLAN.models[model].dtype, work, PLAN.device).values())
+        log = job_log(getattr(rules, rulename).log, dict(wildcards.items()))
+        return getattr(R.natural_batch_size(seconds).scaled(sizing_attempt(log, attempt)), key)
+
+    return size
+
+
+def overhead_estimate():
+    """The cost model's estimate of every job of the sweep, per job kind, on the device and with the start-up
+    the jobs have here (tables/overhead.md puts it beside the measured seconds; circuitsweep.plan.costs)."""
+    on_cpu = PLAN.device == "cpu" or (PLAN.device == "auto" and suits("auto"))
+    start_up = costs.WARM_START_UP_S if WARM_WORKER and on_cpu else costs.START_UP_S
+    everything = costs.Pending(
+        revisions={model: revisions_of(model) for model in MODELS},
+        primitives={m: [r.name for r in primitive_jobs.primitive_revisions(PLAN, m)] for m in primitive_jobs.primitive_models(PLAN)},
+        final_ablations=tuple(MODELS) if PLAN.ablation is not None else (),
+        natural_batches=heads_jobs.natural_batches(PLAN),
+    )
+    kinds = costs.estimate_by_kind(PLAN, everything, "cpu" if on_cpu else "cuda", start_up)
+    return {"device": "the CPU" if on_cpu else "a GPU", "start_up_s": start_up, "kinds": kinds}
+
+
+def small_resource(rule, key):
+    """One key of a small job's size (circuitsweep.plan.resources.SMALL_JOBS), scaled as measure_resource's."""
+
+    def size(wildcards, attempt, rulename):
+        from circuitsweep.plan.retry import job_log, sizing_attempt
 
         log = job_log(getattr(rules, rulename).log, dict(wildcards.items()))
         return getattr(R.small_size(rule).scaled(sizing_attempt(log, attempt)), key)
@@ -365,7 +491,7 @@ def small_resource(rule, key):
 def revision_caches(model, revision):
     """Every cache made from one revision's snapshot: once they exist, the snapshot is gone."""
     caches = [PATHS.head_stats(model, revision), PATHS.head_scores(model, revision)]
-    if PLAN.measures_primitives(model, revision):
+    if primitive_jobs.measures_primitives(PLAN, model, revision):
         caches.append(PATHS.primitive_stats(model, revision))
     return caches
 
@@ -381,8 +507,8 @@ def snapshot_consumers(model, revision):
 
 @functools.cache
 def is_measured(model, revision):
-    """Plan.is_measured, read once per revision when the DAG is built."""
-    return PLAN.is_measured(model, revision)
+    """revision_stage.is_measured, read once per revision when the DAG is built."""
+    return revision_stage.is_measured(PLAN, model, revision)
 
 
 def fetch_waits_for(wildcards):
@@ -431,7 +557,7 @@ def block_head_caches(block):
         {
             "scores": str(PATHS.head_scores(model, revision)),
             "stats": str(PATHS.head_stats(model, revision)),
-            "expected": PLAN.head_cache_expectation(model, revision),
+            "expected": heads_jobs.head_cache_expectation(PLAN, model, revision),
         }
         for model, revision in BLOCKS[block]
     ]
@@ -447,6 +573,8 @@ def block_markers_of(wildcards):
 # A failed measurement leaves its temporary snapshot (a retry needs it): whatever snapshot
 # is left when the run fails is deleted then, so failures never hold disk between runs.
 onerror:
+    if (_full := disk_full_note(PATHS.root)) is not None:
+        print(_full, file=sys.stderr)
     for snapshot in S.drop_unmeasured_snapshots(
         [(PATHS.snapshot(m, r), snapshot_consumers(m, r)) for m in MODELS for r in revisions_of(m)]
         + [(PATHS.final_snapshot(m), [PATHS.final_ablation_rows(m)]) for m in MODELS]
@@ -459,7 +587,7 @@ onerror:
 # --jobs, as profiles/slurm sets), what it submits: Snakemake's own dry run lists jobs,
 # not the job groups they are submitted in.
 if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT":
-    print(describe_cost(PLAN.cost(config["models"], pending_revisions(), SNAPSHOTS_ON_DISK)), file=sys.stderr)
+    print(describe_cost(costs.sweep_cost(PLAN, pending(), SNAPSHOTS_ON_DISK, gpu_present=not suits("auto"), warm_worker=WARM_WORKER)), file=sys.stderr)
     for _manifest in PLAN.partial_manifests():
         print(describe_partial(_manifest), file=sys.stderr)
 if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT" and workflow.resource_settings.nodes:
@@ -469,11 +597,13 @@ if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT" and 
                 BLOCKS,
                 models=len(MODELS),
                 toy_models=sum(is_toy(model) for model in MODELS),
-                primitive_models=len(PLAN.primitive_models()),
+                primitive_models=len(primitive_jobs.primitive_models(PLAN)),
                 downloads=config.get("downloads", "local"),
                 ablation=PLAN.ablation is not None,
                 groups=bool(PLAN.groups()),
                 refine=PLAN.refine is not None,
+                bootstrap=PLAN.bootstrap is not None,
+                natural_batches=len(heads_jobs.natural_batches(PLAN)),
             ),
             SNAPSHOTS_ON_DISK,
             S.block_size(SNAPSHOTS_ON_DISK, REVISIONS_PER_JOB),

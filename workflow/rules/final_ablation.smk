@@ -6,7 +6,7 @@
 # the ranking exists: sharing the measurement's snapshot would make a rerun of this job
 # (a revision added, a threshold changed) measure the final revision again. The copy
 # takes the final revision's place in the disk-bound fetch order while this job is not
-# current (Plan.needs_snapshot): it waits as that revision's fetch would, and the fetch
+# current (revision_stage.needs_snapshot): it waits as that revision's fetch would, and the fetch
 # after it waits for this job (snapshot_consumers in common.smk). The measurement's own
 # snapshot is deleted once measured, before the ranking exists, so the two never coexist.
 
@@ -40,13 +40,13 @@ rule final_ablation:
     output:
         PATHS.final_ablation_rows("{model}"),
     params:
-        settings=lambda wildcards: as_json(PLAN.final_ablation_settings(wildcards.model)),
+        settings=lambda wildcards: as_json(heads_jobs.final_ablation_settings(PLAN, wildcards.model)),
         natural=final_natural_arg,
     threads: 1
     resources:
-        mem_mb=measure_resource("mem_mb", final_snapshot_of, final_ablation_tokens),
-        runtime=measure_resource("runtime", final_snapshot_of, final_ablation_tokens),
-        gpu=measure_resource("gpu", final_snapshot_of, final_ablation_tokens),
+        mem_mb=measure_resource("mem_mb", final_snapshot_of, final_ablation_work),
+        runtime=measure_resource("runtime", final_snapshot_of, final_ablation_work),
+        gpu=measure_resource("gpu", final_snapshot_of, final_ablation_work),
     conda:
         ENV
     log:
@@ -67,7 +67,7 @@ rule final_ablation_table:
         csv=report(
             PATHS.final_ablation_table("csv"),
             caption="../report/final_ablation.rst",
-            category="Tables",
+            category="Table files (CSV)",
         ),
         markdown=PATHS.final_ablation_table("md"),
     params:

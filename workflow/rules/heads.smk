@@ -4,19 +4,21 @@
 
 rule natural_batch:
     input:
-        lambda wildcards: ancient(PATHS.snapshot(*PLAN.natural_batches()[wildcards.batch])),
+        lambda wildcards: ancient(PATHS.snapshot(*heads_jobs.natural_batches(PLAN)[wildcards.batch])),
     output:
         PATHS.natural_batch("{batch}"),
     params:
-        settings=lambda wildcards: as_json(PLAN.natural_batch_settings(wildcards.batch)),
+        settings=lambda wildcards: as_json(heads_jobs.natural_batch_settings(PLAN, wildcards.batch)),
     resources:
         attempt=attempt_resource,
-        mem_mb=small_resource("natural_batch", "mem_mb"),
-        runtime=small_resource("natural_batch", "runtime"),
+        mem_mb=natural_batch_resource("mem_mb"),
+        runtime=natural_batch_resource("runtime"),
     conda:
         ENV
     log:
         PATHS.log("natural_batch/{batch}"),
+    benchmark:
+        PATHS.benchmark("natural_batch/{batch}")
     shell:
         "python -m circuitsweep --attempt {resources.attempt} natural-batch --settings {params.settings:q} --snapshot {input:q}"
         " --output {output:q} > {log:q} 2>&1"
@@ -32,10 +34,10 @@ rule classify_heads:
         heads=PATHS.model_heads("{model}"),
         revisions=PATHS.model_revisions("{model}"),
     params:
-        thresholds=lambda wildcards: as_json(PLAN.thresholds(wildcards.model)),
+        thresholds=lambda wildcards: as_json(heads_jobs.classify_thresholds(PLAN, wildcards.model)),
         expected=lambda wildcards: settings_file(
             f"classify_heads-{wildcards.model}",
-            [PLAN.head_cache_expectation(wildcards.model, revision) for revision in revisions_of(wildcards.model)],
+            [heads_jobs.head_cache_expectation(PLAN, wildcards.model, revision) for revision in revisions_of(wildcards.model)],
         ),
     resources:
         attempt=attempt_resource,

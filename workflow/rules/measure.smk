@@ -18,7 +18,7 @@ rule measure_heads:
         scores=PATHS.head_scores("{model}", "{revision}"),
         **MEASURE_EXTRA_OUTPUTS,
     params:
-        settings=lambda wildcards: as_json(PLAN.measure_settings(wildcards.model, wildcards.revision)),
+        settings=lambda wildcards: as_json(heads_jobs.measure_settings(PLAN, wildcards.model, wildcards.revision)),
         extra=measure_extra_args,
     threads: 1
     resources:
@@ -50,9 +50,9 @@ rule measure_revision:
         primitives=PATHS.primitive_stats("{model}", "{revision}"),
         **MEASURE_EXTRA_OUTPUTS,
     params:
-        settings=lambda wildcards: as_json(PLAN.measure_settings(wildcards.model, wildcards.revision)),
+        settings=lambda wildcards: as_json(heads_jobs.measure_settings(PLAN, wildcards.model, wildcards.revision)),
         extra=measure_extra_args,
-        primitives=lambda wildcards: as_json(PLAN.primitive_settings(wildcards.model, wildcards.revision)),
+        primitives=lambda wildcards: as_json(primitive_jobs.primitive_settings(PLAN, wildcards.model, wildcards.revision)),
         stimuli_sha256=lambda wildcards: PLAN.stimuli_sha256[wildcards.model],
     threads: 1
     resources:

@@ -6,13 +6,13 @@
 rule score_primitives:
     input:
         cache=PATHS.primitive_stats("{model}", "{revision}"),
-        stimuli=lambda wildcards: PLAN.stimuli(wildcards.model),
+        stimuli=lambda wildcards: primitive_jobs.stimuli_file(PLAN, wildcards.model),
     output:
         revision_table_files("{model}", "{revision}"),
     params:
-        scoring=lambda wildcards: as_json(PLAN.primitive_scoring(wildcards.model)),
+        scoring=lambda wildcards: as_json(primitive_jobs.primitive_scoring(PLAN, wildcards.model)),
         folder=lambda wildcards: PATHS.primitive_revision_tables(wildcards.model, wildcards.revision),
-        expected=lambda wildcards: as_json(PLAN.primitive_cache_expectation(wildcards.model, wildcards.revision)),
+        expected=lambda wildcards: as_json(primitive_jobs.primitive_cache_expectation(PLAN, wildcards.model, wildcards.revision)),
         stimuli_sha256=lambda wildcards: PLAN.stimuli_sha256[wildcards.model],
     resources:
         attempt=attempt_resource,
@@ -37,7 +37,7 @@ rule primitive_tables:
     params:
         folders=lambda wildcards, input: sorted({str(Path(path).parent) for path in input}),
         tables=PATHS.primitive_table(""),
-        revisions=as_json({m: [r.name for r in PLAN.primitive_revisions(m)] for m in PLAN.primitive_models()}),
+        revisions=as_json({m: [r.name for r in primitive_jobs.primitive_revisions(PLAN, m)] for m in primitive_jobs.primitive_models(PLAN)}),
     resources:
         attempt=attempt_resource,
         mem_mb=small_resource("primitive_tables", "mem_mb"),

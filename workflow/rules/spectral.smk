@@ -27,7 +27,7 @@ rule spectral_table:
         [PATHS.model_spectral(model) for model in MODELS],
     output:
         parquet=PATHS.spectral_table("parquet"),
-        csv=report(PATHS.spectral_table("csv"), caption="../report/spectral_table.rst", category="Tables"),
+        csv=report(PATHS.spectral_table("csv"), caption="../report/spectral_table.rst", category="Table files (CSV)"),
     params:
         # a model added or removed reruns the table (the profiles' rerun triggers ignore the input set)
         models=as_json(MODELS),

@@ -53,10 +53,8 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from huggingface_hub.utils._http import default_client_factory, set_client_factory
 
-from circuitsweep.atomic import atomic_write_text
 from circuitsweep.checkpoints.local_hub import hash_file, repo_folder
-from circuitsweep.errors import ConfigError, SnapshotError
-from circuitsweep.revisions import (
+from circuitsweep.checkpoints.revisions import (
     Manifest,
     Revision,
     lacks_token_count,
@@ -64,6 +62,8 @@ from circuitsweep.revisions import (
     read_manifest,
     write_manifest,
 )
+from circuitsweep.errors import ConfigError, SnapshotError
+from circuitsweep.io.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ A class transformers lists as a causal LM (``LlamaForCausalLM``,
 ``GPT2LMHeadModel``, ...) loads with its LM head through
 ``AutoModelForCausalLM``; a bare base model (``BertModel``, the class that
 sentence-transformers checkpoints declare, or ``GPT2Model``) loads through
-``AutoModel`` and has no LM head (:mod:`circuitsweep.architectures`). A class
+``AutoModel`` and has no LM head (:mod:`circuitsweep.config.architectures`). A class
 that does not route attention through transformers' ``AttentionInterface`` is
 refused before its weights are read.
 """
@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, GenerationConfig, PreTrainedModel
 
-from circuitsweep.architectures import CAUSAL_LM, architecture_kind, imported_mappings, refusal
 from circuitsweep.checkpoints.streaming import read_weights, safetensors_header
+from circuitsweep.config.architectures import CAUSAL_LM, architecture_kind, imported_mappings, refusal
 from circuitsweep.errors import ConfigError, SnapshotError, UnsupportedModelError
 
 DTYPES: dict[str, torch.dtype] = {

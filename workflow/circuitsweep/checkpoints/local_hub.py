@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from circuitsweep.atomic import atomic_write_bytes
+from circuitsweep.io.atomic import atomic_write_bytes
 
 
 def repo_folder(root: Path, repo_id: str) -> Path:
@@ -77,3 +77,14 @@ def list_branches(root: Path, repo_id: str) -> list[str]:
     if not refs.is_dir():
         return []
     return sorted(p.name for p in refs.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def branch_file(root: Path, repo_id: str, branch: str, name: str) -> Path | None:
+    """The file ``name`` of ``branch`` in the local folder (through its ref and snapshot), or None."""
+    folder = repo_folder(root, repo_id)
+    try:
+        commit = (folder / "refs" / branch).read_text().strip()
+    except OSError:
+        return None
+    path = folder / "snapshots" / commit / name
+    return path if path.exists() else None

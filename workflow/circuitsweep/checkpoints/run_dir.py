@@ -21,15 +21,14 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
-import re
-import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from circuitsweep.atomic import atomic_write_text
 from circuitsweep.checkpoints.local_hub import commit_id, hash_file
+from circuitsweep.config.patterns import pattern_regex
 from circuitsweep.errors import ConfigError, SnapshotError
+from circuitsweep.io.atomic import atomic_write_text
 
 #: Weight files (as in a Hub snapshot): the fingerprint covers these only.
 WEIGHT_PATTERNS: tuple[str, ...] = ("*.safetensors", "pytorch_model*.bin")
@@ -48,25 +47,6 @@ OTHER_PATTERNS: tuple[str, ...] = (
     "*.tiktoken",
 )
 SOURCE = "run_dir"
-
-
-def pattern_regex(pattern: str) -> re.Pattern[str]:
-    """A regular expression matching the folder names ``pattern`` formats, the step as group 1.
-
-    Raises :class:`ConfigError` unless the pattern has exactly one field,
-    ``{step}``, with no format spec or an integer one (``{step:07d}``).
-    """
-    try:
-        parts = list(string.Formatter().parse(pattern))
-    except ValueError as error:
-        raise ConfigError(f"source.pattern {pattern!r}: {error}") from None
-    fields = [(name, spec) for _, name, spec, _ in parts if name is not None]
-    if [name for name, _ in fields] != ["step"] or not re.fullmatch(r"(0?\d*d)?", fields[0][1] or ""):
-        raise ConfigError(
-            f"source.pattern {pattern!r} must hold exactly one {{step}} field (optionally {{step:07d}}-style)"
-        )
-    regex = "".join(re.escape(text) + (r"(\d+)" if name is not None else "") for text, name, _, _ in parts)
-    return re.compile(regex)
 
 
 def list_checkpoints(path: Path, pattern: str) -> list[tuple[str, int]]:

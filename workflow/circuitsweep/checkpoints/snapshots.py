@@ -26,10 +26,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from circuitsweep.atomic import atomic_write_text
 from circuitsweep.checkpoints import hub, local_hub, run_dir
 from circuitsweep.errors import ConfigError, SnapshotError
-from circuitsweep.names import check_name
+from circuitsweep.io.atomic import atomic_write_text
+from circuitsweep.io.names import check_name
 
 RECORD_NAME = "snapshot.json"
 REVISION_CACHE = "hub"
@@ -89,7 +89,9 @@ def fetch_snapshot(settings: dict[str, Any], snapshot_dir: Path) -> hub.Snapshot
     ``settings['hub_revision']``, when given, is the Hub branch that holds it (a hub_repos checkpoint: ``main``).
     """
     if not isinstance(settings.get("source"), dict) or not isinstance(settings.get("revision"), str):
-        raise ConfigError("fetch-snapshot --settings: needs a source mapping and a revision name (Plan.fetch_settings)")
+        raise ConfigError(
+            "fetch-snapshot --settings: needs a source mapping and a revision name (plan.sweep.Plan.fetch_settings)"
+        )
     source = settings["source"]
     check_job_names(settings)
     snapshot_dir = Path(snapshot_dir)

@@ -12,6 +12,9 @@ random heads (same layers, same count per layer, from the non-circuit heads,
 circuit head alone when the circuit has at most ``max_single_heads`` heads.
 An empty circuit is recorded as such (a ``circuit`` row with no metrics), as
 is a draw left empty because the circuit fills its layers (no control).
+Every scored row also keeps its per-sequence outcomes
+(``ABLATION_SEQUENCE_COLUMNS``), from the same pass, for the paired tests of
+the tables (:mod:`heads.ablation_stats`).
 """
 
 from __future__ import annotations
@@ -27,10 +30,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from circuitsweep import contracts as C
+from circuitsweep.config.probes import AblationSettings
 from circuitsweep.errors import DataError
 from circuitsweep.heads.classify import Thresholds, induction_member
-from circuitsweep.heads.probe_settings import AblationSettings
+from circuitsweep.io import contracts as C
 
 #: Names of the attention output projection across decoder classes (GPT-NeoX ``dense``;
 #: Llama, OLMo, OLMoE, Qwen, Gemma ``o_proj``; GPT-2 ``c_proj``; others ``out_proj``/``wo``).
@@ -109,14 +112,17 @@ class AblationProbe:
     target: torch.Tensor
 
 
-def score_targets(model: nn.Module, probe: AblationProbe, batch_size: int, device: torch.device) -> dict[str, float]:
-    """Loss (nats), top-1, top-5 accuracy and mean logit of each query's target token, averaged over sequences."""
+def score_sequences(
+    model: nn.Module, probe: AblationProbe, batch_size: int, device: torch.device
+) -> dict[str, np.ndarray]:
+    """Per sequence ``[N]``: loss of its target token (nats, float64), whether it is the top-1 and in the top-5
+    prediction (bool), and its logit (float64)."""
     head = model.get_output_embeddings()
     if head is None:
         raise DataError(f"{type(model).__name__} has no LM head; the ablation scores next-token predictions")
     base = model.base_model
     cap = getattr(model.config, "final_logit_softcapping", None)  # Gemma 2/3 squash their logits
-    sums = dict.fromkeys(("loss", "top1", "top5", "mean_logit"), 0.0)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in ("loss", "top1", "top5", "logit")}
     with torch.inference_mode():
         for start in range(0, len(probe.tokens), batch_size):
             part = slice(start, start + batch_size)
@@ -127,12 +133,45 @@ def score_targets(model: nn.Module, probe: AblationProbe, batch_size: int, devic
             if cap:
                 logits = torch.tanh(logits / cap) * cap
             target = probe.target[part].to(device)
-            sums["loss"] += float(F.cross_entropy(logits, target, reduction="sum"))
             top = logits.topk(min(5, logits.shape[-1]), dim=-1).indices
-            sums["top1"] += float((top[:, 0] == target).sum())
-            sums["top5"] += float((top == target[:, None]).any(-1).sum())
-            sums["mean_logit"] += float(logits.gather(1, target[:, None]).sum())
-    return {name: value / len(probe.tokens) for name, value in sums.items()}
+            parts["loss"].append(F.cross_entropy(logits, target, reduction="none").double().cpu().numpy())
+            parts["top1"].append((top[:, 0] == target).cpu().numpy())
+            parts["top5"].append((top == target[:, None]).any(-1).cpu().numpy())
+            parts["logit"].append(logits.gather(1, target[:, None])[:, 0].double().cpu().numpy())
+    empty = {"loss": np.float64, "top1": bool, "top5": bool, "logit": np.float64}
+    return {
+        name: np.concatenate(values) if values else np.zeros(0, dtype=empty[name]) for name, values in parts.items()
+    }
+
+
+def mean_scores(sequences: dict[str, np.ndarray]) -> dict[str, float]:
+    """Loss, top-1, top-5 and mean logit averaged over the sequences of :func:`score_sequences`."""
+    names = {"loss": "loss", "top1": "top1", "top5": "top5", "mean_logit": "logit"}
+    return {name: float(np.mean(sequences[key], dtype=np.float64)) for name, key in names.items()}
+
+
+def sequence_columns(sequences: dict[str, np.ndarray] | None) -> dict[str, list | None]:
+    """The per-sequence outcomes as the rows files keep them (``ABLATION_SEQUENCE_COLUMNS``; None: not scored)."""
+    if sequences is None:
+        return dict.fromkeys(C.ABLATION_SEQUENCE_COLUMNS)
+    return {
+        "seq_loss": sequences["loss"].astype(np.float64).tolist(),
+        "seq_top1": sequences["top1"].astype(bool).tolist(),
+        "seq_top5": sequences["top5"].astype(bool).tolist(),
+    }
+
+
+def score_targets(model: nn.Module, probe: AblationProbe, batch_size: int, device: torch.device) -> dict[str, float]:
+    """Loss (nats), top-1, top-5 accuracy and mean logit of each query's target token, averaged over sequences."""
+    return mean_scores(score_sequences(model, probe, batch_size, device))
+
+
+#: Arrow types of the per-sequence columns.
+SEQUENCE_SCHEMA: dict[str, Any] = {
+    "seq_loss": pl.List(pl.Float64),
+    "seq_top1": pl.List(pl.Boolean),
+    "seq_top5": pl.List(pl.Boolean),
+}
 
 
 def circuit_cut(thresholds: Thresholds) -> float:
@@ -191,7 +230,7 @@ def ablation_rows(
     probes: Sequence[AblationProbe],
     device: torch.device,
 ) -> list[dict[str, Any]]:
-    """Every condition on every probe: rows with the measurement columns of ``ABLATION_COLUMNS``.
+    """Every condition on every probe: rows with the columns of ``ABLATION_ROW_COLUMNS`` but the identity.
 
     ``scores``: this revision's per-head scores; ``cut``: :func:`circuit_cut` of the run's thresholds.
     """
@@ -219,10 +258,11 @@ def ablation_rows(
             probe = AblationProbe(probe.name, probe.tokens[keep], probe.query[keep], probe.target[keep])
         for condition, draw, heads, note in conditions:
             empty = condition in ("circuit", "matched_random") and not heads
-            metrics = dict.fromkeys(("loss", "top1", "top5", "mean_logit"))
+            metrics, sequences = dict.fromkeys(("loss", "top1", "top5", "mean_logit")), None
             if not empty:
                 with ablated(model, heads):
-                    metrics = score_targets(model, probe, settings.batch_size, device)
+                    sequences = score_sequences(model, probe, settings.batch_size, device)
+                metrics = mean_scores(sequences)
             rows.append(
                 {
                     "probe": probe.name,
@@ -234,13 +274,14 @@ def ablation_rows(
                     "n_sequences": len(probe.tokens),
                     **metrics,
                     "note": note,
+                    **sequence_columns(sequences),
                 }
             )
     return rows
 
 
 def ablation_frame(rows: Sequence[dict[str, Any]], identity: dict[str, Any]) -> pl.DataFrame:
-    """Rows of one revision with its identity (model, revision, step, tokens), in ``ABLATION_COLUMNS`` order."""
+    """Rows of one revision with its identity (model, revision, step, tokens), in ``ABLATION_ROW_COLUMNS`` order."""
     schema = {
         "model": pl.String,
         "revision": pl.String,
@@ -258,8 +299,9 @@ def ablation_frame(rows: Sequence[dict[str, Any]], identity: dict[str, Any]) -> 
         "top5": pl.Float64,
         "mean_logit": pl.Float64,
         "note": pl.String,
+        **SEQUENCE_SCHEMA,
     }
-    return pl.DataFrame([{**identity, **row} for row in rows], schema=schema).select(C.ABLATION_COLUMNS)
+    return pl.DataFrame([{**identity, **row} for row in rows], schema=schema).select(C.ABLATION_ROW_COLUMNS)
 
 
 def synthetic_probe(probes: Any, first_token: int | None) -> AblationProbe:

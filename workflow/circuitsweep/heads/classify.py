@@ -14,35 +14,11 @@ circuit = either. Induction-selective = induction selectivity >=
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any
-
 import polars as pl
 
-from circuitsweep import contracts as C
-from circuitsweep.errors import ConfigError, DataError
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """The classification thresholds of docs/methods.md (the milestone ones are ``emergence.MilestoneThresholds``).
-
-    Only these reach the classification jobs, so a changed milestone threshold
-    reclassifies nothing.
-    """
-
-    class_selectivity: float
-    induction_circuit: float
-    previous_circuit: float
-    sink_alpha: float
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Thresholds:
-        """Pick this class's fields out of a config ``thresholds`` mapping (which holds the milestone ones too)."""
-        missing = [field.name for field in fields(cls) if field.name not in values]
-        if missing:
-            raise ConfigError(f"thresholds: no {', '.join(missing)}")
-        return cls(**{field.name: values[field.name] for field in fields(cls)})
+from circuitsweep.config.thresholds import Thresholds
+from circuitsweep.errors import DataError
+from circuitsweep.io import contracts as C
 
 
 def induction_member(induction_circuit: float) -> pl.Expr:
@@ -89,3 +65,11 @@ def head_classes(scores: pl.DataFrame, thresholds: Thresholds) -> pl.DataFrame:
         if "sink_alpha" in scores.columns
         else pl.lit(None, pl.Boolean).alias("sink"),
     )
+
+
+def natural_counts(classified: pl.DataFrame) -> dict[str, float | int]:
+    """Natural-text BOS fraction and induction-head count of one revision's classified natural scores."""
+    return {
+        "natural_bos_fraction": float((classified["class"] == C.BOS_CLASS).mean()),
+        "natural_induction_heads": int((classified["class"] == C.INDUCTION_CLASS).sum()),
+    }

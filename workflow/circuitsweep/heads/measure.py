@@ -24,17 +24,17 @@ import torch
 from torch.nn import functional as F
 from transformers import PreTrainedModel
 
-from circuitsweep import contracts as C
-from circuitsweep import sizing
+from circuitsweep.config.probes import ProbeSettings
 from circuitsweep.errors import DataError
 from circuitsweep.heads.attention_hook import observing, run_until_stop
 from circuitsweep.heads.mlp_chunks import chunked_mlps
 from circuitsweep.heads.observers import InductionObserver, RepeatedObserver, SinkObserver
 from circuitsweep.heads.participation import SpectralCapture
-from circuitsweep.heads.probe_settings import ProbeSettings
 from circuitsweep.heads.probes import random_batch, repeated_batch, run_induction_probe
 from circuitsweep.heads.verify import verify_model
-from circuitsweep.progress import LineProgress
+from circuitsweep.io import contracts as C
+from circuitsweep.io.progress import LineProgress
+from circuitsweep.plan import sizing
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ def _measure(
         run_until_stop(lambda: base(input_ids=batch, use_cache=False))
 
     probe = run_induction_probe(probes, first_token)
-    induction = InductionObserver(n_layers, probe.baseline_record)
+    induction = InductionObserver(n_layers, probe.baseline_record, ind.n_sequences)
     spectral = _spectral_capture(model, probe.last, probes.spectral_sequences)
     for part in _batches(ind.n_sequences, size):
         induction.start_batch(probe.first_a[part], probe.valid[part], probe.baseline_rows(part))

@@ -31,10 +31,10 @@ import numpy as np
 import polars as pl
 import torch
 
-from circuitsweep import contracts as C
-from circuitsweep.corpus import corpus_files, corpus_sha256
+from circuitsweep.config.probes import LOCAL_OFFSETS, NaturalTextSettings
 from circuitsweep.errors import CacheError, DataError, SnapshotError
-from circuitsweep.heads.probe_settings import LOCAL_OFFSETS, NaturalTextSettings
+from circuitsweep.io import contracts as C
+from circuitsweep.io.corpus import corpus_files, corpus_sha256
 
 #: Corpus file types: one document per .txt file, per .jsonl line, per .parquet row.
 #: Files that define a tokenizer's vocabulary and rules: their hashes identify it.
@@ -295,7 +295,7 @@ def load_tokenizer(snapshot: Path) -> Any:
 
 
 def write_natural_batch(path: Path, batch: NaturalBatch, metadata: dict[str, Any]) -> None:
-    from circuitsweep.stats_io import write_stats
+    from circuitsweep.io.stats import write_stats
 
     tensors = {
         C.NATURAL_TOKENS: batch.tokens,
@@ -316,7 +316,7 @@ def read_natural_batch(
     another model) is checked to come from ``tokenizer_model`` instead of this tokenizer.
     The corpus location is not compared (the rule rebuilds the batch when it changes).
     """
-    from circuitsweep.stats_io import read_stats
+    from circuitsweep.io.stats import read_stats
 
     tensors, metadata = read_stats(path)
     built = {k: v for k, v in (metadata.get("settings") or {}).items() if k != "corpus"}
@@ -352,7 +352,7 @@ def read_natural_batch(
 def natural_batch(snapshot_dir: Path, settings: dict[str, Any], output: Path) -> None:
     """Stage of rule ``natural_batch``: tokenize the corpus with one snapshot's tokenizer and write the batch."""
     from circuitsweep.checkpoints.snapshots import read_snapshot
-    from circuitsweep.stats_io import software_versions
+    from circuitsweep.io.stats import software_versions
 
     snapshot = read_snapshot(snapshot_dir)
     values = {k: v for k, v in settings.items() if k not in ("batch", "model", "corpus_sha256")}

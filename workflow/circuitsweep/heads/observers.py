@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import torch
 
-from circuitsweep import contracts as C
+from circuitsweep.config.probes import LOCAL_OFFSETS
 from circuitsweep.errors import DataError
 from circuitsweep.heads.attention_hook import ScoreRows
-from circuitsweep.heads.probe_settings import LOCAL_OFFSETS
+from circuitsweep.heads.sequence_stats import BASELINE_COLUMN, VALID_ONLY, VALID_ONLY_COLUMNS, grid_bits
+from circuitsweep.io import contracts as C
 
 #: Query rows per probability chunk: bounds the transient ``[B, H, rows, T]``.
 ROW_CHUNK = 64
@@ -49,30 +50,42 @@ class _Accumulator:
 
 
 class InductionObserver:
-    """Last-query attention on the induction probe: targets, baseline and row.
+    """Last-query attention on the induction probe: targets, baseline and row, kept per sequence.
 
     Per sequence, the query q = T - 1 (the second A) attends to
     first = 0, induction = p + 1, duplicate = p, previous = q - 1, self = q
     and local = mean(q - 2 .. q - 5); baseline = mean over the sequence's
-    baseline positions. Induction and duplicate are averaged over valid
-    sequences only (B exactly once before q); every other target, the
-    baseline and the row over all sequences (docs/methods.md).
+    baseline positions. These seven numbers per head and sequence are kept
+    (:data:`contracts.STAT_PER_SEQUENCE`, float32 on the grid of
+    :func:`sequence_stats.grid_bits`) with each sequence's validity; the means
+    are computed from them: induction and duplicate over valid sequences only
+    (B exactly once before q), every other target and the baseline over all
+    sequences (docs/methods.md). The row is averaged over all sequences.
     """
 
     #: Targets averaged over valid sequences only.
-    VALID_ONLY: tuple[str, ...] = ("induction", "duplicate")
+    VALID_ONLY: tuple[str, ...] = VALID_ONLY
 
-    def __init__(self, n_layers: int, baseline_record: torch.Tensor) -> None:
+    def __init__(self, n_layers: int, baseline_record: torch.Tensor, n_sequences: int) -> None:
         self.acc = _Accumulator(n_layers)
         self.baseline_record = baseline_record
+        self.n_sequences = n_sequences
+        self.scale = float(2 ** grid_bits(n_sequences))
+        self.per_sequence: torch.Tensor | None = None  # [n, L, H, len(TARGETS) + 1], allocated at the first layer
+        self.sequence_valid = torch.zeros(n_sequences, dtype=torch.bool)
         self.first_a: torch.Tensor | None = None
         self.valid: torch.Tensor | None = None
         self.baseline: torch.Tensor | None = None
+        self.rows = slice(0, 0)
         self.n_valid = 0
 
     def start_batch(self, first_a: torch.Tensor, valid: torch.Tensor, baseline: torch.Tensor) -> None:
         """Set the batch's first-A positions ``[B]``, validity ``[B]`` and baseline ``[B, K]``."""
         self.first_a, self.valid, self.baseline = first_a, valid, baseline
+        self.rows = slice(self.acc.count, self.acc.count + len(first_a))
+        if self.rows.stop > self.n_sequences:
+            raise DataError(f"the induction probe has {self.n_sequences} sequences; a batch reached {self.rows.stop}")
+        self.sequence_valid[self.rows] = valid.cpu().bool()
         self.acc.count += len(first_a)
         self.n_valid += int(valid.sum())
 
@@ -81,32 +94,43 @@ class InductionObserver:
         row = scores.probs(torch.tensor([q]))[:, :, 0]  # [B, H, T]
         n_heads = row.shape[1]
         p = self.first_a.to(row.device)[:, None, None].expand(-1, n_heads, 1)
-        valid = self.valid.to(device=row.device, dtype=row.dtype)[:, None]  # [B, 1]
         local = torch.tensor([q - k for k in LOCAL_OFFSETS], device=row.device)
         by_target = {
             "first": row[..., 0],
-            "induction": row.gather(-1, p + 1)[..., 0] * valid,
-            "duplicate": row.gather(-1, p)[..., 0] * valid,
+            "induction": row.gather(-1, p + 1)[..., 0],
+            "duplicate": row.gather(-1, p)[..., 0],
             "previous": row[..., q - 1],
             "self": row[..., q],
             "local": row[..., local].mean(-1),
         }
-        targets = torch.stack([by_target[t] for t in C.TARGETS], dim=-1)  # [B, H, 6]
         base = self.baseline.to(row.device)[:, None, :].expand(-1, n_heads, -1)  # [B, H, K]
-        self.acc.add(C.STAT_TARGET_MEAN, layer, targets.sum(0))
-        self.acc.add(C.STAT_BASELINE_MEAN, layer, row.gather(-1, base).mean(-1).sum(0))
+        values = torch.stack([*(by_target[t] for t in C.TARGETS), row.gather(-1, base).mean(-1)], dim=-1)
+        if self.per_sequence is None:
+            shape = (self.n_sequences, self.acc.n_layers, n_heads, values.shape[-1])
+            self.per_sequence = torch.zeros(shape, dtype=torch.float32)
+        # on the grid of sequence_stats.grid_bits: every sum over sequences is then exact in float64
+        self.per_sequence[self.rows, layer] = (torch.round(values.cpu().double() * self.scale) / self.scale).float()
         self.acc.add(C.STAT_LAST_ROW_MEAN, layer, row.sum(0))
 
     def result(self) -> dict[str, torch.Tensor]:
         if self.n_valid == 0:
             raise DataError("no valid induction-probe sequences were observed")
-        out = self.acc.means((C.STAT_TARGET_MEAN, C.STAT_BASELINE_MEAN, C.STAT_LAST_ROW_MEAN))
-        # means() divided every target by all sequences; the valid-only ones are divided by the valid count
-        pair = [C.TARGETS.index(t) for t in self.VALID_ONLY]
-        sums = torch.stack(self.acc.sums[C.STAT_TARGET_MEAN])[..., pair]
-        out[C.STAT_TARGET_MEAN][..., pair] = (sums / self.n_valid).float().cpu()
+        out = self.acc.means((C.STAT_LAST_ROW_MEAN,))
+        n = self.acc.count
+        per_sequence, valid = self.per_sequence[:n], self.sequence_valid[:n]
+        pair = list(VALID_ONLY_COLUMNS)
+        means = torch.empty(per_sequence.shape[1:], dtype=torch.float64)
+        for layer in range(per_sequence.shape[1]):  # one layer in float64 at a time; the sums are exact (the grid)
+            rows = per_sequence[:, layer].double()  # [n, H, 7]
+            means[layer] = rows.sum(0) / n
+            means[layer][..., pair] = rows[valid][..., pair].sum(0) / self.n_valid
+        means = means.float()
+        out[C.STAT_TARGET_MEAN] = means[..., :BASELINE_COLUMN].contiguous()
+        out[C.STAT_BASELINE_MEAN] = means[..., BASELINE_COLUMN].contiguous()
+        out[C.STAT_PER_SEQUENCE] = per_sequence  # handed over, not copied: the observer is done
+        out[C.STAT_SEQUENCE_VALID] = valid
         out[C.STAT_BASELINE_POSITIONS] = self.baseline_record.clone()
-        out[C.STAT_VALID_SEQUENCES] = torch.tensor([self.n_valid, self.acc.count], dtype=torch.int64)
+        out[C.STAT_VALID_SEQUENCES] = torch.tensor([self.n_valid, n], dtype=torch.int64)
         return out
 
 

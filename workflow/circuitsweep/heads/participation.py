@@ -28,9 +28,19 @@ def participation_ratio(x: torch.Tensor) -> torch.Tensor:
     """Participation ratio of each matrix in ``x`` ``[..., n, d]``: ``[...]``, float32.
 
     s = singular values; p = s^2 / max(sum s^2, 1e-12); PR = exp(-sum p log(p + 1e-12)).
-    It lies between 1 (one direction) and min(n, d) (all directions equal).
+    It lies between 1 (one direction) and min(n, d) (all directions equal). Non-finite values (a checkpoint
+    with NaN or infinite weights) are a :class:`DataError` naming the first bad matrix, before the SVD,
+    which would fail with a linear-algebra error.
     """
-    s = torch.linalg.svdvals(x.float())
+    x = x.float()
+    finite = torch.isfinite(x).flatten(-2).all(-1)  # [...]
+    if not bool(finite.all()):
+        where = [int(i) for i in torch.nonzero(~finite)[0].tolist()]
+        raise DataError(
+            f"the spectral capture holds non-finite values (NaN or inf) at index {where} of {list(finite.shape)} "
+            "(layer, head): the checkpoint's weights or activations are not finite; refusing to measure it"
+        )
+    s = torch.linalg.svdvals(x)
     s2 = s * s
     p = s2 / s2.sum(-1, keepdim=True).clamp(min=PR_EPSILON)
     return torch.exp(-(p * torch.log(p + PR_EPSILON)).sum(-1))

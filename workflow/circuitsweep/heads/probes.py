@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from circuitsweep.config.probes import LOCAL_OFFSETS, ProbeSettings, baseline_candidates
 from circuitsweep.errors import DataError
-from circuitsweep.heads.probe_settings import LOCAL_OFFSETS, ProbeSettings, baseline_candidates
 
 #: The induction-probe protocols (``probes.protocol``); the first is the study's and the default.
 PROTOCOLS: tuple[str, ...] = ("xu2026", "clean")

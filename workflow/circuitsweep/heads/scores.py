@@ -13,11 +13,9 @@ import numpy as np
 import polars as pl
 import torch
 
-from circuitsweep import contracts as C
 from circuitsweep.errors import DataError
-
-#: Floor of the selectivity baseline (a ratio of means).
-BASELINE_FLOOR = 1e-8
+from circuitsweep.heads.sequence_stats import BASELINE_FLOOR  # the floor of the selectivity baseline (1e-8)
+from circuitsweep.io import contracts as C
 
 
 def selectivity(stats: Mapping[str, torch.Tensor]) -> torch.Tensor:

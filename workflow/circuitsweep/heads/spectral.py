@@ -5,20 +5,33 @@ integral of max(PR - 1, 0) over ln(tokens) by the trapezoid rule, the final,
 largest and smallest PR and their spread; heads ranked by integral,
 descending (ties: layer, then head). A revision with 0 tokens has no
 logarithm: it is left out of the integral (counted in ``n_left_out``) but its
-PR counts for the final, max and min.
+PR counts for the final, max and min. With fewer than
+:data:`MIN_RANKED_REVISIONS` revisions of more than 0 tokens there is no
+integral: no head is ranked (``integral`` and ``rank`` null) and the table's
+``note`` says why, never a ranking by head order.
+
+How many of the ranked heads are the "spectral picks" (``ablation.spectral_top_k``,
+:func:`resolve_top_k`): a count, a share of the model's heads, or ``elbow``, the
+study's algorithmic K (:func:`elbow_k`); :func:`heuristic_k` is its 17-19% rule.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from circuitsweep import contracts as C
 from circuitsweep.errors import CacheError, DataError
 from circuitsweep.heads.classify import induction_member
-from circuitsweep.table_io import read_table, write_csv, write_table
+from circuitsweep.io import contracts as C
+from circuitsweep.io.tables import read_table, write_csv, write_table
+
+#: Revisions with tokens > 0 the integral needs (a trapezoid needs two ends).
+MIN_RANKED_REVISIONS = 2
 
 #: The columns :func:`spectral_ranking` returns, in order.
 RANKING_COLUMNS: tuple[str, ...] = (
@@ -68,10 +81,11 @@ def spectral_ranking(frame: pl.DataFrame) -> pl.DataFrame:
     pr = np.array(wide["pr"].to_list(), dtype=np.float64)  # [heads, revisions]
     tokens = revisions["tokens"].to_numpy().astype(np.float64)
     kept = tokens > 0
+    ranked = int(kept.sum()) >= MIN_RANKED_REVISIONS
     excess = np.maximum(pr[:, kept] - 1.0, 0.0)
-    integral = np.trapezoid(excess, np.log(tokens[kept]), axis=1) if kept.sum() > 1 else np.zeros(len(pr))
+    integral = np.trapezoid(excess, np.log(tokens[kept]), axis=1) if ranked else np.full(len(pr), np.nan)
     out = wide.select("layer", "head").with_columns(
-        pl.Series("integral", integral),
+        pl.Series("integral", integral, nan_to_null=True),
         pl.Series("final_pr", pr[:, -1]),
         pl.Series("max_pr", pr.max(axis=1)),
         pl.Series("min_pr", pr.min(axis=1)),
@@ -80,10 +94,104 @@ def spectral_ranking(frame: pl.DataFrame) -> pl.DataFrame:
     rank = np.empty(len(out), dtype=np.int64)
     rank[np.argsort(-integral, kind="stable")] = np.arange(1, len(out) + 1)
     return out.with_columns(
-        pl.Series("rank", rank),
+        pl.Series("rank", rank) if ranked else pl.lit(None, pl.Int64).alias("rank"),
         pl.lit(revisions.height, pl.Int64).alias("n_revisions"),
         pl.lit(int((~kept).sum()), pl.Int64).alias("n_left_out"),
     ).select(RANKING_COLUMNS)
+
+
+#: The study's K heuristic: 17-19% of a model's heads (its "writeup heuristic").
+HEURISTIC_SHARES: tuple[float, float] = (0.17, 0.19)
+#: The spectral_top_k entry that asks for the elbow K.
+ELBOW = "elbow"
+
+
+def elbow_k(integrals: Sequence[float]) -> int:
+    """The study's algorithmic K: sort the integrals descending, ``argmax(-diff(sorted, 2)) + 1``.
+
+    The position (1-based) after which the sorted curve bends most sharply downwards; the
+    first such position on a tie. With fewer than three heads there is no second
+    difference: every head.
+    """
+    values = np.sort(np.asarray(integrals, dtype=np.float64))[::-1]
+    if len(values) < 3:
+        return len(values)
+    return int(np.argmax(-np.diff(values, 2))) + 1
+
+
+def share_k(share: float, n_heads: int) -> int:
+    """K for a share of ``n_heads``: ``floor(share x n_heads)``, at least 1 (0.176 of 256 heads -> 45)."""
+    return max(1, math.floor(share * n_heads + 1e-9))
+
+
+def heuristic_k(n_heads: int) -> tuple[int, int]:
+    """The study's 17-19% heuristic as a range of K (256 heads -> 43-48)."""
+    low, high = HEURISTIC_SHARES
+    return share_k(low, n_heads), share_k(high, n_heads)
+
+
+@dataclass(frozen=True)
+class TopK:
+    """One K of the spectral picks, and the ``spectral_top_k`` entries that asked for it (``"45"``,
+    ``"0.176"``, ``"elbow"``)."""
+
+    k: int
+    asked: tuple[str, ...]
+
+    def describe(self, n_heads: int) -> str | None:
+        """How K was chosen, when not simply given as a count: ``K = 17.6% of 256 heads``, ``K = the elbow``."""
+        words = []
+        for entry in self.asked:
+            if entry == ELBOW:
+                words.append("the elbow of the sorted integrals")
+            elif "." in entry:
+                words.append(f"{float(entry) * 100:g}% of {n_heads} heads")
+        return f"K = {' and '.join(words)}" if words else None
+
+
+def _entry(value: int | float | str) -> str:
+    if isinstance(value, str):
+        return value
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def resolve_top_k(spec: Sequence[int | float | str], integrals: Sequence[float]) -> list[TopK]:
+    """Each K of ``spec`` for one model whose heads have ``integrals``, in spec order, equal K merged.
+
+    An entry is a count (an integer >= 1: a K above the head count stays as asked, and the
+    ablation records the shortfall), a share of the heads (0 < share < 1, :func:`share_k`) or
+    ``"elbow"`` (:func:`elbow_k`).
+    """
+    n_heads = len(integrals)
+    found: dict[int, list[str]] = {}
+    for value in spec:
+        if value == ELBOW:
+            k = elbow_k(integrals)
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            raise DataError(f"ablation.spectral_top_k: {value!r} is neither a count, a share nor {ELBOW!r}")
+        elif float(value).is_integer() and value >= 1:
+            k = int(value)
+        elif 0 < value < 1:
+            k = share_k(float(value), n_heads)
+        else:
+            raise DataError(f"ablation.spectral_top_k: {value!r} is neither a count >= 1 nor a share in (0, 1)")
+        found.setdefault(k, []).append(_entry(value))
+    return [TopK(k, tuple(asked)) for k, asked in found.items()]
+
+
+def unranked_note(ranking: pl.DataFrame) -> str | None:
+    """Why a ranking ranks no head (too few revisions with tokens > 0), or None when it ranks them."""
+    if ranking.height and ranking["rank"].null_count() == 0:
+        return None
+    if "note" in ranking.columns and ranking.height and ranking["note"][0] is not None:
+        return str(ranking["note"][0])
+    counted = 0
+    if ranking.height and {"n_revisions", "n_left_out"} <= set(ranking.columns):
+        counted = int(ranking["n_revisions"][0] - ranking["n_left_out"][0])
+    return (
+        f"not ranked: the participation-ratio integral needs at least {MIN_RANKED_REVISIONS} revisions with "
+        f"tokens > 0, this sweep has {counted}"
+    )
 
 
 def final_revision(heads: pl.DataFrame) -> pl.DataFrame:
@@ -103,8 +211,10 @@ def model_spectral(heads: pl.DataFrame, model: str, induction_circuit: float) ->
         pl.col("class").alias("final_class"),
         induction_member(induction_circuit).alias("screen"),
     )
-    table = ranking.join(facts, on=["layer", "head"], how="left").with_columns(pl.lit(model).alias("model"))
-    return table.sort("rank").select(C.SPECTRAL_COLUMNS)
+    table = ranking.join(facts, on=["layer", "head"], how="left").with_columns(
+        pl.lit(model).alias("model"), pl.lit(unranked_note(ranking), pl.String).alias("note")
+    )
+    return table.sort("rank", "layer", "head").select(C.SPECTRAL_COLUMNS)
 
 
 def write_model_spectral(heads_path: Path, model: str, output: Path) -> None:
@@ -119,6 +229,10 @@ def write_model_spectral(heads_path: Path, model: str, output: Path) -> None:
         raise CacheError(f"{heads_path} has no pr column (made by an older version); delete it and rerun")
     table = model_spectral(heads, model, float(thresholds["induction_circuit"]))
     write_table(output, table, {"model": model, "thresholds": thresholds})
+    note = table["note"][0]
+    if note is not None:
+        print(f"{model}: {table.height} heads {note}")
+        return
     print(f"{model}: {table.height} heads ranked over {table['n_revisions'][0]} revisions", end="")
     left_out = int(table["n_left_out"][0])
     print(f" ({left_out} with 0 tokens left out of the integral)" if left_out else "")

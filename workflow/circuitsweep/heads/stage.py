@@ -4,8 +4,8 @@
   probes, write its head cache; the measuring rules call both through
   :mod:`circuitsweep.revision_stage` (one load for heads and primitives), and
   :func:`measure_heads` chains them for a caller that wants heads alone;
-- :func:`classify_heads`: classify every head of one model from its caches alone;
-- :func:`head_tables`: the final heads, emergence and milestone tables of every model.
+- :func:`classify_heads`: classify every head of one model from its caches alone
+  (the tables across models are :mod:`circuitsweep.milestones.tables`).
 
 Each reads its inputs, does one stage of docs/methods.md, and writes the
 output paths it is given, atomically.
@@ -15,31 +15,28 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from circuitsweep import contracts as C
-from circuitsweep import sizing
-from circuitsweep.cache_check import (
+from circuitsweep.checkpoints import run_dir
+from circuitsweep.checkpoints.snapshots import read_snapshot
+from circuitsweep.config.probes import ProbeSettings
+from circuitsweep.errors import CacheError, ConfigError, DataError, SnapshotError
+from circuitsweep.heads.classify import Thresholds, head_classes, natural_counts
+from circuitsweep.io import contracts as C
+from circuitsweep.io.cache_check import (
     CACHE_SCHEMA_VERSION,
     SCHEMA_KEY,
     SETTINGS_KEY,
     settings_digest,
-    verify_metadata,
-    verify_shard,
+    verify_head_cache,
 )
-from circuitsweep.checkpoints import run_dir
-from circuitsweep.checkpoints.snapshots import read_snapshot
-from circuitsweep.errors import CacheError, ConfigError, DataError, SnapshotError
-from circuitsweep.heads.classify import Thresholds, head_classes
-from circuitsweep.heads.emergence import MilestoneThresholds, emergence_curves, milestones
-from circuitsweep.heads.probe_settings import ProbeSettings
-from circuitsweep.milestone_text import write_milestones_markdown
-from circuitsweep.table_io import read_table, write_csv, write_table
+from circuitsweep.io.tables import read_table, write_table
+from circuitsweep.plan import sizing
 
 
 @dataclass(frozen=True)
@@ -58,14 +55,20 @@ class RevisionJob:
     #: ``AblationSettings`` fields and the circuit's selectivity cut (``ablation.circuit_cut``), when the run ablates
     ablation: dict[str, Any] | None = None
     circuit_selectivity: float | None = None
+    #: The ablation rows' layout planned (``contracts.ABLATION_SCHEMA_VERSION``): a setting, so that rows of
+    #: an older layout are measured again, and recorded in the rows file, which the tables check
+    ablation_schema: int | None = None
     #: The planned weights fingerprint of a run_dir checkpoint (None for other sources).
     weights_sha256: str | None = None
-    #: ``cache_check.settings_digest`` of the settings as planned, recorded in the caches (``Plan.is_measured``)
+    #: ``cache_check.settings_digest`` of the settings as planned, recorded in the caches (``is_measured``)
     settings_sha256: str | None = None
+    #: The cache layout the plan asked for (``cache_check.CACHE_SCHEMA_VERSION``): part of the settings, so a
+    #: new layout reruns the job; the caches record the version of the code that writes them.
+    cache_schema: int | None = None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RevisionJob:
-        """The job of the settings the plan gave (``Plan.measure_settings``)."""
+        """The job of the settings the plan gave (``heads.jobs.measure_settings``)."""
         digest = settings_digest(values)
         values = dict(values)
         values["probes"] = ProbeSettings.from_dict(values["probes"])
@@ -194,7 +197,7 @@ def measure_heads(
     """Load one revision, run the probes and write its head cache (statistics + scores).
 
     ``mem_mb``: the job's memory limit (Snakemake's ``mem_mb``), checked against
-    the estimate of :mod:`circuitsweep.sizing` before the model is loaded.
+    the estimate of :mod:`circuitsweep.plan.sizing` before the model is loaded.
     With ``probes.natural_text`` it also measures the natural-text probe (batch
     ``extra.natural_batch``, scores to ``extra.natural_scores``); with
     ``job.ablation`` it ablates this revision's circuit (rows to ``extra.ablation``).
@@ -251,7 +254,7 @@ def measure_loaded(
     from circuitsweep.checkpoints.loading import resolve_device
     from circuitsweep.heads.measure import head_statistics
     from circuitsweep.heads.scores import check_finite, head_scores, loss_halves
-    from circuitsweep.stats_io import software_versions, write_stats
+    from circuitsweep.io.stats import software_versions, write_stats
 
     device = resolve_device(job.device)
     token_id = first_token_id(job.first_token, model.config, snapshot.path)
@@ -318,7 +321,12 @@ def measure_loaded(
         from circuitsweep.heads.ablation import ablation_frame
 
         identity = {name: metadata[name] for name in ("model", "revision", "step", "tokens")}
-        ablation_metadata = {**metadata, "ablation": job.ablation, "circuit_selectivity": job.circuit_selectivity}
+        ablation_metadata = {
+            **metadata,
+            "ablation": job.ablation,
+            "circuit_selectivity": job.circuit_selectivity,
+            "ablation_schema": job.ablation_schema,
+        }
         write_table(extra.ablation, ablation_frame(ablation, identity), ablation_metadata)
 
 
@@ -344,8 +352,8 @@ def _ablation_measurement(
     model: Any, job: RevisionJob, scores: pl.DataFrame, natural: Any, first_token: int | None, device: Any
 ) -> list[dict[str, Any]]:
     """Ablation rows of one loaded revision on the synthetic probe (and the natural one when measured)."""
+    from circuitsweep.config.probes import AblationSettings
     from circuitsweep.heads.ablation import AblationProbe, ablation_rows, synthetic_probe
-    from circuitsweep.heads.probe_settings import AblationSettings
 
     if job.circuit_selectivity is None:
         raise DataError(f"{job.model} {job.revision}: ablation settings lack circuit_selectivity")
@@ -356,10 +364,6 @@ def _ablation_measurement(
     return ablation_rows(model, scores, job.circuit_selectivity, settings, probes, device)
 
 
-#: Score-cache metadata that made a model's measurements, carried into its classes and the final tables.
-MEASUREMENT_KEYS: tuple[str, ...] = ("probe", "probes", "first_token_policy", "dtype")
-
-
 def _revision_row(metadata: dict[str, Any]) -> dict[str, Any]:
     row = {name: metadata[name] for name in C.REVISION_COLUMNS if name not in ("first_token_policy",)}
     token_id = metadata.get("first_token_id")
@@ -368,29 +372,10 @@ def _revision_row(metadata: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-#: Metadata a revision's statistics shard and score table must agree on (they come from one job).
-_SHARED_IDENTITY = ("model", "revision", "step", "tokens", "probes", "commit", "weights_sha256", SCHEMA_KEY)
-
-
-def verify_head_cache(
-    scores_path: Path, metadata: Mapping[str, Any], expected: Mapping[str, Any], stats_path: Path | None = None
-) -> None:
-    """Check one revision's head cache against the plan's ``expected`` metadata (see :mod:`cache_check`).
-
-    With ``stats_path``, the statistics shard must be complete, match ``expected``
-    too, and come from the same job as the scores (same identity metadata).
-    """
-    verify_metadata(scores_path, metadata, expected)
-    if stats_path is not None:
-        stats_metadata = verify_shard(stats_path, expected)
-        verify_metadata(stats_path, stats_metadata, {k: metadata.get(k) for k in _SHARED_IDENTITY})
-
-
 def _natural_classes(
     model: str, natural_paths: Sequence[Path], thresholds: Thresholds
 ) -> tuple[pl.DataFrame, dict[str, dict[str, Any]]]:
     """Natural-text classes of every head (``NATURAL_HEAD_COLUMNS`` keyed by revision, layer, head) and counts."""
-    from circuitsweep.heads.ablation_tables import natural_counts
 
     frames, counts = [], {}
     for path in natural_paths:
@@ -456,7 +441,7 @@ def classify_heads(
         if len(protocols) > 1:
             (a, first), (b, second) = protocols.items()
             raise CacheError(f"model {model}: {first} was measured with probe protocol {a}, {second} with {b}")
-        measured = {key: metadata.get(key) for key in MEASUREMENT_KEYS}
+        measured = {key: metadata.get(key) for key in C.MEASUREMENT_KEYS}
         if settings and measured != settings:
             raise CacheError(f"{path} was measured with other settings than {score_paths[0]}; delete it and rerun")
         settings = measured
@@ -486,88 +471,3 @@ def classify_heads(
     losses = {name: pl.Float64 for name in ("loss_first_half", "loss_second_half", "in_context_loss_drop")}
     ints = {name: pl.Int64 for name in ("step", "tokens", "n_layers", "n_heads")}
     write_table(revisions_out, pl.DataFrame(rows, schema_overrides={**losses, **ints}).sort("tokens", "step"), run)
-
-
-@dataclass(frozen=True)
-class HeadTableOutputs:
-    """The files :func:`head_tables` writes (the rule's outputs)."""
-
-    heads: Path
-    emergence_parquet: Path
-    emergence_csv: Path
-    milestones_parquet: Path
-    milestones_csv: Path
-    milestones_md: Path
-    ablation_parquet: Path | None = None
-    ablation_csv: Path | None = None
-
-
-def head_tables(
-    heads_paths: Sequence[Path],
-    revisions_paths: Sequence[Path],
-    thresholds: Mapping[str, MilestoneThresholds],
-    out: HeadTableOutputs,
-    skip_duplicates: Collection[str] = (),
-    ablation_paths: Sequence[Path] = (),
-    causal_factor: float = 2.0,
-) -> None:
-    """Concatenate the models' classified heads and write heads, emergence and milestone tables.
-
-    The Parquet tables record, per model, the probe settings, protocol, first-token
-    policy, dtype and thresholds (classification and milestone) that made them, under
-    ``models`` in their metadata (read with :func:`table_io.read_table`).
-
-    Models in ``skip_duplicates`` lose their duplicate revisions (``duplicate_of``
-    set) from the emergence curves and milestones; the heads table keeps them.
-    Revisions with natural-text counts add ``NATURAL_EMERGENCE_COLUMNS`` to the
-    emergence table; ``ablation_paths`` (per-revision ablation rows) add the
-    ablation table, ``ABLATION_EMERGENCE_COLUMNS`` and ``CAUSAL_MILESTONE_COLUMNS``.
-    """
-    from circuitsweep.heads.ablation_tables import ablation_summary, ablation_table, causal_milestones
-
-    classified, revision_frames = [], []
-    for heads_path, revisions_path in zip(heads_paths, revisions_paths, strict=True):
-        frame, metadata = read_table(heads_path)
-        model = metadata.get("model")
-        if model not in thresholds:
-            raise CacheError(f"{heads_path} belongs to model {model!r}, which is not planned; delete it and rerun")
-        revision_frame, revision_metadata = read_table(revisions_path)
-        # the two tables of one classification
-        expected = {"model": model, "thresholds": metadata.get("thresholds")}
-        verify_metadata(revisions_path, revision_metadata, expected)
-        classified.append((frame, metadata))
-        revision_frames.append(revision_frame)
-    heads = pl.concat([frame for frame, _ in classified], how="diagonal_relaxed")
-    revisions = pl.concat(revision_frames, how="diagonal_relaxed")
-    curves = emergence_curves(heads, revisions, skip_duplicates)
-    natural = [name for name in C.NATURAL_EMERGENCE_COLUMNS if name in revisions.columns]
-    if natural:
-        curves = curves.join(
-            revisions.select("model", "revision", *natural), on=["model", "revision"], how="left", maintain_order="left"
-        )
-    ablation = ablation_table(ablation_paths) if ablation_paths else None
-    if ablation is not None:
-        curves = curves.join(ablation_summary(ablation), on=["model", "revision"], how="left", maintain_order="left")
-    table = milestones(curves, heads, thresholds)
-    provenance = {"models": {}}
-    for _, run in classified:
-        model = run.get("model")
-        provenance["models"][model] = {
-            **{key: run.get(key) for key in MEASUREMENT_KEYS},
-            "protocol": (run.get("probes") or {}).get("protocol") or run.get("probe"),
-            "thresholds": run.get("thresholds"),
-            "milestones": asdict(thresholds[model]) if model in thresholds else None,
-            "skip_duplicates": model in skip_duplicates,
-        }
-    if ablation is not None:
-        table = table.join(causal_milestones(curves, causal_factor), on="model", how="left", maintain_order="left")
-        if out.ablation_parquet is None or out.ablation_csv is None:
-            raise DataError("head_tables: ablation rows were given but no ablation table paths")
-        write_table(out.ablation_parquet, ablation, provenance)
-        write_csv(ablation, out.ablation_csv)
-    write_table(out.heads, heads, provenance)
-    write_table(out.emergence_parquet, curves, provenance)
-    write_table(out.milestones_parquet, table, provenance)
-    write_csv(curves, out.emergence_csv)
-    write_csv(table, out.milestones_csv)
-    write_milestones_markdown(table, out.milestones_md)

@@ -3,11 +3,14 @@ phenomenological than content primitives (0b), layer by layer and checkpoint
 by checkpoint, and do operator + seed compositions land on their
 pre-registered targets?
 
-Stimuli are data (``config/primitives.yaml``, module ``stimuli``). Per
+Stimuli are data (``config/primitives.yaml``, read by :mod:`circuitsweep.config.stimuli`). Per
 revision, ``pipeline.measure_primitives`` (needs the model) caches hidden-state
 summaries and ``behaviour.measure_behaviour`` (generative models with a
 tokenizer) caches word counts of sampled continuations;
 ``pipeline.score_primitives`` turns a cache into the tables without a model.
 ``stage`` holds what the workflow's rules run. Nothing heavy is imported
 here, so planning a sweep stays fast.
+
+Place in the data flow: after the plan, beside heads (it reuses the heads'
+first-token policy); it may import :mod:`circuitsweep.heads` and every stage before it.
 """

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from circuitsweep.primitives.stimuli import Stimuli
+from circuitsweep.config.stimuli import Stimuli
 
 
 def fold_assignment(n_words: int, n_folds: int, rng: np.random.Generator) -> np.ndarray:

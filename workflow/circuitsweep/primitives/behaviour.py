@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from transformers import GenerationConfig, PreTrainedModel
 
+from circuitsweep.config.stimuli import Stimuli
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.nextword import prompt_ids
-from circuitsweep.primitives.stimuli import Stimuli
 
 _WORD = re.compile(r"[a-z]+(?:['-][a-z]+)*")
 

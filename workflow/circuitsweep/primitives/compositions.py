@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from circuitsweep.primitives.stimuli import Stimuli
+from circuitsweep.config.stimuli import Stimuli
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Names shared by the primitive cache, scoring and tables, in one place.
 
-Paths of these files are built by :class:`circuitsweep.contracts.Paths`.
+Paths of these files are built by :class:`circuitsweep.io.contracts.Paths`.
 """
 
 from __future__ import annotations

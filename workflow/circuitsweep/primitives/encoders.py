@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from circuitsweep.primitives.stimuli import WordInText
+from circuitsweep.config.stimuli import WordInText
 
 
 @dataclass(frozen=True)

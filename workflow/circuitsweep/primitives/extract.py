@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedModel
 
+from circuitsweep.config.stimuli import WordInText
 from circuitsweep.primitives.encoders import Encoded, WordEncoder
-from circuitsweep.primitives.stimuli import WordInText
 
 
 def base_model(model: PreTrainedModel) -> torch.nn.Module:

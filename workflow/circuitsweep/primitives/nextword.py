@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
+from circuitsweep.config.stimuli import Stimuli
 from circuitsweep.primitives import contract as K
-from circuitsweep.primitives.stimuli import Stimuli
 
 
 def word_forms(word: str) -> tuple[str, ...]:

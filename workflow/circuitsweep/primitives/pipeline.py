@@ -1,7 +1,7 @@
 """Per revision: measure hidden-state summaries (needs the model), then score them (cache only).
 
 :func:`measure_primitives` returns tensors that can be saved as a safetensors
-shard (:func:`circuitsweep.stats_io.write_stats`); :func:`score_primitives` turns
+shard (:func:`circuitsweep.io.stats.write_stats`); :func:`score_primitives` turns
 such a shard (plus, for generative models, the behavioural counts of
 :func:`circuitsweep.primitives.behaviour.measure_behaviour`) into the tables,
 without loading a model, so a change of scoring settings never reruns one.
@@ -17,6 +17,7 @@ import polars as pl
 import torch
 from transformers import PreTrainedModel
 
+from circuitsweep.config.stimuli import SET_A, Stimuli, WordInText, fill
 from circuitsweep.errors import CacheError
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.behaviour import lexicon_hits, lexicon_share
@@ -38,7 +39,6 @@ from circuitsweep.primitives.representational import (
     representational_scores,
     with_summary,
 )
-from circuitsweep.primitives.stimuli import SET_A, Stimuli, WordInText, fill
 from circuitsweep.primitives.tables import (
     PrimitiveTables,
     RevisionIdentity,

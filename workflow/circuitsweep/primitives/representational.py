@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from circuitsweep.config.stimuli import Stimuli
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.axis import (
     AxisSet,
@@ -29,7 +30,6 @@ from circuitsweep.primitives.axis import (
     remove_direction,
     resample_words,
 )
-from circuitsweep.primitives.stimuli import Stimuli
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ Built from the stacked tables of every revision (no model, no torch):
 - :func:`scaling_table`: per model and score kind, the summary gap of the
   model's last revision (most tokens) with its Welch interval (and, for the
   representational kinds, the item + lexicon interval), against the
-  model's parameter count; :func:`circuitsweep.plots.primitive_scaling_figure`
+  model's parameter count; :func:`circuitsweep.outputs.plots.primitive_scaling_figure`
   draws it. The gap against training tokens, per model, is ``primitive_gap.png``.
 - :func:`composition_agreement`: per score kind, how many compositions are
   matched in at least 3 of every 4 models (the study: 11 of 30 in 3 of 4).

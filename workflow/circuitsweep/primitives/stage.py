@@ -22,12 +22,12 @@ from typing import Any
 
 import polars as pl
 
-from circuitsweep.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, settings_digest, verify_shard
+from circuitsweep.config.stimuli import load_stimuli
 from circuitsweep.errors import CacheError, SnapshotError
+from circuitsweep.io.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, settings_digest, verify_shard
+from circuitsweep.io.tables import write_table
 from circuitsweep.primitives import contract as K
-from circuitsweep.primitives.stimuli import load_stimuli
 from circuitsweep.primitives.tables import PrimitiveTables, RevisionIdentity, concat_tables, write_tables
-from circuitsweep.table_io import write_table
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model")
 
@@ -50,12 +50,12 @@ class PrimitiveJob:
     #: The planned weights fingerprint of a run_dir checkpoint (None for other sources); in the rule's
     #: params so that an overwritten checkpoint is measured again.
     weights_sha256: str | None = None
-    #: ``cache_check.settings_digest`` of the settings as planned, recorded in the shard (``Plan.is_measured``)
+    #: ``cache_check.settings_digest`` of the settings as planned, recorded in the shard (``is_measured``)
     settings_sha256: str | None = None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PrimitiveJob:
-        """The job of the settings the plan gave (``Plan.primitive_settings``)."""
+        """The job of the settings the plan gave (``primitives.jobs.primitive_settings``)."""
         digest = settings_digest(values)
         values = dict(values)
         values["token_range"] = tuple(values["token_range"])
@@ -94,11 +94,11 @@ def measure_loaded_primitives(model: Any, snapshot: Any, job: PrimitiveJob, stim
 
     from circuitsweep.checkpoints.loading import resolve_device
     from circuitsweep.heads.stage import first_token_id
+    from circuitsweep.io.stats import software_versions, write_stats
     from circuitsweep.primitives.behaviour import SamplingSettings, measure_behaviour
     from circuitsweep.primitives.encoders import HashWordEncoder, TokenizerEncoder
     from circuitsweep.primitives.nextword import measure_next_word
     from circuitsweep.primitives.pipeline import measure_primitives
-    from circuitsweep.stats_io import software_versions, write_stats
 
     stimuli = load_stimuli(stimuli_path)
     device = resolve_device(job.device)
@@ -151,8 +151,8 @@ def score_revision_primitives(
     ``expected``: the metadata the plan expects of the shard (its stimuli
     fingerprint is added here); a shard that differs is a :class:`CacheError`.
     """
+    from circuitsweep.io.stats import read_stats
     from circuitsweep.primitives.pipeline import ScoringSettings, score_primitives
-    from circuitsweep.stats_io import read_stats
 
     stimuli = load_stimuli(stimuli_path)
     if expected is not None:
@@ -170,8 +170,12 @@ def score_revision_primitives(
 
 def read_revision_tables(folder: Path) -> PrimitiveTables:
     """The tables :func:`score_revision_primitives` wrote into ``folder``."""
-    from circuitsweep.table_io import read_table
+    from circuitsweep.errors import InputError
+    from circuitsweep.io.tables import read_table
 
+    missing = [name for name in K.REVISION_TABLES.values() if not (Path(folder) / name).is_file()]
+    if missing:
+        raise InputError(f"{folder} holds no {', '.join(missing)}: not a folder that score-primitives wrote")
     return PrimitiveTables(**{field: read_table(Path(folder) / name)[0] for field, name in K.REVISION_TABLES.items()})
 
 
@@ -180,7 +184,7 @@ def primitive_tables(folders: Sequence[Path], out_dir: Path) -> None:
 
     Also writes the across-model tables of :mod:`circuitsweep.primitives.scaling`.
     """
-    from circuitsweep import table_io
+    from circuitsweep.io import tables as table_io
     from circuitsweep.primitives.scaling import composition_agreement, scaling_table
 
     stacked = concat_tables([read_revision_tables(folder) for folder in folders])

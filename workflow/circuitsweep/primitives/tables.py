@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from circuitsweep import table_io
+from circuitsweep.config.stimuli import Stimuli
+from circuitsweep.io import tables as table_io
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.compositions import CompositionNull, CompositionRanks
 from circuitsweep.primitives.gaps import GapResult, LexiconSpread
-from circuitsweep.primitives.stimuli import Stimuli
 
 
 @dataclass(frozen=True)

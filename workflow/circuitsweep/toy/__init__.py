@@ -2,6 +2,11 @@
 synthetic copy data, their checkpoints published as Hub-style revisions
 (docs/methods.md).
 
+Place in the data flow: a checkpoint source, after :mod:`circuitsweep.checkpoints`
+(it publishes into a local Hub folder) and before the plan (which lists its
+revisions). It may import :mod:`circuitsweep.checkpoints`, :mod:`circuitsweep.config`
+and :mod:`circuitsweep.io`.
+
 Names are imported on first use, so ``circuitsweep.toy.spec`` (the torch-free
 spec the plan checks) does not load torch.
 """

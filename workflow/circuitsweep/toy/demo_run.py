@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from circuitsweep.atomic import atomic_write_text
-from circuitsweep.checkpoints.run_dir import pattern_regex
+from circuitsweep.config.patterns import pattern_regex
 from circuitsweep.errors import ConfigError
-from circuitsweep.names import unsafe_reason
+from circuitsweep.io.atomic import atomic_write_text
+from circuitsweep.io.names import unsafe_reason
 from circuitsweep.toy.data import synthetic_batch
 
 

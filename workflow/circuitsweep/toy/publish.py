@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from circuitsweep.atomic import atomic_write_text
 from circuitsweep.errors import ConfigError
+from circuitsweep.io.atomic import atomic_write_text
 from circuitsweep.toy.spec import ToySpec, branch_name
 from circuitsweep.toy.train import train_and_publish
 

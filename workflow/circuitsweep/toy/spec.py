@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from circuitsweep.architectures import TOY_ARCHITECTURES
+from circuitsweep.config.architectures import TOY_ARCHITECTURES
 
 ARCHITECTURES = TOY_ARCHITECTURES
 

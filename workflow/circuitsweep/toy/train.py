@@ -128,7 +128,7 @@ def train_and_publish(
 
 
 def _train(spec: ToySpec, hub_root: Path, repo_id: str, branch_format: str, progress: bool) -> list[dict[str, Any]]:
-    from circuitsweep.progress import LineProgress
+    from circuitsweep.io.progress import LineProgress
 
     model = build_model(spec)
     model.train()
@@ -139,7 +139,7 @@ def _train(spec: ToySpec, hub_root: Path, repo_id: str, branch_format: str, prog
     cpu_seconds = 0.0
     with (
         tempfile.TemporaryDirectory(prefix="toy-ckpt-") as tmp,
-        LineProgress(last_step, f"train {repo_id}", unit="steps", enabled=progress) as bar,
+        LineProgress(last_step, f"train {repo_id}", unit="steps", enabled=progress, steps=10) as bar,
     ):
         for step in range(last_step + 1):
             if step in spec.schedule:

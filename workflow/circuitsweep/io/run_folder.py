@@ -1,0 +1,233 @@
+"""Each run's outputs in a folder of its own, never mixed with another config's.
+
+A run writes everything (caches, tables, plots, logs, benchmarks) under one
+folder: the config's ``outdir`` when it sets one, else ``results/<run>``, where
+``run`` is the config's ``run`` key or, without one, the stem of its (first)
+config file (``config/paper.yaml`` -> ``results/paper``). The folder records
+which config made it (:data:`IDENTITY_FILE`); a run of another config there is
+refused with one line naming both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from circuitsweep.errors import ConfigError
+from circuitsweep.io.atomic import atomic_write_text
+from circuitsweep.io.names import unsafe_reason
+
+#: Where runs without an ``outdir`` put their folders, relative to the working directory.
+RESULTS = Path("results")
+#: The file in a run folder that names the config which made it.
+IDENTITY_FILE = "run.json"
+#: The run name when the config came from no file at all.
+FALLBACK_RUN = "run"
+
+
+def run_name(config: Mapping[str, Any], configfiles: Sequence[str | Path] = ()) -> str:
+    """The run's name: the config's ``run`` key, else the stem of the first config file."""
+    name = config.get("run")
+    if name is None:
+        name = Path(configfiles[0]).stem if configfiles else FALLBACK_RUN
+        where = f"the name of {configfiles[0]}" if configfiles else "run"
+    else:
+        where = "run"
+    reason = unsafe_reason(name)
+    if reason:
+        raise ConfigError(f"{where}: {name!r} cannot name a results folder ({reason})")
+    return name
+
+
+def run_root(config: Mapping[str, Any], configfiles: Sequence[str | Path] = ()) -> Path:
+    """The folder of this run's outputs: ``outdir`` if the config sets it, else ``results/<run>``."""
+    outdir = config.get("outdir")
+    if outdir is not None:
+        if not isinstance(outdir, str) or not outdir.strip():
+            raise ConfigError(f"outdir: {outdir!r} is not a folder path")
+        return Path(outdir)
+    return RESULTS / run_name(config, configfiles)
+
+
+def resolved(root: Path | str) -> Path:
+    """A run folder as the file system will place it: absolute, symbolic links followed, ``..`` taken
+    after them (``results/y/../shared1`` is ``results/shared1`` whether or not ``results/y`` exists)."""
+    return Path(os.path.realpath(root))
+
+
+def config_identity(configfiles: Sequence[str | Path]) -> list[str]:
+    """The config files as the identity file records them (``config``): relative to the working directory."""
+    return [os.path.relpath(os.path.realpath(path)) for path in configfiles]
+
+
+def config_from_folder(root: Path | str, configfiles: Sequence[str | Path]) -> list[str]:
+    """The config files relative to the resolved run folder (``config_from_run_folder``): the same from any
+    working directory, and unchanged when the run folder moves with its config (a copied clone)."""
+    folder = resolved(root)
+    return [os.path.relpath(os.path.realpath(path), folder) for path in configfiles]
+
+
+def _record(root: Path) -> dict[str, Any] | None:
+    """The identity record of run folder ``root`` (resolved), None when it has none."""
+    folder = resolved(root)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"outdir: {root} is a file, not a folder; give the run a folder (or delete the file)")
+    identity = folder / IDENTITY_FILE
+    if not identity.exists():
+        return None
+    if not identity.is_file():
+        raise ConfigError(f"{identity} is not a file (a folder?); delete it to reuse {root}")
+    try:
+        record = json.loads(identity.read_text(encoding="utf-8"))
+        if not isinstance(record, dict) or not isinstance(record["config"], list):
+            raise ValueError("not a mapping with a config list")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"{identity}: not a circuitsweep run record ({error}); delete it to reuse {root}") from error
+    return record
+
+
+def run_folder_refusal(root: Path, configfiles: Sequence[str | Path]) -> ConfigError | None:
+    """The refusal of ``root`` when another config made it (its identity file names other config files), or None.
+
+    The folder is compared resolved (:func:`resolved`); the config files relative to it
+    (:func:`config_from_folder`), so one config run from two working directories is one run.
+    The refusal says how to give this config a folder of its own: a ``run:`` name or an ``outdir:``.
+    """
+    record = _record(Path(root))
+    if record is None:
+        return None
+    if "config_from_run_folder" in record:
+        same = record["config_from_run_folder"] == config_from_folder(root, configfiles)
+        made_by = [os.path.normpath(resolved(root) / path) for path in record["config_from_run_folder"]]
+    else:  # a record of an earlier version: relative to the working directory it ran from
+        same = record["config"] == config_identity(configfiles)
+        made_by = record["config"]
+    if same:
+        return None
+    return ConfigError(
+        f"{root} holds the run of {_shown(made_by)}, not of {_shown(config_identity(configfiles))}: give this config"
+        " its own run name (`run: my-run` in it writes results/my-run/) or folder (`outdir: path/to/folder`),"
+        f" or delete {root} to start it again"
+    )
+
+
+def check_run_folder(root: Path, configfiles: Sequence[str | Path]) -> None:
+    """Refuse ``root`` when another config made it (:func:`run_folder_refusal`)."""
+    refusal = run_folder_refusal(root, configfiles)
+    if refusal is not None:
+        raise refusal
+
+
+def _shown(files: Sequence[str]) -> str:
+    """Config files as a person reads them: relative inside the working directory, else absolute."""
+    shown = []
+    for name in files:
+        if os.path.isabs(name):
+            relative = os.path.relpath(name)
+            name = name if relative.startswith("..") else relative
+        shown.append(os.path.abspath(name) if name.startswith("..") else name)
+    return ", ".join(shown) or "no config file"
+
+
+def claim_run_folder(root: Path, configfiles: Sequence[str | Path]) -> None:
+    """Check ``root`` (:func:`check_run_folder`) and record this run's config files in it."""
+    check_run_folder(root, configfiles)
+    identity = resolved(root) / IDENTITY_FILE
+    if not identity.is_file():
+        record = {
+            "config": config_identity(configfiles),
+            "config_from_run_folder": config_from_folder(root, configfiles),
+        }
+        atomic_write_text(identity, json.dumps(record, indent=1) + "\n")
+
+
+# --- one run at a time in a run folder ---------------------------------------------
+
+#: The lock file of a run folder: held (``flock``) by the Snakemake process running in it.
+LOCK_FILE = "run.lock"
+#: Set for the Snakemake runs ``circuitsweep refine`` starts: the lock file it holds for them.
+LOCK_ENV = "CIRCUITSWEEP_RUN_LOCK"
+_held: dict[Path, int] = {}
+
+
+def lock_run_folder(root: Path | str) -> Path:
+    """Hold the lock of run folder ``root`` until this process ends; returns the lock file.
+
+    A second run of the folder (the same config started from another working directory, whose
+    Snakemake lock is another one) is refused with one line naming the first (process, host,
+    working directory). The lock is the kernel's (``flock``): a killed run leaves no stale lock.
+    Taken again by the process holding it, or by a run whose parent holds it (:data:`LOCK_ENV`), it is a no-op.
+    """
+    import errno
+    import fcntl
+    import socket
+    import time
+
+    folder = resolved(root)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"outdir: {root} is a file, not a folder; give the run a folder (or delete the file)")
+    path = folder / LOCK_FILE
+    if path in _held or os.environ.get(LOCK_ENV) == str(path):
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as error:
+        raise ConfigError(f"cannot lock the run folder {root} ({path}: {error.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):  # a file system without locks
+            os.close(fd)
+            return path
+        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+        os.close(fd)
+        raise ConfigError(
+            f"{root} is in use by another run ({holder}); wait for it to finish, or give this one its own "
+            "`run:` or `outdir:`"
+        ) from None
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    holder = f"pid {os.getpid()} on {socket.gethostname()}, started {started} in {os.getcwd()}"
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, holder.encode("utf-8"), 0)
+    _held[path] = fd
+    return path
+
+
+def release_run_folder(root: Path | str) -> None:
+    """Release the lock :func:`lock_run_folder` took (also released when the process ends)."""
+    fd = _held.pop(resolved(root) / LOCK_FILE, None)
+    if fd is not None:
+        os.close(fd)
+
+
+# --- a full disk, said where a failed job's own log could not say it -----------------------
+
+#: Free space (bytes) below which a failed run says the disk under its folder is (nearly) full.
+FULL_DISK_BYTES = 256 * 2**20
+
+
+def disk_full_note(root: Path | str, floor: int = FULL_DISK_BYTES) -> str | None:
+    """One line when the file system holding run folder ``root`` has less than ``floor`` bytes free, else None.
+
+    A job that fails because the disk is full often cannot write its own log (the log is on that disk):
+    Snakemake then reports an empty log, so the failed run says it here (``onerror``).
+    """
+    import shutil
+
+    folder = Path(os.path.abspath(root))
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    if free >= floor:
+        return None
+    return (
+        f"circuitsweep: disk full: the file system of {root} has {free / 2**20:.1f} MiB free; a job that failed "
+        "there (an empty log included) ran out of space: free space (or move outdir) and rerun"
+    )

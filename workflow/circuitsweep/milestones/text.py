@@ -1,0 +1,334 @@
+"""The milestones in words a person reads in a minute (docs/methods.md): one sentence per model, a narrow table.
+
+The full milestones table stays in CSV and Parquet; this module writes
+``milestones.md`` and the summary a finished run prints. Tokens are in human
+units (``1.23M``, ``300B``); a milestone never reached says so, with how far
+its curve got, never a bare dash.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from circuitsweep.heads.ablation_stats import format_p
+from circuitsweep.io import contracts as C
+from circuitsweep.io.atomic import atomic_write_text
+from circuitsweep.milestones.uncertainty import FRAGILE_SHARE
+from circuitsweep.primitives import contract as K
+
+_UNITS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
+
+
+def human_tokens(tokens: float | None) -> str:
+    """``1228800`` -> ``1.23M``, ``3e11`` -> ``300B``, ``614400`` -> ``614K``; three significant digits."""
+    if tokens is None:
+        return "-"
+    for size, unit in _UNITS:
+        if abs(tokens) >= size:
+            return f"{tokens / size:.3g}{unit}"
+    return f"{tokens:.3g}"
+
+
+def _at(revision: str | None, tokens: int | None) -> str | None:
+    return None if revision is None else f"{revision} ({human_tokens(tokens)} tokens)"
+
+
+def bos_t50_text(row: Mapping[str, Any]) -> str:
+    """``step400 (1.64M tokens)``, or ``not reached (peak 0.38 at step200)``."""
+    reached = _at(row["bos_t50_revision"], row["bos_t50_tokens"])
+    if reached:
+        return reached
+    return f"not reached (peak {row['bos_peak_fraction']:.2f} at {row['bos_peak_revision']})"
+
+
+def _p(value: float) -> str:
+    """``= 0.0031``, ``= 0.18``; below 0.0001 ``< 0.0001`` (never scientific notation)."""
+    text = format_p(value)
+    return text if text.startswith("<") else f"= {text}"
+
+
+def _interval(row: Mapping[str, Any]) -> str:
+    return f"95% CI [{row['causal_excess_ci_low']:.3f}, {row['causal_excess_ci_high']:.3f}]"
+
+
+def _tested(row: Mapping[str, Any]) -> str:
+    n = row["causal_tested_revisions"]
+    return f"{n} tested revision{'s' if n != 1 else ''}"
+
+
+def _evidence(row: Mapping[str, Any]) -> str:
+    """``largest excess top-1 drop 0.023 at step290, 95% CI [...]; p = 0.18 (0.72 after Holm over 4 tested
+    revisions)``: what a model whose circuit never passed the causal test got closest with."""
+    return (
+        f"largest excess top-1 drop {row['causal_excess_drop']:.3f} at {row['causal_evidence_revision']}, "
+        f"{_interval(row)}; p {_p(row['causal_p'])} ({_p(row['causal_p_holm'])[2:]} after Holm over {_tested(row)})"
+    )
+
+
+def causal_text(row: Mapping[str, Any]) -> str | None:
+    """The causal milestone in one of its three states (docs/methods.md), None when the run did not ablate:
+
+    ``at step320 (1.31M tokens; excess top-1 drop 0.110, 95% CI [0.060, 0.170]; p = 0.0031 after Holm over 5
+    tested revisions)``, ``not reached (largest excess top-1 drop 0.023 at step290, 95% CI [...]; p = 0.18 (0.72
+    after Holm over 4 tested revisions))`` or ``untestable: no matched control at any revision (...)``.
+    """
+    state = row.get("causal_state")
+    if state is None:
+        return None
+    if state == "untestable":
+        return f"untestable: {row['causal_note']}"
+    if state == "causal":
+        at = _at(row["causal_revision"], row["causal_tokens"])[: -len(")")]
+        return (
+            f"at {at}; excess top-1 drop {row['causal_excess_drop']:.3f}, {_interval(row)}; "
+            f"p {_p(row['causal_p_holm'])} after Holm over {_tested(row)})"
+        )
+    return f"not reached ({_evidence(row)})"
+
+
+def causal_sentence(row: Mapping[str, Any]) -> str:
+    """The causal clause of a model's sentence: what the test found, or that there was nothing to test against."""
+    state = row["causal_state"]
+    if state == "untestable":
+        return f"whether the circuit is causal is untestable: {row['causal_note']}"
+    if state == "causal":
+        at = _at(row["causal_revision"], row["causal_tokens"])
+        return (
+            f"the circuit was causal from {at}: ablating it cost {row['causal_excess_drop']:.3f} more top-1 than "
+            f"matched random heads ({_interval(row)}; p {_p(row['causal_p_holm'])} after Holm over {_tested(row)})"
+        )
+    return f"the circuit never passed the causal test ({_evidence(row)})"
+
+
+def milestone_cells(row: Mapping[str, Any]) -> dict[str, str]:
+    """The main milestones of one model's row of the milestones table, as the narrow table shows them."""
+    cells = {
+        "model": row["model"],
+        "induction onset": _at(row["induction_onset_revision"], row["induction_onset_tokens"]) or "not reached",
+        "first BOS head": _at(row["first_bos_head_revision"], row["first_bos_head_tokens"]) or "not reached",
+        "BOS t50": bos_t50_text(row),
+        "early screen": _at(row["early_screen_revision"], row["early_screen_tokens"]) or "not reached",
+    }
+    causal = causal_text(row)
+    if causal is not None:
+        cells["causal"] = causal
+    cells["final"] = (
+        f"{row['final_revision']}: {row['final_induction_heads']} induction heads, "
+        f"BOS fraction {row['final_bos_fraction']:.2f}"
+    )
+    return cells
+
+
+def model_sentence(row: Mapping[str, Any]) -> str:
+    """One plain sentence on one model: when induction and BOS heads appeared, how far BOS got, when it was causal."""
+    model = row["model"]
+    onset = _at(row["induction_onset_revision"], row["induction_onset_tokens"])
+    induction = f"induction heads formed at {onset}" if onset else "induction heads never reached the onset"
+    first = _at(row["first_bos_head_revision"], row["first_bos_head_tokens"])
+    if first is None:
+        bos = "no head ever became a BOS head"
+    else:
+        t50 = _at(row["bos_t50_revision"], row["bos_t50_tokens"])
+        order = ""
+        if row["induction_onset_tokens"] is not None and row["first_bos_head_tokens"] is not None:
+            order = " before induction" if row["first_bos_head_tokens"] < row["induction_onset_tokens"] else ""
+        reach = (
+            f"BOS heads were half of all heads from {t50}"
+            if t50
+            else f"BOS heads never reached half of all heads (peak {row['bos_peak_fraction']:.2f} at "
+            f"{row['bos_peak_revision']}, {row['final_bos_fraction']:.2f} at the end)"
+        )
+        bos = f"the first BOS head appeared at {first}{order} and {reach}"
+    sentence = f"{model}: {induction}; {bos}"
+    if row.get("causal_state") is not None:
+        sentence += "; " + causal_sentence(row)
+    return sentence + "."
+
+
+#: The milestones of the uncertainty table, with their names in words.
+_UNCERTAIN = {
+    "induction_onset": "induction onset",
+    "first_bos_head": "first BOS head",
+    "bos_t50": "BOS t50",
+    "early_screen": "early screen",
+    "causal": "causal",
+}
+
+
+def _percent(share: float) -> str:
+    """``0.9`` -> ``90%``, ``0.995`` -> ``99.5%`` (never rounded up to 100% nor down to 0%)."""
+    percent = 100 * share
+    return f"{percent:.0f}%" if percent == round(percent) else f"{percent:.1f}%"
+
+
+def uncertainty_row(row: Mapping[str, Any], milestone: str) -> dict[str, str] | None:
+    """One milestone of one model in words: where it was reached, its bracket and its bootstrap range.
+
+    None when the table has no bracket for it (the causal milestone of a run without ablation).
+    """
+    previous = f"{milestone}_previous_revision"
+    if previous not in row:
+        return None
+    reached = row[f"{milestone}_revision"]
+    if reached is None:
+        bracket = "after the last swept revision"
+    elif row[previous] is None:
+        bracket = f"at or before {reached} (the first swept revision)"
+    else:
+        bracket = (
+            f"after {row[previous]}: {human_tokens(row[f'{milestone}_previous_tokens'])} - "
+            f"{human_tokens(row[f'{milestone}_tokens'])} tokens"
+        )
+    cells = {"milestone": _UNCERTAIN[milestone], "reached at": reached or "not reached", "bracket": bracket}
+    agreement = row.get(f"{milestone}_boot_agreement")
+    if agreement is None:
+        cells["bootstrap"] = "not bootstrapped" if milestone != "causal" else "rests on the ablation"
+        return cells
+    earliest, latest = row[f"{milestone}_boot_earliest"], row[f"{milestone}_boot_latest"]
+    missing = row[f"{milestone}_boot_not_reached"]
+    spread = None if earliest is None else earliest if earliest == latest else f"{earliest} - {latest}"
+    if reached is not None:
+        text = f"{spread}; on {reached} in {_percent(agreement)}"
+        text += f", not reached in {_percent(missing)}" if missing > 0 else ""
+    else:
+        text = f"not reached in {_percent(agreement)}"
+        text += f"; reached at {spread} in {_percent(1 - missing)}" if spread is not None else ""
+    cells["bootstrap"] = f"{text}: {'fragile' if row[f'{milestone}_boot_fragile'] else 'stable'}"
+    return cells
+
+
+def uncertainty_markdown(table: pl.DataFrame) -> list[str]:
+    """The "How sure" section of ``milestones.md``: per model and milestone, its bracket and bootstrap range."""
+    rows = [
+        {"model": row["model"], **cells}
+        for row in table.iter_rows(named=True)
+        for milestone in _UNCERTAIN
+        if (cells := uncertainty_row(row, milestone)) is not None
+    ]
+    if not rows:
+        return []
+    lines = [
+        "## How sure",
+        "",
+        "A milestone lies between the swept revision before it and its own (its bracket). Where the bootstrap "
+        "over probe sequences ran, it resamples the probe sequences with replacement and recomputes every "
+        "selectivity, class and milestone from the cached statistics: the range of revisions a milestone lands "
+        f"on, and how often on its own. Fragile: more than {_percent(FRAGILE_SHARE)} of the resamples land "
+        "elsewhere (another revision, or not reached).",
+        "",
+    ]
+    fragile = [
+        f"{row['model']} {_UNCERTAIN[m]}"
+        for row in table.iter_rows(named=True)
+        for m in _UNCERTAIN
+        if row.get(f"{m}_boot_fragile")
+    ]
+    if fragile:
+        lines += [f"Fragile milestones: {', '.join(fragile)}.", ""]
+    header = list(rows[0])
+    lines += [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row[c] for c in header) + " |" for row in rows),
+        "",
+    ]
+    return lines
+
+
+def milestones_markdown(table: pl.DataFrame) -> str:
+    """``milestones.md``: a sentence per model, the narrow table of the main milestones, then how sure each is."""
+    rows = list(table.iter_rows(named=True))
+    cells = [milestone_cells(row) for row in rows]
+    header = list(cells[0]) if cells else ["model"]
+    lines = ["# Milestones", ""]
+    lines += [model_sentence(row) for row in rows]
+    lines += [
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(cell[column] for column in header) + " |" for cell in cells),
+        "",
+        "Every milestone column, with shapes, ratios and per-layer floors: milestones.csv (and .parquet).",
+        "",
+    ]
+    lines += uncertainty_markdown(table)
+    return "\n".join(lines)
+
+
+def write_milestones_markdown(table: pl.DataFrame, path: Path) -> None:
+    """Write :func:`milestones_markdown` of the milestones ``table`` to ``path`` atomically."""
+    atomic_write_text(path, milestones_markdown(table))
+
+
+def summary_line(row: Mapping[str, Any]) -> str:
+    """``toy-gptneox: induction onset step300 (1.23M tokens); first BOS head ...; BOS t50 ...; causal ...``."""
+    cells = milestone_cells(row)
+    shown = ("induction onset", "first BOS head", "BOS t50", "causal")
+    return f"{row['model']}: " + "; ".join(f"{name} {cells[name]}" for name in shown if name in cells)
+
+
+#: The longest line a finished run prints (a list of figures wider than this is shortened to a count).
+SUMMARY_LINE_CHARS = 300
+
+
+def run_summary(table: pl.DataFrame, tables: Iterable[Path], report_command: str, figures: Iterable[str] = ()) -> str:
+    """What a finished run prints: a line per model (:func:`summary_line`), the tables' and figures' paths (a
+    figure per model as one pattern line), the report command."""
+    lines = ["", "circuitsweep: the sweep is done.", *(summary_line(row) for row in table.iter_rows(named=True))]
+    lines += ["Tables:", *(f"  {path}" for path in tables)]
+    figures = list(figures)
+    if figures:
+        lines += ["Figures:", *(f"  {figure}" for figure in figures)]
+    lines += [f"Report: {report_command}", ""]
+    return "\n".join(lines)
+
+
+def _figure_lines(paths: C.Paths, models: Sequence[str]) -> list[str]:
+    """The figures of a run that exist: one line each, a figure per model as ``plots/heatmap_<model>.png: a, b``."""
+    lines = [
+        str(path)
+        for path in (paths.emergence_plot("png"), paths.primitive_gap_plot(), paths.primitive_scaling_plot())
+        if path.is_file()
+    ]
+    for pattern in (paths.heatmap_plot, paths.trajectory_plot, paths.spectral_plot):
+        made = [model for model in models if pattern(model).is_file()]
+        if not made:
+            continue
+        line = f"{pattern('<model>')}: {', '.join(made)}"
+        if len(line) + 2 > SUMMARY_LINE_CHARS:
+            line = f"{pattern('<model>')}: {len(made)} models"
+        lines.append(line)
+    return lines
+
+
+def finished_run_summary(paths: C.Paths, configfiles: Sequence[str | Path] = ()) -> str:
+    """:func:`run_summary` of the run whose results are under ``paths`` (empty when it made no milestones table).
+
+    ``configfiles``: the run's ``--configfile`` arguments, repeated in the report command.
+    """
+    milestones = paths.milestones_table("parquet")
+    if not milestones.is_file():
+        return ""
+    table = pl.read_parquet(milestones)
+    if not set(C.MILESTONE_COLUMNS) <= set(table.columns):
+        return ""
+    tables = (
+        paths.milestones_table("md"),
+        paths.milestones_table("csv"),
+        paths.emergence_table("csv"),
+        paths.heads_table(),
+        paths.ablation_table("csv"),
+        paths.final_ablation_table("md"),
+        paths.spectral_table("csv"),
+        paths.primitive_table(K.GAPS_CSV),
+        paths.overhead_table("md"),
+    )
+    command = " ".join(["snakemake", *(f"--configfile {shlex.quote(str(f))}" for f in configfiles)])
+    report = shlex.quote(str(paths.root / "report.html"))
+    figures = _figure_lines(paths, table["model"].to_list())
+    return run_summary(table, [t for t in tables if t.is_file()], f"{command} --report {report}", figures)

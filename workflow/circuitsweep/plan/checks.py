@@ -1,0 +1,167 @@
+"""Config checks beyond the schema that need the resolved models: toy settings, branch names, endpoints.
+
+Run by :func:`circuitsweep.plan.sweep.plan_sweep` (so at DAG build and by
+``circuitsweep check-config``), each returns one line per problem naming the
+key, so a bad toy setting fails in a second instead of 10-14 s into a
+training job, and a bad ``branch_format`` never reaches Snakemake as a
+``KeyError`` or an empty sweep. No torch here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from circuitsweep.checkpoints.revisions import Revision, parse_branch, same_point
+from circuitsweep.config.load import ModelSettings
+from circuitsweep.errors import ConfigError
+from circuitsweep.io.names import unsafe_reason
+from circuitsweep.plan import sizing
+from circuitsweep.toy.spec import ToySpec, branch_name
+
+BRANCH_FIELDS = ("step", "tokens", "ktokens")
+
+
+def revision_problems(
+    model: ModelSettings, available: Sequence[Revision], swept: Sequence[Revision], where: str = ""
+) -> list[str]:
+    """Two revisions of one name among what the source publishes, or two swept revisions at one point of
+    training (equal step and tokens), one line naming both: each would be measured into one cache twice,
+    or counted twice in the tables, and fail only after every revision is measured."""
+    where = where or f"models.{model.name}"
+    problems = []
+    if model.source["type"] == "hub_repos":
+        by_name: dict[str, list[str]] = {}
+        for repo in model.source.get("repos", []):
+            by_name.setdefault(repo["repo_id"].split("/")[-1], []).append(repo["repo_id"])
+        for name, repos in by_name.items():
+            if len(repos) > 1:
+                problems.append(
+                    f"{where}.source.repos: {' and '.join(repos)} would both be revision {name!r} (a revision is its "
+                    "repository's name): list each checkpoint once"
+                )
+    else:
+        counts: dict[str, int] = {}
+        for revision in available:
+            counts[revision.name] = counts.get(revision.name, 0) + 1
+        problems += [f"{where}: the source lists revision {n!r} {c} times" for n, c in counts.items() if c > 1]
+    if problems:
+        return problems
+    for first, second in same_point(swept):
+        problems.append(
+            f"{where}.revisions: {first.name!r} and {second.name!r} are one checkpoint (step {first.step:,}, "
+            f"{first.tokens:,} tokens): sweep only one of them (list the revisions, or narrow the branch pattern)"
+        )
+    return problems
+
+
+def toy_problems(model: ModelSettings) -> list[str]:
+    """Problems of a toy model's ``toy:`` settings, branch format and token accounting."""
+    where = f"models.{model.name}"
+    try:
+        spec = ToySpec.from_dict({"architecture": model.architecture, **(model.toy or {})})
+    except (TypeError, ValueError) as error:
+        return [f"{where}.toy: {error}"]
+    problems = []
+    per_step = model.tokens.get("per_step")
+    if per_step != spec.tokens_per_step:
+        problems.append(
+            f"{where}.tokens.per_step: {per_step} disagrees with the toy model's batch x seq_len = "
+            f"{spec.batch} x {spec.seq_len} = {spec.tokens_per_step}"
+        )
+    problems += branch_format_problems(where, (model.toy or {}).get("branch_format"), spec)
+    return problems
+
+
+def branch_format_problems(where: str, branch_format: object, spec: ToySpec) -> list[str]:
+    """Whether ``branch_format`` names every step of ``spec`` with a safe checkpoint name of that step."""
+    key = f"{where}.toy.branch_format"
+    if not isinstance(branch_format, str):
+        return [f"{key}: required, a format string with fields {{step}}, {{tokens}} or {{ktokens}}"]
+    try:
+        names = [branch_name(branch_format, step, spec.tokens_per_step) for step in spec.schedule]
+    except (KeyError, IndexError, ValueError, AttributeError) as error:
+        return [
+            f"{key}: {branch_format!r} cannot be formatted ({type(error).__name__}: {error}); fields: {BRANCH_FIELDS}"
+        ]
+    problems = []
+    for step, name in zip(spec.schedule, names, strict=True):
+        reason = unsafe_reason(name)
+        if reason:
+            problems.append(f"{key}: step {step} gives {name!r}, not a safe file name ({reason})")
+            break
+        try:
+            revision = parse_branch(name, tokens_per_step=spec.tokens_per_step)
+        except ValueError as error:
+            problems.append(f"{key}: step {step} gives {error}")
+            break
+        if revision.step != step:
+            problems.append(f"{key}: step {step} gives {name!r}, which reads as step {revision.step}")
+            break
+    return problems
+
+
+def endpoint_problems(model: ModelSettings) -> list[str]:
+    """A Hub endpoint must be an http(s) URL with a host (``file:///`` is not a Hub)."""
+    endpoint = model.source.get("endpoint")
+    if endpoint is None:
+        return []
+    parts = urlsplit(str(endpoint))
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return [
+            f"models.{model.name}.source.endpoint: {endpoint!r} is not an http(s) URL such as https://huggingface.co"
+        ]
+    return []
+
+
+def toy_model_config(spec: ToySpec) -> dict[str, Any]:
+    """The ``config.json`` keys of a toy model that sizing needs (as ``toy.train.build_config`` sets them)."""
+    config: dict[str, Any] = {
+        "hidden_size": spec.hidden_size,
+        "num_hidden_layers": spec.num_layers,
+        "num_attention_heads": spec.num_heads,
+        "intermediate_size": spec.intermediate_size,
+        "vocab_size": spec.vocab_size,
+        "max_position_embeddings": spec.seq_len,
+        "hidden_act": "gelu" if spec.architecture == "GPTNeoXForCausalLM" else "silu",
+    }
+    if spec.architecture == "OlmoeForCausalLM":
+        config["num_experts"] = spec.num_experts
+    return config
+
+
+def size_problems(model: ModelSettings) -> list[str]:
+    """Probes longer than a model's context; a job no machine could hold (:data:`sizing.MAX_JOB_BYTES`).
+
+    The model's shape is a toy's own, or the ``shape`` a Hub model declares.
+    Without one, a Hub model's config is not known before download: its probes
+    are bounded here by the model-free part of the estimate, and its context
+    and full size by the job, before it allocates.
+    """
+    model_config = model.shape
+    if model.source["type"] == "toy" and model.toy is not None:
+        try:
+            model_config = toy_model_config(ToySpec.from_dict({"architecture": model.architecture, **model.toy}))
+        except (TypeError, ValueError):
+            return []  # reported by toy_problems
+    probes = model.probes.to_dict()
+    problems = []
+    if model_config is not None:
+        problem = sizing.context_problem(probes, model_config, f"models.{model.name}")
+        if problem:
+            problems.append(problem)
+    try:
+        estimate = sizing.estimate_heads_memory(probes, model_config, model.dtype)
+        sizing.check_fits(estimate, sizing.MAX_JOB_BYTES, f"models.{model.name}", "any one job may use")
+    except ConfigError as error:
+        problems.append(str(error))
+    return problems
+
+
+def model_problems(model: ModelSettings) -> list[str]:
+    """Every problem of one resolved model that the schema cannot see."""
+    problems = endpoint_problems(model)
+    if model.source["type"] == "toy" and model.toy is not None:
+        problems += toy_problems(model)
+    return problems + size_problems(model)

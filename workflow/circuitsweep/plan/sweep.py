@@ -1,0 +1,477 @@
+"""The sweep plan: which revisions of which models are swept, where their files go, on what device.
+
+Built once when Snakemake parses the workflow, from the config alone (and
+bundled or refreshed manifests), so the DAG builds offline and fast. The plan
+holds what is swept and how its sources are fetched; each measuring stage turns
+it into its own job settings (:mod:`circuitsweep.heads.jobs`,
+:mod:`circuitsweep.primitives.jobs`), so a new probe or table touches its stage's
+folder and its rule file, not the plan.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from circuitsweep.checkpoints import local_hub, run_dir
+from circuitsweep.checkpoints.revisions import Revision, parse_branches, read_manifest, select_revisions, sort_revisions
+from circuitsweep.config.load import (
+    RUN_DIR_PATTERN,
+    ModelSettings,
+    resolve_ablation,
+    resolve_bootstrap,
+    resolve_config,
+    resolve_spectral_top_k,
+    schema_default,
+)
+from circuitsweep.config.probes import AblationSettings, BootstrapSettings
+from circuitsweep.config.stimuli import load_stimuli
+from circuitsweep.errors import ConfigError, DataError
+from circuitsweep.io.cache_check import (
+    CACHE_SCHEMA_VERSION,
+    SCHEMA_KEY,
+)
+from circuitsweep.io.contracts import Paths
+from circuitsweep.io.corpus import corpus_files
+from circuitsweep.io.run_folder import run_folder_refusal, run_root
+from circuitsweep.io.settings_files import check_settings_folder
+from circuitsweep.plan import passes
+from circuitsweep.plan.checks import model_problems, revision_problems
+from circuitsweep.plan.rounds import RefineSettings, read_rounds, resolve_refine, with_added
+
+logger = logging.getLogger(__name__)
+
+#: The one revision of a package source: a released pretrained model whose
+#: step and training tokens are not published with it (recorded as 0).
+PACKAGE_REVISION = "main"
+#: Heads ablated alone (induction class and screen) that the final-revision ablation's runtime allows for.
+SINGLE_HEAD_ALLOWANCE = passes.SINGLE_HEAD_ALLOWANCE
+#: A hub source swept at ``revisions: [main]`` only is a released model (step and tokens recorded as 0),
+#: e.g. the chat models of the primitive study; it needs neither a manifest nor a token count.
+RELEASED_REVISION = "main"
+
+
+def toy_branches(toy: dict[str, Any], tokens_per_step: int) -> list[str]:
+    """The branch names a toy model publishes: one per step of its schedule."""
+    return [
+        toy["branch_format"].format(
+            step=step, tokens=step * tokens_per_step, ktokens=round(step * tokens_per_step / 1000)
+        )
+        for step in toy["schedule"]
+    ]
+
+
+def repo_revision(repo_id: str) -> str:
+    """The revision name of a hub_repos checkpoint: its repository's name (``TinyLlama/X`` -> ``X``)."""
+    return repo_id.split("/")[1]
+
+
+#: The branch of each repository of a hub_repos source that holds its checkpoint.
+HUB_REPOS_BRANCH = "main"
+
+
+def manifest_path(model: ModelSettings, root: Path) -> Path:
+    """The manifest of a Hub source: ``source.manifest``, else the bundled ``config/revisions/<name>.json``."""
+    given = model.source.get("manifest")
+    if given:
+        return root / given
+    return root / "config" / "revisions" / f"{model.source['repo_id'].split('/')[1].lower()}.json"
+
+
+def available_revisions(model: ModelSettings, root: Path) -> list[Revision]:
+    """Every revision the model's source publishes, as far as is known offline.
+
+    Branches named in ``tokens.branches`` (``main``...) take the step and tokens
+    stated there, replacing any the source lists under that name.
+    """
+    stated = [
+        Revision(name, int(entry["step"]), int(entry["tokens"]))
+        for name, entry in model.tokens.get("branches", {}).items()
+    ]
+    listed = _source_revisions(model, root)
+    return [r for r in listed if r.name not in {s.name for s in stated}] + stated
+
+
+def _source_revisions(model: ModelSettings, root: Path) -> list[Revision]:
+    """The revisions the model's source lists (manifest, branches, folders or toy schedule)."""
+    tokens_per_step = model.tokens.get("per_step")
+    source = model.source
+    if source["type"] == "package":
+        return [Revision(PACKAGE_REVISION, 0, 0)]
+    if source["type"] == "run_dir":
+        folders = run_dir.list_checkpoints(root / source["path"], source.get("pattern", RUN_DIR_PATTERN))
+        if not folders:
+            raise ConfigError(
+                f"models.{model.name}.source: no folder of {root / source['path']} matches the pattern "
+                f"{source.get('pattern', RUN_DIR_PATTERN)!r}"
+            )
+        try:
+            return [Revision(name, step, step * (tokens_per_step or 0)) for name, step in folders]
+        except ValueError as error:
+            raise ConfigError(f"models.{model.name}.source ({root / source['path']}): {error}") from None
+    if source["type"] == "hub_repos":
+        return sort_revisions(
+            Revision(
+                repo_revision(repo["repo_id"]), repo["step"], repo.get("tokens", repo["step"] * (tokens_per_step or 0))
+            )
+            for repo in source["repos"]
+        )
+    if source["type"] == "toy":
+        names = toy_branches(model.toy, tokens_per_step or 0)
+    elif source["type"] == "local":
+        names = local_hub.list_branches(root / source["path"], source["repo_id"])
+        if not names:
+            raise ConfigError(
+                f"models.{model.name}.source: no branches of {source['repo_id']} under {root / source['path']}"
+            )
+    else:
+        path = manifest_path(model, root)
+        if model.revisions == [RELEASED_REVISION] and not path.is_file():
+            return [Revision(RELEASED_REVISION, 0, 0)]
+        if not path.is_file():
+            if isinstance(model.revisions, list):
+                names = list(model.revisions)
+            else:
+                raise ConfigError(
+                    f"models.{model.name}.revisions: selecting {model.revisions!r} needs the manifest {path}; "
+                    f"create it with `circuitsweep refresh-manifest {source['repo_id']} {path}` (needs the Hub) "
+                    "or list the revisions explicitly"
+                )
+        else:
+            return list(read_manifest(path).revisions)
+    try:
+        return parse_branches(names, tokens_per_step=tokens_per_step, pattern=source.get("branch_pattern"))
+    except ValueError as error:
+        raise ConfigError(f"models.{model.name}: {error}") from error
+
+
+@dataclass(frozen=True)
+class PartialManifest:
+    """A model whose manifest lists ``listed`` of about ``published`` branches (None: unknown)."""
+
+    model: str
+    repo_id: str
+    path: Path
+    listed: int
+    published: int | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Resolved models and the revisions each one sweeps, in training order, with the run's paths and device.
+
+    Besides what is swept it answers what every stage shares: a revision's identity as each job and cache
+    records it (:meth:`revision_job`, :meth:`cache_identity`, :meth:`weights`), how a revision is fetched
+    (:meth:`fetch_settings`) or a toy trained (:meth:`toy_settings`); what it costs: :mod:`circuitsweep.plan.costs`.
+    """
+
+    models: dict[str, ModelSettings]
+    revisions: dict[str, list[Revision]]
+    device: str
+    root: Path
+    paths: Paths
+    ablation: AblationSettings | None = None
+    causal_factor: float = 2.0
+    #: One-sided significance level of the causal milestone's paired test, after Holm's adjustment.
+    causal_alpha: float = 0.01
+    #: Weights fingerprint (sha256) of each planned revision of a run_dir source: model -> revision -> sha256.
+    fingerprints: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Every revision each model's source publishes: the fixed grid that primitive selections count on.
+    available: dict[str, list[Revision]] = field(default_factory=dict)
+    #: The fingerprint of each primitive model's stimuli (``Stimuli.fingerprint``), as its shards record it.
+    stimuli_sha256: dict[str, str] = field(default_factory=dict)
+    #: The ``refine`` block (None: no refinement); the revisions its rounds added are in ``revisions``.
+    refine: RefineSettings | None = None
+    #: What this machine lacks for a job that may run elsewhere (a corpus package), said by check-config.
+    notes: tuple[str, ...] = ()
+    #: K of the final-revision ablation's spectral conditions (``ablation.spectral_top_k``): counts,
+    #: shares of the heads or ``"elbow"``, resolved per model once ranked (``heads.spectral.resolve_top_k``).
+    spectral_top_k: tuple[int | float | str, ...] = (45, 6)
+    #: The bootstrap over probe sequences (``bootstrap:``); None when off (``resamples: 0``).
+    bootstrap: BootstrapSettings | None = None
+
+    def revision(self, model: str, name: str) -> Revision:
+        for revision in self.revisions[model]:
+            if revision.name == name:
+                return revision
+        raise KeyError(f"{name} is not a planned revision of {model}")
+
+    def toy_settings(self, model: str) -> dict[str, Any]:
+        settings = self.models[model]
+        return {
+            "model": model,
+            "architecture": settings.architecture,
+            "repo_id": settings.source["repo_id"],
+            "tokens_per_step": settings.tokens.get("per_step"),
+            "toy": settings.toy,
+        }
+
+    def fetch_settings(self, model: str, name: str) -> dict[str, Any]:
+        source = dict(self.models[model].source)
+        if source["type"] == "toy":
+            source["path"] = str(self.paths.toy_hub())
+        elif source["type"] == "local":
+            source["path"] = str(self.root / source["path"])
+        elif source["type"] == "package":
+            source["path"] = str(self.paths.package_hub())
+        elif source["type"] == "run_dir":
+            source["path"] = str(self.root / source["path"])
+            source["weights_sha256"] = self.fingerprints[model][name]
+            source["hash_cache"] = str(self.paths.run_dir_hashes())
+        elif source["type"] == "hub_repos":
+            repo_id = next(r["repo_id"] for r in source.pop("repos") if repo_revision(r["repo_id"]) == name)
+            source.update(type="hub", repo_id=repo_id)
+            return {"model": model, "revision": name, "source": source, "hub_revision": HUB_REPOS_BRANCH}
+        return {"model": model, "revision": name, "source": source}
+
+    def weights(self, model: str, name: str) -> dict[str, Any]:
+        """A run_dir revision's weights fingerprint: in the measuring rules' params, so overwritten weights rerun."""
+        fingerprint = self.fingerprints.get(model, {}).get(name)
+        return {} if fingerprint is None else {"weights_sha256": fingerprint}
+
+    def revision_job(self, model: str, name: str) -> dict[str, Any]:
+        """What every job that loads one revision needs: its identity, class, dtype, device, first token."""
+        settings = self.models[model]
+        revision = self.revision(model, name)
+        return {
+            "model": model,
+            "revision": name,
+            "step": revision.step,
+            "tokens": revision.tokens,
+            "architecture": settings.architecture,
+            "dtype": settings.dtype,
+            "first_token": settings.first_token,
+            "device": self.device,
+        }
+
+    def final_revision(self, model: str) -> str:
+        """The model's final revision: the last swept one by tokens, then step (docs/methods.md)."""
+        return sorted(self.revisions[model], key=lambda revision: (revision.tokens, revision.step))[-1].name
+
+    def final_ablation_tokens(self, model: str) -> int:
+        """Tokens the final-revision ablation runs through the model, at most (its job's runtime;
+        :func:`circuitsweep.plan.passes.final_ablation_tokens`)."""
+        ablation = asdict(self.ablation or AblationSettings())
+        return passes.final_ablation_tokens(self.models[model].probes.to_dict(), ablation, self.spectral_top_k)
+
+    def cache_identity(self, model: str, name: str) -> dict[str, Any]:
+        """Metadata every cache of one revision must carry: identity, dtype, first token, schema version."""
+        job = self.revision_job(model, name)
+        expected = {key: job[key] for key in ("model", "revision", "step", "tokens", "architecture", "dtype")}
+        expected["first_token_policy"] = job["first_token"]["policy"]
+        if job["first_token"]["policy"] == "fixed":
+            expected["first_token_id"] = job["first_token"]["token_id"]
+        # no commit here: a branch moved since the manifest was refreshed would make every
+        # rerun fail the same way; statistics and scores are checked to share one commit and weights
+        expected[SCHEMA_KEY] = CACHE_SCHEMA_VERSION
+        return expected
+
+    def groups(self) -> dict[str, str]:
+        """Model -> group of every model with a ``group`` (the seeds of one family)."""
+        return {name: model.group for name, model in self.models.items() if model.group is not None}
+
+    def partial_manifests(self) -> list[PartialManifest]:
+        """The Hub models that select from a manifest marked partial (``all``, ``every``, ``log_count``): it
+        lists only some of the repository's branches, so the selection misses the others."""
+        found = []
+        for name, model in self.models.items():
+            selects = model.source["type"] == "hub" and not isinstance(model.revisions, list)
+            path = manifest_path(model, self.root) if selects else None
+            if path is None or not path.is_file():
+                continue
+            manifest = read_manifest(path)
+            if manifest.partial:
+                # as the refresh-manifest command is run: from the workflow folder (a dry run's -d aside)
+                inside = os.path.relpath(path, self.root)
+                shown = Path(inside) if not inside.startswith("..") else path
+                found.append(
+                    PartialManifest(name, manifest.repo_id, shown, len(manifest.revisions), manifest.published)
+                )
+        return found
+
+
+def stable_selection(swept: list[Revision], available: list[Revision], spec: Any, *, model: str = "") -> list[Revision]:
+    """The revisions of ``swept`` that selection ``spec`` chooses, whichever others are swept.
+
+    A rule that counts positions (``every``) or spaces points (``log_count``)
+    is applied to ``available``, the source's whole revision grid, and then
+    intersected with ``swept``: adding or removing a swept revision never
+    changes whether another one is chosen (counted in the swept list it would,
+    and the measurement of every revision after it would run again). Names and
+    steps (a list) choose from ``swept`` directly.
+    """
+    if not isinstance(spec, dict):
+        return select_revisions(swept, spec, model=model)
+    chosen = {revision.name for revision in select_revisions(available, spec, model=model)}
+    return [revision for revision in select_revisions(swept, "all") if revision.name in chosen]
+
+
+def corpus_location(corpus: str, root: Path) -> str:
+    """A corpus setting with a file path made absolute against the workflow folder; ``hf:`` names unchanged."""
+    if corpus.startswith("hf:"):
+        return corpus
+    return str((Path(root) / corpus).resolve())
+
+
+def _corpus_note(corpus: str) -> str | None:
+    """A Hugging Face corpus needs the datasets package where its batch is built (maybe not this machine)."""
+    import importlib.util
+
+    if corpus.startswith("hf:") and importlib.util.find_spec("datasets") is None:
+        return (
+            f"natural-text corpus {corpus} is a Hugging Face dataset: the job that builds its batch needs the "
+            "datasets package (pip install -e '.[natural]', or pip install datasets), which is not installed here"
+        )
+    return None
+
+
+def _corpus_problem(name: str, corpus: str, root: Path) -> str | None:
+    where = f"models.{name}.probes.natural_text.corpus"
+    if corpus.startswith("hf:"):
+        return None
+    if not Path(corpus_location(corpus, root)).exists():
+        return (
+            f"{where}: {corpus} does not exist (relative to {root}); point it at a folder of .txt/.jsonl/.parquet "
+            "text or hf:<dataset>"
+        )
+    try:
+        corpus_files(corpus_location(corpus, root))
+    except DataError as error:
+        return f"{where}: {error}"
+    return None
+
+
+def results_paths(config: dict[str, Any], configfiles: Sequence[str | Path] = ()) -> Paths:
+    """Where a config's results go (its run folder, :func:`circuitsweep.io.run_folder.run_root`): the one
+    place the workflow and ``circuitsweep refine`` take them from."""
+    return Paths(run_root(config, configfiles))
+
+
+def plan_run(
+    config: dict[str, Any],
+    configfiles: Sequence[str | Path],
+    root: Path,
+    *,
+    keep_hashes: bool = True,
+    paths: Paths | None = None,
+) -> Plan:
+    """What the workflow plans when Snakemake parses it, and what ``check-config`` checks: the sweep, then its
+    run folder (its ``outdir`` or ``results/<run>``, unless ``paths`` gives it), refused when another config
+    made it. A config's own errors come first, so a copied config reports its typos before the folder.
+
+    ``keep_hashes``: keep the run_dir hash cache in the run folder (False: write nothing).
+    """
+    paths = paths or results_paths(config, configfiles)
+    refusal = run_folder_refusal(paths.root, configfiles)
+    plan = plan_sweep(config, root, paths, keep_hashes=keep_hashes and refusal is None)
+    if refusal is not None:
+        raise refusal
+    check_settings_folder(paths.settings_file("any").parent)
+    return plan
+
+
+def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None, *, keep_hashes: bool = True) -> Plan:
+    """Validate ``config`` and resolve every model's revisions.
+
+    ``root``: the workflow folder, against which relative source and manifest
+    paths resolve; ``paths``: where results go (the workflow's run folder; default ``results/``; given, the
+    run_dir hash cache is kept there unless ``keep_hashes`` is False; not given, nothing is written). With a
+    ``refine`` block, every model also sweeps the revisions that refinement
+    rounds added (``paths.refine_rounds()``).
+    """
+    models = resolve_config(config)
+    # only a run with a results folder keeps the hash cache (check-config writes nothing)
+    hash_cache = paths.run_dir_hashes() if paths is not None and keep_hashes else None
+    paths = paths or Paths()
+    refine = None
+    revisions, available, stimuli = {}, {}, {}
+    problems = []
+    try:
+        refine = resolve_refine(config)
+    except ConfigError as error:
+        problems.append(str(error))
+    added = read_rounds(paths.refine_rounds()) if refine else []
+    for name, model in models.items():
+        found = model_problems(model)
+        problems += found
+        if found:
+            continue
+        try:
+            available[name] = available_revisions(model, Path(root))
+            revisions[name] = select_revisions(available[name], model.revisions, model=name)
+            revisions[name] = with_added(name, revisions[name], available[name], added, paths.refine_rounds())
+            problems += revision_problems(model, available[name], revisions[name])
+        except (ValueError, ConfigError) as error:
+            problems.append(f"models.{name}.revisions: {error}" if not isinstance(error, ConfigError) else str(error))
+    for name, model in models.items():
+        if model.primitives["enabled"]:
+            try:
+                stimuli[name] = load_stimuli(Path(root) / model.primitives["stimuli"]).fingerprint()
+            except (ConfigError, OSError) as error:
+                problems.append(f"models.{name}.primitives.stimuli: {error}")
+            if name in revisions:
+                try:
+                    selection = model.primitives.get("revisions", "all")
+                    stable_selection(revisions[name], available[name], selection, model=name)
+                except ValueError as error:
+                    problems.append(f"models.{name}.primitives.revisions: {error}")
+    notes = []
+    for name, model in models.items():
+        if model.probes.natural_text is not None:
+            problem = _corpus_problem(name, model.probes.natural_text.corpus, Path(root))
+            if problem:
+                problems.append(problem)
+            note = _corpus_note(model.probes.natural_text.corpus)
+            if note and note not in notes:
+                notes.append(note)
+    if problems:
+        raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+    ablation, causal_factor, causal_alpha = resolve_ablation(config)
+    return Plan(
+        models=models,
+        revisions=revisions,
+        device=config.get("device", schema_default("properties", "device")),
+        root=Path(root),
+        paths=paths,
+        ablation=ablation,
+        causal_factor=causal_factor,
+        causal_alpha=causal_alpha,
+        fingerprints=run_dir_fingerprints(models, revisions, Path(root), hash_cache),
+        available=available,
+        stimuli_sha256=stimuli,
+        refine=refine,
+        notes=tuple(notes),
+        spectral_top_k=resolve_spectral_top_k(config),
+        bootstrap=resolve_bootstrap(config),
+    )
+
+
+def run_dir_fingerprints(
+    models: dict[str, ModelSettings], revisions: dict[str, list[Revision]], root: Path, hash_cache: Path | None
+) -> dict[str, dict[str, str]]:
+    """sha256 weights fingerprints of the planned revisions of every run_dir source; logs identical folders.
+
+    ``hash_cache``: the JSON file remembering file hashes between runs (None: hash afresh, write nothing).
+    """
+    out = {}
+    for name, model in models.items():
+        if model.source["type"] != "run_dir":
+            continue
+        folder = root / model.source["path"]
+        try:
+            out[name] = run_dir.fingerprints(folder, [r.name for r in revisions[name]], hash_cache)
+        except ConfigError as error:
+            raise ConfigError(f"models.{name}.source: {error}") from None
+        for group in run_dir.duplicate_groups(out[name]):
+            logger.warning(
+                "%s: checkpoint folders %s of %s hold identical weights; later ones are marked duplicate_of %s",
+                name,
+                ", ".join(group),
+                folder,
+                group[0],
+            )
+    return out
