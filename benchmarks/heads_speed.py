@@ -6,7 +6,8 @@ random-initialised model of realistic shape, each in a fresh subprocess:
 - ``ours``: :func:`circuitsweep.heads.measure.head_statistics` with the observed SDPA
   attention (statistics reduced inside each layer's attention call, base
   model only, induction and random passes stopped right after the last
-  layer's attention, LM head in 64 MiB chunks on the repeated batch only).
+  layer's attention, or its output projection's input where the batch
+  holds spectral sequences, LM head in 64 MiB chunks on the repeated batch only).
 - ``eager``: the reference study's way: eager attention,
   ``output_attentions=True``, the full model with its LM head on every batch,
   fp32, scores computed from the returned patterns.
@@ -19,8 +20,9 @@ Every contender's scores must equal ours (rtol 1e-4, atol 1e-6 in fp32) or
 the benchmark stops with an error before it reports any speed. The last line
 is ``speedup_vs_eager=X memory_ratio_vs_eager=Y``: the geometric mean over
 the models of (eager seconds / our seconds) and (eager peak memory / our peak
-memory); the per-model ratios, and the ratio of process CPU times (steadier
-on a shared machine), are printed just before it.
+memory); the per-model ratios, the ratio of process CPU times (steadier
+on a shared machine), and the line ``memory ratio (eager peak / ours peak):
+MODEL xR, ...; geometric mean xG`` are printed just before it.
 
 Usage::
 
@@ -38,6 +40,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -165,6 +168,27 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _trim_heap() -> bool:
+    """Hand the allocator's free heap pages back to the system (glibc ``malloc_trim``); False where unavailable.
+
+    With ``--trim-heap``, called before measuring, so that the resident size
+    the peak is measured from holds no free pages that the measurement could
+    reuse without growing: without it the measured growth depends on what
+    the model's build and the warm-up happened to leave free (pythia-70m:
+    78 to 167 MB in five runs of one engine, some below the 97 MB of tensors
+    it holds at once).
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
 def _reset_peak_rss() -> bool:
     """Reset the kernel's RSS high-water mark (and so ru_maxrss) to the current RSS."""
     try:
@@ -178,8 +202,9 @@ def _reset_peak_rss() -> bool:
 class MemoryMeter:
     """Peak memory growth of the measured block: RSS on CPU, allocated bytes on CUDA."""
 
-    def __init__(self, device) -> None:
+    def __init__(self, device, trim_heap: bool = False) -> None:
         self.device = device
+        self.trim_heap = trim_heap
         self.note = ""
 
     def __enter__(self) -> MemoryMeter:
@@ -192,6 +217,8 @@ class MemoryMeter:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.before = torch.cuda.memory_allocated(self.device)
         else:
+            if self.trim_heap and not _trim_heap():
+                self.note = "malloc_trim unavailable: the peak may reuse free heap pages"
             if not _reset_peak_rss():
                 self.note = "peak RSS could not be reset; ru_maxrss may include the build"
             self.before = _rss_bytes()
@@ -549,7 +576,7 @@ def worker_main(spec: dict[str, Any]) -> dict[str, Any]:
         (model.base_model if contender == "ours" else model)(warm)
     if contender == "ours":
         before = matmul_throughput(device, dtype, spec["matmul_seconds"] / 2)
-    meter = MemoryMeter(device)
+    meter = MemoryMeter(device, spec.get("trim_heap", False))
     with meter:
         result = runner(model, probes, device)
     if contender == "ours":
@@ -658,8 +685,26 @@ def compare(ours: dict[str, Any], other: dict[str, Any], who: str, model: str, r
     return worst
 
 
+def run_label(model: str, layers: int) -> str:
+    """The report's name of a model: its name, with ``(k/L layers)`` where it is cut to k of its L layers."""
+    return model if layers == MODELS[model]["layers"] else f"{model} ({layers}/{MODELS[model]['layers']} layers)"
+
+
 def geomean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+#: The report's memory line: eager's peak over ours per model, and their geometric mean (docs quote it).
+MEMORY_LINE = re.compile(
+    r"^memory ratio \(eager peak / ours peak\): (?P<models>.+); geometric mean x(?P<mean>\d+\.\d+)$"
+)
+MEMORY_MODEL = re.compile(r"(?P<model>[^,]+?) x(?P<ratio>\d+\.\d+)(?:, |$)")
+
+
+def memory_line(labels: list[str], ratios: list[float]) -> str:
+    """``memory ratio (eager peak / ours peak): MODEL xR, ...; geometric mean xG`` (:data:`MEMORY_LINE`)."""
+    models = ", ".join(f"{label} x{ratio:.2f}" for label, ratio in zip(labels, ratios, strict=True))
+    return f"memory ratio (eager peak / ours peak): {models}; geometric mean x{geomean(ratios):.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -705,6 +750,12 @@ def main(argv: list[str] | None = None) -> int:
         default=2.0,
         help="seconds of matmuls around our measurement (half before, half after)",
     )
+    parser.add_argument(
+        "--trim-heap",
+        action="store_true",
+        help="CPU: return the allocator's free heap pages (malloc_trim) before each measurement, so that no "
+        "contender's peak reuses pages its set-up left free (steadier, and higher for ours)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -731,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[tuple[str, int, dict[str, Any], str]] = []  # (model, layers, probes, label)
     for m in models:
         layers = olmo_layers if m == "olmo-1b" else MODELS[m]["layers"]
-        label = m if layers == MODELS[m]["layers"] else f"{m} ({layers}/{MODELS[m]['layers']} layers)"
+        label = run_label(m, layers)
         sizes = {**mode, **mode.get("olmo", {})} if m == "olmo-1b" else dict(mode)
         if args.sequences:
             sizes.update(zip(("induction", "repeated", "random"), map(int, args.sequences.split(",")), strict=True))
@@ -748,7 +799,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = args.threads or "torch default"
     print(
         f"heads_speed: mode={mode_name} device={args.device} threads={threads} "
-        f"ours dtype={args.dtype}, eager/tl float32"
+        f"ours dtype={args.dtype}, eager/tl float32" + (" heap trimmed before measuring" if args.trim_heap else "")
     )
     for _, _, probes, label in runs:
         ind, rep, rnd = probes["induction"], probes["repeated"], probes["random"]
@@ -765,7 +816,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     sys.stdout.flush()
 
-    base = {"device": args.device, "threads": args.threads, "dtype": args.dtype, "matmul_seconds": args.matmul_seconds}
+    base = {
+        "device": args.device,
+        "threads": args.threads,
+        "dtype": args.dtype,
+        "matmul_seconds": args.matmul_seconds,
+        "trim_heap": args.trim_heap,
+    }
     rows: list[Row] = []
     speedups, cpu_speedups, mem_ratios, shares, work_ratios = [], [], [], [], []
     for model, layers, probes, label in runs:
@@ -831,6 +888,7 @@ def main(argv: list[str] | None = None) -> int:
         for (_, _, _, lbl), s, c, m in zip(runs, speedups, cpu_speedups, mem_ratios, strict=True)
     )
     print(f"eager / ours per model: {per_model}")
+    print(memory_line([lbl for _, _, _, lbl in runs], mem_ratios))
     print(
         "eager's FLOPs / ours (the speedup from the work left out, at equal throughput): "
         + ", ".join(f"{lbl}: x{w:.2f}" for (_, _, _, lbl), w in zip(runs, work_ratios, strict=True))

@@ -127,3 +127,16 @@ def test_loss_head_streams_blocks_of_vocabulary_rows_exactly(dtype, softcap):
     expected = F.cross_entropy(full[:, :-1].reshape(-1, 53), tokens[:, 1:].reshape(-1), reduction="none")
     assert torch.allclose(head.token_losses(hidden, tokens), expected.view(3, -1).double().sum(0), atol=1e-4)
     assert head.weight.data_ptr() == weight.data_ptr()
+
+
+def test_in_place_logsumexp_equals_torch_bit_for_bit():
+    """The loss head's log-sum-exp overwrites its chunk of logits instead of allocating a second one, and gives
+    torch.logsumexp's values exactly, rows of -inf (a soft-capped or masked vocabulary block) included."""
+    from circuitsweep.heads.measure import _logsumexp_
+
+    logits = torch.randn(9, 301, generator=torch.Generator().manual_seed(1)) * 20
+    logits[2] = float("-inf")
+    logits[5, :7] = float("-inf")
+    expected = torch.logsumexp(logits, dim=1)
+    scratch = logits.clone()
+    assert torch.equal(_logsumexp_(scratch), expected)

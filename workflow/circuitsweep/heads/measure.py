@@ -91,6 +91,18 @@ class LogitTransform:
 WEIGHT_BLOCK_BYTES = sizing.LM_HEAD_BLOCK_BYTES
 
 
+def _logsumexp_(logits: torch.Tensor) -> torch.Tensor:
+    """``torch.logsumexp(logits, dim=1)`` of ``[rows, V]`` logits, computed in their place (they are overwritten).
+
+    The same steps as torch's (subtract the finite row maximum, exp, sum,
+    log, add the maximum back), so the same values, without its
+    ``[rows, V]`` temporary: the LM head's chunk of logits is the only one.
+    """
+    maxes = logits.amax(1, keepdim=True)
+    maxes.masked_fill_(maxes.abs() == float("inf"), 0)
+    return logits.sub_(maxes).exp_().sum(1).log_().add_(maxes[:, 0])
+
+
 @dataclass(frozen=True)
 class LossHead:
     """The LM head, its final logit transform and its chunk sizes: float32 logits and losses.
@@ -153,11 +165,12 @@ class LossHead:
         for block, weight, bias in self._blocks():
             for chunk in _batches(n, positions):
                 logits = self.transform(F.linear(flat_hidden[chunk], weight, bias))
-                log_norm[chunk] = torch.logaddexp(log_norm[chunk], torch.logsumexp(logits, dim=1))
                 local = targets[chunk] - block.start
                 inside = (local >= 0) & (local < logits.shape[1])
                 rows = inside.nonzero().squeeze(1)
                 target_logit[chunk.start + rows] = logits[rows, local[rows]]
+                log_norm[chunk] = torch.logaddexp(log_norm[chunk], _logsumexp_(logits))
+                del logits  # freed before the next chunk's logits are computed, not after
         losses = log_norm - target_logit
         return losses.view(tokens.shape[0], -1).double().sum(0)
 

@@ -70,8 +70,10 @@ class SpectralCapture:
     """Keeps each head's output-projection input at one query position for the first ``n`` sequences.
 
     ``projections``: each layer's output projection, by layer index; ``query``:
-    the position (the induction probe's last, T - 1). Captured rows are kept on
-    the CPU in float32, ``[n, H, head_dim]`` per layer.
+    the position (the induction probe's last, T - 1). The captured rows are
+    copied into one float32 tensor on the CPU, ``[L, n, H * head_dim]``
+    (:attr:`rows`), allocated at the first capture: the capture keeps
+    ``4 n L H head_dim`` bytes and nothing of any batch's activations.
     """
 
     def __init__(self, projections: dict[int, nn.Module], n_heads: int, query: int, n: int) -> None:
@@ -79,8 +81,11 @@ class SpectralCapture:
         self.n_heads = n_heads
         self.query = query
         self.n = n
-        self.rows: dict[int, list[torch.Tensor]] = {layer: [] for layer in projections}
-        self.last_layer = max(projections)
+        self.layers = sorted(projections)
+        self.last_layer = self.layers[-1]
+        #: the captured rows, ``[L, n, H * head_dim]`` float32 on the CPU, allocated at the first capture
+        self.rows: torch.Tensor | None = None
+        self.counts = dict.fromkeys(self.layers, 0)
 
     @classmethod
     def of(cls, model: nn.Module, query: int, n: int) -> SpectralCapture:
@@ -91,15 +96,19 @@ class SpectralCapture:
         """How many sequences of batch ``part`` (a slice of the probe) are captured: its rows before ``n``."""
         return max(0, min(part.stop, self.n) - part.start)
 
-    def _hook(self, layer: int, keep: int, stop: bool):  # noqa: ANN202 - a torch hook
+    def _hook(self, layer: int, start: int, keep: int, stop: bool):  # noqa: ANN202 - a torch hook
         def hook(_module: nn.Module, args: tuple[Any, ...]) -> None:
             x = args[0]
-            if x.shape[-1] % self.n_heads:
-                raise DataError(
-                    f"output projection input width {x.shape[-1]} is not a multiple of {self.n_heads} heads"
-                )
-            at = x[:keep, self.query].detach().float()
-            self.rows[layer].append(at.view(keep, self.n_heads, -1).cpu())
+            width = x.shape[-1]
+            if width % self.n_heads:
+                raise DataError(f"output projection input width {width} is not a multiple of {self.n_heads} heads")
+            if self.rows is None:
+                self.rows = torch.empty(len(self.layers), self.n, width, dtype=torch.float32)
+            elif self.rows.shape[-1] != width:
+                raise DataError(f"output projection input width {width} in layer {layer}, {self.rows.shape[-1]} before")
+            # copied into the preallocated rows: a view of x would keep the whole [B, T, width] batch alive
+            self.rows[self.layers.index(layer), start : start + keep].copy_(x[:keep, self.query])
+            self.counts[layer] += keep
             if stop:
                 raise StopForward(layer)
 
@@ -117,7 +126,7 @@ class SpectralCapture:
         if keep:
             for layer, module in self.projections.items():
                 stop = stop_at_last and layer == self.last_layer
-                handles.append(module.register_forward_pre_hook(self._hook(layer, keep, stop)))
+                handles.append(module.register_forward_pre_hook(self._hook(layer, part.start, keep, stop)))
         try:
             yield keep
         finally:
@@ -126,12 +135,11 @@ class SpectralCapture:
 
     def result(self) -> torch.Tensor:
         """Participation ratio of every head, ``[L, H]`` float32, over the captured sequences."""
-        layers = sorted(self.rows)
-        counts = {sum(len(r) for r in self.rows[layer]) for layer in layers}
-        if counts != {self.n}:
+        counts = set(self.counts.values())
+        if counts != {self.n} or self.rows is None:
             raise DataError(
                 f"the spectral capture kept {sorted(counts)} sequences per layer, expected {self.n}: "
                 "some layer's output projection did not run"
             )
-        stacked = torch.stack([torch.cat(self.rows[layer]) for layer in layers])  # [L, n, H, D]
-        return participation_ratio(stacked.permute(0, 2, 1, 3))  # [L, H]
+        rows = self.rows.view(len(self.layers), self.n, self.n_heads, -1)  # [L, n, H, D]
+        return participation_ratio(rows.permute(0, 2, 1, 3))  # [L, H]

@@ -43,6 +43,7 @@ from typing import Any
 
 from circuitsweep.config.model_config import standard_config
 from circuitsweep.errors import ConfigError, SnapshotError
+from circuitsweep.io.contracts import TARGETS
 
 DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}
 #: Interpreter, torch and transformers once imported (measured about 0.5 GiB on CPU), and on a GPU
@@ -165,6 +166,49 @@ def longest_probe(probes: Mapping[str, Any]) -> int:
     return max(int(probes[k]["seq_len"]) for k in ("induction", "repeated", "random"))
 
 
+#: Bytes per value of a reduced statistic: its float64 running sum and its float32 mean in the result.
+STAT_BYTES = 8 + 4
+
+
+def spectral_sequences(probes: Mapping[str, Any]) -> int:
+    """Induction sequences the participation ratio is taken over (``ProbeSettings.spectral_sequences``)."""
+    wanted = int((probes.get("spectral") or {}).get("n_sequences", 500))
+    return min(wanted, int(probes["induction"]["n_sequences"]))
+
+
+def kept_bytes(probes: Mapping[str, Any], n_layers: int, n_heads: int, head_dim: int) -> dict[str, int]:
+    """Bytes a head measurement may keep from one probe batch to the next, by part: its budget beside one pass.
+
+    Everything a measurement holds across batches is a reduced statistic or the
+    spectral capture, never a batch's activations (no ``[B, T, d]`` tensor
+    outlives its pass). With n = :func:`spectral_sequences`, L layers, H heads
+    and ``T_ind``, ``T_rep``, ``T_rnd`` the probes' lengths:
+
+    - ``spectral_rows``: ``4 n L H head_dim``, the float32 output-projection rows
+      of ``heads.participation.SpectralCapture``; ``spectral_pr``: its ``[L, H]`` result;
+    - ``induction``: per head the 6 target sums, the baseline sum and the
+      ``T_ind`` last-row sums (:data:`STAT_BYTES` each), plus the int64 baseline
+      record and valid counts;
+    - ``repeated``: 3 sums per head and the ``T_rep - 1`` per-position losses;
+    - ``random``: ``T_rnd`` attention-to-first sums per head.
+
+    A statistic added to a measurement adds its part here (the guard test,
+    ``tests/test_engine_memory.py``, holds the engine to the sum). Not counted:
+    the probes' int64 token matrices, built by numpy before the first batch
+    (:func:`probe_token_bytes`), and the model.
+    """
+    ind, rep, rnd = probes["induction"], probes["repeated"], probes["random"]
+    heads = n_layers * n_heads
+    return {
+        "spectral_rows": 4 * spectral_sequences(probes) * heads * head_dim,
+        "spectral_pr": 4 * heads,
+        "induction": STAT_BYTES * heads * (len(TARGETS) + 1 + int(ind["seq_len"]))
+        + 8 * (int(ind.get("n_baseline", 50)) + 2),
+        "repeated": STAT_BYTES * (3 * heads + int(rep["seq_len"]) - 1),
+        "random": STAT_BYTES * heads * int(rnd["seq_len"]),
+    }
+
+
 def estimate_heads_memory(
     probes: Mapping[str, Any], model_config: Mapping[str, Any] | None, dtype: str = "float32"
 ) -> MemoryEstimate:
@@ -188,9 +232,10 @@ def estimate_heads_memory(
     parts["lm_head"] = min(4 * d * int(model_config.get("vocab_size") or 0), LM_HEAD_BLOCK_BYTES)
     parts["attention"] = 3 * 4 * batch * heads * length * length
     parts["activations"] = 8 * batch * length * d * width + CHUNK_BYTES
-    # the participation ratio's captured rows: float32 [n, d] per layer, kept on the host
-    spectral = min(int((probes.get("spectral") or {}).get("n_sequences", 500)), int(probes["induction"]["n_sequences"]))
-    parts["spectral"] = 4 * spectral * int(model_config.get("num_hidden_layers") or 0) * d
+    # the participation ratio's captured rows: float32 [n, H * head_dim] per layer, kept on the host
+    head_dim = int(model_config.get("head_dim") or d // heads)
+    layers = int(model_config.get("num_hidden_layers") or 0)
+    parts["spectral"] = kept_bytes(probes, layers, heads, head_dim)["spectral_rows"]
     return MemoryEstimate(parts)
 
 
