@@ -351,7 +351,7 @@ def test_paired_intervals_are_shown_where_the_ablation_table_has_them():
         pl.col("item") == "5. natural text: screen vs matched random"
     ).row(0, named=True)  # fmt: skip
     assert (row["ci_low"], row["ci_high"], row["p"]) == (0.004, 0.022, 0.003)
-    assert "(95% interval [0.004, 0.022], p = 0.003)" in row["text"]
+    assert "(excess over the matched draws' mean: 95% interval [0.004, 0.022], p = 0.003)" in row["text"]
     plain = olmoe_findings().section(model, "ablation claims")
     assert plain["ci_low"].null_count() == plain.height
 

@@ -347,11 +347,14 @@ def interval(row: Mapping[str, Any] | None, metric: str, excess: bool) -> Bounds
     return None, None, None
 
 
-def _with_interval(text: str, bounds: Bounds) -> str:
+def _with_interval(text: str, bounds: Bounds, excess: bool = False) -> str:
+    """``text`` with its paired interval and p; an ``excess`` interval is against the mean of the matched
+    draws (the ablation table's excess columns), not against draw 0 alone."""
     low, high, p = bounds
     if low is None or high is None:
         return text
-    return text + f" (95% interval [{low:.4g}, {high:.4g}]" + (f", p = {p:.2g})" if p is not None else ")")
+    label = "excess over the matched draws' mean: " if excess else ""
+    return text + f" ({label}95% interval [{low:.4g}, {high:.4g}]" + (f", p = {p:.2g})" if p is not None else ")")
 
 
 class _Ablation:
@@ -489,7 +492,7 @@ def _picks_claim(model: str, ablation: _Ablation, k: int, none: dict) -> dict[st
     text += _mean_text(mean, "loss", none["loss"], "loss") + f"): {verdict}" + _shortfall(draw)
     bounds = interval(picks, "loss", excess=True)
     short = f"top {k}: loss {d_top:+.2f} vs {d_random:+.2f} for matched random ({verdict})"
-    return _claim(model, item, _with_interval(text, bounds), _with_interval(short, bounds), k=k,
+    return _claim(model, item, _with_interval(text, bounds, True), _with_interval(short, bounds, True), k=k,
                   value=d_top - d_random, **_interval_values(bounds))  # fmt: skip
 
 
@@ -556,8 +559,8 @@ def _screen_claims(
         text += f"; matched random (draw 0) -> {_percent(draw['top1'])} (drop {_pp(random_drop)}"
         text += _mean_text(mean, "top1", base, "top1") + f"): {verdict}" + _shortfall(draw)
         short += f", matched random {_percent(draw['top1'])}: {verdict}"
-        rows = [_claim(model, item, _with_interval(text, bounds), _with_interval(short, bounds), value=ratio,
-                       **_interval_values(bounds))]  # fmt: skip
+        text, short = _with_interval(text, bounds, True), _with_interval(short, bounds, True)
+        rows = [_claim(model, item, text, short, value=ratio, **_interval_values(bounds))]
     for top in tops:
         picks = ablation.get(probe, "spectral_top", top.k)
         row_item = f"{CLAIMS[3]}, K = {top.k}"
