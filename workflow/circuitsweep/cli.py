@@ -121,6 +121,20 @@ class InputFile(Argument):
         return text
 
 
+class CsvTable(InputFile):
+    """An existing ``.csv`` table whose header row reads as UTF-8."""
+
+    def __init__(self) -> None:
+        super().__init__("CSV table")
+
+    def __call__(self, text: str) -> str:
+        super().__call__(text)
+        if not text.endswith(".csv"):
+            raise argparse.ArgumentTypeError(f"{text} is not a CSV table (.csv)")
+        _table_columns(text, self.what)
+        return text
+
+
 def _table_columns(path: str, what: str) -> list[str]:
     """The columns of a table file: the Parquet schema's, or a ``.csv`` file's header."""
     try:
@@ -346,6 +360,12 @@ class Text(Argument):
             except ValueError as error:
                 raise argparse.ArgumentTypeError(str(error)) from None
         return text
+
+
+def _check_key_value(text: str) -> None:
+    key, sep, _ = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"{text!r} is not KEY=VALUE")
 
 
 def _check_endpoint(text: str) -> None:
@@ -988,11 +1008,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=config_file, help="YAML config file")
     p.add_argument("--root", type=root, default=".", help="workflow folder that relative paths resolve against")
     p.add_argument(
-        "-d", "--directory", default=".", help="the working directory Snakemake runs in (its -d): where results/ is"
+        "-d",
+        "--directory",
+        type=OutputFolder(),
+        default=".",
+        help="the working directory Snakemake runs in (its -d): where results/ is",
     )
     p.add_argument(
         "--config",
         dest="set",
+        type=Text(_check_key_value, "snapshots_on_disk=24"),
         nargs="*",
         default=[],
         metavar="KEY=VALUE",
@@ -1263,11 +1288,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--estimate-csv", type=csv_out, help="the estimate beside the measured seconds, per job kind")
     p.add_argument("--markdown", type=md_out, required=True)
 
-    p = add(
-        "table-pages", cmd_table_pages, "write each final CSV table as an HTML page (the report's tables)", ("tables",)
+    p = add("table-pages", cmd_table_pages, "write each final CSV table as an HTML page (the report's tables)")
+    p.add_argument("--tables", type=CsvTable(), nargs="+", required=True, help="final CSV tables")
+    p.add_argument(
+        "--pages", type=OutputFile((".html",)), nargs="+", required=True, help="the HTML page of each, in order"
     )
-    p.add_argument("--tables", nargs="+", required=True, help="final CSV tables")
-    p.add_argument("--pages", nargs="+", required=True, help="the HTML page of each, in the same order")
 
     p = add("block-record", cmd_block_record, "record that every cache of a job block exists")
     p.add_argument("--block", type=Name(), required=True, help="block name (<model>.<first revision>)")
