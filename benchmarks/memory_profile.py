@@ -11,9 +11,10 @@ batch):
 - ``tensor peak MB``: the most such bytes alive at once during the pass;
 - ``RSS peak MB``: the process's resident high-water mark during the pass
   (reset at the pass's start) minus its resident size when the measurement
-  began: what ``heads_speed.py`` reports, allocator retention included (the
-  profile runs the same warm-up and matmuls first, as the allocator's history
-  moves the resident peak).
+  began (the heap trimmed first), allocator retention included. Indicative
+  only: the counter's own bookkeeping and the allocator's history move it by
+  tens of MB from run to run; ``heads_speed.py`` measures the resident peak
+  without the counter.
 
 Tensor bytes are counted by :class:`circuitsweep.heads.tensor_bytes.TensorBytes`
 of this checkout, loaded from its file, while the engine is whichever
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     worst = max(passes, key=lambda p: p.tensor_peak)
     print(
         f"peak: tensors {worst.tensor_peak / MB:.1f} MB ({worst.kind}), "
-        f"RSS {max(p.rss_peak for p in passes) / MB:.1f} MB; held at the end of the induction probe "
+        f"RSS {max(p.rss_peak for p in passes) / MB:.1f} MB; most held between passes "
         f"{max(p.held for p in passes) / MB:.1f} MB"
     )
     if args.json:

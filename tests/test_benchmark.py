@@ -81,3 +81,30 @@ def test_flop_counts_match_torch_flop_counter(name):
     with FlopCounterMode(display=False) as counted:
         bench.run_eager(eager, probes, torch.device("cpu"))
     assert counted.get_total_flops() == pytest.approx(bench.eager_flops(eager, probes), rel=0.01)
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+
+
+def test_docs_quote_the_quick_runs_memory_line_and_use_its_figures():
+    """docs/benchmarks.md quotes `--quick`'s memory line and final line as the benchmark prints them (the models
+    `--quick` runs, under their report labels), and its prose figures are those lines' numbers."""
+    bench = _load_benchmark()
+    text = DOCS.read_text()
+    lines = [line.strip() for line in text.splitlines()]
+    memory = [m for line in lines if (m := bench.MEMORY_LINE.match(line))]
+    final = [m for line in lines if (m := FINAL_LINE.match(line))]
+    assert len(memory) == 1 and len(final) == 1, "quote one memory line and one final line of --quick"
+    ratios = {m["model"]: float(m["ratio"]) for m in bench.MEMORY_MODEL.finditer(memory[0]["models"])}
+    quick = bench.MODES["quick"]
+    labels = [bench.run_label("pythia-70m", 6), bench.run_label("olmo-1b", quick["olmo_layers"])]
+    assert list(ratios) == labels
+    mean = float(memory[0]["mean"])
+    assert bench.geomean(list(ratios.values())) == pytest.approx(mean, abs=0.01)
+    assert float(final[0].group(2)) == pytest.approx(mean, abs=0.0051)  # printed to 3 and to 2 decimals
+    assert f"{mean:.2f}x less peak memory" in " ".join(text.split())
+    for label, ratio in ratios.items():
+        assert f"{label.split()[0]} {ratio:.2f}x" in " ".join(text.split()), label
+    cpu = re.findall(r"^aggregate: .*speedup in process CPU time (\d+\.\d+);", text, re.M)
+    assert len(cpu) == 1, "quote the aggregate line of the same run"
+    assert f"{float(cpu[0]):.2f}x faster in CPU time" in " ".join(text.split())

@@ -181,12 +181,16 @@ def kept_bytes(probes: Mapping[str, Any], n_layers: int, n_heads: int, head_dim:
 
     Everything a measurement holds across batches is a reduced statistic or the
     spectral capture, never a batch's activations (no ``[B, T, d]`` tensor
-    outlives its pass). With n = :func:`spectral_sequences`, L layers, H heads
-    and ``T_ind``, ``T_rep``, ``T_rnd`` the probes' lengths:
+    outlives its pass). With N the induction probe's sequences, n =
+    :func:`spectral_sequences`, L layers, H heads and ``T_ind``, ``T_rep``,
+    ``T_rnd`` the probes' lengths:
 
     - ``spectral_rows``: ``4 n L H head_dim``, the float32 output-projection rows
       of ``heads.participation.SpectralCapture``; ``spectral_pr``: its ``[L, H]`` result;
-    - ``induction``: per head the 6 target sums, the baseline sum and the
+    - ``induction_per_sequence``: ``4 N L H (6 + 1)``, each sequence's attention to
+      the 6 targets and the baseline (float32, ``contracts.STAT_PER_SEQUENCE``), and
+      its validity (one byte);
+    - ``induction``: per head the 6 target means, the baseline mean and the
       ``T_ind`` last-row sums (:data:`STAT_BYTES` each), plus the int64 baseline
       record and valid counts;
     - ``induction_per_sequence``: the per-sequence sufficient statistics the bootstrap reads,
@@ -204,6 +208,7 @@ def kept_bytes(probes: Mapping[str, Any], n_layers: int, n_heads: int, head_dim:
     return {
         "spectral_rows": 4 * spectral_sequences(probes) * heads * head_dim,
         "spectral_pr": 4 * heads,
+        "induction_per_sequence": int(ind["n_sequences"]) * (4 * heads * (len(TARGETS) + 1) + 1),
         "induction": STAT_BYTES * heads * (len(TARGETS) + 1 + int(ind["seq_len"]))
         + 8 * (int(ind.get("n_baseline", 50)) + 2),
         "induction_per_sequence": int(ind["n_sequences"]) * (4 * heads * (len(TARGETS) + 1) + 1),
