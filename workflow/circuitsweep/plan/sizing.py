@@ -193,8 +193,6 @@ def kept_bytes(probes: Mapping[str, Any], n_layers: int, n_heads: int, head_dim:
     - ``induction``: per head the 6 target means, the baseline mean and the
       ``T_ind`` last-row sums (:data:`STAT_BYTES` each), plus the int64 baseline
       record and valid counts;
-    - ``induction_per_sequence``: the per-sequence sufficient statistics the bootstrap reads,
-      float32 ``[n_ind, L, H, 7]`` (six targets and the baseline mean) and a bool validity per sequence;
     - ``repeated``: 3 sums per head and the ``T_rep - 1`` per-position losses;
     - ``random``: ``T_rnd`` attention-to-first sums per head.
 
@@ -211,7 +209,6 @@ def kept_bytes(probes: Mapping[str, Any], n_layers: int, n_heads: int, head_dim:
         "induction_per_sequence": int(ind["n_sequences"]) * (4 * heads * (len(TARGETS) + 1) + 1),
         "induction": STAT_BYTES * heads * (len(TARGETS) + 1 + int(ind["seq_len"]))
         + 8 * (int(ind.get("n_baseline", 50)) + 2),
-        "induction_per_sequence": int(ind["n_sequences"]) * (4 * heads * (len(TARGETS) + 1) + 1),
         "repeated": STAT_BYTES * (3 * heads + int(rep["seq_len"]) - 1),
         "random": STAT_BYTES * heads * int(rnd["seq_len"]),
     }
