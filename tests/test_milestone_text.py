@@ -219,3 +219,17 @@ def test_how_sure_section_names_brackets_ranges_and_fragile_milestones():
     assert (
         "| toy-gptneox | BOS t50 | not reached | after the last swept revision | not reached in 100%: stable |" in text
     )
+
+
+def test_a_summary_line_too_long_for_the_console_puts_the_causal_milestone_on_its_own_line():
+    """Long revision names (``step320-tokens1311K``) made a model's summary line 306 characters: the causal
+    milestone then goes on an indented line of its own, and no line is longer than SUMMARY_LINE_CHARS."""
+    from circuitsweep.milestones.text import SUMMARY_LINE_CHARS, summary_line
+
+    long_names = {key: (f"{value}-tokens1311K" if isinstance(value, str) and value.startswith("step") else value)
+                  for key, value in REACHED.items()}  # fmt: skip
+    row = table({**long_names, "model": "toy-olmo-with-a-long-name"}).row(0, named=True)
+    lines = summary_line(row).splitlines()
+    assert len(lines) == 2 and lines[1].startswith("  causal not reached (")
+    assert max(map(len, lines)) <= SUMMARY_LINE_CHARS
+    assert len(summary_line(table(REACHED).row(0, named=True)).splitlines()) == 1

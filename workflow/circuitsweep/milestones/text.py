@@ -266,10 +266,17 @@ def write_milestones_markdown(table: pl.DataFrame, path: Path) -> None:
 
 
 def summary_line(row: Mapping[str, Any]) -> str:
-    """``toy-gptneox: induction onset step300 (1.23M tokens); first BOS head ...; BOS t50 ...; causal ...``."""
+    """``toy-gptneox: induction onset step300 (1.23M tokens); first BOS head ...; BOS t50 ...; causal ...``.
+
+    Longer than :data:`SUMMARY_LINE_CHARS` (long revision names), the causal milestone goes on a line of its own.
+    """
     cells = milestone_cells(row)
-    shown = ("induction onset", "first BOS head", "BOS t50", "causal")
-    return f"{row['model']}: " + "; ".join(f"{name} {cells[name]}" for name in shown if name in cells)
+    shown = [f"{name} {cells[name]}" for name in ("induction onset", "first BOS head", "BOS t50") if name in cells]
+    causal = [f"causal {cells['causal']}"] if "causal" in cells else []
+    line = f"{row['model']}: " + "; ".join(shown + causal)
+    if len(line) <= SUMMARY_LINE_CHARS or not causal:
+        return line
+    return f"{row['model']}: " + "; ".join(shown) + ";\n  " + causal[0]
 
 
 #: The longest line a finished run prints (a list of figures wider than this is shortened to a count).
