@@ -151,11 +151,12 @@ def test_toy_sweep_through_slurm_matches_local_run(tmp_path):
     by_kind: dict[str, list[dict[str, str]]] = {}
     for info in last_attempt.values():
         by_kind.setdefault(info.get("Comment", "").split("_wildcards_")[0], []).append(info)
-    # the three measurements went in ONE job group: train, group, classify, tables
+    # the three measurements went in ONE job group: train, group, classify, bootstrap, tables
     assert {kind: len(jobs) for kind, jobs in by_kind.items()} == {
         "rule_train_toy_model": 1,
         "rule_revisions_measure_heads_revision_block": 1,  # the group "revisions" and its rules
         "rule_classify_heads": 1,
+        "rule_bootstrap_heads": 1,  # the bootstrap over probe sequences, read by the head tables
         "rule_head_tables": 1,
     }, (by_kind, slurm.report())
     (group,) = by_kind["rule_revisions_measure_heads_revision_block"]
@@ -165,7 +166,7 @@ def test_toy_sweep_through_slurm_matches_local_run(tmp_path):
         assert re.search(r"gpu[:=]1$", group.get("TresPerJob", "") + group.get("TresPerNode", "")), group
     # the group's time is the sum of its jobs' (3 measurements, 10 min each, and the record)
     assert group["TimeLimit"] == "00:35:00", group
-    for kind in ("classify_heads", "head_tables"):
+    for kind in ("classify_heads", "bootstrap_heads", "head_tables"):
         (info,) = by_kind[f"rule_{kind}"]
         assert info["Partition"] == cluster.partition and info["MinMemoryNode"] == _small_mem(kind), info
 
