@@ -217,7 +217,9 @@ def test_brackets_are_drawn_as_bars_on_their_panel(tmp_path):
     before = {id(line) for axis in (bos, induction) for line in axis.get_lines()}
     draw_milestone_brackets({"bos_fraction": bos, "induction_selective_heads": induction}, curves, brackets)
     bars = {
-        name: [list(line.get_xdata()) for line in axis.get_lines() if id(line) not in before]
+        name: [
+            list(line.get_xdata()) for line in axis.get_lines() if id(line) not in before and len(line.get_xdata()) == 2
+        ]
         for name, axis in (("bos", bos), ("induction", induction))
     }
     assert bars == {"bos": [[100_000, 400_000]], "induction": [[100_000, 400_000]]}

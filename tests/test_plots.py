@@ -82,33 +82,191 @@ def test_token_axis_has_no_negative_ticks(sweep):
     plt.close(figure)
 
 
+def with_causal(table: pl.DataFrame, tokens: int | None = 1_000_000) -> pl.DataFrame:
+    """The planted milestones table with a causal revision (as a run with ablation has)."""
+    return table.with_columns(pl.lit(tokens, dtype=pl.Int64).alias("causal_tokens"))
+
+
+def marks(axis, marker: str) -> list[tuple[float, float]]:
+    """(tokens, value) of each milestone mark ``marker`` on its curve (bracket ends excluded)."""
+    return [
+        (float(line.get_xdata()[0]), float(line.get_ydata()[0]))
+        for line in axis.get_lines()
+        if line.get_marker() == marker and line.get_linestyle() == "None" and line.get_gid() != "bracket"
+    ]
+
+
 def test_milestones_are_marked_on_their_curves(sweep):
-    """BOS t50, induction onset and early screen are drawn at the revision that reached them."""
+    """BOS t50, induction onset, early screen and the causal revision are drawn at the revision that reached them."""
     _, curves, table = sweep
     row = table.row(0, named=True)
     assert row["bos_t50_tokens"] == 10_000 and row["induction_onset_tokens"] == 300_000
     assert row["early_screen_tokens"] == 100_000
-    figure = emergence_figure(curves, table)
+    figure = emergence_figure(curves, with_causal(table))
     bos, induction = figure.axes[:2]
-
-    def marks(axis, marker):
-        return [
-            (float(line.get_xdata()[0]), float(line.get_ydata()[0]))
-            for line in axis.get_lines()
-            if line.get_marker() == marker and line.get_linestyle() == "None"
-        ]
-
     assert marks(bos, "*") == [(10_000.0, pytest.approx(2 / 12))]
     assert marks(induction, "P") == [(300_000.0, 2.0)]
     assert marks(induction, "D") == [(100_000.0, 1.0)]
+    assert marks(induction, "s") == [(1_000_000.0, 3.0)]  # causal
     assert marks(bos, "^") == [(10_000.0, pytest.approx(2 / 12))]  # the first BOS head, here also t50
     legend = figure.legends[0]
     assert [t.get_text() for t in legend.get_texts()] == [
-        "m", "first BOS head", "BOS t50", "early screen", "induction onset"
+        "m", "first BOS head", "BOS t50", "early screen", "induction onset", "causal",
+        "bracket: swept revision before the milestone to its own",
     ]  # fmt: skip
     drawn = {line.get_marker() for axis in (bos, induction) for line in axis.get_lines()}
-    assert [handle.get_marker() for handle in legend.legend_handles[1:]] == ["^", "*", "D", "P"]
-    assert {"^", "*", "D", "P"} <= drawn
+    assert [handle.get_marker() for handle in legend.legend_handles[1:6]] == ["^", "*", "D", "P", "s"]
+    assert {"^", "*", "D", "P", "s"} <= drawn
+    plt.close(figure)
+
+
+def test_every_marked_milestone_has_its_bracket_under_the_curves(sweep):
+    """Each milestone gets a bar below 0 on its panel, from the swept revision before it to its own, ending in its
+    marker; the y ticks stay at or above 0 (the strip holds brackets, not values)."""
+    _, curves, table = sweep
+    figure = emergence_figure(curves, with_causal(table))
+    bos, induction = figure.axes[:2]
+
+    def bars(axis):
+        lines = [line for line in axis.get_lines() if line.get_gid() == "bracket" and len(line.get_xdata()) == 2]
+        assert all(max(line.get_ydata()) < 0 for line in lines)
+        return sorted(tuple(float(x) for x in line.get_xdata()) for line in lines)
+
+    # first BOS head and BOS t50 at step10 (after step0); early screen at step100, onset at step300, causal at step1000
+    assert bars(bos) == [(0.0, 10_000.0), (0.0, 10_000.0)]
+    assert bars(induction) == [(10_000.0, 100_000.0), (100_000.0, 300_000.0), (300_000.0, 1_000_000.0)]
+    ends = {line.get_marker() for line in induction.get_lines() if line.get_gid() == "bracket"}
+    assert {"D", "P", "s"} <= ends
+    for axis in (bos, induction):
+        assert min(axis.get_yticks()) == 0
+    plt.close(figure)
+
+
+#: Each marked milestone at its own revision of the planted sweep: milestones-table column -> (panel, tokens).
+APART = {
+    "first_bos_head_tokens": (0, 10_000),
+    "bos_t50_tokens": (0, 100_000),
+    "early_screen_tokens": (1, 100_000),
+    "induction_onset_tokens": (1, 300_000),
+    "causal_tokens": (1, 1_000_000),
+}
+
+
+def apart(table: pl.DataFrame, keep: tuple[str, ...] = tuple(APART)) -> pl.DataFrame:
+    """The planted milestones table with the milestones of ``keep`` each at its :data:`APART` revision, the
+    others not reached (null)."""
+    return table.with_columns(
+        pl.lit(APART[column][1] if column in keep else None, dtype=pl.Int64).alias(column) for column in APART
+    )
+
+
+def curve_value(curves: pl.DataFrame, column: str, tokens: int) -> float:
+    panel = ("bos_fraction", "induction_selective_heads")[APART[column][0]]
+    return float(curves.filter(pl.col("tokens") == tokens)[panel][0])
+
+
+@pytest.mark.parametrize("column", list(APART))
+def test_each_milestone_mark_shows_on_the_image(sweep, column):
+    """Every milestone mark is visible on the rendered image: the pixels around its point change when it is drawn
+    (first BOS head, BOS t50, early screen, induction onset and the causal revision, each at its own revision)."""
+    _, curves, table = sweep
+    panel, tokens = APART[column]
+    images = []
+    for keep in (tuple(APART), tuple(c for c in APART if c != column)):
+        figure = emergence_figure(curves, apart(table, keep))
+        image = rendered(figure)
+        x, y = figure.axes[panel].transData.transform((tokens, curve_value(curves, column, tokens)))
+        row, col = int(image.shape[0] - y), int(x)
+        images.append(image[row - 12 : row + 12, col - 12 : col + 12])
+        plt.close(figure)
+    changed = (np.abs(images[0].astype(int) - images[1].astype(int)).max(axis=-1) > 40).sum()
+    assert changed > 30, changed
+
+
+@pytest.mark.parametrize("column", list(APART))
+def test_each_milestone_bracket_shows_under_the_curves(sweep, column):
+    """A reached milestone's bracket is drawn on the image: under the curves (below 0) of its panel, midway between
+    the swept revision before it and its own, the model's colour shows; with no milestone reached it does not."""
+    _, curves, table = sweep
+    panel, tokens = APART[column]
+    swept = curves["tokens"].to_list()
+    lower = swept[swept.index(tokens) - 1]
+    counts = []
+    for keep in ((column,), ()):
+        figure = emergence_figure(curves, apart(table, keep))
+        image = rendered(figure)
+        axis = figure.axes[panel]
+        (x_low, zero), (x_high, _) = axis.transData.transform([(lower, 0), (tokens, 0)])
+        bottom = axis.get_window_extent().y0
+        middle = int((x_low + x_high) / 2)
+        rows = slice(int(image.shape[0] - zero) + 6, int(image.shape[0] - bottom) - 2)
+        counts.append(pixels_near(image[rows, middle - 2 : middle + 3], "tab:blue", 40))
+        plt.close(figure)
+    assert counts[0] >= 5 and counts[1] == 0, counts
+
+
+def test_brackets_read_the_milestones_tables_previous_revision(sweep):
+    """Where the milestones table records the swept revision before a milestone (``<milestone>_previous_tokens``),
+    the bracket starts there; without that column, at the curves' revision before it."""
+    _, curves, table = sweep
+    recorded = apart(table, ("induction_onset_tokens",)).with_columns(
+        pl.lit(10_000, dtype=pl.Int64).alias("induction_onset_previous_tokens")
+    )
+    for milestones_table, lower in ((recorded, 10_000), (apart(table, ("induction_onset_tokens",)), 100_000)):
+        figure = emergence_figure(curves, milestones_table)
+        bars = [
+            line for line in figure.axes[1].get_lines() if line.get_gid() == "bracket" and len(line.get_xdata()) == 2
+        ]
+        assert [list(line.get_xdata()) for line in bars] == [[lower, 300_000]]
+        plt.close(figure)
+
+
+def test_unreached_milestones_are_written_on_their_panel(sweep):
+    """A milestone the model did not reach has no mark, so its panel says so: BOS t50 with the peak, causal with
+    its state (the run's causal_state), the others as not reached."""
+    _, curves, table = sweep
+    none = apart(table, ()).with_columns(
+        pl.lit("untestable").alias("causal_state"),
+        pl.lit(0.31).alias("bos_peak_fraction"),
+        pl.lit("step300").alias("bos_peak_revision"),
+    )
+    figure = emergence_figure(curves, none)
+    notes = [[t.get_text() for t in axis.texts if t.get_gid() == "unreached"] for axis in figure.axes[:2]]
+    assert notes == [
+        ["first BOS head: not reached", "BOS t50 not reached (peak 0.31 at step300)"],
+        ["early screen: not reached", "induction onset: not reached", "causal: untestable"],
+    ]
+    plt.close(figure)
+    figure = emergence_figure(curves, apart(table))
+    assert not [t for axis in figure.axes for t in axis.texts if t.get_gid() == "unreached"]
+    plt.close(figure)
+
+
+def test_token_axis_fits_the_swept_tokens_with_readable_ticks():
+    """The token axis ends just past the last revision, step 0 takes a narrow strip at the left, and the labelled
+    ticks are round numbers (0 and 1-2-5 x a power of ten), at least four of them over two decades."""
+    steps = [0, 25, 50, 100, 200, 400, 800, 1600, 2500]
+    curves = pl.DataFrame(
+        {
+            "model": "m",
+            "tokens": [s * 2048 for s in steps],
+            "bos_fraction": np.linspace(0, 0.6, len(steps)),
+            "induction_selective_heads": list(range(len(steps))),
+        }
+    )
+    figure = emergence_figure(curves)
+    figure.canvas.draw()
+    axis = figure.axes[0]
+    low, high = axis.get_xlim()
+    assert low == 0 and 2500 * 2048 < high <= 1.2 * 2500 * 2048
+    left, right = (axis.transData.transform((x, 0))[0] for x in (0, high))
+    first = axis.transData.transform((25 * 2048, 0))[0]
+    assert (first - left) / (right - left) < 0.12  # step 0 .. the first checkpoint: a narrow strip
+    ticks = [t for t in axis.get_xticks() if low <= t <= high]
+    labels = [label.get_text() for label in axis.get_xticklabels() if label.get_text()]
+    assert len(ticks) >= 5 and ticks[0] == 0
+    assert all(float(f"{t:.0e}".split("e")[0]) in (1.0, 2.0, 5.0) for t in ticks[1:])
+    assert labels[:3] == ["0", "100K", "200K"] and labels[-1] == "5M"
     plt.close(figure)
 
 
@@ -204,14 +362,15 @@ def test_onset_stays_visible_on_the_early_screen_diamond(sweep):
 
 
 def test_bos_axis_fits_the_data_and_shows_the_t50_level(sweep):
-    """The BOS axis ends a little above the larger of the data and the BOS t50 level, whose dashed line is drawn;
-    the model's curve is drawn in its colour (a figure that draws nothing fails)."""
+    """The BOS axis ends a little above the larger of the data and the BOS t50 level, whose dashed line is drawn,
+    and starts below 0 only for the brackets' strip (no tick there); the model's curve is drawn in its colour (a
+    figure that draws nothing fails)."""
     _, curves, table = sweep
     figure = emergence_figure(curves, table, bos_level=0.5)
     image = rendered(figure)
     bos = figure.axes[0]
     low, high = bos.get_ylim()
-    assert 0.5 < high <= 0.5 * 1.15 and -0.05 < low < 0
+    assert 0.5 < high <= 0.5 * 1.15 and low < 0 and min(bos.get_yticks()) == 0
     levels = [line for line in bos.get_lines() if list(line.get_ydata()) == [0.5, 0.5]]
     assert len(levels) == 1 and levels[0].get_linestyle() == "--"
     assert pixels_near(image, "tab:blue") > 500
@@ -267,18 +426,112 @@ def test_primitive_scaling_draws_one_point_per_model_never_joined():
     assert pixels_near(image, "tab:blue") > 30 and pixels_near(image, "tab:orange") > 30
 
 
-def test_spectral_figure_draws_one_curve_per_final_class_and_each_screen_head(sweep):
-    """The spectral figure has a mean curve (and SD band) per final class and one dotted line per screen head."""
+def test_spectral_figure_ranks_heads_rings_the_screen_and_draws_the_top_k_cuts(sweep):
+    """Left: one point per head at (rank, integral) in its final class's colour, a black ring on each screen head and
+    a dashed cut after each K below the head count (a share of the heads or the elbow resolved as the ablation does),
+    saying how many screen heads the top K hold, and a K at or above the head count said to cut nothing; right: a
+    small panel per final class with every head's PR trajectory, screen heads in black."""
+    from circuitsweep.heads.spectral import elbow_k, model_spectral
+    from circuitsweep.outputs.plots import spectral_figure
+
+    heads = sweep[0]
+    spectral = model_spectral(heads, "m", CLASSIFY.induction_circuit)
+    figure = spectral_figure(heads, spectral, "m", top_k=(0.25, 6, 45))
+    image = rendered(figure)
+    ranking, *panels = figure.axes
+    points = {tuple(offset) for collection in ranking.collections[:-1] for offset in collection.get_offsets()}
+    assert points == {(row["rank"], row["integral"]) for row in spectral.iter_rows(named=True)}
+    ring = ranking.collections[-1]
+    screen = spectral.filter(pl.col("screen"))
+    assert screen.height == 3 and len(ring.get_offsets()) == 3
+    assert to_rgba(ring.get_edgecolor()[0]) == to_rgba("black")
+    cuts = [line.get_xdata()[0] for line in ranking.get_lines() if line.get_gid() == "top_k"]
+    assert cuts == [3.5, 6.5]  # 0.25 of the 12 heads is K = 3; K = 45 exceeds the 12 heads: no cut
+    held = [t.get_text() for t in ranking.texts if t.get_text().startswith("top 3")]
+    top3 = screen.filter(pl.col("rank") <= 3).height
+    assert held == [f"top 3: {top3} of 3 screen heads (K = 25% of 12 heads)"]
+    assert ranking.get_xlabel() == "rank by PR integral (1 = largest); top 45: all 12 heads, no cut"
+    classes = [name for name in (*C.TARGETS, C.NO_CLASS) if name in set(spectral["final_class"])]
+    assert [axis.get_title().split(":")[0] for axis in panels] == classes
+    induction = panels[classes.index("induction")]
+    assert sum(to_rgba(line.get_color()) == to_rgba("black") for line in induction.get_lines()) == 3
+    assert pixels_near(image, CLASS_COLOURS["induction"]) > 20 and pixels_near(image, CLASS_COLOURS["first"]) > 20
+    plt.close(figure)
+    figure = spectral_figure(heads, spectral, "m", top_k=("elbow",))
+    cuts = [line.get_xdata()[0] for line in figure.axes[0].get_lines() if line.get_gid() == "top_k"]
+    assert cuts == [elbow_k(spectral["integral"].to_list()) + 0.5]
+    plt.close(figure)
+
+
+def test_top_k_cut_shows_on_the_image(sweep):
+    """The top-K cut is visible on the image: the pixel column just after rank K in the ranking panel is mostly
+    dark (the dashed line) with the cut, and hardly without it."""
     from circuitsweep.heads.spectral import model_spectral
     from circuitsweep.outputs.plots import spectral_figure
 
     heads = sweep[0]
     spectral = model_spectral(heads, "m", CLASSIFY.induction_circuit)
-    figure = spectral_figure(heads, spectral, "m")
-    lines = figure.axes[0].get_lines()
-    n_classes = spectral["final_class"].n_unique()
-    n_screen = int(spectral["screen"].sum())
-    assert n_screen >= 1
-    assert len(lines) == n_classes + n_screen
-    assert sum(line.get_linestyle() == ":" for line in lines) == n_screen
+    shares = []
+    for top_k in ((3,), ()):
+        figure = spectral_figure(heads, spectral, "m", top_k=top_k)
+        image = rendered(figure)
+        ranking = figure.axes[0]
+        x = int(round(ranking.transData.transform((3.5, 0))[0]))
+        box = ranking.get_window_extent()
+        rows = slice(int(image.shape[0] - box.y1) + 2, int(image.shape[0] - box.y0) - 2)
+        dark = pixels_near(image[rows, x - 1 : x + 2], "0.25", 40)
+        shares.append(dark / (3 * (rows.stop - rows.start)))
+        plt.close(figure)
+    assert shares[0] > 0.3 and shares[1] < 0.05, shares
+
+
+def test_an_unranked_model_gets_the_tables_note_in_place_of_the_ranking(sweep):
+    """A model with too few revisions to rank has no points and no cuts; the ranking panel shows the table's note."""
+    from circuitsweep.heads.spectral import model_spectral
+    from circuitsweep.outputs.plots import spectral_figure
+
+    heads = sweep[0].filter(pl.col("step") <= 10)
+    spectral = model_spectral(heads, "m", CLASSIFY.induction_circuit)
+    assert spectral["rank"].null_count() == spectral.height
+    figure = spectral_figure(heads, spectral, "m", top_k=(3,))
+    ranking = figure.axes[0]
+    assert not ranking.collections and not ranking.get_lines()
+    assert [" ".join(t.get_text().split()) for t in ranking.texts] == [spectral["note"][0]]
     plt.close(figure)
+
+
+def test_toy_primitive_figures_say_on_the_image_that_they_are_a_demonstration():
+    """A primitive figure that draws a toy model carries the demonstration note on the image itself, across every
+    panel (its colour shows in each panel's pixels); one without toys has none."""
+    from circuitsweep.outputs.plots import DEMONSTRATION_COLOUR, demonstration_note
+
+    gaps = primitive_gaps(["toy-a", "real"], ["representational", "behavioural"])
+    scaling = gaps.filter(pl.col("revision") == "step1000").with_columns(
+        pl.Series("parameters", [1_000_000, 1_000_000, 100_000_000, 100_000_000]),
+        pl.lit(None, dtype=pl.Float64).alias("ci_total_low"),
+        pl.lit(None, dtype=pl.Float64).alias("ci_total_high"),
+    )
+    cases = (
+        (lambda toys: primitive_gap_figure(gaps, toys), ["toy-a"], demonstration_note(["toy-a"], ["toy-a", "real"])),
+        (lambda toys: primitive_scaling_figure(scaling, demonstration=toys), ["toy-a", "real"], None),
+    )
+    for draw, toys, expected in cases:
+        for demonstration in (toys, []):
+            figure = draw(demonstration)
+            image = rendered(figure)
+            panels = [axis for axis in figure.axes if axis.get_visible()]
+            assert len(panels) == 2
+            notes = [t.get_text() for axis in panels for t in axis.texts if t.get_gid() == "demonstration"]
+            shown = []
+            for axis in panels:
+                box = axis.get_window_extent()
+                rows = slice(int(image.shape[0] - box.y1), int(image.shape[0] - box.y0))
+                shown.append(pixels_near(image[rows, int(box.x0) : int(box.x1)], DEMONSTRATION_COLOUR, 20))
+            if demonstration:
+                assert len(notes) == 2 and notes[0].startswith("DEMONSTRATION ONLY")
+                assert notes[0] == (expected or demonstration_note(toys, toys))
+                assert min(shown) > 300, shown
+            else:
+                assert notes == [] and max(shown) == 0, shown
+            plt.close(figure)
+    assert "toy models, no tokenizer" in demonstration_note(["toy-a", "toy-b"], ["toy-a", "toy-b"])

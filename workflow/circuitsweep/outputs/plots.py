@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import textwrap
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -13,7 +16,14 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 from matplotlib.colors import BoundaryNorm  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import (  # noqa: E402
+    FixedLocator,
+    FuncFormatter,
+    LogLocator,
+    MaxNLocator,
+    NullFormatter,
+    NullLocator,
+)
 
 from circuitsweep.errors import DataError  # noqa: E402
 from circuitsweep.io import contracts as C  # noqa: E402
@@ -45,18 +55,48 @@ def _token_ticks(value: float, _position: object = None) -> str:
     return "" if value < 0 else human_tokens(value)
 
 
-def _token_axis(axis: plt.Axes, tokens: pl.Series | np.ndarray, start: float = 0.0) -> None:
-    """Log token axis that still shows step 0: linear below the smallest positive count; ticks in human units.
+#: Mantissas of the token ticks, densest first: the densest that gives at most ``_MAX_TICKS`` positive ticks is used.
+_TICK_MANTISSAS: tuple[tuple[float, ...], ...] = ((1.0, 2.0, 5.0), (1.0, 3.0), (1.0,))
+_MAX_TICKS = 6
 
-    The axis starts at ``start`` tokens (0: no negative tick in the margin).
+
+def token_ticks(low: float, high: float) -> list[float]:
+    """Readable tick positions for a token axis from ``low`` (> 0) to ``high``: 0, then 1-2-5 (or 1-3, or powers of
+    ten, whichever gives at most six) times powers of ten inside the range; never fewer than two positive ticks."""
+    if high <= low:
+        return [0.0, float(low)]
+    ticks: list[float] = []
+    for mantissas in _TICK_MANTISSAS:
+        ticks = [
+            m * 10.0**k
+            for k in range(int(np.floor(np.log10(low))), int(np.ceil(np.log10(high))) + 1)
+            for m in mantissas
+            if low <= m * 10.0**k <= high
+        ]
+        if len(ticks) <= _MAX_TICKS:
+            break
+    if len(ticks) < 2:
+        ticks = sorted({float(low), *ticks, float(high)})
+    return [0.0, *ticks]
+
+
+def _token_axis(axis: plt.Axes, tokens: pl.Series | np.ndarray, start: float = 0.0) -> None:
+    """Log token axis fitted to the swept tokens that still shows step 0; ticks in human units.
+
+    Below the smallest positive count the axis is linear and compressed (a quarter
+    decade wide), so the swept revisions fill the axis; it ends just past the last
+    revision. The axis starts at ``start`` tokens (0: no negative tick in the margin).
     """
     tokens = np.asarray(tokens, dtype=float)
     positive = tokens[tokens > 0]
     threshold = float(positive.min()) if positive.size else 1.0
-    axis.set_xscale("symlog", linthresh=threshold)
-    axis.set_xlim(left=start, right=max(float(tokens.max(initial=0)) * 1.5, threshold))
+    right = max(float(tokens.max(initial=0)) * 1.15, threshold * 1.15)
+    axis.set_xscale("symlog", linthresh=threshold, linscale=0.25)
+    axis.set_xlim(left=start, right=right)
+    axis.xaxis.set_major_locator(FixedLocator(token_ticks(threshold, right)))
+    axis.xaxis.set_minor_locator(NullLocator())
     axis.xaxis.set_major_formatter(FuncFormatter(_token_ticks))
-    axis.set_xlabel("training tokens (log; linear below the first checkpoint)")
+    axis.set_xlabel("training tokens (log; step 0 at the left)")
     axis.grid(True, which="major", alpha=0.3)
 
 
@@ -82,7 +122,17 @@ MILESTONE_MARKS: tuple[MilestoneMark, ...] = (
     MilestoneMark("bos_t50_tokens", "bos_fraction", "*", 17, "BOS t50"),
     MilestoneMark("early_screen_tokens", "induction_selective_heads", "D", 17, "early screen", hollow=True),
     MilestoneMark("induction_onset_tokens", "induction_selective_heads", "P", 11, "induction onset"),
+    MilestoneMark("causal_tokens", "induction_selective_heads", "s", 19, "causal", hollow=True),
 )
+
+#: The milestones-table name of each marked milestone (as ``contracts.REFINE_MILESTONES`` and the bracket table).
+_MARK_MILESTONES: dict[str, str] = {
+    "first_bos_head_tokens": "first_bos_head",
+    "bos_t50_tokens": "bos_t50",
+    "early_screen_tokens": "early_screen",
+    "induction_onset_tokens": "induction_onset",
+    "causal_tokens": "causal",
+}
 
 
 def _mark_style(mark: MilestoneMark, colour: str) -> dict:
@@ -99,16 +149,9 @@ def emergence_plot(
     brackets: pl.DataFrame | None = None,
     groups: dict[str, str] | None = None,
 ) -> None:
-    """Write :func:`emergence_figure` to ``path``, with :func:`draw_group_bands` for ``groups`` (model -> group)
-    and :func:`draw_milestone_brackets` for ``brackets``."""
-    figure = emergence_figure(curves, milestones, bos_level)
-    bos, induction = figure.axes[:2]
-    panels = {"bos_fraction": bos, "induction_selective_heads": induction}
-    if groups:
-        draw_group_bands(panels, curves, groups)
-    if brackets is not None:
-        draw_milestone_brackets(panels, curves, brackets)
-    _save(figure, path)
+    """Write :func:`emergence_figure` to ``path`` (``groups``: model -> group, one row and one band per group;
+    ``brackets``: a refinement's bracket table, whose statuses label the milestones' brackets)."""
+    _save(emergence_figure(curves, milestones, bos_level, brackets=brackets, groups=groups), path)
 
 
 def draw_group_bands(axes: dict[str, plt.Axes], curves: pl.DataFrame, groups: dict[str, str]) -> None:
@@ -136,8 +179,9 @@ def draw_group_bands(axes: dict[str, plt.Axes], curves: pl.DataFrame, groups: di
     axes["bos_fraction"].legend(fontsize=8, loc="upper left")
 
 
-#: The panel each refined milestone's bracket is drawn on (``contracts.REFINE_MILESTONES``).
+#: The panel each milestone's bracket is drawn on.
 _BRACKET_PANELS = {
+    "first_bos_head": "bos_fraction",
     "bos_t50": "bos_fraction",
     "induction_onset": "induction_selective_heads",
     "early_screen": "induction_selective_heads",
@@ -145,89 +189,228 @@ _BRACKET_PANELS = {
 }
 
 
+def curve_brackets(curves: pl.DataFrame, milestones: pl.DataFrame) -> pl.DataFrame:
+    """Each reached milestone's checkpoint bracket: the swept revision before it and its own (docs/methods.md).
+
+    Columns ``model``, ``milestone``, ``status`` (``first`` when it is the first swept revision, else
+    ``swept``), ``lower_tokens`` (null for ``first``) and ``upper_tokens``. The lower end is the milestones
+    table's ``<milestone>_previous_tokens`` where it has that column (``milestones.uncertainty``), else the
+    model's swept revision before the milestone's in ``curves``; so every run has them, refined or not.
+    """
+    rows = []
+    for row in milestones.iter_rows(named=True):
+        tokens = curves.filter(pl.col("model") == row["model"]).sort("tokens")["tokens"].to_list()
+        for column, milestone in _MARK_MILESTONES.items():
+            upper = row.get(column)
+            if upper is None or upper not in tokens:
+                continue
+            previous = f"{milestone}_previous_tokens"
+            if previous in row:
+                lower = row[previous]
+            else:
+                index = tokens.index(upper)
+                lower = tokens[index - 1] if index else None
+            status = "first" if lower is None else "swept"
+            rows.append({"model": row["model"], "milestone": milestone, "status": status, "lower_tokens": lower,
+                         "upper_tokens": upper})  # fmt: skip
+    schema = {"model": pl.String, "milestone": pl.String, "status": pl.String, "lower_tokens": pl.Int64,
+              "upper_tokens": pl.Int64}  # fmt: skip
+    return pl.DataFrame(rows, schema=schema)
+
+
 def draw_milestone_brackets(axes: dict[str, plt.Axes], curves: pl.DataFrame, brackets: pl.DataFrame) -> None:
     """Each bracketed milestone as a horizontal bar from its lower to its upper revision's tokens.
 
-    ``axes``: the emergence panels by curve column; ``brackets``: the bracket table
-    (``contracts.BRACKET_COLUMNS``). Bars stack below the curves, one row per model
-    and milestone, in the model's line colour, labelled with the milestone.
+    ``axes``: the emergence panels by curve column; ``brackets``: rows of ``model``,
+    ``milestone``, ``status``, ``lower_tokens`` and ``upper_tokens`` (a refinement's
+    bracket table, ``contracts.BRACKET_COLUMNS``, or :func:`curve_brackets`). Bars stack
+    below the curves, one row per model and milestone, in the model's line colour,
+    labelled with the milestone, its marker at the upper end.
     """
     colours = {}
     for axis in axes.values():
         for line in axis.get_lines():
             if not line.get_label().startswith("_"):
                 colours[line.get_label()] = line.get_color()
+    markers = {_MARK_MILESTONES[mark.column]: mark for mark in MILESTONE_MARKS}
     limits = {panel: axis.get_ylim() for panel, axis in axes.items()}
     levels: dict[str, int] = {}
     for row in brackets.iter_rows(named=True):
-        if row["upper_tokens"] is None or row["milestone"] not in _BRACKET_PANELS:
+        panel = _BRACKET_PANELS.get(row["milestone"])
+        if row["upper_tokens"] is None or panel not in axes:
             continue
-        panel = _BRACKET_PANELS[row["milestone"]]
         bottom, top = limits[panel]
         levels[panel] = levels.get(panel, 0) + 1
-        y = bottom - 0.06 * levels[panel] * (top - bottom)
+        y = bottom - 0.07 * levels[panel] * (top - bottom)
         lower = row["lower_tokens"] if row["lower_tokens"] is not None else 0
         colour = colours.get(row["model"], "black")
         axis = axes[panel]
-        axis.plot([lower, row["upper_tokens"]], [y, y], color=colour, linewidth=2.5, marker="|", markersize=9)
-        label = f"{row['milestone']} ({row['status']})"
-        axis.annotate(label, (row["upper_tokens"], y), xytext=(4, -3), textcoords="offset points", fontsize=6)
-        axis.set_ylim(bottom - 0.06 * (levels[panel] + 1) * (top - bottom), top)
+        axis.plot(
+            [lower, row["upper_tokens"]], [y, y], color=colour, linewidth=2.5, marker="|", markersize=8, gid="bracket"
+        )
+        mark = markers.get(row["milestone"])
+        if mark is not None:
+            style = _mark_style(mark, colour)
+            size = mark.size * 0.6
+            axis.plot([row["upper_tokens"]], [y], marker=mark.marker, markersize=size, linestyle="none", zorder=5,
+                      gid="bracket", **style)  # fmt: skip
+        name = mark.label if mark is not None else row["milestone"].replace("_", " ")
+        label = name + ("" if row["status"] == "swept" else f" ({row['status']})")
+        axis.annotate(label, (row["upper_tokens"], y), xytext=(8, -3), textcoords="offset points", fontsize=6.5)
+        axis.set_ylim(bottom - 0.07 * (levels[panel] + 0.8) * (top - bottom), top)
+
+
+def _no_negative_ticks(axis: plt.Axes) -> None:
+    """Keep the y ticks at or above 0: the strip below 0 holds the brackets, not values."""
+    ticks = [tick for tick in axis.get_yticks() if 0 <= tick <= axis.get_ylim()[1]]
+    axis.yaxis.set_major_locator(FixedLocator(ticks))
+
+
+def _emergence_rows(curves: pl.DataFrame, groups: dict[str, str] | None) -> list[tuple[str, list[str]]]:
+    """The figure's rows: one per model, or per group for grouped models (``groups``: model -> group)."""
+    rows: dict[str, list[str]] = {}
+    for model in curves.sort("tokens")["model"].unique(maintain_order=True).to_list():
+        rows.setdefault((groups or {}).get(model, model), []).append(model)
+    return list(rows.items())
+
+
+def unreached_milestones(row: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The milestones one row of the milestones table did not reach, in words, by the emergence panel they belong
+    on: ``BOS t50 not reached (peak 0.31 at step250)``, ``causal: untestable``. Milestones the table has no
+    column for (a run without ablation has no causal one) are left out."""
+    notes: dict[str, list[str]] = {"bos_fraction": [], "induction_selective_heads": []}
+    for mark in MILESTONE_MARKS:
+        if mark.column not in row or row[mark.column] is not None:
+            continue
+        if mark.column == "causal_tokens":
+            state = row.get("causal_state") or "not reached"
+            notes[mark.curve].append(f"causal: {state}")
+        elif mark.column == "bos_t50_tokens" and row.get("bos_peak_fraction") is not None:
+            peak = f"peak {row['bos_peak_fraction']:.2f}" + (
+                f" at {row['bos_peak_revision']}" if row.get("bos_peak_revision") else ""
+            )
+            notes[mark.curve].append(f"BOS t50 not reached ({peak})")
+        else:
+            notes[mark.curve].append(f"{mark.label}: not reached")
+    return notes
+
+
+def _unreached_notes(axes: dict[str, plt.Axes], table: pl.DataFrame, colours: dict[str, str], named: bool) -> None:
+    """Write :func:`unreached_milestones` of each model of ``table`` in the top left of its panel (in the model's
+    colour, prefixed by its name when ``named``), so a milestone without a mark is still on the figure."""
+    lines: dict[str, list[tuple[str, str]]] = {panel: [] for panel in axes}
+    for row in table.iter_rows(named=True):
+        for panel, notes in unreached_milestones(row).items():
+            lines[panel] += [(f"{row['model']}: " * named + note, colours[row["model"]]) for note in notes]
+    for panel, notes in lines.items():
+        for index, (note, colour) in enumerate(notes):
+            axes[panel].annotate(
+                note, (0.01, 0.98), xycoords="axes fraction", xytext=(2, -2 - 10 * index), textcoords="offset points",
+                va="top", fontsize=7.5, color=colour, gid="unreached",
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1},
+            )  # fmt: skip
 
 
 def emergence_figure(
-    curves: pl.DataFrame, milestones: pl.DataFrame | None = None, bos_level: float = 0.5
+    curves: pl.DataFrame,
+    milestones: pl.DataFrame | None = None,
+    bos_level: float = 0.5,
+    brackets: pl.DataFrame | None = None,
+    groups: dict[str, str] | None = None,
 ) -> plt.Figure:
-    """BOS-head fraction and induction-selective head count against training tokens, one line per model.
+    """BOS-head fraction and induction-selective head count against training tokens: a row per model (or per group
+    of ``groups``, model -> group, with the group's min-max band), the two panels side by side.
 
-    ``milestones``: the milestones table; each model's first BOS head, BOS t50,
-    early screen and induction onset are marked on its curve (:data:`MILESTONE_MARKS`)
-    at the revision that reached them. ``bos_level``: the BOS t50 level, drawn as
-    a dashed line; the BOS axis fits the data and that line.
+    ``milestones``: the milestones table; each model's first BOS head, BOS t50, early
+    screen, induction onset and causal revision are marked on its curve
+    (:data:`MILESTONE_MARKS`) at the revision that reached them, and each one's
+    checkpoint bracket (the swept revision before it to its own) is drawn as a bar
+    under the curves (:func:`curve_brackets`; ``brackets``, a refinement's bracket
+    table, replaces the rows it holds). ``bos_level``: the BOS t50 level, drawn as a
+    dashed line; the BOS axis fits the data and that line. Each row's token axis
+    fits its own revisions. ``figure.axes`` lists the BOS and induction panel of each row in turn.
     """
-    figure, (bos, induction) = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
+    layout = _emergence_rows(curves, groups)
+    figure, grid = plt.subplots(
+        len(layout), 2, figsize=(11, 1.0 + 3.1 * len(layout)), squeeze=False, layout="constrained"
+    )
     colours: dict[str, str] = {}
     handles: list[Line2D] = []
-    for (model,), curve in curves.sort("tokens").group_by("model", maintain_order=True):
-        (line,) = bos.plot(curve["tokens"], curve["bos_fraction"], marker="o", markersize=3.5, label=model)
-        selective = curve["induction_selective_heads"]
-        induction.plot(curve["tokens"], selective, marker="o", markersize=3.5, color=line.get_color())
-        colours[model] = line.get_color()
-        handles.append(line)
-    axes = {"bos_fraction": bos, "induction_selective_heads": induction}
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    table = milestones if milestones is not None else pl.DataFrame({"model": []}, schema={"model": pl.String})
+    drawn = (
+        curve_brackets(curves, table)
+        if {mark.column for mark in MILESTONE_MARKS} & set(table.columns)
+        else pl.DataFrame()
+    )
+    if brackets is not None and drawn.height:
+        refined = brackets.select("model", "milestone").unique()
+        drawn = pl.concat(
+            [
+                drawn.join(refined, on=["model", "milestone"], how="anti"),
+                brackets.join(drawn.select("model", "milestone"), on=["model", "milestone"], how="semi")
+                .select(drawn.columns)
+                .cast(drawn.schema),
+            ],  # fmt: skip
+            how="vertical",
+        )
     used: set[str] = set()
-    rows = list((milestones if milestones is not None else pl.DataFrame()).iter_rows(named=True))
-    for mark in MILESTONE_MARKS:
-        for row in rows:
-            curve = curves.filter(pl.col("model") == row["model"])
-            tokens = row.get(mark.column)
-            at = curve.filter(pl.col("tokens") == tokens) if tokens is not None else curve.clear()
-            if at.height == 0:
-                continue
-            axes[mark.curve].plot(
-                [tokens],
-                [at[mark.curve][0]],
-                marker=mark.marker,
-                markersize=mark.size,
-                linestyle="none",
-                zorder=4 if mark.hollow else 5,
-                **_mark_style(mark, colours.get(row["model"], "black")),
-            )
-            used.add(mark.label)
-    bos.axhline(bos_level, color="0.35", linestyle="--", linewidth=1.0)
-    bos.annotate(
-        f"BOS t50 level ({bos_level:g})", (0.99, bos_level), xycoords=("axes fraction", "data"),
-        xytext=(0, 3), textcoords="offset points", ha="right", fontsize=8, color="0.35",
-    )  # fmt: skip
     top = max(float(curves["bos_fraction"].max() or 0.0), bos_level) * 1.12
-    bos.set_ylim(-0.03 * top, top)
-    bos.set_ylabel("BOS-head fraction (class first)")
-    induction.set_ylabel("induction-selective heads (any class)")
     most = max(int(curves["induction_selective_heads"].max() or 0), 1)
-    induction.set_ylim(-0.05 * most, 1.1 * most)
-    induction.yaxis.set_major_locator(MaxNLocator(integer=True))
-    for axis in (bos, induction):
-        _token_axis(axis, curves["tokens"])
+    for (name, models), (bos, induction) in zip(layout, grid, strict=True):
+        axes = {"bos_fraction": bos, "induction_selective_heads": induction}
+        rows = curves.filter(pl.col("model").is_in(models)).sort("tokens")
+        for model in models:
+            curve = rows.filter(pl.col("model") == model)
+            colour = palette[len(colours) % len(palette)]
+            colours[model] = colour
+            (line,) = bos.plot(curve["tokens"], curve["bos_fraction"], marker="o", markersize=3.5, label=model,
+                               color=colour)  # fmt: skip
+            induction.plot(curve["tokens"], curve["induction_selective_heads"], marker="o", markersize=3.5,
+                           color=colour, label=model)  # fmt: skip
+            handles.append(line)
+        if groups and any(model in groups for model in models):
+            draw_group_bands(axes, rows, {model: groups[model] for model in models if model in groups})
+        for mark in MILESTONE_MARKS:
+            if mark.column not in table.columns:
+                continue
+            for row in table.filter(pl.col("model").is_in(models)).iter_rows(named=True):
+                tokens = row.get(mark.column)
+                if tokens is None:
+                    continue
+                at = rows.filter((pl.col("model") == row["model"]) & (pl.col("tokens") == tokens))
+                if at.height == 0:
+                    continue
+                axes[mark.curve].plot(
+                    [tokens],
+                    [at[mark.curve][0]],
+                    marker=mark.marker,
+                    markersize=mark.size,
+                    linestyle="none",
+                    zorder=4 if mark.hollow else 5,
+                    **_mark_style(mark, colours[row["model"]]),
+                )
+                used.add(mark.label)
+        _unreached_notes(axes, table.filter(pl.col("model").is_in(models)), colours, len(models) > 1)
+        bos.axhline(bos_level, color="0.35", linestyle="--", linewidth=1.0)
+        bos.annotate(
+            f"BOS t50 level ({bos_level:g})", (0.99, bos_level), xycoords=("axes fraction", "data"),
+            xytext=(0, 3), textcoords="offset points", ha="right", fontsize=8, color="0.35",
+        )  # fmt: skip
+        bos.set_ylim(-0.03 * top, top)
+        induction.set_ylim(-0.05 * most, 1.1 * most)
+        induction.yaxis.set_major_locator(MaxNLocator(integer=True))
+        for axis in (bos, induction):
+            _token_axis(axis, rows["tokens"])
+        bos.set_ylabel("BOS-head fraction\n(class first)")
+        induction.set_ylabel("induction-selective heads\n(any class)")
+        bos.set_title(name, loc="left", fontsize=10, fontweight="bold")
+        if drawn.height:
+            draw_milestone_brackets(axes, rows, drawn.filter(pl.col("model").is_in(models)))
+        for axis in (bos, induction):
+            _no_negative_ticks(axis)
+    for axis in grid[:-1].ravel():
+        axis.set_xlabel("")
     for mark in MILESTONE_MARKS:
         if mark.label in used:
             style = _mark_style(mark, "0.3")
@@ -236,7 +419,19 @@ def emergence_figure(
                     [], [], marker=mark.marker, markersize=mark.size * 0.75, linestyle="none", label=mark.label, **style
                 )
             )
-    figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
+    if drawn.height:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="0.3",
+                linewidth=2.5,
+                marker="|",
+                markersize=8,
+                label="bracket: swept revision before the milestone to its own",
+            )  # fmt: skip
+        )
+    figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), fontsize=8, frameon=False)
     figure.suptitle("When do attention circuits form?")
     return figure
 
@@ -357,50 +552,126 @@ def trajectory_figure(heads: pl.DataFrame, model: str, class_selectivity: float 
     return figure
 
 
-def spectral_plot(heads: pl.DataFrame, spectral: pl.DataFrame, model: str, path: Path) -> None:
+def spectral_plot(
+    heads: pl.DataFrame, spectral: pl.DataFrame, model: str, path: Path, top_k: Sequence[int | float | str] = ()
+) -> None:
     """Write :func:`spectral_figure` to ``path``."""
-    _save(spectral_figure(heads, spectral, model), path)
+    _save(spectral_figure(heads, spectral, model, top_k), path)
 
 
-def spectral_figure(heads: pl.DataFrame, spectral: pl.DataFrame, model: str) -> plt.Figure:
-    """Mean participation ratio (+- 1 SD) of the heads of each final class against training tokens (the study's
-    tier-1 figure), with each head of the induction screen drawn alone (dotted).
+#: Final classes in the spectral figure's order (its small multiples and legend).
+_SPECTRAL_CLASSES: tuple[str, ...] = (*C.TARGETS, C.NO_CLASS)
+
+
+def spectral_figure(
+    heads: pl.DataFrame, spectral: pl.DataFrame, model: str, top_k: Sequence[int | float | str] = ()
+) -> plt.Figure:
+    """The spectral phase's ranking story: each head's participation-ratio integral against its rank, coloured by
+    its final class, screen heads ringed, the top-K cut of each ``top_k`` drawn (left); every head's PR trajectory,
+    a small panel per final class, screen heads in black (right).
 
     ``heads``: one model's classified heads (``layer``, ``head``, ``step``, ``tokens``, ``pr``);
-    ``spectral``: its ranking (``SPECTRAL_COLUMNS``: final class and screen membership).
+    ``spectral``: its ranking (``SPECTRAL_COLUMNS``: integral, rank, final class, screen membership);
+    ``top_k``: the final ablation's ``ablation.spectral_top_k`` (counts, shares of the heads or ``elbow``,
+    resolved as the ablation does, :func:`circuitsweep.heads.spectral.resolve_top_k`); a K at or above the
+    head count cuts nothing and is not drawn. An unranked model (too few revisions) gets the table's note in
+    place of the ranking. ``figure.axes[0]`` is the ranking panel, then one panel per class present.
     """
-    facts = spectral.filter(pl.col("model") == model).select("layer", "head", "final_class", "screen")
-    rows = heads.select("layer", "head", "step", "tokens", "pr").join(facts, on=["layer", "head"], how="inner")
-    if rows.height == 0:
-        raise ValueError(f"no participation ratios for model {model!r}")
+    facts = spectral.filter(pl.col("model") == model).sort("rank", "layer", "head")
+    rows = heads.select("layer", "head", "step", "tokens", "pr").join(
+        facts.select("layer", "head", "final_class", "screen"), on=["layer", "head"], how="inner"
+    )
+    if rows.height == 0 or facts.height == 0:
+        raise DataError(f"no participation ratios for model {model!r}")
     rows = rows.sort("tokens", "step")
-    figure, axis = plt.subplots(figsize=(8, 5))
-    handles, labels = [], []
-    for name in [*C.TARGETS, C.NO_CLASS]:
+    classes = [name for name in _SPECTRAL_CLASSES if name in set(facts["final_class"])]
+    columns = 2 if len(classes) > 1 else 1
+    grid_rows = -(-len(classes) // columns)
+    figure = plt.figure(figsize=(13, max(4.8, 2.3 * grid_rows + 0.8)), layout="constrained")
+    outer = figure.add_gridspec(1, 2, width_ratios=(1.15, 1.0))
+    ranking = figure.add_subplot(outer[0])
+    inner = outer[1].subgridspec(grid_rows, columns)
+    _ranking_panel(ranking, facts, classes, top_k)
+    ranking.set_title(f"{model}: heads ranked by their PR integral", fontsize=10)
+    top = float(rows["pr"].max() or 1.0) * 1.05
+    for index, name in enumerate(classes):
+        axis = figure.add_subplot(inner[index // columns, index % columns])
         of_class = rows.filter(pl.col("final_class") == name)
-        if of_class.height == 0:
-            continue
-        curve = of_class.group_by("step", "tokens", maintain_order=True).agg(
-            pl.col("pr").mean().alias("mean"), pl.col("pr").std(ddof=0).alias("sd")
+        for (_, _, member), one in of_class.group_by("layer", "head", "screen", maintain_order=True):
+            colour, width = ("black", 1.6) if member else (CLASS_COLOURS[name], 1.0)
+            style = {"alpha": 0.9, "zorder": 3} if member else {"alpha": 0.6, "zorder": 2}
+            axis.plot(one["tokens"], one["pr"], color=colour, linewidth=width, **style)
+        count = of_class.select("layer", "head").n_unique()
+        in_screen = of_class.filter(pl.col("screen")).select("layer", "head").n_unique()
+        title = f"{name}: {count} head{'s' if count != 1 else ''}" + (
+            f", {in_screen} in the screen (black)" if in_screen else ""
         )
-        colour = CLASS_COLOURS[name]
-        axis.plot(curve["tokens"], curve["mean"], color=colour, marker="o", markersize=3, linewidth=1.5)
-        axis.fill_between(
-            curve["tokens"], curve["mean"] - curve["sd"], curve["mean"] + curve["sd"], color=colour, alpha=0.15
-        )
-        handles.append(Line2D([], [], color=colour, marker="o", markersize=3))
-        labels.append(f"{name} ({of_class.select('layer', 'head').n_unique()})")
-    screen = rows.filter(pl.col("screen"))
-    for _, one in screen.group_by("layer", "head", maintain_order=True):
-        axis.plot(one["tokens"], one["pr"], color="black", linestyle=":", linewidth=1.0)
-    if screen.height:
-        handles.append(Line2D([], [], color="black", linestyle=":", linewidth=1.0))
-        labels.append(f"screen heads ({screen.select('layer', 'head').n_unique()}), each")
-    axis.set_ylabel("participation ratio at the query (mean +- 1 SD)")
-    _token_axis(axis, rows["tokens"])
-    axis.legend(handles, labels, title="final class (heads)", fontsize=8, loc="best")
-    axis.set_title(f"{model}: participation ratio across training, by final class")
+        axis.set_title(title, fontsize=9, color=CLASS_COLOURS[name] if name != C.NO_CLASS else "0.3")
+        axis.set_ylim(0, top)
+        _token_axis(axis, rows["tokens"])
+        axis.tick_params(labelsize=7)
+        axis.xaxis.label.set_fontsize(7)
+        if index % columns == 0:
+            axis.set_ylabel("PR at the query", fontsize=8)
+    figure.suptitle(f"{model}: the spectral phase (participation ratio of each head's output)", fontsize=11)
     return figure
+
+
+def _ranking_panel(
+    ranking: plt.Axes, facts: pl.DataFrame, classes: list[str], top_k: Sequence[int | float | str]
+) -> None:
+    """The left panel of :func:`spectral_figure`: integral against rank, screen heads ringed, top-K cuts dashed."""
+    from circuitsweep.heads.spectral import resolve_top_k
+
+    ranked = facts.filter(pl.col("rank").is_not_null())
+    if ranked.height == 0:
+        note = facts["note"][0] if "note" in facts.columns else None
+        ranking.text(
+            0.5, 0.5, "\n".join(textwrap.wrap(str(note or "not ranked"), 48)), transform=ranking.transAxes,
+            ha="center", va="center", fontsize=9, color="0.3",
+        )  # fmt: skip
+        ranking.set_axis_off()
+        return
+    n_heads = ranked.height
+    for name in classes:
+        of_class = ranked.filter(pl.col("final_class") == name)
+        ranking.scatter(
+            of_class["rank"], of_class["integral"], s=28, color=CLASS_COLOURS[name], edgecolors="none", zorder=3,
+            label=f"{name} ({of_class.height})",
+        )  # fmt: skip
+    screen = ranked.filter(pl.col("screen"))
+    if screen.height:
+        ranking.scatter(
+            screen["rank"], screen["integral"], s=110, facecolors="none", edgecolors="black", linewidths=1.6,
+            zorder=4, label=f"screen heads ({screen.height})",
+        )  # fmt: skip
+        for row in screen.iter_rows(named=True):
+            ranking.annotate(
+                f"L{row['layer']}H{row['head']}", (row["rank"], row["integral"]), xytext=(5, 4),
+                textcoords="offset points", fontsize=7,
+            )  # fmt: skip
+    high = float(ranked["integral"].max() or 0.0)
+    cuts = sorted(resolve_top_k(list(top_k), ranked["integral"].to_list()), key=lambda cut: cut.k)
+    for level, cut in enumerate(cut for cut in cuts if cut.k < n_heads):
+        ranking.axvline(cut.k + 0.5, color="0.25", linestyle="--", linewidth=1.2, gid="top_k")
+        held = screen.filter(pl.col("rank") <= cut.k).height
+        how = cut.describe(n_heads)
+        right = cut.k > n_heads / 2  # label on the line's left, inside the panel
+        ranking.annotate(
+            f"top {cut.k}: {held} of {screen.height} screen heads" + (f" ({how})" if how else ""),
+            (cut.k + 0.5, high), xytext=(-3 if right else 3, -2 - 11 * level), textcoords="offset points",
+            fontsize=7.5, va="top", ha="right" if right else "left", color="0.25",
+        )  # fmt: skip
+    uncut = "".join(f"; top {cut.k}: all {n_heads} heads, no cut" for cut in cuts if cut.k >= n_heads)
+    ranking.set_xlim(0, n_heads + 1)
+    ranking.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ranking.set_xlabel(f"rank by PR integral (1 = largest){uncut}")
+    ranking.set_ylabel("integral of max(PR - 1, 0) over ln(tokens)")
+    ranking.grid(True, alpha=0.3)
+    ranking.legend(
+        title="final class (heads)", fontsize=8, title_fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1),
+        ncol=4, frameon=False,
+    )  # fmt: skip
 
 
 def _kind_order(kinds: list[str]) -> list[str]:
@@ -427,16 +698,47 @@ def _panels(count: int, width: float = 4.2, height: float = 3.2) -> tuple[plt.Fi
     return figure, axes[:count]
 
 
-def primitive_gap_plot(gaps: pl.DataFrame, path: Path) -> None:
+#: Colour of the demonstration note: a light red, drawn under the data so it hides none of it.
+DEMONSTRATION_COLOUR = "#d98c8c"
+
+
+def demonstration_note(toys: Sequence[str], drawn: Sequence[str]) -> str:
+    """The note on each panel of a primitive figure that draws toy models ``toys`` among ``drawn``: toy models
+    have no tokenizer (their words are hashed to token ids), so their gaps exercise the pipeline and mean nothing."""
+    if len(toys) == len(drawn):
+        who = "toy models" if len(toys) > 1 else f"{toys[0]}: a toy model"
+        return f"DEMONSTRATION ONLY\n{who}, no tokenizer:\nthese gaps carry no meaning"
+    what = "a toy model" if len(toys) == 1 else "toy models"
+    return f"DEMONSTRATION ONLY for\n{', '.join(toys)}:\n{what}, no tokenizer:\ntheir gaps carry no meaning"
+
+
+def _demonstration_note(axes: Sequence[plt.Axes], drawn: list[str], demonstration: Sequence[str]) -> None:
+    """When any drawn model is one of ``demonstration``, write :func:`demonstration_note` across every panel of
+    ``axes`` (large, in :data:`DEMONSTRATION_COLOUR`, under the data, ``gid`` ``demonstration``): on the image
+    itself, in every panel, so no crop or caption can lose it."""
+    toys = [model for model in drawn if model in set(demonstration)]
+    if not toys:
+        return
+    note = demonstration_note(toys, drawn)
+    for axis in axes:
+        axis.text(
+            0.5, 0.5, note, transform=axis.transAxes, ha="center", va="center", fontsize=13, fontweight="bold",
+            color=DEMONSTRATION_COLOUR, zorder=0.5, gid="demonstration", linespacing=1.3,
+        )  # fmt: skip
+
+
+def primitive_gap_plot(gaps: pl.DataFrame, path: Path, demonstration: Sequence[str] = ()) -> None:
     """Write :func:`primitive_gap_figure` to ``path``."""
-    _save(primitive_gap_figure(gaps), path)
+    _save(primitive_gap_figure(gaps, demonstration), path)
 
 
-def primitive_gap_figure(gaps: pl.DataFrame) -> plt.Figure:
+def primitive_gap_figure(gaps: pl.DataFrame, demonstration: Sequence[str] = ()) -> plt.Figure:
     """Summary gap mean(0a) - mean(0b) against training tokens: one panel per score kind, one line per model.
 
     ``gaps``: the primitive gap table; the band is the Welch 95% interval. The
     models' legend sits outside the panels, one colour per model throughout.
+    ``demonstration``: models whose gap means nothing (toys); drawing one puts
+    :func:`demonstration_note` on the image.
     """
     missing = [
         c for c in ("layer", "model", "score_kind", "tokens", "gap", "ci_low", "ci_high") if c not in gaps.columns
@@ -461,6 +763,7 @@ def primitive_gap_figure(gaps: pl.DataFrame) -> plt.Figure:
     handles = [Line2D([], [], color=colour, marker="o", markersize=4, label=model) for model, colour in colours.items()]
     figure.legend(handles=handles, title="model", loc="outside right upper", fontsize=8)
     figure.suptitle("Primitive gap across training, per score kind (band: Welch 95% CI)")
+    _demonstration_note(axes, list(colours), demonstration)
     return figure
 
 
@@ -468,18 +771,23 @@ def primitive_gap_figure(gaps: pl.DataFrame) -> plt.Figure:
 _MODEL_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p")
 
 
-def primitive_scaling_plot(table: pl.DataFrame, path: Path, kinds: tuple[str, ...] | None = None) -> None:
+def primitive_scaling_plot(
+    table: pl.DataFrame, path: Path, kinds: tuple[str, ...] | None = None, demonstration: Sequence[str] = ()
+) -> None:
     """Write :func:`primitive_scaling_figure` to ``path``."""
-    _save(primitive_scaling_figure(table, kinds), path)
+    _save(primitive_scaling_figure(table, kinds, demonstration), path)
 
 
-def primitive_scaling_figure(table: pl.DataFrame, kinds: tuple[str, ...] | None = None) -> plt.Figure:
+def primitive_scaling_figure(
+    table: pl.DataFrame, kinds: tuple[str, ...] | None = None, demonstration: Sequence[str] = ()
+) -> plt.Figure:
     """The summary gap of each model's last revision against its parameters: one point per model, a panel per kind.
 
     ``table``: the primitive scaling table; ``kinds``: the score kinds drawn (default:
     every kind in the table). Models are separate points (a colour and a marker
     each), never joined: they differ in more than size. Error bars: the item +
     lexicon 95% interval where the table has it (representational kinds), else Welch's.
+    ``demonstration``: as :func:`primitive_gap_figure`.
     """
     drawn = table.filter(pl.col("parameters").is_not_null() & pl.col("gap").is_not_nan())
     present = drawn["score_kind"].unique().to_list()
@@ -519,4 +827,5 @@ def primitive_scaling_figure(table: pl.DataFrame, kinds: tuple[str, ...] | None 
     ]
     figure.legend(handles=handles, title="model (last revision)", loc="outside lower center", ncol=min(len(models), 5))
     figure.suptitle("Primitive gap against model size (bars: 95% CI, items + lexicon where computed)", fontsize=10)
+    _demonstration_note(axes, models, demonstration)
     return figure
