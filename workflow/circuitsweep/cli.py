@@ -839,7 +839,7 @@ def cmd_plot_spectral(args: argparse.Namespace) -> None:
     heads, spectral = read_table(Path(args.heads))[0], read_table(Path(args.spectral))[0]
     known_model(args, heads, "heads")
     known_model(args, spectral, "spectral")
-    spectral_plot(heads, spectral, args.model, Path(args.output))
+    spectral_plot(heads, spectral, args.model, Path(args.output), args.top_k)
 
 
 def cmd_final_ablation(args: argparse.Namespace) -> None:
@@ -895,7 +895,7 @@ def cmd_plot_primitive_gap(args: argparse.Namespace) -> None:
     from circuitsweep.io.tables import read_frame
     from circuitsweep.outputs.plots import primitive_gap_plot
 
-    primitive_gap_plot(read_frame(Path(args.gaps)), Path(args.output))
+    primitive_gap_plot(read_frame(Path(args.gaps)), Path(args.output), args.demonstration)
 
 
 def cmd_plot_primitive_scaling(args: argparse.Namespace) -> None:
@@ -904,7 +904,7 @@ def cmd_plot_primitive_scaling(args: argparse.Namespace) -> None:
     from circuitsweep.outputs.plots import primitive_scaling_plot
     from circuitsweep.primitives.scaling import PLOTTED_KINDS
 
-    primitive_scaling_plot(pl.read_csv(args.scaling), Path(args.output), PLOTTED_KINDS)
+    primitive_scaling_plot(pl.read_csv(args.scaling), Path(args.output), PLOTTED_KINDS, args.demonstration)
 
 
 def cmd_sweep_overhead(args: argparse.Namespace) -> None:
@@ -1212,11 +1212,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parquet", type=table_out, required=True)
     p.add_argument("--csv", type=csv_out, required=True)
 
-    p = add("plot-spectral", cmd_plot_spectral, "plot one model's participation ratio across training by final class")
+    p = add("plot-spectral", cmd_plot_spectral, "plot one model's PR-integral ranking and PR trajectories by class")
     p.add_argument("--heads", type=table["heads"], required=True, help="the model's classified heads (Parquet)")
     p.add_argument("--spectral", type=table["spectral"], required=True, help="the model's spectral ranking (Parquet)")
     p.add_argument("--model", type=Name(), required=True)
     p.add_argument("--output", type=figure, required=True)
+    p.add_argument("--top-k", type=Json(list), default=[], help="JSON: ablation.spectral_top_k, the top-K cuts drawn")
 
     p = add("final-ablation", cmd_final_ablation, "load the final revision once; run the study's ablation conditions")
     p.add_argument(
@@ -1267,10 +1268,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("plot-primitive-gap", cmd_plot_primitive_gap, "plot the summary primitive gap against tokens")
     p.add_argument("--gaps", type=table["gaps"], required=True, help="primitive_gaps.csv")
     p.add_argument("--output", type=figure, required=True)
+    p.add_argument(
+        "--demonstration", type=Json(list), default=[], help="JSON: models whose gaps mean nothing (toys), so labelled"
+    )
 
     p = add("plot-primitive-scaling", cmd_plot_primitive_scaling, "plot each model's last gap against its size")
     p.add_argument("--scaling", type=table["scaling"], required=True, help="primitive_scaling.csv")
     p.add_argument("--output", type=figure, required=True)
+    p.add_argument(
+        "--demonstration", type=Json(list), default=[], help="JSON: models whose gaps mean nothing (toys), so labelled"
+    )
 
     p = add("sweep-overhead", cmd_sweep_overhead, "compare job wall time with forward-pass time")
     p.add_argument("--scores", type=file, nargs="+", required=True, help="head-score Parquet files")

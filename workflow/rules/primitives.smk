@@ -56,6 +56,8 @@ rule plot_primitive_gap:
         PATHS.primitive_table(K.GAPS_CSV),
     output:
         report(PATHS.primitive_gap_plot(), caption="../report/primitive_gap.rst", category="Plots"),
+    params:
+        demonstration=as_json(primitive_jobs.demonstration_models(PLAN)),
     resources:
         attempt=attempt_resource,
         mem_mb=small_resource("plot_primitive_gap", "mem_mb"),
@@ -65,7 +67,8 @@ rule plot_primitive_gap:
     log:
         PATHS.log("plot_primitive_gap"),
     shell:
-        "python -m circuitsweep --attempt {resources.attempt} plot-primitive-gap --gaps {input:q} --output {output:q} > {log:q} 2>&1"
+        "python -m circuitsweep --attempt {resources.attempt} plot-primitive-gap --gaps {input:q} --output {output:q}"
+        " --demonstration {params.demonstration:q} > {log:q} 2>&1"
 
 
 rule plot_primitive_scaling:
@@ -73,6 +76,8 @@ rule plot_primitive_scaling:
         PATHS.primitive_table(K.SCALING_CSV),
     output:
         report(PATHS.primitive_scaling_plot(), caption="../report/primitive_scaling.rst", category="Plots"),
+    params:
+        demonstration=as_json(primitive_jobs.demonstration_models(PLAN)),
     resources:
         attempt=attempt_resource,
         mem_mb=small_resource("plot_primitive_scaling", "mem_mb"),
@@ -82,4 +87,5 @@ rule plot_primitive_scaling:
     log:
         PATHS.log("plot_primitive_scaling"),
     shell:
-        "python -m circuitsweep --attempt {resources.attempt} plot-primitive-scaling --scaling {input:q} --output {output:q} > {log:q} 2>&1"
+        "python -m circuitsweep --attempt {resources.attempt} plot-primitive-scaling --scaling {input:q} --output {output:q}"
+        " --demonstration {params.demonstration:q} > {log:q} 2>&1"

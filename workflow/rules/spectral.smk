@@ -54,6 +54,8 @@ rule plot_spectral:
             category="Plots",
             subcategory="{model}",
         ),
+    params:
+        top_k=as_json(list(PLAN.spectral_top_k)),
     resources:
         mem_mb=small_resource("plot_spectral", "mem_mb"),
         runtime=small_resource("plot_spectral", "runtime"),
@@ -63,4 +65,4 @@ rule plot_spectral:
         PATHS.log("plot_spectral/{model}"),
     shell:
         "python -m circuitsweep plot-spectral --heads {input.heads:q} --spectral {input.spectral:q}"
-        " --model {wildcards.model} --output {output:q} > {log:q} 2>&1"
+        " --model {wildcards.model} --output {output:q} --top-k {params.top_k:q} > {log:q} 2>&1"

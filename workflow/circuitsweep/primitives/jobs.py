@@ -16,6 +16,12 @@ def primitive_models(plan: Plan) -> list[str]:
     return [name for name, model in plan.models.items() if model.primitives["enabled"]]
 
 
+def demonstration_models(plan: Plan) -> list[str]:
+    """Measured models whose primitive gaps are a demonstration without meaning: toy sources, which have no
+    tokenizer (their words are hashed to token ids), so the figures say so on the image."""
+    return [name for name in primitive_models(plan) if plan.models[name].source["type"] == "toy"]
+
+
 def primitive_revisions(plan: Plan, model: str) -> list[Revision]:
     """The swept revisions of ``model`` that get primitive measurements (``primitives.revisions``)."""
     return stable_selection(
