@@ -388,6 +388,7 @@ def emergence_figure(
                     markersize=mark.size,
                     linestyle="none",
                     zorder=4 if mark.hollow else 5,
+                    gid=f"milestone:{_MARK_MILESTONES[mark.column]}",
                     **_mark_style(mark, colours[row["model"]]),
                 )
                 used.add(mark.label)
