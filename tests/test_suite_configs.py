@@ -112,6 +112,16 @@ def test_primitive_study_config_names_its_gated_repositories():
     }
     assert all([(r.name, r.step, r.tokens) for r in revs] == [("main", 0, 0)] for revs in plan.revisions.values())
     assert primitive_jobs.primitive_models(plan) == list(plan.models)
+    assert primitive_jobs.demonstration_models(plan) == []  # real tokenizers: their primitive figures mean something
+
+
+def test_the_default_toy_models_primitive_figures_are_demonstrations():
+    """The default config's toy models have no tokenizer: their primitive figures are labelled demonstrations."""
+    plan = plan_sweep(load_config(ROOT / "config" / "config.yaml"), ROOT)
+    toys = [name for name, model in plan.models.items() if model.source["type"] == "toy"]
+    assert toys and primitive_jobs.demonstration_models(plan) == [
+        name for name in primitive_jobs.primitive_models(plan) if name in toys
+    ]
 
 
 @pytest.mark.parametrize("config", SWEEP_CONFIGS)
