@@ -63,6 +63,34 @@ def test_batch_has_first_token_and_copies_at_random_offsets():
     assert len({dest - source for source, dest in pairs}) >= 20
 
 
+def test_chains_follow_the_permutation_and_the_first_id_is_ordinary_content():
+    """With chains, most rows hold a stretch where each token is the fixed permutation of the token two before it
+    (for at least chain_min - 2 positions in a row); with first_in_content the first token's id also occurs
+    after position 0, while position 0 still holds it."""
+    from circuitsweep.toy.data import chain_permutation
+
+    spec = ToySpec(
+        architecture="GPTNeoXForCausalLM", chain_spans=2, chain_min=8, chain_max=16, chain_fraction=1.0,
+        first_in_content=True, copy_fraction=0.0,
+    )  # fmt: skip
+    batch = synthetic_batch(spec, torch.Generator().manual_seed(0))
+    perm = chain_permutation(spec.first_token_id, spec.vocab_size, spec.chain_seed)
+    assert (batch[:, 0] == spec.first_token_id).all()
+    assert (batch[:, 1:] == spec.first_token_id).any()
+    longest = []
+    for row in batch.tolist():
+        run = best = 0
+        for t in range(2, len(row)):
+            run = run + 1 if row[t] == perm[row[t - 2] - spec.first_token_id] else 0
+            best = max(best, run)
+        longest.append(best)
+    assert sum(best >= spec.chain_min - 2 for best in longest) >= 0.9 * spec.batch
+    plain = synthetic_batch(
+        ToySpec(architecture="GPTNeoXForCausalLM", copy_fraction=0.0), torch.Generator().manual_seed(0)
+    )
+    assert plain[:, 1:].min() >= 2, "without first_in_content the first id is reserved"
+
+
 def test_same_seed_same_batches():
     """A generator seeded alike yields the same batches; another seed does not."""
     spec = ToySpec(architecture="GPTNeoXForCausalLM", batch=8)

@@ -38,6 +38,12 @@ class DemoData:
     span_min: int = 6
     span_max: int = 12
     first_token_id: int = 1
+    first_in_content: bool = False
+    chain_spans: int = 0
+    chain_min: int = 8
+    chain_max: int = 20
+    chain_fraction: float = 0.0
+    chain_seed: int = 0
 
 
 DEMO_DATA = DemoData()

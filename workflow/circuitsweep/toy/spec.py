@@ -38,6 +38,10 @@ class ToySpec:
 
     schedule: steps at which a checkpoint is published, ascending, starting at 0.
     n_spans, span_min, span_max, copy_fraction: the copied spans of the data.
+    chain_spans, chain_min, chain_max, chain_fraction, chain_seed: the skip-bigram chains
+    of the data (``toy.data``; 0 chains: none); first_in_content: the first token's id is
+    also an ordinary token (no head of layer 0 can then single out position 0).
+    weight_decay: AdamW's (decoupled) weight decay.
     rotary_fraction: share of each head's dims that get rotary (GPT-NeoX only).
     num_experts, experts_per_token: the MoE layers (OLMoE only).
     """
@@ -59,6 +63,13 @@ class ToySpec:
     span_min: int = 6
     span_max: int = 16
     copy_fraction: float = 0.9
+    chain_spans: int = 0
+    chain_min: int = 8
+    chain_max: int = 20
+    chain_fraction: float = 0.8
+    chain_seed: int = 12345
+    first_in_content: bool = False
+    weight_decay: float = 0.01
     rotary_fraction: float = 1.0
     num_experts: int = 4
     experts_per_token: int = 2
@@ -74,6 +85,10 @@ class ToySpec:
             raise ValueError(f"first_token_id {self.first_token_id} is outside the vocabulary")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
+        if self.chain_spans and not 3 <= self.chain_min <= self.chain_max < self.seq_len:
+            raise ValueError(
+                f"chain lengths {self.chain_min}..{self.chain_max} must satisfy 3 <= chain_min <= chain_max < seq_len"
+            )
 
     @property
     def tokens_per_step(self) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,30 +128,31 @@ def train_and_publish(
         torch.use_deterministic_algorithms(previous_deterministic)
 
 
-def _train(spec: ToySpec, hub_root: Path, repo_id: str, branch_format: str, progress: bool) -> list[dict[str, Any]]:
+def training_checkpoints(
+    spec: ToySpec, progress_label: str | None = None
+) -> Iterator[tuple[int, PreTrainedModel, float]]:
+    """Train ``spec``'s model and yield ``(step, model, cpu_seconds)`` at every step of ``spec.schedule``.
+
+    Step 0 is the initialisation; step s is the model after s AdamW updates on
+    batches ``[spec.batch, spec.seq_len]`` of :func:`synthetic_batch`. The model
+    is yielded in train mode and must not be changed by the caller (switch it to
+    eval and back is fine); cpu_seconds counts the optimizer steps so far.
+    With ``progress_label`` a line per tenth of the steps shows the loss.
+    """
     from circuitsweep.io.progress import LineProgress
 
     model = build_model(spec)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     generator = torch.Generator().manual_seed(spec.seed)
-    published: list[dict[str, Any]] = []
     last_step = spec.schedule[-1]
     cpu_seconds = 0.0
-    with (
-        tempfile.TemporaryDirectory(prefix="toy-ckpt-") as tmp,
-        LineProgress(last_step, f"train {repo_id}", unit="steps", enabled=progress, steps=10) as bar,
-    ):
+    label = progress_label or "train"
+    with LineProgress(last_step, label, unit="steps", enabled=progress_label is not None, steps=10) as bar:
         for step in range(last_step + 1):
             if step in spec.schedule:
-                files = _save_checkpoint(model, spec, step, Path(tmp) / f"step{step}")
-                branches = [branch_name(branch_format, step, spec.tokens_per_step)]
-                if step == last_step:
-                    branches.append("main")
-                for branch in branches:
-                    commit = local_hub.publish_revision(hub_root, repo_id, branch, files)
-                    tokens = step * spec.tokens_per_step
-                    published.append({"branch": branch, "step": step, "tokens": tokens, "commit": commit})
+                yield step, model, cpu_seconds
+                model.train()
             if step == last_step:
                 break
             start = time.process_time()
@@ -166,6 +168,23 @@ def _train(spec: ToySpec, hub_root: Path, repo_id: str, branch_format: str, prog
             bar.update(1)
             if step % 25 == 0:
                 bar.note(loss=f"{loss.item():.3f}", cpu_s=f"{cpu_seconds:.0f}")
+
+
+def _train(spec: ToySpec, hub_root: Path, repo_id: str, branch_format: str, progress: bool) -> list[dict[str, Any]]:
+    published: list[dict[str, Any]] = []
+    last_step = spec.schedule[-1]
+    cpu_seconds = 0.0
+    with tempfile.TemporaryDirectory(prefix="toy-ckpt-") as tmp:
+        for step, model, cpu_so_far in training_checkpoints(spec, f"train {repo_id}" if progress else None):
+            cpu_seconds = cpu_so_far
+            files = _save_checkpoint(model, spec, step, Path(tmp) / f"step{step}")
+            branches = [branch_name(branch_format, step, spec.tokens_per_step)]
+            if step == last_step:
+                branches.append("main")
+            for branch in branches:
+                commit = local_hub.publish_revision(hub_root, repo_id, branch, files)
+                tokens = step * spec.tokens_per_step
+                published.append({"branch": branch, "step": step, "tokens": tokens, "commit": commit})
     if progress:
         print(f"{repo_id}: {last_step} steps in {cpu_seconds:.1f} CPU s, {len(published)} revisions published")
     return published
