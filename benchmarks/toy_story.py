@@ -1,0 +1,109 @@
+"""What a toy recipe's training shows, checkpoint by checkpoint: the tool behind docs/methods.md ("The toy suite").
+
+Trains one toy model of a config (the default: ``config/config.yaml``) with its
+``toy:`` settings, optionally changed by ``--toy JSON``, and classifies every
+head at each checkpoint of the schedule with that config's probes and
+thresholds, in memory (no hub, no Snakemake). Prints one line per checkpoint:
+the step, the mean training loss of the last 20 steps, and per layer the
+class-first (BOS) heads, the induction-class heads and the screen heads
+(induction selectivity >= ``thresholds.induction_circuit``, any class), then the
+whole-model BOS fraction; at the end the CPU seconds of training (one thread,
+deterministic, as the workflow trains) and the milestones the sweep would read
+from these checkpoints (induction onset, first BOS head, BOS t50 and its ratio).
+
+    python benchmarks/toy_story.py --model toy-gptneox
+    python benchmarks/toy_story.py --model toy-gptneox --toy '{"num_layers": 4, "batch": 32, "lr": 0.004,
+        "chain_spans": 2, "first_in_content": true, "schedule": [0, 100, 200, 300, 400, 600]}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import polars as pl
+import torch
+
+import circuitsweep as cs
+from circuitsweep.config.load import load_config, study_defaults
+from circuitsweep.config.thresholds import MilestoneThresholds
+from circuitsweep.toy.data import synthetic_batch
+from circuitsweep.toy.spec import ToySpec
+from circuitsweep.toy.train import training_checkpoints
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def layer_counts(heads: pl.DataFrame, n_layers: int, condition: pl.Expr) -> list[int]:
+    """Heads meeting ``condition`` in each layer, ``[n_layers]``."""
+    chosen = heads.filter(condition)["layer"].to_list()
+    return [chosen.count(layer) for layer in range(n_layers)]
+
+
+def story(config_path: Path, model_name: str, overrides: dict) -> list[dict]:
+    """Train and classify; one dict per checkpoint (step, loss, bos, induction, screen, bos_fraction, cpu_s)."""
+    config = load_config(config_path)
+    entry = config["models"][model_name]
+    spec = ToySpec.from_dict({**entry.get("toy", {}), **overrides, "architecture": entry["architecture"]})
+    probes = cs.study_probes(**config.get("probes", {}))
+    thresholds = cs.study_thresholds(**config.get("thresholds", {}))
+    screen_at = thresholds.induction_circuit
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    rows = []
+    for step, model, cpu_s in training_checkpoints(spec):
+        model.eval()
+        heads = cs.measure_heads(model, probes, first_token=spec.first_token_id, thresholds=thresholds)
+        with torch.inference_mode():
+            batch = synthetic_batch(spec, torch.Generator().manual_seed(10_000 + step))
+            loss = float(model(input_ids=batch, labels=batch).loss)
+        bos = layer_counts(heads, spec.num_layers, pl.col("class") == "first")
+        rows.append(
+            {
+                "step": step,
+                "loss": round(loss, 3),
+                "bos": bos,
+                "induction": layer_counts(heads, spec.num_layers, pl.col("induction_selective")),
+                "screen": layer_counts(heads, spec.num_layers, pl.col("sel_induction") >= screen_at),
+                "bos_fraction": round(sum(bos) / heads.height, 3),
+                "cpu_s": round(cpu_s, 1),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def milestones(rows: list[dict], onset_heads: int) -> dict:
+    """Induction onset (first step with >= onset_heads induction-selective heads), first BOS head, BOS t50, ratio."""
+    onset = next((r["step"] for r in rows if sum(r["induction"]) >= onset_heads), None)
+    first_bos = next((r["step"] for r in rows if sum(r["bos"]) > 0), None)
+    t50 = next((r["step"] for r in rows if r["bos_fraction"] >= 0.5), None)
+    ratio = round(t50 / onset, 2) if t50 is not None and onset else None
+    return {"induction_onset": onset, "first_bos_head": first_bos, "bos_t50": t50, "t50_over_onset": ratio}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=REPO / "config" / "config.yaml")
+    parser.add_argument("--model", required=True, help="a toy model of the config, e.g. toy-gptneox")
+    parser.add_argument("--toy", default="{}", help="JSON object of toy keys that replace the config's")
+    args = parser.parse_args(argv)
+    try:
+        overrides = json.loads(args.toy)
+    except json.JSONDecodeError as error:
+        print(f"--toy: not JSON ({error})", file=sys.stderr)
+        return 2
+    if not isinstance(overrides, dict):
+        print("--toy: give a JSON object of toy keys", file=sys.stderr)
+        return 2
+    rows = story(args.config, args.model, overrides)
+    thresholds = {**study_defaults("thresholds"), **load_config(args.config).get("thresholds", {})}
+    onset_heads = MilestoneThresholds.from_dict(thresholds).induction_onset_heads
+    print(json.dumps({"cpu_s": rows[-1]["cpu_s"], **milestones(rows, onset_heads)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
