@@ -22,6 +22,7 @@ from report_dom import chromium, render
 from runenv import job_env, job_logs, run_results
 
 from circuitsweep.config.load import load_config
+from circuitsweep.heads.spectral import share_k
 from circuitsweep.io import contracts as C
 from circuitsweep.io.tables import read_table
 from circuitsweep.plan.sweep import plan_sweep
@@ -383,7 +384,8 @@ def test_toy_induction_heads_form_in_a_phase_transition(toy_run):
 
 def test_default_run_writes_the_spectral_phase_and_the_final_ablation(toy_run):
     """The default run ranks every head by its PR integral, draws each model's PR figure and ablates each
-    model's final revision under the study's conditions (spectral picks for K = 45 and 6, the screen)."""
+    model's final revision under the study's conditions (spectral picks for the study's K = 45 and 6 of 256 heads
+    as shares of each toy's heads, each with its matched-random control; the screen)."""
     paths = C.Paths(toy_run)
     spectral = pl.read_csv(paths.spectral_table("csv"))
     assert sorted(set(spectral["model"])) == ["toy-gptneox", "toy-olmo", "toy-olmoe"]
@@ -392,7 +394,13 @@ def test_default_run_writes_the_spectral_phase_and_the_final_ablation(toy_run):
         assert paths.spectral_plot(model).is_file()
     table = pl.read_csv(paths.final_ablation_table("csv"))
     assert sorted(set(table["model"])) == ["toy-gptneox", "toy-olmo", "toy-olmoe"]
-    assert set(table.filter(pl.col("condition") == "spectral_top")["k"]) == {45, 6}
+    heads = {"toy-gptneox": 16, "toy-olmo": 16, "toy-olmoe": 8}
+    for model, n_heads in heads.items():
+        picks = table.filter((pl.col("condition") == "spectral_top") & (pl.col("model") == model))
+        assert set(picks["k"]) == {share_k(0.176, n_heads), share_k(0.0234, n_heads)}, model  # the config's shares
+        assert (picks["shortfall"] == 0).all() and (picks["n_ablated"] == picks["k"]).all(), picks
+        draws = table.filter((pl.col("condition") == "spectral_random") & (pl.col("model") == model))
+        assert draws.height and (draws["shortfall"] == 0).all(), draws  # every pick has its matched control
     assert paths.final_ablation_table("md").is_file() and paths.final_ablation_table("parquet").is_file()
 
 
