@@ -118,7 +118,7 @@ def test_notebook_plots_draw_a_sweeps_figures(sweep, tmp_path):  # noqa: F811
     the run's figures; a model not in the run is named in the error."""
     write_results(tmp_path / "results", sweep[0])
     emergence = cs.plot_emergence(tmp_path / "results")
-    assert [axis.get_ylabel() for axis in emergence.axes[:2]] == [
+    assert [" ".join(axis.get_ylabel().split()) for axis in emergence.axes[:2]] == [
         "BOS-head fraction (class first)",
         "induction-selective heads (any class)",
     ]

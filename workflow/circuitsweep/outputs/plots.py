@@ -662,6 +662,7 @@ def _ranking_panel(
             f"top {cut.k}: {held} of {screen.height} screen heads" + (f" ({how})" if how else ""),
             (cut.k + 0.5, high), xytext=(-3 if right else 3, -2 - 11 * level), textcoords="offset points",
             fontsize=7.5, va="top", ha="right" if right else "left", color="0.25",
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.0},
         )  # fmt: skip
     uncut = "".join(f"; top {cut.k}: all {n_heads} heads, no cut" for cut in cuts if cut.k >= n_heads)
     ranking.set_xlim(0, n_heads + 1)
