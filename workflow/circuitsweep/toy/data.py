@@ -18,8 +18,9 @@ Two options shape when the toy's heads form (docs/methods.md, "The toy suite"):
   previous-token heads form within the first hundred steps, and the induction
   heads that build on them soon after;
 - ``first_in_content``: the first token's id is drawn as an ordinary token
-  too, so position 0 cannot be told from its id alone and no head of layer 0
-  can single it out (the study's layer floor: no BOS head in layer 0).
+  too, so position 0 cannot be told from its id alone: a layer-0 head can find
+  it only as the farthest token (the study's layer floor: no BOS head in the
+  first layers).
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ class ToySpec:
     n_spans, span_min, span_max, copy_fraction: the copied spans of the data.
     chain_spans, chain_min, chain_max, chain_fraction, chain_seed: the skip-bigram chains
     of the data (``toy.data``; 0 chains: none); first_in_content: the first token's id is
-    also an ordinary token (no head of layer 0 can then single out position 0).
+    also an ordinary token (layer 0 cannot then single out position 0 by its id).
     weight_decay: AdamW's (decoupled) weight decay.
     rotary_fraction: share of each head's dims that get rotary (GPT-NeoX only).
     num_experts, experts_per_token: the MoE layers (OLMoE only).
