@@ -29,6 +29,7 @@ import torch
 import circuitsweep as cs
 from circuitsweep.config.load import load_config, study_defaults
 from circuitsweep.config.thresholds import MilestoneThresholds
+from circuitsweep.errors import ConfigError
 from circuitsweep.toy.data import synthetic_batch
 from circuitsweep.toy.spec import ToySpec
 from circuitsweep.toy.train import training_checkpoints
@@ -42,11 +43,14 @@ def layer_counts(heads: pl.DataFrame, n_layers: int, condition: pl.Expr) -> list
     return [chosen.count(layer) for layer in range(n_layers)]
 
 
-def story(config_path: Path, model_name: str, overrides: dict) -> list[dict]:
-    """Train and classify; one dict per checkpoint (step, loss, bos, induction, screen, bos_fraction, cpu_s)."""
-    config = load_config(config_path)
+def toy_spec(config: dict, model_name: str, overrides: dict) -> ToySpec:
+    """The spec of ``model_name``'s toy in ``config``, its ``toy:`` keys replaced by ``overrides``."""
     entry = config["models"][model_name]
-    spec = ToySpec.from_dict({**entry.get("toy", {}), **overrides, "architecture": entry["architecture"]})
+    return ToySpec.from_dict({**entry.get("toy", {}), **overrides, "architecture": entry["architecture"]})
+
+
+def story(config: dict, spec: ToySpec) -> list[dict]:
+    """Train and classify; one dict per checkpoint (step, loss, bos, induction, screen, bos_fraction, cpu_s)."""
     probes = cs.study_probes(**config.get("probes", {}))
     thresholds = cs.study_thresholds(**config.get("thresholds", {}))
     screen_at = thresholds.induction_circuit
@@ -98,8 +102,23 @@ def main(argv: list[str] | None = None) -> int:
     if not isinstance(overrides, dict):
         print("--toy: give a JSON object of toy keys", file=sys.stderr)
         return 2
-    rows = story(args.config, args.model, overrides)
-    thresholds = {**study_defaults("thresholds"), **load_config(args.config).get("thresholds", {})}
+    try:
+        config = load_config(args.config)
+    except (OSError, ConfigError) as error:
+        print(f"--config {args.config}: {error}", file=sys.stderr)
+        return 2
+    entry = config.get("models", {}).get(args.model)
+    if not isinstance(entry, dict) or "toy" not in entry:
+        toys = sorted(name for name, model in config.get("models", {}).items() if "toy" in model)
+        print(f"--model {args.model!r}: not a toy model of {args.config} (toys: {', '.join(toys)})", file=sys.stderr)
+        return 2
+    try:
+        spec = toy_spec(config, args.model, overrides)
+    except (ValueError, TypeError) as error:
+        print(f"--toy: {error}", file=sys.stderr)
+        return 2
+    rows = story(config, spec)
+    thresholds = {**study_defaults("thresholds"), **config.get("thresholds", {})}
     onset_heads = MilestoneThresholds.from_dict(thresholds).induction_onset_heads
     print(json.dumps({"cpu_s": rows[-1]["cpu_s"], **milestones(rows, onset_heads)}))
     return 0

@@ -65,7 +65,8 @@ def test_training_checkpoints_are_the_published_ones(tmp_path):
 
 def test_command_prints_a_line_per_checkpoint_and_the_milestones():
     """A short run of the default config's toy-olmo prints one JSON line per checkpoint (BOS, induction and
-    screen heads per layer) and a last line with the CPU seconds and the milestones; bad --toy is one line, exit 2."""
+    screen heads per layer) and a last line with the CPU seconds and the milestones; a bad --toy, --model or --config
+    is one line naming it, exit 2, before any training."""
     toy = json.dumps({"schedule": [0, 3, 6], "batch": 4})
     proc = subprocess.run([sys.executable, str(SCRIPT), "--model", "toy-olmo", "--toy", toy],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
@@ -76,6 +77,13 @@ def test_command_prints_a_line_per_checkpoint_and_the_milestones():
         assert len(line["bos"]) == len(line["induction"]) == len(line["screen"]) == 2
         assert 0 <= line["bos_fraction"] <= 1
     assert set(lines[-1]) == {"cpu_s", "induction_onset", "first_bos_head", "bos_t50", "t50_over_onset"}
-    bad = subprocess.run([sys.executable, str(SCRIPT), "--model", "toy-olmo", "--toy", "[1]"],
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--toy" in bad.stderr
+    for args, named in [
+        (["--model", "toy-olmo", "--toy", "[1]"], "--toy"),
+        (["--model", "toy-olmo", "--toy", '{"num_heads": 7}'], "num_heads 7"),
+        (["--model", "toy-olmo", "--toy", '{"bogus": 1}'], "bogus"),
+        (["--model", "nosuch"], "toy-gptneox, toy-olmo, toy-olmoe"),
+        (["--model", "toy-olmo", "--config", "/nonexistent.yaml"], "/nonexistent.yaml"),
+    ]:
+        bad = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 2, (args, bad.stderr[-2000:])
+        assert bad.stderr.strip().count("\n") == 0 and named in bad.stderr, (args, bad.stderr)
