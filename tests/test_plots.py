@@ -469,6 +469,27 @@ def test_spectral_figure_ranks_heads_rings_the_screen_and_draws_the_top_k_cuts(s
     plt.close(figure)
 
 
+def test_spectral_figure_draws_only_its_models_trajectories(sweep):
+    """Given a run's heads table of several models (as the CLI may be), each class panel draws one line per head of
+    the asked model, not the other models' revisions folded into it."""
+    from circuitsweep.heads.spectral import model_spectral
+    from circuitsweep.outputs.plots import spectral_figure
+
+    heads = sweep[0]
+    spectral = model_spectral(heads, "m", CLASSIFY.induction_circuit)
+    assert set(heads["model"]) == {"m"}
+    both = pl.concat([heads, heads.with_columns(pl.lit("other").alias("model"), (pl.col("pr") * 3 + 7).alias("pr"))])
+    figure = spectral_figure(both, spectral, "m")
+    per_class = spectral.group_by("final_class").len()
+    for axis in figure.axes[1:]:
+        name = axis.get_title().split(":")[0]
+        expected = per_class.filter(pl.col("final_class") == name)["len"][0]
+        assert len(axis.get_lines()) == expected, name
+        top = max(max(line.get_ydata()) for line in axis.get_lines())
+        assert top <= heads["pr"].max() + 1e-9, name
+    plt.close(figure)
+
+
 def test_top_k_cut_shows_on_the_image(sweep):
     """The top-K cut is visible on the image: the pixel column just after rank K in the ranking panel is mostly
     dark (the dashed line) with the cut, and hardly without it."""

@@ -579,6 +579,8 @@ def spectral_figure(
     place of the ranking. ``figure.axes[0]`` is the ranking panel, then one panel per class present.
     """
     facts = spectral.filter(pl.col("model") == model).sort("rank", "layer", "head")
+    if "model" in heads.columns:
+        heads = heads.filter(pl.col("model") == model)
     rows = heads.select("layer", "head", "step", "tokens", "pr").join(
         facts.select("layer", "head", "final_class", "screen"), on=["layer", "head"], how="inner"
     )
@@ -654,7 +656,7 @@ def _ranking_panel(
     high = float(ranked["integral"].max() or 0.0)
     cuts = sorted(resolve_top_k(list(top_k), ranked["integral"].to_list()), key=lambda cut: cut.k)
     for level, cut in enumerate(cut for cut in cuts if cut.k < n_heads):
-        ranking.axvline(cut.k + 0.5, color="0.25", linestyle="--", linewidth=1.2, gid="top_k")
+        ranking.axvline(cut.k + 0.5, color="0.25", linestyle="--", linewidth=1.2, gid="top_k", zorder=1.2)
         held = screen.filter(pl.col("rank") <= cut.k).height
         how = cut.describe(n_heads)
         right = cut.k > n_heads / 2  # label on the line's left, inside the panel
@@ -662,7 +664,7 @@ def _ranking_panel(
             f"top {cut.k}: {held} of {screen.height} screen heads" + (f" ({how})" if how else ""),
             (cut.k + 0.5, high), xytext=(-3 if right else 3, -2 - 11 * level), textcoords="offset points",
             fontsize=7.5, va="top", ha="right" if right else "left", color="0.25",
-            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.0},
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.0}, zorder=2,
         )  # fmt: skip
     uncut = "".join(f"; top {cut.k}: all {n_heads} heads, no cut" for cut in cuts if cut.k >= n_heads)
     ranking.set_xlim(0, n_heads + 1)
