@@ -4,9 +4,10 @@ Trains one toy model of a config (the default: ``config/config.yaml``) with its
 ``toy:`` settings, optionally changed by ``--toy JSON``, and classifies every
 head at each checkpoint of the schedule with that config's probes and
 thresholds, in memory (no hub, no Snakemake). Prints one line per checkpoint:
-the step, the mean training loss of the last 20 steps, and per layer the
-class-first (BOS) heads, the induction-class heads and the screen heads
-(induction selectivity >= ``thresholds.induction_circuit``, any class), then the
+the step, the loss on a fresh training batch, and per layer the class-first
+(BOS) heads, the class-previous heads, the induction-selective heads (any
+class) and the screen heads (induction selectivity >=
+``thresholds.induction_circuit``, any class), then the
 whole-model BOS fraction; at the end the CPU seconds of training (one thread,
 deterministic, as the workflow trains) and the milestones the sweep would read
 from these checkpoints (induction onset, first BOS head, BOS t50 and its ratio).
@@ -19,6 +20,7 @@ from these checkpoints (induction onset, first BOS head, BOS t50 and its ratio).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
@@ -27,7 +29,7 @@ import polars as pl
 import torch
 
 import circuitsweep as cs
-from circuitsweep.config.load import load_config, study_defaults
+from circuitsweep.config.load import load_config, study_defaults, validate_schema
 from circuitsweep.config.thresholds import MilestoneThresholds
 from circuitsweep.errors import ConfigError
 from circuitsweep.toy.data import synthetic_batch
@@ -44,13 +46,21 @@ def layer_counts(heads: pl.DataFrame, n_layers: int, condition: pl.Expr) -> list
 
 
 def toy_spec(config: dict, model_name: str, overrides: dict) -> ToySpec:
-    """The spec of ``model_name``'s toy in ``config``, its ``toy:`` keys replaced by ``overrides``."""
+    """The spec of ``model_name``'s toy in ``config``, its ``toy:`` keys replaced by ``overrides``.
+
+    The changed config is checked against the workflow's schema first, so a value the workflow
+    would refuse (a negative batch, a chain count that is not a number) is refused here too.
+    """
     entry = config["models"][model_name]
-    return ToySpec.from_dict({**entry.get("toy", {}), **overrides, "architecture": entry["architecture"]})
+    toy = {**entry.get("toy", {}), **overrides}
+    checked = copy.deepcopy(config)
+    checked["models"][model_name] = {**entry, "toy": toy}
+    validate_schema(checked)
+    return ToySpec.from_dict({**toy, "architecture": entry["architecture"]})
 
 
 def story(config: dict, spec: ToySpec) -> list[dict]:
-    """Train and classify; one dict per checkpoint (step, loss, bos, induction, screen, bos_fraction, cpu_s)."""
+    """Train and classify; a dict per checkpoint (step, loss, bos, previous, induction, screen, bos_fraction, cpu_s)."""
     probes = cs.study_probes(**config.get("probes", {}))
     thresholds = cs.study_thresholds(**config.get("thresholds", {}))
     screen_at = thresholds.induction_circuit
@@ -69,6 +79,7 @@ def story(config: dict, spec: ToySpec) -> list[dict]:
                 "step": step,
                 "loss": round(loss, 3),
                 "bos": bos,
+                "previous": layer_counts(heads, spec.num_layers, pl.col("class") == "previous"),
                 "induction": layer_counts(heads, spec.num_layers, pl.col("induction_selective")),
                 "screen": layer_counts(heads, spec.num_layers, pl.col("sel_induction") >= screen_at),
                 "bos_fraction": round(sum(bos) / heads.height, 3),
@@ -115,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = toy_spec(config, args.model, overrides)
     except (ValueError, TypeError) as error:
-        print(f"--toy: {error}", file=sys.stderr)
+        problems = [line.strip(" -") for line in str(error).splitlines()]
+        print(f"--toy: {'; '.join(problems[1:] if len(problems) > 1 else problems)}", file=sys.stderr)
         return 2
     rows = story(config, spec)
     thresholds = {**study_defaults("thresholds"), **config.get("thresholds", {})}

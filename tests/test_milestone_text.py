@@ -233,3 +233,16 @@ def test_a_summary_line_too_long_for_the_console_puts_the_causal_milestone_on_it
     assert len(lines) == 2 and lines[1].startswith("  causal not reached (")
     assert max(map(len, lines)) <= SUMMARY_LINE_CHARS
     assert len(summary_line(table(REACHED).row(0, named=True)).splitlines()) == 1
+
+
+def test_how_sure_says_an_untestable_causal_milestone_is_untestable():
+    """The "How sure" row of a causal milestone no revision could test reads "untestable", as the milestones table
+    does, not "not reached after the last swept revision" (which would claim it was tested and failed)."""
+    from circuitsweep.milestones.text import uncertainty_row
+
+    row = {"causal_revision": None, "causal_previous_revision": None, "causal_tokens": None,
+           "causal_previous_tokens": None, "causal_state": "untestable"}  # fmt: skip
+    cells = uncertainty_row(row, "causal")
+    assert cells["reached at"] == "untestable" and "after the last swept revision" not in cells["bracket"]
+    failed = uncertainty_row({**row, "causal_state": "not reached"}, "causal")
+    assert failed["reached at"] == "not reached" and failed["bracket"] == "after the last swept revision"

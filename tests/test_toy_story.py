@@ -74,7 +74,7 @@ def test_command_prints_a_line_per_checkpoint_and_the_milestones(capsys):
     lines = [json.loads(line) for line in proc.stdout.strip().splitlines()]
     assert [line["step"] for line in lines[:-1]] == [0, 3, 6]
     for line in lines[:-1]:
-        assert len(line["bos"]) == len(line["induction"]) == len(line["screen"]) == 2
+        assert len(line["bos"]) == len(line["previous"]) == len(line["induction"]) == len(line["screen"]) == 2
         assert 0 <= line["bos_fraction"] <= 1
     assert set(lines[-1]) == {"cpu_s", "induction_onset", "first_bos_head", "bos_t50", "t50_over_onset"}
     main = _load_script().main
@@ -82,6 +82,8 @@ def test_command_prints_a_line_per_checkpoint_and_the_milestones(capsys):
         (["--model", "toy-olmo", "--toy", "[1]"], "--toy"),
         (["--model", "toy-olmo", "--toy", '{"num_heads": 7}'], "num_heads 7"),
         (["--model", "toy-olmo", "--toy", '{"bogus": 1}'], "bogus"),
+        (["--model", "toy-olmo", "--toy", '{"batch": -1}'], "batch"),
+        (["--model", "toy-olmo", "--toy", '{"chain_spans": "a"}'], "chain_spans"),
         (["--model", "nosuch"], "toy-gptneox, toy-olmo, toy-olmoe"),
         (["--model", "toy-olmo", "--config", "/nonexistent.yaml"], "/nonexistent.yaml"),
     ]:

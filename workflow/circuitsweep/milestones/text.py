@@ -175,6 +175,9 @@ def uncertainty_row(row: Mapping[str, Any], milestone: str) -> dict[str, str] | 
     if previous not in row:
         return None
     reached = row[f"{milestone}_revision"]
+    if milestone == "causal" and row.get("causal_state") == "untestable":
+        untestable = {"reached at": "untestable", "bracket": "no revision could be tested"}
+        return {"milestone": _UNCERTAIN[milestone], **untestable, "bootstrap": "rests on the ablation"}
     if reached is None:
         bracket = "after the last swept revision"
     elif row[previous] is None:
