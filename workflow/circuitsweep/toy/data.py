@@ -25,28 +25,12 @@ Two options shape when the toy's heads form (docs/methods.md, "The toy suite"):
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import torch
 
-
-class BatchSettings(Protocol):
-    """What :func:`synthetic_batch` reads: a :class:`~circuitsweep.toy.spec.ToySpec` or the demo's data settings."""
-
-    vocab_size: int
-    seq_len: int
-    batch: int
-    first_token_id: int
-    first_in_content: bool
-    chain_spans: int
-    chain_min: int
-    chain_max: int
-    chain_fraction: float
-    chain_seed: int
-    copy_fraction: float
-    n_spans: int
-    span_min: int
-    span_max: int
+if TYPE_CHECKING:
+    from circuitsweep.toy.spec import ToySpec
 
 
 #: Token ids below this are reserved (0: padding/eos, 1: the default first token).
@@ -98,7 +82,7 @@ def write_chains(
         tokens[start : start + size] = torch.tensor(row[start : start + size], dtype=tokens.dtype)
 
 
-def synthetic_batch(spec: BatchSettings, generator: torch.Generator) -> torch.Tensor:
+def synthetic_batch(spec: ToySpec, generator: torch.Generator) -> torch.Tensor:
     """A training batch ``LongTensor [spec.batch, spec.seq_len]`` drawn from ``generator``.
 
     Row b: position 0 = ``spec.first_token_id``; positions 1.. random tokens in

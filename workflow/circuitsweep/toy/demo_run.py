@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,29 +23,11 @@ from circuitsweep.errors import ConfigError
 from circuitsweep.io.atomic import atomic_write_text
 from circuitsweep.io.names import unsafe_reason
 from circuitsweep.toy.data import synthetic_batch
+from circuitsweep.toy.spec import ToySpec
 
-
-@dataclass(frozen=True)
-class DemoData:
-    """The data settings :func:`toy.data.synthetic_batch` reads: the toy suite's copied spans, shorter sequences."""
-
-    vocab_size: int = 64
-    seq_len: int = 48
-    batch: int = 16
-    copy_fraction: float = 0.9
-    n_spans: int = 3
-    span_min: int = 6
-    span_max: int = 12
-    first_token_id: int = 1
-    first_in_content: bool = False
-    chain_spans: int = 0
-    chain_min: int = 8
-    chain_max: int = 20
-    chain_fraction: float = 0.0
-    chain_seed: int = 0
-
-
-DEMO_DATA = DemoData()
+#: The data :func:`toy.data.synthetic_batch` draws for the demo: the toy suite's copied spans, shorter
+#: sequences, smaller batches (the model fields are unused: the demo builds a Llama of its own).
+DEMO_DATA = ToySpec(architecture="GPTNeoXForCausalLM", seq_len=48, batch=16, n_spans=3, span_max=12)
 
 
 #: The most optimizer steps the demo trains (about a minute on a CPU core).
