@@ -32,6 +32,21 @@ def one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+def small_probes(batch_size: int = 7, induction_sequences: int = 24, spectral_sequences: int = 17):
+    """Probe settings small enough for tiny models: 32-token induction sequences with a few spectral ones (by
+    default 17 of 24 in batches of 7, so a batch straddles the spectral cut), 4 repeated and random ones of 16."""
+    from circuitsweep.api import study_probes
+
+    return study_probes(
+        token_range=[2, VOCAB],
+        batch_size=batch_size,
+        induction={"n_sequences": induction_sequences, "seq_len": 32, "min_first_position": 4, "n_baseline": 8},
+        repeated={"n_sequences": 4, "seq_len": 16},
+        random={"n_sequences": 4, "seq_len": 16},
+        spectral={"n_sequences": spectral_sequences},
+    )
+
+
 ARCHITECTURES = ("GPTNeoXForCausalLM", "OlmoForCausalLM", "OlmoeForCausalLM")
 #: Encoders without an LM head (bidirectional attention, no in-context loss).
 ENCODERS = ("BertModel",)

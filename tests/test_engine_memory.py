@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from models import one_torch_thread, tiny_model
+from models import one_torch_thread, small_probes, tiny_model
 
-from circuitsweep.api import study_probes
 from circuitsweep.heads.attention_hook import register
 from circuitsweep.heads.measure import head_statistics
 from circuitsweep.heads.tensor_bytes import TensorBytes
@@ -47,14 +46,7 @@ def measured(request: pytest.FixtureRequest) -> tuple[list[Pass], dict[str, int]
 
 def measured_passes(architecture: str) -> tuple[list[Pass], dict[str, int]]:
     """Every forward pass of one measured revision, and the budget of what the measurement may keep."""
-    probes = study_probes(
-        token_range=[2, 64],
-        batch_size=7,
-        induction={"n_sequences": 24, "seq_len": 32, "min_first_position": 4, "n_baseline": 8},
-        repeated={"n_sequences": 4, "seq_len": 16},
-        random={"n_sequences": 4, "seq_len": 16},
-        spectral={"n_sequences": 17},
-    )
+    probes = small_probes()
     passes: list[Pass] = []
     with one_torch_thread():
         model = tiny_model(architecture, register(), layers=LAYERS, heads=HEADS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from models import ARCHITECTURES, ENCODERS, one_torch_thread, tiny_model
+from models import ARCHITECTURES, ENCODERS, one_torch_thread, small_probes, tiny_model
 
 from circuitsweep.api import study_probes
 from circuitsweep.heads.attention_hook import register
@@ -67,14 +67,7 @@ def test_measured_pr_equals_eager_attention_hooked_at_the_output_projection(arch
     """The PR measured in the induction probe's own passes (observed SDPA, cut short at the last projection,
     batches straddling n) equals the PR of an eager model's projection inputs over the first n sequences
     (an encoder's projection, BERT's ``attention.output.dense``, included)."""
-    probes = study_probes(
-        token_range=[2, 64],
-        batch_size=7,
-        induction={"n_sequences": 24, "seq_len": 32, "min_first_position": 4, "n_baseline": 8},
-        repeated={"n_sequences": 4, "seq_len": 16},
-        random={"n_sequences": 4, "seq_len": 16},
-        spectral={"n_sequences": 17},
-    )
+    probes = small_probes()
     with one_torch_thread():
         observed = tiny_model(architecture, register(), layers=3)
         stats = head_statistics(observed, probes, None, torch.device("cpu"), progress=False)
@@ -128,14 +121,7 @@ def test_nan_weights_are_refused_in_one_line_before_the_svd() -> None:
     (a regression of round four, issue 32 case 10)."""
     from circuitsweep.errors import DataError
 
-    probes = study_probes(
-        token_range=[2, 64],
-        batch_size=8,
-        induction={"n_sequences": 8, "seq_len": 32, "min_first_position": 4, "n_baseline": 8},
-        repeated={"n_sequences": 4, "seq_len": 16},
-        random={"n_sequences": 4, "seq_len": 16},
-        spectral={"n_sequences": 8},
-    )
+    probes = small_probes(batch_size=8, induction_sequences=8, spectral_sequences=8)
     with one_torch_thread():
         model = tiny_model("GPTNeoXForCausalLM", register(), layers=2)
         with torch.no_grad():
