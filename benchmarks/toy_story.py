@@ -32,11 +32,15 @@ import circuitsweep as cs
 from circuitsweep.config.load import load_config, study_defaults, validate_schema
 from circuitsweep.config.thresholds import MilestoneThresholds
 from circuitsweep.errors import ConfigError
+from circuitsweep.milestones.emergence import emergence_curves
+from circuitsweep.milestones.emergence import milestones as emergence_milestones
 from circuitsweep.toy.data import synthetic_batch
 from circuitsweep.toy.spec import ToySpec
 from circuitsweep.toy.train import training_checkpoints
 
 REPO = Path(__file__).resolve().parents[1]
+#: The model name the checkpoints go by in the tables the milestones are read from.
+MODEL = "toy"
 
 
 def layer_counts(heads: pl.DataFrame, n_layers: int, condition: pl.Expr) -> list[int]:
@@ -59,14 +63,14 @@ def toy_spec(config: dict, model_name: str, overrides: dict) -> ToySpec:
     return ToySpec.from_dict({**toy, "architecture": entry["architecture"]})
 
 
-def story(config: dict, spec: ToySpec) -> list[dict]:
-    """Train and classify; a dict per checkpoint (step, loss, bos, previous, induction, screen, bos_fraction, cpu_s)."""
+def story(config: dict, spec: ToySpec) -> tuple[list[dict], pl.DataFrame]:
+    """Train and classify: a dict per checkpoint (step, loss, bos, previous, induction, screen, bos_fraction,
+    cpu_s), printed as it comes, and every checkpoint's classified heads (with model, revision, step, tokens)."""
     probes = cs.study_probes(**config.get("probes", {}))
     thresholds = cs.study_thresholds(**config.get("thresholds", {}))
-    screen_at = thresholds.induction_circuit
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
-    rows = []
+    rows, frames = [], []
     for step, model, cpu_s in training_checkpoints(spec):
         model.eval()
         heads = cs.measure_heads(model, probes, first_token=spec.first_token_id, thresholds=thresholds)
@@ -81,22 +85,36 @@ def story(config: dict, spec: ToySpec) -> list[dict]:
                 "bos": bos,
                 "previous": layer_counts(heads, spec.num_layers, pl.col("class") == "previous"),
                 "induction": layer_counts(heads, spec.num_layers, pl.col("induction_selective")),
-                "screen": layer_counts(heads, spec.num_layers, pl.col("sel_induction") >= screen_at),
+                "screen": layer_counts(heads, spec.num_layers, pl.col("induction_member")),
                 "bos_fraction": round(sum(bos) / heads.height, 3),
                 "cpu_s": round(cpu_s, 1),
             }
         )
         print(json.dumps(rows[-1]), flush=True)
-    return rows
+        frames.append(heads.with_columns(
+            model=pl.lit(MODEL), revision=pl.lit(f"step{step}"), step=pl.lit(step),
+            tokens=pl.lit(step * spec.tokens_per_step),
+        ))  # fmt: skip
+    return rows, pl.concat(frames)
 
 
-def milestones(rows: list[dict], onset_heads: int) -> dict:
-    """Induction onset (first step with >= onset_heads induction-selective heads), first BOS head, BOS t50, ratio."""
-    onset = next((r["step"] for r in rows if sum(r["induction"]) >= onset_heads), None)
-    first_bos = next((r["step"] for r in rows if sum(r["bos"]) > 0), None)
-    t50 = next((r["step"] for r in rows if r["bos_fraction"] >= 0.5), None)
-    ratio = round(t50 / onset, 2) if t50 is not None and onset else None
-    return {"induction_onset": onset, "first_bos_head": first_bos, "bos_t50": t50, "t50_over_onset": ratio}
+def milestones(heads: pl.DataFrame, thresholds: MilestoneThresholds) -> dict:
+    """The sweep's own milestones of these checkpoints (``milestones.emergence``: induction onset, first BOS head,
+    BOS t50 and its ratio to the onset), as steps. ``heads``: every checkpoint's classified heads of one model."""
+    revisions = (
+        heads.group_by("model", "revision", "step", "tokens")
+        .agg(n_layers=pl.col("layer").max() + 1)
+        .with_columns(in_context_loss_drop=pl.lit(None, dtype=pl.Float64))
+    )
+    row = emergence_milestones(emergence_curves(heads, revisions), heads, {MODEL: thresholds}).row(0, named=True)
+    step_of = dict(zip(revisions["revision"], revisions["step"], strict=True))
+    ratio = row["bos_to_induction_ratio"]
+    return {
+        "induction_onset": step_of.get(row["induction_onset_revision"]),
+        "first_bos_head": step_of.get(row["first_bos_head_revision"]),
+        "bos_t50": step_of.get(row["bos_t50_revision"]),
+        "t50_over_onset": None if ratio is None else round(ratio, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,10 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         problems = [line.strip(" -") for line in str(error).splitlines()]
         print(f"--toy: {'; '.join(problems[1:] if len(problems) > 1 else problems)}", file=sys.stderr)
         return 2
-    rows = story(config, spec)
-    thresholds = {**study_defaults("thresholds"), **config.get("thresholds", {})}
-    onset_heads = MilestoneThresholds.from_dict(thresholds).induction_onset_heads
-    print(json.dumps({"cpu_s": rows[-1]["cpu_s"], **milestones(rows, onset_heads)}))
+    rows, heads = story(config, spec)
+    thresholds = MilestoneThresholds.from_dict({**study_defaults("thresholds"), **config.get("thresholds", {})})
+    print(json.dumps({"cpu_s": rows[-1]["cpu_s"], **milestones(heads, thresholds)}))
     return 0
 
 

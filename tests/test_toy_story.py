@@ -8,8 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import torch
 
+from circuitsweep.config.load import study_defaults
+from circuitsweep.config.thresholds import MilestoneThresholds
 from circuitsweep.toy import ToySpec, load_published, train_and_publish
 from circuitsweep.toy.train import training_checkpoints
 
@@ -23,28 +26,46 @@ def _load_script():
     return module
 
 
-def _row(step: int, bos: list[int], induction: list[int], n_heads: int = 8) -> dict:
-    return {"step": step, "bos": bos, "induction": induction, "bos_fraction": sum(bos) / n_heads}
+def _checkpoint(step: int, bos: list[int], induction: list[int], heads_per_layer: int = 4) -> pl.DataFrame:
+    """Classified heads of one planted checkpoint: per layer ``bos[l]`` class-first heads, then ``induction[l]``
+    induction heads (selective and in the screen), the rest of class none."""
+    rows = []
+    for layer, (n_bos, n_induction) in enumerate(zip(bos, induction, strict=True)):
+        for head in range(heads_per_layer):
+            is_induction = n_bos <= head < n_bos + n_induction
+            rows.append({
+                "layer": layer, "head": head,
+                "class": "first" if head < n_bos else "induction" if is_induction else "none",
+                "induction_selective": is_induction, "induction_member": is_induction, "in_circuit": is_induction,
+                "sink": False,
+            })  # fmt: skip
+    return pl.DataFrame(rows).with_columns(
+        model=pl.lit("toy"), revision=pl.lit(f"step{step}"), step=pl.lit(step), tokens=pl.lit(step * 1000)
+    )
 
 
-def test_milestones_read_the_rows_as_the_sweep_does():
-    """Onset = first checkpoint with >= onset_heads induction-selective heads; first BOS head = first with any
-    class-first head; t50 = first with BOS fraction >= 0.5; the ratio t50 / onset (None when either is missing)."""
+def test_milestones_are_the_sweeps_own():
+    """The script reads its checkpoints with the sweep's milestone code: onset = first checkpoint with >=
+    induction_onset_heads induction-selective heads; first BOS head = first with any class-first head; t50 = first
+    with BOS fraction >= 0.5; the ratio t50 / onset (None when either is missing); all as steps."""
     milestones = _load_script().milestones
-    rows = [
-        _row(0, [0, 0], [0, 0]),
-        _row(100, [0, 1], [0, 0]),
-        _row(200, [0, 0], [0, 1]),
-        _row(300, [0, 1], [0, 3]),
-        _row(900, [0, 4], [0, 3]),
-        _row(1200, [0, 4], [0, 2]),
+    checkpoints = [
+        _checkpoint(0, [0, 0], [0, 0]),
+        _checkpoint(100, [0, 1], [0, 0]),
+        _checkpoint(200, [0, 0], [0, 1]),
+        _checkpoint(300, [0, 1], [0, 3]),
+        _checkpoint(900, [0, 4], [0, 0]),
+        _checkpoint(1200, [0, 4], [0, 0]),
     ]
-    assert milestones(rows, onset_heads=2) == {
+    heads = pl.concat(checkpoints)
+    two = MilestoneThresholds.from_dict({**study_defaults("thresholds"), "induction_onset_heads": 2})
+    assert milestones(heads, two) == {
         "induction_onset": 300, "first_bos_head": 100, "bos_t50": 900, "t50_over_onset": 3.0,
     }  # fmt: skip
-    assert milestones(rows[:4], onset_heads=2)["bos_t50"] is None
-    assert milestones(rows[:4], onset_heads=2)["t50_over_onset"] is None
-    assert milestones(rows, onset_heads=5)["induction_onset"] is None
+    assert milestones(pl.concat(checkpoints[:4]), two)["bos_t50"] is None
+    assert milestones(pl.concat(checkpoints[:4]), two)["t50_over_onset"] is None
+    five = MilestoneThresholds.from_dict({**study_defaults("thresholds"), "induction_onset_heads": 5})
+    assert milestones(heads, five)["induction_onset"] is None
 
 
 def test_training_checkpoints_are_the_published_ones(tmp_path):
