@@ -139,3 +139,14 @@ def test_sweep_config_dry_runs(config, tmp_path):
         len(primitive_jobs.primitive_revisions(plan, m)) for m in primitive_jobs.primitive_models(plan)
     )
     assert int(counts.get("measure_revision", 0)) == with_primitives
+
+
+def test_config_readme_counts_the_default_toys_checkpoints():
+    """config/README.md's line for config.yaml gives the toys' checkpoint counts as the schedules hold them
+    ("N-M checkpoints each"; it once said 12-13 after the schedules had grown to 17)."""
+    readme = (ROOT / "config" / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if line.startswith("| `config.yaml` |"))
+    low, high = map(int, re.search(r"(\d+)-(\d+) checkpoints each", line).groups())
+    models = load_config(ROOT / "config" / "config.yaml")["models"].values()
+    counts = [len(model["toy"]["schedule"]) for model in models]
+    assert (low, high) == (min(counts), max(counts)), counts
