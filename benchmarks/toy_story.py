@@ -29,11 +29,12 @@ import polars as pl
 import torch
 
 import circuitsweep as cs
-from circuitsweep.config.load import load_config, study_defaults, validate_schema
+from circuitsweep.config.load import ModelSettings, load_config, resolve_model, validate_schema
 from circuitsweep.config.thresholds import MilestoneThresholds
 from circuitsweep.errors import ConfigError
 from circuitsweep.milestones.emergence import emergence_curves
 from circuitsweep.milestones.emergence import milestones as emergence_milestones
+from circuitsweep.plan.checks import toy_vocabulary_problems
 from circuitsweep.toy.data import synthetic_batch
 from circuitsweep.toy.spec import ToySpec
 from circuitsweep.toy.train import training_checkpoints
@@ -63,11 +64,11 @@ def toy_spec(config: dict, model_name: str, overrides: dict) -> ToySpec:
     return ToySpec.from_dict({**toy, "architecture": entry["architecture"]})
 
 
-def story(config: dict, spec: ToySpec) -> tuple[list[dict], pl.DataFrame]:
-    """Train and classify: a dict per checkpoint (step, loss, bos, previous, induction, screen, bos_fraction,
-    cpu_s), printed as it comes, and every checkpoint's classified heads (with model, revision, step, tokens)."""
-    probes = cs.study_probes(**config.get("probes", {}))
-    thresholds = cs.study_thresholds(**config.get("thresholds", {}))
+def story(settings: ModelSettings, spec: ToySpec) -> tuple[list[dict], pl.DataFrame]:
+    """Train and classify with the model's probes and thresholds (the config's, merged with the model's own):
+    a dict per checkpoint (step, loss, bos, previous, induction, screen, bos_fraction, cpu_s), printed as it
+    comes, and every checkpoint's classified heads (with model, revision, step, tokens)."""
+    probes, thresholds = settings.probes, settings.thresholds
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     rows, frames = [], []
@@ -147,9 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         problems = [line.strip(" -") for line in str(error).splitlines()]
         print(f"--toy: {'; '.join(problems[1:] if len(problems) > 1 else problems)}", file=sys.stderr)
         return 2
-    rows, heads = story(config, spec)
-    thresholds = MilestoneThresholds.from_dict({**study_defaults("thresholds"), **config.get("thresholds", {})})
-    print(json.dumps({"cpu_s": rows[-1]["cpu_s"], **milestones(heads, thresholds)}))
+    settings = resolve_model(args.model, entry, config)
+    problems = toy_vocabulary_problems(f"models.{args.model}", settings.probes.token_range, settings.first_token, spec)
+    if problems:
+        print(f"--config {args.config} with --toy: {'; '.join(problems)}", file=sys.stderr)
+        return 2
+    rows, heads = story(settings, spec)
+    print(json.dumps({"cpu_s": rows[-1]["cpu_s"], **milestones(heads, settings.milestones)}))
     return 0
 
 

@@ -83,6 +83,25 @@ def test_toy_tokens_per_step_mismatch_is_named_at_config_time(tmp_path):
     refused(check_config(path), f"models.{TOY_MODEL}.tokens.per_step: 7 disagrees")
 
 
+def test_toy_vocabulary_that_the_probes_overrun_is_named_at_config_time(tmp_path):
+    """A toy trained with fewer ids than the probes draw (or than the fixed first token's id) is refused at
+    planning, naming the key; before, it trained and then failed at its first measurement."""
+    path = toy_config(tmp_path, lambda m: m["toy"].update(vocab_size=28))
+    refused(
+        check_config(path), f"models.{TOY_MODEL}.probes.token_range: [2, 64) reaches past the toy's vocabulary of 28"
+    )
+
+    def small_vocabulary_with_its_own_probes(model: dict) -> None:
+        model["toy"].update(vocab_size=28)
+        model["probes"] = {"token_range": [2, 28]}
+        model["first_token"] = {"policy": "fixed", "token_id": 30}
+
+    path = toy_config(tmp_path, small_vocabulary_with_its_own_probes)
+    result = check_config(path)
+    refused(result, f"models.{TOY_MODEL}.first_token.token_id: 30 is outside the toy's vocabulary of 28")
+    assert "probes.token_range" not in result.stderr
+
+
 def test_non_utf8_config_is_named(tmp_path):
     """A config saved in another encoding is one line naming the file."""
     path = tmp_path / "latin1.yaml"

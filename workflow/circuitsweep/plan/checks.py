@@ -71,6 +71,31 @@ def toy_problems(model: ModelSettings) -> list[str]:
             f"{spec.batch} x {spec.seq_len} = {spec.tokens_per_step}"
         )
     problems += branch_format_problems(where, (model.toy or {}).get("branch_format"), spec)
+    problems += toy_vocabulary_problems(where, model.probes.token_range, model.first_token, spec)
+    return problems
+
+
+def toy_vocabulary_problems(
+    where: str, token_range: Sequence[int], first_token: dict[str, Any], spec: ToySpec
+) -> list[str]:
+    """Ids the probes would feed a toy model that its embedding does not hold (ids ``>= spec.vocab_size``).
+
+    The probes draw from ``token_range`` ``[low, high)`` and put the fixed first token at position 0, so a
+    toy trained with a smaller vocabulary would fail at its first measurement, after its training.
+    """
+    problems = []
+    low, high = token_range
+    if high > spec.vocab_size:
+        problems.append(
+            f"{where}.probes.token_range: [{low}, {high}) reaches past the toy's vocabulary of {spec.vocab_size} ids "
+            f"(toy.vocab_size); use a range that ends at {spec.vocab_size} at most"
+        )
+    token_id = first_token.get("token_id") if first_token.get("policy") == "fixed" else None
+    if token_id is not None and token_id >= spec.vocab_size:
+        problems.append(
+            f"{where}.first_token.token_id: {token_id} is outside the toy's vocabulary of {spec.vocab_size} ids "
+            "(toy.vocab_size)"
+        )
     return problems
 
 
