@@ -221,7 +221,8 @@ def _heads_formed(tokens: list[int], start: float, end: float, top: int = 8) -> 
     return [float(round(top * share(t))) for t in tokens]
 
 
-#: The toy-gptneox schedule (dense through step280-295) and a sparse one, 4096 tokens per step.
+#: A dense toy schedule (through step280-295: the 64-id toy GPT-NeoX's phase change) and a sparse one,
+#: 4096 tokens per step.
 TOY_DENSE = [s * 4096 for s in (0, 25, 50, 100, 150, 200, 250, 280, 285, 290, 295, 300, 350, 400, 450, 500, 600)]
 TOY_SPARSE = [s * 4096 for s in (0, 100, 200, 300, 400, 500, 600)]
 #: Four revisions per decade and one per decade, over 1e3 .. 1e9 tokens.
@@ -237,7 +238,7 @@ LOG_SPARSE = [10**k for k in range(3, 10)]
     ],
 )
 def test_curve_shape_does_not_depend_on_sampling_density(dense, sparse, start, end, label):
-    """The same curve swept densely and sparsely gets the same label. toy-gptneox goes from 0 to 8
+    """The same curve swept densely and sparsely gets the same label. The 64-id toy GPT-NeoX went from 0 to 8
     induction-selective heads between step280 and step295 of 600; its dense sweep splits the rise over
     several intervals, which the old rule (the largest rise between adjacent revisions) called a ramp."""
     labels = {
