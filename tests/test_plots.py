@@ -490,6 +490,30 @@ def test_spectral_figure_draws_only_its_models_trajectories(sweep):
     plt.close(figure)
 
 
+def test_top_k_cut_labels_leave_the_ringed_heads_names_readable(sweep):
+    """Cuts among the top ranks sit where the ringed picks are named (top left, the largest integrals); their
+    labels go to the empty bottom of the panel, so no label covers a head's name on the rendered image (they
+    once printed "top 1.H5 of 5 screen heads" over L1H5)."""
+    from circuitsweep.heads.spectral import model_spectral
+    from circuitsweep.outputs.plots import spectral_figure
+
+    heads = sweep[0]
+    spectral = model_spectral(heads, "m", CLASSIFY.induction_circuit).sort("rank")
+    # toy-gptneox's ranking of 2026-12-05: the two largest integrals close together, both screen heads
+    integrals = [33.8, 32.5, 27.3, 25.8, 23.8, 23.7, 20.1, 16.7, 16.2, 15.9, 14.5, 13.7][: spectral.height]
+    spectral = spectral.with_columns(integral=pl.Series(integrals), screen=pl.col("rank") <= 3)
+    for top_k in ((1, 2), (2, 3), (0.25,)):
+        figure = spectral_figure(heads, spectral, "m", top_k=top_k)
+        rendered(figure)
+        renderer = figure.canvas.get_renderer()
+        texts = figure.axes[0].texts
+        names = [t.get_window_extent(renderer) for t in texts if t.get_text().startswith("L")]
+        labels = [t.get_window_extent(renderer) for t in texts if t.get_text().startswith("top ")]
+        assert names and len(labels) == len(top_k), top_k
+        assert not any(label.overlaps(name) for label in labels for name in names), top_k
+        plt.close(figure)
+
+
 def test_top_k_cut_shows_on_the_image(sweep):
     """The top-K cut is visible on the image: the pixel column just after rank K in the ranking panel is mostly
     dark (the dashed line) with the cut, and hardly without it."""

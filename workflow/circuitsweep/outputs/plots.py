@@ -659,11 +659,15 @@ def _ranking_panel(
         ranking.axvline(cut.k + 0.5, color="0.25", linestyle="--", linewidth=1.2, gid="top_k", zorder=1.2)
         held = screen.filter(pl.col("rank") <= cut.k).height
         how = cut.describe(n_heads)
-        right = cut.k > n_heads / 2  # label on the line's left, inside the panel
+        # Integrals fall with rank, so the panel is empty below the top ranks and above the last ones: a cut
+        # among the top half is labelled at the bottom on its right, one further down at the top on its left,
+        # clear of the ringed picks' names.
+        right = cut.k > n_heads / 2
         ranking.annotate(
             f"top {cut.k}: {held} of {screen.height} screen heads" + (f" ({how})" if how else ""),
-            (cut.k + 0.5, high), xytext=(-3 if right else 3, -2 - 11 * level), textcoords="offset points",
-            fontsize=7.5, va="top", ha="right" if right else "left", color="0.25",
+            (cut.k + 0.5, high if right else 0.0), xycoords="data" if right else ranking.get_xaxis_transform(),
+            xytext=(-3, -2 - 11 * level) if right else (3, 3 + 11 * level), textcoords="offset points",
+            fontsize=7.5, va="top" if right else "bottom", ha="right" if right else "left", color="0.25",
             bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.0}, zorder=2,
         )  # fmt: skip
     uncut = "".join(f"; top {cut.k}: all {n_heads} heads, no cut" for cut in cuts if cut.k >= n_heads)
