@@ -63,8 +63,14 @@ die() {
     exit 1
 }
 
-pid_alive() { # pidfile -> 0 if the process in it is alive
-    [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null
+pid_alive() { # pidfile -> 0 if the daemon it names (slurmd.pid -> slurmd) runs under that pid
+    # A pidfile left behind by an earlier run of this machine may name a pid that
+    # another process has taken since: only the daemon's own command name counts.
+    local pid name
+    [[ -s "$1" ]] || return 1
+    pid=$(cat "$1")
+    name=$(basename "$1" .pid)
+    [[ "$pid" =~ ^[0-9]+$ ]] && [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$name" ]]
 }
 
 stop_daemon() { # name pidfile
@@ -290,6 +296,10 @@ if [[ $conf_changed -eq 1 ]]; then
     stop_daemon slurmd "$SLURMD_PID"
     stop_daemon slurmctld "$CTLD_PID"
 fi
+if pid_alive "$CTLD_PID" && ! wait_for 10 scontrol ping; then
+    log "slurmctld (pid $(cat "$CTLD_PID")) does not answer 'scontrol ping', restarting it"
+    stop_daemon slurmctld "$CTLD_PID"
+fi
 if ! pid_alive "$CTLD_PID"; then
     log "starting slurmctld"
     # -c: start from a clean state (a stale node/job state from an earlier config
@@ -306,7 +316,8 @@ else
     log "slurmd already running (pid $(cat "$SLURMD_PID"))"
 fi
 
-node_state() { sinfo -h -N -n "$NODE" -o '%t' 2>/dev/null | head -n1; }
+# (|| true: under set -e and pipefail, a failing sinfo would end the script without a word)
+node_state() { sinfo -h -N -n "$NODE" -o '%t' 2>/dev/null | head -n1 || true; }
 node_usable() {
     case "$(node_state)" in
         idle | mix | alloc | comp) return 0 ;;
