@@ -299,3 +299,23 @@ def test_the_defaults_docs_methods_states_are_the_schemas():
     assert thresholds["early_screen_recall"] == pytest.approx(2 / 3) and "(2/3, the study's" in text
     top_k = resolve_spectral_top_k({})
     assert f"(the study's {top_k[0]} and {top_k[1]})" in text
+
+
+def test_the_toy_vocabularies_docs_methods_states_are_the_configs():
+    """docs/methods.md's toy section names the OLMo and OLMoE toys' content ids (vocabulary less the
+    pad and first-token ids) and says the GPT-NeoX toy's vocabulary is the smaller one."""
+    from circuitsweep.toy.data import FIRST_RANDOM_ID
+    from circuitsweep.toy.spec import ToySpec
+
+    models = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"]
+    vocab = {
+        name: ToySpec.from_dict({"architecture": entry["architecture"], **entry["toy"]}).vocab_size
+        for name, entry in models.items()
+        if "toy" in entry
+    }
+    content = {name: size - FIRST_RANDOM_ID for name, size in vocab.items()}
+    text = " ".join((REPO / "docs" / "methods.md").read_text().split())
+    assert content["toy-olmo"] == content["toy-olmoe"]
+    assert f"With the {content['toy-olmo']} content ids of the OLMo and OLMoE toys" in text
+    assert f"so they keep the {content['toy-olmo']} content ids" in text
+    assert vocab["toy-gptneox"] < vocab["toy-olmo"] and "smaller vocabulary than the other two" in text
