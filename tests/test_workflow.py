@@ -239,7 +239,8 @@ def test_toy_ablation_rows_and_causal_milestone(toy_run):
 def test_gptneox_toy_tells_the_studys_bos_story(toy_run):
     """The default run shows the study's headline in its GPT-NeoX toy: the induction circuit forms and is causal,
     and BOS heads then grow until they are half of all heads, more than 3x the onset's tokens later (the study's
-    10-20x; measured 5.65x), with BOS heads outside layer 0 and a screen that leaves part of its layer free."""
+    10-20x; measured 3.33x), with BOS heads outside layer 0 and a final screen that leaves part of its layer free,
+    so that its matched-random control is drawn in full and the screen's top-1 drop exceeds the control's."""
     milestones = pl.read_csv(toy_run / "tables" / "milestones.csv").filter(pl.col("model") == "toy-gptneox")
     row = milestones.row(0, named=True)
     assert row["bos_t50_tokens"] is not None and row["bos_t50_tokens"] > row["induction_onset_tokens"], row
@@ -252,6 +253,11 @@ def test_gptneox_toy_tells_the_studys_bos_story(toy_run):
     assert 0 < screen.height < final.filter(pl.col("layer") == screen["layer"].max()).height, screen
     md = (toy_run / "tables" / "milestones.md").read_text()
     assert "toy-gptneox" in md and "BOS heads were half of all heads from step" in md
+    ablation = pl.read_csv(C.Paths(toy_run).final_ablation_table("csv")).filter(pl.col("model") == "toy-gptneox")
+    control = ablation.filter(pl.col("condition") == "screen_random")
+    assert control.height and (control["shortfall"] == 0).all() and (control["n_ablated"] == screen.height).all()
+    screen_drop = ablation.filter(pl.col("condition") == "screen")["top1_drop"].item()
+    assert (screen_drop > control["top1_drop"]).all(), ablation
 
 
 def test_primitive_tables_have_intervals(toy_run):
