@@ -383,6 +383,28 @@ def test_bos_axis_fits_the_data_and_shows_the_t50_level(sweep):
     plt.close(figure)
 
 
+def test_bos_level_label_leaves_a_late_rising_curve_readable(sweep):
+    """The BOS t50 level's label moves to the left end when the curve reaches the level at the right, as BOS heads
+    do in the study's order (the default toy's curve ran through "BOS t50 level (0.5)" at its last revisions); a
+    curve that stays low at the right keeps the label there."""
+    _, curves, _ = sweep
+    for rising, side in ((True, "left"), (False, "right")):
+        shares = [0.0, 0.05, 0.3, 0.45, 0.52] if rising else [0.0, 0.2, 0.3, 0.25, 0.2]
+        figure = emergence_figure(
+            curves.with_columns(bos_fraction=pl.Series(shares).gather(pl.int_range(pl.len()) % len(STEPS))),
+            bos_level=0.5,
+        )
+        rendered(figure)
+        bos = figure.axes[0]
+        (label,) = [text for text in bos.texts if text.get_gid() == "bos-level"]
+        box = label.get_window_extent(figure.canvas.get_renderer()).expanded(1.0, 1.0).padded(3)
+        (line,) = [line for line in bos.get_lines() if line.get_label() == "m"]
+        points = bos.transData.transform(np.column_stack([line.get_xdata(), line.get_ydata()]).astype(float))
+        assert not any(box.contains(x, y) for x, y in points), (side, box, points)
+        assert label.get_horizontalalignment() == side
+        plt.close(figure)
+
+
 def primitive_gaps(models: list[str], kinds: list[str]) -> pl.DataFrame:
     """Summary rows of a primitive gap table: each model and kind at three revisions."""
     rows = []

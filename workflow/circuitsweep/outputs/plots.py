@@ -311,6 +311,22 @@ def _unreached_notes(axes: dict[str, plt.Axes], table: pl.DataFrame, colours: di
             )  # fmt: skip
 
 
+def _level_label_side(bos: plt.Axes, rows: pl.DataFrame, level: float, top: float) -> str:
+    """The end of the BOS panel (``"right"``, the default, or ``"left"``) where the label of the BOS t50 level,
+    written just above its line, covers fewer of the panel's curve points; the left is taken only when it is clear
+    of them and of the notes of unreached milestones in the top left. A curve that reaches the level late (BOS
+    t50 in the study's order) passes under a right-hand label."""
+    if rows.height == 0:
+        return "right"
+    points = np.column_stack([rows["tokens"].to_numpy(), rows["bos_fraction"].to_numpy()]).astype(float)
+    x = bos.transAxes.inverted().transform(bos.transData.transform(points))[:, 0]
+    y = points[:, 1]
+    near = (y >= level - 0.03 * top) & (y <= level + 0.12 * top)
+    right, left = int((near & (x > 0.55)).sum()), int((near & (x < 0.45)).sum())
+    notes = any(text.get_gid() == "unreached" for text in bos.texts)
+    return "left" if right > 0 and left == 0 and not notes else "right"
+
+
 def emergence_figure(
     curves: pl.DataFrame,
     milestones: pl.DataFrame | None = None,
@@ -394,15 +410,17 @@ def emergence_figure(
                 used.add(mark.label)
         _unreached_notes(axes, table.filter(pl.col("model").is_in(models)), colours, len(models) > 1)
         bos.axhline(bos_level, color="0.35", linestyle="--", linewidth=1.0)
-        bos.annotate(
-            f"BOS t50 level ({bos_level:g})", (0.99, bos_level), xycoords=("axes fraction", "data"),
-            xytext=(0, 3), textcoords="offset points", ha="right", fontsize=8, color="0.35",
-        )  # fmt: skip
         bos.set_ylim(-0.03 * top, top)
         induction.set_ylim(-0.05 * most, 1.1 * most)
         induction.yaxis.set_major_locator(MaxNLocator(integer=True))
         for axis in (bos, induction):
             _token_axis(axis, rows["tokens"])
+        side = _level_label_side(bos, rows, bos_level, top)
+        bos.annotate(
+            f"BOS t50 level ({bos_level:g})", (0.99 if side == "right" else 0.01, bos_level),
+            xycoords=("axes fraction", "data"), xytext=(0, 3), textcoords="offset points", ha=side, fontsize=8,
+            color="0.35", gid="bos-level",
+        )  # fmt: skip
         bos.set_ylabel("BOS-head fraction\n(class first)")
         induction.set_ylabel("induction-selective heads\n(any class)")
         bos.set_title(name, loc="left", fontsize=10, fontweight="bold")
