@@ -107,6 +107,29 @@ def test_k_above_the_head_count_is_clipped_and_recorded() -> None:
     assert [c.heads for c in conditions if c.name == "screen_head"] == [((1, 0),)]
 
 
+def test_a_draw_without_choice_says_every_draw_is_the_same() -> None:
+    """A screen holding half of its layer leaves exactly its size of other heads: each draw is the same heads,
+    and the rows say so (a standard deviation of 0 over the draws is not agreement); with room to choose, no
+    note."""
+    ranking = pl.DataFrame({"layer": [1, 1, 1, 1, 0, 0, 0, 0], "head": [0, 1, 2, 3, 0, 1, 2, 3]}).with_row_index(
+        "rank", offset=1
+    ).with_columns(pl.col("rank").cast(pl.Int64))  # fmt: skip
+    for screen, forced in (((0, 1), True), ((0,), False)):
+        final = ranking.select("layer", "head").with_columns(
+            pl.lit("none").alias("class"),
+            pl.when((pl.col("layer") == 1) & pl.col("head").is_in(screen)).then(60.0).otherwise(1.0)
+            .alias("sel_induction"),
+        )  # fmt: skip
+        conditions = final_conditions(ranking, final, 50.0, 4, [1], draws=3, seed=123)
+        random = [c for c in conditions if c.name == "screen_random"]
+        assert len(random) == 3 and all(c.shortfall == 0 for c in random)
+        if forced:
+            assert {c.heads for c in random} == {((1, 2), (1, 3))}
+            assert all("every draw is the same heads" in c.note for c in random), random
+        else:
+            assert all(c.note is None for c in random) and len({c.heads for c in random}) > 1, random
+
+
 def test_matched_draws_continue_one_random_state_per_family() -> None:
     """Each draw continues the same RandomState; groups keep their given layer order."""
     groups = [(3, [0, 1]), (1, [2])]

@@ -100,13 +100,21 @@ def full_layers(groups: Sequence[tuple[int, Sequence[int]]], n_heads: int) -> li
 def _controls(
     prefix: str, heads: list[Head], groups: list, n_heads: int, draws: int, seed: int, k: int | None
 ) -> list[Condition]:
-    """The matched-random draws and the full layers of one head set."""
+    """The matched-random draws and the full layers of one head set.
+
+    A draw that has no choice (every layer of the picks has at most as many other heads as picks) is the same
+    heads every time; its note says so, so that a standard deviation of 0 over the draws is not read as agreement.
+    """
     out = []
+    forced = all(n_heads - len(picks) <= len(picks) for _, picks in groups)
     for draw, drawn in enumerate(matched_draws(groups, n_heads, draws, seed)):
         note = None
         if len(drawn) < len(heads):
             short = [layer for layer, picks in groups if n_heads - len(picks) < len(picks)]
             note = f"layers {short} have fewer other heads than picks: {len(heads) - len(drawn)} heads short"
+        elif forced and drawn:
+            layers = [layer for layer, _ in groups]
+            note = f"layers {layers} have exactly as many other heads as picks: every draw is the same heads"
         out.append(Condition(f"{prefix}_random", tuple(drawn), len(heads), k=k, draw=draw, note=note))
     out.append(Condition(f"{prefix}_layers", tuple(full_layers(groups, n_heads)), n_heads * len(groups), k=k))
     return out
