@@ -207,8 +207,8 @@ def test_toy_ablation_rows_and_causal_milestone(toy_run):
     test, and wherever a control exists the circuit costs more top-1 than it. A model is untestable exactly when no
     revision had a control (toy-olmoe: its circuit fills its layer), never "not reached" without a test.
 
-    Measured: toy-gptneox's circuit is causal from its onset (step230: excess top-1 drop 0.146 over matched random
-    heads, p < 0.0001 after Holm over 9 tested revisions), toy-olmo's from step320 (p = 0.00094)."""
+    Measured: toy-gptneox's circuit is causal from step300 (excess top-1 drop 0.453 over matched random heads,
+    p < 0.0001 after Holm over 6 tested revisions), toy-olmo's from step320 (p = 0.00094)."""
     ablation = pl.read_parquet(toy_run / "tables" / "ablation.parquet")
     assert ablation.columns == list(C.ABLATION_COLUMNS)
     assert ablation.select("model", "revision").unique().height == sum(TOY_REVISIONS.values())
@@ -401,7 +401,7 @@ def test_every_milestone_has_its_bracket_and_bootstrap_range(toy_run):
 
 
 def test_toy_induction_heads_form_in_a_phase_transition(toy_run):
-    """Each toy model's induction-selective heads rise within a narrow token window (toy-gptneox: 0, 7, 8
+    """Each toy model's induction-selective heads rise within a narrow token window (toy-gptneox: 0, 2, 8
     heads at step220, 230, 240), which the old rule (the largest rise between adjacent revisions) could call a
     gradual ramp when a dense schedule splits the rise."""
     milestones = pl.read_parquet(C.Paths(toy_run).milestones_table("parquet"))
