@@ -258,6 +258,10 @@ def test_gptneox_toy_tells_the_studys_bos_story(toy_run):
     assert control.height and (control["shortfall"] == 0).all() and (control["n_ablated"] == screen.height).all()
     screen_drop = ablation.filter(pl.col("condition") == "screen")["top1_drop"].item()
     assert (screen_drop > control["top1_drop"]).all(), ablation
+    seed = yaml.safe_load(toy_config(toy_run).read_text())["models"]["toy-gptneox"]["toy"]["seed"]
+    methods = " ".join((REPO / "docs" / "methods.md").read_text().split())
+    stated = f"seed {seed} reaches BOS t50 at {row['bos_t50_revision']} ({row['bos_to_induction_ratio']:.2f}x the onset"
+    assert stated in methods, stated  # docs/methods.md's toy section quotes this run
 
 
 def test_primitive_tables_have_intervals(toy_run):
