@@ -9,6 +9,8 @@ working directory, as a user's run would.
 from __future__ import annotations
 
 import contextlib
+import html
+import itertools
 import re
 import shutil
 import subprocess
@@ -327,6 +329,16 @@ def test_report_opens_with_milestones_and_shows_every_result(toy_run, tmp_path):
     assert milestones < figure < page.landing.index('id="rulegraph"')
     table = page.landing[milestones : page.landing.index("</table>", milestones)]
     assert all(f"<td>{model}</td>" in table for model in models)
+    # the landing table is milestones.md's first table, cell for cell ("p < 0.0001" once showed as "p u003c
+    # 0.0001", and the bracket table's rows were appended to it)
+    lines = (toy_run / "tables" / "milestones.md").read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = list(itertools.takewhile(lambda line: line.startswith("|"), lines[first:]))
+    cells = [
+        html.escape(cell, quote=False) for row in rows if row.startswith("| ") for cell in row.strip("| ").split(" | ")
+    ]
+    assert table.count("<tr") == 1 + len(models), table
+    assert all(f">{cell}</t" in table for cell in cells), [cell for cell in cells if f">{cell}</t" not in table]
     svg = page.landing[figure : page.landing.index("</svg>", figure)]
     assert svg.count("<path") > 20
 
