@@ -16,7 +16,8 @@ from circuitsweep.milestones.tables import HeadTableOutputs, head_tables
 
 N = 100
 #: model m: (revision, step, classes, sequences, B's top-1 hits without ablation, with the circuit ablated (None:
-#: empty circuit), with each matched-random draw ablated (None: no control, the circuit fills its layers))
+#: empty circuit), with each matched-random draw ablated (None: no control, the circuit fills its layers)[, heads
+#: per matched draw when the layers ran short of the circuit])
 SCHEDULE = {
     "m": [
         ("step0", 0, {}, N, range(1), None, []),
@@ -44,6 +45,12 @@ SCHEDULE = {
         ("step10", 10, {(1, h): "induction" for h in range(4)}, 32, range(30), range(0), [None, None]),
         ("step20", 20, {(1, h): "induction" for h in range(4)}, 32, range(31), range(1), [None, None]),
     ],
+    # causal at step10 against a 1-head draw for a circuit of 3 (the study's draw takes what the layer has left);
+    # step20 passes too, now with a control as large as its 2-head circuit
+    "short": [
+        ("step10", 10, {(1, h): "induction" for h in range(3)}, N, range(40), range(5), [range(39), range(38)], 1),
+        ("step20", 20, {(1, h): "induction" for h in range(2)}, N, range(40), range(5), [range(39), range(38)]),
+    ],
 }
 
 
@@ -55,7 +62,7 @@ def outcomes(hits, n: int) -> dict:
             "seq_top1": top1, "seq_top5": top1, "seq_loss": loss}  # fmt: skip
 
 
-def ablation_rows(classes: dict, n: int, none, circuit, draws: list) -> list[dict]:
+def ablation_rows(classes: dict, n: int, none, circuit, draws: list, control: int | None = None) -> list[dict]:
     size = 0 if circuit is None else len(classes)
     base = {"probe": "synthetic", "circuit_size": size, "n_sequences": n}
     rows = [{**base, "condition": "none", "draw": None, "heads": "", "n_ablated": 0, **outcomes(none, n)}]
@@ -66,7 +73,9 @@ def ablation_rows(classes: dict, n: int, none, circuit, draws: list) -> list[dic
                  **outcomes(circuit, n)})  # fmt: skip
     for i, hits in enumerate(draws):
         drawn = {"heads": "", "n_ablated": 0, "note": "no control"} if hits is None else outcomes(hits, n)
-        rows.append({**base, "condition": "matched_random", "draw": i, "heads": "L1H3", "n_ablated": size, **drawn})
+        drawn_size = size if control is None else control
+        rows.append({**base, "condition": "matched_random", "draw": i, "heads": "L1H3", "n_ablated": drawn_size,
+                     **drawn})  # fmt: skip
     return rows
 
 
@@ -94,9 +103,9 @@ def tables(tmp_path):
         write_table(tmp_path / f"revisions_{model}.parquet", revisions, run)
         heads_paths.append(tmp_path / f"heads_{model}.parquet")
         revisions_paths.append(tmp_path / f"revisions_{model}.parquet")
-        for name, step, classes, n, none, circuit, draws in schedule:
+        for name, step, classes, n, none, circuit, draws, *control in schedule:
             path = tmp_path / f"ablation_{model}_{name}.parquet"
-            write_rows(path, model, name, step, ablation_rows(classes, n, none, circuit, draws))
+            write_rows(path, model, name, step, ablation_rows(classes, n, none, circuit, draws, *control))
             paths.append(path)
     out = HeadTableOutputs(
         heads=tmp_path / "t" / "heads.parquet",
@@ -155,7 +164,7 @@ def test_every_ablation_row_has_its_interval_and_p(tables):
             assert scored[prefix + suffix].null_count() == 0, prefix + suffix
     assert (scored[["top1_drop_ci_low"]].to_series() <= scored["top1_drop"]).all()
     controlled = scored.filter(pl.col("condition") == "circuit", pl.col("n_controls").is_not_null())
-    assert controlled.height == 3 and controlled["top1_excess_drop_p"].null_count() == 0
+    assert controlled.height == 5 and controlled["top1_excess_drop_p"].null_count() == 0  # m: 2, hair: 1, short: 2
     m = ablation.filter(pl.col("model") == "m")
     assert m.filter(pl.col("revision") == "step0")["condition"].to_list() == ["none", "circuit"]
     step20 = m.filter(pl.col("revision") == "step20", pl.col("condition") == "circuit").row(0, named=True)
@@ -195,6 +204,24 @@ def test_a_circuit_that_fills_its_layers_is_untestable_not_never(tables):
     text = tables.milestones_md.read_text()
     assert "untestable: no matched control at any revision (the circuit fills its layers)" in text
     assert "never hurt" not in text and "not reached" not in text.split("fills:")[1].splitlines()[0]
+
+
+def test_a_control_smaller_than_the_circuit_is_reported_beside_the_studys_milestone(tables):
+    """The study's rule accepts step10's 1-head control for 3 circuit heads: causal at step10, unchanged. Beside it
+    the milestone names the control's size and the first revision causal with a full control (step20), so a
+    comparison of 3 heads with 1 is never read as a matched one."""
+    row = causal(tables, "short")
+    assert row["causal_state"] == "causal" and row["causal_revision"] == "step10"
+    assert (row["causal_circuit_size"], row["causal_control_size"]) == (3, 1)
+    assert row["causal_full_control_revision"] == "step20" and row["causal_full_control_tokens"] == 20000
+    emergence = pl.read_parquet(tables.emergence_parquet).filter(pl.col("model") == "short")
+    assert emergence["ablation_control_size"].to_list() == [1, 2]
+    text = tables.milestones_md.read_text()
+    assert "control 1 head for a circuit of 3, first causal with a full control at step20" in text
+    m = causal(tables, "m")
+    assert (m["causal_circuit_size"], m["causal_control_size"]) == (2, 2)
+    assert m["causal_full_control_revision"] == "step30"
+    assert "control" not in next(line for line in text.splitlines() if line.startswith("m:"))
 
 
 def test_rows_without_per_sequence_outcomes_are_refused(tmp_path):

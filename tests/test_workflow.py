@@ -210,7 +210,9 @@ def test_toy_ablation_rows_and_causal_milestone(toy_run):
     revision had a control (toy-olmoe: its circuit fills its layer), never "not reached" without a test.
 
     Measured: toy-gptneox's circuit is causal from step300 (excess top-1 drop 0.453 over matched random heads,
-    p < 0.0001 after Holm over 6 tested revisions), toy-olmo's from step320 (p = 0.00094)."""
+    p < 0.0001 after Holm over 6 tested revisions), toy-olmo's from step320 (p = 0.00094). toy-gptneox's step300
+    circuit of 7 heads faces a 1-head control (its layer's one other head); the milestone says so and names its
+    first causal revision with a full control (measured: step800)."""
     ablation = pl.read_parquet(toy_run / "tables" / "ablation.parquet")
     assert ablation.columns == list(C.ABLATION_COLUMNS)
     assert ablation.select("model", "revision").unique().height == sum(TOY_REVISIONS.values())
@@ -219,6 +221,7 @@ def test_toy_ablation_rows_and_causal_milestone(toy_run):
         assert scored[name].null_count() == 0, name
     milestones = pl.read_csv(toy_run / "tables" / "milestones.csv")
     emergence = pl.read_parquet(toy_run / "tables" / "emergence.parquet")
+    text = (toy_run / "tables" / "milestones.md").read_text()
     assert milestones["causal_revision"].null_count() < milestones.height, milestones
     assert set(milestones["causal_state"]) <= set(C.CAUSAL_STATES)
     for row in milestones.iter_rows(named=True):
@@ -232,9 +235,16 @@ def test_toy_ablation_rows_and_causal_milestone(toy_run):
             assert row["causal_state"] == "causal" and row["causal_p_holm"] < row["causal_alpha"], row
         controlled = curve.drop_nulls(["ablation_circuit_drop", "ablation_random_drop"])
         assert (controlled["ablation_circuit_drop"] > controlled["ablation_random_drop"]).all(), controlled
+        if row["causal_full_control_revision"] is not None:
+            full = curve.filter(pl.col("revision") == row["causal_full_control_revision"]).row(0, named=True)
+            assert full["ablation_tested"] and full["ablation_control_size"] >= full["ablation_circuit_size"], full
+            assert full["tokens"] >= row["causal_tokens"], (row, full)
+        if row["causal_state"] == "causal" and row["causal_control_size"] < row["causal_circuit_size"]:
+            n, size = row["causal_control_size"], row["causal_circuit_size"]
+            line = next(line for line in text.splitlines() if line.startswith(f"| {row['model']} |"))
+            assert f"control {n} head{'s' if n != 1 else ''} for a circuit of {size}" in line, line
     olmoe = milestones.filter(pl.col("model") == "toy-olmoe").row(0, named=True)
     assert olmoe["causal_state"] == "untestable" and "fills its layers" in olmoe["causal_note"]
-    text = (toy_run / "tables" / "milestones.md").read_text()
     assert "never hurt" not in text and "untestable: no matched control at any revision" in text
 
 
@@ -247,7 +257,7 @@ def test_gptneox_toy_tells_the_studys_bos_story(toy_run):
     row = milestones.row(0, named=True)
     assert row["bos_t50_tokens"] is not None and row["bos_t50_tokens"] > row["induction_onset_tokens"], row
     assert row["bos_to_induction_ratio"] > 3, row
-    assert row["causal_state"] == "causal", row
+    assert row["causal_state"] == "causal" and row["causal_full_control_revision"] is not None, row
     heads = pl.read_parquet(toy_run / "tables" / "heads.parquet").filter(pl.col("model") == "toy-gptneox")
     final = heads.filter(pl.col("revision") == heads.sort("tokens")["revision"][-1])
     assert final.filter((pl.col("class") == "first") & (pl.col("layer") >= 1)).height >= 1, final

@@ -282,6 +282,7 @@ ABLATION_COLUMNS: tuple[str, ...] = (*_ABLATION_MEASURED, *ABLATION_TEST_COLUMNS
 #: top-1 excess drop, its interval and p, and that p after Holm's adjustment over the model's tested revisions.
 ABLATION_EMERGENCE_COLUMNS: tuple[str, ...] = (
     "ablation_circuit_size",
+    "ablation_control_size",  # heads in each matched-random draw (fewer than the circuit: its layers ran short)
     "ablation_top1",
     "ablation_circuit_drop",
     "ablation_random_drop",
@@ -316,6 +317,10 @@ CAUSAL_MILESTONE_COLUMNS: tuple[str, ...] = (
     "causal_excess_ci_high",
     "causal_p",  # its one-sided p
     "causal_p_holm",  # after Holm's adjustment over the tested revisions
+    "causal_circuit_size",  # circuit heads at the evidence revision
+    "causal_control_size",  # heads per matched-random draw there (fewer: the study's draw took what was left)
+    "causal_full_control_revision",  # the first revision passing the same test with a control as large as the circuit
+    "causal_full_control_tokens",
     "causal_note",  # why untestable: no circuit, or no matched control (the circuit fills its layers)
 )
 

@@ -93,6 +93,7 @@ def _drops(rows: pl.DataFrame) -> dict[str, Any]:
     drawn = rows.filter((pl.col("condition") == "matched_random") & (pl.col("n_ablated") > 0))
     random = drawn["top1"].drop_nulls()
     circuit_drop = None if base is None or circuit_top1 is None else base - circuit_top1
+    control_size = int(drawn["n_ablated"].max()) if drawn.height else 0
     random_drops = [base - v for v in random.to_list()] if base is not None else []
     random_drop = sum(random_drops) / len(random_drops) if random_drops else None
     spread = pl.Series(random_drops, dtype=pl.Float64).std() if len(random_drops) > 1 else None
@@ -102,6 +103,7 @@ def _drops(rows: pl.DataFrame) -> dict[str, Any]:
     tested = bool(tests.get("n_controls")) and tests.get("top1_excess_drop_p") is not None
     return {
         "size": size,
+        "control_size": control_size,
         "top1": base,
         "circuit_drop": circuit_drop,
         "random_drop": random_drop,
@@ -130,6 +132,7 @@ def ablation_summary(table: pl.DataFrame) -> pl.DataFrame:
                 "model": model,
                 "revision": revision,
                 "ablation_circuit_size": synthetic["size"],
+                "ablation_control_size": synthetic["control_size"],
                 "ablation_top1": synthetic["top1"],
                 "ablation_circuit_drop": synthetic["circuit_drop"],
                 "ablation_random_drop": synthetic["random_drop"],
@@ -146,7 +149,7 @@ def ablation_summary(table: pl.DataFrame) -> pl.DataFrame:
             }
         )
     schema = {name: pl.Float64 for name in C.ABLATION_EMERGENCE_COLUMNS}
-    schema |= {"ablation_circuit_size": pl.Int64, "ablation_tested": pl.Boolean}
+    schema |= {"ablation_circuit_size": pl.Int64, "ablation_control_size": pl.Int64, "ablation_tested": pl.Boolean}
     return pl.DataFrame(rows, schema={"model": pl.String, "revision": pl.String, **schema})
 
 
@@ -186,21 +189,24 @@ def causal_milestones(curves: pl.DataFrame, factor: float, alpha: float = 0.01) 
     States: ``causal``; ``not reached`` (tested somewhere, never both; the evidence is the tested revision
     with the largest excess drop); ``untestable`` (no revision had a matched control; a revision without
     one is untested, not negative). ``curves``: the emergence curves with ``ABLATION_EMERGENCE_COLUMNS``.
+
+    The study's matched draw takes what a layer has left, so a tested circuit may face a smaller control.
+    Beside the study's milestone, ``causal_full_control_revision`` is the first revision that passes the same
+    test (same Holm family) with a control as large as the circuit: the stricter reading, never a replacement.
     """
     curves = holm_adjusted(curves)
     rows = []
     for (model,), curve in curves.group_by("model", maintain_order=True):
         ordered = list(curve.sort("tokens", "step").iter_rows(named=True))
         tested = [row for row in ordered if row["ablation_tested"]]
-        hit = next(
-            (
-                row
-                for row in tested
-                if is_causal(row["ablation_circuit_drop"], row["ablation_random_drop"], factor)
-                and row["ablation_excess_p_holm"] < alpha
-            ),
-            None,
-        )
+        passing = [
+            row
+            for row in tested
+            if is_causal(row["ablation_circuit_drop"], row["ablation_random_drop"], factor)
+            and row["ablation_excess_p_holm"] < alpha
+        ]
+        hit = passing[0] if passing else None
+        full = next((row for row in passing if row["ablation_control_size"] >= row["ablation_circuit_size"]), None)
         evidence, note = hit, None
         if hit is not None:
             state = "causal"
@@ -225,10 +231,16 @@ def causal_milestones(curves: pl.DataFrame, factor: float, alpha: float = 0.01) 
                 "causal_excess_ci_high": evidence["ablation_excess_ci_high"] if evidence else None,
                 "causal_p": evidence["ablation_excess_p"] if evidence else None,
                 "causal_p_holm": evidence["ablation_excess_p_holm"] if evidence else None,
+                "causal_circuit_size": evidence["ablation_circuit_size"] if evidence else None,
+                "causal_control_size": evidence["ablation_control_size"] if evidence else None,
+                "causal_full_control_revision": full["revision"] if full else None,
+                "causal_full_control_tokens": full["tokens"] if full else None,
                 "causal_note": note,
             }
         )
-    strings = ("causal_state", "causal_revision", "causal_evidence_revision", "causal_note")
+    strings = ("causal_state", "causal_revision", "causal_evidence_revision", "causal_full_control_revision")
+    counts = ("causal_tokens", "causal_tested_revisions", "causal_circuit_size", "causal_control_size")
     schema = {"model": pl.String} | {name: pl.Float64 for name in C.CAUSAL_MILESTONE_COLUMNS}
-    schema |= {name: pl.String for name in strings} | {"causal_tokens": pl.Int64, "causal_tested_revisions": pl.Int64}
+    schema |= {name: pl.String for name in (*strings, "causal_note")}
+    schema |= {name: pl.Int64 for name in (*counts, "causal_full_control_tokens")}
     return pl.DataFrame(rows, schema=schema)

@@ -61,12 +61,30 @@ def _tested(row: Mapping[str, Any]) -> str:
     return f"{n} tested revision{'s' if n != 1 else ''}"
 
 
+def _heads(n: int) -> str:
+    return f"{n} head{'s' if n != 1 else ''}"
+
+
+def _control(row: Mapping[str, Any]) -> str:
+    """``; control 1 head for a circuit of 7, first causal with a full control at step800`` where the evidence
+    revision's matched draw ran short of the circuit (the study's draw takes what the layers have), else ``""``."""
+    circuit, control = row.get("causal_circuit_size"), row.get("causal_control_size")
+    if circuit is None or control is None or control >= circuit:
+        return ""
+    text = f"; control {_heads(control)} for a circuit of {circuit}"
+    if row["causal_state"] != "causal":
+        return text
+    full = row.get("causal_full_control_revision")
+    return f"{text}, first causal with a full control {'at ' + full if full else 'at no revision'}"
+
+
 def _evidence(row: Mapping[str, Any]) -> str:
     """``largest excess top-1 drop 0.023 at step290, 95% CI [...]; p = 0.18 (0.72 after Holm over 4 tested
     revisions)``: what a model whose circuit never passed the causal test got closest with."""
     return (
         f"largest excess top-1 drop {row['causal_excess_drop']:.3f} at {row['causal_evidence_revision']}, "
         f"{_interval(row)}; p {_p(row['causal_p'])} ({_p(row['causal_p_holm'])[2:]} after Holm over {_tested(row)})"
+        f"{_control(row)}"
     )
 
 
@@ -86,7 +104,7 @@ def causal_text(row: Mapping[str, Any]) -> str | None:
         at = _at(row["causal_revision"], row["causal_tokens"])[: -len(")")]
         return (
             f"at {at}; excess top-1 drop {row['causal_excess_drop']:.3f}, {_interval(row)}; "
-            f"p {_p(row['causal_p_holm'])} after Holm over {_tested(row)})"
+            f"p {_p(row['causal_p_holm'])} after Holm over {_tested(row)}{_control(row)})"
         )
     return f"not reached ({_evidence(row)})"
 
@@ -100,7 +118,8 @@ def causal_sentence(row: Mapping[str, Any]) -> str:
         at = _at(row["causal_revision"], row["causal_tokens"])
         return (
             f"the circuit was causal from {at}: ablating it cost {row['causal_excess_drop']:.3f} more top-1 than "
-            f"matched random heads ({_interval(row)}; p {_p(row['causal_p_holm'])} after Holm over {_tested(row)})"
+            f"matched random heads ({_interval(row)}; p {_p(row['causal_p_holm'])} after Holm over {_tested(row)}"
+            f"{_control(row)})"
         )
     return f"the circuit never passed the causal test ({_evidence(row)})"
 
