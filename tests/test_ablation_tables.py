@@ -45,6 +45,14 @@ SCHEDULE = {
         ("step10", 10, {(1, h): "induction" for h in range(4)}, 32, range(30), range(0), [None, None]),
         ("step20", 20, {(1, h): "induction" for h in range(4)}, 32, range(31), range(1), [None, None]),
     ],
+    # untested at step20 (the circuit fills its layer), causal at step30: the bracket starts at step10, the last
+    # revision known not causal
+    "gap": [
+        ("step0", 0, {}, N, range(1), None, []),
+        ("step10", 10, {(1, 0): "induction"}, N, range(5), range(0), [range(2), range(0)]),
+        ("step20", 20, {(1, h): "induction" for h in range(4)}, N, range(40), range(5), [None, None]),
+        ("step30", 30, {(1, 0): "induction", (1, 1): "induction"}, N, range(40), range(5), [range(39), range(38)]),
+    ],
     # causal at step10 against a 1-head draw for a circuit of 3 (the study's draw takes what the layer has left);
     # step20 passes too, now with a control as large as its 2-head circuit
     "short": [
@@ -164,7 +172,7 @@ def test_every_ablation_row_has_its_interval_and_p(tables):
             assert scored[prefix + suffix].null_count() == 0, prefix + suffix
     assert (scored[["top1_drop_ci_low"]].to_series() <= scored["top1_drop"]).all()
     controlled = scored.filter(pl.col("condition") == "circuit", pl.col("n_controls").is_not_null())
-    assert controlled.height == 5 and controlled["top1_excess_drop_p"].null_count() == 0  # m: 2, hair: 1, short: 2
+    assert controlled.height == 7 and controlled["top1_excess_drop_p"].null_count() == 0  # m 2, hair 1, gap 2, short 2
     m = ablation.filter(pl.col("model") == "m")
     assert m.filter(pl.col("revision") == "step0")["condition"].to_list() == ["none", "circuit"]
     step20 = m.filter(pl.col("revision") == "step20", pl.col("condition") == "circuit").row(0, named=True)
@@ -222,6 +230,20 @@ def test_a_control_smaller_than_the_circuit_is_reported_beside_the_studys_milest
     assert (m["causal_circuit_size"], m["causal_control_size"]) == (2, 2)
     assert m["causal_full_control_revision"] == "step30"
     assert "control" not in next(line for line in text.splitlines() if line.startswith("m:"))
+
+
+def test_the_causal_bracket_starts_at_the_last_revision_known_not_causal(tables):
+    """gap's step20 circuit had no control, so whether it was causal there is unknown: the causal milestone
+    (step30) lies after step10, the last revision tested and failed, not after step20. The other milestones keep
+    the swept revision before them."""
+    row = causal(tables, "gap")
+    assert row["causal_revision"] == "step30"
+    assert (row["causal_previous_revision"], row["causal_previous_tokens"]) == ("step10", 10000)
+    swept = ["step0", "step10", "step20", "step30"]
+    onset = row["induction_onset_revision"]
+    assert onset in swept[1:] and row["induction_onset_previous_revision"] == swept[swept.index(onset) - 1]
+    m = causal(tables, "m")
+    assert m["causal_revision"] == "step30" and m["causal_previous_revision"] == "step20"
 
 
 def test_rows_without_per_sequence_outcomes_are_refused(tmp_path):

@@ -176,6 +176,14 @@ def is_causal(circuit_drop: float | None, random_drop: float | None, factor: flo
     return circuit_drop > factor * max(random_drop or 0.0, 0.0)
 
 
+def causal_known(curve: pl.DataFrame) -> list[str]:
+    """The revisions of ``curve`` (emergence rows with ``ABLATION_EMERGENCE_COLUMNS``) whose causal state is known:
+    those with no circuit (nothing to ablate) and those tested against a matched control. A revision whose circuit
+    had no control is unknown, so the causal milestone's bracket starts at the last known revision before it."""
+    known = curve.filter((pl.col("ablation_circuit_size") == 0) | pl.col("ablation_tested").fill_null(False))
+    return known["revision"].to_list()
+
+
 #: Why a model's causal milestone is untestable (``causal_note``).
 NO_CONTROL = "no matched control at any revision (the circuit fills its layers)"
 NO_CIRCUIT = "no circuit at any revision (no head reached the screen)"

@@ -82,11 +82,14 @@ def find_bracket(
     reached: str | None,
     swept: Sequence[Revision],
     available: Sequence[Revision],
+    known: Collection[str] | None = None,
 ) -> Bracket:
     """The bracket of ``milestone``, reached first at swept revision ``reached`` (None: not reached).
 
     ``swept``: the revisions the milestone was computed over; ``available``:
-    every revision the source publishes (those not swept are the candidates).
+    every revision the source publishes (those not swept are the candidates);
+    ``known``: the swept revisions at which the milestone's state is known (None: all), so the lower end is the
+    last known one before ``reached`` (the causal milestone: a revision without a matched control is untested).
     """
     ordered = sorted(swept, key=_order)
     names = [r.name for r in ordered]
@@ -96,7 +99,8 @@ def find_bracket(
         raise ValueError(f"milestone {milestone} names revision {reached!r}, which is not among the swept revisions")
     at = names.index(reached)
     upper = ordered[at]
-    lower = ordered[at - 1] if at else None
+    before = [r for r in ordered[:at] if known is None or r.name in known]
+    lower = before[-1] if before else None
     taken = set(names)
     # strictly between in training: another name for the checkpoint at either end is no candidate
     between = tuple(
@@ -114,15 +118,20 @@ def model_brackets(
     swept: Sequence[Revision],
     available: Sequence[Revision],
     wanted: Sequence[str],
+    known: Mapping[str, Collection[str]] | None = None,
 ) -> list[Bracket]:
-    """The brackets of the ``wanted`` milestones of one model, from its row of the milestones table."""
+    """The brackets of the ``wanted`` milestones of one model, from its row of the milestones table.
+
+    ``known``: per milestone, the swept revisions at which its state is known (missing: all; see :func:`find_bracket`).
+    """
     brackets = []
     for milestone in wanted:
         column = C.REFINE_MILESTONES[milestone]
         if column not in milestones_row:
             raise ValueError(f"the milestones table has no {column} column (milestone {milestone})")
         reached = milestones_row[column]
-        brackets.append(find_bracket(milestone, reached if reached is None else str(reached), swept, available))
+        name = reached if reached is None else str(reached)
+        brackets.append(find_bracket(milestone, name, swept, available, (known or {}).get(milestone)))
     return brackets
 
 

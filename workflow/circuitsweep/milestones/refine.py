@@ -31,6 +31,7 @@ import polars as pl
 
 from circuitsweep.checkpoints.revisions import Revision
 from circuitsweep.errors import CacheError
+from circuitsweep.milestones.ablation_tables import causal_known
 from circuitsweep.milestones.brackets import bracket_table, model_brackets, next_revisions
 from circuitsweep.plan.rounds import Added, RefineSettings, read_rounds, write_rounds
 
@@ -69,8 +70,10 @@ def milestone_brackets(
         # swept revisions left off the curve (skipped duplicates) are no candidates either
         off_curve = {r.name for r in swept[model]} - {r.name for r in on_curve}
         pool = [r for r in available[model] if r.name not in off_curve]
+        curve = curves.filter(pl.col("model") == model)
+        known = {"causal": causal_known(curve)} if "ablation_tested" in curve.columns else None
         try:
-            brackets[model] = model_brackets(row, on_curve, pool, settings.milestones)
+            brackets[model] = model_brackets(row, on_curve, pool, settings.milestones, known)
         except ValueError as error:
             raise CacheError(f"model {model}: {error}; rerun its tables") from None
     return bracket_table(brackets, added, settings.max_rounds - rounds_done)

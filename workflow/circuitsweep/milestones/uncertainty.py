@@ -27,6 +27,7 @@ import polars as pl
 from circuitsweep.config.thresholds import MilestoneThresholds
 from circuitsweep.errors import DataError
 from circuitsweep.io import contracts as C
+from circuitsweep.milestones.ablation_tables import causal_known
 
 #: Each milestone with a bracket, and the milestones-table column naming its revision.
 BRACKETED: dict[str, str] = {
@@ -57,20 +58,28 @@ def add_brackets(table: pl.DataFrame, curves: pl.DataFrame) -> pl.DataFrame:
 
     ``curves``: the emergence table (the revisions each model's milestones were
     computed over). Null where the milestone is not reached, or reached at the
-    model's first revision (nothing was swept before it).
+    model's first revision (nothing was swept before it). The causal milestone's
+    bracket starts at the last revision before it whose causal state is known
+    (:func:`ablation_tables.causal_known`): one whose circuit had no control is untested, not negative.
     """
-    previous: dict[str, dict[str, tuple[str, int]]] = {}
+    previous: dict[str, dict[str, dict[str, tuple[str, int]]]] = {}
     for (model,), curve in curves.group_by("model", maintain_order=True):
         ordered = curve.sort("tokens", "step")
-        names, tokens = ordered["revision"].to_list(), ordered["tokens"].to_list()
-        previous[model] = {names[i]: (names[i - 1], tokens[i - 1]) for i in range(1, len(names))}
+        known = causal_known(ordered) if "ablation_tested" in ordered.columns else None
+        for milestone in BRACKETED:
+            only_known = milestone == "causal" and known is not None
+            kept = ordered.filter(pl.col("revision").is_in(known)) if only_known else ordered
+            names, tokens = kept["revision"].to_list(), kept["tokens"].to_list()
+            previous.setdefault(milestone, {})[model] = {
+                names[i]: (names[i - 1], tokens[i - 1]) for i in range(1, len(names))
+            }
     columns = []
     for milestone, column in BRACKETED.items():
         if column not in table.columns:
             continue
         revision_column, tokens_column = bracket_columns(milestone)
         before = [
-            previous.get(model, {}).get(reached, (None, None))
+            previous.get(milestone, {}).get(model, {}).get(reached, (None, None))
             for model, reached in zip(table["model"].to_list(), table[column].to_list(), strict=True)
         ]
         columns.append(pl.Series(revision_column, [b[0] for b in before], dtype=pl.String))
