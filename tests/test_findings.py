@@ -10,6 +10,7 @@ its README prints. Where README and files disagree the tests follow the files (d
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from functools import cache
@@ -278,13 +279,14 @@ def test_olmoe_ablation_claims_are_the_studys():
     assert "loss +3.09 for the top 45 vs +2.27 for matched random" in first["text"] and "1.36x" in first["text"]
     assert first["value"] == pytest.approx(3.0859375 - 2.2734375)
     second = by_item["2. screen heads among the picks, K = 6"]
-    assert second["value"] == 0 and "4.80% -> 3.20% (matched random: 6.80%)" in second["text"]
+    assert second["value"] == 0 and "4.80% -> 3.20% (matched random, 1 draw: 6.80%)" in second["text"]
     screen = by_item["3. screen vs matched random"]
     assert "4.80% -> 0.00%" in screen["text"] and "no matched-random rows" in screen["text"]
     assert screen["value"] is None
     for k in (45, 6):
         assert "distribution wins" in by_item[f"3. screen vs spectral picks, K = {k}"]["text"]
-    assert round(by_item["4. L7H0 alone"]["value"], 2) == 0.61 and round(by_item["4. L9H8 alone"]["value"], 2) == 0.91
+    assert "(61% of the baseline)" in by_item["4. L7H0 alone"]["text"]
+    assert "(91% of the baseline)" in by_item["4. L9H8 alone"]["text"]
     natural = by_item["5. natural text: screen vs matched random"]
     assert natural["value"] == pytest.approx(7.5, rel=1e-5) and "7.5x" in natural["text"]
     assert "26.65% -> 25.15%" in natural["text"]
@@ -535,5 +537,140 @@ def test_selectivity_levels_name_the_runs_thresholds_and_single_heads_say_rise_o
     )  # fmt: skip
     result = findings(*args, raised, [45], {})
     single = result.section(model, "ablation claims").filter(pl.col("item") == "4. L7H0 alone").row(0, named=True)
-    assert single["value"] == pytest.approx(-0.25) and "a rise of 25% of the baseline" in single["text"]
-    assert "L7H0 alone: rise 25%" in result.paragraphs[model]
+    assert single["value"] == pytest.approx(-0.012) and "a top-1 rise of 0.012 (25% of the baseline)" in single["text"]
+    assert "L7H0 alone: top-1 rise 0.012" in result.paragraphs[model]
+
+
+# --- wording: the quantity tested, units, counts ------------------------------------------------
+
+
+def hand_run() -> tuple[tuple, list[int]]:
+    """One model ``m`` of 8 heads (2 layers of 4), by hand: the screen L1H0, L1H2 (ranks 1 and 3); matched draws
+    whose draw 0 disagrees with their mean of 3; L1H0 alone lowers top-1, L1H2 alone raises it."""
+    names = [(1, 0), (1, 1), (1, 2), (0, 0), (0, 1), (0, 2), (0, 3), (1, 3)]  # rank order
+    sel = {(1, 0): 40.0, (1, 2): 20.0}
+    classes = {(1, 0): "induction", (1, 1): "previous", (1, 2): "induction"}
+    heads = pl.DataFrame([{"model": "m", "revision": "final", "layer": layer, "head": head,
+                           "class": classes.get((layer, head), C.BOS_CLASS),
+                           "sel_induction": sel.get((layer, head), 1.0)} for layer, head in names])  # fmt: skip
+    spectral = pl.DataFrame([{"model": "m", "layer": layer, "head": head, "integral": 10.0 - rank,
+                              "final_revision": "final", "final_class": classes.get((layer, head), C.BOS_CLASS),
+                              "screen": (layer, head) in sel, "rank": rank}
+                             for rank, (layer, head) in enumerate(names, 1)])  # fmt: skip
+    mile = pl.DataFrame([{"model": "m", "final_revision": "final", "layers_without_bos": [1], "final_circuit_size": 2,
+                          "induction_onset_revision": None, "induction_onset_tokens": None,
+                          "bos_t50_revision": None, "bos_t50_tokens": None, "bos_to_induction_ratio": None}],
+                        schema_overrides={"induction_onset_revision": pl.String, "induction_onset_tokens": pl.Int64,
+                                          "bos_t50_revision": pl.String, "bos_t50_tokens": pl.Int64,
+                                          "bos_to_induction_ratio": pl.Float64})  # fmt: skip
+
+    def row(probe, condition, k=None, statistic="value", heads="", n=1.0, **values):
+        return {"model": "m", "revision": "final", "probe": probe, "condition": condition, "k": k,
+                "statistic": statistic, "heads": heads, "n_ablated": n, "shortfall": 0, **values}  # fmt: skip
+
+    def draws(probe, family, k, n, draw0, mean):
+        return [row(probe, family, k, "draw 0", "L0H1", n, **draw0), row(probe, family, k, "mean of 3", "", n, **mean),
+                row(probe, family, k, "sd of 3", "", n, loss=0.1, top1=0.1)]  # fmt: skip
+
+    excess_loss = {"loss_excess_increase_ci_low": 0.2, "loss_excess_increase_ci_high": 0.5,
+                   "loss_excess_increase_p": 0.001, "n_controls": 3}  # fmt: skip
+    excess_top1 = {"top1_excess_drop_ci_low": 0.40625, "top1_excess_drop_ci_high": 0.6, "top1_excess_drop_p": 1e-5,
+                   "n_controls": 3}  # fmt: skip
+    rows = [
+        row("synthetic", "none", n=0.0, loss=2.0, top1=0.8),
+        row("synthetic", "spectral_top", 1, heads="L1H0", loss=2.4, top1=0.6, **excess_loss),
+        *draws("synthetic", "spectral_random", 1, 1.0, {"loss": 2.9, "top1": 0.5}, {"loss": 2.1, "top1": 0.78}),
+        row("synthetic", "spectral_top", 2, heads="L1H0,L1H1", n=2.0, loss=2.5, top1=0.55, **excess_loss),
+        *draws("synthetic", "spectral_random", 2, 2.0, {"loss": 3.0, "top1": 0.5}, {"loss": 2.2, "top1": 0.7}),
+        row("synthetic", "screen", heads="L1H0,L1H2", n=2.0, loss=3.0, top1=0.2, **excess_top1),
+        *draws("synthetic", "screen_random", None, 2.0, {"loss": 2.0, "top1": 0.85}, {"loss": 2.1, "top1": 0.7}),
+        row(
+            "synthetic",
+            "screen_head",
+            heads="L1H0",
+            loss=2.3,
+            top1=0.64,
+            top1_drop=0.16,
+            top1_drop_ci_low=0.09375,
+            top1_drop_ci_high=0.2266,
+            top1_drop_p=5.5e-6,
+        ),
+        row(
+            "synthetic",
+            "screen_head",
+            heads="L1H2",
+            loss=2.0,
+            top1=0.81,
+            top1_drop=-0.01,
+            top1_drop_ci_low=-0.0234375,
+            top1_drop_ci_high=0.0,
+            top1_drop_p=1.0,
+        ),
+        row("natural", "none", n=0.0, loss=3.0, top1=0.5),
+        row("natural", "screen", heads="L1H0,L1H2", n=2.0, loss=3.2, top1=0.3, **excess_top1),
+        *draws("natural", "screen_random", None, 2.0, {"loss": 3.0, "top1": 0.55}, {"loss": 3.1, "top1": 0.45}),
+    ]
+    schema = {c: pl.Float64 for c in C.FINAL_ABLATION_TABLE_COLUMNS} | {
+        "model": pl.String, "revision": pl.String, "probe": pl.String, "condition": pl.String, "k": pl.Int64,
+        "statistic": pl.String, "heads": pl.String, "shortfall": pl.Int64, "n_controls": pl.Int64, "note": pl.String,
+    }  # fmt: skip
+    ablation = pl.DataFrame(rows, schema=schema)
+    return (spectral, heads, mile, ablation), [2, 1]
+
+
+def hand_claims() -> tuple[dict[str, dict], str]:
+    args, spec = hand_run()
+    result = findings(*args, spec, {"m": {"induction_circuit": 12}})
+    claims = {row["item"]: row for row in result.section("m", "ablation claims").iter_rows(named=True)}
+    return claims, result.paragraphs["m"]
+
+
+def test_matched_random_claims_compare_with_the_mean_of_the_draws_they_test_against():
+    """Claims 1, 2, 3 and 5 compare with the mean of the scored draws, the quantity their excess interval is against
+    (draw 0, the study's, only beside it): a draw 0 that disagrees with the mean never gives the ratio."""
+    claims, paragraph = hand_claims()
+    first = claims["1. spectral picks vs matched random, K = 1"]
+    assert "loss +0.40 for the top 1 vs +0.10 for matched random (mean of 3 draws" in first["text"], first["text"]
+    assert "4.00x the damage" in first["text"] and "0.44x" not in first["text"] + paragraph
+    assert first["value"] == pytest.approx(0.3)
+    assert "top 1: loss +0.40 vs +0.10 for matched random (mean of 3 draws; 4.00x the damage)" in paragraph
+    held = claims["2. screen heads among the picks, K = 2"]["text"]
+    assert "(matched random, mean of 3 draws: 70.00%)" in held, held
+    screen = claims["3. screen vs matched random"]
+    assert screen["value"] == pytest.approx(6.0) and "6.0x" in screen["text"], screen["text"]
+    assert "matched random (mean of 3 draws) -> 70.00% (drop 10.00 pp" in screen["text"]
+    assert "did not lower top-1" not in screen["text"] + paragraph
+    natural = claims["5. natural text: screen vs matched random"]
+    assert natural["value"] == pytest.approx(4.0) and "mean of 3 draws" in natural["text"], natural["text"]
+
+
+def test_single_heads_give_the_absolute_drop_in_the_unit_of_its_interval():
+    """A head alone states its absolute top-1 drop with the interval of that drop (3 decimals), the share of the
+    baseline labelled as such; ``value`` is the drop too, so value and interval share a unit; a rise says so."""
+    claims, paragraph = hand_claims()
+    drop = claims["4. L1H0 alone"]
+    assert "a top-1 drop of 0.160 (20% of the baseline; 95% interval [0.094, 0.227], p = 5.5e-06)" in drop["text"]
+    assert drop["value"] == pytest.approx(0.16) and drop["ci_low"] <= drop["value"] <= drop["ci_high"]
+    assert "L1H0 alone: top-1 drop 0.160 (95% interval [0.094, 0.227], p = 5.5e-06)" in paragraph
+    rise = claims["4. L1H2 alone"]
+    assert "a top-1 rise of 0.010 (1% of the baseline; as a drop -0.010: 95% interval [-0.023, 0.000]" in rise["text"]
+    assert rise["value"] == pytest.approx(-0.01)
+    every = " ".join(row["text"] for row in claims.values()) + paragraph
+    bounds = re.findall(r"95% interval \[([^\]]*)\]", every)
+    assert bounds and all(re.fullmatch(r"-?\d+\.\d{3}, -?\d+\.\d{3}", b) for b in bounds), bounds
+    assert "[0.406, 0.600]" in claims["3. screen vs matched random"]["text"]
+
+
+def test_counts_agree_in_number_and_equal_k_ranges_collapse():
+    """One head is "1 head" and "a screen head"; a 17-19% heuristic whose ends agree is one K (8 heads: K = 1)."""
+    args, spec = hand_run()
+    result = findings(*args, spec, {"m": {"induction_circuit": 12}})
+    claims = dict(zip(*result.section("m", "ablation claims").select("item", "text"), strict=True))
+    assert "the top 1 (1 head, 1 of them a screen head)" in claims["3. screen vs spectral picks, K = 1"]
+    assert "the top 2 (2 heads, 1 of them a screen head)" in claims["3. screen vs spectral picks, K = 2"]
+    assert claims["2. screen heads among the picks, K = 1"].startswith("the top 1 holds 1 of the 2 screen heads")
+    assert text(result, "m", "K selection", "17-19% heuristic") == "K = 1 of 8 heads"
+    assert "(17-19% heuristic: 1)" in result.paragraphs["m"]
+    assert text(result, "m", "induction selectivity", ">= 30") == "1 head: L1H0"
+    markdown = findings_markdown(result, spec)
+    assert not re.search(r"\b1 heads\b|\b1-1\b|\b1 of them screen heads", markdown), markdown

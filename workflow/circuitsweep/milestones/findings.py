@@ -27,7 +27,7 @@ and ``cs.findings`` compute the same :class:`Findings`.
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,6 +115,16 @@ def _share(count: int, total: int) -> str:
     return f"{count / total:.2f} ({count}/{total})"
 
 
+def _plural(count: float, noun: str) -> str:
+    """``count`` and ``noun``, plural unless the count is 1 (``1 head``, ``2 heads``)."""
+    return f"{count:g} {noun}" + ("" if count == 1 else "s")
+
+
+def _range(low: int, high: int) -> str:
+    """``low-high``, or one number when they agree."""
+    return str(low) if low == high else f"{low}-{high}"
+
+
 def precision_ks(n_heads: int) -> list[int]:
     """``PRECISION_K`` below ``n_heads``, then ``n_heads`` (all heads)."""
     return [k for k in PRECISION_K if k < n_heads] + ([n_heads] if n_heads else [])
@@ -195,7 +205,7 @@ def k_rows(model: str, spectral: pl.DataFrame, tops: Sequence[TopK]) -> list[dic
             model,
             SECTION_K,
             "17-19% heuristic",
-            f"K = {low}-{high} of {n} heads",
+            f"K = {_range(low, high)} of {n} heads",
             SPECTRAL,
             value=None,
             count=low,
@@ -264,7 +274,7 @@ def selectivity_rows(model: str, final: pl.DataFrame, thresholds: Mapping[str, A
         for level, name in selectivity_levels(thresholds):
             at = final.filter(pl.col(column) >= level).sort(column, descending=True)
             named = f": {', '.join(_names(at))}" if 0 < at.height <= NAMED_HEADS else ""
-            text = f"{at.height} heads" + (f" ({name})" if name else "") + named
+            text = _plural(at.height, "head") + (f" ({name})" if name else "") + named
             rows.append(
                 _row(
                     model,
@@ -293,7 +303,7 @@ def screen_rows(model: str, spectral: pl.DataFrame, tops: Sequence[TopK], cut: f
         inside = screen.filter(pl.col("rank") <= top.k)
         outside = screen.filter(pl.col("rank") > top.k)
         missed = ", ".join(f"{name} (rank {rank})" for name, rank in zip(_names(outside), outside["rank"], strict=True))
-        text = f"holds {inside.height} of the {screen.height} screen heads" + (
+        text = f"holds {inside.height} of {_the_screen(screen.height)}" + (
             f" ({', '.join(_names(inside))})" if inside.height else ""
         )
         text += f"; misses {missed}" if outside.height else "; misses none"
@@ -316,17 +326,17 @@ def screen_rows(model: str, spectral: pl.DataFrame, tops: Sequence[TopK], cut: f
 # --- the five ablation claims -------------------------------------------------
 
 
-def _count(value: float) -> str:
-    """A head count of the ablation table (Float64 there: the mean over draws may be fractional)."""
-    return f"{value:g}"
-
-
 def _percent(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
 def _pp(value: float) -> str:
     return f"{100 * value:.2f} pp"
+
+
+def _the_screen(size: float) -> str:
+    """``the 4 screen heads``, ``the 1 screen head``."""
+    return f"the {_plural(size, 'screen head')}"
 
 
 Bounds = tuple[float | None, float | None, float | None]
@@ -347,14 +357,40 @@ def interval(row: Mapping[str, Any] | None, metric: str, excess: bool) -> Bounds
     return None, None, None
 
 
-def _with_interval(text: str, bounds: Bounds, excess: bool = False) -> str:
-    """``text`` with its paired interval and p; an ``excess`` interval is against the mean of the matched
-    draws (the ablation table's excess columns), not against draw 0 alone."""
+def _interval_text(bounds: Bounds) -> str:
+    """``95% interval [low, high], p = p`` (bounds to 3 decimals), or "" without an interval."""
     low, high, p = bounds
     if low is None or high is None:
-        return text
+        return ""
+    return f"95% interval [{low:.3f}, {high:.3f}]" + (f", p = {p:.2g}" if p is not None else "")
+
+
+def _with_interval(text: str, bounds: Bounds, excess: bool = False) -> str:
+    """``text`` with its paired interval and p; an ``excess`` interval is against the mean of the matched
+    draws (the ablation table's excess columns), the quantity the claim's text compares with."""
+    shown = _interval_text(bounds)
     label = "excess over the matched draws' mean: " if excess else ""
-    return text + f" ({label}95% interval [{low:.4g}, {high:.4g}]" + (f", p = {p:.2g})" if p is not None else ")")
+    return text + f" ({label}{shown})" if shown else text
+
+
+@dataclass(frozen=True)
+class _Random:
+    """A matched-random family: ``control`` (the mean of its ``n`` scored draws, or draw 0 alone) and ``draw``
+    (draw 0, the study's)."""
+
+    control: dict | None
+    draw: dict | None
+    n: int
+
+    @property
+    def label(self) -> str:
+        return f"mean of {self.n} draws" if self.n != 1 else "1 draw"
+
+    def draw0(self, metric: str, show: Callable[[float], str]) -> str:
+        """``; draw 0, the study's, <show(its metric)>`` beside a mean of several draws ("" otherwise)."""
+        if self.n == 1 or self.draw is None or self.draw is self.control or self.draw[metric] is None:
+            return ""
+        return f"; draw 0, the study's, {show(self.draw[metric])}"
 
 
 class _Ablation:
@@ -370,11 +406,15 @@ class _Ablation:
             rows = rows.filter(pl.col("statistic").str.starts_with(statistic))
         return rows.row(0, named=True) if rows.height else None
 
-    def random(self, probe: str, prefix: str, k: int | None) -> tuple[dict | None, dict | None]:
-        """Draw 0 (the study's) and the mean over draws (None with one draw) of a matched-random family."""
+    def random(self, probe: str, prefix: str, k: int | None, treated: dict | None) -> _Random:
+        """The matched-random family of ``treated`` (``spectral_top`` or ``screen``): its mean over the scored
+        draws, the control its excess test is against (draw 0 where the table holds no mean), and draw 0."""
         draw = self.get(probe, f"{prefix}_random", k, "draw 0")
         mean = self.get(probe, f"{prefix}_random", k, "mean of")
-        return draw, (mean if mean and not mean["statistic"].endswith(" 1") else None)
+        n = (treated or {}).get("n_controls")
+        if n is None:
+            n = int(mean["statistic"].split()[-1]) if mean is not None else 1
+        return _Random(mean if mean is not None else draw, draw, int(n))
 
     def singles(self, probe: str) -> list[tuple[str, list[str], dict]]:
         """Each head ablated alone (induction_head, screen_head): (label, its conditions, row), first seen first."""
@@ -398,15 +438,7 @@ def _no_control(row: dict | None, heads: str) -> str | None:
 
 
 def _shortfall(row: dict | None) -> str:
-    return f"; the matched draw is {row['shortfall']} heads short" if row and row["shortfall"] else ""
-
-
-def _mean_text(mean: dict | None, metric: str, base: float, scale: str) -> str:
-    if mean is None or mean[metric] is None:
-        return ""
-    delta = mean[metric] - base
-    shown = f"{delta:+.2f}" if scale == "loss" else _percent(mean[metric])
-    return f"; {mean['statistic']} draws {shown}"
+    return f"; the matched draw is {_plural(row['shortfall'], 'head')} short" if row and row["shortfall"] else ""
 
 
 def _claim(model: str, item: str, text: str, short: str, source: str = ABLATION, **values: Any) -> dict[str, Any]:
@@ -435,12 +467,13 @@ def ablation_claims(
     tops: Sequence[TopK],
 ) -> list[dict[str, Any]]:
     """The study's five ablation claims for one model, measured from its rows of the final-ablation table
-    (``FINAL_ABLATION_TABLE_COLUMNS``; matched random: draw 0, the study's, with the mean of the draws beside it):
+    (``FINAL_ABLATION_TABLE_COLUMNS``; matched random: the mean of the scored draws, the control of the excess
+    test, with draw 0, the study's, beside it):
 
     1. spectral picks vs matched random at each K (loss differential, nats);
     2. whether the top K picks hold any screen head (and what ablating them does to top-1);
     3. the screen's top-1 drop vs its matched random (ratio) and vs the top K picks ("distribution wins");
-    4. each single head's relative top-1 drop;
+    4. each single head's top-1 drop (absolute, with its interval; its share of the baseline beside it);
     5. the screen's natural-text top-1 drop vs its matched random (ratio).
 
     Without a table, an empty screen, no matched control or no natural text, the claim's row says so. Rows in
@@ -473,25 +506,27 @@ def ablation_claims(
 
 
 def _picks_claim(model: str, ablation: _Ablation, k: int, none: dict) -> dict[str, Any]:
-    """Claim 1 at one K: the top K's loss rise against their matched random heads' (draw 0)."""
+    """Claim 1 at one K: the top K's loss rise against their matched random heads' (mean of the draws)."""
     picks = ablation.get("synthetic", "spectral_top", k)
-    draw, mean = ablation.random("synthetic", "spectral", k)
     item = f"{CLAIMS[0]}, K = {k}"
     if picks is None:
         return _claim(model, item, f"not in {ABLATION}: no K = {k} rows", f"top {k}: not run", k=k)
-    if why := _no_control(draw, f"the top {k}"):
+    random = ablation.random("synthetic", "spectral", k, picks)
+    control = random.control
+    if why := _no_control(control, f"the top {k}"):
         return _claim(model, item, f"untestable: {why}", f"top {k}: untestable, {why}", k=k)
-    d_top, d_random = picks["loss"] - none["loss"], draw["loss"] - none["loss"]
+    d_top, d_random = picks["loss"] - none["loss"], control["loss"] - none["loss"]
     if d_random <= 0:
         verdict = "random heads did not raise the loss"
     elif d_top <= 0:
         verdict = "the picks did not raise the loss"
     else:
         verdict = f"{d_top / d_random:.2f}x the damage"
-    text = f"loss {d_top:+.2f} for the top {k} vs {d_random:+.2f} for matched random (draw 0"
-    text += _mean_text(mean, "loss", none["loss"], "loss") + f"): {verdict}" + _shortfall(draw)
+    draw0 = random.draw0("loss", lambda loss: f"{loss - none['loss']:+.2f}")
+    text = f"loss {d_top:+.2f} for the top {k} vs {d_random:+.2f} for matched random ({random.label}"
+    text += f"{draw0}): {verdict}" + _shortfall(control)
     bounds = interval(picks, "loss", excess=True)
-    short = f"top {k}: loss {d_top:+.2f} vs {d_random:+.2f} for matched random ({verdict})"
+    short = f"top {k}: loss {d_top:+.2f} vs {d_random:+.2f} for matched random ({random.label}; {verdict})"
     return _claim(model, item, _with_interval(text, bounds, True), _with_interval(short, bounds, True), k=k,
                   value=d_top - d_random, **_interval_values(bounds))  # fmt: skip
 
@@ -499,33 +534,38 @@ def _picks_claim(model: str, ablation: _Ablation, k: int, none: dict) -> dict[st
 def _held_claim(model: str, ablation: _Ablation, k: int, base: float, screen: pl.DataFrame) -> dict[str, Any]:
     """Claim 2 at one K: the screen heads among the top K, and what ablating the top K does to top-1."""
     picks = ablation.get("synthetic", "spectral_top", k)
-    draw, _ = ablation.random("synthetic", "spectral", k)
+    random = ablation.random("synthetic", "spectral", k, picks)
     inside = screen.filter(pl.col("rank") <= k).height
     outside = _names(screen.filter(pl.col("rank") > k))
-    held = f"the top {k} hold {inside} of the {screen.height} screen heads"
+    held = f"the top {k} {'holds' if k == 1 else 'hold'} {inside} of {_the_screen(screen.height)}"
     held += f" (missing {', '.join(outside)})" if outside and inside else ""
     text = held
     if picks is not None and picks["top1"] is not None:
         text += f"; ablating them moves top-1 {_percent(base)} -> {_percent(picks['top1'])}"
-        if not _no_control(draw, ""):
-            text += f" (matched random: {_percent(draw['top1'])})"
+        if not _no_control(random.control, ""):
+            text += f" (matched random, {random.label}: {_percent(random.control['top1'])})"
     return _claim(model, f"{CLAIMS[1]}, K = {k}", text, held[4:], f"{SPECTRAL}; {ABLATION}", k=k,
                   value=float(inside), count=inside, total=screen.height)  # fmt: skip
 
 
 def _single_claim(model: str, label: str, conditions: list[str], row: dict, base: float) -> dict[str, Any]:
-    """Claim 4 for one head ablated alone: its top-1 drop relative to the baseline."""
+    """Claim 4 for one head ablated alone: its absolute top-1 drop (``value``, the unit of its interval), with
+    the share of the baseline beside it; a rise says so."""
     item = f"4. {label} alone"
-    if row["top1"] is None or not base:
-        why = "not scored" if row["top1"] is None else "baseline top-1 is 0: no relative drop"
-        return _claim(model, item, f"{label} alone: {why}", f"{label} alone {why}")
-    relative = (base - row["top1"]) / base
-    change = f"drop {relative:.0%}" if relative >= 0 else f"rise {-relative:.0%}"
-    text = f"{label} alone ({', '.join(conditions)}): top-1 {_percent(base)} -> {_percent(row['top1'])}, "
-    text += f"a {change.split()[0]} of {abs(relative):.0%} of the baseline"
+    if row["top1"] is None:
+        return _claim(model, item, f"{label} alone: not scored", f"{label} alone not scored")
+    drop = base - row["top1"]
     bounds = interval(row, "top1", excess=False)
-    return _claim(model, item, _with_interval(text, bounds), _with_interval(f"{label} alone: {change}", bounds),
-                  value=relative, **_interval_values(bounds))  # fmt: skip
+    shown = _interval_text(bounds)
+    way = "drop" if drop >= 0 else "rise"
+    if drop < 0 and shown:
+        shown = f"as a drop {drop:.3f}: {shown}"
+    relative = f"{abs(drop) / base:.0%} of the baseline" if base else ""
+    beside = "; ".join(filter(None, [relative, shown]))
+    text = f"{label} alone ({', '.join(conditions)}): top-1 {_percent(base)} -> {_percent(row['top1'])}, "
+    text += f"a top-1 {way} of {abs(drop):.3f}" + (f" ({beside})" if beside else "")
+    short = f"{label} alone: top-1 {way} {abs(drop):.3f}" + (f" ({shown})" if shown else "")
+    return _claim(model, item, text, short, value=drop, **_interval_values(bounds))
 
 
 def _screen_claims(
@@ -534,7 +574,8 @@ def _screen_claims(
     """Claim 3 (synthetic; with ``tops``, against the spectral picks too) or claim 5 (natural text)."""
     none = ablation.get(probe, "none")
     screen = ablation.get(probe, "screen")
-    draw, mean = ablation.random(probe, "screen", None)
+    random = ablation.random(probe, "screen", None, screen)
+    control = random.control
     on = "" if probe == "synthetic" else "natural text: "
     if screen is None or not screen["n_ablated"] or screen["top1"] is None:
         text = f"untestable: empty screen (no head at the circuit threshold){_note(screen)}"
@@ -543,22 +584,22 @@ def _screen_claims(
         return rows + [_claim(model, f"{CLAIMS[3]}, K = {t.k}", text, short, k=t.k) for t in tops]
     base = none["top1"]
     drop = base - screen["top1"]
-    size = _count(screen["n_ablated"])
     moved = f"top-1 {_percent(base)} -> {_percent(screen['top1'])}"
-    text = f"{on}ablating the {size} screen heads moves {moved} (drop {_pp(drop)})"
-    short = f"{on}the {size} screen heads take {moved}"
+    text = f"{on}ablating {_the_screen(screen['n_ablated'])} moves {moved} (drop {_pp(drop)})"
+    short = f"{on}{_the_screen(screen['n_ablated'])} take{'s' if screen['n_ablated'] == 1 else ''} {moved}"
     bounds = interval(screen, "top1", excess=True)
-    if why := _no_control(draw, "the screen heads"):
+    if why := _no_control(control, "the screen heads"):
         text += f"; untestable against random heads: {why}"
-        short += "; no matched control" if draw is not None else "; no matched random heads drawn"
+        short += "; no matched control" if control is not None else "; no matched random heads drawn"
         rows = [_claim(model, item, text, short)]
     else:
-        random_drop = base - draw["top1"]
+        random_drop = base - control["top1"]
         ratio = drop / random_drop if random_drop > 0 else None
         verdict = f"{ratio:.1f}x" if ratio is not None else "random heads did not lower top-1, no ratio"
-        text += f"; matched random (draw 0) -> {_percent(draw['top1'])} (drop {_pp(random_drop)}"
-        text += _mean_text(mean, "top1", base, "top1") + f"): {verdict}" + _shortfall(draw)
-        short += f", matched random {_percent(draw['top1'])}: {verdict}"
+        draw0 = random.draw0("top1", _percent)
+        text += f"; matched random ({random.label}) -> {_percent(control['top1'])} (drop {_pp(random_drop)}"
+        text += f"{draw0}): {verdict}" + _shortfall(control)
+        short += f", matched random ({random.label}) {_percent(control['top1'])}: {verdict}"
         text, short = _with_interval(text, bounds, True), _with_interval(short, bounds, True)
         rows = [_claim(model, item, text, short, value=ratio, **_interval_values(bounds))]
     for top in tops:
@@ -576,11 +617,18 @@ def _screen_claims(
             verdict = "the screen lowers it more"
         else:
             verdict = "the picks lower it more"
-        text = f"the screen ({size} heads) lowers top-1 by {_pp(drop)}, the top {top.k} "
-        text += f"({_count(picks['n_ablated'])} heads, {held} of them screen heads) by {_pp(picks_drop)}: {verdict}"
+        text = f"the screen ({_plural(screen['n_ablated'], 'head')}) lowers top-1 by {_pp(drop)}, the top {top.k} "
+        text += f"({_held_text(picks['n_ablated'], held)}) by {_pp(picks_drop)}: {verdict}"
         short = f"against the top {top.k} ({_pp(picks_drop)}): {verdict.split(',')[0]}"
         rows.append(_claim(model, row_item, text, short, k=top.k, value=drop - picks_drop))
     return rows
+
+
+def _held_text(n: float, held: int) -> str:
+    """``2 heads, 1 of them a screen head``; ``1 head, not a screen head``."""
+    if held == 0:
+        return _plural(n, "head") + (", not a screen head" if n == 1 else ", none of them a screen head")
+    return _plural(n, "head") + (", 1 of them a screen head" if held == 1 else f", {held} of them screen heads")
 
 
 def _note(row: dict | None) -> str:
@@ -698,7 +746,7 @@ def across_rows(across: pl.DataFrame, milestones: pl.DataFrame) -> list[dict[str
                 model,
                 SECTION_ACROSS,
                 "screen size",
-                f"{row['screen_size']} heads",
+                _plural(row["screen_size"], "head"),
                 MILESTONES,
                 value=float(row["screen_size"]),
             )
@@ -782,7 +830,7 @@ def model_paragraph(model: str, rows: pl.DataFrame, spectral: pl.DataFrame, tops
     elbow = values_of(rows, SECTION_K, "elbow")
     heuristic = rows.filter((pl.col("section") == SECTION_K) & (pl.col("item") == "17-19% heuristic"))
     if elbow is not None and heuristic.height:
-        parts[-1] += f"; elbow K = {elbow:g} (17-19% heuristic: {heuristic['count'][0]}-{heuristic['total'][0]})"
+        parts[-1] += f"; elbow K = {elbow:g} (17-19% heuristic: {_range(heuristic['count'][0], heuristic['total'][0])})"
     claims = rows.filter(pl.col("section") == SECTION_CLAIMS)
     if claims["short"].n_unique() == 1:
         parts.append(f"The five ablation claims: {claims['short'][0]}")
