@@ -39,6 +39,8 @@ NEVER_HALF = {
     "causal_excess_ci_high": 0.17,
     "causal_p": 0.0006,
     "causal_p_holm": 0.0031,
+    "causal_factor": 2.0,
+    "causal_alpha": 0.01,
 }
 #: A model whose BOS heads reach half of all heads (OLMo-like token counts).
 REACHED = {
@@ -122,7 +124,7 @@ def test_the_three_causal_states_read_differently_everywhere(tmp_path):
     )
     assert lines[3].endswith(
         "the circuit never passed the causal test (largest excess top-1 drop 0.023 at step290, 95% CI "
-        "[-0.016, 0.063]; p = 0.18 (0.72 after Holm over 4 tested revisions))."
+        "[-0.016, 0.063]; p = 0.18 (0.72 after Holm over 4 tested revisions); not significant at 0.01)."
     )
     assert lines[4].endswith(
         "whether the circuit is causal is untestable: no matched control at any revision (the circuit fills its "
@@ -141,6 +143,27 @@ def test_the_three_causal_states_read_differently_everywhere(tmp_path):
     assert "; causal at step300 (1.23M tokens; excess top-1 drop 0.110" in summary
     assert "; causal not reached (largest excess top-1 drop 0.023 at step290" in summary
     assert "; causal untestable: no matched control at any revision" in summary
+
+
+def test_not_reached_says_which_part_of_the_causal_test_failed():
+    """A significant excess that fails the factor rule (drop 0.140, 4.9x random, the factor 5) names the rule that
+    failed, so "p = 0.00094 ... never passed" does not read as a contradiction; a factor rule that held with a p
+    above alpha says only that it is not significant."""
+    factor = {**REACHED, "causal_factor": 5.0, "causal_p": 0.00094, "causal_p_holm": 0.00094,
+              "causal_circuit_drop": 0.14, "causal_random_drop": 0.0286}  # fmt: skip
+    line = milestones_markdown(table(factor)).splitlines()[2]
+    assert (
+        "p = 0.00094 (0.00094 after Holm over 4 tested revisions); the factor rule failed: the circuit's top-1 drop "
+        "0.140 is 4.9x the matched-random drop, not above 5x)." in line
+    )
+    assert "not significant" not in line
+    both = {**factor, "causal_p_holm": 0.2}
+    assert "not above 5x; not significant at 0.01)" in milestones_markdown(table(both)).splitlines()[2]
+    harmless = {**factor, "causal_circuit_drop": -0.01, "causal_random_drop": -0.02}
+    assert "the circuit's top-1 drop -0.010 is not positive)" in milestones_markdown(table(harmless)).splitlines()[2]
+    passed_rule = {**REACHED, "causal_circuit_drop": 0.05, "causal_random_drop": 0.01}
+    line = milestones_markdown(table(passed_rule)).splitlines()[2]
+    assert "factor rule" not in line and line.endswith("; not significant at 0.01).")
 
 
 def test_a_finished_run_prints_each_model_the_tables_and_the_report_command(tmp_path):

@@ -317,6 +317,8 @@ CAUSAL_MILESTONE_COLUMNS: tuple[str, ...] = (
     "causal_excess_ci_high",
     "causal_p",  # its one-sided p
     "causal_p_holm",  # after Holm's adjustment over the tested revisions
+    "causal_circuit_drop",  # the circuit's top-1 drop at the evidence revision (the factor rule's numerator)
+    "causal_random_drop",  # the matched-random draws' mean top-1 drop there
     "causal_circuit_size",  # circuit heads at the evidence revision
     "causal_control_size",  # heads per matched-random draw there (fewer: the study's draw took what was left)
     "causal_full_control_revision",  # the first revision passing the same test with a control as large as the circuit

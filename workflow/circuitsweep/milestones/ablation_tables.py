@@ -239,6 +239,8 @@ def causal_milestones(curves: pl.DataFrame, factor: float, alpha: float = 0.01) 
                 "causal_excess_ci_high": evidence["ablation_excess_ci_high"] if evidence else None,
                 "causal_p": evidence["ablation_excess_p"] if evidence else None,
                 "causal_p_holm": evidence["ablation_excess_p_holm"] if evidence else None,
+                "causal_circuit_drop": evidence["ablation_circuit_drop"] if evidence else None,
+                "causal_random_drop": evidence["ablation_random_drop"] if evidence else None,
                 "causal_circuit_size": evidence["ablation_circuit_size"] if evidence else None,
                 "causal_control_size": evidence["ablation_control_size"] if evidence else None,
                 "causal_full_control_revision": full["revision"] if full else None,

@@ -18,6 +18,7 @@ import polars as pl
 from circuitsweep.heads.ablation_stats import format_p
 from circuitsweep.io import contracts as C
 from circuitsweep.io.atomic import atomic_write_text
+from circuitsweep.milestones.ablation_tables import is_causal
 from circuitsweep.milestones.uncertainty import FRAGILE_SHARE
 from circuitsweep.primitives import contract as K
 
@@ -78,13 +79,33 @@ def _control(row: Mapping[str, Any]) -> str:
     return f"{text}, first causal with a full control {'at ' + full if full else 'at no revision'}"
 
 
+def _failed(row: Mapping[str, Any]) -> str:
+    """Which part of the causal test the evidence revision failed: ``; the factor rule failed: the circuit's top-1
+    drop 0.140 is 4.9x the matched-random drop, not above 5x`` and/or ``; not significant at 0.01``."""
+    reasons = []
+    circuit, random, factor = row.get("causal_circuit_drop"), row.get("causal_random_drop"), row.get("causal_factor")
+    if None not in (circuit, random, factor) and not is_causal(circuit, random, factor):
+        if circuit <= 0:
+            reasons.append(f"the factor rule failed: the circuit's top-1 drop {circuit:.3f} is not positive")
+        else:
+            reasons.append(
+                f"the factor rule failed: the circuit's top-1 drop {circuit:.3f} is {circuit / random:.2g}x the "
+                f"matched-random drop, not above {factor:g}x"
+            )
+    alpha = row.get("causal_alpha")
+    if alpha is not None and row["causal_p_holm"] is not None and row["causal_p_holm"] >= alpha:
+        reasons.append(f"not significant at {alpha:g}")
+    return "".join(f"; {reason}" for reason in reasons)
+
+
 def _evidence(row: Mapping[str, Any]) -> str:
     """``largest excess top-1 drop 0.023 at step290, 95% CI [...]; p = 0.18 (0.72 after Holm over 4 tested
-    revisions)``: what a model whose circuit never passed the causal test got closest with."""
+    revisions); not significant at 0.01``: what a model whose circuit never passed the causal test got closest
+    with, and which part of the test it failed."""
     return (
         f"largest excess top-1 drop {row['causal_excess_drop']:.3f} at {row['causal_evidence_revision']}, "
         f"{_interval(row)}; p {_p(row['causal_p'])} ({_p(row['causal_p_holm'])[2:]} after Holm over {_tested(row)})"
-        f"{_control(row)}"
+        f"{_failed(row)}{_control(row)}"
     )
 
 
