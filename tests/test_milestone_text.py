@@ -101,7 +101,8 @@ def test_milestones_md_opens_with_a_sentence_per_model_then_a_narrow_table():
     text = milestones_markdown(table(NEVER_HALF, REACHED))
     lines = text.splitlines()
     assert lines[2].startswith("toy-gptneox: induction heads formed at step300 (1.23M tokens); the first BOS head")
-    assert "before induction" in lines[2] and "peak 0.38 at step250" in lines[2]
+    assert "step200 (819K tokens), before induction; BOS heads never reached" in lines[2]
+    assert "peak 0.38 at step250" in lines[2]
     assert lines[3].startswith("big: induction heads formed at step1000 (4.19B tokens)")
     assert "BOS heads were half of all heads from step70000 (300B tokens)" in lines[3]
     header = next(line for line in lines if line.startswith("| model"))
@@ -182,6 +183,11 @@ def test_a_finished_run_prints_each_model_the_tables_and_the_report_command(tmp_
     assert f"  {paths.milestones_table('md')}" in summary and str(paths.heads_table()) not in summary
     assert f"snakemake --configfile config/paper.yaml --report {paths.root / 'report.html'}" in summary
     assert "Figures:" not in summary  # none made yet
+    for path in (paths.findings("md"), paths.primitive_table("primitive_gaps.md")):
+        path.write_text("# read first\n")
+    listed = finished_run_summary(paths).split("Tables:\n")[1].split("Report:")[0].splitlines()
+    assert listed[:2] == [f"  {paths.milestones_table('md')}", f"  {paths.findings('md')}"], listed
+    assert f"  {paths.primitive_table('primitive_gaps.md')}" in listed  # the tables README.md says to read first
 
 
 def test_the_summary_names_the_figures_as_well_as_the_tables(tmp_path):

@@ -176,14 +176,14 @@ def model_sentence(row: Mapping[str, Any]) -> str:
         t50 = _at(row["bos_t50_revision"], row["bos_t50_tokens"])
         order = ""
         if row["induction_onset_tokens"] is not None and row["first_bos_head_tokens"] is not None:
-            order = " before induction" if row["first_bos_head_tokens"] < row["induction_onset_tokens"] else ""
+            order = ", before induction" if row["first_bos_head_tokens"] < row["induction_onset_tokens"] else ""
         reach = (
             f"BOS heads were half of all heads from {t50}"
             if t50
             else f"BOS heads never reached half of all heads (peak {row['bos_peak_fraction']:.2f} at "
             f"{row['bos_peak_revision']}, {row['final_bos_fraction']:.2f} at the end)"
         )
-        bos = f"the first BOS head appeared at {first}{order} and {reach}"
+        bos = f"the first BOS head appeared at {first}{order}; {reach}"
     sentence = f"{model}: {induction}; {bos}"
     if row.get("causal_state") is not None:
         sentence += "; " + causal_sentence(row)
@@ -369,12 +369,14 @@ def finished_run_summary(paths: C.Paths, configfiles: Sequence[str | Path] = ())
         return ""
     tables = (
         paths.milestones_table("md"),
+        paths.findings("md"),
         paths.milestones_table("csv"),
         paths.emergence_table("csv"),
         paths.heads_table(),
         paths.ablation_table("csv"),
         paths.final_ablation_table("md"),
         paths.spectral_table("csv"),
+        paths.primitive_table(K.GAPS_MD),
         paths.primitive_table(K.GAPS_CSV),
         paths.overhead_table("md"),
     )
