@@ -420,7 +420,7 @@ def primitive_gaps(models: list[str], kinds: list[str]) -> pl.DataFrame:
 
 def test_primitive_gap_has_a_panel_per_kind_and_its_legend_outside():
     """One panel per score kind, representational first, one colour per model in every panel; the legend lies outside
-    every panel, so it covers no data."""
+    every panel, so it covers no data; the token axis says it is logarithmic, as in the other figures."""
     figure = primitive_gap_figure(primitive_gaps(["a", "b", "c"], ["next_word", "representational", "behavioural"]))
     figure.canvas.draw()
     panels = [axis for axis in figure.axes if axis.get_visible()]
@@ -433,6 +433,7 @@ def test_primitive_gap_has_a_panel_per_kind_and_its_legend_outside():
     legend = figure.legends[0].get_window_extent()
     assert not any(legend.overlaps(axis.get_window_extent()) for axis in panels)
     assert [t.get_text() for t in figure.legends[0].get_texts()] == ["a", "b", "c"]
+    assert {axis.get_xlabel() for axis in panels} == {"training tokens (log; step 0 at the left)"}  # as it is drawn
     plt.close(figure)
 
 

@@ -783,7 +783,6 @@ def primitive_gap_figure(gaps: pl.DataFrame, demonstration: Sequence[str] = ()) 
             axis.fill_between(rows["tokens"], rows["ci_low"], rows["ci_high"], color=colours[model], alpha=0.15)
         axis.axhline(0.0, color="black", linewidth=0.8)
         _token_axis(axis, summary["tokens"])
-        axis.set_xlabel("training tokens")
         axis.set_title(kind.replace("_", " "), fontsize=10)
         axis.set_ylabel("gap: mean 0a - mean 0b")
     handles = [Line2D([], [], color=colour, marker="o", markersize=4, label=model) for model, colour in colours.items()]
