@@ -142,6 +142,25 @@ def test_every_marked_milestone_has_its_bracket_under_the_curves(sweep):
     plt.close(figure)
 
 
+def test_bracket_labels_clear_their_end_markers(sweep):
+    """Each bracket's label is drawn beside the marker at its upper end, at least 3 points clear of the marker's box
+    (the large hollow diamond and square included, whose edges stand 1.1 points outside it), so the name does not
+    run into the mark."""
+    _, curves, table = sweep
+    figure = emergence_figure(curves, with_causal(table))
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    for axis in figure.axes[:2]:
+        ends = [line for line in axis.get_lines() if line.get_gid() == "bracket" and len(line.get_xdata()) == 1]
+        labels = [text for text in axis.texts if text.get_gid() == "bracket"]
+        assert ends and len(labels) == len(ends)
+        for end, label in zip(ends, labels, strict=True):
+            mark, words = end.get_window_extent(renderer), label.get_window_extent(renderer)
+            margin = (words.x0 - mark.x1) * 72 / figure.dpi  # points between the marker's box and the label
+            assert margin >= 3, (label.get_text(), margin)  # clear of a hollow marker's edge (1.1 pt outside its box)
+    plt.close(figure)
+
+
 #: Each marked milestone at its own revision of the planted sweep: milestones-table column -> (panel, tokens).
 APART = {
     "first_bos_head_tokens": (0, 10_000),

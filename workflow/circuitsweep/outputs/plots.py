@@ -256,7 +256,11 @@ def draw_milestone_brackets(axes: dict[str, plt.Axes], curves: pl.DataFrame, bra
                       gid="bracket", **style)  # fmt: skip
         name = mark.label if mark is not None else row["milestone"].replace("_", " ")
         label = name + ("" if row["status"] == "swept" else f" ({row['status']})")
-        axis.annotate(label, (row["upper_tokens"], y), xytext=(8, -3), textcoords="offset points", fontsize=6.5)
+        gap = (mark.size * 0.6 / 2 if mark is not None else 0) + 4  # half the end marker, and a margin
+        axis.annotate(
+            label, (row["upper_tokens"], y), xytext=(gap, 0), textcoords="offset points", fontsize=6.5, va="center",
+            gid="bracket",
+        )  # fmt: skip
         axis.set_ylim(bottom - 0.07 * (levels[panel] + 0.8) * (top - bottom), top)
 
 
