@@ -316,7 +316,8 @@ def test_heatmap_counts_and_layers_are_integers(sweep):
 
 def test_heatmap_panels_share_one_colour_scale_on_a_token_axis(sweep):
     """Both panels use one colour scale (one colour bar); on the log token axis each revision is a cell around its
-    tokens, bounded halfway to its neighbours; the model's milestones are drawn as lines at their tokens."""
+    tokens, bounded halfway to its neighbours; the model's milestones are drawn as lines, each in its own style, at
+    the left edge of their revision's cell (no cell left of a line is at the milestone)."""
     _, curves, table = sweep
     figure = heatmap_figure(curves, "m", table)
     figure.canvas.draw()
@@ -329,9 +330,13 @@ def test_heatmap_panels_share_one_colour_scale_on_a_token_axis(sweep):
     revisions = transform.transform(np.array([s * 1000.0 for s in STEPS]))
     assert len(edges) == len(STEPS) + 1 and all(edges[:-1] < revisions) and all(revisions < edges[1:])
     assert list(edges[1:-1]) == pytest.approx(list((revisions[:-1] + revisions[1:]) / 2))
-    lines = {float(line.get_xdata()[0]) for line in induction.get_lines()}
-    assert lines == {300_000.0}  # induction onset
-    assert {float(line.get_xdata()[0]) for line in bos.get_lines()} == {10_000.0}  # first BOS head = t50
+    cells = dict(zip(STEPS, transform.inverted().transform(edges[:-1]), strict=True))  # each revision's left edge
+    lines = sorted({float(line.get_xdata()[0]) for line in induction.get_lines()})
+    assert lines == [pytest.approx(cells[300])]  # induction onset, at its cell's left edge
+    lines = sorted({float(line.get_xdata()[0]) for line in bos.get_lines()})
+    assert lines == [pytest.approx(cells[10])]  # first BOS head = BOS t50
+    styles = {handle.get_label(): handle.get_linestyle() for handle in figure.legends[0].legend_handles}
+    assert len(set(styles.values())) == len(styles) == 3, styles  # first BOS head, BOS t50, onset: told apart
     plt.close(figure)
 
 

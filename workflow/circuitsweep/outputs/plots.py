@@ -479,7 +479,7 @@ def layer_heatmap(curves: pl.DataFrame, model: str, path: Path, milestones: pl.D
 #: Milestones drawn as vertical lines on each heatmap panel: (milestones column, label, line style).
 _HEATMAP_MARKS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "bos_per_layer": (("first_bos_head_tokens", "first BOS head", ":"), ("bos_t50_tokens", "BOS t50", "--")),
-    "induction_per_layer": (("induction_onset_tokens", "induction onset", "--"),),
+    "induction_per_layer": (("induction_onset_tokens", "induction onset", "-."),),
 }
 
 
@@ -487,7 +487,8 @@ def heatmap_figure(curves: pl.DataFrame, model: str, milestones: pl.DataFrame | 
     """Per-layer BOS and induction head counts of one model, layer x training tokens, on one colour scale.
 
     Each revision is a cell on the token axis; ``milestones`` (the milestones
-    table) adds the model's first BOS head, BOS t50 and induction onset as lines.
+    table) adds the model's first BOS head, BOS t50 and induction onset as lines, each at the left edge of its
+    revision's cell, so that every cell right of a line is at or after the milestone. Each has its own line style.
     """
     curve = curves.filter(pl.col("model") == model).sort("tokens", "step")
     if curve.height == 0:
@@ -514,8 +515,10 @@ def heatmap_figure(curves: pl.DataFrame, model: str, milestones: pl.DataFrame | 
         axis.set_title(f"{model}: {title} per layer")
         for milestone, label, style in _HEATMAP_MARKS[column]:
             if row.get(milestone) is not None:
-                axis.axvline(row[milestone], color="white", linestyle=style, linewidth=2.0)
-                axis.axvline(row[milestone], color="black", linestyle=style, linewidth=1.0)
+                cell = np.flatnonzero(tokens == row[milestone])
+                at = edges[cell[0]] if cell.size else row[milestone]
+                axis.axvline(at, color="white", linestyle=style, linewidth=2.0)
+                axis.axvline(at, color="black", linestyle=style, linewidth=1.0)
                 handles[label] = Line2D([], [], color="black", linestyle=style, label=label)
     axes[0].set_ylabel("layer")
     bar = figure.colorbar(mesh, ax=list(axes), label="heads (both panels)")
