@@ -24,6 +24,7 @@ from report_dom import chromium, render
 from runenv import job_env, job_logs, run_results
 
 from circuitsweep.config.load import load_config
+from circuitsweep.heads.final_ablation import TESTS
 from circuitsweep.heads.spectral import share_k
 from circuitsweep.io import contracts as C
 from circuitsweep.io.tables import read_table
@@ -265,6 +266,7 @@ def test_gptneox_toy_tells_the_studys_bos_story(toy_run):
     assert 0 < screen.height < final.filter(pl.col("layer") == screen["layer"].max()).height, screen
     md = (toy_run / "tables" / "milestones.md").read_text()
     assert "toy-gptneox" in md and "BOS heads were half of all heads from step" in md
+    assert TESTS in C.Paths(toy_run).final_ablation_table("md").read_text()  # what each test cell holds
     ablation = pl.read_csv(C.Paths(toy_run).final_ablation_table("csv")).filter(pl.col("model") == "toy-gptneox")
     control = ablation.filter(pl.col("condition") == "screen_random")
     assert control.height and (control["shortfall"] == 0).all() and (control["n_ablated"] == screen.height).all()

@@ -435,8 +435,19 @@ def final_ablation_table(row_paths: Sequence[Path], parquet: Path, csv: Path, ma
     table = summary(pl.concat(frames))
     write_table(parquet, table, {"models": models})
     write_csv(table, csv)
-    write_markdown(markdown_view(table), markdown, title="Ablation at the final revision (docs/methods.md)")
+    write_markdown(
+        markdown_view(table), markdown, title="Ablation at the final revision (docs/methods.md)", intro=TESTS
+    )
 
+
+#: What the test cells of ``final_ablation.md`` hold (docs/methods.md, "paired tests").
+TESTS = (
+    "Each test cell: the mean paired difference over the probe sequences, its 95% paired bootstrap interval, and a "
+    "one-sided p (top-1: the exact sign test on the sequences that differ; loss: a sign-flip permutation test). "
+    "Excess: against the per-sequence mean of the matched-random draws. The interval rests on the mean difference "
+    "and the sign test on how many sequences move each way, so on few sequences that differ they can disagree "
+    "(an interval clear of 0 beside p above 0.05)."
+)
 
 #: The paired tests the Markdown table shows, one cell each (the CSV and Parquet hold every column).
 MARKDOWN_TESTS: dict[str, str] = {

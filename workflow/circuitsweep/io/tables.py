@@ -59,8 +59,11 @@ def markdown_table(frame: pl.DataFrame) -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
-def write_markdown(frame: pl.DataFrame, path: Path, title: str | None = None) -> None:
+def write_markdown(frame: pl.DataFrame, path: Path, title: str | None = None, intro: str | None = None) -> None:
+    """``frame`` as a Markdown table, under ``# title`` and an ``intro`` paragraph when given."""
     text = markdown_table(frame)
+    if intro:
+        text = f"{intro}\n\n{text}"
     atomic_write_text(path, f"# {title}\n\n{text}" if title else text)
 
 
