@@ -100,6 +100,43 @@ def test_toy_vocabulary_that_the_probes_overrun_is_named_at_config_time(tmp_path
     assert "probes.token_range" not in result.stderr
 
 
+def _renamed_model(config: dict) -> None:
+    config["models"]["toy/olmo"] = config["models"].pop("toy-olmo")
+
+
+def _reversed_top_level_token_range(config: dict) -> None:
+    config["probes"]["token_range"] = [64, 2]
+
+
+def _unpublished_step(config: dict) -> None:
+    config["models"][TOY_MODEL]["revisions"] = ["step250", "step9999"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            _renamed_model,
+            "models: the key 'toy/olmo' is not one safe path component: letters, digits, '_', '.', '-', starting "
+            "with a letter or digit",
+        ),
+        (_reversed_top_level_token_range, "(1 problem): probes.token_range: [64, 2] must hold at least 3 token ids"),
+        (_unpublished_step, f"unknown revision(s) for {TOY_MODEL}: 'step9999' (closest: step1200);"),
+    ],
+)
+def test_copied_config_mistakes_are_one_plain_line(tmp_path, change, message):
+    """A reviewer's edits of config/config.yaml: a model key with '/', a bad top-level probe range that every toy
+    inherits, a step that is not published. Each is one line in plain words naming the key the user wrote."""
+    config = yaml.safe_load(TOY_TEXT)
+    change(config)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = check_config(path)
+    refused(result, message)
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "matching" not in result.stderr and "models.toy-olmo.probes" not in result.stderr
+
+
 def test_non_utf8_config_is_named(tmp_path):
     """A config saved in another encoding is one line naming the file."""
     path = tmp_path / "latin1.yaml"

@@ -222,3 +222,89 @@ def test_model_defaults_come_from_the_schema():
         "mark",
         "auto",
     )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda c: c["models"].__setitem__("toy/olmo", c["models"].pop("pythia-1b")),
+            "models: the key 'toy/olmo' is not one safe path component: letters, digits, '_', '.', '-', "
+            "starting with a letter or digit",
+        ),
+        (
+            lambda c: c.__setitem__("run", "my run"),
+            "run: 'my run' is not one safe path component: letters, digits, '_', '.', '-'",
+        ),
+        (
+            lambda c: c["models"]["pythia-1b"].__setitem__("group", "-seeds"),
+            "models.pythia-1b.group: '-seeds' is not one safe path component",
+        ),
+        (
+            lambda c: c["models"]["pythia-1b"]["source"].__setitem__("repo_id", "pythia-1b"),
+            "models.pythia-1b.source.repo_id: 'pythia-1b' is not a repository id owner/name",
+        ),
+        (
+            lambda c: c["models"]["pythia-1b"].__setitem__("architecture", "gpt2"),
+            "models.pythia-1b.architecture: 'gpt2' is not a class name: letters, digits, '_', starting with an "
+            "uppercase letter",
+        ),
+    ],
+)
+def test_names_the_schema_refuses_are_explained_in_plain_words(change, message):
+    """A name that no pattern of the schema allows is named with what a name may hold, never the regex."""
+    config = copy.deepcopy(PYTHIA)
+    change(config)
+    with pytest.raises(ConfigError) as info:
+        resolve_config(config)
+    text = str(info.value)
+    assert message in text
+    assert "matching" not in text and "[A-Za-z" not in text and "^" not in text
+
+
+def _two_models() -> dict:
+    config = copy.deepcopy(PYTHIA)
+    config["models"]["pythia-1b-seed2"] = copy.deepcopy(config["models"]["pythia-1b"])
+    return config
+
+
+def test_an_inherited_probe_setting_is_named_where_it_was_written():
+    """A bad top-level probe setting that the models inherit is named once, at the key the user wrote; a model's
+    own override is named at the model."""
+    config = _two_models()
+    config["probes"] = {"token_range": [64, 2]}
+    with pytest.raises(ConfigError) as info:
+        resolve_config(config)
+    text = str(info.value)
+    assert "(1 problem)" in text and "probes.token_range: [64, 2] must hold at least 3 token ids" in text
+    assert "models." not in text
+
+    config["models"]["pythia-1b-seed2"]["probes"] = {"token_range": [5, 6]}
+    with pytest.raises(ConfigError) as info:
+        resolve_config(config)
+    text = str(info.value)
+    assert "  - probes.token_range: [64, 2]" in text and "models.pythia-1b-seed2.probes.token_range: [5, 6]" in text
+    assert "models.pythia-1b.probes" not in text
+
+    # a check of several settings is the model's when it sets any of them
+    config = _two_models()
+    config["probes"] = {"induction": {"seq_len": 32}}
+    config["models"]["pythia-1b"]["probes"] = {"induction": {"min_first_position": 20}}
+    with pytest.raises(ConfigError) as info:
+        resolve_config(config)
+    text = str(info.value)
+    assert "models.pythia-1b.probes.induction: seq_len 32 / 2 must exceed min_first_position 20" in text
+    assert "  - probes.induction.n_baseline" in text and "models.pythia-1b-seed2" not in text
+
+
+def test_an_inherited_natural_text_corpus_is_named_once(tmp_path):
+    """A top-level natural-text corpus that does not exist, or is missing, is one problem at probes.natural_text."""
+    config = _two_models()
+    config["probes"] = {"natural_text": {"corpus": str(tmp_path / "none")}}
+    with pytest.raises(ConfigError) as info:
+        plan_sweep(config, ROOT)
+    text = str(info.value)
+    assert text.count("natural_text.corpus") == 1 and "  - probes.natural_text.corpus: " in text
+    config["probes"] = {"natural_text": {"tokenizer": "pythia"}}
+    with pytest.raises(ConfigError, match=r"^probes\.natural_text\.corpus: required"):
+        resolve_config(config)

@@ -170,6 +170,26 @@ def test_unknown_explicit_revision_names_it_and_the_model() -> None:
         R.select_revisions(olmo, ["step1000", "step2000-tokens4B"], model="olmo-1b-0724")
 
 
+def test_unknown_revision_with_a_step_points_at_the_nearest_step() -> None:
+    """A requested name carrying a step is pointed at the published revision nearest by step, not by spelling."""
+    toy = [Revision(f"step{s}", s, s * 4096) for s in (0, 25, 50, 100, 250, 300, 800, 1200)]
+    with pytest.raises(ValueError) as caught:
+        R.select_revisions(toy, ["step250", "step9999"], model="toy-gptneox")
+    assert "'step9999' (closest: step1200);" in str(caught.value)
+    with pytest.raises(ValueError, match=r"'step260' \(closest: step250\);"):
+        R.select_revisions(toy, ["step260"], model="toy-gptneox")
+    with pytest.raises(ValueError, match=r"'275' \(closest: step250, step300\);"):
+        R.select_revisions(toy, [275], model="toy-gptneox")
+    olmo = [Revision(f"step{s}-tokens{s * 4}K", s, s * 4096) for s in (0, 300, 600)]
+    with pytest.raises(ValueError, match=r"'step310' \(closest: step300-tokens1200K\);"):
+        R.select_revisions(olmo, ["step310"], model="toy-olmo")
+    # a name without a step keeps the closest spellings
+    with pytest.raises(ValueError, match=r"'stepp250' \(closest: step250"):
+        R.select_revisions(toy, ["stepp250"], model="toy-gptneox")
+    with pytest.raises(ValueError, match=r"'mian'; 8 revisions are known"):
+        R.select_revisions(toy, ["mian"], model="toy-gptneox")
+
+
 def test_all_and_bad_rules() -> None:
     """'all' returns everything in order; an unknown rule, or a form the schema does not offer, is an error."""
     revs = list(reversed(_revs(5)))

@@ -341,15 +341,15 @@ def select_explicit(revisions: Sequence[Revision], wanted: Iterable[str | int], 
     for r in revisions:
         by_step.setdefault(r.step, []).append(r)
     chosen: dict[str, Revision] = {}
-    unknown: list[str] = []
+    unknown: list[str | int] = []
     for item in wanted:
         found = _lookup(item, by_name, by_step)
         if found is None:
-            unknown.append(str(item))
+            unknown.append(item)
         else:
             chosen[found.name] = found
     if unknown:
-        raise ValueError(_unknown_message(unknown, list(by_name), model))
+        raise ValueError(_unknown_message(unknown, revisions, model))
     return sort_revisions(chosen.values())
 
 
@@ -363,14 +363,43 @@ def _lookup(item: str | int, by_name: Mapping[str, Revision], by_step: Mapping[i
     return by_name.get(str(item))
 
 
-def _unknown_message(unknown: list[str], known: list[str], model: str) -> str:
-    """Error text for revisions that are not published, with close names as hints."""
+#: The step number a requested revision name carries (``step9999``, ``stage1-step100-tokens1B``).
+_NAMED_STEP_RE = re.compile(r"step[-_]?(\d+)", re.IGNORECASE)
+
+
+def _requested_step(item: str | int) -> int | None:
+    """The step a requested revision names: an int request itself, or the number after ``step`` in a name."""
+    if isinstance(item, bool):
+        return None
+    if isinstance(item, int):
+        return item
+    match = _NAMED_STEP_RE.search(item)
+    return int(match.group(1)) if match else None
+
+
+def _closest(item: str | int, revisions: Sequence[Revision]) -> list[str]:
+    """Published names nearest to ``item``: by step when it carries one, else by spelling."""
+    step = _requested_step(item)
+    if step is None or not revisions:
+        return difflib.get_close_matches(str(item), [r.name for r in revisions], n=3, cutoff=0.6)
+    distance = min(abs(r.step - step) for r in revisions)
+    return [r.name for r in sort_revisions(revisions) if abs(r.step - step) == distance][:3]
+
+
+def _unknown_message(unknown: Sequence[str | int], revisions: Sequence[Revision], model: str) -> str:
+    """Error text for revisions that are not published, with the nearest names as hints.
+
+    A request that carries a step (``step9999``, or a step given as a number) is
+    pointed at the published revision(s) nearest by step; any other name at the
+    most similar spellings.
+    """
     parts = []
-    for name in unknown:
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    for item in unknown:
+        close = _closest(item, revisions)
         hint = f" (closest: {', '.join(close)})" if close else ""
-        parts.append(f"{name!r}{hint}")
-    return f"unknown revision(s) for {model or 'model'}: {'; '.join(parts)}; {len(known)} revisions are known"
+        parts.append(f"{str(item)!r}{hint}")
+    known = len({r.name for r in revisions})
+    return f"unknown revision(s) for {model or 'model'}: {'; '.join(parts)}; {known} revisions are known"
 
 
 # ---------------------------------------------------------------------------

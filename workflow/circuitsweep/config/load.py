@@ -139,23 +139,55 @@ class ModelSettings:
     group: str | None = None  # the family (e.g. seeds of one architecture) the model belongs to
 
 
-def _check_probes(name: str, probes: ProbeSettings, first_token: dict[str, Any]) -> list[str]:
+def _sets_any(overrides: Any, *paths: tuple[str, ...]) -> bool:
+    """Whether the mapping ``overrides`` sets any of the nested keys ``paths`` (``("induction", "seq_len")``)."""
+    for path in paths:
+        node = overrides
+        for key in path:
+            if not isinstance(node, dict) or key not in node:
+                break
+            node = node[key]
+        else:
+            return True
+    return False
+
+
+def setting_key(config: dict[str, Any], name: str, section: str, *paths: tuple[str, ...]) -> str:
+    """Where model ``name``'s ``section`` settings at ``paths`` were written: ``models.<name>.<section>`` when the
+    model's own entry sets any of them, else the top-level ``<section>`` that every model inherits."""
+    own = ((config.get("models") or {}).get(name) or {}).get(section) or {}
+    return f"models.{name}.{section}" if _sets_any(own, *paths) else section
+
+
+def _probes_key(name: str, overrides: dict[str, Any] | None, *paths: tuple[str, ...]) -> str:
+    """Where the probe settings ``paths`` that a check compares were written: ``models.<name>.probes`` when the
+    model sets any of them (or ``overrides`` is None), else the top-level ``probes`` every model inherits."""
+    return f"models.{name}.probes" if overrides is None or _sets_any(overrides, *paths) else "probes"
+
+
+def _check_probes(
+    name: str, probes: ProbeSettings, first_token: dict[str, Any], overrides: dict[str, Any] | None = None
+) -> list[str]:
+    """What the schema cannot say about one model's probes. ``overrides``: the model's own ``probes:``; a problem
+    with settings it does not set is named at the top-level ``probes`` key (once for every model inheriting it)."""
     where = f"models.{name}"
     low, high = probes.token_range
     problems = []
     if high - low < 3:
-        problems.append(f"{where}.probes.token_range: {[low, high]} must hold at least 3 token ids (low < high)")
+        at = _probes_key(name, overrides, ("token_range",))
+        problems.append(f"{at}.token_range: {[low, high]} must hold at least 3 token ids (low < high)")
     ind = probes.induction
     if ind.seq_len // 2 <= ind.min_first_position:
+        at = _probes_key(name, overrides, ("induction", "seq_len"), ("induction", "min_first_position"))
         problems.append(
-            f"{where}.probes.induction: seq_len {ind.seq_len} / 2 must exceed "
-            f"min_first_position {ind.min_first_position}"
+            f"{at}.induction: seq_len {ind.seq_len} / 2 must exceed min_first_position {ind.min_first_position}"
         )
     eligible = len(baseline_candidates(ind.seq_len))
     spare = 2 if probes.protocol == "clean" else 0  # clean draws two spare candidates for p and p + 1
     if ind.n_baseline + spare > eligible:
+        at = _probes_key(name, overrides, ("induction", "n_baseline"), ("induction", "seq_len"), ("protocol",))
         problems.append(
-            f"{where}.probes.induction.n_baseline: {ind.n_baseline}{f' + {spare}' if spare else ''} exceeds the "
+            f"{at}.induction.n_baseline: {ind.n_baseline}{f' + {spare}' if spare else ''} exceeds the "
             f"{eligible} eligible baseline positions at seq_len {ind.seq_len}"
         )
     policy, token_id = first_token["policy"], first_token.get("token_id")
@@ -171,8 +203,9 @@ def _check_probes(name: str, probes: ProbeSettings, first_token: dict[str, Any])
     return problems
 
 
-def _check_natural_text(name: str, model: ModelSettings) -> list[str]:
-    """What the natural-text probe of one model needs that the schema cannot say."""
+def _check_natural_text(name: str, model: ModelSettings, overrides: dict[str, Any] | None = None) -> list[str]:
+    """What the natural-text probe of one model needs that the schema cannot say (``overrides``: as for
+    :func:`_check_probes`)."""
     natural = model.probes.natural_text
     if natural is None:
         return []
@@ -184,21 +217,25 @@ def _check_natural_text(name: str, model: ModelSettings) -> list[str]:
             "tokenizer; remove probes.natural_text from this run (toy models measure the random-token probes only)"
         )
     if natural.seq_len < natural.min_first_position + natural.min_filler + 8:
+        at = _probes_key(
+            name, overrides, *[("natural_text", k) for k in ("seq_len", "min_first_position", "min_filler")]
+        )
         problems.append(
-            f"{where}.seq_len: {natural.seq_len} leaves no room for min_first_position {natural.min_first_position} "
-            f"+ min_filler {natural.min_filler} and the local targets"
+            f"{at}.natural_text.seq_len: {natural.seq_len} leaves no room for min_first_position "
+            f"{natural.min_first_position} + min_filler {natural.min_filler} and the local targets"
         )
     return problems
 
 
-def _resolve_natural_text(name: str, probes: dict[str, Any]) -> dict[str, Any]:
+def _resolve_natural_text(name: str, probes: dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Drop an empty natural_text block; name the batch after the model unless a tokenizer name is given."""
     natural = probes.get("natural_text") or {}
     if not natural:
         probes.pop("natural_text", None)
         return probes
     if "corpus" not in natural:
-        raise ConfigError(f"models.{name}.probes.natural_text.corpus: required to measure natural text")
+        at = _probes_key(name, overrides, ("natural_text",))
+        raise ConfigError(f"{at}.natural_text.corpus: required to measure natural text")
     probes["natural_text"] = {"tokenizer": name, **natural}
     return probes
 
@@ -268,7 +305,7 @@ def _check_branch_pattern(name: str, source: dict[str, Any]) -> list[str]:
 def resolve_model(name: str, entry: dict[str, Any], config: dict[str, Any]) -> ModelSettings:
     """Merge study defaults, global settings and ``entry``'s overrides for one model."""
     probes = _deep_merge(_deep_merge(study_defaults("probes"), config.get("probes", {})), entry.get("probes", {}))
-    probes = _resolve_natural_text(name, probes)
+    probes = _resolve_natural_text(name, probes, entry.get("probes") or {})
     thresholds = _deep_merge(
         _deep_merge(study_defaults("thresholds"), config.get("thresholds", {})), entry.get("thresholds", {})
     )
@@ -328,8 +365,9 @@ def resolve_config(config: dict[str, Any]) -> dict[str, ModelSettings]:
             )
     ablation, _, _ = resolve_ablation(config)
     for name, model in models.items():
-        problems += _check_probes(name, model.probes, model.first_token)
-        problems += _check_natural_text(name, model)
+        overrides = config["models"][name].get("probes") or {}
+        problems += _check_probes(name, model.probes, model.first_token, overrides)
+        problems += _check_natural_text(name, model, overrides)
         if ablation is not None and not has_lm_head(model.architecture):
             problems.append(
                 f"ablation.enabled: models.{name} ({model.architecture}) has no LM head to score B with; "
@@ -362,6 +400,7 @@ def resolve_config(config: dict[str, Any]) -> dict[str, ModelSettings]:
             problems.append(f"models.{name}.source: the package key is required for, and only with, type package")
         if (source["type"] == "toy") != (model.toy is not None):
             problems.append(f"models.{name}: the toy key is required for, and only allowed with, source type toy")
+    problems = list(dict.fromkeys(problems))  # a top-level setting every model inherits is named once
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ConfigError(

@@ -19,11 +19,23 @@ def where(path: Any) -> str:
     return ".".join(parts) if parts else "the top level"
 
 
+def _plain_pattern(error: jsonschema.ValidationError) -> str:
+    """What a ``pattern`` or ``minLength`` without a description asks for, without regex syntax where possible."""
+    if error.validator == "minLength":
+        return f"at least {error.validator_value} character{'s' if error.validator_value != 1 else ''} long"
+    if error.validator == "pattern":
+        return f"of the expected form (the regular expression {error.validator_value})"
+    return f"allowed ({error.message})"
+
+
 def describe(error: jsonschema.ValidationError) -> str:
     """One line naming the offending key, the value found and what the schema expects."""
     at = where(error.absolute_path)
     value = error.instance
     expected = error.schema.get("description") if isinstance(error.schema, dict) else None
+    if "propertyNames" in error.schema_path:
+        # the instance is a key of the mapping at ``at``: name it as the key the user wrote
+        return f"{at}: the key {value!r} is not {expected or _plain_pattern(error)}"
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(value) - set(allowed))
@@ -49,5 +61,5 @@ def describe(error: jsonschema.ValidationError) -> str:
         repeated = sorted({v for v in value if isinstance(v, scalar) and (v in seen or seen.add(v))}, key=repr)
         return f"{at}: repeated entries {repeated}; expected distinct entries"
     if error.validator in ("pattern", "minLength"):
-        return f"{at}: {value!r} is not {expected or f'matching {error.validator_value!r}'}"
+        return f"{at}: {value!r} is not {expected or _plain_pattern(error)}"
     return f"{at}: {error.message}" + (f"; expected {expected}" if expected else "")

@@ -27,6 +27,7 @@ from circuitsweep.config.load import (
     resolve_config,
     resolve_spectral_top_k,
     schema_default,
+    setting_key,
 )
 from circuitsweep.config.probes import AblationSettings, BootstrapSettings
 from circuitsweep.config.stimuli import load_stimuli
@@ -329,8 +330,8 @@ def _corpus_note(corpus: str) -> str | None:
     return None
 
 
-def _corpus_problem(name: str, corpus: str, root: Path) -> str | None:
-    where = f"models.{name}.probes.natural_text.corpus"
+def _corpus_problem(where: str, corpus: str, root: Path) -> str | None:
+    """Why the natural-text ``corpus`` (the key ``where``) cannot be read, or None."""
     if corpus.startswith("hf:"):
         return None
     if not Path(corpus_location(corpus, root)).exists():
@@ -412,7 +413,7 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None, *
             try:
                 stimuli[name] = load_stimuli(Path(root) / model.primitives["stimuli"]).fingerprint()
             except (ConfigError, OSError) as error:
-                problems.append(f"models.{name}.primitives.stimuli: {error}")
+                problems.append(f"{setting_key(config, name, 'primitives', ('stimuli',))}.stimuli: {error}")
             if name in revisions:
                 try:
                     selection = model.primitives.get("revisions", "all")
@@ -422,13 +423,15 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None, *
     notes = []
     for name, model in models.items():
         if model.probes.natural_text is not None:
-            problem = _corpus_problem(name, model.probes.natural_text.corpus, Path(root))
+            key = setting_key(config, name, "probes", ("natural_text", "corpus"))
+            problem = _corpus_problem(f"{key}.natural_text.corpus", model.probes.natural_text.corpus, Path(root))
             if problem:
                 problems.append(problem)
             note = _corpus_note(model.probes.natural_text.corpus)
             if note and note not in notes:
                 notes.append(note)
     if problems:
+        problems = list(dict.fromkeys(problems))  # a top-level setting every model inherits is named once
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
     ablation, causal_factor, causal_alpha = resolve_ablation(config)
     return Plan(
