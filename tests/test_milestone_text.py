@@ -110,6 +110,7 @@ def test_milestones_md_opens_with_a_sentence_per_model_then_a_narrow_table():
     rows = [line for line in lines if line.startswith("| toy-gptneox") or line.startswith("| big")]
     assert "not reached (peak 0.38 at step250)" in rows[0] and "step200 (819K tokens)" in rows[0]
     assert "step70000 (300B tokens)" in rows[1]
+    assert "| step400: 8 heads of class induction, BOS fraction 0.12 |" in rows[0]  # the class, not selectivity
     assert " – " not in text and " - |" not in text and "e+0" not in text
 
 

@@ -158,7 +158,7 @@ def milestone_cells(row: Mapping[str, Any]) -> dict[str, str]:
     if causal is not None:
         cells["causal"] = causal
     cells["final"] = (
-        f"{row['final_revision']}: {row['final_induction_heads']} induction heads, "
+        f"{row['final_revision']}: {row['final_induction_heads']} heads of class induction, "
         f"BOS fraction {row['final_bos_fraction']:.2f}"
     )
     return cells
