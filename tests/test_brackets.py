@@ -48,6 +48,27 @@ def test_statuses_adjacent_first_and_not_reached():
         find_bracket("bos_t50", "step50", [rev(0), rev(600)], DENSE)
 
 
+def test_an_untestable_causal_milestone_is_no_not_reached():
+    """A causal milestone with no matched control at any revision is untestable in the milestones table; its
+    bracket says so too, with no lower end and nothing to propose, never "not reached"."""
+    from circuitsweep.milestones.brackets import model_brackets
+
+    row = {"causal_revision": None, "causal_state": "untestable", "bos_t50_revision": None}
+    causal, t50 = model_brackets(row, [rev(0), rev(600)], DENSE, ["causal", "bos_t50"])
+    assert (causal.status, causal.lower, causal.upper, causal.next) == ("untestable", None, None, None)
+    assert t50.status == "not reached"
+    tested = model_brackets({**row, "causal_state": "not reached"}, [rev(0), rev(600)], DENSE, ["causal"])[0]
+    assert tested.status == "not reached"
+
+
+def test_markdown_tables_write_large_counts_in_human_units():
+    """Token counts in a Markdown table (milestone_brackets.md's lower_tokens) read 2.46M, never 2.458e+06."""
+    from circuitsweep.io.tables import markdown_table
+
+    text = markdown_table(pl.DataFrame({"lower_tokens": [2_457_600, 614_400, None], "flag": [True, False, None]}))
+    assert "| 2.46M | True |" in text and "| 614400 | False |" in text and "e+0" not in text
+
+
 def test_middle_uses_steps_when_tokens_are_unknown():
     """A source without token counts (all 0) is bisected in log steps."""
     steps = [Revision(f"c{s}", s, 0) for s in (1, 2, 4, 8, 16, 32, 64)]

@@ -337,7 +337,8 @@ REFINE_MILESTONES: dict[str, str] = {
 }
 #: One row per model and milestone: the two swept revisions that bracket it and how refinement got there.
 #: status: adjacent (no available revision between them), open (rounds spent first), not reached,
-#: or first (reached at the first available revision).
+#: first (reached at the first available revision), or untestable (the causal milestone with no matched
+#: control at any revision: no bracket, never "not reached").
 BRACKET_COLUMNS: tuple[str, ...] = (
     "model",
     "milestone",

@@ -38,6 +38,17 @@ def write_csv(frame: pl.DataFrame, path: Path) -> None:
         flatten_lists(frame).write_csv(tmp)
 
 
+_UNITS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
+
+
+def human_count(value: float) -> str:
+    """``1228800`` -> ``1.23M``, ``3e11`` -> ``300B``, ``614400`` -> ``614K``; three significant digits."""
+    for size, unit in _UNITS:
+        if abs(value) >= size:
+            return f"{value / size:.3g}{unit}"
+    return f"{value:.3g}"
+
+
 def _cell(value: object) -> str:
     if value is None:
         return "–"
@@ -45,8 +56,8 @@ def _cell(value: object) -> str:
         if math.isnan(value):
             return "NaN"
         return f"{value:.4g}"
-    if isinstance(value, int) and abs(value) >= 10**6:
-        return f"{value:.4g}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**6:
+        return human_count(value)
     return str(value).replace("|", "\\|")
 
 

@@ -28,7 +28,9 @@ class Bracket:
     ``upper``: the swept revision that reached it (None: not reached);
     ``lower``: the swept revision before ``upper`` (None: ``upper`` is the first swept);
     ``between``: the available revisions strictly between them, not swept;
-    ``next``: the one of ``between`` nearest their middle in log tokens (None when ``between`` is empty).
+    ``next``: the one of ``between`` nearest their middle in log tokens (None when ``between`` is empty);
+    ``untestable``: the milestone could not be tested at any revision (the causal one with no matched control),
+    which is no "not reached".
     """
 
     milestone: str
@@ -36,9 +38,12 @@ class Bracket:
     upper: Revision | None
     between: tuple[Revision, ...]
     next: Revision | None
+    untestable: bool = False
 
     @property
     def status(self) -> str:
+        if self.untestable:
+            return "untestable"
         if self.upper is None:
             return "not reached"
         if self.between:
@@ -131,7 +136,10 @@ def model_brackets(
             raise ValueError(f"the milestones table has no {column} column (milestone {milestone})")
         reached = milestones_row[column]
         name = reached if reached is None else str(reached)
-        brackets.append(find_bracket(milestone, name, swept, available, (known or {}).get(milestone)))
+        bracket = find_bracket(milestone, name, swept, available, (known or {}).get(milestone))
+        if milestone == "causal" and milestones_row.get("causal_state") == "untestable":
+            bracket = Bracket(milestone, None, None, (), None, untestable=True)
+        brackets.append(bracket)
     return brackets
 
 

@@ -18,21 +18,15 @@ import polars as pl
 from circuitsweep.heads.ablation_stats import format_p
 from circuitsweep.io import contracts as C
 from circuitsweep.io.atomic import atomic_write_text
+from circuitsweep.io.tables import human_count
 from circuitsweep.milestones.ablation_tables import is_causal
 from circuitsweep.milestones.uncertainty import FRAGILE_SHARE
 from circuitsweep.primitives import contract as K
 
-_UNITS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
-
 
 def human_tokens(tokens: float | None) -> str:
     """``1228800`` -> ``1.23M``, ``3e11`` -> ``300B``, ``614400`` -> ``614K``; three significant digits."""
-    if tokens is None:
-        return "-"
-    for size, unit in _UNITS:
-        if abs(tokens) >= size:
-            return f"{tokens / size:.3g}{unit}"
-    return f"{tokens:.3g}"
+    return "-" if tokens is None else human_count(tokens)
 
 
 def _at(revision: str | None, tokens: int | None) -> str | None:
