@@ -191,6 +191,37 @@ def test_a_finished_run_prints_each_model_the_tables_and_the_report_command(tmp_
     assert f"  {paths.primitive_table('primitive_gaps.md')}" in listed  # the tables README.md says to read first
 
 
+def test_with_directory_the_summary_shows_paths_and_report_command_from_the_invoking_shell(tmp_path, monkeypatch):
+    """After ``snakemake --directory .test`` (Snakemake runs in .test/, the user's shell stays in the folder above)
+    the tables and figures are shown as that shell reaches them and the report command repeats --directory, with
+    the report path relative to the working directory (as Snakemake resolves --report); with a PWD that does not
+    lead to the working directory (unset, or stale) the paths are absolute; without --directory nothing changes."""
+    workdir = tmp_path / ".test"
+    paths = C.Paths(Path("results") / "test")
+    monkeypatch.chdir(tmp_path)
+    (workdir / paths.milestones_table("parquet")).parent.mkdir(parents=True)
+    monkeypatch.chdir(workdir)
+    table(NEVER_HALF).write_parquet(paths.milestones_table("parquet"))
+    paths.milestones_table("md").write_text("# Milestones\n")
+    paths.emergence_plot("png").parent.mkdir(parents=True)
+    paths.emergence_plot("png").write_bytes(b"png")
+    summary = finished_run_summary(paths, ["/repo/config/paper.yaml"], directory=".test", invoking=str(tmp_path))
+    assert "  .test/results/test/tables/milestones.md\n" in summary
+    assert f"  {Path('.test') / paths.emergence_plot('png')}\n" in summary
+    assert (
+        "Report: snakemake --directory .test --configfile /repo/config/paper.yaml --report results/test/report.html"
+        in summary
+    )
+    for invoking in ("", str(tmp_path / "elsewhere"), "relative/dir"):
+        fallback = finished_run_summary(paths, directory=".test", invoking=invoking)
+        assert f"  {workdir.resolve() / paths.milestones_table('md')}\n" in fallback, invoking
+        assert f"Report: snakemake --directory {workdir.resolve()} --report results/test/report.html" in fallback
+    for directory, invoking in ((None, str(tmp_path)), (".", str(workdir)), (str(workdir), str(workdir))):
+        same = finished_run_summary(paths, directory=directory, invoking=invoking)
+        assert "  results/test/tables/milestones.md\n" in same and "--directory" not in same
+        assert "Report: snakemake --report results/test/report.html" in same
+
+
 def test_the_summary_names_the_figures_as_well_as_the_tables(tmp_path):
     """The end-of-run summary names the figures the run made, a per-model figure as one line of its models, and
     no line is longer than SUMMARY_LINE_CHARS however many models."""

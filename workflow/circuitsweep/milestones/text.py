@@ -8,8 +8,9 @@ its curve got, never a bare dash.
 
 from __future__ import annotations
 
+import os
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -332,10 +333,11 @@ def run_summary(table: pl.DataFrame, tables: Iterable[Path], report_command: str
     return "\n".join(lines)
 
 
-def _figure_lines(paths: C.Paths, models: Sequence[str]) -> list[str]:
-    """The figures of a run that exist: one line each, a figure per model as ``plots/heatmap_<model>.png: a, b``."""
+def _figure_lines(paths: C.Paths, models: Sequence[str], shown: Callable[[Path], Path] = Path) -> list[str]:
+    """The figures of a run that exist: one line each, a figure per model as ``plots/heatmap_<model>.png: a, b``;
+    ``shown`` turns a path into the one the user's shell reaches it by (:func:`shown_workdir`)."""
     lines = [
-        str(path)
+        str(shown(path))
         for path in (paths.emergence_plot("png"), paths.primitive_gap_plot(), paths.primitive_scaling_plot())
         if path.is_file()
     ]
@@ -343,17 +345,48 @@ def _figure_lines(paths: C.Paths, models: Sequence[str]) -> list[str]:
         made = [model for model in models if pattern(model).is_file()]
         if not made:
             continue
-        line = f"{pattern('<model>')}: {', '.join(made)}"
+        line = f"{shown(pattern('<model>'))}: {', '.join(made)}"
         if len(line) + 2 > SUMMARY_LINE_CHARS:
-            line = f"{pattern('<model>')}: {len(made)} models"
+            line = f"{shown(pattern('<model>'))}: {len(made)} models"
         lines.append(line)
     return lines
 
 
-def finished_run_summary(paths: C.Paths, configfiles: Sequence[str | Path] = ()) -> str:
+def shown_workdir(directory: str | Path | None, invoking: str | None) -> Path | None:
+    """How the shell that ran Snakemake reaches Snakemake's working directory (the current one): ``None`` when it
+    is the shell's own (no ``--directory``), else ``directory`` (the ``--directory`` argument) as typed where it is
+    relative and leads from ``invoking`` (the shell's ``PWD``) to the working directory, else its absolute path.
+
+    Snakemake changes into ``--directory`` before it reads the Snakefile, and resolves ``--configfile`` from where
+    it was started but every other relative path (``--report`` too) from the working directory; ``PWD`` still names
+    the shell's directory, unless the process was started without it or by a program that changed directory
+    without updating it (hence the check, and the absolute fallback).
+    """
+    if directory is None:
+        return None
+    workdir = Path.cwd().resolve()
+    typed = Path(os.path.normpath(directory))
+    start = Path(invoking) if invoking else None
+    if start is not None and start.is_absolute() and start.is_dir():
+        if start.resolve() == workdir:
+            return None
+        if not typed.is_absolute() and (start / typed).resolve() == workdir:
+            return typed
+    return workdir
+
+
+def finished_run_summary(
+    paths: C.Paths,
+    configfiles: Sequence[str | Path] = (),
+    directory: str | Path | None = None,
+    invoking: str | None = None,
+) -> str:
     """:func:`run_summary` of the run whose results are under ``paths`` (empty when it made no milestones table).
 
-    ``configfiles``: the run's ``--configfile`` arguments, repeated in the report command.
+    ``configfiles``: the run's ``--configfile`` arguments, repeated in the report command. ``directory``: the run's
+    ``--directory`` argument (Snakemake's current working directory), ``invoking``: the directory the user started
+    Snakemake from (by default ``$PWD``): with a working directory other than the user's, the tables and figures are
+    shown as the user's shell reaches them and the report command repeats ``--directory`` (:func:`shown_workdir`).
     """
     milestones = paths.milestones_table("parquet")
     if not milestones.is_file():
@@ -374,7 +407,17 @@ def finished_run_summary(paths: C.Paths, configfiles: Sequence[str | Path] = ())
         paths.primitive_table(K.GAPS_CSV),
         paths.overhead_table("md"),
     )
-    command = " ".join(["snakemake", *(f"--configfile {shlex.quote(str(f))}" for f in configfiles)])
+    workdir = shown_workdir(directory, os.environ.get("PWD") if invoking is None else invoking)
+    shown: Callable[[Path], Path] = Path if workdir is None else workdir.joinpath
+    command = " ".join(
+        [
+            "snakemake",
+            *([] if workdir is None else [f"--directory {shlex.quote(str(workdir))}"]),
+            *(f"--configfile {shlex.quote(str(f))}" for f in configfiles),
+        ]
+    )
+    # --report is resolved from the working directory, so its path stays relative to it.
     report = shlex.quote(str(paths.root / "report.html"))
-    figures = _figure_lines(paths, table["model"].to_list())
-    return run_summary(table, [t for t in tables if t.is_file()], f"{command} --report {report}", figures)
+    figures = _figure_lines(paths, table["model"].to_list(), shown)
+    listed = [shown(t) for t in tables if t.is_file()]
+    return run_summary(table, listed, f"{command} --report {report}", figures)
