@@ -86,6 +86,8 @@ def test_sparse_sweep_refined_finds_the_dense_onset_and_causal_revisions(tmp_pat
     refine_command = [sys.executable, "-m", "circuitsweep", "refine", "--root", str(REPO), "--configfile", str(sparse)]
     out = _run([*refine_command, "--targets", brackets_csv, "--", "--cores", "2", *PROFILE], workdir)
     assert "planted: " in out and "of 17 available" in out
+    added = len(pl.read_parquet(workdir / Paths().emergence_table("parquet"))) - 5
+    assert f"revisions measured (5 planned, {added} added by refinement) of 17 available" in out  # a new run
 
     brackets = pl.read_csv(workdir / brackets_csv).rows_by_key("milestone", named=True, unique=True)
     refined = _milestones(workdir)

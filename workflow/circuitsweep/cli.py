@@ -764,7 +764,8 @@ def cmd_refine(args: argparse.Namespace) -> None:
     rounds = max((a.round for a in added), default=0)
     for model, revisions in final.revisions.items():
         print(
-            f"{model}: {len(revisions)} revisions measured ({len(plan.revisions[model])} before this run) "
+            f"{model}: {len(revisions)} revisions measured ({len(plan.revisions[model])} planned, "
+            f"{len(revisions) - len(plan.revisions[model])} added by refinement) "
             f"of {len(final.available[model])} available, after {rounds} refinement round{'s' * (rounds != 1)}"
         )
     print(f"brackets: {final.paths.milestone_brackets('csv')}")
