@@ -619,3 +619,15 @@ def test_requests_through_a_proxy_are_bounded_too(monkeypatch) -> None:
         close_session()
         if previous is not None:  # the next test's client keeps the deadline its module set
             hub._use_timeout(previous)
+
+
+def test_a_network_failure_under_hf_hub_offline_does_not_advise_setting_it(monkeypatch):
+    """With HF_HUB_OFFLINE already set, a failed request's one line says that only the cache is read and how to
+    fill it, instead of advising to set HF_HUB_OFFLINE=1; without it, the advice stays."""
+    error = ConnectionError("cannot reach huggingface.co")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    offline = str(hub._as_hub_error(error, "listing refs of EleutherAI/pythia-14m", 1))
+    assert "HF_HUB_OFFLINE is set, so only the local cache is read" in offline and "set HF_HUB_OFFLINE=1" not in offline
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(hub.constants, "is_offline_mode", lambda: False, raising=False)
+    assert "set HF_HUB_OFFLINE=1 to use the cache" in str(hub._as_hub_error(error, "listing refs", 1))

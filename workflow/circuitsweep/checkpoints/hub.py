@@ -858,10 +858,13 @@ def _as_hub_error(error: Exception, what: str, attempts: int) -> Exception:
     if url and url not in detail:
         detail = f"{detail} ({url})"
     tried = f" after {attempts} attempt{'s' if attempts > 1 else ''}" if is_transient(error) else ""
-    return HubError(
-        f"{what} failed{tried}: {type(error).__name__}: {detail}; check the endpoint and the connection "
-        "(or set HF_HUB_OFFLINE=1 to use the cache) and rerun"
+    advice = (
+        "HF_HUB_OFFLINE is set, so only the local cache is read: fetch it where the Hub is reachable "
+        "(circuitsweep prefetch) or unset HF_HUB_OFFLINE"
+        if _offline()
+        else "check the endpoint and the connection (or set HF_HUB_OFFLINE=1 to use the cache) and rerun"
     )
+    return HubError(f"{what} failed{tried}: {type(error).__name__}: {detail}; {advice}")
 
 
 def _request_url(error: BaseException) -> str | None:
