@@ -130,9 +130,11 @@ def test_the_default_runs_console_is_short_and_names_its_figures(toy_run):
     assert len(lines) <= 300, f"{len(lines)} lines:\n" + "\n".join(lines[:60])
     assert max(map(len, lines)) <= 300, max(lines, key=len)
     paths = C.Paths(toy_run.relative_to(workdir))
+    shown = workdir.resolve()  # the run was started with an absolute -d: the summary's paths work from any shell
     summary = console[console.index("circuitsweep: the sweep is done.") :]
-    assert "Tables:" in summary and "Figures:" in summary and f"  {paths.emergence_plot('png')}" in summary
-    assert f"  {paths.heatmap_plot('<model>')}: {', '.join(TOY_ARCHITECTURES)}" in summary
+    assert "Tables:" in summary and "Figures:" in summary and f"  {shown / paths.emergence_plot('png')}" in summary
+    assert f"  {shown / paths.heatmap_plot('<model>')}: {', '.join(TOY_ARCHITECTURES)}" in summary
+    assert f"snakemake --directory {shown} " in summary or f"snakemake --directory {workdir} " in summary
     assert sum(line.startswith("measured ") for line in lines) == sum(TOY_REVISIONS.values())
     (log,) = (workdir / ".snakemake" / "log").glob("*.snakemake.log")
     assert log.read_text().count("rule measure_heads:") >= 1 and "rule measure_heads:" not in console
