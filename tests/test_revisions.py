@@ -190,6 +190,22 @@ def test_unknown_revision_with_a_step_points_at_the_nearest_step() -> None:
         R.select_revisions(toy, ["mian"], model="toy-gptneox")
 
 
+def test_unknown_run_dir_checkpoint_points_at_the_nearest_step() -> None:
+    """A run_dir folder name (``checkpoint-999``) carries its step in its trailing digits, as the published folders
+    do: it is pointed at the nearest step, not at the most similar spellings (checkpoint-0, -50, -25)."""
+    run = [Revision(f"checkpoint-{s}", s, s * 768) for s in (0, 25, 50)]
+    with pytest.raises(ValueError, match=r"'checkpoint-999' \(closest: checkpoint-50\);"):
+        R.select_revisions(run, ["checkpoint-0", "checkpoint-999"], model="my-run")
+    with pytest.raises(ValueError, match=r"'checkpoint-30' \(closest: checkpoint-25\);"):
+        R.select_revisions(run, ["checkpoint-30"], model="my-run")
+    padded = [Revision(f"iter_{s:07d}", s, s) for s in (20, 1000)]
+    with pytest.raises(ValueError, match=r"'iter_0000900' \(closest: iter_0001000\);"):
+        R.select_revisions(padded, ["iter_0000900"], model="my-run")
+    # other fixed text is no step of these folders: by spelling
+    with pytest.raises(ValueError, match=r"'ckpt-999'; 3 revisions are known"):
+        R.select_revisions(run, ["ckpt-999"], model="my-run")
+
+
 def test_all_and_bad_rules() -> None:
     """'all' returns everything in order; an unknown rule, or a form the schema does not offer, is an error."""
     revs = list(reversed(_revs(5)))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -23,11 +26,22 @@ REPO = Path(__file__).resolve().parents[1]
 PER_STEP = 2048
 
 
+#: The config.json of a fake checkpoint: the keys planning sizes a job from.
+FAKE_CONFIG = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 16,
+               "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 32}  # fmt: skip
+
+
+def _safetensors(payload: bytes) -> bytes:
+    """A complete safetensors file holding ``payload`` as one uint8 tensor (planning reads headers, never weights)."""
+    header = json.dumps({"w": {"dtype": "U8", "shape": [len(payload)], "data_offsets": [0, len(payload)]}}).encode()
+    return struct.pack("<Q", len(header)) + header + payload
+
+
 def _fake_checkpoint(folder: Path, weights: bytes) -> None:
     """A checkpoint folder as HF Trainer writes one; the bytes stand in for the weights (planning never loads)."""
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
-    (folder / "model.safetensors").write_bytes(weights)
+    (folder / "config.json").write_text(json.dumps(FAKE_CONFIG))
+    (folder / "model.safetensors").write_bytes(_safetensors(weights))
     (folder / "optimizer.pt").write_bytes(b"training state, not weights")
 
 
@@ -54,12 +68,38 @@ def test_patterns_match_only_names_they_format():
 
 
 def test_folders_become_revisions_in_step_order(tmp_path):
-    """Matching folders are listed by step; files, other folders and unpadded names are ignored."""
+    """Matching folders are listed by step; files and other folders are ignored; names with fewer digits than the
+    pattern pads to, or that do not parse, are returned as skipped when they share the pattern's fixed text."""
     for name in ("iter_0001000", "iter_0000020", "iter_20", "iter_0000020x", "logs"):
         (tmp_path / name).mkdir()
     (tmp_path / "iter_0000300").write_text("a file, not a checkpoint")
-    assert list_checkpoints(tmp_path, "iter_{step:07d}") == [("iter_0000020", 20), ("iter_0001000", 1000)]
-    assert list_checkpoints(tmp_path, "iter_{step}") == [("iter_20", 20)]
+    skipped: list[str] = []
+    assert list_checkpoints(tmp_path, "iter_{step:07d}", skipped) == [("iter_0000020", 20), ("iter_0001000", 1000)]
+    assert skipped == ["iter_0000020x", "iter_20"]
+    shutil.rmtree(tmp_path / "iter_0000020")
+    assert list_checkpoints(tmp_path, "iter_{step}") == [("iter_20", 20), ("iter_0001000", 1000)]
+
+
+def test_zero_padded_folders_are_their_step_and_unparsed_ones_are_noted(tmp_path, caplog):
+    """Issue: `checkpoint-01300` and `checkpoint-best` beside the checkpoints were dropped without a word. A
+    zero-padded name is its step; one that collides with another folder's step is refused naming both; the names
+    that do not parse are noted once, in one line, when the sweep is planned."""
+    run = tmp_path / "run"
+    for step in ("0", "01300", "best"):
+        _fake_checkpoint(run / f"checkpoint-{step}", f"weights {step}".encode())
+    (run / "runs").mkdir()  # HF Trainer's TensorBoard logs: no checkpoint, not noted
+    with caplog.at_level(logging.WARNING, logger="circuitsweep"):
+        plan = plan_sweep(_config(run), REPO)
+    assert [(r.name, r.step) for r in plan.revisions["my-run"]] == [("checkpoint-0", 0), ("checkpoint-01300", 1300)]
+    notes = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert notes == [f"my-run: skipped 1 folder of {run} not named checkpoint-<step>: checkpoint-best"]
+    _fake_checkpoint(run / "checkpoint-1300", b"weights 1300")
+    with pytest.raises(
+        ConfigError,
+        match=r"models\.my-run\.source: checkpoint folders checkpoint-1300 and checkpoint-01300 of .*run both hold "
+        r"step 1300: remove or rename one",
+    ):
+        plan_sweep(_config(run), REPO)
 
 
 def test_plan_reads_steps_tokens_and_fingerprints(tmp_path):
@@ -77,7 +117,7 @@ def test_plan_reads_steps_tokens_and_fingerprints(tmp_path):
         ("checkpoint-1000", 1000, 1000 * PER_STEP),
     ]
     before = heads_jobs.measure_settings(plan, "my-run", "checkpoint-500")["weights_sha256"]
-    (run / "checkpoint-500" / "model.safetensors").write_bytes(b"overwritten weights at 500")
+    (run / "checkpoint-500" / "model.safetensors").write_bytes(_safetensors(b"overwritten weights at 500"))
     (run / "checkpoint-500" / "optimizer.pt").write_bytes(b"other training state")
     replanned = plan_sweep(_config(run), REPO, Paths(paths_root))
     after = heads_jobs.measure_settings(replanned, "my-run", "checkpoint-500")["weights_sha256"]
@@ -103,6 +143,100 @@ def test_bad_run_dir_sources_are_named(tmp_path):
     config["models"]["my-run"]["tokens"] = {"from_name": True}
     with pytest.raises(ConfigError, match=r"models\.my-run\.tokens: a run_dir source needs per_step"):
         plan_sweep(config, REPO)
+
+
+@pytest.fixture(scope="module")
+def saved_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """A tiny GPT-NeoX saved by save_pretrained, whole and in shards, and torch.save's pickle of its weights."""
+    import torch
+
+    from circuitsweep.toy.spec import ToySpec
+    from circuitsweep.toy.train import build_model
+
+    root = tmp_path_factory.mktemp("saved")
+    model = build_model(ToySpec.default("GPTNeoXForCausalLM"))
+    model.save_pretrained(root / "single")
+    model.save_pretrained(root / "sharded", max_shard_size="100KB")
+    (root / "pickled").mkdir()
+    shutil.copy(root / "single" / "config.json", root / "pickled" / "config.json")
+    torch.save(model.state_dict(), root / "pickled" / "pytorch_model.bin")
+    return {"single": root / "single", "sharded": root / "sharded", "pickled": root / "pickled"}
+
+
+def _cut(path: Path, keep: int) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+#: Per broken checkpoint: the saved folder it starts from, what breaks it, and the one line planning gives.
+BROKEN = {
+    "truncated": ("single", lambda f: _cut(f / "model.safetensors", 200_000),
+                  r"checkpoint-50/model\.safetensors is truncated: its header promises \d+ bytes, "
+                  r"the file holds 200000$"),
+    "random bytes": ("single", lambda f: (f / "model.safetensors").write_bytes(bytes(range(256)) * 20),
+                     r"checkpoint-50/model\.safetensors is not a safetensors file: its header length field says"),
+    "missing shard": ("sharded", lambda f: (f / "model-00003-of-00008.safetensors").unlink(),
+                      r"checkpoint-50: shard model-00003-of-00008\.safetensors of model\.safetensors\.index\.json "
+                      r"is missing \(1 of 8 shards\)"),
+    "truncated pickle": ("pickled", lambda f: _cut(f / "pytorch_model.bin", 10_000),
+                         r"checkpoint-50/pytorch_model\.bin is truncated: the zip archive torch\.save writes"),
+    "pickle of other bytes": ("pickled", lambda f: (f / "pytorch_model.bin").write_bytes(b"not weights"),
+                              r"checkpoint-50/pytorch_model\.bin is not a PyTorch weights file"),
+    "no config.json": ("single", lambda f: (f / "config.json").unlink(),
+                       r"checkpoint-50/config\.json does not exist: a model folder needs the config\.json"),
+    "config.json not JSON": ("single", lambda f: (f / "config.json").write_text('{"hidden_size": 64,'),
+                             r"checkpoint-50/config\.json is not valid JSON"),
+}  # fmt: skip
+
+
+def broken_run(run: Path, saved: dict[str, Path], case: str) -> Path:
+    """Checkpoints 0, 25 and 50 of one saved folder, checkpoint-50 broken as ``BROKEN[case]`` says."""
+    kind, breaks, _ = BROKEN[case]
+    for step in (0, 25, 50):
+        shutil.copytree(saved[kind], run / f"checkpoint-{step}")
+    breaks(run / "checkpoint-50")
+    return run
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_planning_refuses_a_checkpoint_its_job_could_not_load(tmp_path, saved_checkpoints, case):
+    """Issue: a truncated or foreign weight file, a sharded save missing a shard, or a config.json missing or not
+    JSON passed planning (the sizing then assumed OLMoE-1B-7B) and failed only in the measuring job. Planning
+    reads the headers and config.json of every planned checkpoint and refuses the first problem, naming the file;
+    the intact folders plan."""
+    run = broken_run(tmp_path / "run", saved_checkpoints, case)
+    config = _config(run)
+    config["models"]["my-run"]["architecture"] = "GPTNeoXForCausalLM"
+    with pytest.raises(ConfigError, match=r"^models\.my-run\.source: .*" + BROKEN[case][2]):
+        plan_sweep(config, REPO)
+    config["models"]["my-run"]["revisions"] = ["checkpoint-0", "checkpoint-25"]
+    assert [r.name for r in plan_sweep(config, REPO).revisions["my-run"]] == ["checkpoint-0", "checkpoint-25"]
+
+
+def _check_config(config: dict, folder: Path) -> subprocess.CompletedProcess:
+    path = folder / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "circuitsweep", "check-config", str(path), "--root", str(REPO)]
+    return subprocess.run(command, capture_output=True, text=True, env=job_env(), cwd=folder, timeout=120)
+
+
+@pytest.mark.parametrize("case", ["truncated", "missing shard", "no config.json"])
+def test_check_config_refuses_a_broken_checkpoint_in_one_line(tmp_path, saved_checkpoints, case):
+    """`circuitsweep check-config` (the checks Snakemake runs at DAG build) exits 3 with one line naming the file,
+    no traceback and no job sized as OLMoE; a folder not named by the pattern is noted in one line."""
+    run = broken_run(tmp_path / "run", saved_checkpoints, case)
+    config = _config(run)
+    config["models"]["my-run"]["architecture"] = "GPTNeoXForCausalLM"
+    result = _check_config(config, tmp_path)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert re.match(r"circuitsweep check-config: error: models\.my-run\.source: .*" + BROKEN[case][2], result.stderr)
+    shutil.rmtree(run / "checkpoint-50")
+    shutil.copytree(run / "checkpoint-25", run / "checkpoint-final")
+    result = _check_config(config, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "sized as" not in result.stdout
+    skipped = [line for line in result.stderr.splitlines() if "skipped" in line]
+    assert len(skipped) == 1 and skipped[0].endswith("not named checkpoint-<step>: checkpoint-final"), result.stderr
 
 
 def test_fetch_reads_the_folder_in_place_and_refuses_changed_weights(tmp_path):
@@ -265,3 +399,17 @@ def test_check_config_writes_no_hash_cache_where_it_runs(tmp_path, monkeypatch):
     assert list(elsewhere.iterdir()) == []
     plan_sweep(_config(run), REPO, Paths(tmp_path / "results"))
     assert (tmp_path / "results" / "cache" / "run_dir_sha256.json").is_file()
+
+
+def test_planning_checks_checkpoint_folders_without_torch(tmp_path):
+    """The checks planning runs on every checkpoint folder (headers, shards, config.json) import no torch."""
+    run = tmp_path / "run"
+    _fake_checkpoint(run / "checkpoint-1", b"weights")
+    code = (
+        "import sys; from pathlib import Path; from circuitsweep.plan.sweep import plan_sweep\n"
+        f"plan = plan_sweep({_config(run)!r}, Path({str(REPO)!r}))\n"
+        "assert plan.fingerprints['my-run']['checkpoint-1']\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=job_env(), timeout=120)
+    assert out.stdout.strip() == "False", out.stderr

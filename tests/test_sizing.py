@@ -160,3 +160,15 @@ def test_natural_text_probe_longer_than_the_context_is_refused_like_the_syntheti
     )  # fmt: skip
     with pytest.raises(ConfigError, match=r"probes\.natural_text\.seq_len: 4096 exceeds the model's context of 2048"):
         check_job_size(long, PYTHIA_1B, "cpu", None)
+
+
+def test_a_missing_config_json_is_named_and_not_retried(tmp_path):
+    """A model folder without config.json is refused naming the file, as an error a rerun would repeat (exit 3, not
+    retried with more memory); planning a run_dir refuses it the same way before any job."""
+    from circuitsweep.errors import SnapshotError
+    from circuitsweep.plan.retry import is_deterministic
+
+    with pytest.raises(SnapshotError, match=r"config\.json does not exist: a model folder needs") as caught:
+        sizing.load_model_config(tmp_path)
+    assert is_deterministic(caught.value)
+    assert sizing.read_model_config(tmp_path) is None

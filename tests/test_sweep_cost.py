@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from runenv import job_env
+from safetensors.numpy import save_file
 
 import circuitsweep as cs
 from circuitsweep.config.load import load_config
@@ -144,7 +146,7 @@ def test_a_run_dir_is_sized_by_the_config_json_on_disk(tmp_path):
     shape = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 128,
              "intermediate_size": 128, "model_type": "llama"}  # fmt: skip
     (folder / "config.json").write_text(json.dumps(shape))
-    (folder / "model.safetensors").write_bytes(b"weights")
+    save_file({"w": np.zeros(4, dtype=np.float32)}, folder / "model.safetensors")  # planning reads its header
     config = {"primitives": {"enabled": False},
               "models": {"mine": {"architecture": "LlamaForCausalLM", "revisions": "all", "tokens": {"per_step": 8},
                                   "source": {"type": "run_dir", "path": str(tmp_path / "run")}}}}  # fmt: skip

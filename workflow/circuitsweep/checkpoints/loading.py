@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, GenerationConfig, PreTrainedModel
 
+from circuitsweep.checkpoints.run_dir import check_shards  # torch-free: planning runs it too
 from circuitsweep.checkpoints.streaming import read_weights, safetensors_header
 from circuitsweep.config.architectures import CAUSAL_LM, architecture_kind, imported_mappings, refusal
 from circuitsweep.errors import ConfigError, SnapshotError, UnsupportedModelError
@@ -92,29 +93,6 @@ def check_architecture(snapshot: Path, architecture: str) -> dict:
     if "auto_map" in config:
         raise SnapshotError(f"{config_file} asks for remote code (auto_map); circuitsweep never runs remote code")
     return config
-
-
-#: Weight index files of sharded checkpoints (their ``weight_map`` names each tensor's shard).
-SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
-
-
-def check_shards(snapshot: Path) -> None:
-    """Refuse a sharded snapshot whose index names a shard file that is not there."""
-    for index_name in SHARD_INDEXES:
-        index = snapshot / index_name
-        if not index.is_file():
-            continue
-        try:
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-            shards = sorted({str(shard) for shard in weight_map.values()})
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
-            raise SnapshotError(f"{index}: not a readable weight index ({type(error).__name__})") from None
-        missing = [shard for shard in shards if not (snapshot / shard).is_file()]
-        if missing:
-            raise SnapshotError(
-                f"{snapshot}: shard {missing[0]} of {index_name} is missing ({len(missing)} of {len(shards)} shards); "
-                "its tensors would be filled at random"
-            )
 
 
 def _names(keys: Iterable[str], most: int = 3) -> str:

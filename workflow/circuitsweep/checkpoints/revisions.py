@@ -365,21 +365,36 @@ def _lookup(item: str | int, by_name: Mapping[str, Revision], by_step: Mapping[i
 
 #: The step number a requested revision name carries (``step9999``, ``stage1-step100-tokens1B``).
 _NAMED_STEP_RE = re.compile(r"step[-_]?(\d+)", re.IGNORECASE)
+#: A name that ends in digits after some fixed text (``checkpoint-999``, ``iter_0001000``): text, digits.
+_TRAILING_DIGITS_RE = re.compile(r"(.*?)(\d+)")
 
 
-def _requested_step(item: str | int) -> int | None:
-    """The step a requested revision names: an int request itself, or the number after ``step`` in a name."""
+def _trailing_step(name: str) -> tuple[str, int] | None:
+    """``(fixed text, number)`` of a name ending in digits (``checkpoint-999``: ``("checkpoint-", 999)``), or None."""
+    match = _TRAILING_DIGITS_RE.fullmatch(name)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def _requested_step(item: str | int, revisions: Sequence[Revision] = ()) -> int | None:
+    """The step a requested revision names: an int request itself, the number after ``step`` in a name, or
+    the digits a name ends in where a published revision is named by the same text and its own step
+    (``checkpoint-999`` beside ``checkpoint-50`` at step 50, a run_dir's folders)."""
     if isinstance(item, bool):
         return None
     if isinstance(item, int):
         return item
     match = _NAMED_STEP_RE.search(item)
-    return int(match.group(1)) if match else None
+    if match:
+        return int(match.group(1))
+    trailing = _trailing_step(item)
+    if trailing is not None and any(_trailing_step(r.name) == (trailing[0], r.step) for r in revisions):
+        return trailing[1]
+    return None
 
 
 def _closest(item: str | int, revisions: Sequence[Revision]) -> list[str]:
     """Published names nearest to ``item``: by step when it carries one, else by spelling."""
-    step = _requested_step(item)
+    step = _requested_step(item, revisions)
     if step is None or not revisions:
         return difflib.get_close_matches(str(item), [r.name for r in revisions], n=3, cutoff=0.6)
     distance = min(abs(r.step - step) for r in revisions)
@@ -389,9 +404,10 @@ def _closest(item: str | int, revisions: Sequence[Revision]) -> list[str]:
 def _unknown_message(unknown: Sequence[str | int], revisions: Sequence[Revision], model: str) -> str:
     """Error text for revisions that are not published, with the nearest names as hints.
 
-    A request that carries a step (``step9999``, or a step given as a number) is
-    pointed at the published revision(s) nearest by step; any other name at the
-    most similar spellings.
+    A request that carries a step (``step9999``, a step given as a number, or
+    ``checkpoint-999`` where the published names end in their steps) is pointed
+    at the published revision(s) nearest by step; any other name at the most
+    similar spellings.
     """
     parts = []
     for item in unknown:

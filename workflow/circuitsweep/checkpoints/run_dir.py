@@ -4,8 +4,16 @@ HF Trainer saves ``<output_dir>/checkpoint-<step>/`` folders (config.json,
 model.safetensors, optimizer and trainer state); other trainers use
 ``step<step>`` or ``iter_<step:07d>``. The source's ``pattern`` is a Python
 format string with one ``{step}`` field (with an optional integer format
-spec); every subfolder whose name the pattern formats back exactly is a
-revision, its step parsed from the name.
+spec); every subfolder whose name the pattern formats back is a revision, its
+step parsed from the name; a name with more leading zeros than the pattern
+writes (``checkpoint-01300``) is that step too, unless another folder holds
+it. Folders that look like checkpoints but do not parse (``checkpoint-best``)
+are listed so that planning can say it skipped them.
+
+Planning checks what it can without torch before any job runs (:func:`check_weights`):
+every weight file must be complete (a safetensors header describing more bytes than
+the file holds, a file that is no safetensors or PyTorch file at all, a shard
+named in the index but missing are refused, naming the file).
 
 Each folder is fingerprinted by the sha256 of its weight files (the same
 fingerprint a Hub snapshot gets), at planning time and again when fetched,
@@ -21,6 +29,9 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import string
+import struct
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -49,22 +60,68 @@ OTHER_PATTERNS: tuple[str, ...] = (
 SOURCE = "run_dir"
 
 
-def list_checkpoints(path: Path, pattern: str) -> list[tuple[str, int]]:
+def list_checkpoints(path: Path, pattern: str, skipped: list[str] | None = None) -> list[tuple[str, int]]:
     """``(folder name, step)`` of every checkpoint folder of ``path`` matching ``pattern``, by step.
 
-    A name must format back exactly (``iter_{step:07d}`` matches ``iter_0001000``,
-    not ``iter_1000``). Raises :class:`ConfigError` if ``path`` is not a folder.
+    A name must format back (``iter_{step:07d}`` matches ``iter_0001000``, not
+    ``iter_1000``), or carry more leading zeros than the pattern writes
+    (``checkpoint-01300`` is step 1300). ``skipped``, when given, receives the
+    names of the folders that share the pattern's fixed text but are not
+    checkpoints by it (``checkpoint-best``, ``iter_1000``), in name order.
+    Raises :class:`ConfigError` if ``path`` is not a folder or two folders hold
+    one step (``checkpoint-1300`` and ``checkpoint-01300``), naming the key under
+    the model (``source.path``, ``source``).
     """
     path = Path(path)
     if not path.is_dir():
         raise ConfigError(f"source.path {path} is not a folder")
     regex = pattern_regex(pattern)
-    found = []
-    for child in path.iterdir():
+    prefix, suffix = _fixed_text(pattern)
+    found: dict[int, list[str]] = {}
+    near: list[str] = []
+    for child in sorted(path.iterdir()):
+        if not child.is_dir() or child.name.startswith("."):
+            continue
         match = regex.fullmatch(child.name)
-        if match and child.is_dir() and pattern.format(step=int(match.group(1))) == child.name:
-            found.append((child.name, int(match.group(1))))
-    return sorted(found, key=lambda item: item[1])
+        step = int(match.group(1)) if match else None
+        # as written, or zero-padded beyond the pattern's own width: never fewer digits than it writes
+        if step is not None and len(child.name) >= len(pattern.format(step=step)):
+            found.setdefault(step, []).append(child.name)
+        elif _looks_like(child.name, prefix, suffix):
+            near.append(child.name)
+    for step, names in sorted(found.items()):
+        if len(names) > 1:
+            names = sorted(names, key=len)
+            raise ConfigError(
+                f"source: checkpoint folders {names[0]} and {names[1]} of {path} both hold step {step}: "
+                "remove or rename one (a step is one checkpoint)"
+            )
+    if skipped is not None:
+        skipped.extend(near)
+    return [(names[0], step) for step, names in sorted(found.items())]
+
+
+def _fixed_text(pattern: str) -> tuple[str, str]:
+    """The text of ``pattern`` before and after its ``{step}`` field (``checkpoint-{step}``: ``checkpoint-``, '')."""
+    parts = list(string.Formatter().parse(pattern))
+    field = next(i for i, part in enumerate(parts) if part[1] is not None)
+    before = "".join(literal for literal, _, _, _ in parts[: field + 1])
+    return before, "".join(literal for literal, _, _, _ in parts[field + 1 :])
+
+
+def _looks_like(name: str, prefix: str, suffix: str) -> bool:
+    """Whether folder ``name`` looks like a checkpoint of a pattern with this fixed text (``checkpoint-best``)."""
+    if prefix:
+        return name.startswith(prefix)
+    if suffix:
+        return name.endswith(suffix)
+    return name[:1].isdigit()
+
+
+def pattern_display(pattern: str) -> str:
+    """``pattern`` as a reader sees it: ``checkpoint-<step>`` (a padded one as written: ``iter_{step:07d}``)."""
+    prefix, suffix = _fixed_text(pattern)
+    return pattern if "{step:" in pattern else f"{prefix}<step>{suffix}"
 
 
 def _matches(name: str, patterns: tuple[str, ...]) -> bool:
@@ -80,6 +137,108 @@ def measured_files(folder: Path) -> list[Path]:
     """Every file a measurement reads: weights, configuration and tokenizer (not optimizer or trainer state)."""
     patterns = WEIGHT_PATTERNS + OTHER_PATTERNS
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and _matches(p.name, patterns))
+
+
+#: The largest header the safetensors format allows (its own reader's limit), bytes.
+MAX_HEADER_BYTES = 100_000_000
+#: Weight index files of sharded checkpoints (their ``weight_map`` names each tensor's shard).
+SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def check_safetensors(path: Path) -> None:
+    """Refuse, naming ``path``, a ``.safetensors`` file that is not one or is shorter than its header says.
+
+    Reads the header only (8-byte little-endian length, then JSON whose tensors'
+    ``data_offsets`` end where the file must): a truncated copy or download, a
+    file of other bytes under the name. No torch: planning runs it on every
+    checkpoint folder before any job (the loader's own checks,
+    ``streaming.safetensors_header``, run again when the weights are read).
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        if len(head) != 8:
+            raise SnapshotError(f"{path} is not a safetensors file (shorter than its 8-byte header length)")
+        (length,) = struct.unpack("<Q", head)
+        if length > MAX_HEADER_BYTES:
+            raise SnapshotError(
+                f"{path} is not a safetensors file: its header length field says {length} bytes, the file holds {size}"
+            )
+        if length > size - 8:
+            raise SnapshotError(
+                f"{path} is truncated: its header alone takes {8 + length} bytes, the file holds {size}"
+            )
+        try:
+            header = json.loads(handle.read(length).decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+            raise SnapshotError(f"{path} is not a safetensors file: unreadable header ({error})") from None
+    if not isinstance(header, dict):
+        raise SnapshotError(f"{path} is not a safetensors file: its header is a JSON {type(header).__name__}")
+    end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(n) is int for n in offsets)):
+            raise SnapshotError(f"{path} is not a safetensors file: tensor {name} has no data_offsets [begin, end]")
+        end = max(end, offsets[1])
+    if 8 + length + end > size:
+        raise SnapshotError(f"{path} is truncated: its header promises {8 + length + end} bytes, the file holds {size}")
+
+
+#: How every file torch.save writes begins: a zip archive (since torch 1.6), else a pickle (PROTO opcode).
+_ZIP_MAGIC, _PICKLE_PROTO = b"PK\x03\x04", 0x80
+
+
+def check_pickle(path: Path) -> None:
+    """Refuse, naming ``path``, a ``pytorch_model*.bin`` that is neither torch.save's zip archive nor a
+    pickle, or a zip archive cut short (its closing directory missing). Reads a few bytes, not the tensors."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head == _ZIP_MAGIC:
+        if not zipfile.is_zipfile(path):
+            raise SnapshotError(f"{path} is truncated: the zip archive torch.save writes lacks its closing directory")
+    elif not head or head[0] != _PICKLE_PROTO:
+        raise SnapshotError(f"{path} is not a PyTorch weights file (neither a zip archive nor a pickle)")
+
+
+def check_shards(snapshot: Path) -> None:
+    """Refuse a sharded snapshot whose index names a shard file that is not there."""
+    for index_name in SHARD_INDEXES:
+        index = Path(snapshot) / index_name
+        if not index.is_file():
+            continue
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            shards = sorted({str(shard) for shard in weight_map.values()})
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise SnapshotError(f"{index}: not a readable weight index ({type(error).__name__})") from None
+        missing = [shard for shard in shards if not (Path(snapshot) / shard).is_file()]
+        if missing:
+            raise SnapshotError(
+                f"{snapshot}: shard {missing[0]} of {index_name} is missing ({len(missing)} of {len(shards)} shards); "
+                "its tensors would be filled at random"
+            )
+
+
+def check_weights(folder: Path) -> None:
+    """Refuse, naming the file, a checkpoint folder whose weights could not all be read (no torch, headers only).
+
+    The files the loader reads (safetensors if any, else ``pytorch_model*.bin``) must be complete
+    (:func:`check_safetensors`, :func:`check_pickle`) and every shard an index names present.
+    """
+    folder = Path(folder)
+    files = weight_files(folder)
+    if not files:
+        raise SnapshotError(f"{folder} holds no model.safetensors or pytorch_model*.bin")
+    for path in [p for p in files if p.suffix == ".safetensors"] or files:
+        if path.suffix == ".safetensors":
+            check_safetensors(path)
+        else:
+            check_pickle(path)
+    check_shards(folder)
 
 
 class HashCache:

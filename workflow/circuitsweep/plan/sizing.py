@@ -297,6 +297,8 @@ def load_model_config(folder: Path | str) -> dict[str, Any]:
     UTF-8 JSON, not an object, or lacks a shape key the estimate needs.
     """
     path = Path(folder) / "config.json"
+    if not path.exists():  # raised outside an OSError handler: a rerun would miss it too (plan.retry)
+        raise SnapshotError(f"{path} does not exist: a model folder needs the config.json save_pretrained writes")
     try:
         value = json.loads(path.read_bytes().decode("utf-8"))
     except OSError as error:

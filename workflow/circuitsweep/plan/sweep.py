@@ -31,7 +31,7 @@ from circuitsweep.config.load import (
 )
 from circuitsweep.config.probes import AblationSettings, BootstrapSettings
 from circuitsweep.config.stimuli import load_stimuli
-from circuitsweep.errors import ConfigError, DataError
+from circuitsweep.errors import ConfigError, DataError, SnapshotError
 from circuitsweep.io.cache_check import (
     CACHE_SCHEMA_VERSION,
     SCHEMA_KEY,
@@ -40,7 +40,7 @@ from circuitsweep.io.contracts import Paths
 from circuitsweep.io.corpus import corpus_files
 from circuitsweep.io.run_folder import run_folder_refusal, run_root
 from circuitsweep.io.settings_files import check_settings_folder
-from circuitsweep.plan import passes
+from circuitsweep.plan import passes, sizing
 from circuitsweep.plan.checks import model_problems, revision_problems
 from circuitsweep.plan.rounds import RefineSettings, read_rounds, resolve_refine, with_added
 
@@ -104,7 +104,22 @@ def _source_revisions(model: ModelSettings, root: Path) -> list[Revision]:
     if source["type"] == "package":
         return [Revision(PACKAGE_REVISION, 0, 0)]
     if source["type"] == "run_dir":
-        folders = run_dir.list_checkpoints(root / source["path"], source.get("pattern", RUN_DIR_PATTERN))
+        pattern, skipped = source.get("pattern", RUN_DIR_PATTERN), []
+        try:
+            folders = run_dir.list_checkpoints(root / source["path"], pattern, skipped)
+        except ConfigError as error:
+            raise ConfigError(f"models.{model.name}.{error}") from None
+        if skipped:
+            shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+            logger.warning(
+                "%s: skipped %d folder%s of %s not named %s: %s",
+                model.name,
+                len(skipped),
+                "" if len(skipped) == 1 else "s",
+                root / source["path"],
+                run_dir.pattern_display(pattern),
+                shown,
+            )
         if not folders:
             raise ConfigError(
                 f"models.{model.name}.source: no folder of {root / source['path']} matches the pattern "
@@ -458,6 +473,9 @@ def run_dir_fingerprints(
 ) -> dict[str, dict[str, str]]:
     """sha256 weights fingerprints of the planned revisions of every run_dir source; logs identical folders.
 
+    Every planned checkpoint folder is checked first, before any file is hashed, as its measuring job
+    would find it: a ``config.json`` that sizes the job (:func:`sizing.load_model_config`) and complete
+    weight files (:func:`run_dir.check_weights`); the first problem is refused, naming the file.
     ``hash_cache``: the JSON file remembering file hashes between runs (None: hash afresh, write nothing).
     """
     out = {}
@@ -466,8 +484,11 @@ def run_dir_fingerprints(
             continue
         folder = root / model.source["path"]
         try:
+            for revision in revisions[name]:
+                sizing.load_model_config(folder / revision.name)
+                run_dir.check_weights(folder / revision.name)
             out[name] = run_dir.fingerprints(folder, [r.name for r in revisions[name]], hash_cache)
-        except ConfigError as error:
+        except (ConfigError, SnapshotError) as error:
             raise ConfigError(f"models.{name}.source: {error}") from None
         for group in run_dir.duplicate_groups(out[name]):
             logger.warning(
