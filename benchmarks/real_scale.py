@@ -356,7 +356,8 @@ def conversion_seconds(files: list[Path], dtype_name: str) -> float:
 
     import torch
 
-    from circuitsweep.checkpoints.streaming import SAFETENSORS_DTYPES, safetensors_header
+    from circuitsweep.checkpoints.safetensors_format import safetensors_header
+    from circuitsweep.checkpoints.streaming import SAFETENSORS_DTYPES
 
     dtype = getattr(torch, dtype_name)
     kept = []

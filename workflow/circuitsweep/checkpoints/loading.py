@@ -25,7 +25,8 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, GenerationConfig, PreTrainedModel
 
 from circuitsweep.checkpoints.run_dir import check_shards  # torch-free: planning runs it too
-from circuitsweep.checkpoints.streaming import read_weights, safetensors_header
+from circuitsweep.checkpoints.safetensors_format import safetensors_header
+from circuitsweep.checkpoints.streaming import read_weights
 from circuitsweep.config.architectures import CAUSAL_LM, architecture_kind, imported_mappings, refusal
 from circuitsweep.errors import ConfigError, SnapshotError, UnsupportedModelError
 

@@ -30,13 +30,13 @@ import fnmatch
 import hashlib
 import json
 import string
-import struct
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from circuitsweep.checkpoints.local_hub import commit_id, hash_file
+from circuitsweep.checkpoints.safetensors_format import safetensors_header
 from circuitsweep.config.patterns import pattern_regex
 from circuitsweep.errors import ConfigError, SnapshotError
 from circuitsweep.io.atomic import atomic_write_text
@@ -139,8 +139,6 @@ def measured_files(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and _matches(p.name, patterns))
 
 
-#: The largest header the safetensors format allows (its own reader's limit), bytes.
-MAX_HEADER_BYTES = 100_000_000
 #: Weight index files of sharded checkpoints (their ``weight_map`` names each tensor's shard).
 SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
@@ -148,43 +146,15 @@ SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 def check_safetensors(path: Path) -> None:
     """Refuse, naming ``path``, a ``.safetensors`` file that is not one or is shorter than its header says.
 
-    Reads the header only (8-byte little-endian length, then JSON whose tensors'
-    ``data_offsets`` end where the file must): a truncated copy or download, a
-    file of other bytes under the name. No torch: planning runs it on every
-    checkpoint folder before any job (the loader's own checks,
-    ``streaming.safetensors_header``, run again when the weights are read).
+    Reads the header only (:func:`safetensors_header`, whose tensors' ``data_offsets``
+    end where the file must): a truncated copy or download, a file of other bytes
+    under the name. No torch: planning runs it on every checkpoint folder before any job.
     """
-    path = Path(path)
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        if len(head) != 8:
-            raise SnapshotError(f"{path} is not a safetensors file (shorter than its 8-byte header length)")
-        (length,) = struct.unpack("<Q", head)
-        if length > MAX_HEADER_BYTES:
-            raise SnapshotError(
-                f"{path} is not a safetensors file: its header length field says {length} bytes, the file holds {size}"
-            )
-        if length > size - 8:
-            raise SnapshotError(
-                f"{path} is truncated: its header alone takes {8 + length} bytes, the file holds {size}"
-            )
-        try:
-            header = json.loads(handle.read(length).decode("utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
-            raise SnapshotError(f"{path} is not a safetensors file: unreadable header ({error})") from None
-    if not isinstance(header, dict):
-        raise SnapshotError(f"{path} is not a safetensors file: its header is a JSON {type(header).__name__}")
-    end = 0
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(n) is int for n in offsets)):
-            raise SnapshotError(f"{path} is not a safetensors file: tensor {name} has no data_offsets [begin, end]")
-        end = max(end, offsets[1])
-    if 8 + length + end > size:
-        raise SnapshotError(f"{path} is truncated: its header promises {8 + length + end} bytes, the file holds {size}")
+    start, header = safetensors_header(path)
+    size = Path(path).stat().st_size
+    end = start + max((entry["data_offsets"][1] for entry in header.values()), default=0)
+    if end > size:
+        raise SnapshotError(f"{path} is truncated: its header promises {end} bytes, the file holds {size}")
 
 
 #: How every file torch.save writes begins: a zip archive (since torch 1.6), else a pickle (PROTO opcode).
