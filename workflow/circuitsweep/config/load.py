@@ -152,17 +152,22 @@ def _sets_any(overrides: Any, *paths: tuple[str, ...]) -> bool:
     return False
 
 
+def _written_at(name: str, section: str, overrides: dict[str, Any] | None, *paths: tuple[str, ...]) -> str:
+    """``models.<name>.<section>`` when the model's own ``overrides`` of ``section`` set any of ``paths`` (or are
+    unknown: None), else the top-level ``<section>`` that every model inherits."""
+    return f"models.{name}.{section}" if overrides is None or _sets_any(overrides, *paths) else section
+
+
 def setting_key(config: dict[str, Any], name: str, section: str, *paths: tuple[str, ...]) -> str:
     """Where model ``name``'s ``section`` settings at ``paths`` were written: ``models.<name>.<section>`` when the
     model's own entry sets any of them, else the top-level ``<section>`` that every model inherits."""
     own = ((config.get("models") or {}).get(name) or {}).get(section) or {}
-    return f"models.{name}.{section}" if _sets_any(own, *paths) else section
+    return _written_at(name, section, own, *paths)
 
 
 def _probes_key(name: str, overrides: dict[str, Any] | None, *paths: tuple[str, ...]) -> str:
-    """Where the probe settings ``paths`` that a check compares were written: ``models.<name>.probes`` when the
-    model sets any of them (or ``overrides`` is None), else the top-level ``probes`` every model inherits."""
-    return f"models.{name}.probes" if overrides is None or _sets_any(overrides, *paths) else "probes"
+    """Where the probe settings ``paths`` that a check compares were written (:func:`_written_at`)."""
+    return _written_at(name, "probes", overrides, *paths)
 
 
 def _check_probes(
