@@ -62,24 +62,26 @@ def add_brackets(table: pl.DataFrame, curves: pl.DataFrame) -> pl.DataFrame:
     bracket starts at the last revision before it whose causal state is known
     (:func:`ablation_tables.causal_known`): one whose circuit had no control is untested, not negative.
     """
-    previous: dict[str, dict[str, dict[str, tuple[str, int]]]] = {}
+
+    def before_each(revisions: pl.DataFrame) -> dict[str, tuple[str, int]]:
+        names, tokens = revisions["revision"].to_list(), revisions["tokens"].to_list()
+        return {names[i]: (names[i - 1], tokens[i - 1]) for i in range(1, len(names))}
+
+    swept: dict[str, dict[str, tuple[str, int]]] = {}
+    known: dict[str, dict[str, tuple[str, int]]] = {}
     for (model,), curve in curves.group_by("model", maintain_order=True):
         ordered = curve.sort("tokens", "step")
-        known = causal_known(ordered) if "ablation_tested" in ordered.columns else None
-        for milestone in BRACKETED:
-            only_known = milestone == "causal" and known is not None
-            kept = ordered.filter(pl.col("revision").is_in(known)) if only_known else ordered
-            names, tokens = kept["revision"].to_list(), kept["tokens"].to_list()
-            previous.setdefault(milestone, {})[model] = {
-                names[i]: (names[i - 1], tokens[i - 1]) for i in range(1, len(names))
-            }
+        swept[model] = before_each(ordered)
+        if "ablation_tested" in ordered.columns:
+            known[model] = before_each(ordered.filter(pl.col("revision").is_in(causal_known(ordered))))
     columns = []
     for milestone, column in BRACKETED.items():
         if column not in table.columns:
             continue
         revision_column, tokens_column = bracket_columns(milestone)
+        previous = known if milestone == "causal" and known else swept
         before = [
-            previous.get(milestone, {}).get(model, {}).get(reached, (None, None))
+            previous.get(model, {}).get(reached, (None, None))
             for model, reached in zip(table["model"].to_list(), table[column].to_list(), strict=True)
         ]
         columns.append(pl.Series(revision_column, [b[0] for b in before], dtype=pl.String))
