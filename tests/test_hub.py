@@ -406,6 +406,32 @@ def test_transient_error_classification() -> None:
     assert not hub.is_transient(LocalEntryNotFoundError("local_files_only"))
 
 
+def test_a_host_that_does_not_resolve_fails_at_once_in_one_line() -> None:
+    """A mistyped endpoint used to be retried for 30 s before its error: DNS saying the host does not exist is
+    final, so the call fails on its first attempt with a line naming the URL; a resolver that only failed this
+    time (EAI_AGAIN) is still retried."""
+    import socket
+
+    def connect_error(code: int) -> httpx2.ConnectError:
+        request = httpx2.Request("GET", "https://hub.exmaple.org/api/models/x")
+        error = httpx2.ConnectError("[Errno -2] Name or service not known", request=request)
+        error.__context__ = socket.gaierror(code, "Name or service not known")
+        return error
+
+    calls = []
+
+    def call() -> None:
+        calls.append(1)
+        raise connect_error(socket.EAI_NONAME)
+
+    with pytest.raises(hub.HubError) as info:
+        hub._with_retries(call, retries=4, backoff=5.0, what="listing x")
+    message = str(info.value)
+    assert len(calls) == 1 and "after" not in message and "\n" not in message
+    assert "does not resolve" in message and "https://hub.exmaple.org/api/models/x" in message
+    assert hub.is_transient(connect_error(socket.EAI_AGAIN))
+
+
 def test_choose_files_filters_junk() -> None:
     """Default patterns keep config/tokenizer/weights and drop optimizer, training args and subfolders."""
     names = [

@@ -237,6 +237,16 @@ def test_check_config_refuses_a_broken_checkpoint_in_one_line(tmp_path, saved_ch
     assert "sized as" not in result.stdout
     skipped = [line for line in result.stderr.splitlines() if "skipped" in line]
     assert len(skipped) == 1 and skipped[0].endswith("not named checkpoint-<step>: checkpoint-final"), result.stderr
+    assert skipped[0].startswith("circuitsweep: my-run: skipped"), "a note at the prompt, not a log record"
+
+
+def test_check_config_resolves_relative_paths_where_the_snakefile_does(tmp_path):
+    """The Snakefile resolves a run_dir `path` against the repository; check-config run from any other
+    folder must plan the same checkpoints, so its default --root is that repository, not the current folder."""
+    from circuitsweep import cli
+
+    assert Path(cli.workflow_root()) == REPO
+    assert cli.build_parser().parse_args(["check-config", str(REPO / "config" / "config.yaml")]).root == str(REPO)
 
 
 def test_fetch_reads_the_folder_in_place_and_refuses_changed_weights(tmp_path):

@@ -228,7 +228,7 @@ def test_snakemake_applies_slurm_profile(tmp_path, rules, toy_config):
             assert ("gpu" in job) == (rule in GPU_RULES), (rule, job)
     # the dry run says how many cluster jobs the run submits, and what the sweep costs
     assert re.search(r"on a cluster this run submits \d+ jobs for 3 revisions", out), out[-3000:]
-    assert "circuitsweep: 3 revisions to measure: download 0 GB" in out, out[-3000:]
+    assert "circuitsweep: 3 revisions to measure: nothing to download" in out, out[-3000:]
 
 
 def test_command_line_override_changes_one_key(tmp_path, toy_config):
@@ -248,7 +248,7 @@ def test_snakemake_applies_workstation_profile(tmp_path, rules, toy_config):
     found, out = _dry_run(tmp_path, WORKSTATION_PROFILE.parent, toy_config)
     assert set(found) == set(rules.names) - TOKENIZER_RULES - ABLATION_RULES
     # the cost of the sweep, in a workstation's words: no submissions, no job groups
-    assert "circuitsweep: 3 revisions to measure: download 0 GB, peak disk 0 GB" in out, out[-3000:]
+    assert "circuitsweep: 3 revisions to measure: nothing to download (local checkpoints)" in out, out[-3000:]
     assert "submi" not in out and "groups of" not in out, out[-3000:]
     for rule, jobs in found.items():
         for job in jobs:

@@ -154,7 +154,9 @@ def test_a_run_dir_is_sized_by_the_config_json_on_disk(tmp_path):
     found = costs.model_shape(plan, "mine")
     assert found.source == "config.json" and found.config["hidden_size"] == 64
     line = describe_cost(sweep_cost(plan, Pending({"mine": ["checkpoint-10"]}), 2, gpu_present=False))
-    assert "sized as" not in line and "download 0 GB" in line
+    # a run_dir is read in place: no download, no snapshot on disk to bound
+    assert "sized as" not in line and "nothing to download (local checkpoints)" in line
+    assert "snapshots at once" not in line and "GB" not in line.splitlines()[0]
 
 
 def test_check_config_of_full_prints_download_disk_and_the_partial_manifest():

@@ -31,6 +31,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("circuitsweep")
 
+#: Commands a person runs at the prompt: their notes read like their other lines, not like a job's log.
+PLAIN_LOG_COMMANDS = frozenset({"check-config"})
+PLAIN_LOG_FORMAT = "circuitsweep: %(message)s"
+
+
+def workflow_root() -> str:
+    """The repository holding ``workflow/Snakefile`` that this package lies in, else ``"."``.
+
+    The Snakefile resolves a config's relative paths (a ``run_dir`` source's ``path``) against that
+    folder, whatever Snakemake's working directory; commands that plan a run do the same.
+    """
+    repo = Path(__file__).resolve().parents[2]
+    return str(repo) if (repo / "workflow" / "Snakefile").is_file() else "."
+
 
 # --- the boundary: what every argument is, checked before a command runs ----------------------
 
@@ -1007,7 +1021,13 @@ def build_parser() -> argparse.ArgumentParser:
         "validate a config, list the revisions it sweeps and what measuring those still to measure costs",
     )
     p.add_argument("config", type=config_file, help="YAML config file")
-    p.add_argument("--root", type=root, default=".", help="workflow folder that relative paths resolve against")
+    p.add_argument(
+        "--root",
+        type=root,
+        default=workflow_root(),
+        help="repository folder that relative paths resolve against, as in the Snakefile"
+        " (default: the one this package lies in)",
+    )
     p.add_argument(
         "-d",
         "--directory",
@@ -1174,7 +1194,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--configfile", type=config_file, nargs="*", default=[], help="config files (default config/config.yaml)"
     )
-    p.add_argument("--root", type=root, default=".", help="workflow folder (holding workflow/Snakefile)")
+    p.add_argument(
+        "--root",
+        type=root,
+        default=workflow_root(),
+        help="repository folder holding workflow/Snakefile (default: the one this package lies in)",
+    )
     p.add_argument("--dry-run", action="store_true", help="show the next round's jobs (snakemake --dry-run)")
     p.add_argument("--targets", type=Text(), nargs="*", default=[], help="what the last Snakemake run builds")
     p.add_argument(
@@ -1316,7 +1341,13 @@ def build_parser() -> argparse.ArgumentParser:
         "download every planned Hub revision of a config into the shared Hub cache (HF_HOME), for offline jobs",
     )
     p.add_argument("config", type=config_file, help="YAML config file")
-    p.add_argument("--root", type=root, default=".", help="workflow folder that relative paths resolve against")
+    p.add_argument(
+        "--root",
+        type=root,
+        default=workflow_root(),
+        help="repository folder that relative paths resolve against, as in the Snakefile"
+        " (default: the one this package lies in)",
+    )
     p.add_argument("--models", type=Name(), nargs="*", help="only these models (default: every Hub model)")
     return parser
 
@@ -1378,7 +1409,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             return code
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=PLAIN_LOG_FORMAT if args.command in PLAIN_LOG_COMMANDS else "%(asctime)s %(levelname)s %(name)s: %(message)s",
         handlers=[_StderrHandler()],
     )
     from circuitsweep.errors import USER_ERRORS, error_line

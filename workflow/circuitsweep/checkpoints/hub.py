@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -796,6 +797,8 @@ def is_transient(error: BaseException) -> bool:
     (401/403), or offline mode. Looks through the exception's causes, since
     ``snapshot_download`` wraps network errors in ``LocalEntryNotFoundError``.
     """
+    if _unknown_host(error):
+        return False
     for cause in _causes(error):
         if isinstance(
             cause,
@@ -809,6 +812,15 @@ def is_transient(error: BaseException) -> bool:
         if isinstance(cause, OSError) and "Consistency check failed" in str(cause):
             return True
     return False
+
+
+def _unknown_host(error: BaseException) -> bool:
+    """Whether DNS answered that the host does not exist (a mistyped endpoint, no resolver): retrying cannot help.
+
+    A resolver that only failed this time (``EAI_AGAIN``) stays transient.
+    """
+    permanent = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+    return any(isinstance(cause, socket.gaierror) and cause.errno in permanent for cause in _causes(error))
 
 
 def _causes(error: BaseException) -> list[BaseException]:
@@ -858,6 +870,8 @@ def _as_hub_error(error: Exception, what: str, attempts: int) -> Exception:
     if url and url not in detail:
         detail = f"{detail} ({url})"
     tried = f" after {attempts} attempt{'s' if attempts > 1 else ''}" if is_transient(error) else ""
+    if _unknown_host(error):
+        detail = f"the host name does not resolve: {detail}"
     advice = (
         "HF_HUB_OFFLINE is set, so only the local cache is read: fetch it where the Hub is reachable "
         "(circuitsweep prefetch) or unset HF_HUB_OFFLINE"

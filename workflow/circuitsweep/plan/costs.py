@@ -446,9 +446,15 @@ def describe_cost(cost: SweepCost) -> str:
         line = "circuitsweep: every planned revision is measured already: nothing to download"
     else:
         revisions = f"{cost.revisions} revision{'s' if cost.revisions != 1 else ''}"
+        if cost.download_bytes:
+            fetched = (
+                f"download {_gb(cost.download_bytes)}, peak disk {_gb(cost.peak_disk_bytes)}"
+                f" (at most {cost.snapshots_on_disk} snapshots at once)"
+            )
+        else:
+            fetched = "nothing to download (local checkpoints)"
         line = (
-            f"circuitsweep: {revisions} to measure: download {_gb(cost.download_bytes)},"
-            f" peak disk {_gb(cost.peak_disk_bytes)} (at most {cost.snapshots_on_disk} snapshots at once),"
+            f"circuitsweep: {revisions} to measure: {fetched},"
             f" about {_hours(sum(cost.hours.values()))} {cost.device}-hours"
         )
         if cost.here_hours is not None:
