@@ -267,6 +267,38 @@ def test_unreached_milestones_are_written_on_their_panel(sweep):
     plt.close(figure)
 
 
+def test_a_later_causal_revision_with_a_full_control_is_marked_too(sweep):
+    """Where the causal revision's control was smaller than its circuit, the first revision causal with a control as
+    large (``causal_full_control_tokens``) gets its own mark on the induction curve, visible on the image, and a
+    legend entry; where no such revision exists, the panel says so."""
+    _, curves, table = sweep
+    both = apart(table, ("causal_tokens",)).with_columns(
+        pl.lit(300_000, dtype=pl.Int64).alias("causal_tokens"),
+        pl.lit(1_000_000, dtype=pl.Int64).alias("causal_full_control_tokens"),
+    )
+    figure = emergence_figure(curves, both)
+    induction = figure.axes[1]
+    full = [line for line in induction.get_lines() if line.get_gid() == "milestone:causal_full_control"]
+    assert [(float(line.get_xdata()[0]), float(line.get_ydata()[0])) for line in full] == [(1_000_000.0, 3.0)]
+    assert "causal with a full control" in [t.get_text() for t in figure.legends[0].get_texts()]
+    images = []
+    for visible in (True, False):
+        for line in full:
+            line.set_visible(visible)
+        image = rendered(figure)
+        x, y = induction.transData.transform((1_000_000, 3.0))
+        row, col = int(image.shape[0] - y), int(x)
+        images.append(image[row - 8 : row + 8, col - 8 : col + 8])
+    plt.close(figure)
+    assert (np.abs(images[0].astype(int) - images[1].astype(int)).max(axis=-1) > 40).sum() > 20
+    short = both.with_columns(pl.lit(None, dtype=pl.Int64).alias("causal_full_control_tokens"))
+    figure = emergence_figure(curves, short)
+    notes = [t.get_text() for t in figure.axes[1].texts if t.get_gid() == "unreached"]
+    assert notes == ["early screen: not reached", "induction onset: not reached",
+                     "causal with a full control: not reached"]  # fmt: skip
+    plt.close(figure)
+
+
 def test_token_axis_fits_the_swept_tokens_with_readable_ticks():
     """The token axis ends just past the last revision, step 0 takes a narrow strip at the left, and the labelled
     ticks are round numbers (0 and 1-2-5 x a power of ten), at least four of them over two decades."""

@@ -123,6 +123,7 @@ MILESTONE_MARKS: tuple[MilestoneMark, ...] = (
     MilestoneMark("early_screen_tokens", "induction_selective_heads", "D", 17, "early screen", hollow=True),
     MilestoneMark("induction_onset_tokens", "induction_selective_heads", "P", 11, "induction onset"),
     MilestoneMark("causal_tokens", "induction_selective_heads", "s", 19, "causal", hollow=True),
+    MilestoneMark("causal_full_control_tokens", "induction_selective_heads", "s", 8, "causal with a full control"),
 )
 
 #: The milestones-table name of each marked milestone (as ``contracts.REFINE_MILESTONES`` and the bracket table).
@@ -132,6 +133,7 @@ _MARK_MILESTONES: dict[str, str] = {
     "early_screen_tokens": "early_screen",
     "induction_onset_tokens": "induction_onset",
     "causal_tokens": "causal",
+    "causal_full_control_tokens": "causal_full_control",
 }
 
 
@@ -202,7 +204,7 @@ def curve_brackets(curves: pl.DataFrame, milestones: pl.DataFrame) -> pl.DataFra
         tokens = curves.filter(pl.col("model") == row["model"]).sort("tokens")["tokens"].to_list()
         for column, milestone in _MARK_MILESTONES.items():
             upper = row.get(column)
-            if upper is None or upper not in tokens:
+            if upper is None or upper not in tokens or milestone not in _BRACKET_PANELS:
                 continue
             previous = f"{milestone}_previous_tokens"
             if previous in row:
@@ -289,6 +291,9 @@ def unreached_milestones(row: Mapping[str, Any]) -> dict[str, list[str]]:
         if mark.column == "causal_tokens":
             state = row.get("causal_state") or "not reached"
             notes[mark.curve].append(f"causal: {state}")
+        elif mark.column == "causal_full_control_tokens":
+            if row.get("causal_tokens") is not None:
+                notes[mark.curve].append("causal with a full control: not reached")
         elif mark.column == "bos_t50_tokens" and row.get("bos_peak_fraction") is not None:
             peak = f"peak {row['bos_peak_fraction']:.2f}" + (
                 f" at {row['bos_peak_revision']}" if row.get("bos_peak_revision") else ""
