@@ -286,6 +286,12 @@ def test_final_revision_takes_a_fetch_place_until_its_ablation_is_current(tmp_pa
     other = {**settings, "thresholds": {**settings["thresholds"], "induction_circuit": 1e6}}
     write_table(rows, pl.DataFrame({"x": [1]}), {SETTINGS_KEY: settings_digest(other)})
     assert revision_stage.needs_snapshot(plan, model, final)
+    # removing a measured revision changes the spectral ranking the ablation draws from: it runs again
+    write_table(rows, pl.DataFrame({"x": [1]}), {SETTINGS_KEY: settings_digest(settings)})
+    config = load_config(REPO / "config" / "config.yaml")
+    config["models"][model]["revisions"] = [others[0], *others[2:], final]
+    fewer = plan_sweep(config, REPO, C.Paths(tmp_path))
+    assert revision_stage.needs_snapshot(fewer, model, final) and revision_stage.final_ablation_runs(fewer, model)
 
 
 def test_spectral_screen_final_ablation_and_circuit_share_the_classifiers_membership() -> None:

@@ -115,9 +115,12 @@ def classify_thresholds(plan: Plan, model: str) -> dict[str, Any]:
 
 def final_ablation_settings(plan: Plan, model: str) -> dict[str, Any]:
     """The final-revision ablation job (``final_ablation`` params): its revision's measurement settings
-    (``RevisionJob``, with the run's ablation settings), the spectral K and the classification thresholds."""
+    (``RevisionJob``, with the run's ablation settings), the spectral K, the classification thresholds and the
+    revisions the spectral ranking integrates over (removing one changes the ranking, so the ablation is not
+    current any more, and check-config counts its fetch)."""
     return {
         "job": measure_settings(plan, model, plan.final_revision(model)),
+        "ranked_revisions": [revision.name for revision in plan.revisions[model]],
         "spectral_top_k": list(plan.spectral_top_k),
         "thresholds": classify_thresholds(plan, model),
     }
