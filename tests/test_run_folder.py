@@ -258,3 +258,20 @@ def test_a_config_error_through_snakemake_is_the_one_message_of_check_config(tmp
     line = next(line for line in refused.stderr.splitlines() if "holds the run of" in line)
     assert line.startswith("circuitsweep: error: results/toy holds the run of") and "`run: my-run`" in line
     assert "`outdir: " in line and not (tmp_path / "w" / "results" / "toy" / "cache").exists()
+
+
+def test_a_run_that_did_not_finish_leaves_a_note_until_one_finishes(tmp_path):
+    """The report bundles whatever tables are in the run folder; after a run started (onstart) or failed (onerror)
+    they may be an earlier run's, so the folder holds a note the report shows, until a run finishes (onsuccess)."""
+    from circuitsweep.io.run_folder import mark_run_failed, mark_run_finished, mark_run_started, unfinished_note
+
+    root = tmp_path / "results" / "toy"
+    assert unfinished_note(root) is None
+    mark_run_started(root)
+    assert unfinished_note(root).startswith("A run of this folder started at ")
+    mark_run_failed(root)
+    note = unfinished_note(root)
+    assert note.startswith("The last run of this folder failed at ") and "earlier run" in note and "\n" not in note
+    mark_run_finished(root)
+    assert unfinished_note(root) is None
+    mark_run_finished(root)  # a run that never started one: nothing to remove

@@ -305,12 +305,23 @@ def test_snapshots_are_deleted_after_measuring(toy_run):
 
 
 def test_report_bundles_plots_and_tables(toy_run):
-    """``snakemake --report`` writes one self-contained HTML report of the run."""
+    """``snakemake --report`` writes one self-contained HTML report of the run; a report built after a run that
+    failed (or has not finished) says so at its top, since it bundles whatever tables an earlier run left."""
+    from circuitsweep.io.run_folder import UNFINISHED_FILE, mark_run_failed
+
     report = toy_run / "report.html"
     snakemake(toy_run.parents[1], toy_config(toy_run), "--report", str(report))
     html = report.read_text(errors="replace")
     assert "emergence.png" in html and "milestones.csv" in html and "primitive_gap.png" in html
     assert "ablation.html" in html and "final_ablation.html" in html and "spectral.html" in html
+    assert not (toy_run / UNFINISHED_FILE).exists() and "failed at" not in html
+    mark_run_failed(toy_run)
+    try:
+        snakemake(toy_run.parents[1], toy_config(toy_run), "--report", str(report))
+    finally:
+        (toy_run / UNFINISHED_FILE).unlink()
+    html = report.read_text(errors="replace")
+    assert "The last run of this folder failed at" in html and "may come from an earlier run" in html
 
 
 @pytest.mark.skipif(chromium() is None, reason="needs Chromium (CI installs it: apt-get install chromium)")

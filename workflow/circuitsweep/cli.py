@@ -34,6 +34,8 @@ log = logging.getLogger("circuitsweep")
 #: Commands a person runs at the prompt: their notes read like their other lines, not like a job's log.
 PLAIN_LOG_COMMANDS = frozenset({"check-config"})
 PLAIN_LOG_FORMAT = "circuitsweep: %(message)s"
+#: A job's log record: when, how grave, from which module.
+JOB_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def workflow_root() -> str:
@@ -1409,7 +1411,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             return code
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format=PLAIN_LOG_FORMAT if args.command in PLAIN_LOG_COMMANDS else "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=PLAIN_LOG_FORMAT if args.command in PLAIN_LOG_COMMANDS else JOB_LOG_FORMAT,
         handlers=[_StderrHandler()],
     )
     from circuitsweep.errors import USER_ERRORS, error_line

@@ -17,7 +17,14 @@ from circuitsweep.milestones.text import finished_run_summary
 from circuitsweep.io.names import SAFE_NAME_PATTERN
 from circuitsweep.plan.sweep import plan_run
 from circuitsweep.plan.retry import attempt_resource
-from circuitsweep.io.run_folder import claim_run_folder, disk_full_note, lock_run_folder
+from circuitsweep.io.run_folder import (
+    claim_run_folder,
+    disk_full_note,
+    lock_run_folder,
+    mark_run_failed,
+    mark_run_finished,
+    mark_run_started,
+)
 from circuitsweep.io.settings_files import settings_name, write_settings_file
 from circuitsweep.errors import USER_ERRORS, error_line
 from circuitsweep.plan.retry import EXIT_DETERMINISTIC
@@ -51,6 +58,7 @@ shell.prefix(SHELL_PREFIX)
 onstart:
     lock_run_folder(PATHS.root)
     claim_run_folder(PATHS.root, workflow.configfiles)
+    mark_run_started(PATHS.root)
     if workflow.executor_plugin.name == "local" and config.get("warm_worker", True) and suits(PLAN.device):
         shell.prefix(f"{SHELL_PREFIX}export CIRCUITSWEEP_WARM_WORKER=1; ")
 
@@ -573,6 +581,7 @@ def block_markers_of(wildcards):
 # A failed measurement leaves its temporary snapshot (a retry needs it): whatever snapshot
 # is left when the run fails is deleted then, so failures never hold disk between runs.
 onerror:
+    mark_run_failed(PATHS.root)
     if (_full := disk_full_note(PATHS.root)) is not None:
         print(_full, file=sys.stderr)
     for snapshot in S.drop_unmeasured_snapshots(

@@ -204,6 +204,49 @@ def release_run_folder(root: Path | str) -> None:
         os.close(fd)
 
 
+# --- a run that did not finish: its tables may be older than its config ---------------------
+
+#: In a run folder while a run of it has started and not finished (and after one failed): what the
+#: report shows at its top, since a report built then bundles tables and figures of an earlier run.
+UNFINISHED_FILE = "run_unfinished.txt"
+
+
+def mark_run_started(root: Path | str) -> None:
+    """Record that a run of ``root`` started (Snakemake's ``onstart``); :func:`mark_run_finished` removes it."""
+    import time
+
+    _note(root, f"A run of this folder started at {time.strftime('%Y-%m-%d %H:%M')} and has not finished")
+
+
+def mark_run_failed(root: Path | str) -> None:
+    """Record that the last run of ``root`` failed (Snakemake's ``onerror``)."""
+    import time
+
+    _note(root, f"The last run of this folder failed at {time.strftime('%Y-%m-%d %H:%M')}")
+
+
+def mark_run_finished(root: Path | str) -> None:
+    """Remove the note of :func:`mark_run_started` (Snakemake's ``onsuccess``)."""
+    (resolved(root) / UNFINISHED_FILE).unlink(missing_ok=True)
+
+
+def unfinished_note(root: Path | str) -> str | None:
+    """The note of a run of ``root`` that did not finish, or None."""
+    try:
+        return (resolved(root) / UNFINISHED_FILE).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def _note(root: Path | str, what: str) -> None:
+    text = (
+        f"{what}: some tables and figures here may come from an earlier run, not from the config as it is"
+        " now. Finish the run (run Snakemake again) before you read them.\n"
+    )
+    resolved(root).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(resolved(root) / UNFINISHED_FILE, text)
+
+
 # --- a full disk, said where a failed job's own log could not say it -----------------------
 
 #: Free space (bytes) below which a failed run says the disk under its folder is (nearly) full.
