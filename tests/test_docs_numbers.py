@@ -301,21 +301,22 @@ def test_the_defaults_docs_methods_states_are_the_schemas():
     assert f"(the study's {top_k[0]} and {top_k[1]})" in text
 
 
-def test_the_toy_vocabularies_docs_methods_states_are_the_configs():
-    """docs/methods.md's toy section names the OLMo and OLMoE toys' content ids (vocabulary less the
-    pad and first-token ids) and says the GPT-NeoX toy's vocabulary is the smaller one."""
-    from circuitsweep.toy.data import FIRST_RANDOM_ID
+def test_the_toy_shapes_docs_methods_states_are_the_configs():
+    """docs/methods.md's toy section names the toys' one vocabulary, their layers and heads, and the OLMo and OLMoE
+    toys' MLP width, as config/config.yaml sets them."""
     from circuitsweep.toy.spec import ToySpec
 
     models = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"]
-    vocab = {
-        name: ToySpec.from_dict({"architecture": entry["architecture"], **entry["toy"]}).vocab_size
+    specs = {
+        name: ToySpec.from_dict({"architecture": entry["architecture"], **entry["toy"]})
         for name, entry in models.items()
         if "toy" in entry
     }
-    content = {name: size - FIRST_RANDOM_ID for name, size in vocab.items()}
     text = " ".join((REPO / "docs" / "methods.md").read_text().split())
-    assert content["toy-olmo"] == content["toy-olmoe"]
-    assert f"With the {content['toy-olmo']} content ids of the OLMo and OLMoE toys" in text
-    assert f"so they keep the {content['toy-olmo']} content ids" in text
-    assert vocab["toy-gptneox"] < vocab["toy-olmo"] and "smaller vocabulary than the other two" in text
+    (vocab,) = {spec.vocab_size for spec in specs.values()}
+    (layers,) = {spec.num_layers for spec in specs.values()}
+    (heads,) = {spec.num_heads for spec in specs.values()}
+    assert f"synthetic sequences of a {vocab}-id vocabulary" in text
+    assert f"OLMoE: {'two' if layers == 2 else layers} layers of {'eight' if heads == 8 else heads} heads)" in text
+    widths = {specs[name].intermediate_size for name in ("toy-olmo", "toy-olmoe")}
+    assert widths == {32} and "a small MLP (`intermediate_size: 32`)" in text

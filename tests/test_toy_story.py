@@ -105,7 +105,7 @@ def test_command_prints_a_line_per_checkpoint_and_the_milestones(capsys):
         (["--model", "toy-olmo", "--toy", '{"bogus": 1}'], "bogus"),
         (["--model", "toy-olmo", "--toy", '{"batch": -1}'], "batch"),
         (["--model", "toy-olmo", "--toy", '{"chain_spans": "a"}'], "chain_spans"),
-        (["--model", "toy-olmo", "--toy", '{"vocab_size": 28}'], "probes.token_range: [2, 64) reaches past"),
+        (["--model", "toy-olmo", "--toy", '{"vocab_size": 20}'], "probes.token_range: [2, 28) reaches past"),
         (["--model", "nosuch"], "toy-gptneox, toy-olmo, toy-olmoe"),
         (["--model", "toy-olmo", "--config", "/nonexistent.yaml"], "/nonexistent.yaml"),
     ]:
