@@ -280,7 +280,7 @@ def test_a_later_causal_revision_with_a_full_control_is_marked_too(sweep):
     induction = figure.axes[1]
     full = [line for line in induction.get_lines() if line.get_gid() == "milestone:causal_full_control"]
     assert [(float(line.get_xdata()[0]), float(line.get_ydata()[0])) for line in full] == [(1_000_000.0, 3.0)]
-    assert "causal with a full control" in [t.get_text() for t in figure.legends[0].get_texts()]
+    assert "first causal with a full control" in [t.get_text() for t in figure.legends[0].get_texts()]
     images = []
     for visible in (True, False):
         for line in full:

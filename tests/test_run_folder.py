@@ -112,7 +112,8 @@ def test_a_folder_reached_through_a_missing_folder_is_the_same_folder(tmp_path, 
 def test_one_config_from_two_working_directories_is_one_run_and_another_is_named_truly(tmp_path, monkeypatch):
     """With an absolute outdir, the same config run from another working directory is the same run; another
     config is refused naming the first config as it is found from here (absolute), not as a path relative to
-    the first working directory, which names another file or none (issue 32, case 9)."""
+    the first working directory, which names another file or none (issue 32, case 9); this config is then named
+    in full too, so that the two names cannot look alike ("sweep.yaml" and ".../first/sweep.yaml")."""
     first, second, outdir = tmp_path / "first", tmp_path / "second", tmp_path / "scratch" / "run"
     for folder in (first, second):
         folder.mkdir()
@@ -123,7 +124,7 @@ def test_one_config_from_two_working_directories_is_one_run_and_another_is_named
     check_run_folder(outdir, [first / "sweep.yaml"])
     with pytest.raises(ConfigError) as refused:
         check_run_folder(outdir, ["sweep.yaml"])
-    assert f"holds the run of {first / 'sweep.yaml'}, not of sweep.yaml" in str(refused.value)
+    assert f"holds the run of {first / 'sweep.yaml'}, not of {second / 'sweep.yaml'}:" in str(refused.value)
 
 
 def test_a_run_folder_is_held_by_one_run_at_a_time(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -157,6 +158,15 @@ def test_a_run_dir_is_sized_by_the_config_json_on_disk(tmp_path):
     # a run_dir is read in place: no download, no snapshot on disk to bound
     assert "sized as" not in line and "nothing to download (local checkpoints)" in line
     assert "snapshots at once" not in line and "GB" not in line.splitlines()[0]
+    assert line.startswith("circuitsweep: 1 revision to measure:")  # all of the plan's one revision
+
+
+def test_the_cost_line_says_how_many_of_the_planned_revisions_remain():
+    """A rerun that measures part of the sweep says "N of M revisions", so the count is not read as the sweep's size."""
+    cost = costs.SweepCost(revisions=29, download_bytes=0, peak_disk_bytes=0, snapshots_on_disk=2, device="CPU",
+                           hours={"load": 0.1}, planned=46)  # fmt: skip
+    assert describe_cost(cost).startswith("circuitsweep: 29 of 46 revisions to measure: nothing to download")
+    assert describe_cost(dataclasses.replace(cost, revisions=46)).startswith("circuitsweep: 46 revisions to measure")
 
 
 def test_check_config_of_full_prints_download_disk_and_the_partial_manifest():

@@ -160,7 +160,8 @@ def test_check_config_agrees_with_the_dry_run_after_the_run_and_after_a_cache_is
         jobs = planned_jobs(workdir, config)
     finally:
         shutil.move(kept, cache)
-    assert checked[0].startswith("circuitsweep: 1 revision to measure: nothing to download (local checkpoints)")
+    total = sum(TOY_REVISIONS.values())
+    assert checked[0].startswith(f"circuitsweep: 1 of {total} revisions to measure: nothing to download"), checked
     assert [line for line in (dry.stdout + dry.stderr).splitlines() if line.startswith("circuitsweep: ")] == checked
     assert jobs.get("measure_heads", 0) + jobs.get("measure_revision", 0) == 1 and jobs["final_ablation"] == 1
     assert planned_jobs(workdir, config) == {}

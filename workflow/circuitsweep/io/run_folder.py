@@ -107,8 +107,11 @@ def run_folder_refusal(root: Path, configfiles: Sequence[str | Path]) -> ConfigE
         made_by = record["config"]
     if same:
         return None
+    mine = config_identity(configfiles)
+    shown = [_shown([name]) for name in (*made_by, *mine)]
+    relative = not any(os.path.isabs(name) for name in shown)  # else one lies outside: name every one in full
     return ConfigError(
-        f"{root} holds the run of {_shown(made_by)}, not of {_shown(config_identity(configfiles))}: give this config"
+        f"{root} holds the run of {_shown(made_by, relative)}, not of {_shown(mine, relative)}: give this config"
         " its own run name (`run: my-run` in it writes results/my-run/) or folder (`outdir: path/to/folder`),"
         f" or delete {root} to start it again"
     )
@@ -121,8 +124,11 @@ def check_run_folder(root: Path, configfiles: Sequence[str | Path]) -> None:
         raise refusal
 
 
-def _shown(files: Sequence[str]) -> str:
-    """Config files as a person reads them: relative inside the working directory, else absolute."""
+def _shown(files: Sequence[str], relative: bool = True) -> str:
+    """Config files as a person reads them: relative inside the working directory (unless ``relative`` is
+    False), else absolute."""
+    if not relative:
+        return ", ".join(os.path.abspath(name) for name in files) or "no config file"
     shown = []
     for name in files:
         if os.path.isabs(name):

@@ -123,7 +123,9 @@ MILESTONE_MARKS: tuple[MilestoneMark, ...] = (
     MilestoneMark("early_screen_tokens", "induction_selective_heads", "D", 17, "early screen", hollow=True),
     MilestoneMark("induction_onset_tokens", "induction_selective_heads", "P", 11, "induction onset"),
     MilestoneMark("causal_tokens", "induction_selective_heads", "s", 19, "causal", hollow=True),
-    MilestoneMark("causal_full_control_tokens", "induction_selective_heads", "s", 8, "causal with a full control"),
+    MilestoneMark(
+        "causal_full_control_tokens", "induction_selective_heads", "s", 8, "first causal with a full control"
+    ),
 )
 
 #: The milestones-table name of each marked milestone (as ``contracts.REFINE_MILESTONES`` and the bracket table).

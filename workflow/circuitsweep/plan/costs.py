@@ -361,6 +361,8 @@ class SweepCost:
     here_hours: float | None = None
     #: models sized by the default shape (no ``shape`` in their config entry, no config.json on disk)
     unsized: tuple[str, ...] = ()
+    #: revisions the plan sweeps, measured already or not (None: not known)
+    planned: int | None = None
 
     @property
     def total_hours(self) -> float:
@@ -412,6 +414,7 @@ def sweep_cost(
     touched = set(pending.revisions) | set(pending.final_ablations)
     return SweepCost(
         revisions=sum(len(r) for r in pending.revisions.values()),
+        planned=sum(len(revisions) for revisions in plan.revisions.values()),
         download_bytes=download,
         peak_disk_bytes=sum(heapq.nlargest(snapshots_on_disk, sizes)),
         snapshots_on_disk=snapshots_on_disk,
@@ -446,6 +449,8 @@ def describe_cost(cost: SweepCost) -> str:
         line = "circuitsweep: every planned revision is measured already: nothing to download"
     else:
         revisions = f"{cost.revisions} revision{'s' if cost.revisions != 1 else ''}"
+        if cost.planned is not None and cost.planned != cost.revisions:
+            revisions = f"{cost.revisions} of {cost.planned} revisions"
         if cost.download_bytes:
             fetched = (
                 f"download {_gb(cost.download_bytes)}, peak disk {_gb(cost.peak_disk_bytes)}"
