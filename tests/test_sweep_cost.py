@@ -194,3 +194,19 @@ def test_dir_lists_the_notebook_api():
     """dir(cs) offers the notebook API for tab completion, though it is loaded only on first use."""
     assert set(cs.__all__) <= set(dir(cs))
     assert "read_results" in dir(cs) and "measure_heads" in dir(cs)
+
+
+def test_check_config_says_each_toy_is_trained_here_outside_the_estimate(tmp_path):
+    """The toy suite's largest cost is training its models, which the cost line does not estimate: each toy's line
+    says how many steps it trains, so a newcomer does not read the estimate as the whole run."""
+    from circuitsweep.cli import describe_plan
+    from circuitsweep.io.contracts import Paths
+    from circuitsweep.toy.spec import ToySpec
+
+    config = load_config(REPO / "config" / "config.yaml")
+    lines = describe_plan(plan_sweep(config, REPO, Paths(tmp_path)))
+    for name, entry in config["models"].items():
+        spec = ToySpec.from_dict({"architecture": entry["architecture"], **entry["toy"]})
+        line = next(line for line in lines if line.startswith(f"{name}: "))
+        assert f"a toy trained here ({spec.schedule[-1]:,} steps of {spec.tokens_per_step:,} tokens" in line, line
+        assert line.endswith("the estimate below leaves its training out)"), line

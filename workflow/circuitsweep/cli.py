@@ -504,6 +504,15 @@ def describe_plan(plan: Plan, jobs: dict[str, str] | None = None) -> list[str]:
             parts.append(f"natural text: batch {natural.tokenizer} (tokenizer of {builder}, special tokens {special})")
         primitives = len(primitive_revisions(plan, model)) if model in primitive_models(plan) else 0
         parts.append(f"{primitives} primitive jobs" if primitives else "no primitive jobs")
+        settings = plan.models[model]
+        if settings.source["type"] == "toy":
+            from circuitsweep.toy.spec import ToySpec
+
+            spec = ToySpec.from_dict({"architecture": settings.architecture, **(settings.toy or {})})
+            parts.append(
+                f"a toy trained here ({spec.schedule[-1]:,} steps of {spec.tokens_per_step:,} tokens on one thread;"
+                " the estimate below leaves its training out)"
+            )
         lines.append(f"{model}: " + "; ".join(parts))
         if jobs and model in jobs:
             lines.append(f"  {jobs[model]}")
