@@ -999,6 +999,17 @@ def _tables() -> dict[str, InputFile]:
     }
 
 
+def add_root(parser: argparse.ArgumentParser, what: str = "") -> None:
+    """The ``--root`` option of a command that plans a run: the repository, by default :func:`workflow_root`."""
+    what = what or "repository folder that relative paths resolve against, as in the Snakefile"
+    parser.add_argument(
+        "--root",
+        type=InputFolder("workflow folder"),
+        default=workflow_root(),
+        help=f"{what} (default: the one this package lies in)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: every argument declares what it is (an :class:`Argument`), checked before the command runs."""
     parser = _Parser(prog="circuitsweep", description=__doc__.splitlines()[0])
@@ -1032,13 +1043,7 @@ def build_parser() -> argparse.ArgumentParser:
         "validate a config, list the revisions it sweeps and what measuring those still to measure costs",
     )
     p.add_argument("config", type=config_file, help="YAML config file")
-    p.add_argument(
-        "--root",
-        type=root,
-        default=workflow_root(),
-        help="repository folder that relative paths resolve against, as in the Snakefile"
-        " (default: the one this package lies in)",
-    )
+    add_root(p)
     p.add_argument(
         "-d",
         "--directory",
@@ -1205,12 +1210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--configfile", type=config_file, nargs="*", default=[], help="config files (default config/config.yaml)"
     )
-    p.add_argument(
-        "--root",
-        type=root,
-        default=workflow_root(),
-        help="repository folder holding workflow/Snakefile (default: the one this package lies in)",
-    )
+    add_root(p, "repository folder holding workflow/Snakefile")
     p.add_argument("--dry-run", action="store_true", help="show the next round's jobs (snakemake --dry-run)")
     p.add_argument("--targets", type=Text(), nargs="*", default=[], help="what the last Snakemake run builds")
     p.add_argument(
@@ -1352,13 +1352,7 @@ def build_parser() -> argparse.ArgumentParser:
         "download every planned Hub revision of a config into the shared Hub cache (HF_HOME), for offline jobs",
     )
     p.add_argument("config", type=config_file, help="YAML config file")
-    p.add_argument(
-        "--root",
-        type=root,
-        default=workflow_root(),
-        help="repository folder that relative paths resolve against, as in the Snakefile"
-        " (default: the one this package lies in)",
-    )
+    add_root(p)
     p.add_argument("--models", type=Name(), nargs="*", help="only these models (default: every Hub model)")
     return parser
 
