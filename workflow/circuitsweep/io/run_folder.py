@@ -107,11 +107,11 @@ def run_folder_refusal(root: Path, configfiles: Sequence[str | Path]) -> ConfigE
         made_by = record["config"]
     if same:
         return None
-    mine = config_identity(configfiles)
-    shown = [_shown([name]) for name in (*made_by, *mine)]
-    relative = not any(os.path.isabs(name) for name in shown)  # else one lies outside: name every one in full
+    theirs, mine = _shown_names(made_by), _shown_names(config_identity(configfiles))
+    if any(os.path.isabs(name) for name in (*theirs, *mine)):  # one lies outside: name every one in full
+        theirs, mine = [os.path.abspath(name) for name in theirs], [os.path.abspath(name) for name in mine]
     return ConfigError(
-        f"{root} holds the run of {_shown(made_by, relative)}, not of {_shown(mine, relative)}: give this config"
+        f"{root} holds the run of {_joined(theirs)}, not of {_joined(mine)}: give this config"
         " its own run name (`run: my-run` in it writes results/my-run/) or folder (`outdir: path/to/folder`),"
         f" or delete {root} to start it again"
     )
@@ -124,18 +124,19 @@ def check_run_folder(root: Path, configfiles: Sequence[str | Path]) -> None:
         raise refusal
 
 
-def _shown(files: Sequence[str], relative: bool = True) -> str:
-    """Config files as a person reads them: relative inside the working directory (unless ``relative`` is
-    False), else absolute."""
-    if not relative:
-        return ", ".join(os.path.abspath(name) for name in files) or "no config file"
+def _shown_names(files: Sequence[str]) -> list[str]:
+    """Config files as a person reads them: relative inside the working directory, else absolute."""
     shown = []
     for name in files:
         if os.path.isabs(name):
             relative = os.path.relpath(name)
             name = name if relative.startswith("..") else relative
         shown.append(os.path.abspath(name) if name.startswith("..") else name)
-    return ", ".join(shown) or "no config file"
+    return shown
+
+
+def _joined(names: Sequence[str]) -> str:
+    return ", ".join(names) or "no config file"
 
 
 def claim_run_folder(root: Path, configfiles: Sequence[str | Path]) -> None:
