@@ -308,9 +308,7 @@ def test_the_toy_shapes_docs_methods_states_are_the_configs():
 
     models = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"]
     specs = {
-        name: ToySpec.from_dict({"architecture": entry["architecture"], **entry["toy"]})
-        for name, entry in models.items()
-        if "toy" in entry
+        name: ToySpec.of_model(entry["architecture"], entry["toy"]) for name, entry in models.items() if "toy" in entry
     }
     text = " ".join((REPO / "docs" / "methods.md").read_text().split())
     (vocab,) = {spec.vocab_size for spec in specs.values()}

@@ -111,7 +111,7 @@ def test_toy_request_is_what_the_toy_job_checks(name):
     resolved = resolve_config(TOY_SUITE)[name]
     entry = TOY_SUITE["models"][name]
     probes = resolved.probes.to_dict()
-    trained = build_config(ToySpec.from_dict({"architecture": entry["architecture"], **(entry.get("toy") or {})}))
+    trained = build_config(ToySpec.of_model(entry["architecture"], entry.get("toy")))
     planned = size(entry, resolved.dtype, probes, "cpu")
     fetched = size(entry, resolved.dtype, probes, "cpu", snapshot_config=trained.to_dict())
     assert planned == fetched

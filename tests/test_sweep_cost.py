@@ -206,7 +206,7 @@ def test_check_config_says_each_toy_is_trained_here_outside_the_estimate(tmp_pat
     config = load_config(REPO / "config" / "config.yaml")
     lines = describe_plan(plan_sweep(config, REPO, Paths(tmp_path)))
     for name, entry in config["models"].items():
-        spec = ToySpec.from_dict({"architecture": entry["architecture"], **entry["toy"]})
+        spec = ToySpec.of_model(entry["architecture"], entry["toy"])
         line = next(line for line in lines if line.startswith(f"{name}: "))
         assert f"a toy trained here ({spec.schedule[-1]:,} steps of {spec.tokens_per_step:,} tokens" in line, line
         assert line.endswith("the estimate below leaves its training out)"), line

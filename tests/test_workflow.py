@@ -192,10 +192,7 @@ def test_gptneox_onset_matches_the_in_context_loss_drop(toy_run):
 def toy_specs() -> dict[str, ToySpec]:
     """Each default toy's spec: its architecture's defaults with the config's ``toy:`` keys."""
     models = yaml.safe_load(DEFAULT_CONFIG.read_text())["models"]
-    return {
-        name: ToySpec.from_dict({"architecture": entry["architecture"], **entry["toy"]})
-        for name, entry in models.items()
-    }
+    return {name: ToySpec.of_model(entry["architecture"], entry["toy"]) for name, entry in models.items()}
 
 
 def test_tables_follow_the_contract(toy_run):

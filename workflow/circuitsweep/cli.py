@@ -508,7 +508,7 @@ def describe_plan(plan: Plan, jobs: dict[str, str] | None = None) -> list[str]:
         if settings.source["type"] == "toy":
             from circuitsweep.toy.spec import ToySpec
 
-            spec = ToySpec.from_dict({"architecture": settings.architecture, **(settings.toy or {})})
+            spec = ToySpec.of_model(settings.architecture, settings.toy)
             parts.append(
                 f"a toy trained here ({spec.schedule[-1]:,} steps of {spec.tokens_per_step:,} tokens on one thread;"
                 " the estimate below leaves its training out)"

@@ -60,7 +60,7 @@ def toy_problems(model: ModelSettings) -> list[str]:
     """Problems of a toy model's ``toy:`` settings, branch format and token accounting."""
     where = f"models.{model.name}"
     try:
-        spec = ToySpec.from_dict({"architecture": model.architecture, **(model.toy or {})})
+        spec = ToySpec.of_model(model.architecture, model.toy)
     except (TypeError, ValueError) as error:
         return [f"{where}.toy: {error}"]
     problems = []
@@ -167,7 +167,7 @@ def size_problems(model: ModelSettings) -> list[str]:
     model_config = model.shape
     if model.source["type"] == "toy" and model.toy is not None:
         try:
-            model_config = toy_model_config(ToySpec.from_dict({"architecture": model.architecture, **model.toy}))
+            model_config = toy_model_config(ToySpec.of_model(model.architecture, model.toy))
         except (TypeError, ValueError):
             return []  # reported by toy_problems
     probes = model.probes.to_dict()

@@ -155,7 +155,7 @@ def planning_model_config(model_config: Mapping[str, Any]) -> dict[str, Any]:
         from circuitsweep.plan.checks import toy_model_config
         from circuitsweep.toy.spec import ToySpec
 
-        spec = ToySpec.from_dict({"architecture": model_config["architecture"], **(model_config.get("toy") or {})})
+        spec = ToySpec.of_model(model_config["architecture"], model_config.get("toy"))
         return toy_model_config(spec)
     return dict(sizing.DEFAULT_MODEL_CONFIG)
 

@@ -23,7 +23,7 @@ from circuitsweep.toy.train import train_and_publish
 def toy_spec(settings: dict[str, Any]) -> ToySpec:
     """The :class:`ToySpec` of a plan's toy settings (``architecture`` plus the ``toy:`` entry)."""
     try:
-        return ToySpec.from_dict({"architecture": settings["architecture"], **settings["toy"]})
+        return ToySpec.of_model(settings["architecture"], settings["toy"])
     except (TypeError, ValueError) as error:
         raise ConfigError(f"models.{settings['model']}.toy: {error}") from error
 

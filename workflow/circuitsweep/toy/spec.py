@@ -7,6 +7,7 @@ the DAG is built, not seconds into the training job.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +112,11 @@ class ToySpec:
         if "architecture" not in values:
             raise ValueError("toy settings need an architecture")
         return cls.default(values.pop("architecture"), **values)
+
+    @classmethod
+    def of_model(cls, architecture: str, toy: Mapping[str, Any] | None) -> ToySpec:
+        """The spec of a model entry: its ``architecture`` and its ``toy:`` settings (None: the defaults)."""
+        return cls.from_dict({"architecture": architecture, **(toy or {})})
 
     @classmethod
     def default(cls, architecture: str, **overrides: Any) -> ToySpec:
