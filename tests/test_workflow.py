@@ -330,6 +330,7 @@ def test_report_bundles_plots_and_tables(toy_run):
         (toy_run / UNFINISHED_FILE).unlink()
     html = report.read_text(errors="replace")
     assert "The last run of this folder failed at" in html and "may come from an earlier run" in html
+    assert "<strong>Warning: this run is unfinished.</strong>" in html  # bold: the report does not style admonitions
 
 
 @pytest.mark.skipif(chromium() is None, reason="needs Chromium (CI installs it: apt-get install chromium)")
