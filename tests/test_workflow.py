@@ -498,6 +498,18 @@ def test_every_default_toy_leaves_room_for_every_final_control(toy_run):
         assert screen["top1_drop"] > control["top1_drop"].item(), (model, screen, control)
         picks = rows.filter(pl.col("condition") == "spectral_top")
         assert (picks["n_ablated"] < screen["n_ablated"]).all() and (picks["top1_drop"] < screen["top1_drop"]).all()
+    # docs/methods.md's toy section quotes this run: the screens' size and the OLMo and OLMoE toys' BOS maxima
+    methods = " ".join((REPO / "docs" / "methods.md").read_text().split())
+    sizes = set(table.filter(pl.col("condition") == "screen")["n_ablated"])
+    assert sizes == {4} and "each final screen holds 4 of layer 1's 8 heads" in methods, sizes
+    emergence = pl.read_parquet(C.Paths(toy_run).emergence_table())
+    milestones = pl.read_csv(C.Paths(toy_run).milestones_table())
+    after = []
+    for model in ("toy-olmo", "toy-olmoe"):
+        onset = milestones.filter(pl.col("model") == model)["induction_onset_tokens"].item()
+        curve = emergence.filter((pl.col("model") == model) & (pl.col("tokens") >= onset))
+        after.append(f"{curve['bos_fraction'].max():g}")
+    assert f"stay at most {after[0]} and {after[1]} in the default run" in methods, after
 
 
 def test_default_run_writes_every_finding_from_its_tables(toy_run):
