@@ -16,7 +16,6 @@ from circuitsweep.heads.ablation import (
     ablation_rows,
     circuit_cut,
     circuit_heads,
-    matched_random,
     output_projections,
     synthetic_probe,
 )
@@ -196,16 +195,20 @@ def test_circuit_filling_its_layer_leaves_no_control(measured):
     assert not summary["ablation_tested"].item()
 
 
-def test_matched_random_draws_follow_one_random_state():
-    """Draws keep the circuit's count per layer, avoid circuit heads and continue one RandomState(seed)."""
-    circuit = [(1, 0), (1, 3), (4, 2)]
-    draws = matched_random(circuit, n_heads=8, draws=4, seed=123)
-    assert len(draws) == 4
-    for draw in draws:
-        assert sorted(layer for layer, _ in draw) == [1, 1, 4]
-        assert not set(draw) & set(circuit)
-    assert matched_random(circuit, 8, 4, 123) == draws
-    assert len({tuple(d) for d in draws}) > 1
+def test_a_circuit_of_half_its_layer_is_drawn_against_the_other_half_and_says_so(measured):
+    """Two of layer 1's four heads leave exactly two others: every draw is those heads (the study's draw has no
+    choice), each row's note says so, and the rows are still scored (a real control, not a random one)."""
+    model, scores, _ = measured
+    half = scores.with_columns(
+        pl.when((pl.col("layer") == 1) & (pl.col("head") < 2)).then(1000.0).otherwise(0.0).alias("sel_induction")
+    )
+    settings = AblationSettings(random_draws=3, max_single_heads=0)
+    probe = synthetic_probe(PROBES, FIRST_TOKEN)
+    identity = {"model": "m", "revision": "r", "step": 0, "tokens": 0}
+    rows = ablation_frame(ablation_rows(model, half, 50, settings, [probe], torch.device("cpu")), identity)
+    random = rows.filter(pl.col("condition") == "matched_random")
+    assert random["heads"].to_list() == ["L1H2,L1H3"] * 3 and random["top1"].null_count() == 0
+    assert random["note"].to_list() == ["layers [1] leave no choice: every draw is the same heads"] * 3
 
 
 def test_causal_rule_is_strict():

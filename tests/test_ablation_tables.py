@@ -11,7 +11,7 @@ from circuitsweep.errors import CacheError
 from circuitsweep.heads.ablation import ablation_frame
 from circuitsweep.io import contracts as C
 from circuitsweep.io.tables import write_table
-from circuitsweep.milestones.ablation_tables import FORCED_DRAWS, NO_CONTROL, _forced_draws_noted, ablation_table
+from circuitsweep.milestones.ablation_tables import NO_CONTROL, ablation_table
 from circuitsweep.milestones.tables import HeadTableOutputs, head_tables
 
 N = 100
@@ -244,29 +244,6 @@ def test_the_causal_bracket_starts_at_the_last_revision_known_not_causal(tables)
     assert onset in swept[1:] and row["induction_onset_previous_revision"] == swept[swept.index(onset) - 1]
     m = causal(tables, "m")
     assert m["causal_revision"] == "step30" and m["causal_previous_revision"] == "step20"
-
-
-def test_draws_that_had_no_choice_say_so(tables):
-    """Every fixture draw ablates the same heads (L1H3), as when a layer has exactly the other heads a draw needs:
-    each such row's note says every draw is the same heads, beside any note it had, so a spread of 0 over the draws
-    is not read as agreement; a single draw (nothing to compare) is not noted."""
-    ablation = pl.read_csv(tables.ablation_csv)
-    draws = ablation.filter(pl.col("condition") == "matched_random", pl.col("n_ablated") > 0)
-    assert draws.height and draws["note"].str.contains(FORCED_DRAWS, literal=True).all(), draws
-    emergence = pl.read_parquet(tables.emergence_parquet).filter(pl.col("model") == "m", pl.col("revision") == "step30")
-    assert emergence["ablation_random_drop_sd"].item() is not None
-
-
-def test_forced_draws_keep_their_own_note_and_genuine_draws_get_none():
-    """A short draw's own note stays in front of the forced-draw note; draws of different heads, and the circuit
-    row, are left as they are."""
-    short = "fewer non-circuit heads than circuit heads in some layer: a smaller draw"
-    circuit = {"condition": "circuit", "n_ablated": 7, "heads": "L1H0", "note": None}
-    forced = [circuit] + [{"condition": "matched_random", "n_ablated": 1, "heads": "L1H3", "note": short}] * 3
-    noted = _forced_draws_noted(forced)
-    assert noted[0] == circuit and [row["note"] for row in noted[1:]] == [f"{short}; {FORCED_DRAWS}"] * 3
-    genuine = [{**forced[1], "heads": f"L1H{h}", "note": None} for h in (3, 4)]
-    assert _forced_draws_noted(genuine) == genuine
 
 
 def test_rows_without_per_sequence_outcomes_are_refused(tmp_path):

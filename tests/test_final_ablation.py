@@ -14,15 +14,8 @@ import circuitsweep as cs
 from circuitsweep import revision_stage
 from circuitsweep.heads import jobs as heads_jobs
 from circuitsweep.heads.ablation import score_targets, synthetic_probe
-from circuitsweep.heads.final_ablation import (
-    by_layer,
-    final_ablation_rows,
-    final_conditions,
-    label,
-    matched_draws,
-    rows_frame,
-    summary,
-)
+from circuitsweep.heads.final_ablation import final_ablation_rows, final_conditions, label, rows_frame, summary
+from circuitsweep.heads.matched import by_layer
 from circuitsweep.io import contracts as C
 
 
@@ -128,16 +121,6 @@ def test_a_draw_without_choice_says_every_draw_is_the_same() -> None:
             assert all("every draw is the same heads" in c.note for c in random), random
         else:
             assert all(c.note is None for c in random) and len({c.heads for c in random}) > 1, random
-
-
-def test_matched_draws_continue_one_random_state_per_family() -> None:
-    """Each draw continues the same RandomState; groups keep their given layer order."""
-    groups = [(3, [0, 1]), (1, [2])]
-    draws = matched_draws(groups, 8, 3, 123)
-    assert [sorted({layer for layer, _ in d}) for d in draws] == [[1, 3]] * 3
-    assert [layer for layer, _ in draws[0]] == [3, 3, 1]
-    assert all((3, 0) not in d and (3, 1) not in d and (1, 2) not in d for d in draws)
-    assert draws == matched_draws(groups, 8, 3, 123) and len({tuple(d) for d in draws}) > 1
 
 
 @pytest.fixture(scope="module")

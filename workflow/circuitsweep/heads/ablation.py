@@ -33,13 +33,12 @@ from torch.nn import functional as F
 from circuitsweep.config.probes import AblationSettings
 from circuitsweep.errors import DataError
 from circuitsweep.heads.classify import Thresholds, induction_member
+from circuitsweep.heads.matched import Head, by_layer, draw_note, matched_draws
 from circuitsweep.io import contracts as C
 
 #: Names of the attention output projection across decoder classes (GPT-NeoX ``dense``;
 #: Llama, OLMo, OLMoE, Qwen, Gemma ``o_proj``; GPT-2 ``c_proj``; others ``out_proj``/``wo``).
 OUTPUT_PROJECTION_NAMES: tuple[str, ...] = ("o_proj", "dense", "out_proj", "c_proj", "wo")
-
-Head = tuple[int, int]
 
 
 def output_projections(model: nn.Module) -> dict[int, nn.Module]:
@@ -196,28 +195,6 @@ def circuit_heads(scores: pl.DataFrame, cut: float) -> list[Head]:
     return list(zip(members["layer"].to_list(), members["head"].to_list(), strict=True))
 
 
-def matched_random(circuit: Sequence[Head], n_heads: int, draws: int, seed: int) -> list[list[Head]]:
-    """``draws`` head sets with the circuit's count per layer, from each layer's non-circuit heads.
-
-    One ``RandomState(seed)`` serves every draw in turn, layers in ascending
-    order within a draw. A layer with fewer non-circuit heads than circuit
-    heads gives all it has (the draw is then smaller than the circuit).
-    """
-    rng = np.random.RandomState(seed)
-    per_layer: dict[int, list[int]] = {}
-    for layer, head in circuit:
-        per_layer.setdefault(layer, []).append(head)
-    out = []
-    for _ in range(draws):
-        chosen: list[Head] = []
-        for layer in sorted(per_layer):
-            eligible = [h for h in range(n_heads) if h not in per_layer[layer]]
-            size = min(len(per_layer[layer]), len(eligible))
-            chosen += [(layer, int(h)) for h in sorted(rng.choice(eligible, size=size, replace=False))]
-        out.append(chosen)
-    return out
-
-
 def _label(heads: Sequence[Head]) -> str:
     return ",".join(f"L{layer}H{head}" for layer, head in heads)
 
@@ -242,13 +219,9 @@ def ablation_rows(
     else:
         conditions.append(("circuit", None, circuit, None))
         n_heads = model.config.num_attention_heads
-        for draw, heads in enumerate(matched_random(circuit, n_heads, settings.random_draws, settings.random_seed)):
-            note = None
-            if not heads:
-                note = "no control: the circuit fills its layers, no non-circuit head is left to draw"
-            elif len(heads) < len(circuit):
-                note = "fewer non-circuit heads than circuit heads in some layer: a smaller draw"
-            conditions.append(("matched_random", draw, heads, note))
+        groups = by_layer(circuit)
+        for draw, heads in enumerate(matched_draws(groups, n_heads, settings.random_draws, settings.random_seed)):
+            conditions.append(("matched_random", draw, heads, draw_note(groups, n_heads, heads)))
         if len(circuit) <= settings.max_single_heads:
             conditions += [("single_head", None, [head], None) for head in circuit]
     rows = []

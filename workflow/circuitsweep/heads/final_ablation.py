@@ -37,16 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from circuitsweep.errors import CacheError, DataError
 from circuitsweep.heads.classify import induction_member
+from circuitsweep.heads.matched import Head, by_layer, draw_note, matched_draws
 from circuitsweep.heads.spectral import ELBOW, TopK, elbow_k, final_revision, resolve_top_k, unranked_note
 from circuitsweep.io import contracts as C
 from circuitsweep.io.tables import read_table, write_csv, write_markdown, write_table
 
-Head = tuple[int, int]
 #: The metrics of a scored condition.
 METRICS: tuple[str, ...] = ("loss", "top1", "top5", "mean_logit")
 
@@ -67,32 +66,6 @@ class Condition:
         return self.n_requested - len(self.heads)
 
 
-def by_layer(heads: Sequence[Head]) -> list[tuple[int, list[int]]]:
-    """Heads grouped by layer, layers in order of first appearance, heads in their given order."""
-    groups: dict[int, list[int]] = {}
-    for layer, head in heads:
-        groups.setdefault(layer, []).append(head)
-    return list(groups.items())
-
-
-def matched_draws(groups: Sequence[tuple[int, Sequence[int]]], n_heads: int, draws: int, seed: int) -> list[list[Head]]:
-    """``draws`` matched random head sets: per (layer, heads) group in the given order, as many of the layer's
-    other heads (``rng.choice(others, size, replace=False)``, sorted), from one ``RandomState(seed)``.
-
-    A layer with fewer other heads than ``heads`` gives all it has (the study's ``min``).
-    """
-    rng = np.random.RandomState(seed)
-    out = []
-    for _ in range(draws):
-        chosen: list[Head] = []
-        for layer, picks in groups:
-            others = [h for h in range(n_heads) if h not in picks]
-            size = min(len(picks), len(others))
-            chosen += [(layer, int(h)) for h in sorted(rng.choice(others, size=size, replace=False).tolist())]
-        out.append(chosen)
-    return out
-
-
 def full_layers(groups: Sequence[tuple[int, Sequence[int]]], n_heads: int) -> list[Head]:
     return [(layer, head) for layer, _ in groups for head in range(n_heads)]
 
@@ -100,22 +73,11 @@ def full_layers(groups: Sequence[tuple[int, Sequence[int]]], n_heads: int) -> li
 def _controls(
     prefix: str, heads: list[Head], groups: list, n_heads: int, draws: int, seed: int, k: int | None
 ) -> list[Condition]:
-    """The matched-random draws and the full layers of one head set.
-
-    A draw that has no choice (every layer of the picks has at most as many other heads as picks) is the same
-    heads every time; its note says so, so that a standard deviation of 0 over the draws is not read as agreement.
-    """
-    out = []
-    forced = all(n_heads - len(picks) <= len(picks) for _, picks in groups)
-    for draw, drawn in enumerate(matched_draws(groups, n_heads, draws, seed)):
-        note = None
-        if len(drawn) < len(heads):
-            short = [layer for layer, picks in groups if n_heads - len(picks) < len(picks)]
-            note = f"layers {short} have fewer other heads than picks: {len(heads) - len(drawn)} heads short"
-        elif forced and drawn:
-            layers = [layer for layer, _ in groups]
-            note = f"layers {layers} have exactly as many other heads as picks: every draw is the same heads"
-        out.append(Condition(f"{prefix}_random", tuple(drawn), len(heads), k=k, draw=draw, note=note))
+    """The matched-random draws (each with :func:`heads.matched.draw_note`) and the full layers of one head set."""
+    out = [
+        Condition(f"{prefix}_random", tuple(drawn), len(heads), k=k, draw=draw, note=draw_note(groups, n_heads, drawn))
+        for draw, drawn in enumerate(matched_draws(groups, n_heads, draws, seed))
+    ]
     out.append(Condition(f"{prefix}_layers", tuple(full_layers(groups, n_heads)), n_heads * len(groups), k=k))
     return out
 

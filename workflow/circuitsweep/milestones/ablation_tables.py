@@ -41,23 +41,6 @@ def _outcomes(row: Mapping[str, Any], where: str) -> dict[str, np.ndarray] | Non
     return found
 
 
-#: The note of matched-random draws that had no choice (their spread over draws is no agreement).
-FORCED_DRAWS = "every draw is the same heads: the circuit's layers have no other heads to choose"
-
-
-def _forced_draws_noted(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``records`` of one revision and probe, each matched-random draw's note saying :data:`FORCED_DRAWS` where
-    two or more draws ablated the same heads (the layers had exactly the heads the draw needed, or fewer)."""
-    draws = [row for row in records if row["condition"] == "matched_random" and row["n_ablated"]]
-    if len(draws) < 2 or len({row["heads"] for row in draws}) > 1:
-        return records
-    forced = {id(row) for row in draws}
-    return [
-        {**row, "note": "; ".join(filter(None, (row["note"], FORCED_DRAWS)))} if id(row) in forced else row
-        for row in records
-    ]
-
-
 def with_tests(rows: pl.DataFrame, resampling: S.Resampling | None = None) -> pl.DataFrame:
     """The ablation table: every row of ``rows`` (``ABLATION_ROW_COLUMNS``) with ``ABLATION_TEST_COLUMNS``
     in place of the per-sequence outcomes (``ABLATION_COLUMNS``).
@@ -82,7 +65,6 @@ def with_tests(rows: pl.DataFrame, resampling: S.Resampling | None = None) -> pl
             for row, treated in zip(records, outcomes, strict=True)
         ]
         tested = S.group_tests(comparisons, *resampling(int(records[0]["n_sequences"] or 0)))
-        records = _forced_draws_noted(records)
         out += [{**row, **tests} for row, tests in zip(records, tested, strict=True)]
     schema = {**dict(rows.schema), **{name: pl.Float64 for name in C.ABLATION_TEST_COLUMNS}, "n_controls": pl.Int64}
     schema = {name: schema[name] for name in C.ABLATION_COLUMNS}
