@@ -195,7 +195,7 @@ def test_the_constants_the_docs_state_are_the_codes():
     text = " ".join((REPO / "docs" / "costs.md").read_text().split())
     assert f"published weight bytes / {costs.READ_MB_PER_S} MB/s" in text
     assert f"({costs.GPU_FLOPS:.0e} FLOP/s on a GPU, {costs.CPU_FLOPS:.0e} on a CPU)".replace("e+", "e") in text
-    assert f"({costs.GPU_BATCH_S:g} s on a GPU, {costs.CPU_BATCH_S:g} s on a CPU)" in text
+    assert f"forward batches x layers x {costs.LAYER_BATCH_S:g} s" in text
     assert f"sampling steps x {costs.SAMPLING_STEP_S:g} s" in text
     assert f"a start-up of {costs.START_UP_S:g} s" in text and f"warm worker: {costs.WARM_START_UP_S:g} s)" in text
     assert f"up to {passes.SINGLE_HEAD_ALLOWANCE} heads alone" in text

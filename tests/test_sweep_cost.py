@@ -169,6 +169,16 @@ def test_the_cost_line_says_how_many_of_the_planned_revisions_remain():
     assert describe_cost(dataclasses.replace(cost, revisions=46)).startswith("circuitsweep: 46 revisions to measure")
 
 
+def test_gpu_hours_above_the_cpu_hours_here_are_said_to_be_start_ups():
+    """Without a GPU, small models can cost more GPU-hours than CPU-hours here (a GPU job starts cold, a CPU job
+    forks from the warm worker): the line says the GPU-hours are mostly start-up, and only then."""
+    cost = costs.SweepCost(revisions=46, download_bytes=0, peak_disk_bytes=0, snapshots_on_disk=2, device="GPU",
+                           hours={"load": 0.38, "ablation": 0.01}, here_hours=0.05)  # fmt: skip
+    assert "(no GPU; on one: about 0.4 GPU-hours, most of it the jobs' start-up)" in describe_cost(cost)
+    heavy = dataclasses.replace(cost, hours={"load": 1.0, "head probes": 8.7}, here_hours=90.0)
+    assert "(no GPU; on one: about 9.7 GPU-hours)" in describe_cost(heavy)
+
+
 def test_check_config_of_full_prints_download_disk_and_the_partial_manifest():
     """check-config config/full.yaml gives the download and peak disk in GB, and says the OLMo manifest lacks about
     1,417 of its branches, with the command that lists them all."""

@@ -24,7 +24,7 @@ Seconds of one job (:func:`job_seconds`)::
 
     start-up (START_UP_S) + published weight bytes / READ_MB_PER_S
       + 2 x active parameters x tokens / throughput (GPU_FLOPS or CPU_FLOPS)
-      + forward batches x a fixed cost per batch (GPU_BATCH_S or CPU_BATCH_S)
+      + forward batches x layers x a fixed cost per layer and batch (LAYER_BATCH_S)
       + sampling steps x SAMPLING_STEP_S
 
 Attention's own T x T products are left out (under 2% of a 1B model's FLOPs at
@@ -65,8 +65,8 @@ DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 #: A fresh job's python start, imports and CUDA initialisation.
 START_UP_S = 30.0
 #: The same for a job forked from a local run's warm worker (``circuitsweep.warm_worker``: CPU jobs only),
-#: with building the model (the toy suite's load took about 1.4 s on 2 loaded cores).
-WARM_START_UP_S = 3.0
+#: with building the model (a toy's whole measurement job took 1.7 s on the quiet 2-core machine, docs/costs.md).
+WARM_START_UP_S = 1.0
 #: Weights read from a shared filesystem (MB/s).
 READ_MB_PER_S = 200
 #: Sustained FLOP/s of one GPU: a tenth of a datacentre GPU's 16-bit peak.
@@ -75,10 +75,10 @@ GPU_FLOPS = 2e13
 CPU_FLOPS = 2e10
 #: The fixed cost of one sampling step (kernel launches, the sampler), whatever the model's size.
 SAMPLING_STEP_S = 0.01
-#: The fixed cost of one forward batch beside its FLOPs (Python, hooks, launches): on a GPU, and on a CPU
-#: (the toy suite's head-probe batches took about 0.25 s and its primitive batches 0.05 s on 2 loaded cores).
-GPU_BATCH_S = 0.02
-CPU_BATCH_S = 0.1
+#: The fixed cost of one forward batch beside its FLOPs, per layer (Python, the observers' hooks, kernel
+#: launches; the head measurement of 2 to 8 layers measured 0.02 to 0.8 ms per layer and batch on one CPU core,
+#: ``benchmarks/cost_model.py``). It matters for small models only: a 1B model's batch costs seconds of FLOPs.
+LAYER_BATCH_S = 0.001
 #: Tokens per second a natural batch's job tokenizes and scans.
 TOKENIZE_TOKENS_PER_S = 1e5
 #: A SLURM job's runtime request: the estimate of its job times this margin, in minutes ...
@@ -115,8 +115,8 @@ def job_seconds(
     if not work.loads_model:
         return {"natural batch": start_up_s + work.scanned / TOKENIZE_TOKENS_PER_S}
     throughput = CPU_FLOPS if device == "cpu" else GPU_FLOPS
-    batch_s = CPU_BATCH_S if device == "cpu" else GPU_BATCH_S
     per_token = 2.0 * active_params(shape) / throughput
+    batch_s = int(shape["num_hidden_layers"]) * LAYER_BATCH_S
     head_dim = int(shape.get("head_dim") or int(shape["hidden_size"]) // int(shape["num_attention_heads"]))
 
     def forward(tokens: int, batches: int) -> float:
@@ -442,8 +442,9 @@ def describe_cost(cost: SweepCost) -> str:
     """Two lines: revisions to measure, download, peak disk and estimated hours; then the hours by pass.
 
     Parts under 0.005 hours are left out of the second line. On a machine without a GPU under
-    ``device: auto`` the first line gives the CPU-hours here and the GPU-hours on a GPU; the second line
-    the GPU-hours by pass.
+    ``device: auto`` the first line gives the CPU-hours here and the GPU-hours on a GPU (saying so where
+    loading, mostly each GPU job's cold start-up, is most of them: small models); the second line the
+    GPU-hours by pass.
     """
     if not cost.revisions and not cost.hours:
         line = "circuitsweep: every planned revision is measured already: nothing to download"
@@ -463,9 +464,11 @@ def describe_cost(cost: SweepCost) -> str:
             f" about {_hours(sum(cost.hours.values()))} {cost.device}-hours"
         )
         if cost.here_hours is not None:
+            gpu = sum(cost.hours.values())
+            start_ups = ", most of it the jobs' start-up" if cost.hours.get("load", 0.0) > gpu / 2 else ""
             line = line.rsplit(" about ", 1)[0] + (
-                f" about {_hours(cost.here_hours)} CPU-hours here (no GPU; on one: about"
-                f" {_hours(sum(cost.hours.values()))} GPU-hours)"
+                f" about {_hours(cost.here_hours)} CPU-hours here (no GPU; on one: about {_hours(gpu)} GPU-hours"
+                f"{start_ups})"
             )
     if cost.unsized:
         line += f"; sized as OLMoE 1B-7B (no models.<name>.shape): {', '.join(cost.unsized)}"
