@@ -484,6 +484,13 @@ def overhead_estimate():
     return {"device": "the CPU" if on_cpu else "a GPU", "start_up_s": start_up, "kinds": kinds}
 
 
+def training_priority(wildcards):
+    """A toy's training priority: models earlier in the fetch order (to_measure(): the config's model order) train
+    first, so that the disk-bound chain of fetches, which starts with the first model's revisions, does not wait on a
+    toy still training while the others' trainings hold the cores."""
+    return len(MODELS) - MODELS.index(wildcards.model)
+
+
 def small_resource(rule, key):
     """One key of a small job's size (circuitsweep.plan.resources.SMALL_JOBS), scaled as measure_resource's."""
 

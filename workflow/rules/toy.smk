@@ -9,6 +9,7 @@ rule train_toy_model:
         settings=lambda wildcards: as_json(PLAN.toy_settings(wildcards.model)),
         hub=PATHS.toy_hub(),
     threads: 1
+    priority: training_priority
     resources:
         attempt=attempt_resource,
         mem_mb=small_resource("train_toy_model", "mem_mb"),
