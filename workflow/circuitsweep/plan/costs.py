@@ -459,17 +459,14 @@ def describe_cost(cost: SweepCost) -> str:
             )
         else:
             fetched = "nothing to download (local checkpoints)"
-        line = (
-            f"circuitsweep: {revisions} to measure: {fetched},"
-            f" about {_hours(sum(cost.hours.values()))} {cost.device}-hours"
-        )
+        hours = f"about {_hours(cost.total_hours)} {cost.device}-hours"
         if cost.here_hours is not None:
-            gpu = sum(cost.hours.values())
-            start_ups = ", most of it the jobs' start-up" if cost.hours.get("load", 0.0) > gpu / 2 else ""
-            line = line.rsplit(" about ", 1)[0] + (
-                f" about {_hours(cost.here_hours)} CPU-hours here (no GPU; on one: about {_hours(gpu)} GPU-hours"
-                f"{start_ups})"
+            start_ups = ", most of it the jobs' start-up" if cost.hours.get("load", 0.0) > cost.total_hours / 2 else ""
+            hours = (
+                f"about {_hours(cost.here_hours)} CPU-hours here (no GPU; on one: about {_hours(cost.total_hours)}"
+                f" GPU-hours{start_ups})"
             )
+        line = f"circuitsweep: {revisions} to measure: {fetched}, {hours}"
     if cost.unsized:
         line += f"; sized as OLMoE 1B-7B (no models.<name>.shape): {', '.join(cost.unsized)}"
     parts = [f"{part} {_hours(hours)}" for part, hours in cost.hours.items() if hours >= 0.005]
