@@ -102,6 +102,25 @@ def test_workflow_rules_are_known(rules):
     assert not GPU_RULES & rules.local, "a GPU rule must be submitted to the cluster"
 
 
+def _rules_asking_for(resource: str) -> set[str]:
+    """The rules of workflow/rules/*.smk whose `resources:` declare ``resource``."""
+    found = set()
+    for smk in (REPO_ROOT / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]:
+            name = block.split(":", 1)[0].strip()
+            if re.search(rf"^\s+{resource}=", block, flags=re.M):
+                found.add(name)
+    return found
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/cluster.md", "profiles/slurm/config.yaml"])
+def test_documented_command_sends_every_gpu_rule_to_the_gpu_partition(doc):
+    # A GPU rule left out of the command asks the CPU partition for --gpus=1 (the final ablation once did).
+    assert _rules_asking_for("gpu") == GPU_RULES
+    named = set(re.findall(r"(\w+):slurm_partition=<gpu partition>", (REPO_ROOT / doc).read_text()))
+    assert named == GPU_RULES | set(GROUPED_RULES), doc
+
+
 def test_slurm_profile_leaves_sizes_to_the_rules_and_site_settings_to_the_user(slurm_profile):
     # Sizes live in the rules: a profile's set-resources (or default-resources) would be
     # replaced as a whole by a command-line --set-resources (--default-resources).
