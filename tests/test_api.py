@@ -130,6 +130,14 @@ def test_notebook_plots_draw_a_sweeps_figures(sweep, tmp_path):  # noqa: F811
     assert {"plot_emergence", "plot_trajectories"} <= set(cs.__all__)
 
 
+def test_notebook_helpers_read_the_default_run_without_an_argument(sweep, tmp_path, monkeypatch):  # noqa: F811
+    """Called bare in the repository, every reader opens the default toy run (one default for all of them)."""
+    write_results(tmp_path / "results" / "toy", sweep[0])
+    monkeypatch.chdir(tmp_path)
+    assert cs.read_results().milestones.height == 1
+    assert cs.plot_emergence().axes and cs.plot_trajectories().axes
+
+
 def test_readme_notebook_example_runs(sweep, tmp_path, monkeypatch, capsys):  # noqa: F811
     """Both README examples run as written: measuring a model in memory, then reading a sweep's results."""
     measure, read = readme_python_blocks()

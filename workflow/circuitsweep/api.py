@@ -206,7 +206,11 @@ class Results:
     final_ablation_settings: dict[str, Any] = field(default_factory=dict)
 
 
-def read_results(results: str | Path = "results/toy") -> Results:
+#: The run folder the notebook helpers read when given none: the default toy run's.
+DEFAULT_RESULTS = "results/toy"
+
+
+def read_results(results: str | Path = DEFAULT_RESULTS) -> Results:
     """Read the heads, emergence and milestone tables of a finished run's folder (``results/<run>``)."""
     paths = C.Paths(Path(results))
     files = {
@@ -238,7 +242,7 @@ def _results(results: Results | str | Path) -> Results:
     return results if isinstance(results, Results) else read_results(results)
 
 
-def plot_emergence(results: Results | str | Path = "results") -> Figure:
+def plot_emergence(results: Results | str | Path = DEFAULT_RESULTS) -> Figure:
     """The emergence figure of a sweep: BOS-head fraction and induction heads against tokens, milestones marked.
 
     ``results``: :func:`read_results`' tables or a results folder. Returns the
@@ -252,7 +256,7 @@ def plot_emergence(results: Results | str | Path = "results") -> Figure:
     return emergence_figure(tables.emergence, tables.milestones, bos_level=level)
 
 
-def plot_trajectories(results: Results | str | Path = "results", model: str | None = None) -> Figure:
+def plot_trajectories(results: Results | str | Path = DEFAULT_RESULTS, model: str | None = None) -> Figure:
     """Every head's best selectivity across training for ``model`` (default: the only model), by its final class.
 
     The class threshold of the run is drawn as a dashed line. Returns the matplotlib figure.
@@ -272,7 +276,7 @@ def plot_trajectories(results: Results | str | Path = "results", model: str | No
 
 
 def findings(
-    results: Results | str | Path = "results", spectral_top_k: list[int | float | str] | None = None
+    results: Results | str | Path = DEFAULT_RESULTS, spectral_top_k: list[int | float | str] | None = None
 ) -> Findings:
     """The study's findings of a sweep, as ``tables/findings.*`` hold them (no model is loaded).
 
