@@ -222,7 +222,7 @@ def test_causal_rule_is_strict():
 
 def test_config_refuses_ablation_of_an_encoder_and_plans_it_for_decoders():
     """ablation.enabled with a model without an LM head is a config error naming the key; decoders get
-    the ablation settings and the circuit's cut, max(induction_circuit, class_selectivity)."""
+    the ablation settings and the circuit's cut, induction_circuit."""
     from test_workflow import REPO
 
     from circuitsweep.config.load import load_config
