@@ -15,6 +15,10 @@ from these checkpoints (induction onset, first BOS head, BOS t50 and its ratio).
     python benchmarks/toy_story.py --model toy-gptneox
     python benchmarks/toy_story.py --model toy-gptneox --toy '{"num_layers": 4, "batch": 32, "lr": 0.004,
         "chain_spans": 2, "first_in_content": true, "schedule": [0, 100, 200, 300, 400, 600]}'
+
+``--without-qk-norm`` and ``--qk-norm-gain G`` change the OLMoE toy's q/k RMSNorm (over all heads) before
+training, to measure what that norm does to the sinks (docs/toy-recipes.md); such checkpoints are never
+published.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 
 import polars as pl
 import torch
+from transformers import PreTrainedModel
 
 import circuitsweep as cs
 from circuitsweep.config.load import ModelSettings, load_config, resolve_model, validate_schema
@@ -37,7 +42,7 @@ from circuitsweep.milestones.emergence import milestones as emergence_milestones
 from circuitsweep.plan.checks import toy_vocabulary_problems
 from circuitsweep.toy.data import synthetic_batch
 from circuitsweep.toy.spec import ToySpec
-from circuitsweep.toy.train import training_checkpoints
+from circuitsweep.toy.train import build_model, training_checkpoints
 
 REPO = Path(__file__).resolve().parents[1]
 #: The model name the checkpoints go by in the tables the milestones are read from.
@@ -64,15 +69,39 @@ def toy_spec(config: dict, model_name: str, overrides: dict) -> ToySpec:
     return ToySpec.from_dict({**toy, "architecture": entry["architecture"]})
 
 
-def story(settings: ModelSettings, spec: ToySpec) -> tuple[list[dict], pl.DataFrame]:
+def change_qk_norm(model: PreTrainedModel, gain: float | None, identity: bool) -> None:
+    """Change the RMSNorm that OLMoE-style attention applies to q and k over all heads, in place.
+
+    ``identity``: replace both norms by the identity, so attention logits are as unbounded as OLMo's (an
+    experiment only: transformers cannot load such a model back); ``gain``: start both norms' gains at
+    ``gain`` instead of 1 (logits scaled by ``gain**2`` at initialisation). Raises ValueError for a model
+    whose attention has no q/k norm.
+    """
+    layers = model.model.layers
+    if not all(hasattr(layer.self_attn, "q_norm") for layer in layers):
+        raise ValueError(f"{type(model).__name__} has no q/k norm in its attention")
+    for layer in layers:
+        attention = layer.self_attn
+        if identity:
+            attention.q_norm, attention.k_norm = torch.nn.Identity(), torch.nn.Identity()
+        elif gain is not None:
+            with torch.no_grad():
+                attention.q_norm.weight.fill_(gain)
+                attention.k_norm.weight.fill_(gain)
+
+
+def story(
+    settings: ModelSettings, spec: ToySpec, initial: PreTrainedModel | None = None
+) -> tuple[list[dict], pl.DataFrame]:
     """Train and classify with the model's probes and thresholds (the config's, merged with the model's own):
     a dict per checkpoint (step, loss, bos, previous, induction, screen, bos_fraction, cpu_s), printed as it
-    comes, and every checkpoint's classified heads (with model, revision, step, tokens)."""
+    comes, and every checkpoint's classified heads (with model, revision, step, tokens). ``initial``: the
+    spec's initial model changed by an experiment (default: the spec's own)."""
     probes, thresholds = settings.probes, settings.thresholds
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     rows, frames = [], []
-    for step, model, cpu_s in training_checkpoints(spec):
+    for step, model, cpu_s in training_checkpoints(spec, model=initial):
         model.eval()
         heads = cs.measure_heads(model, probes, first_token=spec.first_token_id, thresholds=thresholds)
         with torch.inference_mode():
@@ -123,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=REPO / "config" / "config.yaml")
     parser.add_argument("--model", required=True, help="a toy model of the config, e.g. toy-gptneox")
     parser.add_argument("--toy", default="{}", help="JSON object of toy keys that replace the config's")
+    qk_norm = parser.add_mutually_exclusive_group()
+    qk_norm.add_argument(
+        "--without-qk-norm", action="store_true", help="OLMoE: train without the q/k RMSNorm (an experiment)"
+    )
+    qk_norm.add_argument("--qk-norm-gain", type=float, help="OLMoE: start the q/k RMSNorm gains at this value")
     args = parser.parse_args(argv)
     try:
         overrides = json.loads(args.toy)
@@ -153,7 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         print(f"--config {args.config} with --toy: {'; '.join(problems)}", file=sys.stderr)
         return 2
-    rows, heads = story(settings, spec)
+    model = None
+    if args.without_qk_norm or args.qk_norm_gain is not None:
+        model = build_model(spec)
+        try:
+            change_qk_norm(model, args.qk_norm_gain, args.without_qk_norm)
+        except ValueError as error:
+            print(f"--model {args.model}: {error}", file=sys.stderr)
+            return 2
+    rows, heads = story(settings, spec, model)
     print(json.dumps({"cpu_s": rows[-1]["cpu_s"], **milestones(heads, settings.milestones)}))
     return 0
 

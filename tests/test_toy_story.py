@@ -14,7 +14,7 @@ import torch
 from circuitsweep.config.load import study_defaults
 from circuitsweep.config.thresholds import MilestoneThresholds
 from circuitsweep.toy import ToySpec, load_published, train_and_publish
-from circuitsweep.toy.train import training_checkpoints
+from circuitsweep.toy.train import build_model, training_checkpoints
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "toy_story.py"
 
@@ -108,7 +108,28 @@ def test_command_prints_a_line_per_checkpoint_and_the_milestones(capsys):
         (["--model", "toy-olmo", "--toy", '{"vocab_size": 20}'], "probes.token_range: [2, 28) reaches past"),
         (["--model", "nosuch"], "toy-gptneox, toy-olmo, toy-olmoe"),
         (["--model", "toy-olmo", "--config", "/nonexistent.yaml"], "/nonexistent.yaml"),
+        (["--model", "toy-olmo", "--without-qk-norm"], "OlmoForCausalLM has no q/k norm"),
     ]:
         assert main(args) == 2, args
         err = capsys.readouterr().err
         assert err.strip().count("\n") == 0 and named in err, (args, err)
+
+
+def test_qk_norm_experiments_change_only_the_olmoe_norms():
+    """--without-qk-norm replaces each OLMoE layer's q/k RMSNorm by the identity, --qk-norm-gain G starts their
+    gains at G; every other weight is the spec's initialisation, and the model still runs."""
+    change_qk_norm = _load_script().change_qk_norm
+    spec = ToySpec.default("OlmoeForCausalLM", vocab_size=28, num_heads=8, intermediate_size=32, schedule=(0,))
+    reference = build_model(spec).state_dict()
+    for gain, identity in [(2.0, False), (None, True)]:
+        model = build_model(spec)
+        change_qk_norm(model, gain, identity)
+        changed = {name for name, tensor in model.state_dict().items() if not torch.equal(tensor, reference[name])}
+        norms = {name for name in reference if ".q_norm." in name or ".k_norm." in name}
+        if identity:
+            assert norms.isdisjoint(model.state_dict()) and not changed
+            assert all(isinstance(layer.self_attn.q_norm, torch.nn.Identity) for layer in model.model.layers)
+        else:
+            assert changed == norms and all(bool((model.state_dict()[name] == 2.0).all()) for name in norms)
+        with torch.no_grad():
+            assert torch.isfinite(model(input_ids=torch.ones(1, 8, dtype=torch.long)).logits).all()

@@ -129,7 +129,7 @@ def train_and_publish(
 
 
 def training_checkpoints(
-    spec: ToySpec, progress_label: str | None = None
+    spec: ToySpec, progress_label: str | None = None, model: PreTrainedModel | None = None
 ) -> Iterator[tuple[int, PreTrainedModel, float]]:
     """Train ``spec``'s model and yield ``(step, model, cpu_seconds)`` at every step of ``spec.schedule``.
 
@@ -138,10 +138,11 @@ def training_checkpoints(
     is yielded in train mode and must not be changed by the caller (switch it to
     eval and back is fine); cpu_seconds counts the optimizer steps so far.
     With ``progress_label`` a line per tenth of the steps shows the loss.
+    ``model``: ``build_model(spec)`` changed by an experiment (default: ``build_model(spec)``).
     """
     from circuitsweep.io.progress import LineProgress
 
-    model = build_model(spec)
+    model = build_model(spec) if model is None else model
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     generator = torch.Generator().manual_seed(spec.seed)
