@@ -345,6 +345,24 @@ def test_onset_reports_whether_it_is_sustained(sweep):
     assert row["induction_onset_sustained"] is False
 
 
+def test_first_bos_head_reports_whether_it_is_sustained():
+    """A sink that forms and goes again (a toy's plateau sink) is the first BOS head, flagged as not sustained;
+    one that stays at every later revision is sustained; with no BOS head the flag is null."""
+    sink = {(0, 1): "first"}
+    cases = [
+        ([sink, THREE, {**THREE, **sink}], False),
+        ([{}, sink, {**THREE, **sink}], True),
+        ([{}, THREE, THREE], None),
+    ]
+    for classes, sustained in cases:
+        heads, revisions = sweep_of(
+            [(name, 10 * (i + 1), None, c, f"w{i}") for i, (name, c) in enumerate(zip("abc", classes, strict=True))]
+        )
+        row = milestones(emergence_curves(heads, revisions), heads, {"m": THRESHOLDS}).row(0, named=True)
+        assert row["first_bos_head_sustained"] is sustained, classes
+        assert (row["first_bos_head_revision"] is None) == (sustained is None)
+
+
 def test_protocol_travels_to_curves_and_milestones(sweep):
     """The probe protocol and valid-sequence count of each revision reach the emergence rows and milestones."""
     heads, revisions = sweep

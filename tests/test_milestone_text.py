@@ -114,6 +114,21 @@ def test_milestones_md_opens_with_a_sentence_per_model_then_a_narrow_table():
     assert " – " not in text and " - |" not in text and "e+0" not in text
 
 
+def test_a_milestone_that_does_not_last_says_so():
+    """An onset or a first BOS head that a later revision loses again (a transient spike, a plateau sink) reads
+    "not sustained" in the table and says so in the sentence; a lasting one, or an older table without the
+    flags, reads as before."""
+    transient = {**NEVER_HALF, "induction_onset_sustained": False, "first_bos_head_sustained": False}
+    lasting = {**REACHED, "induction_onset_sustained": True, "first_bos_head_sustained": True}
+    lines = milestones_markdown(table(transient, lasting, UNTESTABLE)).splitlines()
+    assert "formed at step300 (1.23M tokens) but fell below the onset's count later;" in lines[2]
+    assert "step200 (819K tokens), before induction, and went again (a later revision has none);" in lines[2]
+    assert "fell below" not in lines[3] and "went again" not in lines[3] and "went again" not in lines[4]
+    row = next(line for line in lines if line.startswith("| toy-gptneox"))
+    assert "| step300 (1.23M tokens), not sustained | step200 (819K tokens), not sustained |" in row
+    assert "not sustained" not in "".join(line for line in lines if line.startswith(("| big", "| full")))
+
+
 def test_the_three_causal_states_read_differently_everywhere(tmp_path):
     """Causal (with p and the interval), not reached (tested revisions, the largest excess drop and its p) and
     untestable (no control) are three distinct wordings in milestones.md's sentences, its table and the

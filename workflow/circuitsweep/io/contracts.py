@@ -186,6 +186,7 @@ MILESTONE_COLUMNS: tuple[str, ...] = (
     "final_induction_heads",
     "final_revision",
     "induction_onset_sustained",
+    "first_bos_head_sustained",  # a BOS head at every revision from the first BOS head on
     "probe_protocol",
 )
 

@@ -210,16 +210,20 @@ def _early_screen(curve: pl.DataFrame, fraction: float, circuit_size: int) -> di
 
 
 def bos_milestones(curve: pl.DataFrame) -> dict:
-    """First BOS head (first revision with any head of class first) and the BOS peak of one model's curve.
+    """First BOS head (first revision with any head of class first), whether some BOS head is there at every
+    later revision (``first_bos_head_sustained``), and the BOS peak of one model's curve.
 
     ``curve`` in training order; the peak is the largest BOS fraction and the
     first revision that reached it, so a BOS t50 never reached can say how far it got.
+    Not sustained: a sink that forms and goes again, as the toys' plateau sinks do before the onset.
     """
-    first = curve.filter(pl.col("bos_fraction") > 0)
+    fractions = curve["bos_fraction"].to_list()
+    at = next((i for i, fraction in enumerate(fractions) if fraction > 0), None)
     peak = curve.filter(pl.col("bos_fraction") == curve["bos_fraction"].max()).row(0, named=True)
     return {
-        "first_bos_head_revision": first["revision"][0] if first.height else None,
-        "first_bos_head_tokens": first["tokens"][0] if first.height else None,
+        "first_bos_head_revision": None if at is None else curve["revision"][at],
+        "first_bos_head_tokens": None if at is None else curve["tokens"][at],
+        "first_bos_head_sustained": None if at is None else all(fraction > 0 for fraction in fractions[at:]),
         "bos_peak_fraction": peak["bos_fraction"],
         "bos_peak_revision": peak["revision"],
         "bos_peak_tokens": peak["tokens"],
@@ -314,6 +318,7 @@ def milestones(
         "early_screen_token_share": pl.Float64,
         "layers_without_bos": pl.List(pl.Int64),
         "induction_onset_sustained": pl.Boolean,
+        "first_bos_head_sustained": pl.Boolean,
         "probe_protocol": pl.String,
     }
     return pl.DataFrame(rows, schema_overrides=schema).select(C.MILESTONE_COLUMNS)

@@ -34,6 +34,11 @@ def _at(revision: str | None, tokens: int | None) -> str | None:
     return None if revision is None else f"{revision} ({human_tokens(tokens)} tokens)"
 
 
+def _lasting(at: str | None, sustained: bool | None) -> str | None:
+    """``at``, marked ``not sustained`` where a later revision lost what that revision reached."""
+    return None if at is None else f"{at}, not sustained" if sustained is False else at
+
+
 def bos_t50_text(row: Mapping[str, Any]) -> str:
     """``step400 (1.64M tokens)``, or ``not reached (peak 0.38 at step200)``."""
     reached = _at(row["bos_t50_revision"], row["bos_t50_tokens"])
@@ -144,8 +149,14 @@ def milestone_cells(row: Mapping[str, Any]) -> dict[str, str]:
     """The main milestones of one model's row of the milestones table, as the narrow table shows them."""
     cells = {
         "model": row["model"],
-        "induction onset": _at(row["induction_onset_revision"], row["induction_onset_tokens"]) or "not reached",
-        "first BOS head": _at(row["first_bos_head_revision"], row["first_bos_head_tokens"]) or "not reached",
+        "induction onset": _lasting(
+            _at(row["induction_onset_revision"], row["induction_onset_tokens"]), row.get("induction_onset_sustained")
+        )
+        or "not reached",
+        "first BOS head": _lasting(
+            _at(row["first_bos_head_revision"], row["first_bos_head_tokens"]), row.get("first_bos_head_sustained")
+        )
+        or "not reached",
         "BOS t50": bos_t50_text(row),
         "early screen": _at(row["early_screen_revision"], row["early_screen_tokens"]) or "not reached",
     }
@@ -164,6 +175,8 @@ def model_sentence(row: Mapping[str, Any]) -> str:
     model = row["model"]
     onset = _at(row["induction_onset_revision"], row["induction_onset_tokens"])
     induction = f"induction heads formed at {onset}" if onset else "induction heads never reached the onset"
+    if onset and row.get("induction_onset_sustained") is False:
+        induction += " but fell below the onset's count later"
     first = _at(row["first_bos_head_revision"], row["first_bos_head_tokens"])
     if first is None:
         bos = "no head ever became a BOS head"
@@ -172,6 +185,8 @@ def model_sentence(row: Mapping[str, Any]) -> str:
         order = ""
         if row["induction_onset_tokens"] is not None and row["first_bos_head_tokens"] is not None:
             order = ", before induction" if row["first_bos_head_tokens"] < row["induction_onset_tokens"] else ""
+        if row.get("first_bos_head_sustained") is False:
+            order += ", and went again (a later revision has none)"
         reach = (
             f"BOS heads were half of all heads from {t50}"
             if t50
