@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from bench_scripts import load_script, script_path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "heads_speed.py"
+SCRIPT = script_path("heads_speed")
 FINAL_LINE = re.compile(r"^speedup_vs_eager=(\d+(?:\.\d+)?) memory_ratio_vs_eager=(\d+(?:\.\d+)?)$")
-
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("heads_speed", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("heads_speed", module)  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_smoke_run_agrees_with_eager_and_prints_the_final_line():
@@ -45,7 +37,7 @@ def test_smoke_run_agrees_with_eager_and_prints_the_final_line():
 
 def test_disagreeing_contenders_stop_the_benchmark():
     """A contender whose scores differ from ours beyond 1e-4 is an error, not a timing."""
-    bench = _load_benchmark()
+    bench = load_script("heads_speed")
     ours = {"scores": {c: [[0.5, 0.25]] for c in bench.COMPARED}, "loss_halves": (9.0, 8.0)}
     same = {"scores": {c: [[0.5 * (1 + 1e-6), 0.25]] for c in bench.COMPARED}, "loss_halves": (9.0, 8.0)}
     assert bench.compare(ours, same, "eager", "m", 1e-4, 1e-6) < 1e-4
@@ -71,7 +63,7 @@ def test_flop_counts_match_torch_flop_counter(name):
     from circuitsweep.heads.attention_hook import register
     from circuitsweep.heads.measure import ProbeSettings, head_statistics
 
-    bench = _load_benchmark()
+    bench = load_script("heads_speed")
     probes = ProbeSettings.from_dict(bench.probe_dict(bench.MODES["smoke"]))
     ours = bench.build_model(name, 2, register())
     with FlopCounterMode(display=False) as counted:
@@ -89,7 +81,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 def test_docs_quote_the_quick_runs_memory_line_and_use_its_figures():
     """docs/benchmarks.md quotes `--quick`'s memory line and final line as the benchmark prints them (the models
     `--quick` runs, under their report labels), and its prose figures are those lines' numbers."""
-    bench = _load_benchmark()
+    bench = load_script("heads_speed")
     text = DOCS.read_text()
     lines = [line.strip() for line in text.splitlines()]
     memory = [m for line in lines if (m := bench.MEMORY_LINE.match(line))]

@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from bench_scripts import load_script, script_path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "real_scale.py"
+SCRIPT = script_path("real_scale")
 FINAL_LINE = re.compile(
     r"^fetch_ratio=([0-9.]+) load_ratio=([0-9.]+) peak_rss_ratio=([0-9.]+) measure_ratio=([0-9.]+)$"
 )
 
 
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("real_scale", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("real_scale", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_published_sizes_of_the_real_shapes():
     """The written-in shapes give the published checkpoint sizes: 2.0 GB fp16, 4.7 GB fp32, 13.8 GB bf16."""
-    bench = _load_benchmark()
+    bench = load_script("real_scale")
     sizes = {
         name: sum(int(torch_numel(shape)) for _, shape in bench.published_tensors(spec))
         * bench.DTYPE_BYTES[spec["stored"]]
@@ -62,7 +53,7 @@ def test_tiny_sharded_moe_runs_end_to_end_and_cleans_up(tmp_path):
 
 def test_tiny_checkpoint_has_the_published_layout(tmp_path):
     """Pythia is one pickled pytorch_model.bin; OLMoE is indexed safetensors shards with per-expert tensors."""
-    bench = _load_benchmark()
+    bench = load_script("real_scale")
     pythia = bench.write_checkpoint(bench.spec_of("pythia-1b", tiny=True), tmp_path / "pythia")
     assert sorted(path.name for path in pythia) == ["config.json", "pytorch_model.bin"]
     bench.write_checkpoint(bench.spec_of("olmoe-1b-7b", tiny=True), tmp_path / "olmoe")
@@ -73,7 +64,7 @@ def test_tiny_checkpoint_has_the_published_layout(tmp_path):
 
 def test_too_little_disk_refuses_to_start(tmp_path, monkeypatch, capsys):
     """With less free disk than the run needs it stops with a message, before writing anything."""
-    bench = _load_benchmark()
+    bench = load_script("real_scale")
     monkeypatch.setattr(bench.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 10**6})())
     assert bench.main(["--quick", "--workdir", str(tmp_path)]) == 2
     assert "refusing to start" in capsys.readouterr().err
@@ -85,7 +76,7 @@ def test_random_weights_keep_norms_at_one_and_biases_at_zero(name):
     """Norm weights are ones and biases zeros, so a forward through random weights stays finite."""
     import torch
 
-    bench = _load_benchmark()
+    bench = load_script("real_scale")
     for tensor_name, shape in bench.published_tensors(bench.spec_of(name, tiny=True)):
         tensor = bench.random_tensor(tensor_name, shape, torch.float32, 0)
         if tensor_name.endswith(".bias"):
@@ -96,7 +87,7 @@ def test_random_weights_keep_norms_at_one_and_biases_at_zero(name):
 
 def test_load_baselines_read_both_published_formats(tmp_path):
     """The load's baselines (plain read, conversion floor) run on a pickled .bin and on sharded safetensors."""
-    bench = _load_benchmark()
+    bench = load_script("real_scale")
     for name in ("pythia-1b", "olmoe-1b-7b"):
         spec = bench.spec_of(name, tiny=True)
         files = [p for p in bench.write_checkpoint(spec, tmp_path / name) if p.suffix in (".bin", ".safetensors")]

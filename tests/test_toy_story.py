@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import polars as pl
 import torch
+from bench_scripts import load_script, script_path
 
 from circuitsweep.config.load import study_defaults
 from circuitsweep.config.thresholds import MilestoneThresholds
 from circuitsweep.toy import ToySpec, load_published, train_and_publish
 from circuitsweep.toy.train import build_model, training_checkpoints
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "toy_story.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("toy_story", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCRIPT = script_path("toy_story")
 
 
 def _checkpoint(step: int, bos: list[int], induction: list[int], heads_per_layer: int = 4) -> pl.DataFrame:
@@ -48,7 +40,7 @@ def test_milestones_are_the_sweeps_own():
     """The script reads its checkpoints with the sweep's milestone code: onset = first checkpoint with >=
     induction_onset_heads induction-selective heads; first BOS head = first with any class-first head; t50 = first
     with BOS fraction >= 0.5; the ratio t50 / onset (None when either is missing); all as steps."""
-    milestones = _load_script().milestones
+    milestones = load_script("toy_story").milestones
     checkpoints = [
         _checkpoint(0, [0, 0], [0, 0]),
         _checkpoint(100, [0, 1], [0, 0]),
@@ -98,7 +90,7 @@ def test_command_prints_a_line_per_checkpoint_and_the_milestones(capsys):
         assert len(line["bos"]) == len(line["previous"]) == len(line["induction"]) == len(line["screen"]) == 2
         assert 0 <= line["bos_fraction"] <= 1
     assert set(lines[-1]) == {"cpu_s", "induction_onset", "first_bos_head", "bos_t50", "t50_over_onset"}
-    main = _load_script().main
+    main = load_script("toy_story").main
     for args, named in [
         (["--model", "toy-olmo", "--toy", "[1]"], "--toy"),
         (["--model", "toy-olmo", "--toy", '{"num_heads": 7}'], "num_heads 7"),
@@ -118,7 +110,7 @@ def test_command_prints_a_line_per_checkpoint_and_the_milestones(capsys):
 def test_qk_norm_experiments_change_only_the_olmoe_norms():
     """--without-qk-norm replaces each OLMoE layer's q/k RMSNorm by the identity, --qk-norm-gain G starts their
     gains at G; every other weight is the spec's initialisation, and the model still runs."""
-    change_qk_norm = _load_script().change_qk_norm
+    change_qk_norm = load_script("toy_story").change_qk_norm
     spec = ToySpec.default("OlmoeForCausalLM", vocab_size=28, num_heads=8, intermediate_size=32, schedule=(0,))
     reference = build_model(spec).state_dict()
     for gain, identity in [(2.0, False), (None, True)]:
