@@ -644,6 +644,43 @@ def test_matched_random_claims_compare_with_the_mean_of_the_draws_they_test_agai
     assert natural["value"] == pytest.approx(4.0) and "mean of 3 draws" in natural["text"], natural["text"]
 
 
+def test_a_ratio_over_a_control_that_did_nothing_measurable_says_so():
+    """The study's ratio (picks' or screen's damage over matched random's) stays, but where the matched draws'
+    own change has a paired interval reaching 0 the text says the ratio rests on noise (a default toy's
+    K = 1 read "886.81x the damage" over a random rise of +0.0003); a control clear of 0 gets no caveat."""
+    (spectral, heads, mile, ablation), spec = hand_run()
+    mean = pl.col("statistic") == "mean of 3"
+    k1 = mean & (pl.col("condition") == "spectral_random") & (pl.col("k") == 1)
+    screen = mean & (pl.col("condition") == "screen_random") & (pl.col("probe") == "synthetic")
+    noisy = ablation.with_columns(
+        pl.when(k1).then(-0.01).otherwise(pl.col("loss_increase_ci_low")).alias("loss_increase_ci_low"),
+        pl.when(k1).then(0.012).otherwise(pl.col("loss_increase_ci_high")).alias("loss_increase_ci_high"),
+        pl.when(screen).then(-0.03).otherwise(pl.col("top1_drop_ci_low")).alias("top1_drop_ci_low"),
+        pl.when(screen).then(0.2).otherwise(pl.col("top1_drop_ci_high")).alias("top1_drop_ci_high"),
+    )
+    result = findings(spectral, heads, mile, noisy, spec, {"m": {"induction_circuit": 12}})
+    claims = {row["item"]: row for row in result.section("m", "ablation claims").iter_rows(named=True)}
+    first = claims["1. spectral picks vs matched random, K = 1"]["text"]
+    assert (
+        "4.00x the damage, over a matched-random change not distinguishable from 0 (95% interval [-0.010, 0.012])"
+        in first
+    )
+    assert "4.00x the damage, random's change within noise" in result.paragraphs["m"]
+    assert "not distinguishable" not in claims["1. spectral picks vs matched random, K = 2"]["text"]
+    third = claims["3. screen vs matched random"]
+    assert (
+        "6.0x, over a matched-random change not distinguishable from 0 (95% interval [-0.030, 0.200])" in third["text"]
+    )
+    assert third["value"] == pytest.approx(6.0)
+    clear = ablation.with_columns(
+        pl.when(screen).then(0.02).otherwise(pl.col("top1_drop_ci_low")).alias("top1_drop_ci_low"),
+        pl.when(screen).then(0.2).otherwise(pl.col("top1_drop_ci_high")).alias("top1_drop_ci_high"),
+    )
+    result = findings(spectral, heads, mile, clear, spec, {"m": {"induction_circuit": 12}})
+    texts = result.section("m", "ablation claims")["text"].to_list()
+    assert not any("not distinguishable" in text for text in texts)
+
+
 def test_single_heads_give_the_absolute_drop_in_the_unit_of_its_interval():
     """A head alone states its absolute top-1 drop with the interval of that drop (3 decimals), the share of the
     baseline labelled as such; ``value`` is the drop too, so value and interval share a unit; a rise says so."""

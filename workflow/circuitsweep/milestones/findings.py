@@ -437,6 +437,17 @@ def _no_control(row: dict | None, heads: str) -> str | None:
     return None
 
 
+def _ratio_caveat(control: dict, metric: str) -> tuple[str, str]:
+    """Why a ratio over ``control``'s damage means little, for the claim's text and its short phrase: the
+    control's own paired interval (``metric`` against no ablation) reaches 0, so the ratio is as large as the
+    noise lets it be. ``("", "")`` when the interval is clear of 0 or absent."""
+    low, high, _ = interval(control, metric, excess=False)
+    if low is None or high is None or low > 0:
+        return "", ""
+    text = f", over a matched-random change not distinguishable from 0 (95% interval [{low:.3f}, {high:.3f}])"
+    return text, ", random's change within noise"
+
+
 def _shortfall(row: dict | None) -> str:
     return f"; the matched draw is {_plural(row['shortfall'], 'head')} short" if row and row["shortfall"] else ""
 
@@ -516,17 +527,18 @@ def _picks_claim(model: str, ablation: _Ablation, k: int, none: dict) -> dict[st
     if why := _no_control(control, f"the top {k}"):
         return _claim(model, item, f"untestable: {why}", f"top {k}: untestable, {why}", k=k)
     d_top, d_random = picks["loss"] - none["loss"], control["loss"] - none["loss"]
+    caveat = ("", "")
     if d_random <= 0:
         verdict = "random heads did not raise the loss"
     elif d_top <= 0:
         verdict = "the picks did not raise the loss"
     else:
-        verdict = f"{d_top / d_random:.2f}x the damage"
+        verdict, caveat = f"{d_top / d_random:.2f}x the damage", _ratio_caveat(control, "loss")
     draw0 = random.draw0("loss", lambda loss: f"{loss - none['loss']:+.2f}")
     text = f"loss {d_top:+.2f} for the top {k} vs {d_random:+.2f} for matched random ({random.label}"
-    text += f"{draw0}): {verdict}" + _shortfall(control)
+    text += f"{draw0}): {verdict}{caveat[0]}" + _shortfall(control)
     bounds = interval(picks, "loss", excess=True)
-    short = f"top {k}: loss {d_top:+.2f} vs {d_random:+.2f} for matched random ({random.label}; {verdict})"
+    short = f"top {k}: loss {d_top:+.2f} vs {d_random:+.2f} for matched random ({random.label}; {verdict}{caveat[1]})"
     return _claim(model, item, _with_interval(text, bounds, True), _with_interval(short, bounds, True), k=k,
                   value=d_top - d_random, **_interval_values(bounds))  # fmt: skip
 
@@ -596,10 +608,11 @@ def _screen_claims(
         random_drop = base - control["top1"]
         ratio = drop / random_drop if random_drop > 0 else None
         verdict = f"{ratio:.1f}x" if ratio is not None else "random heads did not lower top-1, no ratio"
+        caveat = _ratio_caveat(control, "top1") if ratio is not None else ("", "")
         draw0 = random.draw0("top1", _percent)
         text += f"; matched random ({random.label}) -> {_percent(control['top1'])} (drop {_pp(random_drop)}"
-        text += f"{draw0}): {verdict}" + _shortfall(control)
-        short += f", matched random ({random.label}) {_percent(control['top1'])}: {verdict}"
+        text += f"{draw0}): {verdict}{caveat[0]}" + _shortfall(control)
+        short += f", matched random ({random.label}) {_percent(control['top1'])}: {verdict}{caveat[1]}"
         text, short = _with_interval(text, bounds, True), _with_interval(short, bounds, True)
         rows = [_claim(model, item, text, short, value=ratio, **_interval_values(bounds))]
     for top in tops:
