@@ -149,6 +149,58 @@ def test_a_run_folder_is_held_by_one_run_at_a_time(tmp_path):
     assert taken.returncode == 0, taken.stderr
 
 
+def test_a_run_of_a_held_folder_stops_in_one_line_before_any_job(tmp_path):
+    """Snakemake started on a folder another run holds stops in its onstart with the one ``circuitsweep: error:``
+    line and exit status 3, not a Snakemake traceback, and runs no job."""
+    from circuitsweep.io.run_folder import lock_run_folder, release_run_folder
+
+    config = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
+    root = tmp_path / "held"
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**config, "outdir": str(root)}))
+    lock_run_folder(root)
+    try:
+        command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", str(tmp_path / "w"), "--cores", "1"]
+        refused = subprocess.run([*command, "--configfile", str(tmp_path / "c.yaml")], capture_output=True,
+                                 text=True, env=job_env(), timeout=300, check=False)  # fmt: skip
+    finally:
+        release_run_folder(root)
+    output = refused.stdout + refused.stderr
+    assert refused.returncode == 3, output[-3000:]
+    assert f"circuitsweep: error: {root} is in use by another run (pid {os.getpid()} on" in output
+    assert "Traceback" not in output and 'File "' not in output
+    assert not (root / "toyhub").exists()
+
+
+def test_a_nothing_to_do_line_removes_the_note_unless_another_run_holds_the_folder(tmp_path):
+    """The filter on Snakemake's logger removes the note of a failed run when Snakemake logs that it has nothing
+    to do, leaves it for any other line, and leaves it while another process holds the folder's lock."""
+    import logging
+
+    from circuitsweep.io.run_folder import finish_when_nothing_to_do, mark_run_failed, unfinished_note
+
+    message = "Nothing to be done (all requested files are present and up to date)."
+    root = tmp_path / "run"
+    logger = logging.getLogger(f"circuitsweep-test-{tmp_path.name}")
+    finish_when_nothing_to_do(root, logger, message)
+    mark_run_failed(root)
+    logger.warning("Building DAG of jobs...")
+    assert unfinished_note(root) is not None
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from circuitsweep.io.run_folder import lock_run_folder; "
+         f"lock_run_folder({str(root)!r}); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, env=job_env(),
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        logger.warning(message)
+        assert unfinished_note(root) is not None
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)
+    logger.warning(message)
+    assert unfinished_note(root) is None
+
+
 @pytest.mark.parametrize("broken", ["outdir is a file", "run.json is a folder"])
 def test_a_run_folder_of_the_wrong_kind_is_one_line(tmp_path, broken):
     """An outdir that is a file, or a run record that is a folder, is a ConfigError naming it (issue 32, case 14)."""

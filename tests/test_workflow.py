@@ -337,6 +337,23 @@ def test_report_bundles_plots_and_tables(toy_run):
     assert "<strong>Warning: this run is unfinished.</strong>" in html  # bold: the report does not style admonitions
 
 
+def test_a_run_with_nothing_to_do_removes_the_note_of_a_failed_one(toy_run):
+    """Snakemake calls no hook when every output is up to date, so a run that finds the failed run's cause gone
+    (an input removed, a cache restored) and nothing to do removes the failure note itself; otherwise the report
+    would warn of an unfinished run for good. A dry run leaves the note."""
+    from circuitsweep.io.run_folder import UNFINISHED_FILE, mark_run_failed
+
+    mark_run_failed(toy_run)
+    try:
+        snakemake(toy_run.parents[1], toy_config(toy_run), "-n")
+        assert (toy_run / UNFINISHED_FILE).exists()
+        result = snakemake(toy_run.parents[1], toy_config(toy_run), "--cores", "1")
+        assert "Nothing to be done" in result.stdout + result.stderr
+        assert not (toy_run / UNFINISHED_FILE).exists()
+    finally:
+        (toy_run / UNFINISHED_FILE).unlink(missing_ok=True)
+
+
 @pytest.mark.skipif(chromium() is None, reason="needs Chromium (CI installs it: apt-get install chromium)")
 def test_report_opens_with_milestones_and_shows_every_result(toy_run, tmp_path):
     """In Chromium the report opens with the milestones table, then the emergence figure; every figure and table

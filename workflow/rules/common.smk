@@ -10,6 +10,9 @@ from pathlib import Path
 
 REPO = Path(workflow.basedir).parent
 
+from snakemake.common import NOTHING_TO_BE_DONE_MSG
+from snakemake.logging import logger as snakemake_logger
+
 from circuitsweep.io.atomic import atomic_write_text
 from circuitsweep.io.console import quiet_console
 from circuitsweep.io.contracts import Paths
@@ -20,6 +23,7 @@ from circuitsweep.plan.retry import attempt_resource
 from circuitsweep.io.run_folder import (
     claim_run_folder,
     disk_full_note,
+    finish_when_nothing_to_do,
     lock_run_folder,
     mark_run_failed,
     mark_run_finished,
@@ -56,8 +60,12 @@ shell.prefix(SHELL_PREFIX)
 # jobs from one warm process (circuitsweep.warm_worker): torch and transformers are imported
 # once, not per revision.
 onstart:
-    lock_run_folder(PATHS.root)
-    claim_run_folder(PATHS.root, workflow.configfiles)
+    try:
+        lock_run_folder(PATHS.root)
+        claim_run_folder(PATHS.root, workflow.configfiles)
+    except USER_ERRORS as _error:
+        print(error_line(_error), file=sys.stderr)
+        sys.exit(EXIT_DETERMINISTIC)
     mark_run_started(PATHS.root)
     if workflow.executor_plugin.name == "local" and config.get("warm_worker", True) and suits(PLAN.device):
         shell.prefix(f"{SHELL_PREFIX}export CIRCUITSWEEP_WARM_WORKER=1; ")
@@ -89,6 +97,11 @@ except USER_ERRORS as _error:
     sys.exit(EXIT_DETERMINISTIC)
 PATHS = PLAN.paths
 MODELS = list(PLAN.models)
+
+# A run that finds nothing to do calls no hook (onsuccess included): the note of an earlier
+# failed run goes when Snakemake says that every output is up to date.
+if workflow.is_main_process and not workflow.output_settings.dryrun:
+    finish_when_nothing_to_do(PATHS.root, snakemake_logger, NOTHING_TO_BE_DONE_MSG)
 
 
 wildcard_constraints:

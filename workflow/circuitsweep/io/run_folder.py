@@ -11,6 +11,7 @@ refused with one line naming both.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -235,6 +236,33 @@ def mark_run_failed(root: Path | str) -> None:
 def mark_run_finished(root: Path | str) -> None:
     """Remove the note of :func:`mark_run_started` (Snakemake's ``onsuccess``)."""
     (resolved(root) / UNFINISHED_FILE).unlink(missing_ok=True)
+
+
+def finish_when_nothing_to_do(root: Path | str, logger: logging.Logger, message: str) -> None:
+    """Remove the note of an earlier run of ``root`` when Snakemake finds nothing to do.
+
+    Snakemake calls no hook (``onsuccess`` included) when every target is up to date, so a note
+    left by a failed run would outlive the run that finds its outputs current (the failing input
+    removed, a cache restored). This puts a filter on Snakemake's ``logger`` that waits for its
+    "nothing to be done" line (``message``) and then removes the note, unless another run holds the
+    folder's lock. Install it only in the main process of a run that executes (not a dry run).
+    """
+    logger.addFilter(_NothingToDoFilter(root, message))
+
+
+class _NothingToDoFilter(logging.Filter):
+    def __init__(self, root: Path | str, message: str) -> None:
+        super().__init__()
+        self.root, self.message = root, message
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).strip() == self.message.strip():
+            try:
+                lock_run_folder(self.root)
+            except ConfigError:
+                return True
+            mark_run_finished(self.root)
+        return True
 
 
 def unfinished_note(root: Path | str) -> str | None:
