@@ -364,8 +364,35 @@ def test_local_hubfolder_is_verified_by_blob_names(hub_root, sources, tmp_path) 
     shutil.copytree(hub_root, copy, symlinks=True)
     blob = copy / "models--toy-org--toy-model" / "blobs" / snap.file_hashes["model.safetensors"]
     blob.write_bytes(b"x" + blob.read_bytes()[1:])
-    with pytest.raises(hub.VerificationError, match="model.safetensors: sha256"):
+    with pytest.raises(hub.LocalCopyDamaged, match="model.safetensors: sha256"):
         hub.fetch_verified(REPO, "step2-tokens8M", copy, local_files_only=True)
+
+
+def test_a_damaged_toy_checkpoint_names_what_to_delete_to_train_it_again(hub_root, sources, tmp_path) -> None:
+    """A toy's published file whose bytes changed fails the fetch job in one line that says which two paths to
+    delete so that the next run trains the toy again; the local copy will not mend, so no attempt is retried."""
+    from circuitsweep.checkpoints.snapshots import fetch_snapshot
+    from circuitsweep.plan import retry
+
+    toyhub = tmp_path / "results" / "toyhub"
+    shutil.copytree(hub_root, toyhub, symlinks=True)
+    snap = hub.fetch_verified(REPO, "step2-tokens8M", toyhub, local_files_only=True)
+    blob = toyhub / "models--toy-org--toy-model" / "blobs" / snap.file_hashes["model.safetensors"]
+    blob.write_bytes(b"x" + blob.read_bytes()[1:])
+    settings = {
+        "model": "toy-m",
+        "revision": "step2-tokens8M",
+        "source": {"type": "toy", "repo_id": REPO, "path": str(toyhub)},
+    }
+    with pytest.raises(hub.LocalCopyDamaged) as info:
+        fetch_snapshot(settings, tmp_path / "snapshot")
+    message = str(info.value)
+    assert "model.safetensors: sha256" in message and "\n" not in message
+    assert message.endswith(
+        f"; delete {toyhub / 'models--toy-org--toy-model'} and {toyhub / 'published' / 'toy-m.json'}, "
+        "then run again: the toy is trained again"
+    )
+    assert retry.is_deterministic(info.value)
 
 
 def test_local_unknown_repo_and_revision(hub_root) -> None:

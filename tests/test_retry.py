@@ -38,6 +38,7 @@ def _caused(error: BaseException, cause: BaseException) -> BaseException:
         (SnapshotError("weights are not those planned"), True),
         (hub.UnknownRevisionError("no branch step7"), True),
         (hub.UnknownRepoError("no repository"), True),
+        (hub.LocalCopyDamaged("a local blob changed"), True),
         # a retry may fix these
         (InsufficientMemoryError("needs 6 GiB, more than mem_mb"), False),
         (hub.HubError("download failed after 5 attempts"), False),

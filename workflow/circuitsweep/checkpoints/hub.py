@@ -132,6 +132,10 @@ class VerificationError(HubError):
     """A downloaded file's bytes do not match the hash the Hub reports for it."""
 
 
+class LocalCopyDamaged(VerificationError):
+    """A file of a local (offline) copy does not match its recorded hash: a new attempt finds the same bytes."""
+
+
 @dataclass(frozen=True)
 class Mismatch:
     """One file that failed verification: what was expected and what was found."""
@@ -747,7 +751,7 @@ def _fetch_local(
     expected = {name: _local_expectation(path, name, listed or {}) for name in names}
     hashes, bad = verify_files(path, expected)
     if bad:
-        raise VerificationError(f"{repo_id}@{revision} in {path} failed verification: " + "; ".join(map(str, bad)))
+        raise LocalCopyDamaged(f"{repo_id}@{revision} in {path} failed verification: " + "; ".join(map(str, bad)))
     return Snapshot(repo_id, revision, path.name, path, hashes, "local")
 
 

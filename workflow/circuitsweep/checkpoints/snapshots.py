@@ -29,6 +29,7 @@ from typing import Any
 from circuitsweep.checkpoints import hub, local_hub, run_dir
 from circuitsweep.errors import ConfigError, SnapshotError
 from circuitsweep.io.atomic import atomic_write_text
+from circuitsweep.io.contracts import Paths
 from circuitsweep.io.names import check_name
 
 RECORD_NAME = "snapshot.json"
@@ -114,15 +115,29 @@ def fetch_snapshot(settings: dict[str, Any], snapshot_dir: Path) -> hub.Snapshot
         from huggingface_hub import constants
 
         folder = Path(constants.HF_HUB_CACHE)
-    hub.download_snapshot(
-        source["repo_id"],
-        settings.get("hub_revision", settings["revision"]),
-        folder,
-        local_files_only=source["type"] in ("toy", "local", "package"),
-        endpoint=source.get("endpoint"),
-        record=record_path(snapshot_dir),
-    )
+    try:
+        hub.download_snapshot(
+            source["repo_id"],
+            settings.get("hub_revision", settings["revision"]),
+            folder,
+            local_files_only=source["type"] in ("toy", "local", "package"),
+            endpoint=source.get("endpoint"),
+            record=record_path(snapshot_dir),
+        )
+    except hub.LocalCopyDamaged as error:
+        raise hub.LocalCopyDamaged(f"{error}; {damaged_copy_remedy(source, settings.get('model'))}") from None
     return hub.read_record(record_path(snapshot_dir))
+
+
+def damaged_copy_remedy(source: dict[str, Any], model: str | None) -> str:
+    """What to do about a local copy whose files no longer match their hashes (they will not mend by themselves)."""
+    repo = local_hub.repo_folder(Path(source["path"]), source["repo_id"])
+    if source["type"] == "toy" and model is not None:
+        published = Paths(Path(source["path"]).parent).toy_published(model)
+        return f"delete {repo} and {published}, then run again: the toy is trained again"
+    if source["type"] == "package":
+        return f"delete {repo}, then run again: the package's model is published again"
+    return f"restore {repo} from where it came from (its files changed after they were recorded)"
 
 
 def read_snapshot(snapshot_dir: Path) -> hub.Snapshot:

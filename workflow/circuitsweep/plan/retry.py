@@ -67,14 +67,15 @@ def is_deterministic(error: BaseException) -> bool:
 
     True for the package's user errors (:class:`CircuitsweepError`) except: a
     job that does not fit its memory, a Hub error other than an unknown
-    repository or revision, and any error caused by an ``OSError`` or a network
-    library's error (a file system or a connection that may recover).
+    repository or revision or a damaged local copy, and any error caused by an
+    ``OSError`` or a network library's error (a file system or a connection that
+    may recover).
     """
     if not isinstance(error, CircuitsweepError) or isinstance(error, InsufficientMemoryError):
         return False
     hub = sys.modules.get("circuitsweep.checkpoints.hub")
     if hub is not None and isinstance(error, hub.HubError):
-        return isinstance(error, (hub.UnknownRepoError, hub.UnknownRevisionError))
+        return isinstance(error, (hub.UnknownRepoError, hub.UnknownRevisionError, hub.LocalCopyDamaged))
     for cause in _causes(error)[1:]:
         if isinstance(cause, OSError) or type(cause).__module__.split(".")[0] in NETWORK_MODULES:
             return False
