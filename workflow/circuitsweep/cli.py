@@ -379,9 +379,9 @@ class Text(Argument):
 
 
 def _check_key_value(text: str) -> None:
-    key, sep, _ = text.partition("=")
-    if not sep or not key:
-        raise ValueError(f"{text!r} is not KEY=VALUE")
+    from circuitsweep.config.overrides import parse_item
+
+    parse_item(text)
 
 
 def _check_endpoint(text: str) -> None:
@@ -549,24 +549,10 @@ def measurement_job(plan: Plan, model: str) -> str:
     )
 
 
-def config_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` items as Snakemake's ``--config`` reads them (each value parsed as YAML)."""
-    import yaml
-
-    from circuitsweep.errors import InputError
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"--config: {item!r} is not KEY=VALUE")
-        out[key] = yaml.safe_load(value)
-    return out
-
-
 def cmd_check_config(args: argparse.Namespace) -> None:
     from circuitsweep import revision_stage
     from circuitsweep.config.load import load_config
+    from circuitsweep.config.overrides import merge_config, parse_overrides
     from circuitsweep.io.contracts import Paths
     from circuitsweep.plan import costs
     from circuitsweep.plan.costs import describe_cost, describe_partial
@@ -574,7 +560,7 @@ def cmd_check_config(args: argparse.Namespace) -> None:
     from circuitsweep.plan.sweep import plan_run, results_paths
 
     configfile, root = os.path.abspath(args.config), os.path.abspath(args.root)
-    config = {**load_config(configfile), **config_overrides(args.set)}
+    config = merge_config(load_config(configfile), parse_overrides(args.set))
     # the run's folder and its caches as Snakemake sees them, from its working directory (-d)
     paths = results_paths(config, [configfile])
     if Path(args.directory).is_dir():

@@ -10,5 +10,6 @@ Place in the data flow: first (config -> checkpoints -> plan -> heads / primitiv
 - :mod:`.architectures`, :mod:`.model_config`: which transformers classes a config may name, and their
   ``config.json`` fields under standard names;
 - :mod:`.stimuli`: the semantic-primitive stimuli file;
+- :mod:`.overrides`: ``--config KEY=VALUE`` items, read and merged as Snakemake's ``--config``;
 - :mod:`.strict_schema`, :mod:`.schema_errors`, :mod:`.yaml_load`: one-line errors for bad YAML and schema misses.
 """
