@@ -1,5 +1,5 @@
 """``check-config --config KEY=VALUE`` reads and merges its items as ``snakemake --config`` does, so both
-commands plan, or refuse, the same config."""
+commands plan, or refuse, the same config; a number that ``--config`` handed over as text says why."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from circuitsweep import cli
-from circuitsweep.config.load import load_config
+from circuitsweep.config.load import load_config, validate_schema
 from circuitsweep.config.overrides import merge_config, parse_overrides
 from circuitsweep.errors import ConfigError
 from circuitsweep.plan.sweep import plan_run
@@ -122,7 +122,7 @@ def test_the_readings_are_snakemakes():
 
 def test_check_config_and_snakemake_refuse_a_nested_number_alike():
     """``--config 'thresholds={class_selectivity: 9}'``: check-config refuses with the message Snakemake's
-    planning gives for the config its own --config makes."""
+    planning gives for the config its own --config makes, and the message says why the 9 is text."""
     snakemake_cli = pytest.importorskip("snakemake.cli")
     from snakemake.utils import update_config
 
@@ -133,5 +133,23 @@ def test_check_config_and_snakemake_refuse_a_nested_number_alike():
         plan_run(config, [str(CONFIG)], REPO, keep_hashes=False)
     code, err = check_config(item)
     assert code == 3 and err.count("\n") == 1
-    expected = "thresholds.class_selectivity: expected number, got str '9'"
+    expected = "thresholds.class_selectivity: expected number, got str '9' (Snakemake's --config passes values"
     assert expected in err and expected in str(planned.value)
+
+
+def _problem(config: dict) -> str:
+    with pytest.raises(ConfigError) as error:
+        validate_schema(config)
+    return str(error.value)
+
+
+def test_a_number_given_as_text_says_where_text_comes_from():
+    """A number, integer or boolean the config holds as text gets the one-line hint; other text does not."""
+    config = load_config(CONFIG)
+    number = _problem(merge_config(config, {"thresholds": {"class_selectivity": "9"}}))
+    assert "class_selectivity: expected number, got str '9' (Snakemake's --config passes values inside {...}" in number
+    assert number.count("\n") == 1 and number.endswith("set this key in a config file, unquoted)")
+    boolean = _problem(merge_config(config, {"warm_worker": "false"}))
+    assert "warm_worker: expected boolean, got str 'false' (Snakemake's --config reads only True and False" in boolean
+    word = _problem(merge_config(config, {"thresholds": {"class_selectivity": "many"}}))
+    assert word.endswith("expected number, got str 'many'")

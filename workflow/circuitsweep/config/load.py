@@ -109,7 +109,7 @@ def validate_schema(config: dict[str, Any]) -> None:
     # finite numbers and int-only integers: NaN passes every range check of plain JSON Schema
     validator = StrictValidator(schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
-    problems = [describe(e) for e in errors]
+    problems = [describe(e, config_hint=True) for e in errors]
     problems += [p for p in non_finite_values(config) if not any(q.startswith(p.split(":")[0] + ":") for q in problems)]
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)

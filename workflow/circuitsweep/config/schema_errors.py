@@ -6,9 +6,11 @@ primitive stimuli (``workflow/schemas/primitives.schema.yaml``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jsonschema
+import yaml
 
 _BOUNDS = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
 
@@ -28,8 +30,41 @@ def _plain_pattern(error: jsonschema.ValidationError) -> str:
     return f"allowed ({error.message})"
 
 
-def describe(error: jsonschema.ValidationError) -> str:
-    """One line naming the offending key, the value found and what the schema expects."""
+#: Whether a value a config file reads is of the schema type named, for the types a config may give as text.
+_READS_AS: dict[str, Callable[[Any], bool]] = {
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+}
+#: Why a workflow config holds a number as text (``--config KEY={...}``), and what to do instead.
+NUMBER_TEXT_HINT = "(Snakemake's --config passes values inside {...} as text; set this key in a config file, unquoted)"
+#: The same for a boolean: Snakemake's ``--config`` reads only ``True`` and ``False`` as booleans.
+BOOLEAN_TEXT_HINT = (
+    "(Snakemake's --config reads only True and False as booleans, and values inside {...} as text;"
+    " set this key in a config file, unquoted)"
+)
+
+
+def text_hint(value: Any, expected: str | list[str]) -> str:
+    """Why ``value`` is text (with a leading space) when a config file would read it as the ``expected``
+    schema type (number, integer or boolean), else ``""``."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        read = yaml.safe_load(value)
+    except (yaml.YAMLError, ValueError, RecursionError):
+        return ""
+    types = [expected] if isinstance(expected, str) else list(expected)
+    matched = [t for t in types if t in _READS_AS and _READS_AS[t](read)]
+    if not matched:
+        return ""
+    return f" {BOOLEAN_TEXT_HINT if 'boolean' in matched else NUMBER_TEXT_HINT}"
+
+
+def describe(error: jsonschema.ValidationError, config_hint: bool = False) -> str:
+    """One line naming the offending key, the value found and what the schema expects; with ``config_hint`` (a
+    workflow config, which Snakemake's ``--config`` may have set) a number or boolean given as text says why
+    (:func:`text_hint`)."""
     at = where(error.absolute_path)
     value = error.instance
     expected = error.schema.get("description") if isinstance(error.schema, dict) else None
@@ -43,7 +78,8 @@ def describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "required":
         return f"{at}: {error.message}"
     if error.validator == "type":
-        return f"{at}: expected {error.validator_value}, got {type(value).__name__} {value!r}"
+        hint = text_hint(value, error.validator_value) if config_hint else ""
+        return f"{at}: expected {error.validator_value}, got {type(value).__name__} {value!r}{hint}"
     if error.validator in ("enum", "const"):
         allowed = error.validator_value if error.validator == "enum" else [error.validator_value]
         return f"{at}: {value!r} is not allowed; expected one of {allowed}"
