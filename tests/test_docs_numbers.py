@@ -69,9 +69,9 @@ def run(command: str) -> str:
 
 
 def as_on_a_gpu(line: str) -> str:
-    """A cost line as a machine with a GPU prints it (the docs' lines): this machine may have none."""
+    """A cost or per-revision line as a machine with a GPU prints it (the docs' lines): this machine may have none."""
     here = r"about [\d,.<]+ CPU-hours here \(no GPU; on one: about ([\d,.<]+) GPU-hours\)"
-    return re.sub(here, r"about \1 GPU-hours", line)
+    return re.sub(here, r"about \1 GPU-hours", line).replace(" on a GPU (no GPU here; ", " on a GPU (")
 
 
 @pytest.mark.parametrize(("page", "command", "lines"), transcripts(), ids=lambda v: v if isinstance(v, str) else "")

@@ -73,6 +73,25 @@ def test_without_a_gpu_the_line_gives_the_hours_here_and_on_a_gpu():
     assert "CPU-hours" in cpu and "GPU" not in cpu
 
 
+def test_without_a_gpu_the_per_revision_line_says_its_minutes_are_on_a_gpu(tmp_path):
+    """check-config's per-revision line under device: auto on a machine without a GPU keeps the GPU minutes the jobs
+    are sized by and says there is no GPU here, as the cost line does; with a GPU, or device: cuda, it is unchanged."""
+    from circuitsweep.cli import measurement_job
+    from circuitsweep.io.contracts import Paths
+
+    config = load_config(REPO / "config" / "config.yaml")
+    plan = plan_sweep(config, REPO, Paths(tmp_path))
+    model = next(iter(plan.models))
+    on_gpu = measurement_job(plan, model, gpu_present=True)
+    auto = measurement_job(plan, model, gpu_present=False)
+    assert " min on a GPU (runtime request " in on_gpu
+    assert auto == on_gpu.replace(" on a GPU (runtime request ", " on a GPU (no GPU here; runtime request ")
+    cuda = plan_sweep({**config, "device": "cuda"}, REPO, Paths(tmp_path))
+    assert measurement_job(cuda, model, gpu_present=False) == on_gpu
+    cpu = measurement_job(plan_sweep({**config, "device": "cpu"}, REPO, Paths(tmp_path)), model, gpu_present=False)
+    assert " min on the CPU (runtime request " in cpu and "GPU" not in cpu
+
+
 def _gpu_hours(config: dict, **changes) -> float:
     """The GPU-hours of every revision and final ablation of ``config`` (a machine with a GPU)."""
     from circuitsweep import revision_stage

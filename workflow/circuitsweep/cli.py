@@ -520,10 +520,11 @@ def describe_plan(plan: Plan, jobs: dict[str, str] | None = None) -> list[str]:
     return lines + [f"note: {note}" for note in plan.notes]
 
 
-def measurement_job(plan: Plan, model: str) -> str:
+def measurement_job(plan: Plan, model: str, gpu_present: bool = True) -> str:
     """What one revision of ``model`` costs, as the rules size its job before the fetch: the download (Hub
     sources), the memory the job requests and the cost model's minutes of its largest revision job (on a GPU
-    unless the run says ``device: cpu``) with the runtime it requests."""
+    unless the run says ``device: cpu``) with the runtime it requests. Under ``device: auto`` on a machine
+    without a GPU (``gpu_present`` false) it says there is none here, as the cost line does."""
     from circuitsweep.plan import costs
     from circuitsweep.plan.resources import measure_size
     from circuitsweep.primitives.jobs import measures_primitives
@@ -540,12 +541,15 @@ def measurement_job(plan: Plan, model: str) -> str:
         sizes.append((seconds, measure_size(shape, settings.dtype, settings.probes.to_dict(), device, work)))
     seconds, size = max(sizes, key=lambda pair: pair[0])
     where = "on the CPU" if device == "cpu" else "on a GPU"
+    request = f"runtime request {size.runtime:,} min"
+    if plan.device == "auto" and not gpu_present:
+        request = f"no GPU here; {request}"
     download = ""
     if settings.source["type"] in ("hub", "hub_repos"):
         download = f"{costs.published_bytes(shape, settings.dtype) / costs.GB:,.2f} GB to download, "
     return (
         f"per revision: {download}a job of {size.mem_mb:,} MB and at most about {seconds / 60:,.1f} min {where}"
-        f" (runtime request {size.runtime:,} min)"
+        f" ({request})"
     )
 
 
@@ -568,11 +572,12 @@ def cmd_check_config(args: argparse.Namespace) -> None:
     else:  # Snakemake would create it: nothing is measured there yet
         paths = Paths(Path(args.directory) / paths.root)
     plan = plan_run(config, [configfile], Path(root), keep_hashes=False, paths=paths)
-    for line in describe_plan(plan, {model: measurement_job(plan, model) for model in plan.models}):
+    gpu_present = not suits("auto")
+    for line in describe_plan(plan, {model: measurement_job(plan, model, gpu_present) for model in plan.models}):
         print(line)
     warm = bool(config.get("warm_worker", True))
     cost = costs.sweep_cost(
-        plan, revision_stage.pending(plan), int(config.get("snapshots_on_disk", 2)), not suits("auto"), warm
+        plan, revision_stage.pending(plan), int(config.get("snapshots_on_disk", 2)), gpu_present, warm
     )
     print(describe_cost(cost))
     for manifest in plan.partial_manifests():
