@@ -101,16 +101,27 @@ def stimuli_problem(config: dict[str, Any]) -> str | None:
     )
 
 
+def schema_problems(values: Any, node: dict[str, Any] | None = None, config_hint: bool = False) -> list[str]:
+    """Every way ``values`` breaks schema ``node`` (default: the whole config schema), one line each naming the key.
+
+    Shared by the config and the notebook API (a section such as ``$defs/probes``), so both refuse the same values.
+    ``config_hint``: a number given as text says how Snakemake's ``--config`` makes one (a workflow config only).
+    """
+    root = schema()
+    # finite numbers and int-only integers: NaN passes every range check of plain JSON Schema
+    validator = StrictValidator(root if node is None else {**node, "$defs": root["$defs"]})
+    errors = sorted(validator.iter_errors(values), key=lambda e: [str(p) for p in e.absolute_path])
+    problems = [describe(e, config_hint=config_hint) for e in errors]
+    problems += [p for p in non_finite_values(values) if not any(q.startswith(p.split(":")[0] + ":") for q in problems)]
+    return problems
+
+
 def validate_schema(config: dict[str, Any]) -> None:
     """Check ``config`` against the schema; raise :class:`ConfigError` listing every problem."""
     problem = stimuli_problem(config)
     if problem:
         raise ConfigError(problem)
-    # finite numbers and int-only integers: NaN passes every range check of plain JSON Schema
-    validator = StrictValidator(schema())
-    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
-    problems = [describe(e, config_hint=True) for e in errors]
-    problems += [p for p in non_finite_values(config) if not any(q.startswith(p.split(":")[0] + ":") for q in problems)]
+    problems = schema_problems(config, config_hint=True)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ConfigError(
