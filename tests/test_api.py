@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -9,10 +10,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from planted import FIRST_TOKEN, PLANTED, VOCAB, planted_model
+import yaml
+from planted import FIRST_TOKEN, PLANTED, STUDY_THRESHOLDS, VOCAB, planted_model
 from test_plots import CLASSIFY, MILESTONES, sweep  # noqa: F401  (the fixture)
 
 import circuitsweep as cs
+from circuitsweep.config.load import resolve_config
 from circuitsweep.errors import CacheError, ConfigError
 from circuitsweep.heads.spectral import model_spectral
 from circuitsweep.io import contracts as C
@@ -74,6 +77,91 @@ def test_measure_heads_refuses_probes_beyond_the_vocabulary():
     """Probe tokens the model has no embedding for are refused up front."""
     with pytest.raises(ConfigError, match="vocabulary"):
         cs.measure_heads(planted_model("sdpa"), probes=cs.study_probes(token_range=[2, VOCAB + 1]))
+
+
+def small_planted_probes():
+    """Probes that fit the planted model's vocabulary and context, for tests refused before any measurement."""
+    return cs.study_probes(token_range=[2, VOCAB], repeated={"seq_len": 64}, random={"seq_len": 64})
+
+
+def test_measure_heads_refuses_a_probe_longer_than_the_models_context():
+    """A probe past ``max_position_embeddings`` is refused with the job's own message, not measured."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    config = GPTNeoXConfig(
+        hidden_size=64, num_attention_heads=4, num_hidden_layers=2, intermediate_size=128, vocab_size=64,
+        max_position_embeddings=64,
+    )  # fmt: skip
+    probes = cs.study_probes(
+        token_range=[2, 64],
+        induction={"n_sequences": 8, "seq_len": 128},
+        repeated={"n_sequences": 4, "seq_len": 16},
+        random={"n_sequences": 4, "seq_len": 16},
+    )
+    message = (
+        "probes.induction.seq_len: 128 exceeds the model's context of 64 positions (max_position_embeddings); "
+        "shorten the probe"
+    )
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        cs.measure_heads(GPTNeoXForCausalLM(config).eval(), probes=probes)
+
+
+#: Values a config refuses under ``probes:`` or ``thresholds:``, and the key its message names.
+REFUSED = [
+    ("thresholds", {"class_selectivity": float("nan")}, "class_selectivity"),
+    ("thresholds", {"sink_alpha": float("inf")}, "sink_alpha"),
+    ("thresholds", {"induction_circuit": 0.5}, "induction_circuit"),
+    ("thresholds", {"induction_onset_heads": 3.0}, "induction_onset_heads"),
+    ("thresholds", {"class_selectivty": 8}, "class_selectivty"),
+    ("probes", {"batch_size": 16.0}, "batch_size"),
+    ("probes", {"induction": {"n_sequences": -1}}, "induction.n_sequences"),
+    ("probes", {"random": {"seq_len": float("nan")}}, "random.seq_len"),
+    ("probes", {"repeated": {"seq_len": 15}}, "repeated.seq_len"),
+    ("probes", {"induction": {"seq_len": 32}}, "induction"),
+]
+
+
+@pytest.mark.parametrize(("section", "overrides", "key"), REFUSED)
+def test_study_settings_refuse_what_a_config_refuses(section, overrides, key):
+    """study_probes and study_thresholds refuse each value the workflow's config refuses, naming the key."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config[section] = {**config.get(section, {}), **overrides}
+    with pytest.raises(ConfigError):
+        resolve_config(config)
+    study = cs.study_probes if section == "probes" else cs.study_thresholds
+    with pytest.raises(ConfigError, match=re.escape(key)) as refused:
+        study(**overrides)
+    assert "\n" not in str(refused.value)
+
+
+def test_hand_built_settings_are_checked_like_the_studys():
+    """Thresholds or probes built by hand (not by study_*) are refused by measure_heads and classify_heads alike:
+    a NaN threshold would class every head ``none``."""
+    nan = dataclasses.replace(STUDY_THRESHOLDS, class_selectivity=float("nan"))
+    scores = pl.DataFrame({"layer": [0], "head": [0], **{column: [40.0] for column in C.SELECTIVITY_COLUMNS}})
+    message = "thresholds: class_selectivity: expected number, got float nan"
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        cs.classify_heads(scores, nan)
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        cs.measure_heads(planted_model("sdpa"), probes=small_planted_probes(), thresholds=nan)
+    negative = dataclasses.replace(small_planted_probes(), batch_size=-3)
+    with pytest.raises(ConfigError, match="^probes: batch_size: -3 is out of range"):
+        cs.measure_heads(planted_model("sdpa"), probes=negative)
+
+
+@pytest.mark.parametrize(
+    ("first_token", "message"),
+    [
+        (5, "first_token.token_id: 5 lies inside the probe token range [2, 32)"),
+        (-1, "first_token: token_id: -1 is out of range"),
+        ("eos", "first_token: policy: 'eos' is not allowed"),
+        ("fixed", "first_token: policy fixed needs token_id"),
+    ],
+)
+def test_measure_heads_refuses_a_first_token_a_config_refuses(first_token, message):
+    """A first token inside the probe range (position 0 indistinguishable), negative, or of no known policy."""
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}"):
+        cs.measure_heads(planted_model("sdpa"), probes=small_planted_probes(), first_token=first_token)
 
 
 def write_results(root: Path, heads: pl.DataFrame) -> None:

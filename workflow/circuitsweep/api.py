@@ -11,16 +11,14 @@ then :func:`heads.scores.head_scores`, then :func:`heads.classify.head_classes`.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import polars as pl
 
-from circuitsweep.config.load import _check_probes, _deep_merge, schema, study_defaults
+from circuitsweep.config.load import _check_probes, _deep_merge, schema, schema_problems, study_defaults
 from circuitsweep.config.probes import ProbeSettings
-from circuitsweep.config.schema_errors import describe
 from circuitsweep.errors import ConfigError, DataError
 from circuitsweep.heads.classify import Thresholds, head_classes
 from circuitsweep.io import contracts as C
@@ -34,33 +32,68 @@ if TYPE_CHECKING:
     from circuitsweep.milestones.findings import Findings
 
 
-def _section(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The study's defaults of schema section ``name`` with ``overrides`` merged in, checked against the schema."""
-    values = _deep_merge(study_defaults(name), overrides)
-    root = schema()
-    validator = jsonschema.Draft202012Validator({**root["$defs"][name], "$defs": root["$defs"]})
-    errors = list(validator.iter_errors(values))
-    if errors:
-        raise ConfigError(f"{name}: " + "; ".join(describe(error) for error in errors))
+#: The model name the config's checks are given; their messages name keys under ``models.notebook.``.
+NOTEBOOK = "notebook"
+
+
+def _checked(name: str, values: Any, node: dict[str, Any]) -> Any:
+    """``values``, after the config's own schema check of ``node`` (NaN and infinity refused); errors name ``name``."""
+    problems = schema_problems(values, node)
+    if problems:
+        raise ConfigError(f"{name}: " + "; ".join(problems))
     return values
+
+
+def _section(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The study's defaults of schema section ``name`` with ``overrides`` merged in, checked as a config's are."""
+    return _checked(name, _deep_merge(study_defaults(name), overrides), schema()["$defs"][name])
+
+
+def _refuse(problems: list[str]) -> None:
+    """Raise the config checks' ``problems`` as one :class:`ConfigError`, keys named as the notebook passes them."""
+    if problems:
+        raise ConfigError("; ".join(problem.removeprefix(f"models.{NOTEBOOK}.") for problem in problems))
+
+
+def _probes(overrides: dict[str, Any], first_token: dict[str, Any]) -> ProbeSettings:
+    """The study's probes with ``overrides``, refused as a sweep's config would be with this ``first_token``."""
+    probes = ProbeSettings.from_dict(_section("probes", copy.deepcopy(overrides)))
+    _refuse(_check_probes(NOTEBOOK, probes, first_token))
+    return probes
 
 
 def study_probes(**overrides: Any) -> ProbeSettings:
     """The study's probe settings, with keyword ``overrides`` of the config's ``probes`` keys.
 
     For example ``study_probes(token_range=[2, 64], induction={"n_sequences": 64, "seq_len": 64})``;
-    nested sections merge. Invalid values raise :class:`ConfigError` naming the key.
+    nested sections merge. Invalid values raise :class:`ConfigError` naming the key, as in a config.
     """
-    probes = ProbeSettings.from_dict(_section("probes", copy.deepcopy(overrides)))
-    problems = _check_probes("notebook", probes, {"policy": "none"})
-    if problems:
-        raise ConfigError("; ".join(problems))
-    return probes
+    return _probes(overrides, {"policy": "none"})
 
 
 def study_thresholds(**overrides: Any) -> Thresholds:
-    """The study's classification thresholds, with keyword ``overrides`` (e.g. ``class_selectivity=8``)."""
+    """The study's classification thresholds, with keyword ``overrides`` (e.g. ``class_selectivity=8``).
+
+    Values a config would refuse (out of range, NaN, infinite, unknown keys) raise :class:`ConfigError`.
+    """
     return Thresholds.from_dict(_section("thresholds", overrides))
+
+
+def _thresholds(thresholds: Thresholds | None) -> Thresholds:
+    """``thresholds`` (default: the study's), checked as :func:`study_thresholds` checks them: one may be built
+    by hand."""
+    return study_thresholds(**asdict(thresholds)) if thresholds is not None else study_thresholds()
+
+
+def _first_token(first_token: int | str | None) -> dict[str, Any]:
+    """The config's ``first_token`` block of the :func:`measure_heads` argument, checked against its schema."""
+    if first_token is None:
+        policy: dict[str, Any] = {"policy": "none"}
+    elif isinstance(first_token, str):
+        policy = {"policy": first_token}
+    else:
+        policy = {"policy": "fixed", "token_id": first_token}
+    return _checked("first_token", policy, schema()["$defs"]["model"]["properties"]["first_token"])
 
 
 def classify_heads(scores: pl.DataFrame, thresholds: Thresholds | None = None) -> pl.DataFrame:
@@ -90,8 +123,9 @@ def classify_heads(scores: pl.DataFrame, thresholds: Thresholds | None = None) -
     if not present:
         raise ConfigError(f"classify_heads: the scores frame has none of the columns {list(C.SELECTIVITY_COLUMNS)}")
     absent = [c for c in C.SELECTIVITY_COLUMNS if c not in present]
+    thresholds = _thresholds(thresholds)
     if not absent:
-        return head_classes(scores, thresholds or study_thresholds())
+        return head_classes(scores, thresholds)
     warnings.warn(
         f"classify_heads: no {', '.join(absent)}; classified among {', '.join(present)} only "
         "(their screens are null; see the class_among column)",
@@ -100,7 +134,7 @@ def classify_heads(scores: pl.DataFrame, thresholds: Thresholds | None = None) -
     )
     # an absent target never wins (-inf), and its screens are unknown (null), not false
     filled = scores.with_columns(pl.lit(float("-inf")).alias(column) for column in absent)
-    classified = head_classes(filled, thresholds or study_thresholds()).drop(absent)
+    classified = head_classes(filled, thresholds).drop(absent)
     unknown = {
         "sel_induction": ("induction_selective", "induction_member"),
         "sel_previous": ("previous_member",),
@@ -129,20 +163,24 @@ def measure_heads(
     (default: the study's). The model runs on the device it is on, with the observed
     attention for the call (its attention implementation is restored afterwards).
 
+    Settings a sweep would refuse are refused here, by the same checks, before the
+    model runs: a :class:`ConfigError` names the argument (e.g. a probe longer than
+    the model's ``max_position_embeddings``, a first token inside the probe token
+    range, a NaN threshold), so a notebook measures only what a sweep's job would.
+
     Returns one row per head (``layer``, ``head``), with the columns of
     ``contracts.HEAD_SCORE_COLUMNS`` and ``contracts.CLASS_COLUMNS``.
     """
+    from circuitsweep.config.model_config import standard_config
     from circuitsweep.heads.attention_hook import register
     from circuitsweep.heads.measure import head_statistics
     from circuitsweep.heads.scores import check_finite, head_scores
     from circuitsweep.heads.stage import first_token_id
+    from circuitsweep.plan.sizing import context_problem
 
-    probes = probes or study_probes()
-    thresholds = thresholds or study_thresholds()
-    if isinstance(first_token, str):
-        policy = {"policy": first_token}
-    else:
-        policy = {"policy": "none"} if first_token is None else {"policy": "fixed", "token_id": first_token}
+    policy = _first_token(first_token)
+    probes = _probes(probes.to_dict() if probes is not None else {}, policy)
+    thresholds = _thresholds(thresholds)
     token_id = first_token_id(policy, model.config)
     vocab = model.config.vocab_size
     if probes.token_range[1] > vocab or (token_id is not None and token_id >= vocab):
@@ -150,6 +188,8 @@ def measure_heads(
             f"probe token range {list(probes.token_range)} or first token {token_id} exceeds the model's "
             f"vocabulary of {vocab} tokens"
         )
+    context = context_problem(probes.to_dict(), standard_config(model.config.to_dict()), f"models.{NOTEBOOK}")
+    _refuse([context] if context else [])
     device = next(model.parameters()).device
     previous = model.config._attn_implementation
     model.set_attn_implementation(register())
