@@ -188,3 +188,45 @@ def test_a_block_record_verifies_its_head_caches(caches, tmp_path):
     with pytest.raises(CacheError, match=rf"{scores[1]} does not belong to this run .*revision"):
         write_block_record("b", [*stats, *scores], record, head_caches)
     assert not record.exists()
+
+
+def test_damage_names_a_cache_that_cannot_be_read_and_only_such_a_cache(caches, tmp_path):
+    """``damage`` (what the workflow deletes and measures again when a run starts) is None for a missing or a
+    readable cache, stale or not, and the reason for a shard cut short or a Parquet table overwritten."""
+    from circuitsweep.io.cache_check import damage
+
+    stats, scores = caches
+    assert damage(tmp_path / "missing.safetensors") is None
+    assert damage(stats[0]) is None and damage(scores[0]) is None
+    stale, _ = write_head_cache(tmp_path / "stale", REVISIONS[0], probes={"other": True})
+    assert damage(stale) is None
+    stats[1].write_bytes(stats[1].read_bytes()[:-10])
+    assert "bytes on disk, the header describes" in damage(stats[1])
+    scores[2].write_bytes(b"not a table")
+    assert damage(scores[2])
+
+
+def test_a_run_deletes_damaged_caches_and_plans_them_again(tmp_path):
+    """A cache that cannot be read counts as not measured (check-config and the dry run's cost say so), and
+    remove_damaged_caches deletes it (not in a dry run), each with a line naming the file, so that Snakemake,
+    which would not remake a file it sees, measures the revision again."""
+    import dataclasses
+
+    from circuitsweep import revision_stage
+
+    plan = dataclasses.replace(PLAN, paths=C.Paths(tmp_path / "results"))
+    for revision in REVISIONS:
+        for path in revision_stage.revision_cache_files(plan, MODEL, revision):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")
+    damaged = {(m, r, p) for m, r, p, _ in revision_stage.damaged_caches(plan)}
+    files = {(MODEL, r, p) for r in REVISIONS for p in revision_stage.revision_cache_files(plan, MODEL, r)}
+    assert damaged == files
+    assert not any(revision_stage.is_measured(plan, MODEL, r) for r in REVISIONS)
+    lines = revision_stage.remove_damaged_caches(plan, dry_run=True)
+    assert len(lines) == len(files) and all(path.exists() for _, _, path in files)
+    assert f"{plan.paths.head_scores(MODEL, REVISIONS[0])} is damaged (" in lines[1]
+    lines = revision_stage.remove_damaged_caches(plan, dry_run=False)
+    assert len(lines) == len(files) and not any(path.exists() for _, _, path in files)
+    assert lines[0].startswith(f"circuitsweep: deleted {plan.paths.head_stats(MODEL, REVISIONS[0])}, damaged (")
+    assert revision_stage.damaged_caches(plan) == []

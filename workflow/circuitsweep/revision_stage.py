@@ -28,6 +28,7 @@ import polars as pl
 from circuitsweep.errors import ConfigError
 from circuitsweep.heads import jobs as heads_jobs
 from circuitsweep.heads.stage import ExtraMeasurements, RevisionJob
+from circuitsweep.io.cache_check import damage
 from circuitsweep.io.progress import revision_line
 from circuitsweep.plan.costs import Pending
 from circuitsweep.plan.sweep import Plan
@@ -92,7 +93,49 @@ def is_measured(plan: Plan, model: str, name: str) -> bool:
     take places in the disk-bound order, so adding or removing a revision
     never moves the fetch of one already measured (which would measure it again).
     """
-    return heads_jobs.heads_measured(plan, model, name) and primitive_jobs.primitives_measured(plan, model, name)
+    if not (heads_jobs.heads_measured(plan, model, name) and primitive_jobs.primitives_measured(plan, model, name)):
+        return False
+    return not any(damage(path) for path in revision_cache_files(plan, model, name) if path.suffix == ".parquet")
+
+
+def revision_cache_files(plan: Plan, model: str, name: str) -> list[Path]:
+    """Every file revision ``name``'s measuring job writes: its head cache, the extra outputs the run asks for
+    and, where primitives are measured, the primitive shard."""
+    files = [plan.paths.head_stats(model, name), plan.paths.head_scores(model, name)]
+    files += heads_jobs.measure_extra_outputs(plan, model, name).values()
+    if primitive_jobs.measures_primitives(plan, model, name):
+        files.append(plan.paths.primitive_stats(model, name))
+    return files
+
+
+def damaged_caches(plan: Plan) -> list[tuple[str, str, Path, str]]:
+    """``(model, revision, file, why)`` for each cache file of a planned revision that cannot be read at all.
+
+    Such a file records the settings it was made with no more than a missing one does, so the revision is
+    not measured (:func:`is_measured`); but Snakemake, seeing the file, would not remake it. The workflow
+    deletes these files when a run starts (:func:`remove_damaged_caches`), so that it measures them again.
+    """
+    found = []
+    for model, revisions in plan.revisions.items():
+        for revision in revisions:
+            for path in revision_cache_files(plan, model, revision.name):
+                if (why := damage(path)) is not None:
+                    found.append((model, revision.name, path, why))
+    return found
+
+
+def remove_damaged_caches(plan: Plan, dry_run: bool) -> list[str]:
+    """Delete the files of :func:`damaged_caches` (not in a ``dry_run``); one line for each, to print."""
+    lines = []
+    for model, revision, path, why in damaged_caches(plan):
+        if dry_run:
+            lines.append(
+                f"circuitsweep: {path} is damaged ({why}): a run deletes it and measures {model} {revision} again"
+            )
+        else:
+            path.unlink(missing_ok=True)
+            lines.append(f"circuitsweep: deleted {path}, damaged ({why}): {model} {revision} is measured again")
+    return lines
 
 
 def needs_snapshot(plan: Plan, model: str, name: str) -> bool:

@@ -92,6 +92,14 @@ try:
     for _configfile in workflow.overwrite_configfiles or []:
         load_yaml(_configfile, "config")
     PLAN = plan_run(config, workflow.configfiles, REPO)
+    # A cache that cannot be read at all (truncated, overwritten) is no measurement, but Snakemake would not
+    # remake a file it sees: a run deletes it and plans again, a dry run says so.
+    if workflow.is_main_process and (
+        _damaged := revision_stage.remove_damaged_caches(PLAN, dry_run=workflow.output_settings.dryrun)
+    ):
+        print("\n".join(_damaged), file=sys.stderr)
+        if not workflow.output_settings.dryrun:
+            PLAN = plan_run(config, workflow.configfiles, REPO)
 except USER_ERRORS as _error:
     print(error_line(_error), file=sys.stderr)
     sys.exit(EXIT_DETERMINISTIC)

@@ -102,6 +102,34 @@ def safetensors_metadata(path: Path | str) -> dict[str, Any]:
     return metadata
 
 
+def damage(path: Path | str) -> str | None:
+    """Why the cache file at ``path`` cannot be read at all (truncated, overwritten, not a cache), or None.
+
+    None also for a missing file. Reads a safetensors header or a Parquet footer, not the data; whether a
+    readable cache is current is :func:`records_settings`' question.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    if path.suffix == ".safetensors":
+        try:
+            safetensors_metadata(path)
+        except CacheError as error:
+            cause = error.__cause__
+            return str(cause) if cause is not None else "its metadata is not a mapping"
+        except OSError as error:
+            return error.strerror or str(error)
+        return None
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            pq.read_metadata(path)
+        except (OSError, ValueError) as error:
+            return str(error).splitlines()[0] if str(error) else type(error).__name__
+    return None
+
+
 def verify_shard(path: Path | str, expected: Mapping[str, Any]) -> dict[str, Any]:
     """Check a safetensors cache is complete and matches ``expected``; return its metadata."""
     metadata = safetensors_metadata(path)
