@@ -308,3 +308,22 @@ def test_an_inherited_natural_text_corpus_is_named_once(tmp_path):
     config["probes"] = {"natural_text": {"tokenizer": "pythia"}}
     with pytest.raises(ConfigError, match=r"^probes\.natural_text\.corpus: required"):
         resolve_config(config)
+
+
+def test_an_unknown_architecture_is_the_only_problem_named_for_it():
+    """A misspelt class name is reported as unknown, with the closest names transformers knows, and never as a
+    model without an LM head for the ablation or a class the toy suite does not train: those checks need a
+    class transformers knows, and their advice (run the ablation without it) would mislead."""
+    from circuitsweep.config.load import load_config
+
+    config = load_config(ROOT / "config" / "config.yaml")
+    config["models"]["toy-olmoe"]["architecture"] = "OlmoeForCausalLMX"
+    with pytest.raises(ConfigError) as info:
+        resolve_config(config)
+    text = str(info.value)
+    assert "(1 problem)" in text, text
+    assert (
+        "models.toy-olmoe.architecture: architecture OlmoeForCausalLMX is neither a causal LM nor a bare base model "
+        "that transformers knows (did you mean OlmoeForCausalLM" in text
+    )
+    assert "ablation.enabled" not in text and "toy suite trains only" not in text

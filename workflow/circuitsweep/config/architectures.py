@@ -102,6 +102,15 @@ def architecture_kind(architecture: str, mappings: Mapping[str, Mapping[str, str
     )
 
 
+def is_unknown(architecture: str) -> bool:
+    """Whether transformers' mappings, read at planning time, list ``architecture`` nowhere (a typo, most often).
+
+    False where the mappings cannot be read: then nothing can be told before the job imports the class.
+    """
+    mappings = planning_mappings()
+    return mappings is not None and not any(architecture in mappings.get(name, {}) for name in MAPPINGS)
+
+
 def has_lm_head(architecture: str) -> bool:
     """Whether ``architecture`` is a causal LM (has an LM head), judged at planning time without torch.
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from circuitsweep.config.architectures import TOY_ARCHITECTURES, check_at_planning, has_lm_head
+from circuitsweep.config.architectures import TOY_ARCHITECTURES, check_at_planning, has_lm_head, is_unknown
 from circuitsweep.config.patterns import branch_pattern_regex, pattern_regex
 from circuitsweep.config.probes import AblationSettings, BootstrapSettings, ProbeSettings, baseline_candidates
 from circuitsweep.config.schema_errors import describe
@@ -384,16 +384,19 @@ def resolve_config(config: dict[str, Any]) -> dict[str, ModelSettings]:
         overrides = config["models"][name].get("probes") or {}
         problems += _check_probes(name, model.probes, model.first_token, overrides)
         problems += _check_natural_text(name, model, overrides)
-        if ablation is not None and not has_lm_head(model.architecture):
-            problems.append(
-                f"ablation.enabled: models.{name} ({model.architecture}) has no LM head to score B with; "
-                "run the ablation without it"
-            )
         try:
             check_at_planning(model.architecture)
         except ConfigError as error:
             problems.append(f"models.{name}.architecture: {error}")
-        if model.source["type"] == "toy" and model.architecture not in TOY_ARCHITECTURES:
+        # a class transformers does not know (a typo) has no kind, head or toy trainer to check: its name is the
+        # problem, and the checks below would only blame the ablation or the toy suite for it
+        known = not is_unknown(model.architecture)
+        if known and ablation is not None and not has_lm_head(model.architecture):
+            problems.append(
+                f"ablation.enabled: models.{name} ({model.architecture}) has no LM head to score B with; "
+                "run the ablation without it"
+            )
+        if known and model.source["type"] == "toy" and model.architecture not in TOY_ARCHITECTURES:
             problems.append(
                 f"models.{name}.architecture: the toy suite trains only {', '.join(TOY_ARCHITECTURES)}, "
                 f"not {model.architecture}"
