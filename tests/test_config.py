@@ -327,3 +327,18 @@ def test_an_unknown_architecture_is_the_only_problem_named_for_it():
         "that transformers knows (did you mean OlmoeForCausalLM" in text
     )
     assert "ablation.enabled" not in text and "toy suite trains only" not in text
+
+
+def test_a_toy_with_tokens_from_name_is_told_to_give_per_step():
+    """A toy's branch names are made from tokens.per_step, so from_name has no name to read tokens from: the
+    message says so in the user's terms and gives the per_step the toy needs, never "per_step: None disagrees"."""
+    config = copy.deepcopy(TOY)
+    config["models"]["toy"]["tokens"] = {"from_name": True}
+    with pytest.raises(ConfigError) as info:
+        plan_sweep(config, ROOT)
+    text = str(info.value)
+    assert (
+        "models.toy.tokens: a toy source needs per_step: 4096, the toy's batch x seq_len (64 x 64); from_name is "
+        "not available for a toy source" in text
+    ), text
+    assert "None" not in text

@@ -65,7 +65,14 @@ def toy_problems(model: ModelSettings) -> list[str]:
         return [f"{where}.toy: {error}"]
     problems = []
     per_step = model.tokens.get("per_step")
-    if per_step != spec.tokens_per_step:
+    if per_step is None:
+        # from_name: the toy's branch names are made from per_step, so there is no name to read tokens from
+        problems.append(
+            f"{where}.tokens: a toy source needs per_step: {spec.tokens_per_step}, the toy's batch x seq_len "
+            f"({spec.batch} x {spec.seq_len}); from_name is not available for a toy source (its branch names are "
+            "made from per_step)"
+        )
+    elif per_step != spec.tokens_per_step:
         problems.append(
             f"{where}.tokens.per_step: {per_step} disagrees with the toy model's batch x seq_len = "
             f"{spec.batch} x {spec.seq_len} = {spec.tokens_per_step}"
