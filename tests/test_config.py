@@ -342,3 +342,33 @@ def test_a_toy_with_tokens_from_name_is_told_to_give_per_step():
         "not available for a toy source" in text
     ), text
     assert "None" not in text
+
+
+@pytest.mark.parametrize(
+    ("value", "messages"),
+    [
+        (["step1", "step1"], ["models.pythia-1b.revisions: repeated entries ['step1']; expected distinct entries"]),
+        ([], ["models.pythia-1b.revisions: has 0 entries; expected at least 1"]),
+        ({"every": 0}, ["models.pythia-1b.revisions.every: 0 is out of range; expected a value > 0"]),
+        (
+            ["step1", "step1", ""],
+            [
+                "models.pythia-1b.revisions: repeated entries ['step1']; expected distinct entries",
+                "models.pythia-1b.revisions.2: '' is not at least 1 character long",
+            ],
+        ),
+        # no form, or a scalar (whose forms differ by value alone): every form is told
+        ({"evry": 2}, ["models.pythia-1b.revisions: {'evry': 2} does not match any allowed form; expected all; "]),
+        ("al", ["models.pythia-1b.revisions: 'al' does not match any allowed form; expected all; "]),
+    ],
+)
+def test_a_value_of_one_allowed_form_is_told_what_is_wrong_in_that_form(value, messages):
+    """A value that has the type and keys of one of several allowed forms (revisions: a list, {every: k}, ...)
+    is told what that form refuses (a repeated entry, a bound), one line each, not only that it matches no
+    form; where no form or a scalar's, the message lists every allowed form."""
+    with pytest.raises(ConfigError) as info:
+        resolve_config(_with("models.pythia-1b.revisions", value))
+    lines = str(info.value).splitlines()[1:]
+    assert len(lines) == len(messages), lines
+    for line, message in zip(sorted(lines), sorted(messages), strict=True):
+        assert line.startswith(f"  - {message}"), line

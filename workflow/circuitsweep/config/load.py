@@ -21,7 +21,7 @@ import yaml
 from circuitsweep.config.architectures import TOY_ARCHITECTURES, check_at_planning, has_lm_head, is_unknown
 from circuitsweep.config.patterns import branch_pattern_regex, pattern_regex
 from circuitsweep.config.probes import AblationSettings, BootstrapSettings, ProbeSettings, baseline_candidates
-from circuitsweep.config.schema_errors import describe
+from circuitsweep.config.schema_errors import describe, specific
 from circuitsweep.config.strict_schema import StrictValidator, non_finite_values
 from circuitsweep.config.thresholds import MilestoneThresholds, Thresholds
 from circuitsweep.config.yaml_load import load_yaml
@@ -110,7 +110,9 @@ def schema_problems(values: Any, node: dict[str, Any] | None = None, config_hint
     root = schema()
     # finite numbers and int-only integers: NaN passes every range check of plain JSON Schema
     validator = StrictValidator(root if node is None else {**node, "$defs": root["$defs"]})
-    errors = sorted(validator.iter_errors(values), key=lambda e: [str(p) for p in e.absolute_path])
+    # a oneOf's errors inside the one form the value has are listed each on its own (a repeated revision)
+    errors = [leaf for error in validator.iter_errors(values) for leaf in specific(error)]
+    errors = sorted(errors, key=lambda e: [str(p) for p in e.absolute_path])
     problems = [describe(e, config_hint=config_hint) for e in errors]
     problems += [p for p in non_finite_values(values) if not any(q.startswith(p.split(":")[0] + ":") for q in problems)]
     return problems

@@ -61,10 +61,47 @@ def text_hint(value: Any, expected: str | list[str]) -> str:
     return f" {BOOLEAN_TEXT_HINT if 'boolean' in matched else NUMBER_TEXT_HINT}"
 
 
+#: Errors at a value itself that say a oneOf/anyOf branch is another form altogether (another type, other keys).
+_OTHER_FORM = ("type", "required", "additionalProperties", "enum", "const")
+
+
+def _fits(errors: list[jsonschema.ValidationError]) -> bool:
+    """Whether a value has the form of the oneOf/anyOf branch it fails with ``errors``: its type and keys,
+    failing only inside (``{every: 0}``) or in its size or entries (a list with a repeated entry)."""
+    return not any(e.validator in _OTHER_FORM for e in errors if not e.relative_path)
+
+
+def specific(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """The errors inside a oneOf/anyOf ``error`` of the one branch whose form the value has, else ``[error]``.
+
+    Only a list or mapping has a form (its type and keys) apart from the checks that fail, and the branch's
+    own errors (a repeated entry, ``every: 0``) say more than "does not match any allowed form"; for a scalar,
+    where no branch or several fit the value, or where a oneOf failed because several branches matched,
+    which form was meant is unknown and ``error`` itself, with the description of every form, is kept.
+    """
+    if error.validator not in ("oneOf", "anyOf") or not isinstance(error.validator_value, list):
+        return [error]
+    if not isinstance(error.instance, (list, dict)):
+        return [error]  # a number or string: its forms differ by range or value ("0 or at least 2"), all told
+    branches: dict[Any, list[jsonschema.ValidationError]] = {}
+    for inner in error.context or ():
+        branches.setdefault(inner.relative_schema_path[0], []).append(inner)
+    if len(branches) != len(error.validator_value):
+        return [error]  # a oneOf that more than one branch matched
+    fitting = [i for i, errors in branches.items() if _fits(errors)]
+    if len(fitting) != 1:
+        return [error]
+    return [leaf for inner in branches[fitting[0]] for leaf in specific(inner)]
+
+
 def describe(error: jsonschema.ValidationError, config_hint: bool = False) -> str:
-    """One line naming the offending key, the value found and what the schema expects; with ``config_hint`` (a
-    workflow config, which Snakemake's ``--config`` may have set) a number or boolean given as text says why
-    (:func:`text_hint`)."""
+    """One line naming the offending key, the value found and what the schema expects. A oneOf/anyOf that the
+    value fails in the one form it has is described by that form's own errors (:func:`specific`); with
+    ``config_hint`` (a workflow config, which Snakemake's ``--config`` may have set) a number or boolean given
+    as text says why (:func:`text_hint`)."""
+    inner = specific(error)
+    if inner[0] is not error:
+        return "; ".join(dict.fromkeys(describe(e, config_hint) for e in inner))
     at = where(error.absolute_path)
     value = error.instance
     expected = error.schema.get("description") if isinstance(error.schema, dict) else None
