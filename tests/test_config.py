@@ -372,3 +372,16 @@ def test_a_value_of_one_allowed_form_is_told_what_is_wrong_in_that_form(value, m
     assert len(lines) == len(messages), lines
     for line, message in zip(sorted(lines), sorted(messages), strict=True):
         assert line.startswith(f"  - {message}"), line
+
+
+def test_a_schema_description_is_quoted_on_one_line():
+    """A description folded in the schema's YAML (``>``) ends in a newline; quoted in a message it must not break
+    the one line that names the key (tokens: {} printed the rest of the message on a line of its own)."""
+    config = _with("models.pythia-1b.tokens", {})
+    config["models"]["pythia-1b"]["dtype"] = "float8"
+    with pytest.raises(ConfigError) as info:
+        resolve_config(config)
+    lines = str(info.value).split("\n")
+    assert len(lines) == 3 and "" not in lines, lines
+    assert lines[2].startswith("  - models.pythia-1b.tokens: {} does not match any allowed form; expected training ")
+    assert lines[2].endswith("required except for package sources"), lines[2]

@@ -105,6 +105,7 @@ def describe(error: jsonschema.ValidationError, config_hint: bool = False) -> st
     at = where(error.absolute_path)
     value = error.instance
     expected = error.schema.get("description") if isinstance(error.schema, dict) else None
+    expected = " ".join(expected.split()) if isinstance(expected, str) else expected  # a folded YAML description
     if "propertyNames" in error.schema_path:
         # the instance is a key of the mapping at ``at``: name it as the key the user wrote
         return f"{at}: the key {value!r} is not {expected or _plain_pattern(error)}"
