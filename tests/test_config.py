@@ -385,3 +385,28 @@ def test_a_schema_description_is_quoted_on_one_line():
     assert len(lines) == 3 and "" not in lines, lines
     assert lines[2].startswith("  - models.pythia-1b.tokens: {} does not match any allowed form; expected training ")
     assert lines[2].endswith("required except for package sources"), lines[2]
+
+
+def test_an_inherited_primitive_revision_selection_is_named_once_where_it_was_written():
+    """A top-level primitives.revisions naming a revision the models do not sweep is one problem at
+    primitives.revisions, naming every model it fails for, never once per model under models.<name>.primitives
+    (keys the user did not write); a model's own override is named at the model."""
+    config = _two_models()
+    config["primitives"] = {"revisions": ["step9999"]}
+    with pytest.raises(ConfigError) as info:
+        plan_sweep(config, ROOT)
+    lines = str(info.value).splitlines()[1:]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("  - primitives.revisions: fails for pythia-1b, pythia-1b-seed2: unknown revision(s) ")
+    assert "for pythia-1b: 'step9999'" in lines[0] and "for pythia-1b-seed2: 'step9999'" in lines[0]
+    assert "models." not in lines[0]
+
+    config["models"]["pythia-1b-seed2"]["primitives"] = {"revisions": ["step7777"]}
+    with pytest.raises(ConfigError) as info:
+        plan_sweep(config, ROOT)
+    lines = str(info.value).splitlines()[1:]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(
+        "  - models.pythia-1b-seed2.primitives.revisions: unknown revision(s) for pythia-1b-seed2: 'step7777'"
+    ), lines
+    assert lines[1].startswith("  - primitives.revisions: unknown revision(s) for pythia-1b: 'step9999'"), lines

@@ -423,6 +423,7 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None, *
             problems += revision_problems(model, available[name], revisions[name])
         except (ValueError, ConfigError) as error:
             problems.append(f"models.{name}.revisions: {error}" if not isinstance(error, ConfigError) else str(error))
+    inherited: list[tuple[str, str]] = []  # (model, error) of a top-level primitives.revisions that fails for it
     for name, model in models.items():
         if model.primitives["enabled"]:
             try:
@@ -434,7 +435,16 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None, *
                     selection = model.primitives.get("revisions", "all")
                     stable_selection(revisions[name], available[name], selection, model=name)
                 except ValueError as error:
-                    problems.append(f"models.{name}.primitives.revisions: {error}")
+                    key = setting_key(config, name, "primitives", ("revisions",))
+                    if key == "primitives":
+                        inherited.append((name, str(error)))
+                    else:
+                        problems.append(f"{key}.revisions: {error}")
+    if inherited:
+        # written once for every model: named once, where it was written, with the models it fails for
+        errors = "; ".join(error for _, error in inherited)
+        names = ", ".join(name for name, _ in inherited)
+        problems.append(f"primitives.revisions: {'' if len(inherited) == 1 else f'fails for {names}: '}{errors}")
     notes = []
     for name, model in models.items():
         if model.probes.natural_text is not None:
