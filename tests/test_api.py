@@ -201,6 +201,23 @@ def test_read_results_returns_the_final_tables_and_their_settings(sweep, tmp_pat
         cs.read_results(tmp_path / "nowhere")
 
 
+def test_read_results_warns_when_the_last_run_did_not_finish(sweep, tmp_path):  # noqa: F811
+    """Tables of a folder whose last run failed may be an earlier run's: the notebook reader says so, as the
+    report does, and still reads them; a finished run's folder reads without a warning."""
+    import warnings
+
+    from circuitsweep.io.run_folder import mark_run_failed, mark_run_finished
+
+    write_results(tmp_path / "results", sweep[0])
+    mark_run_failed(tmp_path / "results")
+    with pytest.warns(UserWarning, match="The last run of this folder failed at .* may come from an earlier run"):
+        assert cs.read_results(tmp_path / "results").emergence.height == 5
+    mark_run_finished(tmp_path / "results")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cs.read_results(tmp_path / "results")
+
+
 def test_notebook_plots_draw_a_sweeps_figures(sweep, tmp_path):  # noqa: F811
     """``cs.plot_emergence`` and ``cs.plot_trajectories`` take a results folder (or read_results' tables) and return
     the run's figures; a model not in the run is named in the error."""

@@ -251,7 +251,17 @@ DEFAULT_RESULTS = "results/toy"
 
 
 def read_results(results: str | Path = DEFAULT_RESULTS) -> Results:
-    """Read the heads, emergence and milestone tables of a finished run's folder (``results/<run>``)."""
+    """Read the heads, emergence and milestone tables of a finished run's folder (``results/<run>``).
+
+    A folder whose last run started and did not finish, or failed, may hold an earlier run's tables: the
+    note the report opens with (``run_unfinished.txt``) is then issued as a :class:`UserWarning`.
+    """
+    import warnings
+
+    from circuitsweep.io.run_folder import unfinished_note
+
+    if (note := unfinished_note(results)) is not None:
+        warnings.warn(f"{results}: {note}", UserWarning, stacklevel=2)
     paths = C.Paths(Path(results))
     files = {
         "heads": paths.heads_table(),
