@@ -93,9 +93,7 @@ def is_measured(plan: Plan, model: str, name: str) -> bool:
     take places in the disk-bound order, so adding or removing a revision
     never moves the fetch of one already measured (which would measure it again).
     """
-    if not (heads_jobs.heads_measured(plan, model, name) and primitive_jobs.primitives_measured(plan, model, name)):
-        return False
-    return not any(damage(path) for path in revision_cache_files(plan, model, name) if path.suffix == ".parquet")
+    return heads_jobs.heads_measured(plan, model, name) and primitive_jobs.primitives_measured(plan, model, name)
 
 
 def revision_cache_files(plan: Plan, model: str, name: str) -> list[Path]:

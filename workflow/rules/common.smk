@@ -300,8 +300,7 @@ def measurement_targets():
     files = []
     for model in MODELS:
         for revision in revisions_of(model):
-            files += revision_caches(model, revision)
-            files += heads_jobs.measure_extra_outputs(PLAN, model, revision).values()
+            files += revision_stage.revision_cache_files(PLAN, model, revision)
         if PLAN.ablation is not None:
             files.append(PATHS.final_ablation_rows(model))
     return files

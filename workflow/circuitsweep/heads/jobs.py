@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from circuitsweep.io import contracts as C
-from circuitsweep.io.cache_check import CACHE_SCHEMA_VERSION, SETTINGS_KEY, records_settings, settings_digest
+from circuitsweep.io.cache_check import CACHE_SCHEMA_VERSION, SETTINGS_KEY, damage, records_settings, settings_digest
 from circuitsweep.io.corpus import corpus_sha256
 from circuitsweep.io.tables import read_table
 from circuitsweep.plan.sweep import Plan, corpus_location
@@ -90,9 +90,10 @@ def measure_extra_outputs(plan: Plan, model: str, name: str) -> dict[str, Path]:
 
 
 def heads_measured(plan: Plan, model: str, name: str) -> bool:
-    """Whether revision ``name``'s head cache and extra outputs exist and record the settings planned now."""
+    """Whether revision ``name``'s head cache and extra outputs exist, can be read and record the settings planned
+    now."""
     paths = [plan.paths.head_scores(model, name), *measure_extra_outputs(plan, model, name).values()]
-    if not all(path.exists() for path in paths):
+    if not all(path.exists() and damage(path) is None for path in paths):
         return False
     return records_settings(plan.paths.head_stats(model, name), measure_settings(plan, model, name))
 

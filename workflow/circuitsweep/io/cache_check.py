@@ -114,11 +114,11 @@ def damage(path: Path | str) -> str | None:
     if path.suffix == ".safetensors":
         try:
             safetensors_metadata(path)
+        except FileNotFoundError:
+            return None
         except CacheError as error:
             cause = error.__cause__
             return str(cause) if cause is not None else "its metadata is not a mapping"
-        except OSError as error:
-            return error.strerror or str(error)
         return None
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
