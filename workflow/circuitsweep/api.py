@@ -165,18 +165,19 @@ def measure_heads(
 
     Settings a sweep would refuse are refused here, by the same checks, before the
     model runs: a :class:`ConfigError` names the argument (e.g. a probe longer than
-    the model's ``max_position_embeddings``, a first token inside the probe token
-    range, a NaN threshold), so a notebook measures only what a sweep's job would.
+    the model's ``max_position_embeddings`` or than a layer's sliding window, a
+    first token inside the probe token range, a NaN threshold), so a notebook
+    measures only what a sweep's job would.
 
     Returns one row per head (``layer``, ``head``), with the columns of
     ``contracts.HEAD_SCORE_COLUMNS`` and ``contracts.CLASS_COLUMNS``.
     """
-    from circuitsweep.config.model_config import standard_config
+    from circuitsweep.config.model_config import attention_windows, standard_config
     from circuitsweep.heads.attention_hook import register
     from circuitsweep.heads.measure import head_statistics
     from circuitsweep.heads.scores import check_finite, head_scores
     from circuitsweep.heads.stage import first_token_id
-    from circuitsweep.plan.sizing import context_problem
+    from circuitsweep.plan.sizing import length_problem
 
     policy = _first_token(first_token)
     probes = _probes(probes.to_dict() if probes is not None else {}, policy)
@@ -188,8 +189,10 @@ def measure_heads(
             f"probe token range {list(probes.token_range)} or first token {token_id} exceeds the model's "
             f"vocabulary of {vocab} tokens"
         )
-    context = context_problem(probes.to_dict(), standard_config(model.config.to_dict()), f"models.{NOTEBOOK}")
-    _refuse([context] if context else [])
+    where = f"models.{NOTEBOOK}"
+    config = standard_config(model.config.to_dict())
+    length = length_problem(probes.to_dict(), config, where, attention_windows(model.config))
+    _refuse([length] if length else [])
     device = next(model.parameters()).device
     previous = model.config._attn_implementation
     model.set_attn_implementation(register())

@@ -28,6 +28,7 @@ from circuitsweep.checkpoints.run_dir import check_shards  # torch-free: plannin
 from circuitsweep.checkpoints.safetensors_format import safetensors_header
 from circuitsweep.checkpoints.streaming import read_weights
 from circuitsweep.config.architectures import CAUSAL_LM, architecture_kind, imported_mappings, refusal
+from circuitsweep.config.model_config import attention_windows
 from circuitsweep.errors import ConfigError, SnapshotError, UnsupportedModelError
 
 DTYPES: dict[str, torch.dtype] = {
@@ -144,6 +145,21 @@ def check_shapes(snapshot: Path, files: list[Path], expected: dict[str, tuple[in
                         f"config.json implies {expected[key]}; its head or layer sizes (num_attention_heads, "
                         "num_key_value_heads, head_dim, hidden_size) do not match the weights"
                     )
+
+
+def snapshot_windows(snapshot: Path) -> list[int | None] | None:
+    """Per layer, the sliding window of ``snapshot``'s model as its transformers config class builds it.
+
+    The class's ``__post_init__`` sets what an old config.json leaves out (its
+    ``layer_types``), so this is exact where the config.json alone is not
+    (:func:`~circuitsweep.config.model_config.attention_windows`). None when
+    the class cannot be built here; :func:`load_model` then says why.
+    """
+    try:
+        config = AutoConfig.from_pretrained(snapshot, trust_remote_code=False)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return attention_windows(config)
 
 
 def load_model(

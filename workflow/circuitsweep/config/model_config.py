@@ -144,3 +144,89 @@ def standard_config(config: Mapping[str, Any]) -> dict[str, Any]:
         if own in config:
             out[standard] = config[own]
     return out
+
+
+#: Layer types that transformers masks to a sliding window (``masking_utils.LAYER_PATTERN_TO_MASK_FUNCTION_MAPPING``).
+SLIDING_LAYER_TYPES = ("sliding_attention",)
+#: Model types whose config class has a ``use_sliding_window`` switch, off by default (transformers 5.x;
+#: tests/test_sliding_window.py holds the list to the installed classes).
+SWITCHED_WINDOW_TYPES = (
+    "qwen2",
+    "qwen2_moe",
+    "qwen2_vl_text",
+    "qwen2_5_vl_text",
+    "qwen2_5_omni_text",
+    "qwen2_5_omni_talker",
+    "qwen3",
+    "qwen3_moe",
+    "smollm3",
+    "deepseek_ocr2_encoder",
+)
+#: The ``max_window_layers`` default of Qwen2, Qwen2-MoE and Qwen3.
+QWEN_MAX_WINDOW_LAYERS = 28
+
+
+def _setting(config: Any, key: str) -> Any:
+    return config.get(key) if isinstance(config, Mapping) else getattr(config, key, None)
+
+
+def _text_config(config: Any) -> Any:
+    """The part of a composite (multimodal) config that sets the decoder's attention."""
+    if not isinstance(config, Mapping):
+        text = getattr(config, "get_text_config", None)
+        return text() if callable(text) else config
+    nested = config.get("text_config")
+    if isinstance(nested, Mapping) and "sliding_window" not in config and "layer_types" not in config:
+        return nested
+    return config
+
+
+def attention_windows(config: Any) -> list[int | None]:
+    """Per layer, the sliding window W its attention is limited to, or None where attention is full.
+
+    transformers (5.x, ``masking_utils.sliding_window_overlay``: ``kv_idx > q_idx -
+    sliding_window``; flash attention's ``window_size`` is ``W - 1``) lets a
+    query at position q of a sliding layer see the keys q - W + 1 .. q: W
+    positions, itself and the W - 1 before it. A query sees position 0 exactly
+    when q < W, so in a probe of T tokens every query sees it exactly when T <= W.
+
+    Which layers slide, as the installed config classes decide:
+
+    - ``use_sliding_window`` false or, for a class that has the switch
+      (:data:`SWITCHED_WINDOW_TYPES`: Qwen2, Qwen3, their MoEs, SmolLM3), absent:
+      none, whatever ``sliding_window`` says (the class sets it to None or 0);
+    - ``sliding_window`` unset, null or 0: none (Llama, GPT-2, Mistral v0.2+, ...);
+    - ``layer_types``: the ``"sliding_attention"`` entries (Gemma 2/3, Cohere2,
+      GPT-OSS, Olmo3, Ministral, Qwen2/Qwen3, ...: every class that mixes kinds
+      of layer builds the list in ``__post_init__`` and ``save_pretrained``
+      writes it to config.json);
+    - a Qwen2/Qwen3 config.json without ``layer_types``: the layers from
+      ``max_window_layers`` (default 28) on; Qwen2-MoE's: the even layers below it;
+    - otherwise every layer (Mistral v0.1, Mixtral, Phi-3, Starcoder2, Qwen3-MoE:
+      their models mask every layer when ``sliding_window`` is set).
+
+    config: a config.json mapping (:func:`standard_config`) or a transformers
+    config object. A config.json that ``save_pretrained`` wrote gives what the
+    object does; an older one of a class that mixes kinds of layer may omit
+    ``layer_types``, and then every layer counts (the object, whose class has
+    built the list, is exact). A composite config is read through its text config.
+    """
+    config = _text_config(config)
+    layer_types = _setting(config, "layer_types")
+    layers = _setting(config, "num_hidden_layers")
+    count = len(layer_types) if isinstance(layer_types, (list, tuple)) else layers if isinstance(layers, int) else 0
+    window = _setting(config, "sliding_window")
+    model_type = _setting(config, "model_type")
+    switch = _setting(config, "use_sliding_window")
+    switched_off = not switch if switch is not None else model_type in SWITCHED_WINDOW_TYPES
+    if switched_off or isinstance(window, bool) or not isinstance(window, int) or window <= 0:
+        return [None] * count
+    if isinstance(layer_types, (list, tuple)):
+        return [window if kind in SLIDING_LAYER_TYPES else None for kind in layer_types]
+    limit = _setting(config, "max_window_layers")
+    limit = limit if isinstance(limit, int) else QWEN_MAX_WINDOW_LAYERS
+    if model_type in ("qwen2", "qwen3"):
+        return [window if i >= limit else None for i in range(count)]
+    if model_type == "qwen2_moe":
+        return [window if i % 2 == 0 and i < limit else None for i in range(count)]
+    return [window] * count

@@ -150,16 +150,24 @@ def first_token_id(policy: dict[str, Any], model_config: Any, snapshot: Path | N
     return value
 
 
-def check_job_size(job: RevisionJob, model_config: Mapping[str, Any] | None, device: Any, mem_mb: int | None) -> None:
-    """Refuse, before allocating, a probe longer than the model's context or a job that cannot fit in memory.
+def check_job_size(
+    job: RevisionJob,
+    model_config: Mapping[str, Any] | None,
+    device: Any,
+    mem_mb: int | None,
+    windows: Sequence[int | None] | None = None,
+) -> None:
+    """Refuse, before allocating, a probe longer than the model's context or a sliding window, or a job that cannot fit.
 
-    Limits: the job's ``mem_mb`` when given, this machine's available RAM, and
-    on CUDA the GPU's free memory for the model's part of the estimate.
+    ``windows``: the per-layer sliding windows (``loading.snapshot_windows``;
+    default: those ``model_config`` gives). Limits: the job's ``mem_mb`` when
+    given, this machine's available RAM, and on CUDA the GPU's free memory for
+    the model's part of the estimate.
     """
     where = f"{job.model} {job.revision}"
     probes = job.probes.to_dict()
     if model_config is not None:
-        problem = sizing.context_problem(probes, model_config, f"models.{job.model}")
+        problem = sizing.length_problem(probes, model_config, f"models.{job.model}", windows)
         if problem:
             raise ConfigError(problem)
     estimate = sizing.estimate_heads_memory(probes, model_config, job.dtype)
@@ -214,7 +222,7 @@ def load_revision(snapshot_dir: Path, job: RevisionJob, mem_mb: int | None = Non
     any weight is read, and a run_dir folder whose files changed between its
     fetch and the end of the load (:func:`run_dir.check_unchanged`).
     """
-    from circuitsweep.checkpoints.loading import load_model, resolve_device
+    from circuitsweep.checkpoints.loading import load_model, resolve_device, snapshot_windows
     from circuitsweep.heads.attention_hook import register
 
     snapshot = read_snapshot(snapshot_dir)
@@ -224,7 +232,7 @@ def load_revision(snapshot_dir: Path, job: RevisionJob, mem_mb: int | None = Non
             f"those planned ({job.weights_sha256[:12]}); run the workflow again"
         )
     device = resolve_device(job.device)
-    check_job_size(job, sizing.load_model_config(snapshot.path), device, mem_mb)
+    check_job_size(job, sizing.load_model_config(snapshot.path), device, mem_mb, snapshot_windows(snapshot.path))
     model = load_model(snapshot.path, job.architecture, job.dtype, device, register())
     if snapshot.source == run_dir.SOURCE:  # read in place: the folder may have changed since its fetch
         run_dir.check_unchanged(snapshot.path, snapshot.file_hashes)

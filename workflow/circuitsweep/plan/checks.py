@@ -164,12 +164,14 @@ def toy_model_config(spec: ToySpec) -> dict[str, Any]:
 
 
 def size_problems(model: ModelSettings) -> list[str]:
-    """Probes longer than a model's context; a job no machine could hold (:data:`sizing.MAX_JOB_BYTES`).
+    """Probes longer than a model's context or sliding window; a job no machine could hold (``MAX_JOB_BYTES``).
 
-    The model's shape is a toy's own, or the ``shape`` a Hub model declares.
-    Without one, a Hub model's config is not known before download: its probes
-    are bounded here by the model-free part of the estimate, and its context
-    and full size by the job, before it allocates.
+    The model's shape is a toy's own, or the ``shape`` a Hub model declares
+    (a run_dir's sliding windows are checked where planning reads its
+    config.json, ``sweep.run_dir_fingerprints``). Without one, a Hub model's config is not
+    known before download: its probes are bounded here by the model-free part
+    of the estimate, and its context, windows and full size by the job, before
+    it allocates.
     """
     model_config = model.shape
     if model.source["type"] == "toy" and model.toy is not None:
@@ -180,7 +182,7 @@ def size_problems(model: ModelSettings) -> list[str]:
     probes = model.probes.to_dict()
     problems = []
     if model_config is not None:
-        problem = sizing.context_problem(probes, model_config, f"models.{model.name}")
+        problem = sizing.length_problem(probes, model_config, f"models.{model.name}")
         if problem:
             problems.append(problem)
     try:

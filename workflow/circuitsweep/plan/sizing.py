@@ -36,12 +36,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from circuitsweep.config.model_config import standard_config
+from circuitsweep.config.model_config import attention_windows, standard_config
 from circuitsweep.errors import ConfigError, SnapshotError
 from circuitsweep.io.contracts import TARGETS
 
@@ -56,6 +56,8 @@ LM_HEAD_BLOCK_BYTES = 32 << 20
 #: The largest memory one job may ask for whatever the machine: refuses absurd configs at planning.
 MAX_JOB_BYTES = 2 << 40  # 2 TiB
 GIB = float(1 << 30)
+#: The probes a head measurement runs, by their key under ``probes:`` (``natural_text`` when set).
+PROBE_KINDS = ("induction", "repeated", "random", "natural_text")
 
 
 @dataclass(frozen=True)
@@ -252,8 +254,7 @@ def context_problem(probes: Mapping[str, Any], model_config: Mapping[str, Any], 
     limit = model_config.get("max_position_embeddings") or model_config.get("n_positions")
     if not limit:
         return None
-    kinds = [kind for kind in ("induction", "repeated", "random", "natural_text") if probes.get(kind) is not None]
-    for kind in kinds:
+    for kind in [kind for kind in PROBE_KINDS if probes.get(kind) is not None]:
         length = int(probes[kind]["seq_len"])
         if length > int(limit):
             return (
@@ -261,6 +262,56 @@ def context_problem(probes: Mapping[str, Any], model_config: Mapping[str, Any], 
                 "(max_position_embeddings); shorten the probe"
             )
     return None
+
+
+def _spans(layers: list[int]) -> str:
+    """``[0, 1, 2, 4]`` as ``0-2, 4``."""
+    runs: list[list[int]] = []
+    for layer in layers:
+        if runs and layer == runs[-1][-1] + 1:
+            runs[-1].append(layer)
+        else:
+            runs.append([layer])
+    return ", ".join(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]) for run in runs)
+
+
+def window_problem(probes: Mapping[str, Any], windows: Sequence[int | None], where: str) -> str | None:
+    """A probe longer than a layer's sliding window, as a message naming the key; ``windows`` per layer.
+
+    ``windows``: :func:`circuitsweep.config.model_config.attention_windows`. A
+    query at position q of a layer with window W sees positions q - W + 1 .. q,
+    so a probe of T > W tokens has queries that cannot see position 0 there
+    (nor a repeat more than W - 1 back): their attention to it is 0 by
+    construction, and the position-0 and induction scores would measure the
+    mask, not the head: zeros that look like results. Every probe the run
+    measures, as in :func:`context_problem`; the ablation runs the induction
+    probe.
+    """
+    windowed = [(layer, window) for layer, window in enumerate(windows) if window is not None]
+    if not windowed:
+        return None
+    for kind in [kind for kind in PROBE_KINDS if probes.get(kind) is not None]:
+        length = int(probes[kind]["seq_len"])
+        short = [(layer, window) for layer, window in windowed if length > window]
+        if short:
+            window = min(window for _, window in short)
+            layers = "layer" + "s" * (len(short) > 1) + " " + _spans([layer for layer, _ in short])
+            return (
+                f"{where}.probes.{kind}.seq_len: {length} exceeds the {window}-token sliding window of {layers} "
+                f"(sliding_window): a query past position {window - 1} there cannot see position 0 or any token "
+                f"more than {window - 1} back; use seq_len <= {window}"
+            )
+    return None
+
+
+def length_problem(
+    probes: Mapping[str, Any], model_config: Mapping[str, Any], where: str, windows: Sequence[int | None] | None = None
+) -> str | None:
+    """:func:`context_problem`, else :func:`window_problem`; ``windows`` default to those of ``model_config``."""
+    problem = context_problem(probes, model_config, where)
+    if problem is None:
+        problem = window_problem(probes, attention_windows(model_config) if windows is None else windows, where)
+    return problem
 
 
 def machine_memory_bytes() -> int | None:

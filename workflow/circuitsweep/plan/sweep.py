@@ -29,6 +29,7 @@ from circuitsweep.config.load import (
     schema_default,
     setting_key,
 )
+from circuitsweep.config.model_config import attention_windows
 from circuitsweep.config.probes import AblationSettings, BootstrapSettings
 from circuitsweep.config.stimuli import load_stimuli
 from circuitsweep.errors import ConfigError, DataError, SnapshotError
@@ -484,8 +485,9 @@ def run_dir_fingerprints(
     """sha256 weights fingerprints of the planned revisions of every run_dir source; logs identical folders.
 
     Every planned checkpoint folder is checked first, before any file is hashed, as its measuring job
-    would find it: a ``config.json`` that sizes the job (:func:`sizing.load_model_config`) and complete
-    weight files (:func:`run_dir.check_weights`); the first problem is refused, naming the file.
+    would find it: a ``config.json`` that sizes the job (:func:`sizing.load_model_config`), probes that fit
+    its sliding windows (:func:`sizing.window_problem`) and complete weight files
+    (:func:`run_dir.check_weights`); the first problem is refused, naming the file or the probe key.
     ``hash_cache``: the JSON file remembering file hashes between runs (None: hash afresh, write nothing).
     """
     out = {}
@@ -493,13 +495,18 @@ def run_dir_fingerprints(
         if model.source["type"] != "run_dir":
             continue
         folder = root / model.source["path"]
+        probes, problem = model.probes.to_dict(), None
         try:
             for revision in revisions[name]:
-                sizing.load_model_config(folder / revision.name)
+                config = sizing.load_model_config(folder / revision.name)
                 run_dir.check_weights(folder / revision.name)
-            out[name] = run_dir.fingerprints(folder, [r.name for r in revisions[name]], hash_cache)
+                problem = problem or sizing.window_problem(probes, attention_windows(config), f"models.{name}")
+            if problem is None:
+                out[name] = run_dir.fingerprints(folder, [r.name for r in revisions[name]], hash_cache)
         except (ConfigError, SnapshotError) as error:
             raise ConfigError(f"models.{name}.source: {error}") from None
+        if problem is not None:
+            raise ConfigError(problem)
         for group in run_dir.duplicate_groups(out[name]):
             logger.warning(
                 "%s: checkpoint folders %s of %s hold identical weights; later ones are marked duplicate_of %s",
