@@ -423,3 +423,58 @@ def test_planning_checks_checkpoint_folders_without_torch(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=job_env(), timeout=120)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_planning_refuses_primitives_of_checkpoints_without_a_tokenizer(tmp_path):
+    """Primitives of a run_dir model read its words with its tokenizer: measured folders without one are refused
+    when the sweep is planned, naming the model, the folder and the key that turns primitives off, instead of
+    hashing the words into gaps with CIs and p-values that mean nothing (only toys are hashed, as a demonstration).
+    A folder that primitives do not measure, or a run with primitives off, plans as before."""
+    run = tmp_path / "run"
+    for step in (100, 200):
+        _fake_checkpoint(run / f"checkpoint-{step}", f"weights at {step}".encode())
+    config = _config(run)
+    config["primitives"] = {"enabled": True}
+    with pytest.raises(ConfigError) as refused:
+        plan_sweep(config, REPO)
+    message = str(refused.value)
+    assert f"models.my-run: primitives need the checkpoints' tokenizer, and {run / 'checkpoint-100'} holds none" in (
+        message
+    )
+    assert "(nor do 1 more of its checkpoint folders)" in message
+    assert "set models.my-run.primitives: {enabled: false}" in message
+    (run / "checkpoint-100" / "tokenizer.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"and \S+checkpoint-200 holds none \(tokenizer\.json, "):
+        plan_sweep(config, REPO)
+    config["models"]["my-run"]["primitives"] = {"revisions": ["checkpoint-100"]}
+    assert plan_sweep(config, REPO).revisions["my-run"]
+    config["models"]["my-run"]["primitives"] = {"enabled": False}
+    assert plan_sweep(config, REPO).revisions["my-run"]
+
+
+def test_a_primitive_job_without_a_tokenizer_stops_before_loading(tmp_path):
+    """A snapshot without a tokenizer that planning could not look into (a Hub model) stops its primitive job
+    with the same line before any weight is loaded: its words are never hashed. Only a toy's job says
+    ``hash_words`` (and so may hash them); the settings of every other model stay as they were recorded."""
+    from circuitsweep.heads.stage import RevisionJob
+    from circuitsweep.primitives import jobs as primitive_jobs
+    from circuitsweep.revision_stage import PrimitiveRequest, measure_revision
+
+    run = tmp_path / "run"
+    _fake_checkpoint(run / "checkpoint-7", b"not loadable weights")
+    plan = plan_sweep(_config(run), REPO, Paths(tmp_path / "results"))
+    snapshot = tmp_path / "snap"
+    fetch_snapshot(plan.fetch_settings("my-run", "checkpoint-7"), snapshot)
+    settings = primitive_jobs.primitive_settings(plan, "my-run", "checkpoint-7")
+    assert "hash_words" not in settings
+    job = RevisionJob.from_dict(heads_jobs.measure_settings(plan, "my-run", "checkpoint-7"))
+    request = PrimitiveRequest(settings, primitive_jobs.stimuli_file(plan, "my-run"), tmp_path / "prim.safetensors")
+    folder = (run / "checkpoint-7").resolve()
+    expected = f"models.my-run: primitives need the checkpoints' tokenizer, and {folder} holds none"
+    with pytest.raises(SnapshotError, match=re.escape(expected)):
+        measure_revision(snapshot, job, tmp_path / "s.safetensors", tmp_path / "s.parquet", primitives=request)
+    assert not (tmp_path / "s.parquet").exists()
+    toy = plan_sweep(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), REPO)
+    name = next(m for m in primitive_jobs.primitive_models(toy) if toy.models[m].source["type"] == "toy")
+    revision = primitive_jobs.primitive_revisions(toy, name)[0].name
+    assert primitive_jobs.primitive_settings(toy, name, revision)["hash_words"] is True

@@ -60,8 +60,9 @@ def measure_revision(
     Returns the seconds of each part (``load``, ``heads``, ``primitives``); the last line the job prints
     (:func:`progress.revision_line`) names them with the revision's strongest heads.
     """
+    from circuitsweep.checkpoints.snapshots import read_snapshot
     from circuitsweep.heads.stage import load_revision, measure_loaded
-    from circuitsweep.primitives.stage import PrimitiveJob, measure_loaded_primitives
+    from circuitsweep.primitives.stage import PrimitiveJob, measure_loaded_primitives, word_encoding
 
     primitive_job = None if primitives is None else PrimitiveJob.from_dict(primitives.settings)
     if primitive_job is not None and (primitive_job.model, primitive_job.revision) != (job.model, job.revision):
@@ -69,6 +70,8 @@ def measure_revision(
             f"measure-revision: the primitive settings are for {primitive_job.model} {primitive_job.revision}, "
             f"the head settings for {job.model} {job.revision}"
         )
+    if primitive_job is not None:
+        word_encoding(primitive_job, read_snapshot(snapshot_dir).path)
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     model, snapshot = load_revision(snapshot_dir, job, mem_mb)

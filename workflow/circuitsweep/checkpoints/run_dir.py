@@ -58,6 +58,18 @@ OTHER_PATTERNS: tuple[str, ...] = (
     "*.tiktoken",
 )
 SOURCE = "run_dir"
+#: The files :func:`has_tokenizer` looks for; a folder with any one of them ships a tokenizer.
+TOKENIZER_FILES: tuple[str, ...] = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model")
+
+
+def has_tokenizer(folder: Path) -> bool:
+    """Whether a checkpoint or snapshot folder ships tokenizer files (real checkpoints do; toy ones do not)."""
+    return any((Path(folder) / name).is_file() for name in TOKENIZER_FILES)
+
+
+def tokenizer_files_text() -> str:
+    """:data:`TOKENIZER_FILES` as a message lists them (``a, b or c``)."""
+    return ", ".join(TOKENIZER_FILES[:-1]) + " or " + TOKENIZER_FILES[-1]
 
 
 def list_checkpoints(path: Path, pattern: str, skipped: list[str] | None = None) -> list[tuple[str, int]]:

@@ -10,9 +10,11 @@ training job, and a bad ``branch_format`` never reaches Snakemake as a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from circuitsweep.checkpoints import run_dir
 from circuitsweep.checkpoints.revisions import Revision, parse_branch, same_point
 from circuitsweep.config.load import ModelSettings
 from circuitsweep.errors import ConfigError
@@ -54,6 +56,21 @@ def revision_problems(
             f"{first.tokens:,} tokens): sweep only one of them (list the revisions, or narrow the branch pattern)"
         )
     return problems
+
+
+def tokenizer_problem(model: ModelSettings, folder: Path, revisions: Sequence[Revision]) -> str | None:
+    """A run_dir model measuring primitives (``revisions``: those it measures) whose checkpoint folders ship no
+    tokenizer, one line naming the model and the first such folder: only a toy's words may be hashed to token ids
+    (docs/primitives.md), so its primitive jobs would fail after its heads are planned and fetched."""
+    missing = [folder / revision.name for revision in revisions if not run_dir.has_tokenizer(folder / revision.name)]
+    if not missing:
+        return None
+    others = f" (nor do {len(missing) - 1} more of its checkpoint folders)" if len(missing) > 1 else ""
+    return (
+        f"models.{model.name}: primitives need the checkpoints' tokenizer, and {missing[0]} holds none "
+        f"({run_dir.tokenizer_files_text()}){others}; save the tokenizer beside the weights "
+        f"(tokenizer.save_pretrained) or set models.{model.name}.primitives: {{enabled: false}}"
+    )
 
 
 def toy_problems(model: ModelSettings) -> list[str]:

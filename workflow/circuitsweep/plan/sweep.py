@@ -42,7 +42,7 @@ from circuitsweep.io.corpus import corpus_files
 from circuitsweep.io.run_folder import run_folder_refusal, run_root
 from circuitsweep.io.settings_files import check_settings_folder
 from circuitsweep.plan import passes, sizing
-from circuitsweep.plan.checks import model_problems, revision_problems
+from circuitsweep.plan.checks import model_problems, revision_problems, tokenizer_problem
 from circuitsweep.plan.rounds import RefineSettings, read_rounds, resolve_refine, with_added
 
 logger = logging.getLogger(__name__)
@@ -434,13 +434,17 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None, *
             if name in revisions:
                 try:
                     selection = model.primitives.get("revisions", "all")
-                    stable_selection(revisions[name], available[name], selection, model=name)
+                    measured = stable_selection(revisions[name], available[name], selection, model=name)
                 except ValueError as error:
                     key = setting_key(config, name, "primitives", ("revisions",))
                     if key == "primitives":
                         inherited.append((name, str(error)))
                     else:
                         problems.append(f"{key}.revisions: {error}")
+                    continue
+                if model.source["type"] == "run_dir":
+                    problem = tokenizer_problem(model, Path(root) / model.source["path"], measured)
+                    problems += [problem] if problem else []
     if inherited:
         # written once for every model: named once, where it was written, with the models it fails for
         errors = "; ".join(error for _, error in inherited)

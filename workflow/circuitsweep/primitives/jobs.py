@@ -18,7 +18,8 @@ def primitive_models(plan: Plan) -> list[str]:
 
 def demonstration_models(plan: Plan) -> list[str]:
     """Measured models whose primitive gaps are a demonstration without meaning: toy sources, which have no
-    tokenizer (their words are hashed to token ids), so the figures say so on the image."""
+    tokenizer (their words are hashed to token ids), so the figures say so on the image. They are the only
+    models whose words may be hashed; any other model's primitive job needs its tokenizer."""
     return [name for name in primitive_models(plan) if plan.models[name].source["type"] == "toy"]
 
 
@@ -45,16 +46,22 @@ def stimuli_file(plan: Plan, model: str) -> Path:
 
 
 def primitive_settings(plan: Plan, model: str, name: str) -> dict[str, Any]:
-    """The primitive measurement job of one revision (``PrimitiveJob``)."""
+    """The primitive measurement job of one revision (``PrimitiveJob``).
+
+    Only a toy's job says ``hash_words`` (its words are hashed, :func:`demonstration_models`), so the recorded
+    settings of every other model are those it was measured with before the key existed.
+    """
     settings = plan.models[model]
     primitives = settings.primitives
     behaviour = {k: v for k, v in primitives["behaviour"].items() if k != "enabled"}
+    hashed = {"hash_words": True} if model in demonstration_models(plan) else {}
     return {
         **plan.revision_job(model, name),
         "token_range": list(settings.probes.token_range),
         "batch_size": primitives["batch_size"],
         "behaviour": behaviour if primitives["behaviour"]["enabled"] else None,
         **plan.weights(model, name),
+        **hashed,
     }
 
 

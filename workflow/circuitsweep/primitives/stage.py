@@ -8,9 +8,10 @@
 - :func:`score_revision_primitives` (cache only): the revision's tables.
 - :func:`primitive_tables`: all revisions' tables stacked into the final ones.
 
-Models without a tokenizer (the toy suite) are read through
-:class:`HashWordEncoder`; their gaps exercise the pipeline but carry no
-semantics (docs/primitives.md).
+Toy models, which ship no tokenizer, are read through :class:`HashWordEncoder`;
+their gaps exercise the pipeline but carry no semantics (docs/primitives.md).
+Any other model needs its tokenizer: without one, :func:`word_encoding` refuses
+the job rather than hash its words into gaps without meaning.
 """
 
 from __future__ import annotations
@@ -22,14 +23,13 @@ from typing import Any
 
 import polars as pl
 
+from circuitsweep.checkpoints.run_dir import has_tokenizer, tokenizer_files_text
 from circuitsweep.config.stimuli import load_stimuli
 from circuitsweep.errors import CacheError, SnapshotError
 from circuitsweep.io.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, settings_digest, verify_shard
 from circuitsweep.io.tables import write_table
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.tables import PrimitiveTables, RevisionIdentity, concat_tables, write_tables
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model")
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,9 @@ class PrimitiveJob:
     weights_sha256: str | None = None
     #: ``cache_check.settings_digest`` of the settings as planned, recorded in the shard (``is_measured``)
     settings_sha256: str | None = None
+    #: Toy sources only (``primitives.jobs.primitive_settings``): without a tokenizer, words are hashed to token
+    #: ids, a demonstration without meaning; any other model without a tokenizer is refused (:func:`word_encoding`).
+    hash_words: bool = False
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PrimitiveJob:
@@ -62,9 +65,22 @@ class PrimitiveJob:
         return cls(**values, settings_sha256=digest)
 
 
-def has_tokenizer(snapshot: Path) -> bool:
-    """Whether a snapshot ships tokenizer files (real checkpoints do; toy ones do not)."""
-    return any((Path(snapshot) / name).is_file() for name in TOKENIZER_FILES)
+def word_encoding(job: PrimitiveJob, snapshot: Path) -> str:
+    """How ``job`` reads its stimulus words from ``snapshot``: ``"tokenizer"`` (the snapshot's own), or ``"hash"``
+    (a toy without one, ``job.hash_words``).
+
+    Any other snapshot without a tokenizer is a :class:`SnapshotError` naming the model and the folder, raised
+    before the revision is loaded: hashed words would give gaps, CIs and p-values that mean nothing.
+    """
+    if has_tokenizer(snapshot):
+        return "tokenizer"
+    if job.hash_words:
+        return "hash"
+    raise SnapshotError(
+        f"models.{job.model}: primitives need the checkpoints' tokenizer, and {snapshot} holds none "
+        f"({tokenizer_files_text()}); save the tokenizer beside the weights (tokenizer.save_pretrained) "
+        f"or set models.{job.model}.primitives: {{enabled: false}}"
+    )
 
 
 def build_tokenizer(snapshot: Path) -> Any:
@@ -104,7 +120,7 @@ def measure_loaded_primitives(model: Any, snapshot: Any, job: PrimitiveJob, stim
     device = resolve_device(job.device)
     started = time.perf_counter()
     tokenizer = None
-    if has_tokenizer(snapshot.path):
+    if word_encoding(job, snapshot.path) == "tokenizer":
         tokenizer = build_tokenizer(snapshot.path)
         encoder: Any = TokenizerEncoder(tokenizer)
         encoding = "tokenizer"
