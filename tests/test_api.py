@@ -162,6 +162,43 @@ def test_measure_heads_refuses_a_first_token_a_config_refuses(first_token, messa
     """A first token inside the probe range (position 0 indistinguishable), negative, or of no known policy."""
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}"):
         cs.measure_heads(planted_model("sdpa"), probes=small_planted_probes(), first_token=first_token)
+def test_measure_heads_measures_in_eval_mode_and_restores_training_mode(monkeypatch):
+    """A model in training mode with dropout is measured as in eval mode (no dropout): two calls agree with each
+    other and with the eval-mode call, and the caller's model is left in training mode (its submodules' flags as
+    they were), also when the measurement fails."""
+    import torch
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    torch.manual_seed(0)
+    config = GPTNeoXConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        attention_dropout=0.5, hidden_dropout=0.5, attn_implementation="sdpa",
+    )  # fmt: skip
+    model = GPTNeoXForCausalLM(config).train()
+    model.gpt_neox.layers[0].eval()
+    probes = cs.study_probes(
+        token_range=[2, 64],
+        induction={"n_sequences": 8, "seq_len": 48, "n_baseline": 4},
+        repeated={"n_sequences": 4, "seq_len": 32},
+        random={"n_sequences": 4, "seq_len": 32},
+    )
+    flags = {name: module.training for name, module in model.named_modules()}
+    first = cs.measure_heads(model, probes=probes)
+    second = cs.measure_heads(model, probes=probes)
+    assert {name: module.training for name, module in model.named_modules()} == flags
+    assert model.training and not model.gpt_neox.layers[0].training
+    in_eval = cs.measure_heads(model.eval(), probes=probes)
+    assert first.equals(second) and first.equals(in_eval)
+    model.train()
+
+    def interrupted(*args, **kwargs):
+        assert not model.training, "measured in eval mode"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("circuitsweep.heads.measure.head_statistics", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cs.measure_heads(model, probes=probes)
+    assert all(module.training for module in model.modules())
 
 
 def write_results(root: Path, heads: pl.DataFrame) -> None:

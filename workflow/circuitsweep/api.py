@@ -160,8 +160,9 @@ def measure_heads(
     probes: :func:`study_probes` (default: the study's); first_token: the token id
     placed at position 0, ``"bos"`` for the model's BOS (else CLS, else EOS) token,
     or None to keep the random probe token; thresholds: :func:`study_thresholds`
-    (default: the study's). The model runs on the device it is on, with the observed
-    attention for the call (its attention implementation is restored afterwards).
+    (default: the study's). The model runs on the device it is on, in eval mode (no
+    dropout, so a call gives what a sweep's job gives, every time) with the observed
+    attention; its training flags and attention implementation are restored afterwards.
 
     Settings a sweep would refuse are refused here, by the same checks, before the
     model runs: a :class:`ConfigError` names the argument (e.g. a probe longer than
@@ -195,11 +196,15 @@ def measure_heads(
     _refuse([length] if length else [])
     device = next(model.parameters()).device
     previous = model.config._attn_implementation
+    training = [(module, module.training) for module in model.modules()]
     model.set_attn_implementation(register())
     try:
+        model.eval()
         stats = head_statistics(model, probes, token_id, device, progress=progress)
     finally:
         model.set_attn_implementation(previous)
+        for module, mode in training:
+            module.training = mode
     check_finite(stats, type(model).__name__)
     return head_classes(head_scores(stats), thresholds)
 
