@@ -162,6 +162,8 @@ def test_measure_heads_refuses_a_first_token_a_config_refuses(first_token, messa
     """A first token inside the probe range (position 0 indistinguishable), negative, or of no known policy."""
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}"):
         cs.measure_heads(planted_model("sdpa"), probes=small_planted_probes(), first_token=first_token)
+
+
 def test_measure_heads_measures_in_eval_mode_and_restores_training_mode(monkeypatch):
     """A model in training mode with dropout is measured as in eval mode (no dropout): two calls agree with each
     other and with the eval-mode call, and the caller's model is left in training mode (its submodules' flags as
@@ -199,6 +201,17 @@ def test_measure_heads_measures_in_eval_mode_and_restores_training_mode(monkeypa
     with pytest.raises(KeyboardInterrupt):
         cs.measure_heads(model, probes=probes)
     assert all(module.training for module in model.modules())
+
+
+def test_measure_heads_of_a_name_and_read_results_of_a_file_say_what_they_want(tmp_path):
+    """A model name instead of a model, or a table file instead of a run folder, is named in one line saying what
+    the function takes, not an AttributeError or a list of missing tables inside the file."""
+    with pytest.raises(TypeError, match=r"needs a loaded transformers model .*from_pretrained.*not str 'gpt2'"):
+        cs.measure_heads("gpt2")
+    table = tmp_path / "heads.parquet"
+    table.write_bytes(b"PAR1")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(table))} is a file; read_results wants a run folder"):
+        cs.read_results(table)
 
 
 def write_results(root: Path, heads: pl.DataFrame) -> None:

@@ -173,6 +173,8 @@ def measure_heads(
     Returns one row per head (``layer``, ``head``), with the columns of
     ``contracts.HEAD_SCORE_COLUMNS`` and ``contracts.CLASS_COLUMNS``.
     """
+    from transformers import PreTrainedModel
+
     from circuitsweep.config.model_config import attention_windows, standard_config
     from circuitsweep.heads.attention_hook import register
     from circuitsweep.heads.measure import head_statistics
@@ -180,6 +182,12 @@ def measure_heads(
     from circuitsweep.heads.stage import first_token_id
     from circuitsweep.plan.sizing import length_problem
 
+    if not isinstance(model, PreTrainedModel):
+        given = f"str {model[:60]!r}" if isinstance(model, str) else type(model).__name__
+        raise TypeError(
+            "measure_heads needs a loaded transformers model (e.g. from AutoModelForCausalLM.from_pretrained(...)), "
+            f"not {given}"
+        )
     policy = _first_token(first_token)
     probes = _probes(probes.to_dict() if probes is not None else {}, policy)
     thresholds = _thresholds(thresholds)
@@ -268,6 +276,8 @@ def read_results(results: str | Path = DEFAULT_RESULTS) -> Results:
 
     from circuitsweep.io.run_folder import unfinished_note
 
+    if Path(results).is_file():
+        raise ConfigError(f"{results} is a file; read_results wants a run folder such as {DEFAULT_RESULTS}")
     if (note := unfinished_note(results)) is not None:
         warnings.warn(f"{results}: {note}", UserWarning, stacklevel=2)
     paths = C.Paths(Path(results))
