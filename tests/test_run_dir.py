@@ -15,7 +15,7 @@ import pytest
 import yaml
 from runenv import job_env, job_logs, run_paths
 
-from circuitsweep.checkpoints.run_dir import duplicate_groups, list_checkpoints, pattern_regex
+from circuitsweep.checkpoints.run_dir import duplicate_groups, formats_back, list_checkpoints, pattern_regex
 from circuitsweep.checkpoints.snapshots import fetch_snapshot
 from circuitsweep.errors import ConfigError, SnapshotError
 from circuitsweep.heads import jobs as heads_jobs
@@ -78,6 +78,22 @@ def test_folders_become_revisions_in_step_order(tmp_path):
     assert skipped == ["iter_0000020x", "iter_20"]
     shutil.rmtree(tmp_path / "iter_0000020")
     assert list_checkpoints(tmp_path, "iter_{step}") == [("iter_20", 20), ("iter_0001000", 1000)]
+
+
+def test_a_step_in_other_digits_than_ascii_is_no_checkpoint(tmp_path):
+    """Issue: `checkpoint-٣` (an Arabic-Indic three) was taken for step 3, though `checkpoint-{step}` formats 3
+    as `checkpoint-3`. A folder is a checkpoint only when the pattern formats its step back to its name (or to
+    its name less leading zeros); any other name that shares the pattern's fixed text is skipped and noted."""
+    for name in ("checkpoint-\u0663", "checkpoint-\uff17", "checkpoint-5", "checkpoint-007"):
+        (tmp_path / name).mkdir()
+    skipped: list[str] = []
+    assert list_checkpoints(tmp_path, "checkpoint-{step}", skipped) == [("checkpoint-5", 5), ("checkpoint-007", 7)]
+    assert skipped == ["checkpoint-\u0663", "checkpoint-\uff17"]
+    assert pattern_regex("ck-{step:07d}").fullmatch("ck-\u0663\u0663\u0663\u0663\u0663\u0663\u0663") is None
+    assert formats_back("ck-0000300", "ck-{step:07d}", 300)
+    assert formats_back("ck-00000300", "ck-{step:07d}", 300)
+    assert not formats_back("ck-300", "ck-{step:07d}", 300)
+    assert not formats_back("ck-0000300", "ck-{step:7d}", 300)  # that pattern writes `ck-    300`
 
 
 def test_zero_padded_folders_are_their_step_and_unparsed_ones_are_noted(tmp_path, caplog):

@@ -96,8 +96,7 @@ def list_checkpoints(path: Path, pattern: str, skipped: list[str] | None = None)
             continue
         match = regex.fullmatch(child.name)
         step = int(match.group(1)) if match else None
-        # as written, or zero-padded beyond the pattern's own width: never fewer digits than it writes
-        if step is not None and len(child.name) >= len(pattern.format(step=step)):
+        if step is not None and formats_back(child.name, pattern, step):
             found.setdefault(step, []).append(child.name)
         elif _looks_like(child.name, prefix, suffix):
             near.append(child.name)
@@ -111,6 +110,26 @@ def list_checkpoints(path: Path, pattern: str, skipped: list[str] | None = None)
     if skipped is not None:
         skipped.extend(near)
     return [(names[0], step) for step, names in sorted(found.items())]
+
+
+def formats_back(name: str, pattern: str, step: int) -> bool:
+    """Whether ``pattern`` formats ``step`` to folder ``name``, or to ``name`` less leading zeros of the step.
+
+    The rule that makes a folder a checkpoint: ``checkpoint-01300`` is step 1300 of ``checkpoint-{step}``,
+    ``iter_1000`` is no step of ``iter_{step:07d}`` (fewer digits than it writes), and a name whose step
+    is written in other digits than ASCII's (``checkpoint-٣``) is no step at all.
+    """
+    written = pattern.format(step=step)
+    if name == written:
+        return True
+    prefix, suffix = _fixed_text(pattern)
+    if not (name.startswith(prefix) and name.endswith(suffix)) or len(name) < len(prefix) + len(suffix):
+        return False
+    digits = name[len(prefix) : len(name) - len(suffix)]
+    field = written[len(prefix) : len(written) - len(suffix)]
+    return (
+        len(digits) > len(field) and digits.isascii() and digits.isdigit() and digits.lstrip("0") == field.lstrip("0")
+    )
 
 
 def _fixed_text(pattern: str) -> tuple[str, str]:

@@ -13,7 +13,7 @@ from circuitsweep.errors import ConfigError
 
 
 def pattern_regex(pattern: str) -> re.Pattern[str]:
-    """A regular expression matching the folder names ``pattern`` formats, the step as group 1.
+    """A regular expression matching the folder names ``pattern`` formats, the step (ASCII digits) as group 1.
 
     Raises :class:`ConfigError` unless the pattern has exactly one field,
     ``{step}``, with no format spec or an integer one (``{step:07d}``).
@@ -23,11 +23,12 @@ def pattern_regex(pattern: str) -> re.Pattern[str]:
     except ValueError as error:
         raise ConfigError(f"source.pattern {pattern!r}: {error}") from None
     fields = [(name, spec) for _, name, spec, _ in parts if name is not None]
-    if [name for name, _ in fields] != ["step"] or not re.fullmatch(r"(0?\d*d)?", fields[0][1] or ""):
+    if [name for name, _ in fields] != ["step"] or not re.fullmatch(r"(0?[0-9]*d)?", fields[0][1] or ""):
         raise ConfigError(
             f"source.pattern {pattern!r} must hold exactly one {{step}} field (optionally {{step:07d}}-style)"
         )
-    regex = "".join(re.escape(text) + (r"(\d+)" if name is not None else "") for text, name, _, _ in parts)
+    # ASCII digits only: ``\d`` would take ``checkpoint-٣`` (an Arabic-Indic three) for step 3
+    regex = "".join(re.escape(text) + (r"([0-9]+)" if name is not None else "") for text, name, _, _ in parts)
     return re.compile(regex)
 
 
