@@ -161,6 +161,19 @@ def test_bad_run_dir_sources_are_named(tmp_path):
         plan_sweep(config, REPO)
 
 
+def test_a_home_relative_path_is_expanded_and_a_blank_one_refused(tmp_path, monkeypatch):
+    """Issue: `path: ~/qrun` was read as `<repository>/~/qrun` ("is not a folder"), and `path: ""` silently swept
+    the repository root. `~` is the home folder, as a shell reads it; a blank path is refused naming the key."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _fake_checkpoint(tmp_path / "qrun" / "checkpoint-5", b"weights")
+    plan = plan_sweep(_config(Path("~/qrun")), REPO)
+    assert plan.models["my-run"].source["path"] == str(tmp_path / "qrun")
+    assert [r.name for r in plan.revisions["my-run"]] == ["checkpoint-5"]
+    for blank in ("", "  "):
+        with pytest.raises(ConfigError, match=rf"models\.my-run\.source\.path: {blank!r} is not a folder path"):
+            plan_sweep(_config(Path("x"), path=blank), REPO)
+
+
 @pytest.fixture(scope="module")
 def saved_checkpoints(tmp_path_factory) -> dict[str, Path]:
     """A tiny GPT-NeoX saved by save_pretrained, whole and in shards, and torch.save's pickle of its weights."""

@@ -10,6 +10,7 @@ is reported with the path of the offending key before any job runs.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -320,6 +321,14 @@ def _check_branch_pattern(name: str, source: dict[str, Any]) -> list[str]:
     return []
 
 
+def _source(source: dict[str, Any]) -> dict[str, Any]:
+    """A model's ``source`` with a ``path`` that starts with ``~`` in the home folder (as a shell reads it)."""
+    out = dict(source)
+    if isinstance(out.get("path"), str) and out["path"].startswith("~"):
+        out["path"] = os.path.expanduser(out["path"])
+    return out
+
+
 def resolve_model(name: str, entry: dict[str, Any], config: dict[str, Any]) -> ModelSettings:
     """Merge study defaults, global settings and ``entry``'s overrides for one model."""
     probes = _deep_merge(_deep_merge(study_defaults("probes"), config.get("probes", {})), entry.get("probes", {}))
@@ -330,7 +339,7 @@ def resolve_model(name: str, entry: dict[str, Any], config: dict[str, Any]) -> M
     return ModelSettings(
         name=name,
         architecture=entry["architecture"],
-        source=dict(entry["source"]),
+        source=_source(entry["source"]),
         revisions=entry["revisions"],
         tokens=dict(entry.get("tokens", {})),
         dtype=entry.get("dtype", schema_default("$defs", "model", "properties", "dtype")),
@@ -408,6 +417,8 @@ def resolve_config(config: dict[str, Any]) -> dict[str, ModelSettings]:
             problems.append(f"models.{name}.source: a local source needs path (a folder in the Hub cache layout)")
         if source["type"] not in ("local", "run_dir") and "path" in source:
             problems.append(f"models.{name}.source.path: only a local or run_dir source has a path")
+        elif isinstance(source.get("path"), str) and not source["path"].strip():
+            problems.append(f"models.{name}.source.path: {source['path']!r} is not a folder path")
         problems += _check_run_dir(name, source, model.tokens)
         if "branch_pattern" in source:
             problems += _check_branch_pattern(name, source)
