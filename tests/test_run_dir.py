@@ -196,6 +196,12 @@ def _cut(path: Path, keep: int) -> None:
     path.write_bytes(path.read_bytes()[:keep])
 
 
+def _dangle(folder: Path) -> None:
+    """``config.json`` replaced by a symbolic link to a file that is not there (a copy made with ``cp -P``)."""
+    (folder / "config.json").unlink()
+    (folder / "config.json").symlink_to("../elsewhere/config.json")
+
+
 #: Per broken checkpoint: the saved folder it starts from, what breaks it, and the one line planning gives.
 BROKEN = {
     "truncated": ("single", lambda f: _cut(f / "model.safetensors", 200_000),
@@ -212,6 +218,9 @@ BROKEN = {
                               r"checkpoint-50/pytorch_model\.bin is not a PyTorch weights file"),
     "no config.json": ("single", lambda f: (f / "config.json").unlink(),
                        r"checkpoint-50/config\.json does not exist: a model folder needs the config\.json"),
+    "config.json a broken link": ("single", _dangle,
+                                  r"checkpoint-50/config\.json is a broken symbolic link \(to \.\./elsewhere/"
+                                  r"config\.json, which does not exist\)"),
     "config.json not JSON": ("single", lambda f: (f / "config.json").write_text('{"hidden_size": 64,'),
                              r"checkpoint-50/config\.json is not valid JSON"),
 }  # fmt: skip
@@ -248,7 +257,7 @@ def _check_config(config: dict, folder: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, env=job_env(), cwd=folder, timeout=120)
 
 
-@pytest.mark.parametrize("case", ["truncated", "missing shard", "no config.json"])
+@pytest.mark.parametrize("case", ["truncated", "missing shard", "no config.json", "config.json a broken link"])
 def test_check_config_refuses_a_broken_checkpoint_in_one_line(tmp_path, saved_checkpoints, case):
     """`circuitsweep check-config` (the checks Snakemake runs at DAG build) exits 3 with one line naming the file,
     no traceback and no job sized as OLMoE; a folder not named by the pattern is noted in one line."""

@@ -344,10 +344,15 @@ def check_fits(estimate: MemoryEstimate, limit: int | None, where: str, what: st
 def load_model_config(folder: Path | str) -> dict[str, Any]:
     """The ``config.json`` of a model folder under transformers' standard names (:mod:`..config.model_config`).
 
-    Raises :class:`SnapshotError` naming the file when it is missing, not
+    Raises :class:`SnapshotError` naming the file when it is missing (or a link to nothing), not
     UTF-8 JSON, not an object, or lacks a shape key the estimate needs.
     """
     path = Path(folder) / "config.json"
+    if path.is_symlink() and not path.exists():
+        raise SnapshotError(
+            f"{path} is a broken symbolic link (to {os.readlink(path)}, which does not exist): "
+            "point it at the config.json save_pretrained wrote, or copy that file there"
+        )
     if not path.exists():  # raised outside an OSError handler: a rerun would miss it too (plan.retry)
         raise SnapshotError(f"{path} does not exist: a model folder needs the config.json save_pretrained writes")
     try:
