@@ -15,6 +15,7 @@ from test_scores_reference import PROBES, eager_reference
 from circuitsweep.checkpoints.hub import Snapshot
 from circuitsweep.checkpoints.snapshots import record_path
 from circuitsweep.config.load import study_defaults
+from circuitsweep.errors import SnapshotError
 from circuitsweep.heads.attention_hook import register
 from circuitsweep.heads.classify import Thresholds
 from circuitsweep.heads.measure import head_statistics
@@ -66,6 +67,20 @@ def test_cls_token_is_read_from_tokenizer_files(tmp_path: Path):
     assert special_token_id(tmp_path, "cls_token") == 9
     with_bos = type("Config", (), {"bos_token_id": 4, "eos_token_id": 7})()
     assert first_token_id({"policy": "bos"}, with_bos, tmp_path) == 4
+
+
+def test_a_model_without_bos_names_the_key_the_model_and_the_revision(tmp_path: Path):
+    """Issue: policy bos on a model whose config and tokenizer give no BOS, CLS or EOS id failed in its job with a
+    line naming neither the model, the revision nor the key to change. It names all three, and what to set."""
+    config = type("Config", (), {"bos_token_id": None, "eos_token_id": None})()
+    with pytest.raises(
+        SnapshotError,
+        match=r"^models\.my-qwen\.first_token: policy bos, but neither the model config nor the tokenizer files "
+        r"of my-qwen checkpoint-0 give a bos_token_id, a CLS token or an eos_token_id; use policy none, or fixed",
+    ):
+        first_token_id({"policy": "bos"}, config, tmp_path, model="my-qwen", revision="checkpoint-0")
+    with pytest.raises(SnapshotError, match=r"^first_token: policy bos, but"):
+        first_token_id({"policy": "bos"}, config)  # the notebook API's argument
 
 
 def _minilm_snapshot(tmp_path: Path) -> Path:

@@ -265,7 +265,7 @@ def run_final_ablation(
     conditions = final_conditions(
         ranking, final, cut, n_heads, settings["spectral_top_k"], ablation.random_draws, ablation.random_seed
     )
-    token_id = first_token_id(job.first_token, model.config, snapshot.path)
+    token_id = first_token_id(job.first_token, model.config, snapshot.path, model=job.model, revision=job.revision)
     probes = [synthetic_probe(job.probes, token_id)]
     if job.probes.natural_text is not None:
         from circuitsweep.heads.natural_text import read_natural_batch, tokenizer_fingerprint

@@ -123,13 +123,22 @@ def special_token_id(snapshot: Path, name: str) -> int | None:
     return None
 
 
-def first_token_id(policy: dict[str, Any], model_config: Any, snapshot: Path | None = None) -> int | None:
+def first_token_id(
+    policy: dict[str, Any],
+    model_config: Any,
+    snapshot: Path | None = None,
+    *,
+    model: str | None = None,
+    revision: str | None = None,
+) -> int | None:
     """The token id placed at position 0: None (keep the random token), fixed, or BOS.
 
     Policy ``bos`` resolves to the config's ``bos_token_id``; failing that to
     the CLS token (an encoder's position-0 token: the config's
     ``cls_token_id``, else the ``cls_token`` of the tokenizer files in
-    ``snapshot``); failing that to ``eos_token_id``.
+    ``snapshot``); failing that to ``eos_token_id``. A model with none of them is
+    refused naming the key ``models.<model>.first_token`` and the revision (a job's
+    ``model`` and ``revision``; without them, the key ``first_token``).
     """
     if policy["policy"] == "none":
         return None
@@ -143,9 +152,11 @@ def first_token_id(policy: dict[str, Any], model_config: Any, snapshot: Path | N
     if value is None:
         value = _config_token_id(model_config, "eos_token_id")
     if value is None:
+        key = f"models.{model}.first_token" if model else "first_token"
+        of = f" of {model} {revision}" if model and revision else ""
         raise SnapshotError(
-            "first_token policy bos: neither the model config nor the tokenizer files give a "
-            "bos_token_id, a CLS token or an eos_token_id"
+            f"{key}: policy bos, but neither the model config nor the tokenizer files{of} give a "
+            "bos_token_id, a CLS token or an eos_token_id; use policy none, or fixed with a token_id"
         )
     return value
 
@@ -265,7 +276,7 @@ def measure_loaded(
     from circuitsweep.io.stats import software_versions, write_stats
 
     device = resolve_device(job.device)
-    token_id = first_token_id(job.first_token, model.config, snapshot.path)
+    token_id = first_token_id(job.first_token, model.config, snapshot.path, model=job.model, revision=job.revision)
     vocab = model.config.vocab_size
     if job.probes.token_range[1] > vocab or (token_id is not None and token_id >= vocab):
         raise DataError(

@@ -127,7 +127,11 @@ def measure_loaded_primitives(model: Any, snapshot: Any, job: PrimitiveJob, stim
     else:
         low, high = job.token_range
         encoder = HashWordEncoder(
-            low, high, first_token_id=first_token_id(job.first_token, model.config, snapshot.path)
+            low,
+            high,
+            first_token_id=first_token_id(
+                job.first_token, model.config, snapshot.path, model=job.model, revision=job.revision
+            ),
         )
         encoding = f"hash[{low},{high})"
     tensors = measure_primitives(model, encoder, stimuli, batch_size=job.batch_size, device=device)
