@@ -45,8 +45,15 @@ def _fake_checkpoint(folder: Path, weights: bytes) -> None:
     (folder / "optimizer.pt").write_bytes(b"training state, not weights")
 
 
+#: Probes every checkpoint here holds (planning refuses ids past a config.json's vocab_size, a probe past its context).
+SMALL_PROBES = {"token_range": [3, 32], "batch_size": 4,
+                "induction": {"n_sequences": 4, "seq_len": 48, "n_baseline": 10},
+                "repeated": {"n_sequences": 4, "seq_len": 32}, "random": {"n_sequences": 4, "seq_len": 16}}  # fmt: skip
+
+
 def _config(run: Path, **source) -> dict:
     return {
+        "probes": SMALL_PROBES,
         "primitives": {"enabled": False},
         "models": {
             "my-run": {
@@ -432,6 +439,52 @@ def test_a_checkpoint_overwritten_between_fetch_and_measurement_is_refused(tmp_p
     LlamaForCausalLM(config).save_pretrained(run / "checkpoint-7")  # overwritten after the fetch
     with pytest.raises(SnapshotError, match=r"checkpoint-7: model\.safetensors changed after .*run the workflow again"):
         load_revision(tmp_path / "snap", job)
+
+
+#: Per config.json that dooms every job: the change to the fake checkpoint and the config, and the job's own line.
+DOOMED = {
+    "probe ids past the vocabulary": ({"vocab_size": 20}, {},
+                                      r"models\.my-run\.probes\.token_range: \[3, 32\) exceeds the vocabulary of "
+                                      r"20 tokens \(vocab_size in .*checkpoint-1/config\.json\); use a range that "
+                                      r"ends at 20 at most$"),
+    "a first token past the vocabulary": ({"bos_token_id": 99}, {"first_token": {"policy": "bos"}},
+                                          r"models\.my-run\.first_token: token 99 exceeds the vocabulary of 32 tokens"),
+    "a probe past the context": ({"max_position_embeddings": 40}, {},
+                                 r"models\.my-run\.probes\.induction\.seq_len: 48 exceeds the model's context of 40 "
+                                 r"positions \(max_position_embeddings\); shorten the probe \(.*checkpoint-1/config"),
+    "another class": ({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"}, {},
+                      r"models\.my-run\.architecture: .*checkpoint-1 holds \['Qwen2ForCausalLM'\], not "
+                      r"LlamaForCausalLM as configured$"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(DOOMED))
+def test_planning_refuses_a_config_json_that_fails_every_job(tmp_path, case):
+    """Issue: check-config accepted probe ids past a checkpoint's vocab_size, a probe longer than its
+    max_position_embeddings and a Llama checkpoint in a Qwen2 sweep; every job then failed alike. Planning reads
+    each folder's config.json already: it refuses them with the job's own line (one rule, one wording)."""
+    file_change, config_change, line = DOOMED[case]
+    run = tmp_path / "run"
+    _fake_checkpoint(run / "checkpoint-0", b"weights 0")
+    _fake_checkpoint(run / "checkpoint-1", b"weights 1")
+    (run / "checkpoint-1" / "config.json").write_text(json.dumps({**FAKE_CONFIG, **file_change}))
+    config = _config(run)
+    model = config["models"]["my-run"]
+    model.update(config_change)
+    with pytest.raises(ConfigError, match="^" + line):
+        plan_sweep(config, REPO)
+    model["revisions"] = ["checkpoint-0"]
+    assert [r.name for r in plan_sweep(config, REPO).revisions["my-run"]] == ["checkpoint-0"]
+
+
+def test_check_config_refuses_another_class_in_one_line(tmp_path):
+    """`circuitsweep check-config` says it in one line, exit 3, before any job."""
+    _fake_checkpoint(tmp_path / "run" / "checkpoint-0", b"weights")
+    config = _config(tmp_path / "run")
+    config["models"]["my-run"]["architecture"] = "Qwen2ForCausalLM"
+    result = _check_config(config, tmp_path)
+    assert result.returncode == 3 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "models.my-run.architecture: " in result.stderr and "not Qwen2ForCausalLM as configured" in result.stderr
 
 
 def test_check_config_writes_no_hash_cache_where_it_runs(tmp_path, monkeypatch):

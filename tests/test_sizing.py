@@ -116,6 +116,20 @@ def test_job_refuses_a_probe_beyond_max_position_embeddings():
         check_job_size(job(induction={"seq_len": 4096}), PYTHIA_1B, "cpu", None)
 
 
+def test_probe_ids_past_the_vocabulary_are_named_by_their_key():
+    """The one vocabulary rule of the job and of planning: ids are drawn from [low, high) and the first token sits
+    at position 0, so high may equal the vocabulary, the first token may not; each problem names its key."""
+    assert sizing.vocabulary_problem((3, 128), 127, 128, "models.m", "m step1") is None
+    assert sizing.vocabulary_problem((3, 5000), None, 128, "models.m", "m step1") == (
+        "models.m.probes.token_range: [3, 5000) exceeds the vocabulary of 128 tokens (m step1); "
+        "use a range that ends at 128 at most"
+    )
+    assert sizing.vocabulary_problem((3, 100), 128, 128, "models.m", "m step1") == (
+        "models.m.first_token: token 128 exceeds the vocabulary of 128 tokens (m step1)"
+    )
+    assert sizing.vocabulary_problem((3, 5000), 1, None, "models.m", "m step1") is None  # no vocab_size: unknown
+
+
 def test_job_refuses_what_its_mem_mb_cannot_hold():
     """A job whose estimate exceeds its mem_mb is refused with the estimate and the limit in the message."""
     with pytest.raises(ConfigError, match=r"pythia-1b step1: .*needs about 6\.\d+ GiB .*mem_mb of 2000"):

@@ -163,8 +163,8 @@ def test_a_run_dir_is_sized_by_the_config_json_on_disk(tmp_path):
     OLMoE), as the workflow's job requests do."""
     folder = tmp_path / "run" / "checkpoint-10"
     folder.mkdir(parents=True)
-    shape = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 128,
-             "intermediate_size": 128, "model_type": "llama"}  # fmt: skip
+    shape = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 50304,
+             "intermediate_size": 128, "model_type": "llama", "architectures": ["LlamaForCausalLM"]}  # fmt: skip
     (folder / "config.json").write_text(json.dumps(shape))
     save_file({"w": np.zeros(4, dtype=np.float32)}, folder / "model.safetensors")  # planning reads its header
     config = {"primitives": {"enabled": False},

@@ -27,7 +27,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, Generation
 from circuitsweep.checkpoints.run_dir import check_shards  # torch-free: planning runs it too
 from circuitsweep.checkpoints.safetensors_format import safetensors_header
 from circuitsweep.checkpoints.streaming import read_weights
-from circuitsweep.config.architectures import CAUSAL_LM, architecture_kind, imported_mappings, refusal
+from circuitsweep.config.architectures import CAUSAL_LM, architecture_kind, check_declared, imported_mappings, refusal
 from circuitsweep.config.model_config import attention_windows
 from circuitsweep.errors import ConfigError, SnapshotError, UnsupportedModelError
 
@@ -87,13 +87,7 @@ def check_architecture(snapshot: Path, architecture: str) -> dict:
         raise SnapshotError(f"{config_file} is not valid JSON: {error}") from error
     if not isinstance(config, dict):
         raise SnapshotError(f"{config_file} holds a JSON {type(config).__name__}, not an object")
-    declared = config.get("architectures") or []
-    if architecture not in declared:
-        raise SnapshotError(
-            f"{snapshot} holds {declared or 'no declared architecture'}, not {architecture} as configured"
-        )
-    if "auto_map" in config:
-        raise SnapshotError(f"{config_file} asks for remote code (auto_map); circuitsweep never runs remote code")
+    check_declared(snapshot, config, architecture)
     return config
 
 

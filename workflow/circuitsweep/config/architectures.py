@@ -23,8 +23,9 @@ import importlib.util
 from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-from circuitsweep.errors import ConfigError, UnsupportedModelError
+from circuitsweep.errors import ConfigError, SnapshotError, UnsupportedModelError
 
 CAUSAL_LM = "causal_lm"
 BASE_MODEL = "base_model"
@@ -205,3 +206,20 @@ def check_at_planning(architecture: str) -> None:
     model_type = mappings[next(name for name, k in MAPPINGS.items() if k == kind)][architecture]
     if planning_attention_support(architecture, model_type) is False:
         raise ConfigError(refusal(architecture))
+
+
+def check_declared(snapshot: Path, config: Mapping[str, Any], architecture: str) -> None:
+    """Refuse a checkpoint whose ``config.json`` (the mapping ``config``) does not declare ``architecture``
+    among its ``architectures``, or asks for remote code (``auto_map``), naming ``snapshot``.
+
+    The job's check before it loads weights, and planning's on a run_dir folder (no torch: the mapping only).
+    """
+    declared = config.get("architectures") or []
+    if architecture not in declared:
+        raise SnapshotError(
+            f"{snapshot} holds {declared or 'no declared architecture'}, not {architecture} as configured"
+        )
+    if "auto_map" in config:
+        raise SnapshotError(
+            f"{Path(snapshot) / 'config.json'} asks for remote code (auto_map); circuitsweep never runs remote code"
+        )

@@ -277,12 +277,10 @@ def measure_loaded(
 
     device = resolve_device(job.device)
     token_id = first_token_id(job.first_token, model.config, snapshot.path, model=job.model, revision=job.revision)
-    vocab = model.config.vocab_size
-    if job.probes.token_range[1] > vocab or (token_id is not None and token_id >= vocab):
-        raise DataError(
-            f"{job.model} {job.revision}: probe token range {list(job.probes.token_range)} or first token {token_id} "
-            f"exceeds the vocabulary of {vocab} tokens"
-        )
+    where, revision = f"models.{job.model}", f"{job.model} {job.revision}"
+    problem = sizing.vocabulary_problem(job.probes.token_range, token_id, model.config.vocab_size, where, revision)
+    if problem:
+        raise DataError(problem)
     started = time.perf_counter()
     stats = head_statistics(model, job.probes, token_id, device, progress=progress)
     if device.type == "cuda":

@@ -9,15 +9,16 @@ training job, and a bad ``branch_format`` never reaches Snakemake as a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from circuitsweep.checkpoints import run_dir
 from circuitsweep.checkpoints.revisions import Revision, parse_branch, same_point
+from circuitsweep.config.architectures import check_declared
 from circuitsweep.config.load import ModelSettings
-from circuitsweep.errors import ConfigError
+from circuitsweep.errors import ConfigError, SnapshotError
 from circuitsweep.io.names import unsafe_reason
 from circuitsweep.plan import sizing
 from circuitsweep.toy.spec import ToySpec, branch_name
@@ -208,6 +209,35 @@ def size_problems(model: ModelSettings) -> list[str]:
     except ConfigError as error:
         problems.append(str(error))
     return problems
+
+
+def checkpoint_problem(model: ModelSettings, folder: Path, model_config: Mapping[str, Any]) -> str | None:
+    """What in a run_dir checkpoint's ``config.json`` would fail every job of ``model``, as its job would say it.
+
+    ``model_config``: the file as :func:`sizing.load_model_config` reads it. The job's own checks, on the file
+    alone: the class it declares (:func:`check_declared`), a probe longer than its context or a layer's
+    sliding window (:func:`sizing.length_problem`), probe ids or a first token past its vocabulary
+    (:func:`sizing.vocabulary_problem`; a ``bos`` first token when the file gives ``bos_token_id``: without it the
+    config class's default, not known here, decides).
+    """
+    where, config_file = f"models.{model.name}", Path(folder) / "config.json"
+    try:
+        check_declared(folder, model_config, model.architecture)
+    except SnapshotError as error:
+        return f"{where}.architecture: {error}"
+    problem = sizing.length_problem(model.probes.to_dict(), model_config, where)
+    if problem:
+        return f"{problem} ({config_file})"
+    policy, token_id = model.first_token.get("policy"), None
+    if policy == "fixed":
+        token_id = int(model.first_token["token_id"])
+    elif policy == "bos":
+        bos = model_config.get("bos_token_id")
+        bos = bos[0] if isinstance(bos, list) and bos else bos
+        token_id = bos if isinstance(bos, int) and not isinstance(bos, bool) else None
+    vocab = model_config.get("vocab_size")
+    vocab = vocab if isinstance(vocab, int) and not isinstance(vocab, bool) else None
+    return sizing.vocabulary_problem(model.probes.token_range, token_id, vocab, where, f"vocab_size in {config_file}")
 
 
 def model_problems(model: ModelSettings) -> list[str]:

@@ -314,6 +314,28 @@ def length_problem(
     return problem
 
 
+def vocabulary_problem(
+    token_range: Sequence[int], token_id: int | None, vocab: int | None, where: str, model: str
+) -> str | None:
+    """Probe ids or a first token the model's embedding does not hold (ids ``>= vocab``), as a message naming the key.
+
+    The probes draw ids from ``token_range`` ``[low, high)`` and put ``token_id`` (None: none) at position 0.
+    ``where``: the model's key (``models.<name>``); ``model``: whose vocabulary it is (a revision, a config.json).
+    The job checks the loaded model; planning a run_dir checkpoint's config.json, so every job would fail alike.
+    """
+    if not vocab:
+        return None
+    low, high = token_range
+    if high > int(vocab):
+        return (
+            f"{where}.probes.token_range: [{low}, {high}) exceeds the vocabulary of {vocab} tokens ({model}); "
+            f"use a range that ends at {vocab} at most"
+        )
+    if token_id is not None and token_id >= int(vocab):
+        return f"{where}.first_token: token {token_id} exceeds the vocabulary of {vocab} tokens ({model})"
+    return None
+
+
 def machine_memory_bytes() -> int | None:
     """This machine's available RAM (``MemAvailable`` of /proc/meminfo, else physical memory), or None."""
     try:

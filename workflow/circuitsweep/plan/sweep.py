@@ -29,7 +29,6 @@ from circuitsweep.config.load import (
     schema_default,
     setting_key,
 )
-from circuitsweep.config.model_config import attention_windows
 from circuitsweep.config.probes import AblationSettings, BootstrapSettings
 from circuitsweep.config.stimuli import load_stimuli
 from circuitsweep.errors import ConfigError, DataError, SnapshotError
@@ -42,7 +41,7 @@ from circuitsweep.io.corpus import corpus_files
 from circuitsweep.io.run_folder import run_folder_refusal, run_root
 from circuitsweep.io.settings_files import check_settings_folder
 from circuitsweep.plan import passes, sizing
-from circuitsweep.plan.checks import model_problems, revision_problems, tokenizer_problem
+from circuitsweep.plan.checks import checkpoint_problem, model_problems, revision_problems, tokenizer_problem
 from circuitsweep.plan.rounds import RefineSettings, read_rounds, resolve_refine, with_added
 
 logger = logging.getLogger(__name__)
@@ -489,9 +488,10 @@ def run_dir_fingerprints(
     """sha256 weights fingerprints of the planned revisions of every run_dir source; logs identical folders.
 
     Every planned checkpoint folder is checked first, before any file is hashed, as its measuring job
-    would find it: a ``config.json`` that sizes the job (:func:`sizing.load_model_config`), probes that fit
-    its sliding windows (:func:`sizing.window_problem`) and complete weight files
-    (:func:`run_dir.check_weights`); the first problem is refused, naming the file or the probe key.
+    would find it: a ``config.json`` that sizes the job (:func:`sizing.load_model_config`) and complete
+    weight files (:func:`run_dir.check_weights`), then what that ``config.json`` says against the model's
+    settings (:func:`checkpoint_problem`: class, context and sliding windows, vocabulary); the first
+    problem is refused, naming the file or the key.
     ``hash_cache``: the JSON file remembering file hashes between runs (None: hash afresh, write nothing).
     """
     out = {}
@@ -499,18 +499,21 @@ def run_dir_fingerprints(
         if model.source["type"] != "run_dir":
             continue
         folder = root / model.source["path"]
-        probes, problem = model.probes.to_dict(), None
         try:
+            configs = {}
             for revision in revisions[name]:
-                config = sizing.load_model_config(folder / revision.name)
+                configs[revision.name] = sizing.load_model_config(folder / revision.name)
                 run_dir.check_weights(folder / revision.name)
-                problem = problem or sizing.window_problem(probes, attention_windows(config), f"models.{name}")
-            if problem is None:
-                out[name] = run_dir.fingerprints(folder, [r.name for r in revisions[name]], hash_cache)
         except (ConfigError, SnapshotError) as error:
             raise ConfigError(f"models.{name}.source: {error}") from None
-        if problem is not None:
-            raise ConfigError(problem)
+        for revision_name, model_config in configs.items():
+            problem = checkpoint_problem(model, folder / revision_name, model_config)
+            if problem:
+                raise ConfigError(problem)
+        try:
+            out[name] = run_dir.fingerprints(folder, list(configs), hash_cache)
+        except (ConfigError, SnapshotError) as error:
+            raise ConfigError(f"models.{name}.source: {error}") from None
         for group in run_dir.duplicate_groups(out[name]):
             logger.warning(
                 "%s: checkpoint folders %s of %s hold identical weights; later ones are marked duplicate_of %s",
