@@ -125,6 +125,41 @@ def test_zero_padded_folders_are_their_step_and_unparsed_ones_are_noted(tmp_path
         plan_sweep(_config(run), REPO)
 
 
+def test_measured_revisions_whose_folders_are_gone_are_named(tmp_path, caplog):
+    """Issue: HF Trainer's save_total_limit deletes old checkpoints as it trains; on the rerun their measured
+    revisions left every table without a word, their caches still on disk. Planning names them per model, with
+    where the caches stay; a cache folder the pattern does not take, or with no head cache, is not named."""
+    run, results = tmp_path / "run", Paths(tmp_path / "results")
+    for step in (0, 100, 200, 300):
+        _fake_checkpoint(run / f"checkpoint-{step}", f"weights {step}".encode())
+    for name in ("checkpoint-100", "checkpoint-200", "checkpoint-300", "checkpoint-best", "main"):
+        results.head_scores("my-run", name).parent.mkdir(parents=True)
+        results.head_scores("my-run", name).write_bytes(b"a head cache")
+    results.revision_cache("my-run", "checkpoint-400").mkdir()  # no head cache: never measured
+
+    def notes():
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="circuitsweep"):
+            plan = plan_sweep(_config(run), REPO, results)
+        return [r.getMessage() for r in caplog.records if "no longer in" in r.getMessage()], plan
+
+    assert notes()[0] == []
+    shutil.rmtree(run / "checkpoint-200")
+    found, plan = notes()
+    assert [r.name for r in plan.revisions["my-run"]] == ["checkpoint-0", "checkpoint-100", "checkpoint-300"]
+    assert found == [
+        f"my-run: 1 measured revision is no longer in {run} (checkpoint-200): it is left out of the tables; "
+        f"its cache stays in {results.revision_cache('my-run', 'checkpoint-200')} (restore the folder to bring it back)"
+    ]
+    shutil.rmtree(run / "checkpoint-300")
+    shutil.rmtree(run / "checkpoint-100")
+    assert notes()[0] == [
+        f"my-run: 3 measured revisions are no longer in {run} (checkpoint-100, checkpoint-200, checkpoint-300): "
+        f"they are left out of the tables; their caches stay in {results.root / 'cache' / 'my-run'} "
+        "(restore the folders to bring them back)"
+    ]
+
+
 def test_plan_reads_steps_tokens_and_fingerprints(tmp_path):
     """Revisions are the folders with tokens = step x per_step; each measuring job's params carry its folder's
     weights fingerprint, which changes when the weights are overwritten; identical folders are flagged."""

@@ -518,6 +518,10 @@ class Paths:
     def snapshot(self, model: str, revision: str) -> Path:
         return self.root / "snapshots" / model / revision
 
+    def revision_cache(self, model: str, revision: str) -> Path:
+        """The folder of every cache of one revision (head, natural-text, ablation, primitive)."""
+        return self.root / "cache" / model / revision
+
     def head_stats(self, model: str, revision: str) -> Path:
         return self.root / "cache" / model / revision / "heads.safetensors"
 

@@ -29,6 +29,7 @@ from circuitsweep.config.load import (
     schema_default,
     setting_key,
 )
+from circuitsweep.config.patterns import pattern_regex
 from circuitsweep.config.probes import AblationSettings, BootstrapSettings
 from circuitsweep.config.stimuli import load_stimuli
 from circuitsweep.errors import ConfigError, DataError, SnapshotError
@@ -402,6 +403,7 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None, *
     models = resolve_config(config)
     # only a run with a results folder keeps the hash cache (check-config writes nothing)
     hash_cache = paths.run_dir_hashes() if paths is not None and keep_hashes else None
+    results_given = paths is not None
     paths = paths or Paths()
     refine = None
     revisions, available, stimuli = {}, {}, {}
@@ -462,6 +464,8 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None, *
     if problems:
         problems = list(dict.fromkeys(problems))  # a top-level setting every model inherits is named once
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+    if results_given:
+        note_gone_checkpoints(models, available, Path(root), paths)
     ablation, causal_factor, causal_alpha = resolve_ablation(config)
     return Plan(
         models=models,
@@ -480,6 +484,58 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None, *
         spectral_top_k=resolve_spectral_top_k(config),
         bootstrap=resolve_bootstrap(config),
     )
+
+
+def gone_checkpoints(model: ModelSettings, available: Sequence[Revision], paths: Paths) -> list[str]:
+    """The revisions of run_dir ``model`` measured into ``paths`` (a head cache) whose folders are gone, by step.
+
+    A name counts when the source's pattern takes it for a checkpoint (:func:`run_dir.formats_back`) and
+    the source no longer lists it: HF Trainer's ``save_total_limit`` deletes old checkpoints as it trains.
+    """
+    cache = paths.revision_cache(model.name, "_").parent
+    if model.source["type"] != "run_dir" or not cache.is_dir():
+        return []
+    pattern = model.source.get("pattern", RUN_DIR_PATTERN)
+    regex, listed = pattern_regex(pattern), {revision.name for revision in available}
+    gone = {}
+    for folder in cache.iterdir():
+        match = regex.fullmatch(folder.name)
+        if match is None or folder.name in listed or not run_dir.formats_back(folder.name, pattern, int(match[1])):
+            continue
+        if paths.head_scores(model.name, folder.name).is_file():
+            gone[folder.name] = int(match[1])
+    return sorted(gone, key=lambda name: (gone[name], name))
+
+
+def note_gone_checkpoints(
+    models: dict[str, ModelSettings], available: dict[str, list[Revision]], root: Path, paths: Paths
+) -> None:
+    """Say, per run_dir model, which measured revisions left the tables because their folders are gone.
+
+    The tables hold the planned revisions only, and a revision is planned when its folder is there; its
+    cache is left where it is, so restoring the folder (same weights) puts it back without a measurement.
+    """
+    for name, model in models.items():
+        gone = gone_checkpoints(model, available.get(name, []), paths)
+        if not gone:
+            continue
+        one = len(gone) == 1
+        shown = ", ".join(gone[:5]) + (f" and {len(gone) - 5} more" if len(gone) > 5 else "")
+        cache = paths.revision_cache(name, gone[0]) if one else paths.revision_cache(name, "_").parent
+        logger.warning(
+            "%s: %d measured revision%s no longer in %s (%s): %s left out of the tables; %s in %s "
+            "(restore the folder%s to bring %s back)",
+            name,
+            len(gone),
+            " is" if one else "s are",
+            root / model.source["path"],
+            shown,
+            "it is" if one else "they are",
+            "its cache stays" if one else "their caches stay",
+            cache,
+            "" if one else "s",
+            "it" if one else "them",
+        )
 
 
 def run_dir_fingerprints(
