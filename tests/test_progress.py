@@ -128,3 +128,22 @@ def test_the_console_keeps_errors_the_job_counts_and_a_progress_line_per_tenth(t
     finally:
         log_file.close()
         logger.handlers = []
+
+
+def test_a_report_of_an_unfinished_run_does_not_warn_of_every_output_it_lacks(tmp_path):
+    """While Snakemake builds the report of a run that failed, it warns "Missing metadata" for every output not
+    made (dozens): the console drops those for files that do not exist and keeps the warning for one that does."""
+    import logging
+
+    from circuitsweep.io.console import ConsoleFilter
+
+    def warning(path: Path) -> logging.LogRecord:
+        message = f"Missing metadata for file {path}. Maybe metadata was deleted or it was created using an older"
+        return logging.LogRecord("snakemake.logging", logging.WARNING, __file__, 1, message, None, None)
+
+    made = tmp_path / "tables" / "milestones.csv"
+    made.parent.mkdir()
+    made.write_text("model\n")
+    console = ConsoleFilter()
+    assert not console.filter(warning(tmp_path / "tables" / "emergence.csv"))
+    assert console.filter(warning(made))

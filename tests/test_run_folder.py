@@ -328,3 +328,56 @@ def test_a_run_that_did_not_finish_leaves_a_note_until_one_finishes(tmp_path):
     mark_run_finished(root)
     assert unfinished_note(root) is None
     mark_run_finished(root)  # a run that never started one: nothing to remove
+
+
+@pytest.mark.parametrize(
+    ("argv", "building"),
+    [
+        (["--cores", "1", "--report", "results/toy/report.html"], True),
+        (["--report", "--configfile", "c.yaml"], True),
+        (["--report=r.html"], True),
+        (["--cores", "1", "--report", "r.html", "--report-after-run"], False),
+        (["--cores", "1", "--report-stylesheet", "s.css"], False),
+        (["--cores", "1", "--configfile", "c.yaml"], False),
+    ],
+)
+def test_the_workflow_knows_when_snakemake_builds_a_report(argv, building):
+    """Only ``--report`` without ``--report-after-run`` builds a report from the outputs as they are."""
+    from circuitsweep.io.report_mode import building_report
+
+    assert building_report(argv) is building
+
+
+def test_an_output_with_a_model_wildcard_exists_when_every_models_does(tmp_path):
+    """A rule's report flag covers all its jobs: a per-model figure counts as made once every model's is."""
+    from circuitsweep.io.report_mode import outputs_exist
+
+    (tmp_path / "a.png").write_bytes(b"png")
+    assert outputs_exist(tmp_path / "a.png", ["a"]) and not outputs_exist(tmp_path / "b.png", ["a"])
+    per_model = str(tmp_path / "{model}.png")
+    assert outputs_exist(per_model, ["a"]) and not outputs_exist(per_model, ["a", "b"])
+
+
+def test_a_report_of_a_run_that_failed_bundles_what_exists_below_its_note(tmp_path):
+    """`snakemake --report` after a run that failed before any table (its outputs flagged for the report do not
+    exist) writes the report, opening with the run's unfinished note and bundling the tables that are there."""
+    from circuitsweep.io.contracts import Paths
+    from circuitsweep.io.run_folder import mark_run_failed
+
+    config = tmp_path / "toy.yaml"
+    config.write_text((REPO / "config" / "config.yaml").read_text())
+    work = tmp_path / "w"
+    paths = Paths(work / "results" / "toy")
+    mark_run_failed(paths.root)
+    paths.overhead_table("csv").parent.mkdir(parents=True)
+    paths.overhead_table("csv").write_text("rule,seconds\nmeasure_heads,1.5\n")
+    report = work / "results" / "toy" / "report.html"
+    command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", str(work), "--cores", "1"]
+    result = subprocess.run([*command, "--configfile", str(config), "--report", str(report)], capture_output=True,
+                            text=True, env=job_env(), timeout=300, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "marked for report but does not exist" not in result.stderr
+    assert "Missing metadata for file results/toy/tables/milestones.csv" not in result.stderr  # not made: no noise
+    html = report.read_text(errors="replace")
+    assert "<strong>Warning: this run is unfinished.</strong> The last run of this folder failed at" in html
+    assert "overhead.csv" in html and "milestones.csv" not in html

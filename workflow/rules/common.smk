@@ -28,7 +28,9 @@ from circuitsweep.io.run_folder import (
     mark_run_failed,
     mark_run_finished,
     mark_run_started,
+    unfinished_note,
 )
+from circuitsweep.io.report_mode import UNFINISHED_NOTE_KEY, building_report, outputs_exist
 from circuitsweep.io.settings_files import settings_name, write_settings_file
 from circuitsweep.errors import USER_ERRORS, error_line
 from circuitsweep.plan.retry import EXIT_DETERMINISTIC
@@ -116,6 +118,21 @@ wildcard_constraints:
     model="|".join(MODELS),
     revision=SAFE_NAME_PATTERN,
     block=r"[^/]+",
+
+
+# `snakemake --report` of a run that failed or has not finished bundles the outputs that exist, below the
+# run folder's unfinished note (circuitsweep.io.report_mode): Snakemake refuses a report with a missing
+# output flagged for it.
+BUILDING_REPORT = workflow.is_main_process and building_report(sys.argv[1:])
+if BUILDING_REPORT:
+    config[UNFINISHED_NOTE_KEY] = unfinished_note(PATHS.root)
+
+
+def report_output(path, **flags):
+    """``report(path, **flags)``, unless Snakemake builds a report now and a file ``path`` names is missing."""
+    if BUILDING_REPORT and not outputs_exist(path, MODELS):
+        return path
+    return report(path, **flags)
 
 
 def as_json(value):

@@ -64,7 +64,7 @@ rule final_ablation_table:
         [PATHS.final_ablation_rows(model) for model in MODELS],
     output:
         parquet=PATHS.final_ablation_table("parquet"),
-        csv=report(
+        csv=report_output(
             PATHS.final_ablation_table("csv"),
             caption="../report/final_ablation.rst",
             category="Table files (CSV)",

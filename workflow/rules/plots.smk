@@ -7,7 +7,7 @@ rule plot_emergence:
         milestones=PATHS.milestones_table("parquet"),
         brackets=refine_targets()[:1],
     output:
-        png=report(PATHS.emergence_plot("png"), caption="../report/emergence.rst", category="Plots"),
+        png=report_output(PATHS.emergence_plot("png"), caption="../report/emergence.rst", category="Plots"),
         # inlined on the report's landing page (workflow/report/workflow.rst)
         svg=PATHS.emergence_plot("svg"),
     params:
@@ -31,7 +31,7 @@ rule plot_heatmap:
         emergence=PATHS.emergence_table("parquet"),
         milestones=PATHS.milestones_table("parquet"),
     output:
-        report(
+        report_output(
             PATHS.heatmap_plot("{model}"),
             caption="../report/heatmap.rst",
             category="Plots",
@@ -54,7 +54,7 @@ rule plot_trajectories:
     input:
         PATHS.heads_table(),
     output:
-        report(
+        report_output(
             PATHS.trajectory_plot("{model}"),
             caption="../report/trajectories.rst",
             category="Plots",

@@ -55,7 +55,7 @@ rule plot_primitive_gap:
     input:
         PATHS.primitive_table(K.GAPS_CSV),
     output:
-        report(PATHS.primitive_gap_plot(), caption="../report/primitive_gap.rst", category="Plots"),
+        report_output(PATHS.primitive_gap_plot(), caption="../report/primitive_gap.rst", category="Plots"),
     params:
         demonstration=as_json(primitive_jobs.demonstration_models(PLAN)),
     resources:
@@ -75,7 +75,7 @@ rule plot_primitive_scaling:
     input:
         PATHS.primitive_table(K.SCALING_CSV),
     output:
-        report(PATHS.primitive_scaling_plot(), caption="../report/primitive_scaling.rst", category="Plots"),
+        report_output(PATHS.primitive_scaling_plot(), caption="../report/primitive_scaling.rst", category="Plots"),
     params:
         demonstration=as_json(primitive_jobs.demonstration_models(PLAN)),
     resources:

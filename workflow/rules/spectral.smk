@@ -27,7 +27,7 @@ rule spectral_table:
         [PATHS.model_spectral(model) for model in MODELS],
     output:
         parquet=PATHS.spectral_table("parquet"),
-        csv=report(PATHS.spectral_table("csv"), caption="../report/spectral_table.rst", category="Table files (CSV)"),
+        csv=report_output(PATHS.spectral_table("csv"), caption="../report/spectral_table.rst", category="Table files (CSV)"),
     params:
         # a model added or removed reruns the table (the profiles' rerun triggers ignore the input set)
         models=as_json(MODELS),
@@ -48,7 +48,7 @@ rule plot_spectral:
         heads=PATHS.model_heads("{model}"),
         spectral=PATHS.model_spectral("{model}"),
     output:
-        report(
+        report_output(
             PATHS.spectral_plot("{model}"),
             caption="../report/spectral.rst",
             category="Plots",

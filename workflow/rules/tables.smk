@@ -44,12 +44,12 @@ rule head_tables:
     output:
         heads=PATHS.heads_table(),
         emergence=PATHS.emergence_table("parquet"),
-        emergence_csv=report(
+        emergence_csv=report_output(
             PATHS.emergence_table("csv"),
             caption="../report/emergence_table.rst",
             category="Table files (CSV)",
         ),
-        milestones=report(
+        milestones=report_output(
             PATHS.milestones_table("csv"),
             caption="../report/milestones.rst",
             category="Table files (CSV)",
@@ -90,7 +90,7 @@ if PLAN.refine is not None:
             emergence=PATHS.emergence_table("parquet"),
             milestones=PATHS.milestones_table("parquet"),
         output:
-            csv=report(
+            csv=report_output(
                 PATHS.milestone_brackets("csv"),
                 caption="../report/milestone_brackets.rst",
                 category="Table files (CSV)",
@@ -124,7 +124,7 @@ if PLAN.groups():
         input:
             PATHS.milestones_table("parquet"),
         output:
-            csv=report(PATHS.group_milestones("csv"), caption="../report/group_milestones.rst", category="Table files (CSV)"),
+            csv=report_output(PATHS.group_milestones("csv"), caption="../report/group_milestones.rst", category="Table files (CSV)"),
             markdown=PATHS.group_milestones("md"),
         params:
             groups=as_json(PLAN.groups()),
@@ -154,12 +154,12 @@ rule sweep_overhead:
         # the cost model's estimate of every job above (circuitsweep.plan.costs), beside what they took
         estimate=lambda wildcards: as_json(overhead_estimate()),
     output:
-        csv=report(
+        csv=report_output(
             PATHS.overhead_table("csv"),
             caption="../report/overhead.rst",
             category="Table files (CSV)",
         ),
-        estimate_csv=report(
+        estimate_csv=report_output(
             PATHS.overhead_estimate_table(),
             caption="../report/overhead_estimate.rst",
             category="Table files (CSV)",
@@ -187,7 +187,7 @@ rule table_pages:
         [table for table, _caption in table_pages().values()],
     output:
         **{
-            name: report(
+            name: report_output(
                 PATHS.table_page(name),
                 caption=f"../report/{caption}",
                 category="Tables",
@@ -218,9 +218,9 @@ rule findings:
         milestones=PATHS.milestones_table("parquet"),
         final_ablation=final_ablation_table_input(),
     output:
-        csv=report(PATHS.findings("csv"), caption="../report/findings_table.rst", category="Table files (CSV)"),
+        csv=report_output(PATHS.findings("csv"), caption="../report/findings_table.rst", category="Table files (CSV)"),
         markdown=PATHS.findings("md"),
-        html=report(PATHS.findings("html"), caption="../report/findings.rst", category="Findings"),
+        html=report_output(PATHS.findings("html"), caption="../report/findings.rst", category="Findings"),
     params:
         spectral_top_k=as_json(list(PLAN.spectral_top_k)),
         # a model added or removed reruns the findings (the profiles' rerun triggers ignore the input set)

@@ -9,6 +9,7 @@ only :mod:`circuitsweep.errors` (and the package's ``__version__``).
 - :mod:`.stats`: safetensors statistics shards;
 - :mod:`.cache_check`: every cache checked against what the plan expects before it is used;
 - :mod:`.run_folder`: the run folder a config owns, and its lock; :mod:`.names`: names that may become paths;
+- :mod:`.report_mode`: what ``snakemake --report`` of a run that did not finish bundles;
 - :mod:`.settings_files`: job settings files named by the digest of what they hold;
 - :mod:`.corpus`: natural-text corpus files and their digest; :mod:`.progress`: console progress lines.
 """

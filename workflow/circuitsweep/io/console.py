@@ -20,11 +20,15 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 #: Snakemake log events (``snakemake_interface_logger_plugins.common.LogEvent`` values) of routine job steps.
 ROUTINE_EVENTS = frozenset({"job_info", "job_started", "job_finished", "shellcmd", "resources_info", "group_info"})
 #: Plain Snakemake messages repeated at every scheduling round or job (their beginnings).
 ROUTINE_MESSAGES = ("Select jobs to execute...", "Removing temporary output ")
+#: Snakemake's warning, while it builds a report, for an output without metadata: for an output not made
+#: (a run that failed or has not finished) that says nothing, and a report of such a run would print dozens.
+NO_METADATA = re.compile(r"Missing metadata for file (.+?)\. Maybe metadata")
 #: The environment variable that keeps Snakemake's full output on the console.
 FULL_ENV = "CIRCUITSWEEP_CONSOLE"
 
@@ -48,8 +52,12 @@ class ConsoleFilter(logging.Filter):
                 return False
             self.shown = step
             return True
-        routine = not event and isinstance(record.msg, str) and record.msg.startswith(ROUTINE_MESSAGES)
-        return not routine
+        if event or not isinstance(record.msg, str):
+            return True
+        unmade = NO_METADATA.match(record.msg)
+        if unmade and not os.path.lexists(unmade.group(1)):
+            return False
+        return not record.msg.startswith(ROUTINE_MESSAGES)
 
 
 def quiet_console(logger: logging.Logger | None = None, verbose: bool = False) -> bool:
