@@ -209,6 +209,23 @@ def test_the_driver_adds_proposals_until_none_is_left_then_builds_the_final_targ
     assert [a.round for a in added] == [1, 2]
 
 
+def test_the_refine_summary_counts_added_revisions_from_the_rounds_file():
+    """The summary counts the revisions the rounds added from the rounds file, so a second `circuitsweep refine`
+    of a refined folder (whose plan already sweeps them) says 5 planned and 3 added, as the first did."""
+    from circuitsweep.milestones.refine import refine_summary
+
+    planned = [rev(s) for s in (0, 100, 200, 400, 600)]
+    added = [Added(1, "m", "induction_onset", "step300"), Added(1, "m", "early_screen", "step300")]
+    added += [Added(2, "m", "induction_onset", "step250"), Added(3, "m", "induction_onset", "step275")]
+    swept = sorted([*planned, rev(250), rev(275), rev(300)], key=lambda r: r.step)
+    (line,) = refine_summary({"m": swept}, {"m": DENSE}, added)
+    assert line == (
+        "m: 8 revisions measured (5 planned, 3 added by refinement) of 25 available, after 3 refinement rounds"
+    )
+    (line,) = refine_summary({"m": planned}, {"m": DENSE}, [])
+    assert line.endswith("(5 planned, 0 added by refinement) of 25 available, after 0 refinement rounds")
+
+
 def test_brackets_are_drawn_as_bars_on_their_panel(tmp_path):
     """The emergence figure gains one bar per bracketed milestone, from its lower to its upper revision's tokens,
     on the panel of its curve (BOS t50 on the BOS panel, the others on the induction panel); unreached ones none."""

@@ -756,7 +756,7 @@ def cmd_refine(args: argparse.Namespace) -> None:
     from circuitsweep.config.load import load_configs
     from circuitsweep.errors import ConfigError
     from circuitsweep.io.run_folder import LOCK_ENV, lock_run_folder
-    from circuitsweep.milestones.refine import RefineFailed, RefineRun, dry_run, refine
+    from circuitsweep.milestones.refine import RefineFailed, RefineRun, dry_run, refine, refine_summary
     from circuitsweep.plan.sweep import plan_run
 
     root = Path(args.root)
@@ -777,13 +777,8 @@ def cmd_refine(args: argparse.Namespace) -> None:
     except RefineFailed as failed:
         raise SystemExit(failed.code) from None
     final = plan_run(config, configfiles_read, root)
-    rounds = max((a.round for a in added), default=0)
-    for model, revisions in final.revisions.items():
-        print(
-            f"{model}: {len(revisions)} revisions measured ({len(plan.revisions[model])} planned, "
-            f"{len(revisions) - len(plan.revisions[model])} added by refinement) "
-            f"of {len(final.available[model])} available, after {rounds} refinement round{'s' * (rounds != 1)}"
-        )
+    for line in refine_summary(final.revisions, final.available, added):
+        print(line)
     print(f"brackets: {final.paths.milestone_brackets('csv')}")
 
 

@@ -86,6 +86,26 @@ def write_brackets(table: pl.DataFrame, csv: Path, markdown: Path) -> None:
     write_markdown(table, markdown, title="Milestone brackets: the two swept revisions each milestone lies between")
 
 
+def refine_summary(
+    revisions: Mapping[str, Sequence[Revision]], available: Mapping[str, Sequence[Revision]], added: Sequence[Added]
+) -> list[str]:
+    """One line per model: the revisions it sweeps, how many the config planned and the rounds added, of how
+    many its source publishes, after how many rounds.
+
+    ``revisions``: the plan's, rounds included; ``added``: the rounds file. The added ones are counted from the
+    rounds file, so a later ``circuitsweep refine`` of the same folder says what the first one did.
+    """
+    rounds = max((a.round for a in added), default=0)
+    lines = []
+    for model, swept in revisions.items():
+        refined = len({a.revision for a in added if a.model == model} & {r.name for r in swept})
+        lines.append(
+            f"{model}: {len(swept)} revisions measured ({len(swept) - refined} planned, {refined} added by "
+            f"refinement) of {len(available[model])} available, after {rounds} refinement round{'s' * (rounds != 1)}"
+        )
+    return lines
+
+
 # --- the driver -------------------------------------------------------------
 
 
