@@ -320,6 +320,21 @@ def test_check_config_refuses_a_broken_checkpoint_in_one_line(tmp_path, saved_ch
     assert skipped[0].startswith("circuitsweep: my-run: skipped"), "a note at the prompt, not a log record"
 
 
+def test_refine_prints_plan_notes_as_check_config_does(tmp_path):
+    """`circuitsweep refine` plans the sweep as check-config does, and its notes read the same at the prompt
+    ("circuitsweep: my-run: skipped ..."), not as a job's log record with a time and a logger name."""
+    run = tmp_path / "run"
+    for step in ("0", "best"):
+        _fake_checkpoint(run / f"checkpoint-{step}", f"weights {step}".encode())
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(_config(run)))  # no refine block: refused once planned, before any round
+    command = [sys.executable, "-m", "circuitsweep", "refine", "--configfile", str(config), "--root", str(REPO)]
+    result = subprocess.run(command, capture_output=True, text=True, env=job_env(), cwd=tmp_path, timeout=120)
+    assert result.returncode == 3 and "has no refine block" in result.stderr, result.stderr
+    (note,) = [line for line in result.stderr.splitlines() if "skipped" in line]
+    assert note.startswith("circuitsweep: my-run: skipped 1 folder of ") and "WARNING" not in note, note
+
+
 def test_check_config_resolves_relative_paths_where_the_snakefile_does(tmp_path):
     """The Snakefile resolves a run_dir `path` against the repository; check-config run from any other
     folder must plan the same checkpoints, so its default --root is that repository, not the current folder."""

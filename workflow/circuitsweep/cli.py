@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("circuitsweep")
 
 #: Commands a person runs at the prompt: their notes read like their other lines, not like a job's log.
-PLAIN_LOG_COMMANDS = frozenset({"check-config"})
+PLAIN_LOG_COMMANDS = frozenset({"check-config", "refine", "refresh-manifest"})
 PLAIN_LOG_FORMAT = "circuitsweep: %(message)s"
 #: A job's log record: when, how grave, from which module.
 JOB_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
