@@ -62,11 +62,23 @@ def test_an_untestable_causal_milestone_is_no_not_reached():
 
 
 def test_markdown_tables_write_large_counts_in_human_units():
-    """Token counts in a Markdown table (milestone_brackets.md's lower_tokens) read 2.46M, never 2.458e+06."""
+    """Token counts in a Markdown table (milestone_brackets.md's lower_tokens) read 2.46M, never 2.458e+06, and
+    819K beside 1.23M, never 819200 (as milestones.md writes them); an integer column reaching a million is
+    written alike in every cell, and small counts of other columns stay as they are."""
     from circuitsweep.io.tables import markdown_table
 
-    text = markdown_table(pl.DataFrame({"lower_tokens": [2_457_600, 614_400, None], "flag": [True, False, None]}))
-    assert "| 2.46M | True |" in text and "| 614400 | False |" in text and "e+0" not in text
+    frame = pl.DataFrame(
+        {
+            "lower_tokens": [2_457_600, 819_200, None],
+            "upper_tokens": [3_276_800, 1_228_800, None],
+            "parameters": [2_000_000, 512_000, 7],
+            "rounds_used": [3, 250_000, 0],
+            "flag": [True, False, None],
+        }
+    )
+    text = markdown_table(frame)
+    assert "| 2.46M | 3.28M | 2M | 3 | True |" in text and "| 819K | 1.23M | 512K | 250000 | False |" in text
+    assert "| – | – | 7 | 0 | – |" in text and "e+0" not in text
 
 
 def test_middle_uses_steps_when_tokens_are_unknown():

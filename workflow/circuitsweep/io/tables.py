@@ -49,24 +49,34 @@ def human_count(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _cell(value: object) -> str:
+def _cell(value: object, human: bool = False) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
         if math.isnan(value):
             return "NaN"
         return f"{value:.4g}"
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**6:
+    if human and isinstance(value, int) and not isinstance(value, bool):
         return human_count(value)
     return str(value).replace("|", "\\|")
 
 
+def _human_column(name: str, series: pl.Series) -> bool:
+    """Whether a Markdown table writes integer column ``name`` in human units: token counts (as milestones.md
+    writes them) and any column holding a count of a million or more, every cell alike."""
+    if not series.dtype.is_integer():
+        return False
+    return name.endswith("tokens") or (series.abs().max() or 0) >= 10**6
+
+
 def markdown_table(frame: pl.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table of ``frame`` (floats to 4 significant digits)."""
+    """A GitHub-flavoured Markdown table of ``frame`` (floats to 4 significant digits; token counts and
+    integer columns reaching a million in human units, ``1.23M``, ``819K``)."""
     flat = flatten_lists(frame)
+    human = [_human_column(name, flat[name]) for name in flat.columns]
     header = "| " + " | ".join(flat.columns) + " |"
     rule = "|" + "|".join("---" for _ in flat.columns) + "|"
-    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in flat.iter_rows()]
+    body = ["| " + " | ".join(_cell(v, h) for v, h in zip(row, human, strict=True)) + " |" for row in flat.iter_rows()]
     return "\n".join([header, rule, *body]) + "\n"
 
 
