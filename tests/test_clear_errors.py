@@ -144,6 +144,16 @@ def test_non_utf8_config_is_named(tmp_path):
     refused(check_config(path), str(path), "is not UTF-8")
 
 
+@pytest.mark.parametrize("text", ["", "\n# the sweep of my run\n"])
+def test_empty_config_is_named_as_empty(tmp_path, text):
+    """An empty config file (or one of comments only) says so, naming the file, not "got NoneType"."""
+    path = tmp_path / "empty.yaml"
+    path.write_text(text)
+    result = check_config(path)
+    refused(result, str(path), "the config file is empty")
+    assert "NoneType" not in result.stderr
+
+
 def test_duplicate_model_key_is_an_error(tmp_path):
     """A model listed twice is an error naming the key and both lines, not 'last one wins'."""
     path = tmp_path / "dup.yaml"

@@ -452,6 +452,8 @@ def load_configs(paths: Sequence[Path | str]) -> dict[str, Any]:
 def load_config(path: Path | str) -> dict[str, Any]:
     """Read a YAML config file; non-UTF-8 bytes, YAML syntax errors and duplicate keys become :class:`ConfigError`."""
     data = load_yaml(path, "config")
+    if data is None:
+        raise ConfigError(f"{path}: the config file is empty (no keys, at most comments); it needs at least `models:`")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     problem = stimuli_problem(data)
