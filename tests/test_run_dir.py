@@ -188,6 +188,24 @@ def test_plan_reads_steps_tokens_and_fingerprints(tmp_path):
     assert duplicate_groups(prints) == [["checkpoint-1000", "checkpoint-1500"]]
 
 
+def test_the_note_of_identical_folders_says_what_duplicates_does_with_them(tmp_path, caplog):
+    """Folders with identical weights are noted when the sweep is planned: under `duplicates: mark` the later ones
+    are marked duplicate_of the first; under `skip` they are measured but left out of the curves and milestones
+    (they get no duplicate_of, having no row in the emergence table)."""
+    run = tmp_path / "run"
+    _fake_checkpoint(run / "checkpoint-500", b"weights at 500")
+    shutil.copytree(run / "checkpoint-500", run / "checkpoint-1000")
+    notes = {}
+    for policy in ("mark", "skip"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="circuitsweep"):
+            plan_sweep({**_config(run), "duplicates": policy}, REPO)
+        (notes[policy],) = [r.getMessage() for r in caplog.records if "identical weights" in r.getMessage()]
+    assert notes["mark"].endswith("later ones are marked duplicate_of checkpoint-500")
+    assert "duplicate_of" not in notes["skip"]
+    assert notes["skip"].endswith("measured but left out of the emergence curves and milestones (duplicates: skip)")
+
+
 def test_bad_run_dir_sources_are_named(tmp_path):
     """A missing folder, no match, a bad pattern or tokens from names each fail naming the key."""
     with pytest.raises(ConfigError, match=r"source\.path .*missing is not a folder"):

@@ -571,11 +571,11 @@ def run_dir_fingerprints(
         except (ConfigError, SnapshotError) as error:
             raise ConfigError(f"models.{name}.source: {error}") from None
         for group in run_dir.duplicate_groups(out[name]):
+            if model.duplicates == "skip":
+                kept = "later ones are measured but left out of the emergence curves and milestones (duplicates: skip)"
+            else:
+                kept = f"later ones are marked duplicate_of {group[0]}"
             logger.warning(
-                "%s: checkpoint folders %s of %s hold identical weights; later ones are marked duplicate_of %s",
-                name,
-                ", ".join(group),
-                folder,
-                group[0],
+                "%s: checkpoint folders %s of %s hold identical weights; %s", name, ", ".join(group), folder, kept
             )
     return out
