@@ -124,8 +124,13 @@ wildcard_constraints:
 # run folder's unfinished note (circuitsweep.io.report_mode): Snakemake refuses a report with a missing
 # output flagged for it.
 BUILDING_REPORT = workflow.is_main_process and building_report(sys.argv[1:])
-if BUILDING_REPORT:
-    config[UNFINISHED_NOTE_KEY] = unfinished_note(PATHS.root)
+if BUILDING_REPORT and (_note := unfinished_note(PATHS.root)):
+    config[UNFINISHED_NOTE_KEY] = _note
+
+
+def run_config():
+    """The config as given, without the note a report's template reads from it."""
+    return {key: value for key, value in config.items() if key != UNFINISHED_NOTE_KEY}
 
 
 def report_output(path, **flags):

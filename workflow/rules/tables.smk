@@ -98,7 +98,7 @@ if PLAN.refine is not None:
             markdown=PATHS.milestone_brackets("md"),
         params:
             # a function: format fields in the config (toy branch_format "step{step}") are no wildcards
-            config=lambda wildcards: as_json(config),
+            config=lambda wildcards: as_json(run_config()),
             root=REPO,
             results=PATHS.root,
             # what each source publishes now: revisions that appear inside a bracket (a run_dir that
