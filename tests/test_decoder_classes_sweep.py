@@ -32,6 +32,10 @@ PROBES = {
     "random": {"n_sequences": 4, "seq_len": 16},
 }
 
+#: Gemma 3's sliding layer keeps its window, as long as the longest probe so that every query still sees
+#: position 0 (a shorter window is refused: tests/test_sliding_window.py).
+WINDOWS = {"gemma3": {"sliding_window": PROBES["induction"]["seq_len"]}}
+
 
 def _sweep(root: Path, classes: dict[str, str]) -> Path:
     """Two checkpoint folders (steps 0 and 1, other random weights) per class, and a config sweeping them."""
@@ -39,7 +43,7 @@ def _sweep(root: Path, classes: dict[str, str]) -> Path:
     with one_torch_thread():
         for name, architecture in classes.items():
             for step in (0, 1):
-                tiny_decoder(architecture, "eager", seed=step).save_pretrained(
+                tiny_decoder(architecture, "eager", seed=step, **WINDOWS.get(name, {})).save_pretrained(
                     root / "runs" / name / f"checkpoint-{step}"
                 )
             models[name] = {
