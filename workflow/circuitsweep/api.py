@@ -180,7 +180,7 @@ def measure_heads(
     from circuitsweep.heads.measure import head_statistics
     from circuitsweep.heads.scores import check_finite, head_scores
     from circuitsweep.heads.stage import first_token_id
-    from circuitsweep.plan.sizing import length_problem
+    from circuitsweep.plan.sizing import length_problem, vocabulary_problem
 
     if not isinstance(model, PreTrainedModel):
         given = f"str {model[:60]!r}" if isinstance(model, str) else type(model).__name__
@@ -192,13 +192,9 @@ def measure_heads(
     probes = _probes(probes.to_dict() if probes is not None else {}, policy)
     thresholds = _thresholds(thresholds)
     token_id = first_token_id(policy, model.config)
-    vocab = model.config.vocab_size
-    if probes.token_range[1] > vocab or (token_id is not None and token_id >= vocab):
-        raise ConfigError(
-            f"probe token range {list(probes.token_range)} or first token {token_id} exceeds the model's "
-            f"vocabulary of {vocab} tokens"
-        )
     where = f"models.{NOTEBOOK}"
+    vocabulary = vocabulary_problem(probes.token_range, token_id, model.config.vocab_size, where, type(model).__name__)
+    _refuse([vocabulary] if vocabulary else [])
     config = standard_config(model.config.to_dict())
     length = length_problem(probes.to_dict(), config, where, attention_windows(model.config))
     _refuse([length] if length else [])

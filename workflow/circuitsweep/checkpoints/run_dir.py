@@ -67,9 +67,16 @@ def has_tokenizer(folder: Path) -> bool:
     return any((Path(folder) / name).is_file() for name in TOKENIZER_FILES)
 
 
-def tokenizer_files_text() -> str:
-    """:data:`TOKENIZER_FILES` as a message lists them (``a, b or c``)."""
-    return ", ".join(TOKENIZER_FILES[:-1]) + " or " + TOKENIZER_FILES[-1]
+def no_tokenizer(model: str, folder: Path, others: int = 0) -> str:
+    """The one line that refuses primitives of ``model`` because ``folder`` ships no tokenizer (and ``others``
+    more of its folders neither): planning says it of a run_dir, a primitive job of any other snapshot."""
+    files = ", ".join(TOKENIZER_FILES[:-1]) + " or " + TOKENIZER_FILES[-1]
+    more = f" (nor do {others} more of its checkpoint folders)" if others else ""
+    return (
+        f"models.{model}: primitives need the checkpoints' tokenizer, and {folder} holds none ({files}){more}; "
+        f"save the tokenizer beside the weights (tokenizer.save_pretrained) or set models.{model}.primitives: "
+        "{enabled: false}"
+    )
 
 
 def list_checkpoints(path: Path, pattern: str, skipped: list[str] | None = None) -> list[tuple[str, int]]:

@@ -518,9 +518,13 @@ class Paths:
     def snapshot(self, model: str, revision: str) -> Path:
         return self.root / "snapshots" / model / revision
 
+    def model_cache(self, model: str) -> Path:
+        """The folder of one model's revision caches."""
+        return self.root / "cache" / model
+
     def revision_cache(self, model: str, revision: str) -> Path:
         """The folder of every cache of one revision (head, natural-text, ablation, primitive)."""
-        return self.root / "cache" / model / revision
+        return self.model_cache(model) / revision
 
     def head_stats(self, model: str, revision: str) -> Path:
         return self.root / "cache" / model / revision / "heads.safetensors"

@@ -64,14 +64,7 @@ def tokenizer_problem(model: ModelSettings, folder: Path, revisions: Sequence[Re
     tokenizer, one line naming the model and the first such folder: only a toy's words may be hashed to token ids
     (docs/primitives.md), so its primitive jobs would fail after its heads are planned and fetched."""
     missing = [folder / revision.name for revision in revisions if not run_dir.has_tokenizer(folder / revision.name)]
-    if not missing:
-        return None
-    others = f" (nor do {len(missing) - 1} more of its checkpoint folders)" if len(missing) > 1 else ""
-    return (
-        f"models.{model.name}: primitives need the checkpoints' tokenizer, and {missing[0]} holds none "
-        f"({run_dir.tokenizer_files_text()}){others}; save the tokenizer beside the weights "
-        f"(tokenizer.save_pretrained) or set models.{model.name}.primitives: {{enabled: false}}"
-    )
+    return run_dir.no_tokenizer(model.name, missing[0], len(missing) - 1) if missing else None
 
 
 def toy_problems(model: ModelSettings) -> list[str]:

@@ -492,7 +492,7 @@ def gone_checkpoints(model: ModelSettings, available: Sequence[Revision], paths:
     A name counts when the source's pattern takes it for a checkpoint (:func:`run_dir.formats_back`) and
     the source no longer lists it: HF Trainer's ``save_total_limit`` deletes old checkpoints as it trains.
     """
-    cache = paths.revision_cache(model.name, "_").parent
+    cache = paths.model_cache(model.name)
     if model.source["type"] != "run_dir" or not cache.is_dir():
         return []
     pattern = model.source.get("pattern", RUN_DIR_PATTERN)
@@ -521,7 +521,7 @@ def note_gone_checkpoints(
             continue
         one = len(gone) == 1
         shown = ", ".join(gone[:5]) + (f" and {len(gone) - 5} more" if len(gone) > 5 else "")
-        cache = paths.revision_cache(name, gone[0]) if one else paths.revision_cache(name, "_").parent
+        cache = paths.revision_cache(name, gone[0]) if one else paths.model_cache(name)
         logger.warning(
             "%s: %d measured revision%s no longer in %s (%s): %s left out of the tables; %s in %s "
             "(restore the folder%s to bring %s back)",

@@ -23,7 +23,7 @@ from typing import Any
 
 import polars as pl
 
-from circuitsweep.checkpoints.run_dir import has_tokenizer, tokenizer_files_text
+from circuitsweep.checkpoints.run_dir import has_tokenizer, no_tokenizer
 from circuitsweep.config.stimuli import load_stimuli
 from circuitsweep.errors import CacheError, SnapshotError
 from circuitsweep.io.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY, settings_digest, verify_shard
@@ -76,11 +76,7 @@ def word_encoding(job: PrimitiveJob, snapshot: Path) -> str:
         return "tokenizer"
     if job.hash_words:
         return "hash"
-    raise SnapshotError(
-        f"models.{job.model}: primitives need the checkpoints' tokenizer, and {snapshot} holds none "
-        f"({tokenizer_files_text()}); save the tokenizer beside the weights (tokenizer.save_pretrained) "
-        f"or set models.{job.model}.primitives: {{enabled: false}}"
-    )
+    raise SnapshotError(no_tokenizer(job.model, snapshot))
 
 
 def build_tokenizer(snapshot: Path) -> Any:
