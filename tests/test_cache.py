@@ -58,7 +58,7 @@ def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
             handle.write(b"half a shard")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("circuitsweep.io.stats.save_file", interrupted)
+    monkeypatch.setattr("safetensors.torch.save_file", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_stats(tmp_path / "s.safetensors", {"a": torch.ones(2)}, METADATA)
     assert list(tmp_path.iterdir()) == []

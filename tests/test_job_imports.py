@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from circuitsweep.primitives import contract as K
+
 WORKFLOW = Path(__file__).resolve().parents[1] / "workflow"
 
 #: a config the bracket job plans again (it then stops on the missing tables)
@@ -81,3 +83,36 @@ def test_table_only_command_imports_no_model_library(tmp_path, command):
         check=True,
     )
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_scoring_a_primitive_shard_imports_no_model_library(tmp_path):
+    """score-primitives, run to the end on a real shard, writes its tables without torch or transformers.
+
+    It runs once per revision; importing transformers cost it about 7 of its 10
+    seconds on the toy suite.
+    """
+    import numpy as np
+    from test_primitives_scoring import planted_cache
+
+    from circuitsweep.config.stimuli import SET_A, load_stimuli
+    from circuitsweep.io.stats import write_stats
+
+    stimuli_path = WORKFLOW.parent / "config" / "primitives.yaml"
+    stimuli = load_stimuli(stimuli_path)
+    in_a = np.array([p.set == SET_A for p in stimuli.primitives])
+    shard = tmp_path / "primitives.safetensors"
+    write_stats(shard, planted_cache(stimuli, in_a), {"model": "planted", "revision": "step1", "tokens": 10})
+    scoring = {"n_folds": 5, "n_perm": 200, "lexicon_resamples": 5, "seed": 0}
+    argv = ["score-primitives", "--cache", str(shard), "--stimuli", str(stimuli_path),
+            "--scoring", json.dumps(scoring), "--output", str(tmp_path / "tables")]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(argv)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(WORKFLOW), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+        check=True,
+    )
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    assert sorted(path.name for path in (tmp_path / "tables").iterdir()) == sorted(K.REVISION_TABLES.values())

@@ -12,8 +12,8 @@ from circuitsweep.config.stimuli import Stimuli, load_stimuli
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.axis import fit_axes, resample_words
 from circuitsweep.primitives.gaps import gap_with_uncertainty, lexicon_spread
-from circuitsweep.primitives.pipeline import ScoringSettings, score_primitives
 from circuitsweep.primitives.representational import LexiconStates, lexicon_bootstrap_gaps
+from circuitsweep.primitives.scoring import ScoringSettings, score_primitives
 
 FAST = ScoringSettings(n_folds=5, n_perm=500, lexicon_resamples=50, seed=3)
 HIDDEN = 4

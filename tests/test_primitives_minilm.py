@@ -10,7 +10,8 @@ from models import one_torch_thread
 from circuitsweep.config.stimuli import load_stimuli
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.encoders import TokenizerEncoder
-from circuitsweep.primitives.pipeline import ScoringSettings, measure_primitives, score_primitives
+from circuitsweep.primitives.measure import measure_primitives
+from circuitsweep.primitives.scoring import ScoringSettings, score_primitives
 from circuitsweep.primitives.tables import RevisionIdentity
 
 minilm = pytest.importorskip(

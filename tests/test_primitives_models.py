@@ -14,7 +14,8 @@ from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.behaviour import SamplingSettings, measure_behaviour, words
 from circuitsweep.primitives.encoders import HashWordEncoder, TokenizerEncoder
 from circuitsweep.primitives.extract import mean_word_states, word_states
-from circuitsweep.primitives.pipeline import ScoringSettings, measure_primitives, score_primitives
+from circuitsweep.primitives.measure import measure_primitives
+from circuitsweep.primitives.scoring import ScoringSettings, score_primitives
 from circuitsweep.primitives.tables import RevisionIdentity
 
 FAST = ScoringSettings(n_folds=5, n_perm=500, lexicon_resamples=20, seed=0)

@@ -17,13 +17,14 @@ from circuitsweep.config.stimuli import SET_A, Stimuli, load_stimuli
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.behaviour import SamplingSettings, count_in, lemma, measure_behaviour
 from circuitsweep.primitives.encoders import TokenizerEncoder
+from circuitsweep.primitives.measure import measure_primitives
 from circuitsweep.primitives.nextword import (
     lexicon_first_tokens,
     measure_next_word,
     next_token_distribution,
     prompt_ids,
 )
-from circuitsweep.primitives.pipeline import ScoringSettings, measure_primitives, score_primitives
+from circuitsweep.primitives.scoring import ScoringSettings, score_primitives
 from circuitsweep.primitives.tables import RevisionIdentity
 
 minilm = pytest.importorskip(

@@ -13,10 +13,10 @@ from circuitsweep.config.stimuli import Stimuli, load_stimuli
 from circuitsweep.errors import CacheError
 from circuitsweep.primitives import contract as K
 from circuitsweep.primitives.axis import fit_axes
-from circuitsweep.primitives.behaviour import lexicon_share
 from circuitsweep.primitives.compositions import behavioural_ranks, composition_nulls
 from circuitsweep.primitives.gaps import gap_with_uncertainty, summary_layers, t_quantile
-from circuitsweep.primitives.pipeline import ScoringSettings, score_primitives
+from circuitsweep.primitives.scoring import ScoringSettings, score_primitives
+from circuitsweep.primitives.shares import lexicon_share
 from circuitsweep.primitives.tables import RevisionIdentity, write_tables
 
 IDENTITY = RevisionIdentity("planted", "step100", 1000)

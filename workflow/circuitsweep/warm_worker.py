@@ -64,7 +64,7 @@ PRELOAD = (
     "circuitsweep.heads.final_ablation",
     "circuitsweep.heads.ablation",
     "circuitsweep.primitives.stage",
-    "circuitsweep.primitives.pipeline",
+    "circuitsweep.primitives.measure",
     "circuitsweep.io.stats",
 )
 #: Seconds the server waits for a job before it exits.

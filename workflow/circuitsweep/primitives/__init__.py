@@ -4,10 +4,11 @@ by checkpoint, and do operator + seed compositions land on their
 pre-registered targets?
 
 Stimuli are data (``config/primitives.yaml``, read by :mod:`circuitsweep.config.stimuli`). Per
-revision, ``pipeline.measure_primitives`` (needs the model) caches hidden-state
+revision, ``measure.measure_primitives`` (needs the model) caches hidden-state
 summaries and ``behaviour.measure_behaviour`` (generative models with a
 tokenizer) caches word counts of sampled continuations;
-``pipeline.score_primitives`` turns a cache into the tables without a model.
+``scoring.score_primitives`` turns a cache into the tables without a model
+(nor torch).
 ``stage`` holds what the workflow's rules run. Nothing heavy is imported
 here, so planning a sweep stays fast.
 

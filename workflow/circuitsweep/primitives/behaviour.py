@@ -101,18 +101,6 @@ def count_in(text: str, vocabulary: Iterable[str]) -> int:
     return sum(lemma(word) in lemmas for word in words(text))
 
 
-def lexicon_hits(phenomenological: np.ndarray, abstract: np.ndarray) -> np.ndarray:
-    """Per primitive, lexicon words found in all its continuations: ``[P]`` from ``[P, K]`` counts."""
-    return np.asarray(phenomenological, dtype=np.int64).sum(-1) + np.asarray(abstract, dtype=np.int64).sum(-1)
-
-
-def lexicon_share(phenomenological: np.ndarray, abstract: np.ndarray) -> np.ndarray:
-    """Per primitive, phen / (phen + abstract) over all its continuations, NaN if none: ``[P]`` from ``[P, K]``."""
-    p = np.asarray(phenomenological, dtype=np.float64).sum(-1)
-    total = lexicon_hits(phenomenological, abstract).astype(np.float64)
-    return np.divide(p, total, out=np.full_like(p, np.nan), where=total > 0)
-
-
 def prompt_seed(seed: int, prompt: str) -> int:
     """The sampling seed of one prompt: sha256 of the run seed and the prompt text."""
     digest = hashlib.sha256(f"{seed}\0{prompt}".encode()).digest()

@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from transformers import PreTrainedModel
 
@@ -125,10 +124,3 @@ def measure_next_word(
         K.NEXTWORD_WHOLE_WORDS: torch.tensor([tokens.whole_words, tokens.n_words], dtype=torch.int64),
         K.PROMPT_CHAT_TEMPLATE: torch.tensor([int(has_chat_template(tokenizer))], dtype=torch.int64),
     }
-
-
-def next_word_share(phenomenological: np.ndarray, abstract: np.ndarray) -> np.ndarray:
-    """phen / (phen + abstract) of the next-token masses ``[P]``; NaN where both are 0 (no lexicon token)."""
-    p = np.asarray(phenomenological, dtype=np.float64)
-    total = p + np.asarray(abstract, dtype=np.float64)
-    return np.divide(p, total, out=np.full_like(p, np.nan), where=total > 0)

@@ -109,8 +109,8 @@ def measure_loaded_primitives(model: Any, snapshot: Any, job: PrimitiveJob, stim
     from circuitsweep.io.stats import software_versions, write_stats
     from circuitsweep.primitives.behaviour import SamplingSettings, measure_behaviour
     from circuitsweep.primitives.encoders import HashWordEncoder, TokenizerEncoder
+    from circuitsweep.primitives.measure import measure_primitives
     from circuitsweep.primitives.nextword import measure_next_word
-    from circuitsweep.primitives.pipeline import measure_primitives
 
     stimuli = load_stimuli(stimuli_path)
     device = resolve_device(job.device)
@@ -167,13 +167,13 @@ def score_revision_primitives(
     ``expected``: the metadata the plan expects of the shard (its stimuli
     fingerprint is added here); a shard that differs is a :class:`CacheError`.
     """
-    from circuitsweep.io.stats import read_stats
-    from circuitsweep.primitives.pipeline import ScoringSettings, score_primitives
+    from circuitsweep.io.stats import read_stat_arrays
+    from circuitsweep.primitives.scoring import ScoringSettings, score_primitives
 
     stimuli = load_stimuli(stimuli_path)
     if expected is not None:
         verify_shard(shard, {**expected, "stimuli_sha256": stimuli.fingerprint()})
-    cached, metadata = read_stats(shard)
+    cached, metadata = read_stat_arrays(shard)
     for key in ("model", "revision", "tokens"):
         if key not in metadata:
             raise CacheError(f"{shard}: metadata lacks {key!r}; delete it and rerun")

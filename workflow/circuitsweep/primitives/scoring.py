@@ -1,26 +1,22 @@
-"""Per revision: measure hidden-state summaries (needs the model), then score them (cache only).
+"""Per revision, the cache side of the primitives: the tables from a primitive shard alone, without a model.
 
-:func:`measure_primitives` returns tensors that can be saved as a safetensors
-shard (:func:`circuitsweep.io.stats.write_stats`); :func:`score_primitives` turns
-such a shard (plus, for generative models, the behavioural counts of
-:func:`circuitsweep.primitives.behaviour.measure_behaviour`) into the tables,
-without loading a model, so a change of scoring settings never reruns one.
+The scoring job (``score-primitives``) runs this on every revision; it imports
+neither torch nor transformers, so it starts in about a second, and a change of
+:class:`ScoringSettings` never reruns a model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-import torch
-from transformers import PreTrainedModel
+from numpy.typing import ArrayLike
 
-from circuitsweep.config.stimuli import SET_A, Stimuli, WordInText, fill
+from circuitsweep.config.stimuli import SET_A, Stimuli
 from circuitsweep.errors import CacheError
 from circuitsweep.primitives import contract as K
-from circuitsweep.primitives.behaviour import lexicon_hits, lexicon_share
 from circuitsweep.primitives.compositions import (
     CompositionNull,
     CompositionRanks,
@@ -28,10 +24,7 @@ from circuitsweep.primitives.compositions import (
     composition_nulls,
     representational_ranks,
 )
-from circuitsweep.primitives.encoders import WordEncoder
-from circuitsweep.primitives.extract import mean_word_states
 from circuitsweep.primitives.gaps import GapResult, gap_with_uncertainty, lexicon_spread, summary_layers
-from circuitsweep.primitives.nextword import next_word_share
 from circuitsweep.primitives.representational import (
     LexiconStates,
     lexicon_bootstrap_gaps,
@@ -39,6 +32,7 @@ from circuitsweep.primitives.representational import (
     representational_scores,
     with_summary,
 )
+from circuitsweep.primitives.shares import lexicon_hits, lexicon_share, next_word_share
 from circuitsweep.primitives.tables import (
     PrimitiveTables,
     RevisionIdentity,
@@ -48,72 +42,6 @@ from circuitsweep.primitives.tables import (
     gaps_frame,
     primitive_scores_frame,
 )
-
-
-def _fingerprint_tensor(stimuli: Stimuli) -> torch.Tensor:
-    return torch.tensor(list(bytes.fromhex(stimuli.fingerprint())), dtype=torch.uint8)
-
-
-def measure_primitives(
-    model: PreTrainedModel,
-    encoder: WordEncoder,
-    stimuli: Stimuli,
-    *,
-    layers: Sequence[int] | None = None,
-    batch_size: int = 32,
-    device: torch.device | str | None = None,
-) -> dict[str, torch.Tensor]:
-    """Hidden-state summaries of one revision, keyed by the names in :mod:`contract`.
-
-    Primitives: mean over their contexts ``[P, L, H]``; lexicon, cluster and
-    control words, and each primitive's first word: mean over the carrier
-    templates ``[W, L, H]``. One batched pass over all texts; ``layers``
-    selects hidden-state layers (0 = embeddings, default all).
-    """
-    items: list[WordInText] = []
-    groups: list[int] = []
-
-    def add(occurrences: Sequence[WordInText]) -> None:
-        group = groups[-1] + 1 if groups else 0
-        items.extend(occurrences)
-        groups.extend([group] * len(occurrences))
-
-    for primitive in stimuli.primitives:
-        add(primitive.occurrences())
-    words = [
-        *stimuli.phenomenological,
-        *stimuli.abstract,
-        *stimuli.cluster_words,
-        *stimuli.control_words,
-        *(p.words[0] for p in stimuli.primitives),
-    ]
-    for word in words:
-        add([fill(template, word) for template in stimuli.carriers])
-    n_groups = len(stimuli.primitives) + len(words)
-    states = mean_word_states(
-        model, encoder, items, groups, n_groups, layers=layers, batch_size=batch_size, device=device
-    )
-    sizes = [
-        len(stimuli.primitives),
-        len(stimuli.phenomenological),
-        len(stimuli.abstract),
-        len(stimuli.cluster_words),
-        len(stimuli.control_words),
-        len(stimuli.primitives),
-    ]
-    bounds = np.cumsum([0, *sizes])
-    n_layers = states.shape[1]
-    kept = torch.arange(n_layers) if layers is None else torch.tensor(list(layers), dtype=torch.int64)
-    return {
-        K.STATES_PRIMITIVES: states[: bounds[1]].contiguous(),
-        K.STATES_PHENOMENOLOGICAL: states[bounds[1] : bounds[2]].contiguous(),
-        K.STATES_ABSTRACT: states[bounds[2] : bounds[3]].contiguous(),
-        K.STATES_CLUSTERS: states[bounds[3] : bounds[4]].contiguous(),
-        K.STATES_CONTROLS: states[bounds[4] : bounds[5]].contiguous(),
-        K.STATES_PRIMITIVES_CARRIED: states[bounds[5] :].contiguous(),
-        K.LAYERS: kept.to(torch.int64),
-        K.STIMULI_SHA256: _fingerprint_tensor(stimuli),
-    }
 
 
 @dataclass(frozen=True)
@@ -143,7 +71,12 @@ def scored_gap(scores: np.ndarray, in_a: np.ndarray, settings: ScoringSettings, 
     )
 
 
-def check_cache(cached: dict[str, torch.Tensor], stimuli: Stimuli) -> None:
+def stimuli_fingerprint(stimuli: Stimuli) -> np.ndarray:
+    """The stimuli's sha256 as the ``[32]`` uint8 array a primitive cache stores under ``stimuli_sha256``."""
+    return np.frombuffer(bytes.fromhex(stimuli.fingerprint()), dtype=np.uint8)
+
+
+def check_cache(cached: Mapping[str, ArrayLike], stimuli: Stimuli) -> None:
     """Fail with :class:`CacheError` unless ``cached`` was measured with exactly these stimuli."""
     needed = (
         K.STATES_PRIMITIVES,
@@ -158,7 +91,7 @@ def check_cache(cached: dict[str, torch.Tensor], stimuli: Stimuli) -> None:
     missing = [name for name in needed if name not in cached]
     if missing:
         raise CacheError(f"the primitive cache lacks {missing}; delete it and rerun")
-    if not torch.equal(cached[K.STIMULI_SHA256].to(torch.uint8), _fingerprint_tensor(stimuli)):
+    if not np.array_equal(np.asarray(cached[K.STIMULI_SHA256]).astype(np.uint8), stimuli_fingerprint(stimuli)):
         raise CacheError(
             "the primitive cache was measured with other stimuli (primitives.yaml changed); delete it and rerun"
         )
@@ -195,7 +128,7 @@ def check_cache(cached: dict[str, torch.Tensor], stimuli: Stimuli) -> None:
 
 
 def score_primitives(
-    cached: dict[str, torch.Tensor],
+    cached: Mapping[str, ArrayLike],
     stimuli: Stimuli,
     identity: RevisionIdentity,
     settings: ScoringSettings = ScoringSettings(),
@@ -212,14 +145,15 @@ def score_primitives(
     item + lexicon interval (:mod:`representational`, :func:`gaps.lexicon_spread`). Next-word
     and behavioural rows ("summary" only) when the cache holds them. Scores
     are unclipped; primitives without a score (no lexicon hits) are left out
-    of a gap and counted in ``n_0a``/``n_0b``.
+    of a gap and counted in ``n_0a``/``n_0b``. ``cached``: the shard's arrays
+    (NumPy arrays, or CPU tensors as :func:`measure_primitives` returns them).
     """
     check_cache(cached, stimuli)
 
     def array(name: str) -> np.ndarray:
-        return cached[name].detach().cpu().to(torch.float64).numpy()
+        return np.asarray(cached[name], dtype=np.float64)
 
-    layers = cached[K.LAYERS].cpu().numpy()
+    layers = np.asarray(cached[K.LAYERS])
     summary = summary_layers(layers)
     labels = [str(int(layer)) for layer in layers] + [K.SUMMARY]
     in_a = np.array([p.set == SET_A for p in stimuli.primitives])
@@ -277,7 +211,7 @@ def score_primitives(
         share = lexicon_share(*counts)[None, :]  # [1, P], NaN without hits
         hits = lexicon_hits(*counts)[None, :]
         behaviour = behavioural_ranks(
-            cached[K.BEHAVIOUR_COMPOSITION_CLUSTERS].cpu().numpy(), cached[K.BEHAVIOUR_SEED_CLUSTERS].cpu().numpy()
+            np.asarray(cached[K.BEHAVIOUR_COMPOSITION_CLUSTERS]), np.asarray(cached[K.BEHAVIOUR_SEED_CLUSTERS])
         )
         score_frames.append(primitive_scores_frame(identity, one, share, stimuli, K.BEHAVIOURAL, lexicon_hits=hits))
         gap_frames.append(
