@@ -597,6 +597,7 @@ def test_planning_refuses_primitives_of_checkpoints_without_a_tokenizer(tmp_path
     with pytest.raises(ConfigError) as refused:
         plan_sweep(config, REPO)
     message = str(refused.value)
+    assert message.startswith("invalid configuration (1 problem):\n  - models.my-run: ")  # as the schema's problems
     assert f"models.my-run: primitives need the checkpoints' tokenizer, and {run / 'checkpoint-100'} holds none" in (
         message
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class CircuitsweepError(Exception):
     """Base of every error whose message alone tells the user what to fix."""
@@ -25,6 +27,16 @@ class DataError(CircuitsweepError, ValueError):
 
 class InputError(CircuitsweepError, ValueError):
     """A file or folder given to a command that is missing or not what the command reads."""
+
+
+def config_problems(problems: Sequence[str]) -> ConfigError:
+    """One :class:`ConfigError` for every problem found in a configuration, each on a line of its own.
+
+    Schema checks and planning checks both report this way, so a user sees one
+    form: ``invalid configuration (2 problems):`` then ``  - <key>: <problem>``.
+    """
+    lines = "\n".join(f"  - {problem}" for problem in problems)
+    return ConfigError(f"invalid configuration ({len(problems)} problem{'s' if len(problems) != 1 else ''}):\n{lines}")
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (CircuitsweepError,)

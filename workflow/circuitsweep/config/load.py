@@ -26,7 +26,7 @@ from circuitsweep.config.schema_errors import describe, specific
 from circuitsweep.config.strict_schema import StrictValidator, non_finite_values
 from circuitsweep.config.thresholds import MilestoneThresholds, Thresholds
 from circuitsweep.config.yaml_load import load_yaml
-from circuitsweep.errors import ConfigError
+from circuitsweep.errors import ConfigError, config_problems
 
 #: The checkpoint folder names of a run_dir source without a pattern: HF Trainer's.
 RUN_DIR_PATTERN = "checkpoint-{step}"
@@ -126,10 +126,7 @@ def validate_schema(config: dict[str, Any]) -> None:
         raise ConfigError(problem)
     problems = schema_problems(config, config_hint=True)
     if problems:
-        lines = "\n".join(f"  - {p}" for p in problems)
-        raise ConfigError(
-            f"invalid configuration ({len(problems)} problem{'s' if len(problems) > 1 else ''}):\n{lines}"
-        )
+        raise config_problems(problems)
 
 
 @dataclass(frozen=True)
@@ -434,10 +431,7 @@ def resolve_config(config: dict[str, Any]) -> dict[str, ModelSettings]:
             problems.append(f"models.{name}: the toy key is required for, and only allowed with, source type toy")
     problems = list(dict.fromkeys(problems))  # a top-level setting every model inherits is named once
     if problems:
-        lines = "\n".join(f"  - {p}" for p in problems)
-        raise ConfigError(
-            f"invalid configuration ({len(problems)} problem{'s' if len(problems) > 1 else ''}):\n{lines}"
-        )
+        raise config_problems(problems)
     return models
 
 

@@ -32,7 +32,7 @@ from circuitsweep.config.load import (
 from circuitsweep.config.patterns import pattern_regex
 from circuitsweep.config.probes import AblationSettings, BootstrapSettings
 from circuitsweep.config.stimuli import load_stimuli
-from circuitsweep.errors import ConfigError, DataError, SnapshotError
+from circuitsweep.errors import ConfigError, DataError, SnapshotError, config_problems
 from circuitsweep.io.cache_check import (
     CACHE_SCHEMA_VERSION,
     SCHEMA_KEY,
@@ -463,7 +463,7 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None, *
                 notes.append(note)
     if problems:
         problems = list(dict.fromkeys(problems))  # a top-level setting every model inherits is named once
-        raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+        raise config_problems(problems)
     if results_given:
         note_gone_checkpoints(models, available, Path(root), paths)
     ablation, causal_factor, causal_alpha = resolve_ablation(config)
