@@ -473,9 +473,14 @@ def test_every_milestone_has_its_bracket_and_bootstrap_range(toy_run):
 def test_toy_induction_heads_form_in_a_phase_transition(toy_run):
     """Each toy model's induction-selective heads rise within a narrow token window (toy-gptneox: 0, 2, 8
     heads at step220, 230, 240), which the old rule (the largest rise between adjacent revisions) could call a
-    gradual ramp when a dense schedule splits the rise."""
+    gradual ramp when a dense schedule splits the rise.
+
+    A toy whose induction heads later park on position 0 may end below half its peak, which is labelled
+    "rise and fall" (toy-olmo on the CPU of 2026-12-07: 8 heads at step250, 3 at step900; the later
+    revisions differ between CPUs, as float rounding does); its rise is still measured in a narrow window."""
     milestones = pl.read_parquet(C.Paths(toy_run).milestones_table("parquet"))
-    assert set(milestones["induction_shape"]) == {"phase transition"}, milestones
+    assert set(milestones["induction_shape"]) <= {"phase transition", "rise and fall"}, milestones
+    assert "phase transition" in set(milestones["induction_shape"])
     assert (milestones["induction_shape_ratio"] <= 3).all()
 
 
