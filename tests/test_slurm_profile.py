@@ -250,6 +250,17 @@ def test_snakemake_applies_slurm_profile(tmp_path, rules, toy_config):
     assert "circuitsweep: 3 revisions to measure: nothing to download" in out, out[-3000:]
 
 
+def test_job_groups_are_planned_for_a_cluster_only(tmp_path, toy_config):
+    """The measurement group is planned where a cluster executor submits it (--jobs, which the SLURM profile
+    sets) and not for a local run, which runs no groups: Snakemake checks each group by walking every job
+    upstream of it, which in config/full.yaml's 1,844 revisions took minutes and overflowed Python's recursion
+    limit (benchmarks/dag_speed.py)."""
+    _, clustered = _dry_run(tmp_path / "cluster", SLURM_PROFILE.parent, toy_config)
+    assert "Group job revisions" in clustered, clustered[-3000:]
+    _, local = _dry_run(tmp_path / "local", REPO_ROOT / "profiles" / "default", toy_config)
+    assert "Group job" not in local, local[-3000:]
+
+
 def test_command_line_override_changes_one_key(tmp_path, toy_config):
     # the README's way: a GPU partition for the rules of the measurement group
     found, _ = _dry_run(

@@ -12,7 +12,7 @@ rule revision_block:
         members=lambda wildcards: as_json(BLOCKS[wildcards.block]),
         expected=lambda wildcards: as_json(block_head_caches(wildcards.block)),
     group:
-        "revisions"
+        REVISION_GROUP
     resources:
         attempt=attempt_resource,
         mem_mb=small_resource("revision_block", "mem_mb"),

@@ -429,6 +429,16 @@ SLOTS = S.fetch_order(
 )
 BLOCKS = S.blocks(SLOTS)
 
+# The job group of a block's measurements, for a cluster executor (one that takes --jobs, as
+# profiles/slurm sets); a local run runs no groups, so none is planned there. Snakemake checks
+# every group by walking all the jobs upstream of each grouped job, and the disk bound chains
+# the fetches one after another: in a long sweep that walk is quadratic in the jobs (minutes for
+# the 1,844 revisions of config/full.yaml) and as deep as the sweep is long, deeper than
+# Python's default limit of 1,000 frames.
+REVISION_GROUP = "revisions" if workflow.resource_settings.nodes else None
+if REVISION_GROUP:
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 1_000 + 4 * len(SLOTS)))
+
 
 @functools.cache
 def pending():

@@ -27,7 +27,7 @@ rule measure_heads:
         runtime=measure_resource("runtime"),
         gpu=measure_resource("gpu"),
     group:
-        "revisions"
+        REVISION_GROUP
     priority: 10
     conda:
         ENV
@@ -61,7 +61,7 @@ rule measure_revision:
         runtime=measure_resource("runtime"),
         gpu=measure_resource("gpu"),
     group:
-        "revisions"
+        REVISION_GROUP
     priority: 10
     conda:
         ENV

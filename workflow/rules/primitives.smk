@@ -19,7 +19,7 @@ rule score_primitives:
         mem_mb=small_resource("score_primitives", "mem_mb"),
         runtime=small_resource("score_primitives", "runtime"),
     group:
-        "revisions"
+        REVISION_GROUP
     conda:
         ENV
     log:
