@@ -77,6 +77,21 @@ def test_toy_settings_are_checked_at_config_time_without_torch(tmp_path):
     assert out.stdout.strip() == "False", out.stderr
 
 
+@pytest.mark.parametrize(
+    ("spans", "message"),
+    [
+        ({"span_min": 10, "span_max": 2}, "toy: span lengths 10..2 must satisfy span_min <= span_max"),
+        ({"span_min": 40, "span_max": 40}, "toy: span_min 40 leaves no room for a copy"),
+    ],
+)
+def test_copied_spans_that_cannot_be_written_are_named_at_config_time(tmp_path, spans, message):
+    """Copied spans that cannot be drawn (span_min above span_max) or never fit twice in a sequence are refused at
+    planning, naming the key; before, the first failed in the training job with torch's message and the second
+    trained a toy with no copies."""
+    path = toy_config(tmp_path, lambda m: m["toy"].update(spans))
+    refused(check_config(path), f"models.{TOY_MODEL}.{message}")
+
+
 def test_toy_tokens_per_step_mismatch_is_named_at_config_time(tmp_path):
     """tokens.per_step that disagrees with the toy's batch x seq_len is refused before training."""
     path = toy_config(tmp_path, lambda m: m["tokens"].update(per_step=7))

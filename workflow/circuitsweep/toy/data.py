@@ -46,7 +46,8 @@ def copy_spans(tokens: torch.Tensor, n_spans: int, span_min: int, span_max: int,
     """Copy ``n_spans`` random spans of one sequence ``[T]`` to random later offsets, in place.
 
     Position 0 is never a source or a destination. A later span may overwrite
-    part of an earlier one; the copies stay random-offset either way.
+    part of an earlier one; the copies stay random-offset either way. A drawn
+    length whose span and copy do not fit after position 0 is skipped.
     """
     seq_len = tokens.shape[0]
     for _ in range(n_spans):

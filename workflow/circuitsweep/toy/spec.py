@@ -86,6 +86,13 @@ class ToySpec:
             raise ValueError(f"first_token_id {self.first_token_id} is outside the vocabulary")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
+        if self.span_min > self.span_max:
+            raise ValueError(f"span lengths {self.span_min}..{self.span_max} must satisfy span_min <= span_max")
+        if self.n_spans and self.copy_fraction and 1 + 2 * self.span_min > self.seq_len:
+            raise ValueError(
+                f"span_min {self.span_min} leaves no room for a copy: a span and its copy after the first token"
+                f" need 1 + 2 x span_min <= seq_len {self.seq_len}"
+            )
         if self.chain_spans and not 3 <= self.chain_min <= self.chain_max < self.seq_len:
             raise ValueError(
                 f"chain lengths {self.chain_min}..{self.chain_max} must satisfy 3 <= chain_min <= chain_max < seq_len"
