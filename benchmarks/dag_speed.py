@@ -79,8 +79,10 @@ def main() -> None:
     per_1000 = 1000 * full_seconds / full_jobs
     print(f"full_dag_seconds={full_seconds:.1f} jobs={full_jobs} seconds_per_1000_jobs={per_1000:.2f}")
     ratio = cluster_seconds / toy_seconds
-    print(f"all branches for a cluster ({' '.join(CLUSTER)}): {cluster_jobs} jobs in job groups, planned in "
-          f"{cluster_seconds:.1f} s ({ratio:.1f}x baseline)")
+    print(
+        f"all branches for a cluster ({' '.join(CLUSTER)}): {cluster_jobs} jobs in job groups, planned in "
+        f"{cluster_seconds:.1f} s ({ratio:.1f}x baseline)"
+    )
 
 
 if __name__ == "__main__":
