@@ -228,6 +228,24 @@ def test_the_readme_counts_are_the_plans():
     assert olmo.partial and f"the full list of about {olmo.published:,} branches" in sources
 
 
+def test_sources_page_matches_the_bundled_branch_lists_and_suites():
+    """docs/sources.md says which branch lists ship complete and shows branch patterns the suites use: it once said
+    only Pythia's lists ship and that suites naming branches otherwise cannot be swept, after branch_pattern came."""
+    from circuitsweep.checkpoints.revisions import read_manifest
+
+    sources = " ".join((REPO / "docs" / "sources.md").read_text().split())
+    olmoe = read_manifest(REPO / "config" / "revisions" / "olmoe-1b-7b-0924.json")
+    assert not olmoe.partial and "OLMoE 1B-7B in full" in sources
+    shipped = {path.stem for path in (REPO / "config" / "revisions").glob("pythia-*.json")}
+    assert {"pythia-14m", "pythia-12b", "pythia-12b-deduped"} <= shipped and "size from 14M to 12B" in sources
+    patterns = set()
+    for suite in (REPO / "config" / "suites").glob("*.yaml"):
+        for model in yaml.safe_load(suite.read_text())["models"].values():
+            patterns.add(model["source"].get("branch_pattern"))
+    named = set(re.findall(r"`([^`]+\{step[^`]*)`", sources))
+    assert named and named <= patterns, named - patterns
+
+
 #: Folders whose files the outputs page may describe as one entry; tables and figures are named one by one.
 FOLDER_ENTRIES_FORBIDDEN = ("tables/", "plots/")
 
