@@ -400,6 +400,23 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch):
     assert err.strip() == "circuitsweep refine: interrupted (a rerun resumes where this one stopped)"
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--bogus-flag"], "unrecognized arguments: --bogus-flag"),
+        (["--cores", "2", "mytarget"], "targets mytarget among them (name what the last run builds with --targets)"),
+    ],
+)
+def test_refine_names_a_bad_snakemake_option_in_one_line(tmp_path, options, message):
+    """`circuitsweep refine ... -- OPTIONS` checks OPTIONS with Snakemake's own parser before any round: one line
+    naming the option, and no "next round" line; it used to print Snakemake's whole usage text, then that line."""
+    config = REPO / "config" / "examples" / "toy-refine.yaml"
+    argv = ["refine", "--root", str(REPO), "--configfile", str(config), "--dry-run", "--", *options]
+    code, err = run(argv, tmp_path)
+    assert code == EXIT_DETERMINISTIC
+    assert err.strip() == f"circuitsweep refine: error: refine: the Snakemake options after --: {message}", err
+
+
 def test_a_full_disk_is_named_with_its_path(tmp_path, monkeypatch):
     """ENOSPC where a command writes says "disk full", the argument and its path in one line, exit 1 (a rerun
     after freeing space succeeds): not an OSError traceback."""

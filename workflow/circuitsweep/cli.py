@@ -756,7 +756,14 @@ def cmd_refine(args: argparse.Namespace) -> None:
     from circuitsweep.config.load import load_configs
     from circuitsweep.errors import ConfigError
     from circuitsweep.io.run_folder import LOCK_ENV, lock_run_folder
-    from circuitsweep.milestones.refine import RefineFailed, RefineRun, dry_run, refine, refine_summary
+    from circuitsweep.milestones.refine import (
+        RefineFailed,
+        RefineRun,
+        dry_run,
+        refine,
+        refine_summary,
+        snakemake_options_problem,
+    )
     from circuitsweep.plan.sweep import plan_run
 
     root = Path(args.root)
@@ -767,6 +774,8 @@ def cmd_refine(args: argparse.Namespace) -> None:
     if plan.refine is None:
         raise ConfigError(f"refine: {', '.join(map(str, configfiles)) or 'the config'} has no refine block")
     options = tuple(a for a in args.snakemake if a != "--")
+    if problem := snakemake_options_problem(options):
+        raise ConfigError(f"refine: the Snakemake options after --: {problem}")
     if not args.dry_run:  # the rounds' Snakemake runs take the lock this process holds (run_folder.LOCK_ENV)
         os.environ[LOCK_ENV] = str(lock_run_folder(plan.paths.root))
     run = RefineRun(root / "workflow" / "Snakefile", configfiles, options, tuple(args.targets))

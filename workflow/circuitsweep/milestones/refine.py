@@ -21,6 +21,7 @@ revisions (from the rounds file) and reruns nothing.
 from __future__ import annotations
 
 import contextlib
+import io
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -154,10 +155,33 @@ def _run(command: list[str]) -> int:
         raise
 
 
+def snakemake_options_problem(options: Sequence[str]) -> str | None:
+    """What Snakemake's own parser finds wrong in ``options`` (refine's options after ``--``), or None.
+
+    Checked before any round, so a typo gets one line instead of Snakemake's whole usage text; a target among
+    them is refused too (``--targets`` names what the last run builds).
+    """
+    from snakemake.cli import get_argument_parser
+
+    messages = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(messages):
+            parsed = get_argument_parser().parse_args(list(options))
+    except SystemExit:
+        lines = messages.getvalue().strip().splitlines() or ["cannot be parsed"]
+        return lines[-1].split("error: ", 1)[-1]
+    if parsed.targets:
+        return f"targets {' '.join(parsed.targets)} among them (name what the last run builds with --targets)"
+    return None
+
+
 def dry_run(run: RefineRun, *, runner: Runner = _run) -> int:
     """Show the jobs of the next round (Snakemake's dry run of the bracket table); later rounds follow from it."""
     code = runner(run.command([BRACKETS_RULE], "--dry-run"))
-    print("circuitsweep refine: that is the next round; the rounds after it follow from its brackets", file=sys.stderr)
+    if code == 0:
+        print(
+            "circuitsweep refine: that is the next round; the rounds after it follow from its brackets", file=sys.stderr
+        )
     return code
 
 
