@@ -116,6 +116,15 @@ def test_prefetch_refuses_models_that_would_not_read_the_shared_cache(tmp_path):
         prefetch(config, tmp_path, models=["x"])
 
 
+def test_prefetch_names_a_model_that_is_not_on_the_hub(tmp_path):
+    """`prefetch --models toy-gptneox` refuses the toy (trained here, nothing to download) by name; it used to
+    print 'prefetched 0 revisions of 0 models' and exit 0."""
+    from circuitsweep.plan.prefetch import prefetch
+
+    with pytest.raises(ConfigError, match=r"only Hub models are prefetched, not toy-gptneox \(toy\)$"):
+        prefetch(REPO / "config" / "config.yaml", REPO, models=["toy-gptneox"])
+
+
 def test_input_set_trigger_is_recognised_from_snakemakes_enum():
     """The disk-bound order depends on whether Snakemake reruns a job for a changed set of inputs."""
     from snakemake.settings.enums import RerunTrigger

@@ -36,6 +36,10 @@ def prefetch(config_path: Path, root: Path, models: list[str] | None = None) -> 
     unknown = sorted(set(models or []) - set(plan.models))
     if unknown:
         raise ConfigError(f"{config_path}: no model named {', '.join(unknown)}")
+    not_hub = [name for name in models or [] if name not in hub_models]
+    if not_hub:
+        kinds = ", ".join(f"{name} ({plan.models[name].source['type']})" for name in not_hub)
+        raise ConfigError(f"{config_path}: only Hub models are prefetched, not {kinds}")
     chosen = [name for name in hub_models if not models or name in models]
     for name in chosen:
         if plan.models[name].source.get("cache", "revision") != "shared":
