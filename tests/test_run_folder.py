@@ -26,9 +26,13 @@ def test_the_run_is_named_by_its_key_else_by_its_config_file():
     assert run_name(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), ["config/config.yaml"]) == "toy"
 
 
-@pytest.mark.parametrize(("config", "files", "named"), [({"run": ".."}, [], "run"), ({}, ["-x.yaml"], "-x.yaml")])
+@pytest.mark.parametrize(
+    ("config", "files", "named"),
+    [({"run": ".."}, [], "run"), ({}, ["-x.yaml"], "-x.yaml"), ({}, ["my sweep.yaml"], "the name of my sweep.yaml")],
+)
 def test_a_name_that_is_no_folder_is_refused(config, files, named):
-    """A run name that is not one safe folder name is refused naming where it came from."""
+    """A run name that is not one safe folder name is refused naming where it came from; a name taken from the
+    config file follows the rule of the `run` key (a file 'my sweep.yaml' used to write results/my sweep/)."""
     with pytest.raises(ConfigError, match=named):
         run_root(config, files)
 

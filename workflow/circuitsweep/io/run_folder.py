@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ RESULTS = Path("results")
 IDENTITY_FILE = "run.json"
 #: The run name when the config came from no file at all.
 FALLBACK_RUN = "run"
+#: A run name taken from a config file's stem follows the schema's rule for the `run` key ($defs.safe_name).
+RUN_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 
 
 def run_name(config: Mapping[str, Any], configfiles: Sequence[str | Path] = ()) -> str:
@@ -35,6 +38,11 @@ def run_name(config: Mapping[str, Any], configfiles: Sequence[str | Path] = ()) 
     if name is None:
         name = Path(configfiles[0]).stem if configfiles else FALLBACK_RUN
         where = f"the name of {configfiles[0]}" if configfiles else "run"
+        if isinstance(name, str) and not re.fullmatch(RUN_NAME_PATTERN, name):
+            raise ConfigError(
+                f"{where}: {name!r} cannot name a results folder (a run's name is letters, digits, '_', '.' and '-',"
+                " as the config's `run` key; set `run:` or rename the file)"
+            )
     else:
         where = "run"
     reason = unsafe_reason(name)
