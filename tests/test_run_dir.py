@@ -207,9 +207,12 @@ def test_the_note_of_identical_folders_says_what_duplicates_does_with_them(tmp_p
 
 
 def test_bad_run_dir_sources_are_named(tmp_path):
-    """A missing folder, no match, a bad pattern or tokens from names each fail naming the key."""
-    with pytest.raises(ConfigError, match=r"source\.path .*missing is not a folder"):
+    """A missing folder, a file, no match, a bad pattern or tokens from names each fail naming the key."""
+    with pytest.raises(ConfigError, match=r"source\.path .*missing does not exist \(a training run's output folder\)"):
         plan_sweep(_config(tmp_path / "missing"), REPO)
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ConfigError, match=r"source\.path .*a-file is not a folder"):
+        plan_sweep(_config(tmp_path / "a-file"), REPO)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"models\.my-run\.source: no folder of .*empty matches the pattern"):
         plan_sweep(_config(tmp_path / "empty"), REPO)

@@ -92,6 +92,8 @@ def list_checkpoints(path: Path, pattern: str, skipped: list[str] | None = None)
     the model (``source.path``, ``source``).
     """
     path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"source.path {path} does not exist (a training run's output folder)")
     if not path.is_dir():
         raise ConfigError(f"source.path {path} is not a folder")
     regex = pattern_regex(pattern)
