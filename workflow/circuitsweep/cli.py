@@ -1087,12 +1087,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo-run", cmd_demo_run, "save a small training run's checkpoint folders, to try a run_dir sweep on")
     p.add_argument("folder", type=OutputFolder(), help="the run's output folder")
-    p.add_argument("--steps", type=Count(0, 10**9), nargs="+", default=[0, 20, 40], help="steps at which to save")
+    p.add_argument(
+        "--steps",
+        type=Count(0, 10**9),
+        nargs="+",
+        default=[0, 20, 40],
+        help="steps at which to save (default: 0 20 40)",
+    )
     p.add_argument(
         "--pattern",
         type=Text(_check_run_pattern, "checkpoint-{step}"),
         default="checkpoint-{step}",
-        help="checkpoint names",
+        help="checkpoint folder names, with {step} (default: checkpoint-{step})",
     )
     p.add_argument("--force", action="store_true", help="replace checkpoint folders that already exist")
 
