@@ -179,7 +179,7 @@ def test_workflow_sizes_a_measurement_from_its_fetched_snapshot(tmp_path):
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
     requested = {}
-    for block in re.split(r"\n\s*\n", out):
+    for block in re.split(r"(?m)^(?=\s*(?:local)?rule \w+:)", out):  # one block per job
         if re.search(r"^\s*rule measure_heads:", block, re.M):
             revision = re.search(r"wildcards: .*revision=(\w+)", block).group(1)
             requested[revision] = int(re.search(r"mem_mb=(\d+)", block).group(1))
