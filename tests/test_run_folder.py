@@ -37,6 +37,15 @@ def test_a_name_that_is_no_folder_is_refused(config, files, named):
         run_root(config, files)
 
 
+def test_a_name_from_a_config_file_follows_the_schemas_rule_for_run():
+    """The stem rule and the schema's `run` rule are one rule written twice (Python, JSON Schema): they agree."""
+    from circuitsweep.io.run_folder import RUN_NAME_PATTERN
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert schema["$defs"]["safe_name"]["pattern"] == f"^{RUN_NAME_PATTERN}$"
+    assert schema["properties"]["run"]["$ref"] == "#/$defs/safe_name"
+
+
 def test_a_folder_of_another_config_is_refused_naming_both(tmp_path, monkeypatch):
     """The first run records its config; the same config (however its path is written) may run again, another
     config is refused with one line naming both and the folder."""
