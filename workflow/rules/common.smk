@@ -77,10 +77,13 @@ onstart:
 if workflow.is_main_process and not workflow.output_settings.dryrun:
     quiet_console(verbose=workflow.output_settings.verbose)
 
-#: Whether the cost estimates count a warm worker's start-up for this run's CPU jobs: a local run (no
-#: --jobs, which a cluster profile sets; the executor is known only once the run starts, see onstart),
+#: Whether this run submits to a cluster executor: it takes --jobs, which a cluster profile sets (the executor
+#: itself is known only once the run starts, see onstart).
+ON_CLUSTER = bool(workflow.resource_settings.nodes)
+
+#: Whether the cost estimates count a warm worker's start-up for this run's CPU jobs: a local run,
 #: unless the config says warm_worker: false.
-WARM_WORKER = config.get("warm_worker", True) and not workflow.resource_settings.nodes
+WARM_WORKER = config.get("warm_worker", True) and not ON_CLUSTER
 
 # Snakemake's YAML reader keeps the last of two equal keys (a model listed twice
 # would silently sweep only the second entry): re-read the config files strictly.
@@ -429,13 +432,13 @@ SLOTS = S.fetch_order(
 )
 BLOCKS = S.blocks(SLOTS)
 
-# The job group of a block's measurements, for a cluster executor (one that takes --jobs, as
-# profiles/slurm sets); a local run runs no groups, so none is planned there. Snakemake checks
+# The job group of a block's measurements, for a cluster executor (ON_CLUSTER); a local run runs
+# no groups, so none is planned there. Snakemake checks
 # every group by walking all the jobs upstream of each grouped job, and the disk bound chains
 # the fetches one after another: in a long sweep that walk is quadratic in the jobs (minutes for
 # the 1,844 revisions of config/full.yaml) and as deep as the sweep is long, deeper than
 # Python's default limit of 1,000 frames.
-REVISION_GROUP = "revisions" if workflow.resource_settings.nodes else None
+REVISION_GROUP = "revisions" if ON_CLUSTER else None
 if REVISION_GROUP:
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 1_000 + 4 * len(SLOTS)))
 
@@ -658,7 +661,7 @@ if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT":
     print(describe_cost(costs.sweep_cost(PLAN, pending(), SNAPSHOTS_ON_DISK, gpu_present=not suits("auto"), warm_worker=WARM_WORKER)), file=sys.stderr)
     for _manifest in PLAN.partial_manifests():
         print(describe_partial(_manifest), file=sys.stderr)
-if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT" and workflow.resource_settings.nodes:
+if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT" and ON_CLUSTER:
     print(
         S.describe_submissions(
             S.cluster_submissions(
