@@ -2,7 +2,9 @@
 
 The rerun used to rebuild the revision's block record from a replaced cache unchecked and exit 0,
 without reclassifying (even under --forcerun classify_heads: Snakemake skips its own rerun checks
-for a job downstream of one that reruns); only the run after refused the cache.
+for a job downstream of one that reruns); only the run after refused the cache. Block records are
+planned for a cluster executor only (``--jobs``); a local run's classification checks the caches.
+Both are run here.
 """
 
 from __future__ import annotations
@@ -37,26 +39,36 @@ models:
 CLASSES = "results/classes/toy-gptneox/heads.parquet"
 
 
-def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+def _snakemake(workdir: Path, executor: tuple[str, ...], *args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", "--nocolor", *args]  # fmt: skip
+           "--configfile", str(workdir / "config.yaml"), *executor, "--nocolor", *args]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=job_env(), check=False)
 
 
+LOCAL = ("--cores", "2")
+CLUSTER_PLAN = ("--cores", "2", "--jobs", "2")  # plans the job groups and their block records, runs them here
+
+
 @pytest.mark.slow
-def test_a_new_cache_reclassifies_and_a_replaced_one_fails_the_run_that_sees_it(tmp_path):
-    """step50 measured again (its block record still there): the next run rebuilds the block and reclassifies.
-    step25's caches copied over step50's: the next run fails at step50's block record, naming the cache, and
-    leaves the classification alone."""
+@pytest.mark.parametrize(
+    ("executor", "refusing_log"),
+    [(LOCAL, "classify_heads/toy-gptneox.log"), (CLUSTER_PLAN, "revision_block/toy-gptneox.step50.log")],
+    ids=["local", "cluster-plan"],
+)
+def test_a_new_cache_reclassifies_and_a_replaced_one_fails_the_run_that_sees_it(tmp_path, executor, refusing_log):
+    """step50 measured again: the next run reclassifies (through its rebuilt block record where one is planned).
+    step25's caches copied over step50's: the next run fails at the first job that reads step50's cache (its
+    block record, or the classification), naming the cache, and writes no classification from it."""
     (tmp_path / "config.yaml").write_text(CONFIG)
-    first = _snakemake(tmp_path, CLASSES)
+    first = _snakemake(tmp_path, executor, CLASSES)
     assert first.returncode == 0, first.stderr[-3000:] + job_logs(tmp_path)
     classes = tmp_path / CLASSES
     classified = classes.stat().st_mtime_ns
 
-    remeasured = _snakemake(tmp_path, "results/cache/toy-gptneox/step50/heads.parquet", "--forcerun", "measure_heads")
+    step50 = "results/cache/toy-gptneox/step50/heads.parquet"
+    remeasured = _snakemake(tmp_path, executor, step50, "--forcerun", "measure_heads")
     assert remeasured.returncode == 0, remeasured.stderr[-3000:] + job_logs(tmp_path)
-    again = _snakemake(tmp_path, CLASSES)
+    again = _snakemake(tmp_path, executor, CLASSES)
     assert again.returncode == 0, again.stderr[-3000:] + job_logs(tmp_path)
     # the console shows the project's lines; Snakemake's log file keeps every job's block
     log_file = max((tmp_path / ".snakemake" / "log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime_ns)
@@ -67,8 +79,13 @@ def test_a_new_cache_reclassifies_and_a_replaced_one_fails_the_run_that_sees_it(
     cache = tmp_path / "results" / "cache" / "toy-gptneox"
     for name in ("heads.parquet", "heads.safetensors"):
         shutil.copy(cache / "step25" / name, cache / "step50" / name)
-    replaced = _snakemake(tmp_path, CLASSES, "--forcerun", "classify_heads")
-    log = (tmp_path / "results" / "logs" / "revision_block" / "toy-gptneox.step50.log").read_text()
+    replaced = _snakemake(tmp_path, executor, CLASSES, "--forcerun", "classify_heads")
+    log = (tmp_path / "results" / "logs" / refusing_log).read_text()
     assert replaced.returncode != 0, replaced.stderr[-3000:]
     assert "step50/heads.parquet does not belong to this run" in log and "Traceback" not in log, log
-    assert classes.stat().st_mtime_ns == classified
+    # a failed job's outputs are deleted by Snakemake: the refusing classification leaves none, never one
+    # made from the replaced cache; a refusing block record leaves the previous classification in place
+    if executor == LOCAL:
+        assert not classes.exists()
+    else:
+        assert classes.stat().st_mtime_ns == classified

@@ -614,7 +614,6 @@ def test_adding_or_removing_a_revision_runs_only_its_jobs_and_the_aggregates(tmp
         "measure_heads": 1,
         "measure_revision": 1,
         "score_primitives": 1,
-        "revision_block": 2,
         **aggregates,
         **primitive_aggregates,
     }

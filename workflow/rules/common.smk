@@ -634,9 +634,13 @@ def block_head_caches(block):
 
 
 def block_markers_of(wildcards):
-    """The model's block records: they put the blocks in the DAG. Not ancient: Snakemake skips the
-    own rerun checks (updated caches, --forcerun) of a job downstream of one that reruns, so a
-    rebuilt block (a cache replaced on disk, a primitive rescoring) must reclassify through it."""
+    """The model's block records, for a cluster executor: they put the job groups in the DAG. Not
+    ancient: Snakemake skips the own rerun checks (updated caches, --forcerun) of a job downstream of
+    one that reruns, so a rebuilt block (a cache replaced on disk, a primitive rescoring) must
+    reclassify through it. A local run has no groups and its classification reads and verifies the
+    caches themselves, so it plans no block records (49 one-second jobs on the toy suite)."""
+    if not ON_CLUSTER:
+        return []
     return [block_marker(block) for block in BLOCKS if BLOCKS[block][0][0] == wildcards.model]
 
 
