@@ -14,6 +14,7 @@ from snakemake.common import NOTHING_TO_BE_DONE_MSG
 from snakemake.logging import logger as snakemake_logger
 
 from circuitsweep.io.atomic import atomic_write_text
+from circuitsweep.io.bytecode import compile_package
 from circuitsweep.io.console import quiet_console
 from circuitsweep.io.contracts import Paths
 from circuitsweep.milestones.text import finished_run_summary
@@ -58,9 +59,10 @@ shell.prefix(SHELL_PREFIX)
 # The run's folder records the config that made it (circuitsweep.io.run_folder) when the
 # run starts, and this Snakemake holds its lock until it ends: a second run of the folder
 # (the same config started from another working directory, whose .snakemake lock is another)
-# stops here, before it runs or deletes anything. A local run on the CPU forks its measurement
-# jobs from one warm process (circuitsweep.warm_worker): torch and transformers are imported
-# once, not per revision.
+# stops here, before it runs or deletes anything. Every job imports the package from its
+# bytecode, compiled here once (circuitsweep.io.bytecode). A local run on the CPU forks its
+# fetch and measurement jobs from one warm process (circuitsweep.warm_worker): torch and
+# transformers are imported once, not per revision.
 onstart:
     try:
         lock_run_folder(PATHS.root)
@@ -69,6 +71,7 @@ onstart:
         print(error_line(_error), file=sys.stderr)
         sys.exit(EXIT_DETERMINISTIC)
     mark_run_started(PATHS.root)
+    compile_package(Path(workflow.basedir) / "circuitsweep")
     if workflow.executor_plugin.name == "local" and config.get("warm_worker", True) and suits(PLAN.device):
         shell.prefix(f"{SHELL_PREFIX}export CIRCUITSWEEP_WARM_WORKER=1; ")
 
