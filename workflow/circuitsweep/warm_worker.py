@@ -2,12 +2,14 @@
 
 Every job of a local Snakemake run is a fresh ``python -m circuitsweep``, and
 importing torch and transformers costs seconds: more than a toy revision's
-forward passes, and paid once per revision. Like a build system's persistent
-workers, a server imports them once; a job command (:data:`WARM_COMMANDS`)
-then connects to it, hands over its argv, working folder, environment and its
-stdin, stdout and stderr, and exits with the exit code of a child process the
-server forks for it. Each job still runs in a process of its own (own memory,
-threads, exit), writing to its own log, so a crash takes nothing else down.
+forward passes, and paid once per revision (the Hub client that fetches a
+snapshot costs more than fetching a toy revision, too). Like a build system's
+persistent workers, a server imports them once; a job command
+(:data:`WARM_COMMANDS`) then connects to it, hands over its argv, working
+folder, environment and its stdin, stdout and stderr, and exits with the exit
+code of a child process the server forks for it. Each job still runs in a
+process of its own (own memory, threads, exit), writing to its own log, so a
+crash takes nothing else down.
 
 Safety of the fork: the server imports modules but runs no torch operation,
 so no OpenMP thread pool and no CUDA context exist before it forks. It serves
@@ -50,13 +52,15 @@ from pathlib import Path
 ENV = "CIRCUITSWEEP_WARM_WORKER"
 #: Set in a forked job, so that its command runs in-process rather than being forwarded again.
 CHILD_ENV = "CIRCUITSWEEP_WARM_CHILD"
-#: The commands that load a model: the ones worth forking from a warm process.
-WARM_COMMANDS = frozenset({"measure-revision", "natural-batch", "final-ablation"})
+#: The commands worth forking from a warm process: those that load a model, and the snapshot fetch, whose
+#: Hub client imports (about 0.4 s) cost more than fetching a toy revision.
+WARM_COMMANDS = frozenset({"measure-revision", "natural-batch", "final-ablation", "fetch-snapshot"})
 #: What the server imports before serving: everything the warm commands import.
 PRELOAD = (
     "torch",
     "transformers",
     "circuitsweep.checkpoints.loading",
+    "circuitsweep.checkpoints.snapshots",
     "circuitsweep.revision_stage",
     "circuitsweep.heads.stage",
     "circuitsweep.heads.measure",
