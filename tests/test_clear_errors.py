@@ -22,6 +22,7 @@ from circuitsweep.plan.retry import EXIT_DETERMINISTIC
 REPO = Path(__file__).resolve().parents[1]
 TOY_TEXT = (REPO / "config" / "config.yaml").read_text()
 TOY_MODEL = next(iter(yaml.safe_load(TOY_TEXT)["models"]))
+TOY_LAST_STEP = yaml.safe_load(TOY_TEXT)["models"][TOY_MODEL]["toy"]["schedule"][-1]
 
 
 def check_config(path: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -136,7 +137,7 @@ def _unpublished_step(config: dict) -> None:
             "with a letter or digit",
         ),
         (_reversed_top_level_token_range, "(1 problem): probes.token_range: [64, 2] must hold at least 3 token ids"),
-        (_unpublished_step, f"unknown revision(s) for {TOY_MODEL}: 'step9999' (closest: step1200);"),
+        (_unpublished_step, f"unknown revision(s) for {TOY_MODEL}: 'step9999' (closest: step{TOY_LAST_STEP});"),
     ],
 )
 def test_copied_config_mistakes_are_one_plain_line(tmp_path, change, message):
