@@ -230,6 +230,24 @@ def test_every_argument_declares_what_it_is():
             tiers(kind_of(action))  # the test knows how to break it
 
 
+def test_every_option_says_what_it_takes_in_its_help():
+    """``circuitsweep <command> --help`` explains every option, the rules' internal commands' too: an option
+    declared without help text says what its value must be (a reviewer found bare ``--heads HEADS`` lines)."""
+    for name, parser in subcommands().items():
+        parser.format_help()  # renders (a '%' in a help text would raise here)
+        for action in arguments(parser):
+            assert action.help and action.help.strip(), f"{name} {action.dest}: no help"
+
+
+def test_an_undescribed_option_gets_its_kind_as_help():
+    """The generated help reads like the value it asks for: a table with its columns, a number with its range."""
+    help_of = {action.dest: action.help for action in arguments(subcommands()["plot-heatmap"])}
+    assert help_of["emergence"] == "emergence table (with columns model, revision, bos_fraction) to read"
+    assert help_of["model"] == "a model or revision name (one safe path component)"
+    assert help_of["output"] == "file to write (.png, .svg)"
+    assert cli.Count(1, 10).describe() == "a whole number from 1 to 10"
+
+
 @pytest.mark.parametrize("name", sorted(subcommands()))
 def test_a_misused_subcommand_fails_in_one_line(name, sandbox_root):
     """Any subcommand, given values of which one is certainly wrong: non-zero exit with a documented code,

@@ -71,6 +71,10 @@ class Argument:
     def __call__(self, text: str) -> Any:
         return text
 
+    def describe(self) -> str:
+        """The help text of an option declared without one: what its value must be."""
+        return self.kind
+
     def __repr__(self) -> str:
         return self.kind
 
@@ -117,6 +121,10 @@ class InputFile(Argument):
         self.columns = tuple(columns)
         self.blank = blank
         self.content = content
+
+    def describe(self) -> str:
+        columns = f" (with columns {', '.join(self.columns)})" if self.columns else ""
+        return f"{self.what}{columns} to read" if self.what != "file" else "file to read"
 
     def __call__(self, text: str) -> str:
         if self.blank and text == "":
@@ -178,6 +186,9 @@ class InputFolder(Argument):
     def __init__(self, what: str = "folder") -> None:
         self.what = what
 
+    def describe(self) -> str:
+        return f"{self.what} to read"
+
     def __call__(self, text: str) -> str:
         found = _stat(text)
         if found is None:
@@ -194,6 +205,9 @@ class OutputFile(Argument):
 
     def __init__(self, suffixes: Sequence[str] = ()) -> None:
         self.suffixes = tuple(suffixes)
+
+    def describe(self) -> str:
+        return f"file to write ({', '.join(self.suffixes)})" if self.suffixes else "file to write (atomically)"
 
     def __call__(self, text: str) -> str:
         found = _stat(text)
@@ -214,6 +228,9 @@ class OutputFolder(Argument):
     """A folder the command creates or fills (it may exist)."""
 
     kind = "output folder"
+
+    def describe(self) -> str:
+        return "folder to create or fill"
 
     def __call__(self, text: str) -> str:
         found = _stat(text)
@@ -237,6 +254,11 @@ class Json(Argument):
     def __init__(self, shape: type | None = None, keys: Sequence[str] = ()) -> None:
         self.shape = shape
         self.keys = tuple(keys)
+
+    def describe(self) -> str:
+        shape = "a JSON object" if self.shape is dict else "a JSON list" if self.shape is list else "JSON"
+        keys = f" with keys {', '.join(self.keys)}" if self.keys else ""
+        return f"{shape}{keys}, or @FILE holding it (set by the rules)"
 
     def __call__(self, text: str) -> Any:
         where = ""
@@ -304,6 +326,9 @@ class Count(Argument):
     def __init__(self, low: int = 0, high: int = 2**62) -> None:
         self.low, self.high = low, high
 
+    def describe(self) -> str:
+        return f"a whole number from {self.low} to {self.high}"
+
     def __call__(self, text: str) -> int:
         try:
             value = int(text.strip(), 10)
@@ -322,6 +347,9 @@ class Real(Argument):
     def __init__(self, low: float = 0.0, high: float = 1e6) -> None:
         self.low, self.high = low, high
 
+    def describe(self) -> str:
+        return f"a number above {self.low:g}, at most {self.high:g}"
+
     def __call__(self, text: str) -> float:
         try:
             value = float(text)
@@ -338,6 +366,9 @@ class Name(Argument):
     """A model, revision or block name: one safe path component (``io.names``)."""
 
     kind = "name"
+
+    def describe(self) -> str:
+        return "a model or revision name (one safe path component)"
 
     def __call__(self, text: str) -> str:
         from circuitsweep.io.names import unsafe_reason
@@ -368,6 +399,9 @@ class Text(Argument):
     def __init__(self, check: Callable[[str], object] | None = None, example: str = "") -> None:
         self.check = check
         self.example = example
+
+    def describe(self) -> str:
+        return f"text, e.g. {self.example}" if self.example else "text"
 
     def __call__(self, text: str) -> str:
         if self.check is not None:
@@ -413,7 +447,14 @@ def _check_repo_id(text: str) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with a misuse (a missing option, a bad value) raised as one line instead of usage and exit 2."""
+    """argparse, with a misuse (a missing option, a bad value) raised as one line instead of usage and exit 2,
+    and every option's help: an option declared without one (the rules' internal commands) says what its
+    value must be (:meth:`Argument.describe`)."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        if kwargs.get("help") is None and isinstance(kwargs.get("type"), Argument):
+            kwargs["help"] = kwargs["type"].describe()
+        return super().add_argument(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         message = " ".join(message.split())
