@@ -45,7 +45,9 @@ TOY_ARCHITECTURES = {
     "toy-olmo": "OlmoForCausalLM",
     "toy-olmoe": "OlmoeForCausalLM",
 }
-TOY_REVISIONS = {"toy-gptneox": 17, "toy-olmo": 17, "toy-olmoe": 15}
+TOY_REVISIONS = {
+    name: len(model["toy"]["schedule"]) for name, model in yaml.safe_load(DEFAULT_CONFIG.read_text())["models"].items()
+}
 #: The default toys whose run shows the study's BOS story (BOS t50 after the onset; docs/methods.md).
 BOS_STORY_TOYS = ("toy-gptneox", "toy-olmo")
 
