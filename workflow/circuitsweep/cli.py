@@ -124,7 +124,7 @@ class InputFile(Argument):
 
     def describe(self) -> str:
         columns = f" (with columns {', '.join(self.columns)})" if self.columns else ""
-        return f"{self.what}{columns} to read" if self.what != "file" else "file to read"
+        return f"{self.what}{columns} to read"
 
     def __call__(self, text: str) -> str:
         if self.blank and text == "":

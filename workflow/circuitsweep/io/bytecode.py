@@ -18,7 +18,8 @@ from pathlib import Path
 def compile_package(package: Path) -> bool:
     """Write current bytecode caches for every module under ``package``; False where they cannot be written.
 
-    Idempotent and cheap when the caches are current (their source's size and mtime are recorded in them).
+    Idempotent and cheap when the caches are current: compileall rewrites a cache only where the source's
+    modification time differs from the one recorded in it.
     """
     try:
         return bool(compileall.compile_dir(package, quiet=2, workers=1))
