@@ -221,6 +221,7 @@ def _curves(counts: list[list[int]], names: list[str]) -> pl.DataFrame:
             "n_heads": 8,
             "induction_selective_heads": count,
             "bos_heads": 0,
+            "late_bos_heads": 0,
             "screen_heads": count,
             "early_screen_recovered": count,
             "final_circuit_size": row[-1],
@@ -242,10 +243,15 @@ def test_milestone_range_and_fragility():
             "model": ["m"],
             "induction_onset_revision": ["r1"],
             "first_bos_head_revision": [None],
+            "first_late_bos_head_revision": [None],
             "bos_t50_revision": [None],
             "early_screen_revision": ["r1"],  # 3 of 4 final heads: 2/3 reached
         },
-        schema_overrides={"first_bos_head_revision": pl.String, "bos_t50_revision": pl.String},
+        schema_overrides={
+            "first_bos_head_revision": pl.String,
+            "first_late_bos_head_revision": pl.String,
+            "bos_t50_revision": pl.String,
+        },
     )
     row = bootstrap_summary(_curves(counts, names), point, {"m": thresholds}).row(0, named=True)
     assert (row["induction_onset_boot_earliest"], row["induction_onset_boot_latest"]) == ("r1", "r2")

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
 
 from circuitsweep.config.load import study_defaults
 from circuitsweep.io import contracts as C
-from circuitsweep.milestones.emergence import MilestoneThresholds, curve_shape, emergence_curves, milestones
+from circuitsweep.milestones.emergence import (
+    MilestoneThresholds,
+    curve_shape,
+    emergence_curves,
+    late_bos_counts,
+    milestones,
+)
 
 THRESHOLDS = MilestoneThresholds.from_dict(study_defaults("thresholds"))
 N_LAYERS, N_HEADS = 2, 4
@@ -361,6 +368,42 @@ def test_first_bos_head_reports_whether_it_is_sustained():
         row = milestones(emergence_curves(heads, revisions), heads, {"m": THRESHOLDS}).row(0, named=True)
         assert row["first_bos_head_sustained"] is sustained, classes
         assert (row["first_bos_head_revision"] is None) == (sustained is None)
+
+
+def test_late_bos_heads_are_sinks_that_were_none_before_the_onset():
+    """A late BOS head is of class first at or after the induction onset and at no revision before it: a plateau
+    sink that stays, or leaves and comes back, is not late; one that forms after the onset is, from its revision
+    on. Without an onset no head is late; with the onset at the first revision every BOS head is."""
+    bos = np.zeros((5, 3, 3), dtype=bool)  # [revision, classification, head]
+    for b in range(3):
+        bos[:, b, 0] = True  # a plateau sink that stays
+        bos[[1, 3], b, 1] = True  # a plateau sink that comes back after the onset
+        bos[3:, b, 2] = True  # a head that parks after the onset
+    counts = late_bos_counts(bos, np.array([2, -1, 0]))
+    assert counts[:, 0].tolist() == [0, 0, 0, 1, 1]
+    assert counts[:, 1].tolist() == [0] * 5
+    assert counts[:, 2].tolist() == [1, 2, 1, 3, 2]
+
+
+def test_first_late_bos_head_comes_after_the_plateau_sinks():
+    """The study's first BOS head counts a sink that parks before the onset; the first late BOS head is the first
+    revision with a head that became a sink after it, and the final revision's late BOS heads are counted."""
+    sink, late = {(0, 1): "first"}, {(1, 3): "first"}
+    heads, revisions = sweep_of(
+        [
+            ("a", 10, None, sink, "w0"),
+            ("b", 20, None, {**THREE, **sink}, "w1"),
+            ("c", 30, None, {**THREE, **sink, **late}, "w2"),
+            ("d", 40, None, {**THREE, **late}, "w3"),
+        ]
+    )
+    row = milestones(emergence_curves(heads, revisions), heads, {"m": THRESHOLDS}).row(0, named=True)
+    assert (row["first_bos_head_revision"], row["induction_onset_revision"]) == ("a", "b")
+    assert (row["first_late_bos_head_revision"], row["first_late_bos_head_tokens"]) == ("c", 30_000)
+    assert row["final_late_bos_heads"] == 1
+    heads, revisions = sweep_of([("a", 10, None, sink, "w0"), ("b", 20, None, {**THREE, **sink}, "w1")])
+    row = milestones(emergence_curves(heads, revisions), heads, {"m": THRESHOLDS}).row(0, named=True)
+    assert row["first_late_bos_head_revision"] is None and row["final_late_bos_heads"] == 0
 
 
 def test_protocol_travels_to_curves_and_milestones(sweep):

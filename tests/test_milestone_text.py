@@ -21,6 +21,9 @@ NEVER_HALF = {
     "bos_t50_tokens": None,
     "first_bos_head_revision": "step200",
     "first_bos_head_tokens": 819_200,
+    "first_late_bos_head_revision": None,
+    "first_late_bos_head_tokens": None,
+    "final_late_bos_heads": 0,
     "bos_peak_fraction": 0.375,
     "bos_peak_revision": "step250",
     "bos_peak_tokens": 1_024_000,
@@ -101,7 +104,8 @@ def test_milestones_md_opens_with_a_sentence_per_model_then_a_narrow_table():
     text = milestones_markdown(table(NEVER_HALF, REACHED))
     lines = text.splitlines()
     assert lines[2].startswith("toy-gptneox: induction heads formed at step300 (1.23M tokens); the first BOS head")
-    assert "step200 (819K tokens), before induction; BOS heads never reached" in lines[2]
+    late = "no head became a BOS head after induction"
+    assert f"step200 (819K tokens), before induction; {late}; BOS heads never reached" in lines[2]
     assert "peak 0.38 at step250" in lines[2]
     assert lines[3].startswith("big: induction heads formed at step1000 (4.19B tokens)")
     assert "BOS heads were half of all heads from step70000 (300B tokens)" in lines[3]
@@ -125,7 +129,8 @@ def test_a_milestone_that_does_not_last_says_so():
     assert "step200 (819K tokens), before induction, and went again (a later revision has none);" in lines[2]
     assert "fell below" not in lines[3] and "went again" not in lines[3] and "went again" not in lines[4]
     row = next(line for line in lines if line.startswith("| toy-gptneox"))
-    assert "| step300 (1.23M tokens), not sustained | step200 (819K tokens), not sustained |" in row
+    first_bos = "step200 (819K tokens), not sustained; after the onset: none"
+    assert f"| step300 (1.23M tokens), not sustained | {first_bos} |" in row
     assert "not sustained" not in "".join(line for line in lines if line.startswith(("| big", "| full")))
 
 
@@ -192,8 +197,8 @@ def test_a_finished_run_prints_each_model_the_tables_and_the_report_command(tmp_
     paths.milestones_table("md").write_text("# Milestones\n")
     summary = finished_run_summary(paths, ["config/paper.yaml"])
     assert (
-        "toy-gptneox: induction onset step300 (1.23M tokens); first BOS head step200 (819K tokens); "
-        "BOS t50 not reached (peak 0.38 at step250); causal at step300 (1.23M tokens; excess top-1 drop 0.110, "
+        "toy-gptneox: induction onset step300 (1.23M tokens); first BOS head step200 (819K tokens); after the onset: "
+        "none; BOS t50 not reached (peak 0.38 at step250); causal at step300 (1.23M tokens; excess top-1 drop 0.110, "
         "95% CI [0.060, 0.170]; p = 0.0031 after Holm over 5 tested revisions)"
     ) in summary
     assert f"  {paths.milestones_table('md')}" in summary and str(paths.heads_table()) not in summary

@@ -29,9 +29,10 @@ STEPS = (0, 10, 100, 300, 1000)
 
 
 def selectivities(step: int, layer: int, head: int) -> dict[str, float]:
-    """Heads (0, 0-1) are BOS heads from step 10; heads (2, 0-2) become induction heads at steps 100, 300, 900."""
+    """Heads (0, 0-1) are BOS heads from step 10, head (1, 3) from step 1000, after the onset; heads (2, 0-2)
+    become induction heads at steps 100, 300, 900."""
     sel = dict.fromkeys(C.SELECTIVITY_COLUMNS, 1.0)
-    if layer == 0 and head < 2 and step >= 10:
+    if (layer == 0 and head < 2 and step >= 10) or (layer, head, step) == (1, 3, 1000):
         sel["sel_first"] = 50.0
     if layer == 2 and head < 3 and step >= 100 * 3**head:
         sel["sel_induction"] = 15.0 * (1 + np.log10(step))
@@ -97,7 +98,8 @@ def marks(axis, marker: str) -> list[tuple[float, float]]:
 
 
 def test_milestones_are_marked_on_their_curves(sweep):
-    """BOS t50, induction onset, early screen and the causal revision are drawn at the revision that reached them."""
+    """BOS t50, induction onset, early screen and the causal revision are drawn at the revision that reached them;
+    the first BOS head after the onset gets its own mark where the first BOS head came before the onset."""
     _, curves, table = sweep
     row = table.row(0, named=True)
     assert row["bos_t50_tokens"] == 10_000 and row["induction_onset_tokens"] == 300_000
@@ -109,14 +111,16 @@ def test_milestones_are_marked_on_their_curves(sweep):
     assert marks(induction, "D") == [(100_000.0, 1.0)]
     assert marks(induction, "s") == [(1_000_000.0, 3.0)]  # causal
     assert marks(bos, "^") == [(10_000.0, pytest.approx(2 / 12))]  # the first BOS head, here also t50
+    assert row["first_late_bos_head_tokens"] == 1_000_000 and row["final_late_bos_heads"] == 1
+    assert marks(bos, "v") == [(1_000_000.0, pytest.approx(3 / 12))]  # head (1, 3), a BOS head from step1000
     legend = figure.legends[0]
     assert [t.get_text() for t in legend.get_texts()] == [
-        "m", "first BOS head", "BOS t50", "early screen", "induction onset", "causal",
+        "m", "first BOS head", "first BOS head after onset", "BOS t50", "early screen", "induction onset", "causal",
         "bracket: swept revision before the milestone to its own",
     ]  # fmt: skip
     drawn = {line.get_marker() for axis in (bos, induction) for line in axis.get_lines()}
-    assert [handle.get_marker() for handle in legend.legend_handles[1:6]] == ["^", "*", "D", "P", "s"]
-    assert {"^", "*", "D", "P", "s"} <= drawn
+    assert [handle.get_marker() for handle in legend.legend_handles[1:7]] == ["^", "v", "*", "D", "P", "s"]
+    assert {"^", "v", "*", "D", "P", "s"} <= drawn
     plt.close(figure)
 
 
@@ -132,8 +136,9 @@ def test_every_marked_milestone_has_its_bracket_under_the_curves(sweep):
         assert all(max(line.get_ydata()) < 0 for line in lines)
         return sorted(tuple(float(x) for x in line.get_xdata()) for line in lines)
 
-    # first BOS head and BOS t50 at step10 (after step0); early screen at step100, onset at step300, causal at step1000
-    assert bars(bos) == [(0.0, 10_000.0), (0.0, 10_000.0)]
+    # first BOS head and BOS t50 at step10 (after step0), the first BOS head after the onset at step1000 (after
+    # step300); early screen at step100, onset at step300, causal at step1000
+    assert bars(bos) == [(0.0, 10_000.0), (0.0, 10_000.0), (300_000.0, 1_000_000.0)]
     assert bars(induction) == [(10_000.0, 100_000.0), (100_000.0, 300_000.0), (300_000.0, 1_000_000.0)]
     ends = {line.get_marker() for line in induction.get_lines() if line.get_gid() == "bracket"}
     assert {"D", "P", "s"} <= ends
@@ -381,10 +386,10 @@ def test_trajectories_draw_every_head_in_its_final_class_colour(sweep):
     assert len(lines) == N_LAYERS * N_HEADS
     colours = [to_rgba(line.get_color()) for line in lines]
     assert colours.count(to_rgba(CLASS_COLOURS["induction"])) == 3
-    assert colours.count(to_rgba(CLASS_COLOURS["first"])) == 2
-    assert colours.count(to_rgba(CLASS_COLOURS[C.NO_CLASS])) == 7
+    assert colours.count(to_rgba(CLASS_COLOURS["first"])) == 3
+    assert colours.count(to_rgba(CLASS_COLOURS[C.NO_CLASS])) == 6
     labels = [t.get_text() for t in figure.legends[0].get_texts()]
-    assert labels == ["none (7)", "first (2)", "induction (3)", "class threshold (10)"]
+    assert labels == ["none (6)", "first (3)", "induction (3)", "class threshold (10)"]
     plt.close(figure)
 
 

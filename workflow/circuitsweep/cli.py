@@ -730,6 +730,7 @@ def cmd_bootstrap_heads(args: argparse.Namespace) -> None:
         Path(args.curves_out),
         expected=args.expected,
         skip_duplicates=bool(args.settings.get("skip_duplicates")),
+        onset_heads=int(args.settings.get("induction_onset_heads", 3)),
     )
 
 

@@ -111,6 +111,7 @@ BOOTSTRAP_CURVE_COLUMNS: tuple[str, ...] = (
     "n_heads",
     "induction_selective_heads",
     "bos_heads",
+    "late_bos_heads",  # BOS heads that were none before this resample's induction onset (0 before it)
     "screen_heads",
     "early_screen_recovered",
     "final_circuit_size",
@@ -187,6 +188,9 @@ MILESTONE_COLUMNS: tuple[str, ...] = (
     "final_revision",
     "induction_onset_sustained",
     "first_bos_head_sustained",  # a BOS head at every revision from the first BOS head on
+    "first_late_bos_head_revision",  # first revision with a BOS head that was none before the induction onset
+    "first_late_bos_head_tokens",
+    "final_late_bos_heads",  # the final revision's BOS heads that were none before the induction onset
     "probe_protocol",
 )
 
@@ -195,7 +199,7 @@ MILESTONE_COLUMNS: tuple[str, ...] = (
 #: milestone's pair (``causal_previous_revision``, ``causal_previous_tokens``) follows its own columns.
 MILESTONE_BRACKET_COLUMNS: tuple[str, ...] = tuple(
     f"{milestone}_previous_{what}"
-    for milestone in ("induction_onset", "first_bos_head", "bos_t50", "early_screen")
+    for milestone in ("induction_onset", "first_bos_head", "first_late_bos_head", "bos_t50", "early_screen")
     for what in ("revision", "tokens")
 )
 #: With the bootstrap over probe sequences, per milestone: the earliest and latest revision it lands on across
@@ -203,7 +207,7 @@ MILESTONE_BRACKET_COLUMNS: tuple[str, ...] = tuple(
 #: (more than 5% land elsewhere).
 MILESTONE_BOOTSTRAP_COLUMNS: tuple[str, ...] = tuple(
     f"{milestone}_boot_{what}"
-    for milestone in ("induction_onset", "first_bos_head", "bos_t50", "early_screen")
+    for milestone in ("induction_onset", "first_bos_head", "first_late_bos_head", "bos_t50", "early_screen")
     for what in ("earliest", "latest", "agreement", "not_reached", "fragile")
 )
 

@@ -37,7 +37,7 @@ from circuitsweep.heads.sequence_stats import resample_weights, selectivity, seq
 from circuitsweep.io import contracts as C
 from circuitsweep.io.cache_check import verify_shard
 from circuitsweep.io.tables import read_table, write_table
-from circuitsweep.milestones.emergence import _kept_revisions
+from circuitsweep.milestones.emergence import _kept_revisions, late_bos_counts
 from circuitsweep.plan.sweep import Plan
 
 #: Class codes of :func:`class_codes`: the index in ``CLASS_ORDER``, then this for none.
@@ -51,12 +51,14 @@ INTERVAL = (2.5, 97.5)
 
 def bootstrap_settings(plan: Plan, model: str) -> dict[str, Any]:
     """The bootstrap job of ``model`` (``bootstrap_heads``'s params): resamples and seed, the classification
-    thresholds and whether duplicate revisions are left out of the curves."""
+    thresholds, the induction onset's head count (late BOS heads count from each resample's onset) and whether
+    duplicate revisions are left out of the curves."""
     if plan.bootstrap is None:
         raise KeyError("the bootstrap is off (bootstrap.resamples: 0)")
     return {
         "bootstrap": plan.bootstrap.to_dict(),
         "thresholds": asdict(plan.models[model].thresholds),
+        "induction_onset_heads": plan.models[model].milestones.induction_onset_heads,
         "skip_duplicates": plan.models[model].duplicates == "skip",
     }
 
@@ -123,6 +125,7 @@ def bootstrap_model(
     *,
     expected: Sequence[Mapping[str, Any]] | None = None,
     skip_duplicates: bool = False,
+    onset_heads: int = 3,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The bootstrap heads and curves frames of one model (see the module docstring).
 
@@ -131,7 +134,8 @@ def bootstrap_model(
     against ``expected`` (per shard, the plan's metadata). With
     ``skip_duplicates`` the curves leave out duplicate revisions as the
     emergence table does; the final circuit of each resample is that of the
-    last kept revision under the same resample.
+    last kept revision under the same resample, and its late BOS heads count from its own induction onset (the
+    first revision with ``onset_heads`` induction-selective heads).
     """
     if settings.resamples < 1:
         raise ConfigError("bootstrap.resamples: 0 turns the bootstrap off; there is nothing to compute")
@@ -174,8 +178,11 @@ def bootstrap_model(
     if missing:
         raise CacheError(f"model {model}: no statistics shard for revisions {missing}")
     final = computed[kept[-1]].members
+    selective = np.stack([computed[name].selective for name in kept])  # [R, 1 + B]
+    onset = np.where((selective >= onset_heads).any(axis=0), (selective >= onset_heads).argmax(axis=0), -1)
+    late = late_bos_counts(np.stack([computed[name].classes == _FIRST_CODE for name in kept]), onset)
     rows = []
-    for name in kept:
+    for i, name in enumerate(kept):
         at = computed[name]
         rows.append(
             pl.DataFrame(
@@ -188,6 +195,7 @@ def bootstrap_model(
                     "n_heads": at.classes.shape[1],
                     "induction_selective_heads": at.selective.astype(np.int64),
                     "bos_heads": (at.classes == _FIRST_CODE).sum(axis=1).astype(np.int64),
+                    "late_bos_heads": late[i].astype(np.int64),
                     "screen_heads": at.members.sum(axis=1).astype(np.int64),
                     "early_screen_recovered": (at.members & final).sum(axis=1).astype(np.int64),
                     "final_circuit_size": final.sum(axis=1).astype(np.int64),
@@ -212,6 +220,7 @@ def bootstrap_heads(
     *,
     expected: Sequence[Mapping[str, Any]] | None = None,
     skip_duplicates: bool = False,
+    onset_heads: int = 3,
 ) -> None:
     """The bootstrap job of one model: read its classified heads and shards, write the two bootstrap tables."""
     heads, run = read_table(heads_path)
@@ -231,7 +240,9 @@ def bootstrap_heads(
         settings,
         expected=expected,
         skip_duplicates=skip_duplicates,
+        onset_heads=onset_heads,
     )
     metadata = {"model": model, "bootstrap": settings.to_dict(), "thresholds": asdict(thresholds)}
     write_table(heads_out, frames[0], metadata)
-    write_table(curves_out, frames[1], {**metadata, "skip_duplicates": skip_duplicates})
+    curves_metadata = {**metadata, "skip_duplicates": skip_duplicates, "induction_onset_heads": onset_heads}
+    write_table(curves_out, frames[1], curves_metadata)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from circuitsweep.config.thresholds import MilestoneThresholds
@@ -230,6 +231,44 @@ def bos_milestones(curve: pl.DataFrame) -> dict:
     }
 
 
+def late_bos_counts(bos: np.ndarray, onset: np.ndarray) -> np.ndarray:
+    """Late BOS heads per revision: heads of class first at or after the induction onset that were of class
+    first at no revision before it (docs/methods.md, "Late BOS heads").
+
+    ``bos``: ``[R, B, H]`` bool, whether each head is of class first, revisions in training order, for B
+    classifications of the same heads (the point estimate, or bootstrap resamples); ``onset``: ``[B]``, the
+    index of the induction onset's revision (-1: not reached, so no head is late). Returns ``[R, B]`` counts,
+    0 before the onset. The study's first BOS head counts every sink, also those that park while nothing
+    else is learnt yet and leave at the onset; this count keeps the heads that became sinks after it.
+    """
+    n_revisions = bos.shape[0]
+    before = np.arange(n_revisions)[:, None] < onset[None, :]  # [R, B]
+    earlier_sink = (bos & before[..., None]).any(axis=0)  # [B, H]
+    late = bos & ~earlier_sink[None] & ~before[..., None] & (onset >= 0)[None, :, None]
+    return late.sum(axis=-1)
+
+
+def late_bos_milestones(heads: pl.DataFrame, curve: pl.DataFrame, onset_revision: str | None) -> dict:
+    """The first revision with a late BOS head (:func:`late_bos_counts`) and the late BOS heads of the final one.
+
+    ``heads``: one model's classified heads; ``curve``: its emergence rows (the kept revisions), in training
+    order; ``onset_revision``: its induction onset (None: not reached, so neither is this milestone).
+    """
+    names = curve["revision"].to_list()
+    onset = np.array([names.index(onset_revision) if onset_revision is not None else -1])
+    ordered = heads.filter(pl.col("revision").is_in(names)).sort("layer", "head")
+    bos = np.stack([(ordered.filter(pl.col("revision") == name)["class"] == C.BOS_CLASS).to_numpy() for name in names])[
+        :, None, :
+    ]
+    counts = late_bos_counts(bos, onset)[:, 0]
+    at = int(np.argmax(counts > 0)) if counts.any() else None
+    return {
+        "first_late_bos_head_revision": None if at is None else names[at],
+        "first_late_bos_head_tokens": None if at is None else curve["tokens"][at],
+        "final_late_bos_heads": int(counts[-1]),
+    }
+
+
 def _shape_columns(curve: str, shape: Shape) -> dict[str, Any]:
     window = shape.window or (None, None)
     return {
@@ -301,8 +340,11 @@ def milestones(
     rows = []
     for (model,), curve in curves.group_by("model", maintain_order=True):
         final = curve.sort("tokens", "step")["revision"][-1]
-        circuit = final_circuit(heads.filter(pl.col("model") == model), final)
-        rows.append(model_milestones(curve, thresholds[model], len(circuit)))
+        model_heads = heads.filter(pl.col("model") == model)
+        circuit = final_circuit(model_heads, final)
+        row = model_milestones(curve, thresholds[model], len(circuit))
+        row.update(late_bos_milestones(model_heads, curve.sort("tokens", "step"), row["induction_onset_revision"]))
+        rows.append(row)
     schema = {
         "induction_onset_revision": pl.String,
         "induction_onset_tokens": pl.Int64,
@@ -311,6 +353,9 @@ def milestones(
         "bos_to_induction_ratio": pl.Float64,
         "first_bos_head_revision": pl.String,
         "first_bos_head_tokens": pl.Int64,
+        "first_late_bos_head_revision": pl.String,
+        "first_late_bos_head_tokens": pl.Int64,
+        "final_late_bos_heads": pl.Int64,
         **{f"{curve}_shape_ratio": pl.Float64 for curve in ("bos", "induction")},
         **{f"{curve}_shape_{end}": pl.String for curve in ("bos", "induction") for end in ("from", "to")},
         "early_screen_revision": pl.String,

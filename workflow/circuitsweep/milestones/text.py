@@ -145,6 +145,18 @@ def causal_sentence(row: Mapping[str, Any]) -> str:
     return f"the circuit never passed the causal test ({_evidence(row)})"
 
 
+def late_bos_text(row: Mapping[str, Any]) -> str | None:
+    """Where the first BOS head came before the induction onset: the first BOS head that formed after it (one that
+    was none before it) and how many the final revision holds, "step300 (1.23M tokens), 4 at the end", or "none".
+    None where the first BOS head is not before the onset (it is then itself the answer) or either is not
+    reached."""
+    onset, first = row["induction_onset_tokens"], row["first_bos_head_tokens"]
+    if onset is None or first is None or first >= onset:
+        return None
+    at = _at(row.get("first_late_bos_head_revision"), row.get("first_late_bos_head_tokens"))
+    return f"{at}, {row['final_late_bos_heads']} at the end" if at else "none"
+
+
 def milestone_cells(row: Mapping[str, Any]) -> dict[str, str]:
     """The main milestones of one model's row of the milestones table, as the narrow table shows them."""
     cells = {
@@ -160,6 +172,9 @@ def milestone_cells(row: Mapping[str, Any]) -> dict[str, str]:
         "BOS t50": bos_t50_text(row),
         "early screen": _at(row["early_screen_revision"], row["early_screen_tokens"]) or "not reached",
     }
+    late = late_bos_text(row)
+    if late is not None:
+        cells["first BOS head"] += f"; after the onset: {late}"
     causal = causal_text(row)
     if causal is not None:
         cells["causal"] = causal
@@ -193,7 +208,16 @@ def model_sentence(row: Mapping[str, Any]) -> str:
             else f"BOS heads never reached half of all heads (peak {row['bos_peak_fraction']:.2f} at "
             f"{row['bos_peak_revision']}, {row['final_bos_fraction']:.2f} at the end)"
         )
-        bos = f"the first BOS head appeared at {first}{order}; {reach}"
+        late = ""
+        if late_bos_text(row) is not None:
+            after = _at(row.get("first_late_bos_head_revision"), row.get("first_late_bos_head_tokens"))
+            late = (
+                f"; the first BOS head to form after induction appeared at {after}, and the final revision has "
+                f"{row['final_late_bos_heads']} such head{'' if row['final_late_bos_heads'] == 1 else 's'}"
+                if after
+                else "; no head became a BOS head after induction"
+            )
+        bos = f"the first BOS head appeared at {first}{order}{late}; {reach}"
     sentence = f"{model}: {induction}; {bos}"
     if row.get("causal_state") is not None:
         sentence += "; " + causal_sentence(row)
@@ -204,6 +228,7 @@ def model_sentence(row: Mapping[str, Any]) -> str:
 _UNCERTAIN = {
     "induction_onset": "induction onset",
     "first_bos_head": "first BOS head",
+    "first_late_bos_head": "first BOS head after onset",
     "bos_t50": "BOS t50",
     "early_screen": "early screen",
     "causal": "causal",

@@ -33,12 +33,13 @@ from circuitsweep.milestones.ablation_tables import causal_known
 BRACKETED: dict[str, str] = {
     "induction_onset": "induction_onset_revision",
     "first_bos_head": "first_bos_head_revision",
+    "first_late_bos_head": "first_late_bos_head_revision",
     "bos_t50": "bos_t50_revision",
     "early_screen": "early_screen_revision",
     "causal": "causal_revision",
 }
 #: The milestones the bootstrap over probe sequences recomputes (causal rests on the measured ablation).
-BOOTSTRAPPED: tuple[str, ...] = ("induction_onset", "first_bos_head", "bos_t50", "early_screen")
+BOOTSTRAPPED: tuple[str, ...] = ("induction_onset", "first_bos_head", "first_late_bos_head", "bos_t50", "early_screen")
 #: A milestone is fragile when more than this share of the resamples land on another revision (or none).
 FRAGILE_SHARE = 0.05
 
@@ -128,6 +129,7 @@ def resampled_milestones(
     return names, {
         "induction_onset": _first(grid("induction_selective_heads") >= thresholds.induction_onset_heads),
         "first_bos_head": _first(bos > 0),
+        "first_late_bos_head": _first(grid("late_bos_heads") > 0),
         "bos_t50": _first(bos / n_heads >= thresholds.bos_fraction_milestone),
         "early_screen": _first((sizes > 0) & (recovered >= _needed(thresholds.early_screen_recall, sizes))),
     }

@@ -119,6 +119,7 @@ class MilestoneMark:
 #: Milestones marked on the emergence curves, drawn in this order (later on top).
 MILESTONE_MARKS: tuple[MilestoneMark, ...] = (
     MilestoneMark("first_bos_head_tokens", "bos_fraction", "^", 10, "first BOS head"),
+    MilestoneMark("first_late_bos_head_tokens", "bos_fraction", "v", 10, "first BOS head after onset"),
     MilestoneMark("bos_t50_tokens", "bos_fraction", "*", 17, "BOS t50"),
     MilestoneMark("early_screen_tokens", "induction_selective_heads", "D", 17, "early screen", hollow=True),
     MilestoneMark("induction_onset_tokens", "induction_selective_heads", "P", 11, "induction onset"),
@@ -131,12 +132,22 @@ MILESTONE_MARKS: tuple[MilestoneMark, ...] = (
 #: The milestones-table name of each marked milestone (as ``contracts.REFINE_MILESTONES`` and the bracket table).
 _MARK_MILESTONES: dict[str, str] = {
     "first_bos_head_tokens": "first_bos_head",
+    "first_late_bos_head_tokens": "first_late_bos_head",
     "bos_t50_tokens": "bos_t50",
     "early_screen_tokens": "early_screen",
     "induction_onset_tokens": "induction_onset",
     "causal_tokens": "causal",
     "causal_full_control_tokens": "causal_full_control",
 }
+
+
+def _marked(row: Mapping[str, Any], column: str) -> bool:
+    """Whether ``column`` of a milestones row gets its own mark: the first BOS head after the onset only where the
+    first BOS head came before the onset (otherwise it is the first BOS head's mark)."""
+    if column != "first_late_bos_head_tokens":
+        return True
+    onset, first = row.get("induction_onset_tokens"), row.get("first_bos_head_tokens")
+    return onset is not None and first is not None and first < onset
 
 
 def _mark_style(mark: MilestoneMark, colour: str) -> dict:
@@ -186,6 +197,7 @@ def draw_group_bands(axes: dict[str, plt.Axes], curves: pl.DataFrame, groups: di
 #: The panel each milestone's bracket is drawn on.
 _BRACKET_PANELS = {
     "first_bos_head": "bos_fraction",
+    "first_late_bos_head": "bos_fraction",
     "bos_t50": "bos_fraction",
     "induction_onset": "induction_selective_heads",
     "early_screen": "induction_selective_heads",
@@ -206,7 +218,7 @@ def curve_brackets(curves: pl.DataFrame, milestones: pl.DataFrame) -> pl.DataFra
         tokens = curves.filter(pl.col("model") == row["model"]).sort("tokens")["tokens"].to_list()
         for column, milestone in _MARK_MILESTONES.items():
             upper = row.get(column)
-            if upper is None or upper not in tokens or milestone not in _BRACKET_PANELS:
+            if upper is None or upper not in tokens or milestone not in _BRACKET_PANELS or not _marked(row, column):
                 continue
             previous = f"{milestone}_previous_tokens"
             if previous in row:
@@ -289,6 +301,8 @@ def unreached_milestones(row: Mapping[str, Any]) -> dict[str, list[str]]:
     notes: dict[str, list[str]] = {"bos_fraction": [], "induction_selective_heads": []}
     for mark in MILESTONE_MARKS:
         if mark.column not in row or row[mark.column] is not None:
+            continue
+        if not _marked(row, mark.column):
             continue
         if mark.column == "causal_tokens":
             state = row.get("causal_state") or "not reached"
@@ -403,7 +417,7 @@ def emergence_figure(
                 continue
             for row in table.filter(pl.col("model").is_in(models)).iter_rows(named=True):
                 tokens = row.get(mark.column)
-                if tokens is None:
+                if tokens is None or not _marked(row, mark.column):
                     continue
                 at = rows.filter((pl.col("model") == row["model"]) & (pl.col("tokens") == tokens))
                 if at.height == 0:
