@@ -298,12 +298,18 @@ def test_toy_tells_the_studys_bos_story(toy_run, model):
 def test_toy_bos_heads_form_after_its_induction_heads(toy_run, model):
     """Every default toy shows the study's order: after its induction onset, heads that were no BOS head before it
     become BOS heads (the first BOS head after the onset), and some are still BOS heads at the final revision;
-    the study's first BOS head, a plateau sink, comes before the onset. docs/methods.md quotes each toy's
-    revision and final count from this run (measured: step300 with 4, step300-tokens1229K with 5,
-    step240-tokens983K with 1)."""
+    the study's first BOS head, a plateau sink, comes before the onset. The late ones sit outside layer 0 (the
+    study's floor; layer 0's BOS heads are all plateau sinks). docs/methods.md quotes each toy's revision and final
+    count from this run (measured: step300 with 4, step300-tokens1229K with 5, step240-tokens983K with 1)."""
     row = pl.read_csv(toy_run / "tables" / "milestones.csv").filter(pl.col("model") == model).row(0, named=True)
     assert row["first_late_bos_head_tokens"] is not None and row["final_late_bos_heads"] >= 1, row
     assert row["first_late_bos_head_tokens"] >= row["induction_onset_tokens"] > row["first_bos_head_tokens"], row
+    heads = pl.read_parquet(toy_run / "tables" / "heads.parquet").filter(pl.col("model") == model)
+    bos = heads.filter(pl.col("class") == "first")
+    plateau = set(bos.filter(pl.col("tokens") < row["induction_onset_tokens"]).select("layer", "head").rows())
+    final = bos.filter(pl.col("revision") == row["final_revision"]).select("layer", "head").rows()
+    late = [head for head in final if head not in plateau]
+    assert len(late) == row["final_late_bos_heads"] and min(layer for layer, _ in late) >= 1, (late, plateau)
     md = (toy_run / "tables" / "milestones.md").read_text()
     assert f"after the onset: {row['first_late_bos_head_revision']} (" in md
     methods = " ".join((REPO / "docs" / "methods.md").read_text().split())
