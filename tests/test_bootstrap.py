@@ -3,6 +3,8 @@ point estimate reproduced exactly, intervals that cover a planted selectivity, m
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import polars as pl
 import pytest
@@ -11,7 +13,7 @@ from planted import FIRST_TOKEN, VOCAB, planted_checkpoint
 
 from circuitsweep.config.probes import BootstrapSettings
 from circuitsweep.config.thresholds import MilestoneThresholds
-from circuitsweep.errors import DataError
+from circuitsweep.errors import CacheError, DataError
 from circuitsweep.heads.attention_hook import register
 from circuitsweep.heads.classify import Thresholds, head_classes
 from circuitsweep.heads.measure import ProbeSettings, head_statistics
@@ -22,7 +24,7 @@ from circuitsweep.io import contracts as C
 from circuitsweep.io.cache_check import CACHE_SCHEMA_VERSION, SCHEMA_KEY
 from circuitsweep.io.stats import write_stats
 from circuitsweep.io.tables import read_table, write_table
-from circuitsweep.milestones.bootstrap import NO_CLASS_CODE, bootstrap_heads, class_codes
+from circuitsweep.milestones.bootstrap import NO_CLASS_CODE, bootstrap_heads, class_codes, resampled_late_bos
 from circuitsweep.milestones.tables import HeadTableOutputs, head_tables
 from circuitsweep.milestones.uncertainty import bootstrap_summary
 
@@ -179,7 +181,17 @@ def test_bootstrap_job_and_tables_from_caches_alone(tmp_path, planted_stats):
     classify_heads("planted", [s for _, s in caches], CLASSIFY, classes, revisions, stats_paths=[s for s, _ in caches])
     boot_heads, boot_curves = tmp_path / "boot_heads.parquet", tmp_path / "boot_curves.parquet"
     settings = BootstrapSettings(resamples=50, seed=0)
-    bootstrap_heads("planted", [s for s, _ in caches], classes, revisions, CLASSIFY, settings, boot_heads, boot_curves)
+    bootstrap_heads(
+        "planted",
+        [s for s, _ in caches],
+        classes,
+        revisions,
+        CLASSIFY,
+        settings,
+        boot_heads,
+        boot_curves,
+        onset_heads=MILESTONES.induction_onset_heads,
+    )
     out = HeadTableOutputs(
         *(tmp_path / name for name in ("h.parquet", "e.parquet", "e.csv", "m.parquet", "m.csv", "m.md"))
     )
@@ -207,6 +219,27 @@ def test_bootstrap_job_and_tables_from_caches_alone(tmp_path, planted_stats):
     assert read_table(out.milestones_parquet)[1]["models"]["planted"]["bootstrap"] == {"resamples": 50, "seed": 0}
     text = out.milestones_md.read_text()
     assert "## How sure" in text and "| planted | induction onset | step100 | after step0: 0 - 100K tokens |" in text
+    point = read_table(boot_curves)[0].filter(pl.col("resample") == 0).sort("tokens")
+    assert point["late_bos_heads"][-1] == table["final_late_bos_heads"]
+    other_onset = {"planted": dataclasses.replace(MILESTONES, induction_onset_heads=2)}
+    with pytest.raises(CacheError, match=r"boot_curves.parquet counts new BOS heads from an onset of 1 heads"):
+        head_tables(
+            [classes], [revisions], other_onset, out, bootstrap_heads=[boot_heads], bootstrap_curves=[boot_curves]
+        )
+
+
+def test_each_resample_counts_new_bos_heads_from_its_own_onset():
+    """A resample whose induction onset comes a revision later counts a head that parks between the two onsets as
+    a plateau sink, not as a new BOS head after the onset; a resample without an onset counts none."""
+    bos = np.zeros((4, 3, 2), dtype=bool)  # [revision, resample, head]
+    bos[2:, :, 0] = True  # head 0 parks at revision 2
+    selective = np.array([[0, 0, 0], [3, 0, 0], [3, 3, 0], [3, 3, 0]])  # onsets: 1, 2, none
+    late = resampled_late_bos(bos, selective, onset_heads=3)
+    assert late[:, 0].tolist() == [0, 0, 1, 1]
+    assert late[:, 1].tolist() == [0, 0, 1, 1]  # parks at its onset: at or after it counts
+    assert late[:, 2].tolist() == [0, 0, 0, 0]
+    bos[1, 1, 0] = True  # resample 1: a sink at revision 1, before its onset
+    assert resampled_late_bos(bos, selective, onset_heads=3)[:, 1].tolist() == [0, 0, 0, 0]
 
 
 def _curves(counts: list[list[int]], names: list[str]) -> pl.DataFrame:

@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from circuitsweep.config.load import study_defaults
+from circuitsweep.errors import DataError
 from circuitsweep.io import contracts as C
 from circuitsweep.milestones.emergence import (
     MilestoneThresholds,
@@ -404,6 +405,15 @@ def test_first_late_bos_head_comes_after_the_plateau_sinks():
     heads, revisions = sweep_of([("a", 10, None, sink, "w0"), ("b", 20, None, {**THREE, **sink}, "w1")])
     row = milestones(emergence_curves(heads, revisions), heads, {"m": THRESHOLDS}).row(0, named=True)
     assert row["first_late_bos_head_revision"] is None and row["final_late_bos_heads"] == 0
+
+
+def test_a_revision_missing_a_head_is_an_error_not_a_misaligned_count():
+    """New BOS heads are matched head by head across revisions, so a revision that lacks a head (or lists one
+    twice) is a DataError naming the model, never a count of the wrong heads."""
+    heads, revisions = sweep_of([("a", 10, None, {(0, 1): "first"}, "w0"), ("b", 20, None, THREE, "w1")])
+    short = heads.filter(~((pl.col("revision") == "b") & (pl.col("layer") == 0) & (pl.col("head") == 0)))
+    with pytest.raises(DataError, match="model m: its revisions do not all hold the same heads"):
+        milestones(emergence_curves(short, revisions), short, {"m": THRESHOLDS})
 
 
 def test_protocol_travels_to_curves_and_milestones(sweep):

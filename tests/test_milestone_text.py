@@ -55,6 +55,9 @@ REACHED = {
     "first_bos_head_tokens": 0,
     "bos_t50_revision": "step70000",
     "bos_t50_tokens": 300_000_000_000,
+    "first_late_bos_head_revision": "step3000",
+    "first_late_bos_head_tokens": 12_580_000_000,
+    "final_late_bos_heads": 5,
     "bos_peak_fraction": 0.61,
     "causal_state": "not reached",
     "causal_revision": None,
@@ -104,7 +107,7 @@ def test_milestones_md_opens_with_a_sentence_per_model_then_a_narrow_table():
     text = milestones_markdown(table(NEVER_HALF, REACHED))
     lines = text.splitlines()
     assert lines[2].startswith("toy-gptneox: induction heads formed at step300 (1.23M tokens); the first BOS head")
-    late = "no head became a BOS head after induction"
+    late = "no new BOS head appeared after the onset"
     assert f"step200 (819K tokens), before induction; {late}; BOS heads never reached" in lines[2]
     assert "peak 0.38 at step250" in lines[2]
     assert lines[3].startswith("big: induction heads formed at step1000 (4.19B tokens)")
@@ -129,9 +132,25 @@ def test_a_milestone_that_does_not_last_says_so():
     assert "step200 (819K tokens), before induction, and went again (a later revision has none);" in lines[2]
     assert "fell below" not in lines[3] and "went again" not in lines[3] and "went again" not in lines[4]
     row = next(line for line in lines if line.startswith("| toy-gptneox"))
-    first_bos = "step200 (819K tokens), not sustained; after the onset: none"
+    first_bos = "step200 (819K tokens), not sustained; after the onset: no new one"
     assert f"| step300 (1.23M tokens), not sustained | {first_bos} |" in row
     assert "not sustained" not in "".join(line for line in lines if line.startswith(("| big", "| full")))
+
+
+def test_new_bos_heads_after_the_onset_read_beside_the_first_bos_head():
+    """Where the first BOS head came before the onset (a plateau sink), the sentence and the first-BOS-head cell
+    give the first new BOS head after the onset and how many the final revision holds; where the first BOS head
+    is itself after the onset, neither repeats it."""
+    late = {**NEVER_HALF, "first_late_bos_head_revision": "step400", "first_late_bos_head_tokens": 1_638_400,
+            "final_late_bos_heads": 3}  # fmt: skip
+    after = {**late, "model": "after", "first_bos_head_revision": "step400", "first_bos_head_tokens": 1_638_400}
+    lines = milestones_markdown(table(late, after)).splitlines()
+    assert "before induction; the first new BOS head after the onset appeared at step400 (1.64M tokens), and the " \
+           "final revision has 3 such heads; BOS heads never" in lines[2]  # fmt: skip
+    assert "the first BOS head appeared at step400 (1.64M tokens); BOS heads never" in lines[3]
+    rows = [line for line in lines if line.startswith(("| toy-gptneox", "| after"))]
+    assert "| step200 (819K tokens); after the onset: step400 (1.64M tokens), 3 new at the end |" in rows[0]
+    assert "| step400 (1.64M tokens) |" in rows[1] and "after the onset" not in rows[1]
 
 
 def test_the_three_causal_states_read_differently_everywhere(tmp_path):
@@ -197,8 +216,8 @@ def test_a_finished_run_prints_each_model_the_tables_and_the_report_command(tmp_
     paths.milestones_table("md").write_text("# Milestones\n")
     summary = finished_run_summary(paths, ["config/paper.yaml"])
     assert (
-        "toy-gptneox: induction onset step300 (1.23M tokens); first BOS head step200 (819K tokens); after the onset: "
-        "none; BOS t50 not reached (peak 0.38 at step250); causal at step300 (1.23M tokens; excess top-1 drop 0.110, "
+        "toy-gptneox: induction onset step300 (1.23M tokens); first BOS head step200 (819K tokens); "
+        "BOS t50 not reached (peak 0.38 at step250); causal at step300 (1.23M tokens; excess top-1 drop 0.110, "
         "95% CI [0.060, 0.170]; p = 0.0031 after Holm over 5 tested revisions)"
     ) in summary
     assert f"  {paths.milestones_table('md')}" in summary and str(paths.heads_table()) not in summary

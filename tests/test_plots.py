@@ -115,12 +115,28 @@ def test_milestones_are_marked_on_their_curves(sweep):
     assert marks(bos, "v") == [(1_000_000.0, pytest.approx(3 / 12))]  # head (1, 3), a BOS head from step1000
     legend = figure.legends[0]
     assert [t.get_text() for t in legend.get_texts()] == [
-        "m", "first BOS head", "first BOS head after onset", "BOS t50", "early screen", "induction onset", "causal",
+        "m", "first BOS head", "first new BOS head after onset", "BOS t50", "early screen", "induction onset", "causal",
         "bracket: swept revision before the milestone to its own",
     ]  # fmt: skip
     drawn = {line.get_marker() for axis in (bos, induction) for line in axis.get_lines()}
     assert [handle.get_marker() for handle in legend.legend_handles[1:7]] == ["^", "v", "*", "D", "P", "s"]
     assert {"^", "v", "*", "D", "P", "s"} <= drawn
+    plt.close(figure)
+
+
+def test_a_first_bos_head_after_the_onset_is_not_marked_twice(sweep):
+    """Where the first BOS head comes at or after the onset it is itself the first new BOS head after the onset:
+    one mark (the triangle), no second one and no bracket or note for the other."""
+    _, curves, table = sweep
+    same = table.with_columns(
+        pl.lit(1_000_000).alias("first_bos_head_tokens"), pl.lit("step1000").alias("first_bos_head_revision"),
+        pl.lit("step1000").alias("first_late_bos_head_revision"),
+    )  # fmt: skip
+    figure = emergence_figure(curves, same)
+    bos = figure.axes[0]
+    assert marks(bos, "v") == [] and len(marks(bos, "^")) == 1
+    labels = [t.get_text() for axis in figure.axes for t in axis.texts]
+    assert not [label for label in labels if "new BOS head" in label]
     plt.close(figure)
 
 

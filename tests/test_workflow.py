@@ -297,10 +297,11 @@ def test_toy_tells_the_studys_bos_story(toy_run, model):
 @pytest.mark.parametrize("model", TOY_REVISIONS)
 def test_toy_bos_heads_form_after_its_induction_heads(toy_run, model):
     """Every default toy shows the study's order: after its induction onset, heads that were no BOS head before it
-    become BOS heads (the first BOS head after the onset), and some are still BOS heads at the final revision;
-    the study's first BOS head, a plateau sink, comes before the onset. The late ones sit outside layer 0 (the
-    study's floor; layer 0's BOS heads are all plateau sinks). docs/methods.md quotes each toy's revision and final
-    count from this run (measured: step300 with 4, step300-tokens1229K with 5, step240-tokens983K with 1)."""
+    become BOS heads (the first new BOS head after the onset), and some are still BOS heads at the final revision;
+    the study's first BOS head, a plateau sink, comes before the onset. At the final revision the new ones sit
+    outside layer 0 (the study's floor) and its layer-0 BOS heads are all plateau sinks. docs/methods.md quotes
+    each toy's revision and final count from this run (measured: step300 with 4, step300-tokens1229K with 5,
+    step240-tokens983K with 1)."""
     row = pl.read_csv(toy_run / "tables" / "milestones.csv").filter(pl.col("model") == model).row(0, named=True)
     assert row["first_late_bos_head_tokens"] is not None and row["final_late_bos_heads"] >= 1, row
     assert row["first_late_bos_head_tokens"] >= row["induction_onset_tokens"] > row["first_bos_head_tokens"], row
@@ -310,6 +311,7 @@ def test_toy_bos_heads_form_after_its_induction_heads(toy_run, model):
     final = bos.filter(pl.col("revision") == row["final_revision"]).select("layer", "head").rows()
     late = [head for head in final if head not in plateau]
     assert len(late) == row["final_late_bos_heads"] and min(layer for layer, _ in late) >= 1, (late, plateau)
+    assert all(head in plateau for head in final if head[0] == 0), (final, plateau)
     md = (toy_run / "tables" / "milestones.md").read_text()
     assert f"after the onset: {row['first_late_bos_head_revision']} (" in md
     methods = " ".join((REPO / "docs" / "methods.md").read_text().split())
@@ -600,13 +602,20 @@ def test_default_run_writes_every_finding_from_its_tables(toy_run):
 
 
 def test_changing_a_milestone_threshold_reclassifies_nothing(toy_run, tmp_path):
-    """A new milestone threshold reruns only the final tables and the figures drawn from them."""
+    """A new milestone threshold reruns only the final tables and the figures drawn from them; the onset's head
+    count also reruns the bootstrap (from the caches: each resample counts its new BOS heads from its own onset)."""
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config["thresholds"]["bos_fraction_milestone"] = 0.4
+    with edited(toy_config(toy_run), config) as changed:
+        jobs = planned_jobs(toy_run.parents[1], changed)
+    tables = {"head_tables": 1, "plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3, "findings": 1,
+              "table_pages": 1}  # fmt: skip
+    assert jobs == tables
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     config["thresholds"]["induction_onset_heads"] = 4
     with edited(toy_config(toy_run), config) as changed:
         jobs = planned_jobs(toy_run.parents[1], changed)
-    assert jobs == {"head_tables": 1, "plot_emergence": 1, "plot_heatmap": 3, "plot_trajectories": 3, "findings": 1,
-                    "table_pages": 1}  # fmt: skip
+    assert jobs == {**tables, "bootstrap_heads": len(TOY_REVISIONS)}
 
 
 def _sweeping(revisions: list[str]) -> dict:

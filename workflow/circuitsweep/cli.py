@@ -728,9 +728,9 @@ def cmd_bootstrap_heads(args: argparse.Namespace) -> None:
         parsed(args, "settings", lambda settings: BootstrapSettings.from_dict(settings["bootstrap"])),
         Path(args.heads_out),
         Path(args.curves_out),
+        onset_heads=parsed(args, "settings", lambda settings: int(settings["induction_onset_heads"])),
         expected=args.expected,
         skip_duplicates=bool(args.settings.get("skip_duplicates")),
-        onset_heads=int(args.settings.get("induction_onset_heads", 3)),
     )
 
 
@@ -1196,7 +1196,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--settings",
         type=Json(dict, ("bootstrap", "thresholds")),
         required=True,
-        help="JSON: bootstrap, thresholds, skip_duplicates",
+        help="JSON: bootstrap, thresholds, induction_onset_heads, skip_duplicates",
     )
     p.add_argument("--stats", type=file, nargs="+", required=True, help="per-revision statistics shards, verified")
     p.add_argument("--expected", type=Json(list), help="JSON list: the metadata each shard must carry")

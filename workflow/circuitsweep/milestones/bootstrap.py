@@ -115,6 +115,18 @@ def _check_identity(name: str, sel: np.ndarray, codes: np.ndarray, point: pl.Dat
         raise DataError(f"revision {name}: the bootstrap's point classes differ from the classified heads")
 
 
+def resampled_late_bos(bos: np.ndarray, selective: np.ndarray, onset_heads: int) -> np.ndarray:
+    """New BOS heads after the onset (:func:`emergence.late_bos_counts`) per revision and resample, each resample
+    counted from its own induction onset: its first revision with ``onset_heads`` induction-selective heads.
+
+    ``bos``: ``[R, 1 + B, H]`` bool (class first), ``selective``: ``[R, 1 + B]`` induction-selective heads, revisions
+    in training order. Returns ``[R, 1 + B]`` counts.
+    """
+    reached = selective >= onset_heads
+    onset = np.where(reached.any(axis=0), reached.argmax(axis=0), -1)
+    return late_bos_counts(bos, onset)
+
+
 def bootstrap_model(
     model: str,
     stats_paths: Sequence[Path],
@@ -123,9 +135,9 @@ def bootstrap_model(
     thresholds: Thresholds,
     settings: BootstrapSettings,
     *,
+    onset_heads: int,
     expected: Sequence[Mapping[str, Any]] | None = None,
     skip_duplicates: bool = False,
-    onset_heads: int = 3,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The bootstrap heads and curves frames of one model (see the module docstring).
 
@@ -178,9 +190,11 @@ def bootstrap_model(
     if missing:
         raise CacheError(f"model {model}: no statistics shard for revisions {missing}")
     final = computed[kept[-1]].members
-    selective = np.stack([computed[name].selective for name in kept])  # [R, 1 + B]
-    onset = np.where((selective >= onset_heads).any(axis=0), (selective >= onset_heads).argmax(axis=0), -1)
-    late = late_bos_counts(np.stack([computed[name].classes == _FIRST_CODE for name in kept]), onset)
+    late = resampled_late_bos(
+        np.stack([computed[name].classes == _FIRST_CODE for name in kept]),
+        np.stack([computed[name].selective for name in kept]),
+        onset_heads,
+    )
     rows = []
     for i, name in enumerate(kept):
         at = computed[name]
@@ -218,9 +232,9 @@ def bootstrap_heads(
     heads_out: Path,
     curves_out: Path,
     *,
+    onset_heads: int,
     expected: Sequence[Mapping[str, Any]] | None = None,
     skip_duplicates: bool = False,
-    onset_heads: int = 3,
 ) -> None:
     """The bootstrap job of one model: read its classified heads and shards, write the two bootstrap tables."""
     heads, run = read_table(heads_path)

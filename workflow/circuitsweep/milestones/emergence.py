@@ -232,8 +232,8 @@ def bos_milestones(curve: pl.DataFrame) -> dict:
 
 
 def late_bos_counts(bos: np.ndarray, onset: np.ndarray) -> np.ndarray:
-    """Late BOS heads per revision: heads of class first at or after the induction onset that were of class
-    first at no revision before it (docs/methods.md, "Late BOS heads").
+    """New BOS heads after the onset per revision: heads of class first at or after the induction onset that
+    were of class first at no revision before it (docs/methods.md, "Milestones").
 
     ``bos``: ``[R, B, H]`` bool, whether each head is of class first, revisions in training order, for B
     classifications of the same heads (the point estimate, or bootstrap resamples); ``onset``: ``[B]``, the
@@ -249,17 +249,22 @@ def late_bos_counts(bos: np.ndarray, onset: np.ndarray) -> np.ndarray:
 
 
 def late_bos_milestones(heads: pl.DataFrame, curve: pl.DataFrame, onset_revision: str | None) -> dict:
-    """The first revision with a late BOS head (:func:`late_bos_counts`) and the late BOS heads of the final one.
+    """The first revision with a new BOS head after the onset (:func:`late_bos_counts`) and how many the final
+    revision holds.
 
     ``heads``: one model's classified heads; ``curve``: its emergence rows (the kept revisions), in training
     order; ``onset_revision``: its induction onset (None: not reached, so neither is this milestone).
     """
     names = curve["revision"].to_list()
     onset = np.array([names.index(onset_revision) if onset_revision is not None else -1])
-    ordered = heads.filter(pl.col("revision").is_in(names)).sort("layer", "head")
-    bos = np.stack([(ordered.filter(pl.col("revision") == name)["class"] == C.BOS_CLASS).to_numpy() for name in names])[
-        :, None, :
-    ]
+    order = pl.DataFrame({"revision": names, "order": range(len(names))})
+    ordered = heads.join(order, on="revision").sort("order", "layer", "head")
+    per_revision = ordered.group_by("order").agg(pl.len(), pl.struct("layer", "head").n_unique().alias("unique"))
+    n_heads = ordered.height // len(names) if names else 0
+    same = per_revision.height == len(names) and (per_revision["len"] == n_heads).all()
+    if not same or not (per_revision["unique"] == n_heads).all():
+        raise DataError(f"model {curve['model'][0]}: its revisions do not all hold the same heads, each once")
+    bos = (ordered["class"] == C.BOS_CLASS).to_numpy().reshape(len(names), 1, n_heads)
     counts = late_bos_counts(bos, onset)[:, 0]
     at = int(np.argmax(counts > 0)) if counts.any() else None
     return {

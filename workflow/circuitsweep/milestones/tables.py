@@ -138,8 +138,18 @@ def head_tables(
         write_csv(ablation, out.ablation_csv)
     table = add_brackets(table, curves)
     if bootstrap_curves:
-        resampled = pl.concat([read_table(path)[0] for path in bootstrap_curves])
-        summary = bootstrap_summary(resampled, table, thresholds)
+        frames = []
+        for path in bootstrap_curves:
+            frame, metadata = read_table(path)
+            model = metadata.get("model")
+            onset_heads = thresholds[model].induction_onset_heads if model in thresholds else None
+            if metadata.get("induction_onset_heads") != onset_heads:
+                raise CacheError(
+                    f"{path} counts new BOS heads from an onset of {metadata.get('induction_onset_heads')} heads, "
+                    f"the milestones from {onset_heads}; delete it and rerun"
+                )
+            frames.append(frame)
+        summary = bootstrap_summary(pl.concat(frames), table, thresholds)
         table = table.join(summary, on="model", how="left", maintain_order="left")
     for model, settings in boot_settings.items():
         if model in provenance["models"]:

@@ -145,20 +145,27 @@ def causal_sentence(row: Mapping[str, Any]) -> str:
     return f"the circuit never passed the causal test ({_evidence(row)})"
 
 
+def late_bos_apart(row: Mapping[str, Any]) -> bool:
+    """Whether a milestones row's first new BOS head after the onset is a milestone apart from its first BOS head:
+    both the onset and a first BOS head are reached, and the first BOS head is not itself the first new one (it
+    came before the onset)."""
+    reached = row.get("induction_onset_revision") is not None and row.get("first_bos_head_revision") is not None
+    return reached and row.get("first_late_bos_head_revision") != row["first_bos_head_revision"]
+
+
 def late_bos_text(row: Mapping[str, Any]) -> str | None:
-    """Where the first BOS head came before the induction onset: the first BOS head that formed after it (one that
-    was none before it) and how many the final revision holds, "step300 (1.23M tokens), 4 at the end", or "none".
-    None where the first BOS head is not before the onset (it is then itself the answer) or either is not
-    reached."""
-    onset, first = row["induction_onset_tokens"], row["first_bos_head_tokens"]
-    if onset is None or first is None or first >= onset:
+    """The first new BOS head after the onset (a head of class first at no revision before it) and how many the
+    final revision holds, "step300 (1.23M tokens), 4 new at the end", or "no new one"; None where it is not a
+    milestone apart from the first BOS head (:func:`late_bos_apart`)."""
+    if not late_bos_apart(row):
         return None
     at = _at(row.get("first_late_bos_head_revision"), row.get("first_late_bos_head_tokens"))
-    return f"{at}, {row['final_late_bos_heads']} at the end" if at else "none"
+    return f"{at}, {row['final_late_bos_heads']} new at the end" if at else "no new one"
 
 
-def milestone_cells(row: Mapping[str, Any]) -> dict[str, str]:
-    """The main milestones of one model's row of the milestones table, as the narrow table shows them."""
+def milestone_cells(row: Mapping[str, Any], new_bos: bool = True) -> dict[str, str]:
+    """The main milestones of one model's row of the milestones table, as the narrow table shows them; with
+    ``new_bos`` the first BOS head's cell adds the first new BOS head after the onset (:func:`late_bos_text`)."""
     cells = {
         "model": row["model"],
         "induction onset": _lasting(
@@ -172,7 +179,7 @@ def milestone_cells(row: Mapping[str, Any]) -> dict[str, str]:
         "BOS t50": bos_t50_text(row),
         "early screen": _at(row["early_screen_revision"], row["early_screen_tokens"]) or "not reached",
     }
-    late = late_bos_text(row)
+    late = late_bos_text(row) if new_bos else None
     if late is not None:
         cells["first BOS head"] += f"; after the onset: {late}"
     causal = causal_text(row)
@@ -209,13 +216,14 @@ def model_sentence(row: Mapping[str, Any]) -> str:
             f"{row['bos_peak_revision']}, {row['final_bos_fraction']:.2f} at the end)"
         )
         late = ""
-        if late_bos_text(row) is not None:
+        if late_bos_apart(row):
             after = _at(row.get("first_late_bos_head_revision"), row.get("first_late_bos_head_tokens"))
+            n = row["final_late_bos_heads"]
             late = (
-                f"; the first BOS head to form after induction appeared at {after}, and the final revision has "
-                f"{row['final_late_bos_heads']} such head{'' if row['final_late_bos_heads'] == 1 else 's'}"
+                f"; the first new BOS head after the onset appeared at {after}, and the final revision has {n} "
+                f"such head{'' if n == 1 else 's'}"
                 if after
-                else "; no head became a BOS head after induction"
+                else "; no new BOS head appeared after the onset"
             )
         bos = f"the first BOS head appeared at {first}{order}{late}; {reach}"
     sentence = f"{model}: {induction}; {bos}"
@@ -228,7 +236,7 @@ def model_sentence(row: Mapping[str, Any]) -> str:
 _UNCERTAIN = {
     "induction_onset": "induction onset",
     "first_bos_head": "first BOS head",
-    "first_late_bos_head": "first BOS head after onset",
+    "first_late_bos_head": "first new BOS head after onset",
     "bos_t50": "BOS t50",
     "early_screen": "early screen",
     "causal": "causal",
@@ -347,8 +355,9 @@ def summary_line(row: Mapping[str, Any]) -> str:
     """``toy-gptneox: induction onset step300 (1.23M tokens); first BOS head ...; BOS t50 ...; causal ...``.
 
     Longer than :data:`SUMMARY_LINE_CHARS` (long revision names), the causal milestone goes on a line of its own.
+    The first new BOS head after the onset is left to milestones.md, which the summary names.
     """
-    cells = milestone_cells(row)
+    cells = milestone_cells(row, new_bos=False)
     shown = [f"{name} {cells[name]}" for name in ("induction onset", "first BOS head", "BOS t50") if name in cells]
     causal = [f"causal {cells['causal']}"] if "causal" in cells else []
     line = f"{row['model']}: " + "; ".join(shown + causal)

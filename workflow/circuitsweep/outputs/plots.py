@@ -119,7 +119,7 @@ class MilestoneMark:
 #: Milestones marked on the emergence curves, drawn in this order (later on top).
 MILESTONE_MARKS: tuple[MilestoneMark, ...] = (
     MilestoneMark("first_bos_head_tokens", "bos_fraction", "^", 10, "first BOS head"),
-    MilestoneMark("first_late_bos_head_tokens", "bos_fraction", "v", 10, "first BOS head after onset"),
+    MilestoneMark("first_late_bos_head_tokens", "bos_fraction", "v", 10, "first new BOS head after onset"),
     MilestoneMark("bos_t50_tokens", "bos_fraction", "*", 17, "BOS t50"),
     MilestoneMark("early_screen_tokens", "induction_selective_heads", "D", 17, "early screen", hollow=True),
     MilestoneMark("induction_onset_tokens", "induction_selective_heads", "P", 11, "induction onset"),
@@ -142,12 +142,11 @@ _MARK_MILESTONES: dict[str, str] = {
 
 
 def _marked(row: Mapping[str, Any], column: str) -> bool:
-    """Whether ``column`` of a milestones row gets its own mark: the first BOS head after the onset only where the
-    first BOS head came before the onset (otherwise it is the first BOS head's mark)."""
-    if column != "first_late_bos_head_tokens":
-        return True
-    onset, first = row.get("induction_onset_tokens"), row.get("first_bos_head_tokens")
-    return onset is not None and first is not None and first < onset
+    """Whether ``column`` of a milestones row gets its own mark: the first new BOS head after the onset only where
+    it is a milestone apart from the first BOS head (:func:`text.late_bos_apart`)."""
+    from circuitsweep.milestones.text import late_bos_apart
+
+    return column != "first_late_bos_head_tokens" or late_bos_apart(row)
 
 
 def _mark_style(mark: MilestoneMark, colour: str) -> dict:
