@@ -185,6 +185,7 @@ def test_bracket_labels_clear_their_end_markers(sweep):
 #: Each marked milestone at its own revision of the planted sweep: milestones-table column -> (panel, tokens).
 APART = {
     "first_bos_head_tokens": (0, 10_000),
+    "first_late_bos_head_tokens": (0, 1_000_000),
     "bos_t50_tokens": (0, 100_000),
     "early_screen_tokens": (1, 100_000),
     "induction_onset_tokens": (1, 300_000),
@@ -194,9 +195,14 @@ APART = {
 
 def apart(table: pl.DataFrame, keep: tuple[str, ...] = tuple(APART)) -> pl.DataFrame:
     """The planted milestones table with the milestones of ``keep`` each at its :data:`APART` revision, the
-    others not reached (null)."""
+    others not reached (null tokens and revision)."""
     return table.with_columns(
-        pl.lit(APART[column][1] if column in keep else None, dtype=pl.Int64).alias(column) for column in APART
+        *(pl.lit(APART[column][1] if column in keep else None, dtype=pl.Int64).alias(column) for column in APART),
+        *(
+            pl.lit(None, dtype=pl.String).alias(column.replace("_tokens", "_revision"))
+            for column in APART
+            if column not in keep and column.replace("_tokens", "_revision") in table.columns
+        ),
     )
 
 
@@ -207,9 +213,9 @@ def curve_value(curves: pl.DataFrame, column: str, tokens: int) -> float:
 
 @pytest.mark.parametrize("column", list(APART))
 def test_each_milestone_mark_shows_on_the_image(sweep, column):
-    """Every milestone mark is visible on the rendered image at its point (first BOS head, BOS t50, early screen,
-    induction onset and the causal revision, each at its own revision): the pixels around the point change when
-    the mark is hidden (a figure that draws no mark there fails)."""
+    """Every milestone mark is visible on the rendered image at its point (first BOS head, first new BOS head after
+    the onset, BOS t50, early screen, induction onset and the causal revision, each at its own revision): the pixels
+    around the point change when the mark is hidden (a figure that draws no mark there fails)."""
     _, curves, table = sweep
     panel, tokens = APART[column]
     figure = emergence_figure(curves, apart(table))
@@ -238,7 +244,9 @@ def test_each_milestone_bracket_shows_under_the_curves(sweep, column):
     swept = curves["tokens"].to_list()
     lower = swept[swept.index(tokens) - 1]
     counts = []
-    for keep in ((column,), ()):
+    late = column == "first_late_bos_head_tokens"  # a milestone apart only with an onset and an earlier first
+    with_first = ("first_bos_head_tokens", "induction_onset_tokens") if late else ()
+    for keep in ((column, *with_first), with_first):
         figure = emergence_figure(curves, apart(table, keep))
         image = rendered(figure)
         axis = figure.axes[panel]
