@@ -388,7 +388,8 @@ def test_late_bos_heads_are_sinks_that_were_none_before_the_onset():
 
 def test_first_late_bos_head_comes_after_the_plateau_sinks():
     """The study's first BOS head counts a sink that parks before the onset; the first late BOS head is the first
-    revision with a head that became a sink after it, and the final revision's late BOS heads are counted."""
+    revision with a head that became a sink after it, and the final revision's late BOS heads are counted; one
+    that parks for a single revision is flagged as not sustained."""
     sink, late = {(0, 1): "first"}, {(1, 3): "first"}
     heads, revisions = sweep_of(
         [
@@ -401,6 +402,18 @@ def test_first_late_bos_head_comes_after_the_plateau_sinks():
     row = milestones(emergence_curves(heads, revisions), heads, {"m": THRESHOLDS}).row(0, named=True)
     assert (row["first_bos_head_revision"], row["induction_onset_revision"]) == ("a", "b")
     assert (row["first_late_bos_head_revision"], row["first_late_bos_head_tokens"]) == ("c", 30_000)
+    assert row["final_late_bos_heads"] == 1 and row["first_late_bos_head_sustained"] is True
+    brief = {(0, 2): "first"}  # parks for one revision after the onset, then leaves
+    heads, revisions = sweep_of(
+        [
+            ("a", 10, None, sink, "w0"),
+            ("b", 20, None, {**THREE, **brief}, "w1"),
+            ("c", 30, None, THREE, "w2"),
+            ("d", 40, None, {**THREE, **late}, "w3"),
+        ]
+    )
+    row = milestones(emergence_curves(heads, revisions), heads, {"m": THRESHOLDS}).row(0, named=True)
+    assert row["first_late_bos_head_revision"] == "b" and row["first_late_bos_head_sustained"] is False
     assert row["final_late_bos_heads"] == 1
     heads, revisions = sweep_of([("a", 10, None, sink, "w0"), ("b", 20, None, {**THREE, **sink}, "w1")])
     row = milestones(emergence_curves(heads, revisions), heads, {"m": THRESHOLDS}).row(0, named=True)

@@ -139,18 +139,26 @@ def test_a_milestone_that_does_not_last_says_so():
 
 def test_new_bos_heads_after_the_onset_read_beside_the_first_bos_head():
     """Where the first BOS head came before the onset (a plateau sink), the sentence and the first-BOS-head cell
-    give the first new BOS head after the onset and how many the final revision holds; where the first BOS head
-    is itself after the onset, neither repeats it."""
+    give the first new BOS head after the onset and how many the final revision holds, a one-line definition
+    follows the table, and a new BOS head that does not last says so; where the first BOS head is itself after
+    the onset, neither repeats it."""
     late = {**NEVER_HALF, "first_late_bos_head_revision": "step400", "first_late_bos_head_tokens": 1_638_400,
-            "final_late_bos_heads": 3}  # fmt: skip
+            "final_late_bos_heads": 3, "first_late_bos_head_sustained": True}  # fmt: skip
     after = {**late, "model": "after", "first_bos_head_revision": "step400", "first_bos_head_tokens": 1_638_400}
-    lines = milestones_markdown(table(late, after)).splitlines()
-    assert "before induction; the first new BOS head after the onset appeared at step400 (1.64M tokens), and the " \
-           "final revision has 3 such heads; BOS heads never" in lines[2]  # fmt: skip
+    brief = {**late, "model": "brief", "first_late_bos_head_sustained": False}
+    text = milestones_markdown(table(late, after, brief))
+    lines = text.splitlines()
+    assert "before induction; the first new BOS head after the onset (of class first at no revision before the " \
+           "onset) appeared at step400 (1.64M tokens), and the final revision has 3 such heads; BOS heads never" \
+           in lines[2]  # fmt: skip
     assert "the first BOS head appeared at step400 (1.64M tokens); BOS heads never" in lines[3]
-    rows = [line for line in lines if line.startswith(("| toy-gptneox", "| after"))]
+    assert "appeared at step400 (1.64M tokens) but went again (a later revision has none), and the" in lines[4]
+    rows = [line for line in lines if line.startswith(("| toy-gptneox", "| after", "| brief"))]
     assert "| step200 (819K tokens); after the onset: step400 (1.64M tokens), 3 new at the end |" in rows[0]
     assert "| step400 (1.64M tokens) |" in rows[1] and "after the onset" not in rows[1]
+    assert "after the onset: step400 (1.64M tokens), not sustained, 3 new at the end |" in rows[2]
+    assert "a *new* BOS head, one of class first at no revision before the induction onset" in text
+    assert "a *new* BOS head" not in milestones_markdown(table(after))
 
 
 def test_the_three_causal_states_read_differently_everywhere(tmp_path):

@@ -111,7 +111,7 @@ BOOTSTRAP_CURVE_COLUMNS: tuple[str, ...] = (
     "n_heads",
     "induction_selective_heads",
     "bos_heads",
-    "late_bos_heads",  # BOS heads of class first at no revision before this resample's onset (0 before it)
+    "late_bos_heads",  # BOS heads of class first at no swept revision before this resample's onset (0 before it)
     "screen_heads",
     "early_screen_recovered",
     "final_circuit_size",
@@ -191,6 +191,7 @@ MILESTONE_COLUMNS: tuple[str, ...] = (
     "first_late_bos_head_revision",  # first revision with a BOS head of class first at no revision before the onset
     "first_late_bos_head_tokens",
     "final_late_bos_heads",  # the final revision's BOS heads of class first at no revision before the onset
+    "first_late_bos_head_sustained",  # a new BOS head at every revision from the first new one on
     "probe_protocol",
 )
 

@@ -249,8 +249,9 @@ def late_bos_counts(bos: np.ndarray, onset: np.ndarray) -> np.ndarray:
 
 
 def late_bos_milestones(heads: pl.DataFrame, curve: pl.DataFrame, onset_revision: str | None) -> dict:
-    """The first revision with a new BOS head after the onset (:func:`late_bos_counts`) and how many the final
-    revision holds.
+    """The first revision with a new BOS head after the onset (:func:`late_bos_counts`), whether some new BOS
+    head is there at every later revision (``first_late_bos_head_sustained``: a head that parks for one revision
+    and leaves is not), and how many the final revision holds.
 
     ``heads``: one model's classified heads; ``curve``: its emergence rows (the kept revisions), in training
     order; ``onset_revision``: its induction onset (None: not reached, so neither is this milestone).
@@ -271,6 +272,7 @@ def late_bos_milestones(heads: pl.DataFrame, curve: pl.DataFrame, onset_revision
         "first_late_bos_head_revision": None if at is None else names[at],
         "first_late_bos_head_tokens": None if at is None else curve["tokens"][at],
         "final_late_bos_heads": int(counts[-1]),
+        "first_late_bos_head_sustained": None if at is None else bool((counts[at:] > 0).all()),
     }
 
 
@@ -361,6 +363,7 @@ def milestones(
         "first_late_bos_head_revision": pl.String,
         "first_late_bos_head_tokens": pl.Int64,
         "final_late_bos_heads": pl.Int64,
+        "first_late_bos_head_sustained": pl.Boolean,
         **{f"{curve}_shape_ratio": pl.Float64 for curve in ("bos", "induction")},
         **{f"{curve}_shape_{end}": pl.String for curve in ("bos", "induction") for end in ("from", "to")},
         "early_screen_revision": pl.String,

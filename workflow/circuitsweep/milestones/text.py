@@ -159,7 +159,10 @@ def late_bos_text(row: Mapping[str, Any]) -> str | None:
     milestone apart from the first BOS head (:func:`late_bos_apart`)."""
     if not late_bos_apart(row):
         return None
-    at = _at(row.get("first_late_bos_head_revision"), row.get("first_late_bos_head_tokens"))
+    at = _lasting(
+        _at(row.get("first_late_bos_head_revision"), row.get("first_late_bos_head_tokens")),
+        row.get("first_late_bos_head_sustained"),
+    )
     return f"{at}, {row['final_late_bos_heads']} new at the end" if at else "no new one"
 
 
@@ -219,9 +222,14 @@ def model_sentence(row: Mapping[str, Any]) -> str:
         if late_bos_apart(row):
             after = _at(row.get("first_late_bos_head_revision"), row.get("first_late_bos_head_tokens"))
             n = row["final_late_bos_heads"]
+            gone = (
+                " but went again (a later revision has none)"
+                if row.get("first_late_bos_head_sustained") is False
+                else ""
+            )
             late = (
-                f"; the first new BOS head after the onset appeared at {after}, and the final revision has {n} "
-                f"such head{'' if n == 1 else 's'}"
+                f"; the first new BOS head after the onset (of class first at no revision before the onset) appeared "
+                f"at {after}{gone}, and the final revision has {n} such head{'' if n == 1 else 's'}"
                 if after
                 else "; no new BOS head appeared after the onset"
             )
@@ -339,6 +347,15 @@ def milestones_markdown(table: pl.DataFrame) -> str:
         "|" + "---|" * len(header),
         *("| " + " | ".join(cell[column] for column in header) + " |" for cell in cells),
         "",
+    ]
+    if any(late_bos_text(row) is not None for row in rows):
+        lines += [
+            "First BOS head: the first revision with a head of class first (a BOS head: its attention goes to "
+            "position 0). After the onset: the first revision with a *new* BOS head, one of class first at no "
+            "revision before the induction onset, and how many of them the final revision holds.",
+            "",
+        ]
+    lines += [
         "Every milestone column, with shapes, ratios and per-layer floors: milestones.csv (and .parquet).",
         "",
     ]
