@@ -166,19 +166,29 @@ def test_every_marked_milestone_has_its_bracket_under_the_curves(sweep):
 def test_bracket_labels_clear_their_end_markers(sweep):
     """Each bracket's label is drawn beside the marker at its upper end, at least 3 points clear of the marker's box
     (the large hollow diamond and square included, whose edges stand 1.1 points outside it), so the name does not
-    run into the mark."""
+    run into the mark; a label that would run past the panel's right edge goes left of its bar instead. Every
+    label stays inside its panel."""
     _, curves, table = sweep
     figure = emergence_figure(curves, with_causal(table))
     figure.canvas.draw()
     renderer = figure.canvas.get_renderer()
+    moved = 0
     for axis in figure.axes[:2]:
         ends = [line for line in axis.get_lines() if line.get_gid() == "bracket" and len(line.get_xdata()) == 1]
+        bars = [line for line in axis.get_lines() if line.get_gid() == "bracket" and len(line.get_xdata()) == 2]
         labels = [text for text in axis.texts if text.get_gid() == "bracket"]
-        assert ends and len(labels) == len(ends)
-        for end, label in zip(ends, labels, strict=True):
+        assert ends and len(labels) == len(ends) == len(bars)
+        panel = axis.get_window_extent(renderer)
+        for end, bar, label in zip(ends, bars, labels, strict=True):
             mark, words = end.get_window_extent(renderer), label.get_window_extent(renderer)
-            margin = (words.x0 - mark.x1) * 72 / figure.dpi  # points between the marker's box and the label
-            assert margin >= 3, (label.get_text(), margin)  # clear of a hollow marker's edge (1.1 pt outside its box)
+            assert panel.x0 <= words.x0 and words.x1 <= panel.x1, label.get_text()
+            if words.x0 >= mark.x0:
+                margin = (words.x0 - mark.x1) * 72 / figure.dpi  # points between the marker's box and the label
+                assert margin >= 3, (label.get_text(), margin)  # clear of a hollow marker's edge (1.1 pt outside)
+            else:
+                moved += 1
+                assert words.x1 <= bar.get_window_extent(renderer).x0, label.get_text()  # left of its bar
+    assert moved >= 1  # the causal bracket ends at the last revision: its label goes left
     plt.close(figure)
 
 

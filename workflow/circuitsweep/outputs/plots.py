@@ -272,11 +272,23 @@ def draw_milestone_brackets(axes: dict[str, plt.Axes], curves: pl.DataFrame, bra
         name = mark.label if mark is not None else row["milestone"].replace("_", " ")
         label = name + ("" if row["status"] == "swept" else f" ({row['status']})")
         gap = (mark.size * 0.6 / 2 if mark is not None else 0) + 4  # half the end marker, and a margin
+        anchor, offset, side = row["upper_tokens"], gap, "left"
+        if not _label_fits_right(axis, row["upper_tokens"], label, 6.5, gap):
+            anchor, offset, side = lower, -4, "right"  # left of the bar, so it stays inside the panel
         axis.annotate(
-            label, (row["upper_tokens"], y), xytext=(gap, 0), textcoords="offset points", fontsize=6.5, va="center",
+            label, (anchor, y), xytext=(offset, 0), textcoords="offset points", fontsize=6.5, va="center", ha=side,
             gid="bracket",
         )  # fmt: skip
         axis.set_ylim(bottom - 0.07 * (levels[panel] + 0.8) * (top - bottom), top)
+
+
+def _label_fits_right(axis: plt.Axes, x: float, label: str, fontsize: float, gap: float) -> bool:
+    """Whether ``label`` written ``gap`` points right of data ``x`` ends inside ``axis`` (its width estimated at
+    0.55 em per character, which overestimates DejaVu Sans' mean advance)."""
+    figure = axis.get_figure()
+    start = axis.transData.transform((x, 0))[0] + gap * figure.dpi / 72
+    width = 0.55 * fontsize * len(label) * figure.dpi / 72
+    return start + width <= axis.get_window_extent().x1
 
 
 def _no_negative_ticks(axis: plt.Axes) -> None:
