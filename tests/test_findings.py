@@ -364,7 +364,7 @@ def test_spectral_top_k_takes_counts_shares_and_the_elbow():
     olmoe = list(integrals("olmoe-1b-7b").values())
     tops = resolve_top_k([0.176, 6, "elbow", 300], olmoe)
     assert [(t.k, t.asked) for t in tops] == [(45, ("0.176",)), (6, ("6",)), (9, ("elbow",)), (300, ("300",))]
-    assert tops[0].describe(256) == "K = 17.6% of 256 heads" and tops[1].describe(256) is None
+    assert tops[0].describe(256) == "K = 45: 17.6% of 256 heads, rounded down" and tops[1].describe(256) is None
     merged = resolve_top_k([9, "elbow"], olmoe)
     assert [(t.k, t.asked) for t in merged] == [(9, ("9", "elbow"))]
     assert [t.k for t in resolve_top_k([0.5, 0.01], [1.0, 2.0, 3.0])] == [1]  # floor, at least 1
@@ -401,8 +401,8 @@ def test_final_conditions_take_shares_and_the_elbow():
     conditions = final_conditions(ranking, final, 50.0, 16, [0.176, "elbow"], draws=1, seed=123)
     tops = [c for c in conditions if c.name == "spectral_top"]
     assert [(c.k, len(c.heads), c.note) for c in tops] == [
-        (45, 45, "K = 17.6% of 256 heads"),
-        (9, 9, "K = the elbow of the sorted integrals"),
+        (45, 45, "K = 45: 17.6% of 256 heads, rounded down"),
+        (9, 9, "K = 9: the elbow of the sorted integrals"),
     ]
     assert {c.k for c in conditions if c.name == "spectral_random"} == {45, 9}
 

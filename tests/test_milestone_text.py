@@ -112,6 +112,9 @@ def test_milestones_md_opens_with_a_sentence_per_model_then_a_narrow_table():
     assert "peak 0.38 at step250" in lines[2]
     assert lines[3].startswith("big: induction heads formed at step1000 (4.19B tokens)")
     assert "BOS heads were half of all heads from step70000 (300B tokens)" in lines[3]
+    with_ratio = milestones_markdown(table({**REACHED, "bos_to_induction_ratio": 71.6}))
+    assert "half of all heads from step70000 (300B tokens), 71.6x the onset's tokens;" in with_ratio
+    assert "| step70000 (300B tokens), 71.6x the onset's tokens |" in with_ratio
     header = next(line for line in lines if line.startswith("| model"))
     assert header.count("|") - 1 <= 7
     rows = [line for line in lines if line.startswith("| toy-gptneox") or line.startswith("| big")]

@@ -282,6 +282,7 @@ def test_toy_tells_the_studys_bos_story(toy_run, model):
     assert 0 < screen.height < final.filter(pl.col("layer") == screen["layer"].max()).height, screen
     md = (toy_run / "tables" / "milestones.md").read_text()
     assert f"{model}: induction heads formed at" in md and "BOS heads were half of all heads from step" in md
+    assert f"{row['bos_to_induction_ratio']:.3g}x the onset's tokens" in md  # the ratio beside BOS t50
     assert TESTS in C.Paths(toy_run).final_ablation_table("md").read_text()  # what each test cell holds
     ablation = pl.read_csv(C.Paths(toy_run).final_ablation_table("csv")).filter(pl.col("model") == model)
     control = ablation.filter(pl.col("condition") == "screen_random")

@@ -139,14 +139,17 @@ class TopK:
     asked: tuple[str, ...]
 
     def describe(self, n_heads: int) -> str | None:
-        """How K was chosen, when not simply given as a count: ``K = 17.6% of 256 heads``, ``K = the elbow``."""
+        """How K was chosen, when not simply given as a count: ``K = 45: 17.6% of 256 heads, rounded down``,
+        ``K = 1: 2.34% of 16 heads, at least 1``, ``K = 7: the elbow of the sorted integrals``."""
         words = []
         for entry in self.asked:
             if entry == ELBOW:
                 words.append("the elbow of the sorted integrals")
             elif "." in entry:
-                words.append(f"{float(entry) * 100:g}% of {n_heads} heads")
-        return f"K = {' and '.join(words)}" if words else None
+                exact = float(entry) * n_heads
+                note = "" if exact == self.k else ", at least 1" if exact < 1 else ", rounded down"
+                words.append(f"{float(entry) * 100:g}% of {n_heads} heads{note}")
+        return f"K = {self.k}: {' and '.join(words)}" if words else None
 
 
 def _entry(value: int | float | str) -> str:

@@ -47,6 +47,12 @@ def bos_t50_text(row: Mapping[str, Any]) -> str:
     return f"not reached (peak {row['bos_peak_fraction']:.2f} at {row['bos_peak_revision']})"
 
 
+def _ratio(row: Mapping[str, Any]) -> str:
+    """``, 3.33x the onset's tokens`` where BOS t50 and the onset are both reached (the study: 10-20x), else ``""``."""
+    ratio = row.get("bos_to_induction_ratio")
+    return f", {ratio:.3g}x the onset's tokens" if ratio is not None and row["bos_t50_revision"] is not None else ""
+
+
 def _p(value: float) -> str:
     """``= 0.0031``, ``= 0.18``; below 0.0001 ``< 0.0001`` (never scientific notation)."""
     text = format_p(value)
@@ -179,7 +185,7 @@ def milestone_cells(row: Mapping[str, Any], new_bos: bool = True) -> dict[str, s
             _at(row["first_bos_head_revision"], row["first_bos_head_tokens"]), row.get("first_bos_head_sustained")
         )
         or "not reached",
-        "BOS t50": bos_t50_text(row),
+        "BOS t50": bos_t50_text(row) + _ratio(row),
         "early screen": _at(row["early_screen_revision"], row["early_screen_tokens"]) or "not reached",
     }
     late = late_bos_text(row) if new_bos else None
@@ -213,7 +219,7 @@ def model_sentence(row: Mapping[str, Any]) -> str:
         if row.get("first_bos_head_sustained") is False:
             order += ", and went again (a later revision has none)"
         reach = (
-            f"BOS heads were half of all heads from {t50}"
+            f"BOS heads were half of all heads from {t50}{_ratio(row)}"
             if t50
             else f"BOS heads never reached half of all heads (peak {row['bos_peak_fraction']:.2f} at "
             f"{row['bos_peak_revision']}, {row['final_bos_fraction']:.2f} at the end)"

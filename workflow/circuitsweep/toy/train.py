@@ -187,7 +187,8 @@ def _train(spec: ToySpec, hub_root: Path, repo_id: str, branch_format: str, prog
                 tokens = step * spec.tokens_per_step
                 published.append({"branch": branch, "step": step, "tokens": tokens, "commit": commit})
     if progress:
-        print(f"{repo_id}: {last_step} steps in {cpu_seconds:.1f} CPU s, {len(published)} revisions published")
+        checkpoints = len(published) - 1  # the last checkpoint is published twice, as its branch and as main
+        print(f"{repo_id}: {last_step} steps in {cpu_seconds:.1f} CPU s, {checkpoints} checkpoints published, and main")
     return published
 
 
