@@ -222,7 +222,9 @@ def test_bootstrap_job_and_tables_from_caches_alone(tmp_path, planted_stats):
     point = read_table(boot_curves)[0].filter(pl.col("resample") == 0).sort("tokens")
     assert point["late_bos_heads"][-1] == table["final_late_bos_heads"]
     other_onset = {"planted": dataclasses.replace(MILESTONES, induction_onset_heads=2)}
-    with pytest.raises(CacheError, match=r"boot_curves.parquet counts new BOS heads from an onset of 1 heads"):
+    with pytest.raises(
+        CacheError, match=r"boot_curves.parquet does not belong.*induction_onset_heads is 1, expected 2"
+    ):
         head_tables(
             [classes], [revisions], other_onset, out, bootstrap_heads=[boot_heads], bootstrap_curves=[boot_curves]
         )

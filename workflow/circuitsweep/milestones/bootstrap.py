@@ -38,6 +38,7 @@ from circuitsweep.io import contracts as C
 from circuitsweep.io.cache_check import verify_shard
 from circuitsweep.io.tables import read_table, write_table
 from circuitsweep.milestones.emergence import _kept_revisions, late_bos_counts
+from circuitsweep.milestones.uncertainty import _first
 from circuitsweep.plan.sweep import Plan
 
 #: Class codes of :func:`class_codes`: the index in ``CLASS_ORDER``, then this for none.
@@ -122,9 +123,7 @@ def resampled_late_bos(bos: np.ndarray, selective: np.ndarray, onset_heads: int)
     ``bos``: ``[R, 1 + B, H]`` bool (class first), ``selective``: ``[R, 1 + B]`` induction-selective heads, revisions
     in training order. Returns ``[R, 1 + B]`` counts.
     """
-    reached = selective >= onset_heads
-    onset = np.where(reached.any(axis=0), reached.argmax(axis=0), -1)
-    return late_bos_counts(bos, onset)
+    return late_bos_counts(bos, _first((selective >= onset_heads).T))
 
 
 def bootstrap_model(

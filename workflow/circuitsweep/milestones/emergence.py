@@ -346,11 +346,11 @@ def milestones(
     """One row per model with ``MILESTONE_COLUMNS``; the final circuit comes from each curve's final revision."""
     rows = []
     for (model,), curve in curves.group_by("model", maintain_order=True):
-        final = curve.sort("tokens", "step")["revision"][-1]
+        ordered = curve.sort("tokens", "step")
         model_heads = heads.filter(pl.col("model") == model)
-        circuit = final_circuit(model_heads, final)
-        row = model_milestones(curve, thresholds[model], len(circuit))
-        row.update(late_bos_milestones(model_heads, curve.sort("tokens", "step"), row["induction_onset_revision"]))
+        circuit = final_circuit(model_heads, ordered["revision"][-1])
+        row = model_milestones(ordered, thresholds[model], len(circuit))
+        row.update(late_bos_milestones(model_heads, ordered, row["induction_onset_revision"]))
         rows.append(row)
     schema = {
         "induction_onset_revision": pl.String,

@@ -142,12 +142,9 @@ def head_tables(
         for path in bootstrap_curves:
             frame, metadata = read_table(path)
             model = metadata.get("model")
-            onset_heads = thresholds[model].induction_onset_heads if model in thresholds else None
-            if metadata.get("induction_onset_heads") != onset_heads:
-                raise CacheError(
-                    f"{path} counts new BOS heads from an onset of {metadata.get('induction_onset_heads')} heads, "
-                    f"the milestones from {onset_heads}; delete it and rerun"
-                )
+            if model not in thresholds:
+                raise CacheError(f"{path} belongs to model {model!r}, which is not planned; delete it and rerun")
+            verify_metadata(path, metadata, {"induction_onset_heads": thresholds[model].induction_onset_heads})
             frames.append(frame)
         summary = bootstrap_summary(pl.concat(frames), table, thresholds)
         table = table.join(summary, on="model", how="left", maintain_order="left")
