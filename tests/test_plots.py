@@ -166,8 +166,8 @@ def test_every_marked_milestone_has_its_bracket_under_the_curves(sweep):
 def test_bracket_labels_clear_their_end_markers(sweep):
     """Each bracket's label is drawn beside the marker at its upper end, at least 3 points clear of the marker's box
     (the large hollow diamond and square included, whose edges stand 1.1 points outside it), so the name does not
-    run into the mark; a label that would run past the panel's right edge goes left of its bar instead. Every
-    label stays inside its panel."""
+    run into the mark; a label goes left of its bar only when, at its measured width, it would run past the
+    panel's right edge. Every label stays inside its panel."""
     _, curves, table = sweep
     figure = emergence_figure(curves, with_causal(table))
     figure.canvas.draw()
@@ -188,6 +188,7 @@ def test_bracket_labels_clear_their_end_markers(sweep):
             else:
                 moved += 1
                 assert words.x1 <= bar.get_window_extent(renderer).x0, label.get_text()  # left of its bar
+                assert bar.get_window_extent(renderer).x1 + words.width > panel.x1, label.get_text()  # had to move
     assert moved >= 1  # the causal bracket ends at the last revision: its label goes left
     plt.close(figure)
 

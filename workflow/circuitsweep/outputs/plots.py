@@ -15,7 +15,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 from matplotlib.colors import BoundaryNorm  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.textpath import TextToPath  # noqa: E402
 from matplotlib.ticker import (  # noqa: E402
     FixedLocator,
     FuncFormatter,
@@ -283,12 +285,12 @@ def draw_milestone_brackets(axes: dict[str, plt.Axes], curves: pl.DataFrame, bra
 
 
 def _label_fits_right(axis: plt.Axes, x: float, label: str, fontsize: float, gap: float) -> bool:
-    """Whether ``label`` written ``gap`` points right of data ``x`` ends inside ``axis`` (its width estimated at
-    0.55 em per character, which overestimates DejaVu Sans' mean advance)."""
+    """Whether ``label`` written ``gap`` points right of data ``x`` ends inside ``axis``, its width measured in
+    the default font at ``fontsize`` points."""
     figure = axis.get_figure()
     start = axis.transData.transform((x, 0))[0] + gap * figure.dpi / 72
-    width = 0.55 * fontsize * len(label) * figure.dpi / 72
-    return start + width <= axis.get_window_extent().x1
+    width_points, _, _ = TextToPath().get_text_width_height_descent(label, FontProperties(size=fontsize), False)
+    return start + width_points * figure.dpi / 72 <= axis.get_window_extent().x1
 
 
 def _no_negative_ticks(axis: plt.Axes) -> None:
