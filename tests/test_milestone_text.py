@@ -101,6 +101,18 @@ def test_tokens_read_in_human_units(tokens, text):
     assert human_tokens(tokens) == text
 
 
+def test_a_run_without_any_bos_head_names_no_peak_revision():
+    """Where no head was of class first at any revision, the text says so rather than naming a peak of 0.00 at the
+    first revision, which would point at a revision that means nothing."""
+    never = {**NEVER_HALF, "bos_peak_fraction": 0.0, "bos_peak_revision": "step0", "bos_peak_tokens": 0,
+             "first_bos_head_revision": None, "first_bos_head_tokens": None, "final_bos_fraction": 0.0}  # fmt: skip
+    text = milestones_markdown(table(never, REACHED))
+    assert "toy-gptneox: induction heads formed at step300 (1.23M tokens); no head ever became a BOS head;" in text
+    assert "| not reached (no BOS head at any revision) |" in text
+    mine = [line for line in text.splitlines() if line.startswith(("toy-gptneox", "| toy-gptneox"))]
+    assert len(mine) == 2 and not any("peak" in line or "step0" in line for line in mine), mine
+
+
 def test_milestones_md_opens_with_a_sentence_per_model_then_a_narrow_table():
     """milestones.md: one plain sentence per model, then a table of at most seven columns; a BOS t50 never reached
     says so with its peak, and no cell is a bare dash or a float in scientific notation."""

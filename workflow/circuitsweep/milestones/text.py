@@ -39,12 +39,21 @@ def _lasting(at: str | None, sustained: bool | None) -> str | None:
     return None if at is None else f"{at}, not sustained" if sustained is False else at
 
 
+def bos_peak_text(row: Mapping[str, Any]) -> str:
+    """``peak 0.38 at step200``, or ``no BOS head at any revision`` where the BOS fraction never rose above 0 (a
+    peak of 0 at the first revision would name a revision that means nothing)."""
+    if not row.get("bos_peak_fraction"):
+        return "no BOS head at any revision"
+    at = row.get("bos_peak_revision")
+    return f"peak {row['bos_peak_fraction']:.2f}" + (f" at {at}" if at else "")
+
+
 def bos_t50_text(row: Mapping[str, Any]) -> str:
     """``step400 (1.64M tokens)``, or ``not reached (peak 0.38 at step200)``."""
     reached = _at(row["bos_t50_revision"], row["bos_t50_tokens"])
     if reached:
         return reached
-    return f"not reached (peak {row['bos_peak_fraction']:.2f} at {row['bos_peak_revision']})"
+    return f"not reached ({bos_peak_text(row)})"
 
 
 def _ratio(row: Mapping[str, Any]) -> str:
@@ -221,8 +230,8 @@ def model_sentence(row: Mapping[str, Any]) -> str:
         reach = (
             f"BOS heads were half of all heads from {t50}{_ratio(row)}"
             if t50
-            else f"BOS heads never reached half of all heads (peak {row['bos_peak_fraction']:.2f} at "
-            f"{row['bos_peak_revision']}, {row['final_bos_fraction']:.2f} at the end)"
+            else f"BOS heads never reached half of all heads ({bos_peak_text(row)}, "
+            f"{row['final_bos_fraction']:.2f} at the end)"
         )
         late = ""
         if late_bos_apart(row):

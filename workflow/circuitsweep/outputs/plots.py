@@ -30,7 +30,7 @@ from matplotlib.ticker import (  # noqa: E402
 from circuitsweep.errors import DataError  # noqa: E402
 from circuitsweep.io import contracts as C  # noqa: E402
 from circuitsweep.io.atomic import atomic_path  # noqa: E402
-from circuitsweep.milestones.text import human_tokens  # noqa: E402
+from circuitsweep.milestones.text import bos_peak_text, human_tokens  # noqa: E402
 
 #: Colour of each head class in the trajectory figure (``none``: grey, drawn first).
 CLASS_COLOURS: dict[str, str] = {
@@ -324,10 +324,7 @@ def unreached_milestones(row: Mapping[str, Any]) -> dict[str, list[str]]:
             if row.get("causal_tokens") is not None:
                 notes[mark.curve].append("causal with a full control: not reached")
         elif mark.column == "bos_t50_tokens" and row.get("bos_peak_fraction") is not None:
-            peak = f"peak {row['bos_peak_fraction']:.2f}" + (
-                f" at {row['bos_peak_revision']}" if row.get("bos_peak_revision") else ""
-            )
-            notes[mark.curve].append(f"BOS t50 not reached ({peak})")
+            notes[mark.curve].append(f"BOS t50 not reached ({bos_peak_text(row)})")
         else:
             notes[mark.curve].append(f"{mark.label}: not reached")
     return notes
