@@ -13,10 +13,12 @@ from circuitsweep.io import contracts as C
 from circuitsweep.milestones.emergence import MilestoneThresholds, emergence_curves, milestones
 from circuitsweep.outputs.plots import (
     CLASS_COLOURS,
+    _token_axis,
     emergence_figure,
     heatmap_figure,
     primitive_gap_figure,
     primitive_scaling_figure,
+    token_ticks,
     trajectory_figure,
 )
 
@@ -368,7 +370,8 @@ def test_token_axis_fits_the_swept_tokens_with_readable_ticks():
 
 
 def test_heatmap_counts_and_layers_are_integers(sweep):
-    """Layer ticks and the colour bar's ticks are whole numbers; each count gets its own colour step."""
+    """Layer ticks and the colour bar's ticks are whole numbers; each count gets its own colour step, and a run with
+    no head counted has one step, 0."""
     _, curves, _ = sweep
     figure = heatmap_figure(curves, "m")
     figure.canvas.draw()
@@ -383,6 +386,14 @@ def test_heatmap_counts_and_layers_are_integers(sweep):
         assert len(ticks) and all(float(t).is_integer() for t in ticks)
     induction = panels[1].collections[0]
     assert induction.norm(np.array([2.0]))[0] != induction.norm(np.array([3.0]))[0]
+    plt.close(figure)
+    empty = curves.with_columns(
+        pl.col("bos_per_layer").list.eval(pl.element() * 0), pl.col("induction_per_layer").list.eval(pl.element() * 0)
+    )
+    figure = heatmap_figure(empty, "m")  # a run in which no head of any layer was ever counted
+    figure.canvas.draw()
+    (bar,) = [axis for axis in figure.axes if not axis.get_title()]
+    assert [label.get_text() for label in bar.get_yticklabels()] == ["0"]  # no colour step for a count no cell has
     plt.close(figure)
 
 
@@ -705,3 +716,17 @@ def test_toy_primitive_figures_say_on_the_image_that_they_are_a_demonstration():
                 assert notes == [] and max(shown) == 0, shown
             plt.close(figure)
     assert "toy models, no tokenizer" in demonstration_note(["toy-a", "toy-b"], ["toy-a", "toy-b"])
+
+
+def test_a_short_sweeps_token_ticks_name_its_revisions_not_the_axis_end():
+    """A sweep of three checkpoints (0, 15.4K and 30.7K tokens) has one round count (20K) inside its axis; its other
+    ticks are its first and last revisions, never the axis' right end (35.3K, no revision), as a new user of the
+    run_dir demo saw. A longer sweep keeps round 1-2-5 ticks only."""
+    figure, axis = plt.subplots()
+    tokens = np.array([0, 15_360, 30_720])
+    axis.plot(tokens, [0, 1, 2])
+    _token_axis(axis, tokens)
+    figure.canvas.draw()
+    assert [label.get_text() for label in axis.get_xticklabels()] == ["0", "15.4K", "20K", "30.7K"]
+    plt.close(figure)
+    assert token_ticks(409_600, 1_638_400 * 1.15, 1_638_400) == [0.0, 500_000.0, 1_000_000.0]

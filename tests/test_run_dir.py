@@ -433,6 +433,36 @@ def test_a_new_checkpoint_folder_is_the_only_one_measured(tmp_path):
     assert _planned_measurements(dry) == ["checkpoint-2", "checkpoint-4"]
 
 
+@pytest.mark.slow
+def test_the_readme_demo_run_forms_its_induction_heads_where_the_readme_says(tmp_path):
+    """The README's demo, as a new user runs it: `circuitsweep demo-run` with its default steps, then the sweep of
+    config/examples/run-dir.yaml. The run has an induction onset to find, at checkpoint-300 of its 400 steps, as
+    the README and the example config say (a demo that learns nothing would show only flat curves)."""
+    import polars as pl
+
+    from circuitsweep.cli import DEMO_STEPS
+
+    run = tmp_path / "run"
+    result = _demo_run_cli(str(run))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert {folder.name for folder in run.iterdir()} == {f"checkpoint-{step}" for step in DEMO_STEPS}
+    example = REPO / "config" / "examples" / "run-dir.yaml"
+    config = yaml.safe_load(example.read_text())
+    config["models"]["my-run"]["source"]["path"] = str(run)
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    _snakemake(["--configfile", str(config_file)], workdir)
+    row = pl.read_csv(workdir / run_paths(workdir, config_file).milestones_table("csv")).row(0, named=True)
+    assert row["induction_onset_revision"] == "checkpoint-300"
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert f"trained for {max(DEMO_STEPS)} steps" in readme and "heads form at checkpoint-300" in readme
+    assert f"{max(DEMO_STEPS)} steps, whose induction heads form at about step300" in " ".join(
+        line.lstrip("# ") for line in example.read_text().splitlines()
+    )
+
+
 def _demo_run_cli(*args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "circuitsweep", "demo-run", *args]
     return subprocess.run(cmd, env=job_env(), capture_output=True, text=True, timeout=300, check=False)

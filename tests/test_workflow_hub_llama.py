@@ -44,10 +44,10 @@ def test_llama_sweep_from_a_hub_repository(tmp_path):
         env["HF_ENDPOINT"] = server.endpoint
         manifest = tmp_path / "manifest.json"
         _run([sys.executable, "-m", "circuitsweep", "refresh-manifest", REPO_ID, str(manifest), "--tokens-per-step",
-              "768"], env, tmp_path)  # fmt: skip
+              "4096"], env, tmp_path)  # fmt: skip
         config = {
             "probes": {
-                "token_range": [2, 64],
+                "token_range": [2, 28],
                 "batch_size": 16,
                 "induction": {"n_sequences": 16, "seq_len": 48, "n_baseline": 10},
                 "repeated": {"n_sequences": 8, "seq_len": 32},
@@ -59,7 +59,7 @@ def test_llama_sweep_from_a_hub_repository(tmp_path):
                     "architecture": "LlamaForCausalLM",
                     "source": {"type": "hub", "repo_id": REPO_ID, "manifest": str(manifest)},
                     "revisions": "all",
-                    "tokens": {"per_step": 768},
+                    "tokens": {"per_step": 4096},
                     "first_token": {"policy": "bos"},
                 }
             },
@@ -74,7 +74,7 @@ def test_llama_sweep_from_a_hub_repository(tmp_path):
     results = run_results(workdir, config_file)
     emergence = pl.read_parquet(results / "tables" / "emergence.parquet")
     assert emergence["revision"].to_list() == ["step0", "step4"]
-    assert emergence["tokens"].to_list() == [0, 4 * 768]
+    assert emergence["tokens"].to_list() == [0, 4 * 4096]
     revisions = pl.read_parquet(results / "classes" / "tiny-llama" / "revisions.parquet")
     assert revisions["first_token_policy"].to_list() == ["bos:1", "bos:1"]
     assert revisions["in_context_loss_drop"].is_not_null().all()

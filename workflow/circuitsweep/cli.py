@@ -55,6 +55,9 @@ def workflow_root() -> str:
 SETTINGS_FILE_LIMIT = 64 * 2**20
 #: Exit code of an interrupted command (128 + SIGINT), as a shell reports it.
 EXIT_INTERRUPTED = 130
+#: The steps ``circuitsweep demo-run`` saves by default (``toy.demo_run``): the loss plateau, the induction onset
+#: (about step300) and after it.
+DEMO_STEPS = (0, 100, 200, 250, 300, 400)
 
 
 class Argument:
@@ -1133,8 +1136,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps",
         type=Count(0, 10**9),
         nargs="+",
-        default=[0, 20, 40],
-        help="steps at which to save (default: 0 20 40)",
+        default=list(DEMO_STEPS),
+        help=f"steps at which to save (default: {' '.join(map(str, DEMO_STEPS))}: the loss plateau, the induction "
+        "onset at about step300, and after it)",
     )
     p.add_argument(
         "--pattern",

@@ -62,9 +62,12 @@ _TICK_MANTISSAS: tuple[tuple[float, ...], ...] = ((1.0, 2.0, 5.0), (1.0, 3.0), (
 _MAX_TICKS = 6
 
 
-def token_ticks(low: float, high: float) -> list[float]:
+def token_ticks(low: float, high: float, last: float | None = None) -> list[float]:
     """Readable tick positions for a token axis from ``low`` (> 0) to ``high``: 0, then 1-2-5 (or 1-3, or powers of
-    ten, whichever gives at most six) times powers of ten inside the range; never fewer than two positive ticks."""
+    ten, whichever gives at most six) times powers of ten inside the range; never fewer than two positive ticks.
+    Where too few round values fall inside, ``low`` and ``last`` (the last swept revision; default ``high``) are
+    ticked too, so that every tick but 0 names a swept count or a round one, never just the axis' end."""
+    last = float(high if last is None else last)
     if high <= low:
         return [0.0, float(low)]
     ticks: list[float] = []
@@ -78,7 +81,7 @@ def token_ticks(low: float, high: float) -> list[float]:
         if len(ticks) <= _MAX_TICKS:
             break
     if len(ticks) < 2:
-        ticks = sorted({float(low), *ticks, float(high)})
+        ticks = sorted({float(low), *ticks, last})
     return [0.0, *ticks]
 
 
@@ -95,7 +98,7 @@ def _token_axis(axis: plt.Axes, tokens: pl.Series | np.ndarray, start: float = 0
     right = max(float(tokens.max(initial=0)) * 1.15, threshold * 1.15)
     axis.set_xscale("symlog", linthresh=threshold, linscale=0.25)
     axis.set_xlim(left=start, right=right)
-    axis.xaxis.set_major_locator(FixedLocator(token_ticks(threshold, right)))
+    axis.xaxis.set_major_locator(FixedLocator(token_ticks(threshold, right, float(tokens.max(initial=0)))))
     axis.xaxis.set_minor_locator(NullLocator())
     axis.xaxis.set_major_formatter(FuncFormatter(_token_ticks))
     axis.set_xlabel("training tokens (log; step 0 at the left)")
@@ -526,7 +529,7 @@ def heatmap_figure(curves: pl.DataFrame, model: str, milestones: pl.DataFrame | 
         raise ValueError(f"no emergence rows for model {model!r}")
     columns = ("bos_per_layer", "induction_per_layer")
     counts = {column: np.array(curve[column].to_list(), dtype=np.int64).T for column in columns}  # [layers, revisions]
-    top = max(max(int(c.max()) for c in counts.values()), 1)
+    top = max(int(c.max()) for c in counts.values())
     norm = BoundaryNorm(np.arange(-0.5, top + 1.5), plt.get_cmap("viridis").N)
     row = {}
     if milestones is not None:
@@ -553,7 +556,7 @@ def heatmap_figure(curves: pl.DataFrame, model: str, milestones: pl.DataFrame | 
                 handles[label] = Line2D([], [], color="black", linestyle=style, label=label)
     axes[0].set_ylabel("layer")
     bar = figure.colorbar(mesh, ax=list(axes), label="heads (both panels)")
-    bar.set_ticks(MaxNLocator(integer=True, nbins=min(top + 1, 8)).tick_values(0, top))
+    bar.set_ticks(MaxNLocator(integer=True, nbins=min(top + 1, 8)).tick_values(0, top) if top else [0])
     bar.ax.minorticks_off()
     if handles:
         figure.legend(handles=list(handles.values()), loc="outside lower center", ncol=len(handles), fontsize=8)

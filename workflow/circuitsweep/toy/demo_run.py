@@ -1,10 +1,12 @@
 """A small training run saved the way HF Trainer saves one, to try a ``run_dir`` sweep on.
 
-A 2-layer Llama-class model (hidden size 64, 64-token vocabulary) is trained
-with AdamW on the toy suite's copied-span data, and at each step of
+A 2-layer Llama-class model (hidden size 64, 4 heads, 28-token vocabulary) is
+trained with AdamW on the toy suite's copied-span data, and at each step of
 ``steps`` the run is saved as ``<folder>/checkpoint-<step>/``: ``config.json``,
 ``model.safetensors``, and, as a Trainer writes them, ``optimizer.pt`` and
-``trainer_state.json`` (training state the sweep does not read). Seconds on a CPU.
+``trainer_state.json`` (training state the sweep does not read). With the
+default steps its induction heads form within the run (at about step300), so
+the sweep of it has an onset to find.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ from circuitsweep.io.atomic import atomic_write_text
 from circuitsweep.io.names import unsafe_reason
 from circuitsweep.toy.data import synthetic_batch
 from circuitsweep.toy.spec import ToySpec
+from circuitsweep.toy.train import save_quietly
 
-#: The data :func:`toy.data.synthetic_batch` draws for the demo: the toy suite's copied spans, shorter
-#: sequences, smaller batches (the model fields are unused: the demo builds a Llama of its own).
-DEMO_DATA = ToySpec(architecture="GPTNeoXForCausalLM", seq_len=48, batch=16, n_spans=3, span_max=12)
+#: The data :func:`toy.data.synthetic_batch` draws for the demo and its optimizer's settings: the toy suite's
+#: copied spans on 26 content ids, 64 sequences of 64 tokens a step, learning rate 2e-3 after 50 warmup steps
+#: (the model fields are unused: the demo builds a Llama of its own).
+DEMO_DATA = ToySpec(architecture="GPTNeoXForCausalLM", vocab_size=28)
 
-
-#: The most optimizer steps the demo trains (about a minute on a CPU core).
+#: The most optimizer steps the demo trains.
 MAX_DEMO_STEPS = 10_000
 
 
@@ -102,12 +105,14 @@ def save_demo_run(
         tie_word_embeddings=False,
     )
     model = LlamaForCausalLM(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=DEMO_DATA.lr, weight_decay=DEMO_DATA.weight_decay)
     generator = torch.Generator().manual_seed(seed)
     saved = []
     step = 0
     for target, name in zip(steps, names, strict=True):
         while step < target:
+            for group in optimizer.param_groups:
+                group["lr"] = DEMO_DATA.lr * min(1.0, (step + 1) / DEMO_DATA.warmup_steps)
             tokens = synthetic_batch(DEMO_DATA, generator)
             loss = model(input_ids=tokens, labels=tokens).loss
             loss.backward()
@@ -117,7 +122,7 @@ def save_demo_run(
         out = Path(folder) / name
         partial = Path(folder) / f".{name}.partial"
         shutil.rmtree(partial, ignore_errors=True)
-        model.save_pretrained(partial, safe_serialization=True)
+        save_quietly(model, partial)
         torch.save(optimizer.state_dict(), partial / "optimizer.pt")
         atomic_write_text(partial / "trainer_state.json", json.dumps({"global_step": step}) + "\n")
         if os.path.lexists(out):

@@ -82,15 +82,21 @@ def build_model(spec: ToySpec) -> PreTrainedModel:
     return model.float()
 
 
-def _save_checkpoint(model: PreTrainedModel, spec: ToySpec, step: int, folder: Path) -> dict[str, Path]:
-    """Write ``save_pretrained`` files plus ``revision.json`` into ``folder``; name -> path."""
+def save_quietly(model: PreTrainedModel, folder: Path) -> None:
+    """``model.save_pretrained(folder)`` (safetensors) without transformers' "Writing model shards" progress bar,
+    which would print once per checkpoint."""
     bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # one "Writing model shards" bar per checkpoint is noise
+    hf_logging.disable_progress_bar()
     try:
-        model.save_pretrained(folder)
+        model.save_pretrained(folder, safe_serialization=True)
     finally:
         if bars:
             hf_logging.enable_progress_bar()
+
+
+def _save_checkpoint(model: PreTrainedModel, spec: ToySpec, step: int, folder: Path) -> dict[str, Path]:
+    """Write ``save_pretrained`` files plus ``revision.json`` into ``folder``; name -> path."""
+    save_quietly(model, folder)
     info = {
         "step": step,
         "tokens": step * spec.tokens_per_step,
