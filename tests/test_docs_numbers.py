@@ -82,6 +82,19 @@ def test_every_quoted_line_is_what_its_command_prints(page, command, lines):
     assert not missing, f"{page}: `{command}` does not print:\n" + "\n".join(missing)
 
 
+def test_the_dry_run_gives_the_notes_check_config_gives():
+    """A researcher who plans with a dry run alone reads the same notes as check-config's (here: the paper's
+    Hugging Face corpus needs the datasets package, which this test environment does not install)."""
+    import importlib.util
+
+    if importlib.util.find_spec("datasets") is not None:
+        pytest.skip("the datasets package is installed here, so there is no note to give")
+    checked = run("circuitsweep check-config config/paper.yaml")
+    notes = [line.split("note: ", 1)[1] for line in checked.splitlines() if "note: natural-text corpus" in line]
+    dry = run("snakemake -n --configfile config/paper.yaml --workflow-profile profiles/workstation")
+    assert notes and all(f"circuitsweep: note: {note}" in dry.splitlines() for note in notes), notes
+
+
 def test_the_docs_show_the_study_sweeps_dry_runs():
     """The transcripts include the paper sweep's dry runs on both profiles and check-config, so the GPU-hours,
     download and disk a researcher plans with are checked above."""
