@@ -204,14 +204,16 @@ def test_measure_heads_measures_in_eval_mode_and_restores_training_mode(monkeypa
 
 
 def test_measure_heads_of_a_name_and_read_results_of_a_file_say_what_they_want(tmp_path):
-    """A model name instead of a model, or a table file instead of a run folder, is named in one line saying what
-    the function takes, not an AttributeError or a list of missing tables inside the file."""
+    """A model name instead of a model, or a table file or a folder that does not exist instead of a run folder,
+    is named in one line saying what the function takes, not an AttributeError or a list of missing tables."""
     with pytest.raises(TypeError, match=r"needs a loaded transformers model .*from_pretrained.*not str 'gpt2'"):
         cs.measure_heads("gpt2")
     table = tmp_path / "heads.parquet"
     table.write_bytes(b"PAR1")
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(table))} is a file; read_results wants a run folder"):
         cs.read_results(table)
+    with pytest.raises(ConfigError, match=r"results/nowhere does not exist \(relative to .*\); read_results wants"):
+        cs.read_results(tmp_path / "results" / "nowhere")
 
 
 def write_results(root: Path, heads: pl.DataFrame) -> None:
@@ -247,8 +249,12 @@ def test_read_results_returns_the_final_tables_and_their_settings(sweep, tmp_pat
     assert results.emergence.height == 5 and results.heads.height == sweep[0].height
     assert results.settings["m"]["milestones"]["induction_onset_heads"] == MILESTONES.induction_onset_heads
     assert results.settings["m"]["protocol"] == "random_tokens"
+    (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="run the workflow first"):
-        cs.read_results(tmp_path / "nowhere")
+        cs.read_results(tmp_path / "empty")
+    tables = tmp_path / "results" / "tables"
+    with pytest.raises(ConfigError, match=r"is a run's tables folder; read_results wants the run folder, .*results$"):
+        cs.read_results(tables)
 
 
 def test_read_results_warns_when_the_last_run_did_not_finish(sweep, tmp_path):  # noqa: F811

@@ -274,6 +274,14 @@ def read_results(results: str | Path = DEFAULT_RESULTS) -> Results:
 
     if Path(results).is_file():
         raise ConfigError(f"{results} is a file; read_results wants a run folder such as {DEFAULT_RESULTS}")
+    if not Path(results).exists():
+        raise ConfigError(
+            f"{results} does not exist (relative to {Path.cwd()}); read_results wants a run folder such as "
+            f"{DEFAULT_RESULTS}, relative to where the workflow ran, or an absolute path"
+        )
+    run_folder = Path(results).parent
+    if Path(results).name == "tables" and C.Paths(run_folder).heads_table().is_file():
+        raise ConfigError(f"{results} is a run's tables folder; read_results wants the run folder, {run_folder}")
     if (note := unfinished_note(results)) is not None:
         warnings.warn(f"{results}: {note}", UserWarning, stacklevel=2)
     paths = C.Paths(Path(results))
