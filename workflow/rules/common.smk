@@ -661,9 +661,9 @@ onerror:
 
 
 # A dry run says what the sweep costs (download, peak disk, hours), which manifests list
-# only part of their repository's branches, the plan's notes (as check-config) and, for a cluster executor (one that takes
-# --jobs, as profiles/slurm sets), what it submits: Snakemake's own dry run lists jobs,
-# not the job groups they are submitted in.
+# only part of their repository's branches, the plan's notes (as check-config prints them)
+# and, for a cluster executor (one that takes --jobs, as profiles/slurm sets), what it
+# submits: Snakemake's own dry run lists jobs, not the job groups they are submitted in.
 if workflow.output_settings.dryrun and workflow.exec_mode.name == "DEFAULT":
     print(describe_cost(costs.sweep_cost(PLAN, pending(), SNAPSHOTS_ON_DISK, gpu_present=not suits("auto"), warm_worker=WARM_WORKER)), file=sys.stderr)
     for _manifest in PLAN.partial_manifests():

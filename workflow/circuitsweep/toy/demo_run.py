@@ -26,7 +26,7 @@ from circuitsweep.io.atomic import atomic_write_text
 from circuitsweep.io.names import unsafe_reason
 from circuitsweep.toy.data import synthetic_batch
 from circuitsweep.toy.spec import ToySpec
-from circuitsweep.toy.train import save_quietly
+from circuitsweep.toy.train import save_quietly, toy_optimizer, warm_up
 
 #: The data :func:`toy.data.synthetic_batch` draws for the demo and its optimizer's settings: the toy suite's
 #: copied spans on 26 content ids, 64 sequences of 64 tokens a step, learning rate 2e-3 after 50 warmup steps
@@ -105,14 +105,13 @@ def save_demo_run(
         tie_word_embeddings=False,
     )
     model = LlamaForCausalLM(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=DEMO_DATA.lr, weight_decay=DEMO_DATA.weight_decay)
+    optimizer = toy_optimizer(model, DEMO_DATA)
     generator = torch.Generator().manual_seed(seed)
     saved = []
     step = 0
     for target, name in zip(steps, names, strict=True):
         while step < target:
-            for group in optimizer.param_groups:
-                group["lr"] = DEMO_DATA.lr * min(1.0, (step + 1) / DEMO_DATA.warmup_steps)
+            warm_up(optimizer, DEMO_DATA, step)
             tokens = synthetic_batch(DEMO_DATA, generator)
             loss = model(input_ids=tokens, labels=tokens).loss
             loss.backward()

@@ -134,6 +134,19 @@ def train_and_publish(
         torch.use_deterministic_algorithms(previous_deterministic)
 
 
+def toy_optimizer(model: PreTrainedModel, spec: ToySpec) -> torch.optim.AdamW:
+    """AdamW with ``spec``'s learning rate and weight decay over every parameter of ``model``."""
+    return torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+
+
+def warm_up(optimizer: torch.optim.Optimizer, spec: ToySpec, step: int) -> None:
+    """Set the learning rate of optimizer step ``step`` (0-based): linear from ``spec.lr / warmup_steps`` to
+    ``spec.lr`` over ``spec.warmup_steps`` steps, then constant (no warmup: left at ``spec.lr``)."""
+    if spec.warmup_steps:
+        for group in optimizer.param_groups:
+            group["lr"] = spec.lr * min(1.0, (step + 1) / spec.warmup_steps)
+
+
 def training_checkpoints(
     spec: ToySpec, progress_label: str | None = None, model: PreTrainedModel | None = None
 ) -> Iterator[tuple[int, PreTrainedModel, float]]:
@@ -150,7 +163,7 @@ def training_checkpoints(
 
     model = build_model(spec) if model is None else model
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    optimizer = toy_optimizer(model, spec)
     generator = torch.Generator().manual_seed(spec.seed)
     last_step = spec.schedule[-1]
     cpu_seconds = 0.0
@@ -163,9 +176,7 @@ def training_checkpoints(
             if step == last_step:
                 break
             start = time.process_time()
-            if spec.warmup_steps:
-                for group in optimizer.param_groups:
-                    group["lr"] = spec.lr * min(1.0, (step + 1) / spec.warmup_steps)
+            warm_up(optimizer, spec, step)
             tokens_batch = synthetic_batch(spec, generator)
             loss = model(input_ids=tokens_batch, labels=tokens_batch).loss
             optimizer.zero_grad(set_to_none=True)
