@@ -328,52 +328,87 @@ def _documented(page: str, pattern: str) -> tuple[float, ...]:
     return tuple(float(number) for number in found.groups())
 
 
+def test_toy_milestones_are_as_sure_as_documented(toy_run):
+    """docs/methods.md gives how often the bootstrap over probe sequences lands the borderline milestones on their
+    own revision in default runs on two CPUs (the GPT-NeoX toy's onset: the same share on both). This run's shares
+    lie in those ranges, widened by 10 points (by 5 where both CPUs agreed) for a CPU not yet measured."""
+    milestones = pl.read_csv(toy_run / "tables" / "milestones.csv")
+    agreement = {row["model"]: row for row in milestones.iter_rows(named=True)}
+    onset = _documented("methods.md", r"onset lands on step240 in (\d+)% of the resamples on both")
+    t50 = _documented("methods.md", r"BOS t50 on step800 in ([\d.]+)-([\d.]+)%")
+    late = _documented("methods.md", r"new BOS head after the onset on step240 in ([\d.]+)-([\d.]+)%")
+    checks = {
+        ("toy-gptneox", "induction_onset"): (onset[0] - 5, onset[0] + 5),
+        ("toy-olmo", "bos_t50"): (t50[0] - 10, t50[1] + 10),
+        ("toy-olmoe", "first_late_bos_head"): (late[0] - 10, late[1] + 10),
+    }
+    for (model, milestone), (low, high) in checks.items():
+        share = 100 * agreement[model][f"{milestone}_boot_agreement"]
+        assert low <= share <= high, (model, milestone, share)
+    assert agreement["toy-gptneox"]["induction_onset_boot_fragile"], agreement["toy-gptneox"]
+
+
+def _spans_the_run(documented: tuple[float, float], measured: tuple[float, float]) -> bool:
+    """Whether a range the docs give (``low-high``, measured on more than one CPU) holds this run's least and most
+    values: each inside it up to 10% (float rounding differs between CPUs, and with it the toys' training), and
+    neither bound more than 50% away from this run's (so a range cannot go stale by being loose)."""
+    (low, high), (least, most) = documented, measured
+    inside = low / 1.1 <= least and most <= high * 1.1
+    tight = least / 1.5 <= low and high <= most * 1.5
+    return inside and tight
+
+
 def test_toy_layer_one_heads_park_or_average_as_documented(toy_run):
     """docs/methods.md and docs/toy-recipes.md explain why only the GPT-NeoX and OLMo toys reach BOS t50 from this
     run's final heads: their layer-1 BOS heads are induction heads that park at the probe's one-token match (BOS
     selectivity at least the class threshold, induction selectivity still 3 or more), while the OLMoE toy's layer-1
-    heads of class none spread their attention about evenly. The docs' counts and ranges are this run's, to within
-    5% (float rounding differs between CPUs)."""
+    heads of class none spread their attention about evenly (no selectivity near the class threshold). The docs'
+    counts are this run's and their ranges span it (:func:`_spans_the_run`)."""
     heads = pl.read_parquet(toy_run / "tables" / "heads.parquet").filter(pl.col("layer") == 1)
     final = heads.join(heads.group_by("model").agg(pl.col("tokens").max()), on=["model", "tokens"])
     parked = final.filter(pl.col("model").is_in(BOS_STORY_TOYS) & (pl.col("class") == "first"))
     assert parked.height >= 2 and (parked["sel_induction"] >= 3).all(), parked
-    idle = final.filter((pl.col("model") == "toy-olmoe") & (pl.col("class") == "none"))
+    olmoe = final.filter(pl.col("model") == "toy-olmoe")
+    idle = olmoe.filter(pl.col("class") == "none")
     sel = idle.select(C.SELECTIVITY_COLUMNS)
-    assert idle.height >= 1 and sel.min_horizontal().min() >= 0.8 and sel.max_horizontal().max() <= 6.5, idle
+    assert idle.height >= 1 and sel.min_horizontal().min() >= 0.5 and sel.max_horizontal().max() <= 6.5, idle
 
-    measured = {
-        "parked heads": parked.height,
-        "BOS selectivity, least": parked["sel_first"].min(),
-        "BOS selectivity, most": parked["sel_first"].max(),
-        "heads of BOS selectivity 13 or more": (parked["sel_first"] >= 13).sum(),
-        "induction selectivity, least": parked["sel_induction"].min(),
-        "induction selectivity, most": parked["sel_induction"].max(),
-        "idle heads' selectivity, least": sel.min_horizontal().min(),
-        "idle heads' selectivity, most": sel.max_horizontal().max(),
+    def span(values: pl.Series) -> tuple[float, float]:
+        return values.min(), values.max()
+
+    recipes = " ".join((REPO / "docs" / "toy-recipes.md").read_text().split())
+    idle_words = (
+        r"two class-none heads have every selectivity between ([\d.]+) and ([\d.]+) \(first ([\d.]+)-([\d.]+), "
+        r"induction ([\d.]+)-([\d.]+)\), so they spread .* its one BOS head reaches ([\d.]+)-([\d.]+),"
+    )
+    numbers = _documented("toy-recipes.md", idle_words)
+    assert "two class-none heads" in recipes and idle.height == 2, idle
+    bos = olmoe.filter(pl.col("class") == "first")["sel_first"]
+    assert bos.len() == 1, olmoe
+    ranges = {
+        "idle heads' selectivity": (numbers[0:2], (sel.min_horizontal().min(), sel.max_horizontal().max())),
+        "idle heads' BOS selectivity": (numbers[2:4], span(idle["sel_first"])),
+        "idle heads' induction selectivity": (numbers[4:6], span(idle["sel_induction"])),
+        "OLMoE toy's BOS head": (numbers[6:8], (bos[0], bos[0])),
     }
     parked_words = (
-        r"toys' (\d+) layer-1 BOS heads have BOS selectivity ([\d.]+)-([\d.]+) \((\d+) of them 13 or more\) "
+        r"toys' (\d+) layer-1 BOS heads have BOS selectivity ([\d.]+)-([\d.]+) \((\d+) or (\d+) of them 13 or more\) "
         r"with induction selectivity ([\d.]+)-([\d.]+)"
     )
-    recipes = _documented("toy-recipes.md", parked_words) + _documented(
-        "toy-recipes.md", r"every selectivity between ([\d.]+) and ([\d.]+)"
+    count, bos_low, bos_high, fewest, most, ind_low, ind_high = _documented("toy-recipes.md", parked_words)
+    assert count == parked.height and fewest <= (parked["sel_first"] >= 13).sum() <= most, parked
+    ranges["parked heads' BOS selectivity"] = ((bos_low, bos_high), span(parked["sel_first"]))
+    ranges["parked heads' induction selectivity"] = ((ind_low, ind_high), span(parked["sel_induction"]))
+    ranges["methods.md: idle heads"] = (
+        _documented("methods.md", r"every selectivity ([\d.]+)-([\d.]+)\), where the other toys' layer-1 BOS"),
+        ranges["idle heads' selectivity"][1],
     )
-    methods = _documented("methods.md", r"every selectivity ([\d.]+)-([\d.]+)\), where the other toys' layer-1 BOS")
-    methods += _documented("methods.md", r"one-token match \(BOS selectivity ([\d.]+)-([\d.]+)\)")
-    methods_names = (
-        "idle heads' selectivity, least",
-        "idle heads' selectivity, most",
-        "BOS selectivity, least",
-        "BOS selectivity, most",
+    ranges["methods.md: parked heads"] = (
+        _documented("methods.md", r"one-token match \(BOS selectivity ([\d.]+)-([\d.]+)\)"),
+        ranges["parked heads' BOS selectivity"][1],
     )
-    documented = {
-        "toy-recipes.md": dict(zip(measured, recipes, strict=True)),
-        "methods.md": dict(zip(methods_names, methods, strict=True)),
-    }
-    for page, numbers in documented.items():
-        for name, number in numbers.items():
-            assert number == pytest.approx(measured[name], rel=0.05), (page, name, measured[name])
+    for name, (documented, measured) in ranges.items():
+        assert _spans_the_run(documented, measured), (name, documented, measured)
 
 
 def test_primitive_tables_have_intervals(toy_run):
