@@ -38,7 +38,7 @@ from circuitsweep.io import contracts as C
 from circuitsweep.io.cache_check import verify_shard
 from circuitsweep.io.tables import read_table, write_table
 from circuitsweep.milestones.emergence import _kept_revisions, late_bos_counts
-from circuitsweep.milestones.uncertainty import _first
+from circuitsweep.milestones.uncertainty import first_true_index
 from circuitsweep.plan.sweep import Plan
 
 #: Class codes of :func:`class_codes`: the index in ``CLASS_ORDER``, then this for none.
@@ -123,7 +123,7 @@ def resampled_late_bos(bos: np.ndarray, selective: np.ndarray, onset_heads: int)
     ``bos``: ``[R, 1 + B, H]`` bool (class first), ``selective``: ``[R, 1 + B]`` induction-selective heads, revisions
     in training order. Returns ``[R, 1 + B]`` counts.
     """
-    return late_bos_counts(bos, _first((selective >= onset_heads).T))
+    return late_bos_counts(bos, first_true_index((selective >= onset_heads).T))
 
 
 def bootstrap_model(

@@ -90,7 +90,7 @@ def add_brackets(table: pl.DataFrame, curves: pl.DataFrame) -> pl.DataFrame:
     return table.with_columns(columns)
 
 
-def _first(hits: np.ndarray) -> np.ndarray:
+def first_true_index(hits: np.ndarray) -> np.ndarray:
     """Index of the first True along the last axis, -1 where there is none."""
     return np.where(hits.any(axis=-1), hits.argmax(axis=-1), -1)
 
@@ -127,11 +127,11 @@ def resampled_milestones(
     bos, n_heads = grid("bos_heads"), grid("n_heads")
     recovered, sizes = grid("early_screen_recovered"), grid("final_circuit_size")
     return names, {
-        "induction_onset": _first(grid("induction_selective_heads") >= thresholds.induction_onset_heads),
-        "first_bos_head": _first(bos > 0),
-        "first_late_bos_head": _first(grid("late_bos_heads") > 0),
-        "bos_t50": _first(bos / n_heads >= thresholds.bos_fraction_milestone),
-        "early_screen": _first((sizes > 0) & (recovered >= _needed(thresholds.early_screen_recall, sizes))),
+        "induction_onset": first_true_index(grid("induction_selective_heads") >= thresholds.induction_onset_heads),
+        "first_bos_head": first_true_index(bos > 0),
+        "first_late_bos_head": first_true_index(grid("late_bos_heads") > 0),
+        "bos_t50": first_true_index(bos / n_heads >= thresholds.bos_fraction_milestone),
+        "early_screen": first_true_index((sizes > 0) & (recovered >= _needed(thresholds.early_screen_recall, sizes))),
     }
 
 
