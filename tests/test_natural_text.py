@@ -21,6 +21,7 @@ from circuitsweep.heads.natural_text import (
     natural_scores,
     natural_statistics,
     read_natural_batch,
+    revision_natural_batch,
     tokenizer_fingerprint,
     write_natural_batch,
 )
@@ -158,6 +159,31 @@ def test_a_batch_shared_across_tokenizers_is_read_as_built(tmp_path, tokenizer):
         read_natural_batch(path, other, "b" * 64, "reader")
 
 
+def test_every_reader_of_a_shared_batch_takes_it_from_its_builder(tmp_path, tokenizer):
+    """The study's one batch shared across tokenizers (config/paper.yaml): a revision of another model, whose
+    tokenizer files differ, reads it through revision_natural_batch, which both the measurement and the
+    final-revision ablation use (the ablation once checked against its own tokenizer and refused it); a batch
+    beyond the reader's vocabulary is refused in one line before any forward pass."""
+    write_corpus(tmp_path / "corpus", 10)
+    shared = NaturalTextSettings(**{**SMALL.__dict__, "tokenizer_model": "builder"})
+    batch, _ = build_natural_batch(iter_documents(str(tmp_path / "corpus")), tokenizer, shared, "corpus")
+    path = tmp_path / "shared.safetensors"
+    write_natural_batch(
+        path, batch, {"settings": shared.batch_dict(), "tokenizer_sha256": "a" * 64, "source": "builder main"}
+    )
+    reader = tmp_path / "reader-snapshot"
+    reader.mkdir()
+    (reader / "tokenizer.json").write_text('{"another": "tokenizer"}')
+    read = revision_natural_batch(path, shared, reader, "reader", "step1", tokenizer.vocab_size)
+    assert torch.equal(read.tokens, batch.tokens)
+    with pytest.raises(CacheError, match="tokenizer files differ"):
+        revision_natural_batch(path, shared, reader, "builder", "main", tokenizer.vocab_size)
+    with pytest.raises(DataError, match=r"^reader step1: the natural batch .* beyond this model's vocabulary of 50$"):
+        revision_natural_batch(path, shared, reader, "reader", "step1", 50)
+    with pytest.raises(DataError, match="no natural batch was given"):
+        revision_natural_batch(None, shared, reader, "reader", "step1", None)
+
+
 def test_too_small_a_corpus_names_how_many_examples_it_found(tmp_path, tokenizer):
     """Fewer usable documents than n_examples is an error that says how many were found."""
     write_corpus(tmp_path / "corpus", 4)
@@ -198,12 +224,12 @@ def test_tiny_decoder_with_minilm_vocabulary_measured_end_to_end(tmp_path, token
     fingerprint = tokenizer_fingerprint(minilm.get_model_path())
     path = tmp_path / "minilm.safetensors"
     write_natural_batch(path, batch, {"settings": SMALL.batch_dict(), "tokenizer_sha256": fingerprint, "source": "t"})
-    read = read_natural_batch(path, SMALL, fingerprint)
+    read = read_natural_batch(path, SMALL, fingerprint, "minilm")
     assert torch.equal(read.tokens, batch.tokens) and torch.equal(read.baseline, batch.baseline)
     with pytest.raises(CacheError, match="n_examples"):
-        read_natural_batch(path, NaturalTextSettings(**{**SMALL.__dict__, "n_examples": 5}), fingerprint)
+        read_natural_batch(path, NaturalTextSettings(**{**SMALL.__dict__, "n_examples": 5}), fingerprint, "minilm")
     with pytest.raises(CacheError, match="tokenizer files differ"):
-        read_natural_batch(path, SMALL, "0" * 64)
+        read_natural_batch(path, SMALL, "0" * 64, "minilm")
 
     vocab = tokenizer.vocab_size
     observed = _tiny_decoder(register(), vocab)

@@ -268,11 +268,12 @@ def run_final_ablation(
     token_id = first_token_id(job.first_token, model.config, snapshot.path, model=job.model, revision=job.revision)
     probes = [synthetic_probe(job.probes, token_id)]
     if job.probes.natural_text is not None:
-        from circuitsweep.heads.natural_text import read_natural_batch, tokenizer_fingerprint
+        from circuitsweep.heads.natural_text import revision_natural_batch
 
-        if natural_batch is None:
-            raise DataError(f"{job.model}: probes.natural_text is set but no natural batch was given")
-        batch = read_natural_batch(natural_batch, job.probes.natural_text, tokenizer_fingerprint(snapshot.path))
+        vocab = getattr(model.config.get_text_config(), "vocab_size", None)
+        batch = revision_natural_batch(
+            natural_batch, job.probes.natural_text, snapshot.path, job.model, job.revision, vocab
+        )
         probes.append(AblationProbe("natural", batch.tokens, batch.query, batch.next_tokens()))
     if ablation.n_sequences is not None:
         keep = slice(0, ablation.n_sequences)

@@ -306,9 +306,7 @@ def write_natural_batch(path: Path, batch: NaturalBatch, metadata: dict[str, Any
     write_stats(path, tensors, metadata)
 
 
-def read_natural_batch(
-    path: Path, settings: NaturalTextSettings, fingerprint: str, model: str | None = None
-) -> NaturalBatch:
+def read_natural_batch(path: Path, settings: NaturalTextSettings, fingerprint: str, model: str) -> NaturalBatch:
     """Read a batch and check that it is the one these settings and this tokenizer make.
 
     ``fingerprint``: :func:`tokenizer_fingerprint` of the reading revision; ``model``: the
@@ -327,7 +325,7 @@ def read_natural_batch(
             f"{path} was built with other natural_text settings ({', '.join(changed)}); delete it and rerun"
         )
     builder = settings.tokenizer_model
-    if builder is not None and model is not None and model != builder:
+    if builder is not None and model != builder:
         if str(metadata.get("source", "")).split(" ")[0] != builder:
             raise CacheError(f"{path} was tokenized by {metadata.get('source')}, not by {builder}; delete it and rerun")
     elif metadata.get("tokenizer_sha256") != fingerprint:
@@ -346,6 +344,27 @@ def read_natural_batch(
         raise CacheError(f"{path} lacks tensor {error}; delete it and rerun") from error
     if batch.tokens.shape != (settings.n_examples, settings.seq_len):
         raise CacheError(f"{path} holds a batch of shape {tuple(batch.tokens.shape)}, not the configured one")
+    return batch
+
+
+def revision_natural_batch(
+    path: Path | None, settings: NaturalTextSettings, snapshot: Path, model: str, revision: str, vocab_size: int | None
+) -> NaturalBatch:
+    """The natural batch that revision ``revision`` of ``model`` reads, checked before any forward pass.
+
+    :func:`read_natural_batch` against the settings and this snapshot's tokenizer (or, for a batch
+    shared across tokenizers, its builder), then every token id against the model's ``vocab_size``.
+    The measurement and the final-revision ablation both read their batch through here, so a shared
+    batch is accepted (or refused) by both alike.
+    """
+    if path is None:
+        raise DataError(f"{model} {revision}: probes.natural_text is set but no natural batch was given")
+    batch = read_natural_batch(path, settings, tokenizer_fingerprint(snapshot), model)
+    if vocab_size is not None and int(batch.tokens.max()) >= vocab_size:
+        raise DataError(
+            f"{model} {revision}: the natural batch {settings.tokenizer!r} holds token id "
+            f"{int(batch.tokens.max())}, beyond this model's vocabulary of {vocab_size}"
+        )
     return batch
 
 

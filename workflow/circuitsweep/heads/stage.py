@@ -349,18 +349,13 @@ def measure_loaded(
 
 def _natural_measurement(model: Any, job: RevisionJob, snapshot: Path, extra: ExtraMeasurements, device: Any) -> tuple:
     """The natural batch, its statistics and a description of it, for one loaded revision."""
-    from circuitsweep.heads.natural_text import natural_statistics, read_natural_batch, tokenizer_fingerprint
+    from circuitsweep.heads.natural_text import natural_statistics, revision_natural_batch
 
-    if extra.natural_batch is None or extra.natural_scores is None:
-        raise DataError(f"{job.model} {job.revision}: probes.natural_text is set but no natural batch was given")
+    if extra.natural_scores is None:
+        raise DataError(f"{job.model} {job.revision}: probes.natural_text is set but no natural scores path was given")
     settings = job.probes.natural_text
-    batch = read_natural_batch(extra.natural_batch, settings, tokenizer_fingerprint(snapshot), job.model)
     vocab = getattr(model.config, "vocab_size", None)
-    if vocab is not None and int(batch.tokens.max()) >= vocab:
-        raise DataError(
-            f"{job.model} {job.revision}: the natural batch {settings.tokenizer!r} holds token id "
-            f"{int(batch.tokens.max())}, beyond this model's vocabulary of {vocab}"
-        )
+    batch = revision_natural_batch(extra.natural_batch, settings, snapshot, job.model, job.revision, vocab)
     stats = natural_statistics(model, batch, job.probes.batch_size, device)
     return batch, stats, {"batch": settings.tokenizer, **settings.batch_dict()}
 
