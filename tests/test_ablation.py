@@ -298,3 +298,49 @@ def test_scores_are_read_at_each_sequences_own_query(measured):
     plain, padded = score_targets(model, probe, 16, cpu), score_targets(model, longer, 16, cpu)
     assert plain == pytest.approx(padded, rel=1e-5, abs=1e-5)
     assert plain["top1"] > 0.9
+
+
+def test_scores_use_the_models_own_logit_scale(measured):
+    """A model whose config scales its logits (Cohere's logit_scale, Granite's logits_scaling) is scored on the
+    logits it predicts with: the loss of B moves with the scale, as cross-entropy on the scaled logits has it."""
+    import copy
+
+    from circuitsweep.heads.ablation import score_sequences
+
+    model, _, _ = measured
+    probe = synthetic_probe(PROBES, FIRST_TOKEN)
+    cpu = torch.device("cpu")
+    plain = score_sequences(model, probe, 16, cpu)
+    scaled_model = copy.deepcopy(model)
+    scaled_model.config.logit_scale = 0.25
+    scaled = score_sequences(scaled_model, probe, 16, cpu)
+    assert (scaled["top1"] == plain["top1"]).all()  # a positive scale keeps the ranking
+    torch.testing.assert_close(torch.from_numpy(scaled["logit"]), torch.from_numpy(plain["logit"]) * 0.25)
+    assert (scaled["loss"] > plain["loss"] + 0.1).all()  # flatter logits: the copied B is less sure
+
+
+def test_non_finite_logits_stop_the_ablation_in_one_line_naming_the_condition(measured):
+    """A NaN in the logits would make every outcome and paired test meaningless (a NaN mean passed as the most
+    significant p): scoring stops, naming the probe, what was ablated and the sequence; a rows file holding a
+    NaN loss is refused before any test."""
+    import copy
+
+    from circuitsweep.heads.ablation import ablated, score_sequences
+    from circuitsweep.heads.ablation_stats import row_outcomes
+
+    model, _, _ = measured
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken.get_output_embeddings().weight[5, 0] = float("nan")
+    probe = synthetic_probe(PROBES, FIRST_TOKEN)
+    with (
+        ablated(broken, [(1, 1)]),
+        pytest.raises(
+            DataError, match=r"^synthetic probe, circuit L1H1 ablated: the logits of sequence 0 are not finite"
+        ),
+    ):
+        score_sequences(broken, probe, 16, torch.device("cpu"), "circuit L1H1")
+    row = {"model": "m", "revision": "r", "condition": "circuit", "heads": "L1H1", "seq_top1": [True, False]}
+    with pytest.raises(DataError, match="condition circuit .L1H1. holds a non-finite per-sequence loss"):
+        row_outcomes({**row, "seq_loss": [0.5, float("nan")]})
+    assert row_outcomes({**row, "seq_loss": [0.5, 0.25]})["loss"].tolist() == [0.5, 0.25]

@@ -15,9 +15,10 @@ from test_scores_reference import FIRST_TOKEN, PROBES, eager_reference
 from circuitsweep.checkpoints.loading import auto_class
 from circuitsweep.config import architectures
 from circuitsweep.errors import ConfigError, UnsupportedModelError
-from circuitsweep.heads import measure, mlp_chunks
+from circuitsweep.heads import mlp_chunks
 from circuitsweep.heads.attention_hook import register
-from circuitsweep.heads.measure import LogitTransform, head_statistics
+from circuitsweep.heads.logits import LogitTransform
+from circuitsweep.heads.measure import head_statistics
 from circuitsweep.heads.mlp_chunks import decoder_mlps, mlp_width
 from circuitsweep.heads.scores import head_scores, loss_halves
 from circuitsweep.heads.verify import VERIFY_TOKENS
@@ -62,7 +63,7 @@ def test_gemma3_loss_needs_its_final_logit_softcap(monkeypatch):
     model = tiny_decoder("Gemma3ForCausalLM", register(), seed=3)
     assert "sliding_attention" in model.config.layer_types
     assert LogitTransform.of(model.config).softcap == 0.05
-    monkeypatch.setattr(measure.LogitTransform, "of", classmethod(lambda cls, config: cls()))
+    monkeypatch.setattr(LogitTransform, "of", classmethod(lambda cls, config: cls()))
     with pytest.raises(UnsupportedModelError, match="Gemma3ForCausalLM cannot be measured: .*final logit transform"):
         head_statistics(model, PROBES, FIRST_TOKEN, CPU, progress=False)
 

@@ -113,7 +113,8 @@ def test_loss_head_streams_blocks_of_vocabulary_rows_exactly(dtype, softcap):
     """
     from torch.nn import functional as F
 
-    from circuitsweep.heads.measure import LogitTransform, LossHead
+    from circuitsweep.heads.logits import LogitTransform
+    from circuitsweep.heads.measure import LossHead
 
     generator = torch.Generator().manual_seed(0)
     weight = torch.randn(53, 16, generator=generator).to(dtype)

@@ -33,6 +33,7 @@ from torch.nn import functional as F
 from circuitsweep.config.probes import AblationSettings
 from circuitsweep.errors import DataError
 from circuitsweep.heads.classify import Thresholds, induction_member
+from circuitsweep.heads.logits import LogitTransform
 from circuitsweep.heads.matched import Head, by_layer, draw_note, matched_draws
 from circuitsweep.io import contracts as C
 
@@ -112,15 +113,20 @@ class AblationProbe:
 
 
 def score_sequences(
-    model: nn.Module, probe: AblationProbe, batch_size: int, device: torch.device
+    model: nn.Module, probe: AblationProbe, batch_size: int, device: torch.device, condition: str = "none"
 ) -> dict[str, np.ndarray]:
     """Per sequence ``[N]``: loss of its target token (nats, float64), whether it is the top-1 and in the top-5
-    prediction (bool), and its logit (float64)."""
+    prediction (bool), and its logit (float64).
+
+    The logits are the model's own (its config's scale and softcap, :class:`LogitTransform`), and must be
+    finite: a NaN would make every paired test on the outcomes meaningless, so it stops the job in one line
+    naming the probe, the ``condition`` (what is ablated) and the sequence.
+    """
     head = model.get_output_embeddings()
     if head is None:
         raise DataError(f"{type(model).__name__} has no LM head; the ablation scores next-token predictions")
     base = model.base_model
-    cap = getattr(model.config, "final_logit_softcapping", None)  # Gemma 2/3 squash their logits
+    transform = LogitTransform.of(model.config.get_text_config())
     parts: dict[str, list[np.ndarray]] = {name: [] for name in ("loss", "top1", "top5", "logit")}
     with torch.inference_mode():
         for start in range(0, len(probe.tokens), batch_size):
@@ -128,9 +134,16 @@ def score_sequences(
             hidden = base(input_ids=probe.tokens[part].to(device), use_cache=False).last_hidden_state
             query = probe.query[part].to(device)
             at = hidden.gather(1, query[:, None, None].expand(-1, 1, hidden.shape[-1]))[:, 0]
-            logits = F.linear(at.float(), head.weight.float(), None if head.bias is None else head.bias.float())
-            if cap:
-                logits = torch.tanh(logits / cap) * cap
+            logits = transform(
+                F.linear(at.float(), head.weight.float(), None if head.bias is None else head.bias.float())
+            )
+            finite = torch.isfinite(logits).all(-1)
+            if not bool(finite.all()):
+                bad = start + int((~finite).nonzero()[0, 0])
+                raise DataError(
+                    f"{probe.name} probe, {condition} ablated: the logits of sequence {bad} are not finite "
+                    "(NaN or inf); no outcome can be scored"
+                )
             target = probe.target[part].to(device)
             top = logits.topk(min(5, logits.shape[-1]), dim=-1).indices
             parts["loss"].append(F.cross_entropy(logits, target, reduction="none").double().cpu().numpy())
@@ -234,7 +247,9 @@ def ablation_rows(
             metrics, sequences = dict.fromkeys(("loss", "top1", "top5", "mean_logit")), None
             if not empty:
                 with ablated(model, heads):
-                    sequences = score_sequences(model, probe, settings.batch_size, device)
+                    sequences = score_sequences(
+                        model, probe, settings.batch_size, device, f"{condition} {_label(heads)}".rstrip()
+                    )
                 metrics = mean_scores(sequences)
             rows.append(
                 {

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from circuitsweep.errors import DataError
 from circuitsweep.io import contracts as C
 
 #: Resamples of the paired bootstrap and sign flips of the permutation test.
@@ -154,10 +155,16 @@ def row_outcomes(row: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
     """The per-sequence outcomes of a rows-file row (``ABLATION_SEQUENCE_COLUMNS``); None when it was not scored."""
     if row.get("seq_top1") is None or row.get("seq_loss") is None:
         return None
-    return {
+    outcomes = {
         "top1": np.asarray(row["seq_top1"], dtype=np.float64),
         "loss": np.asarray(row["seq_loss"], dtype=np.float64),
     }
+    if not np.isfinite(outcomes["loss"]).all():
+        raise DataError(
+            f"ablation rows of {row.get('model')} {row.get('revision')}: condition {row.get('condition')} "
+            f"({row.get('heads') or 'no head'}) holds a non-finite per-sequence loss; delete the rows file and rerun"
+        )
+    return outcomes
 
 
 def mean_outcomes(draws: Sequence[Outcomes]) -> dict[str, np.ndarray]:

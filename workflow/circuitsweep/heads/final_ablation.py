@@ -163,7 +163,9 @@ def final_ablation_rows(
             note = condition.note
             if condition.heads or condition.name == "none":
                 with ablated(model, condition.heads):
-                    sequences = score_sequences(model, probe, batch_size, device)
+                    sequences = score_sequences(
+                        model, probe, batch_size, device, f"{condition.name} {label(condition.heads)}".rstrip()
+                    )
                 metrics = mean_scores(sequences)
             elif note is None:
                 note = "no head left to ablate: not scored"

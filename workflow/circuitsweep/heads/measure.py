@@ -27,6 +27,7 @@ from transformers import PreTrainedModel
 from circuitsweep.config.probes import ProbeSettings
 from circuitsweep.errors import DataError
 from circuitsweep.heads.attention_hook import observing, run_until_stop
+from circuitsweep.heads.logits import LogitTransform
 from circuitsweep.heads.mlp_chunks import chunked_mlps
 from circuitsweep.heads.observers import InductionObserver, RepeatedObserver, SinkObserver
 from circuitsweep.heads.participation import SpectralCapture
@@ -52,38 +53,6 @@ def logit_chunk_rows(vocab_size: int) -> int:
 
 def _batches(n: int, batch_size: int) -> list[slice]:
     return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
-
-
-@dataclass(frozen=True)
-class LogitTransform:
-    """The final transform a model applies to its LM head's output, as its config declares it.
-
-    logits = softcap * tanh(scale * raw / softcap) with ``softcap`` set
-    (Gemma's ``final_logit_softcapping``), else scale * raw; ``scale`` is
-    Cohere's ``logit_scale`` or 1 / Granite's ``logits_scaling``.
-    """
-
-    scale: float = 1.0
-    softcap: float | None = None
-
-    @classmethod
-    def of(cls, config: object) -> LogitTransform:
-        scale = 1.0
-        logit_scale = getattr(config, "logit_scale", None)
-        if isinstance(logit_scale, (int, float)):
-            scale *= float(logit_scale)
-        logits_scaling = getattr(config, "logits_scaling", None)
-        if isinstance(logits_scaling, (int, float)) and logits_scaling:
-            scale /= float(logits_scaling)
-        softcap = getattr(config, "final_logit_softcapping", None)
-        return cls(scale, float(softcap) if isinstance(softcap, (int, float)) and softcap else None)
-
-    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
-        if self.scale != 1.0:
-            logits = logits * self.scale
-        if self.softcap is not None:
-            logits = torch.tanh(logits / self.softcap) * self.softcap
-        return logits
 
 
 #: Bytes of float32 LM-head weight converted at a time: a half-precision head (OLMo's 50304 x 2048)
