@@ -114,6 +114,37 @@ def test_group_table_edge_cases():
         group_milestones(table, {"a": "g", "c": "g"})
 
 
+def test_an_untestable_causal_milestone_is_left_out_not_censored():
+    """DESIGN's three causal states are never confused: a model whose circuit had no matched control at any
+    revision did not "never become causal", so the group's causal row counts only the testable models (the
+    untestable ones named apart) and its median is theirs; tested and not reached stays censored."""
+    table = pl.DataFrame(
+        {
+            "model": ["a", "b", "c", "d"],
+            "induction_onset_tokens": [10, 10, 10, 10],
+            "bos_t50_tokens": [None, None, None, None],
+            "early_screen_tokens": [10, 10, 10, 10],
+            "causal_state": ["causal", "untestable", "untestable", "not reached"],
+            "causal_tokens": [20, None, None, None],
+        },
+        schema_overrides={"bos_t50_tokens": pl.Int64, "causal_tokens": pl.Int64},
+    )
+    rows = {r["milestone"]: r for r in group_milestones(table, dict.fromkeys("abcd", "g")).iter_rows(named=True)}
+    causal = rows["causal"]
+    assert causal["reached"] == "1 of 2 testable (2 untestable, left out)"
+    assert (causal["n_models"], causal["n_reached"], causal["min_tokens"]) == (2, 1, 20)
+    assert causal["median_tokens"] is None  # a and d: the later of the two is not reached
+    assert causal["models"] == "a,d (untestable: b,c)"
+    assert rows["induction_onset"]["reached"] == "4 of 4"
+    only_a = group_milestones(table.filter(pl.col("model") != "d"), dict.fromkeys("abc", "g"))
+    causal = only_a.filter(pl.col("milestone") == "causal").row(0, named=True)
+    assert (causal["reached"], causal["median_tokens"], causal["mean_tokens"]) == (
+        "1 of 1 testable (2 untestable, left out)",
+        20.0,
+        20.0,
+    )
+
+
 def test_a_member_that_never_reaches_a_milestone_is_censored():
     """Two seeds, one never reaching induction: no mean or SD over the one that did (the old table said
     "mean 400,000"), but "1 of 2", its tokens as the earliest, no median (the later seed's onset is unknown)

@@ -54,6 +54,9 @@ def group_milestones(milestones: pl.DataFrame, groups: Mapping[str, str]) -> pl.
     A model that never reached a milestone is censored (:func:`censored_summary`):
     mean, SD and the latest (``max_tokens``) only when all models reached it,
     else "k of n", the earliest (``min_tokens``) and the median where defined.
+    A model whose causal milestone is untestable (``causal_state``: no matched
+    control at any revision) is no censored one: it is left out of the causal
+    row, whose ``reached`` and ``models`` say so.
     """
     missing = sorted(set(groups) - set(milestones["model"].to_list()))
     if missing:
@@ -67,14 +70,17 @@ def group_milestones(milestones: pl.DataFrame, groups: Mapping[str, str]) -> pl.
         for milestone, column in C.GROUP_MILESTONES.items():
             if column not in members.columns:
                 continue
-            rows.append(
-                {
-                    "group": group,
-                    "milestone": milestone,
-                    **censored_summary(members[column].to_list()),
-                    "models": ",".join(members["model"].to_list()),
-                }
-            )
+            counted, untestable = members, []
+            if milestone == "causal" and "causal_state" in members.columns:
+                left_out = pl.col("causal_state") == "untestable"
+                untestable = members.filter(left_out)["model"].to_list()
+                counted = members.filter(~left_out)
+            summary = censored_summary(counted[column].to_list())
+            listed = ",".join(counted["model"].to_list())
+            if untestable:
+                summary["reached"] += f" testable ({len(untestable)} untestable, left out)"
+                listed += f" (untestable: {','.join(untestable)})"
+            rows.append({"group": group, "milestone": milestone, **summary, "models": listed})
     schema = {
         "group": pl.String,
         "milestone": pl.String,
