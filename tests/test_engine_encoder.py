@@ -14,13 +14,14 @@ from test_scores_reference import PROBES, eager_reference
 
 from circuitsweep.checkpoints.hub import Snapshot
 from circuitsweep.checkpoints.snapshots import record_path
+from circuitsweep.checkpoints.special_tokens import special_token_id
 from circuitsweep.config.load import study_defaults
 from circuitsweep.errors import SnapshotError
 from circuitsweep.heads.attention_hook import register
 from circuitsweep.heads.classify import Thresholds
 from circuitsweep.heads.measure import head_statistics
 from circuitsweep.heads.scores import check_finite, head_scores, in_context_loss_drop, loss_halves
-from circuitsweep.heads.stage import RevisionJob, classify_heads, first_token_id, measure_heads, special_token_id
+from circuitsweep.heads.stage import RevisionJob, classify_heads, first_token_id, measure_heads
 from circuitsweep.io import contracts as C
 from circuitsweep.io.stats import read_stats
 from circuitsweep.io.tables import read_table
@@ -66,7 +67,22 @@ def test_cls_token_is_read_from_tokenizer_files(tmp_path: Path):
     (tmp_path / "tokenizer.json").write_text(json.dumps({"added_tokens": [{"id": 9, "content": "[CLS]"}]}))
     assert special_token_id(tmp_path, "cls_token") == 9
     with_bos = type("Config", (), {"bos_token_id": 4, "eos_token_id": 7})()
-    assert first_token_id({"policy": "bos"}, with_bos, tmp_path) == 4
+    assert first_token_id({"policy": "bos"}, with_bos) == 4  # no tokenizer files: the config's BOS
+
+
+def test_policy_bos_takes_the_tokenizers_bos_then_cls_then_eos_before_the_config(tmp_path: Path):
+    """DESIGN: policy bos uses the tokenizer's BOS, else its CLS, else EOS. Where config and tokenizer disagree
+    (a config's bos_token_id that the tokenizer never prepends, as Qwen2.5's), the tokenizer's files decide; the
+    config is read only when they name none of the three."""
+    config = type("Config", (), {"bos_token_id": 4, "cls_token_id": None, "eos_token_id": 7})()
+    vocab = {"<s>": 11, "[CLS]": 12, "</s>": 13}
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"model": {"vocab": vocab}}))
+    tokenizer_config = {"bos_token": "<s>", "cls_token": "[CLS]", "eos_token": "</s>"}
+    for drop, expected in ((None, 11), ("bos_token", 12), ("cls_token", 13), ("eos_token", 4)):
+        if drop is not None:
+            tokenizer_config[drop] = None
+        (tmp_path / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+        assert first_token_id({"policy": "bos"}, config, tmp_path) == expected, drop
 
 
 def test_a_model_without_bos_names_the_key_the_model_and_the_revision(tmp_path: Path):

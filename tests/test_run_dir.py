@@ -578,6 +578,23 @@ def test_planning_refuses_a_config_json_that_fails_every_job(tmp_path, case):
     assert [r.name for r in plan_sweep(config, REPO).revisions["my-run"]] == ["checkpoint-0"]
 
 
+def test_planning_checks_the_bos_first_token_the_job_would_place(tmp_path):
+    """Policy bos takes the tokenizer's BOS before the config's bos_token_id (DESIGN), so planning checks that id
+    against the vocabulary, not the config's: a tokenizer whose BOS lies past vocab_size is refused before any
+    job, though config.json's own bos_token_id fits."""
+    run = tmp_path / "run"
+    _fake_checkpoint(run / "checkpoint-0", b"weights 0")
+    (run / "checkpoint-0" / "config.json").write_text(json.dumps({**FAKE_CONFIG, "bos_token_id": 1}))
+    (run / "checkpoint-0" / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>"}))
+    (run / "checkpoint-0" / "tokenizer.json").write_text(json.dumps({"model": {"vocab": {"<s>": 40}}}))
+    config = _config(run)
+    config["models"]["my-run"]["first_token"] = {"policy": "bos"}
+    with pytest.raises(ConfigError, match=r"^models\.my-run\.first_token: token 40 exceeds the vocabulary of 32"):
+        plan_sweep(config, REPO)
+    (run / "checkpoint-0" / "tokenizer.json").write_text(json.dumps({"model": {"vocab": {"<s>": 2}}}))
+    assert [r.name for r in plan_sweep(config, REPO).revisions["my-run"]] == ["checkpoint-0"]
+
+
 def test_check_config_refuses_another_class_in_one_line(tmp_path):
     """`circuitsweep check-config` says it in one line, exit 3, before any job."""
     _fake_checkpoint(tmp_path / "run" / "checkpoint-0", b"weights")

@@ -24,6 +24,7 @@ import polars as pl
 
 from circuitsweep.checkpoints import run_dir
 from circuitsweep.checkpoints.snapshots import read_snapshot
+from circuitsweep.checkpoints.special_tokens import bos_policy_token_id
 from circuitsweep.config.probes import ProbeSettings
 from circuitsweep.errors import CacheError, ConfigError, DataError, SnapshotError
 from circuitsweep.heads.classify import Thresholds, head_classes, natural_counts
@@ -75,54 +76,6 @@ class RevisionJob:
         return cls(**values, settings_sha256=digest)
 
 
-def _config_token_id(model_config: Any, attribute: str) -> int | None:
-    value = getattr(model_config, attribute, None)
-    if isinstance(value, list):
-        value = value[0] if value else None
-    return None if value is None else int(value)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def special_token_id(snapshot: Path, name: str) -> int | None:
-    """The id of the tokenizer's special token ``name`` (e.g. ``cls_token``), read from a snapshot's files.
-
-    The token's text comes from ``tokenizer_config.json`` or ``special_tokens_map.json``;
-    its id from ``tokenizer_config.json``'s ``added_tokens_decoder``, ``tokenizer.json``
-    (added tokens, then the model vocabulary) or ``vocab.txt`` (line number). None if
-    the files do not say. No tokenizer code is run.
-    """
-    snapshot = Path(snapshot)
-    tokenizer_config = _read_json(snapshot / "tokenizer_config.json")
-    text = tokenizer_config.get(name) or _read_json(snapshot / "special_tokens_map.json").get(name)
-    if isinstance(text, dict):
-        text = text.get("content")
-    if not isinstance(text, str) or not text:
-        return None
-    for token_id, token in (tokenizer_config.get("added_tokens_decoder") or {}).items():
-        if isinstance(token, dict) and token.get("content") == text:
-            return int(token_id)
-    tokenizer = _read_json(snapshot / "tokenizer.json")
-    for token in tokenizer.get("added_tokens") or []:
-        if isinstance(token, dict) and token.get("content") == text and "id" in token:
-            return int(token["id"])
-    vocab = (tokenizer.get("model") or {}).get("vocab")
-    if isinstance(vocab, dict) and text in vocab:
-        return int(vocab[text])
-    vocab_file = snapshot / "vocab.txt"
-    if vocab_file.is_file():
-        for index, line in enumerate(vocab_file.read_text(encoding="utf-8").splitlines()):
-            if line == text:
-                return index
-    return None
-
-
 def first_token_id(
     policy: dict[str, Any],
     model_config: Any,
@@ -133,24 +86,20 @@ def first_token_id(
 ) -> int | None:
     """The token id placed at position 0: None (keep the random token), fixed, or BOS.
 
-    Policy ``bos`` resolves to the config's ``bos_token_id``; failing that to
-    the CLS token (an encoder's position-0 token: the config's
-    ``cls_token_id``, else the ``cls_token`` of the tokenizer files in
-    ``snapshot``); failing that to ``eos_token_id``. A model with none of them is
-    refused naming the key ``models.<model>.first_token`` and the revision (a job's
-    ``model`` and ``revision``; without them, the key ``first_token``).
+    Policy ``bos`` (DESIGN: the tokenizer's BOS, else its CLS, else EOS) reads
+    the ``bos_token``, ``cls_token`` and ``eos_token`` of the tokenizer files in
+    ``snapshot``, in that order; only where those files give none of them (a
+    snapshot without tokenizer files, as the toys' and many run folders') the
+    model config's ``bos_token_id``, ``cls_token_id`` and ``eos_token_id``. A
+    model with none of them is refused naming the key ``models.<model>.first_token``
+    and the revision (a job's ``model`` and ``revision``; without them, the key
+    ``first_token``).
     """
     if policy["policy"] == "none":
         return None
     if policy["policy"] == "fixed":
         return int(policy["token_id"])
-    value = _config_token_id(model_config, "bos_token_id")
-    if value is None:
-        value = _config_token_id(model_config, "cls_token_id")
-    if value is None and snapshot is not None:
-        value = special_token_id(snapshot, "cls_token")
-    if value is None:
-        value = _config_token_id(model_config, "eos_token_id")
+    value = bos_policy_token_id(model_config, snapshot)
     if value is None:
         key = f"models.{model}.first_token" if model else "first_token"
         of = f" of {model} {revision}" if model and revision else ""

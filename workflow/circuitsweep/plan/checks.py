@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from circuitsweep.checkpoints import run_dir
 from circuitsweep.checkpoints.revisions import Revision, parse_branch, same_point
+from circuitsweep.checkpoints.special_tokens import bos_policy_token_id
 from circuitsweep.config.architectures import check_declared
 from circuitsweep.config.load import ModelSettings
 from circuitsweep.errors import ConfigError, SnapshotError
@@ -210,7 +211,8 @@ def checkpoint_problem(model: ModelSettings, folder: Path, model_config: Mapping
     ``model_config``: the file as :func:`sizing.load_model_config` reads it. The job's own checks, on the file
     alone: the class it declares (:func:`check_declared`), a probe longer than its context or a layer's
     sliding window (:func:`sizing.length_problem`), probe ids or a first token past its vocabulary
-    (:func:`sizing.vocabulary_problem`; a ``bos`` first token when the file gives ``bos_token_id``: without it the
+    (:func:`sizing.vocabulary_problem`; a ``bos`` first token as the job resolves it,
+    :func:`checkpoints.special_tokens.bos_policy_token_id`, when the folder's files name one: otherwise the
     config class's default, not known here, decides).
     """
     where, config_file = f"models.{model.name}", Path(folder) / "config.json"
@@ -225,9 +227,7 @@ def checkpoint_problem(model: ModelSettings, folder: Path, model_config: Mapping
     if policy == "fixed":
         token_id = int(model.first_token["token_id"])
     elif policy == "bos":
-        bos = model_config.get("bos_token_id")
-        bos = bos[0] if isinstance(bos, list) and bos else bos
-        token_id = bos if isinstance(bos, int) and not isinstance(bos, bool) else None
+        token_id = bos_policy_token_id(model_config, folder)
     vocab = model_config.get("vocab_size")
     vocab = vocab if isinstance(vocab, int) and not isinstance(vocab, bool) else None
     return sizing.vocabulary_problem(model.probes.token_range, token_id, vocab, where, f"vocab_size in {config_file}")
