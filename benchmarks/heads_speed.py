@@ -320,7 +320,7 @@ class PatternScores:
         self.loss_sum = total if self.loss_sum is None else self.loss_sum + total
 
     def random(self, layer: int, attn) -> None:
-        self.sink[layer] += attn[:, :, 1:, 0].double().mean(-1).sum(0).cpu()
+        self.sink[layer] += attn[:, :, :, 0].double().mean(-1).sum(0).cpu()
 
     def result(self) -> dict[str, Any]:
         baseline = self.base / self.n_induction

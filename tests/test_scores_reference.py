@@ -87,7 +87,7 @@ def eager_reference(
     tokens = random_batch(rnd.n_sequences, rnd.seq_len, probes.token_range, rnd.seed, first_token)
     with torch.no_grad():
         attn = torch.stack(model(tokens, output_attentions=True).attentions, 1).double().numpy()
-    out["sink_alpha"] = attn[:, :, :, 1:, 0].mean(axis=(0, -1))
+    out["sink_alpha"] = attn[:, :, :, :, 0].mean(axis=(0, -1))
     return out, halves
 
 

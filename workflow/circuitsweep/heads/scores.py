@@ -29,11 +29,12 @@ def selectivity(stats: Mapping[str, torch.Tensor]) -> torch.Tensor:
 
 
 def sink_alpha(stats: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Mean attention to position 0 over queries 1 .. T-1 of the random batch, ``[L, H]``.
+    """Mean attention to position 0 over every query 0 .. T-1 of the random batch, ``[L, H]``.
 
-    Query 0 is left out: it can attend only to itself.
+    Gu et al.'s alpha, as DESIGN states it: query 0 is averaged in too (in a decoder it attends only to
+    itself, so it adds 1/T to every head's alpha).
     """
-    return stats[C.STAT_FIRST_ATTENTION][..., 1:].mean(-1)
+    return stats[C.STAT_FIRST_ATTENTION].mean(-1)
 
 
 def loss_halves(stats: Mapping[str, torch.Tensor]) -> tuple[float, float] | None:

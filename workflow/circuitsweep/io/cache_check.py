@@ -29,7 +29,9 @@ from circuitsweep.io import contracts as C
 #: baseline mean (``induction.per_sequence``, n x L x H x 7 float32) and validity
 #: (``induction.sequence_valid``), the statistics of the bootstrap over probe sequences; the means
 #: are computed from them. Caches of version 3 lack them: every revision is measured again once.
-CACHE_SCHEMA_VERSION = 4
+#: 5: sink alpha in the scores averages over every query of the random batch, query 0 too (Gu et al.;
+#: version 4 left it out), so version-4 scores are measured again once.
+CACHE_SCHEMA_VERSION = 5
 #: The metadata key holding :data:`CACHE_SCHEMA_VERSION`.
 SCHEMA_KEY = "cache_schema"
 #: The metadata key holding :func:`settings_digest` of the settings its measuring job was given.
