@@ -207,6 +207,9 @@ DOUBLING = [1000 * 2**i for i in range(8)]
         ([0, 0.3, 0.3, 0.0], "rise and fall", 2.0, (0, 1)),
         ([0.1, 0.5, 0.2], "rise and fall", 2.0, (0, 1)),
         ([0, 1, 4, 5, 5], "gradual ramp", 4.0, (0, 2)),  # 3 of 5 in one doubling is not 80%; ties: the earliest
+        # a peak before the rise: the end is measured against the curve's rise (2), not the peak's own (none)
+        ([3, 0, 0, 2, 2], "phase transition", 2.0, (2, 3)),  # 1 below the peak: exactly half the rise
+        ([3, 0, 0, 2, 1.9], "rise and fall", 2.0, (2, 3)),  # 1.1 below it: more than half
     ],
 )
 def test_curve_shape_narrowest_token_window(values, label, ratio, window):

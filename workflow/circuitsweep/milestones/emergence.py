@@ -166,8 +166,8 @@ def curve_shape(values: Sequence[float], tokens: Sequence[int], names: Sequence[
     ratio is an upper bound.
 
     - ``flat``: it never rises;
-    - ``rise and fall``: it ends below its peak by more than half its rise
-      (peak minus the lowest value before the first peak);
+    - ``rise and fall``: it ends below its peak (its largest value) by more
+      than half its rise;
     - ``phase transition``: the window's ratio is at most ``factor``;
     - ``gradual ramp``: the ratio is above ``factor``;
     - ``unresolved``: every window holding the share starts at a revision with
@@ -179,9 +179,7 @@ def curve_shape(values: Sequence[float], tokens: Sequence[int], names: Sequence[
     if rise <= 0:
         return Shape("flat", None, None)
     start, end, ratio = _narrowest_window(values, tokens, rise)
-    peak_at = max(range(len(values)), key=values.__getitem__)
-    first_rise = values[peak_at] - min(values[: peak_at + 1])
-    if values[peak_at] - values[-1] > first_rise / 2:
+    if max(values) - values[-1] > rise / 2:
         label = "rise and fall"
     elif ratio is None:
         label = "unresolved"
