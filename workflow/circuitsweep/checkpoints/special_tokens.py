@@ -1,6 +1,6 @@
 """Which token a ``first_token: {policy: bos}`` puts at position 0, read from a checkpoint's files.
 
-DESIGN: the tokenizer's BOS, else its CLS, else its EOS. The ids come from the
+docs/methods.md: the tokenizer's BOS, else its CLS, else its EOS. The ids come from the
 tokenizer files alone (no tokenizer code is run), and from the model config
 only where those files name none of the three (snapshots without tokenizer
 files: the toys, many run folders). Planning checks the id against the

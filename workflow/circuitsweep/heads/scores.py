@@ -31,7 +31,7 @@ def selectivity(stats: Mapping[str, torch.Tensor]) -> torch.Tensor:
 def sink_alpha(stats: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Mean attention to position 0 over every query 0 .. T-1 of the random batch, ``[L, H]``.
 
-    Gu et al.'s alpha, as DESIGN states it: query 0 is averaged in too (in a decoder it attends only to
+    Gu et al.'s alpha (docs/methods.md): query 0 is averaged in too (in a decoder it attends only to
     itself, so it adds 1/T to every head's alpha).
     """
     return stats[C.STAT_FIRST_ATTENTION].mean(-1)

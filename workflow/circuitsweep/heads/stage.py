@@ -86,7 +86,7 @@ def first_token_id(
 ) -> int | None:
     """The token id placed at position 0: None (keep the random token), fixed, or BOS.
 
-    Policy ``bos`` (DESIGN: the tokenizer's BOS, else its CLS, else EOS) reads
+    Policy ``bos`` (docs/methods.md: the tokenizer's BOS, else its CLS, else EOS) reads
     the ``bos_token``, ``cls_token`` and ``eos_token`` of the tokenizer files in
     ``snapshot``, in that order; only where those files give none of them (a
     snapshot without tokenizer files, as the toys' and many run folders') the

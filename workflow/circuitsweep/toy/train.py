@@ -31,6 +31,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from circuitsweep.checkpoints import local_hub
+from circuitsweep.io.atomic import atomic_write_text
 from circuitsweep.toy.data import synthetic_batch
 from circuitsweep.toy.spec import ToySpec, branch_name
 
@@ -103,7 +104,7 @@ def _save_checkpoint(model: PreTrainedModel, spec: ToySpec, step: int, folder: P
         "tokens_per_step": spec.tokens_per_step,
         "seed": spec.seed,
     }
-    (folder / "revision.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(folder / "revision.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
     return {p.name: p for p in sorted(folder.iterdir()) if p.is_file()}
 
 
