@@ -101,6 +101,25 @@ def test_tokens_read_in_human_units(tokens, text):
     assert human_tokens(tokens) == text
 
 
+def test_bos_t50_names_its_level_and_whether_it_lasted():
+    """A run that sets thresholds.bos_fraction_milestone to 0.4 reads "0.4 of all heads", never "half" (the figure
+    already drew 0.4); a BOS fraction that falls below the level after BOS t50 is said to, in the sentence and
+    the cell, as the onset's and the first BOS head's are; ratios keep three digits (3.20x, not 3.2x)."""
+    lower = {**REACHED, "bos_t50_level": 0.4, "bos_to_induction_ratio": 3.2, "bos_t50_sustained": True}
+    text = milestones_markdown(table(lower))
+    assert "BOS heads were 0.4 of all heads or more from step70000 (300B tokens), 3.20x the onset's tokens;" in text
+    assert "| at 0.4 of all heads: step70000 (300B tokens), 3.20x the onset's tokens |" in text
+    assert "half" not in text.split("## ")[0].split("First BOS head:")[0]
+    never = milestones_markdown(table({**NEVER_HALF, "bos_t50_level": 0.4}))
+    assert "BOS heads never reached 0.4 of all heads (peak 0.38 at step250" in never
+    fell = milestones_markdown(table({**REACHED, "bos_t50_sustained": False, "bos_to_induction_ratio": 70.0}))
+    assert (
+        "BOS heads first reached half of all heads at step70000 (300B tokens), 70.0x the onset's tokens, but " in fell
+    )
+    assert "fell below it again later" in fell
+    assert "| step70000 (300B tokens), not sustained, 70.0x the onset's tokens |" in fell
+
+
 def test_a_run_without_any_bos_head_names_no_peak_revision():
     """Where no head was of class first at any revision, the text says so rather than naming a peak of 0.00 at the
     first revision, which would point at a revision that means nothing."""
@@ -123,9 +142,9 @@ def test_milestones_md_opens_with_a_sentence_per_model_then_a_narrow_table():
     assert f"step200 (819K tokens), before induction; {late}; BOS heads never reached" in lines[2]
     assert "peak 0.38 at step250" in lines[2]
     assert lines[3].startswith("big: induction heads formed at step1000 (4.19B tokens)")
-    assert "BOS heads were half of all heads from step70000 (300B tokens)" in lines[3]
+    assert "BOS heads were half of all heads or more from step70000 (300B tokens)" in lines[3]
     with_ratio = milestones_markdown(table({**REACHED, "bos_to_induction_ratio": 71.6}))
-    assert "half of all heads from step70000 (300B tokens), 71.6x the onset's tokens;" in with_ratio
+    assert "half of all heads or more from step70000 (300B tokens), 71.6x the onset's tokens;" in with_ratio
     assert "| step70000 (300B tokens), 71.6x the onset's tokens |" in with_ratio
     header = next(line for line in lines if line.startswith("| model"))
     assert header.count("|") - 1 <= 7

@@ -164,6 +164,7 @@ MILESTONE_COLUMNS: tuple[str, ...] = (
     "induction_onset_tokens",
     "bos_t50_revision",
     "bos_t50_tokens",
+    "bos_t50_level",  # the BOS fraction BOS t50 asks for (thresholds.bos_fraction_milestone; 0.5 by default)
     "bos_to_induction_ratio",
     "first_bos_head_revision",
     "first_bos_head_tokens",
@@ -188,6 +189,7 @@ MILESTONE_COLUMNS: tuple[str, ...] = (
     "final_revision",
     "induction_onset_sustained",
     "first_bos_head_sustained",  # a BOS head at every revision from the first BOS head on
+    "bos_t50_sustained",  # the BOS fraction at the level at every revision from BOS t50 on
     "first_late_bos_head_revision",  # first revision with a BOS head of class first at no revision before the onset
     "first_late_bos_head_tokens",
     "final_late_bos_heads",  # the final revision's BOS heads of class first at no revision before the onset

@@ -303,10 +303,13 @@ def model_milestones(curve: pl.DataFrame, thresholds: MilestoneThresholds, circu
     bos_shape = curve_shape(curve["bos_fraction"].to_list(), tokens, names, factor)
     induction_counts = curve["induction_selective_heads"].to_list()
     induction_shape = curve_shape([float(v) for v in induction_counts], tokens, names, factor)
-    sustained = None
+    sustained = t50_sustained = None
     if onset:
         at = names.index(onset["revision"])
         sustained = all(count >= thresholds.induction_onset_heads for count in induction_counts[at:])
+    if t50:
+        fractions = curve["bos_fraction"].to_list()[names.index(t50["revision"]) :]
+        t50_sustained = all(value >= thresholds.bos_fraction_milestone for value in fractions)
     per_layer = curve["bos_per_layer"].to_list()
     never_bos = [layer for layer in range(len(per_layer[0])) if all(counts[layer] == 0 for counts in per_layer)]
     onset_tokens = onset["tokens"] if onset else None
@@ -321,6 +324,7 @@ def model_milestones(curve: pl.DataFrame, thresholds: MilestoneThresholds, circu
         "induction_onset_tokens": onset_tokens,
         "bos_t50_revision": t50["revision"] if t50 else None,
         "bos_t50_tokens": t50_tokens,
+        "bos_t50_level": thresholds.bos_fraction_milestone,
         "bos_to_induction_ratio": ratio,
         **bos_milestones(curve),
         **_shape_columns("bos", bos_shape),
@@ -334,6 +338,7 @@ def model_milestones(curve: pl.DataFrame, thresholds: MilestoneThresholds, circu
         "final_induction_heads": final["n_induction_heads"],
         "final_revision": final["revision"],
         "induction_onset_sustained": sustained,
+        "bos_t50_sustained": t50_sustained,
         "probe_protocol": ",".join(protocols) or None,
     }
 
@@ -355,6 +360,7 @@ def milestones(
         "induction_onset_tokens": pl.Int64,
         "bos_t50_revision": pl.String,
         "bos_t50_tokens": pl.Int64,
+        "bos_t50_level": pl.Float64,
         "bos_to_induction_ratio": pl.Float64,
         "first_bos_head_revision": pl.String,
         "first_bos_head_tokens": pl.Int64,
@@ -370,6 +376,7 @@ def milestones(
         "layers_without_bos": pl.List(pl.Int64),
         "induction_onset_sustained": pl.Boolean,
         "first_bos_head_sustained": pl.Boolean,
+        "bos_t50_sustained": pl.Boolean,
         "probe_protocol": pl.String,
     }
     return pl.DataFrame(rows, schema_overrides=schema).select(C.MILESTONE_COLUMNS)

@@ -48,18 +48,33 @@ def bos_peak_text(row: Mapping[str, Any]) -> str:
     return f"peak {row['bos_peak_fraction']:.2f}" + (f" at {at}" if at else "")
 
 
+def bos_level_text(row: Mapping[str, Any]) -> str:
+    """The BOS fraction BOS t50 asks for, in words: ``half of all heads`` (the default 0.5), ``0.4 of all heads``."""
+    level = row.get("bos_t50_level")
+    return "half of all heads" if level is None or level == 0.5 else f"{level:g} of all heads"
+
+
 def bos_t50_text(row: Mapping[str, Any]) -> str:
-    """``step400 (1.64M tokens)``, or ``not reached (peak 0.38 at step200)``."""
-    reached = _at(row["bos_t50_revision"], row["bos_t50_tokens"])
+    """``step400 (1.64M tokens)`` (``, not sustained`` where a later revision fell below the level), or
+    ``not reached (peak 0.38 at step200)``; a level other than half is named (``at 0.4 of all heads: ...``)."""
+    level = "" if row.get("bos_t50_level") in (None, 0.5) else f"at {bos_level_text(row)}: "
+    reached = _lasting(_at(row["bos_t50_revision"], row["bos_t50_tokens"]), row.get("bos_t50_sustained"))
     if reached:
-        return reached
-    return f"not reached ({bos_peak_text(row)})"
+        return level + reached
+    return f"{level}not reached ({bos_peak_text(row)})"
+
+
+def format_ratio(ratio: float) -> str:
+    """Three significant digits, trailing zeros kept: ``3.20``, ``3.33``, ``11.7``, ``0.833``, ``120``."""
+    return f"{ratio:#.3g}".rstrip(".")
 
 
 def _ratio(row: Mapping[str, Any]) -> str:
     """``, 3.33x the onset's tokens`` where BOS t50 and the onset are both reached (the study: 10-20x), else ``""``."""
     ratio = row.get("bos_to_induction_ratio")
-    return f", {ratio:.3g}x the onset's tokens" if ratio is not None and row["bos_t50_revision"] is not None else ""
+    if ratio is None or row["bos_t50_revision"] is None:
+        return ""
+    return f", {format_ratio(ratio)}x the onset's tokens"
 
 
 def _p(value: float) -> str:
@@ -227,12 +242,15 @@ def model_sentence(row: Mapping[str, Any]) -> str:
             order = ", before induction" if row["first_bos_head_tokens"] < row["induction_onset_tokens"] else ""
         if row.get("first_bos_head_sustained") is False:
             order += ", and went again (a later revision has none)"
-        reach = (
-            f"BOS heads were half of all heads from {t50}{_ratio(row)}"
-            if t50
-            else f"BOS heads never reached half of all heads ({bos_peak_text(row)}, "
-            f"{row['final_bos_fraction']:.2f} at the end)"
-        )
+        level = bos_level_text(row)
+        if not t50:
+            reach = (
+                f"BOS heads never reached {level} ({bos_peak_text(row)}, {row['final_bos_fraction']:.2f} at the end)"
+            )
+        elif row.get("bos_t50_sustained") is False:
+            reach = f"BOS heads first reached {level} at {t50}{_ratio(row)}, but fell below it again later"
+        else:
+            reach = f"BOS heads were {level} or more from {t50}{_ratio(row)}"
         late = ""
         if late_bos_apart(row):
             after = _at(row.get("first_late_bos_head_revision"), row.get("first_late_bos_head_tokens"))
