@@ -307,6 +307,7 @@ def tables(tmp_path_factory) -> Path:
     write_table(folder / "emergence.parquet", curves, {})
     marks = milestones(curves, heads, {"m": MilestoneThresholds(1, 0.15, 0.3, 0.5)})
     write_table(folder / "milestones.parquet", marks, {})
+    (folder / "milestones.csv").write_text("model,final_revision\nm,step100\n")  # the run writes both
     return folder
 
 
@@ -341,6 +342,11 @@ MISUSES: dict[str, tuple[str, str]] = {
         "--brackets",
     ),
     "plot-emergence-heads-as-emergence": ("plot-emergence --emergence heads.parquet --output o.png", "emergence table"),
+    # the run's CSV beside the Parquet table: named, never "delete it and rerun" (a good file)
+    "plot-emergence-milestones-as-csv": (
+        "plot-emergence --emergence emergence.parquet --milestones milestones.csv --output o.png",
+        "milestones.csv: the milestones table is read as Parquet; give its .parquet file",
+    ),
     "plot-emergence-unknown-suffix": ("plot-emergence --emergence emergence.parquet --output o.xyz", ".xyz"),
     "train-toy-list": ("train-toy --settings [] --hub hub --published p.json", "--settings"),
     "train-toy-empty": ("train-toy --settings {} --hub hub --published p.json", "--settings"),

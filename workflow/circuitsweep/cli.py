@@ -118,12 +118,18 @@ class InputFile(Argument):
     kind = "input file"
 
     def __init__(
-        self, what: str = "file", columns: Sequence[str] = (), blank: bool = False, content: bool = True
+        self,
+        what: str = "file",
+        columns: Sequence[str] = (),
+        blank: bool = False,
+        content: bool = True,
+        suffix: str | None = None,
     ) -> None:
         self.what = what
         self.columns = tuple(columns)
         self.blank = blank
         self.content = content
+        self.suffix = suffix
 
     def describe(self) -> str:
         columns = f" (with columns {', '.join(self.columns)})" if self.columns else ""
@@ -141,6 +147,11 @@ class InputFile(Argument):
             raise argparse.ArgumentTypeError(f"{text} is not a regular file (a pipe or a device?), not a {self.what}")
         if not os.access(text, os.R_OK):
             raise argparse.ArgumentTypeError(f"{text} cannot be read (permissions)")
+        if self.suffix is not None and not text.endswith(self.suffix):
+            kind = {".parquet": "Parquet", ".csv": "CSV"}.get(self.suffix, self.suffix)
+            raise argparse.ArgumentTypeError(
+                f"{text}: the {self.what} is read as {kind}; give its {self.suffix} file (the run writes one beside it)"
+            )
         if self.columns:
             missing = [c for c in self.columns if c not in _table_columns(text, self.what)]
             if missing:
@@ -1025,17 +1036,18 @@ def cmd_demo_run(args: argparse.Namespace) -> None:
 def _tables() -> dict[str, InputFile]:
     """The tables commands read, each with columns that tell it from another kind (of ``io.contracts``;
     tests/test_cli_boundary.py checks each is in its contract)."""
+    parquet, csv = {"suffix": ".parquet"}, {"suffix": ".csv"}
     return {
-        "heads": InputFile("heads table", ("model", "revision", "layer", "head", "class")),
-        "revisions": InputFile("revisions table", ("model", "revision", "n_layers")),
-        "emergence": InputFile("emergence table", ("model", "revision", "bos_fraction")),
-        "milestones": InputFile("milestones table", ("model", "final_revision")),
-        "brackets": InputFile("milestone brackets table", ("model", "milestone", "status")),
-        "spectral": InputFile("spectral ranking", ("model", "layer", "head", "rank")),
-        "final_ablation": InputFile("final-revision ablation table", ("model", "condition", "heads")),
-        "final_ablation_table": InputFile("final ablation table", ("model", "condition", "statistic")),
+        "heads": InputFile("heads table", ("model", "revision", "layer", "head", "class"), **parquet),
+        "revisions": InputFile("revisions table", ("model", "revision", "n_layers"), **parquet),
+        "emergence": InputFile("emergence table", ("model", "revision", "bos_fraction"), **parquet),
+        "milestones": InputFile("milestones table", ("model", "final_revision"), **parquet),
+        "brackets": InputFile("milestone brackets table", ("model", "milestone", "status"), **csv),
+        "spectral": InputFile("spectral ranking", ("model", "layer", "head", "rank"), **parquet),
+        "final_ablation": InputFile("final-revision ablation table", ("model", "condition", "heads"), **parquet),
+        "final_ablation_table": InputFile("final ablation table", ("model", "condition", "statistic"), **parquet),
         "gaps": InputFile("primitive gap table", ("model", "revision", "tokens", "score_kind", "gap")),
-        "scaling": InputFile("primitive scaling table", ("model", "parameters", "score_kind", "gap")),
+        "scaling": InputFile("primitive scaling table", ("model", "parameters", "score_kind", "gap"), **csv),
     }
 
 
