@@ -146,7 +146,7 @@ EMERGENCE_COLUMNS: tuple[str, ...] = (
     "n_induction_heads",  # class induction (the study's class breakdown)
     "induction_selective_heads",  # induction selectivity >= the class threshold, any class (the onset counts these)
     "screen_heads",  # the all-head induction screen: induction selectivity >= the circuit threshold
-    "n_circuit_heads",
+    "n_circuit_heads",  # in_circuit: the induction screen's heads and the previous-token screen's (not the screen)
     "in_context_loss_drop",
     "early_screen_recall",
     "bos_per_layer",
