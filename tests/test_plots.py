@@ -730,3 +730,38 @@ def test_a_short_sweeps_token_ticks_name_its_revisions_not_the_axis_end():
     assert [label.get_text() for label in axis.get_xticklabels()] == ["0", "15.4K", "20K", "30.7K"]
     plt.close(figure)
     assert token_ticks(409_600, 1_638_400 * 1.15, 1_638_400) == [0.0, 500_000.0, 1_000_000.0]
+
+
+def legend_colours(figure: plt.Figure) -> dict[str, tuple]:
+    """Model -> RGBA of the figure's (first) legend."""
+    legend = figure.legends[0]
+    return {
+        text.get_text(): to_rgba(handle.get_color())
+        for text, handle in zip(legend.get_texts(), legend.legend_handles, strict=True)
+    }
+
+
+def test_a_model_keeps_its_colour_across_the_emergence_gap_and_scaling_figures(sweep):
+    """A reviewer reads one figure with another's legend: a model drawn blue in emergence.png was orange in
+    primitive_scaling.png, which orders models by size. Each figure now colours a model by its name's place
+    among the run's models, so the three agree (checked on the drawn artists and on the scaling image)."""
+    _, curves, _ = sweep
+    two = pl.concat([curves.with_columns(pl.lit(name).alias("model")) for name in ("zeta", "alpha")])
+    emergence = emergence_figure(two, None)
+    drawn = {line.get_label(): to_rgba(line.get_color()) for axis in emergence.axes for line in axis.get_lines()}
+    plt.close(emergence)
+    gaps = primitive_gaps(["zeta", "alpha"], ["representational"])
+    gap_figure = primitive_gap_figure(gaps)
+    in_gap = legend_colours(gap_figure)
+    plt.close(gap_figure)
+    scaling = gaps.filter(pl.col("revision") == "step1000").with_columns(
+        pl.Series("parameters", [1_000_000, 100_000_000]),  # zeta is the smaller: drawn first
+        pl.lit(None, dtype=pl.Float64).alias("ci_total_low"),
+        pl.lit(None, dtype=pl.Float64).alias("ci_total_high"),
+    )
+    scaling_figure = primitive_scaling_figure(scaling)
+    in_scaling = legend_colours(scaling_figure)
+    image = rendered(scaling_figure)
+    assert drawn["alpha"] == in_gap["alpha"] == in_scaling["alpha"] == to_rgba("tab:blue")
+    assert drawn["zeta"] == in_gap["zeta"] == in_scaling["zeta"] == to_rgba("tab:orange")
+    assert pixels_near(image, "tab:blue") > 30 and pixels_near(image, "tab:orange") > 30

@@ -390,7 +390,7 @@ def emergence_figure(
     )
     colours: dict[str, str] = {}
     handles: list[Line2D] = []
-    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    palette = _model_colours(sorted(curves["model"].unique().to_list()))
     table = milestones if milestones is not None else pl.DataFrame({"model": []}, schema={"model": pl.String})
     drawn = (
         curve_brackets(curves, table)
@@ -416,7 +416,7 @@ def emergence_figure(
         rows = curves.filter(pl.col("model").is_in(models)).sort("tokens")
         for model in models:
             curve = rows.filter(pl.col("model") == model)
-            colour = palette[len(colours) % len(palette)]
+            colour = palette[model]
             colours[model] = colour
             (line,) = bos.plot(curve["tokens"], curve["bos_fraction"], marker="o", markersize=3.5, label=model,
                                color=colour)  # fmt: skip
@@ -747,9 +747,10 @@ def _kind_order(kinds: list[str]) -> list[str]:
 
 
 def _model_colours(models: list[str]) -> dict[str, tuple]:
-    """One colour per model, the same in every panel (tab10, then tab20 beyond ten models)."""
+    """One colour per model, by its name's place among ``models`` sorted, so that the emergence, gap and scaling
+    figures of one run give a model the same colour (tab10, then tab20 beyond ten models)."""
     palette = plt.get_cmap("tab10" if len(models) <= 10 else "tab20")
-    return {model: palette(i % palette.N) for i, model in enumerate(models)}
+    return {model: palette(i % palette.N) for i, model in enumerate(sorted(models))}
 
 
 def _panels(count: int, width: float = 4.2, height: float = 3.2) -> tuple[plt.Figure, list[plt.Axes]]:
