@@ -124,6 +124,14 @@ def _reversed_top_level_token_range(config: dict) -> None:
     config["probes"]["token_range"] = [64, 2]
 
 
+def _top_level_range_past_every_toys_vocabulary(config: dict) -> None:
+    config["probes"]["token_range"] = [2, 29]
+
+
+def _top_level_probe_longer_than_every_toys_context(config: dict) -> None:
+    config["probes"]["induction"] = {"n_sequences": 512, "seq_len": 4096}
+
+
 def _unpublished_step(config: dict) -> None:
     config["models"][TOY_MODEL]["revisions"] = ["step250", "step9999"]
 
@@ -137,6 +145,15 @@ def _unpublished_step(config: dict) -> None:
             "with a letter or digit",
         ),
         (_reversed_top_level_token_range, "(1 problem): probes.token_range: [64, 2] must hold at least 3 token ids"),
+        # checks against each model's vocabulary or context, too, name the top-level key once, not once per model
+        (
+            _top_level_range_past_every_toys_vocabulary,
+            "(1 problem): probes.token_range: [2, 29) reaches past the toy's vocabulary of 28 ids",
+        ),
+        (
+            _top_level_probe_longer_than_every_toys_context,
+            "(1 problem): probes.induction.seq_len: 4096 exceeds the model's context of 64 positions",
+        ),
         (_unpublished_step, f"unknown revision(s) for {TOY_MODEL}: 'step9999' (closest: step{TOY_LAST_STEP});"),
     ],
 )

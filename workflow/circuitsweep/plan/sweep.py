@@ -391,6 +391,39 @@ def plan_run(
     return plan
 
 
+def _inherits(config: dict[str, Any], name: str, key: str) -> bool:
+    """Whether model ``name`` takes probe setting ``key`` (``induction.seq_len``) from the top-level ``probes:``."""
+    return setting_key(config, name, "probes", tuple(key.split("."))) == "probes"
+
+
+def written_where(config: dict[str, Any], found: dict[str, list[str]]) -> list[str]:
+    """Every model's problems (``found``: model -> its problems, every model listed), named where written.
+
+    A ``models.<name>.probes.<key>`` problem whose key the model inherits from the top-level ``probes:`` is
+    named ``probes.<key>``, once, when every model inheriting that key has it alike (the setting written once
+    is what is wrong); where only some do (a toy with a smaller vocabulary), each keeps its model's name.
+    """
+    lifted: dict[tuple[str, str], str] = {}
+    for name, problems in found.items():
+        prefix = f"models.{name}.probes."
+        for problem in problems:
+            rest = problem[len(prefix) :]
+            if problem.startswith(prefix) and _inherits(config, name, rest.partition(":")[0]):
+                lifted[(name, problem)] = f"probes.{rest}"
+
+    def shared(message: str) -> bool:
+        key = message[len("probes.") :].partition(":")[0]
+        having = {name for (name, _), lifted_message in lifted.items() if lifted_message == message}
+        return having == {name for name in found if _inherits(config, name, key)}
+
+    named = [
+        lifted[(name, problem)] if (name, problem) in lifted and shared(lifted[(name, problem)]) else problem
+        for name, problems in found.items()
+        for problem in problems
+    ]
+    return list(dict.fromkeys(named))
+
+
 def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None, *, keep_hashes: bool = True) -> Plan:
     """Validate ``config`` and resolve every model's revisions.
 
@@ -413,10 +446,10 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None, *
     except ConfigError as error:
         problems.append(str(error))
     added = read_rounds(paths.refine_rounds()) if refine else []
+    found_by_model = {name: model_problems(model) for name, model in models.items()}
+    problems += written_where(config, found_by_model)
     for name, model in models.items():
-        found = model_problems(model)
-        problems += found
-        if found:
+        if found_by_model[name]:
             continue
         try:
             available[name] = available_revisions(model, Path(root))
