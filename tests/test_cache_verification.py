@@ -226,6 +226,7 @@ def test_a_run_deletes_damaged_caches_and_plans_them_again(tmp_path):
     lines = revision_stage.remove_damaged_caches(plan, dry_run=True)
     assert len(lines) == len(files) and all(path.exists() for _, _, path in files)
     assert f"{plan.paths.head_scores(MODEL, REVISIONS[0])} is damaged (" in lines[1]
+    assert lines[1].endswith("again (the job list below leaves that out: Snakemake sees the file)")
     lines = revision_stage.remove_damaged_caches(plan, dry_run=False)
     assert len(lines) == len(files) and not any(path.exists() for _, _, path in files)
     assert lines[0].startswith(f"circuitsweep: deleted {plan.paths.head_stats(MODEL, REVISIONS[0])}, damaged (")

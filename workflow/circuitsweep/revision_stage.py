@@ -131,7 +131,8 @@ def remove_damaged_caches(plan: Plan, dry_run: bool) -> list[str]:
     for model, revision, path, why in damaged_caches(plan):
         if dry_run:
             lines.append(
-                f"circuitsweep: {path} is damaged ({why}): a run deletes it and measures {model} {revision} again"
+                f"circuitsweep: {path} is damaged ({why}): a run deletes it and measures {model} {revision} again "
+                "(the job list below leaves that out: Snakemake sees the file)"
             )
         else:
             path.unlink(missing_ok=True)
