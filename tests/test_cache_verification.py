@@ -231,3 +231,28 @@ def test_a_run_deletes_damaged_caches_and_plans_them_again(tmp_path):
     assert len(lines) == len(files) and not any(path.exists() for _, _, path in files)
     assert lines[0].startswith(f"circuitsweep: deleted {plan.paths.head_stats(MODEL, REVISIONS[0])}, damaged (")
     assert revision_stage.damaged_caches(plan) == []
+
+
+def test_a_cache_copied_from_another_revision_is_deleted_and_measured_again(tmp_path):
+    """A readable head cache copied into another revision's folder (a user's cp) passed planning and failed only
+    in classify_heads, inside Snakemake's error dump. Planning reads the identity it records: a file of another
+    revision counts as damaged, so a dry run names it and a run deletes it and measures the revision again."""
+    import dataclasses
+
+    import polars as pl
+
+    from circuitsweep import revision_stage
+    from circuitsweep.io.tables import write_table
+
+    plan = dataclasses.replace(PLAN, paths=C.Paths(tmp_path / "results"))
+    scores = [plan.paths.head_scores(MODEL, r) for r in REVISIONS]
+    for revision, path in zip(REVISIONS, scores, strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_table(path, pl.DataFrame({"layer": [0]}), {"model": MODEL, "revision": revision})
+    assert revision_stage.damaged_caches(plan) == []
+    write_table(scores[1], pl.DataFrame({"layer": [0]}), {"model": MODEL, "revision": REVISIONS[0]})
+    ((model, revision, path, why),) = revision_stage.damaged_caches(plan)
+    assert (model, revision, path) == (MODEL, REVISIONS[1], scores[1])
+    assert why == f"it records {MODEL} {REVISIONS[0]}, not {MODEL} {REVISIONS[1]}"
+    (line,) = revision_stage.remove_damaged_caches(plan, dry_run=False)
+    assert not scores[1].exists() and scores[0].exists() and f"{MODEL} {REVISIONS[1]} is measured again" in line

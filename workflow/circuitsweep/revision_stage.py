@@ -28,7 +28,7 @@ import polars as pl
 from circuitsweep.errors import ConfigError
 from circuitsweep.heads import jobs as heads_jobs
 from circuitsweep.heads.stage import ExtraMeasurements, RevisionJob
-from circuitsweep.io.cache_check import damage
+from circuitsweep.io.cache_check import damage, misplaced
 from circuitsweep.io.progress import revision_line
 from circuitsweep.plan.costs import Pending
 from circuitsweep.plan.sweep import Plan
@@ -110,17 +110,21 @@ def revision_cache_files(plan: Plan, model: str, name: str) -> list[Path]:
 
 
 def damaged_caches(plan: Plan) -> list[tuple[str, str, Path, str]]:
-    """``(model, revision, file, why)`` for each cache file of a planned revision that cannot be read at all.
+    """``(model, revision, file, why)`` for each cache file of a planned revision that cannot be read at all,
+    or that records another revision (copied or moved from another revision's folder).
 
-    Such a file records the settings it was made with no more than a missing one does, so the revision is
-    not measured (:func:`is_measured`); but Snakemake, seeing the file, would not remake it. The workflow
-    deletes these files when a run starts (:func:`remove_damaged_caches`), so that it measures them again.
+    Such a file is no measurement of this revision, so the revision is not measured (:func:`is_measured`);
+    but Snakemake, seeing the file, would not remake it. The workflow deletes these files when a run starts
+    (:func:`remove_damaged_caches`), so that it measures them again.
     """
     found = []
     for model, revisions in plan.revisions.items():
         for revision in revisions:
             for path in revision_cache_files(plan, model, revision.name):
-                if (why := damage(path)) is not None:
+                why = damage(path)
+                if why is None and path.is_file():
+                    why = misplaced(path, model, revision.name)
+                if why is not None:
                     found.append((model, revision.name, path, why))
     return found
 

@@ -132,6 +132,32 @@ def damage(path: Path | str) -> str | None:
     return None
 
 
+def misplaced(path: Path | str, model: str, revision: str) -> str | None:
+    """Why the readable cache at ``path`` is not revision ``revision`` of ``model`` (a file copied or moved
+    from another revision's folder), or None: its recorded ``model`` and ``revision`` (where it records them)
+    must be these. Reads the header or footer only; call it on files :func:`damage` passed."""
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            metadata: Any = safetensors_metadata(path)
+        elif path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            raw = (pq.read_schema(path).metadata or {}).get(C.META_KEY.encode())
+            metadata = json.loads(raw) if raw else {}
+        else:
+            return None
+    except (OSError, ValueError, CacheError):
+        return None
+    if not isinstance(metadata, dict):
+        return None
+    found = {key: metadata[key] for key in ("model", "revision") if key in metadata}
+    wanted = {"model": model, "revision": revision}
+    if all(found[key] == wanted[key] for key in found):
+        return None
+    return f"it records {found.get('model', model)} {found.get('revision', revision)}, not {model} {revision}"
+
+
 def verify_shard(path: Path | str, expected: Mapping[str, Any]) -> dict[str, Any]:
     """Check a safetensors cache is complete and matches ``expected``; return its metadata."""
     metadata = safetensors_metadata(path)
