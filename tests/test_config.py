@@ -84,6 +84,8 @@ def test_model_overrides_merge_over_globals():
         ("probes.induction.n_sequences", 0, r"probes\.induction\.n_sequences: 0 is out of range; expected a value > 0"),
         ("probes.batch_size", -4, r"probes\.batch_size: -4 is out of range"),
         ("probes.induction.seq_len", "long", r"probes\.induction\.seq_len: expected integer, got str 'long'"),
+        # a count that may be null: the types in words, not a Python list
+        ("ablation.n_sequences", 128.0, r"ablation\.n_sequences: expected integer or null, got float 128\.0$"),
         ("models.pythia-1b.dtype", "float8", r"models\.pythia-1b\.dtype: 'float8' is not allowed"),
         ("models.pythia-1b.colour", "blue", r"models\.pythia-1b: unknown key 'colour'"),
         ("treshold", {}, r"the top level: unknown key 'treshold'"),

@@ -117,7 +117,9 @@ def describe(error: jsonschema.ValidationError, config_hint: bool = False) -> st
         return f"{at}: {error.message}"
     if error.validator == "type":
         hint = text_hint(value, error.validator_value) if config_hint else ""
-        return f"{at}: expected {error.validator_value}, got {type(value).__name__} {value!r}{hint}"
+        types = error.validator_value
+        wanted = " or ".join(types) if isinstance(types, list) else types
+        return f"{at}: expected {wanted}, got {type(value).__name__} {value!r}{hint}"
     if error.validator in ("enum", "const"):
         allowed = error.validator_value if error.validator == "enum" else [error.validator_value]
         return f"{at}: {value!r} is not allowed; expected one of {allowed}"
