@@ -196,7 +196,7 @@ def test_a_declared_shape_refuses_a_probe_beyond_its_context_at_planning():
 
     model = dict(FULL["models"]["pythia-1b"], revisions=["step1"])
     config = {"models": {"pythia-1b": model}, "probes": {"random": {"seq_len": 4096}}}
-    with pytest.raises(ConfigError, match=r"models\.pythia-1b\.probes\.random\.seq_len: 4096 exceeds .* 2048"):
+    with pytest.raises(ConfigError, match=r"- probes\.random\.seq_len: 4096 exceeds .* 2048"):
         plan_sweep(config, REPO)
     del model["shape"]
     plan_sweep(config, REPO)  # without a shape the job refuses it, once the snapshot's config.json is known

@@ -93,11 +93,15 @@ def test_absurd_probe_sizes_are_refused_at_planning_even_for_hub_models(probes):
 
 
 def test_probe_longer_than_a_toy_models_context_is_refused_at_planning():
-    """A toy model's context is its training seq_len; a longer probe is an error naming the probe key."""
-    model = next(iter(TOY["models"]))
+    """A toy model's context is its training seq_len; a longer probe is an error naming the probe key, where it
+    was written: the top-level probes every toy inherits, named once."""
     config = toy_with("probes.random.seq_len", 128)
-    with pytest.raises(ConfigError, match=rf"models\.{model}\.probes\.random\.seq_len: 128 exceeds .* 64 positions"):
+    with pytest.raises(ConfigError, match=r"\(1 problem\):\n  - probes\.random\.seq_len: 128 exceeds .* 64 positions"):
         plan_sweep(config, REPO)
+    model = next(iter(TOY["models"]))
+    config["models"][model]["probes"] = {"random": {"seq_len": 128, "n_sequences": 8}}
+    with pytest.raises(ConfigError, match=rf"models\.{model}\.probes\.random\.seq_len: 128 exceeds .* 64 positions"):
+        plan_sweep(config, REPO)  # the model's own override: named under the model
 
 
 def job(**probe_changes) -> RevisionJob:
@@ -164,7 +168,7 @@ def test_natural_text_probe_longer_than_the_context_is_refused_like_the_syntheti
     short = {kind: {"seq_len": 64} for kind in ("induction", "repeated", "random")}
     config = pythia_with({**short, "natural_text": natural})
     config["models"]["pythia-1b"]["shape"] = {**PYTHIA_1B, "max_position_embeddings": 64}
-    with pytest.raises(ConfigError, match=r"pythia-1b\.probes\.natural_text\.seq_len: 128 exceeds .* 64 positions"):
+    with pytest.raises(ConfigError, match=r"- probes\.natural_text\.seq_len: 128 exceeds .* 64 positions"):
         plan_sweep(config, REPO)
     probes = study_defaults("probes")
     probes["natural_text"] = {**natural, "seq_len": 4096}
