@@ -474,6 +474,23 @@ def test_onset_stays_visible_on_the_early_screen_diamond(sweep):
     assert pixels_near(images[0], "black", 60) > 20  # the plus's black outline
 
 
+def test_first_bos_head_stays_visible_on_the_bos_t50_star(sweep):
+    """Where the first BOS head is also BOS t50 (the demo run's checkpoint-200), its triangle was drawn under the
+    larger star and hidden: at one point, the smaller filled mark is drawn above the larger one."""
+    _, curves, table = sweep
+    same = table.with_columns(
+        pl.col("bos_t50_tokens").alias("first_bos_head_tokens"),
+        pl.col("bos_t50_revision").alias("first_bos_head_revision"),
+    )
+    figure = emergence_figure(curves, same)
+    bos = figure.axes[0]
+    (triangle,) = [line for line in bos.get_lines() if line.get_gid() == "milestone:first_bos_head"]
+    (star,) = [line for line in bos.get_lines() if line.get_gid() == "milestone:bos_t50"]
+    assert list(triangle.get_xydata()[0]) == list(star.get_xydata()[0])
+    assert triangle.get_markersize() < star.get_markersize() and triangle.get_zorder() > star.get_zorder()
+    plt.close(figure)
+
+
 def test_bos_axis_fits_the_data_and_shows_the_t50_level(sweep):
     """The BOS axis ends a little above the larger of the data and the BOS t50 level, whose dashed line is drawn,
     and starts below 0 only for the brackets' strip (no tick there); the model's curve is drawn in its colour (a

@@ -121,7 +121,8 @@ class MilestoneMark:
     hollow: bool = False
 
 
-#: Milestones marked on the emergence curves, drawn in this order (later on top).
+#: Milestones marked on the emergence curves: hollow marks under filled ones, and among those the smaller on top,
+#: so marks of milestones at one revision (a first BOS head that is also BOS t50) all stay visible.
 MILESTONE_MARKS: tuple[MilestoneMark, ...] = (
     MilestoneMark("first_bos_head_tokens", "bos_fraction", "^", 10, "first BOS head"),
     MilestoneMark("first_late_bos_head_tokens", "bos_fraction", "v", 10, "first new BOS head after onset"),
@@ -441,7 +442,7 @@ def emergence_figure(
                     marker=mark.marker,
                     markersize=mark.size,
                     linestyle="none",
-                    zorder=4 if mark.hollow else 5,
+                    zorder=(4 if mark.hollow else 5) + 1 / mark.size,  # smaller marks on top: both show
                     gid=f"milestone:{_MARK_MILESTONES[mark.column]}",
                     **_mark_style(mark, colours[row["model"]]),
                 )
