@@ -1,4 +1,7 @@
-"""A head cache replaced on disk is checked by the run that sees it, and a new one reclassifies (issue 22).
+"""A head cache replaced on disk is never used, and a new one reclassifies (issue 22).
+
+One copied from another revision's folder is found at planning and measured again; one that disagrees with
+the plan otherwise is refused by the run that reads it.
 
 The rerun used to rebuild the revision's block record from a replaced cache unchecked and exit 0,
 without reclassifying (even under --forcerun classify_heads: Snakemake skips its own rerun checks
@@ -16,6 +19,8 @@ from pathlib import Path
 
 import pytest
 from runenv import job_env, job_logs
+
+from circuitsweep.io.tables import read_table, write_table
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = """\
@@ -55,10 +60,12 @@ CLUSTER_PLAN = ("--cores", "2", "--jobs", "2")  # plans the job groups and their
     [(LOCAL, "classify_heads/toy-gptneox.log"), (CLUSTER_PLAN, "revision_block/toy-gptneox.step50.log")],
     ids=["local", "cluster-plan"],
 )
-def test_a_new_cache_reclassifies_and_a_replaced_one_fails_the_run_that_sees_it(tmp_path, executor, refusing_log):
+def test_a_new_cache_reclassifies_and_a_replaced_one_is_never_used(tmp_path, executor, refusing_log):
     """step50 measured again: the next run reclassifies (through its rebuilt block record where one is planned).
-    step25's caches copied over step50's: the next run fails at the first job that reads step50's cache (its
-    block record, or the classification), naming the cache, and writes no classification from it."""
+    step25's caches copied over step50's: they record another revision, so the next run deletes them when it
+    starts, measures step50 again and reclassifies from that. A cache of step50 that disagrees with the plan in
+    another way (its step edited): the next run fails at the first job that reads it (its block record, or the
+    classification), naming the cache, and writes no classification from it."""
     (tmp_path / "config.yaml").write_text(CONFIG)
     first = _snakemake(tmp_path, executor, CLASSES)
     assert first.returncode == 0, first.stderr[-3000:] + job_logs(tmp_path)
@@ -79,6 +86,15 @@ def test_a_new_cache_reclassifies_and_a_replaced_one_fails_the_run_that_sees_it(
     cache = tmp_path / "results" / "cache" / "toy-gptneox"
     for name in ("heads.parquet", "heads.safetensors"):
         shutil.copy(cache / "step25" / name, cache / "step50" / name)
+    copied = _snakemake(tmp_path, executor)  # the user's plain rerun (a named existing file would not be remade)
+    assert copied.returncode == 0, copied.stderr[-3000:] + job_logs(tmp_path)
+    assert "step50/heads.parquet, damaged (it records toy-gptneox step25, not toy-gptneox step50)" in copied.stderr
+    assert read_table(cache / "step50" / "heads.parquet")[1]["revision"] == "step50"
+    assert classes.stat().st_mtime_ns > classified
+    classified = classes.stat().st_mtime_ns
+
+    frame, metadata = read_table(cache / "step50" / "heads.parquet")
+    write_table(cache / "step50" / "heads.parquet", frame, {**metadata, "step": 999})
     replaced = _snakemake(tmp_path, executor, CLASSES, "--forcerun", "classify_heads")
     log = (tmp_path / "results" / "logs" / refusing_log).read_text()
     assert replaced.returncode != 0, replaced.stderr[-3000:]
