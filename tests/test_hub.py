@@ -248,6 +248,27 @@ def test_weights_are_hashed_while_downloading_not_read_back(server, sources, tmp
     assert hub.file_download.http_get is hub._original_http_get
 
 
+def test_downloads_never_take_the_xet_client_that_no_deadline_bounds(server, sources, tmp_path, monkeypatch) -> None:
+    """With hf_xet installed, huggingface_hub fetches Xet-backed files through hf_xet's own client, which none of
+    our deadlines, stall bounds or retry rules reach: while circuitsweep downloads, Xet is off (every file comes
+    over HTTP, hashed as it arrives), and huggingface_hub's setting is restored afterwards."""
+    from huggingface_hub.utils._runtime import is_xet_available
+
+    seen = []
+    download = hub.snapshot_download
+
+    def recording(*args, **kwargs):
+        seen.append((constants.HF_HUB_DISABLE_XET, is_xet_available()))
+        return download(*args, **kwargs)
+
+    monkeypatch.setattr(hub, "snapshot_download", recording)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
+    snap = _fetch(server, tmp_path / "cache")
+    assert snap.file_hashes == _expected(sources, "step2-tokens8M")
+    assert seen and all(disabled and not available for disabled, available in seen), seen
+    assert constants.HF_HUB_DISABLE_XET is False
+
+
 def test_corruption_is_caught_by_the_hash_taken_while_downloading(server, sources, tmp_path, monkeypatch) -> None:
     """Corrupted bytes are refused by the streamed sha256 itself (no read-back), after one re-download."""
     reads = _count_reads(monkeypatch)

@@ -646,6 +646,7 @@ _streaming_lock = threading.Lock()
 _streaming_users = 0
 _streamed: dict[tuple[int, int, int, int], str] = {}
 _saved_chunk_size: list[int | None] = [None]
+_saved_disable_xet: list[bool] = [False]
 #: huggingface_hub's per-file download function; None in a release without it (then files are read back).
 _original_http_get = getattr(file_download, "http_get", None)
 
@@ -665,32 +666,38 @@ def _hashing_http_get(url: str, temp_file: Any, **kwargs: Any) -> None:
 
 @contextmanager
 def _streaming_hashes() -> Iterator[Mapping[tuple[int, int, int, int], str]]:
-    """While inside: downloads record the sha256 of the bytes they write, by file key (:func:`_file_key`).
+    """While inside: downloads go through ``http_get`` and record the sha256 of the bytes they write, by file key
+    (:func:`_file_key`).
 
     Verification then needs no second read of a multi-GB file. Body chunks go
     to the file as they arrive (``DOWNLOAD_CHUNK_SIZE`` None: regrouping them
-    into 10 MB blocks costs more than the write itself). Both settings are
-    ``huggingface_hub`` module globals, restored when the last user leaves;
-    a download that does not go through ``http_get`` (Xet) is simply read back.
+    into 10 MB blocks costs more than the write itself). Xet transfers are
+    turned off (``HF_HUB_DISABLE_XET``): hf_xet's own client would bypass the
+    deadline, stall bound and retry rules of :func:`_use_timeout` and
+    :func:`is_transient`, and the Hub serves the same files over HTTP. These
+    settings are ``huggingface_hub`` module globals, restored when the last
+    user leaves.
     """
     global _streaming_users
-    if _original_http_get is None:
-        yield {}
-        return
     with _streaming_lock:
         if _streaming_users == 0:
-            file_download.http_get = _hashing_http_get
-            _saved_chunk_size[0] = constants.DOWNLOAD_CHUNK_SIZE
-            constants.DOWNLOAD_CHUNK_SIZE = None
+            _saved_disable_xet[0] = constants.HF_HUB_DISABLE_XET
+            constants.HF_HUB_DISABLE_XET = True
+            if _original_http_get is not None:
+                file_download.http_get = _hashing_http_get
+                _saved_chunk_size[0] = constants.DOWNLOAD_CHUNK_SIZE
+                constants.DOWNLOAD_CHUNK_SIZE = None
         _streaming_users += 1
     try:
-        yield _streamed
+        yield _streamed if _original_http_get is not None else {}
     finally:
         with _streaming_lock:
             _streaming_users -= 1
             if _streaming_users == 0:
-                file_download.http_get = _original_http_get
-                constants.DOWNLOAD_CHUNK_SIZE = _saved_chunk_size[0]
+                constants.HF_HUB_DISABLE_XET = _saved_disable_xet[0]
+                if _original_http_get is not None:
+                    file_download.http_get = _original_http_get
+                    constants.DOWNLOAD_CHUNK_SIZE = _saved_chunk_size[0]
                 _streamed.clear()
 
 
