@@ -24,6 +24,7 @@ from huggingface_hub.utils import close_session
 from circuitsweep.checkpoints import hub
 from circuitsweep.checkpoints.local_hub import publish_revision
 from circuitsweep.checkpoints.revisions import Revision, read_manifest
+from circuitsweep.errors import ConfigError
 
 REPO = "toy-org/toy-model"
 BRANCHES = ["step0-tokens0M", "step1-tokens4M", "step2-tokens8M", "step4-tokens16M"]
@@ -705,3 +706,35 @@ def test_a_network_failure_under_hf_hub_offline_does_not_advise_setting_it(monke
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setattr(hub.constants, "is_offline_mode", lambda: False, raising=False)
     assert "set HF_HUB_OFFLINE=1 to use the cache" in str(hub._as_hub_error(error, "listing refs", 1))
+
+
+def test_a_branch_pattern_decides_which_branches_need_a_token_rate(monkeypatch) -> None:
+    """With a branch pattern, a stray tokenless branch the pattern skips (step100 beside OLMo 2's stage1 names) no
+    longer refuses the listing; a pattern without {tokens} and no --tokens-per-step is refused up front, naming
+    the flag, instead of skipping every branch and reporting "no checkpoint branches"."""
+    from types import SimpleNamespace
+
+    names = ["main", "step100", "stage1-step1000-tokens2B", "stage1-step3000-tokens6B"]
+
+    class FakeApi:
+        def __init__(self, **_: object) -> None:
+            self.endpoint = "https://hub.example"
+
+        def list_repo_refs(self, repo_id: str) -> SimpleNamespace:
+            return SimpleNamespace(
+                branches=[SimpleNamespace(name=n, target_commit=f"{i:040d}") for i, n in enumerate(names)]
+            )
+
+    monkeypatch.setattr(hub, "HfApi", FakeApi)
+    listed = hub.list_revisions("org/olmo2", pattern="stage1-step{step}-tokens{tokens}B")
+    assert [(r.name, r.step, r.tokens) for r in listed] == [
+        ("stage1-step1000-tokens2B", 1000, 2 * 10**9),
+        ("stage1-step3000-tokens6B", 3000, 6 * 10**9),
+    ]
+    with pytest.raises(
+        ConfigError,
+        match=r"^org/olmo2: the branch pattern 'iter_\{step\}' has no \{tokens\} field: give --tokens-per-step",
+    ):
+        hub.list_revisions("org/olmo2", pattern="iter_{step}")
+    with pytest.raises(ConfigError, match=r"branches 'step100' have no token count"):
+        hub.list_revisions("org/olmo2")  # without a pattern, names are recognised by their form

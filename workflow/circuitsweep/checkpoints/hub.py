@@ -56,6 +56,7 @@ from huggingface_hub.utils._http import default_client_factory, set_client_facto
 
 from circuitsweep.checkpoints.local_hub import hash_file, repo_folder
 from circuitsweep.checkpoints.revisions import (
+    BranchPattern,
     Manifest,
     Revision,
     lacks_token_count,
@@ -185,7 +186,14 @@ def list_revisions(
         what=f"listing branches of {repo_id}",
     )
     commits = {branch.name: branch.target_commit for branch in refs.branches}
-    if tokens_per_step is None:
+    if tokens_per_step is None and pattern is not None:
+        if "tokens" not in BranchPattern(pattern).regex.groupindex:
+            raise ConfigError(
+                f"{repo_id}: the branch pattern {pattern!r} has no {{tokens}} field: "
+                "give --tokens-per-step (tokens per training step) to compute them"
+            )
+    elif tokens_per_step is None:
+        # without a pattern, checkpoint names are recognised by their form; one without tokens needs the rate
         tokenless = sorted(name for name in commits if lacks_token_count(name) and name not in (aliases or {}))
         if tokenless:
             raise ConfigError(
