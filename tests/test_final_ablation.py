@@ -14,8 +14,8 @@ import circuitsweep as cs
 from circuitsweep import revision_stage
 from circuitsweep.heads import jobs as heads_jobs
 from circuitsweep.heads.ablation import score_targets, synthetic_probe
-from circuitsweep.heads.final_ablation import final_ablation_rows, final_conditions, label, rows_frame, summary
-from circuitsweep.heads.matched import by_layer
+from circuitsweep.heads.final_ablation import final_ablation_rows, final_conditions, rows_frame, summary
+from circuitsweep.heads.matched import by_layer, heads_label
 from circuitsweep.io import contracts as C
 
 
@@ -235,10 +235,12 @@ def test_the_studys_singles_are_the_induction_class_heads_among_the_top_k() -> N
     ranking = cs.spectral_ranking(trajectory_rows(study("olmoe")))
     final = study_classified("olmoe-1b-7b")
     conditions = final_conditions(ranking, final, 50.0, 16, [45, 6], draws=1, seed=123)
-    singles = {k: [label(c.heads) for c in conditions if c.name == "induction_head" and c.k == k] for k in (45, 6)}
+    singles = {
+        k: [heads_label(c.heads) for c in conditions if c.name == "induction_head" and c.k == k] for k in (45, 6)
+    }
     assert sorted(singles[45]) == ["L7H0", "L9H8"]
     assert singles[6] == []  # the top 6 hold no induction-class head
-    screen = [label(c.heads) for c in conditions if c.name == "screen_head"]
+    screen = [heads_label(c.heads) for c in conditions if c.name == "screen_head"]
     assert screen == ["L5H10", "L7H0", "L9H8", "L12H14"]
 
 

@@ -34,7 +34,7 @@ from circuitsweep.config.probes import AblationSettings
 from circuitsweep.errors import DataError
 from circuitsweep.heads.classify import Thresholds, induction_member
 from circuitsweep.heads.logits import LogitTransform
-from circuitsweep.heads.matched import Head, by_layer, draw_note, matched_draws
+from circuitsweep.heads.matched import Head, by_layer, draw_note, heads_label, matched_draws
 from circuitsweep.io import contracts as C
 
 #: Names of the attention output projection across decoder classes (GPT-NeoX ``dense``;
@@ -208,10 +208,6 @@ def circuit_heads(scores: pl.DataFrame, cut: float) -> list[Head]:
     return list(zip(members["layer"].to_list(), members["head"].to_list(), strict=True))
 
 
-def _label(heads: Sequence[Head]) -> str:
-    return ",".join(f"L{layer}H{head}" for layer, head in heads)
-
-
 def ablation_rows(
     model: nn.Module,
     scores: pl.DataFrame,
@@ -248,7 +244,7 @@ def ablation_rows(
             if not empty:
                 with ablated(model, heads):
                     sequences = score_sequences(
-                        model, probe, settings.batch_size, device, f"{condition} {_label(heads)}".rstrip()
+                        model, probe, settings.batch_size, device, f"{condition} {heads_label(heads)}".rstrip()
                     )
                 metrics = mean_scores(sequences)
             rows.append(
@@ -256,7 +252,7 @@ def ablation_rows(
                     "probe": probe.name,
                     "condition": condition,
                     "draw": draw,
-                    "heads": _label(heads),
+                    "heads": heads_label(heads),
                     "n_ablated": len(heads),
                     "circuit_size": len(circuit),
                     "n_sequences": len(probe.tokens),

@@ -41,7 +41,7 @@ import polars as pl
 
 from circuitsweep.errors import CacheError, DataError
 from circuitsweep.heads.classify import induction_member
-from circuitsweep.heads.matched import Head, by_layer, draw_note, matched_draws
+from circuitsweep.heads.matched import Head, by_layer, draw_note, heads_label, matched_draws
 from circuitsweep.heads.spectral import ELBOW, TopK, elbow_k, final_revision, resolve_top_k, unranked_note
 from circuitsweep.io import contracts as C
 from circuitsweep.io.tables import read_table, write_csv, write_markdown, write_table
@@ -145,10 +145,6 @@ def final_conditions(
     return conditions
 
 
-def label(heads: Sequence[Head]) -> str:
-    return ",".join(f"L{layer}H{head}" for layer, head in heads)
-
-
 def final_ablation_rows(
     model: Any, conditions: Sequence[Condition], probes: Sequence[Any], batch_size: int, device: Any
 ) -> list[dict[str, Any]]:
@@ -164,7 +160,7 @@ def final_ablation_rows(
             if condition.heads or condition.name == "none":
                 with ablated(model, condition.heads):
                     sequences = score_sequences(
-                        model, probe, batch_size, device, f"{condition.name} {label(condition.heads)}".rstrip()
+                        model, probe, batch_size, device, f"{condition.name} {heads_label(condition.heads)}".rstrip()
                     )
                 metrics = mean_scores(sequences)
             elif note is None:
@@ -175,7 +171,7 @@ def final_ablation_rows(
                     "condition": condition.name,
                     "k": condition.k,
                     "draw": condition.draw,
-                    "heads": label(condition.heads),
+                    "heads": heads_label(condition.heads),
                     "n_ablated": len(condition.heads),
                     "n_requested": condition.n_requested,
                     "shortfall": condition.shortfall,

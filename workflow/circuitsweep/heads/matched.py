@@ -19,6 +19,11 @@ Head = tuple[int, int]
 Groups = Sequence[tuple[int, Sequence[int]]]
 
 
+def heads_label(heads: Sequence[Head]) -> str:
+    """``L1H0,L1H3``: heads as the ablation tables and messages name them."""
+    return ",".join(f"L{layer}H{head}" for layer, head in heads)
+
+
 def by_layer(heads: Sequence[Head]) -> list[tuple[int, list[int]]]:
     """Heads grouped by layer, layers in order of first appearance, heads in their given order."""
     groups: dict[int, list[int]] = {}
