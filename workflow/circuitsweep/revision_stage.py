@@ -28,7 +28,7 @@ import polars as pl
 from circuitsweep.errors import ConfigError
 from circuitsweep.heads import jobs as heads_jobs
 from circuitsweep.heads.stage import ExtraMeasurements, RevisionJob
-from circuitsweep.io.cache_check import damage, misplaced
+from circuitsweep.io.cache_check import cache_problem
 from circuitsweep.io.progress import revision_line
 from circuitsweep.plan.costs import Pending
 from circuitsweep.plan.sweep import Plan
@@ -121,10 +121,7 @@ def damaged_caches(plan: Plan) -> list[tuple[str, str, Path, str]]:
     for model, revisions in plan.revisions.items():
         for revision in revisions:
             for path in revision_cache_files(plan, model, revision.name):
-                why = damage(path)
-                if why is None and path.is_file():
-                    why = misplaced(path, model, revision.name)
-                if why is not None:
+                if (why := cache_problem(path, model, revision.name)) is not None:
                     found.append((model, revision.name, path, why))
     return found
 

@@ -104,53 +104,50 @@ def safetensors_metadata(path: Path | str) -> dict[str, Any]:
     return metadata
 
 
+def _header(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """``(metadata, None)`` for a readable cache file, ``(None, why)`` for one that cannot be read at all, and
+    ``(None, None)`` for a missing file or another kind. Reads a safetensors header or a Parquet footer only."""
+    if not path.is_file():
+        return None, None
+    if path.suffix == ".safetensors":
+        try:
+            return safetensors_metadata(path), None
+        except FileNotFoundError:
+            return None, None
+        except CacheError as error:
+            cause = error.__cause__
+            return None, str(cause) if cause is not None else "its metadata is not a mapping"
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            raw = (pq.read_schema(path).metadata or {}).get(C.META_KEY.encode())
+        except (OSError, ValueError) as error:
+            return None, str(error).splitlines()[0] if str(error) else type(error).__name__
+        try:
+            metadata = json.loads(raw) if raw else {}
+        except ValueError:
+            metadata = {}
+        return metadata if isinstance(metadata, dict) else {}, None
+    return None, None
+
+
 def damage(path: Path | str) -> str | None:
     """Why the cache file at ``path`` cannot be read at all (truncated, overwritten, not a cache), or None.
 
     None also for a missing file. Reads a safetensors header or a Parquet footer, not the data; whether a
     readable cache is current is :func:`records_settings`' question.
     """
-    path = Path(path)
-    if not path.is_file():
-        return None
-    if path.suffix == ".safetensors":
-        try:
-            safetensors_metadata(path)
-        except FileNotFoundError:
-            return None
-        except CacheError as error:
-            cause = error.__cause__
-            return str(cause) if cause is not None else "its metadata is not a mapping"
-        return None
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            pq.read_metadata(path)
-        except (OSError, ValueError) as error:
-            return str(error).splitlines()[0] if str(error) else type(error).__name__
-    return None
+    return _header(Path(path))[1]
 
 
-def misplaced(path: Path | str, model: str, revision: str) -> str | None:
-    """Why the readable cache at ``path`` is not revision ``revision`` of ``model`` (a file copied or moved
-    from another revision's folder), or None: its recorded ``model`` and ``revision`` (where it records them)
-    must be these. Reads the header or footer only; call it on files :func:`damage` passed."""
-    path = Path(path)
-    try:
-        if path.suffix == ".safetensors":
-            metadata: Any = safetensors_metadata(path)
-        elif path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            raw = (pq.read_schema(path).metadata or {}).get(C.META_KEY.encode())
-            metadata = json.loads(raw) if raw else {}
-        else:
-            return None
-    except (OSError, ValueError, CacheError):
-        return None
-    if not isinstance(metadata, dict):
-        return None
+def cache_problem(path: Path | str, model: str, revision: str) -> str | None:
+    """Why the cache file at ``path`` is no measurement of revision ``revision`` of ``model``, or None: it cannot
+    be read at all (:func:`damage`), or it records another model or revision (a file copied or moved from
+    another revision's folder). Reads its header or footer once."""
+    metadata, why = _header(Path(path))
+    if why is not None or not metadata:
+        return why
     found = {key: metadata[key] for key in ("model", "revision") if key in metadata}
     wanted = {"model": model, "revision": revision}
     if all(found[key] == wanted[key] for key in found):
