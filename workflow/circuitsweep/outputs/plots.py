@@ -334,7 +334,7 @@ def unreached_milestones(row: Mapping[str, Any]) -> dict[str, list[str]]:
     return notes
 
 
-def _unreached_notes(axes: dict[str, plt.Axes], table: pl.DataFrame, colours: dict[str, str], named: bool) -> None:
+def _unreached_notes(axes: dict[str, plt.Axes], table: pl.DataFrame, colours: dict[str, tuple], named: bool) -> None:
     """Write :func:`unreached_milestones` of each model of ``table`` in the top left of its panel (in the model's
     colour, prefixed by its name when ``named``), so a milestone without a mark is still on the figure."""
     lines: dict[str, list[tuple[str, str]]] = {panel: [] for panel in axes}
@@ -389,9 +389,8 @@ def emergence_figure(
     figure, grid = plt.subplots(
         len(layout), 2, figsize=(11, 1.0 + 3.1 * len(layout)), squeeze=False, layout="constrained"
     )
-    colours: dict[str, str] = {}
     handles: list[Line2D] = []
-    palette = _model_colours(sorted(curves["model"].unique().to_list()))
+    colours = _model_colours(curves["model"].unique().to_list())
     table = milestones if milestones is not None else pl.DataFrame({"model": []}, schema={"model": pl.String})
     drawn = (
         curve_brackets(curves, table)
@@ -417,8 +416,7 @@ def emergence_figure(
         rows = curves.filter(pl.col("model").is_in(models)).sort("tokens")
         for model in models:
             curve = rows.filter(pl.col("model") == model)
-            colour = palette[model]
-            colours[model] = colour
+            colour = colours[model]
             (line,) = bos.plot(curve["tokens"], curve["bos_fraction"], marker="o", markersize=3.5, label=model,
                                color=colour)  # fmt: skip
             induction.plot(curve["tokens"], curve["induction_selective_heads"], marker="o", markersize=3.5,
