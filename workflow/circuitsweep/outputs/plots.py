@@ -155,7 +155,7 @@ def _marked(row: Mapping[str, Any], column: str) -> bool:
     return column != "first_late_bos_head_tokens" or late_bos_apart(row)
 
 
-def _mark_style(mark: MilestoneMark, colour: str) -> dict:
+def _mark_style(mark: MilestoneMark, colour: str | tuple) -> dict:
     if mark.hollow:
         return {"markerfacecolor": "none", "markeredgecolor": colour, "markeredgewidth": 2.2}
     return {"markerfacecolor": colour, "markeredgecolor": "black", "markeredgewidth": 1.0}
