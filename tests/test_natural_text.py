@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from transformers import PretrainedConfig
 
 from circuitsweep.config.probes import NaturalTextSettings
 from circuitsweep.errors import CacheError, ConfigError, DataError
@@ -159,6 +160,11 @@ def test_a_batch_shared_across_tokenizers_is_read_as_built(tmp_path, tokenizer):
         read_natural_batch(path, other, "b" * 64, "reader")
 
 
+def vocab(size: int) -> PretrainedConfig:
+    """A model config of ``size`` token ids (what revision_natural_batch checks the batch against)."""
+    return PretrainedConfig(vocab_size=size)
+
+
 def test_every_reader_of_a_shared_batch_takes_it_from_its_builder(tmp_path, tokenizer):
     """The study's one batch shared across tokenizers (config/paper.yaml): a revision of another model, whose
     tokenizer files differ, reads it through revision_natural_batch, which both the measurement and the
@@ -174,14 +180,14 @@ def test_every_reader_of_a_shared_batch_takes_it_from_its_builder(tmp_path, toke
     reader = tmp_path / "reader-snapshot"
     reader.mkdir()
     (reader / "tokenizer.json").write_text('{"another": "tokenizer"}')
-    read = revision_natural_batch(path, shared, reader, "reader", "step1", tokenizer.vocab_size)
+    read = revision_natural_batch(path, shared, reader, "reader", "step1", vocab(tokenizer.vocab_size))
     assert torch.equal(read.tokens, batch.tokens)
     with pytest.raises(CacheError, match="tokenizer files differ"):
-        revision_natural_batch(path, shared, reader, "builder", "main", tokenizer.vocab_size)
+        revision_natural_batch(path, shared, reader, "builder", "main", vocab(tokenizer.vocab_size))
     with pytest.raises(DataError, match=r"^reader step1: the natural batch .* beyond this model's vocabulary of 50$"):
-        revision_natural_batch(path, shared, reader, "reader", "step1", 50)
+        revision_natural_batch(path, shared, reader, "reader", "step1", vocab(50))
     with pytest.raises(DataError, match="no natural batch was given"):
-        revision_natural_batch(None, shared, reader, "reader", "step1", None)
+        revision_natural_batch(None, shared, reader, "reader", "step1", vocab(50))
 
 
 def test_too_small_a_corpus_names_how_many_examples_it_found(tmp_path, tokenizer):

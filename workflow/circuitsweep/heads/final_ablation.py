@@ -268,9 +268,8 @@ def run_final_ablation(
     if job.probes.natural_text is not None:
         from circuitsweep.heads.natural_text import revision_natural_batch
 
-        vocab = getattr(model.config.get_text_config(), "vocab_size", None)
         batch = revision_natural_batch(
-            natural_batch, job.probes.natural_text, snapshot.path, job.model, job.revision, vocab
+            natural_batch, job.probes.natural_text, snapshot.path, job.model, job.revision, model.config
         )
         probes.append(AblationProbe("natural", batch.tokens, batch.query, batch.next_tokens()))
     if ablation.n_sequences is not None:

@@ -348,18 +348,20 @@ def read_natural_batch(path: Path, settings: NaturalTextSettings, fingerprint: s
 
 
 def revision_natural_batch(
-    path: Path | None, settings: NaturalTextSettings, snapshot: Path, model: str, revision: str, vocab_size: int | None
+    path: Path | None, settings: NaturalTextSettings, snapshot: Path, model: str, revision: str, model_config: Any
 ) -> NaturalBatch:
     """The natural batch that revision ``revision`` of ``model`` reads, checked before any forward pass.
 
     :func:`read_natural_batch` against the settings and this snapshot's tokenizer (or, for a batch
-    shared across tokenizers, its builder), then every token id against the model's ``vocab_size``.
+    shared across tokenizers, its builder), then every token id against the ``vocab_size`` of the loaded
+    model's (text) config, ``model_config``.
     The measurement and the final-revision ablation both read their batch through here, so a shared
     batch is accepted (or refused) by both alike.
     """
     if path is None:
         raise DataError(f"{model} {revision}: probes.natural_text is set but no natural batch was given")
     batch = read_natural_batch(path, settings, tokenizer_fingerprint(snapshot), model)
+    vocab_size = getattr(model_config.get_text_config(), "vocab_size", None)
     if vocab_size is not None and int(batch.tokens.max()) >= vocab_size:
         raise DataError(
             f"{model} {revision}: the natural batch {settings.tokenizer!r} holds token id "

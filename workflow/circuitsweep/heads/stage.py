@@ -303,8 +303,7 @@ def _natural_measurement(model: Any, job: RevisionJob, snapshot: Path, extra: Ex
     if extra.natural_scores is None:
         raise DataError(f"{job.model} {job.revision}: probes.natural_text is set but no natural scores path was given")
     settings = job.probes.natural_text
-    vocab = getattr(model.config, "vocab_size", None)
-    batch = revision_natural_batch(extra.natural_batch, settings, snapshot, job.model, job.revision, vocab)
+    batch = revision_natural_batch(extra.natural_batch, settings, snapshot, job.model, job.revision, model.config)
     stats = natural_statistics(model, batch, job.probes.batch_size, device)
     return batch, stats, {"batch": settings.tokenizer, **settings.batch_dict()}
 
