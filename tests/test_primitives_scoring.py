@@ -436,3 +436,26 @@ def test_scaling_and_agreement_tables_span_models(stimuli, tmp_path):
     primitive_tables(folders, tmp_path / "tables")
     for name in K.FINAL_FILES:
         assert (tmp_path / "tables" / name).is_file(), name
+
+
+def test_each_scoring_draw_has_its_own_stream():
+    """The permutation null, the two composition nulls, the fold deals and the lexicon bootstrap read distinct
+    streams of one seed: none replays another's draws (the gap null once shared the abstract folds' stream)."""
+    from circuitsweep.primitives import streams
+
+    keys = [value for name, value in vars(streams).items() if name.isupper()]
+    assert len(keys) == len(set(keys)) == 6
+    first_draws = {streams.stream(11, key).integers(2**63) for key in keys}
+    assert len(first_draws) == len(keys)
+
+
+def test_fold_and_bootstrap_streams_keep_their_original_draws():
+    """The folds and the lexicon bootstrap draw as they did before streams were named (children 0-2 of the
+    seed), so the gaps and lexicon intervals documented for MiniLM do not move."""
+    from circuitsweep.primitives import streams
+
+    children = np.random.SeedSequence(5).spawn(3)
+    for key, child in zip(
+        (streams.FOLDS_PHENOMENOLOGICAL, streams.FOLDS_ABSTRACT, streams.LEXICON_BOOTSTRAP), children, strict=True
+    ):
+        assert streams.stream(5, key).integers(2**63) == np.random.default_rng(child).integers(2**63)

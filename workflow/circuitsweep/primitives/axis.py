@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from circuitsweep.config.stimuli import Stimuli
+from circuitsweep.primitives.streams import FOLDS_ABSTRACT, FOLDS_PHENOMENOLOGICAL, stream
 
 
 def fold_assignment(n_words: int, n_folds: int, rng: np.random.Generator) -> np.ndarray:
@@ -142,7 +143,7 @@ def fit_axes(
     smallest = min(len(distinct_p), len(distinct_a))
     if smallest < n_folds:
         raise ValueError(f"{n_folds} folds need at least {n_folds} words per lexicon, got {smallest}")
-    rng_p, rng_a = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    rng_p, rng_a = stream(seed, FOLDS_PHENOMENOLOGICAL), stream(seed, FOLDS_ABSTRACT)
     fold_p = fold_assignment(len(distinct_p), n_folds, rng_p)[row_p]
     fold_a = fold_assignment(len(distinct_a), n_folds, rng_a)[row_a]
     phenomenological = np.asarray(phenomenological, dtype=np.float64)

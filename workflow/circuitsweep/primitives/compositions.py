@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from circuitsweep.config.stimuli import Stimuli
+from circuitsweep.primitives.streams import COMPOSITIONS_OPERATOR_SHUFFLED, COMPOSITIONS_SEED_SHUFFLED, stream
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def _within_group_permutations(groups: np.ndarray, n_perm: int, rng: np.random.G
 def composition_nulls(rank_matrix: np.ndarray, stimuli: Stimuli, *, n_perm: int, seed: int) -> CompositionNull:
     """Hits@1 nulls from ``rank_matrix [C, C, R]`` with targets shuffled within seed and within operator."""
     observed = (np.diagonal(rank_matrix, axis1=0, axis2=1).T <= 1).sum(0)  # [R]
-    rng_op, rng_seed = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    rng_op, rng_seed = stream(seed, COMPOSITIONS_OPERATOR_SHUFFLED), stream(seed, COMPOSITIONS_SEED_SHUFFLED)
     queries = np.arange(rank_matrix.shape[0])
     out = []
     for groups, rng in (

@@ -39,6 +39,7 @@ from statistics import NormalDist
 import numpy as np
 
 from circuitsweep.errors import DataError
+from circuitsweep.primitives.streams import GAP_PERMUTATIONS, stream
 
 _TIE = 1e-12
 
@@ -168,7 +169,7 @@ def gap_with_uncertainty(
     t_obs = studentise(gap, se)
     half = t_quantile(0.5 + level / 2, df) * se
 
-    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1])
+    rng = stream(seed, GAP_PERMUTATIONS)
     labels = rng.permuted(np.tile(in_a, (n_perm, 1)), axis=1).astype(np.float64)  # [n_perm, N]
     null_gap, null_se, _ = statistics(labels)
     null = np.abs(studentise(null_gap, null_se))  # [R, n_perm]

@@ -30,6 +30,7 @@ from circuitsweep.primitives.axis import (
     remove_direction,
     resample_words,
 )
+from circuitsweep.primitives.streams import LEXICON_BOOTSTRAP, stream
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def lexicon_bootstrap_gaps(
     if n_boot < 2:
         raise ValueError(f"a lexicon bootstrap needs at least 2 resamples, got {n_boot}")
     in_a = np.asarray(in_a, dtype=bool)
-    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
+    rng = stream(seed, LEXICON_BOOTSTRAP)
     gaps: dict[str, list[np.ndarray]] = {}
     for _ in range(n_boot):
         drawn = lexicon.resample(n_folds, rng)
