@@ -32,6 +32,7 @@ from torch.nn import functional as F
 
 from circuitsweep.config.probes import AblationSettings
 from circuitsweep.errors import DataError
+from circuitsweep.heads.ablation_stats import SEQUENCE_SCHEMA
 from circuitsweep.heads.classify import Thresholds, induction_member
 from circuitsweep.heads.logits import LogitTransform
 from circuitsweep.heads.matched import Head, by_layer, draw_note, heads_label, matched_draws
@@ -176,14 +177,6 @@ def sequence_columns(sequences: dict[str, np.ndarray] | None) -> dict[str, list 
 def score_targets(model: nn.Module, probe: AblationProbe, batch_size: int, device: torch.device) -> dict[str, float]:
     """Loss (nats), top-1, top-5 accuracy and mean logit of each query's target token, averaged over sequences."""
     return mean_scores(score_sequences(model, probe, batch_size, device))
-
-
-#: Arrow types of the per-sequence columns.
-SEQUENCE_SCHEMA: dict[str, Any] = {
-    "seq_loss": pl.List(pl.Float64),
-    "seq_top1": pl.List(pl.Boolean),
-    "seq_top5": pl.List(pl.Boolean),
-}
 
 
 def circuit_cut(thresholds: Thresholds) -> float:

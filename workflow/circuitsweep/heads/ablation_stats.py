@@ -29,9 +29,17 @@ from math import comb
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from circuitsweep.errors import DataError
 from circuitsweep.io import contracts as C
+
+#: Arrow types of the per-sequence columns (``ABLATION_SEQUENCE_COLUMNS``) in both ablations' rows files.
+SEQUENCE_SCHEMA: dict[str, Any] = {
+    "seq_loss": pl.List(pl.Float64),
+    "seq_top1": pl.List(pl.Boolean),
+    "seq_top5": pl.List(pl.Boolean),
+}
 
 #: Resamples of the paired bootstrap and sign flips of the permutation test.
 RESAMPLES = 2000

@@ -40,6 +40,7 @@ from typing import Any
 import polars as pl
 
 from circuitsweep.errors import CacheError, DataError
+from circuitsweep.heads.ablation_stats import SEQUENCE_SCHEMA
 from circuitsweep.heads.classify import induction_member
 from circuitsweep.heads.matched import Head, by_layer, draw_note, heads_label, matched_draws
 from circuitsweep.heads.spectral import ELBOW, TopK, elbow_k, final_revision, resolve_top_k, unranked_note
@@ -203,9 +204,7 @@ _SCHEMA: dict[str, Any] = {
     "top5": pl.Float64,
     "mean_logit": pl.Float64,
     "note": pl.String,
-    "seq_loss": pl.List(pl.Float64),
-    "seq_top1": pl.List(pl.Boolean),
-    "seq_top5": pl.List(pl.Boolean),
+    **SEQUENCE_SCHEMA,
 }
 
 

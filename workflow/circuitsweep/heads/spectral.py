@@ -33,19 +33,10 @@ from circuitsweep.io.tables import read_table, write_csv, write_table
 #: Revisions with tokens > 0 the integral needs (a trapezoid needs two ends).
 MIN_RANKED_REVISIONS = 2
 
-#: The columns :func:`spectral_ranking` returns, in order.
-RANKING_COLUMNS: tuple[str, ...] = (
-    "layer",
-    "head",
-    "integral",
-    "final_pr",
-    "max_pr",
-    "min_pr",
-    "spread",
-    "rank",
-    "n_revisions",
-    "n_left_out",
-)
+#: The columns :func:`spectral_ranking` returns, in order: the contract's per-head columns from layer to n_left_out.
+RANKING_COLUMNS: tuple[str, ...] = C.SPECTRAL_COLUMNS[
+    C.SPECTRAL_COLUMNS.index("layer") : C.SPECTRAL_COLUMNS.index("n_left_out") + 1
+]
 
 
 def spectral_ranking(frame: pl.DataFrame) -> pl.DataFrame:
