@@ -296,7 +296,7 @@ def test_outputs_page_describes_every_declared_output(tmp_path):
     root = "results/toy/"
     declared = {line.split("\t")[0][len(root) :] for line in result.stdout.splitlines() if line.startswith(root)}
     paths = Paths(Path("R"))
-    names = {"model": "<model>", "revision": "<revision>", "batch": "<batch>", "name": "<name>"}
+    names = {"model": "<model>", "revision": "<revision>", "batch": "<batch>", "name": "<name>", "block": "<block>"}
     for method in [m for m in dir(paths) if not m.startswith("_") and callable(getattr(paths, m))]:
         function = getattr(paths, method)
         arguments = [a for a in function.__code__.co_varnames[1 : function.__code__.co_argcount] if a != "suffix"]

@@ -611,7 +611,7 @@ def fetch_waits_for(wildcards):
 
 
 def block_marker(block):
-    return PATHS.root / "blocks" / f"{block}.json"
+    return PATHS.block_record(block)
 
 
 def block_inputs(wildcards):

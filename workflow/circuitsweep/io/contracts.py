@@ -627,6 +627,10 @@ class Paths:
         """Per group of models (``group:``) and milestone, the spread of its tokens (``GROUP_MILESTONE_COLUMNS``)."""
         return self.root / "tables" / f"group_milestones.{suffix}"
 
+    def block_record(self, block: str) -> Path:
+        """A cluster job block's record of the caches it made (``plan.scheduling.blocks``; cluster executors only)."""
+        return self.root / "blocks" / f"{block}.json"
+
     def refine_rounds(self) -> Path:
         """The revisions each refinement round added (``circuitsweep.milestones.refine``); the plan sweeps them too."""
         return self.root / "refine" / "rounds.json"
