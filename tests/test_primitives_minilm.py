@@ -87,3 +87,63 @@ def test_word_class_controls_shrink_the_minilm_gap(measured):
     gap = dict(zip(summary["score_kind"], summary["gap"], strict=True))
     assert gap[K.REPRESENTATIONAL] < -0.15
     assert abs(gap[K.REPRESENTATIONAL_CONTROLLED]) < abs(gap[K.REPRESENTATIONAL]) / 2
+
+
+def test_documented_minilm_figures_match_the_code():
+    """docs/primitives.md quotes MiniLM's gaps, p-values, lexicon spread and composition hits from full
+    stimuli at the default scoring settings (what config/minilm.yaml runs); a change that moves any of
+    them fails here instead of leaving the page stale."""
+    import re
+    from pathlib import Path
+
+    import polars as pl
+    from transformers import AutoModel, AutoTokenizer
+
+    with one_torch_thread():
+        path = minilm.get_model_path()
+        model = AutoModel.from_pretrained(path).eval()
+        encoder = TokenizerEncoder(AutoTokenizer.from_pretrained(path))
+        stimuli = load_stimuli()
+        cached = measure_primitives(model, encoder, stimuli, batch_size=32)
+    tables = score_primitives(cached, stimuli, RevisionIdentity("all-MiniLM-L6-v2", "main", None), ScoringSettings())
+    page = " ".join((Path(__file__).resolve().parents[1] / "docs" / "primitives.md").read_text().split())
+
+    def gap(kind: str, layer: str = K.SUMMARY) -> dict:
+        rows = tables.gaps.filter((pl.col("score_kind") == kind) & (pl.col("layer") == layer))
+        return rows.row(0, named=True)
+
+    summary = gap(K.REPRESENTATIONAL)
+    quoted = [
+        f"representational summary gap {summary['gap']:.3f} [{summary['ci_low']:.3f}, {summary['ci_high']:.3f}], "
+        f"p {summary['p_value']:.3f}",
+        f"summary `lexicon_sd` {summary['lexicon_sd']:.3f}",
+        f"total interval [{summary['ci_total_low']:.3f}, {summary['ci_total_high']:.3f}]",
+    ]
+    for kind, words in (
+        (K.REPRESENTATIONAL_SENSORY, "sensory axis"),
+        (K.REPRESENTATIONAL_AFFECTIVE, "affective axis"),
+        (K.REPRESENTATIONAL_NO_AFFECT, "affect direction removed"),
+        (K.REPRESENTATIONAL_CONTROLLED, "against word-class controls"),
+    ):
+        row = gap(kind)
+        quoted.append(f"{words} {row['gap']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]")
+    controlled = gap(K.REPRESENTATIONAL_CONTROLLED)
+    quoted.append(f"p {controlled['p_value']:.2f}. So the negative gap")
+    quoted.append(f"(controlled: SD {controlled['lexicon_sd']:.3f}, [{controlled['ci_total_low']:.3f}, "
+                  f"{controlled['ci_total_high']:.3f}])")  # fmt: skip
+    layers = tables.gaps.filter((pl.col("score_kind") == K.REPRESENTATIONAL) & (pl.col("layer") != K.SUMMARY))
+    surviving = layers.filter(pl.col("p_adjusted") < 0.05)
+    assert surviving["layer"].to_list() == ["6"], surviving
+    quoted.append(f"layer 6 alone survives max-|T| adjustment, p_adj {surviving['p_adjusted'][0]:.3f}")
+    c = tables.compositions.filter((pl.col("layer") == K.SUMMARY) & (pl.col("score_kind") == K.REPRESENTATIONAL))
+    c = c.row(0, named=True)
+    quoted.append(
+        f"MiniLM, summary: {c['hits_at_1']} of {c['n_compositions']} hits (seed alone {c['baseline_hits_at_1']}, "
+        f"operator alone {c['operator_hits_at_1']}; operator-shuffled null {c['null_operator_hits_at_1']:.1f}, "
+        f"p {c['p_operator_shuffled']:.4f}; seed-shuffled null {c['null_seed_hits_at_1']:.1f}, "
+        f"p {c['p_seed_shuffled']:.4f}), {c['hits_at_1_without_near_synonyms']} of "
+        f"{c['n_compositions'] - c['n_near_synonym']} without near synonyms"
+    )
+    missing = [text for text in quoted if text not in page]
+    assert not missing, f"docs/primitives.md no longer says: {missing}"
+    assert re.search(r"item SE of about 0\.1\d", page)
