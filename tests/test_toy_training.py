@@ -146,3 +146,13 @@ def test_spec_from_dict_round_trip_and_rejects_unknown_keys():
         ToySpec.from_dict({**spec.to_dict(), "learning_rate": 1e-3})
     with pytest.raises(ValueError, match="schedule"):
         micro(schedule=(5, 10))
+
+
+def test_olmoe_spec_refuses_more_experts_per_token_than_experts():
+    """An OLMoE toy routing each token to more experts than it has would stop its training job with torch's
+    'selected index k out of range'; the spec refuses it when the config is read, naming both keys."""
+    with pytest.raises(ValueError, match="experts_per_token 2 must be at least 1 and at most num_experts 1"):
+        ToySpec.default("OlmoeForCausalLM", num_experts=1)
+    with pytest.raises(ValueError, match="experts_per_token 0"):
+        ToySpec.default("OlmoeForCausalLM", experts_per_token=0)
+    assert ToySpec.default("OlmoeForCausalLM", num_experts=2, experts_per_token=2).num_experts == 2

@@ -93,6 +93,11 @@ class ToySpec:
                 f"span_min {self.span_min} leaves no room for a copy: a span and its copy after the first token"
                 f" need 1 + 2 x span_min <= seq_len {self.seq_len}"
             )
+        if self.architecture == "OlmoeForCausalLM" and not 1 <= self.experts_per_token <= self.num_experts:
+            raise ValueError(
+                f"experts_per_token {self.experts_per_token} must be at least 1 and at most num_experts"
+                f" {self.num_experts}: each token is routed to that many of the experts"
+            )
         if self.chain_spans and not 3 <= self.chain_min <= self.chain_max < self.seq_len:
             raise ValueError(
                 f"chain lengths {self.chain_min}..{self.chain_max} must satisfy 3 <= chain_min <= chain_max < seq_len"
