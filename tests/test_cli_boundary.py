@@ -311,7 +311,8 @@ def tables(tmp_path_factory) -> Path:
     return folder
 
 
-FINAL = '{"job": {}, "spectral_top_k": [6], "thresholds": {}}'
+CLASS_THRESHOLDS = '{"class_selectivity": 30, "induction_circuit": 50, "previous_circuit": 100, "sink_alpha": 0.3}'
+FINAL = f'{{"job": {{}}, "spectral_top_k": [6], "thresholds": {CLASS_THRESHOLDS}}}'
 #: case -> (command line, run in a folder of real tables, and a word its one error line must hold)
 MISUSES: dict[str, tuple[str, str]] = {
     "group-milestones-missing": (

@@ -22,6 +22,8 @@ WORKFLOW = Path(__file__).resolve().parents[1] / "workflow"
 NOWHERE = "http://127.0.0.1:9"
 TABLE_OUT = "--heads-out o --emergence o --emergence-csv o --milestones o --milestones-parquet o --milestones-md o"
 CLASSIFY = "classify-heads --model m --thresholds {} --heads h --revisions r --scores"
+#: The study's classification thresholds, so that the error line is about the other argument.
+THRESHOLDS = """'{"class_selectivity": 30, "induction_circuit": 50, "previous_circuit": 100, "sink_alpha": 0.3}'"""
 
 #: case -> (command line, a word the error line must name)
 MISUSES: dict[str, tuple[str, str]] = {
@@ -49,7 +51,7 @@ MISUSES: dict[str, tuple[str, str]] = {
         "missing",
     ),
     "classify-heads-no-thresholds": (f"{CLASSIFY} file.txt", "thresholds"),
-    "classify-heads-missing": (f"{CLASSIFY} missing", "missing"),
+    "classify-heads-missing": (f"{CLASSIFY.replace('{}', THRESHOLDS)} missing", "missing"),
     "check-config-missing": ("check-config missing.yaml", "missing.yaml"),
     "prefetch-missing": ("prefetch missing.yaml", "missing.yaml"),
     "fetch-snapshot-empty-settings": ("fetch-snapshot --settings {} --output snap", "--settings"),

@@ -138,15 +138,7 @@ class InputFile(Argument):
     def __call__(self, text: str) -> str:
         if self.blank and text == "":
             return text
-        found = _stat(text)
-        if found is None:
-            raise argparse.ArgumentTypeError(f"{text} does not exist")
-        if stat.S_ISDIR(found.st_mode):
-            raise argparse.ArgumentTypeError(f"{text} is a folder, not a {self.what}")
-        if not stat.S_ISREG(found.st_mode):
-            raise argparse.ArgumentTypeError(f"{text} is not a regular file (a pipe or a device?), not a {self.what}")
-        if not os.access(text, os.R_OK):
-            raise argparse.ArgumentTypeError(f"{text} cannot be read (permissions)")
+        self.readable(text)
         if self.suffix is not None and not text.endswith(self.suffix):
             kind = {".parquet": "Parquet", ".csv": "CSV"}.get(self.suffix, self.suffix)
             raise argparse.ArgumentTypeError(
@@ -157,6 +149,18 @@ class InputFile(Argument):
             if missing:
                 raise argparse.ArgumentTypeError(f"{text} is not a {self.what}: it has no column {', '.join(missing)}")
         return text
+
+    def readable(self, text: str) -> None:
+        """Refuse ``text`` unless it is an existing regular file this process may read."""
+        found = _stat(text)
+        if found is None:
+            raise argparse.ArgumentTypeError(f"{text} does not exist")
+        if stat.S_ISDIR(found.st_mode):
+            raise argparse.ArgumentTypeError(f"{text} is a folder, not a {self.what}")
+        if not stat.S_ISREG(found.st_mode):
+            raise argparse.ArgumentTypeError(f"{text} is not a regular file (a pipe or a device?), not a {self.what}")
+        if not os.access(text, os.R_OK):
+            raise argparse.ArgumentTypeError(f"{text} cannot be read (permissions)")
 
 
 class CsvTable(InputFile):
@@ -170,6 +174,46 @@ class CsvTable(InputFile):
         if not text.endswith(".csv"):
             raise argparse.ArgumentTypeError(f"{text} is not a CSV table (.csv)")
         _table_columns(text, self.what)
+        return text
+
+
+class RevisionScores(InputFile):
+    """One revision's head scores of ``measure-revision`` (``cache/<model>/<revision>/heads.parquet``).
+
+    A file of another kind (its statistics shard, the run's heads table, its natural-text scores) is refused
+    naming it, from its suffix, columns and metadata (one revision's scores name their model and revision in
+    it). A ``.parquet`` file whose schema cannot be read passes: it is a damaged cache, which the command names
+    (delete it and rerun)."""
+
+    #: Columns of a revision's head scores that no other per-revision table has all of (natural-text scores
+    #: have no ``sink_alpha``; ablation rows no ``layer``).
+    REQUIRED = ("layer", "head", "sel_induction", "sink_alpha")
+
+    def __init__(self) -> None:
+        super().__init__("per-revision score table", self.REQUIRED, suffix=".parquet")
+
+    def __call__(self, text: str) -> str:
+        self.readable(text)
+        not_this = f"{text} is not a {self.what} (measure-revision's <model>/<revision>/heads.parquet"
+        if not text.endswith(".parquet"):
+            raise argparse.ArgumentTypeError(f"{not_this}; this is a {Path(text).suffix or 'suffix-less'} file)")
+        try:
+            import pyarrow.parquet as pq
+
+            from circuitsweep.io.contracts import META_KEY
+
+            schema = pq.read_schema(text)
+            metadata = json.loads((schema.metadata or {}).get(META_KEY.encode(), b"{}"))
+        except Exception:  # a damaged score file: the command says so, and how to measure it again
+            return text
+        missing = [column for column in self.REQUIRED if column not in schema.names]
+        if missing:
+            raise argparse.ArgumentTypeError(f"{not_this}; it has no column {', '.join(missing)})")
+        if not isinstance(metadata, dict) or not all(isinstance(metadata.get(k), str) for k in ("model", "revision")):
+            raise argparse.ArgumentTypeError(
+                f"{not_this}; its metadata names no model and revision: a table of many revisions, such as the"
+                " run's tables/heads.parquet?)"
+            )
         return text
 
 
@@ -258,16 +302,21 @@ class Json(Argument):
     """A JSON argument, or ``@PATH``: the JSON text of that file, read bounded (a regular file of at most
     :data:`SETTINGS_FILE_LIMIT` bytes: a pipe or a device is refused, never waited on).
 
-    ``shape``: the JSON type it must be (``dict`` or ``list``); ``keys``: keys an object must hold. A
+    ``shape``: the JSON type it must be (``dict`` or ``list``); ``keys``: keys an object must hold;
+    ``check``: what else the value must be (a function raising ``ValueError`` with the reason, e.g. the
+    config schema's check of the thresholds it holds: :func:`_check_thresholds`). A
     workflow settings file (``settings/<name>-<digest>.json``) must still hold what was written: its
     content is checked against the digest in its name (``io.settings_files``).
     """
 
     kind = "JSON"
 
-    def __init__(self, shape: type | None = None, keys: Sequence[str] = ()) -> None:
+    def __init__(
+        self, shape: type | None = None, keys: Sequence[str] = (), check: Callable[[Any], object] | None = None
+    ) -> None:
         self.shape = shape
         self.keys = tuple(keys)
+        self.check = check
 
     def describe(self) -> str:
         shape = "a JSON object" if self.shape is dict else "a JSON list" if self.shape is list else "JSON"
@@ -289,7 +338,96 @@ class Json(Argument):
         missing = [key for key in self.keys if key not in value]
         if missing:
             raise argparse.ArgumentTypeError(f"{where}the JSON object lacks {', '.join(map(repr, missing))}")
+        if self.check is not None:
+            try:
+                self.check(value)
+            except ValueError as error:  # a ConfigError too
+                raise argparse.ArgumentTypeError(f"{where}{error}") from None
         return value
+
+
+def _schema_lines(value: Any, node: dict[str, Any], name: str = "") -> list[str]:
+    """The config schema's problems with ``value`` (schema ``node``: NaN, infinity, out-of-range values and unknown
+    keys refused, as in a config and in the notebook API), each naming its key under ``name``."""
+    from circuitsweep.config.load import schema_problems
+
+    lines, missing = [], []
+    for problem in schema_problems(value, node):
+        top = problem.removeprefix("the top level: ")
+        if required := re.fullmatch(r"'(\w+)' is a required property", top):
+            missing.append(required.group(1))
+        elif top != problem:
+            lines.append(f"{name}: {top}" if name else top)
+        else:
+            lines.append(f"{name}.{problem}" if name else re.sub(r"^(\d+):", r"entry \1:", problem))
+    if missing:
+        lines.insert(0, f"{name}: no {', '.join(missing)}" if name else f"no {', '.join(missing)}")
+    return lines
+
+
+def _refuse_lines(lines: list[str]) -> None:
+    if lines:
+        raise ValueError("; ".join(lines))
+
+
+def _thresholds_node(names: Sequence[str]) -> dict[str, Any]:
+    """The config schema of ``thresholds``, narrowed to the keys ``names``, each required."""
+    from circuitsweep.config.load import schema
+
+    node = schema()["$defs"]["thresholds"]
+    return {**node, "properties": {key: node["properties"][key] for key in names}, "required": list(names)}
+
+
+def _threshold_lines(value: Any, kind: str, name: str = "") -> list[str]:
+    """Problems of ``value`` as the thresholds of ``kind`` (``class``: :class:`Thresholds`, what classification
+    takes; ``milestone``: :class:`MilestoneThresholds`), checked by the config's schema as
+    :func:`circuitsweep.api.study_thresholds` checks them."""
+    from dataclasses import fields
+
+    from circuitsweep.config.thresholds import MilestoneThresholds, Thresholds
+
+    cls = Thresholds if kind == "class" else MilestoneThresholds
+    return _schema_lines(value, _thresholds_node([field.name for field in fields(cls)]), name)
+
+
+def _check_thresholds(value: Any) -> None:
+    """The classification thresholds (``classify_heads``'s params)."""
+    _refuse_lines(_threshold_lines(value, "class"))
+
+
+def _check_milestone_thresholds(value: dict[str, Any]) -> None:
+    """Per model, its milestone thresholds (``head_tables``'s params)."""
+    _refuse_lines([line for model, given in value.items() for line in _threshold_lines(given, "milestone", model)])
+
+
+def _check_top_k(value: Any, name: str = "") -> list[str]:
+    """Problems of ``value`` as the config's ``ablation.spectral_top_k`` (counts, shares of the heads, elbow)."""
+    from circuitsweep.config.load import schema
+
+    return _schema_lines(value, schema()["$defs"]["ablation"]["properties"]["spectral_top_k"], name)
+
+
+def _check_spectral_top_k(value: Any) -> None:
+    _refuse_lines(_check_top_k(value))
+
+
+def _check_bootstrap_settings(value: dict[str, Any]) -> None:
+    """``bootstrap_heads``'s params: the classification thresholds and the induction onset's head count."""
+    from circuitsweep.config.load import schema
+
+    onset = schema()["$defs"]["thresholds"]["properties"]["induction_onset_heads"]
+    lines = _threshold_lines(value["thresholds"], "class", "thresholds")
+    if "induction_onset_heads" in value:
+        lines += _schema_lines(value["induction_onset_heads"], onset, "induction_onset_heads")
+    _refuse_lines(lines)
+
+
+def _check_final_ablation_settings(value: dict[str, Any]) -> None:
+    """``final_ablation``'s params: the classification thresholds and the spectral K."""
+    _refuse_lines(
+        _threshold_lines(value["thresholds"], "class", "thresholds")
+        + _check_top_k(value["spectral_top_k"], "spectral_top_k")
+    )
 
 
 def read_settings_file(path: str) -> str:
@@ -851,7 +989,7 @@ def cmd_plot_emergence(args: argparse.Namespace) -> None:
     from circuitsweep.io.tables import read_frame, read_table
     from circuitsweep.outputs.plots import emergence_plot
 
-    curves = read_frame(Path(args.emergence))
+    curves = plotted_curves(read_frame(Path(args.emergence)), args.emergence)
     milestones, settings = read_table(Path(args.milestones)) if args.milestones else (None, {})
     models = settings.get("models", {}).values()
     levels = {((model or {}).get("milestones") or {}).get("bos_fraction_milestone") for model in models}
@@ -859,6 +997,26 @@ def cmd_plot_emergence(args: argparse.Namespace) -> None:
     brackets = read_csv_frame(args.brackets[0]) if args.brackets else None
     for output in args.output:
         emergence_plot(curves, Path(output), milestones, bos_level=level, brackets=brackets, groups=args.groups)
+
+
+def plotted_curves(curves: Any, path: str) -> Any:
+    """The emergence table ``--emergence path`` as plotted: refused, naming it, when it holds no rows or a BOS
+    fraction that is no number (NaN, infinite, empty), which no axis can show."""
+    import polars as pl
+
+    from circuitsweep.errors import InputError
+
+    if curves.height == 0:
+        raise InputError(f"--emergence {path}: no rows")
+    fraction = pl.col("bos_fraction").cast(pl.Float64, strict=False)
+    for what, bad in (("no value", fraction.is_null()), ("NaN", fraction.is_nan()), ("inf", fraction.is_infinite())):
+        rows = curves.filter(bad)
+        if rows.height:
+            first = rows.row(0, named=True)
+            where = f"{first.get('model')} {first.get('revision')}"
+            more = f" (and {rows.height - 1} more rows)" if rows.height > 1 else ""
+            raise InputError(f"--emergence {path}: bos_fraction holds {what} at {where}{more}")
+    return curves
 
 
 def read_csv_frame(path: str) -> Any:
@@ -1194,8 +1352,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("classify-heads", cmd_classify_heads, "classify every head of one model from its cache")
     p.add_argument("--model", type=Name(), required=True)
-    p.add_argument("--thresholds", type=Json(dict), required=True, help="JSON classification thresholds")
-    p.add_argument("--scores", type=file, nargs="+", required=True, help="per-revision score Parquet files")
+    p.add_argument(
+        "--thresholds", type=Json(dict, check=_check_thresholds), required=True, help="JSON classification thresholds"
+    )
+    p.add_argument("--scores", type=RevisionScores(), nargs="+", required=True, help="per-revision score Parquet files")
     p.add_argument("--heads", type=table_out, required=True, help="output Parquet of classified heads")
     p.add_argument("--revisions", type=table_out, required=True, help="output Parquet of per-revision facts")
     p.add_argument("--stats", type=file, nargs="+", help="per-revision statistics shards (same order), verified")
@@ -1210,7 +1370,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Name(), required=True)
     p.add_argument(
         "--settings",
-        type=Json(dict, ("bootstrap", "thresholds")),
+        type=Json(dict, ("bootstrap", "thresholds"), check=_check_bootstrap_settings),
         required=True,
         help="JSON: bootstrap, thresholds, induction_onset_heads, skip_duplicates",
     )
@@ -1224,7 +1384,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("head-tables", cmd_head_tables, "write the heads, emergence and milestone tables")
     p.add_argument("--heads", type=table["heads"], nargs="+", required=True)
     p.add_argument("--revisions", type=table["revisions"], nargs="+", required=True)
-    p.add_argument("--thresholds", type=Json(dict), required=True, help="JSON: model -> milestone thresholds")
+    p.add_argument(
+        "--thresholds",
+        type=Json(dict, check=_check_milestone_thresholds),
+        required=True,
+        help="JSON: model -> milestone thresholds",
+    )
     p.add_argument("--heads-out", type=table_out, required=True, help="the heads table (Parquet)")
     p.add_argument("--emergence", type=table_out, required=True, help="the emergence table (Parquet)")
     p.add_argument("--emergence-csv", type=csv_out, required=True)
@@ -1313,12 +1478,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spectral", type=table["spectral"], required=True, help="the model's spectral ranking (Parquet)")
     p.add_argument("--model", type=Name(), required=True)
     p.add_argument("--output", type=figure, required=True)
-    p.add_argument("--top-k", type=Json(list), default=[], help="JSON: ablation.spectral_top_k, the top-K cuts drawn")
+    p.add_argument(
+        "--top-k",
+        type=Json(list, check=_check_spectral_top_k),
+        default=[],
+        help="JSON: ablation.spectral_top_k, the top-K cuts drawn",
+    )
 
     p = add("final-ablation", cmd_final_ablation, "load the final revision once; run the study's ablation conditions")
     p.add_argument(
         "--settings",
-        type=Json(dict, ("job", "spectral_top_k", "thresholds")),
+        type=Json(dict, ("job", "spectral_top_k", "thresholds"), check=_check_final_ablation_settings),
         required=True,
         help="JSON: heads.jobs.final_ablation_settings",
     )
@@ -1345,7 +1515,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--final-ablation", type=table["final_ablation_table"], help="tables/final_ablation.parquet (with ablation)"
     )
-    p.add_argument("--spectral-top-k", type=Json(), required=True, help="JSON: ablation.spectral_top_k")
+    p.add_argument(
+        "--spectral-top-k",
+        type=Json(list, check=_check_spectral_top_k),
+        required=True,
+        help="JSON: ablation.spectral_top_k (counts, shares of the heads, elbow)",
+    )
     p.add_argument("--csv", type=csv_out, required=True)
     p.add_argument("--markdown", type=md_out, required=True)
     p.add_argument("--html", type=out, required=True, help="the report's Findings page")
