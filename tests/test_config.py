@@ -346,6 +346,24 @@ def test_a_toy_with_tokens_from_name_is_told_to_give_per_step():
     assert "None" not in text
 
 
+def test_two_toys_in_one_repository_are_refused():
+    """Two toy models with one repo_id (a model block copied and reseeded) would train into the same branches,
+    and one of them would be measured with the other's weights: the plan names the second and the first."""
+    config = copy.deepcopy(TOY)
+    config["probes"] = {"token_range": [2, 64], **{probe: {"seq_len": 64} for probe in ("induction", "repeated")}}
+    second = copy.deepcopy(config["models"]["toy"])
+    second["toy"]["seed"] = 1
+    config["models"]["toy-b"] = second
+    with pytest.raises(ConfigError) as info:
+        plan_sweep(config, ROOT)
+    assert (
+        "models.toy-b.source.repo_id: 'toy/gptneox' is also models.toy's; each toy model trains into a repository "
+        "of its own" in str(info.value)
+    ), info.value
+    second["source"]["repo_id"] = "toy/gptneox-b"
+    assert set(plan_sweep(config, ROOT).revisions) == {"toy", "toy-b"}
+
+
 @pytest.mark.parametrize(
     ("value", "messages"),
     [
@@ -412,3 +430,110 @@ def test_an_inherited_primitive_revision_selection_is_named_once_where_it_was_wr
         "  - models.pythia-1b-seed2.primitives.revisions: unknown revision(s) for pythia-1b-seed2: 'step7777'"
     ), lines
     assert lines[1].startswith("  - primitives.revisions: unknown revision(s) for pythia-1b: 'step9999'"), lines
+
+
+def _manifest_config(tmp_path, manifest, revisions=("step1", "step512")) -> dict:
+    """PYTHIA with ``source.manifest`` at ``manifest`` (a path under ``tmp_path``, or a JSON value written there)."""
+    import json
+
+    if not isinstance(manifest, (str, Path)):
+        path = tmp_path / "manifest.json"
+        path.write_text(json.dumps(manifest))
+        manifest = path
+    config = _with("models.pythia-1b.source.manifest", str(manifest))
+    config["models"]["pythia-1b"]["revisions"] = list(revisions)
+    return config
+
+
+def _pythia_manifest(revisions, repo_id="EleutherAI/pythia-1b") -> dict:
+    from circuitsweep.checkpoints.revisions import MANIFEST_FORMAT
+
+    return {"format": MANIFEST_FORMAT, "repo_id": repo_id, "tokens_per_step": 2097152, "revisions": revisions}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ([], r"manifest\.json: not a revision manifest \(expected a JSON object, found a JSON array\)"),
+        (
+            _pythia_manifest([{"name": "step1", "step": 1, "tokens": None}]),
+            r"manifest\.json: revision 'step1': tokens null is not a count",
+        ),
+        (_pythia_manifest([{"name": "step1", "tokens": 5}]), r"manifest\.json: revision 'step1': no 'step'"),
+    ],
+    ids=["a list", "null tokens", "no step"],
+)
+def test_a_bad_manifest_is_named_with_its_key_and_file(tmp_path, content, message):
+    """A manifest the config names that is no manifest stops planning in one problem naming
+    models.<name>.source.manifest and the file, not an AttributeError, KeyError or TypeError."""
+    with pytest.raises(ConfigError, match=r"models\.pythia-1b\.source\.manifest: /.*" + message) as refused:
+        plan_sweep(_manifest_config(tmp_path, content), ROOT)
+    assert str(refused.value).startswith("invalid configuration (1 problem):")
+
+
+def test_an_empty_manifest_file_is_named_with_its_key(tmp_path):
+    """An empty (or cut short) manifest says where the JSON breaks, under the key and the file's path."""
+    empty = tmp_path / "empty.json"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match=rf"source\.manifest: {empty}: not JSON \(line 1 column 1"):
+        plan_sweep(_manifest_config(tmp_path, empty), ROOT)
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder"])
+def test_a_mistyped_manifest_path_is_refused_not_passed_over(tmp_path, kind):
+    """A source.manifest that does not exist, or is a folder, is refused naming the key and the path, never
+    passed over for steps and tokens guessed from the branch names."""
+    path = tmp_path / "nope.json"
+    if kind == "folder":
+        path.mkdir()
+    expected = "does not exist" if kind == "missing" else "is a folder, not a manifest file"
+    with pytest.raises(ConfigError, match=rf"models\.pythia-1b\.source\.manifest: {path} {expected}"):
+        plan_sweep(_manifest_config(tmp_path, path), ROOT)
+    # the bundled manifest is still found for a config that names none
+    assert [r.name for r in plan_sweep(PYTHIA, ROOT).revisions["pythia-1b"]] == ["step1", "step512", "step143000"]
+
+
+def test_a_manifest_of_another_repository_is_refused(tmp_path):
+    """A manifest listing another repository's revisions is refused naming both repositories; a variant of the
+    manifest's repository by the same owner (a PolyPythia seed sharing pythia-160m's list) may share it."""
+    revisions = [
+        {"name": "step1", "step": 1, "tokens": 2097152},
+        {"name": "step512", "step": 512, "tokens": 1073741824},
+    ]
+    config = _manifest_config(tmp_path, _pythia_manifest(revisions, repo_id="allenai/OLMo-1B-0724-hf"))
+    with pytest.raises(ConfigError, match=r"is the manifest of allenai/OLMo-1B-0724-hf, not of source\.repo_id Eleu"):
+        plan_sweep(config, ROOT)
+    config = _manifest_config(tmp_path, _pythia_manifest(revisions, repo_id="EleutherAI/pythia-1"))
+    with pytest.raises(ConfigError, match=r"is the manifest of EleutherAI/pythia-1, not of"):
+        plan_sweep(config, ROOT)
+    config = _manifest_config(tmp_path, _pythia_manifest(revisions))
+    config["models"]["pythia-1b"]["source"]["repo_id"] = "EleutherAI/pythia-1b-seed3"
+    assert [r.name for r in plan_sweep(config, ROOT).revisions["pythia-1b"]] == ["step1", "step512"]
+
+
+def test_tokens_that_decrease_as_steps_increase_are_refused(tmp_path):
+    """A manifest whose tokens fall at a later step (an extra zero) is refused naming both revisions and the
+    file; so is a tokens.branches entry stated at an earlier step than the tokens it gives."""
+    revisions = [
+        {"name": "step1", "step": 1, "tokens": 2097152},
+        {"name": "step512", "step": 512, "tokens": 10737418240},
+        {"name": "step1000", "step": 1000, "tokens": 2097152000},
+    ]
+    config = _manifest_config(tmp_path, _pythia_manifest(revisions), revisions=["step1", "step1000"])
+    message = (
+        r"models\.pythia-1b\.source\.manifest: .*manifest\.json: revision 'step1000' \(step 1,000\) has "
+        r"2,097,152,000 tokens, fewer than 'step512' at the earlier step 512 \(10,737,418,240 tokens\)"
+    )
+    with pytest.raises(ConfigError, match=message):
+        plan_sweep(config, ROOT)
+    config = _with("models.pythia-1b.tokens.branches", {"main": {"step": 100, "tokens": 300_000_000_000}})
+    config["models"]["pythia-1b"]["revisions"] = ["step1", "main"]
+    with pytest.raises(ConfigError, match=r"models\.pythia-1b\.tokens\.branches: revision 'step128' .* than 'main'"):
+        plan_sweep(config, ROOT)
+
+
+def test_a_manifest_entry_whose_name_states_another_step_is_refused(tmp_path):
+    """An entry named step1 recorded at step 2 is refused naming the file and the entry."""
+    revisions = [{"name": "step1", "step": 2, "tokens": 4194304}, {"name": "step512", "step": 512, "tokens": 1}]
+    with pytest.raises(ConfigError, match=r"manifest\.json: revision 'step1': its name says step 1 but its entry"):
+        plan_sweep(_manifest_config(tmp_path, _pythia_manifest(revisions)), ROOT)

@@ -678,6 +678,19 @@ def test_refresh_manifest_never_shrinks_or_empties_a_manifest_without_force(sour
         assert read_manifest(path).names() == ["step0"]
 
 
+def test_a_damaged_manifest_is_named_with_its_fault_before_it_is_replaced(tmp_path) -> None:
+    """refresh-manifest keeps an existing manifest it cannot read (without --force) and says what is wrong in
+    it, where it used to give only the exception's class name."""
+    from circuitsweep.checkpoints.revisions import Manifest, Revision
+    from circuitsweep.errors import ConfigError
+
+    path = tmp_path / "old.json"
+    path.write_text('{"format": "circuitsweep.revisions/1", "repo_id": "o/r", "revisions": [{"name": "step1"}]}')
+    fresh = Manifest(repo_id="o/r", revisions=(Revision("step1", 1, 10),))
+    with pytest.raises(ConfigError, match=r"old\.json: revision 'step1': no 'step'; not replaced \(pass --force"):
+        hub._refuse_losing_revisions(path, fresh)
+
+
 def test_requests_through_a_proxy_are_bounded_too(monkeypatch) -> None:
     """With a proxy in the environment requests go through its transport: that one is wrapped as well."""
     from huggingface_hub.utils import get_session

@@ -114,3 +114,21 @@ def test_two_checkpoints_of_one_name_or_step_are_refused_at_planning(repos, name
     with pytest.raises(ConfigError, match=named) as refused:
         plan_sweep(config, REPO)
     assert len([line for line in str(refused.value).splitlines() if line.strip().startswith("-")]) == 1
+
+
+def test_a_checkpoint_with_fewer_tokens_than_an_earlier_one_is_refused_at_planning():
+    """An entry whose tokens have an extra zero (9T at step 715k, before 2T at 955k) is refused naming both
+    revisions under source.repos, instead of putting the checkpoints out of order on every token axis."""
+    config = load_config(REPO / "config" / "suites" / "tinyllama.yaml")
+    repos = config["models"]["tinyllama-1.1b"]["source"]["repos"]
+    assert (repos[0]["step"], repos[1]["step"]) == (715000, 955000)
+    repos[0]["tokens"] = 9 * 10**12
+    with pytest.raises(ConfigError) as refused:
+        plan_sweep(config, REPO)
+    problems = [line for line in str(refused.value).splitlines() if line.strip().startswith("-")]
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(
+        "  - models.tinyllama-1.1b.source.repos: revision 'TinyLlama-1.1B-intermediate-step-955k-token-2T' (step "
+        "955,000) has 2,000,000,000,000 tokens, fewer than 'TinyLlama-1.1B-intermediate-step-715k-1.5T' at the "
+        "earlier step 715,000 (9,000,000,000,000 tokens)"
+    ), problems[0]

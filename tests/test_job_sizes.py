@@ -200,3 +200,23 @@ def test_a_declared_shape_refuses_a_probe_beyond_its_context_at_planning():
         plan_sweep(config, REPO)
     del model["shape"]
     plan_sweep(config, REPO)  # without a shape the job refuses it, once the snapshot's config.json is known
+
+
+def test_a_declared_shape_refuses_probe_ids_past_its_vocabulary_at_planning():
+    """With `shape`, probe ids or a fixed first token past its vocab_size stop the plan, naming the key, instead
+    of each measurement job refusing them after its download."""
+    from circuitsweep.errors import ConfigError
+    from circuitsweep.plan.sweep import plan_sweep
+
+    model = dict(FULL["models"]["pythia-1b"], revisions=["step1"])
+    vocab = model["shape"]["vocab_size"]
+    config = {"models": {"pythia-1b": model}, "probes": {"token_range": [0, vocab + 1]}}
+    with pytest.raises(ConfigError, match=rf"- probes\.token_range: \[0, {vocab + 1}\) exceeds the "
+                       rf"vocabulary of {vocab} tokens \(models\.pythia-1b\.shape\)"):  # fmt: skip
+        plan_sweep(config, REPO)
+    config["probes"]["token_range"] = [10, 1000]
+    model["first_token"] = {"policy": "fixed", "token_id": vocab}
+    with pytest.raises(ConfigError, match=rf"models\.pythia-1b\.first_token: token {vocab} exceeds the vocabulary"):
+        plan_sweep(config, REPO)
+    model["first_token"] = {"policy": "fixed", "token_id": 0}
+    plan_sweep(config, REPO)

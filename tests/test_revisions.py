@@ -314,3 +314,84 @@ def test_primitive_selection_by_name_chooses_from_the_swept_revisions() -> None:
 
     grid = [Revision(f"step{step}", step, step) for step in (0, 10, 20, 30)]
     assert [r.name for r in stable_selection(grid[:3], grid, ["step20", 0])] == ["step0", "step20"]
+
+
+_HEADER = {"format": R.MANIFEST_FORMAT, "repo_id": "org/model", "tokens_per_step": 10}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[]", r"not a revision manifest \(expected a JSON object, found a JSON array\)"),
+        ("", r"not JSON \(line 1 column 1: Expecting value\); the file is empty"),
+        ('{"format": "circuitsweep.revisions/1", "revisions": [', r"not JSON \(line 1 column 54"),
+        ({"revisions": [{"name": "step10", "tokens": 100}]}, r"revision 'step10': no 'step'"),
+        ({"revisions": [{"name": "step10", "step": 10, "tokens": None}]}, r"revision 'step10': tokens null is not a"),
+        ({"revisions": [{"name": "step10", "step": 10, "tokens": 1e12}]}, r"tokens 1000000000000.0 is not a count"),
+        ({"revisions": [{"name": "step10", "step": True, "tokens": 100}]}, r"revision 'step10': step true is not"),
+        ({"revisions": [{"name": "step10", "step": -1, "tokens": 100}]}, r"revision 'step10': step -1 is not a count"),
+        ({"revisions": [{"step": 10, "tokens": 100}]}, r"revision entry 1 has name null, not a branch name"),
+        ({"revisions": ["step10"]}, r"revision entry 1 is a JSON string, not an object"),
+        ({"revisions": {"step10": 10}}, r"revisions is \{\"step10\": 10\}, not a list"),
+        ({"repo_id": None, "revisions": []}, r"repo_id null is not a Hub repository \(owner/name\)"),
+        ({"revisions": [{"name": "step1", "step": 2, "tokens": 20}]}, r"revision 'step1': its name says step 1 but"),
+        ({"revisions": [], "partial": "false"}, r'partial "false" is not true or false'),
+    ],
+    ids=[
+        "list",
+        "empty",
+        "cut short",
+        "no step",
+        "null tokens",
+        "float tokens",
+        "bool step",
+        "negative step",
+        "no name",
+        "string entry",
+        "revisions a mapping",
+        "no repo_id",
+        "name states another step",
+        "partial a string",
+    ],
+)
+def test_a_bad_manifest_is_refused_in_one_line_naming_the_file(tmp_path, text, message) -> None:
+    """Every malformed manifest is a ValueError (an InputError: no traceback) of one line naming the file, and
+    the revision at fault: never an AttributeError, KeyError or TypeError, nor a JSON error without the file."""
+    from circuitsweep.errors import InputError
+
+    path = tmp_path / "m.json"
+    path.write_text(text if isinstance(text, str) else json.dumps({**_HEADER, **text}))
+    with pytest.raises(InputError, match=message) as refused:
+        R.read_manifest(path)
+    assert str(refused.value).startswith(f"{path}: ") and "\n" not in str(refused.value)
+
+
+def test_a_manifest_with_nan_tokens_is_refused_naming_the_file(tmp_path) -> None:
+    """``NaN`` (which Python's JSON reader accepts) is no count, named with the file and the revision."""
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(_HEADER)[:-1] + ', "revisions": [{"name": "step1", "step": 1, "tokens": NaN}]}')
+    with pytest.raises(ValueError, match=rf"^{path}: revision 'step1': tokens NaN is not a count"):
+        R.read_manifest(path)
+
+
+def test_a_name_without_a_plain_step_is_not_held_to_its_entry(tmp_path) -> None:
+    """Only a name that states its step (``step1``, ``stage1-step100-tokens1B``) is checked against its entry;
+    ``step-1431k`` (a unit) and names without ``step`` are read as their entries say."""
+    assert [R.named_step(n) for n in ("step1", "stage1-step100-tokens1B", "step0010", "x-step-1431k-3T", "main")] == [
+        1,
+        100,
+        10,
+        None,
+        None,
+    ]
+    entries = [{"name": "main", "step": 5, "tokens": 50}, {"name": "ck-step1431k", "step": 1431000, "tokens": 9}]
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({**_HEADER, "revisions": entries}))
+    assert R.read_manifest(path).names() == ["main", "ck-step1431k"]
+
+
+def test_revisions_with_fewer_tokens_than_an_earlier_step_are_found() -> None:
+    """A revision with fewer tokens than one at an earlier step is paired with the revision holding the most."""
+    revisions = [Revision("a", 715, 9000), Revision("b", 955, 2000), Revision("c", 1195, 2500), Revision("d", 0, 0)]
+    assert R.fewer_tokens(revisions) == [(revisions[0], revisions[1]), (revisions[0], revisions[2])]
+    assert R.fewer_tokens([Revision("x", 5, 20), Revision("y", 5, 10), Revision("z", 6, 20)]) == []

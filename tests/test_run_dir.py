@@ -75,14 +75,15 @@ def test_patterns_match_only_names_they_format():
 
 
 def test_folders_become_revisions_in_step_order(tmp_path):
-    """Matching folders are listed by step; files and other folders are ignored; names with fewer digits than the
-    pattern pads to, or that do not parse, are returned as skipped when they share the pattern's fixed text."""
+    """Matching folders are listed by step; other folders are ignored; names with fewer digits than the pattern
+    pads to, or that do not parse, and files named as checkpoints are returned as skipped when they share the
+    pattern's fixed text."""
     for name in ("iter_0001000", "iter_0000020", "iter_20", "iter_0000020x", "logs"):
         (tmp_path / name).mkdir()
     (tmp_path / "iter_0000300").write_text("a file, not a checkpoint")
     skipped: list[str] = []
     assert list_checkpoints(tmp_path, "iter_{step:07d}", skipped) == [("iter_0000020", 20), ("iter_0001000", 1000)]
-    assert skipped == ["iter_0000020x", "iter_20"]
+    assert skipped == ["iter_0000020x", "iter_0000300", "iter_20"]
     shutil.rmtree(tmp_path / "iter_0000020")
     assert list_checkpoints(tmp_path, "iter_{step}") == [("iter_20", 20), ("iter_0001000", 1000)]
 
@@ -103,6 +104,24 @@ def test_a_step_in_other_digits_than_ascii_is_no_checkpoint(tmp_path):
     assert not formats_back("ck-0000300", "ck-{step:7d}", 300)  # that pattern writes `ck-    300`
 
 
+def test_a_checkpoint_that_is_no_folder_is_refused_or_noted(tmp_path):
+    """A checkpoint-N that is a link to a missing folder (a scratch disk not mounted) or a plain file was left
+    out without a word, so the run's last checkpoint could vanish from the milestones: the link is refused,
+    naming it and where it points; the file is noted with the skipped names."""
+    run = tmp_path / "run"
+    (run / "checkpoint-100").mkdir(parents=True)
+    (run / "checkpoint-500").symlink_to(tmp_path / "scratch" / "checkpoint-500")
+    with pytest.raises(ConfigError, match=r"checkpoint checkpoint-500 of .*run is a link to .*scratch/checkpoint-500, "
+                       r"which does not exist"):  # fmt: skip
+        list_checkpoints(run, "checkpoint-{step}")
+    (run / "checkpoint-500").unlink()
+    (run / "checkpoint-500").write_text("")
+    (run / "notes.txt").write_text("")
+    skipped: list[str] = []
+    assert list_checkpoints(run, "checkpoint-{step}", skipped) == [("checkpoint-100", 100)]
+    assert skipped == ["checkpoint-500"]
+
+
 def test_zero_padded_folders_are_their_step_and_unparsed_ones_are_noted(tmp_path, caplog):
     """Issue: `checkpoint-01300` and `checkpoint-best` beside the checkpoints were dropped without a word. A
     zero-padded name is its step; one that collides with another folder's step is refused naming both; the names
@@ -115,7 +134,8 @@ def test_zero_padded_folders_are_their_step_and_unparsed_ones_are_noted(tmp_path
         plan = plan_sweep(_config(run), REPO)
     assert [(r.name, r.step) for r in plan.revisions["my-run"]] == [("checkpoint-0", 0), ("checkpoint-01300", 1300)]
     notes = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
-    assert notes == [f"my-run: skipped 1 folder of {run} not named checkpoint-<step>: checkpoint-best"]
+    named = "that is no checkpoint folder named checkpoint-<step>"
+    assert notes == [f"my-run: skipped 1 entry of {run} {named}: checkpoint-best"]
     _fake_checkpoint(run / "checkpoint-1300", b"weights 1300")
     with pytest.raises(
         ConfigError,
@@ -337,7 +357,8 @@ def test_check_config_refuses_a_broken_checkpoint_in_one_line(tmp_path, saved_ch
     assert result.returncode == 0, result.stderr
     assert "sized as" not in result.stdout
     skipped = [line for line in result.stderr.splitlines() if "skipped" in line]
-    assert len(skipped) == 1 and skipped[0].endswith("not named checkpoint-<step>: checkpoint-final"), result.stderr
+    assert len(skipped) == 1, result.stderr
+    assert skipped[0].endswith("no checkpoint folder named checkpoint-<step>: checkpoint-final"), result.stderr
     assert skipped[0].startswith("circuitsweep: my-run: skipped"), "a note at the prompt, not a log record"
 
 
@@ -353,7 +374,7 @@ def test_refine_prints_plan_notes_as_check_config_does(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, env=job_env(), cwd=tmp_path, timeout=120)
     assert result.returncode == 3 and "has no refine block" in result.stderr, result.stderr
     (note,) = [line for line in result.stderr.splitlines() if "skipped" in line]
-    assert note.startswith("circuitsweep: my-run: skipped 1 folder of ") and "WARNING" not in note, note
+    assert note.startswith("circuitsweep: my-run: skipped 1 entry of ") and "WARNING" not in note, note
 
 
 def test_check_config_resolves_relative_paths_where_the_snakefile_does(tmp_path):

@@ -291,11 +291,8 @@ def _refuse_losing_revisions(path: Path, manifest: Manifest) -> None:
         return
     try:
         old = read_manifest(path)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise ConfigError(
-            f"{path}: exists and is not a readable revision manifest ({type(error).__name__}); "
-            "not replaced (pass --force to replace it)"
-        ) from None
+    except ValueError as error:  # read_manifest names the file and what is wrong in it
+        raise ConfigError(f"{error}; not replaced (pass --force to replace it)") from None
     lost = [name for name in old.names() if name not in set(manifest.names())]
     if lost:
         raise ConfigError(

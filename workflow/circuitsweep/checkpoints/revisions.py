@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from circuitsweep.config.patterns import branch_pattern_regex
+from circuitsweep.errors import InputError
 from circuitsweep.io.atomic import atomic_write_text
 from circuitsweep.io.names import check_name
 
@@ -85,9 +86,47 @@ class Revision:
         return entry
 
     @classmethod
-    def from_json(cls, entry: Mapping[str, Any]) -> Revision:
-        """Inverse of :meth:`to_json`."""
-        return cls(str(entry["name"]), int(entry["step"]), int(entry["tokens"]), entry.get("commit"))
+    def from_json(cls, entry: Mapping[str, Any], index: int | None = None) -> Revision:
+        """Inverse of :meth:`to_json`. Raises ``ValueError`` naming the entry (by name, else as entry ``index``,
+        counted from 1) for anything but a name, whole non-negative step and tokens and an optional commit."""
+        where = "a revision entry" if index is None else f"revision entry {index}"
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"{where} is a JSON {_json_type(entry)}, not an object with name, step and tokens")
+        name = entry.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{where} has name {_shown_json(name)}, not a branch name (a string)")
+        where = f"revision {name!r}"
+        counts = []
+        for key in ("step", "tokens"):
+            if key not in entry:
+                raise ValueError(f"{where}: no {key!r}")
+            value = entry[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{where}: {key} {_shown_json(value)} is not a count (a whole number >= 0)")
+            counts.append(value)
+        commit = entry.get("commit")
+        if commit is not None and not isinstance(commit, str):
+            raise ValueError(f"{where}: commit {_shown_json(commit)} is not a commit id (a string)")
+        return cls(name, counts[0], counts[1], commit)
+
+
+def _json_type(value: object) -> str:
+    """What JSON calls a parsed value's type: object, array, string, number, true/false or null."""
+    if isinstance(value, Mapping):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return "number"
+
+
+def _shown_json(value: object) -> str:
+    """A parsed JSON value as the file writes it (``null``, ``NaN``, ``"5"``), cut short for a one-line message."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 # ---------------------------------------------------------------------------
@@ -229,6 +268,20 @@ def same_point(revisions: Iterable[Revision]) -> list[tuple[Revision, Revision]]
         seen = first.setdefault((revision.step, revision.tokens), revision)
         if seen is not revision:
             pairs.append((seen, revision))
+    return pairs
+
+
+def fewer_tokens(revisions: Iterable[Revision]) -> list[tuple[Revision, Revision]]:
+    """Revisions with fewer tokens than a revision at an earlier step, each as (that earlier revision, the most
+    tokens so far; the revision), in training order: tokens never decrease as training goes on, so one of the
+    two is misstated (an extra zero in a manifest or a hub_repos entry)."""
+    pairs = []
+    most: Revision | None = None
+    for revision in sort_revisions(revisions):
+        if most is not None and revision.step > most.step and revision.tokens < most.tokens:
+            pairs.append((most, revision))
+        if most is None or revision.tokens > most.tokens:
+            most = revision
     return pairs
 
 
@@ -481,25 +534,88 @@ def write_manifest(path: Path | str, manifest: Manifest) -> None:
     atomic_write_text(path, manifest_text(ordered))
 
 
+#: The step a checkpoint name states: ``step`` and digits, not followed by a digit, a letter or a point
+#: (``step1``, ``stage1-step100-tokens1B``; not ``step-1431k``, whose unit the name alone gives).
+_STATED_STEP_RE = re.compile(r"(?<![A-Za-z])step(\d+)(?![A-Za-z\d.])")
+
+
+def named_step(name: str) -> int | None:
+    """The step a revision name states (``step1000-tokens2B``: 1000), or None when it states none."""
+    match = _STATED_STEP_RE.search(name)
+    return int(match.group(1)) if match else None
+
+
 def read_manifest(path: Path | str) -> Manifest:
-    """Read a manifest written by :func:`write_manifest`; checks its format and count."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    """Read a manifest written by :func:`write_manifest`.
+
+    Raises :class:`~circuitsweep.errors.InputError` (a ``ValueError``) in one line naming the file, and the
+    revision where one is at fault, for a file that is not UTF-8 JSON, not a manifest object of this format,
+    an entry without a name, a step or tokens that are not whole counts (null, NaN, ``2e12``, ``true``), a
+    name that states another step than its entry, or a count that disagrees with the revisions listed.
+    """
+    data = _manifest_json(Path(path))
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not a revision manifest (expected a JSON object, found a JSON {_json_type(data)})")
     if data.get("format") != MANIFEST_FORMAT:
-        raise ValueError(
+        raise InputError(
             f"{path}: not a revision manifest (format {data.get('format')!r}, expected {MANIFEST_FORMAT!r})"
         )
-    revisions = tuple(Revision.from_json(e) for e in data["revisions"])
-    if "count" in data and data["count"] != len(revisions):
-        raise ValueError(f"{path}: manifest says {data['count']} revisions but lists {len(revisions)}")
+    repo_id = data.get("repo_id")
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1 or "" in repo_id.split("/"):
+        raise InputError(f"{path}: repo_id {_shown_json(repo_id)} is not a Hub repository (owner/name)")
+    entries = data.get("revisions")
+    if not isinstance(entries, list):
+        raise InputError(f"{path}: revisions is {_shown_json(entries)}, not a list of revision entries")
+    revisions = []
+    for index, entry in enumerate(entries, start=1):
+        try:
+            revision = Revision.from_json(entry, index)
+        except ValueError as error:
+            raise InputError(f"{path}: {error}") from None
+        stated = named_step(revision.name)
+        if stated is not None and stated != revision.step:
+            raise InputError(
+                f"{path}: revision {revision.name!r}: its name says step {stated} but its entry says step "
+                f"{revision.step}; correct the entry (or refresh the manifest)"
+            )
+        revisions.append(revision)
+    fields = {key: data.get(key) for key in ("count", "tokens_per_step", "published")}
+    for key, value in fields.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise InputError(f"{path}: {key} {_shown_json(value)} is not a count (a whole number >= 0)")
+    if fields["count"] is not None and fields["count"] != len(revisions):
+        raise InputError(f"{path}: manifest says {fields['count']} revisions but lists {len(revisions)}")
+    if not isinstance(data.get("partial", False), bool):
+        raise InputError(f"{path}: partial {_shown_json(data['partial'])} is not true or false")
+    for key in ("source", "note"):
+        if not isinstance(data.get(key, ""), str):
+            raise InputError(f"{path}: {key} {_shown_json(data[key])} is not a string")
     return Manifest(
-        repo_id=data["repo_id"],
-        revisions=revisions,
-        tokens_per_step=data.get("tokens_per_step"),
-        partial=bool(data.get("partial", False)),
+        repo_id=repo_id,
+        revisions=tuple(revisions),
+        tokens_per_step=fields["tokens_per_step"],
+        partial=data.get("partial", False),
         source=data.get("source", ""),
         note=data.get("note", ""),
-        published=data.get("published"),
+        published=fields["published"],
     )
+
+
+def _manifest_json(path: Path) -> Any:
+    """The JSON value of manifest file ``path``; :class:`InputError` naming it when it is not UTF-8 JSON."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as error:
+        raise InputError(f"{path}: cannot be read ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not UTF-8 text (byte {error.start}); a revision manifest is UTF-8 JSON") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        cut = "; the file is empty" if not text.strip() else ""
+        raise InputError(f"{path}: not JSON (line {error.lineno} column {error.colno}: {error.msg}){cut}") from None
+    except RecursionError:
+        raise InputError(f"{path}: not a revision manifest (nested too deep)") from None
 
 
 def bundled_manifest(name: str) -> Manifest:

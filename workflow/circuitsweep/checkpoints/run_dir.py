@@ -29,6 +29,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import os
 import string
 import zipfile
 from collections.abc import Mapping
@@ -101,10 +102,19 @@ def list_checkpoints(path: Path, pattern: str, skipped: list[str] | None = None)
     found: dict[int, list[str]] = {}
     near: list[str] = []
     for child in sorted(path.iterdir()):
-        if not child.is_dir() or child.name.startswith("."):
+        if child.name.startswith("."):
             continue
         match = regex.fullmatch(child.name)
         step = int(match.group(1)) if match else None
+        if not child.is_dir():
+            if step is not None and formats_back(child.name, pattern, step):
+                if child.is_symlink() and not child.exists():
+                    raise ConfigError(
+                        f"source: checkpoint {child.name} of {path} is a link to {os.readlink(child)}, which does "
+                        "not exist (a disk not mounted?)"
+                    )
+                near.append(child.name)
+            continue
         if step is not None and formats_back(child.name, pattern, step):
             found.setdefault(step, []).append(child.name)
         elif _looks_like(child.name, prefix, suffix):

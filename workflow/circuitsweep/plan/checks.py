@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from circuitsweep.checkpoints import run_dir
-from circuitsweep.checkpoints.revisions import Revision, parse_branch, same_point
+from circuitsweep.checkpoints.revisions import Revision, fewer_tokens, parse_branch, same_point
 from circuitsweep.checkpoints.special_tokens import bos_policy_token_id
 from circuitsweep.config.architectures import check_declared
 from circuitsweep.config.load import ModelSettings
@@ -28,11 +28,17 @@ BRANCH_FIELDS = ("step", "tokens", "ktokens")
 
 
 def revision_problems(
-    model: ModelSettings, available: Sequence[Revision], swept: Sequence[Revision], where: str = ""
+    model: ModelSettings,
+    available: Sequence[Revision],
+    swept: Sequence[Revision],
+    where: str = "",
+    manifest: Path | None = None,
 ) -> list[str]:
-    """Two revisions of one name among what the source publishes, or two swept revisions at one point of
-    training (equal step and tokens), one line naming both: each would be measured into one cache twice,
-    or counted twice in the tables, and fail only after every revision is measured."""
+    """Two revisions of one name among what the source publishes, a revision with fewer tokens than one at an
+    earlier step, or two swept revisions at one point of training (equal step and tokens), one line naming
+    both: each would be measured into one cache twice, counted twice in the tables or put out of order on
+    the token axis, and fail only after every revision is measured, or not at all.
+    ``manifest``: the manifest file the source's revisions were read from, named in the message."""
     where = where or f"models.{model.name}"
     problems = []
     if model.source["type"] == "hub_repos":
@@ -52,12 +58,35 @@ def revision_problems(
         problems += [f"{where}: the source lists revision {n!r} {c} times" for n, c in counts.items() if c > 1]
     if problems:
         return problems
+    decreasing = fewer_tokens(available)
+    if decreasing:
+        earlier, later = decreasing[0]
+        others = len(decreasing) - 1
+        more = f" ({others} more revision{'s' if others > 1 else ''} as well)" if others else ""
+        problems.append(
+            f"{_tokens_key(model, where, manifest, (earlier.name, later.name))}: revision {later.name!r} (step "
+            f"{later.step:,}) has {later.tokens:,} tokens, fewer than {earlier.name!r} at the earlier step "
+            f"{earlier.step:,} ({earlier.tokens:,} tokens): tokens cannot decrease as training goes on; "
+            f"correct the tokens of one of them{more}"
+        )
     for first, second in same_point(swept):
         problems.append(
             f"{where}.revisions: {first.name!r} and {second.name!r} are one checkpoint (step {first.step:,}, "
             f"{first.tokens:,} tokens): sweep only one of them (list the revisions, or narrow the branch pattern)"
         )
     return problems
+
+
+def _tokens_key(model: ModelSettings, where: str, manifest: Path | None, names: Sequence[str]) -> str:
+    """Where the tokens of revisions ``names`` were written: ``tokens.branches``, a hub_repos entry, the
+    manifest file (``source.manifest`` when the config names it), else the branch names themselves."""
+    if any(name in model.tokens.get("branches", {}) for name in names):
+        return f"{where}.tokens.branches"
+    if model.source["type"] == "hub_repos":
+        return f"{where}.source.repos"
+    if manifest is not None:
+        return f"{where}.source.manifest: {manifest}" if model.source.get("manifest") else f"{where}: {manifest}"
+    return f"{where}.revisions" if model.source["type"] == "hub" else f"{where}.source"
 
 
 def tokenizer_problem(model: ModelSettings, folder: Path, revisions: Sequence[Revision]) -> str | None:
@@ -91,6 +120,28 @@ def toy_problems(model: ModelSettings) -> list[str]:
         )
     problems += branch_format_problems(where, (model.toy or {}).get("branch_format"), spec)
     problems += toy_vocabulary_problems(where, model.probes.token_range, model.first_token, spec)
+    return problems
+
+
+def shared_toy_repo_problems(models: Mapping[str, ModelSettings]) -> list[str]:
+    """Toy models that name a toy repository another toy model of the config already trains into.
+
+    Each toy publishes its branches under its ``source.repo_id``; a second toy with the same id would
+    overwrite the first one's branches, and one of them would be measured with the other's weights.
+    """
+    first_of: dict[str, str] = {}
+    problems = []
+    for name, model in models.items():
+        if model.source.get("type") != "toy":
+            continue
+        repo_id = model.source.get("repo_id")
+        if repo_id in first_of:
+            problems.append(
+                f"models.{name}.source.repo_id: {repo_id!r} is also models.{first_of[repo_id]}'s; each toy model "
+                "trains into a repository of its own"
+            )
+        else:
+            first_of[repo_id] = name
     return problems
 
 
@@ -176,7 +227,8 @@ def toy_model_config(spec: ToySpec) -> dict[str, Any]:
 
 
 def size_problems(model: ModelSettings) -> list[str]:
-    """Probes longer than a model's context or sliding window; a job no machine could hold (``MAX_JOB_BYTES``).
+    """Probes longer than a model's context or sliding window, probe ids past a declared ``shape.vocab_size``;
+    a job no machine could hold (``MAX_JOB_BYTES``).
 
     The model's shape is a toy's own, or the ``shape`` a Hub model declares
     (a run_dir's sliding windows are checked where planning reads its
@@ -195,6 +247,13 @@ def size_problems(model: ModelSettings) -> list[str]:
     problems = []
     if model_config is not None:
         problem = sizing.length_problem(probes, model_config, f"models.{model.name}")
+        if problem:
+            problems.append(problem)
+    if model.shape is not None and model.source["type"] != "toy":  # a toy's ids: toy_vocabulary_problems
+        fixed = model.first_token.get("token_id") if model.first_token.get("policy") == "fixed" else None
+        vocab = model.shape.get("vocab_size")
+        where = f"models.{model.name}"
+        problem = sizing.vocabulary_problem(model.probes.token_range, fixed, vocab, where, f"{where}.shape")
         if problem:
             problems.append(problem)
     try:

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from circuitsweep.checkpoints import local_hub, run_dir
-from circuitsweep.checkpoints.revisions import Revision, parse_branches, read_manifest, select_revisions, sort_revisions
+from circuitsweep.checkpoints.revisions import (
+    Manifest,
+    Revision,
+    parse_branches,
+    read_manifest,
+    select_revisions,
+    sort_revisions,
+)
 from circuitsweep.config.load import (
     RUN_DIR_PATTERN,
     ModelSettings,
@@ -42,7 +49,13 @@ from circuitsweep.io.corpus import corpus_files
 from circuitsweep.io.run_folder import run_folder_refusal, run_root
 from circuitsweep.io.settings_files import check_settings_folder
 from circuitsweep.plan import passes, sizing
-from circuitsweep.plan.checks import checkpoint_problem, model_problems, revision_problems, tokenizer_problem
+from circuitsweep.plan.checks import (
+    checkpoint_problem,
+    model_problems,
+    revision_problems,
+    shared_toy_repo_problems,
+    tokenizer_problem,
+)
 from circuitsweep.plan.rounds import RefineSettings, read_rounds, resolve_refine, with_added
 
 logger = logging.getLogger(__name__)
@@ -84,6 +97,50 @@ def manifest_path(model: ModelSettings, root: Path) -> Path:
     return root / "config" / "revisions" / f"{model.source['repo_id'].split('/')[1].lower()}.json"
 
 
+def listed_manifest(model: ModelSettings, root: Path) -> Path | None:
+    """The manifest file a Hub source's revisions are read from (None: another source, or no manifest)."""
+    if model.source["type"] != "hub":
+        return None
+    path = manifest_path(model, root)
+    return path if path.is_file() else None
+
+
+def _manifest_file_problem(path: Path) -> str | None:
+    """Why the manifest a config names cannot be read as one (missing, a folder, a device), or None."""
+    if path.is_symlink() and not path.exists():
+        return f"{path} is a broken symbolic link (to {os.readlink(path)}, which does not exist)"
+    if not path.exists():
+        return f"{path} does not exist; correct the path, or leave source.manifest out to use config/revisions"
+    if path.is_dir():
+        return f"{path} is a folder, not a manifest file"
+    if not path.is_file():
+        return f"{path} is not a regular file (a pipe or a device?), not a manifest file"
+    return None
+
+
+def model_manifest(model: ModelSettings, path: Path) -> Manifest:
+    """The manifest of Hub model ``model`` at ``path``; a :class:`ConfigError` naming the key and the file when
+    it is no readable manifest or lists another repository's revisions.
+
+    A variant of the manifest's repository by the same owner (``EleutherAI/pythia-160m-seed1``, a seed of
+    ``EleutherAI/pythia-160m``, which publishes the same branches) may share it."""
+    key = f"models.{model.name}.source" + (".manifest" if model.source.get("manifest") else "")
+    try:
+        manifest = read_manifest(path)
+    except ValueError as error:
+        raise ConfigError(f"{key}: {error}") from None
+    repo_id = model.source["repo_id"]
+    owner, name = repo_id.casefold().split("/", 1)
+    listed_owner, listed_name = manifest.repo_id.casefold().split("/", 1)
+    if owner != listed_owner or (name != listed_name and not name.startswith(f"{listed_name}-")):
+        raise ConfigError(
+            f"{key}: {path} is the manifest of {manifest.repo_id}, not of source.repo_id {repo_id}: its branches, "
+            f"steps and tokens are another repository's; list {repo_id}'s own with `circuitsweep refresh-manifest "
+            f"{repo_id} <file>` (needs the Hub) and name that file in source.manifest"
+        )
+    return manifest
+
+
 def available_revisions(model: ModelSettings, root: Path) -> list[Revision]:
     """Every revision the model's source publishes, as far as is known offline.
 
@@ -113,11 +170,12 @@ def _source_revisions(model: ModelSettings, root: Path) -> list[Revision]:
         if skipped:
             shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
             logger.warning(
-                "%s: skipped %d folder%s of %s not named %s: %s",
+                "%s: skipped %d entr%s of %s that %s no checkpoint folder named %s: %s",
                 model.name,
                 len(skipped),
-                "" if len(skipped) == 1 else "s",
+                "y" if len(skipped) == 1 else "ies",
                 root / source["path"],
+                "is" if len(skipped) == 1 else "are",
                 run_dir.pattern_display(pattern),
                 shown,
             )
@@ -147,6 +205,10 @@ def _source_revisions(model: ModelSettings, root: Path) -> list[Revision]:
             )
     else:
         path = manifest_path(model, root)
+        problem = _manifest_file_problem(path) if source.get("manifest") else None
+        if problem:
+            # a mistyped path is refused, never passed over for steps and tokens guessed from the names
+            raise ConfigError(f"models.{model.name}.source.manifest: {problem}")
         if model.revisions == [RELEASED_REVISION] and not path.is_file():
             return [Revision(RELEASED_REVISION, 0, 0)]
         if not path.is_file():
@@ -159,7 +221,7 @@ def _source_revisions(model: ModelSettings, root: Path) -> list[Revision]:
                     "or list the revisions explicitly"
                 )
         else:
-            return list(read_manifest(path).revisions)
+            return list(model_manifest(model, path).revisions)
     try:
         return parse_branches(names, tokens_per_step=tokens_per_step, pattern=source.get("branch_pattern"))
     except ValueError as error:
@@ -300,7 +362,7 @@ class Plan:
             path = manifest_path(model, self.root) if selects else None
             if path is None or not path.is_file():
                 continue
-            manifest = read_manifest(path)
+            manifest = model_manifest(model, path)
             if manifest.partial:
                 # as the refresh-manifest command is run: from the workflow folder (a dry run's -d aside)
                 inside = os.path.relpath(path, self.root)
@@ -448,6 +510,7 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None, *
     added = read_rounds(paths.refine_rounds()) if refine else []
     found_by_model = {name: model_problems(model) for name, model in models.items()}
     problems += written_where(config, found_by_model)
+    problems += shared_toy_repo_problems(models)
     for name, model in models.items():
         if found_by_model[name]:
             continue
@@ -455,7 +518,8 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None, *
             available[name] = available_revisions(model, Path(root))
             revisions[name] = select_revisions(available[name], model.revisions, model=name)
             revisions[name] = with_added(name, revisions[name], available[name], added, paths.refine_rounds())
-            problems += revision_problems(model, available[name], revisions[name])
+            manifest = listed_manifest(model, Path(root))
+            problems += revision_problems(model, available[name], revisions[name], manifest=manifest)
         except (ValueError, ConfigError) as error:
             problems.append(f"models.{name}.revisions: {error}" if not isinstance(error, ConfigError) else str(error))
     inherited: list[tuple[str, str]] = []  # (model, error) of a top-level primitives.revisions that fails for it
