@@ -122,6 +122,22 @@ def test_a_checkpoint_that_is_no_folder_is_refused_or_noted(tmp_path):
     assert skipped == ["checkpoint-500"]
 
 
+def test_checkpoints_of_another_shape_are_refused_at_planning(tmp_path):
+    """Heads are followed by (layer, head) across checkpoints: a run folder reused after the model's size changed
+    was measured in full, then failed the spectral ranking with a line naming neither checkpoint nor cause.
+    Planning now names the checkpoint whose config.json gives another layers x heads."""
+    run = tmp_path / "run"
+    _fake_checkpoint(run / "checkpoint-0", b"weights 0")
+    _fake_checkpoint(run / "checkpoint-100", b"weights 100")
+    (run / "checkpoint-100" / "config.json").write_text(json.dumps({**FAKE_CONFIG, "num_hidden_layers": 3}))
+    with pytest.raises(ConfigError) as info:
+        plan_sweep(_config(run), REPO)
+    assert (
+        f"models.my-run.source: {run / 'checkpoint-100' / 'config.json'} has 3 layers x 2 heads, checkpoint-0 has "
+        "1 x 2: one model's checkpoints must share one shape" in str(info.value)
+    ), info.value
+
+
 def test_zero_padded_folders_are_their_step_and_unparsed_ones_are_noted(tmp_path, caplog):
     """Issue: `checkpoint-01300` and `checkpoint-best` beside the checkpoints were dropped without a word. A
     zero-padded name is its step; one that collides with another folder's step is refused naming both; the names

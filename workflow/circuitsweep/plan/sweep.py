@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -635,6 +635,27 @@ def note_gone_checkpoints(
         )
 
 
+def _layout_problem(configs: Mapping[str, Mapping[str, Any]], folder: Path) -> str | None:
+    """The first checkpoint whose ``config.json`` gives another layers x heads than the first one's, or None.
+
+    ``configs``: each planned checkpoint's config, in training order. Heads are tracked by (layer, head) across
+    revisions, so a run folder reused after the model's size changed would be measured in full and then fail
+    the spectral ranking; it is refused before anything is loaded.
+    """
+    first = None
+    for revision_name, config in configs.items():
+        layout = (config["num_hidden_layers"], config["num_attention_heads"])
+        if first is None:
+            first = (revision_name, layout)
+        elif layout != first[1]:
+            return (
+                f"{folder / revision_name / 'config.json'} has {layout[0]} layers x {layout[1]} heads, "
+                f"{first[0]} has {first[1][0]} x {first[1][1]}: one model's checkpoints must share one shape "
+                "(a run folder reused after the model's size changed?)"
+            )
+    return None
+
+
 def run_dir_fingerprints(
     models: dict[str, ModelSettings], revisions: dict[str, list[Revision]], root: Path, hash_cache: Path | None
 ) -> dict[str, dict[str, str]]:
@@ -659,6 +680,9 @@ def run_dir_fingerprints(
                 run_dir.check_weights(folder / revision.name)
         except (ConfigError, SnapshotError) as error:
             raise ConfigError(f"models.{name}.source: {error}") from None
+        problem = _layout_problem(configs, folder)
+        if problem:
+            raise ConfigError(f"models.{name}.source: {problem}")
         for revision_name, model_config in configs.items():
             problem = checkpoint_problem(model, folder / revision_name, model_config)
             if problem:
