@@ -438,7 +438,33 @@ def test_scaling_and_agreement_tables_span_models(stimuli, tmp_path):
         assert (tmp_path / "tables" / name).is_file(), name
 
 
-def test_each_scoring_draw_has_its_own_stream():
+def test_each_scoring_draw_reads_its_own_stream(stimuli, monkeypatch):
+    """Scoring one revision, the fold deals, the lexicon bootstrap, the gaps' permutation null and the two
+    composition nulls each ask the run's seed for a stream of their own: the gap null once read the stream
+    that deals the abstract lexicon's folds, and the composition nulls the two fold streams."""
+    from circuitsweep.primitives import axis, compositions, gaps, representational, streams
+
+    asked: dict[str, set[tuple[int, int]]] = {}
+    for module in (axis, compositions, gaps, representational):
+
+        def recording(seed: int, key: int, name: str = module.__name__.rsplit(".", 1)[1]) -> np.random.Generator:
+            asked.setdefault(name, set()).add((seed, key))
+            return streams.stream(seed, key)
+
+        monkeypatch.setattr(module, "stream", recording)
+    in_a = np.array([p.set == "0a" for p in stimuli.primitives])
+    score_primitives(planted_cache(stimuli, in_a), stimuli, IDENTITY, FAST)
+    keys = {name: {key for seed, key in pairs if seed == FAST.seed} for name, pairs in asked.items()}
+    assert keys == {
+        "axis": {streams.FOLDS_PHENOMENOLOGICAL, streams.FOLDS_ABSTRACT},
+        "representational": {streams.LEXICON_BOOTSTRAP},
+        "gaps": {streams.GAP_PERMUTATIONS},
+        "compositions": {streams.COMPOSITIONS_OPERATOR_SHUFFLED, streams.COMPOSITIONS_SEED_SHUFFLED},
+    }, keys
+    assert len(set().union(*keys.values())) == 6  # no two uses share a stream of the run's seed
+
+
+def test_the_named_streams_are_distinct():
     """The permutation null, the two composition nulls, the fold deals and the lexicon bootstrap read distinct
     streams of one seed: none replays another's draws (the gap null once shared the abstract folds' stream)."""
     from circuitsweep.primitives import streams

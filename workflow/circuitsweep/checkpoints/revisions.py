@@ -34,6 +34,7 @@ from typing import Any
 from circuitsweep.config.patterns import branch_pattern_regex
 from circuitsweep.errors import InputError
 from circuitsweep.io.atomic import atomic_write_text
+from circuitsweep.io.json_text import json_type, short_json
 from circuitsweep.io.names import check_name
 
 MANIFEST_FORMAT = "circuitsweep.revisions/1"
@@ -91,10 +92,10 @@ class Revision:
         counted from 1) for anything but a name, whole non-negative step and tokens and an optional commit."""
         where = "a revision entry" if index is None else f"revision entry {index}"
         if not isinstance(entry, Mapping):
-            raise ValueError(f"{where} is a JSON {_json_type(entry)}, not an object with name, step and tokens")
+            raise ValueError(f"{where} is a JSON {json_type(entry)}, not an object with name, step and tokens")
         name = entry.get("name")
         if not isinstance(name, str) or not name:
-            raise ValueError(f"{where} has name {_shown_json(name)}, not a branch name (a string)")
+            raise ValueError(f"{where} has name {short_json(name)}, not a branch name (a string)")
         where = f"revision {name!r}"
         counts = []
         for key in ("step", "tokens"):
@@ -102,31 +103,12 @@ class Revision:
                 raise ValueError(f"{where}: no {key!r}")
             value = entry[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{where}: {key} {_shown_json(value)} is not a count (a whole number >= 0)")
+                raise ValueError(f"{where}: {key} {short_json(value)} is not a count (a whole number >= 0)")
             counts.append(value)
         commit = entry.get("commit")
         if commit is not None and not isinstance(commit, str):
-            raise ValueError(f"{where}: commit {_shown_json(commit)} is not a commit id (a string)")
+            raise ValueError(f"{where}: commit {short_json(commit)} is not a commit id (a string)")
         return cls(name, counts[0], counts[1], commit)
-
-
-def _json_type(value: object) -> str:
-    """What JSON calls a parsed value's type: object, array, string, number, true/false or null."""
-    if isinstance(value, Mapping):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    return "number"
-
-
-def _shown_json(value: object) -> str:
-    """A parsed JSON value as the file writes it (``null``, ``NaN``, ``"5"``), cut short for a one-line message."""
-    text = json.dumps(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 # ---------------------------------------------------------------------------
@@ -555,17 +537,17 @@ def read_manifest(path: Path | str) -> Manifest:
     """
     data = _manifest_json(Path(path))
     if not isinstance(data, dict):
-        raise InputError(f"{path}: not a revision manifest (expected a JSON object, found a JSON {_json_type(data)})")
+        raise InputError(f"{path}: not a revision manifest (expected a JSON object, found a JSON {json_type(data)})")
     if data.get("format") != MANIFEST_FORMAT:
         raise InputError(
             f"{path}: not a revision manifest (format {data.get('format')!r}, expected {MANIFEST_FORMAT!r})"
         )
     repo_id = data.get("repo_id")
     if not isinstance(repo_id, str) or repo_id.count("/") != 1 or "" in repo_id.split("/"):
-        raise InputError(f"{path}: repo_id {_shown_json(repo_id)} is not a Hub repository (owner/name)")
+        raise InputError(f"{path}: repo_id {short_json(repo_id)} is not a Hub repository (owner/name)")
     entries = data.get("revisions")
     if not isinstance(entries, list):
-        raise InputError(f"{path}: revisions is {_shown_json(entries)}, not a list of revision entries")
+        raise InputError(f"{path}: revisions is {short_json(entries)}, not a list of revision entries")
     revisions = []
     for index, entry in enumerate(entries, start=1):
         try:
@@ -576,20 +558,20 @@ def read_manifest(path: Path | str) -> Manifest:
         if stated is not None and stated != revision.step:
             raise InputError(
                 f"{path}: revision {revision.name!r}: its name says step {stated} but its entry says step "
-                f"{revision.step}; correct the entry (or refresh the manifest)"
+                f"{revision.step}; correct the entry"
             )
         revisions.append(revision)
     fields = {key: data.get(key) for key in ("count", "tokens_per_step", "published")}
     for key, value in fields.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise InputError(f"{path}: {key} {_shown_json(value)} is not a count (a whole number >= 0)")
+            raise InputError(f"{path}: {key} {short_json(value)} is not a count (a whole number >= 0)")
     if fields["count"] is not None and fields["count"] != len(revisions):
         raise InputError(f"{path}: manifest says {fields['count']} revisions but lists {len(revisions)}")
     if not isinstance(data.get("partial", False), bool):
-        raise InputError(f"{path}: partial {_shown_json(data['partial'])} is not true or false")
+        raise InputError(f"{path}: partial {short_json(data['partial'])} is not true or false")
     for key in ("source", "note"):
         if not isinstance(data.get(key, ""), str):
-            raise InputError(f"{path}: {key} {_shown_json(data[key])} is not a string")
+            raise InputError(f"{path}: {key} {short_json(data[key])} is not a string")
     return Manifest(
         repo_id=repo_id,
         revisions=tuple(revisions),

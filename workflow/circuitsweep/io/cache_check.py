@@ -21,6 +21,7 @@ from typing import Any
 
 from circuitsweep.errors import CacheError
 from circuitsweep.io import contracts as C
+from circuitsweep.io.json_text import short_json
 
 #: Version of the cache files' layout and metadata; bump it when either changes,
 #: so caches of an older layout are refused instead of misread (a planned revision whose
@@ -56,17 +57,12 @@ def _normal(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True))
 
 
-def _short(value: Any, limit: int = 80) -> str:
-    text = json.dumps(value, sort_keys=True)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def verify_metadata(path: Path | str, metadata: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
     """Raise :class:`CacheError` unless ``metadata`` has every key of ``expected`` with that value."""
     stored = _normal(dict(metadata))
     wanted = _normal(dict(expected))
     differences = [
-        f"{key} is {_short(stored[key]) if key in stored else 'missing'}, expected {_short(value)}"
+        f"{key} is {short_json(stored[key]) if key in stored else 'missing'}, expected {short_json(value)}"
         for key, value in wanted.items()
         if stored.get(key, ...) != value
     ]

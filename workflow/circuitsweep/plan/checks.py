@@ -34,10 +34,10 @@ def revision_problems(
     where: str = "",
     manifest: Path | None = None,
 ) -> list[str]:
-    """Two revisions of one name among what the source publishes, a revision with fewer tokens than one at an
-    earlier step, or two swept revisions at one point of training (equal step and tokens), one line naming
-    both: each would be measured into one cache twice, counted twice in the tables or put out of order on
-    the token axis, and fail only after every revision is measured, or not at all.
+    """Two revisions of one name among what the source publishes, a swept revision with fewer tokens than one at
+    an earlier step (or more than one at a later step), or two swept revisions at one point of training (equal
+    step and tokens), one line naming both: each would be measured into one cache twice, counted twice in the
+    tables or put out of order on the token axis, and fail only after every revision is measured, or not at all.
     ``manifest``: the manifest file the source's revisions were read from, named in the message."""
     where = where or f"models.{model.name}"
     problems = []
@@ -58,7 +58,8 @@ def revision_problems(
         problems += [f"{where}: the source lists revision {n!r} {c} times" for n, c in counts.items() if c > 1]
     if problems:
         return problems
-    decreasing = fewer_tokens(available)
+    swept_names = {revision.name for revision in swept}
+    decreasing = [pair for pair in fewer_tokens(available) if swept_names & {pair[0].name, pair[1].name}]
     if decreasing:
         earlier, later = decreasing[0]
         others = len(decreasing) - 1
@@ -67,7 +68,7 @@ def revision_problems(
             f"{_tokens_key(model, where, manifest, (earlier.name, later.name))}: revision {later.name!r} (step "
             f"{later.step:,}) has {later.tokens:,} tokens, fewer than {earlier.name!r} at the earlier step "
             f"{earlier.step:,} ({earlier.tokens:,} tokens): tokens cannot decrease as training goes on; "
-            f"correct the tokens of one of them{more}"
+            f"correct the tokens of one of them, or state a branch's step and tokens under tokens.branches{more}"
         )
     for first, second in same_point(swept):
         problems.append(
@@ -134,14 +135,15 @@ def shared_toy_repo_problems(models: Mapping[str, ModelSettings]) -> list[str]:
     for name, model in models.items():
         if model.source.get("type") != "toy":
             continue
-        repo_id = model.source.get("repo_id")
-        if repo_id in first_of:
+        repo_id = str(model.source.get("repo_id"))
+        folded = repo_id.casefold()  # one folder on a case-insensitive disk
+        if folded in first_of:
             problems.append(
-                f"models.{name}.source.repo_id: {repo_id!r} is also models.{first_of[repo_id]}'s; each toy model "
+                f"models.{name}.source.repo_id: {repo_id!r} is also models.{first_of[folded]}'s; each toy model "
                 "trains into a repository of its own"
             )
         else:
-            first_of[repo_id] = name
+            first_of[folded] = name
     return problems
 
 

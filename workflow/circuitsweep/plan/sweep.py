@@ -120,10 +120,12 @@ def _manifest_file_problem(path: Path) -> str | None:
 
 def model_manifest(model: ModelSettings, path: Path) -> Manifest:
     """The manifest of Hub model ``model`` at ``path``; a :class:`ConfigError` naming the key and the file when
-    it is no readable manifest or lists another repository's revisions.
+    it is no readable manifest, or when the manifest found by the model's name (no ``source.manifest``) lists
+    another repository's revisions (a fork of a bundled model).
 
     A variant of the manifest's repository by the same owner (``EleutherAI/pythia-160m-seed1``, a seed of
-    ``EleutherAI/pythia-160m``, which publishes the same branches) may share it."""
+    ``EleutherAI/pythia-160m``, which publishes the same branches) may share it; a manifest the config names
+    that lists another repository is used as named (sibling runs publish the same branches), with a warning."""
     key = f"models.{model.name}.source" + (".manifest" if model.source.get("manifest") else "")
     try:
         manifest = read_manifest(path)
@@ -133,11 +135,17 @@ def model_manifest(model: ModelSettings, path: Path) -> Manifest:
     owner, name = repo_id.casefold().split("/", 1)
     listed_owner, listed_name = manifest.repo_id.casefold().split("/", 1)
     if owner != listed_owner or (name != listed_name and not name.startswith(f"{listed_name}-")):
-        raise ConfigError(
-            f"{key}: {path} is the manifest of {manifest.repo_id}, not of source.repo_id {repo_id}: its branches, "
-            f"steps and tokens are another repository's; list {repo_id}'s own with `circuitsweep refresh-manifest "
-            f"{repo_id} <file>` (needs the Hub) and name that file in source.manifest"
-        )
+        own = f"`circuitsweep refresh-manifest {repo_id} <file>` (needs the Hub) lists {repo_id}'s own"
+        if model.source.get("manifest"):  # named on purpose: a sibling run may publish the same branches
+            logger.warning(
+                "%s: %s lists the branches of %s; they are read as source.repo_id %s's (%s)",
+                key, path, manifest.repo_id, repo_id, own,
+            )  # fmt: skip
+        else:
+            raise ConfigError(
+                f"{key}: {path}, the manifest found for {repo_id} by its name, is {manifest.repo_id}'s: its branches, "
+                f"steps and tokens are another repository's; {own}, to name in source.manifest"
+            )
     return manifest
 
 
