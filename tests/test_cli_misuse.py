@@ -42,7 +42,7 @@ MISUSES: dict[str, tuple[str, str]] = {
     "plot-gap-missing": ("plot-primitive-gap --gaps missing.csv --output o.png", "missing.csv"),
     "plot-gap-not-a-gap-table": ("plot-primitive-gap --gaps table.csv --output o.png", "no column"),
     "sweep-overhead-missing": (
-        "sweep-overhead --scores file.txt --measure missing.tsv --csv o --markdown o",
+        "sweep-overhead --measure missing.tsv --scores file.txt --csv o --markdown o",
         "missing",
     ),
     "primitive-tables-missing": ("primitive-tables --revisions missing --output out", "missing"),

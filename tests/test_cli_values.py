@@ -182,6 +182,18 @@ def test_scores_of_another_kind_are_named_without_delete_advice(tmp_path):
         assert "delete" not in line, line
 
 
+def test_sweep_overhead_names_scores_of_another_kind(tmp_path):
+    """sweep-overhead reads the same per-revision score tables as classify-heads, and names a file of another
+    kind the same way (it took any file, and failed later on its columns)."""
+    score_cache(tmp_path / "cache" / "m" / "step0" / "heads.parquet")
+    (tmp_path / "measure.tsv").write_text("s\th:m:s\tmax_rss\n1.0\t0:00:01\t10\n")
+    (tmp_path / "notes.txt").write_text("not a table")
+    argv = ["sweep-overhead", "--measure", "measure.tsv", "--scores", "notes.txt"]
+    argv += ["--csv", "o.csv", "--markdown", "o.md"]
+    line = one_line(*run(argv, tmp_path))
+    assert "--scores: notes.txt is not a per-revision score table (" in line, line
+
+
 def test_a_damaged_score_cache_keeps_its_advice(tmp_path):
     """A revision's score file cut short is a damaged cache: the command still says to delete it and rerun."""
     good = score_cache(tmp_path / "good" / "heads.parquet")

@@ -346,6 +346,19 @@ def test_a_toy_with_tokens_from_name_is_told_to_give_per_step():
     assert "None" not in text
 
 
+def test_a_toy_key_its_class_does_not_read_is_refused():
+    """num_experts on a GPT-NeoX toy (or rotary_fraction on an OLMo one) was accepted and silently unused, so the
+    toy trained as if the key were not there: the plan names the key and the one class that reads it."""
+    config = copy.deepcopy(TOY)
+    config["models"]["toy"]["toy"]["num_experts"] = 8
+    with pytest.raises(ConfigError) as info:
+        plan_sweep(config, ROOT)
+    assert (
+        "models.toy.toy.num_experts: only OlmoeForCausalLM toys read it, and this one is GPTNeoXForCausalLM"
+        in str(info.value)
+    ), info.value
+
+
 def test_two_toys_in_one_repository_are_refused():
     """Two toy models with one repo_id (a model block copied and reseeded) would train into the same branches,
     and one of them would be measured with the other's weights: the plan names the second and the first."""

@@ -1551,7 +1551,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = add("sweep-overhead", cmd_sweep_overhead, "compare job wall time with forward-pass time")
-    p.add_argument("--scores", type=file, nargs="+", required=True, help="head-score Parquet files")
+    p.add_argument("--scores", type=RevisionScores(), nargs="+", required=True, help="per-revision score Parquet files")
     p.add_argument("--fetch", type=file, nargs="*", default=[], help="fetch_snapshot benchmark TSVs")
     p.add_argument("--measure", type=file, nargs="+", required=True, help="benchmark TSVs of the measuring jobs")
     p.add_argument("--primitives", type=file, nargs="*", default=[], help="primitive shards (their forward seconds)")

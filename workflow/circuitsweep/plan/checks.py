@@ -22,7 +22,7 @@ from circuitsweep.config.load import ModelSettings
 from circuitsweep.errors import ConfigError, SnapshotError
 from circuitsweep.io.names import unsafe_reason
 from circuitsweep.plan import sizing
-from circuitsweep.toy.spec import ToySpec, branch_name
+from circuitsweep.toy.spec import ARCHITECTURE_KEYS, ToySpec, branch_name
 
 BRANCH_FIELDS = ("step", "tokens", "ktokens")
 
@@ -105,7 +105,11 @@ def toy_problems(model: ModelSettings) -> list[str]:
         spec = ToySpec.of_model(model.architecture, model.toy)
     except (TypeError, ValueError) as error:
         return [f"{where}.toy: {error}"]
-    problems = []
+    problems = [
+        f"{where}.toy.{key}: only {ARCHITECTURE_KEYS[key]} toys read it, and this one is {model.architecture}"
+        for key in (model.toy or {})
+        if key in ARCHITECTURE_KEYS and ARCHITECTURE_KEYS[key] != model.architecture
+    ]
     per_step = model.tokens.get("per_step")
     if per_step is None:
         # from_name: the toy's branch names are made from per_step, so there is no name to read tokens from

@@ -29,6 +29,13 @@ ARCHITECTURE_DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 
+#: Toy keys that only one architecture's model reads (any other class would train as if they were not set).
+ARCHITECTURE_KEYS: dict[str, str] = {
+    "rotary_fraction": "GPTNeoXForCausalLM",
+    "num_experts": "OlmoeForCausalLM",
+    "experts_per_token": "OlmoeForCausalLM",
+}
+
 #: Keys of a ``toy:`` config entry that the caller uses and ToySpec ignores.
 CALLER_KEYS = frozenset({"branch_format"})
 
