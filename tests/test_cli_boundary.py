@@ -21,6 +21,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tiny_tables import tiny_heads_and_revisions
 
 from circuitsweep import cli
 from circuitsweep.plan.retry import EXIT_DETERMINISTIC, EXIT_USER_ERROR
@@ -283,25 +284,11 @@ def test_a_misused_subcommand_fails_in_one_line(name, sandbox_root):
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory) -> Path:
     """A folder with real tables of one model ``m``: classified heads, emergence curves, milestones."""
-    from circuitsweep.heads.classify import Thresholds, head_classes
-    from circuitsweep.io import contracts as C
     from circuitsweep.io.tables import write_table
     from circuitsweep.milestones.emergence import MilestoneThresholds, emergence_curves, milestones
 
     folder = make_sandbox(tmp_path_factory.mktemp("tables"))
-    rows = [
-        {"model": "m", "revision": f"step{s}", "step": s, "tokens": s * 1000, "layer": layer, "head": head}
-        | dict.fromkeys(C.SELECTIVITY_COLUMNS, 1.0 + s / 100)
-        | {"baseline_attention": 0.01, "sink_alpha": 0.1, "prefix_matching": 0.0, "previous_token": 0.0}
-        | {"duplicate_token": 0.0, "pr": 1.0 + head}
-        for s in (0, 10, 100)
-        for layer in range(2)
-        for head in range(2)
-    ]
-    heads = head_classes(pl.DataFrame(rows), Thresholds(10, 20, 20, 0.3))
-    revisions = pl.DataFrame(
-        [{"model": "m", "revision": f"step{s}", "step": s, "tokens": s * 1000, "n_layers": 2} for s in (0, 10, 100)]
-    ).with_columns(pl.lit(None, dtype=pl.Float64).alias("in_context_loss_drop"))
+    heads, revisions = tiny_heads_and_revisions()
     curves = emergence_curves(heads, revisions)
     write_table(folder / "heads.parquet", heads, {"model": "m", "thresholds": {"induction_circuit": 20}})
     write_table(folder / "emergence.parquet", curves, {})

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from tiny_tables import tiny_heads_and_revisions
 
 from circuitsweep import cli
 from circuitsweep.io import contracts as C
@@ -211,22 +212,9 @@ def test_a_damaged_score_cache_keeps_its_advice(tmp_path):
 @pytest.fixture
 def curves(tmp_path) -> pl.DataFrame:
     """A real emergence table of one model ``m`` (three revisions)."""
-    from circuitsweep.heads.classify import Thresholds, head_classes
     from circuitsweep.milestones.emergence import emergence_curves
 
-    rows = [
-        {"model": "m", "revision": f"step{s}", "step": s, "tokens": s * 1000, "layer": layer, "head": head}
-        | dict.fromkeys(C.SELECTIVITY_COLUMNS, 1.0 + s / 100)
-        | {"baseline_attention": 0.01, "sink_alpha": 0.1, "prefix_matching": 0.0, "previous_token": 0.0}
-        | {"duplicate_token": 0.0, "pr": 1.0 + head}
-        for s in (0, 10, 100)
-        for layer in range(2)
-        for head in range(2)
-    ]
-    heads = head_classes(pl.DataFrame(rows), Thresholds(10, 20, 20, 0.3))
-    revisions = pl.DataFrame(
-        [{"model": "m", "revision": f"step{s}", "step": s, "tokens": s * 1000, "n_layers": 2} for s in (0, 10, 100)]
-    ).with_columns(pl.lit(None, dtype=pl.Float64).alias("in_context_loss_drop"))
+    heads, revisions = tiny_heads_and_revisions()
     return emergence_curves(heads, revisions)
 
 
