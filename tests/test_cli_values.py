@@ -16,7 +16,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from tiny_tables import tiny_heads_and_revisions
+from tiny_tables import tiny_heads_and_revisions, write_score_cache
 
 from circuitsweep import cli
 from circuitsweep.io import contracts as C
@@ -59,26 +59,7 @@ def score_cache(path: Path, revision: str = "step0", step: int = 0) -> Path:
         for layer in range(2)
         for head in range(2)
     ]
-    metadata = {
-        "model": "m",
-        "revision": revision,
-        "step": step,
-        "tokens": step * 1000,
-        "n_layers": 2,
-        "n_heads": 2,
-        "loss_first_half": 5.0,
-        "loss_second_half": 4.0,
-        "in_context_loss_drop": -1.0,
-        "first_token_policy": "none",
-        "first_token_id": None,
-        "probe": "random_tokens",
-        "probe_protocol": "xu2026",
-        "valid_sequences": 2000,
-        "dtype": "float32",
-        "weights_sha256": f"w-{revision}",
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_table(path, pl.DataFrame(rows), metadata)
+    write_score_cache(path, rows, "m", revision, step, step * 1000, (2, 2))
     return path
 
 
@@ -226,28 +207,18 @@ def test_an_emergence_table_plots(tmp_path, curves):
     assert (tmp_path / "e.png").is_file()
 
 
+def bos_fraction_at(revision: str, value: float):
+    """A change of an emergence table: ``revision``'s BOS fraction set to ``value``."""
+    fraction = pl.when(pl.col("revision") == revision).then(value).otherwise("bos_fraction")
+    return lambda frame: frame.with_columns(fraction.alias("bos_fraction"))
+
+
 @pytest.mark.parametrize(
     ("change", "named"),
     [
-        (lambda frame: frame.head(0), "--emergence emergence.parquet: no rows"),
-        (
-            lambda frame: frame.with_columns(
-                pl.when(pl.col("revision") == "step10")
-                .then(float("nan"))
-                .otherwise("bos_fraction")
-                .alias("bos_fraction")
-            ),
-            "--emergence emergence.parquet: bos_fraction holds NaN at m step10",
-        ),
-        (
-            lambda frame: frame.with_columns(
-                pl.when(pl.col("revision") == "step100")
-                .then(float("inf"))
-                .otherwise("bos_fraction")
-                .alias("bos_fraction")
-            ),
-            "--emergence emergence.parquet: bos_fraction holds inf at m step100",
-        ),
+        (lambda frame: frame.head(0), "no rows"),
+        (bos_fraction_at("step10", float("nan")), "bos_fraction holds NaN at m step10"),
+        (bos_fraction_at("step100", float("inf")), "bos_fraction holds inf at m step100"),
     ],
 )
 def test_plot_emergence_names_a_table_it_cannot_draw(tmp_path, curves, change, named):
@@ -255,7 +226,7 @@ def test_plot_emergence_names_a_table_it_cannot_draw(tmp_path, curves, change, n
     ``unexpected ValueError: Number of rows must be a positive integer`` / ``Axis limits cannot be NaN``)."""
     write_table(tmp_path / "emergence.parquet", change(curves), {})
     line = one_line(*run(["plot-emergence", "--emergence", "emergence.parquet", "--output", "e.png"], tmp_path))
-    assert line.endswith(named), line
+    assert line.endswith(f"--emergence emergence.parquet: {named}"), line
     assert not (tmp_path / "e.png").exists()
 
 

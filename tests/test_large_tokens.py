@@ -11,11 +11,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from tiny_tables import write_score_cache
 
 from circuitsweep.config.load import load_config
 from circuitsweep.heads.stage import classify_heads
 from circuitsweep.io import contracts as C
-from circuitsweep.io.tables import read_table, write_table
+from circuitsweep.io.tables import read_table
 from circuitsweep.milestones.tables import HeadTableOutputs, head_tables
 from circuitsweep.plan.sweep import plan_sweep
 
@@ -32,25 +33,7 @@ def score_cache(path: Path, model: str, revision, weight: float) -> None:
             rows.append(
                 {"layer": layer, "head": head, **{c: 1.0 for c in C.HEAD_SCORE_COLUMNS}, "sel_induction": induction}
             )
-    metadata = {
-        "model": model,
-        "revision": revision.name,
-        "step": revision.step,
-        "tokens": revision.tokens,
-        "n_layers": N_LAYERS,
-        "n_heads": N_HEADS,
-        "loss_first_half": 5.0,
-        "loss_second_half": 4.0,
-        "in_context_loss_drop": -1.0,
-        "first_token_policy": "none",
-        "first_token_id": None,
-        "probe": "random_tokens",
-        "probe_protocol": "xu2026",
-        "valid_sequences": 2000,
-        "dtype": "float32",
-        "weights_sha256": f"w-{revision.name}",
-    }
-    write_table(path, pl.DataFrame(rows), metadata)
+    write_score_cache(path, rows, model, revision.name, revision.step, revision.tokens, (N_LAYERS, N_HEADS))
 
 
 def straddling(revisions: list) -> list:

@@ -1,12 +1,44 @@
-"""A tiny real run's tables for CLI tests: model ``m``, revisions step0, step10 and step100, 2 layers of 2 heads."""
+"""Tiny real tables for tests: one revision's score cache, and a classified run of model ``m`` (revisions
+step0, step10 and step100, 2 layers of 2 heads)."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from circuitsweep.io import contracts as C
+from circuitsweep.io.tables import write_table
 
 STEPS = (0, 10, 100)
+
+
+def write_score_cache(
+    path: Path, rows: list[dict[str, Any]], model: str, revision: str, step: int, tokens: int, shape: tuple[int, int]
+) -> None:
+    """One revision's head scores ``rows`` (per layer and head) at ``path``, with the metadata measure-revision
+    writes beside them; ``shape``: (layers, heads)."""
+    metadata = {
+        "model": model,
+        "revision": revision,
+        "step": step,
+        "tokens": tokens,
+        "n_layers": shape[0],
+        "n_heads": shape[1],
+        "loss_first_half": 5.0,
+        "loss_second_half": 4.0,
+        "in_context_loss_drop": -1.0,
+        "first_token_policy": "none",
+        "first_token_id": None,
+        "probe": "random_tokens",
+        "probe_protocol": "xu2026",
+        "valid_sequences": 2000,
+        "dtype": "float32",
+        "weights_sha256": f"w-{revision}",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_table(path, pl.DataFrame(rows), metadata)
 
 
 def tiny_heads_and_revisions() -> tuple[pl.DataFrame, pl.DataFrame]:
