@@ -195,7 +195,7 @@ class RevisionScores(InputFile):
     def __call__(self, text: str) -> str:
         self.readable(text)
         not_this = f"{text} is not a {self.what} (measure-revision's <model>/<revision>/heads.parquet"
-        if not text.endswith(".parquet"):
+        if not text.endswith(self.suffix):
             raise argparse.ArgumentTypeError(f"{not_this}; this is a {Path(text).suffix or 'suffix-less'} file)")
         try:
             import pyarrow.parquet as pq
@@ -206,7 +206,7 @@ class RevisionScores(InputFile):
             metadata = json.loads((schema.metadata or {}).get(META_KEY.encode(), b"{}"))
         except Exception:  # a damaged score file: the command says so, and how to measure it again
             return text
-        missing = [column for column in self.REQUIRED if column not in schema.names]
+        missing = [column for column in self.columns if column not in schema.names]
         if missing:
             raise argparse.ArgumentTypeError(f"{not_this}; it has no column {', '.join(missing)})")
         if not isinstance(metadata, dict) or not all(isinstance(metadata.get(k), str) for k in ("model", "revision")):
@@ -400,7 +400,7 @@ def _check_milestone_thresholds(value: dict[str, Any]) -> None:
     _refuse_lines([line for model, given in value.items() for line in _threshold_lines(given, "milestone", model)])
 
 
-def _check_top_k(value: Any, name: str = "") -> list[str]:
+def _top_k_lines(value: Any, name: str = "") -> list[str]:
     """Problems of ``value`` as the config's ``ablation.spectral_top_k`` (counts, shares of the heads, elbow)."""
     from circuitsweep.config.load import schema
 
@@ -408,7 +408,7 @@ def _check_top_k(value: Any, name: str = "") -> list[str]:
 
 
 def _check_spectral_top_k(value: Any) -> None:
-    _refuse_lines(_check_top_k(value))
+    _refuse_lines(_top_k_lines(value))
 
 
 def _check_bootstrap_settings(value: dict[str, Any]) -> None:
@@ -426,7 +426,7 @@ def _check_final_ablation_settings(value: dict[str, Any]) -> None:
     """``final_ablation``'s params: the classification thresholds and the spectral K."""
     _refuse_lines(
         _threshold_lines(value["thresholds"], "class", "thresholds")
-        + _check_top_k(value["spectral_top_k"], "spectral_top_k")
+        + _top_k_lines(value["spectral_top_k"], "spectral_top_k")
     )
 
 
