@@ -1,7 +1,7 @@
 """The command line's one error boundary, and a property test that looks for the next hole (issue 32).
 
 Every subcommand is enumerated from the argparse parser, so a new one is covered
-without touching this file; every argument declares what it is (``cli.Argument``),
+without touching this file; every argument declares what it is (``cli.cli_arguments.Argument``),
 and the test generates values for it by that kind: missing paths, folders, pipes,
 devices, empty and wrong-shaped JSON, junk files, huge and negative numbers,
 non-UTF-8 bytes. One argument of each call is certainly wrong; the call must exit
@@ -24,6 +24,9 @@ from hypothesis import strategies as st
 from tiny_tables import tiny_heads_and_revisions
 
 from circuitsweep import cli
+from circuitsweep.cli import arguments as cli_arguments
+from circuitsweep.cli import commands, entry, json_arguments
+from circuitsweep.cli import parser as cli_parser
 from circuitsweep.plan.retry import EXIT_DETERMINISTIC, EXIT_USER_ERROR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +35,7 @@ EXAMPLES = 12
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:
-    parser = cli.build_parser()
+    parser = cli_parser.build_parser()
     (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     return dict(sub.choices)
 
@@ -112,13 +115,13 @@ class Undeclared:
         return f"undeclared {self.name}"
 
 
-def kind_of(action: argparse.Action) -> cli.Argument | Undeclared:
-    if isinstance(action.type, getattr(cli, "Argument", ())):
+def kind_of(action: argparse.Action) -> cli_arguments.Argument | Undeclared:
+    if isinstance(action.type, cli_arguments.Argument):
         return action.type
     return Undeclared(getattr(action.type, "__name__", "str"))
 
 
-def tiers(kind: cli.Argument | Undeclared) -> tuple[list[str], list[str], list[str]]:
+def tiers(kind: cli_arguments.Argument | Undeclared) -> tuple[list[str], list[str], list[str]]:
     """Values for an argument of ``kind`` in three tiers: ``wrong`` (refused before the command runs),
     ``junk`` (accepted by the boundary, but certainly not what the command needs: the command itself must
     refuse it) and ``fine`` (may well be right)."""
@@ -128,20 +131,20 @@ def tiers(kind: cli.Argument | Undeclared) -> tuple[list[str], list[str], list[s
         if kind.name == "_json":
             return BAD_JSON, [], ANY_JSON
         return ["text.txt/x", "folder"], [], ["out.txt"]
-    if isinstance(kind, cli.InputFile):
+    if isinstance(kind, cli_arguments.InputFile):
         wrong = [*NO_PATH, "folder"]
         if kind.columns:  # a table's columns are read by the boundary
             return wrong + JUNK_FILES, [], []
         return (wrong, JUNK_FILES, []) if kind.content else (wrong, [], JUNK_FILES)
-    if isinstance(kind, cli.InputFolder):
+    if isinstance(kind, cli_arguments.InputFolder):
         return [*NO_PATH, "text.txt", "binary.bin"], ["folder"], []
-    if isinstance(kind, cli.OutputFile):
+    if isinstance(kind, cli_arguments.OutputFile):
         suffix = kind.suffixes[0] if kind.suffixes else ".txt"
         wrong = ["folder", "text.txt/x", "fifo", "settings"] + (["out.xyz"] if kind.suffixes else [])
         return wrong, [], [f"out{suffix}", f"new/deeper/out{suffix}"]
-    if isinstance(kind, cli.OutputFolder):
+    if isinstance(kind, cli_arguments.OutputFolder):
         return ["text.txt", "text.txt/x", "fifo", "binary.bin"], [], ["folder", "new-folder", ".."]
-    if isinstance(kind, cli.Json):
+    if isinstance(kind, json_arguments.Json):
         wrong = list(BAD_JSON)
         junk = []
         if kind.shape is dict:
@@ -157,13 +160,13 @@ def tiers(kind: cli.Argument | Undeclared) -> tuple[list[str], list[str], list[s
             else (ANY_JSON if kind.shape is None else ["{}", '{"a": 1}'] if kind.shape is dict else ["[]", "[1]"])
         )
         return wrong, junk, fine
-    if isinstance(kind, cli.Count):
+    if isinstance(kind, cli_arguments.Count):
         return [*BAD_NUMBERS, str(kind.low - 1), str(kind.high + 1)], [], [str(kind.low)]
-    if isinstance(kind, cli.Real):
+    if isinstance(kind, cli_arguments.Real):
         return [*BAD_NUMBERS, str(kind.low), "1e309"], [], ["2.5"]
-    if isinstance(kind, cli.Name):
+    if isinstance(kind, cli_arguments.Name):
         return ["..", ".", "a/b", "-x", "", "a\x01b", "\udcff", "x\\y"], [], ["m", "toy-gptneox"]
-    if isinstance(kind, cli.Text):
+    if isinstance(kind, cli_arguments.Text):
         if kind.check is None:  # free text (Snakemake targets and options): never the broken argument
             return [], [], ["all"]
         return (
@@ -227,7 +230,8 @@ def test_every_argument_declares_what_it_is():
     """A new subcommand's argument without a kind (a bare ``str`` or ``int``) would bypass the boundary."""
     for name, parser in subcommands().items():
         for action in arguments(parser):
-            assert isinstance(action.type, cli.Argument), f"{name} {action.dest}: give it a cli.Argument type"
+            declared = isinstance(action.type, cli_arguments.Argument)
+            assert declared, f"{name} {action.dest}: give it a cli.arguments.Argument type"
             tiers(kind_of(action))  # the test knows how to break it
 
 
@@ -246,7 +250,7 @@ def test_an_undescribed_option_gets_its_kind_as_help():
     assert help_of["emergence"] == "emergence table (with columns model, revision, bos_fraction) to read"
     assert help_of["model"] == "a model or revision name (one safe path component)"
     assert help_of["output"] == "file to write (.png, .svg)"
-    assert cli.Count(1, 10).describe() == "a whole number from 1 to 10"
+    assert cli_arguments.Count(1, 10).describe() == "a whole number from 1 to 10"
 
 
 @pytest.mark.parametrize("name", sorted(subcommands()))
@@ -393,7 +397,7 @@ def test_each_misuse_is_one_line_naming_it(case, tables):
 
 def test_a_settings_file_over_the_limit_is_refused_unread(tmp_path, monkeypatch):
     """A ``@FILE`` larger than the limit is refused from its size, before it is read."""
-    monkeypatch.setattr(cli, "SETTINGS_FILE_LIMIT", 100)
+    monkeypatch.setattr(json_arguments, "SETTINGS_FILE_LIMIT", 100)
     (tmp_path / "big.json").write_text("[" + "1," * 100 + "1]")
     code, err = run(["fetch-snapshot", "--settings", "@big.json", "--output", "snap"], tmp_path)
     assert code == EXIT_DETERMINISTIC and "more than the 100 allowed" in err and len(err.strip().splitlines()) == 1
@@ -405,10 +409,10 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "cmd_refine", interrupted)
+    monkeypatch.setattr(commands, "cmd_refine", interrupted)
     (tmp_path / "c.yaml").write_text("{}")
     code, err = run(["refine", "--configfile", "c.yaml"], tmp_path)
-    assert code == cli.EXIT_INTERRUPTED == 130
+    assert code == entry.EXIT_INTERRUPTED == 130
     assert err.strip() == "circuitsweep refine: interrupted (a rerun resumes where this one stopped)"
 
 
@@ -437,7 +441,7 @@ def test_a_full_disk_is_named_with_its_path(tmp_path, monkeypatch):
     def full(args):
         raise OSError(errno.ENOSPC, "No space left on device", args.output)
 
-    monkeypatch.setattr(cli, "cmd_block_record", full)
+    monkeypatch.setattr(commands, "cmd_block_record", full)
     code, err = run(["block-record", "--block", "b", "--output", "record.json"], tmp_path)
     assert code == EXIT_USER_ERROR
     assert err.strip().startswith("circuitsweep block-record: error: disk full: cannot write --output record.json (")
@@ -461,7 +465,7 @@ def test_each_table_kind_names_columns_of_its_contract():
         "gaps": K.GAP_COLUMNS,
         "scaling": K.SCALING_COLUMNS,
     }
-    tables = cli._tables()
+    tables = cli_parser._tables()
     assert set(tables) == set(contracts)
     for kind, argument in tables.items():
         assert set(argument.columns) <= set(contracts[kind]), kind

@@ -19,6 +19,8 @@ import pytest
 from tiny_tables import tiny_heads_and_revisions, write_score_cache
 
 from circuitsweep import cli
+from circuitsweep.cli import arguments
+from circuitsweep.cli import parser as cli_parser
 from circuitsweep.io import contracts as C
 from circuitsweep.io.tables import write_table
 from circuitsweep.plan.retry import EXIT_DETERMINISTIC
@@ -233,8 +235,8 @@ def test_plot_emergence_names_a_table_it_cannot_draw(tmp_path, curves, change, n
 # --- 4. --spectral-top-k: what the config's ablation.spectral_top_k takes -------------------------------------
 
 
-def top_k_argument(command: str, option: str) -> cli.Argument:
-    parser = cli.build_parser()
+def top_k_argument(command: str, option: str) -> arguments.Argument:
+    parser = cli_parser.build_parser()
     (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     (action,) = [a for a in sub.choices[command]._actions if option in a.option_strings]
     return action.type

@@ -396,10 +396,11 @@ def test_refine_prints_plan_notes_as_check_config_does(tmp_path):
 def test_check_config_resolves_relative_paths_where_the_snakefile_does(tmp_path):
     """The Snakefile resolves a run_dir `path` against the repository; check-config run from any other
     folder must plan the same checkpoints, so its default --root is that repository, not the current folder."""
-    from circuitsweep import cli
+    from circuitsweep.cli import parser as cli_parser
 
-    assert Path(cli.workflow_root()) == REPO
-    assert cli.build_parser().parse_args(["check-config", str(REPO / "config" / "config.yaml")]).root == str(REPO)
+    assert Path(cli_parser.workflow_root()) == REPO
+    parsed = cli_parser.build_parser().parse_args(["check-config", str(REPO / "config" / "config.yaml")])
+    assert parsed.root == str(REPO)
 
 
 def test_fetch_reads_the_folder_in_place_and_refuses_changed_weights(tmp_path):
@@ -477,7 +478,7 @@ def test_the_readme_demo_run_forms_its_induction_heads_where_the_readme_says(tmp
     the README and the example config say (a demo that learns nothing would show only flat curves)."""
     import polars as pl
 
-    from circuitsweep.cli import DEMO_STEPS
+    from circuitsweep.cli.parser import DEMO_STEPS
 
     run = tmp_path / "run"
     result = _demo_run_cli(str(run))

@@ -94,12 +94,13 @@ def test_the_workflow_writes_each_config_to_its_folder_and_refuses_a_taken_one(t
 
 def test_settings_may_come_from_a_file(tmp_path):
     """A CLI settings argument ``@PATH`` reads the JSON from that file; a missing file is named in one line."""
-    from circuitsweep.cli import _json
+    from circuitsweep.cli.json_arguments import Json
 
+    read_json = Json()
     (tmp_path / "s.json").write_text('{"a": [1, 2]}')
-    assert _json(f"@{tmp_path / 's.json'}") == {"a": [1, 2]} == _json('{"a": [1, 2]}')
+    assert read_json(f"@{tmp_path / 's.json'}") == {"a": [1, 2]} == read_json('{"a": [1, 2]}')
     with pytest.raises(argparse.ArgumentTypeError, match="cannot read the settings file .*missing.json"):
-        _json(f"@{tmp_path / 'missing.json'}")
+        read_json(f"@{tmp_path / 'missing.json'}")
 
 
 # --- round four (issue 32): resolved paths, one run at a time, settings files that hold what they say ---------
@@ -245,17 +246,17 @@ def test_a_settings_file_holds_what_its_name_says(tmp_path):
     """A settings file edited by hand (``induction_onset_heads 1 -> 99``) or replaced by a list is rewritten when
     the run is planned, and refused in one line by a job that reads it meanwhile; a folder in its place is named
     (issue 32, cases 3 and 14)."""
-    from circuitsweep.cli import _json
+    from circuitsweep.cli.json_arguments import Json
     from circuitsweep.io.settings_files import settings_name, write_settings_file
 
     text = '{"m":{"induction_onset_heads":1}}'
     path = tmp_path / "settings" / f"{settings_name('head_tables', text)}.json"
     assert write_settings_file(path, text) and not write_settings_file(path, text)
-    assert _json(f"@{path}") == {"m": {"induction_onset_heads": 1}}
+    assert Json()(f"@{path}") == {"m": {"induction_onset_heads": 1}}
     for edit in ('{"m":{"induction_onset_heads":99}}', "[1]"):
         path.write_text(edit)
         with pytest.raises(argparse.ArgumentTypeError, match="was changed after the workflow wrote it"):
-            _json(f"@{path}")
+            Json()(f"@{path}")
         assert write_settings_file(path, text) and path.read_text() == text
     path.unlink()
     path.mkdir()

@@ -76,7 +76,7 @@ def test_without_a_gpu_the_line_gives_the_hours_here_and_on_a_gpu():
 def test_without_a_gpu_the_per_revision_line_says_its_minutes_are_on_a_gpu(tmp_path):
     """check-config's per-revision line under device: auto on a machine without a GPU keeps the GPU minutes the jobs
     are sized by and says there is no GPU here, as the cost line does; with a GPU, or device: cuda, it is unchanged."""
-    from circuitsweep.cli import measurement_job
+    from circuitsweep.cli.plan_summary import measurement_job
     from circuitsweep.io.contracts import Paths
 
     config = load_config(REPO / "config" / "config.yaml")
@@ -228,7 +228,7 @@ def test_dir_lists_the_notebook_api():
 def test_check_config_says_each_toy_is_trained_here_outside_the_estimate(tmp_path):
     """The toy suite's largest cost is training its models, which the cost line does not estimate: each toy's line
     says how many steps it trains, so a newcomer does not read the estimate as the whole run."""
-    from circuitsweep.cli import describe_plan
+    from circuitsweep.cli.plan_summary import describe_plan
     from circuitsweep.io.contracts import Paths
     from circuitsweep.toy.spec import ToySpec
 

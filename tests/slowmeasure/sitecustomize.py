@@ -15,7 +15,7 @@ if _SPEC:
     import time
     from pathlib import Path
 
-    import circuitsweep.cli as _cli
+    from circuitsweep.cli import commands as _commands
     from circuitsweep.errors import DataError
 
     _settings = json.loads(_SPEC)
@@ -28,4 +28,4 @@ if _SPEC:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(f"placeholder for {args.settings['revision']}\n")
 
-    _cli.cmd_measure_revision = _slow_measure
+    _commands.cmd_measure_revision = _slow_measure
