@@ -375,6 +375,20 @@ def test_two_toys_in_one_repository_are_refused():
     assert set(plan_sweep(config, ROOT).revisions) == {"toy", "toy-b"}
 
 
+def test_a_spectral_leave_out_name_that_is_not_swept_is_refused():
+    """A mistyped spectral_leave_out entry (``mian``) would leave nothing out, and the ranking would silently be
+    the one not asked for: the plan names the key, the name and the revisions swept. A swept name is taken."""
+    config = copy.deepcopy(TOY)
+    config["probes"] = {"token_range": [2, 64], **{probe: {"seq_len": 64} for probe in ("induction", "repeated")}}
+    config["models"]["toy"]["spectral_leave_out"] = ["mian"]
+    with pytest.raises(ConfigError) as info:
+        plan_sweep(config, ROOT)
+    assert "models.toy.spectral_leave_out: 'mian' is no revision this run sweeps (step0, " in str(info.value)
+    last = plan_sweep({**config, "models": {"toy": TOY["models"]["toy"]}}, ROOT).revisions["toy"][-1].name
+    config["models"]["toy"]["spectral_leave_out"] = [last]
+    assert plan_sweep(config, ROOT).models["toy"].spectral_leave_out == (last,)
+
+
 @pytest.mark.parametrize(
     ("value", "messages"),
     [

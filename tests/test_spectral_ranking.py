@@ -101,6 +101,39 @@ def test_ranking_refuses_missing_or_ragged_trajectories() -> None:
         cs.spectral_ranking(ragged)
 
 
+@pytest.mark.parametrize("model", ["olmo", "olmoe"])
+def test_a_left_out_final_revision_keeps_the_studys_ranking_and_gives_the_final_classes(model: str) -> None:
+    """The study measured OLMo and OLMoE at ``main`` too but ranked their heads over the ten branches alone. With
+    ``main`` swept after them (PRs of its own) and left out (``spectral_leave_out``), the per-model table has the
+    study's features and top-45 order; its final class and screen are main's. Ranked with main, the integrals
+    would differ. A name the heads do not hold is refused, naming it."""
+    data = study(model)
+    ten = trajectory_rows(data).with_columns(
+        revision=pl.format("b{}", pl.col("tokens")), step=pl.col("tokens"), sel_induction=pl.lit(1.0),
+        **{"class": pl.lit("none")},
+    )  # fmt: skip
+    main = ten.filter(pl.col("tokens") == pl.col("tokens").max()).with_columns(
+        revision=pl.lit("main"), step=pl.col("step") + 1, tokens=pl.col("tokens") + 16,
+        pr=pl.col("pr") + 3.0 * pl.col("head"), **{"class": pl.lit("first")},
+        sel_induction=pl.when(pl.col("head") == 0).then(60.0).otherwise(1.0),
+    )  # fmt: skip
+    heads = pl.concat([ten, main.select(ten.columns)])
+    table = model_spectral(heads, model, 50.0, leave_out=("main",))
+    assert set(table["n_revisions"]) == {10} and set(table["left_out_revisions"]) == {"main"}
+    for row in table.iter_rows(named=True):
+        expected = data["features"][f"L{row['layer']}_H{row['head']}"]
+        for name in ("integral", "final_pr", "max_pr", "min_pr", "spread"):
+            assert row[name] == pytest.approx(expected[name], abs=1e-6), (row["layer"], row["head"], name)
+    assert [f"L{r['layer']}H{r['head']}" for r in table.head(45).iter_rows(named=True)] == data["top45"]
+    assert set(table["final_revision"]) == {"main"} and set(table["final_class"]) == {"first"}
+    assert table.filter(pl.col("screen"))["head"].unique().to_list() == [0]
+    with_main = model_spectral(heads, model, 50.0)
+    assert set(with_main["n_revisions"]) == {11} and with_main["left_out_revisions"].is_null().all()
+    assert (with_main.sort("layer", "head")["integral"] - table.sort("layer", "head")["integral"]).abs().max() > 1e-3
+    with pytest.raises(DataError, match="spectral_leave_out names 'mian'"):
+        model_spectral(heads, model, 50.0, leave_out=("mian",))
+
+
 def test_model_spectral_adds_final_class_and_screen_whatever_the_class() -> None:
     """The per-model table carries each head's final class and its screen membership by induction selectivity
     alone: a head of best class first with induction selectivity >= the cut is in the screen."""

@@ -31,7 +31,8 @@ SWEEP_CONFIGS = ["config/paper.yaml", "config/primitives-paper.yaml", *sorted(
 def test_paper_config_sweeps_the_studys_anchors():
     """DESIGN.md 1: Pythia 1B at the study's ten branches, Pythia 160M and 410M at its 17, OLMo and OLMoE at
     their ten branches and then `main` (the study's final checkpoint; OLMoE's is annealed: 5033B + 100B tokens),
-    ordered last; one natural-text batch built with gpt-neox-20b's tokenizer (Pythia's) read by all five;
+    ordered last, which their spectral ranking leaves out as the study's did; one natural-text batch built with
+    gpt-neox-20b's tokenizer (Pythia's) read by all five;
     no primitive job."""
     plan = plan_sweep(load_config(ROOT / "config" / "paper.yaml"), ROOT)
     assert [r.name for r in plan.revisions["pythia-1b"]] == STUDY_BRANCHES
@@ -48,6 +49,7 @@ def test_paper_config_sweeps_the_studys_anchors():
         assert len(revisions) == 11 and [r.name for r in revisions[-2:]] == [last_branch, "main"], name
         assert revisions[-1].tokens == main_tokens and revisions[-1].tokens > revisions[-2].tokens
         assert sorted(revisions, key=lambda r: (r.tokens, r.step))[-1].name == "main"  # the emergence order too
+        assert plan.models[name].spectral_leave_out == ("main",), name  # ranked over the ten branches, as the study
     assert heads_jobs.natural_batches(plan) == {"gpt-neox-20b": ("pythia-1b", "step1")}
     assert {heads_jobs.natural_batch_of(plan, m) for m in plan.models} == {"gpt-neox-20b"}
     assert {m.probes.natural_text.special_tokens for m in plan.models.values()} == {"default"}

@@ -10,6 +10,7 @@ rule spectral_model:
         PATHS.model_spectral("{model}"),
     params:
         revisions=lambda wildcards: as_json(revisions_of(wildcards.model)),
+        leave_out=lambda wildcards: as_json(list(PLAN.models[wildcards.model].spectral_leave_out)),
     resources:
         mem_mb=small_resource("spectral_model", "mem_mb"),
         runtime=small_resource("spectral_model", "runtime"),
@@ -19,7 +20,7 @@ rule spectral_model:
         PATHS.log("spectral_model/{model}"),
     shell:
         "python -m circuitsweep spectral-model --heads {input:q} --model {wildcards.model} --output {output:q}"
-        " > {log:q} 2>&1"
+        " --leave-out {params.leave_out:q} > {log:q} 2>&1"
 
 
 rule spectral_table:

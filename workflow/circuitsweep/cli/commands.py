@@ -338,7 +338,7 @@ def cmd_plot_trajectories(args: argparse.Namespace) -> None:
 def cmd_spectral_model(args: argparse.Namespace) -> None:
     from circuitsweep.heads.spectral import write_model_spectral
 
-    write_model_spectral(Path(args.heads), args.model, Path(args.output))
+    write_model_spectral(Path(args.heads), args.model, Path(args.output), leave_out=args.leave_out)
 
 
 def cmd_spectral_table(args: argparse.Namespace) -> None:

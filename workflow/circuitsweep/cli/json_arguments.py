@@ -132,6 +132,13 @@ def check_spectral_top_k(value: Any) -> None:
     _refuse_lines(_top_k_lines(value))
 
 
+def check_spectral_leave_out(value: Any) -> None:
+    """``spectral_model``'s revisions to leave out of the ranking, as the config's ``spectral_leave_out``."""
+    from circuitsweep.config.load import schema
+
+    _refuse_lines(_schema_lines(value, schema()["$defs"]["model"]["properties"]["spectral_leave_out"]))
+
+
 def check_bootstrap_settings(value: dict[str, Any]) -> None:
     """``bootstrap_heads``'s params: the classification thresholds and the induction onset's head count."""
     from circuitsweep.config.load import schema

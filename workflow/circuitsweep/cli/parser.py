@@ -31,6 +31,7 @@ from circuitsweep.cli.json_arguments import (
     check_bootstrap_settings,
     check_final_ablation_settings,
     check_milestone_thresholds,
+    check_spectral_leave_out,
     check_spectral_top_k,
     check_thresholds,
 )
@@ -338,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heads", type=table["heads"], required=True, help="the model's classified heads (Parquet)")
     p.add_argument("--model", type=Name(), required=True)
     p.add_argument("--output", type=table_out, required=True, help="the model's spectral ranking (Parquet)")
+    p.add_argument(
+        "--leave-out",
+        type=Json(list, check=check_spectral_leave_out),
+        default=[],
+        help="JSON list: revisions the ranking leaves out (the model's spectral_leave_out)",
+    )
 
     p = add("spectral-table", commands.cmd_spectral_table, "concatenate the models' spectral rankings")
     p.add_argument(

@@ -148,6 +148,7 @@ class ModelSettings:
     toy: dict[str, Any] | None
     shape: dict[str, Any] | None = None  # config.json keys declared for planning (sizing), if any
     group: str | None = None  # the family (e.g. seeds of one architecture) the model belongs to
+    spectral_leave_out: tuple[str, ...] = ()  # swept revisions the spectral ranking leaves out
 
 
 def _sets_any(overrides: Any, *paths: tuple[str, ...]) -> bool:
@@ -351,6 +352,7 @@ def resolve_model(name: str, entry: dict[str, Any], config: dict[str, Any]) -> M
         toy=entry.get("toy"),
         shape=dict(entry["shape"]) if entry.get("shape") else None,
         group=entry.get("group"),
+        spectral_leave_out=tuple(entry.get("spectral_leave_out", ())),
     )
 
 

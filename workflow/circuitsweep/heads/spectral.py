@@ -10,6 +10,12 @@ PR counts for the final, max and min. With fewer than
 integral: no head is ranked (``integral`` and ``rank`` null) and the table's
 ``note`` says why, never a ranking by head order.
 
+A model's ``spectral_leave_out`` revisions are left out of the ranking altogether
+(``left_out_revisions``): the study ranked OLMo's and OLMoE's heads over their ten
+pretraining branches, though its final classes and ablation are at ``main``. The
+final revision's classes and screen come from the last revision swept, left out
+or not.
+
 How many of the ranked heads are the "spectral picks" (``ablation.spectral_top_k``,
 :func:`resolve_top_k`): a count, a share of the model's heads, or ``elbow``, the
 study's algorithmic K (:func:`elbow_k`); :func:`heuristic_k` is its 17-19% rule.
@@ -194,9 +200,22 @@ def final_revision(heads: pl.DataFrame) -> pl.DataFrame:
     return heads.filter(pl.col("revision") == last["revision"])
 
 
-def model_spectral(heads: pl.DataFrame, model: str, induction_circuit: float) -> pl.DataFrame:
-    """One model's ``SPECTRAL_COLUMNS`` from its classified heads (``classes/<model>/heads.parquet``)."""
-    ranking = spectral_ranking(heads.select("layer", "head", "step", "tokens", "pr"))
+def model_spectral(
+    heads: pl.DataFrame, model: str, induction_circuit: float, leave_out: Sequence[str] = ()
+) -> pl.DataFrame:
+    """One model's ``SPECTRAL_COLUMNS`` from its classified heads (``classes/<model>/heads.parquet``).
+
+    ``leave_out``: revisions the ranking leaves out (the config's ``spectral_leave_out``); each must be among
+    ``heads``' revisions (a :class:`DataError` names one that is not)."""
+    measured = set(heads["revision"].unique().to_list())
+    missing = [name for name in leave_out if name not in measured]
+    if missing:
+        raise DataError(
+            f"spectral ranking of {model}: spectral_leave_out names {', '.join(map(repr, missing))}, which its "
+            "classified heads do not hold"
+        )
+    ranked = heads.filter(~pl.col("revision").is_in(list(leave_out)))
+    ranking = spectral_ranking(ranked.select("layer", "head", "step", "tokens", "pr"))
     final = final_revision(heads).sort("layer", "head")
     facts = final.select(
         "layer",
@@ -206,13 +225,16 @@ def model_spectral(heads: pl.DataFrame, model: str, induction_circuit: float) ->
         induction_member(induction_circuit).alias("screen"),
     )
     table = ranking.join(facts, on=["layer", "head"], how="left").with_columns(
-        pl.lit(model).alias("model"), pl.lit(unranked_note(ranking), pl.String).alias("note")
+        pl.lit(model).alias("model"),
+        pl.lit(", ".join(leave_out) or None, pl.String).alias("left_out_revisions"),
+        pl.lit(unranked_note(ranking), pl.String).alias("note"),
     )
     return table.sort("rank", "layer", "head").select(C.SPECTRAL_COLUMNS)
 
 
-def write_model_spectral(heads_path: Path, model: str, output: Path) -> None:
-    """Rank one model's heads from its classified heads file and write ``classes/<model>/spectral.parquet``."""
+def write_model_spectral(heads_path: Path, model: str, output: Path, leave_out: Sequence[str] = ()) -> None:
+    """Rank one model's heads from its classified heads file and write ``classes/<model>/spectral.parquet``;
+    ``leave_out``: revisions the ranking leaves out (:func:`model_spectral`)."""
     heads, metadata = read_table(heads_path)
     if metadata.get("model") != model:
         raise CacheError(f"{heads_path} belongs to model {metadata.get('model')!r}, not {model!r}; delete it and rerun")
@@ -221,15 +243,16 @@ def write_model_spectral(heads_path: Path, model: str, output: Path) -> None:
         raise CacheError(f"{heads_path} records no thresholds.induction_circuit; delete it and rerun")
     if "pr" not in heads.columns:
         raise CacheError(f"{heads_path} has no pr column (made by an older version); delete it and rerun")
-    table = model_spectral(heads, model, float(thresholds["induction_circuit"]))
-    write_table(output, table, {"model": model, "thresholds": thresholds})
+    table = model_spectral(heads, model, float(thresholds["induction_circuit"]), leave_out)
+    write_table(output, table, {"model": model, "thresholds": thresholds, "spectral_leave_out": list(leave_out)})
     note = table["note"][0]
     if note is not None:
         print(f"{model}: {table.height} heads {note}")
         return
     print(f"{model}: {table.height} heads ranked over {table['n_revisions'][0]} revisions", end="")
     left_out = int(table["n_left_out"][0])
-    print(f" ({left_out} with 0 tokens left out of the integral)" if left_out else "")
+    print(f" ({left_out} with 0 tokens left out of the integral)" if left_out else "", end="")
+    print(f"; left out as configured: {', '.join(leave_out)}" if leave_out else "")
 
 
 def spectral_table(model_paths: list[Path], parquet: Path, csv: Path) -> None:

@@ -403,6 +403,7 @@ SPECTRAL_COLUMNS: tuple[str, ...] = (
     "rank",  # 1 = largest integral
     "n_revisions",  # revisions with a PR (final, max, min and spread are over these)
     "n_left_out",  # of them, revisions with 0 tokens: no logarithm, left out of the integral
+    "left_out_revisions",  # swept revisions the config leaves out of the ranking (spectral_leave_out), else null
     "final_revision",
     "final_class",
     "screen",  # final induction selectivity >= thresholds.induction_circuit, whatever the class

@@ -78,6 +78,20 @@ def revision_problems(
     return problems
 
 
+def spectral_leave_out_problems(model: ModelSettings, swept: Sequence[Revision]) -> list[str]:
+    """A name in ``spectral_leave_out`` that is no revision the run sweeps (a typo would leave nothing out, and the
+    ranking would silently differ from the one asked for), one line naming it and the revisions swept."""
+    names = [revision.name for revision in swept]
+    unknown = [name for name in model.spectral_leave_out if name not in names]
+    if not unknown:
+        return []
+    shown = ", ".join(names[:3]) + (f" .. {names[-1]}" if len(names) > 3 else "")
+    return [
+        f"models.{model.name}.spectral_leave_out: {', '.join(map(repr, unknown))} "
+        f"{'is no revision' if len(unknown) == 1 else 'are no revisions'} this run sweeps ({shown})"
+    ]
+
+
 def _tokens_key(model: ModelSettings, where: str, manifest: Path | None, names: Sequence[str]) -> str:
     """Where the tokens of revisions ``names`` were written: ``tokens.branches``, a hub_repos entry, the
     manifest file (``source.manifest`` when the config names it), else the branch names themselves."""

@@ -54,6 +54,7 @@ from circuitsweep.plan.checks import (
     model_problems,
     revision_problems,
     shared_toy_repo_problems,
+    spectral_leave_out_problems,
     tokenizer_problem,
 )
 from circuitsweep.plan.rounds import RefineSettings, read_rounds, resolve_refine, with_added
@@ -528,6 +529,7 @@ def plan_sweep(config: dict[str, Any], root: Path, paths: Paths | None = None, *
             revisions[name] = with_added(name, revisions[name], available[name], added, paths.refine_rounds())
             manifest = listed_manifest(model, Path(root))
             problems += revision_problems(model, available[name], revisions[name], manifest=manifest)
+            problems += spectral_leave_out_problems(model, revisions[name])
         except (ValueError, ConfigError) as error:
             problems.append(f"models.{name}.revisions: {error}" if not isinstance(error, ConfigError) else str(error))
     inherited: list[tuple[str, str]] = []  # (model, error) of a top-level primitives.revisions that fails for it
