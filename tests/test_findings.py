@@ -626,19 +626,21 @@ def hand_claims() -> tuple[dict[str, dict], str]:
 
 
 def test_matched_random_claims_compare_with_the_mean_of_the_draws_they_test_against():
-    """Claims 1, 2, 3 and 5 compare with the mean of the scored draws, the quantity their excess interval is against
-    (draw 0, the study's, only beside it): a draw 0 that disagrees with the mean never gives the ratio."""
+    """Claims 1, 2, 3 and 5 compare with the mean of the scored draws, the quantity their excess interval is against;
+    draw 0 and its ratio, the study's figures (OLMoE's 7.5x is draw 0's), stand beside it under their own name, never
+    as the claim's ratio or in the paragraph, and a draw 0 that did not lower top-1 gives no ratio."""
     claims, paragraph = hand_claims()
     first = claims["1. spectral picks vs matched random, K = 1"]
     assert "loss +0.40 for the top 1 vs +0.10 for matched random (mean of 3 draws" in first["text"], first["text"]
-    assert "4.00x the damage" in first["text"] and "0.44x" not in first["text"] + paragraph
+    assert "(mean of 3 draws; draw 0, the study's, +0.90, its ratio 0.44x): 4.00x the damage" in first["text"]
+    assert "0.44x" not in paragraph
     assert first["value"] == pytest.approx(0.3)
     assert "top 1: loss +0.40 vs +0.10 for matched random (mean of 3 draws; 4.00x the damage)" in paragraph
     held = claims["2. screen heads among the picks, K = 2"]["text"]
     assert "(matched random, mean of 3 draws: 70.00%)" in held, held
     screen = claims["3. screen vs matched random"]
     assert screen["value"] == pytest.approx(6.0) and "6.0x" in screen["text"], screen["text"]
-    assert "matched random (mean of 3 draws) -> 70.00% (drop 10.00 pp" in screen["text"]
+    assert "matched random (mean of 3 draws) -> 70.00% (drop 10.00 pp; draw 0, the study's, 85.00%):" in screen["text"]
     assert "did not lower top-1" not in screen["text"] + paragraph
     natural = claims["5. natural text: screen vs matched random"]
     assert natural["value"] == pytest.approx(4.0) and "mean of 3 draws" in natural["text"], natural["text"]

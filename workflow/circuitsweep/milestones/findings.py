@@ -386,11 +386,16 @@ class _Random:
     def label(self) -> str:
         return f"mean of {self.n} draws" if self.n != 1 else "1 draw"
 
-    def draw0(self, metric: str, show: Callable[[float], str]) -> str:
-        """``; draw 0, the study's, <show(its metric)>`` beside a mean of several draws ("" otherwise)."""
+    def draw0(
+        self, metric: str, show: Callable[[float], str], ratio: Callable[[float], str | None] | None = None
+    ) -> str:
+        """``; draw 0, the study's, <show(its metric)>`` beside a mean of several draws ("" otherwise), with
+        ``ratio(its metric)``, the study's ratio (its figures are draw 0's), where that gives one."""
         if self.n == 1 or self.draw is None or self.draw is self.control or self.draw[metric] is None:
             return ""
-        return f"; draw 0, the study's, {show(self.draw[metric])}"
+        value = self.draw[metric]
+        study = ratio(value) if ratio is not None else None
+        return f"; draw 0, the study's, {show(value)}" + (f", its ratio {study}" if study else "")
 
 
 class _Ablation:
@@ -534,7 +539,11 @@ def _picks_claim(model: str, ablation: _Ablation, k: int, none: dict) -> dict[st
         verdict = "the picks did not raise the loss"
     else:
         verdict, caveat = f"{d_top / d_random:.2f}x the damage", _ratio_caveat(control, "loss")
-    draw0 = random.draw0("loss", lambda loss: f"{loss - none['loss']:+.2f}")
+
+    def study_ratio(loss: float) -> str | None:
+        return f"{d_top / (loss - none['loss']):.2f}x" if d_top > 0 and loss - none["loss"] > 0 else None
+
+    draw0 = random.draw0("loss", lambda loss: f"{loss - none['loss']:+.2f}", study_ratio)
     text = f"loss {d_top:+.2f} for the top {k} vs {d_random:+.2f} for matched random ({random.label}"
     text += f"{draw0}): {verdict}{caveat[0]}" + _shortfall(control)
     bounds = interval(picks, "loss", excess=True)
@@ -609,7 +618,9 @@ def _screen_claims(
         ratio = drop / random_drop if random_drop > 0 else None
         verdict = f"{ratio:.1f}x" if ratio is not None else "random heads did not lower top-1, no ratio"
         caveat = _ratio_caveat(control, "top1") if ratio is not None else ("", "")
-        draw0 = random.draw0("top1", _percent)
+        draw0 = random.draw0(
+            "top1", _percent, lambda top1: f"{drop / (base - top1):.1f}x" if drop > 0 and base - top1 > 0 else None
+        )
         text += f"; matched random ({random.label}) -> {_percent(control['top1'])} (drop {_pp(random_drop)}"
         text += f"{draw0}): {verdict}{caveat[0]}" + _shortfall(control)
         short += f", matched random ({random.label}) {_percent(control['top1'])}: {verdict}{caveat[1]}"
