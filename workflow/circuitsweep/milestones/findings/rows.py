@@ -10,6 +10,7 @@ import polars as pl
 
 from circuitsweep.io import contracts as C
 
+#: The tables a finding is read from, as its ``source`` column names them.
 SPECTRAL = "spectral.csv"
 HEADS = "heads.parquet (final revision)"
 ABLATION = "final_ablation.csv"
@@ -20,6 +21,7 @@ SECTION_PRECISION, SECTION_NON_BOS, SECTION_K, SECTION_CLASSES, SECTION_SELECTIV
 )
 SECTION_CLAIMS, SECTION_ACROSS = C.FINDINGS_SECTIONS[6:8]
 
+#: The columns of a finding row (``FINDINGS_COLUMNS``) and their types.
 SCHEMA: dict[str, Any] = {
     "model": pl.String,
     "section": pl.String,
@@ -34,6 +36,7 @@ SCHEMA: dict[str, Any] = {
     "p": pl.Float64,
     "source": pl.String,
 }
+#: The columns of the cross-model table (``ACROSS_MODELS_COLUMNS``) and their types.
 ACROSS_SCHEMA: dict[str, Any] = {
     "model": pl.String,
     "final_revision": pl.String,
@@ -66,14 +69,17 @@ class Findings:
 
 
 def finding_row(model: str, section: str, item: str, text: str, source: str, **values: Any) -> dict[str, Any]:
+    """One row of findings.csv: which model and section, the item, its text, its source table and its values."""
     return {"model": model, "section": section, "item": item, "text": text, "source": source, **values}
 
 
 def head_label(layer: int, head: int) -> str:
+    """``L5H10``: the study's name of a head."""
     return f"L{layer}H{head}"
 
 
 def share_text(count: int, total: int) -> str:
+    """``0.75 (3/4)``."""
     return f"{count / total:.2f} ({count}/{total})"
 
 
@@ -88,10 +94,12 @@ def k_range(low: int, high: int) -> str:
 
 
 def by_rank(spectral: pl.DataFrame) -> pl.DataFrame:
+    """A model's spectral rows in rank order (rank 1, the largest integral, first)."""
     return spectral.sort("rank")
 
 
 def head_names(frame: pl.DataFrame) -> list[str]:
+    """The :func:`head_label` of each row of ``frame`` (``layer``, ``head``), in row order."""
     return [head_label(layer, head) for layer, head in frame.select("layer", "head").rows()]
 
 
