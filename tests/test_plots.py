@@ -13,7 +13,6 @@ from circuitsweep.io import contracts as C
 from circuitsweep.milestones.emergence import MilestoneThresholds, emergence_curves, milestones
 from circuitsweep.outputs.plots import (
     CLASS_COLOURS,
-    _token_axis,
     emergence_figure,
     heatmap_figure,
     primitive_gap_figure,
@@ -21,6 +20,7 @@ from circuitsweep.outputs.plots import (
     token_ticks,
     trajectory_figure,
 )
+from circuitsweep.outputs.plots.axes import token_axis
 
 CLASSIFY = Thresholds(class_selectivity=10, induction_circuit=20, previous_circuit=20, sink_alpha=0.3)
 MILESTONES = MilestoneThresholds(
@@ -742,7 +742,7 @@ def test_a_short_sweeps_token_ticks_name_its_revisions_not_the_axis_end():
     figure, axis = plt.subplots()
     tokens = np.array([0, 15_360, 30_720])
     axis.plot(tokens, [0, 1, 2])
-    _token_axis(axis, tokens)
+    token_axis(axis, tokens)
     figure.canvas.draw()
     assert [label.get_text() for label in axis.get_xticklabels()] == ["0", "15.4K", "20K", "30.7K"]
     plt.close(figure)
