@@ -368,6 +368,9 @@ def test_spectral_top_k_takes_counts_shares_and_the_elbow():
     merged = resolve_top_k([9, "elbow"], olmoe)
     assert [(t.k, t.asked) for t in merged] == [(9, ("9", "elbow"))]
     assert [t.k for t in resolve_top_k([0.5, 0.01], [1.0, 2.0, 3.0])] == [1]  # floor, at least 1
+    (shares,) = resolve_top_k([0.176, 0.0234], [float(i) for i in range(8)])  # both give K = 1 of 8 heads
+    assert shares.how_chosen(8) == "17.6% of 8 heads, rounded down; 2.34% of 8 heads, at least 1"
+    assert shares.describe(8) == "K = 1: 17.6% of 8 heads, rounded down; 2.34% of 8 heads, at least 1"
     assert elbow_k([3.0, 1.0]) == 2
     for bad in (0, 1.5, "knee", True):
         with pytest.raises(DataError, match="spectral_top_k"):

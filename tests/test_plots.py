@@ -602,7 +602,7 @@ def test_spectral_figure_ranks_heads_rings_the_screen_and_draws_the_top_k_cuts(s
     assert cuts == [3.5, 6.5]  # 0.25 of the 12 heads is K = 3; K = 45 exceeds the 12 heads: no cut
     held = [t.get_text() for t in ranking.texts if t.get_text().startswith("top 3")]
     top3 = screen.filter(pl.col("rank") <= 3).height
-    assert held == [f"top 3: {top3} of 3 screen heads (K = 3: 25% of 12 heads)"]
+    assert held == [f"top 3: {top3} of 3 screen heads (25% of 12 heads)"]
     assert ranking.get_xlabel() == "rank by PR integral (1 = largest); top 45: all 12 heads, no cut"
     classes = [name for name in (*C.TARGETS, C.NO_CLASS) if name in set(spectral["final_class"])]
     assert [axis.get_title().split(":")[0] for axis in panels] == classes

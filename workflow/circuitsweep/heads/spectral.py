@@ -138,6 +138,11 @@ class TopK:
     def describe(self, n_heads: int) -> str | None:
         """How K was chosen, when not simply given as a count: ``K = 45: 17.6% of 256 heads, rounded down``,
         ``K = 1: 2.34% of 16 heads, at least 1``, ``K = 7: the elbow of the sorted integrals``."""
+        how = self.how_chosen(n_heads)
+        return f"K = {self.k}: {how}" if how else None
+
+    def how_chosen(self, n_heads: int) -> str | None:
+        """:meth:`describe` without ``K = k:``; entries that gave the same K each stated, joined by ``; ``."""
         words = []
         for entry in self.asked:
             if entry == ELBOW:
@@ -146,7 +151,7 @@ class TopK:
                 exact = float(entry) * n_heads
                 note = "" if exact == self.k else ", at least 1" if exact < 1 else ", rounded down"
                 words.append(f"{float(entry) * 100:g}% of {n_heads} heads{note}")
-        return f"K = {self.k}: {' and '.join(words)}" if words else None
+        return "; ".join(words) if words else None
 
 
 def _entry(value: int | float | str) -> str:

@@ -138,8 +138,8 @@ def k_rows(model: str, spectral: pl.DataFrame, tops: Sequence[TopK]) -> list[dic
     for top in tops:
         asked = ", ".join(top.asked)
         beyond = f", above the model's {n} heads: all of them" if top.k > n else ""
-        how = top.describe(n)
-        text = f"K = {top.k}" + (f" ({how[4:]})" if how else "") + beyond
+        how = top.how_chosen(n)
+        text = f"K = {top.k}" + (f" ({how})" if how else "") + beyond
         rows.append(
             finding_row(model, SECTION_K, f"spectral_top_k {asked}", text, SPECTRAL, k=top.k, value=float(top.k))
         )

@@ -125,7 +125,7 @@ def _ranking_panel(
     for level, cut in enumerate(cut for cut in cuts if cut.k < n_heads):
         ranking.axvline(cut.k + 0.5, color="0.25", linestyle="--", linewidth=1.2, gid="top_k", zorder=1.2)
         held = screen.filter(pl.col("rank") <= cut.k).height
-        how = cut.describe(n_heads)
+        how = cut.how_chosen(n_heads)
         # Integrals fall with rank, so the panel is empty below the top ranks and above the last ones: a cut
         # among the top half is labelled at the bottom on its right, one further down at the top on its left,
         # clear of the ringed picks' names.
