@@ -375,6 +375,23 @@ def test_two_toys_in_one_repository_are_refused():
     assert set(plan_sweep(config, ROOT).revisions) == {"toy", "toy-b"}
 
 
+def test_a_listed_branch_that_gives_no_step_without_a_manifest_names_tokens_branches():
+    """Without a manifest a Hub branch's step and tokens come from its name: ``main`` listed among ``stepN``
+    branches was refused as a bare "unknown revision(s) ... 2 revisions are known". It is refused naming the key
+    that places it; stated there, it is swept."""
+    config = {"models": {"qwen": {"architecture": "Qwen2ForCausalLM", "revisions": ["step100", "step200", "main"],
+                                  "source": {"type": "hub", "repo_id": "Qwen/Qwen2.5-0.5B"},
+                                  "tokens": {"per_step": 1000}}}}  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        plan_sweep(config, ROOT)
+    assert (
+        "models.qwen.revisions: 'main' does not read stepN or stepN-tokensXB, and without a manifest a branch's step "
+        "and tokens come from its name: state them under models.qwen.tokens.branches, e.g. {main: {step: N, tokens: T}}"
+    ) in str(info.value)
+    config["models"]["qwen"]["tokens"]["branches"] = {"main": {"step": 300, "tokens": 300_000}}
+    assert [r.name for r in plan_sweep(config, ROOT).revisions["qwen"]] == ["step100", "step200", "main"]
+
+
 def test_a_spectral_leave_out_name_that_is_not_swept_is_refused():
     """A mistyped spectral_leave_out entry (``mian``) would leave nothing out, and the ranking would silently be
     the one not asked for: the plan names the key, the name and the revisions swept. A swept name is taken."""

@@ -163,8 +163,8 @@ def test_a_milestone_that_does_not_last_says_so():
     lasting = {**REACHED, "induction_onset_sustained": True, "first_bos_head_sustained": True}
     lines = milestones_markdown(table(transient, lasting, UNTESTABLE)).splitlines()
     assert "formed at step300 (1.23M tokens) but fell below the onset's count later;" in lines[2]
-    assert "step200 (819K tokens), before induction, and went again (a later revision has none);" in lines[2]
-    assert "fell below" not in lines[3] and "went again" not in lines[3] and "went again" not in lines[4]
+    assert "step200 (819K tokens), before induction, and did not last (a later revision has none);" in lines[2]
+    assert "fell below" not in lines[3] and "did not last" not in lines[3] and "did not last" not in lines[4]
     row = next(line for line in lines if line.startswith("| toy-gptneox"))
     first_bos = "step200 (819K tokens), not sustained; after the onset: no new one"
     assert f"| step300 (1.23M tokens), not sustained | {first_bos} |" in row
@@ -186,7 +186,7 @@ def test_new_bos_heads_after_the_onset_read_beside_the_first_bos_head():
            "onset) appeared at step400 (1.64M tokens), and the final revision has 3 such heads; BOS heads never" \
            in lines[2]  # fmt: skip
     assert "the first BOS head appeared at step400 (1.64M tokens); BOS heads never" in lines[3]
-    assert "appeared at step400 (1.64M tokens) but went again (a later revision has none), and the" in lines[4]
+    assert "appeared at step400 (1.64M tokens) but did not last (a later revision has none), and the" in lines[4]
     rows = [line for line in lines if line.startswith(("| toy-gptneox", "| after", "| brief"))]
     assert "| step200 (819K tokens); after the onset: step400 (1.64M tokens), 3 new at the end |" in rows[0]
     assert "| step400 (1.64M tokens) |" in rows[1] and "after the onset" not in rows[1]

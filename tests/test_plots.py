@@ -248,6 +248,26 @@ def test_each_milestone_mark_shows_on_the_image(sweep, column):
     assert changed > 30, changed
 
 
+def test_a_first_bos_head_at_bos_t50_shows_inside_the_star(sweep):
+    """Where the first BOS head comes at BOS t50's revision (a short sweep's first BOS heads can be half of all heads
+    at once), its triangle sits inside the star in the same colour and vanished (a new user could not find it); it
+    gets a white outline there, which shows on the image and goes when it is hidden."""
+    _, curves, table = sweep
+    tokens = APART["bos_t50_tokens"][1]
+    figure = emergence_figure(curves, apart(table).with_columns(first_bos_head_tokens=pl.lit(tokens, pl.Int64)))
+    axis = figure.axes[0]
+    (triangle,) = [line for line in axis.get_lines() if line.get_gid() == "milestone:first_bos_head"]
+    whites = []
+    for visible in (True, False):
+        triangle.set_visible(visible)
+        image = rendered(figure)
+        x, y = axis.transData.transform((tokens, curve_value(curves, "bos_t50_tokens", tokens)))
+        row, col = int(image.shape[0] - y), int(x)
+        whites.append(pixels_near(image[row - 8 : row + 8, col - 8 : col + 8], "white"))
+    plt.close(figure)
+    assert whites[0] - whites[1] > 15, whites
+
+
 @pytest.mark.parametrize("column", list(APART))
 def test_each_milestone_bracket_shows_under_the_curves(sweep, column):
     """A reached milestone's bracket is drawn on the image: under the curves (below 0) of its panel, midway between

@@ -243,7 +243,8 @@ def test_the_note_of_identical_folders_says_what_duplicates_does_with_them(tmp_p
 
 
 def test_bad_run_dir_sources_are_named(tmp_path):
-    """A missing folder, a file, no match, a bad pattern or tokens from names each fail naming the key."""
+    """A missing folder, a file, no match (saying what the folder holds, and where it is itself a checkpoint folder,
+    which folder to give), a bad pattern or tokens from names each fail naming the key."""
     with pytest.raises(ConfigError, match=r"source\.path .*missing does not exist \(a training run's output folder\)"):
         plan_sweep(_config(tmp_path / "missing"), REPO)
     (tmp_path / "a-file").write_text("")
@@ -254,6 +255,16 @@ def test_bad_run_dir_sources_are_named(tmp_path):
         plan_sweep(_config(tmp_path / "empty"), REPO)
     with pytest.raises(ConfigError, match=r"models\.my-run\.source\.pattern 'ckpt' must hold exactly one \{step\}"):
         plan_sweep(_config(tmp_path / "empty", pattern="ckpt"), REPO)
+    run = tmp_path / "run"
+    (run / "checkpoint-100").mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        (run / "checkpoint-100" / name).write_text("{}")
+    with pytest.raises(ConfigError) as info:  # path: one checkpoint folder, not the run's output folder
+        plan_sweep(_config(run / "checkpoint-100"), REPO)
+    assert str(info.value).endswith(
+        "matches the pattern 'checkpoint-{step}' (it holds config.json, model.safetensors; checkpoint-100 is itself "
+        f"a checkpoint: give source.path as the run's output folder, {run})"
+    ), info.value
     config = _config(tmp_path / "empty")
     config["models"]["my-run"]["tokens"] = {"from_name": True}
     with pytest.raises(ConfigError, match=r"models\.my-run\.tokens: a run_dir source needs per_step"):

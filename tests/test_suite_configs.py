@@ -65,8 +65,8 @@ def test_check_config_shows_the_paper_plan():
     )
     lines = {line.split(":")[0]: line for line in result.stdout.splitlines()}
     assert "17 revisions (step1 .. step143000" in lines["pythia-160m"] and "17 revisions" in lines["pythia-410m"]
-    assert "11 revisions (step5000-tokens20B .. main, 5,133,000,000,000 tokens)" in lines["olmoe-1b-7b"]
-    assert ".. main, 3,050,000,000,000 tokens" in lines["olmo-1b-0724"]
+    assert "11 revisions (step5000-tokens20B .. main; the last at 5,133,000,000,000 tokens)" in lines["olmoe-1b-7b"]
+    assert ".. main; the last at 3,050,000,000,000 tokens" in lines["olmo-1b-0724"]
     for model in ("pythia-1b", "pythia-160m", "pythia-410m", "olmo-1b-0724", "olmoe-1b-7b"):
         assert "natural text: batch gpt-neox-20b (tokenizer of pythia-1b, special tokens default)" in lines[model]
         assert lines[model].endswith("no primitive jobs")

@@ -92,6 +92,23 @@ def test_without_a_gpu_the_per_revision_line_says_its_minutes_are_on_a_gpu(tmp_p
     assert " min on the CPU (runtime request " in cpu and "GPU" not in cpu
 
 
+def test_a_model_sized_by_the_stand_in_says_so_on_its_own_line(tmp_path, monkeypatch):
+    """A Hub model with no ``shape`` and no config.json on disk is sized as OLMoE 1B-7B: its per-revision line says
+    so and names the key that sizes it, instead of stating the stand-in's download and memory as its own."""
+    from circuitsweep.cli.plan_summary import measurement_job
+    from circuitsweep.io.contracts import Paths
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no config.json of the model in any cache
+    config = {"models": {"qwen": {"architecture": "Qwen2ForCausalLM", "revisions": ["step100", "step200"],
+                                  "source": {"type": "hub", "repo_id": "Qwen/Qwen2.5-0.5B"},
+                                  "tokens": {"per_step": 1000}}}}  # fmt: skip
+    line = measurement_job(plan_sweep(config, REPO, Paths(tmp_path)), "qwen")
+    assert line.endswith("; sized as OLMoE 1B-7B: give models.qwen.shape to size it)"), line
+    config["models"]["qwen"]["shape"] = {"hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14,
+                                         "vocab_size": 151936}  # fmt: skip
+    assert "sized as" not in measurement_job(plan_sweep(config, REPO, Paths(tmp_path)), "qwen")
+
+
 def _gpu_hours(config: dict, **changes) -> float:
     """The GPU-hours of every revision and final ablation of ``config`` (a machine with a GPU)."""
     from circuitsweep import revision_stage

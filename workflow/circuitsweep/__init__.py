@@ -56,5 +56,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    """The module's names with the notebook API, for tab completion (``dir(cs)``)."""
-    return sorted({*globals(), *__all__})
+    """The notebook API and the module's dunder names (``__version__``...), for tab completion (``dir(cs)``)."""
+    return sorted({*(name for name in globals() if name.startswith("__")), *__all__})

@@ -37,7 +37,12 @@ from circuitsweep.cli.json_arguments import (
 )
 
 #: The first line of ``circuitsweep --help``.
-DESCRIPTION = "The ``circuitsweep`` command line: one subcommand per workflow stage."
+DESCRIPTION = "The circuitsweep command line: one subcommand per workflow stage."
+#: The end of ``circuitsweep --help``: which subcommands a person runs, and which the rules run as jobs.
+EPILOG = (
+    "Commands a person runs: check-config, refresh-manifest, demo-run, refine and prefetch (and the plot-* commands "
+    "on a run's tables); the others are the workflow's jobs, which its rules run with the settings they need."
+)
 #: The steps ``circuitsweep demo-run`` saves by default (``toy.demo_run``): the loss plateau, the induction onset
 #: (about step300) and after it.
 DEMO_STEPS = (0, 100, 200, 250, 300, 400)
@@ -84,7 +89,7 @@ def add_root(parser: argparse.ArgumentParser, what: str = "") -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: every argument declares what it is (an :class:`Argument`), checked before the command runs."""
-    parser = Parser(prog="circuitsweep", description=DESCRIPTION)
+    parser = Parser(prog="circuitsweep", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages; show a crash's traceback")
     parser.add_argument(
         "--attempt", type=Count(1, 10**6), help="Snakemake attempt of the job running this command (set by the rules)"

@@ -22,14 +22,17 @@ def describe_plan(plan: Plan, jobs: dict[str, str] | None = None) -> list[str]:
     lines = []
     for model, revisions in plan.revisions.items():
         last = revisions[-1]
-        parts = [f"{len(revisions)} revisions ({revisions[0].name} .. {last.name}, {last.tokens:,} tokens)"]
+        span = f"{revisions[0].name} .. {last.name}; the last at" if len(revisions) > 1 else f"{last.name}; at"
+        parts = [f"{len(revisions)} revision{'s' if len(revisions) != 1 else ''} ({span} {last.tokens:,} tokens)"]
         natural = plan.models[model].probes.natural_text
         if natural is not None:
             builder = batches[natural.tokenizer][0]
             special = natural.special_tokens
             parts.append(f"natural text: batch {natural.tokenizer} (tokenizer of {builder}, special tokens {special})")
         primitives = len(primitive_revisions(plan, model)) if model in primitive_models(plan) else 0
-        parts.append(f"{primitives} primitive jobs" if primitives else "no primitive jobs")
+        parts.append(
+            f"{primitives} primitive job{'s' if primitives != 1 else ''}" if primitives else "no primitive jobs"
+        )
         settings = plan.models[model]
         if settings.source["type"] == "toy":
             from circuitsweep.toy.spec import ToySpec
@@ -57,7 +60,8 @@ def measurement_job(plan: Plan, model: str, gpu_present: bool = True) -> str:
 
     settings = plan.models[model]
     device = "cpu" if plan.device == "cpu" else "cuda"
-    shape = costs.model_shape(plan, model).config
+    found = costs.model_shape(plan, model)
+    shape = found.config
     sizes = []
     for revision in plan.revisions[model]:
         work = costs.revision_job_work(
@@ -73,7 +77,8 @@ def measurement_job(plan: Plan, model: str, gpu_present: bool = True) -> str:
     download = ""
     if settings.source["type"] in ("hub", "hub_repos"):
         download = f"{costs.published_bytes(shape, settings.dtype) / costs.GB:,.2f} GB to download, "
+    stand_in = f"; sized as OLMoE 1B-7B: give models.{model}.shape to size it" if found.source == "default" else ""
     return (
         f"per revision: {download}a job of {size.mem_mb:,} MB and at most about {seconds / 60:,.1f} min {where}"
-        f" ({request})"
+        f" ({request}{stand_in})"
     )

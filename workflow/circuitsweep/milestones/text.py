@@ -241,7 +241,7 @@ def model_sentence(row: Mapping[str, Any]) -> str:
         if row["induction_onset_tokens"] is not None and row["first_bos_head_tokens"] is not None:
             order = ", before induction" if row["first_bos_head_tokens"] < row["induction_onset_tokens"] else ""
         if row.get("first_bos_head_sustained") is False:
-            order += ", and went again (a later revision has none)"
+            order += ", and did not last (a later revision has none)"
         level = bos_level_text(row)
         if not t50:
             reach = (
@@ -256,7 +256,7 @@ def model_sentence(row: Mapping[str, Any]) -> str:
             after = _at(row.get("first_late_bos_head_revision"), row.get("first_late_bos_head_tokens"))
             n = row["final_late_bos_heads"]
             gone = (
-                " but went again (a later revision has none)"
+                " but did not last (a later revision has none)"
                 if row.get("first_late_bos_head_sustained") is False
                 else ""
             )

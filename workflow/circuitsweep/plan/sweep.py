@@ -191,7 +191,7 @@ def _source_revisions(model: ModelSettings, root: Path) -> list[Revision]:
         if not folders:
             raise ConfigError(
                 f"models.{model.name}.source: no folder of {root / source['path']} matches the pattern "
-                f"{source.get('pattern', RUN_DIR_PATTERN)!r}"
+                f"{pattern!r}{_run_dir_contents(root / source['path'], pattern)}"
             )
         try:
             return [Revision(name, step, step * (tokens_per_step or 0)) for name, step in folders]
@@ -232,9 +232,47 @@ def _source_revisions(model: ModelSettings, root: Path) -> list[Revision]:
         else:
             return list(model_manifest(model, path).revisions)
     try:
-        return parse_branches(names, tokens_per_step=tokens_per_step, pattern=source.get("branch_pattern"))
+        parsed = parse_branches(names, tokens_per_step=tokens_per_step, pattern=source.get("branch_pattern"))
     except ValueError as error:
         raise ConfigError(f"models.{model.name}: {error}") from error
+    if source["type"] == "hub":
+        _refuse_unread_names(model, names, parsed)
+    return parsed
+
+
+def _run_dir_contents(folder: Path, pattern: str) -> str:
+    """What a run_dir ``folder`` without checkpoint folders holds, for its refusal: `` (it holds a, b, c ...)``, and
+    where ``folder`` is itself a checkpoint folder by ``pattern``, that ``path`` is the run's output folder."""
+    try:
+        names = sorted(entry.name for entry in folder.iterdir())
+    except OSError:
+        return ""
+    held = f"it holds {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}" if names else "it is empty"
+    try:
+        siblings = dict(run_dir.list_checkpoints(folder.parent, pattern))
+    except ConfigError:
+        siblings = {}
+    if folder.name in siblings:
+        held += f"; {folder.name} is itself a checkpoint: give source.path as the run's output folder, {folder.parent}"
+    return f" ({held})"
+
+
+def _refuse_unread_names(model: ModelSettings, names: Sequence[str], parsed: Sequence[Revision]) -> None:
+    """Refuse listed branch names that give no step (``main`` among ``stepN`` branches, without a manifest) and
+    that ``tokens.branches`` does not place either, naming the key that would: selecting them would fail with
+    a bare "unknown revision"."""
+    placed = {revision.name for revision in parsed} | set(model.tokens.get("branches", {}))
+    unread = [name for name in names if name not in placed]
+    if not unread:
+        return
+    pattern = model.source.get("branch_pattern")
+    form = f"match source.branch_pattern {pattern!r}" if pattern else "read stepN or stepN-tokensXB"
+    holds = "does not" if len(unread) == 1 else "do not"
+    raise ConfigError(
+        f"models.{model.name}.revisions: {', '.join(map(repr, unread))} {holds} {form}, and without a manifest a "
+        f"branch's step and tokens come from its name: state them under models.{model.name}.tokens.branches, "
+        f"e.g. {{{unread[0]}: {{step: N, tokens: T}}}}"
+    )
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,16 @@ def _marked(row: Mapping[str, Any], column: str) -> bool:
     return column != "first_late_bos_head_tokens" or late_bos_apart(row)
 
 
+def _under_a_larger_mark(row: Mapping[str, Any], mark: MilestoneMark, tokens: int) -> bool:
+    """Whether a larger filled mark of ``row``'s model sits at the same point as ``mark`` (the first BOS head at
+    BOS t50 when both come at one revision)."""
+    return any(
+        other.curve == mark.curve and other.size > mark.size and not other.hollow
+        and other.column in row and row[other.column] == tokens and _marked(row, other.column)
+        for other in MILESTONE_MARKS
+    )  # fmt: skip
+
+
 def _mark_style(mark: MilestoneMark, colour: str | tuple) -> dict:
     if mark.hollow:
         return {"markerfacecolor": "none", "markeredgecolor": colour, "markeredgewidth": 2.2}
@@ -338,13 +348,17 @@ def emergence_figure(
             handles.append(line)
         if groups and any(model in groups for model in models):
             draw_group_bands(axes, rows, {model: groups[model] for model in models if model in groups})
+        shown = table.filter(pl.col("model").is_in(models))
         for mark in MILESTONE_MARKS:
             if mark.column not in table.columns:
                 continue
-            for row in table.filter(pl.col("model").is_in(models)).iter_rows(named=True):
+            for row in shown.iter_rows(named=True):
                 tokens = row.get(mark.column)
                 if tokens is None or not _marked(row, mark.column):
                     continue
+                style = _mark_style(mark, colours[row["model"]])
+                if not mark.hollow and _under_a_larger_mark(row, mark, tokens):
+                    style.update(markeredgecolor="white", markeredgewidth=1.6)  # else it vanishes in its colour
                 at = rows.filter((pl.col("model") == row["model"]) & (pl.col("tokens") == tokens))
                 if at.height == 0:
                     continue
@@ -356,7 +370,7 @@ def emergence_figure(
                     linestyle="none",
                     zorder=(4 if mark.hollow else 5) + 1 / mark.size,  # smaller marks on top: both show
                     gid=f"milestone:{_MARK_MILESTONES[mark.column]}",
-                    **_mark_style(mark, colours[row["model"]]),
+                    **style,
                 )
                 used.add(mark.label)
         _unreached_notes(axes, table.filter(pl.col("model").is_in(models)), colours, len(models) > 1)
