@@ -88,7 +88,8 @@ def test_model_overrides_merge_over_globals():
         ("ablation.n_sequences", 128.0, r"ablation\.n_sequences: expected integer or null, got float 128\.0$"),
         ("models.pythia-1b.dtype", "float8", r"models\.pythia-1b\.dtype: 'float8' is not allowed"),
         ("models.pythia-1b.colour", "blue", r"models\.pythia-1b: unknown key 'colour'"),
-        ("treshold", {}, r"the top level: unknown key 'treshold'"),
+        ("treshold", {}, r"the top level: unknown key 'treshold' \(did you mean 'thresholds'\?\); expected one of"),
+        ("snapshot_on_disk", 4, r"unknown key 'snapshot_on_disk' \(did you mean 'snapshots_on_disk'\?\)"),
     ],
 )
 def test_bad_values_are_named(path, value, message):

@@ -6,6 +6,7 @@ primitive stimuli (``workflow/schemas/primitives.schema.yaml``).
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import Any
 
@@ -112,7 +113,9 @@ def describe(error: jsonschema.ValidationError, config_hint: bool = False) -> st
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(value) - set(allowed))
-        return f"{at}: unknown key {', '.join(map(repr, extra))}; expected one of {allowed}"
+        close = [match for key in extra for match in difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.75)]
+        guess = f" (did you mean {', '.join(map(repr, dict.fromkeys(close)))}?)" if close else ""
+        return f"{at}: unknown key {', '.join(map(repr, extra))}{guess}; expected one of {allowed}"
     if error.validator == "required":
         return f"{at}: {error.message}"
     if error.validator == "type":
