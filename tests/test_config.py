@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from circuitsweep.config.load import resolve_config, study_defaults
+from circuitsweep.config.load import load_config, resolve_config, study_defaults
 from circuitsweep.errors import ConfigError
 from circuitsweep.plan.sweep import plan_sweep
 
@@ -534,6 +534,24 @@ def test_a_mistyped_manifest_path_is_refused_not_passed_over(tmp_path, kind):
         plan_sweep(_manifest_config(tmp_path, path), ROOT)
     # the bundled manifest is still found for a config that names none
     assert [r.name for r in plan_sweep(PYTHIA, ROOT).revisions["pythia-1b"]] == ["step1", "step512", "step143000"]
+
+
+def test_a_stated_branch_its_manifest_does_not_list_is_named(caplog):
+    """A ``tokens.branches`` name that the manifest does not list and that is not main (``mian``) cannot be checked
+    offline (manifests list checkpoint branches only) and would fail only at its download: planning warns, naming
+    the model and the branch. ``main``, which every Hub repository has, passes without a word."""
+    config = load_config(ROOT / "config" / "paper.yaml")
+    olmoe = config["models"]["olmoe-1b-7b"]
+    for name, warned in (("mian", True), ("main", False)):
+        olmoe["tokens"]["branches"] = {name: {"step": 1_220_000, "tokens": 5_133_000_000_000}}
+        olmoe["revisions"], olmoe["spectral_leave_out"] = ["step5000-tokens20B", name], []
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            assert [r.name for r in plan_sweep(config, ROOT).revisions["olmoe-1b-7b"]][-1] == name
+        notes = [r.getMessage() for r in caplog.records if "tokens.branches names" in r.getMessage()]
+        assert notes == (["olmoe-1b-7b: tokens.branches names 'mian', which its manifest does not list: it is swept as "
+                          "a branch of that name (check the spelling; a branch that does not exist fails at its "
+                          "download)"] if warned else []), notes  # fmt: skip
 
 
 def test_a_manifest_of_another_repository_is_refused_where_found_by_name(tmp_path, caplog):

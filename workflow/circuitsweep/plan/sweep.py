@@ -161,7 +161,24 @@ def available_revisions(model: ModelSettings, root: Path) -> list[Revision]:
         for name, entry in model.tokens.get("branches", {}).items()
     ]
     listed = _source_revisions(model, root)
+    if listed_manifest(model, root) is not None:
+        _note_unlisted_stated(model, stated, listed)
     return [r for r in listed if r.name not in {s.name for s in stated}] + stated
+
+
+def _note_unlisted_stated(model: ModelSettings, stated: Sequence[Revision], listed: Sequence[Revision]) -> None:
+    """Warn of a ``tokens.branches`` name that the model's manifest does not list and that is not ``main`` (which
+    every Hub repository has): a manifest lists the checkpoint branches only, so the name cannot be checked
+    offline, and a typo (``mian``) would otherwise surface only when its download fails."""
+    names = {revision.name for revision in listed}
+    for revision in stated:
+        if revision.name not in names and revision.name != RELEASED_REVISION:
+            logger.warning(
+                "%s: tokens.branches names %r, which its manifest does not list: it is swept as a branch of "
+                "that name (check the spelling; a branch that does not exist fails at its download)",
+                model.name,
+                revision.name,
+            )
 
 
 def _source_revisions(model: ModelSettings, root: Path) -> list[Revision]:
