@@ -386,7 +386,8 @@ def test_a_listed_branch_that_gives_no_step_without_a_manifest_names_tokens_bran
     with pytest.raises(ConfigError) as info:
         plan_sweep(config, ROOT)
     assert (
-        "models.qwen.revisions: 'main' does not read stepN or stepN-tokensXB, and without a manifest a branch's step "
+        "models.qwen.revisions: 'main' is not of the form stepN or stepN-tokensXB, and without a manifest a branch's "
+        "step "
         "and tokens come from its name: state them under models.qwen.tokens.branches, e.g. {main: {step: N, tokens: T}}"
     ) in str(info.value)
     config["models"]["qwen"]["tokens"]["branches"] = {"main": {"step": 300, "tokens": 300_000}}
@@ -405,6 +406,10 @@ def test_a_spectral_leave_out_name_that_is_not_swept_is_refused():
     last = plan_sweep({**config, "models": {"toy": TOY["models"]["toy"]}}, ROOT).revisions["toy"][-1].name
     config["models"]["toy"]["spectral_leave_out"] = [last]
     assert plan_sweep(config, ROOT).models["toy"].spectral_leave_out == (last,)
+    every = [r.name for r in plan_sweep({**config, "models": {"toy": TOY["models"]["toy"]}}, ROOT).revisions["toy"]]
+    config["models"]["toy"]["spectral_leave_out"] = every
+    with pytest.raises(ConfigError, match=r"spectral_leave_out: leaves out every revision this run sweeps"):
+        plan_sweep(config, ROOT)
 
 
 @pytest.mark.parametrize(
@@ -549,7 +554,7 @@ def test_a_stated_branch_its_manifest_does_not_list_is_named(caplog):
         with caplog.at_level("WARNING"):
             assert [r.name for r in plan_sweep(config, ROOT).revisions["olmoe-1b-7b"]][-1] == name
         notes = [r.getMessage() for r in caplog.records if "tokens.branches names" in r.getMessage()]
-        assert notes == (["olmoe-1b-7b: tokens.branches names 'mian', which its manifest does not list: it is swept as "
+        assert notes == (["olmoe-1b-7b: tokens.branches names 'mian', which its manifest does not list: it is read as "
                           "a branch of that name (check the spelling; a branch that does not exist fails at its "
                           "download)"] if warned else []), notes  # fmt: skip
 

@@ -370,7 +370,8 @@ def test_spectral_top_k_takes_counts_shares_and_the_elbow():
     assert [t.k for t in resolve_top_k([0.5, 0.01], [1.0, 2.0, 3.0])] == [1]  # floor, at least 1
     (shares,) = resolve_top_k([0.176, 0.0234], [float(i) for i in range(8)])  # both give K = 1 of 8 heads
     assert shares.how_chosen(8) == "17.6% of 8 heads, rounded down; 2.34% of 8 heads, at least 1"
-    assert shares.describe(8) == "K = 1: 17.6% of 8 heads, rounded down; 2.34% of 8 heads, at least 1"
+    # the final ablation's note joins its notes with "; ", so one K's entries are joined with "and" there
+    assert shares.describe(8) == "K = 1: 17.6% of 8 heads, rounded down and 2.34% of 8 heads, at least 1"
     assert elbow_k([3.0, 1.0]) == 2
     for bad in (0, 1.5, "knee", True):
         with pytest.raises(DataError, match="spectral_top_k"):
@@ -635,7 +636,9 @@ def test_matched_random_claims_compare_with_the_mean_of_the_draws_they_test_agai
     claims, paragraph = hand_claims()
     first = claims["1. spectral picks vs matched random, K = 1"]
     assert "loss +0.40 for the top 1 vs +0.10 for matched random (mean of 3 draws" in first["text"], first["text"]
-    assert "(mean of 3 draws; draw 0, the study's, +0.90, its ratio 0.44x): 4.00x the damage" in first["text"]
+    assert (
+        "(mean of 3 draws; draw 0, the study's, +0.90, a ratio of 0.44x against it): 4.00x the damage" in first["text"]
+    )
     assert "0.44x" not in paragraph
     assert first["value"] == pytest.approx(0.3)
     assert "top 1: loss +0.40 vs +0.10 for matched random (mean of 3 draws; 4.00x the damage)" in paragraph

@@ -132,6 +132,10 @@ def test_a_left_out_final_revision_keeps_the_studys_ranking_and_gives_the_final_
     assert (with_main.sort("layer", "head")["integral"] - table.sort("layer", "head")["integral"]).abs().max() > 1e-3
     with pytest.raises(DataError, match="spectral_leave_out names 'mian'"):
         model_spectral(heads, model, 50.0, leave_out=("mian",))
+    ten = (*(f"b{tokens}" for tokens in data["tokens_B"][1:]), "main")  # one revision left: no integral
+    few = model_spectral(heads, model, 50.0, leave_out=ten)
+    assert few["rank"].null_count() == few.height
+    assert few["note"][0].endswith(f"this sweep has 1, after spectral_leave_out left out {', '.join(ten)}")
 
 
 def test_model_spectral_adds_final_class_and_screen_whatever_the_class() -> None:

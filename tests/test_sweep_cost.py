@@ -103,7 +103,7 @@ def test_a_model_sized_by_the_stand_in_says_so_on_its_own_line(tmp_path, monkeyp
                                   "source": {"type": "hub", "repo_id": "Qwen/Qwen2.5-0.5B"},
                                   "tokens": {"per_step": 1000}}}}  # fmt: skip
     line = measurement_job(plan_sweep(config, REPO, Paths(tmp_path)), "qwen")
-    assert line.endswith("; sized as OLMoE 1B-7B: give models.qwen.shape to size it)"), line
+    assert line.endswith("; sized as OLMoE 1B-7B: give models.qwen.shape to size it by its own)"), line
     config["models"]["qwen"]["shape"] = {"hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14,
                                          "vocab_size": 151936}  # fmt: skip
     assert "sized as" not in measurement_job(plan_sweep(config, REPO, Paths(tmp_path)), "qwen")

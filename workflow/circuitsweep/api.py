@@ -218,8 +218,9 @@ def spectral_ranking(frame: pl.DataFrame) -> pl.DataFrame:
 
     frame: rows of ``layer``, ``head``, ``tokens`` and ``pr`` (one per head and
     revision; ``step`` optional, to order revisions with equal tokens), e.g. the
-    heads table of a sweep (``read_results(...).heads``). With a ``model`` column,
-    each model is ranked on its own revisions. Returns one row per head, in rank
+    heads table of a sweep (``read_results(...).heads``; drop a model's
+    ``spectral_leave_out`` revisions first, as ``tables/spectral.csv`` does). With a
+    ``model`` column, each model is ranked on its own revisions. Returns one row per head, in rank
     order (per model, in the frame's model order): ``model`` (when given),
     ``layer``, ``head``, ``integral`` (trapezoid of max(PR - 1, 0) over
     ln(tokens)), ``final_pr``, ``max_pr``, ``min_pr``, ``spread``, ``rank`` (1 =

@@ -378,7 +378,7 @@ def check_run_pattern(text: str) -> None:
         ) from None
 
 
-def check_repo_id(text: str) -> None:
+def check_hub_repo_id(text: str) -> None:
     from circuitsweep.checkpoints.hub import check_repo_id
 
     check_repo_id(text)

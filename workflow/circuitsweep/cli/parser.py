@@ -22,8 +22,8 @@ from circuitsweep.cli.arguments import (
     Text,
     check_branch_pattern,
     check_endpoint,
+    check_hub_repo_id,
     check_key_value,
-    check_repo_id,
     check_run_pattern,
 )
 from circuitsweep.cli.json_arguments import (
@@ -141,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "refresh-manifest", commands.cmd_refresh_manifest, "list a Hub repository's checkpoint branches into a manifest"
     )
-    p.add_argument("repo_id", type=Text(check_repo_id, "org/name"), help="Hub repository, e.g. allenai/OLMo-1B-0724-hf")
+    p.add_argument(
+        "repo_id", type=Text(check_hub_repo_id, "org/name"), help="Hub repository, e.g. allenai/OLMo-1B-0724-hf"
+    )
     p.add_argument("manifest", type=OutputFile(), help="manifest JSON to write, e.g. config/revisions/olmo.json")
     p.add_argument("--tokens-per-step", type=Count(1), help="for branch names without a token count (stepN)")
     p.add_argument(

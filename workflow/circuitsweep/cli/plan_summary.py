@@ -77,7 +77,9 @@ def measurement_job(plan: Plan, model: str, gpu_present: bool = True) -> str:
     download = ""
     if settings.source["type"] in ("hub", "hub_repos"):
         download = f"{costs.published_bytes(shape, settings.dtype) / costs.GB:,.2f} GB to download, "
-    stand_in = f"; sized as OLMoE 1B-7B: give models.{model}.shape to size it" if found.source == "default" else ""
+    stand_in = (
+        f"; sized as OLMoE 1B-7B: give models.{model}.shape to size it by its own" if found.source == "default" else ""
+    )
     return (
         f"per revision: {download}a job of {size.mem_mb:,} MB and at most about {seconds / 60:,.1f} min {where}"
         f" ({request}{stand_in})"

@@ -138,11 +138,11 @@ class TopK:
     def describe(self, n_heads: int) -> str | None:
         """How K was chosen, when not simply given as a count: ``K = 45: 17.6% of 256 heads, rounded down``,
         ``K = 1: 2.34% of 16 heads, at least 1``, ``K = 7: the elbow of the sorted integrals``."""
-        how = self.how_chosen(n_heads)
+        how = self.how_chosen(n_heads, " and ")
         return f"K = {self.k}: {how}" if how else None
 
-    def how_chosen(self, n_heads: int) -> str | None:
-        """:meth:`describe` without ``K = k:``; entries that gave the same K each stated, joined by ``; ``."""
+    def how_chosen(self, n_heads: int, sep: str = "; ") -> str | None:
+        """:meth:`describe` without ``K = k:``: each entry that gave this K stated, joined by ``sep``."""
         words = []
         for entry in self.asked:
             if entry == ELBOW:
@@ -151,7 +151,7 @@ class TopK:
                 exact = float(entry) * n_heads
                 note = "" if exact == self.k else ", at least 1" if exact < 1 else ", rounded down"
                 words.append(f"{float(entry) * 100:g}% of {n_heads} heads{note}")
-        return "; ".join(words) if words else None
+        return sep.join(words) if words else None
 
 
 def _entry(value: int | float | str) -> str:
@@ -220,7 +220,12 @@ def model_spectral(
             "classified heads do not hold"
         )
     ranked = heads.filter(~pl.col("revision").is_in(list(leave_out)))
+    if ranked.height == 0:
+        raise DataError(f"spectral ranking of {model}: spectral_leave_out ({', '.join(leave_out)}) leaves no revision")
     ranking = spectral_ranking(ranked.select("layer", "head", "step", "tokens", "pr"))
+    note = unranked_note(ranking)
+    if note is not None and leave_out:
+        note += f", after spectral_leave_out left out {', '.join(leave_out)}"
     final = final_revision(heads).sort("layer", "head")
     facts = final.select(
         "layer",
@@ -232,7 +237,7 @@ def model_spectral(
     table = ranking.join(facts, on=["layer", "head"], how="left").with_columns(
         pl.lit(model).alias("model"),
         pl.lit(", ".join(leave_out) or None, pl.String).alias("left_out_revisions"),
-        pl.lit(unranked_note(ranking), pl.String).alias("note"),
+        pl.lit(note, pl.String).alias("note"),
     )
     return table.sort("rank", "layer", "head").select(C.SPECTRAL_COLUMNS)
 

@@ -84,6 +84,8 @@ def spectral_leave_out_problems(model: ModelSettings, swept: Sequence[Revision])
     names = [revision.name for revision in swept]
     unknown = [name for name in model.spectral_leave_out if name not in names]
     if not unknown:
+        if names and set(names) <= set(model.spectral_leave_out):
+            return [f"models.{model.name}.spectral_leave_out: leaves out every revision this run sweeps: none to rank"]
         return []
     shown = ", ".join(names[:3]) + (f" .. {names[-1]}" if len(names) > 3 else "")
     return [

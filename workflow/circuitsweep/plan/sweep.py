@@ -174,7 +174,7 @@ def _note_unlisted_stated(model: ModelSettings, stated: Sequence[Revision], list
     for revision in stated:
         if revision.name not in names and revision.name != RELEASED_REVISION:
             logger.warning(
-                "%s: tokens.branches names %r, which its manifest does not list: it is swept as a branch of "
+                "%s: tokens.branches names %r, which its manifest does not list: it is read as a branch of "
                 "that name (check the spelling; a branch that does not exist fails at its download)",
                 model.name,
                 revision.name,
@@ -261,13 +261,13 @@ def _run_dir_contents(folder: Path, pattern: str) -> str:
     """What a run_dir ``folder`` without checkpoint folders holds, for its refusal: `` (it holds a, b, c ...)``, and
     where ``folder`` is itself a checkpoint folder by ``pattern``, that ``path`` is the run's output folder."""
     try:
-        names = sorted(entry.name for entry in folder.iterdir())
+        names = sorted(entry.name for entry in folder.iterdir() if not entry.name.startswith("."))
     except OSError:
         return ""
     held = f"it holds {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}" if names else "it is empty"
     try:
         siblings = dict(run_dir.list_checkpoints(folder.parent, pattern))
-    except ConfigError:
+    except (ConfigError, OSError):
         siblings = {}
     if folder.name in siblings:
         held += f"; {folder.name} is itself a checkpoint: give source.path as the run's output folder, {folder.parent}"
@@ -283,10 +283,14 @@ def _refuse_unread_names(model: ModelSettings, names: Sequence[str], parsed: Seq
     if not unread:
         return
     pattern = model.source.get("branch_pattern")
-    form = f"match source.branch_pattern {pattern!r}" if pattern else "read stepN or stepN-tokensXB"
-    holds = "does not" if len(unread) == 1 else "do not"
+    one = len(unread) == 1
+    form = (
+        f"{'does' if one else 'do'} not match source.branch_pattern {pattern!r}"
+        if pattern
+        else f"{'is' if one else 'are'} not of the form stepN or stepN-tokensXB"
+    )
     raise ConfigError(
-        f"models.{model.name}.revisions: {', '.join(map(repr, unread))} {holds} {form}, and without a manifest a "
+        f"models.{model.name}.revisions: {', '.join(map(repr, unread))} {form}, and without a manifest a "
         f"branch's step and tokens come from its name: state them under models.{model.name}.tokens.branches, "
         f"e.g. {{{unread[0]}: {{step: N, tokens: T}}}}"
     )

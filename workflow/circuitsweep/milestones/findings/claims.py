@@ -86,7 +86,7 @@ class _Random:
             return ""
         value = self.draw[metric]
         study = ratio(value) if ratio is not None else None
-        return f"; draw 0, the study's, {show(value)}" + (f", its ratio {study}" if study else "")
+        return f"; draw 0, the study's, {show(value)}" + (f", a ratio of {study} against it" if study else "")
 
 
 class _Ablation:
@@ -309,9 +309,7 @@ def _screen_claims(
         ratio = drop / random_drop if random_drop > 0 else None
         verdict = f"{ratio:.1f}x" if ratio is not None else "random heads did not lower top-1, no ratio"
         caveat = _ratio_caveat(control, "top1") if ratio is not None else ("", "")
-        draw0 = random.draw0(
-            "top1", _percent, lambda top1: f"{drop / (base - top1):.1f}x" if drop > 0 and base - top1 > 0 else None
-        )
+        draw0 = random.draw0("top1", _percent, lambda top1: f"{drop / (base - top1):.1f}x" if base - top1 > 0 else None)
         text += f"; matched random ({random.label}) -> {_percent(control['top1'])} (drop {_pp(random_drop)}"
         text += f"{draw0}): {verdict}{caveat[0]}" + _shortfall(control)
         short += f", matched random ({random.label}) {_percent(control['top1'])}: {verdict}{caveat[1]}"
