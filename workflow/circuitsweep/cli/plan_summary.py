@@ -78,7 +78,9 @@ def measurement_job(plan: Plan, model: str, gpu_present: bool = True) -> str:
     if settings.source["type"] in ("hub", "hub_repos"):
         download = f"{costs.published_bytes(shape, settings.dtype) / costs.GB:,.2f} GB to download, "
     stand_in = (
-        f"; sized as OLMoE 1B-7B: give models.{model}.shape to size it by its own" if found.source == "default" else ""
+        f"; {costs.SIZED_BY_STAND_IN}: give models.{model}.shape to size it by its own"
+        if found.source == "default"
+        else ""
     )
     return (
         f"per revision: {download}a job of {size.mem_mb:,} MB and at most about {seconds / 60:,.1f} min {where}"

@@ -83,15 +83,15 @@ def spectral_leave_out_problems(model: ModelSettings, swept: Sequence[Revision])
     ranking would silently differ from the one asked for), one line naming it and the revisions swept."""
     names = [revision.name for revision in swept]
     unknown = [name for name in model.spectral_leave_out if name not in names]
-    if not unknown:
-        if names and set(names) <= set(model.spectral_leave_out):
-            return [f"models.{model.name}.spectral_leave_out: leaves out every revision this run sweeps: none to rank"]
-        return []
-    shown = ", ".join(names[:3]) + (f" .. {names[-1]}" if len(names) > 3 else "")
-    return [
-        f"models.{model.name}.spectral_leave_out: {', '.join(map(repr, unknown))} "
-        f"{'is no revision' if len(unknown) == 1 else 'are no revisions'} this run sweeps ({shown})"
-    ]
+    if unknown:
+        shown = ", ".join(names[:3]) + (f" .. {names[-1]}" if len(names) > 3 else "")
+        return [
+            f"models.{model.name}.spectral_leave_out: {', '.join(map(repr, unknown))} "
+            f"{'is no revision' if len(unknown) == 1 else 'are no revisions'} this run sweeps ({shown})"
+        ]
+    if names and set(names) <= set(model.spectral_leave_out):
+        return [f"models.{model.name}.spectral_leave_out: leaves out every revision this run sweeps: none to rank"]
+    return []
 
 
 def _tokens_key(model: ModelSettings, where: str, manifest: Path | None, names: Sequence[str]) -> str:

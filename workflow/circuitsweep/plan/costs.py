@@ -60,6 +60,8 @@ if TYPE_CHECKING:
     from circuitsweep.plan.sweep import PartialManifest, Plan
 
 GB = 1e9
+#: How a model without a declared shape or a config.json on disk is sized (:data:`sizing.DEFAULT_MODEL_CONFIG`).
+SIZED_BY_STAND_IN = "sized as OLMoE 1B-7B"
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 #: A fresh job's python start, imports and CUDA initialisation.
@@ -468,7 +470,7 @@ def describe_cost(cost: SweepCost) -> str:
             )
         line = f"circuitsweep: {revisions} to measure: {fetched}, {hours}"
     if cost.unsized:
-        line += f"; sized as OLMoE 1B-7B (no models.<name>.shape): {', '.join(cost.unsized)}"
+        line += f"; {SIZED_BY_STAND_IN} (no models.<name>.shape): {', '.join(cost.unsized)}"
     parts = [f"{part} {_hours(hours)}" for part, hours in cost.hours.items() if hours >= 0.005]
     details = [f"{cost.device}-hours by pass: {', '.join(parts)}"] if parts else []
     if cost.cpu_hours:

@@ -161,23 +161,21 @@ def available_revisions(model: ModelSettings, root: Path) -> list[Revision]:
         for name, entry in model.tokens.get("branches", {}).items()
     ]
     listed = _source_revisions(model, root)
-    if listed_manifest(model, root) is not None:
-        _note_unlisted_stated(model, stated, listed)
     return [r for r in listed if r.name not in {s.name for s in stated}] + stated
 
 
-def _note_unlisted_stated(model: ModelSettings, stated: Sequence[Revision], listed: Sequence[Revision]) -> None:
-    """Warn of a ``tokens.branches`` name that the model's manifest does not list and that is not ``main`` (which
-    every Hub repository has): a manifest lists the checkpoint branches only, so the name cannot be checked
-    offline, and a typo (``mian``) would otherwise surface only when its download fails."""
+def _note_unlisted_stated(model: ModelSettings, listed: Sequence[Revision]) -> None:
+    """Warn of a ``tokens.branches`` name that the model's manifest (``listed``) does not list and that is not
+    ``main`` (which every Hub repository has): a manifest lists the checkpoint branches only, so the name cannot
+    be checked offline, and a typo (``mian``) would otherwise surface only when its download fails."""
     names = {revision.name for revision in listed}
-    for revision in stated:
-        if revision.name not in names and revision.name != RELEASED_REVISION:
+    for name in model.tokens.get("branches", {}):
+        if name not in names and name != RELEASED_REVISION:
             logger.warning(
                 "%s: tokens.branches names %r, which its manifest does not list: it is read as a branch of "
                 "that name (check the spelling; a branch that does not exist fails at its download)",
                 model.name,
-                revision.name,
+                name,
             )
 
 
@@ -247,7 +245,9 @@ def _source_revisions(model: ModelSettings, root: Path) -> list[Revision]:
                     "or list the revisions explicitly"
                 )
         else:
-            return list(model_manifest(model, path).revisions)
+            listed = list(model_manifest(model, path).revisions)
+            _note_unlisted_stated(model, listed)
+            return listed
     try:
         parsed = parse_branches(names, tokens_per_step=tokens_per_step, pattern=source.get("branch_pattern"))
     except ValueError as error:
