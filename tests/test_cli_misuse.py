@@ -80,3 +80,21 @@ def test_a_misused_subcommand_is_one_line_and_deterministic(tmp_path, case):
     assert named in lines[0]
     assert result.returncode == EXIT_DETERMINISTIC, result.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("module", ["circuitsweep", "circuitsweep.cli"])
+def test_both_module_entry_points_run_the_command_line(tmp_path, module):
+    """``python -m circuitsweep`` (what the rules call) and ``python -m circuitsweep.cli`` (where the command line
+    lives) are one program: the same misuse gets the same one line and exit 3 from either."""
+    (tmp_path / "folder").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", module, "refresh-manifest", "org/tiny", "folder", "--endpoint", NOWHERE],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(WORKFLOW), "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == EXIT_DETERMINISTIC, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "folder is a folder" in lines[0], result.stderr

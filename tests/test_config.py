@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -527,15 +528,32 @@ def test_an_empty_manifest_file_is_named_with_its_key(tmp_path):
         plan_sweep(_manifest_config(tmp_path, empty), ROOT)
 
 
-@pytest.mark.parametrize("kind", ["missing", "folder"])
+@pytest.mark.parametrize("kind", ["missing", "folder", "fifo", "broken link", "through a file"])
 def test_a_mistyped_manifest_path_is_refused_not_passed_over(tmp_path, kind):
-    """A source.manifest that does not exist, or is a folder, is refused naming the key and the path, never
-    passed over for steps and tokens guessed from the branch names."""
+    """A source.manifest that is no readable file (nothing there, a folder, a pipe, a link to nothing, a path
+    through a file) is refused naming the key and the path, never passed over for steps and tokens guessed from
+    the branch names. The reasons are the command line's for its input files (``io.readable``)."""
     path = tmp_path / "nope.json"
+    expected = {
+        "missing": "does not exist; correct the path, or leave source.manifest out",
+        "folder": "is a folder, not a manifest file",
+        "fifo": r"is not a regular file \(a pipe or a device\?\), not a manifest file",
+        "broken link": rf"is a broken symbolic link \(to {tmp_path}/gone.json, which does not exist\)",
+        "through a file": ": a part of this path is a file, not a folder",
+    }[kind]
     if kind == "folder":
         path.mkdir()
-    expected = "does not exist" if kind == "missing" else "is a folder, not a manifest file"
-    with pytest.raises(ConfigError, match=rf"models\.pythia-1b\.source\.manifest: {path} {expected}"):
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "broken link":
+        path.symlink_to(tmp_path / "gone.json")
+    elif kind == "through a file":
+        path.write_text("{}")
+        path = path / "manifest.json"
+    with pytest.raises(
+        ConfigError,
+        match=rf"models\.pythia-1b\.source\.manifest: {path}{'' if kind == 'through a file' else ' '}{expected}",
+    ):
         plan_sweep(_manifest_config(tmp_path, path), ROOT)
     # the bundled manifest is still found for a config that names none
     assert [r.name for r in plan_sweep(PYTHIA, ROOT).revisions["pythia-1b"]] == ["step1", "step512", "step143000"]

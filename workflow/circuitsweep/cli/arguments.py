@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from circuitsweep.io.readable import unreadable_file
+
 
 class Argument:
     """What one command-line argument is (an argparse ``type``): the boundary checks it before the command runs.
@@ -110,15 +112,9 @@ class InputFile(Argument):
 
     def readable(self, text: str) -> None:
         """Refuse ``text`` unless it is an existing regular file this process may read."""
-        found = _stat(text)
-        if found is None:
-            raise argparse.ArgumentTypeError(f"{text} does not exist")
-        if stat.S_ISDIR(found.st_mode):
-            raise argparse.ArgumentTypeError(f"{text} is a folder, not a {self.what}")
-        if not stat.S_ISREG(found.st_mode):
-            raise argparse.ArgumentTypeError(f"{text} is not a regular file (a pipe or a device?), not a {self.what}")
-        if not os.access(text, os.R_OK):
-            raise argparse.ArgumentTypeError(f"{text} cannot be read (permissions)")
+        problem = unreadable_file(text, self.what)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
 
 
 class CsvTable(InputFile):

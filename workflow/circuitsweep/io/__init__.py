@@ -11,5 +11,6 @@ only :mod:`circuitsweep.errors` (and the package's ``__version__``).
 - :mod:`.run_folder`: the run folder a config owns, and its lock; :mod:`.names`: names that may become paths;
 - :mod:`.report_mode`: what ``snakemake --report`` of a run that did not finish bundles;
 - :mod:`.settings_files`: job settings files named by the digest of what they hold;
-- :mod:`.corpus`: natural-text corpus files and their digest; :mod:`.progress`: console progress lines.
+- :mod:`.corpus`: natural-text corpus files and their digest; :mod:`.progress`: console progress lines;
+- :mod:`.readable`: why a path the user names cannot be read as a file (the config's and the command line's).
 """

@@ -46,6 +46,7 @@ from circuitsweep.io.cache_check import (
 )
 from circuitsweep.io.contracts import Paths
 from circuitsweep.io.corpus import corpus_files
+from circuitsweep.io.readable import unreadable_file
 from circuitsweep.io.run_folder import run_folder_refusal, run_root
 from circuitsweep.io.settings_files import check_settings_folder
 from circuitsweep.plan import passes, sizing
@@ -108,15 +109,8 @@ def listed_manifest(model: ModelSettings, root: Path) -> Path | None:
 
 def _manifest_file_problem(path: Path) -> str | None:
     """Why the manifest a config names cannot be read as one (missing, a folder, a device), or None."""
-    if path.is_symlink() and not path.exists():
-        return f"{path} is a broken symbolic link (to {os.readlink(path)}, which does not exist)"
-    if not path.exists():
-        return f"{path} does not exist; correct the path, or leave source.manifest out to use config/revisions"
-    if path.is_dir():
-        return f"{path} is a folder, not a manifest file"
-    if not path.is_file():
-        return f"{path} is not a regular file (a pipe or a device?), not a manifest file"
-    return None
+    hint = "; correct the path, or leave source.manifest out to use config/revisions"
+    return unreadable_file(path, "manifest file", missing_hint=hint)
 
 
 def model_manifest(model: ModelSettings, path: Path) -> Manifest:
