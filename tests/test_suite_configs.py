@@ -170,3 +170,18 @@ def test_config_readme_counts_the_default_toys_checkpoints():
     models = load_config(ROOT / "config" / "config.yaml")["models"].values()
     counts = [len(model["toy"]["schedule"]) for model in models]
     assert (low, high) == (min(counts), max(counts)), counts
+
+
+def test_check_config_names_a_released_model_as_such():
+    """A released model swept alone (``revisions: [main]`` with no manifest and no stated tokens, as the
+    primitives configs sweep it) reads as the released model in check-config, not as a model at 0 tokens
+    (which would be an untrained one); a stated ``main`` keeps its tokens."""
+    from circuitsweep.cli.plan_summary import describe_plan
+
+    config = load_config(ROOT / "config" / "primitives-paper.yaml")
+    lines = {line.split(":")[0]: line for line in describe_plan(plan_sweep(config, ROOT))}
+    assert "1 revision (main, the released model; no step or tokens stated)" in lines["qwen2.5-0.5b-instruct"]
+    model = config["models"]["qwen2.5-0.5b-instruct"]
+    model["tokens"] = {"per_step": 2048, "branches": {"main": {"step": 0, "tokens": 0}}}
+    lines = {line.split(":")[0]: line for line in describe_plan(plan_sweep(config, ROOT))}
+    assert "1 revision (main; at 0 tokens)" in lines["qwen2.5-0.5b-instruct"]

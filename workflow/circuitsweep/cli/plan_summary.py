@@ -20,10 +20,8 @@ def describe_plan(plan: Plan, jobs: dict[str, str] | None = None) -> list[str]:
 
     batches = natural_batches(plan)
     lines = []
-    for model, revisions in plan.revisions.items():
-        last = revisions[-1]
-        span = f"{revisions[0].name} .. {last.name}; the last at" if len(revisions) > 1 else f"{last.name}; at"
-        parts = [f"{len(revisions)} revision{'s' if len(revisions) != 1 else ''} ({span} {last.tokens:,} tokens)"]
+    for model in plan.revisions:
+        parts = [_revisions_part(plan, model)]
         natural = plan.models[model].probes.natural_text
         if natural is not None:
             builder = batches[natural.tokenizer][0]
@@ -47,6 +45,20 @@ def describe_plan(plan: Plan, jobs: dict[str, str] | None = None) -> list[str]:
             lines.append(f"  {jobs[model]}")
     lines.append(f"ablation: {'every revision' if plan.ablation is not None else 'off'}")
     return lines + [f"note: {note}" for note in plan.notes]
+
+
+def _revisions_part(plan: Plan, model: str) -> str:
+    """``N revisions (first .. last; the last at T tokens)``; a released model swept alone (``main`` without a
+    step or tokens stated, as a primitives config sweeps it) is named as such, not as a model at 0 tokens."""
+    from circuitsweep.plan.sweep import RELEASED_REVISION
+
+    revisions = plan.revisions[model]
+    last = revisions[-1]
+    stated = RELEASED_REVISION in plan.models[model].tokens.get("branches", {})
+    if len(revisions) == 1 and (last.name, last.step, last.tokens) == (RELEASED_REVISION, 0, 0) and not stated:
+        return f"1 revision ({last.name}, the released model; no step or tokens stated)"
+    span = f"{revisions[0].name} .. {last.name}; the last at" if len(revisions) > 1 else f"{last.name}; at"
+    return f"{len(revisions)} revision{'s' if len(revisions) != 1 else ''} ({span} {last.tokens:,} tokens)"
 
 
 def measurement_job(plan: Plan, model: str, gpu_present: bool = True) -> str:
