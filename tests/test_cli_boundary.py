@@ -469,3 +469,17 @@ def test_each_table_kind_names_columns_of_its_contract():
     assert set(tables) == set(contracts)
     for kind, argument in tables.items():
         assert set(argument.columns) <= set(contracts[kind]), kind
+
+
+def test_an_input_file_names_why_it_cannot_be_read(tmp_path):
+    """An input file argument that is a link to nothing names the link and its missing target, and one through a
+    file says so, rather than a bare "does not exist" (the config's manifest check gives the same reasons:
+    ``io.readable``)."""
+    link, through = tmp_path / "table.parquet", tmp_path / "file.txt"
+    link.symlink_to(tmp_path / "gone.parquet")
+    through.write_text("x")
+    argument = cli_arguments.InputFile("table")
+    with pytest.raises(argparse.ArgumentTypeError, match=rf"{link} is a broken symbolic link \(to {tmp_path}/gone"):
+        argument(str(link))
+    with pytest.raises(argparse.ArgumentTypeError, match="a part of this path is a file, not a folder"):
+        argument(str(through / "x.parquet"))
