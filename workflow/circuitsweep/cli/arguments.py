@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from circuitsweep.io.readable import unreadable_file
+from circuitsweep.io.readable import stat_or_none, unreadable_file
 
 
 class Argument:
@@ -44,16 +44,10 @@ class Argument:
 
 def _stat(text: str) -> os.stat_result | None:
     """``os.stat`` of a path argument, None when nothing is there; refuses what cannot be a path."""
-    if not text or "\0" in text:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a path")
     try:
-        return os.stat(text)
-    except FileNotFoundError:
-        return None
-    except NotADirectoryError:
-        raise argparse.ArgumentTypeError(f"{text}: a part of this path is a file, not a folder") from None
-    except (OSError, ValueError) as error:
-        raise argparse.ArgumentTypeError(f"{text}: {getattr(error, 'strerror', None) or error}") from None
+        return stat_or_none(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _writable_parent(text: str) -> None:
